@@ -1,0 +1,91 @@
+//! A short tour: one sandbox, and what is different inside it.
+//!
+//! Run with `cargo run --example tour`.
+
+use std::process::ExitCode;
+
+use hermetic::Sandbox;
+
+/// What a process can see of its surroundings.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct View {
+    uid: u32,
+    gid: u32,
+    hostname: String,
+    interfaces: Vec<String>,
+    pids: Vec<u32>,
+    mounts: usize,
+}
+
+fn look() -> View {
+    let mut interfaces: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    interfaces.sort();
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    pids.sort();
+    View {
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        hostname: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        interfaces,
+        pids,
+        mounts: std::fs::read_to_string("/proc/self/mountinfo")
+            .map(|m| m.lines().count())
+            .unwrap_or(0),
+    }
+}
+
+fn show(label: &str, v: &View) {
+    let pids = if v.pids.len() > 8 {
+        format!("{} processes", v.pids.len())
+    } else {
+        format!("{:?}", v.pids)
+    };
+    println!(
+        "{label:>8}: uid={} gid={} hostname={:?} interfaces={:?} pids={} mounts={}",
+        v.uid, v.gid, v.hostname, v.interfaces, pids, v.mounts
+    );
+}
+
+fn main() -> ExitCode {
+    let start = std::time::Instant::now();
+    let sandbox = match Sandbox::builder().hostname("tour").build() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot create a sandbox on this host: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let made = start.elapsed();
+    let outside = look();
+    let start = std::time::Instant::now();
+    let inside = sandbox.run(look);
+    let ran = start.elapsed();
+    println!("hermetic tour: one sandbox, seen from outside and inside\n");
+    show("outside", &outside);
+    show("inside", &inside);
+
+    let port = sandbox.run(|| {
+        let l = std::net::TcpListener::bind("127.0.0.1:8080").expect("bind inside");
+        l.local_addr().unwrap().port()
+    });
+    println!("\ninside, 127.0.0.1:{port} was free to bind, whatever the host uses it for");
+    let host = sandbox.command("hostname").output().expect("run hostname inside");
+    println!(
+        "`hostname` started with sandbox.command(..) prints {:?}",
+        String::from_utf8_lossy(&host.stdout).trim()
+    );
+    println!(
+        "\ncreating the sandbox took {:.2} ms, one run {:.2} ms",
+        made.as_secs_f64() * 1e3,
+        ran.as_secs_f64() * 1e3
+    );
+    drop(sandbox);
+    println!("dropped: every process that ran inside is gone");
+    ExitCode::SUCCESS
+}

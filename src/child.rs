@@ -1,0 +1,490 @@
+//! Everything that runs after `fork`/`clone`, in one place.
+//!
+//! Three kinds of process run code from here:
+//!
+//! - the **holder**, cloned into the new namespaces: it walks the prepared
+//!   [`Step`]s, reports, then waits for the lifeline and does nothing else
+//!   (the kernel reaps its orphans because it ignores `SIGCHLD`);
+//! - a run's **joiner**, forked from the test process: it joins the holder's
+//!   namespaces with one `setns` on the holder's pidfd and clones the runner
+//!   as a sibling (`CLONE_PARENT`), so that the test process can wait for the
+//!   runner directly, then exits;
+//! - the **runner**, in the sandbox's PID namespace: it points fds 1 and 2 at
+//!   the sandbox's output pipes and runs the user's closure on a fresh thread,
+//!   sending back one frame.
+//!
+//! # Safety
+//!
+//! The holder is a raw `clone` of a multi-threaded process and the joiner a
+//! `fork` of one. Until the user's closure starts, code here makes only
+//! system calls through [`sys`], on data prepared before forking: no
+//! allocation, no locks, no unwinding (every path ends in `_exit`). The
+//! runner's closure is user code; the crate documentation says what it may
+//! not rely on.
+#![allow(unsafe_code)]
+
+use std::cell::{Cell, RefCell};
+use std::io::Write;
+use std::os::fd::RawFd;
+use std::panic::{self, AssertUnwindSafe};
+
+use serde::Serialize;
+
+use crate::channel::{self, PanicReport, Tag};
+use crate::error::PanicLocation;
+use crate::plan::{Action, Step};
+use crate::sys;
+
+/// The step index the holder sends when all steps succeeded.
+pub(crate) const READY: u32 = u32::MAX;
+
+/// Sends the holder's report: `(step index, errno)` in 8 bytes.
+fn report(fd: RawFd, step: u32, errno: i32) {
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&step.to_le_bytes());
+    msg[4..].copy_from_slice(&errno.to_le_bytes());
+    let _ = sys::write_all(fd, &msg);
+}
+
+/// Decodes the holder's report.
+pub(crate) fn parse_report(msg: [u8; 8]) -> (u32, i32) {
+    let step = u32::from_le_bytes(msg[..4].try_into().expect("4 bytes"));
+    let errno = i32::from_le_bytes(msg[4..].try_into().expect("4 bytes"));
+    (step, errno)
+}
+
+fn act(action: &Action, keep: &[RawFd]) -> Result<(), i32> {
+    match action {
+        Action::DetachFds => {
+            // SAFETY: the path is a NUL-terminated literal.
+            let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+            if null < 0 {
+                return Err(sys::errno());
+            }
+            for fd in 0..3 {
+                sys::dup2(null, fd)?;
+            }
+            sys::close_all_except(keep)
+        }
+        Action::WriteFile { path, content } => sys::write_file(path, content),
+        Action::MakeMountsPrivate => sys::mount(
+            None,
+            c"/",
+            None,
+            libc::MS_REC | libc::MS_PRIVATE,
+            None,
+        ),
+        Action::Mount {
+            source,
+            target,
+            fstype,
+            flags,
+            data,
+        } => sys::mount(
+            source.as_deref(),
+            target,
+            fstype.as_deref(),
+            *flags,
+            data.as_deref(),
+        ),
+        Action::RemountReadOnly { target } => {
+            let locked = sys::locked_mount_flags(target)?;
+            sys::mount(
+                None,
+                target,
+                None,
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked,
+                None,
+            )
+        }
+        Action::CreateDir { path } => sys::mkdir(path),
+        Action::CreateFile { path } => sys::touch(path),
+        Action::SetHostname { name } => sys::sethostname(name),
+        Action::LoopbackUp => sys::loopback_up(),
+    }
+}
+
+/// The holder: PID 1 of the sandbox.
+///
+/// `ready` is the write end of the report pipe; `lifeline` a pidfd of the
+/// test process.
+pub(crate) fn holder_main(steps: &[Step], ready: RawFd, lifeline: RawFd) -> ! {
+    sys::set_name(c"hermetic-init");
+    let keep = if ready < lifeline {
+        [ready, lifeline]
+    } else {
+        [lifeline, ready]
+    };
+    for (i, step) in steps.iter().enumerate() {
+        if let Err(errno) = act(&step.action, &keep) {
+            report(ready, i as u32, errno);
+            sys::exit(1);
+        }
+    }
+    if let Err(errno) = sys::autoreap_children() {
+        report(ready, steps.len() as u32, errno);
+        sys::exit(1);
+    }
+    report(ready, READY, 0);
+    // SAFETY: ready is ours and closed once; nothing else uses it after.
+    unsafe { libc::close(ready) };
+    // Readable once the test process has exited. Dying as PID 1 makes the
+    // kernel kill everything else in the sandbox.
+    sys::wait_readable(lifeline);
+    sys::exit(0)
+}
+
+/// What a run's joiner needs, prepared by the parent.
+pub(crate) struct JoinPlan {
+    /// The holder's pidfd.
+    pub(crate) holder: RawFd,
+    /// `CLONE_NEW*` flags of the namespaces to join.
+    pub(crate) nstypes: libc::c_int,
+    /// Write end of the joiner's report pipe.
+    pub(crate) report: RawFd,
+}
+
+/// What the joiner reports: the runner's pid, or the errno of a failure.
+pub(crate) enum Joined {
+    Runner(libc::pid_t),
+    Failed { step: &'static str, errno: i32 },
+}
+
+/// Steps of the joiner, by the code it reports.
+const JOIN_STEPS: [&str; 2] = [
+    "joining the sandbox's namespaces (setns)",
+    "starting the process that runs the closure (clone)",
+];
+
+pub(crate) fn parse_joined(msg: [u8; 8]) -> Joined {
+    let (code, value) = parse_report(msg);
+    match code {
+        0 => Joined::Runner(value),
+        n => Joined::Failed {
+            step: JOIN_STEPS
+                .get(n as usize - 1)
+                .copied()
+                .unwrap_or("starting a run"),
+            errno: value,
+        },
+    }
+}
+
+/// The joiner. Returns only in the runner, which is then a child of the test
+/// process inside the sandbox's namespaces, in the directory the test process
+/// was in (or `/` if that does not exist inside).
+///
+/// # Safety
+///
+/// Call only in a child just forked from the test process, before anything
+/// else.
+pub(crate) unsafe fn join(plan: &JoinPlan) {
+    // setns into a mount namespace moves us to its root; remember where we
+    // were to go back by path (never by fd, which would lead out of the
+    // sandbox's mount tree).
+    let mut cwd = [0u8; libc::PATH_MAX as usize];
+    // SAFETY: cwd is a live buffer of the given size.
+    let have_cwd = !unsafe { libc::getcwd(cwd.as_mut_ptr().cast(), cwd.len()) }.is_null();
+
+    if let Err(errno) = sys::setns(sys::borrow_static(plan.holder), plan.nstypes) {
+        report(plan.report, 1, errno);
+        sys::exit(1);
+    }
+    // SAFETY: cwd is NUL-terminated when getcwd succeeded; "/" is a literal.
+    if !have_cwd || unsafe { libc::chdir(cwd.as_ptr().cast()) } != 0 {
+        // SAFETY: as above.
+        unsafe { libc::chdir(c"/".as_ptr()) };
+    }
+    // SAFETY: the joiner is single-threaded (a fresh fork), so the runner
+    // inherits consistent allocator and libc state; CLONE_PARENT makes the
+    // test process its parent.
+    match unsafe { sys::clone_fork(libc::CLONE_PARENT as libc::c_ulong) } {
+        Ok(sys::Forked::Child) => {}
+        Ok(sys::Forked::Parent { pid, .. }) => {
+            report(plan.report, 0, pid);
+            sys::exit(0);
+        }
+        Err(errno) => {
+            report(plan.report, 2, errno);
+            sys::exit(1);
+        }
+    }
+}
+
+thread_local! {
+    /// Set on the thread that runs the user's closure.
+    static IN_CLOSURE: Cell<bool> = const { Cell::new(false) };
+    /// The location of that thread's panic, recorded by our hook.
+    static PANIC_AT: RefCell<Option<PanicLocation>> = const { RefCell::new(None) };
+}
+
+/// The closure and where its frame goes, handed to the runner's thread.
+struct Job<F> {
+    f: Option<F>,
+    result: RawFd,
+}
+
+/// Runs `f` in the runner and sends its frame to `result`; never returns.
+///
+/// `stdout` and `stderr` become fds 1 and 2. The closure runs on a fresh
+/// thread made with `pthread_create`: threads made by std inherit libtest's
+/// per-thread output capture, which in a forked child would swallow
+/// `println!`; a raw thread prints to fd 1, which the test process forwards
+/// into the test's own output.
+pub(crate) fn serve<F, T>(f: F, result: RawFd, stdout: RawFd, stderr: RawFd) -> !
+where
+    F: FnOnce() -> T,
+    T: Serialize,
+{
+    if sys::dup2(stdout, 1).is_err() || sys::dup2(stderr, 2).is_err() {
+        sys::exit(crate::runner::EXIT_SETUP);
+    }
+    // Our hook records where the closure panicked instead of printing it:
+    // the test process re-raises the panic with that location. Panics of
+    // other threads still print as usual. The hook lives only in this
+    // process's copy of the program.
+    let previous = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        if IN_CLOSURE.with(Cell::get) {
+            let location = info.location().map(|l| PanicLocation {
+                file: l.file().to_owned(),
+                line: l.line(),
+                column: l.column(),
+            });
+            PANIC_AT.with(|p| *p.borrow_mut() = location);
+        } else {
+            previous(info);
+        }
+    }));
+
+    let mut job = Job { f: Some(f), result };
+    // SAFETY: attr is initialised by pthread_attr_init before use; job
+    // outlives the thread, which we join (the thread never returns: it
+    // exits the process).
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        let mut thread: libc::pthread_t = std::mem::zeroed();
+        let started = libc::pthread_attr_init(&mut attr) == 0
+            && libc::pthread_attr_setstacksize(&mut attr, 8 << 20) == 0
+            && libc::pthread_create(
+                &mut thread,
+                &attr,
+                closure_thread::<F, T>,
+                (&mut job as *mut Job<F>).cast(),
+            ) == 0;
+        if started {
+            libc::pthread_join(thread, std::ptr::null_mut());
+        } else {
+            // No thread: run here; output then follows this thread's
+            // capture, everything else is the same.
+            closure_thread::<F, T>((&mut job as *mut Job<F>).cast());
+        }
+    }
+    sys::exit(0)
+}
+
+extern "C" fn closure_thread<F, T>(arg: *mut libc::c_void) -> *mut libc::c_void
+where
+    F: FnOnce() -> T,
+    T: Serialize,
+{
+    // SAFETY: arg is the &mut Job<F> that serve() passed and keeps alive.
+    let job = unsafe { &mut *arg.cast::<Job<F>>() };
+    let f = job.f.take().expect("the closure runs once");
+    IN_CLOSURE.with(|c| c.set(true));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(f)).and_then(|value| {
+        // A Serialize impl may panic too; report it like the closure's own.
+        let encoded = panic::catch_unwind(AssertUnwindSafe(|| postcard::to_allocvec(&value)));
+        // Dropping the value could panic or block; the process is about to
+        // exit, so it is not dropped at all.
+        std::mem::forget(value);
+        encoded
+    });
+    let frame = match outcome {
+        Ok(Ok(bytes)) => channel::encode_frame(Tag::Value, &bytes),
+        Ok(Err(e)) => channel::encode_frame(Tag::EncodeFailed, e.to_string().as_bytes()),
+        Err(payload) => {
+            let message = payload_message(&*payload);
+            std::mem::forget(payload);
+            let report = PanicReport {
+                message,
+                location: PANIC_AT.with(|p| p.borrow_mut().take()),
+            };
+            let bytes = postcard::to_allocvec(&report).unwrap_or_default();
+            channel::encode_frame(Tag::Panic, &bytes)
+        }
+    };
+    IN_CLOSURE.with(|c| c.set(false));
+    let _ = std::io::stdout().flush();
+    let code = match sys::write_all(job.result, &frame) {
+        Ok(()) => 0,
+        Err(_) => crate::runner::EXIT_SETUP,
+    };
+    sys::exit(code)
+}
+
+/// The text of a panic payload, as std prints it.
+fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}
+
+/// `pre_exec` hook of [`Sandbox::command`](crate::Sandbox::command): joins
+/// the sandbox and forks, so that the program is exec'd inside the sandbox's
+/// PID namespace; the forked-from process stays outside as a relay that
+/// mirrors the program's exit status, and the program dies with it.
+///
+/// # Safety
+///
+/// Call only from `CommandExt::pre_exec`, i.e. in a child just forked by
+/// std, before exec.
+pub(crate) unsafe fn command_pre_exec(holder: RawFd, nstypes: libc::c_int) -> std::io::Result<()> {
+    let mut cwd = [0u8; libc::PATH_MAX as usize];
+    // SAFETY: cwd is a live buffer of the given size.
+    let have_cwd = !unsafe { libc::getcwd(cwd.as_mut_ptr().cast(), cwd.len()) }.is_null();
+    sys::setns(sys::borrow_static(holder), nstypes)
+        .map_err(std::io::Error::from_raw_os_error)?;
+    // SAFETY: NUL-terminated buffers, see join().
+    if !have_cwd || unsafe { libc::chdir(cwd.as_ptr().cast()) } != 0 {
+        // SAFETY: literal path.
+        unsafe { libc::chdir(c"/".as_ptr()) };
+    }
+    // The relay's pipe: only the relay holds the write end, so the program
+    // can tell, after arming PDEATHSIG, whether the relay already died.
+    let mut alive = [0 as RawFd; 2];
+    // SAFETY: alive is a live array of two fds.
+    if unsafe { libc::pipe2(alive.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: we are single-threaded (std's fork child), see clone_fork.
+    match unsafe { sys::clone_fork(0) }.map_err(std::io::Error::from_raw_os_error)? {
+        sys::Forked::Child => {
+            // SAFETY: closing our copy of the write end.
+            unsafe { libc::close(alive[1]) };
+            sys::die_with_parent().map_err(std::io::Error::from_raw_os_error)?;
+            let mut pfd = libc::pollfd {
+                fd: alive[0],
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: pfd is one live pollfd; a zero timeout does not block.
+            let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+            if n != 0 {
+                // Hung up: the relay is gone already.
+                sys::exit(crate::runner::EXIT_SETUP);
+            }
+            // SAFETY: closing our read end; exec follows.
+            unsafe { libc::close(alive[0]) };
+            Ok(())
+        }
+        sys::Forked::Parent { pid, .. } => relay(pid, alive[1]),
+    }
+}
+
+/// Waits for the program and leaves the same way it did.
+fn relay(pid: libc::pid_t, alive: RawFd) -> ! {
+    // Keep only the fds std's parent does not wait on: std waits for its
+    // exec-error pipe to close, and that must happen at the program's exec,
+    // not when the relay exits.
+    let _ = sys::close_all_except(&[alive]);
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            break;
+        }
+        if sys::errno() != libc::EINTR {
+            sys::exit(crate::runner::EXIT_SETUP);
+        }
+    }
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        // SAFETY: default disposition, no core file, then the same signal.
+        unsafe {
+            let rl = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &rl);
+            libc::signal(sig, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, sig);
+            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            libc::kill(libc::getpid(), sig);
+        }
+        sys::exit(128 + sig)
+    }
+    sys::exit(libc::WEXITSTATUS(status))
+}
+
+
+/// Clones the holder into new namespaces (`flags`) and runs the prepared
+/// steps there. Returns the holder's pid and pidfd.
+pub(crate) fn clone_holder(
+    flags: libc::c_ulong,
+    steps: &[Step],
+    ready: RawFd,
+    lifeline: RawFd,
+) -> Result<(libc::pid_t, std::os::fd::OwnedFd), i32> {
+    // SAFETY: the child only runs holder_main, which follows the after-fork
+    // rules of this module, and never returns.
+    match unsafe { sys::clone_fork(flags | libc::CLONE_PIDFD as libc::c_ulong) }? {
+        sys::Forked::Child => holder_main(steps, ready, lifeline),
+        sys::Forked::Parent { pid, pidfd } => Ok((pid, pidfd.expect("CLONE_PIDFD was set"))),
+    }
+}
+
+/// The fds a runner needs, all prepared by the parent.
+pub(crate) struct RunnerFds {
+    pub(crate) result: RawFd,
+    pub(crate) stdout: RawFd,
+    pub(crate) stderr: RawFd,
+}
+
+/// Forks the joiner, which starts the runner for `f`. Returns the joiner's
+/// pid; the joiner reports the runner's pid on `plan.report`.
+pub(crate) fn fork_runner<F, T>(plan: &JoinPlan, fds: RunnerFds, f: F) -> Result<libc::pid_t, i32>
+where
+    F: FnOnce() -> T,
+    T: Serialize,
+{
+    // SAFETY: glibc's fork makes the child's allocator and libc state
+    // consistent; join() then makes only system calls, and the runner runs
+    // user code by design (see the crate docs).
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            // SAFETY: called first thing after fork, as join() requires.
+            unsafe { join(plan) };
+            serve(f, fds.result, fds.stdout, fds.stderr)
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child.as_raw()),
+        Err(e) => Err(e as i32),
+    }
+}
+
+/// Makes `cmd` start its program inside the sandbox whose holder is behind
+/// `holder` (a pidfd the command keeps for as long as it lives).
+pub(crate) fn enter_on_exec(
+    cmd: &mut std::process::Command,
+    holder: Result<std::os::fd::OwnedFd, i32>,
+    nstypes: libc::c_int,
+) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let holder = std::sync::Arc::new(holder);
+    // SAFETY: command_pre_exec makes only system calls on prepared data;
+    // the closure runs in std's fork child, before exec.
+    unsafe {
+        cmd.pre_exec(move || match &*holder {
+            Ok(fd) => command_pre_exec(fd.as_raw_fd(), nstypes),
+            Err(errno) => Err(std::io::Error::from_raw_os_error(*errno)),
+        });
+    }
+}

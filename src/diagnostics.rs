@@ -1,0 +1,196 @@
+//! Turning a bare errno from namespace setup into its cause on this host
+//! and the command that lifts it.
+//!
+//! See shared/BLOCKERS.md for where each symptom comes from.
+
+use std::path::Path;
+
+/// The setup phase an errno came from; the same errno means different
+/// things in each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// `clone(2)` with the namespace flags.
+    Clone,
+    /// Writing `/proc/self/{setgroups,uid_map,gid_map}`.
+    IdMap,
+    /// Mounting a fresh `proc` or `sysfs`.
+    FreshMount,
+    /// Anything else.
+    Other,
+}
+
+/// What the host looks like, read from the usual places.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct HostFacts {
+    pub(crate) apparmor_restrict: Option<u64>,
+    pub(crate) unprivileged_userns_clone: Option<u64>,
+    pub(crate) max_user_namespaces: Option<u64>,
+    pub(crate) max_net_namespaces: Option<u64>,
+    pub(crate) seccomp_mode: Option<u64>,
+    pub(crate) in_docker: bool,
+    pub(crate) proc_masked: bool,
+    pub(crate) wsl1: bool,
+}
+
+fn read_number(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+impl HostFacts {
+    /// Reads the facts of the running host.
+    pub(crate) fn read() -> HostFacts {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let seccomp_mode = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Seccomp:"))
+            .and_then(|v| v.trim().parse().ok());
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let proc_masked = mountinfo.lines().any(|l| {
+            l.split(' ')
+                .nth(4)
+                .is_some_and(|mp| mp.starts_with("/proc/") && mp != "/proc/sys/fs/binfmt_misc")
+        });
+        let version = std::fs::read_to_string("/proc/version").unwrap_or_default();
+        HostFacts {
+            apparmor_restrict: read_number("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
+            unprivileged_userns_clone: read_number("/proc/sys/kernel/unprivileged_userns_clone"),
+            max_user_namespaces: read_number("/proc/sys/user/max_user_namespaces"),
+            max_net_namespaces: read_number("/proc/sys/user/max_net_namespaces"),
+            seccomp_mode,
+            in_docker: Path::new("/.dockerenv").exists(),
+            proc_masked,
+            wsl1: version.contains("Microsoft") && !version.contains("WSL2"),
+        }
+    }
+}
+
+const APPARMOR: &str = "the host restricts unprivileged user namespaces with AppArmor \
+(kernel.apparmor_restrict_unprivileged_userns = 1, as on Ubuntu 23.10+ and GitHub's \
+ubuntu-24.04 runners).\nfix: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0\n\
+permanent: echo 'kernel.apparmor_restrict_unprivileged_userns=0' | sudo tee /etc/sysctl.d/60-hermetic-userns.conf\n\
+GitHub Actions: add a step `run: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` before the tests";
+
+/// The likely cause of `errno` in `phase` on a host with `facts`, with the
+/// command that lifts it; `None` when nothing on the host explains it.
+pub(crate) fn hint(phase: Phase, errno: i32, facts: &HostFacts) -> Option<String> {
+    let seccomp = facts.seccomp_mode == Some(2);
+    let container = facts.in_docker || seccomp;
+    match (phase, errno) {
+        (_, _) if facts.wsl1 => Some(
+            "this is WSL1, which has no real namespaces.\nfix: use WSL2 (wsl --set-version <distro> 2)"
+                .into(),
+        ),
+        (Phase::Clone, libc::EPERM) if facts.unprivileged_userns_clone == Some(0) => Some(
+            "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0).\n\
+             fix: sudo sysctl -w kernel.unprivileged_userns_clone=1\n\
+             permanent: echo 'kernel.unprivileged_userns_clone=1' | sudo tee /etc/sysctl.d/60-hermetic-userns.conf"
+                .into(),
+        ),
+        (Phase::Clone, libc::EPERM) | (Phase::Clone, libc::ENOSYS) if container => Some(
+            "a container's seccomp profile refuses namespace creation (Seccomp: 2 in /proc/self/status).\n\
+             fix: run the container with --security-opt seccomp=unconfined --security-opt apparmor=unconfined"
+                .into(),
+        ),
+        (Phase::Clone | Phase::IdMap, libc::EPERM | libc::EACCES)
+            if facts.apparmor_restrict == Some(1) =>
+        {
+            Some(APPARMOR.into())
+        }
+        (Phase::Clone, libc::EINVAL | libc::ENOSPC) if facts.max_user_namespaces == Some(0) => {
+            Some(
+                "user namespaces are disabled (user.max_user_namespaces = 0).\n\
+                 fix: sudo sysctl -w user.max_user_namespaces=15000\n\
+                 permanent: echo 'user.max_user_namespaces=15000' | sudo tee /etc/sysctl.d/60-hermetic-userns.conf"
+                    .into(),
+            )
+        }
+        (Phase::Clone, libc::ENOSPC) => Some(format!(
+            "a namespace limit is reached (user.max_user_namespaces = {}, user.max_net_namespaces = {}), \
+             or user namespaces are nested 32 deep.\n\
+             fix: sudo sysctl -w user.max_user_namespaces=15000 user.max_net_namespaces=15000, \
+             or create fewer sandboxes at once",
+            show(facts.max_user_namespaces),
+            show(facts.max_net_namespaces),
+        )),
+        (Phase::FreshMount, libc::EPERM | libc::EACCES) if facts.proc_masked => Some(
+            "this container masks parts of /proc, and the kernel refuses a fresh proc mount \
+             where the existing one is partly hidden (\"mount too revealing\").\n\
+             fix: podman --security-opt unmask=ALL, or docker --security-opt systempaths=unconfined"
+                .into(),
+        ),
+        (Phase::Clone, libc::EPERM) => Some(
+            "the kernel refused to create a user namespace; check \
+             kernel.apparmor_restrict_unprivileged_userns, kernel.unprivileged_userns_clone and \
+             user.max_user_namespaces (sysctl -a | grep userns), and any seccomp profile \
+             (grep Seccomp /proc/self/status)"
+                .into(),
+        ),
+        _ => None,
+    }
+}
+
+fn show(v: Option<u64>) -> String {
+    v.map_or_else(|| "unknown".into(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apparmor_is_named_for_uid_map_eperm() {
+        let facts = HostFacts {
+            apparmor_restrict: Some(1),
+            ..Default::default()
+        };
+        let h = hint(Phase::IdMap, libc::EPERM, &facts).unwrap();
+        assert!(h.contains("kernel.apparmor_restrict_unprivileged_userns=0"), "{h}");
+        assert!(h.contains("GitHub Actions"), "{h}");
+    }
+
+    #[test]
+    fn debian_sysctl_is_named_for_clone_eperm() {
+        let facts = HostFacts {
+            unprivileged_userns_clone: Some(0),
+            ..Default::default()
+        };
+        let h = hint(Phase::Clone, libc::EPERM, &facts).unwrap();
+        assert!(h.contains("sysctl -w kernel.unprivileged_userns_clone=1"), "{h}");
+    }
+
+    #[test]
+    fn max_user_namespaces_zero() {
+        let facts = HostFacts {
+            max_user_namespaces: Some(0),
+            ..Default::default()
+        };
+        let h = hint(Phase::Clone, libc::ENOSPC, &facts).unwrap();
+        assert!(h.contains("user.max_user_namespaces=15000"), "{h}");
+    }
+
+    #[test]
+    fn seccomp_container() {
+        let facts = HostFacts {
+            seccomp_mode: Some(2),
+            in_docker: true,
+            ..Default::default()
+        };
+        let h = hint(Phase::Clone, libc::EPERM, &facts).unwrap();
+        assert!(h.contains("seccomp=unconfined"), "{h}");
+    }
+
+    #[test]
+    fn masked_proc() {
+        let facts = HostFacts {
+            proc_masked: true,
+            ..Default::default()
+        };
+        let h = hint(Phase::FreshMount, libc::EPERM, &facts).unwrap();
+        assert!(h.contains("unmask=ALL"), "{h}");
+    }
+
+    #[test]
+    fn nothing_to_say_about_an_ordinary_failure() {
+        assert!(hint(Phase::Other, libc::ENOENT, &HostFacts::default()).is_none());
+    }
+}

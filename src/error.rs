@@ -1,0 +1,211 @@
+//! The one error type of the crate.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+/// Where a panic happened inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PanicLocation {
+    /// Source file, as the compiler recorded it.
+    pub file: String,
+    /// Line, starting at 1.
+    pub line: u32,
+    /// Column, starting at 1.
+    pub column: u32,
+}
+
+impl fmt::Display for PanicLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// Everything that can go wrong in `hermetic`.
+///
+/// Variants name the operation that failed. Those that come from a system
+/// call keep its [`io::Error`] (and so its errno) as their source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A builder option was rejected before anything was created.
+    #[error("invalid option `{option}`: {reason}")]
+    InvalidOption {
+        /// The builder method whose input was rejected.
+        option: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The kernel refused to create the namespaces of a sandbox.
+    ///
+    /// `hint` names the host setting that most likely forbids them and the
+    /// command that lifts it.
+    #[error("creating the sandbox's namespaces: {source}{}", hint_suffix(.hint))]
+    NamespacesRefused {
+        /// The errno of `clone(2)`.
+        #[source]
+        source: io::Error,
+        /// The likely cause and its remedy, read from this host.
+        hint: Option<String>,
+    },
+
+    /// A setup step inside the new namespaces failed.
+    #[error("{step}: {}{}", errno_text(.source), hint_suffix(.hint))]
+    Setup {
+        /// The step, in words: "mounting proc on /proc".
+        step: String,
+        /// The errno the step failed with.
+        #[source]
+        source: io::Error,
+        /// The likely cause and its remedy, when one is known.
+        hint: Option<String>,
+    },
+
+    /// A system call made by the test process on the sandbox's behalf failed.
+    #[error("{step}: {}", errno_text(.source))]
+    Sys {
+        /// What the test process was doing.
+        step: &'static str,
+        /// The error of the system call.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The closure panicked inside the sandbox.
+    #[error("panicked inside the sandbox at {}:\n{message}", location_text(.location))]
+    Panicked {
+        /// The panic's message (`"Box<dyn Any>"` for non-string payloads).
+        message: String,
+        /// Where the panic happened, when it was recorded.
+        location: Option<PanicLocation>,
+    },
+
+    /// The process running the closure was killed by a signal.
+    #[error("the closure was killed by {signal} before returning")]
+    Killed {
+        /// The signal's name, such as `SIGSEGV`.
+        signal: &'static str,
+        /// The signal's number.
+        signo: i32,
+    },
+
+    /// The process running the closure exited without sending a result.
+    #[error("the closure exited with status {status} before returning")]
+    Exited {
+        /// The exit status.
+        status: i32,
+    },
+
+    /// The run took longer than the sandbox's timeout and was killed.
+    #[error("the closure timed out after {after:?} and was killed")]
+    TimedOut {
+        /// The timeout that was exceeded.
+        after: Duration,
+    },
+
+    /// The result channel carried bytes that are not a valid frame.
+    #[error("malformed result from the sandbox: {reason}")]
+    Channel {
+        /// What was wrong with the bytes.
+        reason: String,
+    },
+
+    /// The result could not be serialised inside, or deserialised outside.
+    #[error("{direction} the closure's result: {reason}")]
+    Codec {
+        /// "encoding" (inside the sandbox) or "decoding" (in the test).
+        direction: &'static str,
+        /// The codec's message.
+        reason: String,
+    },
+}
+
+fn hint_suffix(hint: &Option<String>) -> String {
+    match hint {
+        Some(h) => format!("\n{h}"),
+        None => String::new(),
+    }
+}
+
+fn location_text(location: &Option<PanicLocation>) -> String {
+    match location {
+        Some(l) => l.to_string(),
+        None => "<unknown location>".to_owned(),
+    }
+}
+
+/// `Operation not permitted (EPERM)`: the text and the symbolic name, so a
+/// reader can search for either.
+pub(crate) fn errno_text(err: &io::Error) -> String {
+    let Some(code) = err.raw_os_error() else {
+        return err.to_string();
+    };
+    let name = nix::errno::Errno::from_raw(code);
+    let text = err.to_string();
+    // io::Error's Display is "Operation not permitted (os error 1)".
+    let text = text
+        .rsplit_once(" (os error")
+        .map_or(text.as_str(), |(t, _)| t);
+    format!("{text} ({name:?})")
+}
+
+impl Error {
+    pub(crate) fn sys(step: &'static str, source: impl Into<io::Error>) -> Self {
+        Error::Sys {
+            step,
+            source: source.into(),
+        }
+    }
+
+    /// The errno behind this error, if a system call failed.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::NamespacesRefused { source, .. }
+            | Error::Setup { source, .. }
+            | Error::Sys { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_error_names_step_and_errno() {
+        let e = Error::Setup {
+            step: "mounting proc on /proc".into(),
+            source: io::Error::from_raw_os_error(libc::EPERM),
+            hint: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "mounting proc on /proc: Operation not permitted (EPERM)"
+        );
+        assert_eq!(e.errno(), Some(libc::EPERM));
+    }
+
+    #[test]
+    fn panic_display_has_location_then_message() {
+        let e = Error::Panicked {
+            message: "boom".into(),
+            location: Some(PanicLocation {
+                file: "tests/x.rs".into(),
+                line: 3,
+                column: 9,
+            }),
+        };
+        assert_eq!(
+            e.to_string(),
+            "panicked inside the sandbox at tests/x.rs:3:9:\nboom"
+        );
+    }
+
+    #[test]
+    fn error_is_send_sync_static() {
+        fn check<T: std::error::Error + Send + Sync + 'static>() {}
+        check::<Error>();
+    }
+}

@@ -1,0 +1,122 @@
+//! Hermetic Linux sandboxes for Rust tests: fresh user, mount, network, PID,
+//! UTS and IPC namespaces per test, without root, Docker or a daemon.
+//!
+//! A test asks for a [`Sandbox`] and runs closures in it. Inside, the test
+//! is root (mapped to the caller's own uid), has its own loopback and port
+//! space with no route out, its own `/proc`, `/sys` and `/tmp`, and its own
+//! hostname. Results (and panics) come back to the test; when the sandbox is
+//! dropped, everything that ran in it is gone.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use hermetic::{isolated, Sandbox};
+//! use rstest::rstest;
+//!
+//! #[rstest]
+//! fn server_binds_its_usual_port(#[from(isolated)] ns: Sandbox) {
+//!     let port = ns.run(|| {
+//!         let listener = std::net::TcpListener::bind("127.0.0.1:8080").unwrap();
+//!         listener.local_addr().unwrap().port()
+//!     });
+//!     assert_eq!(port, 8080); // and every other test may bind 8080 at the same time
+//! }
+//! ```
+//!
+//! Without rstest: [`Sandbox::new`] or [`Sandbox::builder`].
+//!
+//! ```no_run
+//! let sandbox = hermetic::Sandbox::builder().hostname("db").build()?;
+//! let (uid, host) = sandbox.run(|| {
+//!     (nix::unistd::getuid().as_raw(), nix::unistd::gethostname().unwrap().into_string().unwrap())
+//! });
+//! assert_eq!((uid, host.as_str()), (0, "db"));
+//! # Ok::<(), hermetic::Error>(())
+//! ```
+//!
+//! # How it works
+//!
+//! - **Holder.** Building a sandbox clones one small process with the
+//!   namespace flags. It maps its ids (`setgroups` deny, `uid_map`,
+//!   `gid_map`), makes all mounts private, mounts a fresh `/proc`, `/sys` and
+//!   a tmpfs on `/tmp` plus the requested mounts, sets the hostname, brings
+//!   `lo` up, reports "ready" or the exact step that failed (with errno), and
+//!   then only waits. It is PID 1 of the sandbox and ignores `SIGCHLD`, so
+//!   the kernel reaps every orphan inside.
+//! - **Runs.** Each [`Sandbox::run`] forks the test process; the child joins
+//!   the holder's namespaces with one `setns` on the holder's pidfd and
+//!   clones the process that runs the closure as a sibling, so it is inside
+//!   the sandbox's PID namespace and a direct child of the test process. The
+//!   closure's result or panic comes back as one length-prefixed frame over a
+//!   pipe; the test process never allocates more than a frame's bound.
+//! - **State** lives as long as the sandbox: files in its `/tmp`, servers
+//!   started with [`Sandbox::spawn`], processes started with
+//!   [`Sandbox::command`].
+//! - **Teardown.** Dropping the sandbox kills the holder; when PID 1 of a PID
+//!   namespace dies, the kernel kills every process in it. If the test
+//!   process itself dies (even by `SIGKILL`), each holder sees its pidfd of
+//!   the test process become readable and exits, with the same effect: this
+//!   lifeline is tied to the process, not to the thread that made the
+//!   sandbox.
+//! - **Output.** What runs print to fds 1 and 2 is forwarded into the test's
+//!   own output (libtest's capture under `cargo test`, the test's stdout and
+//!   stderr under `cargo nextest run`).
+//!
+//! # Requirements
+//!
+//! Linux 5.9 or later (pidfds, `setns` on a pidfd, `close_range`) with
+//! unprivileged user namespaces. Hosts that restrict them (Ubuntu 23.10+ and
+//! GitHub's `ubuntu-24.04` runners through AppArmor, `user.max_user_namespaces
+//! = 0`, `kernel.unprivileged_userns_clone = 0`, Docker's default seccomp
+//! profile) make [`Sandbox::new`] fail with an error that names the setting
+//! and the command that lifts it.
+//!
+//! # What a closure must not rely on
+//!
+//! The closure runs in a child forked from a multi-threaded test process.
+//! Only the calling thread exists in the child, so:
+//!
+//! - a lock another thread held at the moment of `fork` (a `Mutex` of
+//!   yours, or std's stdout lock while another thread was printing) stays
+//!   locked forever in the child: avoid locks shared with other threads;
+//! - the closure sees a snapshot of memory: changes it makes are not seen
+//!   by the test, only its result is;
+//! - other threads' work (thread pools, async runtimes) does not exist in
+//!   the child: start what you need inside the closure;
+//! - file descriptors of the test process are inherited, including other
+//!   tests' sockets; the sandbox's network namespace still isolates new
+//!   sockets;
+//! - `/tmp` is the sandbox's own tmpfs: host files under `/tmp` are not
+//!   visible unless bound in with [`SandboxBuilder::bind`].
+//!
+//! The crate's own setup after `fork` makes only system calls on data
+//! prepared beforehand: no allocation, no locks.
+//!
+//! # Resource leaking
+//!
+//! Nothing outlives the sandbox: processes die with its PID namespace, and
+//! its mounts, network devices and tmpfs contents with its namespaces. A
+//! sandbox costs one process (the holder), a pidfd and four pipe fds, and one
+//! output-forwarding thread, all released on drop.
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+mod channel;
+mod child;
+mod diagnostics;
+mod error;
+mod fixtures;
+mod helpers;
+mod lifeline;
+mod output;
+mod plan;
+mod runner;
+mod sandbox;
+mod sys;
+
+pub use error::{Error, PanicLocation};
+pub use fixtures::isolated;
+pub use helpers::{CONNECT_PATIENCE, connect_retry};
+pub use sandbox::{
+    DEFAULT_HOSTNAME, DEFAULT_MAX_RESULT_SIZE, Sandbox, SandboxBuilder, Spawned,
+};

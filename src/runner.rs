@@ -1,0 +1,265 @@
+//! One process running a closure inside a sandbox, seen from the test
+//! process: starting it, waiting for its frame with a deadline, and killing
+//! and reaping it whatever happens.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::channel::{self, FrameReader};
+use crate::child::{self, JoinPlan, Joined, RunnerFds};
+use crate::error::Error;
+use crate::sys;
+
+/// The exit status our own child code uses when its setup fails.
+pub(crate) const EXIT_SETUP: i32 = 121;
+
+/// A live runner: our child, not yet reaped (so its pid cannot be reused).
+pub(crate) struct Runner {
+    pid: libc::pid_t,
+    pidfd: OwnedFd,
+    result: OwnedFd,
+    reaped: bool,
+}
+
+/// How a runner ended.
+pub(crate) enum Ended {
+    /// The frame arrived (and the runner exited).
+    Frame(channel::Tag, Vec<u8>),
+    /// No complete frame.
+    Died(Error),
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| Error::sys("creating a pipe for the run", e))
+}
+
+impl Runner {
+    /// Starts `f` in the sandbox whose holder is behind `holder`.
+    pub(crate) fn start<F, T>(
+        holder: &OwnedFd,
+        nstypes: libc::c_int,
+        output: (i32, i32),
+        f: F,
+    ) -> Result<Runner, Error>
+    where
+        F: FnOnce() -> T,
+        T: Serialize,
+    {
+        let (report_r, report_w) = pipe()?;
+        let (result_r, result_w) = pipe()?;
+        let plan = JoinPlan {
+            holder: holder.as_raw_fd(),
+            nstypes,
+            report: report_w.as_raw_fd(),
+        };
+        let fds = RunnerFds {
+            result: result_w.as_raw_fd(),
+            stdout: output.0,
+            stderr: output.1,
+        };
+        let joiner = child::fork_runner(&plan, fds, f)
+            .map_err(|e| Error::sys("forking a run", std::io::Error::from_raw_os_error(e)))?;
+        drop(report_w);
+        drop(result_w);
+        // The joiner only makes two system calls; wait for it, then read
+        // its report without blocking (a copy of the pipe's write end may
+        // live on in a process another thread forked meanwhile).
+        let status = waitpid(Pid::from_raw(joiner), None);
+        let mut msg = [0u8; 8];
+        nix::fcntl::fcntl(&report_r, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+            .map_err(|e| Error::sys("reading the run's start report", e))?;
+        let got = nix::unistd::read(&report_r, &mut msg).unwrap_or(0);
+        if got != msg.len() {
+            return Err(Error::Sys {
+                step: "starting a run",
+                source: std::io::Error::other(format!(
+                    "the joining process ended without a report ({status:?})"
+                )),
+            });
+        }
+        let pid = match child::parse_joined(msg) {
+            Joined::Runner(pid) => pid,
+            Joined::Failed { step, errno } => {
+                return Err(Error::Sys {
+                    step,
+                    source: std::io::Error::from_raw_os_error(errno),
+                });
+            }
+        };
+        // The runner is our unreaped child: its pid is pinned.
+        let pidfd = match sys::pidfd_open(pid) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+                let _ = waitpid(Pid::from_raw(pid), None);
+                return Err(Error::sys("opening a pidfd for the run", e));
+            }
+        };
+        nix::fcntl::fcntl(&result_r, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+            .map_err(|e| Error::sys("preparing the result pipe", e))?;
+        Ok(Runner {
+            pid,
+            pidfd,
+            result: result_r,
+            reaped: false,
+        })
+    }
+
+    /// The runner's pid in the test process's PID namespace.
+    pub(crate) fn pid(&self) -> libc::pid_t {
+        self.pid
+    }
+
+    /// Waits for the frame and the runner's exit, at most `timeout`.
+    pub(crate) fn wait(&mut self, timeout: Option<Duration>, limit: usize) -> Ended {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut reader = FrameReader::new(limit);
+        loop {
+            let wait = match deadline {
+                None => PollTimeout::NONE,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    // Round up so we never spin on a sub-millisecond rest.
+                    let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let (result_ready, exited) = {
+                let mut fds = [
+                    PollFd::new(self.result.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, wait) {
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => {
+                        self.kill();
+                        return Ended::Died(Error::sys("waiting for the run", e));
+                    }
+                }
+                let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+                (ready(&fds[0]), ready(&fds[1]))
+            };
+            if (result_ready || exited)
+                && let Err(e) = self.read_available(&mut reader)
+            {
+                self.kill();
+                return Ended::Died(e);
+            }
+            if exited {
+                break;
+            }
+            if let Some(d) = deadline
+                && Instant::now() >= d
+            {
+                self.kill();
+                return Ended::Died(Error::TimedOut {
+                    after: timeout.unwrap_or_default(),
+                });
+            }
+        }
+        let status = self.reap();
+        if let Some((tag, payload)) = reader.frame() {
+            return Ended::Frame(tag, payload.to_vec());
+        }
+        Ended::Died(match status {
+            Some(WaitStatus::Signaled(_, sig, _)) => Error::Killed {
+                signal: sys::signal_name(sig as i32),
+                signo: sig as i32,
+            },
+            _ if reader.started() => Error::Channel {
+                reason: reader.truncation(),
+            },
+            Some(WaitStatus::Exited(_, code)) => Error::Exited { status: code },
+            other => Error::Sys {
+                step: "waiting for the run",
+                source: std::io::Error::other(format!("unexpected wait status {other:?}")),
+            },
+        })
+    }
+
+    /// Reads what the pipe holds now into `reader`, until the frame is
+    /// complete or the pipe is empty.
+    fn read_available(&mut self, reader: &mut FrameReader) -> Result<(), Error> {
+        let mut buf = vec![0u8; 64 * 1024];
+        while reader.frame().is_none() {
+            match nix::unistd::read(&self.result, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    reader.feed(&buf[..n])?;
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => break,
+                Err(e) => return Err(Error::sys("reading the run's result", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills the runner (not its descendants: they stay in the sandbox until
+    /// it is dropped) and reaps it.
+    pub(crate) fn kill(&mut self) {
+        if !self.reaped {
+            let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
+            self.reap();
+        }
+    }
+
+    /// True while the runner has not exited.
+    pub(crate) fn running(&self) -> bool {
+        if self.reaped {
+            return false;
+        }
+        let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
+    }
+
+    fn reap(&mut self) -> Option<WaitStatus> {
+        if self.reaped {
+            return None;
+        }
+        loop {
+            match waitpid(Pid::from_raw(self.pid), None) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => {
+                    self.reaped = true;
+                    return r.ok();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `f` to the end and decodes its result.
+pub(crate) fn run_to_end<F, T>(
+    holder: &OwnedFd,
+    nstypes: libc::c_int,
+    output: (i32, i32),
+    timeout: Option<Duration>,
+    limit: usize,
+    f: F,
+) -> Result<T, Error>
+where
+    F: FnOnce() -> T,
+    T: Serialize + DeserializeOwned,
+{
+    let mut runner = Runner::start(holder, nstypes, output, f)?;
+    match runner.wait(timeout, limit) {
+        Ended::Frame(tag, payload) => channel::decode_outcome(tag, &payload),
+        Ended::Died(e) => Err(e),
+    }
+}

@@ -1,0 +1,584 @@
+//! The public sandbox: its builder, its runs, and its teardown.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::child;
+use crate::diagnostics::{self, HostFacts, Phase};
+use crate::error::Error;
+use crate::lifeline;
+use crate::output::Output;
+use crate::plan::{self, Action, Ids, MountSpec};
+use crate::runner::{self, Ended, Runner};
+use crate::sys;
+
+/// The hostname a sandbox gets unless told otherwise.
+pub const DEFAULT_HOSTNAME: &str = "sandbox";
+
+/// The largest result a run may send back unless told otherwise: 256 MiB.
+pub const DEFAULT_MAX_RESULT_SIZE: usize = 256 << 20;
+
+/// Namespaces every sandbox has.
+const BASE_NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC;
+
+/// Options for a [`Sandbox`]; made by [`Sandbox::builder`].
+///
+/// Setters take and return `&mut Self`, so a builder can be kept and used
+/// for several sandboxes.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// let sandbox = hermetic::Sandbox::builder()
+///     .hostname("db")
+///     .timeout(Duration::from_secs(10))
+///     .bind_ro(env!("CARGO_MANIFEST_DIR"), "/tmp/src")
+///     .build()?;
+/// let name = sandbox.run(|| std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap());
+/// assert_eq!(name.trim(), "db");
+/// # Ok::<(), hermetic::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SandboxBuilder {
+    hostname: String,
+    timeout: Option<Duration>,
+    mounts: Vec<MountSpec>,
+    cgroup: bool,
+    max_result_size: usize,
+}
+
+impl Default for SandboxBuilder {
+    fn default() -> Self {
+        SandboxBuilder {
+            hostname: DEFAULT_HOSTNAME.to_owned(),
+            timeout: None,
+            mounts: Vec::new(),
+            cgroup: false,
+            max_result_size: DEFAULT_MAX_RESULT_SIZE,
+        }
+    }
+}
+
+impl SandboxBuilder {
+    /// A builder with the defaults: hostname `sandbox`, no timeout, no
+    /// extra mounts, no cgroup namespace.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The sandbox's hostname (at most 64 bytes).
+    pub fn hostname(&mut self, name: impl Into<String>) -> &mut Self {
+        self.hostname = name.into();
+        self
+    }
+
+    /// How long one [`Sandbox::run`] may take before its process is killed
+    /// and the run fails with [`Error::TimedOut`]. Default: no limit.
+    pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Mounts a fresh, empty tmpfs on `target` inside the sandbox.
+    ///
+    /// Mount targets must exist on the host, or lie under a tmpfs of the
+    /// sandbox (`/tmp` always is one), where they are created inside the
+    /// sandbox only.
+    pub fn tmpfs(&mut self, target: impl AsRef<Path>) -> &mut Self {
+        self.mounts.push(MountSpec::Tmpfs {
+            target: target.as_ref().to_owned(),
+        });
+        self
+    }
+
+    /// Makes the host path `source` visible at `target` inside, writable as
+    /// far as the caller's own permissions allow.
+    pub fn bind(&mut self, source: impl AsRef<Path>, target: impl AsRef<Path>) -> &mut Self {
+        self.push_bind(source.as_ref(), target.as_ref(), false)
+    }
+
+    /// Like [`bind`](Self::bind), read-only.
+    pub fn bind_ro(&mut self, source: impl AsRef<Path>, target: impl AsRef<Path>) -> &mut Self {
+        self.push_bind(source.as_ref(), target.as_ref(), true)
+    }
+
+    fn push_bind(&mut self, source: &Path, target: &Path, read_only: bool) -> &mut Self {
+        self.mounts.push(MountSpec::Bind {
+            source: PathBuf::from(source),
+            target: PathBuf::from(target),
+            read_only,
+        });
+        self
+    }
+
+    /// Also gives the sandbox its own cgroup namespace. Default: off.
+    pub fn cgroup_namespace(&mut self, on: bool) -> &mut Self {
+        self.cgroup = on;
+        self
+    }
+
+    /// The largest result, in bytes, a run may send back. Default:
+    /// [`DEFAULT_MAX_RESULT_SIZE`].
+    pub fn max_result_size(&mut self, bytes: usize) -> &mut Self {
+        self.max_result_size = bytes;
+        self
+    }
+
+    /// Creates the sandbox.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::InvalidOption`] for a bad hostname or mount, before
+    ///   anything is created;
+    /// - [`Error::NamespacesRefused`] when the kernel refuses the
+    ///   namespaces, with the host setting that likely forbids them;
+    /// - [`Error::Setup`] naming the setup step that failed and its errno.
+    pub fn build(&self) -> Result<Sandbox, Error> {
+        let hostname = plan::hostname(&self.hostname)?;
+        let steps = plan::holder_steps(Ids::current(), &hostname, &self.mounts)?;
+        let nstypes = BASE_NAMESPACES | if self.cgroup { libc::CLONE_NEWCGROUP } else { 0 };
+
+        let output = Output::new().map_err(|e| Error::sys("starting the output forwarder", e))?;
+        let lifeline = lifeline::lifeline().map_err(|e| Error::sys("opening the lifeline", e))?;
+        let (ready_r, ready_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+            .map_err(|e| Error::sys("creating the holder's report pipe", e))?;
+
+        let (pid, holder) = child::clone_holder(
+            nstypes as libc::c_ulong,
+            &steps,
+            ready_w.as_raw_fd(),
+            lifeline.as_raw_fd(),
+        )
+        .map_err(|errno| Error::NamespacesRefused {
+            source: std::io::Error::from_raw_os_error(errno),
+            hint: diagnostics::hint(Phase::Clone, errno, &HostFacts::read()),
+        })?;
+        drop(ready_w);
+
+        let sandbox = Sandbox {
+            holder_pid: pid,
+            holder,
+            nstypes,
+            hostname: self.hostname.clone(),
+            timeout: self.timeout,
+            max_result_size: self.max_result_size,
+            spawned: Mutex::new(Vec::new()),
+            output,
+        };
+        match sandbox.await_ready(&ready_r) {
+            Ok(None) => Ok(sandbox),
+            Ok(Some((index, errno))) => {
+                let Some(step) = steps.get(index as usize) else {
+                    return Err(Error::Setup {
+                        step: "starting the sandbox's init process".into(),
+                        source: std::io::Error::from_raw_os_error(errno),
+                        hint: None,
+                    });
+                };
+                let phase = match &step.action {
+                    Action::WriteFile { .. } => Phase::IdMap,
+                    Action::Mount {
+                        fstype: Some(t), ..
+                    } if t.as_bytes() == b"proc" || t.as_bytes() == b"sysfs" => Phase::FreshMount,
+                    _ => Phase::Other,
+                };
+                Err(Error::Setup {
+                    step: step.what.clone(),
+                    source: std::io::Error::from_raw_os_error(errno),
+                    hint: diagnostics::hint(phase, errno, &HostFacts::read()),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A set of fresh namespaces with a process holding them open.
+///
+/// Made by [`Sandbox::new`], [`Sandbox::builder`] or the
+/// [`isolated`](crate::isolated) fixture. Closures given to [`run`](Self::run)
+/// and [`spawn`](Self::spawn) execute inside, in a child forked from the test
+/// process. Dropping the sandbox kills every process in it.
+///
+/// `Sandbox` is `Send + Sync`: several threads may run closures in one
+/// sandbox at once.
+#[derive(Debug)]
+pub struct Sandbox {
+    holder_pid: libc::pid_t,
+    holder: OwnedFd,
+    nstypes: libc::c_int,
+    hostname: String,
+    timeout: Option<Duration>,
+    max_result_size: usize,
+    /// Runners started by `spawn` and not yet reaped by their handle.
+    spawned: Mutex<Vec<libc::pid_t>>,
+    /// Dropped last, once every process that could write to it is gone.
+    output: Output,
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Output")
+    }
+}
+
+impl Sandbox {
+    /// A sandbox with the default options.
+    ///
+    /// # Errors
+    ///
+    /// As [`SandboxBuilder::build`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let sandbox = hermetic::Sandbox::new()?;
+    /// assert_eq!(sandbox.run(|| nix::unistd::getuid().as_raw()), 0);
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
+    pub fn new() -> Result<Sandbox, Error> {
+        SandboxBuilder::new().build()
+    }
+
+    /// A builder for a sandbox with options.
+    pub fn builder() -> SandboxBuilder {
+        SandboxBuilder::new()
+    }
+
+    /// The hostname inside.
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    /// The pid, in the caller's PID namespace, of the sandbox's init
+    /// process. Handy for debugging: `nsenter -t PID -a` (as root) or
+    /// `nsenter -t PID -U --preserve-credentials -a` enters the sandbox.
+    pub fn pid(&self) -> u32 {
+        self.holder_pid as u32
+    }
+
+    /// Waits for the holder's report: `None` when it is ready, or the step
+    /// that failed.
+    fn await_ready(&self, ready: &OwnedFd) -> Result<Option<(u32, i32)>, Error> {
+        loop {
+            let mut fds = [
+                PollFd::new(ready.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.holder.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("waiting for the sandbox's init process", e)),
+                Ok(_) => {}
+            }
+            let holder_gone = fds[1].revents().is_some_and(|r| !r.is_empty());
+            let mut msg = [0u8; 8];
+            // The holder writes its 8 bytes at once, before it could exit.
+            match nix::unistd::read(ready, &mut msg) {
+                Ok(8) => {
+                    let (step, errno) = child::parse_report(msg);
+                    return Ok((step != child::READY).then_some((step, errno)));
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                _ if holder_gone => {
+                    return Err(Error::Sys {
+                        step: "starting the sandbox's init process",
+                        source: std::io::Error::other("it exited without a report"),
+                    });
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// Runs `f` inside the sandbox and returns its result.
+    ///
+    /// `f` runs in a child forked from the test process, so it may capture
+    /// anything (by move or by reference: it sees a snapshot of the test
+    /// process as it was when `run` was called). Only the result crosses back,
+    /// serialised with `postcard`.
+    ///
+    /// # Panics
+    ///
+    /// When `f` panics, `run` panics with the same message and the location
+    /// of the panic inside `f`, so `#[should_panic(expected = "...")]` works.
+    /// It also panics, with a message saying what happened and what to do,
+    /// when the run fails otherwise (killed by a signal, exited early, timed
+    /// out); use [`try_run`](Self::try_run) to get those as [`Error`]s.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let sandbox = hermetic::Sandbox::new()?;
+    /// let port = sandbox.run(|| {
+    ///     let l = std::net::TcpListener::bind("127.0.0.1:8080").unwrap();
+    ///     l.local_addr().unwrap().port()
+    /// });
+    /// assert_eq!(port, 8080);
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn run<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T,
+        T: Serialize + DeserializeOwned,
+    {
+        match self.try_run(f) {
+            Ok(v) => v,
+            Err(e @ Error::Panicked { .. }) => panic!("{e}"),
+            Err(e) => panic!("hermetic: {e}\n{}", advice(&e)),
+        }
+    }
+
+    /// Runs `f` inside the sandbox; a panic or death of `f` is an error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Panicked`] (message and location), [`Error::Killed`],
+    /// [`Error::Exited`], [`Error::TimedOut`], [`Error::Codec`] and
+    /// [`Error::Channel`] for what happened to `f`; [`Error::Sys`] when a
+    /// run could not be started. The sandbox stays usable after any of them.
+    pub fn try_run<F, T>(&self, f: F) -> Result<T, Error>
+    where
+        F: FnOnce() -> T,
+        T: Serialize + DeserializeOwned,
+    {
+        let result = runner::run_to_end(
+            &self.holder,
+            self.nstypes,
+            self.output.fds(),
+            self.timeout,
+            self.max_result_size,
+            f,
+        );
+        self.output.flush();
+        result
+    }
+
+    /// Starts `f` inside the sandbox in the background, for example a
+    /// server that later runs connect to.
+    ///
+    /// The process lives until `f` returns, the handle is dropped or
+    /// [`kill`](Spawned::kill)ed, or the sandbox is dropped. Processes it
+    /// started itself live until the sandbox is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sys`] when the process could not be started.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::io::{Read, Write};
+    /// let sandbox = hermetic::Sandbox::new()?;
+    /// let server = sandbox.spawn(|| {
+    ///     let l = std::net::TcpListener::bind("127.0.0.1:7000").unwrap();
+    ///     for s in l.incoming() {
+    ///         s.unwrap().write_all(b"hello").unwrap();
+    ///     }
+    /// })?;
+    /// let got = sandbox.run(|| {
+    ///     let mut s = hermetic::connect_retry("127.0.0.1:7000");
+    ///     let mut buf = String::new();
+    ///     s.read_to_string(&mut buf).unwrap();
+    ///     buf
+    /// });
+    /// assert_eq!(got, "hello");
+    /// server.kill()?;
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
+    pub fn spawn<F>(&self, f: F) -> Result<Spawned<'_>, Error>
+    where
+        F: FnOnce(),
+    {
+        let mut spawned = self.spawned.lock().unwrap_or_else(|e| e.into_inner());
+        let runner = Runner::start(&self.holder, self.nstypes, self.output.fds(), f)?;
+        spawned.push(runner.pid());
+        Ok(Spawned {
+            sandbox: self,
+            runner: Some(runner),
+        })
+    }
+
+    /// A [`std::process::Command`] whose program starts inside the sandbox
+    /// (all its namespaces, as a process of its PID namespace), in the
+    /// caller's working directory when that exists inside.
+    ///
+    /// Its stdio follows std's rules: by default inherited from the test
+    /// process, so use `output()` or `Stdio::piped()` to look at it. The
+    /// program is killed when the sandbox is dropped; `Child::kill` kills it
+    /// too.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let sandbox = hermetic::Sandbox::new()?;
+    /// let out = sandbox.command("hostname").output().unwrap();
+    /// assert_eq!(out.stdout, b"sandbox\n");
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
+    pub fn command(&self, program: impl AsRef<OsStr>) -> std::process::Command {
+        let mut cmd = std::process::Command::new(program);
+        let holder = self
+            .holder
+            .try_clone()
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF));
+        child::enter_on_exec(&mut cmd, holder, self.nstypes);
+        cmd
+    }
+
+    /// Tears the sandbox down like `drop`, but reports what went wrong.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sys`] if the init process could not be killed or reaped.
+    pub fn close(mut self) -> Result<(), Error> {
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Result<(), Error> {
+        // Killing PID 1 makes the kernel kill everything else inside.
+        let killed = sys::pidfd_send_signal(self.holder.as_fd(), libc::SIGKILL);
+        // The dying holder waits until every process of its namespace has
+        // been reaped, including runners whose parent is the test process:
+        // reap those first.
+        let spawned = std::mem::take(self.spawned.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for pid in spawned {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+        }
+        let reaped = loop {
+            match waitpid(Pid::from_raw(self.holder_pid), None) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => break r,
+            }
+        };
+        // Mark as done so Drop does not try again.
+        self.holder_pid = 0;
+        match (killed, reaped) {
+            (Err(errno), _) if errno != libc::ESRCH => Err(Error::sys(
+                "killing the sandbox's init process",
+                std::io::Error::from_raw_os_error(errno),
+            )),
+            (_, Err(e)) => Err(Error::sys("reaping the sandbox's init process", e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn forget_spawned(&self, pid: libc::pid_t) {
+        let mut spawned = self.spawned.lock().unwrap_or_else(|e| e.into_inner());
+        spawned.retain(|&p| p != pid);
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if self.holder_pid != 0 {
+            let _ = self.teardown();
+        }
+    }
+}
+
+/// What to tell the user after a run failed for a reason other than a panic.
+fn advice(e: &Error) -> &'static str {
+    match e {
+        Error::TimedOut { .. } => {
+            "the closure ran past the sandbox's timeout; raise SandboxBuilder::timeout or look for a hang"
+        }
+        Error::Killed { .. } => {
+            "the process running the closure died from a signal; the closure crashed (or something killed it)"
+        }
+        Error::Exited { .. } => {
+            "the closure called exit() (or std::process::exit) instead of returning"
+        }
+        Error::Codec { .. } => "the result must round-trip through serde (postcard)",
+        Error::Channel { .. } => {
+            "the closure wrote to the result channel's fd, or its result was too large (SandboxBuilder::max_result_size)"
+        }
+        _ => "use try_run to handle this error yourself",
+    }
+}
+
+/// A closure running in the background inside a sandbox; made by
+/// [`Sandbox::spawn`].
+///
+/// Dropping the handle kills the process.
+#[derive(Debug)]
+pub struct Spawned<'a> {
+    sandbox: &'a Sandbox,
+    runner: Option<Runner>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner").field("pid", &self.pid()).finish()
+    }
+}
+
+impl Spawned<'_> {
+    /// The process's pid, in the caller's PID namespace.
+    pub fn pid(&self) -> u32 {
+        self.runner.as_ref().map_or(0, |r| r.pid() as u32)
+    }
+
+    /// True while the closure has not returned.
+    pub fn is_running(&self) -> bool {
+        self.runner.as_ref().is_some_and(Runner::running)
+    }
+
+    /// Waits for the closure to return.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::try_run`], without the timeout.
+    pub fn join(mut self) -> Result<(), Error> {
+        let mut runner = self.runner.take().expect("the runner is there until consumed");
+        let ended = runner.wait(None, self.sandbox.max_result_size);
+        self.sandbox.forget_spawned(runner.pid());
+        self.sandbox.output.flush();
+        match ended {
+            Ended::Frame(tag, payload) => crate::channel::decode_outcome(tag, &payload),
+            Ended::Died(e) => Err(e),
+        }
+    }
+
+    /// Kills the process (with `SIGKILL`) and waits for it to die.
+    ///
+    /// # Errors
+    ///
+    /// None at present; the `Result` leaves room for reporting a failed
+    /// kill.
+    pub fn kill(mut self) -> Result<(), Error> {
+        self.stop();
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut runner) = self.runner.take() {
+            runner.kill();
+            self.sandbox.forget_spawned(runner.pid());
+        }
+    }
+}
+
+impl Drop for Spawned<'_> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
