@@ -99,6 +99,19 @@ fn act(action: &Action, keep: &[RawFd]) -> Result<(), i32> {
         }
         Action::CreateDir { path } => sys::mkdir(path),
         Action::CreateFile { path } => sys::touch(path),
+        Action::OpenSource { path, fd } => {
+            // SAFETY: path is NUL-terminated.
+            let opened = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+            if opened < 0 {
+                return Err(sys::errno());
+            }
+            if opened != *fd {
+                sys::dup2(opened, *fd)?;
+                // SAFETY: opened is ours and closed once.
+                unsafe { libc::close(opened) };
+            }
+            Ok(())
+        }
         Action::SetHostname { name } => sys::sethostname(name),
         Action::LoopbackUp => sys::loopback_up(),
     }
@@ -257,6 +270,7 @@ where
         }
     }));
 
+    RESULT_FD.store(result, std::sync::atomic::Ordering::Relaxed);
     let mut job = Job { f: Some(f), result };
     // SAFETY: attr is initialised by pthread_attr_init before use; job
     // outlives the thread, which we join (the thread never returns: it
@@ -487,4 +501,14 @@ pub(crate) fn enter_on_exec(
             Err(errno) => Err(std::io::Error::from_raw_os_error(*errno)),
         });
     }
+}
+
+/// The fd of the result channel in a runner; -1 elsewhere.
+static RESULT_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// The fd on which this process, if it runs a sandboxed closure, sends its
+/// result. For fault-injection tests only.
+pub(crate) fn result_fd() -> Option<RawFd> {
+    let fd = RESULT_FD.load(std::sync::atomic::Ordering::Relaxed);
+    (fd >= 0).then_some(fd)
 }

@@ -120,3 +120,13 @@ pub use helpers::{CONNECT_PATIENCE, connect_retry};
 pub use sandbox::{
     DEFAULT_HOSTNAME, DEFAULT_MAX_RESULT_SIZE, Sandbox, SandboxBuilder, Spawned,
 };
+
+/// The fd on which the current process sends its closure's result, when it
+/// is a process running a closure inside a sandbox.
+///
+/// Not part of the stable API: it exists so that tests can prove that a
+/// closure scribbling on its own result channel is reported as an error.
+#[doc(hidden)]
+pub fn __result_channel_fd() -> Option<std::os::fd::RawFd> {
+    child::result_fd()
+}

@@ -38,6 +38,9 @@ pub(crate) enum Action {
     CreateDir { path: CString },
     /// Create an empty file to bind a file on.
     CreateFile { path: CString },
+    /// Open a bind source with `O_PATH` as fd number `fd`, before the
+    /// sandbox's own mounts (such as the tmpfs on `/tmp`) can hide it.
+    OpenSource { path: CString, fd: i32 },
     /// `sethostname(2)`.
     SetHostname { name: Vec<u8> },
     /// Set `lo` up.
@@ -140,10 +143,15 @@ enum Under<'a> {
 }
 
 /// Turns the options into the holder's steps.
+///
+/// `first_free_fd` is the lowest fd number the holder has free once it has
+/// closed what it inherited: bind sources are opened there, in order, and
+/// bound from `/proc/self/fd/N`.
 pub(crate) fn holder_steps(
     ids: Ids,
     hostname: &[u8],
     mounts: &[MountSpec],
+    first_free_fd: i32,
 ) -> Result<Vec<Step>, Error> {
     let mut steps = vec![
         Step {
@@ -176,6 +184,24 @@ pub(crate) fn holder_steps(
             action: Action::MakeMountsPrivate,
         },
     ];
+    let mut next_fd = first_free_fd;
+    let mut sources = Vec::new();
+    for spec in mounts {
+        if let MountSpec::Bind { source, .. } = spec {
+            let option = option_name(spec);
+            absolute(option, "source", source)?;
+            steps.push(Step {
+                what: format!("opening the bind source {}", source.display()),
+                action: Action::OpenSource {
+                    path: cstring(option, source)?,
+                    fd: next_fd,
+                },
+            });
+            sources.push(next_fd);
+            next_fd += 1;
+        }
+    }
+    let mut sources = sources.into_iter();
     let fresh = |fstype: &'static std::ffi::CStr, target: &'static std::ffi::CStr, flags, data| {
         let name = fstype.to_string_lossy();
         Step {
@@ -203,7 +229,11 @@ pub(crate) fn holder_steps(
         target: "/tmp".into(),
     }];
     for spec in mounts {
-        mount_steps(spec, &made, &mut steps)?;
+        let source_fd = match spec {
+            MountSpec::Bind { .. } => sources.next(),
+            MountSpec::Tmpfs { .. } => None,
+        };
+        mount_steps(spec, source_fd, &made, &mut steps)?;
         made.push(spec.clone());
     }
 
@@ -257,7 +287,12 @@ fn under<'a>(target: &Path, made: &'a [MountSpec]) -> Under<'a> {
     }
 }
 
-fn mount_steps(spec: &MountSpec, made: &[MountSpec], steps: &mut Vec<Step>) -> Result<(), Error> {
+fn mount_steps(
+    spec: &MountSpec,
+    source_fd: Option<i32>,
+    made: &[MountSpec],
+    steps: &mut Vec<Step>,
+) -> Result<(), Error> {
     let option = option_name(spec);
     let (target, source_is_dir) = match spec {
         MountSpec::Tmpfs { target } => (target, true),
@@ -355,7 +390,11 @@ fn mount_steps(spec: &MountSpec, made: &[MountSpec], steps: &mut Vec<Step>) -> R
             steps.push(Step {
                 what: format!("binding {} on {}", source.display(), target.display()),
                 action: Action::Mount {
-                    source: Some(cstring(option, source)?),
+                    source: Some(match source_fd {
+                        Some(fd) => CString::new(format!("/proc/self/fd/{fd}"))
+                            .expect("no NUL in a number"),
+                        None => cstring(option, source)?,
+                    }),
                     target: target_c.clone(),
                     fstype: None,
                     flags: libc::MS_BIND | libc::MS_REC,
@@ -380,7 +419,7 @@ mod tests {
     const IDS: Ids = Ids { uid: 1000, gid: 100 };
 
     fn whats(mounts: &[MountSpec]) -> Vec<String> {
-        holder_steps(IDS, b"h", mounts)
+        holder_steps(IDS, b"h", mounts, 10)
             .unwrap()
             .into_iter()
             .map(|s| s.what)
@@ -439,7 +478,7 @@ mod tests {
 
     #[test]
     fn bad_mounts_are_refused_by_name() {
-        let err = |m: MountSpec| holder_steps(IDS, b"h", &[m]).unwrap_err().to_string();
+        let err = |m: MountSpec| holder_steps(IDS, b"h", &[m], 10).unwrap_err().to_string();
         let e = err(MountSpec::Bind {
             source: "relative".into(),
             target: "/tmp/x".into(),

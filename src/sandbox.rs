@@ -152,13 +152,14 @@ impl SandboxBuilder {
     /// - [`Error::Setup`] naming the setup step that failed and its errno.
     pub fn build(&self) -> Result<Sandbox, Error> {
         let hostname = plan::hostname(&self.hostname)?;
-        let steps = plan::holder_steps(Ids::current(), &hostname, &self.mounts)?;
         let nstypes = BASE_NAMESPACES | if self.cgroup { libc::CLONE_NEWCGROUP } else { 0 };
 
         let output = Output::new().map_err(|e| Error::sys("starting the output forwarder", e))?;
         let lifeline = lifeline::lifeline().map_err(|e| Error::sys("opening the lifeline", e))?;
         let (ready_r, ready_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
             .map_err(|e| Error::sys("creating the holder's report pipe", e))?;
+        let first_free_fd = ready_w.as_raw_fd().max(lifeline.as_raw_fd()) + 1;
+        let steps = plan::holder_steps(Ids::current(), &hostname, &self.mounts, first_free_fd)?;
 
         let (pid, holder) = child::clone_holder(
             nstypes as libc::c_ulong,

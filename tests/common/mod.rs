@@ -1,0 +1,100 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+
+/// The namespace kinds every sandbox has fresh.
+pub const KINDS: [&str; 6] = ["user", "mnt", "net", "pid", "uts", "ipc"];
+
+/// Inode of each of this process's namespaces, by kind.
+pub fn ns_inodes() -> BTreeMap<String, u64> {
+    ["user", "mnt", "net", "pid", "uts", "ipc", "cgroup"]
+        .iter()
+        .map(|k| {
+            let link = std::fs::read_link(format!("/proc/self/ns/{k}")).unwrap();
+            // "net:[4026531840]"
+            let s = link.to_string_lossy();
+            let ino = s
+                .split_once('[')
+                .and_then(|(_, r)| r.strip_suffix(']'))
+                .unwrap()
+                .parse()
+                .unwrap();
+            (k.to_string(), ino)
+        })
+        .collect()
+}
+
+/// Names of the network interfaces this process sees in /sys/class/net.
+pub fn interfaces() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The numeric entries of /proc.
+pub fn proc_pids() -> Vec<u32> {
+    let mut v: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Mount points of this process.
+pub fn mount_points() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .map(|l| l.split(' ').nth(4).unwrap().to_owned())
+        .collect()
+}
+
+/// Runs one test of this same test binary in a new process, with `env`
+/// set, and returns what it printed. `extra` are more libtest arguments.
+pub fn run_self(test: &str, env: &[(&str, &str)], extra: &[&str]) -> Output {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = Command::new(exe);
+    cmd.args([test, "--exact", "--ignored", "--test-threads=1"]);
+    cmd.args(extra);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// Pids (host view) of processes whose command line contains `marker`.
+pub fn pids_with_marker(marker: &str) -> Vec<u32> {
+    let me = std::process::id();
+    proc_pids()
+        .into_iter()
+        .filter(|&p| p != me)
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(marker))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Polls `cond` every 20 ms for up to 10 s; true once it holds. Used to wait
+/// for the kernel's asynchronous cleanup, never to measure time.
+pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// The caller's uid and gid outside.
+pub fn outer_ids() -> (u32, u32) {
+    (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())
+}

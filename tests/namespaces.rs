@@ -1,0 +1,82 @@
+//! Promise 1 and 2: fresh namespaces of every kind, ids mapped to the caller.
+
+mod common;
+
+use common::{KINDS, ns_inodes, outer_ids};
+use hermetic::{Sandbox, isolated};
+use rstest::rstest;
+
+#[rstest]
+fn every_namespace_kind_is_new(#[from(isolated)] ns: Sandbox) {
+    let outside = ns_inodes();
+    let inside = ns.run(ns_inodes);
+    for kind in KINDS {
+        assert_ne!(outside[kind], inside[kind], "{kind} namespace is shared with the host");
+    }
+    // Not asked for: the cgroup namespace stays the host's.
+    assert_eq!(outside["cgroup"], inside["cgroup"]);
+}
+
+#[rstest]
+fn two_sandboxes_do_not_share_namespaces(
+    #[from(isolated)] a: Sandbox,
+    #[from(isolated)] b: Sandbox,
+) {
+    let (ia, ib) = (a.run(ns_inodes), b.run(ns_inodes));
+    for kind in KINDS {
+        assert_ne!(ia[kind], ib[kind], "{kind} namespace is shared between sandboxes");
+    }
+}
+
+#[rstest]
+fn runs_of_one_sandbox_share_its_namespaces(#[from(isolated)] ns: Sandbox) {
+    assert_eq!(ns.run(ns_inodes), ns.run(ns_inodes));
+}
+
+#[test]
+fn cgroup_namespace_is_an_option() {
+    let ns = Sandbox::builder().cgroup_namespace(true).build().unwrap();
+    let outside = ns_inodes();
+    let inside = ns.run(ns_inodes);
+    assert_ne!(outside["cgroup"], inside["cgroup"]);
+    // Inside its own cgroup namespace, the sandbox sits at the root of
+    // every hierarchy (v1 or v2).
+    let cgroups = ns.run(|| std::fs::read_to_string("/proc/self/cgroup").unwrap());
+    for line in cgroups.lines() {
+        assert!(line.ends_with(":/"), "not at a cgroup root: {line}");
+    }
+}
+
+#[rstest]
+fn root_inside_is_the_caller_outside(#[from(isolated)] ns: Sandbox) {
+    let (uid, gid) = outer_ids();
+    let inside = ns.run(|| {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap();
+        (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+            read("/proc/self/uid_map"),
+            read("/proc/self/gid_map"),
+            read("/proc/self/setgroups"),
+        )
+    });
+    assert_eq!((inside.0, inside.1, inside.2), (0, 0, 0));
+    let fields = |m: &str| m.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(fields(&inside.3), ["0", &uid.to_string(), "1"]);
+    assert_eq!(fields(&inside.4), ["0", &gid.to_string(), "1"]);
+    assert_eq!(inside.5.trim(), "deny");
+}
+
+#[test]
+fn files_made_inside_belong_to_the_caller_outside() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ns = Sandbox::builder()
+        .bind(dir.path(), "/tmp/shared")
+        .build()
+        .unwrap();
+    ns.run(|| std::fs::write("/tmp/shared/f", b"x").unwrap());
+    let meta = std::fs::metadata(dir.path().join("f")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), outer_ids());
+}
