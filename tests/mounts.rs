@@ -1,0 +1,155 @@
+//! Promise 4: private propagation, own /tmp, /proc and /sys, binds.
+
+mod common;
+
+use common::mount_points;
+use hermetic::{Sandbox, isolated};
+use rstest::rstest;
+
+#[rstest]
+fn mounts_made_inside_are_not_seen_outside(#[from(isolated)] ns: Sandbox) {
+    let before = mount_points();
+    let inside = ns.run(|| {
+        // /mnt exists on every Debian; any host directory would do.
+        nix::mount::mount(
+            Some("tmpfs"),
+            "/mnt",
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        mount_points()
+    });
+    assert!(inside.contains(&"/mnt".to_owned()));
+    assert_eq!(mount_points(), before, "a mount made inside leaked to the host");
+    // And the mount is still there for the next run of the same sandbox.
+    assert!(ns.run(mount_points).contains(&"/mnt".to_owned()));
+}
+
+#[rstest]
+fn every_mount_inside_is_private(#[from(isolated)] ns: Sandbox) {
+    let info = ns.run(|| std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+    for line in info.lines() {
+        // Optional fields sit between field 6 and the " - " separator.
+        let (head, _) = line.split_once(" - ").unwrap();
+        let optional: Vec<_> = head.split(' ').skip(6).collect();
+        assert!(
+            optional.iter().all(|f| !f.starts_with("shared:")),
+            "a shared mount inside: {line}"
+        );
+    }
+}
+
+#[rstest]
+fn tmp_is_a_private_tmpfs(#[from(isolated)] ns: Sandbox) {
+    let marker = tempfile::NamedTempFile::new().unwrap();
+    let name = marker.path().to_owned();
+    let (fstype, entries, sees_host_file) = ns.run(move || {
+        let fs = nix::sys::statfs::statfs("/tmp").unwrap();
+        let entries = std::fs::read_dir("/tmp").unwrap().count();
+        (fs.filesystem_type().0 as i64, entries, name.exists())
+    });
+    assert_eq!(fstype, libc::TMPFS_MAGIC as i64);
+    assert_eq!(entries, 0, "a fresh /tmp is empty");
+    assert!(!sees_host_file);
+}
+
+#[test]
+fn tmp_persists_across_runs_and_vanishes_with_the_sandbox() {
+    let ns = Sandbox::new().unwrap();
+    ns.run(|| std::fs::write("/tmp/state", b"kept").unwrap());
+    assert_eq!(ns.run(|| std::fs::read("/tmp/state").unwrap()), b"kept");
+    // The file lives in the sandbox's tmpfs, never on the host.
+    assert!(!std::path::Path::new("/tmp/state").exists());
+    drop(ns);
+    let fresh = Sandbox::new().unwrap();
+    assert!(!fresh.run(|| std::path::Path::new("/tmp/state").exists()));
+}
+
+#[test]
+fn two_sandboxes_have_distinct_tmp() {
+    let (a, b) = (Sandbox::new().unwrap(), Sandbox::new().unwrap());
+    a.run(|| std::fs::write("/tmp/only-in-a", b"a").unwrap());
+    assert!(!b.run(|| std::path::Path::new("/tmp/only-in-a").exists()));
+}
+
+#[rstest]
+fn proc_is_fresh_for_the_pid_namespace(#[from(isolated)] ns: Sandbox) {
+    let (init_comm, fstype) = ns.run(|| {
+        let comm = std::fs::read_to_string("/proc/1/comm").unwrap();
+        let fs = nix::sys::statfs::statfs("/proc").unwrap();
+        (comm.trim().to_owned(), fs.filesystem_type().0 as i64)
+    });
+    assert_eq!(init_comm, "hermetic-init");
+    assert_eq!(fstype, libc::PROC_SUPER_MAGIC as i64);
+}
+
+#[rstest]
+fn sys_is_fresh(#[from(isolated)] ns: Sandbox) {
+    let (fstype, ifaces, sys_mount) = ns.run(|| {
+        let fs = nix::sys::statfs::statfs("/sys").unwrap();
+        (fs.filesystem_type().0 as i64, common::interfaces(), mount_points())
+    });
+    assert_eq!(fstype, libc::SYSFS_MAGIC as i64);
+    assert_eq!(ifaces, ["lo"]);
+    assert!(sys_mount.contains(&"/sys".to_owned()));
+}
+
+#[test]
+fn bind_shows_host_files_and_writes_through() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in"), b"from host").unwrap();
+    let ns = Sandbox::builder().bind(dir.path(), "/tmp/data").build().unwrap();
+    let read = ns.run(|| {
+        std::fs::write("/tmp/data/out", b"from sandbox").unwrap();
+        std::fs::read_to_string("/tmp/data/in").unwrap()
+    });
+    assert_eq!(read, "from host");
+    assert_eq!(std::fs::read(dir.path().join("out")).unwrap(), b"from sandbox");
+}
+
+#[test]
+fn bind_ro_is_read_only_inside() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in"), b"from host").unwrap();
+    let ns = Sandbox::builder()
+        .bind_ro(dir.path(), "/tmp/ro")
+        .build()
+        .unwrap();
+    let (read, write_err) = ns.run(|| {
+        let read = std::fs::read_to_string("/tmp/ro/in").unwrap();
+        let err = std::fs::write("/tmp/ro/new", b"x").unwrap_err();
+        (read, err.raw_os_error())
+    });
+    assert_eq!(read, "from host");
+    assert_eq!(write_err, Some(libc::EROFS));
+    assert!(!dir.path().join("new").exists());
+}
+
+#[test]
+fn a_single_file_can_be_bound() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), b"config").unwrap();
+    let ns = Sandbox::builder()
+        .bind_ro(file.path(), "/tmp/etc/app.conf")
+        .build()
+        .unwrap();
+    assert_eq!(
+        ns.run(|| std::fs::read_to_string("/tmp/etc/app.conf").unwrap()),
+        "config"
+    );
+}
+
+#[test]
+fn extra_tmpfs_is_empty_and_private() {
+    let ns = Sandbox::builder().tmpfs("/mnt").build().unwrap();
+    let (fstype, empty) = ns.run(|| {
+        let fs = nix::sys::statfs::statfs("/mnt").unwrap();
+        std::fs::write("/mnt/x", b"x").unwrap();
+        (fs.filesystem_type().0 as i64, std::fs::read_dir("/mnt").unwrap().count() == 1)
+    });
+    assert_eq!(fstype, libc::TMPFS_MAGIC as i64);
+    assert!(empty);
+    assert!(!std::path::Path::new("/mnt/x").exists());
+}
