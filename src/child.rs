@@ -231,6 +231,34 @@ thread_local! {
     static PANIC_AT: RefCell<Option<PanicLocation>> = const { RefCell::new(None) };
 }
 
+/// Installs, once per process, a panic hook that records where the
+/// closure of a runner panicked instead of printing it (the test process
+/// re-raises the panic with that location); every other panic goes to the
+/// hook that was there before.
+///
+/// It must be installed *before* forking: `set_hook` takes a lock that
+/// another thread of the test process may hold at the moment of `fork`
+/// (while it panics, for instance), and in the child nobody would release
+/// it.
+pub(crate) fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if IN_CLOSURE.with(Cell::get) {
+                let location = info.location().map(|l| PanicLocation {
+                    file: l.file().to_owned(),
+                    line: l.line(),
+                    column: l.column(),
+                });
+                PANIC_AT.with(|p| *p.borrow_mut() = location);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// The closure and where its frame goes, handed to the runner's thread.
 struct Job<F> {
     f: Option<F>,
@@ -252,24 +280,6 @@ where
     if sys::dup2(stdout, 1).is_err() || sys::dup2(stderr, 2).is_err() {
         sys::exit(crate::runner::EXIT_SETUP);
     }
-    // Our hook records where the closure panicked instead of printing it:
-    // the test process re-raises the panic with that location. Panics of
-    // other threads still print as usual. The hook lives only in this
-    // process's copy of the program.
-    let previous = panic::take_hook();
-    panic::set_hook(Box::new(move |info| {
-        if IN_CLOSURE.with(Cell::get) {
-            let location = info.location().map(|l| PanicLocation {
-                file: l.file().to_owned(),
-                line: l.line(),
-                column: l.column(),
-            });
-            PANIC_AT.with(|p| *p.borrow_mut() = location);
-        } else {
-            previous(info);
-        }
-    }));
-
     RESULT_FD.store(result, std::sync::atomic::Ordering::Relaxed);
     let mut job = Job { f: Some(f), result };
     // SAFETY: attr is initialised by pthread_attr_init before use; job
@@ -469,6 +479,7 @@ where
     F: FnOnce() -> T,
     T: Serialize,
 {
+    install_panic_hook();
     // SAFETY: glibc's fork makes the child's allocator and libc state
     // consistent; join() then makes only system calls, and the runner runs
     // user code by design (see the crate docs).

@@ -1,0 +1,77 @@
+//! Promise 7: a panic inside fails the test with its message and location.
+
+use hermetic::{Error, Sandbox, isolated};
+use rstest::rstest;
+
+#[rstest]
+#[should_panic(expected = "the answer was 41")]
+fn should_panic_sees_the_message(#[from(isolated)] ns: Sandbox) {
+    ns.run(|| {
+        let answer = 41;
+        assert_eq!(answer, 42, "the answer was {answer}");
+    });
+}
+
+#[rstest]
+fn try_run_reports_message_and_location(#[from(isolated)] ns: Sandbox) {
+    let line = line!() + 1;
+    let err = ns.try_run(|| -> u8 { panic!("boom {}", 7) }).unwrap_err();
+    let Error::Panicked { message, location } = &err else {
+        panic!("expected a panic, got {err:?}");
+    };
+    assert_eq!(message, "boom 7");
+    let location = location.as_ref().expect("a location");
+    assert_eq!(location.file, file!());
+    assert_eq!(location.line, line);
+    assert_eq!(location.column, 37);
+    assert_eq!(
+        err.to_string(),
+        format!("panicked inside the sandbox at {}:{line}:37:\nboom 7", file!())
+    );
+}
+
+#[rstest]
+fn run_reraises_with_message_and_location(#[from(isolated)] ns: Sandbox) {
+    let line = line!() + 2;
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ns.run::<_, ()>(|| panic!("inner failure"))
+    }))
+    .unwrap_err();
+    let text = caught
+        .downcast_ref::<String>()
+        .cloned()
+        .expect("a String payload");
+    assert!(text.contains("inner failure"), "{text}");
+    assert!(text.contains(&format!("{}:{line}:", file!())), "{text}");
+}
+
+#[rstest]
+fn str_string_and_other_payloads(#[from(isolated)] ns: Sandbox) {
+    let msg = |r: Result<(), Error>| match r.unwrap_err() {
+        Error::Panicked { message, .. } => message,
+        e => panic!("expected a panic, got {e:?}"),
+    };
+    assert_eq!(msg(ns.try_run::<_, ()>(|| panic!("static str"))), "static str");
+    assert_eq!(
+        msg(ns.try_run::<_, ()>(|| std::panic::panic_any(String::from("owned")))),
+        "owned"
+    );
+    assert_eq!(msg(ns.try_run::<_, ()>(|| std::panic::panic_any(42u32))), "Box<dyn Any>");
+}
+
+#[rstest]
+fn a_panic_in_a_thread_inside_is_reported_by_the_closure(#[from(isolated)] ns: Sandbox) {
+    let err = ns
+        .try_run(|| {
+            let h = std::thread::spawn(|| -> u8 { panic!("worker died") });
+            h.join().expect("worker joined")
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("worker joined"), "{err}");
+}
+
+#[rstest]
+fn the_sandbox_survives_a_panic(#[from(isolated)] ns: Sandbox) {
+    let _ = ns.try_run::<_, ()>(|| panic!("first"));
+    assert_eq!(ns.run(|| 5), 5);
+}

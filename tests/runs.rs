@@ -1,0 +1,113 @@
+//! Promise 6: closures capture anything; results travel as bounded frames.
+
+use std::collections::BTreeMap;
+
+use hermetic::{Error, Sandbox, isolated};
+use rstest::rstest;
+
+#[rstest]
+fn closures_capture_by_move_and_by_reference(#[from(isolated)] ns: Sandbox) {
+    // Not Serialize, not Send: only the result has to cross back.
+    let rc = std::rc::Rc::new(vec![1u64, 2, 3]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let borrowed = String::from("borrowed");
+    let got = ns.run(move || {
+        // The listener fd came along: the child is a fork of the test.
+        let local = listener.local_addr().unwrap().ip().to_string();
+        (rc.iter().sum::<u64>(), local, borrowed.len())
+    });
+    assert_eq!(got, (6, "127.0.0.1".to_owned(), 8));
+    let s = String::from("by reference");
+    assert_eq!(ns.run(|| s.clone()), "by reference");
+}
+
+#[rstest]
+fn structured_results_round_trip(#[from(isolated)] ns: Sandbox) {
+    let map: BTreeMap<String, Vec<Option<i64>>> = ns.run(|| {
+        BTreeMap::from([
+            ("a".into(), vec![Some(-1), None]),
+            ("b".into(), vec![Some(i64::MAX)]),
+        ])
+    });
+    assert_eq!(map["a"], [Some(-1), None]);
+    let r: Result<u8, String> = ns.run(|| Err("kept as a value".into()));
+    assert_eq!(r, Err("kept as a value".to_owned()));
+}
+
+#[rstest]
+fn a_16_mib_result_arrives_whole(#[from(isolated)] ns: Sandbox) {
+    let big: Vec<u8> = ns.run(|| (0..16 << 20).map(|i: u32| (i % 251) as u8).collect());
+    assert_eq!(big.len(), 16 << 20);
+    assert!(big.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+}
+
+#[test]
+fn a_result_over_the_limit_is_an_error_not_an_allocation() {
+    let ns = Sandbox::builder().max_result_size(1024).build().unwrap();
+    let err = ns.try_run(|| vec![0u8; 4096]).unwrap_err();
+    assert!(matches!(err, Error::Channel { .. }), "{err:?}");
+    assert!(err.to_string().contains("over the limit of 1024 bytes"), "{err}");
+    assert_eq!(ns.run(|| 1), 1, "the sandbox stays usable");
+}
+
+/// Writes `bytes` to the closure's own result channel, then exits.
+fn scribble<T>(bytes: Vec<u8>) -> impl FnOnce() -> T {
+    move || {
+        let fd = hermetic::__result_channel_fd().expect("inside a run");
+        // SAFETY (test): fd is the open result pipe of this process.
+        let n = nix::unistd::write(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, &bytes);
+        assert_eq!(n.unwrap(), bytes.len());
+        std::process::exit(0)
+    }
+}
+
+#[rstest]
+fn a_frame_claiming_2_pow_63_bytes_is_refused(#[from(isolated)] ns: Sandbox) {
+    let mut frame = vec![1u8];
+    frame.extend_from_slice(&(1u64 << 63).to_le_bytes());
+    let err = ns.try_run::<_, u32>(scribble(frame)).unwrap_err();
+    assert!(err.to_string().contains("over the limit"), "{err}");
+}
+
+#[rstest]
+fn garbage_on_the_channel_is_an_error(#[from(isolated)] ns: Sandbox) {
+    let err = ns.try_run::<_, u32>(scribble(b"\xde\xad\xbe\xef garbage".to_vec())).unwrap_err();
+    assert!(err.to_string().contains("unknown frame tag 0xde"), "{err}");
+}
+
+#[rstest]
+fn a_truncated_frame_is_an_error(#[from(isolated)] ns: Sandbox) {
+    let mut frame = vec![1u8];
+    frame.extend_from_slice(&100u64.to_le_bytes());
+    frame.extend_from_slice(b"short");
+    let err = ns.try_run::<_, u32>(scribble(frame)).unwrap_err();
+    assert!(err.to_string().contains("stopped after 5 of 100 bytes"), "{err}");
+}
+
+#[rstest]
+fn a_frame_that_does_not_decode_as_t_is_an_error(#[from(isolated)] ns: Sandbox) {
+    let mut frame = vec![1u8];
+    frame.extend_from_slice(&1u64.to_le_bytes());
+    frame.push(0xff); // not a valid postcard varint for a String length
+    let err = ns.try_run::<_, String>(scribble(frame)).unwrap_err();
+    assert!(matches!(err, Error::Codec { direction: "decoding", .. }), "{err:?}");
+}
+
+#[rstest]
+fn a_result_that_cannot_be_encoded_is_an_error(#[from(isolated)] ns: Sandbox) {
+    #[derive(Debug)]
+    struct Unencodable;
+    impl serde::Serialize for Unencodable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("this type refuses to be encoded"))
+        }
+    }
+    impl<'de> serde::Deserialize<'de> for Unencodable {
+        fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+            Ok(Unencodable)
+        }
+    }
+    let err = ns.try_run(|| Unencodable).unwrap_err();
+    assert!(matches!(err, Error::Codec { direction: "encoding", .. }), "{err:?}");
+    assert!(err.to_string().starts_with("encoding the closure's result"), "{err}");
+}
