@@ -1,0 +1,83 @@
+//! Promise 9: what runs print shows up in the test's own output.
+//!
+//! Each check runs a helper test of this binary in a new process, as a test
+//! runner would, and reads what that process printed.
+
+mod common;
+
+use common::run_self;
+use hermetic::Sandbox;
+
+const HELPER_ENV: &str = "HERMETIC_OUTPUT_HELPER";
+
+/// Prints from inside a sandbox in every way a test might, then fails so
+/// that libtest shows what it captured.
+#[test]
+#[ignore = "helper: run by the other tests of this file"]
+fn helper_prints_inside_then_fails() {
+    if std::env::var_os(HELPER_ENV).is_none() {
+        return;
+    }
+    let ns = Sandbox::new().unwrap();
+    ns.run(|| {
+        println!("marker-println");
+        eprintln!("marker-eprintln");
+        print!("marker-no-newline");
+        let status = std::process::Command::new("sh")
+            .args(["-c", "echo marker-subprocess-stdout; echo marker-subprocess-stderr >&2"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    });
+    let server = ns
+        .spawn(|| {
+            println!("marker-spawned");
+        })
+        .unwrap();
+    server.join().unwrap();
+    panic!("helper fails on purpose");
+}
+
+const MARKERS: [&str; 6] = [
+    "marker-println",
+    "marker-eprintln",
+    "marker-no-newline",
+    "marker-subprocess-stdout",
+    "marker-subprocess-stderr",
+    "marker-spawned",
+];
+
+#[test]
+fn captured_output_is_shown_when_the_test_fails() {
+    // libtest's default: output captured per test, shown on failure.
+    let out = run_self("helper_prints_inside_then_fails", &[(HELPER_ENV, "1")], &[]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // libtest prints the failed test's captured output under this heading.
+    let captured = stdout
+        .split_once("---- helper_prints_inside_then_fails stdout ----")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("no captured section in:\n{stdout}"));
+    for marker in MARKERS {
+        assert!(captured.contains(marker), "{marker} missing from the captured output:\n{stdout}");
+    }
+}
+
+#[test]
+fn uncaptured_output_reaches_the_test_process_streams() {
+    // What nextest does: --nocapture, one test per process, streams read by
+    // the runner.
+    let out = run_self(
+        "helper_prints_inside_then_fails",
+        &[(HELPER_ENV, "1")],
+        &["--nocapture"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for marker in ["marker-println", "marker-no-newline", "marker-subprocess-stdout", "marker-spawned"] {
+        assert!(stdout.contains(marker), "{marker} missing from stdout:\n{stdout}");
+    }
+    for marker in ["marker-eprintln", "marker-subprocess-stderr"] {
+        assert!(stderr.contains(marker), "{marker} missing from stderr:\n{stderr}");
+    }
+}

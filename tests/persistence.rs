@@ -1,0 +1,123 @@
+//! Promise 10: state persists across runs; commands start inside.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+
+use hermetic::{Sandbox, connect_retry, isolated};
+use rstest::rstest;
+
+#[rstest]
+fn a_spawned_server_answers_later_runs(#[from(isolated)] ns: Sandbox) {
+    let server = ns
+        .spawn(|| {
+            let l = TcpListener::bind("127.0.0.1:7000").unwrap();
+            for (n, conn) in l.incoming().enumerate() {
+                write!(conn.unwrap(), "hello {n}").unwrap();
+            }
+        })
+        .unwrap();
+    assert!(server.is_running());
+    for n in 0..3 {
+        let got = ns.run(|| {
+            let mut s = connect_retry("127.0.0.1:7000");
+            let mut buf = String::new();
+            s.read_to_string(&mut buf).unwrap();
+            buf
+        });
+        assert_eq!(got, format!("hello {n}"));
+    }
+    let pid = server.pid();
+    server.kill().unwrap();
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+}
+
+#[rstest]
+fn a_spawned_closure_can_be_joined(#[from(isolated)] ns: Sandbox) {
+    let done = ns.spawn(|| std::fs::write("/tmp/done", b"yes").unwrap()).unwrap();
+    done.join().unwrap();
+    assert_eq!(ns.run(|| std::fs::read("/tmp/done").unwrap()), b"yes");
+    let failed = ns.spawn(|| panic!("background failure")).unwrap();
+    let err = failed.join().unwrap_err();
+    assert!(err.to_string().contains("background failure"), "{err}");
+}
+
+#[rstest]
+fn dropping_a_spawned_handle_kills_it(#[from(isolated)] ns: Sandbox) {
+    let server = ns
+        .spawn(|| std::thread::sleep(std::time::Duration::from_secs(3600)))
+        .unwrap();
+    let pid = server.pid();
+    drop(server);
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    assert_eq!(ns.run(|| 1), 1);
+}
+
+#[rstest]
+fn command_runs_inside(#[from(isolated)] ns: Sandbox) {
+    let out = ns.command("hostname").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"sandbox\n");
+    // In the sandbox's network and PID namespaces too.
+    let out = ns
+        .command("sh")
+        .args(["-c", "ls /sys/class/net; echo $$"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<_> = text.lines().collect();
+    assert_eq!(lines[0], "lo");
+    let pid_inside: u32 = lines[1].parse().unwrap();
+    assert!(pid_inside < 10, "sh has pid {pid_inside}: not in the sandbox's PID namespace");
+}
+
+#[test]
+fn command_sees_the_configured_hostname_and_exit_codes() {
+    let ns = Sandbox::builder().hostname("db-1").build().unwrap();
+    let out = ns.command("hostname").output().unwrap();
+    assert_eq!(out.stdout, b"db-1\n");
+    let status = ns.command("sh").args(["-c", "exit 7"]).status().unwrap();
+    assert_eq!(status.code(), Some(7));
+    let status = ns.command("sh").args(["-c", "kill -TERM $$"]).status().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+}
+
+#[rstest]
+fn command_reaches_a_server_inside(#[from(isolated)] ns: Sandbox) {
+    let _server = ns
+        .spawn(|| {
+            let l = TcpListener::bind("127.0.0.1:7001").unwrap();
+            let (mut c, _) = l.accept().unwrap();
+            c.write_all(b"from the server").unwrap();
+        })
+        .unwrap();
+    // A real program, in the same network namespace.
+    let out = ns
+        .command("python3")
+        .args([
+            "-c",
+            "import socket,time\n\
+             for _ in range(500):\n\
+             \ttry:\n\t\ts=socket.create_connection(('127.0.0.1',7001));break\n\
+             \texcept OSError: time.sleep(0.01)\n\
+             print(s.recv(100).decode())",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "from the server", "{out:?}");
+}
+
+#[test]
+fn a_missing_program_is_a_spawn_error() {
+    let ns = Sandbox::new().unwrap();
+    let err = ns.command("/nonexistent/program").spawn().unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+}
+
+#[test]
+fn command_after_the_sandbox_is_gone_fails_cleanly() {
+    let ns = Sandbox::new().unwrap();
+    let mut cmd = ns.command("true");
+    drop(ns);
+    assert!(cmd.status().is_err());
+}
