@@ -1,0 +1,129 @@
+//! Promise 11: nothing outlives the sandbox, nor the test process.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::{eventually, pids_with_marker};
+use hermetic::Sandbox;
+
+/// A `sleep` whose command line is unique to this test process.
+fn marked_sleep(tag: &str) -> String {
+    format!("86400.{}{tag}", std::process::id())
+}
+
+#[test]
+fn dropping_kills_daemons_a_closure_left_behind() {
+    let marker = marked_sleep("1");
+    let ns = Sandbox::new().unwrap();
+    let m = marker.clone();
+    ns.run(move || {
+        // Double fork and a new session: a daemon that nobody waits for.
+        let status = Command::new("sh")
+            .args(["-c", &format!("setsid sleep {m} >/dev/null 2>&1 < /dev/null &")])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        // And a plain forked grandchild that is still running.
+        Command::new("sleep").arg(&m).spawn().unwrap();
+    });
+    assert!(
+        eventually(|| pids_with_marker(&marker).len() == 2),
+        "the daemons did not start"
+    );
+    drop(ns);
+    // Dropping waits for the holder, and the holder (PID 1) is reaped only
+    // after every process of its namespace is gone.
+    assert_eq!(pids_with_marker(&marker), Vec::<u32>::new());
+}
+
+#[test]
+fn dropping_kills_spawned_servers_and_commands() {
+    let marker = marked_sleep("2");
+    let ns = Sandbox::new().unwrap();
+    let server = ns
+        .spawn(|| std::thread::sleep(std::time::Duration::from_secs(3600)))
+        .unwrap();
+    let server_pid = server.pid();
+    // A handle that is never dropped must not keep anything alive either.
+    std::mem::forget(server);
+    let mut cmd = ns.command("sleep").arg(&marker).spawn().unwrap();
+    assert!(eventually(|| pids_with_marker(&marker).len() == 1));
+    drop(ns);
+    assert!(!std::path::Path::new(&format!("/proc/{server_pid}")).exists());
+    assert_eq!(pids_with_marker(&marker), Vec::<u32>::new());
+    // The command's relay saw its program die and went the same way.
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(cmd.wait().unwrap().signal(), Some(libc::SIGKILL));
+}
+
+const HELPER_ENV: &str = "HERMETIC_TEARDOWN_HELPER";
+
+/// Starts work in several sandboxes, says READY, then waits to be killed.
+#[test]
+#[ignore = "helper: run by sigkill_of_the_test_process_leaves_nothing"]
+fn helper_busy_sandboxes() {
+    let Some(marker) = std::env::var_os(HELPER_ENV) else {
+        return;
+    };
+    let marker = marker.into_string().unwrap();
+    let sandboxes: Vec<Sandbox> = (0..3).map(|_| Sandbox::new().unwrap()).collect();
+    let mut handles = Vec::new();
+    for ns in &sandboxes {
+        handles.push(
+            ns.spawn(|| std::thread::sleep(std::time::Duration::from_secs(3600)))
+                .unwrap(),
+        );
+        ns.command("sleep").arg(&marker).spawn().unwrap();
+        let m = marker.clone();
+        ns.run(move || {
+            Command::new("sh")
+                .args(["-c", &format!("setsid sleep {m} >/dev/null 2>&1 < /dev/null &")])
+                .status()
+                .unwrap();
+        });
+    }
+    std::thread::scope(|s| {
+        for ns in &sandboxes {
+            // Runs in flight when the kill comes.
+            s.spawn(|| ns.run(|| std::thread::sleep(std::time::Duration::from_secs(3600))));
+        }
+        println!("READY");
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    });
+}
+
+#[test]
+fn sigkill_of_the_test_process_leaves_nothing() {
+    let marker = marked_sleep("3");
+    let exe = std::env::current_exe().unwrap();
+    let mut helper = Command::new(exe)
+        // The marker is also a (non-matching) test filter, so every process
+        // forked from the helper carries it in its command line.
+        .args(["helper_busy_sandboxes", &marker, "--ignored", "--nocapture"])
+        .env(HELPER_ENV, &marker)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(helper.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.trim() == "READY")),
+        "the helper did not get ready"
+    );
+    // helper, 3 holders, 3 servers, 3 runs, 3 commands + relays, 3 daemons.
+    let before = pids_with_marker(&marker);
+    assert!(before.len() >= 16, "only {} marked processes: {before:?}", before.len());
+
+    helper.kill().unwrap();
+    helper.wait().unwrap();
+    assert!(
+        eventually(|| pids_with_marker(&marker).is_empty()),
+        "survivors after SIGKILL of the test process: {:?}",
+        pids_with_marker(&marker)
+            .iter()
+            .map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default())
+            .collect::<Vec<_>>()
+    );
+}
