@@ -1,0 +1,116 @@
+//! Bad input and bad hosts: typed errors that name the culprit.
+
+use hermetic::{Error, Sandbox};
+
+fn invalid(b: &mut hermetic::SandboxBuilder) -> (String, String) {
+    match b.build().unwrap_err() {
+        Error::InvalidOption { option, reason } => (option.to_owned(), reason),
+        e => panic!("expected InvalidOption, got {e:?}"),
+    }
+}
+
+fn children() -> usize {
+    std::fs::read_to_string(format!("/proc/self/task/{}/children", nix::unistd::gettid()))
+        .unwrap_or_default()
+        .split_whitespace()
+        .count()
+}
+
+#[test]
+fn a_relative_bind_source_is_refused() {
+    let (opt, why) = invalid(Sandbox::builder().bind("relative/path", "/tmp/x"));
+    assert_eq!(opt, "bind");
+    assert!(why.contains("not an absolute path"), "{why}");
+}
+
+#[test]
+fn a_missing_bind_source_is_refused() {
+    let (opt, why) = invalid(Sandbox::builder().bind_ro("/nonexistent/hermetic", "/tmp/x"));
+    assert_eq!(opt, "bind_ro");
+    assert!(why.contains("/nonexistent/hermetic") && why.contains("No such file"), "{why}");
+}
+
+#[test]
+fn a_long_hostname_is_refused() {
+    let (opt, why) = invalid(Sandbox::builder().hostname("h".repeat(65)));
+    assert_eq!(opt, "hostname");
+    assert!(why.contains("65 bytes"), "{why}");
+    assert!(Sandbox::builder().hostname("h".repeat(64)).build().is_ok());
+}
+
+#[test]
+fn a_target_that_cannot_be_created_is_refused() {
+    // Outside every tmpfs of the sandbox: creating it would touch the host.
+    let (opt, why) = invalid(Sandbox::builder().tmpfs("/nonexistent-hermetic/dir"));
+    assert_eq!(opt, "tmpfs");
+    assert!(why.contains("cannot be created"), "{why}");
+    assert!(!std::path::Path::new("/nonexistent-hermetic").exists());
+}
+
+#[test]
+fn refused_options_leave_nothing_behind() {
+    let before = children();
+    for _ in 0..5 {
+        let _ = Sandbox::builder().bind("rel", "/tmp/x").build();
+    }
+    assert_eq!(children(), before);
+}
+
+#[test]
+fn a_failing_setup_step_names_step_errno_and_cause() {
+    // Simulate a container that masks part of /proc, as Docker and podman
+    // do: inside a sandbox, cover /proc/uptime with a
+    // bind of /dev/null. A sandbox made from in there then fails at the
+    // step that mounts a fresh proc: the kernel refuses a proc mount while
+    // the existing one is partly hidden ("mount too revealing").
+    let ns = Sandbox::new().unwrap();
+    let (step, errno, text) = ns.run(|| {
+        nix::mount::mount(
+            Some("/dev/null"),
+            "/proc/uptime",
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+        match Sandbox::new().unwrap_err() {
+            e @ Error::Setup { .. } => {
+                let Error::Setup { step, source, .. } = &e else { unreachable!() };
+                (step.clone(), source.raw_os_error(), e.to_string())
+            }
+            e => panic!("expected a setup error, got {e:?}"),
+        }
+    });
+    assert_eq!(step, "mounting proc on /proc");
+    assert_eq!(errno, Some(libc::EPERM));
+    assert!(
+        text.starts_with("mounting proc on /proc: Operation not permitted (EPERM)"),
+        "{text}"
+    );
+    assert!(text.contains("masks parts of /proc"), "{text}");
+}
+
+#[test]
+fn refused_user_namespaces_are_diagnosed() {
+    // Inside a sandbox we are root of our own user namespace and may lower
+    // its limit on nested user namespaces to 0: the next creation then fails
+    // the way it does on a host with user.max_user_namespaces = 0.
+    let ns = Sandbox::new().unwrap();
+    let text = ns.run(|| {
+        std::fs::write("/proc/sys/user/max_user_namespaces", "0").unwrap();
+        Sandbox::new().unwrap_err().to_string()
+    });
+    assert!(text.starts_with("creating the sandbox's namespaces: "), "{text}");
+    assert!(text.contains("user.max_user_namespaces"), "{text}");
+    assert!(text.contains("sysctl -w"), "{text}");
+}
+
+#[test]
+#[should_panic(expected = "cannot create a sandbox on this host")]
+fn the_fixture_panics_with_the_diagnosis() {
+    let ns = Sandbox::new().unwrap();
+    ns.run(|| {
+        std::fs::write("/proc/sys/user/max_user_namespaces", "0").unwrap();
+        let _ = hermetic::isolated();
+    });
+}

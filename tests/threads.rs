@@ -1,0 +1,72 @@
+//! Promise 12: many threads create and use sandboxes at once.
+
+use std::sync::Mutex;
+
+use hermetic::Sandbox;
+
+#[test]
+fn threads_create_and_run_sandboxes_concurrently() {
+    std::thread::scope(|s| {
+        for t in 0..8u32 {
+            s.spawn(move || {
+                for i in 0..10u32 {
+                    let ns = Sandbox::new().unwrap();
+                    let got = ns.run(move || (t, i, std::process::id()));
+                    assert_eq!((got.0, got.1), (t, i));
+                    // In a fresh PID namespace, the runner is pid 2.
+                    assert_eq!(got.2, 2);
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn one_sandbox_serves_many_threads_at_once() {
+    let ns = Sandbox::new().unwrap();
+    let ns = &ns;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8u64)
+            .map(|t| s.spawn(move || (0..20u64).map(|i| ns.run(move || t * 100 + i)).sum::<u64>()))
+            .collect();
+        for (t, h) in handles.into_iter().enumerate() {
+            let t = t as u64;
+            assert_eq!(h.join().unwrap(), (0..20).map(|i| t * 100 + i).sum::<u64>());
+        }
+    });
+}
+
+#[test]
+fn a_lock_held_by_another_thread_does_not_block_setup() {
+    // Setup after fork must not touch locks: hold the allocator-adjacent
+    // and std locks busy on other threads while sandboxes are made.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let shared = Mutex::new(Vec::<u8>::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut v = shared.lock().unwrap();
+                    v.push(1);
+                    v.clear();
+                    let _ = std::env::var("PATH");
+                    drop(vec![0u8; 4096]);
+                }
+            });
+        }
+        for _ in 0..30 {
+            let ns = Sandbox::new().unwrap();
+            assert_eq!(ns.run(|| 7), 7);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+}
+
+#[test]
+fn a_sandbox_outlives_the_thread_that_made_it() {
+    // The lifeline is the process, not the creating thread: a sandbox made
+    // on a thread that then exits keeps working.
+    let ns = std::thread::spawn(|| Sandbox::new().unwrap()).join().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(ns.run(|| std::fs::read_to_string("/proc/1/comm").unwrap()), "hermetic-init\n");
+}
