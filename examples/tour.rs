@@ -19,11 +19,19 @@ struct View {
 
 fn look() -> View {
     let mut interfaces: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     interfaces.sort();
     let mut pids: Vec<u32> = std::fs::read_dir("/proc")
-        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default();
     pids.sort();
     View {
@@ -75,7 +83,10 @@ fn main() -> ExitCode {
         l.local_addr().unwrap().port()
     });
     println!("\ninside, 127.0.0.1:{port} was free to bind, whatever the host uses it for");
-    let host = sandbox.command("hostname").output().expect("run hostname inside");
+    let host = sandbox
+        .command("hostname")
+        .output()
+        .expect("run hostname inside");
     println!(
         "`hostname` started with sandbox.command(..) prints {:?}",
         String::from_utf8_lossy(&host.stdout).trim()

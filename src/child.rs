@@ -67,13 +67,9 @@ fn act(action: &Action, keep: &[RawFd]) -> Result<(), i32> {
             sys::close_all_except(keep)
         }
         Action::WriteFile { path, content } => sys::write_file(path, content),
-        Action::MakeMountsPrivate => sys::mount(
-            None,
-            c"/",
-            None,
-            libc::MS_REC | libc::MS_PRIVATE,
-            None,
-        ),
+        Action::MakeMountsPrivate => {
+            sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
+        }
         Action::Mount {
             source,
             target,
@@ -371,8 +367,7 @@ pub(crate) unsafe fn command_pre_exec(holder: RawFd, nstypes: libc::c_int) -> st
     let mut cwd = [0u8; libc::PATH_MAX as usize];
     // SAFETY: cwd is a live buffer of the given size.
     let have_cwd = !unsafe { libc::getcwd(cwd.as_mut_ptr().cast(), cwd.len()) }.is_null();
-    sys::setns(sys::borrow_static(holder), nstypes)
-        .map_err(std::io::Error::from_raw_os_error)?;
+    sys::setns(sys::borrow_static(holder), nstypes).map_err(std::io::Error::from_raw_os_error)?;
     // SAFETY: NUL-terminated buffers, see join().
     if !have_cwd || unsafe { libc::chdir(cwd.as_ptr().cast()) } != 0 {
         // SAFETY: literal path.
@@ -447,7 +442,6 @@ fn relay(pid: libc::pid_t, alive: RawFd) -> ! {
     }
     sys::exit(libc::WEXITSTATUS(status))
 }
-
 
 /// Clones the holder into new namespaces (`flags`) and runs the prepared
 /// steps there. Returns the holder's pid and pidfd.

@@ -52,7 +52,9 @@ impl HostFacts {
         });
         let version = std::fs::read_to_string("/proc/version").unwrap_or_default();
         HostFacts {
-            apparmor_restrict: read_number("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
+            apparmor_restrict: read_number(
+                "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+            ),
             unprivileged_userns_clone: read_number("/proc/sys/kernel/unprivileged_userns_clone"),
             max_user_namespaces: read_number("/proc/sys/user/max_user_namespaces"),
             max_net_namespaces: read_number("/proc/sys/user/max_net_namespaces"),
@@ -144,7 +146,10 @@ mod tests {
             ..Default::default()
         };
         let h = hint(Phase::IdMap, libc::EPERM, &facts).unwrap();
-        assert!(h.contains("kernel.apparmor_restrict_unprivileged_userns=0"), "{h}");
+        assert!(
+            h.contains("kernel.apparmor_restrict_unprivileged_userns=0"),
+            "{h}"
+        );
         assert!(h.contains("GitHub Actions"), "{h}");
     }
 
@@ -155,7 +160,10 @@ mod tests {
             ..Default::default()
         };
         let h = hint(Phase::Clone, libc::EPERM, &facts).unwrap();
-        assert!(h.contains("sysctl -w kernel.unprivileged_userns_clone=1"), "{h}");
+        assert!(
+            h.contains("sysctl -w kernel.unprivileged_userns_clone=1"),
+            "{h}"
+        );
     }
 
     #[test]

@@ -117,9 +117,12 @@ mod sys;
 pub use error::{Error, PanicLocation};
 pub use fixtures::isolated;
 pub use helpers::{CONNECT_PATIENCE, connect_retry};
-pub use sandbox::{
-    DEFAULT_HOSTNAME, DEFAULT_MAX_RESULT_SIZE, Sandbox, SandboxBuilder, Spawned,
-};
+pub use sandbox::{DEFAULT_HOSTNAME, DEFAULT_MAX_RESULT_SIZE, Sandbox, SandboxBuilder, Spawned};
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 /// The fd on which the current process sends its closure's result, when it
 /// is a process running a closure inside a sandbox.

@@ -87,7 +87,11 @@ impl Output {
         let mine = state.requested;
         let _ = nix::unistd::write(&self.wake, b"f");
         while state.done < mine && !state.stop {
-            state = self.shared.cv.wait(state).unwrap_or_else(|e| e.into_inner());
+            state = self
+                .shared
+                .cv
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
         }
     }
 }

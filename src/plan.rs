@@ -57,8 +57,14 @@ pub(crate) struct Step {
 /// A mount the user asked for.
 #[derive(Debug, Clone)]
 pub(crate) enum MountSpec {
-    Tmpfs { target: PathBuf },
-    Bind { source: PathBuf, target: PathBuf, read_only: bool },
+    Tmpfs {
+        target: PathBuf,
+    },
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+        read_only: bool,
+    },
 }
 
 /// The maximum length of a hostname (HOST_NAME_MAX).
@@ -256,8 +262,12 @@ pub(crate) fn holder_steps(
 fn option_name(spec: &MountSpec) -> &'static str {
     match spec {
         MountSpec::Tmpfs { .. } => "tmpfs",
-        MountSpec::Bind { read_only: false, .. } => "bind",
-        MountSpec::Bind { read_only: true, .. } => "bind_ro",
+        MountSpec::Bind {
+            read_only: false, ..
+        } => "bind",
+        MountSpec::Bind {
+            read_only: true, ..
+        } => "bind_ro",
     }
 }
 
@@ -324,7 +334,9 @@ fn mount_steps(
             // A fresh tmpfs holds nothing: create the path, inside the
             // sandbox only. Components below an earlier mount inside this
             // tmpfs would need the same care, so they are refused.
-            let rel = target.strip_prefix(root).expect("under() checked the prefix");
+            let rel = target
+                .strip_prefix(root)
+                .expect("under() checked the prefix");
             let mut path = root.to_path_buf();
             let parts: Vec<_> = rel.components().collect();
             for (i, part) in parts.iter().enumerate() {
@@ -391,8 +403,9 @@ fn mount_steps(
                 what: format!("binding {} on {}", source.display(), target.display()),
                 action: Action::Mount {
                     source: Some(match source_fd {
-                        Some(fd) => CString::new(format!("/proc/self/fd/{fd}"))
-                            .expect("no NUL in a number"),
+                        Some(fd) => {
+                            CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL in a number")
+                        }
                         None => cstring(option, source)?,
                     }),
                     target: target_c.clone(),
@@ -416,7 +429,10 @@ fn mount_steps(
 mod tests {
     use super::*;
 
-    const IDS: Ids = Ids { uid: 1000, gid: 100 };
+    const IDS: Ids = Ids {
+        uid: 1000,
+        gid: 100,
+    };
 
     fn whats(mounts: &[MountSpec]) -> Vec<String> {
         holder_steps(IDS, b"h", mounts, 10)
@@ -473,7 +489,10 @@ mod tests {
             target: "/tmp/x/hostname".into(),
             read_only: false,
         }]);
-        assert!(w.contains(&"creating the file /tmp/x/hostname to mount on".into()), "{w:?}");
+        assert!(
+            w.contains(&"creating the file /tmp/x/hostname to mount on".into()),
+            "{w:?}"
+        );
     }
 
     #[test]
@@ -484,17 +503,26 @@ mod tests {
             target: "/tmp/x".into(),
             read_only: false,
         });
-        assert!(e.starts_with("invalid option `bind`") && e.contains("not an absolute"), "{e}");
+        assert!(
+            e.starts_with("invalid option `bind`") && e.contains("not an absolute"),
+            "{e}"
+        );
         let e = err(MountSpec::Bind {
             source: "/nonexistent-hermetic".into(),
             target: "/tmp/x".into(),
             read_only: true,
         });
-        assert!(e.starts_with("invalid option `bind_ro`") && e.contains("cannot be used"), "{e}");
+        assert!(
+            e.starts_with("invalid option `bind_ro`") && e.contains("cannot be used"),
+            "{e}"
+        );
         let e = err(MountSpec::Tmpfs {
             target: "/nonexistent-hermetic/x".into(),
         });
-        assert!(e.starts_with("invalid option `tmpfs`") && e.contains("cannot be created"), "{e}");
+        assert!(
+            e.starts_with("invalid option `tmpfs`") && e.contains("cannot be created"),
+            "{e}"
+        );
         let e = err(MountSpec::Tmpfs {
             target: "/tmp/../etc".into(),
         });

@@ -37,8 +37,7 @@ pub(crate) enum Ended {
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
-    nix::unistd::pipe2(OFlag::O_CLOEXEC)
-        .map_err(|e| Error::sys("creating a pipe for the run", e))
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("creating a pipe for the run", e))
 }
 
 impl Runner {

@@ -152,7 +152,12 @@ impl SandboxBuilder {
     /// - [`Error::Setup`] naming the setup step that failed and its errno.
     pub fn build(&self) -> Result<Sandbox, Error> {
         let hostname = plan::hostname(&self.hostname)?;
-        let nstypes = BASE_NAMESPACES | if self.cgroup { libc::CLONE_NEWCGROUP } else { 0 };
+        let nstypes = BASE_NAMESPACES
+            | if self.cgroup {
+                libc::CLONE_NEWCGROUP
+            } else {
+                0
+            };
 
         let output = Output::new().map_err(|e| Error::sys("starting the output forwarder", e))?;
         let lifeline = lifeline::lifeline().map_err(|e| Error::sys("opening the lifeline", e))?;
@@ -549,7 +554,10 @@ impl Spawned<'_> {
     ///
     /// As [`Sandbox::try_run`], without the timeout.
     pub fn join(mut self) -> Result<(), Error> {
-        let mut runner = self.runner.take().expect("the runner is there until consumed");
+        let mut runner = self
+            .runner
+            .take()
+            .expect("the runner is there until consumed");
         let ended = runner.wait(None, self.sandbox.max_result_size);
         self.sandbox.forget_spawned(runner.pid());
         self.sandbox.output.flush();

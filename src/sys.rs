@@ -21,7 +21,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// The errno of the last failed call on this thread.
 pub(crate) fn errno() -> i32 {
-    io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// Maps a `-1` return to the current errno.
@@ -35,7 +37,10 @@ pub(crate) enum Forked {
     Child,
     /// In the caller: the new process's pid (in the caller's PID namespace)
     /// and, when asked for, a pidfd referring to it.
-    Parent { pid: libc::pid_t, pidfd: Option<OwnedFd> },
+    Parent {
+        pid: libc::pid_t,
+        pidfd: Option<OwnedFd>,
+    },
 }
 
 /// `clone(2)` without a new stack, like `fork`, with extra `flags`.
@@ -249,9 +254,11 @@ pub(crate) fn sethostname(name: &[u8]) -> Result<(), i32> {
 /// allocation; everything richer is done over netlink by the parent.
 pub(crate) fn loopback_up() -> Result<(), i32> {
     // SAFETY: plain system call.
-    let sock = check(unsafe {
-        libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
-    } as libc::c_long)? as RawFd;
+    let sock =
+        check(
+            unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) }
+                as libc::c_long,
+        )? as RawFd;
     // SAFETY: an all-zero ifreq is valid; the name is set below.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
@@ -277,7 +284,11 @@ pub(crate) fn loopback_up() -> Result<(), i32> {
 pub(crate) fn autoreap_children() -> Result<(), i32> {
     // SAFETY: installing SIG_IGN runs no code of ours in signal context.
     let old = unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
-    if old == libc::SIG_ERR { Err(errno()) } else { Ok(()) }
+    if old == libc::SIG_ERR {
+        Err(errno())
+    } else {
+        Ok(())
+    }
 }
 
 /// Blocks until `fd` is readable or hung up; retries on EINTR.

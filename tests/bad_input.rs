@@ -10,10 +10,13 @@ fn invalid(b: &mut hermetic::SandboxBuilder) -> (String, String) {
 }
 
 fn children() -> usize {
-    std::fs::read_to_string(format!("/proc/self/task/{}/children", nix::unistd::gettid()))
-        .unwrap_or_default()
-        .split_whitespace()
-        .count()
+    std::fs::read_to_string(format!(
+        "/proc/self/task/{}/children",
+        nix::unistd::gettid()
+    ))
+    .unwrap_or_default()
+    .split_whitespace()
+    .count()
 }
 
 #[test]
@@ -27,7 +30,10 @@ fn a_relative_bind_source_is_refused() {
 fn a_missing_bind_source_is_refused() {
     let (opt, why) = invalid(Sandbox::builder().bind_ro("/nonexistent/hermetic", "/tmp/x"));
     assert_eq!(opt, "bind_ro");
-    assert!(why.contains("/nonexistent/hermetic") && why.contains("No such file"), "{why}");
+    assert!(
+        why.contains("/nonexistent/hermetic") && why.contains("No such file"),
+        "{why}"
+    );
 }
 
 #[test]
@@ -75,7 +81,9 @@ fn a_failing_setup_step_names_step_errno_and_cause() {
         .unwrap();
         match Sandbox::new().unwrap_err() {
             e @ Error::Setup { .. } => {
-                let Error::Setup { step, source, .. } = &e else { unreachable!() };
+                let Error::Setup { step, source, .. } = &e else {
+                    unreachable!()
+                };
                 (step.clone(), source.raw_os_error(), e.to_string())
             }
             e => panic!("expected a setup error, got {e:?}"),
@@ -100,7 +108,10 @@ fn refused_user_namespaces_are_diagnosed() {
         std::fs::write("/proc/sys/user/max_user_namespaces", "0").unwrap();
         Sandbox::new().unwrap_err().to_string()
     });
-    assert!(text.starts_with("creating the sandbox's namespaces: "), "{text}");
+    assert!(
+        text.starts_with("creating the sandbox's namespaces: "),
+        "{text}"
+    );
     assert!(text.contains("user.max_user_namespaces"), "{text}");
     assert!(text.contains("sysctl -w"), "{text}");
 }

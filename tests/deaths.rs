@@ -13,15 +13,36 @@ fn sigsegv_is_named(#[from(isolated)] ns: Sandbox) {
             unsafe { std::ptr::read_volatile(std::ptr::null::<u8>()) }
         })
         .unwrap_err();
-    assert!(matches!(err, Error::Killed { signal: "SIGSEGV", .. }), "{err:?}");
-    assert_eq!(err.to_string(), "the closure was killed by SIGSEGV before returning");
+    assert!(
+        matches!(
+            err,
+            Error::Killed {
+                signal: "SIGSEGV",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the closure was killed by SIGSEGV before returning"
+    );
     assert_eq!(ns.run(|| 1), 1);
 }
 
 #[rstest]
 fn abort_is_sigabrt(#[from(isolated)] ns: Sandbox) {
     let err = ns.try_run::<_, ()>(|| std::process::abort()).unwrap_err();
-    assert!(matches!(err, Error::Killed { signal: "SIGABRT", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Killed {
+                signal: "SIGABRT",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(ns.run(|| 2), 2);
 }
 
@@ -29,7 +50,10 @@ fn abort_is_sigabrt(#[from(isolated)] ns: Sandbox) {
 fn exit_status_is_reported(#[from(isolated)] ns: Sandbox) {
     let err = ns.try_run::<_, ()>(|| std::process::exit(3)).unwrap_err();
     assert!(matches!(err, Error::Exited { status: 3 }), "{err:?}");
-    assert_eq!(err.to_string(), "the closure exited with status 3 before returning");
+    assert_eq!(
+        err.to_string(),
+        "the closure exited with status 3 before returning"
+    );
     assert_eq!(ns.run(|| 3), 3);
 }
 
@@ -38,7 +62,16 @@ fn sigkill_of_itself_is_reported(#[from(isolated)] ns: Sandbox) {
     let err = ns
         .try_run(|| nix::sys::signal::raise(nix::sys::signal::SIGKILL).is_ok())
         .unwrap_err();
-    assert!(matches!(err, Error::Killed { signal: "SIGKILL", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Killed {
+                signal: "SIGKILL",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -47,12 +80,18 @@ fn a_run_past_the_timeout_is_killed() {
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
-    let err = ns.try_run::<_, ()>(|| loop {
-        std::hint::spin_loop();
-    })
-    .unwrap_err();
+    let err = ns
+        .try_run::<_, ()>(|| {
+            loop {
+                std::hint::spin_loop();
+            }
+        })
+        .unwrap_err();
     assert!(matches!(err, Error::TimedOut { .. }), "{err:?}");
-    assert_eq!(err.to_string(), "the closure timed out after 300ms and was killed");
+    assert_eq!(
+        err.to_string(),
+        "the closure timed out after 300ms and was killed"
+    );
     assert_eq!(ns.run(|| 4), 4, "the sandbox stays usable");
 }
 

@@ -18,7 +18,10 @@ fn usage() -> Usage {
         .unwrap()
         .map(|t| {
             let path = t.unwrap().path().join("children");
-            std::fs::read_to_string(path).unwrap_or_default().split_whitespace().count()
+            std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .split_whitespace()
+                .count()
         })
         .sum();
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -33,7 +36,10 @@ fn usage() -> Usage {
         fds: std::fs::read_dir("/proc/self/fd").unwrap().count(),
         threads,
         children,
-        mounts: std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().count(),
+        mounts: std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .count(),
     }
 }
 

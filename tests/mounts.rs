@@ -22,7 +22,11 @@ fn mounts_made_inside_are_not_seen_outside(#[from(isolated)] ns: Sandbox) {
         mount_points()
     });
     assert!(inside.contains(&"/mnt".to_owned()));
-    assert_eq!(mount_points(), before, "a mount made inside leaked to the host");
+    assert_eq!(
+        mount_points(),
+        before,
+        "a mount made inside leaked to the host"
+    );
     // And the mount is still there for the next run of the same sandbox.
     assert!(ns.run(mount_points).contains(&"/mnt".to_owned()));
 }
@@ -50,7 +54,7 @@ fn tmp_is_a_private_tmpfs(#[from(isolated)] ns: Sandbox) {
         let entries = std::fs::read_dir("/tmp").unwrap().count();
         (fs.filesystem_type().0 as i64, entries, name.exists())
     });
-    assert_eq!(fstype, libc::TMPFS_MAGIC as i64);
+    assert_eq!(fstype, libc::TMPFS_MAGIC);
     assert_eq!(entries, 0, "a fresh /tmp is empty");
     assert!(!sees_host_file);
 }
@@ -82,16 +86,20 @@ fn proc_is_fresh_for_the_pid_namespace(#[from(isolated)] ns: Sandbox) {
         (comm.trim().to_owned(), fs.filesystem_type().0 as i64)
     });
     assert_eq!(init_comm, "hermetic-init");
-    assert_eq!(fstype, libc::PROC_SUPER_MAGIC as i64);
+    assert_eq!(fstype, libc::PROC_SUPER_MAGIC);
 }
 
 #[rstest]
 fn sys_is_fresh(#[from(isolated)] ns: Sandbox) {
     let (fstype, ifaces, sys_mount) = ns.run(|| {
         let fs = nix::sys::statfs::statfs("/sys").unwrap();
-        (fs.filesystem_type().0 as i64, common::interfaces(), mount_points())
+        (
+            fs.filesystem_type().0 as i64,
+            common::interfaces(),
+            mount_points(),
+        )
     });
-    assert_eq!(fstype, libc::SYSFS_MAGIC as i64);
+    assert_eq!(fstype, libc::SYSFS_MAGIC);
     assert_eq!(ifaces, ["lo"]);
     assert!(sys_mount.contains(&"/sys".to_owned()));
 }
@@ -100,13 +108,19 @@ fn sys_is_fresh(#[from(isolated)] ns: Sandbox) {
 fn bind_shows_host_files_and_writes_through() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("in"), b"from host").unwrap();
-    let ns = Sandbox::builder().bind(dir.path(), "/tmp/data").build().unwrap();
+    let ns = Sandbox::builder()
+        .bind(dir.path(), "/tmp/data")
+        .build()
+        .unwrap();
     let read = ns.run(|| {
         std::fs::write("/tmp/data/out", b"from sandbox").unwrap();
         std::fs::read_to_string("/tmp/data/in").unwrap()
     });
     assert_eq!(read, "from host");
-    assert_eq!(std::fs::read(dir.path().join("out")).unwrap(), b"from sandbox");
+    assert_eq!(
+        std::fs::read(dir.path().join("out")).unwrap(),
+        b"from sandbox"
+    );
 }
 
 #[test]
@@ -147,9 +161,12 @@ fn extra_tmpfs_is_empty_and_private() {
     let (fstype, empty) = ns.run(|| {
         let fs = nix::sys::statfs::statfs("/mnt").unwrap();
         std::fs::write("/mnt/x", b"x").unwrap();
-        (fs.filesystem_type().0 as i64, std::fs::read_dir("/mnt").unwrap().count() == 1)
+        (
+            fs.filesystem_type().0 as i64,
+            std::fs::read_dir("/mnt").unwrap().count() == 1,
+        )
     });
-    assert_eq!(fstype, libc::TMPFS_MAGIC as i64);
+    assert_eq!(fstype, libc::TMPFS_MAGIC);
     assert!(empty);
     assert!(!std::path::Path::new("/mnt/x").exists());
 }

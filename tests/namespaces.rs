@@ -11,7 +11,10 @@ fn every_namespace_kind_is_new(#[from(isolated)] ns: Sandbox) {
     let outside = ns_inodes();
     let inside = ns.run(ns_inodes);
     for kind in KINDS {
-        assert_ne!(outside[kind], inside[kind], "{kind} namespace is shared with the host");
+        assert_ne!(
+            outside[kind], inside[kind],
+            "{kind} namespace is shared with the host"
+        );
     }
     // Not asked for: the cgroup namespace stays the host's.
     assert_eq!(outside["cgroup"], inside["cgroup"]);
@@ -24,7 +27,10 @@ fn two_sandboxes_do_not_share_namespaces(
 ) {
     let (ia, ib) = (a.run(ns_inodes), b.run(ns_inodes));
     for kind in KINDS {
-        assert_ne!(ia[kind], ib[kind], "{kind} namespace is shared between sandboxes");
+        assert_ne!(
+            ia[kind], ib[kind],
+            "{kind} namespace is shared between sandboxes"
+        );
     }
 }
 

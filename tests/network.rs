@@ -18,7 +18,11 @@ fn only_lo_is_there_and_it_is_up(#[from(isolated)] ns: Sandbox) {
     });
     assert_eq!(ifaces, ["lo"]);
     let flags = u32::from_str_radix(lo_flags.trim_start_matches("0x"), 16).unwrap();
-    assert_ne!(flags & libc::IFF_UP as u32, 0, "lo is down: flags {lo_flags}");
+    assert_ne!(
+        flags & libc::IFF_UP as u32,
+        0,
+        "lo is down: flags {lo_flags}"
+    );
     assert!(v4, "127.0.0.1 is not assigned");
     assert!(v6, "::1 is not assigned");
 }
@@ -53,7 +57,11 @@ fn no_route_beyond_loopback(#[from(isolated)] ns: Sandbox) {
     assert_eq!(v4.lines().count(), 1, "IPv4 routes inside: {v4}");
     // /proc/net/ipv6_route: every route is on lo (the last column).
     for line in v6.lines() {
-        assert_eq!(line.split_whitespace().last(), Some("lo"), "IPv6 route off lo: {line}");
+        assert_eq!(
+            line.split_whitespace().last(),
+            Some("lo"),
+            "IPv6 route off lo: {line}"
+        );
     }
 }
 
@@ -68,7 +76,11 @@ fn host_loopback_listeners_are_unreachable(#[from(isolated)] ns: Sandbox) {
             .raw_os_error()
             .unwrap()
     });
-    assert_eq!(err, libc::ECONNREFUSED, "the host's listener answered from inside");
+    assert_eq!(
+        err,
+        libc::ECONNREFUSED,
+        "the host's listener answered from inside"
+    );
     // The host's listener is still there and reachable from the host.
     assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());
 }
@@ -98,7 +110,11 @@ fn many_sandboxes_bind_8080_at_once() {
     std::thread::scope(|s| {
         for ns in &sandboxes {
             s.spawn(|| {
-                let ok = ns.run(|| hermetic::connect_retry("127.0.0.1:8080").peer_addr().is_ok());
+                let ok = ns.run(|| {
+                    hermetic::connect_retry("127.0.0.1:8080")
+                        .peer_addr()
+                        .is_ok()
+                });
                 assert!(ok);
             });
         }

@@ -24,7 +24,10 @@ fn helper_prints_inside_then_fails() {
         eprintln!("marker-eprintln");
         print!("marker-no-newline");
         let status = std::process::Command::new("sh")
-            .args(["-c", "echo marker-subprocess-stdout; echo marker-subprocess-stderr >&2"])
+            .args([
+                "-c",
+                "echo marker-subprocess-stdout; echo marker-subprocess-stderr >&2",
+            ])
             .status()
             .unwrap();
         assert!(status.success());
@@ -59,7 +62,10 @@ fn captured_output_is_shown_when_the_test_fails() {
         .map(|(_, rest)| rest)
         .unwrap_or_else(|| panic!("no captured section in:\n{stdout}"));
     for marker in MARKERS {
-        assert!(captured.contains(marker), "{marker} missing from the captured output:\n{stdout}");
+        assert!(
+            captured.contains(marker),
+            "{marker} missing from the captured output:\n{stdout}"
+        );
     }
 }
 
@@ -74,10 +80,21 @@ fn uncaptured_output_reaches_the_test_process_streams() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for marker in ["marker-println", "marker-no-newline", "marker-subprocess-stdout", "marker-spawned"] {
-        assert!(stdout.contains(marker), "{marker} missing from stdout:\n{stdout}");
+    for marker in [
+        "marker-println",
+        "marker-no-newline",
+        "marker-subprocess-stdout",
+        "marker-spawned",
+    ] {
+        assert!(
+            stdout.contains(marker),
+            "{marker} missing from stdout:\n{stdout}"
+        );
     }
     for marker in ["marker-eprintln", "marker-subprocess-stderr"] {
-        assert!(stderr.contains(marker), "{marker} missing from stderr:\n{stderr}");
+        assert!(
+            stderr.contains(marker),
+            "{marker} missing from stderr:\n{stderr}"
+        );
     }
 }

@@ -26,7 +26,10 @@ fn try_run_reports_message_and_location(#[from(isolated)] ns: Sandbox) {
     assert_eq!(location.column, 37);
     assert_eq!(
         err.to_string(),
-        format!("panicked inside the sandbox at {}:{line}:37:\nboom 7", file!())
+        format!(
+            "panicked inside the sandbox at {}:{line}:37:\nboom 7",
+            file!()
+        )
     );
 }
 
@@ -51,12 +54,18 @@ fn str_string_and_other_payloads(#[from(isolated)] ns: Sandbox) {
         Error::Panicked { message, .. } => message,
         e => panic!("expected a panic, got {e:?}"),
     };
-    assert_eq!(msg(ns.try_run::<_, ()>(|| panic!("static str"))), "static str");
+    assert_eq!(
+        msg(ns.try_run::<_, ()>(|| panic!("static str"))),
+        "static str"
+    );
     assert_eq!(
         msg(ns.try_run::<_, ()>(|| std::panic::panic_any(String::from("owned")))),
         "owned"
     );
-    assert_eq!(msg(ns.try_run::<_, ()>(|| std::panic::panic_any(42u32))), "Box<dyn Any>");
+    assert_eq!(
+        msg(ns.try_run::<_, ()>(|| std::panic::panic_any(42u32))),
+        "Box<dyn Any>"
+    );
 }
 
 #[rstest]

@@ -33,7 +33,9 @@ fn a_spawned_server_answers_later_runs(#[from(isolated)] ns: Sandbox) {
 
 #[rstest]
 fn a_spawned_closure_can_be_joined(#[from(isolated)] ns: Sandbox) {
-    let done = ns.spawn(|| std::fs::write("/tmp/done", b"yes").unwrap()).unwrap();
+    let done = ns
+        .spawn(|| std::fs::write("/tmp/done", b"yes").unwrap())
+        .unwrap();
     done.join().unwrap();
     assert_eq!(ns.run(|| std::fs::read("/tmp/done").unwrap()), b"yes");
     let failed = ns.spawn(|| panic!("background failure")).unwrap();
@@ -67,7 +69,10 @@ fn command_runs_inside(#[from(isolated)] ns: Sandbox) {
     let lines: Vec<_> = text.lines().collect();
     assert_eq!(lines[0], "lo");
     let pid_inside: u32 = lines[1].parse().unwrap();
-    assert!(pid_inside < 10, "sh has pid {pid_inside}: not in the sandbox's PID namespace");
+    assert!(
+        pid_inside < 10,
+        "sh has pid {pid_inside}: not in the sandbox's PID namespace"
+    );
 }
 
 #[test]
@@ -77,7 +82,11 @@ fn command_sees_the_configured_hostname_and_exit_codes() {
     assert_eq!(out.stdout, b"db-1\n");
     let status = ns.command("sh").args(["-c", "exit 7"]).status().unwrap();
     assert_eq!(status.code(), Some(7));
-    let status = ns.command("sh").args(["-c", "kill -TERM $$"]).status().unwrap();
+    let status = ns
+        .command("sh")
+        .args(["-c", "kill -TERM $$"])
+        .status()
+        .unwrap();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGTERM));
 }
@@ -104,7 +113,11 @@ fn command_reaches_a_server_inside(#[from(isolated)] ns: Sandbox) {
         ])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "from the server", "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "from the server",
+        "{out:?}"
+    );
 }
 
 #[test]

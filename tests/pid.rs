@@ -41,7 +41,11 @@ fn init_reaps_orphaned_zombies(#[from(isolated)] ns: Sandbox) {
                 p == std::process::id()
                     || p == 1
                     || !std::fs::read_to_string(format!("/proc/{p}/stat"))
-                        .map(|s| s.rsplit_once(") ").map(|(_, r)| r.starts_with('Z')).unwrap_or(false))
+                        .map(|s| {
+                            s.rsplit_once(") ")
+                                .map(|(_, r)| r.starts_with('Z'))
+                                .unwrap_or(false)
+                        })
                         .unwrap_or(false)
             }) && proc_pids().len() == 2
         })

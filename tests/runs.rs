@@ -46,7 +46,10 @@ fn a_result_over_the_limit_is_an_error_not_an_allocation() {
     let ns = Sandbox::builder().max_result_size(1024).build().unwrap();
     let err = ns.try_run(|| vec![0u8; 4096]).unwrap_err();
     assert!(matches!(err, Error::Channel { .. }), "{err:?}");
-    assert!(err.to_string().contains("over the limit of 1024 bytes"), "{err}");
+    assert!(
+        err.to_string().contains("over the limit of 1024 bytes"),
+        "{err}"
+    );
     assert_eq!(ns.run(|| 1), 1, "the sandbox stays usable");
 }
 
@@ -54,8 +57,9 @@ fn a_result_over_the_limit_is_an_error_not_an_allocation() {
 fn scribble<T>(bytes: Vec<u8>) -> impl FnOnce() -> T {
     move || {
         let fd = hermetic::__result_channel_fd().expect("inside a run");
-        // SAFETY (test): fd is the open result pipe of this process.
-        let n = nix::unistd::write(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, &bytes);
+        // SAFETY: fd is this process's result pipe, open until it exits.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let n = nix::unistd::write(fd, &bytes);
         assert_eq!(n.unwrap(), bytes.len());
         std::process::exit(0)
     }
@@ -71,7 +75,9 @@ fn a_frame_claiming_2_pow_63_bytes_is_refused(#[from(isolated)] ns: Sandbox) {
 
 #[rstest]
 fn garbage_on_the_channel_is_an_error(#[from(isolated)] ns: Sandbox) {
-    let err = ns.try_run::<_, u32>(scribble(b"\xde\xad\xbe\xef garbage".to_vec())).unwrap_err();
+    let err = ns
+        .try_run::<_, u32>(scribble(b"\xde\xad\xbe\xef garbage".to_vec()))
+        .unwrap_err();
     assert!(err.to_string().contains("unknown frame tag 0xde"), "{err}");
 }
 
@@ -81,7 +87,10 @@ fn a_truncated_frame_is_an_error(#[from(isolated)] ns: Sandbox) {
     frame.extend_from_slice(&100u64.to_le_bytes());
     frame.extend_from_slice(b"short");
     let err = ns.try_run::<_, u32>(scribble(frame)).unwrap_err();
-    assert!(err.to_string().contains("stopped after 5 of 100 bytes"), "{err}");
+    assert!(
+        err.to_string().contains("stopped after 5 of 100 bytes"),
+        "{err}"
+    );
 }
 
 #[rstest]
@@ -90,7 +99,16 @@ fn a_frame_that_does_not_decode_as_t_is_an_error(#[from(isolated)] ns: Sandbox) 
     frame.extend_from_slice(&1u64.to_le_bytes());
     frame.push(0xff); // not a valid postcard varint for a String length
     let err = ns.try_run::<_, String>(scribble(frame)).unwrap_err();
-    assert!(matches!(err, Error::Codec { direction: "decoding", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Codec {
+                direction: "decoding",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[rstest]
@@ -108,6 +126,18 @@ fn a_result_that_cannot_be_encoded_is_an_error(#[from(isolated)] ns: Sandbox) {
         }
     }
     let err = ns.try_run(|| Unencodable).unwrap_err();
-    assert!(matches!(err, Error::Codec { direction: "encoding", .. }), "{err:?}");
-    assert!(err.to_string().starts_with("encoding the closure's result"), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Codec {
+                direction: "encoding",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with("encoding the closure's result"),
+        "{err}"
+    );
 }

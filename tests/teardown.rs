@@ -21,12 +21,16 @@ fn dropping_kills_daemons_a_closure_left_behind() {
     ns.run(move || {
         // Double fork and a new session: a daemon that nobody waits for.
         let status = Command::new("sh")
-            .args(["-c", &format!("setsid sleep {m} >/dev/null 2>&1 < /dev/null &")])
+            .args([
+                "-c",
+                &format!("setsid sleep {m} >/dev/null 2>&1 < /dev/null &"),
+            ])
             .status()
             .unwrap();
         assert!(status.success());
-        // And a plain forked grandchild that is still running.
-        Command::new("sleep").arg(&m).spawn().unwrap();
+        // And a plain forked grandchild that is still running; the closure
+        // returns without waiting for it, on purpose.
+        std::mem::forget(Command::new("sleep").arg(&m).spawn().unwrap());
     });
     assert!(
         eventually(|| pids_with_marker(&marker).len() == 2),
@@ -75,11 +79,15 @@ fn helper_busy_sandboxes() {
             ns.spawn(|| std::thread::sleep(std::time::Duration::from_secs(3600)))
                 .unwrap(),
         );
-        ns.command("sleep").arg(&marker).spawn().unwrap();
+        // Left running on purpose: the kill must take it down.
+        std::mem::forget(ns.command("sleep").arg(&marker).spawn().unwrap());
         let m = marker.clone();
         ns.run(move || {
             Command::new("sh")
-                .args(["-c", &format!("setsid sleep {m} >/dev/null 2>&1 < /dev/null &")])
+                .args([
+                    "-c",
+                    &format!("setsid sleep {m} >/dev/null 2>&1 < /dev/null &"),
+                ])
                 .status()
                 .unwrap();
         });
@@ -114,7 +122,11 @@ fn sigkill_of_the_test_process_leaves_nothing() {
     );
     // helper, 3 holders, 3 servers, 3 runs, 3 commands + relays, 3 daemons.
     let before = pids_with_marker(&marker);
-    assert!(before.len() >= 16, "only {} marked processes: {before:?}", before.len());
+    assert!(
+        before.len() >= 16,
+        "only {} marked processes: {before:?}",
+        before.len()
+    );
 
     helper.kill().unwrap();
     helper.wait().unwrap();

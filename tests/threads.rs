@@ -66,7 +66,12 @@ fn a_lock_held_by_another_thread_does_not_block_setup() {
 fn a_sandbox_outlives_the_thread_that_made_it() {
     // The lifeline is the process, not the creating thread: a sandbox made
     // on a thread that then exits keeps working.
-    let ns = std::thread::spawn(|| Sandbox::new().unwrap()).join().unwrap();
+    let ns = std::thread::spawn(|| Sandbox::new().unwrap())
+        .join()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(50));
-    assert_eq!(ns.run(|| std::fs::read_to_string("/proc/1/comm").unwrap()), "hermetic-init\n");
+    assert_eq!(
+        ns.run(|| std::fs::read_to_string("/proc/1/comm").unwrap()),
+        "hermetic-init\n"
+    );
 }

@@ -96,5 +96,8 @@ pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
 
 /// The caller's uid and gid outside.
 pub fn outer_ids() -> (u32, u32) {
-    (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())
+    (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    )
 }

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# CI for hermetic: lints, docs, then the README's test command as root and the
+# same suite as an unprivileged user. Run as root on a fresh clone:
+#   bash .ci/run
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "host"
+uname -r
+echo "user namespaces allowed: $(cat /proc/sys/user/max_user_namespaces)"
+
+# python3 is used by one test as a real program inside a sandbox.
+if ! command -v python3 >/dev/null; then
+    step "installing python3"
+    apt-get update -qq && apt-get install -y -qq python3 >/dev/null
+fi
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
+
+step "cargo run --example tour (as root)"
+cargo run --example tour
+
+step "cargo test (as root)"
+cargo test
+
+# --- the same suite, rootless ------------------------------------------------
+# Build as root, run the built tests as an ordinary user: the user needs
+# neither root's cargo home nor write access to the checkout.
+user=hermetic-ci
+if ! id -u "$user" >/dev/null 2>&1; then
+    useradd --system --no-create-home --shell /usr/sbin/nologin "$user"
+fi
+uid=$(id -u "$user")
+gid=$(id -g "$user")
+
+# Not under /tmp: every sandbox mounts its own tmpfs there, which would hide
+# the workspace from closures that read fixtures.
+work=$(mktemp -d /var/tmp/hermetic-ci.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+chmod 755 "$work"
+
+step "cargo nextest archive (as root)"
+cargo nextest archive --archive-file "$work/tests.tar.zst"
+mkdir -p "$work/src" "$work/bin"
+git ls-files -z | xargs -0 cp --parents -t "$work/src"
+cp "$(command -v cargo-nextest)" "$work/bin/"
+chown -R "$uid:$gid" "$work"
+
+step "cargo nextest run (as $user, uid $uid)"
+cd "$work"
+setpriv --reuid="$uid" --regid="$gid" --clear-groups \
+    env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$work" CI="${CI:-}" \
+    "$work/bin/cargo-nextest" nextest run \
+        --archive-file "$work/tests.tar.zst" \
+        --workspace-remap "$work/src" \
+        --extract-to "$work/extract" \
+        --no-fail-fast
+
+step "done: all checks passed as root and as $user"
