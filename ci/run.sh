@@ -53,7 +53,7 @@ chmod 755 "$work"
 
 step "cargo nextest archive (as root)"
 cargo nextest archive --archive-file "$work/tests.tar.zst"
-mkdir -p "$work/src" "$work/bin"
+mkdir -p "$work/src" "$work/bin" "$work/extract"
 git ls-files -z | xargs -0 cp --parents -t "$work/src"
 cp "$(command -v cargo-nextest)" "$work/bin/"
 chown -R "$uid:$gid" "$work"
