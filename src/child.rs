@@ -474,6 +474,13 @@ where
     T: Serialize,
 {
     install_panic_hook();
+    // std's stdout and stderr are behind locks that any thread may hold for
+    // a moment (libtest's main thread prints "test ... ok" through them).
+    // Forked while another thread holds one, the child could never print or
+    // flush. So fork while holding both ourselves: the child is then a copy
+    // of their owner and releases them before running the closure.
+    let stdout = std::io::stdout().lock();
+    let stderr = std::io::stderr().lock();
     // SAFETY: glibc's fork makes the child's allocator and libc state
     // consistent; join() then makes only system calls, and the runner runs
     // user code by design (see the crate docs).
@@ -481,6 +488,7 @@ where
         Ok(nix::unistd::ForkResult::Child) => {
             // SAFETY: called first thing after fork, as join() requires.
             unsafe { join(plan) };
+            drop((stdout, stderr));
             serve(f, fds.result, fds.stdout, fds.stderr)
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child.as_raw()),

@@ -75,3 +75,31 @@ fn a_sandbox_outlives_the_thread_that_made_it() {
         "hermetic-init\n"
     );
 }
+
+#[test]
+fn closures_print_while_other_threads_print() {
+    // Other threads hammer std's stdout and stderr locks (as libtest's own
+    // thread does between tests) while closures that print are forked.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                use std::io::Write;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = std::io::stdout().lock().write_all(b"");
+                    let _ = std::io::stderr().lock().write_all(b"");
+                }
+            });
+        }
+        let ns = Sandbox::new().unwrap();
+        for i in 0..200 {
+            let got = ns.run(move || {
+                println!("inside {i}");
+                eprintln!("inside {i}");
+                i
+            });
+            assert_eq!(got, i);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+}
