@@ -159,12 +159,13 @@ impl SandboxBuilder {
                 0
             };
 
-        let output = Output::new().map_err(|e| Error::sys("starting the output forwarder", e))?;
         let lifeline = lifeline::lifeline().map_err(|e| Error::sys("opening the lifeline", e))?;
         let (ready_r, ready_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
             .map_err(|e| Error::sys("creating the holder's report pipe", e))?;
         let first_free_fd = ready_w.as_raw_fd().max(lifeline.as_raw_fd()) + 1;
+        // Validates the mounts: nothing is started before this succeeds.
         let steps = plan::holder_steps(Ids::current(), &hostname, &self.mounts, first_free_fd)?;
+        let output = Output::new().map_err(|e| Error::sys("starting the output forwarder", e))?;
 
         let (pid, holder) = child::clone_holder(
             nstypes as libc::c_ulong,

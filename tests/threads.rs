@@ -103,3 +103,11 @@ fn closures_print_while_other_threads_print() {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
 }
+
+#[test]
+fn sandbox_and_error_are_thread_safe() {
+    fn send_sync<T: Send + Sync>() {}
+    fn error<T: std::error::Error + Send + Sync + 'static>() {}
+    send_sync::<Sandbox>();
+    error::<hermetic::Error>();
+}

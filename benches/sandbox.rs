@@ -1,0 +1,230 @@
+//! What a sandbox costs, as ratios to what the kernel itself charges,
+//! measured side by side in one run.
+//!
+//! `cargo bench` (or `cargo bench --bench sandbox -- --quick`). Each case is
+//! timed in rounds; the table shows the median of the rounds' per-operation
+//! means, and each case's ratio to its baseline:
+//!
+//! - whole sandbox (create, one trivial run, drop) vs a raw `clone(2)` with
+//!   the same namespace flags followed by `wait`;
+//! - one more run on a live sandbox vs `fork` + `wait`;
+//! - `unshare(1)` and `bwrap`, when installed, vs the raw clone.
+
+use std::hint::black_box;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hermetic::Sandbox;
+
+const NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC;
+
+/// clone(2) with the sandbox's namespace flags; the child exits at once.
+fn raw_clone_wait() {
+    // SAFETY: fork-like clone; the child only calls _exit.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (NAMESPACES | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match pid {
+        // SAFETY: _exit is async-signal-safe; the child does nothing else.
+        0 => unsafe { libc::_exit(0) },
+        p if p < 0 => panic!("clone: {}", std::io::Error::last_os_error()),
+        p => {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(p as libc::pid_t, &mut status, 0) };
+        }
+    }
+}
+
+fn fork_wait() {
+    // SAFETY: the child only calls _exit.
+    match unsafe { libc::fork() } {
+        // SAFETY: _exit is async-signal-safe; the child does nothing else.
+        0 => unsafe { libc::_exit(0) },
+        p if p < 0 => panic!("fork: {}", std::io::Error::last_os_error()),
+        p => {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(p, &mut status, 0) };
+        }
+    }
+}
+
+struct Case<'a> {
+    name: &'static str,
+    baseline: Option<&'static str>,
+    /// Calls per round, as a fraction of the default.
+    weight: usize,
+    f: Box<dyn FnMut() + 'a>,
+    means: Vec<Duration>,
+}
+
+impl Case<'_> {
+    fn median(&self) -> Duration {
+        let mut m = self.means.clone();
+        m.sort();
+        m[m.len() / 2]
+    }
+}
+
+fn installed(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn quiet(cmd: &mut Command) {
+    let status = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{cmd:?} failed");
+}
+
+/// Runs every case `n / weight` times per round, `rounds` times, in turn.
+fn measure(cases: &mut [Case<'_>], rounds: usize, n: usize) {
+    for case in cases.iter_mut() {
+        (case.f)(); // warm up
+    }
+    for _ in 0..rounds {
+        for case in cases.iter_mut() {
+            let calls = (n / case.weight).max(1);
+            let t = Instant::now();
+            for _ in 0..calls {
+                (case.f)();
+            }
+            case.means.push(t.elapsed() / calls as u32);
+        }
+    }
+}
+
+fn case<'a>(
+    name: &'static str,
+    baseline: Option<&'static str>,
+    weight: usize,
+    f: Box<dyn FnMut() + 'a>,
+) -> Case<'a> {
+    Case {
+        name,
+        baseline,
+        weight,
+        f,
+        means: Vec::new(),
+    }
+}
+
+const RAW: &str = "raw clone(2) + wait, same namespaces";
+const FORK: &str = "fork + wait";
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (rounds, n) = if quick { (5, 10) } else { (15, 40) };
+    let live = Sandbox::new().unwrap();
+    let live = &live;
+    let mut cases: Vec<Case<'_>> = Vec::new();
+    cases.push(case(FORK, None, 1, Box::new(fork_wait)));
+    cases.push(case(
+        "run(|| ()) on a live sandbox",
+        Some(FORK),
+        1,
+        Box::new(|| live.run(|| ())),
+    ));
+    cases.push(case(
+        "spawn(server) + connect run + kill",
+        Some(FORK),
+        2,
+        Box::new(|| {
+            let server = live
+                .spawn(|| {
+                    let l = std::net::TcpListener::bind("127.0.0.1:7777").unwrap();
+                    let _ = l.accept();
+                })
+                .unwrap();
+            live.run(|| drop(hermetic::connect_retry("127.0.0.1:7777")));
+            server.kill().unwrap();
+        }),
+    ));
+    cases.push(case(RAW, None, 1, Box::new(raw_clone_wait)));
+    cases.push(case(
+        "sandbox: create + run(|| ()) + drop",
+        Some(RAW),
+        1,
+        Box::new(|| {
+            let ns = Sandbox::new().unwrap();
+            ns.run(|| ());
+            drop(black_box(ns));
+        }),
+    ));
+    if installed("unshare") {
+        cases.push(case(
+            "unshare -Urmnpiu --fork true",
+            Some(RAW),
+            2,
+            Box::new(|| quiet(Command::new("unshare").args(["-Urmnpiu", "--fork", "true"]))),
+        ));
+    }
+    if installed("bwrap") {
+        cases.push(case(
+            "bwrap --unshare-all --proc /proc true",
+            Some(RAW),
+            2,
+            Box::new(|| {
+                quiet(Command::new("bwrap").args([
+                    "--dev-bind",
+                    "/",
+                    "/",
+                    "--unshare-all",
+                    "--proc",
+                    "/proc",
+                    "true",
+                ]))
+            }),
+        ));
+    }
+
+    // Two groups, each measured round-robin so that a noisy neighbour
+    // weighs on a baseline and its cases alike. Cases that create network
+    // namespaces go last: the kernel tears those down asynchronously, and
+    // that deferred work would otherwise slow the process-only cases down.
+    let split = cases.iter().position(|c| c.name == RAW).unwrap_or(0);
+    let (process_only, with_namespaces) = cases.split_at_mut(split);
+    measure(process_only, rounds, n);
+    measure(with_namespaces, rounds, n);
+
+    println!("\n{:<42} {:>12} {:>8}  against", "case", "median", "ratio");
+    for c in &cases {
+        let (ratio, against) = match c.baseline {
+            Some(b) => {
+                let base = cases.iter().find(|x| x.name == b).unwrap().median();
+                (
+                    format!("{:.2}x", c.median().as_secs_f64() / base.as_secs_f64()),
+                    b,
+                )
+            }
+            None => ("1.00x".into(), "(baseline)"),
+        };
+        println!(
+            "{:<42} {:>9.1} us {:>8}  {}",
+            c.name,
+            c.median().as_secs_f64() * 1e6,
+            ratio,
+            against
+        );
+    }
+}
