@@ -1,4 +1,5 @@
-//! A short tour: one sandbox, and what is different inside it.
+//! A short tour: what this host allows, then one sandbox and what is
+//! different inside it.
 //!
 //! Run with `cargo run --example tour`.
 
@@ -61,6 +62,14 @@ fn show(label: &str, v: &View) {
 }
 
 fn main() -> ExitCode {
+    // First, what this host allows, tried for real.
+    let report = hermetic::check();
+    println!("{report}\n");
+    if !report.sandboxes_work() {
+        eprintln!("hermetic cannot make sandboxes here; the fixes are listed above.");
+        return ExitCode::FAILURE;
+    }
+
     let start = std::time::Instant::now();
     let sandbox = match Sandbox::builder().hostname("tour").build() {
         Ok(s) => s,

@@ -525,3 +525,19 @@ pub(crate) fn result_fd() -> Option<RawFd> {
     let fd = RESULT_FD.load(std::sync::atomic::Ordering::Relaxed);
     (fd >= 0).then_some(fd)
 }
+
+/// Clones a child with `flags` that exits at once: does the kernel let us
+/// create these namespaces? Returns the errno of `clone` if not.
+pub(crate) fn probe_clone(flags: libc::c_ulong) -> Result<(), i32> {
+    // SAFETY: the child only calls _exit.
+    match unsafe { sys::clone_fork(flags) }? {
+        sys::Forked::Child => sys::exit(0),
+        sys::Forked::Parent { pid, .. } => {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 && sys::errno() == libc::EINTR {
+            }
+            Ok(())
+        }
+    }
+}

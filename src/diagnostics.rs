@@ -39,7 +39,8 @@ fn read_number(path: &str) -> Option<u64> {
 impl HostFacts {
     /// Reads the facts of the running host.
     pub(crate) fn read() -> HostFacts {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        // The calling thread's own status: seccomp filters are per thread.
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
         let seccomp_mode = status
             .lines()
             .find_map(|l| l.strip_prefix("Seccomp:"))
@@ -76,7 +77,6 @@ GitHub Actions: add a step `run: sudo sysctl -w kernel.apparmor_restrict_unprivi
 /// command that lifts it; `None` when nothing on the host explains it.
 pub(crate) fn hint(phase: Phase, errno: i32, facts: &HostFacts) -> Option<String> {
     let seccomp = facts.seccomp_mode == Some(2);
-    let container = facts.in_docker || seccomp;
     match (phase, errno) {
         (_, _) if facts.wsl1 => Some(
             "this is WSL1, which has no real namespaces.\nfix: use WSL2 (wsl --set-version <distro> 2)"
@@ -88,8 +88,9 @@ pub(crate) fn hint(phase: Phase, errno: i32, facts: &HostFacts) -> Option<String
              permanent: echo 'kernel.unprivileged_userns_clone=1' | sudo tee /etc/sysctl.d/60-hermetic-userns.conf"
                 .into(),
         ),
-        (Phase::Clone, libc::EPERM) | (Phase::Clone, libc::ENOSYS) if container => Some(
-            "a container's seccomp profile refuses namespace creation (Seccomp: 2 in /proc/self/status).\n\
+        (Phase::Clone, libc::EPERM) | (Phase::Clone, libc::ENOSYS) if seccomp => Some(
+            "a seccomp filter (such as a container's default profile) refuses namespace creation \
+             (Seccomp: 2 in /proc/self/status).\n\
              fix: run the container with --security-opt seccomp=unconfined --security-opt apparmor=unconfined"
                 .into(),
         ),

@@ -41,7 +41,7 @@ pub enum Error {
     ///
     /// `hint` names the host setting that most likely forbids them and the
     /// command that lifts it.
-    #[error("creating the sandbox's namespaces: {source}{}", hint_suffix(.hint))]
+    #[error("creating the sandbox's namespaces: {}{}", errno_text(.source), hint_suffix(.hint))]
     NamespacesRefused {
         /// The errno of `clone(2)`.
         #[source]

@@ -102,18 +102,21 @@
 #![deny(unsafe_code)]
 
 mod channel;
+mod check;
 mod child;
 mod diagnostics;
 mod error;
 mod fixtures;
 mod helpers;
 mod lifeline;
+mod netlink;
 mod output;
 mod plan;
 mod runner;
 mod sandbox;
 mod sys;
 
+pub use check::{Finding, HostReport, Status, check};
 pub use error::{Error, PanicLocation};
 pub use fixtures::isolated;
 pub use helpers::{CONNECT_PATIENCE, connect_retry};

@@ -1,0 +1,420 @@
+//! `check()`: what this host lets a sandbox do, and what to change where it
+//! does not.
+
+use std::fmt;
+
+use crate::child;
+use crate::diagnostics::{self, HostFacts, Phase};
+use crate::error::{Error, errno_text};
+use crate::sandbox::Sandbox;
+
+/// The outcome of one probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Status {
+    /// Tried for real, and it works.
+    Works,
+    /// Tried for real, and the host refused.
+    Missing,
+    /// Not tried, because something it needs is missing.
+    NotReached,
+    /// A fact about the host, not a capability.
+    Info,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// What was probed, such as `"network namespace"`.
+    pub name: &'static str,
+    /// Whether it works.
+    pub status: Status,
+    /// What was seen: a version, an errno, a sysctl value.
+    pub detail: String,
+    /// The likely cause and the command that lifts it, when it is missing.
+    pub hint: Option<String>,
+    /// Whether sandboxes need it (netem, for instance, is optional).
+    pub required: bool,
+}
+
+/// What [`check`] found on this host.
+#[derive(Debug, Clone)]
+pub struct HostReport {
+    /// `uname -r`.
+    pub kernel: String,
+    /// Every probe, in the order they were made.
+    pub findings: Vec<Finding>,
+}
+
+impl HostReport {
+    /// True when every required capability works: `Sandbox::new()` will
+    /// succeed.
+    pub fn sandboxes_work(&self) -> bool {
+        self.findings
+            .iter()
+            .filter(|f| f.required)
+            .all(|f| f.status == Status::Works)
+    }
+
+    /// The finding called `name`.
+    pub fn finding(&self, name: &str) -> Option<&Finding> {
+        self.findings.iter().find(|f| f.name == name)
+    }
+}
+
+impl fmt::Display for HostReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "hermetic host check, kernel {}", self.kernel)?;
+        for x in &self.findings {
+            let mark = match (x.status, x.required) {
+                (Status::Works, _) => "ok",
+                (Status::Missing, true) => "MISSING",
+                (Status::Missing, false) => "missing",
+                (Status::NotReached, _) => "skipped",
+                (Status::Info, _) => "info",
+            };
+            writeln!(f, "  {mark:<8} {:<26} {}", x.name, x.detail)?;
+            if let Some(hint) = &x.hint {
+                for line in hint.lines() {
+                    writeln!(f, "  {:<8} {:<26}   {line}", "", "")?;
+                }
+            }
+        }
+        if self.sandboxes_work() {
+            write!(f, "sandboxes work on this host")
+        } else {
+            write!(f, "sandboxes do NOT work on this host: see MISSING above")
+        }
+    }
+}
+
+fn finding(name: &'static str, status: Status, detail: impl Into<String>) -> Finding {
+    Finding {
+        name,
+        status,
+        detail: detail.into(),
+        hint: None,
+        required: true,
+    }
+}
+
+/// Names of the setup findings, in the order the holder makes the steps,
+/// with the prefix of the step sentence that belongs to each.
+const SETUP: [(&str, &[&str]); 5] = [
+    (
+        "uid and gid maps",
+        &["writing \"deny\"", "mapping uid", "mapping gid"],
+    ),
+    ("fresh /proc", &["mounting proc"]),
+    ("fresh /sys", &["mounting sysfs"]),
+    ("tmpfs on /tmp", &["mounting tmpfs on /tmp"]),
+    ("loopback up", &["bringing up"]),
+];
+
+/// Probes this host: each namespace kind, a whole sandbox (id maps, proc,
+/// sysfs, tmpfs, loopback), veth and bridge creation, the tbf and netem
+/// qdiscs, and the facts around them (sysctls, seccomp, container, the
+/// `newuidmap` helpers). Every capability is tried for real, in child
+/// processes; nothing on the host is changed.
+///
+/// # Examples
+///
+/// ```no_run
+/// let report = hermetic::check();
+/// println!("{report}");
+/// if !report.sandboxes_work() {
+///     std::process::exit(1);
+/// }
+/// ```
+pub fn check() -> HostReport {
+    let facts = HostFacts::read();
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    let mut findings = Vec::new();
+
+    let version: Vec<u32> = kernel
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let new_enough = version.len() == 2 && (version[0], version[1]) >= (5, 9);
+    let mut k = finding("kernel 5.9 or later", Status::Works, kernel.clone());
+    if !new_enough {
+        k.status = Status::Missing;
+        k.hint = Some("pidfds, setns on a pidfd and close_range need Linux 5.9".into());
+    }
+    findings.push(k);
+
+    findings.push(Finding {
+        required: false,
+        ..finding("environment", Status::Info, environment(&facts))
+    });
+
+    // Each namespace kind, alone with a user namespace.
+    let kinds: [(&str, libc::c_int); 7] = [
+        ("user namespace", 0),
+        ("mount namespace", libc::CLONE_NEWNS),
+        ("network namespace", libc::CLONE_NEWNET),
+        ("PID namespace", libc::CLONE_NEWPID),
+        ("UTS namespace", libc::CLONE_NEWUTS),
+        ("IPC namespace", libc::CLONE_NEWIPC),
+        ("cgroup namespace", libc::CLONE_NEWCGROUP),
+    ];
+    let mut userns_ok = true;
+    for (name, flag) in kinds {
+        let flags = (libc::CLONE_NEWUSER | flag) as libc::c_ulong;
+        let f = match child::probe_clone(flags) {
+            Ok(()) => finding(name, Status::Works, sysctl_detail(name, &facts)),
+            Err(errno) => {
+                if flag == 0 {
+                    userns_ok = false;
+                }
+                Finding {
+                    hint: diagnostics::hint(Phase::Clone, errno, &facts),
+                    required: flag != libc::CLONE_NEWCGROUP,
+                    ..finding(name, Status::Missing, errno_detail("clone", errno))
+                }
+            }
+        };
+        findings.push(f);
+    }
+
+    // A whole sandbox: which setup step, if any, fails.
+    let sandbox = if userns_ok {
+        Some(Sandbox::new())
+    } else {
+        None
+    };
+    let failed_at = match &sandbox {
+        Some(Err(Error::Setup { step, .. })) => SETUP
+            .iter()
+            .position(|(_, prefixes)| prefixes.iter().any(|p| step.starts_with(p))),
+        _ => None,
+    };
+    for (i, (name, _)) in SETUP.iter().enumerate() {
+        let f = match &sandbox {
+            None => finding(name, Status::NotReached, "needs a user namespace"),
+            Some(Ok(_)) => finding(name, Status::Works, ""),
+            Some(Err(Error::Setup {
+                step, source, hint, ..
+            })) => match failed_at {
+                Some(at) if i < at => finding(name, Status::Works, ""),
+                Some(at) if i == at => Finding {
+                    hint: hint.clone(),
+                    ..finding(
+                        name,
+                        Status::Missing,
+                        format!("{step}: {}", errno_text(source)),
+                    )
+                },
+                Some(_) => finding(name, Status::NotReached, "an earlier step failed"),
+                None => finding(name, Status::NotReached, format!("setup failed: {step}")),
+            },
+            Some(Err(e)) => finding(name, Status::NotReached, e.to_string()),
+        };
+        findings.push(f);
+    }
+
+    // Network devices and qdiscs, made inside the sandbox (never on the
+    // host).
+    match &sandbox {
+        Some(Ok(ns)) => {
+            let probes = ns
+                .try_run(netlink_probes)
+                .unwrap_or_else(|e| vec![(0, Err((0, format!("the probe did not run: {e}"))))]);
+            for (i, result) in probes {
+                let Some(&(name, required, module)) = NET_PROBES.get(i) else {
+                    findings.push(finding("network probes", Status::Missing, "did not run"));
+                    continue;
+                };
+                findings.push(match result {
+                    Ok(()) => Finding {
+                        required,
+                        ..finding(name, Status::Works, "")
+                    },
+                    Err((errno, detail)) => Finding {
+                        required,
+                        hint: Some(module_hint(module, errno)),
+                        ..finding(name, Status::Missing, detail)
+                    },
+                });
+            }
+        }
+        _ => {
+            for &(name, required, _) in NET_PROBES.iter() {
+                findings.push(Finding {
+                    required,
+                    ..finding(name, Status::NotReached, "needs a working sandbox")
+                });
+            }
+        }
+    }
+
+    findings.push(Finding {
+        required: false,
+        ..finding("newuidmap / newgidmap", Status::Info, id_helpers())
+    });
+    HostReport { kernel, findings }
+}
+
+/// (name, required, kernel module) of each network probe, by index.
+const NET_PROBES: [(&str, bool, &str); 4] = [
+    ("veth pairs", false, "veth"),
+    ("bridges", false, "bridge"),
+    ("tbf qdisc (rate shaping)", false, "sch_tbf"),
+    ("netem qdisc (delay, loss)", false, "sch_netem"),
+];
+
+/// Runs inside a sandbox: makes a veth pair and a bridge, probes tbf and
+/// netem on the veth. Returns (probe index, errno and what failed).
+#[allow(clippy::type_complexity)]
+fn netlink_probes() -> Vec<(usize, Result<(), (i32, String)>)> {
+    let err = |what: &str, e: std::io::Error| {
+        let errno = e.raw_os_error().unwrap_or(0);
+        (errno, format!("{what}: {}", errno_text(&e)))
+    };
+    let mut nl = match crate::netlink::Netlink::new() {
+        Ok(nl) => nl,
+        Err(e) => return vec![(0, Err(err("opening a netlink socket", e)))],
+    };
+    let veth = nl
+        .add_veth("hermetic0", "hermetic1")
+        .map_err(|e| err("creating a veth pair", e));
+    let bridge = nl
+        .add_bridge("hermeticbr")
+        .map_err(|e| err("creating a bridge", e));
+    let mut out = vec![(0, veth.clone()), (1, bridge)];
+    let index = match (&veth, nl.index("hermetic0")) {
+        (Ok(()), Ok(i)) => i,
+        _ => {
+            // Probe qdiscs on lo instead.
+            nl.index("lo").unwrap_or(1)
+        }
+    };
+    for (i, kind) in [(2, "tbf"), (3, "netem")] {
+        let r = match nl.probe_qdisc(index, kind) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Err((
+                libc::ENOENT,
+                format!("the kernel does not know the {kind} qdisc (ENOENT)"),
+            )),
+            // Refusing the missing options (EINVAL) means it exists.
+            _ => Ok(()),
+        };
+        out.push((i, r));
+    }
+    out
+}
+
+fn module_hint(module: &str, errno: i32) -> String {
+    let what = match module {
+        "sch_netem" => "delay, jitter and loss shaping is unavailable",
+        "sch_tbf" => "rate shaping is unavailable",
+        _ => "networks of sandboxes are unavailable",
+    };
+    if errno == libc::ENOENT || errno == libc::EOPNOTSUPP {
+        format!(
+            "the kernel lacks {module}: {what}.\nfix: sudo modprobe {module}, or install the \
+             distribution's extra kernel modules (Ubuntu: linux-modules-extra-$(uname -r))"
+        )
+    } else {
+        format!("{what} ({})", nix::errno::Errno::from_raw(errno))
+    }
+}
+
+fn errno_detail(call: &str, errno: i32) -> String {
+    format!(
+        "{call} failed: {}",
+        errno_text(&std::io::Error::from_raw_os_error(errno))
+    )
+}
+
+fn show(v: Option<u64>) -> String {
+    v.map_or_else(|| "absent".into(), |v| v.to_string())
+}
+
+fn sysctl_detail(name: &str, facts: &HostFacts) -> String {
+    match name {
+        "user namespace" => format!(
+            "user.max_user_namespaces = {}, kernel.apparmor_restrict_unprivileged_userns = {}, \
+             kernel.unprivileged_userns_clone = {}",
+            show(facts.max_user_namespaces),
+            show(facts.apparmor_restrict),
+            show(facts.unprivileged_userns_clone)
+        ),
+        "network namespace" => {
+            format!(
+                "user.max_net_namespaces = {}",
+                show(facts.max_net_namespaces)
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+fn environment(facts: &HostFacts) -> String {
+    let mut parts = Vec::new();
+    if facts.in_docker {
+        parts.push("in a Docker container (/.dockerenv)".to_owned());
+    }
+    if std::path::Path::new("/run/.containerenv").exists() {
+        parts.push("in a podman container (/run/.containerenv)".to_owned());
+    }
+    parts.push(match facts.seccomp_mode {
+        Some(2) => "seccomp filter active (Seccomp: 2)".to_owned(),
+        Some(0) => "no seccomp filter".to_owned(),
+        Some(m) => format!("seccomp mode {m}"),
+        None => "seccomp unknown".to_owned(),
+    });
+    if facts.proc_masked {
+        parts.push("parts of /proc are masked".to_owned());
+    }
+    if facts.wsl1 {
+        parts.push("WSL1".to_owned());
+    }
+    parts.push(format!("running as uid {}", nix::unistd::geteuid()));
+    parts.join("; ")
+}
+
+fn id_helpers() -> String {
+    let found: Vec<&str> = ["newuidmap", "newgidmap"]
+        .into_iter()
+        .filter(|p| {
+            std::env::var_os("PATH")
+                .map(|path| std::env::split_paths(&path).any(|d| d.join(p).exists()))
+                .unwrap_or(false)
+        })
+        .collect();
+    let uid = nix::unistd::geteuid();
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_default();
+    let ranges: Vec<String> = std::fs::read_to_string("/etc/subuid")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            let owner = l.split(':').next().unwrap_or("");
+            owner == name || owner == uid.to_string()
+        })
+        .map(str::to_owned)
+        .collect();
+    format!(
+        "{}; subuid ranges for {}: {} (not needed: hermetic maps only your own uid and gid)",
+        if found.is_empty() {
+            "not installed".to_owned()
+        } else {
+            format!("found {}", found.join(", "))
+        },
+        if name.is_empty() {
+            uid.to_string()
+        } else {
+            name
+        },
+        if ranges.is_empty() {
+            "none".to_owned()
+        } else {
+            ranges.join(", ")
+        }
+    )
+}

@@ -1,0 +1,172 @@
+//! A small synchronous rtnetlink client: messages are built and parsed by
+//! `netlink-packet-route`, carried by `netlink-sys`.
+//!
+//! It speaks for the network namespace of the thread that opened it, so it
+//! is used from inside a sandbox (a run) to look at and change that
+//! sandbox's links.
+
+use std::io;
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+/// A route netlink socket in the caller's network namespace.
+pub(crate) struct Netlink {
+    socket: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl Netlink {
+    pub(crate) fn new() -> io::Result<Netlink> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        Ok(Netlink {
+            socket,
+            seq: 0,
+            buf: vec![0; 64 * 1024],
+        })
+    }
+
+    /// Sends `msg` and collects the replies up to the ACK (or the end of a
+    /// dump). A NACK becomes an `io::Error` with the kernel's errno.
+    fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        packet.finalize();
+        let mut out = vec![0; packet.buffer_len()];
+        packet.serialize(&mut out);
+        self.socket.send(&out, 0)?;
+
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let mut replies = Vec::new();
+        loop {
+            let n = self.socket.recv(&mut &mut self.buf[..], 0)?;
+            let mut offset = 0;
+            while offset < n {
+                let bytes = &self.buf[offset..n];
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let len = reply.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                offset += len;
+                if reply.header.sequence_number != self.seq {
+                    continue;
+                }
+                match reply.payload {
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(replies),
+                            Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
+                        };
+                    }
+                    NetlinkPayload::Done(_) => return Ok(replies),
+                    NetlinkPayload::InnerMessage(m) => {
+                        replies.push(m);
+                        if !dump && flags & NLM_F_ACK == 0 {
+                            return Ok(replies);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Every link: (index, name).
+    pub(crate) fn links(&mut self) -> io::Result<Vec<(u32, String)>> {
+        let replies = self.request(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(link) => {
+                    let name = link.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::IfName(n) => Some(n.clone()),
+                        _ => None,
+                    })?;
+                    Some((link.header.index, name))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The index of the link called `name`.
+    pub(crate) fn index(&mut self, name: &str) -> io::Result<u32> {
+        self.links()?
+            .into_iter()
+            .find(|(_, n)| n == name)
+            .map(|(i, _)| i)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))
+    }
+
+    fn new_link(&mut self, link: LinkMessage) -> io::Result<()> {
+        self.request(
+            RouteNetlinkMessage::NewLink(link),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(drop)
+    }
+
+    /// Creates a veth pair `name` <-> `peer`.
+    pub(crate) fn add_veth(&mut self, name: &str, peer: &str) -> io::Result<()> {
+        let mut peer_msg = LinkMessage::default();
+        peer_msg.attributes.push(LinkAttribute::IfName(peer.into()));
+        let mut link = LinkMessage::default();
+        link.attributes.push(LinkAttribute::IfName(name.into()));
+        link.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+        ]));
+        self.new_link(link)
+    }
+
+    /// Creates a bridge `name`.
+    pub(crate) fn add_bridge(&mut self, name: &str) -> io::Result<()> {
+        let mut link = LinkMessage::default();
+        link.attributes.push(LinkAttribute::IfName(name.into()));
+        link.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
+        self.new_link(link)
+    }
+
+    /// Asks for a root qdisc of `kind` with no options on link `index`.
+    ///
+    /// Used as a probe: a kernel without the qdisc answers `ENOENT`
+    /// ("qdisc kind is unknown"); one that has it refuses the missing
+    /// options with another errno (or accepts, for qdiscs without any).
+    pub(crate) fn probe_qdisc(&mut self, index: u32, kind: &str) -> io::Result<()> {
+        let mut tc = TcMessage::default();
+        tc.header.index = index as i32;
+        tc.header.parent = TcHandle::ROOT;
+        tc.attributes.push(TcAttribute::Kind(kind.into()));
+        self.request(
+            RouteNetlinkMessage::NewQueueDiscipline(tc),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(drop)
+    }
+}

@@ -1,0 +1,161 @@
+//! Host diagnostics: each blocker that can be simulated honestly is made
+//! real inside a sandbox, and the report and errors must name its cause.
+
+use hermetic::{Error, Sandbox, Status, check};
+
+#[test]
+fn this_host_runs_sandboxes_and_says_so() {
+    let report = check();
+    assert!(report.sandboxes_work(), "{report}");
+    for name in [
+        "user namespace",
+        "network namespace",
+        "PID namespace",
+        "fresh /proc",
+        "fresh /sys",
+        "loopback up",
+    ] {
+        let f = report
+            .finding(name)
+            .unwrap_or_else(|| panic!("no {name} in\n{report}"));
+        assert_eq!(f.status, Status::Works, "{report}");
+    }
+    assert!(report.to_string().ends_with("sandboxes work on this host"));
+}
+
+#[test]
+fn netem_is_detected_either_way() {
+    // This machine's kernel has no netem; others do. Either way the report
+    // must say which, and a missing netem must come with its remedy.
+    let report = check();
+    let netem = report.finding("netem qdisc (delay, loss)").unwrap();
+    match netem.status {
+        Status::Works => println!("netem is available here"),
+        Status::Missing => {
+            println!("netem is missing here: {}", netem.detail);
+            let hint = netem.hint.as_deref().unwrap();
+            assert!(hint.contains("modprobe sch_netem"), "{hint}");
+            assert!(!netem.required, "netem must not block sandboxes");
+        }
+        s => panic!("netem probe did not run ({s:?}):\n{report}"),
+    }
+    assert_eq!(
+        report.finding("tbf qdisc (rate shaping)").unwrap().status,
+        Status::Works
+    );
+    assert_eq!(report.finding("veth pairs").unwrap().status, Status::Works);
+}
+
+#[test]
+fn exhausted_user_namespaces_are_diagnosed() {
+    // Lowering the limit inside our own user namespace makes the next
+    // creation fail just as on a host with user.max_user_namespaces = 0.
+    let ns = Sandbox::new().unwrap();
+    let (works, hint, err) = ns.run(|| {
+        std::fs::write("/proc/sys/user/max_user_namespaces", "0").unwrap();
+        let report = check();
+        let f = report.finding("user namespace").unwrap().clone();
+        assert_eq!(f.status, Status::Missing);
+        (
+            report.sandboxes_work(),
+            f.hint.unwrap_or_default(),
+            Sandbox::new().unwrap_err().to_string(),
+        )
+    });
+    assert!(!works);
+    assert!(hint.contains("user.max_user_namespaces"), "{hint}");
+    assert!(err.contains("sysctl -w user.max_user_namespaces="), "{err}");
+}
+
+/// Installs a seccomp filter, like a container runtime's default profile,
+/// that refuses clone/unshare with CLONE_NEWUSER (EPERM) and clone3
+/// (ENOSYS, so that libc falls back to clone).
+fn refuse_user_namespaces() {
+    use libc::{
+        BPF_ABS, BPF_JEQ, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_RET, BPF_W, SECCOMP_RET_ALLOW,
+        SECCOMP_RET_ERRNO, sock_filter, sock_fprog,
+    };
+    let stmt = |code: u32, k: u32| sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |code: u32, k: u32, jt: u8, jf: u8| sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    // struct seccomp_data: nr at 0, arch at 4, ip at 8, args at 16.
+    let filter = [
+        stmt(BPF_LD | BPF_W | BPF_ABS, 0),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, libc::SYS_clone3 as u32, 0, 1),
+        stmt(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, libc::SYS_clone as u32, 1, 0),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, libc::SYS_unshare as u32, 0, 3),
+        stmt(BPF_LD | BPF_W | BPF_ABS, 16),
+        jump(BPF_JMP | BPF_JSET | BPF_K, libc::CLONE_NEWUSER as u32, 0, 1),
+        stmt(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    ];
+    let prog = sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut sock_filter,
+    };
+    // SAFETY: prog points to a live, well-formed filter; both prctls only
+    // affect the calling process (the sandboxed child).
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(
+            libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog),
+            0,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[test]
+fn a_seccomp_profile_refusing_namespaces_is_diagnosed() {
+    let ns = Sandbox::new().unwrap();
+    let (errno, err, hint) = ns.run(|| {
+        refuse_user_namespaces();
+        let e = Sandbox::new().unwrap_err();
+        let report = check();
+        let hint = report.finding("user namespace").unwrap().hint.clone();
+        (e.errno(), e.to_string(), hint.unwrap_or_default())
+    });
+    assert_eq!(errno, Some(libc::EPERM));
+    assert!(
+        err.starts_with("creating the sandbox's namespaces: "),
+        "{err}"
+    );
+    assert!(err.contains("seccomp=unconfined"), "{err}");
+    assert!(hint.contains("Seccomp: 2"), "{hint}");
+}
+
+#[test]
+fn a_masked_proc_is_diagnosed_in_the_report() {
+    let ns = Sandbox::new().unwrap();
+    let (status, hint, err) = ns.run(|| {
+        nix::mount::mount(
+            Some("/dev/null"),
+            "/proc/uptime",
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+        let report = check();
+        let f = report.finding("fresh /proc").unwrap().clone();
+        let later = report.finding("fresh /sys").unwrap().status;
+        assert_eq!(later, Status::NotReached);
+        let err = Sandbox::new().unwrap_err();
+        assert!(matches!(err, Error::Setup { .. }));
+        (f.status, f.hint.unwrap_or_default(), err.to_string())
+    });
+    assert_eq!(status, Status::Missing);
+    assert!(hint.contains("unmask=ALL"), "{hint}");
+    assert!(err.contains("systempaths=unconfined"), "{err}");
+}
