@@ -14,6 +14,17 @@ pub const CONNECT_PATIENCE: Duration = Duration::from_secs(10);
 ///
 /// When `addr` does not resolve or no connection succeeds in time; the
 /// message has the last error.
+///
+/// # Examples
+///
+/// ```no_run
+/// let sandbox = hermetic::Sandbox::new().unwrap();
+/// let _server = sandbox.spawn(|| {
+///     let l = std::net::TcpListener::bind("127.0.0.1:9000").unwrap();
+///     let _ = l.accept();
+/// });
+/// sandbox.run(|| drop(hermetic::connect_retry("127.0.0.1:9000")));
+/// ```
 #[track_caller]
 pub fn connect_retry(addr: impl ToSocketAddrs + std::fmt::Debug) -> TcpStream {
     let deadline = Instant::now() + CONNECT_PATIENCE;

@@ -58,6 +58,12 @@
 //!   the test process become readable and exits, with the same effect: this
 //!   lifeline is tied to the process, not to the thread that made the
 //!   sandbox.
+//! - **Channel.** Each run's closure sends one frame back: a tag, a
+//!   little-endian `u64` length and a `postcard` payload (the value, or the
+//!   panic's message and location). The test process refuses a length over
+//!   [`SandboxBuilder::max_result_size`] before allocating anything and grows
+//!   its buffer only as bytes arrive; anything malformed is an
+//!   [`Error::Channel`], never a crash or a hang.
 //! - **Output.** What runs print to fds 1 and 2 is forwarded into the test's
 //!   own output (libtest's capture under `cargo test`, the test's stdout and
 //!   stderr under `cargo nextest run`).
@@ -70,6 +76,23 @@
 //! = 0`, `kernel.unprivileged_userns_clone = 0`, Docker's default seccomp
 //! profile) make [`Sandbox::new`] fail with an error that names the setting
 //! and the command that lifts it.
+//!
+//! # Hosts that refuse namespaces
+//!
+//! [`check()`] probes the host for real and prints what works, what does not,
+//! why, and the fix (`cargo run --example tour` shows it). The same diagnosis
+//! is attached to the errors of [`Sandbox::new`] and to the panic of the
+//! [`isolated`] fixture.
+//!
+//! | host | symptom | remedy |
+//! |---|---|---|
+//! | Ubuntu 23.10+, 24.04, GitHub `ubuntu-24.04` runners | writing `uid_map` fails with `EPERM` (AppArmor `kernel.apparmor_restrict_unprivileged_userns = 1`) | `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`; permanent: a file in `/etc/sysctl.d/`; in GitHub Actions, a step running that command before the tests |
+//! | older Debian, hardened kernels | `clone` fails with `EPERM` (`kernel.unprivileged_userns_clone = 0`) | `sudo sysctl -w kernel.unprivileged_userns_clone=1` |
+//! | RHEL/CentOS 7, exhausted limits | `clone` fails with `ENOSPC`/`EINVAL` (`user.max_user_namespaces` = 0 or reached) | `sudo sysctl -w user.max_user_namespaces=15000` |
+//! | Docker's default seccomp profile | `clone` fails with `EPERM`, `clone3` with `ENOSYS` (`Seccomp: 2`) | `docker run --security-opt seccomp=unconfined --security-opt apparmor=unconfined` |
+//! | containers that mask `/proc` | mounting a fresh `proc` fails with `EPERM` | podman `--security-opt unmask=ALL`, Docker `--security-opt systempaths=unconfined` |
+//! | WSL1 | no real namespaces | use WSL2 |
+//! | kernels without `sch_netem` | delay and loss shaping unavailable (sandboxes still work) | `sudo modprobe sch_netem`, or the distribution's extra modules |
 //!
 //! # What a closure must not rely on
 //!

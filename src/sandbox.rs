@@ -361,6 +361,19 @@ impl Sandbox {
     /// [`Error::Exited`], [`Error::TimedOut`], [`Error::Codec`] and
     /// [`Error::Channel`] for what happened to `f`; [`Error::Sys`] when a
     /// run could not be started. The sandbox stays usable after any of them.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use hermetic::{Error, Sandbox};
+    ///
+    /// let sandbox = Sandbox::new()?;
+    /// match sandbox.try_run(|| -> u32 { std::process::abort() }) {
+    ///     Err(Error::Killed { signal, .. }) => assert_eq!(signal, "SIGABRT"),
+    ///     other => panic!("unexpected: {other:?}"),
+    /// }
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
     pub fn try_run<F, T>(&self, f: F) -> Result<T, Error>
     where
         F: FnOnce() -> T,
@@ -455,6 +468,14 @@ impl Sandbox {
     /// # Errors
     ///
     /// [`Error::Sys`] if the init process could not be killed or reaped.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let sandbox = hermetic::Sandbox::new()?;
+    /// sandbox.close()?;
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
     pub fn close(mut self) -> Result<(), Error> {
         self.teardown()
     }
