@@ -541,3 +541,42 @@ pub(crate) fn probe_clone(flags: libc::c_ulong) -> Result<(), i32> {
         }
     }
 }
+
+/// Forks a joiner that enters the user namespace of the holder behind
+/// `owner` and clones, as a sibling (`CLONE_PARENT`), a new holder with
+/// `flags` (no `CLONE_NEWUSER`): a sandbox that shares `owner`'s user
+/// namespace. The joiner reports the new holder's pid on `report`.
+pub(crate) fn fork_holder_in(
+    owner: RawFd,
+    flags: libc::c_ulong,
+    steps: &[Step],
+    ready: RawFd,
+    lifeline: RawFd,
+    report_fd: RawFd,
+) -> Result<libc::pid_t, i32> {
+    // SAFETY: the joiner makes only system calls on prepared data; the
+    // holder it clones runs holder_main, which follows this module's rules.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            if let Err(errno) = sys::setns(sys::borrow_static(owner), libc::CLONE_NEWUSER) {
+                report(report_fd, 1, errno);
+                sys::exit(1);
+            }
+            // SAFETY: the joiner is single-threaded; the child only runs
+            // holder_main.
+            match unsafe { sys::clone_fork(flags | libc::CLONE_PARENT as libc::c_ulong) } {
+                Ok(sys::Forked::Child) => holder_main(steps, ready, lifeline),
+                Ok(sys::Forked::Parent { pid, .. }) => {
+                    report(report_fd, 0, pid);
+                    sys::exit(0)
+                }
+                Err(errno) => {
+                    report(report_fd, 2, errno);
+                    sys::exit(1)
+                }
+            }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child.as_raw()),
+        Err(e) => Err(e as i32),
+    }
+}

@@ -104,6 +104,28 @@ pub enum Error {
         after: Duration,
     },
 
+    /// Configuring a network of sandboxes (links, addresses, bridges,
+    /// qdiscs) failed.
+    #[error("{step}: {}", errno_text(.source))]
+    Network {
+        /// What was being done: "moving h1's link to the partition bridge".
+        step: String,
+        /// The kernel's answer.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The kernel lacks the qdisc a [`LinkShape`](crate::LinkShape) needs.
+    #[error("shaping {what} needs the {qdisc} qdisc, which this kernel does not have\n{hint}")]
+    ShapingUnavailable {
+        /// What was asked: "delay, jitter and loss".
+        what: &'static str,
+        /// The qdisc: "netem" or "tbf".
+        qdisc: &'static str,
+        /// How to get it.
+        hint: String,
+    },
+
     /// The result channel carried bytes that are not a valid frame.
     #[error("malformed result from the sandbox: {reason}")]
     Channel {
@@ -163,7 +185,8 @@ impl Error {
         match self {
             Error::NamespacesRefused { source, .. }
             | Error::Setup { source, .. }
-            | Error::Sys { source, .. } => source.raw_os_error(),
+            | Error::Sys { source, .. }
+            | Error::Network { source, .. } => source.raw_os_error(),
             _ => None,
         }
     }

@@ -133,17 +133,21 @@ mod fixtures;
 mod helpers;
 mod lifeline;
 mod netlink;
+mod network;
 mod output;
 mod plan;
 mod runner;
 mod sandbox;
+mod shape;
 mod sys;
 
 pub use check::{Finding, HostReport, Status, check};
 pub use error::{Error, PanicLocation};
 pub use fixtures::isolated;
 pub use helpers::{CONNECT_PATIENCE, connect_retry};
+pub use network::{Host, MAX_HOSTS, Network, NetworkBuilder};
 pub use sandbox::{DEFAULT_HOSTNAME, DEFAULT_MAX_RESULT_SIZE, Sandbox, SandboxBuilder, Spawned};
+pub use shape::LinkShape;
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

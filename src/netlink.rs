@@ -7,15 +7,22 @@
 
 use std::io;
 
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    DefaultNla, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
-use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 /// A route netlink socket in the caller's network namespace.
@@ -169,4 +176,125 @@ impl Netlink {
         )
         .map(drop)
     }
+
+    /// Creates a veth pair whose `peer` end is created directly in the
+    /// network namespace behind `peer_netns` (an fd of `/proc/PID/ns/net`).
+    pub(crate) fn add_veth_into(
+        &mut self,
+        name: &str,
+        peer: &str,
+        peer_netns: RawFd,
+    ) -> io::Result<()> {
+        let mut peer_msg = LinkMessage::default();
+        peer_msg.attributes.push(LinkAttribute::IfName(peer.into()));
+        peer_msg.attributes.push(LinkAttribute::NetNsFd(peer_netns));
+        let mut link = LinkMessage::default();
+        link.attributes.push(LinkAttribute::IfName(name.into()));
+        link.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+        ]));
+        self.new_link(link)
+    }
+
+    fn set_link(&mut self, link: LinkMessage) -> io::Result<()> {
+        self.request(RouteNetlinkMessage::SetLink(link), NLM_F_ACK)
+            .map(drop)
+    }
+
+    /// Sets link `index` up or down.
+    pub(crate) fn set_up(&mut self, index: u32, up: bool) -> io::Result<()> {
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        link.header.flags = if up {
+            LinkFlags::Up
+        } else {
+            LinkFlags::empty()
+        };
+        link.header.change_mask = LinkFlags::Up;
+        self.set_link(link)
+    }
+
+    /// Makes link `index` a port of bridge `master` (0: of none).
+    pub(crate) fn set_master(&mut self, index: u32, master: u32) -> io::Result<()> {
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        link.attributes.push(LinkAttribute::Controller(master));
+        self.set_link(link)
+    }
+
+    /// Adds `addr/prefix` to link `index`.
+    pub(crate) fn add_address(&mut self, index: u32, addr: IpAddr, prefix: u8) -> io::Result<()> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = match addr {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
+        msg.header.prefix_len = prefix;
+        msg.header.index = index;
+        msg.attributes.push(AddressAttribute::Local(addr));
+        msg.attributes.push(AddressAttribute::Address(addr));
+        self.request(
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(drop)
+    }
+
+    /// Adds an IPv4 default route out of link `index` (on-link, no
+    /// gateway: every address is looked up on that segment).
+    pub(crate) fn add_default_route(&mut self, index: u32) -> io::Result<()> {
+        let mut msg = RouteMessage::default();
+        msg.header = RouteHeader {
+            address_family: AddressFamily::Inet,
+            destination_prefix_length: 0,
+            table: RouteHeader::RT_TABLE_MAIN,
+            protocol: RouteProtocol::Boot,
+            scope: RouteScope::Link,
+            kind: RouteType::Unicast,
+            ..Default::default()
+        };
+        msg.attributes.push(RouteAttribute::Oif(index));
+        self.request(
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(drop)
+    }
+
+    /// Replaces the root qdisc of link `index` with `kind`, whose options
+    /// (the qdisc's own `TCA_OPTIONS` payload) are `options`.
+    pub(crate) fn replace_root_qdisc(
+        &mut self,
+        index: u32,
+        kind: &str,
+        options: Vec<u8>,
+    ) -> io::Result<()> {
+        let mut tc = TcMessage::default();
+        tc.header.index = index as i32;
+        tc.header.parent = TcHandle::ROOT;
+        tc.attributes.push(TcAttribute::Kind(kind.into()));
+        tc.attributes
+            .push(TcAttribute::Other(DefaultNla::new(TCA_OPTIONS, options)));
+        self.request(
+            RouteNetlinkMessage::NewQueueDiscipline(tc),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .map(drop)
+    }
+
+    /// Deletes the root qdisc of link `index` (back to the default).
+    pub(crate) fn delete_root_qdisc(&mut self, index: u32) -> io::Result<()> {
+        let mut tc = TcMessage::default();
+        tc.header.index = index as i32;
+        tc.header.parent = TcHandle::ROOT;
+        match self.request(RouteNetlinkMessage::DelQueueDiscipline(tc), NLM_F_ACK) {
+            // Nothing to delete: already the default.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            r => r.map(drop),
+        }
+    }
 }
+
+/// `TCA_OPTIONS` of `linux/rtnetlink.h`.
+const TCA_OPTIONS: u16 = 2;

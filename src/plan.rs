@@ -154,7 +154,7 @@ enum Under<'a> {
 /// closed what it inherited: bind sources are opened there, in order, and
 /// bound from `/proc/self/fd/N`.
 pub(crate) fn holder_steps(
-    ids: Ids,
+    ids: Option<Ids>,
     hostname: &[u8],
     mounts: &[MountSpec],
     first_free_fd: i32,
@@ -165,31 +165,38 @@ pub(crate) fn holder_steps(
             action: Action::DetachFds,
         },
         Step {
-            what: "writing \"deny\" to /proc/self/setgroups".into(),
-            action: Action::WriteFile {
-                path: c"/proc/self/setgroups".into(),
-                content: b"deny".to_vec(),
-            },
-        },
-        Step {
-            what: format!("mapping uid 0 to {} in /proc/self/uid_map", ids.uid),
-            action: Action::WriteFile {
-                path: c"/proc/self/uid_map".into(),
-                content: id_map(0, ids.uid),
-            },
-        },
-        Step {
-            what: format!("mapping gid 0 to {} in /proc/self/gid_map", ids.gid),
-            action: Action::WriteFile {
-                path: c"/proc/self/gid_map".into(),
-                content: id_map(0, ids.gid),
-            },
-        },
-        Step {
             what: "making all mounts private".into(),
             action: Action::MakeMountsPrivate,
         },
     ];
+    if let Some(ids) = ids {
+        // A new user namespace maps the caller; a sandbox that joins an
+        // existing one (a network's host) has nothing to map.
+        let maps = [
+            Step {
+                what: "writing \"deny\" to /proc/self/setgroups".into(),
+                action: Action::WriteFile {
+                    path: c"/proc/self/setgroups".into(),
+                    content: b"deny".to_vec(),
+                },
+            },
+            Step {
+                what: format!("mapping uid 0 to {} in /proc/self/uid_map", ids.uid),
+                action: Action::WriteFile {
+                    path: c"/proc/self/uid_map".into(),
+                    content: id_map(0, ids.uid),
+                },
+            },
+            Step {
+                what: format!("mapping gid 0 to {} in /proc/self/gid_map", ids.gid),
+                action: Action::WriteFile {
+                    path: c"/proc/self/gid_map".into(),
+                    content: id_map(0, ids.gid),
+                },
+            },
+        ];
+        steps.splice(1..1, maps);
+    }
     let mut next_fd = first_free_fd;
     let mut sources = Vec::new();
     for spec in mounts {
@@ -435,7 +442,7 @@ mod tests {
     };
 
     fn whats(mounts: &[MountSpec]) -> Vec<String> {
-        holder_steps(IDS, b"h", mounts, 10)
+        holder_steps(Some(IDS), b"h", mounts, 10)
             .unwrap()
             .into_iter()
             .map(|s| s.what)
@@ -497,7 +504,11 @@ mod tests {
 
     #[test]
     fn bad_mounts_are_refused_by_name() {
-        let err = |m: MountSpec| holder_steps(IDS, b"h", &[m], 10).unwrap_err().to_string();
+        let err = |m: MountSpec| {
+            holder_steps(Some(IDS), b"h", &[m], 10)
+                .unwrap_err()
+                .to_string()
+        };
         let e = err(MountSpec::Bind {
             source: "relative".into(),
             target: "/tmp/x".into(),

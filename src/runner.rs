@@ -68,22 +68,8 @@ impl Runner {
             .map_err(|e| Error::sys("forking a run", std::io::Error::from_raw_os_error(e)))?;
         drop(report_w);
         drop(result_w);
-        // The joiner only makes two system calls; wait for it, then read
-        // its report without blocking (a copy of the pipe's write end may
-        // live on in a process another thread forked meanwhile).
-        let status = waitpid(Pid::from_raw(joiner), None);
-        let mut msg = [0u8; 8];
-        nix::fcntl::fcntl(&report_r, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
-            .map_err(|e| Error::sys("reading the run's start report", e))?;
-        let got = nix::unistd::read(&report_r, &mut msg).unwrap_or(0);
-        if got != msg.len() {
-            return Err(Error::Sys {
-                step: "starting a run",
-                source: std::io::Error::other(format!(
-                    "the joining process ended without a report ({status:?})"
-                )),
-            });
-        }
+        // The joiner only makes two system calls.
+        let msg = read_report(joiner, &report_r)?;
         let pid = match child::parse_joined(msg) {
             Joined::Runner(pid) => pid,
             Joined::Failed { step, errno } => {
@@ -241,6 +227,70 @@ impl Drop for Runner {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Starts a holder that shares the user namespace of the holder behind
+/// `owner`, through a joining child; returns the new holder's pid (our
+/// child, so pinned until reaped).
+pub(crate) fn start_holder_in(
+    owner: &OwnedFd,
+    flags: libc::c_ulong,
+    steps: &[crate::plan::Step],
+    ready: i32,
+    lifeline: i32,
+) -> Result<libc::pid_t, Error> {
+    let (report_r, report_w) = pipe()?;
+    let joiner = child::fork_holder_in(
+        owner.as_raw_fd(),
+        flags,
+        steps,
+        ready,
+        lifeline,
+        report_w.as_raw_fd(),
+    )
+    .map_err(|e| {
+        Error::sys(
+            "forking to join the network's user namespace",
+            std::io::Error::from_raw_os_error(e),
+        )
+    })?;
+    drop(report_w);
+    let msg = read_report(joiner, &report_r)?;
+    let (code, value) = child::parse_report(msg);
+    let step = match code {
+        0 => return Ok(value),
+        1 => "joining the network's user namespace (setns)",
+        _ => "creating the host's namespaces (clone)",
+    };
+    Err(Error::NamespacesRefused {
+        source: std::io::Error::from_raw_os_error(value),
+        hint: Some(format!("while {step}")),
+    })
+}
+
+/// Waits for a joiner and reads its 8-byte report without blocking (a
+/// copy of the pipe's write end may live on in a process another thread
+/// forked meanwhile).
+fn read_report(joiner: libc::pid_t, report_r: &OwnedFd) -> Result<[u8; 8], Error> {
+    let status = loop {
+        match waitpid(Pid::from_raw(joiner), None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            s => break s,
+        }
+    };
+    let mut msg = [0u8; 8];
+    nix::fcntl::fcntl(report_r, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+        .map_err(|e| Error::sys("reading a start report", e))?;
+    let got = nix::unistd::read(report_r, &mut msg).unwrap_or(0);
+    if got != msg.len() {
+        return Err(Error::Sys {
+            step: "starting a process in the sandbox",
+            source: std::io::Error::other(format!(
+                "the joining process ended without a report ({status:?})"
+            )),
+        });
+    }
+    Ok(msg)
 }
 
 /// Runs `f` to the end and decodes its result.

@@ -151,32 +151,59 @@ impl SandboxBuilder {
     ///   namespaces, with the host setting that likely forbids them;
     /// - [`Error::Setup`] naming the setup step that failed and its errno.
     pub fn build(&self) -> Result<Sandbox, Error> {
+        self.build_in(None)
+    }
+
+    /// Builds a sandbox; with `userns`, one that shares that sandbox's user
+    /// namespace instead of having its own (the hosts of a network).
+    pub(crate) fn build_in(&self, userns: Option<&Sandbox>) -> Result<Sandbox, Error> {
         let hostname = plan::hostname(&self.hostname)?;
-        let nstypes = BASE_NAMESPACES
-            | if self.cgroup {
-                libc::CLONE_NEWCGROUP
-            } else {
-                0
-            };
+        let cgroup = if self.cgroup {
+            libc::CLONE_NEWCGROUP
+        } else {
+            0
+        };
+        // Runs join the user namespace too, whoever made it.
+        let nstypes = BASE_NAMESPACES | cgroup;
 
         let lifeline = lifeline::lifeline().map_err(|e| Error::sys("opening the lifeline", e))?;
         let (ready_r, ready_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
             .map_err(|e| Error::sys("creating the holder's report pipe", e))?;
         let first_free_fd = ready_w.as_raw_fd().max(lifeline.as_raw_fd()) + 1;
         // Validates the mounts: nothing is started before this succeeds.
-        let steps = plan::holder_steps(Ids::current(), &hostname, &self.mounts, first_free_fd)?;
+        let ids = userns.is_none().then(Ids::current);
+        let steps = plan::holder_steps(ids, &hostname, &self.mounts, first_free_fd)?;
         let output = Output::new().map_err(|e| Error::sys("starting the output forwarder", e))?;
 
-        let (pid, holder) = child::clone_holder(
-            nstypes as libc::c_ulong,
-            &steps,
-            ready_w.as_raw_fd(),
-            lifeline.as_raw_fd(),
-        )
-        .map_err(|errno| Error::NamespacesRefused {
+        let refused = |errno| Error::NamespacesRefused {
             source: std::io::Error::from_raw_os_error(errno),
             hint: diagnostics::hint(Phase::Clone, errno, &HostFacts::read()),
-        })?;
+        };
+        let (pid, holder) = match userns {
+            None => child::clone_holder(
+                nstypes as libc::c_ulong,
+                &steps,
+                ready_w.as_raw_fd(),
+                lifeline.as_raw_fd(),
+            )
+            .map_err(refused)?,
+            Some(owner) => {
+                let flags = (nstypes & !libc::CLONE_NEWUSER) as libc::c_ulong;
+                let pid = runner::start_holder_in(
+                    &owner.holder,
+                    flags,
+                    &steps,
+                    ready_w.as_raw_fd(),
+                    lifeline.as_raw_fd(),
+                )?;
+                let pidfd = sys::pidfd_open(pid).map_err(|e| {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+                    let _ = waitpid(Pid::from_raw(pid), None);
+                    Error::sys("opening a pidfd for the sandbox's init process", e)
+                })?;
+                (pid, pidfd)
+            }
+        };
         drop(ready_w);
 
         let sandbox = Sandbox {

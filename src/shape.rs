@@ -1,0 +1,256 @@
+//! Link shaping: what a user asks for, and the qdisc options that carry it.
+//!
+//! `netlink-packet-route` frames the messages but has no types for the tbf
+//! and netem option payloads, so those payloads (the kernel's
+//! `tc_tbf_qopt` and `tc_netem_qopt` structs, `linux/pkt_sched.h`) are
+//! written here, with the attribute framing left to `netlink-packet-core`.
+
+use std::time::Duration;
+
+use netlink_packet_core::{DefaultNla, Emitable};
+
+/// How to shape one host's link, in both directions.
+///
+/// `rate` alone uses the `tbf` qdisc; `delay`, `jitter` or `loss` need
+/// `netem`, which some kernels lack (then shaping fails with
+/// [`Error::ShapingUnavailable`](crate::Error::ShapingUnavailable)).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let slow = hermetic::LinkShape::rate(1 << 20); // 1 MiB/s
+/// let far = hermetic::LinkShape::delay(Duration::from_millis(50)).with_loss(1.0);
+/// # let _ = (slow, far);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkShape {
+    /// Bytes per second, each way.
+    pub rate: Option<u64>,
+    /// Added one-way delay.
+    pub delay: Option<Duration>,
+    /// Random variation of the delay.
+    pub jitter: Option<Duration>,
+    /// Percentage of packets dropped, 0 to 100.
+    pub loss: Option<f64>,
+}
+
+impl LinkShape {
+    /// A rate limit of `bytes_per_second`.
+    pub fn rate(bytes_per_second: u64) -> Self {
+        LinkShape {
+            rate: Some(bytes_per_second),
+            ..Self::default()
+        }
+    }
+
+    /// A fixed one-way delay.
+    pub fn delay(delay: Duration) -> Self {
+        LinkShape {
+            delay: Some(delay),
+            ..Self::default()
+        }
+    }
+
+    /// Adds jitter to the delay.
+    pub fn with_jitter(mut self, jitter: Duration) -> Self {
+        self.jitter = Some(jitter);
+        self
+    }
+
+    /// Adds random loss, in percent.
+    pub fn with_loss(mut self, percent: f64) -> Self {
+        self.loss = Some(percent);
+        self
+    }
+
+    /// Adds a rate limit.
+    pub fn with_rate(mut self, bytes_per_second: u64) -> Self {
+        self.rate = Some(bytes_per_second);
+        self
+    }
+
+    /// True when netem is needed (delay, jitter or loss).
+    pub(crate) fn needs_netem(&self) -> bool {
+        self.delay.is_some() || self.jitter.is_some() || self.loss.is_some()
+    }
+
+    /// Checks the values; the reason when they make no sense.
+    pub(crate) fn invalid(&self) -> Option<String> {
+        if self.rate == Some(0) {
+            return Some("a rate of 0 would stop all traffic; take the link down instead".into());
+        }
+        if let Some(l) = self.loss
+            && !(0.0..=100.0).contains(&l)
+        {
+            return Some(format!("loss must be a percentage from 0 to 100, not {l}"));
+        }
+        if self == &LinkShape::default() {
+            return Some("nothing to shape: set a rate, delay, jitter or loss".into());
+        }
+        None
+    }
+
+    /// The qdisc kind and its `TCA_OPTIONS` payload.
+    pub(crate) fn qdisc(&self) -> (&'static str, Vec<u8>) {
+        if self.needs_netem() {
+            ("netem", netem_options(self))
+        } else {
+            ("tbf", tbf_options(self.rate.unwrap_or(u64::MAX)))
+        }
+    }
+}
+
+/// psched ticks are 64 ns (`PSCHED_SHIFT` = 6).
+fn ticks(d: Duration) -> u32 {
+    (d.as_nanos() >> 6).min(u32::MAX as u128) as u32
+}
+
+/// `struct tc_ratespec` with `rate` (saturated to 32 bits; the full value
+/// goes in a `*_RATE64` attribute).
+fn ratespec(rate: u64) -> [u8; 12] {
+    let mut out = [0u8; 12];
+    out[1] = 1; // linklayer: TC_LINKLAYER_ETHERNET (no rate table needed)
+    out[8..12].copy_from_slice(&(rate.min(u32::MAX as u64) as u32).to_ne_bytes());
+    out
+}
+
+fn attrs(nlas: &[DefaultNla]) -> Vec<u8> {
+    let mut out = vec![0u8; nlas.buffer_len()];
+    nlas.emit(&mut out);
+    out
+}
+
+const TCA_TBF_PARMS: u16 = 1;
+const TCA_TBF_RATE64: u16 = 4;
+const TCA_TBF_BURST: u16 = 6;
+const TCA_NETEM_RATE: u16 = 6;
+const TCA_NETEM_RATE64: u16 = 10;
+
+/// tbf options for `rate` bytes per second: a bucket of 20 ms of traffic
+/// (at least 16 KiB, above any MTU) and a queue of 100 ms.
+pub(crate) fn tbf_options(rate: u64) -> Vec<u8> {
+    let burst = (rate / 50).clamp(16 << 10, u32::MAX as u64) as u32;
+    let limit = (rate / 10).clamp(2 * burst as u64, u32::MAX as u64) as u32;
+    // struct tc_tbf_qopt: rate, peakrate, limit, buffer, mtu.
+    let mut qopt = Vec::with_capacity(36);
+    qopt.extend_from_slice(&ratespec(rate));
+    qopt.extend_from_slice(&[0u8; 12]);
+    qopt.extend_from_slice(&limit.to_ne_bytes());
+    qopt.extend_from_slice(&0u32.to_ne_bytes()); // buffer: from TCA_TBF_BURST
+    qopt.extend_from_slice(&0u32.to_ne_bytes()); // mtu: no peak rate
+    let mut nlas = vec![
+        DefaultNla::new(TCA_TBF_PARMS, qopt),
+        DefaultNla::new(TCA_TBF_BURST, burst.to_ne_bytes().to_vec()),
+    ];
+    if rate > u32::MAX as u64 {
+        nlas.push(DefaultNla::new(TCA_TBF_RATE64, rate.to_ne_bytes().to_vec()));
+    }
+    attrs(&nlas)
+}
+
+/// netem options: `struct tc_netem_qopt` followed by attributes.
+pub(crate) fn netem_options(shape: &LinkShape) -> Vec<u8> {
+    let loss = shape
+        .loss
+        .map_or(0, |p| ((p / 100.0) * u32::MAX as f64).round() as u32);
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&ticks(shape.delay.unwrap_or_default()).to_ne_bytes()); // latency
+    out.extend_from_slice(&1000u32.to_ne_bytes()); // limit, packets
+    out.extend_from_slice(&loss.to_ne_bytes()); // loss
+    out.extend_from_slice(&0u32.to_ne_bytes()); // gap
+    out.extend_from_slice(&0u32.to_ne_bytes()); // duplicate
+    out.extend_from_slice(&ticks(shape.jitter.unwrap_or_default()).to_ne_bytes()); // jitter
+    if let Some(rate) = shape.rate {
+        // struct tc_netem_rate: rate, packet_overhead, cell_size, cell_overhead.
+        let mut r = Vec::with_capacity(16);
+        r.extend_from_slice(&(rate.min(u32::MAX as u64) as u32).to_ne_bytes());
+        r.extend_from_slice(&[0u8; 12]);
+        let mut nlas = vec![DefaultNla::new(TCA_NETEM_RATE, r)];
+        if rate > u32::MAX as u64 {
+            nlas.push(DefaultNla::new(
+                TCA_NETEM_RATE64,
+                rate.to_ne_bytes().to_vec(),
+            ));
+        }
+        out.extend_from_slice(&attrs(&nlas));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_ne_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn tbf_payload_layout() {
+        let b = tbf_options(1 << 20);
+        // TCA_TBF_PARMS: header (4) + 36 bytes.
+        assert_eq!(u16::from_ne_bytes([b[0], b[1]]), 40);
+        assert_eq!(u16::from_ne_bytes([b[2], b[3]]), TCA_TBF_PARMS);
+        assert_eq!(b[4 + 1], 1, "linklayer ethernet");
+        assert_eq!(u32_at(&b, 4 + 8), 1 << 20, "rate");
+        let limit = u32_at(&b, 4 + 24);
+        // TCA_TBF_BURST follows.
+        assert_eq!(u16::from_ne_bytes([b[42], b[43]]), TCA_TBF_BURST);
+        let burst = u32_at(&b, 44);
+        assert_eq!(burst, 20971);
+        assert!(limit >= 2 * burst);
+        assert_eq!(b.len(), 48);
+    }
+
+    #[test]
+    fn tbf_small_rates_keep_a_burst_above_the_mtu() {
+        let b = tbf_options(1000);
+        assert_eq!(u32_at(&b, 44), 16 << 10);
+    }
+
+    #[test]
+    fn tbf_rates_over_32_bits_add_rate64() {
+        let b = tbf_options(10 << 30);
+        assert_eq!(u32_at(&b, 4 + 8), u32::MAX);
+        assert_eq!(u16::from_ne_bytes([b[50], b[51]]), TCA_TBF_RATE64);
+    }
+
+    #[test]
+    fn netem_payload_layout() {
+        let s = LinkShape::delay(Duration::from_millis(10))
+            .with_jitter(Duration::from_millis(1))
+            .with_loss(50.0);
+        let b = netem_options(&s);
+        assert_eq!(b.len(), 24);
+        assert_eq!(u32_at(&b, 0), 10_000_000 >> 6);
+        assert_eq!(u32_at(&b, 4), 1000);
+        assert_eq!(u32_at(&b, 8), u32::MAX / 2 + 1);
+        assert_eq!(u32_at(&b, 20), 1_000_000 >> 6);
+        let with_rate = netem_options(&s.with_rate(1000));
+        assert_eq!(with_rate.len(), 24 + 20);
+    }
+
+    #[test]
+    fn which_qdisc() {
+        assert_eq!(LinkShape::rate(1).qdisc().0, "tbf");
+        assert_eq!(
+            LinkShape::delay(Duration::from_millis(1)).qdisc().0,
+            "netem"
+        );
+        assert_eq!(LinkShape::rate(1).with_loss(1.0).qdisc().0, "netem");
+    }
+
+    #[test]
+    fn nonsense_is_refused() {
+        assert!(LinkShape::default().invalid().is_some());
+        assert!(LinkShape::rate(0).invalid().is_some());
+        assert!(
+            LinkShape::delay(Duration::ZERO)
+                .with_loss(101.0)
+                .invalid()
+                .is_some()
+        );
+        assert!(LinkShape::rate(10).invalid().is_none());
+    }
+}
