@@ -132,8 +132,8 @@ mod error;
 mod fixtures;
 mod helpers;
 mod lifeline;
+mod net;
 mod netlink;
-mod network;
 mod output;
 mod plan;
 mod runner;
@@ -143,9 +143,9 @@ mod sys;
 
 pub use check::{Finding, HostReport, Status, check};
 pub use error::{Error, PanicLocation};
-pub use fixtures::isolated;
+pub use fixtures::{isolated, network};
 pub use helpers::{CONNECT_PATIENCE, connect_retry};
-pub use network::{Host, MAX_HOSTS, Network, NetworkBuilder};
+pub use net::{Host, MAX_HOSTS, Network, NetworkBuilder};
 pub use sandbox::{DEFAULT_HOSTNAME, DEFAULT_MAX_RESULT_SIZE, Sandbox, SandboxBuilder, Spawned};
 pub use shape::LinkShape;
 
