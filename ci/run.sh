@@ -14,10 +14,13 @@ step "host"
 uname -r
 echo "user namespaces allowed: $(cat /proc/sys/user/max_user_namespaces)"
 
-# python3 is used by one test as a real program inside a sandbox.
-if ! command -v python3 >/dev/null; then
-    step "installing python3"
-    apt-get update -qq && apt-get install -y -qq python3 >/dev/null
+# python3 and curl are real programs the tests run inside sandboxes.
+missing=()
+command -v python3 >/dev/null || missing+=(python3)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+    step "installing ${missing[*]}"
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 step "cargo fmt --check"

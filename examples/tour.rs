@@ -107,5 +107,67 @@ fn main() -> ExitCode {
     );
     drop(sandbox);
     println!("dropped: every process that ran inside is gone");
+
+    network_tour();
     ExitCode::SUCCESS
+}
+
+/// Three hosts, a server, a client, and a partition.
+fn network_tour() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+    use std::time::Duration;
+
+    println!("\nhermetic tour: a network of three hosts\n");
+    let start = std::time::Instant::now();
+    let net = hermetic::Network::builder()
+        .host("db")
+        .host("app")
+        .host("backup")
+        .build()
+        .expect("build a network");
+    println!("built in {:.1} ms", start.elapsed().as_secs_f64() * 1e3);
+    for h in net.hosts() {
+        println!("  {:<7} {}", h.name(), h.addr());
+    }
+
+    let _db = net
+        .host("db")
+        .spawn(|| {
+            let l = TcpListener::bind("0.0.0.0:5432").unwrap();
+            for c in l.incoming() {
+                let _ = c.unwrap().write_all(b"hello from db");
+            }
+        })
+        .expect("start the db server");
+    // Clients connect by name, through the /etc/hosts every host sees.
+    let ask = |from: &str| {
+        net.host(from).run(|| {
+            let addr = ("db", 5432).to_socket_addrs().unwrap().next().unwrap();
+            for _ in 0..50 {
+                match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                    Ok(mut s) => {
+                        let mut reply = String::new();
+                        s.read_to_string(&mut reply).unwrap();
+                        return reply;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    Err(e) => return format!("unreachable ({e})"),
+                }
+            }
+            "unreachable (refused)".into()
+        })
+    };
+    println!("app    -> db:5432  {}", ask("app"));
+    println!("backup -> db:5432  {}", ask("backup"));
+    net.partition(&[&["db", "app"], &["backup"]])
+        .expect("partition");
+    println!("partition [db, app] | [backup]");
+    println!("app    -> db:5432  {}", ask("app"));
+    println!("backup -> db:5432  {}", ask("backup"));
+    net.heal().expect("heal");
+    println!("healed");
+    println!("backup -> db:5432  {}", ask("backup"));
 }

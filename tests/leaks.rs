@@ -1,4 +1,5 @@
-//! Promise 11, counted: 300 sandboxes in a row leak nothing.
+//! Promise 11, counted: 300 sandboxes (and 20 networks) in a row leak
+//! nothing.
 //!
 //! Alone in its binary because it counts process-wide resources (fds,
 //! threads, children) that other tests running in parallel would change.
@@ -56,6 +57,18 @@ fn three_hundred_sandboxes_leak_nothing() {
             let _server = ns.spawn(|| std::thread::sleep(std::time::Duration::from_secs(60)));
             ns.command("true").status().unwrap();
         }
+    }
+    assert_eq!(usage(), before);
+
+    // Networks too: hosts, switch, links.
+    for _ in 0..20 {
+        let net = hermetic::Network::builder()
+            .host("a")
+            .host("b")
+            .build()
+            .unwrap();
+        net.partition(&[&["a"], &["b"]]).unwrap();
+        assert_eq!(net.host("b").run(|| 2), 2);
     }
     assert_eq!(usage(), before);
 }
