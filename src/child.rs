@@ -93,14 +93,11 @@ fn act(action: &Action, keep: &[RawFd]) -> Result<(), i32> {
                 None,
             )
         }
+        Action::AttachSource { fd, target } => sys::move_mount(*fd, target),
         Action::CreateDir { path } => sys::mkdir(path),
         Action::CreateFile { path } => sys::touch(path),
         Action::OpenSource { path, fd } => {
-            // SAFETY: path is NUL-terminated.
-            let opened = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-            if opened < 0 {
-                return Err(sys::errno());
-            }
+            let opened = sys::open_tree_clone(path)?;
             if opened != *fd {
                 sys::dup2(opened, *fd)?;
                 // SAFETY: opened is ours and closed once.
@@ -338,7 +335,7 @@ where
     let _ = std::io::stdout().flush();
     let code = match sys::write_all(job.result, &frame) {
         Ok(()) => 0,
-        Err(_) => crate::runner::EXIT_SETUP,
+        Err(_) => crate::runner::EXIT_NO_CHANNEL,
     };
     sys::exit(code)
 }

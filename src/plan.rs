@@ -38,9 +38,12 @@ pub(crate) enum Action {
     CreateDir { path: CString },
     /// Create an empty file to bind a file on.
     CreateFile { path: CString },
-    /// Open a bind source with `O_PATH` as fd number `fd`, before the
-    /// sandbox's own mounts (such as the tmpfs on `/tmp`) can hide it.
+    /// Clone the mount tree of a bind source (`open_tree`) as fd number
+    /// `fd`, before the sandbox's own mounts (such as the tmpfs on `/tmp`)
+    /// can hide it or be copied into it.
     OpenSource { path: CString, fd: i32 },
+    /// Attach the tree cloned as `fd` at `target` (`move_mount`).
+    AttachSource { fd: i32, target: CString },
     /// `sethostname(2)`.
     SetHostname { name: Vec<u8> },
     /// Set `lo` up.
@@ -151,8 +154,8 @@ enum Under<'a> {
 /// Turns the options into the holder's steps.
 ///
 /// `first_free_fd` is the lowest fd number the holder has free once it has
-/// closed what it inherited: bind sources are opened there, in order, and
-/// bound from `/proc/self/fd/N`.
+/// closed what it inherited: the bind sources' cloned trees are kept there,
+/// in order, until they are attached.
 pub(crate) fn holder_steps(
     ids: Option<Ids>,
     hostname: &[u8],
@@ -406,19 +409,12 @@ fn mount_steps(
         MountSpec::Bind {
             source, read_only, ..
         } => {
+            let what = format!("binding {} on {}", source.display(), target.display());
             steps.push(Step {
-                what: format!("binding {} on {}", source.display(), target.display()),
-                action: Action::Mount {
-                    source: Some(match source_fd {
-                        Some(fd) => {
-                            CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL in a number")
-                        }
-                        None => cstring(option, source)?,
-                    }),
+                what,
+                action: Action::AttachSource {
+                    fd: source_fd.expect("every bind source is opened first"),
                     target: target_c.clone(),
-                    fstype: None,
-                    flags: libc::MS_BIND | libc::MS_REC,
-                    data: None,
                 },
             });
             if *read_only {

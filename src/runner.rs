@@ -20,6 +20,10 @@ use crate::sys;
 /// The exit status our own child code uses when its setup fails.
 pub(crate) const EXIT_SETUP: i32 = 121;
 
+/// The exit status of a runner that could not write its result, because the
+/// closure closed or broke its result channel.
+pub(crate) const EXIT_NO_CHANNEL: i32 = 122;
+
 /// A live runner: our child, not yet reaped (so its pid cannot be reused).
 pub(crate) struct Runner {
     pid: libc::pid_t,
@@ -162,6 +166,11 @@ impl Runner {
             },
             _ if reader.started() => Error::Channel {
                 reason: reader.truncation(),
+            },
+            Some(WaitStatus::Exited(_, EXIT_NO_CHANNEL)) => Error::Channel {
+                reason: "the result could not be sent: the closure closed or broke its \
+                         result channel"
+                    .into(),
             },
             Some(WaitStatus::Exited(_, code)) => Error::Exited { status: code },
             other => Error::Sys {

@@ -490,6 +490,44 @@ impl Sandbox {
         cmd
     }
 
+    /// A handle that can kill everything in this sandbox from any thread,
+    /// even while runs are in flight (they then fail with
+    /// [`Error::Killed`]). Afterwards the sandbox is dead: new runs fail.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let sandbox = hermetic::Sandbox::new()?;
+    /// let killer = sandbox.killer()?;
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         std::thread::sleep(std::time::Duration::from_millis(100));
+    ///         killer.kill().unwrap();
+    ///     });
+    ///     let stuck = sandbox.try_run(|| loop { std::thread::park() });
+    ///     assert!(stuck.is_err());
+    /// });
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sys`] if the holder's pidfd cannot be duplicated.
+    pub fn killer(&self) -> Result<Killer, Error> {
+        let holder = self
+            .holder
+            .try_clone()
+            .map_err(|e| Error::sys("duplicating the sandbox's pidfd", e))?;
+        Ok(Killer { holder })
+    }
+
+    /// True while the sandbox's init process lives (until a [`Killer`]
+    /// kills it, or something else does).
+    pub fn is_alive(&self) -> bool {
+        let mut fds = [PollFd::new(self.holder.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
+    }
+
     /// Tears the sandbox down like `drop`, but reports what went wrong.
     ///
     /// # Errors
@@ -546,6 +584,31 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         if self.holder_pid != 0 {
             let _ = self.teardown();
+        }
+    }
+}
+
+/// Kills a sandbox from anywhere; made by [`Sandbox::killer`].
+#[derive(Debug)]
+pub struct Killer {
+    holder: OwnedFd,
+}
+
+impl Killer {
+    /// Kills every process in the sandbox (its init process first; the
+    /// kernel takes the rest).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sys`] if the signal could not be sent; a sandbox that is
+    /// already dead is not an error.
+    pub fn kill(&self) -> Result<(), Error> {
+        match sys::pidfd_send_signal(self.holder.as_fd(), libc::SIGKILL) {
+            Ok(()) | Err(libc::ESRCH) => Ok(()),
+            Err(errno) => Err(Error::sys(
+                "killing the sandbox's init process",
+                std::io::Error::from_raw_os_error(errno),
+            )),
         }
     }
 }

@@ -356,3 +356,34 @@ pub(crate) fn borrow_static(fd: RawFd) -> BorrowedFd<'static> {
     // SAFETY: callers only pass fds that are never closed.
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
+
+/// `open_tree(2)` flag: clone the mount tree into a detached copy.
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+/// `move_mount(2)` flag: the source is the fd itself.
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+
+/// A detached copy of the mount tree at `path` (recursive), as an fd:
+/// what a bind mount of `path` would show *now*, whatever is mounted later.
+pub(crate) fn open_tree_clone(path: &CStr) -> Result<RawFd, i32> {
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+    // SAFETY: path is NUL-terminated; on success the fd is new and ours.
+    check(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) })
+        .map(|fd| fd as RawFd)
+}
+
+/// Attaches the detached tree `tree` (from [`open_tree_clone`]) at `target`.
+pub(crate) fn move_mount(tree: RawFd, target: &CStr) -> Result<(), i32> {
+    // SAFETY: the empty path is a NUL-terminated literal; target too.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })
+    .map(drop)
+}

@@ -170,3 +170,20 @@ fn extra_tmpfs_is_empty_and_private() {
     assert!(empty);
     assert!(!std::path::Path::new("/mnt/x").exists());
 }
+
+#[test]
+fn the_hosts_tmp_itself_can_be_bound_in() {
+    // The sandbox covers /tmp with its own tmpfs; binding the host's /tmp
+    // must show the host's files, not a copy of that tmpfs.
+    let file = tempfile::NamedTempFile::new_in("/tmp").unwrap();
+    std::fs::write(file.path(), "on the host").unwrap();
+    let name = file.path().file_name().unwrap().to_owned();
+    let ns = Sandbox::builder()
+        .bind_ro("/tmp", "/tmp/host")
+        .build()
+        .unwrap();
+    let got = ns.run(move || {
+        std::fs::read_to_string(std::path::Path::new("/tmp/host").join(name)).unwrap()
+    });
+    assert_eq!(got, "on the host");
+}
