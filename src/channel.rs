@@ -14,7 +14,7 @@ use crate::error::{Error, PanicLocation};
 pub(crate) const HEADER_LEN: usize = 9;
 
 /// The most the parent reserves ahead of bytes that have arrived.
-const RESERVE_STEP: usize = 1 << 20;
+pub(crate) const RESERVE_STEP: usize = 1 << 20;
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +145,32 @@ impl FrameReader {
                 self.len
             )
         }
+    }
+}
+
+/// Drives a [`FrameReader`] over `bytes` for the fuzz entry point.
+pub(crate) fn fuzz_decode(bytes: &[u8], limit: usize, chunks: &[usize]) -> crate::__fuzz::Decoded {
+    let mut reader = FrameReader::new(limit);
+    let mut max_capacity = 0;
+    let mut rest = bytes;
+    let mut sizes = chunks.iter().copied().filter(|&c| c > 0).cycle();
+    let mut error = None;
+    while !rest.is_empty() && reader.frame().is_none() {
+        let take = sizes.next().unwrap_or(rest.len()).min(rest.len());
+        match reader.feed(&rest[..take]) {
+            Ok(used) => rest = &rest[used.max(take).min(rest.len())..],
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+        max_capacity = max_capacity.max(reader.payload.capacity());
+    }
+    max_capacity = max_capacity.max(reader.payload.capacity());
+    crate::__fuzz::Decoded {
+        frame: reader.frame().map(|(t, p)| (t as u8, p.len())),
+        error,
+        max_capacity,
     }
 }
 

@@ -163,3 +163,25 @@ struct ReadmeDoctests;
 pub fn __result_channel_fd() -> Option<std::os::fd::RawFd> {
     child::result_fd()
 }
+
+/// Entry points for fuzzing the frame decoder (the code that reads bytes a
+/// sandboxed child sent). Not part of the stable API.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// What decoding some bytes did.
+    #[derive(Debug, PartialEq, Eq)]
+    pub struct Decoded {
+        /// The complete frame's tag and payload length, if one arrived.
+        pub frame: Option<(u8, usize)>,
+        /// The error, if the bytes were refused.
+        pub error: Option<String>,
+        /// The most the decoder ever reserved for the payload.
+        pub max_capacity: usize,
+    }
+
+    /// Feeds `bytes` to a decoder with payload limit `limit`, in chunks of
+    /// the sizes in `chunks` (cycled; empty means all at once).
+    pub fn decode(bytes: &[u8], limit: usize, chunks: &[usize]) -> Decoded {
+        crate::channel::fuzz_decode(bytes, limit, chunks)
+    }
+}
