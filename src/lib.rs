@@ -146,7 +146,9 @@ pub use error::{Error, PanicLocation};
 pub use fixtures::{isolated, network};
 pub use helpers::{CONNECT_PATIENCE, connect_retry};
 pub use net::{Host, MAX_HOSTS, Network, NetworkBuilder};
-pub use sandbox::{DEFAULT_HOSTNAME, DEFAULT_MAX_RESULT_SIZE, Sandbox, SandboxBuilder, Spawned};
+pub use sandbox::{
+    DEFAULT_HOSTNAME, DEFAULT_MAX_RESULT_SIZE, Killer, Sandbox, SandboxBuilder, Spawned,
+};
 pub use shape::LinkShape;
 
 /// The README's examples, compiled as doctests.
