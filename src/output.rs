@@ -12,6 +12,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -28,12 +29,17 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     cv: Condvar,
+    /// Set by the forwarder from before it reads until it has printed what
+    /// it read: with the pipes empty and this clear, nothing is in flight.
+    busy: AtomicBool,
 }
 
 /// The sandbox's output pipes and their forwarding thread.
 pub(crate) struct Output {
     stdout: OwnedFd,
     stderr: OwnedFd,
+    /// The read ends, to see whether anything is waiting in them.
+    readers: [Arc<OwnedFd>; 2],
     wake: OwnedFd,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
@@ -59,7 +65,10 @@ impl Output {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             cv: Condvar::new(),
+            busy: AtomicBool::new(false),
         });
+        let (out_r, err_r) = (Arc::new(out_r), Arc::new(err_r));
+        let readers = [out_r.clone(), err_r.clone()];
         let thread = {
             let shared = shared.clone();
             std::thread::Builder::new()
@@ -69,6 +78,7 @@ impl Output {
         Ok(Output {
             stdout,
             stderr,
+            readers,
             wake,
             shared,
             thread: Some(thread),
@@ -82,6 +92,16 @@ impl Output {
 
     /// Returns once everything written to the pipes so far is re-printed.
     pub(crate) fn flush(&self) {
+        // The common case, a run that printed nothing, needs no round trip
+        // to the forwarder. Pipes first, then the flag: bytes the forwarder
+        // has taken out of a pipe keep it busy until they are printed.
+        let empty = self
+            .readers
+            .iter()
+            .all(|fd| crate::sys::pending_bytes(fd.as_raw_fd()) == Ok(0));
+        if empty && !self.shared.busy.load(Ordering::SeqCst) {
+            return;
+        }
         let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
         state.requested += 1;
         let mine = state.requested;
@@ -111,7 +131,7 @@ impl Drop for Output {
 
 /// One output stream: its pipe, and bytes of a UTF-8 sequence cut by a read.
 struct Stream {
-    fd: OwnedFd,
+    fd: Arc<OwnedFd>,
     carry: Vec<u8>,
     err: bool,
 }
@@ -121,7 +141,7 @@ impl Stream {
     fn pump(&mut self, drain: bool) {
         let mut buf = [0u8; 16 * 1024];
         loop {
-            match nix::unistd::read(&self.fd, &mut buf) {
+            match nix::unistd::read(&*self.fd, &mut buf) {
                 Ok(0) => return,
                 Ok(n) => {
                     self.carry.extend_from_slice(&buf[..n]);
@@ -160,7 +180,7 @@ impl Stream {
     }
 }
 
-fn forward(out: OwnedFd, err: OwnedFd, wake: OwnedFd, shared: &Shared) {
+fn forward(out: Arc<OwnedFd>, err: Arc<OwnedFd>, wake: OwnedFd, shared: &Shared) {
     let mut out = Stream {
         fd: out,
         carry: Vec::new(),
@@ -183,12 +203,14 @@ fn forward(out: OwnedFd, err: OwnedFd, wake: OwnedFd, shared: &Shared) {
             }
             fds.map(|f| f.revents().is_some_and(|r| !r.is_empty()))
         };
+        shared.busy.store(true, Ordering::SeqCst);
         if ready[0] {
             out.pump(false);
         }
         if ready[1] {
             err.pump(false);
         }
+        shared.busy.store(false, Ordering::SeqCst);
         if ready[2] {
             let mut sink = [0u8; 64];
             while matches!(nix::unistd::read(&wake, &mut sink), Ok(n) if n > 0) {}

@@ -387,3 +387,11 @@ pub(crate) fn move_mount(tree: RawFd, target: &CStr) -> Result<(), i32> {
     })
     .map(drop)
 }
+
+/// How many bytes wait to be read from the pipe `fd` (FIONREAD).
+pub(crate) fn pending_bytes(fd: RawFd) -> Result<usize, i32> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int to the live local.
+    check(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) } as libc::c_long)?;
+    Ok(n as usize)
+}
