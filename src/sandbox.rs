@@ -3,7 +3,8 @@
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
@@ -214,6 +215,7 @@ impl SandboxBuilder {
             timeout: self.timeout,
             max_result_size: self.max_result_size,
             spawned: Mutex::new(Vec::new()),
+            killed: Arc::new(AtomicBool::new(false)),
             output,
         };
         match sandbox.await_ready(&ready_r) {
@@ -263,6 +265,8 @@ pub struct Sandbox {
     max_result_size: usize,
     /// Runners started by `spawn` and not yet reaped by their handle.
     spawned: Mutex<Vec<libc::pid_t>>,
+    /// Set by a [`Killer`]: the holder is dying or dead.
+    killed: Arc<AtomicBool>,
     /// Dropped last, once every process that could write to it is gone.
     output: Output,
 }
@@ -406,6 +410,7 @@ impl Sandbox {
         F: FnOnce() -> T,
         T: Serialize + DeserializeOwned,
     {
+        self.check_alive()?;
         let result = runner::run_to_end(
             &self.holder,
             self.nstypes,
@@ -454,6 +459,7 @@ impl Sandbox {
     where
         F: FnOnce(),
     {
+        self.check_alive()?;
         let mut spawned = self.spawned.lock().unwrap_or_else(|e| e.into_inner());
         let runner = Runner::start(&self.holder, self.nstypes, self.output.fds(), f)?;
         spawned.push(runner.pid());
@@ -518,12 +524,29 @@ impl Sandbox {
             .holder
             .try_clone()
             .map_err(|e| Error::sys("duplicating the sandbox's pidfd", e))?;
-        Ok(Killer { holder })
+        Ok(Killer {
+            holder,
+            killed: self.killed.clone(),
+        })
+    }
+
+    /// Refuses to start anything in a sandbox a [`Killer`] killed.
+    fn check_alive(&self) -> Result<(), Error> {
+        if self.killed.load(Ordering::SeqCst) {
+            return Err(Error::Sys {
+                step: "starting a run in a sandbox that was killed",
+                source: std::io::Error::from_raw_os_error(libc::ESRCH),
+            });
+        }
+        Ok(())
     }
 
     /// True while the sandbox's init process lives (until a [`Killer`]
     /// kills it, or something else does).
     pub fn is_alive(&self) -> bool {
+        if self.killed.load(Ordering::SeqCst) {
+            return false;
+        }
         let mut fds = [PollFd::new(self.holder.as_fd(), PollFlags::POLLIN)];
         matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
     }
@@ -592,6 +615,7 @@ impl Drop for Sandbox {
 #[derive(Debug)]
 pub struct Killer {
     holder: OwnedFd,
+    killed: Arc<AtomicBool>,
 }
 
 impl Killer {
@@ -603,6 +627,7 @@ impl Killer {
     /// [`Error::Sys`] if the signal could not be sent; a sandbox that is
     /// already dead is not an error.
     pub fn kill(&self) -> Result<(), Error> {
+        self.killed.store(true, Ordering::SeqCst);
         match sys::pidfd_send_signal(self.holder.as_fd(), libc::SIGKILL) {
             Ok(()) | Err(libc::ESRCH) => Ok(()),
             Err(errno) => Err(Error::sys(
