@@ -115,17 +115,28 @@ fn sigkill_of_the_test_process_leaves_nothing() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(helper.stdout.take().unwrap()).lines();
+    // Wait for READY on a thread, so that a helper that hangs fails this
+    // test after a minute instead of hanging it.
+    let stdout = helper.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let ready = BufReader::new(stdout)
+            .lines()
+            .any(|l| l.is_ok_and(|l| l.trim() == "READY"));
+        let _ = tx.send(ready);
+    });
+    let ready = rx.recv_timeout(std::time::Duration::from_secs(60));
+    if ready != Ok(true) {
+        let _ = helper.kill();
+        let _ = helper.wait();
+        panic!("the helper did not get ready: {ready:?}");
+    }
+    // helper, 3 holders, 3 servers, 3 runs in flight, 3 commands and their
+    // 3 relays, 3 daemons: the runs start on threads, so wait for them.
     assert!(
-        lines.any(|l| l.is_ok_and(|l| l.trim() == "READY")),
-        "the helper did not get ready"
-    );
-    // helper, 3 holders, 3 servers, 3 runs, 3 commands + relays, 3 daemons.
-    let before = pids_with_marker(&marker);
-    assert!(
-        before.len() >= 16,
-        "only {} marked processes: {before:?}",
-        before.len()
+        eventually(|| pids_with_marker(&marker).len() >= 19),
+        "only {} marked processes",
+        pids_with_marker(&marker).len()
     );
 
     helper.kill().unwrap();

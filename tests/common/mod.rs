@@ -57,6 +57,8 @@ pub fn mount_points() -> Vec<String> {
 
 /// Runs one test of this same test binary in a new process, with `env`
 /// set, and returns what it printed. `extra` are more libtest arguments.
+/// A helper that does not finish within two minutes is killed and the test
+/// fails with what it printed so far, instead of hanging the suite.
 pub fn run_self(test: &str, env: &[(&str, &str)], extra: &[&str]) -> Output {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = Command::new(exe);
@@ -65,7 +67,40 @@ pub fn run_self(test: &str, env: &[(&str, &str)], extra: &[&str]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().unwrap()
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let read = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = read(Box::new(child.stdout.take().unwrap()));
+    let err = read(Box::new(child.stderr.take().unwrap()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let (o, e) = (out.join().unwrap(), err.join().unwrap());
+            panic!(
+                "helper {test} hung for 2 minutes\n--- stdout\n{}\n--- stderr\n{}",
+                String::from_utf8_lossy(&o),
+                String::from_utf8_lossy(&e)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
 }
 
 /// Pids (host view) of processes whose command line contains `marker`.
