@@ -510,7 +510,7 @@ impl Sandbox {
     ///         std::thread::sleep(std::time::Duration::from_millis(100));
     ///         killer.kill().unwrap();
     ///     });
-    ///     let stuck = sandbox.try_run(|| loop { std::thread::park() });
+    ///     let stuck = sandbox.try_run::<_, ()>(|| loop { std::thread::park() });
     ///     assert!(stuck.is_err());
     /// });
     /// # Ok::<(), hermetic::Error>(())
