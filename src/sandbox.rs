@@ -695,8 +695,10 @@ impl Spawned<'_> {
             .runner
             .take()
             .expect("the runner is there until consumed");
-        let ended = runner.wait(None, self.sandbox.max_result_size);
+        // Off the sandbox's list before the pid is reaped (and free for
+        // reuse): from here on this handle, or the runner's own drop, reaps.
         self.sandbox.forget_spawned(runner.pid());
+        let ended = runner.wait(None, self.sandbox.max_result_size);
         self.sandbox.output.flush();
         match ended {
             Ended::Frame(tag, payload) => crate::channel::decode_outcome(tag, &payload),
@@ -717,8 +719,9 @@ impl Spawned<'_> {
 
     fn stop(&mut self) {
         if let Some(mut runner) = self.runner.take() {
-            runner.kill();
+            // Before reaping, so that a reused pid is never taken off the list.
             self.sandbox.forget_spawned(runner.pid());
+            runner.kill();
         }
     }
 }
