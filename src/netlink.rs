@@ -128,12 +128,14 @@ impl Netlink {
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))
     }
 
+    /// Sends a request that creates something that must not exist yet.
+    fn create(&mut self, msg: RouteNetlinkMessage) -> io::Result<()> {
+        self.request(msg, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+            .map(drop)
+    }
+
     fn new_link(&mut self, link: LinkMessage) -> io::Result<()> {
-        self.request(
-            RouteNetlinkMessage::NewLink(link),
-            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-        )
-        .map(drop)
+        self.create(RouteNetlinkMessage::NewLink(link))
     }
 
     /// Creates a veth pair `name` <-> `peer`.
@@ -166,15 +168,9 @@ impl Netlink {
     /// ("qdisc kind is unknown"); one that has it refuses the missing
     /// options with another errno (or accepts, for qdiscs without any).
     pub(crate) fn probe_qdisc(&mut self, index: u32, kind: &str) -> io::Result<()> {
-        let mut tc = TcMessage::default();
-        tc.header.index = index as i32;
-        tc.header.parent = TcHandle::ROOT;
+        let mut tc = root_qdisc(index);
         tc.attributes.push(TcAttribute::Kind(kind.into()));
-        self.request(
-            RouteNetlinkMessage::NewQueueDiscipline(tc),
-            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-        )
-        .map(drop)
+        self.create(RouteNetlinkMessage::NewQueueDiscipline(tc))
     }
 
     /// Creates a veth pair whose `peer` end is created directly in the
@@ -234,11 +230,7 @@ impl Netlink {
         msg.header.index = index;
         msg.attributes.push(AddressAttribute::Local(addr));
         msg.attributes.push(AddressAttribute::Address(addr));
-        self.request(
-            RouteNetlinkMessage::NewAddress(msg),
-            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-        )
-        .map(drop)
+        self.create(RouteNetlinkMessage::NewAddress(msg))
     }
 
     /// Adds an IPv4 default route out of link `index` (on-link, no
@@ -255,11 +247,7 @@ impl Netlink {
             ..Default::default()
         };
         msg.attributes.push(RouteAttribute::Oif(index));
-        self.request(
-            RouteNetlinkMessage::NewRoute(msg),
-            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-        )
-        .map(drop)
+        self.create(RouteNetlinkMessage::NewRoute(msg))
     }
 
     /// Replaces the root qdisc of link `index` with `kind`, whose options
@@ -270,9 +258,7 @@ impl Netlink {
         kind: &str,
         options: Vec<u8>,
     ) -> io::Result<()> {
-        let mut tc = TcMessage::default();
-        tc.header.index = index as i32;
-        tc.header.parent = TcHandle::ROOT;
+        let mut tc = root_qdisc(index);
         tc.attributes.push(TcAttribute::Kind(kind.into()));
         tc.attributes
             .push(TcAttribute::Other(DefaultNla::new(TCA_OPTIONS, options)));
@@ -285,15 +271,21 @@ impl Netlink {
 
     /// Deletes the root qdisc of link `index` (back to the default).
     pub(crate) fn delete_root_qdisc(&mut self, index: u32) -> io::Result<()> {
-        let mut tc = TcMessage::default();
-        tc.header.index = index as i32;
-        tc.header.parent = TcHandle::ROOT;
+        let tc = root_qdisc(index);
         match self.request(RouteNetlinkMessage::DelQueueDiscipline(tc), NLM_F_ACK) {
             // Nothing to delete: already the default.
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
             r => r.map(drop),
         }
     }
+}
+
+/// A qdisc message addressed to the root qdisc of link `index`.
+fn root_qdisc(index: u32) -> TcMessage {
+    let mut tc = TcMessage::default();
+    tc.header.index = index as i32;
+    tc.header.parent = TcHandle::ROOT;
+    tc
 }
 
 /// `TCA_OPTIONS` of `linux/rtnetlink.h`.

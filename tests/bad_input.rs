@@ -1,5 +1,7 @@
 //! Bad input and bad hosts: typed errors that name the culprit.
 
+mod common;
+
 use hermetic::{Error, Sandbox};
 
 fn invalid(b: &mut hermetic::SandboxBuilder) -> (String, String) {
@@ -71,14 +73,7 @@ fn a_failing_setup_step_names_step_errno_and_cause() {
     // the existing one is partly hidden ("mount too revealing").
     let ns = Sandbox::new().unwrap();
     let (step, errno, text) = ns.run(|| {
-        nix::mount::mount(
-            Some("/dev/null"),
-            "/proc/uptime",
-            None::<&str>,
-            nix::mount::MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .unwrap();
+        common::mask_proc();
         match Sandbox::new().unwrap_err() {
             e @ Error::Setup { .. } => {
                 let Error::Setup { step, source, .. } = &e else {

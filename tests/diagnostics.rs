@@ -1,6 +1,8 @@
 //! Host diagnostics: each blocker that can be simulated honestly is made
 //! real inside a sandbox, and the report and errors must name its cause.
 
+mod common;
+
 use hermetic::{Error, Sandbox, Status, check};
 
 #[test]
@@ -139,14 +141,7 @@ fn a_seccomp_profile_refusing_namespaces_is_diagnosed() {
 fn a_masked_proc_is_diagnosed_in_the_report() {
     let ns = Sandbox::new().unwrap();
     let (status, hint, err) = ns.run(|| {
-        nix::mount::mount(
-            Some("/dev/null"),
-            "/proc/uptime",
-            None::<&str>,
-            nix::mount::MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .unwrap();
+        common::mask_proc();
         let report = check();
         let f = report.finding("fresh /proc").unwrap().clone();
         let later = report.finding("fresh /sys").unwrap().status;

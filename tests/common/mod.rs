@@ -136,3 +136,17 @@ pub fn outer_ids() -> (u32, u32) {
         nix::unistd::getgid().as_raw(),
     )
 }
+
+/// Covers /proc/uptime with /dev/null, as container runtimes mask parts of
+/// /proc: the kernel then refuses a fresh proc mount in this mount
+/// namespace ("mount too revealing"). Call inside a sandbox only.
+pub fn mask_proc() {
+    nix::mount::mount(
+        Some("/dev/null"),
+        "/proc/uptime",
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap();
+}
