@@ -34,6 +34,24 @@
 //! # Ok::<(), hermetic::Error>(())
 //! ```
 //!
+//! # Networks of sandboxes
+//!
+//! [`Network`] puts several sandboxes ("hosts") on one virtual segment,
+//! rootless: each has `lo` and `eth0` with its own address and an
+//! `/etc/hosts` naming every host; links can be partitioned, taken down and
+//! shaped ([`LinkShape`]). The [`network`] fixture makes hosts `h1`..`hN`.
+//!
+//! ```no_run
+//! let net = hermetic::Network::builder().host("db").host("app").build()?;
+//! let _db = net.host("db").spawn(|| {
+//!     let l = std::net::TcpListener::bind("0.0.0.0:5432").unwrap();
+//!     let _ = l.accept();
+//! })?;
+//! net.host("app").run(|| drop(hermetic::connect_retry("db:5432")));
+//! net.partition(&[&["db"], &["app"]])?;
+//! # Ok::<(), hermetic::Error>(())
+//! ```
+//!
 //! # How it works
 //!
 //! - **Holder.** Building a sandbox clones one small process with the
