@@ -176,9 +176,9 @@ pub(crate) fn parse_joined(msg: [u8; 8]) -> Joined {
     }
 }
 
-/// The joiner. Returns only in the runner, which is then a child of the test
-/// process inside the sandbox's namespaces, in the directory the test process
-/// was in (or `/` if that does not exist inside).
+/// The joiner's first half: enters the sandbox's namespaces and goes back to
+/// the directory the test process was in (or `/` if that does not exist
+/// inside). Reports and exits on failure.
 ///
 /// # Safety
 ///
@@ -200,20 +200,6 @@ pub(crate) unsafe fn join(plan: &JoinPlan) {
     if !have_cwd || unsafe { libc::chdir(cwd.as_ptr().cast()) } != 0 {
         // SAFETY: as above.
         unsafe { libc::chdir(c"/".as_ptr()) };
-    }
-    // SAFETY: the joiner is single-threaded (a fresh fork), so the runner
-    // inherits consistent allocator and libc state; CLONE_PARENT makes the
-    // test process its parent.
-    match unsafe { sys::clone_fork(libc::CLONE_PARENT as libc::c_ulong) } {
-        Ok(sys::Forked::Child) => {}
-        Ok(sys::Forked::Parent { pid, .. }) => {
-            report(plan.report, 0, pid);
-            sys::exit(0);
-        }
-        Err(errno) => {
-            report(plan.report, 2, errno);
-            sys::exit(1);
-        }
     }
 }
 
@@ -471,8 +457,87 @@ pub(crate) struct RunnerFds {
     pub(crate) stderr: RawFd,
 }
 
+/// What the runner needs, in the joiner's memory, which the runner shares
+/// while the joiner waits for it (`CLONE_VFORK`).
+struct Launch<F> {
+    f: Option<F>,
+    fds: RunnerFds,
+    report: RawFd,
+    /// The runner's pid in the test process's PID namespace, written by the
+    /// kernel (`CLONE_PARENT_SETTID`) before the runner starts.
+    pid: libc::pid_t,
+    /// std's stdio locks, taken before the fork; the runner releases them.
+    locks: Option<(std::io::StdoutLock<'static>, std::io::StderrLock<'static>)>,
+}
+
+/// The joiner's second half: starts the runner as a sibling
+/// (`CLONE_PARENT`) that shares the joiner's address space (`CLONE_VM`)
+/// instead of copying it, while the joiner sleeps (`CLONE_VFORK`) until the
+/// runner exits, then exits too. The joiner is a private, single-threaded
+/// copy of the test process, so the runner inherits consistent allocator
+/// and libc state without a second copy of the page tables.
+fn launch_runner<F, T>(launch: &mut Launch<F>) -> !
+where
+    F: FnOnce() -> T,
+    T: Serialize,
+{
+    const STACK: usize = 1 << 20;
+    // SAFETY: an anonymous private mapping; no memory of ours is touched.
+    let stack = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            STACK,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if stack == libc::MAP_FAILED {
+        report(launch.report, 2, sys::errno());
+        sys::exit(1);
+    }
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT | libc::CLONE_PARENT_SETTID;
+    let pid_slot: *mut libc::pid_t = &mut launch.pid;
+    // SAFETY: the stack grows down from the end of the mapping; the child
+    // runs runner_entry with `launch`, which stays alive because this frame
+    // is suspended until the child exits (CLONE_VFORK) and the child never
+    // returns.
+    let ret = unsafe {
+        libc::clone(
+            runner_entry::<F, T>,
+            stack.cast::<u8>().add(STACK).cast(),
+            flags,
+            (launch as *mut Launch<F>).cast(),
+            pid_slot,
+        )
+    };
+    if ret < 0 {
+        report(launch.report, 2, sys::errno());
+        sys::exit(1);
+    }
+    sys::exit(0)
+}
+
+extern "C" fn runner_entry<F, T>(arg: *mut libc::c_void) -> libc::c_int
+where
+    F: FnOnce() -> T,
+    T: Serialize,
+{
+    // SAFETY: arg is the Launch the joiner keeps alive while suspended.
+    let launch = unsafe { &mut *arg.cast::<Launch<F>>() };
+    // SAFETY: the kernel wrote the pid there before this process started.
+    let pid = unsafe { std::ptr::read_volatile(&launch.pid) };
+    report(launch.report, 0, pid);
+    drop(launch.locks.take());
+    let f = launch.f.take().expect("the runner starts once");
+    let fds = &launch.fds;
+    serve(f, fds.result, fds.stdout, fds.stderr)
+}
+
 /// Forks the joiner, which starts the runner for `f`. Returns the joiner's
-/// pid; the joiner reports the runner's pid on `plan.report`.
+/// pid; the joiner reports the runner's pid on `plan.report` and stays, asleep,
+/// until the runner exits.
 pub(crate) fn fork_runner<F, T>(plan: &JoinPlan, fds: RunnerFds, f: F) -> Result<libc::pid_t, i32>
 where
     F: FnOnce() -> T,
@@ -493,8 +558,14 @@ where
         Ok(nix::unistd::ForkResult::Child) => {
             // SAFETY: called first thing after fork, as join() requires.
             unsafe { join(plan) };
-            drop((stdout, stderr));
-            serve(f, fds.result, fds.stdout, fds.stderr)
+            let mut launch = Launch {
+                f: Some(f),
+                fds,
+                report: plan.report,
+                pid: 0,
+                locks: Some((stdout, stderr)),
+            };
+            launch_runner::<F, T>(&mut launch)
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child.as_raw()),
         Err(e) => Err(e as i32),

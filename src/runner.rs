@@ -30,6 +30,8 @@ pub(crate) struct Runner {
     pidfd: OwnedFd,
     result: OwnedFd,
     reaped: bool,
+    /// The joiner, asleep until the runner exits; reaped right after it.
+    joiner: libc::pid_t,
 }
 
 /// How a runner ended.
@@ -72,11 +74,19 @@ impl Runner {
             .map_err(|e| Error::sys("forking a run", std::io::Error::from_raw_os_error(e)))?;
         drop(report_w);
         drop(result_w);
-        // The joiner only makes two system calls.
-        let msg = read_report(joiner, &report_r)?;
+        // The joiner reports and then sleeps until the runner exits: wait for
+        // the report, or for the joiner's death without one.
+        let msg = match await_report(joiner, &report_r) {
+            Ok(msg) => msg,
+            Err(e) => {
+                reap_pid(joiner);
+                return Err(e);
+            }
+        };
         let pid = match child::parse_joined(msg) {
             Joined::Runner(pid) => pid,
             Joined::Failed { step, errno } => {
+                reap_pid(joiner);
                 return Err(Error::Sys {
                     step,
                     source: std::io::Error::from_raw_os_error(errno),
@@ -88,7 +98,8 @@ impl Runner {
             Ok(fd) => fd,
             Err(e) => {
                 let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
-                let _ = waitpid(Pid::from_raw(pid), None);
+                reap_pid(pid);
+                reap_pid(joiner);
                 return Err(Error::sys("opening a pidfd for the run", e));
             }
         };
@@ -99,12 +110,18 @@ impl Runner {
             pidfd,
             result: result_r,
             reaped: false,
+            joiner,
         })
     }
 
     /// The runner's pid in the test process's PID namespace.
     pub(crate) fn pid(&self) -> libc::pid_t {
         self.pid
+    }
+
+    /// The pid of its joiner, which lives as long as the runner.
+    pub(crate) fn joiner(&self) -> libc::pid_t {
+        self.joiner
     }
 
     /// Waits for the frame and the runner's exit, at most `timeout`.
@@ -220,15 +237,11 @@ impl Runner {
         if self.reaped {
             return None;
         }
-        loop {
-            match waitpid(Pid::from_raw(self.pid), None) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                r => {
-                    self.reaped = true;
-                    return r.ok();
-                }
-            }
-        }
+        let status = reap_pid(self.pid);
+        self.reaped = true;
+        // The runner is gone, so its joiner wakes up and exits at once.
+        reap_pid(self.joiner);
+        status
     }
 }
 
@@ -275,6 +288,56 @@ pub(crate) fn start_holder_in(
         source: std::io::Error::from_raw_os_error(value),
         hint: Some(format!("while {step}")),
     })
+}
+
+/// Waits for our child `pid` to end and reaps it.
+pub(crate) fn reap_pid(pid: libc::pid_t) -> Option<WaitStatus> {
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => return r.ok(),
+        }
+    }
+}
+
+/// Reads the 8-byte report of a joiner that stays alive after sending it:
+/// waits until the report arrives or the joiner is gone without one.
+fn await_report(joiner: libc::pid_t, report_r: &OwnedFd) -> Result<[u8; 8], Error> {
+    let joiner_fd =
+        sys::pidfd_open(joiner).map_err(|e| Error::sys("watching the run's joiner", e))?;
+    nix::fcntl::fcntl(report_r, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+        .map_err(|e| Error::sys("reading a start report", e))?;
+    loop {
+        let mut msg = [0u8; 8];
+        match nix::unistd::read(report_r, &mut msg) {
+            Ok(8) => return Ok(msg),
+            Ok(_) | Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(Error::sys("reading a start report", e)),
+        }
+        let gone = {
+            let mut fds = [
+                PollFd::new(report_r.as_fd(), PollFlags::POLLIN),
+                PollFd::new(joiner_fd.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(Error::sys("waiting for a start report", e)),
+            }
+            let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+            !ready(&fds[0]) && ready(&fds[1])
+        };
+        if gone {
+            // One last look: the report may have come just before the end.
+            let mut msg = [0u8; 8];
+            if nix::unistd::read(report_r, &mut msg) == Ok(8) {
+                return Ok(msg);
+            }
+            return Err(Error::Sys {
+                step: "starting a run",
+                source: std::io::Error::other("the joining process ended without a report"),
+            });
+        }
+    }
 }
 
 /// Waits for a joiner and reads its 8-byte report without blocking (a

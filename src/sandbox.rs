@@ -264,7 +264,8 @@ pub struct Sandbox {
     timeout: Option<Duration>,
     max_result_size: usize,
     /// Runners started by `spawn` and not yet reaped by their handle.
-    spawned: Mutex<Vec<libc::pid_t>>,
+    /// (runner, its joiner) pairs.
+    spawned: Mutex<Vec<(libc::pid_t, libc::pid_t)>>,
     /// Set by a [`Killer`]: the holder is dying or dead.
     killed: Arc<AtomicBool>,
     /// Dropped last, once every process that could write to it is gone.
@@ -462,7 +463,7 @@ impl Sandbox {
         self.check_alive()?;
         let mut spawned = self.spawned.lock().unwrap_or_else(|e| e.into_inner());
         let runner = Runner::start(&self.holder, self.nstypes, self.output.fds(), f)?;
-        spawned.push(runner.pid());
+        spawned.push((runner.pid(), runner.joiner()));
         Ok(Spawned {
             sandbox: self,
             runner: Some(runner),
@@ -575,9 +576,10 @@ impl Sandbox {
         // been reaped, including runners whose parent is the test process:
         // reap those first.
         let spawned = std::mem::take(self.spawned.get_mut().unwrap_or_else(|e| e.into_inner()));
-        for pid in spawned {
+        for (pid, joiner) in spawned {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
-            let _ = waitpid(Pid::from_raw(pid), None);
+            runner::reap_pid(pid);
+            runner::reap_pid(joiner);
         }
         let reaped = loop {
             match waitpid(Pid::from_raw(self.holder_pid), None) {
@@ -599,7 +601,7 @@ impl Sandbox {
 
     fn forget_spawned(&self, pid: libc::pid_t) {
         let mut spawned = self.spawned.lock().unwrap_or_else(|e| e.into_inner());
-        spawned.retain(|&p| p != pid);
+        spawned.retain(|&(p, _)| p != pid);
     }
 }
 
