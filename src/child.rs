@@ -8,7 +8,8 @@
 //! - a run's **joiner**, forked from the test process: it joins the holder's
 //!   namespaces with one `setns` on the holder's pidfd and clones the runner
 //!   as a sibling (`CLONE_PARENT`), so that the test process can wait for the
-//!   runner directly, then exits;
+//!   runner directly; the runner shares the joiner's memory (`CLONE_VM`) and
+//!   the joiner sleeps until it exits (`CLONE_VFORK`), then exits too;
 //! - the **runner**, in the sandbox's PID namespace: it points fds 1 and 2 at
 //!   the sandbox's output pipes and runs the user's closure on a fresh thread,
 //!   sending back one frame.

@@ -63,7 +63,8 @@
 //!   the kernel reaps every orphan inside.
 //! - **Runs.** Each [`Sandbox::run`] forks the test process; the child joins
 //!   the holder's namespaces with one `setns` on the holder's pidfd and
-//!   clones the process that runs the closure as a sibling, so it is inside
+//!   clones the process that runs the closure as a sibling (sharing the
+//!   child's private memory, so page tables are copied once), so it is inside
 //!   the sandbox's PID namespace and a direct child of the test process. The
 //!   closure's result or panic comes back as one length-prefixed frame over a
 //!   pipe; the test process never allocates more than a frame's bound.
