@@ -278,7 +278,7 @@ fn netlink_probes() -> Vec<(usize, Result<(), (i32, String)>)> {
         Err(e) => return vec![(0, Err(err("opening a netlink socket", e)))],
     };
     let veth = nl
-        .add_veth("hermetic0", "hermetic1")
+        .add_veth("hermetic0", "hermetic1", None)
         .map_err(|e| err("creating a veth pair", e));
     let bridge = nl
         .add_bridge("hermeticbr")

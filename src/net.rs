@@ -158,7 +158,7 @@ impl NetworkBuilder {
                 let br = nl.index("br0").map_err(step("finding br0"))?;
                 nl.set_up(br, true).map_err(step("bringing br0 up"))?;
                 for (port, fd) in &plugs {
-                    nl.add_veth_into(port, "eth0", *fd)
+                    nl.add_veth(port, "eth0", Some(*fd))
                         .map_err(step(format!("creating the veth pair {port} <-> eth0")))?;
                     let idx = nl.index(port).map_err(step(format!("finding {port}")))?;
                     nl.set_master(idx, br)

@@ -138,10 +138,20 @@ impl Netlink {
         self.create(RouteNetlinkMessage::NewLink(link))
     }
 
-    /// Creates a veth pair `name` <-> `peer`.
-    pub(crate) fn add_veth(&mut self, name: &str, peer: &str) -> io::Result<()> {
+    /// Creates a veth pair `name` <-> `peer`; with `peer_netns` (an fd of
+    /// `/proc/PID/ns/net`), the peer end is created directly in that
+    /// network namespace.
+    pub(crate) fn add_veth(
+        &mut self,
+        name: &str,
+        peer: &str,
+        peer_netns: Option<RawFd>,
+    ) -> io::Result<()> {
         let mut peer_msg = LinkMessage::default();
         peer_msg.attributes.push(LinkAttribute::IfName(peer.into()));
+        if let Some(fd) = peer_netns {
+            peer_msg.attributes.push(LinkAttribute::NetNsFd(fd));
+        }
         let mut link = LinkMessage::default();
         link.attributes.push(LinkAttribute::IfName(name.into()));
         link.attributes.push(LinkAttribute::LinkInfo(vec![
@@ -171,26 +181,6 @@ impl Netlink {
         let mut tc = root_qdisc(index);
         tc.attributes.push(TcAttribute::Kind(kind.into()));
         self.create(RouteNetlinkMessage::NewQueueDiscipline(tc))
-    }
-
-    /// Creates a veth pair whose `peer` end is created directly in the
-    /// network namespace behind `peer_netns` (an fd of `/proc/PID/ns/net`).
-    pub(crate) fn add_veth_into(
-        &mut self,
-        name: &str,
-        peer: &str,
-        peer_netns: RawFd,
-    ) -> io::Result<()> {
-        let mut peer_msg = LinkMessage::default();
-        peer_msg.attributes.push(LinkAttribute::IfName(peer.into()));
-        peer_msg.attributes.push(LinkAttribute::NetNsFd(peer_netns));
-        let mut link = LinkMessage::default();
-        link.attributes.push(LinkAttribute::IfName(name.into()));
-        link.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::Veth),
-            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
-        ]));
-        self.new_link(link)
     }
 
     fn set_link(&mut self, link: LinkMessage) -> io::Result<()> {
