@@ -316,32 +316,36 @@ impl Sandbox {
     /// Waits for the holder's report: `None` when it is ready, or the step
     /// that failed.
     fn await_ready(&self, ready: &OwnedFd) -> Result<Option<(u32, i32)>, Error> {
+        // Never block in read: a copy of the pipe's write end may live on in
+        // a process another thread forked meanwhile, so a holder that died
+        // without reporting would not bring EOF.
+        nix::fcntl::fcntl(ready, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+            .map_err(|e| Error::sys("waiting for the sandbox's init process", e))?;
+        let report = || {
+            let mut msg = [0u8; 8];
+            // The holder writes its 8 bytes at once, before it could exit.
+            (nix::unistd::read(ready, &mut msg) == Ok(8)).then(|| {
+                let (step, errno) = child::parse_report(msg);
+                (step != child::READY).then_some((step, errno))
+            })
+        };
         loop {
+            if let Some(outcome) = report() {
+                return Ok(outcome);
+            }
             let mut fds = [
                 PollFd::new(ready.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.holder.as_fd(), PollFlags::POLLIN),
             ];
             match poll(&mut fds, PollTimeout::NONE) {
-                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EINTR) | Ok(_) => {}
                 Err(e) => return Err(Error::sys("waiting for the sandbox's init process", e)),
-                Ok(_) => {}
             }
-            let holder_gone = fds[1].revents().is_some_and(|r| !r.is_empty());
-            let mut msg = [0u8; 8];
-            // The holder writes its 8 bytes at once, before it could exit.
-            match nix::unistd::read(ready, &mut msg) {
-                Ok(8) => {
-                    let (step, errno) = child::parse_report(msg);
-                    return Ok((step != child::READY).then_some((step, errno)));
-                }
-                Err(nix::errno::Errno::EINTR) => continue,
-                _ if holder_gone => {
-                    return Err(Error::Sys {
-                        step: "starting the sandbox's init process",
-                        source: std::io::Error::other("it exited without a report"),
-                    });
-                }
-                _ => continue,
+            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                return report().ok_or_else(|| Error::Sys {
+                    step: "starting the sandbox's init process",
+                    source: std::io::Error::other("it exited without a report"),
+                });
             }
         }
     }
