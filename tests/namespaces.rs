@@ -86,3 +86,24 @@ fn files_made_inside_belong_to_the_caller_outside() {
     let meta = std::fs::metadata(dir.path().join("f")).unwrap();
     assert_eq!((meta.uid(), meta.gid()), outer_ids());
 }
+
+#[rstest]
+fn a_sandbox_can_be_made_inside_a_sandbox(#[from(isolated)] ns: Sandbox) {
+    let outer_user = ns.run(|| ns_inodes()["user"]);
+    let (inner_user, inner_host, parent_user) = ns.run(|| {
+        let inner = Sandbox::builder().hostname("inner").build().unwrap();
+        let (user, host) = inner.run(|| {
+            (
+                ns_inodes()["user"],
+                nix::unistd::gethostname().unwrap().into_string().unwrap(),
+            )
+        });
+        (user, host, ns_inodes()["user"])
+    });
+    assert_eq!(parent_user, outer_user);
+    assert_ne!(
+        inner_user, outer_user,
+        "the inner sandbox has its own user namespace"
+    );
+    assert_eq!(inner_host, "inner");
+}
