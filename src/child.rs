@@ -211,6 +211,28 @@ thread_local! {
     static PANIC_AT: RefCell<Option<PanicLocation>> = const { RefCell::new(None) };
 }
 
+/// Whether libtest may be capturing the output of the calling test thread;
+/// decided once, before any fork, by [`capture_possible`].
+static CAPTURE_POSSIBLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Decides, once per process, whether libtest may capture output: not when
+/// the process was started with `--nocapture` (as nextest starts every
+/// test) or with `RUST_TEST_NOCAPTURE` set, which is what libtest itself
+/// reads. nextest's own `NEXTEST` variable is not enough: a test run by
+/// nextest may start another libtest process that does capture. Anywhere
+/// else (including programs that are not tests at all, which this cannot
+/// tell apart) the closure gets its own thread to escape a capture.
+pub(crate) fn capture_possible() -> bool {
+    static DECIDED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let possible = *DECIDED.get_or_init(|| {
+        let env_nocapture = std::env::var_os("RUST_TEST_NOCAPTURE").is_some_and(|v| v != "0");
+        let arg_nocapture = std::env::args_os().any(|a| a == "--nocapture" || a == "--no-capture");
+        !(env_nocapture || arg_nocapture)
+    });
+    CAPTURE_POSSIBLE.store(possible, std::sync::atomic::Ordering::Relaxed);
+    possible
+}
+
 /// Installs, once per process, a panic hook that records where the
 /// closure of a runner panicked instead of printing it (the test process
 /// re-raises the panic with that location); every other panic goes to the
@@ -247,11 +269,13 @@ struct Job<F> {
 
 /// Runs `f` in the runner and sends its frame to `result`; never returns.
 ///
-/// `stdout` and `stderr` become fds 1 and 2. The closure runs on a fresh
-/// thread made with `pthread_create`: threads made by std inherit libtest's
-/// per-thread output capture, which in a forked child would swallow
-/// `println!`; a raw thread prints to fd 1, which the test process forwards
-/// into the test's own output.
+/// `stdout` and `stderr` become fds 1 and 2. Where libtest may be capturing
+/// output, the closure runs on a fresh thread made with `pthread_create`:
+/// threads made by std inherit libtest's per-thread output capture, which in
+/// a forked child would swallow `println!`; a raw thread prints to fd 1,
+/// which the test process forwards into the test's own output. Where nothing
+/// captures (see [`capture_possible`]), the closure runs on this thread and
+/// the thread is saved.
 pub(crate) fn serve<F, T>(f: F, result: RawFd, stdout: RawFd, stderr: RawFd) -> !
 where
     F: FnOnce() -> T,
@@ -268,22 +292,26 @@ where
     // SAFETY: attr is initialised by pthread_attr_init before use; job
     // outlives the thread, which we join.
     unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        let mut thread: libc::pthread_t = std::mem::zeroed();
-        let started = libc::pthread_attr_init(&mut attr) == 0
-            && libc::pthread_attr_setstacksize(&mut attr, 8 << 20) == 0
-            && libc::pthread_create(
-                &mut thread,
-                &attr,
-                closure_thread::<F, T>,
-                (&mut job as *mut Job<F>).cast(),
-            ) == 0;
-        if started {
-            libc::pthread_join(thread, std::ptr::null_mut());
-        } else {
-            // No thread: run here; output then follows this thread's
-            // capture, everything else is the same.
+        if !CAPTURE_POSSIBLE.load(std::sync::atomic::Ordering::Relaxed) {
             closure_thread::<F, T>((&mut job as *mut Job<F>).cast());
+        } else {
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            let mut thread: libc::pthread_t = std::mem::zeroed();
+            let started = libc::pthread_attr_init(&mut attr) == 0
+                && libc::pthread_attr_setstacksize(&mut attr, 8 << 20) == 0
+                && libc::pthread_create(
+                    &mut thread,
+                    &attr,
+                    closure_thread::<F, T>,
+                    (&mut job as *mut Job<F>).cast(),
+                ) == 0;
+            if started {
+                libc::pthread_join(thread, std::ptr::null_mut());
+            } else {
+                // No thread: run here; output then follows this thread's
+                // capture, everything else is the same.
+                closure_thread::<F, T>((&mut job as *mut Job<F>).cast());
+            }
         }
     }
     // The frame is sent from this thread, after the closure's thread has
@@ -482,7 +510,9 @@ where
     F: FnOnce() -> T,
     T: Serialize,
 {
-    const STACK: usize = 1 << 20;
+    // The closure may run on this stack (see serve): as large as a main
+    // thread's, committed only as it is touched.
+    const STACK: usize = 8 << 20;
     // SAFETY: an anonymous private mapping; no memory of ours is touched.
     let stack = unsafe {
         libc::mmap(
@@ -545,6 +575,7 @@ where
     T: Serialize,
 {
     install_panic_hook();
+    capture_possible();
     // std's stdout and stderr are behind locks that any thread may hold for
     // a moment (libtest's main thread prints "test ... ok" through them).
     // Forked while another thread holds one, the child could never print or
