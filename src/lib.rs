@@ -85,7 +85,9 @@
 //!   [`Error::Channel`], never a crash or a hang.
 //! - **Output.** What runs print to fds 1 and 2 is forwarded into the test's
 //!   own output (libtest's capture under `cargo test`, the test's stdout and
-//!   stderr under `cargo nextest run`).
+//!   stderr under `cargo nextest run`): by the thread doing a run while
+//!   nothing else in the sandbox can print, by a forwarding thread from the
+//!   first `spawn`, or once a run leaves processes behind.
 //!
 //! # Requirements
 //!
@@ -138,8 +140,9 @@
 //!
 //! Nothing outlives the sandbox: processes die with its PID namespace, and
 //! its mounts, network devices and tmpfs contents with its namespaces. A
-//! sandbox costs one process (the holder), a pidfd and four pipe fds, and one
-//! output-forwarding thread, all released on drop.
+//! sandbox costs one process (the holder), a pidfd and four pipe fds, and,
+//! once something in it can print between runs, one output-forwarding
+//! thread, all released on drop.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 

@@ -1,14 +1,18 @@
 //! Forwarding what processes in a sandbox print into the test's own output.
 //!
 //! Every process of a sandbox writes fds 1 and 2 into two pipes owned by the
-//! sandbox. One thread per sandbox reads them and re-prints with `print!`
-//! and `eprint!`. That thread is spawned by the thread that builds the
-//! sandbox, so under `cargo test` it inherits libtest's capture of that test
-//! (shown when the test fails); under `cargo nextest run` it writes to the
-//! test process's stdout and stderr, which nextest captures per test.
+//! sandbox, and what comes out is re-printed with `print!` and `eprint!`, so
+//! that under `cargo test` it lands in libtest's capture of the test (shown
+//! when the test fails) and under `cargo nextest run` in the test process's
+//! own stdout and stderr, which nextest captures per test.
 //!
-//! After each run, [`Output::flush`] makes sure that all the closure wrote
-//! has been re-printed before `run` returns.
+//! Who reads the pipes: while nothing in the sandbox can print between runs,
+//! the thread doing a run drains them itself, during and after the run. Once
+//! something can (a [`spawn`](crate::Sandbox::spawn)ed closure, or processes
+//! a run left behind), a forwarding thread takes over for the rest of the
+//! sandbox's life. A thread per sandbox from the start would cost about a
+//! fifth of creating the sandbox. The forwarder is spawned by a thread of the
+//! test, so it inherits that test's capture.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -34,15 +38,25 @@ struct Shared {
     busy: AtomicBool,
 }
 
-/// The sandbox's output pipes and their forwarding thread.
+/// The forwarding thread, once started.
+struct Forwarder {
+    wake: OwnedFd,
+    shared: Arc<Shared>,
+    thread: JoinHandle<()>,
+}
+
+/// The sandbox's output pipes and whoever forwards them.
 pub(crate) struct Output {
     stdout: OwnedFd,
     stderr: OwnedFd,
-    /// The read ends, to see whether anything is waiting in them.
-    readers: [Arc<OwnedFd>; 2],
-    wake: OwnedFd,
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    /// The read ends' numbers (owned by `streams`), to poll and to see
+    /// whether anything waits in them.
+    readers: [RawFd; 2],
+    /// The read ends and their half-read characters; locked by whoever
+    /// reads, so that chunks are printed in the order they were read.
+    streams: Arc<Mutex<Streams>>,
+    forwarder: Mutex<Option<Forwarder>>,
+    started: AtomicBool,
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -58,30 +72,28 @@ impl Output {
     pub(crate) fn new() -> io::Result<Output> {
         let (out_r, stdout) = pipe()?;
         let (err_r, stderr) = pipe()?;
-        let (wake_r, wake) = pipe()?;
-        for fd in [&out_r, &err_r, &wake_r] {
-            nonblocking(fd)?;
-        }
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            cv: Condvar::new(),
-            busy: AtomicBool::new(false),
-        });
-        let (out_r, err_r) = (Arc::new(out_r), Arc::new(err_r));
-        let readers = [out_r.clone(), err_r.clone()];
-        let thread = {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("hermetic-output".into())
-                .spawn(move || forward(out_r, err_r, wake_r, &shared))?
+        nonblocking(&out_r)?;
+        nonblocking(&err_r)?;
+        let readers = [out_r.as_raw_fd(), err_r.as_raw_fd()];
+        let streams = Streams {
+            out: Stream {
+                fd: out_r,
+                carry: Vec::new(),
+                err: false,
+            },
+            err: Stream {
+                fd: err_r,
+                carry: Vec::new(),
+                err: true,
+            },
         };
         Ok(Output {
             stdout,
             stderr,
             readers,
-            wake,
-            shared,
-            thread: Some(thread),
+            streams: Arc::new(Mutex::new(streams)),
+            forwarder: Mutex::new(None),
+            started: AtomicBool::new(false),
         })
     }
 
@@ -90,65 +102,155 @@ impl Output {
         (self.stdout.as_raw_fd(), self.stderr.as_raw_fd())
     }
 
-    /// Returns once everything written to the pipes so far is re-printed.
-    pub(crate) fn flush(&self) {
-        // The common case, a run that printed nothing, needs no round trip
-        // to the forwarder. Pipes first, then the flag: bytes the forwarder
-        // has taken out of a pipe keep it busy until they are printed.
-        let empty = self
-            .readers
-            .iter()
-            .all(|fd| crate::sys::pending_bytes(fd.as_raw_fd()) == Ok(0));
-        if empty && !self.shared.busy.load(Ordering::SeqCst) {
-            return;
+    /// The read ends a run should poll while it waits, so that a closure
+    /// printing more than a pipe holds is never blocked; none once the
+    /// forwarder reads them.
+    pub(crate) fn readers_to_poll(&self) -> &[RawFd] {
+        if self.started.load(Ordering::SeqCst) {
+            &[]
+        } else {
+            &self.readers
         }
-        let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    }
+
+    /// Re-prints what the pipes hold now, on the calling thread (or, once
+    /// the forwarder runs, waits until it has printed it).
+    pub(crate) fn pump(&self) {
+        if self.started.load(Ordering::SeqCst) {
+            self.flush();
+        } else {
+            self.streams
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain();
+        }
+    }
+
+    /// Starts the forwarding thread, once; from then on it reads the pipes.
+    pub(crate) fn start(&self) -> io::Result<()> {
+        let mut forwarder = self.forwarder.lock().unwrap_or_else(|e| e.into_inner());
+        if forwarder.is_some() {
+            return Ok(());
+        }
+        let (wake_r, wake) = pipe()?;
+        nonblocking(&wake_r)?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            cv: Condvar::new(),
+            busy: AtomicBool::new(false),
+        });
+        let thread = {
+            let shared = shared.clone();
+            let streams = self.streams.clone();
+            let readers = self.readers;
+            std::thread::Builder::new()
+                .name("hermetic-output".into())
+                .spawn(move || forward(readers, &streams, wake_r, &shared))?
+        };
+        *forwarder = Some(Forwarder {
+            wake,
+            shared,
+            thread,
+        });
+        self.started.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Returns once everything written to the pipes so far is re-printed by
+    /// the forwarder.
+    fn flush(&self) {
+        // The common case, nothing printed, needs no round trip to the
+        // forwarder. Pipes first, then the flag: bytes the forwarder has
+        // taken out of a pipe keep it busy until they are printed.
+        let shared = {
+            let forwarder = self.forwarder.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(f) = forwarder.as_ref() else {
+                return;
+            };
+            let empty = self
+                .readers
+                .iter()
+                .all(|&fd| crate::sys::pending_bytes(fd) == Ok(0));
+            if empty && !f.shared.busy.load(Ordering::SeqCst) {
+                return;
+            }
+            f.shared.clone()
+        };
+        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
         state.requested += 1;
         let mine = state.requested;
-        let _ = nix::unistd::write(&self.wake, b"f");
+        if let Some(f) = self
+            .forwarder
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            let _ = nix::unistd::write(&f.wake, b"f");
+        }
         while state.done < mine && !state.stop {
-            state = self
-                .shared
-                .cv
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
+            state = shared.cv.wait(state).unwrap_or_else(|e| e.into_inner());
         }
     }
 }
 
 impl Drop for Output {
     fn drop(&mut self) {
-        {
-            let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            state.stop = true;
+        let forwarder = self
+            .forwarder
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match forwarder {
+            Some(f) => {
+                f.shared
+                    .state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .stop = true;
+                let _ = nix::unistd::write(&f.wake, b"s");
+                let _ = f.thread.join();
+            }
+            // Last words of the processes that just died.
+            None => self
+                .streams
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain(),
         }
-        let _ = nix::unistd::write(&self.wake, b"s");
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    }
+}
+
+/// Both read ends.
+struct Streams {
+    out: Stream,
+    err: Stream,
+}
+
+impl Streams {
+    /// Reads and prints everything the pipes hold now.
+    fn drain(&mut self) {
+        self.out.pump();
+        self.err.pump();
     }
 }
 
 /// One output stream: its pipe, and bytes of a UTF-8 sequence cut by a read.
 struct Stream {
-    fd: Arc<OwnedFd>,
+    fd: OwnedFd,
     carry: Vec<u8>,
     err: bool,
 }
 
 impl Stream {
-    /// Reads what is there now (all of it when `drain`), prints it.
-    fn pump(&mut self, drain: bool) {
+    /// Reads what is there now, prints it.
+    fn pump(&mut self) {
         let mut buf = [0u8; 16 * 1024];
         loop {
-            match nix::unistd::read(&*self.fd, &mut buf) {
+            match nix::unistd::read(&self.fd, &mut buf) {
                 Ok(0) => return,
                 Ok(n) => {
                     self.carry.extend_from_slice(&buf[..n]);
                     self.print();
-                    if !drain {
-                        return;
-                    }
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(_) => return,
@@ -180,22 +282,15 @@ impl Stream {
     }
 }
 
-fn forward(out: Arc<OwnedFd>, err: Arc<OwnedFd>, wake: OwnedFd, shared: &Shared) {
-    let mut out = Stream {
-        fd: out,
-        carry: Vec::new(),
-        err: false,
-    };
-    let mut err = Stream {
-        fd: err,
-        carry: Vec::new(),
-        err: true,
-    };
+fn forward(readers: [RawFd; 2], streams: &Mutex<Streams>, wake: OwnedFd, shared: &Shared) {
     loop {
         let ready = {
+            // The read ends stay open while this thread runs: `streams`,
+            // which owns them, is shared with it.
+            let borrowed = readers.map(crate::sys::borrow_static);
             let mut fds = [
-                PollFd::new(out.fd.as_fd(), PollFlags::POLLIN),
-                PollFd::new(err.fd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(borrowed[0], PollFlags::POLLIN),
+                PollFd::new(borrowed[1], PollFlags::POLLIN),
                 PollFd::new(wake.as_fd(), PollFlags::POLLIN),
             ];
             if poll(&mut fds, PollTimeout::NONE).is_err() {
@@ -203,19 +298,15 @@ fn forward(out: Arc<OwnedFd>, err: Arc<OwnedFd>, wake: OwnedFd, shared: &Shared)
             }
             fds.map(|f| f.revents().is_some_and(|r| !r.is_empty()))
         };
-        shared.busy.store(true, Ordering::SeqCst);
-        if ready[0] {
-            out.pump(false);
+        if ready[0] || ready[1] {
+            shared.busy.store(true, Ordering::SeqCst);
+            streams.lock().unwrap_or_else(|e| e.into_inner()).drain();
+            shared.busy.store(false, Ordering::SeqCst);
         }
-        if ready[1] {
-            err.pump(false);
-        }
-        shared.busy.store(false, Ordering::SeqCst);
         if ready[2] {
             let mut sink = [0u8; 64];
             while matches!(nix::unistd::read(&wake, &mut sink), Ok(n) if n > 0) {}
-            out.pump(true);
-            err.pump(true);
+            streams.lock().unwrap_or_else(|e| e.into_inner()).drain();
             let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
             state.done = state.requested;
             shared.cv.notify_all();

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::channel::{self, FrameReader};
 use crate::child::{self, JoinPlan, Joined, RunnerFds};
 use crate::error::Error;
+use crate::output::Output;
 use crate::sys;
 
 /// The exit status our own child code uses when its setup fails.
@@ -125,7 +126,12 @@ impl Runner {
     }
 
     /// Waits for the frame and the runner's exit, at most `timeout`.
-    pub(crate) fn wait(&mut self, timeout: Option<Duration>, limit: usize) -> Ended {
+    pub(crate) fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        limit: usize,
+        output: &Output,
+    ) -> Ended {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut reader = FrameReader::new(limit);
         loop {
@@ -138,11 +144,17 @@ impl Runner {
                     PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
                 }
             };
-            let (result_ready, exited) = {
-                let mut fds = [
+            let readers = output.readers_to_poll();
+            let (result_ready, exited, printed) = {
+                let mut fds = vec![
                     PollFd::new(self.result.as_fd(), PollFlags::POLLIN),
                     PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN),
                 ];
+                fds.extend(
+                    readers
+                        .iter()
+                        .map(|&fd| PollFd::new(sys::borrow_static(fd), PollFlags::POLLIN)),
+                );
                 match poll(&mut fds, wait) {
                     Ok(_) => {}
                     Err(nix::errno::Errno::EINTR) => continue,
@@ -152,8 +164,13 @@ impl Runner {
                     }
                 }
                 let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
-                (ready(&fds[0]), ready(&fds[1]))
+                (ready(&fds[0]), ready(&fds[1]), fds[2..].iter().any(ready))
             };
+            if printed {
+                // Drain as it comes: a closure printing more than a pipe
+                // holds would otherwise block, and the run never end.
+                output.pump();
+            }
             if (result_ready || exited)
                 && let Err(e) = self.read_available(&mut reader)
             {
@@ -369,7 +386,7 @@ fn read_report(joiner: libc::pid_t, report_r: &OwnedFd) -> Result<[u8; 8], Error
 pub(crate) fn run_to_end<F, T>(
     holder: &OwnedFd,
     nstypes: libc::c_int,
-    output: (i32, i32),
+    output: &Output,
     timeout: Option<Duration>,
     limit: usize,
     f: F,
@@ -378,8 +395,8 @@ where
     F: FnOnce() -> T,
     T: Serialize + DeserializeOwned,
 {
-    let mut runner = Runner::start(holder, nstypes, output, f)?;
-    match runner.wait(timeout, limit) {
+    let mut runner = Runner::start(holder, nstypes, output.fds(), f)?;
+    match runner.wait(timeout, limit, output) {
         Ended::Frame(tag, payload) => channel::decode_outcome(tag, &payload),
         Ended::Died(e) => Err(e),
     }

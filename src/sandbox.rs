@@ -174,7 +174,7 @@ impl SandboxBuilder {
         // Validates the mounts: nothing is started before this succeeds.
         let ids = userns.is_none().then(Ids::current);
         let steps = plan::holder_steps(ids, &hostname, &self.mounts, first_free_fd)?;
-        let output = Output::new().map_err(|e| Error::sys("starting the output forwarder", e))?;
+        let output = Output::new().map_err(|e| Error::sys("creating the output pipes", e))?;
 
         let refused = |errno| Error::NamespacesRefused {
             source: std::io::Error::from_raw_os_error(errno),
@@ -419,12 +419,13 @@ impl Sandbox {
         let result = runner::run_to_end(
             &self.holder,
             self.nstypes,
-            self.output.fds(),
+            &self.output,
             self.timeout,
             self.max_result_size,
             f,
         );
-        self.output.flush();
+        self.output.pump();
+        self.forward_if_left_running();
         result
     }
 
@@ -465,6 +466,10 @@ impl Sandbox {
         F: FnOnce(),
     {
         self.check_alive()?;
+        // It prints while no run is in flight: forward from now on.
+        self.output
+            .start()
+            .map_err(|e| Error::sys("starting the output forwarder", e))?;
         let mut spawned = self.spawned.lock().unwrap_or_else(|e| e.into_inner());
         let runner = Runner::start(&self.holder, self.nstypes, self.output.fds(), f)?;
         spawned.push((runner.pid(), runner.joiner()));
@@ -533,6 +538,21 @@ impl Sandbox {
             holder,
             killed: self.killed.clone(),
         })
+    }
+
+    /// After a run: if it left processes behind (the runner's orphans are
+    /// now the holder's children), they may print at any time, so a
+    /// forwarding thread takes over the output pipes.
+    fn forward_if_left_running(&self) {
+        if !self.output.readers_to_poll().is_empty() {
+            let path = format!("/proc/{0}/task/{0}/children", self.holder_pid);
+            let left = std::fs::read_to_string(path).map_or(true, |c| !c.trim().is_empty());
+            if left {
+                // Without a thread, output still reaches the test at the
+                // next run or at drop.
+                let _ = self.output.start();
+            }
+        }
     }
 
     /// Refuses to start anything in a sandbox a [`Killer`] killed.
@@ -704,8 +724,8 @@ impl Spawned<'_> {
         // Off the sandbox's list before the pid is reaped (and free for
         // reuse): from here on this handle, or the runner's own drop, reaps.
         self.sandbox.forget_spawned(runner.pid());
-        let ended = runner.wait(None, self.sandbox.max_result_size);
-        self.sandbox.output.flush();
+        let ended = runner.wait(None, self.sandbox.max_result_size, &self.sandbox.output);
+        self.sandbox.output.pump();
         match ended {
             Ended::Frame(tag, payload) => crate::channel::decode_outcome(tag, &payload),
             Ended::Died(e) => Err(e),

@@ -38,16 +38,26 @@ fn helper_prints_inside_then_fails() {
         })
         .unwrap();
     server.join().unwrap();
+    // A process the run leaves behind prints after the run has returned.
+    ns.run(|| {
+        std::process::Command::new("sh")
+            .args(["-c", "(sleep 0.2; echo marker-late-daemon) &"])
+            .status()
+            .unwrap();
+    });
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    drop(ns);
     panic!("helper fails on purpose");
 }
 
-const MARKERS: [&str; 6] = [
+const MARKERS: [&str; 7] = [
     "marker-println",
     "marker-eprintln",
     "marker-no-newline",
     "marker-subprocess-stdout",
     "marker-subprocess-stderr",
     "marker-spawned",
+    "marker-late-daemon",
 ];
 
 #[test]
@@ -97,4 +107,40 @@ fn uncaptured_output_reaches_the_test_process_streams() {
             "{marker} missing from stderr:\n{stderr}"
         );
     }
+}
+
+#[test]
+fn a_run_printing_more_than_a_pipe_holds_does_not_block() {
+    // 1.2 MB, twenty times what a pipe buffers: the run drains as it goes.
+    let ns = Sandbox::new().unwrap();
+    let line = "x".repeat(59);
+    let got = ns.run(move || {
+        for _ in 0..20_000 {
+            println!("{line}");
+        }
+        7
+    });
+    assert_eq!(got, 7);
+}
+
+#[test]
+fn processes_a_run_leaves_behind_can_print_freely() {
+    // A background writer that outlives its run prints far more than a pipe
+    // holds, with no run in flight to drain it: a forwarding thread must.
+    let ns = Sandbox::new().unwrap();
+    ns.run(|| {
+        std::process::Command::new("sh")
+            .args([
+                "-c",
+                "(head -c 300000 /dev/zero | tr '\\0' x; echo; touch /tmp/done) >/dev/stdout 2>&1 &",
+            ])
+            .status()
+            .unwrap();
+    });
+    // No run in the meantime: runs drain the pipes too.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(
+        ns.run(|| std::path::Path::new("/tmp/done").exists()),
+        "the background writer never finished: its output was not drained"
+    );
 }
