@@ -186,22 +186,29 @@ pub(crate) fn parse_joined(msg: [u8; 8]) -> Joined {
 /// Call only in a child just forked from the test process, before anything
 /// else.
 pub(crate) unsafe fn join(plan: &JoinPlan) {
+    if let Err(errno) = enter(plan.holder, plan.nstypes) {
+        report(plan.report, 1, errno);
+        sys::exit(1);
+    }
+}
+
+/// Joins the namespaces `nstypes` of the holder behind the pidfd `holder`,
+/// then goes back to the directory the caller was in, or `/` if that does
+/// not exist inside. Makes only system calls, on a stack buffer.
+fn enter(holder: RawFd, nstypes: libc::c_int) -> Result<(), i32> {
     // setns into a mount namespace moves us to its root; remember where we
     // were to go back by path (never by fd, which would lead out of the
     // sandbox's mount tree).
     let mut cwd = [0u8; libc::PATH_MAX as usize];
     // SAFETY: cwd is a live buffer of the given size.
     let have_cwd = !unsafe { libc::getcwd(cwd.as_mut_ptr().cast(), cwd.len()) }.is_null();
-
-    if let Err(errno) = sys::setns(sys::borrow_static(plan.holder), plan.nstypes) {
-        report(plan.report, 1, errno);
-        sys::exit(1);
-    }
+    sys::setns(sys::borrow_static(holder), nstypes)?;
     // SAFETY: cwd is NUL-terminated when getcwd succeeded; "/" is a literal.
     if !have_cwd || unsafe { libc::chdir(cwd.as_ptr().cast()) } != 0 {
         // SAFETY: as above.
         unsafe { libc::chdir(c"/".as_ptr()) };
     }
+    Ok(())
 }
 
 thread_local! {
@@ -384,15 +391,7 @@ fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Call only from `CommandExt::pre_exec`, i.e. in a child just forked by
 /// std, before exec.
 pub(crate) unsafe fn command_pre_exec(holder: RawFd, nstypes: libc::c_int) -> std::io::Result<()> {
-    let mut cwd = [0u8; libc::PATH_MAX as usize];
-    // SAFETY: cwd is a live buffer of the given size.
-    let have_cwd = !unsafe { libc::getcwd(cwd.as_mut_ptr().cast(), cwd.len()) }.is_null();
-    sys::setns(sys::borrow_static(holder), nstypes).map_err(std::io::Error::from_raw_os_error)?;
-    // SAFETY: NUL-terminated buffers, see join().
-    if !have_cwd || unsafe { libc::chdir(cwd.as_ptr().cast()) } != 0 {
-        // SAFETY: literal path.
-        unsafe { libc::chdir(c"/".as_ptr()) };
-    }
+    enter(holder, nstypes).map_err(std::io::Error::from_raw_os_error)?;
     // The relay's pipe: only the relay holds the write end, so the program
     // can tell, after arming PDEATHSIG, whether the relay already died.
     let mut alive = [0 as RawFd; 2];

@@ -80,14 +80,14 @@ impl Runner {
         let msg = match await_report(joiner, &report_r) {
             Ok(msg) => msg,
             Err(e) => {
-                reap_pid(joiner);
+                let _ = reap_pid(joiner);
                 return Err(e);
             }
         };
         let pid = match child::parse_joined(msg) {
             Joined::Runner(pid) => pid,
             Joined::Failed { step, errno } => {
-                reap_pid(joiner);
+                let _ = reap_pid(joiner);
                 return Err(Error::Sys {
                     step,
                     source: std::io::Error::from_raw_os_error(errno),
@@ -99,8 +99,8 @@ impl Runner {
             Ok(fd) => fd,
             Err(e) => {
                 let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
-                reap_pid(pid);
-                reap_pid(joiner);
+                let _ = reap_pid(pid);
+                let _ = reap_pid(joiner);
                 return Err(Error::sys("opening a pidfd for the run", e));
             }
         };
@@ -254,10 +254,10 @@ impl Runner {
         if self.reaped {
             return None;
         }
-        let status = reap_pid(self.pid);
+        let status = reap_pid(self.pid).ok();
         self.reaped = true;
         // The runner is gone, so its joiner wakes up and exits at once.
-        reap_pid(self.joiner);
+        let _ = reap_pid(self.joiner);
         status
     }
 }
@@ -294,8 +294,10 @@ pub(crate) fn start_holder_in(
         )
     })?;
     drop(report_w);
-    let msg = read_report(joiner, &report_r)?;
-    let (code, value) = child::parse_report(msg);
+    // This joiner exits as soon as it has reported.
+    let msg = await_report(joiner, &report_r);
+    let _ = reap_pid(joiner);
+    let (code, value) = child::parse_report(msg?);
     let step = match code {
         0 => return Ok(value),
         1 => "joining the network's user namespace (setns)",
@@ -307,18 +309,20 @@ pub(crate) fn start_holder_in(
     })
 }
 
-/// Waits for our child `pid` to end and reaps it.
-pub(crate) fn reap_pid(pid: libc::pid_t) -> Option<WaitStatus> {
+/// Waits for our child `pid` to end and reaps it, retrying on `EINTR`.
+pub(crate) fn reap_pid(pid: libc::pid_t) -> nix::Result<WaitStatus> {
     loop {
         match waitpid(Pid::from_raw(pid), None) {
             Err(nix::errno::Errno::EINTR) => continue,
-            r => return r.ok(),
+            r => return r,
         }
     }
 }
 
-/// Reads the 8-byte report of a joiner that stays alive after sending it:
-/// waits until the report arrives or the joiner is gone without one.
+/// Reads the 8-byte report of a joiner, which may exit right after sending
+/// it or stay alive: waits until the report arrives or the joiner is gone
+/// without one. Never blocks in `read`: a copy of the pipe's write end may
+/// live on in a process another thread forked meanwhile.
 fn await_report(joiner: libc::pid_t, report_r: &OwnedFd) -> Result<[u8; 8], Error> {
     let joiner_fd =
         sys::pidfd_open(joiner).map_err(|e| Error::sys("watching the run's joiner", e))?;
@@ -350,36 +354,11 @@ fn await_report(joiner: libc::pid_t, report_r: &OwnedFd) -> Result<[u8; 8], Erro
                 return Ok(msg);
             }
             return Err(Error::Sys {
-                step: "starting a run",
+                step: "starting a process in the sandbox",
                 source: std::io::Error::other("the joining process ended without a report"),
             });
         }
     }
-}
-
-/// Waits for a joiner and reads its 8-byte report without blocking (a
-/// copy of the pipe's write end may live on in a process another thread
-/// forked meanwhile).
-fn read_report(joiner: libc::pid_t, report_r: &OwnedFd) -> Result<[u8; 8], Error> {
-    let status = loop {
-        match waitpid(Pid::from_raw(joiner), None) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            s => break s,
-        }
-    };
-    let mut msg = [0u8; 8];
-    nix::fcntl::fcntl(report_r, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
-        .map_err(|e| Error::sys("reading a start report", e))?;
-    let got = nix::unistd::read(report_r, &mut msg).unwrap_or(0);
-    if got != msg.len() {
-        return Err(Error::Sys {
-            step: "starting a process in the sandbox",
-            source: std::io::Error::other(format!(
-                "the joining process ended without a report ({status:?})"
-            )),
-        });
-    }
-    Ok(msg)
 }
 
 /// Runs `f` to the end and decodes its result.

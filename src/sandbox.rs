@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -199,7 +198,7 @@ impl SandboxBuilder {
                 )?;
                 let pidfd = sys::pidfd_open(pid).map_err(|e| {
                     let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
-                    let _ = waitpid(Pid::from_raw(pid), None);
+                    let _ = runner::reap_pid(pid);
                     Error::sys("opening a pidfd for the sandbox's init process", e)
                 })?;
                 (pid, pidfd)
@@ -602,15 +601,10 @@ impl Sandbox {
         let spawned = std::mem::take(self.spawned.get_mut().unwrap_or_else(|e| e.into_inner()));
         for (pid, joiner) in spawned {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
-            runner::reap_pid(pid);
-            runner::reap_pid(joiner);
+            let _ = runner::reap_pid(pid);
+            let _ = runner::reap_pid(joiner);
         }
-        let reaped = loop {
-            match waitpid(Pid::from_raw(self.holder_pid), None) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                r => break r,
-            }
-        };
+        let reaped = runner::reap_pid(self.holder_pid);
         // Mark as done so Drop does not try again.
         self.holder_pid = 0;
         match (killed, reaped) {
