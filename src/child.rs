@@ -2,9 +2,11 @@
 //!
 //! Three kinds of process run code from here:
 //!
-//! - the **holder**, cloned into the new namespaces: it walks the prepared
-//!   [`Step`]s, reports, then waits for the lifeline and does nothing else
-//!   (the kernel reaps its orphans because it ignores `SIGCHLD`);
+//! - the **holder**, cloned into the new namespaces, sharing the test
+//!   process's memory where the target allows (see [`clone_holder`]): it
+//!   walks the prepared [`Step`]s, reports, then waits for the lifeline and
+//!   does nothing else (the kernel reaps its orphans because it ignores
+//!   `SIGCHLD`);
 //! - a run's **joiner**, forked from the test process: it joins the holder's
 //!   namespaces with one `setns` on the holder's pidfd and clones the runner
 //!   as a sibling (`CLONE_PARENT`), so that the test process can wait for the
@@ -16,10 +18,12 @@
 //!
 //! # Safety
 //!
-//! The holder is a raw `clone` of a multi-threaded process and the joiner a
-//! `fork` of one. Until the user's closure starts, code here makes only
-//! system calls through [`sys`], on data prepared before forking: no
-//! allocation, no locks, no unwinding (every path ends in `_exit`). The
+//! The holder is a raw `clone` of a multi-threaded process, sharing its
+//! memory, and the joiner a `fork` of one. Until the user's closure starts,
+//! code here makes only system calls through [`sys`], on data prepared
+//! before forking: no allocation, no locks, no unwinding (every path ends in
+//! `_exit`). The holder, besides, touches no thread-local storage: its
+//! system calls bypass libc (see [`sys::call`]). The
 //! runner's closure is user code; the crate documentation says what it may
 //! not rely on.
 #![allow(unsafe_code)]
@@ -57,11 +61,7 @@ pub(crate) fn parse_report(msg: [u8; 8]) -> (u32, i32) {
 fn act(action: &Action, keep: &[RawFd]) -> Result<(), i32> {
     match action {
         Action::DetachFds => {
-            // SAFETY: the path is a NUL-terminated literal.
-            let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
-            if null < 0 {
-                return Err(sys::errno());
-            }
+            let null = sys::open(c"/dev/null", libc::O_RDWR, 0)?;
             for fd in 0..3 {
                 sys::dup2(null, fd)?;
             }
@@ -101,8 +101,7 @@ fn act(action: &Action, keep: &[RawFd]) -> Result<(), i32> {
             let opened = sys::open_tree_clone(path)?;
             if opened != *fd {
                 sys::dup2(opened, *fd)?;
-                // SAFETY: opened is ours and closed once.
-                unsafe { libc::close(opened) };
+                sys::close(opened);
             }
             Ok(())
         }
@@ -133,8 +132,7 @@ pub(crate) fn holder_main(steps: &[Step], ready: RawFd, lifeline: RawFd) -> ! {
         sys::exit(1);
     }
     report(ready, READY, 0);
-    // SAFETY: ready is ours and closed once; nothing else uses it after.
-    unsafe { libc::close(ready) };
+    sys::close(ready);
     // Readable once the test process has exited. Dying as PID 1 makes the
     // kernel kill everything else in the sandbox.
     sys::wait_readable(lifeline);
@@ -462,20 +460,112 @@ fn relay(pid: libc::pid_t, alive: RawFd) -> ! {
     sys::exit(libc::WEXITSTATUS(status))
 }
 
+/// The holder's arguments, kept at the top of its own stack, which lives
+/// as long as the holder.
+struct HolderArgs {
+    steps: *const Step,
+    len: usize,
+    ready: RawFd,
+    lifeline: RawFd,
+}
+
+/// The holder's stack: it runs very little (system calls on prepared data).
+const HOLDER_STACK: usize = 256 << 10;
+
 /// Clones the holder into new namespaces (`flags`) and runs the prepared
-/// steps there. Returns the holder's pid and pidfd.
+/// steps there. Returns the holder's pid, its pidfd and, where the holder
+/// shares our memory, the stack it runs on, which must outlive it.
+///
+/// Where system calls need no libc ([`sys::CALLS_SHARE_NOTHING`]), the
+/// holder shares the test process's memory (`CLONE_VM`) instead of getting
+/// a copy: no page tables are copied at creation or freed at exit, and the
+/// test process's own writes afterwards cause no copy-on-write faults. That
+/// is what makes a sandbox's cost independent of how much memory the test
+/// process has. The holder then runs only code of this module on its own
+/// stack, with every signal blocked, and touches neither the heap nor
+/// thread-local storage (not even `errno`); `steps` is read only until the
+/// holder reports, which the caller waits for.
 pub(crate) fn clone_holder(
     flags: libc::c_ulong,
     steps: &[Step],
     ready: RawFd,
     lifeline: RawFd,
-) -> Result<(libc::pid_t, std::os::fd::OwnedFd), i32> {
-    // SAFETY: the child only runs holder_main, which follows the after-fork
-    // rules of this module, and never returns.
-    match unsafe { sys::clone_fork(flags | libc::CLONE_PIDFD as libc::c_ulong) }? {
-        sys::Forked::Child => holder_main(steps, ready, lifeline),
-        sys::Forked::Parent { pid, pidfd } => Ok((pid, pidfd.expect("CLONE_PIDFD was set"))),
+) -> Result<(libc::pid_t, std::os::fd::OwnedFd, Option<sys::Stack>), i32> {
+    if !sys::CALLS_SHARE_NOTHING {
+        // SAFETY: the child only runs holder_main, which follows the
+        // after-fork rules of this module, and never returns.
+        return match unsafe { sys::clone_fork(flags | libc::CLONE_PIDFD as libc::c_ulong) }? {
+            sys::Forked::Child => holder_main(steps, ready, lifeline),
+            sys::Forked::Parent { pid, pidfd } => {
+                Ok((pid, pidfd.expect("CLONE_PIDFD was set"), None))
+            }
+        };
     }
+    let stack = sys::Stack::map(HOLDER_STACK)?;
+    // Below the top, aligned for the struct and for a stack pointer (16).
+    let room = std::mem::size_of::<HolderArgs>().next_multiple_of(64);
+    let args_at = stack.top().wrapping_sub(room).cast::<HolderArgs>();
+    // SAFETY: args_at lies inside the mapping (whose top is page-aligned),
+    // 64-byte aligned, with room for the struct above it.
+    unsafe {
+        args_at.write(HolderArgs {
+            steps: steps.as_ptr(),
+            len: steps.len(),
+            ready,
+            lifeline,
+        })
+    };
+    let flags = flags as libc::c_int | libc::CLONE_VM | libc::CLONE_PIDFD | libc::SIGCHLD;
+    let mut pidfd: libc::c_int = -1;
+    // The holder starts with every signal blocked and keeps it so: no
+    // handler of the test process may run in a process that shares its
+    // memory. Only SIGKILL, which cannot be blocked, ends it from outside.
+    let all = nix::sys::signal::SigSet::all();
+    let mut previous = nix::sys::signal::SigSet::empty();
+    nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&all),
+        Some(&mut previous),
+    )
+    .map_err(|e| e as i32)?;
+    // SAFETY: the child starts in holder_entry on the fresh stack, below
+    // its arguments; it shares our memory, and holder_entry keeps to the
+    // rules above. The stack is returned to the caller, who keeps it until
+    // the holder is reaped.
+    let pid = unsafe {
+        libc::clone(
+            holder_entry,
+            args_at.cast(),
+            flags,
+            args_at.cast(),
+            &mut pidfd as *mut libc::c_int,
+        )
+    };
+    let clone_errno = sys::errno();
+    let _ = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&previous),
+        None,
+    );
+    if pid < 0 {
+        return Err(clone_errno);
+    }
+    Ok((pid, sys::owned_fd(pidfd), Some(stack)))
+}
+
+extern "C" fn holder_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: arg is the HolderArgs at the top of this process's stack,
+    // written before it started. The steps it points to stay alive until
+    // this process reports (see clone_holder).
+    let (steps, ready, lifeline) = unsafe {
+        let args = &*arg.cast::<HolderArgs>();
+        (
+            std::slice::from_raw_parts(args.steps, args.len),
+            args.ready,
+            args.lifeline,
+        )
+    };
+    holder_main(steps, ready, lifeline)
 }
 
 /// The fds a runner needs, all prepared by the parent.
@@ -510,23 +600,17 @@ where
     T: Serialize,
 {
     // The closure may run on this stack (see serve): as large as a main
-    // thread's, committed only as it is touched.
+    // thread's, committed only as it is touched, with a guard page below.
+    // It is never unmapped: it belongs to this process's private memory,
+    // which goes when the runner and then the joiner exit.
     const STACK: usize = 8 << 20;
-    // SAFETY: an anonymous private mapping; no memory of ours is touched.
-    let stack = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            STACK,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
+    let stack = match sys::Stack::map(STACK) {
+        Ok(stack) => std::mem::ManuallyDrop::new(stack),
+        Err(errno) => {
+            report(launch.report, 2, errno);
+            sys::exit(1);
+        }
     };
-    if stack == libc::MAP_FAILED {
-        report(launch.report, 2, sys::errno());
-        sys::exit(1);
-    }
     let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT | libc::CLONE_PARENT_SETTID;
     let pid_slot: *mut libc::pid_t = &mut launch.pid;
     // SAFETY: the stack grows down from the end of the mapping; the child
@@ -536,7 +620,7 @@ where
     let ret = unsafe {
         libc::clone(
             runner_entry::<F, T>,
-            stack.cast::<u8>().add(STACK).cast(),
+            stack.top().cast(),
             flags,
             (launch as *mut Launch<F>).cast(),
             pid_slot,

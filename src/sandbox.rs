@@ -179,7 +179,7 @@ impl SandboxBuilder {
             source: std::io::Error::from_raw_os_error(errno),
             hint: diagnostics::hint(Phase::Clone, errno, &HostFacts::read()),
         };
-        let (pid, holder) = match userns {
+        let (pid, holder, holder_stack) = match userns {
             None => child::clone_holder(
                 nstypes as libc::c_ulong,
                 &steps,
@@ -201,7 +201,7 @@ impl SandboxBuilder {
                     let _ = runner::reap_pid(pid);
                     Error::sys("opening a pidfd for the sandbox's init process", e)
                 })?;
-                (pid, pidfd)
+                (pid, pidfd, None)
             }
         };
         drop(ready_w);
@@ -216,6 +216,7 @@ impl SandboxBuilder {
             spawned: Mutex::new(Vec::new()),
             killed: Arc::new(AtomicBool::new(false)),
             output,
+            holder_stack,
         };
         match sandbox.await_ready(&ready_r) {
             Ok(None) => Ok(sandbox),
@@ -269,6 +270,9 @@ pub struct Sandbox {
     killed: Arc<AtomicBool>,
     /// Dropped last, once every process that could write to it is gone.
     output: Output,
+    /// The stack of a holder that shares our memory (see
+    /// `child::clone_holder`); unmapped only once the holder is reaped.
+    holder_stack: Option<sys::Stack>,
 }
 
 impl std::fmt::Debug for Output {
@@ -605,6 +609,10 @@ impl Sandbox {
             let _ = runner::reap_pid(joiner);
         }
         let reaped = runner::reap_pid(self.holder_pid);
+        if reaped.is_err() {
+            // Never unmap memory a process may still run on.
+            std::mem::forget(self.holder_stack.take());
+        }
         // Mark as done so Drop does not try again.
         self.holder_pid = 0;
         match (killed, reaped) {

@@ -4,10 +4,16 @@
 //! # Safety
 //!
 //! Everything here is callable from a child of a multi-threaded process
-//! between `fork`/`clone` and `_exit`/`exec`: no wrapper allocates, takes a
-//! lock or touches thread-local state other than `errno`. Paths and buffers
-//! are prepared by the caller before forking. Failures are returned as raw
-//! errno values (`i32`), which cost nothing to carry.
+//! between `fork`/`clone` and `_exit`/`exec`: no wrapper allocates or takes a
+//! lock. Paths and buffers are prepared by the caller before forking.
+//! Failures are returned as raw errno values (`i32`), which cost nothing to
+//! carry.
+//!
+//! The wrappers the sandbox's init process uses go through [`call`], which
+//! on x86_64 and aarch64 enters the kernel directly: no libc, so not even
+//! `errno` is written. That process shares the test process's memory
+//! (`CLONE_VM`, see `child::clone_holder`) and with it the calling test
+//! thread's thread-local storage, which it must never touch.
 //!
 //! # References
 //!
@@ -29,6 +35,174 @@ pub(crate) fn errno() -> i32 {
 /// Maps a `-1` return to the current errno.
 fn check(ret: libc::c_long) -> Result<libc::c_long, i32> {
     if ret < 0 { Err(errno()) } else { Ok(ret) }
+}
+
+/// Whether [`call`] enters the kernel without libc on this target, so that
+/// a process sharing the test process's memory may use the wrappers built
+/// on it.
+pub(crate) const CALLS_SHARE_NOTHING: bool =
+    cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+
+/// One system call with up to six arguments; `Err(errno)` on failure.
+///
+/// # Safety
+///
+/// As for the system call `nr` itself: pointer arguments must be valid for
+/// what the kernel reads and writes through them.
+pub(crate) unsafe fn call(nr: libc::c_long, args: [usize; 6]) -> Result<usize, i32> {
+    // SAFETY: the caller vouches for the arguments.
+    let ret = unsafe { raw_syscall(nr, args) };
+    if (-4095..0).contains(&ret) {
+        Err(-ret as i32)
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+unsafe fn raw_syscall(nr: libc::c_long, a: [usize; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: the x86_64 system call convention: number in rax, arguments in
+    // rdi, rsi, rdx, r10, r8, r9; the kernel clobbers rcx and r11. The
+    // caller vouches for what the call does to memory.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") a[0],
+            in("rsi") a[1],
+            in("rdx") a[2],
+            in("r10") a[3],
+            in("r8") a[4],
+            in("r9") a[5],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+#[cfg(target_arch = "aarch64")]
+unsafe fn raw_syscall(nr: libc::c_long, a: [usize; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: the aarch64 system call convention: number in x8, arguments
+    // and result in x0..x5. The caller vouches for what the call does.
+    unsafe {
+        std::arch::asm!(
+            "svc 0",
+            in("x8") nr,
+            inlateout("x0") a[0] as isize => ret,
+            in("x1") a[1],
+            in("x2") a[2],
+            in("x3") a[3],
+            in("x4") a[4],
+            in("x5") a[5],
+            options(nostack),
+        );
+    }
+    ret
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+unsafe fn raw_syscall(nr: libc::c_long, a: [usize; 6]) -> isize {
+    // SAFETY: the caller vouches for the arguments. Through libc, which
+    // writes errno: CALLS_SHARE_NOTHING is false here.
+    let ret = unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]) };
+    if ret < 0 {
+        -(errno() as isize)
+    } else {
+        ret as isize
+    }
+}
+
+/// A C string's address, as a system call argument.
+fn addr(s: &CStr) -> usize {
+    s.as_ptr() as usize
+}
+
+/// Closes `fd`, ignoring errors (the fd is gone either way).
+pub(crate) fn close(fd: RawFd) {
+    // SAFETY: closing an fd the caller owns.
+    let _ = unsafe { call(libc::SYS_close, [fd as usize, 0, 0, 0, 0, 0]) };
+}
+
+/// `openat(AT_FDCWD, path, flags, mode)`.
+pub(crate) fn open(path: &CStr, flags: libc::c_int, mode: libc::mode_t) -> Result<RawFd, i32> {
+    // SAFETY: path is NUL-terminated; on success the fd is new and ours.
+    unsafe {
+        call(
+            libc::SYS_openat,
+            [
+                libc::AT_FDCWD as usize,
+                addr(path),
+                flags as usize,
+                mode as usize,
+                0,
+                0,
+            ],
+        )
+    }
+    .map(|fd| fd as RawFd)
+}
+
+/// A stack for a process that shares our memory: an anonymous mapping with
+/// an inaccessible guard page below it, so that running off its end faults
+/// instead of writing over whatever is mapped next. Unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct Stack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory, owned by this value alone.
+unsafe impl Send for Stack {}
+// SAFETY: &Stack gives no access to the memory.
+unsafe impl Sync for Stack {}
+
+impl Stack {
+    /// Maps `size` usable bytes (committed only as they are touched) plus
+    /// the guard page.
+    pub(crate) fn map(size: usize) -> Result<Stack, i32> {
+        const GUARD: usize = 4096;
+        let len = size + GUARD;
+        // SAFETY: a new anonymous private mapping; no memory of ours is
+        // touched.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(errno());
+        }
+        let stack = Stack { base, len };
+        // SAFETY: the lowest page of the mapping made above.
+        if unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) } != 0 {
+            return Err(errno());
+        }
+        Ok(stack)
+    }
+
+    /// One past the highest usable byte: where a downward-growing stack
+    /// starts.
+    pub(crate) fn top(&self) -> *mut u8 {
+        // SAFETY: len is the length of the mapping at base.
+        unsafe { self.base.cast::<u8>().add(self.len) }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; whoever ran on it is gone (the owners of
+        // a Stack drop it only after reaping that process).
+        unsafe { libc::munmap(self.base, self.len) };
+    }
 }
 
 /// What a fork-like `clone` returned.
@@ -121,7 +295,13 @@ pub(crate) fn close_range(first: u32, last: u32) -> Result<(), i32> {
     }
     // SAFETY: closing fds we own; callers use it only after fork, where the
     // fd table is private to the child.
-    check(unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) }).map(drop)
+    unsafe {
+        call(
+            libc::SYS_close_range,
+            [first as usize, last as usize, 0, 0, 0, 0],
+        )
+    }
+    .map(drop)
 }
 
 /// Closes every fd above 2 except those in `keep` (sorted ascending).
@@ -143,29 +323,26 @@ pub(crate) fn close_all_except(keep: &[RawFd]) -> Result<(), i32> {
 pub(crate) fn write_all(fd: RawFd, mut buf: &[u8]) -> Result<(), i32> {
     while !buf.is_empty() {
         // SAFETY: buf is a live slice of the given length.
-        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-        if n < 0 {
-            let e = errno();
-            if e == libc::EINTR {
-                continue;
-            }
-            return Err(e);
+        let n = unsafe {
+            call(
+                libc::SYS_write,
+                [fd as usize, buf.as_ptr() as usize, buf.len(), 0, 0, 0],
+            )
+        };
+        match n {
+            Ok(n) => buf = &buf[n.min(buf.len())..],
+            Err(libc::EINTR) => continue,
+            Err(e) => return Err(e),
         }
-        buf = &buf[n as usize..];
     }
     Ok(())
 }
 
 /// Opens `path` for writing, writes `content`, closes it.
 pub(crate) fn write_file(path: &CStr, content: &[u8]) -> Result<(), i32> {
-    // SAFETY: path is NUL-terminated; the fd is closed below.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(errno());
-    }
+    let fd = open(path, libc::O_WRONLY | libc::O_CLOEXEC, 0)?;
     let res = write_all(fd, content);
-    // SAFETY: fd was opened above and is closed once.
-    unsafe { libc::close(fd) };
+    close(fd);
     res
 }
 
@@ -177,28 +354,57 @@ pub(crate) fn mount(
     flags: libc::c_ulong,
     data: Option<&CStr>,
 ) -> Result<(), i32> {
-    let ptr = |s: Option<&CStr>| s.map_or(std::ptr::null(), |s| s.as_ptr());
+    let ptr = |s: Option<&CStr>| s.map_or(0, addr);
     // SAFETY: every pointer is null or a NUL-terminated string that
     // outlives the call.
-    check(unsafe {
-        libc::mount(
-            ptr(source),
-            target.as_ptr(),
-            ptr(fstype),
-            flags,
-            ptr(data).cast(),
+    unsafe {
+        call(
+            libc::SYS_mount,
+            [
+                ptr(source),
+                addr(target),
+                ptr(fstype),
+                flags as usize,
+                ptr(data),
+                0,
+            ],
         )
-    } as libc::c_long)
+    }
     .map(drop)
 }
 
 /// The mount flags of the filesystem at `path` that a remount inside a
 /// user namespace must keep (the kernel locks them).
 pub(crate) fn locked_mount_flags(path: &CStr) -> Result<libc::c_ulong, i32> {
-    // SAFETY: an all-zero statvfs is a valid value to be overwritten.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: path is NUL-terminated and st is a live out-parameter.
-    check(unsafe { libc::statvfs(path.as_ptr(), &mut st) } as libc::c_long)?;
+    /// The kernel's `struct statfs` (words are `long`), with room to spare.
+    #[repr(C)]
+    #[derive(Default)]
+    struct KernelStatfs {
+        counts: [libc::c_long; 7],
+        fsid: [libc::c_int; 2],
+        namelen: libc::c_long,
+        frsize: libc::c_long,
+        flags: libc::c_long,
+        spare: [libc::c_long; 12],
+    }
+    let mut st = KernelStatfs::default();
+    // SAFETY: path is NUL-terminated and st is a live out-parameter at
+    // least as large as the kernel's struct statfs.
+    unsafe {
+        call(
+            libc::SYS_statfs,
+            [
+                addr(path),
+                &mut st as *mut KernelStatfs as usize,
+                0,
+                0,
+                0,
+                0,
+            ],
+        )
+    }?;
+    // statfs(2) reports the mount flags as ST_* bits, like statvfs(3).
+    let f_flags = st.flags as libc::c_ulong;
     let mut flags = 0;
     for (st_flag, ms_flag) in [
         (libc::ST_NOSUID, libc::MS_NOSUID),
@@ -208,7 +414,7 @@ pub(crate) fn locked_mount_flags(path: &CStr) -> Result<libc::c_ulong, i32> {
         (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
         (libc::ST_RELATIME, libc::MS_RELATIME),
     ] {
-        if st.f_flag & st_flag != 0 {
+        if f_flags & st_flag != 0 {
             flags |= ms_flag;
         }
     }
@@ -218,7 +424,12 @@ pub(crate) fn locked_mount_flags(path: &CStr) -> Result<libc::c_ulong, i32> {
 /// `mkdir(path, 0755)`; an existing directory is not an error.
 pub(crate) fn mkdir(path: &CStr) -> Result<(), i32> {
     // SAFETY: path is NUL-terminated.
-    match check(unsafe { libc::mkdir(path.as_ptr(), 0o755) } as libc::c_long) {
+    match unsafe {
+        call(
+            libc::SYS_mkdirat,
+            [libc::AT_FDCWD as usize, addr(path), 0o755, 0, 0, 0],
+        )
+    } {
         Err(libc::EEXIST) | Ok(_) => Ok(()),
         Err(e) => Err(e),
     }
@@ -227,26 +438,25 @@ pub(crate) fn mkdir(path: &CStr) -> Result<(), i32> {
 /// Creates an empty file at `path` (to bind a file over); an existing one is
 /// kept.
 pub(crate) fn touch(path: &CStr) -> Result<(), i32> {
-    // SAFETY: path is NUL-terminated; the fd is closed right away.
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
-            0o644,
-        )
-    };
-    if fd < 0 {
-        return Err(errno());
-    }
-    // SAFETY: fd was opened above.
-    unsafe { libc::close(fd) };
+    let fd = open(
+        path,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+        0o644,
+    )?;
+    close(fd);
     Ok(())
 }
 
 /// `sethostname(2)`.
 pub(crate) fn sethostname(name: &[u8]) -> Result<(), i32> {
     // SAFETY: name is a live slice of the given length.
-    check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } as libc::c_long).map(drop)
+    unsafe {
+        call(
+            libc::SYS_sethostname,
+            [name.as_ptr() as usize, name.len(), 0, 0, 0, 0],
+        )
+    }
+    .map(drop)
 }
 
 /// Sets `lo` up with the SIOCSIFFLAGS ioctl: the kernel then assigns
@@ -254,41 +464,85 @@ pub(crate) fn sethostname(name: &[u8]) -> Result<(), i32> {
 /// allocation; everything richer is done over netlink by the parent.
 pub(crate) fn loopback_up() -> Result<(), i32> {
     // SAFETY: plain system call.
-    let sock =
-        check(
-            unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) }
-                as libc::c_long,
-        )? as RawFd;
+    let sock = unsafe {
+        call(
+            libc::SYS_socket,
+            [
+                libc::AF_INET as usize,
+                (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as usize,
+                0,
+                0,
+                0,
+                0,
+            ],
+        )
+    }? as RawFd;
+    let ioctl = |request: libc::Ioctl, req: &mut libc::ifreq| {
+        // SAFETY: req is a live ifreq, which both requests read and
+        // SIOCGIFFLAGS writes.
+        unsafe {
+            call(
+                libc::SYS_ioctl,
+                [
+                    sock as usize,
+                    request as usize,
+                    req as *mut libc::ifreq as usize,
+                    0,
+                    0,
+                    0,
+                ],
+            )
+        }
+    };
     // SAFETY: an all-zero ifreq is valid; the name is set below.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
         *dst = *src as libc::c_char;
     }
-    // SAFETY: req is a live ifreq naming "lo"; SIOCGIFFLAGS fills ifru_flags.
-    let res = check(unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) } as libc::c_long)
-        .and_then(|_| {
-            // SAFETY: ifru_flags is the union member SIOCGIFFLAGS wrote.
-            unsafe {
-                req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-            }
-            // SAFETY: as above, now with the new flags.
-            check(unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) } as libc::c_long)
-        });
-    // SAFETY: sock was opened above.
-    unsafe { libc::close(sock) };
+    let res = ioctl(libc::SIOCGIFFLAGS, &mut req).and_then(|_| {
+        // SAFETY: ifru_flags is the union member SIOCGIFFLAGS wrote.
+        unsafe {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        }
+        ioctl(libc::SIOCSIFFLAGS, &mut req)
+    });
+    close(sock);
     res.map(drop)
 }
 
 /// Sets SIGCHLD to "ignore", which makes the kernel reap our children (and,
 /// for PID 1, every orphan of the namespace) as soon as they exit.
 pub(crate) fn autoreap_children() -> Result<(), i32> {
-    // SAFETY: installing SIG_IGN runs no code of ours in signal context.
-    let old = unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
-    if old == libc::SIG_ERR {
-        Err(errno())
-    } else {
-        Ok(())
+    /// The kernel's `struct sigaction` (not libc's).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
     }
+    let ignore = KernelSigaction {
+        handler: libc::SIG_IGN,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: installing SIG_IGN runs no code of ours in signal context;
+    // the struct and the mask size (8) are the kernel's.
+    unsafe {
+        call(
+            libc::SYS_rt_sigaction,
+            [
+                libc::SIGCHLD as usize,
+                &ignore as *const KernelSigaction as usize,
+                0,
+                8,
+                0,
+                0,
+            ],
+        )
+    }
+    .map(drop)
 }
 
 /// Blocks until `fd` is readable or hung up; retries on EINTR.
@@ -299,9 +553,14 @@ pub(crate) fn wait_readable(fd: RawFd) {
         revents: 0,
     };
     loop {
-        // SAFETY: pfd is a live array of one pollfd.
-        let n = unsafe { libc::poll(&mut pfd, 1, -1) };
-        if n >= 0 || errno() != libc::EINTR {
+        // SAFETY: pfd is a live array of one pollfd; no timeout, no mask.
+        let n = unsafe {
+            call(
+                libc::SYS_ppoll,
+                [&mut pfd as *mut libc::pollfd as usize, 1, 0, 0, 0, 0],
+            )
+        };
+        if n != Err(libc::EINTR) {
             return;
         }
     }
@@ -311,7 +570,12 @@ pub(crate) fn wait_readable(fd: RawFd) {
 pub(crate) fn set_name(name: &CStr) {
     // SAFETY: PR_SET_NAME reads at most 16 bytes from a NUL-terminated
     // string.
-    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+    let _ = unsafe {
+        call(
+            libc::SYS_prctl,
+            [libc::PR_SET_NAME as usize, addr(name), 0, 0, 0, 0],
+        )
+    };
 }
 
 /// Kills the calling process with `SIGKILL` when its parent *thread* dies.
@@ -322,14 +586,27 @@ pub(crate) fn die_with_parent() -> Result<(), i32> {
 
 /// `dup2(2)`; the new fd does not have `FD_CLOEXEC`.
 pub(crate) fn dup2(old: RawFd, new: RawFd) -> Result<(), i32> {
+    if old == new {
+        // What dup2 does then (dup3 refuses): check that old is open.
+        // SAFETY: F_GETFD only reads the fd's flags.
+        return unsafe {
+            call(
+                libc::SYS_fcntl,
+                [old as usize, libc::F_GETFD as usize, 0, 0, 0, 0],
+            )
+        }
+        .map(drop);
+    }
     // SAFETY: plain system call on fd numbers.
-    check(unsafe { libc::dup2(old, new) } as libc::c_long).map(drop)
+    unsafe { call(libc::SYS_dup3, [old as usize, new as usize, 0, 0, 0, 0]) }.map(drop)
 }
 
 /// `_exit(2)`: leaves without running destructors, atexit handlers or
 /// stdio flushes, which belong to the test process.
 pub(crate) fn exit(code: i32) -> ! {
-    // SAFETY: _exit is async-signal-safe and never returns.
+    // SAFETY: exit_group ends every thread of the process; it never returns.
+    let _ = unsafe { call(libc::SYS_exit_group, [code as usize, 0, 0, 0, 0, 0]) };
+    // SAFETY: not reached; _exit is the same call through libc.
     unsafe { libc::_exit(code) }
 }
 
@@ -368,23 +645,31 @@ pub(crate) fn open_tree_clone(path: &CStr) -> Result<RawFd, i32> {
     let flags =
         OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
     // SAFETY: path is NUL-terminated; on success the fd is new and ours.
-    check(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) })
-        .map(|fd| fd as RawFd)
+    unsafe {
+        call(
+            libc::SYS_open_tree,
+            [libc::AT_FDCWD as usize, addr(path), flags as usize, 0, 0, 0],
+        )
+    }
+    .map(|fd| fd as RawFd)
 }
 
 /// Attaches the detached tree `tree` (from [`open_tree_clone`]) at `target`.
 pub(crate) fn move_mount(tree: RawFd, target: &CStr) -> Result<(), i32> {
     // SAFETY: the empty path is a NUL-terminated literal; target too.
-    check(unsafe {
-        libc::syscall(
+    unsafe {
+        call(
             libc::SYS_move_mount,
-            tree,
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
+            [
+                tree as usize,
+                addr(c""),
+                libc::AT_FDCWD as usize,
+                addr(target),
+                MOVE_MOUNT_F_EMPTY_PATH as usize,
+                0,
+            ],
         )
-    })
+    }
     .map(drop)
 }
 

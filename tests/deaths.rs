@@ -112,3 +112,44 @@ fn run_panics_with_the_signal() {
     let ns = Sandbox::new().unwrap();
     ns.run::<_, ()>(|| std::process::abort());
 }
+
+/// Recurses until the stack runs out (the bound is never reached).
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 64]);
+    if std::hint::black_box(depth) == u64::MAX {
+        return 0;
+    }
+    recurse(depth + 1) + frame[7]
+}
+
+/// A closure that overflows its stack hits a guard page and dies by a
+/// signal (SIGSEGV, or SIGABRT where Rust's handler recognises the guard)
+/// instead of writing over whatever memory lies below its stack.
+#[rstest]
+fn a_stack_overflow_kills_only_the_run(#[from(isolated)] ns: Sandbox) {
+    let err = ns.try_run(|| recurse(0)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Killed {
+                signal: "SIGSEGV" | "SIGABRT",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // Deep but bounded recursion still works: the stack is a main thread's.
+    let deep = ns.run(|| {
+        fn down(n: u32) -> u32 {
+            let frame = std::hint::black_box([n; 128]);
+            if n == 0 {
+                0
+            } else {
+                down(n - 1) + frame[1] - n + 1
+            }
+        }
+        down(5_000)
+    });
+    assert_eq!(deep, 5_000);
+    assert_eq!(ns.run(|| 3), 3);
+}

@@ -1,0 +1,139 @@
+//! A sandbox costs no copy of the test process's memory: its init process
+//! shares that memory instead of getting a copy-on-write one (x86_64 and
+//! aarch64), and nothing of the test process runs in it.
+//!
+//! Own test binary: one test installs a signal handler, which is state of
+//! the whole process, and one counts page faults, which any fork of the
+//! process (a run) causes: the tests here take turns.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+use hermetic::Sandbox;
+
+/// Whether the sandbox's init process shares memory with the caller.
+const SHARES_MEMORY: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+
+/// kcmp(2): do processes `a` and `b` share their address space?
+fn same_memory(a: u32, b: u32) -> Result<bool, std::io::Error> {
+    const KCMP_VM: libc::c_int = 1;
+    // SAFETY: kcmp only compares kernel objects of the two processes.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, a, b, KCMP_VM, 0, 0) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r == 0)
+    }
+}
+
+#[test]
+fn the_sandbox_init_shares_the_test_process_memory() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = Sandbox::new().unwrap();
+    match same_memory(std::process::id(), ns.pid()) {
+        Ok(same) => assert_eq!(same, SHARES_MEMORY),
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            println!("skipped: this kernel has no kcmp(2) ({e})");
+        }
+        Err(e) => panic!("kcmp: {e}"),
+    }
+    // A run, by contrast, works on a copy: what it writes stays there.
+    let mut here = vec![1u8; 4096];
+    let there = ns.run(|| {
+        here.iter_mut().for_each(|b| *b = 2);
+        here.iter().map(|&b| u64::from(b)).sum::<u64>()
+    });
+    assert_eq!(there, 2 * 4096);
+    assert!(here.iter().all(|&b| b == 1));
+}
+
+/// Minor page faults of the calling thread so far.
+fn minor_faults() -> i64 {
+    // SAFETY: an all-zero rusage is valid; getrusage fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_THREAD writes one rusage to the live local.
+    let r = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    assert_eq!(r, 0);
+    usage.ru_minflt
+}
+
+/// With a copy-on-write init process, every page the test writes after
+/// creating a sandbox would fault and be copied; sharing, none does.
+#[test]
+fn writing_memory_after_creating_a_sandbox_copies_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !SHARES_MEMORY {
+        println!("skipped: the sandbox's init process gets a copy on this target");
+        return;
+    }
+    const LEN: usize = 64 << 20;
+    // SAFETY: a new private anonymous mapping, unmapped below.
+    let buf = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            LEN,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(buf, libc::MAP_FAILED);
+    // Small pages, so that faults count pages whatever the THP setting.
+    // SAFETY: advice on our own mapping.
+    unsafe { libc::madvise(buf, LEN, libc::MADV_NOHUGEPAGE) };
+    // SAFETY: buf is LEN writable bytes, ours alone.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), LEN) };
+    bytes.iter_mut().step_by(4096).for_each(|b| *b = 1);
+
+    let ns = Sandbox::new().unwrap();
+    let before = minor_faults();
+    bytes.iter_mut().step_by(4096).for_each(|b| *b = 2);
+    let faults = minor_faults() - before;
+    let pages = (LEN / 4096) as i64;
+    assert!(
+        faults < pages / 16,
+        "{faults} page faults rewriting {pages} pages after creating a sandbox"
+    );
+    drop(ns);
+    // SAFETY: the mapping made above, no longer borrowed.
+    unsafe { libc::munmap(buf, LEN) };
+}
+
+static HANDLER_RAN: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn note_signal(_: libc::c_int) {
+    HANDLER_RAN.store(true, Ordering::SeqCst);
+}
+
+/// The init process shares the test's memory, so a handler of the test's
+/// running there would act on the test's data: it blocks every signal, and
+/// only SIGKILL (what dropping the sandbox sends) ends it.
+#[test]
+fn signals_sent_to_the_sandbox_init_run_no_code_of_the_test() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: the handler only stores to an atomic.
+    let installed = unsafe {
+        libc::signal(
+            libc::SIGUSR1,
+            note_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        )
+    };
+    assert_ne!(installed, libc::SIG_ERR);
+    let ns = Sandbox::new().unwrap();
+    for sig in [libc::SIGUSR1, libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: signalling our own child, the sandbox's init process.
+        assert_eq!(unsafe { libc::kill(ns.pid() as libc::pid_t, sig) }, 0);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(ns.is_alive(), "the init process died of a signal");
+    assert_eq!(ns.run(|| 7), 7);
+    assert!(
+        !HANDLER_RAN.load(Ordering::SeqCst),
+        "the test's SIGUSR1 handler ran in the sandbox's init process"
+    );
+    // SAFETY: restoring the default disposition.
+    unsafe { libc::signal(libc::SIGUSR1, libc::SIG_DFL) };
+}
