@@ -217,7 +217,8 @@ impl Runner {
     /// Reads what the pipe holds now into `reader`, until the frame is
     /// complete or the pipe is empty.
     fn read_available(&mut self, reader: &mut FrameReader) -> Result<(), Error> {
-        let mut buf = vec![0u8; 64 * 1024];
+        // A frame is usually a few bytes; bigger ones take more reads.
+        let mut buf = [0u8; 16 * 1024];
         while reader.frame().is_none() {
             match nix::unistd::read(&self.result, &mut buf) {
                 Ok(0) => break,

@@ -217,6 +217,7 @@ impl SandboxBuilder {
             killed: Arc::new(AtomicBool::new(false)),
             output,
             holder_stack,
+            holder_children: std::sync::OnceLock::new(),
         };
         match sandbox.await_ready(&ready_r) {
             Ok(None) => Ok(sandbox),
@@ -273,6 +274,8 @@ pub struct Sandbox {
     /// The stack of a holder that shares our memory (see
     /// `child::clone_holder`); unmapped only once the holder is reaped.
     holder_stack: Option<sys::Stack>,
+    /// `/proc/HOLDER/task/HOLDER/children`, once a run asked.
+    holder_children: std::sync::OnceLock<Option<std::fs::File>>,
 }
 
 impl std::fmt::Debug for Output {
@@ -548,8 +551,16 @@ impl Sandbox {
     /// forwarding thread takes over the output pipes.
     fn forward_if_left_running(&self) {
         if !self.output.readers_to_poll().is_empty() {
-            let path = format!("/proc/{0}/task/{0}/children", self.holder_pid);
-            let left = std::fs::read_to_string(path).map_or(true, |c| !c.trim().is_empty());
+            // The list of the holder's children, opened once and read again
+            // from the start each time.
+            let children = self.holder_children.get_or_init(|| {
+                std::fs::File::open(format!("/proc/{0}/task/{0}/children", self.holder_pid)).ok()
+            });
+            let mut buf = [0u8; 16];
+            let left = children
+                .as_ref()
+                .and_then(|f| std::os::unix::fs::FileExt::read_at(f, &mut buf, 0).ok())
+                .is_none_or(|n| n > 0);
             if left {
                 // Without a thread, output still reaches the test at the
                 // next run or at drop.
