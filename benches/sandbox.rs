@@ -10,7 +10,10 @@
 //! - one more run on a live sandbox vs `fork` + `wait`;
 //! - two threads creating sandboxes at once, per sandbox, vs one thread
 //!   (below 1/1.2 = 0.83 means at least 1.2x the throughput);
-//! - `unshare(1)` and `bwrap`, when installed, vs the raw clone.
+//! - `unshare(1)` and `bwrap`, when installed, vs the raw clone;
+//! - with a test process holding 256 MiB of written memory: a run vs fork +
+//!   wait, and a sandbox with and without one run vs the raw clone, all
+//!   from that process.
 
 use std::hint::black_box;
 use std::process::{Command, Stdio};
@@ -138,6 +141,9 @@ fn case<'a>(
 }
 
 const RAW: &str = "raw clone(2) + wait, same namespaces";
+const RAW_HEAP: &str = "raw clone(2) + wait, 256 MiB heap";
+const FORK_HEAP: &str = "fork + wait, 256 MiB heap";
+const HEAP_MB: usize = 256;
 const FORK: &str = "fork + wait";
 
 fn main() {
@@ -231,6 +237,40 @@ fn main() {
     let (process_only, with_namespaces) = cases.split_at_mut(split);
     measure(process_only, rounds, n);
     measure(with_namespaces, rounds, n);
+
+    // The same with a test process that holds 256 MiB of written memory:
+    // every fork-like clone copies its page tables, which a sandbox's init
+    // process (sharing the memory) does not; a run, a copy by design, does.
+    let heap = vec![1u8; HEAP_MB << 20];
+    black_box(&heap);
+    let mut heavy: Vec<Case<'_>> = vec![
+        case(FORK_HEAP, None, 4, Box::new(fork_wait)),
+        case(
+            "run(|| ()) on a live sandbox, 256 MiB heap",
+            Some(FORK_HEAP),
+            4,
+            Box::new(|| live.run(|| ())),
+        ),
+        case(RAW_HEAP, None, 4, Box::new(raw_clone_wait)),
+        case(
+            "sandbox: create + drop, 256 MiB heap",
+            Some(RAW_HEAP),
+            4,
+            Box::new(|| drop(black_box(Sandbox::new().unwrap()))),
+        ),
+        case(
+            "sandbox: create + run + drop, 256 MiB heap",
+            Some(RAW_HEAP),
+            4,
+            Box::new(|| {
+                let ns = Sandbox::new().unwrap();
+                ns.run(|| ());
+            }),
+        ),
+    ];
+    measure(&mut heavy, rounds.min(7), n);
+    drop(heap);
+    cases.extend(heavy);
 
     println!("\n{:<50} {:>12} {:>8}  against", "case", "median", "ratio");
     for c in &cases {
