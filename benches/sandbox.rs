@@ -1,7 +1,8 @@
 //! What a sandbox costs, as ratios to what the kernel itself charges,
 //! measured side by side in one run.
 //!
-//! `cargo bench` (or `cargo bench --bench sandbox -- --quick`). Each case is
+//! `cargo bench` (or `cargo bench --bench sandbox -- --quick`; add
+//! `--svg docs/bench-sandbox.svg` to draw the ratios). Each case is
 //! timed in rounds; the table shows the median of the rounds' per-operation
 //! means, and each case's ratio to its baseline:
 //!
@@ -273,23 +274,71 @@ fn main() {
     cases.extend(heavy);
 
     println!("\n{:<50} {:>12} {:>8}  against", "case", "median", "ratio");
+    let mut rows = Vec::new();
     for c in &cases {
-        let (ratio, against) = match c.baseline {
-            Some(b) => {
-                let base = cases.iter().find(|x| x.name == b).unwrap().median();
-                (
-                    format!("{:.2}x", c.median().as_secs_f64() / base.as_secs_f64()),
-                    b,
-                )
-            }
-            None => ("1.00x".into(), "(baseline)"),
-        };
+        let ratio = c.baseline.map(|b| {
+            let base = cases.iter().find(|x| x.name == b).unwrap().median();
+            c.median().as_secs_f64() / base.as_secs_f64()
+        });
         println!(
             "{:<50} {:>9.1} us {:>8}  {}",
             c.name,
             c.median().as_secs_f64() * 1e6,
-            ratio,
-            against
+            ratio.map_or("1.00x".into(), |r| format!("{r:.2}x")),
+            c.baseline.unwrap_or("(baseline)")
+        );
+        if let Some(r) = ratio {
+            rows.push((c.name, r, c.baseline.unwrap_or_default()));
+        }
+    }
+    if let Some(path) = std::env::args().skip_while(|a| a != "--svg").nth(1) {
+        std::fs::write(&path, svg(&rows)).unwrap();
+        println!("\nwrote {path}");
+    }
+}
+
+/// A horizontal bar chart of the ratios, with the 1x, 1.5x and 2x lines.
+fn svg(rows: &[(&str, f64, &str)]) -> String {
+    const LABEL: f64 = 330.0;
+    const BAR: f64 = 300.0;
+    const ROW: f64 = 34.0;
+    let max = rows.iter().map(|r| r.1).fold(3.0_f64, f64::max).ceil();
+    let x = |ratio: f64| LABEL + BAR * ratio / max;
+    let height = 40.0 + ROW * rows.len() as f64;
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{height}\" \
+         font-family=\"sans-serif\" font-size=\"11\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
+        w = LABEL + BAR + 70.0
+    );
+    for (mark, colour) in [(1.0, "#888"), (1.5, "#4a4"), (2.0, "#c84")] {
+        out += &format!(
+            "<line x1=\"{0}\" x2=\"{0}\" y1=\"20\" y2=\"{1}\" stroke=\"{colour}\" \
+             stroke-dasharray=\"3 3\"/><text x=\"{0}\" y=\"14\" text-anchor=\"middle\">\
+             {mark}x</text>\n",
+            x(mark),
+            height - 10.0
         );
     }
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    for (i, (name, ratio, against)) in rows.iter().enumerate() {
+        let y = 26.0 + ROW * i as f64;
+        let (name, against) = (escape(name), escape(against));
+        out += &format!(
+            "<text x=\"{lx}\" y=\"{ty}\" text-anchor=\"end\">{name}</text>\n\
+             <text x=\"{lx}\" y=\"{ay}\" text-anchor=\"end\" fill=\"#666\">vs {against}</text>\n\
+             <rect x=\"{LABEL}\" y=\"{y}\" width=\"{bw:.1}\" height=\"18\" fill=\"#469\"/>\n\
+             <text x=\"{tx:.1}\" y=\"{ty}\">{ratio:.2}x</text>\n",
+            lx = LABEL - 8.0,
+            ty = y + 9.0,
+            ay = y + 21.0,
+            bw = x(*ratio) - LABEL,
+            tx = x(*ratio) + 4.0,
+        );
+    }
+    out + "</svg>\n"
 }

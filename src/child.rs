@@ -491,15 +491,18 @@ pub(crate) fn clone_holder(
     ready: RawFd,
     lifeline: RawFd,
 ) -> Result<(libc::pid_t, std::os::fd::OwnedFd, Option<sys::Stack>), i32> {
-    if !sys::CALLS_SHARE_NOTHING {
+    let copy = || {
         // SAFETY: the child only runs holder_main, which follows the
         // after-fork rules of this module, and never returns.
-        return match unsafe { sys::clone_fork(flags | libc::CLONE_PIDFD as libc::c_ulong) }? {
+        match unsafe { sys::clone_fork(flags | libc::CLONE_PIDFD as libc::c_ulong) }? {
             sys::Forked::Child => holder_main(steps, ready, lifeline),
             sys::Forked::Parent { pid, pidfd } => {
                 Ok((pid, pidfd.expect("CLONE_PIDFD was set"), None))
             }
-        };
+        }
+    };
+    if !sys::CALLS_SHARE_NOTHING {
+        return copy();
     }
     let stack = sys::Stack::map(HOLDER_STACK)?;
     // Below the top, aligned for the struct and for a stack pointer (16).
@@ -547,10 +550,13 @@ pub(crate) fn clone_holder(
         Some(&previous),
         None,
     );
-    if pid < 0 {
-        return Err(clone_errno);
+    match pid {
+        // A kernel that refuses this combination of flags (none known) may
+        // still take the copying clone.
+        _ if pid < 0 && clone_errno == libc::EINVAL => copy(),
+        _ if pid < 0 => Err(clone_errno),
+        _ => Ok((pid, sys::owned_fd(pidfd), Some(stack))),
     }
-    Ok((pid, sys::owned_fd(pidfd), Some(stack)))
 }
 
 extern "C" fn holder_entry(arg: *mut libc::c_void) -> libc::c_int {
