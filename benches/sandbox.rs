@@ -32,9 +32,10 @@ const NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
     | libc::CLONE_NEWUTS
     | libc::CLONE_NEWIPC;
 
-/// clone(2) with the sandbox's namespace flags; the child exits at once.
-fn raw_clone_wait() {
-    // SAFETY: fork-like clone; the child only calls _exit.
+/// clone(2) with the sandbox's namespace flags; the child runs `child`
+/// (system calls only) and exits; the caller waits for it.
+fn raw_clone_then(child: impl FnOnce()) {
+    // SAFETY: fork-like clone; the child only runs `child`, then _exit.
     let pid = unsafe {
         libc::syscall(
             libc::SYS_clone,
@@ -46,8 +47,11 @@ fn raw_clone_wait() {
         )
     };
     match pid {
-        // SAFETY: _exit is async-signal-safe; the child does nothing else.
-        0 => unsafe { libc::_exit(0) },
+        0 => {
+            child();
+            // SAFETY: _exit is async-signal-safe; nothing else follows.
+            unsafe { libc::_exit(0) }
+        }
         p if p < 0 => panic!("clone: {}", std::io::Error::last_os_error()),
         p => {
             let mut status = 0;
@@ -57,66 +61,52 @@ fn raw_clone_wait() {
     }
 }
 
+/// The raw clone; the child exits at once.
+fn raw_clone_wait() {
+    raw_clone_then(|| ());
+}
+
 /// The same clone, with the child doing by hand what a sandbox's init
 /// process does before it is ready: id maps, private mount propagation,
 /// proc, sysfs and tmpfs mounts, `lo` up. What the kernel charges for a
 /// usable sandbox; the strings are prepared before cloning.
 fn raw_clone_setup_wait(maps: &[(std::ffi::CString, std::ffi::CString); 3]) {
-    // SAFETY: fork-like clone; the child makes only system calls on
-    // prepared data, then _exit.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (NAMESPACES | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if pid == 0 {
-        // SAFETY: system calls on NUL-terminated literals and prepared
-        // strings, in the child only; every path ends in _exit.
-        unsafe {
-            for (path, content) in maps {
-                let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
-                libc::write(fd, content.as_ptr().cast(), content.as_bytes().len());
-                libc::close(fd);
-            }
-            let (null, no_data) = (std::ptr::null(), std::ptr::null());
-            libc::mount(
-                null,
-                c"/".as_ptr(),
-                null,
-                libc::MS_REC | libc::MS_PRIVATE,
-                no_data,
-            );
-            let nosuid = libc::MS_NOSUID | libc::MS_NODEV;
-            for (fs, target, flags) in [
-                (c"proc", c"/proc", nosuid | libc::MS_NOEXEC),
-                (
-                    c"sysfs",
-                    c"/sys",
-                    nosuid | libc::MS_NOEXEC | libc::MS_RDONLY,
-                ),
-                (c"tmpfs", c"/tmp", nosuid),
-            ] {
-                libc::mount(fs.as_ptr(), target.as_ptr(), fs.as_ptr(), flags, no_data);
-            }
-            let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-            let mut req: libc::ifreq = std::mem::zeroed();
-            req.ifr_name[0] = b'l' as libc::c_char;
-            req.ifr_name[1] = b'o' as libc::c_char;
-            libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req);
-            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            libc::ioctl(sock, libc::SIOCSIFFLAGS, &req);
-            libc::_exit(0);
+    // SAFETY: system calls on NUL-terminated literals and prepared strings,
+    // in the cloned child only.
+    raw_clone_then(|| unsafe {
+        for (path, content) in maps {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
+            libc::write(fd, content.as_ptr().cast(), content.as_bytes().len());
+            libc::close(fd);
         }
-    }
-    assert!(pid > 0, "clone: {}", std::io::Error::last_os_error());
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+        let (null, no_data) = (std::ptr::null(), std::ptr::null());
+        libc::mount(
+            null,
+            c"/".as_ptr(),
+            null,
+            libc::MS_REC | libc::MS_PRIVATE,
+            no_data,
+        );
+        let nosuid = libc::MS_NOSUID | libc::MS_NODEV;
+        for (fs, target, flags) in [
+            (c"proc", c"/proc", nosuid | libc::MS_NOEXEC),
+            (
+                c"sysfs",
+                c"/sys",
+                nosuid | libc::MS_NOEXEC | libc::MS_RDONLY,
+            ),
+            (c"tmpfs", c"/tmp", nosuid),
+        ] {
+            libc::mount(fs.as_ptr(), target.as_ptr(), fs.as_ptr(), flags, no_data);
+        }
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        let mut req: libc::ifreq = std::mem::zeroed();
+        req.ifr_name[0] = b'l' as libc::c_char;
+        req.ifr_name[1] = b'o' as libc::c_char;
+        libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req);
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        libc::ioctl(sock, libc::SIOCSIFFLAGS, &req);
+    });
 }
 
 /// What [`raw_clone_setup_wait`] writes: the id maps of the caller.
