@@ -13,8 +13,9 @@
 //!   runner directly; the runner shares the joiner's memory (`CLONE_VM`) and
 //!   the joiner sleeps until it exits (`CLONE_VFORK`), then exits too;
 //! - the **runner**, in the sandbox's PID namespace: it points fds 1 and 2 at
-//!   the sandbox's output pipes and runs the user's closure on a fresh thread,
-//!   sending back one frame.
+//!   the sandbox's output pipes and runs the user's closure (on its own
+//!   thread, with thread-local storage free of libtest's capture, see
+//!   [`spare_tls`]), sending back one frame.
 //!
 //! # Safety
 //!
@@ -238,6 +239,91 @@ pub(crate) fn capture_possible() -> bool {
     possible
 }
 
+/// The thread pointer of a thread of this process that was made only to
+/// lend its thread-local storage to runners: made once, on first need, with
+/// `pthread_create` (so no libtest capture was ever set on it), on a stack
+/// of our own (so that glibc, in a forked child, forgets it instead of
+/// recycling its memory for a new thread), and parked for good.
+///
+/// A runner is a new task in the joiner's private copy of our memory. By
+/// default it runs with the forking test thread's TLS, where libtest keeps
+/// its capture of `println!`, which in a copy would swallow the closure's
+/// output, and where the test thread's thread-locals have whatever values
+/// it gave them. Cloned with `CLONE_SETTLS` onto this thread's TLS (its copy
+/// in the joiner's memory, which no one else uses), the closure starts with
+/// fresh thread-locals, as on a new thread, prints to fd 1 from the
+/// runner's own thread, and no thread has to be started per run.
+///
+/// Why the copy is sound to use: glibc's `fork` forgets, in the child, the
+/// threads that live on stacks of their own (`user_stack`) without
+/// touching their TCB, so the copy keeps a complete, initialised TCB with
+/// its stack guard, its own (never used) thread id and pristine thread
+/// locals: the parked thread runs no Rust code that uses them. The kernel
+/// gives a `CLONE_VM` task no rseq area or robust futex list of its own, so
+/// it writes nothing into the TCB either.
+///
+/// `None` where this is not known to hold (other C libraries and targets),
+/// or with `HERMETIC_RUNNER_THREAD=1` in the environment: runs then start a
+/// thread for the closure instead, which costs about 0.1 ms more.
+pub(crate) fn spare_tls() -> Option<usize> {
+    static SPARE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *SPARE.get_or_init(|| {
+        let opted_out = std::env::var_os("HERMETIC_RUNNER_THREAD").is_some_and(|v| v != "0");
+        if opted_out
+            || !cfg!(all(
+                target_env = "gnu",
+                any(target_arch = "x86_64", target_arch = "aarch64")
+            ))
+        {
+            return None;
+        }
+        park_a_thread()
+    })
+}
+
+fn park_a_thread() -> Option<usize> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static TP: AtomicUsize = AtomicUsize::new(0);
+    extern "C" fn parked(_: *mut libc::c_void) -> *mut libc::c_void {
+        TP.store(
+            sys::thread_pointer().unwrap_or(usize::MAX),
+            Ordering::Release,
+        );
+        sys::set_name(c"hermetic-tls");
+        loop {
+            // SAFETY: waits for a signal; handlers glibc sends to every
+            // thread (setxid) run and return here.
+            unsafe { libc::pause() };
+        }
+    }
+    // Never unmapped: the thread lives as long as the process. glibc puts
+    // the TCB and the static TLS (all of std's and the test's thread locals)
+    // at its top; the rest is committed only if touched.
+    let stack = std::mem::ManuallyDrop::new(sys::Stack::map(1 << 20).ok()?);
+    let (bottom, size) = stack.usable();
+    // SAFETY: attr is initialised before use and destroyed after; the stack
+    // is ours and outlives the thread; `parked` never returns.
+    let started = unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        let mut thread: libc::pthread_t = std::mem::zeroed();
+        let ok = libc::pthread_attr_init(&mut attr) == 0
+            && libc::pthread_attr_setstack(&mut attr, bottom, size) == 0
+            && libc::pthread_create(&mut thread, &attr, parked, std::ptr::null_mut()) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        ok
+    };
+    if !started {
+        return None;
+    }
+    loop {
+        match TP.load(Ordering::Acquire) {
+            0 => std::thread::yield_now(),
+            usize::MAX => return None,
+            tp => return Some(tp),
+        }
+    }
+}
+
 /// Installs, once per process, a panic hook that records where the
 /// closure of a runner panicked instead of printing it (the test process
 /// re-raises the panic with that location); every other panic goes to the
@@ -274,14 +360,15 @@ struct Job<F> {
 
 /// Runs `f` in the runner and sends its frame to `result`; never returns.
 ///
-/// `stdout` and `stderr` become fds 1 and 2. Where libtest may be capturing
-/// output, the closure runs on a fresh thread made with `pthread_create`:
-/// threads made by std inherit libtest's per-thread output capture, which in
-/// a forked child would swallow `println!`; a raw thread prints to fd 1,
-/// which the test process forwards into the test's own output. Where nothing
-/// captures (see [`capture_possible`]), the closure runs on this thread and
-/// the thread is saved.
-pub(crate) fn serve<F, T>(f: F, result: RawFd, stdout: RawFd, stderr: RawFd) -> !
+/// `stdout` and `stderr` become fds 1 and 2. The closure runs on this
+/// thread (`inline`) when libtest cannot be capturing (see
+/// [`capture_possible`]) or when the runner borrowed a clean TLS (see
+/// [`spare_tls`]). Otherwise it runs on a fresh thread made with
+/// `pthread_create`: the runner then has the forking test thread's TLS, whose
+/// libtest capture would swallow `println!` in this copy, and threads made by
+/// std inherit that capture; a raw thread prints to fd 1, which the test
+/// process forwards into the test's own output.
+pub(crate) fn serve<F, T>(f: F, result: RawFd, stdout: RawFd, stderr: RawFd, inline: bool) -> !
 where
     F: FnOnce() -> T,
     T: Serialize,
@@ -297,7 +384,7 @@ where
     // SAFETY: attr is initialised by pthread_attr_init before use; job
     // outlives the thread, which we join.
     unsafe {
-        if !CAPTURE_POSSIBLE.load(std::sync::atomic::Ordering::Relaxed) {
+        if inline || !CAPTURE_POSSIBLE.load(std::sync::atomic::Ordering::Relaxed) {
             closure_thread::<F, T>((&mut job as *mut Job<F>).cast());
         } else {
             let mut attr: libc::pthread_attr_t = std::mem::zeroed();
@@ -592,6 +679,9 @@ struct Launch<F> {
     pid: libc::pid_t,
     /// std's stdio locks, taken before the fork; the runner releases them.
     locks: Option<(std::io::StdoutLock<'static>, std::io::StderrLock<'static>)>,
+    /// The thread pointer the runner starts with, if not the joiner's (see
+    /// [`spare_tls`]).
+    tls: Option<usize>,
 }
 
 /// The joiner's second half: starts the runner as a sibling
@@ -617,7 +707,12 @@ where
             sys::exit(1);
         }
     };
-    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT | libc::CLONE_PARENT_SETTID;
+    let mut flags =
+        libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT | libc::CLONE_PARENT_SETTID;
+    if launch.tls.is_some() {
+        flags |= libc::CLONE_SETTLS;
+    }
+    let tls = launch.tls.unwrap_or(0) as *mut libc::c_void;
     let pid_slot: *mut libc::pid_t = &mut launch.pid;
     // SAFETY: the stack grows down from the end of the mapping; the child
     // runs runner_entry with `launch`, which stays alive because this frame
@@ -630,6 +725,8 @@ where
             flags,
             (launch as *mut Launch<F>).cast(),
             pid_slot,
+            tls,
+            std::ptr::null_mut::<libc::pid_t>(),
         )
     };
     if ret < 0 {
@@ -652,7 +749,7 @@ where
     drop(launch.locks.take());
     let f = launch.f.take().expect("the runner starts once");
     let fds = &launch.fds;
-    serve(f, fds.result, fds.stdout, fds.stderr)
+    serve(f, fds.result, fds.stdout, fds.stderr, launch.tls.is_some())
 }
 
 /// Forks the joiner, which starts the runner for `f`. Returns the joiner's
@@ -664,7 +761,11 @@ where
     T: Serialize,
 {
     install_panic_hook();
+    // The runner borrows a clean TLS: the closure's thread-locals start
+    // fresh, as on a new thread, and are free of libtest's capture. Without
+    // one, serve() starts a thread where libtest may capture.
     capture_possible();
+    let tls = spare_tls();
     // std's stdout and stderr are behind locks that any thread may hold for
     // a moment (libtest's main thread prints "test ... ok" through them).
     // Forked while another thread holds one, the child could never print or
@@ -685,6 +786,7 @@ where
                 report: plan.report,
                 pid: 0,
                 locks: Some((stdout, stderr)),
+                tls,
             };
             launch_runner::<F, T>(&mut launch)
         }

@@ -125,8 +125,10 @@
 //! Only the calling thread exists in the child, so:
 //!
 //! - a lock another thread held at the moment of `fork` (a `Mutex` of
-//!   yours, or std's stdout lock while another thread was printing) stays
-//!   locked forever in the child: avoid locks shared with other threads;
+//!   yours) stays locked forever in the child: avoid locks shared with
+//!   other threads (std's stdout and stderr locks are taken care of);
+//! - thread-locals start fresh, as on a new thread: values the test thread
+//!   gave them are not seen;
 //! - the closure sees a snapshot of memory: changes it makes are not seen
 //!   by the test, only its result is;
 //! - other threads' work (thread pools, async runtimes) does not exist in
@@ -146,7 +148,9 @@
 //! its mounts, network devices and tmpfs contents with its namespaces. A
 //! sandbox costs one process (the holder), a pidfd and four pipe fds, and,
 //! once something in it can print between runs, one output-forwarding
-//! thread, all released on drop.
+//! thread, all released on drop. Once per test process, one thread named
+//! `hermetic-tls` is parked for good: runs borrow a copy of its (unused)
+//! thread-local storage, see the README's Performance section.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 

@@ -146,6 +146,9 @@ pub(crate) fn open(path: &CStr, flags: libc::c_int, mode: libc::mode_t) -> Resul
     .map(|fd| fd as RawFd)
 }
 
+/// The size of a [`Stack`]'s guard page.
+const GUARD: usize = 4096;
+
 /// A stack for a process that shares our memory: an anonymous mapping with
 /// an inaccessible guard page below it, so that running off its end faults
 /// instead of writing over whatever is mapped next. Unmapped on drop.
@@ -164,7 +167,6 @@ impl Stack {
     /// Maps `size` usable bytes (committed only as they are touched) plus
     /// the guard page.
     pub(crate) fn map(size: usize) -> Result<Stack, i32> {
-        const GUARD: usize = 4096;
         let len = size + GUARD;
         // SAFETY: a new anonymous private mapping; no memory of ours is
         // touched.
@@ -189,6 +191,15 @@ impl Stack {
         Ok(stack)
     }
 
+    /// The usable part, above the guard page: its lowest address and size.
+    pub(crate) fn usable(&self) -> (*mut libc::c_void, usize) {
+        // SAFETY: the guard page is the first page of the mapping.
+        (
+            unsafe { self.base.cast::<u8>().add(GUARD) }.cast(),
+            self.len - GUARD,
+        )
+    }
+
     /// One past the highest usable byte: where a downward-growing stack
     /// starts.
     pub(crate) fn top(&self) -> *mut u8 {
@@ -203,6 +214,32 @@ impl Drop for Stack {
         // a Stack drop it only after reaping that process).
         unsafe { libc::munmap(self.base, self.len) };
     }
+}
+
+/// The calling thread's thread pointer: the value `CLONE_SETTLS` gives a
+/// new task (the TCB address on x86_64, `TPIDR_EL0` on aarch64).
+pub(crate) fn thread_pointer() -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let tp: usize;
+        // SAFETY: reads the first word of the TCB, which glibc and musl
+        // both keep pointing at the TCB itself (the fs base).
+        unsafe {
+            std::arch::asm!("mov {}, fs:0", out(reg) tp, options(nostack, readonly, preserves_flags));
+        }
+        Some(tp)
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let tp: usize;
+        // SAFETY: reads the thread pointer register; no memory is touched.
+        unsafe {
+            std::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nostack, nomem, preserves_flags));
+        }
+        Some(tp)
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    None
 }
 
 /// What a fork-like `clone` returned.

@@ -23,6 +23,9 @@ fn helper_prints_inside_then_fails() {
         println!("marker-println");
         eprintln!("marker-eprintln");
         print!("marker-no-newline");
+        std::thread::spawn(|| println!("marker-thread"))
+            .join()
+            .unwrap();
         let status = std::process::Command::new("sh")
             .args([
                 "-c",
@@ -50,10 +53,11 @@ fn helper_prints_inside_then_fails() {
     panic!("helper fails on purpose");
 }
 
-const MARKERS: [&str; 7] = [
+const MARKERS: [&str; 8] = [
     "marker-println",
     "marker-eprintln",
     "marker-no-newline",
+    "marker-thread",
     "marker-subprocess-stdout",
     "marker-subprocess-stderr",
     "marker-spawned",
@@ -62,8 +66,17 @@ const MARKERS: [&str; 7] = [
 
 #[test]
 fn captured_output_is_shown_when_the_test_fails() {
-    // libtest's default: output captured per test, shown on failure.
-    let out = run_self("helper_prints_inside_then_fails", &[(HELPER_ENV, "1")], &[]);
+    // libtest's default: output captured per test, shown on failure. The
+    // runner runs the closure with thread-local storage free of libtest's
+    // capture; the second time, on a thread of its own, as it does where it
+    // cannot (HERMETIC_RUNNER_THREAD=1 asks for that).
+    for way in ["0", "1"] {
+        captured_output_is_shown(&[(HELPER_ENV, "1"), ("HERMETIC_RUNNER_THREAD", way)]);
+    }
+}
+
+fn captured_output_is_shown(env: &[(&str, &str)]) {
+    let out = run_self("helper_prints_inside_then_fails", env, &[]);
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     // libtest prints the failed test's captured output under this heading.
@@ -93,6 +106,7 @@ fn uncaptured_output_reaches_the_test_process_streams() {
     for marker in [
         "marker-println",
         "marker-no-newline",
+        "marker-thread",
         "marker-subprocess-stdout",
         "marker-spawned",
     ] {

@@ -141,3 +141,26 @@ fn a_result_that_cannot_be_encoded_is_an_error(#[from(isolated)] ns: Sandbox) {
         "{err}"
     );
 }
+
+thread_local! {
+    static COUNTER: std::cell::Cell<u32> = const { std::cell::Cell::new(1) };
+    static LIST: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![1, 2, 3]);
+}
+
+/// A closure's thread-locals start fresh, as on a new thread, whatever the
+/// test thread did with them, and what a run does to them stays there.
+#[rstest]
+fn thread_locals_start_fresh_in_every_run(#[from(isolated)] ns: Sandbox) {
+    COUNTER.with(|c| c.set(5));
+    LIST.with(|l| l.borrow_mut().push(4));
+    let seen = || (COUNTER.with(|c| c.get()), LIST.with(|l| l.borrow().len()));
+    assert_eq!(ns.run(seen), (1, 3));
+    let changed = ns.run(|| {
+        COUNTER.with(|c| c.set(9));
+        LIST.with(|l| l.borrow_mut().clear());
+        seen()
+    });
+    assert_eq!(changed, (9, 0));
+    assert_eq!(ns.run(seen), (1, 3));
+    assert_eq!(seen(), (5, 4));
+}
