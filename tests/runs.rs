@@ -164,3 +164,32 @@ fn thread_locals_start_fresh_in_every_run(#[from(isolated)] ns: Sandbox) {
     assert_eq!(ns.run(seen), (1, 3));
     assert_eq!(seen(), (5, 4));
 }
+
+/// The runner is a proper thread to the C library too: a recursive pthread
+/// mutex it holds (glibc tells owners apart by the thread id it keeps in
+/// each thread's control block) is busy for another thread.
+#[rstest]
+fn c_library_locks_know_the_closure_thread(#[from(isolated)] ns: Sandbox) {
+    let busy_elsewhere = ns.run(|| {
+        // SAFETY: a process-private recursive mutex, initialised before use
+        // and boxed so that its address stays put; the other thread only
+        // tries to lock it.
+        unsafe {
+            let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+            libc::pthread_mutexattr_init(&mut attr);
+            libc::pthread_mutexattr_settype(&mut attr, libc::PTHREAD_MUTEX_RECURSIVE);
+            let m: &'static mut libc::pthread_mutex_t = Box::leak(Box::new(std::mem::zeroed()));
+            libc::pthread_mutex_init(m, &attr);
+            assert_eq!(libc::pthread_mutex_lock(m), 0);
+            assert_eq!(libc::pthread_mutex_lock(m), 0, "recursive relock");
+            let addr = m as *mut libc::pthread_mutex_t as usize;
+            std::thread::spawn(move || {
+                let m = addr as *mut libc::pthread_mutex_t;
+                libc::pthread_mutex_trylock(m)
+            })
+            .join()
+            .unwrap()
+        }
+    });
+    assert_eq!(busy_elsewhere, libc::EBUSY);
+}
