@@ -291,8 +291,9 @@ fn park_a_thread() -> Option<usize> {
         );
         sys::set_name(c"hermetic-tls");
         loop {
-            // SAFETY: waits for a signal; handlers glibc sends to every
-            // thread (setxid) run and return here.
+            // SAFETY: waits for a signal; only glibc's own, which it never
+            // lets a thread block (setxid), reach this thread, run their
+            // handler and return here.
             unsafe { libc::pause() };
         }
     }
@@ -301,6 +302,13 @@ fn park_a_thread() -> Option<usize> {
     // at its top; the rest is committed only if touched.
     let stack = std::mem::ManuallyDrop::new(sys::Stack::map(1 << 20).ok()?);
     let (bottom, size) = stack.usable();
+    // The thread starts with every signal blocked (it inherits our mask,
+    // restored right after): no handler of the test process ever runs on
+    // it and changes the thread-locals runs will start from.
+    let all = nix::sys::signal::SigSet::all();
+    let mut previous = nix::sys::signal::SigSet::empty();
+    use nix::sys::signal::{SigmaskHow, pthread_sigmask};
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&all), Some(&mut previous)).ok()?;
     // SAFETY: attr is initialised before use and destroyed after; the stack
     // is ours and outlives the thread; `parked` never returns.
     let started = unsafe {
@@ -312,6 +320,7 @@ fn park_a_thread() -> Option<usize> {
         libc::pthread_attr_destroy(&mut attr);
         ok
     };
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
     if !started {
         return None;
     }

@@ -193,3 +193,36 @@ fn c_library_locks_know_the_closure_thread(#[from(isolated)] ns: Sandbox) {
     });
     assert_eq!(busy_elsewhere, libc::EBUSY);
 }
+
+/// The thread whose thread-local storage runs borrow is parked with every
+/// signal blocked, so that no handler of the test ever runs on it.
+#[test]
+fn the_parked_tls_thread_takes_no_signals() {
+    let borrows = cfg!(all(
+        target_env = "gnu",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )) && std::env::var_os("HERMETIC_RUNNER_THREAD").is_none_or(|v| v == "0");
+    if !borrows {
+        println!("skipped: runs start a thread of their own here");
+        return;
+    }
+    Sandbox::new().unwrap().run(|| ());
+    let parked: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| {
+            let dir = t.unwrap().path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap();
+            (comm.trim() == "hermetic-tls")
+                .then(|| std::fs::read_to_string(dir.join("status")).unwrap())
+        })
+        .collect();
+    assert_eq!(parked.len(), 1, "one parked thread per process");
+    let blocked = parked[0]
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .map(|m| u64::from_str_radix(m.trim(), 16).unwrap())
+        .unwrap();
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGCHLD] {
+        assert_ne!(blocked & (1 << (sig - 1)), 0, "signal {sig} not blocked");
+    }
+}
