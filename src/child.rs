@@ -217,28 +217,6 @@ thread_local! {
     static PANIC_AT: RefCell<Option<PanicLocation>> = const { RefCell::new(None) };
 }
 
-/// Whether libtest may be capturing the output of the calling test thread;
-/// decided once, before any fork, by [`capture_possible`].
-static CAPTURE_POSSIBLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
-
-/// Decides, once per process, whether libtest may capture output: not when
-/// the process was started with `--nocapture` (as nextest starts every
-/// test) or with `RUST_TEST_NOCAPTURE` set, which is what libtest itself
-/// reads. nextest's own `NEXTEST` variable is not enough: a test run by
-/// nextest may start another libtest process that does capture. Anywhere
-/// else (including programs that are not tests at all, which this cannot
-/// tell apart) the closure gets its own thread to escape a capture.
-pub(crate) fn capture_possible() -> bool {
-    static DECIDED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let possible = *DECIDED.get_or_init(|| {
-        let env_nocapture = std::env::var_os("RUST_TEST_NOCAPTURE").is_some_and(|v| v != "0");
-        let arg_nocapture = std::env::args_os().any(|a| a == "--nocapture" || a == "--no-capture");
-        !(env_nocapture || arg_nocapture)
-    });
-    CAPTURE_POSSIBLE.store(possible, std::sync::atomic::Ordering::Relaxed);
-    possible
-}
-
 /// The thread pointer of a thread of this process that was made only to
 /// lend its thread-local storage to runners: made once, on first need, with
 /// `pthread_create` (so no libtest capture was ever set on it), on a stack
@@ -370,13 +348,13 @@ struct Job<F> {
 /// Runs `f` in the runner and sends its frame to `result`; never returns.
 ///
 /// `stdout` and `stderr` become fds 1 and 2. The closure runs on this
-/// thread (`inline`) when libtest cannot be capturing (see
-/// [`capture_possible`]) or when the runner borrowed a clean TLS (see
+/// thread (`inline`) when the runner borrowed a clean TLS (see
 /// [`spare_tls`]). Otherwise it runs on a fresh thread made with
-/// `pthread_create`: the runner then has the forking test thread's TLS, whose
-/// libtest capture would swallow `println!` in this copy, and threads made by
-/// std inherit that capture; a raw thread prints to fd 1, which the test
-/// process forwards into the test's own output.
+/// `pthread_create`: the runner then has the forking test thread's TLS, with
+/// that thread's thread-locals and libtest's capture, which in this copy
+/// would swallow `println!` (threads made by std would inherit it); a raw
+/// thread starts with fresh thread-locals and prints to fd 1, which the
+/// test process forwards into the test's own output.
 pub(crate) fn serve<F, T>(f: F, result: RawFd, stdout: RawFd, stderr: RawFd, inline: bool) -> !
 where
     F: FnOnce() -> T,
@@ -393,7 +371,7 @@ where
     // SAFETY: attr is initialised by pthread_attr_init before use; job
     // outlives the thread, which we join.
     unsafe {
-        if inline || !CAPTURE_POSSIBLE.load(std::sync::atomic::Ordering::Relaxed) {
+        if inline {
             closure_thread::<F, T>((&mut job as *mut Job<F>).cast());
         } else {
             let mut attr: libc::pthread_attr_t = std::mem::zeroed();
@@ -772,8 +750,7 @@ where
     install_panic_hook();
     // The runner borrows a clean TLS: the closure's thread-locals start
     // fresh, as on a new thread, and are free of libtest's capture. Without
-    // one, serve() starts a thread where libtest may capture.
-    capture_possible();
+    // one, serve() starts a thread for the closure.
     let tls = spare_tls();
     // std's stdout and stderr are behind locks that any thread may hold for
     // a moment (libtest's main thread prints "test ... ok" through them).
