@@ -225,7 +225,7 @@ pub(crate) fn thread_pointer() -> Option<usize> {
         // SAFETY: reads the first word of the TCB, which glibc and musl
         // both keep pointing at the TCB itself (the fs base).
         unsafe {
-            std::arch::asm!("mov {}, fs:0", out(reg) tp, options(nostack, readonly, preserves_flags));
+            std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags));
         }
         Some(tp)
     }
