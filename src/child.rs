@@ -280,25 +280,23 @@ fn park_a_thread() -> Option<usize> {
     // at its top; the rest is committed only if touched.
     let stack = std::mem::ManuallyDrop::new(sys::Stack::map(1 << 20).ok()?);
     let (bottom, size) = stack.usable();
-    // The thread starts with every signal blocked (it inherits our mask,
-    // restored right after): no handler of the test process ever runs on
-    // it and changes the thread-locals runs will start from.
-    let all = nix::sys::signal::SigSet::all();
-    let mut previous = nix::sys::signal::SigSet::empty();
-    use nix::sys::signal::{SigmaskHow, pthread_sigmask};
-    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&all), Some(&mut previous)).ok()?;
-    // SAFETY: attr is initialised before use and destroyed after; the stack
-    // is ours and outlives the thread; `parked` never returns.
-    let started = unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        let mut thread: libc::pthread_t = std::mem::zeroed();
-        let ok = libc::pthread_attr_init(&mut attr) == 0
-            && libc::pthread_attr_setstack(&mut attr, bottom, size) == 0
-            && libc::pthread_create(&mut thread, &attr, parked, std::ptr::null_mut()) == 0;
-        libc::pthread_attr_destroy(&mut attr);
-        ok
-    };
-    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
+    // The thread starts with every signal blocked: no handler of the test
+    // process ever runs on it and changes the thread-locals runs will start
+    // from.
+    let started = with_all_signals_blocked(|| {
+        // SAFETY: attr is initialised before use and destroyed after; the
+        // stack is ours and outlives the thread; `parked` never returns.
+        unsafe {
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            let mut thread: libc::pthread_t = std::mem::zeroed();
+            let ok = libc::pthread_attr_init(&mut attr) == 0
+                && libc::pthread_attr_setstack(&mut attr, bottom, size) == 0
+                && libc::pthread_create(&mut thread, &attr, parked, std::ptr::null_mut()) == 0;
+            libc::pthread_attr_destroy(&mut attr);
+            ok
+        }
+    })
+    .ok()?;
     if !started {
         return None;
     }
@@ -474,8 +472,7 @@ pub(crate) unsafe fn command_pre_exec(holder: RawFd, nstypes: libc::c_int) -> st
     // SAFETY: we are single-threaded (std's fork child), see clone_fork.
     match unsafe { sys::clone_fork(0) }.map_err(std::io::Error::from_raw_os_error)? {
         sys::Forked::Child => {
-            // SAFETY: closing our copy of the write end.
-            unsafe { libc::close(alive[1]) };
+            sys::close(alive[1]);
             sys::die_with_parent().map_err(std::io::Error::from_raw_os_error)?;
             let mut pfd = libc::pollfd {
                 fd: alive[0],
@@ -488,8 +485,8 @@ pub(crate) unsafe fn command_pre_exec(holder: RawFd, nstypes: libc::c_int) -> st
                 // Hung up: the relay is gone already.
                 sys::exit(crate::runner::EXIT_SETUP);
             }
-            // SAFETY: closing our read end; exec follows.
-            unsafe { libc::close(alive[0]) };
+            // Our read end; exec follows.
+            sys::close(alive[0]);
             Ok(())
         }
         sys::Forked::Parent { pid, .. } => relay(pid, alive[1]),
@@ -532,6 +529,23 @@ fn relay(pid: libc::pid_t, alive: RawFd) -> ! {
         sys::exit(128 + sig)
     }
     sys::exit(libc::WEXITSTATUS(status))
+}
+
+/// Runs `f` with every signal blocked on the calling thread, then restores
+/// the mask: a thread or process that `f` starts begins with all signals
+/// blocked, with no window in which a handler could run on it.
+fn with_all_signals_blocked<R>(f: impl FnOnce() -> R) -> Result<R, i32> {
+    use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+    let mut previous = SigSet::empty();
+    pthread_sigmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut previous),
+    )
+    .map_err(|e| e as i32)?;
+    let result = f();
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
+    Ok(result)
 }
 
 /// The holder's arguments, kept at the top of its own stack, which lives
@@ -597,33 +611,22 @@ pub(crate) fn clone_holder(
     // The holder starts with every signal blocked and keeps it so: no
     // handler of the test process may run in a process that shares its
     // memory. Only SIGKILL, which cannot be blocked, ends it from outside.
-    let all = nix::sys::signal::SigSet::all();
-    let mut previous = nix::sys::signal::SigSet::empty();
-    nix::sys::signal::pthread_sigmask(
-        nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(&all),
-        Some(&mut previous),
-    )
-    .map_err(|e| e as i32)?;
-    // SAFETY: the child starts in holder_entry on the fresh stack, below
-    // its arguments; it shares our memory, and holder_entry keeps to the
-    // rules above. The stack is returned to the caller, who keeps it until
-    // the holder is reaped.
-    let pid = unsafe {
-        libc::clone(
-            holder_entry,
-            args_at.cast(),
-            flags,
-            args_at.cast(),
-            &mut pidfd as *mut libc::c_int,
-        )
-    };
-    let clone_errno = sys::errno();
-    let _ = nix::sys::signal::pthread_sigmask(
-        nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(&previous),
-        None,
-    );
+    let (pid, clone_errno) = with_all_signals_blocked(|| {
+        // SAFETY: the child starts in holder_entry on the fresh stack, below
+        // its arguments; it shares our memory, and holder_entry keeps to the
+        // rules above. The stack is returned to the caller, who keeps it
+        // until the holder is reaped.
+        let pid = unsafe {
+            libc::clone(
+                holder_entry,
+                args_at.cast(),
+                flags,
+                args_at.cast(),
+                &mut pidfd as *mut libc::c_int,
+            )
+        };
+        (pid, sys::errno())
+    })?;
     match pid {
         // A kernel that refuses this combination of flags (none known) may
         // still take the copying clone.
