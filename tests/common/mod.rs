@@ -150,3 +150,11 @@ pub fn mask_proc() {
     )
     .unwrap();
 }
+
+/// Asserts that `err` says the run was killed by one of `signals` (by name).
+pub fn assert_killed_by(err: &hermetic::Error, signals: &[&str]) {
+    assert!(
+        matches!(err, hermetic::Error::Killed { signal, .. } if signals.contains(signal)),
+        "expected a kill by {signals:?}: {err:?}"
+    );
+}
