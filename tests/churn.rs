@@ -32,12 +32,7 @@ fn live_namespaces() -> HashSet<(String, u64)> {
 
 /// Resident anonymous memory of this process (heap, stacks), in KiB.
 fn anonymous_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
+    common::self_status("RssAnon:")
 }
 
 fn count(path: &str) -> usize {

@@ -4,6 +4,8 @@
 //! Alone in its binary because it counts process-wide resources (fds,
 //! threads, children) that other tests running in parallel would change.
 
+mod common;
+
 use hermetic::Sandbox;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -25,14 +27,7 @@ fn usage() -> Usage {
                 .count()
         })
         .sum();
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let threads = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let threads = common::self_status("Threads:") as usize;
     Usage {
         fds: std::fs::read_dir("/proc/self/fd").unwrap().count(),
         threads,

@@ -158,3 +158,13 @@ pub fn assert_killed_by(err: &hermetic::Error, signals: &[&str]) {
         "expected a kill by {signals:?}: {err:?}"
     );
 }
+
+/// A numeric field of `/proc/self/status` ("Threads:", "RssAnon:" in KiB).
+pub fn self_status(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
+}
