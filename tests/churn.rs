@@ -39,18 +39,6 @@ fn count(path: &str) -> usize {
     std::fs::read_dir(path).unwrap().count()
 }
 
-fn children() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .map(|t| {
-            std::fs::read_to_string(t.unwrap().path().join("children"))
-                .unwrap_or_default()
-                .split_whitespace()
-                .count()
-        })
-        .sum()
-}
-
 #[test]
 fn ten_thousand_sandboxes_leave_nothing() {
     let n: usize = std::env::var("HERMETIC_CHURN").map_or(10_000, |v| v.parse().unwrap());
@@ -83,7 +71,7 @@ fn ten_thousand_sandboxes_leave_nothing() {
         .flat_map(|c| KINDS.iter().zip(c).map(|(k, &i)| ((*k).to_owned(), i)))
         .collect();
     assert_eq!(count("/proc/self/fd"), fds, "fds leaked");
-    assert_eq!(children(), 0, "child processes left");
+    assert_eq!(common::children(), 0, "child processes left");
     assert_eq!(
         std::fs::read_to_string("/proc/self/mountinfo")
             .unwrap()

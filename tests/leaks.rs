@@ -17,21 +17,10 @@ struct Usage {
 }
 
 fn usage() -> Usage {
-    let children = std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .map(|t| {
-            let path = t.unwrap().path().join("children");
-            std::fs::read_to_string(path)
-                .unwrap_or_default()
-                .split_whitespace()
-                .count()
-        })
-        .sum();
-    let threads = common::self_status("Threads:") as usize;
     Usage {
         fds: std::fs::read_dir("/proc/self/fd").unwrap().count(),
-        threads,
-        children,
+        threads: common::self_status("Threads:") as usize,
+        children: common::children(),
         mounts: std::fs::read_to_string("/proc/self/mountinfo")
             .unwrap()
             .lines()

@@ -168,3 +168,16 @@ pub fn self_status(field: &str) -> u64 {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
 }
+
+/// Live children of every thread of this process.
+pub fn children() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .map(|t| {
+            std::fs::read_to_string(t.unwrap().path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .count()
+        })
+        .sum()
+}
