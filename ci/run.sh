@@ -36,7 +36,15 @@ step "cargo run --example tour (as root)"
 cargo run --example tour
 
 step "cargo test (as root)"
-cargo test
+# libtest has no timeout of its own: a hanging test fails this step with a
+# message instead of running into CI's overall limit (the suite takes a few
+# minutes here; nextest below kills hung tests itself, see .config).
+status=0
+timeout --kill-after=1m 30m cargo test || status=$?
+if [ "$status" -ne 0 ]; then
+    [ "$status" -eq 124 ] && echo "cargo test did not finish within 30 minutes: a test hangs"
+    exit "$status"
+fi
 
 # --- the same suite, rootless ------------------------------------------------
 # Build as root, run the built tests as an ordinary user: the user needs

@@ -309,6 +309,53 @@ fn park_a_thread() -> Option<usize> {
     }
 }
 
+/// Held by the panic hook while the hook that was there before prints a
+/// panic, and by [`ForkLocks`] across a fork. std's default hook prints
+/// under a private lock; a copy of the process forked while another thread
+/// holds it could never print a panic, and a panic in any thread of a run
+/// (a thread the closure starts, say) would wait forever.
+static PANIC_PRINTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The locks a thread of the test process may hold for a moment and a
+/// forked copy of it needs: std's stdout and stderr (libtest's main thread
+/// prints "test ... ok" through them) and [`PANIC_PRINTING`]. Forked while
+/// another thread holds one, the child could never print, flush or report a
+/// panic; forked while holding all three, the child is a copy of their
+/// owner and releases them before running the closure.
+pub(crate) struct ForkLocks {
+    _stdout: std::io::StdoutLock<'static>,
+    _stderr: std::io::StderrLock<'static>,
+    _printing: std::sync::MutexGuard<'static, ()>,
+}
+
+impl ForkLocks {
+    /// Takes the three locks. The panic lock is only tried, and everything
+    /// let go and taken again if it is busy: a thread that panics while it
+    /// prints holds stdout or stderr and then wants the panic lock.
+    pub(crate) fn take() -> ForkLocks {
+        loop {
+            let stdout = std::io::stdout().lock();
+            let stderr = std::io::stderr().lock();
+            let printing = match PANIC_PRINTING.try_lock() {
+                Ok(guard) => guard,
+                // Poisoned only if a hook panicked while printing, which
+                // aborts the process; the guard is good either way.
+                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    drop((stderr, stdout));
+                    std::thread::yield_now();
+                    continue;
+                }
+            };
+            return ForkLocks {
+                _stdout: stdout,
+                _stderr: stderr,
+                _printing: printing,
+            };
+        }
+    }
+}
+
 /// Installs, once per process, a panic hook that records where the
 /// closure of a runner panicked instead of printing it (the test process
 /// re-raises the panic with that location); every other panic goes to the
@@ -331,6 +378,7 @@ pub(crate) fn install_panic_hook() {
                 });
                 PANIC_AT.with(|p| *p.borrow_mut() = location);
             } else {
+                let _printing = PANIC_PRINTING.lock();
                 previous(info);
             }
         }));
@@ -667,8 +715,8 @@ struct Launch<F> {
     /// The runner's pid in the test process's PID namespace, written by the
     /// kernel (`CLONE_PARENT_SETTID`) before the runner starts.
     pid: libc::pid_t,
-    /// std's stdio locks, taken before the fork; the runner releases them.
-    locks: Option<(std::io::StdoutLock<'static>, std::io::StderrLock<'static>)>,
+    /// The locks taken before the fork; the runner releases them.
+    locks: Option<ForkLocks>,
     /// The thread pointer the runner starts with, if not the joiner's (see
     /// [`spare_tls`]).
     tls: Option<usize>,
@@ -755,13 +803,7 @@ where
     // fresh, as on a new thread, and are free of libtest's capture. Without
     // one, serve() starts a thread for the closure.
     let tls = spare_tls();
-    // std's stdout and stderr are behind locks that any thread may hold for
-    // a moment (libtest's main thread prints "test ... ok" through them).
-    // Forked while another thread holds one, the child could never print or
-    // flush. So fork while holding both ourselves: the child is then a copy
-    // of their owner and releases them before running the closure.
-    let stdout = std::io::stdout().lock();
-    let stderr = std::io::stderr().lock();
+    let locks = ForkLocks::take();
     // SAFETY: glibc's fork makes the child's allocator and libc state
     // consistent; join() then makes only system calls, and the runner runs
     // user code by design (see the crate docs).
@@ -774,7 +816,7 @@ where
                 fds,
                 report: plan.report,
                 pid: 0,
-                locks: Some((stdout, stderr)),
+                locks: Some(locks),
                 tls,
             };
             launch_runner::<F, T>(&mut launch)

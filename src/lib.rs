@@ -126,7 +126,11 @@
 //!
 //! - a lock another thread held at the moment of `fork` (a `Mutex` of
 //!   yours) stays locked forever in the child: avoid locks shared with
-//!   other threads (std's stdout and stderr locks are taken care of);
+//!   other threads. std's stdout and stderr locks are taken care of, and
+//!   so is its panic-printing lock, as long as the panic hook this crate
+//!   installs (which hands other panics to the one before it) is not
+//!   replaced; `std::env::set_var` racing with a run can still leave the
+//!   environment locked in the child;
 //! - thread-locals start fresh, as on a new thread: values the test thread
 //!   gave them are not seen;
 //! - the closure sees a snapshot of memory: changes it makes are not seen

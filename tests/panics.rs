@@ -84,3 +84,43 @@ fn the_sandbox_survives_a_panic(#[from(isolated)] ns: Sandbox) {
     let _ = ns.try_run::<_, ()>(|| panic!("first"));
     assert_eq!(ns.run(|| 5), 5);
 }
+
+/// A thread of the test process that is printing a panic when a run starts
+/// holds std's panic-output lock at that moment; the run's process is a
+/// copy, and a panic in it must still be reported, not wait for that lock
+/// forever.
+#[test]
+fn panics_elsewhere_in_the_test_process_do_not_block_a_run() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ns = Sandbox::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .expect("a sandbox");
+    let stop = Arc::new(AtomicBool::new(false));
+    let noise = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut panics = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = std::panic::catch_unwind(|| panic!("noise"));
+                panics += 1;
+            }
+            panics
+        })
+    };
+    for i in 0..300 {
+        let err = ns
+            .try_run(|| {
+                let worker = std::thread::spawn(|| -> u8 { panic!("worker died") });
+                worker.join().expect("worker joined")
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Panicked { message, .. } if message.contains("worker joined")),
+            "run {i}: {err}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(noise.join().expect("the noise thread") > 0);
+}
