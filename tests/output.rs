@@ -48,7 +48,12 @@ fn helper_prints_inside_then_fails() {
             .status()
             .unwrap();
     });
-    std::thread::sleep(std::time::Duration::from_millis(600));
+    // Wait until it has printed and exited (its command line carries the
+    // marker), however slow the machine: what it wrote is then in the pipe.
+    assert!(
+        common::eventually(|| common::pids_with_marker("marker-late-daemon").is_empty()),
+        "the late daemon never finished"
+    );
     drop(ns);
     panic!("helper fails on purpose");
 }
