@@ -71,7 +71,10 @@
 //!   child's private memory, so page tables are copied once), so it is inside
 //!   the sandbox's PID namespace and a direct child of the test process. The
 //!   closure's result or panic comes back as one length-prefixed frame over a
-//!   pipe; the test process never allocates more than a frame's bound.
+//!   pipe; the test process never allocates more than a frame's bound. A run
+//!   returns once that process has exited and been reaped; the forked child
+//!   exits right after it, tearing down its copy of the page tables on its
+//!   own time, and is reaped by the sandbox's next run or by its drop.
 //! - **State** lives as long as the sandbox: files in its `/tmp`, servers
 //!   started with [`Sandbox::spawn`], processes started with
 //!   [`Sandbox::command`].
@@ -150,9 +153,10 @@
 //!
 //! Nothing outlives the sandbox: processes die with its PID namespace, and
 //! its mounts, network devices and tmpfs contents with its namespaces. A
-//! sandbox costs one process (the holder), a pidfd and four pipe fds, and,
-//! once something in it can print between runs, one output-forwarding
-//! thread, all released on drop. Once per test process, one thread named
+//! sandbox costs one process (the holder), a pidfd and four pipe fds; between
+//! runs, the exited helper process of its last run (a zombie until the next
+//! run or the drop reaps it); and, once something in it can print between
+//! runs, one output-forwarding thread: all released on drop. Once per test process, one thread named
 //! `hermetic-tls` is parked for good: runs borrow a copy of its (unused)
 //! thread-local storage, see the README's Performance section.
 #![deny(missing_docs)]

@@ -3,11 +3,12 @@
 //! and reaping it whatever happens.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::wait::{WaitStatus, waitpid};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -31,8 +32,55 @@ pub(crate) struct Runner {
     pidfd: OwnedFd,
     result: OwnedFd,
     reaped: bool,
-    /// The joiner, asleep until the runner exits; reaped right after it.
+    /// The joiner, asleep until the runner exits; reaped after it (see
+    /// [`Joiners`]).
     joiner: libc::pid_t,
+}
+
+/// Joiners whose runner has ended, not yet reaped.
+///
+/// A joiner wakes when its runner exits and exits at once, but its exit
+/// tears down its copy of the test process's page tables, which takes as
+/// long as the fork that made it (50 us for a small test process, over a
+/// millisecond for a large one). A run does not wait for that: the
+/// closure's result and its process are complete without it. The dying
+/// joiner, outside the sandbox's PID namespace and holding nothing of it, is
+/// reaped by a later run of the same sandbox or, at the latest, when the
+/// sandbox is dropped.
+#[derive(Default)]
+pub(crate) struct Joiners(Mutex<Vec<libc::pid_t>>);
+
+impl Joiners {
+    fn defer(&self, joiner: libc::pid_t) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(joiner);
+    }
+
+    /// Reaps the joiners that have exited, without waiting for the others.
+    pub(crate) fn collect(&self) {
+        let mut pending = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        pending.retain(|&pid| {
+            // Anything but "still alive" means it is gone (or, ECHILD, that
+            // the test reaped it itself with a wait for any child).
+            waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) == Ok(WaitStatus::StillAlive)
+        });
+    }
+
+    /// Reaps every joiner, waiting for those still exiting.
+    pub(crate) fn reap_all(&mut self) {
+        let pending = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
+        for pid in pending.drain(..) {
+            let _ = reap_pid(pid);
+        }
+    }
+}
+
+impl std::fmt::Debug for Joiners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Joiners")
+    }
 }
 
 /// How a runner ended.
@@ -131,6 +179,7 @@ impl Runner {
         timeout: Option<Duration>,
         limit: usize,
         output: &Output,
+        joiners: &Joiners,
     ) -> Ended {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut reader = FrameReader::new(limit);
@@ -189,7 +238,7 @@ impl Runner {
                 });
             }
         }
-        let status = self.reap();
+        let status = self.reap(Some(joiners));
         if let Some((tag, payload)) = reader.frame() {
             return Ended::Frame(tag, payload.to_vec());
         }
@@ -238,7 +287,7 @@ impl Runner {
     pub(crate) fn kill(&mut self) {
         if !self.reaped {
             let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
-            self.reap();
+            self.reap(None);
         }
     }
 
@@ -251,14 +300,20 @@ impl Runner {
         matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
     }
 
-    fn reap(&mut self) -> Option<WaitStatus> {
+    /// Reaps the runner; its joiner, which wakes up and exits at once, is
+    /// reaped here too, or later if `joiners` takes it.
+    fn reap(&mut self, joiners: Option<&Joiners>) -> Option<WaitStatus> {
         if self.reaped {
             return None;
         }
         let status = reap_pid(self.pid).ok();
         self.reaped = true;
-        // The runner is gone, so its joiner wakes up and exits at once.
-        let _ = reap_pid(self.joiner);
+        match joiners {
+            Some(joiners) => joiners.defer(self.joiner),
+            None => {
+                let _ = reap_pid(self.joiner);
+            }
+        }
         status
     }
 }
@@ -367,6 +422,7 @@ pub(crate) fn run_to_end<F, T>(
     holder: &OwnedFd,
     nstypes: libc::c_int,
     output: &Output,
+    joiners: &Joiners,
     timeout: Option<Duration>,
     limit: usize,
     f: F,
@@ -376,7 +432,7 @@ where
     T: Serialize + DeserializeOwned,
 {
     let mut runner = Runner::start(holder, nstypes, output.fds(), f)?;
-    match runner.wait(timeout, limit, output) {
+    match runner.wait(timeout, limit, output, joiners) {
         Ended::Frame(tag, payload) => channel::decode_outcome(tag, &payload),
         Ended::Died(e) => Err(e),
     }

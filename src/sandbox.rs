@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::lifeline;
 use crate::output::Output;
 use crate::plan::{self, Action, Ids, MountSpec};
-use crate::runner::{self, Ended, Runner};
+use crate::runner::{self, Ended, Joiners, Runner};
 use crate::sys;
 
 /// The hostname a sandbox gets unless told otherwise.
@@ -218,6 +218,7 @@ impl SandboxBuilder {
             output,
             holder_stack,
             holder_children: std::sync::OnceLock::new(),
+            joiners: Joiners::default(),
         };
         match sandbox.await_ready(&ready_r) {
             Ok(None) => Ok(sandbox),
@@ -276,6 +277,8 @@ pub struct Sandbox {
     holder_stack: Option<sys::Stack>,
     /// `/proc/HOLDER/task/HOLDER/children`, once a run asked.
     holder_children: std::sync::OnceLock<Option<std::fs::File>>,
+    /// Joiners of ended runs, still to be reaped.
+    joiners: Joiners,
 }
 
 impl std::fmt::Debug for Output {
@@ -422,10 +425,12 @@ impl Sandbox {
         T: Serialize + DeserializeOwned,
     {
         self.check_alive()?;
+        self.joiners.collect();
         let result = runner::run_to_end(
             &self.holder,
             self.nstypes,
             &self.output,
+            &self.joiners,
             self.timeout,
             self.max_result_size,
             f,
@@ -472,6 +477,7 @@ impl Sandbox {
         F: FnOnce(),
     {
         self.check_alive()?;
+        self.joiners.collect();
         // It prints while no run is in flight: forward from now on.
         self.output
             .start()
@@ -620,6 +626,7 @@ impl Sandbox {
             let _ = runner::reap_pid(joiner);
         }
         let reaped = runner::reap_pid(self.holder_pid);
+        self.joiners.reap_all();
         if reaped.is_err() {
             // Never unmap memory a process may still run on.
             std::mem::forget(self.holder_stack.take());
@@ -737,7 +744,12 @@ impl Spawned<'_> {
         // Off the sandbox's list before the pid is reaped (and free for
         // reuse): from here on this handle, or the runner's own drop, reaps.
         self.sandbox.forget_spawned(runner.pid());
-        let ended = runner.wait(None, self.sandbox.max_result_size, &self.sandbox.output);
+        let ended = runner.wait(
+            None,
+            self.sandbox.max_result_size,
+            &self.sandbox.output,
+            &self.sandbox.joiners,
+        );
         self.sandbox.output.pump();
         match ended {
             Ended::Frame(tag, payload) => crate::channel::decode_outcome(tag, &payload),
