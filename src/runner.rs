@@ -183,6 +183,11 @@ impl Runner {
     ) -> Ended {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut reader = FrameReader::new(limit);
+        // Polled until the frame is complete or the pipe is at its end.
+        // Never after: a pipe at its end is always ready, and waiting on it
+        // for the runner's exit would spin (for a whole time slice, on a
+        // busy CPU, while the runner waits for that CPU to finish exiting).
+        let mut result_open = true;
         loop {
             let wait = match deadline {
                 None => PollTimeout::NONE,
@@ -195,10 +200,12 @@ impl Runner {
             };
             let readers = output.readers_to_poll();
             let (result_ready, exited, printed) = {
-                let mut fds = vec![
-                    PollFd::new(self.result.as_fd(), PollFlags::POLLIN),
-                    PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN),
-                ];
+                let mut fds = Vec::with_capacity(2 + readers.len());
+                fds.push(PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN));
+                if result_open {
+                    fds.push(PollFd::new(self.result.as_fd(), PollFlags::POLLIN));
+                }
+                let first_reader = fds.len();
                 fds.extend(
                     readers
                         .iter()
@@ -213,18 +220,25 @@ impl Runner {
                     }
                 }
                 let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
-                (ready(&fds[0]), ready(&fds[1]), fds[2..].iter().any(ready))
+                (
+                    result_open && ready(&fds[1]),
+                    ready(&fds[0]),
+                    fds[first_reader..].iter().any(ready),
+                )
             };
             if printed {
                 // Drain as it comes: a closure printing more than a pipe
                 // holds would otherwise block, and the run never end.
                 output.pump();
             }
-            if (result_ready || exited)
-                && let Err(e) = self.read_available(&mut reader)
-            {
-                self.kill();
-                return Ended::Died(e);
+            if result_open && (result_ready || exited) {
+                match self.read_available(&mut reader) {
+                    Ok(finished) => result_open = !finished,
+                    Err(e) => {
+                        self.kill();
+                        return Ended::Died(e);
+                    }
+                }
             }
             if exited {
                 break;
@@ -264,13 +278,14 @@ impl Runner {
     }
 
     /// Reads what the pipe holds now into `reader`, until the frame is
-    /// complete or the pipe is empty.
-    fn read_available(&mut self, reader: &mut FrameReader) -> Result<(), Error> {
+    /// complete or the pipe is empty. True once nothing more is to be read:
+    /// the frame is complete or the pipe is at its end.
+    fn read_available(&mut self, reader: &mut FrameReader) -> Result<bool, Error> {
         // A frame is usually a few bytes; bigger ones take more reads.
         let mut buf = [0u8; 16 * 1024];
         while reader.frame().is_none() {
             match nix::unistd::read(&self.result, &mut buf) {
-                Ok(0) => break,
+                Ok(0) => return Ok(true),
                 Ok(n) => {
                     reader.feed(&buf[..n])?;
                 }
@@ -279,7 +294,7 @@ impl Runner {
                 Err(e) => return Err(Error::sys("reading the run's result", e)),
             }
         }
-        Ok(())
+        Ok(reader.frame().is_some())
     }
 
     /// Kills the runner (not its descendants: they stay in the sandbox until
