@@ -120,9 +120,12 @@ fn sigkill_of_the_test_process_leaves_nothing() {
     let stdout = helper.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // On a machine with one CPU libtest runs tests one at a time and
+        // prints "test helper_busy_sandboxes ... " before the test runs:
+        // READY then ends that line.
         let ready = BufReader::new(stdout)
             .lines()
-            .any(|l| l.is_ok_and(|l| l.trim() == "READY"));
+            .any(|l| l.is_ok_and(|l| l.trim_end().ends_with("READY")));
         let _ = tx.send(ready);
     });
     let ready = rx.recv_timeout(std::time::Duration::from_secs(60));
