@@ -44,9 +44,9 @@ pub(crate) struct Runner {
 /// long as the fork that made it (50 us for a small test process, over a
 /// millisecond for a large one). A run does not wait for that: the
 /// closure's result and its process are complete without it. The dying
-/// joiner, outside the sandbox's PID namespace and holding nothing of it, is
-/// reaped by a later run of the same sandbox or, at the latest, when the
-/// sandbox is dropped.
+/// joiner is outside the sandbox's PID namespace and lets go of its other
+/// namespaces as it exits; it is reaped by a later run of the same sandbox
+/// or, at the latest (waiting for it), when the sandbox is dropped.
 #[derive(Default)]
 pub(crate) struct Joiners(Mutex<Vec<libc::pid_t>>);
 
