@@ -47,7 +47,7 @@ pub(crate) struct Runner {
 /// joiner is outside the sandbox's PID namespace and lets go of its other
 /// namespaces as it exits; it is reaped by a later run of the same sandbox
 /// or, at the latest (waiting for it), when the sandbox is dropped.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Joiners(Mutex<Vec<libc::pid_t>>);
 
 impl Joiners {
@@ -74,12 +74,6 @@ impl Joiners {
         for pid in pending.drain(..) {
             let _ = reap_pid(pid);
         }
-    }
-}
-
-impl std::fmt::Debug for Joiners {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Joiners")
     }
 }
 
