@@ -6,7 +6,8 @@ use std::fmt;
 use crate::child;
 use crate::diagnostics::{self, HostFacts, Phase};
 use crate::error::{Error, errno_text};
-use crate::sandbox::Sandbox;
+use crate::plan::StepKind;
+use crate::sandbox::SandboxBuilder;
 
 /// The outcome of one probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -97,17 +98,18 @@ fn finding(name: &'static str, status: Status, detail: impl Into<String>) -> Fin
     }
 }
 
-/// Names of the setup findings, in the order the holder makes the steps,
-/// with the prefix of the step sentence that belongs to each.
-const SETUP: [(&str, &[&str]); 5] = [
-    (
-        "uid and gid maps",
-        &["writing \"deny\"", "mapping uid", "mapping gid"],
-    ),
-    ("fresh /proc", &["mounting proc"]),
-    ("fresh /sys", &["mounting sysfs"]),
-    ("tmpfs on /tmp", &["mounting tmpfs on /tmp"]),
-    ("loopback up", &["bringing up"]),
+/// Names of the setup findings, in the order the init process makes the
+/// steps, with the kinds of step that belong to each.
+const SETUP: [(&str, &[StepKind]); 9] = [
+    ("uid and gid maps", &[StepKind::IdMap, StepKind::Private]),
+    ("inner user namespace", &[StepKind::Nest]),
+    ("read-only host files", &[StepKind::ReadOnlyHost]),
+    ("fresh /proc", &[StepKind::Proc, StepKind::ProcReadOnly]),
+    ("fresh /sys", &[StepKind::Sys]),
+    ("tmpfs on /tmp", &[StepKind::Tmp, StepKind::DevShm, StepKind::UserMount]),
+    ("loopback up", &[StepKind::Hostname, StepKind::Loopback]),
+    ("locked mounts", &[StepKind::EnterNested]),
+    ("session keyring", &[StepKind::Keyring]),
 ];
 
 /// Probes this host: each namespace kind, a whole sandbox (id maps, proc,
@@ -180,17 +182,16 @@ pub fn check() -> HostReport {
     }
 
     // A whole sandbox: which setup step, if any, fails.
-    let sandbox = if userns_ok {
-        Some(Sandbox::new())
+    let (sandbox, failed_kind) = if userns_ok {
+        match SandboxBuilder::new().build_telling(None) {
+            Ok(ns) => (Some(Ok(ns)), None),
+            Err((e, kind)) => (Some(Err(e)), kind),
+        }
     } else {
-        None
+        (None, None)
     };
-    let failed_at = match &sandbox {
-        Some(Err(Error::Setup { step, .. })) => SETUP
-            .iter()
-            .position(|(_, prefixes)| prefixes.iter().any(|p| step.starts_with(p))),
-        _ => None,
-    };
+    let failed_at =
+        failed_kind.and_then(|kind| SETUP.iter().position(|(_, kinds)| kinds.contains(&kind)));
     for (i, (name, _)) in SETUP.iter().enumerate() {
         let f = match &sandbox {
             None => finding(name, Status::NotReached, "needs a user namespace"),

@@ -97,6 +97,17 @@ pub enum Error {
         status: i32,
     },
 
+    /// The test process ignores `SIGCHLD` (`SIG_IGN`, or `SA_NOCLDWAIT`),
+    /// so the kernel would reap a run's process before its end could be
+    /// read. Restore the default before running closures:
+    /// `unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) }`.
+    #[error(
+        "the test process ignores SIGCHLD (SIG_IGN or SA_NOCLDWAIT), so the kernel reaps a \
+         run's process before hermetic can read how it ended; restore the default disposition \
+         (signal(SIGCHLD, SIG_DFL)) before running closures"
+    )]
+    SigchldIgnored,
+
     /// The run took longer than the sandbox's timeout and was killed.
     #[error("the closure timed out after {after:?} and was killed")]
     TimedOut {

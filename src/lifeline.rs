@@ -15,9 +15,10 @@
 //! test process (a sandbox made inside a sandbox) opens its own.
 
 use std::io;
-use std::os::fd::{BorrowedFd, IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::fds::Fd;
 use crate::sys;
 
 /// `pid << 32 | fd` of the pidfd opened by process `pid`; 0 when none.
@@ -31,13 +32,16 @@ pub(crate) fn lifeline() -> io::Result<BorrowedFd<'static>> {
     if current != 0 && (current >> 32) as i32 == pid {
         return Ok(borrow(current));
     }
-    let fd = sys::pidfd_open(pid)?.into_raw_fd();
-    let packed = (pid as u64) << 32 | fd as u32 as u64;
+    let fd = Fd::open(|| sys::pidfd_open(pid))?;
+    let packed = (pid as u64) << 32 | fd.as_raw_fd() as u32 as u64;
     match LIFELINE.compare_exchange(current, packed, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => Ok(borrow(packed)),
+        Ok(_) => {
+            fd.leak();
+            Ok(borrow(packed))
+        }
         Err(winner) => {
-            // Another thread opened one first: keep theirs.
-            drop(sys::owned_fd(fd));
+            // Another thread opened one first: keep theirs, close ours.
+            drop(fd);
             if (winner >> 32) as i32 == pid {
                 Ok(borrow(winner))
             } else {

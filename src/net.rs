@@ -11,11 +11,12 @@ use std::fmt;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Deref;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::fds::Fd;
 use crate::netlink::Netlink;
 use crate::sandbox::{Sandbox, SandboxBuilder};
 use crate::shape::LinkShape;
@@ -137,21 +138,23 @@ impl NetworkBuilder {
         }
 
         // Plug a veth pair into each host, its switch end on br0.
-        let netns: Vec<OwnedFd> = hosts
+        let netns: Vec<Fd> = hosts
             .iter()
             .map(|h| {
-                std::fs::File::open(format!("/proc/{}/ns/net", h.sandbox.pid()))
-                    .map(OwnedFd::from)
+                let path = format!("/proc/{}/ns/net", h.sandbox.pid());
+                Fd::open(|| std::fs::File::open(path))
                     .map_err(|e| Error::sys("opening a host's network namespace", e))
             })
             .collect::<Result<_, _>>()?;
+        // The switch's run is handed these, and only these, of our fds.
+        let keep: Vec<i32> = netns.iter().map(AsRawFd::as_raw_fd).collect();
         let plugs: Vec<(String, i32)> = hosts
             .iter()
             .zip(&netns)
             .map(|(h, fd)| (h.port.clone(), fd.as_raw_fd()))
             .collect();
         switch
-            .try_run(move || -> Result<(), Step> {
+            .try_run_keeping(&keep, move || -> Result<(), Step> {
                 let mut nl = Netlink::new().map_err(step("opening netlink in the switch"))?;
                 nl.add_bridge("br0")
                     .map_err(step("creating the bridge br0"))?;

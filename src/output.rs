@@ -15,13 +15,14 @@
 //! test, so it inherits that test's capture.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use crate::fds::{self, Fd};
 
 #[derive(Default)]
 struct State {
@@ -40,15 +41,15 @@ struct Shared {
 
 /// The forwarding thread, once started.
 struct Forwarder {
-    wake: OwnedFd,
+    wake: Fd,
     shared: Arc<Shared>,
     thread: JoinHandle<()>,
 }
 
 /// The sandbox's output pipes and whoever forwards them.
 pub(crate) struct Output {
-    stdout: OwnedFd,
-    stderr: OwnedFd,
+    stdout: Fd,
+    stderr: Fd,
     /// The read ends' numbers (owned by `streams`), to poll and to see
     /// whether anything waits in them.
     readers: [RawFd; 2],
@@ -59,21 +60,14 @@ pub(crate) struct Output {
     started: AtomicBool,
 }
 
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(nix::unistd::pipe2(OFlag::O_CLOEXEC)?)
-}
-
-fn nonblocking(fd: &OwnedFd) -> io::Result<()> {
-    fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
-    Ok(())
+fn pipe() -> io::Result<(Fd, Fd)> {
+    fds::pipe()
 }
 
 impl Output {
     pub(crate) fn new() -> io::Result<Output> {
         let (out_r, stdout) = pipe()?;
         let (err_r, stderr) = pipe()?;
-        nonblocking(&out_r)?;
-        nonblocking(&err_r)?;
         let readers = [out_r.as_raw_fd(), err_r.as_raw_fd()];
         let streams = Streams {
             out: Stream {
@@ -133,7 +127,6 @@ impl Output {
             return Ok(());
         }
         let (wake_r, wake) = pipe()?;
-        nonblocking(&wake_r)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             cv: Condvar::new(),
@@ -236,17 +229,22 @@ impl Streams {
 
 /// One output stream: its pipe, and bytes of a UTF-8 sequence cut by a read.
 struct Stream {
-    fd: OwnedFd,
+    fd: Fd,
     carry: Vec<u8>,
     err: bool,
 }
 
 impl Stream {
-    /// Reads what is there now, prints it.
+    /// Reads what is there now, prints it. Reads only what the pipe holds
+    /// (`FIONREAD`), so it never blocks, whatever the pipe's flags.
     fn pump(&mut self) {
         let mut buf = [0u8; 16 * 1024];
         loop {
-            match nix::unistd::read(&self.fd, &mut buf) {
+            let pending = crate::sys::pending_bytes(self.fd.as_raw_fd()).unwrap_or(0);
+            if pending == 0 {
+                return;
+            }
+            match nix::unistd::read(&self.fd, &mut buf[..pending.min(16 * 1024)]) {
                 Ok(0) => return,
                 Ok(n) => {
                     self.carry.extend_from_slice(&buf[..n]);
@@ -282,7 +280,7 @@ impl Stream {
     }
 }
 
-fn forward(readers: [RawFd; 2], streams: &Mutex<Streams>, wake: OwnedFd, shared: &Shared) {
+fn forward(readers: [RawFd; 2], streams: &Mutex<Streams>, wake: Fd, shared: &Shared) {
     loop {
         let ready = {
             // The read ends stay open while this thread runs: `streams`,
@@ -304,8 +302,12 @@ fn forward(readers: [RawFd; 2], streams: &Mutex<Streams>, wake: OwnedFd, shared:
             shared.busy.store(false, Ordering::SeqCst);
         }
         if ready[2] {
+            // Take only what is there: never block here.
             let mut sink = [0u8; 64];
-            while matches!(nix::unistd::read(&wake, &mut sink), Ok(n) if n > 0) {}
+            let pending = crate::sys::pending_bytes(wake.as_raw_fd()).unwrap_or(0);
+            if pending > 0 {
+                let _ = nix::unistd::read(&wake, &mut sink[..pending.min(64)]);
+            }
             streams.lock().unwrap_or_else(|e| e.into_inner()).drain();
             let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
             state.done = state.requested;

@@ -1,25 +1,31 @@
-//! The holder's setup, decided and encoded before anything is forked.
+//! The init program's setup, decided and encoded before anything starts.
 //!
 //! The builder's options are validated here and turned into a list of
 //! [`Step`]s whose paths and contents are already NUL-terminated byte
-//! strings, so that the holder only has to walk the list and make one system
-//! call per step. Each step keeps a sentence describing it; the holder
-//! reports failures as (step index, errno) and the parent turns that into
-//! [`Error::Setup`] with the sentence.
+//! strings, so that the init program (`init/main.rs`) only has to walk the
+//! list and make one system call per step. Each step keeps a sentence
+//! describing it and a [`StepKind`]; the init program reports failures as
+//! (step index, errno) and the parent turns that into [`Error::Setup`] with
+//! the sentence.
+//!
+//! The order is what makes the boundary: the host's mounts are made
+//! read-only before the sandbox's own writable ones are added; the network,
+//! UTS and IPC namespaces belong to an inner user namespace that the init
+//! program enters last, so that every process of the sandbox (all of which
+//! join that inner namespace) is root over its network but holds no
+//! capability over the mount namespace: its mounts can be neither changed
+//! nor taken off to show the host's beneath.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::Error;
+use crate::wire;
 
-/// One system call the holder makes.
+/// One system call the init program makes.
 #[derive(Debug)]
 pub(crate) enum Action {
-    /// Point fds 0, 1 and 2 at `/dev/null` and close every other fd except
-    /// the holder's own two, so that the holder keeps nothing of the test
-    /// process alive (pipes, other sandboxes, the test runner's output).
-    DetachFds,
     /// Write `content` to `path` (id maps, setgroups).
     WriteFile { path: CString, content: Vec<u8> },
     /// Make every mount private, recursively.
@@ -34,6 +40,12 @@ pub(crate) enum Action {
     },
     /// Remount a bind mount read-only, keeping its locked flags.
     RemountReadOnly { target: CString },
+    /// Make a mount (and with `recursive`, every mount below it) read-only.
+    ReadOnly {
+        target: CString,
+        recursive: bool,
+        optional: bool,
+    },
     /// Create a directory to mount on.
     CreateDir { path: CString },
     /// Create an empty file to bind a file on.
@@ -44,16 +56,66 @@ pub(crate) enum Action {
     OpenSource { path: CString, fd: i32 },
     /// Attach the tree cloned as `fd` at `target` (`move_mount`).
     AttachSource { fd: i32, target: CString },
+    /// Bind a path over itself, so that it can get flags of its own.
+    BindSelf { path: CString, optional: bool },
+    /// `mount(2)` with no data, tried again read-only if refused (`EPERM`).
+    MountRetryReadOnly {
+        source: CString,
+        target: CString,
+        fstype: CString,
+        flags: libc::c_ulong,
+    },
+    /// Start the inner user namespace with the namespaces in `flags`, and
+    /// join those.
+    Nest { flags: libc::c_int },
     /// `sethostname(2)`.
     SetHostname { name: Vec<u8> },
     /// Set `lo` up.
     LoopbackUp,
+    /// Move into the inner user namespace.
+    EnterNested,
+    /// Join the sandbox's own session keyring.
+    JoinKeyring,
+}
+
+/// What a step is for, as [`check`](crate::check) and the diagnostics see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StepKind {
+    /// Writing `setgroups`, `uid_map`, `gid_map`.
+    IdMap,
+    /// Making mounts private.
+    Private,
+    /// Making the host's files read-only.
+    ReadOnlyHost,
+    /// The fresh `/proc`.
+    Proc,
+    /// `/proc/sys` and its like made read-only.
+    ProcReadOnly,
+    /// The inner user namespace and the namespaces it owns.
+    Nest,
+    /// Entering the inner user namespace, which locks the mounts.
+    EnterNested,
+    /// The fresh `/sys`.
+    Sys,
+    /// The tmpfs on `/tmp`.
+    Tmp,
+    /// The tmpfs on `/dev/shm`.
+    DevShm,
+    /// A mount the user asked for (or the working directory's).
+    UserMount,
+    /// The hostname.
+    Hostname,
+    /// `lo` up.
+    Loopback,
+    /// The session keyring.
+    Keyring,
 }
 
 /// A step: what it does, and how to say so when it fails.
 #[derive(Debug)]
 pub(crate) struct Step {
     pub(crate) what: String,
+    pub(crate) kind: StepKind,
     pub(crate) action: Action,
 }
 
@@ -151,100 +213,252 @@ enum Under<'a> {
     Host,
 }
 
-/// Turns the options into the holder's steps.
+/// What the init program is to set up, besides its id maps.
+#[derive(Debug)]
+pub(crate) struct Layout<'a> {
+    pub(crate) hostname: &'a [u8],
+    pub(crate) mounts: &'a [MountSpec],
+    /// Leave the host's files writable (as far as the caller may write
+    /// them) instead of read-only.
+    pub(crate) writable_host: bool,
+    /// The test process's working directory, bound in where a mount of the
+    /// sandbox would hide it.
+    pub(crate) cwd: Option<PathBuf>,
+    /// The caller is root (uid 0 where it runs): DAC protects nothing of
+    /// `/proc/sys` from it, so even the hidden proc mount is read-only.
+    pub(crate) root: bool,
+}
+
+/// The mounts every sandbox makes on top of the host's tree, for
+/// [`under`]: a fresh tmpfs on each.
+const OWN_TMPFS: [&str; 2] = ["/tmp", "/dev/shm"];
+
+/// Parts of `/proc` that act on the whole host, made read-only (as
+/// bubblewrap does); `/proc/sys/net` and `/proc/sys/user` are then made
+/// writable again, being the sandbox's own network's and user namespace's.
+const PROC_READ_ONLY: [(&std::ffi::CStr, bool); 4] = [
+    (c"/proc/sys", false),
+    (c"/proc/sysrq-trigger", true),
+    (c"/proc/irq", true),
+    (c"/proc/bus", true),
+];
+
+fn step(what: impl Into<String>, kind: StepKind, action: Action) -> Step {
+    Step {
+        what: what.into(),
+        kind,
+        action,
+    }
+}
+
+/// Turns the options into the init program's steps.
 ///
-/// `first_free_fd` is the lowest fd number the holder has free once it has
-/// closed what it inherited: the bind sources' cloned trees are kept there,
-/// in order, until they are attached.
-pub(crate) fn holder_steps(
-    ids: Option<Ids>,
-    hostname: &[u8],
-    mounts: &[MountSpec],
-    first_free_fd: i32,
-) -> Result<Vec<Step>, Error> {
-    let mut steps = vec![
-        Step {
-            what: "detaching from the test process's file descriptors".into(),
-            action: Action::DetachFds,
-        },
-        Step {
-            what: "making all mounts private".into(),
-            action: Action::MakeMountsPrivate,
-        },
-    ];
+/// The bind sources' cloned trees are kept at fds from
+/// [`wire::FIRST_PLAN_FD`] on, in order, until they are attached.
+pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<Step>, Error> {
+    let mut steps = Vec::with_capacity(40);
     if let Some(ids) = ids {
         // A new user namespace maps the caller; a sandbox that joins an
         // existing one (a network's host) has nothing to map.
-        let maps = [
-            Step {
-                what: "writing \"deny\" to /proc/self/setgroups".into(),
-                action: Action::WriteFile {
+        steps.extend([
+            step(
+                "writing \"deny\" to /proc/self/setgroups",
+                StepKind::IdMap,
+                Action::WriteFile {
                     path: c"/proc/self/setgroups".into(),
                     content: b"deny".to_vec(),
                 },
-            },
-            Step {
-                what: format!("mapping uid 0 to {} in /proc/self/uid_map", ids.uid),
-                action: Action::WriteFile {
+            ),
+            step(
+                format!("mapping uid 0 to {} in /proc/self/uid_map", ids.uid),
+                StepKind::IdMap,
+                Action::WriteFile {
                     path: c"/proc/self/uid_map".into(),
                     content: id_map(0, ids.uid),
                 },
-            },
-            Step {
-                what: format!("mapping gid 0 to {} in /proc/self/gid_map", ids.gid),
-                action: Action::WriteFile {
+            ),
+            step(
+                format!("mapping gid 0 to {} in /proc/self/gid_map", ids.gid),
+                StepKind::IdMap,
+                Action::WriteFile {
                     path: c"/proc/self/gid_map".into(),
                     content: id_map(0, ids.gid),
                 },
-            },
-        ];
-        steps.splice(1..1, maps);
+            ),
+        ]);
     }
-    let mut next_fd = first_free_fd;
+    steps.push(step(
+        "making all mounts private",
+        StepKind::Private,
+        Action::MakeMountsPrivate,
+    ));
+
+    // The user's mounts, and the working directory where the sandbox's own
+    // tmpfs mounts would hide it (a crate checked out under /tmp).
+    let mut mounts = layout.mounts.to_vec();
+    if let Some(cwd) = &layout.cwd {
+        let mut made: Vec<MountSpec> = OWN_TMPFS
+            .iter()
+            .map(|t| MountSpec::Tmpfs { target: t.into() })
+            .collect();
+        made.extend(mounts.iter().cloned());
+        if cwd.is_absolute() && matches!(under(cwd, &made), Under::Tmpfs(_)) {
+            mounts.push(MountSpec::Bind {
+                source: cwd.clone(),
+                target: cwd.clone(),
+                read_only: !layout.writable_host,
+            });
+        }
+    }
+
+    let mut next_fd = wire::FIRST_PLAN_FD;
     let mut sources = Vec::new();
-    for spec in mounts {
+    for spec in &mounts {
         if let MountSpec::Bind { source, .. } = spec {
             let option = option_name(spec);
             absolute(option, "source", source)?;
-            steps.push(Step {
-                what: format!("opening the bind source {}", source.display()),
-                action: Action::OpenSource {
+            steps.push(step(
+                format!("opening the bind source {}", source.display()),
+                StepKind::UserMount,
+                Action::OpenSource {
                     path: cstring(option, source)?,
                     fd: next_fd,
                 },
-            });
+            ));
             sources.push(next_fd);
             next_fd += 1;
         }
     }
-    let mut sources = sources.into_iter();
-    let fresh = |fstype: &'static std::ffi::CStr, target: &'static std::ffi::CStr, flags, data| {
-        let name = fstype.to_string_lossy();
-        Step {
-            what: format!("mounting {name} on {}", target.to_string_lossy()),
-            action: Action::Mount {
-                source: Some(fstype.into()),
-                target: target.into(),
-                fstype: Some(fstype.into()),
-                flags,
-                data,
+    // Before the fresh /proc: the helper maps its ids through /proc/self,
+    // whichever proc is there, before it goes read-only.
+    steps.push(step(
+        "creating the inner user namespace and its network, UTS and IPC namespaces",
+        StepKind::Nest,
+        Action::Nest {
+            flags: libc::CLONE_NEWUSER | libc::CLONE_NEWNET | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC,
+        },
+    ));
+    if !layout.writable_host {
+        steps.push(step(
+            "making the host's files read-only (mount_setattr on / and every mount below)",
+            StepKind::ReadOnlyHost,
+            Action::ReadOnly {
+                target: c"/".into(),
+                recursive: true,
+                optional: false,
             },
-        }
-    };
+        ));
+    }
     let hidden = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    steps.push(fresh(c"proc", c"/proc", hidden, None));
-    steps.push(fresh(c"sysfs", c"/sys", hidden | libc::MS_RDONLY, None));
+    // A proc mount with nothing mounted on it, kept out of reach under the
+    // tmpfs that becomes /tmp. The kernel mounts a fresh proc in a user
+    // namespace only where one is already fully visible ("mount too
+    // revealing"), and the sandbox's /proc is not, once parts of it are
+    // covered below: without this one, no sandbox could be made inside a
+    // sandbox. Read-only for a caller that is root, so that even a fresh
+    // proc made from it in some new namespace can never write the host's
+    // sysctls.
+    steps.push(fresh(
+        c"tmpfs",
+        c"/tmp",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        Some(c"mode=0700,size=16k".into()),
+        StepKind::Proc,
+    ));
+    steps.push(step(
+        "creating the directory /tmp/proc for a hidden proc mount",
+        StepKind::Proc,
+        Action::CreateDir {
+            path: c"/tmp/proc".into(),
+        },
+    ));
+    let stash_flags = hidden | if layout.root { libc::MS_RDONLY } else { 0 };
+    steps.push(step(
+        "mounting proc on /tmp/proc (hidden below /tmp, for sandboxes inside)",
+        StepKind::Proc,
+        Action::Mount {
+            source: Some(c"proc".into()),
+            target: c"/tmp/proc".into(),
+            fstype: Some(c"proc".into()),
+            flags: stash_flags,
+            data: None,
+        },
+    ));
+    steps.push(step(
+        "mounting proc on /proc",
+        StepKind::Proc,
+        Action::MountRetryReadOnly {
+            source: c"proc".into(),
+            target: c"/proc".into(),
+            fstype: c"proc".into(),
+            flags: hidden,
+        },
+    ));
+    // After the network namespace: sysfs shows the mounter's.
+    steps.push(fresh(
+        c"sysfs",
+        c"/sys",
+        hidden | libc::MS_RDONLY,
+        None,
+        StepKind::Sys,
+    ));
+    for (path, optional) in PROC_READ_ONLY {
+        let shown = path.to_string_lossy();
+        steps.push(step(
+            format!("binding {shown} over itself"),
+            StepKind::ProcReadOnly,
+            Action::BindSelf {
+                path: path.into(),
+                optional,
+            },
+        ));
+        steps.push(step(
+            format!("making {shown} read-only"),
+            StepKind::ProcReadOnly,
+            Action::ReadOnly {
+                target: path.into(),
+                recursive: false,
+                optional,
+            },
+        ));
+    }
+    // Writable again: these are the sandbox's own (its network namespace's,
+    // its user namespace's limits).
+    for path in [c"/proc/sys/net", c"/proc/sys/user"] {
+        steps.push(step(
+            format!(
+                "binding {} over itself, writable (the sandbox's own)",
+                path.to_string_lossy()
+            ),
+            StepKind::ProcReadOnly,
+            Action::BindSelf {
+                path: path.into(),
+                optional: true,
+            },
+        ));
+    }
+    // Over the hidden proc mount's tmpfs.
     steps.push(fresh(
         c"tmpfs",
         c"/tmp",
         libc::MS_NOSUID | libc::MS_NODEV,
         Some(c"mode=1777".into()),
+        StepKind::Tmp,
+    ));
+    steps.push(fresh(
+        c"tmpfs",
+        c"/dev/shm",
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some(c"mode=1777".into()),
+        StepKind::DevShm,
     ));
 
-    let mut made: Vec<MountSpec> = vec![MountSpec::Tmpfs {
-        target: "/tmp".into(),
-    }];
-    for spec in mounts {
+    let mut made: Vec<MountSpec> = OWN_TMPFS
+        .iter()
+        .map(|t| MountSpec::Tmpfs { target: t.into() })
+        .collect();
+    let mut sources = sources.into_iter();
+    for spec in &mounts {
         let source_fd = match spec {
             MountSpec::Bind { .. } => sources.next(),
             MountSpec::Tmpfs { .. } => None,
@@ -253,20 +467,57 @@ pub(crate) fn holder_steps(
         made.push(spec.clone());
     }
 
-    steps.push(Step {
-        what: format!(
+    steps.push(step(
+        format!(
             "setting the hostname to {:?}",
-            String::from_utf8_lossy(hostname)
+            String::from_utf8_lossy(layout.hostname)
         ),
-        action: Action::SetHostname {
-            name: hostname.to_vec(),
+        StepKind::Hostname,
+        Action::SetHostname {
+            name: layout.hostname.to_vec(),
         },
-    });
-    steps.push(Step {
-        what: "bringing up the loopback interface lo".into(),
-        action: Action::LoopbackUp,
-    });
+    ));
+    steps.push(step(
+        "bringing up the loopback interface lo",
+        StepKind::Loopback,
+        Action::LoopbackUp,
+    ));
+    steps.push(step(
+        "entering the inner user namespace (setns)",
+        StepKind::EnterNested,
+        Action::EnterNested,
+    ));
+    steps.push(step(
+        "joining the sandbox's session keyring (keyctl)",
+        StepKind::Keyring,
+        Action::JoinKeyring,
+    ));
     Ok(steps)
+}
+
+/// A fresh filesystem of type `fstype` on `target`.
+fn fresh(
+    fstype: &'static std::ffi::CStr,
+    target: &'static std::ffi::CStr,
+    flags: libc::c_ulong,
+    data: Option<CString>,
+    kind: StepKind,
+) -> Step {
+    step(
+        format!(
+            "mounting {} on {}",
+            fstype.to_string_lossy(),
+            target.to_string_lossy()
+        ),
+        kind,
+        Action::Mount {
+            source: Some(fstype.into()),
+            target: target.into(),
+            fstype: Some(fstype.into()),
+            flags,
+            data,
+        },
+    )
 }
 
 fn option_name(spec: &MountSpec) -> &'static str {
@@ -358,10 +609,11 @@ fn mount_steps(
                 } else {
                     ("creating the directory", Action::CreateDir { path: c })
                 };
-                steps.push(Step {
-                    what: format!("{what} {} to mount on", path.display()),
+                steps.push(step(
+                    format!("{what} {} to mount on", path.display()),
+                    StepKind::UserMount,
                     action,
-                });
+                ));
             }
             None
         }
@@ -396,32 +648,35 @@ fn mount_steps(
 
     let target_c = cstring(option, target)?;
     match spec {
-        MountSpec::Tmpfs { .. } => steps.push(Step {
-            what: format!("mounting tmpfs on {}", target.display()),
-            action: Action::Mount {
+        MountSpec::Tmpfs { .. } => steps.push(step(
+            format!("mounting tmpfs on {}", target.display()),
+            StepKind::UserMount,
+            Action::Mount {
                 source: Some(c"tmpfs".into()),
                 target: target_c,
                 fstype: Some(c"tmpfs".into()),
                 flags: libc::MS_NOSUID | libc::MS_NODEV,
                 data: Some(c"mode=0755".into()),
             },
-        }),
+        )),
         MountSpec::Bind {
             source, read_only, ..
         } => {
             let what = format!("binding {} on {}", source.display(), target.display());
-            steps.push(Step {
+            steps.push(step(
                 what,
-                action: Action::AttachSource {
+                StepKind::UserMount,
+                Action::AttachSource {
                     fd: source_fd.expect("every bind source is opened first"),
                     target: target_c.clone(),
                 },
-            });
+            ));
             if *read_only {
-                steps.push(Step {
-                    what: format!("remounting {} read-only", target.display()),
-                    action: Action::RemountReadOnly { target: target_c },
-                });
+                steps.push(step(
+                    format!("remounting {} read-only", target.display()),
+                    StepKind::UserMount,
+                    Action::RemountReadOnly { target: target_c },
+                ));
             }
         }
     }
@@ -437,8 +692,18 @@ mod tests {
         gid: 100,
     };
 
+    fn layout(mounts: &[MountSpec]) -> Layout<'_> {
+        Layout {
+            hostname: b"h",
+            mounts,
+            writable_host: false,
+            cwd: None,
+            root: false,
+        }
+    }
+
     fn whats(mounts: &[MountSpec]) -> Vec<String> {
-        holder_steps(Some(IDS), b"h", mounts, 10)
+        holder_steps(Some(IDS), &layout(mounts))
             .unwrap()
             .into_iter()
             .map(|s| s.what)
@@ -453,13 +718,51 @@ mod tests {
     #[test]
     fn base_steps_in_order() {
         let w = whats(&[]);
-        assert_eq!(w[1], "writing \"deny\" to /proc/self/setgroups");
-        assert_eq!(w[2], "mapping uid 0 to 1000 in /proc/self/uid_map");
-        assert_eq!(w[3], "mapping gid 0 to 100 in /proc/self/gid_map");
-        assert_eq!(w[5], "mounting proc on /proc");
-        assert_eq!(w[6], "mounting sysfs on /sys");
-        assert_eq!(w[7], "mounting tmpfs on /tmp");
-        assert_eq!(w.last().unwrap(), "bringing up the loopback interface lo");
+        let at = |what: &str| w.iter().position(|x| x.starts_with(what)).unwrap_or_else(|| panic!("no step {what:?} in {w:#?}"));
+        assert_eq!(w[0], "writing \"deny\" to /proc/self/setgroups");
+        assert_eq!(w[1], "mapping uid 0 to 1000 in /proc/self/uid_map");
+        assert_eq!(w[2], "mapping gid 0 to 100 in /proc/self/gid_map");
+        assert_eq!(w[3], "making all mounts private");
+        // The host goes read-only before the sandbox's own mounts, which
+        // stay writable; sysfs comes after the network namespace it shows;
+        // the inner user namespace is entered once all mounts are made.
+        assert!(at("creating the inner user namespace") < at("making the host's files read-only"));
+        assert!(at("making the host's files read-only") < at("mounting proc on /proc"));
+        assert!(at("creating the inner user namespace") < at("mounting proc on /proc"));
+
+        assert!(at("creating the inner user namespace") < at("mounting sysfs on /sys"));
+        assert!(at("making /proc/sys read-only") < at("binding /proc/sys/net over itself"));
+        assert!(at("making /proc/sys read-only") < at("binding /proc/sys/user over itself"));
+        assert!(at("mounting tmpfs on /tmp") < at("entering the inner user namespace"));
+        assert!(at("mounting tmpfs on /dev/shm") < at("entering the inner user namespace"));
+        assert!(at("bringing up the loopback") < at("entering the inner user namespace"));
+        assert_eq!(w.last().unwrap(), "joining the sandbox's session keyring (keyctl)");
+    }
+
+    #[test]
+    fn writable_host_skips_only_the_read_only_pass() {
+        let mut l = layout(&[]);
+        l.writable_host = true;
+        let w: Vec<String> = holder_steps(Some(IDS), &l).unwrap().into_iter().map(|s| s.what).collect();
+        assert!(!w.iter().any(|x| x.starts_with("making the host's files read-only")));
+        assert!(w.iter().any(|x| x == "making /proc/sys read-only"));
+    }
+
+    #[test]
+    fn a_working_directory_under_tmp_is_bound_in() {
+        let dir = std::env::temp_dir().join("hermetic-plan-cwd");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut l = layout(&[]);
+        l.cwd = Some(dir.clone());
+        let w: Vec<String> = holder_steps(Some(IDS), &l).unwrap().into_iter().map(|s| s.what).collect();
+        let shown = dir.display().to_string();
+        if shown.starts_with("/tmp/") {
+            assert!(w.contains(&format!("binding {shown} on {shown}")), "{w:#?}");
+            assert!(w.contains(&format!("remounting {shown} read-only")), "{w:#?}");
+        }
+        l.cwd = Some("/usr".into());
+        let w: Vec<String> = holder_steps(Some(IDS), &l).unwrap().into_iter().map(|s| s.what).collect();
+        assert!(!w.iter().any(|x| x.starts_with("binding /usr")), "{w:#?}");
     }
 
     #[test]
@@ -501,7 +804,7 @@ mod tests {
     #[test]
     fn bad_mounts_are_refused_by_name() {
         let err = |m: MountSpec| {
-            holder_steps(Some(IDS), b"h", &[m], 10)
+            holder_steps(Some(IDS), &layout(&[m]))
                 .unwrap_err()
                 .to_string()
         };

@@ -1,25 +1,25 @@
 //! The public sandbox: its builder, its runs, and its teardown.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::unistd::Pid;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::child;
+use crate::child::{command, init};
 use crate::diagnostics::{self, HostFacts, Phase};
 use crate::error::Error;
+use crate::fds::{self, Fd};
 use crate::lifeline;
 use crate::output::Output;
-use crate::plan::{self, Action, Ids, MountSpec};
-use crate::runner::{self, Ended, Joiners, Runner};
+use crate::plan::{self, Ids, MountSpec, StepKind};
+use crate::protocol::{self, InitReport};
+use crate::run::{self, Ended, Joiners, Runner};
 use crate::sys;
 
 /// The hostname a sandbox gets unless told otherwise.
@@ -62,6 +62,7 @@ pub struct SandboxBuilder {
     mounts: Vec<MountSpec>,
     cgroup: bool,
     max_result_size: usize,
+    writable_host: bool,
 }
 
 impl Default for SandboxBuilder {
@@ -72,6 +73,7 @@ impl Default for SandboxBuilder {
             mounts: Vec::new(),
             cgroup: false,
             max_result_size: DEFAULT_MAX_RESULT_SIZE,
+            writable_host: false,
         }
     }
 }
@@ -90,7 +92,8 @@ impl SandboxBuilder {
     }
 
     /// How long one [`Sandbox::run`] may take before its process is killed
-    /// and the run fails with [`Error::TimedOut`]. Default: no limit.
+    /// and the run fails with [`Error::TimedOut`]. Default: no limit;
+    /// `Duration::MAX` (or any timeout too long to reach) also means none.
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
         self.timeout = Some(timeout);
         self
@@ -128,6 +131,19 @@ impl SandboxBuilder {
         self
     }
 
+    /// Leaves the host's files writable inside, as far as the caller's own
+    /// permissions allow. Default: off, so the host's filesystem is
+    /// read-only inside (recursively, every mount), except the sandbox's
+    /// own `/tmp` and `/dev/shm`, its [`tmpfs`](Self::tmpfs) mounts and its
+    /// [`bind`](Self::bind) targets.
+    ///
+    /// As root, a sandbox with a writable host can change anything on the
+    /// host's filesystem: turn this on only for code you trust.
+    pub fn writable_host(&mut self, on: bool) -> &mut Self {
+        self.writable_host = on;
+        self
+    }
+
     /// Also gives the sandbox its own cgroup namespace. Default: off.
     pub fn cgroup_namespace(&mut self, on: bool) -> &mut Self {
         self.cgroup = on;
@@ -157,51 +173,93 @@ impl SandboxBuilder {
     /// Builds a sandbox; with `userns`, one that shares that sandbox's user
     /// namespace instead of having its own (the hosts of a network).
     pub(crate) fn build_in(&self, userns: Option<&Sandbox>) -> Result<Sandbox, Error> {
+        self.build_telling(userns).map_err(|(e, _)| e)
+    }
+
+    /// Like [`build_in`](Self::build_in); a failed setup step also says
+    /// what kind of step it was (for [`check`](crate::check)).
+    pub(crate) fn build_telling(
+        &self,
+        userns: Option<&Sandbox>,
+    ) -> Result<Sandbox, (Error, Option<StepKind>)> {
+        let (sandbox, ready_r, steps, maps) = self.start(userns).map_err(|e| (e, None))?;
+        let report = run::read_report(&ready_r, &sandbox.holder)
+            .map_err(|e| (Error::sys("waiting for the sandbox's init process", e), None))?;
+        interpret(report.map(InitReport::decode), &steps, maps).map(|()| sandbox)
+    }
+
+    /// Starts the init process; returns the sandbox, the report pipe, the
+    /// steps and how many of them are id maps.
+    fn start(&self, userns: Option<&Sandbox>) -> Result<(Sandbox, Fd, Vec<plan::Step>, usize), Error> {
         let hostname = plan::hostname(&self.hostname)?;
         let cgroup = if self.cgroup {
             libc::CLONE_NEWCGROUP
         } else {
             0
         };
-        // Runs join the user namespace too, whoever made it.
+        // Runs join every namespace of the init process: the inner user
+        // namespace and the network, UTS and IPC namespaces it owns, and the
+        // mount and PID namespaces made with the init process.
         let nstypes = BASE_NAMESPACES | cgroup;
+        // The init process's own clone makes the mount and PID namespaces
+        // (and the outer user namespace); the rest come from its plan.
+        let clone_flags = libc::CLONE_NEWNS
+            | libc::CLONE_NEWPID
+            | cgroup
+            | if userns.is_none() { libc::CLONE_NEWUSER } else { 0 };
 
-        let lifeline = lifeline::lifeline().map_err(|e| Error::sys("opening the lifeline", e))?;
-        let (ready_r, ready_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
-            .map_err(|e| Error::sys("creating the holder's report pipe", e))?;
-        let first_free_fd = ready_w.as_raw_fd().max(lifeline.as_raw_fd()) + 1;
         // Validates the mounts: nothing is started before this succeeds.
         let ids = userns.is_none().then(Ids::current);
-        let steps = plan::holder_steps(ids, &hostname, &self.mounts, first_free_fd)?;
+        let layout = plan::Layout {
+            hostname: &hostname,
+            mounts: &self.mounts,
+            writable_host: self.writable_host,
+            cwd: std::env::current_dir().ok(),
+            root: nix::unistd::geteuid().is_root(),
+        };
+        let steps = plan::holder_steps(ids, &layout)?;
+        // The id maps come first and are written before the init program
+        // is exec'd; it runs the rest.
+        let maps = steps.iter().take_while(|s| s.kind == StepKind::IdMap).count();
+        let plan = protocol::encode_plan(&steps[maps..]);
+
+        let lifeline = lifeline::lifeline().map_err(|e| Error::sys("opening the lifeline", e))?;
+        let (ready_r, ready_w) =
+            fds::pipe().map_err(|e| Error::sys("creating the init process's report pipe", e))?;
         let output = Output::new().map_err(|e| Error::sys("creating the output pipes", e))?;
 
-        let refused = |errno| Error::NamespacesRefused {
-            source: std::io::Error::from_raw_os_error(errno),
-            hint: diagnostics::hint(Phase::Clone, errno, &HostFacts::read()),
-        };
-        let (pid, holder, holder_stack) = match userns {
-            None => child::clone_holder(
-                nstypes as libc::c_ulong,
-                &steps,
-                ready_w.as_raw_fd(),
-                lifeline.as_raw_fd(),
-            )
-            .map_err(refused)?,
+        let (pid, holder) = match userns {
+            None => init::spawn(clone_flags, &steps[..maps], &plan, &ready_w, lifeline).map_err(
+                |(step, e)| match step {
+                    "clone" => Error::NamespacesRefused {
+                        hint: diagnostics::hint(
+                            Phase::Clone,
+                            e.raw_os_error().unwrap_or(0),
+                            &HostFacts::read(),
+                        ),
+                        source: e,
+                    },
+                    step => Error::sys(step, e),
+                },
+            )?,
             Some(owner) => {
-                let flags = (nstypes & !libc::CLONE_NEWUSER) as libc::c_ulong;
-                let pid = runner::start_holder_in(
-                    &owner.holder,
-                    flags,
-                    &steps,
+                let (plan_r, plan_w) =
+                    fds::pipe().map_err(|e| Error::sys("creating the plan's pipe", e))?;
+                init::send_plan(&plan_w, &plan)
+                    .map_err(|e| Error::sys("sending the init program its plan", e))?;
+                let launch = init::Launch::prepare(
+                    &[],
+                    plan_r.as_raw_fd(),
                     ready_w.as_raw_fd(),
                     lifeline.as_raw_fd(),
-                )?;
-                let pidfd = sys::pidfd_open(pid).map_err(|e| {
-                    let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
-                    let _ = runner::reap_pid(pid);
+                )
+                .map_err(|e| Error::sys("preparing the init program's start", e))?;
+                let pid = run::start_init_in(&owner.holder, clone_flags, &launch)?;
+                let pidfd = Fd::open(|| sys::pidfd_open(pid)).map_err(|e| {
+                    let _ = sys::kill_and_reap(pid);
                     Error::sys("opening a pidfd for the sandbox's init process", e)
                 })?;
-                (pid, pidfd, None)
+                (pid, pidfd)
             }
         };
         drop(ready_w);
@@ -216,36 +274,78 @@ impl SandboxBuilder {
             spawned: Mutex::new(Vec::new()),
             killed: Arc::new(AtomicBool::new(false)),
             output,
-            holder_stack,
             holder_children: std::sync::OnceLock::new(),
             joiners: Joiners::default(),
         };
-        match sandbox.await_ready(&ready_r) {
-            Ok(None) => Ok(sandbox),
-            Ok(Some((index, errno))) => {
-                let Some(step) = steps.get(index as usize) else {
-                    return Err(Error::Setup {
-                        step: "starting the sandbox's init process".into(),
-                        source: std::io::Error::from_raw_os_error(errno),
-                        hint: None,
-                    });
-                };
-                let phase = match &step.action {
-                    Action::WriteFile { .. } => Phase::IdMap,
-                    Action::Mount {
-                        fstype: Some(t), ..
-                    } if t.as_bytes() == b"proc" || t.as_bytes() == b"sysfs" => Phase::FreshMount,
-                    _ => Phase::Other,
-                };
-                Err(Error::Setup {
-                    step: step.what.clone(),
-                    source: std::io::Error::from_raw_os_error(errno),
-                    hint: diagnostics::hint(phase, errno, &HostFacts::read()),
-                })
-            }
-            Err(e) => Err(e),
-        }
+        Ok((sandbox, ready_r, steps, maps))
     }
+}
+
+/// What the init process's report means: ready, or the error, with the kind
+/// of step that failed.
+fn interpret(
+    report: Option<InitReport>,
+    steps: &[plan::Step],
+    maps: usize,
+) -> Result<(), (Error, Option<StepKind>)> {
+    let errno_error = |errno| std::io::Error::from_raw_os_error(errno);
+    let setup = |step: &str, errno| {
+        (
+            Error::Setup {
+                step: step.into(),
+                source: errno_error(errno),
+                hint: None,
+            },
+            None,
+        )
+    };
+    let index = match report {
+        Some(InitReport::Ready) => return Ok(()),
+        Some(InitReport::StepFailed { index, errno }) => (maps + index, errno),
+        Some(InitReport::MapFailed { index, errno }) => (index, errno),
+        Some(InitReport::ExecFailed { errno }) => {
+            return Err(setup(
+                "starting the init program (execveat of its in-memory copy)",
+                errno,
+            ));
+        }
+        Some(InitReport::PlanRefused { errno }) => {
+            return Err(setup("reading the init program's setup plan", errno));
+        }
+        Some(InitReport::FinishFailed { errno }) => {
+            return Err(setup(
+                "finishing the init process's setup (dumpable, SIGCHLD)",
+                errno,
+            ));
+        }
+        None => {
+            return Err((
+                Error::Sys {
+                    step: "starting the sandbox's init process",
+                    source: std::io::Error::other("it exited without a report"),
+                },
+                None,
+            ));
+        }
+    };
+    let (index, errno) = index;
+    let Some(step) = steps.get(index) else {
+        return Err(setup(&format!("setup step {index} of the init process"), errno));
+    };
+    let phase = match step.kind {
+        StepKind::IdMap => Phase::IdMap,
+        StepKind::Nest => Phase::Clone,
+        StepKind::Proc | StepKind::Sys => Phase::FreshMount,
+        _ => Phase::Other,
+    };
+    Err((
+        Error::Setup {
+            step: step.what.clone(),
+            source: errno_error(errno),
+            hint: diagnostics::hint(phase, errno, &HostFacts::read()),
+        },
+        Some(step.kind),
+    ))
 }
 
 /// A set of fresh namespaces with a process holding them open.
@@ -260,7 +360,7 @@ impl SandboxBuilder {
 #[derive(Debug)]
 pub struct Sandbox {
     holder_pid: libc::pid_t,
-    holder: OwnedFd,
+    holder: Fd,
     nstypes: libc::c_int,
     hostname: String,
     timeout: Option<Duration>,
@@ -272,11 +372,8 @@ pub struct Sandbox {
     killed: Arc<AtomicBool>,
     /// Dropped last, once every process that could write to it is gone.
     output: Output,
-    /// The stack of a holder that shares our memory (see
-    /// `child::clone_holder`); unmapped only once the holder is reaped.
-    holder_stack: Option<sys::Stack>,
     /// `/proc/HOLDER/task/HOLDER/children`, once a run asked.
-    holder_children: std::sync::OnceLock<Option<std::fs::File>>,
+    holder_children: std::sync::OnceLock<Option<Fd>>,
     /// Joiners of ended runs, still to be reaped.
     joiners: Joiners,
 }
@@ -320,43 +417,6 @@ impl Sandbox {
     /// `nsenter -t PID -U --preserve-credentials -a` enters the sandbox.
     pub fn pid(&self) -> u32 {
         self.holder_pid as u32
-    }
-
-    /// Waits for the holder's report: `None` when it is ready, or the step
-    /// that failed.
-    fn await_ready(&self, ready: &OwnedFd) -> Result<Option<(u32, i32)>, Error> {
-        // Never block in read: a copy of the pipe's write end may live on in
-        // a process another thread forked meanwhile, so a holder that died
-        // without reporting would not bring EOF.
-        nix::fcntl::fcntl(ready, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
-            .map_err(|e| Error::sys("waiting for the sandbox's init process", e))?;
-        let report = || {
-            let mut msg = [0u8; 8];
-            // The holder writes its 8 bytes at once, before it could exit.
-            (nix::unistd::read(ready, &mut msg) == Ok(8)).then(|| {
-                let (step, errno) = child::parse_report(msg);
-                (step != child::READY).then_some((step, errno))
-            })
-        };
-        loop {
-            if let Some(outcome) = report() {
-                return Ok(outcome);
-            }
-            let mut fds = [
-                PollFd::new(ready.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.holder.as_fd(), PollFlags::POLLIN),
-            ];
-            match poll(&mut fds, PollTimeout::NONE) {
-                Err(nix::errno::Errno::EINTR) | Ok(_) => {}
-                Err(e) => return Err(Error::sys("waiting for the sandbox's init process", e)),
-            }
-            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-                return report().ok_or_else(|| Error::Sys {
-                    step: "starting the sandbox's init process",
-                    source: std::io::Error::other("it exited without a report"),
-                });
-            }
-        }
     }
 
     /// Runs `f` inside the sandbox and returns its result.
@@ -424,15 +484,26 @@ impl Sandbox {
         F: FnOnce() -> T,
         T: Serialize + DeserializeOwned,
     {
+        self.try_run_keeping(&[], f)
+    }
+
+    /// [`try_run`](Self::try_run), handing the run the fds of hermetic's
+    /// in `keep` (which runs are otherwise never given).
+    pub(crate) fn try_run_keeping<F, T>(&self, keep: &[RawFd], f: F) -> Result<T, Error>
+    where
+        F: FnOnce() -> T,
+        T: Serialize + DeserializeOwned,
+    {
         self.check_alive()?;
         self.joiners.collect();
-        let result = runner::run_to_end(
+        let result = run::run_to_end(
             &self.holder,
             self.nstypes,
             &self.output,
             &self.joiners,
             self.timeout,
             self.max_result_size,
+            keep,
             f,
         );
         self.output.pump();
@@ -483,7 +554,7 @@ impl Sandbox {
             .start()
             .map_err(|e| Error::sys("starting the output forwarder", e))?;
         let mut spawned = self.spawned.lock().unwrap_or_else(|e| e.into_inner());
-        let runner = Runner::start(&self.holder, self.nstypes, self.output.fds(), f)?;
+        let runner = Runner::start(&self.holder, self.nstypes, self.output.fds(), &[], f)?;
         spawned.push((runner.pid(), runner.joiner()));
         Ok(Spawned {
             sandbox: self,
@@ -514,7 +585,7 @@ impl Sandbox {
             .holder
             .try_clone()
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF));
-        child::enter_on_exec(&mut cmd, holder, self.nstypes);
+        command::enter_on_exec(&mut cmd, holder, self.nstypes);
         cmd
     }
 
@@ -560,12 +631,13 @@ impl Sandbox {
             // The list of the holder's children, opened once and read again
             // from the start each time.
             let children = self.holder_children.get_or_init(|| {
-                std::fs::File::open(format!("/proc/{0}/task/{0}/children", self.holder_pid)).ok()
+                let path = format!("/proc/{0}/task/{0}/children", self.holder_pid);
+                Fd::open(|| std::fs::File::open(path)).ok()
             });
             let mut buf = [0u8; 16];
             let left = children
                 .as_ref()
-                .and_then(|f| std::os::unix::fs::FileExt::read_at(f, &mut buf, 0).ok())
+                .and_then(|f| nix::sys::uio::pread(f, &mut buf, 0).ok())
                 .is_none_or(|n| n > 0);
             if left {
                 // Without a thread, output still reaches the test at the
@@ -621,16 +693,11 @@ impl Sandbox {
         // reap those first.
         let spawned = std::mem::take(self.spawned.get_mut().unwrap_or_else(|e| e.into_inner()));
         for (pid, joiner) in spawned {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
-            let _ = runner::reap_pid(pid);
-            let _ = runner::reap_pid(joiner);
+            let _ = sys::kill_and_reap(pid);
+            let _ = run::reap_pid(joiner);
         }
-        let reaped = runner::reap_pid(self.holder_pid);
+        let reaped = run::reap_pid(self.holder_pid);
         self.joiners.reap_all();
-        if reaped.is_err() {
-            // Never unmap memory a process may still run on.
-            std::mem::forget(self.holder_stack.take());
-        }
         // Mark as done so Drop does not try again.
         self.holder_pid = 0;
         match (killed, reaped) {
@@ -660,7 +727,7 @@ impl Drop for Sandbox {
 /// Kills a sandbox from anywhere; made by [`Sandbox::killer`].
 #[derive(Debug)]
 pub struct Killer {
-    holder: OwnedFd,
+    holder: Fd,
     killed: Arc<AtomicBool>,
 }
 

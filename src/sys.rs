@@ -37,12 +37,6 @@ fn check(ret: libc::c_long) -> Result<libc::c_long, i32> {
     if ret < 0 { Err(errno()) } else { Ok(ret) }
 }
 
-/// Whether [`call`] enters the kernel without libc on this target, so that
-/// a process sharing the test process's memory may use the wrappers built
-/// on it.
-pub(crate) const CALLS_SHARE_NOTHING: bool =
-    cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
-
 /// One system call with up to six arguments; `Err(errno)` on failure.
 ///
 /// # Safety
@@ -146,6 +140,14 @@ pub(crate) fn open(path: &CStr, flags: libc::c_int, mode: libc::mode_t) -> Resul
     .map(|fd| fd as RawFd)
 }
 
+/// Opens `path` for writing, writes `content`, closes it.
+pub(crate) fn write_file(path: &CStr, content: &[u8]) -> Result<(), i32> {
+    let fd = open(path, libc::O_WRONLY | libc::O_CLOEXEC, 0)?;
+    let res = write_all(fd, content);
+    close(fd);
+    res
+}
+
 /// The size of a [`Stack`]'s guard page.
 const GUARD: usize = 4096;
 
@@ -246,17 +248,14 @@ pub(crate) fn thread_pointer() -> Option<usize> {
 pub(crate) enum Forked {
     /// In the new process.
     Child,
-    /// In the caller: the new process's pid (in the caller's PID namespace)
-    /// and, when asked for, a pidfd referring to it.
-    Parent {
-        pid: libc::pid_t,
-        pidfd: Option<OwnedFd>,
-    },
+    /// In the caller: the new process's pid (in the caller's PID namespace).
+    Parent { pid: libc::pid_t },
 }
 
-/// `clone(2)` without a new stack, like `fork`, with extra `flags`.
-///
-/// With `CLONE_PIDFD` in `flags` the parent also gets a pidfd.
+/// `clone(2)` without a new stack, like `fork`, with extra `flags`, and
+/// `exit_signal` sent to the parent when the child exits (0 for none: then
+/// only a wait with `__WALL` for its pid sees it, and no `SIGCHLD`
+/// disposition makes the kernel reap it first).
 ///
 /// # Safety
 ///
@@ -264,33 +263,23 @@ pub(crate) enum Forked {
 /// until it calls `_exit` or `exec` it must not allocate, take any lock
 /// (including stdio's and the allocator's), or return from the function
 /// that called this one. glibc's `fork` handlers are not run.
-pub(crate) unsafe fn clone_fork(flags: libc::c_ulong) -> Result<Forked, i32> {
-    let mut pidfd: libc::c_int = -1;
+pub(crate) unsafe fn clone_fork(flags: libc::c_ulong, exit_signal: libc::c_int) -> Result<Forked, i32> {
     // SAFETY: no new stack (0): the child continues on a copy of ours, as
-    // after fork(2). parent_tid receives the pidfd when CLONE_PIDFD is set;
-    // it points to a live local. The caller upholds the after-fork rules.
+    // after fork(2). The caller upholds the after-fork rules.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_clone,
-            flags | libc::SIGCHLD as libc::c_ulong,
+            flags | exit_signal as libc::c_ulong,
             0usize,
-            &mut pidfd as *mut libc::c_int,
+            0usize,
             0usize,
             0usize,
         )
     };
-    let pid = check(ret)? as libc::pid_t;
-    if pid == 0 {
-        return Ok(Forked::Child);
+    match check(ret)? as libc::pid_t {
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent { pid }),
     }
-    let pidfd = if flags & libc::CLONE_PIDFD as libc::c_ulong != 0 {
-        // SAFETY: the kernel just created this fd for us and nobody else
-        // knows its number.
-        Some(unsafe { OwnedFd::from_raw_fd(pidfd) })
-    } else {
-        None
-    };
-    Ok(Forked::Parent { pid, pidfd })
 }
 
 /// Joins the namespaces `nstypes` of the process behind `pidfd` in one call.
@@ -375,213 +364,6 @@ pub(crate) fn write_all(fd: RawFd, mut buf: &[u8]) -> Result<(), i32> {
     Ok(())
 }
 
-/// Opens `path` for writing, writes `content`, closes it.
-pub(crate) fn write_file(path: &CStr, content: &[u8]) -> Result<(), i32> {
-    let fd = open(path, libc::O_WRONLY | libc::O_CLOEXEC, 0)?;
-    let res = write_all(fd, content);
-    close(fd);
-    res
-}
-
-/// `mount(2)` with optional source, type and data.
-pub(crate) fn mount(
-    source: Option<&CStr>,
-    target: &CStr,
-    fstype: Option<&CStr>,
-    flags: libc::c_ulong,
-    data: Option<&CStr>,
-) -> Result<(), i32> {
-    let ptr = |s: Option<&CStr>| s.map_or(0, addr);
-    // SAFETY: every pointer is null or a NUL-terminated string that
-    // outlives the call.
-    unsafe {
-        call(
-            libc::SYS_mount,
-            [
-                ptr(source),
-                addr(target),
-                ptr(fstype),
-                flags as usize,
-                ptr(data),
-                0,
-            ],
-        )
-    }
-    .map(drop)
-}
-
-/// The mount flags of the filesystem at `path` that a remount inside a
-/// user namespace must keep (the kernel locks them).
-pub(crate) fn locked_mount_flags(path: &CStr) -> Result<libc::c_ulong, i32> {
-    /// The kernel's `struct statfs` (words are `long`), with room to spare.
-    #[repr(C)]
-    #[derive(Default)]
-    struct KernelStatfs {
-        counts: [libc::c_long; 7],
-        fsid: [libc::c_int; 2],
-        namelen: libc::c_long,
-        frsize: libc::c_long,
-        flags: libc::c_long,
-        spare: [libc::c_long; 12],
-    }
-    let mut st = KernelStatfs::default();
-    // SAFETY: path is NUL-terminated and st is a live out-parameter at
-    // least as large as the kernel's struct statfs.
-    unsafe {
-        call(
-            libc::SYS_statfs,
-            [
-                addr(path),
-                &mut st as *mut KernelStatfs as usize,
-                0,
-                0,
-                0,
-                0,
-            ],
-        )
-    }?;
-    // statfs(2) reports the mount flags as ST_* bits, like statvfs(3).
-    let f_flags = st.flags as libc::c_ulong;
-    let mut flags = 0;
-    for (st_flag, ms_flag) in [
-        (libc::ST_NOSUID, libc::MS_NOSUID),
-        (libc::ST_NODEV, libc::MS_NODEV),
-        (libc::ST_NOEXEC, libc::MS_NOEXEC),
-        (libc::ST_NOATIME, libc::MS_NOATIME),
-        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
-        (libc::ST_RELATIME, libc::MS_RELATIME),
-    ] {
-        if f_flags & st_flag != 0 {
-            flags |= ms_flag;
-        }
-    }
-    Ok(flags)
-}
-
-/// `mkdir(path, 0755)`; an existing directory is not an error.
-pub(crate) fn mkdir(path: &CStr) -> Result<(), i32> {
-    // SAFETY: path is NUL-terminated.
-    match unsafe {
-        call(
-            libc::SYS_mkdirat,
-            [libc::AT_FDCWD as usize, addr(path), 0o755, 0, 0, 0],
-        )
-    } {
-        Err(libc::EEXIST) | Ok(_) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Creates an empty file at `path` (to bind a file over); an existing one is
-/// kept.
-pub(crate) fn touch(path: &CStr) -> Result<(), i32> {
-    let fd = open(
-        path,
-        libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
-        0o644,
-    )?;
-    close(fd);
-    Ok(())
-}
-
-/// `sethostname(2)`.
-pub(crate) fn sethostname(name: &[u8]) -> Result<(), i32> {
-    // SAFETY: name is a live slice of the given length.
-    unsafe {
-        call(
-            libc::SYS_sethostname,
-            [name.as_ptr() as usize, name.len(), 0, 0, 0, 0],
-        )
-    }
-    .map(drop)
-}
-
-/// Sets `lo` up with the SIOCSIFFLAGS ioctl: the kernel then assigns
-/// 127.0.0.1/8 and ::1 itself. An ioctl keeps this after-fork step free of
-/// allocation; everything richer is done over netlink by the parent.
-pub(crate) fn loopback_up() -> Result<(), i32> {
-    // SAFETY: plain system call.
-    let sock = unsafe {
-        call(
-            libc::SYS_socket,
-            [
-                libc::AF_INET as usize,
-                (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as usize,
-                0,
-                0,
-                0,
-                0,
-            ],
-        )
-    }? as RawFd;
-    let ioctl = |request: libc::Ioctl, req: &mut libc::ifreq| {
-        // SAFETY: req is a live ifreq, which both requests read and
-        // SIOCGIFFLAGS writes.
-        unsafe {
-            call(
-                libc::SYS_ioctl,
-                [
-                    sock as usize,
-                    request as usize,
-                    req as *mut libc::ifreq as usize,
-                    0,
-                    0,
-                    0,
-                ],
-            )
-        }
-    };
-    // SAFETY: an all-zero ifreq is valid; the name is set below.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    let res = ioctl(libc::SIOCGIFFLAGS, &mut req).and_then(|_| {
-        // SAFETY: ifru_flags is the union member SIOCGIFFLAGS wrote.
-        unsafe {
-            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-        }
-        ioctl(libc::SIOCSIFFLAGS, &mut req)
-    });
-    close(sock);
-    res.map(drop)
-}
-
-/// Sets SIGCHLD to "ignore", which makes the kernel reap our children (and,
-/// for PID 1, every orphan of the namespace) as soon as they exit.
-pub(crate) fn autoreap_children() -> Result<(), i32> {
-    /// The kernel's `struct sigaction` (not libc's).
-    #[repr(C)]
-    struct KernelSigaction {
-        handler: usize,
-        flags: libc::c_ulong,
-        restorer: usize,
-        mask: u64,
-    }
-    let ignore = KernelSigaction {
-        handler: libc::SIG_IGN,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
-    // SAFETY: installing SIG_IGN runs no code of ours in signal context;
-    // the struct and the mask size (8) are the kernel's.
-    unsafe {
-        call(
-            libc::SYS_rt_sigaction,
-            [
-                libc::SIGCHLD as usize,
-                &ignore as *const KernelSigaction as usize,
-                0,
-                8,
-                0,
-                0,
-            ],
-        )
-    }
-    .map(drop)
-}
-
 /// Blocks until `fd` is readable or hung up; retries on EINTR.
 pub(crate) fn wait_readable(fd: RawFd) {
     let mut pfd = libc::pollfd {
@@ -657,57 +439,10 @@ pub(crate) fn getpid() -> libc::pid_t {
     std::process::id() as libc::pid_t
 }
 
-/// Takes ownership of `fd`.
-///
-/// Callers pass fds they just got from `into_raw_fd` or the kernel.
-pub(crate) fn owned_fd(fd: RawFd) -> OwnedFd {
-    // SAFETY: per the contract above, nobody else owns fd.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
 /// Borrows an fd that stays open for the rest of the process (the lifeline).
 pub(crate) fn borrow_static(fd: RawFd) -> BorrowedFd<'static> {
     // SAFETY: callers only pass fds that are never closed.
     unsafe { BorrowedFd::borrow_raw(fd) }
-}
-
-/// `open_tree(2)` flag: clone the mount tree into a detached copy.
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-/// `move_mount(2)` flag: the source is the fd itself.
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
-
-/// A detached copy of the mount tree at `path` (recursive), as an fd:
-/// what a bind mount of `path` would show *now*, whatever is mounted later.
-pub(crate) fn open_tree_clone(path: &CStr) -> Result<RawFd, i32> {
-    let flags =
-        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
-    // SAFETY: path is NUL-terminated; on success the fd is new and ours.
-    unsafe {
-        call(
-            libc::SYS_open_tree,
-            [libc::AT_FDCWD as usize, addr(path), flags as usize, 0, 0, 0],
-        )
-    }
-    .map(|fd| fd as RawFd)
-}
-
-/// Attaches the detached tree `tree` (from [`open_tree_clone`]) at `target`.
-pub(crate) fn move_mount(tree: RawFd, target: &CStr) -> Result<(), i32> {
-    // SAFETY: the empty path is a NUL-terminated literal; target too.
-    unsafe {
-        call(
-            libc::SYS_move_mount,
-            [
-                tree as usize,
-                addr(c""),
-                libc::AT_FDCWD as usize,
-                addr(target),
-                MOVE_MOUNT_F_EMPTY_PATH as usize,
-                0,
-            ],
-        )
-    }
-    .map(drop)
 }
 
 /// How many bytes wait to be read from the pipe `fd` (FIONREAD).
@@ -716,4 +451,114 @@ pub(crate) fn pending_bytes(fd: RawFd) -> Result<usize, i32> {
     // SAFETY: FIONREAD writes one c_int to the live local.
     check(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) } as libc::c_long)?;
     Ok(n as usize)
+}
+
+/// `memfd_create(2)`.
+pub(crate) fn memfd_create(name: &CStr, flags: libc::c_uint) -> io::Result<OwnedFd> {
+    // SAFETY: name is NUL-terminated; on success the fd is new and ours.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A pidfd of the calling process, as a raw fd (after fork: no allocation).
+pub(crate) fn pidfd_self() -> Result<RawFd, i32> {
+    // SAFETY: plain system calls with integer arguments.
+    unsafe {
+        let pid = call(libc::SYS_getpid, [0; 6])?;
+        call(libc::SYS_pidfd_open, [pid, 0, 0, 0, 0, 0]).map(|fd| fd as RawFd)
+    }
+}
+
+/// A close-on-exec copy of `fd` numbered `min` or above (`F_DUPFD_CLOEXEC`).
+pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> Result<RawFd, i32> {
+    // SAFETY: plain system call on fd numbers.
+    unsafe {
+        call(
+            libc::SYS_fcntl,
+            [fd as usize, libc::F_DUPFD_CLOEXEC as usize, min as usize, 0, 0, 0],
+        )
+    }
+    .map(|fd| fd as RawFd)
+}
+
+/// Marks every fd from `first` on close-on-exec (`close_range` with
+/// `CLOSE_RANGE_CLOEXEC`, Linux 5.11).
+pub(crate) fn cloexec_from(first: RawFd) -> Result<(), i32> {
+    // SAFETY: plain system call on fd numbers.
+    unsafe {
+        call(
+            libc::SYS_close_range,
+            [
+                first as usize,
+                u32::MAX as usize,
+                libc::CLOSE_RANGE_CLOEXEC as usize,
+                0,
+                0,
+                0,
+            ],
+        )
+    }
+    .map(drop)
+}
+
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: runs the program `fd`
+/// holds. Returns only on failure, with the errno.
+pub(crate) fn execveat_empty(
+    fd: RawFd,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> i32 {
+    // SAFETY: the empty path is a literal; argv and envp are
+    // null-terminated arrays of NUL-terminated strings (the caller's).
+    let res = unsafe {
+        call(
+            libc::SYS_execveat,
+            [
+                fd as usize,
+                addr(c""),
+                argv.as_ptr() as usize,
+                envp.as_ptr() as usize,
+                libc::AT_EMPTY_PATH as usize,
+                0,
+            ],
+        )
+    };
+    match res {
+        Ok(_) => libc::EIO,
+        Err(errno) => errno,
+    }
+}
+
+/// Waits for our child `pid` (whatever its exit signal) and reaps it,
+/// retrying on `EINTR`.
+pub(crate) fn reap(pid: libc::pid_t) -> nix::Result<nix::sys::wait::WaitStatus> {
+    use nix::sys::wait::{WaitPidFlag, waitpid};
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::__WALL)) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => return r,
+        }
+    }
+}
+
+/// Kills our child `pid` and reaps it.
+pub(crate) fn kill_and_reap(pid: libc::pid_t) -> nix::Result<nix::sys::wait::WaitStatus> {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+    reap(pid)
+}
+
+/// Whether the calling process ignores `SIGCHLD` (`SIG_IGN`, or
+/// `SA_NOCLDWAIT`): the kernel then reaps children that exit with that
+/// signal before anyone can wait for them.
+pub(crate) fn children_reaped_by_kernel() -> bool {
+    // SAFETY: reads the current disposition into a live, zeroed struct.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old) == 0
+            && (old.sa_sigaction == libc::SIG_IGN || old.sa_flags & libc::SA_NOCLDWAIT != 0)
+    }
 }

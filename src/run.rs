@@ -2,11 +2,10 @@
 //! process: starting it, waiting for its frame with a deadline, and killing
 //! and reaping it whatever happens.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
@@ -14,23 +13,18 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::channel::{self, FrameReader};
-use crate::child::{self, JoinPlan, Joined, RunnerFds};
+use crate::child::joiner::{self, JoinPlan, RunnerFds};
 use crate::error::Error;
+use crate::fds::{self, Fd};
 use crate::output::Output;
+use crate::protocol::{EXIT_NO_CHANNEL, JoinReport};
 use crate::sys;
-
-/// The exit status our own child code uses when its setup fails.
-pub(crate) const EXIT_SETUP: i32 = 121;
-
-/// The exit status of a runner that could not write its result, because the
-/// closure closed or broke its result channel.
-pub(crate) const EXIT_NO_CHANNEL: i32 = 122;
 
 /// A live runner: our child, not yet reaped (so its pid cannot be reused).
 pub(crate) struct Runner {
     pid: libc::pid_t,
-    pidfd: OwnedFd,
-    result: OwnedFd,
+    pidfd: Fd,
+    result: Fd,
     reaped: bool,
     /// The joiner, asleep until the runner exits; reaped after it (see
     /// [`Joiners`]).
@@ -64,7 +58,10 @@ impl Joiners {
         pending.retain(|&pid| {
             // Anything but "still alive" means it is gone (or, ECHILD, that
             // the test reaped it itself with a wait for any child).
-            waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) == Ok(WaitStatus::StillAlive)
+            waitpid(
+                Pid::from_raw(pid),
+                Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
+            ) == Ok(WaitStatus::StillAlive)
         });
     }
 
@@ -85,35 +82,48 @@ pub(crate) enum Ended {
     Died(Error),
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
-    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("creating a pipe for the run", e))
+fn pipe() -> Result<(Fd, Fd), Error> {
+    fds::pipe().map_err(|e| Error::sys("creating a pipe for the run", e))
+}
+
+/// Refuses to start a run in a test process that ignores `SIGCHLD`: the
+/// kernel would reap the run's process before its status could be read.
+fn check_sigchld() -> Result<(), Error> {
+    if sys::children_reaped_by_kernel() {
+        return Err(Error::SigchldIgnored);
+    }
+    Ok(())
 }
 
 impl Runner {
-    /// Starts `f` in the sandbox whose holder is behind `holder`.
+    /// Starts `f` in the sandbox whose init process is behind `holder`;
+    /// the runner is given the fds in `keep` besides its own pipes.
     pub(crate) fn start<F, T>(
-        holder: &OwnedFd,
+        holder: &Fd,
         nstypes: libc::c_int,
-        output: (i32, i32),
+        output: (RawFd, RawFd),
+        keep: &[RawFd],
         f: F,
     ) -> Result<Runner, Error>
     where
         F: FnOnce() -> T,
         T: Serialize,
     {
+        check_sigchld()?;
         let (report_r, report_w) = pipe()?;
         let (result_r, result_w) = pipe()?;
         let plan = JoinPlan {
             holder: holder.as_raw_fd(),
             nstypes,
             report: report_w.as_raw_fd(),
+            keep,
         };
         let fds = RunnerFds {
             result: result_w.as_raw_fd(),
             stdout: output.0,
             stderr: output.1,
         };
-        let joiner = child::fork_runner(&plan, fds, f)
+        let joiner = joiner::fork_runner(&plan, fds, f)
             .map_err(|e| Error::sys("forking a run", std::io::Error::from_raw_os_error(e)))?;
         drop(report_w);
         drop(result_w);
@@ -126,28 +136,32 @@ impl Runner {
                 return Err(e);
             }
         };
-        let pid = match child::parse_joined(msg) {
-            Joined::Runner(pid) => pid,
-            Joined::Failed { step, errno } => {
+        let pid = match JoinReport::decode(msg) {
+            JoinReport::Started(pid) => pid,
+            JoinReport::Failed { step, errno } => {
                 let _ = reap_pid(joiner);
                 return Err(Error::Sys {
-                    step,
+                    step: step.what(),
                     source: std::io::Error::from_raw_os_error(errno),
+                });
+            }
+            JoinReport::Garbled => {
+                let _ = reap_pid(joiner);
+                return Err(Error::Sys {
+                    step: "starting a process in the sandbox",
+                    source: std::io::Error::other("the joining process sent a garbled report"),
                 });
             }
         };
         // The runner is our unreaped child: its pid is pinned.
-        let pidfd = match sys::pidfd_open(pid) {
+        let pidfd = match Fd::open(|| sys::pidfd_open(pid)) {
             Ok(fd) => fd,
             Err(e) => {
-                let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
-                let _ = reap_pid(pid);
+                let _ = sys::kill_and_reap(pid);
                 let _ = reap_pid(joiner);
                 return Err(Error::sys("opening a pidfd for the run", e));
             }
         };
-        nix::fcntl::fcntl(&result_r, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
-            .map_err(|e| Error::sys("preparing the result pipe", e))?;
         Ok(Runner {
             pid,
             pidfd,
@@ -175,7 +189,8 @@ impl Runner {
         output: &Output,
         joiners: &Joiners,
     ) -> Ended {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout too long to reach (Duration::MAX) is no timeout.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut reader = FrameReader::new(limit);
         // Polled until the frame is complete or the pipe is at its end.
         // Never after: a pipe at its end is always ready, and waiting on it
@@ -193,7 +208,7 @@ impl Runner {
                 }
             };
             let readers = output.readers_to_poll();
-            let (result_ready, exited, printed) = {
+            let (result_ready, hung_up, exited, printed) = {
                 let mut fds = Vec::with_capacity(2 + readers.len());
                 fds.push(PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN));
                 if result_open {
@@ -216,6 +231,10 @@ impl Runner {
                 let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
                 (
                     result_open && ready(&fds[1]),
+                    result_open
+                        && fds[1]
+                            .revents()
+                            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)),
                     ready(&fds[0]),
                     fds[first_reader..].iter().any(ready),
                 )
@@ -226,7 +245,7 @@ impl Runner {
                 output.pump();
             }
             if result_open && (result_ready || exited) {
-                match self.read_available(&mut reader) {
+                match self.read_available(&mut reader, hung_up) {
                     Ok(finished) => result_open = !finished,
                     Err(e) => {
                         self.kill();
@@ -274,17 +293,27 @@ impl Runner {
     /// Reads what the pipe holds now into `reader`, until the frame is
     /// complete or the pipe is empty. True once nothing more is to be read:
     /// the frame is complete or the pipe is at its end.
-    fn read_available(&mut self, reader: &mut FrameReader) -> Result<bool, Error> {
+    ///
+    /// Reads only as many bytes as the pipe holds (`FIONREAD`), so it never
+    /// blocks, whatever the pipe's flags: no `O_NONBLOCK` (a flag of the
+    /// open file, which another holder could clear) is relied on.
+    /// `hung_up`: poll said the pipe has no writers left.
+    fn read_available(&mut self, reader: &mut FrameReader, hung_up: bool) -> Result<bool, Error> {
         // A frame is usually a few bytes; bigger ones take more reads.
         let mut buf = [0u8; 16 * 1024];
         while reader.frame().is_none() {
-            match nix::unistd::read(&self.result, &mut buf) {
+            let pending = sys::pending_bytes(self.result.as_raw_fd())
+                .map_err(|e| Error::sys("reading the run's result", std::io::Error::from_raw_os_error(e)))?;
+            if pending == 0 {
+                return Ok(hung_up);
+            }
+            let want = pending.min(buf.len());
+            match nix::unistd::read(&self.result, &mut buf[..want]) {
                 Ok(0) => return Ok(true),
                 Ok(n) => {
                     reader.feed(&buf[..n])?;
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(nix::errno::Errno::EAGAIN) => break,
                 Err(e) => return Err(Error::sys("reading the run's result", e)),
             }
         }
@@ -333,114 +362,125 @@ impl Drop for Runner {
     }
 }
 
-/// Starts a holder that shares the user namespace of the holder behind
-/// `owner`, through a joining child; returns the new holder's pid (our
-/// child, so pinned until reaped).
-pub(crate) fn start_holder_in(
-    owner: &OwnedFd,
-    flags: libc::c_ulong,
-    steps: &[crate::plan::Step],
-    ready: i32,
-    lifeline: i32,
+/// Starts an init process that shares the user namespace of the init
+/// process behind `owner`, through a joining child; returns the new init
+/// process's pid (our child, so pinned until reaped).
+pub(crate) fn start_init_in(
+    owner: &Fd,
+    flags: libc::c_int,
+    launch: &crate::child::init::Launch,
 ) -> Result<libc::pid_t, Error> {
     let (report_r, report_w) = pipe()?;
-    let joiner = child::fork_holder_in(
-        owner.as_raw_fd(),
-        flags,
-        steps,
-        ready,
-        lifeline,
-        report_w.as_raw_fd(),
-    )
-    .map_err(|e| {
-        Error::sys(
-            "forking to join the network's user namespace",
-            std::io::Error::from_raw_os_error(e),
-        )
-    })?;
+    let joiner = joiner::fork_init_in(owner.as_raw_fd(), flags, launch, report_w.as_raw_fd())
+        .map_err(|e| {
+            Error::sys(
+                "forking to join the network's user namespace",
+                std::io::Error::from_raw_os_error(e),
+            )
+        })?;
     drop(report_w);
     // This joiner exits as soon as it has reported.
     let msg = await_report(joiner, &report_r);
     let _ = reap_pid(joiner);
-    let (code, value) = child::parse_report(msg?);
-    let step = match code {
-        0 => return Ok(value),
-        1 => "joining the network's user namespace (setns)",
-        _ => "creating the host's namespaces (clone)",
-    };
-    Err(Error::NamespacesRefused {
-        source: std::io::Error::from_raw_os_error(value),
-        hint: Some(format!("while {step}")),
-    })
+    match JoinReport::decode(msg?) {
+        JoinReport::Started(pid) => Ok(pid),
+        JoinReport::Failed { step, errno } => Err(Error::NamespacesRefused {
+            source: std::io::Error::from_raw_os_error(errno),
+            hint: Some(format!("while {}", step.what())),
+        }),
+        JoinReport::Garbled => Err(Error::Sys {
+            step: "starting a host of the network",
+            source: std::io::Error::other("the joining process sent a garbled report"),
+        }),
+    }
 }
 
 /// Waits for our child `pid` to end and reaps it, retrying on `EINTR`.
 pub(crate) fn reap_pid(pid: libc::pid_t) -> nix::Result<WaitStatus> {
-    loop {
-        match waitpid(Pid::from_raw(pid), None) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            r => return r,
-        }
-    }
+    sys::reap(pid)
 }
 
 /// Reads the 8-byte report of a joiner, which may exit right after sending
-/// it or stay alive: waits until the report arrives or the joiner is gone
-/// without one. Never blocks in `read`: a copy of the pipe's write end may
-/// live on in a process another thread forked meanwhile.
-fn await_report(joiner: libc::pid_t, report_r: &OwnedFd) -> Result<[u8; 8], Error> {
-    let joiner_fd =
-        sys::pidfd_open(joiner).map_err(|e| Error::sys("watching the run's joiner", e))?;
-    nix::fcntl::fcntl(report_r, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
-        .map_err(|e| Error::sys("reading a start report", e))?;
-    loop {
-        let mut msg = [0u8; 8];
-        match nix::unistd::read(report_r, &mut msg) {
-            Ok(8) => return Ok(msg),
-            Ok(_) | Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(Error::sys("reading a start report", e)),
+/// it: waits until the report arrives or the joiner is gone without one.
+fn await_report(joiner: libc::pid_t, report_r: &Fd) -> Result<[u8; 8], Error> {
+    let joiner_fd = Fd::open(|| sys::pidfd_open(joiner))
+        .map_err(|e| Error::sys("watching the run's joiner", e))?;
+    read_report(report_r, &joiner_fd)
+        .map_err(|e| Error::sys("waiting for a start report", e))?
+        .ok_or_else(|| Error::Sys {
+            step: "starting a process in the sandbox",
+            source: std::io::Error::other("the joining process ended without a report"),
+        })
+}
+
+/// Waits for an 8-byte report on `report_r` from the process behind the
+/// pidfd `writer`: the report, or `None` once the writer has exited (or
+/// every writer of the pipe is gone) without sending one.
+///
+/// The writer sends its 8 bytes in one `write`, which a pipe delivers
+/// whole. Never blocks in `read` and relies on no flag of the pipe: a copy
+/// of the write end may live on in a process another thread forked
+/// meanwhile, and the open file's `O_NONBLOCK` could be changed by another
+/// holder.
+pub(crate) fn read_report(report_r: &Fd, writer: &Fd) -> nix::Result<Option<[u8; 8]>> {
+    let take = || -> nix::Result<Option<[u8; 8]>> {
+        match sys::pending_bytes(report_r.as_raw_fd()).unwrap_or(0) {
+            0 => return Ok(None),
+            // Reports are written whole; a piece of one is garbage.
+            1..8 => return Err(nix::errno::Errno::EPROTO),
+            _ => {}
         }
-        let gone = {
+        let mut msg = [0u8; 8];
+        loop {
+            match nix::unistd::read(report_r, &mut msg) {
+                Ok(8) => return Ok(Some(msg)),
+                Ok(_) => return Ok(None),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    loop {
+        if let Some(msg) = take()? {
+            return Ok(Some(msg));
+        }
+        let (hung_up, gone) = {
             let mut fds = [
                 PollFd::new(report_r.as_fd(), PollFlags::POLLIN),
-                PollFd::new(joiner_fd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(writer.as_fd(), PollFlags::POLLIN),
             ];
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(Error::sys("waiting for a start report", e)),
+                Err(e) => return Err(e),
             }
-            let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
-            !ready(&fds[0]) && ready(&fds[1])
+            let hup = fds[0]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR));
+            (hup, fds[1].revents().is_some_and(|r| !r.is_empty()))
         };
-        if gone {
+        if hung_up || gone {
             // One last look: the report may have come just before the end.
-            let mut msg = [0u8; 8];
-            if nix::unistd::read(report_r, &mut msg) == Ok(8) {
-                return Ok(msg);
-            }
-            return Err(Error::Sys {
-                step: "starting a process in the sandbox",
-                source: std::io::Error::other("the joining process ended without a report"),
-            });
+            return take();
         }
     }
 }
 
 /// Runs `f` to the end and decodes its result.
 pub(crate) fn run_to_end<F, T>(
-    holder: &OwnedFd,
+    holder: &Fd,
     nstypes: libc::c_int,
     output: &Output,
     joiners: &Joiners,
     timeout: Option<Duration>,
     limit: usize,
+    keep: &[RawFd],
     f: F,
 ) -> Result<T, Error>
 where
     F: FnOnce() -> T,
     T: Serialize + DeserializeOwned,
 {
-    let mut runner = Runner::start(holder, nstypes, output.fds(), f)?;
+    let mut runner = Runner::start(holder, nstypes, output.fds(), keep, f)?;
     match runner.wait(timeout, limit, output, joiners) {
         Ended::Frame(tag, payload) => channel::decode_outcome(tag, &payload),
         Ended::Died(e) => Err(e),

@@ -1,0 +1,678 @@
+//! hermetic's init program: PID 1 of every sandbox.
+//!
+//! A small static executable with no C library and no allocator, built by
+//! `build.rs` with the same `rustc` as the crate and embedded in it. The
+//! test process starts it with `clone(CLONE_VM | CLONE_VFORK | namespaces)`
+//! followed at once by `execveat` of an in-memory copy, so that PID 1 has an
+//! address space of its own (a few pages) and never the test process's.
+//!
+//! It reads its setup plan from fd 0, makes one system call per step, reports
+//! on fd 1 (`src/wire.rs` has both formats), then waits until fd 2, a pidfd
+//! of the test process, says the test process has exited. Dying as PID 1
+//! makes the kernel kill everything else in the sandbox. Every signal stays
+//! blocked (the mask is inherited from the test process's launch), so only
+//! `SIGKILL` ends it from outside; it ignores `SIGCHLD`, so the kernel reaps
+//! orphans. Before reporting ready it makes itself non-dumpable: processes of
+//! the sandbox (which live in an inner user namespace) can neither trace it
+//! nor read its memory or fds.
+//!
+//! # References
+//!
+//! clone(2), execveat(2), setns(2), user_namespaces(7), mount_setattr(2),
+//! open_tree(2), move_mount(2), keyctl(2), pid_namespaces(7)
+#![no_std]
+#![no_main]
+
+#[path = "../src/wire.rs"]
+mod wire;
+
+use core::arch::global_asm;
+
+#[cfg(target_arch = "x86_64")]
+mod nr {
+    pub const READ: usize = 0;
+    pub const WRITE: usize = 1;
+    pub const CLOSE: usize = 3;
+    pub const RT_SIGACTION: usize = 13;
+    pub const IOCTL: usize = 16;
+    pub const SOCKET: usize = 41;
+    pub const CLONE: usize = 56;
+    pub const WAIT4: usize = 61;
+    pub const STATFS: usize = 137;
+    pub const PRCTL: usize = 157;
+    pub const MOUNT: usize = 165;
+    pub const SETHOSTNAME: usize = 170;
+    pub const EXIT_GROUP: usize = 231;
+    pub const KEYCTL: usize = 250;
+    pub const OPENAT: usize = 257;
+    pub const MKDIRAT: usize = 258;
+    pub const PPOLL: usize = 271;
+    pub const DUP3: usize = 292;
+    pub const PIPE2: usize = 293;
+    pub const SETNS: usize = 308;
+}
+
+#[cfg(target_arch = "aarch64")]
+mod nr {
+    pub const READ: usize = 63;
+    pub const WRITE: usize = 64;
+    pub const CLOSE: usize = 57;
+    pub const RT_SIGACTION: usize = 134;
+    pub const IOCTL: usize = 29;
+    pub const SOCKET: usize = 198;
+    pub const CLONE: usize = 220;
+    pub const WAIT4: usize = 260;
+    pub const STATFS: usize = 43;
+    pub const PRCTL: usize = 167;
+    pub const MOUNT: usize = 40;
+    pub const SETHOSTNAME: usize = 161;
+    pub const EXIT_GROUP: usize = 94;
+    pub const KEYCTL: usize = 219;
+    pub const OPENAT: usize = 56;
+    pub const MKDIRAT: usize = 34;
+    pub const PPOLL: usize = 73;
+    pub const DUP3: usize = 24;
+    pub const PIPE2: usize = 59;
+    pub const SETNS: usize = 268;
+}
+
+/// System calls numbered alike on every architecture.
+const PIDFD_SEND_SIGNAL: usize = 424;
+const OPEN_TREE: usize = 428;
+const MOVE_MOUNT: usize = 429;
+const MOUNT_SETATTR: usize = 442;
+
+const AT_FDCWD: isize = -100;
+const AT_RECURSIVE: usize = 0x8000;
+const O_WRONLY: usize = 1;
+const O_CREAT: usize = 0o100;
+const O_CLOEXEC: usize = 0o2000000;
+const ENOENT: i32 = 2;
+const EINTR: i32 = 4;
+const EPERM: i32 = 1;
+const EACCES: i32 = 13;
+const EEXIST: i32 = 17;
+const EINVAL: i32 = 22;
+const ENOSYS: i32 = 38;
+const MS_RDONLY: usize = 1;
+const MS_NOSUID: usize = 2;
+const MS_NODEV: usize = 4;
+const MS_NOEXEC: usize = 8;
+const MS_REMOUNT: usize = 32;
+const MS_NOATIME: usize = 1024;
+const MS_NODIRATIME: usize = 2048;
+const MS_BIND: usize = 4096;
+const MS_REC: usize = 16384;
+const MS_PRIVATE: usize = 1 << 18;
+const MS_RELATIME: usize = 1 << 21;
+const CLONE_NEWUSER: usize = 0x1000_0000;
+const CLONE_PIDFD: usize = 0x1000;
+const OPEN_TREE_CLONE: usize = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: usize = 4;
+const MOUNT_ATTR_RDONLY: u64 = 1;
+const SIGKILL: usize = 9;
+const SIGCHLD: usize = 17;
+const SIG_IGN: usize = 1;
+const WALL: usize = 0x4000_0000;
+const PR_SET_NAME: usize = 15;
+const PR_SET_DUMPABLE: usize = 4;
+const POLLIN: i16 = 1;
+const AF_INET: usize = 2;
+const SOCK_DGRAM: usize = 2;
+const SIOCGIFFLAGS: usize = 0x8913;
+const SIOCSIFFLAGS: usize = 0x8914;
+const IFF_UP: i16 = 1;
+const IFF_RUNNING: i16 = 0x40;
+const KEYCTL_JOIN_SESSION_KEYRING: usize = 1;
+const KEYCTL_SETPERM: usize = 5;
+/// Possessor: everything; owner: view, read, write, search, link, setattr.
+const KEYRING_PERM: usize = 0x3f3f_0000;
+// statfs(2) reports mount flags as ST_* bits.
+const ST_RDONLY: usize = 1;
+const ST_NOSUID: usize = 2;
+const ST_NODEV: usize = 4;
+const ST_NOEXEC: usize = 8;
+const ST_NOATIME: usize = 1024;
+const ST_NODIRATIME: usize = 2048;
+const ST_RELATIME: usize = 4096;
+
+#[cfg(target_arch = "x86_64")]
+global_asm!(
+    ".globl _start",
+    "_start:",
+    "xor ebp, ebp",
+    "mov rdi, rsp",
+    "and rsp, -16",
+    "call {main}",
+    "ud2",
+    main = sym init_main,
+);
+
+#[cfg(target_arch = "aarch64")]
+global_asm!(
+    ".globl _start",
+    "_start:",
+    "mov x29, #0",
+    "mov x30, #0",
+    "mov x0, sp",
+    "and sp, x0, #-16",
+    "bl {main}",
+    "brk #0",
+    main = sym init_main,
+);
+
+/// One system call; `Err(errno)` on failure.
+///
+/// # Safety
+///
+/// As for the system call itself: pointer arguments must be valid for what
+/// the kernel reads and writes through them.
+#[inline(always)]
+unsafe fn call(nr: usize, a: [usize; 6]) -> Result<usize, i32> {
+    let ret: isize;
+    // SAFETY: the architecture's system call convention; the caller vouches
+    // for what the call does to memory.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
+            in("r10") a[3], in("r8") a[4], in("r9") a[5],
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        );
+    }
+    // SAFETY: as above.
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        core::arch::asm!(
+            "svc 0",
+            in("x8") nr,
+            inlateout("x0") a[0] as isize => ret,
+            in("x1") a[1], in("x2") a[2], in("x3") a[3], in("x4") a[4], in("x5") a[5],
+            options(nostack),
+        );
+    }
+    if (-4095..0).contains(&ret) {
+        Err(-ret as i32)
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+fn exit(code: i32) -> ! {
+    loop {
+        // SAFETY: exit_group takes an integer and does not return.
+        let _ = unsafe { call(nr::EXIT_GROUP, [code as usize, 0, 0, 0, 0, 0]) };
+    }
+}
+
+fn close(fd: i32) {
+    // SAFETY: closes an fd of ours.
+    let _ = unsafe { call(nr::CLOSE, [fd as usize, 0, 0, 0, 0, 0]) };
+}
+
+fn write_all(fd: i32, mut buf: &[u8]) -> Result<(), i32> {
+    while !buf.is_empty() {
+        // SAFETY: buf is live for its length.
+        match unsafe { call(nr::WRITE, [fd as usize, buf.as_ptr() as usize, buf.len(), 0, 0, 0]) } {
+            Ok(n) => buf = &buf[n.min(buf.len())..],
+            Err(EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn read_exact(fd: i32, buf: &mut [u8]) -> Result<(), i32> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: rest is live and writable for its length.
+        match unsafe { call(nr::READ, [fd as usize, rest.as_mut_ptr() as usize, rest.len(), 0, 0, 0]) } {
+            Ok(0) => return Err(EINVAL),
+            Ok(n) => done += n.min(rest.len()),
+            Err(EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn report(code: u32, errno: i32) {
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&code.to_le_bytes());
+    msg[4..].copy_from_slice(&errno.to_le_bytes());
+    let _ = write_all(wire::REPORT_FD, &msg);
+}
+
+/// A C string's address; empty fields are null pointers.
+fn ptr(field: &[u8]) -> usize {
+    if field.is_empty() { 0 } else { field.as_ptr() as usize }
+}
+
+fn open(path: &[u8], flags: usize, mode: usize) -> Result<i32, i32> {
+    // SAFETY: path is NUL-terminated (checked when the step was decoded).
+    unsafe { call(nr::OPENAT, [AT_FDCWD as usize, ptr(path), flags, mode, 0, 0]) }.map(|fd| fd as i32)
+}
+
+fn write_file(path: &[u8], content: &[u8]) -> Result<(), i32> {
+    let fd = open(path, O_WRONLY | O_CLOEXEC, 0)?;
+    let res = write_all(fd, content);
+    close(fd);
+    res
+}
+
+fn mount(source: &[u8], target: &[u8], fstype: &[u8], flags: usize, data: &[u8]) -> Result<(), i32> {
+    // SAFETY: every pointer is null or a NUL-terminated field of the plan.
+    unsafe { call(nr::MOUNT, [ptr(source), ptr(target), ptr(fstype), flags, ptr(data), 0]) }.map(drop)
+}
+
+/// The flags of the mount at `path` that a remount in a user namespace
+/// must keep: the kernel locks them.
+fn locked_flags(path: &[u8]) -> Result<usize, i32> {
+    // The kernel's struct statfs: 7 words, fsid, namelen, frsize, flags, spare.
+    let mut st = [0usize; 24];
+    // SAFETY: path is NUL-terminated; st is larger than struct statfs.
+    unsafe { call(nr::STATFS, [ptr(path), st.as_mut_ptr() as usize, 0, 0, 0, 0]) }?;
+    let f = st[10];
+    let mut flags = 0;
+    for (s, m) in [
+        (ST_NOSUID, MS_NOSUID),
+        (ST_NODEV, MS_NODEV),
+        (ST_NOEXEC, MS_NOEXEC),
+        (ST_NOATIME, MS_NOATIME),
+        (ST_NODIRATIME, MS_NODIRATIME),
+        (ST_RELATIME, MS_RELATIME),
+        (ST_RDONLY, MS_RDONLY),
+    ] {
+        if f & s != 0 {
+            flags |= m;
+        }
+    }
+    Ok(flags)
+}
+
+/// The helper that owns the inner user namespace, while it lives. A
+/// plan that fails after starting it leaves it to die with this process:
+/// it is in this PID namespace.
+struct Helper {
+    pid: usize,
+    pidfd: i32,
+}
+
+/// One decoded step.
+struct Step<'a> {
+    op: u8,
+    arg: u64,
+    fields: [&'a [u8]; 4],
+}
+
+fn decode(buf: &[u8]) -> Option<(Step<'_>, &[u8])> {
+    if buf.len() < 10 {
+        return None;
+    }
+    let op = buf[0];
+    let n = buf[1] as usize;
+    let mut arg = [0u8; 8];
+    arg.copy_from_slice(&buf[2..10]);
+    let mut rest = &buf[10..];
+    let mut fields: [&[u8]; 4] = [&[]; 4];
+    if n > fields.len() {
+        return None;
+    }
+    for field in fields.iter_mut().take(n) {
+        if rest.len() < 4 {
+            return None;
+        }
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&rest[..4]);
+        let len = u32::from_le_bytes(len) as usize;
+        rest = &rest[4..];
+        if rest.len() < len {
+            return None;
+        }
+        *field = &rest[..len];
+        rest = &rest[len..];
+    }
+    // Every field but a hostname is a C string: refuse one without its NUL.
+    if op != wire::OP_SET_HOSTNAME && op != wire::OP_WRITE_FILE {
+        if fields.iter().any(|f| !f.is_empty() && f[f.len() - 1] != 0) {
+            return None;
+        }
+    }
+    Some((Step { op, arg: u64::from_le_bytes(arg), fields }, rest))
+}
+
+fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
+    let [a, b, c, d] = step.fields;
+    let arg = (step.arg & !wire::ARG_STEP_FLAGS) as usize;
+    let recursive = step.arg & wire::ARG_RECURSIVE != 0;
+    match step.op {
+        wire::OP_WRITE_FILE => write_file(a, b),
+        wire::OP_MAKE_PRIVATE => mount(&[], b"/\0", &[], MS_REC | MS_PRIVATE, &[]),
+        wire::OP_MOUNT => match mount(a, b, c, arg, d) {
+            Err(EPERM) if step.arg & wire::ARG_RETRY_READ_ONLY != 0 => {
+                mount(a, b, c, arg | MS_RDONLY, d)
+            }
+            res => res,
+        },
+        wire::OP_REMOUNT_RO => {
+            let locked = locked_flags(a)?;
+            mount(&[], a, &[], MS_BIND | MS_REMOUNT | MS_RDONLY | locked, &[])
+        }
+        wire::OP_READ_ONLY => {
+            // struct mount_attr: attr_set, attr_clr, propagation, userns_fd.
+            let attr: [u64; 4] = [MOUNT_ATTR_RDONLY, 0, 0, 0];
+            let flags = if recursive { AT_RECURSIVE } else { 0 };
+            // SAFETY: a is NUL-terminated; attr is a live struct mount_attr.
+            unsafe {
+                call(MOUNT_SETATTR, [AT_FDCWD as usize, ptr(a), flags, attr.as_ptr() as usize, 32, 0])
+            }
+            .map(drop)
+        }
+        wire::OP_MKDIR => {
+            // SAFETY: a is NUL-terminated.
+            match unsafe { call(nr::MKDIRAT, [AT_FDCWD as usize, ptr(a), 0o755, 0, 0, 0]) } {
+                Ok(_) | Err(EEXIST) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        wire::OP_TOUCH => {
+            let fd = open(a, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)?;
+            close(fd);
+            Ok(())
+        }
+        wire::OP_OPEN_TREE => {
+            let flags = OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE;
+            // SAFETY: a is NUL-terminated; the fd returned is ours.
+            let fd = unsafe { call(OPEN_TREE, [AT_FDCWD as usize, ptr(a), flags, 0, 0, 0]) }?;
+            if fd != arg {
+                // SAFETY: plain fd numbers.
+                let moved = unsafe { call(nr::DUP3, [fd, arg, O_CLOEXEC, 0, 0, 0]) };
+                close(fd as i32);
+                moved?;
+            }
+            Ok(())
+        }
+        wire::OP_ATTACH_TREE => {
+            // SAFETY: the empty path and b are NUL-terminated.
+            let res = unsafe {
+                call(
+                    MOVE_MOUNT,
+                    [arg, b"\0".as_ptr() as usize, AT_FDCWD as usize, ptr(a), MOVE_MOUNT_F_EMPTY_PATH, 0],
+                )
+            };
+            close(arg as i32);
+            res.map(drop)
+        }
+        wire::OP_BIND_SELF => {
+            let flags = MS_BIND | if recursive { MS_REC } else { 0 };
+            mount(a, a, &[], flags, &[])
+        }
+        wire::OP_NEST => nest(arg, helper),
+        wire::OP_SET_HOSTNAME => {
+            // SAFETY: a is live for its length.
+            unsafe { call(nr::SETHOSTNAME, [a.as_ptr() as usize, a.len(), 0, 0, 0, 0]) }.map(drop)
+        }
+        wire::OP_LOOPBACK_UP => loopback_up(),
+        wire::OP_ENTER_NESTED => enter_nested(helper),
+        wire::OP_KEYRING => {
+            // SAFETY: a is NUL-terminated.
+            let id = unsafe { call(nr::KEYCTL, [KEYCTL_JOIN_SESSION_KEYRING, ptr(a), 0, 0, 0, 0]) }?;
+            // SAFETY: integer arguments.
+            unsafe { call(nr::KEYCTL, [KEYCTL_SETPERM, id, KEYRING_PERM, 0, 0, 0]) }.map(drop)
+        }
+        _ => Err(EINVAL),
+    }
+}
+
+/// Starts the helper with `flags` (a new user namespace and the namespaces
+/// it will own), which maps its uid and gid 0 to ours, and joins its
+/// namespaces other than the user namespace: the init program, still in the
+/// outer user namespace, keeps the power to mount and configure them.
+fn nest(flags: usize, helper: &mut Option<Helper>) -> Result<(), i32> {
+    let mut pipe = [0i32; 2];
+    // SAFETY: pipe is a live array of two ints.
+    unsafe { call(nr::PIPE2, [pipe.as_mut_ptr() as usize, O_CLOEXEC, 0, 0, 0, 0]) }?;
+    let mut pidfd: i32 = -1;
+    // Fork-like (no new stack): the child runs on a copy of ours. Its exit
+    // signal is 0, and it is reaped explicitly.
+    // SAFETY: pidfd is a live int the kernel writes for CLONE_PIDFD.
+    let pid = unsafe {
+        call(nr::CLONE, [flags | CLONE_PIDFD, 0, &mut pidfd as *mut i32 as usize, 0, 0, 0])
+    };
+    let pid = match pid {
+        Ok(pid) => pid,
+        Err(e) => {
+            close(pipe[0]);
+            close(pipe[1]);
+            return Err(e);
+        }
+    };
+    if pid == 0 {
+        // The helper: maps its ids (its own euid and egid in the parent
+        // namespace, which it may map without privilege there), says so,
+        // then holds its namespaces until killed. Every signal is blocked,
+        // so ppoll only ends with SIGKILL.
+        close(pipe[0]);
+        let mapped = write_file(b"/proc/self/uid_map\0", b"0 0 1\n")
+            .and_then(|()| write_file(b"/proc/self/gid_map\0", b"0 0 1\n"));
+        let errno = match mapped {
+            Ok(()) => 0i32,
+            Err(e) => e,
+        };
+        let _ = write_all(pipe[1], &errno.to_le_bytes());
+        close(pipe[1]);
+        loop {
+            // SAFETY: no fds, no timeout, no mask.
+            let _ = unsafe { call(nr::PPOLL, [0, 0, 0, 0, 0, 0]) };
+        }
+    }
+    *helper = Some(Helper { pid, pidfd });
+    close(pipe[1]);
+    let mut answer = [0u8; 4];
+    let heard = read_exact(pipe[0], &mut answer);
+    close(pipe[0]);
+    heard?;
+    match i32::from_le_bytes(answer) {
+        0 => {}
+        errno => return Err(errno),
+    }
+    // SAFETY: pidfd is the helper's.
+    unsafe { call(nr::SETNS, [pidfd as usize, flags & !CLONE_NEWUSER, 0, 0, 0, 0]) }.map(drop)
+}
+
+/// Moves into the helper's user namespace, where the sandbox's processes
+/// live: from there, no process of the sandbox holds a capability over the
+/// mount namespace, so its mounts can neither be changed nor taken off to
+/// show what lies beneath. Then ends the helper.
+fn enter_nested(helper: &mut Option<Helper>) -> Result<(), i32> {
+    let Some(h) = helper.take() else {
+        return Err(EINVAL);
+    };
+    // SAFETY: h.pidfd is the helper's pidfd.
+    let res = unsafe { call(nr::SETNS, [h.pidfd as usize, CLONE_NEWUSER, 0, 0, 0, 0]) };
+    // SAFETY: a signal through our own pidfd; then wait for our own child.
+    unsafe {
+        let _ = call(PIDFD_SEND_SIGNAL, [h.pidfd as usize, SIGKILL, 0, 0, 0, 0]);
+        let _ = call(nr::WAIT4, [h.pid, 0, WALL, 0, 0, 0]);
+    }
+    close(h.pidfd);
+    res.map(drop)
+}
+
+/// Sets `lo` up (SIOCSIFFLAGS): the kernel then gives it 127.0.0.1 and ::1.
+fn loopback_up() -> Result<(), i32> {
+    // SAFETY: plain system call.
+    let sock = unsafe { call(nr::SOCKET, [AF_INET, SOCK_DGRAM | O_CLOEXEC, 0, 0, 0, 0]) }?;
+    // struct ifreq: 16 bytes of name, then a union whose first member is
+    // the short flags.
+    let mut req = [0u8; 40];
+    req[..3].copy_from_slice(b"lo\0");
+    // SAFETY: req is a live ifreq for both requests.
+    let res = unsafe { call(nr::IOCTL, [sock, SIOCGIFFLAGS, req.as_mut_ptr() as usize, 0, 0, 0]) }
+        .and_then(|_| {
+            let flags = i16::from_ne_bytes([req[16], req[17]]) | IFF_UP | IFF_RUNNING;
+            req[16..18].copy_from_slice(&flags.to_ne_bytes());
+            // SAFETY: as above.
+            unsafe { call(nr::IOCTL, [sock, SIOCSIFFLAGS, req.as_mut_ptr() as usize, 0, 0, 0]) }
+        });
+    close(sock as i32);
+    res.map(drop)
+}
+
+/// The plan, read once; in .bss, so only the pages it fills are committed.
+static mut PLAN: [u8; wire::PLAN_MAX] = [0; wire::PLAN_MAX];
+
+fn read_plan() -> Result<&'static [u8], i32> {
+    let mut header = [0u8; 8];
+    read_exact(wire::PLAN_FD, &mut header)?;
+    let magic = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    if magic != wire::PLAN_MAGIC || len > wire::PLAN_MAX {
+        return Err(EINVAL);
+    }
+    // SAFETY: the only reference to PLAN, made once, in a single-threaded
+    // program.
+    let plan = unsafe { &mut (&mut *core::ptr::addr_of_mut!(PLAN))[..len] };
+    read_exact(wire::PLAN_FD, plan)?;
+    Ok(plan)
+}
+
+fn skippable(arg: u64, errno: i32) -> bool {
+    (arg & wire::ARG_OPTIONAL != 0 && errno == ENOENT)
+        || (arg & wire::ARG_IF_ALLOWED != 0 && matches!(errno, ENOSYS | EPERM | EACCES))
+}
+
+extern "C" fn init_main(_stack: *const usize) -> ! {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string.
+    let _ = unsafe { call(nr::PRCTL, [PR_SET_NAME, b"hermetic-init\0".as_ptr() as usize, 0, 0, 0, 0]) };
+    let plan = match read_plan() {
+        Ok(plan) => plan,
+        Err(errno) => {
+            report(wire::REPORT_PLAN, errno);
+            exit(1)
+        }
+    };
+    close(wire::PLAN_FD);
+    let mut helper = None;
+    let mut rest = plan;
+    let mut index = 0u32;
+    while !rest.is_empty() {
+        let Some((step, next)) = decode(rest) else {
+            report(wire::REPORT_PLAN, EINVAL);
+            exit(1)
+        };
+        if let Err(errno) = act(&step, &mut helper) {
+            if !skippable(step.arg, errno) {
+                report(index, errno);
+                exit(1);
+            }
+        }
+        rest = next;
+        index += 1;
+    }
+    // Not traceable, and /proc/1/{mem,fd,...} closed, to anything that is
+    // not privileged over the outer user namespace.
+    // SAFETY: integer arguments.
+    let dumpable = unsafe { call(nr::PRCTL, [PR_SET_DUMPABLE, 0, 0, 0, 0, 0]) };
+    // The kernel's struct sigaction: handler, flags, restorer, mask.
+    let ignore: [usize; 4] = [SIG_IGN, 0, 0, 0];
+    // SAFETY: installs SIG_IGN; the struct and mask size (8) are the kernel's.
+    let reaping = unsafe { call(nr::RT_SIGACTION, [SIGCHLD, ignore.as_ptr() as usize, 0, 8, 0, 0]) };
+    if let Err(errno) = dumpable.and(reaping) {
+        report(wire::REPORT_FINISH, errno);
+        exit(1);
+    }
+    report(wire::REPORT_READY, 0);
+    close(wire::REPORT_FD);
+    let mut pfd = [wire::LIFELINE_FD as u32 as u64 | ((POLLIN as u16 as u64) << 32)];
+    loop {
+        // SAFETY: pfd is one live struct pollfd (fd, events, revents).
+        match unsafe { call(nr::PPOLL, [pfd.as_mut_ptr() as usize, 1, 0, 0, 0, 0]) } {
+            Err(EINTR) => continue,
+            _ => exit(0),
+        }
+    }
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    exit(127)
+}
+
+/// `core`'s prebuilt objects name a personality routine; with
+/// `panic=abort` nothing ever unwinds, so it is never called.
+#[unsafe(no_mangle)]
+extern "C" fn rust_eh_personality() {}
+
+// Memory routines the compiler may call; there is no C library to provide
+// them. Volatile accesses keep the compiler from turning the loops back
+// into calls to themselves.
+
+/// # Safety
+///
+/// `dst` is valid for `n` bytes.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn memset(dst: *mut u8, value: i32, n: usize) -> *mut u8 {
+    for i in 0..n {
+        // SAFETY: the caller vouches for dst[..n].
+        unsafe { dst.add(i).write_volatile(value as u8) };
+    }
+    dst
+}
+
+/// # Safety
+///
+/// `dst` and `src` are valid for `n` bytes and do not overlap.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    for i in 0..n {
+        // SAFETY: the caller vouches for both ranges.
+        unsafe { dst.add(i).write_volatile(src.add(i).read_volatile()) };
+    }
+    dst
+}
+
+/// # Safety
+///
+/// `dst` and `src` are valid for `n` bytes.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    if (dst as usize) < (src as usize) {
+        // SAFETY: forward copy never overwrites bytes still to be read.
+        unsafe { memcpy(dst, src, n) }
+    } else {
+        for i in (0..n).rev() {
+            // SAFETY: the caller vouches for both ranges.
+            unsafe { dst.add(i).write_volatile(src.add(i).read_volatile()) };
+        }
+        dst
+    }
+}
+
+/// # Safety
+///
+/// `a` and `b` are valid for `n` bytes.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    for i in 0..n {
+        // SAFETY: the caller vouches for both ranges.
+        let (x, y) = unsafe { (a.add(i).read_volatile(), b.add(i).read_volatile()) };
+        if x != y {
+            return x as i32 - y as i32;
+        }
+    }
+    0
+}
+
+/// # Safety
+///
+/// As `memcmp`.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    // SAFETY: as memcmp.
+    unsafe { memcmp(a, b, n) }
+}

@@ -1,0 +1,139 @@
+//! The runner's side of a run: the user's closure, its panic, its frame.
+//!
+//! # Safety
+//!
+//! Runs in the runner, a process of the sandbox whose memory is a private
+//! copy of the test process's; see the parent module.
+#![allow(unsafe_code)]
+
+use std::io::Write;
+use std::os::fd::RawFd;
+use std::panic::{self, AssertUnwindSafe};
+
+use serde::Serialize;
+
+use super::{IN_CLOSURE, PANIC_AT, RESULT_FD};
+use crate::channel::{self, PanicReport, Tag};
+use crate::protocol::{EXIT_NO_CHANNEL, EXIT_SETUP};
+use crate::sys;
+
+/// The closure, handed to the runner's thread, and the frame it leaves.
+struct Job<F> {
+    f: Option<F>,
+    frame: Option<Vec<u8>>,
+}
+
+/// Runs `f` in the runner and sends its frame to `result`; never returns.
+///
+/// `stdout` and `stderr` become fds 1 and 2. The closure runs on this
+/// thread (`inline`) when the runner borrowed a clean TLS (see
+/// [`spare_tls`]). Otherwise it runs on a fresh thread made with
+/// `pthread_create`: the runner then has the forking test thread's TLS, with
+/// that thread's thread-locals and libtest's capture, which in this copy
+/// would swallow `println!` (threads made by std would inherit it); a raw
+/// thread starts with fresh thread-locals and prints to fd 1, which the
+/// test process forwards into the test's own output.
+pub(crate) fn serve<F, T>(f: F, result: RawFd, stdout: RawFd, stderr: RawFd, inline: bool) -> !
+where
+    F: FnOnce() -> T,
+    T: Serialize,
+{
+    if sys::dup2(stdout, 1).is_err() || sys::dup2(stderr, 2).is_err() {
+        sys::exit(EXIT_SETUP);
+    }
+    // Only fds 1 and 2 stay pointed at the output pipes.
+    for fd in [stdout, stderr] {
+        if fd > 2 && fd != result {
+            sys::close(fd);
+        }
+    }
+    RESULT_FD.store(result, std::sync::atomic::Ordering::Relaxed);
+    let mut job = Job {
+        f: Some(f),
+        frame: None,
+    };
+    // SAFETY: attr is initialised by pthread_attr_init before use; job
+    // outlives the thread, which we join.
+    unsafe {
+        if inline {
+            closure_thread::<F, T>((&mut job as *mut Job<F>).cast());
+        } else {
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            let mut thread: libc::pthread_t = std::mem::zeroed();
+            let started = libc::pthread_attr_init(&mut attr) == 0
+                && libc::pthread_attr_setstacksize(&mut attr, 8 << 20) == 0
+                && libc::pthread_create(
+                    &mut thread,
+                    &attr,
+                    closure_thread::<F, T>,
+                    (&mut job as *mut Job<F>).cast(),
+                ) == 0;
+            if started {
+                libc::pthread_join(thread, std::ptr::null_mut());
+            } else {
+                // No thread: run here; output then follows this thread's
+                // capture, everything else is the same.
+                closure_thread::<F, T>((&mut job as *mut Job<F>).cast());
+            }
+        }
+    }
+    // The frame is sent from this thread, after the closure's thread has
+    // ended: a process whose last act is a plain exit of its main thread
+    // ends measurably faster (and with fewer multi-millisecond outliers)
+    // than one that calls exit_group from a second thread.
+    let _ = std::io::stdout().flush();
+    let frame = job.frame.take().unwrap_or_default();
+    let code = match sys::write_all(result, &frame) {
+        Ok(()) => 0,
+        Err(_) => EXIT_NO_CHANNEL,
+    };
+    sys::exit(code)
+}
+
+extern "C" fn closure_thread<F, T>(arg: *mut libc::c_void) -> *mut libc::c_void
+where
+    F: FnOnce() -> T,
+    T: Serialize,
+{
+    // SAFETY: arg is the &mut Job<F> that serve() passed and keeps alive.
+    let job = unsafe { &mut *arg.cast::<Job<F>>() };
+    let f = job.f.take().expect("the closure runs once");
+    IN_CLOSURE.with(|c| c.set(true));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(f)).and_then(|value| {
+        // A Serialize impl may panic too; report it like the closure's own.
+        let encoded = panic::catch_unwind(AssertUnwindSafe(|| postcard::to_allocvec(&value)));
+        // Dropping the value could panic or block; the process is about to
+        // exit, so it is not dropped at all.
+        std::mem::forget(value);
+        encoded
+    });
+    let frame = match outcome {
+        Ok(Ok(bytes)) => channel::encode_frame(Tag::Value, &bytes),
+        Ok(Err(e)) => channel::encode_frame(Tag::EncodeFailed, e.to_string().as_bytes()),
+        Err(payload) => {
+            let message = payload_message(&*payload);
+            std::mem::forget(payload);
+            let report = PanicReport {
+                message,
+                location: PANIC_AT.with(|p| p.borrow_mut().take()),
+            };
+            let bytes = postcard::to_allocvec(&report).unwrap_or_default();
+            channel::encode_frame(Tag::Panic, &bytes)
+        }
+    };
+    IN_CLOSURE.with(|c| c.set(false));
+    job.frame = Some(frame);
+    std::ptr::null_mut()
+}
+
+/// The text of a panic payload, as std prints it.
+fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}
+

@@ -1,0 +1,254 @@
+//! Starting the sandbox's init program (`init/main.rs`).
+//!
+//! The program is built by `build.rs`, embedded here, and copied once per
+//! process into a sealed memfd. A sandbox's PID 1 is started by a
+//! `clone(CLONE_VM | CLONE_VFORK)` with the namespace flags whose child, on
+//! a small stack of its own, moves three fds into place and `execveat`s the
+//! memfd: the clone costs no copy of the test process's page tables, and
+//! after the exec PID 1 has an address space of its own. Until the exec the
+//! child shares the test process's memory, so it runs with every signal
+//! blocked and makes only raw system calls (no libc, so not even `errno`),
+//! on data prepared here.
+//!
+//! # Safety
+//!
+//! See the parent module: the launched child follows its rules.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::fds::{self, Fd};
+use crate::plan::{Action, Step};
+use crate::protocol::encode_report;
+use crate::sys;
+use crate::wire;
+
+/// The init program, as `build.rs` built it.
+static PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hermetic-init"));
+
+/// `pid << 32 | fd` of the memfd holding the program in process `pid`.
+static MEMFD: AtomicU64 = AtomicU64::new(0);
+
+/// A sealed memfd holding the init program, made once per process (a
+/// process forked from the test process, such as a closure that makes
+/// sandboxes of its own, has closed the test process's and makes its own).
+fn program() -> io::Result<BorrowedFd<'static>> {
+    let pid = sys::getpid();
+    let current = MEMFD.load(Ordering::Acquire);
+    if current != 0 && (current >> 32) as i32 == pid {
+        // SAFETY: published fds are never closed in this process.
+        return Ok(unsafe { BorrowedFd::borrow_raw(current as u32 as RawFd) });
+    }
+    let fd = Fd::open(|| {
+        // MFD_EXEC (Linux 6.3) keeps it executable where vm.memfd_noexec
+        // would make memfds non-executable by default; older kernels refuse
+        // the flag.
+        let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+        sys::memfd_create(c"hermetic-init", flags | libc::MFD_EXEC).or_else(|e| {
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                sys::memfd_create(c"hermetic-init", flags)
+            } else {
+                Err(e)
+            }
+        })
+    })?;
+    nix::unistd::write(&fd, PROGRAM)
+        .map_err(io::Error::from)
+        .and_then(|n| {
+            if n == PROGRAM.len() {
+                Ok(())
+            } else {
+                Err(io::Error::other("short write of the init program"))
+            }
+        })?;
+    // Nothing may change it from now on, not even through /proc/PID/fd.
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_ADD_SEALS(
+        nix::fcntl::SealFlag::from_bits_truncate(seals),
+    ))?;
+    let packed = (pid as u64) << 32 | fd.as_raw_fd() as u32 as u64;
+    match MEMFD.compare_exchange(current, packed, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Ok(fd.leak()),
+        // Another thread made one first: use theirs, close ours.
+        Err(_) => program(),
+    }
+}
+
+/// Everything the launched child needs, prepared before the clone; it lives
+/// at the top of the child's stack.
+struct Args {
+    /// The id maps to write before the exec: (path, content), up to three.
+    maps: [(*const libc::c_char, *const u8, usize); 3],
+    map_count: usize,
+    program: RawFd,
+    plan: RawFd,
+    report: RawFd,
+    lifeline: RawFd,
+    argv: [*const libc::c_char; 2],
+    envp: [*const libc::c_char; 1],
+}
+
+/// A prepared launch: the stack and the arguments on it.
+pub(crate) struct Launch {
+    stack: sys::Stack,
+    args: *mut Args,
+}
+
+/// The launched child's stack: it makes a dozen system calls.
+const STACK: usize = 64 << 10;
+
+impl Launch {
+    /// Prepares a launch of the init program that reads its plan from
+    /// `plan`, reports on `report` and watches `lifeline`. The `maps`
+    /// (setgroups, uid_map, gid_map steps of a new user namespace) are
+    /// written before the exec: `execve` keeps a process's capabilities in
+    /// its user namespace only if it is root there, which takes the maps.
+    /// They must outlive [`start`](Self::start).
+    pub(crate) fn prepare(
+        maps: &[Step],
+        plan: RawFd,
+        report: RawFd,
+        lifeline: RawFd,
+    ) -> io::Result<Launch> {
+        let mut map_list = [(std::ptr::null(), std::ptr::null(), 0); 3];
+        let mut map_count = 0;
+        for step in maps {
+            if let Action::WriteFile { path, content } = &step.action
+                && map_count < map_list.len()
+            {
+                map_list[map_count] = (path.as_ptr(), content.as_ptr(), content.len());
+                map_count += 1;
+            }
+        }
+        let program = program()?.as_raw_fd();
+        let stack = sys::Stack::map(STACK).map_err(io::Error::from_raw_os_error)?;
+        let room = std::mem::size_of::<Args>().next_multiple_of(64);
+        let args = stack.top().wrapping_sub(room).cast::<Args>();
+        // SAFETY: args lies inside the mapping, 64-byte aligned, with room
+        // for the struct above it.
+        unsafe {
+            args.write(Args {
+                maps: map_list,
+                map_count,
+                program,
+                plan,
+                report,
+                lifeline,
+                argv: [c"hermetic-init".as_ptr(), std::ptr::null()],
+                envp: [std::ptr::null()],
+            })
+        };
+        Ok(Launch { stack, args })
+    }
+
+    /// Starts the init program in new namespaces (`flags`, which may also
+    /// hold `CLONE_PARENT`). Returns its pid once it has been exec'd (or has
+    /// failed to be, which it reports). Its exit signal is none: no
+    /// `SIGCHLD` disposition of the test process can make the kernel reap
+    /// it, and only a wait with `__WALL` for its very pid sees it.
+    ///
+    /// Callable in a child forked from the test process: it makes only
+    /// system calls.
+    pub(crate) fn start(&self, flags: libc::c_int) -> Result<libc::pid_t, i32> {
+        let _ = &self.stack;
+        let flags = flags | libc::CLONE_VM | libc::CLONE_VFORK;
+        // Every signal blocked: no handler of the test process may run in a
+        // task that shares its memory. The exec'd program keeps the mask.
+        let (pid, errno) = super::with_all_signals_blocked(|| {
+            // SAFETY: the child starts in `entry` on the fresh stack, below
+            // its arguments, and makes only raw system calls until it execs
+            // or exits; we are suspended until then (CLONE_VFORK).
+            let pid = unsafe { libc::clone(entry, self.args.cast(), flags, self.args.cast()) };
+            (pid, sys::errno())
+        })?;
+        if pid < 0 { Err(errno) } else { Ok(pid) }
+    }
+}
+
+extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: arg is the Args written by prepare(), alive until we exec.
+    let args = unsafe { &*arg.cast::<Args>() };
+    let fail = |errno: i32| -> ! {
+        let _ = sys::write_all(args.report, &encode_report(wire::REPORT_EXEC, errno));
+        sys::exit(127)
+    };
+    for (i, &(path, content, len)) in args.maps[..args.map_count].iter().enumerate() {
+        // SAFETY: prepare() took these from live CStrings and Vecs that
+        // outlive the launch.
+        let (path, content) = unsafe {
+            (
+                std::ffi::CStr::from_ptr(path),
+                std::slice::from_raw_parts(content, len),
+            )
+        };
+        if let Err(errno) = sys::write_file(path, content) {
+            let _ = sys::write_all(
+                args.report,
+                &encode_report(wire::REPORT_ID_MAP + i as u32, errno),
+            );
+            sys::exit(127)
+        }
+    }
+    // Park every fd we move above 2 first, so that none is overwritten
+    // before it is moved, whatever numbers they had.
+    let mut parked = [0; 4];
+    for (slot, fd) in parked
+        .iter_mut()
+        .zip([args.plan, args.report, args.lifeline, args.program])
+    {
+        *slot = sys::dup_above(fd, 10).unwrap_or_else(|e| fail(e));
+    }
+    for (i, &fd) in parked[..3].iter().enumerate() {
+        if let Err(e) = sys::dup2(fd, i as RawFd) {
+            fail(e)
+        }
+    }
+    // Everything else closes at the exec: the program keeps fds 0 to 2.
+    if let Err(e) = sys::cloexec_from(3) {
+        fail(e)
+    }
+    let errno = sys::execveat_empty(parked[3], &args.argv, &args.envp);
+    fail(errno)
+}
+
+/// Writes the plan to the pipe `plan_w` whole, growing the pipe first if it
+/// would not fit: nothing reads it until the init program starts.
+pub(crate) fn send_plan(plan_w: &Fd, plan: &[u8]) -> io::Result<()> {
+    if plan.len() > wire::PLAN_MAX {
+        return Err(io::Error::other(format!(
+            "the setup plan is {} bytes, over the init program's {} (too many mounts?)",
+            plan.len(),
+            wire::PLAN_MAX
+        )));
+    }
+    if plan.len() > 60 << 10 {
+        nix::fcntl::fcntl(plan_w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(plan.len() as i32))?;
+    }
+    sys::write_all(plan_w.as_raw_fd(), plan).map_err(io::Error::from_raw_os_error)
+}
+
+/// Starts a sandbox's init program from the test process: new namespaces
+/// `flags`, the encoded `plan`, reports on `report`. Returns its pid and a
+/// pidfd.
+pub(crate) fn spawn(
+    flags: libc::c_int,
+    maps: &[Step],
+    plan: &[u8],
+    report: &Fd,
+    lifeline: BorrowedFd<'_>,
+) -> Result<(libc::pid_t, Fd), (&'static str, io::Error)> {
+    let (plan_r, plan_w) = fds::pipe().map_err(|e| ("creating the plan's pipe", e))?;
+    send_plan(&plan_w, plan).map_err(|e| ("sending the init program its plan", e))?;
+    let launch = Launch::prepare(maps, plan_r.as_raw_fd(), report.as_raw_fd(), lifeline.as_raw_fd())
+        .map_err(|e| ("preparing the init program's start", e))?;
+    let pid = launch
+        .start(flags)
+        .map_err(|errno| ("clone", io::Error::from_raw_os_error(errno)))?;
+    let pidfd = Fd::open(|| sys::pidfd_open(pid)).map_err(|e| {
+        let _ = sys::kill_and_reap(pid);
+        ("opening a pidfd for the sandbox's init process", e)
+    })?;
+    Ok((pid, pidfd))
+}

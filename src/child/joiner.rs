@@ -1,0 +1,264 @@
+//! A run's joiner: the process that takes a closure into a sandbox.
+//!
+//! Forked from the test process (glibc's `fork`, so the copy's allocator
+//! and libc state are consistent for the user code that will run), it
+//! joins the sandbox's namespaces, closes every fd of hermetic's it was not
+//! given, and clones the runner: a sibling (`CLONE_PARENT`, so the test
+//! process waits for it directly) that shares the joiner's private memory
+//! (`CLONE_VM`: no second copy of the page tables). Then it reports the
+//! runner's pid and exits. The runner waits until the joiner is gone
+//! before running anything of the user's: while a closure runs, no process
+//! outside the sandbox's PID namespace shares its memory.
+//!
+//! # Safety
+//!
+//! See the parent module: system calls only until the closure starts.
+#![allow(unsafe_code)]
+
+use std::os::fd::RawFd;
+
+use serde::Serialize;
+
+use super::ForkLocks;
+use crate::protocol::{JoinReport, JoinStep};
+use crate::sys;
+use crate::wire;
+
+/// What a run's joiner needs, prepared by the parent.
+pub(crate) struct JoinPlan<'a> {
+    /// The init process's pidfd.
+    pub(crate) holder: RawFd,
+    /// `CLONE_NEW*` flags of the namespaces to join.
+    pub(crate) nstypes: libc::c_int,
+    /// Write end of the joiner's report pipe.
+    pub(crate) report: RawFd,
+    /// fds of hermetic's that the runner is given (a network's namespaces
+    /// for its switch), besides its own pipes.
+    pub(crate) keep: &'a [RawFd],
+}
+
+/// The fds a runner needs, all prepared by the parent.
+pub(crate) struct RunnerFds {
+    pub(crate) result: RawFd,
+    pub(crate) stdout: RawFd,
+    pub(crate) stderr: RawFd,
+}
+
+fn report(fd: RawFd, msg: [u8; 8]) {
+    let _ = sys::write_all(fd, &msg);
+}
+
+fn fail(fd: RawFd, step: JoinStep, errno: i32) -> ! {
+    report(fd, JoinReport::failed(step, errno));
+    sys::exit(1)
+}
+
+/// Joins the namespaces `nstypes` of the holder behind the pidfd `holder`,
+/// then goes back to the directory the caller was in, or `/` if that does
+/// not exist inside. Makes only system calls, on a stack buffer.
+pub(crate) fn enter(holder: RawFd, nstypes: libc::c_int) -> Result<(), i32> {
+    // setns into a mount namespace moves us to its root; remember where we
+    // were to go back by path (never by fd, which would lead out of the
+    // sandbox's mount tree).
+    let mut cwd = [0u8; libc::PATH_MAX as usize];
+    // SAFETY: cwd is a live buffer of the given size.
+    let have_cwd = !unsafe { libc::getcwd(cwd.as_mut_ptr().cast(), cwd.len()) }.is_null();
+    sys::setns(sys::borrow_static(holder), nstypes)?;
+    // SAFETY: cwd is NUL-terminated when getcwd succeeded; "/" is a literal.
+    if !have_cwd || unsafe { libc::chdir(cwd.as_ptr().cast()) } != 0 {
+        // SAFETY: as above.
+        unsafe { libc::chdir(c"/".as_ptr()) };
+    }
+    Ok(())
+}
+
+
+/// Joins the sandbox's session keyring, made by its init program, by name:
+/// the test process's keyring stays out of reach. Hosts whose seccomp
+/// filter refuses `keyctl` have no keyring to reach either.
+pub(crate) fn join_keyring() {
+    // SAFETY: the name is a NUL-terminated constant.
+    let _ = unsafe {
+        sys::call(
+            libc::SYS_keyctl,
+            [
+                libc::KEYCTL_JOIN_SESSION_KEYRING as usize,
+                wire::KEYRING_NAME.as_ptr() as usize,
+                0,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+}
+
+/// Closes every fd in `ours` (hermetic's, as listed at the fork) that is
+/// in neither `keep` nor `also`.
+pub(crate) fn close_ours(ours: &[RawFd], keep: &[RawFd], also: &[RawFd]) {
+    for &fd in ours {
+        if !keep.contains(&fd) && !also.contains(&fd) {
+            sys::close(fd);
+        }
+    }
+}
+
+/// What the runner starts with, at the top of its own stack.
+struct Launch<F> {
+    f: F,
+    fds: RunnerFds,
+    /// A pidfd of the joiner, readable once it has exited.
+    joiner: RawFd,
+    report: RawFd,
+    /// The locks taken before the fork; the runner releases them.
+    locks: ForkLocks,
+    /// The thread pointer the runner starts with, if not the joiner's (see
+    /// [`spare_tls`](super::spare_tls)).
+    tls: Option<usize>,
+}
+
+/// Forks the joiner, which starts the runner for `f`. Returns the joiner's
+/// pid; the joiner reports the runner's pid on `plan.report` and exits.
+pub(crate) fn fork_runner<F, T>(plan: &JoinPlan<'_>, fds: RunnerFds, f: F) -> Result<libc::pid_t, i32>
+where
+    F: FnOnce() -> T,
+    T: Serialize,
+{
+    super::install_panic_hook();
+    // The runner borrows a clean TLS: the closure's thread-locals start
+    // fresh, as on a new thread, and are free of libtest's capture. Without
+    // one, serve() starts a thread for the closure.
+    let tls = super::spare_tls();
+    let locks = ForkLocks::take();
+    // SAFETY: glibc's fork makes the child's allocator and libc state
+    // consistent; the joiner then makes only system calls, and the runner
+    // runs user code by design (see the crate docs).
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            if let Err(errno) = enter(plan.holder, plan.nstypes) {
+                fail(plan.report, JoinStep::Enter, errno);
+            }
+            join_keyring();
+            let keep = [plan.report, fds.result, fds.stdout, fds.stderr];
+            close_ours(locks.ours(), &keep, plan.keep);
+            let joiner = sys::pidfd_self().unwrap_or_else(|e| fail(plan.report, JoinStep::Watch, e));
+            launch_runner::<F, T>(
+                Launch {
+                    f,
+                    fds,
+                    joiner,
+                    report: plan.report,
+                    locks,
+                    tls,
+                },
+            )
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child.as_raw()),
+        Err(e) => Err(e as i32),
+    }
+}
+
+/// The joiner's second half: maps the runner's stack, puts the launch on
+/// it, clones the runner, reports its pid and exits. The runner shares this
+/// process's memory until it exits, which it waits for.
+fn launch_runner<F, T>(launch: Launch<F>) -> !
+where
+    F: FnOnce() -> T,
+    T: Serialize,
+{
+    let report_fd = launch.report;
+    // The closure may run on this stack (see serve): as large as a main
+    // thread's, committed only as it is touched, with a guard page below.
+    // It is never unmapped: it belongs to this private copy of the test
+    // process's memory, which goes when the runner exits.
+    const STACK: usize = 8 << 20;
+    let stack = match sys::Stack::map(STACK) {
+        Ok(stack) => std::mem::ManuallyDrop::new(stack),
+        Err(errno) => fail(report_fd, JoinStep::Stack, errno),
+    };
+    let room = std::mem::size_of::<Launch<F>>()
+        .next_multiple_of(std::mem::align_of::<Launch<F>>().max(64));
+    let at = stack.top().wrapping_sub(room).cast::<Launch<F>>();
+    let mut flags = libc::CLONE_VM | libc::CLONE_PARENT;
+    if launch.tls.is_some() {
+        flags |= libc::CLONE_SETTLS;
+    }
+    let tls = launch.tls.unwrap_or(0) as *mut libc::c_void;
+    // SAFETY: `at` lies inside the new mapping, aligned for Launch<F>, with
+    // room above it; the runner takes the value from there, and this
+    // process never touches it again.
+    unsafe { at.write(launch) };
+    // SAFETY: the runner starts in runner_entry on the new stack, below its
+    // launch, and never returns. Without CLONE_VFORK, this process goes on
+    // at once: it only reports and exits, touching nothing the runner uses.
+    let ret = unsafe {
+        libc::clone(
+            runner_entry::<F, T>,
+            at.cast(),
+            flags,
+            at.cast(),
+            std::ptr::null_mut::<libc::pid_t>(),
+            tls,
+            std::ptr::null_mut::<libc::pid_t>(),
+        )
+    };
+    if ret < 0 {
+        fail(report_fd, JoinStep::CloneRunner, sys::errno());
+    }
+    report(report_fd, JoinReport::started(ret));
+    sys::exit(0)
+}
+
+extern "C" fn runner_entry<F, T>(arg: *mut libc::c_void) -> libc::c_int
+where
+    F: FnOnce() -> T,
+    T: Serialize,
+{
+    // SAFETY: arg is the Launch the joiner wrote at the top of this stack
+    // and never touches again; it is read once.
+    let launch = unsafe { arg.cast::<Launch<F>>().read() };
+    // Nothing of the user's runs while the joiner, a process outside the
+    // sandbox, still shares this memory. It only reports and exits.
+    sys::wait_readable(launch.joiner);
+    sys::close(launch.joiner);
+    sys::close(launch.report);
+    drop(launch.locks);
+    let fds = &launch.fds;
+    super::closure::serve(
+        launch.f,
+        fds.result,
+        fds.stdout,
+        fds.stderr,
+        launch.tls.is_some(),
+    )
+}
+
+/// Forks a joiner that enters the user namespace of the init process behind
+/// `owner` and starts, as a sibling (`CLONE_PARENT`), a new init program
+/// with `flags` (no `CLONE_NEWUSER`): a sandbox that shares `owner`'s user
+/// namespace. The joiner reports the new init process's pid on `report_fd`.
+/// Neither the joiner nor the init process sends a signal when it exits.
+pub(crate) fn fork_init_in(
+    owner: RawFd,
+    flags: libc::c_int,
+    launch: &super::init::Launch,
+    report_fd: RawFd,
+) -> Result<libc::pid_t, i32> {
+    // SAFETY: the joiner makes only system calls on prepared data (the
+    // launch was prepared before), then exits.
+    match unsafe { sys::clone_fork(0, 0) }? {
+        sys::Forked::Child => {
+            if let Err(errno) = sys::setns(sys::borrow_static(owner), libc::CLONE_NEWUSER) {
+                fail(report_fd, JoinStep::EnterOwner, errno);
+            }
+            match launch.start(flags | libc::CLONE_PARENT) {
+                Ok(pid) => {
+                    report(report_fd, JoinReport::started(pid));
+                    sys::exit(0)
+                }
+                Err(errno) => fail(report_fd, JoinStep::StartInit, errno),
+            }
+        }
+        sys::Forked::Parent { pid, .. } => Ok(pid),
+    }
+}

@@ -1,0 +1,279 @@
+//! Everything that runs after `fork` or `clone`, one file per kind of
+//! process:
+//!
+//! - [`init`]: starting the sandbox's **init program** (`init/main.rs`, PID
+//!   1), a small executable of its own, exec'd from memory right after a
+//!   `CLONE_VM | CLONE_VFORK` clone, so that PID 1 never holds the test
+//!   process's memory;
+//! - [`joiner`]: a run's **joiner**, forked from the test process: it joins
+//!   the sandbox's namespaces with one `setns` on the init process's pidfd,
+//!   closes every fd of hermetic's, and clones the runner as a sibling
+//!   (`CLONE_PARENT`) that shares its memory (`CLONE_VM`, so page tables are
+//!   copied once), then exits; the runner waits for that exit before it
+//!   runs anything of the user's, so that while a closure runs no process
+//!   outside the sandbox shares its memory;
+//! - [`closure`]: the **runner**, in the sandbox's PID namespace: it points
+//!   fds 1 and 2 at the sandbox's output pipes and runs the user's closure,
+//!   sending back one frame;
+//! - [`command`]: the `pre_exec` hook that starts a program inside.
+//!
+//! This module holds what they share: the locks taken around a fork, the
+//! panic hook, and the spare thread-local storage runners borrow.
+//!
+//! # Safety
+//!
+//! The joiner is a `fork` of a multi-threaded process, and the init
+//! program's launch a `CLONE_VM` clone of one. Until the user's closure
+//! starts, code here makes only system calls, through [`sys`](crate::sys),
+//! on data prepared before forking: no allocation, no locks, no unwinding
+//! (every path ends in `_exit` or `exec`). The launch of the init program,
+//! besides, touches no thread-local storage: its system calls bypass libc.
+//! The runner's closure is user code; the crate documentation says what it
+//! may not rely on.
+#![allow(unsafe_code)]
+
+pub(crate) mod closure;
+pub(crate) mod command;
+pub(crate) mod init;
+pub(crate) mod joiner;
+
+use std::cell::{Cell, RefCell};
+use std::os::fd::RawFd;
+use std::panic;
+
+use crate::error::PanicLocation;
+use crate::sys;
+
+thread_local! {
+    /// Set on the thread that runs the user's closure.
+    pub(crate) static IN_CLOSURE: Cell<bool> = const { Cell::new(false) };
+    /// The location of that thread's panic, recorded by our hook.
+    pub(crate) static PANIC_AT: RefCell<Option<PanicLocation>> = const { RefCell::new(None) };
+}
+
+/// The thread pointer of a thread of this process that was made only to
+/// lend its thread-local storage to runners: made once, on first need, with
+/// `pthread_create` (so no libtest capture was ever set on it), on a stack
+/// of our own (so that glibc, in a forked child, forgets it instead of
+/// recycling its memory for a new thread), and parked for good.
+///
+/// A runner is a new task in the joiner's private copy of our memory. By
+/// default it runs with the forking test thread's TLS, where libtest keeps
+/// its capture of `println!`, which in a copy would swallow the closure's
+/// output, and where the test thread's thread-locals have whatever values
+/// it gave them. Cloned with `CLONE_SETTLS` onto this thread's TLS (its copy
+/// in the joiner's memory, which no one else uses), the closure starts with
+/// fresh thread-locals, as on a new thread, prints to fd 1 from the
+/// runner's own thread, and no thread has to be started per run.
+///
+/// Why the copy is sound to use: glibc's `fork` forgets, in the child, the
+/// threads that live on stacks of their own (`user_stack`) without
+/// touching their TCB, so the copy keeps a complete, initialised TCB with
+/// its stack guard, its own (never used) thread id and pristine thread
+/// locals: the parked thread runs no Rust code that uses them. The kernel
+/// gives a `CLONE_VM` task no rseq area or robust futex list of its own, so
+/// it writes nothing into the TCB either.
+///
+/// `None` where this is not known to hold (other C libraries and targets),
+/// or with `HERMETIC_RUNNER_THREAD=1` in the environment: runs then start a
+/// thread for the closure instead, which costs about 0.1 ms more.
+pub(crate) fn spare_tls() -> Option<usize> {
+    static SPARE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *SPARE.get_or_init(|| {
+        let opted_out = std::env::var_os("HERMETIC_RUNNER_THREAD").is_some_and(|v| v != "0");
+        if opted_out
+            || !cfg!(all(
+                target_env = "gnu",
+                any(target_arch = "x86_64", target_arch = "aarch64")
+            ))
+        {
+            return None;
+        }
+        park_a_thread()
+    })
+}
+
+fn park_a_thread() -> Option<usize> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static TP: AtomicUsize = AtomicUsize::new(0);
+    extern "C" fn parked(_: *mut libc::c_void) -> *mut libc::c_void {
+        TP.store(
+            sys::thread_pointer().unwrap_or(usize::MAX),
+            Ordering::Release,
+        );
+        sys::set_name(c"hermetic-tls");
+        loop {
+            // SAFETY: waits for a signal; only glibc's own, which it never
+            // lets a thread block (setxid), reach this thread, run their
+            // handler and return here.
+            unsafe { libc::pause() };
+        }
+    }
+    // Never unmapped: the thread lives as long as the process. glibc puts
+    // the TCB and the static TLS (all of std's and the test's thread locals)
+    // at its top; the rest is committed only if touched.
+    let stack = std::mem::ManuallyDrop::new(sys::Stack::map(1 << 20).ok()?);
+    let (bottom, size) = stack.usable();
+    // The thread starts with every signal blocked: no handler of the test
+    // process ever runs on it and changes the thread-locals runs will start
+    // from.
+    let started = with_all_signals_blocked(|| {
+        // SAFETY: attr is initialised before use and destroyed after; the
+        // stack is ours and outlives the thread; `parked` never returns.
+        unsafe {
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            let mut thread: libc::pthread_t = std::mem::zeroed();
+            let ok = libc::pthread_attr_init(&mut attr) == 0
+                && libc::pthread_attr_setstack(&mut attr, bottom, size) == 0
+                && libc::pthread_create(&mut thread, &attr, parked, std::ptr::null_mut()) == 0;
+            libc::pthread_attr_destroy(&mut attr);
+            ok
+        }
+    })
+    .ok()?;
+    if !started {
+        return None;
+    }
+    loop {
+        match TP.load(Ordering::Acquire) {
+            0 => std::thread::yield_now(),
+            usize::MAX => return None,
+            tp => return Some(tp),
+        }
+    }
+}
+
+/// Held by the panic hook while the hook that was there before prints a
+/// panic, and by [`ForkLocks`] across a fork. std's default hook prints
+/// under a private lock; a copy of the process forked while another thread
+/// holds it could never print a panic, and a panic in any thread of a run
+/// (a thread the closure starts, say) would wait forever.
+static PANIC_PRINTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The locks a thread of the test process may hold for a moment and a
+/// forked copy of it needs: std's stdout and stderr (libtest's main thread
+/// prints "test ... ok" through them) and [`PANIC_PRINTING`]. Forked while
+/// another thread holds one, the child could never print, flush or report a
+/// panic; forked while holding all three, the child is a copy of their
+/// owner and releases them before running the closure.
+///
+/// It also holds the list of hermetic's own fds steady (see
+/// [`fds`](crate::fds)), so that the child knows exactly which of its fds
+/// to close.
+pub(crate) struct ForkLocks {
+    fds: std::sync::RwLockReadGuard<'static, Vec<RawFd>>,
+    _stdout: std::io::StdoutLock<'static>,
+    _stderr: std::io::StderrLock<'static>,
+    _printing: std::sync::MutexGuard<'static, ()>,
+}
+
+impl ForkLocks {
+    /// Takes the three locks. The panic lock is only tried, and everything
+    /// let go and taken again if it is busy: a thread that panics while it
+    /// prints holds stdout or stderr and then wants the panic lock.
+    pub(crate) fn take() -> ForkLocks {
+        loop {
+            // Before the others: a thread that opens an fd of ours holds
+            // none of them.
+            let fds = crate::fds::hold();
+            let stdout = std::io::stdout().lock();
+            let stderr = std::io::stderr().lock();
+            let printing = match PANIC_PRINTING.try_lock() {
+                Ok(guard) => guard,
+                // Poisoned only if a hook panicked while printing, which
+                // aborts the process; the guard is good either way.
+                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    drop((stderr, stdout, fds));
+                    std::thread::yield_now();
+                    continue;
+                }
+            };
+            return ForkLocks {
+                fds,
+                _stdout: stdout,
+                _stderr: stderr,
+                _printing: printing,
+            };
+        }
+    }
+}
+
+impl ForkLocks {
+    /// hermetic's own fds, as they were at the fork.
+    pub(crate) fn ours(&self) -> &[RawFd] {
+        &self.fds
+    }
+}
+
+/// Installs, once per process, a panic hook that records where the
+/// closure of a runner panicked instead of printing it (the test process
+/// re-raises the panic with that location); every other panic goes to the
+/// hook that was there before.
+///
+/// It must be installed *before* forking: `set_hook` takes a lock that
+/// another thread of the test process may hold at the moment of `fork`
+/// (while it panics, for instance), and in the child nobody would release
+/// it.
+pub(crate) fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if IN_CLOSURE.with(Cell::get) {
+                let location = info.location().map(|l| PanicLocation {
+                    file: l.file().to_owned(),
+                    line: l.line(),
+                    column: l.column(),
+                });
+                PANIC_AT.with(|p| *p.borrow_mut() = location);
+            } else {
+                let _printing = PANIC_PRINTING.lock();
+                previous(info);
+            }
+        }));
+    });
+}
+
+
+/// Runs `f` with every signal blocked on the calling thread, then restores
+/// the mask: a thread or process that `f` starts begins with all signals
+/// blocked, with no window in which a handler could run on it.
+pub(crate) fn with_all_signals_blocked<R>(f: impl FnOnce() -> R) -> Result<R, i32> {
+    use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+    let mut previous = SigSet::empty();
+    pthread_sigmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut previous),
+    )
+    .map_err(|e| e as i32)?;
+    let result = f();
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
+    Ok(result)
+}
+
+
+/// The fd of the result channel in a runner; -1 elsewhere.
+pub(crate) static RESULT_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// The fd on which this process, if it runs a sandboxed closure, sends its
+/// result. For fault-injection tests only.
+pub(crate) fn result_fd() -> Option<RawFd> {
+    let fd = RESULT_FD.load(std::sync::atomic::Ordering::Relaxed);
+    (fd >= 0).then_some(fd)
+}
+
+/// Clones a child with `flags` that exits at once: does the kernel let us
+/// create these namespaces? Returns the errno of `clone` if not.
+pub(crate) fn probe_clone(flags: libc::c_ulong) -> Result<(), i32> {
+    // SAFETY: the child only calls _exit.
+    match unsafe { sys::clone_fork(flags, 0) }? {
+        sys::Forked::Child => sys::exit(0),
+        sys::Forked::Parent { pid, .. } => {
+            let _ = sys::reap(pid);
+            Ok(())
+        }
+    }
+}
+

@@ -1,0 +1,87 @@
+//! hermetic's own file descriptors, known by number so that no process in a
+//! sandbox keeps one.
+//!
+//! A run's process is a fork of the test process and inherits its whole fd
+//! table: the test's own fds, which it may use as documented, and hermetic's
+//! (the pipes of other runs and sandboxes, pidfds of init processes, network
+//! namespaces of other hosts), which it must not. Every fd hermetic opens in
+//! the test process is made through this module and listed here; a run's
+//! first act after `fork` is to close every listed fd it was not given.
+//!
+//! The list is a `Vec` under a `RwLock`: opening or closing one of our fds
+//! takes the write lock around the system call and the list update, and a
+//! fork takes the read lock (see `child::ForkLocks`), so a forked child
+//! always sees a list that matches its fd table. In the child, walking the
+//! list allocates nothing and takes no lock: it reads the child's own copy.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::{RwLock, RwLockReadGuard};
+
+static OURS: RwLock<Vec<RawFd>> = RwLock::new(Vec::new());
+
+/// An fd hermetic opened for itself: closed on drop, and never left open in
+/// a process that runs a closure.
+#[derive(Debug)]
+pub(crate) struct Fd(Option<OwnedFd>);
+
+impl Fd {
+    /// Opens an fd with `open` and lists it, in one step as far as any fork
+    /// can tell.
+    pub(crate) fn open<T: Into<OwnedFd>>(open: impl FnOnce() -> io::Result<T>) -> io::Result<Fd> {
+        let mut ours = OURS.write().unwrap_or_else(|e| e.into_inner());
+        let fd: OwnedFd = open()?.into();
+        ours.push(fd.as_raw_fd());
+        Ok(Fd(Some(fd)))
+    }
+
+    /// Keeps the fd open and listed for the rest of the process.
+    pub(crate) fn leak(self) -> BorrowedFd<'static> {
+        let fd = self.as_raw_fd();
+        std::mem::forget(self);
+        crate::sys::borrow_static(fd)
+    }
+
+    /// A second fd for the same open file, listed too.
+    pub(crate) fn try_clone(&self) -> io::Result<Fd> {
+        Fd::open(|| self.as_fd().try_clone_to_owned())
+    }
+}
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        let mut ours = OURS.write().unwrap_or_else(|e| e.into_inner());
+        let raw = self.as_raw_fd();
+        if let Some(i) = ours.iter().rposition(|&fd| fd == raw) {
+            ours.swap_remove(i);
+        }
+        // Closed while the list no longer names it and no fork can happen.
+        drop(self.0.take());
+    }
+}
+
+impl AsFd for Fd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_ref().expect("open until dropped").as_fd()
+    }
+}
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+/// A pipe, both ends ours and close-on-exec: (read end, write end).
+pub(crate) fn pipe() -> io::Result<(Fd, Fd)> {
+    let mut ours = OURS.write().unwrap_or_else(|e| e.into_inner());
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    ours.extend([r.as_raw_fd(), w.as_raw_fd()]);
+    Ok((Fd(Some(r)), Fd(Some(w))))
+}
+
+/// The list, held steady across a fork: while the guard lives, no fd of
+/// ours is opened or closed.
+pub(crate) fn hold() -> RwLockReadGuard<'static, Vec<RawFd>> {
+    OURS.read().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,309 @@
+//! What the test process and the processes it starts tell each other, typed:
+//! the init program's plan and report, and a joining process's report.
+//!
+//! Byte layouts are in `wire.rs`, shared with the init program.
+
+use crate::plan::{Action, Step};
+use crate::wire;
+
+/// Encodes the init program's plan: a header, then one record per step.
+pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(64 * steps.len());
+    for step in steps {
+        let (op, arg, fields): (u8, u64, Vec<&[u8]>) = match &step.action {
+            Action::WriteFile { path, content } => {
+                (wire::OP_WRITE_FILE, 0, vec![path.as_bytes_with_nul(), content])
+            }
+            Action::MakeMountsPrivate => (wire::OP_MAKE_PRIVATE, 0, vec![]),
+            Action::Mount {
+                source,
+                target,
+                fstype,
+                flags,
+                data,
+            } => {
+                (
+                    wire::OP_MOUNT,
+                    *flags as u64,
+                    vec![
+                        opt(source),
+                        target.as_bytes_with_nul(),
+                        opt(fstype),
+                        opt(data),
+                    ],
+                )
+            }
+            Action::MountRetryReadOnly {
+                source,
+                target,
+                fstype,
+                flags,
+            } => (
+                wire::OP_MOUNT,
+                *flags as u64 | wire::ARG_RETRY_READ_ONLY,
+                vec![
+                    source.as_bytes_with_nul(),
+                    target.as_bytes_with_nul(),
+                    fstype.as_bytes_with_nul(),
+                    &[],
+                ],
+            ),
+            Action::RemountReadOnly { target } => {
+                (wire::OP_REMOUNT_RO, 0, vec![target.as_bytes_with_nul()])
+            }
+            Action::ReadOnly {
+                target,
+                recursive,
+                optional,
+            } => (
+                wire::OP_READ_ONLY,
+                flag(*recursive, wire::ARG_RECURSIVE) | flag(*optional, wire::ARG_OPTIONAL),
+                vec![target.as_bytes_with_nul()],
+            ),
+            Action::CreateDir { path } => (wire::OP_MKDIR, 0, vec![path.as_bytes_with_nul()]),
+            Action::CreateFile { path } => (wire::OP_TOUCH, 0, vec![path.as_bytes_with_nul()]),
+            Action::OpenSource { path, fd } => (
+                wire::OP_OPEN_TREE,
+                *fd as u64,
+                vec![path.as_bytes_with_nul()],
+            ),
+            Action::AttachSource { fd, target } => (
+                wire::OP_ATTACH_TREE,
+                *fd as u64,
+                vec![target.as_bytes_with_nul()],
+            ),
+            Action::BindSelf { path, optional } => (
+                wire::OP_BIND_SELF,
+                flag(*optional, wire::ARG_OPTIONAL),
+                vec![path.as_bytes_with_nul()],
+            ),
+            Action::Nest { flags } => (wire::OP_NEST, *flags as u64, vec![]),
+            Action::SetHostname { name } => (wire::OP_SET_HOSTNAME, 0, vec![name.as_slice()]),
+            Action::LoopbackUp => (wire::OP_LOOPBACK_UP, 0, vec![]),
+            Action::EnterNested => (wire::OP_ENTER_NESTED, 0, vec![]),
+            Action::JoinKeyring => (
+                wire::OP_KEYRING,
+                wire::ARG_IF_ALLOWED,
+                vec![wire::KEYRING_NAME],
+            ),
+        };
+        body.push(op);
+        body.push(fields.len() as u8);
+        body.extend_from_slice(&arg.to_le_bytes());
+        for field in fields {
+            body.extend_from_slice(&(field.len() as u32).to_le_bytes());
+            body.extend_from_slice(field);
+        }
+    }
+    let mut plan = Vec::with_capacity(8 + body.len());
+    plan.extend_from_slice(&wire::PLAN_MAGIC.to_le_bytes());
+    plan.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    plan.extend_from_slice(&body);
+    plan
+}
+
+fn opt(s: &Option<std::ffi::CString>) -> &[u8] {
+    s.as_deref().map_or(&[], |s| s.to_bytes_with_nul())
+}
+
+fn flag(on: bool, bit: u64) -> u64 {
+    if on { bit } else { 0 }
+}
+
+/// An 8-byte report: a code and a value (an errno or a pid).
+pub(crate) fn encode_report(code: u32, value: i32) -> [u8; 8] {
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&code.to_le_bytes());
+    msg[4..].copy_from_slice(&value.to_le_bytes());
+    msg
+}
+
+fn decode_report(msg: [u8; 8]) -> (u32, i32) {
+    let code = u32::from_le_bytes(msg[..4].try_into().expect("4 bytes"));
+    let value = i32::from_le_bytes(msg[4..].try_into().expect("4 bytes"));
+    (code, value)
+}
+
+/// What the init program reported.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum InitReport {
+    /// The sandbox is set up.
+    Ready,
+    /// Step `index` of the plan failed with `errno`.
+    StepFailed { index: usize, errno: i32 },
+    /// Id map `index` (written before the exec) failed with `errno`.
+    MapFailed { index: usize, errno: i32 },
+    /// The init program could not be started.
+    ExecFailed { errno: i32 },
+    /// The init program could not read its plan.
+    PlanRefused { errno: i32 },
+    /// The setup after the plan's steps failed.
+    FinishFailed { errno: i32 },
+}
+
+impl InitReport {
+    pub(crate) fn decode(msg: [u8; 8]) -> InitReport {
+        match decode_report(msg) {
+            (wire::REPORT_READY, _) => InitReport::Ready,
+            (wire::REPORT_EXEC, errno) => InitReport::ExecFailed { errno },
+            (wire::REPORT_PLAN, errno) => InitReport::PlanRefused { errno },
+            (wire::REPORT_FINISH, errno) => InitReport::FinishFailed { errno },
+            (code, errno) if (wire::REPORT_ID_MAP..wire::REPORT_ID_MAP + 3).contains(&code) => {
+                InitReport::MapFailed {
+                    index: (code - wire::REPORT_ID_MAP) as usize,
+                    errno,
+                }
+            }
+            (index, errno) => InitReport::StepFailed {
+                index: index as usize,
+                errno,
+            },
+        }
+    }
+}
+
+/// The steps of a process that joins a sandbox to start something in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum JoinStep {
+    /// `setns` into the sandbox's namespaces.
+    Enter = 1,
+    /// Opening a pidfd of itself, for the process it starts to wait on.
+    Watch = 2,
+    /// Mapping a stack for the process it starts.
+    Stack = 3,
+    /// `clone` of the process that runs the closure.
+    CloneRunner = 4,
+    /// `setns` into the user namespace a new sandbox shares.
+    EnterOwner = 5,
+    /// Starting a new init program in that user namespace.
+    StartInit = 6,
+}
+
+impl JoinStep {
+    const ALL: [JoinStep; 6] = [
+        JoinStep::Enter,
+        JoinStep::Watch,
+        JoinStep::Stack,
+        JoinStep::CloneRunner,
+        JoinStep::EnterOwner,
+        JoinStep::StartInit,
+    ];
+
+    /// What the step does, in words, for errors.
+    pub(crate) fn what(self) -> &'static str {
+        match self {
+            JoinStep::Enter => "joining the sandbox's namespaces (setns)",
+            JoinStep::Watch => "opening a pidfd of the joining process",
+            JoinStep::Stack => "mapping a stack for the process that runs the closure",
+            JoinStep::CloneRunner => "starting the process that runs the closure (clone)",
+            JoinStep::EnterOwner => "joining the network's user namespace (setns)",
+            JoinStep::StartInit => "starting the host's init process (clone)",
+        }
+    }
+}
+
+/// What a joining process reported.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum JoinReport {
+    /// It started the process, whose pid (in the test process's PID
+    /// namespace) this is.
+    Started(libc::pid_t),
+    /// A step failed with an errno.
+    Failed { step: JoinStep, errno: i32 },
+    /// The bytes made no sense.
+    Garbled,
+}
+
+impl JoinReport {
+    pub(crate) fn started(pid: libc::pid_t) -> [u8; 8] {
+        encode_report(0, pid)
+    }
+
+    pub(crate) fn failed(step: JoinStep, errno: i32) -> [u8; 8] {
+        encode_report(step as u32, errno)
+    }
+
+    pub(crate) fn decode(msg: [u8; 8]) -> JoinReport {
+        match decode_report(msg) {
+            (0, pid) => JoinReport::Started(pid),
+            (code, errno) => JoinStep::ALL
+                .into_iter()
+                .find(|s| *s as u32 == code)
+                .map_or(JoinReport::Garbled, |step| JoinReport::Failed { step, errno }),
+        }
+    }
+}
+
+/// The exit status of a runner whose setup failed after it was started.
+pub(crate) const EXIT_SETUP: i32 = 121;
+
+/// The exit status of a runner that could not write its result, because the
+/// closure closed or broke its result channel.
+pub(crate) const EXIT_NO_CHANNEL: i32 = 122;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_reports_round_trip() {
+        assert_eq!(
+            JoinReport::decode(JoinReport::started(4242)),
+            JoinReport::Started(4242)
+        );
+        for step in JoinStep::ALL {
+            assert_eq!(
+                JoinReport::decode(JoinReport::failed(step, libc::EPERM)),
+                JoinReport::Failed {
+                    step,
+                    errno: libc::EPERM
+                }
+            );
+        }
+        assert_eq!(
+            JoinReport::decode(encode_report(99, 1)),
+            JoinReport::Garbled
+        );
+    }
+
+    #[test]
+    fn init_reports_decode() {
+        let r = |code, errno| InitReport::decode(encode_report(code, errno));
+        assert_eq!(r(wire::REPORT_READY, 0), InitReport::Ready);
+        assert_eq!(r(3, 1), InitReport::StepFailed { index: 3, errno: 1 });
+        assert_eq!(r(wire::REPORT_EXEC, 8), InitReport::ExecFailed { errno: 8 });
+        assert_eq!(r(wire::REPORT_PLAN, 22), InitReport::PlanRefused { errno: 22 });
+        assert_eq!(
+            r(wire::REPORT_ID_MAP + 1, 1),
+            InitReport::MapFailed { index: 1, errno: 1 }
+        );
+    }
+
+    #[test]
+    fn plans_have_a_header_and_one_record_per_step() {
+        let steps = vec![
+            Step {
+                what: "a".into(),
+                kind: crate::plan::StepKind::Private,
+                action: Action::MakeMountsPrivate,
+            },
+            Step {
+                what: "b".into(),
+                kind: crate::plan::StepKind::Hostname,
+                action: Action::SetHostname {
+                    name: b"box".to_vec(),
+                },
+            },
+        ];
+        let plan = encode_plan(&steps);
+        assert_eq!(&plan[..4], &wire::PLAN_MAGIC.to_le_bytes());
+        let len = u32::from_le_bytes(plan[4..8].try_into().unwrap()) as usize;
+        assert_eq!(len, plan.len() - 8);
+        // op, count, arg; op, count, arg, length, "box".
+        assert_eq!(len, 10 + 10 + 4 + 3);
+        assert_eq!(plan[8], wire::OP_MAKE_PRIVATE);
+        assert_eq!(plan[18], wire::OP_SET_HOSTNAME);
+        assert_eq!(&plan[plan.len() - 3..], b"box");
+    }
+}

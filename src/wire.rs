@@ -1,0 +1,109 @@
+//! The numbers the crate and its init program agree on.
+//!
+//! This file is compiled twice: as a module of the crate (`src/wire.rs`) and
+//! into the init program (`init/main.rs`, built by `build.rs`), which is a
+//! `no_std` executable of its own. It holds only constants, so both sides
+//! read the same plan and report formats from one definition.
+//!
+//! # The plan
+//!
+//! The test process writes the init program's setup plan to the init
+//! program's fd [`PLAN_FD`]: a header of [`PLAN_MAGIC`] and the length of
+//! what follows (both `u32`, little-endian), then one record per step:
+//!
+//! ```text
+//! op: u8 | field count: u8 | arg: u64 | (field length: u32, field bytes)*
+//! ```
+//!
+//! Paths and names are NUL-terminated in their field; an empty field is a
+//! null pointer where the system call takes one.
+//!
+//! # The report
+//!
+//! The init program answers on fd [`REPORT_FD`] with 8 bytes: a `u32` code
+//! and an `i32` errno. The code is [`REPORT_READY`], the index of the step
+//! that failed, or one of the other `REPORT_*` codes.
+#![allow(dead_code)]
+
+/// The init program's fd from which it reads its plan.
+pub const PLAN_FD: i32 = 0;
+/// The init program's fd on which it sends its report.
+pub const REPORT_FD: i32 = 1;
+/// The init program's fd of the test process's pidfd (the lifeline).
+pub const LIFELINE_FD: i32 = 2;
+/// The lowest fd the init program's plan may use for its own fds.
+pub const FIRST_PLAN_FD: i32 = 3;
+
+/// The first word of every plan.
+pub const PLAN_MAGIC: u32 = 0x6865_726d;
+/// The largest plan the init program takes, in bytes.
+pub const PLAN_MAX: usize = 1 << 20;
+
+/// Every step succeeded; the sandbox is ready.
+pub const REPORT_READY: u32 = u32::MAX;
+/// The init program could not be started (the errno of `execveat`).
+pub const REPORT_EXEC: u32 = u32::MAX - 1;
+/// The plan could not be read or made no sense.
+pub const REPORT_PLAN: u32 = u32::MAX - 2;
+/// The last setup, after the plan's steps (reaping orphans), failed.
+pub const REPORT_FINISH: u32 = u32::MAX - 3;
+/// Writing id map `i` (setgroups, uid_map, gid_map) failed, before the
+/// init program was exec'd: code `REPORT_ID_MAP + i`. The maps are written
+/// before the exec because `execve` keeps the capabilities of a user
+/// namespace only for a process that is root in it.
+pub const REPORT_ID_MAP: u32 = u32::MAX - 10;
+
+/// Write field 1 to the file at field 0.
+pub const OP_WRITE_FILE: u8 = 1;
+/// Make every mount private, recursively.
+pub const OP_MAKE_PRIVATE: u8 = 2;
+/// `mount(2)`: fields source, target, fstype, data; arg: the flags.
+pub const OP_MOUNT: u8 = 3;
+/// Remount the bind mount at field 0 read-only, keeping its locked flags.
+pub const OP_REMOUNT_RO: u8 = 4;
+/// Make the mount at field 0 read-only (`mount_setattr`); arg
+/// [`ARG_RECURSIVE`] for every mount below it too.
+pub const OP_READ_ONLY: u8 = 5;
+/// Create the directory at field 0.
+pub const OP_MKDIR: u8 = 6;
+/// Create an empty file at field 0.
+pub const OP_TOUCH: u8 = 7;
+/// Clone the mount tree at field 0 (`open_tree`) as the fd in arg.
+pub const OP_OPEN_TREE: u8 = 8;
+/// Attach the tree of the fd in arg at field 0 (`move_mount`) and close it.
+pub const OP_ATTACH_TREE: u8 = 9;
+/// Bind the path at field 0 over itself (to give it flags of its own).
+pub const OP_BIND_SELF: u8 = 10;
+/// Start the helper that owns the inner user namespace: a child with the
+/// clone flags in arg (`CLONE_NEWUSER` and the namespaces it owns), which
+/// maps its uid and gid 0 to the init program's 0 itself (through
+/// `/proc/self`, whichever proc is mounted); then join its namespaces other
+/// than the user namespace.
+pub const OP_NEST: u8 = 11;
+/// `sethostname(2)` to field 0 (not NUL-terminated).
+pub const OP_SET_HOSTNAME: u8 = 12;
+/// Bring `lo` up.
+pub const OP_LOOPBACK_UP: u8 = 13;
+/// Enter the helper's user namespace, then end the helper.
+pub const OP_ENTER_NESTED: u8 = 14;
+/// Join (or create) the session keyring named field 0, searchable by its
+/// owner, so that the sandbox's processes can join it by name.
+pub const OP_KEYRING: u8 = 15;
+
+/// In arg: the operation applies to every mount below the path too.
+pub const ARG_RECURSIVE: u64 = 1 << 62;
+/// In arg: a path that does not exist (`ENOENT`) skips the step.
+pub const ARG_OPTIONAL: u64 = 1 << 63;
+/// In arg: the system call is refused by the host (`ENOSYS`, `EPERM`,
+/// `EACCES` from a seccomp filter or an LSM), skip the step.
+pub const ARG_IF_ALLOWED: u64 = 1 << 61;
+/// In arg of [`OP_MOUNT`]: a mount refused with `EPERM` is tried again
+/// read-only (a fresh `/proc` in a sandbox made inside a sandbox, where the
+/// only fully visible proc mount is read-only).
+pub const ARG_RETRY_READ_ONLY: u64 = 1 << 60;
+/// The bits of arg that are flags of the step, not of the system call.
+pub const ARG_STEP_FLAGS: u64 =
+    ARG_RECURSIVE | ARG_OPTIONAL | ARG_IF_ALLOWED | ARG_RETRY_READ_ONLY;
+
+/// The name of the session keyring every process of a sandbox joins.
+pub const KEYRING_NAME: &[u8] = b"hermetic-sandbox\0";
