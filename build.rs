@@ -15,19 +15,33 @@ fn main() {
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     if os != "linux" || !matches!(arch.as_str(), "x86_64" | "aarch64") {
-        panic!(
-            "hermetic supports Linux on x86_64 and aarch64; this build targets {target}"
-        );
+        panic!("hermetic supports Linux on x86_64 and aarch64; this build targets {target}");
     }
     let exe = out.join("hermetic-init");
     let mut cmd = Command::new(&rustc);
-    cmd.args(["--edition=2021", "--crate-type=bin", "--crate-name=hermetic_init"])
-        .args(["--target", &target])
-        .args(["-C", "opt-level=s", "-C", "panic=abort", "-C", "debuginfo=0"])
-        .args(["-C", "strip=symbols", "-C", "relocation-model=static"])
-        .args(["-C", "target-feature=+crt-static"])
-        .args(["-C", "link-arg=-nostartfiles", "-C", "link-arg=-nostdlib"])
-        .args(["-C", "link-arg=-static", "-C", "link-arg=-Wl,--build-id=none"]);
+    cmd.args([
+        "--edition=2021",
+        "--crate-type=bin",
+        "--crate-name=hermetic_init",
+    ])
+    .args(["--target", &target])
+    .args([
+        "-C",
+        "opt-level=s",
+        "-C",
+        "panic=abort",
+        "-C",
+        "debuginfo=0",
+    ])
+    .args(["-C", "strip=symbols", "-C", "relocation-model=static"])
+    .args(["-C", "target-feature=+crt-static"])
+    .args(["-C", "link-arg=-nostartfiles", "-C", "link-arg=-nostdlib"])
+    .args([
+        "-C",
+        "link-arg=-static",
+        "-C",
+        "link-arg=-Wl,--build-id=none",
+    ]);
     // A linker set for the target (cross builds) is the one to use here too.
     let key = format!(
         "CARGO_TARGET_{}_LINKER",
@@ -41,7 +55,8 @@ fn main() {
     cmd.arg("-o").arg(&exe).arg("init/main.rs");
     // The crate's own flags (say, -C instrument-coverage) are not meant for
     // this program.
-    cmd.env_remove("CARGO_ENCODED_RUSTFLAGS").env_remove("RUSTFLAGS");
+    cmd.env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS");
     let status = cmd
         .status()
         .unwrap_or_else(|e| panic!("running {rustc:?} to build the init program: {e}"));

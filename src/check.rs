@@ -106,7 +106,10 @@ const SETUP: [(&str, &[StepKind]); 9] = [
     ("read-only host files", &[StepKind::ReadOnlyHost]),
     ("fresh /proc", &[StepKind::Proc, StepKind::ProcReadOnly]),
     ("fresh /sys", &[StepKind::Sys]),
-    ("tmpfs on /tmp", &[StepKind::Tmp, StepKind::DevShm, StepKind::UserMount]),
+    (
+        "tmpfs on /tmp",
+        &[StepKind::Tmp, StepKind::DevShm, StepKind::UserMount],
+    ),
     ("loopback up", &[StepKind::Hostname, StepKind::Loopback]),
     ("locked mounts", &[StepKind::EnterNested]),
     ("session keyring", &[StepKind::Keyring]),

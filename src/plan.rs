@@ -335,7 +335,10 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
         "creating the inner user namespace and its network, UTS and IPC namespaces",
         StepKind::Nest,
         Action::Nest {
-            flags: libc::CLONE_NEWUSER | libc::CLONE_NEWNET | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC,
+            flags: libc::CLONE_NEWUSER
+                | libc::CLONE_NEWNET
+                | libc::CLONE_NEWUTS
+                | libc::CLONE_NEWIPC,
         },
     ));
     if !layout.writable_host {
@@ -402,6 +405,10 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
         None,
         StepKind::Sys,
     ));
+    // Each covered by a bind of itself, read-only. /proc/sys/net and
+    // /proc/sys/user are bound first, so that they stay writable below the
+    // read-only /proc/sys: they are the sandbox's own (its network
+    // namespace's, its user namespace's limits).
     for (path, optional) in PROC_READ_ONLY {
         let shown = path.to_string_lossy();
         steps.push(step(
@@ -412,6 +419,21 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
                 optional,
             },
         ));
+        if path == c"/proc/sys" {
+            for own in [c"/proc/sys/net", c"/proc/sys/user"] {
+                steps.push(step(
+                    format!(
+                        "binding {} over itself, writable (the sandbox's own)",
+                        own.to_string_lossy()
+                    ),
+                    StepKind::ProcReadOnly,
+                    Action::BindSelf {
+                        path: own.into(),
+                        optional: true,
+                    },
+                ));
+            }
+        }
         steps.push(step(
             format!("making {shown} read-only"),
             StepKind::ProcReadOnly,
@@ -419,21 +441,6 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
                 target: path.into(),
                 recursive: false,
                 optional,
-            },
-        ));
-    }
-    // Writable again: these are the sandbox's own (its network namespace's,
-    // its user namespace's limits).
-    for path in [c"/proc/sys/net", c"/proc/sys/user"] {
-        steps.push(step(
-            format!(
-                "binding {} over itself, writable (the sandbox's own)",
-                path.to_string_lossy()
-            ),
-            StepKind::ProcReadOnly,
-            Action::BindSelf {
-                path: path.into(),
-                optional: true,
             },
         ));
     }
@@ -718,7 +725,11 @@ mod tests {
     #[test]
     fn base_steps_in_order() {
         let w = whats(&[]);
-        let at = |what: &str| w.iter().position(|x| x.starts_with(what)).unwrap_or_else(|| panic!("no step {what:?} in {w:#?}"));
+        let at = |what: &str| {
+            w.iter()
+                .position(|x| x.starts_with(what))
+                .unwrap_or_else(|| panic!("no step {what:?} in {w:#?}"))
+        };
         assert_eq!(w[0], "writing \"deny\" to /proc/self/setgroups");
         assert_eq!(w[1], "mapping uid 0 to 1000 in /proc/self/uid_map");
         assert_eq!(w[2], "mapping gid 0 to 100 in /proc/self/gid_map");
@@ -731,20 +742,30 @@ mod tests {
         assert!(at("creating the inner user namespace") < at("mounting proc on /proc"));
 
         assert!(at("creating the inner user namespace") < at("mounting sysfs on /sys"));
-        assert!(at("making /proc/sys read-only") < at("binding /proc/sys/net over itself"));
-        assert!(at("making /proc/sys read-only") < at("binding /proc/sys/user over itself"));
+        assert!(at("binding /proc/sys/net over itself") < at("making /proc/sys read-only"));
+        assert!(at("binding /proc/sys/user over itself") < at("making /proc/sys read-only"));
         assert!(at("mounting tmpfs on /tmp") < at("entering the inner user namespace"));
         assert!(at("mounting tmpfs on /dev/shm") < at("entering the inner user namespace"));
         assert!(at("bringing up the loopback") < at("entering the inner user namespace"));
-        assert_eq!(w.last().unwrap(), "joining the sandbox's session keyring (keyctl)");
+        assert_eq!(
+            w.last().unwrap(),
+            "joining the sandbox's session keyring (keyctl)"
+        );
     }
 
     #[test]
     fn writable_host_skips_only_the_read_only_pass() {
         let mut l = layout(&[]);
         l.writable_host = true;
-        let w: Vec<String> = holder_steps(Some(IDS), &l).unwrap().into_iter().map(|s| s.what).collect();
-        assert!(!w.iter().any(|x| x.starts_with("making the host's files read-only")));
+        let w: Vec<String> = holder_steps(Some(IDS), &l)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.what)
+            .collect();
+        assert!(
+            !w.iter()
+                .any(|x| x.starts_with("making the host's files read-only"))
+        );
         assert!(w.iter().any(|x| x == "making /proc/sys read-only"));
     }
 
@@ -754,14 +775,25 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut l = layout(&[]);
         l.cwd = Some(dir.clone());
-        let w: Vec<String> = holder_steps(Some(IDS), &l).unwrap().into_iter().map(|s| s.what).collect();
+        let w: Vec<String> = holder_steps(Some(IDS), &l)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.what)
+            .collect();
         let shown = dir.display().to_string();
         if shown.starts_with("/tmp/") {
             assert!(w.contains(&format!("binding {shown} on {shown}")), "{w:#?}");
-            assert!(w.contains(&format!("remounting {shown} read-only")), "{w:#?}");
+            assert!(
+                w.contains(&format!("remounting {shown} read-only")),
+                "{w:#?}"
+            );
         }
         l.cwd = Some("/usr".into());
-        let w: Vec<String> = holder_steps(Some(IDS), &l).unwrap().into_iter().map(|s| s.what).collect();
+        let w: Vec<String> = holder_steps(Some(IDS), &l)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.what)
+            .collect();
         assert!(!w.iter().any(|x| x.starts_with("binding /usr")), "{w:#?}");
     }
 

@@ -11,9 +11,11 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
     let mut body = Vec::with_capacity(64 * steps.len());
     for step in steps {
         let (op, arg, fields): (u8, u64, Vec<&[u8]>) = match &step.action {
-            Action::WriteFile { path, content } => {
-                (wire::OP_WRITE_FILE, 0, vec![path.as_bytes_with_nul(), content])
-            }
+            Action::WriteFile { path, content } => (
+                wire::OP_WRITE_FILE,
+                0,
+                vec![path.as_bytes_with_nul(), content],
+            ),
             Action::MakeMountsPrivate => (wire::OP_MAKE_PRIVATE, 0, vec![]),
             Action::Mount {
                 source,
@@ -21,18 +23,16 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
                 fstype,
                 flags,
                 data,
-            } => {
-                (
-                    wire::OP_MOUNT,
-                    *flags as u64,
-                    vec![
-                        opt(source),
-                        target.as_bytes_with_nul(),
-                        opt(fstype),
-                        opt(data),
-                    ],
-                )
-            }
+            } => (
+                wire::OP_MOUNT,
+                *flags as u64,
+                vec![
+                    opt(source),
+                    target.as_bytes_with_nul(),
+                    opt(fstype),
+                    opt(data),
+                ],
+            ),
             Action::MountRetryReadOnly {
                 source,
                 target,
@@ -230,7 +230,10 @@ impl JoinReport {
             (code, errno) => JoinStep::ALL
                 .into_iter()
                 .find(|s| *s as u32 == code)
-                .map_or(JoinReport::Garbled, |step| JoinReport::Failed { step, errno }),
+                .map_or(JoinReport::Garbled, |step| JoinReport::Failed {
+                    step,
+                    errno,
+                }),
         }
     }
 }
@@ -273,7 +276,10 @@ mod tests {
         assert_eq!(r(wire::REPORT_READY, 0), InitReport::Ready);
         assert_eq!(r(3, 1), InitReport::StepFailed { index: 3, errno: 1 });
         assert_eq!(r(wire::REPORT_EXEC, 8), InitReport::ExecFailed { errno: 8 });
-        assert_eq!(r(wire::REPORT_PLAN, 22), InitReport::PlanRefused { errno: 22 });
+        assert_eq!(
+            r(wire::REPORT_PLAN, 22),
+            InitReport::PlanRefused { errno: 22 }
+        );
         assert_eq!(
             r(wire::REPORT_ID_MAP + 1, 1),
             InitReport::MapFailed { index: 1, errno: 1 }

@@ -302,8 +302,12 @@ impl Runner {
         // A frame is usually a few bytes; bigger ones take more reads.
         let mut buf = [0u8; 16 * 1024];
         while reader.frame().is_none() {
-            let pending = sys::pending_bytes(self.result.as_raw_fd())
-                .map_err(|e| Error::sys("reading the run's result", std::io::Error::from_raw_os_error(e)))?;
+            let pending = sys::pending_bytes(self.result.as_raw_fd()).map_err(|e| {
+                Error::sys(
+                    "reading the run's result",
+                    std::io::Error::from_raw_os_error(e),
+                )
+            })?;
             if pending == 0 {
                 return Ok(hung_up);
             }

@@ -183,14 +183,21 @@ impl SandboxBuilder {
         userns: Option<&Sandbox>,
     ) -> Result<Sandbox, (Error, Option<StepKind>)> {
         let (sandbox, ready_r, steps, maps) = self.start(userns).map_err(|e| (e, None))?;
-        let report = run::read_report(&ready_r, &sandbox.holder)
-            .map_err(|e| (Error::sys("waiting for the sandbox's init process", e), None))?;
+        let report = run::read_report(&ready_r, &sandbox.holder).map_err(|e| {
+            (
+                Error::sys("waiting for the sandbox's init process", e),
+                None,
+            )
+        })?;
         interpret(report.map(InitReport::decode), &steps, maps).map(|()| sandbox)
     }
 
     /// Starts the init process; returns the sandbox, the report pipe, the
     /// steps and how many of them are id maps.
-    fn start(&self, userns: Option<&Sandbox>) -> Result<(Sandbox, Fd, Vec<plan::Step>, usize), Error> {
+    fn start(
+        &self,
+        userns: Option<&Sandbox>,
+    ) -> Result<(Sandbox, Fd, Vec<plan::Step>, usize), Error> {
         let hostname = plan::hostname(&self.hostname)?;
         let cgroup = if self.cgroup {
             libc::CLONE_NEWCGROUP
@@ -206,7 +213,11 @@ impl SandboxBuilder {
         let clone_flags = libc::CLONE_NEWNS
             | libc::CLONE_NEWPID
             | cgroup
-            | if userns.is_none() { libc::CLONE_NEWUSER } else { 0 };
+            | if userns.is_none() {
+                libc::CLONE_NEWUSER
+            } else {
+                0
+            };
 
         // Validates the mounts: nothing is started before this succeeds.
         let ids = userns.is_none().then(Ids::current);
@@ -220,7 +231,10 @@ impl SandboxBuilder {
         let steps = plan::holder_steps(ids, &layout)?;
         // The id maps come first and are written before the init program
         // is exec'd; it runs the rest.
-        let maps = steps.iter().take_while(|s| s.kind == StepKind::IdMap).count();
+        let maps = steps
+            .iter()
+            .take_while(|s| s.kind == StepKind::IdMap)
+            .count();
         let plan = protocol::encode_plan(&steps[maps..]);
 
         let lifeline = lifeline::lifeline().map_err(|e| Error::sys("opening the lifeline", e))?;
@@ -330,7 +344,10 @@ fn interpret(
     };
     let (index, errno) = index;
     let Some(step) = steps.get(index) else {
-        return Err(setup(&format!("setup step {index} of the init process"), errno));
+        return Err(setup(
+            &format!("setup step {index} of the init process"),
+            errno,
+        ));
     };
     let phase = match step.kind {
         StepKind::IdMap => Phase::IdMap,

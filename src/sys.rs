@@ -263,7 +263,10 @@ pub(crate) enum Forked {
 /// until it calls `_exit` or `exec` it must not allocate, take any lock
 /// (including stdio's and the allocator's), or return from the function
 /// that called this one. glibc's `fork` handlers are not run.
-pub(crate) unsafe fn clone_fork(flags: libc::c_ulong, exit_signal: libc::c_int) -> Result<Forked, i32> {
+pub(crate) unsafe fn clone_fork(
+    flags: libc::c_ulong,
+    exit_signal: libc::c_int,
+) -> Result<Forked, i32> {
     // SAFETY: no new stack (0): the child continues on a copy of ours, as
     // after fork(2). The caller upholds the after-fork rules.
     let ret = unsafe {
@@ -479,7 +482,14 @@ pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> Result<RawFd, i32> {
     unsafe {
         call(
             libc::SYS_fcntl,
-            [fd as usize, libc::F_DUPFD_CLOEXEC as usize, min as usize, 0, 0, 0],
+            [
+                fd as usize,
+                libc::F_DUPFD_CLOEXEC as usize,
+                min as usize,
+                0,
+                0,
+                0,
+            ],
         )
     }
     .map(|fd| fd as RawFd)

@@ -102,8 +102,7 @@ pub const ARG_IF_ALLOWED: u64 = 1 << 61;
 /// only fully visible proc mount is read-only).
 pub const ARG_RETRY_READ_ONLY: u64 = 1 << 60;
 /// The bits of arg that are flags of the step, not of the system call.
-pub const ARG_STEP_FLAGS: u64 =
-    ARG_RECURSIVE | ARG_OPTIONAL | ARG_IF_ALLOWED | ARG_RETRY_READ_ONLY;
+pub const ARG_STEP_FLAGS: u64 = ARG_RECURSIVE | ARG_OPTIONAL | ARG_IF_ALLOWED | ARG_RETRY_READ_ONLY;
 
 /// The name of the session keyring every process of a sandbox joins.
 pub const KEYRING_NAME: &[u8] = b"hermetic-sandbox\0";

@@ -66,14 +66,13 @@ fn refused_options_leave_nothing_behind() {
 
 #[test]
 fn a_failing_setup_step_names_step_errno_and_cause() {
-    // Simulate a container that masks part of /proc, as Docker and podman
-    // do: inside a sandbox, cover /proc/uptime with a
-    // bind of /dev/null. A sandbox made from in there then fails at the
-    // step that mounts a fresh proc: the kernel refuses a proc mount while
-    // the existing one is partly hidden ("mount too revealing").
+    // Inside a sandbox we are root of our own user namespace and may lower
+    // its limit on network namespaces to 0. A sandbox made from in there
+    // gets its user, mount and PID namespaces, and then fails at the step
+    // that makes the inner user namespace with its network namespace.
     let ns = Sandbox::new().unwrap();
     let (step, errno, text) = ns.run(|| {
-        common::mask_proc();
+        std::fs::write("/proc/sys/user/max_net_namespaces", "0").unwrap();
         match Sandbox::new().unwrap_err() {
             e @ Error::Setup { .. } => {
                 let Error::Setup { step, source, .. } = &e else {
@@ -84,13 +83,19 @@ fn a_failing_setup_step_names_step_errno_and_cause() {
             e => panic!("expected a setup error, got {e:?}"),
         }
     });
-    assert_eq!(step, "mounting proc on /proc");
-    assert_eq!(errno, Some(libc::EPERM));
+    assert_eq!(
+        step,
+        "creating the inner user namespace and its network, UTS and IPC namespaces"
+    );
+    assert_eq!(errno, Some(libc::ENOSPC));
     assert!(
-        text.starts_with("mounting proc on /proc: Operation not permitted (EPERM)"),
+        text.starts_with(
+            "creating the inner user namespace and its network, UTS and IPC namespaces: \
+             No space left on device (ENOSPC)"
+        ),
         "{text}"
     );
-    assert!(text.contains("masks parts of /proc"), "{text}");
+    assert!(text.contains("user.max_net_namespaces"), "{text}");
 }
 
 #[test]

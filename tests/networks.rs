@@ -56,17 +56,16 @@ fn ask(net: &Network, from: &str, to: &str) -> Option<String> {
 }
 
 #[rstest]
-fn hosts_share_a_user_namespace_and_nothing_else(#[from(network)] net: Network) {
+fn hosts_share_no_namespace(#[from(network)] net: Network) {
+    // Each host's processes live in a user namespace of its own (inside the
+    // one the network's switch owns): no host holds a capability over
+    // another host's network.
     let views: Vec<_> = net.hosts().iter().map(|h| h.run(ns_inodes)).collect();
     let outside = ns_inodes();
     for v in &views {
-        assert_eq!(
-            v["user"], views[0]["user"],
-            "hosts must share one user namespace"
-        );
         assert_ne!(v["user"], outside["user"]);
     }
-    for kind in ["net", "uts", "mnt", "pid", "ipc"] {
+    for kind in ["user", "net", "uts", "mnt", "pid", "ipc"] {
         let mut seen: Vec<u64> = views.iter().map(|v| v[kind]).collect();
         seen.sort();
         seen.dedup();

@@ -134,13 +134,23 @@ fn sigkill_of_the_test_process_leaves_nothing() {
         let _ = helper.wait();
         panic!("the helper did not get ready: {ready:?}");
     }
-    // helper, 3 holders, 3 servers, 3 runs in flight, 3 commands and their
-    // 3 relays, 3 daemons: the runs start on threads, so wait for them.
+    // helper, 3 servers, 3 runs in flight, 3 commands and their 3 relays,
+    // 3 daemons: the runs start on threads, so wait for them.
     assert!(
-        eventually(|| pids_with_marker(&marker).len() >= 19),
+        eventually(|| pids_with_marker(&marker).len() >= 16),
         "only {} marked processes",
         pids_with_marker(&marker).len()
     );
+    // The 3 init processes run a program of their own: they are the
+    // helper's children called hermetic-init.
+    let inits: Vec<u32> = common::children_of(helper.id())
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.trim() == "hermetic-init")
+        })
+        .collect();
+    assert_eq!(inits.len(), 3, "init processes: {inits:?}");
 
     helper.kill().unwrap();
     helper.wait().unwrap();
@@ -151,5 +161,11 @@ fn sigkill_of_the_test_process_leaves_nothing() {
             .iter()
             .map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default())
             .collect::<Vec<_>>()
+    );
+    assert!(
+        eventually(|| inits
+            .iter()
+            .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())),
+        "init processes survived: {inits:?}"
     );
 }

@@ -136,4 +136,3 @@ fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
         "Box<dyn Any>".to_owned()
     }
 }
-

@@ -116,4 +116,3 @@ fn relay(pid: libc::pid_t, alive: RawFd) -> ! {
     }
     sys::exit(libc::WEXITSTATUS(status))
 }
-

@@ -65,9 +65,10 @@ fn program() -> io::Result<BorrowedFd<'static>> {
         })?;
     // Nothing may change it from now on, not even through /proc/PID/fd.
     let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-    nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_ADD_SEALS(
-        nix::fcntl::SealFlag::from_bits_truncate(seals),
-    ))?;
+    nix::fcntl::fcntl(
+        &fd,
+        nix::fcntl::FcntlArg::F_ADD_SEALS(nix::fcntl::SealFlag::from_bits_truncate(seals)),
+    )?;
     let packed = (pid as u64) << 32 | fd.as_raw_fd() as u32 as u64;
     match MEMFD.compare_exchange(current, packed, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => Ok(fd.leak()),
@@ -224,7 +225,10 @@ pub(crate) fn send_plan(plan_w: &Fd, plan: &[u8]) -> io::Result<()> {
         )));
     }
     if plan.len() > 60 << 10 {
-        nix::fcntl::fcntl(plan_w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(plan.len() as i32))?;
+        nix::fcntl::fcntl(
+            plan_w,
+            nix::fcntl::FcntlArg::F_SETPIPE_SZ(plan.len() as i32),
+        )?;
     }
     sys::write_all(plan_w.as_raw_fd(), plan).map_err(io::Error::from_raw_os_error)
 }
@@ -241,8 +245,13 @@ pub(crate) fn spawn(
 ) -> Result<(libc::pid_t, Fd), (&'static str, io::Error)> {
     let (plan_r, plan_w) = fds::pipe().map_err(|e| ("creating the plan's pipe", e))?;
     send_plan(&plan_w, plan).map_err(|e| ("sending the init program its plan", e))?;
-    let launch = Launch::prepare(maps, plan_r.as_raw_fd(), report.as_raw_fd(), lifeline.as_raw_fd())
-        .map_err(|e| ("preparing the init program's start", e))?;
+    let launch = Launch::prepare(
+        maps,
+        plan_r.as_raw_fd(),
+        report.as_raw_fd(),
+        lifeline.as_raw_fd(),
+    )
+    .map_err(|e| ("preparing the init program's start", e))?;
     let pid = launch
         .start(flags)
         .map_err(|errno| ("clone", io::Error::from_raw_os_error(errno)))?;

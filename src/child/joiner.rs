@@ -72,7 +72,6 @@ pub(crate) fn enter(holder: RawFd, nstypes: libc::c_int) -> Result<(), i32> {
     Ok(())
 }
 
-
 /// Joins the sandbox's session keyring, made by its init program, by name:
 /// the test process's keyring stays out of reach. Hosts whose seccomp
 /// filter refuses `keyctl` have no keyring to reach either.
@@ -119,7 +118,11 @@ struct Launch<F> {
 
 /// Forks the joiner, which starts the runner for `f`. Returns the joiner's
 /// pid; the joiner reports the runner's pid on `plan.report` and exits.
-pub(crate) fn fork_runner<F, T>(plan: &JoinPlan<'_>, fds: RunnerFds, f: F) -> Result<libc::pid_t, i32>
+pub(crate) fn fork_runner<F, T>(
+    plan: &JoinPlan<'_>,
+    fds: RunnerFds,
+    f: F,
+) -> Result<libc::pid_t, i32>
 where
     F: FnOnce() -> T,
     T: Serialize,
@@ -141,17 +144,16 @@ where
             join_keyring();
             let keep = [plan.report, fds.result, fds.stdout, fds.stderr];
             close_ours(locks.ours(), &keep, plan.keep);
-            let joiner = sys::pidfd_self().unwrap_or_else(|e| fail(plan.report, JoinStep::Watch, e));
-            launch_runner::<F, T>(
-                Launch {
-                    f,
-                    fds,
-                    joiner,
-                    report: plan.report,
-                    locks,
-                    tls,
-                },
-            )
+            let joiner =
+                sys::pidfd_self().unwrap_or_else(|e| fail(plan.report, JoinStep::Watch, e));
+            launch_runner::<F, T>(Launch {
+                f,
+                fds,
+                joiner,
+                report: plan.report,
+                locks,
+                tls,
+            })
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child.as_raw()),
         Err(e) => Err(e as i32),

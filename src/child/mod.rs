@@ -235,7 +235,6 @@ pub(crate) fn install_panic_hook() {
     });
 }
 
-
 /// Runs `f` with every signal blocked on the calling thread, then restores
 /// the mask: a thread or process that `f` starts begins with all signals
 /// blocked, with no window in which a handler could run on it.
@@ -252,7 +251,6 @@ pub(crate) fn with_all_signals_blocked<R>(f: impl FnOnce() -> R) -> Result<R, i3
     let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
     Ok(result)
 }
-
 
 /// The fd of the result channel in a runner; -1 elsewhere.
 pub(crate) static RESULT_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
@@ -276,4 +274,3 @@ pub(crate) fn probe_clone(flags: libc::c_ulong) -> Result<(), i32> {
         }
     }
 }
-

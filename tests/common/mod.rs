@@ -137,20 +137,6 @@ pub fn outer_ids() -> (u32, u32) {
     )
 }
 
-/// Covers /proc/uptime with /dev/null, as container runtimes mask parts of
-/// /proc: the kernel then refuses a fresh proc mount in this mount
-/// namespace ("mount too revealing"). Call inside a sandbox only.
-pub fn mask_proc() {
-    nix::mount::mount(
-        Some("/dev/null"),
-        "/proc/uptime",
-        None::<&str>,
-        nix::mount::MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .unwrap();
-}
-
 /// Asserts that `err` says the run was killed by one of `signals` (by name).
 pub fn assert_killed_by(err: &hermetic::Error, signals: &[&str]) {
     assert!(
@@ -180,4 +166,21 @@ pub fn children() -> usize {
                 .count()
         })
         .sum()
+}
+
+/// Live children of every thread of process `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flat_map(|t| {
+                    std::fs::read_to_string(t.unwrap().path().join("children"))
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .collect::<Vec<u32>>()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
