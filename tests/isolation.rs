@@ -126,12 +126,13 @@ fn netlink_sees_only_the_sandboxes_links(#[from(isolated)] ns: Sandbox) {
 #[rstest]
 fn uid_and_gid_maps_are_exact(#[from(isolated)] ns: Sandbox) {
     let (uid, gid) = common::outer_ids();
-    let maps = ns.run(|| {
-        (
-            std::fs::read_to_string("/proc/self/uid_map").unwrap(),
-            std::fs::read_to_string("/proc/self/gid_map").unwrap(),
-        )
-    });
+    // The maps of the runs' user namespace, as the test process sees them
+    // (from inside they read relative to the outer sandbox namespace).
+    let pid = ns.pid();
+    let maps = (
+        std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap(),
+        std::fs::read_to_string(format!("/proc/{pid}/gid_map")).unwrap(),
+    );
     // Exactly one line each: nothing but the caller's own ids is mapped.
     assert_eq!(
         maps.0.split_whitespace().collect::<Vec<_>>(),
