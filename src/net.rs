@@ -122,7 +122,10 @@ impl NetworkBuilder {
 
         let switch = Sandbox::builder().hostname("switch").build()?;
         let mut builder = SandboxBuilder::new();
-        builder.bind_ro(hosts_file.path(), "/etc/hosts");
+        // Only its path is kept: an open file would be one more fd of ours
+        // in the test process.
+        let hosts_file = hosts_file.into_temp_path();
+        builder.bind_ro(&hosts_file, "/etc/hosts");
         if let Some(t) = self.timeout {
             builder.timeout(t);
         }
@@ -312,7 +315,7 @@ pub struct Network {
     switch: Sandbox,
     /// How many partition bridges exist; held while the topology changes.
     groups: Mutex<usize>,
-    _hosts_file: tempfile::NamedTempFile,
+    _hosts_file: tempfile::TempPath,
 }
 
 impl fmt::Debug for Network {
