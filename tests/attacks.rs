@@ -220,7 +220,7 @@ fn host_files_are_read_only_by_default() {
     // replaces.
     let dir = tempfile::Builder::new()
         .prefix("hermetic-attack-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .tempdir_in("/var/tmp")
         .unwrap();
     let target = dir.path().join("planted");
     let ns = Sandbox::new().unwrap();
@@ -243,7 +243,7 @@ fn host_files_are_read_only_by_default() {
 fn writable_host_turns_read_only_off() {
     let dir = tempfile::Builder::new()
         .prefix("hermetic-attack-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .tempdir_in("/var/tmp")
         .unwrap();
     let target = dir.path().join("written");
     let ns = Sandbox::builder().writable_host(true).build().unwrap();
