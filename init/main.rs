@@ -37,7 +37,6 @@ mod nr {
     pub const IOCTL: usize = 16;
     pub const SOCKET: usize = 41;
     pub const CLONE: usize = 56;
-    pub const WAIT4: usize = 61;
     pub const STATFS: usize = 137;
     pub const PRCTL: usize = 157;
     pub const MOUNT: usize = 165;
@@ -48,7 +47,6 @@ mod nr {
     pub const MKDIRAT: usize = 258;
     pub const PPOLL: usize = 271;
     pub const DUP3: usize = 292;
-    pub const PIPE2: usize = 293;
     pub const SETNS: usize = 308;
 }
 
@@ -61,7 +59,6 @@ mod nr {
     pub const IOCTL: usize = 29;
     pub const SOCKET: usize = 198;
     pub const CLONE: usize = 220;
-    pub const WAIT4: usize = 260;
     pub const STATFS: usize = 43;
     pub const PRCTL: usize = 167;
     pub const MOUNT: usize = 40;
@@ -72,7 +69,6 @@ mod nr {
     pub const MKDIRAT: usize = 34;
     pub const PPOLL: usize = 73;
     pub const DUP3: usize = 24;
-    pub const PIPE2: usize = 59;
     pub const SETNS: usize = 268;
 }
 
@@ -84,6 +80,7 @@ const MOUNT_SETATTR: usize = 442;
 
 const AT_FDCWD: isize = -100;
 const AT_RECURSIVE: usize = 0x8000;
+const O_RDONLY: usize = 0;
 const O_WRONLY: usize = 1;
 const O_CREAT: usize = 0o100;
 const O_CLOEXEC: usize = 0o2000000;
@@ -113,7 +110,6 @@ const MOUNT_ATTR_RDONLY: u64 = 1;
 const SIGKILL: usize = 9;
 const SIGCHLD: usize = 17;
 const SIG_IGN: usize = 1;
-const WALL: usize = 0x4000_0000;
 const PR_SET_NAME: usize = 15;
 const PR_SET_DUMPABLE: usize = 4;
 const POLLIN: i16 = 1;
@@ -298,7 +294,6 @@ fn locked_flags(path: &[u8]) -> Result<usize, i32> {
 /// plan that fails after starting it leaves it to die with this process:
 /// it is in this PID namespace.
 struct Helper {
-    pid: usize,
     pidfd: i32,
 }
 
@@ -429,59 +424,94 @@ fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
 }
 
 /// Starts the helper with `flags` (a new user namespace and the namespaces
-/// it will own), which maps its uid and gid 0 to ours, and joins its
-/// namespaces other than the user namespace: the init program, still in the
-/// outer user namespace, keeps the power to mount and configure them.
+/// it will own), maps its uid and gid 0 to ours, and joins its namespaces
+/// other than the user namespace: the init program, still in the outer user
+/// namespace, keeps the power to mount and configure them.
+///
+/// The maps are written through whichever proc is mounted at `/proc` (the
+/// host's, or the enclosing sandbox's), at the helper's pid there, which the
+/// pidfd's fdinfo tells: no round trip with the helper.
 fn nest(flags: usize, helper: &mut Option<Helper>) -> Result<(), i32> {
-    let mut pipe = [0i32; 2];
-    // SAFETY: pipe is a live array of two ints.
-    unsafe { call(nr::PIPE2, [pipe.as_mut_ptr() as usize, O_CLOEXEC, 0, 0, 0, 0]) }?;
     let mut pidfd: i32 = -1;
-    // Fork-like (no new stack): the child runs on a copy of ours. Its exit
-    // signal is 0, and it is reaped explicitly.
+    // Fork-like (no new stack): the child runs on a copy of ours. It exits
+    // with SIGCHLD, which this process ignores: the kernel reaps it.
     // SAFETY: pidfd is a live int the kernel writes for CLONE_PIDFD.
     let pid = unsafe {
-        call(nr::CLONE, [flags | CLONE_PIDFD, 0, &mut pidfd as *mut i32 as usize, 0, 0, 0])
-    };
-    let pid = match pid {
-        Ok(pid) => pid,
-        Err(e) => {
-            close(pipe[0]);
-            close(pipe[1]);
-            return Err(e);
-        }
-    };
+        call(
+            nr::CLONE,
+            [flags | CLONE_PIDFD | SIGCHLD, 0, &mut pidfd as *mut i32 as usize, 0, 0, 0],
+        )
+    }?;
     if pid == 0 {
-        // The helper: maps its ids (its own euid and egid in the parent
-        // namespace, which it may map without privilege there), says so,
-        // then holds its namespaces until killed. Every signal is blocked,
-        // so ppoll only ends with SIGKILL.
-        close(pipe[0]);
-        let mapped = write_file(b"/proc/self/uid_map\0", b"0 0 1\n")
-            .and_then(|()| write_file(b"/proc/self/gid_map\0", b"0 0 1\n"));
-        let errno = match mapped {
-            Ok(()) => 0i32,
-            Err(e) => e,
-        };
-        let _ = write_all(pipe[1], &errno.to_le_bytes());
-        close(pipe[1]);
+        // The helper: holds its namespaces until killed. Every signal is
+        // blocked, so ppoll only ends with SIGKILL.
         loop {
             // SAFETY: no fds, no timeout, no mask.
             let _ = unsafe { call(nr::PPOLL, [0, 0, 0, 0, 0, 0]) };
         }
     }
-    *helper = Some(Helper { pid, pidfd });
-    close(pipe[1]);
-    let mut answer = [0u8; 4];
-    let heard = read_exact(pipe[0], &mut answer);
-    close(pipe[0]);
-    heard?;
-    match i32::from_le_bytes(answer) {
-        0 => {}
-        errno => return Err(errno),
+    *helper = Some(Helper { pidfd });
+    // "/proc/self/fdinfo/FD" says "Pid:\tN" with N as that proc sees it.
+    let mut path = [0u8; 64];
+    let mut len = concat(&mut path, 0, b"/proc/self/fdinfo/");
+    len += decimal(pidfd as usize, &mut path[len..]);
+    let fd = open(&path[..=len], O_RDONLY | O_CLOEXEC, 0)?;
+    let mut info = [0u8; 512];
+    // SAFETY: info is live and writable for its length.
+    let n = unsafe { call(nr::READ, [fd as usize, info.as_mut_ptr() as usize, info.len(), 0, 0, 0]) };
+    close(fd);
+    let n = n?;
+    let seen = pid_in(&info[..n]).ok_or(EINVAL)?;
+    for (file, content) in [(&b"/uid_map\0"[..], b"0 0 1\n"), (&b"/gid_map\0"[..], b"0 0 1\n")] {
+        let mut path = [0u8; 64];
+        let mut len = concat(&mut path, 0, b"/proc/");
+        len += decimal(seen, &mut path[len..]);
+        concat(&mut path, len, file);
+        write_file(&path, content)?;
     }
     // SAFETY: pidfd is the helper's.
     unsafe { call(nr::SETNS, [pidfd as usize, flags & !CLONE_NEWUSER, 0, 0, 0, 0]) }.map(drop)
+}
+
+/// Copies `what` into `buf` at `at`; returns the new length.
+fn concat(buf: &mut [u8], at: usize, what: &[u8]) -> usize {
+    buf[at..at + what.len()].copy_from_slice(what);
+    at + what.len()
+}
+
+/// Writes `n` in decimal at the start of `buf`, NUL-terminated; returns the
+/// length without the NUL.
+fn decimal(mut n: usize, buf: &mut [u8]) -> usize {
+    let mut digits = [0u8; 20];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        buf[i] = digits[len - 1 - i];
+    }
+    buf[len] = 0;
+    len
+}
+
+/// The number after "Pid:" in a pidfd's fdinfo.
+fn pid_in(info: &[u8]) -> Option<usize> {
+    let at = info.windows(5).position(|w| w == b"\nPid:")? + 5;
+    let mut n = 0usize;
+    let mut any = false;
+    for &b in info[at..].iter().skip_while(|b| **b == b'\t' || **b == b' ') {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        n = n * 10 + (b - b'0') as usize;
+        any = true;
+    }
+    any.then_some(n)
 }
 
 /// Moves into the helper's user namespace, where the sandbox's processes
@@ -494,11 +524,9 @@ fn enter_nested(helper: &mut Option<Helper>) -> Result<(), i32> {
     };
     // SAFETY: h.pidfd is the helper's pidfd.
     let res = unsafe { call(nr::SETNS, [h.pidfd as usize, CLONE_NEWUSER, 0, 0, 0, 0]) };
-    // SAFETY: a signal through our own pidfd; then wait for our own child.
-    unsafe {
-        let _ = call(PIDFD_SEND_SIGNAL, [h.pidfd as usize, SIGKILL, 0, 0, 0, 0]);
-        let _ = call(nr::WAIT4, [h.pid, 0, WALL, 0, 0, 0]);
-    }
+    // SAFETY: a signal through our own pidfd. Not waited for: the kernel
+    // reaps it (SIGCHLD is ignored).
+    let _ = unsafe { call(PIDFD_SEND_SIGNAL, [h.pidfd as usize, SIGKILL, 0, 0, 0, 0]) };
     close(h.pidfd);
     res.map(drop)
 }
@@ -557,6 +585,15 @@ extern "C" fn init_main(_stack: *const usize) -> ! {
         }
     };
     close(wire::PLAN_FD);
+    // From the start: the kernel reaps this process's children (the
+    // helper), and once it is PID 1, every orphan of the sandbox.
+    // The kernel's struct sigaction: handler, flags, restorer, mask.
+    let ignore: [usize; 4] = [SIG_IGN, 0, 0, 0];
+    // SAFETY: installs SIG_IGN; the struct and mask size (8) are the kernel's.
+    if let Err(errno) = unsafe { call(nr::RT_SIGACTION, [SIGCHLD, ignore.as_ptr() as usize, 0, 8, 0, 0]) } {
+        report(wire::REPORT_FINISH, errno);
+        exit(1);
+    }
     let mut helper = None;
     let mut rest = plan;
     let mut index = 0u32;
@@ -577,12 +614,7 @@ extern "C" fn init_main(_stack: *const usize) -> ! {
     // Not traceable, and /proc/1/{mem,fd,...} closed, to anything that is
     // not privileged over the outer user namespace.
     // SAFETY: integer arguments.
-    let dumpable = unsafe { call(nr::PRCTL, [PR_SET_DUMPABLE, 0, 0, 0, 0, 0]) };
-    // The kernel's struct sigaction: handler, flags, restorer, mask.
-    let ignore: [usize; 4] = [SIG_IGN, 0, 0, 0];
-    // SAFETY: installs SIG_IGN; the struct and mask size (8) are the kernel's.
-    let reaping = unsafe { call(nr::RT_SIGACTION, [SIGCHLD, ignore.as_ptr() as usize, 0, 8, 0, 0]) };
-    if let Err(errno) = dumpable.and(reaping) {
+    if let Err(errno) = unsafe { call(nr::PRCTL, [PR_SET_DUMPABLE, 0, 0, 0, 0, 0]) } {
         report(wire::REPORT_FINISH, errno);
         exit(1);
     }

@@ -7,6 +7,8 @@ use crate::plan::{Action, Step};
 use crate::wire;
 
 /// Encodes the init program's plan: a header, then one record per step.
+// Mount flags are a `c_ulong`, which is `u64` only on 64-bit targets.
+#[allow(clippy::unnecessary_cast)]
 pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
     let mut body = Vec::with_capacity(64 * steps.len());
     for step in steps {

@@ -10,7 +10,6 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::channel::{self, FrameReader};
 use crate::child::joiner::{self, JoinPlan, RunnerFds};
@@ -466,27 +465,5 @@ pub(crate) fn read_report(report_r: &Fd, writer: &Fd) -> nix::Result<Option<[u8;
             // One last look: the report may have come just before the end.
             return take();
         }
-    }
-}
-
-/// Runs `f` to the end and decodes its result.
-pub(crate) fn run_to_end<F, T>(
-    holder: &Fd,
-    nstypes: libc::c_int,
-    output: &Output,
-    joiners: &Joiners,
-    timeout: Option<Duration>,
-    limit: usize,
-    keep: &[RawFd],
-    f: F,
-) -> Result<T, Error>
-where
-    F: FnOnce() -> T,
-    T: Serialize + DeserializeOwned,
-{
-    let mut runner = Runner::start(holder, nstypes, output.fds(), keep, f)?;
-    match runner.wait(timeout, limit, output, joiners) {
-        Ended::Frame(tag, payload) => channel::decode_outcome(tag, &payload),
-        Ended::Died(e) => Err(e),
     }
 }

@@ -513,16 +513,18 @@ impl Sandbox {
     {
         self.check_alive()?;
         self.joiners.collect();
-        let result = run::run_to_end(
-            &self.holder,
-            self.nstypes,
-            &self.output,
-            &self.joiners,
-            self.timeout,
-            self.max_result_size,
-            keep,
-            f,
-        );
+        let result = Runner::start(&self.holder, self.nstypes, self.output.fds(), keep, f)
+            .and_then(|mut runner| {
+                match runner.wait(
+                    self.timeout,
+                    self.max_result_size,
+                    &self.output,
+                    &self.joiners,
+                ) {
+                    Ended::Frame(tag, payload) => crate::channel::decode_outcome(tag, &payload),
+                    Ended::Died(e) => Err(e),
+                }
+            });
         self.output.pump();
         self.forward_if_left_running();
         result

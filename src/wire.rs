@@ -45,7 +45,7 @@ pub const REPORT_READY: u32 = u32::MAX;
 pub const REPORT_EXEC: u32 = u32::MAX - 1;
 /// The plan could not be read or made no sense.
 pub const REPORT_PLAN: u32 = u32::MAX - 2;
-/// The last setup, after the plan's steps (reaping orphans), failed.
+/// The setup around the plan's steps (reaping orphans, not dumpable) failed.
 pub const REPORT_FINISH: u32 = u32::MAX - 3;
 /// Writing id map `i` (setgroups, uid_map, gid_map) failed, before the
 /// init program was exec'd: code `REPORT_ID_MAP + i`. The maps are written
@@ -75,10 +75,9 @@ pub const OP_ATTACH_TREE: u8 = 9;
 /// Bind the path at field 0 over itself (to give it flags of its own).
 pub const OP_BIND_SELF: u8 = 10;
 /// Start the helper that owns the inner user namespace: a child with the
-/// clone flags in arg (`CLONE_NEWUSER` and the namespaces it owns), which
-/// maps its uid and gid 0 to the init program's 0 itself (through
-/// `/proc/self`, whichever proc is mounted); then join its namespaces other
-/// than the user namespace.
+/// clone flags in arg (`CLONE_NEWUSER` and the namespaces it owns); map its
+/// uid and gid 0 to the init program's 0 (through whichever proc is
+/// mounted); then join its namespaces other than the user namespace.
 pub const OP_NEST: u8 = 11;
 /// `sethostname(2)` to field 0 (not NUL-terminated).
 pub const OP_SET_HOSTNAME: u8 = 12;

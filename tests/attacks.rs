@@ -49,8 +49,8 @@ fn pid_1_memory_cannot_be_written_through_proc() {
         // SAFETY: a plain open of a NUL-terminated path.
         let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR) };
         if fd >= 0 {
-            // SAFETY: writes 8 bytes from a live local through our own fd.
             let bytes = 0xbad_u64.to_ne_bytes();
+            // SAFETY: writes 8 bytes from a live local through our own fd.
             unsafe { libc::pwrite(fd, bytes.as_ptr().cast(), 8, addr as libc::off_t) };
         }
         (fd >= 0, errno())
