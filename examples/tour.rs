@@ -100,6 +100,50 @@ fn main() -> ExitCode {
         "`hostname` started with sandbox.command(..) prints {:?}",
         String::from_utf8_lossy(&host.stdout).trim()
     );
+    // The boundary, tried from inside.
+    let refusals = sandbox.run(|| {
+        let said = |r: std::io::Result<()>| match r {
+            Ok(()) => "ALLOWED".to_owned(),
+            Err(e) => format!("refused ({e})"),
+        };
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        [
+            (
+                "write the host's files (Cargo.toml)",
+                said(
+                    std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(manifest)
+                        .map(drop),
+                ),
+            ),
+            (
+                "write PID 1's memory",
+                said(
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open("/proc/1/mem")
+                        .map(drop),
+                ),
+            ),
+            (
+                "unmount /proc",
+                said(nix::mount::umount("/proc").map_err(std::io::Error::from)),
+            ),
+            (
+                "write a host sysctl",
+                said(std::fs::write("/proc/sys/vm/swappiness", "60")),
+            ),
+        ]
+        .map(|(what, outcome)| (what.to_owned(), outcome))
+    });
+    println!(
+        "
+inside, a closure tried to:"
+    );
+    for (what, outcome) in refusals {
+        println!("  {what:<42} {outcome}");
+    }
     println!(
         "\ncreating the sandbox took {:.2} ms, one run {:.2} ms",
         made.as_secs_f64() * 1e3,

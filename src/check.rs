@@ -142,11 +142,12 @@ pub fn check() -> HostReport {
         .take(2)
         .filter_map(|p| p.parse().ok())
         .collect();
-    let new_enough = version.len() == 2 && (version[0], version[1]) >= (5, 9);
-    let mut k = finding("kernel 5.9 or later", Status::Works, kernel.clone());
+    let new_enough = version.len() == 2 && (version[0], version[1]) >= (5, 12);
+    let mut k = finding("kernel 5.12 or later", Status::Works, kernel.clone());
     if !new_enough {
         k.status = Status::Missing;
-        k.hint = Some("pidfds, setns on a pidfd and close_range need Linux 5.9".into());
+        k.hint =
+            Some("pidfds, setns on a pidfd, close_range and mount_setattr need Linux 5.12".into());
     }
     findings.push(k);
 

@@ -54,33 +54,38 @@
 //!
 //! # How it works
 //!
-//! - **Holder.** Building a sandbox clones one small process with the
-//!   namespace flags. It maps its ids (`setgroups` deny, `uid_map`,
-//!   `gid_map`), makes all mounts private, mounts a fresh `/proc`, `/sys` and
-//!   a tmpfs on `/tmp` plus the requested mounts, sets the hostname, brings
-//!   `lo` up, reports "ready" or the exact step that failed (with errno), and
-//!   then only waits. It is PID 1 of the sandbox and ignores `SIGCHLD`, so
-//!   the kernel reaps every orphan inside. On x86_64 and aarch64 it shares
-//!   the test process's memory (`CLONE_VM`) instead of getting a copy, so a
-//!   sandbox costs the same whatever the test process's size; it then runs
-//!   on its own stack with every signal blocked and enters the kernel
-//!   without libc, touching nothing of the test process's.
+//! - **Init.** PID 1 of a sandbox is a small program of the crate's own
+//!   (`init/main.rs`: `no_std`, static, about 10 KB, built by `build.rs`),
+//!   started with one `clone(CLONE_VM | CLONE_VFORK)` into new user, mount
+//!   and PID namespaces whose child writes the id maps and `execveat`s an
+//!   in-memory copy of it: no copy of the test process is made, and PID 1
+//!   then holds nothing of the test process. It walks a setup plan sent over
+//!   a pipe (private mounts; an inner user namespace owning fresh network,
+//!   UTS and IPC namespaces; the host's files read-only; fresh `/proc`, with
+//!   `/proc/sys` and the like read-only, and `/sys`; tmpfs on `/tmp` and
+//!   `/dev/shm`; your mounts; hostname; `lo` up), enters the inner user
+//!   namespace, joins a session keyring of the sandbox's own, reports
+//!   "ready" or the exact step that failed (with errno), and then only
+//!   waits. It ignores `SIGCHLD`, so the kernel reaps every orphan inside,
+//!   and is not dumpable, so nothing inside can trace it or read its memory.
 //! - **Runs.** Each [`Sandbox::run`] forks the test process; the child joins
-//!   the holder's namespaces with one `setns` on the holder's pidfd and
-//!   clones the process that runs the closure as a sibling (sharing the
-//!   child's private memory, so page tables are copied once), so it is inside
-//!   the sandbox's PID namespace and a direct child of the test process. The
-//!   closure's result or panic comes back as one length-prefixed frame over a
-//!   pipe; the test process never allocates more than a frame's bound. A run
-//!   returns once that process has exited and been reaped; the forked child
-//!   exits right after it, tearing down its copy of the page tables on its
-//!   own time, and is reaped by the sandbox's next run or by its drop.
+//!   the init process's namespaces with one `setns` on its pidfd, closes
+//!   every fd of the crate's own, and clones the process that runs the
+//!   closure as a sibling sharing its memory (so page tables are copied
+//!   once), then exits; the closure starts only once it is gone, so no
+//!   process outside the sandbox shares the closure's memory. That process
+//!   is inside the sandbox's PID namespace and the inner user namespace
+//!   (root over the sandbox's network, no power over its mounts) and a
+//!   direct child of the test process. The closure's result or panic comes
+//!   back as one length-prefixed frame over a pipe; the test process never
+//!   allocates more than a frame's bound. A run returns once that process
+//!   has exited and been reaped.
 //! - **State** lives as long as the sandbox: files in its `/tmp`, servers
 //!   started with [`Sandbox::spawn`], processes started with
 //!   [`Sandbox::command`].
-//! - **Teardown.** Dropping the sandbox kills the holder; when PID 1 of a PID
+//! - **Teardown.** Dropping the sandbox kills the init process; when PID 1 of a PID
 //!   namespace dies, the kernel kills every process in it. If the test
-//!   process itself dies (even by `SIGKILL`), each holder sees its pidfd of
+//!   process itself dies (even by `SIGKILL`), each init process sees its pidfd of
 //!   the test process become readable and exits, with the same effect: this
 //!   lifeline is tied to the process, not to the thread that made the
 //!   sandbox.
@@ -98,7 +103,8 @@
 //!
 //! # Requirements
 //!
-//! Linux 5.9 or later (pidfds, `setns` on a pidfd, `close_range`) with
+//! Linux 5.12 or later (pidfds, `setns` on a pidfd, `close_range`,
+//! `mount_setattr`) on x86_64 or aarch64, with
 //! unprivileged user namespaces. Hosts that restrict them (Ubuntu 23.10+ and
 //! GitHub's `ubuntu-24.04` runners through AppArmor, `user.max_user_namespaces
 //! = 0`, `kernel.unprivileged_userns_clone = 0`, Docker's default seccomp
@@ -140,11 +146,17 @@
 //!   by the test, only its result is;
 //! - other threads' work (thread pools, async runtimes) does not exist in
 //!   the child: start what you need inside the closure;
-//! - file descriptors of the test process are inherited, including other
-//!   tests' sockets; the sandbox's network namespace still isolates new
-//!   sockets;
-//! - `/tmp` is the sandbox's own tmpfs: host files under `/tmp` are not
-//!   visible unless bound in with [`SandboxBuilder::bind`].
+//! - file descriptors the test process opened are inherited, including
+//!   other tests' sockets (the sandbox's network namespace still isolates
+//!   new sockets); the crate's own (pipes, pidfds, other sandboxes') never
+//!   are;
+//! - the host's files are read-only (unless
+//!   [`SandboxBuilder::writable_host`]), and `/tmp` and `/dev/shm` are the
+//!   sandbox's own tmpfs mounts: host files under `/tmp` are not visible
+//!   unless bound in with [`SandboxBuilder::bind`] (the working directory
+//!   is, when it lies there);
+//! - mounts are locked: a closure that needs mounts of its own makes itself
+//!   a mount namespace first (`unshare(CLONE_NEWNS)`).
 //!
 //! The crate's own setup after `fork` makes only system calls on data
 //! prepared beforehand: no allocation, no locks.
@@ -153,12 +165,20 @@
 //!
 //! Nothing outlives the sandbox: processes die with its PID namespace, and
 //! its mounts, network devices and tmpfs contents with its namespaces. A
-//! sandbox costs one process (the holder), a pidfd and four pipe fds; between
-//! runs, the exited helper process of its last run (a zombie until the next
-//! run or the drop reaps it); and, once something in it can print between
-//! runs, one output-forwarding thread: all released on drop. Once per test process, one thread named
-//! `hermetic-tls` is parked for good: runs borrow a copy of its (unused)
-//! thread-local storage, see the README's Performance section.
+//! sandbox costs one process (its init process), a pidfd and four pipe fds;
+//! between runs, the exited joining process of its last run (a zombie until
+//! the next run or the drop reaps it); and, once something in it can print
+//! between runs, one output-forwarding thread: all released on drop. Once
+//! per test process, a pidfd of the process itself (the lifeline), a sealed
+//! memfd holding the init program, and one thread named `hermetic-tls`,
+//! parked for good: runs borrow a copy of its (unused) thread-local
+//! storage, see the README's Performance section.
+//!
+//! # What is isolated
+//!
+//! The README's table "What is isolated, and what is not" lists what code
+//! inside a sandbox can and cannot do to the test process and the host; it
+//! is a test harness, not a defence against kernel exploits.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
