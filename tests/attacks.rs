@@ -125,6 +125,13 @@ fn no_process_inside_shares_memory_with_the_test_process() {
     assert_eq!(same_memory(me, cmd.id()), Some(false), "a command");
     cmd.kill().unwrap();
     cmd.wait().unwrap();
+    // A network: its switch and its hosts are started another way.
+    let net = Network::builder().host("a").build().unwrap();
+    assert_eq!(
+        same_memory(me, net.host("a").pid()),
+        Some(false),
+        "a host's PID 1"
+    );
 }
 
 #[test]

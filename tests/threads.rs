@@ -113,3 +113,43 @@ fn sandbox_and_error_are_thread_safe() {
     send_sync::<Sandbox>();
     error::<hermetic::Error>();
 }
+
+/// A thread that holds stdout while it makes and drops sandboxes (which
+/// open and close fds of hermetic's), while another thread runs closures:
+/// the second waits for stdout at each fork, and must hold nothing the
+/// first needs meanwhile (it takes the lock on hermetic's fd list last).
+#[test]
+fn a_thread_holding_stdout_can_make_sandboxes_while_others_run() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let busy = Sandbox::new().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 0..30u32 {
+                    assert_eq!(busy.run(move || i), i);
+                }
+            });
+            s.spawn(|| {
+                let held = std::io::stdout().lock();
+                for _ in 0..30 {
+                    drop(Sandbox::new().unwrap());
+                }
+                drop(held);
+            });
+        });
+        let _ = tx.send(());
+    });
+    if rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .is_err()
+    {
+        // The deadlocked thread holds stdout: libtest could not even print
+        // the failure. Say it on fd 2 and end the process, which fails the
+        // test run instead of hanging it.
+        let msg = b"a_thread_holding_stdout_can_make_sandboxes_while_others_run: \
+                    sandboxes made under a held stdout lock deadlocked\n";
+        // SAFETY: writes a static buffer to fd 2.
+        unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+        std::process::exit(101);
+    }
+}

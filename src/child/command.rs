@@ -13,7 +13,7 @@
 
 use std::os::fd::{AsRawFd, RawFd};
 
-use super::joiner::enter;
+use super::joiner::{enter, join_keyring};
 use crate::fds::Fd;
 use crate::protocol::EXIT_SETUP;
 use crate::sys;
@@ -48,6 +48,7 @@ pub(crate) fn enter_on_exec(
 /// std, before exec.
 unsafe fn command_pre_exec(holder: RawFd, nstypes: libc::c_int) -> std::io::Result<()> {
     enter(holder, nstypes).map_err(std::io::Error::from_raw_os_error)?;
+    join_keyring();
     // The relay's pipe: only the relay holds the write end, so the program
     // can tell, after arming PDEATHSIG, whether the relay already died.
     let mut alive = [0 as RawFd; 2];

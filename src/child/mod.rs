@@ -173,9 +173,6 @@ impl ForkLocks {
     /// prints holds stdout or stderr and then wants the panic lock.
     pub(crate) fn take() -> ForkLocks {
         loop {
-            // Before the others: a thread that opens an fd of ours holds
-            // none of them.
-            let fds = crate::fds::hold();
             let stdout = std::io::stdout().lock();
             let stderr = std::io::stderr().lock();
             let printing = match PANIC_PRINTING.try_lock() {
@@ -184,11 +181,18 @@ impl ForkLocks {
                 // aborts the process; the guard is good either way.
                 Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => {
-                    drop((stderr, stdout, fds));
+                    drop((stderr, stdout));
                     std::thread::yield_now();
                     continue;
                 }
             };
+            // Last: a thread that opens or closes an fd of ours holds it
+            // only around that system call, and never one of the others
+            // (a thread holding stdout may be making a sandbox). Forks are
+            // one at a time (stdout is held), so the forking thread is the
+            // only reader at the fork, and the child's copy of the lock is
+            // free once it drops its guard.
+            let fds = crate::fds::hold();
             return ForkLocks {
                 fds,
                 _stdout: stdout,
