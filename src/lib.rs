@@ -79,7 +79,9 @@
 //!   direct child of the test process. The closure's result or panic comes
 //!   back as one length-prefixed frame over a pipe; the test process never
 //!   allocates more than a frame's bound. A run returns once that process
-//!   has exited and been reaped.
+//!   has exited and been reaped; freeing its copy of the test process's
+//!   memory is left to a short-lived task of the sandbox (`hermetic-exit`,
+//!   sharing that memory, and nothing else's), which the init process reaps.
 //! - **State** lives as long as the sandbox: files in its `/tmp`, servers
 //!   started with [`Sandbox::spawn`], processes started with
 //!   [`Sandbox::command`].

@@ -656,3 +656,49 @@ fn timeout_max_means_no_timeout() {
     let ns = Sandbox::builder().timeout(Duration::MAX).build().unwrap();
     assert_eq!(ns.run(|| 7), 7);
 }
+
+#[test]
+fn the_task_that_frees_a_run_s_memory_is_inside_the_sandbox() {
+    // After each run a task named hermetic-exit frees the run's memory: it
+    // must be a process of the sandbox, sharing nothing with the test.
+    let ns = Sandbox::new().unwrap();
+    let pidns = std::fs::read_link(format!("/proc/{}/ns/pid_for_children", ns.pid())).unwrap();
+    let exiting = || {
+        common::proc_pids()
+            .into_iter()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.trim() == "hermetic-exit")
+            })
+            .collect::<Vec<u32>>()
+    };
+    let me = std::process::id();
+    let host = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let mut seen = 0;
+    for _ in 0..50 {
+        ns.run(|| ());
+        for p in exiting() {
+            // It may be gone by now; what is read must be inside a sandbox.
+            if let Ok(theirs) = std::fs::read_link(format!("/proc/{p}/ns/pid")) {
+                assert_ne!(
+                    theirs, host,
+                    "hermetic-exit task {p} is outside every sandbox"
+                );
+                assert_ne!(
+                    same_memory(me, p),
+                    Some(true),
+                    "task {p} shares the test's memory"
+                );
+                seen += usize::from(theirs == pidns);
+            }
+        }
+    }
+    println!("hermetic-exit tasks of this sandbox caught alive: {seen}");
+    drop(ns);
+    assert!(
+        common::eventually(|| exiting().into_iter().all(|p| {
+            std::fs::read_link(format!("/proc/{p}/ns/pid")).ok() != Some(pidns.clone())
+        })),
+        "hermetic-exit tasks outlived their sandbox"
+    );
+}
