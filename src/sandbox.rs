@@ -653,11 +653,19 @@ impl Sandbox {
                 let path = format!("/proc/{0}/task/{0}/children", self.holder_pid);
                 Fd::open(|| std::fs::File::open(path)).ok()
             });
-            let mut buf = [0u8; 16];
-            let left = children
+            let mut buf = [0u8; 256];
+            let left = match children
                 .as_ref()
                 .and_then(|f| nix::sys::uio::pread(f, &mut buf, 0).ok())
-                .is_none_or(|n| n > 0);
+            {
+                None => true,
+                Some(0) => false,
+                // The task freeing a run's memory (see child::closure) is
+                // the init process's child for a moment: it prints nothing.
+                Some(n) => String::from_utf8_lossy(&buf[..n])
+                    .split_whitespace()
+                    .any(|pid| !is_exit_task(pid)),
+            };
             if left {
                 // Without a thread, output still reaches the test at the
                 // next run or at drop.
@@ -768,6 +776,14 @@ impl Killer {
             )),
         }
     }
+}
+
+/// Whether `pid` (as `/proc/HOLDER/task/HOLDER/children` lists it, in the
+/// test process's PID namespace) is the task that frees a run's memory, or
+/// already gone.
+fn is_exit_task(pid: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/comm"))
+        .map_or(true, |comm| comm.trim_ascii_end() == b"hermetic-exit")
 }
 
 /// What to tell the user after a run failed for a reason other than a panic.

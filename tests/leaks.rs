@@ -64,6 +64,13 @@ fn three_hundred_sandboxes_leak_nothing() {
     for i in 0..300u32 {
         assert_eq!(ns.run(move || i), i);
     }
+    // Runs that leave nothing running start no output-forwarding thread
+    // (the short-lived task that frees a run's memory prints nothing).
+    assert_eq!(
+        usage().threads,
+        before.threads,
+        "a forwarding thread started for runs that left nothing behind"
+    );
     let live = usage().children;
     assert!(
         live <= before.children + 3,

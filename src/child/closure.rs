@@ -207,6 +207,9 @@ fn hand_over_teardown() {
     let Ok(stack) = sys::Stack::map(16 << 10) else {
         return;
     };
+    // Named before the clone, so that the task has its name from its first
+    // moment (this process, about to exit, takes it too).
+    sys::set_name(c"hermetic-exit");
     // Never unmapped: it goes with the memory it belongs to.
     let stack = std::mem::ManuallyDrop::new(stack);
     // SAFETY: the task runs `last` on its own stack, makes only system
