@@ -240,8 +240,6 @@ impl SandboxBuilder {
         let lifeline = lifeline::lifeline().map_err(|e| Error::sys("opening the lifeline", e))?;
         let (ready_r, ready_w) =
             fds::pipe().map_err(|e| Error::sys("creating the init process's report pipe", e))?;
-        let output = Output::new().map_err(|e| Error::sys("creating the output pipes", e))?;
-
         let (pid, holder) = match userns {
             None => init::spawn(clone_flags, &steps[..maps], &plan, &ready_w, lifeline).map_err(
                 |(step, e)| match step {
@@ -277,6 +275,11 @@ impl SandboxBuilder {
             }
         };
         drop(ready_w);
+        // While the init process sets up, on another CPU.
+        let output = Output::new().map_err(|e| {
+            let _ = sys::kill_and_reap(pid);
+            Error::sys("creating the output pipes", e)
+        })?;
 
         let sandbox = Sandbox {
             holder_pid: pid,

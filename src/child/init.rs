@@ -93,8 +93,22 @@ struct Args {
 
 /// A prepared launch: the stack and the arguments on it.
 pub(crate) struct Launch {
-    stack: sys::Stack,
+    stack: Option<sys::Stack>,
     args: *mut Args,
+}
+
+thread_local! {
+    /// The last launch stack of this thread, kept for the next launch: it
+    /// is used only until the exec, while this thread waits.
+    static SPARE_STACK: std::cell::Cell<Option<sys::Stack>> = const { std::cell::Cell::new(None) };
+}
+
+impl Drop for Launch {
+    fn drop(&mut self) {
+        let stack = self.stack.take();
+        // Never while the thread's locals go away: then it is just unmapped.
+        let _ = SPARE_STACK.try_with(|spare| spare.set(stack));
+    }
 }
 
 /// The launched child's stack: it makes a dozen system calls.
@@ -124,7 +138,10 @@ impl Launch {
             }
         }
         let program = program()?.as_raw_fd();
-        let stack = sys::Stack::map(STACK).map_err(io::Error::from_raw_os_error)?;
+        let stack = match SPARE_STACK.try_with(|spare| spare.take()).ok().flatten() {
+            Some(stack) => stack,
+            None => sys::Stack::map(STACK).map_err(io::Error::from_raw_os_error)?,
+        };
         let room = std::mem::size_of::<Args>().next_multiple_of(64);
         let args = stack.top().wrapping_sub(room).cast::<Args>();
         // SAFETY: args lies inside the mapping, 64-byte aligned, with room
@@ -141,7 +158,10 @@ impl Launch {
                 envp: [std::ptr::null()],
             })
         };
-        Ok(Launch { stack, args })
+        Ok(Launch {
+            stack: Some(stack),
+            args,
+        })
     }
 
     /// Starts the init program in new namespaces (`flags`, which may also
@@ -153,7 +173,6 @@ impl Launch {
     /// Callable in a child forked from the test process: it makes only
     /// system calls.
     pub(crate) fn start(&self, flags: libc::c_int) -> Result<libc::pid_t, i32> {
-        let _ = &self.stack;
         let flags = flags | libc::CLONE_VM | libc::CLONE_VFORK;
         // Every signal blocked: no handler of the test process may run in a
         // task that shares its memory. The exec'd program keeps the mask.
