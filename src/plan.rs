@@ -444,21 +444,17 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
             },
         ));
     }
-    // Over the hidden proc mount's tmpfs.
-    steps.push(fresh(
-        c"tmpfs",
-        c"/tmp",
-        libc::MS_NOSUID | libc::MS_NODEV,
-        Some(c"mode=1777".into()),
-        StepKind::Tmp,
-    ));
-    steps.push(fresh(
-        c"tmpfs",
-        c"/dev/shm",
-        libc::MS_NOSUID | libc::MS_NODEV,
-        Some(c"mode=1777".into()),
-        StepKind::DevShm,
-    ));
+    // The sandbox's own /tmp (over the hidden proc mount's tmpfs) and
+    // /dev/shm.
+    for (target, kind) in [(c"/tmp", StepKind::Tmp), (c"/dev/shm", StepKind::DevShm)] {
+        steps.push(fresh(
+            c"tmpfs",
+            target,
+            libc::MS_NOSUID | libc::MS_NODEV,
+            Some(c"mode=1777".into()),
+            kind,
+        ));
+    }
 
     let mut made: Vec<MountSpec> = OWN_TMPFS
         .iter()

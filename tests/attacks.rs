@@ -221,14 +221,18 @@ fn the_sandbox_s_own_sysctls_stay_writable() {
     assert_ne!(host.trim(), "100", "the sandbox's limit reached the host");
 }
 
-#[test]
-fn host_files_are_read_only_by_default() {
-    // A directory the caller may write, outside every path the sandbox
-    // replaces.
-    let dir = tempfile::Builder::new()
+/// A host directory the caller may write (as root and rootless), outside
+/// every path the sandbox replaces.
+fn host_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
         .prefix("hermetic-attack-")
         .tempdir_in("/var/tmp")
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn host_files_are_read_only_by_default() {
+    let dir = host_dir();
     let target = dir.path().join("planted");
     let ns = Sandbox::new().unwrap();
     let t = target.clone();
@@ -248,10 +252,7 @@ fn host_files_are_read_only_by_default() {
 
 #[test]
 fn writable_host_turns_read_only_off() {
-    let dir = tempfile::Builder::new()
-        .prefix("hermetic-attack-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
+    let dir = host_dir();
     let target = dir.path().join("written");
     let ns = Sandbox::builder().writable_host(true).build().unwrap();
     let t = target.clone();
