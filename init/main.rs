@@ -89,6 +89,7 @@ const EINTR: i32 = 4;
 const EPERM: i32 = 1;
 const EACCES: i32 = 13;
 const EEXIST: i32 = 17;
+const EBADF: i32 = 9;
 const EINVAL: i32 = 22;
 const ENOSYS: i32 = 38;
 const MS_RDONLY: usize = 1;
@@ -106,7 +107,6 @@ const CLONE_NEWUSER: usize = 0x1000_0000;
 const CLONE_PIDFD: usize = 0x1000;
 const OPEN_TREE_CLONE: usize = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: usize = 4;
-const MOUNT_ATTR_RDONLY: u64 = 1;
 const SIGKILL: usize = 9;
 const SIGCHLD: usize = 17;
 const SIG_IGN: usize = 1;
@@ -295,6 +295,8 @@ fn locked_flags(path: &[u8]) -> Result<usize, i32> {
 /// it is in this PID namespace.
 struct Helper {
     pidfd: i32,
+    /// Its user namespace, entered last.
+    userns: i32,
 }
 
 /// One decoded step.
@@ -357,9 +359,9 @@ fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
             let locked = locked_flags(a)?;
             mount(&[], a, &[], MS_BIND | MS_REMOUNT | MS_RDONLY | locked, &[])
         }
-        wire::OP_READ_ONLY => {
+        wire::OP_SET_ATTR => {
             // struct mount_attr: attr_set, attr_clr, propagation, userns_fd.
-            let attr: [u64; 4] = [MOUNT_ATTR_RDONLY, 0, 0, 0];
+            let attr: [u64; 4] = [arg as u64 & (wire::ATTR_RDONLY | wire::ATTR_NODEV), 0, 0, 0];
             let flags = if recursive { AT_RECURSIVE } else { 0 };
             // SAFETY: a is NUL-terminated; attr is a live struct mount_attr.
             unsafe {
@@ -450,7 +452,7 @@ fn nest(flags: usize, helper: &mut Option<Helper>) -> Result<(), i32> {
             let _ = unsafe { call(nr::PPOLL, [0, 0, 0, 0, 0, 0]) };
         }
     }
-    *helper = Some(Helper { pidfd });
+    *helper = Some(Helper { pidfd, userns: -1 });
     // "/proc/self/fdinfo/FD" says "Pid:\tN" with N as that proc sees it.
     let mut path = [0u8; 64];
     let mut len = concat(&mut path, 0, b"/proc/self/fdinfo/");
@@ -462,15 +464,28 @@ fn nest(flags: usize, helper: &mut Option<Helper>) -> Result<(), i32> {
     close(fd);
     let n = n?;
     let seen = pid_in(&info[..n]).ok_or(EINVAL)?;
-    for (file, content) in [(&b"/uid_map\0"[..], b"0 0 1\n"), (&b"/gid_map\0"[..], b"0 0 1\n")] {
+    let at = |file: &[u8]| {
         let mut path = [0u8; 64];
         let mut len = concat(&mut path, 0, b"/proc/");
         len += decimal(seen, &mut path[len..]);
         concat(&mut path, len, file);
-        write_file(&path, content)?;
+        path
+    };
+    write_file(&at(b"/uid_map\0"), b"0 0 1\n")?;
+    write_file(&at(b"/gid_map\0"), b"0 0 1\n")?;
+    // The user namespace is entered last, by this fd: the helper is not
+    // needed after this function, and it ends (and is gone) while the
+    // mounts are made.
+    let userns = open(&at(b"/ns/user\0"), O_RDONLY | O_CLOEXEC, 0)?;
+    if let Some(h) = helper.as_mut() {
+        h.userns = userns;
     }
     // SAFETY: pidfd is the helper's.
-    unsafe { call(nr::SETNS, [pidfd as usize, flags & !CLONE_NEWUSER, 0, 0, 0, 0]) }.map(drop)
+    unsafe { call(nr::SETNS, [pidfd as usize, flags & !CLONE_NEWUSER, 0, 0, 0, 0]) }?;
+    // SAFETY: a signal through our own pidfd. The kernel reaps it (SIGCHLD
+    // is ignored); enter_nested makes sure it is gone.
+    let _ = unsafe { call(PIDFD_SEND_SIGNAL, [pidfd as usize, SIGKILL, 0, 0, 0, 0]) };
+    Ok(())
 }
 
 /// Copies `what` into `buf` at `at`; returns the new length.
@@ -522,11 +537,19 @@ fn enter_nested(helper: &mut Option<Helper>) -> Result<(), i32> {
     let Some(h) = helper.take() else {
         return Err(EINVAL);
     };
-    // SAFETY: h.pidfd is the helper's pidfd.
-    let res = unsafe { call(nr::SETNS, [h.pidfd as usize, CLONE_NEWUSER, 0, 0, 0, 0]) };
-    // SAFETY: a signal through our own pidfd. Not waited for: the kernel
-    // reaps it (SIGCHLD is ignored).
-    let _ = unsafe { call(PIDFD_SEND_SIGNAL, [h.pidfd as usize, SIGKILL, 0, 0, 0, 0]) };
+    // SAFETY: h.userns is the helper's user namespace.
+    let res = unsafe { call(nr::SETNS, [h.userns as usize, CLONE_NEWUSER, 0, 0, 0, 0]) };
+    close(h.userns);
+    // Killed long ago; so that the sandbox's first process never sees it,
+    // wait until it is gone (readable pidfd), which it nearly always is.
+    let mut pfd = [h.pidfd as u32 as u64 | ((POLLIN as u16 as u64) << 32)];
+    loop {
+        // SAFETY: pfd is one live struct pollfd.
+        match unsafe { call(nr::PPOLL, [pfd.as_mut_ptr() as usize, 1, 0, 0, 0, 0]) } {
+            Err(EINTR) => continue,
+            _ => break,
+        }
+    }
     close(h.pidfd);
     res.map(drop)
 }
@@ -570,7 +593,7 @@ fn read_plan() -> Result<&'static [u8], i32> {
 }
 
 fn skippable(arg: u64, errno: i32) -> bool {
-    (arg & wire::ARG_OPTIONAL != 0 && errno == ENOENT)
+    (arg & wire::ARG_OPTIONAL != 0 && matches!(errno, ENOENT | EBADF))
         || (arg & wire::ARG_IF_ALLOWED != 0 && matches!(errno, ENOSYS | EPERM | EACCES))
 }
 

@@ -61,7 +61,8 @@
 //!   in-memory copy of it: no copy of the test process is made, and PID 1
 //!   then holds nothing of the test process. It walks a setup plan sent over
 //!   a pipe (private mounts; an inner user namespace owning fresh network,
-//!   UTS and IPC namespaces; the host's files read-only; fresh `/proc`, with
+//!   UTS and IPC namespaces; the host's files read-only and its device nodes
+//!   unopenable but for `/dev/null` and the like; fresh `/proc`, with
 //!   `/proc/sys` and the like read-only, and `/sys`; tmpfs on `/tmp` and
 //!   `/dev/shm`; your mounts; hostname; `lo` up), enters the inner user
 //!   namespace, joins a session keyring of the sandbox's own, reports

@@ -40,9 +40,11 @@ pub(crate) enum Action {
     },
     /// Remount a bind mount read-only, keeping its locked flags.
     RemountReadOnly { target: CString },
-    /// Make a mount (and with `recursive`, every mount below it) read-only.
-    ReadOnly {
+    /// Set mount attributes (`wire::ATTR_*`) on a mount (and with
+    /// `recursive`, every mount below it).
+    SetAttr {
         target: CString,
+        attrs: u64,
         recursive: bool,
         optional: bool,
     },
@@ -53,9 +55,17 @@ pub(crate) enum Action {
     /// Clone the mount tree of a bind source (`open_tree`) as fd number
     /// `fd`, before the sandbox's own mounts (such as the tmpfs on `/tmp`)
     /// can hide it or be copied into it.
-    OpenSource { path: CString, fd: i32 },
+    OpenSource {
+        path: CString,
+        fd: i32,
+        optional: bool,
+    },
     /// Attach the tree cloned as `fd` at `target` (`move_mount`).
-    AttachSource { fd: i32, target: CString },
+    AttachSource {
+        fd: i32,
+        target: CString,
+        optional: bool,
+    },
     /// Bind a path over itself, so that it can get flags of its own.
     BindSelf { path: CString, optional: bool },
     /// `mount(2)` with no data, tried again read-only if refused (`EPERM`).
@@ -233,6 +243,17 @@ pub(crate) struct Layout<'a> {
 /// [`under`]: a fresh tmpfs on each.
 const OWN_TMPFS: [&str; 2] = ["/tmp", "/dev/shm"];
 
+/// The host's device nodes a sandbox keeps: harmless, and what programs
+/// expect to find. Every other host device node cannot be opened inside.
+const SAFE_DEVICES: [&std::ffi::CStr; 6] = [
+    c"/dev/null",
+    c"/dev/zero",
+    c"/dev/full",
+    c"/dev/random",
+    c"/dev/urandom",
+    c"/dev/tty",
+];
+
 /// Parts of `/proc` that act on the whole host, made read-only (as
 /// bubblewrap does); `/proc/sys/net` and `/proc/sys/user` are then made
 /// writable again, being the sandbox's own network's and user namespace's.
@@ -323,11 +344,31 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
                 Action::OpenSource {
                     path: cstring(option, source)?,
                     fd: next_fd,
+                    optional: false,
                 },
             ));
             sources.push(next_fd);
             next_fd += 1;
         }
+    }
+    // The host's device nodes: opening any of them from inside would be
+    // opening the host's (as root, its disks). Every host mount gets
+    // `nodev` below, and the harmless ones, cloned here beforehand, are put
+    // back. Like the bind sources, they are opened first, at fixed fd
+    // numbers, before the init program opens any fd of its own.
+    let mut devices = Vec::with_capacity(SAFE_DEVICES.len());
+    for path in SAFE_DEVICES {
+        steps.push(step(
+            format!("opening the host's {}", path.to_string_lossy()),
+            StepKind::ReadOnlyHost,
+            Action::OpenSource {
+                path: path.into(),
+                fd: next_fd,
+                optional: true,
+            },
+        ));
+        devices.push((path, next_fd));
+        next_fd += 1;
     }
     // Before the fresh /proc: the helper maps its ids through /proc/self,
     // whichever proc is there, before it goes read-only.
@@ -341,14 +382,35 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
                 | libc::CLONE_NEWIPC,
         },
     ));
-    if !layout.writable_host {
+    let (what, attrs) = if layout.writable_host {
+        (
+            "making the host's device nodes unopenable (mount_setattr nodev on / and every mount below)",
+            wire::ATTR_NODEV,
+        )
+    } else {
+        (
+            "making the host's files read-only and its device nodes unopenable (mount_setattr on / and every mount below)",
+            wire::ATTR_RDONLY | wire::ATTR_NODEV,
+        )
+    };
+    steps.push(step(
+        what,
+        StepKind::ReadOnlyHost,
+        Action::SetAttr {
+            target: c"/".into(),
+            attrs,
+            recursive: true,
+            optional: false,
+        },
+    ));
+    for (path, fd) in devices {
         steps.push(step(
-            "making the host's files read-only (mount_setattr on / and every mount below)",
+            format!("putting back {}", path.to_string_lossy()),
             StepKind::ReadOnlyHost,
-            Action::ReadOnly {
-                target: c"/".into(),
-                recursive: true,
-                optional: false,
+            Action::AttachSource {
+                fd,
+                target: path.into(),
+                optional: true,
             },
         ));
     }
@@ -437,8 +499,9 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
         steps.push(step(
             format!("making {shown} read-only"),
             StepKind::ProcReadOnly,
-            Action::ReadOnly {
+            Action::SetAttr {
                 target: path.into(),
+                attrs: wire::ATTR_RDONLY,
                 recursive: false,
                 optional,
             },
@@ -672,6 +735,7 @@ fn mount_steps(
                 Action::AttachSource {
                     fd: source_fd.expect("every bind source is opened first"),
                     target: target_c.clone(),
+                    optional: false,
                 },
             ));
             if *read_only {

@@ -53,25 +53,30 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
             Action::RemountReadOnly { target } => {
                 (wire::OP_REMOUNT_RO, 0, vec![target.as_bytes_with_nul()])
             }
-            Action::ReadOnly {
+            Action::SetAttr {
                 target,
+                attrs,
                 recursive,
                 optional,
             } => (
-                wire::OP_READ_ONLY,
-                flag(*recursive, wire::ARG_RECURSIVE) | flag(*optional, wire::ARG_OPTIONAL),
+                wire::OP_SET_ATTR,
+                attrs | flag(*recursive, wire::ARG_RECURSIVE) | flag(*optional, wire::ARG_OPTIONAL),
                 vec![target.as_bytes_with_nul()],
             ),
             Action::CreateDir { path } => (wire::OP_MKDIR, 0, vec![path.as_bytes_with_nul()]),
             Action::CreateFile { path } => (wire::OP_TOUCH, 0, vec![path.as_bytes_with_nul()]),
-            Action::OpenSource { path, fd } => (
+            Action::OpenSource { path, fd, optional } => (
                 wire::OP_OPEN_TREE,
-                *fd as u64,
+                *fd as u64 | flag(*optional, wire::ARG_OPTIONAL),
                 vec![path.as_bytes_with_nul()],
             ),
-            Action::AttachSource { fd, target } => (
+            Action::AttachSource {
+                fd,
+                target,
+                optional,
+            } => (
                 wire::OP_ATTACH_TREE,
-                *fd as u64,
+                *fd as u64 | flag(*optional, wire::ARG_OPTIONAL),
                 vec![target.as_bytes_with_nul()],
             ),
             Action::BindSelf { path, optional } => (

@@ -138,7 +138,10 @@ impl SandboxBuilder {
     /// [`bind`](Self::bind) targets.
     ///
     /// As root, a sandbox with a writable host can change anything on the
-    /// host's filesystem: turn this on only for code you trust.
+    /// host's filesystem: turn this on only for code you trust. The host's
+    /// device nodes stay unopenable either way (but for `/dev/null`,
+    /// `/dev/zero`, `/dev/full`, `/dev/random`, `/dev/urandom` and
+    /// `/dev/tty`); [`bind`](Self::bind) a device in to use it.
     pub fn writable_host(&mut self, on: bool) -> &mut Self {
         self.writable_host = on;
         self

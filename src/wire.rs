@@ -61,9 +61,14 @@ pub const OP_MAKE_PRIVATE: u8 = 2;
 pub const OP_MOUNT: u8 = 3;
 /// Remount the bind mount at field 0 read-only, keeping its locked flags.
 pub const OP_REMOUNT_RO: u8 = 4;
-/// Make the mount at field 0 read-only (`mount_setattr`); arg
-/// [`ARG_RECURSIVE`] for every mount below it too.
-pub const OP_READ_ONLY: u8 = 5;
+/// Set the mount attributes in the low bits of arg ([`ATTR_RDONLY`],
+/// [`ATTR_NODEV`]) on the mount at field 0 (`mount_setattr`); with
+/// [`ARG_RECURSIVE`], on every mount below it too.
+pub const OP_SET_ATTR: u8 = 5;
+/// `MOUNT_ATTR_RDONLY`.
+pub const ATTR_RDONLY: u64 = 0x1;
+/// `MOUNT_ATTR_NODEV`: device nodes on the mount cannot be opened.
+pub const ATTR_NODEV: u64 = 0x4;
 /// Create the directory at field 0.
 pub const OP_MKDIR: u8 = 6;
 /// Create an empty file at field 0.
@@ -91,7 +96,8 @@ pub const OP_KEYRING: u8 = 15;
 
 /// In arg: the operation applies to every mount below the path too.
 pub const ARG_RECURSIVE: u64 = 1 << 62;
-/// In arg: a path that does not exist (`ENOENT`) skips the step.
+/// In arg: a path that does not exist (`ENOENT`), or a tree that was not
+/// opened for that reason (`EBADF`), skips the step.
 pub const ARG_OPTIONAL: u64 = 1 << 63;
 /// In arg: the system call is refused by the host (`ENOSYS`, `EPERM`,
 /// `EACCES` from a seccomp filter or an LSM), skip the step.

@@ -261,6 +261,56 @@ fn writable_host_turns_read_only_off() {
 }
 
 #[test]
+fn host_device_nodes_cannot_be_opened() {
+    use std::os::unix::fs::FileTypeExt;
+    // Every device node of the host's /dev but the harmless ones: as root
+    // these are the host's disks, its memory, its consoles.
+    let harmless = ["null", "zero", "full", "random", "urandom", "tty"];
+    let devices: Vec<String> = std::fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_type()
+                .is_ok_and(|t| t.is_block_device() || t.is_char_device())
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !harmless.contains(&n.as_str()))
+        .collect();
+    assert!(!devices.is_empty(), "no device node to try in /dev");
+    let ns = Sandbox::new().unwrap();
+    let tried = devices.clone();
+    let opened = ns.run(move || {
+        let mut opened = Vec::new();
+        for name in tried {
+            // Read-only: if the open went through, nothing is changed.
+            let res = std::fs::File::open(format!("/dev/{name}"));
+            if let Err(e) = &res
+                && e.raw_os_error() == Some(libc::EACCES)
+            {
+                continue;
+            }
+            opened.push((name, res.map(drop).map_err(|e| e.to_string())));
+        }
+        opened
+    });
+    // Anything but EACCES (the nodev answer) must at least not be an open
+    // that succeeded.
+    for (name, res) in opened {
+        assert!(res.is_err(), "/dev/{name} opened inside the sandbox");
+    }
+    // The harmless ones work.
+    let ok = ns.run(|| {
+        let mut b = [0u8; 8];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut b))
+            .is_ok()
+            && std::fs::write("/dev/null", b"x").is_ok()
+            && std::fs::File::open("/dev/zero").is_ok()
+    });
+    assert!(ok);
+}
+
+#[test]
 fn dev_shm_is_private_and_goes_with_the_sandbox() {
     let name = format!("/dev/shm/hermetic-attack-{}", std::process::id());
     let a = Sandbox::new().unwrap();
