@@ -391,7 +391,7 @@ pub struct Sandbox {
     /// Runners started by `spawn` and not yet reaped by their handle.
     /// (runner, its joiner) pairs.
     spawned: Mutex<Vec<(libc::pid_t, libc::pid_t)>>,
-    /// Set by a [`Killer`]: the holder is dying or dead.
+    /// Set by a [`Killer`]: the init process is dying or dead.
     killed: Arc<AtomicBool>,
     /// Dropped last, once every process that could write to it is gone.
     output: Output,
@@ -649,11 +649,11 @@ impl Sandbox {
     }
 
     /// After a run: if it left processes behind (the runner's orphans are
-    /// now the holder's children), they may print at any time, so a
+    /// now the init process's children), they may print at any time, so a
     /// forwarding thread takes over the output pipes.
     fn forward_if_left_running(&self) {
         if !self.output.readers_to_poll().is_empty() {
-            // The list of the holder's children, opened once and read again
+            // The list of the init process's children, opened once and read again
             // from the start each time.
             let children = self.holder_children.get_or_init(|| {
                 let path = format!("/proc/{0}/task/{0}/children", self.holder_pid);

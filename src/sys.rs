@@ -9,16 +9,16 @@
 //! Failures are returned as raw errno values (`i32`), which cost nothing to
 //! carry.
 //!
-//! The wrappers the sandbox's init process uses go through [`call`], which
-//! on x86_64 and aarch64 enters the kernel directly: no libc, so not even
-//! `errno` is written. That process shares the test process's memory
-//! (`CLONE_VM`, see `child::clone_holder`) and with it the calling test
-//! thread's thread-local storage, which it must never touch.
+//! The wrappers used by tasks that share the test process's memory (the
+//! launch of a sandbox's init program until its exec, see `child::init`;
+//! the task that frees a run's memory, see `child::closure`) go through
+//! [`call`], which enters the kernel directly: no libc, so not even `errno`
+//! is written in the thread-local storage they share.
 //!
 //! # References
 //!
-//! - clone(2), setns(2), pidfd_open(2), pidfd_send_signal(2), close_range(2)
-//! - mount(2), user_namespaces(7), pid_namespaces(7), netdevice(7)
+//! - clone(2), execveat(2), setns(2), pidfd_open(2), pidfd_send_signal(2),
+//!   close_range(2), memfd_create(2), user_namespaces(7), pid_namespaces(7)
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;

@@ -53,7 +53,7 @@ fn fail(fd: RawFd, step: JoinStep, errno: i32) -> ! {
     sys::exit(1)
 }
 
-/// Joins the namespaces `nstypes` of the holder behind the pidfd `holder`,
+/// Joins the namespaces `nstypes` of the init process behind the pidfd `holder`,
 /// then goes back to the directory the caller was in, or `/` if that does
 /// not exist inside. Makes only system calls, on a stack buffer.
 pub(crate) fn enter(holder: RawFd, nstypes: libc::c_int) -> Result<(), i32> {
