@@ -169,9 +169,8 @@
 //! Nothing outlives the sandbox: processes die with its PID namespace, and
 //! its mounts, network devices and tmpfs contents with its namespaces. A
 //! sandbox costs one process (its init process), a pidfd and four pipe fds;
-//! between runs, the exited joining process of its last run (a zombie until
-//! the next run or the drop reaps it); and, once something in it can print
-//! between runs, one output-forwarding thread: all released on drop. Once
+//! and, once something in it can print between runs, one output-forwarding
+//! thread: all released on drop. A run leaves nothing of its own behind. Once
 //! per test process, a pidfd of the process itself (the lifeline), a sealed
 //! memfd holding the init program, and one thread named `hermetic-tls`,
 //! parked for good: runs borrow a copy of its (unused) thread-local

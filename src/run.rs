@@ -3,12 +3,10 @@
 //! and reaping it whatever happens.
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
+use nix::sys::wait::WaitStatus;
 use serde::Serialize;
 
 use crate::channel::{self, FrameReader};
@@ -25,52 +23,10 @@ pub(crate) struct Runner {
     pidfd: Fd,
     result: Fd,
     reaped: bool,
-    /// The joiner, asleep until the runner exits; reaped after it (see
-    /// [`Joiners`]).
+    /// The joiner: it exits right after starting the runner, before the
+    /// closure runs, so it is gone (a zombie) once the runner has ended and
+    /// is reaped with it.
     joiner: libc::pid_t,
-}
-
-/// Joiners whose runner has ended, not yet reaped.
-///
-/// A joiner wakes when its runner exits and exits at once, but its exit
-/// tears down its copy of the test process's page tables, which takes as
-/// long as the fork that made it (50 us for a small test process, over a
-/// millisecond for a large one). A run does not wait for that: the
-/// closure's result and its process are complete without it. The dying
-/// joiner is outside the sandbox's PID namespace and lets go of its other
-/// namespaces as it exits; it is reaped by a later run of the same sandbox
-/// or, at the latest (waiting for it), when the sandbox is dropped.
-#[derive(Debug, Default)]
-pub(crate) struct Joiners(Mutex<Vec<libc::pid_t>>);
-
-impl Joiners {
-    fn defer(&self, joiner: libc::pid_t) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(joiner);
-    }
-
-    /// Reaps the joiners that have exited, without waiting for the others.
-    pub(crate) fn collect(&self) {
-        let mut pending = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        pending.retain(|&pid| {
-            // Anything but "still alive" means it is gone (or, ECHILD, that
-            // the test reaped it itself with a wait for any child).
-            waitpid(
-                Pid::from_raw(pid),
-                Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
-            ) == Ok(WaitStatus::StillAlive)
-        });
-    }
-
-    /// Reaps every joiner, waiting for those still exiting.
-    pub(crate) fn reap_all(&mut self) {
-        let pending = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
-        for pid in pending.drain(..) {
-            let _ = reap_pid(pid);
-        }
-    }
 }
 
 /// How a runner ended.
@@ -126,8 +82,8 @@ impl Runner {
             .map_err(|e| Error::sys("forking a run", std::io::Error::from_raw_os_error(e)))?;
         drop(report_w);
         drop(result_w);
-        // The joiner reports and then sleeps until the runner exits: wait for
-        // the report, or for the joiner's death without one.
+        // The joiner reports and exits: wait for the report, or for the
+        // joiner's death without one.
         let msg = match await_report(joiner, &report_r) {
             Ok(msg) => msg,
             Err(e) => {
@@ -175,7 +131,7 @@ impl Runner {
         self.pid
     }
 
-    /// The pid of its joiner, which lives as long as the runner.
+    /// The pid of its joiner (exited, or about to).
     pub(crate) fn joiner(&self) -> libc::pid_t {
         self.joiner
     }
@@ -186,7 +142,6 @@ impl Runner {
         timeout: Option<Duration>,
         limit: usize,
         output: &Output,
-        joiners: &Joiners,
     ) -> Ended {
         // A timeout too long to reach (Duration::MAX) is no timeout.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
@@ -264,7 +219,7 @@ impl Runner {
                 });
             }
         }
-        let status = self.reap(Some(joiners));
+        let status = self.reap();
         if let Some((tag, payload)) = reader.frame() {
             return Ended::Frame(tag, payload.to_vec());
         }
@@ -328,7 +283,7 @@ impl Runner {
     pub(crate) fn kill(&mut self) {
         if !self.reaped {
             let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
-            self.reap(None);
+            self.reap();
         }
     }
 
@@ -341,20 +296,15 @@ impl Runner {
         matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
     }
 
-    /// Reaps the runner; its joiner, which wakes up and exits at once, is
-    /// reaped here too, or later if `joiners` takes it.
-    fn reap(&mut self, joiners: Option<&Joiners>) -> Option<WaitStatus> {
+    /// Reaps the runner, then its joiner, which exited before the closure
+    /// could start (or exits at once, if the runner was killed first).
+    fn reap(&mut self) -> Option<WaitStatus> {
         if self.reaped {
             return None;
         }
         let status = reap_pid(self.pid).ok();
         self.reaped = true;
-        match joiners {
-            Some(joiners) => joiners.defer(self.joiner),
-            None => {
-                let _ = reap_pid(self.joiner);
-            }
-        }
+        let _ = reap_pid(self.joiner);
         status
     }
 }

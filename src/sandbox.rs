@@ -1,7 +1,7 @@
 //! The public sandbox: its builder, its runs, and its teardown.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,7 @@ use crate::lifeline;
 use crate::output::Output;
 use crate::plan::{self, Ids, MountSpec, StepKind};
 use crate::protocol::{self, InitReport};
-use crate::run::{self, Ended, Joiners, Runner};
+use crate::run::{self, Ended, Runner};
 use crate::sys;
 
 /// The hostname a sandbox gets unless told otherwise.
@@ -243,40 +243,24 @@ impl SandboxBuilder {
         let lifeline = lifeline::lifeline().map_err(|e| Error::sys("opening the lifeline", e))?;
         let (ready_r, ready_w) =
             fds::pipe().map_err(|e| Error::sys("creating the init process's report pipe", e))?;
-        let (pid, holder) = match userns {
-            None => init::spawn(clone_flags, &steps[..maps], &plan, &ready_w, lifeline).map_err(
-                |(step, e)| match step {
-                    "clone" => Error::NamespacesRefused {
-                        hint: diagnostics::hint(
-                            Phase::Clone,
-                            e.raw_os_error().unwrap_or(0),
-                            &HostFacts::read(),
-                        ),
-                        source: e,
-                    },
-                    step => Error::sys(step, e),
-                },
-            )?,
-            Some(owner) => {
-                let (plan_r, plan_w) =
-                    fds::pipe().map_err(|e| Error::sys("creating the plan's pipe", e))?;
-                init::send_plan(&plan_w, &plan)
-                    .map_err(|e| Error::sys("sending the init program its plan", e))?;
-                let launch = init::Launch::prepare(
-                    &[],
-                    plan_r.as_raw_fd(),
-                    ready_w.as_raw_fd(),
-                    lifeline.as_raw_fd(),
-                )
-                .map_err(|e| Error::sys("preparing the init program's start", e))?;
-                let pid = run::start_init_in(&owner.holder, clone_flags, &launch)?;
-                let pidfd = Fd::open(|| sys::pidfd_open(pid)).map_err(|e| {
-                    let _ = sys::kill_and_reap(pid);
-                    Error::sys("opening a pidfd for the sandbox's init process", e)
-                })?;
-                (pid, pidfd)
-            }
+        // A host of a network shares its switch's user namespace: it has
+        // no maps of its own (`ids` is None), and `maps` is 0.
+        let (_plan_r, launch) = init::prepare(&steps[..maps], &plan, &ready_w, lifeline)
+            .map_err(|(step, e)| Error::sys(step, e))?;
+        let pid = match userns {
+            None => launch
+                .start(clone_flags)
+                .map_err(|errno| Error::NamespacesRefused {
+                    source: std::io::Error::from_raw_os_error(errno),
+                    hint: diagnostics::hint(Phase::Clone, errno, &HostFacts::read()),
+                })?,
+            Some(owner) => run::start_init_in(&owner.holder, clone_flags, &launch)?,
         };
+        // Our unreaped child: its pid is pinned.
+        let holder = Fd::open(|| sys::pidfd_open(pid)).map_err(|e| {
+            let _ = sys::kill_and_reap(pid);
+            Error::sys("opening a pidfd for the sandbox's init process", e)
+        })?;
         drop(ready_w);
         // While the init process sets up, on another CPU.
         let output = Output::new().map_err(|e| {
@@ -295,7 +279,6 @@ impl SandboxBuilder {
             killed: Arc::new(AtomicBool::new(false)),
             output,
             holder_children: std::sync::OnceLock::new(),
-            joiners: Joiners::default(),
         };
         Ok((sandbox, ready_r, steps, maps))
     }
@@ -319,7 +302,7 @@ fn interpret(
             None,
         )
     };
-    let index = match report {
+    let (index, errno) = match report {
         Some(InitReport::Ready) => return Ok(()),
         Some(InitReport::StepFailed { index, errno }) => (maps + index, errno),
         Some(InitReport::MapFailed { index, errno }) => (index, errno),
@@ -348,7 +331,6 @@ fn interpret(
             ));
         }
     };
-    let (index, errno) = index;
     let Some(step) = steps.get(index) else {
         return Err(setup(
             &format!("setup step {index} of the init process"),
@@ -397,8 +379,6 @@ pub struct Sandbox {
     output: Output,
     /// `/proc/HOLDER/task/HOLDER/children`, once a run asked.
     holder_children: std::sync::OnceLock<Option<Fd>>,
-    /// Joiners of ended runs, still to be reaped.
-    joiners: Joiners,
 }
 
 impl std::fmt::Debug for Output {
@@ -518,15 +498,9 @@ impl Sandbox {
         T: Serialize + DeserializeOwned,
     {
         self.check_alive()?;
-        self.joiners.collect();
         let result = Runner::start(&self.holder, self.nstypes, self.output.fds(), keep, f)
             .and_then(|mut runner| {
-                match runner.wait(
-                    self.timeout,
-                    self.max_result_size,
-                    &self.output,
-                    &self.joiners,
-                ) {
+                match runner.wait(self.timeout, self.max_result_size, &self.output) {
                     Ended::Frame(tag, payload) => crate::channel::decode_outcome(tag, &payload),
                     Ended::Died(e) => Err(e),
                 }
@@ -573,7 +547,6 @@ impl Sandbox {
         F: FnOnce(),
     {
         self.check_alive()?;
-        self.joiners.collect();
         // It prints while no run is in flight: forward from now on.
         self.output
             .start()
@@ -730,7 +703,6 @@ impl Sandbox {
             let _ = run::reap_pid(joiner);
         }
         let reaped = run::reap_pid(self.holder_pid);
-        self.joiners.reap_all();
         // Mark as done so Drop does not try again.
         self.holder_pid = 0;
         match (killed, reaped) {
@@ -852,12 +824,7 @@ impl Spawned<'_> {
         // Off the sandbox's list before the pid is reaped (and free for
         // reuse): from here on this handle, or the runner's own drop, reaps.
         self.sandbox.forget_spawned(runner.pid());
-        let ended = runner.wait(
-            None,
-            self.sandbox.max_result_size,
-            &self.sandbox.output,
-            &self.sandbox.joiners,
-        );
+        let ended = runner.wait(None, self.sandbox.max_result_size, &self.sandbox.output);
         self.sandbox.output.pump();
         match ended {
             Ended::Frame(tag, payload) => crate::channel::decode_outcome(tag, &payload),

@@ -56,10 +56,9 @@ fn three_hundred_sandboxes_leak_nothing() {
     }
     assert_eq!(usage(), before);
 
-    // Many runs on one live sandbox: the helper process a run forks exits
-    // after the run and is reaped by a later run, so they do not pile up
-    // (the sandbox's init process, the last run's helper and perhaps one
-    // still exiting), and the drop reaps the rest.
+    // Many runs on one live sandbox: each run reaps the process it forked
+    // (its joiner) and the one that ran the closure, so only the sandbox's
+    // init process is left as a child.
     let ns = Sandbox::new().unwrap();
     for i in 0..300u32 {
         assert_eq!(ns.run(move || i), i);
@@ -72,9 +71,10 @@ fn three_hundred_sandboxes_leak_nothing() {
         "a forwarding thread started for runs that left nothing behind"
     );
     let live = usage().children;
-    assert!(
-        live <= before.children + 3,
-        "{live} children after 300 runs (before: {})",
+    assert_eq!(
+        live,
+        before.children + 1,
+        "children after 300 runs (before: {})",
         before.children
     );
     drop(ns);

@@ -235,7 +235,7 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
 
 /// Writes the plan to the pipe `plan_w` whole, growing the pipe first if it
 /// would not fit: nothing reads it until the init program starts.
-pub(crate) fn send_plan(plan_w: &Fd, plan: &[u8]) -> io::Result<()> {
+fn send_plan(plan_w: &Fd, plan: &[u8]) -> io::Result<()> {
     if plan.len() > wire::PLAN_MAX {
         return Err(io::Error::other(format!(
             "the setup plan is {} bytes, over the init program's {} (too many mounts?)",
@@ -252,16 +252,16 @@ pub(crate) fn send_plan(plan_w: &Fd, plan: &[u8]) -> io::Result<()> {
     sys::write_all(plan_w.as_raw_fd(), plan).map_err(io::Error::from_raw_os_error)
 }
 
-/// Starts a sandbox's init program from the test process: new namespaces
-/// `flags`, the encoded `plan`, reports on `report`. Returns its pid and a
-/// pidfd.
-pub(crate) fn spawn(
-    flags: libc::c_int,
+/// Prepares the start of a sandbox's init program: sends it the encoded
+/// `plan` through a new pipe (returned: its read end must stay open until
+/// the program has started) and prepares a launch that writes the id
+/// `maps`, reports on `report` and watches `lifeline`.
+pub(crate) fn prepare(
     maps: &[Step],
     plan: &[u8],
     report: &Fd,
     lifeline: BorrowedFd<'_>,
-) -> Result<(libc::pid_t, Fd), (&'static str, io::Error)> {
+) -> Result<(Fd, Launch), (&'static str, io::Error)> {
     let (plan_r, plan_w) = fds::pipe().map_err(|e| ("creating the plan's pipe", e))?;
     send_plan(&plan_w, plan).map_err(|e| ("sending the init program its plan", e))?;
     let launch = Launch::prepare(
@@ -271,12 +271,5 @@ pub(crate) fn spawn(
         lifeline.as_raw_fd(),
     )
     .map_err(|e| ("preparing the init program's start", e))?;
-    let pid = launch
-        .start(flags)
-        .map_err(|errno| ("clone", io::Error::from_raw_os_error(errno)))?;
-    let pidfd = Fd::open(|| sys::pidfd_open(pid)).map_err(|e| {
-        let _ = sys::kill_and_reap(pid);
-        ("opening a pidfd for the sandbox's init process", e)
-    })?;
-    Ok((pid, pidfd))
+    Ok((plan_r, launch))
 }
