@@ -180,8 +180,7 @@ pub(crate) fn decode_outcome<T: serde::de::DeserializeOwned>(
     payload: &[u8],
 ) -> Result<T, Error> {
     match tag {
-        Tag::Value => postcard::from_bytes(payload).map_err(|e| Error::Codec {
-            direction: "decoding",
+        Tag::Value => postcard::from_bytes(payload).map_err(|e| Error::Decode {
             reason: e.to_string(),
         }),
         Tag::Panic => {
@@ -194,8 +193,7 @@ pub(crate) fn decode_outcome<T: serde::de::DeserializeOwned>(
                 location: report.location,
             })
         }
-        Tag::EncodeFailed => Err(Error::Codec {
-            direction: "encoding",
+        Tag::EncodeFailed => Err(Error::Encode {
             reason: String::from_utf8_lossy(payload).into_owned(),
         }),
     }

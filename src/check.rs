@@ -11,6 +11,7 @@ use crate::sandbox::SandboxBuilder;
 
 /// The outcome of one probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub enum Status {
     /// Tried for real, and it works.
     Works,
@@ -24,6 +25,7 @@ pub enum Status {
 
 /// One line of the report.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Finding {
     /// What was probed, such as `"network namespace"`.
     pub name: &'static str,
@@ -39,6 +41,7 @@ pub struct Finding {
 
 /// What [`check`] found on this host.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct HostReport {
     /// `uname -r`.
     pub kernel: String,
@@ -201,7 +204,7 @@ pub fn check() -> HostReport {
             None => finding(name, Status::NotReached, "needs a user namespace"),
             Some(Ok(_)) => finding(name, Status::Works, ""),
             Some(Err(Error::Setup {
-                step, source, hint, ..
+                step, error, hint, ..
             })) => match failed_at {
                 Some(at) if i < at => finding(name, Status::Works, ""),
                 Some(at) if i == at => Finding {
@@ -209,7 +212,7 @@ pub fn check() -> HostReport {
                     ..finding(
                         name,
                         Status::Missing,
-                        format!("{step}: {}", errno_text(source)),
+                        format!("{step}: {}", errno_text(error)),
                     )
                 },
                 Some(_) => finding(name, Status::NotReached, "an earlier step failed"),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 /// Where a panic happened inside the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct PanicLocation {
     /// Source file, as the compiler recorded it.
     pub file: String,
@@ -24,12 +25,16 @@ impl fmt::Display for PanicLocation {
 /// Everything that can go wrong in `hermetic`.
 ///
 /// Variants name the operation that failed. Those that come from a system
-/// call keep its [`io::Error`] (and so its errno) as their source.
+/// call keep its [`io::Error`] (see [`io_error`](Error::io_error) and
+/// [`errno`](Error::errno)), and their message ends with its text and
+/// symbolic name ("Operation not permitted (EPERM)"); it is not also
+/// returned by `source()`, so error reporters (anyhow, eyre) print it once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A builder option was rejected before anything was created.
     #[error("invalid option `{option}`: {reason}")]
+    #[non_exhaustive]
     InvalidOption {
         /// The builder method whose input was rejected.
         option: &'static str,
@@ -41,39 +46,50 @@ pub enum Error {
     ///
     /// `hint` names the host setting that most likely forbids them and the
     /// command that lifts it.
-    #[error("creating the sandbox's namespaces: {}{}", errno_text(.source), hint_suffix(.hint))]
+    #[error("creating the sandbox's namespaces: {}{}", errno_text(.error), hint_suffix(.hint))]
+    #[non_exhaustive]
     NamespacesRefused {
         /// The errno of `clone(2)`.
-        #[source]
-        source: io::Error,
+        error: io::Error,
         /// The likely cause and its remedy, read from this host.
         hint: Option<String>,
     },
 
     /// A setup step inside the new namespaces failed.
-    #[error("{step}: {}{}", errno_text(.source), hint_suffix(.hint))]
+    #[error("{step}: {}{}", errno_text(.error), hint_suffix(.hint))]
+    #[non_exhaustive]
     Setup {
         /// The step, in words: "mounting proc on /proc".
         step: String,
         /// The errno the step failed with.
-        #[source]
-        source: io::Error,
+        error: io::Error,
         /// The likely cause and its remedy, when one is known.
         hint: Option<String>,
     },
 
     /// A system call made by the test process on the sandbox's behalf failed.
-    #[error("{step}: {}", errno_text(.source))]
+    #[error("{step}: {}", errno_text(.error))]
+    #[non_exhaustive]
     Sys {
         /// What the test process was doing.
         step: &'static str,
         /// The error of the system call.
-        #[source]
-        source: io::Error,
+        error: io::Error,
+    },
+
+    /// The sandbox is dead: its init process was killed (by a
+    /// [`Killer`](crate::Killer), or from outside), so nothing more can
+    /// run in it.
+    #[error("{doing}: the sandbox is dead (its init process was killed); make a new one")]
+    #[non_exhaustive]
+    SandboxDead {
+        /// What was asked of it: "starting a run".
+        doing: &'static str,
     },
 
     /// The closure panicked inside the sandbox.
     #[error("panicked inside the sandbox at {}:\n{message}", location_text(.location))]
+    #[non_exhaustive]
     Panicked {
         /// The panic's message (`"Box<dyn Any>"` for non-string payloads).
         message: String,
@@ -83,6 +99,7 @@ pub enum Error {
 
     /// The process running the closure was killed by a signal.
     #[error("the closure was killed by {signal} before returning")]
+    #[non_exhaustive]
     Killed {
         /// The signal's name, such as `SIGSEGV`.
         signal: &'static str,
@@ -92,6 +109,7 @@ pub enum Error {
 
     /// The process running the closure exited without sending a result.
     #[error("the closure exited with status {status} before returning")]
+    #[non_exhaustive]
     Exited {
         /// The exit status.
         status: i32,
@@ -110,6 +128,7 @@ pub enum Error {
 
     /// The run took longer than the sandbox's timeout and was killed.
     #[error("the closure timed out after {after:?} and was killed")]
+    #[non_exhaustive]
     TimedOut {
         /// The timeout that was exceeded.
         after: Duration,
@@ -117,17 +136,18 @@ pub enum Error {
 
     /// Configuring a network of sandboxes (links, addresses, bridges,
     /// qdiscs) failed.
-    #[error("{step}: {}", errno_text(.source))]
+    #[error("{step}: {}", errno_text(.error))]
+    #[non_exhaustive]
     Network {
         /// What was being done: "moving h1's link to the partition bridge".
         step: String,
         /// The kernel's answer.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
 
     /// The kernel lacks the qdisc a [`LinkShape`](crate::LinkShape) needs.
     #[error("shaping {what} needs the {qdisc} qdisc, which this kernel does not have\n{hint}")]
+    #[non_exhaustive]
     ShapingUnavailable {
         /// What was asked: "delay, jitter and loss".
         what: &'static str,
@@ -139,16 +159,24 @@ pub enum Error {
 
     /// The result channel carried bytes that are not a valid frame.
     #[error("malformed result from the sandbox: {reason}")]
+    #[non_exhaustive]
     Channel {
         /// What was wrong with the bytes.
         reason: String,
     },
 
-    /// The result could not be serialised inside, or deserialised outside.
-    #[error("{direction} the closure's result: {reason}")]
-    Codec {
-        /// "encoding" (inside the sandbox) or "decoding" (in the test).
-        direction: &'static str,
+    /// The closure's result could not be serialised inside the sandbox.
+    #[error("encoding the closure's result: {reason}")]
+    #[non_exhaustive]
+    Encode {
+        /// The codec's message.
+        reason: String,
+    },
+
+    /// The closure's result could not be deserialised in the test process.
+    #[error("decoding the closure's result: {reason}")]
+    #[non_exhaustive]
+    Decode {
         /// The codec's message.
         reason: String,
     },
@@ -184,22 +212,27 @@ pub(crate) fn errno_text(err: &io::Error) -> String {
 }
 
 impl Error {
-    pub(crate) fn sys(step: &'static str, source: impl Into<io::Error>) -> Self {
+    pub(crate) fn sys(step: &'static str, error: impl Into<io::Error>) -> Self {
         Error::Sys {
             step,
-            source: source.into(),
+            error: error.into(),
+        }
+    }
+
+    /// The error of the system call that failed, if one did.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            Error::NamespacesRefused { error, .. }
+            | Error::Setup { error, .. }
+            | Error::Sys { error, .. }
+            | Error::Network { error, .. } => Some(error),
+            _ => None,
         }
     }
 
     /// The errno behind this error, if a system call failed.
     pub fn errno(&self) -> Option<i32> {
-        match self {
-            Error::NamespacesRefused { source, .. }
-            | Error::Setup { source, .. }
-            | Error::Sys { source, .. }
-            | Error::Network { source, .. } => source.raw_os_error(),
-            _ => None,
-        }
+        self.io_error().and_then(io::Error::raw_os_error)
     }
 }
 
@@ -211,7 +244,7 @@ mod tests {
     fn setup_error_names_step_and_errno() {
         let e = Error::Setup {
             step: "mounting proc on /proc".into(),
-            source: io::Error::from_raw_os_error(libc::EPERM),
+            error: io::Error::from_raw_os_error(libc::EPERM),
             hint: None,
         };
         assert_eq!(
@@ -219,6 +252,8 @@ mod tests {
             "mounting proc on /proc: Operation not permitted (EPERM)"
         );
         assert_eq!(e.errno(), Some(libc::EPERM));
+        // Said once: in the message, not again as the source.
+        assert!(std::error::Error::source(&e).is_none());
     }
 
     #[test]

@@ -39,7 +39,7 @@ fn step(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Step {
 fn from_step((step, errno): Step) -> Error {
     Error::Network {
         step,
-        source: std::io::Error::from_raw_os_error(errno),
+        error: std::io::Error::from_raw_os_error(errno),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::child::joiner::{self, JoinPlan, RunnerFds};
 use crate::error::Error;
 use crate::fds::{self, Fd};
 use crate::output::Output;
-use crate::protocol::{EXIT_NO_CHANNEL, JoinReport};
+use crate::protocol::{EXIT_NO_CHANNEL, JoinReport, JoinStep};
 use crate::sys;
 
 /// A live runner: our child, not yet reaped (so its pid cannot be reused).
@@ -93,18 +93,27 @@ impl Runner {
         };
         let pid = match JoinReport::decode(msg) {
             JoinReport::Started(pid) => pid,
+            JoinReport::Failed {
+                step: JoinStep::Enter,
+                errno: libc::ESRCH,
+            } => {
+                let _ = reap_pid(joiner);
+                return Err(Error::SandboxDead {
+                    doing: "starting a run",
+                });
+            }
             JoinReport::Failed { step, errno } => {
                 let _ = reap_pid(joiner);
                 return Err(Error::Sys {
                     step: step.what(),
-                    source: std::io::Error::from_raw_os_error(errno),
+                    error: std::io::Error::from_raw_os_error(errno),
                 });
             }
             JoinReport::Garbled => {
                 let _ = reap_pid(joiner);
                 return Err(Error::Sys {
                     step: "starting a process in the sandbox",
-                    source: std::io::Error::other("the joining process sent a garbled report"),
+                    error: std::io::Error::other("the joining process sent a garbled report"),
                 });
             }
         };
@@ -239,7 +248,7 @@ impl Runner {
             Some(WaitStatus::Exited(_, code)) => Error::Exited { status: code },
             other => Error::Sys {
                 step: "waiting for the run",
-                source: std::io::Error::other(format!("unexpected wait status {other:?}")),
+                error: std::io::Error::other(format!("unexpected wait status {other:?}")),
             },
         })
     }
@@ -338,12 +347,12 @@ pub(crate) fn start_init_in(
     match JoinReport::decode(msg?) {
         JoinReport::Started(pid) => Ok(pid),
         JoinReport::Failed { step, errno } => Err(Error::NamespacesRefused {
-            source: std::io::Error::from_raw_os_error(errno),
+            error: std::io::Error::from_raw_os_error(errno),
             hint: Some(format!("while {}", step.what())),
         }),
         JoinReport::Garbled => Err(Error::Sys {
             step: "starting a host of the network",
-            source: std::io::Error::other("the joining process sent a garbled report"),
+            error: std::io::Error::other("the joining process sent a garbled report"),
         }),
     }
 }
@@ -362,7 +371,7 @@ fn await_report(joiner: libc::pid_t, report_r: &Fd) -> Result<[u8; 8], Error> {
         .map_err(|e| Error::sys("waiting for a start report", e))?
         .ok_or_else(|| Error::Sys {
             step: "starting a process in the sandbox",
-            source: std::io::Error::other("the joining process ended without a report"),
+            error: std::io::Error::other("the joining process ended without a report"),
         })
 }
 

@@ -251,7 +251,7 @@ impl SandboxBuilder {
             None => launch
                 .start(clone_flags)
                 .map_err(|errno| Error::NamespacesRefused {
-                    source: std::io::Error::from_raw_os_error(errno),
+                    error: std::io::Error::from_raw_os_error(errno),
                     hint: diagnostics::hint(Phase::Clone, errno, &HostFacts::read()),
                 })?,
             Some(owner) => run::start_init_in(&owner.holder, clone_flags, &launch)?,
@@ -296,7 +296,7 @@ fn interpret(
         (
             Error::Setup {
                 step: step.into(),
-                source: errno_error(errno),
+                error: errno_error(errno),
                 hint: None,
             },
             None,
@@ -325,7 +325,7 @@ fn interpret(
             return Err((
                 Error::Sys {
                     step: "starting the sandbox's init process",
-                    source: std::io::Error::other("it exited without a report"),
+                    error: std::io::Error::other("it exited without a report"),
                 },
                 None,
             ));
@@ -346,7 +346,7 @@ fn interpret(
     Err((
         Error::Setup {
             step: step.what.clone(),
-            source: errno_error(errno),
+            error: errno_error(errno),
             hint: diagnostics::hint(phase, errno, &HostFacts::read()),
         },
         Some(step.kind),
@@ -656,9 +656,8 @@ impl Sandbox {
     /// Refuses to start anything in a sandbox a [`Killer`] killed.
     fn check_alive(&self) -> Result<(), Error> {
         if self.killed.load(Ordering::SeqCst) {
-            return Err(Error::Sys {
-                step: "starting a run in a sandbox that was killed",
-                source: std::io::Error::from_raw_os_error(libc::ESRCH),
+            return Err(Error::SandboxDead {
+                doing: "starting a run",
             });
         }
         Ok(())
@@ -776,7 +775,9 @@ fn advice(e: &Error) -> &'static str {
         Error::Exited { .. } => {
             "the closure called exit() (or std::process::exit) instead of returning"
         }
-        Error::Codec { .. } => "the result must round-trip through serde (postcard)",
+        Error::Encode { .. } | Error::Decode { .. } => {
+            "the result must round-trip through serde (postcard)"
+        }
         Error::Channel { .. } => {
             "the closure wrote to the result channel's fd, or its result was too large (SandboxBuilder::max_result_size)"
         }

@@ -24,6 +24,7 @@ use netlink_packet_core::{DefaultNla, Emitable};
 /// # let _ = (slow, far);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct LinkShape {
     /// Bytes per second, each way.
     pub rate: Option<u64>,

@@ -6,7 +6,7 @@ use hermetic::{Error, Sandbox};
 
 fn invalid(b: &mut hermetic::SandboxBuilder) -> (String, String) {
     match b.build().unwrap_err() {
-        Error::InvalidOption { option, reason } => (option.to_owned(), reason),
+        Error::InvalidOption { option, reason, .. } => (option.to_owned(), reason),
         e => panic!("expected InvalidOption, got {e:?}"),
     }
 }
@@ -75,10 +75,10 @@ fn a_failing_setup_step_names_step_errno_and_cause() {
         std::fs::write("/proc/sys/user/max_net_namespaces", "0").unwrap();
         match Sandbox::new().unwrap_err() {
             e @ Error::Setup { .. } => {
-                let Error::Setup { step, source, .. } = &e else {
+                let Error::Setup { step, error, .. } = &e else {
                     unreachable!()
                 };
-                (step.clone(), source.raw_os_error(), e.to_string())
+                (step.clone(), error.raw_os_error(), e.to_string())
             }
             e => panic!("expected a setup error, got {e:?}"),
         }

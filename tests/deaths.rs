@@ -34,7 +34,7 @@ fn abort_is_sigabrt(#[from(isolated)] ns: Sandbox) {
 #[rstest]
 fn exit_status_is_reported(#[from(isolated)] ns: Sandbox) {
     let err = ns.try_run::<_, ()>(|| std::process::exit(3)).unwrap_err();
-    assert!(matches!(err, Error::Exited { status: 3 }), "{err:?}");
+    assert!(matches!(err, Error::Exited { status: 3, .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
         "the closure exited with status 3 before returning"

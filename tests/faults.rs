@@ -12,7 +12,7 @@ use rstest::rstest;
 #[rstest]
 fn underscore_exit_is_reported(#[from(isolated)] ns: Sandbox) {
     let err = ns.try_run::<_, ()>(|| unsafe_exit(9)).unwrap_err();
-    assert!(matches!(err, Error::Exited { status: 9 }), "{err:?}");
+    assert!(matches!(err, Error::Exited { status: 9, .. }), "{err:?}");
     assert_eq!(ns.run(|| 1), 1);
 }
 
@@ -63,23 +63,33 @@ fn closing_the_result_channel_is_reported(#[from(isolated)] ns: Sandbox) {
 fn an_endless_run_without_timeout_is_ended_by_killing_the_sandbox() {
     let ns = Sandbox::new().unwrap();
     let killer = ns.killer().unwrap();
+    // The closure says it is running through a pipe of the test's (its
+    // fds are inherited); the kill follows that, not a guess of time.
+    let (running_r, running_w) = nix::unistd::pipe().unwrap();
     let err = std::thread::scope(|s| {
         s.spawn(|| {
-            std::thread::sleep(Duration::from_millis(200));
+            let mut byte = [0u8; 1];
+            assert_eq!(nix::unistd::read(&running_r, &mut byte), Ok(1));
             killer.kill().unwrap();
         });
-        ns.try_run::<_, ()>(|| {
+        let w = &running_w;
+        let res = ns.try_run::<_, ()>(move || {
+            nix::unistd::write(w, b"r").unwrap();
             loop {
                 std::hint::spin_loop();
             }
-        })
-        .unwrap_err()
+        });
+        // Should the closure never have run, the reader sees end-of-file
+        // and fails instead of waiting for ever.
+        drop(running_w);
+        res.unwrap_err()
     });
     common::assert_killed_by(&err, &["SIGKILL"]);
     assert!(!ns.is_alive());
     // A dead sandbox refuses new runs with a clear error, and still drops.
     let err = ns.try_run(|| 1).unwrap_err();
-    assert_eq!(err.errno(), Some(libc::ESRCH), "{err}");
+    assert!(matches!(err, Error::SandboxDead { .. }), "{err:?}");
+    assert!(err.to_string().contains("make a new one"), "{err}");
     killer.kill().unwrap(); // already dead: not an error
 }
 
@@ -119,4 +129,27 @@ fn a_bounded_fork_bomb_is_cleaned_up() {
     assert!(eventually(|| count() == 200), "only {} forks seen", count());
     drop(ns);
     assert_eq!(count(), 0, "forks survived the sandbox");
+}
+
+#[test]
+fn a_sandbox_whose_init_was_killed_from_outside_says_it_is_dead() {
+    let ns = Sandbox::new().unwrap();
+    // SAFETY: a signal to the sandbox's init process, our own child.
+    assert_eq!(unsafe { libc::kill(ns.pid() as i32, libc::SIGKILL) }, 0);
+    // The init process is our child, reaped at drop: wait until it has
+    // died, without reaping it.
+    // SAFETY: waitid writes one siginfo_t, which lives on this stack.
+    let waited = unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(
+            libc::P_PID,
+            ns.pid(),
+            &mut info,
+            libc::WEXITED | libc::WNOWAIT | libc::__WALL,
+        )
+    };
+    assert_eq!(waited, 0, "{}", std::io::Error::last_os_error());
+    assert!(!ns.is_alive());
+    let err = ns.try_run(|| 1).unwrap_err();
+    assert!(matches!(err, Error::SandboxDead { .. }), "{err:?}");
 }

@@ -382,7 +382,7 @@ fn dropping_the_network_leaves_nothing() {
 
 fn invalid(r: Result<impl std::fmt::Debug, Error>) -> (String, String) {
     match r.unwrap_err() {
-        Error::InvalidOption { option, reason } => (option.to_owned(), reason),
+        Error::InvalidOption { option, reason, .. } => (option.to_owned(), reason),
         e => panic!("expected InvalidOption, got {e:?}"),
     }
 }

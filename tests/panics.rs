@@ -16,7 +16,9 @@ fn should_panic_sees_the_message(#[from(isolated)] ns: Sandbox) {
 fn try_run_reports_message_and_location(#[from(isolated)] ns: Sandbox) {
     let line = line!() + 1;
     let err = ns.try_run(|| -> u8 { panic!("boom {}", 7) }).unwrap_err();
-    let Error::Panicked { message, location } = &err else {
+    let Error::Panicked {
+        message, location, ..
+    } = &err else {
         panic!("expected a panic, got {err:?}");
     };
     assert_eq!(message, "boom 7");

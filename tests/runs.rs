@@ -100,13 +100,7 @@ fn a_frame_that_does_not_decode_as_t_is_an_error(#[from(isolated)] ns: Sandbox) 
     frame.push(0xff); // not a valid postcard varint for a String length
     let err = ns.try_run::<_, String>(scribble(frame)).unwrap_err();
     assert!(
-        matches!(
-            err,
-            Error::Codec {
-                direction: "decoding",
-                ..
-            }
-        ),
+        matches!(err, Error::Decode { .. }),
         "{err:?}"
     );
 }
@@ -127,13 +121,7 @@ fn a_result_that_cannot_be_encoded_is_an_error(#[from(isolated)] ns: Sandbox) {
     }
     let err = ns.try_run(|| Unencodable).unwrap_err();
     assert!(
-        matches!(
-            err,
-            Error::Codec {
-                direction: "encoding",
-                ..
-            }
-        ),
+        matches!(err, Error::Encode { .. }),
         "{err:?}"
     );
     assert!(
