@@ -14,10 +14,12 @@ step "host"
 uname -r
 echo "user namespaces allowed: $(cat /proc/sys/user/max_user_namespaces)"
 
-# python3 and curl are real programs the tests run inside sandboxes.
+# python3 and curl are real programs the tests run inside sandboxes; tc
+# (iproute2) cross-checks the qdiscs a network sets.
 missing=()
 command -v python3 >/dev/null || missing+=(python3)
 command -v curl >/dev/null || missing+=(curl)
+command -v tc >/dev/null || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
     step "installing ${missing[*]}"
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null

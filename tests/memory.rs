@@ -141,7 +141,22 @@ fn signals_sent_to_the_sandbox_init_run_no_code_of_the_test() {
         // SAFETY: signalling our own child, the sandbox's init process.
         assert_eq!(unsafe { libc::kill(ns.pid() as libc::pid_t, sig) }, 0);
     }
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    // kill() has queued each signal when it returns: blocked, they stay
+    // pending; a fatal one not blocked would already have marked the
+    // process to die, and a caught one would have left the set.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", ns.pid())).unwrap();
+    let pending = status
+        .lines()
+        .find_map(|l| l.strip_prefix("ShdPnd:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    for sig in [libc::SIGUSR1, libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        assert_ne!(
+            pending & (1 << (sig - 1)),
+            0,
+            "signal {sig} is not pending: {status}"
+        );
+    }
     assert!(ns.is_alive(), "the init process died of a signal");
     assert_eq!(ns.run(|| 7), 7);
     assert!(

@@ -146,20 +146,40 @@ fn a_run_printing_more_than_a_pipe_holds_does_not_block() {
 fn processes_a_run_leaves_behind_can_print_freely() {
     // A background writer that outlives its run prints far more than a pipe
     // holds, with no run in flight to drain it: a forwarding thread must.
-    let ns = Sandbox::new().unwrap();
-    ns.run(|| {
+    // It says it finished through a FIFO of the host's, bound in: waiting
+    // for that needs no run (runs drain the pipes too).
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("done");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // Read and write: opening does not wait for the writer, and no
+    // end-of-file comes before it writes.
+    let done = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    let ns = Sandbox::builder()
+        .bind(dir.path(), dir.path())
+        .build()
+        .unwrap();
+    let script = format!(
+        "(head -c 300000 /dev/zero | tr '\\0' x; echo; echo done > {}) >/dev/stdout 2>&1 &",
+        fifo.display()
+    );
+    ns.run(move || {
         std::process::Command::new("sh")
-            .args([
-                "-c",
-                "(head -c 300000 /dev/zero | tr '\\0' x; echo; touch /tmp/done) >/dev/stdout 2>&1 &",
-            ])
+            .args(["-c", &script])
             .status()
             .unwrap();
     });
-    // No run in the meantime: runs drain the pipes too.
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    assert!(
-        ns.run(|| std::path::Path::new("/tmp/done").exists()),
-        "the background writer never finished: its output was not drained"
+    use std::os::fd::AsFd;
+    let mut fds = [nix::poll::PollFd::new(
+        done.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(60_000u16)).unwrap();
+    assert_eq!(
+        ready, 1,
+        "the background writer never finished within 60 s: its output was not drained"
     );
 }

@@ -18,7 +18,8 @@ fn try_run_reports_message_and_location(#[from(isolated)] ns: Sandbox) {
     let err = ns.try_run(|| -> u8 { panic!("boom {}", 7) }).unwrap_err();
     let Error::Panicked {
         message, location, ..
-    } = &err else {
+    } = &err
+    else {
         panic!("expected a panic, got {err:?}");
     };
     assert_eq!(message, "boom 7");

@@ -99,10 +99,7 @@ fn a_frame_that_does_not_decode_as_t_is_an_error(#[from(isolated)] ns: Sandbox) 
     frame.extend_from_slice(&1u64.to_le_bytes());
     frame.push(0xff); // not a valid postcard varint for a String length
     let err = ns.try_run::<_, String>(scribble(frame)).unwrap_err();
-    assert!(
-        matches!(err, Error::Decode { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
 }
 
 #[rstest]
@@ -120,10 +117,7 @@ fn a_result_that_cannot_be_encoded_is_an_error(#[from(isolated)] ns: Sandbox) {
         }
     }
     let err = ns.try_run(|| Unencodable).unwrap_err();
-    assert!(
-        matches!(err, Error::Encode { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::Encode { .. }), "{err:?}");
     assert!(
         err.to_string().starts_with("encoding the closure's result"),
         "{err}"

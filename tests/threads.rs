@@ -1,8 +1,20 @@
 //! Promise 12: many threads create and use sandboxes at once.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use hermetic::Sandbox;
+
+/// Sets the flag when dropped, also while a failed assertion unwinds: the
+/// threads that spin until it is set then end, and the scope fails the
+/// test instead of waiting for them for ever.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 #[test]
 fn threads_create_and_run_sandboxes_concurrently() {
@@ -42,12 +54,12 @@ fn one_sandbox_serves_many_threads_at_once() {
 fn a_lock_held_by_another_thread_does_not_block_setup() {
     // Setup after fork must not touch locks: hold the allocator-adjacent
     // and std locks busy on other threads while sandboxes are made.
-    let stop = std::sync::atomic::AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
     let shared = Mutex::new(Vec::<u8>::new());
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                while !stop.load(Ordering::Relaxed) {
                     let mut v = shared.lock().unwrap();
                     v.push(1);
                     v.clear();
@@ -56,11 +68,11 @@ fn a_lock_held_by_another_thread_does_not_block_setup() {
                 }
             });
         }
+        let _stop = StopOnDrop(&stop);
         for _ in 0..30 {
             let ns = Sandbox::new().unwrap();
             assert_eq!(ns.run(|| 7), 7);
         }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
 }
 
@@ -68,10 +80,20 @@ fn a_lock_held_by_another_thread_does_not_block_setup() {
 fn a_sandbox_outlives_the_thread_that_made_it() {
     // The lifeline is the process, not the creating thread: a sandbox made
     // on a thread that then exits keeps working.
-    let ns = std::thread::spawn(|| Sandbox::new().unwrap())
+    let (ns, tid) = std::thread::spawn(|| (Sandbox::new().unwrap(), nix::unistd::gettid()))
         .join()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    // join() returns before the kernel is done with the thread: wait until
+    // it is gone from the process (what a death signal would follow).
+    let task = format!("/proc/self/task/{tid}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::path::Path::new(&task).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "thread {tid} never ended"
+        );
+        std::thread::yield_now();
+    }
     assert_eq!(
         ns.run(|| std::fs::read_to_string("/proc/1/comm").unwrap()),
         "hermetic-init\n"
@@ -82,17 +104,18 @@ fn a_sandbox_outlives_the_thread_that_made_it() {
 fn closures_print_while_other_threads_print() {
     // Other threads hammer std's stdout and stderr locks (as libtest's own
     // thread does between tests) while closures that print are forked.
-    let stop = std::sync::atomic::AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| {
                 use std::io::Write;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                while !stop.load(Ordering::Relaxed) {
                     let _ = std::io::stdout().lock().write_all(b"");
                     let _ = std::io::stderr().lock().write_all(b"");
                 }
             });
         }
+        let _stop = StopOnDrop(&stop);
         let ns = Sandbox::new().unwrap();
         for i in 0..200 {
             let got = ns.run(move || {
@@ -102,7 +125,6 @@ fn closures_print_while_other_threads_print() {
             });
             assert_eq!(got, i);
         }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
 }
 
