@@ -333,11 +333,15 @@ fn decode(buf: &[u8]) -> Option<(Step<'_>, &[u8])> {
         *field = &rest[..len];
         rest = &rest[len..];
     }
-    // Every field but a hostname is a C string: refuse one without its NUL.
-    if op != wire::OP_SET_HOSTNAME && op != wire::OP_WRITE_FILE {
-        if fields.iter().any(|f| !f.is_empty() && f[f.len() - 1] != 0) {
-            return None;
-        }
+    // Paths and names are C strings: refuse one without its NUL. A
+    // hostname and the contents of files are bytes.
+    let strings = match op {
+        wire::OP_SET_HOSTNAME => 0,
+        wire::OP_WRITE_FILE | wire::OP_TOUCH => 1,
+        _ => fields.len(),
+    };
+    if fields[..strings].iter().any(|f| !f.is_empty() && f[f.len() - 1] != 0) {
+        return None;
     }
     Some((Step { op, arg: u64::from_le_bytes(arg), fields }, rest))
 }
@@ -378,8 +382,9 @@ fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
         }
         wire::OP_TOUCH => {
             let fd = open(a, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)?;
+            let res = write_all(fd, b);
             close(fd);
-            Ok(())
+            res
         }
         wire::OP_OPEN_TREE => {
             let flags = OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE;

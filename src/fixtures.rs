@@ -1,4 +1,4 @@
-//! rstest fixtures.
+//! rstest fixtures (the default feature `rstest`).
 
 use rstest::fixture;
 

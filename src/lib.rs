@@ -23,7 +23,10 @@
 //! }
 //! ```
 //!
-//! Without rstest: [`Sandbox::new`] or [`Sandbox::builder`].
+//! Without rstest: [`Sandbox::new`] or [`Sandbox::builder`]. The fixtures
+//! `isolated` and `network` come with the default feature `rstest`; with
+//! `default-features = false` the crate does without rstest and its
+//! dependencies.
 //!
 //! ```no_run
 //! let sandbox = hermetic::Sandbox::builder().hostname("db").build()?;
@@ -39,7 +42,7 @@
 //! [`Network`] puts several sandboxes ("hosts") on one virtual segment,
 //! rootless: each has `lo` and `eth0` with its own address and an
 //! `/etc/hosts` naming every host; links can be partitioned, taken down and
-//! shaped ([`LinkShape`]). The [`network`] fixture makes hosts `h1`..`hN`.
+//! shaped ([`LinkShape`]). The `network` fixture makes hosts `h1`..`hN`.
 //!
 //! ```no_run
 //! let net = hermetic::Network::builder().host("db").host("app").build()?;
@@ -119,7 +122,7 @@
 //! [`check()`] probes the host for real and prints what works, what does not,
 //! why, and the fix (`cargo run --example tour` shows it). The same diagnosis
 //! is attached to the errors of [`Sandbox::new`] and to the panic of the
-//! [`isolated`] fixture.
+//! `isolated` fixture.
 //!
 //! | host | symptom | remedy |
 //! |---|---|---|
@@ -190,6 +193,7 @@ mod child;
 mod diagnostics;
 mod error;
 mod fds;
+#[cfg(feature = "rstest")]
 mod fixtures;
 mod helpers;
 mod lifeline;
@@ -206,6 +210,7 @@ mod wire;
 
 pub use check::{Finding, HostReport, Status, check};
 pub use error::{Error, PanicLocation};
+#[cfg(feature = "rstest")]
 pub use fixtures::{isolated, network};
 pub use helpers::{CONNECT_PATIENCE, connect_retry};
 pub use net::{Host, MAX_HOSTS, Network, NetworkBuilder};

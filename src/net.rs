@@ -8,7 +8,6 @@
 //! netlink, sent from runs inside the switch or the host.
 
 use std::fmt;
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Deref;
 use std::os::fd::AsRawFd;
@@ -107,25 +106,16 @@ impl NetworkBuilder {
             .map(|i| Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], i as u8 + 1))
             .collect();
 
-        let mut hosts_file = tempfile::Builder::new()
-            .prefix("hermetic-hosts-")
-            .tempfile()
-            .map_err(|e| Error::sys("creating the network's /etc/hosts", e))?;
-        let mut text =
+        let mut hosts_file =
             String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
         for (name, addr) in self.hosts.iter().zip(&addrs) {
-            text.push_str(&format!("{addr}\t{name}\n"));
+            hosts_file.push_str(&format!("{addr}\t{name}\n"));
         }
-        hosts_file
-            .write_all(text.as_bytes())
-            .map_err(|e| Error::sys("writing the network's /etc/hosts", e))?;
 
         let switch = Sandbox::builder().hostname("switch").build()?;
         let mut builder = SandboxBuilder::new();
-        // Only its path is kept: an open file would be one more fd of ours
-        // in the test process.
-        let hosts_file = hosts_file.into_temp_path();
-        builder.bind_ro(&hosts_file, "/etc/hosts");
+        // Made inside each host: nothing on the host's disk.
+        builder.file("/etc/hosts", hosts_file.into_bytes());
         if let Some(t) = self.timeout {
             builder.timeout(t);
         }
@@ -207,7 +197,6 @@ impl NetworkBuilder {
             hosts,
             switch,
             groups: Mutex::new(0),
-            _hosts_file: hosts_file,
         })
     }
 }
@@ -315,7 +304,6 @@ pub struct Network {
     switch: Sandbox,
     /// How many partition bridges exist; held while the topology changes.
     groups: Mutex<usize>,
-    _hosts_file: tempfile::TempPath,
 }
 
 impl fmt::Debug for Network {

@@ -51,7 +51,10 @@ pub(crate) enum Action {
     /// Create a directory to mount on.
     CreateDir { path: CString },
     /// Create an empty file to bind a file on.
-    CreateFile { path: CString },
+    CreateFile {
+        path: CString,
+        content: Option<Vec<u8>>,
+    },
     /// Clone the mount tree of a bind source (`open_tree`) as fd number
     /// `fd`, before the sandbox's own mounts (such as the tmpfs on `/tmp`)
     /// can hide it or be copied into it.
@@ -228,6 +231,9 @@ enum Under<'a> {
 pub(crate) struct Layout<'a> {
     pub(crate) hostname: &'a [u8],
     pub(crate) mounts: &'a [MountSpec],
+    /// Read-only files made inside and placed over host files: (target,
+    /// contents).
+    pub(crate) files: &'a [(PathBuf, Vec<u8>)],
     /// Leave the host's files writable (as far as the caller may write
     /// them) instead of read-only.
     pub(crate) writable_host: bool,
@@ -423,11 +429,20 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
     // sandbox. Read-only for a caller that is root, so that even a fresh
     // proc made from it in some new namespace can never write the host's
     // sysctls.
+    // The stash also holds the files the sandbox places over host files.
+    let files_size: usize = layout
+        .files
+        .iter()
+        .map(|(_, c)| c.len().next_multiple_of(4096))
+        .sum();
     steps.push(fresh(
         c"tmpfs",
         c"/tmp",
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        Some(c"mode=0700,size=16k".into()),
+        Some(
+            CString::new(format!("mode=0700,size={}", (16 << 10) + files_size))
+                .expect("no NUL in the options"),
+        ),
         StepKind::Proc,
     ));
     steps.push(step(
@@ -449,6 +464,44 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
             data: None,
         },
     ));
+    for (i, (target, contents)) in layout.files.iter().enumerate() {
+        let option = "file";
+        absolute(option, "target", target)?;
+        let target = cstring(option, target)?;
+        let made = CString::new(format!("/tmp/file{i}")).expect("no NUL in the name");
+        let shown = target.to_string_lossy().into_owned();
+        steps.extend([
+            step(
+                format!("writing the contents of {shown} (hidden below /tmp)"),
+                StepKind::UserMount,
+                Action::CreateFile {
+                    path: made.clone(),
+                    content: Some(contents.clone()),
+                },
+            ),
+            step(
+                format!("binding the sandbox's own {shown} over the host's"),
+                StepKind::UserMount,
+                Action::Mount {
+                    source: Some(made),
+                    target: target.clone(),
+                    fstype: None,
+                    flags: libc::MS_BIND,
+                    data: None,
+                },
+            ),
+            step(
+                format!("making {shown} read-only"),
+                StepKind::UserMount,
+                Action::SetAttr {
+                    target,
+                    attrs: wire::ATTR_RDONLY,
+                    recursive: false,
+                    optional: false,
+                },
+            ),
+        ]);
+    }
     steps.push(step(
         "mounting proc on /proc",
         StepKind::Proc,
@@ -671,7 +724,13 @@ fn mount_steps(
                 let last = i + 1 == parts.len();
                 let c = cstring(option, &path)?;
                 let (what, action) = if last && !source_is_dir {
-                    ("creating the file", Action::CreateFile { path: c })
+                    (
+                        "creating the file",
+                        Action::CreateFile {
+                            path: c,
+                            content: None,
+                        },
+                    )
                 } else {
                     ("creating the directory", Action::CreateDir { path: c })
                 };
@@ -763,6 +822,7 @@ mod tests {
         Layout {
             hostname: b"h",
             mounts,
+            files: &[],
             writable_host: false,
             cwd: None,
             root: false,

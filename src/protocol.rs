@@ -64,7 +64,14 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
                 vec![target.as_bytes_with_nul()],
             ),
             Action::CreateDir { path } => (wire::OP_MKDIR, 0, vec![path.as_bytes_with_nul()]),
-            Action::CreateFile { path } => (wire::OP_TOUCH, 0, vec![path.as_bytes_with_nul()]),
+            Action::CreateFile { path, content } => (
+                wire::OP_TOUCH,
+                0,
+                match content {
+                    Some(content) => vec![path.as_bytes_with_nul(), content.as_slice()],
+                    None => vec![path.as_bytes_with_nul()],
+                },
+            ),
             Action::OpenSource { path, fd, optional } => (
                 wire::OP_OPEN_TREE,
                 *fd as u64 | flag(*optional, wire::ARG_OPTIONAL),

@@ -63,6 +63,8 @@ pub struct SandboxBuilder {
     cgroup: bool,
     max_result_size: usize,
     writable_host: bool,
+    /// Read-only files placed over host files: (target, contents).
+    files: Vec<(PathBuf, Vec<u8>)>,
 }
 
 impl Default for SandboxBuilder {
@@ -74,6 +76,7 @@ impl Default for SandboxBuilder {
             cgroup: false,
             max_result_size: DEFAULT_MAX_RESULT_SIZE,
             writable_host: false,
+            files: Vec::new(),
         }
     }
 }
@@ -179,6 +182,14 @@ impl SandboxBuilder {
         self.build_telling(userns).map_err(|(e, _)| e)
     }
 
+    /// Places a read-only file holding `contents` over the host's file
+    /// `target` (which must exist), made inside the sandbox: nothing of it
+    /// is left on the host, even after a SIGKILL of the test process.
+    pub(crate) fn file(&mut self, target: impl AsRef<Path>, contents: Vec<u8>) -> &mut Self {
+        self.files.push((target.as_ref().to_path_buf(), contents));
+        self
+    }
+
     /// Like [`build_in`](Self::build_in); a failed setup step also says
     /// what kind of step it was (for [`check`](crate::check)).
     pub(crate) fn build_telling(
@@ -227,6 +238,7 @@ impl SandboxBuilder {
         let layout = plan::Layout {
             hostname: &hostname,
             mounts: &self.mounts,
+            files: &self.files,
             writable_host: self.writable_host,
             cwd: std::env::current_dir().ok(),
             root: nix::unistd::geteuid().is_root(),
@@ -356,7 +368,7 @@ fn interpret(
 /// A set of fresh namespaces with a process holding them open.
 ///
 /// Made by [`Sandbox::new`], [`Sandbox::builder`] or the
-/// [`isolated`](crate::isolated) fixture. Closures given to [`run`](Self::run)
+/// `isolated` fixture. Closures given to [`run`](Self::run)
 /// and [`spawn`](Self::spawn) execute inside, in a child forked from the test
 /// process. Dropping the sandbox kills every process in it.
 ///
@@ -466,9 +478,11 @@ impl Sandbox {
     /// # Errors
     ///
     /// [`Error::Panicked`] (message and location), [`Error::Killed`],
-    /// [`Error::Exited`], [`Error::TimedOut`], [`Error::Codec`] and
-    /// [`Error::Channel`] for what happened to `f`; [`Error::Sys`] when a
-    /// run could not be started. The sandbox stays usable after any of them.
+    /// [`Error::Exited`], [`Error::TimedOut`], [`Error::Encode`], [`Error::Decode`] and
+    /// [`Error::Channel`] for what happened to `f`; [`Error::SandboxDead`]
+    /// when the sandbox was killed, [`Error::Sys`] when a run could not be
+    /// started otherwise. After any of them but [`Error::SandboxDead`], the
+    /// sandbox stays usable.
     ///
     /// # Examples
     ///

@@ -71,7 +71,7 @@ pub const ATTR_RDONLY: u64 = 0x1;
 pub const ATTR_NODEV: u64 = 0x4;
 /// Create the directory at field 0.
 pub const OP_MKDIR: u8 = 6;
-/// Create an empty file at field 0.
+/// Create a file at field 0 holding field 1 (empty if absent).
 pub const OP_TOUCH: u8 = 7;
 /// Clone the mount tree at field 0 (`open_tree`) as the fd in arg.
 pub const OP_OPEN_TREE: u8 = 8;
