@@ -23,12 +23,101 @@ pub enum Status {
     Info,
 }
 
+/// What a [`Finding`] is about: one capability probed, or one fact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Probe {
+    /// The kernel version (5.12 or later is needed).
+    Kernel,
+    /// Where this runs: container, seccomp, LSMs.
+    Environment,
+    /// A new user namespace.
+    UserNamespace,
+    /// A mount namespace inside a new user namespace.
+    MountNamespace,
+    /// A network namespace inside a new user namespace.
+    NetworkNamespace,
+    /// A PID namespace inside a new user namespace.
+    PidNamespace,
+    /// A UTS namespace inside a new user namespace.
+    UtsNamespace,
+    /// An IPC namespace inside a new user namespace.
+    IpcNamespace,
+    /// A cgroup namespace inside a new user namespace (optional).
+    CgroupNamespace,
+    /// Writing the uid and gid maps, and making mounts private.
+    IdMaps,
+    /// The inner user namespace and the namespaces it owns.
+    InnerUserNamespace,
+    /// The host's files made read-only and its device nodes unopenable.
+    ReadOnlyHost,
+    /// A fresh `/proc` with its host-wide parts read-only.
+    FreshProc,
+    /// A fresh `/sys`.
+    FreshSys,
+    /// The tmpfs mounts (`/tmp`, `/dev/shm`, the user's).
+    Tmpfs,
+    /// The hostname and `lo` up.
+    Loopback,
+    /// Entering the inner user namespace, which locks the mounts.
+    LockedMounts,
+    /// The sandbox's own session keyring.
+    SessionKeyring,
+    /// veth pairs (networks).
+    Veth,
+    /// Bridges (networks).
+    Bridge,
+    /// The tbf qdisc (rate shaping).
+    Tbf,
+    /// The netem qdisc (delay and loss).
+    Netem,
+    /// `newuidmap` and `newgidmap`, which map ranges of ids.
+    IdHelpers,
+}
+
+impl Probe {
+    /// The probe's name as the report prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Probe::Kernel => "kernel 5.12 or later",
+            Probe::Environment => "environment",
+            Probe::UserNamespace => "user namespace",
+            Probe::MountNamespace => "mount namespace",
+            Probe::NetworkNamespace => "network namespace",
+            Probe::PidNamespace => "PID namespace",
+            Probe::UtsNamespace => "UTS namespace",
+            Probe::IpcNamespace => "IPC namespace",
+            Probe::CgroupNamespace => "cgroup namespace",
+            Probe::IdMaps => "uid and gid maps",
+            Probe::InnerUserNamespace => "inner user namespace",
+            Probe::ReadOnlyHost => "read-only host files",
+            Probe::FreshProc => "fresh /proc",
+            Probe::FreshSys => "fresh /sys",
+            Probe::Tmpfs => "tmpfs on /tmp",
+            Probe::Loopback => "loopback up",
+            Probe::LockedMounts => "locked mounts",
+            Probe::SessionKeyring => "session keyring",
+            Probe::Veth => "veth pairs",
+            Probe::Bridge => "bridges",
+            Probe::Tbf => "tbf qdisc (rate shaping)",
+            Probe::Netem => "netem qdisc (delay, loss)",
+            Probe::IdHelpers => "newuidmap / newgidmap",
+        }
+    }
+}
+
+impl fmt::Display for Probe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One line of the report.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Finding {
-    /// What was probed, such as `"network namespace"`.
-    pub name: &'static str,
+    /// What was probed.
+    pub probe: Probe,
     /// Whether it works.
     pub status: Status,
     /// What was seen: a version, an errno, a sysctl value.
@@ -59,9 +148,17 @@ impl HostReport {
             .all(|f| f.status == Status::Works)
     }
 
-    /// The finding called `name`.
-    pub fn finding(&self, name: &str) -> Option<&Finding> {
-        self.findings.iter().find(|f| f.name == name)
+    /// The finding of `probe`.
+    ///
+    /// ```no_run
+    /// use hermetic::{Probe, Status};
+    /// let report = hermetic::check();
+    /// if report.finding(Probe::Netem).map(|f| f.status) != Some(Status::Works) {
+    ///     println!("delay and loss are not available here");
+    /// }
+    /// ```
+    pub fn finding(&self, probe: Probe) -> Option<&Finding> {
+        self.findings.iter().find(|f| f.probe == probe)
     }
 }
 
@@ -76,7 +173,7 @@ impl fmt::Display for HostReport {
                 (Status::NotReached, _) => "skipped",
                 (Status::Info, _) => "info",
             };
-            writeln!(f, "  {mark:<8} {:<26} {}", x.name, x.detail)?;
+            writeln!(f, "  {mark:<8} {:<26} {}", x.probe.name(), x.detail)?;
             if let Some(hint) = &x.hint {
                 for line in hint.lines() {
                     writeln!(f, "  {:<8} {:<26}   {line}", "", "")?;
@@ -91,9 +188,9 @@ impl fmt::Display for HostReport {
     }
 }
 
-fn finding(name: &'static str, status: Status, detail: impl Into<String>) -> Finding {
+fn finding(probe: Probe, status: Status, detail: impl Into<String>) -> Finding {
     Finding {
-        name,
+        probe,
         status,
         detail: detail.into(),
         hint: None,
@@ -103,19 +200,19 @@ fn finding(name: &'static str, status: Status, detail: impl Into<String>) -> Fin
 
 /// Names of the setup findings, in the order the init process makes the
 /// steps, with the kinds of step that belong to each.
-const SETUP: [(&str, &[StepKind]); 9] = [
-    ("uid and gid maps", &[StepKind::IdMap, StepKind::Private]),
-    ("inner user namespace", &[StepKind::Nest]),
-    ("read-only host files", &[StepKind::ReadOnlyHost]),
-    ("fresh /proc", &[StepKind::Proc, StepKind::ProcReadOnly]),
-    ("fresh /sys", &[StepKind::Sys]),
+const SETUP: [(Probe, &[StepKind]); 9] = [
+    (Probe::IdMaps, &[StepKind::IdMap, StepKind::Private]),
+    (Probe::InnerUserNamespace, &[StepKind::Nest]),
+    (Probe::ReadOnlyHost, &[StepKind::ReadOnlyHost]),
+    (Probe::FreshProc, &[StepKind::Proc, StepKind::ProcReadOnly]),
+    (Probe::FreshSys, &[StepKind::Sys]),
     (
-        "tmpfs on /tmp",
+        Probe::Tmpfs,
         &[StepKind::Tmp, StepKind::DevShm, StepKind::UserMount],
     ),
-    ("loopback up", &[StepKind::Hostname, StepKind::Loopback]),
-    ("locked mounts", &[StepKind::EnterNested]),
-    ("session keyring", &[StepKind::Keyring]),
+    (Probe::Loopback, &[StepKind::Hostname, StepKind::Loopback]),
+    (Probe::LockedMounts, &[StepKind::EnterNested]),
+    (Probe::SessionKeyring, &[StepKind::Keyring]),
 ];
 
 /// Probes this host: each namespace kind, a whole sandbox (id maps, proc,
@@ -146,7 +243,7 @@ pub fn check() -> HostReport {
         .filter_map(|p| p.parse().ok())
         .collect();
     let new_enough = version.len() == 2 && (version[0], version[1]) >= (5, 12);
-    let mut k = finding("kernel 5.12 or later", Status::Works, kernel.clone());
+    let mut k = finding(Probe::Kernel, Status::Works, kernel.clone());
     if !new_enough {
         k.status = Status::Missing;
         k.hint =
@@ -156,18 +253,18 @@ pub fn check() -> HostReport {
 
     findings.push(Finding {
         required: false,
-        ..finding("environment", Status::Info, environment(&facts))
+        ..finding(Probe::Environment, Status::Info, environment(&facts))
     });
 
     // Each namespace kind, alone with a user namespace.
-    let kinds: [(&str, libc::c_int); 7] = [
-        ("user namespace", 0),
-        ("mount namespace", libc::CLONE_NEWNS),
-        ("network namespace", libc::CLONE_NEWNET),
-        ("PID namespace", libc::CLONE_NEWPID),
-        ("UTS namespace", libc::CLONE_NEWUTS),
-        ("IPC namespace", libc::CLONE_NEWIPC),
-        ("cgroup namespace", libc::CLONE_NEWCGROUP),
+    let kinds: [(Probe, libc::c_int); 7] = [
+        (Probe::UserNamespace, 0),
+        (Probe::MountNamespace, libc::CLONE_NEWNS),
+        (Probe::NetworkNamespace, libc::CLONE_NEWNET),
+        (Probe::PidNamespace, libc::CLONE_NEWPID),
+        (Probe::UtsNamespace, libc::CLONE_NEWUTS),
+        (Probe::IpcNamespace, libc::CLONE_NEWIPC),
+        (Probe::CgroupNamespace, libc::CLONE_NEWCGROUP),
     ];
     let mut userns_ok = true;
     for (name, flag) in kinds {
@@ -199,7 +296,7 @@ pub fn check() -> HostReport {
     };
     let failed_at =
         failed_kind.and_then(|kind| SETUP.iter().position(|(_, kinds)| kinds.contains(&kind)));
-    for (i, (name, _)) in SETUP.iter().enumerate() {
+    for (i, &(name, _)) in SETUP.iter().enumerate() {
         let f = match &sandbox {
             None => finding(name, Status::NotReached, "needs a user namespace"),
             Some(Ok(_)) => finding(name, Status::Works, ""),
@@ -232,7 +329,11 @@ pub fn check() -> HostReport {
                 .unwrap_or_else(|e| vec![(0, Err((0, format!("the probe did not run: {e}"))))]);
             for (i, result) in probes {
                 let Some(&(name, required, module)) = NET_PROBES.get(i) else {
-                    findings.push(finding("network probes", Status::Missing, "did not run"));
+                    findings.push(finding(
+                        Probe::Veth,
+                        Status::Missing,
+                        "the probes did not run",
+                    ));
                     continue;
                 };
                 findings.push(match result {
@@ -260,17 +361,17 @@ pub fn check() -> HostReport {
 
     findings.push(Finding {
         required: false,
-        ..finding("newuidmap / newgidmap", Status::Info, id_helpers())
+        ..finding(Probe::IdHelpers, Status::Info, id_helpers())
     });
     HostReport { kernel, findings }
 }
 
 /// (name, required, kernel module) of each network probe, by index.
-const NET_PROBES: [(&str, bool, &str); 4] = [
-    ("veth pairs", false, "veth"),
-    ("bridges", false, "bridge"),
-    ("tbf qdisc (rate shaping)", false, "sch_tbf"),
-    ("netem qdisc (delay, loss)", false, "sch_netem"),
+const NET_PROBES: [(Probe, bool, &str); 4] = [
+    (Probe::Veth, false, "veth"),
+    (Probe::Bridge, false, "bridge"),
+    (Probe::Tbf, false, "sch_tbf"),
+    (Probe::Netem, false, "sch_netem"),
 ];
 
 /// Runs inside a sandbox: makes a veth pair and a bridge, probes tbf and
@@ -340,16 +441,16 @@ fn show(v: Option<u64>) -> String {
     v.map_or_else(|| "absent".into(), |v| v.to_string())
 }
 
-fn sysctl_detail(name: &str, facts: &HostFacts) -> String {
-    match name {
-        "user namespace" => format!(
+fn sysctl_detail(probe: Probe, facts: &HostFacts) -> String {
+    match probe {
+        Probe::UserNamespace => format!(
             "user.max_user_namespaces = {}, kernel.apparmor_restrict_unprivileged_userns = {}, \
              kernel.unprivileged_userns_clone = {}",
             show(facts.max_user_namespaces),
             show(facts.apparmor_restrict),
             show(facts.unprivileged_userns_clone)
         ),
-        "network namespace" => {
+        Probe::NetworkNamespace => {
             format!(
                 "user.max_net_namespaces = {}",
                 show(facts.max_net_namespaces)

@@ -208,7 +208,7 @@ mod shape;
 mod sys;
 mod wire;
 
-pub use check::{Finding, HostReport, Status, check};
+pub use check::{Finding, HostReport, Probe, Status, check};
 pub use error::{Error, PanicLocation};
 #[cfg(feature = "rstest")]
 pub use fixtures::{isolated, network};

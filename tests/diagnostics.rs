@@ -3,19 +3,21 @@
 
 mod common;
 
-use hermetic::{Sandbox, Status, check};
+use hermetic::{Probe, Sandbox, Status, check};
 
 #[test]
 fn this_host_runs_sandboxes_and_says_so() {
     let report = check();
     assert!(report.sandboxes_work(), "{report}");
     for name in [
-        "user namespace",
-        "network namespace",
-        "PID namespace",
-        "fresh /proc",
-        "fresh /sys",
-        "loopback up",
+        Probe::UserNamespace,
+        Probe::NetworkNamespace,
+        Probe::PidNamespace,
+        Probe::FreshProc,
+        Probe::FreshSys,
+        Probe::Loopback,
+        Probe::ReadOnlyHost,
+        Probe::LockedMounts,
     ] {
         let f = report
             .finding(name)
@@ -30,7 +32,7 @@ fn netem_is_detected_either_way() {
     // This machine's kernel has no netem; others do. Either way the report
     // must say which, and a missing netem must come with its remedy.
     let report = check();
-    let netem = report.finding("netem qdisc (delay, loss)").unwrap();
+    let netem = report.finding(Probe::Netem).unwrap();
     match netem.status {
         Status::Works => println!("netem is available here"),
         Status::Missing => {
@@ -41,11 +43,8 @@ fn netem_is_detected_either_way() {
         }
         s => panic!("netem probe did not run ({s:?}):\n{report}"),
     }
-    assert_eq!(
-        report.finding("tbf qdisc (rate shaping)").unwrap().status,
-        Status::Works
-    );
-    assert_eq!(report.finding("veth pairs").unwrap().status, Status::Works);
+    assert_eq!(report.finding(Probe::Tbf).unwrap().status, Status::Works);
+    assert_eq!(report.finding(Probe::Veth).unwrap().status, Status::Works);
 }
 
 #[test]
@@ -56,7 +55,7 @@ fn exhausted_user_namespaces_are_diagnosed() {
     let (works, hint, err) = ns.run(|| {
         std::fs::write("/proc/sys/user/max_user_namespaces", "0").unwrap();
         let report = check();
-        let f = report.finding("user namespace").unwrap().clone();
+        let f = report.finding(Probe::UserNamespace).unwrap().clone();
         assert_eq!(f.status, Status::Missing);
         (
             report.sandboxes_work(),
@@ -125,7 +124,7 @@ fn a_seccomp_profile_refusing_namespaces_is_diagnosed() {
         refuse_user_namespaces();
         let e = Sandbox::new().unwrap_err();
         let report = check();
-        let hint = report.finding("user namespace").unwrap().hint.clone();
+        let hint = report.finding(Probe::UserNamespace).unwrap().hint.clone();
         (e.errno(), e.to_string(), hint.unwrap_or_default())
     });
     assert_eq!(errno, Some(libc::EPERM));
@@ -150,13 +149,13 @@ fn a_failing_setup_step_is_diagnosed_in_the_report() {
     let (earlier, status, detail, hint, later) = ns.run(|| {
         std::fs::write("/proc/sys/user/max_net_namespaces", "0").unwrap();
         let report = check();
-        let f = report.finding("inner user namespace").unwrap().clone();
+        let f = report.finding(Probe::InnerUserNamespace).unwrap().clone();
         (
-            report.finding("uid and gid maps").unwrap().status,
+            report.finding(Probe::IdMaps).unwrap().status,
             f.status,
             f.detail,
             f.hint.unwrap_or_default(),
-            report.finding("fresh /sys").unwrap().status,
+            report.finding(Probe::FreshSys).unwrap().status,
         )
     });
     assert_eq!(earlier, Status::Works);

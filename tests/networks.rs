@@ -331,7 +331,7 @@ fn delay_uses_netem_or_says_it_is_missing(
     net: Network,
 ) {
     let netem = hermetic::check()
-        .finding("netem qdisc (delay, loss)")
+        .finding(hermetic::Probe::Netem)
         .map(|f| f.status);
     let result = net.shape("h2", &LinkShape::delay(Duration::from_millis(50)));
     match (netem, result) {
