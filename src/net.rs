@@ -7,9 +7,9 @@
 //! plug a veth pair into each host's network namespace. All configuration is
 //! netlink, sent from runs inside the switch or the host.
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
-use std::ops::Deref;
 use std::os::fd::AsRawFd;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -17,7 +17,10 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::fds::Fd;
 use crate::netlink::Netlink;
-use crate::sandbox::{Sandbox, SandboxBuilder};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::sandbox::{Sandbox, SandboxBuilder, Spawned};
 use crate::shape::LinkShape;
 
 /// The segment hosts live on: 10.77.0.0/24, inside the network's own
@@ -42,23 +45,45 @@ fn from_step((step, errno): Step) -> Error {
     }
 }
 
-/// Options for a [`Network`]; made by [`Network::builder`].
+/// Options for a [`Network`]; made by [`Network::builder`] or
+/// [`NetworkBuilder::new`].
 #[derive(Debug, Clone, Default)]
 pub struct NetworkBuilder {
-    hosts: Vec<String>,
+    /// Each host's name, and its own options if it has any.
+    hosts: Vec<(String, Option<SandboxBuilder>)>,
     timeout: Option<Duration>,
 }
 
 impl NetworkBuilder {
+    /// A network with no hosts yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// Adds a host called `name`: its hostname, and the name every other
     /// host resolves to its address.
     pub fn host(&mut self, name: impl Into<String>) -> &mut Self {
-        self.hosts.push(name.into());
+        self.hosts.push((name.into(), None));
         self
     }
 
-    /// The timeout of every run on every host (see
-    /// [`SandboxBuilder::timeout`]).
+    /// Adds a host called `name` with options of its own: the mounts,
+    /// timeout, result size and so on of `options` (its hostname is
+    /// `name`, and its `/etc/hosts` the network's).
+    ///
+    /// ```no_run
+    /// let mut db = hermetic::Sandbox::builder();
+    /// db.tmpfs("/mnt");
+    /// let net = hermetic::Network::builder().host_with("db", &db).host("app").build()?;
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
+    pub fn host_with(&mut self, name: impl Into<String>, options: &SandboxBuilder) -> &mut Self {
+        self.hosts.push((name.into(), Some(options.clone())));
+        self
+    }
+
+    /// The timeout of every run on every host that has none of its own
+    /// (see [`SandboxBuilder::timeout`]).
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
         self.timeout = Some(timeout);
         self
@@ -78,13 +103,13 @@ impl NetworkBuilder {
                 self.hosts.len()
             )));
         }
-        for (i, name) in self.hosts.iter().enumerate() {
+        for (i, (name, _)) in self.hosts.iter().enumerate() {
             if let Some(reason) = bad_hostname(name) {
                 return Err(invalid(format!(
                     "{name:?} is not a valid host name: {reason}"
                 )));
             }
-            if self.hosts[..i].contains(name) {
+            if self.hosts[..i].iter().any(|(other, _)| other == name) {
                 return Err(invalid(format!("the name {name:?} is given twice")));
             }
         }
@@ -108,20 +133,23 @@ impl NetworkBuilder {
 
         let mut hosts_file =
             String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-        for (name, addr) in self.hosts.iter().zip(&addrs) {
+        for ((name, _), addr) in self.hosts.iter().zip(&addrs) {
             hosts_file.push_str(&format!("{addr}\t{name}\n"));
         }
 
         let switch = Sandbox::builder().hostname("switch").build()?;
-        let mut builder = SandboxBuilder::new();
-        // Made inside each host: nothing on the host's disk.
-        builder.file("/etc/hosts", hosts_file.into_bytes());
-        if let Some(t) = self.timeout {
-            builder.timeout(t);
-        }
+        let hosts_file = hosts_file.into_bytes();
         let mut hosts = Vec::with_capacity(self.hosts.len());
-        for (i, (name, addr)) in self.hosts.iter().zip(&addrs).enumerate() {
+        for (i, ((name, options), addr)) in self.hosts.iter().zip(&addrs).enumerate() {
+            let mut builder = options.clone().unwrap_or_default();
             builder.hostname(name);
+            // Made inside each host: nothing on the host's disk.
+            builder.file("/etc/hosts", hosts_file.clone());
+            if let Some(t) = self.timeout
+                && !builder.has_timeout()
+            {
+                builder.timeout(t);
+            }
             hosts.push(Host {
                 name: name.clone(),
                 addr: *addr,
@@ -220,8 +248,9 @@ fn bad_hostname(name: &str) -> Option<&'static str> {
     }
 }
 
-/// One host of a [`Network`]: a [`Sandbox`] (all its methods work on it)
-/// with a name and an address.
+/// One host of a [`Network`]: a [`Sandbox`] with a name and an address.
+/// It runs closures and programs as a sandbox does; [`Host::sandbox`]
+/// gives the rest of the sandbox's methods.
 pub struct Host {
     name: String,
     addr: Ipv4Addr,
@@ -251,11 +280,57 @@ impl Host {
     }
 }
 
-impl Deref for Host {
-    type Target = Sandbox;
-
-    fn deref(&self) -> &Sandbox {
+impl Host {
+    /// The host's sandbox, for everything a [`Sandbox`] does that a host
+    /// does not offer itself (a [`Killer`](crate::Killer), say).
+    pub fn sandbox(&self) -> &Sandbox {
         &self.sandbox
+    }
+
+    /// Runs `f` on this host; see [`Sandbox::run`].
+    #[track_caller]
+    pub fn run<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T,
+        T: Serialize + DeserializeOwned,
+    {
+        self.sandbox.run(f)
+    }
+
+    /// Runs `f` on this host; see [`Sandbox::try_run`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::try_run`].
+    pub fn try_run<F, T>(&self, f: F) -> Result<T, Error>
+    where
+        F: FnOnce() -> T,
+        T: Serialize + DeserializeOwned,
+    {
+        self.sandbox.try_run(f)
+    }
+
+    /// Starts `f` in the background on this host; see [`Sandbox::spawn`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::spawn`].
+    pub fn spawn<F>(&self, f: F) -> Result<Spawned<'_>, Error>
+    where
+        F: FnOnce(),
+    {
+        self.sandbox.spawn(f)
+    }
+
+    /// A command that runs `program` on this host; see
+    /// [`Sandbox::command`].
+    pub fn command(&self, program: impl AsRef<OsStr>) -> std::process::Command {
+        self.sandbox.command(program)
+    }
+
+    /// The pid of the host's init process; see [`Sandbox::pid`].
+    pub fn pid(&self) -> u32 {
+        self.sandbox.pid()
     }
 }
 
@@ -343,6 +418,26 @@ impl Network {
     /// Every host, in the order they were added.
     pub fn hosts(&self) -> &[Host] {
         &self.hosts
+    }
+
+    /// Tears the network down like `drop` (every host, then the switch
+    /// with the links), but reports what went wrong.
+    ///
+    /// # Errors
+    ///
+    /// The first error of [`Sandbox::close`] among the hosts and the
+    /// switch; all are torn down either way.
+    pub fn close(self) -> Result<(), Error> {
+        let Network { hosts, switch, .. } = self;
+        let mut first = Ok(());
+        for host in hosts {
+            let closed = host.sandbox.close();
+            if first.is_ok() {
+                first = closed;
+            }
+        }
+        let closed = switch.close();
+        first.and(closed)
     }
 
     fn names(&self) -> Vec<&str> {

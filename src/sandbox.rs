@@ -182,6 +182,11 @@ impl SandboxBuilder {
         self.build_telling(userns).map_err(|(e, _)| e)
     }
 
+    /// Whether a timeout was set.
+    pub(crate) fn has_timeout(&self) -> bool {
+        self.timeout.is_some()
+    }
+
     /// Places a read-only file holding `contents` over the host's file
     /// `target` (which must exist), made inside the sandbox: nothing of it
     /// is left on the host, even after a SIGKILL of the test process.

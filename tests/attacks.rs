@@ -593,7 +593,7 @@ fn fd_helper() {
         hermetic_s.iter().any(|t| t.contains("pidfd")),
         "{hermetic_s:?}"
     );
-    for sandbox in [&a, net.host("x")] {
+    for sandbox in [&a, net.host("x").sandbox()] {
         let (fds, result) = sandbox.run(move || (fd_targets(), hermetic::__result_channel_fd()));
         let result = result.unwrap();
         assert!(

@@ -451,3 +451,44 @@ fn bad_partitions_are_refused_by_name(
 fn unknown_host_panics_with_the_known_names(#[from(network)] net: Network) {
     net.host("h7");
 }
+
+#[test]
+fn a_host_takes_options_of_its_own() {
+    let mut db = hermetic::Sandbox::builder();
+    db.tmpfs("/mnt").timeout(Duration::from_millis(500));
+    let net = hermetic::NetworkBuilder::new()
+        .host_with("db", &db)
+        .host("app")
+        .build()
+        .unwrap();
+    // A tmpfs is writable; the host's /mnt is read-only inside.
+    let writable = |host: &str| {
+        net.host(host)
+            .run(|| std::fs::write("/mnt/probe", "x").is_ok())
+    };
+    assert!(writable("db"), "db lacks its own tmpfs on /mnt");
+    assert!(!writable("app"), "app has db's tmpfs");
+    // db's timeout is its own; its name and /etc/hosts are the network's.
+    let err = net
+        .host("db")
+        .try_run(|| std::thread::sleep(Duration::from_secs(30)))
+        .unwrap_err();
+    assert!(matches!(err, Error::TimedOut { .. }), "{err:?}");
+    let seen = net.host("db").run(|| {
+        let name = nix::unistd::gethostname().unwrap();
+        let app = ("app", 0).to_socket_addrs().unwrap().next().unwrap().ip();
+        (name.into_string().unwrap(), app)
+    });
+    assert_eq!(seen, ("db".to_owned(), net.host("app").addr()));
+}
+
+#[test]
+fn close_tears_the_network_down_and_reports() {
+    let net = Network::builder().host("x").host("y").build().unwrap();
+    let pids: Vec<u32> = net.hosts().iter().map(|h| h.pid()).collect();
+    net.close().unwrap();
+    for pid in pids {
+        // Our children, reaped by close: nothing is left of them.
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    }
+}
