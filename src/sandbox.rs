@@ -201,6 +201,8 @@ impl SandboxBuilder {
         &self,
         userns: Option<&Sandbox>,
     ) -> Result<Sandbox, (Error, Option<StepKind>)> {
+        // Now, not at the first run, which may come during unwinding.
+        crate::child::install_panic_hook();
         let (sandbox, ready_r, steps, maps) = self.start(userns).map_err(|e| (e, None))?;
         let report = run::read_report(&ready_r, &sandbox.holder).map_err(|e| {
             (

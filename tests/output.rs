@@ -183,3 +183,28 @@ fn processes_a_run_leaves_behind_can_print_freely() {
         "the background writer never finished within 60 s: its output was not drained"
     );
 }
+
+/// Prints a line in two parts with a run between them, without capture.
+#[test]
+#[ignore = "helper, run by a_line_begun_before_a_run_prints_once"]
+fn helper_prints_half_a_line_around_a_run() {
+    print!("marker-half-line ");
+    let ns = Sandbox::new().unwrap();
+    ns.run(|| println!("marker-inside"));
+    println!("marker-end");
+}
+
+#[test]
+fn a_line_begun_before_a_run_prints_once() {
+    // Without capture, "marker-half-line " waits in stdout's buffer when
+    // the run forks: it must not be printed by the copy too.
+    let out = run_self(
+        "helper_prints_half_a_line_around_a_run",
+        &[],
+        &["--nocapture"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("marker-half-line").count(), 1, "{stdout}");
+    assert_eq!(stdout.matches("marker-inside").count(), 1, "{stdout}");
+}

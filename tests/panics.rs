@@ -1,5 +1,7 @@
 //! Promise 7: a panic inside fails the test with its message and location.
 
+mod common;
+
 use hermetic::{Error, Sandbox, isolated};
 use rstest::rstest;
 
@@ -112,6 +114,14 @@ fn panics_elsewhere_in_the_test_process_do_not_block_a_run() {
             panics
         })
     };
+    // Stops the noise when the test ends, also by a failed assertion.
+    struct Stop(Arc<AtomicBool>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let guard = Stop(Arc::clone(&stop));
     for i in 0..300 {
         let err = ns
             .try_run(|| {
@@ -124,6 +134,50 @@ fn panics_elsewhere_in_the_test_process_do_not_block_a_run() {
             "run {i}: {err}"
         );
     }
-    stop.store(true, Ordering::Relaxed);
+    drop(guard);
     assert!(noise.join().expect("the noise thread") > 0);
+}
+
+/// Builds a sandbox and runs closures in it from a `Drop` during unwinding,
+/// in a process where no sandbox was made before (the panic hook is not
+/// installed yet).
+#[test]
+#[ignore = "helper, run by a_sandbox_made_while_unwinding_works"]
+fn helper_makes_a_sandbox_while_unwinding() {
+    struct OnUnwind;
+    impl Drop for OnUnwind {
+        fn drop(&mut self) {
+            let ns = Sandbox::new().unwrap();
+            assert_eq!(ns.run(|| 7), 7);
+            let err = ns
+                .try_run(|| -> u8 { panic!("marker-inner-panic") })
+                .unwrap_err();
+            assert!(err.to_string().contains("marker-inner-panic"), "{err}");
+            println!("marker-ran-while-unwinding");
+        }
+    }
+    let caught = std::panic::catch_unwind(|| {
+        let _guard = OnUnwind;
+        panic!("marker-outer-panic");
+    });
+    assert!(caught.is_err());
+    // And afterwards, runs report panics with their location as usual.
+    let ns = Sandbox::new().unwrap();
+    let err = ns.try_run(|| -> u8 { panic!("marker-later") }).unwrap_err();
+    let Error::Panicked { location, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(location.is_some(), "{err:?}");
+}
+
+#[test]
+fn a_sandbox_made_while_unwinding_works() {
+    let out = common::run_self(
+        "helper_makes_a_sandbox_while_unwinding",
+        &[],
+        &["--nocapture"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("marker-ran-while-unwinding"), "{stdout}");
 }

@@ -173,7 +173,11 @@ impl ForkLocks {
     /// prints holds stdout or stderr and then wants the panic lock.
     pub(crate) fn take() -> ForkLocks {
         loop {
-            let stdout = std::io::stdout().lock();
+            let mut stdout = std::io::stdout().lock();
+            // What stdout holds unwritten (a line not yet ended, printed
+            // without libtest's capture) goes out now, once: a copy of it in
+            // the child would be printed a second time.
+            let _ = std::io::Write::flush(&mut stdout);
             let stderr = std::io::stderr().lock();
             let printing = match PANIC_PRINTING.try_lock() {
                 Ok(guard) => guard,
@@ -219,8 +223,16 @@ impl ForkLocks {
 /// another thread of the test process may hold at the moment of `fork`
 /// (while it panics, for instance), and in the child nobody would release
 /// it.
+///
+/// Called when a sandbox is built, and again before each run; never while
+/// the thread is panicking (`set_hook` would panic then): a sandbox built
+/// and run from a `Drop` during unwinding works, and installs the hook at
+/// the next chance.
 pub(crate) fn install_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
+    if std::thread::panicking() {
+        return;
+    }
     ONCE.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
