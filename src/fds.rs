@@ -36,10 +36,12 @@ impl Fd {
     }
 
     /// Keeps the fd open and listed for the rest of the process.
-    pub(crate) fn leak(self) -> BorrowedFd<'static> {
-        let fd = self.as_raw_fd();
+    pub(crate) fn leak(mut self) -> BorrowedFd<'static> {
+        let fd = self.0.take().expect("open until dropped");
+        // Not dropped: it stays listed.
         std::mem::forget(self);
-        crate::sys::borrow_static(fd)
+        let leaked: &'static OwnedFd = Box::leak(Box::new(fd));
+        leaked.as_fd()
     }
 
     /// A second fd for the same open file, listed too.

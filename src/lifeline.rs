@@ -16,43 +16,16 @@
 //! test process (a sandbox made inside a sandbox) opens its own.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::BorrowedFd;
 
 use crate::fds::Fd;
 use crate::sys;
 
-/// `pid << 32 | fd` of the pidfd opened by process `pid`; 0 when none.
-static LIFELINE: AtomicU64 = AtomicU64::new(0);
+/// The pidfd opened by this process.
+static LIFELINE: sys::PerProcessFd = sys::PerProcessFd::new();
 
 /// A pidfd of the calling process, opened once per process and kept open
 /// for the life of the process.
 pub(crate) fn lifeline() -> io::Result<BorrowedFd<'static>> {
-    let pid = sys::getpid();
-    let current = LIFELINE.load(Ordering::Acquire);
-    if current != 0 && (current >> 32) as i32 == pid {
-        return Ok(borrow(current));
-    }
-    let fd = Fd::open(|| sys::pidfd_open(pid))?;
-    let packed = (pid as u64) << 32 | fd.as_raw_fd() as u32 as u64;
-    match LIFELINE.compare_exchange(current, packed, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => {
-            fd.leak();
-            Ok(borrow(packed))
-        }
-        Err(winner) => {
-            // Another thread opened one first: keep theirs, close ours.
-            drop(fd);
-            if (winner >> 32) as i32 == pid {
-                Ok(borrow(winner))
-            } else {
-                lifeline()
-            }
-        }
-    }
-}
-
-fn borrow(packed: u64) -> BorrowedFd<'static> {
-    // Lifeline fds are never closed once published for this pid.
-    sys::borrow_static(packed as u32 as RawFd)
+    LIFELINE.get_or_open(|| Fd::open(|| sys::pidfd_open(sys::getpid())))
 }

@@ -50,9 +50,9 @@ struct Forwarder {
 pub(crate) struct Output {
     stdout: Fd,
     stderr: Fd,
-    /// The read ends' numbers (owned by `streams`), to poll and to see
-    /// whether anything waits in them.
-    readers: [RawFd; 2],
+    /// The read ends (shared with `streams`), to poll and to see whether
+    /// anything waits in them.
+    readers: [Arc<Fd>; 2],
     /// The read ends and their half-read characters; locked by whoever
     /// reads, so that chunks are printed in the order they were read.
     streams: Arc<Mutex<Streams>>,
@@ -68,15 +68,15 @@ impl Output {
     pub(crate) fn new() -> io::Result<Output> {
         let (out_r, stdout) = pipe()?;
         let (err_r, stderr) = pipe()?;
-        let readers = [out_r.as_raw_fd(), err_r.as_raw_fd()];
+        let readers = [Arc::new(out_r), Arc::new(err_r)];
         let streams = Streams {
             out: Stream {
-                fd: out_r,
+                fd: readers[0].clone(),
                 carry: Vec::new(),
                 err: false,
             },
             err: Stream {
-                fd: err_r,
+                fd: readers[1].clone(),
                 carry: Vec::new(),
                 err: true,
             },
@@ -99,7 +99,7 @@ impl Output {
     /// The read ends a run should poll while it waits, so that a closure
     /// printing more than a pipe holds is never blocked; none once the
     /// forwarder reads them.
-    pub(crate) fn readers_to_poll(&self) -> &[RawFd] {
+    pub(crate) fn readers_to_poll(&self) -> &[Arc<Fd>] {
         if self.started.load(Ordering::SeqCst) {
             &[]
         } else {
@@ -135,7 +135,7 @@ impl Output {
         let thread = {
             let shared = shared.clone();
             let streams = self.streams.clone();
-            let readers = self.readers;
+            let readers = self.readers.clone();
             std::thread::Builder::new()
                 .name("hermetic-output".into())
                 .spawn(move || forward(readers, &streams, wake_r, &shared))?
@@ -163,7 +163,7 @@ impl Output {
             let empty = self
                 .readers
                 .iter()
-                .all(|&fd| crate::sys::pending_bytes(fd) == Ok(0));
+                .all(|fd| crate::sys::pending_bytes(fd.as_fd()) == Ok(0));
             if empty && !f.shared.busy.load(Ordering::SeqCst) {
                 return;
             }
@@ -229,7 +229,7 @@ impl Streams {
 
 /// One output stream: its pipe, and bytes of a UTF-8 sequence cut by a read.
 struct Stream {
-    fd: Fd,
+    fd: Arc<Fd>,
     carry: Vec<u8>,
     err: bool,
 }
@@ -240,7 +240,7 @@ impl Stream {
     fn pump(&mut self) {
         let mut buf = [0u8; 16 * 1024];
         loop {
-            let pending = crate::sys::pending_bytes(self.fd.as_raw_fd()).unwrap_or(0);
+            let pending = crate::sys::pending_bytes(self.fd.as_fd()).unwrap_or(0);
             if pending == 0 {
                 return;
             }
@@ -280,15 +280,12 @@ impl Stream {
     }
 }
 
-fn forward(readers: [RawFd; 2], streams: &Mutex<Streams>, wake: Fd, shared: &Shared) {
+fn forward(readers: [Arc<Fd>; 2], streams: &Mutex<Streams>, wake: Fd, shared: &Shared) {
     loop {
         let ready = {
-            // The read ends stay open while this thread runs: `streams`,
-            // which owns them, is shared with it.
-            let borrowed = readers.map(crate::sys::borrow_static);
             let mut fds = [
-                PollFd::new(borrowed[0], PollFlags::POLLIN),
-                PollFd::new(borrowed[1], PollFlags::POLLIN),
+                PollFd::new(readers[0].as_fd(), PollFlags::POLLIN),
+                PollFd::new(readers[1].as_fd(), PollFlags::POLLIN),
                 PollFd::new(wake.as_fd(), PollFlags::POLLIN),
             ];
             if poll(&mut fds, PollTimeout::NONE).is_err() {
@@ -304,7 +301,7 @@ fn forward(readers: [RawFd; 2], streams: &Mutex<Streams>, wake: Fd, shared: &Sha
         if ready[2] {
             // Take only what is there: never block here.
             let mut sink = [0u8; 64];
-            let pending = crate::sys::pending_bytes(wake.as_raw_fd()).unwrap_or(0);
+            let pending = crate::sys::pending_bytes(wake.as_fd()).unwrap_or(0);
             if pending > 0 {
                 let _ = nix::unistd::read(&wake, &mut sink[..pending.min(64)]);
             }

@@ -181,7 +181,7 @@ impl Runner {
                 fds.extend(
                     readers
                         .iter()
-                        .map(|&fd| PollFd::new(sys::borrow_static(fd), PollFlags::POLLIN)),
+                        .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)),
                 );
                 match poll(&mut fds, wait) {
                     Ok(_) => {}
@@ -265,7 +265,7 @@ impl Runner {
         // A frame is usually a few bytes; bigger ones take more reads.
         let mut buf = [0u8; 16 * 1024];
         while reader.frame().is_none() {
-            let pending = sys::pending_bytes(self.result.as_raw_fd()).map_err(|e| {
+            let pending = sys::pending_bytes(self.result.as_fd()).map_err(|e| {
                 Error::sys(
                     "reading the run's result",
                     std::io::Error::from_raw_os_error(e),
@@ -386,7 +386,7 @@ fn await_report(joiner: libc::pid_t, report_r: &Fd) -> Result<[u8; 8], Error> {
 /// holder.
 pub(crate) fn read_report(report_r: &Fd, writer: &Fd) -> nix::Result<Option<[u8; 8]>> {
     let take = || -> nix::Result<Option<[u8; 8]>> {
-        match sys::pending_bytes(report_r.as_raw_fd()).unwrap_or(0) {
+        match sys::pending_bytes(report_r.as_fd()).unwrap_or(0) {
             0 => return Ok(None),
             // Reports are written whole; a piece of one is garbage.
             1..8 => return Err(nix::errno::Errno::EPROTO),

@@ -116,8 +116,13 @@ fn addr(s: &CStr) -> usize {
 }
 
 /// Closes `fd`, ignoring errors (the fd is gone either way).
-pub(crate) fn close(fd: RawFd) {
-    // SAFETY: closing an fd the caller owns.
+///
+/// # Safety
+///
+/// The caller owns `fd`, and nothing uses its number afterwards (it may be
+/// reused by the next fd opened).
+pub(crate) unsafe fn close(fd: RawFd) {
+    // SAFETY: the caller owns fd.
     let _ = unsafe { call(libc::SYS_close, [fd as usize, 0, 0, 0, 0, 0]) };
 }
 
@@ -143,8 +148,10 @@ pub(crate) fn open(path: &CStr, flags: libc::c_int, mode: libc::mode_t) -> Resul
 /// Opens `path` for writing, writes `content`, closes it.
 pub(crate) fn write_file(path: &CStr, content: &[u8]) -> Result<(), i32> {
     let fd = open(path, libc::O_WRONLY | libc::O_CLOEXEC, 0)?;
-    let res = write_all(fd, content);
-    close(fd);
+    // SAFETY: fd was just opened here, and is closed below.
+    let res = write_all(unsafe { BorrowedFd::borrow_raw(fd) }, content);
+    // SAFETY: as above; nothing uses it afterwards.
+    unsafe { close(fd) };
     res
 }
 
@@ -318,12 +325,16 @@ pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> Resu
 }
 
 /// Closes every fd from `first` to `last` inclusive.
-pub(crate) fn close_range(first: u32, last: u32) -> Result<(), i32> {
+///
+/// # Safety
+///
+/// Only in a child after fork, whose fd table is its own: no other code
+/// of the process may own or use an fd in the range.
+pub(crate) unsafe fn close_range(first: u32, last: u32) -> Result<(), i32> {
     if first > last {
         return Ok(());
     }
-    // SAFETY: closing fds we own; callers use it only after fork, where the
-    // fd table is private to the child.
+    // SAFETY: the caller guarantees nothing else owns these fds.
     unsafe {
         call(
             libc::SYS_close_range,
@@ -334,22 +345,29 @@ pub(crate) fn close_range(first: u32, last: u32) -> Result<(), i32> {
 }
 
 /// Closes every fd above 2 except those in `keep` (sorted ascending).
-pub(crate) fn close_all_except(keep: &[RawFd]) -> Result<(), i32> {
+///
+/// # Safety
+///
+/// As for [`close_range`]: only in a child after fork.
+pub(crate) unsafe fn close_all_except(keep: &[RawFd]) -> Result<(), i32> {
     let mut next: u32 = 3;
     for &fd in keep {
         let fd = fd as u32;
         if fd >= next {
             if fd > next {
-                close_range(next, fd - 1)?;
+                // SAFETY: the caller's guarantee.
+                unsafe { close_range(next, fd - 1) }?;
             }
             next = fd + 1;
         }
     }
-    close_range(next, u32::MAX)
+    // SAFETY: the caller's guarantee.
+    unsafe { close_range(next, u32::MAX) }
 }
 
 /// Writes all of `buf`, retrying on `EINTR` and short writes.
-pub(crate) fn write_all(fd: RawFd, mut buf: &[u8]) -> Result<(), i32> {
+pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), i32> {
+    let fd = fd.as_raw_fd();
     while !buf.is_empty() {
         // SAFETY: buf is a live slice of the given length.
         let n = unsafe {
@@ -368,9 +386,9 @@ pub(crate) fn write_all(fd: RawFd, mut buf: &[u8]) -> Result<(), i32> {
 }
 
 /// Blocks until `fd` is readable or hung up; retries on EINTR.
-pub(crate) fn wait_readable(fd: RawFd) {
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>) {
     let mut pfd = libc::pollfd {
-        fd,
+        fd: fd.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };
@@ -407,7 +425,12 @@ pub(crate) fn die_with_parent() -> Result<(), i32> {
 }
 
 /// `dup2(2)`; the new fd does not have `FD_CLOEXEC`.
-pub(crate) fn dup2(old: RawFd, new: RawFd) -> Result<(), i32> {
+///
+/// # Safety
+///
+/// `new` is closed first if open: the caller owns it (as in a child after
+/// fork moving fds into place), and nothing else uses its number.
+pub(crate) unsafe fn dup2(old: RawFd, new: RawFd) -> Result<(), i32> {
     if old == new {
         // What dup2 does then (dup3 refuses): check that old is open.
         // SAFETY: F_GETFD only reads the fd's flags.
@@ -442,17 +465,23 @@ pub(crate) fn getpid() -> libc::pid_t {
     std::process::id() as libc::pid_t
 }
 
-/// Borrows an fd that stays open for the rest of the process (the lifeline).
-pub(crate) fn borrow_static(fd: RawFd) -> BorrowedFd<'static> {
-    // SAFETY: callers only pass fds that are never closed.
+/// Borrows an fd that stays open for the rest of the process (the
+/// lifeline, the init program's memfd), or, in a child after fork, until it
+/// exits.
+///
+/// # Safety
+///
+/// `fd` is open, and nothing closes it for as long as the borrow is used.
+pub(crate) unsafe fn borrow_static(fd: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: the caller's guarantee.
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
 /// How many bytes wait to be read from the pipe `fd` (FIONREAD).
-pub(crate) fn pending_bytes(fd: RawFd) -> Result<usize, i32> {
+pub(crate) fn pending_bytes(fd: BorrowedFd<'_>) -> Result<usize, i32> {
     let mut n: libc::c_int = 0;
     // SAFETY: FIONREAD writes one c_int to the live local.
-    check(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) } as libc::c_long)?;
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) } as libc::c_long)?;
     Ok(n as usize)
 }
 
@@ -497,7 +526,12 @@ pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> Result<RawFd, i32> {
 
 /// Marks every fd from `first` on close-on-exec (`close_range` with
 /// `CLOSE_RANGE_CLOEXEC`, Linux 5.11).
-pub(crate) fn cloexec_from(first: RawFd) -> Result<(), i32> {
+///
+/// # Safety
+///
+/// Only right before an `exec` in a child whose fd table is its own: the
+/// fds of every owner in the process close at the exec.
+pub(crate) unsafe fn cloexec_from(first: RawFd) -> Result<(), i32> {
     // SAFETY: plain system call on fd numbers.
     unsafe {
         call(
@@ -517,7 +551,13 @@ pub(crate) fn cloexec_from(first: RawFd) -> Result<(), i32> {
 
 /// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: runs the program `fd`
 /// holds. Returns only on failure, with the errno.
-pub(crate) fn execveat_empty(
+///
+/// # Safety
+///
+/// Only in a child (after fork, or a `CLONE_VM | CLONE_VFORK` child):
+/// on success the calling process's image is replaced. `argv` and `envp`
+/// are null-terminated arrays of NUL-terminated strings.
+pub(crate) unsafe fn execveat_empty(
     fd: RawFd,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
@@ -570,5 +610,48 @@ pub(crate) fn children_reaped_by_kernel() -> bool {
         let mut old: libc::sigaction = std::mem::zeroed();
         libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old) == 0
             && (old.sa_sigaction == libc::SIG_IGN || old.sa_flags & libc::SA_NOCLDWAIT != 0)
+    }
+}
+
+/// An fd a process opens once, keeps open for the rest of its life and
+/// shares between its threads (the lifeline, the init program's memfd). A
+/// process forked from the test process has a pid of its own, so it opens
+/// its own: the copy it inherited may have been closed by hermetic's fd
+/// hygiene.
+#[derive(Debug)]
+pub(crate) struct PerProcessFd(std::sync::atomic::AtomicU64);
+
+impl PerProcessFd {
+    pub(crate) const fn new() -> Self {
+        PerProcessFd(std::sync::atomic::AtomicU64::new(0))
+    }
+
+    /// This process's fd, opened by `open` if it has none yet. When two
+    /// threads open one at once, one fd wins and the other is closed.
+    pub(crate) fn get_or_open(
+        &self,
+        open: impl Fn() -> io::Result<crate::fds::Fd>,
+    ) -> io::Result<BorrowedFd<'static>> {
+        use std::sync::atomic::Ordering;
+        let pid = getpid();
+        loop {
+            // pid << 32 | fd, or 0.
+            let current = self.0.load(Ordering::Acquire);
+            if current != 0 && (current >> 32) as i32 == pid {
+                // SAFETY: published by this process, whose published fds
+                // are leaked (never closed).
+                return Ok(unsafe { BorrowedFd::borrow_raw(current as u32 as RawFd) });
+            }
+            let fd = open()?;
+            let packed = (pid as u64) << 32 | fd.as_raw_fd() as u32 as u64;
+            if self
+                .0
+                .compare_exchange(current, packed, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return Ok(fd.leak());
+            }
+            // Another thread published first: use theirs, close ours.
+        }
     }
 }

@@ -33,18 +33,32 @@ struct Job<F> {
 /// would swallow `println!` (threads made by std would inherit it); a raw
 /// thread starts with fresh thread-locals and prints to fd 1, which the
 /// test process forwards into the test's own output.
-pub(crate) fn serve<F, T>(f: F, result: RawFd, stdout: RawFd, stderr: RawFd, inline: bool) -> !
+///
+/// # Safety
+///
+/// Only in a child process after fork (or clone) of the test process: it
+/// changes the calling process for good (its fds 1 and 2) and exits.
+pub(crate) unsafe fn serve<F, T>(
+    f: F,
+    result: RawFd,
+    stdout: RawFd,
+    stderr: RawFd,
+    inline: bool,
+) -> !
 where
     F: FnOnce() -> T,
     T: Serialize,
 {
-    if sys::dup2(stdout, 1).is_err() || sys::dup2(stderr, 2).is_err() {
+    // SAFETY: after fork, this process owns its fd table; 1 and 2 are
+    // meant to be replaced.
+    if unsafe { sys::dup2(stdout, 1) }.is_err() || unsafe { sys::dup2(stderr, 2) }.is_err() {
         sys::exit(EXIT_SETUP);
     }
     // Only fds 1 and 2 stay pointed at the output pipes.
     for fd in [stdout, stderr] {
         if fd > 2 && fd != result {
-            sys::close(fd);
+            // SAFETY: the parent's pipe end, which nothing here uses again.
+            unsafe { sys::close(fd) };
         }
     }
     RESULT_FD.store(result, std::sync::atomic::Ordering::Relaxed);
@@ -83,11 +97,13 @@ where
     // than one that calls exit_group from a second thread.
     let _ = std::io::stdout().flush();
     let frame = job.frame.take().unwrap_or_default();
-    let code = match sys::write_all(result, &frame) {
+    // SAFETY: the result fd stays open until this process exits.
+    let code = match sys::write_all(unsafe { sys::borrow_static(result) }, &frame) {
         Ok(()) => 0,
         Err(_) => EXIT_NO_CHANNEL,
     };
-    hand_over_teardown();
+    // SAFETY: serve's caller vouches this is a runner, about to exit.
+    unsafe { hand_over_teardown() };
     sys::exit(code)
 }
 
@@ -151,7 +167,12 @@ fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// (named `hermetic-exit`) frees the memory on another CPU and is reaped by
 /// the sandbox's init process. If it cannot be made, this process frees the
 /// memory itself.
-fn hand_over_teardown() {
+///
+/// # Safety
+///
+/// Only in a child process after fork (or clone) of the test process: it
+/// changes the calling process for good (it is about to exit).
+unsafe fn hand_over_teardown() {
     /// Blocks every signal, arms the parent-death signal, and waits for it
     /// (or leaves at once if the parent is already gone). System calls only.
     extern "C" fn last(parent: *mut libc::c_void) -> libc::c_int {

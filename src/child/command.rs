@@ -47,8 +47,10 @@ pub(crate) fn enter_on_exec(
 /// Call only from `CommandExt::pre_exec`, i.e. in a child just forked by
 /// std, before exec.
 unsafe fn command_pre_exec(holder: RawFd, nstypes: libc::c_int) -> std::io::Result<()> {
-    enter(holder, nstypes).map_err(std::io::Error::from_raw_os_error)?;
-    join_keyring();
+    // SAFETY: our caller is std's child, just forked.
+    unsafe { enter(holder, nstypes) }.map_err(std::io::Error::from_raw_os_error)?;
+    // SAFETY: as above.
+    unsafe { join_keyring() };
     // The relay's pipe: only the relay holds the write end, so the program
     // can tell, after arming PDEATHSIG, whether the relay already died.
     let mut alive = [0 as RawFd; 2];
@@ -59,7 +61,8 @@ unsafe fn command_pre_exec(holder: RawFd, nstypes: libc::c_int) -> std::io::Resu
     // SAFETY: we are single-threaded (std's fork child), see clone_fork.
     match unsafe { sys::clone_fork(0, libc::SIGCHLD) }.map_err(std::io::Error::from_raw_os_error)? {
         sys::Forked::Child => {
-            sys::close(alive[1]);
+            // SAFETY: our copy of the relay's write end, unused here.
+            unsafe { sys::close(alive[1]) };
             sys::die_with_parent().map_err(std::io::Error::from_raw_os_error)?;
             let mut pfd = libc::pollfd {
                 fd: alive[0],
@@ -73,19 +76,27 @@ unsafe fn command_pre_exec(holder: RawFd, nstypes: libc::c_int) -> std::io::Resu
                 sys::exit(EXIT_SETUP);
             }
             // Our read end; exec follows.
-            sys::close(alive[0]);
+            // SAFETY: ours, unused from here on.
+            unsafe { sys::close(alive[0]) };
             Ok(())
         }
-        sys::Forked::Parent { pid, .. } => relay(pid, alive[1]),
+        // SAFETY: as above: this is std's child.
+        sys::Forked::Parent { pid, .. } => unsafe { relay(pid, alive[1]) },
     }
 }
 
 /// Waits for the program and leaves the same way it did.
-fn relay(pid: libc::pid_t, alive: RawFd) -> ! {
+///
+/// # Safety
+///
+/// Only in a child process after fork (or clone) of the test process: it
+/// changes the calling process for good (its fds) and exits.
+unsafe fn relay(pid: libc::pid_t, alive: RawFd) -> ! {
     // Keep only the fds std's parent does not wait on: std waits for its
     // exec-error pipe to close, and that must happen at the program's exec,
     // not when the relay exits.
-    let _ = sys::close_all_except(&[alive]);
+    // SAFETY: the relay is a forked child with an fd table of its own.
+    let _ = unsafe { sys::close_all_except(&[alive]) };
     let mut status = 0;
     loop {
         // SAFETY: waiting for our own child.

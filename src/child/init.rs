@@ -16,8 +16,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use crate::fds::{self, Fd};
 use crate::plan::{Action, Step};
@@ -28,53 +27,38 @@ use crate::wire;
 /// The init program, as `build.rs` built it.
 static PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hermetic-init"));
 
-/// `pid << 32 | fd` of the memfd holding the program in process `pid`.
-static MEMFD: AtomicU64 = AtomicU64::new(0);
+/// The memfd holding the program, in this process.
+static MEMFD: sys::PerProcessFd = sys::PerProcessFd::new();
 
 /// A sealed memfd holding the init program, made once per process (a
 /// process forked from the test process, such as a closure that makes
 /// sandboxes of its own, has closed the test process's and makes its own).
 fn program() -> io::Result<BorrowedFd<'static>> {
-    let pid = sys::getpid();
-    let current = MEMFD.load(Ordering::Acquire);
-    if current != 0 && (current >> 32) as i32 == pid {
-        // SAFETY: published fds are never closed in this process.
-        return Ok(unsafe { BorrowedFd::borrow_raw(current as u32 as RawFd) });
-    }
-    let fd = Fd::open(|| {
-        // MFD_EXEC (Linux 6.3) keeps it executable where vm.memfd_noexec
-        // would make memfds non-executable by default; older kernels refuse
-        // the flag.
-        let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-        sys::memfd_create(c"hermetic-init", flags | libc::MFD_EXEC).or_else(|e| {
-            if e.raw_os_error() == Some(libc::EINVAL) {
-                sys::memfd_create(c"hermetic-init", flags)
-            } else {
-                Err(e)
-            }
-        })
-    })?;
-    nix::unistd::write(&fd, PROGRAM)
-        .map_err(io::Error::from)
-        .and_then(|n| {
-            if n == PROGRAM.len() {
-                Ok(())
-            } else {
-                Err(io::Error::other("short write of the init program"))
-            }
+    MEMFD.get_or_open(|| {
+        let fd = Fd::open(|| {
+            // MFD_EXEC (Linux 6.3) keeps it executable where
+            // vm.memfd_noexec would make memfds non-executable by default;
+            // older kernels refuse the flag.
+            let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+            sys::memfd_create(c"hermetic-init", flags | libc::MFD_EXEC).or_else(|e| {
+                if e.raw_os_error() == Some(libc::EINVAL) {
+                    sys::memfd_create(c"hermetic-init", flags)
+                } else {
+                    Err(e)
+                }
+            })
         })?;
-    // Nothing may change it from now on, not even through /proc/PID/fd.
-    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-    nix::fcntl::fcntl(
-        &fd,
-        nix::fcntl::FcntlArg::F_ADD_SEALS(nix::fcntl::SealFlag::from_bits_truncate(seals)),
-    )?;
-    let packed = (pid as u64) << 32 | fd.as_raw_fd() as u32 as u64;
-    match MEMFD.compare_exchange(current, packed, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => Ok(fd.leak()),
-        // Another thread made one first: use theirs, close ours.
-        Err(_) => program(),
-    }
+        sys::write_all(fd.as_fd(), PROGRAM).map_err(io::Error::from_raw_os_error)?;
+        // Nothing may change it from now on, not even through
+        // /proc/PID/fd.
+        let seals =
+            libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+        nix::fcntl::fcntl(
+            &fd,
+            nix::fcntl::FcntlArg::F_ADD_SEALS(nix::fcntl::SealFlag::from_bits_truncate(seals)),
+        )?;
+        Ok(fd)
+    })
 }
 
 /// Everything the launched child needs, prepared before the clone; it lives
@@ -191,7 +175,9 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: arg is the Args written by prepare(), alive until we exec.
     let args = unsafe { &*arg.cast::<Args>() };
     let fail = |errno: i32| -> ! {
-        let _ = sys::write_all(args.report, &encode_report(wire::REPORT_EXEC, errno));
+        // SAFETY: the report pipe stays open until this child execs or exits.
+        let report = unsafe { sys::borrow_static(args.report) };
+        let _ = sys::write_all(report, &encode_report(wire::REPORT_EXEC, errno));
         sys::exit(127)
     };
     for (i, &(path, content, len)) in args.maps[..args.map_count].iter().enumerate() {
@@ -204,8 +190,10 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
             )
         };
         if let Err(errno) = sys::write_file(path, content) {
+            // SAFETY: as in fail().
+            let report = unsafe { sys::borrow_static(args.report) };
             let _ = sys::write_all(
-                args.report,
+                report,
                 &encode_report(wire::REPORT_ID_MAP + i as u32, errno),
             );
             sys::exit(127)
@@ -221,15 +209,20 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
         *slot = sys::dup_above(fd, 10).unwrap_or_else(|e| fail(e));
     }
     for (i, &fd) in parked[..3].iter().enumerate() {
-        if let Err(e) = sys::dup2(fd, i as RawFd) {
+        // SAFETY: this child's fd table is a copy of its own (no
+        // CLONE_FILES); fds 0 to 2 are to be replaced.
+        if let Err(e) = unsafe { sys::dup2(fd, i as RawFd) } {
             fail(e)
         }
     }
     // Everything else closes at the exec: the program keeps fds 0 to 2.
-    if let Err(e) = sys::cloexec_from(3) {
+    // SAFETY: as above; the exec follows.
+    if let Err(e) = unsafe { sys::cloexec_from(3) } {
         fail(e)
     }
-    let errno = sys::execveat_empty(parked[3], &args.argv, &args.envp);
+    // SAFETY: this child exists to exec; argv and envp were prepared as
+    // null-terminated arrays of C strings.
+    let errno = unsafe { sys::execveat_empty(parked[3], &args.argv, &args.envp) };
     fail(errno)
 }
 
@@ -249,7 +242,7 @@ fn send_plan(plan_w: &Fd, plan: &[u8]) -> io::Result<()> {
             nix::fcntl::FcntlArg::F_SETPIPE_SZ(plan.len() as i32),
         )?;
     }
-    sys::write_all(plan_w.as_raw_fd(), plan).map_err(io::Error::from_raw_os_error)
+    sys::write_all(plan_w.as_fd(), plan).map_err(io::Error::from_raw_os_error)
 }
 
 /// Prepares the start of a sandbox's init program: sends it the encoded

@@ -45,7 +45,8 @@ pub(crate) struct RunnerFds {
 }
 
 fn report(fd: RawFd, msg: [u8; 8]) {
-    let _ = sys::write_all(fd, &msg);
+    // SAFETY: the report pipe stays open until the joiner exits.
+    let _ = sys::write_all(unsafe { sys::borrow_static(fd) }, &msg);
 }
 
 fn fail(fd: RawFd, step: JoinStep, errno: i32) -> ! {
@@ -56,14 +57,21 @@ fn fail(fd: RawFd, step: JoinStep, errno: i32) -> ! {
 /// Joins the namespaces `nstypes` of the init process behind the pidfd `holder`,
 /// then goes back to the directory the caller was in, or `/` if that does
 /// not exist inside. Makes only system calls, on a stack buffer.
-pub(crate) fn enter(holder: RawFd, nstypes: libc::c_int) -> Result<(), i32> {
+///
+/// # Safety
+///
+/// Only in a child process after fork (or clone) of the test process: it
+/// changes the calling process for good (its namespaces and directory).
+pub(crate) unsafe fn enter(holder: RawFd, nstypes: libc::c_int) -> Result<(), i32> {
     // setns into a mount namespace moves us to its root; remember where we
     // were to go back by path (never by fd, which would lead out of the
     // sandbox's mount tree).
     let mut cwd = [0u8; libc::PATH_MAX as usize];
     // SAFETY: cwd is a live buffer of the given size.
     let have_cwd = !unsafe { libc::getcwd(cwd.as_mut_ptr().cast(), cwd.len()) }.is_null();
-    sys::setns(sys::borrow_static(holder), nstypes)?;
+    // SAFETY: the holder's pidfd stays open in this child (after fork)
+    // until it exits.
+    sys::setns(unsafe { sys::borrow_static(holder) }, nstypes)?;
     // SAFETY: cwd is NUL-terminated when getcwd succeeded; "/" is a literal.
     if !have_cwd || unsafe { libc::chdir(cwd.as_ptr().cast()) } != 0 {
         // SAFETY: as above.
@@ -75,7 +83,12 @@ pub(crate) fn enter(holder: RawFd, nstypes: libc::c_int) -> Result<(), i32> {
 /// Joins the sandbox's session keyring, made by its init program, by name:
 /// the test process's keyring stays out of reach. Hosts whose seccomp
 /// filter refuses `keyctl` have no keyring to reach either.
-pub(crate) fn join_keyring() {
+///
+/// # Safety
+///
+/// Only in a child process after fork (or clone) of the test process: it
+/// changes the calling process for good (its session keyring).
+pub(crate) unsafe fn join_keyring() {
     // SAFETY: the name is a NUL-terminated constant.
     let _ = unsafe {
         sys::call(
@@ -94,10 +107,16 @@ pub(crate) fn join_keyring() {
 
 /// Closes every fd in `ours` (hermetic's, as listed at the fork) that is
 /// in neither `keep` nor `also`.
-pub(crate) fn close_ours(ours: &[RawFd], keep: &[RawFd], also: &[RawFd]) {
+///
+/// # Safety
+///
+/// Only in a child after fork: the copies of the test process's owners of
+/// these fds never run here.
+pub(crate) unsafe fn close_ours(ours: &[RawFd], keep: &[RawFd], also: &[RawFd]) {
     for &fd in ours {
         if !keep.contains(&fd) && !also.contains(&fd) {
-            sys::close(fd);
+            // SAFETY: the caller's guarantee.
+            unsafe { sys::close(fd) };
         }
     }
 }
@@ -138,22 +157,28 @@ where
     // runs user code by design (see the crate docs).
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
-            if let Err(errno) = enter(plan.holder, plan.nstypes) {
+            // SAFETY: this is the joiner, just forked.
+            if let Err(errno) = unsafe { enter(plan.holder, plan.nstypes) } {
                 fail(plan.report, JoinStep::Enter, errno);
             }
-            join_keyring();
+            // SAFETY: as above.
+            unsafe { join_keyring() };
             let keep = [plan.report, fds.result, fds.stdout, fds.stderr];
-            close_ours(locks.ours(), &keep, plan.keep);
+            // SAFETY: the joiner is a child after fork.
+            unsafe { close_ours(locks.ours(), &keep, plan.keep) };
             let joiner =
                 sys::pidfd_self().unwrap_or_else(|e| fail(plan.report, JoinStep::Watch, e));
-            launch_runner::<F, T>(Launch {
-                f,
-                fds,
-                joiner,
-                report: plan.report,
-                locks,
-                tls,
-            })
+            // SAFETY: as above.
+            unsafe {
+                launch_runner::<F, T>(Launch {
+                    f,
+                    fds,
+                    joiner,
+                    report: plan.report,
+                    locks,
+                    tls,
+                })
+            }
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child.as_raw()),
         Err(e) => Err(e as i32),
@@ -163,7 +188,12 @@ where
 /// The joiner's second half: maps the runner's stack, puts the launch on
 /// it, clones the runner, reports its pid and exits. The runner shares this
 /// process's memory until it exits, which it waits for.
-fn launch_runner<F, T>(launch: Launch<F>) -> !
+///
+/// # Safety
+///
+/// Only in a child process after fork (or clone) of the test process: it
+/// changes the calling process for good (it exits).
+unsafe fn launch_runner<F, T>(launch: Launch<F>) -> !
 where
     F: FnOnce() -> T,
     T: Serialize,
@@ -221,18 +251,25 @@ where
     let launch = unsafe { arg.cast::<Launch<F>>().read() };
     // Nothing of the user's runs while the joiner, a process outside the
     // sandbox, still shares this memory. It only reports and exits.
-    sys::wait_readable(launch.joiner);
-    sys::close(launch.joiner);
-    sys::close(launch.report);
+    // SAFETY: the joiner's pidfd and the report pipe were opened for this
+    // process, which closes them here and never uses them again.
+    unsafe {
+        sys::wait_readable(sys::borrow_static(launch.joiner));
+        sys::close(launch.joiner);
+        sys::close(launch.report);
+    }
     drop(launch.locks);
     let fds = &launch.fds;
-    super::closure::serve(
-        launch.f,
-        fds.result,
-        fds.stdout,
-        fds.stderr,
-        launch.tls.is_some(),
-    )
+    // SAFETY: this is the runner, a clone of the joiner.
+    unsafe {
+        super::closure::serve(
+            launch.f,
+            fds.result,
+            fds.stdout,
+            fds.stderr,
+            launch.tls.is_some(),
+        )
+    }
 }
 
 /// Forks a joiner that enters the user namespace of the init process behind
@@ -250,7 +287,9 @@ pub(crate) fn fork_init_in(
     // launch was prepared before), then exits.
     match unsafe { sys::clone_fork(0, 0) }? {
         sys::Forked::Child => {
-            if let Err(errno) = sys::setns(sys::borrow_static(owner), libc::CLONE_NEWUSER) {
+            // SAFETY: the owner's pidfd stays open in this child.
+            let owner = unsafe { sys::borrow_static(owner) };
+            if let Err(errno) = sys::setns(owner, libc::CLONE_NEWUSER) {
                 fail(report_fd, JoinStep::EnterOwner, errno);
             }
             match launch.start(flags | libc::CLONE_PARENT) {
