@@ -132,7 +132,7 @@ struct Launch<F> {
     locks: ForkLocks,
     /// The thread pointer the runner starts with, if not the joiner's (see
     /// [`spare_tls`](super::spare_tls)).
-    tls: Option<usize>,
+    tls: Option<super::SpareTls>,
 }
 
 /// Forks the joiner, which starts the runner for `f`. Returns the joiner's
@@ -213,9 +213,12 @@ where
     let at = stack.top().wrapping_sub(room).cast::<Launch<F>>();
     let mut flags = libc::CLONE_VM | libc::CLONE_PARENT;
     if launch.tls.is_some() {
-        flags |= libc::CLONE_SETTLS;
+        // The borrowed TCB gets the runner's own thread id, written by the
+        // kernel before the runner runs (see SpareTls).
+        flags |= libc::CLONE_SETTLS | libc::CLONE_CHILD_SETTID;
     }
-    let tls = launch.tls.unwrap_or(0) as *mut libc::c_void;
+    let tls = launch.tls.map_or(0, |t| t.tp) as *mut libc::c_void;
+    let tid_slot = launch.tls.map_or(std::ptr::null_mut(), |t| t.tid_slot());
     // SAFETY: `at` lies inside the new mapping, aligned for Launch<F>, with
     // room above it; the runner takes the value from there, and this
     // process never touches it again.
@@ -231,7 +234,7 @@ where
             at.cast(),
             std::ptr::null_mut::<libc::pid_t>(),
             tls,
-            std::ptr::null_mut::<libc::pid_t>(),
+            tid_slot,
         )
     };
     if ret < 0 {

@@ -51,11 +51,30 @@ thread_local! {
     pub(crate) static PANIC_AT: RefCell<Option<PanicLocation>> = const { RefCell::new(None) };
 }
 
-/// The thread pointer of a thread of this process that was made only to
-/// lend its thread-local storage to runners: made once, on first need, with
-/// `pthread_create` (so no libtest capture was ever set on it), on a stack
-/// of our own (so that glibc, in a forked child, forgets it instead of
-/// recycling its memory for a new thread), and parked for good.
+/// A thread's TLS that runners borrow: its thread pointer, and where
+/// glibc keeps the thread's id in it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SpareTls {
+    /// The thread pointer (what `CLONE_SETTLS` takes).
+    pub(crate) tp: usize,
+    /// The offset from `tp` of the TCB's thread id (glibc's
+    /// `struct pthread`'s `tid`), which the kernel overwrites with the
+    /// runner's id as it starts (`CLONE_CHILD_SETTID`).
+    pub(crate) tid_offset: isize,
+}
+
+impl SpareTls {
+    /// Where the runner's thread id goes.
+    pub(crate) fn tid_slot(self) -> *mut libc::pid_t {
+        self.tp.wrapping_add_signed(self.tid_offset) as *mut libc::pid_t
+    }
+}
+
+/// The TLS of a thread of this process that was made only to lend it to
+/// runners: made once, on first need, with `pthread_create` (so no libtest
+/// capture was ever set on it), on a stack of our own (so that glibc, in a
+/// forked child, forgets it instead of recycling its memory for a new
+/// thread), and parked for good.
 ///
 /// A runner is a new task in the joiner's private copy of our memory. By
 /// default it runs with the forking test thread's TLS, where libtest keeps
@@ -69,16 +88,25 @@ thread_local! {
 /// Why the copy is sound to use: glibc's `fork` forgets, in the child, the
 /// threads that live on stacks of their own (`user_stack`) without
 /// touching their TCB, so the copy keeps a complete, initialised TCB with
-/// its stack guard, its own (never used) thread id and pristine thread
-/// locals: the parked thread runs no Rust code that uses them. The kernel
-/// gives a `CLONE_VM` task no rseq area or robust futex list of its own, so
-/// it writes nothing into the TCB either.
+/// its stack guard and pristine thread locals: the parked thread runs no
+/// Rust code that uses them. Its thread id would be the parked thread's,
+/// in another PID namespace: glibc uses it as the owner of recursive,
+/// error-checking and priority-inheritance mutexes, and the kernel looks a
+/// PI mutex's owner up by it. The runner is cloned with
+/// `CLONE_CHILD_SETTID` onto that field, so the kernel writes the runner's
+/// own id there before it runs (tests/runner_mutexes.rs). The field's
+/// offset is the one glibc gives debuggers (nptl_db's symbols), checked
+/// against the parked thread's own id. The kernel gives a
+/// `CLONE_VM` task no rseq area or robust futex list of its own, so it
+/// writes nothing else into the TCB (robust mutexes held by the closure's
+/// first thread are not released by the kernel should it die holding them).
 ///
-/// `None` where this is not known to hold (other C libraries and targets),
-/// or with `HERMETIC_RUNNER_THREAD=1` in the environment: runs then start a
-/// thread for the closure instead, which costs about 0.1 ms more.
-pub(crate) fn spare_tls() -> Option<usize> {
-    static SPARE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+/// `None` where this is not known to hold (other C libraries and targets,
+/// no unique offset), or with `HERMETIC_RUNNER_THREAD=1` in the
+/// environment: runs then start a thread for the closure instead, which
+/// costs about 0.1 ms more.
+pub(crate) fn spare_tls() -> Option<SpareTls> {
+    static SPARE: std::sync::OnceLock<Option<SpareTls>> = std::sync::OnceLock::new();
     *SPARE.get_or_init(|| {
         let opted_out = std::env::var_os("HERMETIC_RUNNER_THREAD").is_some_and(|v| v != "0");
         if opted_out
@@ -93,11 +121,46 @@ pub(crate) fn spare_tls() -> Option<usize> {
     })
 }
 
-fn park_a_thread() -> Option<usize> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static TP: AtomicUsize = AtomicUsize::new(0);
+/// The offset from the thread pointer of the thread id in glibc's
+/// `struct pthread`, as glibc describes it to debuggers (the nptl_db
+/// symbols `_thread_db_pthread_tid`: bits, count, offset; and
+/// `_thread_db_sizeof_pthread`). None where they are missing or say
+/// something unexpected.
+fn glibc_tid_offset() -> Option<isize> {
+    // SAFETY: dlsym with NUL-terminated names; when present, the symbols
+    // are glibc's read-only arrays of u32 (nptl_db's DB_STRUCT_FIELD: three
+    // words; DB_STRUCT: one).
+    let (field, size) = unsafe {
+        let field = libc::dlsym(libc::RTLD_DEFAULT, c"_thread_db_pthread_tid".as_ptr());
+        let size = libc::dlsym(libc::RTLD_DEFAULT, c"_thread_db_sizeof_pthread".as_ptr());
+        if field.is_null() || size.is_null() {
+            return None;
+        }
+        (*field.cast::<[u32; 3]>(), *size.cast::<u32>())
+    };
+    let [bits, count, offset] = field;
+    if bits != 32 || count != 1 || offset + 4 > size {
+        return None;
+    }
+    // Where struct pthread lies: at the thread pointer (x86_64), or just
+    // below it (aarch64).
+    let start = if cfg!(target_arch = "x86_64") {
+        0
+    } else {
+        -(size as isize)
+    };
+    Some(start + offset as isize)
+}
+
+/// What the parked thread tells about itself.
+static PARKED_TP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static PARKED_TID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+fn park_a_thread() -> Option<SpareTls> {
+    use std::sync::atomic::Ordering;
     extern "C" fn parked(_: *mut libc::c_void) -> *mut libc::c_void {
-        TP.store(
+        PARKED_TID.store(nix::unistd::gettid().as_raw(), Ordering::Release);
+        PARKED_TP.store(
             sys::thread_pointer().unwrap_or(usize::MAX),
             Ordering::Release,
         );
@@ -109,6 +172,7 @@ fn park_a_thread() -> Option<usize> {
             unsafe { libc::pause() };
         }
     }
+    let tid_offset = glibc_tid_offset()?;
     // Never unmapped: the thread lives as long as the process. glibc puts
     // the TCB and the static TLS (all of std's and the test's thread locals)
     // at its top; the rest is committed only if touched.
@@ -134,13 +198,24 @@ fn park_a_thread() -> Option<usize> {
     if !started {
         return None;
     }
-    loop {
-        match TP.load(Ordering::Acquire) {
+    let tp = loop {
+        match PARKED_TP.load(Ordering::Acquire) {
             0 => std::thread::yield_now(),
             usize::MAX => return None,
-            tp => return Some(tp),
+            tp => break tp,
         }
+    };
+    let spare = SpareTls { tp, tid_offset };
+    // The TCB is in our mapping, and the word there is the thread's id:
+    // glibc's description holds.
+    let slot = spare.tid_slot() as usize;
+    if slot < bottom as usize || slot + 4 > stack.top() as usize || !slot.is_multiple_of(4) {
+        return None;
     }
+    // SAFETY: an aligned word inside our own mapping, written by glibc
+    // when the parked thread started.
+    let tid = unsafe { std::ptr::read_volatile(spare.tid_slot()) };
+    (tid == PARKED_TID.load(Ordering::Acquire)).then_some(spare)
 }
 
 /// Held by the panic hook while the hook that was there before prints a
@@ -288,5 +363,32 @@ pub(crate) fn probe_clone(flags: libc::c_ulong) -> Result<(), i32> {
             let _ = sys::reap(pid);
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[cfg(all(
+        target_env = "gnu",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    fn the_spare_tls_and_its_thread_id_are_found_with_glibc() {
+        if std::env::var_os("HERMETIC_RUNNER_THREAD").is_some_and(|v| v != "0") {
+            return;
+        }
+        let tls = super::spare_tls().expect("no spare TLS: runs would start a thread each");
+        // SAFETY: the slot lies in the parked thread's TCB, which lives as
+        // long as the process; the parked thread never writes it.
+        let tid = unsafe { std::ptr::read_volatile(tls.tid_slot()) };
+        let parked = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .find(|e| {
+                std::fs::read_to_string(e.path().join("comm"))
+                    .is_ok_and(|c| c.trim() == "hermetic-tls")
+            })
+            .expect("the parked thread");
+        assert_eq!(parked.file_name().to_string_lossy(), tid.to_string());
     }
 }
