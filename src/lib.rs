@@ -177,7 +177,7 @@
 //! per test process, a pidfd of the process itself (the lifeline), a sealed
 //! memfd holding the init program, and one thread named `hermetic-tls`,
 //! parked for good: runs borrow a copy of its (unused) thread-local
-//! storage, see the README's Performance section.
+//! storage, see docs/performance.md.
 //!
 //! # What is isolated
 //!
