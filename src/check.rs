@@ -232,9 +232,7 @@ const SETUP: [(Probe, &[StepKind]); 9] = [
 /// ```
 pub fn check() -> HostReport {
     let facts = HostFacts::read();
-    let kernel = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "unknown".into());
+    let kernel = crate::sys::kernel_release();
     let mut findings = Vec::new();
 
     let version: Vec<u32> = kernel
@@ -426,7 +424,7 @@ fn module_hint(module: &str, errno: i32) -> String {
              distribution's extra kernel modules (Ubuntu: linux-modules-extra-$(uname -r))"
         )
     } else {
-        format!("{what} ({})", nix::errno::Errno::from_raw(errno))
+        format!("{what} ({})", crate::sys::errno_name(errno))
     }
 }
 
@@ -480,7 +478,7 @@ fn environment(facts: &HostFacts) -> String {
     if facts.wsl1 {
         parts.push("WSL1".to_owned());
     }
-    parts.push(format!("running as uid {}", nix::unistd::geteuid()));
+    parts.push(format!("running as uid {}", crate::sys::geteuid()));
     parts.join("; ")
 }
 
@@ -493,12 +491,8 @@ fn id_helpers() -> String {
                 .unwrap_or(false)
         })
         .collect();
-    let uid = nix::unistd::geteuid();
-    let name = nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_default();
+    let uid = crate::sys::geteuid();
+    let name = crate::sys::user_name(uid).unwrap_or_default();
     let ranges: Vec<String> = std::fs::read_to_string("/etc/subuid")
         .unwrap_or_default()
         .lines()

@@ -202,13 +202,13 @@ pub(crate) fn errno_text(err: &io::Error) -> String {
     let Some(code) = err.raw_os_error() else {
         return err.to_string();
     };
-    let name = nix::errno::Errno::from_raw(code);
+    let name = crate::sys::errno_name(code);
     let text = err.to_string();
     // io::Error's Display is "Operation not permitted (os error 1)".
     let text = text
         .rsplit_once(" (os error")
         .map_or(text.as_str(), |(t, _)| t);
-    format!("{text} ({name:?})")
+    format!("{text} ({name})")
 }
 
 impl Error {

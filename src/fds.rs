@@ -31,7 +31,7 @@ impl Fd {
     pub(crate) fn open<T: Into<OwnedFd>>(open: impl FnOnce() -> io::Result<T>) -> io::Result<Fd> {
         let mut ours = OURS.write().unwrap_or_else(|e| e.into_inner());
         let fd: OwnedFd = open()?.into();
-        ours.push(fd.as_raw_fd());
+        list(&mut ours, fd.as_raw_fd());
         Ok(Fd(Some(fd)))
     }
 
@@ -74,11 +74,21 @@ impl AsRawFd for Fd {
     }
 }
 
+/// Adds `fd` to the list, once. In a process forked from the test process
+/// (a closure's), the list is a copy that may still name fds its joiner
+/// closed; a new fd with such a number is already listed.
+fn list(ours: &mut Vec<RawFd>, fd: RawFd) {
+    if !ours.contains(&fd) {
+        ours.push(fd);
+    }
+}
+
 /// A pipe, both ends ours and close-on-exec: (read end, write end).
 pub(crate) fn pipe() -> io::Result<(Fd, Fd)> {
     let mut ours = OURS.write().unwrap_or_else(|e| e.into_inner());
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    ours.extend([r.as_raw_fd(), w.as_raw_fd()]);
+    let (r, w) = crate::sys::pipe()?;
+    list(&mut ours, r.as_raw_fd());
+    list(&mut ours, w.as_raw_fd());
     Ok((Fd(Some(r)), Fd(Some(w))))
 }
 

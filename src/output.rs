@@ -20,8 +20,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-
 use crate::fds::{self, Fd};
 
 #[derive(Default)]
@@ -178,7 +176,7 @@ impl Output {
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
         {
-            let _ = nix::unistd::write(&f.wake, b"f");
+            let _ = crate::sys::write_all(f.wake.as_fd(), b"f");
         }
         while state.done < mine && !state.stop {
             state = shared.cv.wait(state).unwrap_or_else(|e| e.into_inner());
@@ -200,7 +198,7 @@ impl Drop for Output {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .stop = true;
-                let _ = nix::unistd::write(&f.wake, b"s");
+                let _ = crate::sys::write_all(f.wake.as_fd(), b"s");
                 let _ = f.thread.join();
             }
             // Last words of the processes that just died.
@@ -244,14 +242,12 @@ impl Stream {
             if pending == 0 {
                 return;
             }
-            match nix::unistd::read(&self.fd, &mut buf[..pending.min(16 * 1024)]) {
-                Ok(0) => return,
+            match crate::sys::read(self.fd.as_fd(), &mut buf[..pending.min(16 * 1024)]) {
+                Ok(0) | Err(_) => return,
                 Ok(n) => {
                     self.carry.extend_from_slice(&buf[..n]);
                     self.print();
                 }
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => return,
             }
         }
     }
@@ -283,15 +279,11 @@ impl Stream {
 fn forward(readers: [Arc<Fd>; 2], streams: &Mutex<Streams>, wake: Fd, shared: &Shared) {
     loop {
         let ready = {
-            let mut fds = [
-                PollFd::new(readers[0].as_fd(), PollFlags::POLLIN),
-                PollFd::new(readers[1].as_fd(), PollFlags::POLLIN),
-                PollFd::new(wake.as_fd(), PollFlags::POLLIN),
-            ];
-            if poll(&mut fds, PollTimeout::NONE).is_err() {
-                continue;
+            let fds = [readers[0].as_fd(), readers[1].as_fd(), wake.as_fd()];
+            match crate::sys::poll(&fds, None) {
+                Ok(ready) => [ready[0].any, ready[1].any, ready[2].any],
+                Err(_) => continue,
             }
-            fds.map(|f| f.revents().is_some_and(|r| !r.is_empty()))
         };
         if ready[0] || ready[1] {
             shared.busy.store(true, Ordering::SeqCst);
@@ -303,7 +295,7 @@ fn forward(readers: [Arc<Fd>; 2], streams: &Mutex<Streams>, wake: Fd, shared: &S
             let mut sink = [0u8; 64];
             let pending = crate::sys::pending_bytes(wake.as_fd()).unwrap_or(0);
             if pending > 0 {
-                let _ = nix::unistd::read(&wake, &mut sink[..pending.min(64)]);
+                let _ = crate::sys::read(wake.as_fd(), &mut sink[..pending.min(64)]);
             }
             streams.lock().unwrap_or_else(|e| e.into_inner()).drain();
             let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -158,8 +158,8 @@ pub(crate) struct Ids {
 impl Ids {
     pub(crate) fn current() -> Ids {
         Ids {
-            uid: nix::unistd::geteuid().as_raw(),
-            gid: nix::unistd::getegid().as_raw(),
+            uid: crate::sys::geteuid(),
+            gid: crate::sys::getegid(),
         }
     }
 }

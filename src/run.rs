@@ -5,8 +5,6 @@
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::wait::WaitStatus;
 use serde::Serialize;
 
 use crate::channel::{self, FrameReader};
@@ -15,7 +13,7 @@ use crate::error::Error;
 use crate::fds::{self, Fd};
 use crate::output::Output;
 use crate::protocol::{EXIT_NO_CHANNEL, JoinReport, JoinStep};
-use crate::sys;
+use crate::sys::{self, Exit};
 
 /// A live runner: our child, not yet reaped (so its pid cannot be reused).
 pub(crate) struct Runner {
@@ -161,45 +159,32 @@ impl Runner {
         // busy CPU, while the runner waits for that CPU to finish exiting).
         let mut result_open = true;
         loop {
-            let wait = match deadline {
-                None => PollTimeout::NONE,
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    // Round up so we never spin on a sub-millisecond rest.
-                    let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-                }
-            };
+            let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             let readers = output.readers_to_poll();
             let (result_ready, hung_up, exited, printed) = {
                 let mut fds = Vec::with_capacity(2 + readers.len());
-                fds.push(PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN));
+                fds.push(self.pidfd.as_fd());
                 if result_open {
-                    fds.push(PollFd::new(self.result.as_fd(), PollFlags::POLLIN));
+                    fds.push(self.result.as_fd());
                 }
                 let first_reader = fds.len();
-                fds.extend(
-                    readers
-                        .iter()
-                        .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)),
-                );
-                match poll(&mut fds, wait) {
-                    Ok(_) => {}
-                    Err(nix::errno::Errno::EINTR) => continue,
+                fds.extend(readers.iter().map(|fd| fd.as_fd()));
+                let ready = match sys::poll(&fds, wait) {
+                    Ok(ready) => ready,
+                    Err(libc::EINTR) => continue,
                     Err(e) => {
                         self.kill();
-                        return Ended::Died(Error::sys("waiting for the run", e));
+                        return Ended::Died(Error::sys(
+                            "waiting for the run",
+                            std::io::Error::from_raw_os_error(e),
+                        ));
                     }
-                }
-                let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+                };
                 (
-                    result_open && ready(&fds[1]),
-                    result_open
-                        && fds[1]
-                            .revents()
-                            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)),
-                    ready(&fds[0]),
-                    fds[first_reader..].iter().any(ready),
+                    result_open && ready[1].any,
+                    result_open && ready[1].hung_up,
+                    ready[0].any,
+                    ready[first_reader..].iter().any(|r| r.any),
                 )
             };
             if printed {
@@ -233,19 +218,19 @@ impl Runner {
             return Ended::Frame(tag, payload.to_vec());
         }
         Ended::Died(match status {
-            Some(WaitStatus::Signaled(_, sig, _)) => Error::Killed {
-                signal: sys::signal_name(sig as i32),
-                signo: sig as i32,
+            Some(Exit::Signal(sig)) => Error::Killed {
+                signal: sys::signal_name(sig),
+                signo: sig,
             },
             _ if reader.started() => Error::Channel {
                 reason: reader.truncation(),
             },
-            Some(WaitStatus::Exited(_, EXIT_NO_CHANNEL)) => Error::Channel {
+            Some(Exit::Code(EXIT_NO_CHANNEL)) => Error::Channel {
                 reason: "the result could not be sent: the closure closed or broke its \
                          result channel"
                     .into(),
             },
-            Some(WaitStatus::Exited(_, code)) => Error::Exited { status: code },
+            Some(Exit::Code(code)) => Error::Exited { status: code },
             other => Error::Sys {
                 step: "waiting for the run",
                 error: std::io::Error::other(format!("unexpected wait status {other:?}")),
@@ -275,13 +260,17 @@ impl Runner {
                 return Ok(hung_up);
             }
             let want = pending.min(buf.len());
-            match nix::unistd::read(&self.result, &mut buf[..want]) {
+            match sys::read(self.result.as_fd(), &mut buf[..want]) {
                 Ok(0) => return Ok(true),
                 Ok(n) => {
                     reader.feed(&buf[..n])?;
                 }
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(Error::sys("reading the run's result", e)),
+                Err(e) => {
+                    return Err(Error::sys(
+                        "reading the run's result",
+                        std::io::Error::from_raw_os_error(e),
+                    ));
+                }
             }
         }
         Ok(reader.frame().is_some())
@@ -301,13 +290,12 @@ impl Runner {
         if self.reaped {
             return false;
         }
-        let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
-        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
+        sys::poll(&[self.pidfd.as_fd()], Some(Duration::ZERO)).is_ok_and(|ready| !ready[0].any)
     }
 
     /// Reaps the runner, then its joiner, which exited before the closure
     /// could start (or exits at once, if the runner was killed first).
-    fn reap(&mut self) -> Option<WaitStatus> {
+    fn reap(&mut self) -> Option<Exit> {
         if self.reaped {
             return None;
         }
@@ -358,7 +346,7 @@ pub(crate) fn start_init_in(
 }
 
 /// Waits for our child `pid` to end and reaps it, retrying on `EINTR`.
-pub(crate) fn reap_pid(pid: libc::pid_t) -> nix::Result<WaitStatus> {
+pub(crate) fn reap_pid(pid: libc::pid_t) -> Result<Exit, i32> {
     sys::reap(pid)
 }
 
@@ -384,43 +372,32 @@ fn await_report(joiner: libc::pid_t, report_r: &Fd) -> Result<[u8; 8], Error> {
 /// of the write end may live on in a process another thread forked
 /// meanwhile, and the open file's `O_NONBLOCK` could be changed by another
 /// holder.
-pub(crate) fn read_report(report_r: &Fd, writer: &Fd) -> nix::Result<Option<[u8; 8]>> {
-    let take = || -> nix::Result<Option<[u8; 8]>> {
+pub(crate) fn read_report(report_r: &Fd, writer: &Fd) -> std::io::Result<Option<[u8; 8]>> {
+    let err = std::io::Error::from_raw_os_error;
+    let take = || -> std::io::Result<Option<[u8; 8]>> {
         match sys::pending_bytes(report_r.as_fd()).unwrap_or(0) {
             0 => return Ok(None),
             // Reports are written whole; a piece of one is garbage.
-            1..8 => return Err(nix::errno::Errno::EPROTO),
+            1..8 => return Err(err(libc::EPROTO)),
             _ => {}
         }
         let mut msg = [0u8; 8];
-        loop {
-            match nix::unistd::read(report_r, &mut msg) {
-                Ok(8) => return Ok(Some(msg)),
-                Ok(_) => return Ok(None),
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e),
-            }
+        match sys::read(report_r.as_fd(), &mut msg) {
+            Ok(8) => Ok(Some(msg)),
+            Ok(_) => Ok(None),
+            Err(e) => Err(err(e)),
         }
     };
     loop {
         if let Some(msg) = take()? {
             return Ok(Some(msg));
         }
-        let (hung_up, gone) = {
-            let mut fds = [
-                PollFd::new(report_r.as_fd(), PollFlags::POLLIN),
-                PollFd::new(writer.as_fd(), PollFlags::POLLIN),
-            ];
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e),
-            }
-            let hup = fds[0]
-                .revents()
-                .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR));
-            (hup, fds[1].revents().is_some_and(|r| !r.is_empty()))
+        let ready = match sys::poll(&[report_r.as_fd(), writer.as_fd()], None) {
+            Ok(ready) => ready,
+            Err(libc::EINTR) => continue,
+            Err(e) => return Err(err(e)),
         };
-        if hung_up || gone {
+        if ready[0].hung_up || ready[1].any {
             // One last look: the report may have come just before the end.
             return take();
         }

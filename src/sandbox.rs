@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -248,7 +247,7 @@ impl SandboxBuilder {
             files: &self.files,
             writable_host: self.writable_host,
             cwd: std::env::current_dir().ok(),
-            root: nix::unistd::geteuid().is_root(),
+            root: sys::geteuid() == 0,
         };
         let steps = plan::holder_steps(ids, &layout)?;
         // The id maps come first and are written before the init program
@@ -656,7 +655,7 @@ impl Sandbox {
             let mut buf = [0u8; 256];
             let left = match children
                 .as_ref()
-                .and_then(|f| nix::sys::uio::pread(f, &mut buf, 0).ok())
+                .and_then(|f| sys::pread(f.as_fd(), &mut buf, 0).ok())
             {
                 None => true,
                 Some(0) => false,
@@ -690,8 +689,8 @@ impl Sandbox {
         if self.killed.load(Ordering::SeqCst) {
             return false;
         }
-        let mut fds = [PollFd::new(self.holder.as_fd(), PollFlags::POLLIN)];
-        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
+        // Readable once it has exited.
+        sys::poll(&[self.holder.as_fd()], Some(Duration::ZERO)).is_ok_and(|ready| !ready[0].any)
     }
 
     /// Tears the sandbox down like `drop`, but reports what went wrong.
@@ -730,7 +729,10 @@ impl Sandbox {
                 "killing the sandbox's init process",
                 std::io::Error::from_raw_os_error(errno),
             )),
-            (_, Err(e)) => Err(Error::sys("reaping the sandbox's init process", e)),
+            (_, Err(e)) => Err(Error::sys(
+                "reaping the sandbox's init process",
+                std::io::Error::from_raw_os_error(e),
+            )),
             _ => Ok(()),
         }
     }

@@ -1,5 +1,9 @@
-//! Thin wrappers over the system calls that `nix` does not cover, or that
-//! code running after `fork` must call without allocating.
+//! The crate's system calls: `rustix` (its `linux_raw` backend, which
+//! enters the kernel directly, so no call writes libc's `errno`), and by
+//! hand, through [`call`], only what rustix does not offer (`clone` without
+//! a new stack, `close_range`, `execveat`, `exit_group`, `keyctl`). libc
+//! stays for what must go through the C library: `fork` (its handlers),
+//! signal masks and dispositions, thread creation, `mmap`.
 //!
 //! # Safety
 //!
@@ -9,11 +13,10 @@
 //! Failures are returned as raw errno values (`i32`), which cost nothing to
 //! carry.
 //!
-//! The wrappers used by tasks that share the test process's memory (the
-//! launch of a sandbox's init program until its exec, see `child::init`;
-//! the task that frees a run's memory, see `child::closure`) go through
-//! [`call`], which enters the kernel directly: no libc, so not even `errno`
-//! is written in the thread-local storage they share.
+//! Tasks that share the test process's memory (the launch of a sandbox's
+//! init program until its exec, see `child::init`; the task that frees a
+//! run's memory, see `child::closure`) use only these wrappers: none
+//! writes `errno` in the thread-local storage they share.
 //!
 //! # References
 //!
@@ -23,7 +26,16 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal};
+
+/// The errno of a rustix error, as the crate carries it.
+fn raw(e: Errno) -> i32 {
+    e.raw_os_error()
+}
 
 /// The errno of the last failed call on this thread.
 pub(crate) fn errno() -> i32 {
@@ -122,37 +134,19 @@ fn addr(s: &CStr) -> usize {
 /// The caller owns `fd`, and nothing uses its number afterwards (it may be
 /// reused by the next fd opened).
 pub(crate) unsafe fn close(fd: RawFd) {
+    // By hand, errors ignored: after fork, the list of hermetic's fds may
+    // name one twice (a copy of the list in a process forked from a
+    // closure), and rustix's close asserts success in debug builds.
     // SAFETY: the caller owns fd.
     let _ = unsafe { call(libc::SYS_close, [fd as usize, 0, 0, 0, 0, 0]) };
 }
 
-/// `openat(AT_FDCWD, path, flags, mode)`.
-pub(crate) fn open(path: &CStr, flags: libc::c_int, mode: libc::mode_t) -> Result<RawFd, i32> {
-    // SAFETY: path is NUL-terminated; on success the fd is new and ours.
-    unsafe {
-        call(
-            libc::SYS_openat,
-            [
-                libc::AT_FDCWD as usize,
-                addr(path),
-                flags as usize,
-                mode as usize,
-                0,
-                0,
-            ],
-        )
-    }
-    .map(|fd| fd as RawFd)
-}
-
 /// Opens `path` for writing, writes `content`, closes it.
 pub(crate) fn write_file(path: &CStr, content: &[u8]) -> Result<(), i32> {
-    let fd = open(path, libc::O_WRONLY | libc::O_CLOEXEC, 0)?;
-    // SAFETY: fd was just opened here, and is closed below.
-    let res = write_all(unsafe { BorrowedFd::borrow_raw(fd) }, content);
-    // SAFETY: as above; nothing uses it afterwards.
-    unsafe { close(fd) };
-    res
+    use rustix::fs::{Mode, OFlags};
+    let fd =
+        rustix::fs::open(path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()).map_err(raw)?;
+    write_all(rustix::fd::AsFd::as_fd(&fd), content)
 }
 
 /// The size of a [`Stack`]'s guard page.
@@ -294,34 +288,31 @@ pub(crate) unsafe fn clone_fork(
 
 /// Joins the namespaces `nstypes` of the process behind `pidfd` in one call.
 pub(crate) fn setns(pidfd: BorrowedFd<'_>, nstypes: libc::c_int) -> Result<(), i32> {
-    // SAFETY: plain system call on a borrowed fd.
-    check(unsafe { libc::setns(pidfd.as_raw_fd(), nstypes) } as libc::c_long).map(drop)
+    use rustix::thread::ThreadNameSpaceType;
+    rustix::thread::move_into_thread_name_spaces(
+        pidfd,
+        ThreadNameSpaceType::from_bits_retain(nstypes as u32),
+    )
+    .map_err(raw)
+}
+
+fn pid(pid: libc::pid_t) -> Result<Pid, i32> {
+    Pid::from_raw(pid).ok_or(libc::ESRCH)
 }
 
 /// A pidfd for `pid`, which must be our child or otherwise pinned.
-pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
-    // SAFETY: plain system call; on success the fd is new and ours.
-    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just created this fd for us.
-    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+pub(crate) fn pidfd_open(pid_: libc::pid_t) -> io::Result<OwnedFd> {
+    let pid = pid(pid_).map_err(io::Error::from_raw_os_error)?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
 }
 
 /// Sends `sig` to the process behind `pidfd`; immune to pid reuse.
 pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> Result<(), i32> {
-    // SAFETY: plain system call; a null siginfo means "as kill(2)".
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    })
-    .map(drop)
+    let sig = Signal::from_named_raw(sig).ok_or(libc::EINVAL)?;
+    rustix::process::pidfd_send_signal(pidfd, sig).map_err(raw)
 }
 
 /// Closes every fd from `first` to `last` inclusive.
@@ -367,61 +358,78 @@ pub(crate) unsafe fn close_all_except(keep: &[RawFd]) -> Result<(), i32> {
 
 /// Writes all of `buf`, retrying on `EINTR` and short writes.
 pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), i32> {
-    let fd = fd.as_raw_fd();
     while !buf.is_empty() {
-        // SAFETY: buf is a live slice of the given length.
-        let n = unsafe {
-            call(
-                libc::SYS_write,
-                [fd as usize, buf.as_ptr() as usize, buf.len(), 0, 0, 0],
-            )
-        };
-        match n {
+        match rustix::io::write(fd, buf) {
             Ok(n) => buf = &buf[n.min(buf.len())..],
-            Err(libc::EINTR) => continue,
-            Err(e) => return Err(e),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(raw(e)),
         }
     }
     Ok(())
 }
 
-/// Blocks until `fd` is readable or hung up; retries on EINTR.
-pub(crate) fn wait_readable(fd: BorrowedFd<'_>) {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
+/// Reads what `fd` gives now into `buf`, retrying on `EINTR`: the count
+/// (0 at end-of-file).
+pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, i32> {
     loop {
-        // SAFETY: pfd is a live array of one pollfd; no timeout, no mask.
-        let n = unsafe {
-            call(
-                libc::SYS_ppoll,
-                [&mut pfd as *mut libc::pollfd as usize, 1, 0, 0, 0, 0],
-            )
-        };
-        if n != Err(libc::EINTR) {
-            return;
+        match rustix::io::read(fd, &mut *buf) {
+            Err(Errno::INTR) => continue,
+            res => return res.map_err(raw),
         }
     }
 }
 
+/// What [`poll`] saw of one fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ready {
+    /// Anything at all: readable, hung up or in error.
+    pub(crate) any: bool,
+    /// Hung up or in error (a pipe with no writer left).
+    pub(crate) hung_up: bool,
+}
+
+/// Waits until one of `fds` is readable or hung up, or `timeout` has passed
+/// (`None`: no limit), and says what each one is; none is ready when the
+/// time ran out. `Err(EINTR)` when a signal came first: callers bound their
+/// waits by deadlines and poll again.
+pub(crate) fn poll(
+    fds: &[BorrowedFd<'_>],
+    timeout: Option<std::time::Duration>,
+) -> Result<Vec<Ready>, i32> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut polled: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
+        .collect();
+    let timeout = timeout.map(|t| Timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: t.subsec_nanos().into(),
+    });
+    rustix::event::poll(&mut polled, timeout.as_ref()).map_err(raw)?;
+    Ok(polled
+        .iter()
+        .map(|p| Ready {
+            any: !p.revents().is_empty(),
+            hung_up: p.revents().intersects(PollFlags::HUP | PollFlags::ERR),
+        })
+        .collect())
+}
+
+/// Blocks until `fd` is readable or hung up; retries on EINTR.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>) {
+    use rustix::event::{PollFd, PollFlags};
+    let mut polled = [PollFd::new(&fd, PollFlags::IN)];
+    while rustix::event::poll(&mut polled, None) == Err(Errno::INTR) {}
+}
+
 /// Names the calling process (what `ps` and `/proc/PID/comm` show).
 pub(crate) fn set_name(name: &CStr) {
-    // SAFETY: PR_SET_NAME reads at most 16 bytes from a NUL-terminated
-    // string.
-    let _ = unsafe {
-        call(
-            libc::SYS_prctl,
-            [libc::PR_SET_NAME as usize, addr(name), 0, 0, 0, 0],
-        )
-    };
+    let _ = rustix::thread::set_name(name);
 }
 
 /// Kills the calling process with `SIGKILL` when its parent *thread* dies.
 pub(crate) fn die_with_parent() -> Result<(), i32> {
-    // SAFETY: plain prctl with integer arguments.
-    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } as libc::c_long).map(drop)
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).map_err(raw)
 }
 
 /// `dup2(2)`; the new fd does not have `FD_CLOEXEC`.
@@ -431,19 +439,16 @@ pub(crate) fn die_with_parent() -> Result<(), i32> {
 /// `new` is closed first if open: the caller owns it (as in a child after
 /// fork moving fds into place), and nothing else uses its number.
 pub(crate) unsafe fn dup2(old: RawFd, new: RawFd) -> Result<(), i32> {
-    if old == new {
+    // SAFETY: the caller owns old for the call and new for good.
+    let old = unsafe { BorrowedFd::borrow_raw(old) };
+    if old.as_raw_fd() == new {
         // What dup2 does then (dup3 refuses): check that old is open.
-        // SAFETY: F_GETFD only reads the fd's flags.
-        return unsafe {
-            call(
-                libc::SYS_fcntl,
-                [old as usize, libc::F_GETFD as usize, 0, 0, 0, 0],
-            )
-        }
-        .map(drop);
+        return rustix::io::fcntl_getfd(old).map(drop).map_err(raw);
     }
-    // SAFETY: plain system call on fd numbers.
-    unsafe { call(libc::SYS_dup3, [old as usize, new as usize, 0, 0, 0, 0]) }.map(drop)
+    // Not dropped: the fd stays open as `new`, owned by the caller.
+    // SAFETY: as above.
+    let mut target = ManuallyDrop::new(unsafe { OwnedFd::from_raw_fd(new) });
+    rustix::io::dup2(old, &mut target).map_err(raw)
 }
 
 /// `_exit(2)`: leaves without running destructors, atexit handlers or
@@ -457,7 +462,94 @@ pub(crate) fn exit(code: i32) -> ! {
 
 /// Name of a signal, `"SIGSEGV"`, or `"signal N"` for unknown numbers.
 pub(crate) fn signal_name(signo: i32) -> &'static str {
-    nix::sys::signal::Signal::try_from(signo).map_or("an unknown signal", |s| s.as_str())
+    const NAMES: [(i32, &str); 31] = [
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGQUIT, "SIGQUIT"),
+        (libc::SIGILL, "SIGILL"),
+        (libc::SIGTRAP, "SIGTRAP"),
+        (libc::SIGABRT, "SIGABRT"),
+        (libc::SIGBUS, "SIGBUS"),
+        (libc::SIGFPE, "SIGFPE"),
+        (libc::SIGKILL, "SIGKILL"),
+        (libc::SIGUSR1, "SIGUSR1"),
+        (libc::SIGSEGV, "SIGSEGV"),
+        (libc::SIGUSR2, "SIGUSR2"),
+        (libc::SIGPIPE, "SIGPIPE"),
+        (libc::SIGALRM, "SIGALRM"),
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGSTKFLT, "SIGSTKFLT"),
+        (libc::SIGCHLD, "SIGCHLD"),
+        (libc::SIGCONT, "SIGCONT"),
+        (libc::SIGSTOP, "SIGSTOP"),
+        (libc::SIGTSTP, "SIGTSTP"),
+        (libc::SIGTTIN, "SIGTTIN"),
+        (libc::SIGTTOU, "SIGTTOU"),
+        (libc::SIGURG, "SIGURG"),
+        (libc::SIGXCPU, "SIGXCPU"),
+        (libc::SIGXFSZ, "SIGXFSZ"),
+        (libc::SIGVTALRM, "SIGVTALRM"),
+        (libc::SIGPROF, "SIGPROF"),
+        (libc::SIGWINCH, "SIGWINCH"),
+        (libc::SIGIO, "SIGIO"),
+        (libc::SIGPWR, "SIGPWR"),
+        (libc::SIGSYS, "SIGSYS"),
+    ];
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == signo)
+        .map_or("an unknown signal", |(_, name)| name)
+}
+
+/// The symbolic name of an errno, `"EPERM"`, or `"errno N"`'s number for
+/// one not listed.
+pub(crate) fn errno_name(errno: i32) -> std::borrow::Cow<'static, str> {
+    const NAMES: [(i32, &str); 40] = [
+        (libc::EPERM, "EPERM"),
+        (libc::ENOENT, "ENOENT"),
+        (libc::ESRCH, "ESRCH"),
+        (libc::EINTR, "EINTR"),
+        (libc::EIO, "EIO"),
+        (libc::ENXIO, "ENXIO"),
+        (libc::E2BIG, "E2BIG"),
+        (libc::ENOEXEC, "ENOEXEC"),
+        (libc::EBADF, "EBADF"),
+        (libc::ECHILD, "ECHILD"),
+        (libc::EAGAIN, "EAGAIN"),
+        (libc::ENOMEM, "ENOMEM"),
+        (libc::EACCES, "EACCES"),
+        (libc::EFAULT, "EFAULT"),
+        (libc::EBUSY, "EBUSY"),
+        (libc::EEXIST, "EEXIST"),
+        (libc::EXDEV, "EXDEV"),
+        (libc::ENODEV, "ENODEV"),
+        (libc::ENOTDIR, "ENOTDIR"),
+        (libc::EISDIR, "EISDIR"),
+        (libc::EINVAL, "EINVAL"),
+        (libc::ENFILE, "ENFILE"),
+        (libc::EMFILE, "EMFILE"),
+        (libc::ENOSPC, "ENOSPC"),
+        (libc::EROFS, "EROFS"),
+        (libc::EMLINK, "EMLINK"),
+        (libc::EPIPE, "EPIPE"),
+        (libc::ERANGE, "ERANGE"),
+        (libc::EDEADLK, "EDEADLK"),
+        (libc::ENAMETOOLONG, "ENAMETOOLONG"),
+        (libc::ENOSYS, "ENOSYS"),
+        (libc::ENOTEMPTY, "ENOTEMPTY"),
+        (libc::ELOOP, "ELOOP"),
+        (libc::EUSERS, "EUSERS"),
+        (libc::EPROTO, "EPROTO"),
+        (libc::EOPNOTSUPP, "EOPNOTSUPP"),
+        (libc::EADDRINUSE, "EADDRINUSE"),
+        (libc::ENETUNREACH, "ENETUNREACH"),
+        (libc::ETIMEDOUT, "ETIMEDOUT"),
+        (libc::ECONNREFUSED, "ECONNREFUSED"),
+    ];
+    match NAMES.iter().find(|(n, _)| *n == errno) {
+        Some((_, name)) => (*name).into(),
+        None => format!("errno {errno}").into(),
+    }
 }
 
 /// The calling process's own pid.
@@ -479,49 +571,35 @@ pub(crate) unsafe fn borrow_static(fd: RawFd) -> BorrowedFd<'static> {
 
 /// How many bytes wait to be read from the pipe `fd` (FIONREAD).
 pub(crate) fn pending_bytes(fd: BorrowedFd<'_>) -> Result<usize, i32> {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int to the live local.
-    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) } as libc::c_long)?;
-    Ok(n as usize)
+    rustix::io::ioctl_fionread(fd)
+        .map(|n| n as usize)
+        .map_err(raw)
 }
 
 /// `memfd_create(2)`.
 pub(crate) fn memfd_create(name: &CStr, flags: libc::c_uint) -> io::Result<OwnedFd> {
-    // SAFETY: name is NUL-terminated; on success the fd is new and ours.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: as above.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    use rustix::fs::MemfdFlags;
+    Ok(rustix::fs::memfd_create(
+        name,
+        MemfdFlags::from_bits_retain(flags),
+    )?)
 }
 
 /// A pidfd of the calling process, as a raw fd (after fork: no allocation).
 pub(crate) fn pidfd_self() -> Result<RawFd, i32> {
-    // SAFETY: plain system calls with integer arguments.
-    unsafe {
-        let pid = call(libc::SYS_getpid, [0; 6])?;
-        call(libc::SYS_pidfd_open, [pid, 0, 0, 0, 0, 0]).map(|fd| fd as RawFd)
-    }
+    rustix::process::pidfd_open(
+        rustix::process::getpid(),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .map(IntoRawFd::into_raw_fd)
+    .map_err(raw)
 }
 
 /// A close-on-exec copy of `fd` numbered `min` or above (`F_DUPFD_CLOEXEC`).
-pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> Result<RawFd, i32> {
-    // SAFETY: plain system call on fd numbers.
-    unsafe {
-        call(
-            libc::SYS_fcntl,
-            [
-                fd as usize,
-                libc::F_DUPFD_CLOEXEC as usize,
-                min as usize,
-                0,
-                0,
-                0,
-            ],
-        )
-    }
-    .map(|fd| fd as RawFd)
+pub(crate) fn dup_above(fd: BorrowedFd<'_>, min: RawFd) -> Result<RawFd, i32> {
+    rustix::io::fcntl_dupfd_cloexec(fd, min)
+        .map(IntoRawFd::into_raw_fd)
+        .map_err(raw)
 }
 
 /// Marks every fd from `first` on close-on-exec (`close_range` with
@@ -583,22 +661,114 @@ pub(crate) unsafe fn execveat_empty(
     }
 }
 
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// It exited with this status.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+}
+
 /// Waits for our child `pid` (whatever its exit signal) and reaps it,
-/// retrying on `EINTR`.
-pub(crate) fn reap(pid: libc::pid_t) -> nix::Result<nix::sys::wait::WaitStatus> {
-    use nix::sys::wait::{WaitPidFlag, waitpid};
+/// retrying on `EINTR`: how it ended.
+pub(crate) fn reap(pid_: libc::pid_t) -> Result<Exit, i32> {
+    use rustix::process::WaitOptions;
+    let pid = pid(pid_)?;
     loop {
-        match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::__WALL)) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            r => return r,
+        match rustix::process::waitpid(
+            Some(pid),
+            WaitOptions::from_bits_retain(libc::__WALL as u32),
+        ) {
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(raw(e)),
+            Ok(None) => return Err(libc::ECHILD),
+            Ok(Some((_, status))) => {
+                return Ok(match (status.exit_status(), status.terminating_signal()) {
+                    (Some(code), _) => Exit::Code(code),
+                    (None, Some(sig)) => Exit::Signal(sig),
+                    // Not asked for stops or continues: not reached.
+                    (None, None) => Exit::Code(-1),
+                });
+            }
         }
     }
 }
 
 /// Kills our child `pid` and reaps it.
-pub(crate) fn kill_and_reap(pid: libc::pid_t) -> nix::Result<nix::sys::wait::WaitStatus> {
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
-    reap(pid)
+pub(crate) fn kill_and_reap(pid_: libc::pid_t) -> Result<Exit, i32> {
+    let _ = pid(pid_).map(|p| rustix::process::kill_process(p, Signal::KILL));
+    reap(pid_)
+}
+
+/// The effective uid of the calling process.
+pub(crate) fn geteuid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// The effective gid of the calling process.
+pub(crate) fn getegid() -> u32 {
+    rustix::process::getegid().as_raw()
+}
+
+/// The calling thread's id.
+pub(crate) fn gettid() -> libc::pid_t {
+    rustix::thread::gettid().as_raw_nonzero().get()
+}
+
+/// The kernel's release (`uname -r`).
+pub(crate) fn kernel_release() -> String {
+    rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A pipe, both ends close-on-exec: (read, write).
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+/// Sets the capacity of the pipe `fd` to at least `size` bytes.
+pub(crate) fn set_pipe_size(fd: BorrowedFd<'_>, size: usize) -> io::Result<()> {
+    Ok(rustix::pipe::fcntl_setpipe_size(fd, size).map(drop)?)
+}
+
+/// Seals the memfd `fd` against any change: its size and contents, and
+/// further seals.
+pub(crate) fn seal_for_good(fd: BorrowedFd<'_>) -> io::Result<()> {
+    use rustix::fs::SealFlags;
+    Ok(rustix::fs::fcntl_add_seals(
+        fd,
+        SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
+    )?)
+}
+
+/// Reads from `fd` at `offset` (the fd's own position untouched).
+pub(crate) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize, i32> {
+    rustix::io::pread(fd, buf, offset).map_err(raw)
+}
+
+/// The name of the user `uid`, as the system's user database has it.
+pub(crate) fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: pwd and buf are live for the call, which fills pwd with
+    // pointers into buf; result is set to &pwd or null.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let ret = libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        );
+        if ret != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        Some(CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned())
+    }
 }
 
 /// Whether the calling process ignores `SIGCHLD` (`SIG_IGN`, or

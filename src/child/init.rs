@@ -51,12 +51,7 @@ fn program() -> io::Result<BorrowedFd<'static>> {
         sys::write_all(fd.as_fd(), PROGRAM).map_err(io::Error::from_raw_os_error)?;
         // Nothing may change it from now on, not even through
         // /proc/PID/fd.
-        let seals =
-            libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-        nix::fcntl::fcntl(
-            &fd,
-            nix::fcntl::FcntlArg::F_ADD_SEALS(nix::fcntl::SealFlag::from_bits_truncate(seals)),
-        )?;
+        sys::seal_for_good(fd.as_fd())?;
         Ok(fd)
     })
 }
@@ -206,6 +201,8 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
         .iter_mut()
         .zip([args.plan, args.report, args.lifeline, args.program])
     {
+        // SAFETY: the four fds stay open in this child until it execs.
+        let fd = unsafe { sys::borrow_static(fd) };
         *slot = sys::dup_above(fd, 10).unwrap_or_else(|e| fail(e));
     }
     for (i, &fd) in parked[..3].iter().enumerate() {
@@ -237,10 +234,7 @@ fn send_plan(plan_w: &Fd, plan: &[u8]) -> io::Result<()> {
         )));
     }
     if plan.len() > 60 << 10 {
-        nix::fcntl::fcntl(
-            plan_w,
-            nix::fcntl::FcntlArg::F_SETPIPE_SZ(plan.len() as i32),
-        )?;
+        sys::set_pipe_size(plan_w.as_fd(), plan.len())?;
     }
     sys::write_all(plan_w.as_fd(), plan).map_err(io::Error::from_raw_os_error)
 }

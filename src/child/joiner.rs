@@ -20,7 +20,7 @@ use std::os::fd::RawFd;
 use serde::Serialize;
 
 use super::ForkLocks;
-use crate::protocol::{JoinReport, JoinStep};
+use crate::protocol::{EXIT_SETUP, JoinReport, JoinStep};
 use crate::sys;
 use crate::wire;
 
@@ -42,6 +42,18 @@ pub(crate) struct RunnerFds {
     pub(crate) result: RawFd,
     pub(crate) stdout: RawFd,
     pub(crate) stderr: RawFd,
+}
+
+/// Held by a child after fork: should a panic unwind through it, the
+/// child exits at once instead of going on in the parent's code (a panic in
+/// a fork made inside a closure is recorded, not printed, so it would
+/// otherwise pass unseen).
+struct ExitOnUnwind;
+
+impl Drop for ExitOnUnwind {
+    fn drop(&mut self) {
+        sys::exit(EXIT_SETUP)
+    }
 }
 
 fn report(fd: RawFd, msg: [u8; 8]) {
@@ -155,8 +167,9 @@ where
     // SAFETY: glibc's fork makes the child's allocator and libc state
     // consistent; the joiner then makes only system calls, and the runner
     // runs user code by design (see the crate docs).
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
+    match unsafe { libc::fork() } {
+        0 => {
+            let _never_unwind = ExitOnUnwind;
             // SAFETY: this is the joiner, just forked.
             if let Err(errno) = unsafe { enter(plan.holder, plan.nstypes) } {
                 fail(plan.report, JoinStep::Enter, errno);
@@ -180,8 +193,8 @@ where
                 })
             }
         }
-        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child.as_raw()),
-        Err(e) => Err(e as i32),
+        -1 => Err(sys::errno()),
+        child => Ok(child),
     }
 }
 
@@ -290,6 +303,7 @@ pub(crate) fn fork_init_in(
     // launch was prepared before), then exits.
     match unsafe { sys::clone_fork(0, 0) }? {
         sys::Forked::Child => {
+            let _never_unwind = ExitOnUnwind;
             // SAFETY: the owner's pidfd stays open in this child.
             let owner = unsafe { sys::borrow_static(owner) };
             if let Err(errno) = sys::setns(owner, libc::CLONE_NEWUSER) {

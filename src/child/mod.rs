@@ -159,7 +159,7 @@ static PARKED_TID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::
 fn park_a_thread() -> Option<SpareTls> {
     use std::sync::atomic::Ordering;
     extern "C" fn parked(_: *mut libc::c_void) -> *mut libc::c_void {
-        PARKED_TID.store(nix::unistd::gettid().as_raw(), Ordering::Release);
+        PARKED_TID.store(sys::gettid(), Ordering::Release);
         PARKED_TP.store(
             sys::thread_pointer().unwrap_or(usize::MAX),
             Ordering::Release,
@@ -330,17 +330,20 @@ pub(crate) fn install_panic_hook() {
 /// the mask: a thread or process that `f` starts begins with all signals
 /// blocked, with no window in which a handler could run on it.
 pub(crate) fn with_all_signals_blocked<R>(f: impl FnOnce() -> R) -> Result<R, i32> {
-    use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
-    let mut previous = SigSet::empty();
-    pthread_sigmask(
-        SigmaskHow::SIG_SETMASK,
-        Some(&SigSet::all()),
-        Some(&mut previous),
-    )
-    .map_err(|e| e as i32)?;
-    let result = f();
-    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
-    Ok(result)
+    // SAFETY: both sets live on this stack; sigfillset initialises `all`,
+    // and pthread_sigmask fills `previous` before it is used.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut previous: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        let ret = libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
+        if ret != 0 {
+            return Err(ret);
+        }
+        let result = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
+        Ok(result)
+    }
 }
 
 /// The fd of the result channel in a runner; -1 elsewhere.
