@@ -203,3 +203,106 @@ mod tests {
         assert!(hint(Phase::Other, libc::ENOENT, &HostFacts::default()).is_none());
     }
 }
+
+/// Where the threads of the process `pid` (a run that timed out) are:
+/// for each, its state, the system call it is in and the kernel function
+/// it waits in, as `/proc` tells; then the likely cause, when the threads
+/// wait on a lock while other threads exist in the test process (a lock
+/// copied by the fork, held for ever). Empty if `/proc` tells nothing.
+pub(crate) fn where_stuck(pid: libc::pid_t) -> String {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return String::new();
+    };
+    let mut tids: Vec<u32> = tasks
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    tids.sort_unstable();
+    let mut threads = Vec::new();
+    let mut on_a_lock = false;
+    for tid in tids {
+        let at = |file: &str| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/{file}"))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default()
+        };
+        let comm = at("comm");
+        // "pid (comm) S ...": the state follows the last ')'.
+        let stat = at("stat");
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .map_or("?", state_name);
+        let call = at("syscall");
+        let syscall = match call.split_whitespace().next() {
+            Some("running") => "running".to_owned(),
+            Some(nr) => nr
+                .parse::<libc::c_long>()
+                .map_or_else(|_| nr.to_owned(), syscall_name),
+            None => String::new(),
+        };
+        on_a_lock |= syscall == "futex";
+        let wchan = at("wchan");
+        let mut line = format!("thread {tid} ({comm}): {state}");
+        if !syscall.is_empty() && syscall != "running" {
+            line.push_str(&format!(" in {syscall}()"));
+        }
+        if !wchan.is_empty() && wchan != "0" {
+            line.push_str(&format!(", waiting in {wchan}"));
+        }
+        threads.push(line);
+    }
+    if threads.is_empty() {
+        return String::new();
+    }
+    let mut text = format!("where its threads were: {}", threads.join("; "));
+    let others = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count()) - 1;
+    if on_a_lock && others > 0 {
+        text.push_str(&format!(
+            ". A thread waits on a lock (futex) and the test process has {others} other \
+             thread(s): a lock one of them held when the run was forked stays held in \
+             the run's copy for ever (a Mutex shared with other threads, a runtime's or \
+             allocator's global lock). Build what the closure uses inside it, or run such \
+             tests one per process: cargo nextest run, or cargo test -- --test-threads=1"
+        ));
+    }
+    text
+}
+
+fn state_name(code: &str) -> &'static str {
+    match code {
+        "R" => "running",
+        "S" => "sleeping",
+        "D" => "in uninterruptible wait",
+        "T" | "t" => "stopped",
+        "Z" => "a zombie",
+        _ => "in an unusual state",
+    }
+}
+
+fn syscall_name(nr: libc::c_long) -> String {
+    let known: [(libc::c_long, &str); 19] = [
+        (libc::SYS_futex, "futex"),
+        (libc::SYS_read, "read"),
+        (libc::SYS_write, "write"),
+        (libc::SYS_ppoll, "ppoll"),
+        (libc::SYS_pselect6, "pselect6"),
+        (libc::SYS_epoll_pwait, "epoll_pwait"),
+        (libc::SYS_clock_nanosleep, "clock_nanosleep"),
+        (libc::SYS_nanosleep, "nanosleep"),
+        (libc::SYS_wait4, "wait4"),
+        (libc::SYS_waitid, "waitid"),
+        (libc::SYS_accept4, "accept4"),
+        (libc::SYS_connect, "connect"),
+        (libc::SYS_recvfrom, "recvfrom"),
+        (libc::SYS_recvmsg, "recvmsg"),
+        (libc::SYS_sendto, "sendto"),
+        (libc::SYS_openat, "openat"),
+        (libc::SYS_flock, "flock"),
+        (libc::SYS_fcntl, "fcntl"),
+        (libc::SYS_rt_sigtimedwait, "rt_sigtimedwait"),
+    ];
+    known.iter().find(|(n, _)| *n == nr).map_or_else(
+        || format!("system call {nr}"),
+        |(_, name)| (*name).to_owned(),
+    )
+}

@@ -127,11 +127,15 @@ pub enum Error {
     SigchldIgnored,
 
     /// The run took longer than the sandbox's timeout and was killed.
-    #[error("the closure timed out after {after:?} and was killed")]
+    #[error("the closure timed out after {after:?} and was killed{}", stuck_suffix(.stuck))]
     #[non_exhaustive]
     TimedOut {
         /// The timeout that was exceeded.
         after: Duration,
+        /// Where the run's threads were when it was killed (state, system
+        /// call, kernel wait channel, read from `/proc`), and the likely
+        /// cause; empty if that could not be read.
+        stuck: String,
     },
 
     /// Configuring a network of sandboxes (links, addresses, bridges,
@@ -186,6 +190,14 @@ fn hint_suffix(hint: &Option<String>) -> String {
     match hint {
         Some(h) => format!("\n{h}"),
         None => String::new(),
+    }
+}
+
+fn stuck_suffix(stuck: &str) -> String {
+    if stuck.is_empty() {
+        String::new()
+    } else {
+        format!("; {stuck}")
     }
 }
 

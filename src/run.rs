@@ -207,9 +207,12 @@ impl Runner {
             if let Some(d) = deadline
                 && Instant::now() >= d
             {
+                // Before the kill: where it is stuck is gone after.
+                let stuck = crate::diagnostics::where_stuck(self.pid);
                 self.kill();
                 return Ended::Died(Error::TimedOut {
                     after: timeout.unwrap_or_default(),
+                    stuck,
                 });
             }
         }

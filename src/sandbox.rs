@@ -81,8 +81,9 @@ impl Default for SandboxBuilder {
 }
 
 impl SandboxBuilder {
-    /// A builder with the defaults: hostname `sandbox`, no timeout, no
-    /// extra mounts, no cgroup namespace.
+    /// A builder with the defaults: hostname `sandbox`, a timeout of 5
+    /// minutes per run (see [`timeout`](Self::timeout)), no extra mounts,
+    /// no cgroup namespace.
     pub fn new() -> Self {
         Self::default()
     }
@@ -94,8 +95,11 @@ impl SandboxBuilder {
     }
 
     /// How long one [`Sandbox::run`] may take before its process is killed
-    /// and the run fails with [`Error::TimedOut`]. Default: no limit;
-    /// `Duration::MAX` (or any timeout too long to reach) also means none.
+    /// and the run fails with [`Error::TimedOut`], which says where the
+    /// closure was stuck. Default: 5 minutes, or the number of seconds in
+    /// the environment variable `HERMETIC_TIMEOUT` (for a whole suite; `0`
+    /// means none); `Duration::MAX` (or any timeout too long to reach)
+    /// means none.
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
         self.timeout = Some(timeout);
         self
@@ -219,6 +223,10 @@ impl SandboxBuilder {
         userns: Option<&Sandbox>,
     ) -> Result<(Sandbox, Fd, Vec<plan::Step>, usize), Error> {
         let hostname = plan::hostname(&self.hostname)?;
+        let timeout = match self.timeout {
+            Some(t) => Some(t),
+            None => default_timeout()?,
+        };
         let cgroup = if self.cgroup {
             libc::CLONE_NEWCGROUP
         } else {
@@ -291,7 +299,7 @@ impl SandboxBuilder {
             holder,
             nstypes,
             hostname: self.hostname.clone(),
-            timeout: self.timeout,
+            timeout,
             max_result_size: self.max_result_size,
             spawned: Mutex::new(Vec::new()),
             killed: Arc::new(AtomicBool::new(false)),
@@ -784,6 +792,23 @@ impl Killer {
 fn is_exit_task(pid: &str) -> bool {
     std::fs::read(format!("/proc/{pid}/comm"))
         .map_or(true, |comm| comm.trim_ascii_end() == b"hermetic-exit")
+}
+
+/// A run's timeout when the builder sets none: `HERMETIC_TIMEOUT` seconds
+/// (0: none), or 5 minutes.
+fn default_timeout() -> Result<Option<Duration>, Error> {
+    const DEFAULT: Duration = Duration::from_secs(5 * 60);
+    let Some(value) = std::env::var_os("HERMETIC_TIMEOUT") else {
+        return Ok(Some(DEFAULT));
+    };
+    match value.to_str().and_then(|v| v.trim().parse::<u64>().ok()) {
+        Some(0) => Ok(None),
+        Some(secs) => Ok(Some(Duration::from_secs(secs))),
+        None => Err(Error::InvalidOption {
+            option: "HERMETIC_TIMEOUT",
+            reason: format!("{value:?} is not a number of seconds (0 for no timeout)"),
+        }),
+    }
 }
 
 /// What to tell the user after a run failed for a reason other than a panic.
