@@ -136,74 +136,6 @@ fn show(v: Option<u64>) -> String {
     v.map_or_else(|| "unknown".into(), |v| v.to_string())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn apparmor_is_named_for_uid_map_eperm() {
-        let facts = HostFacts {
-            apparmor_restrict: Some(1),
-            ..Default::default()
-        };
-        let h = hint(Phase::IdMap, libc::EPERM, &facts).unwrap();
-        assert!(
-            h.contains("kernel.apparmor_restrict_unprivileged_userns=0"),
-            "{h}"
-        );
-        assert!(h.contains("GitHub Actions"), "{h}");
-    }
-
-    #[test]
-    fn debian_sysctl_is_named_for_clone_eperm() {
-        let facts = HostFacts {
-            unprivileged_userns_clone: Some(0),
-            ..Default::default()
-        };
-        let h = hint(Phase::Clone, libc::EPERM, &facts).unwrap();
-        assert!(
-            h.contains("sysctl -w kernel.unprivileged_userns_clone=1"),
-            "{h}"
-        );
-    }
-
-    #[test]
-    fn max_user_namespaces_zero() {
-        let facts = HostFacts {
-            max_user_namespaces: Some(0),
-            ..Default::default()
-        };
-        let h = hint(Phase::Clone, libc::ENOSPC, &facts).unwrap();
-        assert!(h.contains("user.max_user_namespaces=15000"), "{h}");
-    }
-
-    #[test]
-    fn seccomp_container() {
-        let facts = HostFacts {
-            seccomp_mode: Some(2),
-            in_docker: true,
-            ..Default::default()
-        };
-        let h = hint(Phase::Clone, libc::EPERM, &facts).unwrap();
-        assert!(h.contains("seccomp=unconfined"), "{h}");
-    }
-
-    #[test]
-    fn masked_proc() {
-        let facts = HostFacts {
-            proc_masked: true,
-            ..Default::default()
-        };
-        let h = hint(Phase::FreshMount, libc::EPERM, &facts).unwrap();
-        assert!(h.contains("unmask=ALL"), "{h}");
-    }
-
-    #[test]
-    fn nothing_to_say_about_an_ordinary_failure() {
-        assert!(hint(Phase::Other, libc::ENOENT, &HostFacts::default()).is_none());
-    }
-}
-
 /// Where the threads of the process `pid` (a run that timed out) are:
 /// for each, its state, the system call it is in and the kernel function
 /// it waits in, as `/proc` tells; then the likely cause, when the threads
@@ -305,4 +237,72 @@ fn syscall_name(nr: libc::c_long) -> String {
         || format!("system call {nr}"),
         |(_, name)| (*name).to_owned(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apparmor_is_named_for_uid_map_eperm() {
+        let facts = HostFacts {
+            apparmor_restrict: Some(1),
+            ..Default::default()
+        };
+        let h = hint(Phase::IdMap, libc::EPERM, &facts).unwrap();
+        assert!(
+            h.contains("kernel.apparmor_restrict_unprivileged_userns=0"),
+            "{h}"
+        );
+        assert!(h.contains("GitHub Actions"), "{h}");
+    }
+
+    #[test]
+    fn debian_sysctl_is_named_for_clone_eperm() {
+        let facts = HostFacts {
+            unprivileged_userns_clone: Some(0),
+            ..Default::default()
+        };
+        let h = hint(Phase::Clone, libc::EPERM, &facts).unwrap();
+        assert!(
+            h.contains("sysctl -w kernel.unprivileged_userns_clone=1"),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn max_user_namespaces_zero() {
+        let facts = HostFacts {
+            max_user_namespaces: Some(0),
+            ..Default::default()
+        };
+        let h = hint(Phase::Clone, libc::ENOSPC, &facts).unwrap();
+        assert!(h.contains("user.max_user_namespaces=15000"), "{h}");
+    }
+
+    #[test]
+    fn seccomp_container() {
+        let facts = HostFacts {
+            seccomp_mode: Some(2),
+            in_docker: true,
+            ..Default::default()
+        };
+        let h = hint(Phase::Clone, libc::EPERM, &facts).unwrap();
+        assert!(h.contains("seccomp=unconfined"), "{h}");
+    }
+
+    #[test]
+    fn masked_proc() {
+        let facts = HostFacts {
+            proc_masked: true,
+            ..Default::default()
+        };
+        let h = hint(Phase::FreshMount, libc::EPERM, &facts).unwrap();
+        assert!(h.contains("unmask=ALL"), "{h}");
+    }
+
+    #[test]
+    fn nothing_to_say_about_an_ordinary_failure() {
+        assert!(hint(Phase::Other, libc::ENOENT, &HostFacts::default()).is_none());
+    }
 }
