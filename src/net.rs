@@ -315,7 +315,7 @@ impl Host {
     /// # Errors
     ///
     /// As [`Sandbox::spawn`].
-    pub fn spawn<F>(&self, f: F) -> Result<Spawned<'_>, Error>
+    pub fn spawn<F>(&self, f: F) -> Result<Spawned, Error>
     where
         F: FnOnce(),
     {

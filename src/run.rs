@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::channel::{self, FrameReader};
-use crate::child::joiner::{self, JoinPlan, RunnerFds};
+use crate::child::joiner::{self, JoinPlan, RunnerSetup};
 use crate::error::Error;
 use crate::fds::{self, Fd};
 use crate::output::Output;
@@ -56,6 +56,7 @@ impl Runner {
         nstypes: libc::c_int,
         output: (RawFd, RawFd),
         keep: &[RawFd],
+        background: bool,
         f: F,
     ) -> Result<Runner, Error>
     where
@@ -71,10 +72,11 @@ impl Runner {
             report: report_w.as_raw_fd(),
             keep,
         };
-        let fds = RunnerFds {
+        let fds = RunnerSetup {
             result: result_w.as_raw_fd(),
             stdout: output.0,
             stderr: output.1,
+            background,
         };
         let joiner = joiner::fork_runner(&plan, fds, f)
             .map_err(|e| Error::sys("forking a run", std::io::Error::from_raw_os_error(e)))?;
@@ -286,6 +288,12 @@ impl Runner {
             let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
             self.reap();
         }
+    }
+
+    /// Marks the runner as reaped by someone else (the sandbox's teardown):
+    /// its pid may already belong to another process.
+    pub(crate) fn reaped_elsewhere(&mut self) {
+        self.reaped = true;
     }
 
     /// True while the runner has not exited.

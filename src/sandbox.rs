@@ -301,9 +301,9 @@ impl SandboxBuilder {
             hostname: self.hostname.clone(),
             timeout,
             max_result_size: self.max_result_size,
-            spawned: Mutex::new(Vec::new()),
+            spawned: Arc::new(Mutex::new(Vec::new())),
             killed: Arc::new(AtomicBool::new(false)),
-            output,
+            output: Arc::new(output),
             holder_children: std::sync::OnceLock::new(),
         };
         Ok((sandbox, ready_r, steps, maps))
@@ -398,11 +398,11 @@ pub struct Sandbox {
     max_result_size: usize,
     /// Runners started by `spawn` and not yet reaped by their handle.
     /// (runner, its joiner) pairs.
-    spawned: Mutex<Vec<(libc::pid_t, libc::pid_t)>>,
+    spawned: Arc<SpawnedList>,
     /// Set by a [`Killer`]: the init process is dying or dead.
     killed: Arc<AtomicBool>,
     /// Dropped last, once every process that could write to it is gone.
-    output: Output,
+    output: Arc<Output>,
     /// `/proc/HOLDER/task/HOLDER/children`, once a run asked.
     holder_children: std::sync::OnceLock<Option<Fd>>,
 }
@@ -526,13 +526,20 @@ impl Sandbox {
         T: Serialize + DeserializeOwned,
     {
         self.check_alive()?;
-        let result = Runner::start(&self.holder, self.nstypes, self.output.fds(), keep, f)
-            .and_then(|mut runner| {
-                match runner.wait(self.timeout, self.max_result_size, &self.output) {
-                    Ended::Frame(tag, payload) => crate::channel::decode_outcome(tag, &payload),
-                    Ended::Died(e) => Err(e),
-                }
-            });
+        let result = Runner::start(
+            &self.holder,
+            self.nstypes,
+            self.output.fds(),
+            keep,
+            false,
+            f,
+        )
+        .and_then(|mut runner| {
+            match runner.wait(self.timeout, self.max_result_size, &self.output) {
+                Ended::Frame(tag, payload) => crate::channel::decode_outcome(tag, &payload),
+                Ended::Died(e) => Err(e),
+            }
+        });
         self.output.pump();
         self.forward_if_left_running();
         result
@@ -570,7 +577,7 @@ impl Sandbox {
     /// server.kill()?;
     /// # Ok::<(), hermetic::Error>(())
     /// ```
-    pub fn spawn<F>(&self, f: F) -> Result<Spawned<'_>, Error>
+    pub fn spawn<F>(&self, f: F) -> Result<Spawned, Error>
     where
         F: FnOnce(),
     {
@@ -580,10 +587,13 @@ impl Sandbox {
             .start()
             .map_err(|e| Error::sys("starting the output forwarder", e))?;
         let mut spawned = self.spawned.lock().unwrap_or_else(|e| e.into_inner());
-        let runner = Runner::start(&self.holder, self.nstypes, self.output.fds(), &[], f)?;
+        let runner = Runner::start(&self.holder, self.nstypes, self.output.fds(), &[], true, f)?;
         spawned.push((runner.pid(), runner.joiner()));
         Ok(Spawned {
-            sandbox: self,
+            list: self.spawned.clone(),
+            output: self.output.clone(),
+            max_result_size: self.max_result_size,
+            timeout: self.timeout,
             runner: Some(runner),
         })
     }
@@ -724,7 +734,7 @@ impl Sandbox {
         // The dying holder waits until every process of its namespace has
         // been reaped, including runners whose parent is the test process:
         // reap those first.
-        let spawned = std::mem::take(self.spawned.get_mut().unwrap_or_else(|e| e.into_inner()));
+        let spawned = std::mem::take(&mut *self.spawned.lock().unwrap_or_else(|e| e.into_inner()));
         for (pid, joiner) in spawned {
             let _ = sys::kill_and_reap(pid);
             let _ = run::reap_pid(joiner);
@@ -743,11 +753,6 @@ impl Sandbox {
             )),
             _ => Ok(()),
         }
-    }
-
-    fn forget_spawned(&self, pid: libc::pid_t) {
-        let mut spawned = self.spawned.lock().unwrap_or_else(|e| e.into_inner());
-        spawned.retain(|&(p, _)| p != pid);
     }
 }
 
@@ -833,13 +838,34 @@ fn advice(e: &Error) -> &'static str {
     }
 }
 
+/// The runs started by [`Sandbox::spawn`] that are still to be reaped by
+/// the sandbox's teardown: (runner, joiner). A [`Spawned`] that takes its
+/// runner off the list reaps it itself.
+type SpawnedList = Mutex<Vec<(libc::pid_t, libc::pid_t)>>;
+
+/// Takes `pid` off the list; false if it was not there (the sandbox's
+/// teardown has killed and reaped it).
+fn forget(list: &SpawnedList, pid: libc::pid_t) -> bool {
+    let mut spawned = list.lock().unwrap_or_else(|e| e.into_inner());
+    let before = spawned.len();
+    spawned.retain(|&(p, _)| p != pid);
+    spawned.len() != before
+}
+
 /// A closure running in the background inside a sandbox; made by
-/// [`Sandbox::spawn`].
+/// [`Sandbox::spawn`]. It borrows nothing: a fixture can return it with its
+/// sandbox.
 ///
-/// Dropping the handle kills the process.
+/// Dropping the handle kills the process, and so does dropping the
+/// sandbox. A panic of the closure is printed into the test's output when
+/// it happens, and returned by [`join`](Self::join).
 #[derive(Debug)]
-pub struct Spawned<'a> {
-    sandbox: &'a Sandbox,
+#[must_use = "dropping a Spawned kills its process at once: keep it in a variable (`let _server = ...`)"]
+pub struct Spawned {
+    list: Arc<SpawnedList>,
+    output: Arc<Output>,
+    max_result_size: usize,
+    timeout: Option<Duration>,
     runner: Option<Runner>,
 }
 
@@ -849,7 +875,7 @@ impl std::fmt::Debug for Runner {
     }
 }
 
-impl Spawned<'_> {
+impl Spawned {
     /// The process's pid, in the caller's PID namespace.
     pub fn pid(&self) -> u32 {
         self.runner.as_ref().map_or(0, |r| r.pid() as u32)
@@ -860,11 +886,13 @@ impl Spawned<'_> {
         self.runner.as_ref().is_some_and(Runner::running)
     }
 
-    /// Waits for the closure to return.
+    /// Waits for the closure to return, at most the sandbox's timeout
+    /// (counted from this call), after which its process is killed.
     ///
     /// # Errors
     ///
-    /// As [`Sandbox::try_run`], without the timeout.
+    /// As [`Sandbox::try_run`]; [`Error::SandboxDead`] if the sandbox was
+    /// dropped (which killed the process) before the join.
     pub fn join(mut self) -> Result<(), Error> {
         let mut runner = self
             .runner
@@ -872,9 +900,14 @@ impl Spawned<'_> {
             .expect("the runner is there until consumed");
         // Off the sandbox's list before the pid is reaped (and free for
         // reuse): from here on this handle, or the runner's own drop, reaps.
-        self.sandbox.forget_spawned(runner.pid());
-        let ended = runner.wait(None, self.sandbox.max_result_size, &self.sandbox.output);
-        self.sandbox.output.pump();
+        if !forget(&self.list, runner.pid()) {
+            runner.reaped_elsewhere();
+            return Err(Error::SandboxDead {
+                doing: "joining a spawned closure",
+            });
+        }
+        let ended = runner.wait(self.timeout, self.max_result_size, &self.output);
+        self.output.pump();
         match ended {
             Ended::Frame(tag, payload) => crate::channel::decode_outcome(tag, &payload),
             Ended::Died(e) => Err(e),
@@ -894,14 +927,18 @@ impl Spawned<'_> {
 
     fn stop(&mut self) {
         if let Some(mut runner) = self.runner.take() {
-            // Before reaping, so that a reused pid is never taken off the list.
-            self.sandbox.forget_spawned(runner.pid());
-            runner.kill();
+            // Before reaping, so that a reused pid is never taken off the
+            // list; not there: the sandbox's teardown reaped it.
+            if forget(&self.list, runner.pid()) {
+                runner.kill();
+            } else {
+                runner.reaped_elsewhere();
+            }
         }
     }
 }
 
-impl Drop for Spawned<'_> {
+impl Drop for Spawned {
     fn drop(&mut self) {
         self.stop();
     }

@@ -13,7 +13,7 @@ use rstest::rstest;
 /// Starts a server on port 7000 of `host` that answers every connection
 /// with the host's name; returns once it listens (it says so through a
 /// pipe of the test's, which closures inherit).
-fn serve_name<'n>(net: &'n Network, host: &str) -> hermetic::Spawned<'n> {
+fn serve_name(net: &Network, host: &str) -> hermetic::Spawned {
     let name = host.to_owned();
     let (listening_r, listening_w) = nix::unistd::pipe().unwrap();
     let server = net

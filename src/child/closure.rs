@@ -21,6 +21,8 @@ use crate::sys;
 struct Job<F> {
     f: Option<F>,
     frame: Option<Vec<u8>>,
+    /// A spawned closure: print its panic when it happens.
+    background: bool,
 }
 
 /// Runs `f` in the runner and sends its frame to `result`; never returns.
@@ -44,6 +46,7 @@ pub(crate) unsafe fn serve<F, T>(
     stdout: RawFd,
     stderr: RawFd,
     inline: bool,
+    background: bool,
 ) -> !
 where
     F: FnOnce() -> T,
@@ -65,6 +68,7 @@ where
     let mut job = Job {
         f: Some(f),
         frame: None,
+        background,
     };
     // SAFETY: attr is initialised by pthread_attr_init before use; job
     // outlives the thread, which we join.
@@ -134,6 +138,18 @@ where
                 message,
                 location: PANIC_AT.with(|p| p.borrow_mut().take()),
             };
+            if job.background {
+                // Now, into the test's output: a join may come much later.
+                let at = report
+                    .location
+                    .as_ref()
+                    .map_or_else(|| "<unknown location>".to_owned(), |l| l.to_string());
+                eprintln!(
+                    "hermetic: a spawned closure panicked at {at}:\n{}\n(its process has ended; \
+                     join() returns this panic)",
+                    report.message
+                );
+            }
             let bytes = postcard::to_allocvec(&report).unwrap_or_default();
             channel::encode_frame(Tag::Panic, &bytes)
         }

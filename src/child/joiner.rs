@@ -37,11 +37,15 @@ pub(crate) struct JoinPlan<'a> {
     pub(crate) keep: &'a [RawFd],
 }
 
-/// The fds a runner needs, all prepared by the parent.
-pub(crate) struct RunnerFds {
+/// What a runner needs, all prepared by the parent: its fds, and whether
+/// it runs in the background.
+pub(crate) struct RunnerSetup {
     pub(crate) result: RawFd,
     pub(crate) stdout: RawFd,
     pub(crate) stderr: RawFd,
+    /// A spawned closure: a panic is printed when it happens, not only
+    /// returned by a `join` that may come much later, or never.
+    pub(crate) background: bool,
 }
 
 /// Held by a child after fork: should a panic unwind through it, the
@@ -136,7 +140,7 @@ pub(crate) unsafe fn close_ours(ours: &[RawFd], keep: &[RawFd], also: &[RawFd]) 
 /// What the runner starts with, at the top of its own stack.
 struct Launch<F> {
     f: F,
-    fds: RunnerFds,
+    fds: RunnerSetup,
     /// A pidfd of the joiner, readable once it has exited.
     joiner: RawFd,
     report: RawFd,
@@ -151,7 +155,7 @@ struct Launch<F> {
 /// pid; the joiner reports the runner's pid on `plan.report` and exits.
 pub(crate) fn fork_runner<F, T>(
     plan: &JoinPlan<'_>,
-    fds: RunnerFds,
+    fds: RunnerSetup,
     f: F,
 ) -> Result<libc::pid_t, i32>
 where
@@ -284,6 +288,7 @@ where
             fds.stdout,
             fds.stderr,
             launch.tls.is_some(),
+            fds.background,
         )
     }
 }
