@@ -93,10 +93,14 @@ impl Runner {
         };
         let pid = match JoinReport::decode(msg) {
             JoinReport::Started(pid) => pid,
+            // A dead init process: ESRCH, or EPERM (rootless, whose
+            // permission to enter is checked first); its pidfd tells.
             JoinReport::Failed {
                 step: JoinStep::Enter,
-                errno: libc::ESRCH,
-            } => {
+                ..
+            } if sys::poll(&[holder.as_fd()], Some(Duration::ZERO))
+                .is_ok_and(|ready| ready[0].any) =>
+            {
                 let _ = reap_pid(joiner);
                 return Err(Error::SandboxDead {
                     doing: "starting a run",
