@@ -607,6 +607,13 @@ impl Sandbox {
     /// program is killed when the sandbox is dropped; `Child::kill` kills it
     /// too.
     ///
+    /// The `Child`'s pid is a small relay in the test's PID namespace (the
+    /// program's parent, as a program inside has no pid outside): every
+    /// signal it can catch (`SIGTERM`, `SIGINT`, `SIGHUP`, `SIGUSR1`...) is
+    /// passed on to the program, whose handlers and traps run, and its exit
+    /// status is the program's, code or signal. `SIGKILL` kills the relay,
+    /// and the program with it.
+    ///
     /// # Examples
     ///
     /// ```no_run

@@ -701,6 +701,31 @@ pub(crate) fn kill_and_reap(pid_: libc::pid_t) -> Result<Exit, i32> {
     reap(pid_)
 }
 
+/// Waits for our child `pid` and reaps it, retrying on `EINTR`: its raw
+/// wait status, as `waitpid(2)` gives it.
+pub(crate) fn reap_raw(pid: libc::pid_t) -> Result<i32, i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: status is a live int.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+        if r == pid {
+            return Ok(status);
+        }
+        let errno = errno();
+        if errno != libc::EINTR {
+            return Err(errno);
+        }
+    }
+}
+
+/// A pidfd of `pid`, our child, as a raw fd (after fork: nothing to drop).
+pub(crate) fn pidfd_of(pid: libc::pid_t) -> Result<RawFd, i32> {
+    let pid = self::pid(pid)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map(IntoRawFd::into_raw_fd)
+        .map_err(raw)
+}
+
 /// The effective uid of the calling process.
 pub(crate) fn geteuid() -> u32 {
     rustix::process::geteuid().as_raw()

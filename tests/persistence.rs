@@ -232,3 +232,69 @@ fn a_spawned_closures_panic_is_printed_when_it_happens() {
     );
     assert!(stderr.contains("marker-spawned-panic 42"), "{stderr}");
 }
+
+/// Starts `script` under sh in `ns`, and waits until it says "ready".
+fn start_ready(ns: &Sandbox, script: &str) -> std::process::Child {
+    let mut child = ns
+        .command("sh")
+        .args(["-c", script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "ready\n");
+    child
+}
+
+#[rstest]
+fn sigterm_to_a_command_reaches_its_program(#[from(isolated)] ns: Sandbox) {
+    let child = start_ready(
+        &ns,
+        "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done",
+    );
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = child.wait_with_output().unwrap().status;
+    assert_eq!(status.code(), Some(42), "{status:?}");
+}
+
+#[rstest]
+fn a_command_killed_by_a_signal_reports_that_signal(#[from(isolated)] ns: Sandbox) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = start_ready(&ns, "echo ready; exec sleep 3600");
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) }, 0);
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGUSR1), "{status:?}");
+}
+
+#[rstest]
+fn killing_a_command_leaves_nothing_inside(#[from(isolated)] ns: Sandbox) {
+    let mut child = start_ready(&ns, "echo ready; exec sleep 3601");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The program dies with its relay (as it is killed, the kernel then
+    // reaps it, being PID 1's child): wait for that, not for a time.
+    let left = ns.run(|| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let left: Vec<String> = std::fs::read_dir("/proc")
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+                .filter_map(|e| std::fs::read_to_string(e.path().join("cmdline")).ok())
+                .filter(|c| c.contains("3601"))
+                .collect();
+            if left.is_empty() || std::time::Instant::now() > deadline {
+                return left;
+            }
+            std::thread::yield_now();
+        }
+    });
+    assert!(left.is_empty(), "left inside: {left:?}");
+}

@@ -37,77 +37,252 @@ pub(crate) fn enter_on_exec(
     }
 }
 
-/// `pre_exec` hook of [`Sandbox::command`](crate::Sandbox::command): joins
-/// the sandbox and forks, so that the program is exec'd inside the sandbox's
-/// PID namespace; the forked-from process stays outside as a relay that
-/// mirrors the program's exit status, and the program dies with it.
+/// `pre_exec` hook of [`Sandbox::command`](crate::Sandbox::command). std's
+/// child (the *outer relay*, the `Child`'s pid, in the test's PID
+/// namespace) joins the sandbox, whose PID namespace then holds its
+/// children, and starts:
+///
+/// - an *inner relay* inside the sandbox, forked twice so that its parent
+///   is the sandbox's init process (which reaps it): it forks the program,
+///   passes it the signals the outer relay receives, sends the outer relay
+///   the program's wait status, and kills the program should the outer
+///   relay die (`Child::kill` sends `SIGKILL`);
+/// - the program, the inner relay's child, which returns from this hook and
+///   is exec'd by std.
+///
+/// So every process inside has a parent inside: none is left a zombie
+/// waiting for the host's init, and none outlives the `Child`.
 ///
 /// # Safety
 ///
 /// Call only from `CommandExt::pre_exec`, i.e. in a child just forked by
 /// std, before exec.
 unsafe fn command_pre_exec(holder: RawFd, nstypes: libc::c_int) -> std::io::Result<()> {
+    let io = std::io::Error::from_raw_os_error;
     // SAFETY: our caller is std's child, just forked.
-    unsafe { enter(holder, nstypes) }.map_err(std::io::Error::from_raw_os_error)?;
+    unsafe { enter(holder, nstypes) }.map_err(io)?;
     // SAFETY: as above.
     unsafe { join_keyring() };
-    // The relay's pipe: only the relay holds the write end, so the program
-    // can tell, after arming PDEATHSIG, whether the relay already died.
-    let mut alive = [0 as RawFd; 2];
-    // SAFETY: alive is a live array of two fds.
-    if unsafe { libc::pipe2(alive.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    // Signals, outer to inner relay (a hang-up: the outer relay is gone);
+    // the program's wait status, inner to outer.
+    let (signals_r, signals_w) = pipe().map_err(io)?;
+    let (status_r, status_w) = pipe().map_err(io)?;
     // SAFETY: we are single-threaded (std's fork child), see clone_fork.
-    match unsafe { sys::clone_fork(0, libc::SIGCHLD) }.map_err(std::io::Error::from_raw_os_error)? {
-        sys::Forked::Child => {
-            // SAFETY: our copy of the relay's write end, unused here.
-            unsafe { sys::close(alive[1]) };
-            sys::die_with_parent().map_err(std::io::Error::from_raw_os_error)?;
-            let mut pfd = libc::pollfd {
-                fd: alive[0],
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: pfd is one live pollfd; a zero timeout does not block.
-            let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-            if n != 0 {
-                // Hung up: the relay is gone already.
-                sys::exit(EXIT_SETUP);
+    match unsafe { sys::clone_fork(0, libc::SIGCHLD) }.map_err(io)? {
+        // SAFETY: as above.
+        sys::Forked::Child => match unsafe { sys::clone_fork(0, libc::SIGCHLD) } {
+            // Orphaned at once: adopted by the sandbox's init process.
+            Ok(sys::Forked::Child) => {
+                // SAFETY: the inner relay's copies of the outer relay's ends.
+                unsafe {
+                    sys::close(signals_w);
+                    sys::close(status_r);
+                }
+                // SAFETY: as above.
+                unsafe { inner_relay(signals_r, status_w) }
             }
-            // Our read end; exec follows.
-            // SAFETY: ours, unused from here on.
-            unsafe { sys::close(alive[0]) };
-            Ok(())
+            _ => sys::exit(0),
+        },
+        sys::Forked::Parent { pid } => {
+            // SAFETY: the inner relay's ends, not ours.
+            unsafe {
+                sys::close(signals_r);
+                sys::close(status_w);
+            }
+            // The go-between that made the inner relay exits at once.
+            let _ = sys::reap(pid);
+            // SAFETY: as above: this is std's child.
+            unsafe { outer_relay(signals_w, status_r) }
         }
-        // SAFETY: as above: this is std's child.
-        sys::Forked::Parent { pid, .. } => unsafe { relay(pid, alive[1]) },
     }
 }
 
-/// Waits for the program and leaves the same way it did.
+/// A pipe, both ends close-on-exec, as raw fds (after fork: nothing to
+/// drop).
+fn pipe() -> Result<(RawFd, RawFd), i32> {
+    let mut ends = [0 as RawFd; 2];
+    // SAFETY: ends is a live array of two fds.
+    if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(sys::errno());
+    }
+    Ok((ends[0], ends[1]))
+}
+
+/// The inner relay: forks the program (which returns, for std to exec it),
+/// then serves it until it ends, or kills it if the outer relay is gone.
 ///
 /// # Safety
 ///
-/// Only in a child process after fork (or clone) of the test process: it
-/// changes the calling process for good (its fds) and exits.
-unsafe fn relay(pid: libc::pid_t, alive: RawFd) -> ! {
+/// Only in the process forked for it by [`command_pre_exec`].
+unsafe fn inner_relay(signals: RawFd, status: RawFd) -> std::io::Result<()> {
+    // SAFETY: single-threaded fork child, see clone_fork.
+    let me = unsafe { sys::call(libc::SYS_getpid, [0; 6]) }.unwrap_or(0) as libc::pid_t;
+    // SAFETY: as above.
+    let program = match unsafe { sys::clone_fork(0, libc::SIGCHLD) } {
+        Ok(sys::Forked::Child) => {
+            // The program: dies with the inner relay, and runs only if
+            // the relay still lives (its pid is not reused inside while
+            // the sandbox lives, as nothing reaps it but init).
+            // SAFETY: the relay's pipe ends, not the program's.
+            unsafe {
+                sys::close(signals);
+                sys::close(status);
+            }
+            sys::die_with_parent().map_err(std::io::Error::from_raw_os_error)?;
+            // SAFETY: integer system call.
+            if unsafe { sys::call(libc::SYS_getppid, [0; 6]) } != Ok(me as usize) {
+                sys::exit(EXIT_SETUP);
+            }
+            return Ok(());
+        }
+        Ok(sys::Forked::Parent { pid }) => pid,
+        Err(_) => sys::exit(EXIT_SETUP),
+    };
+    // Nothing of std's: its parent waits for its exec-error pipe to close,
+    // which must happen at the program's exec.
+    let (low, high) = if signals < status {
+        (signals, status)
+    } else {
+        (status, signals)
+    };
+    // SAFETY: a forked child with an fd table of its own.
+    let _ = unsafe { sys::close_all_except(&[low, high]) };
+    // Readable once the program has ended.
+    let Ok(watch) = sys::pidfd_of(program) else {
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(program, libc::SIGKILL) };
+        sys::exit(EXIT_SETUP)
+    };
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: signals,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: watch,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two live pollfds; no allocation (this is after fork).
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+            continue;
+        }
+        if fds[1].revents != 0 {
+            break;
+        }
+        if fds[0].revents != 0 {
+            let mut sig = [0u8; 1];
+            // SAFETY: open for this process's life.
+            match sys::read(unsafe { sys::borrow_static(signals) }, &mut sig) {
+                Ok(1) => {
+                    // SAFETY: a signal to our own child.
+                    unsafe { libc::kill(program, sig[0] as libc::c_int) };
+                }
+                // The outer relay is gone (killed): so is the program.
+                _ => {
+                    // SAFETY: as above.
+                    unsafe { libc::kill(program, libc::SIGKILL) };
+                    break;
+                }
+            }
+        }
+    }
+    let code = match sys::reap_raw(program) {
+        Ok(raw) => raw,
+        Err(_) => sys::exit(EXIT_SETUP),
+    };
+    // SAFETY: open for this process's life.
+    let _ = sys::write_all(unsafe { sys::borrow_static(status) }, &code.to_le_bytes());
+    sys::exit(0)
+}
+
+/// The signals the outer relay passes on, through this pipe.
+static SIGNALS: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let fd = SIGNALS.load(std::sync::atomic::Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: write is async-signal-safe; errno is saved around it.
+        unsafe {
+            let saved = *libc::__errno_location();
+            libc::write(fd, [sig as u8].as_ptr().cast(), 1);
+            *libc::__errno_location() = saved;
+        }
+    }
+}
+
+/// Makes the outer relay pass every signal it can catch on to the
+/// program: the `Child`'s pid is the outer relay's, so
+/// `kill(child.id(), SIGTERM)` reaches the program (whose own handlers and
+/// traps then run) and its exit status comes back. Not forwarded:
+/// `SIGKILL` and `SIGSTOP` (which cannot be caught: a killed relay takes
+/// the program with it), `SIGCHLD`, and the faults the relay itself could
+/// raise.
+fn forward_signals_to(signals: RawFd) {
+    SIGNALS.store(signals, std::sync::atomic::Ordering::Relaxed);
+    for sig in 1..=31 {
+        if matches!(
+            sig,
+            libc::SIGKILL
+                | libc::SIGSTOP
+                | libc::SIGCHLD
+                | libc::SIGSEGV
+                | libc::SIGBUS
+                | libc::SIGILL
+                | libc::SIGFPE
+                | libc::SIGTRAP
+                | libc::SIGSYS
+        ) {
+            continue;
+        }
+        // SAFETY: installs a handler that only writes to a pipe; the struct
+        // is zeroed (empty mask) and lives for the call.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = forward as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// The outer relay: passes signals on, waits for the program's status and
+/// leaves the same way the program did.
+///
+/// # Safety
+///
+/// Only in std's child, from [`command_pre_exec`]: it exits.
+unsafe fn outer_relay(signals: RawFd, status: RawFd) -> ! {
     // Keep only the fds std's parent does not wait on: std waits for its
     // exec-error pipe to close, and that must happen at the program's exec,
     // not when the relay exits.
+    let (low, high) = if signals < status {
+        (signals, status)
+    } else {
+        (status, signals)
+    };
     // SAFETY: the relay is a forked child with an fd table of its own.
-    let _ = unsafe { sys::close_all_except(&[alive]) };
-    let mut status = 0;
-    loop {
-        // SAFETY: waiting for our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            break;
-        }
-        if sys::errno() != libc::EINTR {
-            sys::exit(EXIT_SETUP);
+    let _ = unsafe { sys::close_all_except(&[low, high]) };
+    forward_signals_to(signals);
+    let mut raw = [0u8; 4];
+    let mut got = 0;
+    while got < raw.len() {
+        // SAFETY: open for this process's life.
+        match sys::read(unsafe { sys::borrow_static(status) }, &mut raw[got..]) {
+            Ok(n) if n > 0 => got += n,
+            // The inner relay died without a word: killed, with the
+            // program, as the sandbox went. So does this one.
+            _ => {
+                // SAFETY: a signal to this very process.
+                unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+                sys::exit(EXIT_SETUP)
+            }
         }
     }
+    let status = i32::from_le_bytes(raw);
     if libc::WIFSIGNALED(status) {
         let sig = libc::WTERMSIG(status);
         // SAFETY: default disposition, no core file, then the same signal.
