@@ -196,6 +196,7 @@ mod fds;
 #[cfg(feature = "rstest")]
 mod fixtures;
 mod helpers;
+mod isolate;
 mod lifeline;
 mod net;
 mod netlink;
@@ -213,6 +214,7 @@ pub use error::{Error, PanicLocation};
 #[cfg(feature = "rstest")]
 pub use fixtures::{isolated, network};
 pub use helpers::{CONNECT_PATIENCE, connect_retry};
+pub use isolate::isolate_test;
 pub use net::{Host, MAX_HOSTS, Network, NetworkBuilder};
 pub use sandbox::{
     DEFAULT_HOSTNAME, DEFAULT_MAX_RESULT_SIZE, Killer, Sandbox, SandboxBuilder, Spawned,

@@ -708,6 +708,11 @@ impl Sandbox {
         Ok(())
     }
 
+    /// The timeout of each run (None: none).
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
     /// True while the sandbox's init process lives (until a [`Killer`]
     /// kills it, or something else does).
     pub fn is_alive(&self) -> bool {

@@ -47,6 +47,9 @@ use crate::sys;
 thread_local! {
     /// Set on the thread that runs the user's closure.
     pub(crate) static IN_CLOSURE: Cell<bool> = const { Cell::new(false) };
+    /// Set on a thread whose panic's location is recorded (by our hook)
+    /// and printed as usual: an isolated test's body.
+    pub(crate) static RECORD_PANIC: Cell<bool> = const { Cell::new(false) };
     /// The location of that thread's panic, recorded by our hook.
     pub(crate) static PANIC_AT: RefCell<Option<PanicLocation>> = const { RefCell::new(None) };
 }
@@ -311,14 +314,19 @@ pub(crate) fn install_panic_hook() {
     ONCE.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
-            if IN_CLOSURE.with(Cell::get) {
-                let location = info.location().map(|l| PanicLocation {
+            let location = || {
+                info.location().map(|l| PanicLocation {
                     file: l.file().to_owned(),
                     line: l.line(),
                     column: l.column(),
-                });
-                PANIC_AT.with(|p| *p.borrow_mut() = location);
+                })
+            };
+            if IN_CLOSURE.with(Cell::get) {
+                PANIC_AT.with(|p| *p.borrow_mut() = location());
             } else {
+                if RECORD_PANIC.with(Cell::get) {
+                    PANIC_AT.with(|p| *p.borrow_mut() = location());
+                }
                 let _printing = PANIC_PRINTING.lock();
                 previous(info);
             }

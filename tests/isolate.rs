@@ -1,0 +1,154 @@
+//! Whole tests in a sandbox: `isolate_test` re-executes the test for its
+//! body inside a new sandbox, and its outcome is the test's.
+
+mod common;
+
+use hermetic::isolate_test;
+use rstest::rstest;
+
+/// Eight cases at once, each serving on the same port with a multi-thread
+/// tokio runtime (parking_lot locks and all) built inside, while another
+/// test keeps a busy runtime of its own in the test process: no lock of
+/// the test process is copied into the bodies, so nothing can hang.
+#[rstest]
+#[case(1)]
+#[case(2)]
+#[case(3)]
+#[case(4)]
+#[case(5)]
+#[case(6)]
+#[case(7)]
+#[case(8)]
+fn parallel_cases_serve_on_the_same_port(#[case] n: u8) {
+    isolate_test(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .unwrap();
+        let got = rt.block_on(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:8080")
+                .await
+                .unwrap();
+            let server = tokio::spawn(async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                s.write_all(&[n]).await.unwrap();
+            });
+            let mut c = tokio::net::TcpStream::connect("127.0.0.1:8080")
+                .await
+                .unwrap();
+            let mut b = [0u8; 1];
+            c.read_exact(&mut b).await.unwrap();
+            server.await.unwrap();
+            b[0]
+        });
+        assert_eq!(got, n);
+    });
+}
+
+#[test]
+fn a_busy_runtime_in_the_test_process_meanwhile() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                tokio::spawn(async move {
+                    let mut x = i as u64;
+                    for _ in 0..2000 {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        tokio::task::yield_now().await;
+                    }
+                    x
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    // And an isolated body beside it.
+    isolate_test(|| {
+        assert_eq!(
+            std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+            "sandbox\n"
+        )
+    });
+}
+
+#[test]
+fn the_body_runs_in_a_sandbox_of_its_own() {
+    let me = std::process::id();
+    isolate_test(move || {
+        // `me` is what the re-executed process read before the call (code
+        // before the call runs in both): inside, PID 1 is the sandbox's
+        // init, the process has a small pid of its own, the only link is lo.
+        assert_eq!(
+            std::fs::read_to_string("/proc/1/comm").unwrap(),
+            "hermetic-init\n"
+        );
+        assert_eq!(std::process::id(), me);
+        assert!(me < 10, "pid {me}: not in a PID namespace of its own");
+        let links: Vec<_> = std::fs::read_dir("/sys/class/net")
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(links, ["lo"]);
+    });
+}
+
+#[test]
+fn options_come_from_a_builder() {
+    hermetic::Sandbox::builder()
+        .hostname("isolated")
+        .isolate_test(|| {
+            assert_eq!(
+                std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+                "isolated\n"
+            );
+        });
+}
+
+#[test]
+#[ignore = "helper, run by a_failing_body_fails_the_test_with_its_message_and_location"]
+fn helper_isolated_body_panics() {
+    isolate_test(|| {
+        println!("marker-before-the-panic");
+        let answer = 41;
+        assert_eq!(answer, 42, "marker-the-answer-was-{answer}");
+    });
+}
+
+#[test]
+fn a_failing_body_fails_the_test_with_its_message_and_location() {
+    let out = common::run_self("helper_isolated_body_panics", &[], &["--nocapture"]);
+    assert!(!out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("panicked inside the isolated test at tests/isolate.rs:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("marker-the-answer-was-41"), "{stderr}");
+    assert!(stdout.contains("marker-before-the-panic"), "{stdout}");
+    // The marked line that carries the panic is not shown.
+    assert!(!stderr.contains("hermetic-isolated-panic"), "{stderr}");
+}
+
+#[test]
+#[ignore = "helper, run by a_body_that_dies_fails_the_test_naming_the_signal"]
+fn helper_isolated_body_aborts() {
+    isolate_test(|| std::process::abort());
+}
+
+#[test]
+fn a_body_that_dies_fails_the_test_naming_the_signal() {
+    let out = common::run_self("helper_isolated_body_aborts", &[], &["--nocapture"]);
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("killed by SIGABRT"), "{stderr}");
+}
