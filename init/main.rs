@@ -77,6 +77,7 @@ const PIDFD_SEND_SIGNAL: usize = 424;
 const OPEN_TREE: usize = 428;
 const MOVE_MOUNT: usize = 429;
 const MOUNT_SETATTR: usize = 442;
+const CLOSE_RANGE: usize = 436;
 
 const AT_FDCWD: isize = -100;
 const AT_RECURSIVE: usize = 0x8000;
@@ -420,6 +421,7 @@ fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
         }
         wire::OP_LOOPBACK_UP => loopback_up(),
         wire::OP_ENTER_NESTED => enter_nested(helper),
+        wire::OP_KEEPER => keeper(),
         wire::OP_KEYRING => {
             // SAFETY: a is NUL-terminated.
             let id = unsafe { call(nr::KEYCTL, [KEYCTL_JOIN_SESSION_KEYRING, ptr(a), 0, 0, 0, 0]) }?;
@@ -612,7 +614,7 @@ extern "C" fn init_main(_stack: *const usize) -> ! {
             exit(1)
         }
     };
-    close(wire::PLAN_FD);
+    // fd 0 stays open: after the plan, the test process's control channel.
     // From the start: the kernel reaps this process's children (the
     // helper), and once it is PID 1, every orphan of the sandbox.
     // The kernel's struct sigaction: handler, flags, restorer, mask.
@@ -648,13 +650,58 @@ extern "C" fn init_main(_stack: *const usize) -> ! {
     }
     report(wire::REPORT_READY, 0);
     close(wire::REPORT_FD);
-    let mut pfd = [wire::LIFELINE_FD as u32 as u64 | ((POLLIN as u16 as u64) << 32)];
+    // struct pollfd: fd (low 32 bits), events, revents (high 16 bits).
+    let watch = |fd: i32| fd as u32 as u64 | ((POLLIN as u16 as u64) << 32);
+    let mut pfd = [watch(wire::LIFELINE_FD), watch(wire::PLAN_FD)];
+    let mut watched = 2;
     loop {
-        // SAFETY: pfd is one live struct pollfd (fd, events, revents).
-        match unsafe { call(nr::PPOLL, [pfd.as_mut_ptr() as usize, 1, 0, 0, 0, 0]) } {
+        // SAFETY: pfd holds `watched` live struct pollfds.
+        match unsafe { call(nr::PPOLL, [pfd.as_mut_ptr() as usize, watched, 0, 0, 0, 0]) } {
             Err(EINTR) => continue,
-            _ => exit(0),
+            Err(_) => exit(0),
+            Ok(_) => {}
         }
+        if pfd[0] >> 48 != 0 {
+            // The test process has exited.
+            exit(0);
+        }
+        if watched == 2 && pfd[1] >> 48 != 0 {
+            let mut byte = [0u8; 1];
+            // SAFETY: byte is live and writable.
+            match unsafe { call(nr::READ, [wire::PLAN_FD as usize, byte.as_mut_ptr() as usize, 1, 0, 0, 0]) } {
+                Ok(1) if byte[0] == wire::CONTROL_KEEP => keep(),
+                Err(EINTR) => {}
+                // The test process closed it: only the lifeline is left.
+                _ => watched = 1,
+            }
+            pfd[1] &= 0x0000_ffff_ffff_ffff;
+        }
+    }
+}
+
+/// Starts the keeper (see [`wire::OP_KEEPER`]): a fork-like child that
+/// holds no fd and waits until killed. SIGCHLD is ignored: the kernel
+/// reaps it.
+fn keeper() -> Result<(), i32> {
+    // SAFETY: fork-like clone (no new stack); the child makes only system
+    // calls and never returns.
+    let pid = unsafe { call(nr::CLONE, [SIGCHLD, 0, 0, 0, 0, 0]) }?;
+    if pid == 0 {
+        // SAFETY: integer arguments; the name is NUL-terminated.
+        unsafe {
+            let _ = call(CLOSE_RANGE, [0, !0, 0, 0, 0, 0]);
+            let _ = call(nr::PRCTL, [PR_SET_NAME, b"hermetic-keeper\0".as_ptr() as usize, 0, 0, 0, 0]);
+        }
+        keep()
+    }
+    Ok(())
+}
+
+/// Kept: outlives the test process, until killed.
+fn keep() -> ! {
+    loop {
+        // SAFETY: no fds, no timeout, no mask.
+        let _ = unsafe { call(nr::PPOLL, [0, 0, 0, 0, 0, 0]) };
     }
 }
 

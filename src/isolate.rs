@@ -83,9 +83,30 @@ impl SandboxBuilder {
         }
     }
 
-    /// The parent's side: starts the re-executed test in a sandbox, forwards
-    /// its output and tells how it ended.
+    /// [`run_isolated_in`](Self::run_isolated_in) a new sandbox; with
+    /// `HERMETIC_KEEP`, a failed one is kept, and the message says how to
+    /// look inside.
     fn run_isolated(&self) -> Result<(), String> {
+        let sandbox = self
+            .build()
+            .map_err(|e| format!("hermetic::isolate_test: cannot create a sandbox: {e}"))?;
+        let outcome = self.run_isolated_in(&sandbox);
+        match outcome {
+            Err(message) if crate::sandbox::keep_failed() => match sandbox.keep() {
+                Ok(enter) => Err(format!(
+                    "{message}\nhermetic: HERMETIC_KEEP is set: the sandbox is kept (init \
+                     process {}); look inside with: {enter} sh",
+                    sandbox.pid()
+                )),
+                Err(_) => Err(message),
+            },
+            outcome => outcome,
+        }
+    }
+
+    /// The parent's side: starts the re-executed test in `sandbox`,
+    /// forwards its output and tells how it ended.
+    fn run_isolated_in(&self, sandbox: &crate::Sandbox) -> Result<(), String> {
         let current = std::thread::current();
         let name = current
             .name()
@@ -97,9 +118,6 @@ impl SandboxBuilder {
             .to_owned();
         let exe = std::env::current_exe()
             .map_err(|e| format!("hermetic::isolate_test: finding the test binary: {e}"))?;
-        let sandbox = self
-            .build()
-            .map_err(|e| format!("hermetic::isolate_test: cannot create a sandbox: {e}"))?;
         let mut child = sandbox
             .command(&exe)
             .args([
@@ -133,7 +151,6 @@ impl SandboxBuilder {
         let status = wait(&mut child, deadline);
         let _ = out.join();
         let (panic, done) = err.join().unwrap_or((None, false));
-        drop(sandbox);
         let status = match status {
             Ok(status) => status,
             Err(after) => {

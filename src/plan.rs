@@ -87,6 +87,8 @@ pub(crate) enum Action {
     LoopbackUp,
     /// Move into the inner user namespace.
     EnterNested,
+    /// Start the keeper (see `wire::OP_KEEPER`).
+    StartKeeper,
     /// Join the sandbox's own session keyring.
     JoinKeyring,
 }
@@ -243,6 +245,9 @@ pub(crate) struct Layout<'a> {
     /// The caller is root (uid 0 where it runs): DAC protects nothing of
     /// `/proc/sys` from it, so even the hidden proc mount is read-only.
     pub(crate) root: bool,
+    /// Start a keeper, so that the sandbox can be looked into with
+    /// `nsenter` once kept (`HERMETIC_KEEP`).
+    pub(crate) keepable: bool,
 }
 
 /// The mounts every sandbox makes on top of the host's tree, for
@@ -601,6 +606,13 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
         StepKind::Loopback,
         Action::LoopbackUp,
     ));
+    if layout.keepable {
+        steps.push(step(
+            "starting the keeper process (HERMETIC_KEEP)",
+            StepKind::EnterNested,
+            Action::StartKeeper,
+        ));
+    }
     steps.push(step(
         "entering the inner user namespace (setns)",
         StepKind::EnterNested,
@@ -826,6 +838,7 @@ mod tests {
             writable_host: false,
             cwd: None,
             root: false,
+            keepable: false,
         }
     }
 

@@ -256,6 +256,7 @@ impl SandboxBuilder {
             writable_host: self.writable_host,
             cwd: std::env::current_dir().ok(),
             root: sys::geteuid() == 0,
+            keepable: keep_failed(),
         };
         let steps = plan::holder_steps(ids, &layout)?;
         // The id maps come first and are written before the init program
@@ -271,7 +272,7 @@ impl SandboxBuilder {
             fds::pipe().map_err(|e| Error::sys("creating the init process's report pipe", e))?;
         // A host of a network shares its switch's user namespace: it has
         // no maps of its own (`ids` is None), and `maps` is 0.
-        let (_plan_r, launch) = init::prepare(&steps[..maps], &plan, &ready_w, lifeline)
+        let (_plan_r, control, launch) = init::prepare(&steps[..maps], &plan, &ready_w, lifeline)
             .map_err(|(step, e)| Error::sys(step, e))?;
         let pid = match userns {
             None => launch
@@ -305,6 +306,8 @@ impl SandboxBuilder {
             killed: Arc::new(AtomicBool::new(false)),
             output: Arc::new(output),
             holder_children: std::sync::OnceLock::new(),
+            control,
+            kept: AtomicBool::new(false),
         };
         Ok((sandbox, ready_r, steps, maps))
     }
@@ -405,6 +408,10 @@ pub struct Sandbox {
     output: Arc<Output>,
     /// `/proc/HOLDER/task/HOLDER/children`, once a run asked.
     holder_children: std::sync::OnceLock<Option<Fd>>,
+    /// The init process's control channel (see [`Sandbox::keep`]).
+    control: Fd,
+    /// Kept: not torn down when dropped.
+    kept: AtomicBool,
 }
 
 impl std::fmt::Debug for Output {
@@ -482,8 +489,8 @@ impl Sandbox {
     {
         match self.try_run(f) {
             Ok(v) => v,
-            Err(e @ Error::Panicked { .. }) => panic!("{e}"),
-            Err(e) => panic!("hermetic: {e}\n{}", advice(&e)),
+            Err(e @ Error::Panicked { .. }) => panic!("{e}{}", self.kept_note()),
+            Err(e) => panic!("hermetic: {e}\n{}{}", advice(&e), self.kept_note()),
         }
     }
 
@@ -542,7 +549,86 @@ impl Sandbox {
         });
         self.output.pump();
         self.forward_if_left_running();
+        if let Err(e) = &result
+            && ran_and_failed(e)
+            && keep_failed()
+            && let Ok(enter) = self.keep()
+        {
+            eprintln!(
+                "hermetic: HERMETIC_KEEP is set: the sandbox of this failed run is kept (init \
+                 process {}); look inside with: {enter} sh",
+                self.holder_pid
+            );
+        }
         result
+    }
+
+    /// Keeps the sandbox: it is not torn down when dropped, and outlives the
+    /// test process, until its init process ([`pid`](Self::pid)) is killed
+    /// (`kill -9 PID`). Returns the command that runs a program inside it
+    /// (append the program): `nsenter -t PID -U -m -n -p -u -i
+    /// --preserve-credentials`.
+    ///
+    /// With `HERMETIC_KEEP=1` in the environment, the sandbox of a run that
+    /// fails (panic, death, timeout) is kept this way, and the failure
+    /// says so, with the command. Sandboxes made while it is set also get a
+    /// *keeper*, a process that waits in the user namespace that owns the
+    /// sandbox's mounts: the command goes through it and works as root and
+    /// rootless, as root inside with every capability (a shell for looking
+    /// around, not a sandboxed process). Without one (keep called on a
+    /// sandbox made without the variable) the command works as root only:
+    /// the kernel lets an unprivileged process enter the sandbox's mount
+    /// and PID namespaces only from that user namespace.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SandboxDead`] if the init process is gone; [`Error::Sys`] if
+    /// it could not be told.
+    pub fn keep(&self) -> Result<String, Error> {
+        if !self.kept.load(Ordering::SeqCst) {
+            self.check_alive()?;
+            sys::write_all(self.control.as_fd(), &[crate::wire::CONTROL_KEEP]).map_err(|e| {
+                Error::sys(
+                    "telling the init process to keep the sandbox",
+                    std::io::Error::from_raw_os_error(e),
+                )
+            })?;
+            self.kept.store(true, Ordering::SeqCst);
+        }
+        Ok(self.enter_command())
+    }
+
+    /// The `nsenter` command that reaches inside: through the keeper (see
+    /// `SandboxBuilder` and `HERMETIC_KEEP`), whose user namespace owns the
+    /// mounts, so that it works rootless too; else through the init
+    /// process, which works as root.
+    fn enter_command(&self) -> String {
+        let target = self.keeper_pid().unwrap_or(self.holder_pid as u32);
+        format!("nsenter -t {target} -U -m -n -p -u -i --preserve-credentials")
+    }
+
+    /// The keeper's pid (in this process's PID namespace), if the sandbox
+    /// has one: the init process's child named `hermetic-keeper`.
+    fn keeper_pid(&self) -> Option<u32> {
+        let pid = self.holder_pid;
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        children.split_whitespace().find_map(|child| {
+            let comm = std::fs::read_to_string(format!("/proc/{child}/comm")).ok()?;
+            (comm.trim_end() == "hermetic-keeper").then(|| child.parse().ok())?
+        })
+    }
+
+    /// What a failure's message adds when the sandbox was kept.
+    fn kept_note(&self) -> String {
+        if self.kept.load(Ordering::SeqCst) {
+            format!(
+                "\nhermetic: the sandbox is kept (init process {}): look inside with: {} sh",
+                self.holder_pid,
+                self.enter_command()
+            )
+        } else {
+            String::new()
+        }
     }
 
     /// Starts `f` inside the sandbox in the background, for example a
@@ -741,6 +827,12 @@ impl Sandbox {
     }
 
     fn teardown(&mut self) -> Result<(), Error> {
+        if self.kept.load(Ordering::SeqCst) {
+            // Left to live; whoever kills it later, the init process is
+            // reaped by this process's exit (or its new parent).
+            self.holder_pid = 0;
+            return Ok(());
+        }
         // Killing PID 1 makes the kernel kill everything else inside.
         let killed = sys::pidfd_send_signal(self.holder.as_fd(), libc::SIGKILL);
         // The dying holder waits until every process of its namespace has
@@ -809,6 +901,24 @@ impl Killer {
 fn is_exit_task(pid: &str) -> bool {
     std::fs::read(format!("/proc/{pid}/comm"))
         .map_or(true, |comm| comm.trim_ascii_end() == b"hermetic-exit")
+}
+
+/// Whether `e` says the closure itself failed (so its sandbox is worth
+/// keeping with `HERMETIC_KEEP`), not that it could not start.
+fn ran_and_failed(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Panicked { .. }
+            | Error::Killed { .. }
+            | Error::Exited { .. }
+            | Error::TimedOut { .. }
+            | Error::Channel { .. }
+    )
+}
+
+/// `HERMETIC_KEEP` is set (and not `0`).
+pub(crate) fn keep_failed() -> bool {
+    std::env::var_os("HERMETIC_KEEP").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 /// A run's timeout when the builder sets none: `HERMETIC_TIMEOUT` seconds

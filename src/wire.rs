@@ -25,7 +25,8 @@
 //! that failed, or one of the other `REPORT_*` codes.
 #![allow(dead_code)]
 
-/// The init program's fd from which it reads its plan.
+/// The init program's fd from which it reads its plan, and then, while it
+/// waits, control bytes ([`CONTROL_KEEP`]).
 pub const PLAN_FD: i32 = 0;
 /// The init program's fd on which it sends its report.
 pub const REPORT_FD: i32 = 1;
@@ -33,6 +34,10 @@ pub const REPORT_FD: i32 = 1;
 pub const LIFELINE_FD: i32 = 2;
 /// The lowest fd the init program's plan may use for its own fds.
 pub const FIRST_PLAN_FD: i32 = 3;
+
+/// On the plan's fd after the plan: stop watching the test process (the
+/// lifeline) and live until killed, even past the test process.
+pub const CONTROL_KEEP: u8 = b'K';
 
 /// The first word of every plan.
 pub const PLAN_MAGIC: u32 = 0x6865_726d;
@@ -90,6 +95,12 @@ pub const OP_SET_HOSTNAME: u8 = 12;
 pub const OP_LOOPBACK_UP: u8 = 13;
 /// Enter the helper's user namespace, then end the helper.
 pub const OP_ENTER_NESTED: u8 = 14;
+/// Start the keeper: a child that stays in the outer user namespace, with
+/// the sandbox's other namespaces, and only waits (killed with the
+/// sandbox). `nsenter` reaches a kept sandbox's mounts and PID namespace
+/// through it, rootless too: entering the inner user namespace first would
+/// leave no capability over them.
+pub const OP_KEEPER: u8 = 17;
 /// Join (or create) the session keyring named field 0, searchable by its
 /// owner, so that the sandbox's processes can join it by name.
 pub const OP_KEYRING: u8 = 15;

@@ -241,14 +241,15 @@ fn send_plan(plan_w: &Fd, plan: &[u8]) -> io::Result<()> {
 
 /// Prepares the start of a sandbox's init program: sends it the encoded
 /// `plan` through a new pipe (returned: its read end must stay open until
-/// the program has started) and prepares a launch that writes the id
-/// `maps`, reports on `report` and watches `lifeline`.
+/// the program has started; its write end is the program's control channel
+/// from then on, see [`wire::CONTROL_KEEP`]) and prepares a launch that
+/// writes the id `maps`, reports on `report` and watches `lifeline`.
 pub(crate) fn prepare(
     maps: &[Step],
     plan: &[u8],
     report: &Fd,
     lifeline: BorrowedFd<'_>,
-) -> Result<(Fd, Launch), (&'static str, io::Error)> {
+) -> Result<(Fd, Fd, Launch), (&'static str, io::Error)> {
     let (plan_r, plan_w) = fds::pipe().map_err(|e| ("creating the plan's pipe", e))?;
     send_plan(&plan_w, plan).map_err(|e| ("sending the init program its plan", e))?;
     let launch = Launch::prepare(
@@ -258,5 +259,5 @@ pub(crate) fn prepare(
         lifeline.as_raw_fd(),
     )
     .map_err(|e| ("preparing the init program's start", e))?;
-    Ok((plan_r, launch))
+    Ok((plan_r, plan_w, launch))
 }
