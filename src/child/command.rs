@@ -138,6 +138,15 @@ unsafe fn inner_relay(signals: RawFd, status: RawFd) -> std::io::Result<()> {
         Ok(sys::Forked::Parent { pid }) => pid,
         Err(_) => sys::exit(EXIT_SETUP),
     };
+    // Signals reach the program from the outer relay, or directly (a
+    // terminal's, a process group's): none ends this relay, which the
+    // program's life depends on.
+    for sig in 1..=31 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP && sig != libc::SIGCHLD {
+            // SAFETY: sets a disposition; no handler runs.
+            unsafe { libc::signal(sig, libc::SIG_IGN) };
+        }
+    }
     // Nothing of std's: its parent waits for its exec-error pipe to close,
     // which must happen at the program's exec.
     let (low, high) = if signals < status {
@@ -202,7 +211,13 @@ unsafe fn inner_relay(signals: RawFd, status: RawFd) -> std::io::Result<()> {
 /// The signals the outer relay passes on, through this pipe.
 static SIGNALS: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
 
-extern "C" fn forward(sig: libc::c_int) {
+extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // A terminal's signals (Ctrl-C, Ctrl-\, a hang-up) go to its whole
+    // foreground process group, the program included: not twice.
+    // SAFETY: the kernel passes a live siginfo to an SA_SIGINFO handler.
+    if unsafe { (*info).si_code } == libc::SI_KERNEL {
+        return;
+    }
     let fd = SIGNALS.load(std::sync::atomic::Ordering::Relaxed);
     if fd >= 0 {
         // SAFETY: write is async-signal-safe; errno is saved around it.
@@ -242,8 +257,10 @@ fn forward_signals_to(signals: RawFd) {
         // is zeroed (empty mask) and lives for the call.
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = forward as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            action.sa_flags = libc::SA_RESTART;
+            action.sa_sigaction = forward
+                as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+                as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART | libc::SA_SIGINFO;
             libc::sigaction(sig, &action, std::ptr::null_mut());
         }
     }
