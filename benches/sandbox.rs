@@ -14,7 +14,8 @@
 //! - one more run on a live sandbox vs `fork` + `wait`;
 //! - two threads creating sandboxes at once, per sandbox, vs one thread
 //!   (below 1/1.2 = 0.83 means at least 1.2x the throughput);
-//! - `unshare(1)` and `bwrap`, when installed, vs the raw clone;
+//! - `unshare(1)` and `bwrap`, when installed, vs the raw clone, and the
+//!   `hermetic run -- true` command vs that `unshare`;
 //! - with a test process holding 256 MiB of written memory: a run vs fork +
 //!   wait, and a sandbox with and without one run vs the raw clone, all
 //!   from that process.
@@ -289,6 +290,16 @@ fn main() {
             Some(RAW),
             2,
             Box::new(|| quiet(Command::new("unshare").args(["-Urmnpiu", "--fork", "true"]))),
+        ));
+        // The command-line tool against unshare, side by side: a sandbox
+        // made, a program run in it, and dropped, from a fresh process.
+        cases.push(case(
+            "hermetic run -- true",
+            Some("unshare -Urmnpiu --fork true"),
+            2,
+            Box::new(|| {
+                quiet(Command::new(env!("CARGO_BIN_EXE_hermetic")).args(["run", "--", "true"]))
+            }),
         ));
     }
     if installed("bwrap") {
