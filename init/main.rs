@@ -339,6 +339,7 @@ fn decode(buf: &[u8]) -> Option<(Step<'_>, &[u8])> {
     let strings = match op {
         wire::OP_SET_HOSTNAME => 0,
         wire::OP_WRITE_FILE | wire::OP_TOUCH => 1,
+        wire::OP_NEST => 0,
         _ => fields.len(),
     };
     if fields[..strings].iter().any(|f| !f.is_empty() && f[f.len() - 1] != 0) {
@@ -414,7 +415,7 @@ fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
             let flags = MS_BIND | if recursive { MS_REC } else { 0 };
             mount(a, a, &[], flags, &[])
         }
-        wire::OP_NEST => nest(arg, helper),
+        wire::OP_NEST => nest(arg, a, b, helper),
         wire::OP_SET_HOSTNAME => {
             // SAFETY: a is live for its length.
             unsafe { call(nr::SETHOSTNAME, [a.as_ptr() as usize, a.len(), 0, 0, 0, 0]) }.map(drop)
@@ -440,7 +441,7 @@ fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
 /// The maps are written through whichever proc is mounted at `/proc` (the
 /// host's, or the enclosing sandbox's), at the helper's pid there, which the
 /// pidfd's fdinfo tells: no round trip with the helper.
-fn nest(flags: usize, helper: &mut Option<Helper>) -> Result<(), i32> {
+fn nest(flags: usize, uid_map: &[u8], gid_map: &[u8], helper: &mut Option<Helper>) -> Result<(), i32> {
     let mut pidfd: i32 = -1;
     // Fork-like (no new stack): the child runs on a copy of ours. It exits
     // with SIGCHLD, which this process ignores: the kernel reaps it.
@@ -478,8 +479,8 @@ fn nest(flags: usize, helper: &mut Option<Helper>) -> Result<(), i32> {
         concat(&mut path, len, file);
         path
     };
-    write_file(&at(b"/uid_map\0"), b"0 0 1\n")?;
-    write_file(&at(b"/gid_map\0"), b"0 0 1\n")?;
+    write_file(&at(b"/uid_map\0"), uid_map)?;
+    write_file(&at(b"/gid_map\0"), gid_map)?;
     // The user namespace is entered last, by this fd: the helper is not
     // needed after this function, and it ends (and is gone) while the
     // mounts are made.

@@ -80,7 +80,13 @@ pub(crate) enum Action {
     },
     /// Start the inner user namespace with the namespaces in `flags`, and
     /// join those.
-    Nest { flags: libc::c_int },
+    Nest {
+        flags: libc::c_int,
+        /// The inner user namespace's maps: the one id the sandbox's
+        /// processes have (0, or the builder's user).
+        uid_map: Vec<u8>,
+        gid_map: Vec<u8>,
+    },
     /// `sethostname(2)`.
     SetHostname { name: Vec<u8> },
     /// Set `lo` up.
@@ -245,6 +251,8 @@ pub(crate) struct Layout<'a> {
     /// The caller is root (uid 0 where it runs): DAC protects nothing of
     /// `/proc/sys` from it, so even the hidden proc mount is read-only.
     pub(crate) root: bool,
+    /// The uid and gid the sandbox's processes have (root by default).
+    pub(crate) user: Option<(u32, u32)>,
     /// Start a keeper, so that the sandbox can be looked into with
     /// `nsenter` once kept (`HERMETIC_KEEP`).
     pub(crate) keepable: bool,
@@ -391,6 +399,8 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
                 | libc::CLONE_NEWNET
                 | libc::CLONE_NEWUTS
                 | libc::CLONE_NEWIPC,
+            uid_map: id_map(layout.user.map_or(0, |(uid, _)| uid), 0),
+            gid_map: id_map(layout.user.map_or(0, |(_, gid)| gid), 0),
         },
     ));
     let (what, attrs) = if layout.writable_host {
@@ -838,6 +848,7 @@ mod tests {
             writable_host: false,
             cwd: None,
             root: false,
+            user: None,
             keepable: false,
         }
     }

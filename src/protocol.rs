@@ -91,7 +91,15 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
                 flag(*optional, wire::ARG_OPTIONAL),
                 vec![path.as_bytes_with_nul()],
             ),
-            Action::Nest { flags } => (wire::OP_NEST, *flags as u64, vec![]),
+            Action::Nest {
+                flags,
+                uid_map,
+                gid_map,
+            } => (
+                wire::OP_NEST,
+                *flags as u64,
+                vec![uid_map.as_slice(), gid_map.as_slice()],
+            ),
             Action::SetHostname { name } => (wire::OP_SET_HOSTNAME, 0, vec![name.as_slice()]),
             Action::LoopbackUp => (wire::OP_LOOPBACK_UP, 0, vec![]),
             Action::EnterNested => (wire::OP_ENTER_NESTED, 0, vec![]),

@@ -35,6 +35,9 @@ pub(crate) struct JoinPlan<'a> {
     /// fds of hermetic's that the runner is given (a network's namespaces
     /// for its switch), besides its own pipes.
     pub(crate) keep: &'a [RawFd],
+    /// Give up every capability after joining (a sandbox whose processes
+    /// run as a user of their own, not root).
+    pub(crate) drop_caps: bool,
 }
 
 /// What a runner needs, all prepared by the parent: its fds, and whether
@@ -121,6 +124,38 @@ pub(crate) unsafe fn join_keyring() {
     };
 }
 
+/// Gives up every capability, as a process of a non-root user has none:
+/// effective, permitted, inheritable and ambient sets emptied (the runner
+/// and what it starts inherit that). System calls only.
+pub(crate) fn drop_capabilities() -> Result<(), i32> {
+    // struct __user_cap_header_struct { version, pid } and two
+    // __user_cap_data_struct { effective, permitted, inheritable }.
+    let header: [u32; 2] = [0x2008_0522, 0];
+    let data = [0u32; 6];
+    // SAFETY: both structs live for the call, sized for version 3.
+    unsafe {
+        sys::call(
+            libc::SYS_capset,
+            [header.as_ptr() as usize, data.as_ptr() as usize, 0, 0, 0, 0],
+        )
+    }?;
+    // SAFETY: integer arguments.
+    let _ = unsafe {
+        sys::call(
+            libc::SYS_prctl,
+            [
+                libc::PR_CAP_AMBIENT as usize,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as usize,
+                0,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    Ok(())
+}
+
 /// Closes every fd in `ours` (hermetic's, as listed at the fork) that is
 /// in neither `keep` nor `also`.
 ///
@@ -180,6 +215,11 @@ where
             }
             // SAFETY: as above.
             unsafe { join_keyring() };
+            if plan.drop_caps
+                && let Err(errno) = drop_capabilities()
+            {
+                fail(plan.report, JoinStep::Enter, errno);
+            }
             let keep = [plan.report, fds.result, fds.stdout, fds.stderr];
             // SAFETY: the joiner is a child after fork.
             unsafe { close_ours(locks.ours(), &keep, plan.keep) };
