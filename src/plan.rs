@@ -251,12 +251,17 @@ pub(crate) struct Layout<'a> {
     /// The caller is root (uid 0 where it runs): DAC protects nothing of
     /// `/proc/sys` from it, so even the hidden proc mount is read-only.
     pub(crate) root: bool,
+    /// The most `/tmp` holds, in bytes.
+    pub(crate) tmp_size: u64,
     /// The uid and gid the sandbox's processes have (root by default).
     pub(crate) user: Option<(u32, u32)>,
     /// Start a keeper, so that the sandbox can be looked into with
     /// `nsenter` once kept (`HERMETIC_KEEP`).
     pub(crate) keepable: bool,
 }
+
+/// The size of a sandbox's `/dev/shm` (Docker's default).
+const DEV_SHM_SIZE: u64 = 64 << 20;
 
 /// The mounts every sandbox makes on top of the host's tree, for
 /// [`under`]: a fresh tmpfs on each.
@@ -577,12 +582,15 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
     }
     // The sandbox's own /tmp (over the hidden proc mount's tmpfs) and
     // /dev/shm.
-    for (target, kind) in [(c"/tmp", StepKind::Tmp), (c"/dev/shm", StepKind::DevShm)] {
+    for (target, kind, size) in [
+        (c"/tmp", StepKind::Tmp, layout.tmp_size),
+        (c"/dev/shm", StepKind::DevShm, DEV_SHM_SIZE),
+    ] {
         steps.push(fresh(
             c"tmpfs",
             target,
             libc::MS_NOSUID | libc::MS_NODEV,
-            Some(c"mode=1777".into()),
+            Some(CString::new(format!("mode=1777,size={size}")).expect("no NUL in the options")),
             kind,
         ));
     }
@@ -848,6 +856,7 @@ mod tests {
             writable_host: false,
             cwd: None,
             root: false,
+            tmp_size: 1 << 30,
             user: None,
             keepable: false,
         }

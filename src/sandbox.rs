@@ -66,6 +66,8 @@ pub struct SandboxBuilder {
     files: Vec<(PathBuf, Vec<u8>)>,
     /// The uid and gid of the sandbox's processes, if not root.
     user: Option<(u32, u32)>,
+    /// The most the sandbox's `/tmp` holds.
+    tmp_size: u64,
 }
 
 impl Default for SandboxBuilder {
@@ -79,6 +81,7 @@ impl Default for SandboxBuilder {
             writable_host: false,
             files: Vec::new(),
             user: None,
+            tmp_size: DEFAULT_TMP_SIZE,
         }
     }
 }
@@ -126,6 +129,14 @@ impl SandboxBuilder {
     /// ```
     pub fn user(&mut self, uid: u32, gid: u32) -> &mut Self {
         self.user = Some((uid, gid));
+        self
+    }
+
+    /// The most the sandbox's `/tmp` holds, in bytes (it is memory):
+    /// writes past it fail with `ENOSPC`. Default: 1 GiB (`/dev/shm`:
+    /// 64 MiB).
+    pub fn tmp_size(&mut self, bytes: u64) -> &mut Self {
+        self.tmp_size = bytes;
         self
     }
 
@@ -247,6 +258,16 @@ impl SandboxBuilder {
         userns: Option<&Sandbox>,
     ) -> Result<(Sandbox, Fd, Vec<plan::Step>, usize), Error> {
         let hostname = plan::hostname(&self.hostname)?;
+        if self.tmp_size < 4096 {
+            // tmpfs reads size=0 as no limit at all.
+            return Err(Error::InvalidOption {
+                option: "tmp_size",
+                reason: format!(
+                    "{} bytes: /tmp needs at least one page (4096)",
+                    self.tmp_size
+                ),
+            });
+        }
         let timeout = match self.timeout {
             Some(t) => Some(t),
             None => default_timeout()?,
@@ -282,6 +303,7 @@ impl SandboxBuilder {
             root: sys::geteuid() == 0,
             keepable: keep_failed(),
             user: self.user,
+            tmp_size: self.tmp_size,
         };
         let steps = plan::holder_steps(ids, &layout)?;
         // The id maps come first and are written before the init program
@@ -957,6 +979,10 @@ fn ran_and_failed(e: &Error) -> bool {
 pub(crate) fn keep_failed() -> bool {
     std::env::var_os("HERMETIC_KEEP").is_some_and(|v| !v.is_empty() && v != "0")
 }
+
+/// The default size of a sandbox's `/tmp`: tmpfs would take half of the
+/// machine's memory.
+const DEFAULT_TMP_SIZE: u64 = 1 << 30;
 
 /// A run's timeout when the builder sets none: `HERMETIC_TIMEOUT` seconds
 /// (0: none), or 5 minutes.

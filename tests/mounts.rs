@@ -196,3 +196,30 @@ fn the_hosts_tmp_itself_can_be_bound_in() {
     });
     assert_eq!(got, "on the host");
 }
+
+#[test]
+fn tmp_has_a_size_of_its_own() {
+    // SAFETY: statvfs fills the struct it is given.
+    fn size_of(path: &str) -> u64 {
+        let c = std::ffi::CString::new(path).unwrap();
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: c is NUL-terminated; st is live.
+        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+        st.f_blocks * st.f_frsize
+    }
+    let ns = hermetic::Sandbox::new().unwrap();
+    let (tmp, shm) = ns.run(|| (size_of("/tmp"), size_of("/dev/shm")));
+    assert_eq!((tmp, shm), (1 << 30, 64 << 20));
+    let small = hermetic::Sandbox::builder()
+        .tmp_size(1 << 20)
+        .build()
+        .unwrap();
+    let full =
+        small.run(|| std::fs::write("/tmp/big", vec![0u8; 2 << 20]).map_err(|e| e.raw_os_error()));
+    assert_eq!(full, Err(Some(libc::ENOSPC)));
+    let err = hermetic::Sandbox::builder()
+        .tmp_size(0)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("tmp_size"), "{err}");
+}
