@@ -199,9 +199,9 @@ fn the_hosts_tmp_itself_can_be_bound_in() {
 
 #[test]
 fn tmp_has_a_size_of_its_own() {
-    // SAFETY: statvfs fills the struct it is given.
     fn size_of(path: &str) -> u64 {
         let c = std::ffi::CString::new(path).unwrap();
+        // SAFETY: a plain C struct, all zeroes, filled in below.
         let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
         // SAFETY: c is NUL-terminated; st is live.
         assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
