@@ -73,6 +73,9 @@ pub enum Probe {
     Netem,
     /// `newuidmap` and `newgidmap`, which map ranges of ids.
     IdHelpers,
+    /// How resource limits are enforced here: per sandbox (cgroups) or
+    /// per process (rlimits).
+    ResourceLimits,
 }
 
 impl Probe {
@@ -102,6 +105,7 @@ impl Probe {
             Probe::Tbf => "tbf qdisc (rate shaping)",
             Probe::Netem => "netem qdisc (delay, loss)",
             Probe::IdHelpers => "newuidmap / newgidmap",
+            Probe::ResourceLimits => "resource limits",
         }
     }
 }
@@ -360,6 +364,14 @@ pub fn check() -> HostReport {
     findings.push(Finding {
         required: false,
         ..finding(Probe::IdHelpers, Status::Info, id_helpers())
+    });
+    findings.push(Finding {
+        required: false,
+        ..finding(
+            Probe::ResourceLimits,
+            Status::Info,
+            crate::limits::mechanism(),
+        )
     });
     HostReport { kernel, findings }
 }

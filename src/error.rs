@@ -126,6 +126,19 @@ pub enum Error {
     )]
     SigchldIgnored,
 
+    /// The run reached one of the sandbox's resource limits
+    /// ([`SandboxBuilder::memory_limit`](crate::SandboxBuilder::memory_limit),
+    /// [`cpu_time_limit`](crate::SandboxBuilder::cpu_time_limit)) and was
+    /// stopped; the sandbox stays usable.
+    #[error("{limit} reached: the run was stopped")]
+    #[non_exhaustive]
+    LimitReached {
+        /// The limit, in words: "memory limit of 64 MiB".
+        limit: String,
+        /// The signal the run died of.
+        signal: &'static str,
+    },
+
     /// The run took longer than the sandbox's timeout and was killed.
     #[error("the closure timed out after {after:?} and was killed{}", stuck_suffix(.stuck))]
     #[non_exhaustive]

@@ -198,6 +198,7 @@ mod fixtures;
 mod helpers;
 mod isolate;
 mod lifeline;
+mod limits;
 mod net;
 mod netlink;
 mod output;

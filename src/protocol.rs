@@ -201,16 +201,20 @@ pub(crate) enum JoinStep {
     EnterOwner = 5,
     /// Starting a new init program in that user namespace.
     StartInit = 6,
+    /// Moving into the sandbox's cgroups, setting its rlimits, giving up
+    /// capabilities.
+    Confine = 7,
 }
 
 impl JoinStep {
-    const ALL: [JoinStep; 6] = [
+    const ALL: [JoinStep; 7] = [
         JoinStep::Enter,
         JoinStep::Watch,
         JoinStep::Stack,
         JoinStep::CloneRunner,
         JoinStep::EnterOwner,
         JoinStep::StartInit,
+        JoinStep::Confine,
     ];
 
     /// What the step does, in words, for errors.
@@ -222,6 +226,9 @@ impl JoinStep {
             JoinStep::CloneRunner => "starting the process that runs the closure (clone)",
             JoinStep::EnterOwner => "joining the network's user namespace (setns)",
             JoinStep::StartInit => "starting the host's init process (clone)",
+            JoinStep::Confine => {
+                "putting the run under the sandbox's limits (cgroups, rlimits, capabilities)"
+            }
         }
     }
 }

@@ -54,7 +54,7 @@ impl Runner {
     pub(crate) fn start<F, T>(
         holder: &Fd,
         nstypes: libc::c_int,
-        drop_caps: bool,
+        confine: &crate::limits::Confinement,
         output: (RawFd, RawFd),
         keep: &[RawFd],
         background: bool,
@@ -72,7 +72,7 @@ impl Runner {
             nstypes,
             report: report_w.as_raw_fd(),
             keep,
-            drop_caps,
+            confine,
         };
         let fds = RunnerSetup {
             result: result_w.as_raw_fd(),

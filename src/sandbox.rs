@@ -68,6 +68,8 @@ pub struct SandboxBuilder {
     user: Option<(u32, u32)>,
     /// The most the sandbox's `/tmp` holds.
     tmp_size: u64,
+    /// Memory, processes, CPU time.
+    limits: crate::limits::Limits,
 }
 
 impl Default for SandboxBuilder {
@@ -82,6 +84,7 @@ impl Default for SandboxBuilder {
             files: Vec::new(),
             user: None,
             tmp_size: DEFAULT_TMP_SIZE,
+            limits: crate::limits::Limits::default(),
         }
     }
 }
@@ -129,6 +132,32 @@ impl SandboxBuilder {
     /// ```
     pub fn user(&mut self, uid: u32, gid: u32) -> &mut Self {
         self.user = Some((uid, gid));
+        self
+    }
+
+    /// The most memory the sandbox's processes may use together, in bytes
+    /// (their memory cgroup's limit; where the host gives no cgroups, each
+    /// process's address space, `RLIMIT_AS`). A run that reaches it is
+    /// stopped with [`Error::LimitReached`]; the sandbox stays usable.
+    /// [`check`](crate::check) says which applies here.
+    pub fn memory_limit(&mut self, bytes: u64) -> &mut Self {
+        self.limits.memory = Some(bytes);
+        self
+    }
+
+    /// The most processes (and threads) the sandbox may hold (its pids
+    /// cgroup's limit; else `RLIMIT_NPROC`, counted per user namespace):
+    /// `fork` and thread creation past it fail with `EAGAIN`.
+    pub fn pids_limit(&mut self, n: u64) -> &mut Self {
+        self.limits.pids = Some(n);
+        self
+    }
+
+    /// The most CPU time each process of the sandbox may use (`RLIMIT_CPU`,
+    /// whole seconds, at least one): a run that uses it up is stopped with
+    /// [`Error::LimitReached`].
+    pub fn cpu_time_limit(&mut self, limit: Duration) -> &mut Self {
+        self.limits.cpu = Some(limit);
         self
     }
 
@@ -321,6 +350,13 @@ impl SandboxBuilder {
         // no maps of its own (`ids` is None), and `maps` is 0.
         let (_plan_r, control, launch) = init::prepare(&steps[..maps], &plan, &ready_w, lifeline)
             .map_err(|(step, e)| Error::sys(step, e))?;
+        // Before anything is started: a refused cgroup fails the build.
+        let cgroups = crate::limits::Cgroups::create(&self.limits)?;
+        let confinement = crate::limits::Confinement {
+            drop_caps: self.user.is_some(),
+            cgroup_procs: cgroups.as_ref().map(|c| c.procs()).unwrap_or_default(),
+            rlimits: crate::limits::Rlimits::for_limits(&self.limits, cgroups.as_ref()),
+        };
         let pid = match userns {
             None => launch
                 .start(clone_flags)
@@ -335,6 +371,12 @@ impl SandboxBuilder {
             let _ = sys::kill_and_reap(pid);
             Error::sys("opening a pidfd for the sandbox's init process", e)
         })?;
+        if let Some(c) = &cgroups
+            && let Err(e) = c.attach(pid)
+        {
+            let _ = sys::kill_and_reap(pid);
+            return Err(e);
+        }
         drop(ready_w);
         // While the init process sets up, on another CPU.
         let output = Output::new().map_err(|e| {
@@ -355,7 +397,9 @@ impl SandboxBuilder {
             holder_children: std::sync::OnceLock::new(),
             control,
             kept: AtomicBool::new(false),
-            unprivileged: self.user.is_some(),
+            confinement,
+            cgroups,
+            limits: self.limits,
         };
         Ok((sandbox, ready_r, steps, maps))
     }
@@ -460,8 +504,13 @@ pub struct Sandbox {
     control: Fd,
     /// Kept: not torn down when dropped.
     kept: AtomicBool,
-    /// Its processes run as a user of their own, without capabilities.
-    unprivileged: bool,
+    /// What its processes are put under (user, cgroups, rlimits).
+    confinement: crate::limits::Confinement,
+    /// Its cgroups, if its limits are enforced that way; removed after the
+    /// init process (so after every process of the sandbox) is gone.
+    cgroups: Option<crate::limits::Cgroups>,
+    /// The limits asked for, to name the one a run reached.
+    limits: crate::limits::Limits,
 }
 
 impl std::fmt::Debug for Output {
@@ -583,10 +632,14 @@ impl Sandbox {
         T: Serialize + DeserializeOwned,
     {
         self.check_alive()?;
+        let oom_kills = self
+            .cgroups
+            .as_ref()
+            .map_or(0, crate::limits::Cgroups::oom_kills);
         let result = Runner::start(
             &self.holder,
             self.nstypes,
-            self.unprivileged,
+            &self.confinement,
             self.output.fds(),
             keep,
             false,
@@ -600,6 +653,7 @@ impl Sandbox {
         });
         self.output.pump();
         self.forward_if_left_running();
+        let result = result.map_err(|e| self.name_the_limit(e, oom_kills));
         if let Err(e) = &result
             && ran_and_failed(e)
             && keep_failed()
@@ -669,6 +723,37 @@ impl Sandbox {
         })
     }
 
+    /// A run that died of a limit, told as such: `oom_kills` is what the
+    /// memory cgroup had counted before the run.
+    fn name_the_limit(&self, e: Error, oom_kills: u64) -> Error {
+        let Error::Killed { signal, signo, .. } = &e else {
+            return e;
+        };
+        let limits = &self.limits;
+        let cgroup_memory = self.cgroups.as_ref().filter(|c| c.memory);
+        let limit = match *signo {
+            libc::SIGKILL if cgroup_memory.is_some_and(|c| c.oom_kills() > oom_kills) => limits
+                .memory
+                .map(|b| format!("memory limit of {}", crate::limits::bytes(b))),
+            libc::SIGXCPU => limits
+                .cpu
+                .map(|d| format!("CPU time limit of {}s", d.as_secs().max(1))),
+            // Without a memory cgroup, the limit is each process's address
+            // space: Rust aborts when an allocation fails.
+            libc::SIGABRT if cgroup_memory.is_none() => limits.memory.map(|b| {
+                format!(
+                    "memory limit of {} (RLIMIT_AS: an allocation failed, which aborts)",
+                    crate::limits::bytes(b)
+                )
+            }),
+            _ => None,
+        };
+        match limit {
+            Some(limit) => Error::LimitReached { limit, signal },
+            None => e,
+        }
+    }
+
     /// What a failure's message adds when the sandbox was kept.
     fn kept_note(&self) -> String {
         if self.kept.load(Ordering::SeqCst) {
@@ -727,7 +812,7 @@ impl Sandbox {
         let runner = Runner::start(
             &self.holder,
             self.nstypes,
-            self.unprivileged,
+            &self.confinement,
             self.output.fds(),
             &[],
             true,
@@ -773,7 +858,18 @@ impl Sandbox {
             .holder
             .try_clone()
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF));
-        command::enter_on_exec(&mut cmd, holder, self.nstypes);
+        let cgroups = self
+            .cgroups
+            .as_ref()
+            .map(crate::limits::Cgroups::clone_procs)
+            .unwrap_or_default();
+        command::enter_on_exec(
+            &mut cmd,
+            holder,
+            self.nstypes,
+            cgroups,
+            self.confinement.rlimits,
+        );
         cmd
     }
 

@@ -24,14 +24,28 @@ pub(crate) fn enter_on_exec(
     cmd: &mut std::process::Command,
     holder: Result<Fd, i32>,
     nstypes: libc::c_int,
+    cgroups: Vec<Fd>,
+    rlimits: crate::limits::Rlimits,
 ) {
     use std::os::unix::process::CommandExt;
     let holder = std::sync::Arc::new(holder);
+    let confinement = crate::limits::Confinement {
+        // A program run as a user other than root loses its capabilities
+        // at exec.
+        drop_caps: false,
+        cgroup_procs: cgroups.iter().map(AsRawFd::as_raw_fd).collect(),
+        rlimits,
+    };
+    // Kept open as long as the command (its pre_exec hook) lives.
+    let keep = std::sync::Arc::new((cgroups, confinement));
     // SAFETY: command_pre_exec makes only system calls on prepared data;
     // the closure runs in std's fork child, before exec.
     unsafe {
         cmd.pre_exec(move || match &*holder {
-            Ok(fd) => command_pre_exec(fd.as_raw_fd(), nstypes),
+            Ok(fd) => {
+                super::joiner::confine(&keep.1, true).map_err(std::io::Error::from_raw_os_error)?;
+                command_pre_exec(fd.as_raw_fd(), nstypes)
+            }
             Err(errno) => Err(std::io::Error::from_raw_os_error(*errno)),
         });
     }

@@ -35,9 +35,9 @@ pub(crate) struct JoinPlan<'a> {
     /// fds of hermetic's that the runner is given (a network's namespaces
     /// for its switch), besides its own pipes.
     pub(crate) keep: &'a [RawFd],
-    /// Give up every capability after joining (a sandbox whose processes
-    /// run as a user of their own, not root).
-    pub(crate) drop_caps: bool,
+    /// What the runner is put under: a user without capabilities, the
+    /// sandbox's cgroups and rlimits.
+    pub(crate) confine: &'a crate::limits::Confinement,
 }
 
 /// What a runner needs, all prepared by the parent: its fds, and whether
@@ -124,6 +124,17 @@ pub(crate) unsafe fn join_keyring() {
     };
 }
 
+/// Moves the calling process into the sandbox's cgroups, and sets its
+/// rlimits if `rlimits` (capabilities are the caller's to drop, once it has
+/// joined the sandbox). After fork: system calls only.
+pub(crate) fn confine(c: &crate::limits::Confinement, rlimits: bool) -> Result<(), i32> {
+    for &fd in &c.cgroup_procs {
+        // SAFETY: the fds stay open in this child until it is done.
+        sys::write_all(unsafe { sys::borrow_static(fd) }, b"0")?;
+    }
+    if rlimits { c.rlimits.set() } else { Ok(()) }
+}
+
 /// Gives up every capability, as a process of a non-root user has none:
 /// effective, permitted, inheritable and ambient sets emptied (the runner
 /// and what it starts inherit that). System calls only.
@@ -184,6 +195,8 @@ struct Launch<F> {
     /// The thread pointer the runner starts with, if not the joiner's (see
     /// [`spare_tls`](super::spare_tls)).
     tls: Option<super::SpareTls>,
+    /// The sandbox's rlimits, set by the runner on itself.
+    rlimits: crate::limits::Rlimits,
 }
 
 /// Forks the joiner, which starts the runner for `f`. Returns the joiner's
@@ -215,10 +228,15 @@ where
             }
             // SAFETY: as above.
             unsafe { join_keyring() };
-            if plan.drop_caps
+            // The rlimits are the runner's, set once it has its stack (an
+            // address-space limit could refuse that).
+            if let Err(errno) = confine(plan.confine, false) {
+                fail(plan.report, JoinStep::Confine, errno);
+            }
+            if plan.confine.drop_caps
                 && let Err(errno) = drop_capabilities()
             {
-                fail(plan.report, JoinStep::Enter, errno);
+                fail(plan.report, JoinStep::Confine, errno);
             }
             let keep = [plan.report, fds.result, fds.stdout, fds.stderr];
             // SAFETY: the joiner is a child after fork.
@@ -234,6 +252,7 @@ where
                     report: plan.report,
                     locks,
                     tls,
+                    rlimits: plan.confine.rlimits,
                 })
             }
         }
@@ -319,6 +338,9 @@ where
         sys::close(launch.report);
     }
     drop(launch.locks);
+    // An address space too small for what this copy of the test process
+    // already maps fails allocations at once: that is the limit's doing.
+    let _ = launch.rlimits.set();
     let fds = &launch.fds;
     // SAFETY: this is the runner, a clone of the joiner.
     unsafe {

@@ -1,0 +1,367 @@
+//! Resource limits of a sandbox: memory, processes, CPU time.
+//!
+//! Per sandbox with cgroups where the caller may make them: cgroup v2 where
+//! its own cgroup hands the controllers down (root, or a delegated subtree
+//! such as systemd's `Delegate=`), else cgroup v1 as root (hosts whose
+//! memory and pids controllers are still on v1). Otherwise, and always for
+//! CPU time, rlimits of each process the sandbox runs: `RLIMIT_AS` (address
+//! space, per process), `RLIMIT_NPROC` (processes of the user, counted per
+//! user namespace), `RLIMIT_CPU`.
+//!
+//! A sandbox's cgroups are removed when it is dropped; those of a test
+//! process that was killed are removed by the next one that makes
+//! sandboxes.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::fds::Fd;
+
+/// The limits a builder asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub(crate) memory: Option<u64>,
+    pub(crate) pids: Option<u64>,
+    pub(crate) cpu: Option<Duration>,
+}
+
+/// How the limits are enforced on this host, as [`check`](crate::check)
+/// reports it.
+pub(crate) fn mechanism() -> String {
+    match find() {
+        Some(Place::V2(dir)) => format!(
+            "per sandbox: cgroup v2 under {} (memory, pids); CPU time per process (RLIMIT_CPU)",
+            dir.display()
+        ),
+        Some(Place::V1 { memory, pids }) => format!(
+            "per sandbox: cgroup v1 ({}{}); CPU time per process (RLIMIT_CPU)",
+            if memory.is_some() { "memory " } else { "" },
+            if pids.is_some() { "pids" } else { "" }
+        ),
+        None => "per process only: rlimits (RLIMIT_AS for memory, RLIMIT_NPROC for processes, \
+                 RLIMIT_CPU); for per-sandbox limits, run as root or in a delegated cgroup v2 \
+                 subtree (systemd-run --user --scope -p Delegate=yes ...)"
+            .to_owned(),
+    }
+}
+
+/// Where a sandbox's cgroups go.
+enum Place {
+    /// This process's cgroup v2, whose subtree has the memory and pids
+    /// controllers.
+    V2(PathBuf),
+    /// This process's cgroups in the v1 memory and pids hierarchies, when
+    /// writable.
+    V1 {
+        memory: Option<PathBuf>,
+        pids: Option<PathBuf>,
+    },
+}
+
+/// This process's cgroup in each hierarchy: (controllers, path).
+fn own_cgroups() -> Vec<(String, String)> {
+    std::fs::read_to_string("/proc/self/cgroup")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let _id = parts.next()?;
+            Some((parts.next()?.to_owned(), parts.next()?.to_owned()))
+        })
+        .collect()
+}
+
+/// Whether this process may make directories in `dir`.
+fn writable(dir: &Path) -> bool {
+    rustix::fs::access(
+        dir,
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+    )
+    .is_ok()
+}
+
+/// Where cgroups can go here.
+fn find() -> Option<Place> {
+    let own = own_cgroups();
+    if let Some((_, path)) = own.iter().find(|(c, _)| c.is_empty()) {
+        let dir = Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+        let handed_down =
+            std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+        let handed_down: Vec<&str> = handed_down.split_whitespace().collect();
+        if handed_down.contains(&"memory") && handed_down.contains(&"pids") && writable(&dir) {
+            return Some(Place::V2(dir));
+        }
+    }
+    let v1 = |controller: &str| {
+        let (_, path) = own
+            .iter()
+            .find(|(c, _)| c.split(',').any(|c| c == controller))?;
+        let dir = Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(path.trim_start_matches('/'));
+        writable(&dir).then_some(dir)
+    };
+    let (memory, pids) = (v1("memory"), v1("pids"));
+    (memory.is_some() || pids.is_some()).then_some(Place::V1 { memory, pids })
+}
+
+/// The cgroups of one sandbox; removed when dropped (once empty).
+#[derive(Debug)]
+pub(crate) struct Cgroups {
+    dirs: Vec<PathBuf>,
+    /// `cgroup.procs` of each, open for writing: writing a pid (or `0`,
+    /// the writer) moves that process in.
+    procs: Vec<Fd>,
+    /// The file that counts OOM kills in the memory cgroup, and the line's
+    /// name: v1 `memory.oom_control` ("oom_kill N"), v2 `memory.events`.
+    oom_events: Option<PathBuf>,
+    /// What the cgroups enforce.
+    pub(crate) memory: bool,
+    pub(crate) pids: bool,
+}
+
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+impl Cgroups {
+    /// Makes the cgroups for `limits`, where this host allows; `None` when
+    /// no cgroup limit is asked for or none can be made (rlimits then).
+    pub(crate) fn create(limits: &Limits) -> Result<Option<Cgroups>, Error> {
+        if limits.memory.is_none() && limits.pids.is_none() {
+            return Ok(None);
+        }
+        let Some(place) = find() else {
+            return Ok(None);
+        };
+        let name = format!(
+            "hermetic-{}-{}",
+            std::process::id(),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed)
+        );
+        let fail = |step: String, e: std::io::Error| Error::Setup {
+            step,
+            error: e,
+            hint: None,
+        };
+        let mut made = Cgroups {
+            dirs: Vec::new(),
+            procs: Vec::new(),
+            oom_events: None,
+            memory: false,
+            pids: false,
+        };
+        let setting = |dir: &Path, file: &str, value: String| -> Result<(), Error> {
+            std::fs::write(dir.join(file), &value).map_err(|e| {
+                fail(
+                    format!("writing {value} to {}", dir.join(file).display()),
+                    e,
+                )
+            })
+        };
+        match place {
+            Place::V2(parent) => {
+                clean_stale(&parent);
+                let dir = parent.join(&name);
+                std::fs::create_dir(&dir)
+                    .map_err(|e| fail(format!("making the cgroup {}", dir.display()), e))?;
+                made.dirs.push(dir.clone());
+                if let Some(bytes) = limits.memory {
+                    setting(&dir, "memory.max", bytes.to_string())?;
+                    // No swapping around the limit.
+                    let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+                    made.memory = true;
+                    made.oom_events = Some(dir.join("memory.events"));
+                }
+                if let Some(n) = limits.pids {
+                    setting(&dir, "pids.max", n.to_string())?;
+                    made.pids = true;
+                }
+            }
+            Place::V1 { memory, pids } => {
+                if let (Some(bytes), Some(parent)) = (limits.memory, memory) {
+                    clean_stale(&parent);
+                    let dir = parent.join(&name);
+                    std::fs::create_dir(&dir)
+                        .map_err(|e| fail(format!("making the cgroup {}", dir.display()), e))?;
+                    made.dirs.push(dir.clone());
+                    setting(&dir, "memory.limit_in_bytes", bytes.to_string())?;
+                    let _ =
+                        std::fs::write(dir.join("memory.memsw.limit_in_bytes"), bytes.to_string());
+                    made.memory = true;
+                    made.oom_events = Some(dir.join("memory.oom_control"));
+                }
+                if let (Some(n), Some(parent)) = (limits.pids, pids) {
+                    clean_stale(&parent);
+                    let dir = parent.join(&name);
+                    std::fs::create_dir(&dir)
+                        .map_err(|e| fail(format!("making the cgroup {}", dir.display()), e))?;
+                    made.dirs.push(dir.clone());
+                    setting(&dir, "pids.max", n.to_string())?;
+                    made.pids = true;
+                }
+            }
+        }
+        for dir in &made.dirs {
+            let path = dir.join("cgroup.procs");
+            let fd = Fd::open(|| std::fs::OpenOptions::new().write(true).open(&path))
+                .map_err(|e| fail(format!("opening {}", path.display()), e))?;
+            made.procs.push(fd);
+        }
+        Ok(Some(made))
+    }
+
+    /// The `cgroup.procs` fds: a process writes `0` to each to move itself
+    /// in (a run's joiner, a command's relay), before it starts anything.
+    pub(crate) fn procs(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.procs.iter().map(AsRawFd::as_raw_fd).collect()
+    }
+
+    /// Copies of the `cgroup.procs` fds, for a command that may outlive the
+    /// sandbox's handle on them.
+    pub(crate) fn clone_procs(&self) -> Vec<Fd> {
+        self.procs
+            .iter()
+            .filter_map(|f| f.try_clone().ok())
+            .collect()
+    }
+
+    /// Moves the process `pid` in.
+    pub(crate) fn attach(&self, pid: libc::pid_t) -> Result<(), Error> {
+        use std::os::fd::AsFd;
+        for fd in &self.procs {
+            crate::sys::write_all(fd.as_fd(), pid.to_string().as_bytes()).map_err(|e| {
+                Error::sys(
+                    "moving the sandbox's init process into its cgroups",
+                    std::io::Error::from_raw_os_error(e),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// How many times the memory cgroup's OOM killer has killed so far.
+    pub(crate) fn oom_kills(&self) -> u64 {
+        let Some(file) = &self.oom_events else {
+            return 0;
+        };
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        self.procs.clear();
+        for dir in &self.dirs {
+            // Empty once the sandbox's processes are gone (they are, when
+            // a sandbox drops its cgroups).
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Removes the cgroups a killed test process left in `parent`: named
+/// after a pid that no longer runs, and empty.
+fn clean_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("hermetic-"))
+            .and_then(|n| n.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir(entry.path());
+        }
+    }
+}
+
+/// The rlimits a sandbox's processes get, prepared before forking.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rlimits(pub(crate) [(rustix::process::Resource, Option<u64>); 3]);
+
+impl Rlimits {
+    /// The rlimits for `limits`, but for what `cgroups` enforce.
+    pub(crate) fn for_limits(limits: &Limits, cgroups: Option<&Cgroups>) -> Rlimits {
+        let memory = limits.memory.filter(|_| !cgroups.is_some_and(|c| c.memory));
+        let pids = limits.pids.filter(|_| !cgroups.is_some_and(|c| c.pids));
+        let cpu = limits.cpu.map(|d| d.as_secs().max(1));
+        use rustix::process::Resource;
+        Rlimits([
+            (Resource::As, memory),
+            (Resource::Nproc, pids),
+            (Resource::Cpu, cpu),
+        ])
+    }
+}
+
+/// What a process of a sandbox is put under before it starts anything: a
+/// user without capabilities, the sandbox's cgroups, its rlimits. Prepared
+/// before forking.
+#[derive(Debug)]
+pub(crate) struct Confinement {
+    pub(crate) drop_caps: bool,
+    /// `cgroup.procs` fds to write `0` to.
+    pub(crate) cgroup_procs: Vec<std::os::fd::RawFd>,
+    pub(crate) rlimits: Rlimits,
+}
+
+impl Rlimits {
+    /// Sets them on the calling process (after fork: system calls only).
+    pub(crate) fn set(&self) -> Result<(), i32> {
+        for &(resource, value) in &self.0 {
+            if let Some(value) = value {
+                // CPU time: SIGXCPU at the limit (which names it), SIGKILL
+                // a second later should the process catch that.
+                let hard = if resource == rustix::process::Resource::Cpu {
+                    value + 1
+                } else {
+                    value
+                };
+                let limit = rustix::process::Rlimit {
+                    current: Some(value),
+                    maximum: Some(hard),
+                };
+                rustix::process::setrlimit(resource, limit).map_err(|e| e.raw_os_error())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `bytes` in words: "64 MiB", "1.5 GiB", "1000 bytes".
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (size, unit) in UNITS {
+        if n >= size {
+            return if n.is_multiple_of(size) {
+                format!("{} {unit}", n / size)
+            } else {
+                format!("{:.1} {unit}", n as f64 / size as f64)
+            };
+        }
+    }
+    format!("{n} bytes")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bytes_read_as_a_person_would_write_them() {
+        assert_eq!(super::bytes(64 << 20), "64 MiB");
+        assert_eq!(super::bytes(3 << 29), "1.5 GiB");
+        assert_eq!(super::bytes(1000), "1000 bytes");
+    }
+}
