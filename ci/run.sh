@@ -22,6 +22,8 @@ command -v curl >/dev/null || missing+=(curl)
 command -v tc >/dev/null || missing+=(iproute2)
 # PostgreSQL: a real server that refuses root, run by tests/postgres.rs.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+# newuidmap/newgidmap: ids 0-65535 in a rootless user's sandboxes.
+command -v newuidmap >/dev/null || missing+=(uidmap)
 if [ ${#missing[@]} -gt 0 ]; then
     step "installing ${missing[*]}"
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -62,6 +64,10 @@ if ! id -u "$user" >/dev/null 2>&1; then
 fi
 uid=$(id -u "$user")
 gid=$(id -g "$user")
+# Subordinate ids, so that its sandboxes get ids 0-65535 (newuidmap); a
+# system user gets none from useradd.
+grep -q "^$user:" /etc/subuid || usermod --add-subuids 200000-265535 "$user"
+grep -q "^$user:" /etc/subgid || usermod --add-subgids 200000-265535 "$user"
 
 # Not under /tmp: every sandbox mounts its own tmpfs there, which would hide
 # the workspace from closures that read fixtures.
@@ -76,14 +82,22 @@ git ls-files -z | xargs -0 cp --parents -t "$work/src"
 cp "$(command -v cargo-nextest)" "$work/bin/"
 chown -R "$uid:$gid" "$work"
 
-step "cargo nextest run (as $user, uid $uid)"
 cd "$work"
-setpriv --reuid="$uid" --regid="$gid" --clear-groups \
-    env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$work" CI="${CI:-}" \
-    "$work/bin/cargo-nextest" nextest run \
-        --archive-file "$work/tests.tar.zst" \
-        --workspace-remap "$work/src" \
-        --extract-to "$work/extract" \
-        --no-fail-fast
+rootless() {
+    setpriv --reuid="$uid" --regid="$gid" --clear-groups \
+        env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$work" CI="${CI:-}" "$@" \
+        "$work/bin/cargo-nextest" nextest run \
+            --archive-file "$work/tests.tar.zst" \
+            --workspace-remap "$work/src" \
+            --extract-to "$work/extract" \
+            --extract-overwrite \
+            --no-fail-fast
+}
+
+step "cargo nextest run (as $user, uid $uid: ids 0-65535 through newuidmap)"
+rootless
+
+step "cargo nextest run (as $user, uid $uid: one id, HERMETIC_ONE_ID=1)"
+rootless HERMETIC_ONE_ID=1
 
 step "done: all checks passed as root and as $user"

@@ -71,7 +71,8 @@ pub enum Probe {
     Tbf,
     /// The netem qdisc (delay and loss).
     Netem,
-    /// `newuidmap` and `newgidmap`, which map ranges of ids.
+    /// How many ids a sandbox has inside: 0-65535 (as root, or through
+    /// `newuidmap` and `newgidmap`), or one.
     IdHelpers,
     /// How resource limits are enforced here: per sandbox (cgroups) or
     /// per process (rlimits).
@@ -104,7 +105,7 @@ impl Probe {
             Probe::Bridge => "bridges",
             Probe::Tbf => "tbf qdisc (rate shaping)",
             Probe::Netem => "netem qdisc (delay, loss)",
-            Probe::IdHelpers => "newuidmap / newgidmap",
+            Probe::IdHelpers => "ids inside",
             Probe::ResourceLimits => "resource limits",
         }
     }
@@ -363,7 +364,7 @@ pub fn check() -> HostReport {
 
     findings.push(Finding {
         required: false,
-        ..finding(Probe::IdHelpers, Status::Info, id_helpers())
+        ..finding(Probe::IdHelpers, Status::Info, crate::idmap::describe())
     });
     findings.push(Finding {
         required: false,
@@ -492,44 +493,4 @@ fn environment(facts: &HostFacts) -> String {
     }
     parts.push(format!("running as uid {}", crate::sys::geteuid()));
     parts.join("; ")
-}
-
-fn id_helpers() -> String {
-    let found: Vec<&str> = ["newuidmap", "newgidmap"]
-        .into_iter()
-        .filter(|p| {
-            std::env::var_os("PATH")
-                .map(|path| std::env::split_paths(&path).any(|d| d.join(p).exists()))
-                .unwrap_or(false)
-        })
-        .collect();
-    let uid = crate::sys::geteuid();
-    let name = crate::sys::user_name(uid).unwrap_or_default();
-    let ranges: Vec<String> = std::fs::read_to_string("/etc/subuid")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| {
-            let owner = l.split(':').next().unwrap_or("");
-            owner == name || owner == uid.to_string()
-        })
-        .map(str::to_owned)
-        .collect();
-    format!(
-        "{}; subuid ranges for {}: {} (not needed: hermetic maps only your own uid and gid)",
-        if found.is_empty() {
-            "not installed".to_owned()
-        } else {
-            format!("found {}", found.join(", "))
-        },
-        if name.is_empty() {
-            uid.to_string()
-        } else {
-            name
-        },
-        if ranges.is_empty() {
-            "none".to_owned()
-        } else {
-            ranges.join(", ")
-        }
-    )
 }

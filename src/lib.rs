@@ -196,6 +196,7 @@ mod fds;
 #[cfg(feature = "rstest")]
 mod fixtures;
 mod helpers;
+mod idmap;
 mod isolate;
 mod lifeline;
 mod limits;

@@ -313,6 +313,8 @@ impl Rlimits {
 #[derive(Debug)]
 pub(crate) struct Confinement {
     pub(crate) drop_caps: bool,
+    /// The uid and gid to change to, once inside (ranges mapped).
+    pub(crate) set_ids: Option<(u32, u32)>,
     /// `cgroup.procs` fds to write `0` to.
     pub(crate) cgroup_procs: Vec<std::os::fd::RawFd>,
     pub(crate) rlimits: Rlimits,

@@ -28,6 +28,9 @@ use crate::wire;
 pub(crate) enum Action {
     /// Write `content` to `path` (id maps, setgroups).
     WriteFile { path: CString, content: Vec<u8> },
+    /// The id maps, written from outside (see `idmap`): nothing for the
+    /// launch to do but wait.
+    ExternalMaps,
     /// Make every mount private, recursively.
     MakeMountsPrivate,
     /// `mount(2)`.
@@ -172,6 +175,17 @@ impl Ids {
     }
 }
 
+/// The inner user namespace's map: every id of the outer one, in the same
+/// pieces (the kernel maps each piece into one piece of the parent's map:
+/// 0, then 1 to the last); with one id outside, `user`'s id (or 0) as it.
+fn inner_map(user: Option<u32>, ids_inside: u32) -> Vec<u8> {
+    if ids_inside == 1 {
+        id_map(user.unwrap_or(0), 0)
+    } else {
+        format!("0 0 1\n1 1 {}\n", ids_inside - 1).into_bytes()
+    }
+}
+
 /// The text of a `uid_map` or `gid_map` that maps `inside` to `outside`
 /// for one id (user_namespaces(7)).
 pub(crate) fn id_map(inside: u32, outside: u32) -> Vec<u8> {
@@ -255,6 +269,10 @@ pub(crate) struct Layout<'a> {
     pub(crate) tmp_size: u64,
     /// The uid and gid the sandbox's processes have (root by default).
     pub(crate) user: Option<(u32, u32)>,
+    /// How many ids the outer user namespace maps (0 to this less one).
+    pub(crate) ids_inside: u32,
+    /// Written from outside, and how: the outer maps hold ranges.
+    pub(crate) external_maps: Option<String>,
     /// Start a keeper, so that the sandbox can be looked into with
     /// `nsenter` once kept (`HERMETIC_KEEP`).
     pub(crate) keepable: bool,
@@ -302,7 +320,14 @@ fn step(what: impl Into<String>, kind: StepKind, action: Action) -> Step {
 /// [`wire::FIRST_PLAN_FD`] on, in order, until they are attached.
 pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<Step>, Error> {
     let mut steps = Vec::with_capacity(40);
-    if let Some(ids) = ids {
+    if let (Some(_), Some(how)) = (ids, &layout.external_maps) {
+        // Written from outside, while the launch waits (see idmap).
+        steps.push(step(
+            format!("mapping ids 0-{} ({how})", layout.ids_inside - 1),
+            StepKind::IdMap,
+            Action::ExternalMaps,
+        ));
+    } else if let Some(ids) = ids {
         // A new user namespace maps the caller; a sandbox that joins an
         // existing one (a network's host) has nothing to map.
         steps.extend([
@@ -404,8 +429,10 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
                 | libc::CLONE_NEWNET
                 | libc::CLONE_NEWUTS
                 | libc::CLONE_NEWIPC,
-            uid_map: id_map(layout.user.map_or(0, |(uid, _)| uid), 0),
-            gid_map: id_map(layout.user.map_or(0, |(_, gid)| gid), 0),
+            // With one id outside, the user's own id is that one; with
+            // ranges, all of them, and runs change to the user's.
+            uid_map: inner_map(layout.user.map(|(uid, _)| uid), layout.ids_inside),
+            gid_map: inner_map(layout.user.map(|(_, gid)| gid), layout.ids_inside),
         },
     ));
     let (what, attrs) = if layout.writable_host {
@@ -858,6 +885,8 @@ mod tests {
             root: false,
             tmp_size: 1 << 30,
             user: None,
+            ids_inside: 1,
+            external_maps: None,
             keepable: false,
         }
     }

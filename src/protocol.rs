@@ -19,6 +19,7 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
                 vec![path.as_bytes_with_nul(), content],
             ),
             Action::MakeMountsPrivate => (wire::OP_MAKE_PRIVATE, 0, vec![]),
+            Action::ExternalMaps => unreachable!("written before the exec, not by the plan"),
             Action::Mount {
                 source,
                 target,

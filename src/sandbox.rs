@@ -119,10 +119,22 @@ impl SandboxBuilder {
     /// for one, refuses to run as root); the setup still happens as root
     /// inside. Rootless, with nothing installed.
     ///
-    /// That id is the only one the sandbox's processes have (mapped to the
-    /// caller's own, outside): there is no root inside then, and changing
-    /// to another id (`setuid`, `su`) fails with `EINVAL`. Files the
-    /// caller owns outside show as owned by `uid` inside.
+    /// Where the sandbox has ids 0-65535 (see below), the sandbox's
+    /// processes change to `uid` and `gid` once inside. Elsewhere that id
+    /// is the only one they have (mapped to the caller's own outside):
+    /// there is no root inside then, and changing to another id fails
+    /// (`EINVAL`); files the caller owns outside show as owned by `uid`.
+    ///
+    /// **Ids inside.** Where the host allows it, ids 0-65535 are mapped
+    /// inside, so that `setuid(n)`, `chown`, `su` and
+    /// `CommandExt::uid(n)` behave as on a normal system: as root, and as
+    /// a user with `newuidmap`/`newgidmap` (Debian: `uidmap`) and ranges
+    /// in `/etc/subuid` and `/etc/subgid`. Root inside is the caller
+    /// outside; ids 1-65535 are not the host's users but a range of the
+    /// caller's (its subordinate ids, or, for root without any, ids far
+    /// above any user's). Elsewhere, or with `HERMETIC_ONE_ID=1`, only the
+    /// caller's own id is mapped, as 0. [`check`](crate::check) says which
+    /// applies and how to get ranges.
     ///
     /// ```no_run
     /// let ns = hermetic::Sandbox::builder().user(1000, 1000).build()?;
@@ -270,22 +282,38 @@ impl SandboxBuilder {
     ) -> Result<Sandbox, (Error, Option<StepKind>)> {
         // Now, not at the first run, which may come during unwinding.
         crate::child::install_panic_hook();
-        let (sandbox, ready_r, steps, maps) = self.start(userns).map_err(|e| (e, None))?;
+        let Started {
+            sandbox,
+            ready_r,
+            steps,
+            maps,
+            map_failure,
+        } = self.start(userns).map_err(|e| (e, None))?;
         let report = run::read_report(&ready_r, &sandbox.holder).map_err(|e| {
             (
                 Error::sys("waiting for the sandbox's init process", e),
                 None,
             )
         })?;
-        interpret(report.map(InitReport::decode), &steps, maps).map(|()| sandbox)
+        interpret(report.map(InitReport::decode), &steps, maps)
+            .map(|()| sandbox)
+            .map_err(|(e, kind)| match (e, map_failure) {
+                // Why the maps written from outside failed.
+                (Error::Setup { step, error, .. }, Some(why)) if kind == Some(StepKind::IdMap) => (
+                    Error::Setup {
+                        step,
+                        error,
+                        hint: Some(why),
+                    },
+                    kind,
+                ),
+                (e, _) => (e, kind),
+            })
     }
 
     /// Starts the init process; returns the sandbox, the report pipe, the
     /// steps and how many of them are id maps.
-    fn start(
-        &self,
-        userns: Option<&Sandbox>,
-    ) -> Result<(Sandbox, Fd, Vec<plan::Step>, usize), Error> {
+    fn start(&self, userns: Option<&Sandbox>) -> Result<Started, Error> {
         let hostname = plan::hostname(&self.hostname)?;
         if self.tmp_size < 4096 {
             // tmpfs reads size=0 as no limit at all.
@@ -323,6 +351,23 @@ impl SandboxBuilder {
 
         // Validates the mounts: nothing is started before this succeeds.
         let ids = userns.is_none().then(Ids::current);
+        // A sandbox's own user namespace maps as many ids as the host
+        // allows; a network's host shares its switch's.
+        let mapping = ids.map(|_| crate::idmap::detect());
+        let ids_inside = match (&mapping, userns) {
+            (Some(m), _) => m.ids_inside(),
+            (None, Some(owner)) => owner.ids_inside,
+            (None, None) => 1,
+        };
+        let external_maps = match &mapping {
+            Some(crate::idmap::Mapping::Ranges { helpers: None, .. }) => {
+                Some("written as root from outside".to_owned())
+            }
+            Some(crate::idmap::Mapping::Ranges { .. }) => {
+                Some("written by newuidmap and newgidmap".to_owned())
+            }
+            _ => None,
+        };
         let layout = plan::Layout {
             hostname: &hostname,
             mounts: &self.mounts,
@@ -333,6 +378,8 @@ impl SandboxBuilder {
             keepable: keep_failed(),
             user: self.user,
             tmp_size: self.tmp_size,
+            ids_inside,
+            external_maps,
         };
         let steps = plan::holder_steps(ids, &layout)?;
         // The id maps come first and are written before the init program
@@ -348,12 +395,17 @@ impl SandboxBuilder {
             fds::pipe().map_err(|e| Error::sys("creating the init process's report pipe", e))?;
         // A host of a network shares its switch's user namespace: it has
         // no maps of its own (`ids` is None), and `maps` is 0.
-        let (_plan_r, control, launch) = init::prepare(&steps[..maps], &plan, &ready_w, lifeline)
-            .map_err(|(step, e)| Error::sys(step, e))?;
+        let (_plan_r, control, launch) =
+            init::prepare(&steps[..maps], &plan, &ready_w, lifeline, mapping)
+                .map_err(|(step, e)| Error::sys(step, e))?;
         // Before anything is started: a refused cgroup fails the build.
         let cgroups = crate::limits::Cgroups::create(&self.limits)?;
         let confinement = crate::limits::Confinement {
-            drop_caps: self.user.is_some(),
+            // With one id, the user's is the only one: its processes just
+            // give up their capabilities; with ranges, they change to it
+            // (which does that too).
+            drop_caps: self.user.is_some() && ids_inside == 1,
+            set_ids: self.user.filter(|_| ids_inside > 1),
             cgroup_procs: cgroups.as_ref().map(|c| c.procs()).unwrap_or_default(),
             rlimits: crate::limits::Rlimits::for_limits(&self.limits, cgroups.as_ref()),
         };
@@ -366,6 +418,7 @@ impl SandboxBuilder {
                 })?,
             Some(owner) => run::start_init_in(&owner.holder, clone_flags, &launch)?,
         };
+        let map_failure = launch.map_failure();
         // Our unreaped child: its pid is pinned.
         let holder = Fd::open(|| sys::pidfd_open(pid)).map_err(|e| {
             let _ = sys::kill_and_reap(pid);
@@ -400,9 +453,28 @@ impl SandboxBuilder {
             confinement,
             cgroups,
             limits: self.limits,
+            ids_inside,
         };
-        Ok((sandbox, ready_r, steps, maps))
+        Ok(Started {
+            sandbox,
+            ready_r,
+            steps,
+            maps,
+            map_failure,
+        })
     }
+}
+
+/// A sandbox whose init process was started, before its report.
+struct Started {
+    sandbox: Sandbox,
+    /// Where the init process reports.
+    ready_r: Fd,
+    steps: Vec<plan::Step>,
+    /// How many of `steps` are the id maps, written before its exec.
+    maps: usize,
+    /// Why maps written from outside failed, if they did.
+    map_failure: Option<String>,
 }
 
 /// What the init process's report means: ready, or the error, with the kind
@@ -511,6 +583,8 @@ pub struct Sandbox {
     cgroups: Option<crate::limits::Cgroups>,
     /// The limits asked for, to name the one a run reached.
     limits: crate::limits::Limits,
+    /// How many ids its outer user namespace maps (1, or 65536).
+    ids_inside: u32,
 }
 
 impl std::fmt::Debug for Output {
@@ -869,6 +943,7 @@ impl Sandbox {
             self.nstypes,
             cgroups,
             self.confinement.rlimits,
+            self.confinement.set_ids,
         );
         cmd
     }

@@ -668,6 +668,8 @@ pub(crate) enum Exit {
     Code(i32),
     /// It was killed by this signal.
     Signal(i32),
+    /// It ended, and was reaped before it could be asked how.
+    Unknown,
 }
 
 /// Waits for our child `pid` (whatever its exit signal) and reaps it,
@@ -724,6 +726,78 @@ pub(crate) fn pidfd_of(pid: libc::pid_t) -> Result<RawFd, i32> {
     rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
         .map(IntoRawFd::into_raw_fd)
         .map_err(raw)
+}
+
+/// Runs the program `words[0]` with arguments `words`, no environment and
+/// no stdin, and waits for it. Started as `posix_spawn` would (a
+/// `CLONE_VM | CLONE_VFORK` child that execs at once: no copy of the test
+/// process), and without an exit signal, so that no `SIGCHLD` disposition
+/// of the test process reaps it first.
+pub(crate) fn spawn_and_wait(words: &[std::ffi::CString]) -> Result<Exit, i32> {
+    struct Exec {
+        argv: Vec<*const libc::c_char>,
+        envp: [*const libc::c_char; 1],
+    }
+    extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: arg is the Exec below, alive while we run (the parent
+        // is suspended until we exec or exit).
+        let exec = unsafe { &*arg.cast::<Exec>() };
+        // SAFETY: raw system calls on prepared, NUL-terminated data; stdin
+        // is this child's own fd to close.
+        unsafe {
+            let _ = call(libc::SYS_close, [0, 0, 0, 0, 0, 0]);
+            let _ = call(
+                libc::SYS_execve,
+                [
+                    exec.argv[0] as usize,
+                    exec.argv.as_ptr() as usize,
+                    exec.envp.as_ptr() as usize,
+                    0,
+                    0,
+                    0,
+                ],
+            );
+        }
+        exit(127)
+    }
+    let mut exec = Exec {
+        argv: words
+            .iter()
+            .map(|w| w.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect(),
+        envp: [std::ptr::null()],
+    };
+    let stack = Stack::map(64 << 10)?;
+    let mut pidfd: libc::c_int = -1;
+    let pid = crate::child::with_all_signals_blocked(|| {
+        // SAFETY: the child runs `child` on its own stack and only execs or
+        // exits; we are suspended until then (CLONE_VFORK). The kernel
+        // writes a pidfd of it into `pidfd`.
+        unsafe {
+            libc::clone(
+                child,
+                stack.top().cast(),
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD,
+                std::ptr::addr_of_mut!(exec).cast(),
+                std::ptr::addr_of_mut!(pidfd),
+            )
+        }
+    })?;
+    if pid < 0 {
+        return Err(errno());
+    }
+    // SAFETY: the kernel made this fd for us.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    drop(stack);
+    // Readable once it has ended.
+    while poll(&[rustix::fd::AsFd::as_fd(&pidfd)], None) == Err(libc::EINTR) {}
+    match reap(pid) {
+        // Reaped by the kernel anyway (seen with setuid newuidmap while the
+        // test process ignores SIGCHLD): it ended, how is unknown.
+        Err(libc::ECHILD) => Ok(Exit::Unknown),
+        other => other,
+    }
 }
 
 /// The effective uid of the calling process.

@@ -133,13 +133,33 @@ fn uid_and_gid_maps_are_exact(#[from(isolated)] ns: Sandbox) {
         std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap(),
         std::fs::read_to_string(format!("/proc/{pid}/gid_map")).unwrap(),
     );
-    // Exactly one line each: nothing but the caller's own ids is mapped.
+    // The caller's own ids are 0 inside; with many ids, 1-65535 are not
+    // the host's users' (no power over their files), but a range of ids
+    // far from them; else nothing else is mapped.
+    let lines: Vec<Vec<u64>> = maps
+        .0
+        .lines()
+        .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(lines[0], [0, u64::from(uid), 1]);
+    if common::many_ids() {
+        assert_eq!(lines.len(), 2, "{}", maps.0);
+        assert_eq!((lines[1][0], lines[1][2]), (1, 65535));
+        assert!(
+            lines[1][1] >= 65536,
+            "ids 1-65535 are host users': {}",
+            maps.0
+        );
+    } else {
+        assert_eq!(lines.len(), 1, "{}", maps.0);
+    }
     assert_eq!(
-        maps.0.split_whitespace().collect::<Vec<_>>(),
-        ["0", &uid.to_string(), "1"]
-    );
-    assert_eq!(
-        maps.1.split_whitespace().collect::<Vec<_>>(),
+        maps.1
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
         ["0", &gid.to_string(), "1"]
     );
 }

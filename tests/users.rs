@@ -1,4 +1,8 @@
-//! A user of its own inside: `SandboxBuilder::user(uid, gid)`.
+//! A user of its own inside: `SandboxBuilder::user(uid, gid)`; and, where
+//! the host allows (root, or newuidmap with ranges in /etc/subuid), ids
+//! 0-65535 inside.
+
+mod common;
 
 use hermetic::Sandbox;
 
@@ -90,4 +94,56 @@ fn commands_and_spawned_closures_are_the_user_too() {
         })
         .unwrap();
     spawned.join().unwrap();
+}
+
+#[test]
+fn with_many_ids_root_inside_changes_ids_as_on_a_normal_system() {
+    if !common::many_ids() {
+        // One id only: a change fails, as documented.
+        let ns = Sandbox::new().unwrap();
+        // SAFETY: setuid only changes this run's process.
+        let r = ns.run(|| unsafe { libc::setuid(1000) });
+        assert_eq!(r, -1);
+        return;
+    }
+    let ns = Sandbox::new().unwrap();
+    let seen = ns.run(|| {
+        std::fs::write("/tmp/owned", "x").unwrap();
+        let chown = std::os::unix::fs::chown("/tmp/owned", Some(1000), Some(1000)).is_ok();
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata("/tmp/owned").unwrap();
+        // A program started as another user.
+        use std::os::unix::process::CommandExt;
+        let id = std::process::Command::new("id")
+            .uid(2000)
+            .gid(2000)
+            .output()
+            .unwrap();
+        // SAFETY: changes only this run's process.
+        let setuid = unsafe { (libc::setgid(3000), libc::setuid(3000), libc::getuid()) };
+        (
+            chown,
+            meta.uid(),
+            meta.gid(),
+            String::from_utf8(id.stdout).unwrap(),
+            setuid,
+        )
+    });
+    assert!(seen.0, "chown to 1000 failed");
+    assert_eq!((seen.1, seen.2), (1000, 1000));
+    assert!(seen.3.starts_with("uid=2000"), "{}", seen.3);
+    assert_eq!(seen.4, (0, 0, 3000));
+}
+
+#[test]
+fn with_many_ids_a_user_sandbox_runs_as_that_user() {
+    if !common::many_ids() {
+        return;
+    }
+    let ns = Sandbox::builder().user(1000, 1000).build().unwrap();
+    // SAFETY: getters, and setuid on this run's process.
+    let (uid, back_to_root) = ns.run(|| unsafe { (libc::getuid(), libc::setuid(0)) });
+    assert_eq!((uid, back_to_root), (1000, -1));
+    let out = ns.command("id").arg("-u").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1000\n");
 }

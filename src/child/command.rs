@@ -26,6 +26,7 @@ pub(crate) fn enter_on_exec(
     nstypes: libc::c_int,
     cgroups: Vec<Fd>,
     rlimits: crate::limits::Rlimits,
+    set_ids: Option<(u32, u32)>,
 ) {
     use std::os::unix::process::CommandExt;
     let holder = std::sync::Arc::new(holder);
@@ -33,6 +34,7 @@ pub(crate) fn enter_on_exec(
         // A program run as a user other than root loses its capabilities
         // at exec.
         drop_caps: false,
+        set_ids,
         cgroup_procs: cgroups.iter().map(AsRawFd::as_raw_fd).collect(),
         rlimits,
     };
@@ -44,7 +46,7 @@ pub(crate) fn enter_on_exec(
         cmd.pre_exec(move || match &*holder {
             Ok(fd) => {
                 super::joiner::confine(&keep.1, true).map_err(std::io::Error::from_raw_os_error)?;
-                command_pre_exec(fd.as_raw_fd(), nstypes)
+                command_pre_exec(fd.as_raw_fd(), nstypes, keep.1.set_ids)
             }
             Err(errno) => Err(std::io::Error::from_raw_os_error(*errno)),
         });
@@ -71,12 +73,19 @@ pub(crate) fn enter_on_exec(
 ///
 /// Call only from `CommandExt::pre_exec`, i.e. in a child just forked by
 /// std, before exec.
-unsafe fn command_pre_exec(holder: RawFd, nstypes: libc::c_int) -> std::io::Result<()> {
+unsafe fn command_pre_exec(
+    holder: RawFd,
+    nstypes: libc::c_int,
+    set_ids: Option<(u32, u32)>,
+) -> std::io::Result<()> {
     let io = std::io::Error::from_raw_os_error;
     // SAFETY: our caller is std's child, just forked.
     unsafe { enter(holder, nstypes) }.map_err(io)?;
     // SAFETY: as above.
     unsafe { join_keyring() };
+    if let Some((uid, gid)) = set_ids {
+        super::joiner::become_user(uid, gid).map_err(io)?;
+    }
     // Signals, outer to inner relay (a hang-up: the outer relay is gone);
     // the program's wait status, inner to outer.
     let (signals_r, signals_w) = pipe().map_err(io)?;

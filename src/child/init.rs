@@ -68,12 +68,33 @@ struct Args {
     lifeline: RawFd,
     argv: [*const libc::c_char; 2],
     envp: [*const libc::c_char; 1],
+    /// With maps written from outside: the child says it is there on
+    /// `ready`, then waits for one byte on `go` (0: the maps are written).
+    /// -1 otherwise.
+    ready: RawFd,
+    go: RawFd,
+    /// The child's pid in the parent's PID namespace, written by the kernel
+    /// at the clone (`CLONE_PARENT_SETTID`).
+    child_pid: libc::pid_t,
 }
 
 /// A prepared launch: the stack and the arguments on it.
 pub(crate) struct Launch {
     stack: Option<sys::Stack>,
     args: *mut Args,
+    /// With maps written from outside: the mapping, the pipes' other ends
+    /// (`ready` read end, `go` write end) and the child's ends (kept open
+    /// until the launch ends).
+    external: Option<External>,
+}
+
+struct External {
+    mapping: crate::idmap::Mapping,
+    ready_r: Fd,
+    go_w: Fd,
+    _child_ends: (Fd, Fd),
+    /// Why writing the maps failed, for the error.
+    failure: std::sync::Mutex<Option<String>>,
 }
 
 thread_local! {
@@ -105,6 +126,7 @@ impl Launch {
         plan: RawFd,
         report: RawFd,
         lifeline: RawFd,
+        mapping: Option<crate::idmap::Mapping>,
     ) -> io::Result<Launch> {
         let mut map_list = [(std::ptr::null(), std::ptr::null(), 0); 3];
         let mut map_count = 0;
@@ -117,6 +139,23 @@ impl Launch {
             }
         }
         let program = program()?.as_raw_fd();
+        let external = match mapping {
+            Some(mapping @ crate::idmap::Mapping::Ranges { .. }) => {
+                let (ready_r, ready_w) = fds::pipe()?;
+                let (go_r, go_w) = fds::pipe()?;
+                Some(External {
+                    mapping,
+                    ready_r,
+                    go_w,
+                    _child_ends: (ready_w, go_r),
+                    failure: std::sync::Mutex::new(None),
+                })
+            }
+            _ => None,
+        };
+        let (ready, go) = external.as_ref().map_or((-1, -1), |e| {
+            (e._child_ends.0.as_raw_fd(), e._child_ends.1.as_raw_fd())
+        });
         let stack = match SPARE_STACK.try_with(|spare| spare.take()).ok().flatten() {
             Some(stack) => stack,
             None => sys::Stack::map(STACK).map_err(io::Error::from_raw_os_error)?,
@@ -135,11 +174,15 @@ impl Launch {
                 lifeline,
                 argv: [c"hermetic-init".as_ptr(), std::ptr::null()],
                 envp: [std::ptr::null()],
+                ready,
+                go,
+                child_pid: 0,
             })
         };
         Ok(Launch {
             stack: Some(stack),
             args,
+            external,
         })
     }
 
@@ -152,17 +195,87 @@ impl Launch {
     /// Callable in a child forked from the test process: it makes only
     /// system calls.
     pub(crate) fn start(&self, flags: libc::c_int) -> Result<libc::pid_t, i32> {
-        let flags = flags | libc::CLONE_VM | libc::CLONE_VFORK;
+        let flags = flags | libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT_SETTID;
         // Every signal blocked: no handler of the test process may run in a
         // task that shares its memory. The exec'd program keeps the mask.
-        let (pid, errno) = super::with_all_signals_blocked(|| {
-            // SAFETY: the child starts in `entry` on the fresh stack, below
-            // its arguments, and makes only raw system calls until it execs
-            // or exits; we are suspended until then (CLONE_VFORK).
-            let pid = unsafe { libc::clone(entry, self.args.cast(), flags, self.args.cast()) };
-            (pid, sys::errno())
-        })?;
+        let clone = || {
+            super::with_all_signals_blocked(|| {
+                // SAFETY: the child starts in `entry` on the fresh stack,
+                // below its arguments, and makes only raw system calls
+                // until it execs or exits; we are suspended until then
+                // (CLONE_VFORK). The kernel writes its pid into the args.
+                let pid = unsafe {
+                    libc::clone(
+                        entry,
+                        self.args.cast(),
+                        flags,
+                        self.args.cast(),
+                        std::ptr::addr_of_mut!((*self.args).child_pid),
+                    )
+                };
+                (pid, sys::errno())
+            })
+        };
+        let (pid, errno) = match &self.external {
+            None => clone()?,
+            // A thread of ours writes the maps while this one is suspended.
+            Some(external) => std::thread::scope(|s| {
+                let args = self.args as usize;
+                s.spawn(move || external.write_maps(args));
+                let result = clone();
+                // Should the child never have said it is there: the
+                // writer's wait ends.
+                external.abandon();
+                result
+            })?,
+        };
         if pid < 0 { Err(errno) } else { Ok(pid) }
+    }
+
+    /// Why writing the maps from outside failed, if it did.
+    pub(crate) fn map_failure(&self) -> Option<String> {
+        self.external
+            .as_ref()
+            .and_then(|e| e.failure.lock().ok()?.clone())
+    }
+}
+
+impl External {
+    /// Waits for the launched child, writes its maps, and tells it to go
+    /// on (0) or not (1).
+    fn write_maps(&self, args: usize) {
+        let mut byte = [0u8; 1];
+        if !matches!(sys::read(self.ready_r.as_fd(), &mut byte), Ok(1)) {
+            return;
+        }
+        // SAFETY: the kernel wrote the pid before the child ran, and the
+        // child said it runs (through the pipe, which orders the two);
+        // the args live until the launch ends, after this thread.
+        let pid = unsafe {
+            std::ptr::read_volatile(std::ptr::addr_of!((*(args as *const Args)).child_pid))
+        };
+        if pid <= 0 {
+            return;
+        }
+        let answer = match self.mapping.write(pid) {
+            Ok(()) => 0,
+            Err(why) => {
+                if let Ok(mut failure) = self.failure.lock() {
+                    *failure = Some(why);
+                }
+                1
+            }
+        };
+        let _ = sys::write_all(self.go_w.as_fd(), &[answer]);
+    }
+
+    /// Ends a [`write_maps`](Self::write_maps) still waiting for a child
+    /// that was never started.
+    fn abandon(&self) {
+        // A ready byte of our own: the writer then reads pid 0 and fails,
+        // or, if the child was there, finds the pipe empty and has long
+        // finished.
+        let _ = sys::write_all(self._child_ends.0.as_fd(), &[0]);
     }
 }
 
@@ -175,6 +288,21 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
         let _ = sys::write_all(report, &encode_report(wire::REPORT_EXEC, errno));
         sys::exit(127)
     };
+    if args.ready >= 0 {
+        // Maps written from outside: say we are here, wait for the word.
+        // SAFETY: both pipe ends stay open in this child until it execs.
+        let (ready, go) = unsafe { (sys::borrow_static(args.ready), sys::borrow_static(args.go)) };
+        let mut answer = [1u8; 1];
+        if sys::write_all(ready, &[1]).is_err() || !matches!(sys::read(go, &mut answer), Ok(1)) {
+            answer[0] = 1;
+        }
+        if answer[0] != 0 {
+            // SAFETY: as in fail().
+            let report = unsafe { sys::borrow_static(args.report) };
+            let _ = sys::write_all(report, &encode_report(wire::REPORT_ID_MAP, libc::EPERM));
+            sys::exit(127)
+        }
+    }
     for (i, &(path, content, len)) in args.maps[..args.map_count].iter().enumerate() {
         // SAFETY: prepare() took these from live CStrings and Vecs that
         // outlive the launch.
@@ -249,6 +377,7 @@ pub(crate) fn prepare(
     plan: &[u8],
     report: &Fd,
     lifeline: BorrowedFd<'_>,
+    mapping: Option<crate::idmap::Mapping>,
 ) -> Result<(Fd, Fd, Launch), (&'static str, io::Error)> {
     let (plan_r, plan_w) = fds::pipe().map_err(|e| ("creating the plan's pipe", e))?;
     send_plan(&plan_w, plan).map_err(|e| ("sending the init program its plan", e))?;
@@ -257,6 +386,7 @@ pub(crate) fn prepare(
         plan_r.as_raw_fd(),
         report.as_raw_fd(),
         lifeline.as_raw_fd(),
+        mapping,
     )
     .map_err(|e| ("preparing the init program's start", e))?;
     Ok((plan_r, plan_w, launch))

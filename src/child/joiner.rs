@@ -135,6 +135,25 @@ pub(crate) fn confine(c: &crate::limits::Confinement, rlimits: bool) -> Result<(
     if rlimits { c.rlimits.set() } else { Ok(()) }
 }
 
+/// Becomes user `uid` and group `gid` of the sandbox (no supplementary
+/// groups, where the namespace allows changing them), which also gives up
+/// every capability. System calls only.
+pub(crate) fn become_user(uid: u32, gid: u32) -> Result<(), i32> {
+    // SAFETY: integer arguments; a null list of no groups.
+    unsafe {
+        let _ = sys::call(libc::SYS_setgroups, [0, 0, 0, 0, 0, 0]);
+        sys::call(
+            libc::SYS_setresgid,
+            [gid as usize, gid as usize, gid as usize, 0, 0, 0],
+        )?;
+        sys::call(
+            libc::SYS_setresuid,
+            [uid as usize, uid as usize, uid as usize, 0, 0, 0],
+        )?;
+    }
+    Ok(())
+}
+
 /// Gives up every capability, as a process of a non-root user has none:
 /// effective, permitted, inheritable and ambient sets emptied (the runner
 /// and what it starts inherit that). System calls only.
@@ -235,6 +254,11 @@ where
             }
             if plan.confine.drop_caps
                 && let Err(errno) = drop_capabilities()
+            {
+                fail(plan.report, JoinStep::Confine, errno);
+            }
+            if let Some((uid, gid)) = plan.confine.set_ids
+                && let Err(errno) = become_user(uid, gid)
             {
                 fail(plan.report, JoinStep::Confine, errno);
             }

@@ -184,3 +184,11 @@ pub fn children_of(pid: u32) -> Vec<u32> {
         })
         .unwrap_or_default()
 }
+
+/// Whether sandboxes on this host map ids 0-65535 (as root, or through
+/// newuidmap), as `check()` says; else only the caller's own id, as 0.
+pub fn many_ids() -> bool {
+    hermetic::check()
+        .finding(hermetic::Probe::IdHelpers)
+        .is_some_and(|f| f.detail.starts_with("ids 0-65535"))
+}

@@ -1,0 +1,241 @@
+//! Many ids inside: where the host allows it, ids 0-65535 are mapped in a
+//! sandbox, so that `setuid(n)`, `chown`, `su` and `CommandExt::uid` behave
+//! as on a normal system.
+//!
+//! Only root inside is a host id (the caller's own); ids 1-65535 are the
+//! caller's subordinate range, so that root inside, which holds every
+//! capability over the ids its namespace maps, gains no power over the
+//! host's other users' files.
+//!
+//! A user namespace's maps with more than the writer's own id must be
+//! written from the parent namespace: as root, directly; otherwise by the
+//! setuid helpers `newuidmap` and `newgidmap` (Debian's `uidmap`), within
+//! the ranges `/etc/subuid` and `/etc/subgid` give the user. The init
+//! program's launch waits for them (see `child::init`): a thread of the test
+//! process writes them while the launching thread is suspended.
+//!
+//! Elsewhere the sandbox maps the caller's one uid and gid to 0 inside.
+
+use std::path::{Path, PathBuf};
+
+/// How many ids a sandbox has inside, when ranges are mapped.
+pub(crate) const RANGE: u32 = 65536;
+
+/// Where a root caller's ids 1-65535 go outside when root has no
+/// subordinate range: far above any user's (as systemd-nspawn's ranges).
+const FAR_AWAY: u64 = 1_879_048_192;
+
+/// How the outer user namespace of a sandbox is mapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Mapping {
+    /// The caller's uid and gid as 0, written by the launched child itself.
+    Single,
+    /// 0-65535 inside; written by this process as root, or by the helpers.
+    Ranges {
+        uid_map: String,
+        gid_map: String,
+        /// `newuidmap` and `newgidmap`, when not root.
+        helpers: Option<(PathBuf, PathBuf)>,
+    },
+}
+
+/// The first range `file` (`/etc/subuid` or `/etc/subgid`) gives `name`
+/// or `id`: (start, count).
+fn subordinate(file: &str, name: Option<&str>, id: u32) -> Option<(u64, u64)> {
+    std::fs::read_to_string(file)
+        .ok()?
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.trim().split(':');
+            let who = parts.next()?;
+            let start = parts.next()?.parse().ok()?;
+            let count = parts.next()?.parse().ok()?;
+            Some((who.to_owned(), start, count))
+        })
+        .find(|(who, _, count)| {
+            *count > 0 && (Some(who.as_str()) == name || *who == id.to_string())
+        })
+        .map(|(_, start, count)| (start, count))
+}
+
+/// Whether `map` (this process's `uid_map` or `gid_map`) is the initial
+/// user namespace's: every id.
+fn initial(map: &str) -> bool {
+    map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]
+}
+
+/// Whether `map` maps ids 1 to 65535 (in one piece), which a sandbox made
+/// in this namespace may then map.
+fn maps_range(map: &str) -> bool {
+    map.lines().any(|l| {
+        let f: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        f.len() == 3 && f[0] <= 1 && f[0] + f[2] >= u64::from(RANGE)
+    })
+}
+
+/// A helper program, from PATH or the usual places.
+fn helper(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin".into(), "/bin".into()])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The mapping this host allows the caller (`HERMETIC_ONE_ID=1`: one id,
+/// even where ranges are allowed).
+pub(crate) fn detect() -> Mapping {
+    if std::env::var_os("HERMETIC_ONE_ID").is_some_and(|v| !v.is_empty() && v != "0") {
+        return Mapping::Single;
+    }
+    let (uid, gid) = (crate::sys::geteuid(), crate::sys::getegid());
+    let name = crate::sys::user_name(uid);
+    if uid == 0 {
+        // Root inside is root outside, as with one id; the other ids are
+        // not the host's users' (whose files root inside could otherwise
+        // open, with its capabilities over every mapped id), but root's
+        // subordinate range, or one far above any user's. Root of a user
+        // namespace (a sandbox inside a sandbox) hands on its own 1-65535.
+        let base = |map: &str, file: &str| {
+            if initial(map) {
+                Some(
+                    subordinate(file, name.as_deref(), 0)
+                        .filter(|&(_, count)| count >= u64::from(RANGE - 1))
+                        .map_or(FAR_AWAY, |(start, _)| start),
+                )
+            } else {
+                maps_range(map).then_some(1)
+            }
+        };
+        let own = |file: &str| std::fs::read_to_string(file).unwrap_or_default();
+        let (uids, gids) = (own("/proc/self/uid_map"), own("/proc/self/gid_map"));
+        if let (Some(ubase), Some(gbase)) = (base(&uids, "/etc/subuid"), base(&gids, "/etc/subgid"))
+        {
+            let map = |base: u64| format!("0 0 1\n1 {base} {}\n", RANGE - 1);
+            return Mapping::Ranges {
+                uid_map: map(ubase),
+                gid_map: map(gbase),
+                helpers: None,
+            };
+        }
+        return Mapping::Single;
+    }
+    let ranges = (
+        subordinate("/etc/subuid", name.as_deref(), uid),
+        subordinate("/etc/subgid", name.as_deref(), uid),
+        helper("newuidmap"),
+        helper("newgidmap"),
+    );
+    match ranges {
+        (Some((ustart, ucount)), Some((gstart, gcount)), Some(newuidmap), Some(newgidmap)) => {
+            let more = |count: u64| count.min(u64::from(RANGE) - 1);
+            Mapping::Ranges {
+                uid_map: format!("0 {uid} 1 1 {ustart} {}", more(ucount)),
+                gid_map: format!("0 {gid} 1 1 {gstart} {}", more(gcount)),
+                helpers: Some((newuidmap, newgidmap)),
+            }
+        }
+        _ => Mapping::Single,
+    }
+}
+
+/// What [`check`](crate::check) says of the ids inside.
+pub(crate) fn describe() -> String {
+    match detect() {
+        Mapping::Ranges {
+            helpers: None,
+            uid_map,
+            ..
+        } => format!(
+            "ids 0-{} inside, written by this process as root (uid map: {})",
+            RANGE - 1,
+            uid_map.trim().replace('\n', ", ")
+        ),
+        Mapping::Ranges { uid_map, .. } => format!(
+            "ids 0-{} inside, through newuidmap/newgidmap (uid map: {uid_map})",
+            RANGE - 1
+        ),
+        Mapping::Single => "one id inside (your own, as 0): setuid to another id fails; for \
+                            ids 0-65535, install newuidmap/newgidmap (Debian: uidmap) and give \
+                            your user ranges in /etc/subuid and /etc/subgid (usermod \
+                            --add-subuids 100000-165535 --add-subgids 100000-165535 USER)"
+            .to_owned(),
+    }
+}
+
+impl Mapping {
+    /// The number of ids inside.
+    pub(crate) fn ids_inside(&self) -> u32 {
+        match self {
+            Mapping::Single => 1,
+            Mapping::Ranges { .. } => RANGE,
+        }
+    }
+
+    /// Writes the maps of process `pid`'s user namespace (from this one,
+    /// its parent); `Err` says what failed.
+    pub(crate) fn write(&self, pid: libc::pid_t) -> Result<(), String> {
+        let Mapping::Ranges {
+            uid_map,
+            gid_map,
+            helpers,
+        } = self
+        else {
+            return Ok(());
+        };
+        match helpers {
+            None => {
+                for (file, map) in [("uid_map", uid_map), ("gid_map", gid_map)] {
+                    let path = format!("/proc/{pid}/{file}");
+                    std::fs::write(&path, map)
+                        .map_err(|e| format!("writing {map:?} to {path}: {e}"))?;
+                }
+                Ok(())
+            }
+            Some((newuidmap, newgidmap)) => {
+                run(newuidmap, pid, uid_map)?;
+                run(newgidmap, pid, gid_map)
+            }
+        }
+    }
+}
+
+/// Whether the map `helper` writes for `pid` is there.
+fn written(pid: libc::pid_t, helper: &Path) -> bool {
+    let file = if helper.ends_with("newgidmap") {
+        "gid_map"
+    } else {
+        "uid_map"
+    };
+    std::fs::read_to_string(format!("/proc/{pid}/{file}")).is_ok_and(|m| !m.trim().is_empty())
+}
+
+/// `helper PID MAP...`, waited for whatever the test process's SIGCHLD
+/// disposition (no exit signal: never reaped by the kernel first).
+fn run(helper: &Path, pid: libc::pid_t, map: &str) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let words: Vec<std::ffi::CString> = std::iter::once(helper.as_os_str().as_bytes().to_vec())
+        .chain(std::iter::once(pid.to_string().into_bytes()))
+        .chain(map.split_whitespace().map(|w| w.as_bytes().to_vec()))
+        .map(|w| std::ffi::CString::new(w).expect("no NUL in a path or a number"))
+        .collect();
+    let shown = format!(
+        "{} {pid} {}",
+        helper.display(),
+        map.trim().replace('\n', " ")
+    );
+    match crate::sys::spawn_and_wait(&words) {
+        Ok(crate::sys::Exit::Code(0)) => Ok(()),
+        // Ended, how unknown (the test process ignores SIGCHLD): the map
+        // itself tells.
+        Ok(crate::sys::Exit::Unknown) if written(pid, helper) => Ok(()),
+        Ok(exit) => Err(format!("{shown}: ended with {exit:?}")),
+        Err(errno) => Err(format!(
+            "{shown}: {}",
+            std::io::Error::from_raw_os_error(errno)
+        )),
+    }
+}
