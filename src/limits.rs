@@ -8,9 +8,9 @@
 //! space, per process), `RLIMIT_NPROC` (processes of the user, counted per
 //! user namespace), `RLIMIT_CPU`.
 //!
-//! A sandbox's cgroups are removed when it is dropped; those of a test
-//! process that was killed are removed by the next one that makes
-//! sandboxes.
+//! A sandbox's cgroups are removed when it is dropped; those a killed test
+//! process left (a SIGKILL runs no drop) by the next test process's first
+//! sandbox, and next to any new sandbox with limits.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -264,6 +264,21 @@ impl Drop for Cgroups {
             let _ = std::fs::remove_dir(dir);
         }
     }
+}
+
+/// Once per process, at its first sandbox: removes the cgroups test
+/// processes that were killed left behind (a SIGKILL runs no drop).
+pub(crate) fn clean_stale_once() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| match find() {
+        Some(Place::V2(dir)) => clean_stale(&dir),
+        Some(Place::V1 { memory, pids }) => {
+            for dir in [memory, pids].into_iter().flatten() {
+                clean_stale(&dir);
+            }
+        }
+        None => {}
+    });
 }
 
 /// Removes the cgroups a killed test process left in `parent`: named

@@ -398,6 +398,7 @@ impl SandboxBuilder {
         let (_plan_r, control, launch) =
             init::prepare(&steps[..maps], &plan, &ready_w, lifeline, mapping)
                 .map_err(|(step, e)| Error::sys(step, e))?;
+        crate::limits::clean_stale_once();
         // Before anything is started: a refused cgroup fails the build.
         let cgroups = crate::limits::Cgroups::create(&self.limits)?;
         let confinement = crate::limits::Confinement {
