@@ -85,13 +85,23 @@ fn writable(dir: &Path) -> bool {
 /// Where cgroups can go here.
 fn find() -> Option<Place> {
     let own = own_cgroups();
-    if let Some((_, path)) = own.iter().find(|(c, _)| c.is_empty()) {
-        let dir = Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
-        let handed_down =
+    let hands_down = |dir: &Path| {
+        let control =
             std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
-        let handed_down: Vec<&str> = handed_down.split_whitespace().collect();
-        if handed_down.contains(&"memory") && handed_down.contains(&"pids") && writable(&dir) {
+        let control: Vec<&str> = control.split_whitespace().collect();
+        control.contains(&"memory") && control.contains(&"pids") && writable(dir)
+    };
+    if let Some((_, path)) = own.iter().find(|(c, _)| c.is_empty()) {
+        // A delegated subtree: our own cgroup hands the controllers down.
+        let dir = Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+        if hands_down(&dir) {
             return Some(Place::V2(dir));
+        }
+        // Root on a cgroup v2 host: the root cgroup, which may hold
+        // processes and children alike.
+        let root = Path::new("/sys/fs/cgroup");
+        if hands_down(root) {
+            return Some(Place::V2(root.to_path_buf()));
         }
     }
     let v1 = |controller: &str| {
