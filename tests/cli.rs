@@ -1,6 +1,8 @@
 //! The `hermetic` command: `run` (also as cargo's target runner), `check`
 //! and `enter`.
 
+mod common;
+
 use std::process::{Command, Stdio};
 
 fn hermetic() -> Command {
@@ -65,13 +67,7 @@ fn sigterm_to_hermetic_run_reaches_the_program() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line, "ready\n");
+    common::wait_ready(&mut child);
     // SAFETY: a signal to our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     assert_eq!(child.wait().unwrap().code(), Some(42));

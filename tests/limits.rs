@@ -108,22 +108,7 @@ fn cgroups_are_removed_with_the_sandbox() {
         return;
     }
     let ns = Sandbox::builder().memory_limit(256 << 20).build().unwrap();
-    let pid = ns.pid();
-    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let line = cgroup
-        .lines()
-        .find(|l| l.contains("hermetic-"))
-        .unwrap_or_else(|| panic!("not in a cgroup of hermetic's: {cgroup}"))
-        .to_owned();
-    let (controllers, path) = line.split_once(':').unwrap().1.split_once(':').unwrap();
-    let dir = if controllers.is_empty() {
-        format!("/sys/fs/cgroup{path}")
-    } else {
-        format!(
-            "/sys/fs/cgroup/{}{path}",
-            controllers.split(',').next().unwrap()
-        )
-    };
+    let dir = cgroup_dir(ns.pid());
     assert!(std::path::Path::new(&dir).is_dir(), "{dir}");
     drop(ns);
     assert!(!std::path::Path::new(&dir).exists(), "{dir} left behind");

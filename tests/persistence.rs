@@ -241,13 +241,7 @@ fn start_ready(ns: &Sandbox, script: &str) -> std::process::Child {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line, "ready\n");
+    common::wait_ready(&mut child);
     child
 }
 

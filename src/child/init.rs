@@ -257,7 +257,12 @@ impl External {
         if pid <= 0 {
             return;
         }
-        let answer = match self.mapping.write(pid) {
+        // Whatever happens, the child gets its answer: it waits for it, and
+        // the thread that launched it waits for the child.
+        let written =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.mapping.write(pid)))
+                .unwrap_or_else(|_| Err("writing the id maps panicked".to_owned()));
+        let answer = match written {
             Ok(()) => 0,
             Err(why) => {
                 if let Ok(mut failure) = self.failure.lock() {

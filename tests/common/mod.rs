@@ -192,3 +192,15 @@ pub fn many_ids() -> bool {
         .finding(hermetic::Probe::IdHelpers)
         .is_some_and(|f| f.detail.starts_with("ids 0-65535"))
 }
+
+/// Reads `child`'s first line of stdout (piped), which must be "ready":
+/// the program has started and set itself up.
+pub fn wait_ready(child: &mut std::process::Child) {
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().expect("stdout piped")),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "ready\n");
+}
