@@ -166,9 +166,9 @@ pub enum Error {
     #[error("shaping {what} needs the {qdisc} qdisc, which this kernel does not have\n{hint}")]
     #[non_exhaustive]
     ShapingUnavailable {
-        /// What was asked: "delay, jitter and loss".
+        /// What was asked: "a rate".
         what: &'static str,
-        /// The qdisc: "netem" or "tbf".
+        /// The qdisc: "tbf".
         qdisc: &'static str,
         /// How to get it.
         hint: String,

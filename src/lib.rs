@@ -132,7 +132,6 @@
 //! | Docker's default seccomp profile | `clone` fails with `EPERM`, `clone3` with `ENOSYS` (`Seccomp: 2`) | `docker run --security-opt seccomp=unconfined --security-opt apparmor=unconfined` |
 //! | containers that mask `/proc` | mounting a fresh `proc` fails with `EPERM` | podman `--security-opt unmask=ALL`, Docker `--security-opt systempaths=unconfined` |
 //! | WSL1 | no real namespaces | use WSL2 |
-//! | kernels without `sch_netem` | delay and loss shaping unavailable (sandboxes still work) | `sudo modprobe sch_netem`, or the distribution's extra modules |
 //!
 //! # What a closure must not rely on
 //!
@@ -205,6 +204,7 @@ mod netlink;
 mod output;
 mod plan;
 mod protocol;
+mod relay;
 mod run;
 mod sandbox;
 mod shape;

@@ -10,7 +10,7 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -225,6 +225,14 @@ impl NetworkBuilder {
             hosts,
             switch,
             groups: Mutex::new(0),
+            links: Mutex::new(
+                (0..self.hosts.len())
+                    .map(|_| LinkState {
+                        bridge: Some("br0".into()),
+                        relay: None,
+                    })
+                    .collect(),
+            ),
         })
     }
 }
@@ -379,6 +387,9 @@ pub struct Network {
     switch: Sandbox,
     /// How many partition bridges exist; held while the topology changes.
     groups: Mutex<usize>,
+    /// Each host's link: where it is plugged, and its relay, if shaped in
+    /// user space. Locked after `groups` when both are.
+    links: Mutex<Vec<LinkState>>,
 }
 
 impl fmt::Debug for Network {
@@ -481,11 +492,10 @@ impl Network {
             }
         }
         let mut made = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        let ports: Vec<(String, Option<usize>)> = self
-            .hosts
-            .iter()
-            .map(|h| h.port.clone())
-            .zip(group_of)
+        let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        let ports: Vec<(String, Option<usize>)> = (0..self.hosts.len())
+            .map(|i| bridge_port(&self.hosts[i], &links[i]))
+            .zip(group_of.iter().copied())
             .collect();
         let wanted = groups.len();
         let existing = *made;
@@ -515,6 +525,9 @@ impl Network {
             })?
             .map_err(from_step)?;
         *made = existing.max(wanted);
+        for (link, group) in links.iter_mut().zip(group_of) {
+            link.bridge = group.map(|g| format!("group{g}"));
+        }
         Ok(())
     }
 
@@ -526,7 +539,10 @@ impl Network {
     /// [`Error::Network`] if the switch refused.
     pub fn heal(&self) -> Result<(), Error> {
         let _topology = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        let ports: Vec<String> = self.hosts.iter().map(|h| h.port.clone()).collect();
+        let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        let ports: Vec<String> = (0..self.hosts.len())
+            .map(|i| bridge_port(&self.hosts[i], &links[i]))
+            .collect();
         self.switch
             .try_run(move || -> Result<(), Step> {
                 let mut nl = Netlink::new().map_err(step("opening netlink in the switch"))?;
@@ -538,7 +554,11 @@ impl Network {
                 }
                 Ok(())
             })?
-            .map_err(from_step)
+            .map_err(from_step)?;
+        for link in links.iter_mut() {
+            link.bridge = Some("br0".into());
+        }
+        Ok(())
     }
 
     /// Takes `host`'s link down (as if its cable were pulled) or up.
@@ -562,14 +582,19 @@ impl Network {
     }
 
     /// Shapes `host`'s link in both directions: what it sends and what it
-    /// receives.
+    /// receives. Replaces any shape it had.
+    ///
+    /// A rate uses the kernel's `tbf` qdisc; delay, jitter, loss,
+    /// duplication and reordering are applied in user space by the switch
+    /// (on every kernel, rootless), to IP frames, as a seeded generator
+    /// decides ([`LinkShape::with_seed`]). Partitions, [`heal`](Self::heal)
+    /// and [`set_link`](Self::set_link) work on shaped links as on others.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidOption`] for an unknown host or a shape that makes
-    /// no sense; [`Error::ShapingUnavailable`] when the kernel lacks the
-    /// qdisc (netem, for delay, jitter and loss, is missing from some
-    /// kernels); [`Error::Network`] for other refusals.
+    /// no sense; [`Error::ShapingUnavailable`] when the kernel lacks `tbf`
+    /// (for a rate); [`Error::Network`] for other refusals.
     pub fn shape(&self, host: &str, shape: &LinkShape) -> Result<(), Error> {
         let i = self.index_of("shape", host)?;
         if let Some(reason) = shape.invalid() {
@@ -578,39 +603,141 @@ impl Network {
                 reason,
             });
         }
-        let (kind, options) = shape.qdisc();
+        let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        self.clear_shape(i, &mut links[i])?;
         let h = &self.hosts[i];
-        let apply = |sandbox: &Sandbox, link: String| -> Result<(), Error> {
-            let options = options.clone();
+        if let Some(rate) = shape.rate {
+            let options = crate::shape::tbf_options(rate);
+            for (sandbox, link) in [(&self.switch, h.port.clone()), (&h.sandbox, "eth0".into())] {
+                let options = options.clone();
+                sandbox
+                    .try_run(move || -> Result<(), Step> {
+                        let mut nl = Netlink::new().map_err(step("opening netlink"))?;
+                        let idx = nl.index(&link).map_err(step(format!("finding {link}")))?;
+                        nl.replace_root_qdisc(idx, "tbf", options)
+                            .map_err(step(format!("setting a tbf qdisc on {link}")))
+                    })?
+                    .map_err(|(what, errno)| {
+                        if errno == libc::ENOENT {
+                            Error::ShapingUnavailable {
+                                what: "a rate",
+                                qdisc: "tbf",
+                                hint: "fix: sudo modprobe sch_tbf, or install the \
+                                       distribution's extra kernel modules (Ubuntu: \
+                                       linux-modules-extra-$(uname -r))"
+                                    .into(),
+                            }
+                        } else {
+                            from_step((what, errno))
+                        }
+                    })?;
+            }
+        }
+        if shape.needs_relay() {
+            links[i].relay = Some(self.start_relay(i, links[i].bridge.clone(), shape)?);
+        }
+        Ok(())
+    }
+
+    /// Puts a relay between `host`'s link and its bridge (see `relay`):
+    /// `relayN` <-> `bridgeN` takes the link's place on `bridge`, and a
+    /// process of the switch carries frames between the link and
+    /// `relayN`. Returns once it carries.
+    fn start_relay(
+        &self,
+        i: usize,
+        bridge: Option<String>,
+        shape: &LinkShape,
+    ) -> Result<Spawned, Error> {
+        let port = self.hosts[i].port.clone();
+        let (relay, bridge_end) = (format!("relay{i}"), format!("bridge{i}"));
+        let (host_side, bridge_side) = self
+            .switch
+            .try_run(move || -> Result<(u32, u32), Step> {
+                let mut nl = Netlink::new().map_err(step("opening netlink in the switch"))?;
+                nl.add_veth(&relay, &bridge_end, None)
+                    .map_err(step(format!(
+                        "creating the veth pair {relay} <-> {bridge_end}"
+                    )))?;
+                let master = match &bridge {
+                    Some(b) => nl.index(b).map_err(step(format!("finding {b}")))?,
+                    None => 0,
+                };
+                let end = nl
+                    .index(&bridge_end)
+                    .map_err(step(format!("finding {bridge_end}")))?;
+                nl.set_master(end, master)
+                    .map_err(step(format!("plugging {bridge_end} in")))?;
+                let port_idx = nl.index(&port).map_err(step(format!("finding {port}")))?;
+                nl.set_master(port_idx, 0)
+                    .map_err(step(format!("unplugging {port} for its relay")))?;
+                let relay_idx = nl.index(&relay).map_err(step(format!("finding {relay}")))?;
+                for (idx, name) in [(end, &bridge_end), (relay_idx, &relay)] {
+                    nl.set_up(idx, true)
+                        .map_err(step(format!("bringing {name} up")))?;
+                }
+                Ok((port_idx, relay_idx))
+            })?
+            .map_err(from_step)?;
+        let (ready_r, ready_w) =
+            crate::fds::pipe().map_err(|e| Error::sys("creating the relay's ready pipe", e))?;
+        let keep = [ready_w.as_raw_fd()];
+        let imp = shape.impairment();
+        let name = self.hosts[i].name.clone();
+        let relay = self.switch.spawn_keeping(&keep, move || {
+            let why = crate::relay::run(host_side, bridge_side, imp, ready_w);
+            eprintln!("hermetic: the relay of {name}'s link stopped: {why}");
+        })?;
+        // It says so once its sockets are open; or ends without a word.
+        let mut byte = [0u8; 1];
+        match crate::sys::poll(&[ready_r.as_fd()], Some(Duration::from_secs(60))) {
+            Ok(r) if r[0].any && crate::sys::read(ready_r.as_fd(), &mut byte) == Ok(1) => Ok(relay),
+            _ => Err(Error::Network {
+                step: format!("starting the relay of {}'s link", self.hosts[i].name),
+                error: std::io::Error::other("it ended (or hung) before carrying frames"),
+            }),
+        }
+    }
+
+    /// Takes a host's link back to plain: no relay (the link plugged back
+    /// where its relay was), no qdiscs.
+    fn clear_shape(&self, i: usize, link: &mut LinkState) -> Result<(), Error> {
+        let h = &self.hosts[i];
+        if let Some(relay) = link.relay.take() {
+            let _ = relay.kill();
+            let (port, relay, bridge) = (h.port.clone(), format!("relay{i}"), link.bridge.clone());
+            self.switch
+                .try_run(move || -> Result<(), Step> {
+                    let mut nl = Netlink::new().map_err(step("opening netlink in the switch"))?;
+                    let idx = nl.index(&relay).map_err(step(format!("finding {relay}")))?;
+                    nl.delete_link(idx)
+                        .map_err(step(format!("removing the veth pair of {relay}")))?;
+                    let master = match &bridge {
+                        Some(b) => nl.index(b).map_err(step(format!("finding {b}")))?,
+                        None => 0,
+                    };
+                    let port_idx = nl.index(&port).map_err(step(format!("finding {port}")))?;
+                    nl.set_master(port_idx, master)
+                        .map_err(step(format!("plugging {port} back in")))
+                })?
+                .map_err(from_step)?;
+        }
+        for (sandbox, link) in [(&self.switch, h.port.clone()), (&h.sandbox, "eth0".into())] {
             sandbox
                 .try_run(move || -> Result<(), Step> {
                     let mut nl = Netlink::new().map_err(step("opening netlink"))?;
                     let idx = nl.index(&link).map_err(step(format!("finding {link}")))?;
-                    nl.replace_root_qdisc(idx, kind, options)
-                        .map_err(step(format!("setting a {kind} qdisc on {link}")))
-                })?
-                .map_err(|(what, errno)| {
-                    if errno == libc::ENOENT {
-                        let module = format!("sch_{kind}");
-                        Error::ShapingUnavailable {
-                            what: if kind == "netem" {
-                                "delay, jitter and loss"
-                            } else {
-                                "a rate"
-                            },
-                            qdisc: if kind == "netem" { "netem" } else { "tbf" },
-                            hint: format!(
-                                "fix: sudo modprobe {module}, or install the distribution's \
-                                 extra kernel modules (Ubuntu: linux-modules-extra-$(uname -r))"
-                            ),
+                    match nl.delete_root_qdisc(idx) {
+                        // None there (the kernel's default qdisc).
+                        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINVAL)) => {
+                            Ok(())
                         }
-                    } else {
-                        from_step((what, errno))
+                        other => other.map_err(step(format!("removing the qdisc of {link}"))),
                     }
-                })
-        };
-        apply(&self.switch, h.port.clone())?;
-        apply(&h.sandbox, "eth0".into())
+                })?
+                .map_err(from_step)?;
+        }
+        Ok(())
     }
 
     /// Removes any shaping from `host`'s link.
@@ -621,17 +748,45 @@ impl Network {
     /// the kernel refused.
     pub fn unshape(&self, host: &str) -> Result<(), Error> {
         let i = self.index_of("unshape", host)?;
-        let h = &self.hosts[i];
-        for (sandbox, link) in [(&self.switch, h.port.clone()), (&h.sandbox, "eth0".into())] {
-            sandbox
-                .try_run(move || -> Result<(), Step> {
-                    let mut nl = Netlink::new().map_err(step("opening netlink"))?;
-                    let idx = nl.index(&link).map_err(step(format!("finding {link}")))?;
-                    nl.delete_root_qdisc(idx)
-                        .map_err(step(format!("removing the qdisc of {link}")))
-                })?
-                .map_err(from_step)?;
+        let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        self.clear_shape(i, &mut links[i])
+    }
+
+    /// Drops every datagram to and from `host` without a word (`on`), or
+    /// stops: unlike a partition (no route: the sender learns nothing
+    /// arrives, ARP fails) the host still seems there, and connections
+    /// hang until their timeouts. A 100% loss; replaces any shape.
+    ///
+    /// # Errors
+    ///
+    /// As [`shape`](Self::shape).
+    pub fn blackhole(&self, host: &str, on: bool) -> Result<(), Error> {
+        if on {
+            self.shape(host, &LinkShape::default().with_loss(100.0))
+        } else {
+            self.unshape(host)
         }
-        Ok(())
+    }
+}
+
+/// A host's link, as the network has set it up.
+#[derive(Debug)]
+struct LinkState {
+    /// The bridge it is plugged into (`br0`, a partition's `groupN`), or
+    /// none (a host left out of a partition).
+    bridge: Option<String>,
+    /// The process carrying its frames in user space, when shaped so.
+    relay: Option<Spawned>,
+}
+
+/// The switch-side link that sits on a bridge for host `h`: its own port,
+/// or, while its frames are relayed, its relay's far end.
+fn bridge_port(h: &Host, link: &LinkState) -> String {
+    match link.relay {
+        Some(_) => h
+            .port
+            .strip_prefix("port")
+            .map_or_else(|| h.port.clone(), |n| format!("bridge{n}")),
+        None => h.port.clone(),
     }
 }

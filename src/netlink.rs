@@ -201,6 +201,14 @@ impl Netlink {
         self.set_link(link)
     }
 
+    /// Deletes link `index` (a veth pair goes with either end).
+    pub(crate) fn delete_link(&mut self, index: u32) -> io::Result<()> {
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        self.request(RouteNetlinkMessage::DelLink(link), NLM_F_ACK)
+            .map(drop)
+    }
+
     /// Makes link `index` a port of bridge `master` (0: of none).
     pub(crate) fn set_master(&mut self, index: u32, master: u32) -> io::Result<()> {
         let mut link = LinkMessage::default();

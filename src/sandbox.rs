@@ -878,6 +878,15 @@ impl Sandbox {
     where
         F: FnOnce(),
     {
+        self.spawn_keeping(&[], f)
+    }
+
+    /// [`spawn`](Self::spawn), handing the process the fds of hermetic's
+    /// in `keep`.
+    pub(crate) fn spawn_keeping<F>(&self, keep: &[RawFd], f: F) -> Result<Spawned, Error>
+    where
+        F: FnOnce(),
+    {
         self.check_alive()?;
         // It prints while no run is in flight: forward from now on.
         self.output
@@ -889,7 +898,7 @@ impl Sandbox {
             self.nstypes,
             &self.confinement,
             self.output.fds(),
-            &[],
+            keep,
             true,
             f,
         )?;

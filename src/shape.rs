@@ -11,9 +11,11 @@ use netlink_packet_core::{DefaultNla, Emitable};
 
 /// How to shape one host's link, in both directions.
 ///
-/// `rate` alone uses the `tbf` qdisc; `delay`, `jitter` or `loss` need
-/// `netem`, which some kernels lack (then shaping fails with
-/// [`Error::ShapingUnavailable`](crate::Error::ShapingUnavailable)).
+/// `rate` uses the kernel's `tbf` qdisc. Delay, jitter, loss, duplication
+/// and reordering are applied in user space by the network's switch (no
+/// `netem` needed, rootless, on every kernel), to IP frames, drawn from a
+/// generator seeded with [`with_seed`](Self::with_seed): the same seed and
+/// the same datagrams give the same drops.
 ///
 /// # Examples
 ///
@@ -34,6 +36,13 @@ pub struct LinkShape {
     pub jitter: Option<Duration>,
     /// Percentage of packets dropped, 0 to 100.
     pub loss: Option<f64>,
+    /// Percentage of packets sent twice, 0 to 100.
+    pub duplicate: Option<f64>,
+    /// Percentage of packets sent at once, ahead of delayed ones, 0 to 100.
+    pub reorder: Option<f64>,
+    /// The seed of the generator that decides loss, jitter, duplication and
+    /// reordering (0 unless set).
+    pub seed: Option<u64>,
 }
 
 impl LinkShape {
@@ -65,15 +74,52 @@ impl LinkShape {
         self
     }
 
+    /// Sends this percentage of packets twice.
+    pub fn with_duplicate(mut self, percent: f64) -> Self {
+        self.duplicate = Some(percent);
+        self
+    }
+
+    /// Sends this percentage of packets at once, so that they overtake
+    /// delayed ones (needs a delay to reorder anything).
+    pub fn with_reorder(mut self, percent: f64) -> Self {
+        self.reorder = Some(percent);
+        self
+    }
+
+    /// Seeds the generator behind loss, jitter, duplication and reordering:
+    /// a reproducible bad network.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
     /// Adds a rate limit.
     pub fn with_rate(mut self, bytes_per_second: u64) -> Self {
         self.rate = Some(bytes_per_second);
         self
     }
 
-    /// True when netem is needed (delay, jitter or loss).
-    pub(crate) fn needs_netem(&self) -> bool {
-        self.delay.is_some() || self.jitter.is_some() || self.loss.is_some()
+    /// True when frames are carried in user space (anything but a rate).
+    pub(crate) fn needs_relay(&self) -> bool {
+        self.delay.is_some()
+            || self.jitter.is_some()
+            || self.loss.is_some()
+            || self.duplicate.is_some()
+            || self.reorder.is_some()
+    }
+
+    /// What the relay does.
+    pub(crate) fn impairment(&self) -> crate::relay::Impairment {
+        let fraction = |p: Option<f64>| p.unwrap_or(0.0) / 100.0;
+        crate::relay::Impairment {
+            delay: self.delay.unwrap_or_default(),
+            jitter: self.jitter.unwrap_or_default(),
+            loss: fraction(self.loss),
+            duplicate: fraction(self.duplicate),
+            reorder: fraction(self.reorder),
+            seed: self.seed.unwrap_or(0),
+        }
     }
 
     /// Checks the values; the reason when they make no sense.
@@ -81,30 +127,27 @@ impl LinkShape {
         if self.rate == Some(0) {
             return Some("a rate of 0 would stop all traffic; take the link down instead".into());
         }
-        if let Some(l) = self.loss
-            && !(0.0..=100.0).contains(&l)
-        {
-            return Some(format!("loss must be a percentage from 0 to 100, not {l}"));
+        for (what, p) in [
+            ("loss", self.loss),
+            ("duplicate", self.duplicate),
+            ("reorder", self.reorder),
+        ] {
+            if let Some(p) = p
+                && !(0.0..=100.0).contains(&p)
+            {
+                return Some(format!(
+                    "{what} must be a percentage from 0 to 100, not {p}"
+                ));
+            }
         }
         if self == &LinkShape::default() {
-            return Some("nothing to shape: set a rate, delay, jitter or loss".into());
+            return Some(
+                "nothing to shape: set a rate, delay, jitter, loss, duplication or reordering"
+                    .into(),
+            );
         }
         None
     }
-
-    /// The qdisc kind and its `TCA_OPTIONS` payload.
-    pub(crate) fn qdisc(&self) -> (&'static str, Vec<u8>) {
-        if self.needs_netem() {
-            ("netem", netem_options(self))
-        } else {
-            ("tbf", tbf_options(self.rate.unwrap_or(u64::MAX)))
-        }
-    }
-}
-
-/// psched ticks are 64 ns (`PSCHED_SHIFT` = 6).
-fn ticks(d: Duration) -> u32 {
-    (d.as_nanos() >> 6).min(u32::MAX as u128) as u32
 }
 
 /// `struct tc_ratespec` with `rate` (saturated to 32 bits; the full value
@@ -125,8 +168,6 @@ fn attrs(nlas: &[DefaultNla]) -> Vec<u8> {
 const TCA_TBF_PARMS: u16 = 1;
 const TCA_TBF_RATE64: u16 = 4;
 const TCA_TBF_BURST: u16 = 6;
-const TCA_NETEM_RATE: u16 = 6;
-const TCA_NETEM_RATE64: u16 = 10;
 
 /// tbf options for `rate` bytes per second: a bucket of 20 ms of traffic
 /// (at least 16 KiB, above any MTU) and a queue of 100 ms.
@@ -148,35 +189,6 @@ pub(crate) fn tbf_options(rate: u64) -> Vec<u8> {
         nlas.push(DefaultNla::new(TCA_TBF_RATE64, rate.to_ne_bytes().to_vec()));
     }
     attrs(&nlas)
-}
-
-/// netem options: `struct tc_netem_qopt` followed by attributes.
-pub(crate) fn netem_options(shape: &LinkShape) -> Vec<u8> {
-    let loss = shape
-        .loss
-        .map_or(0, |p| ((p / 100.0) * u32::MAX as f64).round() as u32);
-    let mut out = Vec::with_capacity(64);
-    out.extend_from_slice(&ticks(shape.delay.unwrap_or_default()).to_ne_bytes()); // latency
-    out.extend_from_slice(&1000u32.to_ne_bytes()); // limit, packets
-    out.extend_from_slice(&loss.to_ne_bytes()); // loss
-    out.extend_from_slice(&0u32.to_ne_bytes()); // gap
-    out.extend_from_slice(&0u32.to_ne_bytes()); // duplicate
-    out.extend_from_slice(&ticks(shape.jitter.unwrap_or_default()).to_ne_bytes()); // jitter
-    if let Some(rate) = shape.rate {
-        // struct tc_netem_rate: rate, packet_overhead, cell_size, cell_overhead.
-        let mut r = Vec::with_capacity(16);
-        r.extend_from_slice(&(rate.min(u32::MAX as u64) as u32).to_ne_bytes());
-        r.extend_from_slice(&[0u8; 12]);
-        let mut nlas = vec![DefaultNla::new(TCA_NETEM_RATE, r)];
-        if rate > u32::MAX as u64 {
-            nlas.push(DefaultNla::new(
-                TCA_NETEM_RATE64,
-                rate.to_ne_bytes().to_vec(),
-            ));
-        }
-        out.extend_from_slice(&attrs(&nlas));
-    }
-    out
 }
 
 #[cfg(test)]
@@ -218,28 +230,18 @@ mod tests {
     }
 
     #[test]
-    fn netem_payload_layout() {
-        let s = LinkShape::delay(Duration::from_millis(10))
-            .with_jitter(Duration::from_millis(1))
-            .with_loss(50.0);
-        let b = netem_options(&s);
-        assert_eq!(b.len(), 24);
-        assert_eq!(u32_at(&b, 0), 10_000_000 >> 6);
-        assert_eq!(u32_at(&b, 4), 1000);
-        assert_eq!(u32_at(&b, 8), u32::MAX / 2 + 1);
-        assert_eq!(u32_at(&b, 20), 1_000_000 >> 6);
-        let with_rate = netem_options(&s.with_rate(1000));
-        assert_eq!(with_rate.len(), 24 + 20);
-    }
-
-    #[test]
-    fn which_qdisc() {
-        assert_eq!(LinkShape::rate(1).qdisc().0, "tbf");
+    fn what_is_relayed() {
+        assert!(!LinkShape::rate(1).needs_relay());
+        assert!(LinkShape::delay(Duration::from_millis(1)).needs_relay());
+        assert!(LinkShape::rate(1).with_duplicate(1.0).needs_relay());
+        let imp = LinkShape::delay(Duration::from_millis(5))
+            .with_loss(30.0)
+            .with_seed(9)
+            .impairment();
         assert_eq!(
-            LinkShape::delay(Duration::from_millis(1)).qdisc().0,
-            "netem"
+            (imp.delay, imp.loss, imp.seed),
+            (Duration::from_millis(5), 0.3, 9)
         );
-        assert_eq!(LinkShape::rate(1).with_loss(1.0).qdisc().0, "netem");
     }
 
     #[test]
@@ -252,6 +254,7 @@ mod tests {
                 .invalid()
                 .is_some()
         );
+        assert!(LinkShape::rate(1).with_reorder(-1.0).invalid().is_some());
         assert!(LinkShape::rate(10).invalid().is_none());
     }
 }

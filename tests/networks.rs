@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use common::{eventually, ns_inodes, pids_with_marker};
-use hermetic::{Error, LinkShape, Network, Status, network};
+use hermetic::{Error, LinkShape, Network, network};
 use rstest::rstest;
 
 /// Starts a server on port 7000 of `host` that answers every connection
@@ -322,37 +322,6 @@ fn root_qdisc(net: &Network, host: &str) -> String {
         .expect("running tc (Debian package iproute2) inside the host");
     assert!(out.status.success(), "tc: {out:?}");
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-#[rstest]
-fn delay_uses_netem_or_says_it_is_missing(
-    #[from(network)]
-    #[with(2)]
-    net: Network,
-) {
-    let netem = hermetic::check()
-        .finding(hermetic::Probe::Netem)
-        .map(|f| f.status);
-    let result = net.shape("h2", &LinkShape::delay(Duration::from_millis(50)));
-    match (netem, result) {
-        (Some(Status::Missing), Err(e @ Error::ShapingUnavailable { qdisc: "netem", .. })) => {
-            let text = e.to_string();
-            assert!(text.contains("modprobe sch_netem"), "{text}");
-            println!("skipped the delay check: this kernel has no netem ({text})");
-        }
-        (Some(Status::Works), Ok(())) => {
-            let _server = serve_name(&net, "h2");
-            let t = Instant::now();
-            assert!(answer(&net, "h1", "h2").is_some());
-            // 50 ms each way on h2's link: a connect and a reply take > 100 ms.
-            assert!(
-                t.elapsed() > Duration::from_millis(100),
-                "{:?}",
-                t.elapsed()
-            );
-        }
-        (netem, result) => panic!("netem reported {netem:?} but shaping gave {result:?}"),
-    }
 }
 
 #[test]

@@ -1,0 +1,209 @@
+//! Link faults carried in user space: delay, jitter, loss, duplication and
+//! reordering of one host's link, on every kernel (no netem), rootless, and
+//! reproducible with a seed.
+//!
+//! The switch takes the host's link (its end of the veth pair, `portN`) off
+//! the bridge and plugs in a second pair (`relayN` <-> `bridgeN`) whose far
+//! end takes its place on the bridge. A process of the switch's sandbox
+//! carries every frame between `portN` and `relayN` through two raw packet
+//! sockets, holding each one for its delay and dropping, doubling or
+//! letting some pass early, as a seeded generator decides. Only IP frames
+//! are touched (not ICMPv6's neighbour discovery, nor ARP), so that the same
+//! seed and the same datagrams give the same outcome.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+use crate::sys;
+
+/// What the relay does to the IP frames of each direction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Impairment {
+    pub(crate) delay: Duration,
+    pub(crate) jitter: Duration,
+    /// Probabilities, 0 to 1.
+    pub(crate) loss: f64,
+    pub(crate) duplicate: f64,
+    pub(crate) reorder: f64,
+    pub(crate) seed: u64,
+}
+
+/// SplitMix64: small, fast, and the same sequence for the same seed on
+/// every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The size of the `virtio_net_hdr` in front of each frame.
+const VNET_HDR: usize = 10;
+
+/// Whether the relay impairs `frame` (after its `virtio_net_hdr`): IPv4,
+/// and IPv6 but ICMPv6.
+fn impaired(frame: &[u8]) -> bool {
+    let eth = &frame[VNET_HDR.min(frame.len())..];
+    if eth.len() < 14 {
+        return false;
+    }
+    match u16::from_be_bytes([eth[12], eth[13]]) {
+        0x0800 => true,
+        0x86DD => eth.get(14 + 6).is_some_and(|&next| next != 58),
+        _ => false,
+    }
+}
+
+/// What to do with one impaired frame: dropped, or sent after a delay,
+/// once or twice. Every frame takes the same four draws, whatever the
+/// settings, so that one seed gives one sequence.
+fn decide(imp: &Impairment, rng: &mut Rng) -> Option<(Duration, bool)> {
+    let (lost, wobble, doubled, early) = (rng.unit(), rng.unit(), rng.unit(), rng.unit());
+    if lost < imp.loss {
+        return None;
+    }
+    let delay = if early < imp.reorder {
+        Duration::ZERO
+    } else {
+        let offset = imp.jitter.as_secs_f64() * (2.0 * wobble - 1.0);
+        Duration::from_secs_f64((imp.delay.as_secs_f64() + offset).max(0.0))
+    };
+    Some((delay, doubled < imp.duplicate))
+}
+
+/// A frame held back: (due, arrival order, direction, frame). Sent in due
+/// order; frames due at once in the order they came.
+type Held = (Instant, u64, usize, Vec<u8>);
+
+/// Carries frames between the links `host_side` and `bridge_side` (their
+/// indexes) until killed, impairing those of both directions with `imp`;
+/// writes one byte to `ready` (a pipe handed to the run) once it carries.
+/// Returns only on an error, which it names.
+pub(crate) fn run(
+    host_side: u32,
+    bridge_side: u32,
+    imp: Impairment,
+    ready: crate::fds::Fd,
+) -> String {
+    let open = |index: u32| {
+        let fd = sys::packet_socket(index)?;
+        sys::set_nonblocking(std::os::fd::AsFd::as_fd(&fd))
+            .map_err(std::io::Error::from_raw_os_error)?;
+        Ok::<_, std::io::Error>(fd)
+    };
+    let (a, b) = match (open(host_side), open(bridge_side)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return format!("opening the relay's packet sockets: {e}"),
+    };
+    use std::os::fd::AsFd;
+    let ends = [a.as_fd(), b.as_fd()];
+    let _ = sys::write_all(ready.as_fd(), b"r");
+    drop(ready);
+    // Independent streams for the two directions.
+    let mut rngs = [
+        Rng(imp.seed ^ 0x5555_5555_5555_5555),
+        Rng(imp.seed ^ 0xAAAA_AAAA_AAAA_AAAA),
+    ];
+    let mut queue: BinaryHeap<Reverse<Held>> = BinaryHeap::new();
+    let mut order = 0u64;
+    let mut buf = vec![0u8; VNET_HDR + 65536];
+    loop {
+        let now = Instant::now();
+        let wait = queue
+            .peek()
+            .map(|Reverse((due, ..))| due.saturating_duration_since(now));
+        match sys::poll(&ends, wait) {
+            Ok(_) | Err(libc::EINTR) => {}
+            Err(e) => return format!("waiting for frames: errno {e}"),
+        }
+        for (dir, from) in ends.iter().enumerate() {
+            loop {
+                let n = match sys::packet_recv(*from, &mut buf) {
+                    Ok(Some(n)) => n,
+                    Ok(None) => break,
+                    Err(e) => return format!("reading a frame: errno {e}"),
+                };
+                let frame = buf[..n].to_vec();
+                let now = Instant::now();
+                let (delay, twice) = if impaired(&frame) {
+                    match decide(&imp, &mut rngs[dir]) {
+                        Some(d) => d,
+                        None => continue,
+                    }
+                } else {
+                    (Duration::ZERO, false)
+                };
+                if twice {
+                    order += 1;
+                    queue.push(Reverse((now + delay, order, dir, frame.clone())));
+                }
+                order += 1;
+                queue.push(Reverse((now + delay, order, dir, frame)));
+            }
+        }
+        let now = Instant::now();
+        while queue.peek().is_some_and(|Reverse((due, ..))| *due <= now) {
+            let Some(Reverse((_, _, dir, frame))) = queue.pop() else {
+                break;
+            };
+            // Out of the other end; a frame the link refuses is lost, as on
+            // a wire.
+            let _ = sys::packet_send(ends[1 - dir], &frame);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn imp(loss: f64, seed: u64) -> Impairment {
+        Impairment {
+            delay: Duration::from_millis(10),
+            jitter: Duration::ZERO,
+            loss,
+            duplicate: 0.0,
+            reorder: 0.0,
+            seed,
+        }
+    }
+
+    fn drops(imp: &Impairment) -> Vec<bool> {
+        let mut rng = Rng(imp.seed);
+        (0..1000).map(|_| decide(imp, &mut rng).is_none()).collect()
+    }
+
+    #[test]
+    fn a_seed_decides_the_same_drops_every_time_and_another_seed_others() {
+        let a = drops(&imp(0.3, 7));
+        assert_eq!(a, drops(&imp(0.3, 7)));
+        assert_ne!(a, drops(&imp(0.3, 8)));
+        let lost = a.iter().filter(|&&d| d).count();
+        assert!((200..400).contains(&lost), "{lost} of 1000 at 30%");
+    }
+
+    #[test]
+    fn only_ip_frames_but_icmpv6_are_impaired() {
+        let frame = |ethertype: u16, next: u8| {
+            let mut f = vec![0u8; VNET_HDR + 14 + 40];
+            f[VNET_HDR + 12..VNET_HDR + 14].copy_from_slice(&ethertype.to_be_bytes());
+            f[VNET_HDR + 14 + 6] = next;
+            f
+        };
+        assert!(impaired(&frame(0x0800, 17)));
+        assert!(impaired(&frame(0x86DD, 17)));
+        assert!(!impaired(&frame(0x86DD, 58)));
+        assert!(!impaired(&frame(0x0806, 0)));
+    }
+}
