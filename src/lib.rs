@@ -208,6 +208,7 @@ mod relay;
 mod run;
 mod sandbox;
 mod shape;
+mod sockdiag;
 mod sys;
 mod wire;
 

@@ -767,6 +767,29 @@ impl Network {
             self.unshape(host)
         }
     }
+
+    /// Aborts every TCP connection `host` has (in any state but listening),
+    /// as Toxiproxy's `reset_peer` does: each peer gets a reset and its next
+    /// read or write fails with `ConnectionReset`, the host's own sockets
+    /// with `ConnectionAborted`. Listening sockets stay, so clients can
+    /// connect again at once. Returns how many connections were reset.
+    ///
+    /// Needs the kernel's `CONFIG_INET_DIAG_DESTROY` (on in the common
+    /// distributions' kernels).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] for an unknown host; [`Error::Network`] if
+    /// the kernel refused (`EOPNOTSUPP` without `CONFIG_INET_DIAG_DESTROY`).
+    pub fn reset_connections(&self, host: &str) -> Result<usize, Error> {
+        let i = self.index_of("reset_connections", host)?;
+        self.hosts[i]
+            .sandbox
+            .try_run(|| {
+                crate::sockdiag::reset_connections().map_err(step("resetting TCP connections"))
+            })?
+            .map_err(from_step)
+    }
 }
 
 /// A host's link, as the network has set it up.

@@ -200,3 +200,67 @@ fn partitions_and_heal_work_on_shaped_links() {
         vec![None]
     );
 }
+
+#[test]
+fn reset_connections_resets_a_hosts_tcp_connections_and_keeps_its_listeners() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    let net = Network::builder().host("h1").host("h2").build().unwrap();
+    assert_eq!(net.reset_connections("h2").unwrap(), 0, "nothing to reset");
+    // h2 accepts connections and holds each open, reading until it ends.
+    let (ready_r, mut ready_w) = std::io::pipe().unwrap();
+    let _server = net
+        .host("h2")
+        .spawn(move || {
+            let l = TcpListener::bind("0.0.0.0:7500").unwrap();
+            ready_w.write_all(b"L").unwrap();
+            drop(ready_w);
+            for c in l.incoming() {
+                let mut c = c.unwrap();
+                std::thread::spawn(move || while c.read(&mut [0u8; 64]).is_ok_and(|n| n > 0) {});
+            }
+        })
+        .unwrap();
+    let mut ready_r = ready_r;
+    let mut b = [0u8; 1];
+    ready_r.read_exact(&mut b).unwrap();
+
+    // h1 connects, says so through a pipe, then waits on the connection
+    // (bounded: 20 s) and sends back how its read ended.
+    let (mut events_r, mut events_w) = std::io::pipe().unwrap();
+    let _client = net
+        .host("h1")
+        .spawn(move || {
+            let mut c = TcpStream::connect("h2:7500").unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            events_w.write_all(b"C").unwrap();
+            let ended = match c.read(&mut [0u8; 64]) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => b'R',
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => b'T',
+                Ok(0) => b'E',
+                _ => b'?',
+            };
+            events_w.write_all(&[ended]).unwrap();
+        })
+        .unwrap();
+    events_r.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"C");
+
+    assert_eq!(net.reset_connections("h2").unwrap(), 1);
+    events_r.read_exact(&mut b).unwrap();
+    assert_eq!(
+        b[0] as char, 'R',
+        "h1's read ended with R(eset) expected; T: timed out, E: end of file"
+    );
+
+    // The listener stays: h1 connects again.
+    net.host("h1")
+        .run(|| {
+            TcpStream::connect("h2:7500")
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+        .unwrap();
+    assert!(net.reset_connections("h3").is_err(), "an unknown host");
+}
