@@ -603,38 +603,95 @@ impl Network {
                 reason,
             });
         }
+        self.shape_link(i, shape, shape)
+    }
+
+    /// Shapes each direction of `host`'s link on its own: `sent` what the
+    /// host sends, `received` what it receives; [`LinkShape::default()`]
+    /// leaves a direction as it is on a plain link. Replaces any shape it
+    /// had. An asymmetric fault, say, where `host`'s requests arrive but its
+    /// answers are lost:
+    ///
+    /// ```no_run
+    /// # let net = hermetic::Network::builder().host("h1").host("h2").build()?;
+    /// use hermetic::LinkShape;
+    /// net.shape_each_way("h2", &LinkShape::default().with_loss(100.0), &LinkShape::default())?;
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
+    ///
+    /// Each direction draws from its own generator, seeded with its
+    /// shape's seed.
+    ///
+    /// # Errors
+    ///
+    /// As [`shape`](Self::shape); [`Error::InvalidOption`] also when both
+    /// shapes are empty.
+    pub fn shape_each_way(
+        &self,
+        host: &str,
+        sent: &LinkShape,
+        received: &LinkShape,
+    ) -> Result<(), Error> {
+        let i = self.index_of("shape_each_way", host)?;
+        let empty = LinkShape::default();
+        for shape in [sent, received] {
+            if let Some(reason) = shape.invalid().filter(|_| shape != &empty) {
+                return Err(Error::InvalidOption {
+                    option: "shape_each_way",
+                    reason,
+                });
+            }
+        }
+        if sent == &empty && received == &empty {
+            return Err(Error::InvalidOption {
+                option: "shape_each_way",
+                reason: "nothing to shape in either direction; unshape the link instead".into(),
+            });
+        }
+        self.shape_link(i, sent, received)
+    }
+
+    /// Shapes host `i`'s link: `sent` what it sends, `received` what it
+    /// receives (both checked).
+    fn shape_link(&self, i: usize, sent: &LinkShape, received: &LinkShape) -> Result<(), Error> {
         let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
         self.clear_shape(i, &mut links[i])?;
         let h = &self.hosts[i];
-        if let Some(rate) = shape.rate {
+        // A rate is a tbf qdisc where the direction's frames leave: the
+        // host's eth0 for what it sends, its port on the switch for what
+        // it receives.
+        let rates = [
+            (&h.sandbox, "eth0".to_owned(), sent.rate),
+            (&self.switch, h.port.clone(), received.rate),
+        ];
+        for (sandbox, link, rate) in rates {
+            let Some(rate) = rate else { continue };
             let options = crate::shape::tbf_options(rate);
-            for (sandbox, link) in [(&self.switch, h.port.clone()), (&h.sandbox, "eth0".into())] {
-                let options = options.clone();
-                sandbox
-                    .try_run(move || -> Result<(), Step> {
-                        let mut nl = Netlink::new().map_err(step("opening netlink"))?;
-                        let idx = nl.index(&link).map_err(step(format!("finding {link}")))?;
-                        nl.replace_root_qdisc(idx, "tbf", options)
-                            .map_err(step(format!("setting a tbf qdisc on {link}")))
-                    })?
-                    .map_err(|(what, errno)| {
-                        if errno == libc::ENOENT {
-                            Error::ShapingUnavailable {
-                                what: "a rate",
-                                qdisc: "tbf",
-                                hint: "fix: sudo modprobe sch_tbf, or install the \
-                                       distribution's extra kernel modules (Ubuntu: \
-                                       linux-modules-extra-$(uname -r))"
-                                    .into(),
-                            }
-                        } else {
-                            from_step((what, errno))
+            sandbox
+                .try_run(move || -> Result<(), Step> {
+                    let mut nl = Netlink::new().map_err(step("opening netlink"))?;
+                    let idx = nl.index(&link).map_err(step(format!("finding {link}")))?;
+                    nl.replace_root_qdisc(idx, "tbf", options)
+                        .map_err(step(format!("setting a tbf qdisc on {link}")))
+                })?
+                .map_err(|(what, errno)| {
+                    if errno == libc::ENOENT {
+                        Error::ShapingUnavailable {
+                            what: "a rate",
+                            qdisc: "tbf",
+                            hint: "fix: sudo modprobe sch_tbf, or install the \
+                                   distribution's extra kernel modules (Ubuntu: \
+                                   linux-modules-extra-$(uname -r))"
+                                .into(),
                         }
-                    })?;
-            }
+                    } else {
+                        from_step((what, errno))
+                    }
+                })?;
         }
-        if shape.needs_relay() {
-            links[i].relay = Some(self.start_relay(i, links[i].bridge.clone(), shape)?);
+        if sent.needs_relay() || received.needs_relay() {
+            let imp = [sent.impairment(), received.impairment()];
+            links[i].relay = Some(self.start_relay(i, links[i].bridge.clone(), imp)?);
         }
         Ok(())
     }
@@ -647,7 +704,7 @@ impl Network {
         &self,
         i: usize,
         bridge: Option<String>,
-        shape: &LinkShape,
+        imp: [crate::relay::Impairment; 2],
     ) -> Result<Spawned, Error> {
         let port = self.hosts[i].port.clone();
         let (relay, bridge_end) = (format!("relay{i}"), format!("bridge{i}"));
@@ -682,7 +739,6 @@ impl Network {
         let (ready_r, ready_w) =
             crate::fds::pipe().map_err(|e| Error::sys("creating the relay's ready pipe", e))?;
         let keep = [ready_w.as_raw_fd()];
-        let imp = shape.impairment();
         let name = self.hosts[i].name.clone();
         let relay = self.switch.spawn_keeping(&keep, move || {
             let why = crate::relay::run(host_side, bridge_side, imp, ready_w);

@@ -87,13 +87,14 @@ fn decide(imp: &Impairment, rng: &mut Rng) -> Option<(Duration, bool)> {
 type Held = (Instant, u64, usize, Vec<u8>);
 
 /// Carries frames between the links `host_side` and `bridge_side` (their
-/// indexes) until killed, impairing those of both directions with `imp`;
+/// indexes) until killed, impairing what the host sends with `imp[0]` and
+/// what it receives with `imp[1]`;
 /// writes one byte to `ready` (a pipe handed to the run) once it carries.
 /// Returns only on an error, which it names.
 pub(crate) fn run(
     host_side: u32,
     bridge_side: u32,
-    imp: Impairment,
+    imp: [Impairment; 2],
     ready: crate::fds::Fd,
 ) -> String {
     let open = |index: u32| {
@@ -110,10 +111,10 @@ pub(crate) fn run(
     let ends = [a.as_fd(), b.as_fd()];
     let _ = sys::write_all(ready.as_fd(), b"r");
     drop(ready);
-    // Independent streams for the two directions.
+    // Independent streams for the two directions, even with one seed.
     let mut rngs = [
-        Rng(imp.seed ^ 0x5555_5555_5555_5555),
-        Rng(imp.seed ^ 0xAAAA_AAAA_AAAA_AAAA),
+        Rng(imp[0].seed ^ 0x5555_5555_5555_5555),
+        Rng(imp[1].seed ^ 0xAAAA_AAAA_AAAA_AAAA),
     ];
     let mut queue: BinaryHeap<Reverse<Held>> = BinaryHeap::new();
     let mut order = 0u64;
@@ -137,7 +138,7 @@ pub(crate) fn run(
                 let frame = buf[..n].to_vec();
                 let now = Instant::now();
                 let (delay, twice) = if impaired(&frame) {
-                    match decide(&imp, &mut rngs[dir]) {
+                    match decide(&imp[dir], &mut rngs[dir]) {
                         Some(d) => d,
                         None => continue,
                     }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use netlink_packet_core::{DefaultNla, Emitable};
 
-/// How to shape one host's link, in both directions.
+/// How to shape one host's link: both directions with
+/// [`Network::shape`](crate::Network::shape), or each its own with
+/// [`Network::shape_each_way`](crate::Network::shape_each_way).
 ///
 /// `rate` uses the kernel's `tbf` qdisc. Delay, jitter, loss, duplication
 /// and reordering are applied in user space by the network's switch (no
@@ -28,7 +30,7 @@ use netlink_packet_core::{DefaultNla, Emitable};
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct LinkShape {
-    /// Bytes per second, each way.
+    /// Bytes per second.
     pub rate: Option<u64>,
     /// Added one-way delay.
     pub delay: Option<Duration>,

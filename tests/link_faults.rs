@@ -264,3 +264,53 @@ fn reset_connections_resets_a_hosts_tcp_connections_and_keeps_its_listeners() {
         .unwrap();
     assert!(net.reset_connections("h3").is_err(), "an unknown host");
 }
+
+#[test]
+fn each_direction_of_a_link_can_be_shaped_on_its_own() {
+    let net = Network::builder().host("h1").host("h2").build().unwrap();
+    // An echo server on h2 that also counts what reaches it, in order: once
+    // an echo comes back, every datagram before it has been counted.
+    let _echo = net
+        .host("h2")
+        .spawn(|| {
+            use std::io::Write;
+            let s = UdpSocket::bind("0.0.0.0:7400").unwrap();
+            let mut heard = std::fs::File::create("/tmp/heard").unwrap();
+            let mut buf = [0u8; 1500];
+            loop {
+                let (n, from) = s.recv_from(&mut buf).unwrap();
+                heard.write_all(b".").unwrap();
+                let _ = s.send_to(&buf[..n], from);
+            }
+        })
+        .unwrap();
+    assert!(round_trips(&net, "h1", "h2", 1, Duration::from_secs(20))[0].is_some());
+    let none = LinkShape::default();
+    let cut = LinkShape::default().with_loss(100.0);
+
+    // What h2 sends is lost: the requests arrive, no answer comes back.
+    net.shape_each_way("h2", &cut, &none).unwrap();
+    let lost = round_trips(&net, "h1", "h2", 3, Duration::from_millis(300));
+    assert_eq!(lost, vec![None, None, None]);
+    // What h2 receives is lost: the requests never arrive.
+    net.shape_each_way("h2", &none, &cut).unwrap();
+    let lost = round_trips(&net, "h1", "h2", 3, Duration::from_millis(300));
+    assert_eq!(lost, vec![None, None, None]);
+
+    net.unshape("h2").unwrap();
+    assert!(round_trips(&net, "h1", "h2", 1, Duration::from_secs(20))[0].is_some());
+    let heard = net
+        .host("h2")
+        .run(|| std::fs::read("/tmp/heard").unwrap().len());
+    assert_eq!(
+        heard,
+        1 + 3 + 1,
+        "the first request, the 3 sent-lossy ones, the last"
+    );
+
+    let err = net.shape_each_way("h2", &none, &none).unwrap_err();
+    assert!(
+        matches!(err, hermetic::Error::InvalidOption { .. }),
+        "{err}"
+    );
+}

@@ -307,6 +307,50 @@ fn a_rate_limit_lowers_throughput(
     transfer_secs(&net, "h1", "h2", size);
 }
 
+#[rstest]
+fn a_rate_can_limit_one_direction_only(
+    #[from(network)]
+    #[with(2)]
+    net: Network,
+) {
+    // h1 streams to whoever connects: h2 receives.
+    let _server = net
+        .host("h1")
+        .spawn(|| {
+            let l = TcpListener::bind("0.0.0.0:7100").unwrap();
+            for c in l.incoming() {
+                let mut c = c.unwrap();
+                let chunk = vec![0u8; 64 << 10];
+                while c.write_all(&chunk).is_ok() {}
+            }
+        })
+        .unwrap();
+    let none = LinkShape::default();
+    let (size, rate) = (1 << 20, 2 << 20);
+    // What h2 receives: a qdisc on its port at the switch, not on its eth0;
+    // the stream to h2 obeys the token bucket's lower bound.
+    net.shape_each_way("h2", &none, &LinkShape::rate(rate))
+        .unwrap();
+    let qdisc = root_qdisc(&net, "h2");
+    assert!(
+        !qdisc.contains("tbf"),
+        "a received rate on h2's eth0: {qdisc}"
+    );
+    let slow = transfer_secs(&net, "h2", "h1", size);
+    let least = (size as f64 - 0.02 * rate as f64) / rate as f64;
+    assert!(
+        slow >= least,
+        "received faster than the rate: {slow}s < {least}s"
+    );
+    // What it sends: on its eth0.
+    net.shape_each_way("h2", &LinkShape::rate(1 << 20), &none)
+        .unwrap();
+    let qdisc = root_qdisc(&net, "h2");
+    assert!(qdisc.contains("tbf"), "no tbf on h2's eth0: {qdisc}");
+    net.unshape("h2").unwrap();
+    assert!(!root_qdisc(&net, "h2").contains("tbf"));
+}
+
 /// The root qdisc of `host`'s eth0, as `tc` shows it from inside.
 fn root_qdisc(net: &Network, host: &str) -> String {
     // Not on an ordinary user's PATH on Debian.
