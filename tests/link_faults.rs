@@ -163,6 +163,70 @@ fn a_seed_drops_the_same_datagrams_every_time() {
     assert!((20..=100).contains(&lost), "{lost} of 200 lost at 30%");
 }
 
+/// In a fresh network: `sent` numbered datagrams from h1 to h2, whose
+/// received direction has `shape`; the first `expect` numbers that arrive,
+/// in their order of arrival (20 s at most for each).
+fn received_through(shape: LinkShape, sent: u32, expect: usize) -> Vec<u32> {
+    let net = Network::builder().host("h1").host("h2").build().unwrap();
+    let _echo = echo(&net, "h2");
+    assert!(round_trips(&net, "h1", "h2", 1, Duration::from_secs(20))[0].is_some());
+    let (mut ready_r, mut ready_w) = std::io::pipe().unwrap();
+    let receiver = net
+        .host("h2")
+        .spawn(move || {
+            use std::io::Write;
+            let s = UdpSocket::bind("0.0.0.0:7500").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            ready_w.write_all(b"B").unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 16];
+            while got.len() < expect {
+                let (n, _) = s.recv_from(&mut buf).expect("a datagram did not come");
+                got.push(u32::from_be_bytes(buf[..n].try_into().unwrap()).to_string());
+            }
+            std::fs::write("/tmp/got", got.join(" ")).unwrap();
+        })
+        .unwrap();
+    std::io::Read::read_exact(&mut ready_r, &mut [0u8; 1]).unwrap();
+    net.shape_each_way("h2", &LinkShape::default(), &shape)
+        .unwrap();
+    net.host("h1").run(move || {
+        let addr = ("h2", 7500).to_socket_addrs().unwrap().next().unwrap();
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for i in 0..sent {
+            s.send_to(&i.to_be_bytes(), addr).unwrap();
+        }
+    });
+    receiver
+        .join()
+        .expect("the receiver failed (see its panic above)");
+    let text = net
+        .host("h2")
+        .run(|| std::fs::read_to_string("/tmp/got").unwrap());
+    text.split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn duplication_delivers_datagrams_twice() {
+    let got = received_through(LinkShape::default().with_duplicate(100.0), 50, 100);
+    let expected: Vec<u32> = (0..50).flat_map(|i| [i, i]).collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn reordering_lets_some_datagrams_overtake_delayed_ones() {
+    let shape = LinkShape::delay(Duration::from_millis(200))
+        .with_reorder(50.0)
+        .with_seed(7);
+    let got = received_through(shape, 50, 50);
+    let mut sorted = got.clone();
+    sorted.sort();
+    assert_eq!(sorted, (0..50).collect::<Vec<u32>>(), "each arrives once");
+    assert_ne!(got, sorted, "nothing overtook");
+}
+
 #[test]
 fn partitions_and_heal_work_on_shaped_links() {
     let net = Network::builder()
