@@ -586,7 +586,7 @@ impl Network {
     ///
     /// A rate uses the kernel's `tbf` qdisc; delay, jitter, loss,
     /// duplication and reordering are applied in user space by the switch
-    /// (on every kernel, rootless), to IP frames, as a seeded generator
+    /// (on every kernel, rootless), to unicast IP frames, as a seeded generator
     /// decides ([`LinkShape::with_seed`]). Partitions, [`heal`](Self::heal)
     /// and [`set_link`](Self::set_link) work on shaped links as on others.
     ///

@@ -7,9 +7,10 @@
 //! end takes its place on the bridge. A process of the switch's sandbox
 //! carries every frame between `portN` and `relayN` through two raw packet
 //! sockets, holding each one for its delay and dropping, doubling or
-//! letting some pass early, as a seeded generator decides. Only IP frames
-//! are touched (not ICMPv6's neighbour discovery, nor ARP), so that the same
-//! seed and the same datagrams give the same outcome.
+//! letting some pass early, as a seeded generator decides. Only unicast IP
+//! frames are touched (not ICMPv6's neighbour discovery, nor ARP, nor
+//! multicast and broadcast), so that the same seed and the same datagrams
+//! give the same outcome.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -51,11 +52,15 @@ impl Rng {
 /// The size of the `virtio_net_hdr` in front of each frame.
 const VNET_HDR: usize = 10;
 
-/// Whether the relay impairs `frame` (after its `virtio_net_hdr`): IPv4,
-/// and IPv6 but ICMPv6.
+/// Whether the relay impairs `frame` (after its `virtio_net_hdr`): unicast
+/// IPv4, and unicast IPv6 but ICMPv6. Multicast and broadcast frames pass
+/// untouched: the kernel sends some on its own (IPv6's MLD reports, at
+/// times of its choosing), and each impaired frame takes draws from the
+/// generator, so they would shift a seed's decisions from run to run.
 fn impaired(frame: &[u8]) -> bool {
     let eth = &frame[VNET_HDR.min(frame.len())..];
-    if eth.len() < 14 {
+    // The destination's group bit: multicast or broadcast.
+    if eth.len() < 14 || eth[0] & 1 == 1 {
         return false;
     }
     match u16::from_be_bytes([eth[12], eth[13]]) {
@@ -195,7 +200,7 @@ mod tests {
     }
 
     #[test]
-    fn only_ip_frames_but_icmpv6_are_impaired() {
+    fn only_unicast_ip_frames_but_icmpv6_are_impaired() {
         let frame = |ethertype: u16, next: u8| {
             let mut f = vec![0u8; VNET_HDR + 14 + 40];
             f[VNET_HDR + 12..VNET_HDR + 14].copy_from_slice(&ethertype.to_be_bytes());
@@ -206,5 +211,12 @@ mod tests {
         assert!(impaired(&frame(0x86DD, 17)));
         assert!(!impaired(&frame(0x86DD, 58)));
         assert!(!impaired(&frame(0x0806, 0)));
+        // MLD: to 33:33:00:00:00:16, behind a hop-by-hop header (0).
+        let mut mld = frame(0x86DD, 0);
+        mld[VNET_HDR..VNET_HDR + 6].copy_from_slice(&[0x33, 0x33, 0, 0, 0, 0x16]);
+        assert!(!impaired(&mld));
+        let mut broadcast = frame(0x0800, 17);
+        broadcast[VNET_HDR..VNET_HDR + 6].fill(0xff);
+        assert!(!impaired(&broadcast));
     }
 }

@@ -15,7 +15,7 @@ use netlink_packet_core::{DefaultNla, Emitable};
 ///
 /// `rate` uses the kernel's `tbf` qdisc. Delay, jitter, loss, duplication
 /// and reordering are applied in user space by the network's switch (no
-/// `netem` needed, rootless, on every kernel), to IP frames, drawn from a
+/// `netem` needed, rootless, on every kernel), to unicast IP frames, drawn from a
 /// generator seeded with [`with_seed`](Self::with_seed): the same seed and
 /// the same datagrams give the same drops.
 ///
