@@ -69,8 +69,12 @@ pub enum Probe {
     Bridge,
     /// The tbf qdisc (rate shaping).
     Tbf,
-    /// The netem qdisc (delay and loss).
-    Netem,
+    /// Packet sockets with virtio-net headers, which carry a link with
+    /// delay, jitter, loss, duplication or reordering.
+    PacketSockets,
+    /// Closing another process's TCP sockets (`SOCK_DESTROY`), for
+    /// [`Network::reset_connections`](crate::Network::reset_connections).
+    SocketDestroy,
     /// How many ids a sandbox has inside: 0-65535 (as root, or through
     /// `newuidmap` and `newgidmap`), or one.
     IdHelpers,
@@ -104,7 +108,8 @@ impl Probe {
             Probe::Veth => "veth pairs",
             Probe::Bridge => "bridges",
             Probe::Tbf => "tbf qdisc (rate shaping)",
-            Probe::Netem => "netem qdisc (delay, loss)",
+            Probe::PacketSockets => "link faults (AF_PACKET)",
+            Probe::SocketDestroy => "connection resets",
             Probe::IdHelpers => "ids inside",
             Probe::ResourceLimits => "resource limits",
         }
@@ -129,7 +134,8 @@ pub struct Finding {
     pub detail: String,
     /// The likely cause and the command that lifts it, when it is missing.
     pub hint: Option<String>,
-    /// Whether sandboxes need it (netem, for instance, is optional).
+    /// Whether sandboxes need it (the tbf qdisc, for instance, is
+    /// optional).
     pub required: bool,
 }
 
@@ -158,8 +164,8 @@ impl HostReport {
     /// ```no_run
     /// use hermetic::{Probe, Status};
     /// let report = hermetic::check();
-    /// if report.finding(Probe::Netem).map(|f| f.status) != Some(Status::Works) {
-    ///     println!("delay and loss are not available here");
+    /// if report.finding(Probe::Tbf).map(|f| f.status) != Some(Status::Works) {
+    ///     println!("rate limits are not available here");
     /// }
     /// ```
     pub fn finding(&self, probe: Probe) -> Option<&Finding> {
@@ -221,8 +227,8 @@ const SETUP: [(Probe, &[StepKind]); 9] = [
 ];
 
 /// Probes this host: each namespace kind, a whole sandbox (id maps, proc,
-/// sysfs, tmpfs, loopback), veth and bridge creation, the tbf and netem
-/// qdiscs, and the facts around them (sysctls, seccomp, container, the
+/// sysfs, tmpfs, loopback), veth and bridge creation, the tbf qdisc,
+/// packet sockets and socket destruction (link faults), and the facts around them (sysctls, seccomp, container, the
 /// `newuidmap` helpers). Every capability is tried for real, in child
 /// processes; nothing on the host is changed.
 ///
@@ -378,15 +384,17 @@ pub fn check() -> HostReport {
 }
 
 /// (name, required, kernel module) of each network probe, by index.
-const NET_PROBES: [(Probe, bool, &str); 4] = [
+const NET_PROBES: [(Probe, bool, &str); 5] = [
     (Probe::Veth, false, "veth"),
     (Probe::Bridge, false, "bridge"),
     (Probe::Tbf, false, "sch_tbf"),
-    (Probe::Netem, false, "sch_netem"),
+    (Probe::PacketSockets, false, "af_packet"),
+    (Probe::SocketDestroy, false, "tcp_diag"),
 ];
 
-/// Runs inside a sandbox: makes a veth pair and a bridge, probes tbf and
-/// netem on the veth. Returns (probe index, errno and what failed).
+/// Runs inside a sandbox: makes a veth pair and a bridge, probes tbf and a
+/// packet socket on the veth, and resets a TCP connection over `lo`.
+/// Returns (probe index, errno and what failed).
 #[allow(clippy::type_complexity)]
 fn netlink_probes() -> Vec<(usize, Result<(), (i32, String)>)> {
     let err = |what: &str, e: std::io::Error| {
@@ -411,27 +419,51 @@ fn netlink_probes() -> Vec<(usize, Result<(), (i32, String)>)> {
             nl.index("lo").unwrap_or(1)
         }
     };
-    for (i, kind) in [(2, "tbf"), (3, "netem")] {
-        let r = match nl.probe_qdisc(index, kind) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Err((
-                libc::ENOENT,
-                format!("the kernel does not know the {kind} qdisc (ENOENT)"),
-            )),
-            // Refusing the missing options (EINVAL) means it exists.
-            _ => Ok(()),
-        };
-        out.push((i, r));
-    }
+    let tbf = match nl.probe_qdisc(index, "tbf") {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Err((
+            libc::ENOENT,
+            "the kernel does not know the tbf qdisc (ENOENT)".to_owned(),
+        )),
+        // Refusing the missing options (EINVAL) means it exists.
+        _ => Ok(()),
+    };
+    out.push((2, tbf));
+    let packet = crate::sys::packet_socket(index)
+        .map(drop)
+        .map_err(|e| err("opening a packet socket", e));
+    out.push((3, packet));
+    out.push((
+        4,
+        destroy_probe().map_err(|e| err("resetting a TCP connection", e)),
+    ));
     out
+}
+
+/// Connects to itself over `lo` and resets the connection as
+/// `Network::reset_connections` would.
+fn destroy_probe() -> std::io::Result<()> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let _client = std::net::TcpStream::connect(listener.local_addr()?)?;
+    let _server = listener.accept()?;
+    match crate::sockdiag::reset_connections()? {
+        0 => Err(std::io::Error::other("no connection was reset")),
+        _ => Ok(()),
+    }
 }
 
 fn module_hint(module: &str, errno: i32) -> String {
     let what = match module {
-        "sch_netem" => "delay, jitter and loss shaping is unavailable",
         "sch_tbf" => "rate shaping is unavailable",
+        "af_packet" => "delay, jitter, loss, duplication and reordering are unavailable",
+        "tcp_diag" => "Network::reset_connections is unavailable",
         _ => "networks of sandboxes are unavailable",
     };
-    if errno == libc::ENOENT || errno == libc::EOPNOTSUPP {
+    if module == "tcp_diag" && errno == libc::EOPNOTSUPP {
+        format!(
+            "the kernel was built without CONFIG_INET_DIAG_DESTROY: {what} (no module \
+             adds it; blackhole and partitions still work)"
+        )
+    } else if errno == libc::ENOENT || errno == libc::EOPNOTSUPP || errno == libc::EAFNOSUPPORT {
         format!(
             "the kernel lacks {module}: {what}.\nfix: sudo modprobe {module}, or install the \
              distribution's extra kernel modules (Ubuntu: linux-modules-extra-$(uname -r))"
@@ -493,4 +525,21 @@ fn environment(facts: &HostFacts) -> String {
     }
     parts.push(format!("running as uid {}", crate::sys::geteuid()));
     parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::module_hint;
+
+    #[test]
+    fn a_missing_link_fault_feature_says_what_is_lost_and_the_fix() {
+        let resets = module_hint("tcp_diag", libc::EOPNOTSUPP);
+        assert!(resets.contains("CONFIG_INET_DIAG_DESTROY"), "{resets}");
+        assert!(resets.contains("reset_connections"), "{resets}");
+        let packet = module_hint("af_packet", libc::EAFNOSUPPORT);
+        assert!(packet.contains("modprobe af_packet"), "{packet}");
+        assert!(packet.contains("delay"), "{packet}");
+        let tbf = module_hint("sch_tbf", libc::ENOENT);
+        assert!(tbf.contains("modprobe sch_tbf"), "{tbf}");
+    }
 }

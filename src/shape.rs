@@ -1,9 +1,9 @@
 //! Link shaping: what a user asks for, and the qdisc options that carry it.
 //!
 //! `netlink-packet-route` frames the messages but has no types for the tbf
-//! and netem option payloads, so those payloads (the kernel's
-//! `tc_tbf_qopt` and `tc_netem_qopt` structs, `linux/pkt_sched.h`) are
-//! written here, with the attribute framing left to `netlink-packet-core`.
+//! option payload, so that payload (the kernel's `tc_tbf_qopt` struct,
+//! `linux/pkt_sched.h`) is written here, with the attribute framing left to
+//! `netlink-packet-core`.
 
 use std::time::Duration;
 
