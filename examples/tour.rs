@@ -214,4 +214,96 @@ fn network_tour() {
     net.heal().expect("heal");
     println!("healed");
     println!("backup -> db:5432  {}", ask("backup"));
+
+    // Link faults: no netem needed, rootless, reproducible with a seed.
+    let _echo = net
+        .host("db")
+        .spawn(|| {
+            let s = std::net::UdpSocket::bind("0.0.0.0:7").unwrap();
+            let mut buf = [0u8; 64];
+            loop {
+                let (n, from) = s.recv_from(&mut buf).unwrap();
+                let _ = s.send_to(&buf[..n], from);
+            }
+        })
+        .expect("start an echo server");
+    // 20 datagrams from app to db and back: (answered, slowest round trip).
+    let pings = || {
+        net.host("app").run(|| {
+            let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            s.connect("db:7").unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let mut answered = 0;
+            let mut slowest = Duration::ZERO;
+            for i in 0..20u8 {
+                let t = std::time::Instant::now();
+                s.send(&[i]).unwrap();
+                let mut b = [0u8; 1];
+                // A lost datagram times out; a late answer to an earlier one
+                // is skipped.
+                while let Ok(1) = s.recv(&mut b) {
+                    if b[0] == i {
+                        answered += 1;
+                        slowest = slowest.max(t.elapsed());
+                        break;
+                    }
+                }
+            }
+            (answered, slowest)
+        })
+    };
+    let show = |what: &str, (answered, slowest): (u32, Duration)| {
+        println!(
+            "{what:<40} app -> db: {answered:>2} of 20 answered, slowest {:>6.1} ms",
+            slowest.as_secs_f64() * 1e3
+        )
+    };
+    show("plain link", pings());
+    let shape = hermetic::LinkShape::delay(Duration::from_millis(25))
+        .with_jitter(Duration::from_millis(5))
+        .with_loss(20.0)
+        .with_seed(7);
+    net.shape("db", &shape).expect("shape db's link");
+    show("db: 25±5 ms each way, 20% loss, seed 7", pings());
+    show("the same again (same seed: same losses)", {
+        net.shape("db", &shape).expect("shape db's link");
+        pings()
+    });
+    net.unshape("db").expect("unshape");
+    // A connection held open, then every TCP connection of db reset.
+    let _holder = net
+        .host("db")
+        .spawn(|| {
+            let l = TcpListener::bind("0.0.0.0:6000").unwrap();
+            let mut held = Vec::new();
+            for c in l.incoming() {
+                held.push(c.unwrap());
+            }
+        })
+        .expect("start a server that holds connections");
+    let (mut events_r, mut events_w) = std::io::pipe().expect("a pipe");
+    let _client = net
+        .host("app")
+        .spawn(move || {
+            let mut c = hermetic::connect_retry("db:6000");
+            let _ = events_w.write_all(b"c");
+            let mut rest = Vec::new();
+            let how = match c.read_to_end(&mut rest) {
+                Ok(_) => "closed by db".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            let _ = events_w.write_all(how.as_bytes());
+        })
+        .expect("start a client");
+    let mut connected = [0u8; 1];
+    events_r
+        .read_exact(&mut connected)
+        .expect("the client connects");
+    let reset = net.reset_connections("db").expect("reset db's connections");
+    let mut how = String::new();
+    events_r
+        .read_to_string(&mut how)
+        .expect("the client's story");
+    println!("reset_connections(db) reset {reset}; app's open connection: {how}");
 }
