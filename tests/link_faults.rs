@@ -6,18 +6,36 @@ use std::time::{Duration, Instant};
 
 use hermetic::{LinkShape, Network};
 
+/// Spawns `server` on `host` and returns once it is ready: it calls the
+/// function it is given after binding its socket. Fails if the server ends
+/// before.
+fn spawn_ready<F>(net: &Network, host: &str, server: F) -> hermetic::Spawned
+where
+    F: FnOnce(Box<dyn FnOnce()>),
+{
+    use std::io::{Read, Write};
+    let (mut ready_r, mut ready_w) = std::io::pipe().unwrap();
+    let spawned = net
+        .host(host)
+        .spawn(move || server(Box::new(move || ready_w.write_all(b"r").unwrap())))
+        .unwrap();
+    ready_r
+        .read_exact(&mut [0u8; 1])
+        .expect("the server ended before it was ready (see its panic above)");
+    spawned
+}
+
 /// Starts a UDP echo server on port 7400 of `host`.
 fn echo(net: &Network, host: &str) -> hermetic::Spawned {
-    net.host(host)
-        .spawn(|| {
-            let s = UdpSocket::bind("0.0.0.0:7400").unwrap();
-            let mut buf = [0u8; 1500];
-            loop {
-                let (n, from) = s.recv_from(&mut buf).unwrap();
-                let _ = s.send_to(&buf[..n], from);
-            }
-        })
-        .unwrap()
+    spawn_ready(net, host, |ready| {
+        let s = UdpSocket::bind("0.0.0.0:7400").unwrap();
+        ready();
+        let mut buf = [0u8; 1500];
+        loop {
+            let (n, from) = s.recv_from(&mut buf).unwrap();
+            let _ = s.send_to(&buf[..n], from);
+        }
+    })
 }
 
 /// Round trips of one datagram from `from` to `to`'s echo server, each
@@ -113,23 +131,21 @@ fn arrivals(seed: u64) -> Vec<u32> {
     // Addresses resolved before the shape: only the datagrams below cross
     // the shaped link (ARP and neighbour discovery are never impaired).
     assert!(round_trips(&net, "h1", "h2", 1, Duration::from_secs(20))[0].is_some());
-    let receiver = net
-        .host("h2")
-        .spawn(|| {
-            let s = UdpSocket::bind("0.0.0.0:7500").unwrap();
-            let mut got = Vec::new();
-            let mut buf = [0u8; 16];
-            loop {
-                let (n, _) = s.recv_from(&mut buf).unwrap();
-                if &buf[..n] == b"end" {
-                    break;
-                }
-                got.push(u32::from_be_bytes(buf[..4].try_into().unwrap()));
+    let receiver = spawn_ready(&net, "h2", |ready| {
+        let s = UdpSocket::bind("0.0.0.0:7500").unwrap();
+        ready();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16];
+        loop {
+            let (n, _) = s.recv_from(&mut buf).unwrap();
+            if &buf[..n] == b"end" {
+                break;
             }
-            let text: Vec<String> = got.iter().map(u32::to_string).collect();
-            std::fs::write("/tmp/got", text.join(" ")).unwrap();
-        })
-        .unwrap();
+            got.push(u32::from_be_bytes(buf[..4].try_into().unwrap()));
+        }
+        let text: Vec<String> = got.iter().map(u32::to_string).collect();
+        std::fs::write("/tmp/got", text.join(" ")).unwrap();
+    });
     net.shape("h2", &LinkShape::default().with_loss(30.0).with_seed(seed))
         .unwrap();
     net.host("h1").run(|| {
@@ -170,24 +186,18 @@ fn received_through(shape: LinkShape, sent: u32, expect: usize) -> Vec<u32> {
     let net = Network::builder().host("h1").host("h2").build().unwrap();
     let _echo = echo(&net, "h2");
     assert!(round_trips(&net, "h1", "h2", 1, Duration::from_secs(20))[0].is_some());
-    let (mut ready_r, mut ready_w) = std::io::pipe().unwrap();
-    let receiver = net
-        .host("h2")
-        .spawn(move || {
-            use std::io::Write;
-            let s = UdpSocket::bind("0.0.0.0:7500").unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-            ready_w.write_all(b"B").unwrap();
-            let mut got = Vec::new();
-            let mut buf = [0u8; 16];
-            while got.len() < expect {
-                let (n, _) = s.recv_from(&mut buf).expect("a datagram did not come");
-                got.push(u32::from_be_bytes(buf[..n].try_into().unwrap()).to_string());
-            }
-            std::fs::write("/tmp/got", got.join(" ")).unwrap();
-        })
-        .unwrap();
-    std::io::Read::read_exact(&mut ready_r, &mut [0u8; 1]).unwrap();
+    let receiver = spawn_ready(&net, "h2", move |ready| {
+        let s = UdpSocket::bind("0.0.0.0:7500").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        ready();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16];
+        while got.len() < expect {
+            let (n, _) = s.recv_from(&mut buf).expect("a datagram did not come");
+            got.push(u32::from_be_bytes(buf[..n].try_into().unwrap()).to_string());
+        }
+        std::fs::write("/tmp/got", got.join(" ")).unwrap();
+    });
     net.shape_each_way("h2", &LinkShape::default(), &shape)
         .unwrap();
     net.host("h1").run(move || {
@@ -273,22 +283,15 @@ fn reset_connections_resets_a_hosts_tcp_connections_and_keeps_its_listeners() {
     let net = Network::builder().host("h1").host("h2").build().unwrap();
     assert_eq!(net.reset_connections("h2").unwrap(), 0, "nothing to reset");
     // h2 accepts connections and holds each open, reading until it ends.
-    let (ready_r, mut ready_w) = std::io::pipe().unwrap();
-    let _server = net
-        .host("h2")
-        .spawn(move || {
-            let l = TcpListener::bind("0.0.0.0:7500").unwrap();
-            ready_w.write_all(b"L").unwrap();
-            drop(ready_w);
-            for c in l.incoming() {
-                let mut c = c.unwrap();
-                std::thread::spawn(move || while c.read(&mut [0u8; 64]).is_ok_and(|n| n > 0) {});
-            }
-        })
-        .unwrap();
-    let mut ready_r = ready_r;
+    let _server = spawn_ready(&net, "h2", |ready| {
+        let l = TcpListener::bind("0.0.0.0:7500").unwrap();
+        ready();
+        for c in l.incoming() {
+            let mut c = c.unwrap();
+            std::thread::spawn(move || while c.read(&mut [0u8; 64]).is_ok_and(|n| n > 0) {});
+        }
+    });
     let mut b = [0u8; 1];
-    ready_r.read_exact(&mut b).unwrap();
 
     // h1 connects, says so through a pipe, then waits on the connection
     // (bounded: 20 s) and sends back how its read ended.
@@ -334,20 +337,18 @@ fn each_direction_of_a_link_can_be_shaped_on_its_own() {
     let net = Network::builder().host("h1").host("h2").build().unwrap();
     // An echo server on h2 that also counts what reaches it, in order: once
     // an echo comes back, every datagram before it has been counted.
-    let _echo = net
-        .host("h2")
-        .spawn(|| {
-            use std::io::Write;
-            let s = UdpSocket::bind("0.0.0.0:7400").unwrap();
-            let mut heard = std::fs::File::create("/tmp/heard").unwrap();
-            let mut buf = [0u8; 1500];
-            loop {
-                let (n, from) = s.recv_from(&mut buf).unwrap();
-                heard.write_all(b".").unwrap();
-                let _ = s.send_to(&buf[..n], from);
-            }
-        })
-        .unwrap();
+    let _echo = spawn_ready(&net, "h2", |ready| {
+        use std::io::Write;
+        let s = UdpSocket::bind("0.0.0.0:7400").unwrap();
+        let mut heard = std::fs::File::create("/tmp/heard").unwrap();
+        ready();
+        let mut buf = [0u8; 1500];
+        loop {
+            let (n, from) = s.recv_from(&mut buf).unwrap();
+            heard.write_all(b".").unwrap();
+            let _ = s.send_to(&buf[..n], from);
+        }
+    });
     assert!(round_trips(&net, "h1", "h2", 1, Duration::from_secs(20))[0].is_some());
     let none = LinkShape::default();
     let cut = LinkShape::default().with_loss(100.0);
