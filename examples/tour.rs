@@ -259,6 +259,16 @@ fn network_tour() {
             slowest.as_secs_f64() * 1e3
         )
     };
+    // Until the echo server answers (it may not be bound yet).
+    net.host("app").run(|| {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.connect("db:7").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while s.send(b"?").is_err() || s.recv(&mut [0u8; 1]).is_err() {
+            assert!(std::time::Instant::now() < deadline, "no echo from db");
+        }
+    });
     show("plain link", pings());
     let shape = hermetic::LinkShape::delay(Duration::from_millis(25))
         .with_jitter(Duration::from_millis(5))
