@@ -55,6 +55,35 @@ if [ "$status" -ne 0 ]; then
     exit "$status"
 fi
 
+# --- hermetic as cargo's target runner -------------------------------------
+# ci/runner-demo is an unchanged suite whose tests collide on one machine
+# (they all bind 127.0.0.1:8080 and create the same /tmp file). Without a
+# runner it fails (the control); with `hermetic run --` as the runner under
+# nextest, every test gets a sandbox and it passes, leaving nothing in /tmp.
+cargo build --bin hermetic
+triple=$(rustc -vV | sed -n 's/^host: //p')
+runner_var="CARGO_TARGET_$(echo "$triple" | tr 'a-z-' 'A-Z_')_RUNNER"
+demo_target="$repo/target/runner-demo"
+marker=/tmp/runner-demo-marker
+rm -f "$marker"
+
+step "runner demo: without hermetic its tests collide (as root)"
+if (cd ci/runner-demo && CARGO_TARGET_DIR="$demo_target" cargo nextest run --no-fail-fast); then
+    echo "the demo suite passed with no sandboxes: it would prove nothing"
+    exit 1
+fi
+rm -f "$marker"
+
+step "runner demo: with $runner_var=\"hermetic run --\" it passes (as root)"
+(cd ci/runner-demo && env CARGO_TARGET_DIR="$demo_target" \
+    "$runner_var=$repo/target/debug/hermetic run --" cargo nextest run)
+if [ -e "$marker" ]; then
+    echo "a sandboxed test left $marker in the host's /tmp"
+    exit 1
+fi
+(cd ci/runner-demo && CARGO_TARGET_DIR="$demo_target" \
+    cargo nextest archive --archive-file "$demo_target/demo.tar.zst")
+
 # --- the same suite, rootless ------------------------------------------------
 # Build as root, run the built tests as an ordinary user: the user needs
 # neither root's cargo home nor write access to the checkout.
@@ -77,9 +106,9 @@ chmod 755 "$work"
 
 step "cargo nextest archive (as root)"
 cargo nextest archive --archive-file "$work/tests.tar.zst"
-mkdir -p "$work/src" "$work/bin" "$work/extract"
+mkdir -p "$work/src" "$work/bin" "$work/extract" "$work/demo-extract"
 git ls-files -z | xargs -0 cp --parents -t "$work/src"
-cp "$(command -v cargo-nextest)" "$work/bin/"
+cp "$(command -v cargo-nextest)" "$repo/target/debug/hermetic" "$demo_target/demo.tar.zst" "$work/bin/"
 chown -R "$uid:$gid" "$work"
 
 cd "$work"
@@ -99,5 +128,19 @@ rootless
 
 step "cargo nextest run (as $user, uid $uid: one id, HERMETIC_ONE_ID=1)"
 rootless HERMETIC_ONE_ID=1
+
+step "runner demo: with \"hermetic run --\" as the runner (as $user)"
+setpriv --reuid="$uid" --regid="$gid" --clear-groups \
+    env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$work" CI="${CI:-}" \
+    "$runner_var=$work/bin/hermetic run --" \
+    "$work/bin/cargo-nextest" nextest run \
+        --archive-file "$work/bin/demo.tar.zst" \
+        --workspace-remap "$work/src/ci/runner-demo" \
+        --extract-to "$work/demo-extract" \
+        --extract-overwrite
+if [ -e "$marker" ]; then
+    echo "a sandboxed test left $marker in the host's /tmp"
+    exit 1
+fi
 
 step "done: all checks passed as root and as $user"
