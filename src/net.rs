@@ -586,9 +586,11 @@ impl Network {
     ///
     /// A rate uses the kernel's `tbf` qdisc; delay, jitter, loss,
     /// duplication and reordering are applied in user space by the switch
-    /// (on every kernel, rootless), to unicast IP frames, as a seeded generator
-    /// decides ([`LinkShape::with_seed`]). Partitions, [`heal`](Self::heal)
-    /// and [`set_link`](Self::set_link) work on shaped links as on others.
+    /// (on every kernel, rootless), to unicast IP frames, as a seeded
+    /// generator decides ([`LinkShape::with_seed`]); a link holds at most
+    /// 64 MiB of delayed frames (more is dropped, as by a full router
+    /// queue). Partitions, [`heal`](Self::heal) and
+    /// [`set_link`](Self::set_link) work on shaped links as on others.
     ///
     /// # Errors
     ///

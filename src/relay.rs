@@ -91,6 +91,64 @@ fn decide(imp: &Impairment, rng: &mut Rng) -> Option<(Duration, bool)> {
 /// order; frames due at once in the order they came.
 type Held = (Instant, u64, usize, Vec<u8>);
 
+/// How many bytes of frames the relay holds at most, as a router's queue
+/// does: beyond, arriving frames are dropped (a sender flooding a delayed
+/// link cannot make the switch's memory grow without end).
+const QUEUE_LIMIT: usize = 64 << 20;
+
+/// The frames held back, in due order, and their size.
+struct Queue {
+    held: BinaryHeap<Reverse<Held>>,
+    bytes: usize,
+    limit: usize,
+    order: u64,
+}
+
+impl Queue {
+    fn new(limit: usize) -> Self {
+        Queue {
+            held: BinaryHeap::new(),
+            bytes: 0,
+            limit,
+            order: 0,
+        }
+    }
+
+    /// Holds `frame` until `due`; false (and dropped) when the queue is
+    /// full.
+    fn push(&mut self, due: Instant, dir: usize, frame: Vec<u8>) -> bool {
+        if self.bytes + frame.len() > self.limit {
+            return false;
+        }
+        self.bytes += frame.len();
+        self.order += 1;
+        self.held.push(Reverse((due, self.order, dir, frame)));
+        true
+    }
+
+    /// How long until the next frame is due, if any is held.
+    fn wait(&self, now: Instant) -> Option<Duration> {
+        self.held
+            .peek()
+            .map(|Reverse((due, ..))| due.saturating_duration_since(now))
+    }
+
+    /// The next frame due by `now`, with its direction.
+    fn pop_due(&mut self, now: Instant) -> Option<(usize, Vec<u8>)> {
+        if self
+            .held
+            .peek()
+            .is_some_and(|Reverse((due, ..))| *due <= now)
+        {
+            let Reverse((_, _, dir, frame)) = self.held.pop()?;
+            self.bytes -= frame.len();
+            Some((dir, frame))
+        } else {
+            None
+        }
+    }
+}
+
 /// Carries frames between the links `host_side` and `bridge_side` (their
 /// indexes) until killed, impairing what the host sends with `imp[0]` and
 /// what it receives with `imp[1]`;
@@ -121,15 +179,10 @@ pub(crate) fn run(
         Rng(imp[0].seed ^ 0x5555_5555_5555_5555),
         Rng(imp[1].seed ^ 0xAAAA_AAAA_AAAA_AAAA),
     ];
-    let mut queue: BinaryHeap<Reverse<Held>> = BinaryHeap::new();
-    let mut order = 0u64;
+    let mut queue = Queue::new(QUEUE_LIMIT);
     let mut buf = vec![0u8; VNET_HDR + 65536];
     loop {
-        let now = Instant::now();
-        let wait = queue
-            .peek()
-            .map(|Reverse((due, ..))| due.saturating_duration_since(now));
-        match sys::poll(&ends, wait) {
+        match sys::poll(&ends, queue.wait(Instant::now())) {
             Ok(_) | Err(libc::EINTR) => {}
             Err(e) => return format!("waiting for frames: errno {e}"),
         }
@@ -151,18 +204,13 @@ pub(crate) fn run(
                     (Duration::ZERO, false)
                 };
                 if twice {
-                    order += 1;
-                    queue.push(Reverse((now + delay, order, dir, frame.clone())));
+                    queue.push(now + delay, dir, frame.clone());
                 }
-                order += 1;
-                queue.push(Reverse((now + delay, order, dir, frame)));
+                queue.push(now + delay, dir, frame);
             }
         }
         let now = Instant::now();
-        while queue.peek().is_some_and(|Reverse((due, ..))| *due <= now) {
-            let Some(Reverse((_, _, dir, frame))) = queue.pop() else {
-                break;
-            };
+        while let Some((dir, frame)) = queue.pop_due(now) {
             // Out of the other end; a frame the link refuses is lost, as on
             // a wire.
             let _ = sys::packet_send(ends[1 - dir], &frame);
@@ -188,6 +236,25 @@ mod tests {
     fn drops(imp: &Impairment) -> Vec<bool> {
         let mut rng = Rng(imp.seed);
         (0..1000).map(|_| decide(imp, &mut rng).is_none()).collect()
+    }
+
+    #[test]
+    fn the_queue_sends_in_due_order_and_drops_what_does_not_fit() {
+        let t = Instant::now();
+        let mut q = Queue::new(10);
+        assert!(q.push(t + Duration::from_millis(2), 0, vec![1; 4]));
+        assert!(q.push(t + Duration::from_millis(1), 1, vec![2; 4]));
+        assert!(!q.push(t, 0, vec![3; 4]), "over the limit of 10 bytes");
+        assert!(q.push(t + Duration::from_millis(1), 0, vec![4; 2]));
+        assert_eq!(q.wait(t), Some(Duration::from_millis(1)));
+        assert_eq!(q.pop_due(t), None, "nothing due yet");
+        let later = t + Duration::from_millis(5);
+        // Due order; at the same due time, arrival order.
+        assert_eq!(q.pop_due(later), Some((1, vec![2; 4])));
+        assert_eq!(q.pop_due(later), Some((0, vec![4; 2])));
+        assert_eq!(q.pop_due(later), Some((0, vec![1; 4])));
+        assert_eq!(q.pop_due(later), None);
+        assert!(q.push(t, 0, vec![5; 10]), "room again once sent");
     }
 
     #[test]
