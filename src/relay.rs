@@ -191,6 +191,10 @@ pub(crate) fn run(
                 let n = match sys::packet_recv(*from, &mut buf) {
                     Ok(Some(n)) => n,
                     Ok(None) => break,
+                    // The link went down (set_link) or away (the network's
+                    // teardown): the kernel says so once, and carries on
+                    // once it is up again.
+                    Err(libc::ENETDOWN | libc::ENXIO | libc::ENODEV) => break,
                     Err(e) => return format!("reading a frame: errno {e}"),
                 };
                 let frame = buf[..n].to_vec();

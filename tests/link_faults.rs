@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use hermetic::{LinkShape, Network};
 
+mod common;
+
 /// Spawns `server` on `host` and returns once it is ready: it calls the
 /// function it is given after binding its socket. Fails if the server ends
 /// before.
@@ -272,6 +274,56 @@ fn partitions_and_heal_work_on_shaped_links() {
     assert_eq!(
         round_trips(&net, "h1", "h2", 1, Duration::from_millis(300)),
         vec![None]
+    );
+}
+
+#[test]
+fn a_shaped_link_taken_down_and_up_carries_again() {
+    let net = Network::builder().host("h1").host("h2").build().unwrap();
+    let _echo = echo(&net, "h2");
+    assert!(round_trips(&net, "h1", "h2", 1, Duration::from_secs(20))[0].is_some());
+    net.shape("h2", &LinkShape::delay(Duration::from_millis(5)))
+        .unwrap();
+    net.set_link("h2", false).unwrap();
+    assert_eq!(
+        round_trips(&net, "h1", "h2", 1, Duration::from_millis(300)),
+        vec![None]
+    );
+    net.set_link("h2", true).unwrap();
+    assert!(
+        round_trips(&net, "h1", "h2", 1, Duration::from_secs(20))[0].is_some(),
+        "the relay stopped carrying when the link went down"
+    );
+}
+
+#[test]
+#[ignore = "helper, run by dropping_a_shaped_network_prints_nothing"]
+fn helper_drops_shaped_networks() {
+    for _ in 0..3 {
+        let net = Network::builder().host("h1").host("h2").build().unwrap();
+        net.shape("h1", &LinkShape::delay(Duration::from_millis(5)))
+            .unwrap();
+        net.shape("h2", &LinkShape::default().with_loss(1.0))
+            .unwrap();
+        drop(net);
+    }
+    let net = Network::builder().host("h1").build().unwrap();
+    net.shape("h1", &LinkShape::delay(Duration::from_millis(5)))
+        .unwrap();
+    net.close().unwrap();
+}
+
+#[test]
+fn dropping_a_shaped_network_prints_nothing() {
+    let out = common::run_self("helper_drops_shaped_networks", &[], &["--nocapture"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        !stdout.contains("hermetic:") && !stderr.contains("hermetic:"),
+        "the teardown printed something:\n{stdout}\n{stderr}"
     );
 }
 
