@@ -162,6 +162,11 @@ fn arrivals(seed: u64) -> Vec<u32> {
         }
     });
     receiver.join().unwrap();
+    numbers_got(&net)
+}
+
+/// The numbers h2's receiver wrote to its /tmp/got.
+fn numbers_got(net: &Network) -> Vec<u32> {
     let text = net
         .host("h2")
         .run(|| std::fs::read_to_string("/tmp/got").unwrap());
@@ -212,12 +217,7 @@ fn received_through(shape: LinkShape, sent: u32, expect: usize) -> Vec<u32> {
     receiver
         .join()
         .expect("the receiver failed (see its panic above)");
-    let text = net
-        .host("h2")
-        .run(|| std::fs::read_to_string("/tmp/got").unwrap());
-    text.split_whitespace()
-        .map(|n| n.parse().unwrap())
-        .collect()
+    numbers_got(&net)
 }
 
 #[test]

@@ -264,14 +264,9 @@ fn transfer_secs(net: &Network, client: &str, server_host: &str, bytes: usize) -
     })
 }
 
-#[rstest]
-fn a_rate_limit_lowers_throughput(
-    #[from(network)]
-    #[with(2)]
-    net: Network,
-) {
-    let _server = net
-        .host("h2")
+/// Starts a server on port 7100 of `host` that streams to whoever connects.
+fn streamer(net: &Network, host: &str) -> hermetic::Spawned {
+    net.host(host)
         .spawn(|| {
             let l = TcpListener::bind("0.0.0.0:7100").unwrap();
             for c in l.incoming() {
@@ -280,7 +275,23 @@ fn a_rate_limit_lowers_throughput(
                 while c.write_all(&chunk).is_ok() {}
             }
         })
-        .unwrap();
+        .unwrap()
+}
+
+/// The least time `size` bytes take through a token bucket of `rate`
+/// bytes a second, whatever the machine's load (a slow machine only makes
+/// it slower): all but the bucket's burst (20 ms of rate) waits for tokens.
+fn bucket_floor(size: usize, rate: u64) -> f64 {
+    (size as f64 - 0.02 * rate as f64) / rate as f64
+}
+
+#[rstest]
+fn a_rate_limit_lowers_throughput(
+    #[from(network)]
+    #[with(2)]
+    net: Network,
+) {
+    let _server = streamer(&net, "h2");
     let size = 1 << 20;
     let fast = transfer_secs(&net, "h1", "h2", size);
     let rate = 2 << 20; // 2 MiB/s: 1 MiB takes about half a second
@@ -292,10 +303,7 @@ fn a_rate_limit_lowers_throughput(
     );
     let slow = transfer_secs(&net, "h1", "h2", size);
     println!("1 MiB unshaped in {fast:.4}s, at 2 MiB/s in {slow:.4}s");
-    // A lower bound the token bucket guarantees whatever the machine's
-    // load (a slow machine only makes it slower): all but the bucket's
-    // burst (20 ms of rate) waits for tokens.
-    let least = (size as f64 - 0.02 * rate as f64) / rate as f64;
+    let least = bucket_floor(size, rate);
     assert!(
         slow >= least,
         "shaped transfer beat the bucket: {slow}s < {least}s"
@@ -314,17 +322,7 @@ fn a_rate_can_limit_one_direction_only(
     net: Network,
 ) {
     // h1 streams to whoever connects: h2 receives.
-    let _server = net
-        .host("h1")
-        .spawn(|| {
-            let l = TcpListener::bind("0.0.0.0:7100").unwrap();
-            for c in l.incoming() {
-                let mut c = c.unwrap();
-                let chunk = vec![0u8; 64 << 10];
-                while c.write_all(&chunk).is_ok() {}
-            }
-        })
-        .unwrap();
+    let _server = streamer(&net, "h1");
     let none = LinkShape::default();
     let (size, rate) = (1 << 20, 2 << 20);
     // What h2 receives: a qdisc on its port at the switch, not on its eth0;
@@ -337,7 +335,7 @@ fn a_rate_can_limit_one_direction_only(
         "a received rate on h2's eth0: {qdisc}"
     );
     let slow = transfer_secs(&net, "h2", "h1", size);
-    let least = (size as f64 - 0.02 * rate as f64) / rate as f64;
+    let least = bucket_floor(size, rate);
     assert!(
         slow >= least,
         "received faster than the rate: {slow}s < {least}s"
