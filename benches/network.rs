@@ -131,7 +131,7 @@ fn relayed_link(rounds: usize) {
         .unwrap();
     // Both servers up and h2's address known before anything is measured.
     hermetic_ready(&net);
-    let plain = LinkShape::default().with_loss(0.0); // relayed, unimpaired
+    let plain = LinkShape::loss(0.0); // relayed, unimpaired
     let (mut k_rtt, mut r_rtt, mut k_p99, mut r_p99) = (vec![], vec![], vec![], vec![]);
     let (mut k_tput, mut r_tput) = (vec![], vec![]);
     for _ in 0..rounds {

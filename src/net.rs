@@ -617,7 +617,7 @@ impl Network {
     /// ```no_run
     /// # let net = hermetic::Network::builder().host("h1").host("h2").build()?;
     /// use hermetic::LinkShape;
-    /// net.shape_each_way("h2", &LinkShape::default().with_loss(100.0), &LinkShape::default())?;
+    /// net.shape_each_way("h2", &LinkShape::loss(100.0), &LinkShape::default())?;
     /// # Ok::<(), hermetic::Error>(())
     /// ```
     ///
@@ -820,7 +820,7 @@ impl Network {
     /// As [`shape`](Self::shape).
     pub fn blackhole(&self, host: &str, on: bool) -> Result<(), Error> {
         if on {
-            self.shape(host, &LinkShape::default().with_loss(100.0))
+            self.shape(host, &LinkShape::loss(100.0))
         } else {
             self.unshape(host)
         }

@@ -64,6 +64,15 @@ impl LinkShape {
         }
     }
 
+    /// Random loss of `percent` of the datagrams (0 to 100), each way; 100
+    /// is a [blackhole](crate::Network::blackhole).
+    pub fn loss(percent: f64) -> Self {
+        LinkShape {
+            loss: Some(percent),
+            ..Self::default()
+        }
+    }
+
     /// Adds jitter to the delay.
     pub fn with_jitter(mut self, jitter: Duration) -> Self {
         self.jitter = Some(jitter);

@@ -148,7 +148,7 @@ fn arrivals(seed: u64) -> Vec<u32> {
         let text: Vec<String> = got.iter().map(u32::to_string).collect();
         std::fs::write("/tmp/got", text.join(" ")).unwrap();
     });
-    net.shape("h2", &LinkShape::default().with_loss(30.0).with_seed(seed))
+    net.shape("h2", &LinkShape::loss(30.0).with_seed(seed))
         .unwrap();
     net.host("h1").run(|| {
         let addr = ("h2", 7500).to_socket_addrs().unwrap().next().unwrap();
@@ -303,8 +303,7 @@ fn helper_drops_shaped_networks() {
         let net = Network::builder().host("h1").host("h2").build().unwrap();
         net.shape("h1", &LinkShape::delay(Duration::from_millis(5)))
             .unwrap();
-        net.shape("h2", &LinkShape::default().with_loss(1.0))
-            .unwrap();
+        net.shape("h2", &LinkShape::loss(1.0)).unwrap();
         drop(net);
     }
     let net = Network::builder().host("h1").build().unwrap();
@@ -403,7 +402,7 @@ fn each_direction_of_a_link_can_be_shaped_on_its_own() {
     });
     assert!(round_trips(&net, "h1", "h2", 1, Duration::from_secs(20))[0].is_some());
     let none = LinkShape::default();
-    let cut = LinkShape::default().with_loss(100.0);
+    let cut = LinkShape::loss(100.0);
 
     // What h2 sends is lost: the requests arrive, no answer comes back.
     net.shape_each_way("h2", &cut, &none).unwrap();
