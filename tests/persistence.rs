@@ -257,6 +257,58 @@ fn sigterm_to_a_command_reaches_its_program(#[from(isolated)] ns: Sandbox) {
     assert_eq!(status.code(), Some(42), "{status:?}");
 }
 
+/// Opens as many fds as the limit allows (the outer relay closes them all
+/// before it passes signals on: a wide window), then sends SIGTERM to
+/// commands the moment their program says it is ready.
+#[test]
+#[ignore = "helper, run by a_signal_sent_as_soon_as_the_program_runs_reaches_it"]
+fn helper_signals_commands_as_soon_as_they_run() {
+    use std::os::fd::AsRawFd;
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .unwrap_or(1 << 16)
+        .min(1 << 16);
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(hard),
+            maximum: Some(hard),
+        },
+    )
+    .unwrap();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let mut fds = Vec::new();
+    while fds.len() as u64 + 64 < hard {
+        match rustix::io::fcntl_dupfd_cloexec(&null, 0) {
+            Ok(fd) => fds.push(fd),
+            Err(_) => break,
+        }
+    }
+    println!("{} fds open (fd {} and up)", fds.len(), null.as_raw_fd());
+    let ns = Sandbox::new().unwrap();
+    for i in 0..20 {
+        let child = start_ready(
+            &ns,
+            "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done",
+        );
+        // SAFETY: a signal to our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+        let status = child.wait_with_output().unwrap().status;
+        assert_eq!(status.code(), Some(42), "round {i}: {status:?}");
+    }
+}
+
+#[test]
+fn a_signal_sent_as_soon_as_the_program_runs_reaches_it() {
+    let out = common::run_self("helper_signals_commands_as_soon_as_they_run", &[], &[]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[rstest]
 fn a_command_killed_by_a_signal_reports_that_signal(#[from(isolated)] ns: Sandbox) {
     use std::os::unix::process::ExitStatusExt;

@@ -11,6 +11,7 @@
 //! calls only, on data prepared before.
 #![allow(unsafe_code)]
 
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, RawFd};
 
 use super::joiner::{enter, join_keyring};
@@ -90,6 +91,15 @@ unsafe fn command_pre_exec(
     // the program's wait status, inner to outer.
     let (signals_r, signals_w) = pipe().map_err(io)?;
     let (status_r, status_w) = pipe().map_err(io)?;
+    // The signals the outer relay passes on stay pending, not fatal, until
+    // its handlers are in place: the program may run (and be signalled)
+    // before that. Each process below restores the mask it started with.
+    let mut mask = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: blocks signals of this single-threaded process; `mask`
+    // receives the old mask.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &forwarded_signals(), mask.as_mut_ptr()) };
+    // SAFETY: sigprocmask wrote it.
+    let mask = unsafe { mask.assume_init() };
     // SAFETY: we are single-threaded (std's fork child), see clone_fork.
     match unsafe { sys::clone_fork(0, libc::SIGCHLD) }.map_err(io)? {
         // SAFETY: as above.
@@ -102,7 +112,7 @@ unsafe fn command_pre_exec(
                     sys::close(status_r);
                 }
                 // SAFETY: as above.
-                unsafe { inner_relay(signals_r, status_w) }
+                unsafe { inner_relay(signals_r, status_w, &mask) }
             }
             _ => sys::exit(0),
         },
@@ -115,7 +125,7 @@ unsafe fn command_pre_exec(
             // The go-between that made the inner relay exits at once.
             let _ = sys::reap(pid);
             // SAFETY: as above: this is std's child.
-            unsafe { outer_relay(signals_w, status_r) }
+            unsafe { outer_relay(signals_w, status_r, &mask) }
         }
     }
 }
@@ -137,7 +147,7 @@ fn pipe() -> Result<(RawFd, RawFd), i32> {
 /// # Safety
 ///
 /// Only in the process forked for it by [`command_pre_exec`].
-unsafe fn inner_relay(signals: RawFd, status: RawFd) -> std::io::Result<()> {
+unsafe fn inner_relay(signals: RawFd, status: RawFd, mask: &libc::sigset_t) -> std::io::Result<()> {
     // SAFETY: single-threaded fork child, see clone_fork.
     let me = unsafe { sys::call(libc::SYS_getpid, [0; 6]) }.unwrap_or(0) as libc::pid_t;
     // SAFETY: as above.
@@ -156,6 +166,9 @@ unsafe fn inner_relay(signals: RawFd, status: RawFd) -> std::io::Result<()> {
             if unsafe { sys::call(libc::SYS_getppid, [0; 6]) } != Ok(me as usize) {
                 sys::exit(EXIT_SETUP);
             }
+            // The program starts with the mask std gave it.
+            // SAFETY: sets this process's mask from a live sigset.
+            unsafe { libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
             return Ok(());
         }
         Ok(sys::Forked::Parent { pid }) => pid,
@@ -170,6 +183,8 @@ unsafe fn inner_relay(signals: RawFd, status: RawFd) -> std::io::Result<()> {
             unsafe { libc::signal(sig, libc::SIG_IGN) };
         }
     }
+    // SAFETY: as for the program above.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
     // Nothing of std's: its parent waits for its exec-error pipe to close,
     // which must happen at the program's exec.
     let (low, high) = if signals < status {
@@ -261,21 +276,7 @@ extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
 /// raise.
 fn forward_signals_to(signals: RawFd) {
     SIGNALS.store(signals, std::sync::atomic::Ordering::Relaxed);
-    for sig in 1..=31 {
-        if matches!(
-            sig,
-            libc::SIGKILL
-                | libc::SIGSTOP
-                | libc::SIGCHLD
-                | libc::SIGSEGV
-                | libc::SIGBUS
-                | libc::SIGILL
-                | libc::SIGFPE
-                | libc::SIGTRAP
-                | libc::SIGSYS
-        ) {
-            continue;
-        }
+    for sig in (1..=31).filter(|&sig| forwarded(sig)) {
         // SAFETY: installs a handler that only writes to a pipe; the struct
         // is zeroed (empty mask) and lives for the call.
         unsafe {
@@ -289,13 +290,43 @@ fn forward_signals_to(signals: RawFd) {
     }
 }
 
+/// Whether the outer relay passes `sig` on (see [`forward_signals_to`]).
+fn forwarded(sig: libc::c_int) -> bool {
+    !matches!(
+        sig,
+        libc::SIGKILL
+            | libc::SIGSTOP
+            | libc::SIGCHLD
+            | libc::SIGSEGV
+            | libc::SIGBUS
+            | libc::SIGILL
+            | libc::SIGFPE
+            | libc::SIGTRAP
+            | libc::SIGSYS
+    )
+}
+
+/// The signals the outer relay passes on, as a set.
+fn forwarded_signals() -> libc::sigset_t {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set; sigaddset takes valid
+    // signal numbers.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for sig in (1..=31).filter(|&sig| forwarded(sig)) {
+            libc::sigaddset(set.as_mut_ptr(), sig);
+        }
+        set.assume_init()
+    }
+}
+
 /// The outer relay: passes signals on, waits for the program's status and
 /// leaves the same way the program did.
 ///
 /// # Safety
 ///
 /// Only in std's child, from [`command_pre_exec`]: it exits.
-unsafe fn outer_relay(signals: RawFd, status: RawFd) -> ! {
+unsafe fn outer_relay(signals: RawFd, status: RawFd, mask: &libc::sigset_t) -> ! {
     // Keep only the fds std's parent does not wait on: std waits for its
     // exec-error pipe to close, and that must happen at the program's exec,
     // not when the relay exits.
@@ -307,6 +338,9 @@ unsafe fn outer_relay(signals: RawFd, status: RawFd) -> ! {
     // SAFETY: the relay is a forked child with an fd table of its own.
     let _ = unsafe { sys::close_all_except(&[low, high]) };
     forward_signals_to(signals);
+    // Now what came meanwhile is passed on too.
+    // SAFETY: sets this process's mask from a live sigset.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
     let mut raw = [0u8; 4];
     let mut got = 0;
     while got < raw.len() {
