@@ -245,15 +245,21 @@ fn start_ready(ns: &Sandbox, script: &str) -> std::process::Child {
     child
 }
 
-#[rstest]
-fn sigterm_to_a_command_reaches_its_program(#[from(isolated)] ns: Sandbox) {
+/// Starts a program that exits 42 on SIGTERM, sends SIGTERM to the
+/// `Child` once the program is ready, and returns how it ended.
+fn sigterm_a_trapping_program(ns: &Sandbox) -> std::process::ExitStatus {
     let child = start_ready(
-        &ns,
+        ns,
         "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done",
     );
     // SAFETY: a signal to our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let status = child.wait_with_output().unwrap().status;
+    child.wait_with_output().unwrap().status
+}
+
+#[rstest]
+fn sigterm_to_a_command_reaches_its_program(#[from(isolated)] ns: Sandbox) {
+    let status = sigterm_a_trapping_program(&ns);
     assert_eq!(status.code(), Some(42), "{status:?}");
 }
 
@@ -287,13 +293,7 @@ fn helper_signals_commands_as_soon_as_they_run() {
     println!("{} fds open (fd {} and up)", fds.len(), null.as_raw_fd());
     let ns = Sandbox::new().unwrap();
     for i in 0..20 {
-        let child = start_ready(
-            &ns,
-            "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done",
-        );
-        // SAFETY: a signal to our own child.
-        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-        let status = child.wait_with_output().unwrap().status;
+        let status = sigterm_a_trapping_program(&ns);
         assert_eq!(status.code(), Some(42), "round {i}: {status:?}");
     }
 }
