@@ -11,8 +11,8 @@
 //! written from the parent namespace: as root, directly; otherwise by the
 //! setuid helpers `newuidmap` and `newgidmap` (Debian's `uidmap`), within
 //! the ranges `/etc/subuid` and `/etc/subgid` give the user. The init
-//! program's launch waits for them (see `child::init`): a thread of the test
-//! process writes them while the launching thread is suspended.
+//! program's launch waits for them before its exec (see `child::init`): the
+//! thread that launched it writes them.
 //!
 //! Elsewhere the sandbox maps the caller's one uid and gid to 0 inside.
 
@@ -232,7 +232,12 @@ fn run(helper: &Path, pid: libc::pid_t, map: &str) -> Result<(), String> {
         // Ended, how unknown (the test process ignores SIGCHLD): the map
         // itself tells.
         Ok(crate::sys::Exit::Unknown) if written(pid, helper) => Ok(()),
-        Ok(exit) => Err(format!("{shown}: ended with {exit:?}")),
+        Ok(crate::sys::Exit::Code(code)) => Err(format!("{shown}: exited with status {code}")),
+        Ok(crate::sys::Exit::Signal(sig)) => Err(format!(
+            "{shown}: killed by {}",
+            crate::sys::signal_name(sig)
+        )),
+        Ok(crate::sys::Exit::Unknown) => Err(format!("{shown}: ended without writing the map")),
         Err(errno) => Err(format!(
             "{shown}: {}",
             std::io::Error::from_raw_os_error(errno)

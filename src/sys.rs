@@ -697,6 +697,35 @@ pub(crate) fn reap(pid_: libc::pid_t) -> Result<Exit, i32> {
     }
 }
 
+/// Waits until the kernel has cleared `word` (a `CLONE_CHILD_CLEARTID`
+/// word of a task sharing our memory: cleared, with a futex wake, when
+/// that task execs or exits).
+pub(crate) fn wait_cleared(word: &std::sync::atomic::AtomicI32) {
+    use std::sync::atomic::Ordering;
+    loop {
+        let seen = word.load(Ordering::Acquire);
+        if seen == 0 {
+            return;
+        }
+        // SAFETY: a futex wait on a live, aligned i32; shared (not
+        // FUTEX_PRIVATE), as the kernel's wake for CLONE_CHILD_CLEARTID is.
+        // EAGAIN (the word changed) and EINTR loop back to the check.
+        let _ = unsafe {
+            call(
+                libc::SYS_futex,
+                [
+                    word.as_ptr() as usize,
+                    libc::FUTEX_WAIT as usize,
+                    seen as u32 as usize,
+                    0,
+                    0,
+                    0,
+                ],
+            )
+        };
+    }
+}
+
 /// Kills our child `pid` and reaps it.
 pub(crate) fn kill_and_reap(pid_: libc::pid_t) -> Result<Exit, i32> {
     let _ = pid(pid_).map(|p| rustix::process::kill_process(p, Signal::KILL));

@@ -147,3 +147,28 @@ fn with_many_ids_a_user_sandbox_runs_as_that_user() {
     let out = ns.command("id").arg("-u").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1000\n");
 }
+
+#[test]
+fn a_failing_newuidmap_is_a_clear_error_not_a_hang() {
+    // Rootless with ranges only: root writes its maps itself.
+    if !common::many_ids() || nix::unistd::geteuid().is_root() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("newuidmap");
+    std::fs::write(&fake, "#!/bin/sh\necho refused >&2\nexit 3\n").unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", dir.path().display());
+    // The launched child waits for its maps before its exec: a failed
+    // helper must end it, and the build must fail, naming the helper.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hermetic"))
+        .args(["run", "--", "true"])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("newuidmap"), "{stderr}");
+    assert!(stderr.contains("exited with status 3"), "{stderr}");
+}

@@ -10,6 +10,12 @@
 //! blocked and makes only raw system calls (no libc, so not even `errno`),
 //! on data prepared here.
 //!
+//! When its id maps must be written from outside (ranges of ids), the clone
+//! has no `CLONE_VFORK`: the launching thread writes the maps while the
+//! child waits for a byte on a pipe, then waits for the exec itself
+//! (`CLONE_CHILD_CLEARTID`: the kernel clears a word of the child's
+//! arguments, and wakes its futex, when the child execs or exits).
+//!
 //! # Safety
 //!
 //! See the parent module: the launched child follows its rules.
@@ -68,33 +74,32 @@ struct Args {
     lifeline: RawFd,
     argv: [*const libc::c_char; 2],
     envp: [*const libc::c_char; 1],
-    /// With maps written from outside: the child says it is there on
-    /// `ready`, then waits for one byte on `go` (0: the maps are written).
-    /// -1 otherwise.
-    ready: RawFd,
+    /// With maps written from outside: the child waits for one byte on
+    /// `go` (0: the maps are written). -1 otherwise.
     go: RawFd,
     /// The child's pid in the parent's PID namespace, written by the kernel
     /// at the clone (`CLONE_PARENT_SETTID`).
     child_pid: libc::pid_t,
+    /// Non-zero until the child has exec'd or exited: the kernel clears it
+    /// then (`CLONE_CHILD_CLEARTID`, with maps written from outside).
+    running: std::sync::atomic::AtomicI32,
 }
 
 /// A prepared launch: the stack and the arguments on it.
 pub(crate) struct Launch {
     stack: Option<sys::Stack>,
     args: *mut Args,
-    /// With maps written from outside: the mapping, the pipes' other ends
-    /// (`ready` read end, `go` write end) and the child's ends (kept open
-    /// until the launch ends).
+    /// With maps written from outside: the mapping and the `go` pipe.
     external: Option<External>,
 }
 
 struct External {
     mapping: crate::idmap::Mapping,
-    ready_r: Fd,
     go_w: Fd,
-    _child_ends: (Fd, Fd),
+    /// The child's end (kept open until the launch ends).
+    _go_r: Fd,
     /// Why writing the maps failed, for the error.
-    failure: std::sync::Mutex<Option<String>>,
+    failure: std::sync::OnceLock<String>,
 }
 
 thread_local! {
@@ -141,21 +146,17 @@ impl Launch {
         let program = program()?.as_raw_fd();
         let external = match mapping {
             Some(mapping @ crate::idmap::Mapping::Ranges { .. }) => {
-                let (ready_r, ready_w) = fds::pipe()?;
                 let (go_r, go_w) = fds::pipe()?;
                 Some(External {
                     mapping,
-                    ready_r,
                     go_w,
-                    _child_ends: (ready_w, go_r),
-                    failure: std::sync::Mutex::new(None),
+                    _go_r: go_r,
+                    failure: std::sync::OnceLock::new(),
                 })
             }
             _ => None,
         };
-        let (ready, go) = external.as_ref().map_or((-1, -1), |e| {
-            (e._child_ends.0.as_raw_fd(), e._child_ends.1.as_raw_fd())
-        });
+        let go = external.as_ref().map_or(-1, |e| e._go_r.as_raw_fd());
         let stack = match SPARE_STACK.try_with(|spare| spare.take()).ok().flatten() {
             Some(stack) => stack,
             None => sys::Stack::map(STACK).map_err(io::Error::from_raw_os_error)?,
@@ -174,9 +175,9 @@ impl Launch {
                 lifeline,
                 argv: [c"hermetic-init".as_ptr(), std::ptr::null()],
                 envp: [std::ptr::null()],
-                ready,
                 go,
                 child_pid: 0,
+                running: std::sync::atomic::AtomicI32::new(1),
             })
         };
         Ok(Launch {
@@ -192,43 +193,69 @@ impl Launch {
     /// `SIGCHLD` disposition of the test process can make the kernel reap
     /// it, and only a wait with `__WALL` for its very pid sees it.
     ///
-    /// Callable in a child forked from the test process: it makes only
+    /// Callable in a child forked from the test process when no maps are
+    /// written from outside (a host of a network): it then makes only
     /// system calls.
     pub(crate) fn start(&self, flags: libc::c_int) -> Result<libc::pid_t, i32> {
-        let flags = flags | libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT_SETTID;
-        // Every signal blocked: no handler of the test process may run in a
-        // task that shares its memory. The exec'd program keeps the mask.
-        let clone = || {
-            super::with_all_signals_blocked(|| {
-                // SAFETY: the child starts in `entry` on the fresh stack,
-                // below its arguments, and makes only raw system calls
-                // until it execs or exits; we are suspended until then
-                // (CLONE_VFORK). The kernel writes its pid into the args.
-                let pid = unsafe {
-                    libc::clone(
-                        entry,
-                        self.args.cast(),
-                        flags,
-                        self.args.cast(),
-                        std::ptr::addr_of_mut!((*self.args).child_pid),
-                    )
-                };
-                (pid, sys::errno())
-            })
+        let flags = flags | libc::CLONE_VM | libc::CLONE_PARENT_SETTID;
+        let Some(external) = &self.external else {
+            // SAFETY: we are suspended until the child execs or exits
+            // (CLONE_VFORK); see clone_child.
+            return unsafe { self.clone_child(flags | libc::CLONE_VFORK) };
         };
-        let (pid, errno) = match &self.external {
-            None => clone()?,
-            // A thread of ours writes the maps while this one is suspended.
-            Some(external) => std::thread::scope(|s| {
-                let args = self.args as usize;
-                s.spawn(move || external.write_maps(args));
-                let result = clone();
-                // Should the child never have said it is there: the
-                // writer's wait ends.
-                external.abandon();
-                result
-            })?,
+        // SAFETY: the child may run alongside this thread until it execs:
+        // it reads only its arguments and the fds they name, which all stay
+        // as they are until wait_cleared below has seen it exec or exit.
+        let pid = unsafe { self.clone_child(flags | libc::CLONE_CHILD_CLEARTID)? };
+        // Whatever happens, the child gets its answer: it waits for it.
+        let written =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| external.mapping.write(pid)))
+                .unwrap_or_else(|_| Err("writing the id maps panicked".to_owned()));
+        let answer = match written {
+            Ok(()) => 0,
+            Err(why) => {
+                let _ = external.failure.set(why);
+                1
+            }
         };
+        if sys::write_all(external.go_w.as_fd(), &[answer]).is_err() {
+            // Cannot happen while we hold the read end; should it, the
+            // child must not wait for ever.
+            let _ = sys::kill_and_reap(pid);
+            return Err(libc::EPIPE);
+        }
+        // SAFETY: args lives in our stack mapping until the launch ends.
+        sys::wait_cleared(unsafe { &(*self.args).running });
+        Ok(pid)
+    }
+
+    /// The clone itself, with every signal blocked: no handler of the test
+    /// process may run in a task that shares its memory (the exec'd
+    /// program keeps the mask).
+    ///
+    /// # Safety
+    ///
+    /// The child starts in `entry` on the launch stack, below its
+    /// arguments, and makes only raw system calls until it execs or exits;
+    /// the caller keeps the stack and arguments as they are until then.
+    unsafe fn clone_child(&self, flags: libc::c_int) -> Result<libc::pid_t, i32> {
+        let (pid, errno) = super::with_all_signals_blocked(|| {
+            // SAFETY: see this function's contract. The kernel writes the
+            // child's pid into the args (CLONE_PARENT_SETTID), and clears
+            // `running` if CLONE_CHILD_CLEARTID is set.
+            let pid = unsafe {
+                libc::clone(
+                    entry,
+                    self.args.cast(),
+                    flags,
+                    self.args.cast(),
+                    std::ptr::addr_of_mut!((*self.args).child_pid),
+                    std::ptr::null_mut::<libc::c_void>(),
+                    (*self.args).running.as_ptr(),
+                )
+            };
+            (pid, sys::errno())
+        })?;
         if pid < 0 { Err(errno) } else { Ok(pid) }
     }
 
@@ -236,51 +263,7 @@ impl Launch {
     pub(crate) fn map_failure(&self) -> Option<String> {
         self.external
             .as_ref()
-            .and_then(|e| e.failure.lock().ok()?.clone())
-    }
-}
-
-impl External {
-    /// Waits for the launched child, writes its maps, and tells it to go
-    /// on (0) or not (1).
-    fn write_maps(&self, args: usize) {
-        let mut byte = [0u8; 1];
-        if !matches!(sys::read(self.ready_r.as_fd(), &mut byte), Ok(1)) {
-            return;
-        }
-        // SAFETY: the kernel wrote the pid before the child ran, and the
-        // child said it runs (through the pipe, which orders the two);
-        // the args live until the launch ends, after this thread.
-        let pid = unsafe {
-            std::ptr::read_volatile(std::ptr::addr_of!((*(args as *const Args)).child_pid))
-        };
-        if pid <= 0 {
-            return;
-        }
-        // Whatever happens, the child gets its answer: it waits for it, and
-        // the thread that launched it waits for the child.
-        let written =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.mapping.write(pid)))
-                .unwrap_or_else(|_| Err("writing the id maps panicked".to_owned()));
-        let answer = match written {
-            Ok(()) => 0,
-            Err(why) => {
-                if let Ok(mut failure) = self.failure.lock() {
-                    *failure = Some(why);
-                }
-                1
-            }
-        };
-        let _ = sys::write_all(self.go_w.as_fd(), &[answer]);
-    }
-
-    /// Ends a [`write_maps`](Self::write_maps) still waiting for a child
-    /// that was never started.
-    fn abandon(&self) {
-        // A ready byte of our own: the writer then reads pid 0 and fails,
-        // or, if the child was there, finds the pipe empty and has long
-        // finished.
-        let _ = sys::write_all(self._child_ends.0.as_fd(), &[0]);
+            .and_then(|e| e.failure.get().cloned())
     }
 }
 
@@ -293,12 +276,13 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
         let _ = sys::write_all(report, &encode_report(wire::REPORT_EXEC, errno));
         sys::exit(127)
     };
-    if args.ready >= 0 {
-        // Maps written from outside: say we are here, wait for the word.
-        // SAFETY: both pipe ends stay open in this child until it execs.
-        let (ready, go) = unsafe { (sys::borrow_static(args.ready), sys::borrow_static(args.go)) };
+    if args.go >= 0 {
+        // Maps written from outside: wait for the word.
+        // SAFETY: the pipe's read end stays open in this child until it
+        // execs.
+        let go = unsafe { sys::borrow_static(args.go) };
         let mut answer = [1u8; 1];
-        if sys::write_all(ready, &[1]).is_err() || !matches!(sys::read(go, &mut answer), Ok(1)) {
+        if !matches!(sys::read(go, &mut answer), Ok(1)) {
             answer[0] = 1;
         }
         if answer[0] != 0 {
