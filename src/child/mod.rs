@@ -92,7 +92,9 @@ impl SpareTls {
 /// threads that live on stacks of their own (`user_stack`) without
 /// touching their TCB, so the copy keeps a complete, initialised TCB with
 /// its stack guard and pristine thread locals: the parked thread runs no
-/// Rust code that uses them. Its thread id would be the parked thread's,
+/// Rust code that uses them (only one `malloc` and `free`, so that its TLS
+/// names a malloc arena, which runners then share instead of making one
+/// each). Its thread id would be the parked thread's,
 /// in another PID namespace: glibc uses it as the owner of recursive,
 /// error-checking and priority-inheritance mutexes, and the kernel looks a
 /// PI mutex's owner up by it. The runner is cloned with
@@ -162,6 +164,14 @@ static PARKED_TID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::
 fn park_a_thread() -> Option<SpareTls> {
     use std::sync::atomic::Ordering;
     extern "C" fn parked(_: *mut libc::c_void) -> *mut libc::c_void {
+        // First, one allocation, so that this thread's TLS names a malloc arena
+        // (and a tcache) of its own: a runner borrowing a copy of it
+        // allocates there, instead of making a new arena (a 64 MiB
+        // reservation and its first page faults) in every run. glibc's
+        // fork leaves that arena consistent in the child, as all others.
+        // SAFETY: malloc and free of one byte (black_box: the compiler
+        // would drop the pair); a null pointer is freed as a no-op.
+        unsafe { libc::free(std::hint::black_box(libc::malloc(1))) };
         PARKED_TID.store(sys::gettid(), Ordering::Release);
         PARKED_TP.store(
             sys::thread_pointer().unwrap_or(usize::MAX),
