@@ -288,8 +288,13 @@ impl SandboxBuilder {
             steps,
             maps,
             map_failure,
+            launch,
         } = self.start(userns).map_err(|e| (e, None))?;
-        let report = run::read_report(&ready_r, &sandbox.holder).map_err(|e| {
+        let report = run::read_report(&ready_r, &sandbox.holder);
+        // A report, or the init process's end, comes after its exec: the
+        // launch is done with.
+        drop(launch);
+        let report = report.map_err(|e| {
             (
                 Error::sys("waiting for the sandbox's init process", e),
                 None,
@@ -462,6 +467,7 @@ impl SandboxBuilder {
             steps,
             maps,
             map_failure,
+            launch,
         })
     }
 }
@@ -476,6 +482,8 @@ struct Started {
     maps: usize,
     /// Why maps written from outside failed, if they did.
     map_failure: Option<String>,
+    /// The init process's launch: it may still be exec'ing.
+    launch: init::Launch,
 }
 
 /// What the init process's report means: ready, or the error, with the kind

@@ -12,9 +12,11 @@
 //!
 //! When its id maps must be written from outside (ranges of ids), the clone
 //! has no `CLONE_VFORK`: the launching thread writes the maps while the
-//! child waits for a byte on a pipe, then waits for the exec itself
-//! (`CLONE_CHILD_CLEARTID`: the kernel clears a word of the child's
-//! arguments, and wakes its futex, when the child execs or exits).
+//! child waits for a byte on a pipe, and goes on with the sandbox's start
+//! while the child execs; the launch, which holds the child's stack, waits
+//! for the exec before it is dropped (`CLONE_CHILD_CLEARTID`: the kernel
+//! clears a word of the child's arguments, and wakes its futex, when the
+//! child execs or exits).
 //!
 //! # Safety
 //!
@@ -91,6 +93,9 @@ pub(crate) struct Launch {
     args: *mut Args,
     /// With maps written from outside: the mapping and the `go` pipe.
     external: Option<External>,
+    /// A child was cloned without `CLONE_VFORK` and may not have exec'd
+    /// yet: dropping the launch waits for it.
+    unsettled: std::cell::Cell<bool>,
 }
 
 struct External {
@@ -110,6 +115,12 @@ thread_local! {
 
 impl Drop for Launch {
     fn drop(&mut self) {
+        if self.unsettled.get() {
+            // Told to go (or killed): it execs or exits at once, and the
+            // kernel clears the word either way.
+            // SAFETY: args lives in our stack mapping, still ours.
+            sys::wait_cleared(unsafe { &(*self.args).running });
+        }
         let stack = self.stack.take();
         // Never while the thread's locals go away: then it is just unmapped.
         let _ = SPARE_STACK.try_with(|spare| spare.set(stack));
@@ -184,12 +195,15 @@ impl Launch {
             stack: Some(stack),
             args,
             external,
+            unsettled: std::cell::Cell::new(false),
         })
     }
 
     /// Starts the init program in new namespaces (`flags`, which may also
     /// hold `CLONE_PARENT`). Returns its pid once it has been exec'd (or has
-    /// failed to be, which it reports). Its exit signal is none: no
+    /// failed to be, which it reports); with maps written from outside,
+    /// once they are written and the child told to go on, while it execs
+    /// (dropping the launch waits for that). Its exit signal is none: no
     /// `SIGCHLD` disposition of the test process can make the kernel reap
     /// it, and only a wait with `__WALL` for its very pid sees it.
     ///
@@ -205,8 +219,9 @@ impl Launch {
         };
         // SAFETY: the child may run alongside this thread until it execs:
         // it reads only its arguments and the fds they name, which all stay
-        // as they are until wait_cleared below has seen it exec or exit.
+        // as they are until the launch's drop has seen it exec or exit.
         let pid = unsafe { self.clone_child(flags | libc::CLONE_CHILD_CLEARTID)? };
+        self.unsettled.set(true);
         // Whatever happens, the child gets its answer: it waits for it.
         let written =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| external.mapping.write(pid)))
@@ -224,8 +239,6 @@ impl Launch {
             let _ = sys::kill_and_reap(pid);
             return Err(libc::EPIPE);
         }
-        // SAFETY: args lives in our stack mapping until the launch ends.
-        sys::wait_cleared(unsafe { &(*self.args).running });
         Ok(pid)
     }
 
