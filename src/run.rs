@@ -367,11 +367,27 @@ pub(crate) fn reap_pid(pid: libc::pid_t) -> Result<Exit, i32> {
     sys::reap(pid)
 }
 
-/// Reads the 8-byte report of a joiner, which may exit right after sending
-/// it: waits until the report arrives or the joiner is gone without one.
+/// Reads the 8-byte report of a joiner, which exits right after sending
+/// it: waits until the joiner has exited, then takes the report, if any.
+///
+/// Not woken by the report itself: on a busy CPU that wake-up would put
+/// this thread before the joiner's exit, and the runner waits for that
+/// exit before it runs the closure.
 fn await_report(joiner: libc::pid_t, report_r: &Fd) -> Result<[u8; 8], Error> {
     let joiner_fd = Fd::open(|| sys::pidfd_open(joiner))
         .map_err(|e| Error::sys("watching the run's joiner", e))?;
+    loop {
+        match sys::poll(&[joiner_fd.as_fd()], None) {
+            Ok(_) => break,
+            Err(libc::EINTR) => continue,
+            Err(e) => {
+                return Err(Error::sys(
+                    "waiting for a start report",
+                    std::io::Error::from_raw_os_error(e),
+                ));
+            }
+        }
+    }
     read_report(report_r, &joiner_fd)
         .map_err(|e| Error::sys("waiting for a start report", e))?
         .ok_or_else(|| Error::Sys {
