@@ -954,6 +954,43 @@ impl PerProcessFd {
     }
 }
 
+/// A value a process computes once and shares between its threads (what
+/// the host allows it, read from files), keyed like [`PerProcessFd`] by pid,
+/// so that a process forked from the test process computes its own, and by
+/// a key of the caller's: a value computed for another key is computed
+/// again. Lock-free, so usable in a forked copy whatever another thread of
+/// the original was doing at the fork.
+#[derive(Debug)]
+pub(crate) struct PerProcess<K, T>(std::sync::atomic::AtomicPtr<(libc::pid_t, K, T)>);
+
+impl<K: PartialEq, T: Clone> PerProcess<K, T> {
+    pub(crate) const fn new() -> Self {
+        PerProcess(std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()))
+    }
+
+    /// This process's value for `key`, computed by `compute` if it has
+    /// none yet.
+    pub(crate) fn get_or_compute(&self, key: K, compute: impl FnOnce() -> T) -> T {
+        use std::sync::atomic::Ordering;
+        let pid = getpid();
+        let current = self.0.load(Ordering::Acquire);
+        // SAFETY: a published entry is leaked: never changed nor freed.
+        if let Some((owner, k, value)) = unsafe { current.as_ref() }
+            && *owner == pid
+            && *k == key
+        {
+            return value.clone();
+        }
+        let value = compute();
+        // The entry this replaces (another process's, another key's, or
+        // another thread's of the same moment) is leaked: a thread may
+        // still be reading it.
+        let entry = Box::into_raw(Box::new((pid, key, value.clone())));
+        self.0.store(entry, Ordering::Release);
+        value
+    }
+}
+
 /// A raw packet socket (`AF_PACKET`) on link `ifindex`: every frame the
 /// link receives, none it sends (`PACKET_IGNORE_OUTGOING`), each with a
 /// `virtio_net_hdr` in front (`PACKET_VNET_HDR`), so that offloaded frames
