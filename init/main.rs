@@ -48,6 +48,11 @@ mod nr {
     pub const PPOLL: usize = 271;
     pub const DUP3: usize = 292;
     pub const SETNS: usize = 308;
+    pub const UNSHARE: usize = 272;
+    pub const PIPE2: usize = 293;
+    pub const GETCPU: usize = 309;
+    pub const SCHED_SETAFFINITY: usize = 203;
+    pub const SCHED_GETAFFINITY: usize = 204;
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -70,6 +75,11 @@ mod nr {
     pub const PPOLL: usize = 73;
     pub const DUP3: usize = 24;
     pub const SETNS: usize = 268;
+    pub const UNSHARE: usize = 97;
+    pub const PIPE2: usize = 59;
+    pub const GETCPU: usize = 168;
+    pub const SCHED_SETAFFINITY: usize = 122;
+    pub const SCHED_GETAFFINITY: usize = 123;
 }
 
 /// System calls numbered alike on every architecture.
@@ -298,6 +308,11 @@ struct Helper {
     pidfd: i32,
     /// Its user namespace, entered last.
     userns: i32,
+    /// The namespaces it makes in its user namespace (`CLONE_NEW*`).
+    owned: usize,
+    /// Where it says it has made them: the read end of a pipe that brings
+    /// 4 bytes, an errno, 0 for success.
+    made: i32,
 }
 
 /// One decoded step.
@@ -421,6 +436,7 @@ fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
             unsafe { call(nr::SETHOSTNAME, [a.as_ptr() as usize, a.len(), 0, 0, 0, 0]) }.map(drop)
         }
         wire::OP_LOOPBACK_UP => loopback_up(),
+        wire::OP_JOIN_NESTED => join_nested(helper),
         wire::OP_ENTER_NESTED => enter_nested(helper),
         wire::OP_KEEPER => keeper(),
         wire::OP_KEYRING => {
@@ -433,15 +449,22 @@ fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
     }
 }
 
-/// Starts the helper with `flags` (a new user namespace and the namespaces
-/// it will own), maps its uid and gid 0 to ours, and joins its namespaces
-/// other than the user namespace: the init program, still in the outer user
-/// namespace, keeps the power to mount and configure them.
+/// Starts the helper: a child in a new user namespace that makes the other
+/// namespaces in `flags` in it (`unshare`), on another CPU while this
+/// process goes on with its mounts, and says so on a pipe. Maps the
+/// helper's uid and gid 0 to ours: the init program, still in the outer
+/// user namespace, keeps the power to mount, and joins the helper's other
+/// namespaces later ([`join_nested`]).
 ///
 /// The maps are written through whichever proc is mounted at `/proc` (the
 /// host's, or the enclosing sandbox's), at the helper's pid there, which the
 /// pidfd's fdinfo tells: no round trip with the helper.
 fn nest(flags: usize, uid_map: &[u8], gid_map: &[u8], helper: &mut Option<Helper>) -> Result<(), i32> {
+    let mut ends = [-1i32; 2];
+    // SAFETY: ends is a live array of two ints.
+    unsafe { call(nr::PIPE2, [ends.as_mut_ptr() as usize, O_CLOEXEC, 0, 0, 0, 0]) }?;
+    let [made_r, made_w] = ends;
+    let owned = flags & !CLONE_NEWUSER;
     let mut pidfd: i32 = -1;
     // Fork-like (no new stack): the child runs on a copy of ours. It exits
     // with SIGCHLD, which this process ignores: the kernel reaps it.
@@ -449,18 +472,38 @@ fn nest(flags: usize, uid_map: &[u8], gid_map: &[u8], helper: &mut Option<Helper
     let pid = unsafe {
         call(
             nr::CLONE,
-            [flags | CLONE_PIDFD | SIGCHLD, 0, &mut pidfd as *mut i32 as usize, 0, 0, 0],
+            [CLONE_NEWUSER | CLONE_PIDFD | SIGCHLD, 0, &mut pidfd as *mut i32 as usize, 0, 0, 0],
         )
-    }?;
+    };
+    let pid = match pid {
+        Ok(pid) => pid,
+        Err(e) => {
+            close(made_r);
+            close(made_w);
+            return Err(e);
+        }
+    };
     if pid == 0 {
-        // The helper: holds its namespaces until killed. Every signal is
-        // blocked, so ppoll only ends with SIGKILL.
+        // The helper: every capability in its new user namespace, maps or
+        // not, so it may make the namespaces that namespace owns; then it
+        // holds them until killed. Every signal is blocked, so ppoll only
+        // ends with SIGKILL.
+        close(made_r);
+        // SAFETY: integer arguments.
+        let errno = match unsafe { call(nr::UNSHARE, [owned, 0, 0, 0, 0, 0]) } {
+            Ok(_) => 0i32,
+            Err(e) => e,
+        };
+        let _ = write_all(made_w, &errno.to_le_bytes());
+        close(made_w);
         loop {
             // SAFETY: no fds, no timeout, no mask.
             let _ = unsafe { call(nr::PPOLL, [0, 0, 0, 0, 0, 0]) };
         }
     }
-    *helper = Some(Helper { pidfd, userns: -1 });
+    close(made_w);
+    elsewhere(pid);
+    *helper = Some(Helper { pidfd, userns: -1, owned, made: made_r });
     // "/proc/self/fdinfo/FD" says "Pid:\tN" with N as that proc sees it.
     let mut path = [0u8; 64];
     let mut len = concat(&mut path, 0, b"/proc/self/fdinfo/");
@@ -481,18 +524,63 @@ fn nest(flags: usize, uid_map: &[u8], gid_map: &[u8], helper: &mut Option<Helper
     };
     write_file(&at(b"/uid_map\0"), uid_map)?;
     write_file(&at(b"/gid_map\0"), gid_map)?;
-    // The user namespace is entered last, by this fd: the helper is not
-    // needed after this function, and it ends (and is gone) while the
-    // mounts are made.
+    // The user namespace is entered last, by this fd: the helper is
+    // ended once its other namespaces are joined.
     let userns = open(&at(b"/ns/user\0"), O_RDONLY | O_CLOEXEC, 0)?;
     if let Some(h) = helper.as_mut() {
         h.userns = userns;
     }
+    Ok(())
+}
+
+/// Lets task `pid` run on any CPU this process may use but the one it is
+/// on, when there is one: the kernel places a new child on its parent's
+/// CPU, where the helper would wait for this process to block instead of
+/// making its namespaces meanwhile. A hint only: nothing fails without it.
+fn elsewhere(pid: usize) {
+    let mut mask = [0u64; 16];
+    let mut cpu: u32 = 0;
+    // SAFETY: mask and cpu are live and large enough (1024 CPUs).
+    let (got, here) = unsafe {
+        (
+            call(nr::SCHED_GETAFFINITY, [0, core::mem::size_of_val(&mask), mask.as_mut_ptr() as usize, 0, 0, 0]),
+            call(nr::GETCPU, [&mut cpu as *mut u32 as usize, 0, 0, 0, 0, 0]),
+        )
+    };
+    let (Ok(len), Ok(_)) = (got, here) else { return };
+    let cpu = cpu as usize;
+    if cpu / 64 >= mask.len() {
+        return;
+    }
+    mask[cpu / 64] &= !(1u64 << (cpu % 64));
+    if mask.iter().all(|w| *w == 0) {
+        return;
+    }
+    // SAFETY: mask is live for len bytes, what the kernel gave.
+    let _ = unsafe { call(nr::SCHED_SETAFFINITY, [pid, len, mask.as_ptr() as usize, 0, 0, 0]) };
+}
+
+/// Waits until the helper has made its namespaces (its errno, if it could
+/// not), joins them but for the user namespace, and ends the helper.
+fn join_nested(helper: &mut Option<Helper>) -> Result<(), i32> {
+    let Some(h) = helper.as_mut() else {
+        return Err(EINVAL);
+    };
+    let mut word = [0u8; 4];
+    // A helper gone without a word: it was killed (EINVAL from read_exact).
+    let made = read_exact(h.made, &mut word);
+    close(h.made);
+    h.made = -1;
+    made?;
+    match i32::from_le_bytes(word) {
+        0 => {}
+        errno => return Err(errno),
+    }
     // SAFETY: pidfd is the helper's.
-    unsafe { call(nr::SETNS, [pidfd as usize, flags & !CLONE_NEWUSER, 0, 0, 0, 0]) }?;
+    unsafe { call(nr::SETNS, [h.pidfd as usize, h.owned, 0, 0, 0, 0]) }?;
     // SAFETY: a signal through our own pidfd. The kernel reaps it (SIGCHLD
     // is ignored); enter_nested makes sure it is gone.
-    let _ = unsafe { call(PIDFD_SEND_SIGNAL, [pidfd as usize, SIGKILL, 0, 0, 0, 0]) };
+    let _ = unsafe { call(PIDFD_SEND_SIGNAL, [h.pidfd as usize, SIGKILL, 0, 0, 0, 0]) };
     Ok(())
 }
 

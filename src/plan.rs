@@ -81,8 +81,8 @@ pub(crate) enum Action {
         fstype: CString,
         flags: libc::c_ulong,
     },
-    /// Start the inner user namespace with the namespaces in `flags`, and
-    /// join those.
+    /// Start the inner user namespace, whose helper makes the namespaces
+    /// in `flags` in it meanwhile.
     Nest {
         flags: libc::c_int,
         /// The inner user namespace's maps: the one id the sandbox's
@@ -94,6 +94,8 @@ pub(crate) enum Action {
     SetHostname { name: Vec<u8> },
     /// Set `lo` up.
     LoopbackUp,
+    /// Join the namespaces the helper made (but its user namespace).
+    JoinNested,
     /// Move into the inner user namespace.
     EnterNested,
     /// Start the keeper (see `wire::OP_KEEPER`).
@@ -422,7 +424,7 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
     // Before the fresh /proc: the helper maps its ids through /proc/self,
     // whichever proc is there, before it goes read-only.
     steps.push(step(
-        "creating the inner user namespace and its network, UTS and IPC namespaces",
+        "creating the inner user namespace (its network, UTS and IPC namespaces are made meanwhile)",
         StepKind::Nest,
         Action::Nest {
             flags: libc::CLONE_NEWUSER
@@ -559,6 +561,27 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
             flags: hidden,
         },
     ));
+    // The sandbox's own /tmp (over the hidden proc mount's tmpfs) and
+    // /dev/shm; like everything above since the helper started, while it
+    // makes the network namespace on another CPU.
+    for (target, kind, size) in [
+        (c"/tmp", StepKind::Tmp, layout.tmp_size),
+        (c"/dev/shm", StepKind::DevShm, DEV_SHM_SIZE),
+    ] {
+        steps.push(fresh(
+            c"tmpfs",
+            target,
+            libc::MS_NOSUID | libc::MS_NODEV,
+            Some(CString::new(format!("mode=1777,size={size}")).expect("no NUL in the options")),
+            kind,
+        ));
+    }
+
+    steps.push(step(
+        "creating the inner user namespace and its network, UTS and IPC namespaces",
+        StepKind::Nest,
+        Action::JoinNested,
+    ));
     // After the network namespace: sysfs shows the mounter's.
     steps.push(fresh(
         c"sysfs",
@@ -607,21 +630,6 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
             },
         ));
     }
-    // The sandbox's own /tmp (over the hidden proc mount's tmpfs) and
-    // /dev/shm.
-    for (target, kind, size) in [
-        (c"/tmp", StepKind::Tmp, layout.tmp_size),
-        (c"/dev/shm", StepKind::DevShm, DEV_SHM_SIZE),
-    ] {
-        steps.push(fresh(
-            c"tmpfs",
-            target,
-            libc::MS_NOSUID | libc::MS_NODEV,
-            Some(CString::new(format!("mode=1777,size={size}")).expect("no NUL in the options")),
-            kind,
-        ));
-    }
-
     let mut made: Vec<MountSpec> = OWN_TMPFS
         .iter()
         .map(|t| MountSpec::Tmpfs { target: t.into() })
@@ -923,7 +931,16 @@ mod tests {
         assert!(at("making the host's files read-only") < at("mounting proc on /proc"));
         assert!(at("creating the inner user namespace") < at("mounting proc on /proc"));
 
-        assert!(at("creating the inner user namespace") < at("mounting sysfs on /sys"));
+        // The helper makes the network namespace while the mounts that do
+        // not show it are made; it is joined before sysfs, the /proc/sys
+        // binds, the hostname and lo.
+        let join = at("creating the inner user namespace and its network");
+        assert!(at("creating the inner user namespace (") < join);
+        assert!(at("mounting tmpfs on /dev/shm") < join);
+        assert!(join < at("mounting sysfs on /sys"));
+        assert!(join < at("binding /proc/sys over itself"));
+        assert!(join < at("setting the hostname"));
+        assert!(join < at("bringing up the loopback"));
         assert!(at("binding /proc/sys/net over itself") < at("making /proc/sys read-only"));
         assert!(at("binding /proc/sys/user over itself") < at("making /proc/sys read-only"));
         assert!(at("mounting tmpfs on /tmp") < at("entering the inner user namespace"));

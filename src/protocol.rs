@@ -103,6 +103,7 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
             ),
             Action::SetHostname { name } => (wire::OP_SET_HOSTNAME, 0, vec![name.as_slice()]),
             Action::LoopbackUp => (wire::OP_LOOPBACK_UP, 0, vec![]),
+            Action::JoinNested => (wire::OP_JOIN_NESTED, 0, vec![]),
             Action::EnterNested => (wire::OP_ENTER_NESTED, 0, vec![]),
             Action::StartKeeper => (wire::OP_KEEPER, 0, vec![]),
             Action::JoinKeyring => (

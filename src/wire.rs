@@ -84,12 +84,15 @@ pub const OP_OPEN_TREE: u8 = 8;
 pub const OP_ATTACH_TREE: u8 = 9;
 /// Bind the path at field 0 over itself (to give it flags of its own).
 pub const OP_BIND_SELF: u8 = 10;
-/// Start the helper that owns the inner user namespace: a child with the
-/// clone flags in arg (`CLONE_NEWUSER` and the namespaces it owns); write
-/// its uid and gid maps, fields 0 and 1, which map one id to the init
-/// program's 0 (through whichever proc is mounted); then join its
-/// namespaces other than the user namespace.
+/// Start the helper that owns the inner user namespace: a child in a new
+/// user namespace that makes the other namespaces in arg (`CLONE_NEW*`
+/// flags) in it, while the init program goes on; write its uid and gid
+/// maps, fields 0 and 1, which map one id to the init program's 0 (through
+/// whichever proc is mounted).
 pub const OP_NEST: u8 = 11;
+/// Wait until the helper has made its namespaces (failing with its errno
+/// if it could not), and join them but for the user namespace.
+pub const OP_JOIN_NESTED: u8 = 18;
 /// `sethostname(2)` to field 0 (not NUL-terminated).
 pub const OP_SET_HOSTNAME: u8 = 12;
 /// Bring `lo` up.
