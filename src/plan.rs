@@ -561,6 +561,12 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
             flags: hidden,
         },
     ));
+    // Each part of PROC_READ_ONLY is covered by a bind of itself,
+    // read-only; those that do not show a network namespace now, while
+    // the helper makes one.
+    for (path, optional) in PROC_READ_ONLY.iter().filter(|(p, _)| *p != c"/proc/sys") {
+        steps.extend(proc_read_only(path, *optional));
+    }
     // The sandbox's own /tmp (over the hidden proc mount's tmpfs) and
     // /dev/shm; like everything above since the helper started, while it
     // makes the network namespace on another CPU.
@@ -590,45 +596,10 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
         None,
         StepKind::Sys,
     ));
-    // Each covered by a bind of itself, read-only. /proc/sys/net and
-    // /proc/sys/user are bound first, so that they stay writable below the
-    // read-only /proc/sys: they are the sandbox's own (its network
-    // namespace's, its user namespace's limits).
-    for (path, optional) in PROC_READ_ONLY {
-        let shown = path.to_string_lossy();
-        steps.push(step(
-            format!("binding {shown} over itself"),
-            StepKind::ProcReadOnly,
-            Action::BindSelf {
-                path: path.into(),
-                optional,
-            },
-        ));
-        if path == c"/proc/sys" {
-            for own in [c"/proc/sys/net", c"/proc/sys/user"] {
-                steps.push(step(
-                    format!(
-                        "binding {} over itself, writable (the sandbox's own)",
-                        own.to_string_lossy()
-                    ),
-                    StepKind::ProcReadOnly,
-                    Action::BindSelf {
-                        path: own.into(),
-                        optional: true,
-                    },
-                ));
-            }
-        }
-        steps.push(step(
-            format!("making {shown} read-only"),
-            StepKind::ProcReadOnly,
-            Action::SetAttr {
-                target: path.into(),
-                attrs: wire::ATTR_RDONLY,
-                recursive: false,
-                optional,
-            },
-        ));
+    // /proc/sys (whose net directory is the network namespace's), after
+    // the join; the rest of PROC_READ_ONLY was made before it.
+    for (path, optional) in PROC_READ_ONLY.iter().filter(|(p, _)| *p == c"/proc/sys") {
+        steps.extend(proc_read_only(path, *optional));
     }
     let mut made: Vec<MountSpec> = OWN_TMPFS
         .iter()
@@ -677,6 +648,48 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
         Action::JoinKeyring,
     ));
     Ok(steps)
+}
+
+/// The steps that make `path` read-only (a bind of itself, then the
+/// flag), with `/proc/sys/net` and `/proc/sys/user` bound first below
+/// `/proc/sys`, so that they stay writable: they are the sandbox's own
+/// (its network namespace's, its user namespace's limits).
+fn proc_read_only(path: &'static std::ffi::CStr, optional: bool) -> Vec<Step> {
+    let shown = path.to_string_lossy();
+    let mut steps = vec![step(
+        format!("binding {shown} over itself"),
+        StepKind::ProcReadOnly,
+        Action::BindSelf {
+            path: path.into(),
+            optional,
+        },
+    )];
+    if path == c"/proc/sys" {
+        for own in [c"/proc/sys/net", c"/proc/sys/user"] {
+            steps.push(step(
+                format!(
+                    "binding {} over itself, writable (the sandbox's own)",
+                    own.to_string_lossy()
+                ),
+                StepKind::ProcReadOnly,
+                Action::BindSelf {
+                    path: own.into(),
+                    optional: true,
+                },
+            ));
+        }
+    }
+    steps.push(step(
+        format!("making {shown} read-only"),
+        StepKind::ProcReadOnly,
+        Action::SetAttr {
+            target: path.into(),
+            attrs: wire::ATTR_RDONLY,
+            recursive: false,
+            optional,
+        },
+    ));
+    steps
 }
 
 /// A fresh filesystem of type `fstype` on `target`.
