@@ -209,16 +209,36 @@ fn host_sysctls_cannot_be_written() {
 #[test]
 fn the_sandbox_s_own_sysctls_stay_writable() {
     let ns = Sandbox::new().unwrap();
-    let (net, user) = ns.run(|| {
+    // The other value than the host's: a write that reached the host would
+    // show.
+    let read = |path: &str| std::fs::read_to_string(path).unwrap().trim().to_owned();
+    let host_forward = read("/proc/sys/net/ipv4/ip_forward");
+    let flipped = if host_forward == "0" { "1" } else { "0" };
+    let (net, user, conf) = ns.run(move || {
         (
-            std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|e| e.to_string()),
+            std::fs::write("/proc/sys/net/ipv4/ip_forward", flipped).map_err(|e| e.to_string()),
             std::fs::write("/proc/sys/user/max_mnt_namespaces", "100").map_err(|e| e.to_string()),
+            // The sandbox's network's interfaces, not the host's.
+            std::fs::read_dir("/proc/sys/net/ipv4/conf")
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect::<std::collections::BTreeSet<_>>(),
         )
     });
     assert_eq!(net, Ok(()));
     assert_eq!(user, Ok(()));
-    let host = std::fs::read_to_string("/proc/sys/user/max_mnt_namespaces").unwrap();
-    assert_ne!(host.trim(), "100", "the sandbox's limit reached the host");
+    assert_eq!(
+        conf,
+        ["all", "default", "lo"].map(String::from).into(),
+        "/proc/sys/net shows the sandbox's network"
+    );
+    assert_eq!(
+        read("/proc/sys/net/ipv4/ip_forward"),
+        host_forward,
+        "the sandbox's ip_forward reached the host"
+    );
+    let host = read("/proc/sys/user/max_mnt_namespaces");
+    assert_ne!(host, "100", "the sandbox's limit reached the host");
 }
 
 /// A host directory the caller may write (as root and rootless), outside
