@@ -562,10 +562,12 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
         },
     ));
     // Each part of PROC_READ_ONLY is covered by a bind of itself,
-    // read-only; those that do not show a network namespace now, while
-    // the helper makes one.
-    for (path, optional) in PROC_READ_ONLY.iter().filter(|(p, _)| *p != c"/proc/sys") {
-        steps.extend(proc_read_only(path, *optional));
+    // read-only, while the helper makes the network namespace: the
+    // /proc/sys/net bound here shows the network of whichever process
+    // reads it (the kernel looks sysctl entries up in the reader's
+    // namespaces), so the sandbox's once its processes read it.
+    for (path, optional) in PROC_READ_ONLY {
+        steps.extend(proc_read_only(path, optional));
     }
     // The sandbox's own /tmp (over the hidden proc mount's tmpfs) and
     // /dev/shm; like everything above since the helper started, while it
@@ -596,11 +598,6 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
         None,
         StepKind::Sys,
     ));
-    // /proc/sys (whose net directory is the network namespace's), after
-    // the join; the rest of PROC_READ_ONLY was made before it.
-    for (path, optional) in PROC_READ_ONLY.iter().filter(|(p, _)| *p == c"/proc/sys") {
-        steps.extend(proc_read_only(path, *optional));
-    }
     let mut made: Vec<MountSpec> = OWN_TMPFS
         .iter()
         .map(|t| MountSpec::Tmpfs { target: t.into() })
@@ -945,13 +942,15 @@ mod tests {
         assert!(at("creating the inner user namespace") < at("mounting proc on /proc"));
 
         // The helper makes the network namespace while the mounts that do
-        // not show it are made; it is joined before sysfs, the /proc/sys
-        // binds, the hostname and lo.
+        // not show it are made; it is joined before sysfs, the hostname and
+        // lo.
         let join = at("creating the inner user namespace and its network");
         assert!(at("creating the inner user namespace (") < join);
         assert!(at("mounting tmpfs on /dev/shm") < join);
         assert!(join < at("mounting sysfs on /sys"));
-        assert!(join < at("binding /proc/sys over itself"));
+        // /proc/sys/net shows the network namespace of whoever reads it
+        // (tests/attacks.rs), so it is bound before the join too.
+        assert!(at("binding /proc/sys over itself") < join);
         assert!(join < at("setting the hostname"));
         assert!(join < at("bringing up the loopback"));
         assert!(at("binding /proc/sys/net over itself") < at("making /proc/sys read-only"));
