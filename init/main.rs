@@ -8,7 +8,10 @@
 //!
 //! It reads its setup plan from fd 0, makes one system call per step, reports
 //! on fd 1 (`src/wire.rs` has both formats), then waits until fd 2, a pidfd
-//! of the test process, says the test process has exited. Dying as PID 1
+//! of the test process, says the test process has exited. Fds 3 and 4, when
+//! open, are a pidfd of the helper the launch started before the exec and
+//! the pipe on which that helper says it has made the sandbox's network,
+//! UTS and IPC namespaces. Dying as PID 1
 //! makes the kernel kill everything else in the sandbox. Every signal stays
 //! blocked (the mask is inherited from the test process's launch), so only
 //! `SIGKILL` ends it from outside; it ignores `SIGCHLD`, so the kernel reaps
@@ -51,6 +54,7 @@ mod nr {
     pub const UNSHARE: usize = 272;
     pub const PIPE2: usize = 293;
     pub const GETCPU: usize = 309;
+    pub const FCNTL: usize = 72;
     pub const SCHED_SETAFFINITY: usize = 203;
     pub const SCHED_GETAFFINITY: usize = 204;
 }
@@ -78,6 +82,7 @@ mod nr {
     pub const UNSHARE: usize = 97;
     pub const PIPE2: usize = 59;
     pub const GETCPU: usize = 168;
+    pub const FCNTL: usize = 25;
     pub const SCHED_SETAFFINITY: usize = 122;
     pub const SCHED_GETAFFINITY: usize = 123;
 }
@@ -460,11 +465,27 @@ fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
 /// host's, or the enclosing sandbox's), at the helper's pid there, which the
 /// pidfd's fdinfo tells: no round trip with the helper.
 fn nest(flags: usize, uid_map: &[u8], gid_map: &[u8], helper: &mut Option<Helper>) -> Result<(), i32> {
+    let owned = flags & !CLONE_NEWUSER;
+    const F_GETFD: usize = 1;
+    // SAFETY: a query on an fd number.
+    let (pidfd, made_r) = if unsafe { call(nr::FCNTL, [wire::HELPER_PIDFD_FD as usize, F_GETFD, 0, 0, 0, 0]) }.is_ok() {
+        // The launch started the helper before the exec: it has been at
+        // work since.
+        (wire::HELPER_PIDFD_FD, wire::HELPER_MADE_FD)
+    } else {
+        start_helper(owned)?
+    };
+    *helper = Some(Helper { pidfd, userns: -1, owned, made: made_r });
+    map_helper(pidfd, uid_map, gid_map, helper)
+}
+
+/// Starts the helper (when the launch did not): see [`nest`]. Returns its
+/// pidfd and the read end of its pipe.
+fn start_helper(owned: usize) -> Result<(i32, i32), i32> {
     let mut ends = [-1i32; 2];
     // SAFETY: ends is a live array of two ints.
     unsafe { call(nr::PIPE2, [ends.as_mut_ptr() as usize, O_CLOEXEC, 0, 0, 0, 0]) }?;
     let [made_r, made_w] = ends;
-    let owned = flags & !CLONE_NEWUSER;
     let mut pidfd: i32 = -1;
     // Fork-like (no new stack): the child runs on a copy of ours. It exits
     // with SIGCHLD, which this process ignores: the kernel reaps it.
@@ -503,7 +524,12 @@ fn nest(flags: usize, uid_map: &[u8], gid_map: &[u8], helper: &mut Option<Helper
     }
     close(made_w);
     elsewhere(pid);
-    *helper = Some(Helper { pidfd, userns: -1, owned, made: made_r });
+    Ok((pidfd, made_r))
+}
+
+/// Writes the maps of the helper behind `pidfd`, and opens its user
+/// namespace (entered last, by that fd).
+fn map_helper(pidfd: i32, uid_map: &[u8], gid_map: &[u8], helper: &mut Option<Helper>) -> Result<(), i32> {
     // "/proc/self/fdinfo/FD" says "Pid:\tN" with N as that proc sees it.
     let mut path = [0u8; 64];
     let mut len = concat(&mut path, 0, b"/proc/self/fdinfo/");

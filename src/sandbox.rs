@@ -400,9 +400,15 @@ impl SandboxBuilder {
             fds::pipe().map_err(|e| Error::sys("creating the init process's report pipe", e))?;
         // A host of a network shares its switch's user namespace: it has
         // no maps of its own (`ids` is None), and `maps` is 0.
-        let (_plan_r, control, launch) =
-            init::prepare(&steps[..maps], &plan, &ready_w, lifeline, mapping)
-                .map_err(|(step, e)| Error::sys(step, e))?;
+        let (_plan_r, control, launch) = init::prepare(
+            &steps[..maps],
+            &plan,
+            &ready_w,
+            lifeline,
+            mapping,
+            early_helper_flags(&steps),
+        )
+        .map_err(|(step, e)| Error::sys(step, e))?;
         crate::limits::clean_stale_once();
         // Before anything is started: a refused cgroup fails the build.
         let cgroups = crate::limits::Cgroups::create(&self.limits)?;
@@ -470,6 +476,18 @@ impl SandboxBuilder {
             launch,
         })
     }
+}
+
+/// The namespaces the early helper makes (see `child::init`): those of the
+/// plan's inner user namespace.
+fn early_helper_flags(steps: &[plan::Step]) -> libc::c_int {
+    steps
+        .iter()
+        .find_map(|s| match &s.action {
+            plan::Action::Nest { flags, .. } => Some(flags & !libc::CLONE_NEWUSER),
+            _ => None,
+        })
+        .unwrap_or(0)
 }
 
 /// A sandbox whose init process was started, before its report.

@@ -726,6 +726,54 @@ pub(crate) fn wait_cleared(word: &std::sync::atomic::AtomicI32) {
     }
 }
 
+/// Lets task `pid` (of the caller's PID namespace) run on any CPU the
+/// caller may use but the one the caller is on, when there is one: the
+/// kernel places a new task on its parent's CPU, where a helper meant to
+/// work alongside its parent would wait for it to block. A hint only.
+/// System calls only (usable after fork).
+pub(crate) fn run_elsewhere(pid: libc::pid_t) {
+    let mut mask = [0u64; 16];
+    let mut cpu: u32 = 0;
+    // SAFETY: mask and cpu are live and large enough (1024 CPUs).
+    let (got, here) = unsafe {
+        (
+            call(
+                libc::SYS_sched_getaffinity,
+                [
+                    0,
+                    std::mem::size_of_val(&mask),
+                    mask.as_mut_ptr() as usize,
+                    0,
+                    0,
+                    0,
+                ],
+            ),
+            call(
+                libc::SYS_getcpu,
+                [&mut cpu as *mut u32 as usize, 0, 0, 0, 0, 0],
+            ),
+        )
+    };
+    let (Ok(len), Ok(_)) = (got, here) else {
+        return;
+    };
+    let cpu = cpu as usize;
+    if cpu / 64 >= mask.len() {
+        return;
+    }
+    mask[cpu / 64] &= !(1u64 << (cpu % 64));
+    if mask.iter().all(|w| *w == 0) {
+        return;
+    }
+    // SAFETY: mask is live for the `len` bytes the kernel filled.
+    let _ = unsafe {
+        call(
+            libc::SYS_sched_setaffinity,
+            [pid as usize, len, mask.as_ptr() as usize, 0, 0, 0],
+        )
+    };
+}
+
 /// Kills our child `pid` and reaps it.
 pub(crate) fn kill_and_reap(pid_: libc::pid_t) -> Result<Exit, i32> {
     let _ = pid(pid_).map(|p| rustix::process::kill_process(p, Signal::KILL));

@@ -33,7 +33,12 @@ pub const REPORT_FD: i32 = 1;
 /// The init program's fd of the test process's pidfd (the lifeline).
 pub const LIFELINE_FD: i32 = 2;
 /// The lowest fd the init program's plan may use for its own fds.
-pub const FIRST_PLAN_FD: i32 = 3;
+pub const FIRST_PLAN_FD: i32 = 5;
+/// A pidfd of the helper the launch started (see [`OP_NEST`]), when it did.
+pub const HELPER_PIDFD_FD: i32 = 3;
+/// Where that helper says it has made its namespaces: 4 bytes, an errno,
+/// 0 for success.
+pub const HELPER_MADE_FD: i32 = 4;
 
 /// On the plan's fd after the plan: stop watching the test process (the
 /// lifeline) and live until killed, even past the test process.
@@ -86,9 +91,10 @@ pub const OP_ATTACH_TREE: u8 = 9;
 pub const OP_BIND_SELF: u8 = 10;
 /// Start the helper that owns the inner user namespace: a child in a new
 /// user namespace that makes the other namespaces in arg (`CLONE_NEW*`
-/// flags) in it, while the init program goes on; write its uid and gid
-/// maps, fields 0 and 1, which map one id to the init program's 0 (through
-/// whichever proc is mounted).
+/// flags) in it, while the init program goes on (or take the one the
+/// launch started before the exec, at [`HELPER_PIDFD_FD`]); write its uid
+/// and gid maps, fields 0 and 1, which map one id to the init program's 0
+/// (through whichever proc is mounted).
 pub const OP_NEST: u8 = 11;
 /// Wait until the helper has made its namespaces (failing with its errno
 /// if it could not), and join them but for the user namespace.

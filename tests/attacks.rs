@@ -134,6 +134,36 @@ fn no_process_inside_shares_memory_with_the_test_process() {
     );
 }
 
+/// The pids of every process in the PID namespace of process `pid`.
+fn pid_namespace_of(pid: u32) -> Vec<u32> {
+    let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+    common::proc_pids()
+        .into_iter()
+        .filter(|p| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok() == Some(ns.clone()))
+        .collect()
+}
+
+#[test]
+fn once_made_no_process_of_a_sandbox_shares_the_test_process_memory() {
+    // The helper that makes a sandbox's network namespace starts before
+    // the init program's exec, sharing the test process's memory, and is
+    // gone before the sandbox is ready: never seen here, sandbox after
+    // sandbox, nor in a network's hosts.
+    let me = std::process::id();
+    for _ in 0..50 {
+        let ns = Sandbox::new().unwrap();
+        let inside = pid_namespace_of(ns.pid());
+        assert_eq!(inside, vec![ns.pid()], "only the init process is inside");
+        assert_eq!(same_memory(me, ns.pid()), Some(false));
+    }
+    let net = Network::builder().host("a").host("b").build().unwrap();
+    for host in ["a", "b"] {
+        for pid in pid_namespace_of(net.host(host).pid()) {
+            assert_eq!(same_memory(me, pid), Some(false), "host {host}: {pid}");
+        }
+    }
+}
+
 #[test]
 fn while_a_closure_runs_nothing_outside_its_pid_namespace_shares_its_memory() {
     let ns = Sandbox::new().unwrap();

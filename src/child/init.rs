@@ -85,6 +85,19 @@ struct Args {
     /// Non-zero until the child has exec'd or exited: the kernel clears it
     /// then (`CLONE_CHILD_CLEARTID`, with maps written from outside).
     running: std::sync::atomic::AtomicI32,
+    /// The early helper (see [`early_helper`]): the namespaces it makes
+    /// besides its user namespace (`CLONE_NEW*`), 0 for none.
+    helper_flags: usize,
+    /// Where it says it has made them: the pipe's read and write ends.
+    made: (RawFd, RawFd),
+    /// The top of its stack, low in the launch stack.
+    helper_stack: *mut u8,
+    /// Its pidfd in the launched child (`CLONE_PIDFD`).
+    helper_pidfd: std::sync::atomic::AtomicI32,
+    /// Set by the launched child once the helper runs.
+    helper_started: std::sync::atomic::AtomicBool,
+    /// Non-zero until the helper has exited (`CLONE_CHILD_CLEARTID`).
+    helper_running: std::sync::atomic::AtomicI32,
 }
 
 /// A prepared launch: the stack and the arguments on it.
@@ -96,6 +109,8 @@ pub(crate) struct Launch {
     /// A child was cloned without `CLONE_VFORK` and may not have exec'd
     /// yet: dropping the launch waits for it.
     unsettled: std::cell::Cell<bool>,
+    /// The early helper's pipe (kept open until the launch ends).
+    _made: Option<(Fd, Fd)>,
 }
 
 struct External {
@@ -115,11 +130,22 @@ thread_local! {
 
 impl Drop for Launch {
     fn drop(&mut self) {
+        // SAFETY: args lives in our stack mapping, still ours.
+        let args = unsafe { &*self.args };
         if self.unsettled.get() {
             // Told to go (or killed): it execs or exits at once, and the
             // kernel clears the word either way.
-            // SAFETY: args lives in our stack mapping, still ours.
-            sys::wait_cleared(unsafe { &(*self.args).running });
+            sys::wait_cleared(&args.running);
+        }
+        // The launched child has exec'd or exited (or the clone failed): it
+        // has said whether it started the helper, which runs on this stack
+        // until the init program ends it, before it reports ready, or
+        // until the sandbox's PID namespace goes.
+        if args
+            .helper_started
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            sys::wait_cleared(&args.helper_running);
         }
         let stack = self.stack.take();
         // Never while the thread's locals go away: then it is just unmapped.
@@ -127,8 +153,12 @@ impl Drop for Launch {
     }
 }
 
-/// The launched child's stack: it makes a dozen system calls.
+/// The launched child's stack: it makes a dozen system calls; the early
+/// helper runs on its lowest [`HELPER_STACK`] bytes.
 const STACK: usize = 64 << 10;
+
+/// The early helper's part of the launch stack: it makes four system calls.
+const HELPER_STACK: usize = 16 << 10;
 
 impl Launch {
     /// Prepares a launch of the init program that reads its plan from
@@ -143,6 +173,7 @@ impl Launch {
         report: RawFd,
         lifeline: RawFd,
         mapping: Option<crate::idmap::Mapping>,
+        helper_flags: libc::c_int,
     ) -> io::Result<Launch> {
         let mut map_list = [(std::ptr::null(), std::ptr::null(), 0); 3];
         let mut map_count = 0;
@@ -172,8 +203,16 @@ impl Launch {
             Some(stack) => stack,
             None => sys::Stack::map(STACK).map_err(io::Error::from_raw_os_error)?,
         };
+        let made = if helper_flags != 0 {
+            Some(fds::pipe()?)
+        } else {
+            None
+        };
         let room = std::mem::size_of::<Args>().next_multiple_of(64);
         let args = stack.top().wrapping_sub(room).cast::<Args>();
+        // The helper's stack: the lowest HELPER_STACK bytes above the guard
+        // page; the launched child's grows down from its arguments.
+        let helper_stack = stack.usable().0.cast::<u8>().wrapping_add(HELPER_STACK);
         // SAFETY: args lies inside the mapping, 64-byte aligned, with room
         // for the struct above it.
         unsafe {
@@ -189,6 +228,18 @@ impl Launch {
                 go,
                 child_pid: 0,
                 running: std::sync::atomic::AtomicI32::new(1),
+                helper_flags: if made.is_some() {
+                    helper_flags as usize
+                } else {
+                    0
+                },
+                made: made
+                    .as_ref()
+                    .map_or((-1, -1), |(r, w)| (r.as_raw_fd(), w.as_raw_fd())),
+                helper_stack,
+                helper_pidfd: std::sync::atomic::AtomicI32::new(-1),
+                helper_started: std::sync::atomic::AtomicBool::new(false),
+                helper_running: std::sync::atomic::AtomicI32::new(1),
             })
         };
         Ok(Launch {
@@ -196,6 +247,7 @@ impl Launch {
             args,
             external,
             unsettled: std::cell::Cell::new(false),
+            _made: made,
         })
     }
 
@@ -324,33 +376,120 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
             sys::exit(127)
         }
     }
-    // Park every fd we move above 2 first, so that none is overwritten
-    // before it is moved, whatever numbers they had.
-    let mut parked = [0; 4];
-    for (slot, fd) in parked
-        .iter_mut()
-        .zip([args.plan, args.report, args.lifeline, args.program])
-    {
-        // SAFETY: the four fds stay open in this child until it execs.
+    // The helper now (its user namespace needs ours mapped), so that it
+    // makes the sandbox's network namespace while this child execs and the
+    // init program makes its first mounts. Without it, the init program
+    // starts one itself.
+    let helper = start_early_helper(args);
+    // Park every fd we move first, so that none is overwritten before it
+    // is moved, whatever numbers they had.
+    let mut parked = [-1; 6];
+    let helper_fds = helper.map_or([-1, -1], |pidfd| [pidfd, args.made.0]);
+    for (slot, fd) in parked.iter_mut().zip([
+        args.plan,
+        args.report,
+        args.lifeline,
+        helper_fds[0],
+        helper_fds[1],
+        args.program,
+    ]) {
+        if fd < 0 {
+            continue;
+        }
+        // SAFETY: these fds stay open in this child until it execs.
         let fd = unsafe { sys::borrow_static(fd) };
         *slot = sys::dup_above(fd, 10).unwrap_or_else(|e| fail(e));
     }
-    for (i, &fd) in parked[..3].iter().enumerate() {
+    // fds 0 to 2, then the helper's at wire::HELPER_PIDFD_FD and
+    // wire::HELPER_MADE_FD.
+    let keep = if helper.is_some() { 5 } else { 3 };
+    for (i, &fd) in parked[..keep].iter().enumerate() {
         // SAFETY: this child's fd table is a copy of its own (no
-        // CLONE_FILES); fds 0 to 2 are to be replaced.
+        // CLONE_FILES); fds 0 to 4 are to be replaced.
         if let Err(e) = unsafe { sys::dup2(fd, i as RawFd) } {
             fail(e)
         }
     }
-    // Everything else closes at the exec: the program keeps fds 0 to 2.
+    // Everything else closes at the exec.
     // SAFETY: as above; the exec follows.
-    if let Err(e) = unsafe { sys::cloexec_from(3) } {
+    if let Err(e) = unsafe { sys::cloexec_from(keep as RawFd) } {
         fail(e)
     }
     // SAFETY: this child exists to exec; argv and envp were prepared as
     // null-terminated arrays of C strings.
-    let errno = unsafe { sys::execveat_empty(parked[3], &args.argv, &args.envp) };
+    let errno = unsafe { sys::execveat_empty(parked[5], &args.argv, &args.envp) };
     fail(errno)
+}
+
+/// Starts the early helper, if the launch has one: a task in a new user
+/// namespace (nested in the sandbox's outer one) that makes the
+/// namespaces in `args.helper_flags` in it. It shares this child's memory,
+/// which is the test process's, on a stack of its own low in the launch
+/// stack: it makes four system calls and then only waits, until the init
+/// program ends it once it has joined those namespaces (before the sandbox
+/// is ready, so no process of the sandbox ever shares that memory), or
+/// until the sandbox's PID namespace goes. The launch waits for its end
+/// (`CLONE_CHILD_CLEARTID`) before it frees the stack. Returns its pidfd.
+fn start_early_helper(args: &Args) -> Option<RawFd> {
+    if args.helper_flags == 0 {
+        return None;
+    }
+    let flags = libc::CLONE_VM
+        | libc::CLONE_NEWUSER
+        | libc::CLONE_PIDFD
+        | libc::CLONE_CHILD_CLEARTID
+        | libc::SIGCHLD;
+    // SAFETY: the helper starts in `early_helper` on its own stack, within
+    // the launch stack, which the launch keeps until the helper has exited;
+    // it makes only raw system calls. The kernel writes its pidfd and
+    // clears `helper_running` at its exit: both are atomics of the args.
+    let pid = unsafe {
+        libc::clone(
+            early_helper,
+            args.helper_stack.cast(),
+            flags,
+            std::ptr::from_ref(args).cast_mut().cast(),
+            args.helper_pidfd.as_ptr(),
+            std::ptr::null_mut::<libc::c_void>(),
+            args.helper_running.as_ptr(),
+        )
+    };
+    if pid <= 0 {
+        return None;
+    }
+    args.helper_started
+        .store(true, std::sync::atomic::Ordering::Release);
+    sys::run_elsewhere(pid);
+    Some(args.helper_pidfd.load(std::sync::atomic::Ordering::Acquire))
+}
+
+/// The early helper: closes every fd but its pipe's write end, makes its
+/// namespaces, says how that went, and waits to be killed (every signal is
+/// blocked).
+extern "C" fn early_helper(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: arg is the Args of the launch, alive until this task ends.
+    let args = unsafe { &*arg.cast::<Args>() };
+    let made = args.made.1;
+    // SAFETY: its fd table is its own copy (no CLONE_FILES): the test
+    // process's fds it holds are closed for it alone.
+    unsafe {
+        let _ = sys::close_range(0, made as u32 - 1);
+        let _ = sys::close_range(made as u32 + 1, u32::MAX);
+    }
+    // SAFETY: an integer system call.
+    let errno = match unsafe { sys::call(libc::SYS_unshare, [args.helper_flags, 0, 0, 0, 0, 0]) } {
+        Ok(_) => 0i32,
+        Err(e) => e,
+    };
+    // SAFETY: the pipe's write end, open in this task until here.
+    unsafe {
+        let _ = sys::write_all(sys::borrow_static(made), &errno.to_le_bytes());
+        sys::close(made);
+    }
+    loop {
+        // SAFETY: no fds, no timeout, no mask.
+        let _ = unsafe { sys::call(libc::SYS_ppoll, [0; 6]) };
+    }
 }
 
 /// Writes the plan to the pipe `plan_w` whole, growing the pipe first if it
@@ -380,6 +519,7 @@ pub(crate) fn prepare(
     report: &Fd,
     lifeline: BorrowedFd<'_>,
     mapping: Option<crate::idmap::Mapping>,
+    helper_flags: libc::c_int,
 ) -> Result<(Fd, Fd, Launch), (&'static str, io::Error)> {
     let (plan_r, plan_w) = fds::pipe().map_err(|e| ("creating the plan's pipe", e))?;
     send_plan(&plan_w, plan).map_err(|e| ("sending the init program its plan", e))?;
@@ -389,6 +529,7 @@ pub(crate) fn prepare(
         report.as_raw_fd(),
         lifeline.as_raw_fd(),
         mapping,
+        helper_flags,
     )
     .map_err(|e| ("preparing the init program's start", e))?;
     Ok((plan_r, plan_w, launch))
