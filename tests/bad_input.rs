@@ -125,3 +125,24 @@ fn the_fixture_panics_with_the_diagnosis() {
         let _ = hermetic::isolated();
     });
 }
+
+#[test]
+fn a_refused_inner_user_namespace_is_named() {
+    // One user namespace may be made from in here: a sandbox made inside
+    // gets its outer one, and then neither the launch nor the init
+    // program can make the inner one (the launch's early helper fails
+    // first, and the init program tries again itself).
+    let ns = Sandbox::new().unwrap();
+    let (step, errno) = ns.run(|| {
+        std::fs::write("/proc/sys/user/max_user_namespaces", "1").unwrap();
+        match Sandbox::new().unwrap_err() {
+            Error::Setup { step, error, .. } => (step, error.raw_os_error()),
+            e => panic!("expected a setup error, got {e:?}"),
+        }
+    });
+    assert!(
+        step.starts_with("creating the inner user namespace"),
+        "{step}"
+    );
+    assert_eq!(errno, Some(libc::ENOSPC));
+}
