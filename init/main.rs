@@ -53,10 +53,7 @@ mod nr {
     pub const SETNS: usize = 308;
     pub const UNSHARE: usize = 272;
     pub const PIPE2: usize = 293;
-    pub const GETCPU: usize = 309;
     pub const FCNTL: usize = 72;
-    pub const SCHED_SETAFFINITY: usize = 203;
-    pub const SCHED_GETAFFINITY: usize = 204;
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -81,10 +78,7 @@ mod nr {
     pub const SETNS: usize = 268;
     pub const UNSHARE: usize = 97;
     pub const PIPE2: usize = 59;
-    pub const GETCPU: usize = 168;
     pub const FCNTL: usize = 25;
-    pub const SCHED_SETAFFINITY: usize = 122;
-    pub const SCHED_GETAFFINITY: usize = 123;
 }
 
 /// System calls numbered alike on every architecture.
@@ -454,9 +448,11 @@ fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
     }
 }
 
-/// Starts the helper: a child in a new user namespace that makes the other
-/// namespaces in `flags` in it (`unshare`), on another CPU while this
-/// process goes on with its mounts, and says so on a pipe. Maps the
+/// Takes the helper the launch started (fds 3 and 4), or starts one: a
+/// child in a new user namespace that makes the other namespaces in
+/// `flags` in it (`unshare`) while this process goes on with its mounts,
+/// and says so on a pipe. The launch's helper is pinned to the other CPUs;
+/// this one, a fallback when the launch could not start it, is not. Maps the
 /// helper's uid and gid 0 to ours: the init program, still in the outer
 /// user namespace, keeps the power to mount, and joins the helper's other
 /// namespaces later ([`join_nested`]).
@@ -523,7 +519,6 @@ fn start_helper(owned: usize) -> Result<(i32, i32), i32> {
         }
     }
     close(made_w);
-    elsewhere(pid);
     Ok((pidfd, made_r))
 }
 
@@ -557,33 +552,6 @@ fn map_helper(pidfd: i32, uid_map: &[u8], gid_map: &[u8], helper: &mut Option<He
         h.userns = userns;
     }
     Ok(())
-}
-
-/// Lets task `pid` run on any CPU this process may use but the one it is
-/// on, when there is one: the kernel places a new child on its parent's
-/// CPU, where the helper would wait for this process to block instead of
-/// making its namespaces meanwhile. A hint only: nothing fails without it.
-fn elsewhere(pid: usize) {
-    let mut mask = [0u64; 16];
-    let mut cpu: u32 = 0;
-    // SAFETY: mask and cpu are live and large enough (1024 CPUs).
-    let (got, here) = unsafe {
-        (
-            call(nr::SCHED_GETAFFINITY, [0, core::mem::size_of_val(&mask), mask.as_mut_ptr() as usize, 0, 0, 0]),
-            call(nr::GETCPU, [&mut cpu as *mut u32 as usize, 0, 0, 0, 0, 0]),
-        )
-    };
-    let (Ok(len), Ok(_)) = (got, here) else { return };
-    let cpu = cpu as usize;
-    if cpu / 64 >= mask.len() {
-        return;
-    }
-    mask[cpu / 64] &= !(1u64 << (cpu % 64));
-    if mask.iter().all(|w| *w == 0) {
-        return;
-    }
-    // SAFETY: mask is live for len bytes, what the kernel gave.
-    let _ = unsafe { call(nr::SCHED_SETAFFINITY, [pid, len, mask.as_ptr() as usize, 0, 0, 0]) };
 }
 
 /// Waits until the helper has made its namespaces (its errno, if it could
