@@ -59,12 +59,16 @@
 //!
 //! - **Init.** PID 1 of a sandbox is a small program of the crate's own
 //!   (`init/main.rs`: `no_std`, static, about 10 KB, built by `build.rs`),
-//!   started with one `clone(CLONE_VM | CLONE_VFORK)` into new user, mount
-//!   and PID namespaces whose child writes the id maps and `execveat`s an
-//!   in-memory copy of it: no copy of the test process is made, and PID 1
-//!   then holds nothing of the test process. It walks a setup plan sent over
-//!   a pipe (private mounts; an inner user namespace owning fresh network,
-//!   UTS and IPC namespaces; the host's files read-only and its device nodes
+//!   started with one `clone(CLONE_VM)` into new user, mount and PID
+//!   namespaces whose child writes the id maps (or waits for the test
+//!   process to write them) and `execveat`s an in-memory copy of it: no copy
+//!   of the test process is made, and PID 1 then holds nothing of the test
+//!   process. Right before that exec it starts a helper in an inner user
+//!   namespace, which makes the sandbox's network, UTS and IPC namespaces
+//!   meanwhile on another CPU and is ended before the sandbox is ready. The
+//!   init program walks a setup plan sent over a pipe (private mounts; the
+//!   inner user namespace's maps, and its namespaces joined before `/sys`;
+//!   the host's files read-only and its device nodes
 //!   unopenable but for `/dev/null` and the like; fresh `/proc`, with
 //!   `/proc/sys` and the like read-only, and `/sys`; tmpfs on `/tmp` and
 //!   `/dev/shm`; your mounts; hostname; `lo` up), enters the inner user
