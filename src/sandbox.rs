@@ -290,16 +290,22 @@ impl SandboxBuilder {
             map_failure,
             launch,
         } = self.start(userns).map_err(|e| (e, None))?;
-        let report = run::read_report(&ready_r, &sandbox.holder);
-        // A report, or the init process's end, comes after its exec: the
-        // launch is done with.
+        let report = match run::read_report(&ready_r, &sandbox.holder) {
+            Ok(report) => report,
+            Err(e) => {
+                // The init process first: the launch waits for the end of
+                // the helper, which the init process (or its death) brings.
+                drop(sandbox);
+                drop(launch);
+                return Err((
+                    Error::sys("waiting for the sandbox's init process", e),
+                    None,
+                ));
+            }
+        };
+        // A report, or the init process's end, comes after its exec and
+        // after the helper's end (or brings it): the launch is done with.
         drop(launch);
-        let report = report.map_err(|e| {
-            (
-                Error::sys("waiting for the sandbox's init process", e),
-                None,
-            )
-        })?;
         interpret(report.map(InitReport::decode), &steps, maps)
             .map(|()| sandbox)
             .map_err(|(e, kind)| match (e, map_failure) {
