@@ -376,18 +376,8 @@ pub(crate) fn reap_pid(pid: libc::pid_t) -> Result<Exit, i32> {
 fn await_report(joiner: libc::pid_t, report_r: &Fd) -> Result<[u8; 8], Error> {
     let joiner_fd = Fd::open(|| sys::pidfd_open(joiner))
         .map_err(|e| Error::sys("watching the run's joiner", e))?;
-    loop {
-        match sys::poll(&[joiner_fd.as_fd()], None) {
-            Ok(_) => break,
-            Err(libc::EINTR) => continue,
-            Err(e) => {
-                return Err(Error::sys(
-                    "waiting for a start report",
-                    std::io::Error::from_raw_os_error(e),
-                ));
-            }
-        }
-    }
+    // Should the poll fail, read_report's own reports the error.
+    sys::wait_readable(joiner_fd.as_fd());
     read_report(report_r, &joiner_fd)
         .map_err(|e| Error::sys("waiting for a start report", e))?
         .ok_or_else(|| Error::Sys {

@@ -228,11 +228,7 @@ impl Launch {
                 go,
                 child_pid: 0,
                 running: std::sync::atomic::AtomicI32::new(1),
-                helper_flags: if made.is_some() {
-                    helper_flags as usize
-                } else {
-                    0
-                },
+                helper_flags: helper_flags as usize,
                 made: made
                     .as_ref()
                     .map_or((-1, -1), |(r, w)| (r.as_raw_fd(), w.as_raw_fd())),
