@@ -454,6 +454,15 @@ impl SandboxBuilder {
             let _ = sys::kill_and_reap(pid);
             Error::sys("creating the output pipes", e)
         })?;
+        // The list of the init process's children, which the run after
+        // the first to leave processes behind reads (see
+        // forward_if_left_running): opened now, while the init process
+        // sets up, rather than at a run. Its pid is pinned, and the file
+        // follows the process through its exec.
+        let holder_children = Fd::open(|| {
+            std::fs::File::open(format!("/proc/{pid}/task/{pid}/children"))
+        })
+        .ok();
 
         let sandbox = Sandbox {
             holder_pid: pid,
@@ -465,7 +474,7 @@ impl SandboxBuilder {
             spawned: Arc::new(Mutex::new(Vec::new())),
             killed: Arc::new(AtomicBool::new(false)),
             output: Arc::new(output),
-            holder_children: std::sync::OnceLock::new(),
+            holder_children,
             control,
             kept: AtomicBool::new(false),
             confinement,
@@ -603,8 +612,9 @@ pub struct Sandbox {
     killed: Arc<AtomicBool>,
     /// Dropped last, once every process that could write to it is gone.
     output: Arc<Output>,
-    /// `/proc/HOLDER/task/HOLDER/children`, once a run asked.
-    holder_children: std::sync::OnceLock<Option<Fd>>,
+    /// `/proc/HOLDER/task/HOLDER/children`, read again from the start
+    /// after each run (None if it could not be opened).
+    holder_children: Option<Fd>,
     /// The init process's control channel (see [`Sandbox::keep`]).
     control: Fd,
     /// Kept: not torn down when dropped.
@@ -1029,12 +1039,7 @@ impl Sandbox {
     /// forwarding thread takes over the output pipes.
     fn forward_if_left_running(&self) {
         if !self.output.readers_to_poll().is_empty() {
-            // The list of the init process's children, opened once and read again
-            // from the start each time.
-            let children = self.holder_children.get_or_init(|| {
-                let path = format!("/proc/{0}/task/{0}/children", self.holder_pid);
-                Fd::open(|| std::fs::File::open(path)).ok()
-            });
+            let children = &self.holder_children;
             let mut buf = [0u8; 256];
             let left = match children
                 .as_ref()
