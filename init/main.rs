@@ -15,9 +15,10 @@
 //! makes the kernel kill everything else in the sandbox. Every signal stays
 //! blocked (the mask is inherited from the test process's launch), so only
 //! `SIGKILL` ends it from outside; it ignores `SIGCHLD`, so the kernel reaps
-//! orphans. Before reporting ready it makes itself non-dumpable: processes of
-//! the sandbox (which live in an inner user namespace) can neither trace it
-//! nor read its memory or fds.
+//! orphans (the helper exits with no signal, and is reaped here). Before
+//! reporting ready it makes itself non-dumpable: processes of the sandbox
+//! (which live in an inner user namespace) can neither trace it nor read its
+//! memory or fds.
 //!
 //! # References
 //!
@@ -54,6 +55,7 @@ mod nr {
     pub const UNSHARE: usize = 272;
     pub const PIPE2: usize = 293;
     pub const FCNTL: usize = 72;
+    pub const WAITID: usize = 247;
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -79,6 +81,7 @@ mod nr {
     pub const UNSHARE: usize = 97;
     pub const PIPE2: usize = 59;
     pub const FCNTL: usize = 25;
+    pub const WAITID: usize = 95;
 }
 
 /// System calls numbered alike on every architecture.
@@ -123,6 +126,9 @@ const SIG_IGN: usize = 1;
 const PR_SET_NAME: usize = 15;
 const PR_SET_DUMPABLE: usize = 4;
 const POLLIN: i16 = 1;
+const P_PIDFD: usize = 3;
+const WEXITED: usize = 4;
+const WALL: usize = 0x4000_0000;
 const AF_INET: usize = 2;
 const SOCK_DGRAM: usize = 2;
 const SIOCGIFFLAGS: usize = 0x8913;
@@ -484,14 +490,9 @@ fn start_helper(owned: usize) -> Result<(i32, i32), i32> {
     let [made_r, made_w] = ends;
     let mut pidfd: i32 = -1;
     // Fork-like (no new stack): the child runs on a copy of ours. It exits
-    // with SIGCHLD, which this process ignores: the kernel reaps it.
+    // with no signal, so the kernel does not reap it: enter_nested does.
     // SAFETY: pidfd is a live int the kernel writes for CLONE_PIDFD.
-    let pid = unsafe {
-        call(
-            nr::CLONE,
-            [CLONE_NEWUSER | CLONE_PIDFD | SIGCHLD, 0, &mut pidfd as *mut i32 as usize, 0, 0, 0],
-        )
-    };
+    let pid = unsafe { call(nr::CLONE, [CLONE_NEWUSER | CLONE_PIDFD, 0, &mut pidfd as *mut i32 as usize, 0, 0, 0]) };
     let pid = match pid {
         Ok(pid) => pid,
         Err(e) => {
@@ -572,8 +573,7 @@ fn join_nested(helper: &mut Option<Helper>) -> Result<(), i32> {
     }
     // SAFETY: pidfd is the helper's.
     unsafe { call(nr::SETNS, [h.pidfd as usize, h.owned, 0, 0, 0, 0]) }?;
-    // SAFETY: a signal through our own pidfd. The kernel reaps it (SIGCHLD
-    // is ignored); enter_nested makes sure it is gone.
+    // SAFETY: a signal through our own pidfd. enter_nested reaps it.
     let _ = unsafe { call(PIDFD_SEND_SIGNAL, [h.pidfd as usize, SIGKILL, 0, 0, 0, 0]) };
     Ok(())
 }
@@ -631,11 +631,13 @@ fn enter_nested(helper: &mut Option<Helper>) -> Result<(), i32> {
     let res = unsafe { call(nr::SETNS, [h.userns as usize, CLONE_NEWUSER, 0, 0, 0, 0]) };
     close(h.userns);
     // Killed long ago; so that the sandbox's first process never sees it,
-    // wait until it is gone (readable pidfd), which it nearly always is.
-    let mut pfd = [h.pidfd as u32 as u64 | ((POLLIN as u16 as u64) << 32)];
+    // not even in /proc, reap it: it exits with no signal, so the kernel
+    // leaves that to us, and once reaped it is gone for good. (A readable
+    // pidfd would not do: the kernel says a process has exited a moment
+    // before its pid and /proc entry go.)
     loop {
-        // SAFETY: pfd is one live struct pollfd.
-        match unsafe { call(nr::PPOLL, [pfd.as_mut_ptr() as usize, 1, 0, 0, 0, 0]) } {
+        // SAFETY: no siginfo or rusage asked for; the pidfd is the helper's.
+        match unsafe { call(nr::WAITID, [P_PIDFD, h.pidfd as usize, 0, WEXITED | WALL, 0, 0]) } {
             Err(EINTR) => continue,
             _ => break,
         }

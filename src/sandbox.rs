@@ -459,10 +459,8 @@ impl SandboxBuilder {
         // forward_if_left_running): opened now, while the init process
         // sets up, rather than at a run. Its pid is pinned, and the file
         // follows the process through its exec.
-        let holder_children = Fd::open(|| {
-            std::fs::File::open(format!("/proc/{pid}/task/{pid}/children"))
-        })
-        .ok();
+        let holder_children =
+            Fd::open(|| std::fs::File::open(format!("/proc/{pid}/task/{pid}/children"))).ok();
 
         let sandbox = Sandbox {
             holder_pid: pid,

@@ -430,11 +430,11 @@ fn start_early_helper(args: &Args) -> Option<RawFd> {
     if args.helper_flags == 0 {
         return None;
     }
-    let flags = libc::CLONE_VM
-        | libc::CLONE_NEWUSER
-        | libc::CLONE_PIDFD
-        | libc::CLONE_CHILD_CLEARTID
-        | libc::SIGCHLD;
+    // No exit signal: the init program reaps it (and nothing else does),
+    // so that it is gone from /proc, not only exited, when the sandbox is
+    // ready.
+    let flags =
+        libc::CLONE_VM | libc::CLONE_NEWUSER | libc::CLONE_PIDFD | libc::CLONE_CHILD_CLEARTID;
     // SAFETY: the helper starts in `early_helper` on its own stack, within
     // the launch stack, which the launch keeps until the helper has exited;
     // it makes only raw system calls. The kernel writes its pidfd and
