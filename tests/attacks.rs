@@ -153,7 +153,17 @@ fn once_made_no_process_of_a_sandbox_shares_the_test_process_memory() {
     for _ in 0..50 {
         let ns = Sandbox::new().unwrap();
         let inside = pid_namespace_of(ns.pid());
-        assert_eq!(inside, vec![ns.pid()], "only the init process is inside");
+        assert_eq!(
+            inside,
+            vec![ns.pid()],
+            "only the init process is inside; found: {}",
+            inside
+                .iter()
+                .map(|p| std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .unwrap_or_else(|e| format!("{p}: {e}")))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
         assert_eq!(same_memory(me, ns.pid()), Some(false));
     }
     let net = Network::builder().host("a").host("b").build().unwrap();
