@@ -65,9 +65,8 @@
 //!   of the test process is made, and PID 1 then holds nothing of the test
 //!   process. Right before that exec it starts a helper in an inner user
 //!   namespace, which makes the sandbox's network, UTS and IPC namespaces
-//!   meanwhile on another CPU and is ended (and reaped) before the sandbox is
-//!   ready. The
-//!   init program walks a setup plan sent over a pipe (private mounts; the
+//!   meanwhile on another CPU and is ended (and reaped) before the sandbox
+//!   is ready. The init program walks a setup plan sent over a pipe (private mounts; the
 //!   inner user namespace's maps, and its namespaces joined before `/sys`;
 //!   the host's files read-only and its device nodes
 //!   unopenable but for `/dev/null` and the like; fresh `/proc`, with

@@ -454,11 +454,11 @@ impl SandboxBuilder {
             let _ = sys::kill_and_reap(pid);
             Error::sys("creating the output pipes", e)
         })?;
-        // The list of the init process's children, which the run after
-        // the first to leave processes behind reads (see
-        // forward_if_left_running): opened now, while the init process
-        // sets up, rather than at a run. Its pid is pinned, and the file
-        // follows the process through its exec.
+        // The list of the init process's children, read after each run to
+        // find processes it left behind (see forward_if_left_running):
+        // opened now, while the init process sets up, rather than at the
+        // first run. Its pid is pinned, and the file follows the process
+        // through its exec.
         let holder_children =
             Fd::open(|| std::fs::File::open(format!("/proc/{pid}/task/{pid}/children"))).ok();
 
