@@ -66,9 +66,9 @@
 //!   process. Right before that exec it starts a helper in an inner user
 //!   namespace, which makes the sandbox's network, UTS and IPC namespaces
 //!   meanwhile on another CPU and is ended (and reaped) before the sandbox
-//!   is ready. The init program walks a setup plan sent over a pipe (private mounts; the
-//!   inner user namespace's maps, and its namespaces joined before `/sys`;
-//!   the host's files read-only and its device nodes
+//!   is ready. The init program walks a setup plan sent over a pipe
+//!   (private mounts; the inner user namespace's maps, and its namespaces
+//!   joined before `/sys`; the host's files read-only and its device nodes
 //!   unopenable but for `/dev/null` and the like; fresh `/proc`, with
 //!   `/proc/sys` and the like read-only, and `/sys`; tmpfs on `/tmp` and
 //!   `/dev/shm`; your mounts; hostname; `lo` up), enters the inner user
