@@ -746,20 +746,24 @@ extern "C" fn init_main(_stack: *const usize) -> ! {
             Err(_) => exit(0),
             Ok(_) => {}
         }
-        if pfd[0] >> 48 != 0 {
-            // The test process has exited.
-            exit(0);
-        }
+        // The control channel first: a keep written before the test process
+        // exited is in the pipe when its exit shows, and must win over it
+        // (both may be seen at once, should this process run late).
         if watched == 2 && pfd[1] >> 48 != 0 {
             let mut byte = [0u8; 1];
+            pfd[1] &= 0x0000_ffff_ffff_ffff;
             // SAFETY: byte is live and writable.
             match unsafe { call(nr::READ, [wire::PLAN_FD as usize, byte.as_mut_ptr() as usize, 1, 0, 0, 0]) } {
                 Ok(1) if byte[0] == wire::CONTROL_KEEP => keep(),
-                Err(EINTR) => {}
+                // Not read: look again before the lifeline.
+                Err(EINTR) => continue,
                 // The test process closed it: only the lifeline is left.
                 _ => watched = 1,
             }
-            pfd[1] &= 0x0000_ffff_ffff_ffff;
+        }
+        if pfd[0] >> 48 != 0 {
+            // The test process has exited.
+            exit(0);
         }
     }
 }

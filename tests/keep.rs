@@ -170,3 +170,69 @@ fn without_keep_nothing_outlives_a_failed_run() {
         );
     }
 }
+
+/// The state letter of process `pid` (from /proc/PID/stat), None once it
+/// is gone.
+fn state_of(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+/// Waits (at most a minute) until `done` says so; panics with `what`.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not after 60 s"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// Keeps a sandbox whose init process is stopped: the keep and this
+/// process's exit both reach it only once it goes on, at once.
+#[test]
+#[ignore = "helper, run by a_keep_wins_over_the_test_process_exit_that_follows_it"]
+fn helper_keeps_a_stopped_sandbox() {
+    let ns = Sandbox::new().unwrap();
+    let init = ns.pid();
+    // SAFETY: a signal to our sandbox's init process.
+    assert_eq!(unsafe { libc::kill(init as i32, libc::SIGSTOP) }, 0);
+    wait_until("the init process stopped", || state_of(init) == Some('T'));
+    ns.keep().unwrap();
+    drop(ns);
+    println!("init-pid {init}");
+}
+
+#[test]
+fn a_keep_wins_over_the_test_process_exit_that_follows_it() {
+    // keep() returns once it has told the init process; the test process
+    // may exit right after, before the init process has looked: the keep
+    // must still hold when it sees both at once.
+    let out = common::run_self("helper_keeps_a_stopped_sandbox", &[], &["--nocapture"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let init: u32 = text
+        .lines()
+        .find_map(|l| l.split_once("init-pid ").map(|(_, pid)| pid))
+        .unwrap_or_else(|| panic!("{text}"))
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: a signal to the kept sandbox's init process.
+    assert_eq!(unsafe { libc::kill(init as i32, libc::SIGCONT) }, 0);
+    // Kept: it waits for good in a ppoll on no fds (/proc/PID/syscall:
+    // "NR 0x0 0x0 ..."); not kept: it exits.
+    let keeping = format!("{} 0x0 0x0 ", libc::SYS_ppoll);
+    wait_until("the init process kept or gone", || {
+        state_of(init).is_none_or(|s| s == 'Z' || s == 'X')
+            || std::fs::read_to_string(format!("/proc/{init}/syscall"))
+                .is_ok_and(|s| s.starts_with(&keeping))
+    });
+    assert!(
+        state_of(init).is_some_and(|s| s != 'Z' && s != 'X'),
+        "the kept sandbox's init process exited with the test process"
+    );
+    kill_kept(init);
+}
