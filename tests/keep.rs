@@ -220,6 +220,17 @@ fn a_keep_wins_over_the_test_process_exit_that_follows_it() {
         .trim()
         .parse()
         .unwrap();
+    // Should an assertion below fail, the kept sandbox goes all the same.
+    struct KillOnPanic(u32);
+    impl Drop for KillOnPanic {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                // SAFETY: a signal to the kept sandbox's init process.
+                unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+            }
+        }
+    }
+    let _guard = KillOnPanic(init);
     // SAFETY: a signal to the kept sandbox's init process.
     assert_eq!(unsafe { libc::kill(init as i32, libc::SIGCONT) }, 0);
     // Kept: it waits for good in a ppoll on no fds (/proc/PID/syscall:
