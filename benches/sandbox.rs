@@ -4,7 +4,9 @@
 //! `cargo bench` (or `cargo bench --bench sandbox -- --quick`; add
 //! `--svg docs/bench-sandbox.svg` to draw the ratios). Each case is
 //! timed in rounds; the table shows the median of the rounds' per-operation
-//! means, and each case's ratio to its baseline:
+//! means, each case's ratio to its baseline, and the interquartile range of
+//! that ratio taken round by round (how much the machine moved it during
+//! the run):
 //!
 //! - whole sandbox (create, one trivial run, drop), and a sandbox created and
 //!   dropped without a run, vs a raw `clone(2)` with the same namespace
@@ -146,16 +148,33 @@ struct Case<'a> {
 }
 
 impl Case<'_> {
+    /// Cases that make several sandboxes per call report per sandbox.
+    fn per_call(&self) -> u32 {
+        if self.name.starts_with("2 threads") {
+            2
+        } else {
+            1
+        }
+    }
+
     fn median(&self) -> Duration {
         let mut m = self.means.clone();
         m.sort();
-        // Cases that make several sandboxes per call report per sandbox.
-        m[m.len() / 2]
-            / if self.name.starts_with("2 threads") {
-                2
-            } else {
-                1
-            }
+        m[m.len() / 2] / self.per_call()
+    }
+
+    /// The ratio to `base` round by round (both were measured in the same
+    /// rounds, one after the other): its lower and upper quartiles, how
+    /// much the machine moved the ratio during this run.
+    fn ratio_quartiles(&self, base: &Case<'_>) -> (f64, f64) {
+        let mut r: Vec<f64> = self
+            .means
+            .iter()
+            .zip(&base.means)
+            .map(|(c, b)| c.as_secs_f64() / self.per_call() as f64 / b.as_secs_f64())
+            .collect();
+        r.sort_by(f64::total_cmp);
+        (r[r.len() / 4], r[(r.len() * 3) / 4])
     }
 }
 
@@ -364,18 +383,23 @@ fn main() {
     drop(heap);
     cases.extend(heavy);
 
-    println!("\n{:<50} {:>12} {:>8}  against", "case", "median", "ratio");
+    println!(
+        "\n{:<50} {:>12} {:>8} {:>12}  against",
+        "case", "median", "ratio", "rounds' IQR"
+    );
     let mut rows = Vec::new();
     for c in &cases {
-        let ratio = c.baseline.map(|b| {
-            let base = cases.iter().find(|x| x.name == b).unwrap().median();
-            c.median().as_secs_f64() / base.as_secs_f64()
-        });
+        let base = c
+            .baseline
+            .map(|b| cases.iter().find(|x| x.name == b).unwrap());
+        let ratio = base.map(|base| c.median().as_secs_f64() / base.median().as_secs_f64());
+        let spread = base.map(|base| c.ratio_quartiles(base));
         println!(
-            "{:<50} {:>9.1} us {:>8}  {}",
+            "{:<50} {:>9.1} us {:>8} {:>12}  {}",
             c.name,
             c.median().as_secs_f64() * 1e6,
             ratio.map_or("1.00x".into(), |r| format!("{r:.2}x")),
+            spread.map_or(String::new(), |(lo, hi)| format!("{lo:.2}-{hi:.2}")),
             c.baseline.unwrap_or("(baseline)")
         );
         if let Some(r) = ratio {
