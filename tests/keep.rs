@@ -178,18 +178,6 @@ fn state_of(pid: u32) -> Option<char> {
     stat.rsplit_once(") ")?.1.chars().next()
 }
 
-/// Waits (at most a minute) until `done` says so; panics with `what`.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what}: not after 60 s"
-        );
-        std::thread::yield_now();
-    }
-}
-
 /// Keeps a sandbox whose init process is stopped: the keep and this
 /// process's exit both reach it only once it goes on, at once.
 #[test]
@@ -199,7 +187,10 @@ fn helper_keeps_a_stopped_sandbox() {
     let init = ns.pid();
     // SAFETY: a signal to our sandbox's init process.
     assert_eq!(unsafe { libc::kill(init as i32, libc::SIGSTOP) }, 0);
-    wait_until("the init process stopped", || state_of(init) == Some('T'));
+    assert!(
+        common::eventually(|| state_of(init) == Some('T')),
+        "the init process never stopped"
+    );
     ns.keep().unwrap();
     drop(ns);
     println!("init-pid {init}");
@@ -236,11 +227,14 @@ fn a_keep_wins_over_the_test_process_exit_that_follows_it() {
     // Kept: it waits for good in a ppoll on no fds (/proc/PID/syscall:
     // "NR 0x0 0x0 ..."); not kept: it exits.
     let keeping = format!("{} 0x0 0x0 ", libc::SYS_ppoll);
-    wait_until("the init process kept or gone", || {
-        state_of(init).is_none_or(|s| s == 'Z' || s == 'X')
-            || std::fs::read_to_string(format!("/proc/{init}/syscall"))
-                .is_ok_and(|s| s.starts_with(&keeping))
-    });
+    assert!(
+        common::eventually(|| {
+            state_of(init).is_none_or(|s| s == 'Z' || s == 'X')
+                || std::fs::read_to_string(format!("/proc/{init}/syscall"))
+                    .is_ok_and(|s| s.starts_with(&keeping))
+        }),
+        "the init process neither kept its sandbox nor exited"
+    );
     assert!(
         state_of(init).is_some_and(|s| s != 'Z' && s != 'X'),
         "the kept sandbox's init process exited with the test process"
