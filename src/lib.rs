@@ -199,6 +199,7 @@ mod fds;
 #[cfg(feature = "rstest")]
 mod fixtures;
 mod helpers;
+mod host;
 mod idmap;
 mod isolate;
 mod lifeline;
@@ -221,6 +222,7 @@ pub use error::{Error, PanicLocation};
 #[cfg(feature = "rstest")]
 pub use fixtures::{isolated, network};
 pub use helpers::{CONNECT_PATIENCE, connect_retry};
+pub use host::HostMode;
 pub use isolate::isolate_test;
 pub use net::{Host, MAX_HOSTS, Network, NetworkBuilder};
 pub use sandbox::{

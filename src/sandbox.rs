@@ -14,6 +14,7 @@ use crate::child::{command, init};
 use crate::diagnostics::{self, HostFacts, Phase};
 use crate::error::Error;
 use crate::fds::{self, Fd};
+use crate::host::HostMode;
 use crate::lifeline;
 use crate::output::Output;
 use crate::plan::{self, Ids, MountSpec, StepKind};
@@ -61,7 +62,7 @@ pub struct SandboxBuilder {
     mounts: Vec<MountSpec>,
     cgroup: bool,
     max_result_size: usize,
-    writable_host: bool,
+    host: HostMode,
     /// Read-only files placed over host files: (target, contents).
     files: Vec<(PathBuf, Vec<u8>)>,
     /// The uid and gid of the sandbox's processes, if not root.
@@ -80,7 +81,7 @@ impl Default for SandboxBuilder {
             mounts: Vec::new(),
             cgroup: false,
             max_result_size: DEFAULT_MAX_RESULT_SIZE,
-            writable_host: false,
+            host: HostMode::ReadOnly,
             files: Vec::new(),
             user: None,
             tmp_size: DEFAULT_TMP_SIZE,
@@ -213,19 +214,33 @@ impl SandboxBuilder {
         self
     }
 
-    /// Leaves the host's files writable inside, as far as the caller's own
-    /// permissions allow. Default: off, so the host's filesystem is
-    /// read-only inside (recursively, every mount), except the sandbox's
-    /// own `/tmp` and `/dev/shm`, its [`tmpfs`](Self::tmpfs) mounts and its
-    /// [`bind`](Self::bind) targets.
+    /// How the host's files are seen inside (see [`HostMode`]). Default:
+    /// [`HostMode::ReadOnly`]: the host's filesystem is read-only inside
+    /// (recursively, every mount), except the sandbox's own `/tmp` and
+    /// `/dev/shm`, its [`tmpfs`](Self::tmpfs) mounts and its
+    /// [`bind`](Self::bind) targets. [`HostMode::CopyOnWrite`] makes every
+    /// write the caller could make outside succeed in a private layer that
+    /// goes with the sandbox (the README says what each costs);
+    /// [`HostMode::Writable`] lets writes reach the host.
     ///
-    /// As root, a sandbox with a writable host can change anything on the
-    /// host's filesystem: turn this on only for code you trust. The host's
-    /// device nodes stay unopenable either way (but for `/dev/null`,
+    /// Whatever the mode, the user's own mounts win over the sandbox's, and
+    /// the host's device nodes stay unopenable (but for `/dev/null`,
     /// `/dev/zero`, `/dev/full`, `/dev/random`, `/dev/urandom` and
     /// `/dev/tty`); [`bind`](Self::bind) a device in to use it.
-    pub fn writable_host(&mut self, on: bool) -> &mut Self {
-        self.writable_host = on;
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use hermetic::{HostMode, Sandbox};
+    ///
+    /// let sandbox = Sandbox::builder().host(HostMode::CopyOnWrite).build()?;
+    /// let home = std::env::var("HOME").unwrap();
+    /// sandbox.run(move || std::fs::write(format!("{home}/.cache-of-a-test"), "x").unwrap());
+    /// // Not on the host.
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
+    pub fn host(&mut self, mode: HostMode) -> &mut Self {
+        self.host = mode;
         self
     }
 
@@ -280,6 +295,18 @@ impl SandboxBuilder {
         &self,
         userns: Option<&Sandbox>,
     ) -> Result<Sandbox, (Error, Option<StepKind>)> {
+        match self.build_once(userns) {
+            // No overlay here (an old kernel, the stacking limit): read-only
+            // from now on, said once.
+            Err((e, Some(StepKind::Overlay))) if self.host == HostMode::CopyOnWrite => {
+                crate::host::refuse(&e);
+                self.build_once(userns)
+            }
+            res => res,
+        }
+    }
+
+    fn build_once(&self, userns: Option<&Sandbox>) -> Result<Sandbox, (Error, Option<StepKind>)> {
         // Now, not at the first run, which may come during unwinding.
         crate::child::install_panic_hook();
         let Started {
@@ -379,12 +406,19 @@ impl SandboxBuilder {
             }
             _ => None,
         };
+        let host = crate::host::effective(self.host);
+        let view = crate::host::HostView::cached(host == HostMode::CopyOnWrite);
         let layout = plan::Layout {
             hostname: &hostname,
             mounts: &self.mounts,
             files: &self.files,
-            writable_host: self.writable_host,
-            cwd: std::env::current_dir().ok(),
+            host,
+            view: &view,
+            visible: std::env::current_dir()
+                .ok()
+                .into_iter()
+                .chain(view.target_dir.clone())
+                .collect(),
             root: sys::geteuid() == 0,
             keepable: keep_failed(),
             user: self.user,

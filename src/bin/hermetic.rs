@@ -33,7 +33,13 @@ stdio connected; its exit status is passed through (code, or 128+signal).
   --bind SRC:DST        bind the host path SRC at DST, writable
   --bind-ro SRC:DST     bind the host path SRC at DST, read-only
   --tmpfs DIR           a fresh tmpfs on DIR
-  --writable-host       leave the host's files writable (as far as you may)
+  --host MODE           how the host's files are seen (also --host=MODE):
+                        cow (default): as they are, writable where you may
+                          write them, every change in a private layer that
+                          goes with the sandbox (nothing reaches the host);
+                        ro: read-only, with a fresh /tmp;
+                        writable: writable, writes reach the host
+  --writable-host       the same as --host=writable
 HERMETIC_KEEP=1: a failed program's sandbox is kept (see `hermetic enter`).
 
 check: probes what this host allows, and how to fix what it does not.
@@ -77,6 +83,10 @@ fn pair(option: &str, value: Option<&OsString>) -> Result<(String, String), Stri
 
 fn run(args: &[OsString]) -> ExitCode {
     let mut builder = hermetic::Sandbox::builder();
+    let mut mode = hermetic::HostMode::CopyOnWrite;
+    // The user's mounts' targets, and the option that made each (to say
+    // what hides a program that cannot be started).
+    let mut mounts: Vec<(String, String)> = Vec::new();
     let mut i = 0;
     let program = loop {
         let Some(arg) = args.get(i) else {
@@ -84,35 +94,56 @@ fn run(args: &[OsString]) -> ExitCode {
         };
         let arg = arg.to_string_lossy();
         let value = args.get(i + 1);
+        let (arg, value, taken) = match arg.split_once('=') {
+            Some((name, v)) if name.starts_with("--") => (
+                std::borrow::Cow::Owned(name.to_owned()),
+                Some(OsString::from(v)),
+                0,
+            ),
+            _ => (arg, value.cloned(), 1),
+        };
+        let value = value.as_ref();
         let step = match arg.as_ref() {
             "--" => break i + 1,
+            "--host" => match value.and_then(|v| v.to_str()).map(str::parse) {
+                Some(Ok(m)) => {
+                    mode = m;
+                    1 + taken
+                }
+                Some(Err(e)) => return usage_error(&format!("--host: {e}")),
+                None => return usage_error("--host takes cow, ro or writable"),
+            },
             "--hostname" => match value.and_then(|v| v.to_str()) {
                 Some(name) => {
                     builder.hostname(name);
-                    2
+                    1 + taken
                 }
                 None => return usage_error("--hostname takes a name"),
             },
             "--bind" | "--bind-ro" => match pair(&arg, value) {
                 Ok((src, dst)) => {
                     if arg == "--bind" {
-                        builder.bind(src, dst);
+                        builder.bind(&src, &dst);
                     } else {
-                        builder.bind_ro(src, dst);
+                        builder.bind_ro(&src, &dst);
                     }
-                    2
+                    let option = format!("{arg} {src}:{dst}");
+                    mounts.push((dst, option));
+                    1 + taken
                 }
                 Err(e) => return usage_error(&e),
             },
             "--tmpfs" => match value {
                 Some(dir) => {
                     builder.tmpfs(dir);
-                    2
+                    let dir = dir.to_string_lossy().into_owned();
+                    mounts.push((dir.clone(), format!("--tmpfs {dir}")));
+                    1 + taken
                 }
                 None => return usage_error("--tmpfs takes a directory"),
             },
             "--writable-host" => {
-                builder.writable_host(true);
+                mode = hermetic::HostMode::Writable;
                 1
             }
             // `hermetic run PROGRAM ...` without the `--`.
@@ -124,6 +155,7 @@ fn run(args: &[OsString]) -> ExitCode {
     let Some((program, program_args)) = args[program..].split_first() else {
         return usage_error("run: no program after --");
     };
+    builder.host(mode);
     let sandbox = match builder.build() {
         Ok(s) => s,
         Err(e) => {
@@ -148,7 +180,11 @@ fn run(args: &[OsString]) -> ExitCode {
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
-            eprintln!("hermetic: cannot start {}: {e}", program.to_string_lossy());
+            eprintln!(
+                "hermetic: cannot start {}: {e}{}",
+                program.to_string_lossy(),
+                why_hidden(program, mode.granted(), &mounts)
+            );
             // As a shell says it: not found, or not executable.
             return ExitCode::from(if e.kind() == std::io::ErrorKind::NotFound {
                 127
@@ -185,6 +221,65 @@ fn run(args: &[OsString]) -> ExitCode {
     }
     drop(sandbox);
     ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// Why a program that exists on the host is not found inside, and what
+/// to do: the path looked for, what covers it, the fix. Empty when it does
+/// not exist on the host either.
+fn why_hidden(
+    program: &std::ffi::OsStr,
+    mode: hermetic::HostMode,
+    mounts: &[(String, String)],
+) -> String {
+    use std::path::{Path, PathBuf};
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let path: Option<PathBuf> = if program.as_encoded_bytes().contains(&b'/') {
+        Some(cwd.join(program))
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| cwd.join(dir).join(program))
+                .find(|p| p.is_file())
+        })
+    };
+    let Some(path) = path.filter(|p| p.exists()) else {
+        return String::new();
+    };
+    let shown = path.display();
+    let covering = mounts
+        .iter()
+        .filter(|(target, _)| path.starts_with(target))
+        .max_by_key(|(target, _)| Path::new(target).components().count());
+    if let Some((_, option)) = covering {
+        return format!(
+            "\n  {shown} exists on the host, but inside it lies under the mount of `{option}`, \
+             which hides the host's files there; start the program from a path that mount \
+             does not cover, or bind its directory in at a place of its own"
+        );
+    }
+    let own = ["/tmp", "/dev/shm"]
+        .into_iter()
+        .find(|t| path.starts_with(t));
+    match (own, mode) {
+        (Some(own), hermetic::HostMode::CopyOnWrite) => format!(
+            "\n  {shown} exists on the host, but inside it lies under the sandbox's own {own}"
+        ),
+        (Some(own), mode) => format!(
+            "\n  {shown} exists on the host, but inside it lies under the sandbox's own {own} \
+             (a fresh tmpfs: the host is seen in the {mode} mode{}), which hides the host's; \
+             use --host=cow, which shows the host's {own} under a private layer, or \
+             --bind-ro DIR:DIR for the program's directory",
+            if hermetic::HostMode::CopyOnWrite.granted() == hermetic::HostMode::CopyOnWrite {
+                ""
+            } else {
+                ", as this host refuses the copy-on-write one"
+            }
+        ),
+        (None, _) => format!(
+            "\n  {shown} exists on the host but is not visible inside; bind its directory in \
+             with --bind-ro DIR:DIR"
+        ),
+    }
 }
 
 fn keep_failed() -> bool {
