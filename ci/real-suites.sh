@@ -27,7 +27,7 @@
 # WORKDIR must not lie under /tmp: bwrap's --tmpfs /tmp would hide it.
 # Needs network access to crates.io (cargo fetch) on the first run, cargo,
 # cargo-nextest, bwrap and python3. HERMETIC=path/to/hermetic to use another
-# build (default: target/debug/hermetic of this checkout, built if needed).
+# build (default: target/release/hermetic of this checkout, built).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -41,8 +41,9 @@ esac
 export CARGO_TERM_COLOR=never
 crates=("fs_extra 1.3.0" "minreq 2.14.1" "tempfile 3.27.0")
 if [ -z "${HERMETIC:-}" ]; then
-    cargo build -q --bin hermetic
-    HERMETIC=$repo/target/debug/hermetic
+    # Optimised, as `cargo install` would build it.
+    cargo build -q --release --bin hermetic
+    HERMETIC=$repo/target/release/hermetic
 fi
 bwrap_runner="bwrap --unshare-all --die-with-parent --bind / / --proc /proc --dev /dev --tmpfs /tmp"
 triple=$(rustc -vV | sed -n 's/^host: //p')
@@ -106,7 +107,15 @@ wall = time.monotonic() - t
 if cgroup:
     stat = dict(l.split() for l in open(f"{cgroup}/cpu.stat"))
     cpu, how = int(stat["usage_usec"]) / 1e6, "cgroup"
-    os.rmdir(cgroup)
+    # A process of the run may still be exiting: give it a few seconds.
+    for _ in range(100):
+        if "populated 0" in open(f"{cgroup}/cgroup.events").read():
+            os.rmdir(cgroup)
+            break
+        time.sleep(0.05)
+    else:
+        left = open(f"{cgroup}/cgroup.procs").read().split()
+        print(f"processes outlived the run: {left} (in {cgroup})", file=sys.stderr)
 else:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu, how = r.ru_utime + r.ru_stime, "rusage"
