@@ -400,11 +400,6 @@ pub(crate) fn refuse(why: &dyn std::fmt::Display) {
     }
 }
 
-/// Why copy-on-write fell back to read-only in this process, if it did.
-pub(crate) fn refused() -> Option<&'static str> {
-    REFUSED.get().map(String::as_str)
-}
-
 /// Under `/proc` or `/sys`: covered by the sandbox's fresh ones.
 fn is_own_fresh(path: &Path) -> bool {
     path.starts_with("/proc") || path.starts_with("/sys")

@@ -408,7 +408,10 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
     let mut visible: Vec<&PathBuf> = layout.visible.iter().collect();
     visible.sort_by_key(|p| p.components().count());
     for path in visible {
-        let hidden = path.is_absolute() && matches!(under(path, &own), Under::Tmpfs(_));
+        // Not a whole tmpfs of the sandbox's (a working directory of /tmp):
+        // that one stays writable and the sandbox's own.
+        let hidden = path.is_absolute()
+            && matches!(under(path, &own), Under::Tmpfs(root) if root != path.as_path());
         let shown_or_users = mounts
             .iter()
             .chain(layout.mounts)
