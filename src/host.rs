@@ -30,7 +30,9 @@ use std::str::FromStr;
 /// How a sandbox sees the host's files ([`SandboxBuilder::host`]).
 ///
 /// [`SandboxBuilder::host`]: crate::SandboxBuilder::host
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[non_exhaustive]
 pub enum HostMode {
     /// The host's files are read-only inside (every mount); `/tmp` and
