@@ -1271,6 +1271,46 @@ mod tests {
     }
 
     #[test]
+    fn copy_on_write_overlays_come_after_their_lower_layers_are_opened() {
+        let view = HostView {
+            special: vec![("/dev/mqueue".into(), "mqueue".into())],
+            overlays: vec![("/tmp".into(), 0o1777), ("/work".into(), 0o755)],
+            target_dir: None,
+        };
+        let mut l = layout(&[]);
+        l.host = HostMode::CopyOnWrite;
+        l.view = &view;
+        let w: Vec<String> = holder_steps(Some(IDS), &l)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.what)
+            .collect();
+        let at = |what: &str| {
+            w.iter()
+                .position(|x| x.starts_with(what))
+                .unwrap_or_else(|| panic!("no step {what:?} in {w:#?}"))
+        };
+        assert!(at("opening the host's /tmp") < at("creating the inner user namespace ("));
+        assert!(at("opening the host's /work") < at("mounting tmpfs on /tmp"));
+        assert!(at("giving the upper layer of /tmp its mode, 1777") < at("opening /tmp, which"));
+        assert!(at("opening /tmp, which") < at("mounting a copy-on-write overlay on /tmp"));
+        assert!(
+            at("mounting a copy-on-write overlay on /tmp")
+                < at("mounting a copy-on-write overlay on /work")
+        );
+        assert!(at("mounting a copy-on-write overlay on /work") < at("mounting proc on /proc"));
+        // /tmp is the host's, under its layer: no fresh tmpfs over it.
+        assert_eq!(
+            w.iter().filter(|x| *x == "mounting tmpfs on /tmp").count(),
+            1
+        );
+        assert!(
+            at("creating the inner user namespace and its network")
+                < at("mounting the sandbox's own mqueue on /dev/mqueue")
+        );
+    }
+
+    #[test]
     fn hostname_rules() {
         assert!(hostname("ok").is_ok());
         assert!(hostname(&"x".repeat(64)).is_ok());
