@@ -159,11 +159,13 @@
 //!   other tests' sockets (the sandbox's network namespace still isolates
 //!   new sockets); the crate's own (pipes, pidfds, other sandboxes') never
 //!   are;
-//! - the host's files are read-only (unless
-//!   [`SandboxBuilder::writable_host`]), and `/tmp` and `/dev/shm` are the
-//!   sandbox's own tmpfs mounts: host files under `/tmp` are not visible
-//!   unless bound in with [`SandboxBuilder::bind`] (the working directory
-//!   is, when it lies there);
+//! - the host's files are read-only by default, and `/tmp` and `/dev/shm`
+//!   are the sandbox's own tmpfs mounts: host files under `/tmp` are not
+//!   visible unless bound in with [`SandboxBuilder::bind`] (the working
+//!   directory and the target dir are, when they lie there); with
+//!   [`HostMode::CopyOnWrite`] (see [`SandboxBuilder::host`]) the host's
+//!   files, `/tmp` included, are seen as they are and every write lands in
+//!   a private layer of the sandbox's;
 //! - mounts are locked: a closure that needs mounts of its own makes itself
 //!   a mount namespace first (`unshare(CLONE_NEWNS)`).
 //!
