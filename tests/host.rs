@@ -144,7 +144,7 @@ fn copy_on_write_sandboxes_do_not_see_each_others_writes() {
 
 #[test]
 fn read_only_mode_refuses_writes_to_the_host() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let dir = std::env::current_dir().unwrap();
     let errno = Sandbox::builder()
         .host(HostMode::ReadOnly)
         .build()
@@ -502,7 +502,8 @@ fn refused_overlays_fall_back_to_read_only_and_say_so_once() {
     let bin = env!("CARGO_BIN_EXE_hermetic");
     let cwd = std::env::current_dir().unwrap();
     let script = format!(
-        "{bin} run -- sh -c 'echo x > /tmp/x && ls {} >/dev/null && echo third-ok'",
+        "{bin} run -- sh -c 'echo x > /tmp/{} && ls {} >/dev/null && echo third-ok'",
+        unique("third"),
         cwd.display()
     );
     let out = hermetic()
