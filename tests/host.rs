@@ -526,3 +526,32 @@ fn refused_overlays_fall_back_to_read_only_and_say_so_once() {
         "{err}"
     );
 }
+
+#[test]
+fn copy_on_write_keeps_host_device_nodes_unopenable() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("note: only root can make a device node on the host: not checked");
+        return;
+    }
+    // /dev/null's numbers, at a path of the host's under /tmp.
+    let dir = tempfile::Builder::new()
+        .prefix("hermetic-dev")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let node = dir.path().join("null");
+    nix::sys::stat::mknod(
+        &node,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .unwrap();
+    let errno = cow().run(move || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&node)
+            .err()
+            .and_then(|e| e.raw_os_error())
+    });
+    assert_eq!(errno, Some(libc::EACCES));
+}
