@@ -26,7 +26,9 @@ const PANIC_LINE: &str = "\u{1}hermetic-isolated-panic ";
 const DONE_LINE: &str = "\u{1}hermetic-isolated-done";
 
 /// Runs the body of the current test in a fresh process inside a new
-/// sandbox (with [`Sandbox::new`](crate::Sandbox::new)'s defaults), and
+/// sandbox (with [`Sandbox::new`](crate::Sandbox::new)'s defaults, but for
+/// the host, seen copy-on-write: [`HostMode::CopyOnWrite`](crate::HostMode),
+/// unless the builder chose another mode), and
 /// fails the test with the body's panic message and location, or the
 /// process's death, if it fails there.
 ///
@@ -88,6 +90,7 @@ impl SandboxBuilder {
     /// look inside.
     fn run_isolated(&self) -> Result<(), String> {
         let sandbox = self
+            .with_default_host(crate::HostMode::CopyOnWrite)
             .build()
             .map_err(|e| format!("hermetic::isolate_test: cannot create a sandbox: {e}"))?;
         let outcome = self.run_isolated_in(&sandbox);

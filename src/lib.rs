@@ -159,11 +159,13 @@
 //!   other tests' sockets (the sandbox's network namespace still isolates
 //!   new sockets); the crate's own (pipes, pidfds, other sandboxes') never
 //!   are;
-//! - the host's files are read-only (unless
-//!   [`SandboxBuilder::writable_host`]), and `/tmp` and `/dev/shm` are the
-//!   sandbox's own tmpfs mounts: host files under `/tmp` are not visible
-//!   unless bound in with [`SandboxBuilder::bind`] (the working directory
-//!   is, when it lies there);
+//! - the host's files are read-only by default, and `/tmp` and `/dev/shm`
+//!   are the sandbox's own tmpfs mounts: host files under `/tmp` are not
+//!   visible unless bound in with [`SandboxBuilder::bind`] (the working
+//!   directory and the target dir are, when they lie there); with
+//!   [`HostMode::CopyOnWrite`] (see [`SandboxBuilder::host`]) the host's
+//!   files, `/tmp` included, are seen as they are and every write lands in
+//!   a private layer of the sandbox's;
 //! - mounts are locked: a closure that needs mounts of its own makes itself
 //!   a mount namespace first (`unshare(CLONE_NEWNS)`).
 //!
@@ -202,6 +204,7 @@ mod helpers;
 mod host;
 mod idmap;
 mod isolate;
+mod kept;
 mod lifeline;
 mod limits;
 mod net;
@@ -224,6 +227,7 @@ pub use fixtures::{isolated, network};
 pub use helpers::{CONNECT_PATIENCE, connect_retry};
 pub use host::HostMode;
 pub use isolate::isolate_test;
+pub use kept::kept_command;
 pub use net::{Host, MAX_HOSTS, Network, NetworkBuilder};
 pub use sandbox::{
     DEFAULT_HOSTNAME, DEFAULT_MAX_RESULT_SIZE, Killer, Sandbox, SandboxBuilder, Spawned,

@@ -408,7 +408,10 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
     let mut visible: Vec<&PathBuf> = layout.visible.iter().collect();
     visible.sort_by_key(|p| p.components().count());
     for path in visible {
-        let hidden = path.is_absolute() && matches!(under(path, &own), Under::Tmpfs(_));
+        // Not a whole tmpfs of the sandbox's (a working directory of /tmp):
+        // that one stays writable and the sandbox's own.
+        let hidden = path.is_absolute()
+            && matches!(under(path, &own), Under::Tmpfs(root) if root != path.as_path());
         let shown_or_users = mounts
             .iter()
             .chain(layout.mounts)
@@ -563,17 +566,8 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
         c"/tmp",
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         Some(
-            CString::new(format!(
-                "mode=0700,size={}",
-                (16 << 10)
-                    + files_size as u64
-                    + if overlays.is_empty() {
-                        0
-                    } else {
-                        layout.tmp_size
-                    }
-            ))
-            .expect("no NUL in the options"),
+            CString::new(format!("mode=0700,size={}", (16 << 10) + files_size))
+                .expect("no NUL in the options"),
         ),
         StepKind::Proc,
     ));
@@ -634,7 +628,7 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
             ),
         ]);
     }
-    overlay_steps(overlays, &lower_fds, stash_fd, &mut steps);
+    overlay_steps(overlays, &lower_fds, stash_fd, layout.tmp_size, &mut steps);
     // The host's special filesystems (its message queues, cgroups, BPF
     // objects...) are covered by an empty read-only tmpfs, or replaced by
     // the sandbox's own (mqueue, once its IPC namespace is joined); those
@@ -838,22 +832,47 @@ fn fresh(
 }
 
 /// The overlays of the copy-on-write mode: the upper and work directories
-/// of each in the tmpfs at /tmp (made while it can still be reached; it
-/// is named through the fd `stash_fd` once the overlay on /tmp covers
-/// it), each overlay's root given its lower layer's mode, then the
-/// overlays, parents before children, then the fds closed.
+/// of each in a tmpfs of `size` bytes (what `/tmp` holds, as `df` shows
+/// it there) hidden below /tmp (made while it can still be reached; it is
+/// named through the fd `stash_fd` once the overlay on /tmp covers it),
+/// each overlay's root given its lower layer's mode, then the overlays,
+/// parents before children, then the fds closed.
 fn overlay_steps(
     overlays: &[(PathBuf, u32)],
     lower_fds: &[i32],
     stash_fd: i32,
+    size: u64,
     steps: &mut Vec<Step>,
 ) {
     if overlays.is_empty() {
         return;
     }
+    steps.extend([
+        step(
+            "creating /tmp/layers for the copy-on-write layers",
+            StepKind::Overlay,
+            Action::CreateDirMode {
+                path: c"/tmp/layers".into(),
+                mode: 0o700,
+            },
+        ),
+        step(
+            "mounting tmpfs on /tmp/layers (the copy-on-write layers, hidden below /tmp)",
+            StepKind::Overlay,
+            Action::Mount {
+                source: Some(c"tmpfs".into()),
+                target: c"/tmp/layers".into(),
+                fstype: Some(c"tmpfs".into()),
+                flags: libc::MS_NOSUID | libc::MS_NODEV,
+                data: Some(
+                    CString::new(format!("mode=0700,size={size}")).expect("no NUL in the options"),
+                ),
+            },
+        ),
+    ]);
     for (i, (path, mode)) in overlays.iter().enumerate() {
-        let upper = CString::new(format!("/tmp/u{i}")).expect("no NUL in the name");
-        let work = CString::new(format!("/tmp/w{i}")).expect("no NUL in the name");
+        let upper = CString::new(format!("/tmp/layers/u{i}")).expect("no NUL in the name");
+        let work = CString::new(format!("/tmp/layers/w{i}")).expect("no NUL in the name");
         let shown = path.display();
         steps.extend([
             step(
@@ -883,10 +902,10 @@ fn overlay_steps(
         ]);
     }
     steps.push(step(
-        "opening /tmp, which holds the upper layers",
+        "opening /tmp/layers, which holds the upper layers",
         StepKind::Overlay,
         Action::OpenPath {
-            path: c"/tmp".into(),
+            path: c"/tmp/layers".into(),
             fd: stash_fd,
         },
     ));
@@ -1265,6 +1284,49 @@ mod tests {
             .map(|s| s.what)
             .collect();
         assert!(!w.iter().any(|x| x.starts_with("binding /usr")), "{w:#?}");
+    }
+
+    #[test]
+    fn copy_on_write_overlays_come_after_their_lower_layers_are_opened() {
+        let view = HostView {
+            special: vec![("/dev/mqueue".into(), "mqueue".into())],
+            overlays: vec![("/tmp".into(), 0o1777), ("/work".into(), 0o755)],
+            target_dir: None,
+        };
+        let mut l = layout(&[]);
+        l.host = HostMode::CopyOnWrite;
+        l.view = &view;
+        let w: Vec<String> = holder_steps(Some(IDS), &l)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.what)
+            .collect();
+        let at = |what: &str| {
+            w.iter()
+                .position(|x| x.starts_with(what))
+                .unwrap_or_else(|| panic!("no step {what:?} in {w:#?}"))
+        };
+        assert!(at("opening the host's /tmp") < at("creating the inner user namespace ("));
+        assert!(at("opening the host's /work") < at("mounting tmpfs on /tmp"));
+        assert!(at("mounting tmpfs on /tmp/layers") < at("creating the upper layer of /tmp"));
+        assert!(
+            at("giving the upper layer of /tmp its mode, 1777") < at("opening /tmp/layers, which")
+        );
+        assert!(at("opening /tmp/layers, which") < at("mounting a copy-on-write overlay on /tmp"));
+        assert!(
+            at("mounting a copy-on-write overlay on /tmp")
+                < at("mounting a copy-on-write overlay on /work")
+        );
+        assert!(at("mounting a copy-on-write overlay on /work") < at("mounting proc on /proc"));
+        // /tmp is the host's, under its layer: no fresh tmpfs over it.
+        assert_eq!(
+            w.iter().filter(|x| *x == "mounting tmpfs on /tmp").count(),
+            1
+        );
+        assert!(
+            at("creating the inner user namespace and its network")
+                < at("mounting the sandbox's own mqueue on /dev/mqueue")
+        );
     }
 
     #[test]

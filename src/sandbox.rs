@@ -29,7 +29,7 @@ pub const DEFAULT_HOSTNAME: &str = "sandbox";
 pub const DEFAULT_MAX_RESULT_SIZE: usize = 256 << 20;
 
 /// Namespaces every sandbox has.
-const BASE_NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
+pub(crate) const BASE_NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
     | libc::CLONE_NEWNS
     | libc::CLONE_NEWNET
     | libc::CLONE_NEWPID
@@ -62,7 +62,8 @@ pub struct SandboxBuilder {
     mounts: Vec<MountSpec>,
     cgroup: bool,
     max_result_size: usize,
-    host: HostMode,
+    /// Unset: read-only for a sandbox, copy-on-write for `isolate_test`.
+    host: Option<HostMode>,
     /// Read-only files placed over host files: (target, contents).
     files: Vec<(PathBuf, Vec<u8>)>,
     /// The uid and gid of the sandbox's processes, if not root.
@@ -81,7 +82,7 @@ impl Default for SandboxBuilder {
             mounts: Vec::new(),
             cgroup: false,
             max_result_size: DEFAULT_MAX_RESULT_SIZE,
-            host: HostMode::ReadOnly,
+            host: None,
             files: Vec::new(),
             user: None,
             tmp_size: DEFAULT_TMP_SIZE,
@@ -240,8 +241,19 @@ impl SandboxBuilder {
     /// # Ok::<(), hermetic::Error>(())
     /// ```
     pub fn host(&mut self, mode: HostMode) -> &mut Self {
-        self.host = mode;
+        self.host = Some(mode);
         self
+    }
+
+    /// This builder, with `mode` as its host mode unless one was chosen.
+    pub(crate) fn with_default_host(&self, mode: HostMode) -> std::borrow::Cow<'_, Self> {
+        if self.host.is_some() {
+            std::borrow::Cow::Borrowed(self)
+        } else {
+            let mut with = self.clone();
+            with.host = Some(mode);
+            std::borrow::Cow::Owned(with)
+        }
     }
 
     /// Also gives the sandbox its own cgroup namespace. Default: off.
@@ -298,7 +310,7 @@ impl SandboxBuilder {
         match self.build_once(userns) {
             // No overlay here (an old kernel, the stacking limit): read-only
             // from now on, said once.
-            Err((e, Some(StepKind::Overlay))) if self.host == HostMode::CopyOnWrite => {
+            Err((e, Some(StepKind::Overlay))) if self.host == Some(HostMode::CopyOnWrite) => {
                 crate::host::refuse(&e);
                 self.build_once(userns)
             }
@@ -306,7 +318,10 @@ impl SandboxBuilder {
         }
     }
 
-    fn build_once(&self, userns: Option<&Sandbox>) -> Result<Sandbox, (Error, Option<StepKind>)> {
+    pub(crate) fn build_once(
+        &self,
+        userns: Option<&Sandbox>,
+    ) -> Result<Sandbox, (Error, Option<StepKind>)> {
         // Now, not at the first run, which may come during unwinding.
         crate::child::install_panic_hook();
         let Started {
@@ -406,7 +421,7 @@ impl SandboxBuilder {
             }
             _ => None,
         };
-        let host = crate::host::effective(self.host);
+        let host = crate::host::effective(self.host.unwrap_or_default());
         let view = crate::host::HostView::cached(host == HostMode::CopyOnWrite);
         let layout = plan::Layout {
             hostname: &hostname,
