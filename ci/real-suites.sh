@@ -24,6 +24,8 @@
 #
 # Run as root or as any user who may make sandboxes, from the repository:
 #   bash ci/real-suites.sh [WORKDIR]     (default /var/tmp/hermetic-real-suites)
+# ROUNDS=N runs every mode N times, in turn, and reports the medians (the
+# pass sets are checked in every round).
 # WORKDIR must not lie under /tmp: bwrap's --tmpfs /tmp would hide it.
 # Needs network access to crates.io (cargo fetch) on the first run, cargo,
 # cargo-nextest, bwrap and python3. HERMETIC=path/to/hermetic to use another
@@ -50,7 +52,9 @@ triple=$(rustc -vV | sed -n 's/^host: //p')
 runner_var="CARGO_TARGET_$(echo "$triple" | tr 'a-z-' 'A-Z_')_RUNNER"
 mkdir -p "$work/src" "$work/extract"
 results=$work/results.txt
-: >"$results"
+rows=$work/rounds.txt
+: >"$rows"
+rounds=${ROUNDS:-1}
 
 step() { printf '\n=== %s\n' "$*"; }
 
@@ -155,53 +159,86 @@ for c in "${crates[@]}"; do
     before=$(tree_hash "$pristine")
     mkdir -p "$work/extract/$name"
 
-    for mode in reference plain hermetic bwrap; do
-        rm -rf "$src" && cp -a "$pristine" "$src"
-        log=$work/$name.$mode.log
-        threads=()
-        runner=()
-        case $mode in
-        reference) threads=(-j 1) ;;
-        hermetic) runner=("$runner_var=$HERMETIC run --") ;;
-        bwrap) runner=("$runner_var=$bwrap_runner") ;;
-        esac
-        read -r wall cpu how < <(cd "$src" && measure "$log" env "${runner[@]}" \
-            cargo nextest run --no-fail-fast --final-status-level none "${threads[@]}" \
-            --archive-file "$work/$name.tar.zst" \
-            --workspace-remap "$src" \
-            --extract-to "$work/extract/$name" --extract-overwrite)
-        passed "$log" >"$work/$name.$mode.passed"
-        read -r sum ran < <(per_test "$log")
-        if [ "$ran" -eq 0 ]; then
-            echo "FAIL: no test ran ($mode); $log says:"
-            tail -20 "$log"
-            failures=$((failures + 1))
-        fi
-        after=$(tree_hash "$src")
-        unchanged=$([ "$after" = "$before" ] && echo unchanged || echo changed)
-        printf '%-16s %-10s passed %3d of %3d  wall/test %6.1f ms  CPU/test %6.1f ms (%s)  run %6.1f s  tree %s\n' \
-            "$name-$version" "$mode" "$(wc -l <"$work/$name.$mode.passed")" "$ran" \
-            "$(echo "$sum $ran" | awk '{print $2 ? 1000 * $1 / $2 : 0}')" \
-            "$(echo "$cpu $ran" | awk '{print $2 ? 1000 * $1 / $2 : 0}')" "$how" \
-            "$wall" "$unchanged" | tee -a "$results"
-        if [ "$mode" = hermetic ] && [ "$unchanged" != unchanged ]; then
-            echo "FAIL: the hermetic run changed $src"
-            diff <(cd "$pristine" && find . | sort) <(cd "$src" && find . | sort) | head -20 || true
+    for round in $(seq "$rounds"); do
+        for mode in reference plain hermetic bwrap; do
+            rm -rf "$src" && cp -a "$pristine" "$src"
+            log=$work/$name.$mode.log
+            threads=()
+            runner=()
+            case $mode in
+            reference) threads=(-j 1) ;;
+            hermetic) runner=("$runner_var=$HERMETIC run --") ;;
+            bwrap) runner=("$runner_var=$bwrap_runner") ;;
+            esac
+            read -r wall cpu how < <(cd "$src" && measure "$log" env "${runner[@]}" \
+                cargo nextest run --no-fail-fast --final-status-level none "${threads[@]}" \
+                --archive-file "$work/$name.tar.zst" \
+                --workspace-remap "$src" \
+                --extract-to "$work/extract/$name" --extract-overwrite)
+            passed "$log" >"$work/$name.$mode.passed"
+            read -r sum ran < <(per_test "$log")
+            if [ "$ran" -eq 0 ]; then
+                echo "FAIL: no test ran ($mode); $log says:"
+                tail -20 "$log"
+                failures=$((failures + 1))
+            fi
+            after=$(tree_hash "$src")
+            unchanged=$([ "$after" = "$before" ] && echo unchanged || echo changed)
+            # suite mode round passed ran wall/test CPU/test (ms) counter run(s) tree
+            printf '%-16s %-9s %2d %4d %4d %7.1f %7.1f %-6s %6.1f %s\n' \
+                "$name-$version" "$mode" "$round" "$(wc -l <"$work/$name.$mode.passed")" "$ran" \
+                "$(echo "$sum $ran" | awk '{print $2 ? 1000 * $1 / $2 : 0}')" \
+                "$(echo "$cpu $ran" | awk '{print $2 ? 1000 * $1 / $2 : 0}')" "$how" \
+                "$wall" "$unchanged" | tee -a "$rows"
+            if [ "$mode" = hermetic ] && [ "$unchanged" != unchanged ]; then
+                echo "FAIL: the hermetic run changed $src"
+                diff <(cd "$pristine" && find . | sort) <(cd "$src" && find . | sort) | head -20 || true
+                failures=$((failures + 1))
+            fi
+        done
+        missing=$(LC_ALL=C comm -23 "$work/$name.reference.passed" "$work/$name.hermetic.passed")
+        if [ -n "$missing" ]; then
+            echo "FAIL: passed in the reference run, not under hermetic:"
+            echo "$missing" | head -20
+            grep -m 5 -A 15 'FAIL \[' "$work/$name.hermetic.log" | head -60 || true
             failures=$((failures + 1))
         fi
     done
-    missing=$(LC_ALL=C comm -23 "$work/$name.reference.passed" "$work/$name.hermetic.passed")
-    if [ -n "$missing" ]; then
-        echo "FAIL: passed in the reference run, not under hermetic:"
-        echo "$missing" | head -20
-        grep -m 5 -A 15 'FAIL \[' "$work/$name.hermetic.log" | head -60 || true
-        failures=$((failures + 1))
-    fi
 done
 
-step "results ($results)"
-cat "$results"
-echo "reference: plain, -j 1; plain, hermetic, bwrap: in parallel ($(nproc) CPUs)"
+step "results ($results; every round in $rows)"
+# Per suite and mode, the medians over the rounds; then what hermetic and
+# bwrap add per test over the plain parallel run, and the one to the other.
+awk -v rounds="$rounds" '
+function median(list,   n, a, i, j, t) {
+    n = split(list, a, " ")
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+{
+    k = $1 " " $2
+    if (!(k in seen)) { seen[k] = 1; order[++n] = k }
+    wall[k] = wall[k] " " $6; cpu[k] = cpu[k] " " $7
+    passed[k] = passed[k] == "" || $4 < passed[k] ? $4 : passed[k]; ran[k] = $5; tree[k] = $10; how = $8
+}
+END {
+    printf "%-16s %-9s %9s %14s %14s  %s\n", "suite", "mode", "passed", "wall/test", "CPU/test", "tree"
+    for (i = 1; i <= n; i++) {
+        k = order[i]; split(k, p, " ")
+        printf "%-16s %-9s %4d of %3d %11.1f ms %11.1f ms  %s\n", p[1], p[2], passed[k], ran[k], median(wall[k]), median(cpu[k]), tree[k]
+    }
+    print ""
+    printf "%-16s %28s %28s %10s\n", "added per test", "hermetic (wall, CPU)", "bwrap (wall, CPU)", "CPU ratio"
+    for (i = 1; i <= n; i++) {
+        k = order[i]; split(k, p, " ")
+        if (p[2] != "plain") continue
+        h = p[1] " hermetic"; b = p[1] " bwrap"
+        hw = median(wall[h]) - median(wall[k]); hc = median(cpu[h]) - median(cpu[k])
+        bw = median(wall[b]) - median(wall[k]); bc = median(cpu[b]) - median(cpu[k])
+        printf "%-16s %+11.1f ms %+11.1f ms %+11.1f ms %+11.1f ms %9.2fx\n", p[1], hw, hc, bw, bc, (bc > 0 ? hc / bc : 0)
+    }
+    printf "\n(medians of %d round(s); CPU counted by %s; reference: plain, -j 1; plain, hermetic, bwrap: in parallel)\n", rounds, how
+}' "$rows" | tee "$results"
 if [ "$failures" -ne 0 ]; then
     echo "$failures check(s) failed"
     exit 1
