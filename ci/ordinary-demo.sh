@@ -3,8 +3,8 @@
 # out under /tmp, built with its target dir under /tmp, archived once with
 # `cargo nextest archive`, then run from the archive in two partitions
 # (`--partition count:K/2`, extracted where nextest puts it by default, under
-# /tmp) with `hermetic run --` as cargo's target runner: each test in a
-# `hermetic run` of its own. As root, then as hermetic-ci (ids 0-65535 through
+# /tmp) with `hermetic run --` as cargo's target runner, set by the README's
+# `.cargo/config.toml` recipe: each test in a `hermetic run` of its own. As root, then as hermetic-ci (ids 0-65535 through
 # newuidmap) and hermetic-noids (no subordinate ids: one id), each with a
 # checkout and a $HOME of its own. Without hermetic the suite fails (the
 # control). Afterwards, no file any test wrote is anywhere (every one is
@@ -21,8 +21,6 @@ export CARGO_TERM_COLOR=never
 # $HOME changes below; cargo and rustup keep theirs.
 export CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
 export RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}
-triple=$(rustc -vV | sed -n 's/^host: //p')
-runner_var="CARGO_TARGET_$(echo "$triple" | tr 'a-z-' 'A-Z_')_RUNNER"
 tests=$(grep -c '#\[test\]' ci/ordinary-demo/tests/ordinary.rs)
 
 step() { printf '\n=== %s\n' "$*"; }
@@ -34,7 +32,13 @@ tree_hash() {
         find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
     } | sha256sum | cut -d' ' -f1)
 }
-pristine=$(tree_hash ci/ordinary-demo)
+
+# A checkout of the demo at $1, with the README's runner recipe.
+checkout() {
+    cp -r ci/ordinary-demo/. "$1"
+    mkdir "$1/.cargo"
+    bash ci/recipe.sh cargo-config >"$1/.cargo/config.toml"
+}
 
 # Every path a test of the demo wrote is named *ordinary-demo-wrote*.
 leftovers() {
@@ -64,7 +68,7 @@ hermetic=$bin/hermetic
 cp -r ci/ordinary-demo "$build/src"
 export CARGO_TARGET_DIR=$build/target
 
-step "ordinary demo: without hermetic its tests collide (the control)"
+step "ordinary demo: without hermetic (no runner) its tests collide (the control)"
 mkdir "$build/home"
 if (cd "$build/src" && HOME=$build/home cargo nextest run --no-fail-fast); then
     echo "the ordinary demo passed with no sandboxes: it would prove nothing"
@@ -75,15 +79,17 @@ fi
 rm -rf "$build/src" "$build/home" /tmp/ordinary-demo-wrote.*
 find "$build/target" -name '*ordinary-demo-wrote*' -prune -exec rm -rf {} +
 [ -z "$(leftovers "$build")" ] || { leftovers "$build"; exit 1; }
-cp -r ci/ordinary-demo "$build/src"
+mkdir "$build/src"
+checkout "$build/src"
 
 step "ordinary demo: cargo nextest archive"
 (cd "$build/src" && cargo nextest archive --archive-file "$bin/demo.tar.zst")
 chmod 644 "$bin/demo.tar.zst"
 
 # Runs both partitions of the archive as $1 (root or a user) from checkout
-# $2 with $HOME $3, each test under `hermetic run --`; checks that every
-# test ran once and passed.
+# $2 with $HOME $3, each test under `hermetic run --` (the checkout's
+# .cargo/config.toml; `hermetic` on PATH); checks that every test ran once
+# and passed.
 partitions() {
     local user=$1 checkout=$2 home=$3 passed=0 k log
     for k in 1 2; do
@@ -95,8 +101,8 @@ partitions() {
             chown "$user" "$log"
             as=(setpriv --reuid="$(id -u "$user")" --regid="$(id -g "$user")" --clear-groups)
         fi
-        (cd "$checkout" && "${as[@]}" env -i PATH=/usr/local/bin:/usr/bin:/bin \
-            HOME="$home" CI="${CI:-}" "$runner_var=$hermetic run --" \
+        (cd "$checkout" && "${as[@]}" env -i PATH="$bin:/usr/local/bin:/usr/bin:/bin" \
+            HOME="$home" CI="${CI:-}" \
             "$bin/cargo-nextest" nextest run \
             --archive-file "$bin/demo.tar.zst" \
             --workspace-remap "$checkout" \
@@ -109,9 +115,10 @@ partitions() {
     fi
 }
 
-# Checks that nothing the tests wrote is left and the checkout is intact.
+# Checks that nothing the tests wrote is left and the checkout is as it was
+# (tree hash $3).
 untouched() {
-    local checkout=$1 home=$2
+    local checkout=$1 home=$2 before=$3
     if [ -n "$(leftovers "$checkout" "$home" "$build")" ]; then
         echo "files the sandboxed tests wrote reached the host:"
         leftovers "$checkout" "$home" "$build"
@@ -122,7 +129,7 @@ untouched() {
         find "$home" | head
         exit 1
     fi
-    if [ "$(tree_hash "$checkout")" != "$pristine" ]; then
+    if [ "$(tree_hash "$checkout")" != "$before" ]; then
         echo "the checkout $checkout changed"
         exit 1
     fi
@@ -133,8 +140,9 @@ untouched() {
 # it) still there.
 home=$(mktemp -d /tmp/ordinary-demo-home.XXXXXX)
 cleanup+=("$home")
+before=$(tree_hash "$build/src")
 partitions root "$build/src" "$home"
-untouched "$build/src" "$home"
+untouched "$build/src" "$home" "$before"
 
 # The users, as target machines: the build machine's checkout and target
 # dir are gone (the archive holds what the tests need; CARGO_TARGET_TMPDIR
@@ -142,13 +150,14 @@ untouched "$build/src" "$home"
 # it); each has a checkout and a $HOME of its own.
 rm -rf "$build"
 for user in hermetic-ci hermetic-noids; do
-    checkout=$(mktemp -d /tmp/ordinary-demo-checkout.XXXXXX)
+    dir=$(mktemp -d /tmp/ordinary-demo-checkout.XXXXXX)
     home=$(mktemp -d /var/tmp/ordinary-demo-home.XXXXXX)
-    cleanup+=("$checkout" "$home")
-    cp -r ci/ordinary-demo/. "$checkout"
-    chmod 755 "$checkout"
-    chown -R "$user:" "$checkout" "$home"
-    partitions "$user" "$checkout" "$home"
-    untouched "$checkout" "$home"
+    cleanup+=("$dir" "$home")
+    checkout "$dir"
+    chmod 755 "$dir"
+    chown -R "$user:" "$dir" "$home"
+    before=$(tree_hash "$dir")
+    partitions "$user" "$dir" "$home"
+    untouched "$dir" "$home" "$before"
 done
 step "ordinary demo: passed from an archive in two partitions, as root, hermetic-ci and hermetic-noids; nothing left behind"

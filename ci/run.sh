@@ -109,6 +109,9 @@ no_marker
 # A wrapper script scoped by a filterset (ci/runner-demo/.config/nextest.toml,
 # profile "sandboxed"): the colliding tests run under `hermetic run --`, the
 # test in tests/host.rs on the host, where it checks it is.
+step "README recipes: the wrapper script is the demo's, the CI matrix is sound"
+bash ci/recipe.sh --check
+
 step "runner demo: a nextest wrapper script for the colliding tests only (as root)"
 (cd ci/runner-demo && env CARGO_TARGET_DIR="$demo_target" RUNNER_DEMO_EXPECT=host \
     PATH="$repo/target/debug:$PATH" cargo nextest run --profile sandboxed)
