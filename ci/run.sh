@@ -43,6 +43,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v newuidmap >/dev/null || missing+=(uidmap)
 # bubblewrap: the baseline ci/real-suites.sh compares hermetic with.
 command -v bwrap >/dev/null || missing+=(bubblewrap)
+# PyYAML: ci/recipe.sh parses the README's CI matrix.
+python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
 if [ ${#missing[@]} -gt 0 ]; then
     step "installing ${missing[*]}"
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
