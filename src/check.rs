@@ -414,7 +414,7 @@ fn host_mode_finding() -> Finding {
                 "the kernel refuses an overlay in a user namespace: a kernel before 5.11, \
                  or the stacking limit (the host's / already an overlay, as in Docker, or \
                  hermetic inside hermetic inside hermetic); sandboxes see the host \
-                 read-only, with the working directory and the target dir visible"
+                 read-only, with the program, the working directory and the target dir visible"
                     .into(),
             ),
             ..finding(

@@ -403,8 +403,8 @@ pub(crate) fn refuse(why: &dyn std::fmt::Display) {
     if first {
         eprintln!(
             "hermetic: the kernel refuses a copy-on-write view of the host here ({why}); \
-             sandboxes see the host read-only, with the working directory and the target \
-             dir visible (`hermetic check` says more)"
+             sandboxes see the host read-only, with the program, the working directory \
+             and the target dir visible (`hermetic check` says more)"
         );
     }
 }

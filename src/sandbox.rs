@@ -66,6 +66,9 @@ pub struct SandboxBuilder {
     host: Option<HostMode>,
     /// Read-only files placed over host files: (target, contents).
     files: Vec<(PathBuf, Vec<u8>)>,
+    /// Host paths kept visible where the sandbox's own `/tmp` would hide
+    /// them (besides the working directory and the target dir).
+    visible: Vec<PathBuf>,
     /// The uid and gid of the sandbox's processes, if not root.
     user: Option<(u32, u32)>,
     /// The most the sandbox's `/tmp` holds.
@@ -84,6 +87,7 @@ impl Default for SandboxBuilder {
             max_result_size: DEFAULT_MAX_RESULT_SIZE,
             host: None,
             files: Vec::new(),
+            visible: Vec::new(),
             user: None,
             tmp_size: DEFAULT_TMP_SIZE,
             limits: crate::limits::Limits::default(),
@@ -242,6 +246,18 @@ impl SandboxBuilder {
     /// ```
     pub fn host(&mut self, mode: HostMode) -> &mut Self {
         self.host = Some(mode);
+        self
+    }
+
+    /// Keeps the host directory `dir` visible inside where the sandbox's
+    /// own `/tmp` or `/dev/shm` would hide it: with a read-only host (and
+    /// where copy-on-write falls back to it) it is bound in, read-only,
+    /// before your own mounts, which win over it; with a writable host,
+    /// writable. Copy-on-write shows the host's `/tmp` anyway. The working
+    /// directory and the target dir of the running executable always are;
+    /// `hermetic run` adds its program's directory.
+    pub fn visible(&mut self, dir: impl AsRef<Path>) -> &mut Self {
+        self.visible.push(dir.as_ref().to_path_buf());
         self
     }
 
@@ -433,6 +449,7 @@ impl SandboxBuilder {
                 .ok()
                 .into_iter()
                 .chain(view.target_dir.clone())
+                .chain(self.visible.iter().cloned())
                 .collect(),
             root: sys::geteuid() == 0,
             keepable: keep_failed(),

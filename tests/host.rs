@@ -320,27 +320,22 @@ fn a_program_that_cannot_be_started_says_why() {
         .unwrap();
     let prog = dir.path().join("prog");
     std::fs::copy("/bin/true", &prog).unwrap();
-    // Read-only, from /: the sandbox's own /tmp hides it.
-    let out = hermetic()
-        .current_dir("/")
-        .args(["run", "--host=ro", "--"])
-        .arg(&prog)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(127), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&prog.display().to_string()), "{err}");
-    assert!(err.contains("the sandbox's own /tmp"), "{err}");
-    assert!(err.contains("--host=cow"), "{err}");
-    // Copy-on-write: it starts.
-    let out = hermetic()
-        .current_dir("/")
-        .args(["run", "--"])
-        .arg(&prog)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    // Covered by the user's own tmpfs.
+    // Read-only, from /: the sandbox's own /tmp would hide it, but the
+    // program's directory is kept visible, by path and through PATH.
+    for how in ["path", "PATH"] {
+        let mut cmd = hermetic();
+        cmd.current_dir("/").args(["run", "--host=ro", "--"]);
+        if how == "path" {
+            cmd.arg(&prog);
+        } else {
+            let path = std::env::var("PATH").unwrap_or_default();
+            cmd.env("PATH", format!("{}:{path}", dir.path().display()))
+                .arg("prog");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "by {how}: {out:?}");
+    }
+    // Covered by the user's own tmpfs, which wins: not found, and why.
     let out = hermetic()
         .current_dir("/")
         .arg("run")
@@ -352,10 +347,12 @@ fn a_program_that_cannot_be_started_says_why() {
         .unwrap();
     assert_eq!(out.status.code(), Some(127), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&prog.display().to_string()), "{err}");
     assert!(
         err.contains(&format!("--tmpfs {}", dir.path().display())),
         "{err}"
     );
+    assert!(err.contains("start the program from a path"), "{err}");
 }
 
 #[test]

@@ -278,6 +278,14 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
             other => return Err(Usage(format!("run: {}", other.unexpected()))),
         }
     };
+    // The program's directory, should /tmp be the sandbox's own (the
+    // read-only host, or copy-on-write refused by the kernel).
+    if let Some(dir) = host_path(&program)
+        .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
+        .and_then(|d| std::fs::canonicalize(d).ok())
+    {
+        run.builder.visible(dir);
+    }
     run.program = program;
     run.args = parser.raw_args()?.collect();
     run.builder.host(run.host);
@@ -376,17 +384,11 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     Ok(ExitCode::from(code))
 }
 
-/// Why a program that exists on the host is not found inside, and what
-/// to do: the path looked for, what covers it, the fix. Empty when it does
-/// not exist on the host either.
-fn why_hidden(
-    program: &std::ffi::OsStr,
-    mode: hermetic::HostMode,
-    mounts: &[(String, String)],
-) -> String {
-    use std::path::{Path, PathBuf};
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    let path: Option<PathBuf> = if program.as_encoded_bytes().contains(&b'/') {
+/// Where `program` is on the host: as given if it has a `/`, else found
+/// in `PATH`, as the kernel and a shell look for it.
+fn host_path(program: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    let path = if program.as_encoded_bytes().contains(&b'/') {
         Some(cwd.join(program))
     } else {
         std::env::var_os("PATH").and_then(|paths| {
@@ -395,7 +397,19 @@ fn why_hidden(
                 .find(|p| p.is_file())
         })
     };
-    let Some(path) = path.filter(|p| p.exists()) else {
+    path.filter(|p| p.exists())
+}
+
+/// Why a program that exists on the host is not found inside, and what
+/// to do: the path looked for, what covers it, the fix. Empty when it does
+/// not exist on the host either.
+fn why_hidden(
+    program: &std::ffi::OsStr,
+    mode: hermetic::HostMode,
+    mounts: &[(String, String)],
+) -> String {
+    use std::path::Path;
+    let Some(path) = host_path(program) else {
         return String::new();
     };
     let shown = path.display();
