@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # CI for hermetic: lints, docs, then the README's test command as root and the
-# same suite as an unprivileged user. Run as root on a fresh clone:
+# same suite as an unprivileged user; then users' projects: the runner and
+# wrapper-script demos, the ordinary demo from an archive in partitions, the
+# README's recipes and real third-party suites. Run as root on a fresh clone
+# (network access to crates.io):
 #   bash .ci/run
 set -euo pipefail
 
