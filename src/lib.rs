@@ -109,7 +109,11 @@
 //!   own output (libtest's capture under `cargo test`, the test's stdout and
 //!   stderr under `cargo nextest run`): by the thread doing a run while
 //!   nothing else in the sandbox can print, by a forwarding thread from the
-//!   first `spawn`, or once a run leaves processes behind.
+//!   first `spawn`, or once a run leaves processes behind. What is kept is
+//!   bounded ([`SandboxBuilder::output_limit`]: of each stream, per run, the
+//!   first and the last MiB, with a line saying how many bytes between them
+//!   were dropped), so a closure printing without end cannot grow the test
+//!   process.
 //!
 //! # Requirements
 //!

@@ -15,7 +15,7 @@ use crate::diagnostics::{self, HostFacts, Phase};
 use crate::error::Error;
 use crate::fds::{self, Fd};
 use crate::lifeline;
-use crate::output::Output;
+use crate::output::{DEFAULT_OUTPUT_LIMIT, Output, OutputLimit};
 use crate::plan::{self, Ids, MountSpec, StepKind};
 use crate::protocol::{self, InitReport};
 use crate::run::{self, Ended, Runner};
@@ -70,6 +70,8 @@ pub struct SandboxBuilder {
     tmp_size: u64,
     /// Memory, processes, CPU time.
     limits: crate::limits::Limits,
+    /// What is kept of each run's output.
+    output_limit: OutputLimit,
 }
 
 impl Default for SandboxBuilder {
@@ -85,6 +87,7 @@ impl Default for SandboxBuilder {
             user: None,
             tmp_size: DEFAULT_TMP_SIZE,
             limits: crate::limits::Limits::default(),
+            output_limit: DEFAULT_OUTPUT_LIMIT,
         }
     }
 }
@@ -239,6 +242,29 @@ impl SandboxBuilder {
     /// [`DEFAULT_MAX_RESULT_SIZE`].
     pub fn max_result_size(&mut self, bytes: usize) -> &mut Self {
         self.max_result_size = bytes;
+        self
+    }
+
+    /// How much of what a run prints reaches the test's output: of each
+    /// stream (stdout, stderr), the first `head` bytes as they come and
+    /// the last `tail` bytes when the run ends, after a line saying how
+    /// many bytes between them were dropped:
+    ///
+    /// ```text
+    /// [hermetic: 734003200 bytes of output dropped here; kept: the first 1048576 and the last 1048576 (SandboxBuilder::output_limit)]
+    /// ```
+    ///
+    /// The rest is read and discarded, so that a closure, a spawned closure
+    /// or a program printing without end cannot grow the test process
+    /// (libtest's capture and nextest's keep what a test prints in
+    /// memory). Counted per run: from the start of a [`Sandbox::run`]
+    /// (or a [`Spawned::join`]) to its end; what processes print between
+    /// runs counts towards the next run, or the sandbox's drop.
+    /// [`isolate_test`](crate::isolate_test) keeps as much of the isolated
+    /// test's output. Default: 1 MiB and 1 MiB; `usize::MAX` for both
+    /// keeps everything.
+    pub fn output_limit(&mut self, head: usize, tail: usize) -> &mut Self {
+        self.output_limit = OutputLimit { head, tail };
         self
     }
 
@@ -450,7 +476,7 @@ impl SandboxBuilder {
         }
         drop(ready_w);
         // While the init process sets up, on another CPU.
-        let output = Output::new().map_err(|e| {
+        let output = Output::new(self.output_limit).map_err(|e| {
             let _ = sys::kill_and_reap(pid);
             Error::sys("creating the output pipes", e)
         })?;
@@ -766,7 +792,7 @@ impl Sandbox {
                 Ended::Died(e) => Err(e),
             }
         });
-        self.output.pump();
+        self.output.end_run();
         self.forward_if_left_running();
         let result = result.map_err(|e| self.name_the_limit(e, oom_kills));
         if let Err(e) = &result
@@ -1308,7 +1334,7 @@ impl Spawned {
             });
         }
         let ended = runner.wait(self.timeout, self.max_result_size, &self.output);
-        self.output.pump();
+        self.output.end_run();
         match ended {
             Ended::Frame(tag, payload) => crate::channel::decode_outcome(tag, &payload),
             Ended::Died(e) => Err(e),
