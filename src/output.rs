@@ -270,6 +270,9 @@ pub(crate) struct Stream {
     kept: Kept,
     /// Whether the last byte printed ended a line.
     at_line_start: bool,
+    /// Bytes to leave out should the stream start with them (a re-executed
+    /// libtest's preamble), and how many of them have come so far.
+    preamble: Option<(Vec<u8>, usize)>,
 }
 
 impl Stream {
@@ -281,7 +284,41 @@ impl Stream {
             err,
             kept: Kept::new(limit),
             at_line_start: true,
+            preamble: None,
         }
+    }
+
+    /// The pipe it reads.
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Leaves `preamble` out should the stream start with it.
+    pub(crate) fn skipping(mut self, preamble: Vec<u8>) -> Stream {
+        self.preamble = Some((preamble, 0));
+        self
+    }
+
+    /// `bytes` without what belongs to the preamble.
+    fn unpreamble<'a>(&mut self, bytes: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        use std::borrow::Cow;
+        let Some((preamble, matched)) = &mut self.preamble else {
+            return Cow::Borrowed(bytes);
+        };
+        let want = &preamble[*matched..];
+        let n = want.len().min(bytes.len());
+        if bytes[..n] == want[..n] {
+            *matched += n;
+            if *matched == preamble.len() {
+                self.preamble = None;
+            }
+            return Cow::Borrowed(&bytes[n..]);
+        }
+        // Not the preamble: what matched so far is output after all.
+        let mut all = preamble[..*matched].to_vec();
+        all.extend_from_slice(bytes);
+        self.preamble = None;
+        Cow::Owned(all)
     }
 
     /// Reads what is there now, at most [`PUMP_MAX`] bytes, and prints the
@@ -299,7 +336,8 @@ impl Stream {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
                     taken += n;
-                    let now = self.kept.feed(&buf[..n]);
+                    let read = self.unpreamble(&buf[..n]);
+                    let now = self.kept.feed(&read);
                     if !now.is_empty() {
                         self.carry.extend_from_slice(now);
                         self.print(false);

@@ -268,6 +268,11 @@ impl SandboxBuilder {
         self
     }
 
+    /// What is kept of each stream's output, per run.
+    pub(crate) fn output_limit_of(&self) -> OutputLimit {
+        self.output_limit
+    }
+
     /// Creates the sandbox.
     ///
     /// # Errors

@@ -322,8 +322,11 @@ fn assert_head_dropped_tail(text: &str, name: &str, numbered: bool) {
 
 fn flood_is_bounded(way: &str) {
     let numbered = way != "program";
+    // A backtrace of the isolated test's failure, caught in the helper,
+    // would take tens of MiB of debug info: not what is measured here.
+    let env = [(FLOOD_ENV, way), ("RUST_BACKTRACE", "0")];
     // libtest's capture: what is kept of both streams, in one section.
-    let out = run_self("helper_floods_until_its_timeout", &[(FLOOD_ENV, way)], &[]);
+    let out = run_self("helper_floods_until_its_timeout", &env, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("helper fails on purpose"),
@@ -356,11 +359,7 @@ fn flood_is_bounded(way: &str) {
     assert_head_dropped_tail(&stdout, "out", numbered);
     assert_head_dropped_tail(&stdout[err_start..], "err", numbered);
     // Without capture (nextest): each stream's own.
-    let out = run_self(
-        "helper_floods_until_its_timeout",
-        &[(FLOOD_ENV, way)],
-        &["--nocapture"],
-    );
+    let out = run_self("helper_floods_until_its_timeout", &env, &["--nocapture"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_head_dropped_tail(&stdout, "out", numbered);
@@ -380,4 +379,9 @@ fn a_flooding_spawned_closure_keeps_head_and_tail() {
 #[test]
 fn programs_flooding_after_their_run_keep_head_and_tail() {
     flood_is_bounded("program");
+}
+
+#[test]
+fn a_flooding_isolated_test_keeps_head_and_tail() {
+    flood_is_bounded("isolate");
 }
