@@ -5,8 +5,9 @@
 //! The child is the same test binary, started with `sandbox.command()`
 //! (inside the sandbox from its first instruction, no fork of the test
 //! process), as `BINARY NAME --exact --include-ignored --nocapture
-//! --test-threads=1`, with `HERMETIC_ISOLATED_TEST=NAME` in its
-//! environment and, as its stdin, the write end of a pipe: the result
+//! --test-threads=1`, with `HERMETIC_ISOLATED_TEST=NAME` and
+//! `HERMETIC_ISOLATED_CALL=N` (which of the test's calls it is for: earlier
+//! calls return at once there) in its environment and, as its stdin, the write end of a pipe: the result
 //! channel. There, `isolate_test` takes that pipe off fd 0 (a close-on-exec
 //! copy; `/dev/null` goes in its place, so the body's programs never hold
 //! it), sends one byte when the body starts and one frame when it ends (its
@@ -34,6 +35,14 @@ use crate::sandbox::SandboxBuilder;
 
 /// The environment variable that marks the re-executed test, with its name.
 const MARKER_ENV: &str = "HERMETIC_ISOLATED_TEST";
+/// The environment variable that says which `isolate_test` call of the
+/// test (0 for the first) the re-executed process is for.
+const CALL_ENV: &str = "HERMETIC_ISOLATED_CALL";
+
+thread_local! {
+    /// How many `isolate_test` calls this test's thread has made.
+    static CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
 /// The byte the child sends on its result channel when the body starts.
 const STARTED: u8 = b'S';
 /// The largest result frame the test process takes (a panic's message).
@@ -56,7 +65,8 @@ const MAX_RESULT: usize = 16 << 20;
 /// **Code before the call runs in both processes** (the test's and the
 /// re-executed one), code after it only in the test's (the re-executed
 /// process exits as soon as the body's result is sent); the body only in
-/// the re-executed one. Values cannot be passed in or out: compute them
+/// the re-executed one. A test may call it more than once: each body runs
+/// in a process and sandbox of its own. Values cannot be passed in or out: compute them
 /// inside.
 ///
 /// The body's result travels on a pipe of its own, not in its output: a
@@ -98,21 +108,30 @@ impl SandboxBuilder {
     /// As [`isolate_test`].
     #[track_caller]
     pub fn isolate_test<F: FnOnce()>(&self, body: F) {
+        let call = CALLS.with(|c| c.replace(c.get() + 1));
         if std::env::var_os(MARKER_ENV).is_some() {
+            let wanted = std::env::var(CALL_ENV)
+                .ok()
+                .and_then(|c| c.parse::<u32>().ok())
+                .unwrap_or(0);
+            // An earlier call's body ran in a process of its own.
+            if call < wanted {
+                return;
+            }
             run_body(body);
         }
-        if let Err(message) = self.run_isolated() {
+        if let Err(message) = self.run_isolated(call) {
             panic!("{message}");
         }
     }
 
     /// Runs the test again in a new sandbox; with `HERMETIC_KEEP`, a
     /// failed one is kept, and the message says how to look inside.
-    fn run_isolated(&self) -> Result<(), String> {
+    fn run_isolated(&self, call: u32) -> Result<(), String> {
         let sandbox = self
             .build()
             .map_err(|e| format!("hermetic::isolate_test: cannot create a sandbox: {e}"))?;
-        let mut isolated = self.start_isolated(&sandbox)?;
+        let mut isolated = self.start_isolated(&sandbox, call)?;
         let outcome = isolated.wait(&sandbox);
         let kept = match &outcome {
             Err(_) if crate::sandbox::keep_failed() => sandbox.keep().ok(),
@@ -134,7 +153,7 @@ impl SandboxBuilder {
 
     /// Starts the re-executed test in `sandbox`, its stdin the result
     /// channel, its stdout and stderr piped to this process.
-    fn start_isolated(&self, sandbox: &crate::Sandbox) -> Result<Isolated, String> {
+    fn start_isolated(&self, sandbox: &crate::Sandbox, call: u32) -> Result<Isolated, String> {
         let current = std::thread::current();
         let name = current
             .name()
@@ -166,6 +185,7 @@ impl SandboxBuilder {
                 "--test-threads=1",
             ])
             .env(MARKER_ENV, &name)
+            .env(CALL_ENV, call.to_string())
             .stdin(Stdio::from(channel))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

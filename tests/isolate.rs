@@ -232,3 +232,26 @@ fn code_after_the_call_runs_only_in_the_test_process() {
 fn should_panic_works_on_the_body() {
     isolate_test(|| panic!("marker-expected-panic"));
 }
+
+#[test]
+#[ignore = "helper, run by each_call_runs_its_own_body"]
+fn helper_two_calls() {
+    isolate_test(|| println!("marker-first-body"));
+    println!("marker-between-the-calls");
+    isolate_test(|| println!("marker-second-body"));
+}
+
+#[test]
+fn each_call_runs_its_own_body() {
+    let out = common::run_self("helper_two_calls", &[], &["--nocapture"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(stdout.matches("marker-first-body").count(), 1, "{stdout}");
+    assert_eq!(stdout.matches("marker-second-body").count(), 1, "{stdout}");
+    // In the test process, and before the second call in its process.
+    assert_eq!(
+        stdout.matches("marker-between-the-calls").count(),
+        2,
+        "{stdout}"
+    );
+}
