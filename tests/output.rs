@@ -211,14 +211,16 @@ fn a_line_begun_before_a_run_prints_once() {
 
 const FLOOD_ENV: &str = "HERMETIC_FLOOD_HELPER";
 
-/// Writes `name-flood-start`, then numbered lines `name N`, for ever.
+/// Writes `name-flood-start`, then numbered lines `name N name`, for ever
+/// (the name at both ends: where libtest's capture mixes two streams
+/// mid-line, no mixed line passes for one of them).
 fn flood_into(w: impl std::io::Write, name: &str) -> ! {
     use std::io::Write;
     let mut w = std::io::BufWriter::with_capacity(64 << 10, w);
     let _ = writeln!(w, "{name}-flood-start");
     let mut i = 0u64;
     loop {
-        let _ = writeln!(w, "{name} {i}");
+        let _ = writeln!(w, "{name} {i} {name}");
         i += 1;
     }
 }
@@ -283,10 +285,17 @@ fn helper_floods_until_its_timeout() {
     panic!("helper fails on purpose");
 }
 
-/// The numbers of the lines `name N` in `text`, in order.
+/// The numbers of the lines `name N name` in `text`, in order.
 fn numbers(text: &str, name: &str) -> Vec<u64> {
     text.lines()
-        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .filter_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .strip_suffix(name)?
+                .strip_suffix(' ')?
+                .parse()
+                .ok()
+        })
         .collect()
 }
 
