@@ -298,39 +298,48 @@ impl Isolated {
     fn wait(&mut self, sandbox: &crate::Sandbox) -> Result<(), String> {
         let timeout = sandbox.timeout();
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        // Polled until at their end (every writer gone and nothing left):
+        // a pipe at its end is always ready, and polling it would spin.
+        let mut open = [true, true];
         let timed_out = loop {
             let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let ready = {
-                let mut fds = vec![
-                    self.pidfd.as_fd(),
-                    self.streams[0].fd(),
-                    self.streams[1].fd(),
-                ];
-                if !self.channel.ended {
-                    fds.push(self.result.as_fd());
-                }
-                match crate::sys::poll(&fds, wait) {
-                    Ok(ready) => ready,
-                    Err(libc::EINTR) => continue,
-                    Err(e) => {
-                        let _ = self.child.kill();
-                        let _ = self.child.wait();
-                        return Err(format!(
-                            "hermetic::isolate_test: waiting for the isolated test: {}",
-                            std::io::Error::from_raw_os_error(e)
-                        ));
-                    }
-                }
-            };
-            for (stream, r) in self.streams.iter_mut().zip(&ready[1..3]) {
-                if r.any {
-                    stream.pump();
+            // (fd, what it is): 0, 1 the streams, 2 the result channel.
+            let mut polled = vec![(self.pidfd.as_fd(), usize::MAX)];
+            for (i, stream) in self.streams.iter().enumerate() {
+                if open[i] {
+                    polled.push((stream.fd(), i));
                 }
             }
-            if let Some(r) = ready.get(3)
-                && r.any
-            {
-                self.channel.read(&self.result, r.hung_up);
+            if !self.channel.ended {
+                polled.push((self.result.as_fd(), 2));
+            }
+            let fds: Vec<_> = polled.iter().map(|(fd, _)| *fd).collect();
+            let ready = match crate::sys::poll(&fds, wait) {
+                Ok(ready) => ready,
+                Err(libc::EINTR) => continue,
+                Err(e) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Err(format!(
+                        "hermetic::isolate_test: waiting for the isolated test: {}",
+                        std::io::Error::from_raw_os_error(e)
+                    ));
+                }
+            };
+            let which: Vec<usize> = polled.iter().map(|(_, w)| *w).collect();
+            for (r, &what) in ready.iter().zip(&which).skip(1) {
+                if !r.any {
+                    continue;
+                }
+                if what == 2 {
+                    self.channel.read(&self.result, r.hung_up);
+                    continue;
+                }
+                let stream = &mut self.streams[what];
+                stream.pump();
+                if r.hung_up && crate::sys::pending_bytes(stream.fd()) == Ok(0) {
+                    open[what] = false;
+                }
             }
             if ready[0].any {
                 break false;
