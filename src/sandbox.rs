@@ -704,7 +704,13 @@ impl Sandbox {
         match self.try_run(f) {
             Ok(v) => v,
             Err(e @ Error::Panicked { .. }) => panic!("{e}{}", self.kept_note()),
-            Err(e) => panic!("hermetic: {e}\n{}{}", advice(&e), self.kept_note()),
+            // The error's message carries its advice; others get the one
+            // thing a panic cannot say.
+            Err(e) if e.carries_advice() => panic!("hermetic: {e}{}", self.kept_note()),
+            Err(e) => panic!(
+                "hermetic: {e}\nuse try_run to handle this error yourself{}",
+                self.kept_note()
+            ),
         }
     }
 
@@ -1214,28 +1220,6 @@ fn default_timeout() -> Result<Option<Duration>, Error> {
             option: "HERMETIC_TIMEOUT",
             reason: format!("{value:?} is not a number of seconds (0 for no timeout)"),
         }),
-    }
-}
-
-/// What to tell the user after a run failed for a reason other than a panic.
-fn advice(e: &Error) -> &'static str {
-    match e {
-        Error::TimedOut { .. } => {
-            "the closure ran past the sandbox's timeout; raise SandboxBuilder::timeout or look for a hang"
-        }
-        Error::Killed { .. } => {
-            "the process running the closure died from a signal; the closure crashed (or something killed it)"
-        }
-        Error::Exited { .. } => {
-            "the closure called exit() (or std::process::exit) instead of returning"
-        }
-        Error::Encode { .. } | Error::Decode { .. } => {
-            "the result must round-trip through serde (postcard)"
-        }
-        Error::Channel { .. } => {
-            "the closure wrote to the result channel's fd, or its result was too large (SandboxBuilder::max_result_size)"
-        }
-        _ => "use try_run to handle this error yourself",
     }
 }
 
