@@ -56,6 +56,7 @@ pub struct NetworkBuilder {
 
 impl NetworkBuilder {
     /// A network with no hosts yet.
+    #[must_use = "a builder does nothing until build() is called"]
     pub fn new() -> Self {
         Self::default()
     }
@@ -402,6 +403,7 @@ impl fmt::Debug for Network {
 
 impl Network {
     /// A builder; add hosts with [`NetworkBuilder::host`].
+    #[must_use = "a builder does nothing until build() is called"]
     pub fn builder() -> NetworkBuilder {
         NetworkBuilder::default()
     }

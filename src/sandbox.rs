@@ -93,6 +93,7 @@ impl SandboxBuilder {
     /// A builder with the defaults: hostname `sandbox`, a timeout of 5
     /// minutes per run (see [`timeout`](Self::timeout)), no extra mounts,
     /// no cgroup namespace.
+    #[must_use = "a builder does nothing until build() is called"]
     pub fn new() -> Self {
         Self::default()
     }
@@ -653,6 +654,7 @@ impl Sandbox {
     }
 
     /// A builder for a sandbox with options.
+    #[must_use = "a builder does nothing until build() is called"]
     pub fn builder() -> SandboxBuilder {
         SandboxBuilder::new()
     }
@@ -1082,6 +1084,7 @@ impl Sandbox {
 
     /// True while the sandbox's init process lives (until a [`Killer`]
     /// kills it, or something else does).
+    #[must_use]
     pub fn is_alive(&self) -> bool {
         if self.killed.load(Ordering::SeqCst) {
             return false;
@@ -1151,6 +1154,7 @@ impl Drop for Sandbox {
 
 /// Kills a sandbox from anywhere; made by [`Sandbox::killer`].
 #[derive(Debug)]
+#[must_use = "a Killer does nothing until kill() is called"]
 pub struct Killer {
     holder: Fd,
     killed: Arc<AtomicBool>,
@@ -1267,6 +1271,7 @@ impl Spawned {
     }
 
     /// True while the closure has not returned.
+    #[must_use]
     pub fn is_running(&self) -> bool {
         self.runner.as_ref().is_some_and(Runner::running)
     }
