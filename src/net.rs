@@ -324,9 +324,10 @@ impl Host {
     /// # Errors
     ///
     /// As [`Sandbox::spawn`].
-    pub fn spawn<F>(&self, f: F) -> Result<Spawned, Error>
+    pub fn spawn<F, T>(&self, f: F) -> Result<Spawned<T>, Error>
     where
-        F: FnOnce(),
+        F: FnOnce() -> T,
+        T: serde::Serialize + serde::de::DeserializeOwned,
     {
         self.sandbox.spawn(f)
     }

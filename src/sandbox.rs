@@ -1,6 +1,7 @@
 //! The public sandbox: its builder, its runs, and its teardown.
 
 use std::ffi::OsStr;
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -891,21 +892,32 @@ impl Sandbox {
     }
 
     /// Starts `f` inside the sandbox in the background, for example a
-    /// server that later runs connect to.
+    /// server that later runs connect to; [`join`](Spawned::join) waits for
+    /// its value, as [`std::thread::spawn`]'s handle does.
     ///
-    /// The process lives until `f` returns, the handle is dropped or
-    /// [`kill`](Spawned::kill)ed, or the sandbox is dropped. Processes it
-    /// started itself live until the sandbox is dropped.
+    /// The process lives until `f` returns (and its value is taken by
+    /// `join`), the handle is dropped or [`kill`](Spawned::kill)ed, or the
+    /// sandbox is dropped. Processes it started itself live until the
+    /// sandbox is dropped. As for [`run`](Self::run), `f` runs in a fork of
+    /// the test process, and only its value (`T`, through serde) comes
+    /// back. A panic of `f` is printed into the test's output when it
+    /// happens, and `join` returns it.
+    ///
+    /// A closure that never returns (a server's endless `loop`, a bare
+    /// `panic!`) has the type `!`, which serde cannot carry: say that it
+    /// returns nothing, `sandbox.spawn(|| -> () { loop { ... } })`.
     ///
     /// # Errors
     ///
-    /// [`Error::Sys`] when the process could not be started.
+    /// [`Error::Sys`] when the process could not be started;
+    /// [`Error::SandboxDead`] when the sandbox was killed.
     ///
     /// # Examples
     ///
     /// ```no_run
     /// use std::io::{Read, Write};
     /// let sandbox = hermetic::Sandbox::new()?;
+    /// // A server in the background...
     /// let server = sandbox.spawn(|| {
     ///     let l = std::net::TcpListener::bind("127.0.0.1:7000").unwrap();
     ///     for s in l.incoming() {
@@ -920,20 +932,26 @@ impl Sandbox {
     /// });
     /// assert_eq!(got, "hello");
     /// server.kill()?;
+    ///
+    /// // ...or work whose value comes back when joined.
+    /// let worker = sandbox.spawn(|| (1..=10u64).product::<u64>())?;
+    /// assert_eq!(worker.join()?, 3_628_800);
     /// # Ok::<(), hermetic::Error>(())
     /// ```
-    pub fn spawn<F>(&self, f: F) -> Result<Spawned, Error>
+    pub fn spawn<F, T>(&self, f: F) -> Result<Spawned<T>, Error>
     where
-        F: FnOnce(),
+        F: FnOnce() -> T,
+        T: Serialize + DeserializeOwned,
     {
         self.spawn_keeping(&[], f)
     }
 
     /// [`spawn`](Self::spawn), handing the process the fds of hermetic's
     /// in `keep`.
-    pub(crate) fn spawn_keeping<F>(&self, keep: &[RawFd], f: F) -> Result<Spawned, Error>
+    pub(crate) fn spawn_keeping<F, T>(&self, keep: &[RawFd], f: F) -> Result<Spawned<T>, Error>
     where
-        F: FnOnce(),
+        F: FnOnce() -> T,
+        T: Serialize + DeserializeOwned,
     {
         self.check_alive()?;
         // It prints while no run is in flight: forward from now on.
@@ -957,6 +975,7 @@ impl Sandbox {
             max_result_size: self.max_result_size,
             timeout: self.timeout,
             runner: Some(runner),
+            value: PhantomData,
         })
     }
 
@@ -1245,17 +1264,31 @@ fn forget(list: &SpawnedList, pid: libc::pid_t) -> bool {
 /// [`Sandbox::spawn`]. It borrows nothing: a fixture can return it with its
 /// sandbox.
 ///
+/// `T` is the closure's value, which [`join`](Self::join) returns (`()` for
+/// a closure that returns nothing: `Spawned` alone is `Spawned<()>`).
+///
 /// Dropping the handle kills the process, and so does dropping the
 /// sandbox. A panic of the closure is printed into the test's output when
 /// it happens, and returned by [`join`](Self::join).
-#[derive(Debug)]
 #[must_use = "dropping a Spawned kills its process at once: keep it in a variable (`let _server = ...`)"]
-pub struct Spawned {
+pub struct Spawned<T = ()> {
     list: Arc<SpawnedList>,
     output: Arc<Output>,
     max_result_size: usize,
     timeout: Option<Duration>,
     runner: Option<Runner>,
+    /// Only a value's type: the handle holds none (it is `Send` and `Sync`
+    /// whatever `T`).
+    value: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Spawned<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spawned")
+            .field("runner", &self.runner)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Runner {
@@ -1264,44 +1297,18 @@ impl std::fmt::Debug for Runner {
     }
 }
 
-impl Spawned {
+impl<T> Spawned<T> {
     /// The process's pid, in the caller's PID namespace.
     pub fn pid(&self) -> u32 {
         self.runner.as_ref().map_or(0, |r| r.pid() as u32)
     }
 
-    /// True while the closure has not returned.
+    /// True while the closure's process has not ended. A closure whose
+    /// value is larger than a pipe holds (64 KiB) ends once
+    /// [`join`](Self::join) has read it.
     #[must_use]
     pub fn is_running(&self) -> bool {
         self.runner.as_ref().is_some_and(Runner::running)
-    }
-
-    /// Waits for the closure to return, at most the sandbox's timeout
-    /// (counted from this call), after which its process is killed.
-    ///
-    /// # Errors
-    ///
-    /// As [`Sandbox::try_run`]; [`Error::SandboxDead`] if the sandbox was
-    /// dropped (which killed the process) before the join.
-    pub fn join(mut self) -> Result<(), Error> {
-        let mut runner = self
-            .runner
-            .take()
-            .expect("the runner is there until consumed");
-        // Off the sandbox's list before the pid is reaped (and free for
-        // reuse): from here on this handle, or the runner's own drop, reaps.
-        if !forget(&self.list, runner.pid()) {
-            runner.reaped_elsewhere();
-            return Err(Error::SandboxDead {
-                doing: "joining a spawned closure",
-            });
-        }
-        let ended = runner.wait(self.timeout, self.max_result_size, &self.output);
-        self.output.pump();
-        match ended {
-            Ended::Frame(tag, payload) => crate::channel::decode_outcome(tag, &payload),
-            Ended::Died(e) => Err(e),
-        }
     }
 
     /// Kills the process (with `SIGKILL`) and waits for it to die.
@@ -1328,7 +1335,84 @@ impl Spawned {
     }
 }
 
-impl Drop for Spawned {
+impl<T: DeserializeOwned> Spawned<T> {
+    /// Waits for the closure to return and gives its value, at most the
+    /// sandbox's timeout ([`SandboxBuilder::timeout`], counted from this
+    /// call), after which its process is killed.
+    ///
+    /// As with [`Sandbox::try_run`], a panic of the closure is returned as
+    /// [`Error::Panicked`], with its message and its location inside the
+    /// closure (it was also printed when it happened); to fail the test
+    /// with it, `join().unwrap()`. A closure stuck past the timeout is
+    /// [`Error::TimedOut`], which says where each of its threads was
+    /// (state, system call, kernel wait) and, for threads blocked on a
+    /// lock, the likely cause (a lock copied held by the fork).
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::try_run`]; [`Error::SandboxDead`] if the sandbox was
+    /// dropped (which killed the process) before the join.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let sandbox = hermetic::Sandbox::new()?;
+    /// let worker = sandbox.spawn(|| std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap())?;
+    /// assert_eq!(worker.join()?, "sandbox\n");
+    /// let failed = sandbox.spawn(|| -> u32 { panic!("no") })?;
+    /// assert!(matches!(failed.join(), Err(hermetic::Error::Panicked { .. })));
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
+    pub fn join(self) -> Result<T, Error> {
+        let timeout = self.timeout;
+        self.join_within(timeout)
+    }
+
+    /// Like [`join`](Self::join), waiting at most `timeout` (counted from
+    /// this call) instead of the sandbox's; `Duration::MAX` waits for as
+    /// long as the closure runs.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join); [`Error::TimedOut`] after `timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let sandbox = hermetic::Sandbox::new()?;
+    /// let stuck = sandbox.spawn(|| std::thread::sleep(Duration::from_secs(3600)))?;
+    /// let err = stuck.join_timeout(Duration::from_millis(100)).unwrap_err();
+    /// assert!(matches!(err, hermetic::Error::TimedOut { .. }));
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
+    pub fn join_timeout(self, timeout: Duration) -> Result<T, Error> {
+        self.join_within(Some(timeout))
+    }
+
+    fn join_within(mut self, timeout: Option<Duration>) -> Result<T, Error> {
+        let mut runner = self
+            .runner
+            .take()
+            .expect("the runner is there until consumed");
+        // Off the sandbox's list before the pid is reaped (and free for
+        // reuse): from here on this handle, or the runner's own drop, reaps.
+        if !forget(&self.list, runner.pid()) {
+            runner.reaped_elsewhere();
+            return Err(Error::SandboxDead {
+                doing: "joining a spawned closure",
+            });
+        }
+        let ended = runner.wait(timeout, self.max_result_size, &self.output);
+        self.output.pump();
+        match ended {
+            Ended::Frame(tag, payload) => crate::channel::decode_outcome(tag, &payload),
+            Ended::Died(e) => Err(e),
+        }
+    }
+}
+
+impl<T> Drop for Spawned<T> {
     fn drop(&mut self) {
         self.stop();
     }
