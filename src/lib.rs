@@ -71,7 +71,7 @@
 //!   joined before `/sys`; the host's files read-only and its device nodes
 //!   unopenable but for `/dev/null` and the like; fresh `/proc`, with
 //!   `/proc/sys` and the like read-only, and `/sys`; tmpfs on `/tmp` and
-//!   `/dev/shm`; your mounts; hostname; `lo` up), enters the inner user
+//!   `/dev/shm`; your mounts and read-only files; hostname; `lo` up), enters the inner user
 //!   namespace, joins a session keyring of the sandbox's own, reports
 //!   "ready" or the exact step that failed (with errno), and then only
 //!   waits. It ignores `SIGCHLD`, so the kernel reaps every orphan inside,

@@ -63,7 +63,7 @@ pub struct SandboxBuilder {
     cgroup: bool,
     max_result_size: usize,
     writable_host: bool,
-    /// Read-only files placed over host files: (target, contents).
+    /// Read-only files made inside: (target, contents).
     files: Vec<(PathBuf, Vec<u8>)>,
     /// The uid and gid of the sandbox's processes, if not root.
     user: Option<(u32, u32)>,
@@ -215,6 +215,48 @@ impl SandboxBuilder {
         self
     }
 
+    /// Places a read-only file holding `contents` at `target` inside the
+    /// sandbox, as bubblewrap's `--file`: a configuration file, a fixture,
+    /// an `/etc/hosts` of the test's own.
+    ///
+    /// `target` either lies under a tmpfs of the sandbox (`/tmp`,
+    /// `/dev/shm`, a [`tmpfs`](Self::tmpfs) mount), where the file and any
+    /// missing directories are made, or names a file of the host, which
+    /// the sandbox's file covers inside. Either way the file is made in
+    /// the sandbox's own memory: nothing of it is written to the host, and
+    /// nothing is left behind, even after a `SIGKILL` of the test process.
+    /// Inside, it is read-only for every process, root included (its mount
+    /// belongs to the sandbox's outer user namespace, over which processes
+    /// inside have no power): writing it fails with `EROFS`, removing or
+    /// renaming it with `EBUSY`. Readable by all (mode 0644, less the
+    /// umask).
+    ///
+    /// # Errors
+    ///
+    /// [`build`](Self::build) fails with [`Error::InvalidOption`] (option
+    /// `file`) when `target` is not absolute, holds `.` or `..` or a NUL
+    /// byte, is given twice, is a tmpfs mount point, lies under a
+    /// [`bind`](Self::bind) target, or (outside the sandbox's tmpfs mounts)
+    /// is not an existing file of the host.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let ns = hermetic::Sandbox::builder()
+    ///     .file("/tmp/app/config.toml", "port = 8080\n")
+    ///     .file("/etc/hostname", "db\n")
+    ///     .build()?;
+    /// let config = ns.run(|| std::fs::read_to_string("/tmp/app/config.toml").unwrap());
+    /// assert_eq!(config, "port = 8080\n");
+    /// assert!(ns.run(|| std::fs::write("/tmp/app/config.toml", "x").is_err()));
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
+    pub fn file(&mut self, target: impl AsRef<Path>, contents: impl Into<Vec<u8>>) -> &mut Self {
+        self.files
+            .push((target.as_ref().to_path_buf(), contents.into()));
+        self
+    }
+
     /// Leaves the host's files writable inside, as far as the caller's own
     /// permissions allow. Default: off, so the host's filesystem is
     /// read-only inside (recursively, every mount), except the sandbox's
@@ -266,14 +308,6 @@ impl SandboxBuilder {
     /// Whether a timeout was set.
     pub(crate) fn has_timeout(&self) -> bool {
         self.timeout.is_some()
-    }
-
-    /// Places a read-only file holding `contents` over the host's file
-    /// `target` (which must exist), made inside the sandbox: nothing of it
-    /// is left on the host, even after a SIGKILL of the test process.
-    pub(crate) fn file(&mut self, target: impl AsRef<Path>, contents: Vec<u8>) -> &mut Self {
-        self.files.push((target.as_ref().to_path_buf(), contents));
-        self
     }
 
     /// Like [`build_in`](Self::build_in); a failed setup step also says
