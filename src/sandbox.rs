@@ -811,7 +811,9 @@ impl Sandbox {
         });
         self.output.pump();
         self.forward_if_left_running();
-        let result = result.map_err(|e| self.name_the_limit(e, oom_kills));
+        let result = result
+            .map_err(|e| self.name_the_limit(e, oom_kills))
+            .map_err(|e| self.name_stuck_spawned(e));
         if let Err(e) = &result
             && ran_and_failed(e)
             && keep_failed()
@@ -910,6 +912,32 @@ impl Sandbox {
             Some(limit) => Error::LimitReached { limit, signal },
             None => e,
         }
+    }
+
+    /// A run that timed out, told with the spawned closures of the sandbox
+    /// whose every thread waits on a lock: a run often waits for a server
+    /// of its sandbox, and a server stuck on a lock the fork copied held
+    /// (the usual hang) is then the cause, not the run.
+    fn name_stuck_spawned(&self, e: Error) -> Error {
+        let Error::TimedOut { after, mut stuck } = e else {
+            return e;
+        };
+        let spawned: Vec<libc::pid_t> = self
+            .spawned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|&(pid, _)| pid)
+            .collect();
+        for pid in spawned {
+            if let Some(text) = diagnostics::stuck_on_locks(pid) {
+                stuck.push_str(&format!(
+                    "\nmeanwhile the spawned closure with pid {pid} (a server this run may \
+                     wait for?) has every thread waiting on a lock: {text}"
+                ));
+            }
+        }
+        Error::TimedOut { after, stuck }
     }
 
     /// What a failure's message adds when the sandbox was kept.

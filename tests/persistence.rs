@@ -305,6 +305,66 @@ fn join_of_a_closure_stuck_on_a_lock_copied_by_the_fork_times_out_and_says_so() 
     assert_eq!(ns.run(|| 5), 5);
 }
 
+/// The issue's hang as a test sees it: a run waits for a spawned server
+/// that is stuck on a lock the fork copied held. The run's timeout names
+/// the server as the likely culprit, with where its threads are; a
+/// spawned closure that is merely busy (asleep here) is not named.
+#[test]
+fn a_run_timing_out_names_a_spawned_closure_stuck_on_a_lock() {
+    let lock = std::sync::Arc::new(std::sync::Mutex::new(0u32));
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let lock = lock.clone();
+        std::thread::spawn(move || {
+            let _guard = lock.lock().unwrap();
+            held_tx.send(()).unwrap();
+            let _ = done_rx.recv();
+        })
+    };
+    held_rx.recv().unwrap();
+    let ns = Sandbox::builder()
+        .timeout(std::time::Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let (ready_r, ready_w) = std::io::pipe().unwrap();
+    let server = ns
+        .spawn(move || {
+            let l = TcpListener::bind("127.0.0.1:7400").unwrap();
+            drop(ready_w);
+            let (mut c, _) = l.accept().unwrap();
+            // Stuck before it answers.
+            let n = *lock.lock().unwrap();
+            write!(c, "{n}").unwrap();
+        })
+        .unwrap();
+    let sleeper = ns
+        .spawn(|| std::thread::sleep(std::time::Duration::from_secs(3600)))
+        .unwrap();
+    // Listening once the pipe's only writer has gone.
+    std::io::read_to_string(ready_r).unwrap();
+    let err = ns
+        .try_run(|| {
+            let mut s = std::net::TcpStream::connect("127.0.0.1:7400").unwrap();
+            std::io::read_to_string(&mut s).unwrap()
+        })
+        .unwrap_err();
+    drop(done_tx);
+    holder.join().unwrap();
+    let hermetic::Error::TimedOut { stuck, .. } = &err else {
+        panic!("{err:?}")
+    };
+    let named = format!(
+        "meanwhile the spawned closure with pid {} (a server this run may wait for?) has \
+         every thread waiting on a lock: where its threads were: ",
+        server.pid()
+    );
+    assert!(stuck.contains(&named), "{err}");
+    assert!(!stuck.contains(&format!("pid {}", sleeper.pid())), "{err}");
+    // The run's own threads first: it waited in a read.
+    assert!(stuck.starts_with("where its threads were: "), "{err}");
+}
+
 #[test]
 fn a_handle_outliving_its_sandbox_says_the_sandbox_is_dead() {
     let ns = Sandbox::new().unwrap();
