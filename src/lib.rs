@@ -201,6 +201,7 @@ mod fixtures;
 mod helpers;
 mod idmap;
 mod isolate;
+mod kept;
 mod lifeline;
 mod limits;
 mod net;
@@ -222,6 +223,7 @@ pub use error::{Error, PanicLocation};
 pub use fixtures::{isolated, network};
 pub use helpers::{CONNECT_PATIENCE, connect_retry};
 pub use isolate::isolate_test;
+pub use kept::kept_command;
 pub use net::{Host, MAX_HOSTS, Network, NetworkBuilder};
 pub use sandbox::{
     DEFAULT_HOSTNAME, DEFAULT_MAX_RESULT_SIZE, Killer, Sandbox, SandboxBuilder, Spawned,

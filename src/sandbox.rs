@@ -29,7 +29,7 @@ pub const DEFAULT_HOSTNAME: &str = "sandbox";
 pub const DEFAULT_MAX_RESULT_SIZE: usize = 256 << 20;
 
 /// Namespaces every sandbox has.
-const BASE_NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
+pub(crate) const BASE_NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
     | libc::CLONE_NEWNS
     | libc::CLONE_NEWNET
     | libc::CLONE_NEWPID
