@@ -66,6 +66,18 @@ fn join_returns_the_spawned_closures_value(#[from(isolated)] ns: Sandbox) {
     assert_eq!(missing.join().unwrap(), Err("entity not found".to_owned()));
 }
 
+/// Like a thread's handle, a Spawned can be joined from another thread.
+#[rstest]
+fn a_spawned_handle_travels_between_threads(#[from(isolated)] ns: Sandbox) {
+    fn send_sync<H: Send + Sync>(_: &H) {}
+    let worker = ns.spawn(|| String::from("from inside")).unwrap();
+    send_sync(&worker);
+    let got = std::thread::spawn(move || worker.join().unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(got, "from inside");
+}
+
 /// As try_run does: the panic is an Error::Panicked with the message and
 /// where it happened in the closure.
 #[rstest]
