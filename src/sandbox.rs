@@ -227,9 +227,10 @@ impl SandboxBuilder {
     /// nothing is left behind, even after a `SIGKILL` of the test process.
     /// Inside, it is read-only for every process, root included (its mount
     /// belongs to the sandbox's outer user namespace, over which processes
-    /// inside have no power): writing it fails with `EROFS`, removing or
-    /// renaming it with `EBUSY`. Readable by all (mode 0644, less the
-    /// umask).
+    /// inside have no power): writing it fails with `EROFS`, and removing
+    /// or replacing it fails too (`EBUSY` in a tmpfs, `EROFS` among the
+    /// host's read-only files). Readable by all (mode 0644, less the test
+    /// process's umask).
     ///
     /// # Errors
     ///
