@@ -243,6 +243,7 @@ const SETUP: [(Probe, &[StepKind]); 9] = [
 ///     std::process::exit(1);
 /// }
 /// ```
+#[must_use = "check() only reports: look at the report (sandboxes_work(), finding(), or print it)"]
 pub fn check() -> HostReport {
     let facts = HostFacts::read();
     let kernel = crate::sys::kernel_release();

@@ -250,7 +250,7 @@ fn helper_floods_until_its_timeout() {
             assert!(matches!(err, hermetic::Error::TimedOut { .. }), "{err:?}");
         }
         "spawn" => {
-            let err = ns.spawn(|| flood()).unwrap().join().unwrap_err();
+            let err = ns.spawn(|| -> () { flood() }).unwrap().join().unwrap_err();
             assert!(matches!(err, hermetic::Error::TimedOut { .. }), "{err:?}");
         }
         "program" => {
