@@ -663,6 +663,9 @@ fn place_files<'a>(
     files: &'a [(PathBuf, Vec<u8>)],
     mounts: &'a [MountSpec],
 ) -> Result<(Vec<OverHost<'a>>, Vec<InTmpfs<'a>>), Error> {
+    if files.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
     let option = "file";
     let mut made: Vec<MountSpec> = OWN_TMPFS
         .iter()
