@@ -1165,3 +1165,13 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), i32> {
     let flags = rustix::fs::fcntl_getfl(fd).map_err(raw)?;
     rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK).map_err(raw)
 }
+
+/// Puts the open file of `fd` on fd 0, the process's stdin, closing what
+/// was there (`dup2(2)`).
+pub(crate) fn replace_stdin(fd: BorrowedFd<'_>) -> Result<(), i32> {
+    // SAFETY: fd 0 is owned by no Rust object (std's `Stdin` names the
+    // number for each read, it holds no `OwnedFd`), so replacing its file
+    // closes nothing another owner will close again; `fd` is open for the
+    // call.
+    unsafe { dup2(fd.as_raw_fd(), 0) }
+}

@@ -102,6 +102,28 @@ fn options_take_their_value_after_an_equals_sign_too() {
 }
 
 #[test]
+fn a_file_is_placed_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("config");
+    std::fs::write(&src, "port = 8080\n").unwrap();
+    let spec = format!("{}:/tmp/app/config", src.display());
+    let (code, out, err) = outcome(&[
+        "run",
+        "--file",
+        &spec,
+        "--",
+        "sh",
+        "-c",
+        "cat /tmp/app/config; echo x >> /tmp/app/config || echo refused",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "port = 8080\nrefused\n");
+    let (code, _, err) = outcome(&["run", "--file=/nonexistent:/tmp/x", "true"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot read"), "{err}");
+}
+
+#[test]
 fn run_s_limits_reach_the_program() {
     // A CPU time limit: the spinning program gets SIGXCPU (24).
     let (code, _, err) = outcome(&[

@@ -552,3 +552,37 @@ fn copy_on_write_keeps_host_device_nodes_unopenable() {
     });
     assert_eq!(errno, Some(libc::EACCES));
 }
+
+#[test]
+fn files_are_placed_in_the_copy_on_write_layer_too() {
+    let host = tempfile::NamedTempFile::new_in("/tmp").unwrap();
+    std::fs::write(host.path(), "the host's").unwrap();
+    let over = host.path().to_owned();
+    let made = PathBuf::from(format!("/tmp/{}/app/config.toml", unique("file")));
+    let ns = Sandbox::builder()
+        .host(HostMode::CopyOnWrite)
+        .file(&over, "over")
+        .file(&made, "made")
+        .build()
+        .unwrap();
+    let (o, m) = (over.clone(), made.clone());
+    let seen = ns.run(move || {
+        (
+            std::fs::read_to_string(&o).unwrap(),
+            std::fs::read_to_string(&m).unwrap(),
+            std::fs::write(&o, "x").err().and_then(|e| e.raw_os_error()),
+            std::fs::write(&m, "x").err().and_then(|e| e.raw_os_error()),
+        )
+    });
+    assert_eq!(
+        seen,
+        (
+            "over".into(),
+            "made".into(),
+            Some(libc::EROFS),
+            Some(libc::EROFS)
+        )
+    );
+    assert_eq!(std::fs::read_to_string(&over).unwrap(), "the host's");
+    assert!(!made.parent().unwrap().parent().unwrap().exists());
+}

@@ -54,6 +54,8 @@ Options:
   --bind SRC:DST        the host path SRC at DST inside, writable
   --bind-ro SRC:DST     the host path SRC at DST inside, read-only
   --tmpfs DIR           a fresh, private tmpfs on DIR
+  --file SRC:DST        a read-only copy of the host file SRC at DST inside
+                        (under /tmp or a --tmpfs, or over a host file)
   --tmp-size SIZE       the size of the sandbox's /tmp (default 1G), which
                         also bounds the copy-on-write layer
   --host MODE           how the host's files are seen:
@@ -226,6 +228,12 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
                 run.host = text(&mut parser, "--host")?
                     .parse()
                     .map_err(|e| Usage(format!("--host: {e}")))?;
+            }
+            Long("file") => {
+                let (src, dst) = pair(&mut parser, "--file")?;
+                let contents = std::fs::read(&src)
+                    .map_err(|e| Usage(format!("--file: cannot read {src:?}: {e}")))?;
+                b.file(dst, contents);
             }
             Long("tmp-size") => {
                 b.tmp_size(size(&text(&mut parser, "--tmp-size")?)?);
