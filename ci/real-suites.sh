@@ -228,16 +228,19 @@ END {
         printf "%-16s %-9s %4d of %3d %11.1f ms %11.1f ms  %s\n", p[1], p[2], passed[k], ran[k], median(wall[k]), median(cpu[k]), tree[k]
     }
     print ""
-    printf "%-16s %28s %28s %10s\n", "added per test", "hermetic (wall, CPU)", "bwrap (wall, CPU)", "CPU ratio"
+    printf "%-16s %28s %28s %10s %12s\n", "added per test", "hermetic (wall, CPU)", "bwrap (wall, CPU)", "CPU ratio", "CPU/test h/b"
     for (i = 1; i <= n; i++) {
         k = order[i]; split(k, p, " ")
         if (p[2] != "plain") continue
         h = p[1] " hermetic"; b = p[1] " bwrap"
         hw = median(wall[h]) - median(wall[k]); hc = median(cpu[h]) - median(cpu[k])
         bw = median(wall[b]) - median(wall[k]); bc = median(cpu[b]) - median(cpu[k])
-        printf "%-16s %+11.1f ms %+11.1f ms %+11.1f ms %+11.1f ms %9.2fx\n", p[1], hw, hc, bw, bc, (bc > 0 ? hc / bc : 0)
+        ratio = bc > 0 ? sprintf("%9.2fx", hc / bc) : "      n/a"
+        printf "%-16s %+11.1f ms %+11.1f ms %+11.1f ms %+11.1f ms %10s %11.2fx\n", p[1], hw, hc, bw, bc, ratio, median(cpu[h]) / median(cpu[b])
     }
-    printf "\n(medians of %d round(s); CPU counted by %s; reference: plain, -j 1; plain, hermetic, bwrap: in parallel)\n", rounds, how
+    printf "\n(medians of %d round(s); CPU counted by %s; reference: plain, -j 1; plain, hermetic, bwrap: in parallel;\n", rounds, how
+    printf " CPU ratio: what hermetic adds over plain to what bwrap adds, n/a where bwrap adds nothing measurable;\n"
+    printf " CPU/test h/b: hermetic'"'"'s CPU per test to bwrap'"'"'s, the steadier of the two)\n"
 }' "$rows" | tee "$results"
 if [ "$failures" -ne 0 ]; then
     echo "$failures check(s) failed"
