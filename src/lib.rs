@@ -158,7 +158,10 @@
 //! - the closure sees a snapshot of memory: changes it makes are not seen
 //!   by the test, only its result is;
 //! - other threads' work (thread pools, async runtimes) does not exist in
-//!   the child: start what you need inside the closure;
+//!   the child: start what you need inside the closure, knowing that a
+//!   runtime built in a fork of a process whose runtime is busy can hang
+//!   on a lock copied locked; for async tests, [`isolate_test_async`]
+//!   forks nothing and is the safe way (the README's "Async code");
 //! - file descriptors the test process opened are inherited, including
 //!   other tests' sockets (the sandbox's network namespace still isolates
 //!   new sockets); the crate's own (pipes, pidfds, other sandboxes') never
@@ -230,7 +233,7 @@ pub use error::{Error, PanicLocation};
 pub use fixtures::{isolated, network};
 pub use helpers::{CONNECT_PATIENCE, connect_retry};
 pub use host::HostMode;
-pub use isolate::isolate_test;
+pub use isolate::{isolate_test, isolate_test_async};
 pub use kept::kept_command;
 pub use net::{Host, MAX_HOSTS, Network, NetworkBuilder};
 pub use sandbox::{

@@ -412,10 +412,13 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
         // that one stays writable and the sandbox's own.
         let hidden = path.is_absolute()
             && matches!(under(path, &own), Under::Tmpfs(root) if root != path.as_path());
+        // The user's mounts and files win: a path at or under one of
+        // their targets, or holding a file of theirs, is left to them.
         let shown_or_users = mounts
             .iter()
             .chain(layout.mounts)
-            .any(|m| path.starts_with(spec_target(m)));
+            .any(|m| path.starts_with(spec_target(m)))
+            || layout.files.iter().any(|(t, _)| t.starts_with(path));
         if hidden && !shown_or_users && std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
             mounts.push(MountSpec::Bind {
                 source: path.clone(),
