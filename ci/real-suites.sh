@@ -197,6 +197,13 @@ for c in "${crates[@]}"; do
             fi
         done
         missing=$(LC_ALL=C comm -23 "$work/$name.reference.passed" "$work/$name.hermetic.passed")
+        # Known differences, each with its reason, in ci/real-suites.known.
+        known=$(printf '%s\n' "$missing" | grep -Fx -f <(grep -v '^#' "$repo/ci/real-suites.known") || true)
+        if [ -n "$known" ]; then
+            echo "known: $(printf '%s\n' "$known" | grep -c .) test(s) of $name fail under hermetic for a reason in ci/real-suites.known:"
+            printf '%s\n' "$known" | sed 's/^/  /'
+        fi
+        missing=$(printf '%s\n' "$missing" | grep -vFx -f <(grep -v '^#' "$repo/ci/real-suites.known") || true)
         if [ -n "$missing" ]; then
             echo "FAIL: passed in the reference run, not under hermetic:"
             echo "$missing" | head -20
@@ -246,4 +253,4 @@ if [ "$failures" -ne 0 ]; then
     echo "$failures check(s) failed"
     exit 1
 fi
-echo "every test that passes in the reference passes under hermetic; the trees are unchanged"
+echo "every test that passes in the reference passes under hermetic, but those in ci/real-suites.known; the trees are unchanged"
