@@ -211,6 +211,7 @@ mod protocol;
 mod relay;
 mod run;
 mod sandbox;
+mod seccomp;
 mod shape;
 mod sockdiag;
 mod sys;

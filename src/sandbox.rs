@@ -70,6 +70,8 @@ pub struct SandboxBuilder {
     tmp_size: u64,
     /// Memory, processes, CPU time.
     limits: crate::limits::Limits,
+    /// keyctl, add_key and request_key allowed inside.
+    keyring: bool,
 }
 
 impl Default for SandboxBuilder {
@@ -85,6 +87,7 @@ impl Default for SandboxBuilder {
             user: None,
             tmp_size: DEFAULT_TMP_SIZE,
             limits: crate::limits::Limits::default(),
+            keyring: false,
         }
     }
 }
@@ -229,9 +232,33 @@ impl SandboxBuilder {
         self
     }
 
-    /// Also gives the sandbox its own cgroup namespace. Default: off.
+    /// Also gives the sandbox its own cgroup namespace: `/proc/self/cgroup`
+    /// inside shows the sandbox's cgroup as the root (`0::/`). Default:
+    /// off. Nothing inside may make a cgroup namespace of its own, enter
+    /// one or mount a cgroup filesystem, with or without it (see the
+    /// README's "What is isolated").
     pub fn cgroup_namespace(&mut self, on: bool) -> &mut Self {
         self.cgroup = on;
+        self
+    }
+
+    /// Lets the sandbox's processes use the kernel's keys (`keyctl`,
+    /// `add_key`, `request_key`), in a session keyring of the sandbox's
+    /// own that every run and command joins. Default: off, and those calls
+    /// fail with `EPERM`, as under Docker's default profile.
+    ///
+    /// The trade-off: the kernel has no namespace for keys and checks them
+    /// by uid, and root inside is the caller outside. With this on, a
+    /// process inside that learns a key's serial number (`/proc/keys`
+    /// lists those it may view) can read, link or change the keys of the
+    /// caller's uid: the test process's, the caller's own user keyring,
+    /// another sandbox's. Turn it on only for code you trust with those.
+    ///
+    /// A sandbox made inside another one (a closure's, or a test's under
+    /// [`isolate_test`](crate::isolate_test)) is under the outer one's
+    /// filter as well, which still refuses them unless it too allows keys.
+    pub fn keyring(&mut self, on: bool) -> &mut Self {
+        self.keyring = on;
         self
     }
 
@@ -412,7 +439,15 @@ impl SandboxBuilder {
             &ready_w,
             lifeline,
             mapping,
-            early_helper_flags(&steps),
+            // In a non-dumpable process (a closure: a sandbox inside a
+            // sandbox), a task sharing its memory has /proc files owned by
+            // root outside, where the init program could not write its
+            // maps: the init program then starts the helper itself.
+            if sys::is_dumpable() {
+                early_helper_flags(&steps)
+            } else {
+                0
+            },
         )
         .map_err(|(step, e)| Error::sys(step, e))?;
         crate::limits::clean_stale_once();
@@ -426,6 +461,7 @@ impl SandboxBuilder {
             set_ids: self.user.filter(|_| ids_inside > 1),
             cgroup_procs: cgroups.as_ref().map(|c| c.procs()).unwrap_or_default(),
             rlimits: crate::limits::Rlimits::for_limits(&self.limits, cgroups.as_ref()),
+            filter: crate::seccomp::filter(self.keyring),
         };
         let pid = match userns {
             None => launch
@@ -994,6 +1030,7 @@ impl Sandbox {
             cgroups,
             self.confinement.rlimits,
             self.confinement.set_ids,
+            self.confinement.filter,
         );
         cmd
     }

@@ -461,6 +461,8 @@ fn add_key(description: &std::ffi::CStr, payload: &[u8]) -> libc::c_long {
     }
 }
 
+/// With keys allowed (`keyring(true)`; by default keyctl is refused, see
+/// tests/boundary.rs), each sandbox has a session keyring of its own.
 #[test]
 fn the_session_keyring_is_the_sandbox_s_own() {
     let key = add_key(c"hermetic-attack-secret", b"hunter2");
@@ -475,7 +477,7 @@ fn the_session_keyring_is_the_sandbox_s_own() {
         0,
         0,
     );
-    let ns = Sandbox::new().unwrap();
+    let ns = Sandbox::builder().keyring(true).build().unwrap();
     let (read, theirs, planted) = ns.run(move || {
         let mut buf = [0u8; 64];
         let n = keyctl(

@@ -36,6 +36,14 @@ stdio connected; its exit status is passed through (code, or 128+signal).
   --writable-host       leave the host's files writable (as far as you may)
 HERMETIC_KEEP=1: a failed program's sandbox is kept (see `hermetic enter`).
 
+The terminal is kept safe: PROGRAM runs in a session of its own, with no
+controlling terminal, so `kill 0` inside reaches only the sandbox, and a
+seccomp filter refuses the ioctls that type into or read from a terminal
+(TIOCSTI, TIOCLINUX), as well as keyctl, add_key and request_key. It still
+reads and writes the terminal as its stdio (an interactive shell works,
+without job control); Ctrl-C, Ctrl-\\, a hang-up and a window resize reach it
+through hermetic, which passes those signals on.
+
 check: probes what this host allows, and how to fix what it does not.
 
 enter: PROGRAM (default: $SHELL, else /bin/sh) inside the sandbox whose
@@ -134,7 +142,14 @@ fn run(args: &[OsString]) -> ExitCode {
     // From now on: signals sent before the program runs are passed on
     // once it does.
     forward_signals();
-    let spawned = sandbox.command(program).args(program_args).spawn();
+    // The relay in a process group of its own: what the terminal (or a
+    // kill of this process's group) sends reaches the program once,
+    // through this process.
+    let spawned = sandbox
+        .command(program)
+        .args(program_args)
+        .process_group(0)
+        .spawn();
     if let Ok(child) = &spawned {
         CHILD.store(child.id() as i32, std::sync::atomic::Ordering::SeqCst);
         let pending = PENDING.swap(0, std::sync::atomic::Ordering::SeqCst);
@@ -192,13 +207,14 @@ fn keep_failed() -> bool {
 }
 
 /// The signals `hermetic run` passes on to the program.
-const PASSED_ON: [libc::c_int; 6] = [
+const PASSED_ON: [libc::c_int; 7] = [
     libc::SIGINT,
     libc::SIGTERM,
     libc::SIGHUP,
     libc::SIGQUIT,
     libc::SIGUSR1,
     libc::SIGUSR2,
+    libc::SIGWINCH,
 ];
 
 /// The child signals go on to (the program's relay, which passes them on).
@@ -206,13 +222,9 @@ static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0
 /// Signals that came before there was a child to pass them to, by bit.
 static PENDING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-extern "C" fn pass_on(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // A terminal's signals reach the whole foreground process group, the
-    // program included, by themselves.
-    // SAFETY: the kernel passes a live siginfo to an SA_SIGINFO handler.
-    if unsafe { (*info).si_code } == libc::SI_KERNEL {
-        return;
-    }
+extern "C" fn pass_on(sig: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // A terminal's signals too: the program is in a session of its own,
+    // which the terminal does not reach.
     let pid = CHILD.load(std::sync::atomic::Ordering::SeqCst);
     if pid > 0 {
         // SAFETY: kill is async-signal-safe.
@@ -222,10 +234,11 @@ extern "C" fn pass_on(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
     }
 }
 
-/// Passes on the signals a caller sends to stop or poke the program
-/// (`SIGINT`, `SIGTERM`, `SIGHUP`, `SIGQUIT`, `SIGUSR1`, `SIGUSR2`); a
-/// terminal's are not passed twice. This process stays until the program
-/// ends, to give its status.
+/// Passes on the signals a caller or the terminal sends to stop or poke
+/// the program (`SIGINT`, `SIGTERM`, `SIGHUP`, `SIGQUIT`, `SIGUSR1`,
+/// `SIGUSR2`, `SIGWINCH`): the program's session is its own, so these are
+/// the only way they reach it. This process stays until the program ends,
+/// to give its status.
 fn forward_signals() {
     for sig in PASSED_ON {
         // SAFETY: installs a handler that only calls kill; the struct is
