@@ -391,7 +391,18 @@ impl SandboxBuilder {
         let ids = userns.is_none().then(Ids::current);
         // A sandbox's own user namespace maps as many ids as the host
         // allows; a network's host shares its switch's.
-        let mapping = ids.map(|_| crate::idmap::detect());
+        // In a non-dumpable process (a closure: a sandbox inside a
+        // sandbox), the launched child's /proc files belong to root outside
+        // until its exec (see child::init): it writes its own maps, after
+        // making its own copy of the memory dumpable, and maps one id.
+        let nested = !sys::is_dumpable();
+        let mapping = ids.map(|_| {
+            if nested {
+                crate::idmap::Mapping::Single
+            } else {
+                crate::idmap::detect()
+            }
+        });
         let ids_inside = match (&mapping, userns) {
             (Some(m), _) => m.ids_inside(),
             (None, Some(owner)) => owner.ids_inside,
@@ -439,15 +450,9 @@ impl SandboxBuilder {
             &ready_w,
             lifeline,
             mapping,
-            // In a non-dumpable process (a closure: a sandbox inside a
-            // sandbox), a task sharing its memory has /proc files owned by
-            // root outside, where the init program could not write its
-            // maps: the init program then starts the helper itself.
-            if sys::is_dumpable() {
-                early_helper_flags(&steps)
-            } else {
-                0
-            },
+            // Nor does an early helper share that memory: the init program
+            // starts the helper itself.
+            if nested { 0 } else { early_helper_flags(&steps) },
         )
         .map_err(|(step, e)| Error::sys(step, e))?;
         crate::limits::clean_stale_once();

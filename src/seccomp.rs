@@ -344,16 +344,34 @@ mod tests {
         let parent = libc::CLONE_PARENT as u64;
         let cgroup = libc::CLONE_NEWCGROUP as u64;
         for abi in 0..2 {
-            assert_eq!(call(&prog, abi, |n| n.clone, [parent | 0x11, 0, 0, 0, 0, 0]), EPERM);
-            assert_eq!(call(&prog, abi, |n| n.clone, [cgroup, 0, 0, 0, 0, 0]), EPERM);
-            assert_eq!(call(&prog, abi, |n| n.clone, [0x1200011, 0, 0, 0, 0, 0]), ALLOW);
+            assert_eq!(
+                call(&prog, abi, |n| n.clone, [parent | 0x11, 0, 0, 0, 0, 0]),
+                EPERM
+            );
+            assert_eq!(
+                call(&prog, abi, |n| n.clone, [cgroup, 0, 0, 0, 0, 0]),
+                EPERM
+            );
+            assert_eq!(
+                call(&prog, abi, |n| n.clone, [0x1200011, 0, 0, 0, 0, 0]),
+                ALLOW
+            );
             let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
-            assert_eq!(call(&prog, abi, |n| n.clone, [thread, 0, 0, 0, 0, 0]), ALLOW);
+            assert_eq!(
+                call(&prog, abi, |n| n.clone, [thread, 0, 0, 0, 0, 0]),
+                ALLOW
+            );
             assert_eq!(call(&prog, abi, |n| n.clone3, [0; 6]), ENOSYS);
-            assert_eq!(call(&prog, abi, |n| n.unshare, [cgroup, 0, 0, 0, 0, 0]), EPERM);
+            assert_eq!(
+                call(&prog, abi, |n| n.unshare, [cgroup, 0, 0, 0, 0, 0]),
+                EPERM
+            );
             let net = libc::CLONE_NEWNET as u64;
             assert_eq!(call(&prog, abi, |n| n.unshare, [net, 0, 0, 0, 0, 0]), ALLOW);
-            assert_eq!(call(&prog, abi, |n| n.setns, [3, cgroup, 0, 0, 0, 0]), EPERM);
+            assert_eq!(
+                call(&prog, abi, |n| n.setns, [3, cgroup, 0, 0, 0, 0]),
+                EPERM
+            );
             assert_eq!(call(&prog, abi, |n| n.setns, [3, net, 0, 0, 0, 0]), ALLOW);
         }
     }
@@ -387,7 +405,10 @@ mod tests {
         }
         assert_eq!(eval(&prog, 1, 0xdead_beef, [0; 6]), ENOSYS);
         if ABIS[0].refuse_x32 {
-            assert_eq!(eval(&prog, X32_SYSCALL_BIT | 16, ABIS[0].arch, [0; 6]), ENOSYS);
+            assert_eq!(
+                eval(&prog, X32_SYSCALL_BIT | 16, ABIS[0].arch, [0; 6]),
+                ENOSYS
+            );
         }
         assert!(prog.len() < 100, "{} instructions", prog.len());
     }
