@@ -151,6 +151,11 @@ pub(crate) fn where_stuck(pid: libc::pid_t) -> String {
     tids.sort_unstable();
     let mut threads = Vec::new();
     let mut on_a_lock = false;
+    // A run's process is not dumpable (see child::joiner): rootless, the
+    // kernel hides its system calls and wait channels from this process
+    // too (it has no CAP_SYS_PTRACE over the user namespace that process's
+    // memory belongs to, the test process's own). Then only states show.
+    let mut hidden_waits = false;
     for tid in tids {
         let at = |file: &str| {
             std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/{file}"))
@@ -173,6 +178,7 @@ pub(crate) fn where_stuck(pid: libc::pid_t) -> String {
             None => String::new(),
         };
         on_a_lock |= syscall == "futex";
+        hidden_waits |= call.is_empty() && state == "sleeping";
         let wchan = at("wchan");
         let mut line = format!("thread {tid} ({comm}): {state}");
         if !syscall.is_empty() && syscall != "running" {
@@ -187,10 +193,21 @@ pub(crate) fn where_stuck(pid: libc::pid_t) -> String {
         return String::new();
     }
     let mut text = format!("where its threads were: {}", threads.join("; "));
+    if hidden_waits {
+        text.push_str(
+            " (what they wait in is hidden from an unprivileged test process: a run's \
+             process is not dumpable, so that nothing inside can reach it)",
+        );
+    }
     let others = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count()) - 1;
-    if on_a_lock && others > 0 {
+    if (on_a_lock || hidden_waits) && others > 0 {
+        let waits = if on_a_lock {
+            "A thread waits on a lock (futex)"
+        } else {
+            "If a thread waits on a lock (futex)"
+        };
         text.push_str(&format!(
-            ". A thread waits on a lock (futex) and the test process has {others} other \
+            ". {waits} and the test process has {others} other \
              thread(s): a lock one of them held when the run was forked stays held in \
              the run's copy for ever (a Mutex shared with other threads, a runtime's or \
              allocator's global lock). Build what the closure uses inside it, or run such \

@@ -452,7 +452,11 @@ impl SandboxBuilder {
             mapping,
             // Nor does an early helper share that memory: the init program
             // starts the helper itself.
-            if nested { 0 } else { early_helper_flags(&steps) },
+            if nested {
+                0
+            } else {
+                early_helper_flags(&steps)
+            },
         )
         .map_err(|(step, e)| Error::sys(step, e))?;
         crate::limits::clean_stale_once();

@@ -264,7 +264,11 @@ impl Launch {
         // makes dumpable, so that its own /proc files (uid_map) are its
         // own, not root's outside. Its maps are then its own to write
         // (one id).
-        let vm = if sys::is_dumpable() { libc::CLONE_VM } else { 0 };
+        let vm = if sys::is_dumpable() {
+            libc::CLONE_VM
+        } else {
+            0
+        };
         let flags = flags | vm | libc::CLONE_PARENT_SETTID;
         let Some(external) = &self.external else {
             // SAFETY: we are suspended until the child execs or exits
@@ -342,8 +346,15 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
     // test process's memory, it is dumpable already.
     // SAFETY: integer prctl calls.
     unsafe {
-        if sys::call(libc::SYS_prctl, [libc::PR_GET_DUMPABLE as usize, 0, 0, 0, 0, 0]) == Ok(0) {
-            let _ = sys::call(libc::SYS_prctl, [libc::PR_SET_DUMPABLE as usize, 1, 0, 0, 0, 0]);
+        if sys::call(
+            libc::SYS_prctl,
+            [libc::PR_GET_DUMPABLE as usize, 0, 0, 0, 0, 0],
+        ) == Ok(0)
+        {
+            let _ = sys::call(
+                libc::SYS_prctl,
+                [libc::PR_SET_DUMPABLE as usize, 1, 0, 0, 0, 0],
+            );
         }
     }
     let fail = |errno: i32| -> ! {
