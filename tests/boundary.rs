@@ -663,6 +663,24 @@ fn hermetic_run_works_interactively_and_passes_ctrl_c_on() {
     assert_eq!(status.code(), Some(5), "{text}");
 }
 
+#[test]
+fn hermetic_run_s_help_says_how_the_terminal_is_kept_safe() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hermetic"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for words in [
+        "session of its own",
+        "no",
+        "controlling terminal",
+        "TIOCSTI",
+        "Ctrl-C",
+    ] {
+        assert!(text.contains(words), "no {words:?} in:\n{text}");
+    }
+}
+
 // ---------------------------------------------------------------------
 // Keys
 
