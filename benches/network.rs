@@ -108,7 +108,7 @@ fn relayed_link(rounds: usize) {
     let net = Network::builder().host("h1").host("h2").build().unwrap();
     let _echo = net
         .host("h2")
-        .spawn(|| {
+        .spawn(|| -> () {
             let s = UdpSocket::bind("0.0.0.0:7400").unwrap();
             let mut buf = [0u8; 1500];
             loop {

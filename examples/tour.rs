@@ -218,7 +218,9 @@ fn network_tour() {
     // Link faults: no netem needed, rootless, reproducible with a seed.
     let _echo = net
         .host("db")
-        .spawn(|| {
+        // A closure that never returns has the type `!`, which serde cannot
+        // carry: say it returns nothing.
+        .spawn(|| -> () {
             let s = std::net::UdpSocket::bind("0.0.0.0:7").unwrap();
             let mut buf = [0u8; 64];
             loop {

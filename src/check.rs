@@ -79,7 +79,9 @@ pub enum Probe {
     /// `newuidmap` and `newgidmap`), or one.
     IdHelpers,
     /// How resource limits are enforced here: per sandbox (cgroups) or
-    /// per process (rlimits).
+    /// per process (rlimits); its hint lists what the limits let through
+    /// here and, where they are per process, the host setting that makes
+    /// them per sandbox.
     ResourceLimits,
 }
 
@@ -241,6 +243,7 @@ const SETUP: [(Probe, &[StepKind]); 9] = [
 ///     std::process::exit(1);
 /// }
 /// ```
+#[must_use = "check() only reports: look at the report (sandboxes_work(), finding(), or print it)"]
 pub fn check() -> HostReport {
     let facts = HostFacts::read();
     let kernel = crate::sys::kernel_release();
@@ -372,13 +375,11 @@ pub fn check() -> HostReport {
         required: false,
         ..finding(Probe::IdHelpers, Status::Info, crate::idmap::describe())
     });
+    let (limits, escapes) = crate::limits::mechanism();
     findings.push(Finding {
         required: false,
-        ..finding(
-            Probe::ResourceLimits,
-            Status::Info,
-            crate::limits::mechanism(),
-        )
+        hint: Some(escapes),
+        ..finding(Probe::ResourceLimits, Status::Info, limits)
     });
     HostReport { kernel, findings }
 }

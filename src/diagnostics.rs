@@ -142,20 +142,40 @@ fn show(v: Option<u64>) -> String {
 /// wait on a lock while other threads exist in the test process (a lock
 /// copied by the fork, held for ever). Empty if `/proc` tells nothing.
 pub(crate) fn where_stuck(pid: libc::pid_t) -> String {
+    describe(&threads(pid))
+}
+
+/// Like [`where_stuck`], for a process that is not known to be stuck (a
+/// spawned closure beside a run that timed out): its threads and the likely
+/// cause when every one of them waits on a lock, else `None`.
+pub(crate) fn stuck_on_locks(pid: libc::pid_t) -> Option<String> {
+    let threads = threads(pid);
+    (!threads.is_empty() && threads.iter().all(|t| t.on_a_lock)).then(|| describe(&threads))
+}
+
+/// One thread of a process, as `/proc` shows it.
+struct Thread {
+    /// "thread 12 (name): sleeping in futex(), waiting in futex_wait_queue"
+    line: String,
+    /// In a `futex` system call.
+    on_a_lock: bool,
+    /// Sleeping, in a system call `/proc` does not show: a run's process
+    /// is not dumpable (see child::joiner), and rootless the kernel hides
+    /// its system calls and wait channels from this process too (it has no
+    /// CAP_SYS_PTRACE over the user namespace that process's memory belongs
+    /// to, the test process's own).
+    hidden: bool,
+}
+
+fn threads(pid: libc::pid_t) -> Vec<Thread> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return String::new();
+        return Vec::new();
     };
     let mut tids: Vec<u32> = tasks
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     tids.sort_unstable();
     let mut threads = Vec::new();
-    let mut on_a_lock = false;
-    // A run's process is not dumpable (see child::joiner): rootless, the
-    // kernel hides its system calls and wait channels from this process
-    // too (it has no CAP_SYS_PTRACE over the user namespace that process's
-    // memory belongs to, the test process's own). Then only states show.
-    let mut hidden_waits = false;
     for tid in tids {
         let at = |file: &str| {
             std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/{file}"))
@@ -177,8 +197,6 @@ pub(crate) fn where_stuck(pid: libc::pid_t) -> String {
                 .map_or_else(|_| nr.to_owned(), syscall_name),
             None => String::new(),
         };
-        on_a_lock |= syscall == "futex";
-        hidden_waits |= call.is_empty() && state == "sleeping";
         let wchan = at("wchan");
         let mut line = format!("thread {tid} ({comm}): {state}");
         if !syscall.is_empty() && syscall != "running" {
@@ -187,20 +205,33 @@ pub(crate) fn where_stuck(pid: libc::pid_t) -> String {
         if !wchan.is_empty() && wchan != "0" {
             line.push_str(&format!(", waiting in {wchan}"));
         }
-        threads.push(line);
+        threads.push(Thread {
+            line,
+            on_a_lock: syscall == "futex",
+            hidden: call.is_empty() && state == "sleeping",
+        });
     }
+    threads
+}
+
+fn describe(threads: &[Thread]) -> String {
     if threads.is_empty() {
         return String::new();
     }
-    let mut text = format!("where its threads were: {}", threads.join("; "));
-    if hidden_waits {
+    let lines: Vec<&str> = threads.iter().map(|t| t.line.as_str()).collect();
+    let mut text = format!("where its threads were: {}", lines.join("; "));
+    let hidden = threads.iter().any(|t| t.hidden);
+    if hidden {
         text.push_str(
             " (what they wait in is hidden from an unprivileged test process: a run's \
              process is not dumpable, so that nothing inside can reach it)",
         );
     }
-    let others = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count()) - 1;
-    if (on_a_lock || hidden_waits) && others > 0 {
+    let others = std::fs::read_dir("/proc/self/task")
+        .map_or(0, |d| d.count())
+        .saturating_sub(1);
+    let on_a_lock = threads.iter().any(|t| t.on_a_lock);
+    if (on_a_lock || hidden) && others > 0 {
         let waits = if on_a_lock {
             "A thread waits on a lock (futex)"
         } else {
@@ -208,8 +239,8 @@ pub(crate) fn where_stuck(pid: libc::pid_t) -> String {
         };
         text.push_str(&format!(
             ". {waits} and the test process has {others} other \
-             thread(s): a lock one of them held when the run was forked stays held in \
-             the run's copy for ever (a Mutex shared with other threads, a runtime's or \
+             thread(s): a lock one of them held when this process was forked stays held \
+             in its copy for ever (a Mutex shared with other threads, a runtime's or \
              allocator's global lock). Build what the closure uses inside it, or run such \
              tests one per process: cargo nextest run, or cargo test -- --test-threads=1"
         ));

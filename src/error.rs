@@ -29,6 +29,9 @@ impl fmt::Display for PanicLocation {
 /// [`errno`](Error::errno)), and their message ends with its text and
 /// symbolic name ("Operation not permitted (EPERM)"); it is not also
 /// returned by `source()`, so error reporters (anyhow, eyre) print it once.
+/// The message of a failed run (killed, exited, timed out, a limit reached,
+/// a garbled or unserialisable result) ends with a line saying what to look
+/// for, the same that [`Sandbox::run`](crate::Sandbox::run)'s panic shows.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -98,7 +101,10 @@ pub enum Error {
     },
 
     /// The process running the closure was killed by a signal.
-    #[error("the closure was killed by {signal} before returning")]
+    #[error(
+        "the closure was killed by {signal} before returning\n{}",
+        advice::KILLED
+    )]
     #[non_exhaustive]
     Killed {
         /// The signal's name, such as `SIGSEGV`.
@@ -108,7 +114,10 @@ pub enum Error {
     },
 
     /// The process running the closure exited without sending a result.
-    #[error("the closure exited with status {status} before returning")]
+    #[error(
+        "the closure exited with status {status} before returning\n{}",
+        advice::EXITED
+    )]
     #[non_exhaustive]
     Exited {
         /// The exit status.
@@ -130,7 +139,7 @@ pub enum Error {
     /// ([`SandboxBuilder::memory_limit`](crate::SandboxBuilder::memory_limit),
     /// [`cpu_time_limit`](crate::SandboxBuilder::cpu_time_limit)) and was
     /// stopped; the sandbox stays usable.
-    #[error("{limit} reached: the run was stopped")]
+    #[error("{limit} reached: the run was stopped\n{}", advice::LIMIT)]
     #[non_exhaustive]
     LimitReached {
         /// The limit, in words: "memory limit of 64 MiB".
@@ -140,7 +149,11 @@ pub enum Error {
     },
 
     /// The run took longer than the sandbox's timeout and was killed.
-    #[error("the closure timed out after {after:?} and was killed{}", stuck_suffix(.stuck))]
+    #[error(
+        "the closure timed out after {after:?} and was killed{}\n{}",
+        stuck_suffix(.stuck),
+        advice::TIMED_OUT
+    )]
     #[non_exhaustive]
     TimedOut {
         /// The timeout that was exceeded.
@@ -175,7 +188,7 @@ pub enum Error {
     },
 
     /// The result channel carried bytes that are not a valid frame.
-    #[error("malformed result from the sandbox: {reason}")]
+    #[error("malformed result from the sandbox: {reason}\n{}", advice::CHANNEL)]
     #[non_exhaustive]
     Channel {
         /// What was wrong with the bytes.
@@ -183,7 +196,7 @@ pub enum Error {
     },
 
     /// The closure's result could not be serialised inside the sandbox.
-    #[error("encoding the closure's result: {reason}")]
+    #[error("encoding the closure's result: {reason}\n{}", advice::SERDE)]
     #[non_exhaustive]
     Encode {
         /// The codec's message.
@@ -191,12 +204,29 @@ pub enum Error {
     },
 
     /// The closure's result could not be deserialised in the test process.
-    #[error("decoding the closure's result: {reason}")]
+    #[error("decoding the closure's result: {reason}\n{}", advice::SERDE)]
     #[non_exhaustive]
     Decode {
         /// The codec's message.
         reason: String,
     },
+}
+
+/// What to look for after a run failed, as the last line of the error's
+/// message: [`Sandbox::run`](crate::Sandbox::run) panics with the message
+/// alone, so `try_run` users and `run` users read the same advice.
+mod advice {
+    pub(super) const TIMED_OUT: &str = "the closure ran past its timeout; raise \
+        SandboxBuilder::timeout (or HERMETIC_TIMEOUT for a whole suite) or look for a hang";
+    pub(super) const KILLED: &str = "the process running the closure died from a signal; the \
+        closure crashed (or something killed it)";
+    pub(super) const EXITED: &str =
+        "the closure called exit() (or std::process::exit) instead of returning";
+    pub(super) const LIMIT: &str = "the closure used more than the sandbox allows; raise the \
+        limit (SandboxBuilder::memory_limit, cpu_time_limit) or look for what uses it";
+    pub(super) const SERDE: &str = "the result must round-trip through serde (postcard)";
+    pub(super) const CHANNEL: &str = "the closure wrote to the result channel's fd, or its \
+        result was too large (SandboxBuilder::max_result_size)";
 }
 
 fn hint_suffix(hint: &Option<String>) -> String {
@@ -255,6 +285,25 @@ impl Error {
         }
     }
 
+    /// Whether the message already says what to do about it (the advice
+    /// of a run's failure, a host setting's fix, a remedy).
+    pub(crate) fn carries_advice(&self) -> bool {
+        match self {
+            Error::Killed { .. }
+            | Error::Exited { .. }
+            | Error::LimitReached { .. }
+            | Error::TimedOut { .. }
+            | Error::Channel { .. }
+            | Error::Encode { .. }
+            | Error::Decode { .. }
+            | Error::SigchldIgnored
+            | Error::SandboxDead { .. }
+            | Error::ShapingUnavailable { .. } => true,
+            Error::NamespacesRefused { hint, .. } | Error::Setup { hint, .. } => hint.is_some(),
+            _ => false,
+        }
+    }
+
     /// The errno behind this error, if a system call failed.
     pub fn errno(&self) -> Option<i32> {
         self.io_error().and_then(io::Error::raw_os_error)
@@ -295,6 +344,118 @@ mod tests {
             e.to_string(),
             "panicked inside the sandbox at tests/x.rs:3:9:\nboom"
         );
+    }
+
+    /// Each failure of a run says what to look for in its own message, so
+    /// that `try_run` users see what `run`'s panic says.
+    #[test]
+    fn run_failures_carry_their_advice() {
+        let cases = [
+            (
+                Error::Killed {
+                    signal: "SIGSEGV",
+                    signo: libc::SIGSEGV,
+                },
+                "the closure was killed by SIGSEGV before returning\n\
+                 the process running the closure died from a signal; the closure crashed (or \
+                 something killed it)",
+            ),
+            (
+                Error::Exited { status: 3 },
+                "the closure exited with status 3 before returning\n\
+                 the closure called exit() (or std::process::exit) instead of returning",
+            ),
+            (
+                Error::TimedOut {
+                    after: Duration::from_millis(300),
+                    stuck: "where its threads were: thread 7 (t): sleeping in futex()".into(),
+                },
+                "the closure timed out after 300ms and was killed; where its threads were: \
+                 thread 7 (t): sleeping in futex()\n\
+                 the closure ran past its timeout; raise SandboxBuilder::timeout (or \
+                 HERMETIC_TIMEOUT for a whole suite) or look for a hang",
+            ),
+            (
+                Error::TimedOut {
+                    after: Duration::from_secs(5),
+                    stuck: String::new(),
+                },
+                "the closure timed out after 5s and was killed\n\
+                 the closure ran past its timeout; raise SandboxBuilder::timeout (or \
+                 HERMETIC_TIMEOUT for a whole suite) or look for a hang",
+            ),
+            (
+                Error::LimitReached {
+                    limit: "memory limit of 64 MiB".into(),
+                    signal: "SIGKILL",
+                },
+                "memory limit of 64 MiB reached: the run was stopped\n\
+                 the closure used more than the sandbox allows; raise the limit \
+                 (SandboxBuilder::memory_limit, cpu_time_limit) or look for what uses it",
+            ),
+            (
+                Error::Channel {
+                    reason: "a frame of 9 bytes".into(),
+                },
+                "malformed result from the sandbox: a frame of 9 bytes\n\
+                 the closure wrote to the result channel's fd, or its result was too large \
+                 (SandboxBuilder::max_result_size)",
+            ),
+            (
+                Error::Encode {
+                    reason: "no".into(),
+                },
+                "encoding the closure's result: no\n\
+                 the result must round-trip through serde (postcard)",
+            ),
+            (
+                Error::Decode {
+                    reason: "no".into(),
+                },
+                "decoding the closure's result: no\n\
+                 the result must round-trip through serde (postcard)",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text, "{e:?}");
+            assert!(e.carries_advice(), "{e:?}");
+        }
+        // Those that say what to do otherwise.
+        let dead = Error::SandboxDead {
+            doing: "starting a run",
+        };
+        assert_eq!(
+            dead.to_string(),
+            "starting a run: the sandbox is dead (its init process was killed); make a new one"
+        );
+        assert!(dead.carries_advice());
+        assert!(Error::SigchldIgnored.to_string().contains("SIG_DFL"));
+        let hinted = Error::Setup {
+            step: "mounting proc on /proc".into(),
+            error: io::Error::from_raw_os_error(libc::EPERM),
+            hint: Some("fix: this".into()),
+        };
+        assert_eq!(
+            hinted.to_string(),
+            "mounting proc on /proc: Operation not permitted (EPERM)\nfix: this"
+        );
+        assert!(hinted.carries_advice());
+        // Those that do not: run's panic adds that try_run can handle them.
+        let bare = Error::sys("forking a run", io::Error::from_raw_os_error(libc::EAGAIN));
+        assert_eq!(
+            bare.to_string(),
+            "forking a run: Resource temporarily unavailable (EAGAIN)"
+        );
+        assert!(!bare.carries_advice());
+        let panicked = Error::Panicked {
+            message: "boom".into(),
+            location: None,
+        };
+        assert_eq!(
+            panicked.to_string(),
+            "panicked inside the sandbox at <unknown location>:\nboom"
+        );
+        assert!(!panicked.carries_advice());
     }
 
     #[test]

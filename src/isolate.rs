@@ -5,25 +5,48 @@
 //! The child is the same test binary, started with `sandbox.command()`
 //! (inside the sandbox from its first instruction, no fork of the test
 //! process), as `BINARY NAME --exact --include-ignored --nocapture
-//! --test-threads=1`, with `HERMETIC_ISOLATED_TEST=NAME` in its
-//! environment. There, `isolate_test` runs the body; a panic is printed as
-//! usual and also sent, with its location, on one marked line of stderr,
-//! which the parent takes out of the output it forwards.
+//! --test-threads=1`, with `HERMETIC_ISOLATED_TEST=NAME` and
+//! `HERMETIC_ISOLATED_CALL=N` (which of the test's calls it is for: earlier
+//! calls return at once there) in its environment and, as its stdin, the write end of a pipe: the result
+//! channel. There, `isolate_test` takes that pipe off fd 0 (a close-on-exec
+//! copy; `/dev/null` goes in its place, so the body's programs never hold
+//! it), sends one byte when the body starts and one frame when it ends (its
+//! panic with the location, or that it returned), and exits at once: code
+//! after the call never runs there. Nothing the body prints can pass for a
+//! result.
+//!
+//! The test process forwards the child's output while it waits, keeping
+//! what [`SandboxBuilder::output_limit`] says, and waits for the child's
+//! exit, not for the end of its pipes: a program the body left running
+//! may hold those for ever. When the child is gone, so is the sandbox (and
+//! every program in it); then what the pipes still hold is forwarded, and
+//! nothing more is waited for.
 
-use std::io::{BufRead, BufReader, Read};
+use std::os::fd::{AsFd, OwnedFd};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
-use crate::channel::PanicReport;
+use crate::channel::{self, FrameReader, PanicReport, Tag};
 use crate::error::PanicLocation;
+use crate::fds::{self, Fd};
+use crate::output::Stream;
 use crate::sandbox::SandboxBuilder;
 
 /// The environment variable that marks the re-executed test, with its name.
 const MARKER_ENV: &str = "HERMETIC_ISOLATED_TEST";
-/// The start of the stderr line on which the child sends its panic.
-const PANIC_LINE: &str = "\u{1}hermetic-isolated-panic ";
-/// The stderr line with which the child says the body returned.
-const DONE_LINE: &str = "\u{1}hermetic-isolated-done";
+/// The environment variable that says which `isolate_test` call of the
+/// test (0 for the first) the re-executed process is for.
+const CALL_ENV: &str = "HERMETIC_ISOLATED_CALL";
+
+thread_local! {
+    /// How many `isolate_test` calls this test's thread has made.
+    static CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+/// The byte the child sends on its result channel when the body starts.
+const STARTED: u8 = b'S';
+/// The largest result frame the test process takes (a panic's message).
+const MAX_RESULT: usize = 16 << 20;
 
 /// Runs the body of the current test in a fresh process inside a new
 /// sandbox (with [`Sandbox::new`](crate::Sandbox::new)'s defaults), and
@@ -40,13 +63,23 @@ const DONE_LINE: &str = "\u{1}hermetic-isolated-done";
 /// rstest cases.
 ///
 /// **Code before the call runs in both processes** (the test's and the
-/// re-executed one), code after it only in the test's; the body only in the
-/// re-executed one. Values cannot be passed in or out: compute them inside.
+/// re-executed one), code after it only in the test's (the re-executed
+/// process exits as soon as the body's result is sent); the body only in
+/// the re-executed one. A test may call it more than once: each body runs
+/// in a process and sandbox of its own. Values cannot be passed in or out: compute them
+/// inside.
+///
+/// The body's result travels on a pipe of its own, not in its output: a
+/// body that exits before it ends (`std::process::exit(0)` included) fails
+/// the test, saying so. Programs the body leaves running die with the
+/// sandbox when the body's process ends; what they printed until then is
+/// in the test's output (of each stream, the first and last MiB, see
+/// [`SandboxBuilder::output_limit`]).
 ///
 /// # Panics
 ///
 /// When the body panics (with its message and location), when the process
-/// dies or exits before the body ends, when the run takes longer than the
+/// dies or exits before the body ends (without a result), when the run takes longer than the
 /// sandbox's timeout (5 minutes, `HERMETIC_TIMEOUT`), and when no sandbox
 /// can be made; when called outside a test's thread.
 ///
@@ -75,38 +108,52 @@ impl SandboxBuilder {
     /// As [`isolate_test`].
     #[track_caller]
     pub fn isolate_test<F: FnOnce()>(&self, body: F) {
+        let call = CALLS.with(|c| c.replace(c.get() + 1));
         if std::env::var_os(MARKER_ENV).is_some() {
-            return run_body(body);
+            let wanted = std::env::var(CALL_ENV)
+                .ok()
+                .and_then(|c| c.parse::<u32>().ok())
+                .unwrap_or(0);
+            // An earlier call's body ran in a process of its own.
+            if call < wanted {
+                return;
+            }
+            run_body(body);
         }
-        if let Err(message) = self.run_isolated() {
+        if let Err(message) = self.run_isolated(call) {
             panic!("{message}");
         }
     }
 
-    /// [`run_isolated_in`](Self::run_isolated_in) a new sandbox; with
-    /// `HERMETIC_KEEP`, a failed one is kept, and the message says how to
-    /// look inside.
-    fn run_isolated(&self) -> Result<(), String> {
+    /// Runs the test again in a new sandbox; with `HERMETIC_KEEP`, a
+    /// failed one is kept, and the message says how to look inside.
+    fn run_isolated(&self, call: u32) -> Result<(), String> {
         let sandbox = self
             .build()
             .map_err(|e| format!("hermetic::isolate_test: cannot create a sandbox: {e}"))?;
-        let outcome = self.run_isolated_in(&sandbox);
-        match outcome {
-            Err(message) if crate::sandbox::keep_failed() => match sandbox.keep() {
-                Ok(enter) => Err(format!(
-                    "{message}\nhermetic: HERMETIC_KEEP is set: the sandbox is kept (init \
-                     process {}); look inside with: {enter} sh",
-                    sandbox.pid()
-                )),
-                Err(_) => Err(message),
-            },
-            outcome => outcome,
+        let mut isolated = self.start_isolated(&sandbox, call)?;
+        let outcome = isolated.wait(&sandbox);
+        let kept = match &outcome {
+            Err(_) if crate::sandbox::keep_failed() => sandbox.keep().ok(),
+            _ => None,
+        };
+        let pid = sandbox.pid();
+        // Every process inside dies with the sandbox (unless kept): the
+        // pipes then hold all they will ever hold.
+        drop(sandbox);
+        isolated.drain();
+        match (outcome, kept) {
+            (Err(message), Some(enter)) => Err(format!(
+                "{message}\nhermetic: HERMETIC_KEEP is set: the sandbox is kept (init process \
+                 {pid}); look inside with: {enter} sh"
+            )),
+            (outcome, _) => outcome,
         }
     }
 
-    /// The parent's side: starts the re-executed test in `sandbox`,
-    /// forwards its output and tells how it ended.
-    fn run_isolated_in(&self, sandbox: &crate::Sandbox) -> Result<(), String> {
+    /// Starts the re-executed test in `sandbox`, its stdin the result
+    /// channel, its stdout and stderr piped to this process.
+    fn start_isolated(&self, sandbox: &crate::Sandbox, call: u32) -> Result<Isolated, String> {
         let current = std::thread::current();
         let name = current
             .name()
@@ -118,6 +165,16 @@ impl SandboxBuilder {
             .to_owned();
         let exe = std::env::current_exe()
             .map_err(|e| format!("hermetic::isolate_test: finding the test binary: {e}"))?;
+        let sys_err =
+            |what: &str, e: std::io::Error| format!("hermetic::isolate_test: {what}: {e}");
+        let (result, channel) =
+            fds::pipe().map_err(|e| sys_err("creating the result channel", e))?;
+        // The child's stdin; std moves it onto fd 0 in the child only. This
+        // copy and the Command holding it are gone with the statement.
+        let channel = channel
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| sys_err("creating the result channel", e))?;
         let mut child = sandbox
             .command(&exe)
             .args([
@@ -128,180 +185,305 @@ impl SandboxBuilder {
                 "--test-threads=1",
             ])
             .env(MARKER_ENV, &name)
-            .stdin(Stdio::null())
+            .env(CALL_ENV, call.to_string())
+            .stdin(Stdio::from(channel))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("hermetic::isolate_test: starting {}: {e}", exe.display()))?;
-        let stdout = child.stdout.take().expect("piped");
-        let stderr = child.stderr.take().expect("piped");
-        // Forwarded by threads of this test's (which inherit libtest's
-        // capture of the test's output).
-        let out = {
-            let name = name.clone();
-            std::thread::spawn(move || forward(stdout, false, &name))
+        let ours = |fd: Option<OwnedFd>| {
+            Fd::open(|| fd.ok_or_else(|| std::io::Error::other("not piped")))
+                .map(Arc::new)
+                .map_err(|e| sys_err("taking the test's output pipes", e))
         };
-        let err = {
-            let name = name.clone();
-            std::thread::spawn(move || forward(stderr, true, &name))
-        };
-        let deadline = sandbox
-            .timeout()
-            .and_then(|t| Instant::now().checked_add(t));
-        let status = wait(&mut child, deadline);
-        let _ = out.join();
-        let (panic, done) = err.join().unwrap_or((None, false));
-        let status = match status {
-            Ok(status) => status,
-            Err(after) => {
-                return Err(format!(
-                    "hermetic::isolate_test: the isolated test timed out after {after:?} and was \
-                     killed"
-                ));
+        let stdout = ours(child.stdout.take().map(OwnedFd::from));
+        let stderr = ours(child.stderr.take().map(OwnedFd::from));
+        let pidfd = Fd::open(|| crate::sys::pidfd_open(child.id() as libc::pid_t))
+            .map_err(|e| sys_err("watching the re-executed test", e));
+        let (stdout, stderr, pidfd) = match (stdout, stderr, pidfd) {
+            (Ok(o), Ok(e), Ok(p)) => (o, e, p),
+            (o, e, p) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(o.and(e).and(p).err().unwrap_or_default());
             }
         };
-        if let Some(report) = panic {
-            let at = report
-                .location
-                .as_ref()
-                .map_or_else(|| "<unknown location>".to_owned(), PanicLocation::to_string);
-            return Err(format!(
-                "panicked inside the isolated test at {at}:\n{}",
-                report.message
-            ));
-        }
-        if status.success() && done {
-            return Ok(());
-        }
-        if status.success() {
-            return Err(format!(
-                "hermetic::isolate_test: the re-executed test binary did not run {name} (no \
-                 test of that exact name there?)"
-            ));
-        }
-        use std::os::unix::process::ExitStatusExt;
-        Err(match status.signal() {
-            Some(sig) => format!(
-                "hermetic::isolate_test: the isolated test was killed by {} before it ended",
-                crate::sys::signal_name(sig)
-            ),
-            None => format!(
-                "hermetic::isolate_test: the isolated test exited with status {} before it \
-                 ended (std::process::exit in the body, or the test was not found: is it \
-                 filtered out by a cfg?)",
-                status.code().unwrap_or(-1)
-            ),
+        let limit = self.output_limit_of();
+        // What the re-executed libtest prints before the body runs.
+        let preamble = format!("\nrunning 1 test\ntest {name} ... ").into_bytes();
+        Ok(Isolated {
+            name,
+            child,
+            pidfd,
+            result,
+            channel: Channel::default(),
+            streams: [
+                Stream::new(stdout, false, limit).skipping(preamble),
+                Stream::new(stderr, true, limit),
+            ],
         })
     }
 }
 
-/// The re-executed test's side: runs the body, and sends a panic with its
-/// location before letting it fail the test.
-fn run_body<F: FnOnce()>(body: F) {
+/// A re-executed test, seen from the test process.
+struct Isolated {
+    name: String,
+    /// The outer relay of the command: it exits when the re-executed
+    /// process has.
+    child: std::process::Child,
+    pidfd: Fd,
+    /// The read end of the result channel.
+    result: Fd,
+    channel: Channel,
+    streams: [Stream; 2],
+}
+
+/// What came on the result channel.
+struct Channel {
+    started: bool,
+    frame: FrameReader,
+    /// The channel broke its protocol.
+    garbled: Option<String>,
+    /// At its end: every write end is closed.
+    ended: bool,
+}
+
+impl Default for Channel {
+    fn default() -> Channel {
+        Channel {
+            started: false,
+            frame: FrameReader::new(MAX_RESULT),
+            garbled: None,
+            ended: false,
+        }
+    }
+}
+
+impl Channel {
+    /// Reads what the pipe holds now (never blocks: only as many bytes as
+    /// `FIONREAD` says, whatever the pipe's flags).
+    fn read(&mut self, fd: &Fd, hung_up: bool) {
+        let mut buf = [0u8; 16 * 1024];
+        while self.garbled.is_none() && self.frame.frame().is_none() {
+            let pending = crate::sys::pending_bytes(fd.as_fd()).unwrap_or(0);
+            if pending == 0 {
+                self.ended |= hung_up;
+                return;
+            }
+            let mut bytes = match crate::sys::read(fd.as_fd(), &mut buf[..pending.min(16 * 1024)]) {
+                Ok(0) | Err(_) => {
+                    self.ended = true;
+                    return;
+                }
+                Ok(n) => &buf[..n],
+            };
+            if !self.started {
+                if bytes[0] != STARTED {
+                    self.garbled = Some(format!("a first byte of {:#04x}", bytes[0]));
+                    return;
+                }
+                self.started = true;
+                bytes = &bytes[1..];
+            }
+            if let Err(e) = self.frame.feed(bytes) {
+                self.garbled = Some(e.to_string());
+            }
+        }
+    }
+}
+
+impl Isolated {
+    /// Forwards the child's output until it exits or the sandbox's timeout
+    /// passes, and tells how the body ended.
+    fn wait(&mut self, sandbox: &crate::Sandbox) -> Result<(), String> {
+        let timeout = sandbox.timeout();
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        // Polled until at their end (every writer gone and nothing left):
+        // a pipe at its end is always ready, and polling it would spin.
+        let mut open = [true, true];
+        let timed_out = loop {
+            let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            // (fd, what it is): 0, 1 the streams, 2 the result channel.
+            let mut polled = vec![(self.pidfd.as_fd(), usize::MAX)];
+            for (i, stream) in self.streams.iter().enumerate() {
+                if open[i] {
+                    polled.push((stream.fd(), i));
+                }
+            }
+            if !self.channel.ended {
+                polled.push((self.result.as_fd(), 2));
+            }
+            let fds: Vec<_> = polled.iter().map(|(fd, _)| *fd).collect();
+            let ready = match crate::sys::poll(&fds, wait) {
+                Ok(ready) => ready,
+                Err(libc::EINTR) => continue,
+                Err(e) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Err(format!(
+                        "hermetic::isolate_test: waiting for the isolated test: {}",
+                        std::io::Error::from_raw_os_error(e)
+                    ));
+                }
+            };
+            let which: Vec<usize> = polled.iter().map(|(_, w)| *w).collect();
+            for (r, &what) in ready.iter().zip(&which).skip(1) {
+                if !r.any {
+                    continue;
+                }
+                if what == 2 {
+                    self.channel.read(&self.result, r.hung_up);
+                    continue;
+                }
+                let stream = &mut self.streams[what];
+                stream.pump();
+                if r.hung_up && crate::sys::pending_bytes(stream.fd()) == Ok(0) {
+                    open[what] = false;
+                }
+            }
+            if ready[0].any {
+                break false;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break true;
+            }
+        };
+        if timed_out {
+            // The outer relay's death takes the program with it.
+            let _ = self.child.kill();
+        }
+        let status = self.child.wait();
+        // The process has exited: all it sent is in the pipe.
+        self.channel.read(&self.result, false);
+        if timed_out {
+            return Err(format!(
+                "hermetic::isolate_test: the isolated test timed out after {:?} and was killed",
+                timeout.unwrap_or_default()
+            ));
+        }
+        self.outcome(status)
+    }
+
+    /// How the body ended, from its result (if any) and the exit status.
+    fn outcome(&self, status: std::io::Result<std::process::ExitStatus>) -> Result<(), String> {
+        let name = &self.name;
+        if let Some(why) = &self.channel.garbled {
+            return Err(format!(
+                "hermetic::isolate_test: the isolated test's result channel was garbled ({why}): \
+                 did the body write to the fd its process got as stdin?"
+            ));
+        }
+        match self.channel.frame.frame() {
+            Some((Tag::Value, _)) => return Ok(()),
+            Some((Tag::Panic, payload)) => {
+                let report: PanicReport = postcard::from_bytes(payload).map_err(|e| {
+                    format!("hermetic::isolate_test: an undecodable panic report: {e}")
+                })?;
+                let at = report
+                    .location
+                    .as_ref()
+                    .map_or_else(|| "<unknown location>".to_owned(), PanicLocation::to_string);
+                return Err(format!(
+                    "panicked inside the isolated test at {at}:\n{}",
+                    report.message
+                ));
+            }
+            Some((tag, _)) => {
+                return Err(format!(
+                    "hermetic::isolate_test: an unexpected result ({tag:?})"
+                ));
+            }
+            None => {}
+        }
+        let status = status
+            .map_err(|e| format!("hermetic::isolate_test: waiting for the isolated test: {e}"))?;
+        use std::os::unix::process::ExitStatusExt;
+        let how = match (status.signal(), status.code()) {
+            (Some(sig), _) => format!("was killed by {}", crate::sys::signal_name(sig)),
+            (None, Some(code)) => format!("exited with status {code}"),
+            (None, None) => format!("ended ({status})"),
+        };
+        if !self.channel.started {
+            return Err(format!(
+                "hermetic::isolate_test: the re-executed test binary {how} without running \
+                 {name}'s body (no test of that exact name there? is it filtered out by a cfg?)"
+            ));
+        }
+        Err(format!(
+            "hermetic::isolate_test: the isolated test {how} before the body ended, without a \
+             result{}",
+            if status.code() == Some(0) {
+                " (std::process::exit in the body?)"
+            } else {
+                ""
+            }
+        ))
+    }
+
+    /// Forwards what the pipes hold now and what was kept of the rest;
+    /// waits for nothing (a process outside the sandbox, another test's
+    /// fork, may hold a copy of a write end).
+    fn drain(&mut self) {
+        for stream in &mut self.streams {
+            stream.pump();
+            stream.finish();
+        }
+    }
+}
+
+/// The re-executed test's side: takes the result channel off stdin, runs
+/// the body, sends its outcome, and exits.
+fn run_body<F: FnOnce()>(body: F) -> ! {
+    let channel = match take_channel() {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("hermetic::isolate_test: taking the result channel off stdin: {e}");
+            std::process::exit(101)
+        }
+    };
+    let send = |bytes: &[u8]| {
+        if let Err(errno) = crate::sys::write_all(channel.as_fd(), bytes) {
+            eprintln!(
+                "hermetic::isolate_test: sending the result: {}",
+                std::io::Error::from_raw_os_error(errno)
+            );
+            std::process::exit(101)
+        }
+    };
+    send(&[STARTED]);
     crate::child::install_panic_hook();
     crate::child::RECORD_PANIC.with(|r| r.set(true));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
     crate::child::RECORD_PANIC.with(|r| r.set(false));
-    if outcome.is_ok() {
-        eprintln!("{DONE_LINE}");
-    }
-    if let Err(payload) = outcome {
-        let report = PanicReport {
-            message: crate::child::closure::payload_message(&*payload),
-            location: crate::child::PANIC_AT.with(|p| p.borrow_mut().take()),
-        };
-        let bytes = postcard::to_allocvec(&report).unwrap_or_default();
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        eprintln!("{PANIC_LINE}{hex}");
-        std::panic::resume_unwind(payload);
-    }
+    let frame = match outcome {
+        Ok(()) => channel::encode_frame(Tag::Value, &[]),
+        Err(payload) => {
+            let report = PanicReport {
+                message: crate::child::closure::payload_message(&*payload),
+                location: crate::child::PANIC_AT.with(|p| p.borrow_mut().take()),
+            };
+            channel::encode_frame(
+                Tag::Panic,
+                &postcard::to_allocvec(&report).unwrap_or_default(),
+            )
+        }
+    };
+    // What the body printed first, then the result: once the test process
+    // has it, this process is of no more use.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    send(&frame);
+    // Code after the isolate_test call runs in the test process only.
+    std::process::exit(0)
 }
 
-/// Copies a child's stream into this test's output, line by line; from
-/// stderr, takes out the panic line and returns its report.
-fn forward(stream: impl Read, err: bool, name: &str) -> (Option<PanicReport>, bool) {
-    let mut report = None;
-    let mut done = false;
-    let mut reader = BufReader::new(stream);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return (report, done),
-            Ok(_) => {}
-        }
-        let text = String::from_utf8_lossy(&line);
-        if err && let Some(hex) = text.trim_end().strip_prefix(PANIC_LINE) {
-            report = decode(hex);
-            continue;
-        }
-        if err && text.trim_end() == DONE_LINE {
-            done = true;
-            continue;
-        }
-        // libtest starts "test NAME ... " and ends it with the outcome
-        // once the test is over; what the test printed meanwhile may share
-        // its line.
-        let prefix = format!("test {name} ... ");
-        let text = text.strip_prefix(prefix.as_str()).unwrap_or(&text);
-        if libtest_framing(text, name) {
-            continue;
-        }
-        if err {
-            eprint!("{text}");
-        } else {
-            print!("{text}");
-        }
-    }
-}
-
-/// The lines the re-executed libtest prints around the one test `name`.
-fn libtest_framing(line: &str, name: &str) -> bool {
-    let line = line.trim_end();
-    matches!(line, "running 1 test" | "failures:" | "ok" | "FAILED")
-        || line.starts_with("test result: ")
-        || line.strip_prefix("    ") == Some(name)
-}
-
-fn decode(hex: &str) -> Option<PanicReport> {
-    let bytes: Option<Vec<u8>> = (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            hex.get(i..i + 2)
-                .and_then(|b| u8::from_str_radix(b, 16).ok())
-        })
-        .collect();
-    postcard::from_bytes(&bytes?).ok()
-}
-
-/// Waits for the child until `deadline`; past it, kills it and returns how
-/// long it had.
-fn wait(
-    child: &mut std::process::Child,
-    deadline: Option<Instant>,
-) -> Result<std::process::ExitStatus, Duration> {
-    let started = Instant::now();
-    let pidfd = crate::sys::pidfd_open(child.id() as libc::pid_t).ok();
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Ok(status);
-        }
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if left == Some(Duration::ZERO) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(started.elapsed());
-        }
-        match &pidfd {
-            // Readable once the child has exited.
-            Some(fd) => {
-                let _ = crate::sys::poll(&[std::os::fd::AsFd::as_fd(fd)], left);
-            }
-            None => {
-                if let Ok(status) = child.wait() {
-                    return Ok(status);
-                }
-            }
-        }
-    }
+/// The result channel, which the test process gave this process as stdin:
+/// a close-on-exec copy, with `/dev/null` on fd 0 instead, so that no
+/// program the body starts holds it.
+fn take_channel() -> std::io::Result<OwnedFd> {
+    let channel = std::io::stdin().as_fd().try_clone_to_owned()?;
+    let null = std::fs::File::open("/dev/null")?;
+    crate::sys::replace_stdin(null.as_fd()).map_err(std::io::Error::from_raw_os_error)?;
+    Ok(channel)
 }

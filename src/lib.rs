@@ -71,9 +71,9 @@
 //!   joined before `/sys`; the host's files read-only and its device nodes
 //!   unopenable but for `/dev/null` and the like; fresh `/proc`, with
 //!   `/proc/sys` and the like read-only, and `/sys`; tmpfs on `/tmp` and
-//!   `/dev/shm`; your mounts; hostname; `lo` up), enters the inner user
-//!   namespace, joins a session keyring of the sandbox's own, starts a
-//!   session (and process group) of its own, reports
+//!   `/dev/shm`; your mounts and read-only files; hostname; `lo` up),
+//!   enters the inner user namespace, joins a session keyring of the
+//!   sandbox's own, starts a session (and process group) of its own, reports
 //!   "ready" or the exact step that failed (with errno), and then only
 //!   waits. It ignores `SIGCHLD`, so the kernel reaps every orphan inside,
 //!   and is not dumpable, so nothing inside can trace it or read its memory.
@@ -116,7 +116,11 @@
 //!   own output (libtest's capture under `cargo test`, the test's stdout and
 //!   stderr under `cargo nextest run`): by the thread doing a run while
 //!   nothing else in the sandbox can print, by a forwarding thread from the
-//!   first `spawn`, or once a run leaves processes behind.
+//!   first `spawn`, or once a run leaves processes behind. What is kept is
+//!   bounded ([`SandboxBuilder::output_limit`]: of each stream, per run, the
+//!   first and the last MiB, with a line saying how many bytes between them
+//!   were dropped), so a closure printing without end cannot grow the test
+//!   process.
 //!
 //! # Requirements
 //!
@@ -208,6 +212,7 @@ mod fixtures;
 mod helpers;
 mod idmap;
 mod isolate;
+mod kept;
 mod lifeline;
 mod limits;
 mod net;
@@ -230,6 +235,7 @@ pub use error::{Error, PanicLocation};
 pub use fixtures::{isolated, network};
 pub use helpers::{CONNECT_PATIENCE, connect_retry};
 pub use isolate::isolate_test;
+pub use kept::kept_command;
 pub use net::{Host, MAX_HOSTS, Network, NetworkBuilder};
 pub use sandbox::{
     DEFAULT_HOSTNAME, DEFAULT_MAX_RESULT_SIZE, Killer, Sandbox, SandboxBuilder, Spawned,
@@ -240,6 +246,74 @@ pub use shape::LinkShape;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// Values whose loss is a bug are `#[must_use]`: these must not compile.
+///
+/// A shape's `with_*` returns the changed shape; alone, it changes nothing:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// let shape = hermetic::LinkShape::delay(std::time::Duration::from_millis(5));
+/// shape.with_loss(5.0);
+/// ```
+///
+/// ```
+/// #![deny(unused_must_use)]
+/// let shape = hermetic::LinkShape::delay(std::time::Duration::from_millis(5));
+/// let shape = shape.with_loss(5.0);
+/// # let _ = shape;
+/// ```
+///
+/// A builder dropped builds nothing:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// hermetic::Sandbox::builder();
+/// ```
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// hermetic::Network::builder();
+/// ```
+///
+/// A host report nobody reads, a killer never used, a spawned closure
+/// dropped (which kills it at once):
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// hermetic::check();
+/// ```
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// fn f(sandbox: &hermetic::Sandbox) {
+///     sandbox.killer().unwrap();
+/// }
+/// ```
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// fn f(sandbox: &hermetic::Sandbox) {
+///     sandbox.spawn(|| ()).unwrap();
+/// }
+/// ```
+///
+/// The same, used:
+///
+/// ```
+/// #![deny(unused_must_use)]
+/// fn f(sandbox: &hermetic::Sandbox) -> Result<(), hermetic::Error> {
+///     let _builder = hermetic::Sandbox::builder();
+///     let _net = hermetic::Network::builder();
+///     let _report = hermetic::check();
+///     let killer = sandbox.killer()?;
+///     let spawned = sandbox.spawn(|| ())?;
+///     spawned.join()?;
+///     killer.kill()
+/// }
+/// ```
+#[cfg(doctest)]
+struct MustUse;
 
 /// The fd on which the current process sends its closure's result, when it
 /// is a process running a closure inside a sandbox.

@@ -6,7 +6,8 @@
 //! memory and pids controllers are still on v1). Otherwise, and always for
 //! CPU time, rlimits of each process the sandbox runs: `RLIMIT_AS` (address
 //! space, per process), `RLIMIT_NPROC` (processes of the user, counted per
-//! user namespace), `RLIMIT_CPU`.
+//! user namespace), `RLIMIT_CPU`. Being each process's own, rlimits let
+//! through what [`PER_PROCESS_ESCAPES`] lists.
 //!
 //! A sandbox's cgroups are removed when it is dropped; those a killed test
 //! process left (a SIGKILL runs no drop) by the next test process's first
@@ -28,24 +29,59 @@ pub(crate) struct Limits {
 }
 
 /// How the limits are enforced on this host, as [`check`](crate::check)
-/// reports it.
-pub(crate) fn mechanism() -> String {
+/// reports it: what, and (as its hint) what the limits let through here.
+pub(crate) fn mechanism() -> (String, String) {
     match find() {
-        Some(Place::V2(dir)) => format!(
-            "per sandbox: cgroup v2 under {} (memory, pids); CPU time per process (RLIMIT_CPU)",
-            dir.display()
+        Some(Place::V2(dir)) => (
+            format!(
+                "per sandbox: cgroup v2 under {} (memory, pids); CPU time per process \
+                 (RLIMIT_CPU)",
+                dir.display()
+            ),
+            PER_SANDBOX_ESCAPES.to_owned(),
         ),
-        Some(Place::V1 { memory, pids }) => format!(
-            "per sandbox: cgroup v1 ({}{}); CPU time per process (RLIMIT_CPU)",
-            if memory.is_some() { "memory " } else { "" },
-            if pids.is_some() { "pids" } else { "" }
+        Some(Place::V1 { memory, pids }) => (
+            format!(
+                "per sandbox: cgroup v1 ({}{}); CPU time per process (RLIMIT_CPU)",
+                if memory.is_some() { "memory " } else { "" },
+                if pids.is_some() { "pids" } else { "" }
+            ),
+            PER_SANDBOX_ESCAPES.to_owned(),
         ),
-        None => "per process only: rlimits (RLIMIT_AS for memory, RLIMIT_NPROC for processes, \
-                 RLIMIT_CPU); for per-sandbox limits, run as root or in a delegated cgroup v2 \
-                 subtree (systemd-run --user --scope -p Delegate=yes ...)"
-            .to_owned(),
+        None => (
+            "per process only: rlimits (RLIMIT_AS for memory, RLIMIT_NPROC for processes, \
+             RLIMIT_CPU for CPU time)"
+                .to_owned(),
+            format!(
+                "per-process limits let through:\n{}\nfix: for per-sandbox memory and process \
+                 limits, run as root or in a cgroup v2 subtree delegated to this user, e.g. \
+                 systemd-run --user --scope -p Delegate=yes cargo test",
+                PER_PROCESS_ESCAPES
+                    .iter()
+                    .map(|e| format!("- {e}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        ),
     }
 }
+
+/// What escapes the limits where they are rlimits, each process's own
+/// (`check()` and the README list these; `tests/limits.rs` shows each).
+pub(crate) const PER_PROCESS_ESCAPES: [&str; 5] = [
+    "memory: a memfd (its contents are in no process's address space)",
+    "memory: a tmpfs the closure mounts itself, in a mount namespace of its own (/tmp and \
+     /dev/shm have sizes of their own: tmp_size, 64 MiB)",
+    "memory: sibling processes (each may use the whole limit)",
+    "CPU time: forks (each process has the whole budget, and a fork starts with none used)",
+    "processes: other uids (counted per uid; with /etc/subuid ranges a process may change to \
+     another, whose count starts at zero)",
+];
+
+/// What escapes the limits where they are per sandbox (cgroups).
+const PER_SANDBOX_ESCAPES: &str = "memfds, tmpfs mounts, sibling processes and other uids all \
+     count; CPU time is per process (RLIMIT_CPU): forks escape it (each process has the whole \
+     budget, and a fork starts with none used)";
 
 /// Where a sandbox's cgroups go.
 enum Place {

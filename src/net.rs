@@ -56,6 +56,7 @@ pub struct NetworkBuilder {
 
 impl NetworkBuilder {
     /// A network with no hosts yet.
+    #[must_use = "a builder does nothing until build() is called"]
     pub fn new() -> Self {
         Self::default()
     }
@@ -323,9 +324,10 @@ impl Host {
     /// # Errors
     ///
     /// As [`Sandbox::spawn`].
-    pub fn spawn<F>(&self, f: F) -> Result<Spawned, Error>
+    pub fn spawn<F, T>(&self, f: F) -> Result<Spawned<T>, Error>
     where
-        F: FnOnce(),
+        F: FnOnce() -> T,
+        T: serde::Serialize + serde::de::DeserializeOwned,
     {
         self.sandbox.spawn(f)
     }
@@ -402,6 +404,7 @@ impl fmt::Debug for Network {
 
 impl Network {
     /// A builder; add hosts with [`NetworkBuilder::host`].
+    #[must_use = "a builder does nothing until build() is called"]
     pub fn builder() -> NetworkBuilder {
         NetworkBuilder::default()
     }

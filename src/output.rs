@@ -13,7 +13,17 @@
 //! sandbox's life. A thread per sandbox from the start would cost about a
 //! fifth of creating the sandbox. The forwarder is spawned by a thread of the
 //! test, so it inherits that test's capture.
+//!
+//! What is kept is bounded: libtest's capture (and nextest's) holds in
+//! memory whatever is printed, so a closure printing without end would grow
+//! the test process without end. Of each stream, per run, the first
+//! [`OutputLimit::head`] bytes are printed as they come, the last
+//! [`OutputLimit::tail`] bytes are held back and printed when the run ends,
+//! after a line saying how many bytes were dropped between them; the rest
+//! is read and discarded. Each read takes at most [`PUMP_MAX`] bytes, so a
+//! flood never keeps a waiting run from its deadline.
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +54,26 @@ struct Forwarder {
     thread: JoinHandle<()>,
 }
 
+/// How much of each output stream a run keeps: the first `head` bytes and
+/// the last `tail` bytes (see [`SandboxBuilder::output_limit`]).
+///
+/// [`SandboxBuilder::output_limit`]: crate::SandboxBuilder::output_limit
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OutputLimit {
+    pub(crate) head: usize,
+    pub(crate) tail: usize,
+}
+
+/// The default: 1 MiB of head and 1 MiB of tail per stream and run.
+pub(crate) const DEFAULT_OUTPUT_LIMIT: OutputLimit = OutputLimit {
+    head: 1 << 20,
+    tail: 1 << 20,
+};
+
+/// The most one pump reads before it returns, so that a waiting run gets
+/// back to its deadline however fast the sandbox prints.
+pub(crate) const PUMP_MAX: usize = 1 << 20;
+
 /// The sandbox's output pipes and whoever forwards them.
 pub(crate) struct Output {
     stdout: Fd,
@@ -63,21 +93,13 @@ fn pipe() -> io::Result<(Fd, Fd)> {
 }
 
 impl Output {
-    pub(crate) fn new() -> io::Result<Output> {
+    pub(crate) fn new(limit: OutputLimit) -> io::Result<Output> {
         let (out_r, stdout) = pipe()?;
         let (err_r, stderr) = pipe()?;
         let readers = [Arc::new(out_r), Arc::new(err_r)];
         let streams = Streams {
-            out: Stream {
-                fd: readers[0].clone(),
-                carry: Vec::new(),
-                err: false,
-            },
-            err: Stream {
-                fd: readers[1].clone(),
-                carry: Vec::new(),
-                err: true,
-            },
+            out: Stream::new(readers[0].clone(), false, limit),
+            err: Stream::new(readers[1].clone(), true, limit),
         };
         Ok(Output {
             stdout,
@@ -116,6 +138,16 @@ impl Output {
                 .unwrap_or_else(|e| e.into_inner())
                 .drain();
         }
+    }
+
+    /// At a run's end: re-prints what the pipes hold now, then what was
+    /// held back of the run's output (its tail, after a line saying how
+    /// much was dropped), and starts counting anew for the next run.
+    pub(crate) fn end_run(&self) {
+        self.pump();
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams.out.finish();
+        streams.err.finish();
     }
 
     /// Starts the forwarding thread, once; from then on it reads the pipes.
@@ -208,6 +240,9 @@ impl Drop for Output {
                 .unwrap_or_else(|e| e.into_inner())
                 .drain(),
         }
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams.out.finish();
+        streams.err.finish();
     }
 }
 
@@ -218,26 +253,81 @@ struct Streams {
 }
 
 impl Streams {
-    /// Reads and prints everything the pipes hold now.
+    /// Reads and prints what the pipes hold now (at most [`PUMP_MAX`]
+    /// bytes of each).
     fn drain(&mut self) {
         self.out.pump();
         self.err.pump();
     }
 }
 
-/// One output stream: its pipe, and bytes of a UTF-8 sequence cut by a read.
-struct Stream {
+/// One output stream: its pipe, bytes of a UTF-8 sequence cut by a read,
+/// and what is kept of it.
+pub(crate) struct Stream {
     fd: Arc<Fd>,
     carry: Vec<u8>,
     err: bool,
+    kept: Kept,
+    /// Whether the last byte printed ended a line.
+    at_line_start: bool,
+    /// Bytes to leave out should the stream start with them (a re-executed
+    /// libtest's preamble), and how many of them have come so far.
+    preamble: Option<(Vec<u8>, usize)>,
 }
 
 impl Stream {
-    /// Reads what is there now, prints it. Reads only what the pipe holds
+    /// A stream read from `fd`, printed to stderr if `err`, else stdout.
+    pub(crate) fn new(fd: Arc<Fd>, err: bool, limit: OutputLimit) -> Stream {
+        Stream {
+            fd,
+            carry: Vec::new(),
+            err,
+            kept: Kept::new(limit),
+            at_line_start: true,
+            preamble: None,
+        }
+    }
+
+    /// The pipe it reads.
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Leaves `preamble` out should the stream start with it.
+    pub(crate) fn skipping(mut self, preamble: Vec<u8>) -> Stream {
+        self.preamble = Some((preamble, 0));
+        self
+    }
+
+    /// `bytes` without what belongs to the preamble.
+    fn unpreamble<'a>(&mut self, bytes: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        use std::borrow::Cow;
+        let Some((preamble, matched)) = &mut self.preamble else {
+            return Cow::Borrowed(bytes);
+        };
+        let want = &preamble[*matched..];
+        let n = want.len().min(bytes.len());
+        if bytes[..n] == want[..n] {
+            *matched += n;
+            if *matched == preamble.len() {
+                self.preamble = None;
+            }
+            return Cow::Borrowed(&bytes[n..]);
+        }
+        // Not the preamble: what matched so far is output after all.
+        let mut all = preamble[..*matched].to_vec();
+        all.extend_from_slice(bytes);
+        self.preamble = None;
+        Cow::Owned(all)
+    }
+
+    /// Reads what is there now, at most [`PUMP_MAX`] bytes, and prints the
+    /// part of it that is kept. Reads only what the pipe holds
     /// (`FIONREAD`), so it never blocks, whatever the pipe's flags.
-    fn pump(&mut self) {
+    pub(crate) fn pump(&mut self) {
         let mut buf = [0u8; 16 * 1024];
-        loop {
+        let mut taken = 0;
+        while taken < PUMP_MAX {
             let pending = crate::sys::pending_bytes(self.fd.as_fd()).unwrap_or(0);
             if pending == 0 {
                 return;
@@ -245,18 +335,54 @@ impl Stream {
             match crate::sys::read(self.fd.as_fd(), &mut buf[..pending.min(16 * 1024)]) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    self.carry.extend_from_slice(&buf[..n]);
-                    self.print();
+                    taken += n;
+                    let read = self.unpreamble(&buf[..n]);
+                    let now = self.kept.feed(&read);
+                    if !now.is_empty() {
+                        self.carry.extend_from_slice(now);
+                        self.print(false);
+                    }
                 }
             }
         }
     }
 
-    fn print(&mut self) {
+    /// The end of a run: prints what was held back (a line saying how
+    /// many bytes were dropped, then the tail) and starts counting anew.
+    pub(crate) fn finish(&mut self) {
+        let (dropped, tail) = self.kept.finish();
+        if dropped > 0 {
+            self.print(true);
+            let newline = if self.at_line_start { "" } else { "\n" };
+            self.carry.extend_from_slice(
+                format!(
+                    "{newline}[hermetic: {dropped} bytes of output dropped here; kept: the \
+                     first {} and the last {} (SandboxBuilder::output_limit)]\n",
+                    self.kept.limit.head, self.kept.limit.tail
+                )
+                .as_bytes(),
+            );
+        }
+        self.carry.extend(tail);
+        self.print(dropped > 0);
+        if dropped > 0 && !self.at_line_start {
+            // The tail was cut where the run ended: what comes next starts
+            // a line of its own.
+            self.carry.push(b'\n');
+            self.print(true);
+        }
+    }
+
+    /// Prints the carried bytes; an incomplete UTF-8 sequence at their end
+    /// waits for the next read, unless `all`.
+    fn print(&mut self, all: bool) {
+        if self.carry.is_empty() {
+            return;
+        }
         let (text, keep) = match std::str::from_utf8(&self.carry) {
             Ok(s) => (s.to_owned(), 0),
             // An incomplete sequence at the end waits for the next read.
-            Err(e) if e.error_len().is_none() => (
+            Err(e) if e.error_len().is_none() && !all => (
                 String::from_utf8_lossy(&self.carry[..e.valid_up_to()]).into_owned(),
                 self.carry.len() - e.valid_up_to(),
             ),
@@ -264,6 +390,9 @@ impl Stream {
         };
         let tail = self.carry.split_off(self.carry.len() - keep);
         self.carry = tail;
+        if let Some(last) = text.as_bytes().last() {
+            self.at_line_start = *last == b'\n';
+        }
         let err = self.err;
         // print! panics when its stream is gone; nothing to forward to then.
         let _ = std::panic::catch_unwind(|| {
@@ -273,6 +402,58 @@ impl Stream {
                 print!("{text}");
             }
         });
+    }
+}
+
+/// What is kept of one stream in one run: the first `head` bytes pass, the
+/// last `tail` bytes wait in a ring, what falls out of the ring is counted.
+struct Kept {
+    limit: OutputLimit,
+    /// Bytes passed as the head so far.
+    passed: usize,
+    tail: VecDeque<u8>,
+    dropped: u64,
+}
+
+impl Kept {
+    fn new(limit: OutputLimit) -> Kept {
+        Kept {
+            limit,
+            passed: 0,
+            tail: VecDeque::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Takes `bytes`; returns the part to print now (the head's), keeps
+    /// the rest in the tail.
+    fn feed<'a>(&mut self, bytes: &'a [u8]) -> &'a [u8] {
+        let now = bytes.len().min(self.limit.head - self.passed);
+        self.passed += now;
+        let (now_part, rest) = bytes.split_at(now);
+        if !rest.is_empty() {
+            let cap = self.limit.tail;
+            if rest.len() >= cap {
+                self.dropped += (self.tail.len() + rest.len() - cap) as u64;
+                self.tail.clear();
+                self.tail.extend(&rest[rest.len() - cap..]);
+            } else {
+                let over = (self.tail.len() + rest.len()).saturating_sub(cap);
+                self.dropped += over as u64;
+                self.tail.drain(..over);
+                self.tail.extend(rest);
+            }
+        }
+        now_part
+    }
+
+    /// The run's end: how many bytes were dropped, and the tail; counting
+    /// starts anew.
+    fn finish(&mut self) -> (u64, VecDeque<u8>) {
+        self.passed = 0;
+        let dropped = std::mem::take(&mut self.dropped);
+        // The ring's memory is given back too: most runs print little.
+        (dropped, std::mem::take(&mut self.tail))
     }
 }
 
@@ -305,5 +486,49 @@ fn forward(readers: [Arc<Fd>; 2], streams: &Mutex<Streams>, wake: Fd, shared: &S
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Kept, OutputLimit};
+
+    fn feed_all(kept: &mut Kept, chunks: &[&[u8]]) -> Vec<u8> {
+        let mut now = Vec::new();
+        for c in chunks {
+            now.extend_from_slice(kept.feed(c));
+        }
+        now
+    }
+
+    #[test]
+    fn the_head_passes_the_tail_waits_the_middle_is_counted() {
+        let mut kept = Kept::new(OutputLimit { head: 4, tail: 3 });
+        let now = feed_all(&mut kept, &[b"ab", b"cdef", b"ghijk", b"l"]);
+        assert_eq!(now, b"abcd");
+        let (dropped, tail) = kept.finish();
+        assert_eq!(tail.into_iter().collect::<Vec<_>>(), b"jkl");
+        assert_eq!(dropped, 5, "efghi");
+        // Counting starts anew.
+        assert_eq!(feed_all(&mut kept, &[b"xyz"]), b"xyz");
+        assert_eq!(kept.finish().0, 0);
+    }
+
+    #[test]
+    fn a_chunk_larger_than_the_tail_keeps_its_end() {
+        let mut kept = Kept::new(OutputLimit { head: 0, tail: 2 });
+        assert!(feed_all(&mut kept, &[b"abc", b"defgh"]).is_empty());
+        let (dropped, tail) = kept.finish();
+        assert_eq!(tail.into_iter().collect::<Vec<_>>(), b"gh");
+        assert_eq!(dropped, 6);
+    }
+
+    #[test]
+    fn output_within_head_and_tail_is_all_kept() {
+        let mut kept = Kept::new(OutputLimit { head: 2, tail: 10 });
+        assert_eq!(feed_all(&mut kept, &[b"abcdef"]), b"ab");
+        let (dropped, tail) = kept.finish();
+        assert_eq!(dropped, 0);
+        assert_eq!(tail.into_iter().collect::<Vec<_>>(), b"cdef");
     }
 }

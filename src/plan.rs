@@ -255,8 +255,8 @@ enum Under<'a> {
 pub(crate) struct Layout<'a> {
     pub(crate) hostname: &'a [u8],
     pub(crate) mounts: &'a [MountSpec],
-    /// Read-only files made inside and placed over host files: (target,
-    /// contents).
+    /// Read-only files made inside, placed over host files or in a tmpfs
+    /// of the sandbox: (target, contents).
     pub(crate) files: &'a [(PathBuf, Vec<u8>)],
     /// Leave the host's files writable (as far as the caller may write
     /// them) instead of read-only.
@@ -479,8 +479,8 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
     // proc made from it in some new namespace can never write the host's
     // sysctls.
     // The stash also holds the files the sandbox places over host files.
-    let files_size: usize = layout
-        .files
+    let (over_host, in_tmpfs) = place_files(layout.files, &mounts)?;
+    let files_size: usize = over_host
         .iter()
         .map(|(_, c)| c.len().next_multiple_of(4096))
         .sum();
@@ -513,10 +513,8 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
             data: None,
         },
     ));
-    for (i, (target, contents)) in layout.files.iter().enumerate() {
-        let option = "file";
-        absolute(option, "target", target)?;
-        let target = cstring(option, target)?;
+    for (i, (target, contents)) in over_host.iter().enumerate() {
+        let target = cstring("file", target)?;
         let made = CString::new(format!("/tmp/file{i}")).expect("no NUL in the name");
         let shown = target.to_string_lossy().into_owned();
         steps.extend([
@@ -525,7 +523,7 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
                 StepKind::UserMount,
                 Action::CreateFile {
                     path: made.clone(),
-                    content: Some(contents.clone()),
+                    content: Some(contents.to_vec()),
                 },
             ),
             step(
@@ -611,6 +609,9 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
         mount_steps(spec, source_fd, &made, &mut steps)?;
         made.push(spec.clone());
     }
+    for (target, root, contents) in in_tmpfs {
+        steps.extend(file_in_tmpfs(target, &root, contents)?);
+    }
 
     steps.push(step(
         format!(
@@ -644,6 +645,134 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
         StepKind::Keyring,
         Action::JoinKeyring,
     ));
+    Ok(steps)
+}
+
+/// A file to be made inside a tmpfs of the sandbox: its target, that
+/// tmpfs's mount point, its contents.
+type InTmpfs<'a> = (&'a Path, PathBuf, &'a [u8]);
+
+/// A file to be placed over a host file: its target, its contents.
+type OverHost<'a> = (&'a Path, &'a [u8]);
+
+/// Sorts the builder's files by where they go, and checks each: over a host
+/// file (which must exist, and be a file), or made inside a tmpfs of the
+/// sandbox (`/tmp`, `/dev/shm`, the user's). A file under a bind mount
+/// would be written over the bound tree, or hidden by it: refused.
+fn place_files<'a>(
+    files: &'a [(PathBuf, Vec<u8>)],
+    mounts: &'a [MountSpec],
+) -> Result<(Vec<OverHost<'a>>, Vec<InTmpfs<'a>>), Error> {
+    if files.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let option = "file";
+    let mut made: Vec<MountSpec> = OWN_TMPFS
+        .iter()
+        .map(|t| MountSpec::Tmpfs { target: t.into() })
+        .collect();
+    made.extend(mounts.iter().cloned());
+    let (mut over_host, mut in_tmpfs) = (Vec::new(), Vec::new());
+    for (n, (target, contents)) in files.iter().enumerate() {
+        absolute(option, "target", target)?;
+        cstring(option, target)?;
+        let invalid = |reason: String| Error::InvalidOption { option, reason };
+        if files[..n].iter().any(|(t, _)| t == target) {
+            return Err(invalid(format!(
+                "{} is given twice: one file per target",
+                target.display()
+            )));
+        }
+        match under(target, &made) {
+            Under::Host => match std::fs::metadata(target) {
+                Ok(meta) if meta.is_file() => over_host.push((target.as_path(), &contents[..])),
+                Ok(_) => {
+                    return Err(invalid(format!(
+                        "the target {} is not a file on the host: a file is placed over a \
+                         file, or made under a tmpfs of the sandbox (such as /tmp)",
+                        target.display()
+                    )));
+                }
+                Err(e) => {
+                    return Err(invalid(format!(
+                        "the target {} cannot be used: {e}; a file is placed over a host \
+                         file, or made under a tmpfs of the sandbox (such as /tmp)",
+                        target.display()
+                    )));
+                }
+            },
+            Under::Tmpfs(root) if root == target.as_path() => {
+                return Err(invalid(format!(
+                    "the target {} is a tmpfs mount point of the sandbox, not a file",
+                    target.display()
+                )));
+            }
+            Under::Tmpfs(root) => in_tmpfs.push((target.as_path(), root.to_owned(), &contents[..])),
+            Under::Bind { target: bound, .. } => {
+                return Err(invalid(format!(
+                    "the target {} lies under the bind mount on {}: put the file in the \
+                     bind's source instead",
+                    target.display(),
+                    bound.display()
+                )));
+            }
+        }
+    }
+    Ok((over_host, in_tmpfs))
+}
+
+/// The steps that make a read-only file holding `contents` at `target`,
+/// inside the tmpfs mounted on `root`: its missing directories, the file,
+/// a bind of it over itself made read-only (so that nothing inside can
+/// write it, root included: the mount belongs to the outer user namespace).
+fn file_in_tmpfs(target: &Path, root: &Path, contents: &[u8]) -> Result<Vec<Step>, Error> {
+    let option = "file";
+    let rel = target
+        .strip_prefix(root)
+        .expect("under() checked the prefix");
+    let mut steps = Vec::new();
+    let mut path = root.to_path_buf();
+    let parts: Vec<_> = rel.components().collect();
+    for part in &parts[..parts.len() - 1] {
+        path.push(part);
+        steps.push(step(
+            format!("creating the directory {} for a file", path.display()),
+            StepKind::UserMount,
+            Action::CreateDir {
+                path: cstring(option, &path)?,
+            },
+        ));
+    }
+    let c = cstring(option, target)?;
+    let shown = target.display();
+    steps.extend([
+        step(
+            format!("writing the sandbox's own {shown}"),
+            StepKind::UserMount,
+            Action::CreateFile {
+                path: c.clone(),
+                content: Some(contents.to_vec()),
+            },
+        ),
+        step(
+            format!("binding {shown} over itself"),
+            StepKind::UserMount,
+            Action::BindSelf {
+                path: c.clone(),
+                optional: false,
+            },
+        ),
+        step(
+            format!("making {shown} read-only"),
+            StepKind::UserMount,
+            Action::SetAttr {
+                target: c,
+                attrs: wire::ATTR_RDONLY,
+                recursive: false,
+                optional: false,
+            },
+        ),
+    ]);
     Ok(steps)
 }
 

@@ -1,6 +1,7 @@
 //! The public sandbox: its builder, its runs, and its teardown.
 
 use std::ffi::OsStr;
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +16,7 @@ use crate::diagnostics::{self, HostFacts, Phase};
 use crate::error::Error;
 use crate::fds::{self, Fd};
 use crate::lifeline;
-use crate::output::Output;
+use crate::output::{DEFAULT_OUTPUT_LIMIT, Output, OutputLimit};
 use crate::plan::{self, Ids, MountSpec, StepKind};
 use crate::protocol::{self, InitReport};
 use crate::run::{self, Ended, Runner};
@@ -28,7 +29,7 @@ pub const DEFAULT_HOSTNAME: &str = "sandbox";
 pub const DEFAULT_MAX_RESULT_SIZE: usize = 256 << 20;
 
 /// Namespaces every sandbox has.
-const BASE_NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
+pub(crate) const BASE_NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
     | libc::CLONE_NEWNS
     | libc::CLONE_NEWNET
     | libc::CLONE_NEWPID
@@ -62,7 +63,7 @@ pub struct SandboxBuilder {
     cgroup: bool,
     max_result_size: usize,
     writable_host: bool,
-    /// Read-only files placed over host files: (target, contents).
+    /// Read-only files made inside: (target, contents).
     files: Vec<(PathBuf, Vec<u8>)>,
     /// The uid and gid of the sandbox's processes, if not root.
     user: Option<(u32, u32)>,
@@ -72,6 +73,8 @@ pub struct SandboxBuilder {
     limits: crate::limits::Limits,
     /// keyctl, add_key and request_key allowed inside.
     keyring: bool,
+    /// What is kept of each run's output.
+    output_limit: OutputLimit,
 }
 
 impl Default for SandboxBuilder {
@@ -88,6 +91,7 @@ impl Default for SandboxBuilder {
             tmp_size: DEFAULT_TMP_SIZE,
             limits: crate::limits::Limits::default(),
             keyring: false,
+            output_limit: DEFAULT_OUTPUT_LIMIT,
         }
     }
 }
@@ -96,6 +100,7 @@ impl SandboxBuilder {
     /// A builder with the defaults: hostname `sandbox`, a timeout of 5
     /// minutes per run (see [`timeout`](Self::timeout)), no extra mounts,
     /// no cgroup namespace.
+    #[must_use = "a builder does nothing until build() is called"]
     pub fn new() -> Self {
         Self::default()
     }
@@ -216,6 +221,49 @@ impl SandboxBuilder {
         self
     }
 
+    /// Places a read-only file holding `contents` at `target` inside the
+    /// sandbox, as bubblewrap's `--file`: a configuration file, a fixture,
+    /// an `/etc/hosts` of the test's own.
+    ///
+    /// `target` either lies under a tmpfs of the sandbox (`/tmp`,
+    /// `/dev/shm`, a [`tmpfs`](Self::tmpfs) mount), where the file and any
+    /// missing directories are made, or names a file of the host, which
+    /// the sandbox's file covers inside. Either way the file is made in
+    /// the sandbox's own memory: nothing of it is written to the host, and
+    /// nothing is left behind, even after a `SIGKILL` of the test process.
+    /// Inside, it is read-only for every process, root included (its mount
+    /// belongs to the sandbox's outer user namespace, over which processes
+    /// inside have no power): writing it fails with `EROFS`, and removing
+    /// or replacing it fails too (`EBUSY` in a tmpfs, `EROFS` among the
+    /// host's read-only files). Readable by all (mode 0644, less the test
+    /// process's umask).
+    ///
+    /// # Errors
+    ///
+    /// [`build`](Self::build) fails with [`Error::InvalidOption`] (option
+    /// `file`) when `target` is not absolute, holds `.` or `..` or a NUL
+    /// byte, is given twice, is a tmpfs mount point, lies under a
+    /// [`bind`](Self::bind) target, or (outside the sandbox's tmpfs mounts)
+    /// is not an existing file of the host.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let ns = hermetic::Sandbox::builder()
+    ///     .file("/tmp/app/config.toml", "port = 8080\n")
+    ///     .file("/etc/hostname", "db\n")
+    ///     .build()?;
+    /// let config = ns.run(|| std::fs::read_to_string("/tmp/app/config.toml").unwrap());
+    /// assert_eq!(config, "port = 8080\n");
+    /// assert!(ns.run(|| std::fs::write("/tmp/app/config.toml", "x").is_err()));
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
+    pub fn file(&mut self, target: impl AsRef<Path>, contents: impl Into<Vec<u8>>) -> &mut Self {
+        self.files
+            .push((target.as_ref().to_path_buf(), contents.into()));
+        self
+    }
+
     /// Leaves the host's files writable inside, as far as the caller's own
     /// permissions allow. Default: off, so the host's filesystem is
     /// read-only inside (recursively, every mount), except the sandbox's
@@ -269,6 +317,34 @@ impl SandboxBuilder {
         self
     }
 
+    /// How much of what a run prints reaches the test's output: of each
+    /// stream (stdout, stderr), the first `head` bytes as they come and
+    /// the last `tail` bytes when the run ends, after a line saying how
+    /// many bytes between them were dropped:
+    ///
+    /// ```text
+    /// [hermetic: 734003200 bytes of output dropped here; kept: the first 1048576 and the last 1048576 (SandboxBuilder::output_limit)]
+    /// ```
+    ///
+    /// The rest is read and discarded, so that a closure, a spawned closure
+    /// or a program printing without end cannot grow the test process
+    /// (libtest's capture and nextest's keep what a test prints in
+    /// memory). Counted per run: from the start of a [`Sandbox::run`]
+    /// (or a [`Spawned::join`]) to its end; what processes print between
+    /// runs counts towards the next run, or the sandbox's drop.
+    /// [`isolate_test`](crate::isolate_test) keeps as much of the isolated
+    /// test's output. Default: 1 MiB and 1 MiB; `usize::MAX` for both
+    /// keeps everything.
+    pub fn output_limit(&mut self, head: usize, tail: usize) -> &mut Self {
+        self.output_limit = OutputLimit { head, tail };
+        self
+    }
+
+    /// What is kept of each stream's output, per run.
+    pub(crate) fn output_limit_of(&self) -> OutputLimit {
+        self.output_limit
+    }
+
     /// Creates the sandbox.
     ///
     /// # Errors
@@ -291,14 +367,6 @@ impl SandboxBuilder {
     /// Whether a timeout was set.
     pub(crate) fn has_timeout(&self) -> bool {
         self.timeout.is_some()
-    }
-
-    /// Places a read-only file holding `contents` over the host's file
-    /// `target` (which must exist), made inside the sandbox: nothing of it
-    /// is left on the host, even after a SIGKILL of the test process.
-    pub(crate) fn file(&mut self, target: impl AsRef<Path>, contents: Vec<u8>) -> &mut Self {
-        self.files.push((target.as_ref().to_path_buf(), contents));
-        self
     }
 
     /// Like [`build_in`](Self::build_in); a failed setup step also says
@@ -495,7 +563,7 @@ impl SandboxBuilder {
         }
         drop(ready_w);
         // While the init process sets up, on another CPU.
-        let output = Output::new().map_err(|e| {
+        let output = Output::new(self.output_limit).map_err(|e| {
             let _ = sys::kill_and_reap(pid);
             Error::sys("creating the output pipes", e)
         })?;
@@ -698,6 +766,7 @@ impl Sandbox {
     }
 
     /// A builder for a sandbox with options.
+    #[must_use = "a builder does nothing until build() is called"]
     pub fn builder() -> SandboxBuilder {
         SandboxBuilder::new()
     }
@@ -749,7 +818,13 @@ impl Sandbox {
         match self.try_run(f) {
             Ok(v) => v,
             Err(e @ Error::Panicked { .. }) => panic!("{e}{}", self.kept_note()),
-            Err(e) => panic!("hermetic: {e}\n{}{}", advice(&e), self.kept_note()),
+            // The error's message carries its advice; others get the one
+            // thing a panic cannot say.
+            Err(e) if e.carries_advice() => panic!("hermetic: {e}{}", self.kept_note()),
+            Err(e) => panic!(
+                "hermetic: {e}\nuse try_run to handle this error yourself{}",
+                self.kept_note()
+            ),
         }
     }
 
@@ -811,9 +886,11 @@ impl Sandbox {
                 Ended::Died(e) => Err(e),
             }
         });
-        self.output.pump();
+        self.output.end_run();
         self.forward_if_left_running();
-        let result = result.map_err(|e| self.name_the_limit(e, oom_kills));
+        let result = result
+            .map_err(|e| self.name_the_limit(e, oom_kills))
+            .map_err(|e| self.name_stuck_spawned(e));
         if let Err(e) = &result
             && ran_and_failed(e)
             && keep_failed()
@@ -914,6 +991,32 @@ impl Sandbox {
         }
     }
 
+    /// A run that timed out, told with the spawned closures of the sandbox
+    /// whose every thread waits on a lock: a run often waits for a server
+    /// of its sandbox, and a server stuck on a lock the fork copied held
+    /// (the usual hang) is then the cause, not the run.
+    fn name_stuck_spawned(&self, e: Error) -> Error {
+        let Error::TimedOut { after, mut stuck } = e else {
+            return e;
+        };
+        let spawned: Vec<libc::pid_t> = self
+            .spawned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|&(pid, _)| pid)
+            .collect();
+        for pid in spawned {
+            if let Some(text) = diagnostics::stuck_on_locks(pid) {
+                stuck.push_str(&format!(
+                    "\nmeanwhile the spawned closure with pid {pid} (a server this run may \
+                     wait for?) has every thread waiting on a lock: {text}"
+                ));
+            }
+        }
+        Error::TimedOut { after, stuck }
+    }
+
     /// What a failure's message adds when the sandbox was kept.
     fn kept_note(&self) -> String {
         if self.kept.load(Ordering::SeqCst) {
@@ -928,21 +1031,32 @@ impl Sandbox {
     }
 
     /// Starts `f` inside the sandbox in the background, for example a
-    /// server that later runs connect to.
+    /// server that later runs connect to; [`join`](Spawned::join) waits for
+    /// its value, as [`std::thread::spawn`]'s handle does.
     ///
-    /// The process lives until `f` returns, the handle is dropped or
-    /// [`kill`](Spawned::kill)ed, or the sandbox is dropped. Processes it
-    /// started itself live until the sandbox is dropped.
+    /// The process lives until `f` returns (and its value is taken by
+    /// `join`), the handle is dropped or [`kill`](Spawned::kill)ed, or the
+    /// sandbox is dropped. Processes it started itself live until the
+    /// sandbox is dropped. As for [`run`](Self::run), `f` runs in a fork of
+    /// the test process, and only its value (`T`, through serde) comes
+    /// back. A panic of `f` is printed into the test's output when it
+    /// happens, and `join` returns it.
+    ///
+    /// A closure that never returns (a server's endless `loop`, a bare
+    /// `panic!`) has the type `!`, which serde cannot carry: say that it
+    /// returns nothing, `sandbox.spawn(|| -> () { loop { ... } })`.
     ///
     /// # Errors
     ///
-    /// [`Error::Sys`] when the process could not be started.
+    /// [`Error::Sys`] when the process could not be started;
+    /// [`Error::SandboxDead`] when the sandbox was killed.
     ///
     /// # Examples
     ///
     /// ```no_run
     /// use std::io::{Read, Write};
     /// let sandbox = hermetic::Sandbox::new()?;
+    /// // A server in the background...
     /// let server = sandbox.spawn(|| {
     ///     let l = std::net::TcpListener::bind("127.0.0.1:7000").unwrap();
     ///     for s in l.incoming() {
@@ -957,20 +1071,26 @@ impl Sandbox {
     /// });
     /// assert_eq!(got, "hello");
     /// server.kill()?;
+    ///
+    /// // ...or work whose value comes back when joined.
+    /// let worker = sandbox.spawn(|| (1..=10u64).product::<u64>())?;
+    /// assert_eq!(worker.join()?, 3_628_800);
     /// # Ok::<(), hermetic::Error>(())
     /// ```
-    pub fn spawn<F>(&self, f: F) -> Result<Spawned, Error>
+    pub fn spawn<F, T>(&self, f: F) -> Result<Spawned<T>, Error>
     where
-        F: FnOnce(),
+        F: FnOnce() -> T,
+        T: Serialize + DeserializeOwned,
     {
         self.spawn_keeping(&[], f)
     }
 
     /// [`spawn`](Self::spawn), handing the process the fds of hermetic's
     /// in `keep`.
-    pub(crate) fn spawn_keeping<F>(&self, keep: &[RawFd], f: F) -> Result<Spawned, Error>
+    pub(crate) fn spawn_keeping<F, T>(&self, keep: &[RawFd], f: F) -> Result<Spawned<T>, Error>
     where
-        F: FnOnce(),
+        F: FnOnce() -> T,
+        T: Serialize + DeserializeOwned,
     {
         self.check_alive()?;
         // It prints while no run is in flight: forward from now on.
@@ -994,6 +1114,7 @@ impl Sandbox {
             max_result_size: self.max_result_size,
             timeout: self.timeout,
             runner: Some(runner),
+            value: PhantomData,
         })
     }
 
@@ -1122,6 +1243,7 @@ impl Sandbox {
 
     /// True while the sandbox's init process lives (until a [`Killer`]
     /// kills it, or something else does).
+    #[must_use]
     pub fn is_alive(&self) -> bool {
         if self.killed.load(Ordering::SeqCst) {
             return false;
@@ -1191,6 +1313,7 @@ impl Drop for Sandbox {
 
 /// Kills a sandbox from anywhere; made by [`Sandbox::killer`].
 #[derive(Debug)]
+#[must_use = "a Killer does nothing until kill() is called"]
 pub struct Killer {
     holder: Fd,
     killed: Arc<AtomicBool>,
@@ -1263,28 +1386,6 @@ fn default_timeout() -> Result<Option<Duration>, Error> {
     }
 }
 
-/// What to tell the user after a run failed for a reason other than a panic.
-fn advice(e: &Error) -> &'static str {
-    match e {
-        Error::TimedOut { .. } => {
-            "the closure ran past the sandbox's timeout; raise SandboxBuilder::timeout or look for a hang"
-        }
-        Error::Killed { .. } => {
-            "the process running the closure died from a signal; the closure crashed (or something killed it)"
-        }
-        Error::Exited { .. } => {
-            "the closure called exit() (or std::process::exit) instead of returning"
-        }
-        Error::Encode { .. } | Error::Decode { .. } => {
-            "the result must round-trip through serde (postcard)"
-        }
-        Error::Channel { .. } => {
-            "the closure wrote to the result channel's fd, or its result was too large (SandboxBuilder::max_result_size)"
-        }
-        _ => "use try_run to handle this error yourself",
-    }
-}
-
 /// The runs started by [`Sandbox::spawn`] that are still to be reaped by
 /// the sandbox's teardown: (runner, joiner). A [`Spawned`] that takes its
 /// runner off the list reaps it itself.
@@ -1303,17 +1404,31 @@ fn forget(list: &SpawnedList, pid: libc::pid_t) -> bool {
 /// [`Sandbox::spawn`]. It borrows nothing: a fixture can return it with its
 /// sandbox.
 ///
+/// `T` is the closure's value, which [`join`](Self::join) returns (`()` for
+/// a closure that returns nothing: `Spawned` alone is `Spawned<()>`).
+///
 /// Dropping the handle kills the process, and so does dropping the
 /// sandbox. A panic of the closure is printed into the test's output when
 /// it happens, and returned by [`join`](Self::join).
-#[derive(Debug)]
 #[must_use = "dropping a Spawned kills its process at once: keep it in a variable (`let _server = ...`)"]
-pub struct Spawned {
+pub struct Spawned<T = ()> {
     list: Arc<SpawnedList>,
     output: Arc<Output>,
     max_result_size: usize,
     timeout: Option<Duration>,
     runner: Option<Runner>,
+    /// Only a value's type: the handle holds none (it is `Send` and `Sync`
+    /// whatever `T`).
+    value: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Spawned<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spawned")
+            .field("runner", &self.runner)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Runner {
@@ -1322,43 +1437,18 @@ impl std::fmt::Debug for Runner {
     }
 }
 
-impl Spawned {
+impl<T> Spawned<T> {
     /// The process's pid, in the caller's PID namespace.
     pub fn pid(&self) -> u32 {
         self.runner.as_ref().map_or(0, |r| r.pid() as u32)
     }
 
-    /// True while the closure has not returned.
+    /// True while the closure's process has not ended. A closure whose
+    /// value is larger than a pipe holds (64 KiB) ends once
+    /// [`join`](Self::join) has read it.
+    #[must_use]
     pub fn is_running(&self) -> bool {
         self.runner.as_ref().is_some_and(Runner::running)
-    }
-
-    /// Waits for the closure to return, at most the sandbox's timeout
-    /// (counted from this call), after which its process is killed.
-    ///
-    /// # Errors
-    ///
-    /// As [`Sandbox::try_run`]; [`Error::SandboxDead`] if the sandbox was
-    /// dropped (which killed the process) before the join.
-    pub fn join(mut self) -> Result<(), Error> {
-        let mut runner = self
-            .runner
-            .take()
-            .expect("the runner is there until consumed");
-        // Off the sandbox's list before the pid is reaped (and free for
-        // reuse): from here on this handle, or the runner's own drop, reaps.
-        if !forget(&self.list, runner.pid()) {
-            runner.reaped_elsewhere();
-            return Err(Error::SandboxDead {
-                doing: "joining a spawned closure",
-            });
-        }
-        let ended = runner.wait(self.timeout, self.max_result_size, &self.output);
-        self.output.pump();
-        match ended {
-            Ended::Frame(tag, payload) => crate::channel::decode_outcome(tag, &payload),
-            Ended::Died(e) => Err(e),
-        }
     }
 
     /// Kills the process (with `SIGKILL`) and waits for it to die.
@@ -1385,7 +1475,84 @@ impl Spawned {
     }
 }
 
-impl Drop for Spawned {
+impl<T: DeserializeOwned> Spawned<T> {
+    /// Waits for the closure to return and gives its value, at most the
+    /// sandbox's timeout ([`SandboxBuilder::timeout`], counted from this
+    /// call), after which its process is killed.
+    ///
+    /// As with [`Sandbox::try_run`], a panic of the closure is returned as
+    /// [`Error::Panicked`], with its message and its location inside the
+    /// closure (it was also printed when it happened); to fail the test
+    /// with it, `join().unwrap()`. A closure stuck past the timeout is
+    /// [`Error::TimedOut`], which says where each of its threads was
+    /// (state, system call, kernel wait) and, for threads blocked on a
+    /// lock, the likely cause (a lock copied held by the fork).
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::try_run`]; [`Error::SandboxDead`] if the sandbox was
+    /// dropped (which killed the process) before the join.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let sandbox = hermetic::Sandbox::new()?;
+    /// let worker = sandbox.spawn(|| std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap())?;
+    /// assert_eq!(worker.join()?, "sandbox\n");
+    /// let failed = sandbox.spawn(|| -> u32 { panic!("no") })?;
+    /// assert!(matches!(failed.join(), Err(hermetic::Error::Panicked { .. })));
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
+    pub fn join(self) -> Result<T, Error> {
+        let timeout = self.timeout;
+        self.join_within(timeout)
+    }
+
+    /// Like [`join`](Self::join), waiting at most `timeout` (counted from
+    /// this call) instead of the sandbox's; `Duration::MAX` waits for as
+    /// long as the closure runs.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join); [`Error::TimedOut`] after `timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let sandbox = hermetic::Sandbox::new()?;
+    /// let stuck = sandbox.spawn(|| std::thread::sleep(Duration::from_secs(3600)))?;
+    /// let err = stuck.join_timeout(Duration::from_millis(100)).unwrap_err();
+    /// assert!(matches!(err, hermetic::Error::TimedOut { .. }));
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
+    pub fn join_timeout(self, timeout: Duration) -> Result<T, Error> {
+        self.join_within(Some(timeout))
+    }
+
+    fn join_within(mut self, timeout: Option<Duration>) -> Result<T, Error> {
+        let mut runner = self
+            .runner
+            .take()
+            .expect("the runner is there until consumed");
+        // Off the sandbox's list before the pid is reaped (and free for
+        // reuse): from here on this handle, or the runner's own drop, reaps.
+        if !forget(&self.list, runner.pid()) {
+            runner.reaped_elsewhere();
+            return Err(Error::SandboxDead {
+                doing: "joining a spawned closure",
+            });
+        }
+        let ended = runner.wait(timeout, self.max_result_size, &self.output);
+        self.output.end_run();
+        match ended {
+            Ended::Frame(tag, payload) => crate::channel::decode_outcome(tag, &payload),
+            Ended::Died(e) => Err(e),
+        }
+    }
+}
+
+impl<T> Drop for Spawned<T> {
     fn drop(&mut self) {
         self.stop();
     }

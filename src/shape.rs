@@ -19,6 +19,10 @@ use netlink_packet_core::{DefaultNla, Emitable};
 /// generator seeded with [`with_seed`](Self::with_seed): the same seed and
 /// the same datagrams give the same drops.
 ///
+/// A shape is a value: each `with_*` returns the changed shape (and is
+/// `#[must_use]`: `shape.with_loss(5.0);` alone changes nothing, and the
+/// compiler says so).
+///
 /// # Examples
 ///
 /// ```
@@ -49,6 +53,7 @@ pub struct LinkShape {
 
 impl LinkShape {
     /// A rate limit of `bytes_per_second`.
+    #[must_use = "a shape does nothing until given to Network::shape"]
     pub fn rate(bytes_per_second: u64) -> Self {
         LinkShape {
             rate: Some(bytes_per_second),
@@ -57,6 +62,7 @@ impl LinkShape {
     }
 
     /// A fixed one-way delay.
+    #[must_use = "a shape does nothing until given to Network::shape"]
     pub fn delay(delay: Duration) -> Self {
         LinkShape {
             delay: Some(delay),
@@ -66,6 +72,7 @@ impl LinkShape {
 
     /// Random loss of `percent` of the datagrams (0 to 100), each way; 100
     /// is a [blackhole](crate::Network::blackhole).
+    #[must_use = "a shape does nothing until given to Network::shape"]
     pub fn loss(percent: f64) -> Self {
         LinkShape {
             loss: Some(percent),
@@ -74,18 +81,21 @@ impl LinkShape {
     }
 
     /// Adds jitter to the delay.
+    #[must_use = "returns the changed shape and leaves this one as it was: `let shape = shape.with_jitter(..)`"]
     pub fn with_jitter(mut self, jitter: Duration) -> Self {
         self.jitter = Some(jitter);
         self
     }
 
     /// Adds random loss, in percent.
+    #[must_use = "returns the changed shape and leaves this one as it was: `let shape = shape.with_loss(..)`"]
     pub fn with_loss(mut self, percent: f64) -> Self {
         self.loss = Some(percent);
         self
     }
 
     /// Sends this percentage of packets twice.
+    #[must_use = "returns the changed shape and leaves this one as it was: `let shape = shape.with_duplicate(..)`"]
     pub fn with_duplicate(mut self, percent: f64) -> Self {
         self.duplicate = Some(percent);
         self
@@ -93,6 +103,7 @@ impl LinkShape {
 
     /// Sends this percentage of packets at once, so that they overtake
     /// delayed ones (needs a delay to reorder anything).
+    #[must_use = "returns the changed shape and leaves this one as it was: `let shape = shape.with_reorder(..)`"]
     pub fn with_reorder(mut self, percent: f64) -> Self {
         self.reorder = Some(percent);
         self
@@ -100,12 +111,14 @@ impl LinkShape {
 
     /// Seeds the generator behind loss, jitter, duplication and reordering:
     /// a reproducible bad network.
+    #[must_use = "returns the changed shape and leaves this one as it was: `let shape = shape.with_seed(..)`"]
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
     }
 
     /// Adds a rate limit.
+    #[must_use = "returns the changed shape and leaves this one as it was: `let shape = shape.with_rate(..)`"]
     pub fn with_rate(mut self, bytes_per_second: u64) -> Self {
         self.rate = Some(bytes_per_second);
         self

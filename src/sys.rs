@@ -963,6 +963,47 @@ pub(crate) fn getegid() -> u32 {
 }
 
 /// The calling thread's id.
+/// The calling thread's robust mutex list head and its size, as its C
+/// library registered them (get_robust_list(2)); None if it has none.
+pub(crate) fn robust_list() -> Option<(usize, usize)> {
+    let mut head = 0usize;
+    let mut len = 0usize;
+    // SAFETY: pid 0 is the calling thread; both pointers are live words.
+    let ret = unsafe {
+        call(
+            libc::SYS_get_robust_list,
+            [0, &raw mut head as usize, &raw mut len as usize, 0, 0, 0],
+        )
+    };
+    (ret.is_ok() && head != 0).then_some((head, len))
+}
+
+/// Registers `head` as the calling thread's robust mutex list
+/// (set_robust_list(2)): the kernel releases the mutexes on it, marked
+/// owner-dead, when the thread dies.
+///
+/// # Safety
+///
+/// `head` must point to a `struct robust_list_head` of `len` bytes that
+/// lives as long as the thread.
+pub(crate) unsafe fn set_robust_list(head: usize, len: usize) -> Result<(), i32> {
+    // SAFETY: the caller's guarantee.
+    unsafe { call(libc::SYS_set_robust_list, [head, len, 0, 0, 0, 0]) }.map(drop)
+}
+
+/// Registers `area` as the calling thread's rseq area (rseq(2)), with the
+/// signature `sig` of its abort handlers.
+///
+/// # Safety
+///
+/// `area` must point to a `struct rseq` of `len` bytes, suitably aligned,
+/// that lives as long as the thread: the kernel writes it on every return
+/// to user space.
+pub(crate) unsafe fn register_rseq(area: usize, len: u32, sig: u32) -> Result<(), i32> {
+    // SAFETY: the caller's guarantee.
+    unsafe { call(libc::SYS_rseq, [area, len as usize, 0, sig as usize, 0, 0]) }.map(drop)
+}
+
 pub(crate) fn gettid() -> libc::pid_t {
     rustix::thread::gettid().as_raw_nonzero().get()
 }
@@ -1198,4 +1239,14 @@ pub(crate) fn packet_send(fd: BorrowedFd<'_>, frame: &[u8]) -> Result<(), i32> {
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), i32> {
     let flags = rustix::fs::fcntl_getfl(fd).map_err(raw)?;
     rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK).map_err(raw)
+}
+
+/// Puts the open file of `fd` on fd 0, the process's stdin, closing what
+/// was there (`dup2(2)`).
+pub(crate) fn replace_stdin(fd: BorrowedFd<'_>) -> Result<(), i32> {
+    // SAFETY: fd 0 is owned by no Rust object (std's `Stdin` names the
+    // number for each read, it holds no `OwnedFd`), so replacing its file
+    // closes nothing another owner will close again; `fd` is open for the
+    // call.
+    unsafe { dup2(fd.as_raw_fd(), 0) }
 }

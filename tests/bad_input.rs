@@ -146,3 +146,53 @@ fn a_refused_inner_user_namespace_is_named() {
     );
     assert_eq!(errno, Some(libc::ENOSPC));
 }
+
+#[test]
+fn bad_file_targets_are_refused_before_anything_starts() {
+    let before = children();
+    let host_dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let cases: Vec<(hermetic::SandboxBuilder, &str)> = vec![
+        (
+            Sandbox::builder().file("relative/x", "a").clone(),
+            "not an absolute path",
+        ),
+        (
+            Sandbox::builder().file("/tmp/../etc/x", "a").clone(),
+            "contains `.` or `..`",
+        ),
+        (
+            Sandbox::builder()
+                .file("/tmp/x", "a")
+                .file("/tmp/x", "b")
+                .clone(),
+            "/tmp/x is given twice",
+        ),
+        (
+            Sandbox::builder().file("/tmp", "a").clone(),
+            "/tmp is a tmpfs mount point",
+        ),
+        (
+            Sandbox::builder()
+                .bind_ro(host_dir.path(), "/tmp/src")
+                .file("/tmp/src/x", "a")
+                .clone(),
+            "lies under the bind mount on /tmp/src",
+        ),
+        (
+            Sandbox::builder()
+                .file("/nonexistent/hermetic/x", "a")
+                .clone(),
+            "/nonexistent/hermetic/x cannot be used: No such file",
+        ),
+        (
+            Sandbox::builder().file(host_dir.path(), "a").clone(),
+            "is not a file on the host",
+        ),
+    ];
+    for (mut builder, expected) in cases {
+        let (opt, why) = invalid(&mut builder);
+        assert_eq!(opt, "file", "{why}");
+        assert!(why.contains(expected), "{why} (expected: {expected})");
+    }
+    assert_eq!(children(), before, "a process was started");
+}

@@ -381,7 +381,7 @@ fn helper_signals_everything() {
     let ns = Sandbox::new().unwrap();
     let other = Sandbox::new().unwrap();
     let net = Network::builder().host("a").host("b").build().unwrap();
-    let bystander = other.spawn(|| {
+    let bystander = other.spawn(|| -> () {
         loop {
             std::thread::park();
         }
@@ -666,7 +666,7 @@ fn hermetic_run_works_interactively_and_passes_ctrl_c_on() {
 #[test]
 fn hermetic_run_s_help_says_how_the_terminal_is_kept_safe() {
     let out = Command::new(env!("CARGO_BIN_EXE_hermetic"))
-        .arg("--help")
+        .args(["run", "--help"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -51,7 +51,158 @@ fn run_takes_options() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown option"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid option '--bogus'"),
+        "{out:?}"
+    );
+}
+
+/// `hermetic ARGS...`'s exit code, stdout and stderr.
+fn outcome(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = hermetic().args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn each_command_has_its_help_and_the_command_its_version() {
+    for (args, says) in [
+        (&["--help"][..], "hermetic COMMAND --help"),
+        (&["help"], "hermetic COMMAND --help"),
+        (&["run", "--help"], "Exit status:"),
+        (&["help", "run"], "--timeout DURATION"),
+        (&["check", "-h"], "usage: hermetic check"),
+        (&["enter", "--help"], "usage: hermetic enter"),
+    ] {
+        let (code, out, _) = outcome(args);
+        assert_eq!(code, Some(0), "{args:?}");
+        assert!(out.contains(says), "{args:?}: {out}");
+    }
+    let (code, out, _) = outcome(&["--version"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out, format!("hermetic {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn options_take_their_value_after_an_equals_sign_too() {
+    let (code, out, err) = outcome(&[
+        "run",
+        "--hostname=eq",
+        "--env=GREETING=hello=there",
+        "--tmp-size=2M",
+        "sh",
+        "-c",
+        "hostname; echo $GREETING; df -k /tmp | tail -1 | awk '{print $2}'",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "eq\nhello=there\n2048\n");
+}
+
+#[test]
+fn a_file_is_placed_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("config");
+    std::fs::write(&src, "port = 8080\n").unwrap();
+    let spec = format!("{}:/tmp/app/config", src.display());
+    let (code, out, err) = outcome(&[
+        "run",
+        "--file",
+        &spec,
+        "--",
+        "sh",
+        "-c",
+        "cat /tmp/app/config; echo x >> /tmp/app/config || echo refused",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "port = 8080\nrefused\n");
+    let (code, _, err) = outcome(&["run", "--file=/nonexistent:/tmp/x", "true"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot read"), "{err}");
+}
+
+#[test]
+fn run_s_limits_reach_the_program() {
+    // A CPU time limit: the spinning program gets SIGXCPU (24).
+    let (code, _, err) = outcome(&[
+        "run",
+        "--cpu-time",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]);
+    assert_eq!(code, Some(128 + libc::SIGXCPU), "{err}");
+    // A process limit: forks beyond it fail.
+    let (code, out, err) = outcome(&[
+        "run",
+        "--pids=4",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done 2>/dev/null; echo started",
+    ]);
+    assert_ne!(
+        (code, out.as_str()),
+        (Some(0), "started\n"),
+        "eight sleeps under --pids=4: {err}"
+    );
+}
+
+#[test]
+fn a_timeout_kills_the_program_and_says_so() {
+    let (code, _, err) = outcome(&["run", "--timeout=300ms", "--", "sleep", "60"]);
+    assert_eq!(code, Some(124), "{err}");
+    assert!(err.contains("--timeout"), "{err}");
+    let (code, _, err) = outcome(&["run", "--timeout", "60s", "true"]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn run_as_another_user_inside() {
+    // With ids 0-65535 the program changes to that user; with one id, that
+    // id is the one mapped to the caller: `id -u` says 1000 either way.
+    let (code, out, err) = outcome(&["run", "--user=1000:1000", "--", "id", "-u"]);
+    assert_eq!((code, out.as_str()), (Some(0), "1000\n"), "{err}");
+}
+
+#[test]
+fn each_failure_has_its_exit_status() {
+    // A wrong command line: 2, with what is wrong.
+    for (args, says) in [
+        (&["frob"][..], "unknown command"),
+        (&[], "no command given"),
+        (&["run"], "no program"),
+        (&["run", "--memory", "lots", "true"], "not a size"),
+        (&["run", "--timeout", "soon", "true"], "not a duration"),
+        (&["run", "--user", "root", "true"], "UID:GID"),
+        (&["run", "--env", "NOEQUALS", "true"], "NAME=VALUE"),
+        (&["run", "--hostname"], "missing argument"),
+        (&["enter"], "PID"),
+        (&["enter", "me"], "not a PID"),
+        (&["check", "extra"], "check:"),
+    ] {
+        let (code, _, err) = outcome(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // No sandbox could be made (the builder refuses the hostname): 125.
+    let long = "h".repeat(100);
+    let (code, _, err) = outcome(&["run", "--hostname", &long, "true"]);
+    assert_eq!(code, Some(125), "{err}");
+    assert!(err.contains("cannot create a sandbox"), "{err}");
+    // Not found inside: 127; found but not executable (a directory): 126.
+    let (code, _, err) = outcome(&["run", "/nonexistent/program"]);
+    assert_eq!(code, Some(127), "{err}");
+    let (code, _, err) = outcome(&["run", "--", "/etc"]);
+    assert_eq!(code, Some(126), "{err}");
+    // No such process to enter: 125.
+    let (code, _, err) = outcome(&["enter", "999999999", "true"]);
+    assert_eq!(code, Some(125), "{err}");
+    assert!(err.contains("cannot enter"), "{err}");
 }
 
 #[test]

@@ -19,7 +19,9 @@ fn sigsegv_is_named(#[from(isolated)] ns: Sandbox) {
     common::assert_killed_by(&err, &["SIGSEGV"]);
     assert_eq!(
         err.to_string(),
-        "the closure was killed by SIGSEGV before returning"
+        "the closure was killed by SIGSEGV before returning\n\
+         the process running the closure died from a signal; the closure crashed (or something \
+         killed it)"
     );
     assert_eq!(ns.run(|| 1), 1);
 }
@@ -37,7 +39,8 @@ fn exit_status_is_reported(#[from(isolated)] ns: Sandbox) {
     assert!(matches!(err, Error::Exited { status: 3, .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
-        "the closure exited with status 3 before returning"
+        "the closure exited with status 3 before returning\n\
+         the closure called exit() (or std::process::exit) instead of returning"
     );
     assert_eq!(ns.run(|| 3), 3);
 }
@@ -71,7 +74,11 @@ fn a_run_past_the_timeout_is_killed() {
         ),
         "{text}"
     );
-    assert!(text.ends_with("running"), "{text}");
+    // Where it was, then what to do: a try_run user reads the same advice
+    // as run's panic gives.
+    let (stuck, advice) = text.rsplit_once('\n').unwrap();
+    assert!(stuck.ends_with("running"), "{text}");
+    assert!(advice.contains("raise SandboxBuilder::timeout"), "{text}");
     assert_eq!(ns.run(|| 4), 4, "the sandbox stays usable");
 }
 
@@ -83,6 +90,22 @@ fn run_panics_with_the_timeout() {
         .build()
         .unwrap();
     ns.run(|| std::thread::sleep(Duration::from_secs(30)));
+}
+
+/// run's panic says the advice once: it is the error's message.
+#[test]
+fn run_panics_with_the_error_and_its_advice_once() {
+    let ns = Sandbox::new().unwrap();
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ns.run::<_, ()>(|| std::process::exit(5))
+    }))
+    .unwrap_err();
+    let text = panic.downcast_ref::<String>().unwrap();
+    assert_eq!(
+        text,
+        "hermetic: the closure exited with status 5 before returning\n\
+         the closure called exit() (or std::process::exit) instead of returning"
+    );
 }
 
 #[test]

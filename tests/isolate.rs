@@ -152,3 +152,106 @@ fn a_body_that_dies_fails_the_test_naming_the_signal() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("killed by SIGABRT"), "{stderr}");
 }
+
+#[test]
+#[ignore = "helper, run by a_body_that_exits_halfway_fails_the_test"]
+fn helper_isolated_body_exits_halfway() {
+    isolate_test(|| {
+        // What the body's output said when it ended, before the result had
+        // a channel of its own: no longer anything but output.
+        eprintln!("\u{1}hermetic-isolated-done");
+        println!("marker-halfway");
+        std::process::exit(0);
+    });
+}
+
+#[test]
+fn a_body_that_exits_halfway_fails_the_test() {
+    let out = common::run_self("helper_isolated_body_exits_halfway", &[], &["--nocapture"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("exited with status 0 before the body ended, without a result"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("marker-halfway"), "{stdout}");
+}
+
+#[test]
+fn a_program_the_body_leaves_running_cannot_hang_the_test() {
+    // The program holds the body's stdout and stderr for an hour; the test
+    // ends when the body does (a hang would fail at the 60 s timeout).
+    hermetic::Sandbox::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .isolate_test(|| {
+            // Left running on purpose: never waited for.
+            let program = std::process::Command::new("sh")
+                .args(["-c", "sleep 3600; : marker-left-running-by-the-body"])
+                .spawn()
+                .unwrap();
+            std::mem::forget(program);
+        });
+    // And it died with the sandbox.
+    assert!(common::eventually(|| common::pids_with_marker(
+        "marker-left-running-by-the-body"
+    )
+    .is_empty()));
+}
+
+#[test]
+#[ignore = "helper, run by code_after_the_call_runs_only_in_the_test_process"]
+fn helper_code_after_the_call() {
+    println!("marker-before-the-call");
+    isolate_test(|| println!("marker-in-the-body"));
+    println!("marker-after-the-call");
+}
+
+#[test]
+fn code_after_the_call_runs_only_in_the_test_process() {
+    // Without capture, so that whatever the re-executed process prints
+    // reaches this test through the isolated test's output.
+    let out = common::run_self("helper_code_after_the_call", &[], &["--nocapture"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(
+        stdout.matches("marker-before-the-call").count(),
+        2,
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("marker-in-the-body").count(), 1, "{stdout}");
+    assert_eq!(
+        stdout.matches("marker-after-the-call").count(),
+        1,
+        "{stdout}"
+    );
+}
+
+#[test]
+#[should_panic(expected = "marker-expected-panic")]
+fn should_panic_works_on_the_body() {
+    isolate_test(|| panic!("marker-expected-panic"));
+}
+
+#[test]
+#[ignore = "helper, run by each_call_runs_its_own_body"]
+fn helper_two_calls() {
+    isolate_test(|| println!("marker-first-body"));
+    println!("marker-between-the-calls");
+    isolate_test(|| println!("marker-second-body"));
+}
+
+#[test]
+fn each_call_runs_its_own_body() {
+    let out = common::run_self("helper_two_calls", &[], &["--nocapture"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(stdout.matches("marker-first-body").count(), 1, "{stdout}");
+    assert_eq!(stdout.matches("marker-second-body").count(), 1, "{stdout}");
+    // In the test process, and before the second call in its process.
+    assert_eq!(
+        stdout.matches("marker-between-the-calls").count(),
+        2,
+        "{stdout}"
+    );
+}

@@ -1,6 +1,8 @@
 //! Resource limits: memory, processes, CPU time, and what a run that
 //! reaches one is told.
 
+mod common;
+
 use std::time::Duration;
 
 use hermetic::{Error, Probe, Sandbox};
@@ -105,6 +107,9 @@ fn forks_past_the_pids_limit_fail() {
 #[test]
 fn cgroups_are_removed_with_the_sandbox() {
     if !per_sandbox() {
+        common::skip(
+            "limits are per process here: no cgroups to remove (root, or a delegated cgroup v2 subtree, has them)",
+        );
         return;
     }
     let ns = Sandbox::builder().memory_limit(256 << 20).build().unwrap();
@@ -146,6 +151,9 @@ fn helper_dies_with_a_cgroup() {
 #[test]
 fn the_cgroups_of_a_killed_test_process_are_removed_later() {
     if !per_sandbox() {
+        common::skip(
+            "limits are per process here: no cgroups to remove (root, or a delegated cgroup v2 subtree, has them)",
+        );
         return;
     }
     let exe = std::env::current_exe().unwrap();
@@ -178,4 +186,301 @@ fn the_cgroups_of_a_killed_test_process_are_removed_later() {
     let next = Sandbox::builder().memory_limit(256 << 20).build().unwrap();
     assert!(!std::path::Path::new(&dir).exists(), "{dir} left behind");
     drop(next);
+}
+
+// What escapes the limits, class by class, as `check()` and the README
+// list it: where limits are per process (rlimits), each of these gets
+// through; where they are per sandbox (cgroups), each is counted, but CPU
+// time, which is per process everywhere.
+
+/// The headroom a run gets over its start: per process, the memory limit
+/// is the test process's address space plus this.
+const HEADROOM: u64 = 64 << 20;
+/// Twice the headroom.
+const TWICE: usize = 2 * HEADROOM as usize;
+
+/// A sandbox whose memory limit leaves a run [`HEADROOM`].
+fn memory_limited(per_sandbox: bool) -> Sandbox {
+    let limit = if per_sandbox {
+        HEADROOM
+    } else {
+        address_space() + HEADROOM
+    };
+    Sandbox::builder().memory_limit(limit).build().unwrap()
+}
+
+/// Writes up to `bytes` into `file` from a small buffer (no address space
+/// to speak of); returns how many it wrote before a write failed.
+fn fill(mut file: std::fs::File, bytes: usize) -> usize {
+    use std::io::Write;
+    let chunk = [1u8; 64 << 10];
+    let mut written = 0;
+    while written < bytes && file.write_all(&chunk).is_ok() {
+        written += chunk.len();
+    }
+    written
+}
+
+#[test]
+fn the_check_report_lists_what_escapes_the_limits() {
+    let report = hermetic::check();
+    let limits = report.finding(Probe::ResourceLimits).unwrap();
+    let hint = limits.hint.as_deref().unwrap_or_default();
+    // CPU time is per process everywhere.
+    assert!(hint.contains("forks"), "{hint}");
+    if per_sandbox() {
+        for counted in ["memfds", "tmpfs mounts", "sibling processes", "other uids"] {
+            assert!(hint.contains(counted), "{hint}");
+        }
+        common::skip("limits are per sandbox here: no per-process escapes to list");
+        return;
+    }
+    for escape in [
+        "memory: a memfd",
+        "memory: a tmpfs the closure mounts itself",
+        "memory: sibling processes",
+        "CPU time: forks",
+        "processes: other uids",
+        "systemd-run --user --scope -p Delegate=yes",
+    ] {
+        assert!(hint.contains(escape), "{escape} missing from:\n{hint}");
+    }
+    // And the command prints it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hermetic"))
+        .arg("check")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("per-process limits let through:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("systemd-run --user --scope -p Delegate=yes cargo test"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_memfd_escapes_the_memory_limit_only_where_it_is_per_process() {
+    let per_sandbox = per_sandbox();
+    let ns = memory_limited(per_sandbox);
+    let held = ns.try_run(|| {
+        let fd =
+            nix::sys::memfd::memfd_create(c"hermetic-test", nix::sys::memfd::MFdFlags::empty())
+                .unwrap();
+        fill(fd.into(), TWICE)
+    });
+    println!("a memfd of twice the headroom: {held:?}");
+    if per_sandbox {
+        // Counted: stopped, or refused.
+        assert!(!matches!(held, Ok(n) if n >= TWICE), "{held:?}");
+    } else {
+        assert_eq!(
+            held.unwrap(),
+            TWICE,
+            "a memfd held twice the headroom of the per-process limit"
+        );
+    }
+}
+
+#[test]
+fn a_tmpfs_the_closure_mounts_escapes_the_memory_limit_only_where_it_is_per_process() {
+    let per_sandbox = per_sandbox();
+    let ns = memory_limited(per_sandbox);
+    let held = ns.try_run(|| {
+        // Root inside may make a mount namespace of its own, and mount a
+        // tmpfs there with no size.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+        std::fs::create_dir_all("/tmp/own-tmpfs").unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            "/tmp/own-tmpfs",
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        fill(std::fs::File::create("/tmp/own-tmpfs/big").unwrap(), TWICE)
+    });
+    println!("a tmpfs file of twice the headroom: {held:?}");
+    if per_sandbox {
+        assert!(!matches!(held, Ok(n) if n >= TWICE), "{held:?}");
+    } else {
+        assert_eq!(
+            held.unwrap(),
+            TWICE,
+            "a tmpfs of the closure's held twice the headroom of the per-process limit"
+        );
+    }
+}
+
+/// The memory this process may still map under its `RLIMIT_AS`.
+fn address_space_left() -> usize {
+    let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_AS).unwrap();
+    (soft as usize).saturating_sub(address_space() as usize)
+}
+
+#[test]
+fn sibling_processes_each_have_the_memory_limit_only_where_it_is_per_process() {
+    let per_sandbox = per_sandbox();
+    let ns = memory_limited(per_sandbox);
+    let both = ns.try_run(move || {
+        // Three quarters of what one process may use, in each of two
+        // processes at once: one and a half times it together.
+        let each = if per_sandbox {
+            3 * HEADROOM as usize / 4
+        } else {
+            3 * address_space_left() / 4
+        };
+        let (ready_r, ready_w) = nix::unistd::pipe().unwrap();
+        // SAFETY: the run's process is single-threaded; the child only
+        // allocates, writes to a pipe and waits to be killed.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                drop(ready_r);
+                let held = vec![1u8; each];
+                let _ = nix::unistd::write(&ready_w, &[1]);
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                    std::hint::black_box(&held);
+                }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                drop(ready_w);
+                let held = vec![1u8; each];
+                // The sibling's byte, or the end of the pipe if it died.
+                let mut byte = [0u8; 1];
+                let sibling_held = nix::unistd::read(&ready_r, &mut byte).unwrap_or(0) == 1;
+                std::hint::black_box(&held);
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(child, None);
+                sibling_held
+            }
+        }
+    });
+    println!("two siblings holding 3/4 of the limit each: {both:?}");
+    if per_sandbox {
+        assert!(!matches!(both, Ok(true)), "{both:?}");
+    } else {
+        assert!(
+            both.unwrap(),
+            "two processes held 3/4 of the per-process limit each, at once"
+        );
+    }
+}
+
+/// This process's CPU time so far.
+fn cpu_time(who: nix::sys::resource::UsageWho) -> Duration {
+    let usage = nix::sys::resource::getrusage(who).unwrap();
+    let d = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+    };
+    d(usage.user_time()) + d(usage.system_time())
+}
+
+/// Spins until this process has used `total` CPU time.
+fn spin_until(total: Duration) {
+    let mut x = 0u64;
+    while cpu_time(nix::sys::resource::UsageWho::RUSAGE_SELF) < total {
+        for _ in 0..100_000 {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+    }
+}
+
+#[test]
+fn a_fork_starts_with_a_fresh_cpu_time_budget() {
+    // Per process everywhere: RLIMIT_CPU counts each process's own time,
+    // and a fork starts with none used. The run and its child use 0.7 s
+    // each under a limit of 1 s: 1.4 s together, and neither is stopped.
+    let ns = Sandbox::builder()
+        .cpu_time_limit(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let share = Duration::from_millis(700);
+    let (own, children) = ns.run(move || {
+        use nix::sys::resource::UsageWho;
+        spin_until(share);
+        // SAFETY: the run's process is single-threaded; the child only
+        // spins and exits.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                spin_until(share);
+                std::process::exit(0)
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+                (
+                    cpu_time(UsageWho::RUSAGE_SELF),
+                    cpu_time(UsageWho::RUSAGE_CHILDREN),
+                )
+            }
+        }
+    });
+    println!("CPU time used under a limit of 1 s: {own:?} by the run, {children:?} by its child");
+    assert!(own >= share && children >= share, "{own:?} {children:?}");
+    assert!(own + children > Duration::from_secs(1));
+}
+
+#[test]
+fn other_uids_escape_the_process_limit_only_where_it_is_per_process() {
+    if !common::many_ids() {
+        common::skip("one id inside: there is no other uid to change to");
+        return;
+    }
+    let per_sandbox = per_sandbox();
+    const LIMIT: u64 = 8;
+    let ns = Sandbox::builder().pids_limit(LIMIT).build().unwrap();
+    let (as_root, as_other) = ns.run(|| {
+        use nix::unistd::{ForkResult, fork, read, write};
+        /// Forks children that wait to be killed until a fork fails (or
+        /// 32); returns how many.
+        fn fork_all() -> u32 {
+            let mut made = 0;
+            while made < 32 {
+                // SAFETY: single-threaded; the child only sleeps.
+                match unsafe { fork() } {
+                    Ok(ForkResult::Child) => loop {
+                        std::thread::sleep(Duration::from_secs(3600));
+                    },
+                    Ok(ForkResult::Parent { .. }) => made += 1,
+                    Err(_) => break,
+                }
+            }
+            made
+        }
+        let (go_r, go_w) = nix::unistd::pipe().unwrap();
+        let (count_r, count_w) = nix::unistd::pipe().unwrap();
+        // First a process of uid 1000, which waits for its turn.
+        // SAFETY: single-threaded; the child changes ids, forks and
+        // writes to a pipe.
+        if let ForkResult::Child = unsafe { fork() }.unwrap() {
+            nix::unistd::setgid(nix::unistd::Gid::from_raw(1000)).unwrap();
+            nix::unistd::setuid(nix::unistd::Uid::from_raw(1000)).unwrap();
+            let _ = read(&go_r, &mut [0u8; 1]);
+            let _ = write(&count_w, &fork_all().to_le_bytes());
+            std::process::exit(0);
+        }
+        // Then root's, up to the limit.
+        let as_root = fork_all();
+        write(&go_w, &[1]).unwrap();
+        let mut count = [0u8; 4];
+        read(&count_r, &mut count).unwrap();
+        (as_root, u32::from_le_bytes(count))
+    });
+    println!("forks under a limit of {LIMIT}: {as_root} as root, {as_other} as uid 1000");
+    let total = u64::from(as_root + as_other);
+    if per_sandbox {
+        assert!(
+            total < LIMIT,
+            "{as_root} + {as_other} under a limit of {LIMIT}"
+        );
+    } else {
+        assert!(
+            total > LIMIT,
+            "uid 1000 started {as_other} besides root's {as_root}: a count of its own"
+        );
+    }
 }

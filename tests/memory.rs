@@ -6,6 +6,8 @@
 //! the whole process, and one counts page faults, which any fork of the
 //! process (a run) causes: the tests here take turns.
 
+mod common;
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -32,7 +34,7 @@ fn the_sandbox_init_has_a_memory_of_its_own() {
     match same_memory(std::process::id(), ns.pid()) {
         Ok(same) => assert!(!same, "the init process shares the test process's memory"),
         Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
-            println!("skipped: this kernel has no kcmp(2) ({e})");
+            common::skip(&format!("this kernel has no kcmp(2) ({e})"));
         }
         Err(e) => panic!("kcmp: {e}"),
     }

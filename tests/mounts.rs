@@ -223,3 +223,119 @@ fn tmp_has_a_size_of_its_own() {
         .unwrap_err();
     assert!(err.to_string().contains("tmp_size"), "{err}");
 }
+
+/// What writing, changing and removing `path` gives inside, as root:
+/// errnos (None: it worked), and what `path` then holds.
+fn attack_file(path: &'static str) -> (Vec<Option<i32>>, String) {
+    use nix::mount::{MntFlags, MsFlags, mount, umount2};
+    let errno = |r: Result<(), std::io::Error>| r.err().and_then(|e| e.raw_os_error());
+    let nix_errno = |r: nix::Result<()>| r.err().map(|e| e as i32);
+    let mut errnos = vec![
+        errno(std::fs::write(path, b"changed")),
+        errno(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map(drop),
+        ),
+        errno(std::fs::set_permissions(
+            path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o666),
+        )),
+        errno(std::fs::remove_file(path)),
+        // A sibling, in the same (writable) directory, moved over it.
+        errno(
+            std::fs::write(format!("{path}.new"), b"x")
+                .and_then(|()| std::fs::rename(format!("{path}.new"), path)),
+        ),
+        nix_errno(mount(
+            None::<&str>,
+            path,
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND,
+            None::<&str>,
+        )),
+        nix_errno(umount2(path, MntFlags::MNT_DETACH)),
+    ];
+    // Root of a mount namespace of its own: the mount comes locked.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+    errnos.push(nix_errno(umount2(path, MntFlags::MNT_DETACH)));
+    errnos.push(errno(std::fs::write(path, b"changed")));
+    (errnos, std::fs::read_to_string(path).unwrap())
+}
+
+#[test]
+fn a_file_is_made_inside_read_only_even_for_root() {
+    let name = format!("hermetic-file-{}", std::process::id());
+    let in_tmp: &'static str = format!("/tmp/{name}/conf/app.toml").leak();
+    let ns = Sandbox::builder()
+        .tmpfs("/mnt")
+        .file(in_tmp, "port = 8080\n")
+        .file("/dev/shm/flag", [0u8, 1, 2, 255])
+        .file("/mnt/deep/down/x", "")
+        .build()
+        .unwrap();
+    let seen = ns.run(move || {
+        (
+            nix::unistd::getuid().as_raw(),
+            std::fs::read_to_string(in_tmp).unwrap(),
+            std::fs::read("/dev/shm/flag").unwrap(),
+            std::fs::read("/mnt/deep/down/x").unwrap(),
+            // Its directory is the sandbox's tmpfs, writable as ever.
+            std::fs::write(format!("{in_tmp}.other"), b"").is_ok(),
+        )
+    });
+    assert_eq!(seen.0, 0, "root inside");
+    assert_eq!(seen.1, "port = 8080\n");
+    assert_eq!(seen.2, [0u8, 1, 2, 255]);
+    assert!(seen.3.is_empty());
+    assert!(seen.4, "the file's directory is writable");
+    let (errnos, left) = ns.run(move || attack_file(in_tmp));
+    let (erofs, ebusy) = (Some(libc::EROFS), Some(libc::EBUSY));
+    assert_eq!(
+        errnos,
+        [
+            erofs,
+            erofs,
+            erofs,
+            ebusy,
+            ebusy,
+            Some(libc::EPERM),
+            Some(libc::EPERM),
+            Some(libc::EINVAL),
+            erofs
+        ],
+        "write, append, chmod, unlink, rename over, remount, umount; in a mount namespace of its own: umount, write"
+    );
+    assert_eq!(left, "port = 8080\n");
+    // Nothing on the host.
+    assert!(!std::path::Path::new("/tmp").join(&name).exists());
+    assert!(!std::path::Path::new("/dev/shm/flag").exists());
+    assert!(!std::path::Path::new("/mnt/deep").exists());
+}
+
+#[test]
+fn a_file_covers_a_host_file_inside_only() {
+    // Outside the sandbox's tmpfs mounts: a host file, which it covers.
+    let host = tempfile::NamedTempFile::new_in("/var/tmp").unwrap();
+    std::fs::write(host.path(), b"the host's").unwrap();
+    let path: &'static str = host.path().to_str().unwrap().to_owned().leak();
+    for writable_host in [false, true] {
+        let ns = Sandbox::builder()
+            .writable_host(writable_host)
+            .file(path, "the sandbox's")
+            .build()
+            .unwrap();
+        let (inside, write) = ns.run(move || {
+            (
+                std::fs::read_to_string(path).unwrap(),
+                std::fs::write(path, b"changed")
+                    .err()
+                    .and_then(|e| e.raw_os_error()),
+            )
+        });
+        assert_eq!(inside, "the sandbox's");
+        assert_eq!(write, Some(libc::EROFS), "writable host: {writable_host}");
+        assert_eq!(std::fs::read_to_string(path).unwrap(), "the host's");
+    }
+}

@@ -208,3 +208,189 @@ fn a_line_begun_before_a_run_prints_once() {
     assert_eq!(stdout.matches("marker-half-line").count(), 1, "{stdout}");
     assert_eq!(stdout.matches("marker-inside").count(), 1, "{stdout}");
 }
+
+const FLOOD_ENV: &str = "HERMETIC_FLOOD_HELPER";
+
+/// Writes `name-flood-start`, then numbered lines `name N name`, for ever
+/// (the name at both ends: where libtest's capture mixes two streams
+/// mid-line, no mixed line passes for one of them).
+fn flood_into(w: impl std::io::Write, name: &str) -> ! {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::with_capacity(64 << 10, w);
+    let _ = writeln!(w, "{name}-flood-start");
+    let mut i = 0u64;
+    loop {
+        let _ = writeln!(w, "{name} {i} {name}");
+        i += 1;
+    }
+}
+
+/// Floods stdout and stderr, each from a thread of its own, for ever.
+fn flood() -> ! {
+    std::thread::spawn(|| flood_into(std::io::stderr(), "err"));
+    flood_into(std::io::stdout(), "out")
+}
+
+/// Floods stdout and stderr from inside a sandbox until a 2 s timeout stops
+/// it, in the way `HERMETIC_FLOOD_HELPER` names; prints how much this
+/// process's peak memory grew, then fails so that libtest shows what it
+/// captured.
+#[test]
+#[ignore = "helper: run by the flood tests of this file"]
+fn helper_floods_until_its_timeout() {
+    let Some(way) = std::env::var(FLOOD_ENV).ok() else {
+        return;
+    };
+    let timeout = std::time::Duration::from_secs(2);
+    let ns = Sandbox::builder().timeout(timeout).build().unwrap();
+    let before = common::self_status("VmHWM:");
+    match way.as_str() {
+        "run" => {
+            let err = ns.try_run(|| -> u32 { flood() }).unwrap_err();
+            assert!(matches!(err, hermetic::Error::TimedOut { .. }), "{err:?}");
+        }
+        "spawn" => {
+            let err = ns.spawn(|| -> () { flood() }).unwrap().join().unwrap_err();
+            assert!(matches!(err, hermetic::Error::TimedOut { .. }), "{err:?}");
+        }
+        "program" => {
+            // Programs a run leaves behind flood until the sandbox goes;
+            // the run ends at its timeout, the test goes on meanwhile.
+            let err = ns
+                .try_run(|| -> u32 {
+                    std::process::Command::new("sh")
+                        .args([
+                            "-c",
+                            "(echo out-flood-start; yes out) & \
+                             (echo err-flood-start; yes err) >&2 & wait",
+                        ])
+                        .status()
+                        .unwrap();
+                    0
+                })
+                .unwrap_err();
+            assert!(matches!(err, hermetic::Error::TimedOut { .. }), "{err:?}");
+        }
+        "isolate" => {
+            let isolated = std::panic::catch_unwind(|| {
+                Sandbox::builder().timeout(timeout).isolate_test(|| flood());
+            });
+            assert!(isolated.is_err(), "the flooding body passed");
+        }
+        other => panic!("unknown way {other}"),
+    }
+    drop(ns);
+    let after = common::self_status("VmHWM:");
+    println!("flood-peak-memory-growth-kib {}", after - before);
+    panic!("helper fails on purpose");
+}
+
+/// The numbers of the lines `name N name` in `text`, in order.
+fn numbers(text: &str, name: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .strip_suffix(name)?
+                .strip_suffix(' ')?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// Checks one stream's kept output (or both, in one capture): the head
+/// with its start, a line saying how much was dropped, then a tail of later
+/// lines than the head's.
+fn assert_head_dropped_tail(text: &str, name: &str, numbered: bool) {
+    const DROPPED: &str = "bytes of output dropped here";
+    assert!(
+        text.contains(&format!("{name}-flood-start")),
+        "no {name}-flood-start in the kept output:\n{}",
+        &text[..text.len().min(2000)]
+    );
+    let (head, tail) = text
+        .split_once(DROPPED)
+        .unwrap_or_else(|| panic!("no dropped-bytes line for {name}"));
+    let dropped: u64 = head
+        .rsplit_once("[hermetic: ")
+        .and_then(|(_, n)| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in the dropped line for {name}"));
+    assert!(dropped > 0);
+    if numbered {
+        let last_of_head = numbers(head, name).into_iter().max().unwrap_or(0);
+        let in_tail = numbers(tail, name);
+        assert!(
+            in_tail.iter().any(|&n| n > last_of_head + 1000),
+            "the tail of {name} holds no later lines than its head (up to {last_of_head})"
+        );
+    } else {
+        assert!(tail.lines().any(|l| l == name), "no tail of {name}");
+    }
+}
+
+fn flood_is_bounded(way: &str) {
+    let numbered = way != "program";
+    // A backtrace of the isolated test's failure, caught in the helper,
+    // would take tens of MiB of debug info: not what is measured here.
+    let env = [(FLOOD_ENV, way), ("RUST_BACKTRACE", "0")];
+    // libtest's capture: what is kept of both streams, in one section.
+    let out = run_self("helper_floods_until_its_timeout", &env, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("helper fails on purpose"),
+        "the helper failed otherwise:\n{}\n{}",
+        &stdout[stdout.len().saturating_sub(3000)..],
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let growth: u64 = stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("flood-peak-memory-growth-kib ")?
+                .parse()
+                .ok()
+        })
+        .expect("the helper says how much its memory grew");
+    println!("{way}: the test process's peak memory grew by {growth} KiB");
+    assert!(
+        growth < 64 << 10,
+        "{way}: the test process grew by {growth} KiB under a flood"
+    );
+    assert!(stdout.len() < 16 << 20, "{} bytes kept", stdout.len());
+    // One line per stream and run; programs left flooding after their run
+    // add more, at the sandbox's drop.
+    let dropped_lines = stdout.matches("bytes of output dropped here").count();
+    assert!(
+        dropped_lines == 2 || !numbered && dropped_lines > 2,
+        "{dropped_lines} dropped-bytes lines"
+    );
+    let err_start = stdout.find("err-flood-start").expect("err-flood-start");
+    assert_head_dropped_tail(&stdout, "out", numbered);
+    assert_head_dropped_tail(&stdout[err_start..], "err", numbered);
+    // Without capture (nextest): each stream's own.
+    let out = run_self("helper_floods_until_its_timeout", &env, &["--nocapture"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_head_dropped_tail(&stdout, "out", numbered);
+    assert_head_dropped_tail(&stderr, "err", numbered);
+}
+
+#[test]
+fn a_flooding_run_stops_at_its_timeout_and_keeps_head_and_tail() {
+    flood_is_bounded("run");
+}
+
+#[test]
+fn a_flooding_spawned_closure_keeps_head_and_tail() {
+    flood_is_bounded("spawn");
+}
+
+#[test]
+fn programs_flooding_after_their_run_keep_head_and_tail() {
+    flood_is_bounded("program");
+}
+
+#[test]
+fn a_flooding_isolated_test_keeps_head_and_tail() {
+    flood_is_bounded("isolate");
+}

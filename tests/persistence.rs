@@ -40,9 +40,72 @@ fn a_spawned_closure_can_be_joined(#[from(isolated)] ns: Sandbox) {
         .unwrap();
     done.join().unwrap();
     assert_eq!(ns.run(|| std::fs::read("/tmp/done").unwrap()), b"yes");
-    let failed = ns.spawn(|| panic!("background failure")).unwrap();
+}
+
+#[rstest]
+fn join_returns_the_spawned_closures_value(#[from(isolated)] ns: Sandbox) {
+    // Computed inside: the sandbox's hostname and the closure's pid there.
+    let worker = ns
+        .spawn(|| {
+            (
+                std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+                std::process::id(),
+            )
+        })
+        .unwrap();
+    let (hostname, pid_inside) = worker.join().unwrap();
+    assert_eq!(hostname, "sandbox\n");
+    assert!(pid_inside < 10, "pid {pid_inside}: not the sandbox's");
+    // Larger than a pipe holds: the closure waits until join reads it.
+    let big = ns.spawn(|| vec![7u8; 1 << 20]).unwrap();
+    assert_eq!(big.join().unwrap(), vec![7u8; 1 << 20]);
+    // Errors are values too.
+    let missing = ns
+        .spawn(|| std::fs::read("/nonexistent").map_err(|e| e.kind().to_string()))
+        .unwrap();
+    assert_eq!(missing.join().unwrap(), Err("entity not found".to_owned()));
+}
+
+/// Like a thread's handle, a Spawned can be joined from another thread.
+#[rstest]
+fn a_spawned_handle_travels_between_threads(#[from(isolated)] ns: Sandbox) {
+    fn send_sync<H: Send + Sync>(_: &H) {}
+    let worker = ns.spawn(|| String::from("from inside")).unwrap();
+    send_sync(&worker);
+    let got = std::thread::spawn(move || worker.join().unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(got, "from inside");
+}
+
+/// As try_run does: the panic is an Error::Panicked with the message and
+/// where it happened in the closure.
+#[rstest]
+fn join_returns_the_spawned_closures_panic(#[from(isolated)] ns: Sandbox) {
+    let failed = ns
+        .spawn(|| -> u32 { panic!("background failure {}", 6 * 7) })
+        .unwrap();
+    let line = line!() - 2;
     let err = failed.join().unwrap_err();
-    assert!(err.to_string().contains("background failure"), "{err}");
+    let hermetic::Error::Panicked {
+        message, location, ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(message, "background failure 42");
+    let location = location.as_ref().expect("a location");
+    assert_eq!(
+        (location.file.as_str(), location.line),
+        ("tests/persistence.rs", line)
+    );
+    assert!(
+        err.to_string()
+            .starts_with("panicked inside the sandbox at tests/persistence.rs:"),
+        "{err}"
+    );
+    // The sandbox goes on.
+    assert_eq!(ns.spawn(|| 5).unwrap().join().unwrap(), 5);
 }
 
 #[rstest]
@@ -184,6 +247,137 @@ fn join_is_bounded_by_the_sandbox_timeout() {
 }
 
 #[test]
+fn join_timeout_bounds_the_join() {
+    let ns = Sandbox::new().unwrap();
+    let sleeper = ns
+        .spawn(|| std::thread::sleep(std::time::Duration::from_secs(3600)))
+        .unwrap();
+    let pid = sleeper.pid();
+    let err = sleeper
+        .join_timeout(std::time::Duration::from_millis(200))
+        .unwrap_err();
+    let hermetic::Error::TimedOut { after, stuck, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*after, std::time::Duration::from_millis(200));
+    // Where it was: asleep in clock_nanosleep (or nanosleep).
+    assert!(stuck.contains("sleeping in"), "{err}");
+    assert!(stuck.contains("nanosleep"), "{err}");
+    // Killed and reaped.
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    assert_eq!(
+        ns.spawn(|| 6)
+            .unwrap()
+            .join_timeout(std::time::Duration::MAX)
+            .unwrap(),
+        6
+    );
+}
+
+/// The issue's stall: a spawned closure whose threads all wait on a lock
+/// that the fork copied held. Its join ends with the sandbox's timeout and
+/// says where it is and why, as a run's timeout does.
+#[test]
+fn join_of_a_closure_stuck_on_a_lock_copied_by_the_fork_times_out_and_says_so() {
+    // Another thread holds a lock while the spawn forks: the closure's
+    // copy of the lock is held for ever.
+    let lock = std::sync::Arc::new(std::sync::Mutex::new(0u32));
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let lock = lock.clone();
+        std::thread::spawn(move || {
+            let _guard = lock.lock().unwrap();
+            held_tx.send(()).unwrap();
+            // Holds the lock until the test is done (or gone).
+            let _ = done_rx.recv();
+        })
+    };
+    held_rx.recv().unwrap();
+    let ns = Sandbox::builder()
+        .timeout(std::time::Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let stuck = ns.spawn(move || *lock.lock().unwrap()).unwrap();
+    let err = stuck.join().unwrap_err();
+    drop(done_tx);
+    holder.join().unwrap();
+    let hermetic::Error::TimedOut { after, stuck, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*after, std::time::Duration::from_millis(500));
+    assert!(stuck.contains("in futex()"), "{err}");
+    assert!(stuck.contains("a lock one of them held"), "{err}");
+    assert!(stuck.contains("nextest"), "{err}");
+    assert!(
+        err.to_string().contains("raise SandboxBuilder::timeout"),
+        "{err}"
+    );
+    // The sandbox is still usable.
+    assert_eq!(ns.run(|| 5), 5);
+}
+
+/// The issue's hang as a test sees it: a run waits for a spawned server
+/// that is stuck on a lock the fork copied held. The run's timeout names
+/// the server as the likely culprit, with where its threads are; a
+/// spawned closure that is merely busy (asleep here) is not named.
+#[test]
+fn a_run_timing_out_names_a_spawned_closure_stuck_on_a_lock() {
+    let lock = std::sync::Arc::new(std::sync::Mutex::new(0u32));
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let lock = lock.clone();
+        std::thread::spawn(move || {
+            let _guard = lock.lock().unwrap();
+            held_tx.send(()).unwrap();
+            let _ = done_rx.recv();
+        })
+    };
+    held_rx.recv().unwrap();
+    let ns = Sandbox::builder()
+        .timeout(std::time::Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let (ready_r, ready_w) = std::io::pipe().unwrap();
+    let server = ns
+        .spawn(move || {
+            let l = TcpListener::bind("127.0.0.1:7400").unwrap();
+            drop(ready_w);
+            let (mut c, _) = l.accept().unwrap();
+            // Stuck before it answers.
+            let n = *lock.lock().unwrap();
+            write!(c, "{n}").unwrap();
+        })
+        .unwrap();
+    let sleeper = ns
+        .spawn(|| std::thread::sleep(std::time::Duration::from_secs(3600)))
+        .unwrap();
+    // Listening once the pipe's only writer has gone.
+    std::io::read_to_string(ready_r).unwrap();
+    let err = ns
+        .try_run(|| {
+            let mut s = std::net::TcpStream::connect("127.0.0.1:7400").unwrap();
+            std::io::read_to_string(&mut s).unwrap()
+        })
+        .unwrap_err();
+    drop(done_tx);
+    holder.join().unwrap();
+    let hermetic::Error::TimedOut { stuck, .. } = &err else {
+        panic!("{err:?}")
+    };
+    let named = format!(
+        "meanwhile the spawned closure with pid {} (a server this run may wait for?) has \
+         every thread waiting on a lock: where its threads were: ",
+        server.pid()
+    );
+    assert!(stuck.contains(&named), "{err}");
+    assert!(!stuck.contains(&format!("pid {}", sleeper.pid())), "{err}");
+    // The run's own threads first: it waited in a read.
+    assert!(stuck.starts_with("where its threads were: "), "{err}");
+}
+
+#[test]
 fn a_handle_outliving_its_sandbox_says_the_sandbox_is_dead() {
     let ns = Sandbox::new().unwrap();
     let sleeper = ns
@@ -207,7 +401,7 @@ fn a_handle_outliving_its_sandbox_says_the_sandbox_is_dead() {
 fn helper_spawns_a_panicking_closure() {
     let ns = Sandbox::new().unwrap();
     let doomed = ns
-        .spawn(|| panic!("marker-spawned-panic {}", 6 * 7))
+        .spawn(|| -> () { panic!("marker-spawned-panic {}", 6 * 7) })
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while doomed.is_running() {

@@ -124,3 +124,147 @@ fn a_priority_inheritance_mutex_hands_over_between_threads(#[from(isolated)] ns:
     });
     assert_eq!(seen, (0, 0), "(unlock, the waiter's lock)");
 }
+
+/// The CPUs this process may run on.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; sched_getaffinity fills it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+            0
+        );
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+#[rstest]
+fn glibcs_sched_getcpu_agrees_with_the_kernel_on_every_cpu(#[from(isolated)] ns: Sandbox) {
+    // glibc reads the CPU from the thread's rseq area, which the kernel
+    // updates only for a registered area: a runner's copy of another
+    // thread's area would name that thread's last CPU.
+    let cpus = allowed_cpus();
+    let seen = ns.run(move || {
+        cpus.iter()
+            .map(|&cpu| {
+                // SAFETY: a set of one CPU, then plain system calls.
+                unsafe {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(cpu, &mut set);
+                    assert_eq!(
+                        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+                        0
+                    );
+                    let mut kernel: libc::c_uint = u32::MAX;
+                    libc::syscall(
+                        libc::SYS_getcpu,
+                        &mut kernel,
+                        std::ptr::null_mut::<libc::c_uint>(),
+                        0,
+                    );
+                    (cpu, libc::sched_getcpu(), kernel as i32)
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    for (cpu, glibc, kernel) in seen {
+        assert_eq!(
+            (glibc, kernel),
+            (cpu as i32, cpu as i32),
+            "pinned to CPU {cpu}: (sched_getcpu, getcpu)"
+        );
+    }
+}
+
+#[rstest]
+fn a_robust_mutex_whose_owner_died_tells_the_next_locker(#[from(isolated)] ns: Sandbox) {
+    // Run 1 locks a process-shared robust mutex in the sandbox's /tmp and
+    // exits holding it; the kernel releases it only if the runner's thread
+    // has its robust list registered. Run 2 must get EOWNERDEAD.
+    fn mapped() -> *mut libc::pthread_mutex_t {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open("/tmp/robust")
+            .unwrap();
+        file.set_len(4096).unwrap();
+        // SAFETY: a shared mapping of a file of that size, never unmapped
+        // (the process ends with the run).
+        let at = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                0,
+            )
+        };
+        assert_ne!(at, libc::MAP_FAILED);
+        at.cast()
+    }
+    let died = ns.try_run(|| -> () {
+        let m = mapped();
+        // SAFETY: the attribute and the mutex are initialised in place.
+        unsafe {
+            let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+            libc::pthread_mutexattr_init(&mut attr);
+            libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
+            libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
+            assert_eq!(libc::pthread_mutex_init(m, &attr), 0);
+            assert_eq!(libc::pthread_mutex_lock(m), 0);
+            libc::_exit(7)
+        }
+    });
+    assert!(
+        matches!(died, Err(hermetic::Error::Exited { status: 7, .. })),
+        "{died:?}"
+    );
+    let next = ns.run(|| {
+        let m = mapped();
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: the mutex was initialised by the first run; a timed lock
+        // so that a mutex never released fails instead of hanging.
+        unsafe {
+            libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
+            ts.tv_sec += 20;
+            libc::pthread_mutex_timedlock(m, &ts)
+        }
+    });
+    assert_eq!(
+        next,
+        libc::EOWNERDEAD,
+        "(EOWNERDEAD is {})",
+        libc::EOWNERDEAD
+    );
+}
+
+#[rstest]
+fn the_closures_thread_id_is_its_own(#[from(isolated)] ns: Sandbox) {
+    let (tid, tasks, pthread_tid) = ns.run(|| {
+        let tasks: Vec<i32> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().parse().unwrap())
+            .collect();
+        // SAFETY: no arguments.
+        let glibc = unsafe { libc::gettid() };
+        (nix::unistd::gettid().as_raw(), tasks, glibc)
+    });
+    // One task, the runner, where it borrows a TLS; with
+    // HERMETIC_RUNNER_THREAD=1 the closure has a thread of its own beside it.
+    assert!(
+        tasks.contains(&tid),
+        "{tid} not in /proc/self/task: {tasks:?}"
+    );
+    if std::env::var_os("HERMETIC_RUNNER_THREAD").is_none_or(|v| v == "0") {
+        assert_eq!(tasks, vec![tid], "/proc/self/task of a run");
+    }
+    assert_eq!(pthread_tid, tid);
+}

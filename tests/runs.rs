@@ -1,5 +1,7 @@
 //! Promise 6: closures capture anything; results travel as bounded frames.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use hermetic::{Error, Sandbox, isolated};
@@ -185,7 +187,9 @@ fn the_parked_tls_thread_takes_no_signals() {
         any(target_arch = "x86_64", target_arch = "aarch64")
     )) && std::env::var_os("HERMETIC_RUNNER_THREAD").is_none_or(|v| v == "0");
     if !borrows {
-        println!("skipped: runs start a thread of their own here");
+        common::skip(
+            "runs start a thread of their own here (not glibc, or HERMETIC_RUNNER_THREAD=1)",
+        );
         return;
     }
     Sandbox::new().unwrap().run(|| ());

@@ -104,6 +104,7 @@ fn with_many_ids_root_inside_changes_ids_as_on_a_normal_system() {
         // SAFETY: setuid only changes this run's process.
         let r = ns.run(|| unsafe { libc::setuid(1000) });
         assert_eq!(r, -1);
+        common::skip("one id here: only the failing setuid is checked, not ids 0-65535");
         return;
     }
     let ns = Sandbox::new().unwrap();
@@ -138,6 +139,7 @@ fn with_many_ids_root_inside_changes_ids_as_on_a_normal_system() {
 #[test]
 fn with_many_ids_a_user_sandbox_runs_as_that_user() {
     if !common::many_ids() {
+        common::skip("one id here: no user 1000 inside");
         return;
     }
     let ns = Sandbox::builder().user(1000, 1000).build().unwrap();
@@ -152,6 +154,7 @@ fn with_many_ids_a_user_sandbox_runs_as_that_user() {
 fn a_failing_newuidmap_is_a_clear_error_not_a_hang() {
     // Rootless with ranges only: root writes its maps itself.
     if !common::many_ids() || nix::unistd::geteuid().is_root() {
+        common::skip("needs a rootless caller with /etc/subuid ranges (newuidmap)");
         return;
     }
     use std::os::unix::fs::PermissionsExt;

@@ -2,191 +2,350 @@
 //! command line.
 //!
 //! ```text
-//! hermetic run [OPTIONS] -- PROGRAM [ARGS...]   PROGRAM in a fresh sandbox
-//! hermetic check                                what this host allows
-//! hermetic enter PID [PROGRAM [ARGS...]]        a program in a kept sandbox
+//! hermetic run [OPTIONS] [--] PROGRAM [ARGS...]   PROGRAM in a fresh sandbox
+//! hermetic check                                  what this host allows
+//! hermetic enter PID [--] [PROGRAM [ARGS...]]     a program in a kept sandbox
 //! ```
 //!
 //! As cargo's target runner (`.cargo/config.toml`):
 //!
 //! ```toml
-//! [target.x86_64-unknown-linux-gnu]
+//! [target.'cfg(target_os = "linux")']
 //! runner = "hermetic run --"
 //! ```
 //!
 //! every test binary, and under `cargo nextest run` every test, runs in a
-//! sandbox of its own.
+//! sandbox of its own. `hermetic COMMAND --help` says the rest.
+//!
+//! The arguments are read with `lexopt`: one small file, no dependencies,
+//! so that the library's users compile next to nothing for the command
+//! (clap would be a second package, or a build of its own for everyone).
+//! Everything the library does (making the sandbox, starting a program in
+//! it, joining a kept one, keeping one) is the library's; this file reads
+//! arguments, passes on signals and turns the outcome into an exit status.
 
 use std::ffi::OsString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use lexopt::prelude::*;
 
 const USAGE: &str = "\
-usage: hermetic run [OPTIONS] -- PROGRAM [ARGS...]
+usage: hermetic run [OPTIONS] [--] PROGRAM [ARGS...]
        hermetic check
-       hermetic enter PID [PROGRAM [ARGS...]]
+       hermetic enter PID [--] [PROGRAM [ARGS...]]
+       hermetic --version
 
-run: PROGRAM in a fresh sandbox (its own user, mount, network, PID, UTS and
-IPC namespaces, root inside mapped to you), in the current directory, with
-stdio connected; its exit status is passed through (code, or 128+signal).
+Rootless sandboxes (user, mount, network, PID, UTS and IPC namespaces) for
+programs and tests. `hermetic COMMAND --help` for each command.";
+
+const RUN_USAGE: &str = "\
+usage: hermetic run [OPTIONS] [--] PROGRAM [ARGS...]
+
+Runs PROGRAM in a fresh sandbox: its own user, mount, network, PID, UTS and
+IPC namespaces, root inside mapped to you, in the current directory, with
+stdio connected. Options take their value as `--opt VALUE` or `--opt=VALUE`;
+the first argument that is not an option (or all after `--`) is PROGRAM and
+its arguments, passed on untouched.
+
+Options:
   --hostname NAME       the sandbox's hostname (default: sandbox)
-  --bind SRC:DST        bind the host path SRC at DST, writable
-  --bind-ro SRC:DST     bind the host path SRC at DST, read-only
-  --tmpfs DIR           a fresh tmpfs on DIR
+  --bind SRC:DST        the host path SRC at DST inside, writable
+  --bind-ro SRC:DST     the host path SRC at DST inside, read-only
+  --tmpfs DIR           a fresh, private tmpfs on DIR
+  --file SRC:DST        a read-only copy of the host file SRC at DST inside
+                        (under /tmp or a --tmpfs, or over a host file)
+  --tmp-size SIZE       the size of the sandbox's /tmp (default 1G)
   --writable-host       leave the host's files writable (as far as you may)
-HERMETIC_KEEP=1: a failed program's sandbox is kept (see `hermetic enter`).
+  --env NAME=VALUE      set NAME in PROGRAM's environment (repeatable)
+  --user UID:GID        run PROGRAM as that user inside, without capabilities
+  --memory SIZE         memory limit of the sandbox (per process without
+                        cgroups: see `hermetic check`)
+  --pids N              process limit (processes and threads)
+  --cpu-time DURATION   CPU time limit
+  --timeout DURATION    kill PROGRAM (and the sandbox) after DURATION
+  -h, --help            this text
+SIZE: bytes, or with K, M, G (powers of 1024): 64M, 1G. DURATION: seconds,
+or with ms, s, m, h: 500ms, 10s, 2m.
+
+Signals: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH
+sent to hermetic are passed on to PROGRAM; a terminal's Ctrl-C, Ctrl-\\, a
+hang-up and a window resize reach it the same way. The sandbox ends with
+PROGRAM, and with hermetic if it is killed.
 
 The terminal is kept safe: PROGRAM runs in a session of its own, with no
 controlling terminal, so `kill 0` inside reaches only the sandbox, and a
 seccomp filter refuses the ioctls that type into or read from a terminal
 (TIOCSTI, TIOCLINUX), as well as keyctl, add_key and request_key. It still
-reads and writes the terminal as its stdio (an interactive shell works,
-without job control); Ctrl-C, Ctrl-\\, a hang-up and a window resize reach it
-through hermetic, which passes those signals on.
+reads and writes the terminal as its stdio: an interactive shell works,
+without job control.
 
-check: probes what this host allows, and how to fix what it does not.
+Environment:
+  HERMETIC_KEEP=1       a failing PROGRAM's sandbox is kept (hermetic enter)
 
-enter: PROGRAM (default: $SHELL, else /bin/sh) inside the sandbox whose
-init process (or keeper) is PID, as a kept sandbox's message names it.";
+Exit status:
+  PROGRAM's own, or 128+N if a signal N killed it
+  2    the command line is wrong
+  124  --timeout expired; PROGRAM was killed
+  125  hermetic failed: the sandbox could not be made, or waiting failed
+  126  PROGRAM was found but could not be started
+  127  PROGRAM was not found inside the sandbox";
+
+const CHECK_USAGE: &str = "\
+usage: hermetic check
+
+Probes what this host allows (each namespace kind, id mappings, mounts,
+veth and bridges, limits per sandbox or per process) and prints each
+finding, with the command that fixes what does not work.
+
+Exit status: 0 if sandboxes work here, 1 if not, 2 if the command line is
+wrong.";
+
+const ENTER_USAGE: &str = "\
+usage: hermetic enter PID [--] [PROGRAM [ARGS...]]
+
+Runs PROGRAM (default: $SHELL, else /bin/sh) inside the kept sandbox whose
+init process (or keeper) is PID, as the message of a kept sandbox names it
+(HERMETIC_KEEP=1, or Sandbox::keep). Signals are passed on as by `run`.
+
+Exit status: PROGRAM's own, or 128+N if a signal N killed it; 2 if the
+command line is wrong; 125 if the sandbox could not be entered; 126 or 127
+if PROGRAM could not be started or was not found.";
+
+/// Exit statuses of hermetic's own (the rest are the program's).
+const USAGE_ERROR: u8 = 2;
+const TIMED_OUT: u8 = 124;
+const FAILED: u8 = 125;
+const CANNOT_EXECUTE: u8 = 126;
+const NOT_FOUND: u8 = 127;
 
 fn main() -> ExitCode {
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let (command, rest) = match args.split_first() {
-        Some((c, rest)) => (c.to_string_lossy().into_owned(), rest),
-        None => return usage_error("no command given"),
-    };
-    match command.as_str() {
-        "run" => run(rest),
-        "check" => check(),
-        "enter" => enter(rest),
-        "-h" | "--help" | "help" => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
+    let mut parser = lexopt::Parser::from_env();
+    let outcome = match parser.next() {
+        Ok(Some(Value(command))) => match command.to_str() {
+            Some("run") => run(parser),
+            Some("check") => check(parser),
+            Some("enter") => enter(parser),
+            Some("help") => help(parser),
+            _ => Err(Usage(format!(
+                "unknown command {:?}: run, check or enter",
+                command.to_string_lossy()
+            ))),
+        },
+        Ok(Some(Short('h') | Long("help"))) => Ok(say(USAGE)),
+        Ok(Some(Short('V') | Long("version"))) => {
+            Ok(say(concat!("hermetic ", env!("CARGO_PKG_VERSION"))))
         }
-        other => usage_error(&format!("unknown command {other:?}")),
+        Ok(Some(other)) => Err(Usage(other.unexpected().to_string())),
+        Ok(None) => Err(Usage("no command given".into())),
+        Err(e) => Err(Usage(e.to_string())),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(Usage(what)) => {
+            eprintln!("hermetic: {what}\n\n{USAGE}");
+            ExitCode::from(USAGE_ERROR)
+        }
     }
 }
 
-fn usage_error(what: &str) -> ExitCode {
-    eprintln!("hermetic: {what}\n\n{USAGE}");
-    ExitCode::from(2)
+/// A wrong command line, said in words.
+struct Usage(String);
+
+impl From<lexopt::Error> for Usage {
+    fn from(e: lexopt::Error) -> Usage {
+        Usage(e.to_string())
+    }
+}
+
+fn say(text: &str) -> ExitCode {
+    println!("{text}");
+    ExitCode::SUCCESS
+}
+
+fn help(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
+    let text = match parser.next()? {
+        None => USAGE,
+        Some(Value(c)) if c == "run" => RUN_USAGE,
+        Some(Value(c)) if c == "check" => CHECK_USAGE,
+        Some(Value(c)) if c == "enter" => ENTER_USAGE,
+        Some(other) => return Err(other.unexpected().into()),
+    };
+    Ok(say(text))
+}
+
+/// What `hermetic run` was asked for.
+#[derive(Debug, Default)]
+struct RunArgs {
+    builder: hermetic::SandboxBuilder,
+    env: Vec<(OsString, OsString)>,
+    timeout: Option<Duration>,
+    program: OsString,
+    args: Vec<OsString>,
+}
+
+fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
+    let mut run = RunArgs::default();
+    let b = &mut run.builder;
+    let program = loop {
+        let Some(arg) = parser.next()? else {
+            return Err(Usage("run: no program (put it after --)".into()));
+        };
+        match arg {
+            Short('h') | Long("help") => return Ok(None),
+            Long("hostname") => {
+                b.hostname(text(&mut parser, "--hostname")?);
+            }
+            Long("bind") => {
+                let (src, dst) = pair(&mut parser, "--bind")?;
+                b.bind(src, dst);
+            }
+            Long("bind-ro") => {
+                let (src, dst) = pair(&mut parser, "--bind-ro")?;
+                b.bind_ro(src, dst);
+            }
+            Long("tmpfs") => {
+                b.tmpfs(parser.value()?);
+            }
+            Long("file") => {
+                let (src, dst) = pair(&mut parser, "--file")?;
+                let contents = std::fs::read(&src)
+                    .map_err(|e| Usage(format!("--file: cannot read {src:?}: {e}")))?;
+                b.file(dst, contents);
+            }
+            Long("tmp-size") => {
+                b.tmp_size(size(&text(&mut parser, "--tmp-size")?)?);
+            }
+            Long("writable-host") => {
+                b.writable_host(true);
+            }
+            Long("env") => {
+                let value = parser.value()?;
+                let bytes = value.as_encoded_bytes();
+                let Some(eq) = bytes.iter().position(|&c| c == b'=').filter(|&at| at > 0) else {
+                    return Err(Usage(format!(
+                        "--env takes NAME=VALUE, not {:?}",
+                        value.to_string_lossy()
+                    )));
+                };
+                use std::os::unix::ffi::OsStrExt;
+                run.env.push((
+                    std::ffi::OsStr::from_bytes(&bytes[..eq]).to_owned(),
+                    std::ffi::OsStr::from_bytes(&bytes[eq + 1..]).to_owned(),
+                ));
+            }
+            Long("user") => {
+                let value = text(&mut parser, "--user")?;
+                let ids = value
+                    .split_once(':')
+                    .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)));
+                let Some((uid, gid)) = ids else {
+                    return Err(Usage(format!("--user takes UID:GID, not {value:?}")));
+                };
+                b.user(uid, gid);
+            }
+            Long("memory") => {
+                b.memory_limit(size(&text(&mut parser, "--memory")?)?);
+            }
+            Long("pids") => {
+                let value = text(&mut parser, "--pids")?;
+                let n = value
+                    .parse()
+                    .map_err(|_| Usage(format!("--pids takes a number, not {value:?}")))?;
+                b.pids_limit(n);
+            }
+            Long("cpu-time") => {
+                b.cpu_time_limit(duration(&text(&mut parser, "--cpu-time")?)?);
+            }
+            Long("timeout") => {
+                run.timeout = Some(duration(&text(&mut parser, "--timeout")?)?);
+            }
+            Value(program) => break program,
+            other => return Err(Usage(format!("run: {}", other.unexpected()))),
+        }
+    };
+    run.program = program;
+    run.args = parser.raw_args()?.collect();
+    Ok(Some(run))
+}
+
+/// An option's value, as text.
+fn text(parser: &mut lexopt::Parser, option: &str) -> Result<String, Usage> {
+    parser
+        .value()?
+        .into_string()
+        .map_err(|v| Usage(format!("{option}: {:?} is not text", v.to_string_lossy())))
 }
 
 /// `SRC:DST` of a bind option.
-fn pair(option: &str, value: Option<&OsString>) -> Result<(String, String), String> {
-    let value = value
-        .and_then(|v| v.to_str())
-        .ok_or_else(|| format!("{option} takes SRC:DST"))?;
+fn pair(parser: &mut lexopt::Parser, option: &str) -> Result<(String, String), Usage> {
+    let value = text(parser, option)?;
     value
         .split_once(':')
+        .filter(|(s, d)| !s.is_empty() && !d.is_empty())
         .map(|(s, d)| (s.to_owned(), d.to_owned()))
-        .ok_or_else(|| format!("{option} takes SRC:DST, not {value:?}"))
+        .ok_or_else(|| Usage(format!("{option} takes SRC:DST, not {value:?}")))
 }
 
-fn run(args: &[OsString]) -> ExitCode {
-    let mut builder = hermetic::Sandbox::builder();
-    let mut i = 0;
-    let program = loop {
-        let Some(arg) = args.get(i) else {
-            return usage_error("run: no program (put it after --)");
-        };
-        let arg = arg.to_string_lossy();
-        let value = args.get(i + 1);
-        let step = match arg.as_ref() {
-            "--" => break i + 1,
-            "--hostname" => match value.and_then(|v| v.to_str()) {
-                Some(name) => {
-                    builder.hostname(name);
-                    2
-                }
-                None => return usage_error("--hostname takes a name"),
-            },
-            "--bind" | "--bind-ro" => match pair(&arg, value) {
-                Ok((src, dst)) => {
-                    if arg == "--bind" {
-                        builder.bind(src, dst);
-                    } else {
-                        builder.bind_ro(src, dst);
-                    }
-                    2
-                }
-                Err(e) => return usage_error(&e),
-            },
-            "--tmpfs" => match value {
-                Some(dir) => {
-                    builder.tmpfs(dir);
-                    2
-                }
-                None => return usage_error("--tmpfs takes a directory"),
-            },
-            "--writable-host" => {
-                builder.writable_host(true);
-                1
-            }
-            // `hermetic run PROGRAM ...` without the `--`.
-            a if !a.starts_with('-') => break i,
-            other => return usage_error(&format!("run: unknown option {other:?}")),
-        };
-        i += step;
+/// A size: bytes, or a number with K, M, G or T (powers of 1024, with or
+/// without "iB" or "B").
+fn size(value: &str) -> Result<u64, Usage> {
+    let bad = || Usage(format!("{value:?} is not a size (bytes, or 64M, 1G...)"));
+    let v = value.trim();
+    let v = v
+        .strip_suffix("iB")
+        .or_else(|| v.strip_suffix('B'))
+        .unwrap_or(v);
+    let (digits, shift) = match v.char_indices().last() {
+        Some((at, 'K' | 'k')) => (&v[..at], 10),
+        Some((at, 'M' | 'm')) => (&v[..at], 20),
+        Some((at, 'G' | 'g')) => (&v[..at], 30),
+        Some((at, 'T' | 't')) => (&v[..at], 40),
+        _ => (v, 0),
     };
-    let Some((program, program_args)) = args[program..].split_first() else {
-        return usage_error("run: no program after --");
+    let n: u64 = digits.trim().parse().map_err(|_| bad())?;
+    n.checked_mul(1 << shift).filter(|&b| b > 0).ok_or_else(bad)
+}
+
+/// A duration: seconds, or a number with ms, s, m or h.
+fn duration(value: &str) -> Result<Duration, Usage> {
+    let bad = || {
+        Usage(format!(
+            "{value:?} is not a duration (seconds, or 500ms, 10s, 2m, 1h)"
+        ))
     };
-    let sandbox = match builder.build() {
+    let v = value.trim();
+    let (digits, unit) = if let Some(d) = v.strip_suffix("ms") {
+        (d, Duration::from_millis(1))
+    } else if let Some(d) = v.strip_suffix('s') {
+        (d, Duration::from_secs(1))
+    } else if let Some(d) = v.strip_suffix('m') {
+        (d, Duration::from_secs(60))
+    } else if let Some(d) = v.strip_suffix('h') {
+        (d, Duration::from_secs(3600))
+    } else {
+        (v, Duration::from_secs(1))
+    };
+    let n: u32 = digits.trim().parse().map_err(|_| bad())?;
+    unit.checked_mul(n).filter(|d| !d.is_zero()).ok_or_else(bad)
+}
+
+fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
+    let Some(run) = parse_run(parser)? else {
+        return Ok(say(RUN_USAGE));
+    };
+    let sandbox = match run.builder.build() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("hermetic: cannot create a sandbox: {e}");
-            return ExitCode::from(125);
+            return Ok(ExitCode::from(FAILED));
         }
     };
-    // From now on: signals sent before the program runs are passed on
-    // once it does.
-    forward_signals();
-    // The relay in a process group of its own: what the terminal (or a
-    // kill of this process's group) sends reaches the program once,
-    // through this process.
-    let spawned = sandbox
-        .command(program)
-        .args(program_args)
-        .process_group(0)
-        .spawn();
-    if let Ok(child) = &spawned {
-        CHILD.store(child.id() as i32, std::sync::atomic::Ordering::SeqCst);
-        let pending = PENDING.swap(0, std::sync::atomic::Ordering::SeqCst);
-        for sig in PASSED_ON {
-            if pending & (1 << sig) != 0 {
-                // SAFETY: a signal to our own child.
-                unsafe { libc::kill(child.id() as i32, sig) };
-            }
-        }
-    }
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(e) => {
-            eprintln!("hermetic: cannot start {}: {e}", program.to_string_lossy());
-            // As a shell says it: not found, or not executable.
-            return ExitCode::from(if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            });
-        }
-    };
-    let status = loop {
-        match child.wait() {
-            Ok(status) => break status,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                eprintln!("hermetic: waiting for {}: {e}", program.to_string_lossy());
-                return ExitCode::from(125);
-            }
-        }
-    };
-    let code = match (status.code(), status.signal()) {
-        (Some(code), _) => code,
-        (None, Some(sig)) => 128 + sig,
-        (None, None) => 125,
-    };
+    let mut cmd = sandbox.command(&run.program);
+    cmd.args(&run.args)
+        .envs(run.env.iter().map(|(k, v)| (k, v)));
+    let code = start_and_wait(cmd, &run.program, run.timeout);
     if code != 0 && keep_failed() {
         match sandbox.keep() {
             Ok(enter) => eprintln!(
@@ -199,153 +358,280 @@ fn run(args: &[OsString]) -> ExitCode {
         }
     }
     drop(sandbox);
-    ExitCode::from(code.clamp(0, 255) as u8)
+    Ok(ExitCode::from(code))
 }
 
 fn keep_failed() -> bool {
     std::env::var_os("HERMETIC_KEEP").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
-/// The signals `hermetic run` passes on to the program.
-const PASSED_ON: [libc::c_int; 7] = [
-    libc::SIGINT,
-    libc::SIGTERM,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-];
-
-/// The child signals go on to (the program's relay, which passes them on).
-static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
-/// Signals that came before there was a child to pass them to, by bit.
-static PENDING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-extern "C" fn pass_on(sig: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // A terminal's signals too: the program is in a session of its own,
-    // which the terminal does not reach.
-    let pid = CHILD.load(std::sync::atomic::Ordering::SeqCst);
-    if pid > 0 {
-        // SAFETY: kill is async-signal-safe.
-        unsafe { libc::kill(pid, sig) };
-    } else {
-        PENDING.fetch_or(1 << sig, std::sync::atomic::Ordering::SeqCst);
+fn check(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
+    if let Some(arg) = parser.next()? {
+        return match arg {
+            Short('h') | Long("help") => Ok(say(CHECK_USAGE)),
+            other => Err(Usage(format!("check: {}", other.unexpected()))),
+        };
     }
-}
-
-/// Passes on the signals a caller or the terminal sends to stop or poke
-/// the program (`SIGINT`, `SIGTERM`, `SIGHUP`, `SIGQUIT`, `SIGUSR1`,
-/// `SIGUSR2`, `SIGWINCH`): the program's session is its own, so these are
-/// the only way they reach it. This process stays until the program ends,
-/// to give its status.
-fn forward_signals() {
-    for sig in PASSED_ON {
-        // SAFETY: installs a handler that only calls kill; the struct is
-        // zeroed (empty mask) and lives for the call.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = pass_on
-                as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
-                as libc::sighandler_t;
-            action.sa_flags = libc::SA_RESTART | libc::SA_SIGINFO;
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
-    }
-}
-
-fn check() -> ExitCode {
     let report = hermetic::check();
     println!("{report}");
-    if report.sandboxes_work() {
+    Ok(if report.sandboxes_work() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    }
+    })
 }
 
-fn enter(args: &[OsString]) -> ExitCode {
-    let Some(pid) = args
-        .first()
-        .and_then(|p| p.to_str())
-        .and_then(|p| p.parse::<i32>().ok())
-    else {
-        return usage_error("enter takes the PID a kept sandbox's message names");
+fn enter(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
+    let pid = match parser.next()? {
+        Some(Short('h') | Long("help")) => return Ok(say(ENTER_USAGE)),
+        Some(Value(pid)) => pid,
+        Some(other) => return Err(Usage(format!("enter: {}", other.unexpected()))),
+        None => {
+            return Err(Usage(
+                "enter takes the PID a kept sandbox's message names".into(),
+            ));
+        }
     };
-    let mut program = args[1..].iter().skip_while(|a| *a == "--");
+    let Some(pid) = pid.to_str().and_then(|p| p.parse::<u32>().ok()) else {
+        return Err(Usage(format!(
+            "enter: {:?} is not a PID",
+            pid.to_string_lossy()
+        )));
+    };
+    let mut rest = parser.raw_args()?.skip_while(|a| a == "--");
     let shell = std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into());
-    let command = program.next().cloned().unwrap_or(shell);
-    let rest: Vec<OsString> = program.cloned().collect();
-    // Back to this directory inside, where it exists (setns moves to the
-    // mount namespace's root).
-    let cwd = std::env::current_dir()
-        .ok()
-        .and_then(|d| std::ffi::CString::new(d.into_os_string().into_encoded_bytes()).ok());
-    let mut cmd = std::process::Command::new(&command);
-    cmd.args(&rest);
-    // SAFETY: the hook makes only system calls, in std's fork child.
-    unsafe {
-        cmd.pre_exec(move || join(pid, cwd.as_deref()).map_err(std::io::Error::from_raw_os_error));
-    }
-    match cmd.status() {
-        Ok(status) => ExitCode::from(
-            status
-                .code()
-                .or(status.signal().map(|s| 128 + s))
-                .unwrap_or(125)
-                .clamp(0, 255) as u8,
-        ),
+    let program = rest.next().unwrap_or(shell);
+    let args: Vec<OsString> = rest.collect();
+    let mut cmd = match hermetic::kept_command(pid, &program) {
+        Ok(cmd) => cmd,
         Err(e) => {
-            eprintln!(
-                "hermetic: cannot enter the sandbox of {pid} to run {}: {e}",
-                command.to_string_lossy()
-            );
-            ExitCode::from(125)
+            eprintln!("hermetic: cannot enter the sandbox of {pid}: {e}");
+            return Ok(ExitCode::from(FAILED));
         }
-    }
+    };
+    cmd.args(&args);
+    Ok(ExitCode::from(start_and_wait(cmd, &program, None)))
 }
 
-/// In std's fork child: joins every namespace of `pid` (a kept sandbox's
-/// init process or keeper) in one call, then forks once more so that the
-/// program runs in its PID namespace.
-fn join(pid: i32, cwd: Option<&std::ffi::CStr>) -> Result<(), i32> {
-    // SAFETY: plain system calls on integers; pidfd is ours.
-    unsafe {
-        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
-        if pidfd < 0 {
-            return Err(*libc::__errno_location());
+/// Starts `cmd`, passes signals on to it, waits for it (killing it after
+/// `timeout`), and says what its end means as an exit status.
+fn start_and_wait(
+    mut cmd: std::process::Command,
+    program: &std::ffi::OsStr,
+    timeout: Option<Duration>,
+) -> u8 {
+    let name = program.to_string_lossy();
+    // From now on: signals sent before the program runs are passed on
+    // once it does.
+    signals::catch();
+    // The relay in a process group of its own: what the terminal (or a
+    // kill of this process's group) sends reaches the program once,
+    // through this process.
+    let mut child = match cmd.process_group(0).spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("hermetic: cannot start {name}: {e}");
+            // As a shell says it: not found, or not executable.
+            return if e.kind() == std::io::ErrorKind::NotFound {
+                NOT_FOUND
+            } else {
+                CANNOT_EXECUTE
+            };
         }
-        let all = libc::CLONE_NEWUSER
-            | libc::CLONE_NEWNS
-            | libc::CLONE_NEWNET
-            | libc::CLONE_NEWPID
-            | libc::CLONE_NEWUTS
-            | libc::CLONE_NEWIPC;
-        if libc::setns(pidfd, all) != 0 {
-            return Err(*libc::__errno_location());
-        }
-        libc::close(pidfd);
-        if cwd.is_none_or(|d| libc::chdir(d.as_ptr()) != 0) {
-            libc::chdir(c"/".as_ptr());
-        }
-        libc::syscall(
-            libc::SYS_keyctl,
-            libc::KEYCTL_JOIN_SESSION_KEYRING,
-            c"hermetic-sandbox".as_ptr(),
-        );
-        // Children are in the PID namespace; this process is not. The
-        // program is the child; this one waits and leaves as it did.
-        match libc::fork() {
-            0 => Ok(()),
-            -1 => Err(*libc::__errno_location()),
-            child => {
-                let mut status = 0;
-                while libc::waitpid(child, &mut status, 0) < 0 {}
-                if libc::WIFSIGNALED(status) {
-                    libc::_exit(128 + libc::WTERMSIG(status));
-                }
-                libc::_exit(libc::WEXITSTATUS(status))
+    };
+    signals::pass_to(child.id());
+    if let Some(limit) = timeout {
+        match wait_at_most(&child, limit) {
+            Ok(true) => {}
+            Ok(false) => {
+                // The relay's death kills the program.
+                let _ = child.kill();
+                let _ = child.wait();
+                eprintln!(
+                    "hermetic: {name} did not end within {limit:?} (--timeout): it was killed"
+                );
+                return TIMED_OUT;
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                eprintln!("hermetic: waiting for {name}: {e}");
+                return FAILED;
             }
         }
+    }
+    let status = loop {
+        match child.wait() {
+            Ok(status) => break status,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                eprintln!("hermetic: waiting for {name}: {e}");
+                return FAILED;
+            }
+        }
+    };
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code.clamp(0, 255) as u8,
+        (None, Some(sig)) => (128 + sig).clamp(0, 255) as u8,
+        (None, None) => FAILED,
+    }
+}
+
+/// Waits until `child` has ended (true) or `limit` has passed (false),
+/// without reaping it.
+fn wait_at_most(child: &std::process::Child, limit: Duration) -> std::io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let pid = rustix::process::Pid::from_child(child);
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+        let timeout = Timespec::try_from(left).unwrap_or(Timespec {
+            tv_sec: i64::MAX,
+            tv_nsec: 0,
+        });
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) => {}
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Passing on the signals a caller sends to stop or poke the program.
+mod signals {
+    use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+
+    /// The signals `hermetic run` and `enter` pass on to the program.
+    const PASSED_ON: [libc::c_int; 7] = [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGWINCH,
+    ];
+
+    /// The child signals go on to (the program's relay, which passes them
+    /// on inside).
+    static CHILD: AtomicI32 = AtomicI32::new(0);
+    /// Signals that came before there was a child to pass them to, by bit.
+    static PENDING: AtomicU64 = AtomicU64::new(0);
+
+    extern "C" fn pass_on(sig: libc::c_int) {
+        let pid = CHILD.load(Ordering::SeqCst);
+        if pid > 0 {
+            // SAFETY: kill is async-signal-safe.
+            unsafe { libc::kill(pid, sig) };
+        } else {
+            PENDING.fetch_or(1 << sig, Ordering::SeqCst);
+        }
+    }
+
+    /// Catches the signals to pass on; until [`pass_to`] names the child,
+    /// they are kept.
+    pub(super) fn catch() {
+        for sig in PASSED_ON {
+            // SAFETY: installs a handler that only calls kill or sets a
+            // bit; the struct is zeroed (empty mask) and lives for the call.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = pass_on as extern "C" fn(libc::c_int) as libc::sighandler_t;
+                action.sa_flags = libc::SA_RESTART;
+                libc::sigaction(sig, &action, std::ptr::null_mut());
+            }
+        }
+    }
+
+    /// From now on signals go to `pid`, and those that came before too.
+    /// The program is in a session of its own, so a terminal's signals
+    /// (Ctrl-C) reach it only this way.
+    pub(super) fn pass_to(pid: u32) {
+        CHILD.store(pid as i32, Ordering::SeqCst);
+        let pending = PENDING.swap(0, Ordering::SeqCst);
+        for sig in PASSED_ON {
+            if pending & (1 << sig) != 0 {
+                // SAFETY: a signal to our own child.
+                unsafe { libc::kill(pid as i32, sig) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_read_in_powers_of_1024() {
+        assert_eq!(size("1024").ok(), Some(1024));
+        assert_eq!(size("64M").ok(), Some(64 << 20));
+        assert_eq!(size("1G").ok(), Some(1 << 30));
+        assert_eq!(size("2GiB").ok(), Some(2 << 30));
+        assert_eq!(size("512k").ok(), Some(512 << 10));
+        for bad in ["", "M", "-1", "1X", "0", "99999999999T"] {
+            assert!(size(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn durations_are_read_with_their_unit() {
+        assert_eq!(duration("10").ok(), Some(Duration::from_secs(10)));
+        assert_eq!(duration("10s").ok(), Some(Duration::from_secs(10)));
+        assert_eq!(duration("500ms").ok(), Some(Duration::from_millis(500)));
+        assert_eq!(duration("2m").ok(), Some(Duration::from_secs(120)));
+        assert_eq!(duration("1h").ok(), Some(Duration::from_secs(3600)));
+        for bad in ["", "s", "-1s", "1.5s", "0", "3d"] {
+            assert!(duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn parse(args: &[&str]) -> Result<Option<RunArgs>, Usage> {
+        parse_run(lexopt::Parser::from_args(args.iter().copied()))
+    }
+
+    #[test]
+    fn options_take_their_value_joined_or_apart_and_stop_at_the_program() {
+        let run = parse(&[
+            "--hostname=db",
+            "--env",
+            "A=1=2",
+            "--timeout=3s",
+            "prog",
+            "--hostname",
+            "-x",
+        ])
+        .ok()
+        .flatten()
+        .unwrap();
+        assert_eq!(run.program, "prog");
+        assert_eq!(run.args, ["--hostname", "-x"]);
+        assert_eq!(run.env, [("A".into(), "1=2".into())]);
+        assert_eq!(run.timeout, Some(Duration::from_secs(3)));
+        let run = parse(&["--", "--odd-program", "a"]).ok().flatten().unwrap();
+        assert_eq!(run.program, "--odd-program");
+        assert_eq!(run.args, ["a"]);
+    }
+
+    #[test]
+    fn a_wrong_command_line_says_what_is_wrong() {
+        let said = |args: &[&str]| match parse(args) {
+            Err(Usage(what)) => what,
+            Ok(_) => panic!("{args:?} was accepted"),
+        };
+        assert!(said(&[]).contains("no program"));
+        assert!(said(&["--frobnicate", "x"]).contains("--frobnicate"));
+        assert!(said(&["--env", "=x", "p"]).contains("NAME=VALUE"));
+        assert!(said(&["--bind", "onlyone", "p"]).contains("SRC:DST"));
+        assert!(said(&["--user", "1000", "p"]).contains("UID:GID"));
+        assert!(said(&["--memory", "lots", "p"]).contains("not a size"));
+        assert!(said(&["--hostname"]).contains("missing argument"));
+        assert!(matches!(parse(&["--help"]), Ok(None)));
     }
 }

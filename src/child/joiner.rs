@@ -481,6 +481,11 @@ where
         sys::close(launch.joiner);
         sys::close(launch.report);
     }
+    if let Some(tls) = launch.tls {
+        // SAFETY: this is the runner, the only task that uses this copy of
+        // the borrowed TCB.
+        unsafe { adopt_tcb(tls) };
+    }
     let inline = launch.tls.is_some();
     // SAFETY: this is the runner, a clone of the joiner.
     unsafe { run_closure::<F, T>(launch, inline) }
@@ -515,6 +520,35 @@ where
             inline,
             fds.background,
         )
+    }
+}
+
+/// Registers with the kernel what glibc registered for the thread whose
+/// TCB the runner borrows: its robust mutex list and its rseq area. The
+/// kernel gives a new task neither (a `CLONE_VM` clone inherits no rseq
+/// area, and no clone a robust list), so without this glibc's
+/// `sched_getcpu` would read the parked thread's last CPU from the copied
+/// area, and robust mutexes held by the closure's thread would not be
+/// released should it die. An area the kernel refuses is marked
+/// unregistered (cpu_id -1), so that glibc asks the kernel instead.
+///
+/// # Safety
+///
+/// Only in the runner, on the copy of the borrowed TCB that is its own.
+unsafe fn adopt_tcb(tls: super::SpareTls) {
+    if let Some((head, len)) = tls.robust {
+        // SAFETY: the list head lies in the borrowed TCB, which lives as
+        // long as this process (it is never unmapped).
+        let _ = unsafe { sys::set_robust_list(head, len) };
+    }
+    if let Some(rseq) = tls.rseq {
+        // SAFETY: the area lies in the borrowed TCB, aligned as glibc
+        // registered it for the parked thread, and lives as long as this
+        // process.
+        if unsafe { sys::register_rseq(rseq.area, rseq.len, super::Rseq::SIG) }.is_err() {
+            // SAFETY: an aligned word of that area, used by no other task.
+            unsafe { rseq.cpu_id().write_volatile(-1) };
+        }
     }
 }
 

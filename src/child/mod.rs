@@ -55,7 +55,8 @@ thread_local! {
 }
 
 /// A thread's TLS that runners borrow: its thread pointer, and where
-/// glibc keeps the thread's id in it.
+/// glibc keeps the thread's id, its robust mutex list and its rseq area in
+/// it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SpareTls {
     /// The thread pointer (what `CLONE_SETTLS` takes).
@@ -64,6 +65,42 @@ pub(crate) struct SpareTls {
     /// `struct pthread`'s `tid`), which the kernel overwrites with the
     /// runner's id as it starts (`CLONE_CHILD_SETTID`).
     pub(crate) tid_offset: isize,
+    /// The head of the thread's robust mutex list in its TCB, and its
+    /// size, as glibc registered them for the parked thread
+    /// (get_robust_list(2)): the runner registers its copy, so that the
+    /// kernel releases the robust mutexes the closure's thread holds
+    /// should it die.
+    pub(crate) robust: Option<(usize, usize)>,
+    /// The thread's rseq area in its TCB, as glibc registered it: the
+    /// runner registers its copy (rseq(2)), so that the kernel keeps its
+    /// CPU number current (glibc's `sched_getcpu` reads it) and restarts
+    /// per-CPU critical sections.
+    pub(crate) rseq: Option<Rseq>,
+}
+
+/// Where glibc keeps a thread's rseq area, and how it registers it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rseq {
+    /// The area's address in the parked thread's TCB (the runner's copy
+    /// is at the same address in its memory).
+    pub(crate) area: usize,
+    /// The length glibc registers.
+    pub(crate) len: u32,
+}
+
+impl Rseq {
+    /// The signature glibc registers with (its `RSEQ_SIG`), which the
+    /// kernel checks before an abort handler of a critical section.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) const SIG: u32 = 0x5305_3053;
+    #[cfg(target_arch = "aarch64")]
+    pub(crate) const SIG: u32 = 0xd428_bc00;
+
+    /// The area's `cpu_id` field (struct rseq: `cpu_id_start`, then
+    /// `cpu_id`, both u32).
+    pub(crate) fn cpu_id(self) -> *mut i32 {
+        (self.area + 4) as *mut i32
+    }
 }
 
 impl SpareTls {
@@ -101,10 +138,13 @@ impl SpareTls {
 /// `CLONE_CHILD_SETTID` onto that field, so the kernel writes the runner's
 /// own id there before it runs (tests/runner_mutexes.rs). The field's
 /// offset is the one glibc gives debuggers (nptl_db's symbols), checked
-/// against the parked thread's own id. The kernel gives a
-/// `CLONE_VM` task no rseq area or robust futex list of its own, so it
-/// writes nothing else into the TCB (robust mutexes held by the closure's
-/// first thread are not released by the kernel should it die holding them).
+/// against the parked thread's own id. The kernel gives a new task
+/// neither an rseq area nor a robust mutex list, so the runner registers
+/// its copies of the parked thread's (their addresses from
+/// get_robust_list(2) and glibc's `__rseq_offset`): glibc's `sched_getcpu`
+/// then reads a CPU number the kernel keeps current, and the robust
+/// mutexes the closure's thread holds are released, owner-dead, should it
+/// die (tests/runner_mutexes.rs). Two system calls, about a microsecond.
 ///
 /// `None` where this is not known to hold (other C libraries and targets,
 /// no unique offset), or with `HERMETIC_RUNNER_THREAD=1` in the
@@ -160,6 +200,30 @@ fn glibc_tid_offset() -> Option<isize> {
 /// What the parked thread tells about itself.
 static PARKED_TP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static PARKED_TID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+static PARKED_ROBUST: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static PARKED_ROBUST_LEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The parked thread's rseq area, from glibc's `__rseq_offset` and
+/// `__rseq_size` (glibc 2.35 and later; a size of 0 means glibc did not
+/// register one, and None means an older glibc).
+fn glibc_rseq(tp: usize) -> Option<Rseq> {
+    // SAFETY: dlsym with NUL-terminated names; when present, the symbols
+    // are glibc's constants: a ptrdiff_t and an unsigned int.
+    let (offset, size) = unsafe {
+        let offset = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr());
+        let size = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr());
+        if offset.is_null() || size.is_null() {
+            return None;
+        }
+        (*offset.cast::<isize>(), *size.cast::<u32>())
+    };
+    // glibc registers at least the original 32-byte struct rseq, and says
+    // in __rseq_size how much of it (or more) it uses.
+    (size > 0).then(|| Rseq {
+        area: tp.wrapping_add_signed(offset),
+        len: size.max(32),
+    })
+}
 
 fn park_a_thread() -> Option<SpareTls> {
     use std::sync::atomic::Ordering;
@@ -172,6 +236,10 @@ fn park_a_thread() -> Option<SpareTls> {
         // SAFETY: malloc and free of one byte (black_box: the compiler
         // would drop the pair); a null pointer is freed as a no-op.
         unsafe { libc::free(std::hint::black_box(libc::malloc(1))) };
+        if let Some((head, len)) = sys::robust_list() {
+            PARKED_ROBUST.store(head, Ordering::Release);
+            PARKED_ROBUST_LEN.store(len, Ordering::Release);
+        }
         PARKED_TID.store(sys::gettid(), Ordering::Release);
         PARKED_TP.store(
             sys::thread_pointer().unwrap_or(usize::MAX),
@@ -218,7 +286,19 @@ fn park_a_thread() -> Option<SpareTls> {
             tp => break tp,
         }
     };
-    let spare = SpareTls { tp, tid_offset };
+    let robust = match PARKED_ROBUST.load(Ordering::Acquire) {
+        0 => None,
+        head => Some((head, PARKED_ROBUST_LEN.load(Ordering::Acquire))),
+    };
+    let in_stack = |at: usize, len: usize| {
+        at >= bottom as usize && at.saturating_add(len) <= stack.top() as usize
+    };
+    let spare = SpareTls {
+        tp,
+        tid_offset,
+        robust: robust.filter(|&(head, len)| in_stack(head, len)),
+        rseq: glibc_rseq(tp).filter(|r| in_stack(r.area, r.len as usize)),
+    };
     // The TCB is in our mapping, and the word there is the thread's id:
     // glibc's description holds.
     let slot = spare.tid_slot() as usize;
