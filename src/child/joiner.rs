@@ -442,8 +442,9 @@ where
             }
             // A fork has this thread's TLS (the test thread's): the
             // closure gets a thread of its own.
+            let entered = launch.boundary.enter();
             // SAFETY: this is the runner, just forked.
-            unsafe { run_closure::<F, T>(launch, false) }
+            unsafe { run_closure::<F, T>(launch, false, entered) }
         }
         -1 => fail(report_fd, JoinStep::CloneRunner, sys::errno()),
         runner => {
@@ -472,6 +473,11 @@ where
     // SAFETY: arg is the Launch the joiner wrote at the top of this stack
     // and never touches again; it is read once.
     let launch = unsafe { arg.cast::<Launch<F>>().read() };
+    // The boundary first, while the joiner reports and exits on another
+    // CPU: installing the filter is the longest step of a run's own (tens
+    // of microseconds: the kernel compiles it, and runs it for every
+    // system call number to cache what it always allows).
+    let entered = launch.boundary.enter();
     // Nothing of the user's runs while the joiner, a process outside the
     // sandbox, still shares this memory. It only reports and exits.
     // SAFETY: the joiner's pidfd and the report pipe were opened for this
@@ -488,25 +494,29 @@ where
     }
     let inline = launch.tls.is_some();
     // SAFETY: this is the runner, a clone of the joiner.
-    unsafe { run_closure::<F, T>(launch, inline) }
+    unsafe { run_closure::<F, T>(launch, inline, entered) }
 }
 
-/// The runner, from its boundary on: releases the fork's locks, puts
-/// itself under the sandbox's boundary and limits, and serves the closure
-/// (on this thread if `inline`).
+/// The runner, once under the sandbox's boundary (`entered`, or the step
+/// that failed): releases the fork's locks, sets the limits, and serves
+/// the closure (on this thread if `inline`).
 ///
 /// # Safety
 ///
 /// Only in a runner, once no process outside the sandbox shares its
 /// memory.
-unsafe fn run_closure<F, T>(launch: Launch<F>, inline: bool) -> !
+unsafe fn run_closure<F, T>(
+    launch: Launch<F>,
+    inline: bool,
+    entered: Result<(), (JoinStep, i32)>,
+) -> !
 where
     F: FnOnce() -> T,
     T: Serialize,
 {
     drop(launch.locks);
     let fds = &launch.fds;
-    if let Err((step, errno)) = launch.boundary.enter() {
+    if let Err((step, errno)) = entered {
         setup_failed(fds.result, step, errno);
     }
     launch.boundary.set_rlimits();
