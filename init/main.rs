@@ -15,7 +15,8 @@
 //! makes the kernel kill everything else in the sandbox. Every signal stays
 //! blocked (the mask is inherited from the test process's launch), so only
 //! `SIGKILL` ends it from outside; it ignores `SIGCHLD`, so the kernel reaps
-//! orphans (the helper exits with no signal, and is reaped here). Before
+//! orphans (the helper exits with no signal, and is reaped here). It starts
+//! a session (and process group) of its own first thing. Before
 //! reporting ready it makes itself non-dumpable: processes of the sandbox
 //! (which live in an inner user namespace) can neither trace it nor read its
 //! memory or fds.
@@ -57,6 +58,7 @@ mod nr {
     pub const PIPE2: usize = 293;
     pub const FCNTL: usize = 72;
     pub const WAITID: usize = 247;
+    pub const SETSID: usize = 112;
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -84,6 +86,7 @@ mod nr {
     pub const PIPE2: usize = 59;
     pub const FCNTL: usize = 25;
     pub const WAITID: usize = 95;
+    pub const SETSID: usize = 157;
 }
 
 /// System calls numbered alike on every architecture.
@@ -707,6 +710,16 @@ fn skippable(arg: u64, errno: i32) -> bool {
 extern "C" fn init_main(_stack: *const usize) -> ! {
     // SAFETY: PR_SET_NAME reads a NUL-terminated string.
     let _ = unsafe { call(nr::PRCTL, [PR_SET_NAME, b"hermetic-init\0".as_ptr() as usize, 0, 0, 0, 0]) };
+    // A session and process group of its own, which every process it
+    // starts (the keeper) inherits: kill(0) and the terminal's signals of
+    // the test process's group never reach the sandbox through it, nor the
+    // other way. It has the test process's group until here, and leads
+    // none (it is a new process).
+    // SAFETY: no arguments.
+    if let Err(errno) = unsafe { call(nr::SETSID, [0; 6]) } {
+        report(wire::REPORT_FINISH, errno);
+        exit(1);
+    }
     let plan = match read_plan() {
         Ok(plan) => plan,
         Err(errno) => {
@@ -795,6 +808,8 @@ fn keeper() -> Result<(), i32> {
         unsafe {
             let _ = call(CLOSE_RANGE, [0, !0, 0, 0, 0, 0]);
             let _ = call(nr::PRCTL, [PR_SET_NAME, b"hermetic-keeper\0".as_ptr() as usize, 0, 0, 0, 0]);
+            // Forked before this process made itself non-dumpable.
+            let _ = call(nr::PRCTL, [PR_SET_DUMPABLE, 0, 0, 0, 0, 0]);
         }
         keep()
     }

@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, PanicLocation};
+use crate::protocol::{JoinReport, JoinStep};
 
 /// Bytes before the payload: tag + length.
 pub(crate) const HEADER_LEN: usize = 9;
@@ -27,6 +28,9 @@ pub(crate) enum Tag {
     /// The closure returned but its value could not be encoded; payload:
     /// the encoder's message, UTF-8.
     EncodeFailed = 3,
+    /// The runner's own setup failed before the closure ran; payload: a
+    /// join report (step and errno, see [`JoinReport`]).
+    SetupFailed = 4,
 }
 
 impl Tag {
@@ -35,6 +39,7 @@ impl Tag {
             1 => Some(Tag::Value),
             2 => Some(Tag::Panic),
             3 => Some(Tag::EncodeFailed),
+            4 => Some(Tag::SetupFailed),
             _ => None,
         }
     }
@@ -54,6 +59,16 @@ pub(crate) fn encode_frame(tag: Tag, payload: &[u8]) -> Vec<u8> {
     out.push(tag as u8);
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(payload);
+    out
+}
+
+/// The frame a runner sends when its own setup fails (`step`, `errno`),
+/// built on the stack: the runner has not started the closure yet.
+pub(crate) fn setup_failed_frame(step: JoinStep, errno: i32) -> [u8; HEADER_LEN + 8] {
+    let mut out = [0u8; HEADER_LEN + 8];
+    out[0] = Tag::SetupFailed as u8;
+    out[1..HEADER_LEN].copy_from_slice(&8u64.to_le_bytes());
+    out[HEADER_LEN..].copy_from_slice(&JoinReport::failed(step, errno));
     out
 }
 
@@ -196,6 +211,15 @@ pub(crate) fn decode_outcome<T: serde::de::DeserializeOwned>(
         Tag::EncodeFailed => Err(Error::Encode {
             reason: String::from_utf8_lossy(payload).into_owned(),
         }),
+        Tag::SetupFailed => match <[u8; 8]>::try_from(payload).map(JoinReport::decode) {
+            Ok(JoinReport::Failed { step, errno }) => Err(Error::Sys {
+                step: step.what(),
+                error: std::io::Error::from_raw_os_error(errno),
+            }),
+            _ => Err(Error::Channel {
+                reason: "a garbled setup report".into(),
+            }),
+        },
     }
 }
 

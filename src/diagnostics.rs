@@ -159,6 +159,12 @@ struct Thread {
     line: String,
     /// In a `futex` system call.
     on_a_lock: bool,
+    /// Sleeping, in a system call `/proc` does not show: a run's process
+    /// is not dumpable (see child::joiner), and rootless the kernel hides
+    /// its system calls and wait channels from this process too (it has no
+    /// CAP_SYS_PTRACE over the user namespace that process's memory belongs
+    /// to, the test process's own).
+    hidden: bool,
 }
 
 fn threads(pid: libc::pid_t) -> Vec<Thread> {
@@ -202,6 +208,7 @@ fn threads(pid: libc::pid_t) -> Vec<Thread> {
         threads.push(Thread {
             line,
             on_a_lock: syscall == "futex",
+            hidden: call.is_empty() && state == "sleeping",
         });
     }
     threads
@@ -213,12 +220,25 @@ fn describe(threads: &[Thread]) -> String {
     }
     let lines: Vec<&str> = threads.iter().map(|t| t.line.as_str()).collect();
     let mut text = format!("where its threads were: {}", lines.join("; "));
+    let hidden = threads.iter().any(|t| t.hidden);
+    if hidden {
+        text.push_str(
+            " (what they wait in is hidden from an unprivileged test process: a run's \
+             process is not dumpable, so that nothing inside can reach it)",
+        );
+    }
     let others = std::fs::read_dir("/proc/self/task")
         .map_or(0, |d| d.count())
         .saturating_sub(1);
-    if threads.iter().any(|t| t.on_a_lock) && others > 0 {
+    let on_a_lock = threads.iter().any(|t| t.on_a_lock);
+    if (on_a_lock || hidden) && others > 0 {
+        let waits = if on_a_lock {
+            "A thread waits on a lock (futex)"
+        } else {
+            "If a thread waits on a lock (futex)"
+        };
         text.push_str(&format!(
-            ". A thread waits on a lock (futex) and the test process has {others} other \
+            ". {waits} and the test process has {others} other \
              thread(s): a lock one of them held when this process was forked stays held \
              in its copy for ever (a Mutex shared with other threads, a runtime's or \
              allocator's global lock). Build what the closure uses inside it, or run such \

@@ -51,6 +51,9 @@ pub fn kept_command(pid: u32, program: impl AsRef<OsStr>) -> Result<std::process
         Vec::new(),
         crate::limits::Rlimits::for_limits(&crate::limits::Limits::default(), None),
         None,
+        // The default boundary: keys refused (the builder's keyring option
+        // is unknown here), a session of its own, no TIOCSTI.
+        crate::seccomp::filter(false),
     );
     Ok(cmd)
 }

@@ -71,8 +71,9 @@
 //!   joined before `/sys`; the host's files read-only and its device nodes
 //!   unopenable but for `/dev/null` and the like; fresh `/proc`, with
 //!   `/proc/sys` and the like read-only, and `/sys`; tmpfs on `/tmp` and
-//!   `/dev/shm`; your mounts and read-only files; hostname; `lo` up), enters the inner user
-//!   namespace, joins a session keyring of the sandbox's own, reports
+//!   `/dev/shm`; your mounts and read-only files; hostname; `lo` up),
+//!   enters the inner user namespace, joins a session keyring of the
+//!   sandbox's own, starts a session (and process group) of its own, reports
 //!   "ready" or the exact step that failed (with errno), and then only
 //!   waits. It ignores `SIGCHLD`, so the kernel reaps every orphan inside,
 //!   and is not dumpable, so nothing inside can trace it or read its memory.
@@ -81,7 +82,13 @@
 //!   every fd of the crate's own, and clones the process that runs the
 //!   closure as a sibling sharing its memory (so page tables are copied
 //!   once), then exits; the closure starts only once it is gone, so no
-//!   process outside the sandbox shares the closure's memory. That process
+//!   process outside the sandbox shares the closure's memory. Before the
+//!   closure, that process starts a session of its own (nothing inside can
+//!   signal the test's process group, or has a controlling terminal),
+//!   installs a seccomp filter (no `TIOCSTI`, no keys unless
+//!   [`SandboxBuilder::keyring`], no `CLONE_PARENT`, no cgroup namespace)
+//!   and stays non-dumpable: nothing else inside can trace it, read its
+//!   memory or fds, or forge its result. That process
 //!   is inside the sandbox's PID namespace and the inner user namespace
 //!   (root over the sandbox's network, no power over its mounts) and a
 //!   direct child of the test process. The closure's result or panic comes
@@ -222,6 +229,7 @@ mod protocol;
 mod relay;
 mod run;
 mod sandbox;
+mod seccomp;
 mod shape;
 mod sockdiag;
 mod sys;

@@ -379,6 +379,9 @@ pub(crate) struct Confinement {
     /// `cgroup.procs` fds to write `0` to.
     pub(crate) cgroup_procs: Vec<std::os::fd::RawFd>,
     pub(crate) rlimits: Rlimits,
+    /// The seccomp filter its processes are put under (see
+    /// [`seccomp`](crate::seccomp)), built before forking.
+    pub(crate) filter: &'static [libc::sock_filter],
 }
 
 impl Rlimits {

@@ -222,10 +222,16 @@ pub(crate) enum JoinStep {
     /// Moving into the sandbox's cgroups, setting its rlimits, giving up
     /// capabilities.
     Confine = 7,
+    /// Making itself non-dumpable, before it enters.
+    Dumpable = 8,
+    /// A session of its own (`setsid`).
+    Session = 9,
+    /// Installing the seccomp filter.
+    Filter = 10,
 }
 
 impl JoinStep {
-    const ALL: [JoinStep; 7] = [
+    const ALL: [JoinStep; 10] = [
         JoinStep::Enter,
         JoinStep::Watch,
         JoinStep::Stack,
@@ -233,6 +239,9 @@ impl JoinStep {
         JoinStep::EnterOwner,
         JoinStep::StartInit,
         JoinStep::Confine,
+        JoinStep::Dumpable,
+        JoinStep::Session,
+        JoinStep::Filter,
     ];
 
     /// What the step does, in words, for errors.
@@ -247,6 +256,9 @@ impl JoinStep {
             JoinStep::Confine => {
                 "putting the run under the sandbox's limits (cgroups, rlimits, capabilities)"
             }
+            JoinStep::Dumpable => "making the joining process non-dumpable (prctl)",
+            JoinStep::Session => "giving the process a session of its own (setsid)",
+            JoinStep::Filter => "installing the sandbox's seccomp filter (seccomp)",
         }
     }
 }

@@ -376,8 +376,10 @@ pub(crate) fn reap_pid(pid: libc::pid_t) -> Result<Exit, i32> {
 fn await_report(joiner: libc::pid_t, report_r: &Fd) -> Result<[u8; 8], Error> {
     let joiner_fd = Fd::open(|| sys::pidfd_open(joiner))
         .map_err(|e| Error::sys("watching the run's joiner", e))?;
-    // Should the poll fail, read_report's own reports the error.
-    sys::wait_readable(joiner_fd.as_fd());
+    // Should the poll fail, read_report's own reports the error. A joiner
+    // that stays as its runner's parent (see joiner::parent_runner) closes
+    // its end of the pipe once it has reported.
+    sys::wait_exit_or_hangup(joiner_fd.as_fd(), report_r.as_fd());
     read_report(report_r, &joiner_fd)
         .map_err(|e| Error::sys("waiting for a start report", e))?
         .ok_or_else(|| Error::Sys {

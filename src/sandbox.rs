@@ -76,6 +76,8 @@ pub struct SandboxBuilder {
     tmp_size: u64,
     /// Memory, processes, CPU time.
     limits: crate::limits::Limits,
+    /// keyctl, add_key and request_key allowed inside.
+    keyring: bool,
     /// What is kept of each run's output.
     output_limit: OutputLimit,
 }
@@ -94,6 +96,7 @@ impl Default for SandboxBuilder {
             user: None,
             tmp_size: DEFAULT_TMP_SIZE,
             limits: crate::limits::Limits::default(),
+            keyring: false,
             output_limit: DEFAULT_OUTPUT_LIMIT,
         }
     }
@@ -320,9 +323,33 @@ impl SandboxBuilder {
         }
     }
 
-    /// Also gives the sandbox its own cgroup namespace. Default: off.
+    /// Also gives the sandbox its own cgroup namespace: `/proc/self/cgroup`
+    /// inside shows the sandbox's cgroup as the root (`0::/`). Default:
+    /// off. Nothing inside may make a cgroup namespace of its own, enter
+    /// one or mount a cgroup filesystem, with or without it (see the
+    /// README's "What is isolated").
     pub fn cgroup_namespace(&mut self, on: bool) -> &mut Self {
         self.cgroup = on;
+        self
+    }
+
+    /// Lets the sandbox's processes use the kernel's keys (`keyctl`,
+    /// `add_key`, `request_key`), in a session keyring of the sandbox's
+    /// own that every run and command joins. Default: off, and those calls
+    /// fail with `EPERM`, as under Docker's default profile.
+    ///
+    /// The trade-off: the kernel has no namespace for keys and checks them
+    /// by uid, and root inside is the caller outside. With this on, a
+    /// process inside that learns a key's serial number (`/proc/keys`
+    /// lists those it may view) can read, link or change the keys of the
+    /// caller's uid: the test process's, the caller's own user keyring,
+    /// another sandbox's. Turn it on only for code you trust with those.
+    ///
+    /// A sandbox made inside another one (a closure's, or a test's under
+    /// [`isolate_test`](crate::isolate_test)) is under the outer one's
+    /// filter as well, which still refuses them unless it too allows keys.
+    pub fn keyring(&mut self, on: bool) -> &mut Self {
+        self.keyring = on;
         self
     }
 
@@ -490,7 +517,18 @@ impl SandboxBuilder {
         let ids = userns.is_none().then(Ids::current);
         // A sandbox's own user namespace maps as many ids as the host
         // allows; a network's host shares its switch's.
-        let mapping = ids.map(|_| crate::idmap::detect());
+        // In a non-dumpable process (a closure: a sandbox inside a
+        // sandbox), the launched child's /proc files belong to root outside
+        // until its exec (see child::init): it writes its own maps, after
+        // making its own copy of the memory dumpable, and maps one id.
+        let nested = !sys::is_dumpable();
+        let mapping = ids.map(|_| {
+            if nested {
+                crate::idmap::Mapping::Single
+            } else {
+                crate::idmap::detect()
+            }
+        });
         let ids_inside = match (&mapping, userns) {
             (Some(m), _) => m.ids_inside(),
             (None, Some(owner)) => owner.ids_inside,
@@ -546,7 +584,13 @@ impl SandboxBuilder {
             &ready_w,
             lifeline,
             mapping,
-            early_helper_flags(&steps),
+            // Nor does an early helper share that memory: the init program
+            // starts the helper itself.
+            if nested {
+                0
+            } else {
+                early_helper_flags(&steps)
+            },
         )
         .map_err(|(step, e)| Error::sys(step, e))?;
         crate::limits::clean_stale_once();
@@ -560,6 +604,7 @@ impl SandboxBuilder {
             set_ids: self.user.filter(|_| ids_inside > 1),
             cgroup_procs: cgroups.as_ref().map(|c| c.procs()).unwrap_or_default(),
             rlimits: crate::limits::Rlimits::for_limits(&self.limits, cgroups.as_ref()),
+            filter: crate::seccomp::filter(self.keyring),
         };
         let pid = match userns {
             None => launch
@@ -1181,6 +1226,7 @@ impl Sandbox {
             cgroups,
             self.confinement.rlimits,
             self.confinement.set_ids,
+            self.confinement.filter,
         );
         cmd
     }

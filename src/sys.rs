@@ -422,6 +422,19 @@ pub(crate) fn wait_readable(fd: BorrowedFd<'_>) {
     while rustix::event::poll(&mut polled, None) == Err(Errno::INTR) {}
 }
 
+/// Blocks until the process behind `pidfd` has exited, or `pipe` (a read
+/// end) has no writer left; retries on EINTR. Data arriving in `pipe`
+/// does not wake it (its poll asks for no event: only a hang-up is
+/// reported).
+pub(crate) fn wait_exit_or_hangup(pidfd: BorrowedFd<'_>, pipe: BorrowedFd<'_>) {
+    use rustix::event::{PollFd, PollFlags};
+    let mut polled = [
+        PollFd::new(&pidfd, PollFlags::IN),
+        PollFd::new(&pipe, PollFlags::empty()),
+    ];
+    while rustix::event::poll(&mut polled, None) == Err(Errno::INTR) {}
+}
+
 /// Names the calling process (what `ps` and `/proc/PID/comm` show).
 pub(crate) fn set_name(name: &CStr) {
     let _ = rustix::thread::set_name(name);
@@ -430,6 +443,68 @@ pub(crate) fn set_name(name: &CStr) {
 /// Kills the calling process with `SIGKILL` when its parent *thread* dies.
 pub(crate) fn die_with_parent() -> Result<(), i32> {
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).map_err(raw)
+}
+
+/// Makes the calling process (its memory, shared with any `CLONE_VM`
+/// sibling) non-dumpable: from then on no process without
+/// `CAP_SYS_PTRACE` over the user namespace its memory belongs to (the test
+/// process's) may trace it, read or write `/proc/PID/mem`, open
+/// `/proc/PID/fd/*` or copy its fds with `pidfd_getfd`. An `execve`
+/// makes the new program dumpable again. System calls only.
+pub(crate) fn set_not_dumpable() -> Result<(), i32> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(raw)
+}
+
+/// Whether the calling process is dumpable (see [`set_not_dumpable`]).
+pub(crate) fn is_dumpable() -> bool {
+    !matches!(
+        rustix::process::dumpable_behavior(),
+        Ok(rustix::process::DumpableBehavior::NotDumpable)
+    )
+}
+
+/// `setsid(2)`: a session and process group of the caller's own, with no
+/// controlling terminal. Fails (`EPERM`) only for a process group leader.
+pub(crate) fn setsid() -> Result<(), i32> {
+    rustix::process::setsid().map(drop).map_err(raw)
+}
+
+/// Installs the seccomp filter `program` on the calling thread (see
+/// [`seccomp`](crate::seccomp)). Without `CAP_SYS_ADMIN` in its user
+/// namespace the kernel asks for `PR_SET_NO_NEW_PRIVS` first: then that is
+/// set (setuid programs no longer gain privileges) and the filter
+/// installed all the same. System calls only, on a program built before
+/// the fork.
+pub(crate) fn install_filter(program: &[libc::sock_filter]) -> Result<(), i32> {
+    let prog = libc::sock_fprog {
+        len: program.len() as libc::c_ushort,
+        filter: program.as_ptr().cast_mut(),
+    };
+    let install = || {
+        // SAFETY: `prog` points at `program`, which lives through the call;
+        // the kernel copies it.
+        unsafe {
+            call(
+                libc::SYS_seccomp,
+                [
+                    libc::SECCOMP_SET_MODE_FILTER as usize,
+                    0,
+                    &prog as *const libc::sock_fprog as usize,
+                    0,
+                    0,
+                    0,
+                ],
+            )
+        }
+    };
+    match install() {
+        Err(libc::EACCES) => {
+            rustix::thread::set_no_new_privs(true).map_err(raw)?;
+            install().map(drop)
+        }
+        other => other.map(drop),
+    }
 }
 
 /// `dup2(2)`; the new fd does not have `FD_CLOEXEC`.

@@ -93,6 +93,13 @@ fn a_priority_inheritance_mutex_hands_over_between_threads(#[from(isolated)] ns:
     // it: contended, a wrong id makes the waiter fail (ESRCH), and glibc
     // then waits out the timeout (ETIMEDOUT) instead of taking the lock.
     let seen = ns.run(|| {
+        // The waiter's system call is read from /proc/self/task/TID/syscall,
+        // a file only the owner may read: a run's process is not dumpable,
+        // so the file is root's outside, and rootless unreadable until the
+        // closure makes itself dumpable (which gives up its protection from
+        // the sandbox's other processes, for this run only).
+        // SAFETY: a prctl with integer arguments.
+        assert_eq!(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) }, 0);
         let m = Mutex::new(libc::PTHREAD_MUTEX_NORMAL, libc::PTHREAD_PRIO_INHERIT);
         assert_eq!(m.lock(), 0);
         let (tx, rx) = std::sync::mpsc::channel();

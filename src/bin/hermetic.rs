@@ -25,7 +25,7 @@
 //! arguments, passes on signals and turns the outcome into an exit status.
 
 use std::ffi::OsString;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -78,9 +78,17 @@ Options:
 SIZE: bytes, or with K, M, G (powers of 1024): 64M, 1G. DURATION: seconds,
 or with ms, s, m, h: 500ms, 10s, 2m.
 
-Signals: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to
-hermetic are passed on to PROGRAM; a terminal's Ctrl-C reaches it the same
-way. The sandbox ends with PROGRAM, and with hermetic if it is killed.
+Signals: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH
+sent to hermetic are passed on to PROGRAM; a terminal's Ctrl-C, Ctrl-\\, a
+hang-up and a window resize reach it the same way. The sandbox ends with
+PROGRAM, and with hermetic if it is killed.
+
+The terminal is kept safe: PROGRAM runs in a session of its own, with no
+controlling terminal, so `kill 0` inside reaches only the sandbox, and a
+seccomp filter refuses the ioctls that type into or read from a terminal
+(TIOCSTI, TIOCLINUX), as well as keyctl, add_key and request_key. It still
+reads and writes the terminal as its stdio: an interactive shell works,
+without job control.
 
 Environment:
   HERMETIC_KEEP=1       a failing PROGRAM's sandbox is kept (hermetic enter)
@@ -524,7 +532,10 @@ fn start_and_wait(
     // From now on: signals sent before the program runs are passed on
     // once it does.
     signals::catch();
-    let mut child = match cmd.spawn() {
+    // The relay in a process group of its own: what the terminal (or a
+    // kill of this process's group) sends reaches the program once,
+    // through this process.
+    let mut child = match cmd.process_group(0).spawn() {
         Ok(child) => child,
         Err(e) => {
             let why = if e.kind() == std::io::ErrorKind::NotFound {
@@ -610,13 +621,14 @@ mod signals {
     use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
     /// The signals `hermetic run` and `enter` pass on to the program.
-    const PASSED_ON: [libc::c_int; 6] = [
+    const PASSED_ON: [libc::c_int; 7] = [
         libc::SIGINT,
         libc::SIGTERM,
         libc::SIGHUP,
         libc::SIGQUIT,
         libc::SIGUSR1,
         libc::SIGUSR2,
+        libc::SIGWINCH,
     ];
 
     /// The child signals go on to (the program's relay, which passes them

@@ -28,6 +28,7 @@ pub(crate) fn enter_on_exec(
     cgroups: Vec<Fd>,
     rlimits: crate::limits::Rlimits,
     set_ids: Option<(u32, u32)>,
+    filter: &'static [libc::sock_filter],
 ) {
     use std::os::unix::process::CommandExt;
     let holder = std::sync::Arc::new(holder);
@@ -38,6 +39,7 @@ pub(crate) fn enter_on_exec(
         set_ids,
         cgroup_procs: cgroups.iter().map(AsRawFd::as_raw_fd).collect(),
         rlimits,
+        filter,
     };
     // Kept open as long as the command (its pre_exec hook) lives.
     let keep = std::sync::Arc::new((cgroups, confinement));
@@ -46,8 +48,14 @@ pub(crate) fn enter_on_exec(
     unsafe {
         cmd.pre_exec(move || match &*holder {
             Ok(fd) => {
+                // First: this copy of the test process, and every process
+                // it forks until the program's exec (a go-between, the
+                // inner relay, the program before its exec), are closed to
+                // the sandbox's processes: no ptrace, no /proc/PID/mem or
+                // /proc/PID/fd, no pidfd_getfd of the fds they hold.
+                sys::set_not_dumpable().map_err(std::io::Error::from_raw_os_error)?;
                 super::joiner::confine(&keep.1, true).map_err(std::io::Error::from_raw_os_error)?;
-                command_pre_exec(fd.as_raw_fd(), nstypes, keep.1.set_ids)
+                command_pre_exec(fd.as_raw_fd(), nstypes, keep.1.set_ids, keep.1.filter)
             }
             Err(errno) => Err(std::io::Error::from_raw_os_error(*errno)),
         });
@@ -78,12 +86,17 @@ unsafe fn command_pre_exec(
     holder: RawFd,
     nstypes: libc::c_int,
     set_ids: Option<(u32, u32)>,
+    filter: &'static [libc::sock_filter],
 ) -> std::io::Result<()> {
     let io = std::io::Error::from_raw_os_error;
     // SAFETY: our caller is std's child, just forked.
     unsafe { enter(holder, nstypes) }.map_err(io)?;
     // SAFETY: as above.
     unsafe { join_keyring() };
+    // While it holds every capability in the sandbox's user namespace, so
+    // that setuid programs inside still work (no PR_SET_NO_NEW_PRIVS);
+    // every process from here on has it.
+    sys::install_filter(filter).map_err(io)?;
     if let Some((uid, gid)) = set_ids {
         super::joiner::become_user(uid, gid).map_err(io)?;
     }
@@ -106,6 +119,11 @@ unsafe fn command_pre_exec(
         sys::Forked::Child => match unsafe { sys::clone_fork(0, libc::SIGCHLD) } {
             // Orphaned at once: adopted by the sandbox's init process.
             Ok(sys::Forked::Child) => {
+                // A session of its own, inside: the test process's group
+                // and session are out of reach of kill(0) from here on.
+                if sys::setsid().is_err() {
+                    sys::exit(EXIT_SETUP);
+                }
                 // SAFETY: the inner relay's copies of the outer relay's ends.
                 unsafe {
                     sys::close(signals_w);
@@ -162,6 +180,9 @@ unsafe fn inner_relay(signals: RawFd, status: RawFd, mask: &libc::sigset_t) -> s
                 sys::close(status);
             }
             sys::die_with_parent().map_err(std::io::Error::from_raw_os_error)?;
+            // And the program one of its own: no controlling terminal, and
+            // kill(0) from it reaches only what it starts itself.
+            sys::setsid().map_err(std::io::Error::from_raw_os_error)?;
             // SAFETY: integer system call.
             if unsafe { sys::call(libc::SYS_getppid, [0; 6]) } != Ok(me as usize) {
                 sys::exit(EXIT_SETUP);
@@ -356,24 +377,5 @@ unsafe fn outer_relay(signals: RawFd, status: RawFd, mask: &libc::sigset_t) -> !
             }
         }
     }
-    let status = i32::from_le_bytes(raw);
-    if libc::WIFSIGNALED(status) {
-        let sig = libc::WTERMSIG(status);
-        // SAFETY: default disposition, no core file, then the same signal.
-        unsafe {
-            let rl = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            libc::setrlimit(libc::RLIMIT_CORE, &rl);
-            libc::signal(sig, libc::SIG_DFL);
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, sig);
-            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-            libc::kill(libc::getpid(), sig);
-        }
-        sys::exit(128 + sig)
-    }
-    sys::exit(libc::WEXITSTATUS(status))
+    super::leave_as(i32::from_le_bytes(raw))
 }

@@ -259,7 +259,17 @@ impl Launch {
     /// written from outside (a host of a network): it then makes only
     /// system calls.
     pub(crate) fn start(&self, flags: libc::c_int) -> Result<libc::pid_t, i32> {
-        let flags = flags | libc::CLONE_VM | libc::CLONE_PARENT_SETTID;
+        // A non-dumpable caller (a closure, making a sandbox inside its
+        // own) is not shared: the child gets a copy of its memory, which it
+        // makes dumpable, so that its own /proc files (uid_map) are its
+        // own, not root's outside. Its maps are then its own to write
+        // (one id).
+        let vm = if sys::is_dumpable() {
+            libc::CLONE_VM
+        } else {
+            0
+        };
+        let flags = flags | vm | libc::CLONE_PARENT_SETTID;
         let Some(external) = &self.external else {
             // SAFETY: we are suspended until the child execs or exits
             // (CLONE_VFORK); see clone_child.
@@ -331,6 +341,22 @@ impl Launch {
 extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: arg is the Args written by prepare(), alive until we exec.
     let args = unsafe { &*arg.cast::<Args>() };
+    // A memory of its own, copied from a non-dumpable caller (see start):
+    // dumpable, so that this child may write its own uid_map. Sharing the
+    // test process's memory, it is dumpable already.
+    // SAFETY: integer prctl calls.
+    unsafe {
+        if sys::call(
+            libc::SYS_prctl,
+            [libc::PR_GET_DUMPABLE as usize, 0, 0, 0, 0, 0],
+        ) == Ok(0)
+        {
+            let _ = sys::call(
+                libc::SYS_prctl,
+                [libc::PR_SET_DUMPABLE as usize, 1, 0, 0, 0, 0],
+            );
+        }
+    }
     let fail = |errno: i32| -> ! {
         // SAFETY: the report pipe stays open until this child execs or exits.
         let report = unsafe { sys::borrow_static(args.report) };

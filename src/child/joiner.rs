@@ -214,8 +214,64 @@ struct Launch<F> {
     /// The thread pointer the runner starts with, if not the joiner's (see
     /// [`spare_tls`](super::spare_tls)).
     tls: Option<super::SpareTls>,
-    /// The sandbox's rlimits, set by the runner on itself.
+    /// What the runner puts itself under before the closure.
+    boundary: Boundary,
+}
+
+/// What a runner, or a command's program, puts itself under before any
+/// code of the user's runs: a session of its own, the seccomp filter, a
+/// user without capabilities, the rlimits. Prepared before the fork.
+#[derive(Clone, Copy)]
+pub(crate) struct Boundary {
+    filter: &'static [libc::sock_filter],
+    drop_caps: bool,
+    set_ids: Option<(u32, u32)>,
     rlimits: crate::limits::Rlimits,
+}
+
+impl Boundary {
+    pub(crate) fn of(c: &crate::limits::Confinement) -> Boundary {
+        Boundary {
+            filter: c.filter,
+            drop_caps: c.drop_caps,
+            set_ids: c.set_ids,
+            rlimits: c.rlimits,
+        }
+    }
+
+    /// Puts the calling process under it, but for the rlimits (see
+    /// [`set_rlimits`](Self::set_rlimits)). In this order: a new session
+    /// (no controlling terminal, a process group of its own, so that
+    /// `kill(0)` reaches only the sandbox); the filter, while the process
+    /// still holds `CAP_SYS_ADMIN` in the sandbox's user namespace; then the
+    /// user and capabilities. System calls only.
+    pub(crate) fn enter(&self) -> Result<(), (JoinStep, i32)> {
+        sys::setsid().map_err(|e| (JoinStep::Session, e))?;
+        sys::install_filter(self.filter).map_err(|e| (JoinStep::Filter, e))?;
+        if self.drop_caps {
+            drop_capabilities().map_err(|e| (JoinStep::Confine, e))?;
+        }
+        if let Some((uid, gid)) = self.set_ids {
+            become_user(uid, gid).map_err(|e| (JoinStep::Confine, e))?;
+        }
+        Ok(())
+    }
+
+    /// Sets the sandbox's rlimits on the calling process. An address space
+    /// too small for what a copy of the test process already maps fails
+    /// allocations at once: that is the limit's doing.
+    pub(crate) fn set_rlimits(&self) {
+        let _ = self.rlimits.set();
+    }
+}
+
+/// Sends, in place of the closure's frame, the step of the runner's own
+/// setup that failed, and exits. System calls only.
+fn setup_failed(result: RawFd, step: JoinStep, errno: i32) -> ! {
+    let frame = crate::channel::setup_failed_frame(step, errno);
+    // SAFETY: the result fd stays open until this process exits.
+    let _ = sys::write_all(unsafe { sys::borrow_static(result) }, &frame);
+    sys::exit(EXIT_SETUP)
 }
 
 /// Forks the joiner, which starts the runner for `f`. Returns the joiner's
@@ -241,6 +297,14 @@ where
     match unsafe { libc::fork() } {
         0 => {
             let _never_unwind = ExitOnUnwind;
+            // Before it enters: this copy of the test process, and the
+            // runner that will share its memory, are closed to the
+            // sandbox's processes (ptrace, /proc/PID/mem and fd,
+            // pidfd_getfd) from the moment they are inside, closure
+            // included (see the crate docs).
+            if let Err(errno) = sys::set_not_dumpable() {
+                fail(plan.report, JoinStep::Dumpable, errno);
+            }
             // SAFETY: this is the joiner, just forked.
             if let Err(errno) = unsafe { enter(plan.holder, plan.nstypes) } {
                 fail(plan.report, JoinStep::Enter, errno);
@@ -249,17 +313,9 @@ where
             unsafe { join_keyring() };
             // The rlimits are the runner's, set once it has its stack (an
             // address-space limit could refuse that).
+            // Capabilities and ids are the runner's to give up, once it
+            // has installed the seccomp filter, which takes CAP_SYS_ADMIN.
             if let Err(errno) = confine(plan.confine, false) {
-                fail(plan.report, JoinStep::Confine, errno);
-            }
-            if plan.confine.drop_caps
-                && let Err(errno) = drop_capabilities()
-            {
-                fail(plan.report, JoinStep::Confine, errno);
-            }
-            if let Some((uid, gid)) = plan.confine.set_ids
-                && let Err(errno) = become_user(uid, gid)
-            {
                 fail(plan.report, JoinStep::Confine, errno);
             }
             let keep = [plan.report, fds.result, fds.stdout, fds.stderr];
@@ -276,7 +332,7 @@ where
                     report: plan.report,
                     locks,
                     tls,
-                    rlimits: plan.confine.rlimits,
+                    boundary: Boundary::of(plan.confine),
                 })
             }
         }
@@ -338,10 +394,75 @@ where
         )
     };
     if ret < 0 {
-        fail(report_fd, JoinStep::CloneRunner, sys::errno());
+        let errno = sys::errno();
+        if errno == libc::EPERM {
+            // A filter refuses CLONE_PARENT: this process is itself in a
+            // sandbox (a sandbox made inside a closure, or by a test under
+            // isolate_test). SAFETY: the clone failed, so the launch at
+            // `at` was never read; it is taken back, once.
+            unsafe { parent_runner::<F, T>(at.read()) }
+        }
+        fail(report_fd, JoinStep::CloneRunner, errno);
     }
     report(report_fd, JoinReport::started(ret));
     sys::exit(0)
+}
+
+/// The joiner's second half where `CLONE_PARENT` is refused (by hermetic's
+/// own filter, in a sandbox inside a sandbox): the runner is a plain fork
+/// of this process, which stays as its parent, outside the sandbox's PID
+/// namespace, and leaves as the runner did (code or signal), so that the
+/// test process reads the runner's end in this process's. It reports its
+/// own pid as the runner's, and closes the report pipe at once: the test
+/// process waits for the report or that hang-up, not for its exit.
+///
+/// # Safety
+///
+/// As [`launch_runner`].
+unsafe fn parent_runner<F, T>(launch: Launch<F>) -> !
+where
+    F: FnOnce() -> T,
+    T: Serialize,
+{
+    let report_fd = launch.report;
+    // SAFETY: this joiner is single-threaded (a fork child): glibc's fork
+    // leaves the runner's allocator consistent.
+    match unsafe { libc::fork() } {
+        0 => {
+            let _never_unwind = ExitOnUnwind;
+            // SAFETY: the joiner's fds, which the runner never uses.
+            unsafe {
+                sys::close(launch.joiner);
+                sys::close(report_fd);
+            }
+            // Dies with this joiner (killed by the test process on a
+            // timeout, say).
+            if sys::die_with_parent().is_err() {
+                sys::exit(EXIT_SETUP);
+            }
+            // A fork has this thread's TLS (the test thread's): the
+            // closure gets a thread of its own.
+            let entered = launch.boundary.enter();
+            // SAFETY: this is the runner, just forked.
+            unsafe { run_closure::<F, T>(launch, false, entered) }
+        }
+        -1 => fail(report_fd, JoinStep::CloneRunner, sys::errno()),
+        runner => {
+            // SAFETY: a forked child with an fd table of its own: nothing
+            // but the report pipe is needed, and that only until the report
+            // is sent.
+            let _ = unsafe { sys::close_all_except(&[report_fd]) };
+            // SAFETY: a plain system call.
+            let me = unsafe { sys::call(libc::SYS_getpid, [0; 6]) }.unwrap_or(0);
+            report(report_fd, JoinReport::started(me as libc::pid_t));
+            // SAFETY: the report is sent; nothing uses this fd again.
+            unsafe { sys::close(report_fd) };
+            match sys::reap_raw(runner) {
+                Ok(status) => super::leave_as(status),
+                Err(_) => sys::exit(EXIT_SETUP),
+            }
+        }
+    }
 }
 
 extern "C" fn runner_entry<F, T>(arg: *mut libc::c_void) -> libc::c_int
@@ -352,6 +473,11 @@ where
     // SAFETY: arg is the Launch the joiner wrote at the top of this stack
     // and never touches again; it is read once.
     let launch = unsafe { arg.cast::<Launch<F>>().read() };
+    // The boundary first, while the joiner reports and exits on another
+    // CPU: installing the filter is the longest step of a run's own (tens
+    // of microseconds: the kernel compiles it, and runs it for every
+    // system call number to cache what it always allows).
+    let entered = launch.boundary.enter();
     // Nothing of the user's runs while the joiner, a process outside the
     // sandbox, still shares this memory. It only reports and exits.
     // SAFETY: the joiner's pidfd and the report pipe were opened for this
@@ -361,24 +487,47 @@ where
         sys::close(launch.joiner);
         sys::close(launch.report);
     }
-    drop(launch.locks);
     if let Some(tls) = launch.tls {
         // SAFETY: this is the runner, the only task that uses this copy of
         // the borrowed TCB.
         unsafe { adopt_tcb(tls) };
     }
-    // An address space too small for what this copy of the test process
-    // already maps fails allocations at once: that is the limit's doing.
-    let _ = launch.rlimits.set();
-    let fds = &launch.fds;
+    let inline = launch.tls.is_some();
     // SAFETY: this is the runner, a clone of the joiner.
+    unsafe { run_closure::<F, T>(launch, inline, entered) }
+}
+
+/// The runner, once under the sandbox's boundary (`entered`, or the step
+/// that failed): releases the fork's locks, sets the limits, and serves
+/// the closure (on this thread if `inline`).
+///
+/// # Safety
+///
+/// Only in a runner, once no process outside the sandbox shares its
+/// memory.
+unsafe fn run_closure<F, T>(
+    launch: Launch<F>,
+    inline: bool,
+    entered: Result<(), (JoinStep, i32)>,
+) -> !
+where
+    F: FnOnce() -> T,
+    T: Serialize,
+{
+    drop(launch.locks);
+    let fds = &launch.fds;
+    if let Err((step, errno)) = entered {
+        setup_failed(fds.result, step, errno);
+    }
+    launch.boundary.set_rlimits();
+    // SAFETY: the caller's guarantee.
     unsafe {
         super::closure::serve(
             launch.f,
             fds.result,
             fds.stdout,
             fds.stderr,
-            launch.tls.is_some(),
+            inline,
             fds.background,
         )
     }

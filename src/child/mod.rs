@@ -444,6 +444,33 @@ pub(crate) fn with_all_signals_blocked<R>(f: impl FnOnce() -> R) -> Result<R, i3
     }
 }
 
+/// Ends the calling process the way a child's wait `status` says its
+/// child ended: with the same exit code, or killed by the same signal
+/// (its default action restored and unblocked, with no core file). For a
+/// process that stands in for its child. System calls only.
+pub(crate) fn leave_as(status: i32) -> ! {
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        // SAFETY: default disposition, no core file, then the same signal
+        // to this very process.
+        unsafe {
+            let rl = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &rl);
+            libc::signal(sig, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, sig);
+            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            libc::kill(libc::getpid(), sig);
+        }
+        sys::exit(128 + sig)
+    }
+    sys::exit(libc::WEXITSTATUS(status))
+}
+
 /// The fd of the result channel in a runner; -1 elsewhere.
 pub(crate) static RESULT_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
 

@@ -1,0 +1,438 @@
+//! The seccomp filter every process of a sandbox that runs code of the
+//! user's is put under: it refuses the few system calls that reach a kernel
+//! object the namespaces do not separate.
+//!
+//! - `ioctl(fd, TIOCSTI)` and `ioctl(fd, TIOCLINUX)`: typing into, or
+//!   reading and pasting from, a terminal the sandbox inherited (the
+//!   caller's shell would run what is typed; bubblewrap's CVE-2017-5226).
+//!   Only the low 32 bits of the request are compared, as the tty layer
+//!   truncates it to an `unsigned int`.
+//! - `keyctl`, `add_key`, `request_key`: keys are checked by uid only, and
+//!   root inside is the caller outside, so by serial number a process
+//!   inside could read, link or plant keys of the test process, the caller
+//!   or another sandbox (`EPERM`, as Docker's default profile does). A
+//!   sandbox built with [`keyring(true)`](crate::SandboxBuilder::keyring)
+//!   leaves them allowed.
+//! - `clone` with `CLONE_PARENT`: a runner is a child of the test process,
+//!   and so would be its sibling, inside the sandbox's PID namespace, where
+//!   the dying init process waits for it to be reaped (a drop that never
+//!   returns). `clone3` fails with `ENOSYS` (its flags are behind a pointer
+//!   a filter cannot read; the C library falls back to `clone`, as under
+//!   Docker).
+//! - `CLONE_NEWCGROUP` in `clone` and `unshare`, and `setns` to a cgroup
+//!   namespace: root inside a sandbox made by root could otherwise mount
+//!   the cgroup filesystems (whose files belong to the real root) in a
+//!   cgroup namespace of its own and raise its own limits.
+//!
+//! Everything else is allowed. A call of another architecture's ABI (i386
+//! on x86_64, 32-bit Arm on aarch64) meets the same rules with its own
+//! numbers; x32 calls and unknown architectures fail with `ENOSYS`.
+//!
+//! The program is built once per process, before any fork, and installed
+//! by each process that starts user code, while it still holds
+//! `CAP_SYS_ADMIN` in the sandbox's user namespace (so without
+//! `PR_SET_NO_NEW_PRIVS`, which would keep setuid programs inside from
+//! working). Filters stack: one from the host (Docker's) stays in force.
+//!
+//! # References
+//!
+//! seccomp(2), seccomp_unotify(2), ioctl_tty(2), keyctl(2), clone(2),
+//! cgroup_namespaces(7); bubblewrap's `setup_seccomp` for TIOCSTI.
+
+use libc::sock_filter;
+
+/// An errno to return, as a filter's action.
+const fn errno(e: i32) -> u32 {
+    libc::SECCOMP_RET_ERRNO | (e as u32 & libc::SECCOMP_RET_DATA)
+}
+
+const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+
+/// `struct seccomp_data`: nr (u32), arch (u32), instruction pointer (u64),
+/// then six u64 arguments; on both supported targets little-endian, so the
+/// low half of argument `i` is at `16 + 8 * i`.
+const NR: u32 = 0;
+const ARCH: u32 = 4;
+const fn arg_low(i: u32) -> u32 {
+    16 + 8 * i
+}
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH_AARCH64: u32 = 0xc000_00b7;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH_ARM: u32 = 0x4000_0028;
+/// x32 system calls carry this bit in their number, with x86_64's arch.
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+const TIOCSTI: u32 = 0x5412;
+const TIOCLINUX: u32 = 0x541c;
+
+/// The numbers of the calls the filter looks at, for one ABI.
+struct Numbers {
+    arch: u32,
+    ioctl: u32,
+    clone: u32,
+    clone3: u32,
+    unshare: u32,
+    setns: u32,
+    keyctl: u32,
+    add_key: u32,
+    request_key: u32,
+    /// x86_64: x32 calls share the arch and are refused.
+    refuse_x32: bool,
+}
+
+#[cfg(target_arch = "x86_64")]
+const ABIS: [Numbers; 2] = [
+    Numbers {
+        arch: AUDIT_ARCH_X86_64,
+        ioctl: 16,
+        clone: 56,
+        clone3: 435,
+        unshare: 272,
+        setns: 308,
+        keyctl: 250,
+        add_key: 248,
+        request_key: 249,
+        refuse_x32: true,
+    },
+    Numbers {
+        arch: AUDIT_ARCH_I386,
+        ioctl: 54,
+        clone: 120,
+        clone3: 435,
+        unshare: 310,
+        setns: 346,
+        keyctl: 288,
+        add_key: 286,
+        request_key: 287,
+        refuse_x32: false,
+    },
+];
+
+#[cfg(target_arch = "aarch64")]
+const ABIS: [Numbers; 2] = [
+    Numbers {
+        arch: AUDIT_ARCH_AARCH64,
+        ioctl: 29,
+        clone: 220,
+        clone3: 435,
+        unshare: 97,
+        setns: 268,
+        keyctl: 219,
+        add_key: 217,
+        request_key: 218,
+        refuse_x32: false,
+    },
+    Numbers {
+        arch: AUDIT_ARCH_ARM,
+        ioctl: 54,
+        clone: 120,
+        clone3: 435,
+        unshare: 337,
+        setns: 375,
+        keyctl: 311,
+        add_key: 309,
+        request_key: 310,
+        refuse_x32: false,
+    },
+];
+
+fn stmt(code: u32, k: u32) -> sock_filter {
+    sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+fn jump(code: u32, k: u32, jt: u8, jf: u8) -> sock_filter {
+    sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
+}
+
+const LD_W_ABS: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+const JEQ: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+const JGE: u32 = libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K;
+const JSET: u32 = libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K;
+const RET: u32 = libc::BPF_RET | libc::BPF_K;
+
+/// What happens to a call once its number matched.
+enum Rule {
+    /// Refused with this errno.
+    Refuse(u32),
+    /// Refused if the low half of argument `arg` has any bit of `mask`.
+    RefuseBits { arg: u32, mask: u32 },
+    /// Refused if the low half of argument `arg` is one of these.
+    RefuseValues { arg: u32, values: [u32; 2] },
+}
+
+impl Rule {
+    /// The rule's instructions, which end in a return on every path.
+    fn body(&self) -> Vec<sock_filter> {
+        match *self {
+            Rule::Refuse(action) => vec![stmt(RET, action)],
+            Rule::RefuseBits { arg, mask } => vec![
+                stmt(LD_W_ABS, arg_low(arg)),
+                jump(JSET, mask, 0, 1),
+                stmt(RET, errno(libc::EPERM)),
+                stmt(RET, ALLOW),
+            ],
+            Rule::RefuseValues { arg, values } => vec![
+                stmt(LD_W_ABS, arg_low(arg)),
+                jump(JEQ, values[0], 2, 0),
+                jump(JEQ, values[1], 1, 0),
+                stmt(RET, ALLOW),
+                stmt(RET, errno(libc::EPERM)),
+            ],
+        }
+    }
+}
+
+/// The rules for one ABI, as (number, rule).
+fn rules(n: &Numbers, keyring: bool) -> Vec<(u32, Rule)> {
+    let mut rules = vec![
+        (
+            n.ioctl,
+            Rule::RefuseValues {
+                arg: 1,
+                values: [TIOCSTI, TIOCLINUX],
+            },
+        ),
+        (
+            n.clone,
+            Rule::RefuseBits {
+                arg: 0,
+                mask: (libc::CLONE_PARENT | libc::CLONE_NEWCGROUP) as u32,
+            },
+        ),
+        (n.clone3, Rule::Refuse(errno(libc::ENOSYS))),
+        (
+            n.unshare,
+            Rule::RefuseBits {
+                arg: 0,
+                mask: libc::CLONE_NEWCGROUP as u32,
+            },
+        ),
+        (
+            n.setns,
+            Rule::RefuseBits {
+                arg: 1,
+                mask: libc::CLONE_NEWCGROUP as u32,
+            },
+        ),
+    ];
+    if !keyring {
+        for nr in [n.keyctl, n.add_key, n.request_key] {
+            rules.push((nr, Rule::Refuse(errno(libc::EPERM))));
+        }
+    }
+    rules
+}
+
+/// One ABI's block: loads the number and finds its rule by a binary
+/// search on the numbers, so that any call runs through a handful of
+/// instructions (the kernel also runs the filter for every number when it
+/// installs it, to cache the calls it always allows: the shorter each
+/// path, the cheaper the install); allows what no rule matched.
+fn block(n: &Numbers, keyring: bool) -> Vec<sock_filter> {
+    let mut out = vec![stmt(LD_W_ABS, NR)];
+    if n.refuse_x32 {
+        out.push(jump(JGE, X32_SYSCALL_BIT, 0, 1));
+        out.push(stmt(RET, errno(libc::ENOSYS)));
+    }
+    let mut rules = rules(n, keyring);
+    rules.sort_by_key(|&(nr, _)| nr);
+    out.extend(search(&rules));
+    out
+}
+
+/// The instructions that find `rules`' (sorted by number) rule for the
+/// number in A: a jump on the middle number splits them in two, down to
+/// two at most, tried one by one. Every path ends in a return.
+fn search(rules: &[(u32, Rule)]) -> Vec<sock_filter> {
+    if rules.len() <= 2 {
+        let mut out = Vec::new();
+        for (nr, rule) in rules {
+            let body = rule.body();
+            // Not this call: jump over its body.
+            out.push(jump(JEQ, *nr, 0, body.len() as u8));
+            out.extend(body);
+        }
+        out.push(stmt(RET, ALLOW));
+        return out;
+    }
+    let (low, high) = rules.split_at(rules.len() / 2);
+    let low = search(low);
+    // At or above the first number of the upper half: jump over the lower.
+    let mut out = vec![jump(JGE, high[0].0, low.len() as u8, 0)];
+    out.extend(low);
+    out.extend(search(high));
+    out
+}
+
+/// The whole program: dispatch on the architecture, then its block.
+pub(crate) fn program(keyring: bool) -> Vec<sock_filter> {
+    let mut out = vec![stmt(LD_W_ABS, ARCH)];
+    for n in &ABIS {
+        let body = block(n, keyring);
+        assert!(body.len() < 256, "a block outgrew a BPF jump");
+        // A holds the arch until a block is entered.
+        out.push(jump(JEQ, n.arch, 0, body.len() as u8));
+        out.extend(body);
+    }
+    out.push(stmt(RET, errno(libc::ENOSYS)));
+    out
+}
+
+/// The two programs, built once per process, before any fork; after fork
+/// they are only read.
+pub(crate) fn filter(keyring: bool) -> &'static [sock_filter] {
+    static PROGRAMS: std::sync::OnceLock<[Vec<sock_filter>; 2]> = std::sync::OnceLock::new();
+    &PROGRAMS.get_or_init(|| [program(false), program(true)])[keyring as usize]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A classic BPF interpreter for what the filter uses (absolute word
+    /// loads, jeq/jge/jset against constants, returns).
+    fn eval(prog: &[sock_filter], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_le_bytes());
+        data[4..8].copy_from_slice(&arch.to_le_bytes());
+        for (i, a) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_le_bytes());
+        }
+        let mut a = 0u32;
+        let mut pc = 0usize;
+        loop {
+            let ins = prog[pc];
+            let code = ins.code as u32;
+            pc += 1;
+            match code {
+                LD_W_ABS => {
+                    let k = ins.k as usize;
+                    a = u32::from_le_bytes(data[k..k + 4].try_into().unwrap());
+                }
+                JEQ | JGE | JSET => {
+                    let hit = match code {
+                        JEQ => a == ins.k,
+                        JGE => a >= ins.k,
+                        _ => a & ins.k != 0,
+                    };
+                    pc += if hit { ins.jt } else { ins.jf } as usize;
+                }
+                RET => return ins.k,
+                other => panic!("unexpected instruction {other:#x}"),
+            }
+        }
+    }
+
+    const EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+    const ENOSYS: u32 = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+
+    fn call(prog: &[sock_filter], abi: usize, nr: impl Fn(&Numbers) -> u32, args: [u64; 6]) -> u32 {
+        let n = &ABIS[abi];
+        eval(prog, nr(n), n.arch, args)
+    }
+
+    #[test]
+    fn terminal_injection_is_refused_on_every_abi() {
+        let prog = program(false);
+        for abi in 0..2 {
+            for req in [TIOCSTI as u64, TIOCLINUX as u64, 0xffff_ffff_0000_5412] {
+                assert_eq!(call(&prog, abi, |n| n.ioctl, [0, req, 0, 0, 0, 0]), EPERM);
+            }
+            // TCGETS and FIONREAD pass.
+            for req in [0x5401u64, 0x541b] {
+                assert_eq!(call(&prog, abi, |n| n.ioctl, [0, req, 0, 0, 0, 0]), ALLOW);
+            }
+        }
+    }
+
+    #[test]
+    fn clone_parent_and_cgroup_namespaces_are_refused() {
+        let prog = program(false);
+        let parent = libc::CLONE_PARENT as u64;
+        let cgroup = libc::CLONE_NEWCGROUP as u64;
+        for abi in 0..2 {
+            assert_eq!(
+                call(&prog, abi, |n| n.clone, [parent | 0x11, 0, 0, 0, 0, 0]),
+                EPERM
+            );
+            assert_eq!(
+                call(&prog, abi, |n| n.clone, [cgroup, 0, 0, 0, 0, 0]),
+                EPERM
+            );
+            assert_eq!(
+                call(&prog, abi, |n| n.clone, [0x1200011, 0, 0, 0, 0, 0]),
+                ALLOW
+            );
+            let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
+            assert_eq!(
+                call(&prog, abi, |n| n.clone, [thread, 0, 0, 0, 0, 0]),
+                ALLOW
+            );
+            assert_eq!(call(&prog, abi, |n| n.clone3, [0; 6]), ENOSYS);
+            assert_eq!(
+                call(&prog, abi, |n| n.unshare, [cgroup, 0, 0, 0, 0, 0]),
+                EPERM
+            );
+            let net = libc::CLONE_NEWNET as u64;
+            assert_eq!(call(&prog, abi, |n| n.unshare, [net, 0, 0, 0, 0, 0]), ALLOW);
+            assert_eq!(
+                call(&prog, abi, |n| n.setns, [3, cgroup, 0, 0, 0, 0]),
+                EPERM
+            );
+            assert_eq!(call(&prog, abi, |n| n.setns, [3, net, 0, 0, 0, 0]), ALLOW);
+        }
+    }
+
+    #[test]
+    fn keys_are_refused_unless_asked_for() {
+        let (closed, open) = (program(false), program(true));
+        for abi in 0..2 {
+            for nr in [
+                |n: &Numbers| n.keyctl,
+                |n: &Numbers| n.add_key,
+                |n: &Numbers| n.request_key,
+            ] {
+                assert_eq!(call(&closed, abi, nr, [0; 6]), EPERM);
+                assert_eq!(call(&open, abi, nr, [0; 6]), ALLOW);
+            }
+            // The rest of the filter is the same.
+            let tiocsti = [0, TIOCSTI as u64, 0, 0, 0, 0];
+            assert_eq!(call(&open, abi, |n| n.ioctl, tiocsti), EPERM);
+        }
+    }
+
+    #[test]
+    fn other_calls_pass_and_other_abis_are_refused() {
+        let prog = program(false);
+        for abi in 0..2 {
+            // read, write, getpid-ish numbers that no rule names.
+            for nr in [0, 1, 39, 63, 172] {
+                assert_eq!(call(&prog, abi, |_| nr, [0; 6]), ALLOW, "nr {nr}");
+            }
+        }
+        assert_eq!(eval(&prog, 1, 0xdead_beef, [0; 6]), ENOSYS);
+        if ABIS[0].refuse_x32 {
+            assert_eq!(
+                eval(&prog, X32_SYSCALL_BIT | 16, ABIS[0].arch, [0; 6]),
+                ENOSYS
+            );
+        }
+        assert!(prog.len() < 100, "{} instructions", prog.len());
+    }
+}
