@@ -7,7 +7,7 @@
 //! address space of its own (a few pages) and never the test process's.
 //!
 //! It reads its setup plan from fd 0, makes one system call per step, reports
-//! on fd 1 (`src/wire.rs` has both formats), then waits until fd 2, a pidfd
+//! on fd 1 (`src/proto/wire.rs` has both formats), then waits until fd 2, a pidfd
 //! of the test process, says the test process has exited. Fds 3 and 4, when
 //! open, are a pidfd of the helper the launch started before the exec and
 //! the pipe on which that helper says it has made the sandbox's network,
@@ -28,7 +28,7 @@
 #![no_std]
 #![no_main]
 
-#[path = "../src/wire.rs"]
+#[path = "../src/proto/wire.rs"]
 mod wire;
 
 use core::arch::global_asm;

@@ -1,4 +1,6 @@
 //! The one error type of the crate.
+//!
+//! Layer: just above `sys`; every layer above may return it.
 
 use std::fmt;
 use std::io;

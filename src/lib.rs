@@ -206,48 +206,35 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
-mod channel;
+// The layers, top to bottom; a module may use the ones below it, never one
+// above (tests/layers.rs checks it, and holds the same list).
 mod check;
 mod child;
-mod diagnostics;
+mod diagnose;
 mod error;
-mod fds;
 #[cfg(feature = "rstest")]
 mod fixtures;
 mod helpers;
-mod host;
-mod idmap;
-mod isolate;
-mod kept;
-mod lifeline;
-mod limits;
 mod net;
-mod netlink;
-mod output;
-mod plan;
-mod protocol;
-mod relay;
+mod proto;
 mod run;
 mod sandbox;
-mod seccomp;
-mod shape;
-mod sockdiag;
+mod setup;
 mod sys;
-mod wire;
 
 pub use check::{Finding, HostReport, Probe, Status, check};
 pub use error::{Error, PanicLocation};
 #[cfg(feature = "rstest")]
 pub use fixtures::{isolated, network};
 pub use helpers::{CONNECT_PATIENCE, connect_retry};
-pub use host::HostMode;
-pub use isolate::{isolate_test, isolate_test_async};
-pub use kept::kept_command;
+pub use net::shape::LinkShape;
 pub use net::{Host, MAX_HOSTS, Network, NetworkBuilder};
+pub use sandbox::isolate::{isolate_test, isolate_test_async};
+pub use sandbox::kept::kept_command;
 pub use sandbox::{
     DEFAULT_HOSTNAME, DEFAULT_MAX_RESULT_SIZE, Killer, Sandbox, SandboxBuilder, Spawned,
 };
-pub use shape::LinkShape;
+pub use setup::host::HostMode;
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]
@@ -350,6 +337,6 @@ pub mod __fuzz {
     /// Feeds `bytes` to a decoder with payload limit `limit`, in chunks of
     /// the sizes in `chunks` (cycled; empty means all at once).
     pub fn decode(bytes: &[u8], limit: usize, chunks: &[usize]) -> Decoded {
-        crate::channel::fuzz_decode(bytes, limit, chunks)
+        crate::proto::frame::fuzz_decode(bytes, limit, chunks)
     }
 }

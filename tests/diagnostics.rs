@@ -142,7 +142,7 @@ fn a_failing_setup_step_is_diagnosed_in_the_report() {
     // not reached. (A container's masked /proc, the other common setup
     // failure, cannot be simulated inside a sandbox: each keeps a hidden,
     // fully visible proc mount for the sandboxes made inside it. Its hint
-    // is unit-tested in src/diagnostics.rs.)
+    // is unit-tested in src/diagnose/mod.rs.)
     let ns = Sandbox::new().unwrap();
     let (earlier, status, detail, hint, later) = ns.run(|| {
         std::fs::write("/proc/sys/user/max_net_namespaces", "0").unwrap();

@@ -20,9 +20,9 @@ use std::os::fd::RawFd;
 use serde::Serialize;
 
 use super::ForkLocks;
-use crate::protocol::{EXIT_SETUP, JoinReport, JoinStep};
+use crate::proto::reports::{EXIT_SETUP, JoinReport, JoinStep};
+use crate::proto::wire;
 use crate::sys;
-use crate::wire;
 
 /// What a run's joiner needs, prepared by the parent.
 pub(crate) struct JoinPlan<'a> {
@@ -37,7 +37,7 @@ pub(crate) struct JoinPlan<'a> {
     pub(crate) keep: &'a [RawFd],
     /// What the runner is put under: a user without capabilities, the
     /// sandbox's cgroups and rlimits.
-    pub(crate) confine: &'a crate::limits::Confinement,
+    pub(crate) confine: &'a crate::setup::limits::Confinement,
 }
 
 /// What a runner needs, all prepared by the parent: its fds, and whether
@@ -127,7 +127,7 @@ pub(crate) unsafe fn join_keyring() {
 /// Moves the calling process into the sandbox's cgroups, and sets its
 /// rlimits if `rlimits` (capabilities are the caller's to drop, once it has
 /// joined the sandbox). After fork: system calls only.
-pub(crate) fn confine(c: &crate::limits::Confinement, rlimits: bool) -> Result<(), i32> {
+pub(crate) fn confine(c: &crate::setup::limits::Confinement, rlimits: bool) -> Result<(), i32> {
     for &fd in &c.cgroup_procs {
         // SAFETY: the fds stay open in this child until it is done.
         sys::write_all(unsafe { sys::borrow_static(fd) }, b"0")?;
@@ -226,11 +226,11 @@ pub(crate) struct Boundary {
     filter: &'static [libc::sock_filter],
     drop_caps: bool,
     set_ids: Option<(u32, u32)>,
-    rlimits: crate::limits::Rlimits,
+    rlimits: crate::setup::limits::Rlimits,
 }
 
 impl Boundary {
-    pub(crate) fn of(c: &crate::limits::Confinement) -> Boundary {
+    pub(crate) fn of(c: &crate::setup::limits::Confinement) -> Boundary {
         Boundary {
             filter: c.filter,
             drop_caps: c.drop_caps,
@@ -268,7 +268,7 @@ impl Boundary {
 /// Sends, in place of the closure's frame, the step of the runner's own
 /// setup that failed, and exits. System calls only.
 fn setup_failed(result: RawFd, step: JoinStep, errno: i32) -> ! {
-    let frame = crate::channel::setup_failed_frame(step, errno);
+    let frame = crate::proto::frame::setup_failed_frame(step, errno);
     // SAFETY: the result fd stays open until this process exits.
     let _ = sys::write_all(unsafe { sys::borrow_static(result) }, &frame);
     sys::exit(EXIT_SETUP)
@@ -522,7 +522,7 @@ where
     launch.boundary.set_rlimits();
     // SAFETY: the caller's guarantee.
     unsafe {
-        super::closure::serve(
+        super::runner::serve(
             launch.f,
             fds.result,
             fds.stdout,
@@ -570,7 +570,7 @@ unsafe fn adopt_tcb(tls: super::SpareTls) {
 pub(crate) fn fork_init_in(
     owner: RawFd,
     flags: libc::c_int,
-    launch: &super::init::Launch,
+    launch: &super::launch::Launch,
     report_fd: RawFd,
 ) -> Result<libc::pid_t, i32> {
     // SAFETY: the joiner makes only system calls on prepared data (the

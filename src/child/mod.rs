@@ -1,7 +1,7 @@
 //! Everything that runs after `fork` or `clone`, one file per kind of
 //! process:
 //!
-//! - [`init`]: starting the sandbox's **init program** (`init/main.rs`, PID
+//! - [`launch`]: starting the sandbox's **init program** (`init/main.rs`, PID
 //!   1), a small executable of its own, exec'd from memory right after a
 //!   `CLONE_VM | CLONE_VFORK` clone, so that PID 1 never holds the test
 //!   process's memory;
@@ -12,10 +12,10 @@
 //!   copied once), then exits; the runner waits for that exit before it
 //!   runs anything of the user's, so that while a closure runs no process
 //!   outside the sandbox shares its memory;
-//! - [`closure`]: the **runner**, in the sandbox's PID namespace: it points
+//! - [`runner`]: the **runner**, in the sandbox's PID namespace: it points
 //!   fds 1 and 2 at the sandbox's output pipes and runs the user's closure,
 //!   sending back one frame;
-//! - [`command`]: the `pre_exec` hook that starts a program inside.
+//! - [`exec`]: the `pre_exec` hook that starts a program inside.
 //!
 //! This module holds what they share: the locks taken around a fork, the
 //! panic hook, and the spare thread-local storage runners borrow.
@@ -32,10 +32,10 @@
 //! may not rely on.
 #![allow(unsafe_code)]
 
-pub(crate) mod closure;
-pub(crate) mod command;
-pub(crate) mod init;
+pub(crate) mod exec;
 pub(crate) mod joiner;
+pub(crate) mod launch;
+pub(crate) mod runner;
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
@@ -326,7 +326,7 @@ static PANIC_PRINTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// owner and releases them before running the closure.
 ///
 /// It also holds the list of hermetic's own fds steady (see
-/// [`fds`](crate::fds)), so that the child knows exactly which of its fds
+/// [`fds`](crate::sys::fd)), so that the child knows exactly which of its fds
 /// to close.
 pub(crate) struct ForkLocks {
     fds: std::sync::RwLockReadGuard<'static, Vec<RawFd>>,
@@ -364,7 +364,7 @@ impl ForkLocks {
             // one at a time (stdout is held), so the forking thread is the
             // only reader at the fork, and the child's copy of the lock is
             // free once it drops its guard.
-            let fds = crate::fds::hold();
+            let fds = crate::sys::fd::hold();
             return ForkLocks {
                 fds,
                 _stdout: stdout,

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use crate::fds::{self, Fd};
+use crate::sys::fd::{self, Fd};
 
 #[derive(Default)]
 struct State {
@@ -89,7 +89,7 @@ pub(crate) struct Output {
 }
 
 fn pipe() -> io::Result<(Fd, Fd)> {
-    fds::pipe()
+    fd::pipe()
 }
 
 impl Output {

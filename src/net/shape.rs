@@ -134,9 +134,9 @@ impl LinkShape {
     }
 
     /// What the relay does.
-    pub(crate) fn impairment(&self) -> crate::relay::Impairment {
+    pub(crate) fn impairment(&self) -> crate::net::impair::Impairment {
         let fraction = |p: Option<f64>| p.unwrap_or(0.0) / 100.0;
-        crate::relay::Impairment {
+        crate::net::impair::Impairment {
             delay: self.delay.unwrap_or_default(),
             jitter: self.jitter.unwrap_or_default(),
             loss: fraction(self.loss),

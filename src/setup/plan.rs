@@ -21,8 +21,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::Error;
-use crate::host::{HostMode, HostView};
-use crate::wire;
+use crate::proto::wire;
+use crate::setup::host::{HostMode, HostView};
 
 /// One system call the init program makes.
 #[derive(Debug)]

@@ -15,9 +15,9 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, RawFd};
 
 use super::joiner::{enter, join_keyring};
-use crate::fds::Fd;
-use crate::protocol::EXIT_SETUP;
+use crate::proto::reports::EXIT_SETUP;
 use crate::sys;
+use crate::sys::fd::Fd;
 
 /// Makes `cmd` start its program inside the sandbox whose init process is
 /// behind `holder` (a pidfd the command keeps for as long as it lives).
@@ -26,13 +26,13 @@ pub(crate) fn enter_on_exec(
     holder: Result<Fd, i32>,
     nstypes: libc::c_int,
     cgroups: Vec<Fd>,
-    rlimits: crate::limits::Rlimits,
+    rlimits: crate::setup::limits::Rlimits,
     set_ids: Option<(u32, u32)>,
     filter: &'static [libc::sock_filter],
 ) {
     use std::os::unix::process::CommandExt;
     let holder = std::sync::Arc::new(holder);
-    let confinement = crate::limits::Confinement {
+    let confinement = crate::setup::limits::Confinement {
         // A program run as a user other than root loses its capabilities
         // at exec.
         drop_caps: false,

@@ -1,13 +1,16 @@
 //! `check()`: what this host lets a sandbox do, and what to change where it
 //! does not.
+//!
+//! Layer: public API, the top one below the crate root: it builds sandboxes
+//! and networks to probe what works, so it may use every other layer.
 
 use std::fmt;
 
 use crate::child;
-use crate::diagnostics::{self, HostFacts, Phase};
+use crate::diagnose::{self, HostFacts, Phase};
 use crate::error::{Error, errno_text};
-use crate::plan::StepKind;
 use crate::sandbox::SandboxBuilder;
+use crate::setup::plan::StepKind;
 
 /// The outcome of one probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -297,7 +300,7 @@ pub fn check() -> HostReport {
                     userns_ok = false;
                 }
                 Finding {
-                    hint: diagnostics::hint(Phase::Clone, errno, &facts),
+                    hint: diagnose::hint(Phase::Clone, errno, &facts),
                     required: flag != libc::CLONE_NEWCGROUP,
                     ..finding(name, Status::Missing, errno_detail("clone", errno))
                 }
@@ -385,9 +388,13 @@ pub fn check() -> HostReport {
     }
     findings.push(Finding {
         required: false,
-        ..finding(Probe::IdHelpers, Status::Info, crate::idmap::describe())
+        ..finding(
+            Probe::IdHelpers,
+            Status::Info,
+            crate::setup::idmap::describe(),
+        )
     });
-    let (limits, escapes) = crate::limits::mechanism();
+    let (limits, escapes) = crate::setup::limits::mechanism();
     findings.push(Finding {
         required: false,
         hint: Some(escapes),
@@ -400,7 +407,7 @@ pub fn check() -> HostReport {
 fn host_mode_finding() -> Finding {
     let mut builder = SandboxBuilder::new();
     builder.host(crate::HostMode::CopyOnWrite);
-    let overlays = crate::host::HostView::cached(true).overlays.len();
+    let overlays = crate::setup::host::HostView::cached(true).overlays.len();
     let f = match builder.build_once(None) {
         Ok(_) => finding(
             Probe::HostMode,
@@ -449,7 +456,7 @@ fn netlink_probes() -> Vec<(usize, Result<(), (i32, String)>)> {
         let errno = e.raw_os_error().unwrap_or(0);
         (errno, format!("{what}: {}", errno_text(&e)))
     };
-    let mut nl = match crate::netlink::Netlink::new() {
+    let mut nl = match crate::net::netlink::Netlink::new() {
         Ok(nl) => nl,
         Err(e) => return vec![(0, Err(err("opening a netlink socket", e)))],
     };
@@ -493,7 +500,7 @@ fn destroy_probe() -> std::io::Result<()> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let _client = std::net::TcpStream::connect(listener.local_addr()?)?;
     let _server = listener.accept()?;
-    match crate::sockdiag::reset_connections()? {
+    match crate::net::sockdiag::reset_connections()? {
         0 => Err(std::io::Error::other("no connection was reset")),
         _ => Ok(()),
     }

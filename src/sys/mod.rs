@@ -22,7 +22,13 @@
 //!
 //! - clone(2), execveat(2), setns(2), pidfd_open(2), pidfd_send_signal(2),
 //!   close_range(2), memfd_create(2), user_namespaces(7), pid_namespaces(7)
+//!
+//! Layer: the bottom one. `sys` and [`fd`] (hermetic's own file
+//! descriptors) use nothing else of the crate.
+
 #![allow(unsafe_code)]
+
+pub(crate) mod fd;
 
 use std::ffi::CStr;
 use std::io;
@@ -471,7 +477,7 @@ pub(crate) fn setsid() -> Result<(), i32> {
 }
 
 /// Installs the seccomp filter `program` on the calling thread (see
-/// [`seccomp`](crate::seccomp)). Without `CAP_SYS_ADMIN` in its user
+/// [`seccomp`](crate::setup::seccomp)). Without `CAP_SYS_ADMIN` in its user
 /// namespace the kernel asks for `PR_SET_NO_NEW_PRIVS` first: then that is
 /// set (setuid programs no longer gain privileges) and the filter
 /// installed all the same. System calls only, on a program built before
@@ -1092,7 +1098,7 @@ impl PerProcessFd {
     /// threads open one at once, one fd wins and the other is closed.
     pub(crate) fn get_or_open(
         &self,
-        open: impl Fn() -> io::Result<crate::fds::Fd>,
+        open: impl Fn() -> io::Result<crate::sys::fd::Fd>,
     ) -> io::Result<BorrowedFd<'static>> {
         use std::sync::atomic::Ordering;
         let pid = getpid();

@@ -6,6 +6,17 @@
 //! IPC namespaces) that shares the switch's user namespace, so the switch can
 //! plug a veth pair into each host's network namespace. All configuration is
 //! netlink, sent from runs inside the switch or the host.
+//!
+//! Layer: public API, above `sandbox` (a network is made of sandboxes).
+//! The folder holds [`shape`] (a link's delay, loss and rate), [`impair`]
+//! (link impairment: those faults carried in user space, no netem),
+//! [`netlink`] and [`sockdiag`] (message encoders for the kernel's
+//! sockets). It may use `sandbox` and every layer below it.
+
+pub(crate) mod impair;
+pub(crate) mod netlink;
+pub(crate) mod shape;
+pub(crate) mod sockdiag;
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -15,13 +26,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::fds::Fd;
-use crate::netlink::Netlink;
+use crate::net::netlink::Netlink;
+use crate::sys::fd::Fd;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::net::shape::LinkShape;
 use crate::sandbox::{Sandbox, SandboxBuilder, Spawned};
-use crate::shape::LinkShape;
 
 /// The segment hosts live on: 10.77.0.0/24, inside the network's own
 /// namespaces only.
@@ -671,7 +682,7 @@ impl Network {
         ];
         for (sandbox, link, rate) in rates {
             let Some(rate) = rate else { continue };
-            let options = crate::shape::tbf_options(rate);
+            let options = crate::net::shape::tbf_options(rate);
             sandbox
                 .try_run(move || -> Result<(), Step> {
                     let mut nl = Netlink::new().map_err(step("opening netlink"))?;
@@ -709,7 +720,7 @@ impl Network {
         &self,
         i: usize,
         bridge: Option<String>,
-        imp: [crate::relay::Impairment; 2],
+        imp: [crate::net::impair::Impairment; 2],
     ) -> Result<Spawned, Error> {
         let port = self.hosts[i].port.clone();
         let (relay, bridge_end) = (format!("relay{i}"), format!("bridge{i}"));
@@ -742,11 +753,11 @@ impl Network {
             })?
             .map_err(from_step)?;
         let (ready_r, ready_w) =
-            crate::fds::pipe().map_err(|e| Error::sys("creating the relay's ready pipe", e))?;
+            crate::sys::fd::pipe().map_err(|e| Error::sys("creating the relay's ready pipe", e))?;
         let keep = [ready_w.as_raw_fd()];
         let name = self.hosts[i].name.clone();
         let relay = self.switch.spawn_keeping(&keep, move || {
-            let why = crate::relay::run(host_side, bridge_side, imp, ready_w);
+            let why = crate::net::impair::run(host_side, bridge_side, imp, ready_w);
             eprintln!("hermetic: the relay of {name}'s link stopped: {why}");
         })?;
         // It says so once its sockets are open; or ends without a word.
@@ -847,7 +858,7 @@ impl Network {
         self.hosts[i]
             .sandbox
             .try_run(|| {
-                crate::sockdiag::reset_connections().map_err(step("resetting TCP connections"))
+                crate::net::sockdiag::reset_connections().map_err(step("resetting TCP connections"))
             })?
             .map_err(from_step)
     }

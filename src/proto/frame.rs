@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, PanicLocation};
-use crate::protocol::{JoinReport, JoinStep};
+use crate::proto::reports::{JoinReport, JoinStep};
 
 /// Bytes before the payload: tag + length.
 pub(crate) const HEADER_LEN: usize = 9;

@@ -2,6 +2,10 @@
 //! and the command that lifts it.
 //!
 //! See shared/BLOCKERS.md for where each symptom comes from.
+//!
+//! Layer: below `setup` and the public API (which turn its hints into
+//! errors and `check()`'s findings), above `child`; it reads `/proc` and
+//! `/sys` and uses only `sys`.
 
 use std::path::Path;
 

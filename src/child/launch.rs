@@ -26,11 +26,11 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
-use crate::fds::{self, Fd};
-use crate::plan::{Action, Step};
-use crate::protocol::encode_report;
+use crate::proto::reports::encode_report;
+use crate::proto::wire;
+use crate::setup::plan::{Action, Step};
 use crate::sys;
-use crate::wire;
+use crate::sys::fd::{self, Fd};
 
 /// The init program, as `build.rs` built it.
 static PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hermetic-init"));
@@ -114,7 +114,7 @@ pub(crate) struct Launch {
 }
 
 struct External {
-    mapping: crate::idmap::Mapping,
+    mapping: crate::setup::idmap::Mapping,
     go_w: Fd,
     /// The child's end (kept open until the launch ends).
     _go_r: Fd,
@@ -172,7 +172,7 @@ impl Launch {
         plan: RawFd,
         report: RawFd,
         lifeline: RawFd,
-        mapping: Option<crate::idmap::Mapping>,
+        mapping: Option<crate::setup::idmap::Mapping>,
         helper_flags: libc::c_int,
     ) -> io::Result<Launch> {
         let mut map_list = [(std::ptr::null(), std::ptr::null(), 0); 3];
@@ -187,8 +187,8 @@ impl Launch {
         }
         let program = program()?.as_raw_fd();
         let external = match mapping {
-            Some(mapping @ crate::idmap::Mapping::Ranges { .. }) => {
-                let (go_r, go_w) = fds::pipe()?;
+            Some(mapping @ crate::setup::idmap::Mapping::Ranges { .. }) => {
+                let (go_r, go_w) = fd::pipe()?;
                 Some(External {
                     mapping,
                     go_w,
@@ -204,7 +204,7 @@ impl Launch {
             None => sys::Stack::map(STACK).map_err(io::Error::from_raw_os_error)?,
         };
         let made = if helper_flags != 0 {
-            Some(fds::pipe()?)
+            Some(fd::pipe()?)
         } else {
             None
         };
@@ -540,10 +540,10 @@ pub(crate) fn prepare(
     plan: &[u8],
     report: &Fd,
     lifeline: BorrowedFd<'_>,
-    mapping: Option<crate::idmap::Mapping>,
+    mapping: Option<crate::setup::idmap::Mapping>,
     helper_flags: libc::c_int,
 ) -> Result<(Fd, Fd, Launch), (&'static str, io::Error)> {
-    let (plan_r, plan_w) = fds::pipe().map_err(|e| ("creating the plan's pipe", e))?;
+    let (plan_r, plan_w) = fd::pipe().map_err(|e| ("creating the plan's pipe", e))?;
     send_plan(&plan_w, plan).map_err(|e| ("sending the init program its plan", e))?;
     let launch = Launch::prepare(
         maps,

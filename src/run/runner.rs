@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::channel::{self, FrameReader};
 use crate::child::joiner::{self, JoinPlan, RunnerSetup};
 use crate::error::Error;
-use crate::fds::{self, Fd};
-use crate::output::Output;
-use crate::protocol::{EXIT_NO_CHANNEL, JoinReport, JoinStep};
+use crate::proto::frame::{self, FrameReader};
+use crate::proto::reports::{EXIT_NO_CHANNEL, JoinReport, JoinStep};
+use crate::run::output::Output;
+use crate::sys::fd::{self, Fd};
 use crate::sys::{self, Exit};
 
 /// A live runner: our child, not yet reaped (so its pid cannot be reused).
@@ -30,13 +30,13 @@ pub(crate) struct Runner {
 /// How a runner ended.
 pub(crate) enum Ended {
     /// The frame arrived (and the runner exited).
-    Frame(channel::Tag, Vec<u8>),
+    Frame(frame::Tag, Vec<u8>),
     /// No complete frame.
     Died(Error),
 }
 
 fn pipe() -> Result<(Fd, Fd), Error> {
-    fds::pipe().map_err(|e| Error::sys("creating a pipe for the run", e))
+    fd::pipe().map_err(|e| Error::sys("creating a pipe for the run", e))
 }
 
 /// Refuses to start a run in a test process that ignores `SIGCHLD`: the
@@ -54,7 +54,7 @@ impl Runner {
     pub(crate) fn start<F, T>(
         holder: &Fd,
         nstypes: libc::c_int,
-        confine: &crate::limits::Confinement,
+        confine: &crate::setup::limits::Confinement,
         output: (RawFd, RawFd),
         keep: &[RawFd],
         background: bool,
@@ -216,7 +216,7 @@ impl Runner {
                 && Instant::now() >= d
             {
                 // Before the kill: where it is stuck is gone after.
-                let stuck = crate::diagnostics::where_stuck(self.pid);
+                let stuck = crate::diagnose::where_stuck(self.pid);
                 self.kill();
                 return Ended::Died(Error::TimedOut {
                     after: timeout.unwrap_or_default(),
@@ -335,7 +335,7 @@ impl Drop for Runner {
 pub(crate) fn start_init_in(
     owner: &Fd,
     flags: libc::c_int,
-    launch: &crate::child::init::Launch,
+    launch: &crate::child::launch::Launch,
 ) -> Result<libc::pid_t, Error> {
     let (report_r, report_w) = pipe()?;
     let joiner = joiner::fork_init_in(owner.as_raw_fd(), flags, launch, report_w.as_raw_fd())

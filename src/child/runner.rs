@@ -13,8 +13,8 @@ use std::panic::{self, AssertUnwindSafe};
 use serde::Serialize;
 
 use super::{IN_CLOSURE, PANIC_AT, RESULT_FD};
-use crate::channel::{self, PanicReport, Tag};
-use crate::protocol::{EXIT_NO_CHANNEL, EXIT_SETUP};
+use crate::proto::frame::{self, PanicReport, Tag};
+use crate::proto::reports::{EXIT_NO_CHANNEL, EXIT_SETUP};
 use crate::sys;
 
 /// The closure, handed to the runner's thread, and the frame it leaves.
@@ -129,8 +129,8 @@ where
         encoded
     });
     let frame = match outcome {
-        Ok(Ok(bytes)) => channel::encode_frame(Tag::Value, &bytes),
-        Ok(Err(e)) => channel::encode_frame(Tag::EncodeFailed, e.to_string().as_bytes()),
+        Ok(Ok(bytes)) => frame::encode_frame(Tag::Value, &bytes),
+        Ok(Err(e)) => frame::encode_frame(Tag::EncodeFailed, e.to_string().as_bytes()),
         Err(payload) => {
             let message = payload_message(&*payload);
             std::mem::forget(payload);
@@ -151,7 +151,7 @@ where
                 );
             }
             let bytes = postcard::to_allocvec(&report).unwrap_or_default();
-            channel::encode_frame(Tag::Panic, &bytes)
+            frame::encode_frame(Tag::Panic, &bytes)
         }
     };
     IN_CLOSURE.with(|c| c.set(false));

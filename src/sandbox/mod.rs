@@ -1,4 +1,13 @@
 //! The public sandbox: its builder, its runs, and its teardown.
+//!
+//! The public API's layer: this folder holds the [`Sandbox`] and its
+//! builder, [`isolate`] (`isolate_test`) and [`kept`] (`kept_command`).
+//! Above it sit only `net` (networks are made of sandboxes), `check` and
+//! the crate root; it may use every layer below: `run`, `setup`,
+//! `diagnose`, `child`, `proto`, `error`, `sys`.
+
+pub(crate) mod isolate;
+pub(crate) mod kept;
 
 use std::ffi::OsStr;
 use std::marker::PhantomData;
@@ -11,17 +20,17 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::child::{command, init};
-use crate::diagnostics::{self, HostFacts, Phase};
+use crate::child::{exec, launch};
+use crate::diagnose::{self, HostFacts, Phase};
 use crate::error::Error;
-use crate::fds::{self, Fd};
-use crate::host::HostMode;
-use crate::lifeline;
-use crate::output::{DEFAULT_OUTPUT_LIMIT, Output, OutputLimit};
-use crate::plan::{self, Ids, MountSpec, StepKind};
-use crate::protocol::{self, InitReport};
-use crate::run::{self, Ended, Runner};
+use crate::proto::reports::{self, InitReport};
+use crate::run::output::{DEFAULT_OUTPUT_LIMIT, Output, OutputLimit};
+use crate::run::runner::{self, Ended, Runner};
+use crate::setup::host::HostMode;
+use crate::setup::lifeline;
+use crate::setup::plan::{self, Ids, MountSpec, StepKind};
 use crate::sys;
+use crate::sys::fd::{self, Fd};
 
 /// The hostname a sandbox gets unless told otherwise.
 pub const DEFAULT_HOSTNAME: &str = "sandbox";
@@ -75,7 +84,7 @@ pub struct SandboxBuilder {
     /// The most the sandbox's `/tmp` holds.
     tmp_size: u64,
     /// Memory, processes, CPU time.
-    limits: crate::limits::Limits,
+    limits: crate::setup::limits::Limits,
     /// keyctl, add_key and request_key allowed inside.
     keyring: bool,
     /// What is kept of each run's output.
@@ -95,7 +104,7 @@ impl Default for SandboxBuilder {
             visible: Vec::new(),
             user: None,
             tmp_size: DEFAULT_TMP_SIZE,
-            limits: crate::limits::Limits::default(),
+            limits: crate::setup::limits::Limits::default(),
             keyring: false,
             output_limit: DEFAULT_OUTPUT_LIMIT,
         }
@@ -422,7 +431,7 @@ impl SandboxBuilder {
             // No overlay here (an old kernel, the stacking limit): read-only
             // from now on, said once.
             Err((e, Some(StepKind::Overlay))) if self.host == Some(HostMode::CopyOnWrite) => {
-                crate::host::refuse(&e);
+                crate::setup::host::refuse(&e);
                 self.build_once(userns)
             }
             res => res,
@@ -443,7 +452,7 @@ impl SandboxBuilder {
             map_failure,
             launch,
         } = self.start(userns).map_err(|e| (e, None))?;
-        let report = match run::read_report(&ready_r, &sandbox.holder) {
+        let report = match runner::read_report(&ready_r, &sandbox.holder) {
             Ok(report) => report,
             Err(e) => {
                 // The init process first: the launch waits for the end of
@@ -524,9 +533,9 @@ impl SandboxBuilder {
         let nested = !sys::is_dumpable();
         let mapping = ids.map(|_| {
             if nested {
-                crate::idmap::Mapping::Single
+                crate::setup::idmap::Mapping::Single
             } else {
-                crate::idmap::detect()
+                crate::setup::idmap::detect()
             }
         });
         let ids_inside = match (&mapping, userns) {
@@ -535,16 +544,16 @@ impl SandboxBuilder {
             (None, None) => 1,
         };
         let external_maps = match &mapping {
-            Some(crate::idmap::Mapping::Ranges { helpers: None, .. }) => {
+            Some(crate::setup::idmap::Mapping::Ranges { helpers: None, .. }) => {
                 Some("written as root from outside".to_owned())
             }
-            Some(crate::idmap::Mapping::Ranges { .. }) => {
+            Some(crate::setup::idmap::Mapping::Ranges { .. }) => {
                 Some("written by newuidmap and newgidmap".to_owned())
             }
             _ => None,
         };
-        let host = crate::host::effective(self.host.unwrap_or_default());
-        let view = crate::host::HostView::cached(host == HostMode::CopyOnWrite);
+        let host = crate::setup::host::effective(self.host.unwrap_or_default());
+        let view = crate::setup::host::HostView::cached(host == HostMode::CopyOnWrite);
         let layout = plan::Layout {
             hostname: &hostname,
             mounts: &self.mounts,
@@ -571,14 +580,14 @@ impl SandboxBuilder {
             .iter()
             .take_while(|s| s.kind == StepKind::IdMap)
             .count();
-        let plan = protocol::encode_plan(&steps[maps..]);
+        let plan = reports::encode_plan(&steps[maps..]);
 
         let lifeline = lifeline::lifeline().map_err(|e| Error::sys("opening the lifeline", e))?;
         let (ready_r, ready_w) =
-            fds::pipe().map_err(|e| Error::sys("creating the init process's report pipe", e))?;
+            fd::pipe().map_err(|e| Error::sys("creating the init process's report pipe", e))?;
         // A host of a network shares its switch's user namespace: it has
         // no maps of its own (`ids` is None), and `maps` is 0.
-        let (_plan_r, control, launch) = init::prepare(
+        let (_plan_r, control, launch) = launch::prepare(
             &steps[..maps],
             &plan,
             &ready_w,
@@ -593,27 +602,27 @@ impl SandboxBuilder {
             },
         )
         .map_err(|(step, e)| Error::sys(step, e))?;
-        crate::limits::clean_stale_once();
+        crate::setup::limits::clean_stale_once();
         // Before anything is started: a refused cgroup fails the build.
-        let cgroups = crate::limits::Cgroups::create(&self.limits)?;
-        let confinement = crate::limits::Confinement {
+        let cgroups = crate::setup::limits::Cgroups::create(&self.limits)?;
+        let confinement = crate::setup::limits::Confinement {
             // With one id, the user's is the only one: its processes just
             // give up their capabilities; with ranges, they change to it
             // (which does that too).
             drop_caps: self.user.is_some() && ids_inside == 1,
             set_ids: self.user.filter(|_| ids_inside > 1),
             cgroup_procs: cgroups.as_ref().map(|c| c.procs()).unwrap_or_default(),
-            rlimits: crate::limits::Rlimits::for_limits(&self.limits, cgroups.as_ref()),
-            filter: crate::seccomp::filter(self.keyring),
+            rlimits: crate::setup::limits::Rlimits::for_limits(&self.limits, cgroups.as_ref()),
+            filter: crate::setup::seccomp::filter(self.keyring),
         };
         let pid = match userns {
             None => launch
                 .start(clone_flags)
                 .map_err(|errno| Error::NamespacesRefused {
                     error: std::io::Error::from_raw_os_error(errno),
-                    hint: diagnostics::hint(Phase::Clone, errno, &HostFacts::read()),
+                    hint: diagnose::hint(Phase::Clone, errno, &HostFacts::read()),
                 })?,
-            Some(owner) => run::start_init_in(&owner.holder, clone_flags, &launch)?,
+            Some(owner) => runner::start_init_in(&owner.holder, clone_flags, &launch)?,
         };
         let map_failure = launch.map_failure();
         // Our unreaped child: its pid is pinned.
@@ -693,7 +702,7 @@ struct Started {
     /// Why maps written from outside failed, if they did.
     map_failure: Option<String>,
     /// The init process's launch: it may still be exec'ing.
-    launch: init::Launch,
+    launch: launch::Launch,
 }
 
 /// What the init process's report means: ready, or the error, with the kind
@@ -759,7 +768,7 @@ fn interpret(
         Error::Setup {
             step: step.what.clone(),
             error: errno_error(errno),
-            hint: diagnostics::hint(phase, errno, &HostFacts::read()),
+            hint: diagnose::hint(phase, errno, &HostFacts::read()),
         },
         Some(step.kind),
     ))
@@ -797,12 +806,12 @@ pub struct Sandbox {
     /// Kept: not torn down when dropped.
     kept: AtomicBool,
     /// What its processes are put under (user, cgroups, rlimits).
-    confinement: crate::limits::Confinement,
+    confinement: crate::setup::limits::Confinement,
     /// Its cgroups, if its limits are enforced that way; removed after the
     /// init process (so after every process of the sandbox) is gone.
-    cgroups: Option<crate::limits::Cgroups>,
+    cgroups: Option<crate::setup::limits::Cgroups>,
     /// The limits asked for, to name the one a run reached.
-    limits: crate::limits::Limits,
+    limits: crate::setup::limits::Limits,
     /// How many ids its outer user namespace maps (1, or 65536).
     ids_inside: u32,
 }
@@ -936,7 +945,7 @@ impl Sandbox {
         let oom_kills = self
             .cgroups
             .as_ref()
-            .map_or(0, crate::limits::Cgroups::oom_kills);
+            .map_or(0, crate::setup::limits::Cgroups::oom_kills);
         let result = Runner::start(
             &self.holder,
             self.nstypes,
@@ -948,7 +957,7 @@ impl Sandbox {
         )
         .and_then(|mut runner| {
             match runner.wait(self.timeout, self.max_result_size, &self.output) {
-                Ended::Frame(tag, payload) => crate::channel::decode_outcome(tag, &payload),
+                Ended::Frame(tag, payload) => crate::proto::frame::decode_outcome(tag, &payload),
                 Ended::Died(e) => Err(e),
             }
         });
@@ -995,12 +1004,14 @@ impl Sandbox {
     pub fn keep(&self) -> Result<String, Error> {
         if !self.kept.load(Ordering::SeqCst) {
             self.check_alive()?;
-            sys::write_all(self.control.as_fd(), &[crate::wire::CONTROL_KEEP]).map_err(|e| {
-                Error::sys(
-                    "telling the init process to keep the sandbox",
-                    std::io::Error::from_raw_os_error(e),
-                )
-            })?;
+            sys::write_all(self.control.as_fd(), &[crate::proto::wire::CONTROL_KEEP]).map_err(
+                |e| {
+                    Error::sys(
+                        "telling the init process to keep the sandbox",
+                        std::io::Error::from_raw_os_error(e),
+                    )
+                },
+            )?;
             self.kept.store(true, Ordering::SeqCst);
         }
         Ok(self.enter_command())
@@ -1037,7 +1048,7 @@ impl Sandbox {
         let limit = match *signo {
             libc::SIGKILL if cgroup_memory.is_some_and(|c| c.oom_kills() > oom_kills) => limits
                 .memory
-                .map(|b| format!("memory limit of {}", crate::limits::bytes(b))),
+                .map(|b| format!("memory limit of {}", crate::setup::limits::bytes(b))),
             libc::SIGXCPU => limits
                 .cpu
                 .map(|d| format!("CPU time limit of {}s", d.as_secs().max(1))),
@@ -1046,7 +1057,7 @@ impl Sandbox {
             libc::SIGABRT if cgroup_memory.is_none() => limits.memory.map(|b| {
                 format!(
                     "memory limit of {} (RLIMIT_AS: an allocation failed, which aborts)",
-                    crate::limits::bytes(b)
+                    crate::setup::limits::bytes(b)
                 )
             }),
             _ => None,
@@ -1073,7 +1084,7 @@ impl Sandbox {
             .map(|&(pid, _)| pid)
             .collect();
         for pid in spawned {
-            if let Some(text) = diagnostics::stuck_on_locks(pid) {
+            if let Some(text) = diagnose::stuck_on_locks(pid) {
                 stuck.push_str(&format!(
                     "\nmeanwhile the spawned closure with pid {pid} (a server this run may \
                      wait for?) has every thread waiting on a lock: {text}"
@@ -1217,9 +1228,9 @@ impl Sandbox {
         let cgroups = self
             .cgroups
             .as_ref()
-            .map(crate::limits::Cgroups::clone_procs)
+            .map(crate::setup::limits::Cgroups::clone_procs)
             .unwrap_or_default();
-        command::enter_on_exec(
+        exec::enter_on_exec(
             &mut cmd,
             holder,
             self.nstypes,
@@ -1350,9 +1361,9 @@ impl Sandbox {
         let spawned = std::mem::take(&mut *self.spawned.lock().unwrap_or_else(|e| e.into_inner()));
         for (pid, joiner) in spawned {
             let _ = sys::kill_and_reap(pid);
-            let _ = run::reap_pid(joiner);
+            let _ = runner::reap_pid(joiner);
         }
-        let reaped = run::reap_pid(self.holder_pid);
+        let reaped = runner::reap_pid(self.holder_pid);
         // Mark as done so Drop does not try again.
         self.holder_pid = 0;
         match (killed, reaped) {
@@ -1612,7 +1623,7 @@ impl<T: DeserializeOwned> Spawned<T> {
         let ended = runner.wait(timeout, self.max_result_size, &self.output);
         self.output.end_run();
         match ended {
-            Ended::Frame(tag, payload) => crate::channel::decode_outcome(tag, &payload),
+            Ended::Frame(tag, payload) => crate::proto::frame::decode_outcome(tag, &payload),
             Ended::Died(e) => Err(e),
         }
     }

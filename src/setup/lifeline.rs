@@ -18,8 +18,8 @@
 use std::io;
 use std::os::fd::BorrowedFd;
 
-use crate::fds::Fd;
 use crate::sys;
+use crate::sys::fd::Fd;
 
 /// The pidfd opened by this process.
 static LIFELINE: sys::PerProcessFd = sys::PerProcessFd::new();

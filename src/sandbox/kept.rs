@@ -3,9 +3,9 @@
 
 use std::ffi::OsStr;
 
-use crate::child::command;
+use crate::child::exec;
 use crate::error::Error;
-use crate::fds::Fd;
+use crate::sys::fd::Fd;
 
 /// A [`std::process::Command`] whose program starts inside the kept
 /// sandbox whose init process (or keeper) is `pid`, as the message of a
@@ -44,16 +44,16 @@ pub fn kept_command(pid: u32, program: impl AsRef<OsStr>) -> Result<std::process
     let pidfd = Fd::open(|| crate::sys::pidfd_open(pid))
         .map_err(|e| Error::sys("opening the kept sandbox's process (pidfd_open)", e))?;
     let mut cmd = std::process::Command::new(program);
-    command::enter_on_exec(
+    exec::enter_on_exec(
         &mut cmd,
         Ok(pidfd),
         crate::sandbox::BASE_NAMESPACES,
         Vec::new(),
-        crate::limits::Rlimits::for_limits(&crate::limits::Limits::default(), None),
+        crate::setup::limits::Rlimits::for_limits(&crate::setup::limits::Limits::default(), None),
         None,
         // The default boundary: keys refused (the builder's keyring option
         // is unknown here), a session of its own, no TIOCSTI.
-        crate::seccomp::filter(false),
+        crate::setup::seccomp::filter(false),
     );
     Ok(cmd)
 }

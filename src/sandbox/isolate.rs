@@ -27,11 +27,11 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::channel::{self, FrameReader, PanicReport, Tag};
 use crate::error::PanicLocation;
-use crate::fds::{self, Fd};
-use crate::output::Stream;
+use crate::proto::frame::{self, FrameReader, PanicReport, Tag};
+use crate::run::output::Stream;
 use crate::sandbox::SandboxBuilder;
+use crate::sys::fd::{self, Fd};
 
 /// The environment variable that marks the re-executed test, with its name.
 const MARKER_ENV: &str = "HERMETIC_ISOLATED_TEST";
@@ -237,7 +237,7 @@ impl SandboxBuilder {
         let sys_err =
             |what: &str, e: std::io::Error| format!("hermetic::isolate_test: {what}: {e}");
         let (result, channel) =
-            fds::pipe().map_err(|e| sys_err("creating the result channel", e))?;
+            fd::pipe().map_err(|e| sys_err("creating the result channel", e))?;
         // The child's stdin; std moves it onto fd 0 in the child only. This
         // copy and the Command holding it are gone with the statement.
         let channel = channel
@@ -628,13 +628,13 @@ impl Reporter {
     /// call runs in the test process only.
     fn finish(self, outcome: std::thread::Result<()>) -> ! {
         let frame = match outcome {
-            Ok(()) => channel::encode_frame(Tag::Value, &[]),
+            Ok(()) => frame::encode_frame(Tag::Value, &[]),
             Err(payload) => {
                 let report = PanicReport {
-                    message: crate::child::closure::payload_message(&*payload),
+                    message: crate::child::runner::payload_message(&*payload),
                     location: crate::child::PANIC_AT.with(|p| p.borrow_mut().take()),
                 };
-                channel::encode_frame(
+                frame::encode_frame(
                     Tag::Panic,
                     &postcard::to_allocvec(&report).unwrap_or_default(),
                 )

@@ -158,7 +158,7 @@ pub(crate) fn run(
     host_side: u32,
     bridge_side: u32,
     imp: [Impairment; 2],
-    ready: crate::fds::Fd,
+    ready: crate::sys::fd::Fd,
 ) -> String {
     let open = |index: u32| {
         let fd = sys::packet_socket(index)?;

@@ -1,6 +1,6 @@
 //! The numbers the crate and its init program agree on.
 //!
-//! This file is compiled twice: as a module of the crate (`src/wire.rs`) and
+//! This file is compiled twice: as a module of the crate (`src/proto/wire.rs`) and
 //! into the init program (`init/main.rs`, built by `build.rs`), which is a
 //! `no_std` executable of its own. It holds only constants, so both sides
 //! read the same plan and report formats from one definition.

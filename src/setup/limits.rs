@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::fds::Fd;
+use crate::sys::fd::Fd;
 
 /// The limits a builder asked for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -380,7 +380,7 @@ pub(crate) struct Confinement {
     pub(crate) cgroup_procs: Vec<std::os::fd::RawFd>,
     pub(crate) rlimits: Rlimits,
     /// The seccomp filter its processes are put under (see
-    /// [`seccomp`](crate::seccomp)), built before forking.
+    /// [`seccomp`](crate::setup::seccomp)), built before forking.
     pub(crate) filter: &'static [libc::sock_filter],
 }
 

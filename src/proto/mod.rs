@@ -1,0 +1,15 @@
+//! Everything that crosses a process boundary, with its byte layout:
+//!
+//! - [`wire`]: the numbers the crate and its init program agree on (also
+//!   compiled into `init/main.rs`);
+//! - [`reports`]: the init program's plan and report and a joining process's
+//!   report, typed;
+//! - [`frame`]: the framed result channel of a run (one frame, decoded as
+//!   hostile input).
+//!
+//! The protocol uses only `error` and `sys`, so that both sides of every
+//! boundary (the test process and the after-fork code in `child`) can.
+
+pub(crate) mod frame;
+pub(crate) mod reports;
+pub(crate) mod wire;
