@@ -214,6 +214,7 @@ mod diagnose;
 mod error;
 #[cfg(feature = "rstest")]
 mod fixtures;
+mod fork;
 mod helpers;
 mod net;
 mod proto;

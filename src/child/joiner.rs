@@ -19,7 +19,8 @@ use std::os::fd::RawFd;
 
 use serde::Serialize;
 
-use super::ForkLocks;
+use crate::fork::locks::ForkLocks;
+use crate::fork::tls::{self, SpareTls};
 use crate::proto::reports::{EXIT_SETUP, JoinReport, JoinStep};
 use crate::proto::wire;
 use crate::sys;
@@ -212,8 +213,8 @@ struct Launch<F> {
     /// The locks taken before the fork; the runner releases them.
     locks: ForkLocks,
     /// The thread pointer the runner starts with, if not the joiner's (see
-    /// [`spare_tls`](super::spare_tls)).
-    tls: Option<super::SpareTls>,
+    /// [`spare_tls`](crate::fork::tls::spare_tls)).
+    tls: Option<SpareTls>,
     /// What the runner puts itself under before the closure.
     boundary: Boundary,
 }
@@ -285,11 +286,11 @@ where
     F: FnOnce() -> T,
     T: Serialize,
 {
-    super::install_panic_hook();
+    crate::fork::panic_hook::install_panic_hook();
     // The runner borrows a clean TLS: the closure's thread-locals start
     // fresh, as on a new thread, and are free of libtest's capture. Without
     // one, serve() starts a thread for the closure.
-    let tls = super::spare_tls();
+    let tls = tls::spare_tls();
     let locks = ForkLocks::take();
     // SAFETY: glibc's fork makes the child's allocator and libc state
     // consistent; the joiner then makes only system calls, and the runner
@@ -545,7 +546,7 @@ where
 /// # Safety
 ///
 /// Only in the runner, on the copy of the borrowed TCB that is its own.
-unsafe fn adopt_tcb(tls: super::SpareTls) {
+unsafe fn adopt_tcb(tls: SpareTls) {
     if let Some((head, len)) = tls.robust {
         // SAFETY: the list head lies in the borrowed TCB, which lives as
         // long as this process (it is never unmapped).
@@ -555,7 +556,8 @@ unsafe fn adopt_tcb(tls: super::SpareTls) {
         // SAFETY: the area lies in the borrowed TCB, aligned as glibc
         // registered it for the parked thread, and lives as long as this
         // process.
-        if unsafe { sys::register_rseq(rseq.area, rseq.len, super::Rseq::SIG) }.is_err() {
+        if unsafe { sys::register_rseq(rseq.area, rseq.len, crate::fork::tls::Rseq::SIG) }.is_err()
+        {
             // SAFETY: an aligned word of that area, used by no other task.
             unsafe { rseq.cpu_id().write_volatile(-1) };
         }

@@ -310,7 +310,7 @@ impl Launch {
     /// arguments, and makes only raw system calls until it execs or exits;
     /// the caller keeps the stack and arguments as they are until then.
     unsafe fn clone_child(&self, flags: libc::c_int) -> Result<libc::pid_t, i32> {
-        let (pid, errno) = super::with_all_signals_blocked(|| {
+        let (pid, errno) = sys::with_all_signals_blocked(|| {
             // SAFETY: see this function's contract. The kernel writes the
             // child's pid into the args (CLONE_PARENT_SETTID), and clears
             // `running` if CLONE_CHILD_CLEARTID is set.

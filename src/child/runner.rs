@@ -12,7 +12,8 @@ use std::panic::{self, AssertUnwindSafe};
 
 use serde::Serialize;
 
-use super::{IN_CLOSURE, PANIC_AT, RESULT_FD};
+use super::RESULT_FD;
+use crate::fork::panic_hook::{IN_CLOSURE, PANIC_AT};
 use crate::proto::frame::{self, PanicReport, Tag};
 use crate::proto::reports::{EXIT_NO_CHANNEL, EXIT_SETUP};
 use crate::sys;

@@ -569,9 +569,9 @@ impl Isolated {
 /// the body, sends its outcome, and exits.
 fn run_body<F: FnOnce()>(body: F) -> ! {
     let channel = Reporter::start();
-    crate::child::RECORD_PANIC.with(|r| r.set(true));
+    crate::fork::panic_hook::RECORD_PANIC.with(|r| r.set(true));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
-    crate::child::RECORD_PANIC.with(|r| r.set(false));
+    crate::fork::panic_hook::RECORD_PANIC.with(|r| r.set(false));
     channel.finish(outcome)
 }
 
@@ -582,10 +582,10 @@ async fn run_body_async<Fut: Future<Output = ()>>(body: Fut) -> ! {
     let mut body = std::pin::pin!(body);
     let outcome = std::future::poll_fn(|cx| {
         // Set around each poll: the runtime may poll on another thread.
-        crate::child::RECORD_PANIC.with(|r| r.set(true));
+        crate::fork::panic_hook::RECORD_PANIC.with(|r| r.set(true));
         let polled =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body.as_mut().poll(cx)));
-        crate::child::RECORD_PANIC.with(|r| r.set(false));
+        crate::fork::panic_hook::RECORD_PANIC.with(|r| r.set(false));
         match polled {
             Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
             Ok(std::task::Poll::Ready(())) => std::task::Poll::Ready(Ok(())),
@@ -610,7 +610,7 @@ impl Reporter {
             }
         };
         channel.send(&[STARTED]);
-        crate::child::install_panic_hook();
+        crate::fork::panic_hook::install_panic_hook();
         channel
     }
 
@@ -632,7 +632,7 @@ impl Reporter {
             Err(payload) => {
                 let report = PanicReport {
                     message: crate::child::runner::payload_message(&*payload),
-                    location: crate::child::PANIC_AT.with(|p| p.borrow_mut().take()),
+                    location: crate::fork::panic_hook::PANIC_AT.with(|p| p.borrow_mut().take()),
                 };
                 frame::encode_frame(
                     Tag::Panic,

@@ -443,7 +443,7 @@ impl SandboxBuilder {
         userns: Option<&Sandbox>,
     ) -> Result<Sandbox, (Error, Option<StepKind>)> {
         // Now, not at the first run, which may come during unwinding.
-        crate::child::install_panic_hook();
+        crate::fork::panic_hook::install_panic_hook();
         let Started {
             sandbox,
             ready_r,

@@ -928,7 +928,7 @@ pub(crate) fn spawn_and_wait(words: &[std::ffi::CString]) -> Result<Exit, i32> {
     };
     let stack = Stack::map(64 << 10)?;
     let mut pidfd: libc::c_int = -1;
-    let pid = crate::child::with_all_signals_blocked(|| {
+    let pid = with_all_signals_blocked(|| {
         // SAFETY: the child runs `child` on its own stack and only execs or
         // exits; we are suspended until then (CLONE_VFORK). The kernel
         // writes a pidfd of it into `pidfd`.
@@ -1255,4 +1255,24 @@ pub(crate) fn replace_stdin(fd: BorrowedFd<'_>) -> Result<(), i32> {
     // closes nothing another owner will close again; `fd` is open for the
     // call.
     unsafe { dup2(fd.as_raw_fd(), 0) }
+}
+
+/// Runs `f` with every signal blocked on the calling thread, then restores
+/// the mask: a thread or process that `f` starts begins with all signals
+/// blocked, with no window in which a handler could run on it.
+pub(crate) fn with_all_signals_blocked<R>(f: impl FnOnce() -> R) -> Result<R, i32> {
+    // SAFETY: both sets live on this stack; sigfillset initialises `all`,
+    // and pthread_sigmask fills `previous` before it is used.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut previous: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        let ret = libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
+        if ret != 0 {
+            return Err(ret);
+        }
+        let result = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
+        Ok(result)
+    }
 }

@@ -1,0 +1,74 @@
+//! The locks taken around a fork.
+
+use std::os::fd::RawFd;
+
+/// Held by the panic hook while the hook that was there before prints a
+/// panic, and by [`ForkLocks`] across a fork. std's default hook prints
+/// under a private lock; a copy of the process forked while another thread
+/// holds it could never print a panic, and a panic in any thread of a run
+/// (a thread the closure starts, say) would wait forever.
+pub(crate) static PANIC_PRINTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The locks a thread of the test process may hold for a moment and a
+/// forked copy of it needs: std's stdout and stderr (libtest's main thread
+/// prints "test ... ok" through them) and [`PANIC_PRINTING`]. Forked while
+/// another thread holds one, the child could never print, flush or report a
+/// panic; forked while holding all three, the child is a copy of their
+/// owner and releases them before running the closure.
+///
+/// It also holds the list of hermetic's own fds steady (see
+/// [`fds`](crate::sys::fd)), so that the child knows exactly which of its fds
+/// to close.
+pub(crate) struct ForkLocks {
+    fds: std::sync::RwLockReadGuard<'static, Vec<RawFd>>,
+    _stdout: std::io::StdoutLock<'static>,
+    _stderr: std::io::StderrLock<'static>,
+    _printing: std::sync::MutexGuard<'static, ()>,
+}
+
+impl ForkLocks {
+    /// Takes the three locks. The panic lock is only tried, and everything
+    /// let go and taken again if it is busy: a thread that panics while it
+    /// prints holds stdout or stderr and then wants the panic lock.
+    pub(crate) fn take() -> ForkLocks {
+        loop {
+            let mut stdout = std::io::stdout().lock();
+            // What stdout holds unwritten (a line not yet ended, printed
+            // without libtest's capture) goes out now, once: a copy of it in
+            // the child would be printed a second time.
+            let _ = std::io::Write::flush(&mut stdout);
+            let stderr = std::io::stderr().lock();
+            let printing = match PANIC_PRINTING.try_lock() {
+                Ok(guard) => guard,
+                // Poisoned only if a hook panicked while printing, which
+                // aborts the process; the guard is good either way.
+                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    drop((stderr, stdout));
+                    std::thread::yield_now();
+                    continue;
+                }
+            };
+            // Last: a thread that opens or closes an fd of ours holds it
+            // only around that system call, and never one of the others
+            // (a thread holding stdout may be making a sandbox). Forks are
+            // one at a time (stdout is held), so the forking thread is the
+            // only reader at the fork, and the child's copy of the lock is
+            // free once it drops its guard.
+            let fds = crate::sys::fd::hold();
+            return ForkLocks {
+                fds,
+                _stdout: stdout,
+                _stderr: stderr,
+                _printing: printing,
+            };
+        }
+    }
+}
+
+impl ForkLocks {
+    /// hermetic's own fds, as they were at the fork.
+    pub(crate) fn ours(&self) -> &[RawFd] {
+        &self.fds
+    }
+}

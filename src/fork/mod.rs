@@ -1,0 +1,16 @@
+//! Parent-side preparation for a fork, in the test process: what must be
+//! ready before `fork`/`clone` so that the child only makes system calls.
+//!
+//! - [`locks`]: the locks taken around a fork ([`ForkLocks`](locks::ForkLocks)),
+//!   so that the copy finds stdout, stderr, the panic lock and the list of
+//!   hermetic's fds free;
+//! - [`tls`]: the parked thread whose TLS runners borrow;
+//! - [`panic_hook`]: the hook that records where a closure panicked,
+//!   installed before forking because `set_hook` takes a lock.
+//!
+//! Layer: below `child`, which takes these before it forks and gives the
+//! locks back after; above `proto`. It uses only `error` and `sys`.
+
+pub(crate) mod locks;
+pub(crate) mod panic_hook;
+pub(crate) mod tls;
