@@ -1,0 +1,1003 @@
+//! The system calls that are safe after fork: `rustix` (its `linux_raw` backend, which
+//! enters the kernel directly, so no call writes libc's `errno`), and by
+//! hand, through [`call`], only what rustix does not offer (`clone` without
+//! a new stack, `close_range`, `execveat`, `exit_group`, `keyctl`). libc
+//! stays for what must go through the C library: `fork` (its handlers),
+//! signal masks and dispositions, thread creation, `mmap`.
+//!
+//! # Safety
+//!
+//! Everything here is callable from a child of a multi-threaded process
+//! between `fork`/`clone` and `_exit`/`exec`: no wrapper allocates or takes a
+//! lock. Paths and buffers are prepared by the caller before forking.
+//! Failures are returned as raw errno values (`i32`), which cost nothing to
+//! carry.
+//!
+//! Tasks that share the test process's memory (the launch of a sandbox's
+//! init program until its exec, see `child::launch`; the task that frees a
+//! run's memory, see `child::runner`) use only these wrappers: none
+//! writes `errno` in the thread-local storage they share.
+//!
+//! # References
+//!
+//! - clone(2), execveat(2), setns(2), pidfd_open(2), pidfd_send_signal(2),
+//!   close_range(2), memfd_create(2), user_namespaces(7), pid_namespaces(7)
+#![allow(unsafe_code)]
+
+use std::ffi::CStr;
+use std::io;
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal};
+
+/// The errno of a rustix error, as the crate carries it.
+fn raw(e: Errno) -> i32 {
+    e.raw_os_error()
+}
+
+/// The errno of the last failed call on this thread.
+pub(crate) fn errno() -> i32 {
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// Maps a `-1` return to the current errno.
+fn check(ret: libc::c_long) -> Result<libc::c_long, i32> {
+    if ret < 0 { Err(errno()) } else { Ok(ret) }
+}
+
+/// One system call with up to six arguments; `Err(errno)` on failure.
+///
+/// # Safety
+///
+/// As for the system call `nr` itself: pointer arguments must be valid for
+/// what the kernel reads and writes through them.
+pub(crate) unsafe fn call(nr: libc::c_long, args: [usize; 6]) -> Result<usize, i32> {
+    // SAFETY: the caller vouches for the arguments.
+    let ret = unsafe { raw_syscall(nr, args) };
+    if (-4095..0).contains(&ret) {
+        Err(-ret as i32)
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+unsafe fn raw_syscall(nr: libc::c_long, a: [usize; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: the x86_64 system call convention: number in rax, arguments in
+    // rdi, rsi, rdx, r10, r8, r9; the kernel clobbers rcx and r11. The
+    // caller vouches for what the call does to memory.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") a[0],
+            in("rsi") a[1],
+            in("rdx") a[2],
+            in("r10") a[3],
+            in("r8") a[4],
+            in("r9") a[5],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+#[cfg(target_arch = "aarch64")]
+unsafe fn raw_syscall(nr: libc::c_long, a: [usize; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: the aarch64 system call convention: number in x8, arguments
+    // and result in x0..x5. The caller vouches for what the call does.
+    unsafe {
+        std::arch::asm!(
+            "svc 0",
+            in("x8") nr,
+            inlateout("x0") a[0] as isize => ret,
+            in("x1") a[1],
+            in("x2") a[2],
+            in("x3") a[3],
+            in("x4") a[4],
+            in("x5") a[5],
+            options(nostack),
+        );
+    }
+    ret
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+unsafe fn raw_syscall(nr: libc::c_long, a: [usize; 6]) -> isize {
+    // SAFETY: the caller vouches for the arguments. Through libc, which
+    // writes errno: CALLS_SHARE_NOTHING is false here.
+    let ret = unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]) };
+    if ret < 0 {
+        -(errno() as isize)
+    } else {
+        ret as isize
+    }
+}
+
+/// A C string's address, as a system call argument.
+fn addr(s: &CStr) -> usize {
+    s.as_ptr() as usize
+}
+
+/// Closes `fd`, ignoring errors (the fd is gone either way).
+///
+/// # Safety
+///
+/// The caller owns `fd`, and nothing uses its number afterwards (it may be
+/// reused by the next fd opened).
+pub(crate) unsafe fn close(fd: RawFd) {
+    // By hand, errors ignored: after fork, the list of hermetic's fds may
+    // name one twice (a copy of the list in a process forked from a
+    // closure), and rustix's close asserts success in debug builds.
+    // SAFETY: the caller owns fd.
+    let _ = unsafe { call(libc::SYS_close, [fd as usize, 0, 0, 0, 0, 0]) };
+}
+
+/// Opens `path` for writing, writes `content`, closes it.
+pub(crate) fn write_file(path: &CStr, content: &[u8]) -> Result<(), i32> {
+    use rustix::fs::{Mode, OFlags};
+    let fd =
+        rustix::fs::open(path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()).map_err(raw)?;
+    write_all(rustix::fd::AsFd::as_fd(&fd), content)
+}
+
+/// The size of a [`Stack`]'s guard page.
+const GUARD: usize = 4096;
+
+/// A stack for a process that shares our memory: an anonymous mapping with
+/// an inaccessible guard page below it, so that running off its end faults
+/// instead of writing over whatever is mapped next. Unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct Stack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory, owned by this value alone.
+unsafe impl Send for Stack {}
+// SAFETY: &Stack gives no access to the memory.
+unsafe impl Sync for Stack {}
+
+impl Stack {
+    /// Maps `size` usable bytes (committed only as they are touched) plus
+    /// the guard page.
+    pub(crate) fn map(size: usize) -> Result<Stack, i32> {
+        let len = size + GUARD;
+        // SAFETY: a new anonymous private mapping; no memory of ours is
+        // touched.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(errno());
+        }
+        let stack = Stack { base, len };
+        // SAFETY: the lowest page of the mapping made above.
+        if unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) } != 0 {
+            return Err(errno());
+        }
+        Ok(stack)
+    }
+
+    /// The usable part, above the guard page: its lowest address and size.
+    pub(crate) fn usable(&self) -> (*mut libc::c_void, usize) {
+        // SAFETY: the guard page is the first page of the mapping.
+        (
+            unsafe { self.base.cast::<u8>().add(GUARD) }.cast(),
+            self.len - GUARD,
+        )
+    }
+
+    /// One past the highest usable byte: where a downward-growing stack
+    /// starts.
+    pub(crate) fn top(&self) -> *mut u8 {
+        // SAFETY: len is the length of the mapping at base.
+        unsafe { self.base.cast::<u8>().add(self.len) }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; whoever ran on it is gone (the owners of
+        // a Stack drop it only after reaping that process).
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+/// The calling thread's thread pointer: the value `CLONE_SETTLS` gives a
+/// new task (the TCB address on x86_64, `TPIDR_EL0` on aarch64).
+pub(crate) fn thread_pointer() -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let tp: usize;
+        // SAFETY: reads the first word of the TCB, which glibc and musl
+        // both keep pointing at the TCB itself (the fs base).
+        unsafe {
+            std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags));
+        }
+        Some(tp)
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let tp: usize;
+        // SAFETY: reads the thread pointer register; no memory is touched.
+        unsafe {
+            std::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nostack, nomem, preserves_flags));
+        }
+        Some(tp)
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    None
+}
+
+/// What a fork-like `clone` returned.
+pub(crate) enum Forked {
+    /// In the new process.
+    Child,
+    /// In the caller: the new process's pid (in the caller's PID namespace).
+    Parent { pid: libc::pid_t },
+}
+
+/// `clone(2)` without a new stack, like `fork`, with extra `flags`, and
+/// `exit_signal` sent to the parent when the child exits (0 for none: then
+/// only a wait with `__WALL` for its pid sees it, and no `SIGCHLD`
+/// disposition makes the kernel reap it first).
+///
+/// # Safety
+///
+/// The child is a copy of one thread of a possibly multi-threaded process:
+/// until it calls `_exit` or `exec` it must not allocate, take any lock
+/// (including stdio's and the allocator's), or return from the function
+/// that called this one. glibc's `fork` handlers are not run.
+pub(crate) unsafe fn clone_fork(
+    flags: libc::c_ulong,
+    exit_signal: libc::c_int,
+) -> Result<Forked, i32> {
+    // SAFETY: no new stack (0): the child continues on a copy of ours, as
+    // after fork(2). The caller upholds the after-fork rules.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags | exit_signal as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match check(ret)? as libc::pid_t {
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent { pid }),
+    }
+}
+
+/// Joins the namespaces `nstypes` of the process behind `pidfd` in one call.
+pub(crate) fn setns(pidfd: BorrowedFd<'_>, nstypes: libc::c_int) -> Result<(), i32> {
+    use rustix::thread::ThreadNameSpaceType;
+    rustix::thread::move_into_thread_name_spaces(
+        pidfd,
+        ThreadNameSpaceType::from_bits_retain(nstypes as u32),
+    )
+    .map_err(raw)
+}
+
+fn pid(pid: libc::pid_t) -> Result<Pid, i32> {
+    Pid::from_raw(pid).ok_or(libc::ESRCH)
+}
+
+/// A pidfd for `pid`, which must be our child or otherwise pinned.
+pub(crate) fn pidfd_open(pid_: libc::pid_t) -> io::Result<OwnedFd> {
+    let pid = pid(pid_).map_err(io::Error::from_raw_os_error)?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
+}
+
+/// Sends `sig` to the process behind `pidfd`; immune to pid reuse.
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> Result<(), i32> {
+    let sig = Signal::from_named_raw(sig).ok_or(libc::EINVAL)?;
+    rustix::process::pidfd_send_signal(pidfd, sig).map_err(raw)
+}
+
+/// Closes every fd from `first` to `last` inclusive.
+///
+/// # Safety
+///
+/// Only in a child after fork, whose fd table is its own: no other code
+/// of the process may own or use an fd in the range.
+pub(crate) unsafe fn close_range(first: u32, last: u32) -> Result<(), i32> {
+    if first > last {
+        return Ok(());
+    }
+    // SAFETY: the caller guarantees nothing else owns these fds.
+    unsafe {
+        call(
+            libc::SYS_close_range,
+            [first as usize, last as usize, 0, 0, 0, 0],
+        )
+    }
+    .map(drop)
+}
+
+/// Closes every fd above 2 except those in `keep` (sorted ascending).
+///
+/// # Safety
+///
+/// As for [`close_range`]: only in a child after fork.
+pub(crate) unsafe fn close_all_except(keep: &[RawFd]) -> Result<(), i32> {
+    let mut next: u32 = 3;
+    for &fd in keep {
+        let fd = fd as u32;
+        if fd >= next {
+            if fd > next {
+                // SAFETY: the caller's guarantee.
+                unsafe { close_range(next, fd - 1) }?;
+            }
+            next = fd + 1;
+        }
+    }
+    // SAFETY: the caller's guarantee.
+    unsafe { close_range(next, u32::MAX) }
+}
+
+/// Writes all of `buf`, retrying on `EINTR` and short writes.
+pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), i32> {
+    while !buf.is_empty() {
+        match rustix::io::write(fd, buf) {
+            Ok(n) => buf = &buf[n.min(buf.len())..],
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(raw(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Reads what `fd` gives now into `buf`, retrying on `EINTR`: the count
+/// (0 at end-of-file).
+pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, i32> {
+    loop {
+        match rustix::io::read(fd, &mut *buf) {
+            Err(Errno::INTR) => continue,
+            res => return res.map_err(raw),
+        }
+    }
+}
+
+/// Blocks until `fd` is readable or hung up; retries on EINTR.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>) {
+    use rustix::event::{PollFd, PollFlags};
+    let mut polled = [PollFd::new(&fd, PollFlags::IN)];
+    while rustix::event::poll(&mut polled, None) == Err(Errno::INTR) {}
+}
+
+/// Blocks until the process behind `pidfd` has exited, or `pipe` (a read
+/// end) has no writer left; retries on EINTR. Data arriving in `pipe`
+/// does not wake it (its poll asks for no event: only a hang-up is
+/// reported).
+pub(crate) fn wait_exit_or_hangup(pidfd: BorrowedFd<'_>, pipe: BorrowedFd<'_>) {
+    use rustix::event::{PollFd, PollFlags};
+    let mut polled = [
+        PollFd::new(&pidfd, PollFlags::IN),
+        PollFd::new(&pipe, PollFlags::empty()),
+    ];
+    while rustix::event::poll(&mut polled, None) == Err(Errno::INTR) {}
+}
+
+/// Names the calling process (what `ps` and `/proc/PID/comm` show).
+pub(crate) fn set_name(name: &CStr) {
+    let _ = rustix::thread::set_name(name);
+}
+
+/// Kills the calling process with `SIGKILL` when its parent *thread* dies.
+pub(crate) fn die_with_parent() -> Result<(), i32> {
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).map_err(raw)
+}
+
+/// Makes the calling process (its memory, shared with any `CLONE_VM`
+/// sibling) non-dumpable: from then on no process without
+/// `CAP_SYS_PTRACE` over the user namespace its memory belongs to (the test
+/// process's) may trace it, read or write `/proc/PID/mem`, open
+/// `/proc/PID/fd/*` or copy its fds with `pidfd_getfd`. An `execve`
+/// makes the new program dumpable again. System calls only.
+pub(crate) fn set_not_dumpable() -> Result<(), i32> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(raw)
+}
+
+/// Whether the calling process is dumpable (see [`set_not_dumpable`]).
+pub(crate) fn is_dumpable() -> bool {
+    !matches!(
+        rustix::process::dumpable_behavior(),
+        Ok(rustix::process::DumpableBehavior::NotDumpable)
+    )
+}
+
+/// `setsid(2)`: a session and process group of the caller's own, with no
+/// controlling terminal. Fails (`EPERM`) only for a process group leader.
+pub(crate) fn setsid() -> Result<(), i32> {
+    rustix::process::setsid().map(drop).map_err(raw)
+}
+
+/// Installs the seccomp filter `program` on the calling thread (see
+/// [`seccomp`](crate::setup::seccomp)). Without `CAP_SYS_ADMIN` in its user
+/// namespace the kernel asks for `PR_SET_NO_NEW_PRIVS` first: then that is
+/// set (setuid programs no longer gain privileges) and the filter
+/// installed all the same. System calls only, on a program built before
+/// the fork.
+pub(crate) fn install_filter(program: &[libc::sock_filter]) -> Result<(), i32> {
+    let prog = libc::sock_fprog {
+        len: program.len() as libc::c_ushort,
+        filter: program.as_ptr().cast_mut(),
+    };
+    let install = || {
+        // SAFETY: `prog` points at `program`, which lives through the call;
+        // the kernel copies it.
+        unsafe {
+            call(
+                libc::SYS_seccomp,
+                [
+                    libc::SECCOMP_SET_MODE_FILTER as usize,
+                    0,
+                    &prog as *const libc::sock_fprog as usize,
+                    0,
+                    0,
+                    0,
+                ],
+            )
+        }
+    };
+    match install() {
+        Err(libc::EACCES) => {
+            rustix::thread::set_no_new_privs(true).map_err(raw)?;
+            install().map(drop)
+        }
+        other => other.map(drop),
+    }
+}
+
+/// `dup2(2)`; the new fd does not have `FD_CLOEXEC`.
+///
+/// # Safety
+///
+/// `new` is closed first if open: the caller owns it (as in a child after
+/// fork moving fds into place), and nothing else uses its number.
+pub(crate) unsafe fn dup2(old: RawFd, new: RawFd) -> Result<(), i32> {
+    // SAFETY: the caller owns old for the call and new for good.
+    let old = unsafe { BorrowedFd::borrow_raw(old) };
+    if old.as_raw_fd() == new {
+        // What dup2 does then (dup3 refuses): check that old is open.
+        return rustix::io::fcntl_getfd(old).map(drop).map_err(raw);
+    }
+    // Not dropped: the fd stays open as `new`, owned by the caller.
+    // SAFETY: as above.
+    let mut target = ManuallyDrop::new(unsafe { OwnedFd::from_raw_fd(new) });
+    rustix::io::dup2(old, &mut target).map_err(raw)
+}
+
+/// `_exit(2)`: leaves without running destructors, atexit handlers or
+/// stdio flushes, which belong to the test process.
+pub(crate) fn exit(code: i32) -> ! {
+    // SAFETY: exit_group ends every thread of the process; it never returns.
+    let _ = unsafe { call(libc::SYS_exit_group, [code as usize, 0, 0, 0, 0, 0]) };
+    // SAFETY: not reached; _exit is the same call through libc.
+    unsafe { libc::_exit(code) }
+}
+
+/// Name of a signal, `"SIGSEGV"`, or `"signal N"` for unknown numbers.
+pub(crate) fn signal_name(signo: i32) -> &'static str {
+    const NAMES: [(i32, &str); 31] = [
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGQUIT, "SIGQUIT"),
+        (libc::SIGILL, "SIGILL"),
+        (libc::SIGTRAP, "SIGTRAP"),
+        (libc::SIGABRT, "SIGABRT"),
+        (libc::SIGBUS, "SIGBUS"),
+        (libc::SIGFPE, "SIGFPE"),
+        (libc::SIGKILL, "SIGKILL"),
+        (libc::SIGUSR1, "SIGUSR1"),
+        (libc::SIGSEGV, "SIGSEGV"),
+        (libc::SIGUSR2, "SIGUSR2"),
+        (libc::SIGPIPE, "SIGPIPE"),
+        (libc::SIGALRM, "SIGALRM"),
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGSTKFLT, "SIGSTKFLT"),
+        (libc::SIGCHLD, "SIGCHLD"),
+        (libc::SIGCONT, "SIGCONT"),
+        (libc::SIGSTOP, "SIGSTOP"),
+        (libc::SIGTSTP, "SIGTSTP"),
+        (libc::SIGTTIN, "SIGTTIN"),
+        (libc::SIGTTOU, "SIGTTOU"),
+        (libc::SIGURG, "SIGURG"),
+        (libc::SIGXCPU, "SIGXCPU"),
+        (libc::SIGXFSZ, "SIGXFSZ"),
+        (libc::SIGVTALRM, "SIGVTALRM"),
+        (libc::SIGPROF, "SIGPROF"),
+        (libc::SIGWINCH, "SIGWINCH"),
+        (libc::SIGIO, "SIGIO"),
+        (libc::SIGPWR, "SIGPWR"),
+        (libc::SIGSYS, "SIGSYS"),
+    ];
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == signo)
+        .map_or("an unknown signal", |(_, name)| name)
+}
+
+/// The calling process's own pid.
+pub(crate) fn getpid() -> libc::pid_t {
+    std::process::id() as libc::pid_t
+}
+
+/// Borrows an fd that stays open for the rest of the process (the
+/// lifeline, the init program's memfd), or, in a child after fork, until it
+/// exits.
+///
+/// # Safety
+///
+/// `fd` is open, and nothing closes it for as long as the borrow is used.
+pub(crate) unsafe fn borrow_static(fd: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: the caller's guarantee.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// How many bytes wait to be read from the pipe `fd` (FIONREAD).
+pub(crate) fn pending_bytes(fd: BorrowedFd<'_>) -> Result<usize, i32> {
+    rustix::io::ioctl_fionread(fd)
+        .map(|n| n as usize)
+        .map_err(raw)
+}
+
+/// `memfd_create(2)`.
+pub(crate) fn memfd_create(name: &CStr, flags: libc::c_uint) -> io::Result<OwnedFd> {
+    use rustix::fs::MemfdFlags;
+    Ok(rustix::fs::memfd_create(
+        name,
+        MemfdFlags::from_bits_retain(flags),
+    )?)
+}
+
+/// A pidfd of the calling process, as a raw fd (after fork: no allocation).
+pub(crate) fn pidfd_self() -> Result<RawFd, i32> {
+    rustix::process::pidfd_open(
+        rustix::process::getpid(),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .map(IntoRawFd::into_raw_fd)
+    .map_err(raw)
+}
+
+/// A close-on-exec copy of `fd` numbered `min` or above (`F_DUPFD_CLOEXEC`).
+pub(crate) fn dup_above(fd: BorrowedFd<'_>, min: RawFd) -> Result<RawFd, i32> {
+    rustix::io::fcntl_dupfd_cloexec(fd, min)
+        .map(IntoRawFd::into_raw_fd)
+        .map_err(raw)
+}
+
+/// Marks every fd from `first` on close-on-exec (`close_range` with
+/// `CLOSE_RANGE_CLOEXEC`, Linux 5.11).
+///
+/// # Safety
+///
+/// Only right before an `exec` in a child whose fd table is its own: the
+/// fds of every owner in the process close at the exec.
+pub(crate) unsafe fn cloexec_from(first: RawFd) -> Result<(), i32> {
+    // SAFETY: plain system call on fd numbers.
+    unsafe {
+        call(
+            libc::SYS_close_range,
+            [
+                first as usize,
+                u32::MAX as usize,
+                libc::CLOSE_RANGE_CLOEXEC as usize,
+                0,
+                0,
+                0,
+            ],
+        )
+    }
+    .map(drop)
+}
+
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: runs the program `fd`
+/// holds. Returns only on failure, with the errno.
+///
+/// # Safety
+///
+/// Only in a child (after fork, or a `CLONE_VM | CLONE_VFORK` child):
+/// on success the calling process's image is replaced. `argv` and `envp`
+/// are null-terminated arrays of NUL-terminated strings.
+pub(crate) unsafe fn execveat_empty(
+    fd: RawFd,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> i32 {
+    // SAFETY: the empty path is a literal; argv and envp are
+    // null-terminated arrays of NUL-terminated strings (the caller's).
+    let res = unsafe {
+        call(
+            libc::SYS_execveat,
+            [
+                fd as usize,
+                addr(c""),
+                argv.as_ptr() as usize,
+                envp.as_ptr() as usize,
+                libc::AT_EMPTY_PATH as usize,
+                0,
+            ],
+        )
+    };
+    match res {
+        Ok(_) => libc::EIO,
+        Err(errno) => errno,
+    }
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// It exited with this status.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+    /// It ended, and was reaped before it could be asked how.
+    Unknown,
+}
+
+/// Waits for our child `pid` (whatever its exit signal) and reaps it,
+/// retrying on `EINTR`: how it ended.
+pub(crate) fn reap(pid_: libc::pid_t) -> Result<Exit, i32> {
+    use rustix::process::WaitOptions;
+    let pid = pid(pid_)?;
+    loop {
+        match rustix::process::waitpid(
+            Some(pid),
+            WaitOptions::from_bits_retain(libc::__WALL as u32),
+        ) {
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(raw(e)),
+            Ok(None) => return Err(libc::ECHILD),
+            Ok(Some((_, status))) => {
+                return Ok(match (status.exit_status(), status.terminating_signal()) {
+                    (Some(code), _) => Exit::Code(code),
+                    (None, Some(sig)) => Exit::Signal(sig),
+                    // Not asked for stops or continues: not reached.
+                    (None, None) => Exit::Code(-1),
+                });
+            }
+        }
+    }
+}
+
+/// Waits until the kernel has cleared `word` (a `CLONE_CHILD_CLEARTID`
+/// word of a task sharing our memory: cleared, with a futex wake, when
+/// that task execs or exits).
+pub(crate) fn wait_cleared(word: &std::sync::atomic::AtomicI32) {
+    use std::sync::atomic::Ordering;
+    loop {
+        let seen = word.load(Ordering::Acquire);
+        if seen == 0 {
+            return;
+        }
+        // SAFETY: a futex wait on a live, aligned i32; shared (not
+        // FUTEX_PRIVATE), as the kernel's wake for CLONE_CHILD_CLEARTID is.
+        // EAGAIN (the word changed) and EINTR loop back to the check.
+        let _ = unsafe {
+            call(
+                libc::SYS_futex,
+                [
+                    word.as_ptr() as usize,
+                    libc::FUTEX_WAIT as usize,
+                    seen as u32 as usize,
+                    0,
+                    0,
+                    0,
+                ],
+            )
+        };
+    }
+}
+
+/// Lets task `pid` (of the caller's PID namespace) run on any CPU the
+/// caller may use but the one the caller is on, when there is one: the
+/// kernel places a new task on its parent's CPU, where a helper meant to
+/// work alongside its parent would wait for it to block. A hint only.
+/// System calls only (usable after fork).
+pub(crate) fn run_elsewhere(pid: libc::pid_t) {
+    let mut mask = [0u64; 16];
+    let mut cpu: u32 = 0;
+    // SAFETY: mask and cpu are live and large enough (1024 CPUs).
+    let (got, here) = unsafe {
+        (
+            call(
+                libc::SYS_sched_getaffinity,
+                [
+                    0,
+                    std::mem::size_of_val(&mask),
+                    mask.as_mut_ptr() as usize,
+                    0,
+                    0,
+                    0,
+                ],
+            ),
+            call(
+                libc::SYS_getcpu,
+                [&mut cpu as *mut u32 as usize, 0, 0, 0, 0, 0],
+            ),
+        )
+    };
+    let (Ok(len), Ok(_)) = (got, here) else {
+        return;
+    };
+    let cpu = cpu as usize;
+    if cpu / 64 >= mask.len() {
+        return;
+    }
+    mask[cpu / 64] &= !(1u64 << (cpu % 64));
+    if mask.iter().all(|w| *w == 0) {
+        return;
+    }
+    // SAFETY: mask is live for the `len` bytes the kernel filled.
+    let _ = unsafe {
+        call(
+            libc::SYS_sched_setaffinity,
+            [pid as usize, len, mask.as_ptr() as usize, 0, 0, 0],
+        )
+    };
+}
+
+/// Kills our child `pid` and reaps it.
+pub(crate) fn kill_and_reap(pid_: libc::pid_t) -> Result<Exit, i32> {
+    let _ = pid(pid_).map(|p| rustix::process::kill_process(p, Signal::KILL));
+    reap(pid_)
+}
+
+/// Waits for our child `pid` and reaps it, retrying on `EINTR`: its raw
+/// wait status, as `waitpid(2)` gives it.
+pub(crate) fn reap_raw(pid: libc::pid_t) -> Result<i32, i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: status is a live int.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+        if r == pid {
+            return Ok(status);
+        }
+        let errno = errno();
+        if errno != libc::EINTR {
+            return Err(errno);
+        }
+    }
+}
+
+/// A pidfd of `pid`, our child, as a raw fd (after fork: nothing to drop).
+pub(crate) fn pidfd_of(pid: libc::pid_t) -> Result<RawFd, i32> {
+    let pid = self::pid(pid)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map(IntoRawFd::into_raw_fd)
+        .map_err(raw)
+}
+
+/// The effective uid of the calling process.
+pub(crate) fn geteuid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// The effective gid of the calling process.
+pub(crate) fn getegid() -> u32 {
+    rustix::process::getegid().as_raw()
+}
+
+/// The calling thread's id.
+/// The calling thread's robust mutex list head and its size, as its C
+/// library registered them (get_robust_list(2)); None if it has none.
+pub(crate) fn robust_list() -> Option<(usize, usize)> {
+    let mut head = 0usize;
+    let mut len = 0usize;
+    // SAFETY: pid 0 is the calling thread; both pointers are live words.
+    let ret = unsafe {
+        call(
+            libc::SYS_get_robust_list,
+            [0, &raw mut head as usize, &raw mut len as usize, 0, 0, 0],
+        )
+    };
+    (ret.is_ok() && head != 0).then_some((head, len))
+}
+
+/// Registers `head` as the calling thread's robust mutex list
+/// (set_robust_list(2)): the kernel releases the mutexes on it, marked
+/// owner-dead, when the thread dies.
+///
+/// # Safety
+///
+/// `head` must point to a `struct robust_list_head` of `len` bytes that
+/// lives as long as the thread.
+pub(crate) unsafe fn set_robust_list(head: usize, len: usize) -> Result<(), i32> {
+    // SAFETY: the caller's guarantee.
+    unsafe { call(libc::SYS_set_robust_list, [head, len, 0, 0, 0, 0]) }.map(drop)
+}
+
+/// Registers `area` as the calling thread's rseq area (rseq(2)), with the
+/// signature `sig` of its abort handlers.
+///
+/// # Safety
+///
+/// `area` must point to a `struct rseq` of `len` bytes, suitably aligned,
+/// that lives as long as the thread: the kernel writes it on every return
+/// to user space.
+pub(crate) unsafe fn register_rseq(area: usize, len: u32, sig: u32) -> Result<(), i32> {
+    // SAFETY: the caller's guarantee.
+    unsafe { call(libc::SYS_rseq, [area, len as usize, 0, sig as usize, 0, 0]) }.map(drop)
+}
+
+pub(crate) fn gettid() -> libc::pid_t {
+    rustix::thread::gettid().as_raw_nonzero().get()
+}
+
+/// A pipe, both ends close-on-exec: (read, write).
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+/// Sets the capacity of the pipe `fd` to at least `size` bytes.
+pub(crate) fn set_pipe_size(fd: BorrowedFd<'_>, size: usize) -> io::Result<()> {
+    Ok(rustix::pipe::fcntl_setpipe_size(fd, size).map(drop)?)
+}
+
+/// Seals the memfd `fd` against any change: its size and contents, and
+/// further seals.
+pub(crate) fn seal_for_good(fd: BorrowedFd<'_>) -> io::Result<()> {
+    use rustix::fs::SealFlags;
+    Ok(rustix::fs::fcntl_add_seals(
+        fd,
+        SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
+    )?)
+}
+
+/// Reads from `fd` at `offset` (the fd's own position untouched).
+pub(crate) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize, i32> {
+    rustix::io::pread(fd, buf, offset).map_err(raw)
+}
+
+/// Whether the calling process ignores `SIGCHLD` (`SIG_IGN`, or
+/// `SA_NOCLDWAIT`): the kernel then reaps children that exit with that
+/// signal before anyone can wait for them.
+pub(crate) fn children_reaped_by_kernel() -> bool {
+    // SAFETY: reads the current disposition into a live, zeroed struct.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old) == 0
+            && (old.sa_sigaction == libc::SIG_IGN || old.sa_flags & libc::SA_NOCLDWAIT != 0)
+    }
+}
+
+/// A raw packet socket (`AF_PACKET`) on link `ifindex`: every frame the
+/// link receives, none it sends (`PACKET_IGNORE_OUTGOING`), each with a
+/// `virtio_net_hdr` in front (`PACKET_VNET_HDR`), so that offloaded frames
+/// (GSO, partial checksums) pass through whole and are sent on as they
+/// came.
+pub(crate) fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
+    let protocol = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: plain system call; on success the fd is new and ours.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            i32::from(protocol),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    for option in [libc::PACKET_VNET_HDR, libc::PACKET_IGNORE_OUTGOING] {
+        // SAFETY: an int option, live for the call.
+        let ret = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                option,
+                std::ptr::from_ref(&one).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if ret != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: a zeroed sockaddr_ll is valid; the fields that matter are set.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = protocol;
+    addr.sll_ifindex = ifindex as i32;
+    // SAFETY: addr is a live sockaddr_ll of the size given.
+    let ret = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            std::ptr::from_ref(&addr).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// One frame from a packet socket, without waiting: its length, or `None`
+/// when there is none now.
+pub(crate) fn packet_recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<usize>, i32> {
+    loop {
+        match rustix::io::read(fd, &mut *buf) {
+            Ok(n) => return Ok(Some(n)),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => return Ok(None),
+            Err(e) => return Err(raw(e)),
+        }
+    }
+}
+
+/// Sends one frame (with its `virtio_net_hdr`) out of a packet socket's
+/// link.
+pub(crate) fn packet_send(fd: BorrowedFd<'_>, frame: &[u8]) -> Result<(), i32> {
+    loop {
+        match rustix::io::write(fd, frame) {
+            Ok(_) => return Ok(()),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(raw(e)),
+        }
+    }
+}
+
+/// Makes `fd` non-blocking.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), i32> {
+    let flags = rustix::fs::fcntl_getfl(fd).map_err(raw)?;
+    rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK).map_err(raw)
+}
+
+/// Puts the open file of `fd` on fd 0, the process's stdin, closing what
+/// was there (`dup2(2)`).
+pub(crate) fn replace_stdin(fd: BorrowedFd<'_>) -> Result<(), i32> {
+    // SAFETY: fd 0 is owned by no Rust object (std's `Stdin` names the
+    // number for each read, it holds no `OwnedFd`), so replacing its file
+    // closes nothing another owner will close again; `fd` is open for the
+    // call.
+    unsafe { dup2(fd.as_raw_fd(), 0) }
+}
+
+/// Runs `f` with every signal blocked on the calling thread, then restores
+/// the mask: a thread or process that `f` starts begins with all signals
+/// blocked, with no window in which a handler could run on it.
+pub(crate) fn with_all_signals_blocked<R>(f: impl FnOnce() -> R) -> Result<R, i32> {
+    // SAFETY: both sets live on this stack; sigfillset initialises `all`,
+    // and pthread_sigmask fills `previous` before it is used.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut previous: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        let ret = libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
+        if ret != 0 {
+            return Err(ret);
+        }
+        let result = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
+        Ok(result)
+    }
+}
