@@ -206,8 +206,10 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
-// The layers, top to bottom; a module may use the ones below it, never one
-// above (tests/layers.rs checks it, and holds the same list).
+// Each folder is a layer. Top to bottom: the root (this file, fixtures,
+// helpers), check, net, sandbox, run, setup, diagnose, child, fork, proto,
+// error, sys; a module may use its own layer and those below, never one
+// above. tests/layers.rs holds that order and checks it.
 mod check;
 mod child;
 mod diagnose;
@@ -324,16 +326,7 @@ pub fn __result_channel_fd() -> Option<std::os::fd::RawFd> {
 /// sandboxed child sent). Not part of the stable API.
 #[doc(hidden)]
 pub mod __fuzz {
-    /// What decoding some bytes did.
-    #[derive(Debug, PartialEq, Eq)]
-    pub struct Decoded {
-        /// The complete frame's tag and payload length, if one arrived.
-        pub frame: Option<(u8, usize)>,
-        /// The error, if the bytes were refused.
-        pub error: Option<String>,
-        /// The most the decoder ever reserved for the payload.
-        pub max_capacity: usize,
-    }
+    pub use crate::proto::frame::Decoded;
 
     /// Feeds `bytes` to a decoder with payload limit `limit`, in chunks of
     /// the sizes in `chunks` (cycled; empty means all at once).

@@ -26,13 +26,13 @@ pub(crate) fn enter_on_exec(
     holder: Result<Fd, i32>,
     nstypes: libc::c_int,
     cgroups: Vec<Fd>,
-    rlimits: crate::setup::limits::Rlimits,
+    rlimits: crate::child::confine::Rlimits,
     set_ids: Option<(u32, u32)>,
     filter: &'static [libc::sock_filter],
 ) {
     use std::os::unix::process::CommandExt;
     let holder = std::sync::Arc::new(holder);
-    let confinement = crate::setup::limits::Confinement {
+    let confinement = crate::child::confine::Confinement {
         // A program run as a user other than root loses its capabilities
         // at exec.
         drop_caps: false,

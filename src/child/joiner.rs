@@ -38,7 +38,7 @@ pub(crate) struct JoinPlan<'a> {
     pub(crate) keep: &'a [RawFd],
     /// What the runner is put under: a user without capabilities, the
     /// sandbox's cgroups and rlimits.
-    pub(crate) confine: &'a crate::setup::limits::Confinement,
+    pub(crate) confine: &'a crate::child::confine::Confinement,
 }
 
 /// What a runner needs, all prepared by the parent: its fds, and whether
@@ -128,7 +128,7 @@ pub(crate) unsafe fn join_keyring() {
 /// Moves the calling process into the sandbox's cgroups, and sets its
 /// rlimits if `rlimits` (capabilities are the caller's to drop, once it has
 /// joined the sandbox). After fork: system calls only.
-pub(crate) fn confine(c: &crate::setup::limits::Confinement, rlimits: bool) -> Result<(), i32> {
+pub(crate) fn confine(c: &crate::child::confine::Confinement, rlimits: bool) -> Result<(), i32> {
     for &fd in &c.cgroup_procs {
         // SAFETY: the fds stay open in this child until it is done.
         sys::write_all(unsafe { sys::borrow_static(fd) }, b"0")?;
@@ -227,11 +227,11 @@ pub(crate) struct Boundary {
     filter: &'static [libc::sock_filter],
     drop_caps: bool,
     set_ids: Option<(u32, u32)>,
-    rlimits: crate::setup::limits::Rlimits,
+    rlimits: crate::child::confine::Rlimits,
 }
 
 impl Boundary {
-    pub(crate) fn of(c: &crate::setup::limits::Confinement) -> Boundary {
+    pub(crate) fn of(c: &crate::child::confine::Confinement) -> Boundary {
         Boundary {
             filter: c.filter,
             drop_caps: c.drop_caps,

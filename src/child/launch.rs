@@ -26,9 +26,9 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
+use crate::proto::plan::{Action, Step};
 use crate::proto::reports::encode_report;
 use crate::proto::wire;
-use crate::setup::plan::{Action, Step};
 use crate::sys;
 use crate::sys::fd::{self, Fd};
 
@@ -104,7 +104,7 @@ struct Args {
 pub(crate) struct Launch {
     stack: Option<sys::Stack>,
     args: *mut Args,
-    /// With maps written from outside: the mapping and the `go` pipe.
+    /// With maps written from outside: what writes them and the `go` pipe.
     external: Option<External>,
     /// A child was cloned without `CLONE_VFORK` and may not have exec'd
     /// yet: dropping the launch waits for it.
@@ -113,8 +113,12 @@ pub(crate) struct Launch {
     _made: Option<(Fd, Fd)>,
 }
 
+/// Writes a launched child's id maps from outside, given its pid (see
+/// [`idmap`](crate::setup::idmap)): the test process's part of a launch.
+pub(crate) type MapWriter = Box<dyn Fn(libc::pid_t) -> Result<(), String>>;
+
 struct External {
-    mapping: crate::setup::idmap::Mapping,
+    write_maps: MapWriter,
     go_w: Fd,
     /// The child's end (kept open until the launch ends).
     _go_r: Fd,
@@ -172,7 +176,7 @@ impl Launch {
         plan: RawFd,
         report: RawFd,
         lifeline: RawFd,
-        mapping: Option<crate::setup::idmap::Mapping>,
+        write_maps: Option<MapWriter>,
         helper_flags: libc::c_int,
     ) -> io::Result<Launch> {
         let mut map_list = [(std::ptr::null(), std::ptr::null(), 0); 3];
@@ -186,17 +190,17 @@ impl Launch {
             }
         }
         let program = program()?.as_raw_fd();
-        let external = match mapping {
-            Some(mapping @ crate::setup::idmap::Mapping::Ranges { .. }) => {
+        let external = match write_maps {
+            Some(write_maps) => {
                 let (go_r, go_w) = fd::pipe()?;
                 Some(External {
-                    mapping,
+                    write_maps,
                     go_w,
                     _go_r: go_r,
                     failure: std::sync::OnceLock::new(),
                 })
             }
-            _ => None,
+            None => None,
         };
         let go = external.as_ref().map_or(-1, |e| e._go_r.as_raw_fd());
         let stack = match SPARE_STACK.try_with(|spare| spare.take()).ok().flatten() {
@@ -282,7 +286,7 @@ impl Launch {
         self.unsettled.set(true);
         // Whatever happens, the child gets its answer: it waits for it.
         let written =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| external.mapping.write(pid)))
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (external.write_maps)(pid)))
                 .unwrap_or_else(|_| Err("writing the id maps panicked".to_owned()));
         let answer = match written {
             Ok(()) => 0,
@@ -540,7 +544,7 @@ pub(crate) fn prepare(
     plan: &[u8],
     report: &Fd,
     lifeline: BorrowedFd<'_>,
-    mapping: Option<crate::setup::idmap::Mapping>,
+    write_maps: Option<MapWriter>,
     helper_flags: libc::c_int,
 ) -> Result<(Fd, Fd, Launch), (&'static str, io::Error)> {
     let (plan_r, plan_w) = fd::pipe().map_err(|e| ("creating the plan's pipe", e))?;
@@ -550,7 +554,7 @@ pub(crate) fn prepare(
         plan_r.as_raw_fd(),
         report.as_raw_fd(),
         lifeline.as_raw_fd(),
-        mapping,
+        write_maps,
         helper_flags,
     )
     .map_err(|e| ("preparing the init program's start", e))?;

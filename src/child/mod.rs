@@ -38,6 +38,7 @@
 //! may not rely on.
 #![allow(unsafe_code)]
 
+pub(crate) mod confine;
 pub(crate) mod exec;
 pub(crate) mod joiner;
 pub(crate) mod launch;

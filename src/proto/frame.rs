@@ -163,8 +163,20 @@ impl FrameReader {
     }
 }
 
+/// What decoding some bytes did (the fuzz entry point's answer,
+/// re-exported as `hermetic::__fuzz::Decoded`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Decoded {
+    /// The complete frame's tag and payload length, if one arrived.
+    pub frame: Option<(u8, usize)>,
+    /// The error, if the bytes were refused.
+    pub error: Option<String>,
+    /// The most the decoder ever reserved for the payload.
+    pub max_capacity: usize,
+}
+
 /// Drives a [`FrameReader`] over `bytes` for the fuzz entry point.
-pub(crate) fn fuzz_decode(bytes: &[u8], limit: usize, chunks: &[usize]) -> crate::__fuzz::Decoded {
+pub(crate) fn fuzz_decode(bytes: &[u8], limit: usize, chunks: &[usize]) -> Decoded {
     let mut reader = FrameReader::new(limit);
     let mut max_capacity = 0;
     let mut rest = bytes;
@@ -182,7 +194,7 @@ pub(crate) fn fuzz_decode(bytes: &[u8], limit: usize, chunks: &[usize]) -> crate
         max_capacity = max_capacity.max(reader.payload.capacity());
     }
     max_capacity = max_capacity.max(reader.payload.capacity());
-    crate::__fuzz::Decoded {
+    Decoded {
         frame: reader.frame().map(|(t, p)| (t as u8, p.len())),
         error,
         max_capacity,

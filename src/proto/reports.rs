@@ -3,8 +3,8 @@
 //!
 //! Byte layouts are in `wire.rs`, shared with the init program.
 
+use crate::proto::plan::{Action, Step};
 use crate::proto::wire;
-use crate::setup::plan::{Action, Step};
 
 /// Encodes the init program's plan: a header, then one record per step.
 // Mount flags are a `c_ulong`, which is `u64` only on 64-bit targets.
@@ -351,12 +351,12 @@ mod tests {
         let steps = vec![
             Step {
                 what: "a".into(),
-                kind: crate::setup::plan::StepKind::Private,
+                kind: crate::proto::plan::StepKind::Private,
                 action: Action::MakeMountsPrivate,
             },
             Step {
                 what: "b".into(),
-                kind: crate::setup::plan::StepKind::Hostname,
+                kind: crate::proto::plan::StepKind::Hostname,
                 action: Action::SetHostname {
                     name: b"box".to_vec(),
                 },

@@ -54,7 +54,7 @@ impl Runner {
     pub(crate) fn start<F, T>(
         holder: &Fd,
         nstypes: libc::c_int,
-        confine: &crate::setup::limits::Confinement,
+        confine: &crate::child::confine::Confinement,
         output: (RawFd, RawFd),
         keep: &[RawFd],
         background: bool,

@@ -49,7 +49,7 @@ pub fn kept_command(pid: u32, program: impl AsRef<OsStr>) -> Result<std::process
         Ok(pidfd),
         crate::sandbox::BASE_NAMESPACES,
         Vec::new(),
-        crate::setup::limits::Rlimits::for_limits(&crate::setup::limits::Limits::default(), None),
+        crate::setup::limits::rlimits_for(&crate::setup::limits::Limits::default(), None),
         None,
         // The default boundary: keys refused (the builder's keyring option
         // is unknown here), a session of its own, no TIOCSTI.

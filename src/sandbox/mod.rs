@@ -592,7 +592,10 @@ impl SandboxBuilder {
             &plan,
             &ready_w,
             lifeline,
-            mapping,
+            // Maps of ranges are written from outside, by this process.
+            mapping
+                .filter(|m| matches!(m, crate::setup::idmap::Mapping::Ranges { .. }))
+                .map(|m| Box::new(move |pid| m.write(pid)) as launch::MapWriter),
             // Nor does an early helper share that memory: the init program
             // starts the helper itself.
             if nested {
@@ -605,14 +608,14 @@ impl SandboxBuilder {
         crate::setup::limits::clean_stale_once();
         // Before anything is started: a refused cgroup fails the build.
         let cgroups = crate::setup::limits::Cgroups::create(&self.limits)?;
-        let confinement = crate::setup::limits::Confinement {
+        let confinement = crate::child::confine::Confinement {
             // With one id, the user's is the only one: its processes just
             // give up their capabilities; with ranges, they change to it
             // (which does that too).
             drop_caps: self.user.is_some() && ids_inside == 1,
             set_ids: self.user.filter(|_| ids_inside > 1),
             cgroup_procs: cgroups.as_ref().map(|c| c.procs()).unwrap_or_default(),
-            rlimits: crate::setup::limits::Rlimits::for_limits(&self.limits, cgroups.as_ref()),
+            rlimits: crate::setup::limits::rlimits_for(&self.limits, cgroups.as_ref()),
             filter: crate::setup::seccomp::filter(self.keyring),
         };
         let pid = match userns {
@@ -806,7 +809,7 @@ pub struct Sandbox {
     /// Kept: not torn down when dropped.
     kept: AtomicBool,
     /// What its processes are put under (user, cgroups, rlimits).
-    confinement: crate::setup::limits::Confinement,
+    confinement: crate::child::confine::Confinement,
     /// Its cgroups, if its limits are enforced that way; removed after the
     /// init process (so after every process of the sandbox) is gone.
     cgroups: Option<crate::setup::limits::Cgroups>,

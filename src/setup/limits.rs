@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::child::confine::Rlimits;
 use crate::error::Error;
 use crate::sys::fd::Fd;
 
@@ -349,62 +350,17 @@ fn clean_stale(parent: &Path) {
     }
 }
 
-/// The rlimits a sandbox's processes get, prepared before forking.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Rlimits(pub(crate) [(rustix::process::Resource, Option<u64>); 3]);
-
-impl Rlimits {
-    /// The rlimits for `limits`, but for what `cgroups` enforce.
-    pub(crate) fn for_limits(limits: &Limits, cgroups: Option<&Cgroups>) -> Rlimits {
-        let memory = limits.memory.filter(|_| !cgroups.is_some_and(|c| c.memory));
-        let pids = limits.pids.filter(|_| !cgroups.is_some_and(|c| c.pids));
-        let cpu = limits.cpu.map(|d| d.as_secs().max(1));
-        use rustix::process::Resource;
-        Rlimits([
-            (Resource::As, memory),
-            (Resource::Nproc, pids),
-            (Resource::Cpu, cpu),
-        ])
-    }
-}
-
-/// What a process of a sandbox is put under before it starts anything: a
-/// user without capabilities, the sandbox's cgroups, its rlimits. Prepared
-/// before forking.
-#[derive(Debug)]
-pub(crate) struct Confinement {
-    pub(crate) drop_caps: bool,
-    /// The uid and gid to change to, once inside (ranges mapped).
-    pub(crate) set_ids: Option<(u32, u32)>,
-    /// `cgroup.procs` fds to write `0` to.
-    pub(crate) cgroup_procs: Vec<std::os::fd::RawFd>,
-    pub(crate) rlimits: Rlimits,
-    /// The seccomp filter its processes are put under (see
-    /// [`seccomp`](crate::setup::seccomp)), built before forking.
-    pub(crate) filter: &'static [libc::sock_filter],
-}
-
-impl Rlimits {
-    /// Sets them on the calling process (after fork: system calls only).
-    pub(crate) fn set(&self) -> Result<(), i32> {
-        for &(resource, value) in &self.0 {
-            if let Some(value) = value {
-                // CPU time: SIGXCPU at the limit (which names it), SIGKILL
-                // a second later should the process catch that.
-                let hard = if resource == rustix::process::Resource::Cpu {
-                    value + 1
-                } else {
-                    value
-                };
-                let limit = rustix::process::Rlimit {
-                    current: Some(value),
-                    maximum: Some(hard),
-                };
-                rustix::process::setrlimit(resource, limit).map_err(|e| e.raw_os_error())?;
-            }
-        }
-        Ok(())
-    }
+/// The rlimits for `limits`, but for what `cgroups` enforce.
+pub(crate) fn rlimits_for(limits: &Limits, cgroups: Option<&Cgroups>) -> Rlimits {
+    let memory = limits.memory.filter(|_| !cgroups.is_some_and(|c| c.memory));
+    let pids = limits.pids.filter(|_| !cgroups.is_some_and(|c| c.pids));
+    let cpu = limits.cpu.map(|d| d.as_secs().max(1));
+    use rustix::process::Resource;
+    Rlimits([
+        (Resource::As, memory),
+        (Resource::Nproc, pids),
+        (Resource::Cpu, cpu),
+    ])
 }
 
 /// `bytes` in words: "64 MiB", "1.5 GiB", "1000 bytes".
