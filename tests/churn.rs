@@ -81,18 +81,18 @@ fn ten_thousand_sandboxes_leave_nothing() {
         "mounts leaked"
     );
     // No process anywhere is still in one of the namespaces our sandboxes
-    // had (inode numbers are recycled, so a match must not be a holder).
+    // had (inode numbers are recycled, so a match must not be an init process).
     let still: Vec<_> = live_namespaces().intersection(&ours).cloned().collect();
     let me = format!(" {} ", std::process::id());
     for p in common::proc_pids() {
         let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-        // "(hermetic-init) S <ppid>": a holder whose parent is this process.
+        // "(hermetic-init) S <ppid>": an init process whose parent is this process.
         let ours = stat.contains("(hermetic-init)")
             && stat
                 .split(") ")
                 .nth(1)
                 .is_some_and(|r| r[1..].starts_with(&me));
-        assert!(!ours, "a holder is alive: pid {p} ({still:?})");
+        assert!(!ours, "an init process is alive: pid {p} ({still:?})");
     }
     println!(
         "{n} sandboxes: 0 fds, 0 processes, 0 mounts left; {} namespace inodes used",

@@ -15,7 +15,7 @@ fn proc_lists_only_the_sandboxes_processes(#[from(isolated)] ns: Sandbox) {
             nix::unistd::getppid().as_raw(),
         )
     });
-    // The holder is 1, the process running the closure comes next.
+    // The init process is 1, the process running the closure comes next.
     assert_eq!(pids, [1, me]);
     assert!(me > 1);
     // Its parent is the test process, outside the namespace: invisible.

@@ -37,7 +37,7 @@ fn dropping_kills_daemons_a_closure_left_behind() {
         "the daemons did not start"
     );
     drop(ns);
-    // Dropping waits for the holder, and the holder (PID 1) is reaped only
+    // Dropping waits for the init process, and it (PID 1) is reaped only
     // after every process of its namespace is gone.
     assert_eq!(pids_with_marker(&marker), Vec::<u32>::new());
 }

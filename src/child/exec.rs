@@ -12,7 +12,7 @@
 #![allow(unsafe_code)]
 
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 
 use super::joiner::{enter, join_keyring};
 use crate::proto::reports::EXIT_SETUP;
@@ -20,10 +20,10 @@ use crate::sys;
 use crate::sys::fd::Fd;
 
 /// Makes `cmd` start its program inside the sandbox whose init process is
-/// behind `holder` (a pidfd the command keeps for as long as it lives).
+/// behind `init_pidfd` (a pidfd the command keeps for as long as it lives).
 pub(crate) fn enter_on_exec(
     cmd: &mut std::process::Command,
-    holder: Result<Fd, i32>,
+    init_pidfd: Result<Fd, i32>,
     nstypes: libc::c_int,
     cgroups: Vec<Fd>,
     rlimits: crate::child::confine::Rlimits,
@@ -31,7 +31,7 @@ pub(crate) fn enter_on_exec(
     filter: &'static [libc::sock_filter],
 ) {
     use std::os::unix::process::CommandExt;
-    let holder = std::sync::Arc::new(holder);
+    let init_pidfd = std::sync::Arc::new(init_pidfd);
     let confinement = crate::child::confine::Confinement {
         // A program run as a user other than root loses its capabilities
         // at exec.
@@ -46,7 +46,7 @@ pub(crate) fn enter_on_exec(
     // SAFETY: command_pre_exec makes only system calls on prepared data;
     // the closure runs in std's fork child, before exec.
     unsafe {
-        cmd.pre_exec(move || match &*holder {
+        cmd.pre_exec(move || match &*init_pidfd {
             Ok(fd) => {
                 // First: this copy of the test process, and every process
                 // it forks until the program's exec (a go-between, the
@@ -83,14 +83,14 @@ pub(crate) fn enter_on_exec(
 /// Call only from `CommandExt::pre_exec`, i.e. in a child just forked by
 /// std, before exec.
 unsafe fn command_pre_exec(
-    holder: RawFd,
+    init_pidfd: RawFd,
     nstypes: libc::c_int,
     set_ids: Option<(u32, u32)>,
     filter: &'static [libc::sock_filter],
 ) -> std::io::Result<()> {
     let io = std::io::Error::from_raw_os_error;
     // SAFETY: our caller is std's child, just forked.
-    unsafe { enter(holder, nstypes) }.map_err(io)?;
+    unsafe { enter(init_pidfd, nstypes) }.map_err(io)?;
     // SAFETY: as above.
     unsafe { join_keyring() };
     // While it holds every capability in the sandbox's user namespace, so
@@ -151,12 +151,8 @@ unsafe fn command_pre_exec(
 /// A pipe, both ends close-on-exec, as raw fds (after fork: nothing to
 /// drop).
 fn pipe() -> Result<(RawFd, RawFd), i32> {
-    let mut ends = [0 as RawFd; 2];
-    // SAFETY: ends is a live array of two fds.
-    if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(sys::errno());
-    }
-    Ok((ends[0], ends[1]))
+    let (r, w) = sys::pipe().map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    Ok((r.into_raw_fd(), w.into_raw_fd()))
 }
 
 /// The inner relay: forks the program (which returns, for std to exec it),

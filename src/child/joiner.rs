@@ -28,7 +28,7 @@ use crate::sys;
 /// What a run's joiner needs, prepared by the parent.
 pub(crate) struct JoinPlan<'a> {
     /// The init process's pidfd.
-    pub(crate) holder: RawFd,
+    pub(crate) init_pidfd: RawFd,
     /// `CLONE_NEW*` flags of the namespaces to join.
     pub(crate) nstypes: libc::c_int,
     /// Write end of the joiner's report pipe.
@@ -74,7 +74,7 @@ fn fail(fd: RawFd, step: JoinStep, errno: i32) -> ! {
     sys::exit(1)
 }
 
-/// Joins the namespaces `nstypes` of the init process behind the pidfd `holder`,
+/// Joins the namespaces `nstypes` of the init process behind the pidfd `init_pidfd`,
 /// then goes back to the directory the caller was in, or `/` if that does
 /// not exist inside. Makes only system calls, on a stack buffer.
 ///
@@ -82,16 +82,16 @@ fn fail(fd: RawFd, step: JoinStep, errno: i32) -> ! {
 ///
 /// Only in a child process after fork (or clone) of the test process: it
 /// changes the calling process for good (its namespaces and directory).
-pub(crate) unsafe fn enter(holder: RawFd, nstypes: libc::c_int) -> Result<(), i32> {
+pub(crate) unsafe fn enter(init_pidfd: RawFd, nstypes: libc::c_int) -> Result<(), i32> {
     // setns into a mount namespace moves us to its root; remember where we
     // were to go back by path (never by fd, which would lead out of the
     // sandbox's mount tree).
     let mut cwd = [0u8; libc::PATH_MAX as usize];
     // SAFETY: cwd is a live buffer of the given size.
     let have_cwd = !unsafe { libc::getcwd(cwd.as_mut_ptr().cast(), cwd.len()) }.is_null();
-    // SAFETY: the holder's pidfd stays open in this child (after fork)
+    // SAFETY: the init process's pidfd stays open in this child (after fork)
     // until it exits.
-    sys::setns(unsafe { sys::borrow_static(holder) }, nstypes)?;
+    sys::setns(unsafe { sys::borrow_static(init_pidfd) }, nstypes)?;
     // SAFETY: cwd is NUL-terminated when getcwd succeeded; "/" is a literal.
     if !have_cwd || unsafe { libc::chdir(cwd.as_ptr().cast()) } != 0 {
         // SAFETY: as above.
@@ -204,7 +204,7 @@ pub(crate) unsafe fn close_ours(ours: &[RawFd], keep: &[RawFd], also: &[RawFd]) 
 }
 
 /// What the runner starts with, at the top of its own stack.
-struct Launch<F> {
+struct RunnerStart<F> {
     f: F,
     fds: RunnerSetup,
     /// A pidfd of the joiner, readable once it has exited.
@@ -307,7 +307,7 @@ where
                 fail(plan.report, JoinStep::Dumpable, errno);
             }
             // SAFETY: this is the joiner, just forked.
-            if let Err(errno) = unsafe { enter(plan.holder, plan.nstypes) } {
+            if let Err(errno) = unsafe { enter(plan.init_pidfd, plan.nstypes) } {
                 fail(plan.report, JoinStep::Enter, errno);
             }
             // SAFETY: as above.
@@ -326,7 +326,7 @@ where
                 sys::pidfd_self().unwrap_or_else(|e| fail(plan.report, JoinStep::Watch, e));
             // SAFETY: as above.
             unsafe {
-                launch_runner::<F, T>(Launch {
+                launch_runner::<F, T>(RunnerStart {
                     f,
                     fds,
                     joiner,
@@ -350,7 +350,7 @@ where
 ///
 /// Only in a child process after fork (or clone) of the test process: it
 /// changes the calling process for good (it exits).
-unsafe fn launch_runner<F, T>(launch: Launch<F>) -> !
+unsafe fn launch_runner<F, T>(launch: RunnerStart<F>) -> !
 where
     F: FnOnce() -> T,
     T: Serialize,
@@ -365,9 +365,9 @@ where
         Ok(stack) => std::mem::ManuallyDrop::new(stack),
         Err(errno) => fail(report_fd, JoinStep::Stack, errno),
     };
-    let room = std::mem::size_of::<Launch<F>>()
-        .next_multiple_of(std::mem::align_of::<Launch<F>>().max(64));
-    let at = stack.top().wrapping_sub(room).cast::<Launch<F>>();
+    let room = std::mem::size_of::<RunnerStart<F>>()
+        .next_multiple_of(std::mem::align_of::<RunnerStart<F>>().max(64));
+    let at = stack.top().wrapping_sub(room).cast::<RunnerStart<F>>();
     let mut flags = libc::CLONE_VM | libc::CLONE_PARENT;
     if launch.tls.is_some() {
         // The borrowed TCB gets the runner's own thread id, written by the
@@ -376,7 +376,7 @@ where
     }
     let tls = launch.tls.map_or(0, |t| t.tp) as *mut libc::c_void;
     let tid_slot = launch.tls.map_or(std::ptr::null_mut(), |t| t.tid_slot());
-    // SAFETY: `at` lies inside the new mapping, aligned for Launch<F>, with
+    // SAFETY: `at` lies inside the new mapping, aligned for RunnerStart<F>, with
     // room above it; the runner takes the value from there, and this
     // process never touches it again.
     unsafe { at.write(launch) };
@@ -420,7 +420,7 @@ where
 /// # Safety
 ///
 /// As [`launch_runner`].
-unsafe fn parent_runner<F, T>(launch: Launch<F>) -> !
+unsafe fn parent_runner<F, T>(launch: RunnerStart<F>) -> !
 where
     F: FnOnce() -> T,
     T: Serialize,
@@ -471,9 +471,9 @@ where
     F: FnOnce() -> T,
     T: Serialize,
 {
-    // SAFETY: arg is the Launch the joiner wrote at the top of this stack
+    // SAFETY: arg is the RunnerStart the joiner wrote at the top of this stack
     // and never touches again; it is read once.
-    let launch = unsafe { arg.cast::<Launch<F>>().read() };
+    let launch = unsafe { arg.cast::<RunnerStart<F>>().read() };
     // The boundary first, while the joiner reports and exits on another
     // CPU: installing the filter is the longest step of a run's own (tens
     // of microseconds: the kernel compiles it, and runs it for every
@@ -507,7 +507,7 @@ where
 /// Only in a runner, once no process outside the sandbox shares its
 /// memory.
 unsafe fn run_closure<F, T>(
-    launch: Launch<F>,
+    launch: RunnerStart<F>,
     inline: bool,
     entered: Result<(), (JoinStep, i32)>,
 ) -> !

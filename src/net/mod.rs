@@ -705,18 +705,18 @@ impl Network {
                     }
                 })?;
         }
-        if sent.needs_relay() || received.needs_relay() {
+        if sent.needs_impairment() || received.needs_impairment() {
             let imp = [sent.impairment(), received.impairment()];
-            links[i].relay = Some(self.start_relay(i, links[i].bridge.clone(), imp)?);
+            links[i].relay = Some(self.start_impairment(i, links[i].bridge.clone(), imp)?);
         }
         Ok(())
     }
 
-    /// Puts a relay between `host`'s link and its bridge (see `relay`):
-    /// `relayN` <-> `bridgeN` takes the link's place on `bridge`, and a
+    /// Starts the link impairment of `host` (see [`impair`]), a relay
+    /// between its link and its bridge: `relayN` <-> `bridgeN` takes the link's place on `bridge`, and a
     /// process of the switch carries frames between the link and
     /// `relayN`. Returns once it carries.
-    fn start_relay(
+    fn start_impairment(
         &self,
         i: usize,
         bridge: Option<String>,

@@ -125,7 +125,7 @@ impl LinkShape {
     }
 
     /// True when frames are carried in user space (anything but a rate).
-    pub(crate) fn needs_relay(&self) -> bool {
+    pub(crate) fn needs_impairment(&self) -> bool {
         self.delay.is_some()
             || self.jitter.is_some()
             || self.loss.is_some()
@@ -254,10 +254,10 @@ mod tests {
     }
 
     #[test]
-    fn what_is_relayed() {
-        assert!(!LinkShape::rate(1).needs_relay());
-        assert!(LinkShape::delay(Duration::from_millis(1)).needs_relay());
-        assert!(LinkShape::rate(1).with_duplicate(1.0).needs_relay());
+    fn what_is_impaired_in_user_space() {
+        assert!(!LinkShape::rate(1).needs_impairment());
+        assert!(LinkShape::delay(Duration::from_millis(1)).needs_impairment());
+        assert!(LinkShape::rate(1).with_duplicate(1.0).needs_impairment());
         let imp = LinkShape::delay(Duration::from_millis(5))
             .with_loss(30.0)
             .with_seed(9)

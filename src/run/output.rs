@@ -88,14 +88,10 @@ pub(crate) struct Output {
     started: AtomicBool,
 }
 
-fn pipe() -> io::Result<(Fd, Fd)> {
-    fd::pipe()
-}
-
 impl Output {
     pub(crate) fn new(limit: OutputLimit) -> io::Result<Output> {
-        let (out_r, stdout) = pipe()?;
-        let (err_r, stderr) = pipe()?;
+        let (out_r, stdout) = fd::pipe()?;
+        let (err_r, stderr) = fd::pipe()?;
         let readers = [Arc::new(out_r), Arc::new(err_r)];
         let streams = Streams {
             out: Stream::new(readers[0].clone(), false, limit),
@@ -156,7 +152,7 @@ impl Output {
         if forwarder.is_some() {
             return Ok(());
         }
-        let (wake_r, wake) = pipe()?;
+        let (wake_r, wake) = fd::pipe()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             cv: Condvar::new(),

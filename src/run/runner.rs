@@ -49,10 +49,10 @@ fn check_sigchld() -> Result<(), Error> {
 }
 
 impl Runner {
-    /// Starts `f` in the sandbox whose init process is behind `holder`;
+    /// Starts `f` in the sandbox whose init process is behind `init_pidfd`;
     /// the runner is given the fds in `keep` besides its own pipes.
     pub(crate) fn start<F, T>(
-        holder: &Fd,
+        init_pidfd: &Fd,
         nstypes: libc::c_int,
         confine: &crate::child::confine::Confinement,
         output: (RawFd, RawFd),
@@ -68,7 +68,7 @@ impl Runner {
         let (report_r, report_w) = pipe()?;
         let (result_r, result_w) = pipe()?;
         let plan = JoinPlan {
-            holder: holder.as_raw_fd(),
+            init_pidfd: init_pidfd.as_raw_fd(),
             nstypes,
             report: report_w.as_raw_fd(),
             keep,
@@ -89,7 +89,7 @@ impl Runner {
         let msg = match await_report(joiner, &report_r) {
             Ok(msg) => msg,
             Err(e) => {
-                let _ = reap_pid(joiner);
+                let _ = sys::reap(joiner);
                 return Err(e);
             }
         };
@@ -100,23 +100,23 @@ impl Runner {
             JoinReport::Failed {
                 step: JoinStep::Enter,
                 ..
-            } if sys::poll(&[holder.as_fd()], Some(Duration::ZERO))
+            } if sys::poll(&[init_pidfd.as_fd()], Some(Duration::ZERO))
                 .is_ok_and(|ready| ready[0].any) =>
             {
-                let _ = reap_pid(joiner);
+                let _ = sys::reap(joiner);
                 return Err(Error::SandboxDead {
                     doing: "starting a run",
                 });
             }
             JoinReport::Failed { step, errno } => {
-                let _ = reap_pid(joiner);
+                let _ = sys::reap(joiner);
                 return Err(Error::Sys {
                     step: step.what(),
                     error: std::io::Error::from_raw_os_error(errno),
                 });
             }
             JoinReport::Garbled => {
-                let _ = reap_pid(joiner);
+                let _ = sys::reap(joiner);
                 return Err(Error::Sys {
                     step: "starting a process in the sandbox",
                     error: std::io::Error::other("the joining process sent a garbled report"),
@@ -128,7 +128,7 @@ impl Runner {
             Ok(fd) => fd,
             Err(e) => {
                 let _ = sys::kill_and_reap(pid);
-                let _ = reap_pid(joiner);
+                let _ = sys::reap(joiner);
                 return Err(Error::sys("opening a pidfd for the run", e));
             }
         };
@@ -316,9 +316,9 @@ impl Runner {
         if self.reaped {
             return None;
         }
-        let status = reap_pid(self.pid).ok();
+        let status = sys::reap(self.pid).ok();
         self.reaped = true;
-        let _ = reap_pid(self.joiner);
+        let _ = sys::reap(self.joiner);
         status
     }
 }
@@ -348,7 +348,7 @@ pub(crate) fn start_init_in(
     drop(report_w);
     // This joiner exits as soon as it has reported.
     let msg = await_report(joiner, &report_r);
-    let _ = reap_pid(joiner);
+    let _ = sys::reap(joiner);
     match JoinReport::decode(msg?) {
         JoinReport::Started(pid) => Ok(pid),
         JoinReport::Failed { step, errno } => Err(Error::NamespacesRefused {
@@ -360,11 +360,6 @@ pub(crate) fn start_init_in(
             error: std::io::Error::other("the joining process sent a garbled report"),
         }),
     }
-}
-
-/// Waits for our child `pid` to end and reaps it, retrying on `EINTR`.
-pub(crate) fn reap_pid(pid: libc::pid_t) -> Result<Exit, i32> {
-    sys::reap(pid)
 }
 
 /// Reads the 8-byte report of a joiner, which exits right after sending

@@ -216,8 +216,8 @@ impl SandboxBuilder {
         isolated.drain();
         match (outcome, kept) {
             (Err(message), Some(enter)) => Err(format!(
-                "{message}\nhermetic: HERMETIC_KEEP is set: the sandbox is kept (init process \
-                 {pid}); look inside with: {enter} sh"
+                "{message}\n{}",
+                crate::sandbox::kept_message("HERMETIC_KEEP is set: the sandbox", pid, &enter)
             )),
             (outcome, _) => outcome,
         }

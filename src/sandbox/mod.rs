@@ -452,7 +452,7 @@ impl SandboxBuilder {
             map_failure,
             launch,
         } = self.start(userns).map_err(|e| (e, None))?;
-        let report = match runner::read_report(&ready_r, &sandbox.holder) {
+        let report = match runner::read_report(&ready_r, &sandbox.init_pidfd) {
             Ok(report) => report,
             Err(e) => {
                 // The init process first: the launch waits for the end of
@@ -573,7 +573,7 @@ impl SandboxBuilder {
             ids_inside,
             external_maps,
         };
-        let steps = plan::holder_steps(ids, &layout)?;
+        let steps = plan::init_steps(ids, &layout)?;
         // The id maps come first and are written before the init program
         // is exec'd; it runs the rest.
         let maps = steps
@@ -625,11 +625,11 @@ impl SandboxBuilder {
                     error: std::io::Error::from_raw_os_error(errno),
                     hint: diagnose::hint(Phase::Clone, errno, &HostFacts::read()),
                 })?,
-            Some(owner) => runner::start_init_in(&owner.holder, clone_flags, &launch)?,
+            Some(owner) => runner::start_init_in(&owner.init_pidfd, clone_flags, &launch)?,
         };
         let map_failure = launch.map_failure();
         // Our unreaped child: its pid is pinned.
-        let holder = Fd::open(|| sys::pidfd_open(pid)).map_err(|e| {
+        let init_pidfd = Fd::open(|| sys::pidfd_open(pid)).map_err(|e| {
             let _ = sys::kill_and_reap(pid);
             Error::sys("opening a pidfd for the sandbox's init process", e)
         })?;
@@ -650,12 +650,12 @@ impl SandboxBuilder {
         // opened now, while the init process sets up, rather than at the
         // first run. Its pid is pinned, and the file follows the process
         // through its exec.
-        let holder_children =
+        let init_children =
             Fd::open(|| std::fs::File::open(format!("/proc/{pid}/task/{pid}/children"))).ok();
 
         let sandbox = Sandbox {
-            holder_pid: pid,
-            holder,
+            init_pid: pid,
+            init_pidfd,
             nstypes,
             hostname: self.hostname.clone(),
             timeout,
@@ -663,7 +663,7 @@ impl SandboxBuilder {
             spawned: Arc::new(Mutex::new(Vec::new())),
             killed: Arc::new(AtomicBool::new(false)),
             output: Arc::new(output),
-            holder_children,
+            init_children,
             control,
             kept: AtomicBool::new(false),
             confinement,
@@ -788,8 +788,8 @@ fn interpret(
 /// sandbox at once.
 #[derive(Debug)]
 pub struct Sandbox {
-    holder_pid: libc::pid_t,
-    holder: Fd,
+    init_pid: libc::pid_t,
+    init_pidfd: Fd,
     nstypes: libc::c_int,
     hostname: String,
     timeout: Option<Duration>,
@@ -801,9 +801,9 @@ pub struct Sandbox {
     killed: Arc<AtomicBool>,
     /// Dropped last, once every process that could write to it is gone.
     output: Arc<Output>,
-    /// `/proc/HOLDER/task/HOLDER/children`, read again from the start
+    /// `/proc/INIT/task/INIT/children`, read again from the start
     /// after each run (None if it could not be opened).
-    holder_children: Option<Fd>,
+    init_children: Option<Fd>,
     /// The init process's control channel (see [`Sandbox::keep`]).
     control: Fd,
     /// Kept: not torn down when dropped.
@@ -858,7 +858,7 @@ impl Sandbox {
     /// process. Handy for debugging: `nsenter -t PID -a` (as root) or
     /// `nsenter -t PID -U --preserve-credentials -a` enters the sandbox.
     pub fn pid(&self) -> u32 {
-        self.holder_pid as u32
+        self.init_pid as u32
     }
 
     /// Runs `f` inside the sandbox and returns its result.
@@ -950,7 +950,7 @@ impl Sandbox {
             .as_ref()
             .map_or(0, crate::setup::limits::Cgroups::oom_kills);
         let result = Runner::start(
-            &self.holder,
+            &self.init_pidfd,
             self.nstypes,
             &self.confinement,
             self.output.fds(),
@@ -975,9 +975,12 @@ impl Sandbox {
             && let Ok(enter) = self.keep()
         {
             eprintln!(
-                "hermetic: HERMETIC_KEEP is set: the sandbox of this failed run is kept (init \
-                 process {}); look inside with: {enter} sh",
-                self.holder_pid
+                "{}",
+                kept_message(
+                    "HERMETIC_KEEP is set: the sandbox of this failed run",
+                    self.init_pid,
+                    &enter
+                )
             );
         }
         result
@@ -1025,14 +1028,14 @@ impl Sandbox {
     /// mounts, so that it works rootless too; else through the init
     /// process, which works as root.
     fn enter_command(&self) -> String {
-        let target = self.keeper_pid().unwrap_or(self.holder_pid as u32);
+        let target = self.keeper_pid().unwrap_or(self.init_pid as u32);
         format!("nsenter -t {target} -U -m -n -p -u -i --preserve-credentials")
     }
 
     /// The keeper's pid (in this process's PID namespace), if the sandbox
     /// has one: the init process's child named `hermetic-keeper`.
     fn keeper_pid(&self) -> Option<u32> {
-        let pid = self.holder_pid;
+        let pid = self.init_pid;
         let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
         children.split_whitespace().find_map(|child| {
             let comm = std::fs::read_to_string(format!("/proc/{child}/comm")).ok()?;
@@ -1101,9 +1104,8 @@ impl Sandbox {
     fn kept_note(&self) -> String {
         if self.kept.load(Ordering::SeqCst) {
             format!(
-                "\nhermetic: the sandbox is kept (init process {}): look inside with: {} sh",
-                self.holder_pid,
-                self.enter_command()
+                "\n{}",
+                kept_message("the sandbox", self.init_pid, &self.enter_command())
             )
         } else {
             String::new()
@@ -1179,7 +1181,7 @@ impl Sandbox {
             .map_err(|e| Error::sys("starting the output forwarder", e))?;
         let mut spawned = self.spawned.lock().unwrap_or_else(|e| e.into_inner());
         let runner = Runner::start(
-            &self.holder,
+            &self.init_pidfd,
             self.nstypes,
             &self.confinement,
             self.output.fds(),
@@ -1224,8 +1226,8 @@ impl Sandbox {
     /// ```
     pub fn command(&self, program: impl AsRef<OsStr>) -> std::process::Command {
         let mut cmd = std::process::Command::new(program);
-        let holder = self
-            .holder
+        let init_pidfd = self
+            .init_pidfd
             .try_clone()
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF));
         let cgroups = self
@@ -1235,7 +1237,7 @@ impl Sandbox {
             .unwrap_or_default();
         exec::enter_on_exec(
             &mut cmd,
-            holder,
+            init_pidfd,
             self.nstypes,
             cgroups,
             self.confinement.rlimits,
@@ -1267,14 +1269,14 @@ impl Sandbox {
     ///
     /// # Errors
     ///
-    /// [`Error::Sys`] if the holder's pidfd cannot be duplicated.
+    /// [`Error::Sys`] if the init process's pidfd cannot be duplicated.
     pub fn killer(&self) -> Result<Killer, Error> {
-        let holder = self
-            .holder
+        let init_pidfd = self
+            .init_pidfd
             .try_clone()
             .map_err(|e| Error::sys("duplicating the sandbox's pidfd", e))?;
         Ok(Killer {
-            holder,
+            init_pidfd,
             killed: self.killed.clone(),
         })
     }
@@ -1284,7 +1286,7 @@ impl Sandbox {
     /// forwarding thread takes over the output pipes.
     fn forward_if_left_running(&self) {
         if !self.output.readers_to_poll().is_empty() {
-            let children = &self.holder_children;
+            let children = &self.init_children;
             let mut buf = [0u8; 256];
             let left = match children
                 .as_ref()
@@ -1329,7 +1331,7 @@ impl Sandbox {
             return false;
         }
         // Readable once it has exited.
-        sys::poll(&[self.holder.as_fd()], Some(Duration::ZERO)).is_ok_and(|ready| !ready[0].any)
+        sys::poll(&[self.init_pidfd.as_fd()], Some(Duration::ZERO)).is_ok_and(|ready| !ready[0].any)
     }
 
     /// Tears the sandbox down like `drop`, but reports what went wrong.
@@ -1353,22 +1355,22 @@ impl Sandbox {
         if self.kept.load(Ordering::SeqCst) {
             // Left to live; whoever kills it later, the init process is
             // reaped by this process's exit (or its new parent).
-            self.holder_pid = 0;
+            self.init_pid = 0;
             return Ok(());
         }
         // Killing PID 1 makes the kernel kill everything else inside.
-        let killed = sys::pidfd_send_signal(self.holder.as_fd(), libc::SIGKILL);
-        // The dying holder waits until every process of its namespace has
+        let killed = sys::pidfd_send_signal(self.init_pidfd.as_fd(), libc::SIGKILL);
+        // The dying init process waits until every process of its namespace has
         // been reaped, including runners whose parent is the test process:
         // reap those first.
         let spawned = std::mem::take(&mut *self.spawned.lock().unwrap_or_else(|e| e.into_inner()));
         for (pid, joiner) in spawned {
             let _ = sys::kill_and_reap(pid);
-            let _ = runner::reap_pid(joiner);
+            let _ = sys::reap(joiner);
         }
-        let reaped = runner::reap_pid(self.holder_pid);
+        let reaped = sys::reap(self.init_pid);
         // Mark as done so Drop does not try again.
-        self.holder_pid = 0;
+        self.init_pid = 0;
         match (killed, reaped) {
             (Err(errno), _) if errno != libc::ESRCH => Err(Error::sys(
                 "killing the sandbox's init process",
@@ -1385,7 +1387,7 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        if self.holder_pid != 0 {
+        if self.init_pid != 0 {
             let _ = self.teardown();
         }
     }
@@ -1395,7 +1397,7 @@ impl Drop for Sandbox {
 #[derive(Debug)]
 #[must_use = "a Killer does nothing until kill() is called"]
 pub struct Killer {
-    holder: Fd,
+    init_pidfd: Fd,
     killed: Arc<AtomicBool>,
 }
 
@@ -1409,7 +1411,7 @@ impl Killer {
     /// already dead is not an error.
     pub fn kill(&self) -> Result<(), Error> {
         self.killed.store(true, Ordering::SeqCst);
-        match sys::pidfd_send_signal(self.holder.as_fd(), libc::SIGKILL) {
+        match sys::pidfd_send_signal(self.init_pidfd.as_fd(), libc::SIGKILL) {
             Ok(()) | Err(libc::ESRCH) => Ok(()),
             Err(errno) => Err(Error::sys(
                 "killing the sandbox's init process",
@@ -1419,7 +1421,7 @@ impl Killer {
     }
 }
 
-/// Whether `pid` (as `/proc/HOLDER/task/HOLDER/children` lists it, in the
+/// Whether `pid` (as `/proc/INIT/task/INIT/children` lists it, in the
 /// test process's PID namespace) is the task that frees a run's memory, or
 /// already gone.
 fn is_exit_task(pid: &str) -> bool {
@@ -1438,6 +1440,13 @@ fn ran_and_failed(e: &Error) -> bool {
             | Error::TimedOut { .. }
             | Error::Channel { .. }
     )
+}
+
+/// The line that says a sandbox is kept and how to look inside: `what`
+/// (who is kept, and why) is kept (init process `pid`); look inside with
+/// `enter` and a shell. One wording for every place that keeps one.
+pub(crate) fn kept_message(what: &str, pid: impl std::fmt::Display, enter: &str) -> String {
+    format!("hermetic: {what} is kept (init process {pid}); look inside with: {enter} sh")
 }
 
 /// `HERMETIC_KEEP` is set (and not `0`).

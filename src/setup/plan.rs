@@ -213,7 +213,7 @@ fn step(what: impl Into<String>, kind: StepKind, action: Action) -> Step {
 ///
 /// The bind sources' cloned trees are kept at fds from
 /// [`wire::FIRST_PLAN_FD`] on, in order, until they are attached.
-pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<Step>, Error> {
+pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<Step>, Error> {
     let mut steps = Vec::with_capacity(40);
     if let (Some(_), Some(how)) = (ids, &layout.external_maps) {
         // Written from outside, while the launch waits (see idmap).
@@ -1229,7 +1229,7 @@ mod tests {
     }
 
     fn whats(mounts: &[MountSpec]) -> Vec<String> {
-        holder_steps(Some(IDS), &layout(mounts))
+        init_steps(Some(IDS), &layout(mounts))
             .unwrap()
             .into_iter()
             .map(|s| s.what)
@@ -1287,7 +1287,7 @@ mod tests {
     fn writable_host_skips_only_the_read_only_pass() {
         let mut l = layout(&[]);
         l.host = HostMode::Writable;
-        let w: Vec<String> = holder_steps(Some(IDS), &l)
+        let w: Vec<String> = init_steps(Some(IDS), &l)
             .unwrap()
             .into_iter()
             .map(|s| s.what)
@@ -1305,7 +1305,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut l = layout(&[]);
         l.visible = vec![dir.clone()];
-        let w: Vec<String> = holder_steps(Some(IDS), &l)
+        let w: Vec<String> = init_steps(Some(IDS), &l)
             .unwrap()
             .into_iter()
             .map(|s| s.what)
@@ -1319,7 +1319,7 @@ mod tests {
             );
         }
         l.visible = vec!["/usr".into()];
-        let w: Vec<String> = holder_steps(Some(IDS), &l)
+        let w: Vec<String> = init_steps(Some(IDS), &l)
             .unwrap()
             .into_iter()
             .map(|s| s.what)
@@ -1337,7 +1337,7 @@ mod tests {
         let mut l = layout(&[]);
         l.host = HostMode::CopyOnWrite;
         l.view = &view;
-        let w: Vec<String> = holder_steps(Some(IDS), &l)
+        let w: Vec<String> = init_steps(Some(IDS), &l)
             .unwrap()
             .into_iter()
             .map(|s| s.what)
@@ -1409,7 +1409,7 @@ mod tests {
     #[test]
     fn bad_mounts_are_refused_by_name() {
         let err = |m: MountSpec| {
-            holder_steps(Some(IDS), &layout(&[m]))
+            init_steps(Some(IDS), &layout(&[m]))
                 .unwrap_err()
                 .to_string()
         };

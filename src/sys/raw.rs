@@ -575,12 +575,7 @@ pub(crate) fn memfd_create(name: &CStr, flags: libc::c_uint) -> io::Result<Owned
 
 /// A pidfd of the calling process, as a raw fd (after fork: no allocation).
 pub(crate) fn pidfd_self() -> Result<RawFd, i32> {
-    rustix::process::pidfd_open(
-        rustix::process::getpid(),
-        rustix::process::PidfdFlags::empty(),
-    )
-    .map(IntoRawFd::into_raw_fd)
-    .map_err(raw)
+    pidfd_of(getpid())
 }
 
 /// A close-on-exec copy of `fd` numbered `min` or above (`F_DUPFD_CLOEXEC`).
@@ -662,27 +657,16 @@ pub(crate) enum Exit {
 
 /// Waits for our child `pid` (whatever its exit signal) and reaps it,
 /// retrying on `EINTR`: how it ended.
-pub(crate) fn reap(pid_: libc::pid_t) -> Result<Exit, i32> {
-    use rustix::process::WaitOptions;
-    let pid = pid(pid_)?;
-    loop {
-        match rustix::process::waitpid(
-            Some(pid),
-            WaitOptions::from_bits_retain(libc::__WALL as u32),
-        ) {
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(raw(e)),
-            Ok(None) => return Err(libc::ECHILD),
-            Ok(Some((_, status))) => {
-                return Ok(match (status.exit_status(), status.terminating_signal()) {
-                    (Some(code), _) => Exit::Code(code),
-                    (None, Some(sig)) => Exit::Signal(sig),
-                    // Not asked for stops or continues: not reached.
-                    (None, None) => Exit::Code(-1),
-                });
-            }
-        }
-    }
+pub(crate) fn reap(pid: libc::pid_t) -> Result<Exit, i32> {
+    let status = reap_raw(pid)?;
+    Ok(if libc::WIFEXITED(status) {
+        Exit::Code(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        Exit::Signal(libc::WTERMSIG(status))
+    } else {
+        // Not asked for stops or continues: not reached.
+        Exit::Code(-1)
+    })
 }
 
 /// Waits until the kernel has cleared `word` (a `CLONE_CHILD_CLEARTID`
@@ -768,29 +752,30 @@ pub(crate) fn kill_and_reap(pid_: libc::pid_t) -> Result<Exit, i32> {
     reap(pid_)
 }
 
-/// Waits for our child `pid` and reaps it, retrying on `EINTR`: its raw
-/// wait status, as `waitpid(2)` gives it.
-pub(crate) fn reap_raw(pid: libc::pid_t) -> Result<i32, i32> {
-    let mut status = 0;
+/// Waits for our child `pid` (whatever its exit signal) and reaps it,
+/// retrying on `EINTR`: its raw wait status, as `waitpid(2)` gives it. The
+/// one wait of the crate: [`reap`] and [`kill_and_reap`] go through it.
+pub(crate) fn reap_raw(pid_: libc::pid_t) -> Result<i32, i32> {
+    use rustix::process::WaitOptions;
+    let pid = pid(pid_)?;
     loop {
-        // SAFETY: status is a live int.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
-        if r == pid {
-            return Ok(status);
-        }
-        let errno = errno();
-        if errno != libc::EINTR {
-            return Err(errno);
+        match rustix::process::waitpid(
+            Some(pid),
+            WaitOptions::from_bits_retain(libc::__WALL as u32),
+        ) {
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(raw(e)),
+            Ok(None) => return Err(libc::ECHILD),
+            Ok(Some((_, status))) => return Ok(status.as_raw()),
         }
     }
 }
 
 /// A pidfd of `pid`, our child, as a raw fd (after fork: nothing to drop).
 pub(crate) fn pidfd_of(pid: libc::pid_t) -> Result<RawFd, i32> {
-    let pid = self::pid(pid)?;
-    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+    pidfd_open(pid)
         .map(IntoRawFd::into_raw_fd)
-        .map_err(raw)
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// The effective uid of the calling process.
