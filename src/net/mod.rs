@@ -713,9 +713,9 @@ impl Network {
     }
 
     /// Starts the link impairment of `host` (see [`impair`]), a relay
-    /// between its link and its bridge: `relayN` <-> `bridgeN` takes the link's place on `bridge`, and a
-    /// process of the switch carries frames between the link and
-    /// `relayN`. Returns once it carries.
+    /// between its link and its bridge: `relayN` <-> `bridgeN` takes the
+    /// link's place on `bridge`, and a process of the switch carries frames
+    /// between the link and `relayN`. Returns once it carries.
     fn start_impairment(
         &self,
         i: usize,
