@@ -57,70 +57,24 @@
 //!
 //! # How it works
 //!
-//! - **Init.** PID 1 of a sandbox is a small program of the crate's own
-//!   (`init/main.rs`: `no_std`, static, about 10 KB, built by `build.rs`),
-//!   started with one `clone(CLONE_VM)` into new user, mount and PID
-//!   namespaces whose child writes the id maps (or waits for the test
-//!   process to write them) and `execveat`s an in-memory copy of it: no copy
-//!   of the test process is made, and PID 1 then holds nothing of the test
-//!   process. Right before that exec it starts a helper in an inner user
-//!   namespace, which makes the sandbox's network, UTS and IPC namespaces
-//!   meanwhile on another CPU and is ended (and reaped) before the sandbox
-//!   is ready. The init program walks a setup plan sent over a pipe
-//!   (private mounts; the inner user namespace's maps, and its namespaces
-//!   joined before `/sys`; the host's files read-only and its device nodes
-//!   unopenable but for `/dev/null` and the like; fresh `/proc`, with
-//!   `/proc/sys` and the like read-only, and `/sys`; tmpfs on `/tmp` and
-//!   `/dev/shm`; your mounts and read-only files; hostname; `lo` up),
-//!   enters the inner user namespace, joins a session keyring of the
-//!   sandbox's own, starts a session (and process group) of its own, reports
-//!   "ready" or the exact step that failed (with errno), and then only
-//!   waits. It ignores `SIGCHLD`, so the kernel reaps every orphan inside,
-//!   and is not dumpable, so nothing inside can trace it or read its memory.
-//! - **Runs.** Each [`Sandbox::run`] forks the test process; the child joins
-//!   the init process's namespaces with one `setns` on its pidfd, closes
-//!   every fd of the crate's own, and clones the process that runs the
-//!   closure as a sibling sharing its memory (so page tables are copied
-//!   once), then exits; the closure starts only once it is gone, so no
-//!   process outside the sandbox shares the closure's memory. Before the
-//!   closure, that process starts a session of its own (nothing inside can
-//!   signal the test's process group, or has a controlling terminal),
-//!   installs a seccomp filter (no `TIOCSTI`, no keys unless
-//!   [`SandboxBuilder::keyring`], no `CLONE_PARENT`, no cgroup namespace)
-//!   and stays non-dumpable: nothing else inside can trace it, read its
-//!   memory or fds, or forge its result. That process
-//!   is inside the sandbox's PID namespace and the inner user namespace
-//!   (root over the sandbox's network, no power over its mounts) and a
-//!   direct child of the test process. The closure's result or panic comes
-//!   back as one length-prefixed frame over a pipe; the test process never
-//!   allocates more than a frame's bound. A run returns once that process
-//!   has exited and been reaped; freeing its copy of the test process's
-//!   memory is left to a short-lived task of the sandbox (`hermetic-exit`,
-//!   sharing that memory, and nothing else's), which the init process reaps.
-//! - **State** lives as long as the sandbox: files in its `/tmp`, servers
-//!   started with [`Sandbox::spawn`], processes started with
-//!   [`Sandbox::command`].
-//! - **Teardown.** Dropping the sandbox kills the init process; when PID 1 of a PID
-//!   namespace dies, the kernel kills every process in it. If the test
-//!   process itself dies (even by `SIGKILL`), each init process sees its pidfd of
-//!   the test process become readable and exits, with the same effect: this
-//!   lifeline is tied to the process, not to the thread that made the
-//!   sandbox.
-//! - **Channel.** Each run's closure sends one frame back: a tag, a
-//!   little-endian `u64` length and a `postcard` payload (the value, or the
-//!   panic's message and location). The test process refuses a length over
-//!   [`SandboxBuilder::max_result_size`] before allocating anything and grows
-//!   its buffer only as bytes arrive; anything malformed is an
-//!   [`Error::Channel`], never a crash or a hang.
-//! - **Output.** What runs print to fds 1 and 2 is forwarded into the test's
-//!   own output (libtest's capture under `cargo test`, the test's stdout and
-//!   stderr under `cargo nextest run`): by the thread doing a run while
-//!   nothing else in the sandbox can print, by a forwarding thread from the
-//!   first `spawn`, or once a run leaves processes behind. What is kept is
-//!   bounded ([`SandboxBuilder::output_limit`]: of each stream, per run, the
-//!   first and the last MiB, with a line saying how many bytes between them
-//!   were dropped), so a closure printing without end cannot grow the test
-//!   process.
+//! In one paragraph: PID 1 of each sandbox is a small `no_std` program of
+//! the crate's own (`init/main.rs`), started with one `clone(CLONE_VM)` into
+//! new namespaces and exec'd from memory, so no copy of the test process is
+//! made; it walks a setup plan (mounts, the nested user namespace, hostname,
+//! `lo`) and then only waits. Each [`Sandbox::run`] forks the test process;
+//! the fork joins the init process's namespaces with one `setns` on its
+//! pidfd and starts the process that runs the closure, whose result or
+//! panic comes back as one bounded frame over a pipe ([`Error::Channel`] if
+//! malformed, never a crash or a hang). What runs print is forwarded into
+//! the test's own output, bounded by [`SandboxBuilder::output_limit`].
+//! Dropping the sandbox kills the init process, and the kernel everything
+//! in its PID namespace; each init process also dies with the test process
+//! (a pidfd of it is its lifeline).
+//!
+//! The whole story (the init program's steps, why two user namespaces, the
+//! boundary beyond namespaces, fork safety, networks and link faults, and
+//! the source's layers) is one document: `docs/how-it-works.md`, in the
+//! repository and in the package.
 //!
 //! # Requirements
 //!
@@ -134,8 +88,9 @@
 //!
 //! # Hosts that refuse namespaces
 //!
-//! [`check()`] probes the host for real and prints what works, what does not,
-//! why, and the fix (`cargo run --example tour` shows it). The same diagnosis
+//! [`check()`] probes the host for real and returns a [`HostReport`]: what
+//! works, what does not, why, and the fix (its `Display` is the text that
+//! `cargo run --example tour` prints). The same diagnosis
 //! is attached to the errors of [`Sandbox::new`] and to the panic of the
 //! `isolated` fixture.
 //!
@@ -190,9 +145,13 @@
 //!
 //! Nothing outlives the sandbox: processes die with its PID namespace, and
 //! its mounts, network devices and tmpfs contents with its namespaces. A
-//! sandbox costs one process (its init process), a pidfd and four pipe fds;
-//! and, once something in it can print between runs, one output-forwarding
-//! thread: all released on drop. A run leaves nothing of its own behind. Once
+//! sandbox costs one process (its init process) and seven fds (a pidfd of
+//! the init process, the write end of its control pipe, both ends of its
+//! stdout and stderr pipes, and the init process's `children` file in
+//! `/proc`; tests/leaks.rs counts them); with limits enforced by cgroups,
+//! its cgroups' `cgroup.procs` fds; and, once something in it can print
+//! between runs, one output-forwarding thread and its wake-up pipe: all
+//! released on drop. A run leaves nothing of its own behind. Once
 //! per test process, a pidfd of the process itself (the lifeline), a sealed
 //! memfd holding the init program, and one thread named `hermetic-tls`,
 //! parked for good: runs borrow a copy of its (unused) thread-local

@@ -1,4 +1,4 @@
-//! Promise 8: deaths are reported by cause; the sandbox stays usable.
+//! Deaths are reported by cause; the sandbox stays usable.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Promise 11, counted: 300 sandboxes (and 20 networks) in a row, and 300
+//! Counted: 300 sandboxes (and 20 networks) in a row, and 300
 //! runs on one sandbox, leak nothing.
 //!
 //! Alone in its binary because it counts process-wide resources (fds,
@@ -69,6 +69,16 @@ fn three_hundred_sandboxes_leak_nothing() {
         usage().threads,
         before.threads,
         "a forwarding thread started for runs that left nothing behind"
+    );
+    // What the crate docs say a live sandbox costs ("Resource leaking"):
+    // its init process's pidfd, the write end of its control pipe, the
+    // two ends of its stdout and stderr pipes, and its init process's
+    // `children` file.
+    assert_eq!(
+        usage().fds,
+        before.fds + 7,
+        "fds of a live sandbox (before: {})",
+        before.fds
     );
     let live = usage().children;
     assert_eq!(

@@ -1,4 +1,4 @@
-//! Promise 4: private propagation, own /tmp, /proc and /sys, binds.
+//! Private propagation, own /tmp, /proc and /sys, binds.
 
 mod common;
 

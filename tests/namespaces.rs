@@ -1,4 +1,4 @@
-//! Promise 1 and 2: fresh namespaces of every kind, ids mapped to the caller.
+//! Fresh namespaces of every kind, ids mapped to the caller.
 
 mod common;
 

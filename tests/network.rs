@@ -1,4 +1,4 @@
-//! Promise 3: own loopback, nothing else, no way out.
+//! Own loopback, nothing else, no way out.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Promise 9: what runs print shows up in the test's own output.
+//! What runs print shows up in the test's own output.
 //!
 //! Each check runs a helper test of this binary in a new process, as a test
 //! runner would, and reads what that process printed.

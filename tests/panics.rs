@@ -1,4 +1,4 @@
-//! Promise 7: a panic inside fails the test with its message and location.
+//! A panic inside fails the test with its message and location.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Promise 10: state persists across runs; commands start inside.
+//! State persists across runs; commands start inside.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Promise 5: own PID namespace, an init that reaps zombies.
+//! Own PID namespace, an init that reaps zombies.
 
 mod common;
 

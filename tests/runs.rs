@@ -1,4 +1,4 @@
-//! Promise 6: closures capture anything; results travel as bounded frames.
+//! Closures capture anything; results travel as bounded frames.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Promise 11: nothing outlives the sandbox, nor the test process.
+//! Nothing outlives the sandbox, nor the test process.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Promise 12: many threads create and use sandboxes at once.
+//! Many threads create and use sandboxes at once.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};

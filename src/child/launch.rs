@@ -7,8 +7,11 @@
 //! memfd: the clone costs no copy of the test process's page tables, and
 //! after the exec PID 1 has an address space of its own. Until the exec the
 //! child shares the test process's memory, so it runs with every signal
-//! blocked and makes only raw system calls (no libc, so not even `errno`),
-//! on data prepared here.
+//! blocked and makes only raw system calls through [`sys`](crate::sys)'s
+//! after-fork wrappers (rustix's `linux_raw` backend or `sys::call`, none
+//! of which writes `errno`), on data prepared here. libc is used for the
+//! clone itself (`libc::clone`, called in the parent; its child side only
+//! calls `entry`) and for the signal mask around it.
 //!
 //! When its id maps must be written from outside (ranges of ids), the clone
 //! has no `CLONE_VFORK`: the launching thread writes the maps while the

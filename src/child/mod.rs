@@ -33,7 +33,8 @@
 //! starts, code here makes only system calls, through [`sys`](crate::sys),
 //! on data prepared before forking: no allocation, no locks, no unwinding
 //! (every path ends in `_exit` or `exec`). The launch of the init program,
-//! besides, touches no thread-local storage: its system calls bypass libc.
+//! besides, touches no thread-local storage: its system calls bypass libc
+//! (it is started by `libc::clone`, whose child side only calls it).
 //! The runner's closure is user code; the crate documentation says what it
 //! may not rely on.
 #![allow(unsafe_code)]

@@ -4,8 +4,7 @@
 //! Read from the test process's mount table before anything starts, so
 //! that the init program only mounts what the plan names.
 //!
-//! Why the overlays are where they are (measured on Linux 6.18, and in
-//! DESIGN.md): an overlay shows one filesystem, not the mounts below its
+//! Why the overlays are where they are (measured on Linux 6.18): an overlay shows one filesystem, not the mounts below its
 //! lower directory, and the kernel refuses a lower directory with a mount
 //! beneath it that the sandbox's user namespace may not take off (a locked
 //! mount: `EINVAL`). So `/` itself is never a lower layer: a directory with

@@ -1,8 +1,8 @@
 //! The lifeline: what makes every sandbox's init process die with the test
 //! process.
 //!
-//! DESIGN.md proposes a pipe whose write end only the test process holds.
-//! A pipe's write end is inherited by every process forked from the test
+//! Why not a pipe whose write end only the test process holds: a pipe's
+//! write end is inherited by every process forked from the test
 //! process (run children, other sandboxes' init processes), so a pipe only hangs up
 //! once *all* of them are gone, and two sandboxes whose children hold each
 //! other's ends would keep each other alive. A pidfd of the test process has

@@ -113,7 +113,9 @@ unsafe fn raw_syscall(nr: libc::c_long, a: [usize; 6]) -> isize {
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 unsafe fn raw_syscall(nr: libc::c_long, a: [usize; 6]) -> isize {
     // SAFETY: the caller vouches for the arguments. Through libc, which
-    // writes errno: CALLS_SHARE_NOTHING is false here.
+    // writes errno in the thread's TLS: on such a target, a task sharing
+    // the caller's memory would see it change (build.rs refuses every
+    // target but x86_64 and aarch64, so this is never built).
     let ret = unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]) };
     if ret < 0 {
         -(errno() as isize)
