@@ -40,7 +40,7 @@ missing=()
 command -v python3 >/dev/null || missing+=(python3)
 command -v curl >/dev/null || missing+=(curl)
 command -v tc >/dev/null || missing+=(iproute2)
-# PostgreSQL: a real server that refuses root, run by tests/postgres.rs.
+# PostgreSQL: a real server that refuses root, run by tests/it/postgres.rs.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 # newuidmap/newgidmap: ids 0-65535 in a rootless user's sandboxes.
 command -v newuidmap >/dev/null || missing+=(uidmap)
@@ -113,7 +113,7 @@ no_marker
 
 # A wrapper script scoped by a filterset (ci/runner-demo/.config/nextest.toml,
 # profile "sandboxed"): the colliding tests run under `hermetic run --`, the
-# test in tests/host.rs on the host, where it checks it is.
+# test in tests/it/host.rs on the host, where it checks it is.
 step "README recipes: the wrapper script is the demo's, the CI matrix is sound"
 bash ci/recipe.sh --check
 

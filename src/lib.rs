@@ -168,7 +168,7 @@
 // Each folder is a layer. Top to bottom: the root (this file, fixtures,
 // helpers), check, net, sandbox, run, setup, diagnose, child, fork, proto,
 // error, sys; a module may use its own layer and those below, never one
-// above. tests/layers.rs holds that order and checks it.
+// above. tests/it/layers.rs holds that order and checks it.
 mod check;
 mod child;
 mod diagnose;

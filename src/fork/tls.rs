@@ -92,7 +92,7 @@ impl SpareTls {
 /// error-checking and priority-inheritance mutexes, and the kernel looks a
 /// PI mutex's owner up by it. The runner is cloned with
 /// `CLONE_CHILD_SETTID` onto that field, so the kernel writes the runner's
-/// own id there before it runs (tests/runner_mutexes.rs). The field's
+/// own id there before it runs (tests/it/runner_mutexes.rs). The field's
 /// offset is the one glibc gives debuggers (nptl_db's symbols), checked
 /// against the parked thread's own id. The kernel gives a new task
 /// neither an rseq area nor a robust mutex list, so the runner registers
@@ -100,7 +100,7 @@ impl SpareTls {
 /// get_robust_list(2) and glibc's `__rseq_offset`): glibc's `sched_getcpu`
 /// then reads a CPU number the kernel keeps current, and the robust
 /// mutexes the closure's thread holds are released, owner-dead, should it
-/// die (tests/runner_mutexes.rs). Two system calls, about a microsecond.
+/// die (tests/it/runner_mutexes.rs). Two system calls, about a microsecond.
 ///
 /// `None` where this is not known to hold (other C libraries and targets,
 /// no unique offset), or with `HERMETIC_RUNNER_THREAD=1` in the

@@ -68,7 +68,7 @@ pub(crate) fn mechanism() -> (String, String) {
 }
 
 /// What escapes the limits where they are rlimits, each process's own
-/// (`check()` and the README list these; `tests/limits.rs` shows each).
+/// (`check()` and the README list these; `tests/it/limits.rs` shows each).
 pub(crate) const PER_PROCESS_ESCAPES: [&str; 5] = [
     "memory: a memfd (its contents are in no process's address space)",
     "memory: a tmpfs the closure mounts itself, in a mount namespace of its own (/tmp and \

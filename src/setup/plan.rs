@@ -1268,7 +1268,7 @@ mod tests {
         assert!(at("mounting tmpfs on /dev/shm") < join);
         assert!(join < at("mounting sysfs on /sys"));
         // /proc/sys/net shows the network namespace of whoever reads it
-        // (tests/attacks.rs), so it is bound before the join too.
+        // (tests/it/attacks.rs), so it is bound before the join too.
         assert!(at("binding /proc/sys over itself") < join);
         assert!(join < at("setting the hostname"));
         assert!(join < at("bringing up the loopback"));

@@ -55,14 +55,65 @@ pub fn mount_points() -> Vec<String> {
         .collect()
 }
 
+/// The full libtest name of the `#[ignore]`d helper test `test` of this
+/// binary: `test` itself in a binary of its own, `module::test` in
+/// `tests/it` (found once in the binary's own `--list`). Panics if no test
+/// or more than one has that name.
+pub fn self_test_name(test: &str) -> String {
+    static IGNORED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let ignored = IGNORED.get_or_init(|| {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--list", "--ignored"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_suffix(": test"))
+            .map(str::to_owned)
+            .collect()
+    });
+    let found: Vec<&String> = ignored
+        .iter()
+        .filter(|n| *n == test || n.ends_with(&format!("::{test}")))
+        .collect();
+    match found[..] {
+        [name] => name.clone(),
+        _ => panic!("no single ignored test named {test} in this binary: {found:?}"),
+    }
+}
+
+/// How to re-execute this test binary for just the `#[ignore]`d helper
+/// `test`: the binary, and the libtest arguments that run exactly it, on
+/// one thread. The one way the tests re-execute themselves: [`run_self`]
+/// and [`self_command`] use it, and so do tests that start it another way
+/// (through `hermetic run --`, or a sandbox's `command`).
+pub fn self_invocation(test: &str) -> (std::path::PathBuf, Vec<String>) {
+    let args = [
+        self_test_name(test).as_str(),
+        "--exact",
+        "--ignored",
+        "--test-threads=1",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    (std::env::current_exe().unwrap(), args)
+}
+
+/// [`self_invocation`] as a `Command`, for a test that sets more on it
+/// (a process group, a terminal) before it starts it.
+pub fn self_command(test: &str) -> Command {
+    let (exe, args) = self_invocation(test);
+    let mut cmd = Command::new(exe);
+    cmd.args(args);
+    cmd
+}
+
 /// Runs one test of this same test binary in a new process, with `env`
 /// set, and returns what it printed. `extra` are more libtest arguments.
 /// A helper that does not finish within two minutes is killed and the test
 /// fails with what it printed so far, instead of hanging the suite.
 pub fn run_self(test: &str, env: &[(&str, &str)], extra: &[&str]) -> Output {
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = Command::new(exe);
-    cmd.args([test, "--exact", "--ignored", "--test-threads=1"]);
+    let mut cmd = self_command(test);
     cmd.args(extra);
     for (k, v) in env {
         cmd.env(k, v);

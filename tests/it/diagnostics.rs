@@ -1,8 +1,6 @@
 //! Host diagnostics: each blocker that can be simulated honestly is made
 //! real inside a sandbox, and the report and errors must name its cause.
 
-mod common;
-
 use hermetic::{Probe, Sandbox, Status, check};
 
 #[test]

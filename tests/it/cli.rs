@@ -1,7 +1,7 @@
 //! The `hermetic` command: `run` (also as cargo's target runner), `check`
 //! and `enter`.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 
@@ -247,18 +247,14 @@ fn helper_takes_the_port_and_the_file() {
 fn tests_run_through_hermetic_each_get_a_sandbox() {
     // What cargo does with `runner = "hermetic run --"`: the test binary,
     // and its arguments, after the runner.
-    let exe = std::env::current_exe().unwrap();
+    let (exe, args) = common::self_invocation("helper_takes_the_port_and_the_file");
     let children: Vec<_> = (0..4)
         .map(|_| {
             hermetic()
                 .args(["run", "--"])
                 .arg(&exe)
-                .args([
-                    "helper_takes_the_port_and_the_file",
-                    "--exact",
-                    "--ignored",
-                    "--nocapture",
-                ])
+                .args(&args)
+                .arg("--nocapture")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()

@@ -1,8 +1,8 @@
 //! Own PID namespace, an init that reaps zombies.
 
-mod common;
+use crate::common;
 
-use common::proc_pids;
+use crate::common::proc_pids;
 use hermetic::{Sandbox, isolated};
 use rstest::rstest;
 

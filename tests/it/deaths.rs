@@ -1,6 +1,6 @@
 //! Deaths are reported by cause; the sandbox stays usable.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Whole tests in a sandbox: `isolate_test` re-executes the test for its
 //! body inside a new sandbox, and its outcome is the test's.
 
-mod common;
+use crate::common;
 
 use hermetic::isolate_test;
 use rstest::rstest;
@@ -130,7 +130,7 @@ fn a_failing_body_fails_the_test_with_its_message_and_location() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("panicked inside the isolated test at tests/isolate.rs:"),
+        stderr.contains("panicked inside the isolated test at tests/it/isolate.rs:"),
         "{stderr}"
     );
     assert!(stderr.contains("marker-the-answer-was-41"), "{stderr}");

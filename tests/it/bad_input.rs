@@ -1,7 +1,5 @@
 //! Bad input and bad hosts: typed errors that name the culprit.
 
-mod common;
-
 use hermetic::{Error, Sandbox};
 
 fn invalid(b: &mut hermetic::SandboxBuilder) -> (String, String) {

@@ -1,6 +1,6 @@
 //! A panic inside fails the test with its message and location.
 
-mod common;
+use crate::common;
 
 use hermetic::{Error, Sandbox, isolated};
 use rstest::rstest;

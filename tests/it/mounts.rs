@@ -1,8 +1,8 @@
 //! Private propagation, own /tmp, /proc and /sys, binds.
 
-mod common;
+use crate::common;
 
-use common::mount_points;
+use crate::common::mount_points;
 use hermetic::{Sandbox, isolated};
 use rstest::rstest;
 

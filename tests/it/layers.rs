@@ -13,9 +13,7 @@
 //! It also keeps `src/sys/raw.rs`, the wrappers that code after `fork`
 //! calls, free of the crate's other modules and of what allocates or locks.
 //!
-//! A separate binary only because it reads the source tree and needs no
-//! sandbox; it shares nothing with the other tests. Run it with
-//! `cargo test --test layers`.
+//! Run it with `cargo test --test it layers::`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -237,7 +235,7 @@ fn every_folder_of_src_is_a_layer() {
         let layer = layer_of(&file);
         assert!(
             LAYERS.iter().any(|(name, _)| *name == layer),
-            "{} is in no layer: add its folder to LAYERS in tests/layers.rs",
+            "{} is in no layer: add its folder to LAYERS in tests/it/layers.rs",
             file.display()
         );
     }

@@ -1,10 +1,8 @@
 //! Own loopback, nothing else, no way out.
 
-mod common;
-
 use std::net::{Ipv6Addr, TcpListener, TcpStream};
 
-use common::interfaces;
+use crate::common::interfaces;
 use hermetic::{Sandbox, isolated};
 use rstest::rstest;
 

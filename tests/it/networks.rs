@@ -1,12 +1,12 @@
 //! Networks of sandboxes: hosts, names, partitions, shaping, teardown.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use common::{eventually, ns_inodes, pids_with_marker};
+use crate::common::{eventually, ns_inodes, pids_with_marker};
 use hermetic::{Error, LinkShape, Network, network};
 use rstest::rstest;
 

@@ -3,9 +3,9 @@
 //! Each check runs a helper test of this binary in a new process, as a test
 //! runner would, and reads what that process printed.
 
-mod common;
+use crate::common;
 
-use common::run_self;
+use crate::common::run_self;
 use hermetic::Sandbox;
 
 const HELPER_ENV: &str = "HERMETIC_OUTPUT_HELPER";
@@ -86,7 +86,7 @@ fn captured_output_is_shown(env: &[(&str, &str)]) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     // libtest prints the failed test's captured output under this heading.
     let captured = stdout
-        .split_once("---- helper_prints_inside_then_fails stdout ----")
+        .split_once("helper_prints_inside_then_fails stdout ----")
         .map(|(_, rest)| rest)
         .unwrap_or_else(|| panic!("no captured section in:\n{stdout}"));
     for marker in MARKERS {

@@ -1,6 +1,6 @@
 //! State persists across runs; commands start inside.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -97,11 +97,11 @@ fn join_returns_the_spawned_closures_panic(#[from(isolated)] ns: Sandbox) {
     let location = location.as_ref().expect("a location");
     assert_eq!(
         (location.file.as_str(), location.line),
-        ("tests/persistence.rs", line)
+        ("tests/it/persistence.rs", line)
     );
     assert!(
         err.to_string()
-            .starts_with("panicked inside the sandbox at tests/persistence.rs:"),
+            .starts_with("panicked inside the sandbox at tests/it/persistence.rs:"),
         "{err}"
     );
     // The sandbox goes on.
@@ -433,7 +433,7 @@ fn a_spawned_closures_panic_is_printed_when_it_happens() {
     assert!(out.status.success(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("hermetic: a spawned closure panicked at tests/persistence.rs:"),
+        stderr.contains("hermetic: a spawned closure panicked at tests/it/persistence.rs:"),
         "{stderr}"
     );
     assert!(stderr.contains("marker-spawned-panic 42"), "{stderr}");

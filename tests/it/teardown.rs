@@ -1,11 +1,11 @@
 //! Nothing outlives the sandbox, nor the test process.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use common::{eventually, pids_with_marker};
+use crate::common::{eventually, pids_with_marker};
 use hermetic::Sandbox;
 
 /// A `sleep` whose command line is unique to this test process.
@@ -105,11 +105,10 @@ fn helper_busy_sandboxes() {
 #[test]
 fn sigkill_of_the_test_process_leaves_nothing() {
     let marker = marked_sleep("3");
-    let exe = std::env::current_exe().unwrap();
-    let mut helper = Command::new(exe)
+    let mut helper = common::self_command("helper_busy_sandboxes")
         // The marker is also a (non-matching) test filter, so every process
         // forked from the helper carries it in its command line.
-        .args(["helper_busy_sandboxes", &marker, "--ignored", "--nocapture"])
+        .args([marker.as_str(), "--nocapture"])
         .env(HELPER_ENV, &marker)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use hermetic::{LinkShape, Network};
 
-mod common;
+use crate::common;
 
 /// Spawns `server` on `host` and returns once it is ready: it calls the
 /// function it is given after binding its socket. Fails if the server ends

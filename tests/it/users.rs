@@ -2,7 +2,7 @@
 //! the host allows (root, or newuidmap with ranges in /etc/subuid), ids
 //! 0-65535 inside.
 
-mod common;
+use crate::common;
 
 use hermetic::Sandbox;
 

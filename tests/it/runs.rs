@@ -1,6 +1,6 @@
 //! Closures capture anything; results travel as bounded frames.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

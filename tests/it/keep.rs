@@ -1,7 +1,7 @@
 //! Keeping a failed sandbox: with HERMETIC_KEEP=1 (or `Sandbox::keep`) it
 //! outlives the test process, and the failure says how to look inside.
 
-mod common;
+use crate::common;
 
 use hermetic::Sandbox;
 

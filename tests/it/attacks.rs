@@ -4,7 +4,7 @@
 //! where the two differ in what the kernel answers, both answers are
 //! refusals.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -485,7 +485,7 @@ fn add_key(description: &std::ffi::CStr, payload: &[u8]) -> libc::c_long {
 }
 
 /// With keys allowed (`keyring(true)`; by default keyctl is refused, see
-/// tests/boundary.rs), each sandbox has a session keyring of its own.
+/// tests/it/boundary.rs), each sandbox has a session keyring of its own.
 #[test]
 fn the_session_keyring_is_the_sandbox_s_own() {
     let key = add_key(c"hermetic-attack-secret", b"hunter2");

@@ -1,11 +1,11 @@
 //! Faults inside a run: each is reported precisely, the sandbox stays
 //! usable, and the test process never hangs or crashes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::eventually;
+use crate::common::eventually;
 use hermetic::{Error, Sandbox, isolated};
 use rstest::rstest;
 

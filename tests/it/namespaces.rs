@@ -1,8 +1,8 @@
 //! Fresh namespaces of every kind, ids mapped to the caller.
 
-mod common;
+use crate::common;
 
-use common::{KINDS, ns_inodes, outer_ids};
+use crate::common::{KINDS, ns_inodes, outer_ids};
 use hermetic::{Sandbox, isolated};
 use rstest::rstest;
 

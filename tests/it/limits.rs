@@ -1,7 +1,7 @@
 //! Resource limits: memory, processes, CPU time, and what a run that
 //! reaches one is told.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -156,14 +156,8 @@ fn the_cgroups_of_a_killed_test_process_are_removed_later() {
         );
         return;
     }
-    let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(exe)
-        .args([
-            "helper_dies_with_a_cgroup",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
+    let out = common::self_command("helper_dies_with_a_cgroup")
+        .arg("--nocapture")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

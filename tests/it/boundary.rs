@@ -9,7 +9,7 @@
 //! process of their own (this binary again, one ignored test, in a process
 //! group of its own), whose survival is the verdict.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -253,15 +253,11 @@ fn probe_everywhere(
     std::fs::File::from(r).read_to_string(&mut text).unwrap();
     spawned.join().unwrap();
     let spawned = parse_map(&text);
+    let (exe, args) = common::self_invocation("probe_program");
     let out = ns
-        .command(std::env::current_exe().unwrap())
-        .args([
-            "probe_program",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .command(exe)
+        .args(args)
+        .arg("--nocapture")
         .env("HERMETIC_PROBE", kind)
         .env("HERMETIC_PROBE_ARG", arg.to_string())
         .stdin(Stdio::inherit())
@@ -331,17 +327,11 @@ fn expect(results: &[(&str, BTreeMap<String, i32>)], probe: &str, errnos: &[i32]
 /// hits it and nothing else; returns what it printed, and fails if it
 /// did not end well.
 fn run_helper(name: &str, env: &[(&str, &str)]) -> String {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        name,
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .envs(env.iter().copied())
-    .process_group(0)
-    .stdin(Stdio::null());
+    let mut cmd = common::self_command(name);
+    cmd.arg("--nocapture")
+        .envs(env.iter().copied())
+        .process_group(0)
+        .stdin(Stdio::null());
     let out = bounded(name, move || cmd.output().unwrap());
     let text = format!(
         "{}{}",
@@ -553,14 +543,8 @@ fn read_all(master: OwnedFd) -> String {
 #[test]
 fn no_process_inside_can_type_into_or_own_the_caller_s_terminal() {
     let (master, slave) = openpty();
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "helper_on_a_terminal",
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
+    let mut cmd = common::self_command("helper_on_a_terminal");
+    cmd.arg("--nocapture");
     on_terminal(&mut cmd, &slave);
     let mut child = cmd.spawn().unwrap();
     // The command holds copies of the slave: the master reads to its end

@@ -2,7 +2,7 @@
 //! explicit mounts win whatever the working directory; a program that
 //! cannot be started says why; no special filesystem of the host inside.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -216,10 +216,11 @@ fn helper_uses_the_fixture(#[from(hermetic::isolated)] ns: Sandbox) {
 
 #[test]
 fn hermetic_run_of_tests_that_use_the_fixture() {
+    let (exe, args) = common::self_invocation("helper_uses_the_fixture");
     let out = hermetic()
         .args(["run", "--"])
-        .arg(std::env::current_exe().unwrap())
-        .args(["helper_uses_the_fixture", "--exact", "--ignored"])
+        .arg(exe)
+        .args(args)
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");

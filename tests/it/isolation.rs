@@ -1,7 +1,7 @@
 //! Isolation, bubblewrap's list plus the network: what a sandbox cannot do
 //! outside, even as root inside.
 
-mod common;
+use crate::common;
 
 use std::os::unix::net::{UnixListener, UnixStream};
 

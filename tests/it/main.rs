@@ -1,0 +1,50 @@
+//! The integration tests that can share a process: one test binary, one
+//! module per subject, so that tokio, nix and proptest are linked once.
+//!
+//! Tests that need a process of their own are binaries of their own, each
+//! saying why at its top: `churn` and `leaks` count process-wide resources
+//! (fds, threads, children, memory) that tests running beside them would
+//! change; `sigchld` changes the process's `SIGCHLD` disposition; `memory`
+//! installs a signal handler and counts page faults, which any other test's
+//! fork causes; `isolate_async` re-executes its tests by name, each in a
+//! process that must hold only that file's tests; `init_constants` reads
+//! `init/main.rs` and needs nothing else.
+//!
+//! A test that must run alone re-executes itself as an `#[ignore]`d helper
+//! through `common::run_self` (or `common::self_command` and
+//! `common::self_invocation`, the same invocation), in a process of its
+//! own; a test that cannot check what it is for on this host says so with
+//! `common::skip`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod attacks;
+mod bad_input;
+mod boundary;
+mod cli;
+mod deaths;
+mod diagnostics;
+mod faults;
+mod fuzz_frames;
+mod host;
+mod isolate;
+mod isolation;
+mod keep;
+mod layers;
+mod limits;
+mod link_faults;
+mod mounts;
+mod namespaces;
+mod network;
+mod networks;
+mod output;
+mod panics;
+mod persistence;
+mod pid;
+mod postgres;
+mod runner_mutexes;
+mod runs;
+mod teardown;
+mod threads;
+mod users;
