@@ -287,6 +287,19 @@ fn main() {
         }),
     ));
     cases.push(case(
+        "the same, host copy-on-write",
+        Some(RAW),
+        1,
+        Box::new(|| {
+            let ns = Sandbox::builder()
+                .host(hermetic::HostMode::CopyOnWrite)
+                .build()
+                .unwrap();
+            ns.run(|| ());
+            drop(black_box(ns));
+        }),
+    ));
+    cases.push(case(
         "2 threads, each create + run + drop (per sandbox)",
         Some("sandbox: create + run(|| ()) + drop"),
         1,

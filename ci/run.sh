@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # CI for hermetic: lints, docs, then the README's test command as root and the
-# same suite as an unprivileged user. Run as root on a fresh clone:
+# same suite as an unprivileged user; then users' projects: the runner and
+# wrapper-script demos, the ordinary demo from an archive in partitions, the
+# README's recipes and real third-party suites. Run as root on a fresh clone
+# (network access to crates.io):
 #   bash .ci/run
 set -euo pipefail
 
@@ -41,6 +44,10 @@ command -v tc >/dev/null || missing+=(iproute2)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 # newuidmap/newgidmap: ids 0-65535 in a rootless user's sandboxes.
 command -v newuidmap >/dev/null || missing+=(uidmap)
+# bubblewrap: the baseline ci/real-suites.sh compares hermetic with.
+command -v bwrap >/dev/null || missing+=(bubblewrap)
+# PyYAML: ci/recipe.sh parses the README's CI matrix.
+python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
 if [ ${#missing[@]} -gt 0 ]; then
     step "installing ${missing[*]}"
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -92,15 +99,42 @@ if (cd ci/runner-demo && CARGO_TARGET_DIR="$demo_target" cargo nextest run --no-
 fi
 rm -f "$marker"
 
+no_marker() {
+    if [ -e "$marker" ]; then
+        echo "a sandboxed test left $marker in the host's /tmp"
+        exit 1
+    fi
+}
+
 step "runner demo: with $runner_var=\"hermetic run --\" it passes (as root)"
-(cd ci/runner-demo && env CARGO_TARGET_DIR="$demo_target" \
+(cd ci/runner-demo && env CARGO_TARGET_DIR="$demo_target" RUNNER_DEMO_EXPECT=sandbox \
     "$runner_var=$repo/target/debug/hermetic run --" cargo nextest run)
-if [ -e "$marker" ]; then
-    echo "a sandboxed test left $marker in the host's /tmp"
-    exit 1
-fi
+no_marker
+
+# A wrapper script scoped by a filterset (ci/runner-demo/.config/nextest.toml,
+# profile "sandboxed"): the colliding tests run under `hermetic run --`, the
+# test in tests/host.rs on the host, where it checks it is.
+step "README recipes: the wrapper script is the demo's, the CI matrix is sound"
+bash ci/recipe.sh --check
+
+step "runner demo: a nextest wrapper script for the colliding tests only (as root)"
+(cd ci/runner-demo && env CARGO_TARGET_DIR="$demo_target" RUNNER_DEMO_EXPECT=host \
+    PATH="$repo/target/debug:$PATH" cargo nextest run --profile sandboxed)
+no_marker
+
+# The multi-machine path: one archive, then each share of the suite on its
+# own machine (here: one after the other) with `--partition count:K/N`,
+# extracted where nextest puts it by default (under /tmp).
 (cd ci/runner-demo && CARGO_TARGET_DIR="$demo_target" \
     cargo nextest archive --archive-file "$demo_target/demo.tar.zst")
+for k in 1 2; do
+    step "runner demo: from the archive, partition count:$k/2, with the runner (as root)"
+    (cd ci/runner-demo && env RUNNER_DEMO_EXPECT=sandbox \
+        "$runner_var=$repo/target/debug/hermetic run --" \
+        cargo nextest run --archive-file "$demo_target/demo.tar.zst" \
+        --workspace-remap . --partition "count:$k/2")
+    no_marker
+done
 
 # --- the same suite, rootless ------------------------------------------------
 # Build as root, run the built tests as an ordinary user: the user needs
@@ -124,7 +158,7 @@ chmod 755 "$work"
 
 step "cargo nextest archive (as root)"
 cargo nextest archive --archive-file "$work/tests.tar.zst"
-mkdir -p "$work/src" "$work/bin" "$work/extract" "$work/demo-extract"
+mkdir -p "$work/src" "$work/bin" "$work/extract"
 git ls-files -z | xargs -0 cp --parents -t "$work/src"
 cp "$(command -v cargo-nextest)" "$repo/target/debug/hermetic" "$demo_target/demo.tar.zst" "$work/bin/"
 chown -R "$uid:$gid" "$work"
@@ -150,18 +184,43 @@ step "cargo nextest run (as $user, uid $uid: one id, HERMETIC_ONE_ID=1)"
 rootless HERMETIC_ONE_ID=1
 skipped
 
-step "runner demo: with \"hermetic run --\" as the runner (as $user)"
-setpriv --reuid="$uid" --regid="$gid" --clear-groups \
-    env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$work" CI="${CI:-}" \
-    "$runner_var=$work/bin/hermetic run --" \
-    "$work/bin/cargo-nextest" nextest run \
-        --archive-file "$work/bin/demo.tar.zst" \
-        --workspace-remap "$work/src/ci/runner-demo" \
-        --extract-to "$work/demo-extract" \
-        --extract-overwrite
-if [ -e "$marker" ]; then
-    echo "a sandboxed test left $marker in the host's /tmp"
-    exit 1
-fi
+# demo_rootless VAR=VALUE... -- NEXTEST-RUN-ARGS...: the demo's archive, as
+# $user, extracted where nextest puts it by default (under /tmp); `hermetic`
+# on PATH for the wrapper script.
+demo_rootless() {
+    local vars=()
+    while [ "$1" != -- ]; do
+        vars+=("$1")
+        shift
+    done
+    shift
+    setpriv --reuid="$uid" --regid="$gid" --clear-groups \
+        env -i PATH="$work/bin:/usr/local/bin:/usr/bin:/bin" HOME="$work" CI="${CI:-}" \
+        "${vars[@]}" "$work/bin/cargo-nextest" nextest run \
+            --archive-file "$work/bin/demo.tar.zst" \
+            --workspace-remap "$work/src/ci/runner-demo" "$@"
+}
+for k in 1 2; do
+    step "runner demo: from the archive, partition count:$k/2, with the runner (as $user)"
+    demo_rootless RUNNER_DEMO_EXPECT=sandbox "$runner_var=$work/bin/hermetic run --" \
+        -- --partition "count:$k/2"
+    no_marker
+done
+
+step "runner demo: from the archive, the wrapper script for the colliding tests only (as $user)"
+demo_rootless RUNNER_DEMO_EXPECT=host -- --profile sandboxed
+no_marker
+
+# --- users' projects ---------------------------------------------------------
+# An ordinary suite (writes in its tree, CARGO_TARGET_TMPDIR, $HOME and /tmp,
+# a fixed port, a fixture, its own binary), checked out and built under /tmp,
+# from an archive in two partitions, as root, hermetic-ci and hermetic-noids.
+cd "$repo"
+bash ci/ordinary-demo.sh "$repo/target/debug/hermetic"
+
+# Real third-party suites, unchanged, from crates.io: every test that passes
+# plain passes under `hermetic run --`, and their trees stay unchanged.
+step "real suites: fs_extra, minreq, tempfile (plain, hermetic, bwrap)"
+bash ci/real-suites.sh
 
 step "done: all checks passed as root and as $user"

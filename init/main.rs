@@ -50,6 +50,7 @@ mod nr {
     pub const KEYCTL: usize = 250;
     pub const OPENAT: usize = 257;
     pub const MKDIRAT: usize = 258;
+    pub const FCHMODAT: usize = 268;
     pub const PPOLL: usize = 271;
     pub const DUP3: usize = 292;
     pub const SETNS: usize = 308;
@@ -77,6 +78,7 @@ mod nr {
     pub const KEYCTL: usize = 219;
     pub const OPENAT: usize = 56;
     pub const MKDIRAT: usize = 34;
+    pub const FCHMODAT: usize = 53;
     pub const PPOLL: usize = 73;
     pub const DUP3: usize = 24;
     pub const SETNS: usize = 268;
@@ -399,8 +401,9 @@ fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
             .map(drop)
         }
         wire::OP_MKDIR => {
+            let mode = if arg == 0 { 0o755 } else { arg & 0o7777 };
             // SAFETY: a is NUL-terminated.
-            match unsafe { call(nr::MKDIRAT, [AT_FDCWD as usize, ptr(a), 0o755, 0, 0, 0]) } {
+            match unsafe { call(nr::MKDIRAT, [AT_FDCWD as usize, ptr(a), mode, 0, 0, 0]) } {
                 Ok(_) | Err(EEXIST) => Ok(()),
                 Err(e) => Err(e),
             }
@@ -411,8 +414,20 @@ fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
             close(fd);
             res
         }
+        wire::OP_CHMOD => {
+            // SAFETY: a is NUL-terminated.
+            unsafe { call(nr::FCHMODAT, [AT_FDCWD as usize, ptr(a), arg & 0o7777, 0, 0, 0]) }.map(drop)
+        }
+        wire::OP_CLOSE => {
+            close(arg as i32);
+            Ok(())
+        }
         wire::OP_OPEN_TREE => {
-            let flags = OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE;
+            let flags = if step.arg & wire::ARG_PATH_ONLY != 0 {
+                O_CLOEXEC
+            } else {
+                OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE
+            };
             // SAFETY: a is NUL-terminated; the fd returned is ours.
             let fd = unsafe { call(OPEN_TREE, [AT_FDCWD as usize, ptr(a), flags, 0, 0, 0]) }?;
             if fd != arg {

@@ -83,6 +83,11 @@ pub enum Probe {
     /// here and, where they are per process, the host setting that makes
     /// them per sandbox.
     ResourceLimits,
+    /// Which host mode a sandbox asking for
+    /// [`HostMode::CopyOnWrite`](crate::HostMode) gets here: copy-on-write
+    /// (overlays in the sandbox's user namespace), or read-only where the
+    /// kernel refuses them.
+    HostMode,
 }
 
 impl Probe {
@@ -114,6 +119,7 @@ impl Probe {
             Probe::SocketDestroy => "connection resets",
             Probe::IdHelpers => "ids inside",
             Probe::ResourceLimits => "resource limits",
+            Probe::HostMode => "copy-on-write host",
         }
     }
 }
@@ -216,7 +222,10 @@ fn finding(probe: Probe, status: Status, detail: impl Into<String>) -> Finding {
 const SETUP: [(Probe, &[StepKind]); 9] = [
     (Probe::IdMaps, &[StepKind::IdMap, StepKind::Private]),
     (Probe::InnerUserNamespace, &[StepKind::Nest]),
-    (Probe::ReadOnlyHost, &[StepKind::ReadOnlyHost]),
+    (
+        Probe::ReadOnlyHost,
+        &[StepKind::ReadOnlyHost, StepKind::Special],
+    ),
     (Probe::FreshProc, &[StepKind::Proc, StepKind::ProcReadOnly]),
     (Probe::FreshSys, &[StepKind::Sys]),
     (
@@ -371,6 +380,9 @@ pub fn check() -> HostReport {
         }
     }
 
+    if matches!(sandbox, Some(Ok(_))) {
+        findings.push(host_mode_finding());
+    }
     findings.push(Finding {
         required: false,
         ..finding(Probe::IdHelpers, Status::Info, crate::idmap::describe())
@@ -382,6 +394,41 @@ pub fn check() -> HostReport {
         ..finding(Probe::ResourceLimits, Status::Info, limits)
     });
     HostReport { kernel, findings }
+}
+
+/// A sandbox with the copy-on-write host, made for real (not falling back).
+fn host_mode_finding() -> Finding {
+    let mut builder = SandboxBuilder::new();
+    builder.host(crate::HostMode::CopyOnWrite);
+    let overlays = crate::host::HostView::cached(true).overlays.len();
+    let f = match builder.build_once(None) {
+        Ok(_) => finding(
+            Probe::HostMode,
+            Status::Works,
+            format!(
+                "copy-on-write ({overlays} overlays): `hermetic run` and isolate_test see the \
+                 host as it is, every write private"
+            ),
+        ),
+        Err((e, _)) => Finding {
+            hint: Some(
+                "the kernel refuses an overlay in a user namespace: a kernel before 5.11, \
+                 or the stacking limit (the host's / already an overlay, as in Docker, or \
+                 hermetic inside hermetic inside hermetic); sandboxes see the host \
+                 read-only, with the program, the working directory and the target dir visible"
+                    .into(),
+            ),
+            ..finding(
+                Probe::HostMode,
+                Status::Missing,
+                format!("read-only here: {e}"),
+            )
+        },
+    };
+    Finding {
+        required: false,
+        ..f
+    }
 }
 
 /// (name, required, kernel module) of each network probe, by index.

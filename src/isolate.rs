@@ -49,7 +49,9 @@ const STARTED: u8 = b'S';
 const MAX_RESULT: usize = 16 << 20;
 
 /// Runs the body of the current test in a fresh process inside a new
-/// sandbox (with [`Sandbox::new`](crate::Sandbox::new)'s defaults), and
+/// sandbox (with [`Sandbox::new`](crate::Sandbox::new)'s defaults, but for
+/// the host, seen copy-on-write: [`HostMode::CopyOnWrite`](crate::HostMode),
+/// unless the builder chose another mode), and
 /// fails the test with the body's panic message and location, or the
 /// process's death, if it fails there.
 ///
@@ -100,6 +102,48 @@ pub fn isolate_test<F: FnOnce()>(body: F) {
     SandboxBuilder::new().isolate_test(body)
 }
 
+/// [`isolate_test`] for async tests: the test's body, a future, runs in a
+/// fresh process inside a new sandbox, on the runtime the test's own
+/// attribute (`#[tokio::test]`, any flavour) makes there.
+///
+/// In the test process it waits for the re-executed test on a thread of
+/// its own, so it never blocks the runtime that polls it (any executor
+/// may); in the re-executed process it awaits the body and sends its
+/// outcome. Nothing is forked from the test process: locks held by the
+/// runtime's threads at the moment of the call are no concern, which is
+/// what makes this, and not [`Sandbox::run`](crate::Sandbox::run) or
+/// [`spawn`](crate::Sandbox::spawn) with a runtime built inside the
+/// closure, the way to sandbox async code (the README's "Async code" says
+/// why and how often the other way hangs).
+///
+/// Call it on the test's own thread (in the test's `async fn` itself, not
+/// in a task it spawns): the test is found by that thread's name. What
+/// [`isolate_test`] says of code before and after the call, output and
+/// failures holds here too.
+///
+/// # Panics
+///
+/// As [`isolate_test`], when awaited.
+///
+/// # Examples
+///
+/// ```no_run
+/// #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+/// async fn serves_with_tokio() {
+///     hermetic::isolate_test_async(async {
+///         let l = tokio::net::TcpListener::bind("127.0.0.1:8080").await.unwrap();
+///         assert_eq!(l.local_addr().unwrap().port(), 8080);
+///     })
+///     .await;
+/// }
+/// ```
+pub fn isolate_test_async<Fut>(body: Fut) -> impl Future<Output = ()> + use<Fut>
+where
+    Fut: Future<Output = ()>,
+{
+    SandboxBuilder::new().isolate_test_async(body)
+}
+
 impl SandboxBuilder {
     /// [`isolate_test`] in a sandbox with these options.
     ///
@@ -110,28 +154,56 @@ impl SandboxBuilder {
     pub fn isolate_test<F: FnOnce()>(&self, body: F) {
         let call = CALLS.with(|c| c.replace(c.get() + 1));
         if std::env::var_os(MARKER_ENV).is_some() {
-            let wanted = std::env::var(CALL_ENV)
-                .ok()
-                .and_then(|c| c.parse::<u32>().ok())
-                .unwrap_or(0);
             // An earlier call's body ran in a process of its own.
-            if call < wanted {
+            if call < wanted_call() {
                 return;
             }
             run_body(body);
         }
-        if let Err(message) = self.run_isolated(call) {
+        if let Err(message) = test_name().and_then(|name| self.run_isolated(call, &name)) {
             panic!("{message}");
         }
     }
 
-    /// Runs the test again in a new sandbox; with `HERMETIC_KEEP`, a
-    /// failed one is kept, and the message says how to look inside.
-    fn run_isolated(&self, call: u32) -> Result<(), String> {
+    /// [`isolate_test_async`] in a sandbox with these options.
+    ///
+    /// # Panics
+    ///
+    /// As [`isolate_test_async`], when awaited.
+    pub fn isolate_test_async<Fut>(&self, body: Fut) -> impl Future<Output = ()> + use<Fut>
+    where
+        Fut: Future<Output = ()>,
+    {
+        // Taken now, on the test's thread: the future may be polled on
+        // another (a runtime's worker).
+        let call = CALLS.with(|c| c.replace(c.get() + 1));
+        let name = test_name();
+        let builder = self.clone();
+        async move {
+            if std::env::var_os(MARKER_ENV).is_some() {
+                if call < wanted_call() {
+                    return;
+                }
+                run_body_async(body).await;
+            }
+            let outcome = match name {
+                Ok(name) => on_a_thread(move || builder.run_isolated(call, &name)).await,
+                Err(e) => Err(e),
+            };
+            if let Err(message) = outcome {
+                panic!("{message}");
+            }
+        }
+    }
+
+    /// Runs the test `name` again in a new sandbox; with `HERMETIC_KEEP`,
+    /// a failed one is kept, and the message says how to look inside.
+    fn run_isolated(&self, call: u32, name: &str) -> Result<(), String> {
         let sandbox = self
+            .with_default_host(crate::HostMode::CopyOnWrite)
             .build()
             .map_err(|e| format!("hermetic::isolate_test: cannot create a sandbox: {e}"))?;
-        let mut isolated = self.start_isolated(&sandbox, call)?;
+        let mut isolated = self.start_isolated(&sandbox, call, name)?;
         let outcome = isolated.wait(&sandbox);
         let kept = match &outcome {
             Err(_) if crate::sandbox::keep_failed() => sandbox.keep().ok(),
@@ -153,16 +225,13 @@ impl SandboxBuilder {
 
     /// Starts the re-executed test in `sandbox`, its stdin the result
     /// channel, its stdout and stderr piped to this process.
-    fn start_isolated(&self, sandbox: &crate::Sandbox, call: u32) -> Result<Isolated, String> {
-        let current = std::thread::current();
-        let name = current
-            .name()
-            .filter(|n| *n != "main")
-            .ok_or(
-                "hermetic::isolate_test must be called from a test: it finds the test to \
-                    run again by the name libtest gives the test's thread",
-            )?
-            .to_owned();
+    fn start_isolated(
+        &self,
+        sandbox: &crate::Sandbox,
+        call: u32,
+        name: &str,
+    ) -> Result<Isolated, String> {
+        let name = name.to_owned();
         let exe = std::env::current_exe()
             .map_err(|e| format!("hermetic::isolate_test: finding the test binary: {e}"))?;
         let sys_err =
@@ -223,6 +292,71 @@ impl SandboxBuilder {
             ],
         })
     }
+}
+
+/// The name of the test whose thread this is: libtest names each test's
+/// thread after the test.
+fn test_name() -> Result<String, String> {
+    std::thread::current()
+        .name()
+        .filter(|n| *n != "main" && !n.starts_with("tokio-runtime-worker"))
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            "hermetic::isolate_test must be called from a test's own thread: it finds the test \
+             to run again by the name libtest gives that thread"
+                .to_owned()
+        })
+}
+
+/// Which `isolate_test` call of its test the re-executed process is for.
+fn wanted_call() -> u32 {
+    std::env::var(CALL_ENV)
+        .ok()
+        .and_then(|c| c.parse::<u32>().ok())
+        .unwrap_or(0)
+}
+
+/// Runs `f` on a thread of its own and waits for its value without
+/// blocking the caller's thread: any executor may poll this. The thread
+/// inherits the caller's libtest capture, so what it forwards lands in the
+/// test's output.
+async fn on_a_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    use std::sync::Mutex;
+    use std::task::{Poll, Waker};
+    struct Slot<T> {
+        value: Option<T>,
+        waker: Option<Waker>,
+    }
+    let slot = Arc::new(Mutex::new(Slot {
+        value: None,
+        waker: None,
+    }));
+    let theirs = Arc::clone(&slot);
+    std::thread::Builder::new()
+        .name("hermetic-isolate".into())
+        .spawn(move || {
+            let value = f();
+            let waker = {
+                let mut slot = theirs.lock().unwrap_or_else(|e| e.into_inner());
+                slot.value = Some(value);
+                slot.waker.take()
+            };
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        })
+        .expect("hermetic::isolate_test_async: starting the thread that waits");
+    std::future::poll_fn(|cx| {
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.value.take() {
+            Some(value) => Poll::Ready(value),
+            None => {
+                slot.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }
 
 /// A re-executed test, seen from the test process.
@@ -434,48 +568,86 @@ impl Isolated {
 /// The re-executed test's side: takes the result channel off stdin, runs
 /// the body, sends its outcome, and exits.
 fn run_body<F: FnOnce()>(body: F) -> ! {
-    let channel = match take_channel() {
-        Ok(fd) => fd,
-        Err(e) => {
-            eprintln!("hermetic::isolate_test: taking the result channel off stdin: {e}");
-            std::process::exit(101)
+    let channel = Reporter::start();
+    crate::child::RECORD_PANIC.with(|r| r.set(true));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+    crate::child::RECORD_PANIC.with(|r| r.set(false));
+    channel.finish(outcome)
+}
+
+/// [`run_body`] for a future: awaited on the test's own runtime (the one
+/// `#[tokio::test]` made in this process), each poll under `catch_unwind`.
+async fn run_body_async<Fut: Future<Output = ()>>(body: Fut) -> ! {
+    let channel = Reporter::start();
+    let mut body = std::pin::pin!(body);
+    let outcome = std::future::poll_fn(|cx| {
+        // Set around each poll: the runtime may poll on another thread.
+        crate::child::RECORD_PANIC.with(|r| r.set(true));
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body.as_mut().poll(cx)));
+        crate::child::RECORD_PANIC.with(|r| r.set(false));
+        match polled {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(())) => std::task::Poll::Ready(Ok(())),
+            Err(payload) => std::task::Poll::Ready(Err(payload)),
         }
-    };
-    let send = |bytes: &[u8]| {
-        if let Err(errno) = crate::sys::write_all(channel.as_fd(), bytes) {
+    })
+    .await;
+    channel.finish(outcome)
+}
+
+/// The re-executed process's end of the result channel.
+struct Reporter(OwnedFd);
+
+impl Reporter {
+    /// Takes the channel off stdin and says the body starts.
+    fn start() -> Reporter {
+        let channel = match take_channel() {
+            Ok(fd) => Reporter(fd),
+            Err(e) => {
+                eprintln!("hermetic::isolate_test: taking the result channel off stdin: {e}");
+                std::process::exit(101)
+            }
+        };
+        channel.send(&[STARTED]);
+        crate::child::install_panic_hook();
+        channel
+    }
+
+    fn send(&self, bytes: &[u8]) {
+        if let Err(errno) = crate::sys::write_all(self.0.as_fd(), bytes) {
             eprintln!(
                 "hermetic::isolate_test: sending the result: {}",
                 std::io::Error::from_raw_os_error(errno)
             );
             std::process::exit(101)
         }
-    };
-    send(&[STARTED]);
-    crate::child::install_panic_hook();
-    crate::child::RECORD_PANIC.with(|r| r.set(true));
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
-    crate::child::RECORD_PANIC.with(|r| r.set(false));
-    let frame = match outcome {
-        Ok(()) => channel::encode_frame(Tag::Value, &[]),
-        Err(payload) => {
-            let report = PanicReport {
-                message: crate::child::closure::payload_message(&*payload),
-                location: crate::child::PANIC_AT.with(|p| p.borrow_mut().take()),
-            };
-            channel::encode_frame(
-                Tag::Panic,
-                &postcard::to_allocvec(&report).unwrap_or_default(),
-            )
-        }
-    };
-    // What the body printed first, then the result: once the test process
-    // has it, this process is of no more use.
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    send(&frame);
-    // Code after the isolate_test call runs in the test process only.
-    std::process::exit(0)
+    }
+
+    /// Sends how the body ended and exits: code after the `isolate_test`
+    /// call runs in the test process only.
+    fn finish(self, outcome: std::thread::Result<()>) -> ! {
+        let frame = match outcome {
+            Ok(()) => channel::encode_frame(Tag::Value, &[]),
+            Err(payload) => {
+                let report = PanicReport {
+                    message: crate::child::closure::payload_message(&*payload),
+                    location: crate::child::PANIC_AT.with(|p| p.borrow_mut().take()),
+                };
+                channel::encode_frame(
+                    Tag::Panic,
+                    &postcard::to_allocvec(&report).unwrap_or_default(),
+                )
+            }
+        };
+        // What the body printed first, then the result: once the test
+        // process has it, this process is of no more use.
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        self.send(&frame);
+        std::process::exit(0)
+    }
 }
 
 /// The result channel, which the test process gave this process as stdin:

@@ -165,16 +165,21 @@
 //! - the closure sees a snapshot of memory: changes it makes are not seen
 //!   by the test, only its result is;
 //! - other threads' work (thread pools, async runtimes) does not exist in
-//!   the child: start what you need inside the closure;
+//!   the child: start what you need inside the closure, knowing that a
+//!   runtime built in a fork of a process whose runtime is busy can hang
+//!   on a lock copied locked; for async tests, [`isolate_test_async`]
+//!   forks nothing and is the safe way (the README's "Async code");
 //! - file descriptors the test process opened are inherited, including
 //!   other tests' sockets (the sandbox's network namespace still isolates
 //!   new sockets); the crate's own (pipes, pidfds, other sandboxes') never
 //!   are;
-//! - the host's files are read-only (unless
-//!   [`SandboxBuilder::writable_host`]), and `/tmp` and `/dev/shm` are the
-//!   sandbox's own tmpfs mounts: host files under `/tmp` are not visible
-//!   unless bound in with [`SandboxBuilder::bind`] (the working directory
-//!   is, when it lies there);
+//! - the host's files are read-only by default, and `/tmp` and `/dev/shm`
+//!   are the sandbox's own tmpfs mounts: host files under `/tmp` are not
+//!   visible unless bound in with [`SandboxBuilder::bind`] (the working
+//!   directory and the target dir are, when they lie there); with
+//!   [`HostMode::CopyOnWrite`] (see [`SandboxBuilder::host`]) the host's
+//!   files, `/tmp` included, are seen as they are and every write lands in
+//!   a private layer of the sandbox's;
 //! - mounts are locked: a closure that needs mounts of its own makes itself
 //!   a mount namespace first (`unshare(CLONE_NEWNS)`).
 //!
@@ -210,6 +215,7 @@ mod fds;
 #[cfg(feature = "rstest")]
 mod fixtures;
 mod helpers;
+mod host;
 mod idmap;
 mod isolate;
 mod kept;
@@ -234,7 +240,8 @@ pub use error::{Error, PanicLocation};
 #[cfg(feature = "rstest")]
 pub use fixtures::{isolated, network};
 pub use helpers::{CONNECT_PATIENCE, connect_retry};
-pub use isolate::isolate_test;
+pub use host::HostMode;
+pub use isolate::{isolate_test, isolate_test_async};
 pub use kept::kept_command;
 pub use net::{Host, MAX_HOSTS, Network, NetworkBuilder};
 pub use sandbox::{

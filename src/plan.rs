@@ -21,6 +21,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::Error;
+use crate::host::{HostMode, HostView};
 use crate::wire;
 
 /// One system call the init program makes.
@@ -51,8 +52,10 @@ pub(crate) enum Action {
         recursive: bool,
         optional: bool,
     },
-    /// Create a directory to mount on.
+    /// Create a directory to mount on (mode 0755).
     CreateDir { path: CString },
+    /// Create a directory with a mode (less the umask).
+    CreateDirMode { path: CString, mode: u32 },
     /// Create an empty file to bind a file on.
     CreateFile {
         path: CString,
@@ -72,6 +75,14 @@ pub(crate) enum Action {
         target: CString,
         optional: bool,
     },
+    /// Open `path` itself (`O_PATH`) as fd number `fd`: an overlay's lower
+    /// layer, named `/proc/self/fd/N` when mounted, after the sandbox's
+    /// own mounts (the overlays themselves) may have covered the path.
+    OpenPath { path: CString, fd: i32 },
+    /// Close fd number `fd`.
+    Close { fd: i32 },
+    /// Set the mode of `path`.
+    Chmod { path: CString, mode: u32 },
     /// Bind a path over itself, so that it can get flags of its own.
     BindSelf { path: CString, optional: bool },
     /// `mount(2)` with no data, tried again read-only if refused (`EPERM`).
@@ -129,6 +140,11 @@ pub(crate) enum StepKind {
     DevShm,
     /// A mount the user asked for (or the working directory's).
     UserMount,
+    /// A copy-on-write layer over the host's files (an overlay).
+    Overlay,
+    /// A special filesystem of the host covered (or replaced by the
+    /// sandbox's own).
+    Special,
     /// The hostname.
     Hostname,
     /// `lo` up.
@@ -155,6 +171,11 @@ pub(crate) enum MountSpec {
         source: PathBuf,
         target: PathBuf,
         read_only: bool,
+    },
+    /// Not the user's: a copy-on-write layer over the host's `target`, in
+    /// place before the user's mounts (for [`under`]).
+    Layer {
+        target: PathBuf,
     },
 }
 
@@ -246,7 +267,12 @@ pub(crate) fn hostname(name: &str) -> Result<Vec<u8>, Error> {
 /// host's own tree.
 enum Under<'a> {
     Tmpfs(&'a Path),
-    Bind { source: &'a Path, target: &'a Path },
+    /// A copy-on-write layer: the host's tree, writable inside.
+    Layer(&'a Path),
+    Bind {
+        source: &'a Path,
+        target: &'a Path,
+    },
     Host,
 }
 
@@ -258,12 +284,14 @@ pub(crate) struct Layout<'a> {
     /// Read-only files made inside, placed over host files or in a tmpfs
     /// of the sandbox: (target, contents).
     pub(crate) files: &'a [(PathBuf, Vec<u8>)],
-    /// Leave the host's files writable (as far as the caller may write
-    /// them) instead of read-only.
-    pub(crate) writable_host: bool,
-    /// The test process's working directory, bound in where a mount of the
-    /// sandbox would hide it.
-    pub(crate) cwd: Option<PathBuf>,
+    /// How the host's files are seen.
+    pub(crate) host: HostMode,
+    /// The host's special mounts and, copy-on-write, the overlays.
+    pub(crate) view: &'a HostView,
+    /// What must stay visible where a tmpfs of the sandbox would hide it
+    /// (read-only and writable modes): the working directory, the target
+    /// dir. Bound in before the user's mounts, which win.
+    pub(crate) visible: Vec<PathBuf>,
     /// The caller is root (uid 0 where it runs): DAC protects nothing of
     /// `/proc/sys` from it, so even the hidden proc mount is read-only.
     pub(crate) root: bool,
@@ -365,23 +393,41 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
         Action::MakeMountsPrivate,
     ));
 
-    // The user's mounts, and the working directory where the sandbox's own
-    // tmpfs mounts would hide it (a crate checked out under /tmp).
-    let mut mounts = layout.mounts.to_vec();
-    if let Some(cwd) = &layout.cwd {
-        let mut made: Vec<MountSpec> = OWN_TMPFS
+    let cow = layout.host == HostMode::CopyOnWrite;
+    let overlays: &[(PathBuf, u32)] = if cow { &layout.view.overlays } else { &[] };
+    let tmp_overlaid = overlays.iter().any(|(p, _)| p == Path::new("/tmp"));
+    let own: Vec<MountSpec> = OWN_TMPFS
+        .iter()
+        .filter(|t| !(tmp_overlaid && **t == "/tmp"))
+        .map(|t| MountSpec::Tmpfs { target: t.into() })
+        .collect();
+    // What the sandbox's own tmpfs mounts would hide (a crate checked out
+    // under /tmp, its target dir there): bound in first, so that the
+    // user's mounts, which come after, win over them.
+    let mut mounts: Vec<MountSpec> = Vec::new();
+    let mut visible: Vec<&PathBuf> = layout.visible.iter().collect();
+    visible.sort_by_key(|p| p.components().count());
+    for path in visible {
+        // Not a whole tmpfs of the sandbox's (a working directory of /tmp):
+        // that one stays writable and the sandbox's own.
+        let hidden = path.is_absolute()
+            && matches!(under(path, &own), Under::Tmpfs(root) if root != path.as_path());
+        // The user's mounts and files win: a path at or under one of
+        // their targets, or holding a file of theirs, is left to them.
+        let shown_or_users = mounts
             .iter()
-            .map(|t| MountSpec::Tmpfs { target: t.into() })
-            .collect();
-        made.extend(mounts.iter().cloned());
-        if cwd.is_absolute() && matches!(under(cwd, &made), Under::Tmpfs(_)) {
+            .chain(layout.mounts)
+            .any(|m| path.starts_with(spec_target(m)))
+            || layout.files.iter().any(|(t, _)| t.starts_with(path));
+        if hidden && !shown_or_users && std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
             mounts.push(MountSpec::Bind {
-                source: cwd.clone(),
-                target: cwd.clone(),
-                read_only: !layout.writable_host,
+                source: path.clone(),
+                target: path.clone(),
+                read_only: layout.host != HostMode::Writable,
             });
         }
     }
+    mounts.extend(layout.mounts.iter().cloned());
 
     let mut next_fd = wire::FIRST_PLAN_FD;
     let mut sources = Vec::new();
@@ -421,6 +467,42 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
         devices.push((path, next_fd));
         next_fd += 1;
     }
+    // The lower layers of the overlays, opened before any mount of the
+    // sandbox's can cover them (the overlay on /tmp covers the tmpfs that
+    // holds the upper layers; an overlay nested in another is mounted
+    // after it).
+    let mut lower_fds = Vec::with_capacity(overlays.len());
+    for (path, _) in overlays {
+        steps.push(step(
+            format!(
+                "opening the host's {} (an overlay's lower layer)",
+                path.display()
+            ),
+            StepKind::Overlay,
+            Action::OpenPath {
+                path: cstring("host", path)?,
+                fd: next_fd,
+            },
+        ));
+        lower_fds.push(next_fd);
+        next_fd += 1;
+    }
+    // The fd that names the tmpfs holding the upper layers, reserved now:
+    // the init program opens fds of its own (the inner user namespace's)
+    // at the lowest free numbers meanwhile.
+    let (stash_fd, files_fd) = (next_fd, next_fd + 1);
+    if !overlays.is_empty() {
+        for fd in [stash_fd, files_fd] {
+            steps.push(step(
+                "reserving an fd for the upper layers and the files",
+                StepKind::Overlay,
+                Action::OpenPath {
+                    path: c"/".into(),
+                    fd,
+                },
+            ));
+        }
+    }
     // Before the fresh /proc: the helper maps its ids through /proc/self,
     // whichever proc is there, before it goes read-only.
     steps.push(step(
@@ -437,7 +519,7 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
             gid_map: inner_map(layout.user.map(|(_, gid)| gid), layout.ids_inside),
         },
     ));
-    let (what, attrs) = if layout.writable_host {
+    let (what, attrs) = if layout.host == HostMode::Writable {
         (
             "making the host's device nodes unopenable (mount_setattr nodev on / and every mount below)",
             wire::ATTR_NODEV,
@@ -479,7 +561,11 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
     // proc made from it in some new namespace can never write the host's
     // sysctls.
     // The stash also holds the files the sandbox places over host files.
-    let (over_host, in_tmpfs) = place_files(layout.files, &mounts)?;
+    let layers: Vec<MountSpec> = overlays
+        .iter()
+        .map(|(p, _)| MountSpec::Layer { target: p.clone() })
+        .collect();
+    let (over_host, in_tmpfs) = place_files(layout.files, &mounts, &layers, &own)?;
     let files_size: usize = over_host
         .iter()
         .map(|(_, c)| c.len().next_multiple_of(4096))
@@ -514,18 +600,43 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
         },
     ));
     for (i, (target, contents)) in over_host.iter().enumerate() {
-        let target = cstring("file", target)?;
         let made = CString::new(format!("/tmp/file{i}")).expect("no NUL in the name");
+        steps.push(step(
+            format!(
+                "writing the contents of {} (hidden below /tmp)",
+                target.display()
+            ),
+            StepKind::UserMount,
+            Action::CreateFile {
+                path: made,
+                content: Some(contents.to_vec()),
+            },
+        ));
+    }
+    // Copy-on-write, the overlays come before the files placed over host
+    // files (which may lie in them); the stash, covered by the overlay on
+    // /tmp by then, is named through an fd.
+    if !over_host.is_empty() && !overlays.is_empty() {
+        steps.push(step(
+            "opening /tmp, which holds the files placed over host files",
+            StepKind::UserMount,
+            Action::OpenPath {
+                path: c"/tmp".into(),
+                fd: files_fd,
+            },
+        ));
+    }
+    overlay_steps(overlays, &lower_fds, stash_fd, layout.tmp_size, &mut steps);
+    for (i, (target, _)) in over_host.iter().enumerate() {
+        let target = cstring("file", target)?;
+        let made = if overlays.is_empty() {
+            format!("/tmp/file{i}")
+        } else {
+            format!("/proc/self/fd/{files_fd}/file{i}")
+        };
+        let made = CString::new(made).expect("no NUL in the name");
         let shown = target.to_string_lossy().into_owned();
         steps.extend([
-            step(
-                format!("writing the contents of {shown} (hidden below /tmp)"),
-                StepKind::UserMount,
-                Action::CreateFile {
-                    path: made.clone(),
-                    content: Some(contents.to_vec()),
-                },
-            ),
             step(
                 format!("binding the sandbox's own {shown} over the host's"),
                 StepKind::UserMount,
@@ -548,6 +659,33 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
                 },
             ),
         ]);
+    }
+    if !over_host.is_empty() && !overlays.is_empty() {
+        steps.push(step(
+            "closing /tmp's fd",
+            StepKind::UserMount,
+            Action::Close { fd: files_fd },
+        ));
+    }
+    // The host's special filesystems (its message queues, cgroups, BPF
+    // objects...) are covered by an empty read-only tmpfs, or replaced by
+    // the sandbox's own (mqueue, once its IPC namespace is joined); those
+    // under /proc and /sys are covered by the fresh ones.
+    let hides = |point: &Path| !matches!(under(point, &own), Under::Tmpfs(_));
+    for (point, fstype) in &layout.view.special {
+        if fstype != "mqueue" && hides(point) {
+            steps.push(step(
+                format!("covering the host's {fstype} mount on {}", point.display()),
+                StepKind::Special,
+                Action::Mount {
+                    source: Some(c"tmpfs".into()),
+                    target: cstring("host", point)?,
+                    fstype: Some(c"tmpfs".into()),
+                    flags: hidden | libc::MS_RDONLY,
+                    data: Some(c"size=4k,mode=0555".into()),
+                },
+            ));
+        }
     }
     steps.push(step(
         "mounting proc on /proc",
@@ -574,6 +712,9 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
         (c"/tmp", StepKind::Tmp, layout.tmp_size),
         (c"/dev/shm", StepKind::DevShm, DEV_SHM_SIZE),
     ] {
+        if tmp_overlaid && target == c"/tmp" {
+            continue;
+        }
         steps.push(fresh(
             c"tmpfs",
             target,
@@ -596,15 +737,27 @@ pub(crate) fn holder_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<
         None,
         StepKind::Sys,
     ));
-    let mut made: Vec<MountSpec> = OWN_TMPFS
-        .iter()
-        .map(|t| MountSpec::Tmpfs { target: t.into() })
-        .collect();
+    for (point, fstype) in &layout.view.special {
+        if fstype == "mqueue" && hides(point) {
+            steps.push(step(
+                format!("mounting the sandbox's own mqueue on {}", point.display()),
+                StepKind::Special,
+                Action::Mount {
+                    source: Some(c"mqueue".into()),
+                    target: cstring("host", point)?,
+                    fstype: Some(c"mqueue".into()),
+                    flags: hidden,
+                    data: None,
+                },
+            ));
+        }
+    }
+    let mut made: Vec<MountSpec> = layers.iter().chain(own.iter()).cloned().collect();
     let mut sources = sources.into_iter();
     for spec in &mounts {
         let source_fd = match spec {
             MountSpec::Bind { .. } => sources.next(),
-            MountSpec::Tmpfs { .. } => None,
+            MountSpec::Tmpfs { .. } | MountSpec::Layer { .. } => None,
         };
         mount_steps(spec, source_fd, &made, &mut steps)?;
         made.push(spec.clone());
@@ -659,19 +812,20 @@ type OverHost<'a> = (&'a Path, &'a [u8]);
 /// file (which must exist, and be a file), or made inside a tmpfs of the
 /// sandbox (`/tmp`, `/dev/shm`, the user's). A file under a bind mount
 /// would be written over the bound tree, or hidden by it: refused.
+///
+/// Copy-on-write, a file under one of the `layers` is placed over the host
+/// file if there is one, else made in the layer.
 fn place_files<'a>(
     files: &'a [(PathBuf, Vec<u8>)],
     mounts: &'a [MountSpec],
+    layers: &[MountSpec],
+    own: &[MountSpec],
 ) -> Result<(Vec<OverHost<'a>>, Vec<InTmpfs<'a>>), Error> {
     if files.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
     let option = "file";
-    let mut made: Vec<MountSpec> = OWN_TMPFS
-        .iter()
-        .map(|t| MountSpec::Tmpfs { target: t.into() })
-        .collect();
-    made.extend(mounts.iter().cloned());
+    let made: Vec<MountSpec> = layers.iter().chain(own).chain(mounts).cloned().collect();
     let (mut over_host, mut in_tmpfs) = (Vec::new(), Vec::new());
     for (n, (target, contents)) in files.iter().enumerate() {
         absolute(option, "target", target)?;
@@ -708,6 +862,16 @@ fn place_files<'a>(
                 )));
             }
             Under::Tmpfs(root) => in_tmpfs.push((target.as_path(), root.to_owned(), &contents[..])),
+            Under::Layer(root) => match std::fs::symlink_metadata(target) {
+                Ok(meta) if meta.is_file() => over_host.push((target.as_path(), &contents[..])),
+                Ok(_) => {
+                    return Err(invalid(format!(
+                        "the target {} is not a file on the host",
+                        target.display()
+                    )));
+                }
+                Err(_) => in_tmpfs.push((target.as_path(), root.to_owned(), &contents[..])),
+            },
             Under::Bind { target: bound, .. } => {
                 return Err(invalid(format!(
                     "the target {} lies under the bind mount on {}: put the file in the \
@@ -843,8 +1007,124 @@ fn fresh(
     )
 }
 
+/// The overlays of the copy-on-write mode: the upper and work directories
+/// of each in a tmpfs of `size` bytes (what `/tmp` holds, as `df` shows
+/// it there) hidden below /tmp (made while it can still be reached; it is
+/// named through the fd `stash_fd` once the overlay on /tmp covers it),
+/// each overlay's root given its lower layer's mode, then the overlays,
+/// parents before children, then the fds closed.
+fn overlay_steps(
+    overlays: &[(PathBuf, u32)],
+    lower_fds: &[i32],
+    stash_fd: i32,
+    size: u64,
+    steps: &mut Vec<Step>,
+) {
+    if overlays.is_empty() {
+        return;
+    }
+    steps.extend([
+        step(
+            "creating /tmp/layers for the copy-on-write layers",
+            StepKind::Overlay,
+            Action::CreateDirMode {
+                path: c"/tmp/layers".into(),
+                mode: 0o700,
+            },
+        ),
+        step(
+            "mounting tmpfs on /tmp/layers (the copy-on-write layers, hidden below /tmp)",
+            StepKind::Overlay,
+            Action::Mount {
+                source: Some(c"tmpfs".into()),
+                target: c"/tmp/layers".into(),
+                fstype: Some(c"tmpfs".into()),
+                flags: libc::MS_NOSUID | libc::MS_NODEV,
+                data: Some(
+                    CString::new(format!("mode=0700,size={size}")).expect("no NUL in the options"),
+                ),
+            },
+        ),
+    ]);
+    for (i, (path, mode)) in overlays.iter().enumerate() {
+        let upper = CString::new(format!("/tmp/layers/u{i}")).expect("no NUL in the name");
+        let work = CString::new(format!("/tmp/layers/w{i}")).expect("no NUL in the name");
+        let shown = path.display();
+        steps.extend([
+            step(
+                format!("creating the upper layer of {shown} (hidden below /tmp)"),
+                StepKind::Overlay,
+                Action::CreateDirMode {
+                    path: upper.clone(),
+                    mode: 0o700,
+                },
+            ),
+            step(
+                format!("giving the upper layer of {shown} its mode, {mode:o}"),
+                StepKind::Overlay,
+                Action::Chmod {
+                    path: upper,
+                    mode: *mode,
+                },
+            ),
+            step(
+                format!("creating the work directory of {shown} (hidden below /tmp)"),
+                StepKind::Overlay,
+                Action::CreateDirMode {
+                    path: work,
+                    mode: 0o700,
+                },
+            ),
+        ]);
+    }
+    steps.push(step(
+        "opening /tmp/layers, which holds the upper layers",
+        StepKind::Overlay,
+        Action::OpenPath {
+            path: c"/tmp/layers".into(),
+            fd: stash_fd,
+        },
+    ));
+    for (i, ((path, _), lower)) in overlays.iter().zip(lower_fds).enumerate() {
+        // In a user namespace: the user.* xattrs (userxattr); no index and
+        // no xino, which the kernel would otherwise warn about per mount.
+        let data = format!(
+            "lowerdir=/proc/self/fd/{lower},upperdir=/proc/self/fd/{stash_fd}/u{i},\
+             workdir=/proc/self/fd/{stash_fd}/w{i},userxattr,index=off,xino=off"
+        );
+        steps.push(step(
+            format!("mounting a copy-on-write overlay on {}", path.display()),
+            StepKind::Overlay,
+            Action::Mount {
+                source: Some(c"overlay".into()),
+                target: CString::new(path.as_os_str().as_bytes()).expect("checked when opened"),
+                fstype: Some(c"overlay".into()),
+                flags: libc::MS_NODEV,
+                data: Some(CString::new(data).expect("no NUL in the options")),
+            },
+        ));
+    }
+    for &fd in lower_fds.iter().chain([&stash_fd]) {
+        steps.push(step(
+            "closing the overlays' lower layers",
+            StepKind::Overlay,
+            Action::Close { fd },
+        ));
+    }
+}
+
+/// Where a mount goes.
+fn spec_target(spec: &MountSpec) -> &Path {
+    match spec {
+        MountSpec::Tmpfs { target }
+        | MountSpec::Bind { target, .. }
+        | MountSpec::Layer { target } => target,
+    }
+}
+
 fn option_name(spec: &MountSpec) -> &'static str {
     match spec {
+        MountSpec::Layer { .. } => "host",
         MountSpec::Tmpfs { .. } => "tmpfs",
         MountSpec::Bind {
             read_only: false, ..
@@ -859,14 +1139,10 @@ fn option_name(spec: &MountSpec) -> &'static str {
 fn under<'a>(target: &Path, made: &'a [MountSpec]) -> Under<'a> {
     let mut best: Option<&MountSpec> = None;
     for spec in made {
-        let t = match spec {
-            MountSpec::Tmpfs { target } | MountSpec::Bind { target, .. } => target,
-        };
+        let t = spec_target(spec);
         if target.starts_with(t) {
             let deeper = match best {
-                Some(MountSpec::Tmpfs { target: b } | MountSpec::Bind { target: b, .. }) => {
-                    t.components().count() >= b.components().count()
-                }
+                Some(b) => t.components().count() >= spec_target(b).components().count(),
                 None => true,
             };
             if deeper {
@@ -877,6 +1153,7 @@ fn under<'a>(target: &Path, made: &'a [MountSpec]) -> Under<'a> {
     match best {
         None => Under::Host,
         Some(MountSpec::Tmpfs { target }) => Under::Tmpfs(target),
+        Some(MountSpec::Layer { target }) => Under::Layer(target),
         Some(MountSpec::Bind { source, target, .. }) => Under::Bind { source, target },
     }
 }
@@ -889,7 +1166,7 @@ fn mount_steps(
 ) -> Result<(), Error> {
     let option = option_name(spec);
     let (target, source_is_dir) = match spec {
-        MountSpec::Tmpfs { target } => (target, true),
+        MountSpec::Tmpfs { target } | MountSpec::Layer { target } => (target, true),
         MountSpec::Bind { source, target, .. } => {
             absolute(option, "source", source)?;
             let meta = std::fs::metadata(source).map_err(|e| Error::InvalidOption {
@@ -910,6 +1187,46 @@ fn mount_steps(
     // Where does the target live once the earlier mounts are in place?
     let existing = match under(target, made) {
         Under::Host => Some(target.clone()),
+        // The host's tree, writable inside: what exists is there; what does
+        // not is created, in the sandbox's layer only.
+        Under::Layer(root) if std::fs::symlink_metadata(target).is_ok() || root == target => {
+            Some(target.clone())
+        }
+        Under::Layer(root) => {
+            let rel = target
+                .strip_prefix(root)
+                .expect("under() checked the prefix");
+            let mut path = root.to_path_buf();
+            let parts: Vec<_> = rel.components().collect();
+            for (i, part) in parts.iter().enumerate() {
+                path.push(part);
+                if std::fs::symlink_metadata(&path).is_ok() {
+                    continue;
+                }
+                let last = i + 1 == parts.len();
+                let c = cstring(option, &path)?;
+                let (what, action) = if last && !source_is_dir {
+                    (
+                        "creating the file",
+                        Action::CreateFile {
+                            path: c,
+                            content: None,
+                        },
+                    )
+                } else {
+                    ("creating the directory", Action::CreateDir { path: c })
+                };
+                steps.push(step(
+                    format!(
+                        "{what} {} to mount on (in the sandbox's layer)",
+                        path.display()
+                    ),
+                    StepKind::UserMount,
+                    action,
+                ));
+            }
+            None
+        }
         Under::Bind { source, target: t } => {
             Some(source.join(target.strip_prefix(t).expect("under() checked the prefix")))
         }
@@ -977,6 +1294,7 @@ fn mount_steps(
 
     let target_c = cstring(option, target)?;
     match spec {
+        MountSpec::Layer { .. } => {}
         MountSpec::Tmpfs { .. } => steps.push(step(
             format!("mounting tmpfs on {}", target.display()),
             StepKind::UserMount,
@@ -1022,13 +1340,20 @@ mod tests {
         gid: 100,
     };
 
+    static NO_VIEW: HostView = HostView {
+        special: Vec::new(),
+        overlays: Vec::new(),
+        target_dir: None,
+    };
+
     fn layout(mounts: &[MountSpec]) -> Layout<'_> {
         Layout {
             hostname: b"h",
             mounts,
             files: &[],
-            writable_host: false,
-            cwd: None,
+            host: HostMode::ReadOnly,
+            view: &NO_VIEW,
+            visible: Vec::new(),
             root: false,
             tmp_size: 1 << 30,
             user: None,
@@ -1096,7 +1421,7 @@ mod tests {
     #[test]
     fn writable_host_skips_only_the_read_only_pass() {
         let mut l = layout(&[]);
-        l.writable_host = true;
+        l.host = HostMode::Writable;
         let w: Vec<String> = holder_steps(Some(IDS), &l)
             .unwrap()
             .into_iter()
@@ -1114,7 +1439,7 @@ mod tests {
         let dir = std::env::temp_dir().join("hermetic-plan-cwd");
         std::fs::create_dir_all(&dir).unwrap();
         let mut l = layout(&[]);
-        l.cwd = Some(dir.clone());
+        l.visible = vec![dir.clone()];
         let w: Vec<String> = holder_steps(Some(IDS), &l)
             .unwrap()
             .into_iter()
@@ -1128,13 +1453,56 @@ mod tests {
                 "{w:#?}"
             );
         }
-        l.cwd = Some("/usr".into());
+        l.visible = vec!["/usr".into()];
         let w: Vec<String> = holder_steps(Some(IDS), &l)
             .unwrap()
             .into_iter()
             .map(|s| s.what)
             .collect();
         assert!(!w.iter().any(|x| x.starts_with("binding /usr")), "{w:#?}");
+    }
+
+    #[test]
+    fn copy_on_write_overlays_come_after_their_lower_layers_are_opened() {
+        let view = HostView {
+            special: vec![("/dev/mqueue".into(), "mqueue".into())],
+            overlays: vec![("/tmp".into(), 0o1777), ("/work".into(), 0o755)],
+            target_dir: None,
+        };
+        let mut l = layout(&[]);
+        l.host = HostMode::CopyOnWrite;
+        l.view = &view;
+        let w: Vec<String> = holder_steps(Some(IDS), &l)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.what)
+            .collect();
+        let at = |what: &str| {
+            w.iter()
+                .position(|x| x.starts_with(what))
+                .unwrap_or_else(|| panic!("no step {what:?} in {w:#?}"))
+        };
+        assert!(at("opening the host's /tmp") < at("creating the inner user namespace ("));
+        assert!(at("opening the host's /work") < at("mounting tmpfs on /tmp"));
+        assert!(at("mounting tmpfs on /tmp/layers") < at("creating the upper layer of /tmp"));
+        assert!(
+            at("giving the upper layer of /tmp its mode, 1777") < at("opening /tmp/layers, which")
+        );
+        assert!(at("opening /tmp/layers, which") < at("mounting a copy-on-write overlay on /tmp"));
+        assert!(
+            at("mounting a copy-on-write overlay on /tmp")
+                < at("mounting a copy-on-write overlay on /work")
+        );
+        assert!(at("mounting a copy-on-write overlay on /work") < at("mounting proc on /proc"));
+        // /tmp is the host's, under its layer: no fresh tmpfs over it.
+        assert_eq!(
+            w.iter().filter(|x| *x == "mounting tmpfs on /tmp").count(),
+            1
+        );
+        assert!(
+            at("creating the inner user namespace and its network")
+                < at("mounting the sandbox's own mqueue on /dev/mqueue")
+        );
     }
 
     #[test]

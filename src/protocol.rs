@@ -65,6 +65,22 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
                 vec![target.as_bytes_with_nul()],
             ),
             Action::CreateDir { path } => (wire::OP_MKDIR, 0, vec![path.as_bytes_with_nul()]),
+            Action::CreateDirMode { path, mode } => (
+                wire::OP_MKDIR,
+                u64::from(*mode),
+                vec![path.as_bytes_with_nul()],
+            ),
+            Action::Chmod { path, mode } => (
+                wire::OP_CHMOD,
+                u64::from(*mode),
+                vec![path.as_bytes_with_nul()],
+            ),
+            Action::OpenPath { path, fd } => (
+                wire::OP_OPEN_TREE,
+                *fd as u64 | wire::ARG_PATH_ONLY,
+                vec![path.as_bytes_with_nul()],
+            ),
+            Action::Close { fd } => (wire::OP_CLOSE, *fd as u64, vec![]),
             Action::CreateFile { path, content } => (
                 wire::OP_TOUCH,
                 0,

@@ -15,6 +15,7 @@ use crate::child::{command, init};
 use crate::diagnostics::{self, HostFacts, Phase};
 use crate::error::Error;
 use crate::fds::{self, Fd};
+use crate::host::HostMode;
 use crate::lifeline;
 use crate::output::{DEFAULT_OUTPUT_LIMIT, Output, OutputLimit};
 use crate::plan::{self, Ids, MountSpec, StepKind};
@@ -62,9 +63,13 @@ pub struct SandboxBuilder {
     mounts: Vec<MountSpec>,
     cgroup: bool,
     max_result_size: usize,
-    writable_host: bool,
+    /// Unset: read-only for a sandbox, copy-on-write for `isolate_test`.
+    host: Option<HostMode>,
     /// Read-only files made inside: (target, contents).
     files: Vec<(PathBuf, Vec<u8>)>,
+    /// Host paths kept visible where the sandbox's own `/tmp` would hide
+    /// them (besides the working directory and the target dir).
+    visible: Vec<PathBuf>,
     /// The uid and gid of the sandbox's processes, if not root.
     user: Option<(u32, u32)>,
     /// The most the sandbox's `/tmp` holds.
@@ -85,8 +90,9 @@ impl Default for SandboxBuilder {
             mounts: Vec::new(),
             cgroup: false,
             max_result_size: DEFAULT_MAX_RESULT_SIZE,
-            writable_host: false,
+            host: None,
             files: Vec::new(),
+            visible: Vec::new(),
             user: None,
             tmp_size: DEFAULT_TMP_SIZE,
             limits: crate::limits::Limits::default(),
@@ -264,20 +270,57 @@ impl SandboxBuilder {
         self
     }
 
-    /// Leaves the host's files writable inside, as far as the caller's own
-    /// permissions allow. Default: off, so the host's filesystem is
-    /// read-only inside (recursively, every mount), except the sandbox's
-    /// own `/tmp` and `/dev/shm`, its [`tmpfs`](Self::tmpfs) mounts and its
-    /// [`bind`](Self::bind) targets.
+    /// How the host's files are seen inside (see [`HostMode`]). Default:
+    /// [`HostMode::ReadOnly`]: the host's filesystem is read-only inside
+    /// (recursively, every mount), except the sandbox's own `/tmp` and
+    /// `/dev/shm`, its [`tmpfs`](Self::tmpfs) mounts and its
+    /// [`bind`](Self::bind) targets. [`HostMode::CopyOnWrite`] makes every
+    /// write the caller could make outside succeed in a private layer that
+    /// goes with the sandbox (the README says what each costs);
+    /// [`HostMode::Writable`] lets writes reach the host.
     ///
-    /// As root, a sandbox with a writable host can change anything on the
-    /// host's filesystem: turn this on only for code you trust. The host's
-    /// device nodes stay unopenable either way (but for `/dev/null`,
+    /// Whatever the mode, the user's own mounts win over the sandbox's, and
+    /// the host's device nodes stay unopenable (but for `/dev/null`,
     /// `/dev/zero`, `/dev/full`, `/dev/random`, `/dev/urandom` and
     /// `/dev/tty`); [`bind`](Self::bind) a device in to use it.
-    pub fn writable_host(&mut self, on: bool) -> &mut Self {
-        self.writable_host = on;
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use hermetic::{HostMode, Sandbox};
+    ///
+    /// let sandbox = Sandbox::builder().host(HostMode::CopyOnWrite).build()?;
+    /// let home = std::env::var("HOME").unwrap();
+    /// sandbox.run(move || std::fs::write(format!("{home}/.cache-of-a-test"), "x").unwrap());
+    /// // Not on the host.
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
+    pub fn host(&mut self, mode: HostMode) -> &mut Self {
+        self.host = Some(mode);
         self
+    }
+
+    /// Keeps the host directory `dir` visible inside where the sandbox's
+    /// own `/tmp` or `/dev/shm` would hide it: with a read-only host (and
+    /// where copy-on-write falls back to it) it is bound in, read-only,
+    /// before your own mounts, which win over it; with a writable host,
+    /// writable. Copy-on-write shows the host's `/tmp` anyway. The working
+    /// directory and the target dir of the running executable always are;
+    /// `hermetic run` adds its program's directory.
+    pub fn visible(&mut self, dir: impl AsRef<Path>) -> &mut Self {
+        self.visible.push(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// This builder, with `mode` as its host mode unless one was chosen.
+    pub(crate) fn with_default_host(&self, mode: HostMode) -> std::borrow::Cow<'_, Self> {
+        if self.host.is_some() {
+            std::borrow::Cow::Borrowed(self)
+        } else {
+            let mut with = self.clone();
+            with.host = Some(mode);
+            std::borrow::Cow::Owned(with)
+        }
     }
 
     /// Also gives the sandbox its own cgroup namespace: `/proc/self/cgroup`
@@ -372,6 +415,21 @@ impl SandboxBuilder {
     /// Like [`build_in`](Self::build_in); a failed setup step also says
     /// what kind of step it was (for [`check`](crate::check)).
     pub(crate) fn build_telling(
+        &self,
+        userns: Option<&Sandbox>,
+    ) -> Result<Sandbox, (Error, Option<StepKind>)> {
+        match self.build_once(userns) {
+            // No overlay here (an old kernel, the stacking limit): read-only
+            // from now on, said once.
+            Err((e, Some(StepKind::Overlay))) if self.host == Some(HostMode::CopyOnWrite) => {
+                crate::host::refuse(&e);
+                self.build_once(userns)
+            }
+            res => res,
+        }
+    }
+
+    pub(crate) fn build_once(
         &self,
         userns: Option<&Sandbox>,
     ) -> Result<Sandbox, (Error, Option<StepKind>)> {
@@ -485,12 +543,20 @@ impl SandboxBuilder {
             }
             _ => None,
         };
+        let host = crate::host::effective(self.host.unwrap_or_default());
+        let view = crate::host::HostView::cached(host == HostMode::CopyOnWrite);
         let layout = plan::Layout {
             hostname: &hostname,
             mounts: &self.mounts,
             files: &self.files,
-            writable_host: self.writable_host,
-            cwd: std::env::current_dir().ok(),
+            host,
+            view: &view,
+            visible: std::env::current_dir()
+                .ok()
+                .into_iter()
+                .chain(view.target_dir.clone())
+                .chain(self.visible.iter().cloned())
+                .collect(),
             root: sys::geteuid() == 0,
             keepable: keep_failed(),
             user: self.user,

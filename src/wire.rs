@@ -79,11 +79,19 @@ pub const OP_SET_ATTR: u8 = 5;
 pub const ATTR_RDONLY: u64 = 0x1;
 /// `MOUNT_ATTR_NODEV`: device nodes on the mount cannot be opened.
 pub const ATTR_NODEV: u64 = 0x4;
-/// Create the directory at field 0.
+/// Create the directory at field 0, with the mode in arg (`0o755` if 0;
+/// less the init program's umask).
 pub const OP_MKDIR: u8 = 6;
+/// Set the mode of the file at field 0 to arg (`fchmodat`): what `mkdir`
+/// cannot give through the umask (the upper layer of an overlay shows its
+/// mode as the overlay's root's).
+pub const OP_CHMOD: u8 = 40;
+/// Close the fd in arg (an overlay's lower layer, once mounted).
+pub const OP_CLOSE: u8 = 41;
 /// Create a file at field 0 holding field 1 (empty if absent).
 pub const OP_TOUCH: u8 = 7;
-/// Clone the mount tree at field 0 (`open_tree`) as the fd in arg.
+/// Clone the mount tree at field 0 (`open_tree`) as the fd in arg; with
+/// [`ARG_PATH_ONLY`], open the path itself (`O_PATH`), not a clone.
 pub const OP_OPEN_TREE: u8 = 8;
 /// Attach the tree of the fd in arg at field 0 (`move_mount`) and close it.
 pub const OP_ATTACH_TREE: u8 = 9;
@@ -127,8 +135,12 @@ pub const ARG_IF_ALLOWED: u64 = 1 << 61;
 /// read-only (a fresh `/proc` in a sandbox made inside a sandbox, where the
 /// only fully visible proc mount is read-only).
 pub const ARG_RETRY_READ_ONLY: u64 = 1 << 60;
+/// In arg of [`OP_OPEN_TREE`]: an `O_PATH` fd of the path (an overlay's
+/// lower layer, named later as `/proc/self/fd/N`), not a clone of its tree.
+pub const ARG_PATH_ONLY: u64 = 1 << 59;
 /// The bits of arg that are flags of the step, not of the system call.
-pub const ARG_STEP_FLAGS: u64 = ARG_RECURSIVE | ARG_OPTIONAL | ARG_IF_ALLOWED | ARG_RETRY_READ_ONLY;
+pub const ARG_STEP_FLAGS: u64 =
+    ARG_RECURSIVE | ARG_OPTIONAL | ARG_IF_ALLOWED | ARG_RETRY_READ_ONLY | ARG_PATH_ONLY;
 
 /// The name of the session keyring every process of a sandbox joins.
 pub const KEYRING_NAME: &[u8] = b"hermetic-sandbox\0";

@@ -334,7 +334,10 @@ fn host_files_are_read_only_by_default() {
 fn writable_host_turns_read_only_off() {
     let dir = host_dir();
     let target = dir.path().join("written");
-    let ns = Sandbox::builder().writable_host(true).build().unwrap();
+    let ns = Sandbox::builder()
+        .host(hermetic::HostMode::Writable)
+        .build()
+        .unwrap();
     let t = target.clone();
     ns.run(move || std::fs::write(&t, b"x").unwrap());
     assert_eq!(std::fs::read(&target).unwrap(), b"x");
@@ -456,7 +459,7 @@ fn cwd_helper() {
     });
     assert_eq!(cwd, std::path::Path::new(&dir));
     assert_eq!(read, "found");
-    // Read-only like every host path, unless writable_host.
+    // Read-only like every host path, unless HostMode::Writable.
     assert_eq!(write, Some(libc::EROFS));
     println!("CWD OK");
 }

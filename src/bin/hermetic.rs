@@ -56,8 +56,17 @@ Options:
   --tmpfs DIR           a fresh, private tmpfs on DIR
   --file SRC:DST        a read-only copy of the host file SRC at DST inside
                         (under /tmp or a --tmpfs, or over a host file)
-  --tmp-size SIZE       the size of the sandbox's /tmp (default 1G)
-  --writable-host       leave the host's files writable (as far as you may)
+  --tmp-size SIZE       the size of the sandbox's /tmp (default 1G), which
+                        also bounds the copy-on-write layer
+  --host MODE           how the host's files are seen:
+                        cow (default): as they are, writable where you may
+                          write them, every change in a private layer that
+                          goes with the sandbox (nothing reaches the host);
+                          read-only where the kernel refuses it (said once)
+                        ro: read-only, with a fresh /tmp (the working
+                          directory and the target dir bound back)
+                        writable: writable, writes reach the host
+  --writable-host       the same as --host=writable
   --env NAME=VALUE      set NAME in PROGRAM's environment (repeatable)
   --user UID:GID        run PROGRAM as that user inside, without capabilities
   --memory SIZE         memory limit of the sandbox (per process without
@@ -179,6 +188,11 @@ fn help(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
 #[derive(Debug, Default)]
 struct RunArgs {
     builder: hermetic::SandboxBuilder,
+    /// How the host is seen (default: copy-on-write).
+    host: hermetic::HostMode,
+    /// The user's mounts' targets, and the option that made each (to say
+    /// what hides a program that cannot be started).
+    mounts: Vec<(String, String)>,
     env: Vec<(OsString, OsString)>,
     timeout: Option<Duration>,
     program: OsString,
@@ -186,7 +200,10 @@ struct RunArgs {
 }
 
 fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
-    let mut run = RunArgs::default();
+    let mut run = RunArgs {
+        host: hermetic::HostMode::CopyOnWrite,
+        ..RunArgs::default()
+    };
     let b = &mut run.builder;
     let program = loop {
         let Some(arg) = parser.next()? else {
@@ -199,14 +216,26 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
             }
             Long("bind") => {
                 let (src, dst) = pair(&mut parser, "--bind")?;
-                b.bind(src, dst);
+                b.bind(&src, &dst);
+                let option = format!("--bind {src}:{dst}");
+                run.mounts.push((dst, option));
             }
             Long("bind-ro") => {
                 let (src, dst) = pair(&mut parser, "--bind-ro")?;
-                b.bind_ro(src, dst);
+                b.bind_ro(&src, &dst);
+                let option = format!("--bind-ro {src}:{dst}");
+                run.mounts.push((dst, option));
             }
             Long("tmpfs") => {
-                b.tmpfs(parser.value()?);
+                let dir = parser.value()?;
+                b.tmpfs(&dir);
+                let dir = dir.to_string_lossy().into_owned();
+                run.mounts.push((dir.clone(), format!("--tmpfs {dir}")));
+            }
+            Long("host") => {
+                run.host = text(&mut parser, "--host")?
+                    .parse()
+                    .map_err(|e| Usage(format!("--host: {e}")))?;
             }
             Long("file") => {
                 let (src, dst) = pair(&mut parser, "--file")?;
@@ -218,7 +247,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
                 b.tmp_size(size(&text(&mut parser, "--tmp-size")?)?);
             }
             Long("writable-host") => {
-                b.writable_host(true);
+                run.host = hermetic::HostMode::Writable;
             }
             Long("env") => {
                 let value = parser.value()?;
@@ -265,8 +294,17 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
             other => return Err(Usage(format!("run: {}", other.unexpected()))),
         }
     };
+    // The program's directory, should /tmp be the sandbox's own (the
+    // read-only host, or copy-on-write refused by the kernel).
+    if let Some(dir) = host_path(&program)
+        .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
+        .and_then(|d| std::fs::canonicalize(d).ok())
+    {
+        run.builder.visible(dir);
+    }
     run.program = program;
     run.args = parser.raw_args()?.collect();
+    run.builder.host(run.host);
     Ok(Some(run))
 }
 
@@ -345,7 +383,8 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     let mut cmd = sandbox.command(&run.program);
     cmd.args(&run.args)
         .envs(run.env.iter().map(|(k, v)| (k, v)));
-    let code = start_and_wait(cmd, &run.program, run.timeout);
+    let why = |program: &std::ffi::OsStr| why_hidden(program, run.host.granted(), &run.mounts);
+    let code = start_and_wait(cmd, &run.program, run.timeout, &why);
     if code != 0 && keep_failed() {
         match sandbox.keep() {
             Ok(enter) => eprintln!(
@@ -359,6 +398,71 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     }
     drop(sandbox);
     Ok(ExitCode::from(code))
+}
+
+/// Where `program` is on the host: as given if it has a `/`, else found
+/// in `PATH`, as the kernel and a shell look for it.
+fn host_path(program: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    let path = if program.as_encoded_bytes().contains(&b'/') {
+        Some(cwd.join(program))
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| cwd.join(dir).join(program))
+                .find(|p| p.is_file())
+        })
+    };
+    path.filter(|p| p.exists())
+}
+
+/// Why a program that exists on the host is not found inside, and what
+/// to do: the path looked for, what covers it, the fix. Empty when it does
+/// not exist on the host either.
+fn why_hidden(
+    program: &std::ffi::OsStr,
+    mode: hermetic::HostMode,
+    mounts: &[(String, String)],
+) -> String {
+    use std::path::Path;
+    let Some(path) = host_path(program) else {
+        return String::new();
+    };
+    let shown = path.display();
+    let covering = mounts
+        .iter()
+        .filter(|(target, _)| path.starts_with(target))
+        .max_by_key(|(target, _)| Path::new(target).components().count());
+    if let Some((_, option)) = covering {
+        return format!(
+            "\n  {shown} exists on the host, but inside it lies under the mount of `{option}`, \
+             which hides the host's files there; start the program from a path that mount \
+             does not cover, or bind its directory in at a place of its own"
+        );
+    }
+    let own = ["/tmp", "/dev/shm"]
+        .into_iter()
+        .find(|t| path.starts_with(t));
+    match (own, mode) {
+        (Some(own), hermetic::HostMode::CopyOnWrite) => format!(
+            "\n  {shown} exists on the host, but inside it lies under the sandbox's own {own}"
+        ),
+        (Some(own), mode) => format!(
+            "\n  {shown} exists on the host, but inside it lies under the sandbox's own {own} \
+             (a fresh tmpfs: the host is seen in the {mode} mode{}), which hides the host's; \
+             use --host=cow, which shows the host's {own} under a private layer, or \
+             --bind-ro DIR:DIR for the program's directory",
+            if hermetic::HostMode::CopyOnWrite.granted() == hermetic::HostMode::CopyOnWrite {
+                ""
+            } else {
+                ", as this host refuses the copy-on-write one"
+            }
+        ),
+        (None, _) => format!(
+            "\n  {shown} exists on the host but is not visible inside; bind its directory in \
+             with --bind-ro DIR:DIR"
+        ),
+    }
 }
 
 fn keep_failed() -> bool {
@@ -410,15 +514,19 @@ fn enter(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
         }
     };
     cmd.args(&args);
-    Ok(ExitCode::from(start_and_wait(cmd, &program, None)))
+    Ok(ExitCode::from(start_and_wait(cmd, &program, None, &|_| {
+        String::new()
+    })))
 }
 
 /// Starts `cmd`, passes signals on to it, waits for it (killing it after
 /// `timeout`), and says what its end means as an exit status.
+/// `why` says why a program that was not found is hidden, if it is.
 fn start_and_wait(
     mut cmd: std::process::Command,
     program: &std::ffi::OsStr,
     timeout: Option<Duration>,
+    why: &dyn Fn(&std::ffi::OsStr) -> String,
 ) -> u8 {
     let name = program.to_string_lossy();
     // From now on: signals sent before the program runs are passed on
@@ -430,7 +538,12 @@ fn start_and_wait(
     let mut child = match cmd.process_group(0).spawn() {
         Ok(child) => child,
         Err(e) => {
-            eprintln!("hermetic: cannot start {name}: {e}");
+            let why = if e.kind() == std::io::ErrorKind::NotFound {
+                why(program)
+            } else {
+                String::new()
+            };
+            eprintln!("hermetic: cannot start {name}: {e}{why}");
             // As a shell says it: not found, or not executable.
             return if e.kind() == std::io::ErrorKind::NotFound {
                 NOT_FOUND

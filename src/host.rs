@@ -1,0 +1,441 @@
+//! The host as a sandbox sees it: the three modes, and what the
+//! copy-on-write mode overlays.
+//!
+//! Read from the test process's mount table before anything starts, so
+//! that the init program only mounts what the plan names.
+//!
+//! Why the overlays are where they are (measured on Linux 6.18, and in
+//! DESIGN.md): an overlay shows one filesystem, not the mounts below its
+//! lower directory, and the kernel refuses a lower directory with a mount
+//! beneath it that the sandbox's user namespace may not take off (a locked
+//! mount: `EINVAL`). So `/` itself is never a lower layer: a directory with
+//! mounts beneath is split into its entries, each an overlay of its own,
+//! down to the directories with none. And rootless, copying up a directory
+//! owned by an id the sandbox does not map (the host's root owns `/home`,
+//! `/var`, `/tmp`) fails with `EOVERFLOW`, while the root of an overlay is
+//! never copied up: so rootless overlays are rooted at the directories the
+//! caller writes (its working tree, the target dir, `$HOME`, `/tmp`,
+//! `/var/tmp`), each at its highest ancestor the caller owns. As root,
+//! whose ids are all mapped, at the top-level directory of each (`/work`,
+//! `/root`, `/var`, `/tmp`): one overlay per top-level directory would cover
+//! all of the host, but each overlay costs a sandbox about 0.07 ms to mount
+//! and 0.2 ms to take down (an RCU grace period per overlay), measured
+//! here, so the rest of the host stays read-only.
+//!
+//! # References
+//!
+//! overlayfs (Documentation/filesystems/overlayfs.rst), proc_pid_mountinfo(5),
+//! statx(2) (`STATX_MNT_ID`), user_namespaces(7)
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// How a sandbox sees the host's files ([`SandboxBuilder::host`]).
+///
+/// [`SandboxBuilder::host`]: crate::SandboxBuilder::host
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[non_exhaustive]
+pub enum HostMode {
+    /// The host's files are read-only inside (every mount); `/tmp` and
+    /// `/dev/shm` are fresh and the sandbox's own, with the working
+    /// directory and the target dir bound back (read-only) where `/tmp`
+    /// would hide them. The default of [`Sandbox`](crate::Sandbox): the
+    /// cheapest.
+    #[default]
+    ReadOnly,
+    /// The host's files look as they are and are writable wherever the
+    /// caller could write them; every change lands in a private layer (an
+    /// overlay whose upper layer is a tmpfs of the sandbox, within
+    /// [`tmp_size`](crate::SandboxBuilder::tmp_size)) that goes with the
+    /// sandbox: nothing reaches the host. `/tmp` is the host's `/tmp` under
+    /// such a layer. The default of `hermetic run` and
+    /// [`isolate_test`](crate::isolate_test). Where the kernel refuses an
+    /// overlay, sandboxes fall back to [`ReadOnly`](Self::ReadOnly), and the
+    /// first one says so on stderr.
+    CopyOnWrite,
+    /// The host's files are writable inside, as far as the caller may
+    /// write them outside: writes reach the host. As root, code inside can
+    /// change anything on the host's filesystem: for code you trust.
+    Writable,
+}
+
+impl HostMode {
+    /// The mode a sandbox asking for this one gets in this process: the
+    /// copy-on-write mode is read-only where the kernel has refused an
+    /// overlay (said once, on stderr, by the first sandbox).
+    pub fn granted(self) -> HostMode {
+        effective(self)
+    }
+
+    /// The name `hermetic run --host` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            HostMode::ReadOnly => "ro",
+            HostMode::CopyOnWrite => "cow",
+            HostMode::Writable => "writable",
+        }
+    }
+}
+
+impl std::fmt::Display for HostMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for HostMode {
+    type Err = String;
+
+    /// `cow` (or `copy-on-write`), `ro` (or `read-only`), `writable` (or
+    /// `rw`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cow" | "copy-on-write" => Ok(HostMode::CopyOnWrite),
+            "ro" | "read-only" => Ok(HostMode::ReadOnly),
+            "writable" | "rw" => Ok(HostMode::Writable),
+            other => Err(format!("unknown host mode {other:?}: cow, ro or writable")),
+        }
+    }
+}
+
+/// One line of the mount table.
+#[derive(Debug, Clone)]
+pub(crate) struct HostMount {
+    pub(crate) id: u64,
+    pub(crate) point: PathBuf,
+    pub(crate) fstype: String,
+    pub(crate) read_only: bool,
+}
+
+/// The special filesystems whose host mounts give a way to kernel objects
+/// of the host (its message queues, cgroups, BPF objects, tracing...):
+/// never reachable inside.
+pub(crate) const SPECIAL: [&str; 13] = [
+    "mqueue",
+    "cgroup",
+    "cgroup2",
+    "bpf",
+    "tracefs",
+    "debugfs",
+    "securityfs",
+    "configfs",
+    "fusectl",
+    "binfmt_misc",
+    "pstore",
+    "hugetlbfs",
+    "efivarfs",
+];
+
+/// `\040` and friends in a mount table path.
+fn unescape(field: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+/// Parses `/proc/self/mountinfo` text.
+pub(crate) fn parse_mountinfo(text: &str) -> Vec<HostMount> {
+    let mut mounts = Vec::new();
+    for line in text.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let f: Vec<&str> = left.split(' ').collect();
+        let r: Vec<&str> = right.split(' ').collect();
+        if f.len() < 6 || r.is_empty() {
+            continue;
+        }
+        let Ok(id) = f[0].parse() else { continue };
+        mounts.push(HostMount {
+            id,
+            point: unescape(f[4]),
+            fstype: r[0].to_owned(),
+            read_only: f[5].split(',').any(|o| o == "ro"),
+        });
+    }
+    mounts
+}
+
+/// The mounts of this process's mount table that can be reached at their
+/// mount point (the topmost there), as the sandbox inherits them.
+pub(crate) fn reachable_mounts() -> Vec<HostMount> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    parse_mountinfo(&text)
+        .into_iter()
+        .filter(|m| {
+            rustix::fs::statx(
+                rustix::fs::CWD,
+                &m.point,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                rustix::fs::StatxFlags::MNT_ID,
+            )
+            .is_ok_and(|st| st.stx_mnt_id == m.id)
+        })
+        .collect()
+}
+
+/// What the plan needs of the host: read once per process (and per
+/// caller's uid and working directory).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HostView {
+    /// Special filesystems reachable outside `/proc` and `/sys` (which the
+    /// sandbox replaces), to be covered inside.
+    pub(crate) special: Vec<(PathBuf, String)>,
+    /// The directories overlaid in the copy-on-write mode, parents before
+    /// children, with the mode of each (shown as its overlay root's).
+    pub(crate) overlays: Vec<(PathBuf, u32)>,
+    /// The target dir of the running executable, if it has one (a
+    /// directory holding cargo's `CACHEDIR.TAG` above it).
+    pub(crate) target_dir: Option<PathBuf>,
+}
+
+/// The sandbox's own trees: nothing of the host's there is shown.
+const OWN: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+fn is_own(path: &Path) -> bool {
+    OWN.iter().any(|o| path.starts_with(o))
+}
+
+/// The most overlays a sandbox gets (a deeper split is left read-only).
+const MAX_OVERLAYS: usize = 48;
+
+/// The running executable's target dir.
+fn target_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        let dir = PathBuf::from(dir);
+        if dir.is_absolute() {
+            return Some(dir);
+        }
+    }
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors()
+        .skip(1)
+        .find(|d| d.join("CACHEDIR.TAG").is_file())
+        .map(Path::to_path_buf)
+}
+
+/// The highest ancestor of `dir` (itself included) that `uid` owns, going
+/// up while each parent is also the caller's; `None` if `dir` is not.
+fn highest_owned(dir: &Path, uid: u32) -> Option<PathBuf> {
+    let dir = std::fs::canonicalize(dir).ok()?;
+    let owned = |d: &Path| std::fs::metadata(d).is_ok_and(|m| m.uid() == uid && m.is_dir());
+    if !owned(&dir) {
+        return None;
+    }
+    let mut top = dir.clone();
+    while let Some(parent) = top.parent() {
+        if !owned(parent) {
+            break;
+        }
+        top = parent.to_path_buf();
+    }
+    Some(top)
+}
+
+/// Splits `dir` into directories with no reachable mount beneath them, and
+/// adds those worth an overlay (on a mount that is writable outside) to
+/// `out`.
+fn split(dir: &Path, mounts: &[HostMount], out: &mut Vec<(PathBuf, u32)>, depth: usize) {
+    if is_own(dir) || out.len() >= MAX_OVERLAYS || depth > 12 {
+        return;
+    }
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return;
+    };
+    if !meta.is_dir() {
+        return;
+    }
+    // The mount this directory lies on: a read-only one needs no layer,
+    // writes fail outside too.
+    let on = mounts
+        .iter()
+        .filter(|m| dir.starts_with(&m.point))
+        .max_by_key(|m| m.point.components().count());
+    let beneath = mounts
+        .iter()
+        .any(|m| m.point != dir && m.point.starts_with(dir));
+    if !beneath {
+        if on.is_some_and(|m| !m.read_only && !SPECIAL.contains(&m.fstype.as_str())) {
+            out.push((dir.to_path_buf(), meta.mode() & 0o7777));
+        }
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut children: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    children.sort();
+    for child in children {
+        split(&child, mounts, out, depth + 1);
+    }
+}
+
+impl HostView {
+    /// Reads the host as this process sees it now.
+    pub(crate) fn read(cow: bool) -> HostView {
+        let mounts = reachable_mounts();
+        let special = mounts
+            .iter()
+            .filter(|m| SPECIAL.contains(&m.fstype.as_str()) && !is_own_fresh(&m.point))
+            .map(|m| (m.point.clone(), m.fstype.clone()))
+            .collect();
+        let target_dir = target_dir();
+        let mut overlays = Vec::new();
+        if cow {
+            let uid = crate::sys::geteuid();
+            let mut dirs: Vec<PathBuf> = vec!["/tmp".into(), "/var/tmp".into()];
+            let written = [
+                std::env::current_dir().ok(),
+                std::env::var_os("HOME").map(PathBuf::from),
+                std::env::var_os("CARGO_TARGET_TMPDIR").map(PathBuf::from),
+                std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
+                std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+                target_dir.clone(),
+            ];
+            dirs.extend(written.into_iter().flatten().filter(|d| d.is_absolute()));
+            let roots: BTreeSet<PathBuf> = dirs
+                .into_iter()
+                .filter_map(|d| std::fs::canonicalize(d).ok())
+                .filter_map(|d| {
+                    if uid == 0 {
+                        // Root owns (and maps) every ancestor: its top-level
+                        // directory, the widest overlay for the same price.
+                        d.components().nth(1).map(|top| Path::new("/").join(top))
+                    } else if d.starts_with("/tmp") && d == Path::new("/tmp")
+                        || d == Path::new("/var/tmp")
+                    {
+                        Some(d)
+                    } else {
+                        highest_owned(&d, uid)
+                    }
+                })
+                .collect();
+            // A root whose parent is an earlier root is covered by it (the
+            // root of an overlay is never copied up; the caller owns it).
+            let mut kept: Vec<PathBuf> = Vec::new();
+            for root in roots {
+                let covered = kept.iter().any(|k| {
+                    root == *k
+                        || root.parent() == Some(k.as_path())
+                        || root.starts_with(k) && {
+                            // Every directory between k and root the caller's.
+                            let uid = crate::sys::geteuid();
+                            root.ancestors()
+                                .take_while(|a| *a != k.as_path())
+                                .all(|a| std::fs::metadata(a).is_ok_and(|m| m.uid() == uid))
+                        }
+                });
+                if !covered {
+                    kept.push(root);
+                }
+            }
+            for root in kept {
+                split(&root, &mounts, &mut overlays, 0);
+            }
+            overlays.sort();
+            overlays.dedup_by(|a, b| a.0 == b.0);
+        }
+        HostView {
+            special,
+            overlays,
+            target_dir,
+        }
+    }
+
+    /// Read once per process, for the caller's uid and working directory
+    /// (sandboxes are made often; the host's mounts rarely change meanwhile).
+    pub(crate) fn cached(cow: bool) -> HostView {
+        type Key = (bool, u32, Option<PathBuf>);
+        static CACHE: std::sync::Mutex<Vec<(Key, HostView)>> = std::sync::Mutex::new(Vec::new());
+        let key = (cow, crate::sys::geteuid(), std::env::current_dir().ok());
+        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, v)) = cache.iter().find(|(k, _)| *k == key) {
+            return v.clone();
+        }
+        let view = HostView::read(cow);
+        cache.push((key, view.clone()));
+        view
+    }
+}
+
+/// Why the kernel refused an overlay, once it has (for this process).
+static REFUSED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The mode a sandbox gets: copy-on-write falls back to read-only once the
+/// kernel has refused an overlay.
+pub(crate) fn effective(mode: HostMode) -> HostMode {
+    match mode {
+        HostMode::CopyOnWrite if REFUSED.get().is_some() => HostMode::ReadOnly,
+        mode => mode,
+    }
+}
+
+/// Notes that the kernel refused an overlay, and says so, once per
+/// process, on stderr.
+pub(crate) fn refuse(why: &dyn std::fmt::Display) {
+    let mut first = false;
+    REFUSED.get_or_init(|| {
+        first = true;
+        why.to_string()
+    });
+    if first {
+        eprintln!(
+            "hermetic: the kernel refuses a copy-on-write view of the host here ({why}); \
+             sandboxes see the host read-only, with the program, the working directory \
+             and the target dir visible (`hermetic check` says more)"
+        );
+    }
+}
+
+/// Under `/proc` or `/sys`: covered by the sandbox's fresh ones.
+fn is_own_fresh(path: &Path) -> bool {
+    path.starts_with("/proc") || path.starts_with("/sys")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_by_name() {
+        assert_eq!("cow".parse(), Ok(HostMode::CopyOnWrite));
+        assert_eq!("ro".parse(), Ok(HostMode::ReadOnly));
+        assert_eq!("writable".parse(), Ok(HostMode::Writable));
+        assert!("x".parse::<HostMode>().is_err());
+        assert_eq!(HostMode::default(), HostMode::ReadOnly);
+    }
+
+    #[test]
+    fn mountinfo_lines() {
+        let m = parse_mountinfo(
+            "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n\
+             28 27 0:25 / /mnt/a\\040b ro,nosuid - tmpfs x ro\n",
+        );
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[1].point, Path::new("/mnt/a b"));
+        assert!(m[1].read_only && !m[0].read_only);
+        assert_eq!(m[0].fstype, "ext4");
+    }
+}
