@@ -799,21 +799,29 @@ extern "C" fn init_main(_stack: *const usize) -> ! {
 /// Starts the keeper (see [`wire::OP_KEEPER`]): a fork-like child that
 /// holds no fd and waits until killed. SIGCHLD is ignored: the kernel
 /// reaps it.
+///
+/// The test process finds the keeper by its name among this process's
+/// children as soon as the sandbox is ready: the name is this process's
+/// while it forks, so the keeper has it from its first instant, and this
+/// process takes its own back.
 fn keeper() -> Result<(), i32> {
+    // SAFETY: the names are NUL-terminated.
+    let _ = unsafe { call(nr::PRCTL, [PR_SET_NAME, b"hermetic-keeper\0".as_ptr() as usize, 0, 0, 0, 0]) };
     // SAFETY: fork-like clone (no new stack); the child makes only system
     // calls and never returns.
-    let pid = unsafe { call(nr::CLONE, [SIGCHLD, 0, 0, 0, 0, 0]) }?;
-    if pid == 0 {
-        // SAFETY: integer arguments; the name is NUL-terminated.
+    let pid = unsafe { call(nr::CLONE, [SIGCHLD, 0, 0, 0, 0, 0]) };
+    if pid == Ok(0) {
+        // SAFETY: integer arguments.
         unsafe {
             let _ = call(CLOSE_RANGE, [0, !0, 0, 0, 0, 0]);
-            let _ = call(nr::PRCTL, [PR_SET_NAME, b"hermetic-keeper\0".as_ptr() as usize, 0, 0, 0, 0]);
             // Forked before this process made itself non-dumpable.
             let _ = call(nr::PRCTL, [PR_SET_DUMPABLE, 0, 0, 0, 0, 0]);
         }
         keep()
     }
-    Ok(())
+    // SAFETY: as above.
+    let _ = unsafe { call(nr::PRCTL, [PR_SET_NAME, b"hermetic-init\0".as_ptr() as usize, 0, 0, 0, 0]) };
+    pid.map(drop)
 }
 
 /// Kept: outlives the test process, until killed.
