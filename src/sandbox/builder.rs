@@ -1,0 +1,772 @@
+//! The [`SandboxBuilder`]: a sandbox's options, validated, and `build()`,
+//! which decides the plan, starts the init process and reads its report.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{BASE_NAMESPACES, DEFAULT_HOSTNAME, DEFAULT_MAX_RESULT_SIZE, Sandbox, keep_failed};
+use crate::child::launch;
+use crate::diagnose::{self, HostFacts, Phase};
+use crate::error::Error;
+use crate::proto::reports::{self, InitReport};
+use crate::run::output::{DEFAULT_OUTPUT_LIMIT, Output, OutputLimit};
+use crate::run::runner;
+use crate::setup::host::HostMode;
+use crate::setup::lifeline;
+use crate::setup::plan::{self, Ids, MountSpec, StepKind};
+use crate::sys;
+use crate::sys::fd::{self, Fd};
+
+/// Options for a [`Sandbox`]; made by [`Sandbox::builder`].
+///
+/// Setters take and return `&mut Self`, so a builder can be kept and used
+/// for several sandboxes.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// let sandbox = hermetic::Sandbox::builder()
+///     .hostname("db")
+///     .timeout(Duration::from_secs(10))
+///     .bind_ro(env!("CARGO_MANIFEST_DIR"), "/tmp/src")
+///     .build()?;
+/// let name = sandbox.run(|| std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap());
+/// assert_eq!(name.trim(), "db");
+/// # Ok::<(), hermetic::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SandboxBuilder {
+    hostname: String,
+    timeout: Option<Duration>,
+    mounts: Vec<MountSpec>,
+    cgroup: bool,
+    max_result_size: usize,
+    /// Unset: read-only for a sandbox, copy-on-write for `isolate_test`.
+    host: Option<HostMode>,
+    /// Read-only files made inside: (target, contents).
+    files: Vec<(PathBuf, Vec<u8>)>,
+    /// Host paths kept visible where the sandbox's own `/tmp` would hide
+    /// them (besides the working directory and the target dir).
+    visible: Vec<PathBuf>,
+    /// The uid and gid of the sandbox's processes, if not root.
+    user: Option<(u32, u32)>,
+    /// The most the sandbox's `/tmp` holds.
+    tmp_size: u64,
+    /// Memory, processes, CPU time.
+    limits: crate::setup::limits::Limits,
+    /// keyctl, add_key and request_key allowed inside.
+    keyring: bool,
+    /// What is kept of each run's output.
+    output_limit: OutputLimit,
+}
+
+impl Default for SandboxBuilder {
+    fn default() -> Self {
+        SandboxBuilder {
+            hostname: DEFAULT_HOSTNAME.to_owned(),
+            timeout: None,
+            mounts: Vec::new(),
+            cgroup: false,
+            max_result_size: DEFAULT_MAX_RESULT_SIZE,
+            host: None,
+            files: Vec::new(),
+            visible: Vec::new(),
+            user: None,
+            tmp_size: DEFAULT_TMP_SIZE,
+            limits: crate::setup::limits::Limits::default(),
+            keyring: false,
+            output_limit: DEFAULT_OUTPUT_LIMIT,
+        }
+    }
+}
+
+impl SandboxBuilder {
+    /// A builder with the defaults: hostname `sandbox`, a timeout of 5
+    /// minutes per run (see [`timeout`](Self::timeout)), no extra mounts,
+    /// no cgroup namespace.
+    #[must_use = "a builder does nothing until build() is called"]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The sandbox's hostname (at most 64 bytes).
+    pub fn hostname(&mut self, name: impl Into<String>) -> &mut Self {
+        self.hostname = name.into();
+        self
+    }
+
+    /// How long one [`Sandbox::run`] may take before its process is killed
+    /// and the run fails with [`Error::TimedOut`], which says where the
+    /// closure was stuck. Default: 5 minutes, or the number of seconds in
+    /// the environment variable `HERMETIC_TIMEOUT` (for a whole suite; `0`
+    /// means none); `Duration::MAX` (or any timeout too long to reach)
+    /// means none.
+    pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Runs, spawned closures and commands run as user `uid` and group
+    /// `gid` inside, with no capability, as on a normal system (PostgreSQL,
+    /// for one, refuses to run as root); the setup still happens as root
+    /// inside. Rootless, with nothing installed.
+    ///
+    /// Where the sandbox has ids 0-65535 (see below), the sandbox's
+    /// processes change to `uid` and `gid` once inside. Elsewhere that id
+    /// is the only one they have (mapped to the caller's own outside):
+    /// there is no root inside then, and changing to another id fails
+    /// (`EINVAL`); files the caller owns outside show as owned by `uid`.
+    ///
+    /// **Ids inside.** Where the host allows it, ids 0-65535 are mapped
+    /// inside, so that `setuid(n)`, `chown`, `su` and
+    /// `CommandExt::uid(n)` behave as on a normal system: as root, and as
+    /// a user with `newuidmap`/`newgidmap` (Debian: `uidmap`) and ranges
+    /// in `/etc/subuid` and `/etc/subgid`. Root inside is the caller
+    /// outside; ids 1-65535 are not the host's users but a range of the
+    /// caller's (its subordinate ids, or, for root without any, ids far
+    /// above any user's). Elsewhere, or with `HERMETIC_ONE_ID=1`, only the
+    /// caller's own id is mapped, as 0. [`check`](crate::check) says which
+    /// applies and how to get ranges.
+    ///
+    /// ```no_run
+    /// let ns = hermetic::Sandbox::builder().user(1000, 1000).build()?;
+    /// let id = ns.command("id").output().unwrap();
+    /// assert!(String::from_utf8_lossy(&id.stdout).starts_with("uid=1000"));
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
+    pub fn user(&mut self, uid: u32, gid: u32) -> &mut Self {
+        self.user = Some((uid, gid));
+        self
+    }
+
+    /// The most memory the sandbox's processes may use together, in bytes
+    /// (their memory cgroup's limit; where the host gives no cgroups, each
+    /// process's address space, `RLIMIT_AS`). A run that reaches it is
+    /// stopped with [`Error::LimitReached`]; the sandbox stays usable.
+    /// [`check`](crate::check) says which applies here.
+    pub fn memory_limit(&mut self, bytes: u64) -> &mut Self {
+        self.limits.memory = Some(bytes);
+        self
+    }
+
+    /// The most processes (and threads) the sandbox may hold (its pids
+    /// cgroup's limit; else `RLIMIT_NPROC`, counted per user namespace):
+    /// `fork` and thread creation past it fail with `EAGAIN`.
+    pub fn pids_limit(&mut self, n: u64) -> &mut Self {
+        self.limits.pids = Some(n);
+        self
+    }
+
+    /// The most CPU time each process of the sandbox may use (`RLIMIT_CPU`,
+    /// whole seconds, at least one): a run that uses it up is stopped with
+    /// [`Error::LimitReached`].
+    pub fn cpu_time_limit(&mut self, limit: Duration) -> &mut Self {
+        self.limits.cpu = Some(limit);
+        self
+    }
+
+    /// The most the sandbox's `/tmp` holds, in bytes (it is memory):
+    /// writes past it fail with `ENOSPC`. Default: 1 GiB (`/dev/shm`:
+    /// 64 MiB).
+    pub fn tmp_size(&mut self, bytes: u64) -> &mut Self {
+        self.tmp_size = bytes;
+        self
+    }
+
+    /// Mounts a fresh, empty tmpfs on `target` inside the sandbox.
+    ///
+    /// Mount targets must exist on the host, or lie under a tmpfs of the
+    /// sandbox (`/tmp` always is one), where they are created inside the
+    /// sandbox only.
+    pub fn tmpfs(&mut self, target: impl AsRef<Path>) -> &mut Self {
+        self.mounts.push(MountSpec::Tmpfs {
+            target: target.as_ref().to_owned(),
+        });
+        self
+    }
+
+    /// Makes the host path `source` visible at `target` inside, writable as
+    /// far as the caller's own permissions allow.
+    pub fn bind(&mut self, source: impl AsRef<Path>, target: impl AsRef<Path>) -> &mut Self {
+        self.push_bind(source.as_ref(), target.as_ref(), false)
+    }
+
+    /// Like [`bind`](Self::bind), read-only.
+    pub fn bind_ro(&mut self, source: impl AsRef<Path>, target: impl AsRef<Path>) -> &mut Self {
+        self.push_bind(source.as_ref(), target.as_ref(), true)
+    }
+
+    fn push_bind(&mut self, source: &Path, target: &Path, read_only: bool) -> &mut Self {
+        self.mounts.push(MountSpec::Bind {
+            source: PathBuf::from(source),
+            target: PathBuf::from(target),
+            read_only,
+        });
+        self
+    }
+
+    /// Places a read-only file holding `contents` at `target` inside the
+    /// sandbox, as bubblewrap's `--file`: a configuration file, a fixture,
+    /// an `/etc/hosts` of the test's own.
+    ///
+    /// `target` either lies under a tmpfs of the sandbox (`/tmp`,
+    /// `/dev/shm`, a [`tmpfs`](Self::tmpfs) mount), where the file and any
+    /// missing directories are made, or names a file of the host, which
+    /// the sandbox's file covers inside. Either way the file is made in
+    /// the sandbox's own memory: nothing of it is written to the host, and
+    /// nothing is left behind, even after a `SIGKILL` of the test process.
+    /// Inside, it is read-only for every process, root included (its mount
+    /// belongs to the sandbox's outer user namespace, over which processes
+    /// inside have no power): writing it fails with `EROFS`, and removing
+    /// or replacing it fails too (`EBUSY` in a tmpfs, `EROFS` among the
+    /// host's read-only files). Readable by all (mode 0644, less the test
+    /// process's umask).
+    ///
+    /// # Errors
+    ///
+    /// [`build`](Self::build) fails with [`Error::InvalidOption`] (option
+    /// `file`) when `target` is not absolute, holds `.` or `..` or a NUL
+    /// byte, is given twice, is a tmpfs mount point, lies under a
+    /// [`bind`](Self::bind) target, or (outside the sandbox's tmpfs mounts)
+    /// is not an existing file of the host.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let ns = hermetic::Sandbox::builder()
+    ///     .file("/tmp/app/config.toml", "port = 8080\n")
+    ///     .file("/etc/hostname", "db\n")
+    ///     .build()?;
+    /// let config = ns.run(|| std::fs::read_to_string("/tmp/app/config.toml").unwrap());
+    /// assert_eq!(config, "port = 8080\n");
+    /// assert!(ns.run(|| std::fs::write("/tmp/app/config.toml", "x").is_err()));
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
+    pub fn file(&mut self, target: impl AsRef<Path>, contents: impl Into<Vec<u8>>) -> &mut Self {
+        self.files
+            .push((target.as_ref().to_path_buf(), contents.into()));
+        self
+    }
+
+    /// How the host's files are seen inside (see [`HostMode`]). Default:
+    /// [`HostMode::ReadOnly`]: the host's filesystem is read-only inside
+    /// (recursively, every mount), except the sandbox's own `/tmp` and
+    /// `/dev/shm`, its [`tmpfs`](Self::tmpfs) mounts and its
+    /// [`bind`](Self::bind) targets. [`HostMode::CopyOnWrite`] makes every
+    /// write the caller could make outside succeed in a private layer that
+    /// goes with the sandbox (the README says what each costs);
+    /// [`HostMode::Writable`] lets writes reach the host.
+    ///
+    /// Whatever the mode, the user's own mounts win over the sandbox's, and
+    /// the host's device nodes stay unopenable (but for `/dev/null`,
+    /// `/dev/zero`, `/dev/full`, `/dev/random`, `/dev/urandom` and
+    /// `/dev/tty`); [`bind`](Self::bind) a device in to use it.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use hermetic::{HostMode, Sandbox};
+    ///
+    /// let sandbox = Sandbox::builder().host(HostMode::CopyOnWrite).build()?;
+    /// let home = std::env::var("HOME").unwrap();
+    /// sandbox.run(move || std::fs::write(format!("{home}/.cache-of-a-test"), "x").unwrap());
+    /// // Not on the host.
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
+    pub fn host(&mut self, mode: HostMode) -> &mut Self {
+        self.host = Some(mode);
+        self
+    }
+
+    /// Keeps the host directory `dir` visible inside where the sandbox's
+    /// own `/tmp` or `/dev/shm` would hide it: with a read-only host (and
+    /// where copy-on-write falls back to it) it is bound in, read-only,
+    /// before your own mounts, which win over it; with a writable host,
+    /// writable. Copy-on-write shows the host's `/tmp` anyway. The working
+    /// directory and the target dir of the running executable always are;
+    /// `hermetic run` adds its program's directory.
+    pub fn visible(&mut self, dir: impl AsRef<Path>) -> &mut Self {
+        self.visible.push(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// This builder, with `mode` as its host mode unless one was chosen.
+    pub(crate) fn with_default_host(&self, mode: HostMode) -> std::borrow::Cow<'_, Self> {
+        if self.host.is_some() {
+            std::borrow::Cow::Borrowed(self)
+        } else {
+            let mut with = self.clone();
+            with.host = Some(mode);
+            std::borrow::Cow::Owned(with)
+        }
+    }
+
+    /// Also gives the sandbox its own cgroup namespace: `/proc/self/cgroup`
+    /// inside shows the sandbox's cgroup as the root (`0::/`). Default:
+    /// off. Nothing inside may make a cgroup namespace of its own, enter
+    /// one or mount a cgroup filesystem, with or without it (see the
+    /// README's "What is isolated").
+    pub fn cgroup_namespace(&mut self, on: bool) -> &mut Self {
+        self.cgroup = on;
+        self
+    }
+
+    /// Lets the sandbox's processes use the kernel's keys (`keyctl`,
+    /// `add_key`, `request_key`), in a session keyring of the sandbox's
+    /// own that every run and command joins. Default: off, and those calls
+    /// fail with `EPERM`, as under Docker's default profile.
+    ///
+    /// The trade-off: the kernel has no namespace for keys and checks them
+    /// by uid, and root inside is the caller outside. With this on, a
+    /// process inside that learns a key's serial number (`/proc/keys`
+    /// lists those it may view) can read, link or change the keys of the
+    /// caller's uid: the test process's, the caller's own user keyring,
+    /// another sandbox's. Turn it on only for code you trust with those.
+    ///
+    /// A sandbox made inside another one (a closure's, or a test's under
+    /// [`isolate_test`](crate::isolate_test)) is under the outer one's
+    /// filter as well, which still refuses them unless it too allows keys.
+    pub fn keyring(&mut self, on: bool) -> &mut Self {
+        self.keyring = on;
+        self
+    }
+
+    /// The largest result, in bytes, a run may send back. Default:
+    /// [`DEFAULT_MAX_RESULT_SIZE`].
+    pub fn max_result_size(&mut self, bytes: usize) -> &mut Self {
+        self.max_result_size = bytes;
+        self
+    }
+
+    /// How much of what a run prints reaches the test's output: of each
+    /// stream (stdout, stderr), the first `head` bytes as they come and
+    /// the last `tail` bytes when the run ends, after a line saying how
+    /// many bytes between them were dropped:
+    ///
+    /// ```text
+    /// [hermetic: 734003200 bytes of output dropped here; kept: the first 1048576 and the last 1048576 (SandboxBuilder::output_limit)]
+    /// ```
+    ///
+    /// The rest is read and discarded, so that a closure, a spawned closure
+    /// or a program printing without end cannot grow the test process
+    /// (libtest's capture and nextest's keep what a test prints in
+    /// memory). Counted per run: from the start of a [`Sandbox::run`]
+    /// (or a [`Spawned::join`](crate::Spawned::join)) to its end; what processes print between
+    /// runs counts towards the next run, or the sandbox's drop.
+    /// [`isolate_test`](crate::isolate_test) keeps as much of the isolated
+    /// test's output. Default: 1 MiB and 1 MiB; `usize::MAX` for both
+    /// keeps everything.
+    pub fn output_limit(&mut self, head: usize, tail: usize) -> &mut Self {
+        self.output_limit = OutputLimit { head, tail };
+        self
+    }
+
+    /// What is kept of each stream's output, per run.
+    pub(crate) fn output_limit_of(&self) -> OutputLimit {
+        self.output_limit
+    }
+
+    /// Creates the sandbox.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::InvalidOption`] for a bad hostname or mount, before
+    ///   anything is created;
+    /// - [`Error::NamespacesRefused`] when the kernel refuses the
+    ///   namespaces, with the host setting that likely forbids them;
+    /// - [`Error::Setup`] naming the setup step that failed and its errno.
+    pub fn build(&self) -> Result<Sandbox, Error> {
+        self.build_in(None)
+    }
+
+    /// Builds a sandbox; with `userns`, one that shares that sandbox's user
+    /// namespace instead of having its own (the hosts of a network).
+    pub(crate) fn build_in(&self, userns: Option<&Sandbox>) -> Result<Sandbox, Error> {
+        self.build_telling(userns).map_err(|(e, _)| e)
+    }
+
+    /// Whether a timeout was set.
+    pub(crate) fn has_timeout(&self) -> bool {
+        self.timeout.is_some()
+    }
+
+    /// Like [`build_in`](Self::build_in); a failed setup step also says
+    /// what kind of step it was (for [`check`](crate::check)).
+    pub(crate) fn build_telling(
+        &self,
+        userns: Option<&Sandbox>,
+    ) -> Result<Sandbox, (Error, Option<StepKind>)> {
+        match self.build_once(userns) {
+            // No overlay here (an old kernel, the stacking limit): read-only
+            // from now on, said once.
+            Err((e, Some(StepKind::Overlay))) if self.host == Some(HostMode::CopyOnWrite) => {
+                crate::setup::host::refuse(&e);
+                self.build_once(userns)
+            }
+            res => res,
+        }
+    }
+
+    pub(crate) fn build_once(
+        &self,
+        userns: Option<&Sandbox>,
+    ) -> Result<Sandbox, (Error, Option<StepKind>)> {
+        // Now, not at the first run, which may come during unwinding.
+        crate::fork::panic_hook::install_panic_hook();
+        let Started {
+            sandbox,
+            ready_r,
+            steps,
+            maps,
+            map_failure,
+            launch,
+        } = self.start(userns).map_err(|e| (e, None))?;
+        let report = match runner::read_report(&ready_r, &sandbox.init_pidfd) {
+            Ok(report) => report,
+            Err(e) => {
+                // The init process first: the launch waits for the end of
+                // the helper, which the init process (or its death) brings.
+                drop(sandbox);
+                drop(launch);
+                return Err((
+                    Error::sys("waiting for the sandbox's init process", e),
+                    None,
+                ));
+            }
+        };
+        // A report, or the init process's end, comes after its exec and
+        // after the helper's end (or brings it): the launch is done with.
+        drop(launch);
+        interpret(report.map(InitReport::decode), &steps, maps)
+            .map(|()| sandbox)
+            .map_err(|(e, kind)| match (e, map_failure) {
+                // Why the maps written from outside failed.
+                (Error::Setup { step, error, .. }, Some(why)) if kind == Some(StepKind::IdMap) => (
+                    Error::Setup {
+                        step,
+                        error,
+                        hint: Some(why),
+                    },
+                    kind,
+                ),
+                (e, _) => (e, kind),
+            })
+    }
+
+    /// Starts the init process; returns the sandbox, the report pipe, the
+    /// steps and how many of them are id maps.
+    fn start(&self, userns: Option<&Sandbox>) -> Result<Started, Error> {
+        let hostname = plan::hostname(&self.hostname)?;
+        if self.tmp_size < 4096 {
+            // tmpfs reads size=0 as no limit at all.
+            return Err(Error::InvalidOption {
+                option: "tmp_size",
+                reason: format!(
+                    "{} bytes: /tmp needs at least one page (4096)",
+                    self.tmp_size
+                ),
+            });
+        }
+        let timeout = match self.timeout {
+            Some(t) => Some(t),
+            None => default_timeout()?,
+        };
+        let cgroup = if self.cgroup {
+            libc::CLONE_NEWCGROUP
+        } else {
+            0
+        };
+        // Runs join every namespace of the init process: the inner user
+        // namespace and the network, UTS and IPC namespaces it owns, and the
+        // mount and PID namespaces made with the init process.
+        let nstypes = BASE_NAMESPACES | cgroup;
+        // The init process's own clone makes the mount and PID namespaces
+        // (and the outer user namespace); the rest come from its plan.
+        let clone_flags = libc::CLONE_NEWNS
+            | libc::CLONE_NEWPID
+            | cgroup
+            | if userns.is_none() {
+                libc::CLONE_NEWUSER
+            } else {
+                0
+            };
+
+        // Validates the mounts: nothing is started before this succeeds.
+        let ids = userns.is_none().then(Ids::current);
+        // A sandbox's own user namespace maps as many ids as the host
+        // allows; a network's host shares its switch's.
+        // In a non-dumpable process (a closure: a sandbox inside a
+        // sandbox), the launched child's /proc files belong to root outside
+        // until its exec (see child::init): it writes its own maps, after
+        // making its own copy of the memory dumpable, and maps one id.
+        let nested = !sys::is_dumpable();
+        let mapping = ids.map(|_| {
+            if nested {
+                crate::setup::idmap::Mapping::Single
+            } else {
+                crate::setup::idmap::detect()
+            }
+        });
+        let ids_inside = match (&mapping, userns) {
+            (Some(m), _) => m.ids_inside(),
+            (None, Some(owner)) => owner.ids_inside,
+            (None, None) => 1,
+        };
+        let external_maps = match &mapping {
+            Some(crate::setup::idmap::Mapping::Ranges { helpers: None, .. }) => {
+                Some("written as root from outside".to_owned())
+            }
+            Some(crate::setup::idmap::Mapping::Ranges { .. }) => {
+                Some("written by newuidmap and newgidmap".to_owned())
+            }
+            _ => None,
+        };
+        let host = crate::setup::host::effective(self.host.unwrap_or_default());
+        let view = crate::setup::host::HostView::cached(host == HostMode::CopyOnWrite);
+        let layout = plan::Layout {
+            hostname: &hostname,
+            mounts: &self.mounts,
+            files: &self.files,
+            host,
+            view: &view,
+            visible: std::env::current_dir()
+                .ok()
+                .into_iter()
+                .chain(view.target_dir.clone())
+                .chain(self.visible.iter().cloned())
+                .collect(),
+            root: sys::geteuid() == 0,
+            keepable: keep_failed(),
+            user: self.user,
+            tmp_size: self.tmp_size,
+            ids_inside,
+            external_maps,
+        };
+        let steps = plan::init_steps(ids, &layout)?;
+        // The id maps come first and are written before the init program
+        // is exec'd; it runs the rest.
+        let maps = steps
+            .iter()
+            .take_while(|s| s.kind == StepKind::IdMap)
+            .count();
+        let plan = reports::encode_plan(&steps[maps..]);
+
+        let lifeline = lifeline::lifeline().map_err(|e| Error::sys("opening the lifeline", e))?;
+        let (ready_r, ready_w) =
+            fd::pipe().map_err(|e| Error::sys("creating the init process's report pipe", e))?;
+        // A host of a network shares its switch's user namespace: it has
+        // no maps of its own (`ids` is None), and `maps` is 0.
+        let (_plan_r, control, launch) = launch::prepare(
+            &steps[..maps],
+            &plan,
+            &ready_w,
+            lifeline,
+            // Maps of ranges are written from outside, by this process.
+            mapping
+                .filter(|m| matches!(m, crate::setup::idmap::Mapping::Ranges { .. }))
+                .map(|m| Box::new(move |pid| m.write(pid)) as launch::MapWriter),
+            // Nor does an early helper share that memory: the init program
+            // starts the helper itself.
+            if nested {
+                0
+            } else {
+                early_helper_flags(&steps)
+            },
+        )
+        .map_err(|(step, e)| Error::sys(step, e))?;
+        crate::setup::limits::clean_stale_once();
+        // Before anything is started: a refused cgroup fails the build.
+        let cgroups = crate::setup::limits::Cgroups::create(&self.limits)?;
+        let confinement = crate::child::confine::Confinement {
+            // With one id, the user's is the only one: its processes just
+            // give up their capabilities; with ranges, they change to it
+            // (which does that too).
+            drop_caps: self.user.is_some() && ids_inside == 1,
+            set_ids: self.user.filter(|_| ids_inside > 1),
+            cgroup_procs: cgroups.as_ref().map(|c| c.procs()).unwrap_or_default(),
+            rlimits: crate::setup::limits::rlimits_for(&self.limits, cgroups.as_ref()),
+            filter: crate::setup::seccomp::filter(self.keyring),
+        };
+        let pid = match userns {
+            None => launch
+                .start(clone_flags)
+                .map_err(|errno| Error::NamespacesRefused {
+                    error: std::io::Error::from_raw_os_error(errno),
+                    hint: diagnose::hint(Phase::Clone, errno, &HostFacts::read()),
+                })?,
+            Some(owner) => runner::start_init_in(&owner.init_pidfd, clone_flags, &launch)?,
+        };
+        let map_failure = launch.map_failure();
+        // Our unreaped child: its pid is pinned.
+        let init_pidfd = Fd::open(|| sys::pidfd_open(pid)).map_err(|e| {
+            let _ = sys::kill_and_reap(pid);
+            Error::sys("opening a pidfd for the sandbox's init process", e)
+        })?;
+        if let Some(c) = &cgroups
+            && let Err(e) = c.attach(pid)
+        {
+            let _ = sys::kill_and_reap(pid);
+            return Err(e);
+        }
+        drop(ready_w);
+        // While the init process sets up, on another CPU.
+        let output = Output::new(self.output_limit).map_err(|e| {
+            let _ = sys::kill_and_reap(pid);
+            Error::sys("creating the output pipes", e)
+        })?;
+        // The list of the init process's children, read after each run to
+        // find processes it left behind (see forward_if_left_running):
+        // opened now, while the init process sets up, rather than at the
+        // first run. Its pid is pinned, and the file follows the process
+        // through its exec.
+        let init_children =
+            Fd::open(|| std::fs::File::open(format!("/proc/{pid}/task/{pid}/children"))).ok();
+
+        let sandbox = Sandbox {
+            init_pid: pid,
+            init_pidfd,
+            nstypes,
+            hostname: self.hostname.clone(),
+            timeout,
+            max_result_size: self.max_result_size,
+            spawned: Arc::new(Mutex::new(Vec::new())),
+            killed: Arc::new(AtomicBool::new(false)),
+            output: Arc::new(output),
+            init_children,
+            control,
+            kept: AtomicBool::new(false),
+            confinement,
+            cgroups,
+            limits: self.limits,
+            ids_inside,
+        };
+        Ok(Started {
+            sandbox,
+            ready_r,
+            steps,
+            maps,
+            map_failure,
+            launch,
+        })
+    }
+}
+
+/// The namespaces the early helper makes (see `child::init`): those of the
+/// plan's inner user namespace.
+fn early_helper_flags(steps: &[plan::Step]) -> libc::c_int {
+    steps
+        .iter()
+        .find_map(|s| match &s.action {
+            plan::Action::Nest { flags, .. } => Some(flags & !libc::CLONE_NEWUSER),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// A sandbox whose init process was started, before its report.
+struct Started {
+    sandbox: Sandbox,
+    /// Where the init process reports.
+    ready_r: Fd,
+    steps: Vec<plan::Step>,
+    /// How many of `steps` are the id maps, written before its exec.
+    maps: usize,
+    /// Why maps written from outside failed, if they did.
+    map_failure: Option<String>,
+    /// The init process's launch: it may still be exec'ing.
+    launch: launch::Launch,
+}
+
+/// What the init process's report means: ready, or the error, with the kind
+/// of step that failed.
+fn interpret(
+    report: Option<InitReport>,
+    steps: &[plan::Step],
+    maps: usize,
+) -> Result<(), (Error, Option<StepKind>)> {
+    let errno_error = |errno| std::io::Error::from_raw_os_error(errno);
+    let setup = |step: &str, errno| {
+        (
+            Error::Setup {
+                step: step.into(),
+                error: errno_error(errno),
+                hint: None,
+            },
+            None,
+        )
+    };
+    let (index, errno) = match report {
+        Some(InitReport::Ready) => return Ok(()),
+        Some(InitReport::StepFailed { index, errno }) => (maps + index, errno),
+        Some(InitReport::MapFailed { index, errno }) => (index, errno),
+        Some(InitReport::ExecFailed { errno }) => {
+            return Err(setup(
+                "starting the init program (execveat of its in-memory copy)",
+                errno,
+            ));
+        }
+        Some(InitReport::PlanRefused { errno }) => {
+            return Err(setup("reading the init program's setup plan", errno));
+        }
+        Some(InitReport::FinishFailed { errno }) => {
+            return Err(setup(
+                "finishing the init process's setup (dumpable, SIGCHLD)",
+                errno,
+            ));
+        }
+        None => {
+            return Err((
+                Error::Sys {
+                    step: "starting the sandbox's init process",
+                    error: std::io::Error::other("it exited without a report"),
+                },
+                None,
+            ));
+        }
+    };
+    let Some(step) = steps.get(index) else {
+        return Err(setup(
+            &format!("setup step {index} of the init process"),
+            errno,
+        ));
+    };
+    let phase = match step.kind {
+        StepKind::IdMap => Phase::IdMap,
+        StepKind::Nest => Phase::Clone,
+        StepKind::Proc | StepKind::Sys => Phase::FreshMount,
+        _ => Phase::Other,
+    };
+    Err((
+        Error::Setup {
+            step: step.what.clone(),
+            error: errno_error(errno),
+            hint: diagnose::hint(phase, errno, &HostFacts::read()),
+        },
+        Some(step.kind),
+    ))
+}
+
+/// The default size of a sandbox's `/tmp`: tmpfs would take half of the
+/// machine's memory.
+const DEFAULT_TMP_SIZE: u64 = 1 << 30;
+
+/// A run's timeout when the builder sets none: `HERMETIC_TIMEOUT` seconds
+/// (0: none), or 5 minutes.
+fn default_timeout() -> Result<Option<Duration>, Error> {
+    const DEFAULT: Duration = Duration::from_secs(5 * 60);
+    let Some(value) = std::env::var_os("HERMETIC_TIMEOUT") else {
+        return Ok(Some(DEFAULT));
+    };
+    match value.to_str().and_then(|v| v.trim().parse::<u64>().ok()) {
+        Some(0) => Ok(None),
+        Some(secs) => Ok(Some(Duration::from_secs(secs))),
+        None => Err(Error::InvalidOption {
+            option: "HERMETIC_TIMEOUT",
+            reason: format!("{value:?} is not a number of seconds (0 for no timeout)"),
+        }),
+    }
+}

@@ -1,0 +1,183 @@
+//! [`Spawned`]: a closure running in the background inside a sandbox.
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::Error;
+use crate::run::output::Output;
+use crate::run::runner::{Ended, Runner};
+
+/// The runs started by [`Sandbox::spawn`] that are still to be reaped by
+/// the sandbox's teardown: (runner, joiner). A [`Spawned`] that takes its
+/// runner off the list reaps it itself.
+pub(crate) type SpawnedList = Mutex<Vec<(libc::pid_t, libc::pid_t)>>;
+
+/// Takes `pid` off the list; false if it was not there (the sandbox's
+/// teardown has killed and reaped it).
+fn forget(list: &SpawnedList, pid: libc::pid_t) -> bool {
+    let mut spawned = list.lock().unwrap_or_else(|e| e.into_inner());
+    let before = spawned.len();
+    spawned.retain(|&(p, _)| p != pid);
+    spawned.len() != before
+}
+
+/// A closure running in the background inside a sandbox; made by
+/// [`Sandbox::spawn`](crate::Sandbox::spawn). It borrows nothing: a fixture can return it with its
+/// sandbox.
+///
+/// `T` is the closure's value, which [`join`](Self::join) returns (`()` for
+/// a closure that returns nothing: `Spawned` alone is `Spawned<()>`).
+///
+/// Dropping the handle kills the process, and so does dropping the
+/// sandbox. A panic of the closure is printed into the test's output when
+/// it happens, and returned by [`join`](Self::join).
+#[must_use = "dropping a Spawned kills its process at once: keep it in a variable (`let _server = ...`)"]
+pub struct Spawned<T = ()> {
+    pub(super) list: Arc<SpawnedList>,
+    pub(super) output: Arc<Output>,
+    pub(super) max_result_size: usize,
+    pub(super) timeout: Option<Duration>,
+    pub(super) runner: Option<Runner>,
+    /// Only a value's type: the handle holds none (it is `Send` and `Sync`
+    /// whatever `T`).
+    pub(super) value: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Spawned<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spawned")
+            .field("runner", &self.runner)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner").field("pid", &self.pid()).finish()
+    }
+}
+
+impl<T> Spawned<T> {
+    /// The process's pid, in the caller's PID namespace.
+    pub fn pid(&self) -> u32 {
+        self.runner.as_ref().map_or(0, |r| r.pid() as u32)
+    }
+
+    /// True while the closure's process has not ended. A closure whose
+    /// value is larger than a pipe holds (64 KiB) ends once
+    /// [`join`](Self::join) has read it.
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        self.runner.as_ref().is_some_and(Runner::running)
+    }
+
+    /// Kills the process (with `SIGKILL`) and waits for it to die.
+    ///
+    /// # Errors
+    ///
+    /// None at present; the `Result` leaves room for reporting a failed
+    /// kill.
+    pub fn kill(mut self) -> Result<(), Error> {
+        self.stop();
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut runner) = self.runner.take() {
+            // Before reaping, so that a reused pid is never taken off the
+            // list; not there: the sandbox's teardown reaped it.
+            if forget(&self.list, runner.pid()) {
+                runner.kill();
+            } else {
+                runner.reaped_elsewhere();
+            }
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Spawned<T> {
+    /// Waits for the closure to return and gives its value, at most the
+    /// sandbox's timeout ([`SandboxBuilder::timeout`](crate::SandboxBuilder::timeout), counted from this
+    /// call), after which its process is killed.
+    ///
+    /// As with [`Sandbox::try_run`](crate::Sandbox::try_run), a panic of the closure is returned as
+    /// [`Error::Panicked`], with its message and its location inside the
+    /// closure (it was also printed when it happened); to fail the test
+    /// with it, `join().unwrap()`. A closure stuck past the timeout is
+    /// [`Error::TimedOut`], which says where each of its threads was
+    /// (state, system call, kernel wait) and, for threads blocked on a
+    /// lock, the likely cause (a lock copied held by the fork).
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::try_run`](crate::Sandbox::try_run); [`Error::SandboxDead`] if the sandbox was
+    /// dropped (which killed the process) before the join.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let sandbox = hermetic::Sandbox::new()?;
+    /// let worker = sandbox.spawn(|| std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap())?;
+    /// assert_eq!(worker.join()?, "sandbox\n");
+    /// let failed = sandbox.spawn(|| -> u32 { panic!("no") })?;
+    /// assert!(matches!(failed.join(), Err(hermetic::Error::Panicked { .. })));
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
+    pub fn join(self) -> Result<T, Error> {
+        let timeout = self.timeout;
+        self.join_within(timeout)
+    }
+
+    /// Like [`join`](Self::join), waiting at most `timeout` (counted from
+    /// this call) instead of the sandbox's; `Duration::MAX` waits for as
+    /// long as the closure runs.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join); [`Error::TimedOut`] after `timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let sandbox = hermetic::Sandbox::new()?;
+    /// let stuck = sandbox.spawn(|| std::thread::sleep(Duration::from_secs(3600)))?;
+    /// let err = stuck.join_timeout(Duration::from_millis(100)).unwrap_err();
+    /// assert!(matches!(err, hermetic::Error::TimedOut { .. }));
+    /// # Ok::<(), hermetic::Error>(())
+    /// ```
+    pub fn join_timeout(self, timeout: Duration) -> Result<T, Error> {
+        self.join_within(Some(timeout))
+    }
+
+    fn join_within(mut self, timeout: Option<Duration>) -> Result<T, Error> {
+        let mut runner = self
+            .runner
+            .take()
+            .expect("the runner is there until consumed");
+        // Off the sandbox's list before the pid is reaped (and free for
+        // reuse): from here on this handle, or the runner's own drop, reaps.
+        if !forget(&self.list, runner.pid()) {
+            runner.reaped_elsewhere();
+            return Err(Error::SandboxDead {
+                doing: "joining a spawned closure",
+            });
+        }
+        let ended = runner.wait(timeout, self.max_result_size, &self.output);
+        self.output.end_run();
+        match ended {
+            Ended::Frame(tag, payload) => crate::proto::frame::decode_outcome(tag, &payload),
+            Ended::Died(e) => Err(e),
+        }
+    }
+}
+
+impl<T> Drop for Spawned<T> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
