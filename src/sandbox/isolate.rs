@@ -238,45 +238,53 @@ impl SandboxBuilder {
             |what: &str, e: std::io::Error| format!("hermetic::isolate_test: {what}: {e}");
         let (result, channel) =
             fd::pipe().map_err(|e| sys_err("creating the result channel", e))?;
-        // The child's stdin; std moves it onto fd 0 in the child only. This
-        // copy and the Command holding it are gone with the statement.
-        let channel = channel
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| sys_err("creating the result channel", e))?;
-        let mut child = sandbox
-            .command(&exe)
-            .args([
-                name.as_str(),
-                "--exact",
-                "--include-ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(MARKER_ENV, &name)
-            .env(CALL_ENV, call.to_string())
-            .stdin(Stdio::from(channel))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("hermetic::isolate_test: starting {}: {e}", exe.display()))?;
-        let ours = |fd: Option<OwnedFd>| {
-            Fd::open(|| fd.ok_or_else(|| std::io::Error::other("not piped")))
-                .map(Arc::new)
-                .map_err(|e| sys_err("taking the test's output pipes", e))
-        };
-        let stdout = ours(child.stdout.take().map(OwnedFd::from));
-        let stderr = ours(child.stderr.take().map(OwnedFd::from));
-        let pidfd = Fd::open(|| crate::sys::pidfd_open(child.id() as libc::pid_t))
-            .map_err(|e| sys_err("watching the re-executed test", e));
-        let (stdout, stderr, pidfd) = match (stdout, stderr, pidfd) {
-            (Ok(o), Ok(e), Ok(p)) => (o, e, p),
-            (o, e, p) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(o.and(e).and(p).err().unwrap_or_default());
+        // No process that runs user code is forked from here until every
+        // fd below is listed or closed: the copy of the channel given to
+        // std, and the pipes std makes for the output, are not listed
+        // meanwhile, and a run forked by another test thread would inherit
+        // them (and could forge this test's result).
+        let (child, stdout, stderr, pidfd) = fd::without_forks(|| {
+            // The child's stdin; std moves it onto fd 0 in the child only.
+            // This copy and the Command holding it are gone with the
+            // statement.
+            let channel = channel
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| sys_err("creating the result channel", e))?;
+            let mut child = sandbox
+                .command(&exe)
+                .args([
+                    name.as_str(),
+                    "--exact",
+                    "--include-ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(MARKER_ENV, &name)
+                .env(CALL_ENV, call.to_string())
+                .stdin(Stdio::from(channel))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("hermetic::isolate_test: starting {}: {e}", exe.display()))?;
+            let ours = |fd: Option<OwnedFd>| {
+                Fd::open(|| fd.ok_or_else(|| std::io::Error::other("not piped")))
+                    .map(Arc::new)
+                    .map_err(|e| sys_err("taking the test's output pipes", e))
+            };
+            let stdout = ours(child.stdout.take().map(OwnedFd::from));
+            let stderr = ours(child.stderr.take().map(OwnedFd::from));
+            let pidfd = Fd::open(|| crate::sys::pidfd_open(child.id() as libc::pid_t))
+                .map_err(|e| sys_err("watching the re-executed test", e));
+            match (stdout, stderr, pidfd) {
+                (Ok(o), Ok(e), Ok(p)) => Ok((child, o, e, p)),
+                (o, e, p) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    Err(o.and(e).and(p).err().unwrap_or_default())
+                }
             }
-        };
+        })?;
         let limit = self.output_limit_of();
         // What the re-executed libtest prints before the body runs.
         let preamble = format!("\nrunning 1 test\ntest {name} ... ").into_bytes();

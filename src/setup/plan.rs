@@ -201,6 +201,13 @@ const PROC_READ_ONLY: [(&std::ffi::CStr, bool); 4] = [
     (c"/proc/bus", true),
 ];
 
+/// Parts of `/proc` covered by an empty file, as Docker masks them: they
+/// list the keys (`/proc/keys`) and their owners (`/proc/key-users`) the
+/// reader's uid may view, by serial number, across every namespace. Keys
+/// are checked by uid only, and root inside is the caller outside: inside,
+/// the test process's and the caller's keys would be listed.
+const PROC_MASKED: [&std::ffi::CStr; 2] = [c"/proc/keys", c"/proc/key-users"];
+
 fn step(what: impl Into<String>, kind: StepKind, action: Action) -> Step {
     Step {
         what: what.into(),
@@ -330,6 +337,26 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             },
         ));
         devices.push((path, next_fd));
+        next_fd += 1;
+    }
+    // Empty files for the parts of /proc that list kernel objects of the
+    // host by their number (PROC_MASKED): /dev/null, cloned now like the
+    // devices, bound over each once the sandbox's proc is mounted.
+    let mut masks = Vec::with_capacity(PROC_MASKED.len());
+    for path in PROC_MASKED {
+        steps.push(step(
+            format!(
+                "opening the host's /dev/null, to cover {}",
+                path.to_string_lossy()
+            ),
+            StepKind::ProcReadOnly,
+            Action::OpenSource {
+                path: c"/dev/null".into(),
+                fd: next_fd,
+                optional: true,
+            },
+        ));
+        masks.push((path, next_fd));
         next_fd += 1;
     }
     // The lower layers of the overlays, opened before any mount of the
@@ -569,6 +596,17 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
     // namespaces), so the sandbox's once its processes read it.
     for (path, optional) in PROC_READ_ONLY {
         steps.extend(proc_read_only(path, optional));
+    }
+    for (path, fd) in masks {
+        steps.push(step(
+            format!("covering {} with an empty file", path.to_string_lossy()),
+            StepKind::ProcReadOnly,
+            Action::AttachSource {
+                fd,
+                target: path.into(),
+                optional: true,
+            },
+        ));
     }
     // The sandbox's own /tmp (over the hidden proc mount's tmpfs) and
     // /dev/shm; like everything above since the helper started, while it

@@ -12,7 +12,10 @@
 //!   inside could read, link or plant keys of the test process, the caller
 //!   or another sandbox (`EPERM`, as Docker's default profile does). A
 //!   sandbox built with [`keyring(true)`](crate::SandboxBuilder::keyring)
-//!   leaves them allowed.
+//!   leaves them allowed. So does `setsockopt(SOL_ALG,
+//!   ALG_SET_KEY_BY_KEY_SERIAL)`, which keys a crypto socket with a key
+//!   found by serial number (by 32-bit programs through `socketcall`, whose
+//!   arguments a filter cannot see, it stays possible).
 //! - `clone` with `CLONE_PARENT`: a runner is a child of the test process,
 //!   and so would be its sibling, inside the sandbox's PID namespace, where
 //!   the dying init process waits for it to be reaped (a drop that never
@@ -69,6 +72,10 @@ const AUDIT_ARCH_ARM: u32 = 0x4000_0028;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
 const TIOCSTI: u32 = 0x5412;
+/// `setsockopt(fd, SOL_ALG, ALG_SET_KEY_BY_KEY_SERIAL, ...)` (Linux 6.2):
+/// an AF_ALG socket keyed by a key found by serial number.
+const SOL_ALG: u32 = 279;
+const ALG_SET_KEY_BY_KEY_SERIAL: u32 = 7;
 const TIOCLINUX: u32 = 0x541c;
 
 /// The numbers of the calls the filter looks at, for one ABI.
@@ -82,6 +89,10 @@ struct Numbers {
     keyctl: u32,
     add_key: u32,
     request_key: u32,
+    /// The direct `setsockopt` call (i386 and 32-bit Arm programs may also
+    /// reach it through `socketcall`, whose arguments are behind a pointer
+    /// a filter cannot read).
+    setsockopt: u32,
     /// x86_64: x32 calls share the arch and are refused.
     refuse_x32: bool,
 }
@@ -98,6 +109,7 @@ const ABIS: [Numbers; 2] = [
         keyctl: 250,
         add_key: 248,
         request_key: 249,
+        setsockopt: 54,
         refuse_x32: true,
     },
     Numbers {
@@ -110,6 +122,7 @@ const ABIS: [Numbers; 2] = [
         keyctl: 288,
         add_key: 286,
         request_key: 287,
+        setsockopt: 366,
         refuse_x32: false,
     },
 ];
@@ -126,6 +139,7 @@ const ABIS: [Numbers; 2] = [
         keyctl: 219,
         add_key: 217,
         request_key: 218,
+        setsockopt: 208,
         refuse_x32: false,
     },
     Numbers {
@@ -138,6 +152,7 @@ const ABIS: [Numbers; 2] = [
         keyctl: 311,
         add_key: 309,
         request_key: 310,
+        setsockopt: 294,
         refuse_x32: false,
     },
 ];
@@ -174,6 +189,8 @@ enum Rule {
     RefuseBits { arg: u32, mask: u32 },
     /// Refused if the low half of argument `arg` is one of these.
     RefuseValues { arg: u32, values: [u32; 2] },
+    /// Refused if the low halves of two arguments are these two values.
+    RefusePair { args: [u32; 2], values: [u32; 2] },
 }
 
 impl Rule {
@@ -193,6 +210,14 @@ impl Rule {
                 jump(JEQ, values[1], 1, 0),
                 stmt(RET, ALLOW),
                 stmt(RET, errno(libc::EPERM)),
+            ],
+            Rule::RefusePair { args, values } => vec![
+                stmt(LD_W_ABS, arg_low(args[0])),
+                jump(JEQ, values[0], 0, 3),
+                stmt(LD_W_ABS, arg_low(args[1])),
+                jump(JEQ, values[1], 0, 1),
+                stmt(RET, errno(libc::EPERM)),
+                stmt(RET, ALLOW),
             ],
         }
     }
@@ -235,6 +260,13 @@ fn rules(n: &Numbers, keyring: bool) -> Vec<(u32, Rule)> {
         for nr in [n.keyctl, n.add_key, n.request_key] {
             rules.push((nr, Rule::Refuse(errno(libc::EPERM))));
         }
+        rules.push((
+            n.setsockopt,
+            Rule::RefusePair {
+                args: [1, 2],
+                values: [SOL_ALG, ALG_SET_KEY_BY_KEY_SERIAL],
+            },
+        ));
     }
     rules
 }
@@ -410,6 +442,17 @@ mod tests {
             ] {
                 assert_eq!(call(&closed, abi, nr, [0; 6]), EPERM);
                 assert_eq!(call(&open, abi, nr, [0; 6]), ALLOW);
+            }
+            // A crypto socket keyed by a key's serial number, but no other
+            // option of that level or another.
+            let by_serial = [3, SOL_ALG as u64, ALG_SET_KEY_BY_KEY_SERIAL as u64, 0, 0, 0];
+            assert_eq!(call(&closed, abi, |n| n.setsockopt, by_serial), EPERM);
+            assert_eq!(call(&open, abi, |n| n.setsockopt, by_serial), ALLOW);
+            for other in [
+                [3, SOL_ALG as u64, 1, 0, 0, 0],
+                [3, 1, ALG_SET_KEY_BY_KEY_SERIAL as u64, 0, 0, 0],
+            ] {
+                assert_eq!(call(&closed, abi, |n| n.setsockopt, other), ALLOW);
             }
             // The rest of the filter is the same.
             let tiocsti = [0, TIOCSTI as u64, 0, 0, 0, 0];

@@ -1028,3 +1028,60 @@ fn the_filter_is_on_in_every_place_and_stacks() {
     });
     assert_eq!(nested, outside + 2);
 }
+
+#[test]
+fn proc_keys_lists_no_key_of_the_test_process_inside() {
+    // A key of the test process's session keyring, viewable by its owner's
+    // uid (the default): /proc/keys outside lists it by serial number.
+    // SAFETY: NUL-terminated strings; a payload of its length.
+    let serial = unsafe {
+        libc::syscall(
+            libc::SYS_add_key,
+            c"user".as_ptr(),
+            c"hermetic-listed-key".as_ptr(),
+            b"x".as_ptr(),
+            1usize,
+            -3i32, // KEY_SPEC_SESSION_KEYRING
+        )
+    };
+    if serial < 0 {
+        common::skip("keys are not available here (add_key refused)");
+        return;
+    }
+    let hex = format!("{serial:08x}");
+    let outside = std::fs::read_to_string("/proc/keys").unwrap_or_default();
+    assert!(outside.lines().any(|l| l.starts_with(&hex)), "{outside}");
+    let ns = Sandbox::new().unwrap();
+    let inside = ns.run(|| {
+        (
+            std::fs::read_to_string("/proc/keys").map_err(|e| e.to_string()),
+            std::fs::read_to_string("/proc/key-users").map_err(|e| e.to_string()),
+        )
+    });
+    assert_eq!(inside, (Ok(String::new()), Ok(String::new())));
+    // SAFETY: unlinks the key from the session keyring.
+    unsafe {
+        libc::syscall(libc::SYS_keyctl, 9 /* KEYCTL_UNLINK */, serial, -3i32)
+    };
+}
+
+#[test]
+fn an_alg_socket_cannot_be_keyed_by_a_serial_number_inside() {
+    let ns = Sandbox::new().unwrap();
+    let refused = ns.run(|| {
+        // SAFETY: a socket, then setsockopt on it with a serial number.
+        unsafe {
+            let fd = libc::socket(libc::AF_ALG, libc::SOCK_SEQPACKET, 0);
+            let serial: i32 = 1;
+            let ret = libc::setsockopt(
+                fd.max(0),
+                279, // SOL_ALG
+                7,   // ALG_SET_KEY_BY_KEY_SERIAL
+                (&raw const serial).cast(),
+                4,
+            );
+            (ret, std::io::Error::last_os_error().raw_os_error())
+        }
+    });
+    assert_eq!(refused, (-1, Some(libc::EPERM)));
+}

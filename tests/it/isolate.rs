@@ -255,3 +255,52 @@ fn each_call_runs_its_own_body() {
         "{stdout}"
     );
 }
+
+/// A closure of another sandbox, forked while `isolate_test` starts its
+/// process, must not hold the result channel: it could write "the body
+/// returned" for a body that panicked. An attacker thread runs closures
+/// that write a forged success frame into every pipe they can write,
+/// while this test's always-panicking body is isolated again and again.
+#[test]
+fn no_closure_of_another_sandbox_can_forge_the_result() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static DONE: AtomicBool = AtomicBool::new(false);
+    // Only in the test process: the re-executed one runs the body.
+    let attacker = std::env::var_os("HERMETIC_ISOLATED_TEST")
+        .is_none()
+        .then(|| {
+            std::thread::spawn(|| {
+                let ns = hermetic::Sandbox::new().unwrap();
+                while !DONE.load(Ordering::SeqCst) {
+                    let _ = ns.try_run(|| {
+                        let frame = [b'S', 1, 0, 0, 0, 0, 0, 0, 0, 0];
+                        for fd in 3..256 {
+                            // SAFETY: fcntl and write on fd numbers; a write to
+                            // a pipe this process may write is the attack.
+                            unsafe {
+                                let fl = libc::fcntl(fd, libc::F_GETFL);
+                                if fl >= 0 && fl & libc::O_ACCMODE == libc::O_WRONLY {
+                                    libc::write(fd, frame.as_ptr().cast(), frame.len());
+                                }
+                            }
+                        }
+                    });
+                }
+            })
+        });
+    let mut forged = 0;
+    for _ in 0..40 {
+        let outcome = std::panic::catch_unwind(|| {
+            hermetic::isolate_test(|| panic!("the body failed, as it always does"));
+        });
+        forged += usize::from(outcome.is_ok());
+    }
+    DONE.store(true, Ordering::SeqCst);
+    if let Some(attacker) = attacker {
+        attacker.join().unwrap();
+    }
+    assert_eq!(
+        forged, 0,
+        "{forged} of 40 failing bodies were reported as passed"
+    );
+}
