@@ -88,7 +88,11 @@ controlling terminal, so `kill 0` inside reaches only the sandbox, and a
 seccomp filter refuses the ioctls that type into or read from a terminal
 (TIOCSTI, TIOCLINUX), as well as keyctl, add_key and request_key. It still
 reads and writes the terminal as its stdio: an interactive shell works,
-without job control.
+without job control. Like any program given a terminal, it reads what is
+typed there and may change its modes and size (a size change signals the
+foreground job, SIGWINCH); hermetic puts the modes back, and resumes
+suspended output, when it ends. Give it no terminal (</dev/null, a pipe)
+where that matters.
 
 Environment:
   HERMETIC_KEEP=1       a failing PROGRAM's sandbox is kept (hermetic enter)
@@ -529,6 +533,9 @@ fn start_and_wait(
     why: &dyn Fn(&std::ffi::OsStr) -> String,
 ) -> u8 {
     let name = program.to_string_lossy();
+    // The caller's terminal, if the program is given one, is as it was
+    // when the program ends, whatever the program did to it.
+    let _terminal = terminal::Saved::now();
     // From now on: signals sent before the program runs are passed on
     // once it does.
     signals::catch();
@@ -612,6 +619,39 @@ fn wait_at_most(child: &std::process::Child, limit: Duration) -> std::io::Result
             Ok(_) => return Ok(true),
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The caller's terminal, put back as it was when the program ends.
+mod terminal {
+    /// The modes of the first of fds 0, 1 and 2 that is a terminal.
+    pub(super) struct Saved(Option<(libc::c_int, libc::termios)>);
+
+    impl Saved {
+        pub(super) fn now() -> Saved {
+            Saved((0..3).find_map(|fd| {
+                // SAFETY: tcgetattr fills a zeroed termios it is given.
+                unsafe {
+                    let mut t: libc::termios = std::mem::zeroed();
+                    (libc::tcgetattr(fd, &mut t) == 0).then_some((fd, t))
+                }
+            }))
+        }
+    }
+
+    impl Drop for Saved {
+        /// A program may leave the terminal without echo, in raw mode, or
+        /// with its output suspended (`tcflow(TCOOFF)`), which would stop
+        /// the caller's shell: its modes go back, and output resumes.
+        fn drop(&mut self) {
+            if let Some((fd, t)) = &self.0 {
+                // SAFETY: a termios tcgetattr filled, on the same fd.
+                unsafe {
+                    libc::tcflow(*fd, libc::TCOON);
+                    libc::tcsetattr(*fd, libc::TCSANOW, t);
+                }
+            }
         }
     }
 }

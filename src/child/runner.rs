@@ -58,6 +58,12 @@ where
     if unsafe { sys::dup2(stdout, 1) }.is_err() || unsafe { sys::dup2(stderr, 2) }.is_err() {
         sys::exit(EXIT_SETUP);
     }
+    // The test's stdin may be the caller's terminal: a closure could read
+    // what is typed there, change its modes or its size (which signals the
+    // caller's foreground job). A closure reads nothing from it.
+    if sys::stdin_from_dev_null().is_err() {
+        sys::exit(EXIT_SETUP);
+    }
     // Only fds 1 and 2 stay pointed at the output pipes.
     for fd in [stdout, stderr] {
         if fd > 2 && fd != result {

@@ -143,6 +143,23 @@ pub(crate) unsafe fn close(fd: RawFd) {
     let _ = unsafe { call(libc::SYS_close, [fd as usize, 0, 0, 0, 0, 0]) };
 }
 
+/// Points fd 0 at `/dev/null` (of the calling process's mount namespace),
+/// read-only. After fork: system calls only.
+pub(crate) fn stdin_from_dev_null() -> Result<(), i32> {
+    use rustix::fs::{Mode, OFlags};
+    let null = rustix::fs::open(c"/dev/null", OFlags::RDONLY, Mode::empty()).map_err(raw)?;
+    let null = rustix::fd::IntoRawFd::into_raw_fd(null);
+    if null != 0 {
+        // SAFETY: this process's own fd table; 0 is meant to be replaced,
+        // and `null` is ours to close once copied.
+        unsafe {
+            dup2(null, 0)?;
+            close(null);
+        }
+    }
+    Ok(())
+}
+
 /// Opens `path` for writing, writes `content`, closes it.
 pub(crate) fn write_file(path: &CStr, content: &[u8]) -> Result<(), i32> {
     use rustix::fs::{Mode, OFlags};

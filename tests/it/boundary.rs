@@ -1085,3 +1085,36 @@ fn an_alg_socket_cannot_be_keyed_by_a_serial_number_inside() {
     });
     assert_eq!(refused, (-1, Some(libc::EPERM)));
 }
+
+#[test]
+fn a_closure_s_stdin_is_dev_null_whatever_the_test_s_is() {
+    // The test's stdin may be the caller's terminal: a closure reading it
+    // would get what is typed there, and could change its modes or size.
+    let ns = Sandbox::new().unwrap();
+    for seen in [
+        ns.run(|| {
+            let mut byte = [0u8; 1];
+            // SAFETY: reads at most one byte into a live buffer.
+            let n = unsafe { libc::read(0, byte.as_mut_ptr().cast(), 1) };
+            (
+                std::fs::read_link("/proc/self/fd/0")
+                    .map(|p| p.display().to_string())
+                    .ok(),
+                n,
+            )
+        }),
+        ns.spawn(|| {
+            (
+                std::fs::read_link("/proc/self/fd/0")
+                    .map(|p| p.display().to_string())
+                    .ok(),
+                0,
+            )
+        })
+        .unwrap()
+        .join()
+        .unwrap(),
+    ] {
+        assert_eq!(seen, (Some("/dev/null".to_owned()), 0));
+    }
+}

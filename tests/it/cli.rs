@@ -300,3 +300,41 @@ fn enter_runs_a_program_in_a_kept_sandbox() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "insidekept\n0\n");
 }
+
+#[test]
+fn the_terminal_is_as_it_was_when_the_program_ends() {
+    // A pty, as a caller's shell has: the program turns echo off and
+    // suspends output; after hermetic, the terminal echoes again and
+    // prints (`stty -a` would block on suspended output).
+    let Ok(script) = which("script") else {
+        common::skip("no `script` (util-linux) to make a terminal with");
+        return;
+    };
+    let inner = format!(
+        "{} run -- sh -c 'stty -echo; python3 -c \"import termios; termios.tcflow(0, termios.TCOOFF)\"'; \
+         stty -a | tr ' ' '\\n' | grep -x -- '-\\?echo'",
+        env!("CARGO_BIN_EXE_hermetic")
+    );
+    // Bounded: with output left suspended, `stty -a` would block for ever.
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg(script)
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout.trim(), "echo", "{out:?}");
+}
+
+/// `program`'s path on PATH.
+fn which(program: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(program))
+                .find(|p| p.is_file())
+        })
+        .ok_or(())
+}
