@@ -646,10 +646,19 @@ mod terminal {
         /// the caller's shell: its modes go back, and output resumes.
         fn drop(&mut self) {
             if let Some((fd, t)) = &self.0 {
-                // SAFETY: a termios tcgetattr filled, on the same fd.
+                // SAFETY: a termios tcgetattr filled, on the same fd; the
+                // signal sets live on this stack. SIGTTOU is blocked
+                // meanwhile: a hermetic in a background job would
+                // otherwise be stopped by it, for good.
                 unsafe {
+                    let mut ttou: libc::sigset_t = std::mem::zeroed();
+                    let mut before: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut ttou);
+                    libc::sigaddset(&mut ttou, libc::SIGTTOU);
+                    libc::pthread_sigmask(libc::SIG_BLOCK, &ttou, &mut before);
                     libc::tcflow(*fd, libc::TCOON);
                     libc::tcsetattr(*fd, libc::TCSANOW, t);
+                    libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
                 }
             }
         }

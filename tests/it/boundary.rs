@@ -603,7 +603,11 @@ fn hermetic_run_works_interactively_and_passes_ctrl_c_on() {
     };
     let (master, slave) = openpty();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hermetic"));
-    cmd.args(["run", "--", shell, "-i"])
+    // No rc file: the shell's prompt is the PS1 given here.
+    let norc: &[&str] = if shell == "bash" { &["--norc"] } else { &[] };
+    cmd.args(["run", "--", shell])
+        .args(norc)
+        .arg("-i")
         .env("PS1", "prompt$ ")
         .env_remove("HERMETIC_KEEP");
     on_terminal(&mut cmd, &slave);
@@ -621,12 +625,17 @@ fn hermetic_run_works_interactively_and_passes_ctrl_c_on() {
     let mut text = String::new();
     let wait_for = |what: &str, text: &mut String| {
         while !text.contains(what) {
-            match rx.recv_timeout(Duration::from_secs(120)) {
+            // Within nextest's limit for a test (two minutes): a shell that
+            // never answers fails here, with what it said.
+            match rx.recv_timeout(Duration::from_secs(60)) {
                 Ok(chunk) => text.push_str(&String::from_utf8_lossy(&chunk)),
                 Err(_) => panic!("no {what:?} from the shell: {text}"),
             }
         }
     };
+    // Typed only once the shell prompts: an interactive shell may set the
+    // terminal up (and drop what was typed before) as it starts.
+    wait_for("prompt$ ", &mut text);
     // The shell reads its lines from the terminal (the terminal echoes
     // them: what is looked for is what only the shell's output holds).
     input
