@@ -1061,6 +1061,52 @@ fn under<'a>(target: &Path, made: &'a [MountSpec]) -> Under<'a> {
     }
 }
 
+/// The steps that create the missing part of the path from `root` (a
+/// mount inside the sandbox) to `target`, a mount point: directories, and
+/// the target itself as a file when the source is not a directory. With
+/// `in_layer` (a writable layer over the host), what already exists there
+/// is the host's and is left alone, and the steps say so.
+fn mount_point_steps(
+    option: &'static str,
+    root: &Path,
+    target: &Path,
+    source_is_dir: bool,
+    in_layer: Option<&str>,
+    steps: &mut Vec<Step>,
+) -> Result<(), Error> {
+    let rel = target
+        .strip_prefix(root)
+        .expect("under() checked the prefix");
+    let mut path = root.to_path_buf();
+    let parts: Vec<_> = rel.components().collect();
+    for (i, part) in parts.iter().enumerate() {
+        path.push(part);
+        if in_layer.is_some() && std::fs::symlink_metadata(&path).is_ok() {
+            continue;
+        }
+        let last = i + 1 == parts.len();
+        let c = cstring(option, &path)?;
+        let (what, action) = if last && !source_is_dir {
+            (
+                "creating the file",
+                Action::CreateFile {
+                    path: c,
+                    content: None,
+                },
+            )
+        } else {
+            ("creating the directory", Action::CreateDir { path: c })
+        };
+        let where_ = in_layer.map_or(String::new(), |w| format!(" ({w})"));
+        steps.push(step(
+            format!("{what} {} to mount on{where_}", path.display()),
+            StepKind::UserMount,
+            action,
+        ));
+    }
+    Ok(())
+}
+
 fn mount_steps(
     spec: &MountSpec,
     source_fd: Option<i32>,
@@ -1096,38 +1142,14 @@ fn mount_steps(
             Some(target.clone())
         }
         Under::Layer(root) => {
-            let rel = target
-                .strip_prefix(root)
-                .expect("under() checked the prefix");
-            let mut path = root.to_path_buf();
-            let parts: Vec<_> = rel.components().collect();
-            for (i, part) in parts.iter().enumerate() {
-                path.push(part);
-                if std::fs::symlink_metadata(&path).is_ok() {
-                    continue;
-                }
-                let last = i + 1 == parts.len();
-                let c = cstring(option, &path)?;
-                let (what, action) = if last && !source_is_dir {
-                    (
-                        "creating the file",
-                        Action::CreateFile {
-                            path: c,
-                            content: None,
-                        },
-                    )
-                } else {
-                    ("creating the directory", Action::CreateDir { path: c })
-                };
-                steps.push(step(
-                    format!(
-                        "{what} {} to mount on (in the sandbox's layer)",
-                        path.display()
-                    ),
-                    StepKind::UserMount,
-                    action,
-                ));
-            }
+            mount_point_steps(
+                option,
+                root,
+                target,
+                source_is_dir,
+                Some("in the sandbox's layer"),
+                steps,
+            )?;
             None
         }
         Under::Bind { source, target: t } => {
@@ -1138,32 +1160,7 @@ fn mount_steps(
             // A fresh tmpfs holds nothing: create the path, inside the
             // sandbox only. Components below an earlier mount inside this
             // tmpfs would need the same care, so they are refused.
-            let rel = target
-                .strip_prefix(root)
-                .expect("under() checked the prefix");
-            let mut path = root.to_path_buf();
-            let parts: Vec<_> = rel.components().collect();
-            for (i, part) in parts.iter().enumerate() {
-                path.push(part);
-                let last = i + 1 == parts.len();
-                let c = cstring(option, &path)?;
-                let (what, action) = if last && !source_is_dir {
-                    (
-                        "creating the file",
-                        Action::CreateFile {
-                            path: c,
-                            content: None,
-                        },
-                    )
-                } else {
-                    ("creating the directory", Action::CreateDir { path: c })
-                };
-                steps.push(step(
-                    format!("{what} {} to mount on", path.display()),
-                    StepKind::UserMount,
-                    action,
-                ));
-            }
+            mount_point_steps(option, root, target, source_is_dir, None, steps)?;
             None
         }
     };
