@@ -11,6 +11,28 @@ use std::time::Duration;
 use rstest::rstest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A server on 127.0.0.1:8080 in a task of its own, asked `n` by a client
+/// in this one; its answer (the server's is `n + 1`).
+async fn ask_a_server_on_8080(n: u8) -> u8 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:8080")
+        .await
+        .unwrap();
+    let server = tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut asked = [0u8; 1];
+        conn.read_exact(&mut asked).await.unwrap();
+        conn.write_all(&[asked[0] + 1]).await.unwrap();
+    });
+    let mut client = tokio::net::TcpStream::connect("127.0.0.1:8080")
+        .await
+        .unwrap();
+    client.write_all(&[n]).await.unwrap();
+    let mut answer = [0u8; 1];
+    client.read_exact(&mut answer).await.unwrap();
+    server.await.unwrap();
+    answer[0]
+}
+
 /// The pattern that hangs when a runtime is built inside a forked closure
 /// while other tests' runtimes are busy: a server on a fixed port in a
 /// task, a client in another, a multi-thread runtime. Eight copies at once
@@ -27,23 +49,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_and_its_client_on_a_fixed_port(#[case] n: u8) {
     hermetic::isolate_test_async(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:8080")
-            .await
-            .unwrap();
-        let server = tokio::spawn(async move {
-            let (mut conn, _) = listener.accept().await.unwrap();
-            let mut asked = [0u8; 1];
-            conn.read_exact(&mut asked).await.unwrap();
-            conn.write_all(&[asked[0] + 1]).await.unwrap();
-        });
-        let mut client = tokio::net::TcpStream::connect("127.0.0.1:8080")
-            .await
-            .unwrap();
-        client.write_all(&[n]).await.unwrap();
-        let mut answer = [0u8; 1];
-        client.read_exact(&mut answer).await.unwrap();
-        assert_eq!(answer[0], n + 1);
-        server.await.unwrap();
+        assert_eq!(ask_a_server_on_8080(n).await, n + 1);
         // Blocking work beside the runtime, too.
         let hostname =
             tokio::task::spawn_blocking(|| std::fs::read_to_string("/proc/sys/kernel/hostname"))
@@ -197,25 +203,7 @@ async fn unsafe_pattern_a_runtime_built_in_a_forked_closure(#[case] n: u8) {
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:8080")
-                    .await
-                    .unwrap();
-                let server = tokio::spawn(async move {
-                    let (mut conn, _) = listener.accept().await.unwrap();
-                    let mut asked = [0u8; 1];
-                    conn.read_exact(&mut asked).await.unwrap();
-                    conn.write_all(&[asked[0] + 1]).await.unwrap();
-                });
-                let mut client = tokio::net::TcpStream::connect("127.0.0.1:8080")
-                    .await
-                    .unwrap();
-                client.write_all(&[n]).await.unwrap();
-                let mut answer = [0u8; 1];
-                client.read_exact(&mut answer).await.unwrap();
-                server.await.unwrap();
-                answer[0]
-            })
+            rt.block_on(ask_a_server_on_8080(n))
         })
     })
     .await
