@@ -277,3 +277,38 @@ pub fn skip(why: &str) {
         }
     }
 }
+
+/// A lock another thread of the test process holds until released: a
+/// process forked meanwhile (a run, a spawned closure) gets a copy of it
+/// that is held for ever.
+pub struct HeldLock {
+    pub lock: std::sync::Arc<std::sync::Mutex<u32>>,
+    done: std::sync::mpsc::Sender<()>,
+    holder: std::thread::JoinHandle<()>,
+}
+
+impl HeldLock {
+    /// Returns once the other thread holds the lock.
+    pub fn new() -> HeldLock {
+        let lock = std::sync::Arc::new(std::sync::Mutex::new(0u32));
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (done, done_rx) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let lock = lock.clone();
+            std::thread::spawn(move || {
+                let _guard = lock.lock().unwrap();
+                held_tx.send(()).unwrap();
+                // Held until released (or the test is gone).
+                let _ = done_rx.recv();
+            })
+        };
+        held_rx.recv().unwrap();
+        HeldLock { lock, done, holder }
+    }
+
+    /// Lets the other thread release the lock, and waits for it.
+    pub fn release(self) {
+        drop(self.done);
+        self.holder.join().unwrap();
+    }
+}

@@ -151,26 +151,14 @@ fn a_stack_overflow_kills_only_the_run(#[from(isolated)] ns: Sandbox) {
 fn a_run_stuck_on_a_lock_copied_by_the_fork_times_out_and_says_so() {
     // Another thread holds a lock while the run forks: the run's copy of
     // the lock is held for ever.
-    let lock = std::sync::Arc::new(std::sync::Mutex::new(0u32));
-    let (held_tx, held_rx) = std::sync::mpsc::channel();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let holder = {
-        let lock = lock.clone();
-        std::thread::spawn(move || {
-            let _guard = lock.lock().unwrap();
-            held_tx.send(()).unwrap();
-            // Holds the lock until the test is done (or gone).
-            let _ = done_rx.recv();
-        })
-    };
-    held_rx.recv().unwrap();
+    let held = common::HeldLock::new();
+    let lock = held.lock.clone();
     let ns = Sandbox::builder()
         .timeout(Duration::from_millis(500))
         .build()
         .unwrap();
     let err = ns.try_run(move || *lock.lock().unwrap()).unwrap_err();
-    drop(done_tx);
-    holder.join().unwrap();
+    held.release();
     let Error::TimedOut { stuck, .. } = &err else {
         panic!("{err:?}")
     };

@@ -286,27 +286,15 @@ fn join_timeout_bounds_the_join() {
 fn join_of_a_closure_stuck_on_a_lock_copied_by_the_fork_times_out_and_says_so() {
     // Another thread holds a lock while the spawn forks: the closure's
     // copy of the lock is held for ever.
-    let lock = std::sync::Arc::new(std::sync::Mutex::new(0u32));
-    let (held_tx, held_rx) = std::sync::mpsc::channel();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let holder = {
-        let lock = lock.clone();
-        std::thread::spawn(move || {
-            let _guard = lock.lock().unwrap();
-            held_tx.send(()).unwrap();
-            // Holds the lock until the test is done (or gone).
-            let _ = done_rx.recv();
-        })
-    };
-    held_rx.recv().unwrap();
+    let held = common::HeldLock::new();
+    let lock = held.lock.clone();
     let ns = Sandbox::builder()
         .timeout(std::time::Duration::from_millis(500))
         .build()
         .unwrap();
     let stuck = ns.spawn(move || *lock.lock().unwrap()).unwrap();
     let err = stuck.join().unwrap_err();
-    drop(done_tx);
-    holder.join().unwrap();
+    held.release();
     let hermetic::Error::TimedOut { after, stuck, .. } = &err else {
         panic!("{err:?}")
     };
@@ -328,18 +316,8 @@ fn join_of_a_closure_stuck_on_a_lock_copied_by_the_fork_times_out_and_says_so() 
 /// spawned closure that is merely busy (asleep here) is not named.
 #[test]
 fn a_run_timing_out_names_a_spawned_closure_stuck_on_a_lock() {
-    let lock = std::sync::Arc::new(std::sync::Mutex::new(0u32));
-    let (held_tx, held_rx) = std::sync::mpsc::channel();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let holder = {
-        let lock = lock.clone();
-        std::thread::spawn(move || {
-            let _guard = lock.lock().unwrap();
-            held_tx.send(()).unwrap();
-            let _ = done_rx.recv();
-        })
-    };
-    held_rx.recv().unwrap();
+    let held = common::HeldLock::new();
+    let lock = held.lock.clone();
     let ns = Sandbox::builder()
         .timeout(std::time::Duration::from_millis(500))
         .build()
@@ -366,8 +344,7 @@ fn a_run_timing_out_names_a_spawned_closure_stuck_on_a_lock() {
             std::io::read_to_string(&mut s).unwrap()
         })
         .unwrap_err();
-    drop(done_tx);
-    holder.join().unwrap();
+    held.release();
     let hermetic::Error::TimedOut { stuck, .. } = &err else {
         panic!("{err:?}")
     };
