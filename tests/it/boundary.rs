@@ -13,7 +13,7 @@ use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -493,20 +493,38 @@ fn hermetic_run_s_program_cannot_signal_its_caller() {
 
 /// A pty pair: (master, slave).
 fn openpty() -> (OwnedFd, OwnedFd) {
-    let (mut master, mut slave) = (-1, -1);
-    // SAFETY: two live ints; no name, termios or window size.
-    let ret = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(ret, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: both were just opened and are owned here alone.
-    unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
+    // Both ends close-on-exec from their first instant (openpty(3) makes
+    // neither so): every test of this binary shares its fd table, and a
+    // program another test starts meanwhile must not keep the master open,
+    // or the shell on the slave never sees its terminal go away.
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: posix_openpt opens a new fd, owned here alone.
+    let master = unsafe { libc::posix_openpt(flags) };
+    assert!(
+        master >= 0,
+        "posix_openpt: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: as above.
+    let master = unsafe { OwnedFd::from_raw_fd(master) };
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: a live master fd; a buffer of the given size.
+    unsafe {
+        assert_eq!(libc::unlockpt(master.as_raw_fd()), 0);
+        assert_eq!(
+            libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()),
+            0
+        );
+    }
+    // SAFETY: ptsname_r wrote a NUL-terminated path.
+    let slave = unsafe { libc::open(name.as_ptr(), flags) };
+    assert!(
+        slave >= 0,
+        "opening the pty's slave: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: just opened, owned here alone.
+    (master, unsafe { OwnedFd::from_raw_fd(slave) })
 }
 
 /// A command whose stdio is the pty's slave, which is also its controlling
