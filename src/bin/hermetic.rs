@@ -62,6 +62,8 @@ Options:
                         cow (default): as they are, writable where you may
                           write them, every change in a private layer that
                           goes with the sandbox (nothing reaches the host);
+                          /tmp and /var/tmp fresh, showing what the program
+                          needs there (its directory, the working directory);
                           read-only where the kernel refuses it (said once)
                         ro: read-only, with a fresh /tmp (the working
                           directory and the target dir bound back)
@@ -454,7 +456,8 @@ fn why_hidden(
         (Some(own), mode) => format!(
             "\n  {shown} exists on the host, but inside it lies under the sandbox's own {own} \
              (a fresh tmpfs: the host is seen in the {mode} mode{}), which hides the host's; \
-             use --host=cow, which shows the host's {own} under a private layer, or \
+             use --host=cow, which shows the program's directory there under a private \
+             layer, or \
              --bind-ro DIR:DIR for the program's directory",
             if hermetic::HostMode::CopyOnWrite.granted() == hermetic::HostMode::CopyOnWrite {
                 ""

@@ -283,12 +283,13 @@ impl SandboxBuilder {
     }
 
     /// Keeps the host directory `dir` visible inside where the sandbox's
-    /// own `/tmp` or `/dev/shm` would hide it: with a read-only host (and
-    /// where copy-on-write falls back to it) it is bound in, read-only,
-    /// before your own mounts, which win over it; with a writable host,
-    /// writable. Copy-on-write shows the host's `/tmp` anyway. The working
-    /// directory and the target dir of the running executable always are;
-    /// `hermetic run` adds its program's directory.
+    /// own `/tmp` or `/dev/shm` (or, copy-on-write, `/var/tmp`) would hide
+    /// it: with a read-only host (and where copy-on-write falls back to it)
+    /// it is bound in, read-only, before your own mounts, which win over
+    /// it; with a writable host, writable; copy-on-write, under a private
+    /// layer (an overlay rooted at its highest directory you own below
+    /// `/tmp`). The working directory and the target dir of the running
+    /// executable always are; `hermetic run` adds its program's directory.
     pub fn visible(&mut self, dir: impl AsRef<Path>) -> &mut Self {
         self.visible.push(dir.as_ref().to_path_buf());
         self

@@ -13,13 +13,16 @@
 //! owned by an id the sandbox does not map (the host's root owns `/home`,
 //! `/var`, `/tmp`) fails with `EOVERFLOW`, while the root of an overlay is
 //! never copied up: so rootless overlays are rooted at the directories the
-//! caller writes (its working tree, the target dir, `$HOME`, `/tmp`,
-//! `/var/tmp`), each at its highest ancestor the caller owns. As root,
-//! whose ids are all mapped, at the top-level directory of each (`/work`,
-//! `/root`, `/var`, `/tmp`): one overlay per top-level directory would cover
-//! all of the host, but each overlay costs a sandbox about 0.07 ms to mount
-//! and 0.2 ms to take down (an RCU grace period per overlay), measured
-//! here, so the rest of the host stays read-only.
+//! caller writes (its working tree, the target dir, `$HOME`), each at its
+//! highest ancestor the caller owns. As root, whose ids are all mapped, at
+//! the top-level directory of each (`/work`, `/root`): one overlay per
+//! top-level directory would cover all of the host, but each overlay costs
+//! a sandbox about 0.07 ms to mount and 0.2 ms to take down (an RCU grace
+//! period per overlay), measured here, so the rest of the host stays
+//! read-only. For the same reason `/tmp` and `/var/tmp` are fresh tmpfs
+//! mounts of the sandbox (a fraction of an overlay's cost), with an overlay
+//! below them only for what a test needs there ([`OWN_TMP`]): the rest of
+//! the host's `/tmp`, other programs' files and sockets, is not seen.
 //!
 //! # References
 //!
@@ -50,8 +53,11 @@ pub enum HostMode {
     /// caller could write them; every change lands in a private layer (an
     /// overlay whose upper layer is a tmpfs of the sandbox, within
     /// [`tmp_size`](crate::SandboxBuilder::tmp_size)) that goes with the
-    /// sandbox: nothing reaches the host. `/tmp` is the host's `/tmp` under
-    /// such a layer. The default of `hermetic run` and
+    /// sandbox: nothing reaches the host. `/tmp` and `/var/tmp` are the
+    /// sandbox's own (fresh, each within `tmp_size`), showing what the
+    /// test needs below them (the working directory, the target dir,
+    /// `$HOME`, [`visible`](crate::SandboxBuilder::visible) directories...)
+    /// under such a layer. The default of `hermetic run` and
     /// [`isolate_test`](crate::isolate_test). Where the kernel refuses an
     /// overlay, sandboxes fall back to [`ReadOnly`](Self::ReadOnly), and the
     /// first one says so on stderr.
@@ -204,6 +210,9 @@ pub(crate) struct HostView {
     /// The target dir of the running executable, if it has one (a
     /// directory holding cargo's `CACHEDIR.TAG` above it).
     pub(crate) target_dir: Option<PathBuf>,
+    /// The host's reachable mounts (copy-on-write: for the overlays of a
+    /// sandbox's own visible directories).
+    pub(crate) mounts: Vec<HostMount>,
 }
 
 /// The sandbox's own trees: nothing of the host's there is shown.
@@ -291,6 +300,88 @@ fn split(dir: &Path, mounts: &[HostMount], out: &mut Vec<(PathBuf, u32)>, depth:
     }
 }
 
+/// The directories that are the sandbox's own tmpfs in the copy-on-write
+/// mode (fresh and private, within `tmp_size` each), unless a test's
+/// directory is one of them itself; what a test needs below them is shown
+/// by overlays of its own.
+pub(crate) const OWN_TMP: [&str; 2] = ["/tmp", "/var/tmp"];
+
+/// The directory of [`OWN_TMP`] at or above `path`.
+pub(crate) fn own_tmp_base(path: &Path) -> Option<&'static Path> {
+    OWN_TMP.iter().map(Path::new).find(|b| path.starts_with(b))
+}
+
+/// The root of the overlay that shows `dir` (canonical) copy-on-write.
+/// Under `/tmp` or `/var/tmp` (fresh tmpfs mounts of the sandbox), the
+/// overlay lies below them: their entry holding `dir` as root, the highest
+/// directory the caller owns rootless; `/tmp` itself if `dir` is `/tmp`.
+/// Elsewhere, the top-level directory as root, the highest directory the
+/// caller owns rootless.
+fn layer_root(dir: &Path, uid: u32) -> Option<PathBuf> {
+    let base = own_tmp_base(dir);
+    if base == Some(dir) {
+        return Some(dir.to_path_buf());
+    }
+    let below = |b: &Path| {
+        let first = dir.strip_prefix(b).ok()?.components().next()?;
+        Some(b.join(first))
+    };
+    if uid == 0 {
+        // Root owns (and maps) every ancestor: the widest overlay for the
+        // same price.
+        return below(base.unwrap_or(Path::new("/")));
+    }
+    let top = highest_owned(dir, uid)?;
+    match base {
+        // A caller owning /tmp itself: still its entry, below the tmpfs.
+        Some(b) if !top.starts_with(b) || top == b => below(b),
+        _ => Some(top),
+    }
+}
+
+/// The overlays (root, mode) that show `dirs` copy-on-write, given the
+/// host's `mounts`: one root per directory, those covered by another
+/// dropped, split where mounts lie beneath.
+pub(crate) fn layers_for(dirs: &[PathBuf], mounts: &[HostMount]) -> Vec<(PathBuf, u32)> {
+    let uid = crate::sys::geteuid();
+    let roots: BTreeSet<PathBuf> = dirs
+        .iter()
+        .filter_map(|d| std::fs::canonicalize(d).ok())
+        .filter_map(|d| layer_root(&d, uid))
+        .collect();
+    // A root whose parent is an earlier root is covered by it (the root of
+    // an overlay is never copied up; the caller owns it), as is one below
+    // an earlier root through directories the caller owns.
+    let mut kept: Vec<PathBuf> = Vec::new();
+    for root in roots {
+        let base = own_tmp_base(&root);
+        let covered = kept.iter().any(|k| {
+            // Not across a tmpfs of the sandbox's: k must lie at or below
+            // the tmpfs that root lies under, if any.
+            let same_side = base.is_none_or(|b| k.starts_with(b));
+            let owned_between = || {
+                root.ancestors()
+                    .take_while(|a| *a != k.as_path())
+                    .all(|a| std::fs::metadata(a).is_ok_and(|m| m.uid() == uid))
+            };
+            same_side
+                && (root == *k
+                    || root.parent() == Some(k.as_path())
+                    || root.starts_with(k) && owned_between())
+        });
+        if !covered {
+            kept.push(root);
+        }
+    }
+    let mut overlays = Vec::new();
+    for root in kept {
+        split(&root, mounts, &mut overlays, 0);
+    }
+    overlays.sort();
+    overlays.dedup_by(|a, b| a.0 == b.0);
+    overlays
+}
+
 impl HostView {
     /// Reads the host as this process sees it now.
     pub(crate) fn read(cow: bool) -> HostView {
@@ -303,63 +394,27 @@ impl HostView {
         let target_dir = target_dir();
         let mut overlays = Vec::new();
         if cow {
-            let uid = crate::sys::geteuid();
-            let mut dirs: Vec<PathBuf> = vec!["/tmp".into(), "/var/tmp".into()];
             let written = [
                 std::env::current_dir().ok(),
                 std::env::var_os("HOME").map(PathBuf::from),
                 std::env::var_os("CARGO_TARGET_TMPDIR").map(PathBuf::from),
                 std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
                 std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+                std::env::var_os("TMPDIR").map(PathBuf::from),
                 target_dir.clone(),
             ];
-            dirs.extend(written.into_iter().flatten().filter(|d| d.is_absolute()));
-            let roots: BTreeSet<PathBuf> = dirs
+            let dirs: Vec<PathBuf> = written
                 .into_iter()
-                .filter_map(|d| std::fs::canonicalize(d).ok())
-                .filter_map(|d| {
-                    if uid == 0 {
-                        // Root owns (and maps) every ancestor: its top-level
-                        // directory, the widest overlay for the same price.
-                        d.components().nth(1).map(|top| Path::new("/").join(top))
-                    } else if d.starts_with("/tmp") && d == Path::new("/tmp")
-                        || d == Path::new("/var/tmp")
-                    {
-                        Some(d)
-                    } else {
-                        highest_owned(&d, uid)
-                    }
-                })
+                .flatten()
+                .filter(|d| d.is_absolute())
                 .collect();
-            // A root whose parent is an earlier root is covered by it (the
-            // root of an overlay is never copied up; the caller owns it).
-            let mut kept: Vec<PathBuf> = Vec::new();
-            for root in roots {
-                let covered = kept.iter().any(|k| {
-                    root == *k
-                        || root.parent() == Some(k.as_path())
-                        || root.starts_with(k) && {
-                            // Every directory between k and root the caller's.
-                            let uid = crate::sys::geteuid();
-                            root.ancestors()
-                                .take_while(|a| *a != k.as_path())
-                                .all(|a| std::fs::metadata(a).is_ok_and(|m| m.uid() == uid))
-                        }
-                });
-                if !covered {
-                    kept.push(root);
-                }
-            }
-            for root in kept {
-                split(&root, &mounts, &mut overlays, 0);
-            }
-            overlays.sort();
-            overlays.dedup_by(|a, b| a.0 == b.0);
+            overlays = layers_for(&dirs, &mounts);
         }
         HostView {
             special,
             overlays,
             target_dir,
+            mounts: if cow { mounts } else { Vec::new() },
         }
     }
 

@@ -266,12 +266,23 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
     ));
 
     let cow = layout.host == HostMode::CopyOnWrite;
-    let overlays: &[(PathBuf, u32)] = if cow { &layout.view.overlays } else { &[] };
-    let tmp_overlaid = overlays.iter().any(|(p, _)| p == Path::new("/tmp"));
+    let overlays = if cow { overlays_of(layout) } else { Vec::new() };
+    let overlaid = |dir: &str| overlays.iter().any(|(p, _)| p == Path::new(dir));
+    let tmp_overlaid = overlaid("/tmp");
+    // Copy-on-write, /var/tmp is a fresh tmpfs too, unless a test's
+    // directory is /var/tmp itself (then the host's, under a layer).
+    let var_tmp = cow && !overlaid("/var/tmp") && Path::new("/var/tmp").is_dir();
     let own: Vec<MountSpec> = OWN_TMPFS
         .iter()
         .filter(|t| !(tmp_overlaid && **t == "/tmp"))
+        .chain(var_tmp.then_some(&"/var/tmp"))
         .map(|t| MountSpec::Tmpfs { target: t.into() })
+        .collect();
+    // The overlays below a tmpfs of the sandbox's (what a test needs under
+    // /tmp and /var/tmp) are mounted once it is there; the others, before.
+    let late: Vec<bool> = overlays
+        .iter()
+        .map(|(p, _)| matches!(under(p, &own), Under::Tmpfs(_)))
         .collect();
     // What the sandbox's own tmpfs mounts would hide (a crate checked out
     // under /tmp, its target dir there): bound in first, so that the
@@ -291,7 +302,14 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             .chain(layout.mounts)
             .any(|m| path.starts_with(spec_target(m)))
             || layout.files.iter().any(|(t, _)| t.starts_with(path));
-        if hidden && !shown_or_users && std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+        // Copy-on-write, an overlay shows it, writable.
+        let layered = std::fs::canonicalize(path)
+            .is_ok_and(|c| overlays.iter().any(|(o, _)| c.starts_with(o)));
+        if hidden
+            && !shown_or_users
+            && !layered
+            && std::fs::metadata(path).is_ok_and(|m| m.is_dir())
+        {
             mounts.push(MountSpec::Bind {
                 source: path.clone(),
                 target: path.clone(),
@@ -364,7 +382,7 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
     // holds the upper layers; an overlay nested in another is mounted
     // after it).
     let mut lower_fds = Vec::with_capacity(overlays.len());
-    for (path, _) in overlays {
+    for (path, _) in &overlays {
         steps.push(step(
             format!(
                 "opening the host's {} (an overlay's lower layer)",
@@ -458,9 +476,21 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
         .map(|(p, _)| MountSpec::Layer { target: p.clone() })
         .collect();
     let (over_host, in_tmpfs) = place_files(layout.files, &mounts, &layers, &own)?;
+    // Files over host files in an overlay mounted late are placed after it.
+    let late_roots: Vec<&Path> = overlays
+        .iter()
+        .zip(&late)
+        .filter(|(_, l)| **l)
+        .map(|((p, _), _)| p.as_path())
+        .collect();
+    let (over_late, over_host): (Vec<_>, Vec<_>) = over_host
+        .into_iter()
+        .enumerate()
+        .partition(|(_, (t, _))| late_roots.iter().any(|r| t.starts_with(r)));
     let files_size: usize = over_host
         .iter()
-        .map(|(_, c)| c.len().next_multiple_of(4096))
+        .chain(&over_late)
+        .map(|(_, (_, c))| c.len().next_multiple_of(4096))
         .sum();
     steps.push(fresh(
         c"tmpfs",
@@ -491,7 +521,7 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             data: None,
         },
     ));
-    for (i, (target, contents)) in over_host.iter().enumerate() {
+    for (i, (target, contents)) in over_host.iter().chain(&over_late) {
         let made = CString::new(format!("/tmp/file{i}")).expect("no NUL in the name");
         steps.push(step(
             format!(
@@ -508,7 +538,8 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
     // Copy-on-write, the overlays come before the files placed over host
     // files (which may lie in them); the stash, covered by the overlay on
     // /tmp by then, is named through an fd.
-    if !over_host.is_empty() && !overlays.is_empty() {
+    let files_by_fd = !overlays.is_empty() && (!over_host.is_empty() || !over_late.is_empty());
+    if files_by_fd {
         steps.push(step(
             "opening /tmp, which holds the files placed over host files",
             StepKind::UserMount,
@@ -518,46 +549,15 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             },
         ));
     }
-    overlay_steps(overlays, &lower_fds, stash_fd, layout.tmp_size, &mut steps);
-    for (i, (target, _)) in over_host.iter().enumerate() {
-        let target = cstring("file", target)?;
-        let made = if overlays.is_empty() {
-            format!("/tmp/file{i}")
-        } else {
-            format!("/proc/self/fd/{files_fd}/file{i}")
-        };
-        let made = CString::new(made).expect("no NUL in the name");
-        let shown = target.to_string_lossy().into_owned();
-        steps.extend([
-            step(
-                format!("binding the sandbox's own {shown} over the host's"),
-                StepKind::UserMount,
-                Action::Mount {
-                    source: Some(made),
-                    target: target.clone(),
-                    fstype: None,
-                    flags: libc::MS_BIND,
-                    data: None,
-                },
-            ),
-            step(
-                format!("making {shown} read-only"),
-                StepKind::UserMount,
-                Action::SetAttr {
-                    target,
-                    attrs: wire::ATTR_RDONLY,
-                    recursive: false,
-                    optional: false,
-                },
-            ),
-        ]);
+    let layers_fd = overlay_steps(&overlays, stash_fd, layout.tmp_size, &mut steps);
+    for (i, ((path, _), lower)) in overlays.iter().zip(&lower_fds).enumerate() {
+        if !late[i] {
+            steps.push(overlay_mount(path, *lower, layers_fd, i));
+        }
     }
-    if !over_host.is_empty() && !overlays.is_empty() {
-        steps.push(step(
-            "closing /tmp's fd",
-            StepKind::UserMount,
-            Action::Close { fd: files_fd },
-        ));
+    let files_at = files_by_fd.then_some(files_fd);
+    for (i, (target, _)) in &over_host {
+        steps.extend(file_over_host(*i, target, files_at)?);
     }
     // The host's special filesystems (its message queues, cgroups, BPF
     // objects...) are covered by an empty read-only tmpfs, or replaced by
@@ -614,8 +614,9 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
     for (target, kind, size) in [
         (c"/tmp", StepKind::Tmp, layout.tmp_size),
         (c"/dev/shm", StepKind::DevShm, DEV_SHM_SIZE),
+        (c"/var/tmp", StepKind::Tmp, layout.tmp_size),
     ] {
-        if tmp_overlaid && target == c"/tmp" {
+        if tmp_overlaid && target == c"/tmp" || !var_tmp && target == c"/var/tmp" {
             continue;
         }
         steps.push(fresh(
@@ -656,6 +657,33 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
         }
     }
     let mut made: Vec<MountSpec> = layers.iter().chain(own.iter()).cloned().collect();
+    // The overlays below the sandbox's own tmpfs mounts, on mount points
+    // made there, then the files over host files in them.
+    for (i, ((path, _), lower)) in overlays.iter().zip(&lower_fds).enumerate() {
+        if late[i] {
+            if let Under::Tmpfs(root) = under(path, &own) {
+                mount_point_steps("host", root, path, true, None, &mut steps)?;
+            }
+            steps.push(overlay_mount(path, *lower, layers_fd, i));
+        }
+    }
+    for (i, (target, _)) in &over_late {
+        steps.extend(file_over_host(*i, target, files_at)?);
+    }
+    for &fd in lower_fds.iter().chain(layers_fd.as_ref()) {
+        steps.push(step(
+            "closing the overlays' lower layers",
+            StepKind::Overlay,
+            Action::Close { fd },
+        ));
+    }
+    if let Some(fd) = files_at {
+        steps.push(step(
+            "closing /tmp's fd",
+            StepKind::UserMount,
+            Action::Close { fd },
+        ));
+    }
     let mut sources = sources.into_iter();
     for spec in &mounts {
         let source_fd = match spec {
@@ -910,21 +938,20 @@ fn fresh(
     )
 }
 
-/// The overlays of the copy-on-write mode: the upper and work directories
-/// of each in a tmpfs of `size` bytes (what `/tmp` holds, as `df` shows
-/// it there) hidden below /tmp (made while it can still be reached; it is
-/// named through the fd `stash_fd` once the overlay on /tmp covers it),
-/// each overlay's root given its lower layer's mode, then the overlays,
-/// parents before children, then the fds closed.
+/// The layers of the copy-on-write mode: the upper and work directories
+/// of each overlay in a tmpfs of `size` bytes (what `/tmp` holds, as `df`
+/// shows it there) hidden below /tmp (made while it can still be reached;
+/// it is named through the fd `stash_fd` once /tmp is covered), each
+/// overlay's root given its lower layer's mode. Returns the fd that names
+/// them, if there are overlays; [`overlay_mount`] mounts each.
 fn overlay_steps(
     overlays: &[(PathBuf, u32)],
-    lower_fds: &[i32],
     stash_fd: i32,
     size: u64,
     steps: &mut Vec<Step>,
-) {
+) -> Option<i32> {
     if overlays.is_empty() {
-        return;
+        return None;
     }
     steps.extend([
         step(
@@ -988,32 +1015,90 @@ fn overlay_steps(
             fd: stash_fd,
         },
     ));
-    for (i, ((path, _), lower)) in overlays.iter().zip(lower_fds).enumerate() {
-        // In a user namespace: the user.* xattrs (userxattr); no index and
-        // no xino, which the kernel would otherwise warn about per mount.
-        let data = format!(
-            "lowerdir=/proc/self/fd/{lower},upperdir=/proc/self/fd/{stash_fd}/u{i},\
-             workdir=/proc/self/fd/{stash_fd}/w{i},userxattr,index=off,xino=off"
-        );
-        steps.push(step(
-            format!("mounting a copy-on-write overlay on {}", path.display()),
-            StepKind::Overlay,
+    Some(stash_fd)
+}
+
+/// The `i`th overlay, on `path`: its lower layer at the fd `lower`, its
+/// upper and work directories in the layers named by `layers_fd`.
+fn overlay_mount(path: &Path, lower: i32, layers_fd: Option<i32>, i: usize) -> Step {
+    let layers = layers_fd.expect("overlay_steps made the layers");
+    // In a user namespace: the user.* xattrs (userxattr); no index and no
+    // xino, which the kernel would otherwise warn about per mount.
+    let data = format!(
+        "lowerdir=/proc/self/fd/{lower},upperdir=/proc/self/fd/{layers}/u{i},\
+         workdir=/proc/self/fd/{layers}/w{i},userxattr,index=off,xino=off"
+    );
+    step(
+        format!("mounting a copy-on-write overlay on {}", path.display()),
+        StepKind::Overlay,
+        Action::Mount {
+            source: Some(c"overlay".into()),
+            target: CString::new(path.as_os_str().as_bytes()).expect("checked when opened"),
+            fstype: Some(c"overlay".into()),
+            flags: libc::MS_NODEV,
+            data: Some(CString::new(data).expect("no NUL in the options")),
+        },
+    )
+}
+
+/// The steps that bind the `i`th file placed over a host file at
+/// `target`, written below /tmp (named through the fd `files_at` once
+/// /tmp is covered), and make it read-only.
+fn file_over_host(i: usize, target: &Path, files_at: Option<i32>) -> Result<[Step; 2], Error> {
+    let target = cstring("file", target)?;
+    let made = match files_at {
+        None => format!("/tmp/file{i}"),
+        Some(fd) => format!("/proc/self/fd/{fd}/file{i}"),
+    };
+    let made = CString::new(made).expect("no NUL in the name");
+    let shown = target.to_string_lossy().into_owned();
+    Ok([
+        step(
+            format!("binding the sandbox's own {shown} over the host's"),
+            StepKind::UserMount,
             Action::Mount {
-                source: Some(c"overlay".into()),
-                target: CString::new(path.as_os_str().as_bytes()).expect("checked when opened"),
-                fstype: Some(c"overlay".into()),
-                flags: libc::MS_NODEV,
-                data: Some(CString::new(data).expect("no NUL in the options")),
+                source: Some(made),
+                target: target.clone(),
+                fstype: None,
+                flags: libc::MS_BIND,
+                data: None,
             },
-        ));
+        ),
+        step(
+            format!("making {shown} read-only"),
+            StepKind::UserMount,
+            Action::SetAttr {
+                target,
+                attrs: wire::ATTR_RDONLY,
+                recursive: false,
+                optional: false,
+            },
+        ),
+    ])
+}
+
+/// The overlays of the copy-on-write mode for `layout`: the host view's,
+/// and one for each directory the sandbox must show that lies below /tmp
+/// or /var/tmp (the program's, for `hermetic run`) and no overlay shows.
+fn overlays_of(layout: &Layout<'_>) -> Vec<(PathBuf, u32)> {
+    let mut overlays = layout.view.overlays.clone();
+    let shown =
+        |dir: &Path, overlays: &[(PathBuf, u32)]| overlays.iter().any(|(o, _)| dir.starts_with(o));
+    let more: Vec<PathBuf> = layout
+        .visible
+        .iter()
+        .filter_map(|d| std::fs::canonicalize(d).ok())
+        .filter(|d| {
+            crate::setup::host::own_tmp_base(d).is_some_and(|b| b != d.as_path())
+                && !shown(d, &overlays)
+        })
+        .collect();
+    if !more.is_empty() {
+        overlays.extend(crate::setup::host::layers_for(&more, &layout.view.mounts));
+        overlays.sort();
+        overlays.dedup_by(|a, b| a.0 == b.0);
     }
-    for &fd in lower_fds.iter().chain([&stash_fd]) {
-        steps.push(step(
-            "closing the overlays' lower layers",
-            StepKind::Overlay,
-            Action::Close { fd },
-        ));
-    }
+    overlays
 }
 
 /// Where a mount goes.
@@ -1244,6 +1329,7 @@ mod tests {
         special: Vec::new(),
         overlays: Vec::new(),
         target_dir: None,
+        mounts: Vec::new(),
     };
 
     fn layout(mounts: &[MountSpec]) -> Layout<'_> {
@@ -1363,11 +1449,61 @@ mod tests {
     }
 
     #[test]
+    fn copy_on_write_overlays_below_tmp_come_after_its_fresh_tmpfs() {
+        let view = HostView {
+            special: Vec::new(),
+            overlays: vec![("/tmp/suite/ws".into(), 0o700), ("/work".into(), 0o755)],
+            target_dir: None,
+            mounts: Vec::new(),
+        };
+        let mut l = layout(&[]);
+        l.host = HostMode::CopyOnWrite;
+        l.view = &view;
+        let w: Vec<String> = init_steps(Some(IDS), &l)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.what)
+            .collect();
+        let at = |what: &str| {
+            w.iter()
+                .position(|x| x.starts_with(what))
+                .unwrap_or_else(|| panic!("no step {what:?} in {w:#?}"))
+        };
+        // The lower layer is opened before anything covers it.
+        assert!(at("opening the host's /tmp/suite/ws") < at("mounting tmpfs on /tmp"));
+        // /work first, with the other early mounts; /tmp/suite/ws on a mount
+        // point made in the sandbox's fresh /tmp.
+        assert!(at("mounting a copy-on-write overlay on /work") < at("mounting proc on /proc"));
+        let fresh_tmp = w
+            .iter()
+            .rposition(|x| x.starts_with("mounting tmpfs on /tmp"))
+            .unwrap();
+        assert!(fresh_tmp > at("mounting proc on /proc"), "{w:#?}");
+        assert!(
+            fresh_tmp < at("creating the directory /tmp/suite/ws"),
+            "{w:#?}"
+        );
+        assert!(
+            at("creating the directory /tmp/suite/ws")
+                < at("mounting a copy-on-write overlay on /tmp/suite/ws")
+        );
+        assert!(
+            at("mounting a copy-on-write overlay on /tmp/suite/ws")
+                < at("closing the overlays' lower layers")
+        );
+        // /var/tmp is the sandbox's own too.
+        if Path::new("/var/tmp").is_dir() {
+            at("mounting tmpfs on /var/tmp");
+        }
+    }
+
+    #[test]
     fn copy_on_write_overlays_come_after_their_lower_layers_are_opened() {
         let view = HostView {
             special: vec![("/dev/mqueue".into(), "mqueue".into())],
             overlays: vec![("/tmp".into(), 0o1777), ("/work".into(), 0o755)],
             target_dir: None,
+            mounts: Vec::new(),
         };
         let mut l = layout(&[]);
         l.host = HostMode::CopyOnWrite;

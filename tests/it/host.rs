@@ -31,19 +31,12 @@ fn unique(what: &str) -> String {
 }
 
 /// Where a test writes outside: its tree, CARGO_TARGET_TMPDIR, $HOME, a
-/// directory of its own under /tmp, /tmp itself.
-fn places() -> Vec<PathBuf> {
-    let mine = tempfile::Builder::new()
-        .prefix("hermetic-cow")
-        .tempdir_in("/tmp")
-        .unwrap()
-        .keep();
+/// directory of its own under /tmp (`mine`, visible to the sandbox).
+fn places(mine: &Path) -> Vec<PathBuf> {
     let mut v = vec![
         std::env::current_dir().unwrap(),
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
-        mine,
-        PathBuf::from("/tmp"),
-        PathBuf::from("/var/tmp"),
+        mine.to_owned(),
     ];
     v.extend(std::env::var_os("HOME").map(PathBuf::from));
     // Only where the caller may write outside (a checkout of root's, run
@@ -58,14 +51,28 @@ fn places() -> Vec<PathBuf> {
     v
 }
 
+/// A directory of the test's own under /tmp, made before its sandbox.
+fn mine() -> PathBuf {
+    tempfile::Builder::new()
+        .prefix("hermetic-cow")
+        .tempdir_in("/tmp")
+        .unwrap()
+        .keep()
+}
+
 fn writable(dir: &Path) -> bool {
     nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
 }
 
 #[test]
 fn copy_on_write_writes_succeed_where_they_would_outside_and_stay_inside() {
-    let ns = cow();
-    for dir in places() {
+    let mine = mine();
+    let ns = Sandbox::builder()
+        .host(HostMode::CopyOnWrite)
+        .visible(&mine)
+        .build()
+        .unwrap();
+    for dir in places(&mine) {
         let new = dir.join(unique("new"));
         // An existing host file, changed inside.
         let old = dir.join(unique("old"));
@@ -92,28 +99,62 @@ fn copy_on_write_writes_succeed_where_they_would_outside_and_stay_inside() {
         assert_eq!(std::fs::read_to_string(&old).unwrap(), "host");
         std::fs::remove_file(&old).unwrap();
     }
+    std::fs::remove_dir_all(&mine).unwrap();
 }
 
 #[test]
-fn copy_on_write_tmp_is_the_hosts_under_a_private_layer() {
-    let host_file = tempfile::NamedTempFile::new_in("/tmp").unwrap();
-    std::fs::write(host_file.path(), "from the host").unwrap();
-    let path = host_file.path().to_owned();
-    let name = format!("/tmp/{}", unique("tmp"));
-    let n = name.clone();
-    let (seen, mode) = cow().run(move || {
-        std::fs::write(&n, "x").unwrap();
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata("/tmp").unwrap().permissions(),
-        );
-        (std::fs::read_to_string(&path).unwrap(), mode & 0o7777)
+fn copy_on_write_tmp_is_private_and_shows_what_the_test_needs() {
+    // A file of the host's in /tmp and /var/tmp: not the test's, not seen.
+    let in_tmp = tempfile::NamedTempFile::new_in("/tmp").unwrap();
+    let in_var_tmp = tempfile::NamedTempFile::new_in("/var/tmp").unwrap();
+    // The test's own directory under /tmp (as a checkout, a target dir or
+    // an unpacked archive would be): seen, writable copy-on-write.
+    let mine = mine();
+    std::fs::write(mine.join("fixture"), "from the host").unwrap();
+    let ns = Sandbox::builder()
+        .host(HostMode::CopyOnWrite)
+        .visible(&mine)
+        .build()
+        .unwrap();
+    let (a, b) = (in_tmp.path().to_owned(), in_var_tmp.path().to_owned());
+    let (names, m) = (
+        [
+            format!("/tmp/{}", unique("tmp")),
+            format!("/var/tmp/{}", unique("tmp")),
+        ],
+        mine.clone(),
+    );
+    let n = names.clone();
+    let (hidden, fixture, modes) = ns.run(move || {
+        for name in &n {
+            std::fs::write(name, "x").unwrap();
+        }
+        std::fs::write(m.join("fixture"), "changed inside").unwrap();
+        let mode = |p: &str| {
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+                & 0o7777
+        };
+        (
+            !a.exists() && !b.exists(),
+            std::fs::read_to_string(m.join("fixture")).unwrap(),
+            (mode("/tmp"), mode("/var/tmp")),
+        )
     });
-    assert_eq!(seen, "from the host");
-    // /tmp keeps its mode: sticky, writable by every id inside.
-    let host_mode =
-        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata("/tmp").unwrap().permissions());
-    assert_eq!(mode, host_mode & 0o7777);
-    assert!(!Path::new(&name).exists());
+    assert!(
+        hidden,
+        "the host's files in /tmp and /var/tmp are seen inside"
+    );
+    assert_eq!(fixture, "changed inside");
+    // Sticky, writable by every id inside.
+    assert_eq!(modes, (0o1777, 0o1777));
+    for name in names {
+        assert!(!Path::new(&name).exists(), "{name} reached the host");
+    }
+    assert_eq!(
+        std::fs::read_to_string(mine.join("fixture")).unwrap(),
+        "from the host"
+    );
+    std::fs::remove_dir_all(&mine).unwrap();
 }
 
 #[test]
@@ -531,7 +572,8 @@ fn copy_on_write_keeps_host_device_nodes_unopenable() {
         println!("note: only root can make a device node on the host: not checked");
         return;
     }
-    // /dev/null's numbers, at a path of the host's under /tmp.
+    // /dev/null's numbers, at a path of the host's under /tmp, in a
+    // directory the sandbox shows.
     let dir = tempfile::Builder::new()
         .prefix("hermetic-dev")
         .tempdir_in("/tmp")
@@ -544,7 +586,14 @@ fn copy_on_write_keeps_host_device_nodes_unopenable() {
         nix::sys::stat::makedev(1, 3),
     )
     .unwrap();
-    let errno = cow().run(move || {
+    // A test's own directory: under a layer of its own, mounted after the
+    // sandbox's /tmp.
+    let ns = Sandbox::builder()
+        .host(HostMode::CopyOnWrite)
+        .visible(dir.path())
+        .build()
+        .unwrap();
+    let errno = ns.run(move || {
         std::fs::OpenOptions::new()
             .write(true)
             .open(&node)
