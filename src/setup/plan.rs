@@ -492,13 +492,24 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
         .chain(&over_late)
         .map(|(_, (_, c))| c.len().next_multiple_of(4096))
         .sum();
+    // Copy-on-write, the same tmpfs holds the overlays' upper layers (one
+    // mount fewer than a tmpfs of their own): within tmp_size more, and
+    // not noexec, which programs a test builds and runs would be.
+    let (layers_size, layers_flags) = if overlays.is_empty() {
+        (0, libc::MS_NOEXEC)
+    } else {
+        (layout.tmp_size, 0)
+    };
     steps.push(fresh(
         c"tmpfs",
         c"/tmp",
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        libc::MS_NOSUID | libc::MS_NODEV | layers_flags,
         Some(
-            CString::new(format!("mode=0700,size={}", (16 << 10) + files_size))
-                .expect("no NUL in the options"),
+            CString::new(format!(
+                "mode=0700,size={}",
+                (16 << 10) + files_size as u64 + layers_size
+            ))
+            .expect("no NUL in the options"),
         ),
         StepKind::Proc,
     ));
@@ -549,7 +560,7 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             },
         ));
     }
-    let layers_fd = overlay_steps(&overlays, stash_fd, layout.tmp_size, &mut steps);
+    let layers_fd = overlay_steps(&overlays, stash_fd, &mut steps);
     for (i, ((path, _), lower)) in overlays.iter().zip(&lower_fds).enumerate() {
         if !late[i] {
             steps.push(overlay_mount(path, *lower, layers_fd, i));
@@ -939,43 +950,23 @@ fn fresh(
 }
 
 /// The layers of the copy-on-write mode: the upper and work directories
-/// of each overlay in a tmpfs of `size` bytes (what `/tmp` holds, as `df`
-/// shows it there) hidden below /tmp (made while it can still be reached;
-/// it is named through the fd `stash_fd` once /tmp is covered), each
-/// overlay's root given its lower layer's mode. Returns the fd that names
-/// them, if there are overlays; [`overlay_mount`] mounts each.
-fn overlay_steps(
-    overlays: &[(PathBuf, u32)],
-    stash_fd: i32,
-    size: u64,
-    steps: &mut Vec<Step>,
-) -> Option<i32> {
+/// of each overlay in the tmpfs hidden below /tmp, in a directory made
+/// while it can still be reached (it is named through the fd `stash_fd`
+/// once /tmp is covered), each overlay's root given its lower layer's
+/// mode. Returns the fd that names them, if there are overlays;
+/// [`overlay_mount`] mounts each.
+fn overlay_steps(overlays: &[(PathBuf, u32)], stash_fd: i32, steps: &mut Vec<Step>) -> Option<i32> {
     if overlays.is_empty() {
         return None;
     }
-    steps.extend([
-        step(
-            "creating /tmp/layers for the copy-on-write layers",
-            StepKind::Overlay,
-            Action::CreateDirMode {
-                path: c"/tmp/layers".into(),
-                mode: 0o700,
-            },
-        ),
-        step(
-            "mounting tmpfs on /tmp/layers (the copy-on-write layers, hidden below /tmp)",
-            StepKind::Overlay,
-            Action::Mount {
-                source: Some(c"tmpfs".into()),
-                target: c"/tmp/layers".into(),
-                fstype: Some(c"tmpfs".into()),
-                flags: libc::MS_NOSUID | libc::MS_NODEV,
-                data: Some(
-                    CString::new(format!("mode=0700,size={size}")).expect("no NUL in the options"),
-                ),
-            },
-        ),
-    ]);
+    steps.push(step(
+        "creating /tmp/layers for the copy-on-write layers",
+        StepKind::Overlay,
+        Action::CreateDirMode {
+            path: c"/tmp/layers".into(),
+            mode: 0o700,
+        },
+    ));
     for (i, (path, mode)) in overlays.iter().enumerate() {
         let upper = CString::new(format!("/tmp/layers/u{i}")).expect("no NUL in the name");
         let work = CString::new(format!("/tmp/layers/w{i}")).expect("no NUL in the name");
@@ -1520,7 +1511,7 @@ mod tests {
         };
         assert!(at("opening the host's /tmp") < at("creating the inner user namespace ("));
         assert!(at("opening the host's /work") < at("mounting tmpfs on /tmp"));
-        assert!(at("mounting tmpfs on /tmp/layers") < at("creating the upper layer of /tmp"));
+        assert!(at("creating /tmp/layers") < at("creating the upper layer of /tmp"));
         assert!(
             at("giving the upper layer of /tmp its mode, 1777") < at("opening /tmp/layers, which")
         );

@@ -164,13 +164,26 @@ fn copy_on_write_layer_is_bounded_by_tmp_size() {
         .tmp_size(1 << 20)
         .build()
         .unwrap();
-    let name = format!("/tmp/{}", unique("big"));
-    let errno = ns.run(move || {
-        std::fs::write(&name, vec![0u8; 4 << 20])
-            .err()
-            .and_then(|e| e.raw_os_error())
-    });
-    assert_eq!(errno, Some(libc::ENOSPC));
+    // /tmp, and a host directory the caller writes (under a layer).
+    let host_dir = [
+        env!("CARGO_TARGET_TMPDIR").into(),
+        std::env::var("HOME").unwrap(),
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|d| writable(d))
+    .expect("CARGO_TARGET_TMPDIR or HOME writable");
+    for dir in [PathBuf::from("/tmp"), host_dir] {
+        let name = dir.join(unique("big"));
+        let n = name.clone();
+        let errno = ns.run(move || {
+            std::fs::write(&n, vec![0u8; 4 << 20])
+                .err()
+                .and_then(|e| e.raw_os_error())
+        });
+        assert_eq!(errno, Some(libc::ENOSPC), "in {}", dir.display());
+        assert!(!name.exists());
+    }
 }
 
 #[test]
