@@ -54,7 +54,7 @@ pub enum HostMode {
     /// overlay whose upper layer is a tmpfs of the sandbox, within
     /// [`tmp_size`](crate::SandboxBuilder::tmp_size)) that goes with the
     /// sandbox: nothing reaches the host. `/tmp` and `/var/tmp` are the
-    /// sandbox's own (fresh, each within `tmp_size`), showing what the
+    /// sandbox's own (fresh, in that same tmpfs), showing what the
     /// test needs below them (the working directory, the target dir,
     /// `$HOME`, [`visible`](crate::SandboxBuilder::visible) directories...)
     /// under such a layer. The default of `hermetic run` and

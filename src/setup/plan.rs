@@ -492,11 +492,12 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
         .chain(&over_late)
         .map(|(_, (_, c))| c.len().next_multiple_of(4096))
         .sum();
-    // Copy-on-write, the same tmpfs holds the overlays' upper layers (one
-    // mount fewer than a tmpfs of their own): within tmp_size more, and
-    // not noexec, which programs a test builds and runs would be.
-    let (layers_size, layers_flags) = if overlays.is_empty() {
-        (0, libc::MS_NOEXEC)
+    // Copy-on-write, the same tmpfs holds the overlays' upper layers and
+    // the sandbox's /tmp and /var/tmp (no tmpfs of their own to make and
+    // take down): within tmp_size, as `df /tmp` shows, and not noexec,
+    // which programs a test builds and runs would be.
+    let (stash_size, layers_flags) = if overlays.is_empty() {
+        (16 << 10, libc::MS_NOEXEC)
     } else {
         (layout.tmp_size, 0)
     };
@@ -505,11 +506,8 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
         c"/tmp",
         libc::MS_NOSUID | libc::MS_NODEV | layers_flags,
         Some(
-            CString::new(format!(
-                "mode=0700,size={}",
-                (16 << 10) + files_size as u64 + layers_size
-            ))
-            .expect("no NUL in the options"),
+            CString::new(format!("mode=0700,size={}", stash_size + files_size as u64))
+                .expect("no NUL in the options"),
         ),
         StepKind::Proc,
     ));
@@ -628,6 +626,27 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
         (c"/var/tmp", StepKind::Tmp, layout.tmp_size),
     ] {
         if tmp_overlaid && target == c"/tmp" || !var_tmp && target == c"/var/tmp" {
+            continue;
+        }
+        // Copy-on-write, a directory of the tmpfs that holds the layers,
+        // bound there: one tmpfs, and one bound (tmp_size), for the layers,
+        // /tmp and /var/tmp, and no filesystem to make and take down.
+        if let (Some(fd), Some(dir)) = (layers_fd, own_tmp_dir(target)) {
+            let shown = target.to_string_lossy();
+            steps.push(step(
+                format!("binding the sandbox's own {shown} (a directory of its layers' tmpfs)"),
+                kind,
+                Action::Mount {
+                    source: Some(
+                        CString::new(format!("/proc/self/fd/{fd}/{dir}"))
+                            .expect("no NUL in the name"),
+                    ),
+                    target: target.into(),
+                    fstype: None,
+                    flags: libc::MS_BIND,
+                    data: None,
+                },
+            ));
             continue;
         }
         steps.push(fresh(
@@ -998,6 +1017,27 @@ fn overlay_steps(overlays: &[(PathBuf, u32)], stash_fd: i32, steps: &mut Vec<Ste
             ),
         ]);
     }
+    // The sandbox's own /tmp and /var/tmp, bound later (see own_tmp_dir).
+    for target in [c"/tmp", c"/var/tmp"] {
+        let dir = own_tmp_dir(target).expect("one of them");
+        let path = CString::new(format!("/tmp/layers/{dir}")).expect("no NUL in the name");
+        let shown = target.to_string_lossy();
+        steps.extend([
+            step(
+                format!("creating the directory that becomes {shown} (hidden below /tmp)"),
+                StepKind::Overlay,
+                Action::CreateDirMode {
+                    path: path.clone(),
+                    mode: 0o700,
+                },
+            ),
+            step(
+                format!("giving the directory that becomes {shown} its mode, 1777"),
+                StepKind::Overlay,
+                Action::Chmod { path, mode: 0o1777 },
+            ),
+        ]);
+    }
     steps.push(step(
         "opening /tmp/layers, which holds the upper layers",
         StepKind::Overlay,
@@ -1007,6 +1047,16 @@ fn overlay_steps(overlays: &[(PathBuf, u32)], stash_fd: i32, steps: &mut Vec<Ste
         },
     ));
     Some(stash_fd)
+}
+
+/// The directory of the layers' tmpfs that is bound on `target`, the
+/// sandbox's own `/tmp` or `/var/tmp`, copy-on-write.
+fn own_tmp_dir(target: &std::ffi::CStr) -> Option<&'static str> {
+    match target.to_bytes() {
+        b"/tmp" => Some("tmp"),
+        b"/var/tmp" => Some("var-tmp"),
+        _ => None,
+    }
 }
 
 /// The `i`th overlay, on `path`: its lower layer at the fd `lower`, its
@@ -1465,10 +1515,7 @@ mod tests {
         // /work first, with the other early mounts; /tmp/suite/ws on a mount
         // point made in the sandbox's fresh /tmp.
         assert!(at("mounting a copy-on-write overlay on /work") < at("mounting proc on /proc"));
-        let fresh_tmp = w
-            .iter()
-            .rposition(|x| x.starts_with("mounting tmpfs on /tmp"))
-            .unwrap();
+        let fresh_tmp = at("binding the sandbox's own /tmp (");
         assert!(fresh_tmp > at("mounting proc on /proc"), "{w:#?}");
         assert!(
             fresh_tmp < at("creating the directory /tmp/suite/ws"),
@@ -1482,10 +1529,21 @@ mod tests {
             at("mounting a copy-on-write overlay on /tmp/suite/ws")
                 < at("closing the overlays' lower layers")
         );
-        // /var/tmp is the sandbox's own too.
+        // /var/tmp is the sandbox's own too; both in the layers' tmpfs.
         if Path::new("/var/tmp").is_dir() {
-            at("mounting tmpfs on /var/tmp");
+            at("binding the sandbox's own /var/tmp (");
         }
+        assert!(
+            !w.iter()
+                .any(|x| x.starts_with("mounting tmpfs on /var/tmp"))
+        );
+        assert_eq!(
+            w.iter()
+                .filter(|x| x.starts_with("mounting tmpfs on /tmp"))
+                .count(),
+            1,
+            "{w:#?}"
+        );
     }
 
     #[test]
