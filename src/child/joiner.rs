@@ -140,50 +140,32 @@ pub(crate) fn confine(c: &crate::child::confine::Confinement, rlimits: bool) -> 
 /// groups, where the namespace allows changing them), which also gives up
 /// every capability. System calls only.
 pub(crate) fn become_user(uid: u32, gid: u32) -> Result<(), i32> {
-    // SAFETY: integer arguments; a null list of no groups.
-    unsafe {
-        let _ = sys::call(libc::SYS_setgroups, [0, 0, 0, 0, 0, 0]);
-        sys::call(
-            libc::SYS_setresgid,
-            [gid as usize, gid as usize, gid as usize, 0, 0, 0],
-        )?;
-        sys::call(
-            libc::SYS_setresuid,
-            [uid as usize, uid as usize, uid as usize, 0, 0, 0],
-        )?;
-    }
-    Ok(())
+    use rustix::process::{Gid, Uid};
+    let errno = |e: rustix::io::Errno| e.raw_os_error();
+    // Refused where the namespace denies setgroups (one id): then there
+    // are no supplementary groups to drop anyway.
+    let _ = rustix::thread::set_thread_groups(&[]);
+    let gid = Gid::from_raw(gid);
+    rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(errno)?;
+    let uid = Uid::from_raw(uid);
+    rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(errno)
 }
 
 /// Gives up every capability, as a process of a non-root user has none:
 /// effective, permitted, inheritable and ambient sets emptied (the runner
 /// and what it starts inherit that). System calls only.
 pub(crate) fn drop_capabilities() -> Result<(), i32> {
-    // struct __user_cap_header_struct { version, pid } and two
-    // __user_cap_data_struct { effective, permitted, inheritable }.
-    let header: [u32; 2] = [0x2008_0522, 0];
-    let data = [0u32; 6];
-    // SAFETY: both structs live for the call, sized for version 3.
-    unsafe {
-        sys::call(
-            libc::SYS_capset,
-            [header.as_ptr() as usize, data.as_ptr() as usize, 0, 0, 0, 0],
-        )
-    }?;
-    // SAFETY: integer arguments.
-    let _ = unsafe {
-        sys::call(
-            libc::SYS_prctl,
-            [
-                libc::PR_CAP_AMBIENT as usize,
-                libc::PR_CAP_AMBIENT_CLEAR_ALL as usize,
-                0,
-                0,
-                0,
-                0,
-            ],
-        )
-    };
+    use rustix::thread::{CapabilitySet, CapabilitySets};
+    rustix::thread::set_capabilities(
+        None,
+        CapabilitySets {
+            effective: CapabilitySet::empty(),
+            permitted: CapabilitySet::empty(),
+            inheritable: CapabilitySet::empty(),
+        },
+    )
+    .map_err(|e| e.raw_os_error())?;
+    let _ = rustix::thread::clear_ambient_capability_set();
     Ok(())
 }
 

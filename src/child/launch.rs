@@ -351,17 +351,10 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
     // A memory of its own, copied from a non-dumpable caller (see start):
     // dumpable, so that this child may write its own uid_map. Sharing the
     // test process's memory, it is dumpable already.
-    // SAFETY: integer prctl calls.
-    unsafe {
-        if sys::call(
-            libc::SYS_prctl,
-            [libc::PR_GET_DUMPABLE as usize, 0, 0, 0, 0, 0],
-        ) == Ok(0)
-        {
-            let _ = sys::call(
-                libc::SYS_prctl,
-                [libc::PR_SET_DUMPABLE as usize, 1, 0, 0, 0, 0],
-            );
+    {
+        use rustix::process::{DumpableBehavior, dumpable_behavior, set_dumpable_behavior};
+        if matches!(dumpable_behavior(), Ok(DumpableBehavior::NotDumpable)) {
+            let _ = set_dumpable_behavior(DumpableBehavior::Dumpable);
         }
     }
     let fail = |errno: i32| -> ! {

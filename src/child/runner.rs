@@ -214,28 +214,10 @@ unsafe fn hand_over_teardown() {
                     0,
                 ],
             );
-            let _ = sys::call(
-                libc::SYS_prctl,
-                [
-                    libc::PR_SET_NAME as usize,
-                    c"hermetic-exit".as_ptr() as usize,
-                    0,
-                    0,
-                    0,
-                    0,
-                ],
-            );
-            let _ = sys::call(
-                libc::SYS_prctl,
-                [
-                    libc::PR_SET_PDEATHSIG as usize,
-                    libc::SIGKILL as usize,
-                    0,
-                    0,
-                    0,
-                    0,
-                ],
-            );
+            let _ = rustix::thread::set_name(c"hermetic-exit");
+            let _ = rustix::process::set_parent_process_death_signal(Some(
+                rustix::process::Signal::KILL,
+            ));
             if sys::call(libc::SYS_getppid, [0; 6]) != Ok(parent as usize) {
                 sys::exit(0);
             }
