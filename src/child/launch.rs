@@ -87,7 +87,7 @@ struct Args {
     child_pid: libc::pid_t,
     /// Non-zero until the child has exec'd or exited: the kernel clears it
     /// then (`CLONE_CHILD_CLEARTID`, with maps written from outside).
-    running: std::sync::atomic::AtomicI32,
+    running: std::sync::atomic::AtomicU32,
     /// The early helper (see [`early_helper`]): the namespaces it makes
     /// besides its user namespace (`CLONE_NEW*`), 0 for none.
     helper_flags: usize,
@@ -100,7 +100,7 @@ struct Args {
     /// Set by the launched child once the helper runs.
     helper_started: std::sync::atomic::AtomicBool,
     /// Non-zero until the helper has exited (`CLONE_CHILD_CLEARTID`).
-    helper_running: std::sync::atomic::AtomicI32,
+    helper_running: std::sync::atomic::AtomicU32,
 }
 
 /// A prepared launch: the stack and the arguments on it.
@@ -234,7 +234,7 @@ impl Launch {
                 envp: [std::ptr::null()],
                 go,
                 child_pid: 0,
-                running: std::sync::atomic::AtomicI32::new(1),
+                running: std::sync::atomic::AtomicU32::new(1),
                 helper_flags: helper_flags as usize,
                 made: made
                     .as_ref()
@@ -242,7 +242,7 @@ impl Launch {
                 helper_stack,
                 helper_pidfd: std::sync::atomic::AtomicI32::new(-1),
                 helper_started: std::sync::atomic::AtomicBool::new(false),
-                helper_running: std::sync::atomic::AtomicI32::new(1),
+                helper_running: std::sync::atomic::AtomicU32::new(1),
             })
         };
         Ok(Launch {
@@ -329,7 +329,7 @@ impl Launch {
                     self.args.cast(),
                     std::ptr::addr_of_mut!((*self.args).child_pid),
                     std::ptr::null_mut::<libc::c_void>(),
-                    (*self.args).running.as_ptr(),
+                    (*self.args).running.as_ptr().cast::<libc::pid_t>(),
                 )
             };
             (pid, sys::errno())
@@ -473,7 +473,7 @@ fn start_early_helper(args: &Args) -> Option<RawFd> {
             std::ptr::from_ref(args).cast_mut().cast(),
             args.helper_pidfd.as_ptr(),
             std::ptr::null_mut::<libc::c_void>(),
-            args.helper_running.as_ptr(),
+            args.helper_running.as_ptr().cast::<libc::pid_t>(),
         )
     };
     if pid <= 0 {

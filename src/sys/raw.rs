@@ -691,29 +691,18 @@ pub(crate) fn reap(pid: libc::pid_t) -> Result<Exit, i32> {
 /// Waits until the kernel has cleared `word` (a `CLONE_CHILD_CLEARTID`
 /// word of a task sharing our memory: cleared, with a futex wake, when
 /// that task execs or exits).
-pub(crate) fn wait_cleared(word: &std::sync::atomic::AtomicI32) {
+pub(crate) fn wait_cleared(word: &std::sync::atomic::AtomicU32) {
+    use rustix::thread::futex;
     use std::sync::atomic::Ordering;
     loop {
         let seen = word.load(Ordering::Acquire);
         if seen == 0 {
             return;
         }
-        // SAFETY: a futex wait on a live, aligned i32; shared (not
-        // FUTEX_PRIVATE), as the kernel's wake for CLONE_CHILD_CLEARTID is.
-        // EAGAIN (the word changed) and EINTR loop back to the check.
-        let _ = unsafe {
-            call(
-                libc::SYS_futex,
-                [
-                    word.as_ptr() as usize,
-                    libc::FUTEX_WAIT as usize,
-                    seen as u32 as usize,
-                    0,
-                    0,
-                    0,
-                ],
-            )
-        };
+        // Shared (no FUTEX_PRIVATE_FLAG), as the kernel's wake for
+        // CLONE_CHILD_CLEARTID is. EAGAIN (the word changed) and EINTR
+        // loop back to the check.
+        let _ = futex::wait(word, futex::Flags::empty(), seen, None);
     }
 }
 
@@ -722,47 +711,33 @@ pub(crate) fn wait_cleared(word: &std::sync::atomic::AtomicI32) {
 /// kernel places a new task on its parent's CPU, where a helper meant to
 /// work alongside its parent would wait for it to block. A hint only.
 /// System calls only (usable after fork).
-pub(crate) fn run_elsewhere(pid: libc::pid_t) {
-    let mut mask = [0u64; 16];
+pub(crate) fn run_elsewhere(pid_: libc::pid_t) {
+    use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+    let (Ok(mut mask), Some(cpu), Ok(pid)) = (sched_getaffinity(None), current_cpu(), pid(pid_))
+    else {
+        return;
+    };
+    if cpu >= CpuSet::MAX_CPU {
+        return;
+    }
+    mask.unset(cpu);
+    if mask.count() == 0 {
+        return;
+    }
+    let _ = sched_setaffinity(Some(pid), &mask);
+}
+
+/// The CPU the calling thread runs on (`getcpu(2)`). By hand: rustix's
+/// `sched_getcpu` goes through the vDSO, and its first use in a process
+/// looks the vDSO up in the auxiliary vector, which rustix may read into
+/// a `Vec` (from `/proc/self/auxv` before Linux 6.4's `PR_GET_AUXV`):
+/// an allocation, in a task that may share the test process's memory.
+fn current_cpu() -> Option<usize> {
     let mut cpu: u32 = 0;
-    // SAFETY: mask and cpu are live and large enough (1024 CPUs).
-    let (got, here) = unsafe {
-        (
-            call(
-                libc::SYS_sched_getaffinity,
-                [
-                    0,
-                    std::mem::size_of_val(&mask),
-                    mask.as_mut_ptr() as usize,
-                    0,
-                    0,
-                    0,
-                ],
-            ),
-            call(
-                libc::SYS_getcpu,
-                [&mut cpu as *mut u32 as usize, 0, 0, 0, 0, 0],
-            ),
-        )
-    };
-    let (Ok(len), Ok(_)) = (got, here) else {
-        return;
-    };
-    let cpu = cpu as usize;
-    if cpu / 64 >= mask.len() {
-        return;
-    }
-    mask[cpu / 64] &= !(1u64 << (cpu % 64));
-    if mask.iter().all(|w| *w == 0) {
-        return;
-    }
-    // SAFETY: mask is live for the `len` bytes the kernel filled.
-    let _ = unsafe {
-        call(
-            libc::SYS_sched_setaffinity,
-            [pid as usize, len, mask.as_ptr() as usize, 0, 0, 0],
-        )
-    };
+    // SAFETY: getcpu writes one u32 through its first argument, a live
+    // local; the node and cache arguments are null, which it allows.
+    unsafe { call(libc::SYS_getcpu, [&raw mut cpu as usize, 0, 0, 0, 0, 0]) }.ok()?;
+    Some(cpu as usize)
 }
 
 /// Kills our child `pid` and reaps it.
