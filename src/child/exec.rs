@@ -162,8 +162,7 @@ fn pipe() -> Result<(RawFd, RawFd), i32> {
 ///
 /// Only in the process forked for it by [`command_pre_exec`].
 unsafe fn inner_relay(signals: RawFd, status: RawFd, mask: &libc::sigset_t) -> std::io::Result<()> {
-    // SAFETY: single-threaded fork child, see clone_fork.
-    let me = unsafe { sys::call(libc::SYS_getpid, [0; 6]) }.unwrap_or(0) as libc::pid_t;
+    let me = sys::getpid();
     // SAFETY: as above.
     let program = match unsafe { sys::clone_fork(0, libc::SIGCHLD) } {
         Ok(sys::Forked::Child) => {
@@ -179,8 +178,7 @@ unsafe fn inner_relay(signals: RawFd, status: RawFd, mask: &libc::sigset_t) -> s
             // And the program one of its own: no controlling terminal, and
             // kill(0) from it reaches only what it starts itself.
             sys::setsid().map_err(std::io::Error::from_raw_os_error)?;
-            // SAFETY: integer system call.
-            if unsafe { sys::call(libc::SYS_getppid, [0; 6]) } != Ok(me as usize) {
+            if sys::getppid() != me {
                 sys::exit(EXIT_SETUP);
             }
             // The program starts with the mask std gave it.

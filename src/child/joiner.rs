@@ -435,9 +435,7 @@ where
             // but the report pipe is needed, and that only until the report
             // is sent.
             let _ = unsafe { sys::close_all_except(&[report_fd]) };
-            // SAFETY: a plain system call.
-            let me = unsafe { sys::call(libc::SYS_getpid, [0; 6]) }.unwrap_or(0);
-            report(report_fd, JoinReport::started(me as libc::pid_t));
+            report(report_fd, JoinReport::started(sys::getpid()));
             // SAFETY: the report is sent; nothing uses this fd again.
             unsafe { sys::close(report_fd) };
             match sys::reap_raw(runner) {

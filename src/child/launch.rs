@@ -498,20 +498,21 @@ extern "C" fn early_helper(arg: *mut libc::c_void) -> libc::c_int {
         let _ = sys::close_range(0, made as u32 - 1);
         let _ = sys::close_range(made as u32 + 1, u32::MAX);
     }
-    // SAFETY: an integer system call.
-    let errno = match unsafe { sys::call(libc::SYS_unshare, [args.helper_flags, 0, 0, 0, 0, 0]) } {
-        Ok(_) => 0i32,
-        Err(e) => e,
+    let flags = rustix::thread::UnshareFlags::from_bits_retain(args.helper_flags as u32);
+    // SAFETY: the flags are a nesting step's namespace flags only
+    // (`CLONE_NEW*`, the builder's `early_helper_flags`), never
+    // `CLONE_FILES`: this task's fd table (a copy of its own) stays the
+    // same table, so no fd number it holds changes meaning.
+    let errno = match unsafe { rustix::thread::unshare_unsafe(flags) } {
+        Ok(()) => 0i32,
+        Err(e) => e.raw_os_error(),
     };
     // SAFETY: the pipe's write end, open in this task until here.
     unsafe {
         let _ = sys::write_all(sys::borrow_static(made), &errno.to_le_bytes());
         sys::close(made);
     }
-    loop {
-        // SAFETY: no fds, no timeout, no mask.
-        let _ = unsafe { sys::call(libc::SYS_ppoll, [0; 6]) };
-    }
+    sys::wait_forever()
 }
 
 /// Writes the plan to the pipe `plan_w` whole, growing the pipe first if it

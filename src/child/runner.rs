@@ -200,10 +200,11 @@ unsafe fn hand_over_teardown() {
     /// (or leaves at once if the parent is already gone). System calls only.
     extern "C" fn last(parent: *mut libc::c_void) -> libc::c_int {
         let all: u64 = !0;
-        // SAFETY: integer arguments and live locals; no memory of the
-        // runner's is written (the kernel's sigset is 8 bytes).
-        unsafe {
-            let _ = sys::call(
+        // SAFETY: the kernel reads the 8-byte set from a live local and
+        // writes no old set (null); a signal mask is per task, so the
+        // runner's, whose memory this task shares, is left as it is.
+        let _ = unsafe {
+            sys::call(
                 libc::SYS_rt_sigprocmask,
                 [
                     libc::SIG_BLOCK as usize,
@@ -213,23 +214,16 @@ unsafe fn hand_over_teardown() {
                     0,
                     0,
                 ],
-            );
-            let _ = rustix::thread::set_name(c"hermetic-exit");
-            let _ = rustix::process::set_parent_process_death_signal(Some(
-                rustix::process::Signal::KILL,
-            ));
-            if sys::call(libc::SYS_getppid, [0; 6]) != Ok(parent as usize) {
-                sys::exit(0);
-            }
-            loop {
-                let _ = sys::call(libc::SYS_ppoll, [0; 6]);
-            }
+            )
+        };
+        sys::set_name(c"hermetic-exit");
+        let _ = sys::die_with_parent();
+        if sys::getppid() != parent as libc::pid_t {
+            sys::exit(0);
         }
+        sys::wait_forever()
     }
-    // SAFETY: a plain system call.
-    let Ok(me) = (unsafe { sys::call(libc::SYS_getpid, [0; 6]) }) else {
-        return;
-    };
+    let me = sys::getpid();
     let Ok(stack) = sys::Stack::map(16 << 10) else {
         return;
     };

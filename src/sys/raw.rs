@@ -561,7 +561,22 @@ pub(crate) fn signal_name(signo: i32) -> &'static str {
 
 /// The calling process's own pid.
 pub(crate) fn getpid() -> libc::pid_t {
-    std::process::id() as libc::pid_t
+    rustix::process::getpid().as_raw_nonzero().get()
+}
+
+/// The calling process's parent's pid, 0 if it has none in the caller's
+/// PID namespace (its parent is outside, or it is an init process).
+pub(crate) fn getppid() -> libc::pid_t {
+    Pid::as_raw(rustix::process::getppid())
+}
+
+/// Waits until a signal ends the calling process: a poll on no fd,
+/// without a timeout, started again after any interruption.
+pub(crate) fn wait_forever() -> ! {
+    let mut nothing: [rustix::event::PollFd<'_>; 0] = [];
+    loop {
+        let _ = rustix::event::poll(&mut nothing, None);
+    }
 }
 
 /// Borrows an fd that stays open for the rest of the process (the
