@@ -373,7 +373,8 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
             answer[0] = 1;
         }
         if answer[0] != 0 {
-            // SAFETY: as in fail().
+            // SAFETY: the report pipe stays open until this child execs or
+            // exits, which it does next.
             let report = unsafe { sys::borrow_static(args.report) };
             let _ = sys::write_all(report, &encode_report(wire::REPORT_ID_MAP, libc::EPERM));
             sys::exit(127)
@@ -389,7 +390,8 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
             )
         };
         if let Err(errno) = sys::write_file(path, content) {
-            // SAFETY: as in fail().
+            // SAFETY: the report pipe stays open until this child execs or
+            // exits, which it does next.
             let report = unsafe { sys::borrow_static(args.report) };
             let _ = sys::write_all(
                 report,
@@ -433,7 +435,9 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
         }
     }
     // Everything else closes at the exec.
-    // SAFETY: as above; the exec follows.
+    // SAFETY: this child's fd table is a copy of its own (no CLONE_FILES),
+    // and the exec follows: the fds marked close there, in this child
+    // alone.
     if let Err(e) = unsafe { sys::cloexec_from(keep as RawFd) } {
         fail(e)
     }
@@ -493,11 +497,11 @@ extern "C" fn early_helper(arg: *mut libc::c_void) -> libc::c_int {
     let args = unsafe { &*arg.cast::<Args>() };
     let made = args.made.1;
     // SAFETY: its fd table is its own copy (no CLONE_FILES): the test
-    // process's fds it holds are closed for it alone.
-    unsafe {
-        let _ = sys::close_range(0, made as u32 - 1);
-        let _ = sys::close_range(made as u32 + 1, u32::MAX);
-    }
+    // process's fds below `made` are closed for it alone, and it uses none.
+    let _ = unsafe { sys::close_range(0, made as u32 - 1) };
+    // SAFETY: the same copy of its own: the fds above `made` are closed for
+    // it alone, and it uses none.
+    let _ = unsafe { sys::close_range(made as u32 + 1, u32::MAX) };
     let flags = rustix::thread::UnshareFlags::from_bits_retain(args.helper_flags as u32);
     // SAFETY: the flags are a nesting step's namespace flags only
     // (`CLONE_NEW*`, the builder's `early_helper_flags`), never
@@ -507,11 +511,12 @@ extern "C" fn early_helper(arg: *mut libc::c_void) -> libc::c_int {
         Ok(()) => 0i32,
         Err(e) => e.raw_os_error(),
     };
-    // SAFETY: the pipe's write end, open in this task until here.
-    unsafe {
-        let _ = sys::write_all(sys::borrow_static(made), &errno.to_le_bytes());
-        sys::close(made);
-    }
+    // SAFETY: the pipe's write end, open in this task until it is closed
+    // just below.
+    let _ = sys::write_all(unsafe { sys::borrow_static(made) }, &errno.to_le_bytes());
+    // SAFETY: the pipe's write end, a raw fd owned by no Rust object, not
+    // used again: its reader sees the end of the pipe.
+    unsafe { sys::close(made) };
     sys::wait_forever()
 }
 

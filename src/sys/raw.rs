@@ -150,12 +150,14 @@ pub(crate) fn stdin_from_dev_null() -> Result<(), i32> {
     let null = rustix::fs::open(c"/dev/null", OFlags::RDONLY, Mode::empty()).map_err(raw)?;
     let null = rustix::fd::IntoRawFd::into_raw_fd(null);
     if null != 0 {
-        // SAFETY: this process's own fd table; 0 is meant to be replaced,
-        // and `null` is ours to close once copied.
-        unsafe {
-            dup2(null, 0)?;
-            close(null);
-        }
+        // SAFETY: `null` is open (just made) and ours; fd 0 is meant to be
+        // replaced, and no Rust object owns it (std's `Stdin` holds no
+        // `OwnedFd`), so closing what was there closes nothing another
+        // owner will close again.
+        unsafe { dup2(null, 0) }?;
+        // SAFETY: `null` is ours, and nothing uses its number again: the
+        // file lives on as fd 0.
+        unsafe { close(null) };
     }
     Ok(())
 }
@@ -215,11 +217,11 @@ impl Stack {
 
     /// The usable part, above the guard page: its lowest address and size.
     pub(crate) fn usable(&self) -> (*mut libc::c_void, usize) {
-        // SAFETY: the guard page is the first page of the mapping.
-        (
-            unsafe { self.base.cast::<u8>().add(GUARD) }.cast(),
-            self.len - GUARD,
-        )
+        // SAFETY: the mapping at `base` is `len` bytes, more than GUARD
+        // (`map` adds the guard page to the size asked for), so the
+        // pointer GUARD bytes in stays inside it.
+        let above_guard = unsafe { self.base.cast::<u8>().add(GUARD) };
+        (above_guard.cast(), self.len - GUARD)
     }
 
     /// One past the highest usable byte: where a downward-growing stack
@@ -504,7 +506,9 @@ pub(crate) unsafe fn dup2(old: RawFd, new: RawFd) -> Result<(), i32> {
         return rustix::io::fcntl_getfd(old).map(drop).map_err(raw);
     }
     // Not dropped: the fd stays open as `new`, owned by the caller.
-    // SAFETY: as above.
+    // SAFETY: the caller owns `new` and nothing else uses its number (this
+    // function's contract); the `OwnedFd` is never dropped, so it closes
+    // nothing, and stands for `new` only while dup2 replaces it.
     let mut target = ManuallyDrop::new(unsafe { OwnedFd::from_raw_fd(new) });
     rustix::io::dup2(old, &mut target).map_err(raw)
 }
@@ -627,7 +631,10 @@ pub(crate) fn dup_above(fd: BorrowedFd<'_>, min: RawFd) -> Result<RawFd, i32> {
 /// Only right before an `exec` in a child whose fd table is its own: the
 /// fds of every owner in the process close at the exec.
 pub(crate) unsafe fn cloexec_from(first: RawFd) -> Result<(), i32> {
-    // SAFETY: plain system call on fd numbers.
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC reads no memory and
+    // closes nothing now; the fds it marks close at the exec the caller
+    // makes next, in a child whose fd table is its own (this function's
+    // contract).
     unsafe {
         call(
             libc::SYS_close_range,
@@ -872,12 +879,13 @@ pub(crate) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<u
 /// `SA_NOCLDWAIT`): the kernel then reaps children that exit with that
 /// signal before anyone can wait for them.
 pub(crate) fn children_reaped_by_kernel() -> bool {
-    // SAFETY: reads the current disposition into a live, zeroed struct.
-    unsafe {
-        let mut old: libc::sigaction = std::mem::zeroed();
-        libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old) == 0
-            && (old.sa_sigaction == libc::SIG_IGN || old.sa_flags & libc::SA_NOCLDWAIT != 0)
-    }
+    // SAFETY: `sigaction` is plain data (integers, a handler address and a
+    // signal set), for which all zeroes is a valid value.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only reads the disposition, into `old`, a
+    // live struct of the right type.
+    let read = unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old) } == 0;
+    read && (old.sa_sigaction == libc::SIG_IGN || old.sa_flags & libc::SA_NOCLDWAIT != 0)
 }
 
 /// A raw packet socket (`AF_PACKET`) on link `ifindex`: every frame the
@@ -898,7 +906,7 @@ pub(crate) fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: as above.
+    // SAFETY: socket returned a new fd, which nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let one: libc::c_int = 1;
     for option in [libc::PACKET_VNET_HDR, libc::PACKET_IGNORE_OUTGOING] {
@@ -980,18 +988,23 @@ pub(crate) fn replace_stdin(fd: BorrowedFd<'_>) -> Result<(), i32> {
 /// the mask: a thread or process that `f` starts begins with all signals
 /// blocked, with no window in which a handler could run on it.
 pub(crate) fn with_all_signals_blocked<R>(f: impl FnOnce() -> R) -> Result<R, i32> {
-    // SAFETY: both sets live on this stack; sigfillset initialises `all`,
-    // and pthread_sigmask fills `previous` before it is used.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut previous: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        let ret = libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
-        if ret != 0 {
-            return Err(ret);
-        }
-        let result = f();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
-        Ok(result)
+    let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigfillset writes a whole sigset_t into `all`, a live one on
+    // this stack (it cannot fail on a valid pointer).
+    unsafe { libc::sigfillset(all.as_mut_ptr()) };
+    // SAFETY: sigfillset initialised it.
+    let all = unsafe { all.assume_init() };
+    let mut previous = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: reads `all`, writes the mask it replaces into `previous`,
+    // both live on this stack; it changes this thread's mask alone.
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, previous.as_mut_ptr()) };
+    if ret != 0 {
+        return Err(ret);
     }
+    // SAFETY: pthread_sigmask succeeded, so it wrote the old mask.
+    let previous = unsafe { previous.assume_init() };
+    let result = f();
+    // SAFETY: sets this thread's mask back from `previous`, a live set.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut()) };
+    Ok(result)
 }
