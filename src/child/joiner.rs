@@ -94,7 +94,7 @@ pub(crate) unsafe fn enter(init_pidfd: RawFd, nstypes: libc::c_int) -> Result<()
     sys::setns(unsafe { sys::borrow_static(init_pidfd) }, nstypes)?;
     // SAFETY: cwd is NUL-terminated when getcwd succeeded; "/" is a literal.
     if !have_cwd || unsafe { libc::chdir(cwd.as_ptr().cast()) } != 0 {
-        // SAFETY: as above.
+        // SAFETY: "/" is a NUL-terminated literal; chdir only reads it.
         unsafe { libc::chdir(c"/".as_ptr()) };
     }
     Ok(())
@@ -292,7 +292,8 @@ where
             if let Err(errno) = unsafe { enter(plan.init_pidfd, plan.nstypes) } {
                 fail(plan.report, JoinStep::Enter, errno);
             }
-            // SAFETY: as above.
+            // SAFETY: the joiner, just forked and now inside: its session
+            // keyring is its own copy's to change.
             unsafe { join_keyring() };
             // The rlimits are the runner's, set once it has its stack (an
             // address-space limit could refuse that).
@@ -306,7 +307,8 @@ where
             unsafe { close_ours(locks.ours(), &keep, plan.keep) };
             let joiner =
                 sys::pidfd_self().unwrap_or_else(|e| fail(plan.report, JoinStep::Watch, e));
-            // SAFETY: as above.
+            // SAFETY: the joiner, a child just forked from the test
+            // process, which exits at the end of launch_runner.
             unsafe {
                 launch_runner::<F, T>(RunnerStart {
                     f,
@@ -413,11 +415,12 @@ where
     match unsafe { libc::fork() } {
         0 => {
             let _never_unwind = ExitOnUnwind;
-            // SAFETY: the joiner's fds, which the runner never uses.
-            unsafe {
-                sys::close(launch.joiner);
-                sys::close(report_fd);
-            }
+            // SAFETY: the runner's copy of the joiner's pidfd, a raw fd
+            // owned by no Rust object, which the runner never uses.
+            unsafe { sys::close(launch.joiner) };
+            // SAFETY: the runner's copy of the joiner's report pipe, a raw
+            // fd owned by no Rust object, which the runner never uses.
+            unsafe { sys::close(report_fd) };
             // Dies with this joiner (killed by the test process on a
             // timeout, say).
             if sys::die_with_parent().is_err() {
@@ -461,13 +464,15 @@ where
     let entered = launch.boundary.enter();
     // Nothing of the user's runs while the joiner, a process outside the
     // sandbox, still shares this memory. It only reports and exits.
-    // SAFETY: the joiner's pidfd and the report pipe were opened for this
-    // process, which closes them here and never uses them again.
-    unsafe {
-        sys::wait_readable(sys::borrow_static(launch.joiner));
-        sys::close(launch.joiner);
-        sys::close(launch.report);
-    }
+    // SAFETY: the joiner's pidfd was opened for this process, and stays
+    // open until it is closed just below.
+    sys::wait_readable(unsafe { sys::borrow_static(launch.joiner) });
+    // SAFETY: the joiner's pidfd, a raw fd owned by no Rust object, never
+    // used again.
+    unsafe { sys::close(launch.joiner) };
+    // SAFETY: the report pipe, a raw fd owned by no Rust object, which
+    // only the joiner writes to: never used here again.
+    unsafe { sys::close(launch.report) };
     if let Some(tls) = launch.tls {
         // SAFETY: this is the runner, the only task that uses this copy of
         // the borrowed TCB.

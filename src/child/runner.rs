@@ -77,29 +77,35 @@ where
         frame: None,
         background,
     };
-    // SAFETY: attr is initialised by pthread_attr_init before use; job
-    // outlives the thread, which we join.
-    unsafe {
-        if inline {
-            closure_thread::<F, T>((&mut job as *mut Job<F>).cast());
-        } else {
-            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-            let mut thread: libc::pthread_t = std::mem::zeroed();
-            let started = libc::pthread_attr_init(&mut attr) == 0
-                && libc::pthread_attr_setstacksize(&mut attr, 8 << 20) == 0
-                && libc::pthread_create(
+    if inline {
+        closure_thread::<F, T>((&mut job as *mut Job<F>).cast());
+    } else {
+        let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+        let attr = attr.as_mut_ptr();
+        let mut thread: libc::pthread_t = 0;
+        // SAFETY: initialises the attributes object at `attr`, live on
+        // this stack.
+        let started = unsafe { libc::pthread_attr_init(attr) } == 0
+            // SAFETY: attr is initialised; the size is a plain number.
+            && unsafe { libc::pthread_attr_setstacksize(attr, 8 << 20) } == 0
+            // SAFETY: attr is initialised; `job` outlives the thread, which
+            // is joined below before `job` is touched again.
+            && unsafe {
+                libc::pthread_create(
                     &mut thread,
-                    &attr,
+                    attr,
                     closure_thread::<F, T>,
                     (&mut job as *mut Job<F>).cast(),
-                ) == 0;
-            if started {
-                libc::pthread_join(thread, std::ptr::null_mut());
-            } else {
-                // No thread: run here; output then follows this thread's
-                // capture, everything else is the same.
-                closure_thread::<F, T>((&mut job as *mut Job<F>).cast());
-            }
+                )
+            } == 0;
+        if started {
+            // SAFETY: `thread` was started above, is joinable, and is
+            // joined once.
+            unsafe { libc::pthread_join(thread, std::ptr::null_mut()) };
+        } else {
+            // No thread: run here; output then follows this thread's
+            // capture, everything else is the same.
+            closure_thread::<F, T>((&mut job as *mut Job<F>).cast());
         }
     }
     // The frame is sent from this thread, after the closure's thread has
