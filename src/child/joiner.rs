@@ -138,7 +138,10 @@ pub(crate) fn confine(c: &crate::child::confine::Confinement, rlimits: bool) -> 
 
 /// Becomes user `uid` and group `gid` of the sandbox (no supplementary
 /// groups, where the namespace allows changing them), which also gives up
-/// every capability. System calls only.
+/// every capability. System calls only: the kernel's, which change the
+/// calling thread alone (glibc's `setresuid` signals every thread of the
+/// process to change them all, which is not safe after fork); callers are
+/// single-threaded.
 pub(crate) fn become_user(uid: u32, gid: u32) -> Result<(), i32> {
     use rustix::process::{Gid, Uid};
     let errno = |e: rustix::io::Errno| e.raw_os_error();

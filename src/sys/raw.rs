@@ -1,9 +1,14 @@
 //! The system calls that are safe after fork: `rustix` (its `linux_raw` backend, which
 //! enters the kernel directly, so no call writes libc's `errno`), and by
-//! hand, through [`call`], only what rustix does not offer (`clone` without
-//! a new stack, `close_range`, `execveat`, `exit_group`, `keyctl`). libc
-//! stays for what must go through the C library: `fork` (its handlers),
-//! signal masks and dispositions, thread creation, `mmap`.
+//! hand, through [`call`], only what rustix does not offer: `close_range`,
+//! `keyctl`, `seccomp`, `get_robust_list`, `set_robust_list` and `rseq`,
+//! which it lacks; `clone` without a new stack, `execve`, `execveat`,
+//! `exit_group` and `rt_sigprocmask`, which it has only in its unstable
+//! `runtime` module; `close` with errors ignored (rustix's asserts success
+//! in debug builds); `getcpu` (rustix's goes through the vDSO, whose first
+//! use may allocate). libc stays for what must go through the C library:
+//! `fork` (its handlers), signal masks and dispositions, thread creation,
+//! `mmap`.
 //!
 //! # Safety
 //!
