@@ -351,11 +351,8 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
     // A memory of its own, copied from a non-dumpable caller (see start):
     // dumpable, so that this child may write its own uid_map. Sharing the
     // test process's memory, it is dumpable already.
-    {
-        use rustix::process::{DumpableBehavior, dumpable_behavior, set_dumpable_behavior};
-        if matches!(dumpable_behavior(), Ok(DumpableBehavior::NotDumpable)) {
-            let _ = set_dumpable_behavior(DumpableBehavior::Dumpable);
-        }
+    if !sys::is_dumpable() {
+        let _ = sys::set_dumpable();
     }
     let fail = |errno: i32| -> ! {
         // SAFETY: the report pipe stays open until this child execs or exits.

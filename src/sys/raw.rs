@@ -446,6 +446,11 @@ pub(crate) fn set_not_dumpable() -> Result<(), i32> {
         .map_err(raw)
 }
 
+/// Makes the calling process dumpable again (see [`set_not_dumpable`]).
+pub(crate) fn set_dumpable() -> Result<(), i32> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::Dumpable).map_err(raw)
+}
+
 /// Whether the calling process is dumpable (see [`set_not_dumpable`]).
 pub(crate) fn is_dumpable() -> bool {
     !matches!(
