@@ -401,17 +401,16 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
     // the init program opens fds of its own (the inner user namespace's)
     // at the lowest free numbers meanwhile.
     let (stash_fd, files_fd) = (next_fd, next_fd + 1);
-    if !overlays.is_empty() {
-        for fd in [stash_fd, files_fd] {
-            steps.push(step(
-                "reserving an fd for the upper layers and the files",
-                StepKind::Overlay,
-                Action::OpenPath {
-                    path: c"/".into(),
-                    fd,
-                },
-            ));
-        }
+    let reserved = if overlays.is_empty() { 1 } else { 2 };
+    for fd in [stash_fd, files_fd].into_iter().take(reserved) {
+        steps.push(step(
+            "reserving an fd for the sandbox's own directories and the files",
+            StepKind::Tmp,
+            Action::OpenPath {
+                path: c"/".into(),
+                fd,
+            },
+        ));
     }
     // Before the fresh /proc: the helper maps its ids through /proc/self,
     // whichever proc is there, before it goes read-only.
@@ -492,22 +491,20 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
         .chain(&over_late)
         .map(|(_, (_, c))| c.len().next_multiple_of(4096))
         .sum();
-    // Copy-on-write, the same tmpfs holds the overlays' upper layers and
-    // the sandbox's /tmp and /var/tmp (no tmpfs of their own to make and
-    // take down): within tmp_size, as `df /tmp` shows, and not noexec,
-    // which programs a test builds and runs would be.
-    let (stash_size, layers_flags) = if overlays.is_empty() {
-        (16 << 10, libc::MS_NOEXEC)
-    } else {
-        (layout.tmp_size, 0)
-    };
+    // The same tmpfs holds the sandbox's /tmp (and, copy-on-write, its
+    // /var/tmp and the overlays' upper layers), bound there later: no
+    // tmpfs of their own to make and take down, and all of it within
+    // tmp_size, as `df /tmp` shows; not noexec, as /tmp never was.
     steps.push(fresh(
         c"tmpfs",
         c"/tmp",
-        libc::MS_NOSUID | libc::MS_NODEV | layers_flags,
+        libc::MS_NOSUID | libc::MS_NODEV,
         Some(
-            CString::new(format!("mode=0700,size={}", stash_size + files_size as u64))
-                .expect("no NUL in the options"),
+            CString::new(format!(
+                "mode=0700,size={}",
+                layout.tmp_size + files_size as u64
+            ))
+            .expect("no NUL in the options"),
         ),
         StepKind::Proc,
     ));
@@ -558,7 +555,7 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             },
         ));
     }
-    let layers_fd = overlay_steps(&overlays, stash_fd, &mut steps);
+    let layers_fd = overlay_steps(&overlays, var_tmp, stash_fd, &mut steps);
     for (i, ((path, _), lower)) in overlays.iter().zip(&lower_fds).enumerate() {
         if !late[i] {
             steps.push(overlay_mount(path, *lower, layers_fd, i));
@@ -628,13 +625,16 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
         if tmp_overlaid && target == c"/tmp" || !var_tmp && target == c"/var/tmp" {
             continue;
         }
-        // Copy-on-write, a directory of the tmpfs that holds the layers,
-        // bound there: one tmpfs, and one bound (tmp_size), for the layers,
-        // /tmp and /var/tmp, and no filesystem to make and take down.
-        if let (Some(fd), Some(dir)) = (layers_fd, own_tmp_dir(target)) {
+        // A directory of the tmpfs hidden below /tmp, bound there: one
+        // tmpfs, and one bound (tmp_size), for /tmp, /var/tmp and the
+        // layers, and no filesystem of their own to make and take down.
+        if let Some(dir) = own_tmp_dir(target) {
+            let fd = layers_fd;
             let shown = target.to_string_lossy();
             steps.push(step(
-                format!("binding the sandbox's own {shown} (a directory of its layers' tmpfs)"),
+                format!(
+                    "binding the sandbox's own {shown} (a directory of the tmpfs hidden below /tmp)"
+                ),
                 kind,
                 Action::Mount {
                     source: Some(
@@ -700,7 +700,7 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
     for (i, (target, _)) in &over_late {
         steps.extend(file_over_host(*i, target, files_at)?);
     }
-    for &fd in lower_fds.iter().chain(layers_fd.as_ref()) {
+    for &fd in lower_fds.iter().chain([&layers_fd]) {
         steps.push(step(
             "closing the overlays' lower layers",
             StepKind::Overlay,
@@ -968,19 +968,22 @@ fn fresh(
     )
 }
 
-/// The layers of the copy-on-write mode: the upper and work directories
-/// of each overlay in the tmpfs hidden below /tmp, in a directory made
-/// while it can still be reached (it is named through the fd `stash_fd`
-/// once /tmp is covered), each overlay's root given its lower layer's
-/// mode. Returns the fd that names them, if there are overlays;
-/// [`overlay_mount`] mounts each.
-fn overlay_steps(overlays: &[(PathBuf, u32)], stash_fd: i32, steps: &mut Vec<Step>) -> Option<i32> {
-    if overlays.is_empty() {
-        return None;
-    }
+/// The sandbox's own directories in the tmpfs hidden below /tmp, in a
+/// directory made while it can still be reached (it is named through the
+/// fd `stash_fd` once /tmp is covered): what becomes its `/tmp` (and, with
+/// `var_tmp`, its `/var/tmp`), and the upper and work directories of each
+/// copy-on-write overlay, each overlay's root given its lower layer's
+/// mode. Returns the fd that names them; [`overlay_mount`] mounts each
+/// overlay.
+fn overlay_steps(
+    overlays: &[(PathBuf, u32)],
+    var_tmp: bool,
+    stash_fd: i32,
+    steps: &mut Vec<Step>,
+) -> i32 {
     steps.push(step(
-        "creating /tmp/layers for the copy-on-write layers",
-        StepKind::Overlay,
+        "creating /tmp/layers for the sandbox's own directories",
+        StepKind::Tmp,
         Action::CreateDirMode {
             path: c"/tmp/layers".into(),
             mode: 0o700,
@@ -1018,14 +1021,17 @@ fn overlay_steps(overlays: &[(PathBuf, u32)], stash_fd: i32, steps: &mut Vec<Ste
         ]);
     }
     // The sandbox's own /tmp and /var/tmp, bound later (see own_tmp_dir).
-    for target in [c"/tmp", c"/var/tmp"] {
+    for target in [c"/tmp", c"/var/tmp"]
+        .into_iter()
+        .take(1 + var_tmp as usize)
+    {
         let dir = own_tmp_dir(target).expect("one of them");
         let path = CString::new(format!("/tmp/layers/{dir}")).expect("no NUL in the name");
         let shown = target.to_string_lossy();
         steps.extend([
             step(
                 format!("creating the directory that becomes {shown} (hidden below /tmp)"),
-                StepKind::Overlay,
+                StepKind::Tmp,
                 Action::CreateDirMode {
                     path: path.clone(),
                     mode: 0o700,
@@ -1033,20 +1039,20 @@ fn overlay_steps(overlays: &[(PathBuf, u32)], stash_fd: i32, steps: &mut Vec<Ste
             ),
             step(
                 format!("giving the directory that becomes {shown} its mode, 1777"),
-                StepKind::Overlay,
+                StepKind::Tmp,
                 Action::Chmod { path, mode: 0o1777 },
             ),
         ]);
     }
     steps.push(step(
-        "opening /tmp/layers, which holds the upper layers",
-        StepKind::Overlay,
+        "opening /tmp/layers, which holds the sandbox's own directories",
+        StepKind::Tmp,
         Action::OpenPath {
             path: c"/tmp/layers".into(),
             fd: stash_fd,
         },
     ));
-    Some(stash_fd)
+    stash_fd
 }
 
 /// The directory of the layers' tmpfs that is bound on `target`, the
@@ -1061,8 +1067,7 @@ fn own_tmp_dir(target: &std::ffi::CStr) -> Option<&'static str> {
 
 /// The `i`th overlay, on `path`: its lower layer at the fd `lower`, its
 /// upper and work directories in the layers named by `layers_fd`.
-fn overlay_mount(path: &Path, lower: i32, layers_fd: Option<i32>, i: usize) -> Step {
-    let layers = layers_fd.expect("overlay_steps made the layers");
+fn overlay_mount(path: &Path, lower: i32, layers: i32, i: usize) -> Step {
     // In a user namespace: the user.* xattrs (userxattr); no index and no
     // xino, which the kernel would otherwise warn about per mount.
     let data = format!(
