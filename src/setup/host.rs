@@ -403,10 +403,19 @@ impl HostView {
                 std::env::var_os("TMPDIR").map(PathBuf::from),
                 target_dir.clone(),
             ];
+            // /tmp or /var/tmp itself as $HOME, TMPDIR...: the sandbox's
+            // own is as writable. Only a working directory there (a program
+            // started as ./prog) needs the host's, under a layer.
+            let cwd = std::env::current_dir().ok();
             let dirs: Vec<PathBuf> = written
                 .into_iter()
                 .flatten()
                 .filter(|d| d.is_absolute())
+                .filter(|d| {
+                    Some(d) == cwd.as_ref()
+                        || std::fs::canonicalize(d)
+                            .is_ok_and(|c| own_tmp_base(&c) != Some(c.as_path()))
+                })
                 .collect();
             overlays = layers_for(&dirs, &mounts);
         }

@@ -1124,8 +1124,8 @@ fn file_over_host(i: usize, target: &Path, files_at: Option<i32>) -> Result<[Ste
 }
 
 /// The overlays of the copy-on-write mode for `layout`: the host view's,
-/// and one for each directory the sandbox must show that lies below /tmp
-/// or /var/tmp (the program's, for `hermetic run`) and no overlay shows.
+/// and one for each directory the sandbox must show that lies in /tmp or
+/// /var/tmp (the program's, for `hermetic run`) and no overlay shows.
 fn overlays_of(layout: &Layout<'_>) -> Vec<(PathBuf, u32)> {
     let mut overlays = layout.view.overlays.clone();
     let shown =
@@ -1134,10 +1134,7 @@ fn overlays_of(layout: &Layout<'_>) -> Vec<(PathBuf, u32)> {
         .visible
         .iter()
         .filter_map(|d| std::fs::canonicalize(d).ok())
-        .filter(|d| {
-            crate::setup::host::own_tmp_base(d).is_some_and(|b| b != d.as_path())
-                && !shown(d, &overlays)
-        })
+        .filter(|d| crate::setup::host::own_tmp_base(d).is_some() && !shown(d, &overlays))
         .collect();
     if !more.is_empty() {
         overlays.extend(crate::setup::host::layers_for(&more, &layout.view.mounts));
