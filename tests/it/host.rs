@@ -365,6 +365,25 @@ fn programs_under_tmp_start_in_every_mode() {
             .unwrap();
         assert!(out.status.success(), "mode {mode}: {out:?}");
     }
+    // Copy-on-write, from elsewhere, as cargo's runner starts a test binary
+    // of a target dir under /tmp, and from /tmp itself, a program in /tmp.
+    let name = unique("prog");
+    let in_tmp = Path::new("/tmp").join(&name);
+    std::fs::copy("/bin/true", &in_tmp).unwrap();
+    for (cwd, prog) in [
+        (Path::new("/"), prog.clone()),
+        (Path::new("/"), in_tmp.clone()),
+        (Path::new("/tmp"), PathBuf::from(format!("./{name}"))),
+    ] {
+        let out = hermetic()
+            .current_dir(cwd)
+            .args(["run", "--"])
+            .arg(&prog)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{prog:?} from {cwd:?}: {out:?}");
+    }
+    std::fs::remove_file(&in_tmp).unwrap();
 }
 
 #[test]
