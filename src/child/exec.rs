@@ -14,7 +14,7 @@
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 
-use super::joiner::{enter, join_keyring};
+use super::joiner::{enter_here, join_keyring};
 use crate::proto::reports::EXIT_SETUP;
 use crate::sys;
 use crate::sys::fd::Fd;
@@ -90,7 +90,7 @@ unsafe fn command_pre_exec(
 ) -> std::io::Result<()> {
     let io = std::io::Error::from_raw_os_error;
     // SAFETY: our caller is std's child, just forked.
-    unsafe { enter(init_pidfd, nstypes) }.map_err(io)?;
+    unsafe { enter_here(init_pidfd, nstypes) }.map_err(io)?;
     // SAFETY: as above.
     unsafe { join_keyring() };
     // While it holds every capability in the sandbox's user namespace, so
