@@ -631,11 +631,12 @@ mod terminal {
     impl Saved {
         pub(super) fn now() -> Saved {
             Saved((0..3).find_map(|fd| {
-                // SAFETY: tcgetattr fills a zeroed termios it is given.
-                unsafe {
-                    let mut t: libc::termios = std::mem::zeroed();
-                    (libc::tcgetattr(fd, &mut t) == 0).then_some((fd, t))
-                }
+                // SAFETY: `termios` is plain data (flags, a byte array of
+                // control characters, speeds), valid all zeroes.
+                let mut t: libc::termios = unsafe { std::mem::zeroed() };
+                // SAFETY: tcgetattr fills `t`, a live termios, and reads
+                // no other memory of ours.
+                (unsafe { libc::tcgetattr(fd, &mut t) } == 0).then_some((fd, t))
             }))
         }
     }
@@ -646,19 +647,36 @@ mod terminal {
         /// the caller's shell: its modes go back, and output resumes.
         fn drop(&mut self) {
             if let Some((fd, t)) = &self.0 {
-                // SAFETY: a termios tcgetattr filled, on the same fd; the
-                // signal sets live on this stack. SIGTTOU is blocked
-                // meanwhile: a hermetic in a background job would
-                // otherwise be stopped by it, for good.
-                unsafe {
-                    let mut ttou: libc::sigset_t = std::mem::zeroed();
-                    let mut before: libc::sigset_t = std::mem::zeroed();
-                    libc::sigemptyset(&mut ttou);
-                    libc::sigaddset(&mut ttou, libc::SIGTTOU);
-                    libc::pthread_sigmask(libc::SIG_BLOCK, &ttou, &mut before);
-                    libc::tcflow(*fd, libc::TCOON);
-                    libc::tcsetattr(*fd, libc::TCSANOW, t);
-                    libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
+                // SIGTTOU is blocked meanwhile: a hermetic in a background
+                // job would otherwise be stopped by it, for good.
+                let mut ttou = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+                // SAFETY: sigemptyset writes a whole (empty) sigset_t into
+                // `ttou`, live on this stack.
+                unsafe { libc::sigemptyset(ttou.as_mut_ptr()) };
+                // SAFETY: sigemptyset initialised it.
+                let mut ttou = unsafe { ttou.assume_init() };
+                // SAFETY: adds a valid signal number to an initialised set.
+                unsafe { libc::sigaddset(&mut ttou, libc::SIGTTOU) };
+                let mut before = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+                // SAFETY: reads `ttou` and writes the mask it changes into
+                // `before`, both live on this stack; this thread's mask
+                // alone changes.
+                let blocked =
+                    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &ttou, before.as_mut_ptr()) };
+                // SAFETY: no memory is passed: output on `fd` resumes.
+                unsafe { libc::tcflow(*fd, libc::TCOON) };
+                // SAFETY: `t` is a termios tcgetattr filled, for this fd.
+                unsafe { libc::tcsetattr(*fd, libc::TCSANOW, t) };
+                if blocked == 0 {
+                    // SAFETY: pthread_sigmask succeeded, so `before` holds
+                    // the mask it replaced: put back, from a live set.
+                    unsafe {
+                        libc::pthread_sigmask(
+                            libc::SIG_SETMASK,
+                            before.as_ptr(),
+                            std::ptr::null_mut(),
+                        )
+                    };
                 }
             }
         }
@@ -700,14 +718,14 @@ mod signals {
     /// they are kept.
     pub(super) fn catch() {
         for sig in PASSED_ON {
+            // SAFETY: `sigaction` is plain data (integers, a handler
+            // address and a signal set), valid all zeroes (an empty mask).
+            let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+            action.sa_sigaction = pass_on as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
             // SAFETY: installs a handler that only calls kill or sets a
-            // bit; the struct is zeroed (empty mask) and lives for the call.
-            unsafe {
-                let mut action: libc::sigaction = std::mem::zeroed();
-                action.sa_sigaction = pass_on as extern "C" fn(libc::c_int) as libc::sighandler_t;
-                action.sa_flags = libc::SA_RESTART;
-                libc::sigaction(sig, &action, std::ptr::null_mut());
-            }
+            // bit, both async-signal-safe; `action` lives for the call.
+            unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) };
         }
     }
 

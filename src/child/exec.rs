@@ -43,23 +43,25 @@ pub(crate) fn enter_on_exec(
     };
     // Kept open as long as the command (its pre_exec hook) lives.
     let keep = std::sync::Arc::new((cgroups, confinement));
-    // SAFETY: command_pre_exec makes only system calls on prepared data;
-    // the closure runs in std's fork child, before exec.
-    unsafe {
-        cmd.pre_exec(move || match &*init_pidfd {
-            Ok(fd) => {
-                // First: this copy of the test process, and every process
-                // it forks until the program's exec (a go-between, the
-                // inner relay, the program before its exec), are closed to
-                // the sandbox's processes: no ptrace, no /proc/PID/mem or
-                // /proc/PID/fd, no pidfd_getfd of the fds they hold.
-                sys::set_not_dumpable().map_err(std::io::Error::from_raw_os_error)?;
-                super::joiner::confine(&keep.1, true).map_err(std::io::Error::from_raw_os_error)?;
-                command_pre_exec(fd.as_raw_fd(), nstypes, keep.1.set_ids, keep.1.filter)
-            }
-            Err(errno) => Err(std::io::Error::from_raw_os_error(*errno)),
-        });
-    }
+    let hook = move || match &*init_pidfd {
+        Ok(fd) => {
+            // First: this copy of the test process, and every process
+            // it forks until the program's exec (a go-between, the
+            // inner relay, the program before its exec), are closed to
+            // the sandbox's processes: no ptrace, no /proc/PID/mem or
+            // /proc/PID/fd, no pidfd_getfd of the fds they hold.
+            sys::set_not_dumpable().map_err(std::io::Error::from_raw_os_error)?;
+            super::joiner::confine(&keep.1, true).map_err(std::io::Error::from_raw_os_error)?;
+            // SAFETY: this hook is only ever std's pre_exec hook (below):
+            // it runs in std's child, just forked, before exec.
+            unsafe { command_pre_exec(fd.as_raw_fd(), nstypes, keep.1.set_ids, keep.1.filter) }
+        }
+        Err(errno) => Err(std::io::Error::from_raw_os_error(*errno)),
+    };
+    // SAFETY: the hook makes only system calls, on data prepared here (the
+    // pidfd, the confinement and the filter, kept alive by the command),
+    // as a hook in a fork of a multi-threaded process must.
+    unsafe { cmd.pre_exec(hook) };
 }
 
 /// `pre_exec` hook of [`Sandbox::command`](crate::Sandbox::command). std's
@@ -89,9 +91,11 @@ unsafe fn command_pre_exec(
     filter: &'static [libc::sock_filter],
 ) -> std::io::Result<()> {
     let io = std::io::Error::from_raw_os_error;
-    // SAFETY: our caller is std's child, just forked.
+    // SAFETY: our caller is std's child, just forked: this process is a
+    // copy of its own to move into the sandbox's namespaces.
     unsafe { enter_here(init_pidfd, nstypes) }.map_err(io)?;
-    // SAFETY: as above.
+    // SAFETY: std's child, just forked and now inside: its session keyring
+    // is a copy's, its own to change (the program is exec'd with it).
     unsafe { join_keyring() };
     // While it holds every capability in the sandbox's user namespace, so
     // that setuid programs inside still work (no PR_SET_NO_NEW_PRIVS);
@@ -113,9 +117,12 @@ unsafe fn command_pre_exec(
     unsafe { libc::sigprocmask(libc::SIG_BLOCK, &forwarded_signals(), mask.as_mut_ptr()) };
     // SAFETY: sigprocmask wrote it.
     let mask = unsafe { mask.assume_init() };
-    // SAFETY: we are single-threaded (std's fork child), see clone_fork.
+    // SAFETY: std's fork child is single-threaded, so its copy holds no
+    // lock another thread had; each child below makes only system calls
+    // until it returns to std's exec or exits.
     match unsafe { sys::clone_fork(0, libc::SIGCHLD) }.map_err(io)? {
-        // SAFETY: as above.
+        // SAFETY: the go-between is a fork of a single-threaded process;
+        // it exits at once, and its child makes only system calls.
         sys::Forked::Child => match unsafe { sys::clone_fork(0, libc::SIGCHLD) } {
             // Orphaned at once: adopted by the sandbox's init process.
             Ok(sys::Forked::Child) => {
@@ -124,25 +131,29 @@ unsafe fn command_pre_exec(
                 if sys::setsid().is_err() {
                     sys::exit(EXIT_SETUP);
                 }
-                // SAFETY: the inner relay's copies of the outer relay's ends.
-                unsafe {
-                    sys::close(signals_w);
-                    sys::close(status_r);
-                }
-                // SAFETY: as above.
+                // SAFETY: the inner relay's copy of the outer relay's end,
+                // owned by no Rust object (a raw fd from `pipe`), unused
+                // here from now on.
+                unsafe { sys::close(signals_w) };
+                // SAFETY: the inner relay's copy of the outer relay's
+                // other end, owned and used by nothing here either.
+                unsafe { sys::close(status_r) };
+                // SAFETY: this is the process forked for the inner relay.
                 unsafe { inner_relay(signals_r, status_w, &mask) }
             }
             _ => sys::exit(0),
         },
         sys::Forked::Parent { pid } => {
-            // SAFETY: the inner relay's ends, not ours.
-            unsafe {
-                sys::close(signals_r);
-                sys::close(status_w);
-            }
+            // SAFETY: the inner relay's end, whose copy here is owned by
+            // no Rust object (a raw fd from `pipe`) and never used.
+            unsafe { sys::close(signals_r) };
+            // SAFETY: the inner relay's status pipe end, whose copy here
+            // is owned by no Rust object and never used.
+            unsafe { sys::close(status_w) };
             // The go-between that made the inner relay exits at once.
             let _ = sys::reap(pid);
-            // SAFETY: as above: this is std's child.
+            // SAFETY: this is std's child, called from command_pre_exec,
+            // which it never returns to.
             unsafe { outer_relay(signals_w, status_r, &mask) }
         }
     }
@@ -162,25 +173,26 @@ fn pipe() -> Result<(RawFd, RawFd), i32> {
 ///
 /// Only in the process forked for it by [`command_pre_exec`].
 unsafe fn inner_relay(signals: RawFd, status: RawFd, mask: &libc::sigset_t) -> std::io::Result<()> {
-    // SAFETY: single-threaded fork child, see clone_fork.
-    let me = unsafe { sys::call(libc::SYS_getpid, [0; 6]) }.unwrap_or(0) as libc::pid_t;
-    // SAFETY: as above.
+    let me = sys::getpid();
+    // SAFETY: the inner relay is a fork of a single-threaded process; its
+    // child, the program, makes only system calls until it returns to
+    // std's exec.
     let program = match unsafe { sys::clone_fork(0, libc::SIGCHLD) } {
         Ok(sys::Forked::Child) => {
             // The program: dies with the inner relay, and runs only if
             // the relay still lives (its pid is not reused inside while
             // the sandbox lives, as nothing reaps it but init).
-            // SAFETY: the relay's pipe ends, not the program's.
-            unsafe {
-                sys::close(signals);
-                sys::close(status);
-            }
+            // SAFETY: the program's copy of the relay's signal pipe end,
+            // owned by no Rust object and unused from here on.
+            unsafe { sys::close(signals) };
+            // SAFETY: the program's copy of the relay's status pipe end,
+            // owned by no Rust object and unused from here on.
+            unsafe { sys::close(status) };
             sys::die_with_parent().map_err(std::io::Error::from_raw_os_error)?;
             // And the program one of its own: no controlling terminal, and
             // kill(0) from it reaches only what it starts itself.
             sys::setsid().map_err(std::io::Error::from_raw_os_error)?;
-            // SAFETY: integer system call.
-            if unsafe { sys::call(libc::SYS_getppid, [0; 6]) } != Ok(me as usize) {
+            if sys::getppid() != me {
                 sys::exit(EXIT_SETUP);
             }
             // The program starts with the mask std gave it.
@@ -200,7 +212,8 @@ unsafe fn inner_relay(signals: RawFd, status: RawFd, mask: &libc::sigset_t) -> s
             unsafe { libc::signal(sig, libc::SIG_IGN) };
         }
     }
-    // SAFETY: as for the program above.
+    // SAFETY: sets this single-threaded process's mask from `mask`, a live
+    // sigset the caller's sigprocmask filled.
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
     // Nothing of std's: its parent waits for its exec-error pipe to close,
     // which must happen at the program's exec.
@@ -247,7 +260,8 @@ unsafe fn inner_relay(signals: RawFd, status: RawFd, mask: &libc::sigset_t) -> s
                 }
                 // The outer relay is gone (killed): so is the program.
                 _ => {
-                    // SAFETY: as above.
+                    // SAFETY: a signal to our own child, not yet reaped,
+                    // so its pid cannot name another process.
                     unsafe { libc::kill(program, libc::SIGKILL) };
                     break;
                 }
@@ -275,12 +289,18 @@ extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
     }
     let fd = SIGNALS.load(std::sync::atomic::Ordering::Relaxed);
     if fd >= 0 {
-        // SAFETY: write is async-signal-safe; errno is saved around it.
-        unsafe {
-            let saved = *libc::__errno_location();
-            libc::write(fd, [sig as u8].as_ptr().cast(), 1);
-            *libc::__errno_location() = saved;
-        }
+        // SAFETY: __errno_location has no precondition (async-signal-safe:
+        // it returns this thread's errno address).
+        let errno = unsafe { libc::__errno_location() };
+        // SAFETY: this thread's errno, a live int; saved, as the write
+        // below may change it under the code this handler interrupted.
+        let saved = unsafe { *errno };
+        // SAFETY: write is async-signal-safe; it reads one byte from a
+        // live array.
+        unsafe { libc::write(fd, [sig as u8].as_ptr().cast(), 1) };
+        // SAFETY: this thread's errno, a live int: put back as the
+        // interrupted code left it.
+        unsafe { *errno = saved };
     }
 }
 
@@ -294,16 +314,16 @@ extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
 fn forward_signals_to(signals: RawFd) {
     SIGNALS.store(signals, std::sync::atomic::Ordering::Relaxed);
     for sig in (1..=31).filter(|&sig| forwarded(sig)) {
-        // SAFETY: installs a handler that only writes to a pipe; the struct
-        // is zeroed (empty mask) and lives for the call.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = forward
-                as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
-                as libc::sighandler_t;
-            action.sa_flags = libc::SA_RESTART | libc::SA_SIGINFO;
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
+        // SAFETY: `sigaction` is plain data (integers, a handler address
+        // and a signal set), for which all zeroes (an empty mask) is valid.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = forward
+            as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+            as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART | libc::SA_SIGINFO;
+        // SAFETY: installs a handler that only does async-signal-safe work
+        // (an atomic load, a write to a pipe); `action` lives for the call.
+        unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) };
     }
 }
 
@@ -326,15 +346,17 @@ fn forwarded(sig: libc::c_int) -> bool {
 /// The signals the outer relay passes on, as a set.
 fn forwarded_signals() -> libc::sigset_t {
     let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigemptyset initialises the set; sigaddset takes valid
-    // signal numbers.
-    unsafe {
-        libc::sigemptyset(set.as_mut_ptr());
-        for sig in (1..=31).filter(|&sig| forwarded(sig)) {
-            libc::sigaddset(set.as_mut_ptr(), sig);
-        }
-        set.assume_init()
+    // SAFETY: sigemptyset writes a whole (empty) sigset_t into `set`, live
+    // on this stack.
+    unsafe { libc::sigemptyset(set.as_mut_ptr()) };
+    // SAFETY: sigemptyset initialised it.
+    let mut set = unsafe { set.assume_init() };
+    for sig in (1..=31).filter(|&sig| forwarded(sig)) {
+        // SAFETY: adds a valid signal number (1 to 31) to an initialised
+        // set.
+        unsafe { libc::sigaddset(&mut set, sig) };
     }
+    set
 }
 
 /// The outer relay: passes signals on, waits for the program's status and
@@ -367,8 +389,9 @@ unsafe fn outer_relay(signals: RawFd, status: RawFd, mask: &libc::sigset_t) -> !
             // The inner relay died without a word: killed, with the
             // program, as the sandbox went. So does this one.
             _ => {
-                // SAFETY: a signal to this very process.
-                unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+                // SAFETY: a signal to this very process, which is meant to
+                // end.
+                unsafe { libc::kill(sys::getpid(), libc::SIGKILL) };
                 sys::exit(EXIT_SETUP)
             }
         }

@@ -157,52 +157,37 @@ pub(crate) fn confine(c: &crate::child::confine::Confinement, rlimits: bool) -> 
 
 /// Becomes user `uid` and group `gid` of the sandbox (no supplementary
 /// groups, where the namespace allows changing them), which also gives up
-/// every capability. System calls only.
+/// every capability. System calls only: the kernel's, which change the
+/// calling thread alone (glibc's `setresuid` signals every thread of the
+/// process to change them all, which is not safe after fork); callers are
+/// single-threaded.
 pub(crate) fn become_user(uid: u32, gid: u32) -> Result<(), i32> {
-    // SAFETY: integer arguments; a null list of no groups.
-    unsafe {
-        let _ = sys::call(libc::SYS_setgroups, [0, 0, 0, 0, 0, 0]);
-        sys::call(
-            libc::SYS_setresgid,
-            [gid as usize, gid as usize, gid as usize, 0, 0, 0],
-        )?;
-        sys::call(
-            libc::SYS_setresuid,
-            [uid as usize, uid as usize, uid as usize, 0, 0, 0],
-        )?;
-    }
-    Ok(())
+    use rustix::process::{Gid, Uid};
+    let errno = |e: rustix::io::Errno| e.raw_os_error();
+    // Refused where the namespace denies setgroups (one id): then there
+    // are no supplementary groups to drop anyway.
+    let _ = rustix::thread::set_thread_groups(&[]);
+    let gid = Gid::from_raw(gid);
+    rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(errno)?;
+    let uid = Uid::from_raw(uid);
+    rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(errno)
 }
 
 /// Gives up every capability, as a process of a non-root user has none:
 /// effective, permitted, inheritable and ambient sets emptied (the runner
 /// and what it starts inherit that). System calls only.
 pub(crate) fn drop_capabilities() -> Result<(), i32> {
-    // struct __user_cap_header_struct { version, pid } and two
-    // __user_cap_data_struct { effective, permitted, inheritable }.
-    let header: [u32; 2] = [0x2008_0522, 0];
-    let data = [0u32; 6];
-    // SAFETY: both structs live for the call, sized for version 3.
-    unsafe {
-        sys::call(
-            libc::SYS_capset,
-            [header.as_ptr() as usize, data.as_ptr() as usize, 0, 0, 0, 0],
-        )
-    }?;
-    // SAFETY: integer arguments.
-    let _ = unsafe {
-        sys::call(
-            libc::SYS_prctl,
-            [
-                libc::PR_CAP_AMBIENT as usize,
-                libc::PR_CAP_AMBIENT_CLEAR_ALL as usize,
-                0,
-                0,
-                0,
-                0,
-            ],
-        )
-    };
+    use rustix::thread::{CapabilitySet, CapabilitySets};
+    rustix::thread::set_capabilities(
+        None,
+        CapabilitySets {
+            effective: CapabilitySet::empty(),
+            permitted: CapabilitySet::empty(),
+            inheritable: CapabilitySet::empty(),
+        },
+    )
+    .map_err(|e| e.raw_os_error())?;
+    let _ = rustix::thread::clear_ambient_capability_set();
     Ok(())
 }
 
@@ -338,7 +323,8 @@ where
             if let Err(errno) = unsafe { enter(plan.init_pidfd, plan.nstypes, cwd.as_deref()) } {
                 fail(plan.report, JoinStep::Enter, errno);
             }
-            // SAFETY: as above.
+            // SAFETY: the joiner, just forked and now inside: its session
+            // keyring is its own copy's to change.
             unsafe { join_keyring() };
             // The rlimits are the runner's, set once it has its stack (an
             // address-space limit could refuse that).
@@ -352,7 +338,8 @@ where
             unsafe { close_ours(locks.ours(), &keep, plan.keep) };
             let joiner =
                 sys::pidfd_self().unwrap_or_else(|e| fail(plan.report, JoinStep::Watch, e));
-            // SAFETY: as above.
+            // SAFETY: the joiner, a child just forked from the test
+            // process, which exits at the end of launch_runner.
             unsafe {
                 launch_runner::<F, T>(RunnerStart {
                     f,
@@ -455,11 +442,12 @@ where
     match unsafe { libc::fork() } {
         0 => {
             let _never_unwind = ExitOnUnwind;
-            // SAFETY: the joiner's fds, which the runner never uses.
-            unsafe {
-                sys::close(launch.joiner);
-                sys::close(report_fd);
-            }
+            // SAFETY: the runner's copy of the joiner's pidfd, a raw fd
+            // owned by no Rust object, which the runner never uses.
+            unsafe { sys::close(launch.joiner) };
+            // SAFETY: the runner's copy of the joiner's report pipe, a raw
+            // fd owned by no Rust object, which the runner never uses.
+            unsafe { sys::close(report_fd) };
             // Dies with this joiner (killed by the test process on a
             // timeout, say).
             if sys::die_with_parent().is_err() {
@@ -477,9 +465,7 @@ where
             // but the report pipe is needed, and that only until the report
             // is sent.
             let _ = unsafe { sys::close_all_except(&[report_fd]) };
-            // SAFETY: a plain system call.
-            let me = unsafe { sys::call(libc::SYS_getpid, [0; 6]) }.unwrap_or(0);
-            report(report_fd, JoinReport::started(me as libc::pid_t));
+            report(report_fd, JoinReport::started(sys::getpid()));
             // SAFETY: the report is sent; nothing uses this fd again.
             unsafe { sys::close(report_fd) };
             match sys::reap_raw(runner) {
@@ -505,13 +491,15 @@ where
     let entered = launch.boundary.enter();
     // Nothing of the user's runs while the joiner, a process outside the
     // sandbox, still shares this memory. It only reports and exits.
-    // SAFETY: the joiner's pidfd and the report pipe were opened for this
-    // process, which closes them here and never uses them again.
-    unsafe {
-        sys::wait_readable(sys::borrow_static(launch.joiner));
-        sys::close(launch.joiner);
-        sys::close(launch.report);
-    }
+    // SAFETY: the joiner's pidfd was opened for this process, and stays
+    // open until it is closed just below.
+    sys::wait_readable(unsafe { sys::borrow_static(launch.joiner) });
+    // SAFETY: the joiner's pidfd, a raw fd owned by no Rust object, never
+    // used again.
+    unsafe { sys::close(launch.joiner) };
+    // SAFETY: the report pipe, a raw fd owned by no Rust object, which
+    // only the joiner writes to: never used here again.
+    unsafe { sys::close(launch.report) };
     if let Some(tls) = launch.tls {
         // SAFETY: this is the runner, the only task that uses this copy of
         // the borrowed TCB.

@@ -87,7 +87,7 @@ struct Args {
     child_pid: libc::pid_t,
     /// Non-zero until the child has exec'd or exited: the kernel clears it
     /// then (`CLONE_CHILD_CLEARTID`, with maps written from outside).
-    running: std::sync::atomic::AtomicI32,
+    running: std::sync::atomic::AtomicU32,
     /// The early helper (see [`early_helper`]): the namespaces it makes
     /// besides its user namespace (`CLONE_NEW*`), 0 for none.
     helper_flags: usize,
@@ -100,7 +100,7 @@ struct Args {
     /// Set by the launched child once the helper runs.
     helper_started: std::sync::atomic::AtomicBool,
     /// Non-zero until the helper has exited (`CLONE_CHILD_CLEARTID`).
-    helper_running: std::sync::atomic::AtomicI32,
+    helper_running: std::sync::atomic::AtomicU32,
 }
 
 /// A prepared launch: the stack and the arguments on it.
@@ -234,7 +234,7 @@ impl Launch {
                 envp: [std::ptr::null()],
                 go,
                 child_pid: 0,
-                running: std::sync::atomic::AtomicI32::new(1),
+                running: std::sync::atomic::AtomicU32::new(1),
                 helper_flags: helper_flags as usize,
                 made: made
                     .as_ref()
@@ -242,7 +242,7 @@ impl Launch {
                 helper_stack,
                 helper_pidfd: std::sync::atomic::AtomicI32::new(-1),
                 helper_started: std::sync::atomic::AtomicBool::new(false),
-                helper_running: std::sync::atomic::AtomicI32::new(1),
+                helper_running: std::sync::atomic::AtomicU32::new(1),
             })
         };
         Ok(Launch {
@@ -329,7 +329,7 @@ impl Launch {
                     self.args.cast(),
                     std::ptr::addr_of_mut!((*self.args).child_pid),
                     std::ptr::null_mut::<libc::c_void>(),
-                    (*self.args).running.as_ptr(),
+                    (*self.args).running.as_ptr().cast::<libc::pid_t>(),
                 )
             };
             (pid, sys::errno())
@@ -351,18 +351,8 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
     // A memory of its own, copied from a non-dumpable caller (see start):
     // dumpable, so that this child may write its own uid_map. Sharing the
     // test process's memory, it is dumpable already.
-    // SAFETY: integer prctl calls.
-    unsafe {
-        if sys::call(
-            libc::SYS_prctl,
-            [libc::PR_GET_DUMPABLE as usize, 0, 0, 0, 0, 0],
-        ) == Ok(0)
-        {
-            let _ = sys::call(
-                libc::SYS_prctl,
-                [libc::PR_SET_DUMPABLE as usize, 1, 0, 0, 0, 0],
-            );
-        }
+    if !sys::is_dumpable() {
+        let _ = sys::set_dumpable();
     }
     let fail = |errno: i32| -> ! {
         // SAFETY: the report pipe stays open until this child execs or exits.
@@ -380,7 +370,8 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
             answer[0] = 1;
         }
         if answer[0] != 0 {
-            // SAFETY: as in fail().
+            // SAFETY: the report pipe stays open until this child execs or
+            // exits, which it does next.
             let report = unsafe { sys::borrow_static(args.report) };
             let _ = sys::write_all(report, &encode_report(wire::REPORT_ID_MAP, libc::EPERM));
             sys::exit(127)
@@ -396,7 +387,8 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
             )
         };
         if let Err(errno) = sys::write_file(path, content) {
-            // SAFETY: as in fail().
+            // SAFETY: the report pipe stays open until this child execs or
+            // exits, which it does next.
             let report = unsafe { sys::borrow_static(args.report) };
             let _ = sys::write_all(
                 report,
@@ -440,7 +432,9 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
         }
     }
     // Everything else closes at the exec.
-    // SAFETY: as above; the exec follows.
+    // SAFETY: this child's fd table is a copy of its own (no CLONE_FILES),
+    // and the exec follows: the fds marked close there, in this child
+    // alone.
     if let Err(e) = unsafe { sys::cloexec_from(keep as RawFd) } {
         fail(e)
     }
@@ -480,7 +474,7 @@ fn start_early_helper(args: &Args) -> Option<RawFd> {
             std::ptr::from_ref(args).cast_mut().cast(),
             args.helper_pidfd.as_ptr(),
             std::ptr::null_mut::<libc::c_void>(),
-            args.helper_running.as_ptr(),
+            args.helper_running.as_ptr().cast::<libc::pid_t>(),
         )
     };
     if pid <= 0 {
@@ -500,25 +494,27 @@ extern "C" fn early_helper(arg: *mut libc::c_void) -> libc::c_int {
     let args = unsafe { &*arg.cast::<Args>() };
     let made = args.made.1;
     // SAFETY: its fd table is its own copy (no CLONE_FILES): the test
-    // process's fds it holds are closed for it alone.
-    unsafe {
-        let _ = sys::close_range(0, made as u32 - 1);
-        let _ = sys::close_range(made as u32 + 1, u32::MAX);
-    }
-    // SAFETY: an integer system call.
-    let errno = match unsafe { sys::call(libc::SYS_unshare, [args.helper_flags, 0, 0, 0, 0, 0]) } {
-        Ok(_) => 0i32,
-        Err(e) => e,
+    // process's fds below `made` are closed for it alone, and it uses none.
+    let _ = unsafe { sys::close_range(0, made as u32 - 1) };
+    // SAFETY: the same copy of its own: the fds above `made` are closed for
+    // it alone, and it uses none.
+    let _ = unsafe { sys::close_range(made as u32 + 1, u32::MAX) };
+    let flags = rustix::thread::UnshareFlags::from_bits_retain(args.helper_flags as u32);
+    // SAFETY: the flags are a nesting step's namespace flags only
+    // (`CLONE_NEW*`, the builder's `early_helper_flags`), never
+    // `CLONE_FILES`: this task's fd table (a copy of its own) stays the
+    // same table, so no fd number it holds changes meaning.
+    let errno = match unsafe { rustix::thread::unshare_unsafe(flags) } {
+        Ok(()) => 0i32,
+        Err(e) => e.raw_os_error(),
     };
-    // SAFETY: the pipe's write end, open in this task until here.
-    unsafe {
-        let _ = sys::write_all(sys::borrow_static(made), &errno.to_le_bytes());
-        sys::close(made);
-    }
-    loop {
-        // SAFETY: no fds, no timeout, no mask.
-        let _ = unsafe { sys::call(libc::SYS_ppoll, [0; 6]) };
-    }
+    // SAFETY: the pipe's write end, open in this task until it is closed
+    // just below.
+    let _ = sys::write_all(unsafe { sys::borrow_static(made) }, &errno.to_le_bytes());
+    // SAFETY: the pipe's write end, a raw fd owned by no Rust object, not
+    // used again: its reader sees the end of the pipe.
+    unsafe { sys::close(made) };
+    sys::wait_forever()
 }
 
 /// Writes the plan to the pipe `plan_w` whole, growing the pipe first if it

@@ -56,21 +56,28 @@ use crate::sys;
 pub(crate) fn leave_as(status: i32) -> ! {
     if libc::WIFSIGNALED(status) {
         let sig = libc::WTERMSIG(status);
-        // SAFETY: default disposition, no core file, then the same signal
-        // to this very process.
-        unsafe {
-            let rl = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            libc::setrlimit(libc::RLIMIT_CORE, &rl);
-            libc::signal(sig, libc::SIG_DFL);
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, sig);
-            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-            libc::kill(libc::getpid(), sig);
-        }
+        let rl = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: reads a live rlimit: no core file from the signal below.
+        unsafe { libc::setrlimit(libc::RLIMIT_CORE, &rl) };
+        // SAFETY: the default action, no handler: nothing of ours runs.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset writes a whole (empty) sigset_t into `set`,
+        // live on this stack.
+        unsafe { libc::sigemptyset(set.as_mut_ptr()) };
+        // SAFETY: sigemptyset initialised it.
+        let mut set = unsafe { set.assume_init() };
+        // SAFETY: adds `sig`, a signal number a wait status gave, to an
+        // initialised set.
+        unsafe { libc::sigaddset(&mut set, sig) };
+        // SAFETY: unblocks `sig` for this process (single-threaded, a
+        // stand-in about to end) from a live set.
+        unsafe { libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+        // SAFETY: the signal to this very process, which is meant to end.
+        unsafe { libc::kill(sys::getpid(), sig) };
         sys::exit(128 + sig)
     }
     sys::exit(libc::WEXITSTATUS(status))

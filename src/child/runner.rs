@@ -80,29 +80,35 @@ where
         frame: None,
         background,
     };
-    // SAFETY: attr is initialised by pthread_attr_init before use; job
-    // outlives the thread, which we join.
-    unsafe {
-        if inline {
-            closure_thread::<F, T>((&mut job as *mut Job<F>).cast());
-        } else {
-            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-            let mut thread: libc::pthread_t = std::mem::zeroed();
-            let started = libc::pthread_attr_init(&mut attr) == 0
-                && libc::pthread_attr_setstacksize(&mut attr, 8 << 20) == 0
-                && libc::pthread_create(
+    if inline {
+        closure_thread::<F, T>((&mut job as *mut Job<F>).cast());
+    } else {
+        let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+        let attr = attr.as_mut_ptr();
+        let mut thread: libc::pthread_t = 0;
+        // SAFETY: initialises the attributes object at `attr`, live on
+        // this stack.
+        let started = unsafe { libc::pthread_attr_init(attr) } == 0
+            // SAFETY: attr is initialised; the size is a plain number.
+            && unsafe { libc::pthread_attr_setstacksize(attr, 8 << 20) } == 0
+            // SAFETY: attr is initialised; `job` outlives the thread, which
+            // is joined below before `job` is touched again.
+            && unsafe {
+                libc::pthread_create(
                     &mut thread,
-                    &attr,
+                    attr,
                     closure_thread::<F, T>,
                     (&mut job as *mut Job<F>).cast(),
-                ) == 0;
-            if started {
-                libc::pthread_join(thread, std::ptr::null_mut());
-            } else {
-                // No thread: run here; output then follows this thread's
-                // capture, everything else is the same.
-                closure_thread::<F, T>((&mut job as *mut Job<F>).cast());
-            }
+                )
+            } == 0;
+        if started {
+            // SAFETY: `thread` was started above, is joinable, and is
+            // joined once.
+            unsafe { libc::pthread_join(thread, std::ptr::null_mut()) };
+        } else {
+            // No thread: run here; output then follows this thread's
+            // capture, everything else is the same.
+            closure_thread::<F, T>((&mut job as *mut Job<F>).cast());
         }
     }
     // The frame is sent from this thread, after the closure's thread has
@@ -203,10 +209,11 @@ unsafe fn hand_over_teardown(exit_stack: usize) {
     /// (or leaves at once if the parent is already gone). System calls only.
     extern "C" fn last(parent: *mut libc::c_void) -> libc::c_int {
         let all: u64 = !0;
-        // SAFETY: integer arguments and live locals; no memory of the
-        // runner's is written (the kernel's sigset is 8 bytes).
-        unsafe {
-            let _ = sys::call(
+        // SAFETY: the kernel reads the 8-byte set from a live local and
+        // writes no old set (null); a signal mask is per task, so the
+        // runner's, whose memory this task shares, is left as it is.
+        let _ = unsafe {
+            sys::call(
                 libc::SYS_rt_sigprocmask,
                 [
                     libc::SIG_BLOCK as usize,
@@ -216,41 +223,16 @@ unsafe fn hand_over_teardown(exit_stack: usize) {
                     0,
                     0,
                 ],
-            );
-            let _ = sys::call(
-                libc::SYS_prctl,
-                [
-                    libc::PR_SET_NAME as usize,
-                    c"hermetic-exit".as_ptr() as usize,
-                    0,
-                    0,
-                    0,
-                    0,
-                ],
-            );
-            let _ = sys::call(
-                libc::SYS_prctl,
-                [
-                    libc::PR_SET_PDEATHSIG as usize,
-                    libc::SIGKILL as usize,
-                    0,
-                    0,
-                    0,
-                    0,
-                ],
-            );
-            if sys::call(libc::SYS_getppid, [0; 6]) != Ok(parent as usize) {
-                sys::exit(0);
-            }
-            loop {
-                let _ = sys::call(libc::SYS_ppoll, [0; 6]);
-            }
+            )
+        };
+        sys::set_name(c"hermetic-exit");
+        let _ = sys::die_with_parent();
+        if sys::getppid() != parent as libc::pid_t {
+            sys::exit(0);
         }
+        sys::wait_forever()
     }
-    // SAFETY: a plain system call.
-    let Ok(me) = (unsafe { sys::call(libc::SYS_getpid, [0; 6]) }) else {
-        return;
-    };
+    let me = sys::getpid();
     let top = if exit_stack != 0 {
         exit_stack as *mut u8
     } else {

@@ -128,17 +128,15 @@ pub(crate) fn spare_tls() -> Option<SpareTls> {
 /// `_thread_db_sizeof_pthread`). None where they are missing or say
 /// something unexpected.
 fn glibc_tid_offset() -> Option<isize> {
-    // SAFETY: dlsym with NUL-terminated names; when present, the symbols
-    // are glibc's read-only arrays of u32 (nptl_db's DB_STRUCT_FIELD: three
-    // words; DB_STRUCT: one).
-    let (field, size) = unsafe {
-        let field = libc::dlsym(libc::RTLD_DEFAULT, c"_thread_db_pthread_tid".as_ptr());
-        let size = libc::dlsym(libc::RTLD_DEFAULT, c"_thread_db_sizeof_pthread".as_ptr());
-        if field.is_null() || size.is_null() {
-            return None;
-        }
-        (*field.cast::<[u32; 3]>(), *size.cast::<u32>())
-    };
+    let field = symbol(c"_thread_db_pthread_tid")?;
+    let size = symbol(c"_thread_db_sizeof_pthread")?;
+    // SAFETY: glibc defines this symbol as a read-only array of three u32
+    // (nptl_db's DB_STRUCT_FIELD: bits, count, offset), which lives as
+    // long as libc and is never written.
+    let field = unsafe { *field.cast::<[u32; 3]>().as_ptr() };
+    // SAFETY: glibc defines this symbol as one read-only u32 (nptl_db's
+    // DB_STRUCT), which lives as long as libc and is never written.
+    let size = unsafe { *size.cast::<u32>().as_ptr() };
     let [bits, count, offset] = field;
     if bits != 32 || count != 1 || offset + 4 > size {
         return None;
@@ -163,22 +161,28 @@ static PARKED_ROBUST_LEN: std::sync::atomic::AtomicUsize = std::sync::atomic::At
 /// `__rseq_size` (glibc 2.35 and later; a size of 0 means glibc did not
 /// register one, and None means an older glibc).
 fn glibc_rseq(tp: usize) -> Option<Rseq> {
-    // SAFETY: dlsym with NUL-terminated names; when present, the symbols
-    // are glibc's constants: a ptrdiff_t and an unsigned int.
-    let (offset, size) = unsafe {
-        let offset = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr());
-        let size = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr());
-        if offset.is_null() || size.is_null() {
-            return None;
-        }
-        (*offset.cast::<isize>(), *size.cast::<u32>())
-    };
+    let offset = symbol(c"__rseq_offset")?;
+    let size = symbol(c"__rseq_size")?;
+    // SAFETY: glibc defines `__rseq_offset` as a `const ptrdiff_t`, set
+    // before any user code runs and never written after.
+    let offset = unsafe { *offset.cast::<isize>().as_ptr() };
+    // SAFETY: glibc defines `__rseq_size` as a `const unsigned int`, set
+    // before any user code runs and never written after.
+    let size = unsafe { *size.cast::<u32>().as_ptr() };
     // glibc registers at least the original 32-byte struct rseq, and says
     // in __rseq_size how much of it (or more) it uses.
     (size > 0).then(|| Rseq {
         area: tp.wrapping_add_signed(offset),
         len: size.max(32),
     })
+}
+
+/// The address of the data symbol `name` of the loaded objects (glibc's),
+/// if there is one.
+fn symbol(name: &std::ffi::CStr) -> Option<std::ptr::NonNull<libc::c_void>> {
+    // SAFETY: dlsym only looks the NUL-terminated `name` up in the loaded
+    // objects; it reads no other memory of ours.
+    std::ptr::NonNull::new(unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) })
 }
 
 fn park_a_thread() -> Option<SpareTls> {
@@ -189,9 +193,11 @@ fn park_a_thread() -> Option<SpareTls> {
         // allocates there, instead of making a new arena (a 64 MiB
         // reservation and its first page faults) in every run. glibc's
         // fork leaves that arena consistent in the child, as all others.
-        // SAFETY: malloc and free of one byte (black_box: the compiler
+        // SAFETY: malloc of one byte has no precondition.
+        let byte = std::hint::black_box(unsafe { libc::malloc(1) });
+        // SAFETY: `byte` is malloc's, freed once (black_box: the compiler
         // would drop the pair); a null pointer is freed as a no-op.
-        unsafe { libc::free(std::hint::black_box(libc::malloc(1))) };
+        unsafe { libc::free(byte) };
         if let Some((head, len)) = sys::robust_list() {
             PARKED_ROBUST.store(head, Ordering::Release);
             PARKED_ROBUST_LEN.store(len, Ordering::Release);
@@ -219,17 +225,25 @@ fn park_a_thread() -> Option<SpareTls> {
     // process ever runs on it and changes the thread-locals runs will start
     // from.
     let started = sys::with_all_signals_blocked(|| {
-        // SAFETY: attr is initialised before use and destroyed after; the
-        // stack is ours and outlives the thread; `parked` never returns.
-        unsafe {
-            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-            let mut thread: libc::pthread_t = std::mem::zeroed();
-            let ok = libc::pthread_attr_init(&mut attr) == 0
-                && libc::pthread_attr_setstack(&mut attr, bottom, size) == 0
-                && libc::pthread_create(&mut thread, &attr, parked, std::ptr::null_mut()) == 0;
-            libc::pthread_attr_destroy(&mut attr);
-            ok
+        let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+        let attr = attr.as_mut_ptr();
+        // SAFETY: initialises the attributes object at `attr`, live on
+        // this stack.
+        if unsafe { libc::pthread_attr_init(attr) } != 0 {
+            return false;
         }
+        let mut thread: libc::pthread_t = 0;
+        // SAFETY: attr is initialised; bottom and size are the usable part
+        // of our mapping, which is never unmapped (ManuallyDrop), so it
+        // outlives the thread.
+        let ok = unsafe { libc::pthread_attr_setstack(attr, bottom, size) } == 0
+            // SAFETY: attr is initialised, with our stack; `parked` takes
+            // no argument (null) and never returns, so nothing joins it.
+            && unsafe { libc::pthread_create(&mut thread, attr, parked, std::ptr::null_mut()) } == 0;
+        // SAFETY: attr was initialised above and is not used again
+        // (pthread_create copied what it needs).
+        unsafe { libc::pthread_attr_destroy(attr) };
+        ok
     })
     .ok()?;
     if !started {

@@ -365,16 +365,37 @@ impl HostView {
 
     /// Read once per process, for the caller's uid and working directory
     /// (sandboxes are made often; the host's mounts rarely change meanwhile).
+    ///
+    /// The cache's lock is only tried, never waited for, and held only to
+    /// look a view up or add one: a closure's process is a fork of the
+    /// test process, and if another thread held the lock at that moment,
+    /// a sandbox made in the closure would wait for ever for a holder it
+    /// has no copy of. It reads the view itself instead.
     pub(crate) fn cached(cow: bool) -> HostView {
         type Key = (bool, u32, Option<PathBuf>);
-        static CACHE: std::sync::Mutex<Vec<(Key, HostView)>> = std::sync::Mutex::new(Vec::new());
+        type Cache = Vec<(Key, HostView)>;
+        static CACHE: std::sync::Mutex<Cache> = std::sync::Mutex::new(Vec::new());
+        let tried = || match CACHE.try_lock() {
+            Ok(cache) => Some(cache),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
         let key = (cow, crate::sys::geteuid(), std::env::current_dir().ok());
-        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, v)) = cache.iter().find(|(k, _)| *k == key) {
-            return v.clone();
+        let found = |cache: &Cache| {
+            cache
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.clone())
+        };
+        if let Some(view) = tried().and_then(|cache| found(&cache)) {
+            return view;
         }
         let view = HostView::read(cow);
-        cache.push((key, view.clone()));
+        if let Some(mut cache) = tried()
+            && found(&cache).is_none()
+        {
+            cache.push((key.clone(), view.clone()));
+        }
         view
     }
 }

@@ -137,11 +137,16 @@ pub(crate) fn spawn_and_wait(words: &[std::ffi::CString]) -> Result<Exit, i32> {
         // SAFETY: arg is the Exec below, alive while we run (the parent
         // is suspended until we exec or exit).
         let exec = unsafe { &*arg.cast::<Exec>() };
-        // SAFETY: raw system calls on prepared, NUL-terminated data; stdin
-        // is this child's own fd to close.
-        unsafe {
-            let _ = call(libc::SYS_close, [0, 0, 0, 0, 0, 0]);
-            let _ = call(
+        // SAFETY: closes fd 0 of this child's own fd table (a copy: no
+        // CLONE_FILES), which no code of this child uses; the program gets
+        // no stdin.
+        let _ = unsafe { call(libc::SYS_close, [0, 0, 0, 0, 0, 0]) };
+        // SAFETY: argv is a null-terminated array of NUL-terminated
+        // strings (`words`, alive in the suspended parent), its first the
+        // path; envp is an empty null-terminated array. On success this
+        // child's image is replaced and the parent resumes.
+        let _ = unsafe {
+            call(
                 libc::SYS_execve,
                 [
                     exec.argv[0] as usize,
@@ -151,8 +156,8 @@ pub(crate) fn spawn_and_wait(words: &[std::ffi::CString]) -> Result<Exit, i32> {
                     0,
                     0,
                 ],
-            );
-        }
+            )
+        };
         exit(127)
     }
     let mut exec = Exec {
@@ -206,23 +211,29 @@ pub(crate) fn kernel_release() -> String {
 /// The name of the user `uid`, as the system's user database has it.
 pub(crate) fn user_name(uid: u32) -> Option<String> {
     let mut buf = vec![0u8; 4096];
-    // SAFETY: pwd and buf are live for the call, which fills pwd with
-    // pointers into buf; result is set to &pwd or null.
-    unsafe {
-        let mut pwd: libc::passwd = std::mem::zeroed();
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let ret = libc::getpwuid_r(
+    // SAFETY: `passwd` is plain data (integers and pointers), for which all
+    // zeroes (null pointers) is a valid value.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: pwd, buf (of the length given) and result are live for the
+    // call, which fills pwd with pointers into buf and sets result to &pwd
+    // or null.
+    let ret = unsafe {
+        libc::getpwuid_r(
             uid,
             &mut pwd,
             buf.as_mut_ptr().cast(),
             buf.len(),
             &mut result,
-        );
-        if ret != 0 || result.is_null() || pwd.pw_name.is_null() {
-            return None;
-        }
-        Some(CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned())
+        )
+    };
+    if ret != 0 || result.is_null() || pwd.pw_name.is_null() {
+        return None;
     }
+    // SAFETY: getpwuid_r succeeded: pw_name points at a NUL-terminated
+    // string inside buf, which lives until the end of this function.
+    let name = unsafe { CStr::from_ptr(pwd.pw_name) };
+    Some(name.to_string_lossy().into_owned())
 }
 
 /// An fd a process opens once, keeps open for the rest of its life and

@@ -1,9 +1,14 @@
 //! The system calls that are safe after fork: `rustix` (its `linux_raw` backend, which
 //! enters the kernel directly, so no call writes libc's `errno`), and by
-//! hand, through [`call`], only what rustix does not offer (`clone` without
-//! a new stack, `close_range`, `execveat`, `exit_group`, `keyctl`). libc
-//! stays for what must go through the C library: `fork` (its handlers),
-//! signal masks and dispositions, thread creation, `mmap`.
+//! hand, through [`call`], only what rustix does not offer: `close_range`,
+//! `keyctl`, `seccomp`, `get_robust_list`, `set_robust_list` and `rseq`,
+//! which it lacks; `clone` without a new stack, `execve`, `execveat`,
+//! `exit_group` and `rt_sigprocmask`, which it has only in its unstable
+//! `runtime` module; `close` with errors ignored (rustix's asserts success
+//! in debug builds); `getcpu` (rustix's goes through the vDSO, whose first
+//! use may allocate). libc stays for what must go through the C library:
+//! `fork` (its handlers), signal masks and dispositions, thread creation,
+//! `mmap`.
 //!
 //! # Safety
 //!
@@ -150,12 +155,14 @@ pub(crate) fn stdin_from_dev_null() -> Result<(), i32> {
     let null = rustix::fs::open(c"/dev/null", OFlags::RDONLY, Mode::empty()).map_err(raw)?;
     let null = rustix::fd::IntoRawFd::into_raw_fd(null);
     if null != 0 {
-        // SAFETY: this process's own fd table; 0 is meant to be replaced,
-        // and `null` is ours to close once copied.
-        unsafe {
-            dup2(null, 0)?;
-            close(null);
-        }
+        // SAFETY: `null` is open (just made) and ours; fd 0 is meant to be
+        // replaced, and no Rust object owns it (std's `Stdin` holds no
+        // `OwnedFd`), so closing what was there closes nothing another
+        // owner will close again.
+        unsafe { dup2(null, 0) }?;
+        // SAFETY: `null` is ours, and nothing uses its number again: the
+        // file lives on as fd 0.
+        unsafe { close(null) };
     }
     Ok(())
 }
@@ -215,11 +222,11 @@ impl Stack {
 
     /// The usable part, above the guard page: its lowest address and size.
     pub(crate) fn usable(&self) -> (*mut libc::c_void, usize) {
-        // SAFETY: the guard page is the first page of the mapping.
-        (
-            unsafe { self.base.cast::<u8>().add(GUARD) }.cast(),
-            self.len - GUARD,
-        )
+        // SAFETY: the mapping at `base` is `len` bytes, more than GUARD
+        // (`map` adds the guard page to the size asked for), so the
+        // pointer GUARD bytes in stays inside it.
+        let above_guard = unsafe { self.base.cast::<u8>().add(GUARD) };
+        (above_guard.cast(), self.len - GUARD)
     }
 
     /// One past the highest usable byte: where a downward-growing stack
@@ -439,6 +446,11 @@ pub(crate) fn set_not_dumpable() -> Result<(), i32> {
         .map_err(raw)
 }
 
+/// Makes the calling process dumpable again (see [`set_not_dumpable`]).
+pub(crate) fn set_dumpable() -> Result<(), i32> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::Dumpable).map_err(raw)
+}
+
 /// Whether the calling process is dumpable (see [`set_not_dumpable`]).
 pub(crate) fn is_dumpable() -> bool {
     !matches!(
@@ -504,7 +516,9 @@ pub(crate) unsafe fn dup2(old: RawFd, new: RawFd) -> Result<(), i32> {
         return rustix::io::fcntl_getfd(old).map(drop).map_err(raw);
     }
     // Not dropped: the fd stays open as `new`, owned by the caller.
-    // SAFETY: as above.
+    // SAFETY: the caller owns `new` and nothing else uses its number (this
+    // function's contract); the `OwnedFd` is never dropped, so it closes
+    // nothing, and stands for `new` only while dup2 replaces it.
     let mut target = ManuallyDrop::new(unsafe { OwnedFd::from_raw_fd(new) });
     rustix::io::dup2(old, &mut target).map_err(raw)
 }
@@ -561,7 +575,22 @@ pub(crate) fn signal_name(signo: i32) -> &'static str {
 
 /// The calling process's own pid.
 pub(crate) fn getpid() -> libc::pid_t {
-    std::process::id() as libc::pid_t
+    rustix::process::getpid().as_raw_nonzero().get()
+}
+
+/// The calling process's parent's pid, 0 if it has none in the caller's
+/// PID namespace (its parent is outside, or it is an init process).
+pub(crate) fn getppid() -> libc::pid_t {
+    Pid::as_raw(rustix::process::getppid())
+}
+
+/// Waits until a signal ends the calling process: a poll on no fd,
+/// without a timeout, started again after any interruption.
+pub(crate) fn wait_forever() -> ! {
+    let mut nothing: [rustix::event::PollFd<'_>; 0] = [];
+    loop {
+        let _ = rustix::event::poll(&mut nothing, None);
+    }
 }
 
 /// Borrows an fd that stays open for the rest of the process (the
@@ -612,7 +641,10 @@ pub(crate) fn dup_above(fd: BorrowedFd<'_>, min: RawFd) -> Result<RawFd, i32> {
 /// Only right before an `exec` in a child whose fd table is its own: the
 /// fds of every owner in the process close at the exec.
 pub(crate) unsafe fn cloexec_from(first: RawFd) -> Result<(), i32> {
-    // SAFETY: plain system call on fd numbers.
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC reads no memory and
+    // closes nothing now; the fds it marks close at the exec the caller
+    // makes next, in a child whose fd table is its own (this function's
+    // contract).
     unsafe {
         call(
             libc::SYS_close_range,
@@ -691,29 +723,18 @@ pub(crate) fn reap(pid: libc::pid_t) -> Result<Exit, i32> {
 /// Waits until the kernel has cleared `word` (a `CLONE_CHILD_CLEARTID`
 /// word of a task sharing our memory: cleared, with a futex wake, when
 /// that task execs or exits).
-pub(crate) fn wait_cleared(word: &std::sync::atomic::AtomicI32) {
+pub(crate) fn wait_cleared(word: &std::sync::atomic::AtomicU32) {
+    use rustix::thread::futex;
     use std::sync::atomic::Ordering;
     loop {
         let seen = word.load(Ordering::Acquire);
         if seen == 0 {
             return;
         }
-        // SAFETY: a futex wait on a live, aligned i32; shared (not
-        // FUTEX_PRIVATE), as the kernel's wake for CLONE_CHILD_CLEARTID is.
-        // EAGAIN (the word changed) and EINTR loop back to the check.
-        let _ = unsafe {
-            call(
-                libc::SYS_futex,
-                [
-                    word.as_ptr() as usize,
-                    libc::FUTEX_WAIT as usize,
-                    seen as u32 as usize,
-                    0,
-                    0,
-                    0,
-                ],
-            )
-        };
+        // Shared (no FUTEX_PRIVATE_FLAG), as the kernel's wake for
+        // CLONE_CHILD_CLEARTID is. EAGAIN (the word changed) and EINTR
+        // loop back to the check.
+        let _ = futex::wait(word, futex::Flags::empty(), seen, None);
     }
 }
 
@@ -722,47 +743,33 @@ pub(crate) fn wait_cleared(word: &std::sync::atomic::AtomicI32) {
 /// kernel places a new task on its parent's CPU, where a helper meant to
 /// work alongside its parent would wait for it to block. A hint only.
 /// System calls only (usable after fork).
-pub(crate) fn run_elsewhere(pid: libc::pid_t) {
-    let mut mask = [0u64; 16];
+pub(crate) fn run_elsewhere(pid_: libc::pid_t) {
+    use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+    let (Ok(mut mask), Some(cpu), Ok(pid)) = (sched_getaffinity(None), current_cpu(), pid(pid_))
+    else {
+        return;
+    };
+    if cpu >= CpuSet::MAX_CPU {
+        return;
+    }
+    mask.unset(cpu);
+    if mask.count() == 0 {
+        return;
+    }
+    let _ = sched_setaffinity(Some(pid), &mask);
+}
+
+/// The CPU the calling thread runs on (`getcpu(2)`). By hand: rustix's
+/// `sched_getcpu` goes through the vDSO, and its first use in a process
+/// looks the vDSO up in the auxiliary vector, which rustix may read into
+/// a `Vec` (from `/proc/self/auxv` before Linux 6.4's `PR_GET_AUXV`):
+/// an allocation, in a task that may share the test process's memory.
+fn current_cpu() -> Option<usize> {
     let mut cpu: u32 = 0;
-    // SAFETY: mask and cpu are live and large enough (1024 CPUs).
-    let (got, here) = unsafe {
-        (
-            call(
-                libc::SYS_sched_getaffinity,
-                [
-                    0,
-                    std::mem::size_of_val(&mask),
-                    mask.as_mut_ptr() as usize,
-                    0,
-                    0,
-                    0,
-                ],
-            ),
-            call(
-                libc::SYS_getcpu,
-                [&mut cpu as *mut u32 as usize, 0, 0, 0, 0, 0],
-            ),
-        )
-    };
-    let (Ok(len), Ok(_)) = (got, here) else {
-        return;
-    };
-    let cpu = cpu as usize;
-    if cpu / 64 >= mask.len() {
-        return;
-    }
-    mask[cpu / 64] &= !(1u64 << (cpu % 64));
-    if mask.iter().all(|w| *w == 0) {
-        return;
-    }
-    // SAFETY: mask is live for the `len` bytes the kernel filled.
-    let _ = unsafe {
-        call(
-            libc::SYS_sched_setaffinity,
-            [pid as usize, len, mask.as_ptr() as usize, 0, 0, 0],
-        )
-    };
+    // SAFETY: getcpu writes one u32 through its first argument, a live
+    // local; the node and cache arguments are null, which it allows.
+    unsafe { call(libc::SYS_getcpu, [&raw mut cpu as usize, 0, 0, 0, 0, 0]) }.ok()?;
+    Some(cpu as usize)
 }
 
 /// Kills our child `pid` and reaps it.
@@ -882,12 +889,13 @@ pub(crate) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<u
 /// `SA_NOCLDWAIT`): the kernel then reaps children that exit with that
 /// signal before anyone can wait for them.
 pub(crate) fn children_reaped_by_kernel() -> bool {
-    // SAFETY: reads the current disposition into a live, zeroed struct.
-    unsafe {
-        let mut old: libc::sigaction = std::mem::zeroed();
-        libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old) == 0
-            && (old.sa_sigaction == libc::SIG_IGN || old.sa_flags & libc::SA_NOCLDWAIT != 0)
-    }
+    // SAFETY: `sigaction` is plain data (integers, a handler address and a
+    // signal set), for which all zeroes is a valid value.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only reads the disposition, into `old`, a
+    // live struct of the right type.
+    let read = unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old) } == 0;
+    read && (old.sa_sigaction == libc::SIG_IGN || old.sa_flags & libc::SA_NOCLDWAIT != 0)
 }
 
 /// A raw packet socket (`AF_PACKET`) on link `ifindex`: every frame the
@@ -908,7 +916,7 @@ pub(crate) fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: as above.
+    // SAFETY: socket returned a new fd, which nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let one: libc::c_int = 1;
     for option in [libc::PACKET_VNET_HDR, libc::PACKET_IGNORE_OUTGOING] {
@@ -990,18 +998,23 @@ pub(crate) fn replace_stdin(fd: BorrowedFd<'_>) -> Result<(), i32> {
 /// the mask: a thread or process that `f` starts begins with all signals
 /// blocked, with no window in which a handler could run on it.
 pub(crate) fn with_all_signals_blocked<R>(f: impl FnOnce() -> R) -> Result<R, i32> {
-    // SAFETY: both sets live on this stack; sigfillset initialises `all`,
-    // and pthread_sigmask fills `previous` before it is used.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut previous: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        let ret = libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
-        if ret != 0 {
-            return Err(ret);
-        }
-        let result = f();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
-        Ok(result)
+    let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigfillset writes a whole sigset_t into `all`, a live one on
+    // this stack (it cannot fail on a valid pointer).
+    unsafe { libc::sigfillset(all.as_mut_ptr()) };
+    // SAFETY: sigfillset initialised it.
+    let all = unsafe { all.assume_init() };
+    let mut previous = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: reads `all`, writes the mask it replaces into `previous`,
+    // both live on this stack; it changes this thread's mask alone.
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, previous.as_mut_ptr()) };
+    if ret != 0 {
+        return Err(ret);
     }
+    // SAFETY: pthread_sigmask succeeded, so it wrote the old mask.
+    let previous = unsafe { previous.assume_init() };
+    let result = f();
+    // SAFETY: sets this thread's mask back from `previous`, a live set.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut()) };
+    Ok(result)
 }

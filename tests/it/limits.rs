@@ -328,24 +328,35 @@ fn sibling_processes_each_have_the_memory_limit_only_where_it_is_per_process() {
             3 * address_space_left() / 4
         };
         let (ready_r, ready_w) = nix::unistd::pipe().unwrap();
+        let (asked_r, asked_w) = nix::unistd::pipe().unwrap();
         // SAFETY: the run's process is single-threaded; the child only
-        // allocates, writes to a pipe and waits to be killed.
+        // allocates, reads and writes pipes and waits to be killed.
         match unsafe { nix::unistd::fork() }.unwrap() {
             nix::unistd::ForkResult::Child => {
-                drop(ready_r);
+                drop((ready_r, asked_w));
                 let held = vec![1u8; each];
                 let _ = nix::unistd::write(&ready_w, &[1]);
+                // Asked once the parent holds its share: still alive.
+                let mut byte = [0u8; 1];
+                if nix::unistd::read(&asked_r, &mut byte) == Ok(1) {
+                    let _ = nix::unistd::write(&ready_w, &[1]);
+                }
                 loop {
                     std::thread::sleep(Duration::from_secs(3600));
                     std::hint::black_box(&held);
                 }
             }
             nix::unistd::ForkResult::Parent { child } => {
-                drop(ready_w);
+                drop((ready_w, asked_r));
                 let held = vec![1u8; each];
                 // The sibling's byte, or the end of the pipe if it died.
                 let mut byte = [0u8; 1];
-                let sibling_held = nix::unistd::read(&ready_r, &mut byte).unwrap_or(0) == 1;
+                let said = nix::unistd::read(&ready_r, &mut byte).unwrap_or(0) == 1;
+                // It may have held its share first, and been killed for
+                // this process's (the memory cgroup's OOM killer): it
+                // held at the same time only if it still answers now.
+                let _ = nix::unistd::write(&asked_w, &[1]);
+                let sibling_held = said && nix::unistd::read(&ready_r, &mut byte).unwrap_or(0) == 1;
                 std::hint::black_box(&held);
                 let _ = nix::sys::signal::kill(child, nix::sys::signal::SIGKILL);
                 let _ = nix::sys::wait::waitpid(child, None);
