@@ -51,7 +51,10 @@ fn places() -> Vec<PathBuf> {
     v.retain(|d| {
         let ok = writable(d);
         if !ok {
-            println!("note: {} is not writable outside: not tried", d.display());
+            common::skip(&format!(
+                "{} is not writable outside: not tried",
+                d.display()
+            ));
         }
         ok
     });
@@ -512,7 +515,9 @@ fn refused_overlays_fall_back_to_read_only_and_say_so_once() {
     if err.contains("mapping ids") {
         // As root, a third level cannot write its id maps (the proc it sees
         // is read-only): not this test's subject.
-        println!("note: a third level of sandboxes cannot be made here ({err}): not checked");
+        common::skip(&format!(
+            "a third level of sandboxes cannot be made here ({err})"
+        ));
         return;
     }
     assert!(out.status.success(), "{out:?}");
@@ -528,7 +533,7 @@ fn refused_overlays_fall_back_to_read_only_and_say_so_once() {
 #[test]
 fn copy_on_write_keeps_host_device_nodes_unopenable() {
     if !nix::unistd::geteuid().is_root() {
-        println!("note: only root can make a device node on the host: not checked");
+        common::skip("only root can make a device node on the host");
         return;
     }
     // /dev/null's numbers, at a path of the host's under /tmp.
