@@ -10,8 +10,19 @@
 //! blocked and makes only raw system calls through [`sys`](crate::sys)'s
 //! after-fork wrappers (rustix's `linux_raw` backend or `sys::call`, none
 //! of which writes `errno`), on data prepared here. libc is used for the
-//! clone itself (`libc::clone`, called in the parent; its child side only
-//! calls `entry`) and for the signal mask around it.
+//! signal mask around the clone and for two clones: the launch's own
+//! (`libc::clone`, called by the launching thread; its child side only
+//! calls `entry`), and the early helper's, called by the launched child
+//! itself (`start_early_helper`). glibc's clone wrapper touches no
+//! thread-local storage except on failure, when it writes `errno`; the
+//! launched child has no thread-local storage of its own (no
+//! `CLONE_SETTLS`), so a failed helper clone writes the launching
+//! thread's `errno` (in a copy of it when the launching process is not
+//! dumpable and the clone has no `CLONE_VM`, see `start`). With
+//! `CLONE_VFORK` that thread is stopped until the exec; when the maps are
+//! written from outside it runs meanwhile, and a failed helper clone can
+//! overwrite the `errno` a libc call of that thread has just set (at worst,
+//! a wrong errno in an error it reports then).
 //!
 //! When its id maps must be written from outside (ranges of ids), the clone
 //! has no `CLONE_VFORK`: the launching thread writes the maps while the
@@ -453,6 +464,10 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
 /// is ready, so no process of the sandbox ever shares that memory), or
 /// until the sandbox's PID namespace goes. The launch waits for its end
 /// (`CLONE_CHILD_CLEARTID`) before it frees the stack. Returns its pidfd.
+///
+/// Through `libc::clone`, the one libc call of the launched child: should
+/// it fail, glibc writes `errno` into the launching thread's thread-local
+/// storage, which this child shares (see the module docs).
 fn start_early_helper(args: &Args) -> Option<RawFd> {
     if args.helper_flags == 0 {
         return None;

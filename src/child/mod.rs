@@ -32,9 +32,13 @@
 //! program's launch a `CLONE_VM` clone of one. Until the user's closure
 //! starts, code here makes only system calls, through [`sys`](crate::sys),
 //! on data prepared before forking: no allocation, no locks, no unwinding
-//! (every path ends in `_exit` or `exec`). The launch of the init program,
-//! besides, touches no thread-local storage: its system calls bypass libc
-//! (it is started by `libc::clone`, whose child side only calls it).
+//! (every path ends in `_exit` or `exec`). The launched child of the init
+//! program, besides, shares the test process's memory and the launching
+//! thread's thread-local storage until it execs: its system calls go
+//! through `sys`'s raw wrappers, which write no `errno`, but for one: when
+//! the sandbox has an early helper, the child starts it with `libc::clone`,
+//! which on failure writes `errno` into that shared thread-local storage,
+//! the launching thread's (see [`launch`]).
 //! The runner's closure is user code; the crate documentation says what it
 //! may not rely on.
 #![allow(unsafe_code)]

@@ -18,10 +18,13 @@
 //! Failures are returned as raw errno values (`i32`), which cost nothing to
 //! carry.
 //!
-//! Tasks that share the test process's memory (the launch of a sandbox's
-//! init program until its exec, see `child::launch`; the task that frees a
-//! run's memory, see `child::runner`) use only these wrappers: none
-//! writes `errno` in the thread-local storage they share.
+//! The launch of a sandbox's init program shares the test process's memory
+//! and the launching thread's thread-local storage until its exec (see
+//! `child::launch`): no wrapper here writes `errno` there, but the launched
+//! child also calls `libc::clone` once, to start the early helper, and a
+//! failed `libc::clone` writes `errno` into that thread's storage. The task
+//! that frees a run's memory (see `child::runner`) shares the run's copy of
+//! that memory, not the test process's.
 //!
 //! # References
 //!
