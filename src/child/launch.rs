@@ -325,22 +325,31 @@ impl Launch {
     /// # Safety
     ///
     /// The child starts in `entry` on the launch stack, below its
-    /// arguments, and makes only raw system calls until it execs or exits;
-    /// the caller keeps the stack and arguments as they are until then.
+    /// arguments, and makes only raw system calls (and the early helper's
+    /// `libc::clone`, see the module docs) until it execs or exits; the
+    /// caller keeps the stack and arguments as they are until then.
     unsafe fn clone_child(&self, flags: libc::c_int) -> Result<libc::pid_t, i32> {
+        // SAFETY: `args` points to the Args that prepare() wrote at the top
+        // of the launch stack, which lives as long as `self`; only the
+        // field's address is taken, nothing is read or written.
+        let child_pid = unsafe { std::ptr::addr_of_mut!((*self.args).child_pid) };
+        // SAFETY: the same live Args; `running` is an atomic, so a shared
+        // reference to it may exist while the kernel writes it.
+        let running = unsafe { (*self.args).running.as_ptr() }.cast::<libc::pid_t>();
         let (pid, errno) = sys::with_all_signals_blocked(|| {
             // SAFETY: see this function's contract. The kernel writes the
-            // child's pid into the args (CLONE_PARENT_SETTID), and clears
-            // `running` if CLONE_CHILD_CLEARTID is set.
+            // child's pid into `child_pid` (CLONE_PARENT_SETTID), and
+            // clears `running` if CLONE_CHILD_CLEARTID is set: both point
+            // into the live Args.
             let pid = unsafe {
                 libc::clone(
                     entry,
                     self.args.cast(),
                     flags,
                     self.args.cast(),
-                    std::ptr::addr_of_mut!((*self.args).child_pid),
+                    child_pid,
                     std::ptr::null_mut::<libc::c_void>(),
-                    (*self.args).running.as_ptr().cast::<libc::pid_t>(),
+                    running,
                 )
             };
             (pid, sys::errno())

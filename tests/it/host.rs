@@ -432,7 +432,8 @@ fn no_special_filesystem_of_the_host_is_reachable() {
         let n = name.clone();
         let (opened, listed, reachable) = ns.run(move || {
             let c = std::ffi::CString::new(n.clone()).unwrap();
-            // SAFETY: as above.
+            // SAFETY: c is a live NUL-terminated name; without O_CREAT,
+            // mq_open reads nothing else.
             let q = unsafe {
                 libc::mq_open(
                     c.as_ptr(),
