@@ -501,7 +501,7 @@ impl SandboxBuilder {
         // allows; a network's host shares its switch's.
         // In a non-dumpable process (a closure: a sandbox inside a
         // sandbox), the launched child's /proc files belong to root outside
-        // until its exec (see child::init): it writes its own maps, after
+        // until its exec (see child::launch): it writes its own maps, after
         // making its own copy of the memory dumpable, and maps one id.
         let nested = !sys::is_dumpable();
         let mapping = ids.map(|_| {
@@ -655,7 +655,7 @@ impl SandboxBuilder {
     }
 }
 
-/// The namespaces the early helper makes (see `child::init`): those of the
+/// The namespaces the early helper makes (see `child::launch`): those of the
 /// plan's inner user namespace.
 fn early_helper_flags(steps: &[plan::Step]) -> libc::c_int {
     steps

@@ -565,7 +565,8 @@ impl Sandbox {
             {
                 None => true,
                 Some(0) => false,
-                // The task freeing a run's memory (see child::closure) is
+                // The task freeing a run's memory (see
+                // child::runner's hand_over_teardown) is
                 // the init process's child for a moment: it prints nothing.
                 Some(n) => String::from_utf8_lossy(&buf[..n])
                     .split_whitespace()
