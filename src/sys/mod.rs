@@ -1,5 +1,8 @@
-//! The system layer: the only place, with `child/`, `fork/tls.rs` and
-//! `init/main.rs`, where the crate calls the kernel or the C library.
+//! The system layer: where the crate calls the kernel or the C library
+//! other than through std, with `child/`, `fork/tls.rs`, `init/main.rs`
+//! and two calls of rustix's safe API in `setup/` (`statx` in
+//! `setup/host.rs`, `access` in `setup/limits.rs`); the `hermetic` binary
+//! (`src/bin/hermetic.rs`) makes a few of its own.
 //!
 //! - [`raw`] (re-exported here): the wrappers that are safe between `fork`
 //!   or `clone` and `_exit` or `exec` in a child of the multi-threaded test
