@@ -517,7 +517,8 @@ fn refused_overlays_fall_back_to_read_only_and_say_so_once() {
         // As root, a third level cannot write its id maps (the proc it sees
         // is read-only): not this test's subject.
         common::skip(&format!(
-            "a third level of sandboxes cannot be made here ({err})"
+            "a third level of sandboxes cannot be made here ({})",
+            err.trim()
         ));
         return;
     }
