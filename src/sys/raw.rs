@@ -10,6 +10,10 @@
 //! `fork` (its handlers), signal masks and dispositions, thread creation,
 //! `mmap`.
 //!
+//! Only what code after fork calls lives here (some of it is called by the
+//! test process too); the wrappers only the test process calls are in the
+//! parent module, however little they do.
+//!
 //! # Safety
 //!
 //! Everything here is callable from a child of a multi-threaded process
@@ -25,8 +29,8 @@
 //!
 //! # References
 //!
-//! - clone(2), execveat(2), setns(2), pidfd_open(2), pidfd_send_signal(2),
-//!   close_range(2), memfd_create(2), user_namespaces(7), pid_namespaces(7)
+//! - clone(2), execveat(2), setns(2), pidfd_open(2), close_range(2),
+//!   user_namespaces(7), pid_namespaces(7)
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
@@ -245,32 +249,6 @@ impl Drop for Stack {
     }
 }
 
-/// The calling thread's thread pointer: the value `CLONE_SETTLS` gives a
-/// new task (the TCB address on x86_64, `TPIDR_EL0` on aarch64).
-pub(crate) fn thread_pointer() -> Option<usize> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let tp: usize;
-        // SAFETY: reads the first word of the TCB, which glibc and musl
-        // both keep pointing at the TCB itself (the fs base).
-        unsafe {
-            std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags));
-        }
-        Some(tp)
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        let tp: usize;
-        // SAFETY: reads the thread pointer register; no memory is touched.
-        unsafe {
-            std::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nostack, nomem, preserves_flags));
-        }
-        Some(tp)
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    None
-}
-
 /// What a fork-like `clone` returned.
 pub(crate) enum Forked {
     /// In the new process.
@@ -333,12 +311,6 @@ pub(crate) fn pidfd_open(pid_: libc::pid_t) -> io::Result<OwnedFd> {
         pid,
         rustix::process::PidfdFlags::empty(),
     )?)
-}
-
-/// Sends `sig` to the process behind `pidfd`; immune to pid reuse.
-pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> Result<(), i32> {
-    let sig = Signal::from_named_raw(sig).ok_or(libc::EINVAL)?;
-    rustix::process::pidfd_send_signal(pidfd, sig).map_err(raw)
 }
 
 /// Closes every fd from `first` to `last` inclusive.
@@ -409,19 +381,6 @@ pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, i32> {
 pub(crate) fn wait_readable(fd: BorrowedFd<'_>) {
     use rustix::event::{PollFd, PollFlags};
     let mut polled = [PollFd::new(&fd, PollFlags::IN)];
-    while rustix::event::poll(&mut polled, None) == Err(Errno::INTR) {}
-}
-
-/// Blocks until the process behind `pidfd` has exited, or `pipe` (a read
-/// end) has no writer left; retries on EINTR. Data arriving in `pipe`
-/// does not wake it (its poll asks for no event: only a hang-up is
-/// reported).
-pub(crate) fn wait_exit_or_hangup(pidfd: BorrowedFd<'_>, pipe: BorrowedFd<'_>) {
-    use rustix::event::{PollFd, PollFlags};
-    let mut polled = [
-        PollFd::new(&pidfd, PollFlags::IN),
-        PollFd::new(&pipe, PollFlags::empty()),
-    ];
     while rustix::event::poll(&mut polled, None) == Err(Errno::INTR) {}
 }
 
@@ -532,47 +491,6 @@ pub(crate) fn exit(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Name of a signal, `"SIGSEGV"`, or `"signal N"` for unknown numbers.
-pub(crate) fn signal_name(signo: i32) -> &'static str {
-    const NAMES: [(i32, &str); 31] = [
-        (libc::SIGHUP, "SIGHUP"),
-        (libc::SIGINT, "SIGINT"),
-        (libc::SIGQUIT, "SIGQUIT"),
-        (libc::SIGILL, "SIGILL"),
-        (libc::SIGTRAP, "SIGTRAP"),
-        (libc::SIGABRT, "SIGABRT"),
-        (libc::SIGBUS, "SIGBUS"),
-        (libc::SIGFPE, "SIGFPE"),
-        (libc::SIGKILL, "SIGKILL"),
-        (libc::SIGUSR1, "SIGUSR1"),
-        (libc::SIGSEGV, "SIGSEGV"),
-        (libc::SIGUSR2, "SIGUSR2"),
-        (libc::SIGPIPE, "SIGPIPE"),
-        (libc::SIGALRM, "SIGALRM"),
-        (libc::SIGTERM, "SIGTERM"),
-        (libc::SIGSTKFLT, "SIGSTKFLT"),
-        (libc::SIGCHLD, "SIGCHLD"),
-        (libc::SIGCONT, "SIGCONT"),
-        (libc::SIGSTOP, "SIGSTOP"),
-        (libc::SIGTSTP, "SIGTSTP"),
-        (libc::SIGTTIN, "SIGTTIN"),
-        (libc::SIGTTOU, "SIGTTOU"),
-        (libc::SIGURG, "SIGURG"),
-        (libc::SIGXCPU, "SIGXCPU"),
-        (libc::SIGXFSZ, "SIGXFSZ"),
-        (libc::SIGVTALRM, "SIGVTALRM"),
-        (libc::SIGPROF, "SIGPROF"),
-        (libc::SIGWINCH, "SIGWINCH"),
-        (libc::SIGIO, "SIGIO"),
-        (libc::SIGPWR, "SIGPWR"),
-        (libc::SIGSYS, "SIGSYS"),
-    ];
-    NAMES
-        .iter()
-        .find(|(n, _)| *n == signo)
-        .map_or("an unknown signal", |(_, name)| name)
-}
-
 /// The calling process's own pid.
 pub(crate) fn getpid() -> libc::pid_t {
     rustix::process::getpid().as_raw_nonzero().get()
@@ -603,22 +521,6 @@ pub(crate) fn wait_forever() -> ! {
 pub(crate) unsafe fn borrow_static(fd: RawFd) -> BorrowedFd<'static> {
     // SAFETY: the caller's guarantee.
     unsafe { BorrowedFd::borrow_raw(fd) }
-}
-
-/// How many bytes wait to be read from the pipe `fd` (FIONREAD).
-pub(crate) fn pending_bytes(fd: BorrowedFd<'_>) -> Result<usize, i32> {
-    rustix::io::ioctl_fionread(fd)
-        .map(|n| n as usize)
-        .map_err(raw)
-}
-
-/// `memfd_create(2)`.
-pub(crate) fn memfd_create(name: &CStr, flags: libc::c_uint) -> io::Result<OwnedFd> {
-    use rustix::fs::MemfdFlags;
-    Ok(rustix::fs::memfd_create(
-        name,
-        MemfdFlags::from_bits_retain(flags),
-    )?)
 }
 
 /// A pidfd of the calling process, as a raw fd (after fork: no allocation).
@@ -772,12 +674,6 @@ fn current_cpu() -> Option<usize> {
     Some(cpu as usize)
 }
 
-/// Kills our child `pid` and reaps it.
-pub(crate) fn kill_and_reap(pid_: libc::pid_t) -> Result<Exit, i32> {
-    let _ = pid(pid_).map(|p| rustix::process::kill_process(p, Signal::KILL));
-    reap(pid_)
-}
-
 /// Waits for our child `pid` (whatever its exit signal) and reaps it,
 /// retrying on `EINTR`: its raw wait status, as `waitpid(2)` gives it. The
 /// one wait of the crate: [`reap`] and [`kill_and_reap`] go through it.
@@ -802,32 +698,6 @@ pub(crate) fn pidfd_of(pid: libc::pid_t) -> Result<RawFd, i32> {
     pidfd_open(pid)
         .map(IntoRawFd::into_raw_fd)
         .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
-}
-
-/// The effective uid of the calling process.
-pub(crate) fn geteuid() -> u32 {
-    rustix::process::geteuid().as_raw()
-}
-
-/// The effective gid of the calling process.
-pub(crate) fn getegid() -> u32 {
-    rustix::process::getegid().as_raw()
-}
-
-/// The calling thread's id.
-/// The calling thread's robust mutex list head and its size, as its C
-/// library registered them (get_robust_list(2)); None if it has none.
-pub(crate) fn robust_list() -> Option<(usize, usize)> {
-    let mut head = 0usize;
-    let mut len = 0usize;
-    // SAFETY: pid 0 is the calling thread; both pointers are live words.
-    let ret = unsafe {
-        call(
-            libc::SYS_get_robust_list,
-            [0, &raw mut head as usize, &raw mut len as usize, 0, 0, 0],
-        )
-    };
-    (ret.is_ok() && head != 0).then_some((head, len))
 }
 
 /// Registers `head` as the calling thread's robust mutex list
@@ -856,142 +726,9 @@ pub(crate) unsafe fn register_rseq(area: usize, len: u32, sig: u32) -> Result<()
     unsafe { call(libc::SYS_rseq, [area, len as usize, 0, sig as usize, 0, 0]) }.map(drop)
 }
 
-pub(crate) fn gettid() -> libc::pid_t {
-    rustix::thread::gettid().as_raw_nonzero().get()
-}
-
 /// A pipe, both ends close-on-exec: (read, write).
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
-}
-
-/// Sets the capacity of the pipe `fd` to at least `size` bytes.
-pub(crate) fn set_pipe_size(fd: BorrowedFd<'_>, size: usize) -> io::Result<()> {
-    Ok(rustix::pipe::fcntl_setpipe_size(fd, size).map(drop)?)
-}
-
-/// Seals the memfd `fd` against any change: its size and contents, and
-/// further seals.
-pub(crate) fn seal_for_good(fd: BorrowedFd<'_>) -> io::Result<()> {
-    use rustix::fs::SealFlags;
-    Ok(rustix::fs::fcntl_add_seals(
-        fd,
-        SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
-    )?)
-}
-
-/// Reads from `fd` at `offset` (the fd's own position untouched).
-pub(crate) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize, i32> {
-    rustix::io::pread(fd, buf, offset).map_err(raw)
-}
-
-/// Whether the calling process ignores `SIGCHLD` (`SIG_IGN`, or
-/// `SA_NOCLDWAIT`): the kernel then reaps children that exit with that
-/// signal before anyone can wait for them.
-pub(crate) fn children_reaped_by_kernel() -> bool {
-    // SAFETY: `sigaction` is plain data (integers, a handler address and a
-    // signal set), for which all zeroes is a valid value.
-    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: a null new action only reads the disposition, into `old`, a
-    // live struct of the right type.
-    let read = unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old) } == 0;
-    read && (old.sa_sigaction == libc::SIG_IGN || old.sa_flags & libc::SA_NOCLDWAIT != 0)
-}
-
-/// A raw packet socket (`AF_PACKET`) on link `ifindex`: every frame the
-/// link receives, none it sends (`PACKET_IGNORE_OUTGOING`), each with a
-/// `virtio_net_hdr` in front (`PACKET_VNET_HDR`), so that offloaded frames
-/// (GSO, partial checksums) pass through whole and are sent on as they
-/// came.
-pub(crate) fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
-    let protocol = (libc::ETH_P_ALL as u16).to_be();
-    // SAFETY: plain system call; on success the fd is new and ours.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            i32::from(protocol),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: socket returned a new fd, which nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
-    for option in [libc::PACKET_VNET_HDR, libc::PACKET_IGNORE_OUTGOING] {
-        // SAFETY: an int option, live for the call.
-        let ret = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                option,
-                std::ptr::from_ref(&one).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if ret != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    // SAFETY: a zeroed sockaddr_ll is valid; the fields that matter are set.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = protocol;
-    addr.sll_ifindex = ifindex as i32;
-    // SAFETY: addr is a live sockaddr_ll of the size given.
-    let ret = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            std::ptr::from_ref(&addr).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    if ret != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(fd)
-}
-
-/// One frame from a packet socket, without waiting: its length, or `None`
-/// when there is none now.
-pub(crate) fn packet_recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<usize>, i32> {
-    loop {
-        match rustix::io::read(fd, &mut *buf) {
-            Ok(n) => return Ok(Some(n)),
-            Err(Errno::INTR) => continue,
-            Err(Errno::AGAIN) => return Ok(None),
-            Err(e) => return Err(raw(e)),
-        }
-    }
-}
-
-/// Sends one frame (with its `virtio_net_hdr`) out of a packet socket's
-/// link.
-pub(crate) fn packet_send(fd: BorrowedFd<'_>, frame: &[u8]) -> Result<(), i32> {
-    loop {
-        match rustix::io::write(fd, frame) {
-            Ok(_) => return Ok(()),
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(raw(e)),
-        }
-    }
-}
-
-/// Makes `fd` non-blocking.
-pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), i32> {
-    let flags = rustix::fs::fcntl_getfl(fd).map_err(raw)?;
-    rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK).map_err(raw)
-}
-
-/// Puts the open file of `fd` on fd 0, the process's stdin, closing what
-/// was there (`dup2(2)`).
-pub(crate) fn replace_stdin(fd: BorrowedFd<'_>) -> Result<(), i32> {
-    // SAFETY: fd 0 is owned by no Rust object (std's `Stdin` names the
-    // number for each read, it holds no `OwnedFd`), so replacing its file
-    // closes nothing another owner will close again; `fd` is open for the
-    // call.
-    unsafe { dup2(fd.as_raw_fd(), 0) }
 }
 
 /// Runs `f` with every signal blocked on the calling thread, then restores
