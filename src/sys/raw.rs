@@ -1,14 +1,17 @@
-//! The system calls that are safe after fork: `rustix` (its `linux_raw` backend, which
-//! enters the kernel directly, so no call writes libc's `errno`), and by
-//! hand, through [`call`], only what rustix does not offer: `close_range`,
-//! `keyctl`, `seccomp`, `get_robust_list`, `set_robust_list` and `rseq`,
-//! which it lacks; `clone` without a new stack, `execve`, `execveat`,
-//! `exit_group` and `rt_sigprocmask`, which it has only in its unstable
-//! `runtime` module; `close` with errors ignored (rustix's asserts success
-//! in debug builds); `getcpu` (rustix's goes through the vDSO, whose first
-//! use may allocate). libc stays for what must go through the C library:
-//! `fork` (its handlers), signal masks and dispositions, thread creation,
-//! `mmap`.
+//! The system calls that are safe after fork: `rustix` (its `linux_raw`
+//! backend, which enters the kernel directly, so no call writes libc's
+//! `errno`), and by hand, through [`call`], only what rustix does not
+//! offer: `close_range`, `keyctl`, `seccomp`, `get_robust_list`,
+//! `set_robust_list` and `rseq`, which it lacks; `clone` without a new
+//! stack, `execve`, `execveat`, `exit_group` and `rt_sigprocmask`, which it
+//! has only in its unstable `runtime` module; `close` with errors ignored
+//! (rustix's asserts success in debug builds); `getcpu` (rustix's goes
+//! through the vDSO, whose first use may allocate). Some of these callers
+//! use [`call`] where they are (`keyctl` in `child::joiner`,
+//! `rt_sigprocmask` in `child::runner`). libc stays for what must go
+//! through the C library: `fork` (its handlers), a `clone` onto a new stack
+//! (`libc::clone` starts a function there), signal masks and dispositions,
+//! thread creation.
 //!
 //! Only what code after fork calls lives here (some of it is called by the
 //! test process too); the wrappers only the test process calls are in the
@@ -51,11 +54,6 @@ pub(crate) fn errno() -> i32 {
     io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(libc::EIO)
-}
-
-/// Maps a `-1` return to the current errno.
-fn check(ret: libc::c_long) -> Result<libc::c_long, i32> {
-    if ret < 0 { Err(errno()) } else { Ok(ret) }
 }
 
 /// One system call with up to six arguments; `Err(errno)` on failure.
@@ -200,27 +198,23 @@ impl Stack {
     /// Maps `size` usable bytes (committed only as they are touched) plus
     /// the guard page.
     pub(crate) fn map(size: usize) -> Result<Stack, i32> {
+        use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
         let len = size + GUARD;
-        // SAFETY: a new anonymous private mapping; no memory of ours is
-        // touched.
+        // SAFETY: a new anonymous private mapping, placed by the kernel
+        // (null hint): no memory of ours is touched.
         let base = unsafe {
-            libc::mmap(
+            rustix::mm::mmap_anonymous(
                 std::ptr::null_mut(),
                 len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
-                -1,
-                0,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::STACK | MapFlags::NORESERVE,
             )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(errno());
         }
+        .map_err(raw)?;
         let stack = Stack { base, len };
-        // SAFETY: the lowest page of the mapping made above.
-        if unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) } != 0 {
-            return Err(errno());
-        }
+        // SAFETY: the lowest page of the mapping made above, which nothing
+        // uses yet.
+        unsafe { rustix::mm::mprotect(base, GUARD, MprotectFlags::empty()) }.map_err(raw)?;
         Ok(stack)
     }
 
@@ -245,7 +239,7 @@ impl Drop for Stack {
     fn drop(&mut self) {
         // SAFETY: our own mapping; whoever ran on it is gone (the owners of
         // a Stack drop it only after reaping that process).
-        unsafe { libc::munmap(self.base, self.len) };
+        let _ = unsafe { rustix::mm::munmap(self.base, self.len) };
     }
 }
 
@@ -273,18 +267,22 @@ pub(crate) unsafe fn clone_fork(
     exit_signal: libc::c_int,
 ) -> Result<Forked, i32> {
     // SAFETY: no new stack (0): the child continues on a copy of ours, as
-    // after fork(2). The caller upholds the after-fork rules.
+    // after fork(2); no parent or child tid pointer, no TLS. The caller
+    // upholds the after-fork rules.
     let ret = unsafe {
-        libc::syscall(
+        call(
             libc::SYS_clone,
-            flags | exit_signal as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
+            [
+                (flags | exit_signal as libc::c_ulong) as usize,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ],
         )
     };
-    match check(ret)? as libc::pid_t {
+    match ret? as libc::pid_t {
         0 => Ok(Forked::Child),
         pid => Ok(Forked::Parent { pid }),
     }
