@@ -5,10 +5,10 @@
 //!
 //! # Safety
 //!
-//! The `unsafe` blocks pass live, correctly sized option values and
-//! addresses to `setsockopt` and `bind`, which rustix has no call for on a
-//! packet socket (`PACKET_VNET_HDR`, `PACKET_IGNORE_OUTGOING`,
-//! `sockaddr_ll`).
+//! The socket is rustix's; the `unsafe` blocks pass live, correctly sized
+//! option values and addresses to libc's `setsockopt` and `bind`, for which
+//! rustix has no packet-socket options (`PACKET_VNET_HDR`,
+//! `PACKET_IGNORE_OUTGOING`) nor address (`sockaddr_ll`).
 //!
 //! # References
 //!
@@ -16,7 +16,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use rustix::io::Errno;
 
@@ -26,20 +26,13 @@ use rustix::io::Errno;
 /// (GSO, partial checksums) pass through whole and are sent on as they
 /// came.
 pub(crate) fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
-    let protocol = (libc::ETH_P_ALL as u16).to_be();
-    // SAFETY: plain system call; on success the fd is new and ours.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            i32::from(protocol),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: socket returned a new fd, which nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::PACKET,
+        SocketType::RAW,
+        SocketFlags::CLOEXEC,
+        Some(rustix::net::eth::ALL),
+    )?;
     let one: libc::c_int = 1;
     for option in [libc::PACKET_VNET_HDR, libc::PACKET_IGNORE_OUTGOING] {
         // SAFETY: an int option, live for the call.
@@ -59,7 +52,7 @@ pub(crate) fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
     // SAFETY: a zeroed sockaddr_ll is valid; the fields that matter are set.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = protocol;
+    addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
     addr.sll_ifindex = ifindex as i32;
     // SAFETY: addr is a live sockaddr_ll of the size given.
     let ret = unsafe {
