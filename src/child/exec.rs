@@ -109,8 +109,12 @@ unsafe fn command_pre_exec(
     }
     // Signals, outer to inner relay (a hang-up: the outer relay is gone);
     // the program's wait status, inner to outer.
-    let (signals_r, signals_w) = pipe().map_err(io)?;
-    let (status_r, status_w) = pipe().map_err(io)?;
+    let (signals_r, signals_w) = sys::pipe().map_err(io)?;
+    let (status_r, status_w) = sys::pipe().map_err(io)?;
+    // As raw fds from here on: each process below closes the ends it does
+    // not use, and exits or execs without dropping anything.
+    let [signals_r, signals_w, status_r, status_w] =
+        [signals_r, signals_w, status_r, status_w].map(IntoRawFd::into_raw_fd);
     // The signals the outer relay passes on stay pending, not fatal, until
     // its handlers are in place: the program may run (and be signalled)
     // before that. Each process below restores the mask it started with.
@@ -160,13 +164,6 @@ unsafe fn command_pre_exec(
             unsafe { outer_relay(signals_w, status_r, &mask) }
         }
     }
-}
-
-/// A pipe, both ends close-on-exec, as raw fds (after fork: nothing to
-/// drop).
-fn pipe() -> Result<(RawFd, RawFd), i32> {
-    let (r, w) = sys::pipe().map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
-    Ok((r.into_raw_fd(), w.into_raw_fd()))
 }
 
 /// The inner relay: forks the program (which returns, for std to exec it),
@@ -234,14 +231,12 @@ unsafe fn inner_relay(signals: RawFd, status: RawFd, mask: &libc::sigset_t) -> s
         }
     };
     // Readable once the program has ended.
-    let Ok(watch) = sys::pidfd_of(program) else {
+    let Ok(watch) = sys::pidfd_open(program) else {
         kill(Signal::KILL);
         sys::exit(EXIT_SETUP)
     };
     // SAFETY: open for this process's life.
     let signals = unsafe { sys::borrow_static(signals) };
-    // SAFETY: open for this process's life (nothing here closes it).
-    let watch = unsafe { sys::borrow_static(watch) };
     loop {
         let mut fds = [
             PollFd::new(&signals, PollFlags::IN),

@@ -302,13 +302,11 @@ fn pid(pid: libc::pid_t) -> Result<Pid, i32> {
     Pid::from_raw(pid).ok_or(libc::ESRCH)
 }
 
-/// A pidfd for `pid`, which must be our child or otherwise pinned.
-pub(crate) fn pidfd_open(pid_: libc::pid_t) -> io::Result<OwnedFd> {
-    let pid = pid(pid_).map_err(io::Error::from_raw_os_error)?;
-    Ok(rustix::process::pidfd_open(
-        pid,
-        rustix::process::PidfdFlags::empty(),
-    )?)
+/// A pidfd for `pid`, which must be our child, ourselves, or otherwise
+/// pinned: the crate's one pidfd opener (after fork too, where the caller
+/// keeps its raw number with `into_raw_fd`: nothing is dropped there).
+pub(crate) fn pidfd_open(pid_: libc::pid_t) -> Result<OwnedFd, i32> {
+    rustix::process::pidfd_open(pid(pid_)?, rustix::process::PidfdFlags::empty()).map_err(raw)
 }
 
 /// Closes every fd from `first` to `last` inclusive.
@@ -521,11 +519,6 @@ pub(crate) unsafe fn borrow_static(fd: RawFd) -> BorrowedFd<'static> {
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
-/// A pidfd of the calling process, as a raw fd (after fork: no allocation).
-pub(crate) fn pidfd_self() -> Result<RawFd, i32> {
-    pidfd_of(getpid())
-}
-
 /// A close-on-exec copy of `fd` numbered `min` or above (`F_DUPFD_CLOEXEC`).
 pub(crate) fn dup_above(fd: BorrowedFd<'_>, min: RawFd) -> Result<RawFd, i32> {
     rustix::io::fcntl_dupfd_cloexec(fd, min)
@@ -691,13 +684,6 @@ pub(crate) fn reap_raw(pid_: libc::pid_t) -> Result<i32, i32> {
     }
 }
 
-/// A pidfd of `pid`, our child, as a raw fd (after fork: nothing to drop).
-pub(crate) fn pidfd_of(pid: libc::pid_t) -> Result<RawFd, i32> {
-    pidfd_open(pid)
-        .map(IntoRawFd::into_raw_fd)
-        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
-}
-
 /// Registers `head` as the calling thread's robust mutex list
 /// (set_robust_list(2)): the kernel releases the mutexes on it, marked
 /// owner-dead, when the thread dies.
@@ -724,9 +710,11 @@ pub(crate) unsafe fn register_rseq(area: usize, len: u32, sig: u32) -> Result<()
     unsafe { call(libc::SYS_rseq, [area, len as usize, 0, sig as usize, 0, 0]) }.map(drop)
 }
 
-/// A pipe, both ends close-on-exec: (read, write).
-pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+/// A pipe, both ends close-on-exec: (read, write). The test process
+/// makes its pipes through [`fd::pipe`](super::fd::pipe), which lists
+/// them.
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), i32> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(raw)
 }
 
 /// Runs `f` with every signal blocked on the calling thread, then restores
