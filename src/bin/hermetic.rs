@@ -389,14 +389,11 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
         .envs(run.env.iter().map(|(k, v)| (k, v)));
     let why = |program: &std::ffi::OsStr| why_hidden(program, run.host.granted(), &run.mounts);
     let code = start_and_wait(cmd, &run.program, run.timeout, &why);
-    if code != 0 && keep_failed() {
-        match sandbox.keep() {
-            Ok(enter) => eprintln!(
-                "hermetic: HERMETIC_KEEP is set: the sandbox is kept (init process {}); look \
-                 inside with: {enter} sh, or: hermetic enter {}",
-                sandbox.pid(),
-                sandbox.pid()
-            ),
+    if code != 0
+        && let Some(kept) = sandbox.__keep_if_asked("HERMETIC_KEEP is set: the sandbox")
+    {
+        match kept {
+            Ok(kept) => eprintln!("{kept}, or: hermetic enter {}", sandbox.pid()),
             Err(e) => eprintln!("hermetic: could not keep the sandbox: {e}"),
         }
     }
@@ -467,10 +464,6 @@ fn why_hidden(
              with --bind-ro DIR:DIR"
         ),
     }
-}
-
-fn keep_failed() -> bool {
-    std::env::var_os("HERMETIC_KEEP").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 fn check(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
