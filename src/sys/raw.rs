@@ -667,7 +667,8 @@ fn current_cpu() -> Option<usize> {
 
 /// Waits for our child `pid` (whatever its exit signal) and reaps it,
 /// retrying on `EINTR`: its raw wait status, as `waitpid(2)` gives it. The
-/// one wait of the crate: [`reap`] and [`kill_and_reap`] go through it.
+/// one wait of the crate: [`reap`] and [`kill_and_reap`](super::kill_and_reap) go
+/// through it.
 pub(crate) fn reap_raw(pid_: libc::pid_t) -> Result<i32, i32> {
     use rustix::process::WaitOptions;
     let pid = pid(pid_)?;
