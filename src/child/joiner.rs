@@ -15,7 +15,7 @@
 //! See the parent module: system calls only until the closure starts.
 #![allow(unsafe_code)]
 
-use std::os::fd::RawFd;
+use std::os::fd::{IntoRawFd, RawFd};
 
 use serde::Serialize;
 
@@ -336,8 +336,9 @@ where
             let keep = [plan.report, fds.result, fds.stdout, fds.stderr];
             // SAFETY: the joiner is a child after fork.
             unsafe { close_ours(locks.ours(), &keep, plan.keep) };
-            let joiner =
-                sys::pidfd_self().unwrap_or_else(|e| fail(plan.report, JoinStep::Watch, e));
+            let joiner = sys::pidfd_open(sys::getpid())
+                .map(IntoRawFd::into_raw_fd)
+                .unwrap_or_else(|e| fail(plan.report, JoinStep::Watch, e));
             // SAFETY: the joiner, a child just forked from the test
             // process, which exits at the end of launch_runner.
             unsafe {

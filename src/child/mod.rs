@@ -63,12 +63,12 @@ use crate::sys;
 pub(crate) fn leave_as(status: i32) -> ! {
     if libc::WIFSIGNALED(status) {
         let sig = libc::WTERMSIG(status);
-        let rl = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
+        // No core file from the signal below.
+        let none = rustix::process::Rlimit {
+            current: Some(0),
+            maximum: Some(0),
         };
-        // SAFETY: reads a live rlimit: no core file from the signal below.
-        unsafe { libc::setrlimit(libc::RLIMIT_CORE, &rl) };
+        let _ = rustix::process::setrlimit(rustix::process::Resource::Core, none);
         // SAFETY: the default action, no handler: nothing of ours runs.
         unsafe { libc::signal(sig, libc::SIG_DFL) };
         let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
@@ -83,8 +83,13 @@ pub(crate) fn leave_as(status: i32) -> ! {
         // SAFETY: unblocks `sig` for this process (single-threaded, a
         // stand-in about to end) from a live set.
         unsafe { libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
-        // SAFETY: the signal to this very process, which is meant to end.
-        unsafe { libc::kill(sys::getpid(), sig) };
+        // SAFETY: `sig` is non-zero and a signal number (WIFSIGNALED, from
+        // the kernel's wait status); it is sent to this very process,
+        // which is meant to end of it, with no handler (SIG_DFL above), so
+        // no code of the C library's runs for it even when it is one of
+        // the real-time signals the C library keeps for itself.
+        let signal = unsafe { rustix::process::Signal::from_raw_unchecked(sig) };
+        let _ = rustix::process::kill_process(rustix::process::getpid(), signal);
         sys::exit(128 + sig)
     }
     sys::exit(libc::WEXITSTATUS(status))

@@ -602,10 +602,13 @@ impl SandboxBuilder {
         };
         let map_failure = launch.map_failure();
         // Our unreaped child: its pid is pinned.
-        let init_pidfd = Fd::open(|| sys::pidfd_open(pid)).map_err(|e| {
-            let _ = sys::kill_and_reap(pid);
-            Error::sys("opening a pidfd for the sandbox's init process", e)
-        })?;
+        let init_pidfd =
+            Fd::open(|| sys::pidfd_open(pid).map_err(std::io::Error::from_raw_os_error)).map_err(
+                |e| {
+                    let _ = sys::kill_and_reap(pid);
+                    Error::sys("opening a pidfd for the sandbox's init process", e)
+                },
+            )?;
         if let Some(c) = &cgroups
             && let Err(e) = c.attach(pid)
         {
