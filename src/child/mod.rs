@@ -31,9 +31,10 @@
 //! The joiner is a `fork` of a multi-threaded process, and the init
 //! program's launch a `CLONE_VM` clone of one. Until the user's closure
 //! starts, code here makes only system calls, through [`sys`](crate::sys)
-//! or, for a few, straight through libc (the clones of the launch, of the
-//! early helper and of the task that frees a run's memory, `leave_as`'s
-//! signal reset, the runner's own thread where it starts one), on data
+//! or, for a few, straight through rustix or libc (the clones of the
+//! launch, of the early helper and of the task that frees a run's memory,
+//! `leave_as`'s core limit and signal reset, the runner's own thread where
+//! it starts one), on data
 //! prepared before forking: no allocation, no locks, no unwinding (every
 //! path ends in `_exit` or `exec`). The child launched to exec the init
 //! program, besides, shares the test process's memory and the launching
