@@ -187,8 +187,10 @@ global_asm!(
 #[inline(always)]
 unsafe fn call(nr: usize, a: [usize; 6]) -> Result<usize, i32> {
     let ret: isize;
-    // SAFETY: the architecture's system call convention; the caller vouches
-    // for what the call does to memory.
+    // SAFETY: the x86_64 convention: the number in rax, arguments in rdi,
+    // rsi, rdx, r10, r8 and r9, the result in rax, and `syscall` clobbers
+    // rcx and r11 alone; the caller vouches for what the call does to
+    // memory.
     #[cfg(target_arch = "x86_64")]
     unsafe {
         core::arch::asm!(
@@ -200,7 +202,9 @@ unsafe fn call(nr: usize, a: [usize; 6]) -> Result<usize, i32> {
             options(nostack),
         );
     }
-    // SAFETY: as above.
+    // SAFETY: the aarch64 convention: the number in x8, arguments in x0 to
+    // x5, the result in x0, and `svc 0` clobbers no other register; the
+    // caller vouches for what the call does to memory.
     #[cfg(target_arch = "aarch64")]
     unsafe {
         core::arch::asm!(
@@ -677,7 +681,8 @@ fn loopback_up() -> Result<(), i32> {
         .and_then(|_| {
             let flags = i16::from_ne_bytes([req[16], req[17]]) | IFF_UP | IFF_RUNNING;
             req[16..18].copy_from_slice(&flags.to_ne_bytes());
-            // SAFETY: as above.
+            // SAFETY: req is the same live 40-byte ifreq, its name still
+            // "lo"; the kernel only reads it for SIOCSIFFLAGS.
             unsafe { call(nr::IOCTL, [sock, SIOCSIFFLAGS, req.as_mut_ptr() as usize, 0, 0, 0]) }
         });
     close(sock as i32);
@@ -805,21 +810,25 @@ extern "C" fn init_main(_stack: *const usize) -> ! {
 /// while it forks, so the keeper has it from its first instant, and this
 /// process takes its own back.
 fn keeper() -> Result<(), i32> {
-    // SAFETY: the names are NUL-terminated.
+    // SAFETY: the kernel reads at most 16 bytes of the name, a
+    // NUL-terminated static string; it renames this thread alone.
     let _ = unsafe { call(nr::PRCTL, [PR_SET_NAME, b"hermetic-keeper\0".as_ptr() as usize, 0, 0, 0, 0]) };
     // SAFETY: fork-like clone (no new stack); the child makes only system
     // calls and never returns.
     let pid = unsafe { call(nr::CLONE, [SIGCHLD, 0, 0, 0, 0, 0]) };
     if pid == Ok(0) {
-        // SAFETY: integer arguments.
-        unsafe {
-            let _ = call(CLOSE_RANGE, [0, !0, 0, 0, 0, 0]);
-            // Forked before this process made itself non-dumpable.
-            let _ = call(nr::PRCTL, [PR_SET_DUMPABLE, 0, 0, 0, 0, 0]);
-        }
+        // SAFETY: integer arguments, no memory; the fds it closes are this
+        // child's copies (a fork-like clone, no CLONE_FILES), and it uses
+        // none of them.
+        let _ = unsafe { call(CLOSE_RANGE, [0, !0, 0, 0, 0, 0]) };
+        // Forked before this process made itself non-dumpable.
+        // SAFETY: integer arguments, no memory; it changes only this
+        // child's dumpable flag.
+        let _ = unsafe { call(nr::PRCTL, [PR_SET_DUMPABLE, 0, 0, 0, 0, 0]) };
         keep()
     }
-    // SAFETY: as above.
+    // SAFETY: the kernel reads at most 16 bytes of the name, a
+    // NUL-terminated static string; it renames this thread alone.
     let _ = unsafe { call(nr::PRCTL, [PR_SET_NAME, b"hermetic-init\0".as_ptr() as usize, 0, 0, 0, 0]) };
     pid.map(drop)
 }

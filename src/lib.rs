@@ -145,17 +145,20 @@
 //!
 //! Nothing outlives the sandbox: processes die with its PID namespace, and
 //! its mounts, network devices and tmpfs contents with its namespaces. A
-//! sandbox costs one process (its init process) and seven fds (a pidfd of
-//! the init process, the write end of its control pipe, both ends of its
+//! sandbox costs one process (its init process; with `HERMETIC_KEEP` set, a
+//! second, its keeper `hermetic-keeper`, see [`Sandbox::keep`]) and seven
+//! fds (a pidfd of the init process, the write end of its control pipe, both ends of its
 //! stdout and stderr pipes, and the init process's `children` file in
 //! `/proc`; tests/leaks.rs counts them); with limits enforced by cgroups,
 //! its cgroups' `cgroup.procs` fds; and, once something in it can print
 //! between runs, one output-forwarding thread and its wake-up pipe: all
 //! released on drop. A run leaves nothing of its own behind. Once
 //! per test process, a pidfd of the process itself (the lifeline), a sealed
-//! memfd holding the init program, and one thread named `hermetic-tls`,
-//! parked for good: runs borrow a copy of its (unused) thread-local
-//! storage, see docs/performance.md.
+//! memfd holding the init program, one thread named `hermetic-tls`,
+//! parked for good (runs borrow a copy of its unused thread-local
+//! storage, see docs/performance.md), and two stacks a run's processes
+//! start on (8 MiB and 16 KiB of address space, which the test process
+//! never touches: each run's fork writes its own copy).
 //!
 //! # What is isolated
 //!

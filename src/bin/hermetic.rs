@@ -391,14 +391,11 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
         .envs(run.env.iter().map(|(k, v)| (k, v)));
     let why = |program: &std::ffi::OsStr| why_hidden(program, run.host.granted(), &run.mounts);
     let code = start_and_wait(cmd, &run.program, run.timeout, &why);
-    if code != 0 && keep_failed() {
-        match sandbox.keep() {
-            Ok(enter) => eprintln!(
-                "hermetic: HERMETIC_KEEP is set: the sandbox is kept (init process {}); look \
-                 inside with: {enter} sh, or: hermetic enter {}",
-                sandbox.pid(),
-                sandbox.pid()
-            ),
+    if code != 0
+        && let Some(kept) = sandbox.__keep_if_asked("HERMETIC_KEEP is set: the sandbox")
+    {
+        match kept {
+            Ok(kept) => eprintln!("{kept}, or: hermetic enter {}", sandbox.pid()),
             Err(e) => eprintln!("hermetic: could not keep the sandbox: {e}"),
         }
     }
@@ -470,10 +467,6 @@ fn why_hidden(
              with --bind-ro DIR:DIR"
         ),
     }
-}
-
-fn keep_failed() -> bool {
-    std::env::var_os("HERMETIC_KEEP").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 fn check(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
@@ -628,19 +621,21 @@ fn wait_at_most(child: &std::process::Child, limit: Duration) -> std::io::Result
 
 /// The caller's terminal, put back as it was when the program ends.
 mod terminal {
+    use std::os::fd::BorrowedFd;
+
+    use rustix::termios::{Action, OptionalActions, Termios, tcflow, tcgetattr, tcsetattr};
+
     /// The modes of the first of fds 0, 1 and 2 that is a terminal.
-    pub(super) struct Saved(Option<(libc::c_int, libc::termios)>);
+    pub(super) struct Saved(Option<(BorrowedFd<'static>, Termios)>);
 
     impl Saved {
         pub(super) fn now() -> Saved {
-            Saved((0..3).find_map(|fd| {
-                // SAFETY: `termios` is plain data (flags, a byte array of
-                // control characters, speeds), valid all zeroes.
-                let mut t: libc::termios = unsafe { std::mem::zeroed() };
-                // SAFETY: tcgetattr fills `t`, a live termios, and reads
-                // no other memory of ours.
-                (unsafe { libc::tcgetattr(fd, &mut t) } == 0).then_some((fd, t))
-            }))
+            use rustix::stdio::{stderr, stdin, stdout};
+            Saved(
+                [stdin(), stdout(), stderr()]
+                    .into_iter()
+                    .find_map(|fd| tcgetattr(fd).ok().map(|t| (fd, t))),
+            )
         }
     }
 
@@ -666,10 +661,8 @@ mod terminal {
                 // alone changes.
                 let blocked =
                     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &ttou, before.as_mut_ptr()) };
-                // SAFETY: no memory is passed: output on `fd` resumes.
-                unsafe { libc::tcflow(*fd, libc::TCOON) };
-                // SAFETY: `t` is a termios tcgetattr filled, for this fd.
-                unsafe { libc::tcsetattr(*fd, libc::TCSANOW, t) };
+                let _ = tcflow(fd, Action::OOn);
+                let _ = tcsetattr(fd, OptionalActions::Now, t);
                 if blocked == 0 {
                     // SAFETY: pthread_sigmask succeeded, so `before` holds
                     // the mask it replaced: put back, from a live set.
@@ -709,11 +702,19 @@ mod signals {
 
     extern "C" fn pass_on(sig: libc::c_int) {
         let pid = CHILD.load(Ordering::SeqCst);
-        if pid > 0 {
-            // SAFETY: kill is async-signal-safe.
-            unsafe { libc::kill(pid, sig) };
+        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+            // A system call of its own (rustix's): async-signal-safe, and
+            // it writes no errno under the code this handler interrupted.
+            send(pid, sig);
         } else {
             PENDING.fetch_or(1 << sig, Ordering::SeqCst);
+        }
+    }
+
+    /// Sends `sig`, one of [`PASSED_ON`], to our child `pid`.
+    fn send(pid: rustix::process::Pid, sig: libc::c_int) {
+        if let Some(sig) = rustix::process::Signal::from_named_raw(sig) {
+            let _ = rustix::process::kill_process(pid, sig);
         }
     }
 
@@ -739,9 +740,10 @@ mod signals {
         CHILD.store(pid as i32, Ordering::SeqCst);
         let pending = PENDING.swap(0, Ordering::SeqCst);
         for sig in PASSED_ON {
-            if pending & (1 << sig) != 0 {
-                // SAFETY: a signal to our own child.
-                unsafe { libc::kill(pid as i32, sig) };
+            if pending & (1 << sig) != 0
+                && let Some(pid) = rustix::process::Pid::from_raw(pid as i32)
+            {
+                send(pid, sig);
             }
         }
     }

@@ -14,7 +14,10 @@
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 
-use super::joiner::{enter, join_keyring};
+use rustix::event::{PollFd, PollFlags};
+use rustix::process::{Pid, Signal};
+
+use super::joiner::{enter_here, join_keyring};
 use crate::proto::reports::EXIT_SETUP;
 use crate::sys;
 use crate::sys::fd::Fd;
@@ -93,7 +96,7 @@ unsafe fn command_pre_exec(
     let io = std::io::Error::from_raw_os_error;
     // SAFETY: our caller is std's child, just forked: this process is a
     // copy of its own to move into the sandbox's namespaces.
-    unsafe { enter(init_pidfd, nstypes) }.map_err(io)?;
+    unsafe { enter_here(init_pidfd, nstypes) }.map_err(io)?;
     // SAFETY: std's child, just forked and now inside: its session keyring
     // is a copy's, its own to change (the program is exec'd with it).
     unsafe { join_keyring() };
@@ -106,8 +109,12 @@ unsafe fn command_pre_exec(
     }
     // Signals, outer to inner relay (a hang-up: the outer relay is gone);
     // the program's wait status, inner to outer.
-    let (signals_r, signals_w) = pipe().map_err(io)?;
-    let (status_r, status_w) = pipe().map_err(io)?;
+    let (signals_r, signals_w) = sys::pipe().map_err(io)?;
+    let (status_r, status_w) = sys::pipe().map_err(io)?;
+    // As raw fds from here on: each process below closes the ends it does
+    // not use, and exits or execs without dropping anything.
+    let [signals_r, signals_w, status_r, status_w] =
+        [signals_r, signals_w, status_r, status_w].map(IntoRawFd::into_raw_fd);
     // The signals the outer relay passes on stay pending, not fatal, until
     // its handlers are in place: the program may run (and be signalled)
     // before that. Each process below restores the mask it started with.
@@ -157,13 +164,6 @@ unsafe fn command_pre_exec(
             unsafe { outer_relay(signals_w, status_r, &mask) }
         }
     }
-}
-
-/// A pipe, both ends close-on-exec, as raw fds (after fork: nothing to
-/// drop).
-fn pipe() -> Result<(RawFd, RawFd), i32> {
-    let (r, w) = sys::pipe().map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
-    Ok((r.into_raw_fd(), w.into_raw_fd()))
 }
 
 /// The inner relay: forks the program (which returns, for std to exec it),
@@ -224,45 +224,42 @@ unsafe fn inner_relay(signals: RawFd, status: RawFd, mask: &libc::sigset_t) -> s
     };
     // SAFETY: a forked child with an fd table of its own.
     let _ = unsafe { sys::close_all_except(&[low, high]) };
+    // Our own child, not yet reaped: its pid names no other process.
+    let kill = |sig| {
+        if let Some(pid) = Pid::from_raw(program) {
+            let _ = rustix::process::kill_process(pid, sig);
+        }
+    };
     // Readable once the program has ended.
-    let Ok(watch) = sys::pidfd_of(program) else {
-        // SAFETY: a signal to our own child.
-        unsafe { libc::kill(program, libc::SIGKILL) };
+    let Ok(watch) = sys::pidfd_open(program) else {
+        kill(Signal::KILL);
         sys::exit(EXIT_SETUP)
     };
+    // SAFETY: open for this process's life.
+    let signals = unsafe { sys::borrow_static(signals) };
     loop {
         let mut fds = [
-            libc::pollfd {
-                fd: signals,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: watch,
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            PollFd::new(&signals, PollFlags::IN),
+            PollFd::new(&watch, PollFlags::IN),
         ];
-        // SAFETY: two live pollfds; no allocation (this is after fork).
-        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+        if rustix::event::poll(&mut fds, None).is_err() {
             continue;
         }
-        if fds[1].revents != 0 {
+        if !fds[1].revents().is_empty() {
             break;
         }
-        if fds[0].revents != 0 {
+        if !fds[0].revents().is_empty() {
             let mut sig = [0u8; 1];
-            // SAFETY: open for this process's life.
-            match sys::read(unsafe { sys::borrow_static(signals) }, &mut sig) {
+            match sys::read(signals, &mut sig) {
+                // One of the signals the outer relay passes on (all named).
                 Ok(1) => {
-                    // SAFETY: a signal to our own child.
-                    unsafe { libc::kill(program, sig[0] as libc::c_int) };
+                    if let Some(sig) = Signal::from_named_raw(i32::from(sig[0])) {
+                        kill(sig);
+                    }
                 }
                 // The outer relay is gone (killed): so is the program.
                 _ => {
-                    // SAFETY: a signal to our own child, not yet reaped,
-                    // so its pid cannot name another process.
-                    unsafe { libc::kill(program, libc::SIGKILL) };
+                    kill(Signal::KILL);
                     break;
                 }
             }
@@ -289,18 +286,11 @@ extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
     }
     let fd = SIGNALS.load(std::sync::atomic::Ordering::Relaxed);
     if fd >= 0 {
-        // SAFETY: __errno_location has no precondition (async-signal-safe:
-        // it returns this thread's errno address).
-        let errno = unsafe { libc::__errno_location() };
-        // SAFETY: this thread's errno, a live int; saved, as the write
-        // below may change it under the code this handler interrupted.
-        let saved = unsafe { *errno };
-        // SAFETY: write is async-signal-safe; it reads one byte from a
-        // live array.
-        unsafe { libc::write(fd, [sig as u8].as_ptr().cast(), 1) };
-        // SAFETY: this thread's errno, a live int: put back as the
-        // interrupted code left it.
-        unsafe { *errno = saved };
+        // A system call of its own (rustix's): async-signal-safe, and it
+        // writes no errno under the code this handler interrupted.
+        // SAFETY: the signal pipe, open for the outer relay's life once
+        // stored (see forward_signals_to).
+        let _ = rustix::io::write(unsafe { sys::borrow_static(fd) }, &[sig as u8]);
     }
 }
 
@@ -389,9 +379,7 @@ unsafe fn outer_relay(signals: RawFd, status: RawFd, mask: &libc::sigset_t) -> !
             // The inner relay died without a word: killed, with the
             // program, as the sandbox went. So does this one.
             _ => {
-                // SAFETY: a signal to this very process, which is meant to
-                // end.
-                unsafe { libc::kill(sys::getpid(), libc::SIGKILL) };
+                let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::KILL);
                 sys::exit(EXIT_SETUP)
             }
         }

@@ -15,7 +15,7 @@
 //! See the parent module: system calls only until the closure starts.
 #![allow(unsafe_code)]
 
-use std::os::fd::RawFd;
+use std::os::fd::{IntoRawFd, RawFd};
 
 use serde::Serialize;
 
@@ -50,6 +50,9 @@ pub(crate) struct RunnerSetup {
     /// A spawned closure: a panic is printed when it happens, not only
     /// returned by a `join` that may come much later, or never.
     pub(crate) background: bool,
+    /// The top of the stack of the task that frees the run's memory (see
+    /// [`stacks`](crate::fork::stack::stacks)); 0 until the joiner sets it.
+    pub(crate) exit_stack: usize,
 }
 
 /// Held by a child after fork: should a panic unwind through it, the
@@ -75,29 +78,45 @@ fn fail(fd: RawFd, step: JoinStep, errno: i32) -> ! {
 }
 
 /// Joins the namespaces `nstypes` of the init process behind the pidfd `init_pidfd`,
-/// then goes back to the directory the caller was in, or `/` if that does
-/// not exist inside. Makes only system calls, on a stack buffer.
+/// then goes back to the directory the caller was in (`cwd`, read before
+/// the fork), or `/` if that does not exist inside. System calls only.
 ///
 /// # Safety
 ///
 /// Only in a child process after fork (or clone) of the test process: it
 /// changes the calling process for good (its namespaces and directory).
-pub(crate) unsafe fn enter(init_pidfd: RawFd, nstypes: libc::c_int) -> Result<(), i32> {
-    // setns into a mount namespace moves us to its root; remember where we
-    // were to go back by path (never by fd, which would lead out of the
-    // sandbox's mount tree).
-    let mut cwd = [0u8; libc::PATH_MAX as usize];
-    // SAFETY: cwd is a live buffer of the given size.
-    let have_cwd = !unsafe { libc::getcwd(cwd.as_mut_ptr().cast(), cwd.len()) }.is_null();
+pub(crate) unsafe fn enter(
+    init_pidfd: RawFd,
+    nstypes: libc::c_int,
+    cwd: Option<&std::ffi::CStr>,
+) -> Result<(), i32> {
+    // setns into a mount namespace moves us to its root; we go back by
+    // path (never by fd, which would lead out of the sandbox's mount tree).
     // SAFETY: the init process's pidfd stays open in this child (after fork)
     // until it exits.
     sys::setns(unsafe { sys::borrow_static(init_pidfd) }, nstypes)?;
-    // SAFETY: cwd is NUL-terminated when getcwd succeeded; "/" is a literal.
-    if !have_cwd || unsafe { libc::chdir(cwd.as_ptr().cast()) } != 0 {
-        // SAFETY: "/" is a NUL-terminated literal; chdir only reads it.
-        unsafe { libc::chdir(c"/".as_ptr()) };
+    if cwd.is_none_or(|cwd| rustix::process::chdir(cwd).is_err()) {
+        let _ = rustix::process::chdir(c"/");
     }
     Ok(())
+}
+
+/// [`enter`], going back to the directory the calling process is in now
+/// (read with `getcwd` into a stack buffer: a command's `pre_exec` runs
+/// after std has changed to the command's directory).
+///
+/// # Safety
+///
+/// As [`enter`].
+pub(crate) unsafe fn enter_here(init_pidfd: RawFd, nstypes: libc::c_int) -> Result<(), i32> {
+    let mut cwd = [0u8; libc::PATH_MAX as usize];
+    // SAFETY: cwd is a live buffer of the given size.
+    let have_cwd = !unsafe { libc::getcwd(cwd.as_mut_ptr().cast(), cwd.len()) }.is_null();
+    let cwd = have_cwd
+        .then(|| std::ffi::CStr::from_bytes_until_nul(&cwd).ok())
+        .flatten();
+    // SAFETY: the caller's guarantee.
+    unsafe { enter(init_pidfd, nstypes, cwd) }
 }
 
 /// Joins the sandbox's session keyring, made by its init program, by name:
@@ -202,6 +221,9 @@ struct RunnerStart<F> {
     tls: Option<SpareTls>,
     /// What the runner puts itself under before the closure.
     boundary: Boundary,
+    /// The top of the runner's stack (see
+    /// [`stacks`](crate::fork::stack::stacks)): this process's copy.
+    stack: usize,
 }
 
 /// What a runner, or a command's program, puts itself under before any
@@ -276,6 +298,12 @@ where
     // fresh, as on a new thread, and are free of libtest's capture. Without
     // one, serve() starts a thread for the closure.
     let tls = tls::spare_tls();
+    let stacks = crate::fork::stack::stacks()?;
+    // Where to go back to once inside: read now, as the joiner would have
+    // (it could only use a buffer on its stack, a page more to copy).
+    let cwd = std::env::current_dir()
+        .ok()
+        .and_then(|dir| std::ffi::CString::new(dir.into_os_string().into_encoded_bytes()).ok());
     let locks = ForkLocks::take();
     // SAFETY: glibc's fork makes the child's allocator and libc state
     // consistent; the joiner then makes only system calls, and the runner
@@ -292,7 +320,7 @@ where
                 fail(plan.report, JoinStep::Dumpable, errno);
             }
             // SAFETY: this is the joiner, just forked.
-            if let Err(errno) = unsafe { enter(plan.init_pidfd, plan.nstypes) } {
+            if let Err(errno) = unsafe { enter(plan.init_pidfd, plan.nstypes, cwd.as_deref()) } {
                 fail(plan.report, JoinStep::Enter, errno);
             }
             // SAFETY: the joiner, just forked and now inside: its session
@@ -308,19 +336,24 @@ where
             let keep = [plan.report, fds.result, fds.stdout, fds.stderr];
             // SAFETY: the joiner is a child after fork.
             unsafe { close_ours(locks.ours(), &keep, plan.keep) };
-            let joiner =
-                sys::pidfd_self().unwrap_or_else(|e| fail(plan.report, JoinStep::Watch, e));
+            let joiner = sys::pidfd_open(sys::getpid())
+                .map(IntoRawFd::into_raw_fd)
+                .unwrap_or_else(|e| fail(plan.report, JoinStep::Watch, e));
             // SAFETY: the joiner, a child just forked from the test
             // process, which exits at the end of launch_runner.
             unsafe {
                 launch_runner::<F, T>(RunnerStart {
                     f,
-                    fds,
+                    fds: RunnerSetup {
+                        exit_stack: stacks.exit,
+                        ..fds
+                    },
                     joiner,
                     report: plan.report,
                     locks,
                     tls,
                     boundary: Boundary::of(plan.confine),
+                    stack: stacks.runner,
                 })
             }
         }
@@ -329,8 +362,9 @@ where
     }
 }
 
-/// The joiner's second half: maps the runner's stack, puts the launch on
-/// it, clones the runner, reports its pid and exits. The runner shares this
+/// The joiner's second half: puts the launch at the top of the runner's
+/// stack (its copy of the one mapped before the fork), clones the runner,
+/// reports its pid and exits. The runner shares this
 /// process's memory until it exits, which it waits for.
 ///
 /// # Safety
@@ -343,18 +377,9 @@ where
     T: Serialize,
 {
     let report_fd = launch.report;
-    // The closure may run on this stack (see serve): as large as a main
-    // thread's, committed only as it is touched, with a guard page below.
-    // It is never unmapped: it belongs to this private copy of the test
-    // process's memory, which goes when the runner exits.
-    const STACK: usize = 8 << 20;
-    let stack = match sys::Stack::map(STACK) {
-        Ok(stack) => std::mem::ManuallyDrop::new(stack),
-        Err(errno) => fail(report_fd, JoinStep::Stack, errno),
-    };
     let room = std::mem::size_of::<RunnerStart<F>>()
         .next_multiple_of(std::mem::align_of::<RunnerStart<F>>().max(64));
-    let at = stack.top().wrapping_sub(room).cast::<RunnerStart<F>>();
+    let at = launch.stack.wrapping_sub(room) as *mut RunnerStart<F>;
     let mut flags = libc::CLONE_VM | libc::CLONE_PARENT;
     if launch.tls.is_some() {
         // The borrowed TCB gets the runner's own thread id, written by the
@@ -363,7 +388,7 @@ where
     }
     let tls = launch.tls.map_or(0, |t| t.tp) as *mut libc::c_void;
     let tid_slot = launch.tls.map_or(std::ptr::null_mut(), |t| t.tid_slot());
-    // SAFETY: `at` lies inside the new mapping, aligned for RunnerStart<F>, with
+    // SAFETY: `at` lies inside the stack mapping, aligned for RunnerStart<F>, with
     // room above it; the runner takes the value from there, and this
     // process never touches it again.
     unsafe { at.write(launch) };
@@ -518,6 +543,7 @@ where
             fds.stderr,
             inline,
             fds.background,
+            fds.exit_stack,
         )
     }
 }

@@ -10,8 +10,19 @@
 //! blocked and makes only raw system calls through [`sys`](crate::sys)'s
 //! after-fork wrappers (rustix's `linux_raw` backend or `sys::call`, none
 //! of which writes `errno`), on data prepared here. libc is used for the
-//! clone itself (`libc::clone`, called in the parent; its child side only
-//! calls `entry`) and for the signal mask around it.
+//! signal mask around the clone and for two clones: the launch's own
+//! (`libc::clone`, called by the launching thread; its child side only
+//! calls `entry`), and the early helper's, called by the launched child
+//! itself (`start_early_helper`). glibc's clone wrapper touches no
+//! thread-local storage except on failure, when it writes `errno`; the
+//! launched child has no thread-local storage of its own (no
+//! `CLONE_SETTLS`), so a failed helper clone writes the launching
+//! thread's `errno` (in a copy of it when the launching process is not
+//! dumpable and the clone has no `CLONE_VM`, see `start`). With
+//! `CLONE_VFORK` that thread is stopped until the exec; when the maps are
+//! written from outside it runs meanwhile, and a failed helper clone can
+//! overwrite the `errno` a libc call of that thread has just set (at worst,
+//! a wrong errno in an error it reports then).
 //!
 //! When its id maps must be written from outside (ranges of ids), the clone
 //! has no `CLONE_VFORK`: the launching thread writes the maps while the
@@ -314,22 +325,31 @@ impl Launch {
     /// # Safety
     ///
     /// The child starts in `entry` on the launch stack, below its
-    /// arguments, and makes only raw system calls until it execs or exits;
-    /// the caller keeps the stack and arguments as they are until then.
+    /// arguments, and makes only raw system calls (and the early helper's
+    /// `libc::clone`, see the module docs) until it execs or exits; the
+    /// caller keeps the stack and arguments as they are until then.
     unsafe fn clone_child(&self, flags: libc::c_int) -> Result<libc::pid_t, i32> {
+        // SAFETY: `args` points to the Args that prepare() wrote at the top
+        // of the launch stack, which lives as long as `self`; only the
+        // field's address is taken, nothing is read or written.
+        let child_pid = unsafe { std::ptr::addr_of_mut!((*self.args).child_pid) };
+        // SAFETY: the same live Args; `running` is an atomic, so a shared
+        // reference to it may exist while the kernel writes it.
+        let running = unsafe { (*self.args).running.as_ptr() }.cast::<libc::pid_t>();
         let (pid, errno) = sys::with_all_signals_blocked(|| {
             // SAFETY: see this function's contract. The kernel writes the
-            // child's pid into the args (CLONE_PARENT_SETTID), and clears
-            // `running` if CLONE_CHILD_CLEARTID is set.
+            // child's pid into `child_pid` (CLONE_PARENT_SETTID), and
+            // clears `running` if CLONE_CHILD_CLEARTID is set: both point
+            // into the live Args.
             let pid = unsafe {
                 libc::clone(
                     entry,
                     self.args.cast(),
                     flags,
                     self.args.cast(),
-                    std::ptr::addr_of_mut!((*self.args).child_pid),
+                    child_pid,
                     std::ptr::null_mut::<libc::c_void>(),
-                    (*self.args).running.as_ptr().cast::<libc::pid_t>(),
+                    running,
                 )
             };
             (pid, sys::errno())
@@ -453,6 +473,10 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
 /// is ready, so no process of the sandbox ever shares that memory), or
 /// until the sandbox's PID namespace goes. The launch waits for its end
 /// (`CLONE_CHILD_CLEARTID`) before it frees the stack. Returns its pidfd.
+///
+/// Through `libc::clone`, the one libc call of the launched child: should
+/// it fail, glibc writes `errno` into the launching thread's thread-local
+/// storage, which this child shares (see the module docs).
 fn start_early_helper(args: &Args) -> Option<RawFd> {
     if args.helper_flags == 0 {
         return None;

@@ -30,11 +30,19 @@
 //!
 //! The joiner is a `fork` of a multi-threaded process, and the init
 //! program's launch a `CLONE_VM` clone of one. Until the user's closure
-//! starts, code here makes only system calls, through [`sys`](crate::sys),
-//! on data prepared before forking: no allocation, no locks, no unwinding
-//! (every path ends in `_exit` or `exec`). The launch of the init program,
-//! besides, touches no thread-local storage: its system calls bypass libc
-//! (it is started by `libc::clone`, whose child side only calls it).
+//! starts, code here makes only system calls, through [`sys`](crate::sys)
+//! or, for a few, straight through rustix or libc (the clones of the
+//! launch, of the early helper and of the task that frees a run's memory,
+//! `leave_as`'s core limit and signal reset, the runner's own thread where
+//! it starts one), on data
+//! prepared before forking: no allocation, no locks, no unwinding (every
+//! path ends in `_exit` or `exec`). The child launched to exec the init
+//! program, besides, shares the test process's memory and the launching
+//! thread's thread-local storage until it execs: its system calls go
+//! through `sys`'s raw wrappers, which write no `errno`, but for one: when
+//! the sandbox has an early helper, the child starts it with `libc::clone`,
+//! which on failure writes `errno` into that shared thread-local storage,
+//! the launching thread's (see [`launch`]).
 //! The runner's closure is user code; the crate documentation says what it
 //! may not rely on.
 #![allow(unsafe_code)]
@@ -56,12 +64,12 @@ use crate::sys;
 pub(crate) fn leave_as(status: i32) -> ! {
     if libc::WIFSIGNALED(status) {
         let sig = libc::WTERMSIG(status);
-        let rl = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
+        // No core file from the signal below.
+        let none = rustix::process::Rlimit {
+            current: Some(0),
+            maximum: Some(0),
         };
-        // SAFETY: reads a live rlimit: no core file from the signal below.
-        unsafe { libc::setrlimit(libc::RLIMIT_CORE, &rl) };
+        let _ = rustix::process::setrlimit(rustix::process::Resource::Core, none);
         // SAFETY: the default action, no handler: nothing of ours runs.
         unsafe { libc::signal(sig, libc::SIG_DFL) };
         let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
@@ -76,8 +84,13 @@ pub(crate) fn leave_as(status: i32) -> ! {
         // SAFETY: unblocks `sig` for this process (single-threaded, a
         // stand-in about to end) from a live set.
         unsafe { libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
-        // SAFETY: the signal to this very process, which is meant to end.
-        unsafe { libc::kill(sys::getpid(), sig) };
+        // SAFETY: `sig` is non-zero and a signal number (WIFSIGNALED, from
+        // the kernel's wait status); it is sent to this very process,
+        // which is meant to end of it, with no handler (SIG_DFL above), so
+        // no code of the C library's runs for it even when it is one of
+        // the real-time signals the C library keeps for itself.
+        let signal = unsafe { rustix::process::Signal::from_raw_unchecked(sig) };
+        let _ = rustix::process::kill_process(rustix::process::getpid(), signal);
         sys::exit(128 + sig)
     }
     sys::exit(libc::WEXITSTATUS(status))

@@ -28,7 +28,9 @@ struct Job<F> {
 
 /// Runs `f` in the runner and sends its frame to `result`; never returns.
 ///
-/// `stdout` and `stderr` become fds 1 and 2. The closure runs on this
+/// `stdout` and `stderr` become fds 1 and 2. `exit_stack` is the top of
+/// the stack of the task that frees this process's memory at the end (0:
+/// map one then). The closure runs on this
 /// thread (`inline`) when the runner borrowed a clean TLS (see
 /// [`spare_tls`]). Otherwise it runs on a fresh thread made with
 /// `pthread_create`: the runner then has the forking test thread's TLS, with
@@ -48,6 +50,7 @@ pub(crate) unsafe fn serve<F, T>(
     stderr: RawFd,
     inline: bool,
     background: bool,
+    exit_stack: usize,
 ) -> !
 where
     F: FnOnce() -> T,
@@ -120,7 +123,7 @@ where
         Err(_) => EXIT_NO_CHANNEL,
     };
     // SAFETY: serve's caller vouches this is a runner, about to exit.
-    unsafe { hand_over_teardown() };
+    unsafe { hand_over_teardown(exit_stack) };
     sys::exit(code)
 }
 
@@ -201,7 +204,7 @@ pub(crate) fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
 ///
 /// Only in a child process after fork (or clone) of the test process: it
 /// changes the calling process for good (it is about to exit).
-unsafe fn hand_over_teardown() {
+unsafe fn hand_over_teardown(exit_stack: usize) {
     /// Blocks every signal, arms the parent-death signal, and waits for it
     /// (or leaves at once if the parent is already gone). System calls only.
     extern "C" fn last(parent: *mut libc::c_void) -> libc::c_int {
@@ -230,21 +233,25 @@ unsafe fn hand_over_teardown() {
         sys::wait_forever()
     }
     let me = sys::getpid();
-    let Ok(stack) = sys::Stack::map(16 << 10) else {
-        return;
+    let top = if exit_stack != 0 {
+        exit_stack as *mut u8
+    } else {
+        let Ok(stack) = sys::Stack::map(16 << 10) else {
+            return;
+        };
+        // Never unmapped: it goes with the memory it belongs to.
+        std::mem::ManuallyDrop::new(stack).top()
     };
     // Named before the clone, so that the task has its name from its first
     // moment (this process, about to exit, takes it too).
     sys::set_name(c"hermetic-exit");
-    // Never unmapped: it goes with the memory it belongs to.
-    let stack = std::mem::ManuallyDrop::new(stack);
     // SAFETY: the task runs `last` on its own stack, makes only system
     // calls and never returns; sharing the files and the filesystem
     // context spares copying them.
     unsafe {
         libc::clone(
             last,
-            stack.top().cast(),
+            top.cast(),
             libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_FS | libc::SIGCHLD,
             me as *mut libc::c_void,
         );

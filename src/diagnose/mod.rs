@@ -1,7 +1,11 @@
 //! Turning a bare errno from namespace setup into its cause on this host
 //! and the command that lifts it.
 //!
-//! See shared/BLOCKERS.md for where each symptom comes from.
+//! Each hint names the host setting behind its symptom (AppArmor's or a
+//! sysctl's restriction on user namespaces, a namespace count at zero or
+//! exhausted, a container's seccomp profile or masked `/proc`, WSL1) and
+//! the command that lifts it; the README's "Requirements and limits" lists
+//! the same.
 //!
 //! Layer: below `setup` and the public API (which turn its hints into
 //! errors and `check()`'s findings), above `child`; it reads `/proc` and

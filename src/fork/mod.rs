@@ -5,6 +5,7 @@
 //!   so that the copy finds stdout, stderr, the panic lock and the list of
 //!   hermetic's fds free;
 //! - [`tls`]: the parked thread whose TLS runners borrow;
+//! - [`stack`]: the stacks a run's processes start on, mapped once;
 //! - [`panic_hook`]: the hook that records where a closure panicked,
 //!   installed before forking because `set_hook` takes a lock.
 //!
@@ -13,4 +14,5 @@
 
 pub(crate) mod locks;
 pub(crate) mod panic_hook;
+pub(crate) mod stack;
 pub(crate) mod tls;

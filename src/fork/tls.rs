@@ -209,10 +209,10 @@ fn park_a_thread() -> Option<SpareTls> {
         );
         sys::set_name(c"hermetic-tls");
         loop {
-            // SAFETY: waits for a signal; only glibc's own, which it never
-            // lets a thread block (setxid), reach this thread, run their
-            // handler and return here.
-            unsafe { libc::pause() };
+            // Waits for a signal: only glibc's own, which it never lets a
+            // thread block (setxid), reach this thread, run their handler
+            // and return here.
+            rustix::event::pause();
         }
     }
     let tid_offset = glibc_tid_offset()?;

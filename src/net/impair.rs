@@ -3,9 +3,10 @@
 //! reproducible with a seed.
 //!
 //! The switch takes the host's link (its end of the veth pair, `portN`) off
-//! the bridge and plugs in a second pair (`relayN` <-> `bridgeN`) whose far
+//! the bridge and plugs in a second pair (`impairN` <-> `bridgeN`) whose far
 //! end takes its place on the bridge. A process of the switch's sandbox
-//! carries every frame between `portN` and `relayN` through two raw packet
+//! (the impairment process) carries every frame between `portN` and
+//! `impairN` through two raw packet
 //! sockets, holding each one for its delay and dropping, doubling or
 //! letting some pass early, as a seeded generator decides. Only unicast IP
 //! frames are touched (not ICMPv6's neighbour discovery, nor ARP, nor
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::sys;
 
-/// What the relay does to the IP frames of each direction.
+/// What the impairment process does to the IP frames of each direction.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Impairment {
     pub(crate) delay: Duration,
@@ -52,8 +53,8 @@ impl Rng {
 /// The size of the `virtio_net_hdr` in front of each frame.
 const VNET_HDR: usize = 10;
 
-/// Whether the relay impairs `frame` (after its `virtio_net_hdr`): unicast
-/// IPv4, and unicast IPv6 but ICMPv6. Multicast and broadcast frames pass
+/// Whether the impairment process impairs `frame` (after its
+/// `virtio_net_hdr`): unicast IPv4, and unicast IPv6 but ICMPv6. Multicast and broadcast frames pass
 /// untouched: the kernel sends some on its own (IPv6's MLD reports, at
 /// times of its choosing), and each impaired frame takes draws from the
 /// generator, so they would shift a seed's decisions from run to run.
@@ -91,9 +92,10 @@ fn decide(imp: &Impairment, rng: &mut Rng) -> Option<(Duration, bool)> {
 /// order; frames due at once in the order they came.
 type Held = (Instant, u64, usize, Vec<u8>);
 
-/// How many bytes of frames the relay holds at most, as a router's queue
-/// does: beyond, arriving frames are dropped (a sender flooding a delayed
-/// link cannot make the switch's memory grow without end).
+/// How many bytes of frames the impairment process holds at most, as a
+/// router's queue does: beyond, arriving frames are dropped (a sender
+/// flooding a delayed link cannot make the switch's memory grow without
+/// end).
 const QUEUE_LIMIT: usize = 64 << 20;
 
 /// The frames held back, in due order, and their size.
@@ -168,7 +170,9 @@ pub(crate) fn run(
     };
     let (a, b) = match (open(host_side), open(bridge_side)) {
         (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return format!("opening the relay's packet sockets: {e}"),
+        (Err(e), _) | (_, Err(e)) => {
+            return format!("opening the impairment process's packet sockets: {e}");
+        }
     };
     use std::os::fd::AsFd;
     let ends = [a.as_fd(), b.as_fd()];

@@ -241,7 +241,7 @@ impl NetworkBuilder {
                 (0..self.hosts.len())
                     .map(|_| LinkState {
                         bridge: Some("br0".into()),
-                        relay: None,
+                        impairment: None,
                     })
                     .collect(),
             ),
@@ -400,8 +400,8 @@ pub struct Network {
     switch: Sandbox,
     /// How many partition bridges exist; held while the topology changes.
     groups: Mutex<usize>,
-    /// Each host's link: where it is plugged, and its relay, if shaped in
-    /// user space. Locked after `groups` when both are.
+    /// Each host's link: where it is plugged, and its impairment process,
+    /// if shaped in user space. Locked after `groups` when both are.
     links: Mutex<Vec<LinkState>>,
 }
 
@@ -707,15 +707,15 @@ impl Network {
         }
         if sent.needs_impairment() || received.needs_impairment() {
             let imp = [sent.impairment(), received.impairment()];
-            links[i].relay = Some(self.start_impairment(i, links[i].bridge.clone(), imp)?);
+            links[i].impairment = Some(self.start_impairment(i, links[i].bridge.clone(), imp)?);
         }
         Ok(())
     }
 
-    /// Starts the link impairment of `host` (see [`impair`]), a relay
-    /// between its link and its bridge: `relayN` <-> `bridgeN` takes the
+    /// Starts the link impairment of `host` (see [`impair`]), a process
+    /// between its link and its bridge: `impairN` <-> `bridgeN` takes the
     /// link's place on `bridge`, and a process of the switch carries frames
-    /// between the link and `relayN`. Returns once it carries.
+    /// between the link and `impairN`. Returns once it carries.
     fn start_impairment(
         &self,
         i: usize,
@@ -723,14 +723,14 @@ impl Network {
         imp: [crate::net::impair::Impairment; 2],
     ) -> Result<Spawned, Error> {
         let port = self.hosts[i].port.clone();
-        let (relay, bridge_end) = (format!("relay{i}"), format!("bridge{i}"));
+        let (impair_end, bridge_end) = (format!("impair{i}"), format!("bridge{i}"));
         let (host_side, bridge_side) = self
             .switch
             .try_run(move || -> Result<(u32, u32), Step> {
                 let mut nl = Netlink::new().map_err(step("opening netlink in the switch"))?;
-                nl.add_veth(&relay, &bridge_end, None)
+                nl.add_veth(&impair_end, &bridge_end, None)
                     .map_err(step(format!(
-                        "creating the veth pair {relay} <-> {bridge_end}"
+                        "creating the veth pair {impair_end} <-> {bridge_end}"
                     )))?;
                 let master = match &bridge {
                     Some(b) => nl.index(b).map_err(step(format!("finding {b}")))?,
@@ -743,47 +743,57 @@ impl Network {
                     .map_err(step(format!("plugging {bridge_end} in")))?;
                 let port_idx = nl.index(&port).map_err(step(format!("finding {port}")))?;
                 nl.set_master(port_idx, 0)
-                    .map_err(step(format!("unplugging {port} for its relay")))?;
-                let relay_idx = nl.index(&relay).map_err(step(format!("finding {relay}")))?;
-                for (idx, name) in [(end, &bridge_end), (relay_idx, &relay)] {
+                    .map_err(step(format!("unplugging {port} for its impairment")))?;
+                let impair_idx = nl
+                    .index(&impair_end)
+                    .map_err(step(format!("finding {impair_end}")))?;
+                for (idx, name) in [(end, &bridge_end), (impair_idx, &impair_end)] {
                     nl.set_up(idx, true)
                         .map_err(step(format!("bringing {name} up")))?;
                 }
-                Ok((port_idx, relay_idx))
+                Ok((port_idx, impair_idx))
             })?
             .map_err(from_step)?;
-        let (ready_r, ready_w) =
-            crate::sys::fd::pipe().map_err(|e| Error::sys("creating the relay's ready pipe", e))?;
+        let (ready_r, ready_w) = crate::sys::fd::pipe()
+            .map_err(|e| Error::sys("creating the impairment process's ready pipe", e))?;
         let keep = [ready_w.as_raw_fd()];
         let name = self.hosts[i].name.clone();
-        let relay = self.switch.spawn_keeping(&keep, move || {
+        let process = self.switch.spawn_keeping(&keep, move || {
             let why = crate::net::impair::run(host_side, bridge_side, imp, ready_w);
-            eprintln!("hermetic: the relay of {name}'s link stopped: {why}");
+            eprintln!("hermetic: the impairment process of {name}'s link stopped: {why}");
         })?;
         // It says so once its sockets are open; or ends without a word.
         let mut byte = [0u8; 1];
         match crate::sys::poll(&[ready_r.as_fd()], Some(Duration::from_secs(60))) {
-            Ok(r) if r[0].any && crate::sys::read(ready_r.as_fd(), &mut byte) == Ok(1) => Ok(relay),
+            Ok(r) if r[0].any && crate::sys::read(ready_r.as_fd(), &mut byte) == Ok(1) => {
+                Ok(process)
+            }
             _ => Err(Error::Network {
-                step: format!("starting the relay of {}'s link", self.hosts[i].name),
+                step: format!(
+                    "starting the impairment process of {}'s link",
+                    self.hosts[i].name
+                ),
                 error: std::io::Error::other("it ended (or hung) before carrying frames"),
             }),
         }
     }
 
-    /// Takes a host's link back to plain: no relay (the link plugged back
-    /// where its relay was), no qdiscs.
+    /// Takes a host's link back to plain: no impairment process (the link
+    /// plugged back where its `impairN` pair was), no qdiscs.
     fn clear_shape(&self, i: usize, link: &mut LinkState) -> Result<(), Error> {
         let h = &self.hosts[i];
-        if let Some(relay) = link.relay.take() {
-            let _ = relay.kill();
-            let (port, relay, bridge) = (h.port.clone(), format!("relay{i}"), link.bridge.clone());
+        if let Some(process) = link.impairment.take() {
+            let _ = process.kill();
+            let (port, impair_end, bridge) =
+                (h.port.clone(), format!("impair{i}"), link.bridge.clone());
             self.switch
                 .try_run(move || -> Result<(), Step> {
                     let mut nl = Netlink::new().map_err(step("opening netlink in the switch"))?;
-                    let idx = nl.index(&relay).map_err(step(format!("finding {relay}")))?;
+                    let idx = nl
+                        .index(&impair_end)
+                        .map_err(step(format!("finding {impair_end}")))?;
                     nl.delete_link(idx)
-                        .map_err(step(format!("removing the veth pair of {relay}")))?;
+                        .map_err(step(format!("removing the veth pair of {impair_end}")))?;
                     let master = match &bridge {
                         Some(b) => nl.index(b).map_err(step(format!("finding {b}")))?,
                         None => 0,
@@ -871,13 +881,14 @@ struct LinkState {
     /// none (a host left out of a partition).
     bridge: Option<String>,
     /// The process carrying its frames in user space, when shaped so.
-    relay: Option<Spawned>,
+    impairment: Option<Spawned>,
 }
 
 /// The switch-side link that sits on a bridge for host `h`: its own port,
-/// or, while its frames are relayed, its relay's far end.
+/// or, while its frames go through an impairment process, the far end of
+/// the `impairN` pair (`bridgeN`).
 fn bridge_port(h: &Host, link: &LinkState) -> String {
-    match link.relay {
+    match link.impairment {
         Some(_) => h
             .port
             .strip_prefix("port")

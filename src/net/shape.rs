@@ -133,7 +133,7 @@ impl LinkShape {
             || self.reorder.is_some()
     }
 
-    /// What the relay does.
+    /// What the impairment process does.
     pub(crate) fn impairment(&self) -> crate::net::impair::Impairment {
         let fraction = |p: Option<f64>| p.unwrap_or(0.0) / 100.0;
         crate::net::impair::Impairment {

@@ -35,10 +35,6 @@ pub(crate) enum Ended {
     Died(Error),
 }
 
-fn pipe() -> Result<(Fd, Fd), Error> {
-    fd::pipe().map_err(|e| Error::sys("creating a pipe for the run", e))
-}
-
 /// Refuses to start a run in a test process that ignores `SIGCHLD`: the
 /// kernel would reap the run's process before its status could be read.
 fn check_sigchld() -> Result<(), Error> {
@@ -65,8 +61,10 @@ impl Runner {
         T: Serialize,
     {
         check_sigchld()?;
-        let (report_r, report_w) = pipe()?;
-        let (result_r, result_w) = pipe()?;
+        let (report_r, report_w) =
+            fd::pipe().map_err(|e| Error::sys("creating the run's report pipe", e))?;
+        let (result_r, result_w) =
+            fd::pipe().map_err(|e| Error::sys("creating the run's result pipe", e))?;
         let plan = JoinPlan {
             init_pidfd: init_pidfd.as_raw_fd(),
             nstypes,
@@ -79,6 +77,7 @@ impl Runner {
             stdout: output.0,
             stderr: output.1,
             background,
+            exit_stack: 0,
         };
         let joiner = joiner::fork_runner(&plan, fds, f)
             .map_err(|e| Error::sys("forking a run", std::io::Error::from_raw_os_error(e)))?;
@@ -124,14 +123,15 @@ impl Runner {
             }
         };
         // The runner is our unreaped child: its pid is pinned.
-        let pidfd = match Fd::open(|| sys::pidfd_open(pid)) {
-            Ok(fd) => fd,
-            Err(e) => {
-                let _ = sys::kill_and_reap(pid);
-                let _ = sys::reap(joiner);
-                return Err(Error::sys("opening a pidfd for the run", e));
-            }
-        };
+        let pidfd =
+            match Fd::open(|| sys::pidfd_open(pid).map_err(std::io::Error::from_raw_os_error)) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    let _ = sys::kill_and_reap(pid);
+                    let _ = sys::reap(joiner);
+                    return Err(Error::sys("opening a pidfd for the run", e));
+                }
+            };
         Ok(Runner {
             pid,
             pidfd,
@@ -337,7 +337,8 @@ pub(crate) fn start_init_in(
     flags: libc::c_int,
     launch: &crate::child::launch::Launch,
 ) -> Result<libc::pid_t, Error> {
-    let (report_r, report_w) = pipe()?;
+    let (report_r, report_w) =
+        fd::pipe().map_err(|e| Error::sys("creating the joiner's report pipe", e))?;
     let joiner = joiner::fork_init_in(owner.as_raw_fd(), flags, launch, report_w.as_raw_fd())
         .map_err(|e| {
             Error::sys(
@@ -369,7 +370,7 @@ pub(crate) fn start_init_in(
 /// this thread before the joiner's exit, and the runner waits for that
 /// exit before it runs the closure.
 fn await_report(joiner: libc::pid_t, report_r: &Fd) -> Result<[u8; 8], Error> {
-    let joiner_fd = Fd::open(|| sys::pidfd_open(joiner))
+    let joiner_fd = Fd::open(|| sys::pidfd_open(joiner).map_err(std::io::Error::from_raw_os_error))
         .map_err(|e| Error::sys("watching the run's joiner", e))?;
     // Should the poll fail, read_report's own reports the error. A joiner
     // that stays as its runner's parent (see joiner::parent_runner) closes

@@ -502,7 +502,7 @@ impl SandboxBuilder {
         // allows; a network's host shares its switch's.
         // In a non-dumpable process (a closure: a sandbox inside a
         // sandbox), the launched child's /proc files belong to root outside
-        // until its exec (see child::init): it writes its own maps, after
+        // until its exec (see child::launch): it writes its own maps, after
         // making its own copy of the memory dumpable, and maps one id.
         let nested = !sys::is_dumpable();
         let mapping = ids.map(|_| {
@@ -603,10 +603,13 @@ impl SandboxBuilder {
         };
         let map_failure = launch.map_failure();
         // Our unreaped child: its pid is pinned.
-        let init_pidfd = Fd::open(|| sys::pidfd_open(pid)).map_err(|e| {
-            let _ = sys::kill_and_reap(pid);
-            Error::sys("opening a pidfd for the sandbox's init process", e)
-        })?;
+        let init_pidfd =
+            Fd::open(|| sys::pidfd_open(pid).map_err(std::io::Error::from_raw_os_error)).map_err(
+                |e| {
+                    let _ = sys::kill_and_reap(pid);
+                    Error::sys("opening a pidfd for the sandbox's init process", e)
+                },
+            )?;
         if let Some(c) = &cgroups
             && let Err(e) = c.attach(pid)
         {
@@ -656,7 +659,7 @@ impl SandboxBuilder {
     }
 }
 
-/// The namespaces the early helper makes (see `child::init`): those of the
+/// The namespaces the early helper makes (see `child::launch`): those of the
 /// plan's inner user namespace.
 fn early_helper_flags(steps: &[plan::Step]) -> libc::c_int {
     steps

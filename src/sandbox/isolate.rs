@@ -274,8 +274,11 @@ impl SandboxBuilder {
             };
             let stdout = ours(child.stdout.take().map(OwnedFd::from));
             let stderr = ours(child.stderr.take().map(OwnedFd::from));
-            let pidfd = Fd::open(|| crate::sys::pidfd_open(child.id() as libc::pid_t))
-                .map_err(|e| sys_err("watching the re-executed test", e));
+            let pidfd = Fd::open(|| {
+                crate::sys::pidfd_open(child.id() as libc::pid_t)
+                    .map_err(std::io::Error::from_raw_os_error)
+            })
+            .map_err(|e| sys_err("watching the re-executed test", e));
             match (stdout, stderr, pidfd) {
                 (Ok(o), Ok(e), Ok(p)) => Ok((child, o, e, p)),
                 (o, e, p) => {

@@ -41,7 +41,7 @@ pub fn kept_command(pid: u32, program: impl AsRef<OsStr>) -> Result<std::process
         option: "pid",
         reason: format!("{pid} is not a process id"),
     })?;
-    let pidfd = Fd::open(|| crate::sys::pidfd_open(pid))
+    let pidfd = Fd::open(|| crate::sys::pidfd_open(pid).map_err(std::io::Error::from_raw_os_error))
         .map_err(|e| Error::sys("opening the kept sandbox's process (pidfd_open)", e))?;
     let mut cmd = std::process::Command::new(program);
     exec::enter_on_exec(

@@ -242,17 +242,10 @@ impl Sandbox {
             .map_err(|e| self.name_stuck_spawned(e));
         if let Err(e) = &result
             && ran_and_failed(e)
-            && keep_failed()
-            && let Ok(enter) = self.keep()
+            && let Some(Ok(kept)) =
+                self.__keep_if_asked("HERMETIC_KEEP is set: the sandbox of this failed run")
         {
-            eprintln!(
-                "{}",
-                kept_message(
-                    "HERMETIC_KEEP is set: the sandbox of this failed run",
-                    self.init_pid,
-                    &enter
-                )
-            );
+            eprintln!("{kept}");
         }
         result
     }
@@ -292,6 +285,20 @@ impl Sandbox {
             self.kept.store(true, Ordering::SeqCst);
         }
         Ok(self.enter_command())
+    }
+
+    /// With `HERMETIC_KEEP` set, keeps the sandbox (see [`keep`](Self::keep))
+    /// and returns the line that says so: `what` (who is kept, and why) is
+    /// kept, and how to look inside. `None` without the variable.
+    ///
+    /// Not part of the stable API: the `hermetic` binary keeps the sandbox
+    /// of a program that failed with it, in the library's words.
+    #[doc(hidden)]
+    pub fn __keep_if_asked(&self, what: &str) -> Option<Result<String, Error>> {
+        keep_failed().then(|| {
+            self.keep()
+                .map(|enter| kept_message(what, self.init_pid, &enter))
+        })
     }
 
     /// The `nsenter` command that reaches inside: through the keeper (see
@@ -565,7 +572,8 @@ impl Sandbox {
             {
                 None => true,
                 Some(0) => false,
-                // The task freeing a run's memory (see child::closure) is
+                // The task freeing a run's memory (see
+                // child::runner's hand_over_teardown) is
                 // the init process's child for a moment: it prints nothing.
                 Some(n) => String::from_utf8_lossy(&buf[..n])
                     .split_whitespace()

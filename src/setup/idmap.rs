@@ -11,7 +11,7 @@
 //! written from the parent namespace: as root, directly; otherwise by the
 //! setuid helpers `newuidmap` and `newgidmap` (Debian's `uidmap`), within
 //! the ranges `/etc/subuid` and `/etc/subgid` give the user. The init
-//! program's launch waits for them before its exec (see `child::init`): the
+//! program's launch waits for them before its exec (see `child::launch`): the
 //! thread that launched it writes them.
 //!
 //! Elsewhere the sandbox maps the caller's one uid and gid to 0 inside.

@@ -27,5 +27,7 @@ static LIFELINE: sys::PerProcessFd = sys::PerProcessFd::new();
 /// A pidfd of the calling process, opened once per process and kept open
 /// for the life of the process.
 pub(crate) fn lifeline() -> io::Result<BorrowedFd<'static>> {
-    LIFELINE.get_or_open(|| Fd::open(|| sys::pidfd_open(sys::getpid())))
+    LIFELINE.get_or_open(|| {
+        Fd::open(|| sys::pidfd_open(sys::getpid()).map_err(io::Error::from_raw_os_error))
+    })
 }

@@ -86,7 +86,7 @@ fn list(ours: &mut Vec<RawFd>, fd: RawFd) {
 /// A pipe, both ends ours and close-on-exec: (read end, write end).
 pub(crate) fn pipe() -> io::Result<(Fd, Fd)> {
     let mut ours = OURS.write().unwrap_or_else(|e| e.into_inner());
-    let (r, w) = crate::sys::pipe()?;
+    let (r, w) = super::raw::pipe().map_err(io::Error::from_raw_os_error)?;
     list(&mut ours, r.as_raw_fd());
     list(&mut ours, w.as_raw_fd());
     Ok((Fd(Some(r)), Fd(Some(w))))

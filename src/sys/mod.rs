@@ -1,28 +1,44 @@
-//! The system layer: the only place, with `child/`, `fork/tls.rs` and
-//! `init/main.rs`, where the crate calls the kernel or the C library.
+//! The system layer: where the crate calls the kernel or the C library
+//! other than through std, with `child/`, `fork/tls.rs`, `init/main.rs`
+//! and two calls of rustix's safe API in `setup/` (`statx` in
+//! `setup/host.rs`, `access` in `setup/limits.rs`); the `hermetic` binary
+//! (`src/bin/hermetic.rs`) makes a few of its own.
 //!
 //! - [`raw`] (re-exported here): the wrappers that are safe between `fork`
 //!   or `clone` and `_exit` or `exec` in a child of the multi-threaded test
 //!   process: they neither allocate nor take a lock, and report failures as
-//!   a bare errno. Code after fork uses only these.
+//!   a bare errno. Code after fork uses only these, and only code after
+//!   fork (or code the test process shares with it) is put there.
 //! - [`fd`]: hermetic's own file descriptors, listed under a lock so that a
 //!   run's process can close them; opening and closing one is test-process
 //!   work.
-//! - this module: the wrappers that allocate (a `Vec` of poll results, a
-//!   name as a `String`, a per-process value in a `Box`), for the test
-//!   process and for processes that run the user's code anyway.
+//! - [`packet`] (re-exported here): raw packet sockets, for the process
+//!   that impairs a link.
+//! - this module: the wrappers only the test process calls (or a process
+//!   that runs the user's code, which may allocate anyway), never code
+//!   after fork: waits and reads of the test process's side of a run
+//!   (`poll` into a `Vec`, `pending_bytes`, `wait_exit_or_hangup`), signals
+//!   and kills of its children (`pidfd_send_signal`, `kill_and_reap`) and
+//!   their names (`errno_name`, `signal_name`, a `String` or a table), the
+//!   init program's memfd (`memfd_create`, `seal_for_good`) and plan pipe
+//!   (`set_pipe_size`), the caller's ids and user name, the parked
+//!   thread's look at itself (`gettid`, `thread_pointer`, `robust_list`),
+//!   `spawn_and_wait`, and per-process values (leaked `Box`es).
 //!
 //! Layer: the bottom one: nothing here uses another module of the crate.
 //!
 //! # Safety
 //!
-//! The `unsafe` blocks here read C strings libc returns and publish
-//! leaked per-process values; each says why it is sound.
+//! The `unsafe` blocks here read C strings and dispositions libc returns,
+//! the thread pointer, and publish leaked per-process values; each says
+//! why it is sound.
 #![allow(unsafe_code)]
 
 pub(crate) mod fd;
+pub(crate) mod packet;
 pub(crate) mod raw;
 
+pub(crate) use packet::*;
 pub(crate) use raw::*;
 
 use std::ffi::CStr;
@@ -30,10 +46,194 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use rustix::io::Errno;
+use rustix::process::{Pid, Signal};
 
 /// The errno of a rustix error, as the crate carries it.
 fn errno_of(e: Errno) -> i32 {
     e.raw_os_error()
+}
+
+/// Sends `sig` to the process behind `pidfd`; immune to pid reuse.
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> Result<(), i32> {
+    let sig = Signal::from_named_raw(sig).ok_or(libc::EINVAL)?;
+    rustix::process::pidfd_send_signal(pidfd, sig).map_err(errno_of)
+}
+
+/// Blocks until the process behind `pidfd` has exited, or `pipe` (a read
+/// end) has no writer left; retries on EINTR. Data arriving in `pipe`
+/// does not wake it (its poll asks for no event: only a hang-up is
+/// reported).
+pub(crate) fn wait_exit_or_hangup(pidfd: BorrowedFd<'_>, pipe: BorrowedFd<'_>) {
+    use rustix::event::{PollFd, PollFlags};
+    let mut polled = [
+        PollFd::new(&pidfd, PollFlags::IN),
+        PollFd::new(&pipe, PollFlags::empty()),
+    ];
+    while rustix::event::poll(&mut polled, None) == Err(Errno::INTR) {}
+}
+
+/// Kills our child `pid` and reaps it.
+pub(crate) fn kill_and_reap(pid_: libc::pid_t) -> Result<Exit, i32> {
+    if let Some(pid) = Pid::from_raw(pid_) {
+        let _ = rustix::process::kill_process(pid, Signal::KILL);
+    }
+    reap(pid_)
+}
+
+/// How many bytes wait to be read from the pipe `fd` (FIONREAD).
+pub(crate) fn pending_bytes(fd: BorrowedFd<'_>) -> Result<usize, i32> {
+    rustix::io::ioctl_fionread(fd)
+        .map(|n| n as usize)
+        .map_err(errno_of)
+}
+
+/// Reads from `fd` at `offset` (the fd's own position untouched).
+pub(crate) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize, i32> {
+    rustix::io::pread(fd, buf, offset).map_err(errno_of)
+}
+
+/// Puts the open file of `fd` on fd 0, the process's stdin, closing what
+/// was there (`dup2(2)`).
+pub(crate) fn replace_stdin(fd: BorrowedFd<'_>) -> Result<(), i32> {
+    // SAFETY: fd 0 is owned by no Rust object (std's `Stdin` names the
+    // number for each read, it holds no `OwnedFd`), so replacing its file
+    // closes nothing another owner will close again; `fd` is open for the
+    // call.
+    unsafe { dup2(fd.as_raw_fd(), 0) }
+}
+
+/// `memfd_create(2)`.
+pub(crate) fn memfd_create(name: &CStr, flags: libc::c_uint) -> io::Result<OwnedFd> {
+    use rustix::fs::MemfdFlags;
+    Ok(rustix::fs::memfd_create(
+        name,
+        MemfdFlags::from_bits_retain(flags),
+    )?)
+}
+
+/// Seals the memfd `fd` against any change: its size and contents, and
+/// further seals.
+pub(crate) fn seal_for_good(fd: BorrowedFd<'_>) -> io::Result<()> {
+    use rustix::fs::SealFlags;
+    Ok(rustix::fs::fcntl_add_seals(
+        fd,
+        SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
+    )?)
+}
+
+/// Sets the capacity of the pipe `fd` to at least `size` bytes.
+pub(crate) fn set_pipe_size(fd: BorrowedFd<'_>, size: usize) -> io::Result<()> {
+    Ok(rustix::pipe::fcntl_setpipe_size(fd, size).map(drop)?)
+}
+
+/// Whether the calling process ignores `SIGCHLD` (`SIG_IGN`, or
+/// `SA_NOCLDWAIT`): the kernel then reaps children that exit with that
+/// signal before anyone can wait for them.
+pub(crate) fn children_reaped_by_kernel() -> bool {
+    // SAFETY: `sigaction` is plain data (integers, a handler address and a
+    // signal set), for which all zeroes is a valid value.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only reads the disposition, into `old`, a
+    // live struct of the right type.
+    let read = unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old) } == 0;
+    read && (old.sa_sigaction == libc::SIG_IGN || old.sa_flags & libc::SA_NOCLDWAIT != 0)
+}
+
+/// Name of a signal, `"SIGSEGV"`, or `"signal N"` for unknown numbers.
+pub(crate) fn signal_name(signo: i32) -> &'static str {
+    const NAMES: [(i32, &str); 31] = [
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGQUIT, "SIGQUIT"),
+        (libc::SIGILL, "SIGILL"),
+        (libc::SIGTRAP, "SIGTRAP"),
+        (libc::SIGABRT, "SIGABRT"),
+        (libc::SIGBUS, "SIGBUS"),
+        (libc::SIGFPE, "SIGFPE"),
+        (libc::SIGKILL, "SIGKILL"),
+        (libc::SIGUSR1, "SIGUSR1"),
+        (libc::SIGSEGV, "SIGSEGV"),
+        (libc::SIGUSR2, "SIGUSR2"),
+        (libc::SIGPIPE, "SIGPIPE"),
+        (libc::SIGALRM, "SIGALRM"),
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGSTKFLT, "SIGSTKFLT"),
+        (libc::SIGCHLD, "SIGCHLD"),
+        (libc::SIGCONT, "SIGCONT"),
+        (libc::SIGSTOP, "SIGSTOP"),
+        (libc::SIGTSTP, "SIGTSTP"),
+        (libc::SIGTTIN, "SIGTTIN"),
+        (libc::SIGTTOU, "SIGTTOU"),
+        (libc::SIGURG, "SIGURG"),
+        (libc::SIGXCPU, "SIGXCPU"),
+        (libc::SIGXFSZ, "SIGXFSZ"),
+        (libc::SIGVTALRM, "SIGVTALRM"),
+        (libc::SIGPROF, "SIGPROF"),
+        (libc::SIGWINCH, "SIGWINCH"),
+        (libc::SIGIO, "SIGIO"),
+        (libc::SIGPWR, "SIGPWR"),
+        (libc::SIGSYS, "SIGSYS"),
+    ];
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == signo)
+        .map_or("an unknown signal", |(_, name)| name)
+}
+
+/// The effective uid of the calling process.
+pub(crate) fn geteuid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// The effective gid of the calling process.
+pub(crate) fn getegid() -> u32 {
+    rustix::process::getegid().as_raw()
+}
+
+/// The calling thread's thread pointer: the value `CLONE_SETTLS` gives a
+/// new task (the TCB address on x86_64, `TPIDR_EL0` on aarch64).
+pub(crate) fn thread_pointer() -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let tp: usize;
+        // SAFETY: reads the first word of the TCB, which glibc and musl
+        // both keep pointing at the TCB itself (the fs base).
+        unsafe {
+            std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags));
+        }
+        Some(tp)
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let tp: usize;
+        // SAFETY: reads the thread pointer register; no memory is touched.
+        unsafe {
+            std::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nostack, nomem, preserves_flags));
+        }
+        Some(tp)
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    None
+}
+
+/// The calling thread's robust mutex list head and its size, as its C
+/// library registered them (get_robust_list(2)); None if it has none.
+pub(crate) fn robust_list() -> Option<(usize, usize)> {
+    let mut head = 0usize;
+    let mut len = 0usize;
+    // SAFETY: pid 0 is the calling thread; both pointers are live words.
+    let ret = unsafe {
+        call(
+            libc::SYS_get_robust_list,
+            [0, &raw mut head as usize, &raw mut len as usize, 0, 0, 0],
+        )
+    };
+    (ret.is_ok() && head != 0).then_some((head, len))
+}
+
+/// The calling thread's id.
+pub(crate) fn gettid() -> libc::pid_t {
+    rustix::thread::gettid().as_raw_nonzero().get()
 }
 
 /// What [`poll`] saw of one fd.

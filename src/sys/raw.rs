@@ -1,14 +1,21 @@
-//! The system calls that are safe after fork: `rustix` (its `linux_raw` backend, which
-//! enters the kernel directly, so no call writes libc's `errno`), and by
-//! hand, through [`call`], only what rustix does not offer: `close_range`,
-//! `keyctl`, `seccomp`, `get_robust_list`, `set_robust_list` and `rseq`,
-//! which it lacks; `clone` without a new stack, `execve`, `execveat`,
-//! `exit_group` and `rt_sigprocmask`, which it has only in its unstable
-//! `runtime` module; `close` with errors ignored (rustix's asserts success
-//! in debug builds); `getcpu` (rustix's goes through the vDSO, whose first
-//! use may allocate). libc stays for what must go through the C library:
-//! `fork` (its handlers), signal masks and dispositions, thread creation,
-//! `mmap`.
+//! The system calls that are safe after fork: `rustix` (its `linux_raw`
+//! backend, which enters the kernel directly, so no call writes libc's
+//! `errno`), and by hand, through [`call`], only what rustix does not
+//! offer: `close_range`, `keyctl`, `seccomp`, `get_robust_list`,
+//! `set_robust_list` and `rseq`, which it lacks; `clone` without a new
+//! stack, `execve`, `execveat`, `exit_group` and `rt_sigprocmask`, which it
+//! has only in its unstable `runtime` module; `close` with errors ignored
+//! (rustix's asserts success in debug builds); `getcpu` (rustix's goes
+//! through the vDSO, whose first use may allocate). Some of these callers
+//! use [`call`] where they are (`keyctl` in `child::joiner`,
+//! `rt_sigprocmask` in `child::runner`). libc stays for what must go
+//! through the C library: `fork` (its handlers), a `clone` onto a new stack
+//! (`libc::clone` starts a function there), signal masks and dispositions,
+//! thread creation.
+//!
+//! Only what code after fork calls lives here (some of it is called by the
+//! test process too); the wrappers only the test process calls are in the
+//! parent module, however little they do.
 //!
 //! # Safety
 //!
@@ -18,15 +25,18 @@
 //! Failures are returned as raw errno values (`i32`), which cost nothing to
 //! carry.
 //!
-//! Tasks that share the test process's memory (the launch of a sandbox's
-//! init program until its exec, see `child::launch`; the task that frees a
-//! run's memory, see `child::runner`) use only these wrappers: none
-//! writes `errno` in the thread-local storage they share.
+//! The launch of a sandbox's init program shares the test process's memory
+//! and the launching thread's thread-local storage until its exec (see
+//! `child::launch`): no wrapper here writes `errno` there, but the launched
+//! child also calls `libc::clone` once, to start the early helper, and a
+//! failed `libc::clone` writes `errno` into that thread's storage. The task
+//! that frees a run's memory (see `child::runner`) shares the run's copy of
+//! that memory, not the test process's.
 //!
 //! # References
 //!
-//! - clone(2), execveat(2), setns(2), pidfd_open(2), pidfd_send_signal(2),
-//!   close_range(2), memfd_create(2), user_namespaces(7), pid_namespaces(7)
+//! - clone(2), execveat(2), setns(2), pidfd_open(2), close_range(2),
+//!   user_namespaces(7), pid_namespaces(7)
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
@@ -47,11 +57,6 @@ pub(crate) fn errno() -> i32 {
     io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(libc::EIO)
-}
-
-/// Maps a `-1` return to the current errno.
-fn check(ret: libc::c_long) -> Result<libc::c_long, i32> {
-    if ret < 0 { Err(errno()) } else { Ok(ret) }
 }
 
 /// One system call with up to six arguments; `Err(errno)` on failure.
@@ -196,27 +201,23 @@ impl Stack {
     /// Maps `size` usable bytes (committed only as they are touched) plus
     /// the guard page.
     pub(crate) fn map(size: usize) -> Result<Stack, i32> {
+        use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
         let len = size + GUARD;
-        // SAFETY: a new anonymous private mapping; no memory of ours is
-        // touched.
+        // SAFETY: a new anonymous private mapping, placed by the kernel
+        // (null hint): no memory of ours is touched.
         let base = unsafe {
-            libc::mmap(
+            rustix::mm::mmap_anonymous(
                 std::ptr::null_mut(),
                 len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
-                -1,
-                0,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::STACK | MapFlags::NORESERVE,
             )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(errno());
         }
+        .map_err(raw)?;
         let stack = Stack { base, len };
-        // SAFETY: the lowest page of the mapping made above.
-        if unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) } != 0 {
-            return Err(errno());
-        }
+        // SAFETY: the lowest page of the mapping made above, which nothing
+        // uses yet.
+        unsafe { rustix::mm::mprotect(base, GUARD, MprotectFlags::empty()) }.map_err(raw)?;
         Ok(stack)
     }
 
@@ -241,34 +242,8 @@ impl Drop for Stack {
     fn drop(&mut self) {
         // SAFETY: our own mapping; whoever ran on it is gone (the owners of
         // a Stack drop it only after reaping that process).
-        unsafe { libc::munmap(self.base, self.len) };
+        let _ = unsafe { rustix::mm::munmap(self.base, self.len) };
     }
-}
-
-/// The calling thread's thread pointer: the value `CLONE_SETTLS` gives a
-/// new task (the TCB address on x86_64, `TPIDR_EL0` on aarch64).
-pub(crate) fn thread_pointer() -> Option<usize> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let tp: usize;
-        // SAFETY: reads the first word of the TCB, which glibc and musl
-        // both keep pointing at the TCB itself (the fs base).
-        unsafe {
-            std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags));
-        }
-        Some(tp)
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        let tp: usize;
-        // SAFETY: reads the thread pointer register; no memory is touched.
-        unsafe {
-            std::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nostack, nomem, preserves_flags));
-        }
-        Some(tp)
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    None
 }
 
 /// What a fork-like `clone` returned.
@@ -295,18 +270,22 @@ pub(crate) unsafe fn clone_fork(
     exit_signal: libc::c_int,
 ) -> Result<Forked, i32> {
     // SAFETY: no new stack (0): the child continues on a copy of ours, as
-    // after fork(2). The caller upholds the after-fork rules.
+    // after fork(2); no parent or child tid pointer, no TLS. The caller
+    // upholds the after-fork rules.
     let ret = unsafe {
-        libc::syscall(
+        call(
             libc::SYS_clone,
-            flags | exit_signal as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
+            [
+                (flags | exit_signal as libc::c_ulong) as usize,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ],
         )
     };
-    match check(ret)? as libc::pid_t {
+    match ret? as libc::pid_t {
         0 => Ok(Forked::Child),
         pid => Ok(Forked::Parent { pid }),
     }
@@ -326,19 +305,11 @@ fn pid(pid: libc::pid_t) -> Result<Pid, i32> {
     Pid::from_raw(pid).ok_or(libc::ESRCH)
 }
 
-/// A pidfd for `pid`, which must be our child or otherwise pinned.
-pub(crate) fn pidfd_open(pid_: libc::pid_t) -> io::Result<OwnedFd> {
-    let pid = pid(pid_).map_err(io::Error::from_raw_os_error)?;
-    Ok(rustix::process::pidfd_open(
-        pid,
-        rustix::process::PidfdFlags::empty(),
-    )?)
-}
-
-/// Sends `sig` to the process behind `pidfd`; immune to pid reuse.
-pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> Result<(), i32> {
-    let sig = Signal::from_named_raw(sig).ok_or(libc::EINVAL)?;
-    rustix::process::pidfd_send_signal(pidfd, sig).map_err(raw)
+/// A pidfd for `pid`, which must be our child, ourselves, or otherwise
+/// pinned: the crate's one pidfd opener (after fork too, where the caller
+/// keeps its raw number with `into_raw_fd`: nothing is dropped there).
+pub(crate) fn pidfd_open(pid_: libc::pid_t) -> Result<OwnedFd, i32> {
+    rustix::process::pidfd_open(pid(pid_)?, rustix::process::PidfdFlags::empty()).map_err(raw)
 }
 
 /// Closes every fd from `first` to `last` inclusive.
@@ -409,19 +380,6 @@ pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, i32> {
 pub(crate) fn wait_readable(fd: BorrowedFd<'_>) {
     use rustix::event::{PollFd, PollFlags};
     let mut polled = [PollFd::new(&fd, PollFlags::IN)];
-    while rustix::event::poll(&mut polled, None) == Err(Errno::INTR) {}
-}
-
-/// Blocks until the process behind `pidfd` has exited, or `pipe` (a read
-/// end) has no writer left; retries on EINTR. Data arriving in `pipe`
-/// does not wake it (its poll asks for no event: only a hang-up is
-/// reported).
-pub(crate) fn wait_exit_or_hangup(pidfd: BorrowedFd<'_>, pipe: BorrowedFd<'_>) {
-    use rustix::event::{PollFd, PollFlags};
-    let mut polled = [
-        PollFd::new(&pidfd, PollFlags::IN),
-        PollFd::new(&pipe, PollFlags::empty()),
-    ];
     while rustix::event::poll(&mut polled, None) == Err(Errno::INTR) {}
 }
 
@@ -532,47 +490,6 @@ pub(crate) fn exit(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Name of a signal, `"SIGSEGV"`, or `"signal N"` for unknown numbers.
-pub(crate) fn signal_name(signo: i32) -> &'static str {
-    const NAMES: [(i32, &str); 31] = [
-        (libc::SIGHUP, "SIGHUP"),
-        (libc::SIGINT, "SIGINT"),
-        (libc::SIGQUIT, "SIGQUIT"),
-        (libc::SIGILL, "SIGILL"),
-        (libc::SIGTRAP, "SIGTRAP"),
-        (libc::SIGABRT, "SIGABRT"),
-        (libc::SIGBUS, "SIGBUS"),
-        (libc::SIGFPE, "SIGFPE"),
-        (libc::SIGKILL, "SIGKILL"),
-        (libc::SIGUSR1, "SIGUSR1"),
-        (libc::SIGSEGV, "SIGSEGV"),
-        (libc::SIGUSR2, "SIGUSR2"),
-        (libc::SIGPIPE, "SIGPIPE"),
-        (libc::SIGALRM, "SIGALRM"),
-        (libc::SIGTERM, "SIGTERM"),
-        (libc::SIGSTKFLT, "SIGSTKFLT"),
-        (libc::SIGCHLD, "SIGCHLD"),
-        (libc::SIGCONT, "SIGCONT"),
-        (libc::SIGSTOP, "SIGSTOP"),
-        (libc::SIGTSTP, "SIGTSTP"),
-        (libc::SIGTTIN, "SIGTTIN"),
-        (libc::SIGTTOU, "SIGTTOU"),
-        (libc::SIGURG, "SIGURG"),
-        (libc::SIGXCPU, "SIGXCPU"),
-        (libc::SIGXFSZ, "SIGXFSZ"),
-        (libc::SIGVTALRM, "SIGVTALRM"),
-        (libc::SIGPROF, "SIGPROF"),
-        (libc::SIGWINCH, "SIGWINCH"),
-        (libc::SIGIO, "SIGIO"),
-        (libc::SIGPWR, "SIGPWR"),
-        (libc::SIGSYS, "SIGSYS"),
-    ];
-    NAMES
-        .iter()
-        .find(|(n, _)| *n == signo)
-        .map_or("an unknown signal", |(_, name)| name)
-}
-
 /// The calling process's own pid.
 pub(crate) fn getpid() -> libc::pid_t {
     rustix::process::getpid().as_raw_nonzero().get()
@@ -603,27 +520,6 @@ pub(crate) fn wait_forever() -> ! {
 pub(crate) unsafe fn borrow_static(fd: RawFd) -> BorrowedFd<'static> {
     // SAFETY: the caller's guarantee.
     unsafe { BorrowedFd::borrow_raw(fd) }
-}
-
-/// How many bytes wait to be read from the pipe `fd` (FIONREAD).
-pub(crate) fn pending_bytes(fd: BorrowedFd<'_>) -> Result<usize, i32> {
-    rustix::io::ioctl_fionread(fd)
-        .map(|n| n as usize)
-        .map_err(raw)
-}
-
-/// `memfd_create(2)`.
-pub(crate) fn memfd_create(name: &CStr, flags: libc::c_uint) -> io::Result<OwnedFd> {
-    use rustix::fs::MemfdFlags;
-    Ok(rustix::fs::memfd_create(
-        name,
-        MemfdFlags::from_bits_retain(flags),
-    )?)
-}
-
-/// A pidfd of the calling process, as a raw fd (after fork: no allocation).
-pub(crate) fn pidfd_self() -> Result<RawFd, i32> {
-    pidfd_of(getpid())
 }
 
 /// A close-on-exec copy of `fd` numbered `min` or above (`F_DUPFD_CLOEXEC`).
@@ -772,15 +668,10 @@ fn current_cpu() -> Option<usize> {
     Some(cpu as usize)
 }
 
-/// Kills our child `pid` and reaps it.
-pub(crate) fn kill_and_reap(pid_: libc::pid_t) -> Result<Exit, i32> {
-    let _ = pid(pid_).map(|p| rustix::process::kill_process(p, Signal::KILL));
-    reap(pid_)
-}
-
 /// Waits for our child `pid` (whatever its exit signal) and reaps it,
 /// retrying on `EINTR`: its raw wait status, as `waitpid(2)` gives it. The
-/// one wait of the crate: [`reap`] and [`kill_and_reap`] go through it.
+/// one wait of the crate: [`reap`] and [`kill_and_reap`](super::kill_and_reap) go
+/// through it.
 pub(crate) fn reap_raw(pid_: libc::pid_t) -> Result<i32, i32> {
     use rustix::process::WaitOptions;
     let pid = pid(pid_)?;
@@ -795,39 +686,6 @@ pub(crate) fn reap_raw(pid_: libc::pid_t) -> Result<i32, i32> {
             Ok(Some((_, status))) => return Ok(status.as_raw()),
         }
     }
-}
-
-/// A pidfd of `pid`, our child, as a raw fd (after fork: nothing to drop).
-pub(crate) fn pidfd_of(pid: libc::pid_t) -> Result<RawFd, i32> {
-    pidfd_open(pid)
-        .map(IntoRawFd::into_raw_fd)
-        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
-}
-
-/// The effective uid of the calling process.
-pub(crate) fn geteuid() -> u32 {
-    rustix::process::geteuid().as_raw()
-}
-
-/// The effective gid of the calling process.
-pub(crate) fn getegid() -> u32 {
-    rustix::process::getegid().as_raw()
-}
-
-/// The calling thread's id.
-/// The calling thread's robust mutex list head and its size, as its C
-/// library registered them (get_robust_list(2)); None if it has none.
-pub(crate) fn robust_list() -> Option<(usize, usize)> {
-    let mut head = 0usize;
-    let mut len = 0usize;
-    // SAFETY: pid 0 is the calling thread; both pointers are live words.
-    let ret = unsafe {
-        call(
-            libc::SYS_get_robust_list,
-            [0, &raw mut head as usize, &raw mut len as usize, 0, 0, 0],
-        )
-    };
-    (ret.is_ok() && head != 0).then_some((head, len))
 }
 
 /// Registers `head` as the calling thread's robust mutex list
@@ -856,142 +714,11 @@ pub(crate) unsafe fn register_rseq(area: usize, len: u32, sig: u32) -> Result<()
     unsafe { call(libc::SYS_rseq, [area, len as usize, 0, sig as usize, 0, 0]) }.map(drop)
 }
 
-pub(crate) fn gettid() -> libc::pid_t {
-    rustix::thread::gettid().as_raw_nonzero().get()
-}
-
-/// A pipe, both ends close-on-exec: (read, write).
-pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
-}
-
-/// Sets the capacity of the pipe `fd` to at least `size` bytes.
-pub(crate) fn set_pipe_size(fd: BorrowedFd<'_>, size: usize) -> io::Result<()> {
-    Ok(rustix::pipe::fcntl_setpipe_size(fd, size).map(drop)?)
-}
-
-/// Seals the memfd `fd` against any change: its size and contents, and
-/// further seals.
-pub(crate) fn seal_for_good(fd: BorrowedFd<'_>) -> io::Result<()> {
-    use rustix::fs::SealFlags;
-    Ok(rustix::fs::fcntl_add_seals(
-        fd,
-        SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
-    )?)
-}
-
-/// Reads from `fd` at `offset` (the fd's own position untouched).
-pub(crate) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize, i32> {
-    rustix::io::pread(fd, buf, offset).map_err(raw)
-}
-
-/// Whether the calling process ignores `SIGCHLD` (`SIG_IGN`, or
-/// `SA_NOCLDWAIT`): the kernel then reaps children that exit with that
-/// signal before anyone can wait for them.
-pub(crate) fn children_reaped_by_kernel() -> bool {
-    // SAFETY: `sigaction` is plain data (integers, a handler address and a
-    // signal set), for which all zeroes is a valid value.
-    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: a null new action only reads the disposition, into `old`, a
-    // live struct of the right type.
-    let read = unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old) } == 0;
-    read && (old.sa_sigaction == libc::SIG_IGN || old.sa_flags & libc::SA_NOCLDWAIT != 0)
-}
-
-/// A raw packet socket (`AF_PACKET`) on link `ifindex`: every frame the
-/// link receives, none it sends (`PACKET_IGNORE_OUTGOING`), each with a
-/// `virtio_net_hdr` in front (`PACKET_VNET_HDR`), so that offloaded frames
-/// (GSO, partial checksums) pass through whole and are sent on as they
-/// came.
-pub(crate) fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
-    let protocol = (libc::ETH_P_ALL as u16).to_be();
-    // SAFETY: plain system call; on success the fd is new and ours.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            i32::from(protocol),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: socket returned a new fd, which nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
-    for option in [libc::PACKET_VNET_HDR, libc::PACKET_IGNORE_OUTGOING] {
-        // SAFETY: an int option, live for the call.
-        let ret = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                option,
-                std::ptr::from_ref(&one).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if ret != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    // SAFETY: a zeroed sockaddr_ll is valid; the fields that matter are set.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = protocol;
-    addr.sll_ifindex = ifindex as i32;
-    // SAFETY: addr is a live sockaddr_ll of the size given.
-    let ret = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            std::ptr::from_ref(&addr).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    if ret != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(fd)
-}
-
-/// One frame from a packet socket, without waiting: its length, or `None`
-/// when there is none now.
-pub(crate) fn packet_recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<usize>, i32> {
-    loop {
-        match rustix::io::read(fd, &mut *buf) {
-            Ok(n) => return Ok(Some(n)),
-            Err(Errno::INTR) => continue,
-            Err(Errno::AGAIN) => return Ok(None),
-            Err(e) => return Err(raw(e)),
-        }
-    }
-}
-
-/// Sends one frame (with its `virtio_net_hdr`) out of a packet socket's
-/// link.
-pub(crate) fn packet_send(fd: BorrowedFd<'_>, frame: &[u8]) -> Result<(), i32> {
-    loop {
-        match rustix::io::write(fd, frame) {
-            Ok(_) => return Ok(()),
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(raw(e)),
-        }
-    }
-}
-
-/// Makes `fd` non-blocking.
-pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), i32> {
-    let flags = rustix::fs::fcntl_getfl(fd).map_err(raw)?;
-    rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK).map_err(raw)
-}
-
-/// Puts the open file of `fd` on fd 0, the process's stdin, closing what
-/// was there (`dup2(2)`).
-pub(crate) fn replace_stdin(fd: BorrowedFd<'_>) -> Result<(), i32> {
-    // SAFETY: fd 0 is owned by no Rust object (std's `Stdin` names the
-    // number for each read, it holds no `OwnedFd`), so replacing its file
-    // closes nothing another owner will close again; `fd` is open for the
-    // call.
-    unsafe { dup2(fd.as_raw_fd(), 0) }
+/// A pipe, both ends close-on-exec: (read, write). The test process
+/// makes its pipes through [`fd::pipe`](super::fd::pipe), which lists
+/// them.
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), i32> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(raw)
 }
 
 /// Runs `f` with every signal blocked on the calling thread, then restores

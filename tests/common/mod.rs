@@ -259,9 +259,11 @@ pub fn wait_ready(child: &mut std::process::Child) {
 /// Says that the calling test cannot check what it is for on this host,
 /// and why: on stderr, and, when `HERMETIC_SKIPPED` names a file, as a
 /// line appended to it, which CI counts and prints (ci/run.sh). The test
-/// then returns; it passes, but is never a silent "ok".
+/// then returns; it passes, but is never a silent "ok". A reason of
+/// several lines (an error's text) is joined into one: CI counts lines.
 pub fn skip(why: &str) {
     let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let why = why.trim().replace('\n', " / ");
     let line = format!("hermetic-test-skipped: {test}: {why}\n");
     eprint!("{line}");
     if let Some(path) = std::env::var_os("HERMETIC_SKIPPED") {

@@ -203,9 +203,9 @@ fn while_a_closure_runs_nothing_outside_its_pid_namespace_shares_its_memory() {
     // its /proc/PID/ns links are closed to the test process too.
     let its_pidns = std::fs::read_link(format!("/proc/{}/ns/pid", ns.pid())).unwrap();
     if same_memory(std::process::id(), runner).is_none() {
-        println!(
-            "note: rootless, kcmp on a run's process (not dumpable) is refused to the test \
-             process as to everything inside; this check runs as root"
+        common::skip(
+            "rootless, kcmp on a run's process (not dumpable) is refused to the test process \
+             as to everything inside; this check runs as root",
         );
         return;
     }
@@ -417,11 +417,17 @@ fn dev_shm_is_private_and_goes_with_the_sandbox() {
 fn the_working_directory_works_under_a_replaced_path() {
     // A crate checked out under /tmp: the sandbox's own /tmp would hide it.
     let host_tmp = std::path::Path::new("/tmp");
-    let Ok(dir) = tempfile::Builder::new()
+    let dir = match tempfile::Builder::new()
         .prefix("hermetic-cwd-")
         .tempdir_in(host_tmp)
-    else {
-        return;
+    {
+        Ok(dir) => dir,
+        Err(e) => {
+            common::skip(&format!(
+                "no directory can be made under the host's /tmp ({e})"
+            ));
+            return;
+        }
     };
     std::fs::write(dir.path().join("fixture.txt"), b"found").unwrap();
     let expected = dir.path().to_owned();

@@ -505,7 +505,8 @@ fn openpty() -> (OwnedFd, OwnedFd) {
         "posix_openpt: {}",
         std::io::Error::last_os_error()
     );
-    // SAFETY: as above.
+    // SAFETY: master is the fd posix_openpt just opened, non-negative, and
+    // nothing else owns or closes it.
     let master = unsafe { OwnedFd::from_raw_fd(master) };
     let mut name = [0 as libc::c_char; 128];
     // SAFETY: a live master fd; a buffer of the given size.

@@ -44,7 +44,10 @@ fn places(mine: &Path) -> Vec<PathBuf> {
     v.retain(|d| {
         let ok = writable(d);
         if !ok {
-            println!("note: {} is not writable outside: not tried", d.display());
+            common::skip(&format!(
+                "{} is not writable outside: not tried",
+                d.display()
+            ));
         }
         ok
     });
@@ -502,7 +505,8 @@ fn no_special_filesystem_of_the_host_is_reachable() {
         let n = name.clone();
         let (opened, listed, reachable) = ns.run(move || {
             let c = std::ffi::CString::new(n.clone()).unwrap();
-            // SAFETY: as above.
+            // SAFETY: c is a live NUL-terminated name; without O_CREAT,
+            // mq_open reads nothing else.
             let q = unsafe {
                 libc::mq_open(
                     c.as_ptr(),
@@ -585,7 +589,10 @@ fn refused_overlays_fall_back_to_read_only_and_say_so_once() {
     if err.contains("mapping ids") {
         // As root, a third level cannot write its id maps (the proc it sees
         // is read-only): not this test's subject.
-        println!("note: a third level of sandboxes cannot be made here ({err}): not checked");
+        common::skip(&format!(
+            "a third level of sandboxes cannot be made here ({})",
+            err.trim()
+        ));
         return;
     }
     assert!(out.status.success(), "{out:?}");
@@ -601,7 +608,7 @@ fn refused_overlays_fall_back_to_read_only_and_say_so_once() {
 #[test]
 fn copy_on_write_keeps_host_device_nodes_unopenable() {
     if !nix::unistd::geteuid().is_root() {
-        println!("note: only root can make a device node on the host: not checked");
+        common::skip("only root can make a device node on the host");
         return;
     }
     // /dev/null's numbers, at a path of the host's under /tmp, in a

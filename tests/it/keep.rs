@@ -38,7 +38,8 @@ fn kill_kept(pid: u32) {
 fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {
     // SAFETY: pidfd_open makes a new fd, which we own.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    // SAFETY: as above.
+    // SAFETY: when non-negative, fd is the one pidfd_open just made, and
+    // nothing else owns or closes it.
     (fd >= 0).then(|| unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) })
 }
 

@@ -92,8 +92,8 @@ fn a_delay_lengthens_round_trips_and_unshape_restores_them() {
         .into_iter()
         .map(|r| r.expect("a datagram lost on a link with no loss"))
         .collect();
-    // 100 ms each way through h2's link: a lower bound the relay
-    // guarantees, and well under a second.
+    // 100 ms each way through h2's link: a lower bound the impairment
+    // process guarantees, and well under a second.
     assert!(
         shaped.iter().all(|&d| d >= Duration::from_millis(100)),
         "{shaped:?}"
@@ -292,7 +292,7 @@ fn a_shaped_link_taken_down_and_up_carries_again() {
     net.set_link("h2", true).unwrap();
     assert!(
         round_trips(&net, "h1", "h2", 1, Duration::from_secs(20))[0].is_some(),
-        "the relay stopped carrying when the link went down"
+        "the impairment process stopped carrying when the link went down"
     );
 }
 

@@ -7,8 +7,7 @@
 //! change; `sigchld` changes the process's `SIGCHLD` disposition; `memory`
 //! installs a signal handler and counts page faults, which any other test's
 //! fork causes; `isolate_async` re-executes its tests by name, each in a
-//! process that must hold only that file's tests; `init_constants` reads
-//! `init/main.rs` and needs nothing else.
+//! process that must hold only that file's tests.
 //!
 //! A test that must run alone re-executes itself as an `#[ignore]`d helper
 //! through `common::run_self` (or `common::self_command` and
@@ -28,6 +27,7 @@ mod diagnostics;
 mod faults;
 mod fuzz_frames;
 mod host;
+mod init_constants;
 mod isolate;
 mod isolation;
 mod keep;

@@ -35,7 +35,7 @@ impl Mutex {
     }
 
     fn try_lock(&self) -> i32 {
-        // SAFETY: as above.
+        // SAFETY: an initialised mutex that outlives the call.
         unsafe { libc::pthread_mutex_trylock(self.ptr()) }
     }
 
@@ -45,16 +45,19 @@ impl Mutex {
             tv_sec: 0,
             tv_nsec: 0,
         };
-        // SAFETY: ts is a live timespec; the mutex is initialised.
-        unsafe {
-            libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
-            ts.tv_sec += secs;
-            libc::pthread_mutex_timedlock(self.ptr(), &ts)
-        }
+        // SAFETY: clock_gettime writes a whole timespec into ts, a live
+        // local.
+        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+        ts.tv_sec += secs;
+        // SAFETY: ts is a live timespec; the mutex is initialised and
+        // outlives the call.
+        unsafe { libc::pthread_mutex_timedlock(self.ptr(), &ts) }
     }
 
     fn unlock(&self) -> i32 {
-        // SAFETY: as above.
+        // SAFETY: an initialised mutex that outlives the call; a thread
+        // other than its owner unlocks only the error-checking one, which
+        // refuses with EPERM.
         unsafe { libc::pthread_mutex_unlock(self.ptr()) }
     }
 }

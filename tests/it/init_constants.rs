@@ -4,9 +4,6 @@
 //! target, so that a wrong number (a copy from the wrong architecture's
 //! table, a typo in a flag) fails here instead of as a mysterious setup
 //! error inside a sandbox.
-//!
-//! A separate binary only because it reads a source file and needs no
-//! sandbox; it shares nothing with the other tests.
 
 use std::collections::BTreeMap;
 

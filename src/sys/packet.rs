@@ -1,0 +1,100 @@
+//! Raw packet sockets (`AF_PACKET`) for link impairment
+//! ([`net::impair`](crate::net::impair)): opening one on a link, and moving
+//! frames through it. Called by the switch's relay, a process that runs
+//! like a closure (it may allocate), and by `check`; never after fork.
+//!
+//! # Safety
+//!
+//! The socket is rustix's; the `unsafe` blocks pass live, correctly sized
+//! option values and addresses to libc's `setsockopt` and `bind`, for which
+//! rustix has no packet-socket options (`PACKET_VNET_HDR`,
+//! `PACKET_IGNORE_OUTGOING`) nor address (`sockaddr_ll`).
+//!
+//! # References
+//!
+//! - packet(7)
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+
+use rustix::io::Errno;
+
+/// A raw packet socket (`AF_PACKET`) on link `ifindex`: every frame the
+/// link receives, none it sends (`PACKET_IGNORE_OUTGOING`), each with a
+/// `virtio_net_hdr` in front (`PACKET_VNET_HDR`), so that offloaded frames
+/// (GSO, partial checksums) pass through whole and are sent on as they
+/// came.
+pub(crate) fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::PACKET,
+        SocketType::RAW,
+        SocketFlags::CLOEXEC,
+        Some(rustix::net::eth::ALL),
+    )?;
+    let one: libc::c_int = 1;
+    for option in [libc::PACKET_VNET_HDR, libc::PACKET_IGNORE_OUTGOING] {
+        // SAFETY: an int option, live for the call.
+        let ret = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                option,
+                std::ptr::from_ref(&one).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if ret != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: a zeroed sockaddr_ll is valid; the fields that matter are set.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    addr.sll_ifindex = ifindex as i32;
+    // SAFETY: addr is a live sockaddr_ll of the size given.
+    let ret = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            std::ptr::from_ref(&addr).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// One frame from a packet socket, without waiting: its length, or `None`
+/// when there is none now.
+pub(crate) fn packet_recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<usize>, i32> {
+    loop {
+        match rustix::io::read(fd, &mut *buf) {
+            Ok(n) => return Ok(Some(n)),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => return Ok(None),
+            Err(e) => return Err(e.raw_os_error()),
+        }
+    }
+}
+
+/// Sends one frame (with its `virtio_net_hdr`) out of a packet socket's
+/// link.
+pub(crate) fn packet_send(fd: BorrowedFd<'_>, frame: &[u8]) -> Result<(), i32> {
+    loop {
+        match rustix::io::write(fd, frame) {
+            Ok(_) => return Ok(()),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.raw_os_error()),
+        }
+    }
+}
+
+/// Makes `fd` non-blocking.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), i32> {
+    let flags = rustix::fs::fcntl_getfl(fd).map_err(|e| e.raw_os_error())?;
+    rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK).map_err(|e| e.raw_os_error())
+}
