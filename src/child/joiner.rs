@@ -586,7 +586,7 @@ unsafe fn adopt_tcb(tls: SpareTls) {
 pub(crate) fn fork_init_in(
     owner: RawFd,
     flags: libc::c_int,
-    launch: &super::launch::Launch,
+    launch: &crate::fork::launch::Launch,
     report_fd: RawFd,
 ) -> Result<libc::pid_t, i32> {
     // SAFETY: the joiner makes only system calls on prepared data (the

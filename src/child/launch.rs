@@ -1,7 +1,8 @@
-//! Starting the sandbox's init program (`init/main.rs`).
+//! Starting the sandbox's init program (`init/main.rs`), from a launch
+//! prepared before the clone ([`fork::launch`](crate::fork::launch): the
+//! program in a sealed memfd, the child's stack and arguments, the plan).
 //!
-//! The program is built by `build.rs`, embedded here, and copied once per
-//! process into a sealed memfd. A sandbox's PID 1 is started by a
+//! A sandbox's PID 1 is started by a
 //! `clone(CLONE_VM | CLONE_VFORK)` with the namespace flags whose child, on
 //! a small stack of its own, moves three fds into place and `execveat`s the
 //! memfd: the clone costs no copy of the test process's page tables, and
@@ -9,7 +10,7 @@
 //! child shares the test process's memory, so it runs with every signal
 //! blocked and makes only raw system calls through [`sys`](crate::sys)'s
 //! after-fork wrappers (rustix's `linux_raw` backend or `sys::call`, none
-//! of which writes `errno`), on data prepared here. libc is used for the
+//! of which writes `errno`), on data prepared before. libc is used for the
 //! signal mask around the clone and for two clones: the launch's own
 //! (`libc::clone`, called by the launching thread; its child side only
 //! calls `entry`), and the early helper's, called by the launched child
@@ -37,234 +38,14 @@
 //! See the parent module: the launched child follows its rules.
 #![allow(unsafe_code)]
 
-use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, RawFd};
 
-use crate::proto::plan::{Action, Step};
+use crate::fork::launch::{Args, Launch};
 use crate::proto::reports::encode_report;
 use crate::proto::wire;
 use crate::sys;
-use crate::sys::fd::{self, Fd};
-
-/// The init program, as `build.rs` built it.
-static PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hermetic-init"));
-
-/// The memfd holding the program, in this process.
-static MEMFD: sys::PerProcessFd = sys::PerProcessFd::new();
-
-/// A sealed memfd holding the init program, made once per process (a
-/// process forked from the test process, such as a closure that makes
-/// sandboxes of its own, has closed the test process's and makes its own).
-fn program() -> io::Result<BorrowedFd<'static>> {
-    MEMFD.get_or_open(|| {
-        let fd = Fd::open(|| {
-            // MFD_EXEC (Linux 6.3) keeps it executable where
-            // vm.memfd_noexec would make memfds non-executable by default;
-            // older kernels refuse the flag.
-            let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-            sys::memfd_create(c"hermetic-init", flags | libc::MFD_EXEC).or_else(|e| {
-                if e.raw_os_error() == Some(libc::EINVAL) {
-                    sys::memfd_create(c"hermetic-init", flags)
-                } else {
-                    Err(e)
-                }
-            })
-        })?;
-        sys::write_all(fd.as_fd(), PROGRAM).map_err(io::Error::from_raw_os_error)?;
-        // Nothing may change it from now on, not even through
-        // /proc/PID/fd.
-        sys::seal_for_good(fd.as_fd())?;
-        Ok(fd)
-    })
-}
-
-/// Everything the launched child needs, prepared before the clone; it lives
-/// at the top of the child's stack.
-struct Args {
-    /// The id maps to write before the exec: (path, content), up to three.
-    maps: [(*const libc::c_char, *const u8, usize); 3],
-    map_count: usize,
-    program: RawFd,
-    plan: RawFd,
-    report: RawFd,
-    lifeline: RawFd,
-    argv: [*const libc::c_char; 2],
-    envp: [*const libc::c_char; 1],
-    /// With maps written from outside: the child waits for one byte on
-    /// `go` (0: the maps are written). -1 otherwise.
-    go: RawFd,
-    /// The child's pid in the parent's PID namespace, written by the kernel
-    /// at the clone (`CLONE_PARENT_SETTID`).
-    child_pid: libc::pid_t,
-    /// Non-zero until the child has exec'd or exited: the kernel clears it
-    /// then (`CLONE_CHILD_CLEARTID`, with maps written from outside).
-    running: std::sync::atomic::AtomicU32,
-    /// The early helper (see [`early_helper`]): the namespaces it makes
-    /// besides its user namespace (`CLONE_NEW*`), 0 for none.
-    helper_flags: usize,
-    /// Where it says it has made them: the pipe's read and write ends.
-    made: (RawFd, RawFd),
-    /// The top of its stack, low in the launch stack.
-    helper_stack: *mut u8,
-    /// Its pidfd in the launched child (`CLONE_PIDFD`).
-    helper_pidfd: std::sync::atomic::AtomicI32,
-    /// Set by the launched child once the helper runs.
-    helper_started: std::sync::atomic::AtomicBool,
-    /// Non-zero until the helper has exited (`CLONE_CHILD_CLEARTID`).
-    helper_running: std::sync::atomic::AtomicU32,
-}
-
-/// A prepared launch: the stack and the arguments on it.
-pub(crate) struct Launch {
-    stack: Option<sys::Stack>,
-    args: *mut Args,
-    /// With maps written from outside: what writes them and the `go` pipe.
-    external: Option<External>,
-    /// A child was cloned without `CLONE_VFORK` and may not have exec'd
-    /// yet: dropping the launch waits for it.
-    unsettled: std::cell::Cell<bool>,
-    /// The early helper's pipe (kept open until the launch ends).
-    _made: Option<(Fd, Fd)>,
-}
-
-/// Writes a launched child's id maps from outside, given its pid (see
-/// [`idmap`](crate::setup::idmap)): the test process's part of a launch.
-pub(crate) type MapWriter = Box<dyn Fn(libc::pid_t) -> Result<(), String>>;
-
-struct External {
-    write_maps: MapWriter,
-    go_w: Fd,
-    /// The child's end (kept open until the launch ends).
-    _go_r: Fd,
-    /// Why writing the maps failed, for the error.
-    failure: std::sync::OnceLock<String>,
-}
-
-thread_local! {
-    /// The last launch stack of this thread, kept for the next launch: it
-    /// is used only until the exec, while this thread waits.
-    static SPARE_STACK: std::cell::Cell<Option<sys::Stack>> = const { std::cell::Cell::new(None) };
-}
-
-impl Drop for Launch {
-    fn drop(&mut self) {
-        // SAFETY: args lives in our stack mapping, still ours.
-        let args = unsafe { &*self.args };
-        if self.unsettled.get() {
-            // Told to go (or killed): it execs or exits at once, and the
-            // kernel clears the word either way.
-            sys::wait_cleared(&args.running);
-        }
-        // The launched child has exec'd or exited (or the clone failed): it
-        // has said whether it started the helper, which runs on this stack
-        // until the init program ends it, before it reports ready, or
-        // until the sandbox's PID namespace goes.
-        if args
-            .helper_started
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
-            sys::wait_cleared(&args.helper_running);
-        }
-        let stack = self.stack.take();
-        // Never while the thread's locals go away: then it is just unmapped.
-        let _ = SPARE_STACK.try_with(|spare| spare.set(stack));
-    }
-}
-
-/// The launched child's stack: it makes a dozen system calls; the early
-/// helper runs on its lowest [`HELPER_STACK`] bytes.
-const STACK: usize = 64 << 10;
-
-/// The early helper's part of the launch stack: it makes four system calls.
-const HELPER_STACK: usize = 16 << 10;
 
 impl Launch {
-    /// Prepares a launch of the init program that reads its plan from
-    /// `plan`, reports on `report` and watches `lifeline`. The `maps`
-    /// (setgroups, uid_map, gid_map steps of a new user namespace) are
-    /// written before the exec: `execve` keeps a process's capabilities in
-    /// its user namespace only if it is root there, which takes the maps.
-    /// They must outlive [`start`](Self::start).
-    pub(crate) fn prepare(
-        maps: &[Step],
-        plan: RawFd,
-        report: RawFd,
-        lifeline: RawFd,
-        write_maps: Option<MapWriter>,
-        helper_flags: libc::c_int,
-    ) -> io::Result<Launch> {
-        let mut map_list = [(std::ptr::null(), std::ptr::null(), 0); 3];
-        let mut map_count = 0;
-        for step in maps {
-            if let Action::WriteFile { path, content } = &step.action
-                && map_count < map_list.len()
-            {
-                map_list[map_count] = (path.as_ptr(), content.as_ptr(), content.len());
-                map_count += 1;
-            }
-        }
-        let program = program()?.as_raw_fd();
-        let external = match write_maps {
-            Some(write_maps) => {
-                let (go_r, go_w) = fd::pipe()?;
-                Some(External {
-                    write_maps,
-                    go_w,
-                    _go_r: go_r,
-                    failure: std::sync::OnceLock::new(),
-                })
-            }
-            None => None,
-        };
-        let go = external.as_ref().map_or(-1, |e| e._go_r.as_raw_fd());
-        let stack = match SPARE_STACK.try_with(|spare| spare.take()).ok().flatten() {
-            Some(stack) => stack,
-            None => sys::Stack::map(STACK).map_err(io::Error::from_raw_os_error)?,
-        };
-        let made = if helper_flags != 0 {
-            Some(fd::pipe()?)
-        } else {
-            None
-        };
-        let room = std::mem::size_of::<Args>().next_multiple_of(64);
-        let args = stack.top().wrapping_sub(room).cast::<Args>();
-        // The helper's stack: the lowest HELPER_STACK bytes above the guard
-        // page; the launched child's grows down from its arguments.
-        let helper_stack = stack.usable().0.cast::<u8>().wrapping_add(HELPER_STACK);
-        // SAFETY: args lies inside the mapping, 64-byte aligned, with room
-        // for the struct above it.
-        unsafe {
-            args.write(Args {
-                maps: map_list,
-                map_count,
-                program,
-                plan,
-                report,
-                lifeline,
-                argv: [c"hermetic-init".as_ptr(), std::ptr::null()],
-                envp: [std::ptr::null()],
-                go,
-                child_pid: 0,
-                running: std::sync::atomic::AtomicU32::new(1),
-                helper_flags: helper_flags as usize,
-                made: made
-                    .as_ref()
-                    .map_or((-1, -1), |(r, w)| (r.as_raw_fd(), w.as_raw_fd())),
-                helper_stack,
-                helper_pidfd: std::sync::atomic::AtomicI32::new(-1),
-                helper_started: std::sync::atomic::AtomicBool::new(false),
-                helper_running: std::sync::atomic::AtomicU32::new(1),
-            })
-        };
-        Ok(Launch {
-            stack: Some(stack),
-            args,
-            external,
-            unsettled: std::cell::Cell::new(false),
-            _made: made,
-        })
-    }
-
     /// Starts the init program in new namespaces (`flags`, which may also
     /// hold `CLONE_PARENT`). Returns its pid once it has been exec'd (or has
     /// failed to be, which it reports); with maps written from outside,
@@ -355,13 +136,6 @@ impl Launch {
             (pid, sys::errno())
         })?;
         if pid < 0 { Err(errno) } else { Ok(pid) }
-    }
-
-    /// Why writing the maps from outside failed, if it did.
-    pub(crate) fn map_failure(&self) -> Option<String> {
-        self.external
-            .as_ref()
-            .and_then(|e| e.failure.get().cloned())
     }
 }
 
@@ -539,47 +313,4 @@ extern "C" fn early_helper(arg: *mut libc::c_void) -> libc::c_int {
     // used again: its reader sees the end of the pipe.
     unsafe { sys::close(made) };
     sys::wait_forever()
-}
-
-/// Writes the plan to the pipe `plan_w` whole, growing the pipe first if it
-/// would not fit: nothing reads it until the init program starts.
-fn send_plan(plan_w: &Fd, plan: &[u8]) -> io::Result<()> {
-    if plan.len() > wire::PLAN_MAX {
-        return Err(io::Error::other(format!(
-            "the setup plan is {} bytes, over the init program's {} (too many mounts?)",
-            plan.len(),
-            wire::PLAN_MAX
-        )));
-    }
-    if plan.len() > 60 << 10 {
-        sys::set_pipe_size(plan_w.as_fd(), plan.len())?;
-    }
-    sys::write_all(plan_w.as_fd(), plan).map_err(io::Error::from_raw_os_error)
-}
-
-/// Prepares the start of a sandbox's init program: sends it the encoded
-/// `plan` through a new pipe (returned: its read end must stay open until
-/// the program has started; its write end is the program's control channel
-/// from then on, see [`wire::CONTROL_KEEP`]) and prepares a launch that
-/// writes the id `maps`, reports on `report` and watches `lifeline`.
-pub(crate) fn prepare(
-    maps: &[Step],
-    plan: &[u8],
-    report: &Fd,
-    lifeline: BorrowedFd<'_>,
-    write_maps: Option<MapWriter>,
-    helper_flags: libc::c_int,
-) -> Result<(Fd, Fd, Launch), (&'static str, io::Error)> {
-    let (plan_r, plan_w) = fd::pipe().map_err(|e| ("creating the plan's pipe", e))?;
-    send_plan(&plan_w, plan).map_err(|e| ("sending the init program its plan", e))?;
-    let launch = Launch::prepare(
-        maps,
-        plan_r.as_raw_fd(),
-        report.as_raw_fd(),
-        lifeline.as_raw_fd(),
-        write_maps,
-        helper_flags,
-    )
-    .map_err(|e| ("preparing the init program's start", e))?;
-    Ok((plan_r, plan_w, launch))
 }

@@ -5,6 +5,8 @@
 //!   so that the copy finds stdout, stderr, the panic lock and the list of
 //!   hermetic's fds free;
 //! - [`tls`]: the parked thread whose TLS runners borrow;
+//! - [`launch`]: what a sandbox's init program is started with (the
+//!   program's memfd, the launched child's stack and arguments, the plan);
 //! - [`stack`]: the stacks a run's processes start on, mapped once;
 //! - [`panic_hook`]: the hook that records where a closure panicked,
 //!   installed before forking because `set_hook` takes a lock.
@@ -12,6 +14,7 @@
 //! Layer: below `child`, which takes these before it forks and gives the
 //! locks back after; above `proto`. It uses only `error` and `sys`.
 
+pub(crate) mod launch;
 pub(crate) mod locks;
 pub(crate) mod panic_hook;
 pub(crate) mod stack;

@@ -335,7 +335,7 @@ impl Drop for Runner {
 pub(crate) fn start_init_in(
     owner: &Fd,
     flags: libc::c_int,
-    launch: &crate::child::launch::Launch,
+    launch: &crate::fork::launch::Launch,
 ) -> Result<libc::pid_t, Error> {
     let (report_r, report_w) =
         fd::pipe().map_err(|e| Error::sys("creating the joiner's report pipe", e))?;

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{BASE_NAMESPACES, DEFAULT_HOSTNAME, DEFAULT_MAX_RESULT_SIZE, Sandbox, keep_failed};
-use crate::child::launch;
 use crate::diagnose::{self, HostFacts, Phase};
 use crate::error::Error;
+use crate::fork::launch;
 use crate::proto::reports::{self, InitReport};
 use crate::run::output::{DEFAULT_OUTPUT_LIMIT, Output, OutputLimit};
 use crate::run::runner;
