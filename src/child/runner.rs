@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::RESULT_FD;
 use crate::fork::panic_hook::{IN_CLOSURE, PANIC_AT};
 use crate::proto::frame::{self, PanicReport, Tag};
-use crate::proto::reports::{EXIT_NO_CHANNEL, EXIT_SETUP};
+use crate::proto::reports::{EXIT_NO_CHANNEL, EXIT_SENT_MADE_SOME, EXIT_SETUP};
 use crate::sys;
 
 /// The closure, handed to the runner's thread, and the frame it leaves.
@@ -118,13 +118,17 @@ where
     let _ = std::io::stdout().flush();
     let frame = job.frame.take().unwrap_or_default();
     // SAFETY: the result fd stays open until this process exits.
-    let code = match sys::write_all(unsafe { sys::borrow_static(result) }, &frame) {
-        Ok(()) => 0,
-        Err(_) => EXIT_NO_CHANNEL,
-    };
+    let sent = sys::write_all(unsafe { sys::borrow_static(result) }, &frame).is_ok();
     // SAFETY: serve's caller vouches this is a runner, about to exit.
-    unsafe { hand_over_teardown(exit_stack) };
-    sys::exit(code)
+    let made_nothing = unsafe { hand_over_teardown(exit_stack) };
+    // The exit status tells the test process whether the run can have left
+    // anything running, so that it looks (a read of /proc per child of the
+    // init process) only when it can.
+    sys::exit(match (sent, made_nothing) {
+        (true, true) => 0,
+        (true, false) => EXIT_SENT_MADE_SOME,
+        (false, _) => EXIT_NO_CHANNEL,
+    })
 }
 
 extern "C" fn closure_thread<F, T>(arg: *mut libc::c_void) -> *mut libc::c_void
@@ -204,7 +208,13 @@ pub(crate) fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
 ///
 /// Only in a child process after fork (or clone) of the test process: it
 /// changes the calling process for good (it is about to exit).
-unsafe fn hand_over_teardown(exit_stack: usize) {
+///
+/// Returns whether no process or thread was made in the sandbox between
+/// this one and that task: a PID namespace hands out its pids in order, so
+/// the task's pid (in the sandbox) is this process's plus one exactly
+/// then. False also if the task could not be made, or the pids wrapped
+/// around: the test process then looks for what the run left.
+unsafe fn hand_over_teardown(exit_stack: usize) -> bool {
     /// Blocks every signal, arms the parent-death signal, and waits for it
     /// (or leaves at once if the parent is already gone). System calls only.
     extern "C" fn last(parent: *mut libc::c_void) -> libc::c_int {
@@ -237,7 +247,7 @@ unsafe fn hand_over_teardown(exit_stack: usize) {
         exit_stack as *mut u8
     } else {
         let Ok(stack) = sys::Stack::map(16 << 10) else {
-            return;
+            return false;
         };
         // Never unmapped: it goes with the memory it belongs to.
         std::mem::ManuallyDrop::new(stack).top()
@@ -248,12 +258,13 @@ unsafe fn hand_over_teardown(exit_stack: usize) {
     // SAFETY: the task runs `last` on its own stack, makes only system
     // calls and never returns; sharing the files and the filesystem
     // context spares copying them.
-    unsafe {
+    let task = unsafe {
         libc::clone(
             last,
             top.cast(),
             libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_FS | libc::SIGCHLD,
             me as *mut libc::c_void,
-        );
-    }
+        )
+    };
+    me > 0 && task == me + 1
 }

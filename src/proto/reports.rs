@@ -305,6 +305,12 @@ pub(crate) const EXIT_SETUP: i32 = 121;
 /// closure closed or broke its result channel.
 pub(crate) const EXIT_NO_CHANNEL: i32 = 122;
 
+/// The exit status of a runner that sent its result and in whose run some
+/// process or thread was made in the sandbox besides the task that frees
+/// its memory: something may be left running there. A runner that sent its
+/// result and saw nothing made exits with 0 (see `child::runner`'s `serve`).
+pub(crate) const EXIT_SENT_MADE_SOME: i32 = 123;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,8 +29,14 @@ pub(crate) struct Runner {
 
 /// How a runner ended.
 pub(crate) enum Ended {
-    /// The frame arrived (and the runner exited).
-    Frame(frame::Tag, Vec<u8>),
+    /// The frame arrived (and the runner exited); `made_nothing`: the
+    /// runner saw no process or thread made in its run (its exit status 0),
+    /// so the run cannot have left anything running in the sandbox.
+    Frame {
+        tag: frame::Tag,
+        payload: Vec<u8>,
+        made_nothing: bool,
+    },
     /// No complete frame.
     Died(Error),
 }
@@ -226,7 +232,11 @@ impl Runner {
         }
         let status = self.reap();
         if let Some((tag, payload)) = reader.frame() {
-            return Ended::Frame(tag, payload.to_vec());
+            return Ended::Frame {
+                tag,
+                payload: payload.to_vec(),
+                made_nothing: matches!(status, Some(Exit::Code(0))),
+            };
         }
         Ended::Died(match status {
             Some(Exit::Signal(sig)) => Error::Killed {

@@ -229,14 +229,27 @@ impl Sandbox {
             false,
             f,
         )
-        .and_then(|mut runner| {
-            match runner.wait(self.timeout, self.max_result_size, &self.output) {
-                Ended::Frame(tag, payload) => crate::proto::frame::decode_outcome(tag, &payload),
-                Ended::Died(e) => Err(e),
-            }
-        });
+        .map(
+            |mut runner| match runner.wait(self.timeout, self.max_result_size, &self.output) {
+                Ended::Frame {
+                    tag,
+                    payload,
+                    made_nothing,
+                } => (
+                    crate::proto::frame::decode_outcome(tag, &payload),
+                    made_nothing,
+                ),
+                Ended::Died(e) => (Err(e), false),
+            },
+        )
+        .unwrap_or_else(|e| (Err(e), false));
+        let (result, made_nothing) = result;
         self.output.end_run();
-        self.forward_if_left_running();
+        // A run that made no process (as its runner saw) cannot have left
+        // one running: nothing to look for.
+        if !made_nothing {
+            self.forward_if_left_running();
+        }
         let result = result
             .map_err(|e| self.name_the_limit(e, oom_kills))
             .map_err(|e| self.name_stuck_spawned(e));

@@ -170,7 +170,7 @@ impl<T: DeserializeOwned> Spawned<T> {
         let ended = runner.wait(timeout, self.max_result_size, &self.output);
         self.output.end_run();
         match ended {
-            Ended::Frame(tag, payload) => crate::proto::frame::decode_outcome(tag, &payload),
+            Ended::Frame { tag, payload, .. } => crate::proto::frame::decode_outcome(tag, &payload),
             Ended::Died(e) => Err(e),
         }
     }
