@@ -873,8 +873,11 @@ unsafe extern "C" fn memset(dst: *mut u8, value: i32, n: usize) -> *mut u8 {
 #[unsafe(no_mangle)]
 unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     for i in 0..n {
-        // SAFETY: the caller vouches for both ranges.
-        unsafe { dst.add(i).write_volatile(src.add(i).read_volatile()) };
+        // SAFETY: byte i of src lies in the n bytes the caller vouches for.
+        let byte = unsafe { src.add(i).read_volatile() };
+        // SAFETY: byte i of dst lies in the n bytes the caller vouches for,
+        // apart from src's.
+        unsafe { dst.add(i).write_volatile(byte) };
     }
     dst
 }
@@ -889,8 +892,13 @@ unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 
         unsafe { memcpy(dst, src, n) }
     } else {
         for i in (0..n).rev() {
-            // SAFETY: the caller vouches for both ranges.
-            unsafe { dst.add(i).write_volatile(src.add(i).read_volatile()) };
+            // SAFETY: byte i of src lies in the n bytes the caller vouches
+            // for; copying backward, it is read before any write reaches
+            // it.
+            let byte = unsafe { src.add(i).read_volatile() };
+            // SAFETY: byte i of dst lies in the n bytes the caller vouches
+            // for.
+            unsafe { dst.add(i).write_volatile(byte) };
         }
         dst
     }
@@ -902,8 +910,10 @@ unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 
 #[unsafe(no_mangle)]
 unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     for i in 0..n {
-        // SAFETY: the caller vouches for both ranges.
-        let (x, y) = unsafe { (a.add(i).read_volatile(), b.add(i).read_volatile()) };
+        // SAFETY: byte i of a lies in the n bytes the caller vouches for.
+        let x = unsafe { a.add(i).read_volatile() };
+        // SAFETY: byte i of b lies in the n bytes the caller vouches for.
+        let y = unsafe { b.add(i).read_volatile() };
         if x != y {
             return x as i32 - y as i32;
         }
@@ -916,6 +926,7 @@ unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 /// As `memcmp`.
 #[unsafe(no_mangle)]
 unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    // SAFETY: as memcmp.
+    // SAFETY: memcmp asks what bcmp's caller vouches for: a and b valid
+    // for n bytes.
     unsafe { memcmp(a, b, n) }
 }

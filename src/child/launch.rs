@@ -172,14 +172,12 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
         }
     }
     for (i, &(path, content, len)) in args.maps[..args.map_count].iter().enumerate() {
-        // SAFETY: prepare() took these from live CStrings and Vecs that
-        // outlive the launch.
-        let (path, content) = unsafe {
-            (
-                std::ffi::CStr::from_ptr(path),
-                std::slice::from_raw_parts(content, len),
-            )
-        };
+        // SAFETY: prepare() took `path` from a live CString of a map step,
+        // which outlives the launch: NUL-terminated and unchanged.
+        let path = unsafe { std::ffi::CStr::from_ptr(path) };
+        // SAFETY: prepare() took `content` and `len` from a live Vec of the
+        // same step, which outlives the launch and is not written meanwhile.
+        let content = unsafe { std::slice::from_raw_parts(content, len) };
         if let Err(errno) = sys::write_file(path, content) {
             // SAFETY: the report pipe stays open until this child execs or
             // exits, which it does next.

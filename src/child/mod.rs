@@ -28,15 +28,23 @@
 //!
 //! # Safety
 //!
-//! The joiner is a `fork` of a multi-threaded process, and the init
-//! program's launch a `CLONE_VM` clone of one. Until the user's closure
-//! starts, code here makes only system calls, through [`sys`](crate::sys)
-//! or, for a few, straight through rustix or libc (the clones of the
-//! launch, of the early helper and of the task that frees a run's memory,
-//! `leave_as`'s core limit and signal reset, the runner's own thread where
-//! it starts one), on data
-//! prepared before forking: no allocation, no locks, no unwinding (every
-//! path ends in `_exit` or `exec`). The child launched to exec the init
+//! The joiner is a `fork` of a multi-threaded process (glibc's `fork`, so
+//! that its atfork handlers leave the copy's allocator consistent), and the
+//! init program's launch a `CLONE_VM` clone of one. Until the user's
+//! closure starts, code here makes only system calls, through
+//! [`sys`](crate::sys)'s raw wrappers or, for a few, straight through
+//! rustix or libc: the clones of the launch, of the early helper and of
+//! the task that frees a run's memory (`libc::clone`); `getcwd` into a
+//! stack buffer (a command's `pre_exec`); a command's relays' signal
+//! dispositions and masks (`sigaction`, `sigprocmask`, `signal`);
+//! `leave_as`'s core limit and signal reset. All of it on data prepared
+//! before forking: no allocation, no locks, no unwinding (every path ends
+//! in `_exit` or `exec`). One exception is deliberate: where the runner
+//! cannot borrow a clean thread-local storage, it starts a thread for the
+//! closure with `pthread_create`, which maps a stack and may take glibc's
+//! own locks; it does so once the joiner has exited, when no other task
+//! shares the runner's memory and the fork's locks are released, as the
+//! closure's own code may do anything then. The child launched to exec the init
 //! program, besides, shares the test process's memory and the launching
 //! thread's thread-local storage until it execs: its system calls go
 //! through `sys`'s raw wrappers, which write no `errno`, but for one: when

@@ -29,8 +29,8 @@ struct Job<F> {
 /// Runs `f` in the runner and sends its frame to `result`; never returns.
 ///
 /// `stdout` and `stderr` become fds 1 and 2. `exit_stack` is the top of
-/// the stack of the task that frees this process's memory at the end (0:
-/// map one then). The closure runs on this
+/// the stack of the task that frees this process's memory at the end (see
+/// [`stacks`](crate::fork::stack::stacks)). The closure runs on this
 /// thread (`inline`) when the runner borrowed a clean TLS (see
 /// [`spare_tls`]). Otherwise it runs on a fresh thread made with
 /// `pthread_create`: the runner then has the forking test thread's TLS, with
@@ -243,15 +243,7 @@ unsafe fn hand_over_teardown(exit_stack: usize) -> bool {
         sys::wait_forever()
     }
     let me = sys::getpid();
-    let top = if exit_stack != 0 {
-        exit_stack as *mut u8
-    } else {
-        let Ok(stack) = sys::Stack::map(16 << 10) else {
-            return false;
-        };
-        // Never unmapped: it goes with the memory it belongs to.
-        std::mem::ManuallyDrop::new(stack).top()
-    };
+    let top = exit_stack as *mut u8;
     // Named before the clone, so that the task has its name from its first
     // moment (this process, about to exit, takes it too).
     sys::set_name(c"hermetic-exit");

@@ -2,8 +2,9 @@
 //! process ([`runner`]), and the forwarding of what a sandbox prints into
 //! the test's output ([`output`]).
 //!
-//! Runs may use `setup`, `diagnose`, `child` (to start the process), `proto`,
-//! `error` and `sys`; never the public API above them.
+//! Runs may use `setup`, `diagnose`, `child` (to start the process), `fork`
+//! (the launch it is handed), `proto`, `error` and `sys`; never the public
+//! API above them.
 
 pub(crate) mod output;
 pub(crate) mod runner;

@@ -16,14 +16,19 @@
 //!   that impairs a link.
 //! - this module: the wrappers only the test process calls (or a process
 //!   that runs the user's code, which may allocate anyway), never code
-//!   after fork: waits and reads of the test process's side of a run
+//!   after fork but one (below): waits and reads of the test process's side of a run
 //!   (`poll` into a `Vec`, `pending_bytes`, `wait_exit_or_hangup`), signals
 //!   and kills of its children (`pidfd_send_signal`, `kill_and_reap`) and
 //!   their names (`errno_name`, `signal_name`, a `String` or a table), the
 //!   init program's memfd (`memfd_create`, `seal_for_good`) and plan pipe
 //!   (`set_pipe_size`), the caller's ids and user name, the parked
-//!   thread's look at itself (`gettid`, `thread_pointer`, `robust_list`),
-//!   `spawn_and_wait`, and per-process values (leaked `Box`es).
+//!   thread's look at itself (`gettid`, `thread_pointer`, `robust_list`,
+//!   which reads `get_robust_list` by hand), the wait for a launched child's
+//!   exec (`wait_cleared`), and per-process values (leaked `Box`es).
+//!   One exception runs after a clone: `spawn_and_wait` starts a program
+//!   from a `CLONE_VM | CLONE_VFORK` child that only calls `execve` (by
+//!   hand: rustix has it only in its unstable `runtime` module) and
+//!   `exit_group`, on data prepared before, as `std::process` does.
 //!
 //! Layer: the bottom one: nothing here uses another module of the crate.
 //!
@@ -513,5 +518,23 @@ impl<K: PartialEq, T: Clone> PerProcess<K, T> {
         let entry = Box::into_raw(Box::new((pid, key, value.clone())));
         self.0.store(entry, Ordering::Release);
         value
+    }
+}
+
+/// Waits until the kernel has cleared `word` (a `CLONE_CHILD_CLEARTID`
+/// word of a task sharing our memory: cleared, with a futex wake, when
+/// that task execs or exits).
+pub(crate) fn wait_cleared(word: &std::sync::atomic::AtomicU32) {
+    use rustix::thread::futex;
+    use std::sync::atomic::Ordering;
+    loop {
+        let seen = word.load(Ordering::Acquire);
+        if seen == 0 {
+            return;
+        }
+        // Shared (no FUTEX_PRIVATE_FLAG), as the kernel's wake for
+        // CLONE_CHILD_CLEARTID is. EAGAIN (the word changed) and EINTR
+        // loop back to the check.
+        let _ = futex::wait(word, futex::Flags::empty(), seen, None);
     }
 }

@@ -1,6 +1,6 @@
 //! Raw packet sockets (`AF_PACKET`) for link impairment
 //! ([`net::impair`](crate::net::impair)): opening one on a link, and moving
-//! frames through it. Called by the switch's relay, a process that runs
+//! frames through it. Called by the switch's impairment process, which runs
 //! like a closure (it may allocate), and by `check`; never after fork.
 //!
 //! # Safety

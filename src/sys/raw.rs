@@ -1,10 +1,10 @@
 //! The system calls that are safe after fork: `rustix` (its `linux_raw`
 //! backend, which enters the kernel directly, so no call writes libc's
 //! `errno`), and by hand, through [`call`], only what rustix does not
-//! offer: `close_range`, `keyctl`, `seccomp`, `get_robust_list`,
-//! `set_robust_list` and `rseq`, which it lacks; `clone` without a new
-//! stack, `execve`, `execveat`, `exit_group` and `rt_sigprocmask`, which it
-//! has only in its unstable `runtime` module; `close` with errors ignored
+//! offer: `close_range`, `keyctl`, `seccomp`, `set_robust_list` and
+//! `rseq`, which it lacks; `clone` without a new stack, `execveat`,
+//! `exit_group` and `rt_sigprocmask`, which it has only in its unstable
+//! `runtime` module; `close` with errors ignored
 //! (rustix's asserts success in debug builds); `getcpu` (rustix's goes
 //! through the vDSO, whose first use may allocate). Some of these callers
 //! use [`call`] where they are (`keyctl` in `child::joiner`,
@@ -614,24 +614,6 @@ pub(crate) fn reap(pid: libc::pid_t) -> Result<Exit, i32> {
         // Not asked for stops or continues: not reached.
         Exit::Code(-1)
     })
-}
-
-/// Waits until the kernel has cleared `word` (a `CLONE_CHILD_CLEARTID`
-/// word of a task sharing our memory: cleared, with a futex wake, when
-/// that task execs or exits).
-pub(crate) fn wait_cleared(word: &std::sync::atomic::AtomicU32) {
-    use rustix::thread::futex;
-    use std::sync::atomic::Ordering;
-    loop {
-        let seen = word.load(Ordering::Acquire);
-        if seen == 0 {
-            return;
-        }
-        // Shared (no FUTEX_PRIVATE_FLAG), as the kernel's wake for
-        // CLONE_CHILD_CLEARTID is. EAGAIN (the word changed) and EINTR
-        // loop back to the check.
-        let _ = futex::wait(word, futex::Flags::empty(), seen, None);
-    }
 }
 
 /// Lets task `pid` (of the caller's PID namespace) run on any CPU the

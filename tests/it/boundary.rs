@@ -710,11 +710,13 @@ fn no_key_outside_can_be_read_linked_or_planted_from_inside() {
         ],
     );
     if key < 0 {
-        println!(
-            "note: keys are not available to this test process (errno {}): the probes inside \
-             still must fail",
+        // The probes inside still run and must fail; what is not tested is
+        // that a key of the test process exists to be found.
+        common::skip(&format!(
+            "keys are not available to this test process (errno {}): no key of its own to \
+             look for; the probes inside still must fail",
             errno_of(key)
-        );
+        ));
     }
     // Another sandbox's key, with keys allowed there.
     let keyed = Sandbox::builder().keyring(true).build().unwrap();
