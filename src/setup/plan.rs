@@ -1491,6 +1491,26 @@ mod tests {
         assert!(!w.iter().any(|x| x.starts_with("binding /usr")), "{w:#?}");
     }
 
+    /// What a copy-on-write sandbox's plan does, step by step, for `view`.
+    fn copy_on_write_steps(view: &HostView) -> Vec<String> {
+        let mut l = layout(&[]);
+        l.host = HostMode::CopyOnWrite;
+        l.view = view;
+        init_steps(Some(IDS), &l)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.what)
+            .collect()
+    }
+
+    /// Where the first step beginning with `what` is in `steps`.
+    fn step_at(steps: &[String], what: &str) -> usize {
+        steps
+            .iter()
+            .position(|x| x.starts_with(what))
+            .unwrap_or_else(|| panic!("no step {what:?} in {steps:#?}"))
+    }
+
     #[test]
     fn copy_on_write_overlays_below_tmp_come_after_its_fresh_tmpfs() {
         let view = HostView {
@@ -1499,19 +1519,8 @@ mod tests {
             target_dir: None,
             mounts: Vec::new(),
         };
-        let mut l = layout(&[]);
-        l.host = HostMode::CopyOnWrite;
-        l.view = &view;
-        let w: Vec<String> = init_steps(Some(IDS), &l)
-            .unwrap()
-            .into_iter()
-            .map(|s| s.what)
-            .collect();
-        let at = |what: &str| {
-            w.iter()
-                .position(|x| x.starts_with(what))
-                .unwrap_or_else(|| panic!("no step {what:?} in {w:#?}"))
-        };
+        let w = copy_on_write_steps(&view);
+        let at = |what: &str| step_at(&w, what);
         // The lower layer is opened before anything covers it.
         assert!(at("opening the host's /tmp/suite/ws") < at("mounting tmpfs on /tmp"));
         // /work first, with the other early mounts; /tmp/suite/ws on a mount
@@ -1556,19 +1565,8 @@ mod tests {
             target_dir: None,
             mounts: Vec::new(),
         };
-        let mut l = layout(&[]);
-        l.host = HostMode::CopyOnWrite;
-        l.view = &view;
-        let w: Vec<String> = init_steps(Some(IDS), &l)
-            .unwrap()
-            .into_iter()
-            .map(|s| s.what)
-            .collect();
-        let at = |what: &str| {
-            w.iter()
-                .position(|x| x.starts_with(what))
-                .unwrap_or_else(|| panic!("no step {what:?} in {w:#?}"))
-        };
+        let w = copy_on_write_steps(&view);
+        let at = |what: &str| step_at(&w, what);
         assert!(at("opening the host's /tmp") < at("creating the inner user namespace ("));
         assert!(at("opening the host's /work") < at("mounting tmpfs on /tmp"));
         assert!(at("creating /tmp/layers") < at("creating the upper layer of /tmp"));
