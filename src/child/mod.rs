@@ -19,8 +19,14 @@
 //!
 //! This module holds what they share: ending as a child ended, and the
 //! runner's result fd. What must be ready before a fork (the locks, the
-//! panic hook, the spare thread-local storage runners borrow) is in
-//! [`fork`](crate::fork).
+//! panic hook, the spare thread-local storage runners borrow, the stacks,
+//! a launch's memfd, stack and arguments) is in [`fork`](crate::fork). The
+//! functions that fork or clone live here with the code their child runs,
+//! and so hold the last moment of the test process's side: `fork_runner`
+//! takes `fork`'s prepared state and the fork's locks right before its
+//! `fork`, `Launch::start` clones, `enter_on_exec` hands std the
+//! `pre_exec` hook, and `probe_clone` (for `check`) clones a child that
+//! exits at once.
 //!
 //! Layer: below the public API, `run`, `setup` and `diagnose`; the code
 //! after fork uses only `fork`'s prepared state, `proto`, `error` and
