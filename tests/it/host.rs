@@ -460,7 +460,9 @@ fn run_takes_the_host_mode_both_ways() {
 
 /// The special filesystems whose host mounts reach kernel objects of the
 /// host.
-const SPECIAL: [&str; 12] = [
+/// Written out here, not taken from the crate, so that a type the crate
+/// stops covering fails this test.
+const SPECIAL: [&str; 13] = [
     "mqueue",
     "cgroup",
     "cgroup2",
@@ -473,6 +475,7 @@ const SPECIAL: [&str; 12] = [
     "binfmt_misc",
     "pstore",
     "hugetlbfs",
+    "efivarfs",
 ];
 
 #[test]
