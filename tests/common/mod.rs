@@ -314,3 +314,14 @@ impl HeldLock {
         self.holder.join().unwrap();
     }
 }
+
+/// Runs `f` on a thread and fails the test (instead of hanging it) if it
+/// does not finish within two minutes.
+pub fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(120))
+        .unwrap_or_else(|_| panic!("{what} did not finish within two minutes"))
+}

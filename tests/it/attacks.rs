@@ -21,17 +21,6 @@ fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
-/// Runs `f` on a thread and fails the test (instead of hanging it) if it
-/// does not finish within two minutes.
-fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(Duration::from_secs(120))
-        .unwrap_or_else(|_| panic!("{what} did not finish within two minutes"))
-}
-
 /// kcmp(2) KCMP_VM: do processes `a` and `b` share their address space?
 fn same_memory(a: u32, b: u32) -> Option<bool> {
     const KCMP_VM: libc::c_int = 1;
@@ -726,7 +715,7 @@ fn clearing_nonblock_on_inherited_fds_hangs_nothing() {
         .build()
         .unwrap();
     let b = Sandbox::new().unwrap();
-    let ended = bounded("runs after an fd attack", move || {
+    let ended = common::bounded("runs after an fd attack", move || {
         // Clear O_NONBLOCK on, and try to read from, every fd the closure
         // has: hermetic's own would be the report and result pipes of other
         // runs.
@@ -753,7 +742,7 @@ fn scribbling_on_the_result_channel_is_an_error_not_a_hang() {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let res = bounded("a run that garbles its frame", move || {
+    let res = common::bounded("a run that garbles its frame", move || {
         ns.try_run(|| {
             let fd = hermetic::__result_channel_fd().unwrap();
             // SAFETY: the closure's own result fd, taken over on purpose.

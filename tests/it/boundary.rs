@@ -332,7 +332,7 @@ fn run_helper(name: &str, env: &[(&str, &str)]) -> String {
         .envs(env.iter().copied())
         .process_group(0)
         .stdin(Stdio::null());
-    let out = bounded(name, move || cmd.output().unwrap());
+    let out = common::bounded(name, move || cmd.output().unwrap());
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -344,17 +344,6 @@ fn run_helper(name: &str, env: &[(&str, &str)]) -> String {
         out.status
     );
     text
-}
-
-/// Runs `f` on a thread and fails the test (instead of hanging it) if it
-/// does not finish within two minutes.
-fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(Duration::from_secs(120))
-        .unwrap_or_else(|_| panic!("{what} did not finish within two minutes"))
 }
 
 #[test]
@@ -480,7 +469,7 @@ fn hermetic_run_s_program_cannot_signal_its_caller() {
     cmd.args(["-c", &script])
         .process_group(0)
         .stdin(Stdio::null());
-    let out = bounded("the shell", move || cmd.output().unwrap());
+    let out = common::bounded("the shell", move || cmd.output().unwrap());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(text.contains("caller-survived 137"), "{text}");
@@ -569,7 +558,7 @@ fn no_process_inside_can_type_into_or_own_the_caller_s_terminal() {
     // The command holds copies of the slave: the master reads to its end
     // only once every copy outside the helper is closed.
     drop((cmd, slave));
-    let text = bounded("the terminal helper", move || read_all(master));
+    let text = common::bounded("the terminal helper", move || read_all(master));
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}\n{text}");
     assert!(text.contains("TERMINAL-SAFE"), "{text}");
@@ -669,7 +658,7 @@ fn hermetic_run_works_interactively_and_passes_ctrl_c_on() {
     // hermetic; it passes it on to the program in its own session.
     input.write_all(&[3]).unwrap();
     wait_for("got-int-42", &mut text);
-    let status = bounded("the interactive shell", move || child.wait().unwrap());
+    let status = common::bounded("the interactive shell", move || child.wait().unwrap());
     drop(input);
     reader.join().unwrap();
     assert_eq!(status.code(), Some(5), "{text}");
