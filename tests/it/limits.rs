@@ -255,6 +255,26 @@ fn the_check_report_lists_what_escapes_the_limits() {
     );
 }
 
+/// Asserts what `what`, filled with twice the headroom, `held`: where the
+/// limit is per sandbox, it was counted (the run stopped, or the writes
+/// refused); where it is per process, all of it.
+fn held_twice_only_per_process(
+    what: &str,
+    per_sandbox: bool,
+    held: Result<usize, hermetic::Error>,
+) {
+    println!("{what}, filled with twice the headroom: {held:?}");
+    if per_sandbox {
+        assert!(!matches!(held, Ok(n) if n >= TWICE), "{held:?}");
+    } else {
+        assert_eq!(
+            held.unwrap(),
+            TWICE,
+            "{what} held twice the headroom of the per-process limit"
+        );
+    }
+}
+
 #[test]
 fn a_memfd_escapes_the_memory_limit_only_where_it_is_per_process() {
     let per_sandbox = per_sandbox();
@@ -265,17 +285,7 @@ fn a_memfd_escapes_the_memory_limit_only_where_it_is_per_process() {
                 .unwrap();
         fill(fd.into(), TWICE)
     });
-    println!("a memfd of twice the headroom: {held:?}");
-    if per_sandbox {
-        // Counted: stopped, or refused.
-        assert!(!matches!(held, Ok(n) if n >= TWICE), "{held:?}");
-    } else {
-        assert_eq!(
-            held.unwrap(),
-            TWICE,
-            "a memfd held twice the headroom of the per-process limit"
-        );
-    }
+    held_twice_only_per_process("a memfd", per_sandbox, held);
 }
 
 #[test]
@@ -297,16 +307,7 @@ fn a_tmpfs_the_closure_mounts_escapes_the_memory_limit_only_where_it_is_per_proc
         .unwrap();
         fill(std::fs::File::create("/tmp/own-tmpfs/big").unwrap(), TWICE)
     });
-    println!("a tmpfs file of twice the headroom: {held:?}");
-    if per_sandbox {
-        assert!(!matches!(held, Ok(n) if n >= TWICE), "{held:?}");
-    } else {
-        assert_eq!(
-            held.unwrap(),
-            TWICE,
-            "a tmpfs of the closure's held twice the headroom of the per-process limit"
-        );
-    }
+    held_twice_only_per_process("a tmpfs of the closure's", per_sandbox, held);
 }
 
 /// The memory this process may still map under its `RLIMIT_AS`.
