@@ -25,6 +25,9 @@
 //! the ratios, wall and CPU: hermetic to bwrap, each to `true`, each
 //! sandbox's cost over `true` to the other's, copy-on-write to read-only.
 
+mod common;
+use common::installed;
+
 use std::ffi::CString;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -169,15 +172,6 @@ fn call(argv: &[String], cgroup: Option<&Cgroup>) {
         .status()
         .unwrap_or_else(|e| panic!("starting {}: {e}", argv[0]));
     assert!(status.success(), "{argv:?} failed: {status}");
-}
-
-fn installed(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 fn median(v: &[Duration]) -> Duration {

@@ -22,6 +22,9 @@
 //!   wait, and a sandbox with and without one run vs the raw clone, all
 //!   from that process.
 
+mod common;
+use common::installed;
+
 use std::hint::black_box;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -176,15 +179,6 @@ impl Case<'_> {
         r.sort_by(f64::total_cmp);
         (r[r.len() / 4], r[(r.len() * 3) / 4])
     }
-}
-
-fn installed(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 fn quiet(cmd: &mut Command) {
