@@ -50,9 +50,6 @@ pub(crate) struct RunnerSetup {
     /// A spawned closure: a panic is printed when it happens, not only
     /// returned by a `join` that may come much later, or never.
     pub(crate) background: bool,
-    /// The top of the stack of the task that frees the run's memory (see
-    /// [`stacks`](crate::fork::stack::stacks)); 0 until the joiner sets it.
-    pub(crate) exit_stack: usize,
 }
 
 /// Held by a child after fork: should a panic unwind through it, the
@@ -221,9 +218,9 @@ struct RunnerStart<F> {
     tls: Option<SpareTls>,
     /// What the runner puts itself under before the closure.
     boundary: Boundary,
-    /// The top of the runner's stack (see
-    /// [`stacks`](crate::fork::stack::stacks)): this process's copy.
-    stack: usize,
+    /// The tops of the runner's stack and of the exit task's (see
+    /// [`stacks`](crate::fork::stack::stacks)): this process's copies.
+    stacks: crate::fork::stack::Stacks,
 }
 
 /// What a runner, or a command's program, puts itself under before any
@@ -344,16 +341,13 @@ where
             unsafe {
                 launch_runner::<F, T>(RunnerStart {
                     f,
-                    fds: RunnerSetup {
-                        exit_stack: stacks.exit,
-                        ..fds
-                    },
+                    fds,
                     joiner,
                     report: plan.report,
                     locks,
                     tls,
                     boundary: Boundary::of(plan.confine),
-                    stack: stacks.runner,
+                    stacks,
                 })
             }
         }
@@ -379,7 +373,7 @@ where
     let report_fd = launch.report;
     let room = std::mem::size_of::<RunnerStart<F>>()
         .next_multiple_of(std::mem::align_of::<RunnerStart<F>>().max(64));
-    let at = launch.stack.wrapping_sub(room) as *mut RunnerStart<F>;
+    let at = launch.stacks.runner.wrapping_sub(room) as *mut RunnerStart<F>;
     let mut flags = libc::CLONE_VM | libc::CLONE_PARENT;
     if launch.tls.is_some() {
         // The borrowed TCB gets the runner's own thread id, written by the
@@ -543,7 +537,7 @@ where
             fds.stderr,
             inline,
             fds.background,
-            fds.exit_stack,
+            launch.stacks.exit,
         )
     }
 }

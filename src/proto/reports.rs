@@ -211,8 +211,6 @@ pub(crate) enum JoinStep {
     Enter = 1,
     /// Opening a pidfd of itself, for the process it starts to wait on.
     Watch = 2,
-    /// Mapping a stack for the process it starts.
-    Stack = 3,
     /// `clone` of the process that runs the closure.
     CloneRunner = 4,
     /// `setns` into the user namespace a new sandbox shares.
@@ -231,10 +229,9 @@ pub(crate) enum JoinStep {
 }
 
 impl JoinStep {
-    const ALL: [JoinStep; 10] = [
+    const ALL: [JoinStep; 9] = [
         JoinStep::Enter,
         JoinStep::Watch,
-        JoinStep::Stack,
         JoinStep::CloneRunner,
         JoinStep::EnterOwner,
         JoinStep::StartInit,
@@ -249,7 +246,6 @@ impl JoinStep {
         match self {
             JoinStep::Enter => "joining the sandbox's namespaces (setns)",
             JoinStep::Watch => "opening a pidfd of the joining process",
-            JoinStep::Stack => "mapping a stack for the process that runs the closure",
             JoinStep::CloneRunner => "starting the process that runs the closure (clone)",
             JoinStep::EnterOwner => "joining the network's user namespace (setns)",
             JoinStep::StartInit => "starting the host's init process (clone)",

@@ -83,7 +83,6 @@ impl Runner {
             stdout: output.0,
             stderr: output.1,
             background,
-            exit_stack: 0,
         };
         let joiner = joiner::fork_runner(&plan, fds, f)
             .map_err(|e| Error::sys("forking a run", std::io::Error::from_raw_os_error(e)))?;
