@@ -325,8 +325,10 @@ struct Helper {
     /// The namespaces it makes in its user namespace (`CLONE_NEW*`).
     owned: usize,
     /// Where it says it has made them: the read end of a pipe that brings
-    /// 4 bytes, an errno, 0 for success.
+    /// two errnos ([`wire::HELPER_MADE_FD`]).
     made: i32,
+    /// What it said of `lo` (0: up, [`wire::LO_NOT_TRIED`], or an errno).
+    lo: i32,
 }
 
 /// One decoded step.
@@ -462,7 +464,12 @@ fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
             // SAFETY: a is live for its length.
             unsafe { call(nr::SETHOSTNAME, [a.as_ptr() as usize, a.len(), 0, 0, 0, 0]) }.map(drop)
         }
-        wire::OP_LOOPBACK_UP => loopback_up(),
+        wire::OP_LOOPBACK_UP => match helper.as_ref().map_or(wire::LO_NOT_TRIED, |h| h.lo) {
+            // The helper set it up in the namespace this process joined.
+            0 => Ok(()),
+            wire::LO_NOT_TRIED => loopback_up(),
+            errno => Err(errno),
+        },
         wire::OP_JOIN_NESTED => join_nested(helper),
         wire::OP_ENTER_NESTED => enter_nested(helper),
         wire::OP_KEEPER => keeper(),
@@ -499,7 +506,7 @@ fn nest(flags: usize, uid_map: &[u8], gid_map: &[u8], helper: &mut Option<Helper
     } else {
         start_helper(owned)?
     };
-    *helper = Some(Helper { pidfd, userns: -1, owned, made: made_r });
+    *helper = Some(Helper { pidfd, userns: -1, owned, made: made_r, lo: wire::LO_NOT_TRIED });
     map_helper(pidfd, uid_map, gid_map, helper)
 }
 
@@ -534,7 +541,11 @@ fn start_helper(owned: usize) -> Result<(i32, i32), i32> {
             Ok(_) => 0i32,
             Err(e) => e,
         };
-        let _ = write_all(made_w, &errno.to_le_bytes());
+        // It leaves `lo` to this process (the fallback keeps to the least).
+        let mut word = [0u8; 8];
+        word[..4].copy_from_slice(&errno.to_le_bytes());
+        word[4..].copy_from_slice(&wire::LO_NOT_TRIED.to_le_bytes());
+        let _ = write_all(made_w, &word);
         close(made_w);
         loop {
             // SAFETY: no fds, no timeout, no mask.
@@ -583,16 +594,17 @@ fn join_nested(helper: &mut Option<Helper>) -> Result<(), i32> {
     let Some(h) = helper.as_mut() else {
         return Err(EINVAL);
     };
-    let mut word = [0u8; 4];
+    let mut word = [0u8; 8];
     // A helper gone without a word: it was killed (EINVAL from read_exact).
     let made = read_exact(h.made, &mut word);
     close(h.made);
     h.made = -1;
     made?;
-    match i32::from_le_bytes(word) {
+    match i32::from_le_bytes([word[0], word[1], word[2], word[3]]) {
         0 => {}
         errno => return Err(errno),
     }
+    h.lo = i32::from_le_bytes([word[4], word[5], word[6], word[7]]);
     // SAFETY: pidfd is the helper's.
     unsafe { call(nr::SETNS, [h.pidfd as usize, h.owned, 0, 0, 0, 0]) }?;
     // SAFETY: a signal through our own pidfd. enter_nested reaps it.

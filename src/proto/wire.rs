@@ -36,9 +36,14 @@ pub const LIFELINE_FD: i32 = 2;
 pub const FIRST_PLAN_FD: i32 = 5;
 /// A pidfd of the helper the launch started (see [`OP_NEST`]), when it did.
 pub const HELPER_PIDFD_FD: i32 = 3;
-/// Where that helper says it has made its namespaces: 4 bytes, an errno,
-/// 0 for success.
+/// Where that helper says it has made its namespaces: 8 bytes, two
+/// little-endian `i32`s: the errno of making them (0 for success), then
+/// that of setting `lo` up in the network namespace it made (0 for success,
+/// [`LO_NOT_TRIED`] if it made none or had failed before), so that the
+/// init program's [`OP_LOOPBACK_UP`] has nothing left to do.
 pub const HELPER_MADE_FD: i32 = 4;
+/// In the helper's word: it did not try to set `lo` up.
+pub const LO_NOT_TRIED: i32 = -1;
 
 /// On the plan's fd after the plan: stop watching the test process (the
 /// lifeline) and live until killed, even past the test process.
@@ -109,7 +114,8 @@ pub const OP_NEST: u8 = 11;
 pub const OP_JOIN_NESTED: u8 = 18;
 /// `sethostname(2)` to field 0 (not NUL-terminated).
 pub const OP_SET_HOSTNAME: u8 = 12;
-/// Bring `lo` up.
+/// Bring `lo` up (done already if the helper said so, see
+/// [`HELPER_MADE_FD`]).
 pub const OP_LOOPBACK_UP: u8 = 13;
 /// Enter the helper's user namespace, then end the helper.
 pub const OP_ENTER_NESTED: u8 = 14;

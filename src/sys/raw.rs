@@ -423,6 +423,46 @@ pub(crate) fn setsid() -> Result<(), i32> {
     rustix::process::setsid().map(drop).map_err(raw)
 }
 
+/// Sets `lo` up in the caller's network namespace (`SIOCSIFFLAGS`): the
+/// kernel then gives it 127.0.0.1 and ::1. Needs `CAP_NET_ADMIN` in the
+/// user namespace that owns that network namespace. System calls only.
+pub(crate) fn loopback_up() -> Result<(), i32> {
+    let sock = rustix::net::socket_with(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(raw)?;
+    // SAFETY: an all-zero ifreq is a valid value (a name of NULs, flags 0).
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (to, from) in req.ifr_name.iter_mut().zip(b"lo") {
+        *to = *from as libc::c_char;
+    }
+    let ioctl = |request: libc::c_ulong, req: &mut libc::ifreq| {
+        // SAFETY: `req` is a live, writable ifreq for the whole call, as
+        // both requests read (and SIOCGIFFLAGS writes) it; `sock` is open.
+        unsafe {
+            call(
+                libc::SYS_ioctl,
+                [
+                    sock.as_raw_fd() as usize,
+                    request as usize,
+                    std::ptr::from_mut(req) as usize,
+                    0,
+                    0,
+                    0,
+                ],
+            )
+        }
+    };
+    ioctl(libc::SIOCGIFFLAGS, &mut req)?;
+    // SAFETY: SIOCGIFFLAGS filled the union's flags member, read here.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    ioctl(libc::SIOCSIFFLAGS, &mut req).map(drop)
+}
+
 /// Installs the seccomp filter `program` on the calling thread (see
 /// [`seccomp`](crate::setup::seccomp)). Without `CAP_SYS_ADMIN` in its user
 /// namespace the kernel asks for `PR_SET_NO_NEW_PRIVS` first: then that is
