@@ -59,6 +59,12 @@ mod nr {
     pub const FCNTL: usize = 72;
     pub const WAITID: usize = 247;
     pub const SETSID: usize = 112;
+    pub const RT_SIGPROCMASK: usize = 14;
+    pub const EXECVE: usize = 59;
+    pub const CHDIR: usize = 80;
+    pub const PRLIMIT64: usize = 302;
+    pub const SECCOMP: usize = 317;
+    pub const SIGNALFD4: usize = 289;
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -87,6 +93,12 @@ mod nr {
     pub const FCNTL: usize = 25;
     pub const WAITID: usize = 95;
     pub const SETSID: usize = 157;
+    pub const RT_SIGPROCMASK: usize = 135;
+    pub const EXECVE: usize = 221;
+    pub const CHDIR: usize = 49;
+    pub const PRLIMIT64: usize = 261;
+    pub const SECCOMP: usize = 277;
+    pub const SIGNALFD4: usize = 74;
 }
 
 /// System calls numbered alike on every architecture.
@@ -127,7 +139,19 @@ const OPEN_TREE_CLONE: usize = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: usize = 4;
 const SIGKILL: usize = 9;
 const SIGCHLD: usize = 17;
+const SIGPIPE: usize = 13;
 const SIG_IGN: usize = 1;
+const SIG_DFL: usize = 0;
+const SIG_SETMASK: usize = 2;
+const CLOSE_RANGE_CLOEXEC: usize = 4;
+const SECCOMP_SET_MODE_FILTER: usize = 1;
+const PR_SET_NO_NEW_PRIVS: usize = 38;
+const E2BIG: i32 = 7;
+const WNOHANG: usize = 1;
+const P_ALL: usize = 0;
+const SFD_NONBLOCK: usize = 0o4000;
+/// `si_code` of a child that exited (the others: killed, dumped).
+const CLD_EXITED: i32 = 1;
 const PR_SET_NAME: usize = 15;
 const PR_SET_DUMPABLE: usize = 4;
 const POLLIN: i16 = 1;
@@ -335,7 +359,7 @@ struct Helper {
 struct Step<'a> {
     op: u8,
     arg: u64,
-    fields: [&'a [u8]; 4],
+    fields: [&'a [u8]; 6],
 }
 
 fn decode(buf: &[u8]) -> Option<(Step<'_>, &[u8])> {
@@ -347,7 +371,7 @@ fn decode(buf: &[u8]) -> Option<(Step<'_>, &[u8])> {
     let mut arg = [0u8; 8];
     arg.copy_from_slice(&buf[2..10]);
     let mut rest = &buf[10..];
-    let mut fields: [&[u8]; 4] = [&[]; 4];
+    let mut fields: [&[u8]; 6] = [&[]; 6];
     if n > fields.len() {
         return None;
     }
@@ -371,6 +395,8 @@ fn decode(buf: &[u8]) -> Option<(Step<'_>, &[u8])> {
         wire::OP_SET_HOSTNAME => 0,
         wire::OP_WRITE_FILE | wire::OP_TOUCH => 1,
         wire::OP_NEST => 0,
+        // The filter and the rlimits are bytes.
+        wire::OP_PROGRAM => 4,
         _ => fields.len(),
     };
     if fields[..strings].iter().any(|f| !f.is_empty() && f[f.len() - 1] != 0) {
@@ -380,7 +406,7 @@ fn decode(buf: &[u8]) -> Option<(Step<'_>, &[u8])> {
 }
 
 fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
-    let [a, b, c, d] = step.fields;
+    let [a, b, c, d, _, _] = step.fields;
     let arg = (step.arg & !wire::ARG_STEP_FLAGS) as usize;
     let recursive = step.arg & wire::ARG_RECURSIVE != 0;
     match step.op {
@@ -701,6 +727,240 @@ fn loopback_up() -> Result<(), i32> {
     res.map(drop)
 }
 
+/// The program to start once the sandbox is ready ([`wire::OP_PROGRAM`]),
+/// as its step gave it: slices of the plan, which lives as long as this
+/// process.
+struct Program {
+    path: &'static [u8],
+    cwd: &'static [u8],
+    filter: &'static [u8],
+    rlimits: &'static [u8],
+}
+
+/// Null-terminated arrays of pointers into the plan: the program's
+/// arguments and environment, filled once by [`Program::read`].
+static mut ARGV: [usize; wire::PROGRAM_ARGS_MAX + 1] = [0; wire::PROGRAM_ARGS_MAX + 1];
+static mut ENVP: [usize; wire::PROGRAM_ENV_MAX + 1] = [0; wire::PROGRAM_ENV_MAX + 1];
+
+/// Points `array`'s entries at the NUL-terminated strings of `run`, and
+/// ends them with a null pointer. `E2BIG` if they do not fit.
+fn pointers(run: &'static [u8], array: &mut [usize]) -> Result<(), i32> {
+    let mut n = 0;
+    let mut start = 0;
+    for (i, &b) in run.iter().enumerate() {
+        if b == 0 {
+            if n + 1 >= array.len() {
+                return Err(E2BIG);
+            }
+            array[n] = run[start..].as_ptr() as usize;
+            n += 1;
+            start = i + 1;
+        }
+    }
+    array[n] = 0;
+    Ok(())
+}
+
+impl Program {
+    /// The step's fields, checked; the arrays filled.
+    fn read(step: &Step<'static>) -> Result<Program, i32> {
+        let [path, argv, envp, cwd, filter, rlimits] = step.fields;
+        if path.is_empty() || cwd.is_empty() || filter.len() % 8 != 0 || rlimits.len() % 20 != 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: the only references to ARGV and ENVP, made once, in a
+        // single-threaded program, before any child is made.
+        unsafe {
+            pointers(argv, &mut *core::ptr::addr_of_mut!(ARGV))?;
+            pointers(envp, &mut *core::ptr::addr_of_mut!(ENVP))?;
+        }
+        Ok(Program { path, cwd, filter, rlimits })
+    }
+
+    /// Starts it: a fork-like child of this process. Its exec makes its
+    /// exit signal SIGCHLD, which this process stops ignoring first: from
+    /// then on it reaps its children itself ([`reap`]), told by the
+    /// signalfd returned, so that the program's status is there to read.
+    /// Returns (signalfd, the program's pid and pidfd) once it has exec'd,
+    /// or the errno of what failed before.
+    fn start(&self) -> Result<(i32, usize, i32), i32> {
+        let mask: u64 = 1 << (SIGCHLD - 1);
+        // SAFETY: the kernel reads the 8-byte mask from a live local;
+        // SIGCHLD is blocked (every signal is, in this process).
+        let signals = unsafe { call(nr::SIGNALFD4, [!0, &mask as *const u64 as usize, 8, O_CLOEXEC | SFD_NONBLOCK, 0, 0]) }? as i32;
+        let default: [usize; 4] = [SIG_DFL, 0, 0, 0];
+        // SAFETY: installs SIG_DFL; the struct and mask size (8) are the
+        // kernel's.
+        if let Err(e) = unsafe { call(nr::RT_SIGACTION, [SIGCHLD, default.as_ptr() as usize, 0, 8, 0, 0]) } {
+            close(signals);
+            return Err(e);
+        }
+        self.fork().map(|(pid, pidfd)| (signals, pid, pidfd))
+    }
+
+    /// The fork and the exec (see [`Program::start`]).
+    fn fork(&self) -> Result<(usize, i32), i32> {
+        let mut ends = [-1i32; 2];
+        // SAFETY: ends is a live array of two ints.
+        unsafe { call(nr::PIPE2, [ends.as_mut_ptr() as usize, O_CLOEXEC, 0, 0, 0, 0]) }?;
+        let [failed_r, failed_w] = ends;
+        let mut pidfd: i32 = -1;
+        // SAFETY: fork-like (no new stack): the child runs on a copy of
+        // ours and makes only system calls; pidfd is a live int the kernel
+        // writes for CLONE_PIDFD.
+        let pid = match unsafe { call(nr::CLONE, [CLONE_PIDFD, 0, &mut pidfd as *mut i32 as usize, 0, 0, 0]) } {
+            Ok(0) => self.child(failed_w),
+            Ok(pid) => pid,
+            Err(e) => {
+                close(failed_r);
+                close(failed_w);
+                return Err(e);
+            }
+        };
+        close(failed_w);
+        // Nothing (the end of the pipe, closed at the exec) or an errno.
+        let mut word = [0u8; 4];
+        let failed = read_exact(failed_r, &mut word).is_ok();
+        close(failed_r);
+        if failed {
+            // It exited with no signal (before any exec): reaped here.
+            let mut info = [0i32; 32];
+            // SAFETY: info is a live 128-byte siginfo_t; the pidfd is our
+            // child's.
+            let _ = unsafe { call(nr::WAITID, [P_PIDFD, pidfd as usize, info.as_mut_ptr() as usize, WEXITED | WALL, 0, 0]) };
+            close(pidfd);
+            return Err(i32::from_le_bytes(word));
+        }
+        Ok((pid, pidfd))
+    }
+
+    /// In the child: everything but the exec, then the exec. Says why on
+    /// `failed` (close-on-exec) if it gets no further.
+    fn child(&self, failed: i32) -> ! {
+        let fail = |errno: i32| -> ! {
+            let _ = write_all(failed, &errno.to_le_bytes());
+            exit(127)
+        };
+        // An ignored signal stays ignored across exec: SIGPIPE, which the
+        // test process ignores (as Rust programs do) and this process
+        // inherited, goes back to its default, as std does for the
+        // programs it starts (SIGCHLD already is).
+        let default: [usize; 4] = [SIG_DFL, 0, 0, 0];
+        // SAFETY: installs SIG_DFL; the struct and mask size (8) are the
+        // kernel's.
+        if let Err(e) = unsafe { call(nr::RT_SIGACTION, [SIGPIPE, default.as_ptr() as usize, 0, 8, 0, 0]) } {
+            fail(e)
+        }
+        // A session of its own (this process leads its own): out of reach
+        // of the test process's group, and of its terminal.
+        // SAFETY: no arguments.
+        if let Err(e) = unsafe { call(nr::SETSID, [0; 6]) } {
+            fail(e)
+        }
+        for r in self.rlimits.chunks_exact(20) {
+            let resource = u32::from_le_bytes([r[0], r[1], r[2], r[3]]) as usize;
+            let mut limit = [0u64; 2];
+            for (i, l) in limit.iter_mut().enumerate() {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&r[4 + 8 * i..12 + 8 * i]);
+                *l = u64::from_le_bytes(b);
+            }
+            // SAFETY: this process (pid 0); limit is a live struct rlimit64.
+            if let Err(e) = unsafe { call(nr::PRLIMIT64, [0, resource, limit.as_ptr() as usize, 0, 0, 0]) } {
+                fail(e)
+            }
+        }
+        // SAFETY: cwd is NUL-terminated.
+        if let Err(e) = unsafe { call(nr::CHDIR, [ptr(self.cwd), 0, 0, 0, 0, 0]) } {
+            fail(e)
+        }
+        for i in 0..3 {
+            // SAFETY: plain fd numbers; this child's table is its own copy.
+            if let Err(e) = unsafe {
+                call(nr::DUP3, [(wire::PROGRAM_STDIO_FD + i) as usize, i as usize, 0, 0, 0, 0])
+            } {
+                fail(e)
+            }
+        }
+        // Every other fd of this process's closes at the exec.
+        // SAFETY: integer arguments; this child's table is its own copy.
+        if let Err(e) = unsafe { call(CLOSE_RANGE, [3, !0, CLOSE_RANGE_CLOEXEC, 0, 0, 0]) } {
+            fail(e)
+        }
+        // struct sock_fprog: the length, then (aligned) the instructions.
+        let prog: [usize; 2] = [self.filter.len() / 8, self.filter.as_ptr() as usize];
+        let install = || {
+            // SAFETY: prog points at the filter, which lives in the plan;
+            // the kernel copies it.
+            unsafe { call(nr::SECCOMP, [SECCOMP_SET_MODE_FILTER, 0, prog.as_ptr() as usize, 0, 0, 0]) }
+        };
+        if !self.filter.is_empty() {
+            let installed = match install() {
+                Err(EACCES) => {
+                    // SAFETY: integer arguments.
+                    let _ = unsafe { call(nr::PRCTL, [PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0]) };
+                    install()
+                }
+                other => other,
+            };
+            if let Err(e) = installed {
+                fail(e)
+            }
+        }
+        // Last: an empty mask (this process blocks everything), as a
+        // program started by a shell has.
+        let none: u64 = 0;
+        // SAFETY: the kernel reads 8 bytes from a live local, writes none.
+        if let Err(e) = unsafe { call(nr::RT_SIGPROCMASK, [SIG_SETMASK, &none as *const u64 as usize, 0, 8, 0, 0]) } {
+            fail(e)
+        }
+        // SAFETY: path is NUL-terminated; ARGV and ENVP are null-terminated
+        // arrays of pointers to NUL-terminated strings of the plan.
+        let errno = unsafe {
+            call(
+                nr::EXECVE,
+                [ptr(self.path), core::ptr::addr_of!(ARGV) as usize, core::ptr::addr_of!(ENVP) as usize, 0, 0, 0],
+            )
+        }
+        .err()
+        .unwrap_or(EINVAL);
+        fail(errno)
+    }
+
+    /// Reaps every child that has ended (the program's orphans, which
+    /// this process adopts, too); if the program is among them, how it
+    /// ended: (report code, status or signal).
+    fn reap(signals: i32, pid: usize) -> Option<(u32, i32)> {
+        // The signalfd only says that there is something to reap.
+        let mut drained = [0u8; 128 * 4];
+        // SAFETY: drained is live and writable for its length.
+        while unsafe { call(nr::READ, [signals as usize, drained.as_mut_ptr() as usize, drained.len(), 0, 0, 0]) }.is_ok() {}
+        let mut ended = None;
+        loop {
+            // siginfo_t: signo, errno, code (ints), then for SIGCHLD pid,
+            // uid (ints) and the status.
+            let mut info = [0i32; 32];
+            // SAFETY: info is a live 128-byte siginfo_t.
+            match unsafe { call(nr::WAITID, [P_ALL, 0, info.as_mut_ptr() as usize, WEXITED | WNOHANG | WALL, 0, 0]) } {
+                Err(EINTR) => continue,
+                Err(_) => break,
+                // Nothing (more) to reap: WNOHANG leaves the pid 0.
+                Ok(_) if info[4] == 0 => break,
+                Ok(_) if info[4] as usize == pid => {
+                    let (code, status) = (info[2], info[6]);
+                    ended = Some(if code == CLD_EXITED {
+                        (wire::REPORT_EXITED, status)
+                    } else {
+                        (wire::REPORT_SIGNALED, status)
+                    });
+                }
+                Ok(_) => {}
+            }
+        }
+        ended
+    }
+}
+
 /// The plan, read once; in .bss, so only the pages it fills are committed.
 static mut PLAN: [u8; wire::PLAN_MAX] = [0; wire::PLAN_MAX];
 
@@ -755,6 +1015,7 @@ extern "C" fn init_main(_stack: *const usize) -> ! {
         exit(1);
     }
     let mut helper = None;
+    let mut program = None;
     let mut rest = plan;
     let mut index = 0u32;
     while !rest.is_empty() {
@@ -762,7 +1023,12 @@ extern "C" fn init_main(_stack: *const usize) -> ! {
             report(wire::REPORT_PLAN, EINVAL);
             exit(1)
         };
-        if let Err(errno) = act(&step, &mut helper) {
+        let done = if step.op == wire::OP_PROGRAM {
+            Program::read(&step).map(|p| program = Some(p))
+        } else {
+            act(&step, &mut helper)
+        };
+        if let Err(errno) = done {
             if !skippable(step.arg, errno) {
                 report(index, errno);
                 exit(1);
@@ -779,14 +1045,37 @@ extern "C" fn init_main(_stack: *const usize) -> ! {
         exit(1);
     }
     report(wire::REPORT_READY, 0);
-    close(wire::REPORT_FD);
-    // struct pollfd: fd (low 32 bits), events, revents (high 16 bits).
+    // With a program, the report fd says how it ended (or why it did not
+    // start); without, it is done with.
+    // (signalfd, pid, pidfd), while the program runs.
+    let mut program = match program {
+        None => {
+            close(wire::REPORT_FD);
+            None
+        }
+        Some(p) => match p.start() {
+            Ok(started) => Some(started),
+            Err(errno) => {
+                report(wire::REPORT_NOT_STARTED, errno);
+                close(wire::REPORT_FD);
+                None
+            }
+        },
+    };
+    // struct pollfd: fd (low 32 bits), events, revents (high 16 bits); a
+    // negative fd is not watched.
     let watch = |fd: i32| fd as u32 as u64 | ((POLLIN as u16 as u64) << 32);
-    let mut pfd = [watch(wire::LIFELINE_FD), watch(wire::PLAN_FD)];
-    let mut watched = 2;
+    let mut pfd = [
+        watch(wire::LIFELINE_FD),
+        watch(wire::PLAN_FD),
+        watch(program.map_or(-1, |(signals, _, _)| signals)),
+    ];
     loop {
-        // SAFETY: pfd holds `watched` live struct pollfds.
-        match unsafe { call(nr::PPOLL, [pfd.as_mut_ptr() as usize, watched, 0, 0, 0, 0]) } {
+        for p in pfd.iter_mut() {
+            *p &= 0x0000_ffff_ffff_ffff;
+        }
+        // SAFETY: pfd holds three live struct pollfds.
+        match unsafe { call(nr::PPOLL, [pfd.as_mut_ptr() as usize, pfd.len(), 0, 0, 0, 0]) } {
             Err(EINTR) => continue,
             Err(_) => exit(0),
             Ok(_) => {}
@@ -794,16 +1083,37 @@ extern "C" fn init_main(_stack: *const usize) -> ! {
         // The control channel first: a keep written before the test process
         // exited is in the pipe when its exit shows, and must win over it
         // (both may be seen at once, should this process run late).
-        if watched == 2 && pfd[1] >> 48 != 0 {
-            let mut byte = [0u8; 1];
-            pfd[1] &= 0x0000_ffff_ffff_ffff;
-            // SAFETY: byte is live and writable.
-            match unsafe { call(nr::READ, [wire::PLAN_FD as usize, byte.as_mut_ptr() as usize, 1, 0, 0, 0]) } {
-                Ok(1) if byte[0] == wire::CONTROL_KEEP => keep(),
+        if pfd[1] >> 48 != 0 {
+            // A keep, or a signal and its number (written at once).
+            let mut bytes = [0u8; 2];
+            // SAFETY: bytes is live and writable.
+            match unsafe { call(nr::READ, [wire::PLAN_FD as usize, bytes.as_mut_ptr() as usize, 1, 0, 0, 0]) } {
+                Ok(1) if bytes[0] == wire::CONTROL_KEEP => keep(),
+                Ok(1) if bytes[0] == wire::CONTROL_SIGNAL => {
+                    let signal = read_exact(wire::PLAN_FD, &mut bytes[1..]);
+                    if let (Ok(()), Some((_, _, pidfd))) = (signal, program) {
+                        // SAFETY: a signal through the program's pidfd
+                        // (ESRCH once it is reaped).
+                        let _ = unsafe {
+                            call(PIDFD_SEND_SIGNAL, [pidfd as usize, bytes[1] as usize, 0, 0, 0, 0])
+                        };
+                    }
+                }
                 // Not read: look again before the lifeline.
                 Err(EINTR) => continue,
                 // The test process closed it: only the lifeline is left.
-                _ => watched = 1,
+                _ => pfd[1] = watch(-1),
+            }
+        }
+        if pfd[2] >> 48 != 0 {
+            if let Some((signals, pid, pidfd)) = program {
+                if let Some((code, status)) = Program::reap(signals, pid) {
+                    // The program has ended: said, once.
+                    report(code, status);
+                    close(wire::REPORT_FD);
+                    close(pidfd);
+                    program = Some((signals, 0, -1));
+                }
             }
         }
         if pfd[0] >> 48 != 0 {

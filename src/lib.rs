@@ -199,6 +199,8 @@ pub use sandbox::kept::kept_command;
 pub use sandbox::{
     DEFAULT_HOSTNAME, DEFAULT_MAX_RESULT_SIZE, Killer, Sandbox, SandboxBuilder, Spawned,
 };
+#[doc(hidden)]
+pub use sandbox::{Program as __Program, ProgramEnd as __ProgramEnd};
 pub use setup::host::HostMode;
 
 /// The README's examples, compiled as doctests.

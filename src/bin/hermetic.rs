@@ -376,9 +376,19 @@ fn duration(value: &str) -> Result<Duration, Usage> {
 }
 
 fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
-    let Some(run) = parse_run(parser)? else {
+    let Some(mut run) = parse_run(parser)? else {
         return Ok(say(RUN_USAGE));
     };
+    // The sandbox's init process starts the program itself where it can:
+    // one process, where a command makes four.
+    let direct = direct_program(&run);
+    let terminal = direct.is_some().then(terminal::Saved::now);
+    if let Some(program) = direct {
+        // Signals that come while the sandbox is made are passed on once
+        // the program runs.
+        signals::catch();
+        run.builder.__program(program);
+    }
     let sandbox = match run.builder.build() {
         Ok(s) => s,
         Err(e) => {
@@ -386,11 +396,16 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
             return Ok(ExitCode::from(FAILED));
         }
     };
-    let mut cmd = sandbox.command(&run.program);
-    cmd.args(&run.args)
-        .envs(run.env.iter().map(|(k, v)| (k, v)));
     let why = |program: &std::ffi::OsStr| why_hidden(program, run.host.granted(), &run.mounts);
-    let code = start_and_wait(cmd, &run.program, run.timeout, &why);
+    let code = if terminal.is_some() {
+        wait_for_program(&sandbox, &run.program, run.timeout, &why)
+    } else {
+        let mut cmd = sandbox.command(&run.program);
+        cmd.args(&run.args)
+            .envs(run.env.iter().map(|(k, v)| (k, v)));
+        start_and_wait(cmd, &run.program, run.timeout, &why)
+    };
+    drop(terminal);
     if code != 0
         && let Some(kept) = sandbox.__keep_if_asked("HERMETIC_KEEP is set: the sandbox")
     {
@@ -401,6 +416,87 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     }
     drop(sandbox);
     Ok(ExitCode::from(code))
+}
+
+/// The program as the sandbox's init process starts it: found on the host
+/// (as the kernel and a shell look for it, `PATH` unchanged), its
+/// arguments, this process's environment with the `--env` ones, the
+/// working directory. `None` where it cannot (not found on the host, a
+/// `PATH` of its own, a NUL in a string): then it is started as a command.
+fn direct_program(run: &RunArgs) -> Option<hermetic::__Program> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    if run.env.iter().any(|(k, _)| k == "PATH") {
+        return None;
+    }
+    let c = |s: &std::ffi::OsStr| CString::new(s.as_bytes()).ok();
+    let path = c(host_path(&run.program)?.as_os_str())?;
+    let args = std::iter::once(run.program.as_os_str())
+        .chain(run.args.iter().map(OsString::as_os_str))
+        .map(c)
+        .collect::<Option<Vec<_>>>()?;
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    for (k, v) in &run.env {
+        match env.iter_mut().find(|(key, _)| key == k) {
+            Some(entry) => entry.1 = v.clone(),
+            None => env.push((k.clone(), v.clone())),
+        }
+    }
+    let env = env
+        .iter()
+        .map(|(k, v)| {
+            let mut entry = k.clone();
+            entry.push("=");
+            entry.push(v);
+            c(&entry)
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let cwd = c(std::env::current_dir().ok()?.as_os_str())?;
+    Some(hermetic::__Program {
+        path,
+        args,
+        env,
+        cwd,
+    })
+}
+
+/// Waits for the program the sandbox's init process started, passing
+/// signals on; its exit code as a shell gives it.
+fn wait_for_program(
+    sandbox: &hermetic::Sandbox,
+    program: &std::ffi::OsStr,
+    timeout: Option<Duration>,
+    why: &dyn Fn(&std::ffi::OsStr) -> String,
+) -> u8 {
+    let name = program.to_string_lossy();
+    signals::pass_to_program(sandbox.__program_signals());
+    match sandbox.__program_end(timeout) {
+        Ok(Some(hermetic::__ProgramEnd::Exited(code))) => code.clamp(0, 255) as u8,
+        Ok(Some(hermetic::__ProgramEnd::Signaled(sig))) => (128 + sig).clamp(0, 255) as u8,
+        Ok(Some(hermetic::__ProgramEnd::NotStarted(e))) => {
+            let not_found = e.kind() == std::io::ErrorKind::NotFound;
+            let why = if not_found {
+                why(program)
+            } else {
+                String::new()
+            };
+            eprintln!("hermetic: cannot start {name}: {e}{why}");
+            // As a shell says it: not found, or not executable.
+            if not_found { NOT_FOUND } else { CANNOT_EXECUTE }
+        }
+        Ok(None) => {
+            // Dropping the sandbox kills it.
+            eprintln!(
+                "hermetic: {name} did not end within {:?} (--timeout): it was killed",
+                timeout.unwrap_or_default()
+            );
+            TIMED_OUT
+        }
+        Err(e) => {
+            eprintln!("hermetic: waiting for {name}: {e}");
+            FAILED
+        }
+    }
 }
 
 /// Where `program` is on the host: as given if it has a `/`, else found
@@ -697,10 +793,19 @@ mod signals {
     /// The child signals go on to (the program's relay, which passes them
     /// on inside).
     static CHILD: AtomicI32 = AtomicI32::new(0);
+    /// Or the control channel of the sandbox whose init process started
+    /// the program (see `Sandbox::__signal_program`).
+    static CONTROL: AtomicI32 = AtomicI32::new(-1);
     /// Signals that came before there was a child to pass them to, by bit.
     static PENDING: AtomicU64 = AtomicU64::new(0);
 
     extern "C" fn pass_on(sig: libc::c_int) {
+        let control = CONTROL.load(Ordering::SeqCst);
+        if control >= 0 {
+            // One write of two bytes: async-signal-safe.
+            hermetic::Sandbox::__signal_program(control, sig);
+            return;
+        }
         let pid = CHILD.load(Ordering::SeqCst);
         if let Some(pid) = rustix::process::Pid::from_raw(pid) {
             // A system call of its own (rustix's): async-signal-safe, and
@@ -730,6 +835,19 @@ mod signals {
             // SAFETY: installs a handler that only calls kill or sets a
             // bit, both async-signal-safe; `action` lives for the call.
             unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) };
+        }
+    }
+
+    /// From now on signals go to the program the sandbox's init process
+    /// started, through its control channel `fd`, and those that came
+    /// before too.
+    pub(super) fn pass_to_program(fd: std::os::fd::RawFd) {
+        CONTROL.store(fd, Ordering::SeqCst);
+        let pending = PENDING.swap(0, Ordering::SeqCst);
+        for sig in PASSED_ON {
+            if pending & (1 << sig) != 0 {
+                hermetic::Sandbox::__signal_program(fd, sig);
+            }
         }
     }
 

@@ -23,23 +23,31 @@ pub(crate) struct Confinement {
 }
 
 impl Rlimits {
+    /// The limits set: (resource, soft, hard).
+    pub(crate) fn values(
+        &self,
+    ) -> impl Iterator<Item = (rustix::process::Resource, u64, u64)> + '_ {
+        self.0.iter().filter_map(|&(resource, value)| {
+            let value = value?;
+            // CPU time: SIGXCPU at the limit (which names it), SIGKILL a
+            // second later should the process catch that.
+            let hard = if resource == rustix::process::Resource::Cpu {
+                value + 1
+            } else {
+                value
+            };
+            Some((resource, value, hard))
+        })
+    }
+
     /// Sets them on the calling process (after fork: system calls only).
     pub(crate) fn set(&self) -> Result<(), i32> {
-        for &(resource, value) in &self.0 {
-            if let Some(value) = value {
-                // CPU time: SIGXCPU at the limit (which names it), SIGKILL
-                // a second later should the process catch that.
-                let hard = if resource == rustix::process::Resource::Cpu {
-                    value + 1
-                } else {
-                    value
-                };
-                let limit = rustix::process::Rlimit {
-                    current: Some(value),
-                    maximum: Some(hard),
-                };
-                rustix::process::setrlimit(resource, limit).map_err(|e| e.raw_os_error())?;
-            }
+        for (resource, soft, hard) in self.values() {
+            let limit = rustix::process::Rlimit {
+                current: Some(soft),
+                maximum: Some(hard),
+            };
+            rustix::process::setrlimit(resource, limit).map_err(|e| e.raw_os_error())?;
         }
         Ok(())
     }

@@ -196,8 +196,9 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
     let helper = start_early_helper(args);
     // Park every fd we move first, so that none is overwritten before it
     // is moved, whatever numbers they had.
-    let mut parked = [-1; 6];
+    let mut parked = [-1; 9];
     let helper_fds = helper.map_or([-1, -1], |pidfd| [pidfd, args.made.0]);
+    let stdio = if args.stdio { [0, 1, 2] } else { [-1; 3] };
     for (slot, fd) in parked.iter_mut().zip([
         args.plan,
         args.report,
@@ -205,6 +206,9 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
         helper_fds[0],
         helper_fds[1],
         args.program,
+        stdio[0],
+        stdio[1],
+        stdio[2],
     ]) {
         if fd < 0 {
             continue;
@@ -223,11 +227,28 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
             fail(e)
         }
     }
-    // Everything else closes at the exec.
+    // Everything else closes at the exec: with fds for a program, all but
+    // those at wire::PROGRAM_STDIO_FD.
+    let mut close_from = keep as RawFd;
+    if args.stdio {
+        for (i, &fd) in parked[6..].iter().enumerate() {
+            // SAFETY: this child's fd table is a copy of its own; the
+            // numbers from PROGRAM_STDIO_FD on are to be replaced.
+            if let Err(e) = unsafe { sys::dup2(fd, wire::PROGRAM_STDIO_FD + i as RawFd) } {
+                fail(e)
+            }
+        }
+        // SAFETY: as below, for the fds between those kept and the
+        // program's.
+        if let Err(e) = unsafe { sys::cloexec_between(close_from, wire::PROGRAM_STDIO_FD - 1) } {
+            fail(e)
+        }
+        close_from = wire::PROGRAM_STDIO_FD + 3;
+    }
     // SAFETY: this child's fd table is a copy of its own (no CLONE_FILES),
     // and the exec follows: the fds marked close there, in this child
     // alone.
-    if let Err(e) = unsafe { sys::cloexec_from(keep as RawFd) } {
+    if let Err(e) = unsafe { sys::cloexec_from(close_from) } {
         fail(e)
     }
     // SAFETY: this child exists to exec; argv and envp were prepared as

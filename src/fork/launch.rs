@@ -80,6 +80,9 @@ pub(crate) struct Args {
     pub(crate) helper_started: std::sync::atomic::AtomicBool,
     /// Non-zero until the helper has exited (`CLONE_CHILD_CLEARTID`).
     pub(crate) helper_running: std::sync::atomic::AtomicU32,
+    /// Pass the test process's fds 0 to 2 to the init program, at
+    /// [`wire::PROGRAM_STDIO_FD`] (for a program it starts).
+    pub(crate) stdio: bool,
 }
 
 /// A prepared launch: the stack and the arguments on it.
@@ -160,6 +163,7 @@ impl Launch {
         lifeline: RawFd,
         write_maps: Option<MapWriter>,
         helper_flags: libc::c_int,
+        stdio: bool,
     ) -> io::Result<Launch> {
         let mut map_list = [(std::ptr::null(), std::ptr::null(), 0); 3];
         let mut map_count = 0;
@@ -222,6 +226,7 @@ impl Launch {
                 helper_pidfd: std::sync::atomic::AtomicI32::new(-1),
                 helper_started: std::sync::atomic::AtomicBool::new(false),
                 helper_running: std::sync::atomic::AtomicU32::new(1),
+                stdio,
             })
         };
         Ok(Launch {
@@ -261,7 +266,8 @@ fn send_plan(plan_w: &Fd, plan: &[u8]) -> io::Result<()> {
 /// `plan` through a new pipe (returned: its read end must stay open until
 /// the program has started; its write end is the program's control channel
 /// from then on, see [`wire::CONTROL_KEEP`]) and prepares a launch that
-/// writes the id `maps`, reports on `report` and watches `lifeline`.
+/// writes the id `maps`, reports on `report` and watches `lifeline` (and,
+/// with `stdio`, passes on this process's fds 0 to 2).
 pub(crate) fn prepare(
     maps: &[Step],
     plan: &[u8],
@@ -269,6 +275,7 @@ pub(crate) fn prepare(
     lifeline: BorrowedFd<'_>,
     write_maps: Option<MapWriter>,
     helper_flags: libc::c_int,
+    stdio: bool,
 ) -> Result<(Fd, Fd, Launch), (&'static str, io::Error)> {
     let (plan_r, plan_w) = fd::pipe().map_err(|e| ("creating the plan's pipe", e))?;
     send_plan(&plan_w, plan).map_err(|e| ("sending the init program its plan", e))?;
@@ -279,6 +286,7 @@ pub(crate) fn prepare(
         lifeline.as_raw_fd(),
         write_maps,
         helper_flags,
+        stdio,
     )
     .map_err(|e| ("preparing the init program's start", e))?;
     Ok((plan_r, plan_w, launch))

@@ -94,6 +94,19 @@ pub(crate) enum Action {
     StartKeeper,
     /// Join the sandbox's own session keyring.
     JoinKeyring,
+    /// Once ready, start a program (see `wire::OP_PROGRAM`).
+    StartProgram {
+        path: CString,
+        /// NUL-terminated arguments, one after the other.
+        argv: Vec<u8>,
+        /// NUL-terminated `KEY=VALUE` entries, one after the other.
+        envp: Vec<u8>,
+        cwd: CString,
+        /// The seccomp filter's instructions, as the kernel reads them.
+        filter: Vec<u8>,
+        /// (resource, soft, hard) records.
+        rlimits: Vec<u8>,
+    },
 }
 
 /// What a step is for, as [`check`](crate::check) and the diagnostics see it.
@@ -132,6 +145,8 @@ pub(crate) enum StepKind {
     Loopback,
     /// The session keyring.
     Keyring,
+    /// The program the init process starts.
+    Program,
 }
 
 /// A step: what it does, and how to say so when it fails.

@@ -127,6 +127,25 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
                 wire::ARG_IF_ALLOWED,
                 vec![wire::KEYRING_NAME],
             ),
+            Action::StartProgram {
+                path,
+                argv,
+                envp,
+                cwd,
+                filter,
+                rlimits,
+            } => (
+                wire::OP_PROGRAM,
+                0,
+                vec![
+                    path.as_bytes_with_nul(),
+                    argv,
+                    envp,
+                    cwd.as_bytes_with_nul(),
+                    filter,
+                    rlimits,
+                ],
+            ),
         };
         body.push(op);
         body.push(fields.len() as u8);

@@ -33,7 +33,11 @@ pub const REPORT_FD: i32 = 1;
 /// The init program's fd of the test process's pidfd (the lifeline).
 pub const LIFELINE_FD: i32 = 2;
 /// The lowest fd the init program's plan may use for its own fds.
-pub const FIRST_PLAN_FD: i32 = 5;
+pub const FIRST_PLAN_FD: i32 = 8;
+/// With a program to start ([`OP_PROGRAM`]): the fds the program gets as
+/// its 0, 1 and 2 (the test process's own, passed at the launch) are
+/// this one and the two after it.
+pub const PROGRAM_STDIO_FD: i32 = 5;
 /// A pidfd of the helper the launch started (see [`OP_NEST`]), when it did.
 pub const HELPER_PIDFD_FD: i32 = 3;
 /// Where that helper says it has made its namespaces: 8 bytes, two
@@ -48,6 +52,9 @@ pub const LO_NOT_TRIED: i32 = -1;
 /// On the plan's fd after the plan: stop watching the test process (the
 /// lifeline) and live until killed, even past the test process.
 pub const CONTROL_KEEP: u8 = b'K';
+/// On the plan's fd after the plan, followed by one byte, a signal number:
+/// send that signal to the program ([`OP_PROGRAM`]) if it still runs.
+pub const CONTROL_SIGNAL: u8 = b'S';
 
 /// The first word of every plan.
 pub const PLAN_MAGIC: u32 = 0x6865_726d;
@@ -114,6 +121,28 @@ pub const OP_NEST: u8 = 11;
 pub const OP_JOIN_NESTED: u8 = 18;
 /// `sethostname(2)` to field 0 (not NUL-terminated).
 pub const OP_SET_HOSTNAME: u8 = 12;
+/// Once the sandbox is ready, start a program as a child of the init
+/// program (fields: its path, its arguments and its environment, each a
+/// run of NUL-terminated strings, the working directory, the seccomp
+/// filter as `struct sock_filter`s, the rlimits as (resource: `u32`,
+/// soft: `u64`, hard: `u64`) records, all little-endian). It starts in a
+/// session of its own, with the fds from [`PROGRAM_STDIO_FD`] as its 0 to
+/// 2, no other fd, an empty signal mask and default dispositions. The
+/// report fd stays open and then carries one more report: how the program
+/// ended ([`REPORT_EXITED`], [`REPORT_SIGNALED`]) or why it could not be
+/// started ([`REPORT_NOT_STARTED`]).
+pub const OP_PROGRAM: u8 = 19;
+/// At most this many arguments, and this many environment entries.
+pub const PROGRAM_ARGS_MAX: usize = 1024;
+pub const PROGRAM_ENV_MAX: usize = 4096;
+/// After [`REPORT_READY`], with [`OP_PROGRAM`]: the program exited with
+/// the status in the errno field.
+pub const REPORT_EXITED: u32 = u32::MAX - 4;
+/// The program was killed by the signal in the errno field.
+pub const REPORT_SIGNALED: u32 = u32::MAX - 5;
+/// The program could not be started (its `execve`, or what comes before,
+/// failed with the errno).
+pub const REPORT_NOT_STARTED: u32 = u32::MAX - 6;
 /// Bring `lo` up (done already if the helper said so, see
 /// [`HELPER_MADE_FD`]).
 pub const OP_LOOPBACK_UP: u8 = 13;

@@ -62,6 +62,23 @@ pub struct SandboxBuilder {
     keyring: bool,
     /// What is kept of each run's output.
     output_limit: OutputLimit,
+    /// A program the init process starts once the sandbox is ready.
+    program: Option<Program>,
+}
+
+/// A program for the init process to start once the sandbox is ready
+/// (what `hermetic run` starts), as [`SandboxBuilder::__program`] takes it.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct Program {
+    /// The path to exec (no `PATH` search: resolved by the caller).
+    pub path: std::ffi::CString,
+    /// Its arguments, `argv[0]` first.
+    pub args: Vec<std::ffi::CString>,
+    /// Its whole environment, `KEY=VALUE` each.
+    pub env: Vec<std::ffi::CString>,
+    /// Its working directory.
+    pub cwd: std::ffi::CString,
 }
 
 impl Default for SandboxBuilder {
@@ -80,6 +97,7 @@ impl Default for SandboxBuilder {
             limits: crate::setup::limits::Limits::default(),
             keyring: false,
             output_limit: DEFAULT_OUTPUT_LIMIT,
+            program: None,
         }
     }
 }
@@ -336,6 +354,21 @@ impl SandboxBuilder {
         self
     }
 
+    /// For the `hermetic` binary: once the sandbox is ready, its init
+    /// process starts `program` as its own child, with this process's fds
+    /// 0 to 2, in a session of its own, under the sandbox's seccomp filter,
+    /// rlimits and cgroups (the init process's), as the sandbox's root.
+    /// That is one process where [`Sandbox::command`] makes four (a fork of
+    /// this process, a go-between, the relay inside, the program), and it
+    /// ends with one report instead of a chain of waits:
+    /// [`Sandbox::__program_end`] says how. Not with
+    /// [`user`](Self::user) (`InvalidOption`): use `command` there.
+    #[doc(hidden)]
+    pub fn __program(&mut self, program: Program) -> &mut Self {
+        self.program = Some(program);
+        self
+    }
+
     /// The largest result, in bytes, a run may send back. Default:
     /// [`DEFAULT_MAX_RESULT_SIZE`].
     pub fn max_result_size(&mut self, bytes: usize) -> &mut Self {
@@ -442,6 +475,11 @@ impl SandboxBuilder {
         // A report, or the init process's end, comes after its exec and
         // after the helper's end (or brings it): the launch is done with.
         drop(launch);
+        let mut sandbox = sandbox;
+        if self.program.is_some() {
+            // It says next how the program ended.
+            sandbox.program_report = Some(ready_r);
+        }
         interpret(report.map(InitReport::decode), &steps, maps)
             .map(|()| sandbox)
             .map_err(|(e, kind)| match (e, map_failure) {
@@ -476,6 +514,12 @@ impl SandboxBuilder {
             Some(t) => Some(t),
             None => default_timeout()?,
         };
+        if self.program.is_some() && self.user.is_some() {
+            return Err(Error::InvalidOption {
+                option: "__program",
+                reason: "the init process starts a program as root only; use command()".into(),
+            });
+        }
         let cgroup = if self.cgroup {
             libc::CLONE_NEWCGROUP
         } else {
@@ -547,7 +591,15 @@ impl SandboxBuilder {
             ids_inside,
             external_maps,
         };
-        let steps = plan::init_steps(ids, &layout)?;
+        crate::setup::limits::clean_stale_once();
+        // Before anything is started: a refused cgroup fails the build.
+        let cgroups = crate::setup::limits::Cgroups::create(&self.limits)?;
+        let rlimits = crate::setup::limits::rlimits_for(&self.limits, cgroups.as_ref());
+        let filter = crate::setup::seccomp::filter(self.keyring);
+        let mut steps = plan::init_steps(ids, &layout)?;
+        if let Some(program) = &self.program {
+            steps.push(program_step(program, filter, &rlimits));
+        }
         // The id maps come first and are written before the init program
         // is exec'd; it runs the rest.
         let maps = steps
@@ -577,11 +629,9 @@ impl SandboxBuilder {
             } else {
                 early_helper_flags(&steps)
             },
+            self.program.is_some(),
         )
         .map_err(|(step, e)| Error::sys(step, e))?;
-        crate::setup::limits::clean_stale_once();
-        // Before anything is started: a refused cgroup fails the build.
-        let cgroups = crate::setup::limits::Cgroups::create(&self.limits)?;
         let confinement = crate::child::confine::Confinement {
             // With one id, the user's is the only one: its processes just
             // give up their capabilities; with ranges, they change to it
@@ -589,8 +639,8 @@ impl SandboxBuilder {
             drop_caps: self.user.is_some() && ids_inside == 1,
             set_ids: self.user.filter(|_| ids_inside > 1),
             cgroup_procs: cgroups.as_ref().map(|c| c.procs()).unwrap_or_default(),
-            rlimits: crate::setup::limits::rlimits_for(&self.limits, cgroups.as_ref()),
-            filter: crate::setup::seccomp::filter(self.keyring),
+            rlimits,
+            filter,
         };
         let pid = match userns {
             None => launch
@@ -647,6 +697,7 @@ impl SandboxBuilder {
             cgroups,
             limits: self.limits,
             ids_inside,
+            program_report: None,
         };
         Ok(Started {
             sandbox,
@@ -672,6 +723,45 @@ fn early_helper_flags(steps: &[plan::Step]) -> libc::c_int {
 }
 
 /// A sandbox whose init process was started, before its report.
+/// The step that has the init process start `program` once ready.
+fn program_step(
+    program: &Program,
+    filter: &[libc::sock_filter],
+    rlimits: &crate::child::confine::Rlimits,
+) -> plan::Step {
+    let run = |strings: &[std::ffi::CString]| -> Vec<u8> {
+        strings
+            .iter()
+            .flat_map(|s| s.as_bytes_with_nul().iter().copied())
+            .collect()
+    };
+    let mut filter_bytes = Vec::with_capacity(8 * filter.len());
+    for i in filter {
+        filter_bytes.extend_from_slice(&i.code.to_ne_bytes());
+        filter_bytes.push(i.jt);
+        filter_bytes.push(i.jf);
+        filter_bytes.extend_from_slice(&i.k.to_ne_bytes());
+    }
+    let mut limits = Vec::new();
+    for (resource, soft, hard) in rlimits.values() {
+        limits.extend_from_slice(&(resource as u32).to_le_bytes());
+        limits.extend_from_slice(&soft.to_le_bytes());
+        limits.extend_from_slice(&hard.to_le_bytes());
+    }
+    plan::Step {
+        what: format!("starting {}", program.path.to_string_lossy()),
+        kind: StepKind::Program,
+        action: plan::Action::StartProgram {
+            path: program.path.clone(),
+            argv: run(&program.args),
+            envp: run(&program.env),
+            cwd: program.cwd.clone(),
+            filter: filter_bytes,
+            rlimits: limits,
+        },
+    }
+}
+
 struct Started {
     sandbox: Sandbox,
     /// Where the init process reports.

@@ -12,6 +12,8 @@ pub(crate) mod isolate;
 pub(crate) mod kept;
 mod spawned;
 
+#[doc(hidden)]
+pub use builder::Program;
 pub use builder::SandboxBuilder;
 pub use spawned::Spawned;
 pub(crate) use spawned::SpawnedList;
@@ -88,6 +90,22 @@ pub struct Sandbox {
     limits: crate::setup::limits::Limits,
     /// How many ids its outer user namespace maps (1, or 65536).
     ids_inside: u32,
+    /// With a program its init process started: where it says how it
+    /// ended (see [`SandboxBuilder::__program`]).
+    pub(crate) program_report: Option<Fd>,
+}
+
+/// How the program of [`SandboxBuilder::__program`] ended.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum ProgramEnd {
+    /// It exited with this status.
+    Exited(i32),
+    /// A signal killed it.
+    Signaled(i32),
+    /// It could not be started: its `execve` (or what comes before it in
+    /// its process) failed.
+    NotStarted(std::io::Error),
 }
 
 impl std::fmt::Debug for Output {
@@ -536,6 +554,76 @@ impl Sandbox {
             self.confinement.filter,
         );
         cmd
+    }
+
+    /// For the `hermetic` binary: waits, at most `timeout` (`None`: for as
+    /// long as it takes), for the end of the program the init process
+    /// started ([`SandboxBuilder::__program`]). `Ok(None)`: still running.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidOption` if the sandbox has no such program; `Setup` if the
+    /// init process ended first (killed) or its report made no sense.
+    #[doc(hidden)]
+    pub fn __program_end(&self, timeout: Option<Duration>) -> Result<Option<ProgramEnd>, Error> {
+        use crate::proto::wire;
+        let Some(report) = &self.program_report else {
+            return Err(Error::InvalidOption {
+                option: "__program",
+                reason: "this sandbox's init process started no program".into(),
+            });
+        };
+        let failed = |e: std::io::Error| Error::sys("waiting for the program's end", e);
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Ok(None);
+            }
+            let ready = match sys::poll(&[report.as_fd(), self.init_pidfd.as_fd()], left) {
+                Ok(ready) => ready,
+                Err(libc::EINTR) => continue,
+                Err(e) => return Err(failed(std::io::Error::from_raw_os_error(e))),
+            };
+            if !ready[0].any && !ready[1].any {
+                continue;
+            }
+            // Written whole, before the init process could end.
+            let mut msg = [0u8; 8];
+            let read = sys::read(report.as_fd(), &mut msg)
+                .map_err(|e| failed(std::io::Error::from_raw_os_error(e)))?;
+            if read != 8 {
+                return Err(failed(std::io::Error::other(
+                    "the sandbox's init process ended before the program did",
+                )));
+            }
+            let code = u32::from_le_bytes([msg[0], msg[1], msg[2], msg[3]]);
+            let value = i32::from_le_bytes([msg[4], msg[5], msg[6], msg[7]]);
+            return match code {
+                wire::REPORT_EXITED => Ok(Some(ProgramEnd::Exited(value))),
+                wire::REPORT_SIGNALED => Ok(Some(ProgramEnd::Signaled(value))),
+                wire::REPORT_NOT_STARTED => Ok(Some(ProgramEnd::NotStarted(
+                    std::io::Error::from_raw_os_error(value),
+                ))),
+                _ => Err(failed(std::io::Error::from_raw_os_error(value))),
+            };
+        }
+    }
+
+    /// For the `hermetic` binary: the fd to give [`__signal_program`](Self::__signal_program).
+    #[doc(hidden)]
+    pub fn __program_signals(&self) -> RawFd {
+        use std::os::fd::AsRawFd;
+        self.control.as_raw_fd()
+    }
+
+    /// Passes `signal` on to the program the init process started, through
+    /// `fd` ([`__program_signals`](Self::__program_signals)): one `write`,
+    /// so callable from a signal handler.
+    #[doc(hidden)]
+    pub fn __signal_program(fd: RawFd, signal: i32) {
+        let msg = [crate::proto::wire::CONTROL_SIGNAL, signal as u8];
+        let _ = sys::write_to(fd, &msg);
     }
 
     /// A handle that can kill everything in this sandbox from any thread,

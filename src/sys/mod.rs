@@ -250,6 +250,13 @@ pub(crate) struct Ready {
     pub(crate) hung_up: bool,
 }
 
+/// Writes `buf` whole to the fd numbered `fd`, which the caller keeps open
+/// for the call: no allocation, so callable from a signal handler.
+pub(crate) fn write_to(fd: RawFd, buf: &[u8]) -> Result<(), i32> {
+    // SAFETY: the caller keeps `fd` open for this call, which only writes.
+    write_all(unsafe { BorrowedFd::borrow_raw(fd) }, buf)
+}
+
 /// Waits until one of `fds` is readable or hung up, or `timeout` has passed
 /// (`None`: no limit), and says what each one is; none is ready when the
 /// time ran out. `Err(EINTR)` when a signal came first: callers bound their

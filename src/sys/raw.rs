@@ -577,6 +577,20 @@ pub(crate) fn dup_above(fd: BorrowedFd<'_>, min: RawFd) -> Result<RawFd, i32> {
 /// Only right before an `exec` in a child whose fd table is its own: the
 /// fds of every owner in the process close at the exec.
 pub(crate) unsafe fn cloexec_from(first: RawFd) -> Result<(), i32> {
+    // SAFETY: this function's contract is the caller's.
+    unsafe { cloexec_between(first, u32::MAX as RawFd) }
+}
+
+/// Marks the fds from `first` to `last` (both included, `last` as a
+/// `u32`) close-on-exec; nothing if `last` is below `first`.
+///
+/// # Safety
+///
+/// As [`cloexec_from`].
+pub(crate) unsafe fn cloexec_between(first: RawFd, last: RawFd) -> Result<(), i32> {
+    if (last as u32) < first as u32 {
+        return Ok(());
+    }
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC reads no memory and
     // closes nothing now; the fds it marks close at the exec the caller
     // makes next, in a child whose fd table is its own (this function's
@@ -586,7 +600,7 @@ pub(crate) unsafe fn cloexec_from(first: RawFd) -> Result<(), i32> {
             libc::SYS_close_range,
             [
                 first as usize,
-                u32::MAX as usize,
+                last as u32 as usize,
                 libc::CLOSE_RANGE_CLOEXEC as usize,
                 0,
                 0,
