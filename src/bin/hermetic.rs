@@ -203,6 +203,11 @@ struct RunArgs {
     timeout: Option<Duration>,
     program: OsString,
     args: Vec<OsString>,
+    /// Another user inside, or memory or process limits: the program is
+    /// started as a command, which puts itself in the sandbox's cgroups
+    /// (the init process joins them only once it has started) and changes
+    /// its user.
+    as_command: bool,
 }
 
 fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
@@ -271,6 +276,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
                 ));
             }
             Long("user") => {
+                run.as_command = true;
                 let value = text(&mut parser, "--user")?;
                 let ids = value
                     .split_once(':')
@@ -281,9 +287,11 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
                 b.user(uid, gid);
             }
             Long("memory") => {
+                run.as_command = true;
                 b.memory_limit(size(&text(&mut parser, "--memory")?)?);
             }
             Long("pids") => {
+                run.as_command = true;
                 let value = text(&mut parser, "--pids")?;
                 let n = value
                     .parse()
@@ -426,7 +434,7 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
 fn direct_program(run: &RunArgs) -> Option<hermetic::__Program> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
-    if run.env.iter().any(|(k, _)| k == "PATH") {
+    if run.as_command || run.env.iter().any(|(k, _)| k == "PATH") {
         return None;
     }
     let c = |s: &std::ffi::OsStr| CString::new(s.as_bytes()).ok();
