@@ -57,6 +57,77 @@ fn run_takes_options() {
     );
 }
 
+/// The processes inside, as `pid ppid state` lines, the caller's own shell
+/// and its `cat` left out.
+const PROCESSES: &str = "for s in /proc/[0-9]*/stat; do \
+    read -r pid comm state ppid rest < $s 2>/dev/null || continue; \
+    [ $pid = $$ ] || [ $ppid = $$ ] || echo $pid $ppid $state; done";
+
+#[test]
+fn run_s_program_is_the_init_process_s_child_with_nothing_between() {
+    // The init process starts the program itself: inside, its parent is
+    // pid 1 and the init process is the only other process.
+    let script = format!("echo parent $PPID; {PROCESSES}");
+    let (code, out, err) = outcome(&["run", "--", "sh", "-c", &script]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "parent 1\n1 0 S\n", "{err}");
+    // Its environment, its arguments and its working directory, as a
+    // command's: --env added to the caller's, argv[0] as given.
+    let (code, out, err) = outcome(&[
+        "run",
+        "--env",
+        "HERMETIC_TEST_VAR=one two",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$(head -c 3 /proc/$$/cmdline | tr '\\0' '.')|$0|$1|$HERMETIC_TEST_VAR|$HOME|$(pwd)\"",
+        "zero",
+        "first arg",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(
+        out,
+        format!("sh.|zero|first arg|one two|{home}|{}\n", cwd.display()),
+        "{err}"
+    );
+    // No signal blocked; SIGPIPE (which Rust programs ignore) back to its
+    // default, as for a command, and SIGCHLD (which the init process
+    // ignored) too; no fd beyond 0 to 2 (3 is ls's own).
+    let (code, out, err) = outcome(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "grep -E '^Sig(Blk|Ign)' /proc/self/status; ls /proc/self/fd",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "SigBlk:\t0000000000000000", "{out}{err}");
+    let ignored = lines[1]
+        .strip_prefix("SigIgn:\t")
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .expect("SigIgn");
+    for sig in [libc::SIGPIPE, libc::SIGCHLD] {
+        assert_eq!(ignored & (1 << (sig - 1)), 0, "signal {sig} ignored: {out}");
+    }
+    assert_eq!(lines[2..], ["0", "1", "2", "3"], "{out}{err}");
+}
+
+#[test]
+fn run_s_orphans_are_reaped_while_its_program_runs() {
+    // Ten background processes that end while the program waits: adopted
+    // by the init process, which reaps them; none is left a zombie.
+    let script = format!(
+        "for i in 1 2 3 4 5 6 7 8 9 10; do (true &); done; \
+         for i in $(seq 100); do z=$({PROCESSES} | grep -c ' Z$'); \
+         [ \"$z\" = 0 ] && break; sleep 0.05; done; echo zombies $z"
+    );
+    let (code, out, err) = outcome(&["run", "--", "sh", "-c", &script]);
+    assert_eq!((code, out.as_str()), (Some(0), "zombies 0\n"), "{err}");
+}
+
 /// `hermetic ARGS...`'s exit code, stdout and stderr.
 fn outcome(args: &[&str]) -> (Option<i32>, String, String) {
     let out = hermetic().args(args).output().unwrap();
