@@ -83,7 +83,9 @@ or with ms, s, m, h: 500ms, 10s, 2m.
 Signals: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH
 sent to hermetic are passed on to PROGRAM; a terminal's Ctrl-C, Ctrl-\\, a
 hang-up and a window resize reach it the same way. The sandbox ends with
-PROGRAM, and with hermetic if it is killed.
+PROGRAM, and with hermetic if it is killed. PROGRAM is started by the
+sandbox's init process, its parent inside (pid 1); with --user, --memory or
+--pids, or a PATH given with --env, it is started through a relay instead.
 
 The terminal is kept safe: PROGRAM runs in a session of its own, with no
 controlling terminal, so `kill 0` inside reaches only the sandbox, and a
