@@ -795,7 +795,14 @@ impl Program {
             close(signals);
             return Err(e);
         }
-        self.fork().map(|(pid, pidfd)| (signals, pid, pidfd))
+        match self.fork() {
+            Ok((pid, pidfd)) => Ok((signals, pid, pidfd)),
+            Err(e) => {
+                close(signals);
+                ignore_children();
+                Err(e)
+            }
+        }
     }
 
     /// The fork and the exec (see [`Program::start`]).
@@ -1088,7 +1095,13 @@ extern "C" fn init_main(_stack: *const usize) -> ! {
             let mut bytes = [0u8; 2];
             // SAFETY: bytes is live and writable.
             match unsafe { call(nr::READ, [wire::PLAN_FD as usize, bytes.as_mut_ptr() as usize, 1, 0, 0, 0]) } {
-                Ok(1) if bytes[0] == wire::CONTROL_KEEP => keep(),
+                Ok(1) if bytes[0] == wire::CONTROL_KEEP => {
+                    // Kept, this process only waits: the kernel reaps.
+                    if program.is_some() {
+                        ignore_children();
+                    }
+                    keep()
+                }
                 Ok(1) if bytes[0] == wire::CONTROL_SIGNAL => {
                     let signal = read_exact(wire::PLAN_FD, &mut bytes[1..]);
                     if let (Ok(()), Some((_, _, pidfd))) = (signal, program) {
@@ -1153,6 +1166,24 @@ fn keeper() -> Result<(), i32> {
     // NUL-terminated static string; it renames this thread alone.
     let _ = unsafe { call(nr::PRCTL, [PR_SET_NAME, b"hermetic-init\0".as_ptr() as usize, 0, 0, 0, 0]) };
     pid.map(drop)
+}
+
+/// Back to ignoring SIGCHLD, so that the kernel reaps every child again
+/// (after a program, see [`Program::start`]), and reaps those that have
+/// ended meanwhile.
+fn ignore_children() {
+    let ignore: [usize; 4] = [SIG_IGN, 0, 0, 0];
+    // SAFETY: installs SIG_IGN; the struct and mask size (8) are the kernel's.
+    let _ = unsafe { call(nr::RT_SIGACTION, [SIGCHLD, ignore.as_ptr() as usize, 0, 8, 0, 0]) };
+    loop {
+        let mut info = [0i32; 32];
+        // SAFETY: info is a live 128-byte siginfo_t.
+        match unsafe { call(nr::WAITID, [P_ALL, 0, info.as_mut_ptr() as usize, WEXITED | WNOHANG | WALL, 0, 0]) } {
+            Err(EINTR) => continue,
+            Ok(_) if info[4] != 0 => continue,
+            _ => break,
+        }
+    }
 }
 
 /// Kept: outlives the test process, until killed.

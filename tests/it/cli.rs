@@ -70,7 +70,11 @@ fn run_s_program_is_the_init_process_s_child_with_nothing_between() {
     let script = format!("echo parent $PPID; {PROCESSES}");
     let (code, out, err) = outcome(&["run", "--", "sh", "-c", &script]);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(out, "parent 1\n1 0 S\n", "{err}");
+    // (The init process may still be running when it is looked at.)
+    assert!(
+        ["parent 1\n1 0 S\n", "parent 1\n1 0 R\n"].contains(&out.as_str()),
+        "{out}{err}"
+    );
     // Its environment, its arguments and its working directory, as a
     // command's: --env added to the caller's, argv[0] as given.
     let (code, out, err) = outcome(&[
