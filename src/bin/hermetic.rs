@@ -462,6 +462,13 @@ fn direct_program(run: &RunArgs) -> Option<hermetic::__Program> {
         })
         .collect::<Option<Vec<_>>>()?;
     let cwd = c(std::env::current_dir().ok()?.as_os_str())?;
+    // Well within the init program's plan (1 MiB); a longer command line
+    // (rare: the kernel allows a quarter of the stack limit) goes through
+    // a command.
+    let bytes: usize = args.iter().chain(&env).map(|s| s.as_bytes().len() + 1).sum();
+    if bytes > 256 << 10 {
+        return None;
+    }
     Some(hermetic::__Program {
         path,
         args,

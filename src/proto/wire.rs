@@ -132,9 +132,11 @@ pub const OP_SET_HOSTNAME: u8 = 12;
 /// ended ([`REPORT_EXITED`], [`REPORT_SIGNALED`]) or why it could not be
 /// started ([`REPORT_NOT_STARTED`]).
 pub const OP_PROGRAM: u8 = 19;
-/// At most this many arguments, and this many environment entries.
-pub const PROGRAM_ARGS_MAX: usize = 1024;
-pub const PROGRAM_ENV_MAX: usize = 4096;
+/// At most this many arguments, and this many environment entries (the
+/// init program's arrays of pointers to them are in .bss: only what is
+/// used is committed).
+pub const PROGRAM_ARGS_MAX: usize = 1 << 17;
+pub const PROGRAM_ENV_MAX: usize = 1 << 17;
 /// After [`REPORT_READY`], with [`OP_PROGRAM`]: the program exited with
 /// the status in the errno field.
 pub const REPORT_EXITED: u32 = u32::MAX - 4;
