@@ -465,7 +465,11 @@ fn direct_program(run: &RunArgs) -> Option<hermetic::__Program> {
     // Well within the init program's plan (1 MiB); a longer command line
     // (rare: the kernel allows a quarter of the stack limit) goes through
     // a command.
-    let bytes: usize = args.iter().chain(&env).map(|s| s.as_bytes().len() + 1).sum();
+    let bytes: usize = args
+        .iter()
+        .chain(&env)
+        .map(|s| s.as_bytes().len() + 1)
+        .sum();
     if bytes > 256 << 10 {
         return None;
     }

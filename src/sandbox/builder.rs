@@ -591,7 +591,6 @@ impl SandboxBuilder {
             ids_inside,
             external_maps,
         };
-        crate::setup::limits::clean_stale_once();
         // Before anything is started: a refused cgroup fails the build.
         let cgroups = crate::setup::limits::Cgroups::create(&self.limits)?;
         let rlimits = crate::setup::limits::rlimits_for(&self.limits, cgroups.as_ref());

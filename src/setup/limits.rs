@@ -178,6 +178,10 @@ impl Cgroups {
         if limits.memory.is_none() && limits.pids.is_none() {
             return Ok(None);
         }
+        // The first time this process makes cgroups: those a killed test
+        // process left go first (only a process that makes cgroups looks,
+        // so that a sandbox without limits costs nothing here).
+        clean_stale_once();
         let Some(place) = find() else {
             return Ok(None);
         };
@@ -313,7 +317,7 @@ impl Drop for Cgroups {
     }
 }
 
-/// Once per process, at its first sandbox: removes the cgroups test
+/// Once per process, at its first sandbox with cgroups: removes the cgroups test
 /// processes that were killed left behind (a SIGKILL runs no drop).
 pub(crate) fn clean_stale_once() {
     static ONCE: std::sync::Once = std::sync::Once::new();

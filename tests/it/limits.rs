@@ -119,6 +119,47 @@ fn cgroups_are_removed_with_the_sandbox() {
     assert!(!std::path::Path::new(&dir).exists(), "{dir} left behind");
 }
 
+#[test]
+fn cgroups_a_killed_test_process_left_go_with_the_next_process_that_makes_some() {
+    if !per_sandbox() {
+        common::skip("limits are per process here: no cgroups are made, none left behind");
+        return;
+    }
+    // Where this process's sandboxes get their cgroups.
+    let ns = Sandbox::builder().memory_limit(256 << 20).build().unwrap();
+    let dir = cgroup_dir(ns.pid());
+    drop(ns);
+    let parent = std::path::Path::new(&dir).parent().unwrap().to_path_buf();
+    // What a SIGKILLed test process leaves: a cgroup named after its pid,
+    // which no longer runs.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let stale = parent.join(format!("hermetic-{dead}-0"));
+    std::fs::create_dir(&stale).unwrap();
+    // A process that makes no cgroups leaves it; the next one that makes
+    // some (a fresh process: it looks once) removes it.
+    let hermetic = env!("CARGO_BIN_EXE_hermetic");
+    let status = std::process::Command::new(hermetic)
+        .args(["run", "--", "true"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        stale.is_dir(),
+        "{} removed without cgroups made",
+        stale.display()
+    );
+    let status = std::process::Command::new(hermetic)
+        .args(["run", "--memory", "64M", "--", "true"])
+        .status()
+        .unwrap();
+    let left = stale.is_dir();
+    let _ = std::fs::remove_dir(&stale);
+    assert!(status.success());
+    assert!(!left, "{} left behind", stale.display());
+}
+
 /// The cgroup directory of the sandbox whose init process is `pid`.
 fn cgroup_dir(pid: u32) -> String {
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
