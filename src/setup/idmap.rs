@@ -39,9 +39,10 @@ pub(crate) enum Mapping {
     },
 }
 
-/// The first range `file` (`/etc/subuid` or `/etc/subgid`) gives `name`
-/// or `id`: (start, count).
-fn subordinate(file: &str, name: Option<&str>, id: u32) -> Option<(u64, u64)> {
+/// The first range `file` (`/etc/subuid` or `/etc/subgid`) gives the user
+/// `name()` names (asked only if the file names anyone: the user database
+/// is most of what this costs) or `id`: (start, count).
+fn subordinate<'a>(file: &str, name: impl Fn() -> Option<&'a str>, id: u32) -> Option<(u64, u64)> {
     std::fs::read_to_string(file)
         .ok()?
         .lines()
@@ -53,7 +54,9 @@ fn subordinate(file: &str, name: Option<&str>, id: u32) -> Option<(u64, u64)> {
             Some((who.to_owned(), start, count))
         })
         .find(|(who, _, count)| {
-            *count > 0 && (Some(who.as_str()) == name || *who == id.to_string())
+            *count > 0
+                && (*who == id.to_string()
+                    || (who.parse::<u32>().is_err() && Some(who.as_str()) == name()))
         })
         .map(|(_, start, count)| (start, count))
 }
@@ -105,7 +108,8 @@ pub(crate) fn detect() -> Mapping {
 
 /// What [`detect`] finds, read now.
 fn detect_now(uid: u32, gid: u32) -> Mapping {
-    let name = crate::sys::user_name(uid);
+    let user = std::cell::OnceCell::new();
+    let name = || user.get_or_init(|| crate::sys::user_name(uid)).as_deref();
     if uid == 0 {
         // Root inside is root outside, as with one id; the other ids are
         // not the host's users' (whose files root inside could otherwise
@@ -115,7 +119,7 @@ fn detect_now(uid: u32, gid: u32) -> Mapping {
         let base = |map: &str, file: &str| {
             if initial(map) {
                 Some(
-                    subordinate(file, name.as_deref(), 0)
+                    subordinate(file, name, 0)
                         .filter(|&(_, count)| count >= u64::from(RANGE - 1))
                         .map_or(FAR_AWAY, |(start, _)| start),
                 )
@@ -137,8 +141,8 @@ fn detect_now(uid: u32, gid: u32) -> Mapping {
         return Mapping::Single;
     }
     let ranges = (
-        subordinate("/etc/subuid", name.as_deref(), uid),
-        subordinate("/etc/subgid", name.as_deref(), uid),
+        subordinate("/etc/subuid", name, uid),
+        subordinate("/etc/subgid", name, uid),
         helper("newuidmap"),
         helper("newgidmap"),
     );
@@ -255,5 +259,39 @@ fn run(helper: &Path, pid: libc::pid_t, map: &str) -> Result<(), String> {
             "{shown}: {}",
             std::io::Error::from_raw_os_error(errno)
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subordinate_ranges_are_found_by_id_or_name_and_the_name_asked_only_if_needed() {
+        let dir = std::env::temp_dir().join(format!("hermetic-subuid-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("subuid");
+        let file = file.to_str().unwrap();
+        std::fs::write(
+            file,
+            "1000:100000:65536\nalice:200000:0\nalice:300000:65536\n",
+        )
+        .unwrap();
+        let asked = std::cell::Cell::new(0);
+        let alice = || {
+            asked.set(asked.get() + 1);
+            Some("alice")
+        };
+        // By id: the name is not needed before that line.
+        assert_eq!(subordinate(file, alice, 1000), Some((100000, 65536)));
+        assert_eq!(asked.get(), 0);
+        // By name: an empty range is skipped.
+        assert_eq!(subordinate(file, alice, 7), Some((300000, 65536)));
+        assert!(asked.get() > 0);
+        // Only ids in the file: the user database is never asked.
+        std::fs::write(file, "1000:100000:65536\n").unwrap();
+        let never = || -> Option<&str> { panic!("the name was asked for") };
+        assert_eq!(subordinate(file, never, 7), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
