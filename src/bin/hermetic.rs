@@ -392,7 +392,9 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     // The sandbox's init process starts the program itself where it can:
     // one process, where a command makes four.
     let direct = direct_program(&run);
-    let terminal = direct.is_some().then(terminal::Saved::now);
+    let by_init = direct.is_some();
+    // (A command saves and puts back the terminal itself.)
+    let terminal = by_init.then(terminal::Saved::now);
     if let Some(program) = direct {
         // Signals that come while the sandbox is made are passed on once
         // the program runs.
@@ -407,7 +409,7 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
         }
     };
     let why = |program: &std::ffi::OsStr| why_hidden(program, run.host.granted(), &run.mounts);
-    let code = if terminal.is_some() {
+    let code = if by_init {
         wait_for_program(&sandbox, &run.program, run.timeout, &why)
     } else {
         let mut cmd = sandbox.command(&run.program);
