@@ -65,6 +65,10 @@ mod nr {
     pub const PRLIMIT64: usize = 302;
     pub const SECCOMP: usize = 317;
     pub const SIGNALFD4: usize = 289;
+    pub const SETGROUPS: usize = 116;
+    pub const SETRESUID: usize = 117;
+    pub const SETRESGID: usize = 119;
+    pub const CAPSET: usize = 126;
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -99,6 +103,10 @@ mod nr {
     pub const PRLIMIT64: usize = 261;
     pub const SECCOMP: usize = 277;
     pub const SIGNALFD4: usize = 74;
+    pub const SETGROUPS: usize = 159;
+    pub const SETRESUID: usize = 147;
+    pub const SETRESGID: usize = 149;
+    pub const CAPSET: usize = 91;
 }
 
 /// System calls numbered alike on every architecture.
@@ -140,6 +148,11 @@ const MOVE_MOUNT_F_EMPTY_PATH: usize = 4;
 const SIGKILL: usize = 9;
 const SIGCHLD: usize = 17;
 const SIGPIPE: usize = 13;
+const SIGTERM: usize = 15;
+const SIGINT: usize = 2;
+const SIGHUP: usize = 1;
+const SIGQUIT: usize = 3;
+const SIGCONT: usize = 18;
 const SIG_IGN: usize = 1;
 const SIG_DFL: usize = 0;
 const SIG_SETMASK: usize = 2;
@@ -147,11 +160,22 @@ const CLOSE_RANGE_CLOEXEC: usize = 4;
 const SECCOMP_SET_MODE_FILTER: usize = 1;
 const PR_SET_NO_NEW_PRIVS: usize = 38;
 const E2BIG: i32 = 7;
+const ENOEXEC: i32 = 8;
+const ENOTDIR: i32 = 20;
+const ELOOP: i32 = 40;
+const ENAMETOOLONG: i32 = 36;
+const ESTALE: i32 = 116;
+const ENODEV: i32 = 19;
+const ETIMEDOUT: i32 = 110;
 const WNOHANG: usize = 1;
 const P_ALL: usize = 0;
 const SFD_NONBLOCK: usize = 0o4000;
 /// `si_code` of a child that exited (the others: killed, dumped).
 const CLD_EXITED: i32 = 1;
+const PR_CAP_AMBIENT: usize = 47;
+const PR_CAP_AMBIENT_CLEAR_ALL: usize = 4;
+/// capset(2)'s header version for 64-bit capability sets.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 const PR_SET_NAME: usize = 15;
 const PR_SET_DUMPABLE: usize = 4;
 const POLLIN: i16 = 1;
@@ -359,7 +383,7 @@ struct Helper {
 struct Step<'a> {
     op: u8,
     arg: u64,
-    fields: [&'a [u8]; 6],
+    fields: [&'a [u8]; 7],
 }
 
 fn decode(buf: &[u8]) -> Option<(Step<'_>, &[u8])> {
@@ -371,7 +395,7 @@ fn decode(buf: &[u8]) -> Option<(Step<'_>, &[u8])> {
     let mut arg = [0u8; 8];
     arg.copy_from_slice(&buf[2..10]);
     let mut rest = &buf[10..];
-    let mut fields: [&[u8]; 6] = [&[]; 6];
+    let mut fields: [&[u8]; 7] = [&[]; 7];
     if n > fields.len() {
         return None;
     }
@@ -406,7 +430,7 @@ fn decode(buf: &[u8]) -> Option<(Step<'_>, &[u8])> {
 }
 
 fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
-    let [a, b, c, d, _, _] = step.fields;
+    let [a, b, c, d, _, _, _] = step.fields;
     let arg = (step.arg & !wire::ARG_STEP_FLAGS) as usize;
     let recursive = step.arg & wire::ARG_RECURSIVE != 0;
     match step.op {
@@ -735,12 +759,56 @@ struct Program {
     cwd: &'static [u8],
     filter: &'static [u8],
     rlimits: &'static [u8],
+    /// The value of `PATH` in its environment, if it has one.
+    path_var: Option<&'static [u8]>,
+    /// `wire::PROGRAM_SET_IDS` or `PROGRAM_DROP_CAPS`, the uid, the gid;
+    /// 0 for root.
+    user: (u8, u32, u32),
+    /// Start it only once the test process says go (`wire::ARG_AFTER_GO`).
+    after_go: bool,
 }
 
 /// Null-terminated arrays of pointers into the plan: the program's
 /// arguments and environment, filled once by [`Program::read`].
 static mut ARGV: [usize; wire::PROGRAM_ARGS_MAX + 1] = [0; wire::PROGRAM_ARGS_MAX + 1];
 static mut ENVP: [usize; wire::PROGRAM_ENV_MAX + 1] = [0; wire::PROGRAM_ENV_MAX + 1];
+
+/// A `PATH` candidate for the program: a directory, `/`, its name.
+static mut CANDIDATE: [u8; 4096] = [0; 4096];
+/// `/bin/sh`'s arguments for a script without `#!`: `sh`, the script, the
+/// program's arguments but its first.
+static mut SH_ARGV: [usize; wire::PROGRAM_ARGS_MAX + 2] = [0; wire::PROGRAM_ARGS_MAX + 2];
+
+/// Execs `file` (NUL-terminated) with the program's arguments and
+/// environment; through `/bin/sh` if the kernel cannot run it (`ENOEXEC`),
+/// as `execvp` does. Returns the errno of the failure.
+fn exec_file(file: &[u8]) -> i32 {
+    let env = core::ptr::addr_of!(ENVP) as usize;
+    // SAFETY: file is NUL-terminated; ARGV and ENVP are null-terminated
+    // arrays of pointers to NUL-terminated strings of the plan.
+    let errno = unsafe { call(nr::EXECVE, [ptr(file), core::ptr::addr_of!(ARGV) as usize, env, 0, 0, 0]) }
+        .err()
+        .unwrap_or(EINVAL);
+    if errno != ENOEXEC {
+        return errno;
+    }
+    // SAFETY: the only references to ARGV (read) and SH_ARGV (written),
+    // in this single-threaded child.
+    let (argv, sh) = unsafe { (&*core::ptr::addr_of!(ARGV), &mut *core::ptr::addr_of_mut!(SH_ARGV)) };
+    sh[0] = b"sh\0".as_ptr() as usize;
+    sh[1] = file.as_ptr() as usize;
+    let mut n = 2;
+    for &a in argv.iter().skip(1).take_while(|&&a| a != 0) {
+        sh[n] = a;
+        n += 1;
+    }
+    sh[n] = 0;
+    // SAFETY: the path is NUL-terminated; SH_ARGV and ENVP are
+    // null-terminated arrays of pointers to NUL-terminated strings.
+    unsafe { call(nr::EXECVE, [b"/bin/sh\0".as_ptr() as usize, sh.as_ptr() as usize, env, 0, 0, 0]) }
+        .err()
+        .unwrap_or(EINVAL)
+}
 
 /// Points `array`'s entries at the NUL-terminated strings of `run`, and
 /// ends them with a null pointer. `E2BIG` if they do not fit.
@@ -764,17 +832,30 @@ fn pointers(run: &'static [u8], array: &mut [usize]) -> Result<(), i32> {
 impl Program {
     /// The step's fields, checked; the arrays filled.
     fn read(step: &Step<'static>) -> Result<Program, i32> {
-        let [path, argv, envp, cwd, filter, rlimits] = step.fields;
+        let [path, argv, envp, cwd, filter, rlimits, ids] = step.fields;
         if path.is_empty() || cwd.is_empty() || filter.len() % 8 != 0 || rlimits.len() % 20 != 0 {
             return Err(EINVAL);
         }
+        let user = match ids {
+            [] => (0, 0, 0),
+            [how, u @ .., ] if u.len() == 8 => (
+                *how,
+                u32::from_le_bytes([u[0], u[1], u[2], u[3]]),
+                u32::from_le_bytes([u[4], u[5], u[6], u[7]]),
+            ),
+            _ => return Err(EINVAL),
+        };
         // SAFETY: the only references to ARGV and ENVP, made once, in a
         // single-threaded program, before any child is made.
         unsafe {
             pointers(argv, &mut *core::ptr::addr_of_mut!(ARGV))?;
             pointers(envp, &mut *core::ptr::addr_of_mut!(ENVP))?;
         }
-        Ok(Program { path, cwd, filter, rlimits })
+        let path_var = envp
+            .split(|&b| b == 0)
+            .find_map(|entry| entry.strip_prefix(b"PATH="));
+        let after_go = step.arg & wire::ARG_AFTER_GO != 0;
+        Ok(Program { path, cwd, filter, rlimits, path_var, user, after_go })
     }
 
     /// Starts it: a fork-like child of this process. Its exec makes its
@@ -784,6 +865,15 @@ impl Program {
     /// Returns (signalfd, the program's pid and pidfd) once it has exec'd,
     /// or the errno of what failed before.
     fn start(&self) -> Result<(i32, usize, i32), i32> {
+        if self.after_go {
+            // The test process says go once this process is in the
+            // sandbox's cgroups; its end says it never will.
+            let mut byte = [0u8; 1];
+            read_exact(wire::PLAN_FD, &mut byte)?;
+            if byte[0] != wire::CONTROL_GO {
+                return Err(EINVAL);
+            }
+        }
         let mask: u64 = 1 << (SIGCHLD - 1);
         // SAFETY: the kernel reads the 8-byte mask from a live local;
         // SIGCHLD is blocked (every signal is, in this process).
@@ -914,6 +1004,34 @@ impl Program {
                 fail(e)
             }
         }
+        // The user, once the filter is in (its install needs the
+        // capabilities this gives up).
+        let (how, uid, gid) = self.user;
+        if how == wire::PROGRAM_DROP_CAPS {
+            let header: [u32; 2] = [CAPABILITY_VERSION_3, 0];
+            let none = [0u32; 6];
+            // SAFETY: a live header for this process (pid 0) and two live,
+            // empty capability sets.
+            if let Err(e) = unsafe { call(nr::CAPSET, [header.as_ptr() as usize, none.as_ptr() as usize, 0, 0, 0, 0]) } {
+                fail(e)
+            }
+            // SAFETY: integer arguments.
+            let _ = unsafe { call(nr::PRCTL, [PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0, 0]) };
+        } else if how == wire::PROGRAM_SET_IDS {
+            // No supplementary groups (refused where the namespace denies
+            // setgroups: then there are none to drop).
+            // SAFETY: an empty list, no memory read.
+            let _ = unsafe { call(nr::SETGROUPS, [0, 0, 0, 0, 0, 0]) };
+            // SAFETY: integer arguments.
+            if let Err(e) = unsafe { call(nr::SETRESGID, [gid as usize, gid as usize, gid as usize, 0, 0, 0]) } {
+                fail(e)
+            }
+            // SAFETY: integer arguments; this also gives up the
+            // capabilities, as for any user but root.
+            if let Err(e) = unsafe { call(nr::SETRESUID, [uid as usize, uid as usize, uid as usize, 0, 0, 0]) } {
+                fail(e)
+            }
+        }
         // Last: an empty mask (this process blocks everything), as a
         // program started by a shell has.
         let none: u64 = 0;
@@ -921,18 +1039,44 @@ impl Program {
         if let Err(e) = unsafe { call(nr::RT_SIGPROCMASK, [SIG_SETMASK, &none as *const u64 as usize, 0, 8, 0, 0]) } {
             fail(e)
         }
-        // SAFETY: path is NUL-terminated; ARGV and ENVP are null-terminated
-        // arrays of pointers to NUL-terminated strings of the plan.
-        let errno = unsafe {
-            call(
-                nr::EXECVE,
-                [ptr(self.path), core::ptr::addr_of!(ARGV) as usize, core::ptr::addr_of!(ENVP) as usize, 0, 0, 0],
-            )
-        }
-        .err()
-        .unwrap_or(EINVAL);
-        fail(errno)
+        fail(self.exec())
     }
+
+    /// Execs the program as `execvp` does (as a command's relay does, with
+    /// its std): a path with a `/` as it is, a name through the `PATH` of
+    /// its environment (`/bin:/usr/bin` without one), going past what is
+    /// not there or may not be run; a file the kernel cannot run
+    /// (`ENOEXEC`: a script without `#!`) through `/bin/sh`. Returns the
+    /// errno when nothing could be run.
+    fn exec(&self) -> i32 {
+        let name = &self.path[..self.path.len() - 1];
+        if name.contains(&b'/') {
+            return exec_file(self.path);
+        }
+        let path_var = self.path_var.unwrap_or(b"/bin:/usr/bin");
+        let mut denied = false;
+        for dir in path_var.split(|&b| b == b':') {
+            // SAFETY: the only reference to CANDIDATE, in this single-
+            // threaded child.
+            let buf = unsafe { &mut *core::ptr::addr_of_mut!(CANDIDATE) };
+            // An empty entry is the working directory.
+            let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+            if dir.len() + 1 + self.path.len() > buf.len() {
+                continue;
+            }
+            let mut len = concat(buf, 0, dir);
+            len = concat(buf, len, b"/");
+            len = concat(buf, len, self.path);
+            match exec_file(&buf[..len]) {
+                EACCES => denied = true,
+                ENOENT | ENOTDIR | ELOOP | ENAMETOOLONG | ESTALE | ENODEV | ETIMEDOUT => {}
+                errno => return errno,
+            }
+        }
+        if denied { EACCES } else { ENOENT }
+    }
+
+
 
     /// Reaps every child that has ended (the program's orphans, which
     /// this process adopts, too); if the program is among them, how it
@@ -1105,11 +1249,17 @@ extern "C" fn init_main(_stack: *const usize) -> ! {
                 Ok(1) if bytes[0] == wire::CONTROL_SIGNAL => {
                     let signal = read_exact(wire::PLAN_FD, &mut bytes[1..]);
                     if let (Ok(()), Some((_, _, pidfd))) = (signal, program) {
-                        // SAFETY: a signal through the program's pidfd
-                        // (ESRCH once it is reaped).
-                        let _ = unsafe {
-                            call(PIDFD_SEND_SIGNAL, [pidfd as usize, bytes[1] as usize, 0, 0, 0, 0])
+                        let send = |signal: usize| {
+                            // SAFETY: a signal through the program's pidfd
+                            // (ESRCH once it is reaped).
+                            let _ = unsafe { call(PIDFD_SEND_SIGNAL, [pidfd as usize, signal, 0, 0, 0, 0]) };
                         };
+                        send(bytes[1] as usize);
+                        // A stopped program would keep a signal that ends
+                        // it pending: as timeout(1), continue it after.
+                        if matches!(bytes[1] as usize, SIGTERM | SIGINT | SIGHUP | SIGQUIT) {
+                            send(SIGCONT);
+                        }
                     }
                 }
                 // Not read: look again before the lifeline.

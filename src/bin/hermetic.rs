@@ -84,8 +84,8 @@ Signals: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH
 sent to hermetic are passed on to PROGRAM; a terminal's Ctrl-C, Ctrl-\\, a
 hang-up and a window resize reach it the same way. The sandbox ends with
 PROGRAM, and with hermetic if it is killed. PROGRAM is started by the
-sandbox's init process, its parent inside (pid 1); with --user, --memory or
---pids, or a PATH given with --env, it is started through a relay instead.
+sandbox's init process, its parent inside (pid 1), and found as a shell
+inside would find it (the PATH of its environment).
 
 The terminal is kept safe: PROGRAM runs in a session of its own, with no
 controlling terminal, so `kill 0` inside reaches only the sandbox, and a
@@ -205,11 +205,6 @@ struct RunArgs {
     timeout: Option<Duration>,
     program: OsString,
     args: Vec<OsString>,
-    /// Another user inside, or memory or process limits: the program is
-    /// started as a command, which puts itself in the sandbox's cgroups
-    /// (the init process joins them only once it has started) and changes
-    /// its user.
-    as_command: bool,
 }
 
 fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
@@ -278,7 +273,6 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
                 ));
             }
             Long("user") => {
-                run.as_command = true;
                 let value = text(&mut parser, "--user")?;
                 let ids = value
                     .split_once(':')
@@ -289,11 +283,9 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
                 b.user(uid, gid);
             }
             Long("memory") => {
-                run.as_command = true;
                 b.memory_limit(size(&text(&mut parser, "--memory")?)?);
             }
             Long("pids") => {
-                run.as_command = true;
                 let value = text(&mut parser, "--pids")?;
                 let n = value
                     .parse()
@@ -430,19 +422,16 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     Ok(ExitCode::from(code))
 }
 
-/// The program as the sandbox's init process starts it: found on the host
-/// (as the kernel and a shell look for it, `PATH` unchanged), its
+/// The program as the sandbox's init process starts it: as given (looked
+/// for inside, as `execvp` does, in the `PATH` of its environment), its
 /// arguments, this process's environment with the `--env` ones, the
-/// working directory. `None` where it cannot (not found on the host, a
-/// `PATH` of its own, a NUL in a string): then it is started as a command.
+/// working directory. `None` where it cannot (a NUL in a string, a command
+/// line too long): then it is started as a command.
 fn direct_program(run: &RunArgs) -> Option<hermetic::__Program> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
-    if run.as_command || run.env.iter().any(|(k, _)| k == "PATH") {
-        return None;
-    }
     let c = |s: &std::ffi::OsStr| CString::new(s.as_bytes()).ok();
-    let path = c(host_path(&run.program)?.as_os_str())?;
+    let path = c(&run.program).filter(|p| !p.as_bytes().is_empty())?;
     let args = std::iter::once(run.program.as_os_str())
         .chain(run.args.iter().map(OsString::as_os_str))
         .map(c)
@@ -464,9 +453,9 @@ fn direct_program(run: &RunArgs) -> Option<hermetic::__Program> {
         })
         .collect::<Option<Vec<_>>>()?;
     let cwd = c(std::env::current_dir().ok()?.as_os_str())?;
-    // Well within the init program's plan (1 MiB); a longer command line
-    // (rare: the kernel allows a quarter of the stack limit) goes through
-    // a command.
+    // Well within the init program's plan (1 MiB) and its arrays (2^18
+    // strings, each at least its NUL); a longer command line (rare: the
+    // kernel allows a quarter of the stack limit) goes through a command.
     let bytes: usize = args
         .iter()
         .chain(&env)

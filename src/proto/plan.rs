@@ -106,6 +106,11 @@ pub(crate) enum Action {
         filter: Vec<u8>,
         /// (resource, soft, hard) records.
         rlimits: Vec<u8>,
+        /// Empty for root; else how (`wire::PROGRAM_SET_IDS` or
+        /// `PROGRAM_DROP_CAPS`), the uid and the gid.
+        user: Vec<u8>,
+        /// Start it once the test process says go (`wire::ARG_AFTER_GO`).
+        after_go: bool,
     },
 }
 

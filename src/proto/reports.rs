@@ -134,9 +134,11 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
                 cwd,
                 filter,
                 rlimits,
+                user,
+                after_go,
             } => (
                 wire::OP_PROGRAM,
-                0,
+                flag(*after_go, wire::ARG_AFTER_GO),
                 vec![
                     path.as_bytes_with_nul(),
                     argv,
@@ -144,6 +146,7 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
                     cwd.as_bytes_with_nul(),
                     filter,
                     rlimits,
+                    user,
                 ],
             ),
         };

@@ -125,18 +125,33 @@ pub const OP_SET_HOSTNAME: u8 = 12;
 /// program (fields: its path, its arguments and its environment, each a
 /// run of NUL-terminated strings, the working directory, the seccomp
 /// filter as `struct sock_filter`s, the rlimits as (resource: `u32`,
-/// soft: `u64`, hard: `u64`) records, all little-endian). It starts in a
+/// soft: `u64`, hard: `u64`) records, all little-endian; then, if it is
+/// not to be root, [`PROGRAM_SET_IDS`] or [`PROGRAM_DROP_CAPS`] and the
+/// uid and gid (`u8`, `u32`, `u32`); the step's argument may carry
+/// [`ARG_AFTER_GO`]). It starts in a
 /// session of its own, with the fds from [`PROGRAM_STDIO_FD`] as its 0 to
 /// 2, no other fd, an empty signal mask and default dispositions. The
 /// report fd stays open and then carries one more report: how the program
 /// ended ([`REPORT_EXITED`], [`REPORT_SIGNALED`]) or why it could not be
 /// started ([`REPORT_NOT_STARTED`]).
 pub const OP_PROGRAM: u8 = 19;
+/// In [`OP_PROGRAM`]'s user field: change to the uid and gid (ids 0-65535
+/// mapped), which also gives up every capability.
+pub const PROGRAM_SET_IDS: u8 = 1;
+/// In [`OP_PROGRAM`]'s user field: give up every capability, staying the
+/// one id mapped.
+pub const PROGRAM_DROP_CAPS: u8 = 2;
+/// [`OP_PROGRAM`]: start the program only once [`CONTROL_GO`] comes (after
+/// the test process has moved the init program into the sandbox's
+/// cgroups, which the program then starts in).
+pub const ARG_AFTER_GO: u64 = 1 << 58;
+/// On the plan's fd after the plan: see [`ARG_AFTER_GO`].
+pub const CONTROL_GO: u8 = b'G';
 /// At most this many arguments, and this many environment entries (the
 /// init program's arrays of pointers to them are in .bss: only what is
 /// used is committed).
-pub const PROGRAM_ARGS_MAX: usize = 1 << 17;
-pub const PROGRAM_ENV_MAX: usize = 1 << 17;
+pub const PROGRAM_ARGS_MAX: usize = 1 << 18;
+pub const PROGRAM_ENV_MAX: usize = 1 << 18;
 /// After [`REPORT_READY`], with [`OP_PROGRAM`]: the program exited with
 /// the status in the errno field.
 pub const REPORT_EXITED: u32 = u32::MAX - 4;

@@ -11,6 +11,7 @@ use crate::diagnose::{self, HostFacts, Phase};
 use crate::error::Error;
 use crate::fork::launch;
 use crate::proto::reports::{self, InitReport};
+use crate::proto::wire;
 use crate::run::output::{DEFAULT_OUTPUT_LIMIT, Output, OutputLimit};
 use crate::run::runner;
 use crate::setup::host::HostMode;
@@ -71,7 +72,9 @@ pub struct SandboxBuilder {
 #[doc(hidden)]
 #[derive(Debug, Clone)]
 pub struct Program {
-    /// The path to exec (no `PATH` search: resolved by the caller).
+    /// The program: a path if it has a `/`, else a name looked for in the
+    /// `PATH` of `env` (as `execvp` does: going past entries where it is
+    /// missing or may not be run; a file without `#!` run by `/bin/sh`).
     pub path: std::ffi::CString,
     /// Its arguments, `argv[0]` first.
     pub args: Vec<std::ffi::CString>,
@@ -514,12 +517,7 @@ impl SandboxBuilder {
             Some(t) => Some(t),
             None => default_timeout()?,
         };
-        if self.program.is_some() && self.user.is_some() {
-            return Err(Error::InvalidOption {
-                option: "__program",
-                reason: "the init process starts a program as root only; use command()".into(),
-            });
-        }
+
         let cgroup = if self.cgroup {
             libc::CLONE_NEWCGROUP
         } else {
@@ -596,8 +594,24 @@ impl SandboxBuilder {
         let rlimits = crate::setup::limits::rlimits_for(&self.limits, cgroups.as_ref());
         let filter = crate::setup::seccomp::filter(self.keyring);
         let mut steps = plan::init_steps(ids, &layout)?;
+        // With one id, the user's is the only one: its processes just give
+        // up their capabilities; with ranges, they change to it (which
+        // does that too).
+        let drop_caps = self.user.is_some() && ids_inside == 1;
+        let set_ids = self.user.filter(|_| ids_inside > 1);
         if let Some(program) = &self.program {
-            steps.push(program_step(program, filter, &rlimits));
+            let user = match (set_ids, self.user) {
+                (Some((uid, gid)), _) => Some((wire::PROGRAM_SET_IDS, uid, gid)),
+                (None, Some((uid, gid))) => Some((wire::PROGRAM_DROP_CAPS, uid, gid)),
+                (None, None) => None,
+            };
+            steps.push(program_step(
+                program,
+                filter,
+                &rlimits,
+                user,
+                cgroups.is_some(),
+            ));
         }
         // The id maps come first and are written before the init program
         // is exec'd; it runs the rest.
@@ -632,11 +646,8 @@ impl SandboxBuilder {
         )
         .map_err(|(step, e)| Error::sys(step, e))?;
         let confinement = crate::child::confine::Confinement {
-            // With one id, the user's is the only one: its processes just
-            // give up their capabilities; with ranges, they change to it
-            // (which does that too).
-            drop_caps: self.user.is_some() && ids_inside == 1,
-            set_ids: self.user.filter(|_| ids_inside > 1),
+            drop_caps,
+            set_ids,
             cgroup_procs: cgroups.as_ref().map(|c| c.procs()).unwrap_or_default(),
             rlimits,
             filter,
@@ -664,6 +675,17 @@ impl SandboxBuilder {
         {
             let _ = sys::kill_and_reap(pid);
             return Err(e);
+        }
+        if self.program.is_some() && cgroups.is_some() {
+            // In its cgroups now: the program it starts will be too.
+            if let Err(e) = sys::write_all(std::os::fd::AsFd::as_fd(&control), &[wire::CONTROL_GO])
+            {
+                let _ = sys::kill_and_reap(pid);
+                return Err(Error::sys(
+                    "telling the init process to start the program",
+                    std::io::Error::from_raw_os_error(e),
+                ));
+            }
         }
         drop(ready_w);
         // While the init process sets up, on another CPU.
@@ -727,6 +749,8 @@ fn program_step(
     program: &Program,
     filter: &[libc::sock_filter],
     rlimits: &crate::child::confine::Rlimits,
+    user: Option<(u8, u32, u32)>,
+    after_go: bool,
 ) -> plan::Step {
     let run = |strings: &[std::ffi::CString]| -> Vec<u8> {
         strings
@@ -757,6 +781,13 @@ fn program_step(
             cwd: program.cwd.clone(),
             filter: filter_bytes,
             rlimits: limits,
+            user: user.map_or_else(Vec::new, |(how, uid, gid)| {
+                let mut bytes = vec![how];
+                bytes.extend_from_slice(&uid.to_le_bytes());
+                bytes.extend_from_slice(&gid.to_le_bytes());
+                bytes
+            }),
+            after_go,
         },
     }
 }

@@ -134,7 +134,8 @@ fn flags() -> BTreeMap<&'static str, i128> {
         CLONE_NEWCGROUP, CLONE_PIDFD, CLONE_PARENT, CLONE_VM, CLONE_VFORK, CLONE_FILES,
         CLONE_THREAD, CLONE_SIGHAND,
         SIGKILL, SIGCHLD, SIGTERM, SIGSTOP, SIGCONT, SIGHUP, SIGPIPE, SIG_SETMASK,
-        E2BIG, P_ALL, SFD_NONBLOCK, CLD_EXITED,
+        E2BIG, P_ALL, SFD_NONBLOCK, CLD_EXITED, SIGINT, SIGQUIT,
+        ENOEXEC, ELOOP, ENAMETOOLONG, ESTALE, ETIMEDOUT,
         PR_SET_NAME, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS,
         PR_SET_CHILD_SUBREAPER, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL,
         POLLIN, POLLHUP, POLLERR, P_PIDFD, P_PID, WEXITED, WNOHANG, WSTOPPED,
@@ -166,7 +167,11 @@ fn flags() -> BTreeMap<&'static str, i128> {
 fn own() -> BTreeMap<&'static str, Option<i128>> {
     // Keyring permissions (keyctl(2), KEYCTL_SETPERM): possessor all
     // (0x3f << 24), user view/read/write/search/link/setattr (0x3f << 16).
-    BTreeMap::from([("KEYRING_PERM", Some(0x3f << 24 | 0x3f << 16))])
+    BTreeMap::from([
+        ("KEYRING_PERM", Some(0x3f << 24 | 0x3f << 16)),
+        // capset(2)'s _LINUX_CAPABILITY_VERSION_3 (linux/capability.h).
+        ("CAPABILITY_VERSION_3", Some(0x2008_0522)),
+    ])
 }
 
 #[test]

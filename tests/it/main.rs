@@ -43,6 +43,7 @@ mod panics;
 mod persistence;
 mod pid;
 mod postgres;
+mod run_attacks;
 mod runner_mutexes;
 mod runs;
 mod teardown;

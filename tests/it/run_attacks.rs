@@ -1,0 +1,285 @@
+//! `hermetic run` against programs that are hostile, buggy or merely
+//! unusual: what the command promises (README's "What is isolated", its
+//! `--help`) must hold whether the init process starts the program itself
+//! or a relay does (`--pids`, `--memory`, `--user`, a `PATH` of its own).
+
+use std::process::{Command, Stdio};
+
+fn hermetic() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hermetic"))
+}
+
+/// `hermetic ARGS...`'s exit code, stdout and stderr.
+fn outcome(cmd: &mut Command) -> (Option<i32>, String, String) {
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A host directory the caller may write (as root and rootless).
+fn host_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("hermetic-run-attack-")
+        .tempdir_in("/var/tmp")
+        .unwrap()
+}
+
+/// An executable script `name` in `dir`, printing `says`.
+fn script(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn run_takes_as_many_arguments_as_the_kernel_does() {
+    // 2000 short arguments are far below the kernel's ARG_MAX; a command
+    // (`--pids`) and a shell take them.
+    let many: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
+    for opts in [&[][..], &["--pids", "10000"][..]] {
+        let (code, out, err) = outcome(
+            hermetic()
+                .arg("run")
+                .args(opts)
+                .args(["--", "sh", "-c", "echo $#", "sh"])
+                .args(&many),
+        );
+        assert_eq!((code, out.as_str()), (Some(0), "2000\n"), "{opts:?}: {err}");
+        let mut stack = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the struct, live on this stack.
+        unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut stack) };
+        if stack.rlim_cur < 8 << 20 {
+            crate::common::skip("a stack limit under 8 MiB: the kernel takes fewer arguments");
+            continue;
+        }
+        // 140000 empty ones: 1.3 MB with their pointers, under the
+        // kernel's 2 MiB (a quarter of an 8 MiB stack); few bytes, many
+        // entries.
+        let (code, out, err) = outcome(
+            hermetic()
+                .arg("run")
+                .args(opts)
+                .args(["--", "sh", "-c", "echo $#", "sh"])
+                .args(std::iter::repeat_n("", 140_000)),
+        );
+        assert_eq!(
+            (code, out.as_str()),
+            (Some(0), "140000\n"),
+            "{opts:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn run_takes_as_large_an_environment_as_the_kernel_does() {
+    for opts in [&[][..], &["--pids", "10000"][..]] {
+        let mut cmd = hermetic();
+        cmd.arg("run")
+            .args(opts)
+            .args(["--", "sh", "-c", "env | grep -c '^HERMETIC_MANY_'"]);
+        for i in 0..5000 {
+            cmd.env(format!("HERMETIC_MANY_{i}"), "1");
+        }
+        let (code, out, err) = outcome(&mut cmd);
+        assert_eq!((code, out.as_str()), (Some(0), "5000\n"), "{opts:?}: {err}");
+        // One large value, well within the kernel's 128 KiB a string and
+        // its ARG_MAX, twelve times.
+        let mut cmd = hermetic();
+        cmd.arg("run")
+            .args(opts)
+            .args(["--", "sh", "-c", "echo ${#HERMETIC_BIG_0}"]);
+        for i in 0..12 {
+            cmd.env(format!("HERMETIC_BIG_{i}"), "a".repeat(100_000));
+        }
+        let (code, out, err) = outcome(&mut cmd);
+        assert_eq!(
+            (code, out.as_str()),
+            (Some(0), "100000\n"),
+            "{opts:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn run_finds_the_program_in_path_as_a_shell_inside_does() {
+    // PATH: first (empty on the host, a bound directory inside), then
+    // second (the host's `prog`). Inside, `prog` is first's, as a shell
+    // there finds it, and as a command (`--pids`) runs it.
+    let dir = host_dir();
+    let [first, second, bound] = ["first", "second", "bound"].map(|d| {
+        let p = dir.path().join(d);
+        std::fs::create_dir(&p).unwrap();
+        p
+    });
+    script(&second, "prog", "#!/bin/sh\necho host\n");
+    script(&bound, "prog", "#!/bin/sh\necho bound\n");
+    let path = format!("{}:{}:/usr/bin:/bin", first.display(), second.display());
+    for opts in [&[][..], &["--pids", "10000"][..]] {
+        let (code, out, err) = outcome(
+            hermetic()
+                .env("PATH", &path)
+                .current_dir(dir.path())
+                .arg("run")
+                .args(opts)
+                .arg("--bind-ro")
+                .arg(format!("{}:{}", bound.display(), first.display()))
+                .arg("--bind-ro")
+                .arg(format!("{}:{}", second.display(), second.display()))
+                .args(["--", "prog"]),
+        );
+        assert_eq!(
+            (code, out.as_str()),
+            (Some(0), "bound\n"),
+            "{opts:?}: {err}"
+        );
+    }
+    // The other way round: the host's first match hidden inside (a tmpfs
+    // over its directory), a later one there.
+    script(&first, "prog2", "#!/bin/sh\necho first\n");
+    script(&second, "prog2", "#!/bin/sh\necho second\n");
+    for opts in [&[][..], &["--pids", "10000"][..]] {
+        let (code, out, err) = outcome(
+            hermetic()
+                .env("PATH", &path)
+                .current_dir(dir.path())
+                .arg("run")
+                .args(opts)
+                .arg("--tmpfs")
+                .arg(&first)
+                .arg("--bind-ro")
+                .arg(format!("{}:{}", second.display(), second.display()))
+                .args(["--", "prog2"]),
+        );
+        assert_eq!(
+            (code, out.as_str()),
+            (Some(0), "second\n"),
+            "{opts:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn run_starts_a_script_without_a_shebang_as_a_shell_does() {
+    // execvp (std's Command, a command's relay) and every shell run a
+    // file the kernel calls ENOEXEC with /bin/sh.
+    let dir = host_dir();
+    script(dir.path(), "plain", "echo plain script\n");
+    for opts in [&[][..], &["--pids", "10000"][..]] {
+        let (code, out, err) = outcome(
+            hermetic()
+                .current_dir(dir.path())
+                .arg("run")
+                .args(opts)
+                .args(["--", "./plain"]),
+        );
+        assert_eq!(
+            (code, out.as_str()),
+            (Some(0), "plain script\n"),
+            "{opts:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn run_reports_the_status_of_a_program_that_kills_everything_it_can() {
+    // kill(-1) as root inside reaches every process of the sandbox but the
+    // init process: the program's status must still be its own.
+    for opts in [
+        &[][..],
+        &["--pids", "10000"][..],
+        &["--user", "1000:1000"][..],
+    ] {
+        let (code, _, err) = outcome(hermetic().arg("run").args(opts).args([
+            "--",
+            "sh",
+            "-c",
+            "kill -KILL -1; exit 4",
+        ]));
+        assert_eq!(code, Some(4), "{opts:?}: {err}");
+    }
+}
+
+#[test]
+fn run_does_not_hang_on_a_program_that_stops_everything_it_can() {
+    // --timeout is the backstop: a hang shows as 124 after it, not as a
+    // test that never ends.
+    for opts in [&[][..], &["--pids", "10000"][..]] {
+        let (code, _, err) = outcome(hermetic().arg("run").args(opts).args([
+            "--timeout",
+            "20s",
+            "--",
+            "sh",
+            "-c",
+            "kill -STOP -1; exit 4",
+        ]));
+        assert_eq!(code, Some(4), "{opts:?}: {err}");
+    }
+}
+
+#[test]
+fn sigterm_ends_run_of_a_stopped_program() {
+    // As timeout(1) ends a stopped child (SIGTERM, then SIGCONT): a
+    // program that stopped itself must not make hermetic deaf to SIGTERM.
+    // The program says "ready" once it is seen stopped.
+    let stopped = "p=$$; (while ! grep -q '^State:.*stopped' /proc/$p/status; do :; done; \
+                   echo ready) & kill -STOP $$";
+    for opts in [&[][..], &["--pids", "10000"][..]] {
+        let mut child = hermetic()
+            .arg("run")
+            .args(opts)
+            .args(["--timeout", "20s", "--", "sh", "-c", stopped])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        crate::common::wait_ready(&mut child);
+        // SAFETY: a signal to our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+        let code = child.wait().unwrap().code();
+        assert_eq!(
+            code,
+            Some(128 + libc::SIGTERM),
+            "{opts:?}: 124 is the backstop"
+        );
+    }
+}
+
+#[test]
+fn run_skips_a_file_in_path_it_may_not_execute_as_a_shell_does() {
+    // PATH: first holds a `tool` without the exec bit, second the real
+    // one: execvp and shells go on past EACCES to second's.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = host_dir();
+    let [first, second] = ["first", "second"].map(|d| {
+        let p = dir.path().join(d);
+        std::fs::create_dir(&p).unwrap();
+        p
+    });
+    let plain = script(&first, "tool", "#!/bin/sh\necho first\n");
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+    script(&second, "tool", "#!/bin/sh\necho second\n");
+    let path = format!("{}:{}:/usr/bin:/bin", first.display(), second.display());
+    for opts in [&[][..], &["--pids", "10000"][..]] {
+        let (code, out, err) = outcome(
+            hermetic()
+                .env("PATH", &path)
+                .current_dir(dir.path())
+                .arg("run")
+                .args(opts)
+                .args(["--", "tool"]),
+        );
+        assert_eq!(
+            (code, out.as_str()),
+            (Some(0), "second\n"),
+            "{opts:?}: {err}"
+        );
+    }
+}
