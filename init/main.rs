@@ -967,9 +967,14 @@ impl Program {
                 fail(e)
             }
         }
-        // SAFETY: cwd is NUL-terminated.
-        if let Err(e) = unsafe { call(nr::CHDIR, [ptr(self.cwd), 0, 0, 0, 0, 0]) } {
-            fail(e)
+        // The caller's directory; `/` where the sandbox hides it, as for a
+        // run or a command.
+        // SAFETY: both paths are NUL-terminated.
+        if unsafe { call(nr::CHDIR, [ptr(self.cwd), 0, 0, 0, 0, 0]) }.is_err() {
+            // SAFETY: as above.
+            if let Err(e) = unsafe { call(nr::CHDIR, [b"/\0".as_ptr() as usize, 0, 0, 0, 0, 0]) } {
+                fail(e)
+            }
         }
         for i in 0..3 {
             // SAFETY: plain fd numbers; this child's table is its own copy.
@@ -1204,14 +1209,22 @@ extern "C" fn init_main(_stack: *const usize) -> ! {
             close(wire::REPORT_FD);
             None
         }
-        Some(p) => match p.start() {
-            Ok(started) => Some(started),
-            Err(errno) => {
-                report(wire::REPORT_NOT_STARTED, errno);
-                close(wire::REPORT_FD);
-                None
+        Some(p) => {
+            let started = p.start();
+            // The program has its copies: the caller's stdio is not held
+            // here (a kept sandbox would hold the caller's pipes open).
+            for fd in wire::PROGRAM_STDIO_FD..wire::PROGRAM_STDIO_FD + 3 {
+                close(fd);
             }
-        },
+            match started {
+                Ok(started) => Some(started),
+                Err(errno) => {
+                    report(wire::REPORT_NOT_STARTED, errno);
+                    close(wire::REPORT_FD);
+                    None
+                }
+            }
+        }
     };
     // struct pollfd: fd (low 32 bits), events, revents (high 16 bits); a
     // negative fd is not watched.

@@ -85,7 +85,9 @@ sent to hermetic are passed on to PROGRAM; a terminal's Ctrl-C, Ctrl-\\, a
 hang-up and a window resize reach it the same way. The sandbox ends with
 PROGRAM, and with hermetic if it is killed. PROGRAM is started by the
 sandbox's init process, its parent inside (pid 1), and found as a shell
-inside would find it (the PATH of its environment).
+inside would find it (the PATH of its environment). It gets fds 0, 1 and 2
+only: an fd hermetic was given beyond them (`3<file`, a jobserver's pipes)
+stays outside, where it would be a way out of the sandbox.
 
 The terminal is kept safe: PROGRAM runs in a session of its own, with no
 controlling terminal, so `kill 0` inside reaches only the sandbox, and a
@@ -378,6 +380,9 @@ fn duration(value: &str) -> Result<Duration, Usage> {
 }
 
 fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
+    // From the first moment: a signal that comes while hermetic starts is
+    // passed on once the program runs, not the end of hermetic.
+    signals::catch();
     let Some(mut run) = parse_run(parser)? else {
         return Ok(say(RUN_USAGE));
     };
@@ -388,9 +393,6 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     // (A command saves and puts back the terminal itself.)
     let terminal = by_init.then(terminal::Saved::now);
     if let Some(program) = direct {
-        // Signals that come while the sandbox is made are passed on once
-        // the program runs.
-        signals::catch();
         run.builder.__program(program);
     }
     let sandbox = match run.builder.build() {
@@ -453,23 +455,16 @@ fn direct_program(run: &RunArgs) -> Option<hermetic::__Program> {
         })
         .collect::<Option<Vec<_>>>()?;
     let cwd = c(std::env::current_dir().ok()?.as_os_str())?;
-    // Well within the init program's plan (1 MiB) and its arrays (2^18
-    // strings, each at least its NUL); a longer command line (rare: the
-    // kernel allows a quarter of the stack limit) goes through a command.
-    let bytes: usize = args
-        .iter()
-        .chain(&env)
-        .map(|s| s.as_bytes().len() + 1)
-        .sum();
-    if bytes > 256 << 10 {
-        return None;
-    }
-    Some(hermetic::__Program {
+    let program = hermetic::__Program {
         path,
         args,
         env,
         cwd,
-    })
+    };
+    // A command line over the init process's 768 KiB (rare: the kernel
+    // allows a quarter of the stack limit, 2 MiB by default) goes through a
+    // command.
+    program.fits().then_some(program)
 }
 
 /// Waits for the program the sandbox's init process started, passing

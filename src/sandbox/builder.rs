@@ -80,8 +80,25 @@ pub struct Program {
     pub args: Vec<std::ffi::CString>,
     /// Its whole environment, `KEY=VALUE` each.
     pub env: Vec<std::ffi::CString>,
-    /// Its working directory.
+    /// Its working directory (`/` if the sandbox hides it, as for a run).
     pub cwd: std::ffi::CString,
+}
+
+impl Program {
+    /// Whether the init process can take it: its arguments and environment
+    /// within its plan and its arrays (a longer command line, up to the
+    /// kernel's, needs [`Sandbox::command`](crate::Sandbox::command)).
+    pub fn fits(&self) -> bool {
+        let bytes: usize = self
+            .args
+            .iter()
+            .chain(&self.env)
+            .map(|s| s.as_bytes_with_nul().len())
+            .sum();
+        bytes <= 768 << 10
+            && self.args.len() < wire::PROGRAM_ARGS_MAX
+            && self.env.len() < wire::PROGRAM_ENV_MAX
+    }
 }
 
 impl Default for SandboxBuilder {

@@ -120,6 +120,33 @@ fn run_s_program_is_the_init_process_s_child_with_nothing_between() {
 }
 
 #[test]
+fn run_s_program_gets_none_of_the_callers_fds_beyond_its_stdio() {
+    // hermetic given fd 7 (on a host file it may read): the program inside
+    // does not get it, whatever its flags.
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let file = std::fs::File::open("/etc/hostname").unwrap();
+    let raw = file.as_raw_fd();
+    let mut cmd = hermetic();
+    cmd.args(["run", "--", "sh", "-c", "ls /proc/self/fd; cat <&7"]);
+    // SAFETY: dup2 in the child before exec, on fds it owns; async-signal-
+    // safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text, "0\n1\n2\n3\n", "{out:?}");
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    drop(file);
+}
+
+#[test]
 fn run_s_orphans_are_reaped_while_its_program_runs() {
     // Ten background processes that end while the program waits: adopted
     // by the init process, which reaps them; none is left a zombie.

@@ -283,3 +283,88 @@ fn run_skips_a_file_in_path_it_may_not_execute_as_a_shell_does() {
         );
     }
 }
+
+#[test]
+fn a_kept_sandbox_holds_none_of_the_callers_stdio() {
+    // HERMETIC_KEEP=1 keeps a failing program's sandbox: the caller's
+    // pipe must still end when hermetic does, or `out=$(hermetic run ...)`
+    // and a runner reading the test's output wait for as long as the
+    // sandbox is kept.
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    for opts in [&[][..], &["--pids", "10000"][..]] {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut child = hermetic()
+            .env("HERMETIC_KEEP", "1")
+            .arg("run")
+            .args(opts)
+            .args(["--", "sh", "-c", "echo out; exit 3"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let code = child.wait().unwrap().code();
+        let said = std::fs::read_to_string(log.path()).unwrap();
+        // The kept sandbox's init process, named in the message: ended
+        // whatever the outcome.
+        let init: i32 = said
+            .split("init process ")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|pid| pid.parse().ok())
+            .unwrap_or_else(|| panic!("{opts:?}: no kept init process named: {said}"));
+        let mut stdout = child.stdout.take().unwrap();
+        // SAFETY: a flag on our own end of the pipe.
+        unsafe { libc::fcntl(stdout.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+        let mut out = Vec::new();
+        let ended = stdout.read_to_end(&mut out);
+        // SAFETY: a signal to the kept init process this test made.
+        unsafe { libc::kill(init, libc::SIGKILL) };
+        assert_eq!(code, Some(3), "{opts:?}: {said}");
+        assert_eq!(
+            (ended.map_err(|e| e.kind()), out.as_slice()),
+            (Ok(4), &b"out\n"[..]),
+            "{opts:?}: the caller's stdout is still open once hermetic ended"
+        );
+    }
+}
+
+#[test]
+fn a_long_command_line_does_not_bring_back_a_killable_relay() {
+    // Over 256 KiB of arguments hermetic run starts the program as a
+    // command: its relay inside must not let kill(-1) or a stop change
+    // the outcome there either (--timeout as the backstop).
+    let big = "a".repeat(100_000);
+    for script in ["kill -KILL -1; exit 4", "kill -STOP -1; exit 4"] {
+        let (code, _, err) = outcome(
+            hermetic()
+                .args(["run", "--timeout", "20s", "--", "sh", "-c", script, "sh"])
+                .args([&big, &big, &big]),
+        );
+        assert_eq!(code, Some(4), "{script}: {err}");
+    }
+}
+
+#[test]
+fn a_hidden_working_directory_is_not_called_a_missing_program() {
+    // The working directory under a --tmpfs (of its parent): hidden
+    // inside. A command
+    // (a command line over 256 KiB) starts the program in / then; the
+    // init process must not say that sh, which is there, is not.
+    let dir = host_dir();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let (code, out, err) = outcome(
+        hermetic()
+            .current_dir(&sub)
+            .arg("run")
+            .arg("--tmpfs")
+            .arg(dir.path())
+            .args(["--", "sh", "-c", "echo started"]),
+    );
+    assert!(
+        code == Some(0) && out == "started\n" || err.contains("working directory"),
+        "{code:?} {out:?}: {err}"
+    );
+}
