@@ -33,6 +33,24 @@ pub(crate) fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
         SocketFlags::CLOEXEC,
         Some(rustix::net::eth::ALL),
     )?;
+    // Room for a burst of frames (each counts its whole buffer, often a
+    // page or more): with the default (~200 KiB) a switch that is not
+    // scheduled for a moment on a loaded machine drops what a held-back
+    // burst (a delay, a reordering) releases at once. Allowed to root of
+    // the switch's user namespace; where refused, the default stays.
+    let room: libc::c_int = 4 << 20;
+    for option in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
+        // SAFETY: an int option, live for the call.
+        let _ = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                std::ptr::from_ref(&room).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
     let one: libc::c_int = 1;
     for option in [libc::PACKET_VNET_HDR, libc::PACKET_IGNORE_OUTGOING] {
         // SAFETY: an int option, live for the call.
@@ -82,12 +100,26 @@ pub(crate) fn packet_recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<u
 }
 
 /// Sends one frame (with its `virtio_net_hdr`) out of a packet socket's
-/// link.
+/// link; if its send buffer is full, waits for room (a tenth of a second
+/// at most) rather than drop the frame.
 pub(crate) fn packet_send(fd: BorrowedFd<'_>, frame: &[u8]) -> Result<(), i32> {
+    let mut waited = false;
     loop {
         match rustix::io::write(fd, frame) {
             Ok(_) => return Ok(()),
             Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) if !waited => {
+                waited = true;
+                let mut fds = [rustix::event::PollFd::new(
+                    &fd,
+                    rustix::event::PollFlags::OUT,
+                )];
+                let tenth = rustix::event::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 100_000_000,
+                };
+                let _ = rustix::event::poll(&mut fds, Some(&tenth));
+            }
             Err(e) => return Err(e.raw_os_error()),
         }
     }
