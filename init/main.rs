@@ -19,7 +19,11 @@
 //! a session (and process group) of its own first thing. Before
 //! reporting ready it makes itself non-dumpable: processes of the sandbox
 //! (which live in an inner user namespace) can neither trace it nor read its
-//! memory or fds.
+//! memory or fds. With a program to start (`hermetic run`'s, see
+//! [`wire::OP_PROGRAM`]), fds 5 to 7 are the program's stdio until it has
+//! them; it forks the program once ready, reaps its children itself from
+//! then on (told by a signalfd), reports the program's end on fd 1, and
+//! passes it the signals the control channel brings.
 //!
 //! # References
 //!
