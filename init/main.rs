@@ -796,9 +796,10 @@ fn exec_file(file: &[u8]) -> i32 {
     if errno != ENOEXEC {
         return errno;
     }
-    // SAFETY: the only references to ARGV (read) and SH_ARGV (written),
-    // in this single-threaded child.
-    let (argv, sh) = unsafe { (&*core::ptr::addr_of!(ARGV), &mut *core::ptr::addr_of_mut!(SH_ARGV)) };
+    // SAFETY: ARGV was filled before the fork; nothing writes it now.
+    let argv = unsafe { &*core::ptr::addr_of!(ARGV) };
+    // SAFETY: the only reference to SH_ARGV, in this single-threaded child.
+    let sh = unsafe { &mut *core::ptr::addr_of_mut!(SH_ARGV) };
     sh[0] = b"sh\0".as_ptr() as usize;
     sh[1] = file.as_ptr() as usize;
     let mut n = 2;
@@ -849,12 +850,11 @@ impl Program {
             ),
             _ => return Err(EINVAL),
         };
-        // SAFETY: the only references to ARGV and ENVP, made once, in a
+        // SAFETY: the only reference to ARGV, made once, in a
         // single-threaded program, before any child is made.
-        unsafe {
-            pointers(argv, &mut *core::ptr::addr_of_mut!(ARGV))?;
-            pointers(envp, &mut *core::ptr::addr_of_mut!(ENVP))?;
-        }
+        pointers(argv, unsafe { &mut *core::ptr::addr_of_mut!(ARGV) })?;
+        // SAFETY: the same for ENVP.
+        pointers(envp, unsafe { &mut *core::ptr::addr_of_mut!(ENVP) })?;
         let path_var = envp
             .split(|&b| b == 0)
             .find_map(|entry| entry.strip_prefix(b"PATH="));
