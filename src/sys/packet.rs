@@ -38,34 +38,11 @@ pub(crate) fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
     // scheduled for a moment on a loaded machine drops what a held-back
     // burst (a delay, a reordering) releases at once. Allowed to root of
     // the switch's user namespace; where refused, the default stays.
-    let room: libc::c_int = 4 << 20;
     for option in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
-        // SAFETY: an int option, live for the call.
-        let _ = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                option,
-                std::ptr::from_ref(&room).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
+        let _ = set_int(&fd, libc::SOL_SOCKET, option, 4 << 20);
     }
-    let one: libc::c_int = 1;
     for option in [libc::PACKET_VNET_HDR, libc::PACKET_IGNORE_OUTGOING] {
-        // SAFETY: an int option, live for the call.
-        let ret = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                option,
-                std::ptr::from_ref(&one).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if ret != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        set_int(&fd, libc::SOL_PACKET, option, 1)?;
     }
     // SAFETY: a zeroed sockaddr_ll is valid; the fields that matter are set.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -84,6 +61,30 @@ pub(crate) fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     Ok(fd)
+}
+
+/// `setsockopt` of an int option.
+fn set_int(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    option: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: an int option, live for the call, of its size.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            option,
+            std::ptr::from_ref(&value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// One frame from a packet socket, without waiting: its length, or `None`
