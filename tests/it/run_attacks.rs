@@ -329,9 +329,10 @@ fn a_kept_sandbox_holds_none_of_the_callers_stdio() {
 
 #[test]
 fn a_long_command_line_does_not_bring_back_a_killable_relay() {
-    // Over 256 KiB of arguments hermetic run starts the program as a
-    // command: its relay inside must not let kill(-1) or a stop change
-    // the outcome there either (--timeout as the backstop).
+    // 300 KB of arguments (the init process takes up to 768 KiB; beyond,
+    // hermetic run starts a command, whose relay inside root can kill or
+    // stop): kill(-1) or a stop must not change the outcome (--timeout as
+    // the backstop).
     let big = "a".repeat(100_000);
     for script in ["kill -KILL -1; exit 4", "kill -STOP -1; exit 4"] {
         let (code, _, err) = outcome(
