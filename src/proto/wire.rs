@@ -55,6 +55,8 @@ pub const CONTROL_KEEP: u8 = b'K';
 /// On the plan's fd after the plan, followed by one byte, a signal number:
 /// send that signal to the program ([`OP_PROGRAM`]) if it still runs.
 pub const CONTROL_SIGNAL: u8 = b'S';
+/// On the plan's fd after the plan: see [`ARG_AFTER_GO`].
+pub const CONTROL_GO: u8 = b'G';
 
 /// The first word of every plan.
 pub const PLAN_MAGIC: u32 = 0x6865_726d;
@@ -69,6 +71,14 @@ pub const REPORT_EXEC: u32 = u32::MAX - 1;
 pub const REPORT_PLAN: u32 = u32::MAX - 2;
 /// The setup around the plan's steps (reaping orphans, not dumpable) failed.
 pub const REPORT_FINISH: u32 = u32::MAX - 3;
+/// After [`REPORT_READY`], with [`OP_PROGRAM`]: the program exited with
+/// the status in the errno field.
+pub const REPORT_EXITED: u32 = u32::MAX - 4;
+/// The program was killed by the signal in the errno field.
+pub const REPORT_SIGNALED: u32 = u32::MAX - 5;
+/// The program could not be started (its `execve`, or what comes before,
+/// failed with the errno).
+pub const REPORT_NOT_STARTED: u32 = u32::MAX - 6;
 /// Writing id map `i` (setgroups, uid_map, gid_map) failed, before the
 /// init program was exec'd: code `REPORT_ID_MAP + i`. The maps are written
 /// before the exec because `execve` keeps the capabilities of a user
@@ -141,25 +151,12 @@ pub const PROGRAM_SET_IDS: u8 = 1;
 /// In [`OP_PROGRAM`]'s user field: give up every capability, staying the
 /// one id mapped.
 pub const PROGRAM_DROP_CAPS: u8 = 2;
-/// [`OP_PROGRAM`]: start the program only once [`CONTROL_GO`] comes (after
-/// the test process has moved the init program into the sandbox's
-/// cgroups, which the program then starts in).
-pub const ARG_AFTER_GO: u64 = 1 << 58;
-/// On the plan's fd after the plan: see [`ARG_AFTER_GO`].
-pub const CONTROL_GO: u8 = b'G';
 /// At most this many arguments, and this many environment entries (the
 /// init program's arrays of pointers to them are in .bss: only what is
 /// used is committed).
 pub const PROGRAM_ARGS_MAX: usize = 1 << 18;
+/// See [`PROGRAM_ARGS_MAX`].
 pub const PROGRAM_ENV_MAX: usize = 1 << 18;
-/// After [`REPORT_READY`], with [`OP_PROGRAM`]: the program exited with
-/// the status in the errno field.
-pub const REPORT_EXITED: u32 = u32::MAX - 4;
-/// The program was killed by the signal in the errno field.
-pub const REPORT_SIGNALED: u32 = u32::MAX - 5;
-/// The program could not be started (its `execve`, or what comes before,
-/// failed with the errno).
-pub const REPORT_NOT_STARTED: u32 = u32::MAX - 6;
 /// Bring `lo` up (done already if the helper said so, see
 /// [`HELPER_MADE_FD`]).
 pub const OP_LOOPBACK_UP: u8 = 13;
@@ -190,6 +187,10 @@ pub const ARG_RETRY_READ_ONLY: u64 = 1 << 60;
 /// In arg of [`OP_OPEN_TREE`]: an `O_PATH` fd of the path (an overlay's
 /// lower layer, named later as `/proc/self/fd/N`), not a clone of its tree.
 pub const ARG_PATH_ONLY: u64 = 1 << 59;
+/// In arg of [`OP_PROGRAM`]: start the program only once [`CONTROL_GO`]
+/// comes (after the test process has moved the init program into the
+/// sandbox's cgroups, which the program then starts in).
+pub const ARG_AFTER_GO: u64 = 1 << 58;
 /// The bits of arg that are flags of the step, not of the system call.
 pub const ARG_STEP_FLAGS: u64 =
     ARG_RECURSIVE | ARG_OPTIONAL | ARG_IF_ALLOWED | ARG_RETRY_READ_ONLY | ARG_PATH_ONLY;

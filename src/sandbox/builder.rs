@@ -376,13 +376,14 @@ impl SandboxBuilder {
 
     /// For the `hermetic` binary: once the sandbox is ready, its init
     /// process starts `program` as its own child, with this process's fds
-    /// 0 to 2, in a session of its own, under the sandbox's seccomp filter,
-    /// rlimits and cgroups (the init process's), as the sandbox's root.
-    /// That is one process where [`Sandbox::command`] makes four (a fork of
-    /// this process, a go-between, the relay inside, the program), and it
-    /// ends with one report instead of a chain of waits:
-    /// [`Sandbox::__program_end`] says how. Not with
-    /// [`user`](Self::user) (`InvalidOption`): use `command` there.
+    /// 0 to 2 (and no other), in a session of its own, under the sandbox's
+    /// seccomp filter, rlimits and cgroups (the init process's, which it
+    /// joins before the program starts), as the sandbox's root or its
+    /// [`user`](Self::user). That is one process where
+    /// [`Sandbox::command`] makes four (a fork of this process, a
+    /// go-between, the relay inside, the program), and it ends with one
+    /// report instead of a chain of waits: [`Sandbox::__program_end`] says
+    /// how. See [`Program::fits`] for what is too long for it.
     #[doc(hidden)]
     pub fn __program(&mut self, program: Program) -> &mut Self {
         self.program = Some(program);
@@ -534,7 +535,6 @@ impl SandboxBuilder {
             Some(t) => Some(t),
             None => default_timeout()?,
         };
-
         let cgroup = if self.cgroup {
             libc::CLONE_NEWCGROUP
         } else {
@@ -760,7 +760,6 @@ fn early_helper_flags(steps: &[plan::Step]) -> libc::c_int {
         .unwrap_or(0)
 }
 
-/// A sandbox whose init process was started, before its report.
 /// The step that has the init process start `program` once ready.
 fn program_step(
     program: &Program,
@@ -809,6 +808,7 @@ fn program_step(
     }
 }
 
+/// A sandbox whose init process was started, before its report.
 struct Started {
     sandbox: Sandbox,
     /// Where the init process reports.
