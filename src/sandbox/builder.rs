@@ -587,6 +587,13 @@ impl SandboxBuilder {
         };
         let host = crate::setup::host::effective(self.host.unwrap_or_default());
         let view = crate::setup::host::HostView::cached(host == HostMode::CopyOnWrite);
+        // Copy-on-write, the overlay of the test's own tree keeps its upper
+        // layer on the host's disk, removed with the sandbox (this guard,
+        // handed to it).
+        let disk_base = (host == HostMode::CopyOnWrite)
+            .then(crate::setup::disk::base)
+            .flatten();
+        let disk_layers = disk_base.map(|b| b.new_layers());
         let layout = plan::Layout {
             hostname: &hostname,
             mounts: &self.mounts,
@@ -605,6 +612,13 @@ impl SandboxBuilder {
             tmp_size: self.tmp_size,
             ids_inside,
             external_maps,
+            disk: disk_base
+                .zip(disk_layers.as_ref())
+                .map(|(base, layers)| plan::DiskPlan {
+                    base,
+                    dir: &layers.dir,
+                    trees: crate::setup::disk::own_trees(),
+                }),
         };
         // Before anything is started: a refused cgroup fails the build.
         let cgroups = crate::setup::limits::Cgroups::create(&self.limits)?;
@@ -736,6 +750,7 @@ impl SandboxBuilder {
             limits: self.limits,
             ids_inside,
             program_report: None,
+            disk_layers,
         };
         Ok(Started {
             sandbox,

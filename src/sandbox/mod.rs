@@ -93,6 +93,9 @@ pub struct Sandbox {
     /// With a program its init process started: where it says how it
     /// ended (see [`SandboxBuilder::__program`]).
     pub(crate) program_report: Option<Fd>,
+    /// Copy-on-write: its upper layers on disk, removed once its processes
+    /// (and so its overlays) are gone, or left to a kept sandbox.
+    disk_layers: Option<crate::setup::disk::DiskLayers>,
 }
 
 /// How the program of [`SandboxBuilder::__program`] ended.
@@ -735,6 +738,9 @@ impl Sandbox {
         if self.kept.load(Ordering::SeqCst) {
             // Left to live; whoever kills it later, the init process is
             // reaped by this process's exit (or its new parent).
+            if let Some(layers) = &mut self.disk_layers {
+                layers.keep(self.init_pid);
+            }
             self.init_pid = 0;
             return Ok(());
         }
@@ -751,6 +757,9 @@ impl Sandbox {
         let reaped = sys::reap(self.init_pid);
         // Mark as done so Drop does not try again.
         self.init_pid = 0;
+        // Every process of the sandbox is gone, and with its mount
+        // namespace its overlays: what they wrote on disk goes too.
+        drop(self.disk_layers.take());
         match (killed, reaped) {
             (Err(errno), _) if errno != libc::ESRCH => Err(Error::sys(
                 "killing the sandbox's init process",

@@ -15,6 +15,7 @@
 //! `sys`. It never uses the public API above it (`sandbox`, `net`, `run`,
 //! `check`).
 
+pub(crate) mod disk;
 pub(crate) mod host;
 pub(crate) mod idmap;
 pub(crate) mod lifeline;

@@ -171,6 +171,19 @@ pub(crate) struct Layout<'a> {
     /// Start a keeper, so that the sandbox can be looked into with
     /// `nsenter` once kept (`HERMETIC_KEEP`).
     pub(crate) keepable: bool,
+    /// Copy-on-write: where the overlays that show the test's own tree
+    /// keep their upper layers on disk, if anywhere (see
+    /// [`disk`](crate::setup::disk)).
+    pub(crate) disk: Option<DiskPlan<'a>>,
+}
+
+/// The upper layers on disk of one sandbox: made by its init program in
+/// `dir`, below `base`, for the overlays that show one of `trees`.
+#[derive(Debug)]
+pub(crate) struct DiskPlan<'a> {
+    pub(crate) base: &'a crate::setup::disk::DiskBase,
+    pub(crate) dir: &'a Path,
+    pub(crate) trees: Vec<PathBuf>,
 }
 
 /// The size of a sandbox's `/dev/shm` (Docker's default).
@@ -397,6 +410,26 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
         lower_fds.push(next_fd);
         next_fd += 1;
     }
+    // The upper layers on disk (of the overlays that show the test's own
+    // tree), made while the host's /var/tmp is still in sight, then named
+    // through an fd.
+    let on_disk: Vec<bool> = overlays
+        .iter()
+        .map(|(p, _)| {
+            layout
+                .disk
+                .as_ref()
+                .is_some_and(|d| d.base.serves(p, &d.trees))
+        })
+        .collect();
+    let disk_fd = match &layout.disk {
+        Some(disk) if on_disk.contains(&true) => {
+            steps.extend(disk_layer_steps(disk.dir, &overlays, &on_disk, next_fd)?);
+            next_fd += 1;
+            Some(next_fd - 1)
+        }
+        _ => None,
+    };
     // The fd that names the tmpfs holding the upper layers, reserved now:
     // the init program opens fds of its own (the inner user namespace's)
     // at the lowest free numbers meanwhile.
@@ -555,10 +588,14 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             },
         ));
     }
-    let layers_fd = overlay_steps(&overlays, var_tmp, stash_fd, &mut steps);
+    let layers_fd = overlay_steps(&overlays, &on_disk, var_tmp, stash_fd, &mut steps);
+    let upper_fd = |i: usize| match disk_fd {
+        Some(fd) if on_disk[i] => (fd, true),
+        _ => (layers_fd, false),
+    };
     for (i, ((path, _), lower)) in overlays.iter().zip(&lower_fds).enumerate() {
         if !late[i] {
-            steps.push(overlay_mount(path, *lower, layers_fd, i));
+            steps.push(overlay_mount(path, *lower, upper_fd(i), i));
         }
     }
     let files_at = files_by_fd.then_some(files_fd);
@@ -694,13 +731,13 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             if let Under::Tmpfs(root) = under(path, &own) {
                 mount_point_steps("host", root, path, true, None, &mut steps)?;
             }
-            steps.push(overlay_mount(path, *lower, layers_fd, i));
+            steps.push(overlay_mount(path, *lower, upper_fd(i), i));
         }
     }
     for (i, (target, _)) in &over_late {
         steps.extend(file_over_host(*i, target, files_at)?);
     }
-    for &fd in lower_fds.iter().chain([&layers_fd]) {
+    for &fd in lower_fds.iter().chain([&layers_fd]).chain(&disk_fd) {
         steps.push(step(
             "closing the overlays' lower layers",
             StepKind::Overlay,
@@ -977,6 +1014,7 @@ fn fresh(
 /// overlay.
 fn overlay_steps(
     overlays: &[(PathBuf, u32)],
+    on_disk: &[bool],
     var_tmp: bool,
     stash_fd: i32,
     steps: &mut Vec<Step>,
@@ -990,6 +1028,9 @@ fn overlay_steps(
         },
     ));
     for (i, (path, mode)) in overlays.iter().enumerate() {
+        if on_disk[i] {
+            continue;
+        }
         let upper = CString::new(format!("/tmp/layers/u{i}")).expect("no NUL in the name");
         let work = CString::new(format!("/tmp/layers/w{i}")).expect("no NUL in the name");
         let shown = path.display();
@@ -1055,6 +1096,75 @@ fn overlay_steps(
     stash_fd
 }
 
+/// The steps that make `dir` on the host's disk, with the upper and work
+/// directories of each overlay `on_disk` in it (each upper layer given its
+/// lower layer's mode), and clone its mount as `fd`.
+fn disk_layer_steps(
+    dir: &Path,
+    overlays: &[(PathBuf, u32)],
+    on_disk: &[bool],
+    fd: i32,
+) -> Result<Vec<Step>, Error> {
+    let named = |name: &str| cstring("host", &dir.join(name));
+    let mut steps = vec![step(
+        format!("creating {} for the upper layers on disk", dir.display()),
+        StepKind::Overlay,
+        Action::CreateDirMode {
+            path: cstring("host", dir)?,
+            mode: 0o700,
+        },
+    )];
+    for (i, (path, mode)) in overlays.iter().enumerate() {
+        if !on_disk[i] {
+            continue;
+        }
+        let shown = path.display();
+        let (upper, work) = (named(&format!("u{i}"))?, named(&format!("w{i}"))?);
+        steps.extend([
+            step(
+                format!("creating the upper layer of {shown} (on disk)"),
+                StepKind::Overlay,
+                Action::CreateDirMode {
+                    path: upper.clone(),
+                    mode: 0o700,
+                },
+            ),
+            step(
+                format!("giving the upper layer of {shown} its mode, {mode:o}"),
+                StepKind::Overlay,
+                Action::Chmod {
+                    path: upper,
+                    mode: *mode,
+                },
+            ),
+            step(
+                format!("creating the work directory of {shown} (on disk)"),
+                StepKind::Overlay,
+                Action::CreateDirMode {
+                    path: work,
+                    mode: 0o700,
+                },
+            ),
+        ]);
+    }
+    steps.push(step(
+        format!(
+            "opening {}, which holds the upper layers on disk",
+            dir.display()
+        ),
+        StepKind::Overlay,
+        // A clone of its mount (open_tree), which the read-only pass over
+        // the host's mounts does not reach: an upper layer must be
+        // writable.
+        Action::OpenSource {
+            path: cstring("host", dir)?,
+            fd,
+            optional: false,
+        },
+    ));
+    Ok(steps)
+}
+
 /// The directory of the layers' tmpfs that is bound on `target`, the
 /// sandbox's own `/tmp` or `/var/tmp`, copy-on-write.
 fn own_tmp_dir(target: &std::ffi::CStr) -> Option<&'static str> {
@@ -1066,13 +1176,17 @@ fn own_tmp_dir(target: &std::ffi::CStr) -> Option<&'static str> {
 }
 
 /// The `i`th overlay, on `path`: its lower layer at the fd `lower`, its
-/// upper and work directories in the layers named by `layers_fd`.
-fn overlay_mount(path: &Path, lower: i32, layers: i32, i: usize) -> Step {
+/// upper and work directories in the directory named by `layers.0`, on
+/// disk if `layers.1`.
+fn overlay_mount(path: &Path, lower: i32, (layers, disk): (i32, bool), i: usize) -> Step {
     // In a user namespace: the user.* xattrs (userxattr); no index and no
-    // xino, which the kernel would otherwise warn about per mount.
+    // xino, which the kernel would otherwise warn about per mount. On
+    // disk, volatile: the layer is thrown away with the sandbox, so its
+    // end need not wait for the host's filesystem to be synced.
+    let volatile = if disk { ",volatile" } else { "" };
     let data = format!(
         "lowerdir=/proc/self/fd/{lower},upperdir=/proc/self/fd/{layers}/u{i},\
-         workdir=/proc/self/fd/{layers}/w{i},userxattr,index=off,xino=off"
+         workdir=/proc/self/fd/{layers}/w{i},userxattr,index=off,xino=off{volatile}"
     );
     step(
         format!("mounting a copy-on-write overlay on {}", path.display()),
@@ -1389,6 +1503,7 @@ mod tests {
             ids_inside: 1,
             external_maps: None,
             keepable: false,
+            disk: None,
         }
     }
 

@@ -167,16 +167,19 @@ fn copy_on_write_layer_is_bounded_by_tmp_size() {
         .tmp_size(1 << 20)
         .build()
         .unwrap();
-    // /tmp, and a host directory the caller writes (under a layer).
-    let host_dir = [
-        env!("CARGO_TARGET_TMPDIR").into(),
-        std::env::var("HOME").unwrap(),
-    ]
-    .into_iter()
-    .map(PathBuf::from)
-    .find(|d| writable(d))
-    .expect("CARGO_TARGET_TMPDIR or HOME writable");
-    for dir in [PathBuf::from("/tmp"), host_dir] {
+    // /tmp, and a host directory the caller writes under a layer in
+    // memory: not the test's own tree, whose layer may lie on disk
+    // (bounded by the disk, as outside).
+    let own = std::fs::canonicalize(env!("CARGO_MANIFEST_DIR")).unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let host_dir = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .and_then(|d| std::fs::canonicalize(d).ok())
+        .filter(|d| writable(d) && !own.starts_with(d) && !cwd.starts_with(d));
+    if host_dir.is_none() {
+        common::skip("$HOME is not writable, or holds the test's tree: only /tmp tried");
+    }
+    for dir in std::iter::once(PathBuf::from("/tmp")).chain(host_dir) {
         let name = dir.join(unique("big"));
         let n = name.clone();
         let errno = ns.run(move || {
@@ -678,4 +681,159 @@ fn files_are_placed_in_the_copy_on_write_layer_too() {
     );
     assert_eq!(std::fs::read_to_string(&over).unwrap(), "the host's");
     assert!(!made.parent().unwrap().parent().unwrap().exists());
+}
+
+/// `/var/tmp/hermetic-UID`: where this user's upper layers on disk lie.
+fn disk_base() -> PathBuf {
+    PathBuf::from(format!("/var/tmp/hermetic-{}", nix::unistd::geteuid()))
+}
+
+/// Whether the test's own tree gets its upper layer on disk here: the
+/// working directory writable, and `/var/tmp` on a disk filesystem of the
+/// same kind as the tree (what `hermetic check` calls "on disk").
+fn own_tree_layer_on_disk() -> bool {
+    let kind = |p: &Path| nix::sys::statfs::statfs(p).map(|s| s.filesystem_type());
+    use nix::sys::statfs::{BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC};
+    let disk = [EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC, BTRFS_SUPER_MAGIC];
+    let cwd = std::env::current_dir().unwrap();
+    let ok = writable(&cwd)
+        && kind(&cwd).is_ok_and(|k| disk.contains(&k))
+        && kind(Path::new("/var/tmp")).ok() == kind(&cwd).ok()
+        && std::env::var_os("HERMETIC_LAYER_IN_MEMORY").is_none();
+    if !ok {
+        common::skip(&format!(
+            "{} is not writable, or not on the kind of disk filesystem /var/tmp is on: no layer on disk",
+            cwd.display()
+        ));
+    }
+    ok
+}
+
+/// The entries of the disk base named after process `pid`.
+fn layers_of(pid: u32) -> Vec<PathBuf> {
+    std::fs::read_dir(disk_base())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{pid}."))
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A directory made inside, in the test's own tree, has the size one made
+/// outside has with the same entries (ext4: 4096 bytes; a layer in a tmpfs
+/// would say 80): suites compare the two (fs_extra 1.3.0's does).
+#[test]
+fn directories_made_in_the_tests_own_tree_look_as_they_would_outside() {
+    let cwd = std::env::current_dir().unwrap();
+    if !writable(&cwd) {
+        common::skip(&format!("{} is not writable: not tried", cwd.display()));
+        return;
+    }
+    let outside = cwd.join(unique("dir-outside"));
+    std::fs::create_dir_all(outside.join("sub")).unwrap();
+    std::fs::write(outside.join("file"), "x").unwrap();
+    let size = |d: &Path| std::fs::metadata(d).unwrap().len();
+    let expected = size(&outside);
+    std::fs::remove_dir_all(&outside).unwrap();
+    let inside = cwd.join(unique("dir-inside"));
+    let i = inside.clone();
+    let measure = move || {
+        std::fs::create_dir_all(i.join("sub")).unwrap();
+        std::fs::write(i.join("file"), "x").unwrap();
+        std::fs::metadata(&i).unwrap().len()
+    };
+    assert_eq!(cow().run(measure.clone()), expected, "a sandbox's closure");
+    // And under `hermetic run`, its default mode.
+    let out = hermetic()
+        .args(["run", "--", "sh", "-c"])
+        .arg(format!(
+            "mkdir -p {0}/sub && echo x > {0}/file && stat -c %s {0}",
+            inside.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        expected.to_string()
+    );
+    assert!(!inside.exists(), "{} reached the host", inside.display());
+}
+
+/// The upper layer on disk lies in a private directory while the sandbox
+/// lives, holding what it wrote, and goes with it: after `hermetic run`
+/// ends, and after a SIGKILL of `hermetic` (the next process that makes a
+/// layer on disk removes what the killed one left).
+#[test]
+fn upper_layers_on_disk_go_with_the_sandbox_even_after_sigkill() {
+    use std::io::{BufRead, Write};
+    if !own_tree_layer_on_disk() {
+        return;
+    }
+    let name = unique("on-disk");
+    let start = || {
+        let mut child = hermetic()
+            .args(["run", "--", "sh", "-c"])
+            .arg(format!("mkdir {name} && echo ready && read x"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        child
+    };
+    // The directory made inside, somewhere in an upper layer (at the
+    // working directory's place below its overlay's root).
+    fn holds(dir: &Path, name: &str, depth: usize) -> bool {
+        depth < 16
+            && std::fs::read_dir(dir).is_ok_and(|d| {
+                d.filter_map(Result::ok).any(|e| {
+                    e.file_name() == name
+                        || e.file_type().is_ok_and(|t| t.is_dir())
+                            && holds(&e.path(), name, depth + 1)
+                })
+            })
+    }
+    let holds_name = |dir: &Path| holds(dir, &name, 0);
+    // Ended normally: gone.
+    let mut child = start();
+    let layers = layers_of(child.id());
+    assert_eq!(layers.len(), 1, "{layers:?}");
+    assert!(
+        holds_name(&layers[0]),
+        "{} holds no {name}",
+        layers[0].display()
+    );
+    let meta = std::fs::metadata(&layers[0]).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077,
+        0
+    );
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(!layers[0].exists(), "{} left behind", layers[0].display());
+    // Killed: left until the next process that makes one.
+    let mut child = start();
+    let layers = layers_of(child.id());
+    assert_eq!(layers.len(), 1, "{layers:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = hermetic().args(["run", "--", "true"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !layers[0].exists(),
+        "{} left behind after a SIGKILL",
+        layers[0].display()
+    );
+    assert!(!Path::new(&name).exists());
 }

@@ -1,0 +1,265 @@
+//! Upper layers on disk: where the copy-on-write overlay that shows the
+//! test's own tree (its working directory, `CARGO_MANIFEST_DIR`) keeps
+//! what the sandbox writes there.
+//!
+//! Why on disk: a directory made in a tmpfs upper layer has tmpfs's size
+//! (40 bytes plus 20 per entry), one made outside on ext4 has 4096, and
+//! suites compare the two (fs_extra 1.3.0: 14 of its 161 tests). An upper
+//! layer on the host's own kind of filesystem gives what a test would see
+//! outside. The other overlays (`$HOME`, the target dir elsewhere, what
+//! lies under `/tmp`) keep theirs in the sandbox's tmpfs: a layer on disk
+//! costs a sandbox about 0.5 ms more (the kernel's checks of the work
+//! directory and the removal are journaled operations), measured in
+//! `docs/how-it-works.md`.
+//!
+//! Where: `/var/tmp/hermetic-UID`, made by the caller with mode 0700, one
+//! directory per sandbox named `PID.START.N` after the process that owns
+//! it (the test process, or the init process once the sandbox is kept)
+//! and its start time, so that a directory whose owner was killed
+//! (`SIGKILL` runs no drop) is recognised and removed by the next process
+//! that makes one. Used only where `/var/tmp` is on ext4, XFS or btrfs,
+//! the overlay's own filesystem is of the same kind, and the overlay does
+//! not hold `/var/tmp` itself (the kernel refuses overlapping layers);
+//! `HERMETIC_LAYER_IN_MEMORY=1` keeps every layer in memory.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Filesystems an upper layer may lie on, by their `statfs` magic: ext2/3/4,
+/// XFS and btrfs (whose directories have sizes of their own kind).
+const DISK_FILESYSTEMS: [i64; 3] = [0xEF53, 0x5846_5342, 0x9123_683E];
+
+/// The directory that holds this caller's upper layers on disk, and the
+/// filesystem it lies on.
+#[derive(Debug)]
+pub(crate) struct DiskBase {
+    pub(crate) dir: PathBuf,
+    fs_type: i64,
+}
+
+/// The base for this process, made (and swept of what killed processes
+/// left) at its first use; `None` where layers stay in memory.
+pub(crate) fn base() -> Option<&'static DiskBase> {
+    static BASE: std::sync::OnceLock<Option<DiskBase>> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        if std::env::var_os("HERMETIC_LAYER_IN_MEMORY").is_some_and(|v| !v.is_empty() && v != "0") {
+            return None;
+        }
+        let base = open_base(Path::new("/var/tmp"), crate::sys::geteuid())?;
+        sweep(&base.dir);
+        Some(base)
+    })
+    .as_ref()
+}
+
+/// `parent/hermetic-UID`, made if missing; `None` unless it is a directory
+/// of `uid`'s that no one else may enter, on a disk filesystem.
+fn open_base(parent: &Path, uid: u32) -> Option<DiskBase> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let fs_type = fs_type(parent)?;
+    if !DISK_FILESYSTEMS.contains(&fs_type) {
+        return None;
+    }
+    let dir = parent.join(format!("hermetic-{uid}"));
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(_) => return None,
+    }
+    // Not a link, nor someone else's: anyone could have made it first.
+    let meta = std::fs::symlink_metadata(&dir).ok()?;
+    (meta.is_dir() && meta.uid() == uid && meta.mode() & 0o077 == 0)
+        .then_some(DiskBase { dir, fs_type })
+}
+
+/// The `statfs` magic of the filesystem `path` lies on.
+fn fs_type(path: &Path) -> Option<i64> {
+    // f_type is an i64 on 64-bit targets, narrower on some others.
+    #[allow(clippy::unnecessary_cast)]
+    rustix::fs::statfs(path).ok().map(|s| s.f_type as i64)
+}
+
+impl DiskBase {
+    /// Whether the overlay whose lower layer is `root` (canonical) keeps
+    /// its upper layer here: it shows one of `trees` (the test's own), its
+    /// filesystem is of this base's kind, and it does not hold this base.
+    pub(crate) fn serves(&self, root: &Path, trees: &[PathBuf]) -> bool {
+        trees.iter().any(|t| t.starts_with(root))
+            && !self.dir.starts_with(root)
+            && fs_type(root) == Some(self.fs_type)
+    }
+
+    /// A fresh name for one sandbox's layers, owned by this process.
+    pub(crate) fn new_layers(&'static self) -> DiskLayers {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let start = start_time(pid).unwrap_or(0);
+        DiskLayers {
+            dir: self.dir.join(format!("{pid}.{start}.{n}")),
+            armed: true,
+        }
+    }
+}
+
+/// The trees whose overlay keeps its upper layer on disk: the working
+/// directory and the crate's own (`CARGO_MANIFEST_DIR`), canonical.
+pub(crate) fn own_trees() -> Vec<PathBuf> {
+    [
+        std::env::current_dir().ok(),
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|d| std::fs::canonicalize(d).ok())
+    .collect()
+}
+
+/// One sandbox's directory of upper layers on disk (made by its init
+/// program), removed when dropped: by then every process of the sandbox
+/// is gone, and with its mount namespace the overlays.
+#[derive(Debug)]
+pub(crate) struct DiskLayers {
+    pub(crate) dir: PathBuf,
+    armed: bool,
+}
+
+impl DiskLayers {
+    /// The sandbox is kept: the layers go to its init process `init_pid`,
+    /// whose name they take, and are left in place (a sweep removes them
+    /// once it is gone).
+    pub(crate) fn keep(&mut self, init_pid: i32) {
+        self.armed = false;
+        let Ok(pid) = u32::try_from(init_pid) else {
+            return;
+        };
+        let (Some(start), Some(parent)) = (start_time(pid), self.dir.parent()) else {
+            return;
+        };
+        let kept = parent.join(format!("{pid}.{start}.kept"));
+        let _ = std::fs::rename(&self.dir, kept);
+    }
+}
+
+impl Drop for DiskLayers {
+    fn drop(&mut self) {
+        if self.armed {
+            remove_tree(&self.dir);
+        }
+    }
+}
+
+/// The start time of process `pid` (field 22 of `/proc/PID/stat`, in clock
+/// ticks since boot): with the pid, a name no later process has.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the name, which may hold spaces and parentheses: the state is
+    // field 3, the start time field 22.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
+/// Removes the layers in `base` whose owner (named `PID.START.*`) no
+/// longer runs: a test process or kept sandbox killed by `SIGKILL`.
+fn sweep(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let mut parts = name.to_str().unwrap_or("").split('.');
+        let (Some(Ok(pid)), Some(Ok(start))) = (
+            parts.next().map(str::parse::<u32>),
+            parts.next().map(str::parse::<u64>),
+        ) else {
+            continue;
+        };
+        if start_time(pid) != Some(start) {
+            remove_tree(&entry.path());
+        }
+    }
+}
+
+/// Removes `path` and everything below it, making directories the caller
+/// owns writable where a test made them read-only (and the overlay's work
+/// directory, mode 0). What belongs to another id (a sandbox's user of a
+/// mapped range) and cannot be removed is left.
+pub(crate) fn remove_tree(path: &Path) {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            open_up(path, 0);
+            let _ = std::fs::remove_dir_all(path);
+        }
+        _ => {}
+    }
+}
+
+/// Gives every directory at or below `dir` mode 0700 (where it may).
+fn open_up(dir: &Path, depth: usize) {
+    use std::os::unix::fs::PermissionsExt;
+    if depth > 64 {
+        return;
+    }
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            open_up(&entry.path(), depth + 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_reads_past_a_name_with_spaces_and_parentheses() {
+        // This process's name is the test binary's; the parse is what
+        // matters: the same value twice, and none for a pid that no
+        // process has.
+        let me = std::process::id();
+        assert!(start_time(me).is_some());
+        assert_eq!(start_time(me), start_time(me));
+        assert_eq!(start_time(u32::MAX), None);
+    }
+
+    #[test]
+    fn a_base_is_refused_on_tmpfs_and_to_another_owner() {
+        // /dev/shm is a tmpfs on any Linux: never a base.
+        assert!(open_base(Path::new("/dev/shm"), crate::sys::geteuid()).is_none());
+        let parent = std::env::temp_dir().join(format!("hermetic-base-{}", std::process::id()));
+        std::fs::create_dir_all(&parent).unwrap();
+        if fs_type(&parent).is_some_and(|t| DISK_FILESYSTEMS.contains(&t)) {
+            assert!(open_base(&parent, crate::sys::geteuid()).is_some());
+            // Made by this uid: not another's.
+            assert!(open_base(&parent, crate::sys::geteuid() + 1).is_none());
+        }
+        remove_tree(&parent);
+        assert!(!parent.exists());
+    }
+
+    #[test]
+    fn sweep_removes_only_what_dead_owners_left() {
+        let base = std::env::temp_dir().join(format!("hermetic-sweep-{}", std::process::id()));
+        let me = std::process::id();
+        let live = base.join(format!("{me}.{}.0", start_time(me).unwrap()));
+        // A pid with another start time: its owner is gone.
+        let dead = base.join(format!("{me}.1.0"));
+        let other = base.join("not-ours");
+        for d in [&live, &dead, &other] {
+            std::fs::create_dir_all(d.join("u0/sub")).unwrap();
+        }
+        // A read-only directory, as a test may leave one.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dead.join("u0"), std::fs::Permissions::from_mode(0o500)).unwrap();
+        sweep(&base);
+        assert!(live.exists());
+        assert!(!dead.exists());
+        assert!(other.exists());
+        remove_tree(&base);
+        assert!(!base.exists());
+    }
+}
