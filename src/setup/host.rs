@@ -52,8 +52,12 @@ pub enum HostMode {
     /// The host's files look as they are and are writable wherever the
     /// caller could write them; every change lands in a private layer (an
     /// overlay whose upper layer is a tmpfs of the sandbox, within
-    /// [`tmp_size`](crate::SandboxBuilder::tmp_size)) that goes with the
-    /// sandbox: nothing reaches the host. `/tmp` and `/var/tmp` are the
+    /// [`tmp_size`](crate::SandboxBuilder::tmp_size); for the test's own
+    /// tree, its working directory and `CARGO_MANIFEST_DIR`, a directory
+    /// of the caller's on disk under `/var/tmp/hermetic-UID`, so that
+    /// directories made there have the host filesystem's sizes) that goes
+    /// with the sandbox: nothing reaches the host's files. Set
+    /// `HERMETIC_LAYER_IN_MEMORY=1` to keep every layer in memory. `/tmp` and `/var/tmp` are the
     /// sandbox's own (fresh, in that same tmpfs), showing what the
     /// test needs below them (the working directory, the target dir,
     /// `$HOME`, [`visible`](crate::SandboxBuilder::visible) directories...)
