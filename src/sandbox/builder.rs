@@ -616,7 +616,7 @@ impl SandboxBuilder {
                 .zip(disk_layers.as_ref())
                 .map(|(base, layers)| plan::DiskPlan {
                     base,
-                    dir: &layers.dir,
+                    layers,
                     trees: crate::setup::disk::own_trees(),
                 }),
         };

@@ -12,12 +12,13 @@
 //! directory and the removal are journaled operations), measured in
 //! `docs/how-it-works.md`.
 //!
-//! Where: `/var/tmp/hermetic-UID`, made by the caller with mode 0700, one
-//! directory per sandbox named `PID.START.N` after the process that owns
-//! it (the test process, or the init process once the sandbox is kept)
-//! and its start time, so that a directory whose owner was killed
-//! (`SIGKILL` runs no drop) is recognised and removed by the next process
-//! that makes one. Used only where `/var/tmp` is on ext4, XFS or btrfs,
+//! Where: `/var/tmp/hermetic-UID`, made by the caller with mode 0700, in
+//! which a sandbox's Kth overlay has `PID.START.N.uK` (its upper layer)
+//! and `PID.START.N.wK` (its work directory), named after the process that
+//! owns them (the test process, or the init process once the sandbox is
+//! kept) and its start time, so that what a killed owner left (`SIGKILL`
+//! runs no drop) is recognised and removed by the next process that makes
+//! a layer on disk. Used only where `/var/tmp` is on ext4, XFS or btrfs,
 //! the overlay's own filesystem is of the same kind, and the overlay does
 //! not hold `/var/tmp` itself (the kernel refuses overlapping layers);
 //! `HERMETIC_LAYER_IN_MEMORY=1` keeps every layer in memory.
@@ -92,11 +93,13 @@ impl DiskBase {
     /// A fresh name for one sandbox's layers, owned by this process.
     pub(crate) fn new_layers(&'static self) -> DiskLayers {
         static NEXT: AtomicU64 = AtomicU64::new(0);
+        static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
-        let start = start_time(pid).unwrap_or(0);
+        let start = START.get_or_init(|| start_time(pid).unwrap_or(0));
         DiskLayers {
-            dir: self.dir.join(format!("{pid}.{start}.{n}")),
+            base: &self.dir,
+            prefix: format!("{pid}.{start}.{n}"),
             armed: true,
         }
     }
@@ -115,38 +118,89 @@ pub(crate) fn own_trees() -> Vec<PathBuf> {
     .collect()
 }
 
-/// One sandbox's directory of upper layers on disk (made by its init
-/// program), removed when dropped: by then every process of the sandbox
-/// is gone, and with its mount namespace the overlays.
+/// One sandbox's upper layers on disk, `PREFIX.uN` and `PREFIX.wN` in the
+/// base for its Nth overlay (made by its init program), removed when
+/// dropped: by then every process of the sandbox is gone, and with its
+/// mount namespace the overlays. Entries of the base itself, not a
+/// directory per sandbox: two journaled operations fewer.
 #[derive(Debug)]
 pub(crate) struct DiskLayers {
-    pub(crate) dir: PathBuf,
+    base: &'static Path,
+    prefix: String,
     armed: bool,
 }
 
 impl DiskLayers {
+    /// What this sandbox's entries in the base begin with.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The path of this sandbox's layer directory `name` (`u0`, `w0`...).
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.base.join(format!("{}.{name}", self.prefix))
+    }
+
+    /// This sandbox's entries in the base, with the part after the prefix.
+    fn entries(&self) -> Vec<(PathBuf, String)> {
+        let Ok(dir) = std::fs::read_dir(self.base) else {
+            return Vec::new();
+        };
+        let prefix = format!("{}.", self.prefix);
+        dir.filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let rest = name.strip_prefix(&prefix)?.to_owned();
+                Some((e.path(), rest))
+            })
+            .collect()
+    }
+
     /// The sandbox is kept: the layers go to its init process `init_pid`,
     /// whose name they take, and are left in place (a sweep removes them
     /// once it is gone).
     pub(crate) fn keep(&mut self, init_pid: i32) {
         self.armed = false;
-        let Ok(pid) = u32::try_from(init_pid) else {
+        let Some(start) = u32::try_from(init_pid).ok().and_then(start_time) else {
             return;
         };
-        let (Some(start), Some(parent)) = (start_time(pid), self.dir.parent()) else {
-            return;
-        };
-        let kept = parent.join(format!("{pid}.{start}.kept"));
-        let _ = std::fs::rename(&self.dir, kept);
+        for (path, rest) in self.entries() {
+            let kept = self.base.join(format!("{init_pid}.{start}.kept.{rest}"));
+            let _ = std::fs::rename(path, kept);
+        }
     }
 }
 
 impl Drop for DiskLayers {
     fn drop(&mut self) {
-        if self.armed {
-            remove_tree(&self.dir);
+        if !self.armed {
+            return;
+        }
+        for (path, rest) in self.entries() {
+            // The usual shapes by name, fewest calls first: an upper layer
+            // left empty; a work directory as the kernel leaves it.
+            let done = if rest.starts_with('u') {
+                std::fs::remove_dir(&path).is_ok()
+            } else {
+                remove_work_dir(&path)
+            };
+            if !done {
+                remove_tree(&path);
+            }
         }
     }
+}
+
+/// Removes an overlay's work directory `w` as a volatile mount leaves it
+/// (`work`, and `work/incompat/volatile/dirty`); false if it holds more.
+fn remove_work_dir(w: &Path) -> bool {
+    let work = w.join("work");
+    let volatile = work.join("incompat/volatile");
+    let _ = std::fs::remove_file(volatile.join("dirty"));
+    let _ = std::fs::remove_dir(&volatile);
+    let _ = std::fs::remove_dir(work.join("incompat"));
+    let _ = std::fs::remove_dir(&work);
+    std::fs::remove_dir(w).is_ok()
 }
 
 /// The start time of process `pid` (field 22 of `/proc/PID/stat`, in clock

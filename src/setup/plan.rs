@@ -178,11 +178,12 @@ pub(crate) struct Layout<'a> {
 }
 
 /// The upper layers on disk of one sandbox: made by its init program in
-/// `dir`, below `base`, for the overlays that show one of `trees`.
+/// `base` as `layers` names them, for the overlays that show one of
+/// `trees`.
 #[derive(Debug)]
 pub(crate) struct DiskPlan<'a> {
     pub(crate) base: &'a crate::setup::disk::DiskBase,
-    pub(crate) dir: &'a Path,
+    pub(crate) layers: &'a crate::setup::disk::DiskLayers,
     pub(crate) trees: Vec<PathBuf>,
 }
 
@@ -424,7 +425,7 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
         .collect();
     let disk_fd = match &layout.disk {
         Some(disk) if on_disk.contains(&true) => {
-            steps.extend(disk_layer_steps(disk.dir, &overlays, &on_disk, next_fd)?);
+            steps.extend(disk_layer_steps(disk, &overlays, &on_disk, next_fd)?);
             next_fd += 1;
             Some(next_fd - 1)
         }
@@ -589,9 +590,10 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
         ));
     }
     let layers_fd = overlay_steps(&overlays, &on_disk, var_tmp, stash_fd, &mut steps);
-    let upper_fd = |i: usize| match disk_fd {
-        Some(fd) if on_disk[i] => (fd, true),
-        _ => (layers_fd, false),
+    let disk_prefix = layout.disk.as_ref().map(|d| d.layers.prefix());
+    let upper_fd = |i: usize| match (disk_fd, disk_prefix) {
+        (Some(fd), Some(prefix)) if on_disk[i] => (fd, Some(prefix)),
+        _ => (layers_fd, None),
     };
     for (i, ((path, _), lower)) in overlays.iter().zip(&lower_fds).enumerate() {
         if !late[i] {
@@ -1096,24 +1098,17 @@ fn overlay_steps(
     stash_fd
 }
 
-/// The steps that make `dir` on the host's disk, with the upper and work
-/// directories of each overlay `on_disk` in it (each upper layer given its
-/// lower layer's mode), and clone its mount as `fd`.
+/// The steps that make the upper and work directories of each overlay
+/// `on_disk` in the base of `disk` (each upper layer given its lower
+/// layer's mode), and clone the base's mount as `fd`.
 fn disk_layer_steps(
-    dir: &Path,
+    disk: &DiskPlan<'_>,
     overlays: &[(PathBuf, u32)],
     on_disk: &[bool],
     fd: i32,
 ) -> Result<Vec<Step>, Error> {
-    let named = |name: &str| cstring("host", &dir.join(name));
-    let mut steps = vec![step(
-        format!("creating {} for the upper layers on disk", dir.display()),
-        StepKind::Overlay,
-        Action::CreateDirMode {
-            path: cstring("host", dir)?,
-            mode: 0o700,
-        },
-    )];
+    let named = |name: &str| cstring("host", &disk.layers.path(name));
+    let mut steps = Vec::new();
     for (i, (path, mode)) in overlays.iter().enumerate() {
         if !on_disk[i] {
             continue;
@@ -1147,17 +1142,18 @@ fn disk_layer_steps(
             ),
         ]);
     }
+    let base = &disk.base.dir;
     steps.push(step(
         format!(
             "opening {}, which holds the upper layers on disk",
-            dir.display()
+            base.display()
         ),
         StepKind::Overlay,
         // A clone of its mount (open_tree), which the read-only pass over
         // the host's mounts does not reach: an upper layer must be
         // writable.
         Action::OpenSource {
-            path: cstring("host", dir)?,
+            path: cstring("host", base)?,
             fd,
             optional: false,
         },
@@ -1176,17 +1172,21 @@ fn own_tmp_dir(target: &std::ffi::CStr) -> Option<&'static str> {
 }
 
 /// The `i`th overlay, on `path`: its lower layer at the fd `lower`, its
-/// upper and work directories in the directory named by `layers.0`, on
-/// disk if `layers.1`.
-fn overlay_mount(path: &Path, lower: i32, (layers, disk): (i32, bool), i: usize) -> Step {
+/// upper and work directories in the directory named by `layers.0`: on
+/// disk, named with the prefix `layers.1`; else `u{i}` and `w{i}` of the
+/// sandbox's tmpfs.
+fn overlay_mount(path: &Path, lower: i32, (layers, disk): (i32, Option<&str>), i: usize) -> Step {
     // In a user namespace: the user.* xattrs (userxattr); no index and no
     // xino, which the kernel would otherwise warn about per mount. On
     // disk, volatile: the layer is thrown away with the sandbox, so its
     // end need not wait for the host's filesystem to be synced.
-    let volatile = if disk { ",volatile" } else { "" };
+    let (prefix, volatile) = match disk {
+        Some(prefix) => (format!("{prefix}."), ",volatile"),
+        None => (String::new(), ""),
+    };
     let data = format!(
-        "lowerdir=/proc/self/fd/{lower},upperdir=/proc/self/fd/{layers}/u{i},\
-         workdir=/proc/self/fd/{layers}/w{i},userxattr,index=off,xino=off{volatile}"
+        "lowerdir=/proc/self/fd/{lower},upperdir=/proc/self/fd/{layers}/{prefix}u{i},\
+         workdir=/proc/self/fd/{layers}/{prefix}w{i},userxattr,index=off,xino=off{volatile}"
     );
     step(
         format!("mounting a copy-on-write overlay on {}", path.display()),

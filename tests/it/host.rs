@@ -808,32 +808,36 @@ fn upper_layers_on_disk_go_with_the_sandbox_even_after_sigkill() {
     // Ended normally: gone.
     let mut child = start();
     let layers = layers_of(child.id());
-    assert_eq!(layers.len(), 1, "{layers:?}");
+    assert!(!layers.is_empty(), "no layer of {} on disk", child.id());
     assert!(
-        holds_name(&layers[0]),
-        "{} holds no {name}",
-        layers[0].display()
+        layers.iter().any(|l| holds_name(l)),
+        "no layer in {layers:?} holds {name}"
     );
-    let meta = std::fs::metadata(&layers[0]).unwrap();
+    // The base is the caller's alone.
+    let meta = std::fs::metadata(disk_base()).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077,
         0
     );
     child.stdin.take().unwrap().write_all(b"\n").unwrap();
     assert!(child.wait().unwrap().success());
-    assert!(!layers[0].exists(), "{} left behind", layers[0].display());
+    for layer in &layers {
+        assert!(!layer.exists(), "{} left behind", layer.display());
+    }
     // Killed: left until the next process that makes one.
     let mut child = start();
     let layers = layers_of(child.id());
-    assert_eq!(layers.len(), 1, "{layers:?}");
+    assert!(!layers.is_empty(), "no layer of {} on disk", child.id());
     child.kill().unwrap();
     child.wait().unwrap();
     let out = hermetic().args(["run", "--", "true"]).output().unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert!(
-        !layers[0].exists(),
-        "{} left behind after a SIGKILL",
-        layers[0].display()
-    );
+    for layer in &layers {
+        assert!(
+            !layer.exists(),
+            "{} left behind after a SIGKILL",
+            layer.display()
+        );
+    }
     assert!(!Path::new(&name).exists());
 }
