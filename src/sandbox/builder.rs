@@ -209,7 +209,9 @@ impl SandboxBuilder {
 
     /// The most the sandbox's `/tmp` holds, in bytes (it is memory):
     /// writes past it fail with `ENOSPC`. Default: 1 GiB (`/dev/shm`:
-    /// 64 MiB).
+    /// 64 MiB). With a copy-on-write host, the same bound holds `/var/tmp`
+    /// and the layers kept in memory; the layer of the test's own tree,
+    /// on disk, is bounded by the disk (see [`HostMode::CopyOnWrite`]).
     pub fn tmp_size(&mut self, bytes: u64) -> &mut Self {
         self.tmp_size = bytes;
         self
