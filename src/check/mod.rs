@@ -414,7 +414,8 @@ fn host_mode_finding() -> Finding {
             Status::Works,
             format!(
                 "copy-on-write ({overlays} overlays): `hermetic run` and isolate_test see the \
-                 host as it is, every write private"
+                 host as it is, every write private; {}",
+                crate::setup::disk::describe()
             ),
         ),
         Err((e, _)) => Finding {

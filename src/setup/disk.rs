@@ -43,7 +43,7 @@ pub(crate) struct DiskBase {
 pub(crate) fn base() -> Option<&'static DiskBase> {
     static BASE: std::sync::OnceLock<Option<DiskBase>> = std::sync::OnceLock::new();
     BASE.get_or_init(|| {
-        if std::env::var_os("HERMETIC_LAYER_IN_MEMORY").is_some_and(|v| !v.is_empty() && v != "0") {
+        if in_memory_asked() {
             return None;
         }
         let base = open_base(Path::new("/var/tmp"), crate::sys::geteuid())?;
@@ -51,6 +51,31 @@ pub(crate) fn base() -> Option<&'static DiskBase> {
         Some(base)
     })
     .as_ref()
+}
+
+/// Where this process's copy-on-write layers lie, in words (for
+/// `check()`).
+pub(crate) fn describe() -> String {
+    if in_memory_asked() {
+        return "every layer in memory (HERMETIC_LAYER_IN_MEMORY is set)".into();
+    }
+    match base() {
+        Some(base) => format!(
+            "the test's own tree's layer on disk in {} (directories there have the host's sizes), \
+             the others in memory",
+            base.dir.display()
+        ),
+        None => format!(
+            "every layer in memory: /var/tmp is not on ext4, XFS or btrfs, or /var/tmp/hermetic-{} \
+             is not a directory of this user's alone",
+            crate::sys::geteuid()
+        ),
+    }
+}
+
+/// `HERMETIC_LAYER_IN_MEMORY` is set (to anything but empty or `0`).
+fn in_memory_asked() -> bool {
+    std::env::var_os("HERMETIC_LAYER_IN_MEMORY").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 /// `parent/hermetic-UID`, made if missing; `None` unless it is a directory

@@ -330,7 +330,31 @@ fn sigterm_to_hermetic_run_reaches_the_program() {
 fn check_reports_this_host() {
     let out = hermetic().arg("check").output().unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("sandboxes work on this host"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("sandboxes work on this host"), "{text}");
+    // Where the copy-on-write layers lie, whichever way this host has it.
+    let cow = text
+        .lines()
+        .find(|l| l.contains("copy-on-write host"))
+        .unwrap_or_else(|| panic!("no copy-on-write line in {text}"));
+    assert!(
+        cow.contains("layer on disk in /var/tmp/hermetic-")
+            || cow.contains("every layer in memory")
+            || cow.contains("read-only here"),
+        "{cow}"
+    );
+    // Asked to keep them in memory, it says so.
+    let out = hermetic()
+        .arg("check")
+        .env("HERMETIC_LAYER_IN_MEMORY", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("every layer in memory (HERMETIC_LAYER_IN_MEMORY is set)")
+            || text.contains("read-only here"),
+        "{text}"
+    );
 }
 
 /// Binds 127.0.0.1:8080 and creates /tmp/hermetic-shared, which must not
