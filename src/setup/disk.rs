@@ -24,7 +24,7 @@
 //! `HERMETIC_LAYER_IN_MEMORY=1` keeps every layer in memory.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Filesystems an upper layer may lie on, by their `statfs` magic: ext2/3/4,
 /// XFS and btrfs (whose directories have sizes of their own kind).
@@ -36,21 +36,62 @@ const DISK_FILESYSTEMS: [i64; 3] = [0xEF53, 0x5846_5342, 0x9123_683E];
 pub(crate) struct DiskBase {
     pub(crate) dir: PathBuf,
     fs_type: i64,
+    /// Its device and inode, to tell it from whatever a process forked
+    /// into a sandbox (a closure) finds at the same path.
+    id: (u64, u64),
 }
 
 /// The base for this process, made (and swept of what killed processes
 /// left) at its first use; `None` where layers stay in memory.
+///
+/// Read once per process, but checked at each use: a closure is a fork of
+/// the test process with its memory, and inside a sandbox `/var/tmp` is
+/// another directory (the sandbox's own tmpfs, or the host's read-only).
+/// The cache's lock is only tried, never waited for (a fork may copy it
+/// held, with no thread to release it), as for the host view.
 pub(crate) fn base() -> Option<&'static DiskBase> {
-    static BASE: std::sync::OnceLock<Option<DiskBase>> = std::sync::OnceLock::new();
-    BASE.get_or_init(|| {
-        if in_memory_asked() {
-            return None;
+    type Cached = Option<Option<&'static DiskBase>>;
+    static BASE: std::sync::Mutex<Cached> = std::sync::Mutex::new(None);
+    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if in_memory_asked() {
+        return None;
+    }
+    let tried = || match BASE.try_lock() {
+        Ok(cache) => Some(cache),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    };
+    let cached = tried().and_then(|cache| *cache);
+    let base = match cached {
+        Some(base) => base,
+        None => {
+            let found: Option<&'static DiskBase> =
+                open_base(Path::new("/var/tmp"), crate::sys::geteuid())
+                    .map(|b| &*Box::leak(Box::new(b)));
+            if let Some(mut cache) = tried() {
+                cache.get_or_insert(found);
+            }
+            found
         }
-        let base = open_base(Path::new("/var/tmp"), crate::sys::geteuid())?;
+    }?;
+    // Still this directory, here (not a sandbox's /var/tmp), and writable
+    // (not the host's seen read-only from inside a sandbox).
+    let writable = || rustix::fs::access(&base.dir, rustix::fs::Access::WRITE_OK).is_ok();
+    if id_of(&base.dir) != Some(base.id) || !writable() {
+        return None;
+    }
+    if !SWEPT.swap(true, Ordering::Relaxed) {
         sweep(&base.dir);
-        Some(base)
-    })
-    .as_ref()
+    }
+    Some(base)
+}
+
+/// The device and inode of `path` itself (not followed).
+fn id_of(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// Where this process's copy-on-write layers lie, in words (for
@@ -94,8 +135,11 @@ fn open_base(parent: &Path, uid: u32) -> Option<DiskBase> {
     }
     // Not a link, nor someone else's: anyone could have made it first.
     let meta = std::fs::symlink_metadata(&dir).ok()?;
-    (meta.is_dir() && meta.uid() == uid && meta.mode() & 0o077 == 0)
-        .then_some(DiskBase { dir, fs_type })
+    (meta.is_dir() && meta.uid() == uid && meta.mode() & 0o077 == 0).then_some(DiskBase {
+        dir,
+        fs_type,
+        id: (meta.dev(), meta.ino()),
+    })
 }
 
 /// The `statfs` magic of the filesystem `path` lies on.
@@ -118,10 +162,21 @@ impl DiskBase {
     /// A fresh name for one sandbox's layers, owned by this process.
     pub(crate) fn new_layers(&'static self) -> DiskLayers {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        // This process's start time, read once; by pid, since a fork (a
+        // closure making a sandbox) has its parent's memory but not its
+        // start time.
+        static START_OF: AtomicU32 = AtomicU32::new(0);
+        static START: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
-        let start = START.get_or_init(|| start_time(pid).unwrap_or(0));
+        let start = if START_OF.load(Ordering::Acquire) == pid {
+            START.load(Ordering::Relaxed)
+        } else {
+            let start = start_time(pid).unwrap_or(0);
+            START.store(start, Ordering::Relaxed);
+            START_OF.store(pid, Ordering::Release);
+            start
+        };
         DiskLayers {
             base: &self.dir,
             prefix: format!("{pid}.{start}.{n}"),

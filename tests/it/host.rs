@@ -841,3 +841,47 @@ fn upper_layers_on_disk_go_with_the_sandbox_even_after_sigkill() {
     }
     assert!(!Path::new(&name).exists());
 }
+
+/// A closure makes a copy-on-write sandbox from a directory its own
+/// sandbox binds writable, after the test process has made one with a
+/// layer on disk: in there the host's `/var/tmp` is read-only (or not the
+/// host's), so the inner sandbox keeps its layers in memory, and works.
+#[test]
+fn a_closure_makes_a_copy_on_write_sandbox_in_a_writable_bind() {
+    let target_tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    if !writable(&target_tmp) {
+        common::skip(&format!(
+            "{} is not writable: not tried",
+            target_tmp.display()
+        ));
+        return;
+    }
+    // A layer on disk first (where this host has them), so that the
+    // process has found its base before the closure is forked.
+    let first = cow();
+    let here = std::env::current_dir().unwrap();
+    assert!(first.run(move || std::fs::create_dir(here.join(unique("first"))).is_ok()));
+    drop(first);
+    let dir = tempfile::Builder::new()
+        .prefix("hermetic-bind")
+        .tempdir_in(&target_tmp)
+        .unwrap();
+    let dir = std::fs::canonicalize(dir.path()).unwrap();
+    let outer = Sandbox::builder().bind(&dir, &dir).build().unwrap();
+    let d = dir.clone();
+    let made = outer.run(move || {
+        std::env::set_current_dir(&d).unwrap();
+        let inner = Sandbox::builder()
+            .host(HostMode::CopyOnWrite)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let made = d.join("made");
+        Ok::<_, String>(inner.run(move || std::fs::create_dir(&made).is_ok() && made.is_dir()))
+    });
+    assert_eq!(made, Ok(true));
+    assert!(
+        !dir.join("made").exists(),
+        "the inner sandbox's write reached the host"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
