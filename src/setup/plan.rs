@@ -1035,33 +1035,7 @@ fn overlay_steps(
         }
         let upper = CString::new(format!("/tmp/layers/u{i}")).expect("no NUL in the name");
         let work = CString::new(format!("/tmp/layers/w{i}")).expect("no NUL in the name");
-        let shown = path.display();
-        steps.extend([
-            step(
-                format!("creating the upper layer of {shown} (hidden below /tmp)"),
-                StepKind::Overlay,
-                Action::CreateDirMode {
-                    path: upper.clone(),
-                    mode: 0o700,
-                },
-            ),
-            step(
-                format!("giving the upper layer of {shown} its mode, {mode:o}"),
-                StepKind::Overlay,
-                Action::Chmod {
-                    path: upper,
-                    mode: *mode,
-                },
-            ),
-            step(
-                format!("creating the work directory of {shown} (hidden below /tmp)"),
-                StepKind::Overlay,
-                Action::CreateDirMode {
-                    path: work,
-                    mode: 0o700,
-                },
-            ),
-        ]);
+        steps.extend(layer_dirs(path, *mode, upper, work, "hidden below /tmp"));
     }
     // The sandbox's own /tmp and /var/tmp, bound later (see own_tmp_dir).
     for target in [c"/tmp", c"/var/tmp"]
@@ -1098,6 +1072,36 @@ fn overlay_steps(
     stash_fd
 }
 
+/// The steps that make the upper layer `upper` (given `mode`, its lower
+/// layer's) and the work directory `work` of the overlay on `path`, which
+/// lie `where_`.
+fn layer_dirs(path: &Path, mode: u32, upper: CString, work: CString, where_: &str) -> [Step; 3] {
+    let shown = path.display();
+    [
+        step(
+            format!("creating the upper layer of {shown} ({where_})"),
+            StepKind::Overlay,
+            Action::CreateDirMode {
+                path: upper.clone(),
+                mode: 0o700,
+            },
+        ),
+        step(
+            format!("giving the upper layer of {shown} its mode, {mode:o}"),
+            StepKind::Overlay,
+            Action::Chmod { path: upper, mode },
+        ),
+        step(
+            format!("creating the work directory of {shown} ({where_})"),
+            StepKind::Overlay,
+            Action::CreateDirMode {
+                path: work,
+                mode: 0o700,
+            },
+        ),
+    ]
+}
+
 /// The steps that make the upper and work directories of each overlay
 /// `on_disk` in the base of `disk` (each upper layer given its lower
 /// layer's mode), and clone the base's mount as `fd`.
@@ -1113,34 +1117,8 @@ fn disk_layer_steps(
         if !on_disk[i] {
             continue;
         }
-        let shown = path.display();
         let (upper, work) = (named(&format!("u{i}"))?, named(&format!("w{i}"))?);
-        steps.extend([
-            step(
-                format!("creating the upper layer of {shown} (on disk)"),
-                StepKind::Overlay,
-                Action::CreateDirMode {
-                    path: upper.clone(),
-                    mode: 0o700,
-                },
-            ),
-            step(
-                format!("giving the upper layer of {shown} its mode, {mode:o}"),
-                StepKind::Overlay,
-                Action::Chmod {
-                    path: upper,
-                    mode: *mode,
-                },
-            ),
-            step(
-                format!("creating the work directory of {shown} (on disk)"),
-                StepKind::Overlay,
-                Action::CreateDirMode {
-                    path: work,
-                    mode: 0o700,
-                },
-            ),
-        ]);
+        steps.extend(layer_dirs(path, *mode, upper, work, "on disk"));
     }
     let base = &disk.base.dir;
     steps.push(step(
