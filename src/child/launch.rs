@@ -198,7 +198,7 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
     // is moved, whatever numbers they had.
     let mut parked = [-1; 9];
     let helper_fds = helper.map_or([-1, -1], |pidfd| [pidfd, args.made.0]);
-    let stdio = if args.stdio { [0, 1, 2] } else { [-1; 3] };
+    let stdio = args.stdio.unwrap_or([-1; 3]);
     for (slot, fd) in parked.iter_mut().zip([
         args.plan,
         args.report,
@@ -230,7 +230,7 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
     // Everything else closes at the exec: with fds for a program, all but
     // those at wire::PROGRAM_STDIO_FD.
     let mut close_from = keep as RawFd;
-    if args.stdio {
+    if args.stdio.is_some() {
         for (i, &fd) in parked[6..].iter().enumerate() {
             // SAFETY: this child's fd table is a copy of its own; the
             // numbers from PROGRAM_STDIO_FD on are to be replaced.

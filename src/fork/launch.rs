@@ -80,9 +80,10 @@ pub(crate) struct Args {
     pub(crate) helper_started: std::sync::atomic::AtomicBool,
     /// Non-zero until the helper has exited (`CLONE_CHILD_CLEARTID`).
     pub(crate) helper_running: std::sync::atomic::AtomicU32,
-    /// Pass the test process's fds 0 to 2 to the init program, at
-    /// [`wire::PROGRAM_STDIO_FD`] (for a program it starts).
-    pub(crate) stdio: bool,
+    /// Pass these fds (of the test process) to the init program, at
+    /// [`wire::PROGRAM_STDIO_FD`], for a program it starts as its fds 0
+    /// to 2.
+    pub(crate) stdio: Option<[RawFd; 3]>,
 }
 
 /// A prepared launch: the stack and the arguments on it.
@@ -163,7 +164,7 @@ impl Launch {
         lifeline: RawFd,
         write_maps: Option<MapWriter>,
         helper_flags: libc::c_int,
-        stdio: bool,
+        stdio: Option<[RawFd; 3]>,
     ) -> io::Result<Launch> {
         let mut map_list = [(std::ptr::null(), std::ptr::null(), 0); 3];
         let mut map_count = 0;
@@ -267,7 +268,8 @@ fn send_plan(plan_w: &Fd, plan: &[u8]) -> io::Result<()> {
 /// the program has started; its write end is the program's control channel
 /// from then on, see [`wire::CONTROL_KEEP`]) and prepares a launch that
 /// writes the id `maps`, reports on `report` and watches `lifeline` (and,
-/// with `stdio`, passes on this process's fds 0 to 2).
+/// with `stdio`, passes on those fds of this process as the program's 0
+/// to 2).
 pub(crate) fn prepare(
     maps: &[Step],
     plan: &[u8],
@@ -275,7 +277,7 @@ pub(crate) fn prepare(
     lifeline: BorrowedFd<'_>,
     write_maps: Option<MapWriter>,
     helper_flags: libc::c_int,
-    stdio: bool,
+    stdio: Option<[RawFd; 3]>,
 ) -> Result<(Fd, Fd, Launch), (&'static str, io::Error)> {
     let (plan_r, plan_w) = fd::pipe().map_err(|e| ("creating the plan's pipe", e))?;
     send_plan(&plan_w, plan).map_err(|e| ("sending the init program its plan", e))?;

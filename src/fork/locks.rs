@@ -21,9 +21,6 @@ pub(crate) static PANIC_PRINTING: std::sync::Mutex<()> = std::sync::Mutex::new((
 /// to close.
 pub(crate) struct ForkLocks {
     fds: std::sync::RwLockReadGuard<'static, Vec<RawFd>>,
-    /// No unlisted fd of hermetic's exists while it is held (see
-    /// [`fd::without_forks`](crate::sys::fd::without_forks)).
-    _forks_allowed: std::sync::RwLockReadGuard<'static, ()>,
     _stdout: std::io::StdoutLock<'static>,
     _stderr: std::io::StderrLock<'static>,
     _printing: std::sync::MutexGuard<'static, ()>,
@@ -34,9 +31,6 @@ impl ForkLocks {
     /// let go and taken again if it is busy: a thread that panics while it
     /// prints holds stdout or stderr and then wants the panic lock.
     pub(crate) fn take() -> ForkLocks {
-        // First: a thread handing unlisted fds of ours to a program holds
-        // it exclusively, and takes none of the locks below meanwhile.
-        let forks_allowed = crate::sys::fd::forks_allowed();
         loop {
             let mut stdout = std::io::stdout().lock();
             // What stdout holds unwritten (a line not yet ended, printed
@@ -64,7 +58,6 @@ impl ForkLocks {
             let fds = crate::sys::fd::hold();
             return ForkLocks {
                 fds,
-                _forks_allowed: forks_allowed,
                 _stdout: stdout,
                 _stderr: stderr,
                 _printing: printing,

@@ -65,6 +65,9 @@ pub struct SandboxBuilder {
     output_limit: OutputLimit,
     /// A program the init process starts once the sandbox is ready.
     program: Option<Program>,
+    /// Its fds 0 to 2: these of the test process (its own 0 to 2 if
+    /// `None`).
+    program_stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
 /// A program for the init process to start once the sandbox is ready
@@ -84,6 +87,11 @@ pub struct Program {
     pub cwd: std::ffi::CString,
 }
 
+/// The most bytes of arguments and environment (each with its NUL) a
+/// program of [`SandboxBuilder::__program`] may have: its plan must fit
+/// the init program's 1 MiB pipe.
+pub(crate) const PROGRAM_MAX: usize = 768 << 10;
+
 impl Program {
     /// Whether the init process can take it: its arguments and environment
     /// within its plan and its arrays (a longer command line, up to the
@@ -95,7 +103,7 @@ impl Program {
             .chain(&self.env)
             .map(|s| s.as_bytes_with_nul().len())
             .sum();
-        bytes <= 768 << 10
+        bytes <= PROGRAM_MAX
             && self.args.len() < wire::PROGRAM_ARGS_MAX
             && self.env.len() < wire::PROGRAM_ENV_MAX
     }
@@ -118,6 +126,7 @@ impl Default for SandboxBuilder {
             keyring: false,
             output_limit: DEFAULT_OUTPUT_LIMIT,
             program: None,
+            program_stdio: None,
         }
     }
 }
@@ -389,6 +398,14 @@ impl SandboxBuilder {
     #[doc(hidden)]
     pub fn __program(&mut self, program: Program) -> &mut Self {
         self.program = Some(program);
+        self
+    }
+
+    /// The fds of this process the program of [`__program`](Self::__program)
+    /// gets as its 0 to 2 (this process's own 0 to 2 otherwise). They must
+    /// stay open until the sandbox is built.
+    pub(crate) fn program_stdio(&mut self, fds: [std::os::fd::RawFd; 3]) -> &mut Self {
+        self.program_stdio = Some(fds);
         self
     }
 
@@ -675,7 +692,9 @@ impl SandboxBuilder {
             } else {
                 early_helper_flags(&steps)
             },
-            self.program.is_some(),
+            self.program
+                .as_ref()
+                .map(|_| self.program_stdio.unwrap_or([0, 1, 2])),
         )
         .map_err(|(step, e)| Error::sys(step, e))?;
         let confinement = crate::child::confine::Confinement {

@@ -2,9 +2,10 @@
 //! for just the calling test, inside a new sandbox, and reports what
 //! happened there as the test's own outcome.
 //!
-//! The child is the same test binary, started with `sandbox.command()`
-//! (inside the sandbox from its first instruction, no fork of the test
-//! process), as `BINARY NAME --exact --include-ignored --nocapture
+//! The child is the same test binary, started by the sandbox's init
+//! process as `hermetic run` starts its program (inside the sandbox from its
+//! first instruction, no fork of the test process, no relay), as
+//! `BINARY NAME --exact --include-ignored --nocapture
 //! --test-threads=1`, with `HERMETIC_ISOLATED_TEST=NAME` and
 //! `HERMETIC_ISOLATED_CALL=N` (which of the test's calls it is for: earlier
 //! calls return at once there) in its environment and, as its stdin, the write end of a pipe: the result
@@ -17,20 +18,20 @@
 //!
 //! The test process forwards the child's output while it waits, keeping
 //! what [`SandboxBuilder::output_limit`] says, and waits for the child's
-//! exit, not for the end of its pipes: a program the body left running
+//! exit (the init process reports it), not for the end of its pipes: a
+//! program the body left running
 //! may hold those for ever. When the child is gone, so is the sandbox (and
 //! every program in it); then what the pipes still hold is forwarded, and
 //! nothing more is waited for.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::PanicLocation;
 use crate::proto::frame::{self, FrameReader, PanicReport, Tag};
 use crate::run::output::Stream;
-use crate::sandbox::SandboxBuilder;
+use crate::sandbox::{ProgramEnd, SandboxBuilder};
 use crate::sys::fd::{self, Fd};
 
 /// The environment variable that marks the re-executed test, with its name.
@@ -199,11 +200,7 @@ impl SandboxBuilder {
     /// Runs the test `name` again in a new sandbox; with `HERMETIC_KEEP`,
     /// a failed one is kept, and the message says how to look inside.
     fn run_isolated(&self, call: u32, name: &str) -> Result<(), String> {
-        let sandbox = self
-            .with_default_host(crate::HostMode::CopyOnWrite)
-            .build()
-            .map_err(|e| format!("hermetic::isolate_test: cannot create a sandbox: {e}"))?;
-        let mut isolated = self.start_isolated(&sandbox, call, name)?;
+        let (sandbox, mut isolated) = self.start_isolated(call, name)?;
         let outcome = isolated.wait(&sandbox);
         let kept = match &outcome {
             Err(_) if crate::sandbox::keep_failed() => sandbox.keep().ok(),
@@ -223,85 +220,102 @@ impl SandboxBuilder {
         }
     }
 
-    /// Starts the re-executed test in `sandbox`, its stdin the result
-    /// channel, its stdout and stderr piped to this process.
-    fn start_isolated(
-        &self,
-        sandbox: &crate::Sandbox,
-        call: u32,
-        name: &str,
-    ) -> Result<Isolated, String> {
+    /// Makes the sandbox whose init process starts the re-executed test
+    /// once it is ready (as `hermetic run` does its program: no relay, and
+    /// nothing forked from the test process), its stdin the result
+    /// channel, its stdout and stderr pipes to this process.
+    fn start_isolated(&self, call: u32, name: &str) -> Result<(crate::Sandbox, Isolated), String> {
+        use std::ffi::CString;
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
         let name = name.to_owned();
         let exe = std::env::current_exe()
             .map_err(|e| format!("hermetic::isolate_test: finding the test binary: {e}"))?;
         let sys_err =
             |what: &str, e: std::io::Error| format!("hermetic::isolate_test: {what}: {e}");
+        let c = |s: &[u8]| {
+            CString::new(s).map_err(|_| {
+                format!(
+                    "hermetic::isolate_test: a NUL byte in the test's command line or \
+                     environment: {}",
+                    String::from_utf8_lossy(s)
+                )
+            })
+        };
+        let args = [
+            exe.as_os_str().as_bytes(),
+            name.as_bytes(),
+            b"--exact",
+            b"--include-ignored",
+            b"--nocapture",
+            b"--test-threads=1",
+        ]
+        .into_iter()
+        .map(c)
+        .collect::<Result<Vec<_>, _>>()?;
+        let ours = [MARKER_ENV, CALL_ENV];
+        let env = std::env::vars_os()
+            .filter(|(k, _)| !ours.iter().any(|o| k == o))
+            .map(|(k, v)| {
+                let mut entry = k.into_encoded_bytes();
+                entry.push(b'=');
+                entry.extend(v.into_encoded_bytes());
+                entry
+            })
+            .chain([
+                format!("{MARKER_ENV}={name}").into_bytes(),
+                format!("{CALL_ENV}={call}").into_bytes(),
+            ])
+            .map(|e| c(&e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cwd =
+            std::env::current_dir().map_err(|e| sys_err("reading the working directory", e))?;
+        let program = crate::sandbox::builder::Program {
+            path: c(exe.as_os_str().as_bytes())?,
+            args,
+            env,
+            cwd: c(cwd.as_os_str().as_bytes())?,
+        };
+        if !program.fits() {
+            return Err(format!(
+                "hermetic::isolate_test: the test's command line and environment are over the \
+                 {} KiB the sandbox's init process takes (a very large environment?)",
+                crate::sandbox::builder::PROGRAM_MAX >> 10
+            ));
+        }
+        // hermetic's own fds: closed in every process forked for a run,
+        // whichever test thread forks it, so no other test can hold (and
+        // forge) this channel or these pipes.
         let (result, channel) =
             fd::pipe().map_err(|e| sys_err("creating the result channel", e))?;
-        // No process that runs user code is forked from here until every
-        // fd below is listed or closed: the copy of the channel given to
-        // std, and the pipes std makes for the output, are not listed
-        // meanwhile, and a run forked by another test thread would inherit
-        // them (and could forge this test's result).
-        let (child, stdout, stderr, pidfd) = fd::without_forks(|| {
-            // The child's stdin; std moves it onto fd 0 in the child only.
-            // This copy and the Command holding it are gone with the
-            // statement.
-            let channel = channel
-                .as_fd()
-                .try_clone_to_owned()
-                .map_err(|e| sys_err("creating the result channel", e))?;
-            let mut child = sandbox
-                .command(&exe)
-                .args([
-                    name.as_str(),
-                    "--exact",
-                    "--include-ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env(MARKER_ENV, &name)
-                .env(CALL_ENV, call.to_string())
-                .stdin(Stdio::from(channel))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| format!("hermetic::isolate_test: starting {}: {e}", exe.display()))?;
-            let ours = |fd: Option<OwnedFd>| {
-                Fd::open(|| fd.ok_or_else(|| std::io::Error::other("not piped")))
-                    .map(Arc::new)
-                    .map_err(|e| sys_err("taking the test's output pipes", e))
-            };
-            let stdout = ours(child.stdout.take().map(OwnedFd::from));
-            let stderr = ours(child.stderr.take().map(OwnedFd::from));
-            let pidfd = Fd::open(|| {
-                crate::sys::pidfd_open(child.id() as libc::pid_t)
-                    .map_err(std::io::Error::from_raw_os_error)
-            })
-            .map_err(|e| sys_err("watching the re-executed test", e));
-            match (stdout, stderr, pidfd) {
-                (Ok(o), Ok(e), Ok(p)) => Ok((child, o, e, p)),
-                (o, e, p) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    Err(o.and(e).and(p).err().unwrap_or_default())
-                }
-            }
-        })?;
+        let (stdout, stdout_w) = fd::pipe().map_err(|e| sys_err("creating the output pipes", e))?;
+        let (stderr, stderr_w) = fd::pipe().map_err(|e| sys_err("creating the output pipes", e))?;
+        let mut builder = self
+            .with_default_host(crate::HostMode::CopyOnWrite)
+            .into_owned();
+        builder.__program(program).program_stdio([
+            channel.as_raw_fd(),
+            stdout_w.as_raw_fd(),
+            stderr_w.as_raw_fd(),
+        ]);
+        let sandbox = builder
+            .build()
+            .map_err(|e| format!("hermetic::isolate_test: cannot create a sandbox: {e}"))?;
+        // The re-executed test holds the write ends now.
+        drop((channel, stdout_w, stderr_w));
         let limit = self.output_limit_of();
         // What the re-executed libtest prints before the body runs.
         let preamble = format!("\nrunning 1 test\ntest {name} ... ").into_bytes();
-        Ok(Isolated {
+        let isolated = Isolated {
             name,
-            child,
-            pidfd,
             result,
             channel: Channel::default(),
             streams: [
-                Stream::new(stdout, false, limit).skipping(preamble),
-                Stream::new(stderr, true, limit),
+                Stream::new(Arc::new(stdout), false, limit).skipping(preamble),
+                Stream::new(Arc::new(stderr), true, limit),
             ],
-        })
+        };
+        Ok((sandbox, isolated))
     }
 }
 
@@ -370,13 +384,10 @@ async fn on_a_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) 
     .await
 }
 
-/// A re-executed test, seen from the test process.
+/// A re-executed test, seen from the test process (its end: the
+/// sandbox's report of its program's).
 struct Isolated {
     name: String,
-    /// The outer relay of the command: it exits when the re-executed
-    /// process has.
-    child: std::process::Child,
-    pidfd: Fd,
     /// The read end of the result channel.
     result: Fd,
     channel: Channel,
@@ -443,13 +454,16 @@ impl Isolated {
     fn wait(&mut self, sandbox: &crate::Sandbox) -> Result<(), String> {
         let timeout = sandbox.timeout();
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let Some(ended) = sandbox.program_report.as_ref() else {
+            return Err("hermetic::isolate_test: the sandbox started no test".into());
+        };
         // Polled until at their end (every writer gone and nothing left):
         // a pipe at its end is always ready, and polling it would spin.
         let mut open = [true, true];
         let timed_out = loop {
             let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             // (fd, what it is): 0, 1 the streams, 2 the result channel.
-            let mut polled = vec![(self.pidfd.as_fd(), usize::MAX)];
+            let mut polled = vec![(ended.as_fd(), usize::MAX)];
             for (i, stream) in self.streams.iter().enumerate() {
                 if open[i] {
                     polled.push((stream.fd(), i));
@@ -463,8 +477,6 @@ impl Isolated {
                 Ok(ready) => ready,
                 Err(libc::EINTR) => continue,
                 Err(e) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
                     return Err(format!(
                         "hermetic::isolate_test: waiting for the isolated test: {}",
                         std::io::Error::from_raw_os_error(e)
@@ -494,23 +506,21 @@ impl Isolated {
             }
         };
         if timed_out {
-            // The outer relay's death takes the program with it.
-            let _ = self.child.kill();
-        }
-        let status = self.child.wait();
-        // The process has exited: all it sent is in the pipe.
-        self.channel.read(&self.result, false);
-        if timed_out {
+            // Dropping the sandbox, next, takes the test with it.
             return Err(format!(
                 "hermetic::isolate_test: the isolated test timed out after {:?} and was killed",
                 timeout.unwrap_or_default()
             ));
         }
-        self.outcome(status)
+        let end = sandbox.__program_end(None);
+        // The process has exited: all it sent is in the pipe.
+        self.channel.read(&self.result, false);
+        self.outcome(end)
     }
 
-    /// How the body ended, from its result (if any) and the exit status.
-    fn outcome(&self, status: std::io::Result<std::process::ExitStatus>) -> Result<(), String> {
+    /// How the body ended, from its result (if any) and how the process
+    /// ended.
+    fn outcome(&self, end: Result<Option<ProgramEnd>, crate::Error>) -> Result<(), String> {
         let name = &self.name;
         if let Some(why) = &self.channel.garbled {
             return Err(format!(
@@ -540,13 +550,21 @@ impl Isolated {
             }
             None => {}
         }
-        let status = status
-            .map_err(|e| format!("hermetic::isolate_test: waiting for the isolated test: {e}"))?;
-        use std::os::unix::process::ExitStatusExt;
-        let how = match (status.signal(), status.code()) {
-            (Some(sig), _) => format!("was killed by {}", crate::sys::signal_name(sig)),
-            (None, Some(code)) => format!("exited with status {code}"),
-            (None, None) => format!("ended ({status})"),
+        let end =
+            end.map_err(|e| format!("hermetic::isolate_test: waiting for the isolated test: {e}"))?;
+        let (how, exited_0) = match end {
+            Some(ProgramEnd::Signaled(sig)) => (
+                format!("was killed by {}", crate::sys::signal_name(sig)),
+                false,
+            ),
+            Some(ProgramEnd::Exited(code)) => (format!("exited with status {code}"), code == 0),
+            Some(ProgramEnd::NotStarted(e)) => {
+                return Err(format!(
+                    "hermetic::isolate_test: the test binary could not be started in the \
+                     sandbox: {e}"
+                ));
+            }
+            None => ("did not end".to_owned(), false),
         };
         if !self.channel.started {
             return Err(format!(
@@ -557,7 +575,7 @@ impl Isolated {
         Err(format!(
             "hermetic::isolate_test: the isolated test {how} before the body ended, without a \
              result{}",
-            if status.code() == Some(0) {
+            if exited_0 {
                 " (std::process::exit in the body?)"
             } else {
                 ""

@@ -92,28 +92,6 @@ pub(crate) fn pipe() -> io::Result<(Fd, Fd)> {
     Ok((Fd(Some(r)), Fd(Some(w))))
 }
 
-/// Held shared by every fork of a process that runs user code (see
-/// `fork::locks::ForkLocks`), and exclusively while hermetic hands fds of its own
-/// to a program through std's `Command` (`isolate_test`'s result channel
-/// and output pipes): std makes and copies those where the list cannot see
-/// them, so no run may be forked, and inherit one, meanwhile.
-static NO_FORKS: RwLock<()> = RwLock::new(());
-
-/// Lets forks of processes that run user code happen (a shared hold of
-/// [`NO_FORKS`]), until the guard is dropped. Taken before any other lock
-/// of a fork.
-pub(crate) fn forks_allowed() -> RwLockReadGuard<'static, ()> {
-    NO_FORKS.read().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Runs `f` while no process that runs user code is forked: fds that `f`
-/// makes without listing them (std's pipes of a `Command` it spawns), and
-/// lists or closes before it returns, are never inherited by one.
-pub(crate) fn without_forks<R>(f: impl FnOnce() -> R) -> R {
-    let _gate = NO_FORKS.write().unwrap_or_else(|e| e.into_inner());
-    f()
-}
-
 /// The list, held steady across a fork: while the guard lives, no fd of
 /// ours is opened or closed.
 pub(crate) fn hold() -> RwLockReadGuard<'static, Vec<RawFd>> {
