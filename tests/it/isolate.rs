@@ -98,6 +98,10 @@ fn the_body_runs_in_a_sandbox_of_its_own() {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(links, ["lo"]);
+        // Started by the init process itself: no relay between them that
+        // the body could kill or stop (kill -KILL -1 reaches every process
+        // of the sandbox but the init process).
+        assert_eq!(std::os::unix::process::parent_id(), 1);
     });
 }
 
