@@ -56,6 +56,39 @@ fn three_hundred_sandboxes_leak_nothing() {
     }
     assert_eq!(usage(), before);
 
+    // Copy-on-write, writing in the test's own tree: nothing of their
+    // layers is left, in memory or on disk (where this host keeps the
+    // tree's layer, /var/tmp/hermetic-UID, whose entries are named after
+    // this process).
+    let ours = format!("{}.", std::process::id());
+    let on_disk = || {
+        std::fs::read_dir(format!("/var/tmp/hermetic-{}", nix::unistd::geteuid()))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(&ours))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let cwd = std::env::current_dir().unwrap();
+    for i in 0..50u32 {
+        let ns = Sandbox::builder()
+            .host(hermetic::HostMode::CopyOnWrite)
+            .build()
+            .unwrap();
+        let dir = cwd.join(format!("hermetic-leak-{}-{i}", std::process::id()));
+        let d = dir.clone();
+        // Where the tree is not writable outside, the write fails inside
+        // too: the layers are made and removed all the same.
+        ns.run(move || {
+            let _ = std::fs::create_dir_all(d.join("sub"));
+        });
+        drop(ns);
+        assert!(!dir.exists(), "{} reached the host", dir.display());
+    }
+    assert_eq!(on_disk(), 0, "layers of this process left on disk");
+    assert_eq!(usage(), before);
+
     // Many runs on one live sandbox: each run reaps the process it forked
     // (its joiner) and the one that ran the closure, so only the sandbox's
     // init process is left as a child.
