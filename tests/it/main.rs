@@ -24,6 +24,7 @@ mod boundary;
 mod cli;
 mod deaths;
 mod diagnostics;
+mod disk_attacks;
 mod faults;
 mod fuzz_frames;
 mod host;
