@@ -196,7 +196,7 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
     let helper = start_early_helper(args);
     // Park every fd we move first, so that none is overwritten before it
     // is moved, whatever numbers they had.
-    let mut parked = [-1; 9];
+    let mut parked = [-1; 10];
     let helper_fds = helper.map_or([-1, -1], |pidfd| [pidfd, args.made.0]);
     let stdio = args.stdio.unwrap_or([-1; 3]);
     for (slot, fd) in parked.iter_mut().zip([
@@ -209,6 +209,7 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
         stdio[0],
         stdio[1],
         stdio[2],
+        args.layer_lock,
     ]) {
         if fd < 0 {
             continue;
@@ -228,10 +229,10 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
         }
     }
     // Everything else closes at the exec: with fds for a program, all but
-    // those at wire::PROGRAM_STDIO_FD.
+    // those at wire::PROGRAM_STDIO_FD; with a layer lock, all but it.
     let mut close_from = keep as RawFd;
     if args.stdio.is_some() {
-        for (i, &fd) in parked[6..].iter().enumerate() {
+        for (i, &fd) in parked[6..9].iter().enumerate() {
             // SAFETY: this child's fd table is a copy of its own; the
             // numbers from PROGRAM_STDIO_FD on are to be replaced.
             if let Err(e) = unsafe { sys::dup2(fd, wire::PROGRAM_STDIO_FD + i as RawFd) } {
@@ -244,6 +245,18 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
             fail(e)
         }
         close_from = wire::PROGRAM_STDIO_FD + 3;
+    }
+    if parked[9] >= 0 {
+        // SAFETY: as above, for the fds between those kept and the lock.
+        if let Err(e) = unsafe { sys::cloexec_between(close_from, wire::LAYER_LOCK_FD - 1) } {
+            fail(e)
+        }
+        // SAFETY: this child's fd table is a copy of its own; the lock's
+        // number is to be replaced.
+        if let Err(e) = unsafe { sys::dup2(parked[9], wire::LAYER_LOCK_FD) } {
+            fail(e)
+        }
+        close_from = wire::LAYER_LOCK_FD + 1;
     }
     // SAFETY: this child's fd table is a copy of its own (no CLONE_FILES),
     // and the exec follows: the fds marked close there, in this child

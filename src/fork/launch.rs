@@ -84,6 +84,20 @@ pub(crate) struct Args {
     /// [`wire::PROGRAM_STDIO_FD`], for a program it starts as its fds 0
     /// to 2.
     pub(crate) stdio: Option<[RawFd; 3]>,
+    /// Pass this fd to the init program at [`wire::LAYER_LOCK_FD`] (the
+    /// lock of the sandbox's layers on disk), or -1.
+    pub(crate) layer_lock: RawFd,
+}
+
+/// Fds of the test process the init program is handed besides its own.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Handed {
+    /// For a program it starts, as the program's fds 0 to 2 (at
+    /// [`wire::PROGRAM_STDIO_FD`]).
+    pub(crate) stdio: Option<[RawFd; 3]>,
+    /// The lock of the sandbox's layers on disk (at
+    /// [`wire::LAYER_LOCK_FD`]).
+    pub(crate) layer_lock: Option<RawFd>,
 }
 
 /// A prepared launch: the stack and the arguments on it.
@@ -164,7 +178,7 @@ impl Launch {
         lifeline: RawFd,
         write_maps: Option<MapWriter>,
         helper_flags: libc::c_int,
-        stdio: Option<[RawFd; 3]>,
+        handed: Handed,
     ) -> io::Result<Launch> {
         let mut map_list = [(std::ptr::null(), std::ptr::null(), 0); 3];
         let mut map_count = 0;
@@ -227,7 +241,8 @@ impl Launch {
                 helper_pidfd: std::sync::atomic::AtomicI32::new(-1),
                 helper_started: std::sync::atomic::AtomicBool::new(false),
                 helper_running: std::sync::atomic::AtomicU32::new(1),
-                stdio,
+                stdio: handed.stdio,
+                layer_lock: handed.layer_lock.unwrap_or(-1),
             })
         };
         Ok(Launch {
@@ -268,8 +283,7 @@ fn send_plan(plan_w: &Fd, plan: &[u8]) -> io::Result<()> {
 /// the program has started; its write end is the program's control channel
 /// from then on, see [`wire::CONTROL_KEEP`]) and prepares a launch that
 /// writes the id `maps`, reports on `report` and watches `lifeline` (and,
-/// with `stdio`, passes on those fds of this process as the program's 0
-/// to 2).
+/// hands it the fds of `handed`).
 pub(crate) fn prepare(
     maps: &[Step],
     plan: &[u8],
@@ -277,7 +291,7 @@ pub(crate) fn prepare(
     lifeline: BorrowedFd<'_>,
     write_maps: Option<MapWriter>,
     helper_flags: libc::c_int,
-    stdio: Option<[RawFd; 3]>,
+    handed: Handed,
 ) -> Result<(Fd, Fd, Launch), (&'static str, io::Error)> {
     let (plan_r, plan_w) = fd::pipe().map_err(|e| ("creating the plan's pipe", e))?;
     send_plan(&plan_w, plan).map_err(|e| ("sending the init program its plan", e))?;
@@ -288,7 +302,7 @@ pub(crate) fn prepare(
         lifeline.as_raw_fd(),
         write_maps,
         helper_flags,
-        stdio,
+        handed,
     )
     .map_err(|e| ("preparing the init program's start", e))?;
     Ok((plan_r, plan_w, launch))

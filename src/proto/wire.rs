@@ -33,7 +33,11 @@ pub const REPORT_FD: i32 = 1;
 /// The init program's fd of the test process's pidfd (the lifeline).
 pub const LIFELINE_FD: i32 = 2;
 /// The lowest fd the init program's plan may use for its own fds.
-pub const FIRST_PLAN_FD: i32 = 8;
+pub const FIRST_PLAN_FD: i32 = 9;
+/// With upper layers on disk: the lock that says they are in use (a
+/// `flock` held by the test process and, through this fd, which the init
+/// program never closes, for as long as the sandbox lives, kept or not).
+pub const LAYER_LOCK_FD: i32 = 8;
 /// With a program to start ([`OP_PROGRAM`]): the fds the program gets as
 /// its 0, 1 and 2 (the test process's own, passed at the launch) are
 /// this one and the two after it.

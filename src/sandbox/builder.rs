@@ -612,7 +612,7 @@ impl SandboxBuilder {
         let disk_base = (host == HostMode::CopyOnWrite)
             .then(crate::setup::disk::base)
             .flatten();
-        let disk_layers = disk_base.map(|b| b.new_layers());
+        let disk_layers = disk_base.and_then(|b| b.new_layers());
         let layout = plan::Layout {
             hostname: &hostname,
             mounts: &self.mounts,
@@ -692,9 +692,13 @@ impl SandboxBuilder {
             } else {
                 early_helper_flags(&steps)
             },
-            self.program
-                .as_ref()
-                .map(|_| self.program_stdio.unwrap_or([0, 1, 2])),
+            launch::Handed {
+                stdio: self
+                    .program
+                    .as_ref()
+                    .map(|_| self.program_stdio.unwrap_or([0, 1, 2])),
+                layer_lock: disk_layers.as_ref().map(|l| l.lock_fd()),
+            },
         )
         .map_err(|(step, e)| Error::sys(step, e))?;
         let confinement = crate::child::confine::Confinement {

@@ -739,7 +739,7 @@ impl Sandbox {
             // Left to live; whoever kills it later, the init process is
             // reaped by this process's exit (or its new parent).
             if let Some(layers) = &mut self.disk_layers {
-                layers.keep(self.init_pid);
+                layers.keep();
             }
             self.init_pid = 0;
             return Ok(());

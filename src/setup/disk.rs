@@ -13,18 +13,21 @@
 //! `docs/how-it-works.md`.
 //!
 //! Where: `/var/tmp/hermetic-UID`, made by the caller with mode 0700, in
-//! which a sandbox's Kth overlay has `PID.START.N.uK` (its upper layer)
-//! and `PID.START.N.wK` (its work directory), named after the process that
-//! owns them (the test process, or the init process once the sandbox is
-//! kept) and its start time, so that what a killed owner left (`SIGKILL`
-//! runs no drop) is recognised and removed by the next process that makes
-//! a layer on disk. Used only where `/var/tmp` is on ext4, XFS or btrfs,
+//! which a sandbox's Kth overlay has `PREFIX.uK` (its upper layer) and
+//! `PREFIX.wK` (its work directory), `PREFIX` being `PID.RANDOM.N` (the
+//! test process's pid, for whoever looks). `PREFIX.lock` is `flock`ed by
+//! the test process and by the sandbox's init process (which gets a copy
+//! of the fd) for as long as the sandbox lives, kept or not: the next
+//! process that makes a layer on disk removes the layers whose lock it
+//! can take (their owner was killed: `SIGKILL` runs no drop), whatever
+//! PID namespace either is in. Used only where `/var/tmp` is on ext4,
+//! XFS or btrfs,
 //! the overlay's own filesystem is of the same kind, and the overlay does
 //! not hold `/var/tmp` itself (the kernel refuses overlapping layers);
 //! `HERMETIC_LAYER_IN_MEMORY=1` keeps every layer in memory.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Filesystems an upper layer may lie on, by their `statfs` magic: ext2/3/4,
 /// XFS and btrfs (whose directories have sizes of their own kind).
@@ -159,29 +162,52 @@ impl DiskBase {
             && fs_type(root) == Some(self.fs_type)
     }
 
-    /// A fresh name for one sandbox's layers, owned by this process.
-    pub(crate) fn new_layers(&'static self) -> DiskLayers {
+    /// A fresh name for one sandbox's layers, and its lock, held: by
+    /// this process, and by the sandbox's init process once it has its
+    /// copy (see [`DiskLayers`]). `None` if the lock cannot be made (then
+    /// the layers stay in memory).
+    pub(crate) fn new_layers(&'static self) -> Option<DiskLayers> {
+        use std::hash::{BuildHasher, Hasher};
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        // This process's start time, read once; by pid, since a fork (a
-        // closure making a sandbox) has its parent's memory but not its
-        // start time.
-        static START_OF: AtomicU32 = AtomicU32::new(0);
-        static START: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let pid = std::process::id();
-        let start = if START_OF.load(Ordering::Acquire) == pid {
-            START.load(Ordering::Relaxed)
-        } else {
-            let start = start_time(pid).unwrap_or(0);
-            START.store(start, Ordering::Relaxed);
-            START_OF.store(pid, Ordering::Release);
-            start
-        };
-        DiskLayers {
+        // The pid for whoever looks; a random part, since pids repeat in
+        // other PID namespaces that share /var/tmp.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let prefix = format!("{}.{random:016x}.{n}", std::process::id());
+        let lock = self.made_locked(&format!("{prefix}.lock")).ok()?;
+        Some(DiskLayers {
             base: &self.dir,
-            prefix: format!("{pid}.{start}.{n}"),
+            prefix,
+            lock,
             armed: true,
-        }
+        })
+    }
+
+    /// The file `name` in the base, made and locked (`flock`) before it
+    /// appears there: an unnamed file (`O_TMPFILE`), locked, then linked
+    /// in, so that no sweep ever finds it unlocked while its owner lives.
+    fn made_locked(&self, name: &str) -> std::io::Result<crate::sys::fd::Fd> {
+        use rustix::fs::{AtFlags, CWD, FlockOperation, Mode, OFlags, flock, linkat, open};
+        let file = crate::sys::fd::Fd::open(|| {
+            open(
+                &self.dir,
+                OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+            .map_err(std::io::Error::from)
+        })?;
+        flock(&file, FlockOperation::LockExclusive)?;
+        let named = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+        linkat(
+            CWD,
+            named.as_str(),
+            CWD,
+            self.dir.join(name),
+            AtFlags::SYMLINK_FOLLOW,
+        )?;
+        Ok(file)
     }
 }
 
@@ -207,6 +233,14 @@ pub(crate) fn own_trees() -> Vec<PathBuf> {
 pub(crate) struct DiskLayers {
     base: &'static Path,
     prefix: String,
+    /// `PREFIX.lock`, locked: while it is, the layers are in use. The init
+    /// process holds a copy ([`wire::LAYER_LOCK_FD`]), so the lock lasts
+    /// as long as the sandbox, kept or not, whatever becomes of this
+    /// process; a sweep, in any process and any PID namespace, removes
+    /// only layers whose lock it can take.
+    ///
+    /// [`wire::LAYER_LOCK_FD`]: crate::proto::wire::LAYER_LOCK_FD
+    lock: crate::sys::fd::Fd,
     armed: bool,
 }
 
@@ -236,18 +270,15 @@ impl DiskLayers {
             .collect()
     }
 
-    /// The sandbox is kept: the layers go to its init process `init_pid`,
-    /// whose name they take, and are left in place (a sweep removes them
-    /// once it is gone).
-    pub(crate) fn keep(&mut self, init_pid: i32) {
+    /// The lock's fd, for the init process's copy.
+    pub(crate) fn lock_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.lock)
+    }
+
+    /// The sandbox is kept: its layers stay, locked by its init process
+    /// until it is gone (then a sweep removes them).
+    pub(crate) fn keep(&mut self) {
         self.armed = false;
-        let Some(start) = u32::try_from(init_pid).ok().and_then(start_time) else {
-            return;
-        };
-        for (path, rest) in self.entries() {
-            let kept = self.base.join(format!("{init_pid}.{start}.kept.{rest}"));
-            let _ = std::fs::rename(path, kept);
-        }
     }
 }
 
@@ -256,17 +287,24 @@ impl Drop for DiskLayers {
         if !self.armed {
             return;
         }
-        for (path, rest) in self.entries() {
-            // The usual shapes by name, fewest calls first: an upper layer
-            // left empty; a work directory as the kernel leaves it.
-            let done = if rest.starts_with('u') {
-                std::fs::remove_dir(&path).is_ok()
-            } else {
-                remove_work_dir(&path)
-            };
-            if !done {
-                remove_tree(&path);
-            }
+        remove_layers(self.entries());
+    }
+}
+
+/// Removes one sandbox's `entries` (path, and what follows its prefix),
+/// its lock last.
+fn remove_layers(mut entries: Vec<(PathBuf, String)>) {
+    entries.sort_by_key(|(_, rest)| rest == "lock");
+    for (path, rest) in entries {
+        // The usual shapes by name, fewest calls first: an upper layer
+        // left empty; a work directory as the kernel leaves it.
+        let done = match rest.chars().next() {
+            Some('u') => std::fs::remove_dir(&path).is_ok(),
+            Some('w') => remove_work_dir(&path),
+            _ => std::fs::remove_file(&path).is_ok(),
+        };
+        if !done {
+            remove_tree(&path);
         }
     }
 }
@@ -283,34 +321,46 @@ fn remove_work_dir(w: &Path) -> bool {
     std::fs::remove_dir(w).is_ok()
 }
 
-/// The start time of process `pid` (field 22 of `/proc/PID/stat`, in clock
-/// ticks since boot): with the pid, a name no later process has.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the name, which may hold spaces and parentheses: the state is
-    // field 3, the start time field 22.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_ascii_whitespace().nth(19)?.parse().ok()
-}
-
-/// Removes the layers in `base` whose owner (named `PID.START.*`) no
-/// longer runs: a test process or kept sandbox killed by `SIGKILL`.
+/// Removes the layers in `base` that no live sandbox uses: those whose
+/// lock (`PREFIX.lock`) it can take, left by a test process or kept
+/// sandbox killed by `SIGKILL`, and those with no lock at all (whose owner
+/// died while removing them). A lock held by any process, in any PID
+/// namespace, keeps its layers.
 fn sweep(base: &Path) {
+    use rustix::fs::{FlockOperation, flock};
     let Ok(entries) = std::fs::read_dir(base) else {
         return;
     };
+    let mut by_owner: std::collections::BTreeMap<String, Vec<(PathBuf, String)>> =
+        std::collections::BTreeMap::new();
     for entry in entries.filter_map(Result::ok) {
-        let name = entry.file_name();
-        let mut parts = name.to_str().unwrap_or("").split('.');
-        let (Some(Ok(pid)), Some(Ok(start))) = (
-            parts.next().map(str::parse::<u32>),
-            parts.next().map(str::parse::<u64>),
-        ) else {
+        let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if start_time(pid) != Some(start) {
-            remove_tree(&entry.path());
-        }
+        // PID.RANDOM.N.WHAT
+        let mut parts = name.splitn(4, '.');
+        let (Some(pid), Some(random), Some(n), Some(what)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        by_owner
+            .entry(format!("{pid}.{random}.{n}"))
+            .or_default()
+            .push((entry.path(), what.to_owned()));
+    }
+    for (prefix, entries) in by_owner {
+        let lock = base.join(format!("{prefix}.lock"));
+        let held = match std::fs::File::open(&lock) {
+            // Taken: no one holds it. Kept until the layers are gone.
+            Ok(file) => match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => Some(file),
+                Err(_) => continue,
+            },
+            Err(_) => None,
+        };
+        remove_layers(entries);
+        drop(held);
     }
 }
 
@@ -350,17 +400,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn start_time_reads_past_a_name_with_spaces_and_parentheses() {
-        // This process's name is the test binary's; the parse is what
-        // matters: the same value twice, and none for a pid that no
-        // process has.
-        let me = std::process::id();
-        assert!(start_time(me).is_some());
-        assert_eq!(start_time(me), start_time(me));
-        assert_eq!(start_time(u32::MAX), None);
-    }
-
-    #[test]
     fn a_base_is_refused_on_tmpfs_and_to_another_owner() {
         // /dev/shm is a tmpfs on any Linux: never a base.
         assert!(open_base(Path::new("/dev/shm"), crate::sys::geteuid()).is_none());
@@ -376,24 +415,44 @@ mod tests {
     }
 
     #[test]
-    fn sweep_removes_only_what_dead_owners_left() {
-        let base = std::env::temp_dir().join(format!("hermetic-sweep-{}", std::process::id()));
-        let me = std::process::id();
-        let live = base.join(format!("{me}.{}.0", start_time(me).unwrap()));
-        // A pid with another start time: its owner is gone.
-        let dead = base.join(format!("{me}.1.0"));
-        let other = base.join("not-ours");
-        for d in [&live, &dead, &other] {
-            std::fs::create_dir_all(d.join("u0/sub")).unwrap();
+    fn sweep_removes_only_layers_whose_lock_it_can_take() {
+        let parent = std::env::temp_dir().join(format!("hermetic-sweep-{}", std::process::id()));
+        std::fs::create_dir_all(&parent).unwrap();
+        let Some(base) = open_base(&parent, crate::sys::geteuid()) else {
+            remove_tree(&parent);
+            return;
+        };
+        let base: &'static DiskBase = Box::leak(Box::new(base));
+        let live = base.new_layers().expect("a lock");
+        let dead = base.new_layers().expect("a lock");
+        for layers in [&live, &dead] {
+            std::fs::create_dir_all(layers.path("u0").join("sub")).unwrap();
+            std::fs::create_dir_all(layers.path("w0").join("work")).unwrap();
         }
         // A read-only directory, as a test may leave one.
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dead.join("u0"), std::fs::Permissions::from_mode(0o500)).unwrap();
-        sweep(&base);
-        assert!(live.exists());
-        assert!(!dead.exists());
+        std::fs::set_permissions(dead.path("u0"), std::fs::Permissions::from_mode(0o500)).unwrap();
+        // Layers with no lock at all: their owner died removing them.
+        let orphan = base.dir.join("1.0.0.u0");
+        std::fs::create_dir_all(orphan.join("sub")).unwrap();
+        let other = base.dir.join("not-ours");
+        std::fs::create_dir_all(&other).unwrap();
+        // Its owner killed: the lock is let go, the files stay.
+        let (dead_u0, dead_lock) = (dead.path("u0"), dead.path("lock"));
+        let mut dead = dead;
+        dead.keep();
+        drop(dead);
+        assert!(dead_u0.exists() && dead_lock.exists());
+        sweep(&base.dir);
+        assert!(live.path("u0").exists() && live.path("lock").exists());
+        assert!(!dead_u0.exists() && !dead_lock.exists());
+        assert!(!orphan.exists());
         assert!(other.exists());
-        remove_tree(&base);
-        assert!(!base.exists());
+        // Its drop removes the rest, lock last.
+        let (live_u0, live_lock) = (live.path("u0"), live.path("lock"));
+        drop(live);
+        assert!(!live_u0.exists() && !live_lock.exists());
+        remove_tree(&parent);
+        assert!(!parent.exists());
     }
 }

@@ -2,9 +2,9 @@
 //! `/var/tmp/hermetic-UID`, in memory in the sandbox's tmpfs): what a
 //! hostile or buggy test, or another hermetic process, can make of them.
 //!
-//! Each test here is a finding that fails today, `#[ignore]`d so that the
-//! suite stays green; `cargo test --test it disk_attacks -- --ignored`
-//! shows them.
+//! Each test was a finding of an attack on them; those still open are
+//! `#[ignore]`d with the finding as the reason (`cargo test --test it
+//! disk_attacks -- --ignored` shows them).
 
 use crate::common;
 
@@ -109,17 +109,14 @@ fn finish(mut child: std::process::Child) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A sandbox's upper layer on disk is named after the pid of its owner
-/// and that pid's start time, and the sweep of any hermetic process
-/// removes every layer whose owner it does not see in its own `/proc`: a
-/// hermetic process in another PID namespace that shares `/var/tmp` (a
+/// A hermetic process in another PID namespace that shares `/var/tmp` (a
 /// sandbox inside `hermetic run --host=writable` as root, `unshare -p`, a
-/// container with the host's `/var/tmp`) removes the live layers of every
-/// sandbox outside it (and the one outside removes those inside it), even
-/// when it fails to make a sandbox itself. The live sandbox then loses
-/// what it wrote and cannot write any more.
+/// container with the host's `/var/tmp`) sweeps the disk base too: it
+/// must leave the live layers of sandboxes outside it alone (their lock is
+/// held, whatever pid it sees), and the live sandbox keeps what it wrote
+/// and can go on writing. (Found when liveness was a pid looked up in the
+/// sweeper's own `/proc`.)
 #[test]
-#[ignore = "finding: a hermetic process in another PID namespace sweeps the live disk layers of sandboxes outside it"]
 fn a_hermetic_process_in_another_pid_namespace_leaves_live_layers_alone() {
     if !own_tree_layer_on_disk() || !have_unshare() {
         return;
@@ -255,14 +252,12 @@ fn helper_keeps_a_cow_sandbox_then_waits() {
     drop(ns);
 }
 
-/// A kept sandbox outlives its test process, and its layers are renamed
-/// after its init process only when the `Sandbox` is dropped: a test
-/// process killed (`SIGKILL`: a runner's timeout) after `keep` and before
-/// the drop leaves them named after itself, and the next hermetic process
-/// removes them under the kept sandbox, which is still there to be looked
-/// into.
+/// A kept sandbox outlives its test process: a test process killed
+/// (`SIGKILL`: a runner's timeout) after `keep` and before the drop leaves
+/// its layers to the kept sandbox, whose init process holds their lock, so
+/// the next hermetic process leaves them alone while it lives. (Found when
+/// the layers went to the init process only at the drop.)
 #[test]
-#[ignore = "finding: a kept sandbox's disk layer is swept while it lives if its test process was killed before the drop"]
 fn a_kept_sandbox_keeps_its_layer_when_its_test_process_is_killed() {
     if !own_tree_layer_on_disk() {
         return;
