@@ -46,7 +46,6 @@ mod nr {
     pub const IOCTL: usize = 16;
     pub const SOCKET: usize = 41;
     pub const CLONE: usize = 56;
-    pub const STATFS: usize = 137;
     pub const PRCTL: usize = 157;
     pub const MOUNT: usize = 165;
     pub const SETHOSTNAME: usize = 170;
@@ -84,7 +83,6 @@ mod nr {
     pub const IOCTL: usize = 29;
     pub const SOCKET: usize = 198;
     pub const CLONE: usize = 220;
-    pub const STATFS: usize = 43;
     pub const PRCTL: usize = 167;
     pub const MOUNT: usize = 40;
     pub const SETHOSTNAME: usize = 161;
@@ -135,16 +133,9 @@ const EBADF: i32 = 9;
 const EINVAL: i32 = 22;
 const ENOSYS: i32 = 38;
 const MS_RDONLY: usize = 1;
-const MS_NOSUID: usize = 2;
-const MS_NODEV: usize = 4;
-const MS_NOEXEC: usize = 8;
-const MS_REMOUNT: usize = 32;
-const MS_NOATIME: usize = 1024;
-const MS_NODIRATIME: usize = 2048;
 const MS_BIND: usize = 4096;
 const MS_REC: usize = 16384;
 const MS_PRIVATE: usize = 1 << 18;
-const MS_RELATIME: usize = 1 << 21;
 const CLONE_NEWUSER: usize = 0x1000_0000;
 const CLONE_PIDFD: usize = 0x1000;
 const OPEN_TREE_CLONE: usize = 1;
@@ -196,14 +187,6 @@ const KEYCTL_JOIN_SESSION_KEYRING: usize = 1;
 const KEYCTL_SETPERM: usize = 5;
 /// Possessor: everything; owner: view, read, write, search, link, setattr.
 const KEYRING_PERM: usize = 0x3f3f_0000;
-// statfs(2) reports mount flags as ST_* bits.
-const ST_RDONLY: usize = 1;
-const ST_NOSUID: usize = 2;
-const ST_NODEV: usize = 4;
-const ST_NOEXEC: usize = 8;
-const ST_NOATIME: usize = 1024;
-const ST_NODIRATIME: usize = 2048;
-const ST_RELATIME: usize = 4096;
 
 #[cfg(target_arch = "x86_64")]
 global_asm!(
@@ -342,31 +325,6 @@ fn mount(source: &[u8], target: &[u8], fstype: &[u8], flags: usize, data: &[u8])
     unsafe { call(nr::MOUNT, [ptr(source), ptr(target), ptr(fstype), flags, ptr(data), 0]) }.map(drop)
 }
 
-/// The flags of the mount at `path` that a remount in a user namespace
-/// must keep: the kernel locks them.
-fn locked_flags(path: &[u8]) -> Result<usize, i32> {
-    // The kernel's struct statfs: 7 words, fsid, namelen, frsize, flags, spare.
-    let mut st = [0usize; 24];
-    // SAFETY: path is NUL-terminated; st is larger than struct statfs.
-    unsafe { call(nr::STATFS, [ptr(path), st.as_mut_ptr() as usize, 0, 0, 0, 0]) }?;
-    let f = st[10];
-    let mut flags = 0;
-    for (s, m) in [
-        (ST_NOSUID, MS_NOSUID),
-        (ST_NODEV, MS_NODEV),
-        (ST_NOEXEC, MS_NOEXEC),
-        (ST_NOATIME, MS_NOATIME),
-        (ST_NODIRATIME, MS_NODIRATIME),
-        (ST_RELATIME, MS_RELATIME),
-        (ST_RDONLY, MS_RDONLY),
-    ] {
-        if f & s != 0 {
-            flags |= m;
-        }
-    }
-    Ok(flags)
-}
-
 /// The helper that owns the inner user namespace, while it lives. A
 /// plan that fails after starting it leaves it to die with this process:
 /// it is in this PID namespace.
@@ -446,10 +404,6 @@ fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
             }
             res => res,
         },
-        wire::OP_REMOUNT_RO => {
-            let locked = locked_flags(a)?;
-            mount(&[], a, &[], MS_BIND | MS_REMOUNT | MS_RDONLY | locked, &[])
-        }
         wire::OP_SET_ATTR => {
             // struct mount_attr: attr_set, attr_clr, propagation, userns_fd.
             let attr: [u64; 4] = [arg as u64 & (wire::ATTR_RDONLY | wire::ATTR_NODEV), 0, 0, 0];

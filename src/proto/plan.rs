@@ -23,8 +23,6 @@ pub(crate) enum Action {
         flags: libc::c_ulong,
         data: Option<CString>,
     },
-    /// Remount a bind mount read-only, keeping its locked flags.
-    RemountReadOnly { target: CString },
     /// Set mount attributes (`wire::ATTR_*`) on a mount (and with
     /// `recursive`, every mount below it).
     SetAttr {

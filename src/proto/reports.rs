@@ -51,9 +51,6 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
                     &[],
                 ],
             ),
-            Action::RemountReadOnly { target } => {
-                (wire::OP_REMOUNT_RO, 0, vec![target.as_bytes_with_nul()])
-            }
             Action::SetAttr {
                 target,
                 attrs,

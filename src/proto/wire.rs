@@ -95,8 +95,8 @@ pub const OP_WRITE_FILE: u8 = 1;
 pub const OP_MAKE_PRIVATE: u8 = 2;
 /// `mount(2)`: fields source, target, fstype, data; arg: the flags.
 pub const OP_MOUNT: u8 = 3;
-/// Remount the bind mount at field 0 read-only, keeping its locked flags.
-pub const OP_REMOUNT_RO: u8 = 4;
+// 4: was a remount read-only of one mount; read-only binds take
+// OP_SET_ATTR, recursive, so that mounts beneath them are read-only too.
 /// Set the mount attributes in the low bits of arg ([`ATTR_RDONLY`],
 /// [`ATTR_NODEV`]) on the mount at field 0 (`mount_setattr`); with
 /// [`ARG_RECURSIVE`], on every mount below it too.

@@ -331,6 +331,7 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             });
         }
     }
+    let visible_binds = mounts.len();
     mounts.extend(layout.mounts.iter().cloned());
 
     let mut next_fd = wire::FIRST_PLAN_FD;
@@ -727,17 +728,51 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
     }
     let mut made: Vec<MountSpec> = layers.iter().chain(own.iter()).cloned().collect();
     // The overlays below the sandbox's own tmpfs mounts, on mount points
-    // made there, then the files over host files in them.
+    // made there, then the files over host files in them. Those below a
+    // directory bound back (a tree under /tmp split where host mounts lie
+    // beneath it) come right after that bind, on top of it: before it,
+    // they would be covered.
+    let bound_back = |path: &Path| {
+        mounts[..visible_binds]
+            .iter()
+            .any(|m| path.starts_with(spec_target(m)))
+    };
+    let mut after_binds = Vec::new();
     for (i, ((path, _), lower)) in overlays.iter().zip(&lower_fds).enumerate() {
         if late[i] {
+            if bound_back(path) {
+                after_binds.push(i);
+                continue;
+            }
             if let Under::Tmpfs(root) = under(path, &own) {
                 mount_point_steps("host", root, path, true, None, &mut steps)?;
             }
             steps.push(overlay_mount(path, *lower, upper_fd(i), i));
         }
     }
+    let (over_late_after, over_late): (Vec<_>, Vec<_>) =
+        over_late.into_iter().partition(|(_, (t, _))| bound_back(t));
     for (i, (target, _)) in &over_late {
         steps.extend(file_over_host(*i, target, files_at)?);
+    }
+    let mut sources = sources.into_iter();
+    for (m, spec) in mounts.iter().enumerate() {
+        let source_fd = match spec {
+            MountSpec::Bind { .. } => sources.next(),
+            MountSpec::Tmpfs { .. } | MountSpec::Layer { .. } => None,
+        };
+        mount_steps(spec, source_fd, &made, &mut steps)?;
+        made.push(spec.clone());
+        if m + 1 == visible_binds {
+            // Every bind back is in place: the overlays below them, then
+            // the files in those, before the user's mounts.
+            for &i in &after_binds {
+                steps.push(overlay_mount(&overlays[i].0, lower_fds[i], upper_fd(i), i));
+            }
+            for (i, (target, _)) in &over_late_after {
+                steps.extend(file_over_host(*i, target, files_at)?);
+            }
+        }
     }
     for &fd in lower_fds.iter().chain([&layers_fd]).chain(&disk_fd) {
         steps.push(step(
@@ -752,15 +787,6 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             StepKind::UserMount,
             Action::Close { fd },
         ));
-    }
-    let mut sources = sources.into_iter();
-    for spec in &mounts {
-        let source_fd = match spec {
-            MountSpec::Bind { .. } => sources.next(),
-            MountSpec::Tmpfs { .. } | MountSpec::Layer { .. } => None,
-        };
-        mount_steps(spec, source_fd, &made, &mut steps)?;
-        made.push(spec.clone());
     }
     for (target, root, contents) in in_tmpfs {
         steps.extend(file_in_tmpfs(target, &root, contents)?);
@@ -1440,10 +1466,20 @@ fn mount_steps(
                 },
             ));
             if *read_only {
+                // With every mount the source had beneath it: a clone of
+                // the host's tree keeps their flags, writable ones too.
                 steps.push(step(
-                    format!("remounting {} read-only", target.display()),
+                    format!(
+                        "making {} read-only, mounts beneath included",
+                        target.display()
+                    ),
                     StepKind::UserMount,
-                    Action::RemountReadOnly { target: target_c },
+                    Action::SetAttr {
+                        target: target_c,
+                        attrs: wire::ATTR_RDONLY,
+                        recursive: true,
+                        optional: false,
+                    },
                 ));
             }
         }
@@ -1571,7 +1607,9 @@ mod tests {
         if shown.starts_with("/tmp/") {
             assert!(w.contains(&format!("binding {shown} on {shown}")), "{w:#?}");
             assert!(
-                w.contains(&format!("remounting {shown} read-only")),
+                w.contains(&format!(
+                    "making {shown} read-only, mounts beneath included"
+                )),
                 "{w:#?}"
             );
         }
@@ -1703,7 +1741,7 @@ mod tests {
         }]);
         assert!(w.contains(&"creating the directory /tmp/a to mount on".into()));
         assert!(w.contains(&"creating the directory /tmp/a/b to mount on".into()));
-        assert!(w.contains(&"remounting /tmp/a/b read-only".into()));
+        assert!(w.contains(&"making /tmp/a/b read-only, mounts beneath included".into()));
     }
 
     #[test]
