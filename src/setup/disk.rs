@@ -122,6 +122,12 @@ fn in_memory_asked() -> bool {
     std::env::var_os("HERMETIC_LAYER_IN_MEMORY").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
+/// `/var/tmp/hermetic-UID`, where this caller's layers on disk lie (if
+/// anywhere).
+pub(crate) fn base_dir() -> PathBuf {
+    Path::new("/var/tmp").join(format!("hermetic-{}", crate::sys::geteuid()))
+}
+
 /// `parent/hermetic-UID`, made if missing; `None` unless it is a directory
 /// of `uid`'s that no one else may enter, on a disk filesystem.
 fn open_base(parent: &Path, uid: u32) -> Option<DiskBase> {

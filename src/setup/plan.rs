@@ -610,6 +610,27 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
     // the sandbox's own (mqueue, once its IPC namespace is joined); those
     // under /proc and /sys are covered by the fresh ones.
     let hides = |point: &Path| !matches!(under(point, &own), Under::Tmpfs(_));
+    // Where the host's /var/tmp shows (read-only or writable host, or
+    // copy-on-write with /var/tmp itself the working directory), the upper
+    // layers on disk of the caller's other sandboxes would show too: an
+    // empty read-only tmpfs covers their directory.
+    let layer_base = crate::setup::disk::base_dir();
+    if hides(&layer_base) && std::fs::symlink_metadata(&layer_base).is_ok_and(|m| m.is_dir()) {
+        steps.push(step(
+            format!(
+                "covering {}, the caller's sandboxes' layers on disk",
+                layer_base.display()
+            ),
+            StepKind::Special,
+            Action::Mount {
+                source: Some(c"tmpfs".into()),
+                target: cstring("host", &layer_base)?,
+                fstype: Some(c"tmpfs".into()),
+                flags: hidden | libc::MS_RDONLY,
+                data: Some(c"size=4k,mode=0555".into()),
+            },
+        ));
+    }
     for (point, fstype) in &layout.view.special {
         if fstype != "mqueue" && hides(point) {
             steps.push(step(
