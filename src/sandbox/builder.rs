@@ -217,7 +217,9 @@ impl SandboxBuilder {
     }
 
     /// The most the sandbox's `/tmp` holds, in bytes (it is memory):
-    /// writes past it fail with `ENOSPC`. Default: 1 GiB (`/dev/shm`:
+    /// writes past it fail with `ENOSPC`, as does a file, directory or
+    /// link past one per KiB of it (at least 4096: each pins about a KiB
+    /// of the kernel's memory, empty or not). Default: 1 GiB (`/dev/shm`:
     /// 64 MiB). With a copy-on-write host, the same bound holds `/var/tmp`
     /// and the layers kept in memory; the layer of the test's own tree,
     /// on disk, is bounded by the disk (see [`HostMode::CopyOnWrite`]).
