@@ -15,11 +15,13 @@ step() { printf '\n=== %s\n' "$*"; }
 
 # Tests that cannot check what they are for on this host (no cgroups, one
 # id...) pass but say so, appending a line here (tests/common: skip); each
-# test step ends with their count and reasons. A directory anyone may write,
-# for the rootless steps, not sticky (fs.protected_regular).
+# test step ends with their count and reasons. The file is root's, in a
+# directory only root writes, and anyone may append to it (the rootless
+# steps): no other user can put a link in its place.
 skipdir=$(mktemp -d /var/tmp/hermetic-skipped.XXXXXX)
-chmod 777 "$skipdir"
+chmod 755 "$skipdir"
 export HERMETIC_SKIPPED="$skipdir/skipped"
+install -m 666 /dev/null "$HERMETIC_SKIPPED"
 skipped() {
     if [ -s "$HERMETIC_SKIPPED" ]; then
         echo "$(wc -l < "$HERMETIC_SKIPPED") tests skipped what they check, on this host:"
@@ -27,7 +29,7 @@ skipped() {
     else
         echo "0 tests skipped what they check"
     fi
-    rm -f "$HERMETIC_SKIPPED"
+    install -m 666 /dev/null "$HERMETIC_SKIPPED"
 }
 
 step "host"

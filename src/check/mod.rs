@@ -409,6 +409,14 @@ fn host_mode_finding() -> Finding {
     builder.host(crate::HostMode::CopyOnWrite);
     let overlays = crate::setup::host::HostView::cached(true).overlays.len();
     let f = match builder.build_once(None) {
+        Ok(_) if overlays == 0 => finding(
+            Probe::HostMode,
+            Status::Works,
+            "copy-on-write, but with no overlay: nothing this process may write is visible \
+             from here (inside a read-only sandbox?), so writes to the host's files fail as \
+             on a read-only host"
+                .to_owned(),
+        ),
         Ok(_) => finding(
             Probe::HostMode,
             Status::Works,

@@ -142,9 +142,29 @@ fn open_base(parent: &Path, uid: u32) -> Option<DiskBase> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(_) => return None,
     }
+    // Covered by a mount of another kind: inside a sandbox, whose own
+    // tmpfs hides the caller's layers. Nothing to say.
+    if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir())
+        && self::fs_type(&dir) != Some(fs_type)
+    {
+        return None;
+    }
     // Not a link, nor someone else's: anyone could have made it first.
     let meta = std::fs::symlink_metadata(&dir).ok()?;
-    (meta.is_dir() && meta.uid() == uid && meta.mode() & 0o077 == 0).then_some(DiskBase {
+    if !(meta.is_dir() && meta.uid() == uid && meta.mode() & 0o077 == 0) {
+        static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !SAID.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "hermetic: {} is not a directory of this user's alone (a link, another user's, \
+                 or open to others): copy-on-write layers stay in memory, where a directory \
+                 made in the test's tree has tmpfs's size, not the host's; remove it if it is \
+                 not yours",
+                dir.display()
+            );
+        }
+        return None;
+    }
+    Some(DiskBase {
         dir,
         fs_type,
         id: (meta.dev(), meta.ino()),
