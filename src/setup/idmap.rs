@@ -207,8 +207,18 @@ impl Mapping {
             None => {
                 for (file, map) in [("uid_map", uid_map), ("gid_map", gid_map)] {
                     let path = format!("/proc/{pid}/{file}");
-                    std::fs::write(&path, map)
-                        .map_err(|e| format!("writing {map:?} to {path}: {e}"))?;
+                    std::fs::write(&path, map).map_err(|e| {
+                        let why = if e.raw_os_error() == Some(libc::EROFS) {
+                            "; /proc is read-only here, as in a sandbox made by root inside \
+                             another sandbox (its proc comes from the read-only one hidden in \
+                             the outer sandbox, so that nothing in there can ever write the \
+                             host's sysctls): no id can be mapped from here, so sandboxes nest \
+                             two levels deep as root (three and more rootless)"
+                        } else {
+                            ""
+                        };
+                        format!("writing {map:?} to {path}: {e}{why}")
+                    })?;
                 }
                 Ok(())
             }
