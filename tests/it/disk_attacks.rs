@@ -340,7 +340,7 @@ fn a_kept_sandbox_keeps_its_layer_when_its_test_process_is_killed() {
 /// mounted with `index=off`, so a copy-up breaks the link: the other name
 /// still shows the host's contents, and the link counts disagree.
 #[test]
-#[ignore = "finding: copy-on-write breaks hard links (index=off): a write through one name is not seen through the other"]
+#[ignore = "known limitation (README, \"The host as a test sees it\"): copy-on-write breaks hard links (index=off)"]
 fn hard_links_stay_one_file_inside() {
     let cwd = std::env::current_dir().unwrap();
     if nix::unistd::access(&cwd, nix::unistd::AccessFlags::W_OK).is_err() {
@@ -375,7 +375,7 @@ fn hard_links_stay_one_file_inside() {
 /// (as root) its owner and group. A directory the test sees, `$HOME` here,
 /// says it was changed just now, and as root is root's.
 #[test]
-#[ignore = "finding: an overlay's root shows its upper layer's times (and, as root, owner) instead of the host directory's"]
+#[ignore = "known limitation (README, \"The host as a test sees it\"): an overlay root shows its upper layer's times and, as root, owner"]
 fn an_overlays_root_looks_as_the_host_directory_does() {
     let home = tempfile::Builder::new()
         .prefix("hermetic-disk-home")
