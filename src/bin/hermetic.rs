@@ -57,14 +57,18 @@ Options:
   --file SRC:DST        a read-only copy of the host file SRC at DST inside
                         (under /tmp or a --tmpfs, or over a host file)
   --tmp-size SIZE       the size of the sandbox's /tmp (default 1G), which
-                        also bounds the copy-on-write layer
+                        also bounds the copy-on-write layers in memory
   --host MODE           how the host's files are seen:
                         cow (default): as they are, writable where you may
                           write them, every change in a private layer that
                           goes with the sandbox (nothing reaches the host);
-                          /tmp and /var/tmp fresh, showing what the program
-                          needs there (its directory, the working directory);
-                          read-only where the kernel refuses it (said once)
+                          the working directory's layer on disk, under
+                          /var/tmp/hermetic-UID, so that directories made
+                          there look as outside (HERMETIC_LAYER_IN_MEMORY=1:
+                          in memory too); /tmp and /var/tmp fresh, showing
+                          what the program needs there (its directory, the
+                          working directory); read-only where the kernel
+                          refuses it (said once)
                         ro: read-only, with a fresh /tmp (the working
                           directory and the target dir bound back)
                         writable: writable, writes reach the host
