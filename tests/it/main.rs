@@ -19,6 +19,7 @@
 mod common;
 
 mod attacks;
+mod attacks2;
 mod bad_input;
 mod boundary;
 mod cli;
