@@ -169,8 +169,11 @@ fn a_working_directory_with_a_mount_below_it_is_writable() {
 /// below it) sees it under a layer of its own, live upper layers of the
 /// caller's other sandboxes included, and reads what they write.
 /// (`/var/tmp` itself as the working directory covers the base; its
-/// subdirectory does not.) Root, ids, one id alike; the caller could read
-/// them outside, so this is a sandbox reading another, not a way out.
+/// subdirectory does not; nor does any other path to it, such as a bind
+/// of `/var/tmp` elsewhere, in every host mode.) README and
+/// how-it-works: "no sandbox sees it". Root, ids, one id alike; the caller
+/// could read them outside, so this is a sandbox reading another, not a
+/// way out.
 #[test]
 #[ignore = "finding: a sandbox working in /var/tmp/hermetic-UID reads the live upper layers of the caller's other sandboxes"]
 fn a_sandbox_working_in_the_layer_base_cannot_read_another_sandboxs_layer() {
