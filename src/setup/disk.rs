@@ -397,27 +397,29 @@ fn sweep(base: &Path) {
 pub(crate) fn remove_tree(path: &Path) {
     match std::fs::remove_dir_all(path) {
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            open_up(path, 0);
+            open_up(path);
             let _ = std::fs::remove_dir_all(path);
         }
         _ => {}
     }
 }
 
-/// Gives every directory at or below `dir` mode 0700 (where it may).
-fn open_up(dir: &Path, depth: usize) {
+/// Gives every directory at or below `dir` mode 0700 (where it may),
+/// however deep: a walk with a list of its own, not a recursion.
+fn open_up(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    if depth > 64 {
-        return;
-    }
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.filter_map(Result::ok) {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            open_up(&entry.path(), depth + 1);
-        }
+    let mut left = vec![dir.to_path_buf()];
+    while let Some(dir) = left.pop() {
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        left.extend(
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path()),
+        );
     }
 }
 
