@@ -604,27 +604,6 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
     // the sandbox's own (mqueue, once its IPC namespace is joined); those
     // under /proc and /sys are covered by the fresh ones.
     let hides = |point: &Path| !matches!(under(point, &own), Under::Tmpfs(_));
-    // Where the host's /var/tmp shows (read-only or writable host, or
-    // copy-on-write with /var/tmp itself the working directory), the upper
-    // layers on disk of the caller's other sandboxes would show too: an
-    // empty read-only tmpfs covers their directory.
-    let layer_base = crate::setup::disk::base_dir();
-    if hides(&layer_base) && std::fs::symlink_metadata(&layer_base).is_ok_and(|m| m.is_dir()) {
-        steps.push(step(
-            format!(
-                "covering {}, the caller's sandboxes' layers on disk",
-                layer_base.display()
-            ),
-            StepKind::Special,
-            Action::Mount {
-                source: Some(c"tmpfs".into()),
-                target: cstring("host", &layer_base)?,
-                fstype: Some(c"tmpfs".into()),
-                flags: hidden | libc::MS_RDONLY,
-                data: Some(c"size=4k,mode=0555".into()),
-            },
-        ));
-    }
     for (point, fstype) in &layout.view.special {
         if fstype != "mqueue" && hides(point) {
             steps.push(step(
@@ -770,6 +749,41 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
     for (i, (target, _)) in &over_late {
         steps.extend(file_over_host(*i, target, files_at)?);
     }
+    // Where the host's /var/tmp shows (read-only or writable host,
+    // copy-on-write working in /var/tmp itself), or an overlay or a bind
+    // back shows the caller's layers on disk (a working directory in
+    // them), an empty read-only tmpfs covers them: no sandbox reads
+    // another's layer. After hermetic's own mounts, before the user's.
+    let layer_base = crate::setup::disk::base_dir();
+    let reshown = |p: &Path| p.starts_with(&layer_base);
+    let cover_layers = std::fs::symlink_metadata(&layer_base).is_ok_and(|m| m.is_dir())
+        && (!matches!(under(&layer_base, &own), Under::Tmpfs(_))
+            || overlays.iter().any(|(p, _)| reshown(p))
+            || mounts[..visible_binds]
+                .iter()
+                .any(|m| reshown(spec_target(m))));
+    let cover = if cover_layers {
+        Some(step(
+            format!(
+                "covering {}, the caller's sandboxes' layers on disk",
+                layer_base.display()
+            ),
+            StepKind::Special,
+            Action::Mount {
+                source: Some(c"tmpfs".into()),
+                target: cstring("host", &layer_base)?,
+                fstype: Some(c"tmpfs".into()),
+                flags: hidden | libc::MS_RDONLY,
+                data: Some(c"size=4k,mode=0555".into()),
+            },
+        ))
+    } else {
+        None
+    };
+    let mut cover = cover.into_iter();
+    if visible_binds == 0 {
+        steps.extend(cover.by_ref());
+    }
     let mut sources = sources.into_iter();
     for (m, spec) in mounts.iter().enumerate() {
         let source_fd = match spec {
@@ -787,6 +801,7 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             for (i, (target, _)) in &over_late_after {
                 steps.extend(file_over_host(*i, target, files_at)?);
             }
+            steps.extend(cover.by_ref());
         }
     }
     for &fd in lower_fds.iter().chain([&layers_fd]).chain(&disk_fd) {
