@@ -211,7 +211,7 @@ fn a_sandbox_working_in_the_layer_base_cannot_read_another_sandboxs_layer() {
 /// fails names no such case as root. Root only (rootless, the caller
 /// cannot make another user's directory to try).
 #[test]
-#[ignore = "finding: as root, copy-on-write cannot write (or read 0600) what other host users own in the test's tree, which root can outside"]
+#[ignore = "known limitation (README, \"A user of its own\"): as root, ids 1-65535 inside are not the host's users', so their files in the tree are another's inside"]
 fn as_root_a_tree_of_another_users_is_writable_as_outside() {
     if !is_root() {
         common::skip("needs root to make a directory of another user's");
