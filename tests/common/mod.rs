@@ -325,3 +325,94 @@ pub fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'st
     rx.recv_timeout(std::time::Duration::from_secs(120))
         .unwrap_or_else(|_| panic!("{what} did not finish within two minutes"))
 }
+
+/// The `hermetic` command of this package.
+pub fn hermetic_command() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hermetic"))
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// `/var/tmp/hermetic-UID`: where this user's upper layers on disk lie.
+pub fn disk_base() -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/var/tmp/hermetic-{}", nix::unistd::geteuid()))
+}
+
+/// The entries of the disk base whose name begins with `prefix`.
+pub fn disk_base_entries(prefix: &str) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(disk_base())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the test's own tree (the working directory) gets its upper
+/// layer on disk here: writable, and on the kind of disk filesystem
+/// `/var/tmp` is on. Says why not otherwise (counted as a skip).
+pub fn own_tree_layer_on_disk() -> bool {
+    use nix::sys::statfs::{BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC};
+    let kind = |p: &std::path::Path| nix::sys::statfs::statfs(p).map(|s| s.filesystem_type());
+    let disk = [EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC, BTRFS_SUPER_MAGIC];
+    let cwd = std::env::current_dir().unwrap();
+    let ok = nix::unistd::access(&cwd, nix::unistd::AccessFlags::W_OK).is_ok()
+        && kind(&cwd).is_ok_and(|k| disk.contains(&k))
+        && kind(std::path::Path::new("/var/tmp")).ok() == kind(&cwd).ok()
+        && std::env::var_os("HERMETIC_LAYER_IN_MEMORY").is_none();
+    if !ok {
+        skip(&format!(
+            "{} is not writable, or not on the kind of disk filesystem /var/tmp is on: no layer on disk",
+            cwd.display()
+        ));
+    }
+    ok
+}
+
+/// A sandbox whose host is copy-on-write.
+pub fn cow_sandbox() -> hermetic::Sandbox {
+    hermetic::Sandbox::builder()
+        .host(hermetic::HostMode::CopyOnWrite)
+        .build()
+        .unwrap()
+}
+
+/// A name no other test or run of this process uses: `PREFIX-WHAT-PID-N`.
+pub fn unique_name(prefix: &str, what: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!(
+        "{prefix}-{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    )
+}
+
+/// Runs `sh -c SCRIPT` in `dir` in a mount namespace of `unshare(1)`'s
+/// (rootless: in a user namespace of one id, where hermetic runs with one
+/// id too), after a tmpfs is mounted on `dir/m`: a host with a mount
+/// below the test's tree. `None`, said, where that mount is refused.
+pub fn with_a_mount_below(dir: &std::path::Path, script: &str) -> Option<Output> {
+    let mut cmd = Command::new("unshare");
+    if !is_root() {
+        cmd.arg("--map-root-user").env("HERMETIC_ONE_ID", "1");
+    }
+    let out = cmd
+        .args(["--mount", "sh", "-c"])
+        .arg(format!("mount -t tmpfs tmpfs m || exit 99; {script}"))
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    if out.status.code() == Some(99) {
+        skip(&format!(
+            "cannot mount a tmpfs in a namespace of unshare's here: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        return None;
+    }
+    Some(out)
+}

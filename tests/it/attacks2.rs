@@ -6,36 +6,13 @@
 //! finding as the reason (`cargo test --test it attacks2 -- --ignored`
 //! shows them).
 
-use crate::common;
+use crate::common::{
+    self, disk_base, disk_base_entries as base_entries, hermetic_command as hermetic, is_root,
+};
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-
-fn hermetic() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hermetic"))
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// `/var/tmp/hermetic-UID`: where this user's upper layers on disk lie.
-fn disk_base() -> PathBuf {
-    PathBuf::from(format!("/var/tmp/hermetic-{}", nix::unistd::geteuid()))
-}
-
-/// The entries of the disk base whose name begins with `prefix`.
-fn base_entries(prefix: &str) -> Vec<PathBuf> {
-    std::fs::read_dir(disk_base())
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// A directory of this user's under `/var/tmp` (on the disk filesystem
 /// the layers lie on), or `None`, said, where layers stay in memory.
@@ -124,32 +101,17 @@ fn a_working_directory_with_a_mount_below_it_is_writable() {
     };
     std::fs::create_dir(tree.path().join("m")).unwrap();
     std::fs::write(tree.path().join("existing"), "host\n").unwrap();
-    // The "host" is unshare's mount namespace, where a tmpfs lies below
-    // the working directory (rootless: in a user namespace of one id).
-    let mut cmd = Command::new("unshare");
-    if !is_root() {
-        cmd.arg("--map-root-user").env("HERMETIC_ONE_ID", "1");
-    }
-    let out = cmd
-        .arg("--mount")
-        .args(["sh", "-c"])
-        .arg(format!(
-            "mount -t tmpfs tmpfs m || exit 99; \
-             echo outside > probe && rm probe && echo outside-ok; \
+    let Some(out) = common::with_a_mount_below(
+        tree.path(),
+        &format!(
+            "echo outside > probe && rm probe && echo outside-ok; \
              {} run -- sh -c 'echo a > new && echo new-ok; echo b >> existing && echo existing-ok; \
              echo c > m/f && echo mount-ok'",
             env!("CARGO_BIN_EXE_hermetic")
-        ))
-        .current_dir(tree.path())
-        .output()
-        .unwrap();
-    if out.status.code() == Some(99) || out.status.code() == Some(1) && out.stdout.is_empty() {
-        common::skip(&format!(
-            "cannot mount a tmpfs in a namespace of unshare's here: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        ),
+    ) else {
         return;
-    }
+    };
     // Nothing reached the host's tree.
     assert!(!tree.path().join("new").exists());
     assert_eq!(

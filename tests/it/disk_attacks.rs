@@ -6,7 +6,10 @@
 //! `#[ignore]`d with the finding as the reason (`cargo test --test it
 //! disk_attacks -- --ignored` shows them).
 
-use crate::common;
+use crate::common::{
+    self, disk_base, disk_base_entries as base_entries, hermetic_command as hermetic, is_root,
+    own_tree_layer_on_disk,
+};
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -14,69 +17,16 @@ use std::process::{Command, Stdio};
 
 use hermetic::{HostMode, Sandbox};
 
-fn hermetic() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hermetic"))
-}
-
+/// Whether `unshare(1)` is here; says so otherwise.
 fn cow() -> Sandbox {
-    Sandbox::builder()
-        .host(HostMode::CopyOnWrite)
-        .build()
-        .unwrap()
+    common::cow_sandbox()
 }
 
 /// A name no other test or run uses.
 fn unique(what: &str) -> String {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    format!(
-        "hermetic-disk-{what}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-    )
+    common::unique_name("hermetic-disk", what)
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// `/var/tmp/hermetic-UID`: where this user's upper layers on disk lie.
-fn disk_base() -> PathBuf {
-    PathBuf::from(format!("/var/tmp/hermetic-{}", nix::unistd::geteuid()))
-}
-
-/// Whether the test's own tree (the working directory) gets its upper
-/// layer on disk here; says why not otherwise.
-fn own_tree_layer_on_disk() -> bool {
-    let kind = |p: &Path| nix::sys::statfs::statfs(p).map(|s| s.filesystem_type());
-    use nix::sys::statfs::{BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC};
-    let disk = [EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC, BTRFS_SUPER_MAGIC];
-    let cwd = std::env::current_dir().unwrap();
-    let ok = nix::unistd::access(&cwd, nix::unistd::AccessFlags::W_OK).is_ok()
-        && kind(&cwd).is_ok_and(|k| disk.contains(&k))
-        && kind(Path::new("/var/tmp")).ok() == kind(&cwd).ok()
-        && std::env::var_os("HERMETIC_LAYER_IN_MEMORY").is_none();
-    if !ok {
-        common::skip(&format!(
-            "{} is not writable, or not on the kind of disk filesystem /var/tmp is on: no layer on disk",
-            cwd.display()
-        ));
-    }
-    ok
-}
-
-/// The entries of the disk base whose name begins with `prefix`.
-fn base_entries(prefix: &str) -> Vec<PathBuf> {
-    std::fs::read_dir(disk_base())
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Whether `unshare(1)` is here; says so otherwise.
 fn have_unshare() -> bool {
     let ok = Command::new("unshare")
         .arg("--help")
@@ -168,31 +118,15 @@ fn a_mount_below_the_tests_tree_under_tmp_is_not_written_through() {
         .tempdir_in("/tmp")
         .unwrap();
     std::fs::create_dir(dir.path().join("m")).unwrap();
-    // The "host" is unshare's mount namespace, where a tmpfs lies below
-    // the working directory (rootless: in a user namespace of one id,
-    // where hermetic runs with one id too).
-    let mut cmd = Command::new("unshare");
-    if !is_root() {
-        cmd.arg("--map-root-user").env("HERMETIC_ONE_ID", "1");
-    }
-    let out = cmd
-        .arg("--mount")
-        .args(["sh", "-c"])
-        .arg(format!(
-            "mount -t tmpfs tmpfs m || exit 99; {} run -- sh -c 'echo leaked > m/w && echo wrote'; \
-             cat m/w 2>/dev/null || echo private",
+    let Some(out) = common::with_a_mount_below(
+        dir.path(),
+        &format!(
+            "{} run -- sh -c 'echo leaked > m/w && echo wrote'; cat m/w 2>/dev/null || echo private",
             env!("CARGO_BIN_EXE_hermetic")
-        ))
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    if out.status.code() == Some(99) {
-        common::skip(&format!(
-            "cannot mount a tmpfs in a namespace of unshare's here: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        ),
+    ) else {
         return;
-    }
+    };
     // Written inside, as it could be outside, and private.
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),

@@ -2,36 +2,23 @@
 //! explicit mounts win whatever the working directory; a program that
 //! cannot be started says why; no special filesystem of the host inside.
 
-use crate::common;
+use crate::common::{self, disk_base, hermetic_command as hermetic, own_tree_layer_on_disk};
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use hermetic::{HostMode, Sandbox};
 
-fn hermetic() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hermetic"))
-}
-
+/// Where a test writes outside: its tree, CARGO_TARGET_TMPDIR, $HOME, a
+/// directory of its own under /tmp (`mine`, visible to the sandbox).
 fn cow() -> Sandbox {
-    Sandbox::builder()
-        .host(HostMode::CopyOnWrite)
-        .build()
-        .unwrap()
+    common::cow_sandbox()
 }
 
 /// A name no other test or run uses.
 fn unique(what: &str) -> String {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    format!(
-        "hermetic-{what}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-    )
+    common::unique_name("hermetic", what)
 }
 
-/// Where a test writes outside: its tree, CARGO_TARGET_TMPDIR, $HOME, a
-/// directory of its own under /tmp (`mine`, visible to the sandbox).
 fn places(mine: &Path) -> Vec<PathBuf> {
     let mut v = vec![
         std::env::current_dir().unwrap(),
@@ -683,48 +670,6 @@ fn files_are_placed_in_the_copy_on_write_layer_too() {
     assert!(!made.parent().unwrap().parent().unwrap().exists());
 }
 
-/// `/var/tmp/hermetic-UID`: where this user's upper layers on disk lie.
-fn disk_base() -> PathBuf {
-    PathBuf::from(format!("/var/tmp/hermetic-{}", nix::unistd::geteuid()))
-}
-
-/// Whether the test's own tree gets its upper layer on disk here: the
-/// working directory writable, and `/var/tmp` on a disk filesystem of the
-/// same kind as the tree (what `hermetic check` calls "on disk").
-fn own_tree_layer_on_disk() -> bool {
-    let kind = |p: &Path| nix::sys::statfs::statfs(p).map(|s| s.filesystem_type());
-    use nix::sys::statfs::{BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC};
-    let disk = [EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC, BTRFS_SUPER_MAGIC];
-    let cwd = std::env::current_dir().unwrap();
-    let ok = writable(&cwd)
-        && kind(&cwd).is_ok_and(|k| disk.contains(&k))
-        && kind(Path::new("/var/tmp")).ok() == kind(&cwd).ok()
-        && std::env::var_os("HERMETIC_LAYER_IN_MEMORY").is_none();
-    if !ok {
-        common::skip(&format!(
-            "{} is not writable, or not on the kind of disk filesystem /var/tmp is on: no layer on disk",
-            cwd.display()
-        ));
-    }
-    ok
-}
-
-/// The entries of the disk base named after process `pid`.
-fn layers_of(pid: u32) -> Vec<PathBuf> {
-    std::fs::read_dir(disk_base())
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .starts_with(&format!("{pid}."))
-                })
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// A directory made inside, in the test's own tree, has the size one made
 /// outside has with the same entries (ext4: 4096 bytes; a layer in a tmpfs
 /// would say 80): suites compare the two (fs_extra 1.3.0's does).
@@ -807,7 +752,7 @@ fn upper_layers_on_disk_go_with_the_sandbox_even_after_sigkill() {
     let holds_name = |dir: &Path| holds(dir, &name, 0);
     // Ended normally: gone.
     let mut child = start();
-    let layers = layers_of(child.id());
+    let layers = common::disk_base_entries(&format!("{}.", child.id()));
     assert!(!layers.is_empty(), "no layer of {} on disk", child.id());
     assert!(
         layers.iter().any(|l| holds_name(l)),
@@ -826,7 +771,7 @@ fn upper_layers_on_disk_go_with_the_sandbox_even_after_sigkill() {
     }
     // Killed: left until the next process that makes one.
     let mut child = start();
-    let layers = layers_of(child.id());
+    let layers = common::disk_base_entries(&format!("{}.", child.id()));
     assert!(!layers.is_empty(), "no layer of {} on disk", child.id());
     child.kill().unwrap();
     child.wait().unwrap();
