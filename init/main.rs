@@ -23,7 +23,10 @@
 //! [`wire::OP_PROGRAM`]), fds 5 to 7 are the program's stdio until it has
 //! them; it forks the program once ready, reaps its children itself from
 //! then on (told by a signalfd), reports the program's end on fd 1, and
-//! passes it the signals the control channel brings.
+//! passes it the signals the control channel brings. Fd 8, when open, is
+//! the lock of the sandbox's upper layers on disk
+//! ([`wire::LAYER_LOCK_FD`]): held, never used, for as long as this
+//! process lives. The plan's own fds start at 9.
 //!
 //! # References
 //!
