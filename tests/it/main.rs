@@ -20,6 +20,7 @@ mod common;
 
 mod attacks;
 mod attacks2;
+mod attacks3;
 mod bad_input;
 mod boundary;
 mod cli;
