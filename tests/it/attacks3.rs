@@ -459,3 +459,57 @@ fn a_closure_cannot_key_a_crypto_socket_with_a_test_key_through_io_uring() {
     );
     assert_ne!(uring, Ok(0), "io_uring keyed the socket by serial");
 }
+
+// Rows "read ... keys" ("/proc/keys and /proc/key-users are empty") and
+// "change host sysctls" ("/proc/sys ... read-only"): a proc of the
+// program's own, mounted in a user, mount and PID namespace of its own,
+// shows none of the masks or read-only binds. The kernel lets it mount one
+// (read-only as root, read-write rootless): its /proc/keys lists the keys
+// the caller's uid may view, here one the test process just made.
+#[test]
+#[ignore = "finding: `unshare -Urmpf` then `mount -t proc` inside mounts a fresh proc whose /proc/keys lists the test process's keys (ro as root, rw rootless)"]
+fn a_program_cannot_mount_a_proc_of_its_own_to_unmask_keys() {
+    let marker = common::unique_name("hermetic-attack3", "key");
+    let desc = std::ffi::CString::new(marker.clone()).unwrap();
+    const KEY_SPEC_PROCESS_KEYRING: i32 = -2;
+    // SAFETY: NUL-terminated strings and a live payload of its length.
+    let serial = unsafe {
+        libc::syscall(
+            libc::SYS_add_key,
+            c"user".as_ptr(),
+            desc.as_ptr(),
+            b"x".as_ptr(),
+            1usize,
+            KEY_SPEC_PROCESS_KEYRING,
+        )
+    };
+    if serial < 0 {
+        return common::skip(&format!("add_key refused here (errno {})", errno()));
+    }
+    let ns = Sandbox::new().unwrap();
+    let script = "mkdir -p /tmp/p; \
+        for o in rw ro,nosuid,nodev,noexec; do \
+          mount -t proc -o $o proc /tmp/p && { echo mounted $o; cat /tmp/p/keys; break; }; \
+        done; echo end";
+    let out = ns
+        .command("unshare")
+        .args(["--user", "--map-root-user", "--mount", "--pid", "--fork"])
+        .args(["sh", "-c", script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !stdout.contains("end") {
+        return common::skip(&format!(
+            "no nested namespaces for unshare(1) inside here: {stderr}"
+        ));
+    }
+    assert!(
+        !stdout.contains(&marker),
+        "a proc of its own listed the test process's key: {stdout}"
+    );
+    assert!(
+        !stdout.contains("mounted"),
+        "a proc of its own was mounted: {stdout}"
+    );
+}
