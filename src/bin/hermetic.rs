@@ -390,6 +390,10 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     let Some(mut run) = parse_run(parser)? else {
         return Ok(say(RUN_USAGE));
     };
+    if let Err(e) = stdin::not_a_host_file() {
+        eprintln!("hermetic: cannot pass on stdin: {e}");
+        return Ok(ExitCode::from(FAILED));
+    }
     // The sandbox's init process starts the program itself where it can:
     // one process, where a command makes four.
     let direct = direct_program(&run);
@@ -727,6 +731,56 @@ fn wait_at_most(child: &std::process::Child, limit: Duration) -> std::io::Result
 }
 
 /// The caller's terminal, put back as it was when the program ends.
+/// The program's stdin, when it is a file of the host's.
+mod stdin {
+    use std::io;
+    use std::os::fd::OwnedFd;
+
+    /// Through an fd of a host file (`< FILE`), a program could open
+    /// `/proc/self/fd/0` for writing: the kernel reopens the file on the
+    /// host's own mount, whatever the sandbox's view of it (read-only, or
+    /// copy-on-write). So a regular file or a block device on stdin is
+    /// handed on through a pipe, which a thread fills from it (from where
+    /// it stands, as a read of the file would); a directory on stdin
+    /// becomes `/dev/null`. Anything else (a terminal, a pipe, a socket,
+    /// `/dev/null`) is passed as it is.
+    pub(super) fn not_a_host_file() -> io::Result<()> {
+        let stat = match rustix::fs::fstat(rustix::stdio::stdin()) {
+            Ok(stat) => stat,
+            // No stdin at all: nothing to hand on.
+            Err(_) => return Ok(()),
+        };
+        let kind = rustix::fs::FileType::from_raw_mode(stat.st_mode);
+        match kind {
+            rustix::fs::FileType::RegularFile | rustix::fs::FileType::BlockDevice => {
+                let file = std::fs::File::from(rustix::io::fcntl_dupfd_cloexec(
+                    rustix::stdio::stdin(),
+                    3,
+                )?);
+                let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+                rustix::stdio::dup2_stdin(&read)?;
+                std::thread::Builder::new()
+                    .name("hermetic-stdin".into())
+                    .spawn(move || pump(file, write))?;
+                Ok(())
+            }
+            rustix::fs::FileType::Directory => {
+                let null = std::fs::File::open("/dev/null")?;
+                rustix::stdio::dup2_stdin(&null)?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Copies `file` into the pipe until either ends (the program may
+    /// stop reading: then the write fails, `SIGPIPE` being ignored).
+    fn pump(mut file: std::fs::File, write: OwnedFd) {
+        let mut pipe = std::fs::File::from(write);
+        let _ = io::copy(&mut file, &mut pipe);
+    }
+}
+
 mod terminal {
     use std::os::fd::BorrowedFd;
 
