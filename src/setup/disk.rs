@@ -17,14 +17,14 @@
 //! `PREFIX.wK` (its work directory), `PREFIX` being `PID.RANDOM.N` (the
 //! test process's pid, for whoever looks). `PREFIX.lock` is `flock`ed by
 //! the test process and by the sandbox's init process (which gets a copy
-//! of the fd) for as long as the sandbox lives, kept or not: the next
-//! process that makes a layer on disk removes the layers whose lock it
-//! can take (their owner was killed: `SIGKILL` runs no drop), whatever
-//! PID namespace either is in. Used only where `/var/tmp` is on ext4,
-//! XFS or btrfs,
-//! the overlay's own filesystem is of the same kind, and the overlay does
-//! not hold `/var/tmp` itself (the kernel refuses overlapping layers);
-//! `HERMETIC_LAYER_IN_MEMORY=1` keeps every layer in memory.
+//! of the fd) for as long as the sandbox lives, kept or not: once that
+//! has died, the next process that makes a layer on disk removes the
+//! layers whose lock it can take (their owner was killed: `SIGKILL` runs
+//! no drop), whatever PID namespace either is in. Used only where
+//! `/var/tmp` is on ext4, XFS or btrfs, the overlay's own filesystem is of
+//! the same kind, and the overlay does not hold `/var/tmp` itself (the
+//! kernel refuses overlapping layers); `HERMETIC_LAYER_IN_MEMORY=1` keeps
+//! every layer in memory.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -775,6 +775,17 @@ fn upper_layers_on_disk_go_with_the_sandbox_even_after_sigkill() {
     assert!(!layers.is_empty(), "no layer of {} on disk", child.id());
     child.kill().unwrap();
     child.wait().unwrap();
+    // Its sandbox dies with it (the init process watches hermetic), a
+    // moment later: until then the layers' lock is held. Wait for that
+    // event (taking the lock, then letting it go).
+    let lock = layers
+        .iter()
+        .find(|l| l.extension().is_some_and(|e| e == "lock"))
+        .expect("a lock among the layers")
+        .clone();
+    common::bounded("the killed sandbox's end", move || {
+        std::fs::File::open(&lock).unwrap().lock().unwrap();
+    });
     let out = hermetic().args(["run", "--", "true"]).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     for layer in &layers {
