@@ -356,16 +356,7 @@ fn a_closure_cannot_key_a_crypto_socket_with_a_test_key_through_io_uring() {
     let expected = match hmac_socket() {
         Err(e) => Err(e),
         Ok(s) => {
-            // SAFETY: sets a key from a live buffer of its length.
-            let r = unsafe {
-                libc::setsockopt(
-                    s.as_raw_fd(),
-                    SOL_ALG as i32,
-                    ALG_SET_KEY as i32,
-                    secret.as_ptr().cast(),
-                    secret.len() as u32,
-                )
-            };
+            let r = alg_setsockopt(s.as_raw_fd(), ALG_SET_KEY, secret);
             assert_eq!(r, 0, "keying AF_ALG outside: errno {}", errno());
             Ok(hmac_of(&s, msg).unwrap())
         }
@@ -414,16 +405,7 @@ fn a_closure_cannot_key_a_crypto_socket_with_a_test_key_through_io_uring() {
             Err(e) => return (libc::EPERM, Err(-e), Err(e)),
         };
         let value = serial.to_ne_bytes();
-        // SAFETY: a setsockopt from a live buffer of its length.
-        let r = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                SOL_ALG as i32,
-                ALG_SET_KEY_BY_KEY_SERIAL as i32,
-                value.as_ptr().cast(),
-                4,
-            )
-        };
+        let r = alg_setsockopt(s.as_raw_fd(), ALG_SET_KEY_BY_KEY_SERIAL, &value);
         let direct = if r < 0 { errno() } else { 0 };
         let uring = uring_setsockopt(s.as_raw_fd(), SOL_ALG, ALG_SET_KEY_BY_KEY_SERIAL, &value);
         let digest = match uring {
@@ -523,4 +505,18 @@ fn a_program_cannot_mount_a_proc_of_its_own_to_unmask_keys() {
         !stdout.contains("mounted"),
         "a proc of its own was mounted: {stdout}"
     );
+}
+
+/// `setsockopt(fd, SOL_ALG, option, value)`: its return value.
+fn alg_setsockopt(fd: i32, option: u32, value: &[u8]) -> i32 {
+    // SAFETY: a setsockopt from a live buffer of its length.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            SOL_ALG as i32,
+            option as i32,
+            value.as_ptr().cast(),
+            value.len() as u32,
+        )
+    }
 }
