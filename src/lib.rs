@@ -126,15 +126,19 @@
 //!   forks nothing and is the safe way (the README's "Async code");
 //! - file descriptors the test process opened are inherited, including
 //!   other tests' sockets (the sandbox's network namespace still isolates
-//!   new sockets); the crate's own (pipes, pidfds, other sandboxes') never
-//!   are;
+//!   new sockets), and through them the files they name, writable where
+//!   the caller may write them whatever the host mode (`/proc/self/fd/N`
+//!   reopens on the fd's own mount); so are `MAP_SHARED` mappings, which a
+//!   closure writes through; the crate's own fds (pipes, pidfds, other
+//!   sandboxes') never are;
 //! - the host's files are read-only by default, and `/tmp` and `/dev/shm`
 //!   are the sandbox's own tmpfs mounts: host files under `/tmp` are not
 //!   visible unless bound in with [`SandboxBuilder::bind`] (the working
 //!   directory and the target dir are, when they lie there); with
 //!   [`HostMode::CopyOnWrite`] (see [`SandboxBuilder::host`]) the host's
 //!   files, `/tmp` included, are seen as they are and every write lands in
-//!   a private layer of the sandbox's;
+//!   a private layer of the sandbox's (in its memory, or for the test's own
+//!   tree in a private directory on disk, removed with it);
 //! - mounts are locked: a closure that needs mounts of its own makes itself
 //!   a mount namespace first (`unshare(CLONE_NEWNS)`).
 //!
@@ -144,7 +148,9 @@
 //! # Resource leaking
 //!
 //! Nothing outlives the sandbox: processes die with its PID namespace, and
-//! its mounts, network devices and tmpfs contents with its namespaces. A
+//! its mounts, network devices and tmpfs contents with its namespaces; a
+//! copy-on-write layer on disk is removed by its drop, or, after a
+//! `SIGKILL`, by the next process that makes one. A
 //! sandbox costs one process (its init process; with `HERMETIC_KEEP` set, a
 //! second, its keeper `hermetic-keeper`, see [`Sandbox::keep`]) and seven
 //! fds (a pidfd of the init process, the write end of its control pipe, both ends of its
