@@ -39,62 +39,26 @@ const DISK_FILESYSTEMS: [i64; 3] = [0xEF53, 0x5846_5342, 0x9123_683E];
 pub(crate) struct DiskBase {
     pub(crate) dir: PathBuf,
     fs_type: i64,
-    /// Its device and inode, to tell it from whatever a process forked
-    /// into a sandbox (a closure) finds at the same path.
-    id: (u64, u64),
 }
 
 /// The base for this process, made (and swept of what killed processes
 /// left) at its first use; `None` where layers stay in memory.
 ///
-/// Read once per process, but checked at each use: a closure is a fork of
-/// the test process with its memory, and inside a sandbox `/var/tmp` is
-/// another directory (the sandbox's own tmpfs, or the host's read-only).
-/// The cache's lock is only tried, never waited for (a fork may copy it
-/// held, with no thread to release it), as for the host view.
+/// Once per process ([`PerProcess`](crate::sys::PerProcess): a closure,
+/// a fork of the test process, finds its own, since inside a sandbox
+/// `/var/tmp` is another directory, or the caller's layers are covered).
 pub(crate) fn base() -> Option<&'static DiskBase> {
-    type Cached = Option<Option<&'static DiskBase>>;
-    static BASE: std::sync::Mutex<Cached> = std::sync::Mutex::new(None);
-    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    static BASE: crate::sys::PerProcess<u32, Option<&'static DiskBase>> =
+        crate::sys::PerProcess::new();
     if in_memory_asked() {
         return None;
     }
-    let tried = || match BASE.try_lock() {
-        Ok(cache) => Some(cache),
-        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
-        Err(std::sync::TryLockError::WouldBlock) => None,
-    };
-    let cached = tried().and_then(|cache| *cache);
-    let base = match cached {
-        Some(base) => base,
-        None => {
-            let found: Option<&'static DiskBase> =
-                open_base(Path::new("/var/tmp"), crate::sys::geteuid())
-                    .map(|b| &*Box::leak(Box::new(b)));
-            if let Some(mut cache) = tried() {
-                cache.get_or_insert(found);
-            }
-            found
-        }
-    }?;
-    // Still this directory, here (not a sandbox's /var/tmp), and writable
-    // (not the host's seen read-only from inside a sandbox).
-    let writable = || rustix::fs::access(&base.dir, rustix::fs::Access::WRITE_OK).is_ok();
-    if id_of(&base.dir) != Some(base.id) || !writable() {
-        return None;
-    }
-    if !SWEPT.swap(true, Ordering::Relaxed) {
+    let uid = crate::sys::geteuid();
+    BASE.get_or_compute(uid, || {
+        let base = open_base(Path::new("/var/tmp"), uid)?;
         sweep(&base.dir);
-    }
-    Some(base)
-}
-
-/// The device and inode of `path` itself (not followed).
-fn id_of(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path)
-        .ok()
-        .map(|m| (m.dev(), m.ino()))
+        Some(&*Box::leak(Box::new(base)))
+    })
 }
 
 /// Where this process's copy-on-write layers lie, in words (for
@@ -164,11 +128,12 @@ fn open_base(parent: &Path, uid: u32) -> Option<DiskBase> {
         }
         return None;
     }
-    Some(DiskBase {
-        dir,
-        fs_type,
-        id: (meta.dev(), meta.ino()),
-    })
+    // Writable here: not the host's seen read-only from inside a sandbox
+    // (made after that sandbox, so not covered there).
+    if rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK).is_err() {
+        return None;
+    }
+    Some(DiskBase { dir, fs_type })
 }
 
 /// The `statfs` magic of the filesystem `path` lies on.
