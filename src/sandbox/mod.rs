@@ -840,5 +840,5 @@ pub(crate) fn kept_message(what: &str, pid: impl std::fmt::Display, enter: &str)
 
 /// `HERMETIC_KEEP` is set (and not `0`).
 pub(crate) fn keep_failed() -> bool {
-    std::env::var_os("HERMETIC_KEEP").is_some_and(|v| !v.is_empty() && v != "0")
+    sys::env_flag("HERMETIC_KEEP")
 }

@@ -83,7 +83,7 @@ pub(crate) fn describe() -> String {
 
 /// `HERMETIC_LAYER_IN_MEMORY` is set (to anything but empty or `0`).
 fn in_memory_asked() -> bool {
-    std::env::var_os("HERMETIC_LAYER_IN_MEMORY").is_some_and(|v| !v.is_empty() && v != "0")
+    crate::sys::env_flag("HERMETIC_LAYER_IN_MEMORY")
 }
 
 /// `/var/tmp/hermetic-UID`, where this caller's layers on disk lie (if

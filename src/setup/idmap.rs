@@ -95,7 +95,7 @@ fn helper(name: &str) -> Option<PathBuf> {
 pub(crate) fn detect() -> Mapping {
     static DETECTED: crate::sys::PerProcess<(u32, u32, bool), Mapping> =
         crate::sys::PerProcess::new();
-    let one_id = std::env::var_os("HERMETIC_ONE_ID").is_some_and(|v| !v.is_empty() && v != "0");
+    let one_id = crate::sys::env_flag("HERMETIC_ONE_ID");
     let (uid, gid) = (crate::sys::geteuid(), crate::sys::getegid());
     DETECTED.get_or_compute((uid, gid, one_id), || {
         if one_id {

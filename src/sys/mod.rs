@@ -185,6 +185,12 @@ pub(crate) fn signal_name(signo: i32) -> &'static str {
         .map_or("an unknown signal", |(_, name)| name)
 }
 
+/// Whether the environment variable `name` is set to something other than
+/// empty or `0` (hermetic's switches: `HERMETIC_KEEP`, `HERMETIC_ONE_ID`...).
+pub(crate) fn env_flag(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
 /// The effective uid of the calling process.
 pub(crate) fn geteuid() -> u32 {
     rustix::process::geteuid().as_raw()
