@@ -638,7 +638,7 @@ impl SandboxBuilder {
                 .map(|(base, layers)| plan::DiskPlan {
                     base,
                     layers,
-                    trees: crate::setup::disk::own_trees(),
+                    trees: &view.own_trees,
                 }),
         };
         // Before anything is started: a refused cgroup fails the build.

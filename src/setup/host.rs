@@ -217,6 +217,9 @@ pub(crate) struct HostView {
     /// The host's reachable mounts (copy-on-write: for the overlays of a
     /// sandbox's own visible directories).
     pub(crate) mounts: Vec<HostMount>,
+    /// Copy-on-write: the test's own tree, whose overlay may keep its
+    /// upper layer on disk (see [`own_trees`](crate::setup::disk::own_trees)).
+    pub(crate) own_trees: Vec<PathBuf>,
 }
 
 /// The sandbox's own trees: nothing of the host's there is shown.
@@ -428,6 +431,11 @@ impl HostView {
             overlays,
             target_dir,
             mounts: if cow { mounts } else { Vec::new() },
+            own_trees: if cow {
+                crate::setup::disk::own_trees()
+            } else {
+                Vec::new()
+            },
         }
     }
 

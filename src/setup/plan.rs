@@ -184,7 +184,7 @@ pub(crate) struct Layout<'a> {
 pub(crate) struct DiskPlan<'a> {
     pub(crate) base: &'a crate::setup::disk::DiskBase,
     pub(crate) layers: &'a crate::setup::disk::DiskLayers,
-    pub(crate) trees: Vec<PathBuf>,
+    pub(crate) trees: &'a [PathBuf],
 }
 
 /// The size of a sandbox's `/dev/shm` (Docker's default).
@@ -421,7 +421,7 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             layout
                 .disk
                 .as_ref()
-                .is_some_and(|d| d.base.serves(p, &d.trees))
+                .is_some_and(|d| d.base.serves(p, d.trees))
         })
         .collect();
     let disk_fd = match &layout.disk {
@@ -1544,6 +1544,7 @@ mod tests {
         overlays: Vec::new(),
         target_dir: None,
         mounts: Vec::new(),
+        own_trees: Vec::new(),
     };
 
     fn layout(mounts: &[MountSpec]) -> Layout<'_> {
@@ -1690,8 +1691,7 @@ mod tests {
         let view = HostView {
             special: Vec::new(),
             overlays: vec![("/tmp/suite/ws".into(), 0o700), ("/work".into(), 0o755)],
-            target_dir: None,
-            mounts: Vec::new(),
+            ..HostView::default()
         };
         let w = copy_on_write_steps(&view);
         let at = |what: &str| step_at(&w, what);
@@ -1736,8 +1736,7 @@ mod tests {
         let view = HostView {
             special: vec![("/dev/mqueue".into(), "mqueue".into())],
             overlays: vec![("/tmp".into(), 0o1777), ("/work".into(), 0o755)],
-            target_dir: None,
-            mounts: Vec::new(),
+            ..HostView::default()
         };
         let w = copy_on_write_steps(&view);
         let at = |what: &str| step_at(&w, what);
