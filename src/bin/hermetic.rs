@@ -438,37 +438,8 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
 /// working directory. `None` where it cannot (a NUL in a string, a command
 /// line too long): then it is started as a command.
 fn direct_program(run: &RunArgs) -> Option<hermetic::__Program> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let c = |s: &std::ffi::OsStr| CString::new(s.as_bytes()).ok();
-    let path = c(&run.program).filter(|p| !p.as_bytes().is_empty())?;
-    let args = std::iter::once(run.program.as_os_str())
-        .chain(run.args.iter().map(OsString::as_os_str))
-        .map(c)
-        .collect::<Option<Vec<_>>>()?;
-    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-    for (k, v) in &run.env {
-        match env.iter_mut().find(|(key, _)| key == k) {
-            Some(entry) => entry.1 = v.clone(),
-            None => env.push((k.clone(), v.clone())),
-        }
-    }
-    let env = env
-        .iter()
-        .map(|(k, v)| {
-            let mut entry = k.clone();
-            entry.push("=");
-            entry.push(v);
-            c(&entry)
-        })
-        .collect::<Option<Vec<_>>>()?;
-    let cwd = c(std::env::current_dir().ok()?.as_os_str())?;
-    let program = hermetic::__Program {
-        path,
-        args,
-        env,
-        cwd,
-    };
+    let args: Vec<&std::ffi::OsStr> = run.args.iter().map(OsString::as_os_str).collect();
+    let program = hermetic::__Program::here(&run.program, &args, &run.env).ok()?;
     // A command line over the init process's 768 KiB (rare: the kernel
     // allows a quarter of the stack limit, 2 MiB by default) goes through a
     // command.

@@ -93,6 +93,50 @@ pub struct Program {
 pub(crate) const PROGRAM_MAX: usize = 768 << 10;
 
 impl Program {
+    /// `program` with `args` (its `argv[0]` is `program`), this process's
+    /// environment with `env` set over it, in this process's working
+    /// directory: how `hermetic run` and `isolate_test` start theirs.
+    /// `Err` says what cannot be passed (a NUL byte, no working directory).
+    pub fn here(
+        program: &std::ffi::OsStr,
+        args: &[&std::ffi::OsStr],
+        env: &[(std::ffi::OsString, std::ffi::OsString)],
+    ) -> Result<Program, String> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |s: &std::ffi::OsStr| {
+            std::ffi::CString::new(s.as_bytes())
+                .map_err(|_| format!("a NUL byte in {:?}", s.to_string_lossy()))
+        };
+        if program.is_empty() {
+            return Err("an empty program name".into());
+        }
+        let mut vars: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os().collect();
+        for (k, v) in env {
+            match vars.iter_mut().find(|(key, _)| key == k) {
+                Some(entry) => entry.1 = v.clone(),
+                None => vars.push((k.clone(), v.clone())),
+            }
+        }
+        let cwd =
+            std::env::current_dir().map_err(|e| format!("reading the working directory: {e}"))?;
+        Ok(Program {
+            path: c(program)?,
+            args: std::iter::once(program)
+                .chain(args.iter().copied())
+                .map(c)
+                .collect::<Result<_, _>>()?,
+            env: vars
+                .into_iter()
+                .map(|(mut k, v)| {
+                    k.push("=");
+                    k.push(v);
+                    c(&k)
+                })
+                .collect::<Result<_, _>>()?,
+            cwd: c(cwd.as_os_str())?,
+        })
+    }
+
     /// Whether the init process can take it: its arguments and environment
     /// within its plan and its arrays (a longer command line, up to the
     /// kernel's, needs [`Sandbox::command`](crate::Sandbox::command)).

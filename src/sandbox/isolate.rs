@@ -225,57 +225,28 @@ impl SandboxBuilder {
     /// nothing forked from the test process), its stdin the result
     /// channel, its stdout and stderr pipes to this process.
     fn start_isolated(&self, call: u32, name: &str) -> Result<(crate::Sandbox, Isolated), String> {
-        use std::ffi::CString;
         use std::os::fd::AsRawFd;
-        use std::os::unix::ffi::OsStrExt;
         let name = name.to_owned();
         let exe = std::env::current_exe()
             .map_err(|e| format!("hermetic::isolate_test: finding the test binary: {e}"))?;
         let sys_err =
             |what: &str, e: std::io::Error| format!("hermetic::isolate_test: {what}: {e}");
-        let c = |s: &[u8]| {
-            CString::new(s).map_err(|_| {
-                format!(
-                    "hermetic::isolate_test: a NUL byte in the test's command line or \
-                     environment: {}",
-                    String::from_utf8_lossy(s)
-                )
-            })
-        };
-        let args = [
-            exe.as_os_str().as_bytes(),
-            name.as_bytes(),
-            b"--exact",
-            b"--include-ignored",
-            b"--nocapture",
-            b"--test-threads=1",
-        ]
-        .into_iter()
-        .map(c)
-        .collect::<Result<Vec<_>, _>>()?;
-        let ours = [MARKER_ENV, CALL_ENV];
-        let env = std::env::vars_os()
-            .filter(|(k, _)| !ours.iter().any(|o| k == o))
-            .map(|(k, v)| {
-                let mut entry = k.into_encoded_bytes();
-                entry.push(b'=');
-                entry.extend(v.into_encoded_bytes());
-                entry
-            })
-            .chain([
-                format!("{MARKER_ENV}={name}").into_bytes(),
-                format!("{CALL_ENV}={call}").into_bytes(),
-            ])
-            .map(|e| c(&e))
-            .collect::<Result<Vec<_>, _>>()?;
-        let cwd =
-            std::env::current_dir().map_err(|e| sys_err("reading the working directory", e))?;
-        let program = crate::sandbox::builder::Program {
-            path: c(exe.as_os_str().as_bytes())?,
-            args,
-            env,
-            cwd: c(cwd.as_os_str().as_bytes())?,
-        };
+        let call = call.to_string();
+        let program = crate::sandbox::builder::Program::here(
+            exe.as_os_str(),
+            &[
+                name.as_ref(),
+                "--exact".as_ref(),
+                "--include-ignored".as_ref(),
+                "--nocapture".as_ref(),
+                "--test-threads=1".as_ref(),
+            ],
+            &[
+                (MARKER_ENV.into(), name.clone().into()),
+                (CALL_ENV.into(), call.into()),
+            ],
+        )
+        .map_err(|e| format!("hermetic::isolate_test: the test's command line: {e}"))?;
         if !program.fits() {
             return Err(format!(
                 "hermetic::isolate_test: the test's command line and environment are over the \
