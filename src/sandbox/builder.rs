@@ -641,6 +641,18 @@ impl SandboxBuilder {
             (None, Some(owner)) => owner.ids_inside,
             (None, None) => 1,
         };
+        // The outer namespace's maps, whose pieces the inner one follows.
+        let outer_maps = match (&mapping, userns) {
+            (
+                Some(crate::setup::idmap::Mapping::Ranges {
+                    uid_map, gid_map, ..
+                }),
+                _,
+            ) => Some((uid_map.clone(), gid_map.clone())),
+            (Some(_), _) => None,
+            (None, Some(owner)) => owner.outer_maps.clone(),
+            (None, None) => None,
+        };
         let external_maps = match &mapping {
             Some(crate::setup::idmap::Mapping::Ranges { helpers: None, .. }) => {
                 Some("written as root from outside".to_owned())
@@ -676,6 +688,7 @@ impl SandboxBuilder {
             user: self.user,
             tmp_size: self.tmp_size,
             ids_inside,
+            outer_maps: outer_maps.as_ref(),
             external_maps,
             disk: disk_base
                 .zip(disk_layers.as_ref())
@@ -820,6 +833,7 @@ impl SandboxBuilder {
             cgroups,
             limits: self.limits,
             ids_inside,
+            outer_maps,
             program_report: None,
             disk_layers,
         };

@@ -90,6 +90,9 @@ pub struct Sandbox {
     limits: crate::setup::limits::Limits,
     /// How many ids its outer user namespace maps (1, or 65536).
     ids_inside: u32,
+    /// Its outer user namespace's uid and gid maps where they map more
+    /// than one id (a network's hosts, which share it, follow them too).
+    outer_maps: Option<(String, String)>,
     /// With a program its init process started: where it says how it
     /// ended (see [`SandboxBuilder::__program`]).
     pub(crate) program_report: Option<Fd>,

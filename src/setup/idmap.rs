@@ -5,7 +5,11 @@
 //! Only root inside is a host id (the caller's own); ids 1-65535 are the
 //! caller's subordinate range, so that root inside, which holds every
 //! capability over the ids its namespace maps, gains no power over the
-//! host's other users' files.
+//! host's other users' files. One exception, as root: the owner (uid and
+//! gid) of the test's own tree (the working directory and
+//! `CARGO_MANIFEST_DIR`) is itself inside, so that root tests a checkout of
+//! another user's (a CI user's, in a container job) as it would outside:
+//! it writes there and reads what that user reads.
 //!
 //! A user namespace's maps with more than the writer's own id must be
 //! written from the parent namespace: as root, directly; otherwise by the
@@ -93,29 +97,95 @@ fn helper(name: &str) -> Option<PathBuf> {
 /// its effective ids or that variable change): the user database and four
 /// files are about a tenth of a millisecond of every sandbox's start.
 pub(crate) fn detect() -> Mapping {
-    static DETECTED: crate::sys::PerProcess<(u32, u32, bool), Mapping> =
+    static DETECTED: crate::sys::PerProcess<(u32, u32, bool, Owners), Mapping> =
         crate::sys::PerProcess::new();
     let one_id = crate::sys::env_flag("HERMETIC_ONE_ID");
     let (uid, gid) = (crate::sys::geteuid(), crate::sys::getegid());
-    DETECTED.get_or_compute((uid, gid, one_id), || {
+    // Only root maps host ids besides its own.
+    let owners = if uid == 0 && !one_id {
+        tree_owners()
+    } else {
+        Owners::default()
+    };
+    DETECTED.get_or_compute((uid, gid, one_id, owners.clone()), || {
         if one_id {
             Mapping::Single
         } else {
-            detect_now(uid, gid)
+            detect_now(uid, gid, &owners)
         }
     })
 }
 
+/// The host ids, other than root, that own the test's own tree (the
+/// working directory and `CARGO_MANIFEST_DIR`), within 1-65535: uids, then
+/// gids, each sorted, without repeats.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Owners {
+    uids: Vec<u32>,
+    gids: Vec<u32>,
+}
+
+/// The owners of the test's own tree, read now (a `stat` of each).
+fn tree_owners() -> Owners {
+    use std::os::unix::fs::MetadataExt;
+    let mut owners = Owners::default();
+    let trees = [
+        std::env::current_dir().ok(),
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
+    ];
+    for meta in trees
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.metadata().ok())
+    {
+        owners.uids.push(meta.uid());
+        owners.gids.push(meta.gid());
+    }
+    for ids in [&mut owners.uids, &mut owners.gids] {
+        ids.retain(|&id| id != 0 && id < RANGE);
+        ids.sort_unstable();
+        ids.dedup();
+    }
+    owners
+}
+
+/// Root's map of ids 0-65535: 0 is 0, the ids in `keep` are themselves,
+/// and every other id `n` is `base + n - 1`. An id of `keep` that falls in
+/// the range outside (a `base` below 65536) is not kept: the kernel
+/// refuses two ids inside for one outside.
+fn root_map(base: u64, keep: &[u32]) -> String {
+    use std::fmt::Write;
+    let range = u64::from(RANGE);
+    let mut map = String::from("0 0 1\n");
+    let mut next = 1u64;
+    for id in keep.iter().map(|&id| u64::from(id)) {
+        if id < next || id >= range || (base..base + range - 1).contains(&id) {
+            continue;
+        }
+        if id > next {
+            let _ = writeln!(map, "{next} {} {}", base + next - 1, id - next);
+        }
+        let _ = writeln!(map, "{id} {id} 1");
+        next = id + 1;
+    }
+    if next < range {
+        let _ = writeln!(map, "{next} {} {}", base + next - 1, range - next);
+    }
+    map
+}
+
 /// What [`detect`] finds, read now.
-fn detect_now(uid: u32, gid: u32) -> Mapping {
+fn detect_now(uid: u32, gid: u32, owners: &Owners) -> Mapping {
     let user = std::cell::OnceCell::new();
     let name = || user.get_or_init(|| crate::sys::user_name(uid)).as_deref();
     if uid == 0 {
         // Root inside is root outside, as with one id; the other ids are
         // not the host's users' (whose files root inside could otherwise
         // open, with its capabilities over every mapped id), but root's
-        // subordinate range, or one far above any user's. Root of a user
-        // namespace (a sandbox inside a sandbox) hands on its own 1-65535.
+        // subordinate range, or one far above any user's, except the
+        // owners of the test's own tree (see the module's docs). Root of a
+        // user namespace (a sandbox inside a sandbox) hands on its own
+        // 1-65535.
         let base = |map: &str, file: &str| {
             if initial(map) {
                 Some(
@@ -131,10 +201,9 @@ fn detect_now(uid: u32, gid: u32) -> Mapping {
         let (uids, gids) = (own("/proc/self/uid_map"), own("/proc/self/gid_map"));
         if let (Some(ubase), Some(gbase)) = (base(&uids, "/etc/subuid"), base(&gids, "/etc/subgid"))
         {
-            let map = |base: u64| format!("0 0 1\n1 {base} {}\n", RANGE - 1);
             return Mapping::Ranges {
-                uid_map: map(ubase),
-                gid_map: map(gbase),
+                uid_map: root_map(ubase, &owners.uids),
+                gid_map: root_map(gbase, &owners.gids),
                 helpers: None,
             };
         }
@@ -275,6 +344,47 @@ fn run(helper: &Path, pid: libc::pid_t, map: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_keeps_the_tree_owners_ids_and_maps_every_other_id_far_away() {
+        let far = FAR_AWAY;
+        assert_eq!(root_map(far, &[]), format!("0 0 1\n1 {far} 65535\n"));
+        assert_eq!(
+            root_map(far, &[1001]),
+            format!(
+                "0 0 1\n1 {far} 1000\n1001 1001 1\n1002 {} 64534\n",
+                far + 1001
+            )
+        );
+        // At the ends of the range, and two of them side by side.
+        assert_eq!(
+            root_map(far, &[1, 2, 65535]),
+            format!("0 0 1\n1 1 1\n2 2 1\n3 {} 65532\n65535 65535 1\n", far + 2)
+        );
+        // Every id inside is mapped once, and no id outside twice.
+        for keep in [&[][..], &[1001], &[1, 2, 65535], &[7, 1000, 1001]] {
+            let map = root_map(far, keep);
+            let extents: Vec<[u64; 3]> = map
+                .lines()
+                .map(|l| {
+                    let f: Vec<u64> = l.split(' ').map(|x| x.parse().unwrap()).collect();
+                    [f[0], f[1], f[2]]
+                })
+                .collect();
+            let inside: u64 = extents.iter().map(|e| e[2]).sum();
+            assert_eq!(inside, u64::from(RANGE), "{map}");
+            for (i, a) in extents.iter().enumerate() {
+                for b in &extents[i + 1..] {
+                    assert!(a[0] + a[2] <= b[0], "{map}");
+                    assert!(a[1] + a[2] <= b[1] || b[1] + b[2] <= a[1], "{map}");
+                }
+            }
+        }
+        // Where root's own range is low (or, nested, 1-65535 already),
+        // an id it holds stays where the range puts it.
+        assert_eq!(root_map(1, &[1001]), "0 0 1\n1 1 65535\n");
+        assert_eq!(root_map(1000, &[1500, 70000]), "0 0 1\n1 1000 65535\n");
+    }
 
     #[test]
     fn subordinate_ranges_are_found_by_id_or_name_and_the_name_asked_only_if_needed() {

@@ -64,14 +64,19 @@ impl Ids {
 }
 
 /// The inner user namespace's map: every id of the outer one, in the same
-/// pieces (the kernel maps each piece into one piece of the parent's map:
-/// 0, then 1 to the last); with one id outside, `user`'s id (or 0) as it.
-fn inner_map(user: Option<u32>, ids_inside: u32) -> Vec<u8> {
-    if ids_inside == 1 {
-        id_map(user.unwrap_or(0), 0)
-    } else {
-        format!("0 0 1\n1 1 {}\n", ids_inside - 1).into_bytes()
-    }
+/// pieces (the kernel maps each piece into one piece of the parent's map):
+/// `outer` is the outer namespace's map (lines or `newuidmap`'s arguments,
+/// triples either way); with one id outside, `user`'s id (or 0) as it.
+fn inner_map(user: Option<u32>, outer: Option<&str>) -> Vec<u8> {
+    let Some(outer) = outer else {
+        return id_map(user.unwrap_or(0), 0);
+    };
+    let numbers: Vec<&str> = outer.split_whitespace().collect();
+    numbers
+        .chunks_exact(3)
+        .map(|piece| format!("{0} {0} {1}\n", piece[0], piece[2]))
+        .collect::<String>()
+        .into_bytes()
 }
 
 /// The text of a `uid_map` or `gid_map` that maps `inside` to `outside`
@@ -166,6 +171,9 @@ pub(crate) struct Layout<'a> {
     pub(crate) user: Option<(u32, u32)>,
     /// How many ids the outer user namespace maps (0 to this less one).
     pub(crate) ids_inside: u32,
+    /// The outer user namespace's uid and gid maps, where it maps more
+    /// than one id: the inner one's follow their pieces.
+    pub(crate) outer_maps: Option<&'a (String, String)>,
     /// Written from outside, and how: the outer maps hold ranges.
     pub(crate) external_maps: Option<String>,
     /// Start a keeper, so that the sandbox can be looked into with
@@ -459,8 +467,14 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
                 | libc::CLONE_NEWIPC,
             // With one id outside, the user's own id is that one; with
             // ranges, all of them, and runs change to the user's.
-            uid_map: inner_map(layout.user.map(|(uid, _)| uid), layout.ids_inside),
-            gid_map: inner_map(layout.user.map(|(_, gid)| gid), layout.ids_inside),
+            uid_map: inner_map(
+                layout.user.map(|(uid, _)| uid),
+                layout.outer_maps.map(|(uids, _)| uids.as_str()),
+            ),
+            gid_map: inner_map(
+                layout.user.map(|(_, gid)| gid),
+                layout.outer_maps.map(|(_, gids)| gids.as_str()),
+            ),
         },
     ));
     let (what, attrs) = if layout.host == HostMode::Writable {
@@ -1559,6 +1573,7 @@ mod tests {
             tmp_size: 1 << 30,
             user: None,
             ids_inside: 1,
+            outer_maps: None,
             external_maps: None,
             keepable: false,
             disk: None,

@@ -173,7 +173,7 @@ fn a_sandbox_working_in_the_layer_base_cannot_read_another_sandboxs_layer() {
 /// fails names no such case as root. Root only (rootless, the caller
 /// cannot make another user's directory to try).
 #[test]
-#[ignore = "known limitation (README, \"A user of its own\"): as root, ids 1-65535 inside are not the host's users', so their files in the tree are another's inside"]
+#[ignore = "known limitation (README, \"A user of its own\"): as root, only the owner of the tree itself is a host user inside; a directory of another user's below a tree of root's is nobody's there"]
 fn as_root_a_tree_of_another_users_is_writable_as_outside() {
     if !is_root() {
         common::skip("needs root to make a directory of another user's");
@@ -218,4 +218,77 @@ fn as_root_a_tree_of_another_users_is_writable_as_outside() {
         "inside: {}",
         String::from_utf8_lossy(&inside.stderr)
     );
+}
+
+/// As root, a checkout of another user's (a CI user's, uid 1001, tested by
+/// root in a container job, as GitHub's container jobs do): that user is
+/// a host user inside too, so root writes into the tree, its group's
+/// directories and reads its owner's private files as outside, and, with
+/// `--user` of the owner's ids, the owner's own code does what it does
+/// outside. Nothing reaches the host. Root only.
+#[test]
+fn as_root_a_checkout_of_another_users_is_writable_as_outside() {
+    if !is_root() {
+        common::skip("needs root to make a checkout of another user's");
+        return;
+    }
+    let Some(base) = tree_on_disk() else {
+        return;
+    };
+    use std::os::unix::fs::PermissionsExt;
+    // The way to the tree is open to all, as a CI workspace's is.
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tree = base.path().join("checkout");
+    let src = tree.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(tree.join("secret"), "host\n").unwrap();
+    std::fs::set_permissions(tree.join("secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(src.join("lib.rs"), "host\n").unwrap();
+    for path in [&tree, &src, &tree.join("secret"), &src.join("lib.rs")] {
+        std::os::unix::fs::chown(path, Some(1001), Some(1001)).unwrap();
+    }
+    let script = "echo a > new && echo tree-ok; echo b >> src/lib.rs && echo src-ok; \
+                  cat secret >/dev/null && echo read-ok; ls -ln secret | cut -d' ' -f3,4";
+    let outside = Command::new("sh")
+        .args([
+            "-c",
+            &script
+                .replace("new", "new-outside")
+                .replace("lib.rs", "lib-outside.rs"),
+        ])
+        .current_dir(&tree)
+        .output()
+        .unwrap();
+    let inside = hermetic()
+        .args(["run", "--", "sh", "-c", script])
+        .current_dir(&tree)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&inside.stdout),
+        String::from_utf8_lossy(&outside.stdout),
+        "inside: {}",
+        String::from_utf8_lossy(&inside.stderr)
+    );
+    assert!(String::from_utf8_lossy(&inside.stdout).ends_with("1001 1001\n"));
+    // The owner's own ids inside are the owner's outside: its code writes
+    // its own files there, and not another's.
+    let as_owner = hermetic()
+        .args(["run", "--user=1001:1001", "--", "sh", "-c"])
+        .arg("echo c >> src/lib.rs && echo owner-ok; echo d > /etc/hermetic-owner 2>/dev/null || echo etc-refused")
+        .current_dir(&tree)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&as_owner.stdout),
+        "owner-ok\netc-refused\n",
+        "{}",
+        String::from_utf8_lossy(&as_owner.stderr)
+    );
+    assert!(!tree.join("new").exists());
+    assert_eq!(
+        std::fs::read_to_string(src.join("lib.rs")).unwrap(),
+        "host\n"
+    );
+    assert!(!std::path::Path::new("/etc/hermetic-owner").exists());
 }
