@@ -52,3 +52,4 @@ mod runs;
 mod teardown;
 mod threads;
 mod users;
+mod ids_attacks;
