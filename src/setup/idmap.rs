@@ -7,9 +7,11 @@
 //! capability over the ids its namespace maps, gains no power over the
 //! host's other users' files. One exception, as root: the owner (uid and
 //! gid) of the test's own tree (the working directory and
-//! `CARGO_MANIFEST_DIR`) is itself inside, so that root tests a checkout of
-//! another user's (a CI user's, in a container job) as it would outside:
-//! it writes there and reads what that user reads.
+//! `CARGO_MANIFEST_DIR`) is itself inside, whatever its uid (one above
+//! 65535 too, beyond the range), so that root tests a checkout of another
+//! user's (a CI user's, in a container job) as it would outside: it writes
+//! there and reads what that user reads. A tree of root's own adds no id,
+//! not even its group.
 //!
 //! A user namespace's maps with more than the writer's own id must be
 //! written from the parent namespace: as root, directly; otherwise by the
@@ -71,16 +73,28 @@ fn initial(map: &str) -> bool {
     map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]
 }
 
-/// Whether `map` maps ids 1 to 65535 (in one piece), which a sandbox made
-/// in this namespace may then map.
+/// Whether `map` maps ids 1 to 65535 (in one piece or several: a
+/// sandbox made by root maps the owners of its tree apart), which a
+/// sandbox made in this namespace may then map.
 fn maps_range(map: &str) -> bool {
-    map.lines().any(|l| {
-        let f: Vec<u64> = l
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        f.len() == 3 && f[0] <= 1 && f[0] + f[2] >= u64::from(RANGE)
-    })
+    let mut pieces: Vec<(u64, u64)> = map
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<u64> = l
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (f.len() == 3).then(|| (f[0], f[0] + f[2]))
+        })
+        .collect();
+    pieces.sort_unstable();
+    let mut next = 1;
+    for (start, end) in pieces {
+        if start <= next {
+            next = next.max(end);
+        }
+    }
+    next >= u64::from(RANGE)
 }
 
 /// A helper program, from PATH or the usual places.
@@ -116,16 +130,19 @@ pub(crate) fn detect() -> Mapping {
     })
 }
 
-/// The host ids, other than root, that own the test's own tree (the
-/// working directory and `CARGO_MANIFEST_DIR`), within 1-65535: uids, then
-/// gids, each sorted, without repeats.
+/// The host users, other than root, that own the test's own tree (the
+/// working directory and `CARGO_MANIFEST_DIR`), with the groups of their
+/// trees: uids, then gids, each sorted, without repeats.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Owners {
     uids: Vec<u32>,
     gids: Vec<u32>,
 }
 
-/// The owners of the test's own tree, read now (a `stat` of each).
+/// The owners of the test's own tree, read now (a `stat` of each). A tree
+/// of root's adds nothing, not even its group: root inside needs no other
+/// id there, and a shared group's (`root:mail`, `root:staff`) would open
+/// the files of every user in it.
 fn tree_owners() -> Owners {
     use std::os::unix::fs::MetadataExt;
     let mut owners = Owners::default();
@@ -137,29 +154,40 @@ fn tree_owners() -> Owners {
         .into_iter()
         .flatten()
         .filter_map(|d| d.metadata().ok())
+        .filter(|m| m.uid() != 0)
     {
         owners.uids.push(meta.uid());
         owners.gids.push(meta.gid());
     }
     for ids in [&mut owners.uids, &mut owners.gids] {
-        ids.retain(|&id| id != 0 && id < RANGE);
+        // -1 is no id (chown's "unchanged").
+        ids.retain(|&id| id != 0 && id != u32::MAX);
         ids.sort_unstable();
         ids.dedup();
     }
     owners
 }
 
-/// Root's map of ids 0-65535: 0 is 0, the ids in `keep` are themselves,
-/// and every other id `n` is `base + n - 1`. An id of `keep` that falls in
+/// Root's map of ids 0-65535: 0 is 0, the ids in `keep` (sorted) are
+/// themselves, and every other id `n` is `base + n - 1`; an id of `keep`
+/// above 65535 is itself too, beyond them. An id of `keep` that falls in
 /// the range outside (a `base` below 65536) is not kept: the kernel
 /// refuses two ids inside for one outside.
 fn root_map(base: u64, keep: &[u32]) -> String {
     use std::fmt::Write;
     let range = u64::from(RANGE);
     let mut map = String::from("0 0 1\n");
+    let mut above = String::new();
     let mut next = 1u64;
     for id in keep.iter().map(|&id| u64::from(id)) {
-        if id < next || id >= range || (base..base + range - 1).contains(&id) {
+        if (base..base + range - 1).contains(&id) {
+            continue;
+        }
+        if id >= range {
+            let _ = writeln!(above, "{id} {id} 1");
+            continue;
+        }
+        if id < next {
             continue;
         }
         if id > next {
@@ -171,7 +199,19 @@ fn root_map(base: u64, keep: &[u32]) -> String {
     if next < range {
         let _ = writeln!(map, "{next} {} {}", base + next - 1, range - next);
     }
-    map
+    map + &above
+}
+
+/// The map of a user namespace made in one whose map is `parent` (its
+/// lines, or `newuidmap`'s arguments: triples either way): every id of
+/// the parent, as itself, in the parent's pieces (the kernel maps each
+/// piece of a map into one piece of the parent's).
+pub(crate) fn same_pieces(parent: &str) -> String {
+    let numbers: Vec<&str> = parent.split_whitespace().collect();
+    numbers
+        .chunks_exact(3)
+        .map(|piece| format!("{0} {0} {1}\n", piece[0], piece[2]))
+        .collect()
 }
 
 /// What [`detect`] finds, read now.
@@ -184,26 +224,28 @@ fn detect_now(uid: u32, gid: u32, owners: &Owners) -> Mapping {
         // open, with its capabilities over every mapped id), but root's
         // subordinate range, or one far above any user's, except the
         // owners of the test's own tree (see the module's docs). Root of a
-        // user namespace (a sandbox inside a sandbox) hands on its own
-        // 1-65535.
-        let base = |map: &str, file: &str| {
+        // user namespace (a sandbox inside a sandbox) hands on its own ids,
+        // in its own map's pieces: the kernel maps each piece of a map into
+        // one piece of the parent's (EPERM otherwise).
+        let map = |map: &str, file: &str, keep: &[u32]| {
             if initial(map) {
-                Some(
-                    subordinate(file, name, 0)
-                        .filter(|&(_, count)| count >= u64::from(RANGE - 1))
-                        .map_or(FAR_AWAY, |(start, _)| start),
-                )
+                let base = subordinate(file, name, 0)
+                    .filter(|&(_, count)| count >= u64::from(RANGE - 1))
+                    .map_or(FAR_AWAY, |(start, _)| start);
+                Some(root_map(base, keep))
             } else {
-                maps_range(map).then_some(1)
+                maps_range(map).then(|| same_pieces(map))
             }
         };
         let own = |file: &str| std::fs::read_to_string(file).unwrap_or_default();
         let (uids, gids) = (own("/proc/self/uid_map"), own("/proc/self/gid_map"));
-        if let (Some(ubase), Some(gbase)) = (base(&uids, "/etc/subuid"), base(&gids, "/etc/subgid"))
-        {
+        if let (Some(uid_map), Some(gid_map)) = (
+            map(&uids, "/etc/subuid", &owners.uids),
+            map(&gids, "/etc/subgid", &owners.gids),
+        ) {
             return Mapping::Ranges {
-                uid_map: root_map(ubase, &owners.uids),
-                gid_map: root_map(gbase, &owners.gids),
+                uid_map,
+                gid_map,
                 helpers: None,
             };
         }
@@ -380,10 +422,34 @@ mod tests {
                 }
             }
         }
-        // Where root's own range is low (or, nested, 1-65535 already),
+        // Where root's own range is low,
         // an id it holds stays where the range puts it.
         assert_eq!(root_map(1, &[1001]), "0 0 1\n1 1 65535\n");
-        assert_eq!(root_map(1000, &[1500, 70000]), "0 0 1\n1 1000 65535\n");
+        assert_eq!(
+            root_map(1000, &[1500, 70000]),
+            "0 0 1\n1 1000 65535\n70000 70000 1\n"
+        );
+        // An owner above 65535 is itself, after the range inside.
+        assert_eq!(
+            root_map(far, &[1001, 1_234_567]),
+            format!(
+                "0 0 1\n1 {far} 1000\n1001 1001 1\n1002 {} 64534\n1234567 1234567 1\n",
+                far + 1001
+            )
+        );
+    }
+
+    #[test]
+    fn a_range_in_pieces_is_a_range_a_sandbox_inside_may_map() {
+        assert!(maps_range("0 0 1\n1 200000 65535\n"));
+        assert!(maps_range(
+            "0 0 1\n1 1879048192 1000\n1001 1001 1\n1002 1879049193 64534\n"
+        ));
+        assert!(maps_range("0 0 4294967295\n"));
+        // A piece missing, or short of 65535.
+        assert!(!maps_range("0 0 1\n1 1 1000\n1002 1002 64534\n"));
+        assert!(!maps_range("0 0 1\n1 100000 1000\n"));
+        assert!(!maps_range("0 999 1\n"));
     }
 
     #[test]

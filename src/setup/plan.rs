@@ -71,12 +71,7 @@ fn inner_map(user: Option<u32>, outer: Option<&str>) -> Vec<u8> {
     let Some(outer) = outer else {
         return id_map(user.unwrap_or(0), 0);
     };
-    let numbers: Vec<&str> = outer.split_whitespace().collect();
-    numbers
-        .chunks_exact(3)
-        .map(|piece| format!("{0} {0} {1}\n", piece[0], piece[2]))
-        .collect::<String>()
-        .into_bytes()
+    crate::setup::idmap::same_pieces(outer).into_bytes()
 }
 
 /// The text of a `uid_map` or `gid_map` that maps `inside` to `outside`
