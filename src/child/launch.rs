@@ -62,7 +62,8 @@ impl Launch {
         // own) is not shared: the child gets a copy of its memory, which it
         // makes dumpable, so that its own /proc files (uid_map) are its
         // own, not root's outside. Its maps are then its own to write
-        // (one id).
+        // (one id), or, as root (root's outside is the caller), the
+        // caller's, from outside.
         let vm = if sys::is_dumpable() {
             libc::CLONE_VM
         } else {
@@ -78,7 +79,9 @@ impl Launch {
         // it reads only its arguments and the fds they name, which all stay
         // as they are until the launch's drop has seen it exec or exit.
         let pid = unsafe { self.clone_child(flags | libc::CLONE_CHILD_CLEARTID)? };
-        self.unsettled.set(true);
+        // A child with a copy of the memory (see above) neither uses the
+        // launch's stack nor clears its word: nothing to wait for.
+        self.unsettled.set(vm != 0);
         // Whatever happens, the child gets its answer: it waits for it.
         let written =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (external.write_maps)(pid)))

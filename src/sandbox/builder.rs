@@ -626,11 +626,12 @@ impl SandboxBuilder {
         // allows; a network's host shares its switch's.
         // In a non-dumpable process (a closure: a sandbox inside a
         // sandbox), the launched child's /proc files belong to root outside
-        // until its exec (see child::launch): it writes its own maps, after
-        // making its own copy of the memory dumpable, and maps one id.
+        // until its exec (see child::launch): unless this process is that
+        // root (as root), it writes its own maps, after making its own copy
+        // of the memory dumpable, and maps one id.
         let nested = !sys::is_dumpable();
         let mapping = ids.map(|_| {
-            if nested {
+            if nested && !crate::setup::idmap::writes_a_closures_maps() {
                 crate::setup::idmap::Mapping::Single
             } else {
                 crate::setup::idmap::detect()

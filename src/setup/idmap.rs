@@ -130,6 +130,18 @@ pub(crate) fn detect() -> Mapping {
     })
 }
 
+/// Whether this process, not dumpable (a closure, making a sandbox inside
+/// its own), may write the maps of the sandbox's launched child, as any
+/// caller does: until it execs, that child's /proc files belong, as this
+/// process's own do, to root of the user namespace the test process was
+/// started in (the kernel's `task_dump_owner`), which this process is only
+/// as root.
+pub(crate) fn writes_a_closures_maps() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    crate::sys::geteuid() == 0
+        && std::fs::metadata("/proc/self/uid_map").is_ok_and(|m| m.uid() == 0)
+}
+
 /// The host users, other than root, that own the test's own tree (the
 /// working directory and `CARGO_MANIFEST_DIR`), with the groups of their
 /// trees: uids, then gids, each sorted, without repeats.
