@@ -204,3 +204,73 @@ fn sandbox_in_a_closure_writes_the_tree() {
     assert_eq!(outer, Ok(()), "the closure's write");
     assert_eq!(inner, Ok(()), "the inner sandbox's write");
 }
+
+/// Promise (README, "A user of its own" and the row on unix sockets): as
+/// root, in a checkout of uid 1001's, 1001 is itself inside, but no other
+/// host user is. Attack: a closure (root inside, every capability there)
+/// reads a private file of uid 1002's, connects to a unix socket only 1002
+/// may use, and runs a setuid program of 1002's to become it. Holds: each
+/// is refused (`EACCES`; the setuid bit of an id the sandbox does not map
+/// is ignored), while 1001's own file is read.
+#[test]
+fn as_root_in_another_users_checkout_a_third_users_files_stay_closed() {
+    let Some((base, tree)) = tree_owned_by(1001, 1001) else {
+        return;
+    };
+    std::fs::set_permissions(tree.join("lib.rs"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let theirs = base.path().join("theirs");
+    private_file(&theirs, 1002, 1002);
+    let socket_path = base.path().join("theirs.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket_path).unwrap();
+    std::os::unix::fs::chown(&socket_path, Some(1002), Some(1002)).unwrap();
+    std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let setuid = base.path().join("theirs-id");
+    std::fs::copy("/usr/bin/id", &setuid).unwrap();
+    std::os::unix::fs::chown(&setuid, Some(1002), Some(1002)).unwrap();
+    std::fs::set_permissions(&setuid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let out = common::self_command("a_closure_tries_a_third_users_files")
+        .current_dir(&tree)
+        .env("CARGO_MANIFEST_DIR", &tree)
+        .env("HERMETIC_IDS_THEIRS", base.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// Helper of the test above, in the tree it makes.
+#[test]
+#[ignore = "helper: run by as_root_in_another_users_checkout_a_third_users_files_stay_closed"]
+fn a_closure_tries_a_third_users_files() {
+    let Some(base) = std::env::var_os("HERMETIC_IDS_THEIRS").map(PathBuf::from) else {
+        common::skip("a helper, run with the files its test makes");
+        return;
+    };
+    let ns = hermetic::Sandbox::new().unwrap();
+    let (own, file, socket, setuid) = ns.run(move || {
+        let err = |r: std::io::Result<()>| r.map_err(|e| e.kind().to_string());
+        let own = err(std::fs::read("lib.rs").map(drop));
+        let file = err(std::fs::read(base.join("theirs")).map(drop));
+        let socket =
+            err(std::os::unix::net::UnixStream::connect(base.join("theirs.sock")).map(drop));
+        let setuid = std::process::Command::new(base.join("theirs-id"))
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .map_err(|e| e.to_string());
+        (own, file, socket, setuid)
+    });
+    let denied = Err("permission denied".to_owned());
+    assert_eq!(own, Ok(()), "the tree owner's own file");
+    assert_eq!(file, denied, "a private file of uid 1002's");
+    assert_eq!(socket, denied, "a unix socket only uid 1002 may use");
+    assert_eq!(
+        setuid,
+        Ok("0\n".to_owned()),
+        "a setuid program of uid 1002's"
+    );
+}
