@@ -71,16 +71,36 @@ fn initial(map: &str) -> bool {
     map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]
 }
 
-/// Whether `map` maps ids 1 to 65535 (in one piece), which a sandbox made
-/// in this namespace may then map.
-fn maps_range(map: &str) -> bool {
-    map.lines().any(|l| {
-        let f: Vec<u64> = l
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        f.len() == 3 && f[0] <= 1 && f[0] + f[2] >= u64::from(RANGE)
-    })
+/// Root of a user namespace (a sandbox inside a sandbox) whose `map`
+/// (its own `uid_map` or `gid_map`) maps ids 0 to 65535: the map of a
+/// namespace inside it with those ids as themselves, in the same pieces
+/// (the kernel maps each piece into one piece of the parent's map); `None`
+/// if some id of 0-65535 is not mapped.
+fn own_pieces(map: &str) -> Option<String> {
+    let range = u64::from(RANGE);
+    let mut pieces: Vec<(u64, u64)> = map
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<u64> = l
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (f.len() == 3).then(|| (f[0], f[2]))
+        })
+        .filter(|&(start, _)| start < range)
+        .collect();
+    pieces.sort_unstable();
+    let mut text = String::new();
+    let mut next = 0;
+    for (start, count) in pieces {
+        if start != next {
+            return None;
+        }
+        let count = count.min(range - start);
+        text.push_str(&format!("{start} {start} {count}\n"));
+        next = start + count;
+    }
+    (next == range).then_some(text)
 }
 
 /// A helper program, from PATH or the usual places.
@@ -186,24 +206,25 @@ fn detect_now(uid: u32, gid: u32, owners: &Owners) -> Mapping {
         // owners of the test's own tree (see the module's docs). Root of a
         // user namespace (a sandbox inside a sandbox) hands on its own
         // 1-65535.
-        let base = |map: &str, file: &str| {
-            if initial(map) {
-                Some(
-                    subordinate(file, name, 0)
-                        .filter(|&(_, count)| count >= u64::from(RANGE - 1))
-                        .map_or(FAR_AWAY, |(start, _)| start),
-                )
+        let map = |own: &str, file: &str, keep: &[u32]| {
+            if initial(own) {
+                let base = subordinate(file, name, 0)
+                    .filter(|&(_, count)| count >= u64::from(RANGE - 1))
+                    .map_or(FAR_AWAY, |(start, _)| start);
+                Some(root_map(base, keep))
             } else {
-                maps_range(map).then_some(1)
+                own_pieces(own)
             }
         };
         let own = |file: &str| std::fs::read_to_string(file).unwrap_or_default();
         let (uids, gids) = (own("/proc/self/uid_map"), own("/proc/self/gid_map"));
-        if let (Some(ubase), Some(gbase)) = (base(&uids, "/etc/subuid"), base(&gids, "/etc/subgid"))
-        {
+        if let (Some(uid_map), Some(gid_map)) = (
+            map(&uids, "/etc/subuid", &owners.uids),
+            map(&gids, "/etc/subgid", &owners.gids),
+        ) {
             return Mapping::Ranges {
-                uid_map: root_map(ubase, &owners.uids),
-                gid_map: root_map(gbase, &owners.gids),
+                uid_map,
+                gid_map,
                 helpers: None,
             };
         }
@@ -380,6 +401,17 @@ mod tests {
                 }
             }
         }
+        // Nested: root of a sandbox hands on its own ids, piece by piece.
+        assert_eq!(
+            own_pieces("0 0 1\n1 1879048192 1000\n1001 1001 1\n1002 1879049193 64534\n"),
+            Some("0 0 1\n1 1 1000\n1001 1001 1\n1002 1002 64534\n".to_owned())
+        );
+        assert_eq!(
+            own_pieces("0 0 4294967295\n"),
+            Some("0 0 65536\n".to_owned())
+        );
+        assert_eq!(own_pieces("0 1000 1\n"), None);
+        assert_eq!(own_pieces("0 0 1\n2 2 65534\n"), None);
         // Where root's own range is low (or, nested, 1-65535 already),
         // an id it holds stays where the range puts it.
         assert_eq!(root_map(1, &[1001]), "0 0 1\n1 1 65535\n");
