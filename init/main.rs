@@ -75,6 +75,7 @@ mod nr {
     pub const SETRESUID: usize = 117;
     pub const SETRESGID: usize = 119;
     pub const CAPSET: usize = 126;
+    pub const SCHED_YIELD: usize = 24;
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -112,6 +113,7 @@ mod nr {
     pub const SETRESUID: usize = 147;
     pub const SETRESGID: usize = 149;
     pub const CAPSET: usize = 91;
+    pub const SCHED_YIELD: usize = 124;
 }
 
 /// System calls numbered alike on every architecture.
@@ -676,15 +678,32 @@ fn enter_nested(helper: &mut Option<Helper>) -> Result<(), i32> {
     let res = unsafe { call(nr::SETNS, [h.userns as usize, CLONE_NEWUSER, 0, 0, 0, 0]) };
     close(h.userns);
     // Killed long ago; so that the sandbox's first process never sees it,
-    // not even in /proc, reap it: it exits with no signal, so the kernel
-    // leaves that to us, and once reaped it is gone for good. (A readable
-    // pidfd would not do: the kernel says a process has exited a moment
-    // before its pid and /proc entry go.)
+    // not even in /proc, reap it. A helper this program started exits with
+    // no signal, so the kernel leaves that to us, and once reaped it is
+    // gone for good. The launch's helper was started before the exec: the
+    // kernel then reports its exit with SIGCHLD after all (its parent has
+    // exec'd since), which this process ignores, so the kernel reaps it,
+    // and waitid says ECHILD as soon as it has exited, a moment before its
+    // pid and /proc entry go (a readable pidfd says no more). Those go
+    // right after: a signal 0 through the pidfd fails with ESRCH then.
     loop {
         // SAFETY: no siginfo or rusage asked for; the pidfd is the helper's.
         match unsafe { call(nr::WAITID, [P_PIDFD, h.pidfd as usize, 0, WEXITED | WALL, 0, 0]) } {
             Err(EINTR) => continue,
             _ => break,
+        }
+    }
+    // Bounded, should a kernel ever keep the pid longer: the helper is
+    // dead either way.
+    for _ in 0..100_000 {
+        // SAFETY: signal 0 (only checks) through our own pidfd.
+        match unsafe { call(PIDFD_SEND_SIGNAL, [h.pidfd as usize, 0, 0, 0, 0, 0]) } {
+            Ok(_) => {
+                // SAFETY: plain system call.
+                let _ = unsafe { call(nr::SCHED_YIELD, [0; 6]) };
+            }
+            // ESRCH: gone; anything else: nothing to wait for.
+            Err(_) => break,
         }
     }
     close(h.pidfd);

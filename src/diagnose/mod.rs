@@ -183,6 +183,8 @@ fn threads(pid: libc::pid_t) -> Vec<Thread> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     tids.sort_unstable();
+    // Read once, for every thread's lock.
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
     let mut threads = Vec::new();
     for tid in tids {
         let at = |file: &str| {
@@ -210,6 +212,15 @@ fn threads(pid: libc::pid_t) -> Vec<Thread> {
         if !syscall.is_empty() && syscall != "running" {
             line.push_str(&format!(" in {syscall}()"));
         }
+        if syscall == "futex"
+            && let Some(place) = call
+                .split_whitespace()
+                .nth(1)
+                .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+                .and_then(|address| lock_place(&maps, address))
+        {
+            line.push_str(&format!(" on a lock {place}"));
+        }
         if !wchan.is_empty() && wchan != "0" {
             line.push_str(&format!(", waiting in {wchan}"));
         }
@@ -220,6 +231,83 @@ fn threads(pid: libc::pid_t) -> Vec<Thread> {
         });
     }
     threads
+}
+
+/// Where the lock at `address` lies, from the process's `maps`: in a
+/// program's or library's static data (with the address `nm -n` shows for
+/// it, so that the static can be named), on the heap, or elsewhere.
+fn lock_place(maps: &str, address: u64) -> Option<String> {
+    struct Mapping<'a> {
+        start: u64,
+        end: u64,
+        writable: bool,
+        offset: u64,
+        path: &'a str,
+    }
+    let mappings: Vec<Mapping<'_>> = maps
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (start, end) = fields.next()?.split_once('-')?;
+            let perms = fields.next()?;
+            let offset = fields.next()?;
+            let path = fields.nth(2).unwrap_or("");
+            Some(Mapping {
+                start: u64::from_str_radix(start, 16).ok()?,
+                end: u64::from_str_radix(end, 16).ok()?,
+                writable: perms.as_bytes().get(1) == Some(&b'w'),
+                offset: u64::from_str_radix(offset, 16).ok()?,
+                path,
+            })
+        })
+        .collect();
+    let at = mappings
+        .iter()
+        .position(|m| (m.start..m.end).contains(&address))?;
+    let found = &mappings[at];
+    // Zeroed statics (.bss) past the file's last page are an anonymous
+    // mapping right after its writable one.
+    let file = if found.path.starts_with('/') {
+        Some(found.path)
+    } else {
+        at.checked_sub(1)
+            .map(|i| &mappings[i])
+            .filter(|p| found.path.is_empty() && p.writable && p.end == found.start)
+            .map(|p| p.path)
+            .filter(|p| p.starts_with('/'))
+    };
+    if let Some(file) = file {
+        // nm shows addresses as linked: a position-independent file's from
+        // where it is loaded (its mapping at offset 0), a fixed one's as is.
+        let fixed = std::fs::File::open(file).ok().and_then(|mut f| {
+            let mut header = [0u8; 18];
+            std::io::Read::read_exact(&mut f, &mut header).ok()?;
+            // ELF e_type: 2 = ET_EXEC (fixed addresses).
+            Some(header[..4] == *b"\x7fELF" && u16::from_le_bytes([header[16], header[17]]) == 2)
+        });
+        let base = mappings
+            .iter()
+            .filter(|m| m.path == file && m.offset == 0)
+            .map(|m| m.start)
+            .min();
+        return Some(match (fixed, base) {
+            (Some(false), Some(base)) => format!(
+                "at {:#x} in the static data of {file} (`nm -nC {file}` names the static at or \
+                 below that address)",
+                address - base
+            ),
+            (Some(true), _) => format!(
+                "at {address:#x} in the static data of {file} (`nm -nC {file}` names the \
+                 static at or below that address)"
+            ),
+            _ => format!("in the static data of {file}"),
+        });
+    }
+    Some(
+        "in memory the program allocated (inside an Arc or a Box, a lazily made static, or on \
+         a thread's stack)"
+            .to_owned(),
+    )
 }
 
 fn describe(threads: &[Thread]) -> String {
@@ -298,6 +386,41 @@ fn syscall_name(nr: libc::c_long) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lock_is_placed_in_a_file_s_static_data_or_in_allocated_memory() {
+        // This test binary is position-independent: its address as nm
+        // shows it is the offset from its mapping at offset 0.
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let exe = exe.to_str().unwrap();
+        let maps = format!(
+            "55d000000000-55d000001000 r--p 00000000 fe:01 12 {exe}\n\
+             55d000001000-55d000005000 r-xp 00001000 fe:01 12 {exe}\n\
+             55d000005000-55d000007000 rw-p 00005000 fe:01 12 {exe}\n\
+             55d000007000-55d000009000 rw-p 00000000 00:00 0 \n\
+             55d001000000-55d001100000 rw-p 00000000 00:00 0                          [heap]\n\
+             7f0000000000-7f0000100000 rw-p 00000000 00:00 0 \n"
+        );
+        let data = lock_place(&maps, 0x55d0_0000_5010).unwrap();
+        assert!(
+            data.starts_with(&format!("at 0x5010 in the static data of {exe}")),
+            "{data}"
+        );
+        // .bss past the file: the anonymous mapping right after its data.
+        let bss = lock_place(&maps, 0x55d0_0000_8000).unwrap();
+        assert!(
+            bss.starts_with(&format!("at 0x8000 in the static data of {exe}")),
+            "{bss}"
+        );
+        for elsewhere in [0x55d0_0100_0040, 0x7f00_0000_0100] {
+            let place = lock_place(&maps, elsewhere).unwrap();
+            assert!(
+                place.starts_with("in memory the program allocated"),
+                "{place}"
+            );
+        }
+        assert_eq!(lock_place(&maps, 0x1000), None);
+    }
 
     #[test]
     fn apparmor_is_named_for_uid_map_eperm() {

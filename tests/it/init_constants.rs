@@ -97,6 +97,7 @@ fn syscall_numbers() -> BTreeMap<&'static str, i128> {
         OPENAT => SYS_openat, MKDIRAT => SYS_mkdirat, PPOLL => SYS_ppoll, DUP3 => SYS_dup3,
         SETNS => SYS_setns, UNSHARE => SYS_unshare, PIPE2 => SYS_pipe2, FCNTL => SYS_fcntl,
         WAITID => SYS_waitid, PIDFD_SEND_SIGNAL => SYS_pidfd_send_signal,
+        SCHED_YIELD => SYS_sched_yield,
         OPEN_TREE => SYS_open_tree, MOVE_MOUNT => SYS_move_mount,
         MOUNT_SETATTR => SYS_mount_setattr, CLOSE_RANGE => SYS_close_range,
         FSOPEN => SYS_fsopen, FSCONFIG => SYS_fsconfig, FSMOUNT => SYS_fsmount,

@@ -310,6 +310,76 @@ fn join_of_a_closure_stuck_on_a_lock_copied_by_the_fork_times_out_and_says_so() 
     assert_eq!(ns.run(|| 5), 5);
 }
 
+/// A closure stuck on a static lock that the fork copied held: the
+/// timeout says which file's static data holds the lock, at the address
+/// `nm` shows for that static, so that it can be named; a lock in an `Arc`
+/// is said to be in allocated memory. Root only: rootless, what a run's
+/// process waits on is hidden from the test process.
+#[test]
+fn a_timed_out_closure_s_lock_is_placed_where_nm_names_it() {
+    static STATIC_LOCK: std::sync::Mutex<u32> = std::sync::Mutex::new(0);
+    let ns = Sandbox::builder()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let _guard = STATIC_LOCK.lock().unwrap();
+        held_tx.send(()).unwrap();
+        let _ = done_rx.recv();
+    });
+    held_rx.recv().unwrap();
+    let err = ns.try_run(|| *STATIC_LOCK.lock().unwrap()).unwrap_err();
+    drop(done_tx);
+    holder.join().unwrap();
+    let hermetic::Error::TimedOut { stuck, .. } = &err else {
+        panic!("{err:?}")
+    };
+    if hidden(stuck) {
+        common::skip("rootless, what a run's process waits on is hidden: checked as root");
+        return;
+    }
+    // Where nm puts the static: its address less the test binary's load
+    // address (its mapping at offset 0; the binary is position-independent).
+    let exe = std::fs::read_link("/proc/self/exe").unwrap();
+    let exe = exe.to_str().unwrap();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let base = maps
+        .lines()
+        .filter(|l| l.ends_with(exe) && l.split_whitespace().nth(2) == Some("00000000"))
+        .map(|l| u64::from_str_radix(l.split('-').next().unwrap(), 16).unwrap())
+        .min()
+        .unwrap();
+    let start = &STATIC_LOCK as *const _ as u64 - base;
+    let end = start + std::mem::size_of_val(&STATIC_LOCK) as u64;
+    let said = stuck
+        .split(" on a lock at 0x")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no lock's address in: {stuck}"));
+    let (hex, rest) = said.split_once(' ').unwrap();
+    let at = u64::from_str_radix(hex, 16).unwrap();
+    assert!(
+        (start..end).contains(&at),
+        "{at:#x} not in {start:#x}..{end:#x}: {stuck}"
+    );
+    assert!(
+        rest.starts_with(&format!("in the static data of {exe}")),
+        "{stuck}"
+    );
+    assert!(rest.contains("nm -nC"), "{stuck}");
+    // A lock in an Arc: in allocated memory.
+    let held = common::HeldLock::new();
+    let lock = held.lock.clone();
+    let err = ns.try_run(move || *lock.lock().unwrap()).unwrap_err();
+    held.release();
+    assert!(
+        err.to_string()
+            .contains("on a lock in memory the program allocated"),
+        "{err}"
+    );
+}
+
 /// The hang as a test sees it: a run waits for a spawned server
 /// that is stuck on a lock the fork copied held. The run's timeout names
 /// the server as the likely culprit, with where its threads are; a
