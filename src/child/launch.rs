@@ -147,8 +147,11 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
     let args = unsafe { &*arg.cast::<Args>() };
     // A memory of its own, copied from a non-dumpable caller (see start):
     // dumpable, so that this child may write its own uid_map. Sharing the
-    // test process's memory, it is dumpable already.
-    if !sys::is_dumpable() {
+    // test process's memory, it is dumpable already. Its maps written from
+    // outside (by a root caller, which owns its /proc files), it stays as
+    // it is: nothing inside can trace it, or take its copy of the caller's
+    // fds, while it waits for them.
+    if args.go < 0 && !sys::is_dumpable() {
         let _ = sys::set_dumpable();
     }
     let fail = |errno: i32| -> ! {
