@@ -301,11 +301,31 @@ pub(crate) fn describe() -> String {
             helpers: None,
             uid_map,
             ..
-        } => format!(
-            "ids 0-{} inside, written by this process as root (uid map: {})",
-            RANGE - 1,
-            uid_map.trim().replace('\n', ", ")
-        ),
+        } => {
+            // Ids other than root's that are themselves outside: the
+            // owners of the test's tree (or, nested, every id).
+            let own: Vec<String> = uid_map
+                .lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    (f.len() == 3 && f[0] == f[1] && f[0] != "0" && f[2] == "1")
+                        .then(|| f[0].to_owned())
+                })
+                .collect();
+            let owners = if own.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; uid {} owns the test's tree and is itself inside, as outside",
+                    own.join(", ")
+                )
+            };
+            format!(
+                "ids 0-{} inside, written by this process as root (uid map: {}){owners}",
+                RANGE - 1,
+                uid_map.trim().replace('\n', ", ")
+            )
+        }
         Mapping::Ranges { uid_map, .. } => format!(
             "ids 0-{} inside, through newuidmap/newgidmap (uid map: {uid_map})",
             RANGE - 1

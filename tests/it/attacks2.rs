@@ -291,4 +291,16 @@ fn as_root_a_checkout_of_another_users_is_writable_as_outside() {
         "host\n"
     );
     assert!(!std::path::Path::new("/etc/hermetic-owner").exists());
+    // `hermetic check` says so.
+    let check = hermetic()
+        .arg("check")
+        .current_dir(&tree)
+        .env_remove("CARGO_MANIFEST_DIR")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        said.contains("uid 1001 owns the test's tree and is itself inside"),
+        "{said}"
+    );
 }
