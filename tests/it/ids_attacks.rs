@@ -162,17 +162,7 @@ fn as_root_a_sandbox_made_in_a_closure_writes_another_users_checkout_as_the_clos
     let Some((_base, tree)) = tree_owned_by(1001, 1001) else {
         return;
     };
-    let out = common::self_command("sandbox_in_a_closure_writes_the_tree")
-        .current_dir(&tree)
-        .env("CARGO_MANIFEST_DIR", &tree)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    helper_succeeds_in(&tree, "sandbox_in_a_closure_writes_the_tree", &[]);
     assert_eq!(
         std::fs::read_to_string(tree.join("lib.rs")).unwrap(),
         "host\n"
@@ -228,17 +218,10 @@ fn as_root_in_another_users_checkout_a_third_users_files_stay_closed() {
     std::fs::copy("/usr/bin/id", &setuid).unwrap();
     std::os::unix::fs::chown(&setuid, Some(1002), Some(1002)).unwrap();
     std::fs::set_permissions(&setuid, std::fs::Permissions::from_mode(0o4755)).unwrap();
-    let out = common::self_command("a_closure_tries_a_third_users_files")
-        .current_dir(&tree)
-        .env("CARGO_MANIFEST_DIR", &tree)
-        .env("HERMETIC_IDS_THEIRS", base.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
+    helper_succeeds_in(
+        &tree,
+        "a_closure_tries_a_third_users_files",
+        &[("HERMETIC_IDS_THEIRS", base.path())],
     );
 }
 
@@ -272,5 +255,22 @@ fn a_closure_tries_a_third_users_files() {
         setuid,
         Ok("0\n".to_owned()),
         "a setuid program of uid 1002's"
+    );
+}
+
+/// Runs the helper test `name` of this binary with `tree` as its working
+/// directory and crate, and `env`; fails with its output unless it passes.
+fn helper_succeeds_in(tree: &std::path::Path, name: &str, env: &[(&str, &std::path::Path)]) {
+    let mut command = common::self_command(name);
+    command.current_dir(tree).env("CARGO_MANIFEST_DIR", tree);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
     );
 }
