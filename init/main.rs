@@ -76,6 +76,9 @@ mod nr {
     pub const SETRESGID: usize = 119;
     pub const CAPSET: usize = 126;
     pub const SCHED_YIELD: usize = 24;
+    pub const STATX: usize = 332;
+    pub const UTIMENSAT: usize = 280;
+    pub const FCHOWNAT: usize = 260;
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -114,6 +117,9 @@ mod nr {
     pub const SETRESGID: usize = 149;
     pub const CAPSET: usize = 91;
     pub const SCHED_YIELD: usize = 124;
+    pub const STATX: usize = 291;
+    pub const UTIMENSAT: usize = 88;
+    pub const FCHOWNAT: usize = 54;
 }
 
 /// System calls numbered alike on every architecture.
@@ -125,6 +131,11 @@ const CLOSE_RANGE: usize = 436;
 
 const AT_FDCWD: isize = -100;
 const AT_RECURSIVE: usize = 0x8000;
+const AT_EMPTY_PATH: usize = 0x1000;
+const STATX_UID: usize = 0x8;
+const STATX_GID: usize = 0x10;
+const STATX_ATIME: usize = 0x20;
+const STATX_MTIME: usize = 0x40;
 const O_RDONLY: usize = 0;
 const O_WRONLY: usize = 1;
 const O_CREAT: usize = 0o100;
@@ -441,6 +452,7 @@ fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
             close(arg as i32);
             Ok(())
         }
+        wire::OP_COPY_LOOK => copy_look(arg, a),
         wire::OP_OPEN_TREE => {
             let flags = if step.arg & wire::ARG_PATH_ONLY != 0 {
                 O_CLOEXEC
@@ -708,6 +720,43 @@ fn enter_nested(helper: &mut Option<Helper>) -> Result<(), i32> {
     }
     close(h.pidfd);
     res.map(drop)
+}
+
+/// Gives the directory `path` the access and modification times, and the owner
+/// and group, of the directory at the fd `from`: an overlay's root shows
+/// its upper layer's, which would otherwise say it was made just now, by
+/// root. An owner this namespace does not map (its overflow id) is left:
+/// the kernel refuses it.
+fn copy_look(from: usize, path: &[u8]) -> Result<(), i32> {
+    // struct statx: uid at 20, gid at 24; stx_atime at 64, stx_mtime at
+    // 112 (each: i64 seconds, u32 nanoseconds).
+    let mut stx = [0u64; 32];
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names the fd;
+    // stx is 256 writable bytes, the size of struct statx.
+    unsafe {
+        call(
+            nr::STATX,
+            [
+                from,
+                b"\0".as_ptr() as usize,
+                AT_EMPTY_PATH,
+                STATX_UID | STATX_GID | STATX_ATIME | STATX_MTIME,
+                stx.as_mut_ptr() as usize,
+                0,
+            ],
+        )
+    }?;
+    let word = |at: usize| stx[at / 8];
+    let half = |at: usize| (stx[at / 8] >> ((at % 8) * 8)) as u32;
+    let times: [u64; 4] = [word(64), u64::from(half(72)), word(112), u64::from(half(120))];
+    // SAFETY: path is NUL-terminated; times is two struct timespec.
+    unsafe { call(nr::UTIMENSAT, [AT_FDCWD as usize, ptr(path), times.as_ptr() as usize, 0, 0, 0]) }?;
+    let (uid, gid) = (half(20) as usize, half(24) as usize);
+    // SAFETY: path is NUL-terminated.
+    match unsafe { call(nr::FCHOWNAT, [AT_FDCWD as usize, ptr(path), uid, gid, 0, 0]) } {
+        Ok(_) | Err(EINVAL) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Sets `lo` up (SIOCSIFFLAGS): the kernel then gives it 127.0.0.1 and ::1.

@@ -78,6 +78,11 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
                 vec![path.as_bytes_with_nul()],
             ),
             Action::Close { fd } => (wire::OP_CLOSE, *fd as u64, vec![]),
+            Action::CopyLook { path, from } => (
+                wire::OP_COPY_LOOK,
+                *from as u64,
+                vec![path.as_bytes_with_nul()],
+            ),
             Action::CreateFile { path, content } => (
                 wire::OP_TOUCH,
                 0,

@@ -114,6 +114,11 @@ pub const OP_MKDIR: u8 = 6;
 pub const OP_CHMOD: u8 = 40;
 /// Close the fd in arg (an overlay's lower layer, once mounted).
 pub const OP_CLOSE: u8 = 41;
+/// Give the directory at field 0 (an overlay's upper layer, before the
+/// mount) the times and, where its namespace maps them, the owner and
+/// group of the directory at the fd in arg (the overlay's lower layer):
+/// the overlay's root shows its upper layer's.
+pub const OP_COPY_LOOK: u8 = 42;
 /// Create a file at field 0 holding field 1 (empty if absent).
 pub const OP_TOUCH: u8 = 7;
 /// Clone the mount tree at field 0 (`open_tree`) as the fd in arg; with

@@ -601,7 +601,7 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
     };
     for (i, ((path, _), lower)) in overlays.iter().zip(&lower_fds).enumerate() {
         if !late[i] {
-            steps.push(overlay_mount(path, *lower, upper_fd(i), i));
+            steps.extend(overlay_mount(path, *lower, upper_fd(i), i));
         }
     }
     let files_at = files_by_fd.then_some(files_fd);
@@ -750,7 +750,7 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             if let Under::Tmpfs(root) = under(path, &own) {
                 mount_point_steps("host", root, path, true, None, &mut steps)?;
             }
-            steps.push(overlay_mount(path, *lower, upper_fd(i), i));
+            steps.extend(overlay_mount(path, *lower, upper_fd(i), i));
         }
     }
     let (over_late_after, over_late): (Vec<_>, Vec<_>) =
@@ -805,7 +805,7 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             // Every bind back is in place: the overlays below them, then
             // the files in those, before the user's mounts.
             for &i in &after_binds {
-                steps.push(overlay_mount(&overlays[i].0, lower_fds[i], upper_fd(i), i));
+                steps.extend(overlay_mount(&overlays[i].0, lower_fds[i], upper_fd(i), i));
             }
             for (i, (target, _)) in &over_late_after {
                 steps.extend(file_over_host(*i, target, files_at)?);
@@ -1231,7 +1231,12 @@ fn own_tmp_dir(target: &std::ffi::CStr) -> Option<&'static str> {
 /// upper and work directories in the directory named by `layers.0`: on
 /// disk, named with the prefix `layers.1`; else `u{i}` and `w{i}` of the
 /// sandbox's tmpfs.
-fn overlay_mount(path: &Path, lower: i32, (layers, disk): (i32, Option<&str>), i: usize) -> Step {
+fn overlay_mount(
+    path: &Path,
+    lower: i32,
+    (layers, disk): (i32, Option<&str>),
+    i: usize,
+) -> [Step; 2] {
     // In a user namespace: the user.* xattrs (userxattr); no index and no
     // xino, which the kernel would otherwise warn about per mount. On
     // disk, volatile: the layer is thrown away with the sandbox, so its
@@ -1244,17 +1249,33 @@ fn overlay_mount(path: &Path, lower: i32, (layers, disk): (i32, Option<&str>), i
         "lowerdir=/proc/self/fd/{lower},upperdir=/proc/self/fd/{layers}/{prefix}u{i},\
          workdir=/proc/self/fd/{layers}/{prefix}w{i},userxattr,index=off,xino=off{volatile}"
     );
-    step(
-        format!("mounting a copy-on-write overlay on {}", path.display()),
-        StepKind::Overlay,
-        Action::Mount {
-            source: Some(c"overlay".into()),
-            target: CString::new(path.as_os_str().as_bytes()).expect("checked when opened"),
-            fstype: Some(c"overlay".into()),
-            flags: libc::MS_NODEV,
-            data: Some(CString::new(data).expect("no NUL in the options")),
-        },
-    )
+    // The overlay's root shows its upper layer's times and owner: the
+    // host directory's, copied just before the mount.
+    let upper = format!("/proc/self/fd/{layers}/{prefix}u{i}");
+    [
+        step(
+            format!(
+                "giving the upper layer of {} the times and owner of the host's",
+                path.display()
+            ),
+            StepKind::Overlay,
+            Action::CopyLook {
+                path: CString::new(upper).expect("no NUL in the name"),
+                from: lower,
+            },
+        ),
+        step(
+            format!("mounting a copy-on-write overlay on {}", path.display()),
+            StepKind::Overlay,
+            Action::Mount {
+                source: Some(c"overlay".into()),
+                target: CString::new(path.as_os_str().as_bytes()).expect("checked when opened"),
+                fstype: Some(c"overlay".into()),
+                flags: libc::MS_NODEV,
+                data: Some(CString::new(data).expect("no NUL in the options")),
+            },
+        ),
+    ]
 }
 
 /// The steps that bind the `i`th file placed over a host file at

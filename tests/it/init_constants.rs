@@ -97,7 +97,7 @@ fn syscall_numbers() -> BTreeMap<&'static str, i128> {
         OPENAT => SYS_openat, MKDIRAT => SYS_mkdirat, PPOLL => SYS_ppoll, DUP3 => SYS_dup3,
         SETNS => SYS_setns, UNSHARE => SYS_unshare, PIPE2 => SYS_pipe2, FCNTL => SYS_fcntl,
         WAITID => SYS_waitid, PIDFD_SEND_SIGNAL => SYS_pidfd_send_signal,
-        SCHED_YIELD => SYS_sched_yield,
+        SCHED_YIELD => SYS_sched_yield, STATX => SYS_statx, UTIMENSAT => SYS_utimensat,
         OPEN_TREE => SYS_open_tree, MOVE_MOUNT => SYS_move_mount,
         MOUNT_SETATTR => SYS_mount_setattr, CLOSE_RANGE => SYS_close_range,
         FSOPEN => SYS_fsopen, FSCONFIG => SYS_fsconfig, FSMOUNT => SYS_fsmount,
@@ -124,6 +124,7 @@ fn flags() -> BTreeMap<&'static str, i128> {
     }
     let mut m = same! {
         AT_FDCWD, AT_RECURSIVE, AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, AT_REMOVEDIR,
+        STATX_UID, STATX_GID, STATX_ATIME, STATX_MTIME,
         O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_CLOEXEC, O_DIRECTORY, O_PATH, O_NOFOLLOW,
         O_EXCL, O_TRUNC, O_NONBLOCK,
         ENOENT, EINTR, EPERM, EACCES, EEXIST, EBADF, EINVAL, ENOSYS, EAGAIN, ENOTDIR,
