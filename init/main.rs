@@ -452,7 +452,7 @@ fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
             close(arg as i32);
             Ok(())
         }
-        wire::OP_COPY_LOOK => copy_look(arg, a),
+        wire::OP_COPY_LOOK => copy_look(arg, step.arg & wire::ARG_WITH_OWNER != 0, a),
         wire::OP_OPEN_TREE => {
             let flags = if step.arg & wire::ARG_PATH_ONLY != 0 {
                 O_CLOEXEC
@@ -722,11 +722,12 @@ fn enter_nested(helper: &mut Option<Helper>) -> Result<(), i32> {
     res.map(drop)
 }
 
-/// Gives the directory `path` the access and modification times, and the owner
-/// and group, of the directory at the fd `from`: an overlay's root shows
+/// Gives the directory `path` the access and modification times (and, with
+/// `owner`, the owner and group) of the directory at the fd `from`: an
+/// overlay's root shows
 /// its upper layer's, which would otherwise say it was made just now, by
 /// root. Never fails: a look it cannot give leaves the directory as made.
-fn copy_look(from: usize, path: &[u8]) -> Result<(), i32> {
+fn copy_look(from: usize, owner: bool, path: &[u8]) -> Result<(), i32> {
     // struct statx: uid at 20, gid at 24; stx_atime at 64, stx_mtime at
     // 112 (each: i64 seconds, u32 nanoseconds).
     let mut stx = [0u64; 32];
@@ -754,6 +755,9 @@ fn copy_look(from: usize, path: &[u8]) -> Result<(), i32> {
     let times: [u64; 4] = [word(64), u64::from(half(72)), word(112), u64::from(half(120))];
     // SAFETY: path is NUL-terminated; times is two struct timespec.
     let _ = unsafe { call(nr::UTIMENSAT, [AT_FDCWD as usize, ptr(path), times.as_ptr() as usize, 0, 0, 0]) };
+    if !owner {
+        return Ok(());
+    }
     let (uid, gid) = (half(20) as usize, half(24) as usize);
     // SAFETY: path is NUL-terminated. An owner this namespace does not map
     // is its overflow id, which the kernel refuses (EINVAL): left as is.

@@ -62,9 +62,14 @@ pub(crate) enum Action {
     Close { fd: i32 },
     /// Set the mode of `path`.
     Chmod { path: CString, mode: u32 },
-    /// Give `path` the times, owner and group of the directory at `from`
+    /// Give `path` the times (and, with `owner`, the owner and group) of
+    /// the directory at `from`
     /// ([`wire::OP_COPY_LOOK`](crate::proto::wire::OP_COPY_LOOK)).
-    CopyLook { path: CString, from: i32 },
+    CopyLook {
+        path: CString,
+        from: i32,
+        owner: bool,
+    },
     /// Bind a path over itself, so that it can get flags of its own.
     BindSelf { path: CString, optional: bool },
     /// `mount(2)` with no data, tried again read-only if refused (`EPERM`).

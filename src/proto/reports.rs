@@ -78,9 +78,9 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
                 vec![path.as_bytes_with_nul()],
             ),
             Action::Close { fd } => (wire::OP_CLOSE, *fd as u64, vec![]),
-            Action::CopyLook { path, from } => (
+            Action::CopyLook { path, from, owner } => (
                 wire::OP_COPY_LOOK,
-                *from as u64,
+                *from as u64 | if *owner { wire::ARG_WITH_OWNER } else { 0 },
                 vec![path.as_bytes_with_nul()],
             ),
             Action::CreateFile { path, content } => (

@@ -115,9 +115,9 @@ pub const OP_CHMOD: u8 = 40;
 /// Close the fd in arg (an overlay's lower layer, once mounted).
 pub const OP_CLOSE: u8 = 41;
 /// Give the directory at field 0 (an overlay's upper layer, before the
-/// mount) the times and, where its namespace maps them, the owner and
-/// group of the directory at the fd in arg (the overlay's lower layer):
-/// the overlay's root shows its upper layer's.
+/// mount) the times and, with [`ARG_WITH_OWNER`] and where its namespace
+/// maps them, the owner and group of the directory at the fd in arg (the
+/// overlay's lower layer): the overlay's root shows its upper layer's.
 pub const OP_COPY_LOOK: u8 = 42;
 /// Create a file at field 0 holding field 1 (empty if absent).
 pub const OP_TOUCH: u8 = 7;
@@ -200,9 +200,17 @@ pub const ARG_PATH_ONLY: u64 = 1 << 59;
 /// comes (after the test process has moved the init program into the
 /// sandbox's cgroups, which the program then starts in).
 pub const ARG_AFTER_GO: u64 = 1 << 58;
+/// In arg of [`OP_COPY_LOOK`]: the owner and group too, not only the
+/// times (where whoever removes the directory can remove what the owner's
+/// processes put in it: as root, or in the sandbox's own tmpfs).
+pub const ARG_WITH_OWNER: u64 = 1 << 57;
 /// The bits of arg that are flags of the step, not of the system call.
-pub const ARG_STEP_FLAGS: u64 =
-    ARG_RECURSIVE | ARG_OPTIONAL | ARG_IF_ALLOWED | ARG_RETRY_READ_ONLY | ARG_PATH_ONLY;
+pub const ARG_STEP_FLAGS: u64 = ARG_RECURSIVE
+    | ARG_OPTIONAL
+    | ARG_IF_ALLOWED
+    | ARG_RETRY_READ_ONLY
+    | ARG_PATH_ONLY
+    | ARG_WITH_OWNER;
 
 /// The name of the session keyring every process of a sandbox joins.
 pub const KEYRING_NAME: &[u8] = b"hermetic-sandbox\0";

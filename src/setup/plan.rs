@@ -601,7 +601,7 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
     };
     for (i, ((path, _), lower)) in overlays.iter().zip(&lower_fds).enumerate() {
         if !late[i] {
-            steps.extend(overlay_mount(path, *lower, upper_fd(i), i));
+            steps.extend(overlay_mount(path, *lower, upper_fd(i), i, layout.root));
         }
     }
     let files_at = files_by_fd.then_some(files_fd);
@@ -750,7 +750,7 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             if let Under::Tmpfs(root) = under(path, &own) {
                 mount_point_steps("host", root, path, true, None, &mut steps)?;
             }
-            steps.extend(overlay_mount(path, *lower, upper_fd(i), i));
+            steps.extend(overlay_mount(path, *lower, upper_fd(i), i, layout.root));
         }
     }
     let (over_late_after, over_late): (Vec<_>, Vec<_>) =
@@ -805,7 +805,13 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             // Every bind back is in place: the overlays below them, then
             // the files in those, before the user's mounts.
             for &i in &after_binds {
-                steps.extend(overlay_mount(&overlays[i].0, lower_fds[i], upper_fd(i), i));
+                steps.extend(overlay_mount(
+                    &overlays[i].0,
+                    lower_fds[i],
+                    upper_fd(i),
+                    i,
+                    layout.root,
+                ));
             }
             for (i, (target, _)) in &over_late_after {
                 steps.extend(file_over_host(*i, target, files_at)?);
@@ -1236,6 +1242,7 @@ fn overlay_mount(
     lower: i32,
     (layers, disk): (i32, Option<&str>),
     i: usize,
+    root: bool,
 ) -> [Step; 2] {
     // In a user namespace: the user.* xattrs (userxattr); no index and no
     // xino, which the kernel would otherwise warn about per mount. On
@@ -1250,7 +1257,12 @@ fn overlay_mount(
          workdir=/proc/self/fd/{layers}/{prefix}w{i},userxattr,index=off,xino=off{volatile}"
     );
     // The overlay's root shows its upper layer's times and owner: the
-    // host directory's, copied just before the mount.
+    // host directory's, copied just before the mount. The owner only where
+    // whoever removes the layer can remove what that owner's processes put
+    // in it: in the sandbox's tmpfs, or as root. (Rootless, a layer on
+    // disk owned by another id of the caller's range could not be emptied
+    // by the caller.)
+    let owner = disk.is_none() || root;
     let upper = format!("/proc/self/fd/{layers}/{prefix}u{i}");
     [
         step(
@@ -1262,6 +1274,7 @@ fn overlay_mount(
             Action::CopyLook {
                 path: CString::new(upper).expect("no NUL in the name"),
                 from: lower,
+                owner,
             },
         ),
         step(
