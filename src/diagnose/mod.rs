@@ -290,17 +290,17 @@ fn lock_place(maps: &str, address: u64) -> Option<String> {
             .filter(|m| m.path == file && m.offset == 0)
             .map(|m| m.start)
             .min();
-        return Some(match (fixed, base) {
-            (Some(false), Some(base)) => format!(
-                "at {:#x} in the static data of {file} (`nm -nC {file}` names the static at or \
-                 below that address)",
-                address - base
+        let linked = match (fixed, base) {
+            (Some(false), Some(base)) => Some(address - base),
+            (Some(true), _) => Some(address),
+            _ => None,
+        };
+        return Some(match linked {
+            Some(at) => format!(
+                "at {at:#x} in the static data of {file} (`nm -nC {file}` names the static at \
+                 or below that address)"
             ),
-            (Some(true), _) => format!(
-                "at {address:#x} in the static data of {file} (`nm -nC {file}` names the \
-                 static at or below that address)"
-            ),
-            _ => format!("in the static data of {file}"),
+            None => format!("in the static data of {file}"),
         });
     }
     Some(

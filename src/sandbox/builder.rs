@@ -637,11 +637,6 @@ impl SandboxBuilder {
                 crate::setup::idmap::detect()
             }
         });
-        let ids_inside = match (&mapping, userns) {
-            (Some(m), _) => m.ids_inside(),
-            (None, Some(owner)) => owner.ids_inside,
-            (None, None) => 1,
-        };
         // The outer namespace's maps, whose pieces the inner one follows.
         let outer_maps = match (&mapping, userns) {
             (
@@ -688,7 +683,6 @@ impl SandboxBuilder {
             keepable: keep_failed(),
             user: self.user,
             tmp_size: self.tmp_size,
-            ids_inside,
             outer_maps: outer_maps.as_ref(),
             external_maps,
             disk: disk_base
@@ -707,8 +701,9 @@ impl SandboxBuilder {
         // With one id, the user's is the only one: its processes just give
         // up their capabilities; with ranges, they change to it (which
         // does that too).
-        let drop_caps = self.user.is_some() && ids_inside == 1;
-        let set_ids = self.user.filter(|_| ids_inside > 1);
+        let many_ids = outer_maps.is_some();
+        let drop_caps = self.user.is_some() && !many_ids;
+        let set_ids = self.user.filter(|_| many_ids);
         if let Some(program) = &self.program {
             let user = match (set_ids, self.user) {
                 (Some((uid, gid)), _) => Some((wire::PROGRAM_SET_IDS, uid, gid)),
@@ -833,7 +828,6 @@ impl SandboxBuilder {
             confinement,
             cgroups,
             limits: self.limits,
-            ids_inside,
             outer_maps,
             program_report: None,
             disk_layers,

@@ -88,10 +88,9 @@ pub struct Sandbox {
     cgroups: Option<crate::setup::limits::Cgroups>,
     /// The limits asked for, to name the one a run reached.
     limits: crate::setup::limits::Limits,
-    /// How many ids its outer user namespace maps (1, or 65536).
-    ids_inside: u32,
     /// Its outer user namespace's uid and gid maps where they map more
-    /// than one id (a network's hosts, which share it, follow them too).
+    /// than one id (ids 0-65535; `None`: one id), which a network's hosts,
+    /// sharing it, follow too.
     outer_maps: Option<(String, String)>,
     /// With a program its init process started: where it says how it
     /// ended (see [`SandboxBuilder::__program`]).

@@ -202,17 +202,23 @@ impl DiskBase {
     }
 }
 
-/// The trees whose overlay keeps its upper layer on disk: the working
-/// directory and the crate's own (`CARGO_MANIFEST_DIR`), canonical.
-pub(crate) fn own_trees() -> Vec<PathBuf> {
+/// The test's own trees, as they are named: the working directory and the
+/// crate's own (`CARGO_MANIFEST_DIR`).
+pub(crate) fn own_tree_dirs() -> impl Iterator<Item = PathBuf> {
     [
         std::env::current_dir().ok(),
         std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
     ]
     .into_iter()
     .flatten()
-    .filter_map(|d| std::fs::canonicalize(d).ok())
-    .collect()
+}
+
+/// The trees whose overlay keeps its upper layer on disk: the test's own
+/// ([`own_tree_dirs`]), canonical.
+pub(crate) fn own_trees() -> Vec<PathBuf> {
+    own_tree_dirs()
+        .filter_map(|d| std::fs::canonicalize(d).ok())
+        .collect()
 }
 
 /// One sandbox's upper layers on disk, `PREFIX.uN` and `PREFIX.wN` in the

@@ -170,13 +170,7 @@ pub(crate) struct Owners {
 fn tree_owners() -> Owners {
     use std::os::unix::fs::MetadataExt;
     let mut owners = Owners::default();
-    let trees = [
-        std::env::current_dir().ok(),
-        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
-    ];
-    for meta in trees
-        .into_iter()
-        .flatten()
+    for meta in crate::setup::disk::own_tree_dirs()
         .filter_map(|d| d.metadata().ok())
         .filter(|m| m.uid() != 0)
     {
@@ -339,14 +333,6 @@ pub(crate) fn describe() -> String {
 }
 
 impl Mapping {
-    /// The number of ids inside.
-    pub(crate) fn ids_inside(&self) -> u32 {
-        match self {
-            Mapping::Single => 1,
-            Mapping::Ranges { .. } => RANGE,
-        }
-    }
-
     /// Writes the maps of process `pid`'s user namespace (from this one,
     /// its parent); `Err` says what failed.
     pub(crate) fn write(&self, pid: libc::pid_t) -> Result<(), String> {

@@ -164,8 +164,6 @@ pub(crate) struct Layout<'a> {
     pub(crate) tmp_size: u64,
     /// The uid and gid the sandbox's processes have (root by default).
     pub(crate) user: Option<(u32, u32)>,
-    /// How many ids the outer user namespace maps (0 to this less one).
-    pub(crate) ids_inside: u32,
     /// The outer user namespace's uid and gid maps, where it maps more
     /// than one id: the inner one's follow their pieces.
     pub(crate) outer_maps: Option<&'a (String, String)>,
@@ -242,7 +240,7 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
     if let (Some(_), Some(how)) = (ids, &layout.external_maps) {
         // Written from outside, while the launch waits (see idmap).
         steps.push(step(
-            format!("mapping ids 0-{} ({how})", layout.ids_inside - 1),
+            format!("mapping ids 0-{} ({how})", crate::setup::idmap::RANGE - 1),
             StepKind::IdMap,
             Action::ExternalMaps,
         ));
@@ -1601,7 +1599,6 @@ mod tests {
             root: false,
             tmp_size: 1 << 30,
             user: None,
-            ids_inside: 1,
             outer_maps: None,
             external_maps: None,
             keepable: false,
