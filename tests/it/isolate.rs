@@ -331,3 +331,36 @@ fn helper_forges_results_while_isolating() {
         "{forged} of 40 failing bodies were reported as passed"
     );
 }
+
+/// A test binary where the sandbox's own `/tmp` and `/var/tmp` would hide
+/// it, with nothing telling it is a target dir (no `CARGO_TARGET_DIR`, no
+/// `CACHEDIR.TAG` above it), as a `target` dir or a nextest archive
+/// extracted there can be: `isolate_test` still starts it inside.
+#[test]
+fn a_test_binary_under_the_sandbox_s_own_tmp_dirs_is_started() {
+    let (exe, args) = common::self_invocation("helper_two_calls");
+    for base in ["/tmp", "/var/tmp"] {
+        let dir = std::path::Path::new(base).join(common::unique_name("bin", "isolate"));
+        struct Remove(std::path::PathBuf);
+        impl Drop for Remove {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let _remove = Remove(dir.clone());
+        let copy = dir.join("deps/it");
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        std::fs::copy(&exe, &copy).unwrap();
+        let out = std::process::Command::new(&copy)
+            .args(&args)
+            .arg("--nocapture")
+            .env_remove("CARGO_TARGET_DIR")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{base}: {stdout}\n{stderr}");
+        assert_eq!(stdout.matches("marker-first-body").count(), 1, "{stdout}");
+        assert_eq!(stdout.matches("marker-second-body").count(), 1, "{stdout}");
+    }
+}
