@@ -416,3 +416,17 @@ pub fn with_a_mount_below(dir: &std::path::Path, script: &str) -> Option<Output>
     }
     Some(out)
 }
+
+/// Copies the executable `from` to `to` with `cp`, in a process of its
+/// own: copied by this process, the copy's write fd would be inherited by
+/// whatever another test thread forks meanwhile (a run's process lives as
+/// long as its closure), and starting the copy would fail with `ETXTBSY`.
+pub fn copy_executable(from: &std::path::Path, to: &std::path::Path) {
+    let status = Command::new("cp").arg(from).arg(to).status().unwrap();
+    assert!(
+        status.success(),
+        "cp {} {}: {status}",
+        from.display(),
+        to.display()
+    );
+}

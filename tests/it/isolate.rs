@@ -333,8 +333,8 @@ fn helper_forges_results_while_isolating() {
 }
 
 /// A test binary where the sandbox's own `/tmp` and `/var/tmp` would hide
-/// it, with nothing telling it is a target dir (no `CARGO_TARGET_DIR`, no
-/// `CACHEDIR.TAG` above it), as a `target` dir or a nextest archive
+/// it, with nothing marking its target dir (no `CARGO_TARGET_DIR`, no
+/// `CACHEDIR.TAG` or `.rustc_info.json` above it), as a nextest archive
 /// extracted there can be: `isolate_test` still starts it inside.
 #[test]
 fn a_test_binary_under_the_sandbox_s_own_tmp_dirs_is_started() {
@@ -348,9 +348,9 @@ fn a_test_binary_under_the_sandbox_s_own_tmp_dirs_is_started() {
             }
         }
         let _remove = Remove(dir.clone());
-        let copy = dir.join("deps/it");
+        let copy = dir.join("debug/deps/it");
         std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
-        std::fs::copy(&exe, &copy).unwrap();
+        common::copy_executable(&exe, &copy);
         let out = std::process::Command::new(&copy)
             .args(&args)
             .arg("--nocapture")
