@@ -880,28 +880,12 @@ fn helper_writes_its_target_dir() {
 /// still there and writable, as a test writing `CARGO_TARGET_TMPDIR` needs.
 #[test]
 fn a_target_dir_cargo_did_not_tag_is_shown_copy_on_write() {
-    let (exe, args) = common::self_invocation("helper_writes_its_target_dir");
     for marked in [true, false] {
-        let dir = Path::new("/tmp").join(unique("untagged-target"));
-        struct Remove(PathBuf);
-        impl Drop for Remove {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
-        let _remove = Remove(dir.clone());
-        let copy = dir.join("debug/deps/it");
-        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
-        common::copy_executable(&exe, &copy);
+        let copy = common::BinaryCopy::under("/tmp", "untagged-target");
         if marked {
-            std::fs::write(dir.join(".rustc_info.json"), "{}").unwrap();
+            std::fs::write(copy.dir.join(".rustc_info.json"), "{}").unwrap();
         }
-        let out = std::process::Command::new(&copy)
-            .args(&args)
-            .arg("--nocapture")
-            .env_remove("CARGO_TARGET_DIR")
-            .output()
-            .unwrap();
+        let out = copy.run_helper("helper_writes_its_target_dir");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success() && stdout.contains("marker-target-dir-written"),

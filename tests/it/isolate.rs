@@ -338,25 +338,9 @@ fn helper_forges_results_while_isolating() {
 /// extracted there can be: `isolate_test` still starts it inside.
 #[test]
 fn a_test_binary_under_the_sandbox_s_own_tmp_dirs_is_started() {
-    let (exe, args) = common::self_invocation("helper_two_calls");
     for base in ["/tmp", "/var/tmp"] {
-        let dir = std::path::Path::new(base).join(common::unique_name("bin", "isolate"));
-        struct Remove(std::path::PathBuf);
-        impl Drop for Remove {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
-        let _remove = Remove(dir.clone());
-        let copy = dir.join("debug/deps/it");
-        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
-        common::copy_executable(&exe, &copy);
-        let out = std::process::Command::new(&copy)
-            .args(&args)
-            .arg("--nocapture")
-            .env_remove("CARGO_TARGET_DIR")
-            .output()
-            .unwrap();
+        let copy = common::BinaryCopy::under(base, "isolate");
+        let out = copy.run_helper("helper_two_calls");
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{base}: {stdout}\n{stderr}");
