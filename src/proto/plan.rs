@@ -23,6 +23,16 @@ pub(crate) enum Action {
         flags: libc::c_ulong,
         data: Option<CString>,
     },
+    /// `mount(2)`, skipped where its target does not exist or the host
+    /// refuses it (`EPERM`, `EACCES`, `ENOSYS`): what a sandbox does
+    /// without, as before.
+    MountIfAllowed {
+        source: CString,
+        target: CString,
+        fstype: Option<CString>,
+        flags: libc::c_ulong,
+        data: Option<CString>,
+    },
     /// Set mount attributes (`wire::ATTR_*`) on a mount (and with
     /// `recursive`, every mount below it).
     SetAttr {

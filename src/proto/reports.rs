@@ -36,6 +36,22 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
                     opt(data),
                 ],
             ),
+            Action::MountIfAllowed {
+                source,
+                target,
+                fstype,
+                flags,
+                data,
+            } => (
+                wire::OP_MOUNT,
+                *flags as u64 | wire::ARG_OPTIONAL | wire::ARG_IF_ALLOWED,
+                vec![
+                    source.as_bytes_with_nul(),
+                    target.as_bytes_with_nul(),
+                    opt(fstype),
+                    opt(data),
+                ],
+            ),
             Action::MountRetryReadOnly {
                 source,
                 target,

@@ -195,6 +195,12 @@ const DEV_SHM_SIZE: u64 = 64 << 20;
 /// [`under`]: a fresh tmpfs on each.
 const OWN_TMPFS: [&str; 2] = ["/tmp", "/dev/shm"];
 
+/// The most pseudo-terminals a sandbox may have open at once (its devpts
+/// instance's `max`): the kernel's pool outside the host's reserve
+/// (`kernel.pty.max` - `kernel.pty.reserve`, 3072 by default) is shared
+/// by every container and sandbox.
+const PTS_MAX: u32 = 256;
+
 /// The host's device nodes a sandbox keeps: harmless, and what programs
 /// expect to find. Every other host device node cannot be opened inside.
 const SAFE_DEVICES: [&std::ffi::CStr; 6] = [
@@ -502,6 +508,37 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             },
         ));
     }
+    // Pseudo-terminals of the sandbox's own, as bubblewrap's `--dev`
+    // gives: the host's /dev/ptmx is unopenable (nodev above), and its
+    // /dev/pts holds the caller's terminals. A fresh devpts instance (at
+    // most PTS_MAX of them) on /dev/pts, and its ptmx bound on /dev/ptmx;
+    // TIOCSTI and TIOCLINUX stay refused by the seccomp filter. Where the
+    // host refuses it, the sandbox has no new terminals, as before.
+    steps.push(step(
+        "mounting the sandbox's own devpts on /dev/pts",
+        StepKind::Special,
+        Action::MountIfAllowed {
+            source: c"devpts".into(),
+            target: c"/dev/pts".into(),
+            fstype: Some(c"devpts".into()),
+            flags: libc::MS_NOSUID | libc::MS_NOEXEC,
+            data: Some(
+                CString::new(format!("newinstance,ptmxmode=0666,mode=0620,max={PTS_MAX}"))
+                    .expect("no NUL in the options"),
+            ),
+        },
+    ));
+    steps.push(step(
+        "binding the sandbox's own /dev/pts/ptmx on /dev/ptmx",
+        StepKind::Special,
+        Action::MountIfAllowed {
+            source: c"/dev/pts/ptmx".into(),
+            target: c"/dev/ptmx".into(),
+            fstype: None,
+            flags: libc::MS_BIND,
+            data: None,
+        },
+    ));
     let hidden = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     // A proc mount with nothing mounted on it, kept out of reach under the
     // tmpfs that becomes /tmp. The kernel mounts a fresh proc in a user

@@ -517,6 +517,78 @@ fn openpty() -> (OwnedFd, OwnedFd) {
     (master, unsafe { OwnedFd::from_raw_fd(slave) })
 }
 
+/// The number of the pseudo-terminal `fd` is the slave of (`/dev/pts/N`).
+fn pts_number(fd: &OwnedFd) -> String {
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+    let name = path.to_string_lossy();
+    name.strip_prefix("/dev/pts/")
+        .unwrap_or_else(|| panic!("not a pseudo-terminal: {name}"))
+        .to_owned()
+}
+
+/// Promise (README, mounts): a sandbox has pseudo-terminals of its own, as
+/// bubblewrap's `--dev` gives (a suite's pty tests, `script`, expect-like
+/// tests need them), and nothing of the caller's: the caller's terminals
+/// under the host's `/dev/pts` are not there, and a sandbox holds at most
+/// 256 at once, of the kernel's pool that every container shares.
+#[test]
+fn a_sandbox_has_pseudo_terminals_of_its_own() {
+    // One of the caller's, open while the sandbox looks.
+    let (_host_master, host_slave) = openpty();
+    let host_pts = pts_number(&host_slave);
+    let ns = Sandbox::new().unwrap();
+    let (listed, line, most) = ns.run(|| {
+        let mut listed: Vec<String> = std::fs::read_dir("/dev/pts")
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        listed.sort();
+        // A line typed on the new terminal's master is read on its slave.
+        let (master, slave) = openpty();
+        let mut master = std::fs::File::from(master);
+        master.write_all(b"typed\n").unwrap();
+        let mut buf = [0u8; 64];
+        let n = std::fs::File::from(slave).read(&mut buf).unwrap();
+        drop(master);
+        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        // As many more as the sandbox may hold at once (the pair above is
+        // closed again).
+        let mut held = Vec::new();
+        let refused = loop {
+            // SAFETY: posix_openpt opens a new fd, owned by `held`.
+            let fd = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+            if fd < 0 {
+                break std::io::Error::last_os_error().raw_os_error();
+            }
+            // SAFETY: just opened, owned here alone.
+            held.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            if held.len() > 1000 {
+                break None;
+            }
+        };
+        (listed, line, (held.len(), refused))
+    });
+    assert_eq!(listed, ["ptmx"], "the caller's /dev/pts/{host_pts} is seen");
+    assert_eq!(line, "typed\n");
+    assert_eq!(most, (256, Some(libc::ENOSPC)));
+    // A program: script(1) runs its command on a new terminal.
+    if !std::path::Path::new("/usr/bin/script").exists() {
+        common::skip("script(1) is not installed: a program's terminal not tried");
+        return;
+    }
+    let out = ns
+        .command("script")
+        .args(["-qc", "tty", "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.starts_with("/dev/pts/"),
+        "{out:?}"
+    );
+}
+
 /// A command whose stdio is the pty's slave, which is also its controlling
 /// terminal (a new session of which it is the foreground).
 fn on_terminal(cmd: &mut Command, slave: &OwnedFd) {
@@ -650,9 +722,10 @@ fn hermetic_run_works_interactively_and_passes_ctrl_c_on() {
         .write_all(b"trap 'echo got-int-$((40+2)); exit 5' INT; echo ready-$((1+2))\n")
         .unwrap();
     wait_for("ready-3", &mut text);
-    input
-        .write_all(b"echo reading-$((2+2)); read line\n")
-        .unwrap();
+    // Its prompt comes from `read` itself, which checks for signals
+    // before it blocks: a Ctrl-C typed once the prompt shows is never
+    // caught between an `echo` and the read, to wait there forever.
+    input.write_all(b"read -p reading-$((2+2)) line\n").unwrap();
     wait_for("reading-4", &mut text);
     // Ctrl-C: the terminal sends SIGINT to its foreground group, which is
     // hermetic; it passes it on to the program in its own session.
