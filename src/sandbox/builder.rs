@@ -384,7 +384,8 @@ impl SandboxBuilder {
     /// it; with a writable host, writable; copy-on-write, under a private
     /// layer (an overlay rooted at its highest directory you own below
     /// `/tmp`). The working directory and the target dir of the running
-    /// executable always are; `hermetic run` adds its program's directory.
+    /// executable always are; `hermetic run` adds its program's directory,
+    /// and `isolate_test` the test binary's.
     pub fn visible(&mut self, dir: impl AsRef<Path>) -> &mut Self {
         self.visible.push(dir.as_ref().to_path_buf());
         self
