@@ -65,6 +65,7 @@ mod nr {
     pub const FCNTL: usize = 72;
     pub const WAITID: usize = 247;
     pub const SETSID: usize = 112;
+    pub const SETPGID: usize = 109;
     pub const RT_SIGPROCMASK: usize = 14;
     pub const EXECVE: usize = 59;
     pub const CHDIR: usize = 80;
@@ -106,6 +107,7 @@ mod nr {
     pub const FCNTL: usize = 25;
     pub const WAITID: usize = 95;
     pub const SETSID: usize = 157;
+    pub const SETPGID: usize = 154;
     pub const RT_SIGPROCMASK: usize = 135;
     pub const EXECVE: usize = 221;
     pub const CHDIR: usize = 49;
@@ -983,10 +985,15 @@ impl Program {
         if let Err(e) = unsafe { call(nr::RT_SIGACTION, [SIGPIPE, default.as_ptr() as usize, 0, 8, 0, 0]) } {
             fail(e)
         }
-        // A session of its own (this process leads its own): out of reach
-        // of the test process's group, and of its terminal.
-        // SAFETY: no arguments.
-        if let Err(e) = unsafe { call(nr::SETSID, [0; 6]) } {
+        // A process group of its own, in this process's session (the
+        // sandbox's, which no process outside is in, with no controlling
+        // terminal): out of reach of the test process's group and of its
+        // terminal, as a session of its own would be, but not leading
+        // one, as a test a runner starts does not: a terminal it opens
+        // without O_NOCTTY does not become its controlling terminal (to
+        // hang it up with SIGHUP when closed).
+        // SAFETY: pid 0 and pgid 0: this process, a group of its own.
+        if let Err(e) = unsafe { call(nr::SETPGID, [0; 6]) } {
             fail(e)
         }
         for r in self.rlimits.chunks_exact(20) {
