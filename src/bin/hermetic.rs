@@ -93,8 +93,9 @@ inside would find it (the PATH of its environment). It gets fds 0, 1 and 2
 only: an fd hermetic was given beyond them (`3<file`, a jobserver's pipes)
 stays outside, where it would be a way out of the sandbox.
 
-The terminal is kept safe: PROGRAM runs in a session of its own, with no
-controlling terminal, so `kill 0` inside reaches only the sandbox, and a
+The terminal is kept safe: PROGRAM runs in the sandbox's session (in a
+process group of its own), with no controlling terminal, so `kill 0` inside
+reaches only the sandbox, and a
 seccomp filter refuses the ioctls that type into or read from a terminal
 (TIOCSTI, TIOCLINUX), as well as keyctl, add_key and request_key. It still
 reads and writes the terminal as its stdio: an interactive shell works,
@@ -888,7 +889,7 @@ mod signals {
     }
 
     /// From now on signals go to `pid`, and those that came before too.
-    /// The program is in a session of its own, so a terminal's signals
+    /// The program is in the sandbox's session, so a terminal's signals
     /// (Ctrl-C) reach it only this way.
     pub(super) fn pass_to(pid: u32) {
         CHILD.store(pid as i32, Ordering::SeqCst);

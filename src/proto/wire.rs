@@ -148,7 +148,8 @@ pub const OP_SET_HOSTNAME: u8 = 12;
 /// not to be root, [`PROGRAM_SET_IDS`] or [`PROGRAM_DROP_CAPS`] and the
 /// uid and gid (`u8`, `u32`, `u32`); the step's argument may carry
 /// [`ARG_AFTER_GO`]). It starts in a
-/// session of its own, with the fds from [`PROGRAM_STDIO_FD`] as its 0 to
+/// process group of its own in the init process's session (leading no
+/// session), with the fds from [`PROGRAM_STDIO_FD`] as its 0 to
 /// 2, no other fd, an empty signal mask and default dispositions. The
 /// report fd stays open and then carries one more report: how the program
 /// ended ([`REPORT_EXITED`], [`REPORT_SIGNALED`]) or why it could not be

@@ -434,7 +434,8 @@ impl SandboxBuilder {
 
     /// For the `hermetic` binary: once the sandbox is ready, its init
     /// process starts `program` as its own child, with this process's fds
-    /// 0 to 2 (and no other), in a session of its own, under the sandbox's
+    /// 0 to 2 (and no other), in a process group of its own in the
+    /// sandbox's session, under the sandbox's
     /// seccomp filter, rlimits and cgroups (the init process's, which it
     /// joins before the program starts), as the sandbox's root or its
     /// [`user`](Self::user). That is one process where
