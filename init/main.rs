@@ -155,6 +155,7 @@ const MS_BIND: usize = 4096;
 const MS_REC: usize = 16384;
 const MS_PRIVATE: usize = 1 << 18;
 const CLONE_NEWUSER: usize = 0x1000_0000;
+const CLONE_NEWNS: usize = 0x0002_0000;
 const CLONE_PIDFD: usize = 0x1000;
 const OPEN_TREE_CLONE: usize = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: usize = 4;
@@ -500,6 +501,13 @@ fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
         wire::OP_JOIN_NESTED => join_nested(helper),
         wire::OP_ENTER_NESTED => enter_nested(helper),
         wire::OP_KEEPER => keeper(),
+        wire::OP_OWN_MOUNTS => {
+            // Kept open for good (close-on-exec): the outer mount
+            // namespace goes when this process does.
+            let _outer = open(b"/proc/self/ns/mnt\0", O_RDONLY | O_CLOEXEC, 0)?;
+            // SAFETY: an integer argument.
+            unsafe { call(nr::UNSHARE, [CLONE_NEWNS, 0, 0, 0, 0, 0]) }.map(drop)
+        }
         wire::OP_KEYRING => {
             // SAFETY: a is NUL-terminated.
             let id = unsafe { call(nr::KEYCTL, [KEYCTL_JOIN_SESSION_KEYRING, ptr(a), 0, 0, 0, 0]) }?;

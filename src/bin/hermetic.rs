@@ -75,6 +75,9 @@ Options:
   --writable-host       the same as --host=writable
   --env NAME=VALUE      set NAME in PROGRAM's environment (repeatable)
   --user UID:GID        run PROGRAM as that user inside, without capabilities
+  --allow-mounts        let root inside mount filesystems of its own on top
+                        of the sandbox's (which stay locked), as tests of
+                        mount code need; without it mount(2) gives EPERM
   --memory SIZE         memory limit of the sandbox (per process without
                         cgroups: see `hermetic check`)
   --pids N              process limit (processes and threads)
@@ -260,6 +263,9 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
             }
             Long("tmp-size") => {
                 b.tmp_size(size(&text(&mut parser, "--tmp-size")?)?);
+            }
+            Long("allow-mounts") => {
+                b.allow_mounts(true);
             }
             Long("writable-host") => {
                 run.host = hermetic::HostMode::Writable;

@@ -108,6 +108,9 @@ pub(crate) enum Action {
     EnterNested,
     /// Start the keeper (see `wire::OP_KEEPER`).
     StartKeeper,
+    /// Move into a mount namespace of the inner user namespace's own (see
+    /// `wire::OP_OWN_MOUNTS`).
+    OwnMounts,
     /// Join the sandbox's own session keyring.
     JoinKeyring,
     /// Once ready, start a program (see `wire::OP_PROGRAM`).

@@ -181,6 +181,14 @@ pub const OP_KEEPER: u8 = 17;
 /// Join (or create) the session keyring named field 0, searchable by its
 /// owner, so that the sandbox's processes can join it by name.
 pub const OP_KEYRING: u8 = 15;
+/// Move into a mount namespace of the inner user namespace's own, a copy
+/// of the sandbox's with every mount locked (as the kernel locks a copy
+/// made for a less privileged user namespace): root inside may then mount
+/// on top (a test's own tmpfs or bind), but never take off, uncover or
+/// loosen what the sandbox mounted. The outer mount namespace is kept (an
+/// fd, closed when this process ends) so that its teardown comes with
+/// the sandbox's, not now.
+pub const OP_OWN_MOUNTS: u8 = 43;
 
 /// In arg: the operation applies to every mount below the path too.
 pub const ARG_RECURSIVE: u64 = 1 << 62;

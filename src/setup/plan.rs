@@ -172,6 +172,9 @@ pub(crate) struct Layout<'a> {
     /// Start a keeper, so that the sandbox can be looked into with
     /// `nsenter` once kept (`HERMETIC_KEEP`).
     pub(crate) keepable: bool,
+    /// Processes inside may mount on top of the sandbox's mounts
+    /// ([`SandboxBuilder::allow_mounts`](crate::SandboxBuilder::allow_mounts)).
+    pub(crate) mounts_inside: bool,
     /// Copy-on-write: where the overlays that show the test's own tree
     /// keep their upper layers on disk, if anywhere (see
     /// [`disk`](crate::setup::disk)).
@@ -899,6 +902,13 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
         StepKind::EnterNested,
         Action::EnterNested,
     ));
+    if layout.mounts_inside {
+        steps.push(step(
+            "making a mount namespace of the inner user namespace's own, for mounts inside (unshare)",
+            StepKind::EnterNested,
+            Action::OwnMounts,
+        ));
+    }
     steps.push(step(
         "joining the sandbox's session keyring (keyctl)",
         StepKind::Keyring,
@@ -1639,6 +1649,7 @@ mod tests {
             outer_maps: None,
             external_maps: None,
             keepable: false,
+            mounts_inside: false,
             disk: None,
         }
     }
