@@ -519,7 +519,10 @@ impl Isolated {
                 return match &end {
                     Ok(Some(ProgramEnd::Exited(0))) => Ok(()),
                     other => Err(format!(
-                        "hermetic::isolate_test: the isolated test's body said it returned,                          but its process then {}: not taken as a pass (a process inside                          that can reach the body's fds, a program it started, could have                          written that and ended it)",
+                        "hermetic::isolate_test: the isolated test's body said it returned, \
+                         but its process then {}: not taken as a pass (a process inside \
+                         that can reach the body's fds, a program it started, could have \
+                         written that and ended it)",
                         match other {
                             Ok(Some(ProgramEnd::Exited(code))) => {
                                 format!("exited with status {code}")
