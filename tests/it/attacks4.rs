@@ -1,0 +1,254 @@
+//! The boundary, round four: attacks a reviewer with fresh eyes tried on
+//! the promises of the README's "What is isolated, and what is not" and
+//! DESIGN.md's boundary that the other attack modules do not try: the
+//! results a process inside could forge (a whole test's under
+//! `isolate_test`, a program's under `hermetic run`) through ptrace, which
+//! needs no capability over a process of one's own uid in one's own user
+//! namespace, and a runner that makes the test process its tracer. An
+//! attack that works today is `#[ignore]`d with the finding as the reason
+//! (`cargo test --test it attacks4 -- --ignored` shows it); the rest pass,
+//! root and rootless (with ranges of ids, and with one id).
+
+use crate::common;
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use hermetic::{Error, Sandbox};
+
+// ---------------------------------------------------------------------
+// A whole test's result (isolate_test)
+
+/// A shell script, run by an isolated test's body, that forges the body's
+/// result: it opens its parent's result channel through `/proc/PPID/fd`
+/// (any write-only pipe at fd 3 or above: fds 1 and 2 are the output
+/// pipes, fd 0 is `/dev/null`), writes the frame "the body returned" (tag
+/// 1, length 0) into it, and kills the body before it can fail.
+const FORGE_THE_BODY_S_RESULT: &str = r#"
+for f in /proc/$PPID/fd/*; do
+  n=${f##*/}
+  [ "$n" -ge 3 ] || continue
+  case "$(readlink "$f")" in pipe:*) ;; *) continue ;; esac
+  case "$(sed -n 's/^flags:[[:space:]]*//p' "/proc/$PPID/fdinfo/$n")" in
+    *1) printf '\001\000\000\000\000\000\000\000\000' > "$f" && echo "forged on fd $n" ;;
+  esac
+done
+kill -KILL $PPID
+"#;
+
+/// A program an isolated test's body starts is code under test, which may
+/// be hostile: it must not make a failing body pass. It runs as the
+/// body's own uid in the body's own user namespace (root there, with
+/// every capability), so the body's process, exec'd there and dumpable,
+/// is open to it: `/proc/PPID/fd/N` hands it the result channel (and
+/// `ptrace` would hand it the whole process). Taking the channel off fd 0
+/// keeps it from being inherited, not from being reached.
+#[test]
+#[ignore = "FINDING: a program an isolate_test body starts opens the body's result channel through /proc/PPID/fd, writes \"returned\" and kills the body: the failing test passes (root and rootless)"]
+#[should_panic(expected = "the body fails after its program")]
+fn a_program_an_isolated_body_starts_cannot_forge_its_result() {
+    hermetic::isolate_test(|| {
+        let status = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(FORGE_THE_BODY_S_RESULT)
+            .status();
+        println!("the forging program: {status:?}");
+        panic!("the body fails after its program");
+    });
+}
+
+// ---------------------------------------------------------------------
+// A program's end under `hermetic run`
+
+/// A program that makes its parent its tracer (`PTRACE_TRACEME`, as
+/// anti-debugging code does) and then gets a signal whose default action
+/// is to be ignored (here `SIGURG`; a child's `SIGCHLD` does the same):
+/// untraced, nothing happens; traced, it stops until its tracer lets it
+/// go on. Under `hermetic run` its parent is the init process, which must
+/// report how the program ends, not take the stop for its death (a signal
+/// to the process, which its main thread takes), nor leave it stopped for
+/// ever (a signal to another of its threads: the stop is reported under
+/// that thread's id, which the init process does not know).
+fn hermetic_run_of_a_traced_program(target: &str) {
+    let (exe, args) = common::self_invocation("helper_traces_itself_then_gets_sigurg");
+    let mut child = common::hermetic_command()
+        .args(["run", "--"])
+        .arg(exe)
+        .args(args)
+        .arg("--nocapture")
+        .env("HERMETIC_TRACEME_HELPER", target)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A bound on the wait, not a measure: the program ends at once where
+    // the promise holds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let hung = loop {
+        if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        if std::time::Instant::now() > deadline {
+            // SIGTERM: hermetic run passes it on and ends the program.
+            // SAFETY: a signal to our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            break true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !hung && out.status.success() && stdout.contains("GOT PAST THE SIGNAL"),
+        "hermetic run {} for a program that ignores SIGURG and exits 0:\n{stdout}\n{}",
+        if hung {
+            "hung for a minute".to_owned()
+        } else {
+            format!("said {:?}", out.status)
+        },
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "FINDING: hermetic run reports a program that did PTRACE_TRACEME and then got a process-directed signal (SIGURG, SIGCHLD...) as killed by it (its init process takes the ptrace stop for a death), tears the running program down and exits 128+N"]
+fn hermetic_run_reports_a_traced_program_s_end_not_its_stop() {
+    hermetic_run_of_a_traced_program("process");
+}
+
+#[test]
+#[ignore = "FINDING: hermetic run hangs for ever on a program that did PTRACE_TRACEME and whose non-main thread then got a signal: its init process consumes the stop report (a thread id it does not know) and leaves the thread stopped"]
+fn hermetic_run_does_not_leave_a_traced_program_s_thread_stopped() {
+    hermetic_run_of_a_traced_program("thread");
+}
+
+#[test]
+#[ignore = "helper: run by hermetic_run_reports_a_traced_program_s_end_not_its_stop and hermetic_run_does_not_leave_a_traced_program_s_thread_stopped"]
+fn helper_traces_itself_then_gets_sigurg() {
+    let Some(target) = std::env::var_os("HERMETIC_TRACEME_HELPER") else {
+        return;
+    };
+    // SAFETY: PTRACE_TRACEME takes no pointer; the signal's default action
+    // is to be ignored.
+    unsafe { libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) };
+    if target == "thread" {
+        // libtest runs this test on a thread of its own, not the main one.
+        // SAFETY: as above.
+        unsafe { libc::raise(libc::SIGURG) };
+    } else {
+        // SAFETY: as above; the main thread, waiting for this one, takes it.
+        unsafe { libc::kill(libc::getpid(), libc::SIGURG) };
+    }
+    println!("GOT PAST THE SIGNAL");
+}
+
+// ---------------------------------------------------------------------
+// A runner that makes the test process its tracer
+
+/// The run's result pipe: its one write-only pipe (the closure's fds are
+/// the test process's own, which hold no other here, and the sandbox's).
+fn result_fd() -> Option<i32> {
+    (3..4096).find(|&fd| {
+        // SAFETY: fcntl and fstat on a number; a closed fd fails.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        // SAFETY: an all-zero stat is a valid buffer.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        flags >= 0
+            && flags & libc::O_ACCMODE == libc::O_WRONLY
+            // SAFETY: st is a live stat buffer.
+            && unsafe { libc::fstat(fd, &mut st) } == 0
+            && st.st_mode & libc::S_IFMT == libc::S_IFIFO
+    })
+}
+
+/// A run's process and a spawned closure's are children of the test
+/// process (inside the sandbox's PID namespace): `PTRACE_TRACEME` makes
+/// the test process's thread their tracer, and a signal then stops them in
+/// a way that a wait for exits reports too (a traced child's stops are
+/// reported without `WUNTRACED`). A closure that sends a complete frame
+/// and then stops so must not have its stop taken for its end (the run
+/// would return while its process lives on, never reaped), nor hang the
+/// run past its timeout or the drop, nor leave the test process a child
+/// or zombie. In a process of its own, to count children.
+#[test]
+fn a_runner_that_makes_the_test_process_its_tracer_is_bounded_and_leaves_nothing() {
+    let out = common::run_self(
+        "helper_runners_trace_me",
+        &[("HERMETIC_TRACE_ME_HELPER", "1")],
+        &["--nocapture"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("NOTHING LEFT"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "helper: run by a_runner_that_makes_the_test_process_its_tracer_is_bounded_and_leaves_nothing"]
+fn helper_runners_trace_me() {
+    if std::env::var_os("HERMETIC_TRACE_ME_HELPER").is_none() {
+        return;
+    }
+    assert_eq!(common::children(), 0, "the helper starts with no child");
+    let ns = Sandbox::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let traced = ns.try_run(|| {
+        let fd = result_fd().expect("the run has a result pipe");
+        // A whole frame: the value 42 (postcard: one byte).
+        let frame = [1u8, 1, 0, 0, 0, 0, 0, 0, 0, 42];
+        // SAFETY: PTRACE_TRACEME takes no pointer; the write is of a live
+        // buffer to the run's own pipe; SIGSTOP stops this process only.
+        unsafe {
+            libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
+            assert_eq!(libc::write(fd, frame.as_ptr().cast(), frame.len()), 10);
+            libc::raise(libc::SIGSTOP);
+        }
+        7u8
+    });
+    assert!(
+        matches!(traced, Err(Error::TimedOut { .. })),
+        "a stopped traced run gave {traced:?}"
+    );
+    assert_eq!(ns.run(|| 5u8), 5, "the sandbox stays usable");
+    // A spawned closure stopped the same way, never joined: the drop must
+    // still end it and reap it.
+    let (r, w) = pipe();
+    let spawned = ns
+        .spawn(move || {
+            let w = w;
+            // SAFETY: as above; the byte says the trace is set up.
+            unsafe {
+                libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
+                libc::write(w.as_raw_fd(), b"t".as_ptr().cast(), 1);
+                libc::raise(libc::SIGSTOP);
+            }
+        })
+        .unwrap();
+    let mut byte = [0u8; 1];
+    // SAFETY: a read into a live one-byte buffer from our own pipe.
+    assert_eq!(
+        unsafe { libc::read(r.as_raw_fd(), byte.as_mut_ptr().cast(), 1) },
+        1
+    );
+    std::mem::forget(spawned);
+    drop(ns);
+    assert_eq!(
+        common::children(),
+        0,
+        "children (or zombies) left after drop"
+    );
+    println!("NOTHING LEFT");
+}
+
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a live array of two ints.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both fds were just made and are owned here alone.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
