@@ -72,10 +72,16 @@ fn a_program_an_isolated_body_starts_cannot_forge_its_result() {
 /// which the init process does not know).
 fn hermetic_run_of_a_traced_program(target: &str) {
     let (exe, args) = common::self_invocation("helper_traces_itself_then_gets_sigurg");
-    let mut child = common::hermetic_command()
-        .args(["run", "--"])
-        .arg(exe)
-        .args(args)
+    let mut cmd = common::hermetic_command();
+    cmd.args(["run", "--"]).arg(exe).args(args);
+    assert_a_traced_program_ends_well("hermetic run", cmd, target);
+}
+
+/// Starts `cmd` (the helper below, with its libtest arguments) with
+/// `target`, and asserts that it ends as it would untraced: status 0,
+/// having printed its line.
+fn assert_a_traced_program_ends_well(who: &str, mut cmd: std::process::Command, target: &str) {
+    let mut child = cmd
         .arg("--nocapture")
         .env("HERMETIC_TRACEME_HELPER", target)
         .stdin(std::process::Stdio::null())
@@ -91,9 +97,10 @@ fn hermetic_run_of_a_traced_program(target: &str) {
             break false;
         }
         if std::time::Instant::now() > deadline {
-            // SIGTERM: hermetic run passes it on and ends the program.
-            // SAFETY: a signal to our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            // SIGKILL: a program in a tracing stop does not take a
+            // SIGTERM passed on; without hermetic run (or a command's
+            // outer relay) the sandbox and the program go too.
+            let _ = child.kill();
             break true;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -102,7 +109,7 @@ fn hermetic_run_of_a_traced_program(target: &str) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         !hung && out.status.success() && stdout.contains("GOT PAST THE SIGNAL"),
-        "hermetic run {} for a program that ignores SIGURG or execs, and exits 0:\n{stdout}\n{}",
+        "{who} {} for a program that ignores SIGURG or execs, and exits 0:\n{stdout}\n{}",
         if hung {
             "hung for a minute".to_owned()
         } else {
@@ -124,8 +131,20 @@ fn hermetic_run_does_not_leave_a_traced_program_s_thread_stopped() {
     hermetic_run_of_a_traced_program("thread");
 }
 
+/// The same program started by `command()`: its parent, and so its
+/// tracer, is the command's inner relay inside the sandbox.
 #[test]
-#[ignore = "helper: run by hermetic_run_reports_a_traced_program_s_end_not_its_exec_stop and hermetic_run_does_not_leave_a_traced_program_s_thread_stopped"]
+#[ignore = "FINDING: a command() program that did PTRACE_TRACEME and then exec'd (or got a signal) stays in a tracing stop for ever (its tracer is the inner relay, which waits only for its exit): the Child's wait never returns"]
+fn a_command_s_traced_program_is_not_left_stopped() {
+    let ns = Sandbox::new().unwrap();
+    let (exe, args) = common::self_invocation("helper_traces_itself_then_gets_sigurg");
+    let mut cmd = ns.command(exe);
+    cmd.args(args);
+    assert_a_traced_program_ends_well("a command", cmd, "exec");
+}
+
+#[test]
+#[ignore = "helper: run by a_command_s_traced_program_is_not_left_stopped, hermetic_run_reports_a_traced_program_s_end_not_its_exec_stop and hermetic_run_does_not_leave_a_traced_program_s_thread_stopped"]
 fn helper_traces_itself_then_gets_sigurg() {
     let Some(target) = std::env::var_os("HERMETIC_TRACEME_HELPER") else {
         return;
