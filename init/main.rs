@@ -65,6 +65,7 @@ mod nr {
     pub const FCNTL: usize = 72;
     pub const WAITID: usize = 247;
     pub const SETSID: usize = 112;
+    pub const SETPGID: usize = 109;
     pub const RT_SIGPROCMASK: usize = 14;
     pub const EXECVE: usize = 59;
     pub const CHDIR: usize = 80;
@@ -106,6 +107,7 @@ mod nr {
     pub const FCNTL: usize = 25;
     pub const WAITID: usize = 95;
     pub const SETSID: usize = 157;
+    pub const SETPGID: usize = 154;
     pub const RT_SIGPROCMASK: usize = 135;
     pub const EXECVE: usize = 221;
     pub const CHDIR: usize = 49;
@@ -153,6 +155,7 @@ const MS_BIND: usize = 4096;
 const MS_REC: usize = 16384;
 const MS_PRIVATE: usize = 1 << 18;
 const CLONE_NEWUSER: usize = 0x1000_0000;
+const CLONE_NEWNS: usize = 0x0002_0000;
 const CLONE_PIDFD: usize = 0x1000;
 const OPEN_TREE_CLONE: usize = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: usize = 4;
@@ -498,6 +501,13 @@ fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
         wire::OP_JOIN_NESTED => join_nested(helper),
         wire::OP_ENTER_NESTED => enter_nested(helper),
         wire::OP_KEEPER => keeper(),
+        wire::OP_OWN_MOUNTS => {
+            // Kept open for good (close-on-exec): the outer mount
+            // namespace goes when this process does.
+            let _outer = open(b"/proc/self/ns/mnt\0", O_RDONLY | O_CLOEXEC, 0)?;
+            // SAFETY: an integer argument.
+            unsafe { call(nr::UNSHARE, [CLONE_NEWNS, 0, 0, 0, 0, 0]) }.map(drop)
+        }
         wire::OP_KEYRING => {
             // SAFETY: a is NUL-terminated.
             let id = unsafe { call(nr::KEYCTL, [KEYCTL_JOIN_SESSION_KEYRING, ptr(a), 0, 0, 0, 0]) }?;
@@ -983,10 +993,15 @@ impl Program {
         if let Err(e) = unsafe { call(nr::RT_SIGACTION, [SIGPIPE, default.as_ptr() as usize, 0, 8, 0, 0]) } {
             fail(e)
         }
-        // A session of its own (this process leads its own): out of reach
-        // of the test process's group, and of its terminal.
-        // SAFETY: no arguments.
-        if let Err(e) = unsafe { call(nr::SETSID, [0; 6]) } {
+        // A process group of its own, in this process's session (the
+        // sandbox's, which no process outside is in, with no controlling
+        // terminal): out of reach of the test process's group and of its
+        // terminal, as a session of its own would be, but not leading
+        // one, as a test a runner starts does not: a terminal it opens
+        // without O_NOCTTY does not become its controlling terminal (to
+        // hang it up with SIGHUP when closed).
+        // SAFETY: pid 0 and pgid 0: this process, a group of its own.
+        if let Err(e) = unsafe { call(nr::SETPGID, [0; 6]) } {
             fail(e)
         }
         for r in self.rlimits.chunks_exact(20) {

@@ -75,6 +75,9 @@ Options:
   --writable-host       the same as --host=writable
   --env NAME=VALUE      set NAME in PROGRAM's environment (repeatable)
   --user UID:GID        run PROGRAM as that user inside, without capabilities
+  --allow-mounts        let root inside mount filesystems of its own on top
+                        of the sandbox's (which stay locked), as tests of
+                        mount code need; without it mount(2) gives EPERM
   --memory SIZE         memory limit of the sandbox (per process without
                         cgroups: see `hermetic check`)
   --pids N              process limit (processes and threads)
@@ -93,8 +96,9 @@ inside would find it (the PATH of its environment). It gets fds 0, 1 and 2
 only: an fd hermetic was given beyond them (`3<file`, a jobserver's pipes)
 stays outside, where it would be a way out of the sandbox.
 
-The terminal is kept safe: PROGRAM runs in a session of its own, with no
-controlling terminal, so `kill 0` inside reaches only the sandbox, and a
+The terminal is kept safe: PROGRAM runs in the sandbox's session (in a
+process group of its own), with no controlling terminal, so `kill 0` inside
+reaches only the sandbox, and a
 seccomp filter refuses the ioctls that type into or read from a terminal
 (TIOCSTI, TIOCLINUX), as well as keyctl, add_key and request_key. It still
 reads and writes the terminal as its stdio: an interactive shell works,
@@ -259,6 +263,9 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
             }
             Long("tmp-size") => {
                 b.tmp_size(size(&text(&mut parser, "--tmp-size")?)?);
+            }
+            Long("allow-mounts") => {
+                b.allow_mounts(true);
             }
             Long("writable-host") => {
                 run.host = hermetic::HostMode::Writable;
@@ -888,7 +895,7 @@ mod signals {
     }
 
     /// From now on signals go to `pid`, and those that came before too.
-    /// The program is in a session of its own, so a terminal's signals
+    /// The program is in the sandbox's session, so a terminal's signals
     /// (Ctrl-C) reach it only this way.
     pub(super) fn pass_to(pid: u32) {
         CHILD.store(pid as i32, Ordering::SeqCst);

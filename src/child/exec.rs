@@ -189,9 +189,13 @@ unsafe fn inner_relay(signals: RawFd, status: RawFd, mask: &libc::sigset_t) -> s
             // owned by no Rust object and unused from here on.
             unsafe { sys::close(status) };
             sys::die_with_parent().map_err(std::io::Error::from_raw_os_error)?;
-            // And the program one of its own: no controlling terminal, and
-            // kill(0) from it reaches only what it starts itself.
-            sys::setsid().map_err(std::io::Error::from_raw_os_error)?;
+            // And the program a process group of its own in the relay's
+            // session: kill(0) from it reaches only what it starts itself,
+            // and, leading no session, as a program a shell or a test
+            // runner starts does not, a terminal it opens without O_NOCTTY
+            // does not become its controlling terminal (to hang it up with
+            // SIGHUP when closed).
+            sys::own_process_group().map_err(std::io::Error::from_raw_os_error)?;
             if sys::getppid() != me {
                 sys::exit(EXIT_SETUP);
             }

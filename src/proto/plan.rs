@@ -23,6 +23,16 @@ pub(crate) enum Action {
         flags: libc::c_ulong,
         data: Option<CString>,
     },
+    /// `mount(2)`, skipped where its target does not exist or the host
+    /// refuses it (`EPERM`, `EACCES`, `ENOSYS`): what a sandbox does
+    /// without, as before.
+    MountIfAllowed {
+        source: CString,
+        target: CString,
+        fstype: Option<CString>,
+        flags: libc::c_ulong,
+        data: Option<CString>,
+    },
     /// Set mount attributes (`wire::ATTR_*`) on a mount (and with
     /// `recursive`, every mount below it).
     SetAttr {
@@ -98,6 +108,9 @@ pub(crate) enum Action {
     EnterNested,
     /// Start the keeper (see `wire::OP_KEEPER`).
     StartKeeper,
+    /// Move into a mount namespace of the inner user namespace's own (see
+    /// `wire::OP_OWN_MOUNTS`).
+    OwnMounts,
     /// Join the sandbox's own session keyring.
     JoinKeyring,
     /// Once ready, start a program (see `wire::OP_PROGRAM`).

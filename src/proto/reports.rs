@@ -36,6 +36,22 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
                     opt(data),
                 ],
             ),
+            Action::MountIfAllowed {
+                source,
+                target,
+                fstype,
+                flags,
+                data,
+            } => (
+                wire::OP_MOUNT,
+                *flags as u64 | wire::ARG_OPTIONAL | wire::ARG_IF_ALLOWED,
+                vec![
+                    source.as_bytes_with_nul(),
+                    target.as_bytes_with_nul(),
+                    opt(fstype),
+                    opt(data),
+                ],
+            ),
             Action::MountRetryReadOnly {
                 source,
                 target,
@@ -124,6 +140,7 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
             Action::JoinNested => (wire::OP_JOIN_NESTED, 0, vec![]),
             Action::EnterNested => (wire::OP_ENTER_NESTED, 0, vec![]),
             Action::StartKeeper => (wire::OP_KEEPER, 0, vec![]),
+            Action::OwnMounts => (wire::OP_OWN_MOUNTS, 0, vec![]),
             Action::JoinKeyring => (
                 wire::OP_KEYRING,
                 wire::ARG_IF_ALLOWED,

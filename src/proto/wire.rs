@@ -148,7 +148,8 @@ pub const OP_SET_HOSTNAME: u8 = 12;
 /// not to be root, [`PROGRAM_SET_IDS`] or [`PROGRAM_DROP_CAPS`] and the
 /// uid and gid (`u8`, `u32`, `u32`); the step's argument may carry
 /// [`ARG_AFTER_GO`]). It starts in a
-/// session of its own, with the fds from [`PROGRAM_STDIO_FD`] as its 0 to
+/// process group of its own in the init process's session (leading no
+/// session), with the fds from [`PROGRAM_STDIO_FD`] as its 0 to
 /// 2, no other fd, an empty signal mask and default dispositions. The
 /// report fd stays open and then carries one more report: how the program
 /// ended ([`REPORT_EXITED`], [`REPORT_SIGNALED`]) or why it could not be
@@ -180,6 +181,14 @@ pub const OP_KEEPER: u8 = 17;
 /// Join (or create) the session keyring named field 0, searchable by its
 /// owner, so that the sandbox's processes can join it by name.
 pub const OP_KEYRING: u8 = 15;
+/// Move into a mount namespace of the inner user namespace's own, a copy
+/// of the sandbox's with every mount locked (as the kernel locks a copy
+/// made for a less privileged user namespace): root inside may then mount
+/// on top (a test's own tmpfs or bind), but never take off, uncover or
+/// loosen what the sandbox mounted. The outer mount namespace is kept (an
+/// fd, closed when this process ends) so that its teardown comes with
+/// the sandbox's, not now.
+pub const OP_OWN_MOUNTS: u8 = 43;
 
 /// In arg: the operation applies to every mount below the path too.
 pub const ARG_RECURSIVE: u64 = 1 << 62;

@@ -264,6 +264,13 @@ impl SandboxBuilder {
         let mut builder = self
             .with_default_host(crate::HostMode::CopyOnWrite)
             .into_owned();
+        // The test binary's directory, should the sandbox's own /tmp or
+        // /var/tmp hide it (a target dir there, or a nextest archive
+        // extracted there, with no CACHEDIR.TAG to name it a target dir),
+        // as `hermetic run` does for its program.
+        if let Some(dir) = exe.parent().and_then(|d| std::fs::canonicalize(d).ok()) {
+            builder.visible(dir);
+        }
         builder.__program(program).program_stdio([
             channel.as_raw_fd(),
             stdout_w.as_raw_fd(),
@@ -279,6 +286,7 @@ impl SandboxBuilder {
         let preamble = format!("\nrunning 1 test\ntest {name} ... ").into_bytes();
         let isolated = Isolated {
             name,
+            exe,
             result,
             channel: Channel::default(),
             streams: [
@@ -359,6 +367,8 @@ async fn on_a_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) 
 /// sandbox's report of its program's).
 struct Isolated {
     name: String,
+    /// The test binary, as the sandbox's init process starts it.
+    exe: std::path::PathBuf,
     /// The read end of the result channel.
     result: Fd,
     channel: Channel,
@@ -530,9 +540,19 @@ impl Isolated {
             ),
             Some(ProgramEnd::Exited(code)) => (format!("exited with status {code}"), code == 0),
             Some(ProgramEnd::NotStarted(e)) => {
+                // Its directory is shown inside whatever the host mode:
+                // only a mount of the builder's can hide it.
+                let why = if e.kind() == std::io::ErrorKind::NotFound {
+                    "\n  its directory is shown inside, but a mount of the builder's \
+                     (`tmpfs`, `bind`) at or above it covers it: mount elsewhere, or bind \
+                     the binary's directory in again at its own path"
+                } else {
+                    ""
+                };
                 return Err(format!(
-                    "hermetic::isolate_test: the test binary could not be started in the \
-                     sandbox: {e}"
+                    "hermetic::isolate_test: the test binary {} could not be started in the \
+                     sandbox: {e}{why}",
+                    self.exe.display()
                 ));
             }
             None => ("did not end".to_owned(), false),

@@ -232,7 +232,13 @@ fn is_own(path: &Path) -> bool {
 /// The most overlays a sandbox gets (a deeper split is left read-only).
 const MAX_OVERLAYS: usize = 48;
 
-/// The running executable's target dir.
+/// The running executable's target dir: `CARGO_TARGET_DIR`, else the
+/// executable's nearest ancestor that cargo marked as one. Cargo writes
+/// `CACHEDIR.TAG` only into a target dir it created itself (not into one
+/// made beforehand: a CI cache restored there, a volume mounted there),
+/// and `.rustc_info.json` into every target dir it builds in; an
+/// extracted nextest archive may have neither, and is known by cargo's
+/// layout (`TARGET/PROFILE/deps/BINARY`).
 fn target_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         let dir = PathBuf::from(dir);
@@ -241,10 +247,20 @@ fn target_dir() -> Option<PathBuf> {
         }
     }
     let exe = std::env::current_exe().ok()?;
-    exe.ancestors()
+    target_dir_of(&exe)
+}
+
+/// [`target_dir`] for the executable `exe`, from the files around it.
+fn target_dir_of(exe: &Path) -> Option<PathBuf> {
+    let marked = exe
+        .ancestors()
         .skip(1)
-        .find(|d| d.join("CACHEDIR.TAG").is_file())
-        .map(Path::to_path_buf)
+        .find(|d| d.join("CACHEDIR.TAG").is_file() || d.join(".rustc_info.json").is_file());
+    let laid_out = || {
+        let deps = exe.parent()?;
+        (deps.file_name()? == "deps").then(|| deps.parent()?.parent())?
+    };
+    marked.or_else(laid_out).map(Path::to_path_buf)
 }
 
 /// The highest ancestor of `dir` (itself included) that `uid` owns, going
@@ -533,5 +549,29 @@ mod tests {
         assert_eq!(m[1].point, Path::new("/mnt/a b"));
         assert!(m[1].read_only && !m[0].read_only);
         assert_eq!(m[0].fstype, "ext4");
+    }
+
+    #[test]
+    fn a_target_dir_is_known_by_its_marks_or_by_cargo_s_layout() {
+        let root = tempfile::tempdir().unwrap();
+        let at = |p: &str| root.path().join(p);
+        if let Some(above) = target_dir_of(&at("prog")) {
+            // A target dir around the temporary dir itself
+            // (CARGO_TARGET_DIR=/tmp): every path here is in it.
+            eprintln!("not tried: {} is marked as a target dir", above.display());
+            return;
+        }
+        std::fs::create_dir_all(at("a/t/debug/deps")).unwrap();
+        std::fs::create_dir_all(at("b/t/debug/deps")).unwrap();
+        std::fs::create_dir_all(at("c/t/debug/examples")).unwrap();
+        std::fs::write(at("a/t/.rustc_info.json"), "{}").unwrap();
+        std::fs::write(at("c/t/CACHEDIR.TAG"), "").unwrap();
+        // Marked (by either file), however deep the executable lies.
+        assert_eq!(target_dir_of(&at("a/t/debug/deps/it-1")), Some(at("a/t")));
+        assert_eq!(target_dir_of(&at("c/t/debug/examples/x")), Some(at("c/t")));
+        // Unmarked (an extracted archive): cargo's layout.
+        assert_eq!(target_dir_of(&at("b/t/debug/deps/it-1")), Some(at("b/t")));
+        // Neither: not a target dir.
+        assert_eq!(target_dir_of(&at("b/t/debug/prog")), None);
     }
 }

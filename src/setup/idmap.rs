@@ -364,8 +364,13 @@ impl Mapping {
                 Ok(())
             }
             Some((newuidmap, newgidmap)) => {
-                run(newuidmap, pid, uid_map)?;
-                run(newgidmap, pid, gid_map)
+                // Both at once: each is a setuid program's start (a few
+                // milliseconds), and the two maps are independent.
+                let uids = start(newuidmap, pid, uid_map);
+                let gids = start(newgidmap, pid, gid_map);
+                let uids = uids.and_then(Started::wait);
+                let gids = gids.and_then(Started::wait);
+                uids.and(gids)
             }
         }
     }
@@ -381,9 +386,10 @@ fn written(pid: libc::pid_t, helper: &Path) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/{file}")).is_ok_and(|m| !m.trim().is_empty())
 }
 
-/// `helper PID MAP...`, waited for whatever the test process's SIGCHLD
-/// disposition (no exit signal: never reaped by the kernel first).
-fn run(helper: &Path, pid: libc::pid_t, map: &str) -> Result<(), String> {
+/// `helper PID MAP...`, started; waited for (by [`Started::wait`])
+/// whatever the test process's SIGCHLD disposition (no exit signal: never
+/// reaped by the kernel first).
+fn start(helper: &Path, pid: libc::pid_t, map: &str) -> Result<Started, String> {
     use std::os::unix::ffi::OsStrExt;
     let words: Vec<std::ffi::CString> = std::iter::once(helper.as_os_str().as_bytes().to_vec())
         .chain(std::iter::once(pid.to_string().into_bytes()))
@@ -395,21 +401,50 @@ fn run(helper: &Path, pid: libc::pid_t, map: &str) -> Result<(), String> {
         helper.display(),
         map.trim().replace('\n', " ")
     );
-    match crate::sys::spawn_and_wait(&words) {
-        Ok(crate::sys::Exit::Code(0)) => Ok(()),
-        // Ended, how unknown (the test process ignores SIGCHLD): the map
-        // itself tells.
-        Ok(crate::sys::Exit::Unknown) if written(pid, helper) => Ok(()),
-        Ok(crate::sys::Exit::Code(code)) => Err(format!("{shown}: exited with status {code}")),
-        Ok(crate::sys::Exit::Signal(sig)) => Err(format!(
-            "{shown}: killed by {}",
-            crate::sys::signal_name(sig)
-        )),
-        Ok(crate::sys::Exit::Unknown) => Err(format!("{shown}: ended without writing the map")),
+    match crate::sys::spawn(&words) {
+        Ok(spawned) => Ok(Started {
+            spawned,
+            shown,
+            helper: helper.to_path_buf(),
+            pid,
+        }),
         Err(errno) => Err(format!(
             "{shown}: {}",
             std::io::Error::from_raw_os_error(errno)
         )),
+    }
+}
+
+/// A map helper, started.
+struct Started {
+    spawned: crate::sys::Spawned,
+    /// Its command line, for errors.
+    shown: String,
+    helper: PathBuf,
+    /// The process whose map it writes.
+    pid: libc::pid_t,
+}
+
+impl Started {
+    /// Waits for the helper; `Err` says how it failed.
+    fn wait(self) -> Result<(), String> {
+        let shown = &self.shown;
+        match self.spawned.wait() {
+            Ok(crate::sys::Exit::Code(0)) => Ok(()),
+            // Ended, how unknown (the test process ignores SIGCHLD): the
+            // map itself tells.
+            Ok(crate::sys::Exit::Unknown) if written(self.pid, &self.helper) => Ok(()),
+            Ok(crate::sys::Exit::Code(code)) => Err(format!("{shown}: exited with status {code}")),
+            Ok(crate::sys::Exit::Signal(sig)) => Err(format!(
+                "{shown}: killed by {}",
+                crate::sys::signal_name(sig)
+            )),
+            Ok(crate::sys::Exit::Unknown) => Err(format!("{shown}: ended without writing the map")),
+            Err(errno) => Err(format!(
+                "{shown}: {}",
+                std::io::Error::from_raw_os_error(errno)
+            )),
+        }
     }
 }
 

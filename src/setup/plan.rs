@@ -172,6 +172,9 @@ pub(crate) struct Layout<'a> {
     /// Start a keeper, so that the sandbox can be looked into with
     /// `nsenter` once kept (`HERMETIC_KEEP`).
     pub(crate) keepable: bool,
+    /// Processes inside may mount on top of the sandbox's mounts
+    /// ([`SandboxBuilder::allow_mounts`](crate::SandboxBuilder::allow_mounts)).
+    pub(crate) mounts_inside: bool,
     /// Copy-on-write: where the overlays that show the test's own tree
     /// keep their upper layers on disk, if anywhere (see
     /// [`disk`](crate::setup::disk)).
@@ -194,6 +197,12 @@ const DEV_SHM_SIZE: u64 = 64 << 20;
 /// The mounts every sandbox makes on top of the host's tree, for
 /// [`under`]: a fresh tmpfs on each.
 const OWN_TMPFS: [&str; 2] = ["/tmp", "/dev/shm"];
+
+/// The most pseudo-terminals a sandbox may have open at once (its devpts
+/// instance's `max`): the kernel's pool outside the host's reserve
+/// (`kernel.pty.max` - `kernel.pty.reserve`, 3072 by default) is shared
+/// by every container and sandbox.
+const PTS_MAX: u32 = 256;
 
 /// The host's device nodes a sandbox keeps: harmless, and what programs
 /// expect to find. Every other host device node cannot be opened inside.
@@ -502,6 +511,37 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             },
         ));
     }
+    // Pseudo-terminals of the sandbox's own, as bubblewrap's `--dev`
+    // gives: the host's /dev/ptmx is unopenable (nodev above), and its
+    // /dev/pts holds the caller's terminals. A fresh devpts instance (at
+    // most PTS_MAX of them) on /dev/pts, and its ptmx bound on /dev/ptmx;
+    // TIOCSTI and TIOCLINUX stay refused by the seccomp filter. Where the
+    // host refuses it, the sandbox has no new terminals, as before.
+    steps.push(step(
+        "mounting the sandbox's own devpts on /dev/pts",
+        StepKind::Special,
+        Action::MountIfAllowed {
+            source: c"devpts".into(),
+            target: c"/dev/pts".into(),
+            fstype: Some(c"devpts".into()),
+            flags: libc::MS_NOSUID | libc::MS_NOEXEC,
+            data: Some(
+                CString::new(format!("newinstance,ptmxmode=0666,mode=0620,max={PTS_MAX}"))
+                    .expect("no NUL in the options"),
+            ),
+        },
+    ));
+    steps.push(step(
+        "binding the sandbox's own /dev/pts/ptmx on /dev/ptmx",
+        StepKind::Special,
+        Action::MountIfAllowed {
+            source: c"/dev/pts/ptmx".into(),
+            target: c"/dev/ptmx".into(),
+            fstype: None,
+            flags: libc::MS_BIND,
+            data: None,
+        },
+    ));
     let hidden = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     // A proc mount with nothing mounted on it, kept out of reach under the
     // tmpfs that becomes /tmp. The kernel mounts a fresh proc in a user
@@ -862,6 +902,13 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
         StepKind::EnterNested,
         Action::EnterNested,
     ));
+    if layout.mounts_inside {
+        steps.push(step(
+            "making a mount namespace of the inner user namespace's own, for mounts inside (unshare)",
+            StepKind::EnterNested,
+            Action::OwnMounts,
+        ));
+    }
     steps.push(step(
         "joining the sandbox's session keyring (keyctl)",
         StepKind::Keyring,
@@ -1602,6 +1649,7 @@ mod tests {
             outer_maps: None,
             external_maps: None,
             keepable: false,
+            mounts_inside: false,
             disk: None,
         }
     }

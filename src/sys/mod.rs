@@ -25,7 +25,7 @@
 //!   thread's look at itself (`gettid`, `thread_pointer`, `robust_list`,
 //!   which reads `get_robust_list` by hand), the wait for a launched child's
 //!   exec (`wait_cleared`), and per-process values (leaked `Box`es).
-//!   One exception runs after a clone: `spawn_and_wait` starts a program
+//!   One exception runs after a clone: `spawn` starts a program
 //!   from a `CLONE_VM | CLONE_VFORK` child that only calls `execve` (by
 //!   hand: rustix has it only in its unstable `runtime` module) and
 //!   `exit_group`, on data prepared before, as `std::process` does.
@@ -341,12 +341,33 @@ pub(crate) fn errno_name(errno: i32) -> std::borrow::Cow<'static, str> {
     }
 }
 
-/// Runs the program `words[0]` with arguments `words`, no environment and
-/// no stdin, and waits for it. Started as `posix_spawn` would (a
-/// `CLONE_VM | CLONE_VFORK` child that execs at once: no copy of the test
-/// process), and without an exit signal, so that no `SIGCHLD` disposition
-/// of the test process reaps it first.
-pub(crate) fn spawn_and_wait(words: &[std::ffi::CString]) -> Result<Exit, i32> {
+/// A program [`spawn`] started: its pid and a pidfd of it.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    pid: libc::pid_t,
+    pidfd: OwnedFd,
+}
+
+impl Spawned {
+    /// Waits for the program to end, and reaps it.
+    pub(crate) fn wait(self) -> Result<Exit, i32> {
+        // Readable once it has ended.
+        while poll(&[rustix::fd::AsFd::as_fd(&self.pidfd)], None) == Err(libc::EINTR) {}
+        match reap(self.pid) {
+            // Reaped by the kernel anyway (seen with setuid newuidmap while
+            // the test process ignores SIGCHLD): it ended, how is unknown.
+            Err(libc::ECHILD) => Ok(Exit::Unknown),
+            other => other,
+        }
+    }
+}
+
+/// Starts the program `words[0]` with arguments `words`, no environment
+/// and no stdin, as `posix_spawn` would (a `CLONE_VM | CLONE_VFORK` child
+/// that execs at once: no copy of the test process), and without an exit
+/// signal, so that no `SIGCHLD` disposition of the test process reaps it
+/// first. Returns once it has exec'd (or failed to: then it exits 127).
+pub(crate) fn spawn(words: &[std::ffi::CString]) -> Result<Spawned, i32> {
     struct Exec {
         argv: Vec<*const libc::c_char>,
         envp: [*const libc::c_char; 1],
@@ -408,14 +429,7 @@ pub(crate) fn spawn_and_wait(words: &[std::ffi::CString]) -> Result<Exit, i32> {
     // SAFETY: the kernel made this fd for us.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     drop(stack);
-    // Readable once it has ended.
-    while poll(&[rustix::fd::AsFd::as_fd(&pidfd)], None) == Err(libc::EINTR) {}
-    match reap(pid) {
-        // Reaped by the kernel anyway (seen with setuid newuidmap while the
-        // test process ignores SIGCHLD): it ended, how is unknown.
-        Err(libc::ECHILD) => Ok(Exit::Unknown),
-        other => other,
-    }
+    Ok(Spawned { pid, pidfd })
 }
 
 /// The kernel's release (`uname -r`).

@@ -423,6 +423,12 @@ pub(crate) fn setsid() -> Result<(), i32> {
     rustix::process::setsid().map(drop).map_err(raw)
 }
 
+/// Puts the caller in a process group of its own (`setpgid(0, 0)`), in
+/// its session. System calls only.
+pub(crate) fn own_process_group() -> Result<(), i32> {
+    rustix::process::setpgid(None, None).map_err(raw)
+}
+
 /// Sets `lo` up in the caller's network namespace (`SIOCSIFFLAGS`): the
 /// kernel then gives it 127.0.0.1 and ::1. Needs `CAP_NET_ADMIN` in the
 /// user namespace that owns that network namespace. System calls only.

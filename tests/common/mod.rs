@@ -416,3 +416,48 @@ pub fn with_a_mount_below(dir: &std::path::Path, script: &str) -> Option<Output>
     }
     Some(out)
 }
+
+/// A copy of this test binary at `DIR/debug/deps/it` (cargo's layout, with
+/// nothing marking `DIR` as a target dir), `DIR` a new directory under
+/// `base`, removed when dropped.
+pub struct BinaryCopy {
+    pub dir: std::path::PathBuf,
+    pub exe: std::path::PathBuf,
+}
+
+impl BinaryCopy {
+    pub fn under(base: &str, what: &str) -> BinaryCopy {
+        let dir = std::path::Path::new(base).join(unique_name("bin", what));
+        let exe = dir.join("debug/deps/it");
+        std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+        // With `cp`, in a process of its own: copied by this process, the
+        // copy's write fd would be inherited by whatever another test
+        // thread forks meanwhile (a run's process lives as long as its
+        // closure), and starting the copy would fail with `ETXTBSY`.
+        let status = Command::new("cp")
+            .arg(std::env::current_exe().unwrap())
+            .arg(&exe)
+            .status()
+            .unwrap();
+        assert!(status.success(), "cp to {}: {status}", exe.display());
+        BinaryCopy { dir, exe }
+    }
+
+    /// Runs the helper `test` of the copy, its output not captured, with no
+    /// `CARGO_TARGET_DIR` to say where its target dir is.
+    pub fn run_helper(&self, test: &str) -> Output {
+        let (_, args) = self_invocation(test);
+        Command::new(&self.exe)
+            .args(&args)
+            .arg("--nocapture")
+            .env_remove("CARGO_TARGET_DIR")
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for BinaryCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -846,3 +846,51 @@ fn a_closure_makes_a_copy_on_write_sandbox_in_a_writable_bind() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Run by the test below from a copy of this binary at
+/// `TARGET/debug/deps/it`: a copy-on-write sandbox shows `TARGET` (where
+/// cargo's integration tests write, `CARGO_TARGET_TMPDIR`), writable, and
+/// keeps what is written there.
+#[test]
+#[ignore = "helper: run by a_target_dir_cargo_did_not_tag_is_shown_copy_on_write"]
+fn helper_writes_its_target_dir() {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).unwrap().to_path_buf();
+    // In the host's target dir, not in a fresh /tmp of the sandbox's.
+    let file = target.join("debug/written-inside");
+    let ns = Sandbox::builder()
+        .host(HostMode::CopyOnWrite)
+        .build()
+        .unwrap();
+    let f = file.clone();
+    let (binary_there, read) = ns.run(move || {
+        std::fs::write(&f, "inside").unwrap();
+        (exe.is_file(), std::fs::read_to_string(&f).unwrap())
+    });
+    assert!(binary_there, "the target dir is not the host's inside");
+    assert_eq!(read, "inside");
+    assert!(!file.exists(), "a write inside reached the host");
+    println!("marker-target-dir-written");
+}
+
+/// A target dir under `/tmp` that cargo did not create (so with no
+/// `CACHEDIR.TAG`: made beforehand, a restored CI cache), known by
+/// `.rustc_info.json`, and an extracted archive with neither, known by
+/// cargo's layout: copy-on-write, where `/tmp` is the sandbox's own, it is
+/// still there and writable, as a test writing `CARGO_TARGET_TMPDIR` needs.
+#[test]
+fn a_target_dir_cargo_did_not_tag_is_shown_copy_on_write() {
+    for marked in [true, false] {
+        let copy = common::BinaryCopy::under("/tmp", "untagged-target");
+        if marked {
+            std::fs::write(copy.dir.join(".rustc_info.json"), "{}").unwrap();
+        }
+        let out = copy.run_helper("helper_writes_its_target_dir");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("marker-target-dir-written"),
+            "marked: {marked}\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

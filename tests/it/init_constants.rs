@@ -101,7 +101,7 @@ fn syscall_numbers() -> BTreeMap<&'static str, i128> {
         OPEN_TREE => SYS_open_tree, MOVE_MOUNT => SYS_move_mount,
         MOUNT_SETATTR => SYS_mount_setattr, CLOSE_RANGE => SYS_close_range,
         FSOPEN => SYS_fsopen, FSCONFIG => SYS_fsconfig, FSMOUNT => SYS_fsmount,
-        SETSID => SYS_setsid, SECCOMP => SYS_seccomp, GETPID => SYS_getpid,
+        SETSID => SYS_setsid, SETPGID => SYS_setpgid, SECCOMP => SYS_seccomp, GETPID => SYS_getpid,
         EXECVEAT => SYS_execveat, MMAP => SYS_mmap, MUNMAP => SYS_munmap,
         CHDIR => SYS_chdir, FCHDIR => SYS_fchdir, PIVOT_ROOT => SYS_pivot_root,
         UMOUNT2 => SYS_umount2, SYMLINKAT => SYS_symlinkat, WRITEV => SYS_writev,

@@ -331,3 +331,20 @@ fn helper_forges_results_while_isolating() {
         "{forged} of 40 failing bodies were reported as passed"
     );
 }
+
+/// A test binary where the sandbox's own `/tmp` and `/var/tmp` would hide
+/// it, with nothing marking its target dir (no `CARGO_TARGET_DIR`, no
+/// `CACHEDIR.TAG` or `.rustc_info.json` above it), as a nextest archive
+/// extracted there can be: `isolate_test` still starts it inside.
+#[test]
+fn a_test_binary_under_the_sandbox_s_own_tmp_dirs_is_started() {
+    for base in ["/tmp", "/var/tmp"] {
+        let copy = common::BinaryCopy::under(base, "isolate");
+        let out = copy.run_helper("helper_two_calls");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{base}: {stdout}\n{stderr}");
+        assert_eq!(stdout.matches("marker-first-body").count(), 1, "{stdout}");
+        assert_eq!(stdout.matches("marker-second-body").count(), 1, "{stdout}");
+    }
+}

@@ -361,3 +361,74 @@ fn a_file_covers_a_host_file_inside_only() {
         assert_eq!(std::fs::read_to_string(path).unwrap(), "the host's");
     }
 }
+
+/// Mounts a tmpfs on `dir` (made first), writes a file there, and says
+/// what the mount gave: 0, or its errno.
+fn mount_tmpfs_on(dir: &str) -> i32 {
+    std::fs::create_dir_all(dir).unwrap();
+    match nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    ) {
+        Ok(()) => {
+            std::fs::write(format!("{dir}/x"), "x").unwrap();
+            0
+        }
+        Err(e) => e as i32,
+    }
+}
+
+/// Promise (README, What is isolated: mounts; `allow_mounts`): root inside
+/// mounts filesystems of its own on top of the sandbox's where the
+/// builder allows it (a closure, a program, `hermetic run
+/// --allow-mounts`), and not otherwise (`EPERM`); either way, no mount the
+/// sandbox made can be taken off, nor the host made writable.
+#[test]
+fn allow_mounts_lets_root_inside_mount_on_top_and_nothing_more() {
+    let plain = Sandbox::new().unwrap();
+    assert_eq!(plain.run(|| mount_tmpfs_on("/tmp/m")), libc::EPERM);
+    let ns = Sandbox::builder().allow_mounts(true).build().unwrap();
+    let (mounted, off, writable, host) = ns.run(|| {
+        let mounted = mount_tmpfs_on("/tmp/m");
+        // /proc/sys is a read-only bind the sandbox made over its proc.
+        let off = nix::mount::umount2("/proc/sys", nix::mount::MntFlags::MNT_DETACH)
+            .err()
+            .map(|e| e as i32);
+        let writable = nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .err()
+        .map(|e| e as i32);
+        let host = std::fs::write("/etc/hermetic-allow-mounts", "x")
+            .err()
+            .and_then(|e| e.raw_os_error());
+        (mounted, off, writable, host)
+    });
+    assert_eq!(mounted, 0, "a tmpfs of its own");
+    assert_eq!(off, Some(libc::EINVAL), "the sandbox's /proc/sys taken off");
+    assert_eq!(writable, Some(libc::EPERM), "/ remounted writable");
+    assert_eq!(host, Some(libc::EROFS));
+    let out = ns
+        .command("sh")
+        .args([
+            "-c",
+            "mkdir -p /tmp/p && mount -t tmpfs t /tmp/p && touch /tmp/p/x && echo mounted",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "mounted\n", "{out:?}");
+    let out = common::hermetic_command()
+        .args(["run", "--allow-mounts", "--", "sh", "-c"])
+        .arg("mount -t tmpfs t /tmp && touch /tmp/x && echo mounted")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "mounted\n", "{out:?}");
+    assert!(!std::path::Path::new("/etc/hermetic-allow-mounts").exists());
+}
