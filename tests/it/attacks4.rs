@@ -277,3 +277,73 @@ fn pipe() -> (OwnedFd, OwnedFd) {
     // SAFETY: both fds were just made and are owned here alone.
     unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
 }
+
+// ---------------------------------------------------------------------
+// A clone of the sandbox's tree (allow_mounts)
+
+/// With `allow_mounts`, root inside may clone the sandbox's whole tree
+/// (`open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)`), attach the copy, and
+/// then try to take off, in the copy, what covers the host (the
+/// sandbox's `/tmp` over the tmpfs hidden below it and the host's `/tmp`,
+/// `/proc/sys`, `/proc`, `/var/tmp`): a clone made by a process of its
+/// own must keep every mount locked as in the original.
+#[test]
+fn a_clone_of_the_sandbox_s_tree_keeps_its_mounts_locked() {
+    let ns = Sandbox::builder().allow_mounts(true).build().unwrap();
+    let (attached, tries, tmp) = ns.run(|| {
+        let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        std::fs::create_dir_all("/tmp/copy").unwrap();
+        std::fs::write("/tmp/the-sandbox-s-own", "").unwrap();
+        const OPEN_TREE_CLONE: u32 = 1;
+        const AT_RECURSIVE: u32 = 0x8000;
+        const MOVE_MOUNT_F_EMPTY_PATH: u32 = 4;
+        // SAFETY: open_tree and move_mount take a live NUL-terminated path
+        // and numbers; the tree's fd is ours.
+        let attached = unsafe {
+            let tree = libc::syscall(
+                libc::SYS_open_tree,
+                libc::AT_FDCWD,
+                c"/".as_ptr(),
+                OPEN_TREE_CLONE | AT_RECURSIVE | libc::O_CLOEXEC as u32,
+            );
+            assert!(tree >= 0, "open_tree: errno {}", errno());
+            libc::syscall(
+                libc::SYS_move_mount,
+                tree as i32,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                c"/tmp/copy".as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        };
+        let tries: Vec<(String, i32)> = [
+            c"/tmp/copy/tmp",
+            c"/tmp/copy/proc/sys",
+            c"/tmp/copy/proc",
+            c"/tmp/copy/var/tmp",
+        ]
+        .iter()
+        .map(|p| {
+            // SAFETY: a live NUL-terminated path.
+            let r = unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) };
+            (
+                p.to_string_lossy().into_owned(),
+                if r == 0 { 0 } else { errno() },
+            )
+        })
+        .collect();
+        let tmp: Vec<String> = std::fs::read_dir("/tmp/copy/tmp")
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        (attached, tries, tmp)
+    });
+    assert_eq!(attached, 0, "the clone could not be attached");
+    for (path, errno) in tries {
+        assert_eq!(errno, libc::EINVAL, "umount of {path} in the clone");
+    }
+    assert!(
+        tmp.contains(&"the-sandbox-s-own".to_owned()) && tmp.contains(&"copy".to_owned()),
+        "the clone's /tmp is not the sandbox's own: {tmp:?}"
+    );
+}
