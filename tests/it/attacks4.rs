@@ -256,10 +256,8 @@ fn helper_runners_trace_me() {
         .unwrap();
     let mut byte = [0u8; 1];
     // SAFETY: a read into a live one-byte buffer from our own pipe.
-    assert_eq!(
-        unsafe { libc::read(r.as_raw_fd(), byte.as_mut_ptr().cast(), 1) },
-        1
-    );
+    let got = unsafe { libc::read(r.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
+    assert_eq!(got, 1, "the spawned closure did not start");
     std::mem::forget(spawned);
     drop(ns);
     assert_eq!(
