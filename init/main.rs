@@ -64,6 +64,7 @@ mod nr {
     pub const PIPE2: usize = 293;
     pub const FCNTL: usize = 72;
     pub const WAITID: usize = 247;
+    pub const PTRACE: usize = 101;
     pub const SETSID: usize = 112;
     pub const SETPGID: usize = 109;
     pub const RT_SIGPROCMASK: usize = 14;
@@ -106,6 +107,7 @@ mod nr {
     pub const PIPE2: usize = 59;
     pub const FCNTL: usize = 25;
     pub const WAITID: usize = 95;
+    pub const PTRACE: usize = 117;
     pub const SETSID: usize = 157;
     pub const SETPGID: usize = 154;
     pub const RT_SIGPROCMASK: usize = 135;
@@ -186,6 +188,11 @@ const P_ALL: usize = 0;
 const SFD_NONBLOCK: usize = 0o4000;
 /// `si_code` of a child that exited (the others: killed, dumped).
 const CLD_EXITED: i32 = 1;
+/// `si_code` of a child that stopped for its tracer (this process, which
+/// it made so with `PTRACE_TRACEME`).
+const CLD_TRAPPED: i32 = 4;
+const PTRACE_DETACH: usize = 17;
+const SIGTRAP: usize = 5;
 const PR_CAP_AMBIENT: usize = 47;
 const PR_CAP_AMBIENT_CLEAR_ALL: usize = 4;
 /// capset(2)'s header version for 64-bit capability sets.
@@ -1152,6 +1159,7 @@ impl Program {
                 Err(_) => break,
                 // Nothing (more) to reap: WNOHANG leaves the pid 0.
                 Ok(_) if info[4] == 0 => break,
+                Ok(_) if info[2] == CLD_TRAPPED => let_go(info[4] as usize, info[6] as usize),
                 Ok(_) if info[4] as usize == pid => {
                     let (code, status) = (info[2], info[6]);
                     ended = Some(if code == CLD_EXITED {
@@ -1379,6 +1387,19 @@ fn keeper() -> Result<(), i32> {
     // NUL-terminated static string; it renames this thread alone.
     let _ = unsafe { call(nr::PRCTL, [PR_SET_NAME, b"hermetic-init\0".as_ptr() as usize, 0, 0, 0, 0]) };
     pid.map(drop)
+}
+
+/// Lets a thread that stopped for this process as its tracer go on,
+/// untraced (`PTRACE_DETACH`), with the signal it stopped for. A program
+/// that made its parent its tracer (`PTRACE_TRACEME`, as anti-debugging
+/// code does) would otherwise stay stopped (a stop is not its end), and an
+/// exec then stops it with a `SIGTRAP` it would never get untraced, which
+/// is dropped.
+fn let_go(tid: usize, sig: usize) {
+    let sig = if sig == SIGTRAP { 0 } else { sig };
+    // SAFETY: integer arguments; a thread that is not our tracee (or gone)
+    // makes it fail, harmlessly.
+    let _ = unsafe { call(nr::PTRACE, [PTRACE_DETACH, tid, 0, sig, 0, 0]) };
 }
 
 /// Back to ignoring SIGCHLD, so that the kernel reaps every child again

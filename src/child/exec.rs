@@ -12,7 +12,7 @@
 #![allow(unsafe_code)]
 
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, RawFd};
 
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, Signal};
@@ -239,18 +239,30 @@ unsafe fn inner_relay(signals: RawFd, status: RawFd, mask: &libc::sigset_t) -> s
         kill(Signal::KILL);
         sys::exit(EXIT_SETUP)
     };
+    // Readable once it has stopped too: a program that made this relay
+    // its tracer (PTRACE_TRACEME) is let go, not left stopped for good.
+    let Ok(stops) = sys::sigchld_fd() else {
+        kill(Signal::KILL);
+        sys::exit(EXIT_SETUP)
+    };
     // SAFETY: open for this process's life.
     let signals = unsafe { sys::borrow_static(signals) };
     loop {
         let mut fds = [
             PollFd::new(&signals, PollFlags::IN),
             PollFd::new(&watch, PollFlags::IN),
+            PollFd::new(&stops, PollFlags::IN),
         ];
         if rustix::event::poll(&mut fds, None).is_err() {
             continue;
         }
         if !fds[1].revents().is_empty() {
             break;
+        }
+        if !fds[2].revents().is_empty() {
+            let mut drained = [0u8; 128 * 4];
+            while sys::read(stops.as_fd(), &mut drained).is_ok_and(|n| n > 0) {}
+            sys::let_traced_children_go();
         }
         if !fds[0].revents().is_empty() {
             let mut sig = [0u8; 1];

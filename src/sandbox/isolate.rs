@@ -510,7 +510,29 @@ impl Isolated {
             ));
         }
         match self.channel.frame.frame() {
-            Some((Tag::Value, _)) => return Ok(()),
+            // A body that returned has its process exit 0 right after its
+            // frame. Ended otherwise, the frame is not trusted: any
+            // process inside that runs as the body does (a program it
+            // started) can reach its fds through /proc, write "returned"
+            // into the channel and kill it before it fails.
+            Some((Tag::Value, _)) => {
+                return match &end {
+                    Ok(Some(ProgramEnd::Exited(0))) => Ok(()),
+                    other => Err(format!(
+                        "hermetic::isolate_test: the isolated test's body said it returned,                          but its process then {}: not taken as a pass (a process inside                          that can reach the body's fds, a program it started, could have                          written that and ended it)",
+                        match other {
+                            Ok(Some(ProgramEnd::Exited(code))) => {
+                                format!("exited with status {code}")
+                            }
+                            Ok(Some(ProgramEnd::Signaled(sig))) => {
+                                format!("was killed by {}", crate::sys::signal_name(*sig))
+                            }
+                            Ok(_) => "did not end".to_owned(),
+                            Err(e) => format!("could not be waited for ({e})"),
+                        }
+                    )),
+                };
+            }
             Some((Tag::Panic, payload)) => {
                 let report: PanicReport = postcard::from_bytes(payload).map_err(|e| {
                     format!("hermetic::isolate_test: an undecodable panic report: {e}")

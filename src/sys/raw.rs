@@ -662,6 +662,92 @@ pub(crate) enum Exit {
     Unknown,
 }
 
+/// A signalfd of `SIGCHLD`, which this blocks in the calling thread first:
+/// readable (it never blocks) once a child has ended or stopped.
+pub(crate) fn sigchld_fd() -> Result<OwnedFd, i32> {
+    // The kernel's sigset: one bit per signal, from 1.
+    let set: u64 = 1 << (libc::SIGCHLD - 1);
+    // SAFETY: a live 8-byte sigset read by the kernel; no old set asked for.
+    unsafe {
+        call(
+            libc::SYS_rt_sigprocmask,
+            [
+                libc::SIG_BLOCK as usize,
+                (&raw const set) as usize,
+                0,
+                8,
+                0,
+                0,
+            ],
+        )
+    }?;
+    let flags = (libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) as usize;
+    // SAFETY: a new signalfd (fd -1) for the live 8-byte sigset.
+    let fd = unsafe {
+        call(
+            libc::SYS_signalfd4,
+            [usize::MAX, (&raw const set) as usize, 8, flags, 0, 0],
+        )
+    }?;
+    // SAFETY: the kernel just made this fd, owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Lets every thread of the caller's children that stopped for the caller
+/// as its tracer go on, untraced (`PTRACE_DETACH`), with the signal it
+/// stopped for, but for `SIGTRAP`: a program that made its parent its
+/// tracer (`PTRACE_TRACEME`, as anti-debugging code does) would stay
+/// stopped for good, and an exec stops it with a `SIGTRAP` it would never
+/// get untraced. Reads stops only (no `WEXITED`): an end is left to
+/// whoever waits for it.
+pub(crate) fn let_traced_children_go() {
+    loop {
+        // siginfo_t: signo, errno, code (ints), then the pid, the uid and
+        // the status or signal.
+        let mut info = [0i32; 32];
+        let flags = (libc::WSTOPPED | libc::WNOHANG | libc::__WALL) as usize;
+        // SAFETY: info is a live 128-byte siginfo_t.
+        match unsafe {
+            call(
+                libc::SYS_waitid,
+                [
+                    libc::P_ALL as usize,
+                    0,
+                    info.as_mut_ptr() as usize,
+                    flags,
+                    0,
+                    0,
+                ],
+            )
+        } {
+            Err(libc::EINTR) => continue,
+            // Nothing (more): WNOHANG leaves the pid 0.
+            Err(_) => break,
+            Ok(_) if info[4] == 0 => break,
+            Ok(_) if info[2] == libc::CLD_TRAPPED => {
+                let sig = if info[6] == libc::SIGTRAP { 0 } else { info[6] };
+                // SAFETY: integer arguments; a thread that is not our
+                // tracee (or gone) makes it fail, harmlessly.
+                let _ = unsafe {
+                    call(
+                        libc::SYS_ptrace,
+                        [
+                            libc::PTRACE_DETACH as usize,
+                            info[4] as usize,
+                            0,
+                            sig as usize,
+                            0,
+                            0,
+                        ],
+                    )
+                };
+            }
+            // A stop of job control: not ours to end.
+            Ok(_) => {}
+        }
+    }
+}
+
 /// Waits for our child `pid` (whatever its exit signal) and reaps it,
 /// retrying on `EINTR`: how it ended.
 pub(crate) fn reap(pid: libc::pid_t) -> Result<Exit, i32> {

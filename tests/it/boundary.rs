@@ -849,7 +849,7 @@ fn hermetic_run_s_help_says_how_the_terminal_is_kept_safe() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     for words in [
-        "session of its own",
+        "the sandbox's session",
         "no",
         "controlling terminal",
         "TIOCSTI",
