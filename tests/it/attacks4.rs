@@ -12,6 +12,7 @@
 
 use crate::common;
 
+use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
@@ -57,6 +58,70 @@ fn a_program_an_isolated_body_starts_cannot_forge_its_result() {
         println!("the forging program: {status:?}");
         panic!("the body fails after its program");
     });
+}
+
+/// The same forgery by a program that also traces the body's process
+/// (root inside holds `CAP_SYS_PTRACE` over it): after writing "returned"
+/// it turns the main thread's next system call into `exit_group(0)`, so
+/// the body's process exits 0 as a returning body's does.
+#[cfg(target_arch = "x86_64")]
+#[test]
+#[ignore = "known limitation (README, What is isolated: hermetic's own processes): a program that traces an isolated body can write its \"returned\" and make its process exit 0"]
+#[should_panic(expected = "isolated test")]
+fn a_program_that_traces_an_isolated_body_cannot_forge_its_result() {
+    hermetic::isolate_test(|| {
+        let status = common::self_command("helper_forges_by_tracing_its_parent")
+            .env("HERMETIC_FORGE_BY_PTRACE", "1")
+            .status();
+        println!("the forging program: {status:?}");
+        panic!("the body fails after its program");
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+#[ignore = "helper: run by a_program_that_traces_an_isolated_body_cannot_forge_its_result"]
+fn helper_forges_by_tracing_its_parent() {
+    if std::env::var_os("HERMETIC_FORGE_BY_PTRACE").is_none() {
+        return;
+    }
+    // SAFETY: getppid has no arguments.
+    let body = unsafe { libc::getppid() };
+    // The body's channel: its write-only pipe at fd 3 or above.
+    for entry in std::fs::read_dir(format!("/proc/{body}/fd")).unwrap() {
+        let entry = entry.unwrap();
+        let n: i32 = entry.file_name().to_str().unwrap().parse().unwrap();
+        let link = std::fs::read_link(entry.path()).unwrap_or_default();
+        let info = std::fs::read_to_string(format!("/proc/{body}/fdinfo/{n}")).unwrap_or_default();
+        let write_only = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .is_some_and(|f| f.trim().ends_with('1'));
+        if n >= 3 && link.to_string_lossy().starts_with("pipe:") && write_only {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(entry.path())
+                .unwrap()
+                .write_all(&[1, 0, 0, 0, 0, 0, 0, 0, 0])
+                .unwrap();
+        }
+    }
+    // SAFETY: ptrace of the parent's main thread (its tid is its pid);
+    // the registers are read into and written from a live struct.
+    unsafe {
+        assert_eq!(libc::ptrace(libc::PTRACE_ATTACH, body, 0, 0), 0, "attach");
+        libc::waitpid(body, std::ptr::null_mut(), libc::__WALL);
+        // To the entry of its next system call (the wait it was in,
+        // restarted).
+        libc::ptrace(libc::PTRACE_SYSCALL, body, 0, 0);
+        libc::waitpid(body, std::ptr::null_mut(), libc::__WALL);
+        let mut regs: libc::user_regs_struct = std::mem::zeroed();
+        libc::ptrace(libc::PTRACE_GETREGS, body, 0, &mut regs);
+        regs.orig_rax = libc::SYS_exit_group as u64;
+        regs.rdi = 0;
+        libc::ptrace(libc::PTRACE_SETREGS, body, 0, &regs);
+        libc::ptrace(libc::PTRACE_DETACH, body, 0, 0);
+    }
 }
 
 // ---------------------------------------------------------------------
