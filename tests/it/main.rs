@@ -21,6 +21,7 @@ mod common;
 mod attacks;
 mod attacks2;
 mod attacks3;
+mod attacks4;
 mod bad_input;
 mod boundary;
 mod cli;
