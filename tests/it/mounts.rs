@@ -390,9 +390,25 @@ fn mount_tmpfs_on(dir: &str) -> i32 {
 fn allow_mounts_lets_root_inside_mount_on_top_and_nothing_more() {
     let plain = Sandbox::new().unwrap();
     assert_eq!(plain.run(|| mount_tmpfs_on("/tmp/m")), libc::EPERM);
-    let ns = Sandbox::builder().allow_mounts(true).build().unwrap();
-    let (mounted, off, writable, host) = ns.run(|| {
+    let ns = Sandbox::builder()
+        .allow_mounts(true)
+        .cgroup_namespace(true)
+        .build()
+        .unwrap();
+    let (mounted, off, writable, host, cgroupfs) = ns.run(|| {
         let mounted = mount_tmpfs_on("/tmp/m");
+        // The sandbox's limits stay out of reach: no cgroup filesystem
+        // mounts (issue 20's cgroupfs attack).
+        std::fs::create_dir_all("/tmp/cg").unwrap();
+        let cgroupfs = nix::mount::mount(
+            Some("none"),
+            "/tmp/cg",
+            Some("cgroup2"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .err()
+        .map(|e| e as i32);
         // /proc/sys is a read-only bind the sandbox made over its proc.
         let off = nix::mount::umount2("/proc/sys", nix::mount::MntFlags::MNT_DETACH)
             .err()
@@ -409,8 +425,9 @@ fn allow_mounts_lets_root_inside_mount_on_top_and_nothing_more() {
         let host = std::fs::write("/etc/hermetic-allow-mounts", "x")
             .err()
             .and_then(|e| e.raw_os_error());
-        (mounted, off, writable, host)
+        (mounted, off, writable, host, cgroupfs)
     });
+    assert_eq!(cgroupfs, Some(libc::EPERM), "a cgroup2 mount");
     assert_eq!(mounted, 0, "a tmpfs of its own");
     assert_eq!(off, Some(libc::EINVAL), "the sandbox's /proc/sys taken off");
     assert_eq!(writable, Some(libc::EPERM), "/ remounted writable");
