@@ -130,32 +130,61 @@ fn cgroups_a_killed_test_process_left_go_with_the_next_process_that_makes_some()
     let dir = cgroup_dir(ns.pid());
     drop(ns);
     let parent = std::path::Path::new(&dir).parent().unwrap().to_path_buf();
+    // A cgroup of this test's own there, which the two `hermetic run`s
+    // below join before their exec: their sandboxes' cgroups, and their
+    // look for what is left behind, are in it, where no other test's
+    // process looks (every process of this binary shares `parent`, and a
+    // fresh one that makes cgroups would remove the stale one first).
+    let mine = parent.join(format!("hermetic-test-{}", std::process::id()));
+    std::fs::create_dir(&mine).unwrap();
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _mine = Remove(mine.clone());
+    let procs = std::fs::File::options()
+        .write(true)
+        .open(mine.join("cgroup.procs"))
+        .unwrap();
+    let in_mine = |args: &[&str]| {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = procs.as_raw_fd();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hermetic"));
+        cmd.args(args);
+        // SAFETY: one write(2) on an fd of the parent's, open across the
+        // fork, of a static byte: async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.status().unwrap()
+    };
     // What a SIGKILLed test process leaves: a cgroup named after its pid,
     // which no longer runs.
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     let dead = gone.id();
     gone.wait().unwrap();
-    let stale = parent.join(format!("hermetic-{dead}-0"));
+    let stale = mine.join(format!("hermetic-{dead}-0"));
     std::fs::create_dir(&stale).unwrap();
+    let _stale = Remove(stale.clone());
     // A process that makes no cgroups leaves it; the next one that makes
     // some (a fresh process: it looks once) removes it.
-    let hermetic = env!("CARGO_BIN_EXE_hermetic");
-    let status = std::process::Command::new(hermetic)
-        .args(["run", "--", "true"])
-        .status()
-        .unwrap();
+    let status = in_mine(&["run", "--", "true"]);
     assert!(status.success());
     assert!(
         stale.is_dir(),
         "{} removed without cgroups made",
         stale.display()
     );
-    let status = std::process::Command::new(hermetic)
-        .args(["run", "--memory", "64M", "--", "true"])
-        .status()
-        .unwrap();
+    let status = in_mine(&["run", "--memory", "64M", "--", "true"]);
     let left = stale.is_dir();
-    let _ = std::fs::remove_dir(&stale);
     assert!(status.success());
     assert!(!left, "{} left behind", stale.display());
 }
