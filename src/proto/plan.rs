@@ -27,7 +27,7 @@ pub(crate) enum Action {
     /// refuses it (`EPERM`, `EACCES`, `ENOSYS`): what a sandbox does
     /// without, as before.
     MountIfAllowed {
-        source: CString,
+        source: Option<CString>,
         target: CString,
         fstype: Option<CString>,
         flags: libc::c_ulong,

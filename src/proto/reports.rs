@@ -20,23 +20,16 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
             ),
             Action::MakeMountsPrivate => (wire::OP_MAKE_PRIVATE, 0, vec![]),
             Action::ExternalMaps => unreachable!("written before the exec, not by the plan"),
+            // Skipped, if allowed, where the target is missing or the host
+            // refuses the mount.
             Action::Mount {
                 source,
                 target,
                 fstype,
                 flags,
                 data,
-            } => (
-                wire::OP_MOUNT,
-                *flags as u64,
-                vec![
-                    opt(source),
-                    target.as_bytes_with_nul(),
-                    opt(fstype),
-                    opt(data),
-                ],
-            ),
-            Action::MountIfAllowed {
+            }
+            | Action::MountIfAllowed {
                 source,
                 target,
                 fstype,
@@ -44,9 +37,13 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
                 data,
             } => (
                 wire::OP_MOUNT,
-                *flags as u64 | wire::ARG_OPTIONAL | wire::ARG_IF_ALLOWED,
+                *flags as u64
+                    | flag(
+                        matches!(step.action, Action::MountIfAllowed { .. }),
+                        wire::ARG_OPTIONAL | wire::ARG_IF_ALLOWED,
+                    ),
                 vec![
-                    source.as_bytes_with_nul(),
+                    opt(source),
                     target.as_bytes_with_nul(),
                     opt(fstype),
                     opt(data),

@@ -521,7 +521,7 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
         "mounting the sandbox's own devpts on /dev/pts",
         StepKind::Special,
         Action::MountIfAllowed {
-            source: c"devpts".into(),
+            source: Some(c"devpts".into()),
             target: c"/dev/pts".into(),
             fstype: Some(c"devpts".into()),
             flags: libc::MS_NOSUID | libc::MS_NOEXEC,
@@ -535,7 +535,7 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
         "binding the sandbox's own /dev/pts/ptmx on /dev/ptmx",
         StepKind::Special,
         Action::MountIfAllowed {
-            source: c"/dev/pts/ptmx".into(),
+            source: Some(c"/dev/pts/ptmx".into()),
             target: c"/dev/ptmx".into(),
             fstype: None,
             flags: libc::MS_BIND,

@@ -626,30 +626,17 @@ fn helper_opens_a_terminal_without_noctty() {
 #[test]
 fn a_program_that_opens_a_terminal_is_not_hung_up() {
     let (exe, args) = common::self_invocation("helper_opens_a_terminal_without_noctty");
-    let out = common::hermetic_command()
-        .args(["run", "--"])
-        .arg(&exe)
-        .args(&args)
-        .arg("--nocapture")
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && said.contains("marker-not-hung-up"),
-        "hermetic run: {out:?}"
-    );
+    let mut under_run = common::hermetic_command();
+    under_run.args(["run", "--"]).arg(&exe);
     let ns = Sandbox::new().unwrap();
-    let out = ns
-        .command(&exe)
-        .args(&args)
-        .arg("--nocapture")
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && said.contains("marker-not-hung-up"),
-        "command(): {out:?}"
-    );
+    for (how, mut cmd) in [("hermetic run", under_run), ("command()", ns.command(&exe))] {
+        let out = cmd.args(&args).arg("--nocapture").output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.contains("marker-not-hung-up"),
+            "{how}: {out:?}"
+        );
+    }
 }
 
 /// A process named `name` (its `comm`) that descends from `root`, found
