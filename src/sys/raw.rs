@@ -1,8 +1,9 @@
 //! The system calls that are safe after fork: `rustix` (its `linux_raw`
 //! backend, which enters the kernel directly, so no call writes libc's
 //! `errno`), and by hand, through [`call`], only what rustix does not
-//! offer: `close_range`, `keyctl`, `seccomp`, `set_robust_list` and
-//! `rseq`, which it lacks; `clone` without a new stack, `execveat`,
+//! offer: `close_range`, `keyctl`, `seccomp`, `set_robust_list`, `rseq`,
+//! `signalfd4` and `ptrace`, which it lacks; `waitid` where the caller
+//! needs the stopped thread's id from the siginfo; `clone` without a new stack, `execveat`,
 //! `exit_group` and `rt_sigprocmask`, which it has only in its unstable
 //! `runtime` module; `close` with errors ignored
 //! (rustix's asserts success in debug builds); `getcpu` (rustix's goes
