@@ -169,7 +169,13 @@ fn once_made_no_process_of_a_sandbox_shares_the_test_process_memory() {
     let net = Network::builder().host("a").host("b").build().unwrap();
     for host in ["a", "b"] {
         for pid in pid_namespace_of(net.host(host).pid()) {
-            assert_eq!(same_memory(me, pid), Some(false), "host {host}: {pid}");
+            let same = same_memory(me, pid);
+            // One that ended between the listing and the comparison
+            // (kcmp: ESRCH) shared nothing.
+            if same.is_none() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            assert_eq!(same, Some(false), "host {host}: {pid}");
         }
     }
 }

@@ -200,7 +200,15 @@ fn received_through(shape: LinkShape, sent: u32, expect: usize) -> Vec<u32> {
         let mut got = Vec::new();
         let mut buf = [0u8; 16];
         while got.len() < expect {
-            let (n, _) = s.recv_from(&mut buf).expect("a datagram did not come");
+            let (n, _) = s.recv_from(&mut buf).unwrap_or_else(|e| {
+                // What the kernel dropped here, should that be where it went.
+                let udp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+                let counters: Vec<&str> = udp.lines().filter(|l| l.starts_with("Udp:")).collect();
+                panic!(
+                    "a datagram did not come: {e} ({} of {expect} came; {counters:?})",
+                    got.len()
+                )
+            });
             got.push(u32::from_be_bytes(buf[..n].try_into().unwrap()).to_string());
         }
         std::fs::write("/tmp/got", got.join(" ")).unwrap();
