@@ -640,34 +640,16 @@ fn a_program_that_opens_a_terminal_is_not_hung_up() {
 }
 
 /// A process named `name` (its `comm`) that descends from `root`, found
-/// through each process's parent in `/proc`.
+/// through the children of each process below it.
 fn descendant_named(root: u32, name: &str) -> Option<u32> {
-    let parent = |pid: u32| -> Option<u32> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        stat.rsplit_once(')')?
-            .1
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
-    };
-    std::fs::read_dir("/proc")
-        .ok()?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
-        })
-        .find(|&pid| {
-            let mut at = pid;
-            for _ in 0..16 {
-                match parent(at) {
-                    Some(p) if p == root => return true,
-                    Some(p) if p > 1 => at = p,
-                    _ => return false,
-                }
-            }
-            false
-        })
+    let mut left = common::children_of(root);
+    while let Some(pid) = left.pop() {
+        if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name) {
+            return Some(pid);
+        }
+        left.extend(common::children_of(pid));
+    }
+    None
 }
 
 /// A command whose stdio is the pty's slave, which is also its controlling
