@@ -10,6 +10,7 @@
 mod builder;
 pub(crate) mod isolate;
 pub(crate) mod kept;
+mod reclaim;
 mod spawned;
 
 #[doc(hidden)]
@@ -746,6 +747,14 @@ impl Sandbox {
             self.init_pid = 0;
             return Ok(());
         }
+        // Held from before the kill, so that the init process's exit does
+        // not take the mount namespace down: the reclaim thread does, once
+        // the init process is reaped. Not where layers on disk are to be
+        // removed after the overlays.
+        let mount_ns = match self.disk_layers {
+            None => reclaim::hold_mount_namespace(self.init_pidfd.as_fd(), self.init_pid),
+            Some(_) => None,
+        };
         // Killing PID 1 makes the kernel kill everything else inside.
         let killed = sys::pidfd_send_signal(self.init_pidfd.as_fd(), libc::SIGKILL);
         // The dying init process waits until every process of its namespace has
@@ -759,6 +768,9 @@ impl Sandbox {
         let reaped = sys::reap(self.init_pid);
         // Mark as done so Drop does not try again.
         self.init_pid = 0;
+        if let Some(held) = mount_ns {
+            reclaim::let_go(held);
+        }
         // Every process of the sandbox is gone, and with its mount
         // namespace its overlays: what they wrote on disk goes too.
         drop(self.disk_layers.take());

@@ -64,6 +64,95 @@ pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> Resu
     rustix::process::pidfd_send_signal(pidfd, sig).map_err(errno_of)
 }
 
+/// The mount namespace of the process behind `pidfd`, as an fd that keeps
+/// it alive (`PIDFD_GET_MNT_NAMESPACE`, Linux 6.11; an older kernel gives
+/// `ENOTTY` or `EINVAL`).
+pub(crate) fn pidfd_mount_namespace(pidfd: BorrowedFd<'_>) -> Result<OwnedFd, i32> {
+    /// `_IO(PIDFS_IOCTL_MAGIC, 3)`.
+    const PIDFD_GET_MNT_NAMESPACE: usize = 0xFF03;
+    // SAFETY: this ioctl reads and writes no memory (its argument must be
+    // 0) and returns a new fd or an error.
+    let fd = unsafe {
+        call(
+            libc::SYS_ioctl,
+            [
+                pidfd.as_raw_fd() as usize,
+                PIDFD_GET_MNT_NAMESPACE,
+                0,
+                0,
+                0,
+                0,
+            ],
+        )
+    }?;
+    // SAFETY: the kernel just made this fd, which nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Starts a thread named `name` with an fd table of its own, which holds
+/// only its copies of fds 0 to 2 and of `keep`, and runs `body` there with
+/// its copy of `keep`. What that thread then opens, receives or closes, no
+/// other thread sees, nor any fork of the process (a fork copies the table
+/// of the thread that forks). Returns once the thread has its table, so
+/// that the caller may close `keep` then; or the error that stopped it
+/// (the thread has ended).
+pub(crate) fn spawn_with_own_fd_table(
+    name: &str,
+    keep: BorrowedFd<'_>,
+    body: impl FnOnce(OwnedFd) + Send + 'static,
+) -> io::Result<()> {
+    let keep = keep.as_raw_fd();
+    let (told, told_of) = std::sync::mpsc::sync_channel::<Result<(), i32>>(1);
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            // SAFETY: this thread has just started and owns no fd; `keep`
+            // is open in the process's table until the caller is told.
+            let owned = unsafe { own_fd_table(keep) };
+            let _ = told.send(owned);
+            if owned.is_ok() {
+                // SAFETY: the table is this thread's own now, and holds its
+                // copy of `keep` under that number, which nothing of this
+                // thread owns yet.
+                body(unsafe { OwnedFd::from_raw_fd(keep) });
+            }
+        })?;
+    match told_of.recv() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(errno)) => Err(io::Error::from_raw_os_error(errno)),
+        Err(_) => Err(io::Error::other(
+            "the thread ended before it had its fd table",
+        )),
+    }
+}
+
+/// Gives the calling thread a copy of the process's fd table, in which it
+/// then closes every fd but 0 to 2 and `keep` (`close_range` with
+/// `CLOSE_RANGE_UNSHARE`, Linux 5.9).
+///
+/// # Safety
+///
+/// The calling thread owns no fd (no `OwnedFd`, `File`...) but maybe
+/// `keep` and 0 to 2: the copies it closes are of fds that others own.
+unsafe fn own_fd_table(keep: RawFd) -> Result<(), i32> {
+    const CLOSE_RANGE_UNSHARE: usize = 1 << 1;
+    let above = (keep.max(2) + 1) as usize;
+    // SAFETY: the table is made this thread's own before anything in it is
+    // closed; what is closed there, no code of this thread owns (the
+    // caller's guarantee), and every other thread keeps its fds.
+    unsafe {
+        call(
+            libc::SYS_close_range,
+            [above, u32::MAX as usize, CLOSE_RANGE_UNSHARE, 0, 0, 0],
+        )
+    }?;
+    if keep > 3 {
+        // SAFETY: as above; the table is this thread's own now.
+        unsafe { close_range(3, keep as u32 - 1) }?;
+    }
+    Ok(())
+}
+
 /// Blocks until the process behind `pidfd` has exited, or `pipe` (a read
 /// end) has no writer left; retries on EINTR. Data arriving in `pipe`
 /// does not wake it (its poll asks for no event: only a hang-up is

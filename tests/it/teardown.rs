@@ -168,3 +168,89 @@ fn sigkill_of_the_test_process_leaves_nothing() {
         "init processes survived: {inits:?}"
     );
 }
+
+/// The links in the fd table of the test process's thread `task` (a tid),
+/// or of the process's own if `None`.
+fn fd_links(task: Option<&str>) -> Vec<String> {
+    let dir = match task {
+        Some(tid) => format!("/proc/self/task/{tid}/fd"),
+        None => "/proc/self/fd".to_owned(),
+    };
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .map(|l| l.to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The test process's `hermetic-free` threads (which free what dropped sandboxes held).
+fn reclaim_threads() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|tid| {
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+                .is_ok_and(|c| c.trim_end() == "hermetic-free")
+        })
+        .collect()
+}
+
+#[test]
+fn a_dropped_sandbox_s_mounts_are_let_go_and_never_reach_a_run() {
+    let ns = Sandbox::new().unwrap();
+    let mnt = std::fs::read_link(format!("/proc/{}/ns/mnt", ns.pid()))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let other = Sandbox::new().unwrap();
+    drop(ns);
+    // At once: a run forked now has no fd of the dropped sandbox's mount
+    // namespace (a fork copies the test process's table, not the thread's
+    // that frees it).
+    let seen = other.run(|| {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .map(|l| l.to_string_lossy().into_owned())
+            .filter(|l| l.starts_with("mnt:"))
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(
+        seen,
+        Vec::<String>::new(),
+        "a run got a mount namespace's fd"
+    );
+    assert!(
+        !fd_links(None).contains(&mnt),
+        "the test process still holds {mnt} after the drop"
+    );
+    // Soon: nothing holds it, not even the reclaim thread, whose table
+    // holds its socket and fds 0 to 2 only (copies of the test's other fds
+    // would keep pipes open, and their readers waiting).
+    let held = || {
+        reclaim_threads()
+            .iter()
+            .flat_map(|tid| fd_links(Some(tid)))
+            .filter(|l| *l == mnt)
+            .count()
+    };
+    assert!(eventually(|| held() == 0), "{mnt} is still held");
+    let threads = reclaim_threads();
+    assert_eq!(threads.len(), 1, "one reclaim thread per process");
+    let table = fd_links(Some(&threads[0]));
+    let std_fds = fd_links(None);
+    let extra: Vec<&String> = table
+        .iter()
+        .filter(|l| !l.starts_with("socket:") && !std_fds.contains(l))
+        .collect();
+    assert!(
+        extra.is_empty() && table.len() <= 4,
+        "the reclaim thread holds more than its socket and fds 0 to 2: {table:?}"
+    );
+}

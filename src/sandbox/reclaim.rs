@@ -1,0 +1,127 @@
+//! What a dropped sandbox leaves for the kernel to free, freed beside the
+//! test instead of in its way.
+//!
+//! When the last process of a mount namespace ends, the kernel takes the
+//! namespace down in that process's exit: every mount of the sandbox
+//! unmounted, its tmpfs memory freed, an RCU grace period waited for
+//! (0.15-0.25 ms here). A drop waits for the init process's end, so it
+//! waited for that too. Now a drop first takes an fd of the init process's
+//! mount namespace, so the init process is not the last to hold it, and
+//! hands the fd here once the init process is reaped (every process of
+//! the sandbox has ended by then): the fd is closed, and the namespace
+//! taken down, on a thread of hermetic's (`hermetic-free`, one per
+//! process, started by the first drop), while the test goes on.
+//!
+//! The thread has an fd table of its own (a copy of the process's, emptied
+//! but for fds 0 to 2 and its socket), so that what it holds is never in
+//! a fork of the test process, and it never takes the lock of hermetic's
+//! fd list while it closes one. An fd reaches it over a unix socket
+//! (`SCM_RIGHTS`), after which the dropping thread closes its own copy (a
+//! close that frees nothing). Where the thread cannot start, the kernel is
+//! older than 6.11 and `/proc` is not there, or the socket's queue is full
+//! (the thread is behind), the dropping thread closes the fd itself, as
+//! before.
+//!
+//! Not for a sandbox with upper layers on disk: those are removed by the
+//! drop once the overlays are gone, and so the namespace goes first.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use crate::sys::fd::Fd;
+
+/// The socket's send end, per process (a fork that drops sandboxes,
+/// a closure's, starts its own thread).
+static TO_RECLAIM: crate::sys::PerProcessFd = crate::sys::PerProcessFd::new();
+
+/// An fd that keeps the mount namespace of the process behind `pidfd`
+/// (`pid`) alive, taken while that process lives; `None` if none could be
+/// had.
+pub(crate) fn hold_mount_namespace(pidfd: BorrowedFd<'_>, pid: libc::pid_t) -> Option<Fd> {
+    Fd::open(|| {
+        crate::sys::pidfd_mount_namespace(pidfd)
+            .or_else(|_| std::fs::File::open(format!("/proc/{pid}/ns/mnt")).map(OwnedFd::from))
+    })
+    .ok()
+}
+
+/// Lets `held` (from [`hold_mount_namespace`]) go: on the reclaim thread
+/// if it can take it, here otherwise.
+pub(crate) fn let_go(held: Fd) {
+    if let Ok(to) = TO_RECLAIM.get_or_open(start) {
+        let _ = send(to, held.as_fd());
+    }
+    // Frees nothing if the thread has its copy.
+    drop(held);
+}
+
+/// Puts a copy of `fd` in the reclaim thread's queue, without waiting.
+fn send(to: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> std::io::Result<()> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
+    let fds = [fd];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(std::io::Error::other("no room for the fd"));
+    }
+    sendmsg(
+        to,
+        &[std::io::IoSlice::new(&[0])],
+        &mut control,
+        SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+    )?;
+    Ok(())
+}
+
+/// Starts the reclaim thread; the send end of its socket.
+fn start() -> std::io::Result<Fd> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
+    let mut pair = None;
+    let send_end = Fd::open(|| {
+        let (a, b) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )?;
+        pair = Some(b);
+        Ok(a)
+    })?;
+    let receive_end = Fd::open(|| {
+        pair.take()
+            .ok_or_else(|| std::io::Error::other("no socket"))
+    })?;
+    crate::sys::spawn_with_own_fd_table("hermetic-free", receive_end.as_fd(), serve)?;
+    // The thread has its copy; this one would only keep the socket open.
+    drop(receive_end);
+    Ok(send_end)
+}
+
+/// The reclaim thread: closes every fd it receives, in order, until the
+/// socket's other end is gone (the process's, closed when another thread
+/// started the thread that won).
+fn serve(socket: OwnedFd) {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+    loop {
+        let mut byte = [0u8; 1];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        match recvmsg(
+            &socket,
+            &mut [std::io::IoSliceMut::new(&mut byte)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(received) if received.bytes == 0 => return,
+            Ok(_) => {
+                for message in control.drain() {
+                    if let RecvAncillaryMessage::ScmRights(fds) = message {
+                        // Each last reference: the namespace goes down here.
+                        fds.for_each(drop);
+                    }
+                }
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return,
+        }
+    }
+}
