@@ -129,7 +129,9 @@ impl NetworkBuilder {
     }
 
     /// Creates the network: the switch, every host, their links and
-    /// addresses, and the `/etc/hosts` every host sees.
+    /// addresses, and the `/etc/hosts` every host sees. Returns once every
+    /// link carries frames (the kernel takes a new link's carrier, and a
+    /// bridge its new port, in a worker of its own a moment later).
     ///
     /// # Errors
     ///
@@ -232,6 +234,16 @@ impl NetworkBuilder {
             jobs.into_iter()
                 .try_for_each(|j| j.join().expect("configuring a host panicked"))
         })?;
+        // Each host's eth0 up gave both ends their carrier; the switch's
+        // ends take it (and the bridge its ports) in a kernel worker.
+        let ports: Vec<String> = hosts.iter().map(|h| h.port.clone()).collect();
+        switch
+            .try_run(move || -> Result<(), Step> {
+                ports.iter().try_for_each(|port| {
+                    wait_carrying(port).map_err(step(format!("waiting for {port} to carry frames")))
+                })
+            })?
+            .map_err(from_step)?;
 
         Ok(Network {
             hosts,
@@ -575,7 +587,10 @@ impl Network {
         Ok(())
     }
 
-    /// Takes `host`'s link down (as if its cable were pulled) or up.
+    /// Takes `host`'s link down (as if its cable were pulled) or up. Up,
+    /// it returns once the link carries frames again (both ends have their
+    /// carrier back, and the switch forwards to it): the next datagram
+    /// gets through.
     ///
     /// # Errors
     ///
@@ -590,9 +605,24 @@ impl Network {
                 let idx = nl.index(&port).map_err(step(format!("finding {port}")))?;
                 let what = if up { "up" } else { "down" };
                 nl.set_up(idx, up)
-                    .map_err(step(format!("taking {port} {what}")))
+                    .map_err(step(format!("taking {port} {what}")))?;
+                if up {
+                    wait_carrying(&port)
+                        .map_err(step(format!("waiting for {port} to carry frames")))?;
+                }
+                Ok(())
             })?
-            .map_err(from_step)
+            .map_err(from_step)?;
+        if up {
+            // The host's end got its carrier back too.
+            self.hosts[i]
+                .sandbox
+                .try_run(|| {
+                    wait_carrying("eth0").map_err(step("waiting for eth0 to carry frames"))
+                })?
+                .map_err(from_step)?;
+        }
+        Ok(())
     }
 
     /// Shapes `host`'s link in both directions: what it sends and what it
@@ -605,6 +635,8 @@ impl Network {
     /// 64 MiB of delayed frames (more is dropped, as by a full router
     /// queue). Partitions, [`heal`](Self::heal) and
     /// [`set_link`](Self::set_link) work on shaped links as on others.
+    /// Returns once the shaped link carries frames: the next datagram
+    /// goes through the new shape.
     ///
     /// # Errors
     ///
@@ -751,6 +783,8 @@ impl Network {
                     nl.set_up(idx, true)
                         .map_err(step(format!("bringing {name} up")))?;
                 }
+                wait_carrying(&bridge_end)
+                    .map_err(step(format!("waiting for {bridge_end} to carry frames")))?;
                 Ok((port_idx, impair_idx))
             })?
             .map_err(from_step)?;
@@ -895,4 +929,36 @@ fn bridge_port(h: &Host, link: &LinkState) -> String {
             .map_or_else(|| h.port.clone(), |n| format!("bridge{n}")),
         None => h.port.clone(),
     }
+}
+
+/// Waits until link `name` of this network namespace (a veth end just
+/// brought up, or whose peer just was) carries frames: its carrier seen by
+/// the kernel's link watch, which activates its queue only then (until it
+/// has, what is sent through the link is dropped), and, if it is a bridge's
+/// port, that port forwarding (which the bridge decides once told of the
+/// carrier). Both happen in a kernel worker after `set_up` has returned: a
+/// sender that went on at once lost its first frames on a busy machine.
+/// `ETIMEDOUT` after 10 s.
+fn wait_carrying(name: &str) -> std::io::Result<()> {
+    let read = |file: &str| {
+        std::fs::read_to_string(format!("/sys/class/net/{name}/{file}")).unwrap_or_default()
+    };
+    let carrying = || {
+        read("operstate").trim_end() == "up"
+            // BR_STATE_FORWARDING, where it is a bridge's port.
+            && match read("brport/state").trim_end() {
+                "" => true,
+                state => state == "3",
+            }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !carrying() {
+        if std::time::Instant::now() > deadline {
+            return Err(std::io::Error::from_raw_os_error(libc::ETIMEDOUT));
+        }
+        // A kernel worker's turn: there is nothing to wait on but its
+        // result.
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(())
 }

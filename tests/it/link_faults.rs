@@ -475,3 +475,32 @@ fn tcp_delivers_everything_intact_over_a_lossy_delayed_link() {
     });
     assert!(intact, "the stream arrived short or damaged");
 }
+
+/// A link shaped, unshaped, or taken down and brought up carries the very
+/// next datagram: each call returns only once the links it made or brought
+/// up carry (their carrier taken by the kernel's link watch, their bridge
+/// port forwarding). One datagram, no retry, no ARP to wait for (the
+/// sender's entry for the receiver is resolved, and stays so).
+#[test]
+fn a_link_carries_the_next_datagram_once_shaped_unshaped_or_brought_up() {
+    let net = Network::builder().host("h1").host("h2").build().unwrap();
+    let _echo = echo(&net, "h2");
+    let once = |what: &str, round: usize| {
+        assert_eq!(
+            round_trips(&net, "h1", "h2", 1, Duration::from_secs(5))[0].map(|_| ()),
+            Some(()),
+            "round {round}: the first datagram after {what} was lost"
+        );
+    };
+    once("the network was built", 0);
+    for round in 0..8 {
+        net.shape("h2", &LinkShape::delay(Duration::from_millis(1)))
+            .unwrap();
+        once("the link was shaped", round);
+        net.unshape("h2").unwrap();
+        once("the link was unshaped", round);
+        net.set_link("h2", false).unwrap();
+        net.set_link("h2", true).unwrap();
+        once("the link came back up", round);
+    }
+}
