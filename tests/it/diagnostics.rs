@@ -164,7 +164,9 @@ fn a_failing_setup_step_is_diagnosed_in_the_report() {
 #[test]
 fn the_report_says_whether_sandboxes_get_terminals_as_a_closure_finds() {
     let report = check();
-    let f = report.finding(Probe::Terminals).expect("a terminals finding");
+    let f = report
+        .finding(Probe::Terminals)
+        .expect("a terminals finding");
     assert!(!f.required, "terminals must not block sandboxes");
     let opens = Sandbox::new().unwrap().run(|| {
         std::fs::OpenOptions::new()
