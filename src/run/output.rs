@@ -64,6 +64,18 @@ pub(crate) struct OutputLimit {
     pub(crate) tail: usize,
 }
 
+impl OutputLimit {
+    /// What one stream may print over a sandbox's whole life: eight runs'
+    /// worth (16 MiB by default). Per run alone, a process printing without
+    /// end across many runs (a chatty server the test polls) would add a
+    /// head and a tail to the test's output at every run's end.
+    pub(crate) fn lifetime(self) -> u64 {
+        (self.head as u64)
+            .saturating_add(self.tail as u64)
+            .saturating_mul(8)
+    }
+}
+
 /// The default: 1 MiB of head and 1 MiB of tail per stream and run.
 pub(crate) const DEFAULT_OUTPUT_LIMIT: OutputLimit = OutputLimit {
     head: 1 << 20,
@@ -239,6 +251,8 @@ impl Drop for Output {
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         streams.out.finish();
         streams.err.finish();
+        streams.out.say_dropped_for_good();
+        streams.err.say_dropped_for_good();
     }
 }
 
@@ -269,6 +283,12 @@ pub(crate) struct Stream {
     /// Bytes to leave out should the stream start with them (a re-executed
     /// libtest's preamble), and how many of them have come so far.
     preamble: Option<(Vec<u8>, usize)>,
+    /// What this stream may print over the sandbox's whole life
+    /// ([`OutputLimit::lifetime`]), what it has printed, and what it has
+    /// dropped past that.
+    lifetime: u64,
+    printed: u64,
+    dropped_for_good: u64,
 }
 
 impl Stream {
@@ -281,6 +301,9 @@ impl Stream {
             kept: Kept::new(limit),
             at_line_start: true,
             preamble: None,
+            lifetime: limit.lifetime(),
+            printed: 0,
+            dropped_for_good: 0,
         }
     }
 
@@ -388,6 +411,7 @@ impl Stream {
         };
         let tail = self.carry.split_off(self.carry.len() - keep);
         self.carry = tail;
+        let text = self.within_lifetime(text);
         if let Some(last) = text.as_bytes().last() {
             self.at_line_start = *last == b'\n';
         }
@@ -400,6 +424,60 @@ impl Stream {
                 print!("{text}");
             }
         });
+    }
+}
+
+impl Stream {
+    /// At the sandbox's end: how much of its output on this stream was
+    /// dropped past its lifetime, if any.
+    fn say_dropped_for_good(&mut self) {
+        if self.dropped_for_good == 0 {
+            return;
+        }
+        let line = format!(
+            "[hermetic: {} more bytes this sandbox printed on this stream were dropped]\n",
+            self.dropped_for_good
+        );
+        let err = self.err;
+        let _ = std::panic::catch_unwind(|| {
+            if err {
+                eprint!("{line}");
+            } else {
+                print!("{line}");
+            }
+        });
+    }
+
+    /// `text` as far as the stream's lifetime allows ([`OutputLimit::lifetime`]):
+    /// the part that fits, then, once, a line saying that the rest of the
+    /// sandbox's output on this stream is dropped; after that nothing.
+    fn within_lifetime(&mut self, text: String) -> String {
+        let room = self.lifetime.saturating_sub(self.printed);
+        if text.len() as u64 <= room {
+            self.printed += text.len() as u64;
+            return text;
+        }
+        let first = self.dropped_for_good == 0;
+        let mut cut = usize::try_from(room).unwrap_or(usize::MAX).min(text.len());
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.printed = self.lifetime;
+        self.dropped_for_good += (text.len() - cut) as u64;
+        if !first {
+            return String::new();
+        }
+        let mut kept = text[..cut].to_owned();
+        if !kept.is_empty() && !kept.ends_with('\n') {
+            kept.push('\n');
+        }
+        kept.push_str(&format!(
+            "[hermetic: this sandbox has printed {} bytes on this stream; the rest of what it \
+             prints there is dropped, so that the test's output stays bounded \
+             (SandboxBuilder::output_limit: eight times head + tail per sandbox)]\n",
+            self.lifetime
+        ));
+        kept
     }
 }
 
@@ -489,7 +567,7 @@ fn forward(readers: [Arc<Fd>; 2], streams: &Mutex<Streams>, wake: Fd, shared: &S
 
 #[cfg(test)]
 mod tests {
-    use super::{Kept, OutputLimit};
+    use super::{Kept, OutputLimit, Stream};
 
     fn feed_all(kept: &mut Kept, chunks: &[&[u8]]) -> Vec<u8> {
         let mut now = Vec::new();
@@ -519,6 +597,40 @@ mod tests {
         let (dropped, tail) = kept.finish();
         assert_eq!(tail.into_iter().collect::<Vec<_>>(), b"gh");
         assert_eq!(dropped, 6);
+    }
+
+    #[test]
+    fn a_stream_prints_at_most_its_lifetime_then_says_so_once() {
+        let (r, _w) = crate::sys::fd::pipe().unwrap();
+        let limit = OutputLimit { head: 2, tail: 3 };
+        assert_eq!(limit.lifetime(), 40);
+        let mut s = Stream::new(std::sync::Arc::new(r), false, limit);
+        assert_eq!(s.within_lifetime("a".repeat(30)), "a".repeat(30));
+        let cut = s.within_lifetime("b".repeat(15));
+        assert!(
+            cut.starts_with(&format!(
+                "{}\n[hermetic: this sandbox has printed 40 bytes",
+                "b".repeat(10)
+            )),
+            "{cut}"
+        );
+        assert_eq!(s.within_lifetime("c".into()), "");
+        assert_eq!(s.dropped_for_good, 6);
+        // A character is never cut in two.
+        let mut s = Stream::new(s.fd.clone(), false, OutputLimit { head: 1, tail: 0 });
+        assert!(
+            s.within_lifetime("\u{e9}".repeat(5))
+                .starts_with("\u{e9}\u{e9}\u{e9}\u{e9}\n[")
+        );
+        assert_eq!(
+            OutputLimit {
+                head: usize::MAX,
+                tail: usize::MAX
+            }
+            .lifetime(),
+            u64::MAX,
+            "everything kept stays everything kept"
+        );
     }
 
     #[test]

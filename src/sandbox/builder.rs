@@ -499,7 +499,12 @@ impl SandboxBuilder {
     /// (libtest's capture and nextest's keep what a test prints in
     /// memory). Counted per run: from the start of a [`Sandbox::run`]
     /// (or a [`Spawned::join`](crate::Spawned::join)) to its end; what processes print between
-    /// runs counts towards the next run, or the sandbox's drop.
+    /// runs counts towards the next run, or the sandbox's drop. Over the
+    /// sandbox's whole life, each stream passes at most eight times `head +
+    /// tail` (16 MiB by default), so that a process printing without end
+    /// across many runs (a chatty server the test polls) cannot grow the
+    /// test process either: past that, one line says the rest is dropped,
+    /// and the drop says how much was.
     /// [`isolate_test`](crate::isolate_test) keeps as much of the isolated
     /// test's output. Default: 1 MiB and 1 MiB; `usize::MAX` for both
     /// keeps everything.

@@ -298,8 +298,11 @@ impl Sandbox {
     /// says so, with the command. Sandboxes made while it is set also get a
     /// *keeper*, a process that waits in the user namespace that owns the
     /// sandbox's mounts: the command goes through it and works as root and
-    /// rootless, as root inside with every capability (a shell for looking
-    /// around, not a sandboxed process). Without one (keep called on a
+    /// rootless, as root inside with every capability over the sandbox's
+    /// mounts and no seccomp filter (a shell for looking around, not a
+    /// sandboxed process: the line `HERMETIC_KEEP` prints adds a shell that
+    /// gives the capabilities up, with a clean environment, so that nothing
+    /// a program inside left in its `$HOME` runs with them). Without one (keep called on a
     /// sandbox made without the variable) the command works as root only:
     /// the kernel lets an unprivileged process enter the sandbox's mount
     /// and PID namespaces only from that user namespace.
@@ -847,10 +850,23 @@ fn ran_and_failed(e: &Error) -> bool {
 
 /// The line that says a sandbox is kept and how to look inside: `what`
 /// (who is kept, and why) is kept (init process `pid`); look inside with
-/// `enter` and a shell. One wording for every place that keeps one.
+/// `enter` and [`LOOKING_SHELL`]. One wording for every place that keeps
+/// one.
 pub(crate) fn kept_message(what: &str, pid: impl std::fmt::Display, enter: &str) -> String {
-    format!("hermetic: {what} is kept (init process {pid}); look inside with: {enter} sh")
+    format!(
+        "hermetic: {what} is kept (init process {pid}); look inside with: {enter} {LOOKING_SHELL}"
+    )
 }
+
+/// The shell a kept sandbox's message suggests, after the `nsenter`
+/// command: `nsenter` through the keeper gives every capability over the
+/// sandbox's mounts and no seccomp filter, so what a program inside left
+/// for the one who looks (a `~/.bashrc` in its `$HOME` layer, a command in
+/// a `PATH` directory of `$HOME`) would run with more than the program
+/// had: the shell gives up every capability (its bounding set) and starts
+/// with a clean environment (system `PATH`, `HOME=/`, no rc file).
+pub(crate) const LOOKING_SHELL: &str = "setpriv --bounding-set=-all --no-new-privs env -i \
+                                         PATH=/usr/local/bin:/usr/bin:/bin HOME=/ sh";
 
 /// `HERMETIC_KEEP` is set (and not `0`).
 pub(crate) fn keep_failed() -> bool {
