@@ -54,3 +54,4 @@ mod runs;
 mod teardown;
 mod threads;
 mod users;
+mod attacks5;
