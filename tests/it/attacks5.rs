@@ -370,3 +370,70 @@ fn a_closure_cannot_hold_a_lock_on_a_host_file_against_the_test_process() {
         "the test process's flock of the file while a sandbox holds it (0: got it)"
     );
 }
+
+/// The same theft on a run's result pipe: the closure writes the first
+/// byte of a frame into its own result channel and takes it back through
+/// a read end opened on `/proc/self/fd/N`, with a child of its own keeping
+/// the write end open (so that the test process's read never sees the end
+/// of the pipe). While the test process is caught in that `read`, it no
+/// longer drains the sandbox's stderr: a byte the closure writes there
+/// stays, and tells the closure it has succeeded (it then waits, never
+/// returning; a try that failed exits at once). The run's timeout is 5 s;
+/// it never returns.
+#[test]
+#[ignore = "hole: a closure that drains its own result pipe between the test's FIONREAD and read blocks the run for ever, past its timeout"]
+fn a_closure_that_drains_its_result_pipe_cannot_block_the_run_past_its_timeout() {
+    let ns = Sandbox::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let hung = first_hanging_try(Duration::from_secs(35), move |i| {
+        let _ = ns.try_run(move || -> () {
+            let result = hermetic::__result_channel_fd().unwrap();
+            let open = |path: String| {
+                let path = std::ffi::CString::new(path).unwrap();
+                // SAFETY: a path string of ours; the fd is this process's.
+                unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK) }
+            };
+            let result_read = open(format!("/proc/self/fd/{result}"));
+            let err_read = open("/proc/self/fd/2".into());
+            assert!(result_read >= 0 && err_read >= 0);
+            // SAFETY: fork of this one-threaded process; the child only
+            // keeps its copies of the pipes open.
+            if unsafe { libc::fork() } == 0 {
+                loop {
+                    // SAFETY: waits for a signal; nothing else.
+                    unsafe { libc::pause() };
+                }
+            }
+            let delay = Duration::from_nanos(i.wrapping_mul(7919) % 40_000);
+            // SAFETY: one byte from a static buffer into our result pipe.
+            unsafe { libc::write(result, [1u8].as_ptr().cast(), 1) };
+            let t0 = Instant::now();
+            while t0.elapsed() < delay {
+                std::hint::spin_loop();
+            }
+            let mut buf = [0u8; 64];
+            // SAFETY: reads into a live stack buffer of its length.
+            unsafe { libc::read(result_read, buf.as_mut_ptr().cast(), buf.len()) };
+            // SAFETY: one byte from a static buffer to fd 2.
+            unsafe { libc::write(2, b"!".as_ptr().cast(), 1) };
+            std::thread::sleep(Duration::from_millis(2));
+            if pending(err_read) > 0 {
+                std::thread::sleep(Duration::from_millis(500));
+                if pending(err_read) > 0 {
+                    // Caught: never return.
+                    loop {
+                        std::thread::sleep(Duration::from_secs(3600));
+                    }
+                }
+            }
+            // SAFETY: ends this process at once, sending nothing more.
+            unsafe { libc::_exit(0) }
+        });
+    });
+    assert_eq!(
+        hung, None,
+        "(try, when): a run of a 5 s timeout did not return 35 s after it started"
+    );
+}
