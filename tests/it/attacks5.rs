@@ -508,3 +508,72 @@ fn helper_floods_across_runs() {
         after - before
     );
 }
+
+// ---------------------------------------------------------------------
+// A kept sandbox, and whoever looks inside
+
+/// A program under `hermetic run` (copy-on-write: its `$HOME` is a layer
+/// of the sandbox's, writable) plants a `~/.bashrc` there and fails; with
+/// `HERMETIC_KEEP=1` its sandbox is kept, and hermetic says how to look
+/// inside: `nsenter -t KEEPER -U -m ... sh`, through the keeper, whose user
+/// namespace owns the sandbox's mounts. The user's shell there (here
+/// `bash -i`, what an interactive bash is) runs the planted file with every
+/// capability over those mounts, and without the seccomp filter: the
+/// planted lines remount the host's `/` read-write and take the sandbox's
+/// `/var/tmp` off, then write a file into the host's `/var/tmp`. Code
+/// inside thus writes the host's files (and, from a terminal, could type
+/// into it: `TIOCSTI` is refused only under the filter), through the shell
+/// hermetic tells the user to open; the remount also stays for every
+/// process still in the sandbox. Entering through the init process
+/// (`hermetic enter INIT`) holds: no capability over the mounts there.
+#[test]
+#[ignore = "hole: a kept sandbox's program plants ~/.bashrc (or a command in a PATH dir of $HOME) in its layer; the shell the kept message suggests (nsenter through the keeper) runs it with every capability over the mounts and no filter, and it writes the host"]
+fn a_kept_sandbox_cannot_write_the_host_through_the_shell_that_looks_inside() {
+    let target = tempfile::tempdir_in("/var/tmp").unwrap();
+    let marker = target.path().join("escaped");
+    let payload = format!(
+        "mount -o remount,bind,rw / 2>/dev/null; umount -l /var/tmp 2>/dev/null; \
+         echo escaped > {}\n",
+        marker.display()
+    );
+    let out = common::hermetic_command()
+        .args([
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "printf '%s' \"$1\" > \"$HOME/.bashrc\"; exit 1",
+            "sh",
+        ])
+        .arg(&payload)
+        .env("HERMETIC_KEEP", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let pid_after = |word: &str| -> Option<i32> {
+        let rest = &stderr[stderr.find(word)? + word.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let (Some(init), Some(keeper)) = (pid_after("init process "), pid_after("nsenter -t ")) else {
+        panic!("no kept sandbox: {stderr}");
+    };
+    // The shell the message suggests, interactive (as a user's is).
+    let looked = std::process::Command::new("nsenter")
+        .args(["-t", &keeper.to_string()])
+        .args(["-U", "-m", "-n", "-p", "-u", "-i", "--preserve-credentials"])
+        .args(["bash", "-i"])
+        .stdin(std::process::Stdio::null())
+        .output();
+    // SAFETY: kills the kept sandbox this test made (its init process).
+    unsafe { libc::kill(init, libc::SIGKILL) };
+    let looked = looked.expect("nsenter");
+    assert!(
+        !marker.exists(),
+        "the kept sandbox wrote {} on the host through the shell that looked inside ({})",
+        marker.display(),
+        String::from_utf8_lossy(&looked.stderr)
+    );
+}
