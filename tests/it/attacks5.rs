@@ -526,14 +526,17 @@ fn helper_floods_across_runs() {
 /// hermetic tells the user to open; the remount also stays for every
 /// process still in the sandbox. Entering through the init process
 /// (`hermetic enter INIT`) holds: no capability over the mounts there.
-#[test]
-#[ignore = "hole: a kept sandbox's program plants ~/.bashrc (or a command in a PATH dir of $HOME) in its layer; the shell the kept message suggests (nsenter through the keeper) runs it with every capability over the mounts and no filter, and it writes the host"]
-fn a_kept_sandbox_cannot_write_the_host_through_the_shell_that_looks_inside() {
+/// A kept sandbox (`HERMETIC_KEEP=1 hermetic run`) whose program planted a
+/// `~/.bashrc` in its layer that remounts the host's `/` read-write, takes
+/// the sandbox's `/var/tmp` off and writes `escaped` into a host directory
+/// made for it: (init pid, keeper pid, the host file it would write, the
+/// directory that holds it).
+fn kept_sandbox_with_a_planted_bashrc() -> (i32, i32, std::path::PathBuf, tempfile::TempDir) {
     let target = tempfile::tempdir_in("/var/tmp").unwrap();
     let marker = target.path().join("escaped");
     let payload = format!(
-        "mount -o remount,bind,rw / 2>/dev/null; umount -l /var/tmp 2>/dev/null; \
-         echo escaped > {}\n",
+        "echo planted-ran >&2; mount -o remount,bind,rw / 2>/dev/null; \
+         umount -l /var/tmp 2>/dev/null; echo escaped > {}\n",
         marker.display()
     );
     let out = common::hermetic_command()
@@ -560,6 +563,28 @@ fn a_kept_sandbox_cannot_write_the_host_through_the_shell_that_looks_inside() {
     let (Some(init), Some(keeper)) = (pid_after("init process "), pid_after("nsenter -t ")) else {
         panic!("no kept sandbox: {stderr}");
     };
+    (init, keeper, marker, target)
+}
+
+/// A program under `hermetic run` (copy-on-write: its `$HOME` is a layer
+/// of the sandbox's, writable) plants a `~/.bashrc` there and fails; with
+/// `HERMETIC_KEEP=1` its sandbox is kept, and hermetic says how to look
+/// inside: `nsenter -t KEEPER -U -m ... sh`, through the keeper, whose user
+/// namespace owns the sandbox's mounts. The user's shell there (here
+/// `bash -i`, what an interactive bash is) runs the planted file with every
+/// capability over those mounts, and without the seccomp filter: the
+/// planted lines remount the host's `/` read-write and take the sandbox's
+/// `/var/tmp` off, then write a file into the host's `/var/tmp`. Code
+/// inside thus writes the host's files (and, from a terminal, could type
+/// into it: `TIOCSTI` is refused only under the filter), through the shell
+/// hermetic tells the user to open; the remount also stays for every
+/// process still in the sandbox. (A command planted in a directory of
+/// `$HOME` that is on the user's `PATH`, such as `~/.cargo/bin`, works the
+/// same with any shell.)
+#[test]
+#[ignore = "hole: a kept sandbox's program plants ~/.bashrc (or a command in a PATH dir of $HOME) in its layer; the shell the kept message suggests (nsenter through the keeper) runs it with every capability over the mounts and no filter, and it writes the host"]
+fn a_kept_sandbox_cannot_write_the_host_through_the_shell_that_looks_inside() {
+    let (init, keeper, marker, _target) = kept_sandbox_with_a_planted_bashrc();
     // The shell the message suggests, interactive (as a user's is).
     let looked = std::process::Command::new("nsenter")
         .args(["-t", &keeper.to_string()])
@@ -575,5 +600,39 @@ fn a_kept_sandbox_cannot_write_the_host_through_the_shell_that_looks_inside() {
         "the kept sandbox wrote {} on the host through the shell that looked inside ({})",
         marker.display(),
         String::from_utf8_lossy(&looked.stderr)
+    );
+}
+
+/// The same planted `~/.bashrc`, run by the shell `hermetic enter INIT`
+/// starts (the other way the kept message names): that shell is in the
+/// sandbox's inner user namespace and under its filter, as a program of
+/// the sandbox is, so the remount fails (`EPERM`) and the host stays as
+/// it was.
+#[test]
+fn a_kept_sandbox_cannot_write_the_host_through_hermetic_enter() {
+    if !std::path::Path::new("/bin/bash").exists() {
+        common::skip("no /bin/bash to be the interactive shell that runs ~/.bashrc");
+        return;
+    }
+    let (init, _keeper, marker, _target) = kept_sandbox_with_a_planted_bashrc();
+    let looked = common::hermetic_command()
+        .args(["enter", &init.to_string(), "--", "bash", "-i"])
+        .stdin(std::process::Stdio::null())
+        .output();
+    // SAFETY: kills the kept sandbox this test made (its init process).
+    unsafe { libc::kill(init, libc::SIGKILL) };
+    let looked = looked.unwrap();
+    let stderr = String::from_utf8_lossy(&looked.stderr);
+    // The planted file did run (its last line failed, on a read-only
+    // /var/tmp of the host's or the sandbox's own /var/tmp): entering
+    // worked, and what it ran could not reach the host.
+    assert!(
+        !marker.exists(),
+        "hermetic enter wrote {} on the host ({stderr})",
+        marker.display()
+    );
+    assert!(
+        stderr.contains("planted-ran"),
+        "the planted file did not run: {stderr}"
     );
 }
