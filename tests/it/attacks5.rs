@@ -636,3 +636,41 @@ fn a_kept_sandbox_cannot_write_the_host_through_hermetic_enter() {
         "the planted file did not run: {stderr}"
     );
 }
+
+// ---------------------------------------------------------------------
+// What an isolated body inherits
+
+/// The fds of the calling process that name `path`.
+fn fds_naming(path: &std::path::Path) -> Vec<i32> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let fd = e.file_name().to_str()?.parse().ok()?;
+            (std::fs::read_link(e.path()).ok()? == path).then_some(fd)
+        })
+        .collect()
+}
+
+/// A closure inherits the test process's own fds (README: a known
+/// limitation, with what it lets a closure write); an isolated body is a
+/// fresh exec of the test binary, which must not: an fd the test process
+/// holds, writable and inheritable (no `O_CLOEXEC`), on a host file, would
+/// let the body write that file whatever the host mode. Code before the
+/// call runs in both processes, so each opens the file once: the body
+/// must hold exactly its own fd on it, not the test process's too.
+#[test]
+fn an_isolated_body_holds_no_fd_of_the_test_process() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    // SAFETY: open(2) of a path of ours, without O_CLOEXEC on purpose; the
+    // fd is leaked for the life of the process.
+    let fd = unsafe {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        libc::open(c.as_ptr(), libc::O_RDONLY)
+    };
+    assert!(fd >= 0);
+    hermetic::isolate_test(move || {
+        let held = fds_naming(&path);
+        assert_eq!(held, [fd], "the body's fds on {}", path.display());
+    });
+}
