@@ -8,6 +8,11 @@
 #                   port 35562: under nextest (a process per test) it needs
 #                   -j 1 today
 #   tempfile 3.27.0 writes in /tmp and in its working directory
+#   walkdir 2.5.1   makes its trees in /tmp/rust-walkdir/N, N counted from 0
+#                   in every test process: plain in parallel, two test
+#                   processes collide (File exists); each sandbox has its /tmp
+#   filetime 0.2.30 sets and reads file times in temporary directories
+#   glob 0.3.4      globs trees it makes in its working directory, and /root
 #
 # For each: the crate's published source is fetched with cargo and copied out
 # of the registry; its tests are built once (a nextest archive) and run from
@@ -43,7 +48,11 @@ case "$work" in /tmp | /tmp/*)
     ;;
 esac
 export CARGO_TERM_COLOR=never
-crates=("fs_extra 1.3.0" "minreq 2.14.1" "tempfile 3.27.0")
+crates=("fs_extra 1.3.0" "minreq 2.14.1" "tempfile 3.27.0" "walkdir 2.5.1" "filetime 0.2.30" "glob 0.3.4")
+# CRATES="walkdir 2.5.1,glob 0.3.4" runs only those.
+if [ -n "${CRATES:-}" ]; then
+    IFS=, read -r -a crates <<<"$CRATES"
+fi
 if [ -z "${HERMETIC:-}" ]; then
     # Optimised, as `cargo install` would build it.
     cargo build -q --release --bin hermetic

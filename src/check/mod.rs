@@ -91,6 +91,10 @@ pub enum Probe {
     /// (overlays in the sandbox's user namespace), or read-only where the
     /// kernel refuses them.
     HostMode,
+    /// Pseudo-terminals of the sandbox's own (a devpts instance on
+    /// `/dev/pts`), which programs that open one need (`script`, `expect`,
+    /// pty crates).
+    Terminals,
 }
 
 impl Probe {
@@ -123,6 +127,7 @@ impl Probe {
             Probe::IdHelpers => "ids inside",
             Probe::ResourceLimits => "resource limits",
             Probe::HostMode => "copy-on-write host",
+            Probe::Terminals => "pseudo-terminals",
         }
     }
 }
@@ -383,7 +388,8 @@ pub fn check() -> HostReport {
         }
     }
 
-    if matches!(sandbox, Some(Ok(_))) {
+    if let Some(Ok(ns)) = &sandbox {
+        findings.push(terminals_finding(ns));
         findings.push(host_mode_finding());
     }
     findings.push(Finding {
@@ -401,6 +407,51 @@ pub fn check() -> HostReport {
         ..finding(Probe::ResourceLimits, Status::Info, limits)
     });
     HostReport { kernel, findings }
+}
+
+/// Whether a process in `ns` can open a pseudo-terminal of the sandbox's
+/// own.
+fn terminals_finding(ns: &crate::Sandbox) -> Finding {
+    let opened = ns.try_run(|| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/ptmx")
+            .map(drop)
+            .map_err(|e| e.raw_os_error().unwrap_or(0))
+    });
+    let f = match opened {
+        Ok(Ok(())) => finding(
+            Probe::Terminals,
+            Status::Works,
+            "a devpts instance of the sandbox's own on /dev/pts, at most 256 terminals",
+        ),
+        Ok(Err(errno)) => Finding {
+            hint: Some(
+                "the kernel refused a devpts mount in the sandbox's user namespace (a kernel \
+                 without CONFIG_DEVPTS_MULTIPLE_INSTANCES, or an LSM policy); what opens a \
+                 terminal inside (script, expect, a pty crate's tests) fails, the rest works"
+                    .into(),
+            ),
+            ..finding(
+                Probe::Terminals,
+                Status::Missing,
+                format!(
+                    "opening /dev/ptmx: {}",
+                    errno_text(&std::io::Error::from_raw_os_error(errno))
+                ),
+            )
+        },
+        Err(e) => finding(
+            Probe::Terminals,
+            Status::NotReached,
+            format!("the probe did not run: {e}"),
+        ),
+    };
+    Finding {
+        required: false,
+        ..f
+    }
 }
 
 /// A sandbox with the copy-on-write host, made for real (not falling back).

@@ -308,6 +308,8 @@ where
     match unsafe { libc::fork() } {
         0 => {
             let _never_unwind = ExitOnUnwind;
+            // A new process, whatever pid it gets (see process_identity).
+            sys::note_forked();
             // Before it enters: this copy of the test process, and the
             // runner that will share its memory, are closed to the
             // sandbox's processes (ptrace, /proc/PID/mem and fd,
@@ -437,6 +439,8 @@ where
     match unsafe { libc::fork() } {
         0 => {
             let _never_unwind = ExitOnUnwind;
+            // A new process, whatever pid it gets (see process_identity).
+            sys::note_forked();
             // SAFETY: the runner's copy of the joiner's pidfd, a raw fd
             // owned by no Rust object, which the runner never uses.
             unsafe { sys::close(launch.joiner) };

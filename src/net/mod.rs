@@ -938,18 +938,22 @@ fn bridge_port(h: &Host, link: &LinkState) -> String {
 /// port, that port forwarding (which the bridge decides once told of the
 /// carrier). Both happen in a kernel worker after `set_up` has returned: a
 /// sender that went on at once lost its first frames on a busy machine.
-/// `ETIMEDOUT` after 10 s.
+/// A link without a carrier (its peer down) is not waited for. `ETIMEDOUT`
+/// after 10 s.
 fn wait_carrying(name: &str) -> std::io::Result<()> {
     let read = |file: &str| {
         std::fs::read_to_string(format!("/sys/class/net/{name}/{file}")).unwrap_or_default()
     };
     let carrying = || {
-        read("operstate").trim_end() == "up"
-            // BR_STATE_FORWARDING, where it is a bridge's port.
-            && match read("brport/state").trim_end() {
-                "" => true,
-                state => state == "3",
-            }
+        // No carrier (the peer is down, which is its own side's business):
+        // nothing to wait for.
+        read("carrier").trim_end() != "1"
+            || (read("operstate").trim_end() == "up"
+                // BR_STATE_FORWARDING, where it is a bridge's port.
+                && match read("brport/state").trim_end() {
+                    "" => true,
+                    state => state == "3",
+                })
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !carrying() {

@@ -90,8 +90,8 @@ pub(crate) struct Output {
 
 impl Output {
     pub(crate) fn new(limit: OutputLimit) -> io::Result<Output> {
-        let (out_r, stdout) = fd::pipe()?;
-        let (err_r, stderr) = fd::pipe()?;
+        let (out_r, stdout) = fd::pipe_read_never_blocks()?;
+        let (err_r, stderr) = fd::pipe_read_never_blocks()?;
         let readers = [Arc::new(out_r), Arc::new(err_r)];
         let streams = Streams {
             out: Stream::new(readers[0].clone(), false, limit),
@@ -319,7 +319,9 @@ impl Stream {
 
     /// Reads what is there now, at most [`PUMP_MAX`] bytes, and prints the
     /// part of it that is kept. Reads only what the pipe holds
-    /// (`FIONREAD`), so it never blocks, whatever the pipe's flags.
+    /// (`FIONREAD`), from a read end that never blocks: what a process
+    /// inside takes out of the pipe meanwhile (through a read end of its
+    /// own) ends the pump (`EAGAIN`), it does not block it.
     pub(crate) fn pump(&mut self) {
         let mut buf = [0u8; 16 * 1024];
         let mut taken = 0;

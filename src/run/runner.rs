@@ -67,10 +67,10 @@ impl Runner {
         T: Serialize,
     {
         check_sigchld()?;
-        let (report_r, report_w) =
-            fd::pipe().map_err(|e| Error::sys("creating the run's report pipe", e))?;
-        let (result_r, result_w) =
-            fd::pipe().map_err(|e| Error::sys("creating the run's result pipe", e))?;
+        let (report_r, report_w) = fd::pipe_read_never_blocks()
+            .map_err(|e| Error::sys("creating the run's report pipe", e))?;
+        let (result_r, result_w) = fd::pipe_read_never_blocks()
+            .map_err(|e| Error::sys("creating the run's result pipe", e))?;
         let plan = JoinPlan {
             init_pidfd: init_pidfd.as_raw_fd(),
             nstypes,
@@ -262,9 +262,10 @@ impl Runner {
     /// complete or the pipe is empty. True once nothing more is to be read:
     /// the frame is complete or the pipe is at its end.
     ///
-    /// Reads only as many bytes as the pipe holds (`FIONREAD`), so it never
-    /// blocks, whatever the pipe's flags: no `O_NONBLOCK` (a flag of the
-    /// open file, which another holder could clear) is relied on.
+    /// Reads only as many bytes as the pipe holds (`FIONREAD`), from a read
+    /// end that never blocks ([`fd::pipe_read_never_blocks`]): a closure
+    /// that takes bytes out of the pipe through a read end of its own
+    /// (`/proc/self/fd/N`) garbles its own frame, and hangs nothing.
     /// `hung_up`: poll said the pipe has no writers left.
     fn read_available(&mut self, reader: &mut FrameReader, hung_up: bool) -> Result<bool, Error> {
         // A frame is usually a few bytes; bigger ones take more reads.
@@ -285,6 +286,10 @@ impl Runner {
                 Ok(n) => {
                     reader.feed(&buf[..n])?;
                 }
+                // Taken out of the pipe by another reader since FIONREAD
+                // (a process inside, through a read end of its own): what
+                // comes next wakes the poll again.
+                Err(libc::EAGAIN) => return Ok(hung_up),
                 Err(e) => {
                     return Err(Error::sys(
                         "reading the run's result",
@@ -398,10 +403,9 @@ fn await_report(joiner: libc::pid_t, report_r: &Fd) -> Result<[u8; 8], Error> {
 /// every writer of the pipe is gone) without sending one.
 ///
 /// The writer sends its 8 bytes in one `write`, which a pipe delivers
-/// whole. Never blocks in `read` and relies on no flag of the pipe: a copy
-/// of the write end may live on in a process another thread forked
-/// meanwhile, and the open file's `O_NONBLOCK` could be changed by another
-/// holder.
+/// whole. Never blocks in `read`: it reads only what `FIONREAD` says the
+/// pipe holds, from a read end that never blocks
+/// ([`fd::pipe_read_never_blocks`]).
 pub(crate) fn read_report(report_r: &Fd, writer: &Fd) -> std::io::Result<Option<[u8; 8]>> {
     let err = std::io::Error::from_raw_os_error;
     let take = || -> std::io::Result<Option<[u8; 8]>> {
@@ -414,7 +418,7 @@ pub(crate) fn read_report(report_r: &Fd, writer: &Fd) -> std::io::Result<Option<
         let mut msg = [0u8; 8];
         match sys::read(report_r.as_fd(), &mut msg) {
             Ok(8) => Ok(Some(msg)),
-            Ok(_) => Ok(None),
+            Ok(_) | Err(libc::EAGAIN) => Ok(None),
             Err(e) => Err(err(e)),
         }
     };

@@ -258,9 +258,11 @@ impl SandboxBuilder {
         // whichever test thread forks it, so no other test can hold (and
         // forge) this channel or these pipes.
         let (result, channel) =
-            fd::pipe().map_err(|e| sys_err("creating the result channel", e))?;
-        let (stdout, stdout_w) = fd::pipe().map_err(|e| sys_err("creating the output pipes", e))?;
-        let (stderr, stderr_w) = fd::pipe().map_err(|e| sys_err("creating the output pipes", e))?;
+            fd::pipe_read_never_blocks().map_err(|e| sys_err("creating the result channel", e))?;
+        let (stdout, stdout_w) =
+            fd::pipe_read_never_blocks().map_err(|e| sys_err("creating the output pipes", e))?;
+        let (stderr, stderr_w) =
+            fd::pipe_read_never_blocks().map_err(|e| sys_err("creating the output pipes", e))?;
         let mut builder = self
             .with_default_host(crate::HostMode::CopyOnWrite)
             .into_owned();
@@ -408,6 +410,9 @@ impl Channel {
                 return;
             }
             let mut bytes = match crate::sys::read(fd.as_fd(), &mut buf[..pending.min(16 * 1024)]) {
+                // Taken out by another reader since FIONREAD (the body,
+                // through a read end of its own): wait for what comes next.
+                Err(libc::EAGAIN) => return,
                 Ok(0) | Err(_) => {
                     self.ended = true;
                     return;

@@ -92,6 +92,21 @@ pub(crate) fn pipe() -> io::Result<(Fd, Fd)> {
     Ok((Fd(Some(r)), Fd(Some(w))))
 }
 
+/// A pipe whose read end (ours) never blocks a read: `O_NONBLOCK` on the
+/// read end's open file only, the write end as usual. For a pipe whose
+/// write end goes into a sandbox: a process there can open a read end of
+/// its own through `/proc/self/fd/N` (the kernel opens a pipe reached that
+/// way in the mode asked for) and empty the pipe between our poll (or
+/// `FIONREAD`) and our read, which would then wait for the next byte, for
+/// ever if none comes. Nothing but the test process ever holds our read
+/// end's open file (every fork of it closes the copy first), so nothing
+/// can clear the flag. A read of an empty pipe with writers gives `EAGAIN`.
+pub(crate) fn pipe_read_never_blocks() -> io::Result<(Fd, Fd)> {
+    let (r, w) = pipe()?;
+    super::set_nonblocking(r.as_fd()).map_err(io::Error::from_raw_os_error)?;
+    Ok((r, w))
+}
+
 /// The list, held steady across a fork: while the guard lives, no fd of
 /// ours is opened or closed.
 pub(crate) fn hold() -> RwLockReadGuard<'static, Vec<RawFd>> {

@@ -559,15 +559,16 @@ pub(crate) fn user_name(uid: u32) -> Option<String> {
 
 /// An fd a process opens once, keeps open for the rest of its life and
 /// shares between its threads (the lifeline, the init program's memfd). A
-/// process forked from the test process has a pid of its own, so it opens
-/// its own: the copy it inherited may have been closed by hermetic's fd
-/// hygiene.
+/// process forked from the test process is another process
+/// ([`process_identity`], which tells them apart even where their pids are
+/// the same number, in two PID namespaces), so it opens its own: the copy
+/// it inherited may have been closed by hermetic's fd hygiene.
 #[derive(Debug)]
-pub(crate) struct PerProcessFd(std::sync::atomic::AtomicU64);
+pub(crate) struct PerProcessFd(std::sync::atomic::AtomicPtr<(u64, RawFd)>);
 
 impl PerProcessFd {
     pub(crate) const fn new() -> Self {
-        PerProcessFd(std::sync::atomic::AtomicU64::new(0))
+        PerProcessFd(std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()))
     }
 
     /// This process's fd, opened by `open` if it has none yet. When two
@@ -577,37 +578,46 @@ impl PerProcessFd {
         open: impl Fn() -> io::Result<crate::sys::fd::Fd>,
     ) -> io::Result<BorrowedFd<'static>> {
         use std::sync::atomic::Ordering;
-        let pid = getpid();
+        let me = process_identity();
         loop {
-            // pid << 32 | fd, or 0.
             let current = self.0.load(Ordering::Acquire);
-            if current != 0 && (current >> 32) as i32 == pid {
+            // SAFETY: a published entry is leaked: never changed nor freed.
+            if let Some(&(owner, fd)) = unsafe { current.as_ref() }
+                && owner == me
+            {
                 // SAFETY: published by this process, whose published fds
                 // are leaked (never closed).
-                return Ok(unsafe { BorrowedFd::borrow_raw(current as u32 as RawFd) });
+                return Ok(unsafe { BorrowedFd::borrow_raw(fd) });
             }
             let fd = open()?;
-            let packed = (pid as u64) << 32 | fd.as_raw_fd() as u32 as u64;
-            if self
+            let entry = Box::into_raw(Box::new((me, fd.as_raw_fd())));
+            match self
                 .0
-                .compare_exchange(current, packed, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
+                .compare_exchange(current, entry, Ordering::AcqRel, Ordering::Acquire)
             {
-                return Ok(fd.leak());
+                // The entry replaced (another process's) is leaked: a
+                // thread may still be reading it.
+                Ok(_) => return Ok(fd.leak()),
+                Err(_) => {
+                    // Another thread published first: use theirs, close
+                    // ours.
+                    // SAFETY: `entry` was never published: this is its only
+                    // pointer.
+                    drop(unsafe { Box::from_raw(entry) });
+                }
             }
-            // Another thread published first: use theirs, close ours.
         }
     }
 }
 
 /// A value a process computes once and shares between its threads (what
-/// the host allows it, read from files), keyed like [`PerProcessFd`] by pid,
-/// so that a process forked from the test process computes its own, and by
-/// a key of the caller's: a value computed for another key is computed
-/// again. Lock-free, so usable in a forked copy whatever another thread of
-/// the original was doing at the fork.
+/// the host allows it, read from files), kept like [`PerProcessFd`] per
+/// process ([`process_identity`]), so that a process forked from the test
+/// process computes its own, and by a key of the caller's: a value computed
+/// for another key is computed again. Lock-free, so usable in a forked copy
+/// whatever another thread of the original was doing at the fork.
 #[derive(Debug)]
-pub(crate) struct PerProcess<K, T>(std::sync::atomic::AtomicPtr<(libc::pid_t, K, T)>);
+pub(crate) struct PerProcess<K, T>(std::sync::atomic::AtomicPtr<(u64, K, T)>);
 
 impl<K: PartialEq, T: Clone> PerProcess<K, T> {
     pub(crate) const fn new() -> Self {
@@ -618,11 +628,11 @@ impl<K: PartialEq, T: Clone> PerProcess<K, T> {
     /// none yet.
     pub(crate) fn get_or_compute(&self, key: K, compute: impl FnOnce() -> T) -> T {
         use std::sync::atomic::Ordering;
-        let pid = getpid();
+        let me = process_identity();
         let current = self.0.load(Ordering::Acquire);
         // SAFETY: a published entry is leaked: never changed nor freed.
         if let Some((owner, k, value)) = unsafe { current.as_ref() }
-            && *owner == pid
+            && *owner == me
             && *k == key
         {
             return value.clone();
@@ -631,7 +641,7 @@ impl<K: PartialEq, T: Clone> PerProcess<K, T> {
         // The entry this replaces (another process's, another key's, or
         // another thread's of the same moment) is leaked: a thread may
         // still be reading it.
-        let entry = Box::into_raw(Box::new((pid, key, value.clone())));
+        let entry = Box::into_raw(Box::new((me, key, value.clone())));
         self.0.store(entry, Ordering::Release);
         value
     }

@@ -538,6 +538,25 @@ pub(crate) fn exit(code: i32) -> ! {
 }
 
 /// The calling process's own pid.
+/// How many of hermetic's forks (a run's joiner, in the child) lie between
+/// the test process and this one: with the pid, what tells a process from
+/// the one it was forked from, even where they have the same pid (a run's
+/// process, in a sandbox's PID namespace, may get the number the test
+/// process has in its own: `hermetic run` of a test binary).
+static FORKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Says, in the child of one of hermetic's forks, that it is a new process.
+/// One atomic add: safe after fork.
+pub(crate) fn note_forked() {
+    FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Who this process is, for values kept per process: its pid, and how
+/// many of hermetic's forks made it ([`note_forked`]).
+pub(crate) fn process_identity() -> u64 {
+    (getpid() as u32 as u64) << 32 | u64::from(FORKS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 pub(crate) fn getpid() -> libc::pid_t {
     rustix::process::getpid().as_raw_nonzero().get()
 }

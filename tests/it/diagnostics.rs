@@ -160,3 +160,25 @@ fn a_failing_setup_step_is_diagnosed_in_the_report() {
     assert!(hint.contains("user.max_net_namespaces"), "{hint}");
     assert_eq!(later, Status::NotReached);
 }
+
+#[test]
+fn the_report_says_whether_sandboxes_get_terminals_as_a_closure_finds() {
+    let report = check();
+    let f = report
+        .finding(Probe::Terminals)
+        .expect("a terminals finding");
+    assert!(!f.required, "terminals must not block sandboxes");
+    let opens = Sandbox::new().unwrap().run(|| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/ptmx")
+            .is_ok()
+    });
+    assert_eq!(f.status == Status::Works, opens, "{f:?}");
+    if f.status != Status::Works {
+        assert!(f.hint.is_some(), "a refusal says why: {f:?}");
+    }
+    // This host gives every sandbox its own devpts.
+    assert_eq!(f.status, Status::Works, "{report}");
+}

@@ -504,3 +504,36 @@ fn a_link_carries_the_next_datagram_once_shaped_unshaped_or_brought_up() {
         once("the link came back up", round);
     }
 }
+
+/// A host that took its own end of the link down leaves the switch's end
+/// with no carrier: bringing the link up is not refused for it (there is
+/// nothing to wait for), and once the host brings its end back, datagrams
+/// flow.
+#[test]
+fn set_link_up_does_not_wait_for_a_host_that_took_its_own_end_down() {
+    let Some(ip) = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        eprintln!("SKIPPED: no `ip` command (iproute2) on this host");
+        return;
+    };
+    let net = Network::builder().host("h1").host("h2").build().unwrap();
+    let _echo = echo(&net, "h2");
+    let eth0 = |state: &'static str| {
+        net.host("h2").run(move || {
+            let status = std::process::Command::new(ip)
+                .args(["link", "set", "eth0", state])
+                .status()
+                .expect("ip runs inside");
+            assert!(status.success(), "ip link set eth0 {state}");
+        })
+    };
+    eth0("down");
+    net.set_link("h2", false).unwrap();
+    net.set_link("h2", true)
+        .expect("set_link(up) with the host's end down");
+    eth0("up");
+    // Its address stayed; the route of its subnet came back with it.
+    assert!(round_trips(&net, "h1", "h2", 1, Duration::from_secs(20))[0].is_some());
+}
