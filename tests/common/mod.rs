@@ -461,3 +461,41 @@ impl Drop for BinaryCopy {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A pty pair: (master, slave).
+pub fn openpty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // Both ends close-on-exec from their first instant (openpty(3) makes
+    // neither so): every test of this binary shares its fd table, and a
+    // program another test starts meanwhile must not keep the master open,
+    // or the shell on the slave never sees its terminal go away.
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: posix_openpt opens a new fd, owned here alone.
+    let master = unsafe { libc::posix_openpt(flags) };
+    assert!(
+        master >= 0,
+        "posix_openpt: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: master is the fd posix_openpt just opened, non-negative, and
+    // nothing else owns or closes it.
+    let master = unsafe { OwnedFd::from_raw_fd(master) };
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: a live master fd; a buffer of the given size.
+    unsafe {
+        assert_eq!(libc::unlockpt(master.as_raw_fd()), 0);
+        assert_eq!(
+            libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()),
+            0
+        );
+    }
+    // SAFETY: ptsname_r wrote a NUL-terminated path.
+    let slave = unsafe { libc::open(name.as_ptr(), flags) };
+    assert!(
+        slave >= 0,
+        "opening the pty's slave: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: just opened, owned here alone.
+    (master, unsafe { OwnedFd::from_raw_fd(slave) })
+}

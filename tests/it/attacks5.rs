@@ -79,6 +79,21 @@ fn first_hanging_try(
     None
 }
 
+/// A sandbox whose runs time out after 5 s, for attacks that try to
+/// outlast that.
+fn five_second_sandbox() -> Sandbox {
+    Sandbox::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+/// Fails if a try of [`first_hanging_try`] hung: `what` did not return
+/// 35 s after it started.
+fn assert_no_try_hung(hung: Option<(u64, Duration)>, what: &str) {
+    assert_eq!(hung, None, "(try, when): {what}");
+}
+
 /// A closure that reads its own output back out of the sandbox's stdout
 /// pipe (through a read end it opens on `/proc/self/fd/1`) must not make
 /// the test process block in `read(2)` on that pipe past the run's
@@ -91,16 +106,13 @@ fn first_hanging_try(
 /// or the death of the process waited for".
 #[test]
 fn a_closure_that_drains_its_output_pipe_cannot_block_the_run_past_its_timeout() {
-    let ns = Sandbox::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let ns = five_second_sandbox();
     let hung = first_hanging_try(Duration::from_secs(35), move |i| {
         let _ = ns.try_run(move || steal_a_printed_byte(i));
     });
-    assert_eq!(
-        hung, None,
-        "(try, when): a run of a 5 s timeout did not return 35 s after it started"
+    assert_no_try_hung(
+        hung,
+        "a run of a 5 s timeout did not return 35 s after it started",
     );
 }
 
@@ -111,10 +123,7 @@ fn a_closure_that_drains_its_output_pipe_cannot_block_the_run_past_its_timeout()
 /// held) and the drop (which joins the forwarder) blocked for ever.
 #[test]
 fn a_spawned_closure_that_drains_the_output_pipe_cannot_block_later_runs() {
-    let ns = Sandbox::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let ns = five_second_sandbox();
     // From here on the forwarder reads the pipes.
     let _idle = ns
         .spawn(|| std::thread::sleep(Duration::from_secs(3600)))
@@ -125,9 +134,9 @@ fn a_spawned_closure_that_drains_the_output_pipe_cannot_block_later_runs() {
         }
         let _ = ns.try_run(|| ());
     });
-    assert_eq!(
-        hung, None,
-        "(try, when): a spawn, its join and a run did not return 35 s after they started"
+    assert_no_try_hung(
+        hung,
+        "a spawn, its join and a run did not return 35 s after they started",
     );
 }
 
@@ -384,10 +393,7 @@ fn a_closure_cannot_hold_a_lock_on_a_host_file_against_the_test_process() {
 /// with a blocking read end (before bf2eefa) it never returned.
 #[test]
 fn a_closure_that_drains_its_result_pipe_cannot_block_the_run_past_its_timeout() {
-    let ns = Sandbox::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let ns = five_second_sandbox();
     let hung = first_hanging_try(Duration::from_secs(35), move |i| {
         let _ = ns.try_run(move || -> () {
             let result = hermetic::__result_channel_fd().unwrap();
@@ -438,9 +444,9 @@ fn a_closure_that_drains_its_result_pipe_cannot_block_the_run_past_its_timeout()
             unsafe { libc::_exit(0) }
         });
     });
-    assert_eq!(
-        hung, None,
-        "(try, when): a run of a 5 s timeout did not return 35 s after it started"
+    assert_no_try_hung(
+        hung,
+        "a run of a 5 s timeout did not return 35 s after it started",
     );
 }
 
@@ -756,28 +762,6 @@ fn a_closure_cannot_take_the_test_process_s_inotify_instances() {
     );
 }
 
-/// A new pseudo-terminal: (master, slave), both close-on-exec.
-fn openpty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
-    // SAFETY: posix_openpt opens a new fd, owned here alone.
-    let master = unsafe { libc::posix_openpt(flags) };
-    assert!(master >= 0, "posix_openpt");
-    // SAFETY: just opened, owned here alone.
-    let master = unsafe { OwnedFd::from_raw_fd(master) };
-    let mut name = [0 as libc::c_char; 128];
-    // SAFETY: a live master fd.
-    assert_eq!(unsafe { libc::unlockpt(master.as_raw_fd()) }, 0);
-    // SAFETY: a live master fd; a buffer of the given size.
-    let named = unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) };
-    assert_eq!(named, 0);
-    // SAFETY: ptsname_r wrote a NUL-terminated path.
-    let slave = unsafe { libc::open(name.as_ptr(), flags) };
-    assert!(slave >= 0, "opening the pty's slave");
-    // SAFETY: just opened, owned here alone.
-    (master, unsafe { OwnedFd::from_raw_fd(slave) })
-}
-
 /// `Sandbox::keep` without a keeper (and the kept message as root) says
 /// to look inside with `nsenter -t INIT -U -m ... sh`: a shell in the
 /// sandbox's inner user namespace (no power over its mounts: that part
@@ -827,7 +811,7 @@ fn a_kept_sandbox_cannot_type_into_the_terminal_of_the_shell_that_looks_inside()
         .position(|w| w == "--preserve-credentials")
         .map(|at| &look[at + 1..])
         .expect("the shell after nsenter's options");
-    let (master, slave) = openpty();
+    let (master, slave) = common::openpty();
     // The one looking types `exit` (it waits in the terminal's input until
     // the shell reads it); a planted rc file, were it read, would run
     // before.
