@@ -697,14 +697,17 @@ fn fds_naming(path: &std::path::Path) -> Vec<i32> {
 /// must hold exactly its own fd on it, not the test process's too.
 #[test]
 fn an_isolated_body_holds_no_fd_of_the_test_process() {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    // The test binary itself: there wherever the suite runs (a nextest
+    // archive run elsewhere has no source tree at the path it was built
+    // in), and seen at the same path inside.
+    let path = std::env::current_exe().unwrap();
     // SAFETY: open(2) of a path of ours, without O_CLOEXEC on purpose; the
     // fd is leaked for the life of the process.
     let fd = unsafe {
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
         libc::open(c.as_ptr(), libc::O_RDONLY)
     };
-    assert!(fd >= 0);
+    assert!(fd >= 0, "opening {}", path.display());
     hermetic::isolate_test(move || {
         let held = fds_naming(&path);
         assert_eq!(held, [fd], "the body's fds on {}", path.display());
