@@ -222,7 +222,7 @@ bash ci/ordinary-demo.sh "$repo/target/debug/hermetic"
 
 # Real third-party suites, unchanged, from crates.io: every test that passes
 # plain passes under `hermetic run --`, and their trees stay unchanged.
-step "real suites: fs_extra, minreq, tempfile (plain, hermetic, bwrap)"
+step "real suites: fs_extra, minreq, tempfile, walkdir, filetime, glob (plain, hermetic, bwrap)"
 bash ci/real-suites.sh
 
 step "done: all checks passed as root and as $user"
