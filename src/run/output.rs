@@ -415,6 +415,11 @@ impl Stream {
         if let Some(last) = text.as_bytes().last() {
             self.at_line_start = *last == b'\n';
         }
+        self.emit(&text);
+    }
+
+    /// Prints `text` into the test's stdout or stderr (this stream's).
+    fn emit(&self, text: &str) {
         let err = self.err;
         // print! panics when its stream is gone; nothing to forward to then.
         let _ = std::panic::catch_unwind(|| {
@@ -434,18 +439,10 @@ impl Stream {
         if self.dropped_for_good == 0 {
             return;
         }
-        let line = format!(
+        self.emit(&format!(
             "[hermetic: {} more bytes this sandbox printed on this stream were dropped]\n",
             self.dropped_for_good
-        );
-        let err = self.err;
-        let _ = std::panic::catch_unwind(|| {
-            if err {
-                eprint!("{line}");
-            } else {
-                print!("{line}");
-            }
-        });
+        ));
     }
 
     /// `text` as far as the stream's lifetime allows ([`OutputLimit::lifetime`]):
