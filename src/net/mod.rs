@@ -239,9 +239,7 @@ impl NetworkBuilder {
         let ports: Vec<String> = hosts.iter().map(|h| h.port.clone()).collect();
         switch
             .try_run(move || -> Result<(), Step> {
-                ports.iter().try_for_each(|port| {
-                    wait_carrying(port).map_err(step(format!("waiting for {port} to carry frames")))
-                })
+                ports.iter().try_for_each(|port| wait_carrying(port))
             })?
             .map_err(from_step)?;
 
@@ -607,8 +605,7 @@ impl Network {
                 nl.set_up(idx, up)
                     .map_err(step(format!("taking {port} {what}")))?;
                 if up {
-                    wait_carrying(&port)
-                        .map_err(step(format!("waiting for {port} to carry frames")))?;
+                    wait_carrying(&port)?;
                 }
                 Ok(())
             })?
@@ -617,9 +614,7 @@ impl Network {
             // The host's end got its carrier back too.
             self.hosts[i]
                 .sandbox
-                .try_run(|| {
-                    wait_carrying("eth0").map_err(step("waiting for eth0 to carry frames"))
-                })?
+                .try_run(|| wait_carrying("eth0"))?
                 .map_err(from_step)?;
         }
         Ok(())
@@ -783,8 +778,7 @@ impl Network {
                     nl.set_up(idx, true)
                         .map_err(step(format!("bringing {name} up")))?;
                 }
-                wait_carrying(&bridge_end)
-                    .map_err(step(format!("waiting for {bridge_end} to carry frames")))?;
+                wait_carrying(&bridge_end)?;
                 Ok((port_idx, impair_idx))
             })?
             .map_err(from_step)?;
@@ -939,8 +933,8 @@ fn bridge_port(h: &Host, link: &LinkState) -> String {
 /// carrier). Both happen in a kernel worker after `set_up` has returned: a
 /// sender that went on at once lost its first frames on a busy machine.
 /// A link without a carrier (its peer down) is not waited for. `ETIMEDOUT`
-/// after 10 s.
-fn wait_carrying(name: &str) -> std::io::Result<()> {
+/// after 10 s, as a step naming the link.
+fn wait_carrying(name: &str) -> Result<(), Step> {
     let read = |file: &str| {
         std::fs::read_to_string(format!("/sys/class/net/{name}/{file}")).unwrap_or_default()
     };
@@ -958,7 +952,10 @@ fn wait_carrying(name: &str) -> std::io::Result<()> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !carrying() {
         if std::time::Instant::now() > deadline {
-            return Err(std::io::Error::from_raw_os_error(libc::ETIMEDOUT));
+            return Err((
+                format!("waiting for {name} to carry frames"),
+                libc::ETIMEDOUT,
+            ));
         }
         // A kernel worker's turn: there is nothing to wait on but its
         // result.
