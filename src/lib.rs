@@ -113,7 +113,11 @@
 //!   other threads. std's stdout and stderr locks are taken care of, and
 //!   so is its panic-printing lock, as long as the panic hook this crate
 //!   installs (which hands other panics to the one before it) is not
-//!   replaced; `std::env::set_var` racing with a run can still leave the
+//!   replaced, and so is the lock std takes as each thread starts and
+//!   ends (found in the test binary's symbol table: in a binary stripped
+//!   of its symbols, a thread the closure starts can wait for ever if
+//!   another thread was starting or ending at the fork);
+//!   `std::env::set_var` racing with a run can still leave the
 //!   environment locked in the child;
 //! - thread-locals start fresh, as on a new thread: values the test thread
 //!   gave them are not seen;

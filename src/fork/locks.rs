@@ -2,6 +2,8 @@
 
 use std::os::fd::RawFd;
 
+use super::thread_lock;
+
 /// Held by the panic hook while the hook that was there before prints a
 /// panic, and by [`ForkLocks`] across a fork. std's default hook prints
 /// under a private lock; a copy of the process forked while another thread
@@ -11,10 +13,12 @@ pub(crate) static PANIC_PRINTING: std::sync::Mutex<()> = std::sync::Mutex::new((
 
 /// The locks a thread of the test process may hold for a moment and a
 /// forked copy of it needs: std's stdout and stderr (libtest's main thread
-/// prints "test ... ok" through them) and [`PANIC_PRINTING`]. Forked while
-/// another thread holds one, the child could never print, flush or report a
-/// panic; forked while holding all three, the child is a copy of their
-/// owner and releases them before running the closure.
+/// prints "test ... ok" through them), [`PANIC_PRINTING`], and std's lock
+/// around each thread's start and end (see [`thread_lock`]). Forked while
+/// another thread holds one, the child could never print, flush, report a
+/// panic, or start or end a thread; forked while holding them all, the
+/// child is a copy of their owner and releases them before running the
+/// closure.
 ///
 /// It also holds the list of hermetic's own fds steady (see
 /// [`fds`](crate::sys::fd)), so that the child knows exactly which of its fds
@@ -24,13 +28,19 @@ pub(crate) struct ForkLocks {
     _stdout: std::io::StdoutLock<'static>,
     _stderr: std::io::StderrLock<'static>,
     _printing: std::sync::MutexGuard<'static, ()>,
+    _threads: Option<thread_lock::Held>,
 }
 
 impl ForkLocks {
-    /// Takes the three locks. The panic lock is only tried, and everything
-    /// let go and taken again if it is busy: a thread that panics while it
-    /// prints holds stdout or stderr and then wants the panic lock.
+    /// Takes the locks. The panic lock and std's thread lock are only
+    /// tried, and everything let go and taken again if one is busy: a
+    /// thread that panics while it prints holds stdout or stderr and then
+    /// wants the panic lock; a thread holds std's thread lock only for a
+    /// moment as it starts or ends.
     pub(crate) fn take() -> ForkLocks {
+        // Found before anything is held: the first time, it reads the
+        // executable's symbol table.
+        let _ = thread_lock::found();
         loop {
             let mut stdout = std::io::stdout().lock();
             // What stdout holds unwritten (a line not yet ended, printed
@@ -49,6 +59,11 @@ impl ForkLocks {
                     continue;
                 }
             };
+            let Ok(threads) = thread_lock::try_hold() else {
+                drop((printing, stderr, stdout));
+                std::thread::yield_now();
+                continue;
+            };
             // Last: a thread that opens or closes an fd of ours holds it
             // only around that system call, and never one of the others
             // (a thread holding stdout may be making a sandbox). Forks are
@@ -61,6 +76,7 @@ impl ForkLocks {
                 _stdout: stdout,
                 _stderr: stderr,
                 _printing: printing,
+                _threads: threads,
             };
         }
     }

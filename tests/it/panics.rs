@@ -181,3 +181,58 @@ fn a_sandbox_made_while_unwinding_works() {
     assert!(out.status.success(), "{out:?}");
     assert!(stdout.contains("marker-ran-while-unwinding"), "{stdout}");
 }
+
+/// Threads of the test process start and end all the time (libtest's,
+/// other tests', a pool's), and std takes a lock of its own as each one
+/// starts and as it ends. A run forked while one of them held it must
+/// still start and end threads of its own.
+#[test]
+fn threads_starting_and_ending_elsewhere_do_not_block_a_run() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ns = Sandbox::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .expect("a sandbox");
+    let stop = Arc::new(AtomicBool::new(false));
+    // A long name: as a thread ends, std frees its copy of the name under
+    // that lock, and a free that large takes the allocator's lock, which
+    // glibc's fork holds while it copies the process: a thread ending then
+    // holds std's lock at the moment of the fork.
+    let name = "churn-".repeat(400);
+    let churn: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            let name = name.clone();
+            std::thread::spawn(move || {
+                let mut threads = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::Builder::new()
+                        .name(name.clone())
+                        .spawn(|| {})
+                        .expect("a thread")
+                        .join()
+                        .expect("joined");
+                    threads += 1;
+                }
+                threads
+            })
+        })
+        .collect();
+    // Stops the churn when the test ends, also by a failed assertion.
+    struct Stop(Arc<AtomicBool>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let guard = Stop(Arc::clone(&stop));
+    for i in 0..400 {
+        let got = ns.try_run(|| std::thread::spawn(|| 7u8).join().expect("joined"));
+        assert!(matches!(got, Ok(7)), "run {i}: {got:?}");
+    }
+    drop(guard);
+    for churn in churn {
+        assert!(churn.join().expect("a churning thread") > 0);
+    }
+}
