@@ -113,10 +113,11 @@
 //!   other threads. std's stdout and stderr locks are taken care of, and
 //!   so is its panic-printing lock, as long as the panic hook this crate
 //!   installs (which hands other panics to the one before it) is not
-//!   replaced, and so is the lock std takes as each thread starts and
-//!   ends (found in the test binary's symbol table: in a binary stripped
-//!   of its symbols, a thread the closure starts can wait for ever if
-//!   another thread was starting or ending at the fork);
+//!   replaced, and so are the locks std takes as each thread starts and
+//!   ends and as it captures a backtrace (found in the test binary's
+//!   symbol table: in a binary stripped of its symbols, a thread the
+//!   closure starts can wait for ever if another thread was starting,
+//!   ending or capturing a backtrace at the fork);
 //!   `std::env::set_var` racing with a run can still leave the
 //!   environment locked in the child;
 //! - thread-locals start fresh, as on a new thread: values the test thread

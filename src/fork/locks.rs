@@ -2,7 +2,7 @@
 
 use std::os::fd::RawFd;
 
-use super::thread_lock;
+use super::std_locks;
 
 /// Held by the panic hook while the hook that was there before prints a
 /// panic, and by [`ForkLocks`] across a fork. std's default hook prints
@@ -13,12 +13,12 @@ pub(crate) static PANIC_PRINTING: std::sync::Mutex<()> = std::sync::Mutex::new((
 
 /// The locks a thread of the test process may hold for a moment and a
 /// forked copy of it needs: std's stdout and stderr (libtest's main thread
-/// prints "test ... ok" through them), [`PANIC_PRINTING`], and std's lock
-/// around each thread's start and end (see [`thread_lock`]). Forked while
-/// another thread holds one, the child could never print, flush, report a
-/// panic, or start or end a thread; forked while holding them all, the
-/// child is a copy of their owner and releases them before running the
-/// closure.
+/// prints "test ... ok" through them), [`PANIC_PRINTING`], and std's
+/// private locks around each thread's start and end and around a backtrace
+/// (see [`std_locks`]). Forked while another thread holds one, the child
+/// could never print, flush, report a panic, or start or end a thread;
+/// forked while holding them all, the child is a copy of their owner and
+/// releases them before running the closure.
 ///
 /// It also holds the list of hermetic's own fds steady (see
 /// [`fds`](crate::sys::fd)), so that the child knows exactly which of its fds
@@ -28,19 +28,19 @@ pub(crate) struct ForkLocks {
     _stdout: std::io::StdoutLock<'static>,
     _stderr: std::io::StderrLock<'static>,
     _printing: std::sync::MutexGuard<'static, ()>,
-    _threads: Option<thread_lock::Held>,
+    _std: std_locks::Held,
 }
 
 impl ForkLocks {
-    /// Takes the locks. The panic lock and std's thread lock are only
+    /// Takes the locks. The panic lock and std's private ones are only
     /// tried, and everything let go and taken again if one is busy: a
     /// thread that panics while it prints holds stdout or stderr and then
-    /// wants the panic lock; a thread holds std's thread lock only for a
-    /// moment as it starts or ends.
+    /// wants the panic lock, and one that prints a backtrace holds stdout
+    /// and wants the backtrace lock.
     pub(crate) fn take() -> ForkLocks {
         // Found before anything is held: the first time, it reads the
         // executable's symbol table.
-        let _ = thread_lock::found();
+        std_locks::prepare();
         loop {
             let mut stdout = std::io::stdout().lock();
             // What stdout holds unwritten (a line not yet ended, printed
@@ -59,10 +59,13 @@ impl ForkLocks {
                     continue;
                 }
             };
-            let Ok(threads) = thread_lock::try_hold() else {
-                drop((printing, stderr, stdout));
-                std::thread::yield_now();
-                continue;
+            let std = match std_locks::try_hold() {
+                Ok(held) => held,
+                Err(busy) => {
+                    drop((printing, stderr, stdout));
+                    busy.wait();
+                    continue;
+                }
             };
             // Last: a thread that opens or closes an fd of ours holds it
             // only around that system call, and never one of the others
@@ -76,7 +79,7 @@ impl ForkLocks {
                 _stdout: stdout,
                 _stderr: stderr,
                 _printing: printing,
-                _threads: threads,
+                _std: std,
             };
         }
     }

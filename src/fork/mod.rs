@@ -4,8 +4,9 @@
 //! - [`locks`]: the locks taken around a fork ([`ForkLocks`](locks::ForkLocks)),
 //!   so that the copy finds stdout, stderr, the panic lock and the list of
 //!   hermetic's fds free;
-//! - [`thread_lock`]: std's lock around each thread's start and end, found
-//!   in the executable's symbol table so that a fork can hold it;
+//! - [`std_locks`]: std's private locks a fork holds (around each thread's
+//!   start and end, around a backtrace), found in the executable's symbol
+//!   table;
 //! - [`tls`]: the parked thread whose TLS runners borrow;
 //! - [`launch`]: what a sandbox's init program is started with (the
 //!   program's memfd, the launched child's stack and arguments, the plan);
@@ -20,5 +21,5 @@ pub(crate) mod launch;
 pub(crate) mod locks;
 pub(crate) mod panic_hook;
 pub(crate) mod stack;
-pub(crate) mod thread_lock;
+pub(crate) mod std_locks;
 pub(crate) mod tls;

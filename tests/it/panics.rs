@@ -236,3 +236,51 @@ fn threads_starting_and_ending_elsewhere_do_not_block_a_run() {
         assert!(churn.join().expect("a churning thread") > 0);
     }
 }
+
+/// A thread of the test process that captures a backtrace holds std's
+/// backtrace lock meanwhile, and std's panic hook takes it to print a panic
+/// (of a thread the closure starts): a run forked then must still report
+/// such a panic.
+#[test]
+fn backtraces_captured_elsewhere_do_not_block_a_run() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ns = Sandbox::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .expect("a sandbox");
+    let stop = Arc::new(AtomicBool::new(false));
+    let capturing = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut backtraces = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = std::hint::black_box(std::backtrace::Backtrace::force_capture());
+                backtraces += 1;
+            }
+            backtraces
+        })
+    };
+    // Stops the capture when the test ends, also by a failed assertion.
+    struct Stop(Arc<AtomicBool>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let guard = Stop(Arc::clone(&stop));
+    for i in 0..20 {
+        let err = ns
+            .try_run(|| {
+                let worker = std::thread::spawn(|| -> u8 { panic!("worker died") });
+                worker.join().expect("worker joined")
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Panicked { message, .. } if message.contains("worker joined")),
+            "run {i}: {err}"
+        );
+    }
+    drop(guard);
+    assert!(capturing.join().expect("the capturing thread") > 0);
+}
