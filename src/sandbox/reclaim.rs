@@ -22,8 +22,10 @@
 //! (the thread is behind), the dropping thread closes the fd itself, as
 //! before.
 //!
-//! Not for a sandbox with upper layers on disk: those are removed by the
-//! drop once the overlays are gone, and so the namespace goes first.
+//! A sandbox with upper layers on disk has them removed by the dropping
+//! thread meanwhile: every process that could write to them is gone, the
+//! fd handed over is the namespace's last holder, and a volatile overlay
+//! writes nothing to its layers as it is unmounted.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
