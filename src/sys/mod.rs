@@ -181,6 +181,41 @@ pub(crate) fn pending_bytes(fd: BorrowedFd<'_>) -> Result<usize, i32> {
         .map_err(errno_of)
 }
 
+/// What one look into a pipe gave ([`read_pending`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pending {
+    /// The pipe held nothing.
+    Empty,
+    /// So many bytes were read into the buffer's start.
+    Read(usize),
+    /// What the pipe held was taken by another reader between the look and
+    /// the read (`EAGAIN` from a read end that never blocks).
+    Taken,
+    /// The pipe is at its end: no writer is left and nothing waits.
+    Ended,
+    /// The look or the read failed with this errno.
+    Failed(i32),
+}
+
+/// Reads what the pipe `fd` holds now into `buf`, never more than it holds
+/// (`FIONREAD`): with a read end that never blocks
+/// ([`fd::pipe_read_never_blocks`]), this never waits, even when a process
+/// with a read end of its own empties the pipe between the look and the
+/// read.
+pub(crate) fn read_pending(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Pending {
+    let pending = match pending_bytes(fd) {
+        Ok(0) => return Pending::Empty,
+        Ok(n) => n.min(buf.len()),
+        Err(e) => return Pending::Failed(e),
+    };
+    match read(fd, &mut buf[..pending]) {
+        Ok(0) => Pending::Ended,
+        Ok(n) => Pending::Read(n),
+        Err(libc::EAGAIN) => Pending::Taken,
+        Err(e) => Pending::Failed(e),
+    }
+}
+
 /// Reads from `fd` at `offset` (the fd's own position untouched).
 pub(crate) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize, i32> {
     rustix::io::pread(fd, buf, offset).map_err(errno_of)
