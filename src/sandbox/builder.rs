@@ -573,6 +573,9 @@ impl SandboxBuilder {
             map_failure,
             launch,
         } = self.start(userns).map_err(|e| (e, None))?;
+        // While the init process sets up: the thread its drop hands the
+        // mount namespace to.
+        super::reclaim::prepare();
         let report = match runner::read_report(&ready_r, &sandbox.init_pidfd) {
             Ok(report) => report,
             Err(e) => {

@@ -46,6 +46,14 @@ pub(crate) fn hold_mount_namespace(pidfd: BorrowedFd<'_>, pid: libc::pid_t) -> O
     .ok()
 }
 
+/// Starts this process's reclaim thread if it has none yet, so that the
+/// first drop does not: called while a sandbox's init process sets up,
+/// which the calling thread would only wait for (a process that makes one
+/// sandbox, `hermetic run`'s, `isolate_test`'s, pays nothing for it).
+pub(crate) fn prepare() {
+    let _ = TO_RECLAIM.get_or_open(start);
+}
+
 /// Lets `held` (from [`hold_mount_namespace`]) go: on the reclaim thread
 /// if it can take it, here otherwise.
 pub(crate) fn let_go(held: Fd) {
