@@ -10,7 +10,7 @@
 //! hands the fd here once the init process is reaped (every process of
 //! the sandbox has ended by then): the fd is closed, and the namespace
 //! taken down, on a thread of hermetic's (`hermetic-free`, one per
-//! process, started by the first drop), while the test goes on.
+//! process, started while the first sandbox sets up), while the test goes on.
 //!
 //! The thread has an fd table of its own (a copy of the process's, emptied
 //! but for fds 0 to 2 and its socket), so that what it holds is never in
