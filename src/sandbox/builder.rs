@@ -598,7 +598,15 @@ impl SandboxBuilder {
             sandbox.program_report = Some(ready_r);
         }
         interpret(report.map(InitReport::decode), &steps, maps)
-            .map(|()| sandbox)
+            .map(|()| {
+                if self.program.is_some()
+                    && let Some(layers) = &sandbox.disk_layers
+                {
+                    // The caller only waits from now on: meanwhile.
+                    layers.shed_markers();
+                }
+                sandbox
+            })
             .map_err(|(e, kind)| match (e, map_failure) {
                 // Why the maps written from outside failed.
                 (Error::Setup { step, error, .. }, Some(why)) if kind == Some(StepKind::IdMap) => (
