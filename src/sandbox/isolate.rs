@@ -247,13 +247,12 @@ impl SandboxBuilder {
             ],
         )
         .map_err(|e| format!("hermetic::isolate_test: the test's command line: {e}"))?;
-        if !program.fits() {
-            return Err(format!(
-                "hermetic::isolate_test: the test's command line and environment are over the \
-                 {} KiB the sandbox's init process takes (a very large environment?)",
-                crate::sandbox::builder::PROGRAM_MAX >> 10
-            ));
-        }
+        program.fits().map_err(|why| {
+            format!(
+                "hermetic::isolate_test: the test cannot be started inside: {why} (a very large \
+                 environment?)"
+            )
+        })?;
         // hermetic's own fds: closed in every process forked for a run,
         // whichever test thread forks it, so no other test can hold (and
         // forge) this channel or these pipes.

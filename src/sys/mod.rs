@@ -255,6 +255,49 @@ pub(crate) fn set_pipe_size(fd: BorrowedFd<'_>, size: usize) -> io::Result<()> {
     Ok(rustix::pipe::fcntl_setpipe_size(fd, size).map(drop)?)
 }
 
+/// Writes `buf` whole to the pipe `fd` as its reader, the process behind
+/// `pidfd`, takes it, at most a page at a time (a pipe that polls
+/// writable has room for one); `Err(ESRCH)` once that process has ended
+/// and the pipe is full, so that a reader that never comes (another holds
+/// the read end open) cannot block the caller for ever.
+pub(crate) fn write_while_alive(
+    fd: BorrowedFd<'_>,
+    mut buf: &[u8],
+    pidfd: BorrowedFd<'_>,
+) -> Result<(), i32> {
+    use rustix::event::{PollFd, PollFlags};
+    while !buf.is_empty() {
+        let mut polled = [
+            PollFd::new(&fd, PollFlags::OUT),
+            PollFd::new(&pidfd, PollFlags::IN),
+        ];
+        match rustix::event::poll(&mut polled, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(errno_of(e)),
+        }
+        let out = polled[0].revents();
+        if !out.contains(PollFlags::OUT) {
+            return Err(if out.is_empty() {
+                libc::ESRCH
+            } else {
+                libc::EPIPE
+            });
+        }
+        match rustix::io::write(fd, &buf[..buf.len().min(4096)]) {
+            Ok(n) => buf = &buf[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(errno_of(e)),
+        }
+    }
+    Ok(())
+}
+
+/// How many bytes the pipe `fd` holds at most (`F_GETPIPE_SZ`).
+pub(crate) fn pipe_size(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    Ok(rustix::pipe::fcntl_getpipe_size(fd)?)
+}
+
 /// Whether the calling process ignores `SIGCHLD` (`SIG_IGN`, or
 /// `SA_NOCLDWAIT`): the kernel then reaps children that exit with that
 /// signal before anyone can wait for them.
