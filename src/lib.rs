@@ -136,9 +136,11 @@
 //!   visible unless bound in with [`SandboxBuilder::bind`] (the working
 //!   directory and the target dir are, when they lie there); with
 //!   [`HostMode::CopyOnWrite`] (see [`SandboxBuilder::host`]) the host's
-//!   files, `/tmp` included, are seen as they are and every write lands in
-//!   a private layer of the sandbox's (in its memory, or for the test's own
-//!   tree in a private directory on disk, removed with it);
+//!   files are seen as they are and every write lands in a private layer
+//!   of the sandbox's (in its memory, or for the test's own tree in a
+//!   private directory on disk, removed with it), but `/tmp` and
+//!   `/var/tmp` stay the sandbox's own: of the host's, only what the test
+//!   needs there (its tree, the target dir) is seen, under a layer;
 //! - mounts are locked: a closure that needs mounts of its own makes itself
 //!   a mount namespace first (`unshare(CLONE_NEWNS)`).
 //!
