@@ -164,7 +164,11 @@
 //! per test process, a pidfd of the process itself (the lifeline), a sealed
 //! memfd holding the init program, one thread named `hermetic-tls`,
 //! parked for good (runs borrow a copy of its unused thread-local
-//! storage, see docs/performance.md), and two stacks a run's processes
+//! storage, see docs/performance.md), one thread named `hermetic-free`,
+//! started while the first sandbox sets up, which takes dropped sandboxes'
+//! mount namespaces down beside the test, with one fd (the send end of its
+//! socket; the thread's fd table of its own holds the other end), and two
+//! stacks a run's processes
 //! start on (8 MiB and 16 KiB of address space, which the test process
 //! never touches: each run's fork writes its own copy).
 //!
