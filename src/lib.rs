@@ -142,10 +142,29 @@
 //!   `/var/tmp` stay the sandbox's own: of the host's, only what the test
 //!   needs there (its tree, the target dir) is seen, under a layer;
 //! - mounts are locked: a closure that needs mounts of its own makes itself
-//!   a mount namespace first (`unshare(CLONE_NEWNS)`).
+//!   a mount namespace first (`unshare(CLONE_NEWNS)`);
+//! - its stdin is `/dev/null`, whatever the test's is;
+//! - it is non-dumpable, so that no other process inside can reach its
+//!   memory or its result pipe: no core files, and rootless its owner-only
+//!   `/proc/self` files (`environ`, `auxv`, `syscall`, `mem`) cannot be
+//!   read (`prctl(PR_SET_DUMPABLE, 1)` gives that protection up for its
+//!   run);
+//! - it is under the sandbox's seccomp filter: `keyctl`, `add_key`,
+//!   `request_key` fail with `EPERM` (unless [`SandboxBuilder::keyring`]),
+//!   `clone` with `CLONE_PARENT` or `CLONE_NEWCGROUP` with `EPERM`, `clone3`
+//!   with `ENOSYS` (the C library falls back to `clone`), the terminal
+//!   ioctls `TIOCSTI` and `TIOCLINUX` with `EPERM` (the README's "What is
+//!   isolated").
 //!
 //! The crate's own setup after `fork` makes only system calls on data
-//! prepared beforehand: no allocation, no locks.
+//! prepared beforehand: no allocation, no locks. One exception is
+//! deliberate: where a run cannot borrow a copy of the parked thread's
+//! thread-local storage (with `HERMETIC_RUNNER_THREAD=1`, with a C library
+//! other than glibc, another target, or a glibc whose layout is not the
+//! one expected), it starts a thread for the closure
+//! with `pthread_create`, which maps a stack and may take the C library's
+//! own locks, once no other task shares its memory, as the closure's own
+//! code may.
 //!
 //! # Resource leaking
 //!
