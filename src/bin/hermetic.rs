@@ -70,7 +70,8 @@ Options:
                           working directory); read-only where the kernel
                           refuses it (said once)
                         ro: read-only, with a fresh /tmp (the working
-                          directory and the target dir bound back)
+                          directory, the target dir and PROGRAM's
+                          directory bound back)
                         writable: writable, writes reach the host
   --writable-host       the same as --host=writable
   --env NAME=VALUE      set NAME in PROGRAM's environment (repeatable)
@@ -94,7 +95,9 @@ PROGRAM, and with hermetic if it is killed. PROGRAM is started by the
 sandbox's init process, its parent inside (pid 1), and found as a shell
 inside would find it (the PATH of its environment). It gets fds 0, 1 and 2
 only: an fd hermetic was given beyond them (`3<file`, a jobserver's pipes)
-stays outside, where it would be a way out of the sandbox.
+stays outside, where it would be a way out of the sandbox. A file on stdin
+(`<file`) arrives as a pipe that hermetic fills from it, a directory as
+/dev/null, so that PROGRAM cannot reopen the host's file for writing.
 
 The terminal is kept safe: PROGRAM runs in the sandbox's session (in a
 process group of its own), with no controlling terminal, so `kill 0` inside
@@ -110,6 +113,12 @@ where that matters.
 
 Environment:
   HERMETIC_KEEP=1       a failing PROGRAM's sandbox is kept (hermetic enter)
+  HERMETIC_ONE_ID=1     map only your own id (as 0), even where /etc/subuid
+                        ranges or root would give ids 0-65535 inside
+  HERMETIC_TIMEOUT=SECS the timeout of runs in sandboxes that tests inside
+                        make (passed on, as all of the environment); not
+                        PROGRAM's (--timeout is): a value that is not a
+                        number of seconds makes hermetic fail (125)
 
 Exit status:
   PROGRAM's own, or 128+N if a signal N killed it
