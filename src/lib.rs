@@ -60,7 +60,8 @@
 //! In one paragraph: PID 1 of each sandbox is a small `no_std` program of
 //! the crate's own (`init/main.rs`), started with one `clone(CLONE_VM)` into
 //! new namespaces and exec'd from memory, so no copy of the test process is
-//! made; it walks a setup plan (mounts, the nested user namespace, hostname,
+//! made (but for a sandbox made inside a closure, whose non-dumpable
+//! process is copied by a plain `clone`); it walks a setup plan (mounts, the nested user namespace, hostname,
 //! `lo`) and then only waits. Each [`Sandbox::run`] forks the test process;
 //! the fork joins the init process's namespaces with one `setns` on its
 //! pidfd and starts the process that runs the closure, whose result or
