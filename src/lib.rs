@@ -60,7 +60,8 @@
 //! In one paragraph: PID 1 of each sandbox is a small `no_std` program of
 //! the crate's own (`init/main.rs`), started with one `clone(CLONE_VM)` into
 //! new namespaces and exec'd from memory, so no copy of the test process is
-//! made; it walks a setup plan (mounts, the nested user namespace, hostname,
+//! made (but for a sandbox made inside a closure, whose non-dumpable
+//! process is copied by a plain `clone`); it walks a setup plan (mounts, the nested user namespace, hostname,
 //! `lo`) and then only waits. Each [`Sandbox::run`] forks the test process;
 //! the fork joins the init process's namespaces with one `setns` on its
 //! pidfd and starts the process that runs the closure, whose result or
@@ -141,14 +142,35 @@
 //!   visible unless bound in with [`SandboxBuilder::bind`] (the working
 //!   directory and the target dir are, when they lie there); with
 //!   [`HostMode::CopyOnWrite`] (see [`SandboxBuilder::host`]) the host's
-//!   files, `/tmp` included, are seen as they are and every write lands in
-//!   a private layer of the sandbox's (in its memory, or for the test's own
-//!   tree in a private directory on disk, removed with it);
+//!   files are seen as they are and every write lands in a private layer
+//!   of the sandbox's (in its memory, or for the test's own tree in a
+//!   private directory on disk, removed with it), but `/tmp` and
+//!   `/var/tmp` stay the sandbox's own: of the host's, only what the test
+//!   needs there (its tree, the target dir) is seen, under a layer;
 //! - mounts are locked: a closure that needs mounts of its own makes itself
-//!   a mount namespace first (`unshare(CLONE_NEWNS)`).
+//!   a mount namespace first (`unshare(CLONE_NEWNS)`);
+//! - its stdin is `/dev/null`, whatever the test's is;
+//! - it is non-dumpable, so that no other process inside can reach its
+//!   memory or its result pipe: no core files, and rootless its owner-only
+//!   `/proc/self` files (`environ`, `auxv`, `syscall`, `mem`) cannot be
+//!   read (`prctl(PR_SET_DUMPABLE, 1)` gives that protection up for its
+//!   run);
+//! - it is under the sandbox's seccomp filter: `keyctl`, `add_key`,
+//!   `request_key` fail with `EPERM` (unless [`SandboxBuilder::keyring`]),
+//!   `clone` with `CLONE_PARENT` or `CLONE_NEWCGROUP` with `EPERM`, `clone3`
+//!   with `ENOSYS` (the C library falls back to `clone`), the terminal
+//!   ioctls `TIOCSTI` and `TIOCLINUX` with `EPERM` (the README's "What is
+//!   isolated").
 //!
 //! The crate's own setup after `fork` makes only system calls on data
-//! prepared beforehand: no allocation, no locks.
+//! prepared beforehand: no allocation, no locks. One exception is
+//! deliberate: where a run cannot borrow a copy of the parked thread's
+//! thread-local storage (with `HERMETIC_RUNNER_THREAD=1`, with a C library
+//! other than glibc, another target, or a glibc whose layout is not the
+//! one expected), it starts a thread for the closure
+//! with `pthread_create`, which maps a stack and may take the C library's
+//! own locks, once no other task shares its memory, as the closure's own
+//! code may.
 //!
 //! # Resource leaking
 //!
@@ -167,7 +189,11 @@
 //! per test process, a pidfd of the process itself (the lifeline), a sealed
 //! memfd holding the init program, one thread named `hermetic-tls`,
 //! parked for good (runs borrow a copy of its unused thread-local
-//! storage, see docs/performance.md), and two stacks a run's processes
+//! storage, see docs/performance.md), one thread named `hermetic-free`,
+//! started while the first sandbox sets up, which takes dropped sandboxes'
+//! mount namespaces down beside the test, with one fd (the send end of its
+//! socket; the thread's fd table of its own holds the other end), and two
+//! stacks a run's processes
 //! start on (8 MiB and 16 KiB of address space, which the test process
 //! never touches: each run's fork writes its own copy).
 //!

@@ -70,7 +70,8 @@ Options:
                           working directory); read-only where the kernel
                           refuses it (said once)
                         ro: read-only, with a fresh /tmp (the working
-                          directory and the target dir bound back)
+                          directory, the target dir and PROGRAM's
+                          directory bound back)
                         writable: writable, writes reach the host
   --writable-host       the same as --host=writable
   --env NAME=VALUE      set NAME in PROGRAM's environment (repeatable)
@@ -94,7 +95,9 @@ PROGRAM, and with hermetic if it is killed. PROGRAM is started by the
 sandbox's init process, its parent inside (pid 1), and found as a shell
 inside would find it (the PATH of its environment). It gets fds 0, 1 and 2
 only: an fd hermetic was given beyond them (`3<file`, a jobserver's pipes)
-stays outside, where it would be a way out of the sandbox.
+stays outside, where it would be a way out of the sandbox. A file on stdin
+(`<file`) arrives as a pipe that hermetic fills from it, a directory as
+/dev/null, so that PROGRAM cannot reopen the host's file for writing.
 
 The terminal is kept safe: PROGRAM runs in the sandbox's session (in a
 process group of its own), with no controlling terminal, so `kill 0` inside
@@ -110,6 +113,12 @@ where that matters.
 
 Environment:
   HERMETIC_KEEP=1       a failing PROGRAM's sandbox is kept (hermetic enter)
+  HERMETIC_ONE_ID=1     map only your own id (as 0), even where /etc/subuid
+                        ranges or root would give ids 0-65535 inside
+  HERMETIC_TIMEOUT=SECS the timeout of runs in sandboxes that tests inside
+                        make (passed on, as all of the environment); not
+                        PROGRAM's (--timeout is): a value that is not a
+                        number of seconds makes hermetic fail (125)
 
 Exit status:
   PROGRAM's own, or 128+N if a signal N killed it
@@ -401,15 +410,20 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
         eprintln!("hermetic: cannot pass on stdin: {e}");
         return Ok(ExitCode::from(FAILED));
     }
-    // The sandbox's init process starts the program itself where it can:
-    // one process, where a command makes four.
-    let direct = direct_program(&run);
-    let by_init = direct.is_some();
-    // (A command saves and puts back the terminal itself.)
-    let terminal = by_init.then(terminal::Saved::now);
-    if let Some(program) = direct {
-        run.builder.__program(program);
-    }
+    // The sandbox's init process starts the program itself: one process,
+    // with no relay that anything inside could kill, and fds 0 to 2 only.
+    let program = match direct_program(&run) {
+        Ok(program) => program,
+        Err((code, why)) => {
+            eprintln!(
+                "hermetic: cannot start {}: {why}",
+                run.program.to_string_lossy()
+            );
+            return Ok(ExitCode::from(code));
+        }
+    };
+    let terminal = terminal::Saved::now();
+    run.builder.__program(program);
     let sandbox = match run.builder.build() {
         Ok(s) => s,
         Err(e) => {
@@ -418,14 +432,7 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
         }
     };
     let why = |program: &std::ffi::OsStr| why_hidden(program, run.host.granted(), &run.mounts);
-    let code = if by_init {
-        wait_for_program(&sandbox, &run.program, run.timeout, &why)
-    } else {
-        let mut cmd = sandbox.command(&run.program);
-        cmd.args(&run.args)
-            .envs(run.env.iter().map(|(k, v)| (k, v)));
-        start_and_wait(cmd, &run.program, run.timeout, &why)
-    };
+    let code = wait_for_program(&sandbox, &run.program, run.timeout, &why);
     drop(terminal);
     if code != 0
         && let Some(kept) = sandbox.__keep_if_asked("HERMETIC_KEEP is set: the sandbox")
@@ -442,15 +449,26 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
 /// The program as the sandbox's init process starts it: as given (looked
 /// for inside, as `execvp` does, in the `PATH` of its environment), its
 /// arguments, this process's environment with the `--env` ones, the
-/// working directory. `None` where it cannot (a NUL in a string, a command
-/// line too long): then it is started as a command.
-fn direct_program(run: &RunArgs) -> Option<hermetic::__Program> {
+/// working directory. `Err`: the exit status and why it cannot be (an
+/// empty name; a command line over the init process's 6 MiB, which the
+/// kernel would not have started hermetic with either).
+fn direct_program(run: &RunArgs) -> Result<hermetic::__Program, (u8, String)> {
     let args: Vec<&std::ffi::OsStr> = run.args.iter().map(OsString::as_os_str).collect();
-    let program = hermetic::__Program::here(&run.program, &args, &run.env).ok()?;
-    // A command line over the init process's 768 KiB (rare: the kernel
-    // allows a quarter of the stack limit, 2 MiB by default) goes through a
-    // command.
-    program.fits().then_some(program)
+    let program = hermetic::__Program::here(&run.program, &args, &run.env).map_err(|why| {
+        let code = if run.program.is_empty() {
+            NOT_FOUND
+        } else {
+            CANNOT_EXECUTE
+        };
+        (code, why)
+    })?;
+    program.fits().map_err(|why| {
+        (
+            CANNOT_EXECUTE,
+            format!("{why}; pass large inputs in a file or on stdin"),
+        )
+    })?;
+    Ok(program)
 }
 
 /// Waits for the program the sandbox's init process started, passing

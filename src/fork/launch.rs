@@ -262,9 +262,12 @@ impl Launch {
     }
 }
 
-/// Writes the plan to the pipe `plan_w` whole, growing the pipe first if it
-/// would not fit: nothing reads it until the init program starts.
-fn send_plan(plan_w: &Fd, plan: &[u8]) -> io::Result<()> {
+/// Writes to the pipe `plan_w` as much of the plan as the pipe holds,
+/// growing it first (to the plan's size where the host allows, else to
+/// 1 MiB, the default most for an unprivileged process): nothing reads it
+/// until the init program starts. Returns how much was written: the rest
+/// ([`send_rest`]) once the init program runs and reads it.
+fn send_plan(plan_w: &Fd, plan: &[u8]) -> io::Result<usize> {
     if plan.len() > wire::PLAN_MAX {
         return Err(io::Error::other(format!(
             "the setup plan is {} bytes, over the init program's {} (too many mounts?)",
@@ -272,16 +275,34 @@ fn send_plan(plan_w: &Fd, plan: &[u8]) -> io::Result<()> {
             wire::PLAN_MAX
         )));
     }
-    if plan.len() > 60 << 10 {
-        sys::set_pipe_size(plan_w.as_fd(), plan.len())?;
+    if plan.len() > 60 << 10 && sys::set_pipe_size(plan_w.as_fd(), plan.len()).is_err() {
+        let _ = sys::set_pipe_size(plan_w.as_fd(), 1 << 20);
     }
-    sys::write_all(plan_w.as_fd(), plan).map_err(io::Error::from_raw_os_error)
+    // An empty pipe takes as many bytes as it holds without blocking.
+    let now = plan.len().min(sys::pipe_size(plan_w.as_fd())?);
+    sys::write_all(plan_w.as_fd(), &plan[..now]).map_err(io::Error::from_raw_os_error)?;
+    Ok(now)
+}
+
+/// Writes the rest of the plan, from `sent` on (see [`prepare`]), once the
+/// init program runs (`init`, its pidfd): it reads the plan first. Nothing
+/// if it all went; an error if the init program ends before it took it.
+pub(crate) fn send_rest(
+    plan_w: &Fd,
+    plan: &[u8],
+    sent: usize,
+    init: BorrowedFd<'_>,
+) -> io::Result<()> {
+    sys::write_while_alive(plan_w.as_fd(), &plan[sent..], init)
+        .map_err(io::Error::from_raw_os_error)
 }
 
 /// Prepares the start of a sandbox's init program: sends it the encoded
 /// `plan` through a new pipe (returned: its read end must stay open until
 /// the program has started; its write end is the program's control channel
-/// from then on, see [`wire::CONTROL_KEEP`]) and prepares a launch that
+/// from then on, see [`wire::CONTROL_KEEP`]), as much as the pipe holds
+/// (returned: how much; [`send_rest`] sends the rest once the program is
+/// started, before anything else on that channel) and prepares a launch that
 /// writes the id `maps`, reports on `report` and watches `lifeline` (and,
 /// hands it the fds of `handed`).
 pub(crate) fn prepare(
@@ -292,9 +313,9 @@ pub(crate) fn prepare(
     write_maps: Option<MapWriter>,
     helper_flags: libc::c_int,
     handed: Handed,
-) -> Result<(Fd, Fd, Launch), (&'static str, io::Error)> {
+) -> Result<(Fd, Fd, Launch, usize), (&'static str, io::Error)> {
     let (plan_r, plan_w) = fd::pipe().map_err(|e| ("creating the plan's pipe", e))?;
-    send_plan(&plan_w, plan).map_err(|e| ("sending the init program its plan", e))?;
+    let sent = send_plan(&plan_w, plan).map_err(|e| ("sending the init program its plan", e))?;
     let launch = Launch::prepare(
         maps,
         plan_r.as_raw_fd(),
@@ -305,5 +326,5 @@ pub(crate) fn prepare(
         handed,
     )
     .map_err(|e| ("preparing the init program's start", e))?;
-    Ok((plan_r, plan_w, launch))
+    Ok((plan_r, plan_w, launch, sent))
 }

@@ -64,8 +64,16 @@ pub const CONTROL_GO: u8 = b'G';
 
 /// The first word of every plan.
 pub const PLAN_MAGIC: u32 = 0x6865_726d;
-/// The largest plan the init program takes, in bytes.
-pub const PLAN_MAX: usize = 1 << 20;
+/// The largest plan the init program takes, in bytes (in its .bss: only
+/// what a plan fills is committed): room for a program's command line as
+/// long as the kernel's longest ([`PROGRAM_MAX`]) and the mounts.
+pub const PLAN_MAX: usize = 8 << 20;
+/// The most bytes of arguments and environment (each with its NUL) a
+/// program the init process starts may have: the kernel takes at most a
+/// quarter of the stack limit, and never more than 6 MiB (three quarters
+/// of its 8 MiB stack size), so whatever `hermetic run` could be started
+/// with fits.
+pub const PROGRAM_MAX: usize = 6 << 20;
 
 /// Every step succeeded; the sandbox is ready.
 pub const REPORT_READY: u32 = u32::MAX;
@@ -163,10 +171,11 @@ pub const PROGRAM_SET_IDS: u8 = 1;
 pub const PROGRAM_DROP_CAPS: u8 = 2;
 /// At most this many arguments, and this many environment entries (the
 /// init program's arrays of pointers to them are in .bss: only what is
-/// used is committed).
-pub const PROGRAM_ARGS_MAX: usize = 1 << 18;
+/// used is committed): the kernel counts 8 bytes a pointer within its
+/// limit, so [`PROGRAM_MAX`] holds fewer.
+pub const PROGRAM_ARGS_MAX: usize = 1 << 20;
 /// See [`PROGRAM_ARGS_MAX`].
-pub const PROGRAM_ENV_MAX: usize = 1 << 18;
+pub const PROGRAM_ENV_MAX: usize = 1 << 20;
 /// Bring `lo` up (done already if the helper said so, see
 /// [`HELPER_MADE_FD`]).
 pub const OP_LOOPBACK_UP: u8 = 13;

@@ -349,13 +349,8 @@ impl Stream {
         let mut buf = [0u8; 16 * 1024];
         let mut taken = 0;
         while taken < PUMP_MAX {
-            let pending = crate::sys::pending_bytes(self.fd.as_fd()).unwrap_or(0);
-            if pending == 0 {
-                return;
-            }
-            match crate::sys::read(self.fd.as_fd(), &mut buf[..pending.min(16 * 1024)]) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
+            match crate::sys::read_pending(self.fd.as_fd(), &mut buf) {
+                crate::sys::Pending::Read(n) => {
                     taken += n;
                     let read = self.unpreamble(&buf[..n]);
                     let now = self.kept.feed(&read);
@@ -364,6 +359,7 @@ impl Stream {
                         self.print(false);
                     }
                 }
+                _ => return,
             }
         }
     }
@@ -547,10 +543,7 @@ fn forward(readers: [Arc<Fd>; 2], streams: &Mutex<Streams>, wake: Fd, shared: &S
         if ready[2] {
             // Take only what is there: never block here.
             let mut sink = [0u8; 64];
-            let pending = crate::sys::pending_bytes(wake.as_fd()).unwrap_or(0);
-            if pending > 0 {
-                let _ = crate::sys::read(wake.as_fd(), &mut sink[..pending.min(64)]);
-            }
+            let _ = crate::sys::read_pending(wake.as_fd(), &mut sink);
             streams.lock().unwrap_or_else(|e| e.into_inner()).drain();
             let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
             state.done = state.requested;

@@ -271,26 +271,16 @@ impl Runner {
         // A frame is usually a few bytes; bigger ones take more reads.
         let mut buf = [0u8; 16 * 1024];
         while reader.frame().is_none() {
-            let pending = sys::pending_bytes(self.result.as_fd()).map_err(|e| {
-                Error::sys(
-                    "reading the run's result",
-                    std::io::Error::from_raw_os_error(e),
-                )
-            })?;
-            if pending == 0 {
-                return Ok(hung_up);
-            }
-            let want = pending.min(buf.len());
-            match sys::read(self.result.as_fd(), &mut buf[..want]) {
-                Ok(0) => return Ok(true),
-                Ok(n) => {
+            match sys::read_pending(self.result.as_fd(), &mut buf) {
+                // Empty, or taken out of the pipe by another reader since
+                // the look (a process inside, through a read end of its
+                // own): what comes next wakes the poll again.
+                sys::Pending::Empty | sys::Pending::Taken => return Ok(hung_up),
+                sys::Pending::Ended => return Ok(true),
+                sys::Pending::Read(n) => {
                     reader.feed(&buf[..n])?;
                 }
-                // Taken out of the pipe by another reader since FIONREAD
-                // (a process inside, through a read end of its own): what
-                // comes next wakes the poll again.
-                Err(libc::EAGAIN) => return Ok(hung_up),
-                Err(e) => {
+                sys::Pending::Failed(e) => {
                     return Err(Error::sys(
                         "reading the run's result",
                         std::io::Error::from_raw_os_error(e),
@@ -409,17 +399,13 @@ fn await_report(joiner: libc::pid_t, report_r: &Fd) -> Result<[u8; 8], Error> {
 pub(crate) fn read_report(report_r: &Fd, writer: &Fd) -> std::io::Result<Option<[u8; 8]>> {
     let err = std::io::Error::from_raw_os_error;
     let take = || -> std::io::Result<Option<[u8; 8]>> {
-        match sys::pending_bytes(report_r.as_fd()).unwrap_or(0) {
-            0 => return Ok(None),
-            // Reports are written whole; a piece of one is garbage.
-            1..8 => return Err(err(libc::EPROTO)),
-            _ => {}
-        }
         let mut msg = [0u8; 8];
-        match sys::read(report_r.as_fd(), &mut msg) {
-            Ok(8) => Ok(Some(msg)),
-            Ok(_) | Err(libc::EAGAIN) => Ok(None),
-            Err(e) => Err(err(e)),
+        match sys::read_pending(report_r.as_fd(), &mut msg) {
+            sys::Pending::Read(8) => Ok(Some(msg)),
+            // Reports are written whole; a piece of one is garbage.
+            sys::Pending::Read(_) => Err(err(libc::EPROTO)),
+            sys::Pending::Empty | sys::Pending::Taken | sys::Pending::Ended => Ok(None),
+            sys::Pending::Failed(e) => Err(err(e)),
         }
     };
     loop {

@@ -89,9 +89,8 @@ pub struct Program {
 }
 
 /// The most bytes of arguments and environment (each with its NUL) a
-/// program of [`SandboxBuilder::__program`] may have: its plan must fit
-/// the init program's 1 MiB pipe.
-pub(crate) const PROGRAM_MAX: usize = 768 << 10;
+/// program of [`SandboxBuilder::__program`] may have.
+pub(crate) const PROGRAM_MAX: usize = wire::PROGRAM_MAX;
 
 impl Program {
     /// `program` with `args` (its `argv[0]` is `program`), this process's
@@ -139,18 +138,34 @@ impl Program {
     }
 
     /// Whether the init process can take it: its arguments and environment
-    /// within its plan and its arrays (a longer command line, up to the
-    /// kernel's, needs [`Sandbox::command`](crate::Sandbox::command)).
-    pub fn fits(&self) -> bool {
+    /// within its plan and its arrays. `Err` says by how much it is over (a
+    /// longer command line, up to the kernel's, needs
+    /// [`Sandbox::command`](crate::Sandbox::command)).
+    pub fn fits(&self) -> Result<(), String> {
         let bytes: usize = self
             .args
             .iter()
             .chain(&self.env)
             .map(|s| s.as_bytes_with_nul().len())
             .sum();
-        bytes <= PROGRAM_MAX
-            && self.args.len() < wire::PROGRAM_ARGS_MAX
-            && self.env.len() < wire::PROGRAM_ENV_MAX
+        if bytes > PROGRAM_MAX {
+            return Err(format!(
+                "its arguments and environment are {} KiB, over the {} KiB the sandbox's init \
+                 process takes",
+                bytes.div_ceil(1024),
+                PROGRAM_MAX >> 10
+            ));
+        }
+        if self.args.len() >= wire::PROGRAM_ARGS_MAX || self.env.len() >= wire::PROGRAM_ENV_MAX {
+            return Err(format!(
+                "it has {} arguments and {} environment variables, over the {} of each the \
+                 sandbox's init process takes",
+                self.args.len(),
+                self.env.len(),
+                wire::PROGRAM_ARGS_MAX - 1
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -573,6 +588,9 @@ impl SandboxBuilder {
             map_failure,
             launch,
         } = self.start(userns).map_err(|e| (e, None))?;
+        // While the init process sets up: the thread its drop hands the
+        // mount namespace to.
+        super::reclaim::prepare();
         let report = match runner::read_report(&ready_r, &sandbox.init_pidfd) {
             Ok(report) => report,
             Err(e) => {
@@ -595,7 +613,15 @@ impl SandboxBuilder {
             sandbox.program_report = Some(ready_r);
         }
         interpret(report.map(InitReport::decode), &steps, maps)
-            .map(|()| sandbox)
+            .map(|()| {
+                if self.program.is_some()
+                    && let Some(layers) = &sandbox.disk_layers
+                {
+                    // The caller only waits from now on: meanwhile.
+                    layers.shed_markers();
+                }
+                sandbox
+            })
             .map_err(|(e, kind)| match (e, map_failure) {
                 // Why the maps written from outside failed.
                 (Error::Setup { step, error, .. }, Some(why)) if kind == Some(StepKind::IdMap) => (
@@ -760,7 +786,7 @@ impl SandboxBuilder {
             fd::pipe().map_err(|e| Error::sys("creating the init process's report pipe", e))?;
         // A host of a network shares its switch's user namespace: it has
         // no maps of its own (`ids` is None), and `maps` is 0.
-        let (_plan_r, control, launch) = launch::prepare(
+        let (_plan_r, control, launch, plan_sent) = launch::prepare(
             &steps[..maps],
             &plan,
             &ready_w,
@@ -810,6 +836,18 @@ impl SandboxBuilder {
                     Error::sys("opening a pidfd for the sandbox's init process", e)
                 },
             )?;
+        // What the plan's pipe could not hold (a long command line): the
+        // init program reads it now, before anything else comes on that
+        // channel.
+        if let Err(e) = launch::send_rest(
+            &control,
+            &plan,
+            plan_sent,
+            std::os::fd::AsFd::as_fd(&init_pidfd),
+        ) {
+            let _ = sys::kill_and_reap(pid);
+            return Err(Error::sys("sending the init program its plan", e));
+        }
         if let Some(c) = &cgroups
             && let Err(e) = c.attach(pid)
         {

@@ -247,13 +247,12 @@ impl SandboxBuilder {
             ],
         )
         .map_err(|e| format!("hermetic::isolate_test: the test's command line: {e}"))?;
-        if !program.fits() {
-            return Err(format!(
-                "hermetic::isolate_test: the test's command line and environment are over the \
-                 {} KiB the sandbox's init process takes (a very large environment?)",
-                crate::sandbox::builder::PROGRAM_MAX >> 10
-            ));
-        }
+        program.fits().map_err(|why| {
+            format!(
+                "hermetic::isolate_test: the test cannot be started inside: {why} (a very large \
+                 environment?)"
+            )
+        })?;
         // hermetic's own fds: closed in every process forked for a run,
         // whichever test thread forks it, so no other test can hold (and
         // forge) this channel or these pipes.
@@ -402,22 +401,22 @@ impl Channel {
     /// Reads what the pipe holds now (never blocks: only as many bytes as
     /// `FIONREAD` says, whatever the pipe's flags).
     fn read(&mut self, fd: &Fd, hung_up: bool) {
+        use crate::sys::Pending;
         let mut buf = [0u8; 16 * 1024];
         while self.garbled.is_none() && self.frame.frame().is_none() {
-            let pending = crate::sys::pending_bytes(fd.as_fd()).unwrap_or(0);
-            if pending == 0 {
-                self.ended |= hung_up;
-                return;
-            }
-            let mut bytes = match crate::sys::read(fd.as_fd(), &mut buf[..pending.min(16 * 1024)]) {
-                // Taken out by another reader since FIONREAD (the body,
+            let mut bytes = match crate::sys::read_pending(fd.as_fd(), &mut buf) {
+                Pending::Empty => {
+                    self.ended |= hung_up;
+                    return;
+                }
+                // Taken out by another reader since the look (the body,
                 // through a read end of its own): wait for what comes next.
-                Err(libc::EAGAIN) => return,
-                Ok(0) | Err(_) => {
+                Pending::Taken => return,
+                Pending::Ended | Pending::Failed(_) => {
                     self.ended = true;
                     return;
                 }
-                Ok(n) => &buf[..n],
+                Pending::Read(n) => &buf[..n],
             };
             if !self.started {
                 if bytes[0] != STARTED {

@@ -752,12 +752,9 @@ impl Sandbox {
         }
         // Held from before the kill, so that the init process's exit does
         // not take the mount namespace down: the reclaim thread does, once
-        // the init process is reaped. Not where layers on disk are to be
-        // removed after the overlays.
-        let mount_ns = match self.disk_layers {
-            None => reclaim::hold_mount_namespace(self.init_pidfd.as_fd(), self.init_pid),
-            Some(_) => None,
-        };
+        // the init process is reaped, while this thread removes the layers
+        // on disk (if any) beside it.
+        let mount_ns = reclaim::hold_mount_namespace(self.init_pidfd.as_fd(), self.init_pid);
         // Killing PID 1 makes the kernel kill everything else inside.
         let killed = sys::pidfd_send_signal(self.init_pidfd.as_fd(), libc::SIGKILL);
         // The dying init process waits until every process of its namespace has
@@ -774,8 +771,11 @@ impl Sandbox {
         if let Some(held) = mount_ns {
             reclaim::let_go(held);
         }
-        // Every process of the sandbox is gone, and with its mount
-        // namespace its overlays: what they wrote on disk goes too.
+        // Every process of the sandbox is gone: what its overlays wrote on
+        // disk goes too. Their mount namespace may outlive them a moment
+        // (on the reclaim thread), but nothing can reach it any more: its
+        // one other holder was that fd, and a volatile overlay writes
+        // nothing to its layers as it is unmounted.
         drop(self.disk_layers.take());
         match (killed, reaped) {
             (Err(errno), _) if errno != libc::ESRCH => Err(Error::sys(

@@ -10,7 +10,7 @@
 //! hands the fd here once the init process is reaped (every process of
 //! the sandbox has ended by then): the fd is closed, and the namespace
 //! taken down, on a thread of hermetic's (`hermetic-free`, one per
-//! process, started by the first drop), while the test goes on.
+//! process, started while the first sandbox sets up), while the test goes on.
 //!
 //! The thread has an fd table of its own (a copy of the process's, emptied
 //! but for fds 0 to 2 and its socket), so that what it holds is never in
@@ -22,8 +22,10 @@
 //! (the thread is behind), the dropping thread closes the fd itself, as
 //! before.
 //!
-//! Not for a sandbox with upper layers on disk: those are removed by the
-//! drop once the overlays are gone, and so the namespace goes first.
+//! A sandbox with upper layers on disk has them removed by the dropping
+//! thread meanwhile: every process that could write to them is gone, the
+//! fd handed over is the namespace's last holder, and a volatile overlay
+//! writes nothing to its layers as it is unmounted.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -42,6 +44,14 @@ pub(crate) fn hold_mount_namespace(pidfd: BorrowedFd<'_>, pid: libc::pid_t) -> O
             .or_else(|_| std::fs::File::open(format!("/proc/{pid}/ns/mnt")).map(OwnedFd::from))
     })
     .ok()
+}
+
+/// Starts this process's reclaim thread if it has none yet, so that the
+/// first drop does not: called while a sandbox's init process sets up,
+/// which the calling thread would only wait for (a process that makes one
+/// sandbox, `hermetic run`'s, `isolate_test`'s, pays nothing for it).
+pub(crate) fn prepare() {
+    let _ = TO_RECLAIM.get_or_open(start);
 }
 
 /// Lets `held` (from [`hold_mount_namespace`]) go: on the reclaim thread

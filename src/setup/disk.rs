@@ -272,6 +272,21 @@ impl DiskLayers {
         std::os::fd::AsRawFd::as_raw_fd(&self.lock)
     }
 
+    /// Removes the mark each overlay's mount left in its work directory
+    /// (see [`remove_marker`]), while the sandbox lives: for a sandbox
+    /// whose caller then only waits for a program (`hermetic run`,
+    /// `isolate_test`), a unlink and two `rmdir`s done while the program
+    /// runs instead of after it (on a filesystem mounted with `discard`
+    /// and no journal, each freed directory block is a discard the call
+    /// waits for).
+    pub(crate) fn shed_markers(&self) {
+        for (path, rest) in self.entries() {
+            if rest.starts_with('w') {
+                remove_marker(&path);
+            }
+        }
+    }
+
     /// The sandbox is kept: its layers stay, locked by its init process
     /// until it is gone (then a sweep removes them).
     pub(crate) fn keep(&mut self) {
@@ -307,15 +322,46 @@ fn remove_layers(mut entries: Vec<(PathBuf, String)>) {
 }
 
 /// Removes an overlay's work directory `w` as a volatile mount leaves it
-/// (`work`, and `work/incompat/volatile/dirty`); false if it holds more.
+/// (`work`, and in it the marker, unless
+/// [`shed_markers`](DiskLayers::shed_markers) took it already); false if
+/// it holds more.
 fn remove_work_dir(w: &Path) -> bool {
     let work = w.join("work");
-    let volatile = work.join("incompat/volatile");
-    let _ = std::fs::remove_file(volatile.join("dirty"));
-    let _ = std::fs::remove_dir(&volatile);
-    let _ = std::fs::remove_dir(work.join("incompat"));
-    let _ = std::fs::remove_dir(&work);
-    std::fs::remove_dir(w).is_ok()
+    let gone = |r: std::io::Result<()>| match r {
+        Ok(()) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
+    // Empty once the marker is shed: one call; else the marker first.
+    let emptied =
+        gone(std::fs::remove_dir(&work)) || (remove_marker(w) && gone(std::fs::remove_dir(&work)));
+    emptied && std::fs::remove_dir(w).is_ok()
+}
+
+/// Removes the mark a volatile overlay leaves in its work directory `w` as
+/// it is mounted (`work/incompat/volatile/dirty`, refusing a later mount
+/// of the same directories after a crash, which layers that go with their
+/// sandbox never see). The kernel makes those directories with mode 0:
+/// without a capability over them (rootless) the caller opens them up
+/// first. True once the mark is gone.
+fn remove_marker(w: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let work = w.join("work");
+    let incompat = work.join("incompat");
+    let volatile = incompat.join("volatile");
+    let remove = || -> std::io::Result<()> {
+        std::fs::remove_file(volatile.join("dirty"))?;
+        std::fs::remove_dir(&volatile)?;
+        std::fs::remove_dir(&incompat)
+    };
+    match remove() {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            [&work, &incompat, &volatile].into_iter().all(|dir| {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).is_ok()
+            }) && remove().is_ok()
+        }
+        Err(_) => false,
+    }
 }
 
 /// Removes the layers in `base` that no live sandbox uses: those whose

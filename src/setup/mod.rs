@@ -5,6 +5,8 @@
 //!   program's list of steps;
 //! - [`host`]: the host's mount table as a sandbox sees it (the three
 //!   [`HostMode`](crate::HostMode)s);
+//! - [`disk`]: the copy-on-write upper layers kept on the host's disk (the
+//!   test's own tree), and their removal;
 //! - [`idmap`]: the uid/gid maps (many ids through `newuidmap`, or one);
 //! - [`limits`]: cgroups and rlimits;
 //! - [`seccomp`]: the filter every process running the user's code is put

@@ -181,6 +181,41 @@ pub(crate) fn pending_bytes(fd: BorrowedFd<'_>) -> Result<usize, i32> {
         .map_err(errno_of)
 }
 
+/// What one look into a pipe gave ([`read_pending`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pending {
+    /// The pipe held nothing.
+    Empty,
+    /// So many bytes were read into the buffer's start.
+    Read(usize),
+    /// What the pipe held was taken by another reader between the look and
+    /// the read (`EAGAIN` from a read end that never blocks).
+    Taken,
+    /// The pipe is at its end: no writer is left and nothing waits.
+    Ended,
+    /// The look or the read failed with this errno.
+    Failed(i32),
+}
+
+/// Reads what the pipe `fd` holds now into `buf`, never more than it holds
+/// (`FIONREAD`): with a read end that never blocks
+/// ([`fd::pipe_read_never_blocks`]), this never waits, even when a process
+/// with a read end of its own empties the pipe between the look and the
+/// read.
+pub(crate) fn read_pending(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Pending {
+    let pending = match pending_bytes(fd) {
+        Ok(0) => return Pending::Empty,
+        Ok(n) => n.min(buf.len()),
+        Err(e) => return Pending::Failed(e),
+    };
+    match read(fd, &mut buf[..pending]) {
+        Ok(0) => Pending::Ended,
+        Ok(n) => Pending::Read(n),
+        Err(libc::EAGAIN) => Pending::Taken,
+        Err(e) => Pending::Failed(e),
+    }
+}
+
 /// Reads from `fd` at `offset` (the fd's own position untouched).
 pub(crate) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize, i32> {
     rustix::io::pread(fd, buf, offset).map_err(errno_of)
@@ -218,6 +253,49 @@ pub(crate) fn seal_for_good(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// Sets the capacity of the pipe `fd` to at least `size` bytes.
 pub(crate) fn set_pipe_size(fd: BorrowedFd<'_>, size: usize) -> io::Result<()> {
     Ok(rustix::pipe::fcntl_setpipe_size(fd, size).map(drop)?)
+}
+
+/// Writes `buf` whole to the pipe `fd` as its reader, the process behind
+/// `pidfd`, takes it, at most a page at a time (a pipe that polls
+/// writable has room for one); `Err(ESRCH)` once that process has ended
+/// and the pipe is full, so that a reader that never comes (another holds
+/// the read end open) cannot block the caller for ever.
+pub(crate) fn write_while_alive(
+    fd: BorrowedFd<'_>,
+    mut buf: &[u8],
+    pidfd: BorrowedFd<'_>,
+) -> Result<(), i32> {
+    use rustix::event::{PollFd, PollFlags};
+    while !buf.is_empty() {
+        let mut polled = [
+            PollFd::new(&fd, PollFlags::OUT),
+            PollFd::new(&pidfd, PollFlags::IN),
+        ];
+        match rustix::event::poll(&mut polled, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(errno_of(e)),
+        }
+        let out = polled[0].revents();
+        if !out.contains(PollFlags::OUT) {
+            return Err(if out.is_empty() {
+                libc::ESRCH
+            } else {
+                libc::EPIPE
+            });
+        }
+        match rustix::io::write(fd, &buf[..buf.len().min(4096)]) {
+            Ok(n) => buf = &buf[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(errno_of(e)),
+        }
+    }
+    Ok(())
+}
+
+/// How many bytes the pipe `fd` holds at most (`F_GETPIPE_SZ`).
+pub(crate) fn pipe_size(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    Ok(rustix::pipe::fcntl_getpipe_size(fd)?)
 }
 
 /// Whether the calling process ignores `SIGCHLD` (`SIG_IGN`, or

@@ -261,6 +261,75 @@ fn host_sysctls_cannot_be_written() {
     }
 }
 
+/// A file of the host's, at most three levels below `dir`, that root
+/// outside may write (mode `u+w`): `/proc/irq`'s default affinity, a PCI
+/// device's config space under `/proc/bus/pci/BUS/`.
+fn writable_proc_file(dir: &std::path::Path, depth: u32) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut entries: Vec<_> = std::fs::read_dir(dir).ok()?.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    let (mut files, mut dirs) = (Vec::new(), Vec::new());
+    for entry in entries {
+        match std::fs::symlink_metadata(entry.path()) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o200 != 0 => files.push(entry.path()),
+            Ok(m) if m.is_dir() => dirs.push(entry.path()),
+            _ => {}
+        }
+    }
+    if let Some(file) = files.first() {
+        return Some(file.display().to_string());
+    }
+    dirs.iter()
+        .filter(|_| depth > 1)
+        .find_map(|d| writable_proc_file(d, depth - 1))
+}
+
+/// `/proc/irq` (interrupt affinities) and `/proc/bus` (PCI config space)
+/// act on the whole host: a closure cannot open a file there for writing,
+/// one that root outside may write. Opened only: if it opened, nothing is
+/// written.
+#[test]
+fn host_irq_and_bus_files_cannot_be_written() {
+    let mut paths = Vec::new();
+    for dir in ["/proc/irq", "/proc/bus"] {
+        match writable_proc_file(std::path::Path::new(dir), 3) {
+            Some(path) => paths.push(path),
+            None => println!("skipped {dir}: no file there that root may write on this host"),
+        }
+    }
+    if paths.is_empty() {
+        return;
+    }
+    let ns = Sandbox::new().unwrap();
+    let tried = paths.clone();
+    let refused = ns.run(move || {
+        tried
+            .into_iter()
+            .map(|path| {
+                let errno = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .err()
+                    .and_then(|e| e.raw_os_error());
+                (path, errno)
+            })
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(refused.len(), paths.len());
+    for (path, errno) in refused {
+        println!("{path}: {errno:?}");
+        // EROFS: the read-only mount, as root; rootless the file is the
+        // real root's, and permissions refuse it first (EACCES).
+        assert!(
+            matches!(errno, Some(libc::EROFS | libc::EACCES)),
+            "{path} was writable inside: {errno:?}"
+        );
+        if common::is_root() {
+            assert_eq!(errno, Some(libc::EROFS), "{path}: not the read-only mount");
+        }
+    }
+}
+
 #[test]
 fn the_sandbox_s_own_sysctls_stay_writable() {
     let ns = Sandbox::new().unwrap();

@@ -34,7 +34,7 @@ const LAYERS: &[(&str, &str)] = &[
     ("run", "a run seen from the test process, and its output"),
     (
         "setup",
-        "plan, host view, id maps, limits, seccomp, lifeline",
+        "plan, host view, layers on disk, id maps, limits, seccomp, lifeline",
     ),
     ("diagnose", "hints for errnos, where a process is stuck"),
     ("child", "code that runs after fork or clone"),

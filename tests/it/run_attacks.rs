@@ -329,10 +329,8 @@ fn a_kept_sandbox_holds_none_of_the_callers_stdio() {
 
 #[test]
 fn a_long_command_line_does_not_bring_back_a_killable_relay() {
-    // 300 KB of arguments (the init process takes up to 768 KiB; beyond,
-    // hermetic run starts a command, whose relay inside root can kill or
-    // stop): kill(-1) or a stop must not change the outcome (--timeout as
-    // the backstop).
+    // 300 KB of arguments: kill(-1) or a stop must not change the outcome
+    // (--timeout as the backstop).
     let big = "a".repeat(100_000);
     for script in ["kill -KILL -1; exit 4", "kill -STOP -1; exit 4"] {
         let (code, _, err) = outcome(
@@ -365,4 +363,29 @@ fn a_hidden_working_directory_is_not_called_a_missing_program() {
         code == Some(0) && out == "started\n" || err.contains("working directory"),
         "{code:?} {out:?}: {err}"
     );
+}
+
+/// Over 768 KiB of arguments and environment (the init process's plan
+/// then outgrew its pipe), `hermetic run` once started the program as a
+/// command instead: the program then held the caller's fds (a `3<file`
+/// given to hermetic) and ran under a relay inside, which `kill -KILL -1`
+/// killed (exit 137, not the program's own status). Now the init process
+/// takes any command line the kernel could start hermetic with, and
+/// starts the program itself.
+#[test]
+fn a_command_line_over_a_pipe_s_worth_still_has_no_relay_and_no_fd_of_the_caller() {
+    // 12 x 100 KB: over 768 KiB, and over 1 MiB (a pipe's most rootless:
+    // the plan goes in two parts), under the kernel's 2 MiB (and each
+    // argument under its 128 KiB).
+    let big = "a".repeat(100_000);
+    let script = "test -e /proc/$$/fd/3 && echo fd-3-inherited || echo no-fd-3; \
+                  echo \"$#\"; kill -KILL -1; exit 4";
+    let (code, out, err) = outcome(
+        Command::new("sh")
+            .args(["-c", "exec 3</etc/hostname; exec \"$0\" \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_hermetic"))
+            .args(["run", "--", "sh", "-c", script, "sh"])
+            .args(std::iter::repeat_n(&big, 12)),
+    );
+    assert_eq!((code, out.as_str()), (Some(4), "no-fd-3\n12\n"), "{err}");
 }
