@@ -23,6 +23,7 @@ mod attacks2;
 mod attacks3;
 mod attacks4;
 mod attacks5;
+mod attacks6;
 mod bad_input;
 mod boundary;
 mod cli;
