@@ -10,6 +10,23 @@ use crate::common::{self, disk_base_entries as base_entries, hermetic_command as
 
 use std::process::Stdio;
 
+/// Removes what a sandbox left in the disk base (the kernel leaves
+/// directories of mode 0 in a work directory; `find` goes as deep as it
+/// must), so that a finding does not fill the disk.
+fn clean_up(left: &[std::path::PathBuf]) {
+    for entry in left {
+        let _ = std::process::Command::new("find")
+            .arg(entry)
+            .args(["-type", "d", "-exec", "chmod", "u+rwx", "{}", "+"])
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::process::Command::new("rm")
+            .arg("-rf")
+            .arg(entry)
+            .status();
+    }
+}
+
 /// Makes `depth` nested directories `d/d/d...` in the working directory,
 /// one `mkdir` and `chdir` at a time (a path that long exceeds `PATH_MAX`).
 const DEEP_PERL: &str = "for (1..$ARGV[0]) { mkdir 'd' or die \"mkdir $_: $!\"; \
@@ -22,11 +39,13 @@ const DEEP_PERL: &str = "for (1..$ARGV[0]) { mkdir 'd' or die \"mkdir $_: $!\"; 
 /// `std::fs::remove_dir_all`, which holds one fd per level it descends:
 /// past the limit it fails with `EMFILE`, and the layer (1100 directories,
 /// 4.4 MB here; a program may make it as deep as it likes, 120 MB for
-/// 30000) stays in `/var/tmp/hermetic-UID` for ever: each later sweep
-/// finds it lockless, tries the same removal and fails the same way. So a
+/// 30000) stays in `/var/tmp/hermetic-UID`: each later sweep under the
+/// same limit finds it lockless, tries the same removal and fails the
+/// same way. So a
 /// test leaves files on the host after its sandbox ends, and every run of
 /// it adds more. Root, rootless with ids, rootless with one id alike (any
-/// uid: the removal is the caller's own). With a limit of 20000 (this
+/// uid: the removal is the caller's own). A later sweep removes it only
+/// from a process with a higher limit. With a limit of 20000 (this
 /// host's), a depth of 30000 does it.
 #[test]
 #[ignore = "finding: a layer deeper than hermetic's fd limit (1100 levels under the usual 1024) is never removed from /var/tmp/hermetic-UID"]
@@ -68,13 +87,7 @@ fn a_layer_deeper_than_the_fd_limit_goes_with_the_sandbox() {
         "{out:?}"
     );
     let left = base_entries(&format!("{pid}."));
-    // Cleaned up here, so that the finding does not fill the disk.
-    for entry in &left {
-        let _ = std::process::Command::new("rm")
-            .arg("-rf")
-            .arg(entry)
-            .status();
-    }
+    clean_up(&left);
     assert!(!dir.path().join("d").exists());
     assert!(
         left.is_empty(),
@@ -110,14 +123,11 @@ fn a_deep_tree_in_a_layer_on_disk_does_not_crash_the_drop() {
     // What the dead process left: removed here, so that no other
     // process's sweep (which would recurse as deep) meets it.
     let left = base_entries(&format!("{pid}."));
-    for entry in &left {
-        let _ = std::process::Command::new("rm")
-            .arg("-rf")
-            .arg(entry)
-            .status();
-    }
+    clean_up(&left);
     assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("dropped"),
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("dropped")
+            && left.is_empty(),
         "the test process that dropped the sandbox: {:?}\n{}\nleft on disk: {left:?}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
