@@ -9,7 +9,7 @@
 //! outside. The other overlays (`$HOME`, the target dir elsewhere, what
 //! lies under `/tmp`) keep theirs in the sandbox's tmpfs: a layer on disk
 //! costs a sandbox about 0.5 ms more (the kernel's checks of the work
-//! directory and the removal are journaled operations), measured in
+//! directory, and five directories made and removed), measured in
 //! `docs/how-it-works.md`.
 //!
 //! Where: `/var/tmp/hermetic-UID`, made by the caller with mode 0700, in
@@ -225,7 +225,7 @@ pub(crate) fn own_trees() -> Vec<PathBuf> {
 /// base for its Nth overlay (made by its init program), removed when
 /// dropped: by then every process of the sandbox is gone, and with its
 /// mount namespace the overlays. Entries of the base itself, not a
-/// directory per sandbox: two journaled operations fewer.
+/// directory per sandbox: two operations on disk fewer.
 #[derive(Debug)]
 pub(crate) struct DiskLayers {
     base: &'static Path,
