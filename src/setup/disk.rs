@@ -407,37 +407,120 @@ fn sweep(base: &Path) {
     }
 }
 
-/// Removes `path` and everything below it, making directories the caller
-/// owns writable where a test made them read-only (and the overlay's work
-/// directory, mode 0). What belongs to another id (a sandbox's user of a
-/// mapped range) and cannot be removed is left.
+/// Removes `path` and everything below it, however deep: a walk with a
+/// list of its own, not a recursion (a closure may make its layer deeper
+/// than any thread's stack holds: std's `remove_dir_all` recurses once a
+/// level), and with one directory open at a time, going back up by `..`
+/// (not one fd a level: a layer deeper than the process's fd limit would
+/// stay). Directories the caller owns are made writable (0700) where a
+/// test made them read-only, and so is the overlay's work directory (mode
+/// 0). What cannot be removed (rootless with id ranges, what a sandbox
+/// gave to another id of its range) is left, and the directories above it.
 pub(crate) fn remove_tree(path: &Path) {
-    match std::fs::remove_dir_all(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            open_up(path);
-            let _ = std::fs::remove_dir_all(path);
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    use std::os::fd::AsFd;
+    let open_dir = |at: std::os::fd::BorrowedFd<'_>, name: &std::ffi::CStr| {
+        rustix::fs::openat(
+            at,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    let open_top = || {
+        rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    let top = open_top().or_else(|e| {
+        if e != rustix::io::Errno::ACCESS {
+            return Err(e);
         }
-        _ => {}
+        rustix::fs::chmod(path, Mode::RWXU)?;
+        open_top()
+    });
+    let Ok(top) = top else {
+        // Not a directory (or gone, or closed to the caller: it is left).
+        let _ = std::fs::remove_file(path);
+        return;
+    };
+    // The directories from `path` down to the one open: each one's name in
+    // its parent, and the subdirectories of it still to empty.
+    let mut names: Vec<std::ffi::CString> = Vec::new();
+    let mut pending: Vec<Vec<std::ffi::CString>> = vec![subdirectories_emptied(top.as_fd())];
+    let mut here = top;
+    loop {
+        let next = pending.last_mut().and_then(Vec::pop);
+        match next {
+            Some(name) => {
+                let child = open_dir(here.as_fd(), &name).or_else(|_| {
+                    // Mode 0 (the overlay's work directory) or made
+                    // read-only: the caller's own, opened up.
+                    rustix::fs::chmodat(here.as_fd(), &name, Mode::RWXU, AtFlags::empty())?;
+                    open_dir(here.as_fd(), &name)
+                });
+                // What cannot be opened is left.
+                if let Ok(child) = child {
+                    pending.push(subdirectories_emptied(child.as_fd()));
+                    names.push(name);
+                    here = child;
+                }
+            }
+            None => {
+                // Everything below `here` that could go has gone: up.
+                pending.pop();
+                let Some(name) = names.pop() else { break };
+                let Ok(parent) = open_dir(here.as_fd(), c"..") else {
+                    return;
+                };
+                let _ = rustix::fs::unlinkat(parent.as_fd(), &name, AtFlags::REMOVEDIR);
+                here = parent;
+            }
+        }
     }
+    drop(here);
+    let _ = std::fs::remove_dir(path);
 }
 
-/// Gives every directory at or below `dir` mode 0700 (where it may),
-/// however deep: a walk with a list of its own, not a recursion.
-fn open_up(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let mut left = vec![dir.to_path_buf()];
-    while let Some(dir) = left.pop() {
-        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+/// Removes what the directory `dir` holds but its subdirectories (files,
+/// links, empty directories), making it writable first if it needs to be;
+/// returns the subdirectories left, which hold something.
+fn subdirectories_emptied(dir: std::os::fd::BorrowedFd<'_>) -> Vec<std::ffi::CString> {
+    use rustix::fs::{AtFlags, FileType, Mode};
+    let Ok(entries) = rustix::fs::Dir::read_from(dir) else {
+        return Vec::new();
+    };
+    let mut left = Vec::new();
+    let mut opened_up = false;
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
             continue;
+        }
+        let is_dir = match entry.file_type() {
+            FileType::Unknown => rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory),
+            kind => kind == FileType::Directory,
         };
-        left.extend(
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .map(|e| e.path()),
-        );
+        let flags = if is_dir {
+            AtFlags::REMOVEDIR
+        } else {
+            AtFlags::empty()
+        };
+        let mut removed = rustix::fs::unlinkat(dir, name, flags);
+        if removed == Err(rustix::io::Errno::ACCESS) && !opened_up {
+            // A directory a test made read-only: the caller's own.
+            opened_up = true;
+            let _ = rustix::fs::fchmod(dir, Mode::RWXU);
+            removed = rustix::fs::unlinkat(dir, name, flags);
+        }
+        if removed.is_err() && is_dir {
+            left.push(name.to_owned());
+        }
     }
+    left
 }
 
 #[cfg(test)]
@@ -457,6 +540,60 @@ mod tests {
         }
         remove_tree(&parent);
         assert!(!parent.exists());
+    }
+
+    #[test]
+    fn a_tree_deeper_than_a_small_stack_and_the_longest_path_goes_whole() {
+        use std::os::fd::AsFd;
+        let top = std::env::temp_dir().join(format!("hermetic-deep-{}", std::process::id()));
+        std::fs::create_dir(&top).unwrap();
+        // 3000 levels: a path of 6000 bytes, over PATH_MAX; made by fds,
+        // one level at a time. Read-only and mode-0 ones among them, and
+        // a file and a link in each.
+        let mut dir = rustix::fs::open(
+            &top,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        for level in 0..3000u32 {
+            let f = rustix::fs::openat(
+                dir.as_fd(),
+                c"f",
+                rustix::fs::OFlags::CREATE | rustix::fs::OFlags::WRONLY,
+                rustix::fs::Mode::RUSR,
+            )
+            .unwrap();
+            drop(f);
+            rustix::fs::symlinkat(c"/", dir.as_fd(), c"l").unwrap();
+            rustix::fs::mkdirat(dir.as_fd(), c"d", rustix::fs::Mode::RWXU).unwrap();
+            let next = rustix::fs::openat(
+                dir.as_fd(),
+                c"d",
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap();
+            match level % 1000 {
+                500 => {
+                    rustix::fs::fchmod(dir.as_fd(), rustix::fs::Mode::RUSR | rustix::fs::Mode::XUSR)
+                        .unwrap()
+                }
+                999 => rustix::fs::fchmod(dir.as_fd(), rustix::fs::Mode::empty()).unwrap(),
+                _ => {}
+            }
+            dir = next;
+        }
+        drop(dir);
+        // On a stack far smaller than a recursion of 3000 levels needs.
+        let removing = top.clone();
+        std::thread::Builder::new()
+            .stack_size(64 << 10)
+            .spawn(move || remove_tree(&removing))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(!top.exists(), "{} is left", top.display());
     }
 
     #[test]
