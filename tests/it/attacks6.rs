@@ -2,8 +2,8 @@
 //! disk, on `hermetic run`'s edges, and on what a sandbox's end leaves in
 //! the test process.
 //!
-//! Each test is a finding; those still open are `#[ignore]`d with the
-//! finding as the reason (`cargo test --test it attacks6 -- --ignored`
+//! Each test is a finding; those still open, or kept as known limitations,
+//! are `#[ignore]`d with the reason (`cargo test --test it attacks6 -- --ignored`
 //! shows them).
 
 use crate::common::{self, disk_base_entries as base_entries, hermetic_command as hermetic};
@@ -41,14 +41,14 @@ const DEEP_PERL: &str = "for (1..$ARGV[0]) { mkdir 'd' or die \"mkdir $_: $!\"; 
 /// 4.4 MB here; a program may make it as deep as it likes, 120 MB for
 /// 30000) stays in `/var/tmp/hermetic-UID`: each later sweep under the
 /// same limit finds it lockless, tries the same removal and fails the
-/// same way. So a
+/// same way (found so; fixed by a walk of hermetic's own, one directory
+/// open at a time). So a
 /// test leaves files on the host after its sandbox ends, and every run of
 /// it adds more. Root, rootless with ids, rootless with one id alike (any
 /// uid: the removal is the caller's own). A later sweep removes it only
 /// from a process with a higher limit. With a limit of 20000 (this
 /// host's), a depth of 30000 does it.
 #[test]
-#[ignore = "finding: a layer deeper than hermetic's fd limit (1100 levels under the usual 1024) is never removed from /var/tmp/hermetic-UID"]
 fn a_layer_deeper_than_the_fd_limit_goes_with_the_sandbox() {
     if !common::own_tree_layer_on_disk() {
         return;
@@ -102,12 +102,12 @@ fn a_layer_deeper_than_the_fd_limit_goes_with_the_sandbox() {
 /// removes the upper layer with `std::fs::remove_dir_all`, which recurses
 /// once per level, on the dropping thread's stack. The stack overflows and
 /// the whole test process dies (`SIGSEGV`, "has overflowed its stack"),
-/// taking every other test of it along. Root, rootless with ids, rootless
+/// taking every other test of it along (found so; fixed by a walk
+/// without recursion). Root, rootless with ids, rootless
 /// with one id alike, wherever the fd limit is above the depth the stack
 /// holds (under a limit of 1024 the layer is left on disk instead, as in
 /// `a_layer_deeper_than_the_fd_limit_goes_with_the_sandbox`).
 #[test]
-#[ignore = "finding: a closure's deep tree in its layer on disk overflows the dropping thread's stack: the test process dies"]
 fn a_deep_tree_in_a_layer_on_disk_does_not_crash_the_drop() {
     if !common::own_tree_layer_on_disk() {
         return;
@@ -180,7 +180,7 @@ enum Nested {
 /// `join`) alike; root, rootless with ids, one id alike (nothing here
 /// depends on ids).
 #[test]
-#[ignore = "finding: a frame of a deeply nested value from a closure overflows the test thread's stack as it is decoded: the test process dies"]
+#[ignore = "known limitation (README, \"Requirements and limits\"): a frame of a deeply nested value overflows the test thread's stack as it is decoded"]
 fn a_deeply_nested_result_is_an_error_not_a_crash() {
     let out = common::run_self(
         "helper_decodes_a_deep_result",
@@ -238,7 +238,7 @@ fn helper_decodes_a_deep_result() {
 /// is reported as `TimedOut`, not as the panic it was. Closure, root and
 /// rootless alike (nothing depends on ids).
 #[test]
-#[ignore = "finding: a run forked while another thread sets a panic hook never reports its closure's panic: it times out"]
+#[ignore = "known limitation (README, \"Requirements and limits\"): a run forked while another thread sets a panic hook reports its closure's panic as a timeout"]
 fn a_closures_panic_is_reported_while_another_thread_sets_a_hook() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -283,7 +283,7 @@ fn a_closures_panic_is_reported_while_another_thread_sets_a_hook() {
 /// deadline"). Closure, spawned closure (`join`) alike; root, rootless
 /// with ids, one id alike. The helper is killed after 20 s.
 #[test]
-#[ignore = "finding: a 11-byte result frame of a Vec of zero-sized values makes the test process spin for ever as it decodes"]
+#[ignore = "known limitation (README, \"Requirements and limits\"): an 11-byte frame of a Vec of zero-sized values makes the decoding spin for ever"]
 fn a_result_of_zero_sized_elements_cannot_spin_the_test_process() {
     let mut child = common::self_command("helper_decodes_zero_sized_elements")
         .env("HERMETIC_A6_ZST", "1")
