@@ -205,7 +205,10 @@ pub enum Error {
         reason: String,
     },
 
-    /// The closure's result could not be deserialised in the test process.
+    /// The closure's result could not be deserialised in the test process:
+    /// it does not decode as the type asked for, or it is beyond the bounds
+    /// every result is decoded within (nested deeper than 128 levels, or
+    /// more elements and entries than its frame has bytes, plus 2^20).
     #[error("decoding the closure's result: {reason}\n{}", advice::SERDE)]
     #[non_exhaustive]
     Decode {

@@ -207,9 +207,9 @@ pub(crate) fn decode_outcome<T: serde::de::DeserializeOwned>(
     payload: &[u8],
 ) -> Result<T, Error> {
     match tag {
-        Tag::Value => postcard::from_bytes(payload).map_err(|e| Error::Decode {
-            reason: e.to_string(),
-        }),
+        Tag::Value => {
+            crate::proto::bounded::from_bytes(payload).map_err(|reason| Error::Decode { reason })
+        }
         Tag::Panic => {
             let report: PanicReport =
                 postcard::from_bytes(payload).map_err(|e| Error::Channel {

@@ -6,11 +6,14 @@
 //! - [`reports`]: the init program's plan and report and a joining process's
 //!   report, typed;
 //! - [`frame`]: the framed result channel of a run (one frame, decoded as
-//!   hostile input).
+//!   hostile input);
+//! - [`bounded`]: decoding a frame's value within bounds of depth and
+//!   length.
 //!
 //! The protocol uses only `error` and `sys`, so that both sides of every
 //! boundary (the test process and the after-fork code in `child`) can.
 
+pub(crate) mod bounded;
 pub(crate) mod frame;
 pub(crate) mod plan;
 pub(crate) mod reports;

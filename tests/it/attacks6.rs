@@ -180,7 +180,6 @@ enum Nested {
 /// `join`) alike; root, rootless with ids, one id alike (nothing here
 /// depends on ids).
 #[test]
-#[ignore = "known limitation (README, \"Requirements and limits\"): a frame of a deeply nested value overflows the test thread's stack as it is decoded"]
 fn a_deeply_nested_result_is_an_error_not_a_crash() {
     let out = common::run_self(
         "helper_decodes_a_deep_result",
@@ -283,7 +282,6 @@ fn a_closures_panic_is_reported_while_another_thread_sets_a_hook() {
 /// deadline"). Closure, spawned closure (`join`) alike; root, rootless
 /// with ids, one id alike. The helper is killed after 20 s.
 #[test]
-#[ignore = "known limitation (README, \"Requirements and limits\"): an 11-byte frame of a Vec of zero-sized values makes the decoding spin for ever"]
 fn a_result_of_zero_sized_elements_cannot_spin_the_test_process() {
     let mut child = common::self_command("helper_decodes_zero_sized_elements")
         .env("HERMETIC_A6_ZST", "1")
