@@ -58,6 +58,14 @@ impl Budget {
         self.depth.set(self.depth.get().saturating_sub(1));
     }
 
+    /// `visit`, one level deeper.
+    fn nested<T, E: de::Error>(&self, visit: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        self.enter()?;
+        let value = visit();
+        self.leave();
+        value
+    }
+
     fn reach<E: de::Error>(&self, what: &'static str) -> E {
         self.reached.set(Some(what));
         E::custom(what)
@@ -165,53 +173,28 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Within<'_, V> {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
-        self.budget.enter()?;
-        let value = self.visitor.visit_some(Bounded {
-            de,
-            budget: self.budget,
-        });
-        self.budget.leave();
-        value
+        let budget = self.budget;
+        budget.nested(|| self.visitor.visit_some(Bounded { de, budget }))
     }
 
     fn visit_newtype_struct<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
-        self.budget.enter()?;
-        let value = self.visitor.visit_newtype_struct(Bounded {
-            de,
-            budget: self.budget,
-        });
-        self.budget.leave();
-        value
+        let budget = self.budget;
+        budget.nested(|| self.visitor.visit_newtype_struct(Bounded { de, budget }))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        self.budget.enter()?;
-        let value = self.visitor.visit_seq(Bounded {
-            de: seq,
-            budget: self.budget,
-        });
-        self.budget.leave();
-        value
+        let budget = self.budget;
+        budget.nested(|| self.visitor.visit_seq(Bounded { de: seq, budget }))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        self.budget.enter()?;
-        let value = self.visitor.visit_map(Bounded {
-            de: map,
-            budget: self.budget,
-        });
-        self.budget.leave();
-        value
+        let budget = self.budget;
+        budget.nested(|| self.visitor.visit_map(Bounded { de: map, budget }))
     }
 
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
-        self.budget.enter()?;
-        let value = self.visitor.visit_enum(Bounded {
-            de: data,
-            budget: self.budget,
-        });
-        self.budget.leave();
-        value
+        let budget = self.budget;
+        budget.nested(|| self.visitor.visit_enum(Bounded { de: data, budget }))
     }
 }
 

@@ -159,6 +159,20 @@ fn helper_drops_a_deep_layer() {
     let _ = writeln!(std::io::stdout().lock(), "dropped");
 }
 
+/// In a closure: writes a `Value` frame of `payload` on the run's own
+/// result channel, as the runner would, and ends the process at once.
+fn send_own_value_frame(payload: &[u8]) -> ! {
+    let fd = hermetic::__result_channel_fd().unwrap();
+    let mut frame = vec![1u8];
+    frame.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    frame.extend_from_slice(payload);
+    // SAFETY: the closure's own result fd, written on purpose.
+    let f = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    nix::unistd::write(&f, &frame).unwrap();
+    // SAFETY: ends this process at once, its frame sent.
+    unsafe { libc::_exit(0) }
+}
+
 /// A result type that nests, as a tree or a linked list returned by a
 /// closure does.
 #[derive(serde::Serialize, serde::Deserialize, Debug)]
@@ -206,17 +220,9 @@ fn helper_decodes_a_deep_result() {
         .build()
         .unwrap();
     let res = ns.try_run(|| -> Nested {
-        let fd = hermetic::__result_channel_fd().unwrap();
         let mut payload = vec![1u8; 200_000];
         payload.push(0);
-        let mut frame = vec![1u8];
-        frame.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        frame.extend_from_slice(&payload);
-        // SAFETY: the closure's own result fd, written on purpose.
-        let f = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        nix::unistd::write(&f, &frame).unwrap();
-        // SAFETY: ends this process at once, its frame sent.
-        unsafe { libc::_exit(0) }
+        send_own_value_frame(&payload)
     });
     use std::io::Write;
     let _ = writeln!(
@@ -321,18 +327,10 @@ fn helper_decodes_zero_sized_elements() {
         .build()
         .unwrap();
     let res = ns.try_run(|| -> Vec<()> {
-        let fd = hermetic::__result_channel_fd().unwrap();
         // A varint of 2^63: nine bytes of 0x80, then 0x01.
         let mut payload = vec![0x80u8; 9];
         payload.push(0x01);
-        let mut frame = vec![1u8];
-        frame.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        frame.extend_from_slice(&payload);
-        // SAFETY: the closure's own result fd, written on purpose.
-        let f = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        nix::unistd::write(&f, &frame).unwrap();
-        // SAFETY: ends this process at once, its frame sent.
-        unsafe { libc::_exit(0) }
+        send_own_value_frame(&payload)
     });
     use std::io::Write;
     let _ = writeln!(

@@ -5,6 +5,68 @@ use crate::common;
 use hermetic::{Error, Sandbox, isolated};
 use rstest::rstest;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Threads of the test process that do something over and over while runs
+/// are forked, until dropped (also when a failed assertion unwinds the
+/// test) or [`finish`](Noise::finish)ed.
+struct Noise {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<u64>>,
+}
+
+impl Noise {
+    fn start(threads: usize, work: impl Fn() + Clone + Send + 'static) -> Noise {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..threads)
+            .map(|_| {
+                let (stop, work) = (Arc::clone(&stop), work.clone());
+                std::thread::spawn(move || {
+                    let mut done = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        work();
+                        done += 1;
+                    }
+                    done
+                })
+            })
+            .collect();
+        Noise { stop, threads }
+    }
+
+    /// Stops the threads; that each did its work at least once.
+    fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in std::mem::take(&mut self.threads) {
+            assert!(thread.join().expect("a noise thread") > 0);
+        }
+    }
+}
+
+impl Drop for Noise {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `runs` runs in `ns` whose closure starts a thread that panics: each is
+/// reported as the closure's panic.
+fn a_thread_s_panic_is_reported(ns: &Sandbox, runs: usize) {
+    for i in 0..runs {
+        let err = ns
+            .try_run(|| {
+                let worker = std::thread::spawn(|| -> u8 { panic!("worker died") });
+                worker.join().expect("worker joined")
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Panicked { message, .. } if message.contains("worker joined")),
+            "run {i}: {err}"
+        );
+    }
+}
+
 #[rstest]
 #[should_panic(expected = "the answer was 41")]
 fn should_panic_sees_the_message(#[from(isolated)] ns: Sandbox) {
@@ -96,46 +158,15 @@ fn the_sandbox_survives_a_panic(#[from(isolated)] ns: Sandbox) {
 /// forever.
 #[test]
 fn panics_elsewhere_in_the_test_process_do_not_block_a_run() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let ns = Sandbox::builder()
         .timeout(std::time::Duration::from_secs(20))
         .build()
         .expect("a sandbox");
-    let stop = Arc::new(AtomicBool::new(false));
-    let noise = {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let mut panics = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let _ = std::panic::catch_unwind(|| panic!("noise"));
-                panics += 1;
-            }
-            panics
-        })
-    };
-    // Stops the noise when the test ends, also by a failed assertion.
-    struct Stop(Arc<AtomicBool>);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
-    let guard = Stop(Arc::clone(&stop));
-    for i in 0..300 {
-        let err = ns
-            .try_run(|| {
-                let worker = std::thread::spawn(|| -> u8 { panic!("worker died") });
-                worker.join().expect("worker joined")
-            })
-            .unwrap_err();
-        assert!(
-            matches!(&err, Error::Panicked { message, .. } if message.contains("worker joined")),
-            "run {i}: {err}"
-        );
-    }
-    drop(guard);
-    assert!(noise.join().expect("the noise thread") > 0);
+    let noise = Noise::start(1, || {
+        let _ = std::panic::catch_unwind(|| panic!("noise"));
+    });
+    a_thread_s_panic_is_reported(&ns, 300);
+    noise.finish();
 }
 
 /// Builds a sandbox and runs closures in it from a `Drop` during unwinding,
@@ -188,53 +219,28 @@ fn a_sandbox_made_while_unwinding_works() {
 /// still start and end threads of its own.
 #[test]
 fn threads_starting_and_ending_elsewhere_do_not_block_a_run() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let ns = Sandbox::builder()
         .timeout(std::time::Duration::from_secs(5))
         .build()
         .expect("a sandbox");
-    let stop = Arc::new(AtomicBool::new(false));
     // A long name: as a thread ends, std frees its copy of the name under
     // that lock, and a free that large takes the allocator's lock, which
     // glibc's fork holds while it copies the process: a thread ending then
     // holds std's lock at the moment of the fork.
     let name = "churn-".repeat(400);
-    let churn: Vec<_> = (0..2)
-        .map(|_| {
-            let stop = Arc::clone(&stop);
-            let name = name.clone();
-            std::thread::spawn(move || {
-                let mut threads = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::Builder::new()
-                        .name(name.clone())
-                        .spawn(|| {})
-                        .expect("a thread")
-                        .join()
-                        .expect("joined");
-                    threads += 1;
-                }
-                threads
-            })
-        })
-        .collect();
-    // Stops the churn when the test ends, also by a failed assertion.
-    struct Stop(Arc<AtomicBool>);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
-    let guard = Stop(Arc::clone(&stop));
+    let churn = Noise::start(2, move || {
+        std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(|| {})
+            .expect("a thread")
+            .join()
+            .expect("joined");
+    });
     for i in 0..400 {
         let got = ns.try_run(|| std::thread::spawn(|| 7u8).join().expect("joined"));
         assert!(matches!(got, Ok(7)), "run {i}: {got:?}");
     }
-    drop(guard);
-    for churn in churn {
-        assert!(churn.join().expect("a churning thread") > 0);
-    }
+    churn.finish();
 }
 
 /// A thread of the test process that captures a backtrace holds std's
@@ -243,44 +249,13 @@ fn threads_starting_and_ending_elsewhere_do_not_block_a_run() {
 /// such a panic.
 #[test]
 fn backtraces_captured_elsewhere_do_not_block_a_run() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let ns = Sandbox::builder()
         .timeout(std::time::Duration::from_secs(5))
         .build()
         .expect("a sandbox");
-    let stop = Arc::new(AtomicBool::new(false));
-    let capturing = {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let mut backtraces = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let _ = std::hint::black_box(std::backtrace::Backtrace::force_capture());
-                backtraces += 1;
-            }
-            backtraces
-        })
-    };
-    // Stops the capture when the test ends, also by a failed assertion.
-    struct Stop(Arc<AtomicBool>);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
-    let guard = Stop(Arc::clone(&stop));
-    for i in 0..20 {
-        let err = ns
-            .try_run(|| {
-                let worker = std::thread::spawn(|| -> u8 { panic!("worker died") });
-                worker.join().expect("worker joined")
-            })
-            .unwrap_err();
-        assert!(
-            matches!(&err, Error::Panicked { message, .. } if message.contains("worker joined")),
-            "run {i}: {err}"
-        );
-    }
-    drop(guard);
-    assert!(capturing.join().expect("the capturing thread") > 0);
+    let capturing = Noise::start(1, || {
+        let _ = std::hint::black_box(std::backtrace::Backtrace::force_capture());
+    });
+    a_thread_s_panic_is_reported(&ns, 20);
+    capturing.finish();
 }
