@@ -88,10 +88,6 @@ pub struct Program {
     pub cwd: std::ffi::CString,
 }
 
-/// The most bytes of arguments and environment (each with its NUL) a
-/// program of [`SandboxBuilder::__program`] may have.
-pub(crate) const PROGRAM_MAX: usize = wire::PROGRAM_MAX;
-
 impl Program {
     /// `program` with `args` (its `argv[0]` is `program`), this process's
     /// environment with `env` set over it, in this process's working
@@ -148,12 +144,12 @@ impl Program {
             .chain(&self.env)
             .map(|s| s.as_bytes_with_nul().len())
             .sum();
-        if bytes > PROGRAM_MAX {
+        if bytes > wire::PROGRAM_MAX {
             return Err(format!(
                 "its arguments and environment are {} KiB, over the {} KiB the sandbox's init \
                  process takes",
                 bytes.div_ceil(1024),
-                PROGRAM_MAX >> 10
+                wire::PROGRAM_MAX >> 10
             ));
         }
         if self.args.len() >= wire::PROGRAM_ARGS_MAX || self.env.len() >= wire::PROGRAM_ENV_MAX {

@@ -353,6 +353,25 @@ pub fn disk_base_entries(prefix: &str) -> Vec<std::path::PathBuf> {
         .unwrap_or_default()
 }
 
+/// Removes `entries` (what a sandbox left in the disk base), however deep
+/// and whatever their modes (the kernel leaves directories of mode 0 in a
+/// work directory, a test may take permissions off): every directory's
+/// owner gets rwx back first (`find` goes as deep as it must), then
+/// `rm -rf`, so that a finding does not fill the disk.
+pub fn remove_disk_leftovers(entries: &[std::path::PathBuf]) {
+    for entry in entries {
+        let _ = std::process::Command::new("find")
+            .arg(entry)
+            .args(["-type", "d", "-exec", "chmod", "u+rwx", "{}", "+"])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = std::process::Command::new("rm")
+            .arg("-rf")
+            .arg(entry)
+            .status();
+    }
+}
+
 /// Whether the test's own tree (the working directory) gets its upper
 /// layer on disk here: writable, and on the kind of disk filesystem
 /// `/var/tmp` is on. Says why not otherwise (counted as a skip).

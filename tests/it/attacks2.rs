@@ -11,7 +11,6 @@ use crate::common::{
 };
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// A directory of this user's under `/var/tmp` (on the disk filesystem
@@ -31,16 +30,6 @@ fn tree_on_disk() -> Option<tempfile::TempDir> {
             .tempdir_in("/var/tmp")
             .unwrap(),
     )
-}
-
-/// Gives every directory below `dir` its owner's rwx back, whatever the
-/// depth, so that it can be removed (`find` goes as deep as it must).
-fn open_up_all(dir: &Path) {
-    let _ = Command::new("find")
-        .arg(dir)
-        .args(["-type", "d", "-exec", "chmod", "u+rwx", "{}", "+"])
-        .stderr(Stdio::null())
-        .status();
 }
 
 /// A test makes a directory tree deeper than 64 levels and takes every
@@ -74,10 +63,7 @@ fn a_deep_directory_without_permissions_goes_with_the_sandbox() {
     );
     // The layers of that `hermetic run` are named after its pid.
     let left = base_entries(&format!("{pid}."));
-    for entry in &left {
-        open_up_all(entry);
-        let _ = std::fs::remove_dir_all(entry);
-    }
+    common::remove_disk_leftovers(&left);
     // The host's tree is untouched either way.
     assert!(!tree.path().join("t").exists());
     assert!(

@@ -10,23 +10,6 @@ use crate::common::{self, disk_base_entries as base_entries, hermetic_command as
 
 use std::process::Stdio;
 
-/// Removes what a sandbox left in the disk base (the kernel leaves
-/// directories of mode 0 in a work directory; `find` goes as deep as it
-/// must), so that a finding does not fill the disk.
-fn clean_up(left: &[std::path::PathBuf]) {
-    for entry in left {
-        let _ = std::process::Command::new("find")
-            .arg(entry)
-            .args(["-type", "d", "-exec", "chmod", "u+rwx", "{}", "+"])
-            .stderr(Stdio::null())
-            .status();
-        let _ = std::process::Command::new("rm")
-            .arg("-rf")
-            .arg(entry)
-            .status();
-    }
-}
-
 /// Makes `depth` nested directories `d/d/d...` in the working directory,
 /// one `mkdir` and `chdir` at a time (a path that long exceeds `PATH_MAX`).
 const DEEP_PERL: &str = "for (1..$ARGV[0]) { mkdir 'd' or die \"mkdir $_: $!\"; \
@@ -87,7 +70,7 @@ fn a_layer_deeper_than_the_fd_limit_goes_with_the_sandbox() {
         "{out:?}"
     );
     let left = base_entries(&format!("{pid}."));
-    clean_up(&left);
+    common::remove_disk_leftovers(&left);
     assert!(!dir.path().join("d").exists());
     assert!(
         left.is_empty(),
@@ -123,7 +106,7 @@ fn a_deep_tree_in_a_layer_on_disk_does_not_crash_the_drop() {
     // What the dead process left: removed here, so that no other
     // process's sweep (which would recurse as deep) meets it.
     let left = base_entries(&format!("{pid}."));
-    clean_up(&left);
+    common::remove_disk_leftovers(&left);
     assert!(
         out.status.success()
             && String::from_utf8_lossy(&out.stdout).contains("dropped")
