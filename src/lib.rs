@@ -115,12 +115,11 @@
 //!   so is its panic-printing lock, as long as the panic hook this crate
 //!   installs (which hands other panics to the one before it) is not
 //!   replaced, and so are the locks std takes as each thread starts and
-//!   ends and as it captures a backtrace (found in the test binary's
-//!   symbol table: in a binary stripped of its symbols, a thread the
-//!   closure starts can wait for ever if another thread was starting,
-//!   ending or capturing a backtrace at the fork);
-//!   `std::env::set_var` racing with a run can still leave the
-//!   environment locked in the child;
+//!   ends, as it captures a backtrace, around the panic hook and around
+//!   the environment (found in the test binary's symbol table: in a binary
+//!   stripped of its symbols, a closure can wait for ever if another
+//!   thread was starting or ending a thread, capturing a backtrace,
+//!   setting a panic hook or an environment variable at the fork);
 //! - thread-locals start fresh, as on a new thread: values the test thread
 //!   gave them are not seen;
 //! - the closure sees a snapshot of memory: changes it makes are not seen

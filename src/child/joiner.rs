@@ -526,7 +526,7 @@ where
     F: FnOnce() -> T,
     T: Serialize,
 {
-    drop(launch.locks);
+    launch.locks.let_go_in_copy();
     let fds = &launch.fds;
     if let Err((step, errno)) = entered {
         setup_failed(fds.result, step, errno);

@@ -14,8 +14,8 @@ pub(crate) static PANIC_PRINTING: std::sync::Mutex<()> = std::sync::Mutex::new((
 /// The locks a thread of the test process may hold for a moment and a
 /// forked copy of it needs: std's stdout and stderr (libtest's main thread
 /// prints "test ... ok" through them), [`PANIC_PRINTING`], and std's
-/// private locks around each thread's start and end and around a backtrace
-/// (see [`std_locks`]). Forked while another thread holds one, the child
+/// private locks around each thread's start and end, around a backtrace,
+/// around the panic hook and around the environment (see [`std_locks`]). Forked while another thread holds one, the child
 /// could never print, flush, report a panic, or start or end a thread;
 /// forked while holding them all, the child is a copy of their owner and
 /// releases them before running the closure.
@@ -86,6 +86,20 @@ impl ForkLocks {
 }
 
 impl ForkLocks {
+    /// Lets go of a run's copies of the locks, in the runner, before the
+    /// closure runs (see [`std_locks::Held::let_go_in_copy`]).
+    pub(crate) fn let_go_in_copy(self) {
+        let ForkLocks {
+            fds,
+            _stdout,
+            _stderr,
+            _printing,
+            _std,
+        } = self;
+        _std.let_go_in_copy();
+        drop((fds, _stdout, _stderr, _printing));
+    }
+
     /// hermetic's own fds, as they were at the fork.
     pub(crate) fn ours(&self) -> &[RawFd] {
         &self.fds

@@ -5,8 +5,8 @@
 //!   so that the copy finds stdout, stderr, the panic lock and the list of
 //!   hermetic's fds free;
 //! - [`std_locks`]: std's private locks a fork holds (around each thread's
-//!   start and end, around a backtrace), found in the executable's symbol
-//!   table;
+//!   start and end, around a backtrace, the panic hook and the
+//!   environment), found in the executable's symbol table;
 //! - [`tls`]: the parked thread whose TLS runners borrow;
 //! - [`launch`]: what a sandbox's init program is started with (the
 //!   program's memfd, the launched child's stack and arguments, the plan);

@@ -221,43 +221,93 @@ fn helper_decodes_a_deep_result() {
 /// hook chain ends as it began), runs whose closure panics are made
 /// one after another. std keeps the hook behind a lock (`HOOK`, an
 /// `RwLock`) that `set_hook` and `take_hook` write-lock: a run forked
-/// while the other thread holds it has it held for ever, and its
-/// closure's panic waits on it, so the run ends only at its timeout and
-/// is reported as `TimedOut`, not as the panic it was. Closure, root and
+/// while the other thread held it had it held for ever, and its
+/// closure's panic waited on it, so the run ended only at its timeout and
+/// was reported as `TimedOut`, not as the panic it was. Closure, root and
 /// rootless alike (nothing depends on ids).
 #[test]
-#[ignore = "known limitation (README, \"Requirements and limits\"): a run forked while another thread sets a panic hook reports its closure's panic as a timeout"]
 fn a_closures_panic_is_reported_while_another_thread_sets_a_hook() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let ns = hermetic::Sandbox::builder()
-        .timeout(std::time::Duration::from_secs(3))
+        .timeout(std::time::Duration::from_secs(5))
         .build()
         .unwrap();
+    let timed_out = while_another_thread(
+        || {
+            let hook = std::panic::take_hook();
+            std::panic::set_hook(hook);
+        },
+        || match ns.try_run(|| -> () { panic!("the closure's own panic") }) {
+            Err(hermetic::Error::Panicked { message, .. }) => {
+                assert_eq!(message, "the closure's own panic");
+                false
+            }
+            Err(hermetic::Error::TimedOut { .. }) => true,
+            other => panic!("{other:?}"),
+        },
+    );
+    assert_eq!(timed_out, 0, "a panicking run was reported as timed out");
+}
+
+/// The same for the environment: while another thread sets a variable
+/// in a loop (`std::env::set_var`, as a test that configures a library
+/// does), closures read one. std keeps the environment behind a lock
+/// (`ENV_LOCK`, an `RwLock`) that `set_var` write-locks: a run forked while
+/// the other thread held it would wait in its first `std::env::var` for
+/// ever (until the run's timeout).
+#[test]
+fn a_closure_reads_the_environment_while_another_thread_sets_it() {
+    let ns = hermetic::Sandbox::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut n = 0u64;
+    let timed_out = while_another_thread(
+        move || {
+            n += 1;
+            // SAFETY: std locks the environment around the change, and
+            // every reader of it in this binary is Rust's (std's `var`,
+            // `Command`), which takes that lock.
+            unsafe { std::env::set_var("HERMETIC_A6_SET_ELSEWHERE", n.to_string()) };
+        },
+        || match ns.try_run(|| std::env::var_os("PATH").is_some()) {
+            Ok(found) => {
+                assert!(found, "PATH is not set in the closure");
+                false
+            }
+            Err(hermetic::Error::TimedOut { .. }) => true,
+            other => panic!("{other:?}"),
+        },
+    );
+    assert_eq!(timed_out, 0, "a run reading the environment timed out");
+}
+
+/// Calls `run` 50 times (or until it returns true: a run that timed out)
+/// while another thread calls `meanwhile` in a loop; how many timed out.
+fn while_another_thread(
+    mut meanwhile: impl FnMut() + Send + 'static,
+    mut run: impl FnMut() -> bool,
+) -> usize {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     let stop = Arc::new(AtomicBool::new(false));
-    let setter = {
+    let other = {
         let stop = stop.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let hook = std::panic::take_hook();
-                std::panic::set_hook(hook);
+                meanwhile();
             }
         })
     };
     let mut timed_out = 0;
     for _ in 0..50 {
-        match ns.try_run(|| -> () { panic!("the closure's own panic") }) {
-            Err(hermetic::Error::Panicked { .. }) => {}
-            Err(hermetic::Error::TimedOut { .. }) => timed_out += 1,
-            other => panic!("{other:?}"),
-        }
-        if timed_out > 0 {
+        if run() {
+            timed_out += 1;
             break;
         }
     }
     stop.store(true, Ordering::Relaxed);
-    setter.join().unwrap();
-    assert_eq!(timed_out, 0, "a panicking run was reported as timed out");
+    other.join().unwrap();
+    timed_out
 }
 
 /// A run whose closure returns a sequence of zero-sized values (here
