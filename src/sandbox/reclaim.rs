@@ -17,7 +17,12 @@
 //! a fork of the test process, and it never takes the lock of hermetic's
 //! fd list while it closes one. An fd reaches it over a unix socket
 //! (`SCM_RIGHTS`), after which the dropping thread closes its own copy (a
-//! close that frees nothing). Where the thread cannot start, the kernel is
+//! close that frees nothing) and says so in a second message: the thread
+//! closes its copy only then. Closing it as it arrived raced with the
+//! dropping thread's close: the thread, woken on the other CPU (or
+//! preempting the dropping thread on its own), often closed first, and the
+//! dropping thread's close was then the last, and took the namespace down
+//! in the drop after all. Where the thread cannot start, the kernel is
 //! older than 6.11 and `/proc` is not there, or the socket's queue is full
 //! (the thread is behind), the dropping thread closes the fd itself, as
 //! before.
@@ -54,28 +59,44 @@ pub(crate) fn prepare() {
     let _ = TO_RECLAIM.get_or_open(start);
 }
 
+/// The first byte of a message to the reclaim thread: an fd comes with it.
+const AN_FD: u8 = 0;
+/// The first byte of a message to the reclaim thread: the sender of the
+/// oldest fd it holds has closed its own copy.
+const CLOSED: u8 = 1;
+
+/// At most this many fds wait for their sender's [`CLOSED`] (one that was
+/// never sent: the socket's queue was full); beyond, the oldest is closed.
+const HELD_MAX: usize = 8;
+
 /// Lets `held` (from [`hold_mount_namespace`]) go: on the reclaim thread
 /// if it can take it, here otherwise.
 pub(crate) fn let_go(held: Fd) {
-    if let Ok(to) = TO_RECLAIM.get_or_open(start) {
-        let _ = send(to, held.as_fd());
-    }
-    // Frees nothing if the thread has its copy.
+    let to = TO_RECLAIM.get_or_open(start).ok();
+    let sent = to.is_some_and(|to| send(to, AN_FD, Some(held.as_fd())).is_ok());
+    // Frees nothing if the thread has its copy: it waits for this.
     drop(held);
+    if let (true, Some(to)) = (sent, to) {
+        let _ = send(to, CLOSED, None);
+    }
 }
 
-/// Puts a copy of `fd` in the reclaim thread's queue, without waiting.
-fn send(to: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> std::io::Result<()> {
+/// Puts a message in the reclaim thread's queue, without waiting: `what`,
+/// and a copy of `fd` if there is one.
+fn send(to: BorrowedFd<'_>, what: u8, fd: Option<BorrowedFd<'_>>) -> std::io::Result<()> {
     use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
-    let fds = [fd];
     let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = SendAncillaryBuffer::new(&mut space);
-    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
-        return Err(std::io::Error::other("no room for the fd"));
+    let fds;
+    if let Some(fd) = fd {
+        fds = [fd];
+        if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+            return Err(std::io::Error::other("no room for the fd"));
+        }
     }
     sendmsg(
         to,
-        &[std::io::IoSlice::new(&[0])],
+        &[std::io::IoSlice::new(&[what])],
         &mut control,
         SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
     )?;
@@ -106,11 +127,15 @@ fn start() -> std::io::Result<Fd> {
     Ok(send_end)
 }
 
-/// The reclaim thread: closes every fd it receives, in order, until the
-/// socket's other end is gone (the process's, closed when another thread
-/// started the thread that won).
+/// The reclaim thread: holds every fd it receives until its sender says
+/// it has closed its own copy ([`CLOSED`], in the order the fds came:
+/// should two threads drop at once, the first to say so lets the older
+/// fd go, and at worst the other's close is the last), then closes it;
+/// until the socket's other end is gone (the process's, closed when
+/// another thread started the thread that won).
 fn serve(socket: OwnedFd) {
     use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+    let mut held = std::collections::VecDeque::with_capacity(HELD_MAX + 1);
     loop {
         let mut byte = [0u8; 1];
         let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
@@ -125,9 +150,12 @@ fn serve(socket: OwnedFd) {
             Ok(_) => {
                 for message in control.drain() {
                     if let RecvAncillaryMessage::ScmRights(fds) = message {
-                        // Each last reference: the namespace goes down here.
-                        fds.for_each(drop);
+                        held.extend(fds);
                     }
+                }
+                if byte[0] == CLOSED || held.len() > HELD_MAX {
+                    // The last reference: the namespace goes down here.
+                    drop(held.pop_front());
                 }
             }
             Err(rustix::io::Errno::INTR) => {}
