@@ -96,6 +96,13 @@ pub(crate) fn pidfd_mount_namespace(pidfd: BorrowedFd<'_>) -> Result<OwnedFd, i3
 /// of the thread that forks). Returns once the thread has its table, so
 /// that the caller may close `keep` then; or the error that stopped it
 /// (the thread has ended).
+///
+/// The thread starts, and stays, with every signal blocked: the kernel
+/// never picks it for a signal sent to the process, so no handler of the
+/// test's runs there (a handler that writes to a self-pipe, as tokio's and
+/// signal-hook's do, would write to whatever that fd number is in this
+/// thread's table), and the thread is not woken by each child's
+/// `SIGCHLD`.
 pub(crate) fn spawn_with_own_fd_table(
     name: &str,
     keep: BorrowedFd<'_>,
@@ -103,9 +110,9 @@ pub(crate) fn spawn_with_own_fd_table(
 ) -> io::Result<()> {
     let keep = keep.as_raw_fd();
     let (told, told_of) = std::sync::mpsc::sync_channel::<Result<(), i32>>(1);
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
+    let thread = std::thread::Builder::new().name(name.into());
+    with_all_signals_blocked(|| {
+        thread.spawn(move || {
             // SAFETY: this thread has just started and owns no fd; `keep`
             // is open in the process's table until the caller is told.
             let owned = unsafe { own_fd_table(keep) };
@@ -116,7 +123,9 @@ pub(crate) fn spawn_with_own_fd_table(
                 // thread owns yet.
                 body(unsafe { OwnedFd::from_raw_fd(keep) });
             }
-        })?;
+        })
+    })
+    .map_err(io::Error::from_raw_os_error)??;
     match told_of.recv() {
         Ok(Ok(())) => Ok(()),
         Ok(Err(errno)) => Err(io::Error::from_raw_os_error(errno)),

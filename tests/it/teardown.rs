@@ -254,3 +254,60 @@ fn a_dropped_sandbox_s_mounts_are_let_go_and_never_reach_a_run() {
         "the reclaim thread holds more than its socket and fds 0 to 2: {table:?}"
     );
 }
+
+/// hermetic's own threads of the test process (`hermetic-free`, which
+/// frees what dropped sandboxes held, and `hermetic-tls`, whose
+/// thread-local storage runs borrow) block every signal: the kernel never
+/// picks one of them for a signal sent to the process, so a handler of the
+/// test's (a `SIGCHLD` handler, as tokio's process support installs: it
+/// writes to a self-pipe) never runs there. `hermetic-free` has an fd
+/// table of its own: such a handler's write would have gone to whatever
+/// that fd number is in it, and the signal been lost to the test.
+#[test]
+fn hermetic_s_own_threads_take_no_signal_of_the_test_process() {
+    let ns = Sandbox::new().unwrap();
+    ns.run(|| ());
+    drop(ns);
+    let threads: Vec<(String, u64)> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            let comm = comm.trim_end();
+            if !comm.starts_with("hermetic-") {
+                return None;
+            }
+            let status = std::fs::read_to_string(task.path().join("status")).ok()?;
+            let blocked = status
+                .lines()
+                .find_map(|l| l.strip_prefix("SigBlk:"))
+                .map(|m| u64::from_str_radix(m.trim(), 16).unwrap())?;
+            Some((comm.to_owned(), blocked))
+        })
+        .collect();
+    let names: Vec<&str> = threads.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        names.contains(&"hermetic-free") && names.contains(&"hermetic-tls"),
+        "hermetic's threads are not both there: {names:?}"
+    );
+    let bit = |sig: i32| 1u64 << (sig - 1);
+    let signals = [
+        libc::SIGCHLD,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+        libc::SIGPIPE,
+        libc::SIGALRM,
+        libc::SIGWINCH,
+    ];
+    let wanted = signals.iter().fold(0, |m, &s| m | bit(s));
+    for (name, blocked) in &threads {
+        assert_eq!(
+            blocked & wanted,
+            wanted,
+            "{name} does not block every signal: SigBlk {blocked:016x}"
+        );
+    }
+}
