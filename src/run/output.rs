@@ -174,9 +174,9 @@ impl Output {
             let shared = shared.clone();
             let streams = self.streams.clone();
             let readers = self.readers.clone();
-            std::thread::Builder::new()
-                .name("hermetic-output".into())
-                .spawn(move || forward(readers, &streams, wake_r, &shared))?
+            crate::sys::spawn_quiet("hermetic-output", move || {
+                forward(readers, &streams, wake_r, &shared)
+            })?
         };
         *forwarder = Some(Forwarder {
             wake,

@@ -337,20 +337,18 @@ async fn on_a_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) 
         waker: None,
     }));
     let theirs = Arc::clone(&slot);
-    std::thread::Builder::new()
-        .name("hermetic-isolate".into())
-        .spawn(move || {
-            let value = f();
-            let waker = {
-                let mut slot = theirs.lock().unwrap_or_else(|e| e.into_inner());
-                slot.value = Some(value);
-                slot.waker.take()
-            };
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-        })
-        .expect("hermetic::isolate_test_async: starting the thread that waits");
+    crate::sys::spawn_quiet("hermetic-isolate", move || {
+        let value = f();
+        let waker = {
+            let mut slot = theirs.lock().unwrap_or_else(|e| e.into_inner());
+            slot.value = Some(value);
+            slot.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    })
+    .expect("hermetic::isolate_test_async: starting the thread that waits");
     std::future::poll_fn(|cx| {
         let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
         match slot.value.take() {

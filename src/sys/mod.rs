@@ -89,6 +89,18 @@ pub(crate) fn pidfd_mount_namespace(pidfd: BorrowedFd<'_>) -> Result<OwnedFd, i3
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// Starts a thread of hermetic's named `name`, with every signal blocked
+/// from its first instruction (see [`spawn_with_own_fd_table`]: the
+/// kernel never picks it for a signal sent to the process, so no handler
+/// of the test's runs on it, and children's exits do not wake it).
+pub(crate) fn spawn_quiet<T: Send + 'static>(
+    name: &str,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<std::thread::JoinHandle<T>> {
+    let thread = std::thread::Builder::new().name(name.into());
+    with_all_signals_blocked(|| thread.spawn(body)).map_err(io::Error::from_raw_os_error)?
+}
+
 /// Starts a thread named `name` with an fd table of its own, which holds
 /// only its copies of fds 0 to 2 and of `keep`, and runs `body` there with
 /// its copy of `keep`. What that thread then opens, receives or closes, no
@@ -110,22 +122,18 @@ pub(crate) fn spawn_with_own_fd_table(
 ) -> io::Result<()> {
     let keep = keep.as_raw_fd();
     let (told, told_of) = std::sync::mpsc::sync_channel::<Result<(), i32>>(1);
-    let thread = std::thread::Builder::new().name(name.into());
-    with_all_signals_blocked(|| {
-        thread.spawn(move || {
-            // SAFETY: this thread has just started and owns no fd; `keep`
-            // is open in the process's table until the caller is told.
-            let owned = unsafe { own_fd_table(keep) };
-            let _ = told.send(owned);
-            if owned.is_ok() {
-                // SAFETY: the table is this thread's own now, and holds its
-                // copy of `keep` under that number, which nothing of this
-                // thread owns yet.
-                body(unsafe { OwnedFd::from_raw_fd(keep) });
-            }
-        })
-    })
-    .map_err(io::Error::from_raw_os_error)??;
+    spawn_quiet(name, move || {
+        // SAFETY: this thread has just started and owns no fd; `keep`
+        // is open in the process's table until the caller is told.
+        let owned = unsafe { own_fd_table(keep) };
+        let _ = told.send(owned);
+        if owned.is_ok() {
+            // SAFETY: the table is this thread's own now, and holds its
+            // copy of `keep` under that number, which nothing of this
+            // thread owns yet.
+            body(unsafe { OwnedFd::from_raw_fd(keep) });
+        }
+    })?;
     match told_of.recv() {
         Ok(Ok(())) => Ok(()),
         Ok(Err(errno)) => Err(io::Error::from_raw_os_error(errno)),
