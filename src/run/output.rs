@@ -198,10 +198,9 @@ impl Output {
             let Some(f) = forwarder.as_ref() else {
                 return;
             };
-            let empty = self
-                .readers
-                .iter()
-                .all(|fd| crate::sys::pending_bytes(fd.as_fd()) == Ok(0));
+            let fds: Vec<_> = self.readers.iter().map(|fd| fd.as_fd()).collect();
+            let empty = crate::sys::pipes_with_data(&fds)
+                .is_some_and(|data| data.iter().all(|&d| !d));
             if empty && !f.shared.busy.load(Ordering::SeqCst) {
                 return;
             }
@@ -266,8 +265,15 @@ impl Streams {
     /// Reads and prints what the pipes hold now (at most [`PUMP_MAX`]
     /// bytes of each).
     fn drain(&mut self) {
-        self.out.pump();
-        self.err.pump();
+        // Mostly nothing: asked first without the pipes' locks.
+        let data = crate::sys::pipes_with_data(&[self.out.fd.as_fd(), self.err.fd.as_fd()]);
+        let (out, err) = data.map_or((true, true), |d| (d[0], d[1]));
+        if out {
+            self.out.pump();
+        }
+        if err {
+            self.err.pump();
+        }
     }
 }
 

@@ -198,6 +198,25 @@ pub(crate) fn pending_bytes(fd: BorrowedFd<'_>) -> Result<usize, i32> {
         .map_err(errno_of)
 }
 
+/// Which of the pipes `fds` hold bytes to read now: a `poll` that does
+/// not wait, and, unlike `FIONREAD`, takes no pipe's lock (a run's
+/// processes take theirs as they exit and close their ends, and a
+/// `FIONREAD` then spins or sleeps on it). `None` if the poll failed.
+pub(crate) fn pipes_with_data(fds: &[BorrowedFd<'_>]) -> Option<Vec<bool>> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut polled: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
+        .collect();
+    rustix::event::poll(&mut polled, Some(&Timespec::default())).ok()?;
+    Some(
+        polled
+            .iter()
+            .map(|p| p.revents().contains(PollFlags::IN))
+            .collect(),
+    )
+}
+
 /// What one look into a pipe gave ([`read_pending`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pending {
