@@ -1,0 +1,165 @@
+//! Attacks on rows of the README's table "What is isolated, and what is
+//! not" that the other attack modules do not try. An attack that works
+//! today is `#[ignore]`d with the finding (it fails with `--ignored`); the
+//! rest pass, root and rootless.
+
+use crate::common;
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A command whose stdio is the pty's slave, which is also its controlling
+/// terminal (a new session of which it is the foreground process group, as
+/// a shell makes a job it starts).
+fn on_terminal(cmd: &mut Command, slave: &OwnedFd) {
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap());
+    // SAFETY: setsid and an ioctl on fd 0, in std's fork child.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// What the master gives, chunk by chunk, from a thread of its own (ends
+/// with the other side: EIO).
+fn read_master(master: OwnedFd) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut f = std::fs::File::from(master);
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = f.read(&mut buf) {
+            if n == 0 || tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits until what `rx` gave so far holds `what` (at most 30 s).
+fn wait_for(rx: &mpsc::Receiver<String>, seen: &mut String, what: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.contains(what) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => seen.push_str(&chunk),
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Waits for a child, killing it after 30 s.
+fn wait_bounded(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A Perl program that asks for `SIGIO` on its stdin (`O_ASYNC`), says
+/// READY, and ends on its own after three seconds.
+const ASK_FOR_SIGIO: &str = "use Fcntl; $| = 1; \
+    fcntl(STDIN, F_SETFL, O_ASYNC) or die \"fcntl: $!\"; \
+    print \"READY\\n\"; sleep 3; print \"SURVIVED\\n\";";
+
+// Row "signal the test process, its caller or another sandbox": "hermetic
+// run's program cannot signal the shell that started it". A program given
+// the terminal as its stdin sets O_ASYNC on it: the tty layer makes the
+// terminal's foreground process group the owner of that open file, and
+// sends it SIGIO (whose default action ends a process) whenever input
+// arrives. The kernel checks only that the uid matches, not the PID
+// namespace, so the program signals the job outside that started it.
+/// The attacker: `hermetic run -- perl -e 'fcntl(STDIN, F_SETFL, O_ASYNC)'`
+/// on a terminal, then a line typed there. What happened: `hermetic run`
+/// (the terminal's foreground job, outside the sandbox) was killed by
+/// SIGIO. What should happen: no signal reaches a process outside; the
+/// program ends and `hermetic run` exits with its status (0).
+#[test]
+#[ignore = "attack: O_ASYNC on the terminal makes hermetic run's program SIGIO its caller's foreground job"]
+fn hermetic_run_s_program_cannot_signal_its_caller_through_sigio_on_the_terminal() {
+    let (master, slave) = common::openpty();
+    let mut writer = std::fs::File::from(master.try_clone().unwrap());
+    let mut cmd = common::hermetic_command();
+    cmd.args(["run", "--", "perl", "-e", ASK_FOR_SIGIO]);
+    on_terminal(&mut cmd, &slave);
+    let mut child = cmd.spawn().unwrap();
+    drop((cmd, slave));
+    let rx = read_master(master);
+    let mut seen = String::new();
+    let ready = wait_for(&rx, &mut seen, "READY");
+    // A line typed at the terminal.
+    writer.write_all(b"typed\n").unwrap();
+    let status = wait_bounded(&mut child);
+    let _ = wait_for(&rx, &mut seen, "\u{0}");
+    assert!(ready, "the program never got ready: {seen}");
+    assert_ne!(
+        status.signal(),
+        Some(libc::SIGIO),
+        "the program inside killed hermetic run, outside, with SIGIO: {seen}"
+    );
+    assert!(status.success(), "{status:?}: {seen}");
+}
+
+// Row "signal the test process, its caller or another sandbox": "every
+// process inside is in a session of the sandbox's". The same SIGIO, from
+// a `command()`'s program that inherits the test process's stdin, a
+// terminal: the test process is the terminal's foreground job (as under
+// `cargo test` in a shell), and the program kills it.
+/// The attacker: `ns.command("perl")` with the test's terminal as stdin
+/// (std's default), which sets O_ASYNC on it; a line is then typed. What
+/// happened: the test process (outside the sandbox) died of SIGIO. What
+/// should happen: the program cannot signal it; `status()` returns the
+/// program's exit 0 and the test passes.
+#[test]
+#[ignore = "attack: O_ASYNC on an inherited terminal makes a command()'s program SIGIO the test process"]
+fn a_command_s_program_cannot_signal_the_test_process_through_sigio_on_its_terminal() {
+    let (master, slave) = common::openpty();
+    let mut writer = std::fs::File::from(master.try_clone().unwrap());
+    let mut cmd = common::self_command("helper_runs_a_command_asking_for_sigio");
+    cmd.arg("--nocapture");
+    on_terminal(&mut cmd, &slave);
+    let mut child = cmd.spawn().unwrap();
+    drop((cmd, slave));
+    let rx = read_master(master);
+    let mut seen = String::new();
+    let ready = wait_for(&rx, &mut seen, "READY");
+    writer.write_all(b"typed\n").unwrap();
+    let status = wait_bounded(&mut child);
+    let _ = wait_for(&rx, &mut seen, "\u{0}");
+    assert!(ready, "the program never got ready: {seen}");
+    assert_ne!(
+        status.signal(),
+        Some(libc::SIGIO),
+        "the program inside killed the test process with SIGIO: {seen}"
+    );
+    assert!(status.success(), "{status:?}: {seen}");
+}
+
+#[test]
+#[ignore = "helper: run on a pty by a_command_s_program_cannot_signal_the_test_process_through_sigio_on_its_terminal"]
+fn helper_runs_a_command_asking_for_sigio() {
+    let ns = hermetic::Sandbox::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let status = ns.command("perl").args(["-e", ASK_FOR_SIGIO]).status().unwrap();
+    assert!(status.success(), "{status:?}");
+}
