@@ -163,3 +163,86 @@ fn helper_runs_a_command_asking_for_sigio() {
     let status = ns.command("perl").args(["-e", ASK_FOR_SIGIO]).status().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// A pipe: (read end, write end).
+fn pipe() -> (std::fs::File, std::fs::File) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two fds, which are then owned here.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    use std::os::fd::FromRawFd;
+    // SAFETY: both fds were just opened and are owned by nobody else.
+    unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) }
+}
+
+/// The errno of the last failed call.
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+// Row "make the test process spin or block": "every wait ends with the
+// run's timeout or the death of the process waited for"; and the row of
+// locks says what a closure may hold against the test process: `flock`
+// and `fcntl` locks, which the test process only meets if it locks too.
+// A lease (`fcntl(F_SETLEASE)`) is neither: it is checked by the file's
+// owner uid only (root inside is the caller), works on the read-only
+// host's files, and makes every `open` of the file by anyone else, the
+// test process and every process of the host, wait until the holder lets
+// go or `/proc/sys/fs/lease-break-time` (45 s by default) passes. As root,
+// that is any file of root's: `/etc/ld.so.cache`, which every dynamically
+// linked program opens, or `/etc/passwd`.
+/// The attacker: a spawned closure opens a host file of the caller's
+/// (read-only host), takes a write lease on it (ignoring SIGIO), and holds
+/// it five seconds. What happened: the test process's plain
+/// `File::open` of that file blocked until the closure let go (about five
+/// seconds; up to 45 s, and again at each open, if it holds on). What
+/// should happen: the lease is refused inside (as the seccomp filter
+/// refuses other calls that reach objects outside), and the open returns
+/// at once.
+#[test]
+#[ignore = "attack: a closure's F_SETLEASE on a host file blocks the test process's (and the host's) open of it"]
+fn a_closure_cannot_make_the_test_process_s_open_of_a_host_file_wait() {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+    let file = tempfile::Builder::new()
+        .prefix(".hermetic-attack7-lease")
+        .tempfile_in(dir)
+        .unwrap();
+    // The test's own handle of the file is closed (a write lease needs the
+    // file open nowhere else); the path goes when the test ends.
+    let temp_path = file.into_temp_path();
+    let path = temp_path.to_path_buf();
+    let (mut ready_r, ready_w) = pipe();
+    let ns = hermetic::Sandbox::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let reopen = path.clone();
+    let spawned = ns
+        .spawn(move || {
+            let mut ready_w = ready_w;
+            // SAFETY: ignores SIGIO, which a lease break sends its holder.
+            unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
+            let f = std::fs::File::open(&reopen).unwrap();
+            use std::os::fd::AsRawFd;
+            // SAFETY: fcntl on a live fd.
+            let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) };
+            let code = if r == 0 { 0u8 } else { errno() as u8 };
+            ready_w.write_all(&[code]).unwrap();
+            drop(ready_w);
+            if r == 0 {
+                std::thread::sleep(Duration::from_secs(5));
+            }
+            drop(f);
+            code
+        })
+        .unwrap();
+    let mut code = [0xffu8];
+    ready_r.read_exact(&mut code).unwrap();
+    let started = Instant::now();
+    let opened = std::fs::File::open(&path);
+    let waited = started.elapsed();
+    let _ = spawned.join();
+    drop(temp_path);
+    assert!(opened.is_ok());
+    assert_ne!(code[0], 0, "the closure took a lease; the test's open waited {waited:?}");
+    assert!(waited < Duration::from_secs(2), "the test's open waited {waited:?}");
+}
