@@ -246,3 +246,90 @@ fn a_closure_cannot_make_the_test_process_s_open_of_a_host_file_wait() {
     assert_ne!(code[0], 0, "the closure took a lease; the test's open waited {waited:?}");
     assert!(waited < Duration::from_secs(2), "the test's open waited {waited:?}");
 }
+
+
+// Row "write host files": "the host's filesystem is read-only inside,
+// every mount of it (EROFS), as root too". The sandbox's mounts of the
+// host are made read-only when it is made; a mount the host makes later,
+// below a shared mount (systemd makes `/` shared; udisks, autofs and
+// container runtimes mount there), must not reach the sandbox writable.
+// The test process (root, in a mount namespace of its own whose `D` is a
+// shared tmpfs) mounts a tmpfs on `D/late` after the sandbox was made,
+// while a spawned closure waits; the closure then tries to write there.
+// Holds today: the write fails with EROFS and nothing appears outside.
+#[test]
+fn a_host_mount_made_while_the_sandbox_lives_is_read_only_inside() {
+    if !common::is_root() {
+        return common::skip("mounting on the host needs root");
+    }
+    let (exe, args) = common::self_invocation("helper_mounts_on_the_host_while_a_sandbox_lives");
+    let out = match Command::new("unshare")
+        .args(["--mount", "--propagation", "private"])
+        .arg(exe)
+        .args(args)
+        .arg("--nocapture")
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => return common::skip(&format!("no unshare(1) here: {e}")),
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "the helper did not run: {text}");
+}
+
+#[test]
+#[ignore = "helper: run in a mount namespace of its own by a_host_mount_made_while_the_sandbox_lives_is_read_only_inside"]
+fn helper_mounts_on_the_host_while_a_sandbox_lives() {
+    use std::ffi::CString;
+    let dir = tempfile::Builder::new()
+        .prefix(".hermetic-attack7-shared")
+        .tempdir_in(std::env::var("CARGO_MANIFEST_DIR").unwrap())
+        .unwrap();
+    let d = dir.path().to_owned();
+    let cd = CString::new(d.as_os_str().as_encoded_bytes()).unwrap();
+    let late = d.join("late");
+    // SAFETY: mount(2) with NUL-terminated strings, in this process's own
+    // mount namespace (unshare --mount).
+    unsafe {
+        assert_eq!(libc::mount(c"tmpfs".as_ptr(), cd.as_ptr(), c"tmpfs".as_ptr(), 0, std::ptr::null()), 0);
+        assert_eq!(libc::mount(std::ptr::null(), cd.as_ptr(), std::ptr::null(), libc::MS_SHARED, std::ptr::null()), 0);
+    }
+    std::fs::create_dir(&late).unwrap();
+    let (mut go_r, mut go_w) = pipe();
+    let ns = hermetic::Sandbox::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let inside = late.clone();
+    let spawned = ns
+        .spawn(move || {
+            let mut b = [0u8];
+            go_r.read_exact(&mut b).unwrap();
+            let before = std::fs::write(d.join("early"), b"x").map_err(|e| e.raw_os_error());
+            let after = std::fs::write(inside.join("planted"), b"from inside")
+                .map_err(|e| e.raw_os_error());
+            (before, after)
+        })
+        .unwrap();
+    let clate = CString::new(late.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: as above.
+    let r = unsafe { libc::mount(c"tmpfs".as_ptr(), clate.as_ptr(), c"tmpfs".as_ptr(), 0, std::ptr::null()) };
+    assert_eq!(r, 0, "mount: errno {}", errno());
+    go_w.write_all(b"g").unwrap();
+    let (before, after) = spawned.join().unwrap();
+    let planted = std::fs::read_to_string(late.join("planted")).ok();
+    println!("early mount: {before:?}; late mount: {after:?}; outside: {planted:?}");
+    // SAFETY: as above.
+    unsafe {
+        libc::umount2(clate.as_ptr(), libc::MNT_DETACH);
+        libc::umount2(cd.as_ptr(), libc::MNT_DETACH);
+    }
+    assert_eq!(before, Err(Some(libc::EROFS)), "the early host mount was writable inside");
+    assert_eq!(planted, None, "a closure wrote a host mount made after the sandbox");
+    assert_eq!(after, Err(Some(libc::EROFS)));
+}
