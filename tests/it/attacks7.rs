@@ -95,10 +95,35 @@ const ASK_FOR_SIGIO: &str = "use Fcntl; $| = 1; \
 #[test]
 #[ignore = "attack: O_ASYNC on the terminal makes hermetic run's program SIGIO its caller's foreground job"]
 fn hermetic_run_s_program_cannot_signal_its_caller_through_sigio_on_the_terminal() {
+    hermetic_run_asking_for_sigio(ASK_FOR_SIGIO, libc::SIGIO);
+}
+
+/// The same program, which also picks the signal the tty sends
+/// (`F_SETSIG`, any signal): SIGKILL, which hermetic run could neither
+/// ignore nor handle.
+const ASK_FOR_SIGKILL: &str = "use Fcntl; $| = 1; \
+    fcntl(STDIN, 10, 9) or die \"F_SETSIG: $!\"; \
+    fcntl(STDIN, F_SETFL, O_ASYNC) or die \"fcntl: $!\"; \
+    print \"READY\\n\"; sleep 3; print \"SURVIVED\\n\";";
+
+/// The attacker: as above, with `fcntl(STDIN, F_SETSIG, SIGKILL)` first.
+/// What happened: `hermetic run`, outside, was killed by SIGKILL when a
+/// line was typed (so ignoring SIGIO in hermetic run would not be a fix).
+/// What should happen: `hermetic run` exits with the program's status, 0.
+#[test]
+#[ignore = "attack: O_ASYNC with F_SETSIG on the terminal makes hermetic run's program SIGKILL its caller's foreground job"]
+fn hermetic_run_s_program_cannot_sigkill_its_caller_through_f_setsig_on_the_terminal() {
+    hermetic_run_asking_for_sigio(ASK_FOR_SIGKILL, libc::SIGKILL);
+}
+
+/// `hermetic run -- perl -e program` on a terminal whose foreground job it
+/// is; once the program says READY a line is typed: asserts that
+/// hermetic run was not killed by `signal` and exited 0.
+fn hermetic_run_asking_for_sigio(program: &str, signal: i32) {
     let (master, slave) = common::openpty();
     let mut writer = std::fs::File::from(master.try_clone().unwrap());
     let mut cmd = common::hermetic_command();
-    cmd.args(["run", "--", "perl", "-e", ASK_FOR_SIGIO]);
+    cmd.args(["run", "--", "perl", "-e", program]);
     on_terminal(&mut cmd, &slave);
     let mut child = cmd.spawn().unwrap();
     drop((cmd, slave));
@@ -112,8 +137,8 @@ fn hermetic_run_s_program_cannot_signal_its_caller_through_sigio_on_the_terminal
     assert!(ready, "the program never got ready: {seen}");
     assert_ne!(
         status.signal(),
-        Some(libc::SIGIO),
-        "the program inside killed hermetic run, outside, with SIGIO: {seen}"
+        Some(signal),
+        "the program inside killed hermetic run, outside, with signal {signal}: {seen}"
     );
     assert!(status.success(), "{status:?}: {seen}");
 }
