@@ -358,3 +358,61 @@ fn helper_mounts_on_the_host_while_a_sandbox_lives() {
     assert_eq!(planted, None, "a closure wrote a host mount made after the sandbox");
     assert_eq!(after, Err(Some(libc::EROFS)));
 }
+
+/// `TIOCGEXCL`: whether a terminal is in exclusive mode.
+const TIOCGEXCL: libc::c_ulong = 0x8004_5440;
+
+// Row "type into the caller's terminal ...": "A program given the
+// terminal as its stdio ... may change its modes and size, as any program
+// could; `hermetic run` puts the modes back and resumes suspended output
+// when it ends". Exclusive mode (`TIOCEXCL`) is not a mode hermetic puts
+// back: it stays on the caller's terminal after `hermetic run` ended, and
+// from then on every open of the terminal by a process without
+// CAP_SYS_ADMIN fails with EBUSY (`ssh`'s and `sudo`'s password prompts,
+// `git commit`'s editor on /dev/tty, a new `tmux` pane's login).
+/// The attacker: `hermetic run -- perl -e 'ioctl(STDIN, TIOCEXCL, 0)'` on
+/// the caller's terminal. What happened: once `hermetic run` ended, the
+/// terminal was still exclusive (`TIOCGEXCL` says 1; rootless, opening it
+/// fails with EBUSY). What should happen: the terminal is as the caller
+/// left it, not exclusive, as its modes are (`hermetic run` puts it back,
+/// or the filter refuses `TIOCEXCL` as it does `TIOCSTI`).
+#[test]
+#[ignore = "attack: hermetic run's program leaves the caller's terminal exclusive (TIOCEXCL): later opens of it fail with EBUSY"]
+fn hermetic_run_s_program_cannot_leave_the_caller_s_terminal_exclusive() {
+    use std::os::fd::AsRawFd;
+    let (master, slave) = common::openpty();
+    let excl = |fd: i32| {
+        let mut on: libc::c_int = -1;
+        // SAFETY: TIOCGEXCL writes an int.
+        let r = unsafe { libc::ioctl(fd, TIOCGEXCL, &mut on) };
+        assert_eq!(r, 0, "TIOCGEXCL: errno {}", errno());
+        on
+    };
+    assert_eq!(excl(slave.as_raw_fd()), 0);
+    let mut cmd = common::hermetic_command();
+    cmd.args([
+        "run",
+        "--",
+        "perl",
+        "-e",
+        "ioctl(STDIN, 0x540C, 0) or die \"TIOCEXCL: $!\"; print \"DONE\\n\";",
+    ]);
+    on_terminal(&mut cmd, &slave);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let rx = read_master(master);
+    let mut seen = String::new();
+    let done = wait_for(&rx, &mut seen, "DONE");
+    let status = wait_bounded(&mut child);
+    assert!(done && status.success(), "{status:?}: {seen}");
+    // The caller's next program opens the terminal by name, as `ssh` and
+    // `sudo` open /dev/tty (as root, CAP_SYS_ADMIN would let it through).
+    let name = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd())).unwrap();
+    let reopen = std::fs::OpenOptions::new().read(true).write(true).open(&name);
+    assert_eq!(
+        excl(slave.as_raw_fd()),
+        0,
+        "the caller's terminal was left exclusive (reopening {name:?}: {:?})",
+        reopen.map(|_| ()).map_err(|e| e.raw_os_error())
+    );
+}
