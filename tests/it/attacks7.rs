@@ -416,3 +416,44 @@ fn hermetic_run_s_program_cannot_leave_the_caller_s_terminal_exclusive() {
         reopen.map(|_| ()).map_err(|e| e.raw_os_error())
     );
 }
+
+// Same row, "hermetic run puts the modes back": the program's stdin is the
+// caller's own open file of the terminal (the shell's), whose status flags
+// it may change; `O_NONBLOCK` left on it makes the caller's next read of
+// the terminal fail with EAGAIN (dash, `cat`, Python's `input()` exit on
+// it, where a shell that resets the flag would not have been needed).
+/// The attacker: `hermetic run -- perl -e 'fcntl(STDIN, F_SETFL,
+/// O_NONBLOCK)'`. What happened: after `hermetic run` ended, the caller's
+/// open file of its terminal was non-blocking. What should happen: the
+/// caller's terminal file is as it was (hermetic puts its flags back, or
+/// hands the program a file of its own).
+#[test]
+#[ignore = "attack: hermetic run's program leaves O_NONBLOCK on the caller's open file of its terminal"]
+fn hermetic_run_s_program_cannot_leave_the_caller_s_terminal_non_blocking() {
+    use std::os::fd::AsRawFd;
+    let (master, slave) = common::openpty();
+    // SAFETY: F_GETFL on a live fd.
+    let flags = || unsafe { libc::fcntl(slave.as_raw_fd(), libc::F_GETFL) };
+    assert_eq!(flags() & libc::O_NONBLOCK, 0);
+    let mut cmd = common::hermetic_command();
+    cmd.args([
+        "run",
+        "--",
+        "perl",
+        "-e",
+        "use Fcntl; fcntl(STDIN, F_SETFL, O_NONBLOCK) or die \"fcntl: $!\"; print \"DONE\\n\";",
+    ]);
+    on_terminal(&mut cmd, &slave);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let rx = read_master(master);
+    let mut seen = String::new();
+    let done = wait_for(&rx, &mut seen, "DONE");
+    let status = wait_bounded(&mut child);
+    assert!(done && status.success(), "{status:?}: {seen}");
+    assert_eq!(
+        flags() & libc::O_NONBLOCK,
+        0,
+        "the caller's open file of its terminal was left non-blocking"
+    );
+}
