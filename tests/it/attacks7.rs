@@ -457,3 +457,47 @@ fn hermetic_run_s_program_cannot_leave_the_caller_s_terminal_non_blocking() {
         "the caller's open file of its terminal was left non-blocking"
     );
 }
+
+// Same row: the line discipline is not a mode hermetic puts back either.
+// `TIOCSETD` to N_NULL (27, loaded on demand, no privilege needed) leaves
+// the caller's terminal discarding what is typed and refusing what is
+// written: the shell that started `hermetic run` is dead once it ends.
+/// The attacker: `hermetic run -- perl -e 'ioctl(STDIN, TIOCSETD,
+/// pack("i", 27))'`. What happened: after `hermetic run` ended, the
+/// caller's terminal had line discipline 27 (N_NULL); reads and writes on
+/// it fail. What should happen: the terminal keeps N_TTY (hermetic puts
+/// it back, or the filter refuses `TIOCSETD` as it does `TIOCSTI`).
+#[test]
+#[ignore = "attack: hermetic run's program leaves the caller's terminal on the N_NULL line discipline (TIOCSETD): it is dead"]
+fn hermetic_run_s_program_cannot_change_the_caller_s_terminal_s_line_discipline() {
+    use std::os::fd::AsRawFd;
+    let (master, slave) = common::openpty();
+    let ldisc = || {
+        let mut d: libc::c_int = -1;
+        // SAFETY: TIOCGETD writes an int.
+        let r = unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCGETD, &mut d) };
+        assert_eq!(r, 0, "TIOCGETD: errno {}", errno());
+        d
+    };
+    assert_eq!(ldisc(), 0);
+    let mut cmd = common::hermetic_command();
+    cmd.args([
+        "run",
+        "--",
+        "perl",
+        "-e",
+        "$| = 1; print \"DONE\\n\"; my $d = pack('i', 27); ioctl(STDIN, 0x5423, $d) or die \"TIOCSETD: $!\";",
+    ]);
+    on_terminal(&mut cmd, &slave);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let rx = read_master(master);
+    let mut seen = String::new();
+    let done = wait_for(&rx, &mut seen, "DONE");
+    let status = wait_bounded(&mut child);
+    assert!(done, "{status:?}: {seen}");
+    if !status.success() && ldisc() == 0 {
+        return common::skip(&format!("no N_NULL line discipline here: {status:?} {seen}"));
+    }
+    assert_eq!(ldisc(), 0, "the caller's terminal was left on another line discipline");
+}
