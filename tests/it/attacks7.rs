@@ -501,3 +501,93 @@ fn hermetic_run_s_program_cannot_change_the_caller_s_terminal_s_line_discipline(
     }
     assert_eq!(ldisc(), 0, "the caller's terminal was left on another line discipline");
 }
+
+/// A Perl daemon: for up to a minute, opens fd 0 of every other process it
+/// sees through `/proc/PID/fd/0`, and puts the first terminal it finds on
+/// the N_NULL line discipline.
+const TERMINAL_KILLER: &str = "for (1..1200) { opendir(my $d, '/proc') or die; \
+    for my $p (grep { /^\\d+$/ && $_ != $$ } readdir $d) { \
+      open(my $fh, '+<', \"/proc/$p/fd/0\") or next; \
+      if (-t $fh) { my $x = pack('i', 27); ioctl($fh, 0x5423, $x); exit 0 } } \
+    select(undef, undef, undef, 0.05); }";
+
+// Rows "type into the caller's terminal" and "reach hermetic's own
+// processes": a kept sandbox (`HERMETIC_KEEP=1`) keeps what its program
+// left running, and hermetic tells the user how to look inside: `hermetic
+// enter INIT`, a shell inside on the user's own terminal. That shell is an
+// ordinary dumpable process of the sandbox's, in the same user namespace
+// as what the program left: a process left inside opens its fd 0 through
+// `/proc/PID/fd/0` and so holds the user's terminal. It puts it on N_NULL
+// here (it could as well make it exclusive, or ask for SIGKILL to the
+// terminal's foreground job, `hermetic enter` outside, with O_ASYNC and
+// F_SETSIG). The `nsenter` line hermetic prints holds: its shell is in
+// another user namespace, without capabilities, out of reach.
+/// The attacker: `HERMETIC_KEEP=1 hermetic run -- sh -c 'setsid perl -e
+/// DAEMON & exit 1'`; the daemon waits for a process with a terminal on
+/// fd 0. The user then looks inside with `hermetic enter INIT` from their
+/// terminal. What happened: the daemon reopened the entered shell's
+/// terminal and put it on N_NULL: the user's terminal is dead, during and
+/// after. What should happen: nothing inside reaches the terminal of the
+/// shell that looks inside (as `a_kept_sandbox_cannot_type_into_the_
+/// terminal_of_the_shell_that_looks_inside` says for TIOCSTI).
+#[test]
+#[ignore = "attack: a process left in a kept sandbox reopens hermetic enter's shell's terminal via /proc/PID/fd/0 and kills it (N_NULL)"]
+fn a_kept_sandbox_cannot_reach_the_terminal_of_the_shell_that_looks_inside() {
+    use std::os::fd::AsRawFd;
+    let out = common::hermetic_command()
+        .args([
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "setsid perl -e \"$1\" </dev/null >/dev/null 2>&1 & exit 1",
+            "sh",
+            TERMINAL_KILLER,
+        ])
+        .env("HERMETIC_KEEP", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let Some(init) = stderr.find("init process ").and_then(|at| {
+        stderr[at + 13..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse::<i32>()
+            .ok()
+    }) else {
+        panic!("no kept sandbox: {stderr}");
+    };
+    let (master, slave) = common::openpty();
+    let ldisc = || {
+        let mut d: libc::c_int = -1;
+        // SAFETY: TIOCGETD writes an int.
+        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCGETD, &mut d) };
+        d
+    };
+    let mut cmd = common::hermetic_command();
+    cmd.args(["enter", &init.to_string()]);
+    on_terminal(&mut cmd, &slave);
+    let mut child = cmd.spawn().unwrap();
+    // The user looks around for a while.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ldisc() == 0 && Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = ldisc();
+    // And leaves.
+    let mut writer = std::fs::File::from(master.try_clone().unwrap());
+    let _ = writer.write_all(b"exit\n");
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    // SAFETY: kills the kept sandbox this test made (its init process).
+    unsafe { libc::kill(init, libc::SIGKILL) };
+    drop(master);
+    if after == 0 && !status.success() {
+        return common::skip(&format!("hermetic enter did not work here ({status})"));
+    }
+    assert_eq!(
+        after, 0,
+        "a process left in the kept sandbox put the looking shell's terminal on line discipline {after}"
+    );
+}
