@@ -38,7 +38,11 @@ fn read_master(master: OwnedFd) -> mpsc::Receiver<String> {
         let mut f = std::fs::File::from(master);
         let mut buf = [0u8; 4096];
         while let Ok(n) = f.read(&mut buf) {
-            if n == 0 || tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+            if n == 0
+                || tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .is_err()
+            {
                 break;
             }
         }
@@ -185,7 +189,11 @@ fn helper_runs_a_command_asking_for_sigio() {
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
-    let status = ns.command("perl").args(["-e", ASK_FOR_SIGIO]).status().unwrap();
+    let status = ns
+        .command("perl")
+        .args(["-e", ASK_FOR_SIGIO])
+        .status()
+        .unwrap();
     assert!(status.success(), "{status:?}");
 }
 
@@ -196,7 +204,12 @@ fn pipe() -> (std::fs::File, std::fs::File) {
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
     use std::os::fd::FromRawFd;
     // SAFETY: both fds were just opened and are owned by nobody else.
-    unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) }
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    }
 }
 
 /// The errno of the last failed call.
@@ -268,10 +281,15 @@ fn a_closure_cannot_make_the_test_process_s_open_of_a_host_file_wait() {
     let _ = spawned.join();
     drop(temp_path);
     assert!(opened.is_ok());
-    assert_ne!(code[0], 0, "the closure took a lease; the test's open waited {waited:?}");
-    assert!(waited < Duration::from_secs(2), "the test's open waited {waited:?}");
+    assert_ne!(
+        code[0], 0,
+        "the closure took a lease; the test's open waited {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(2),
+        "the test's open waited {waited:?}"
+    );
 }
-
 
 // Row "write host files": "the host's filesystem is read-only inside,
 // every mount of it (EROFS), as root too". The sandbox's mounts of the
@@ -321,8 +339,26 @@ fn helper_mounts_on_the_host_while_a_sandbox_lives() {
     // SAFETY: mount(2) with NUL-terminated strings, in this process's own
     // mount namespace (unshare --mount).
     unsafe {
-        assert_eq!(libc::mount(c"tmpfs".as_ptr(), cd.as_ptr(), c"tmpfs".as_ptr(), 0, std::ptr::null()), 0);
-        assert_eq!(libc::mount(std::ptr::null(), cd.as_ptr(), std::ptr::null(), libc::MS_SHARED, std::ptr::null()), 0);
+        assert_eq!(
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                cd.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null()
+            ),
+            0
+        );
+        assert_eq!(
+            libc::mount(
+                std::ptr::null(),
+                cd.as_ptr(),
+                std::ptr::null(),
+                libc::MS_SHARED,
+                std::ptr::null()
+            ),
+            0
+        );
     }
     std::fs::create_dir(&late).unwrap();
     let (mut go_r, mut go_w) = pipe();
@@ -343,7 +379,15 @@ fn helper_mounts_on_the_host_while_a_sandbox_lives() {
         .unwrap();
     let clate = CString::new(late.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: as above.
-    let r = unsafe { libc::mount(c"tmpfs".as_ptr(), clate.as_ptr(), c"tmpfs".as_ptr(), 0, std::ptr::null()) };
+    let r = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            clate.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
     assert_eq!(r, 0, "mount: errno {}", errno());
     go_w.write_all(b"g").unwrap();
     let (before, after) = spawned.join().unwrap();
@@ -354,8 +398,15 @@ fn helper_mounts_on_the_host_while_a_sandbox_lives() {
         libc::umount2(clate.as_ptr(), libc::MNT_DETACH);
         libc::umount2(cd.as_ptr(), libc::MNT_DETACH);
     }
-    assert_eq!(before, Err(Some(libc::EROFS)), "the early host mount was writable inside");
-    assert_eq!(planted, None, "a closure wrote a host mount made after the sandbox");
+    assert_eq!(
+        before,
+        Err(Some(libc::EROFS)),
+        "the early host mount was writable inside"
+    );
+    assert_eq!(
+        planted, None,
+        "a closure wrote a host mount made after the sandbox"
+    );
     assert_eq!(after, Err(Some(libc::EROFS)));
 }
 
@@ -408,7 +459,10 @@ fn hermetic_run_s_program_cannot_leave_the_caller_s_terminal_exclusive() {
     // The caller's next program opens the terminal by name, as `ssh` and
     // `sudo` open /dev/tty (as root, CAP_SYS_ADMIN would let it through).
     let name = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd())).unwrap();
-    let reopen = std::fs::OpenOptions::new().read(true).write(true).open(&name);
+    let reopen = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&name);
     assert_eq!(
         excl(slave.as_raw_fd()),
         0,
@@ -497,9 +551,15 @@ fn hermetic_run_s_program_cannot_change_the_caller_s_terminal_s_line_discipline(
     let status = wait_bounded(&mut child);
     assert!(done, "{status:?}: {seen}");
     if !status.success() && ldisc() == 0 {
-        return common::skip(&format!("no N_NULL line discipline here: {status:?} {seen}"));
+        return common::skip(&format!(
+            "no N_NULL line discipline here: {status:?} {seen}"
+        ));
     }
-    assert_eq!(ldisc(), 0, "the caller's terminal was left on another line discipline");
+    assert_eq!(
+        ldisc(),
+        0,
+        "the caller's terminal was left on another line discipline"
+    );
 }
 
 /// A Perl daemon: for up to a minute, opens fd 0 of every other process it
