@@ -737,3 +737,77 @@ fn a_kept_sandbox_cannot_read_what_the_user_types_after_looking_inside() {
         "a process left in the kept sandbox read what was typed after hermetic enter ended: {seen:?}"
     );
 }
+
+/// A Perl daemon on the terminal it was given as stdin: says GOTCHA,
+/// waits for a second (its program and `hermetic run` end meanwhile),
+/// then reads the terminal and writes back what it read, marked STOLEN.
+const STDIN_THIEF: &str = "open(my $fh, '+<', '/proc/self/fd/0') or die; \
+    syswrite($fh, \"GOTCHA\\n\"); sleep 1; \
+    while (sysread($fh, my $b, 100)) { syswrite($fh, \"STOLEN:$b\") }";
+
+// Rows "type into the caller's terminal" and the threat model ("must not
+// ... read or outlive anything outside its sandbox"): with
+// `HERMETIC_KEEP=1`, a failing program's sandbox is kept, with what the
+// program left running in it. A process it started in the background on
+// the caller's terminal (its stdin) keeps it after `hermetic run` ended,
+// and reads what the user then types at their own shell.
+/// The attacker: `HERMETIC_KEEP=1 hermetic run -- sh -c 'setsid perl -e
+/// THIEF & exit 1'` on the caller's terminal. What happened: `hermetic
+/// run` ended (exit 1, sandbox kept), and a line the user typed at their
+/// shell afterwards was read by the daemon inside (it wrote it back,
+/// "STOLEN:"). What should happen: once `hermetic run` ends, nothing in
+/// the kept sandbox holds the caller's terminal (as no init process or
+/// keeper holds the caller's stdio, `a_kept_sandbox_holds_none_of_the_
+/// callers_stdio`).
+#[test]
+#[ignore = "attack: a program's background process in a kept sandbox keeps the caller's terminal and reads what is typed after hermetic run ended"]
+fn a_kept_sandbox_cannot_read_what_the_caller_types_after_hermetic_run_ended() {
+    let (master, slave) = common::openpty();
+    let mut writer = std::fs::File::from(master.try_clone().unwrap());
+    let mut cmd = common::hermetic_command();
+    cmd.args([
+        "run",
+        "--",
+        "sh",
+        "-c",
+        // A background job's stdin is /dev/null before its redirections.
+        "exec 3<&0; setsid perl -e \"$1\" <&3 >/dev/null 2>&1 & exit 1",
+        "sh",
+        STDIN_THIEF,
+    ])
+    .env("HERMETIC_KEEP", "1");
+    on_terminal(&mut cmd, &slave);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let rx = read_master(master);
+    let mut seen = String::new();
+    let got = wait_for(&rx, &mut seen, "GOTCHA");
+    let status = wait_bounded(&mut child);
+    let _ = wait_for(&rx, &mut seen, "init process ");
+    let init = seen.find("init process ").and_then(|at| {
+        seen[at + 13..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse::<i32>()
+            .ok()
+    });
+    // The user, back at their shell, types.
+    let _ = writer.write_all(b"hunter2\n");
+    let mut more = String::new();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while !more.contains("STOLEN:hunter2") && Instant::now() < deadline {
+        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(100)) {
+            more.push_str(&chunk);
+        }
+    }
+    seen.push_str(&more);
+    if let Some(init) = init {
+        // SAFETY: kills the kept sandbox this test made (its init process).
+        unsafe { libc::kill(init, libc::SIGKILL) };
+    }
+    assert!(got, "the daemon never started ({status:?}): {seen:?}");
+    assert!(
+        !more.contains("STOLEN:hunter2"),
+        "a process in the kept sandbox read what was typed after hermetic run ended ({status:?}): {seen:?}"
+    );
+}
