@@ -782,26 +782,42 @@ mod terminal {
 
     use rustix::termios::{Action, OptionalActions, Termios, tcflow, tcgetattr, tcsetattr};
 
-    /// The modes of the first of fds 0, 1 and 2 that is a terminal.
-    pub(super) struct Saved(Option<(BorrowedFd<'static>, Termios)>);
+    /// The modes of the first of fds 0, 1 and 2 that is a terminal, and
+    /// the status flags of the open file of each of them that is one.
+    pub(super) struct Saved {
+        modes: Option<(BorrowedFd<'static>, Termios)>,
+        flags: Vec<(BorrowedFd<'static>, rustix::fs::OFlags)>,
+    }
 
     impl Saved {
         pub(super) fn now() -> Saved {
             use rustix::stdio::{stderr, stdin, stdout};
-            Saved(
-                [stdin(), stdout(), stderr()]
-                    .into_iter()
-                    .find_map(|fd| tcgetattr(fd).ok().map(|t| (fd, t))),
-            )
+            let terminals: Vec<(BorrowedFd<'static>, Termios)> = [stdin(), stdout(), stderr()]
+                .into_iter()
+                .filter_map(|fd| tcgetattr(fd).ok().map(|t| (fd, t)))
+                .collect();
+            Saved {
+                modes: terminals.first().cloned(),
+                flags: terminals
+                    .iter()
+                    .filter_map(|(fd, _)| rustix::fs::fcntl_getfl(fd).ok().map(|f| (*fd, f)))
+                    .collect(),
+            }
         }
     }
 
     impl Drop for Saved {
         /// A program may leave the terminal without echo, in raw mode, or
         /// with its output suspended (`tcflow(TCOOFF)`), which would stop
-        /// the caller's shell: its modes go back, and output resumes.
+        /// the caller's shell: its modes go back, and output resumes. Its
+        /// open files (the caller's shell's, shared) get their status flags
+        /// back: a program that left `O_NONBLOCK` on them would have the
+        /// shell's next read fail with `EAGAIN`.
         fn drop(&mut self) {
-            if let Some((fd, t)) = &self.0 {
+            for (fd, flags) in &self.flags {
+                let _ = rustix::fs::fcntl_setfl(fd, *flags);
+            }
+            if let Some((fd, t)) = &self.modes {
                 // SIGTTOU is blocked meanwhile: a hermetic in a background
                 // job would otherwise be stopped by it, for good.
                 let mut ttou = std::mem::MaybeUninit::<libc::sigset_t>::uninit();

@@ -199,8 +199,8 @@ impl Output {
                 return;
             };
             let fds: Vec<_> = self.readers.iter().map(|fd| fd.as_fd()).collect();
-            let empty = crate::sys::pipes_with_data(&fds)
-                .is_some_and(|data| data.iter().all(|&d| !d));
+            let empty =
+                crate::sys::pipes_with_data(&fds).is_some_and(|data| data.iter().all(|&d| !d));
             if empty && !f.shared.busy.load(Ordering::SeqCst) {
                 return;
             }

@@ -4,9 +4,22 @@
 //!
 //! - `ioctl(fd, TIOCSTI)` and `ioctl(fd, TIOCLINUX)`: typing into, or
 //!   reading and pasting from, a terminal the sandbox inherited (the
-//!   caller's shell would run what is typed; bubblewrap's CVE-2017-5226).
-//!   Only the low 32 bits of the request are compared, as the tty layer
-//!   truncates it to an `unsigned int`.
+//!   caller's shell would run what is typed; bubblewrap's CVE-2017-5226);
+//!   `TIOCEXCL` and `TIOCSETD`, which would leave that terminal exclusive
+//!   (every later open of it fails with `EBUSY`) or dead (the `N_NULL`
+//!   line discipline) after the sandbox. Only the low 32 bits of the
+//!   request are compared, as the tty layer truncates it to an
+//!   `unsigned int`.
+//! - Signal-driven I/O: `fcntl(fd, F_SETFL)` with `O_ASYNC` and
+//!   `ioctl(fd, FIOASYNC)`. On a terminal, the kernel makes the terminal's
+//!   foreground process group (the caller's shell job: `hermetic run`,
+//!   cargo, the test process) the owner of the file as `O_ASYNC` is set,
+//!   and sends it `SIGIO` (or, with `F_SETSIG`, any signal, `SIGKILL`
+//!   too) at each line typed: a program inside killed its caller so.
+//! - `fcntl(fd, F_SETLEASE)`: a lease on a host file of the caller's
+//!   (which the kernel grants to its owner, on a read-only mount too)
+//!   makes every open of it outside, the test process's included, wait
+//!   until the lease is let go (45 s by default, again at each open).
 //! - `keyctl`, `add_key`, `request_key`: keys are checked by uid only, and
 //!   root inside is the caller outside, so by serial number a process
 //!   inside could read, link or plant keys of the test process, the caller
@@ -72,6 +85,12 @@ const AUDIT_ARCH_ARM: u32 = 0x4000_0028;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
 const TIOCSTI: u32 = 0x5412;
+const TIOCEXCL: u32 = 0x540c;
+const TIOCSETD: u32 = 0x5423;
+const FIOASYNC: u32 = 0x5452;
+const F_SETFL: u32 = libc::F_SETFL as u32;
+const F_SETLEASE: u32 = libc::F_SETLEASE as u32;
+const O_ASYNC: u32 = libc::O_ASYNC as u32;
 /// `setsockopt(fd, SOL_ALG, ALG_SET_KEY_BY_KEY_SERIAL, ...)` (Linux 6.2):
 /// an AF_ALG socket keyed by a key found by serial number.
 const SOL_ALG: u32 = 279;
@@ -82,6 +101,9 @@ const TIOCLINUX: u32 = 0x541c;
 struct Numbers {
     arch: u32,
     ioctl: u32,
+    fcntl: u32,
+    /// 32-bit ABIs' `fcntl64` (the one their C library calls).
+    fcntl64: Option<u32>,
     clone: u32,
     clone3: u32,
     unshare: u32,
@@ -102,6 +124,8 @@ const ABIS: [Numbers; 2] = [
     Numbers {
         arch: AUDIT_ARCH_X86_64,
         ioctl: 16,
+        fcntl: 72,
+        fcntl64: None,
         clone: 56,
         clone3: 435,
         unshare: 272,
@@ -115,6 +139,8 @@ const ABIS: [Numbers; 2] = [
     Numbers {
         arch: AUDIT_ARCH_I386,
         ioctl: 54,
+        fcntl: 55,
+        fcntl64: Some(221),
         clone: 120,
         clone3: 435,
         unshare: 310,
@@ -132,6 +158,8 @@ const ABIS: [Numbers; 2] = [
     Numbers {
         arch: AUDIT_ARCH_AARCH64,
         ioctl: 29,
+        fcntl: 25,
+        fcntl64: None,
         clone: 220,
         clone3: 435,
         unshare: 97,
@@ -145,6 +173,8 @@ const ABIS: [Numbers; 2] = [
     Numbers {
         arch: AUDIT_ARCH_ARM,
         ioctl: 54,
+        fcntl: 55,
+        fcntl64: Some(221),
         clone: 120,
         clone3: 435,
         unshare: 337,
@@ -188,7 +218,10 @@ enum Rule {
     /// Refused if the low half of argument `arg` has any bit of `mask`.
     RefuseBits { arg: u32, mask: u32 },
     /// Refused if the low half of argument `arg` is one of these.
-    RefuseValues { arg: u32, values: [u32; 2] },
+    RefuseValues { arg: u32, values: &'static [u32] },
+    /// `fcntl`: refused for the command `refused`, and for the command
+    /// `flags` if the low half of its argument has any bit of `mask`.
+    RefuseFcntl { refused: u32, flags: u32, mask: u32 },
     /// Refused if the low halves of two arguments are these two values.
     RefusePair { args: [u32; 2], values: [u32; 2] },
 }
@@ -204,10 +237,27 @@ impl Rule {
                 stmt(RET, errno(libc::EPERM)),
                 stmt(RET, ALLOW),
             ],
-            Rule::RefuseValues { arg, values } => vec![
-                stmt(LD_W_ABS, arg_low(arg)),
-                jump(JEQ, values[0], 2, 0),
-                jump(JEQ, values[1], 1, 0),
+            Rule::RefuseValues { arg, values } => {
+                let mut out = vec![stmt(LD_W_ABS, arg_low(arg))];
+                let n = values.len();
+                for (i, &v) in values.iter().enumerate() {
+                    // On a match, over the remaining tests and the allow.
+                    out.push(jump(JEQ, v, (n - i) as u8, 0));
+                }
+                out.push(stmt(RET, ALLOW));
+                out.push(stmt(RET, errno(libc::EPERM)));
+                out
+            }
+            Rule::RefuseFcntl {
+                refused,
+                flags,
+                mask,
+            } => vec![
+                stmt(LD_W_ABS, arg_low(1)),
+                jump(JEQ, refused, 4, 0),
+                jump(JEQ, flags, 0, 2),
+                stmt(LD_W_ABS, arg_low(2)),
+                jump(JSET, mask, 1, 0),
                 stmt(RET, ALLOW),
                 stmt(RET, errno(libc::EPERM)),
             ],
@@ -230,7 +280,7 @@ fn rules(n: &Numbers, keyring: bool) -> Vec<(u32, Rule)> {
             n.ioctl,
             Rule::RefuseValues {
                 arg: 1,
-                values: [TIOCSTI, TIOCLINUX],
+                values: &[TIOCSTI, TIOCLINUX, TIOCEXCL, TIOCSETD, FIOASYNC],
             },
         ),
         (
@@ -256,6 +306,16 @@ fn rules(n: &Numbers, keyring: bool) -> Vec<(u32, Rule)> {
             },
         ),
     ];
+    for nr in std::iter::once(n.fcntl).chain(n.fcntl64) {
+        rules.push((
+            nr,
+            Rule::RefuseFcntl {
+                refused: F_SETLEASE,
+                flags: F_SETFL,
+                mask: O_ASYNC,
+            },
+        ));
+    }
     if !keyring {
         for nr in [n.keyctl, n.add_key, n.request_key] {
             rules.push((nr, Rule::Refuse(errno(libc::EPERM))));
@@ -394,6 +454,37 @@ mod tests {
     }
 
     #[test]
+    fn what_leaves_a_terminal_broken_or_signals_its_owner_is_refused() {
+        let prog = program(true);
+        for (abi, numbers) in ABIS.iter().enumerate() {
+            for req in [TIOCEXCL, TIOCSETD, FIOASYNC] {
+                let args = [0, u64::from(req), 0, 0, 0, 0];
+                assert_eq!(call(&prog, abi, |n| n.ioctl, args), EPERM);
+            }
+            // TIOCNXCL, TIOCGETD, FIONBIO pass.
+            for req in [0x540du64, 0x5424, 0x5421] {
+                assert_eq!(call(&prog, abi, |n| n.ioctl, [0, req, 0, 0, 0, 0]), ALLOW);
+            }
+            let fcntls: Vec<u32> = std::iter::once(numbers.fcntl)
+                .chain(numbers.fcntl64)
+                .collect();
+            for nr in fcntls {
+                let fcntl = |args| call(&prog, abi, |_| nr, args);
+                let async_ = u64::from(O_ASYNC | libc::O_NONBLOCK as u32);
+                assert_eq!(fcntl([0, F_SETFL.into(), async_, 0, 0, 0]), EPERM);
+                assert_eq!(fcntl([0, F_SETLEASE.into(), 0, 0, 0, 0]), EPERM);
+                // Other flags, other commands (the same bits in F_SETFD's
+                // argument, F_GETFL) pass.
+                let nonblock = libc::O_NONBLOCK as u64;
+                assert_eq!(fcntl([0, F_SETFL.into(), nonblock, 0, 0, 0]), ALLOW);
+                assert_eq!(fcntl([0, libc::F_SETFD as u64, async_, 0, 0, 0]), ALLOW);
+                assert_eq!(fcntl([0, libc::F_GETFL as u64, 0, 0, 0, 0]), ALLOW);
+                assert_eq!(fcntl([0, libc::F_GETLEASE as u64, 0, 0, 0, 0]), ALLOW);
+            }
+        }
+    }
+
+    #[test]
     fn clone_parent_and_cgroup_namespaces_are_refused() {
         let prog = program(false);
         let parent = libc::CLONE_PARENT as u64;
@@ -476,11 +567,10 @@ mod tests {
                 ENOSYS
             );
         }
-        // The sizes docs/how-it-works.md and docs/performance.md give: 96
-        // instructions, 62 with keys allowed, and two more on x86_64 to
-        // refuse x32 calls.
+        // The sizes docs/how-it-works.md gives: 132 instructions, 96 with
+        // keys allowed, and two more on x86_64 to refuse x32 calls.
         let x32 = if ABIS[0].refuse_x32 { 2 } else { 0 };
-        assert_eq!(prog.len(), 96 + x32);
-        assert_eq!(program(true).len(), 62 + x32);
+        assert_eq!(prog.len(), 132 + x32);
+        assert_eq!(program(true).len(), 96 + x32);
     }
 }
