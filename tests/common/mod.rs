@@ -518,3 +518,33 @@ pub fn openpty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
     // SAFETY: just opened, owned here alone.
     (master, unsafe { OwnedFd::from_raw_fd(slave) })
 }
+
+/// A command whose stdio is the pty's slave, which is also its controlling
+/// terminal (a new session of which it is the foreground process group, as
+/// a shell makes a job it starts).
+pub fn on_terminal(cmd: &mut std::process::Command, slave: &std::os::fd::OwnedFd) {
+    use std::os::unix::process::CommandExt;
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap());
+    // SAFETY: setsid and an ioctl on fd 0, in std's fork child.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The init process of the sandbox a `HERMETIC_KEEP` message in `said`
+/// (what hermetic printed) says is kept.
+pub fn kept_init(said: &str) -> Option<i32> {
+    let at = said.find("init process ")?;
+    said[at + 13..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}

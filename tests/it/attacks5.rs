@@ -783,7 +783,6 @@ fn a_closure_cannot_take_the_test_process_s_inotify_instances() {
 #[test]
 fn a_kept_sandbox_cannot_type_into_the_terminal_of_the_shell_that_looks_inside() {
     use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
     let typer = "perl -e 'ioctl(STDIN, 0x5412, $_) for split //, \"echo TYPED-FROM-INSIDE\\n\"'";
     let out = common::hermetic_command()
         .args([
@@ -799,13 +798,7 @@ fn a_kept_sandbox_cannot_type_into_the_terminal_of_the_shell_that_looks_inside()
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let Some(init) = stderr.find("init process ").and_then(|at| {
-        stderr[at + 13..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse::<i32>()
-            .ok()
-    }) else {
+    let Some(init) = common::kept_init(&stderr) else {
         panic!("no kept sandbox: {stderr}");
     };
     let look = looking_line(&stderr).expect("a looking line");
@@ -825,19 +818,8 @@ fn a_kept_sandbox_cannot_type_into_the_terminal_of_the_shell_that_looks_inside()
     let mut cmd = std::process::Command::new("nsenter");
     cmd.args(["-t", &init.to_string()])
         .args(["-U", "-m", "-n", "-p", "-u", "-i", "--preserve-credentials"])
-        .args(shell)
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave.try_clone().unwrap());
-    // SAFETY: setsid and an ioctl on fd 0, in std's fork child.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+        .args(shell);
+    common::on_terminal(&mut cmd, &slave);
     let status = cmd.status();
     // SAFETY: kills the kept sandbox this test made (its init process).
     unsafe { libc::kill(init, libc::SIGKILL) };

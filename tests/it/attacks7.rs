@@ -7,28 +7,10 @@ use crate::common;
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-/// A command whose stdio is the pty's slave, which is also its controlling
-/// terminal (a new session of which it is the foreground process group, as
-/// a shell makes a job it starts).
-fn on_terminal(cmd: &mut Command, slave: &OwnedFd) {
-    cmd.stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave.try_clone().unwrap());
-    // SAFETY: setsid and an ioctl on fd 0, in std's fork child.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
 
 /// What the master gives, chunk by chunk, from a thread of its own (ends
 /// with the other side: EIO).
@@ -126,7 +108,7 @@ fn hermetic_run_asking_for_sigio(program: &str, signal: i32) {
     let mut writer = std::fs::File::from(master.try_clone().unwrap());
     let mut cmd = common::hermetic_command();
     cmd.args(["run", "--", "perl", "-e", program]);
-    on_terminal(&mut cmd, &slave);
+    common::on_terminal(&mut cmd, &slave);
     let mut child = cmd.spawn().unwrap();
     drop((cmd, slave));
     let rx = read_master(master);
@@ -161,7 +143,7 @@ fn a_command_s_program_cannot_signal_the_test_process_through_sigio_on_its_termi
     let mut writer = std::fs::File::from(master.try_clone().unwrap());
     let mut cmd = common::self_command("helper_runs_a_command_asking_for_sigio");
     cmd.arg("--nocapture");
-    on_terminal(&mut cmd, &slave);
+    common::on_terminal(&mut cmd, &slave);
     let mut child = cmd.spawn().unwrap();
     drop((cmd, slave));
     let rx = read_master(master);
@@ -443,7 +425,7 @@ fn hermetic_run_s_program_cannot_leave_the_caller_s_terminal_exclusive() {
         "-e",
         "ioctl(STDIN, 0x540C, 0) or print \"REFUSED: $!\\n\"; print \"DONE\\n\";",
     ]);
-    on_terminal(&mut cmd, &slave);
+    common::on_terminal(&mut cmd, &slave);
     let mut child = cmd.spawn().unwrap();
     drop(cmd);
     let rx = read_master(master);
@@ -491,7 +473,7 @@ fn hermetic_run_s_program_cannot_leave_the_caller_s_terminal_non_blocking() {
         "-e",
         "use Fcntl; fcntl(STDIN, F_SETFL, O_NONBLOCK) or die \"fcntl: $!\"; print \"DONE\\n\";",
     ]);
-    on_terminal(&mut cmd, &slave);
+    common::on_terminal(&mut cmd, &slave);
     let mut child = cmd.spawn().unwrap();
     drop(cmd);
     let rx = read_master(master);
@@ -535,7 +517,7 @@ fn hermetic_run_s_program_cannot_change_the_caller_s_terminal_s_line_discipline(
         "-e",
         "$| = 1; print \"DONE\\n\"; my $d = pack('i', 27); ioctl(STDIN, 0x5423, $d) or die \"TIOCSETD: $!\";",
     ]);
-    on_terminal(&mut cmd, &slave);
+    common::on_terminal(&mut cmd, &slave);
     let mut child = cmd.spawn().unwrap();
     drop(cmd);
     let rx = read_master(master);
@@ -586,29 +568,7 @@ const TERMINAL_KILLER: &str = "for (1..1200) { opendir(my $d, '/proc') or die; \
 #[test]
 fn a_kept_sandbox_cannot_reach_the_terminal_of_the_shell_that_looks_inside() {
     use std::os::fd::AsRawFd;
-    let out = common::hermetic_command()
-        .args([
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "setsid perl -e \"$1\" </dev/null >/dev/null 2>&1 & exit 1",
-            "sh",
-            TERMINAL_KILLER,
-        ])
-        .env("HERMETIC_KEEP", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let Some(init) = stderr.find("init process ").and_then(|at| {
-        stderr[at + 13..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse::<i32>()
-            .ok()
-    }) else {
-        panic!("no kept sandbox: {stderr}");
-    };
+    let init = kept_with_daemon(TERMINAL_KILLER);
     let (master, slave) = common::openpty();
     let ldisc = || {
         let mut d: libc::c_int = -1;
@@ -618,7 +578,7 @@ fn a_kept_sandbox_cannot_reach_the_terminal_of_the_shell_that_looks_inside() {
     };
     let mut cmd = common::hermetic_command();
     cmd.args(["enter", &init.to_string()]);
-    on_terminal(&mut cmd, &slave);
+    common::on_terminal(&mut cmd, &slave);
     let mut child = cmd.spawn().unwrap();
     // The user looks around for a while.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -642,6 +602,26 @@ fn a_kept_sandbox_cannot_reach_the_terminal_of_the_shell_that_looks_inside() {
         after, 0,
         "a process left in the kept sandbox put the looking shell's terminal on line discipline {after}"
     );
+}
+
+/// A sandbox kept by a failed `hermetic run` (`HERMETIC_KEEP=1`) whose
+/// program left the Perl program `daemon` running; its init process.
+fn kept_with_daemon(daemon: &str) -> i32 {
+    let out = common::hermetic_command()
+        .args([
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "setsid perl -e \"$1\" </dev/null >/dev/null 2>&1 & exit 1",
+            "sh",
+            daemon,
+        ])
+        .env("HERMETIC_KEEP", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    common::kept_init(&stderr).unwrap_or_else(|| panic!("no kept sandbox: {stderr}"))
 }
 
 /// A Perl daemon: opens fd 0 of the first other process whose fd 0 is a
@@ -668,34 +648,12 @@ const TERMINAL_THIEF: &str = "for (1..1200) { opendir(my $d, '/proc') or die; \
 #[test]
 #[ignore = "known limitation (README, \"Requirements and limits\"): a process left in a kept sandbox keeps hermetic enter's terminal and reads what the user types afterwards on the host"]
 fn a_kept_sandbox_cannot_read_what_the_user_types_after_looking_inside() {
-    let out = common::hermetic_command()
-        .args([
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "setsid perl -e \"$1\" </dev/null >/dev/null 2>&1 & exit 1",
-            "sh",
-            TERMINAL_THIEF,
-        ])
-        .env("HERMETIC_KEEP", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let Some(init) = stderr.find("init process ").and_then(|at| {
-        stderr[at + 13..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse::<i32>()
-            .ok()
-    }) else {
-        panic!("no kept sandbox: {stderr}");
-    };
+    let init = kept_with_daemon(TERMINAL_THIEF);
     let (master, slave) = common::openpty();
     let mut writer = std::fs::File::from(master.try_clone().unwrap());
     let mut cmd = common::hermetic_command();
     cmd.args(["enter", &init.to_string()]);
-    on_terminal(&mut cmd, &slave);
+    common::on_terminal(&mut cmd, &slave);
     let mut child = cmd.spawn().unwrap();
     drop(cmd);
     let rx = read_master(master);
@@ -768,7 +726,7 @@ fn a_kept_sandbox_cannot_read_what_the_caller_types_after_hermetic_run_ended() {
         STDIN_THIEF,
     ])
     .env("HERMETIC_KEEP", "1");
-    on_terminal(&mut cmd, &slave);
+    common::on_terminal(&mut cmd, &slave);
     let mut child = cmd.spawn().unwrap();
     drop(cmd);
     let rx = read_master(master);
@@ -776,13 +734,7 @@ fn a_kept_sandbox_cannot_read_what_the_caller_types_after_hermetic_run_ended() {
     let got = wait_for(&rx, &mut seen, "GOTCHA");
     let status = wait_bounded(&mut child);
     let _ = wait_for(&rx, &mut seen, "init process ");
-    let init = seen.find("init process ").and_then(|at| {
-        seen[at + 13..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse::<i32>()
-            .ok()
-    });
+    let init = common::kept_init(&seen);
     // The user, back at their shell, types.
     let _ = writer.write_all(b"hunter2\n");
     let mut more = String::new();

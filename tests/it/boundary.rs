@@ -616,23 +616,6 @@ fn descendant_named(root: u32, name: &str) -> Option<u32> {
     None
 }
 
-/// A command whose stdio is the pty's slave, which is also its controlling
-/// terminal (a new session of which it is the foreground).
-fn on_terminal(cmd: &mut Command, slave: &OwnedFd) {
-    cmd.stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave.try_clone().unwrap());
-    // SAFETY: setsid and an ioctl on fd 0, in std's fork child.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
 /// Reads what the master gives until the other side is gone (EIO).
 fn read_all(master: OwnedFd) -> String {
     let mut f = std::fs::File::from(master);
@@ -652,7 +635,7 @@ fn no_process_inside_can_type_into_or_own_the_caller_s_terminal() {
     let (master, slave) = openpty();
     let mut cmd = common::self_command("helper_on_a_terminal");
     cmd.arg("--nocapture");
-    on_terminal(&mut cmd, &slave);
+    common::on_terminal(&mut cmd, &slave);
     let mut child = cmd.spawn().unwrap();
     // The command holds copies of the slave: the master reads to its end
     // only once every copy outside the helper is closed.
@@ -717,7 +700,7 @@ fn hermetic_run_works_interactively_and_passes_ctrl_c_on() {
         .arg("-i")
         .env("PS1", "prompt$ ")
         .env_remove("HERMETIC_KEEP");
-    on_terminal(&mut cmd, &slave);
+    common::on_terminal(&mut cmd, &slave);
     let mut child = cmd.spawn().unwrap();
     drop((cmd, slave));
     let mut input = std::fs::File::from(master.try_clone().unwrap());
