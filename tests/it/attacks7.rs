@@ -388,6 +388,25 @@ fn helper_mounts_on_the_host_while_a_sandbox_lives() {
     assert_eq!(after, Err(Some(libc::EROFS)));
 }
 
+/// `hermetic run -- perl -e program` on a pty that is its controlling
+/// terminal (the caller's, as a shell's job has it); waits for DONE and
+/// the end. Returns how it ended, what the terminal showed, and the pty's
+/// slave end (the caller's own open file of the terminal).
+fn hermetic_run_on_a_terminal(program: &str) -> (std::process::ExitStatus, String, OwnedFd) {
+    let (master, slave) = common::openpty();
+    let mut cmd = common::hermetic_command();
+    cmd.args(["run", "--", "perl", "-e", program]);
+    common::on_terminal(&mut cmd, &slave);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let rx = read_master(master);
+    let mut seen = String::new();
+    let done = wait_for(&rx, &mut seen, "DONE");
+    let status = wait_bounded(&mut child);
+    assert!(done && status.success(), "{status:?}: {seen}");
+    (status, seen, slave)
+}
+
 /// `TIOCGEXCL`: whether a terminal is in exclusive mode.
 const TIOCGEXCL: libc::c_ulong = 0x8004_5440;
 
@@ -408,7 +427,6 @@ const TIOCGEXCL: libc::c_ulong = 0x8004_5440;
 #[test]
 fn hermetic_run_s_program_cannot_leave_the_caller_s_terminal_exclusive() {
     use std::os::fd::AsRawFd;
-    let (master, slave) = common::openpty();
     let excl = |fd: i32| {
         let mut on: libc::c_int = -1;
         // SAFETY: TIOCGEXCL writes an int.
@@ -416,23 +434,13 @@ fn hermetic_run_s_program_cannot_leave_the_caller_s_terminal_exclusive() {
         assert_eq!(r, 0, "TIOCGEXCL: errno {}", errno());
         on
     };
-    assert_eq!(excl(slave.as_raw_fd()), 0);
-    let mut cmd = common::hermetic_command();
-    cmd.args([
-        "run",
-        "--",
-        "perl",
-        "-e",
+    let (_, seen, slave) = hermetic_run_on_a_terminal(
         "ioctl(STDIN, 0x540C, 0) or print \"REFUSED: $!\\n\"; print \"DONE\\n\";",
-    ]);
-    common::on_terminal(&mut cmd, &slave);
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-    let rx = read_master(master);
-    let mut seen = String::new();
-    let done = wait_for(&rx, &mut seen, "DONE");
-    let status = wait_bounded(&mut child);
-    assert!(done && status.success(), "{status:?}: {seen}");
+    );
+    assert!(
+        seen.contains("REFUSED: Operation not permitted"),
+        "TIOCEXCL was not refused: {seen}"
+    );
     // The caller's next program opens the terminal by name, as `ssh` and
     // `sudo` open /dev/tty (as root, CAP_SYS_ADMIN would let it through).
     let name = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd())).unwrap();
@@ -461,26 +469,11 @@ fn hermetic_run_s_program_cannot_leave_the_caller_s_terminal_exclusive() {
 #[test]
 fn hermetic_run_s_program_cannot_leave_the_caller_s_terminal_non_blocking() {
     use std::os::fd::AsRawFd;
-    let (master, slave) = common::openpty();
+    let (_, _, slave) = hermetic_run_on_a_terminal(
+        "use Fcntl; fcntl(STDIN, F_SETFL, O_NONBLOCK) or die \"fcntl: $!\"; print \"DONE\\n\";",
+    );
     // SAFETY: F_GETFL on a live fd.
     let flags = || unsafe { libc::fcntl(slave.as_raw_fd(), libc::F_GETFL) };
-    assert_eq!(flags() & libc::O_NONBLOCK, 0);
-    let mut cmd = common::hermetic_command();
-    cmd.args([
-        "run",
-        "--",
-        "perl",
-        "-e",
-        "use Fcntl; fcntl(STDIN, F_SETFL, O_NONBLOCK) or die \"fcntl: $!\"; print \"DONE\\n\";",
-    ]);
-    common::on_terminal(&mut cmd, &slave);
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-    let rx = read_master(master);
-    let mut seen = String::new();
-    let done = wait_for(&rx, &mut seen, "DONE");
-    let status = wait_bounded(&mut child);
-    assert!(done && status.success(), "{status:?}: {seen}");
     assert_eq!(
         flags() & libc::O_NONBLOCK,
         0,
@@ -500,39 +493,19 @@ fn hermetic_run_s_program_cannot_leave_the_caller_s_terminal_non_blocking() {
 #[test]
 fn hermetic_run_s_program_cannot_change_the_caller_s_terminal_s_line_discipline() {
     use std::os::fd::AsRawFd;
-    let (master, slave) = common::openpty();
-    let ldisc = || {
-        let mut d: libc::c_int = -1;
-        // SAFETY: TIOCGETD writes an int.
-        let r = unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCGETD, &mut d) };
-        assert_eq!(r, 0, "TIOCGETD: errno {}", errno());
-        d
-    };
-    assert_eq!(ldisc(), 0);
-    let mut cmd = common::hermetic_command();
-    cmd.args([
-        "run",
-        "--",
-        "perl",
-        "-e",
-        "$| = 1; print \"DONE\\n\"; my $d = pack('i', 27); ioctl(STDIN, 0x5423, $d) or die \"TIOCSETD: $!\";",
-    ]);
-    common::on_terminal(&mut cmd, &slave);
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-    let rx = read_master(master);
-    let mut seen = String::new();
-    let done = wait_for(&rx, &mut seen, "DONE");
-    let status = wait_bounded(&mut child);
-    assert!(done, "{status:?}: {seen}");
-    if !status.success() && ldisc() == 0 {
-        return common::skip(&format!(
-            "no N_NULL line discipline here: {status:?} {seen}"
-        ));
-    }
+    let (_, seen, slave) = hermetic_run_on_a_terminal(
+        "my $d = pack('i', 27); ioctl(STDIN, 0x5423, $d) or print \"REFUSED: $!\\n\"; print \"DONE\\n\";",
+    );
+    let mut ldisc: libc::c_int = -1;
+    // SAFETY: TIOCGETD writes an int.
+    let r = unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCGETD, &mut ldisc) };
+    assert_eq!(r, 0, "TIOCGETD: errno {}", errno());
+    assert!(
+        seen.contains("REFUSED: Operation not permitted"),
+        "TIOCSETD was not refused: {seen}"
+    );
     assert_eq!(
-        ldisc(),
-        0,
+        ldisc, 0,
         "the caller's terminal was left on another line discipline"
     );
 }
