@@ -104,10 +104,17 @@ fn hermetic_run_s_program_cannot_sigkill_its_caller_through_f_setsig_on_the_term
 /// is; once the program says READY a line is typed: asserts that
 /// hermetic run was not killed by `signal` and exited 0.
 fn hermetic_run_asking_for_sigio(program: &str, signal: i32) {
-    let (master, slave) = common::openpty();
-    let mut writer = std::fs::File::from(master.try_clone().unwrap());
     let mut cmd = common::hermetic_command();
     cmd.args(["run", "--", "perl", "-e", program]);
+    survives_a_line_typed(cmd, signal, "hermetic run, outside,");
+}
+
+/// Runs `cmd` as the foreground job of a terminal; once it says READY, a
+/// line is typed there: asserts that it (`who`) was not killed by
+/// `signal` and exited 0.
+fn survives_a_line_typed(mut cmd: Command, signal: i32, who: &str) {
+    let (master, slave) = common::openpty();
+    let mut writer = std::fs::File::from(master.try_clone().unwrap());
     common::on_terminal(&mut cmd, &slave);
     let mut child = cmd.spawn().unwrap();
     drop((cmd, slave));
@@ -122,7 +129,7 @@ fn hermetic_run_asking_for_sigio(program: &str, signal: i32) {
     assert_ne!(
         status.signal(),
         Some(signal),
-        "the program inside killed hermetic run, outside, with signal {signal}: {seen}"
+        "the program inside killed {who} with signal {signal}: {seen}"
     );
     assert!(status.success(), "{status:?}: {seen}");
 }
@@ -139,26 +146,9 @@ fn hermetic_run_asking_for_sigio(program: &str, signal: i32) {
 /// program's exit 0 and the test passes.
 #[test]
 fn a_command_s_program_cannot_signal_the_test_process_through_sigio_on_its_terminal() {
-    let (master, slave) = common::openpty();
-    let mut writer = std::fs::File::from(master.try_clone().unwrap());
     let mut cmd = common::self_command("helper_runs_a_command_asking_for_sigio");
     cmd.arg("--nocapture");
-    common::on_terminal(&mut cmd, &slave);
-    let mut child = cmd.spawn().unwrap();
-    drop((cmd, slave));
-    let rx = read_master(master);
-    let mut seen = String::new();
-    let ready = wait_for(&rx, &mut seen, "READY");
-    writer.write_all(b"typed\n").unwrap();
-    let status = wait_bounded(&mut child);
-    let _ = wait_for(&rx, &mut seen, "\u{0}");
-    assert!(ready, "the program never got ready: {seen}");
-    assert_ne!(
-        status.signal(),
-        Some(libc::SIGIO),
-        "the program inside killed the test process with SIGIO: {seen}"
-    );
-    assert!(status.success(), "{status:?}: {seen}");
+    survives_a_line_typed(cmd, libc::SIGIO, "the test process");
 }
 
 #[test]
