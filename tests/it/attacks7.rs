@@ -45,6 +45,18 @@ fn wait_for(rx: &mpsc::Receiver<String>, seen: &mut String, what: &str) -> bool 
     true
 }
 
+/// What the terminal shows until it shows `what`, or `within` passed.
+fn shown_until(rx: &mpsc::Receiver<String>, what: &str, within: Duration) -> String {
+    let mut shown = String::new();
+    let deadline = Instant::now() + within;
+    while !shown.contains(what) && Instant::now() < deadline {
+        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(100)) {
+            shown.push_str(&chunk);
+        }
+    }
+    shown
+}
+
 /// Waits for a child, killing it after 30 s.
 fn wait_bounded(child: &mut std::process::Child) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -628,13 +640,7 @@ fn a_kept_sandbox_cannot_read_what_the_user_types_after_looking_inside() {
     // ... and types at their own shell.
     let _ = writer.write_all(b"hunter2\n");
     let stolen = got && {
-        let mut more = String::new();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while !more.contains("STOLEN") && Instant::now() < deadline {
-            if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(100)) {
-                more.push_str(&chunk);
-            }
-        }
+        let more = shown_until(&rx, "STOLEN", Duration::from_secs(3));
         seen.push_str(&more);
         more.contains("STOLEN:hunter2")
     };
@@ -700,13 +706,7 @@ fn a_kept_sandbox_cannot_read_what_the_caller_types_after_hermetic_run_ended() {
     let init = common::kept_init(&seen);
     // The user, back at their shell, types.
     let _ = writer.write_all(b"hunter2\n");
-    let mut more = String::new();
-    let deadline = Instant::now() + Duration::from_secs(4);
-    while !more.contains("STOLEN:hunter2") && Instant::now() < deadline {
-        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(100)) {
-            more.push_str(&chunk);
-        }
-    }
+    let more = shown_until(&rx, "STOLEN:hunter2", Duration::from_secs(4));
     seen.push_str(&more);
     if let Some(init) = init {
         // SAFETY: kills the kept sandbox this test made (its init process).
