@@ -173,3 +173,42 @@ fn hermetic_run_s_program_s_children_cannot_leave_the_caller_s_terminal_stopped(
         );
     }
 }
+
+// Row "signal the test process, its caller or another sandbox": with
+// signal-driven I/O refused, the tty layer still signals its foreground
+// process group, outside, when a program inside resizes the terminal:
+// `TIOCSWINSZ` sends SIGWINCH to the caller's job (no controlling
+// terminal is needed for it, and none for the program: it has a session
+// of its own). SIGWINCH is ignored by default, but a shell, an editor or
+// a test harness that handles it redraws or acts on a size it never had.
+/// The attacker: `hermetic run -- perl -e 'ioctl(STDIN, TIOCSWINSZ, ...)'`,
+/// started by a shell that traps SIGWINCH (the terminal's foreground
+/// job). What happened: the shell, outside, received SIGWINCH (its trap
+/// ran). What should happen: no signal reaches a process outside (the
+/// filter refuses `TIOCSWINSZ` on a terminal the sandbox did not make, or
+/// hermetic gives the program a terminal of its own).
+#[test]
+#[ignore = "attack: TIOCSWINSZ on the inherited terminal sends SIGWINCH to the caller's foreground job outside"]
+fn hermetic_run_s_program_cannot_signal_its_caller_through_sigwinch() {
+    let (master, slave) = common::openpty();
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "trap 'echo CAUGHT-WINCH' WINCH; \"$0\" run -- perl -e \
+         'my $w = pack(\"S4\", 30, 100, 0, 0); ioctl(STDIN, 0x5414, $w) or print \"REFUSED: $!\\n\"; \
+          print \"DONE\\n\";'; echo END",
+        env!("CARGO_BIN_EXE_hermetic"),
+    ]);
+    on_terminal(&mut cmd, &slave);
+    let mut child = cmd.spawn().unwrap();
+    drop((cmd, slave));
+    let rx = read_master(master);
+    let mut seen = String::new();
+    let ended = wait_for(&rx, &mut seen, "END");
+    let status = wait_bounded(&mut child);
+    assert!(ended && status.success(), "{status:?}: {seen}");
+    assert!(
+        !seen.contains("CAUGHT-WINCH"),
+        "the caller's shell, outside, was sent SIGWINCH: {seen}"
+    );
+}
