@@ -212,3 +212,38 @@ fn hermetic_run_s_program_cannot_signal_its_caller_through_sigwinch() {
         "the caller's shell, outside, was sent SIGWINCH: {seen}"
     );
 }
+
+/// What the filter must leave alone: a program inside sets and clears
+/// `O_NONBLOCK` (`F_SETFL`, `FIONBIO`), asks for a file's lease
+/// (`F_GETLEASE`) and locks a file (`F_SETLK`, OFD locks, `flock`).
+#[test]
+fn ordinary_file_flags_and_locks_still_work_inside() {
+    let out = common::hermetic_command()
+        .args([
+            "run",
+            "--",
+            "perl",
+            "-e",
+            "use Fcntl qw(:DEFAULT :flock); $| = 1; \
+             open(my $f, '+>', '/tmp/x') or die \"open: $!\"; \
+             fcntl($f, F_SETFL, O_NONBLOCK) or die \"F_SETFL: $!\"; \
+             fcntl($f, F_SETFL, 0) or die \"F_SETFL 0: $!\"; \
+             my $on = pack('i', 1); ioctl($f, 0x5421, $on) or die \"FIONBIO: $!\"; \
+             defined(fcntl($f, 1025, 0)) or die \"F_GETLEASE: $!\"; \
+             my $lk = pack('s s x4 q q i x4', F_WRLCK, 0, 0, 0, 0); \
+             fcntl($f, F_SETLK, $lk) or die \"F_SETLK: $!\"; \
+             open(my $g, '+>', '/tmp/y') or die \"open: $!\"; \
+             fcntl($g, 37, $lk) or die \"F_OFD_SETLK: $!\"; \
+             flock($f, LOCK_EX) or die \"flock: $!\"; print \"ALL-OK\\n\";",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("ALL-OK"),
+        "{:?}: {text} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
