@@ -8,7 +8,7 @@ use crate::common;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -246,4 +246,64 @@ fn ordinary_file_flags_and_locks_still_work_inside() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A Perl program that makes `t` the terminal's interrupt character (its
+/// stdin's modes, as `stty intr t` would), says READY, and ends on its own
+/// after three seconds.
+const REMAP_INTR: &str = "use POSIX; $| = 1; my $t = POSIX::Termios->new; \
+    $t->getattr(0) or die \"getattr: $!\"; $t->setcc(VINTR, ord('t')); \
+    $t->setattr(0, TCSANOW) or print \"REFUSED: $!\\n\"; \
+    print \"READY\\n\"; sleep 3; print \"SURVIVED\\n\";";
+
+// Row "signal the test process, its caller or another sandbox", with
+// signal-driven I/O refused: the terminal's modes are the program's to
+// change, and with them which typed character makes the tty send SIGINT
+// (SIGQUIT, SIGTSTP) to its foreground process group, outside. The same
+// kill as attacks7's SIGIO on each line typed, by another kernel path.
+/// The attacker: `ns.command("perl")` with the test's terminal as stdin
+/// (std's default), which makes `t` the interrupt character; a line
+/// ("typed") is then typed. What happened: the test process (the
+/// terminal's foreground job, outside the sandbox) died of SIGINT. What
+/// should happen: the program cannot have the terminal signal it;
+/// `status()` returns the program's exit 0 and the test passes.
+#[test]
+#[ignore = "attack: a command's program remaps the terminal's interrupt character; an ordinary typed line then SIGINTs the test process outside"]
+fn a_command_s_program_cannot_have_the_terminal_sigint_the_test_process() {
+    use std::io::Write;
+    let (master, slave) = common::openpty();
+    let mut writer = std::fs::File::from(master.try_clone().unwrap());
+    let mut cmd = common::self_command("helper_runs_a_command_remapping_the_interrupt_character");
+    cmd.arg("--nocapture");
+    on_terminal(&mut cmd, &slave);
+    let mut child = cmd.spawn().unwrap();
+    drop((cmd, slave));
+    let rx = read_master(master);
+    let mut seen = String::new();
+    let ready = wait_for(&rx, &mut seen, "READY");
+    writer.write_all(b"typed\n").unwrap();
+    let status = wait_bounded(&mut child);
+    let _ = wait_for(&rx, &mut seen, "\u{0}");
+    assert!(ready, "the program never got ready: {seen}");
+    assert_ne!(
+        status.signal(),
+        Some(libc::SIGINT),
+        "a typed line had the terminal kill the test process with SIGINT: {seen}"
+    );
+    assert!(status.success(), "{status:?}: {seen}");
+}
+
+#[test]
+#[ignore = "helper: run on a pty by a_command_s_program_cannot_have_the_terminal_sigint_the_test_process"]
+fn helper_runs_a_command_remapping_the_interrupt_character() {
+    let ns = hermetic::Sandbox::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let status = ns
+        .command("perl")
+        .args(["-e", REMAP_INTR])
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
 }
