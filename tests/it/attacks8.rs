@@ -307,3 +307,43 @@ fn helper_runs_a_command_remapping_the_interrupt_character() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// The attacker: as above, through `hermetic run -- perl -e '...'`
+/// started by a shell script on the terminal (the script and hermetic run
+/// are its foreground job). What happened: the typed line had the
+/// terminal send SIGINT to the script, outside, which died of it before
+/// running its next command (hermetic run puts the modes back only once
+/// its program ends). What should happen: the script runs on and says END.
+#[test]
+#[ignore = "attack: hermetic run's program remaps the terminal's interrupt character; a typed line then SIGINTs the caller's script outside"]
+fn hermetic_run_s_program_cannot_have_the_terminal_sigint_its_caller() {
+    use std::io::Write;
+    let (master, slave) = common::openpty();
+    let mut writer = std::fs::File::from(master.try_clone().unwrap());
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "\"$0\" run -- perl -e \"$1\"; echo END",
+        env!("CARGO_BIN_EXE_hermetic"),
+        REMAP_INTR,
+    ]);
+    on_terminal(&mut cmd, &slave);
+    let mut child = cmd.spawn().unwrap();
+    drop((cmd, slave));
+    let rx = read_master(master);
+    let mut seen = String::new();
+    let ready = wait_for(&rx, &mut seen, "READY");
+    writer.write_all(b"typed\n").unwrap();
+    let status = wait_bounded(&mut child);
+    let _ = wait_for(&rx, &mut seen, "\u{0}");
+    assert!(ready, "the program never got ready: {seen}");
+    assert_ne!(
+        status.signal(),
+        Some(libc::SIGINT),
+        "a typed line had the terminal kill the caller's script with SIGINT: {seen}"
+    );
+    assert!(
+        status.success() && seen.contains("END"),
+        "{status:?}: {seen}"
+    );
+}
