@@ -25,6 +25,7 @@ mod attacks4;
 mod attacks5;
 mod attacks6;
 mod attacks7;
+mod attacks8;
 mod bad_input;
 mod boundary;
 mod cli;
