@@ -433,7 +433,6 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     };
     let why = |program: &std::ffi::OsStr| why_hidden(program, run.host.granted(), &run.mounts);
     let code = wait_for_program(&sandbox, &run.program, run.timeout, &why);
-    drop(terminal);
     if code != 0
         && let Some(kept) = sandbox.__keep_if_asked("HERMETIC_KEEP is set: the sandbox")
     {
@@ -442,7 +441,11 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
             Err(e) => eprintln!("hermetic: could not keep the sandbox: {e}"),
         }
     }
+    // Every process inside has ended (unless the sandbox is kept) before
+    // the terminal is put back: one the program left behind could
+    // otherwise change it again after.
     drop(sandbox);
+    drop(terminal);
     Ok(ExitCode::from(code))
 }
 
@@ -786,6 +789,7 @@ mod terminal {
     /// the status flags of the open file of each of them that is one.
     pub(super) struct Saved {
         modes: Option<(BorrowedFd<'static>, Termios)>,
+        size: Option<rustix::termios::Winsize>,
         flags: Vec<(BorrowedFd<'static>, rustix::fs::OFlags)>,
     }
 
@@ -798,6 +802,9 @@ mod terminal {
                 .collect();
             Saved {
                 modes: terminals.first().cloned(),
+                size: terminals
+                    .first()
+                    .and_then(|(fd, _)| rustix::termios::tcgetwinsize(fd).ok()),
                 flags: terminals
                     .iter()
                     .filter_map(|(fd, _)| rustix::fs::fcntl_getfl(fd).ok().map(|f| (*fd, f)))
@@ -807,9 +814,10 @@ mod terminal {
     }
 
     impl Drop for Saved {
-        /// A program may leave the terminal without echo, in raw mode, or
-        /// with its output suspended (`tcflow(TCOOFF)`), which would stop
-        /// the caller's shell: its modes go back, and output resumes. Its
+        /// A program may leave the terminal without echo, in raw mode, with
+        /// another size, or with its output suspended (`tcflow(TCOOFF)`),
+        /// which would stop the caller's shell: its modes and size go back,
+        /// and output resumes. Its
         /// open files (the caller's shell's, shared) get their status flags
         /// back: a program that left `O_NONBLOCK` on them would have the
         /// shell's next read fail with `EAGAIN`.
@@ -836,6 +844,14 @@ mod terminal {
                     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &ttou, before.as_mut_ptr()) };
                 let _ = tcflow(fd, Action::OOn);
                 let _ = tcsetattr(fd, OptionalActions::Now, t);
+                // Its size too, if the program changed it (setting it
+                // signals the foreground job, so only then).
+                if let Some(size) = &self.size
+                    && rustix::termios::tcgetwinsize(fd)
+                        .is_ok_and(|now| (now.ws_row, now.ws_col) != (size.ws_row, size.ws_col))
+                {
+                    let _ = rustix::termios::tcsetwinsize(fd, *size);
+                }
                 if blocked == 0 {
                     // SAFETY: pthread_sigmask succeeded, so `before` holds
                     // the mask it replaced: put back, from a live set.

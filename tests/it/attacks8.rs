@@ -124,7 +124,6 @@ fn hermetic_run_on_a_terminal(program: &str) -> (OwnedFd, OwnedFd) {
 /// left them: hermetic run puts them back after the last process inside
 /// is gone.
 #[test]
-#[ignore = "attack: a process left behind by hermetic run's program sets O_NONBLOCK on the caller's terminal after hermetic run put the flags back"]
 fn hermetic_run_s_program_s_children_cannot_leave_the_caller_s_terminal_non_blocking() {
     let program = leaves_a_child_doing("fcntl(STDIN, F_SETFL, O_NONBLOCK);");
     // A race (the processes left behind against the sandbox's end): one
@@ -147,7 +146,6 @@ fn hermetic_run_s_program_s_children_cannot_leave_the_caller_s_terminal_non_bloc
 /// caller's shell blocks at its next prompt). What should happen: the
 /// terminal is as the caller left it.
 #[test]
-#[ignore = "attack: a process left behind by hermetic run's program suspends the caller's terminal's output after hermetic run put it back"]
 fn hermetic_run_s_program_s_children_cannot_leave_the_caller_s_terminal_stopped() {
     let program = leaves_a_child_doing("tcflow(0, TCOOFF);");
     // A race, as above: ten tries.
@@ -188,7 +186,7 @@ fn hermetic_run_s_program_s_children_cannot_leave_the_caller_s_terminal_stopped(
 /// filter refuses `TIOCSWINSZ` on a terminal the sandbox did not make, or
 /// hermetic gives the program a terminal of its own).
 #[test]
-#[ignore = "attack: TIOCSWINSZ on the inherited terminal sends SIGWINCH to the caller's foreground job outside"]
+#[ignore = "known limitation (README, \"What is isolated\", the terminal row): TIOCSWINSZ on the inherited terminal sends SIGWINCH to the caller's foreground job outside"]
 fn hermetic_run_s_program_cannot_signal_its_caller_through_sigwinch() {
     let (master, slave) = common::openpty();
     let mut cmd = Command::new("sh");
@@ -268,7 +266,7 @@ const REMAP_INTR: &str = "use POSIX; $| = 1; my $t = POSIX::Termios->new; \
 /// should happen: the program cannot have the terminal signal it;
 /// `status()` returns the program's exit 0 and the test passes.
 #[test]
-#[ignore = "attack: a command's program remaps the terminal's interrupt character; an ordinary typed line then SIGINTs the test process outside"]
+#[ignore = "known limitation (README, \"What is isolated\", the terminal row): a command's program remaps the terminal's interrupt character; an ordinary typed line then SIGINTs the test process outside"]
 fn a_command_s_program_cannot_have_the_terminal_sigint_the_test_process() {
     use std::io::Write;
     let (master, slave) = common::openpty();
@@ -315,7 +313,7 @@ fn helper_runs_a_command_remapping_the_interrupt_character() {
 /// running its next command (hermetic run puts the modes back only once
 /// its program ends). What should happen: the script runs on and says END.
 #[test]
-#[ignore = "attack: hermetic run's program remaps the terminal's interrupt character; a typed line then SIGINTs the caller's script outside"]
+#[ignore = "known limitation (README, \"What is isolated\", the terminal row): hermetic run's program remaps the terminal's interrupt character; a typed line then SIGINTs the caller's script outside"]
 fn hermetic_run_s_program_cannot_have_the_terminal_sigint_its_caller() {
     use std::io::Write;
     let (master, slave) = common::openpty();
