@@ -548,3 +548,68 @@ pub fn kept_init(said: &str) -> Option<i32> {
         .parse()
         .ok()
 }
+
+/// What the master gives, chunk by chunk, from a thread of its own (ends
+/// with the other side: EIO).
+pub fn read_master(master: std::os::fd::OwnedFd) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut f = std::fs::File::from(master);
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = f.read(&mut buf) {
+            if n == 0
+                || tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits until what `rx` gave so far holds `what` (at most 30 s).
+pub fn wait_for(rx: &std::sync::mpsc::Receiver<String>, seen: &mut String, what: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !seen.contains(what) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => seen.push_str(&chunk),
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// What the terminal shows until it shows `what`, or `within` passed.
+pub fn shown_until(
+    rx: &std::sync::mpsc::Receiver<String>,
+    what: &str,
+    within: std::time::Duration,
+) -> String {
+    let mut shown = String::new();
+    let deadline = std::time::Instant::now() + within;
+    while !shown.contains(what) && std::time::Instant::now() < deadline {
+        if let Ok(chunk) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            shown.push_str(&chunk);
+        }
+    }
+    shown
+}
+
+/// Waits for a child, killing it after 30 s.
+pub fn wait_bounded(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            return child.wait().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -4,73 +4,13 @@
 //! rest pass, root and rootless.
 
 use crate::common;
+use crate::common::{read_master, shown_until, wait_bounded, wait_for};
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-/// What the master gives, chunk by chunk, from a thread of its own (ends
-/// with the other side: EIO).
-fn read_master(master: OwnedFd) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut f = std::fs::File::from(master);
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = f.read(&mut buf) {
-            if n == 0
-                || tx
-                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
-                    .is_err()
-            {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Waits until what `rx` gave so far holds `what` (at most 30 s).
-fn wait_for(rx: &mpsc::Receiver<String>, seen: &mut String, what: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !seen.contains(what) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(chunk) => seen.push_str(&chunk),
-            Err(_) => return false,
-        }
-    }
-    true
-}
-
-/// What the terminal shows until it shows `what`, or `within` passed.
-fn shown_until(rx: &mpsc::Receiver<String>, what: &str, within: Duration) -> String {
-    let mut shown = String::new();
-    let deadline = Instant::now() + within;
-    while !shown.contains(what) && Instant::now() < deadline {
-        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(100)) {
-            shown.push_str(&chunk);
-        }
-    }
-    shown
-}
-
-/// Waits for a child, killing it after 30 s.
-fn wait_bounded(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// A Perl program that asks for `SIGIO` on its stdin (`O_ASYNC`), says
 /// READY, and ends on its own after three seconds.

@@ -4,80 +4,13 @@
 //! finding (it fails with `--ignored`); the rest pass, root and rootless.
 
 use crate::common;
+use crate::common::{on_terminal, read_master, wait_bounded, wait_for};
 
-use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-/// A command whose stdio is the pty's slave, which is also its controlling
-/// terminal (a new session of which it is the foreground process group, as
-/// a shell makes a job it starts).
-fn on_terminal(cmd: &mut Command, slave: &OwnedFd) {
-    cmd.stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave.try_clone().unwrap());
-    // SAFETY: setsid and an ioctl on fd 0, in std's fork child.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// What the master gives, chunk by chunk, from a thread of its own (ends
-/// with the other side: EIO).
-fn read_master(master: OwnedFd) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut f = std::fs::File::from(master);
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = f.read(&mut buf) {
-            if n == 0
-                || tx
-                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
-                    .is_err()
-            {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Waits until what `rx` gave so far holds `what` (at most 30 s).
-fn wait_for(rx: &mpsc::Receiver<String>, seen: &mut String, what: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !seen.contains(what) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(chunk) => seen.push_str(&chunk),
-            Err(_) => return false,
-        }
-    }
-    true
-}
-
-/// Waits for a child, killing it after 30 s.
-fn wait_bounded(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use std::time::Duration;
 
 /// A program that says DONE and leaves four processes behind which, until
 /// the sandbox is gone, do `what` (Perl) to the terminal over and over
