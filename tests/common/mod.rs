@@ -613,3 +613,31 @@ pub fn wait_bounded(child: &mut std::process::Child) -> std::process::ExitStatus
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Runs `cmd` as the foreground job of a terminal; once it says READY, a
+/// line is typed there: asserts that it (`who`) was not killed by
+/// `signal` and exited 0; what the terminal showed.
+pub fn survives_a_line_typed(mut cmd: std::process::Command, signal: i32, who: &str) -> String {
+    let (master, slave) = openpty();
+    let mut writer = std::fs::File::from(master.try_clone().unwrap());
+    use std::io::Write;
+    use std::os::unix::process::ExitStatusExt;
+    on_terminal(&mut cmd, &slave);
+    let mut child = cmd.spawn().unwrap();
+    drop((cmd, slave));
+    let rx = read_master(master);
+    let mut seen = String::new();
+    let ready = wait_for(&rx, &mut seen, "READY");
+    // A line typed at the terminal.
+    writer.write_all(b"typed\n").unwrap();
+    let status = wait_bounded(&mut child);
+    let _ = wait_for(&rx, &mut seen, "\u{0}");
+    assert!(ready, "the program never got ready: {seen}");
+    assert_ne!(
+        status.signal(),
+        Some(signal),
+        "the program inside killed {who} with signal {signal}: {seen}"
+    );
+    assert!(status.success(), "{status:?}: {seen}");
+    seen
+}

@@ -4,11 +4,10 @@
 //! rest pass, root and rootless.
 
 use crate::common;
-use crate::common::{read_master, shown_until, wait_bounded, wait_for};
+use crate::common::{read_master, shown_until, survives_a_line_typed, wait_bounded, wait_for};
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -59,31 +58,6 @@ fn hermetic_run_asking_for_sigio(program: &str, signal: i32) {
     let mut cmd = common::hermetic_command();
     cmd.args(["run", "--", "perl", "-e", program]);
     survives_a_line_typed(cmd, signal, "hermetic run, outside,");
-}
-
-/// Runs `cmd` as the foreground job of a terminal; once it says READY, a
-/// line is typed there: asserts that it (`who`) was not killed by
-/// `signal` and exited 0.
-fn survives_a_line_typed(mut cmd: Command, signal: i32, who: &str) {
-    let (master, slave) = common::openpty();
-    let mut writer = std::fs::File::from(master.try_clone().unwrap());
-    common::on_terminal(&mut cmd, &slave);
-    let mut child = cmd.spawn().unwrap();
-    drop((cmd, slave));
-    let rx = read_master(master);
-    let mut seen = String::new();
-    let ready = wait_for(&rx, &mut seen, "READY");
-    // A line typed at the terminal.
-    writer.write_all(b"typed\n").unwrap();
-    let status = wait_bounded(&mut child);
-    let _ = wait_for(&rx, &mut seen, "\u{0}");
-    assert!(ready, "the program never got ready: {seen}");
-    assert_ne!(
-        status.signal(),
-        Some(signal),
-        "the program inside killed {who} with signal {signal}: {seen}"
-    );
-    assert!(status.success(), "{status:?}: {seen}");
 }
 
 // Row "signal the test process, its caller or another sandbox": "every

@@ -4,11 +4,10 @@
 //! finding (it fails with `--ignored`); the rest pass, root and rootless.
 
 use crate::common;
-use crate::common::{on_terminal, read_master, wait_bounded, wait_for};
+use crate::common::{on_terminal, read_master, survives_a_line_typed, wait_bounded, wait_for};
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 use std::time::Duration;
 
@@ -201,27 +200,9 @@ const REMAP_INTR: &str = "use POSIX; $| = 1; my $t = POSIX::Termios->new; \
 #[test]
 #[ignore = "known limitation (README, \"What is isolated\", the terminal row): a command's program remaps the terminal's interrupt character; an ordinary typed line then SIGINTs the test process outside"]
 fn a_command_s_program_cannot_have_the_terminal_sigint_the_test_process() {
-    use std::io::Write;
-    let (master, slave) = common::openpty();
-    let mut writer = std::fs::File::from(master.try_clone().unwrap());
     let mut cmd = common::self_command("helper_runs_a_command_remapping_the_interrupt_character");
     cmd.arg("--nocapture");
-    on_terminal(&mut cmd, &slave);
-    let mut child = cmd.spawn().unwrap();
-    drop((cmd, slave));
-    let rx = read_master(master);
-    let mut seen = String::new();
-    let ready = wait_for(&rx, &mut seen, "READY");
-    writer.write_all(b"typed\n").unwrap();
-    let status = wait_bounded(&mut child);
-    let _ = wait_for(&rx, &mut seen, "\u{0}");
-    assert!(ready, "the program never got ready: {seen}");
-    assert_ne!(
-        status.signal(),
-        Some(libc::SIGINT),
-        "a typed line had the terminal kill the test process with SIGINT: {seen}"
-    );
-    assert!(status.success(), "{status:?}: {seen}");
+    survives_a_line_typed(cmd, libc::SIGINT, "the test process");
 }
 
 #[test]
@@ -248,9 +229,6 @@ fn helper_runs_a_command_remapping_the_interrupt_character() {
 #[test]
 #[ignore = "known limitation (README, \"What is isolated\", the terminal row): hermetic run's program remaps the terminal's interrupt character; a typed line then SIGINTs the caller's script outside"]
 fn hermetic_run_s_program_cannot_have_the_terminal_sigint_its_caller() {
-    use std::io::Write;
-    let (master, slave) = common::openpty();
-    let mut writer = std::fs::File::from(master.try_clone().unwrap());
     let mut cmd = Command::new("sh");
     cmd.args([
         "-c",
@@ -258,23 +236,6 @@ fn hermetic_run_s_program_cannot_have_the_terminal_sigint_its_caller() {
         env!("CARGO_BIN_EXE_hermetic"),
         REMAP_INTR,
     ]);
-    on_terminal(&mut cmd, &slave);
-    let mut child = cmd.spawn().unwrap();
-    drop((cmd, slave));
-    let rx = read_master(master);
-    let mut seen = String::new();
-    let ready = wait_for(&rx, &mut seen, "READY");
-    writer.write_all(b"typed\n").unwrap();
-    let status = wait_bounded(&mut child);
-    let _ = wait_for(&rx, &mut seen, "\u{0}");
-    assert!(ready, "the program never got ready: {seen}");
-    assert_ne!(
-        status.signal(),
-        Some(libc::SIGINT),
-        "a typed line had the terminal kill the caller's script with SIGINT: {seen}"
-    );
-    assert!(
-        status.success() && seen.contains("END"),
-        "{status:?}: {seen}"
-    );
+    let seen = survives_a_line_typed(cmd, libc::SIGINT, "the caller's script");
+    assert!(seen.contains("END"), "the script did not run on: {seen}");
 }
