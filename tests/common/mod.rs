@@ -641,3 +641,14 @@ pub fn survives_a_line_typed(mut cmd: std::process::Command, signal: i32, who: &
     assert!(status.success(), "{status:?}: {seen}");
     seen
 }
+
+/// Runs `perl -e program` as a `command()` of a fresh sandbox (20 s
+/// timeout), with this process's stdio; asserts that it exits 0.
+pub fn perl_command_succeeds(program: &str) {
+    let ns = hermetic::Sandbox::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let status = ns.command("perl").args(["-e", program]).status().unwrap();
+    assert!(status.success(), "{status:?}");
+}

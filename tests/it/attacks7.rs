@@ -80,16 +80,7 @@ fn a_command_s_program_cannot_signal_the_test_process_through_sigio_on_its_termi
 #[test]
 #[ignore = "helper: run on a pty by a_command_s_program_cannot_signal_the_test_process_through_sigio_on_its_terminal"]
 fn helper_runs_a_command_asking_for_sigio() {
-    let ns = hermetic::Sandbox::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
-    let status = ns
-        .command("perl")
-        .args(["-e", ASK_FOR_SIGIO])
-        .status()
-        .unwrap();
-    assert!(status.success(), "{status:?}");
+    common::perl_command_succeeds(ASK_FOR_SIGIO);
 }
 
 /// A pipe: (read end, write end).

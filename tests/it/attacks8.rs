@@ -9,7 +9,6 @@ use crate::common::{on_terminal, read_master, survives_a_line_typed, wait_bounde
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::Command;
-use std::time::Duration;
 
 /// A program that says DONE and leaves four processes behind which, until
 /// the sandbox is gone, do `what` (Perl) to the terminal over and over
@@ -208,16 +207,7 @@ fn a_command_s_program_cannot_have_the_terminal_sigint_the_test_process() {
 #[test]
 #[ignore = "helper: run on a pty by a_command_s_program_cannot_have_the_terminal_sigint_the_test_process"]
 fn helper_runs_a_command_remapping_the_interrupt_character() {
-    let ns = hermetic::Sandbox::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
-    let status = ns
-        .command("perl")
-        .args(["-e", REMAP_INTR])
-        .status()
-        .unwrap();
-    assert!(status.success(), "{status:?}");
+    common::perl_command_succeeds(REMAP_INTR);
 }
 
 /// The attacker: as above, through `hermetic run -- perl -e '...'`
