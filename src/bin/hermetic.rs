@@ -817,10 +817,10 @@ mod terminal {
         /// A program may leave the terminal without echo, in raw mode, with
         /// another size, or with its output suspended (`tcflow(TCOOFF)`),
         /// which would stop the caller's shell: its modes and size go back,
-        /// and output resumes. Its
-        /// open files (the caller's shell's, shared) get their status flags
-        /// back: a program that left `O_NONBLOCK` on them would have the
-        /// shell's next read fail with `EAGAIN`.
+        /// and output resumes. Its open files (the caller's shell's,
+        /// shared) get their status flags back: a program that left
+        /// `O_NONBLOCK` on them would have the shell's next read fail with
+        /// `EAGAIN`.
         fn drop(&mut self) {
             for (fd, flags) in &self.flags {
                 let _ = rustix::fs::fcntl_setfl(fd, *flags);
