@@ -198,23 +198,13 @@ pub(crate) fn pending_bytes(fd: BorrowedFd<'_>) -> Result<usize, i32> {
         .map_err(errno_of)
 }
 
-/// Which of the pipes `fds` hold bytes to read now: a `poll` that does
+/// Which of the pipes `fds` hold bytes to read now: a [`poll`] that does
 /// not wait, and, unlike `FIONREAD`, takes no pipe's lock (a run's
 /// processes take theirs as they exit and close their ends, and a
 /// `FIONREAD` then spins or sleeps on it). `None` if the poll failed.
 pub(crate) fn pipes_with_data(fds: &[BorrowedFd<'_>]) -> Option<Vec<bool>> {
-    use rustix::event::{PollFd, PollFlags, Timespec};
-    let mut polled: Vec<PollFd<'_>> = fds
-        .iter()
-        .map(|fd| PollFd::new(fd, PollFlags::IN))
-        .collect();
-    rustix::event::poll(&mut polled, Some(&Timespec::default())).ok()?;
-    Some(
-        polled
-            .iter()
-            .map(|p| p.revents().contains(PollFlags::IN))
-            .collect(),
-    )
+    let ready = poll(fds, Some(std::time::Duration::ZERO)).ok()?;
+    Some(ready.iter().map(|r| r.readable).collect())
 }
 
 /// What one look into a pipe gave ([`read_pending`]).
@@ -457,6 +447,8 @@ pub(crate) struct Ready {
     pub(crate) any: bool,
     /// Hung up or in error (a pipe with no writer left).
     pub(crate) hung_up: bool,
+    /// Bytes to read (`POLLIN`).
+    pub(crate) readable: bool,
 }
 
 /// Writes `buf` whole to the fd numbered `fd`, which the caller keeps open
@@ -489,6 +481,7 @@ pub(crate) fn poll(
         .map(|p| Ready {
             any: !p.revents().is_empty(),
             hung_up: p.revents().intersects(PollFlags::HUP | PollFlags::ERR),
+            readable: p.revents().contains(PollFlags::IN),
         })
         .collect())
 }
