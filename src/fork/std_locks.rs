@@ -324,20 +324,24 @@ fn wake_writer_or_readers(word: Word, mut state: u32) {
     }
 }
 
+/// The 32-bit words of `value`, as plain bytes (a lock of this thread's
+/// alone, probed for where its futex word lies).
+fn words_of<T>(value: &T) -> Vec<u32> {
+    let base = (value as *const T).cast::<u8>();
+    (0..std::mem::size_of::<T>() / 4)
+        .map(|i| base.wrapping_add(i * 4).cast::<u32>())
+        // SAFETY: each word lies inside `value`, which is live for the
+        // call; read unaligned, as plain bytes (a lock's words are only
+        // read here while this thread alone uses it).
+        .map(|at| unsafe { at.read_unaligned() })
+        .collect()
+}
+
 /// Where the futex word of a `Mutex<()>` lies in it: the only word that is
 /// 1 while it is held and 0 when it is not.
 fn futex_offset() -> Option<usize> {
-    let size = std::mem::size_of::<std::sync::Mutex<()>>();
     let mutex = std::sync::Mutex::new(());
-    let words = |m: &std::sync::Mutex<()>| -> Vec<u32> {
-        let base = (m as *const std::sync::Mutex<()>).cast::<u8>();
-        (0..size / 4)
-            .map(|i| base.wrapping_add(i * 4).cast::<u32>())
-            // SAFETY: each word lies inside `m`, which is live and used by
-            // this thread alone; read unaligned, as plain bytes.
-            .map(|at| unsafe { at.read_unaligned() })
-            .collect()
-    };
+    let words = words_of::<std::sync::Mutex<()>>;
     let free = words(&mutex);
     let guard = mutex.lock().ok()?;
     let held = words(&mutex);
@@ -367,15 +371,7 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 fn rwlock_offset() -> Option<usize> {
     let size = std::mem::size_of::<std::sync::RwLock<()>>();
     let lock = std::sync::RwLock::new(());
-    let words = |l: &std::sync::RwLock<()>| -> Vec<u32> {
-        let base = (l as *const std::sync::RwLock<()>).cast::<u8>();
-        (0..size / 4)
-            .map(|i| base.wrapping_add(i * 4).cast::<u32>())
-            // SAFETY: each word lies inside `l`, which is live and used by
-            // this thread alone; read unaligned, as plain bytes.
-            .map(|at| unsafe { at.read_unaligned() })
-            .collect()
-    };
+    let words = words_of::<std::sync::RwLock<()>>;
     let free = words(&lock);
     let written = {
         let _guard = lock.write().ok()?;
