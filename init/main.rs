@@ -207,6 +207,8 @@ const AF_INET: usize = 2;
 const SOCK_DGRAM: usize = 2;
 const SIOCGIFFLAGS: usize = 0x8913;
 const SIOCSIFFLAGS: usize = 0x8914;
+const TIOCSCTTY: usize = 0x540E;
+const ENOTTY: i32 = 25;
 const IFF_UP: i16 = 1;
 const IFF_RUNNING: i16 = 0x40;
 const KEYCTL_JOIN_SESSION_KEYRING: usize = 1;
@@ -818,6 +820,9 @@ struct Program {
     user: (u8, u32, u32),
     /// Start it only once the test process says go (`wire::ARG_AFTER_GO`).
     after_go: bool,
+    /// It leads a session of its own, with its terminal
+    /// (`wire::ARG_TERMINAL`).
+    terminal: bool,
 }
 
 /// Null-terminated arrays of pointers into the plan: the program's
@@ -907,7 +912,8 @@ impl Program {
             .split(|&b| b == 0)
             .find_map(|entry| entry.strip_prefix(b"PATH="));
         let after_go = step.arg & wire::ARG_AFTER_GO != 0;
-        Ok(Program { path, cwd, filter, rlimits, path_var, user, after_go })
+        let terminal = step.arg & wire::ARG_TERMINAL != 0;
+        Ok(Program { path, cwd, filter, rlimits, path_var, user, after_go, terminal })
     }
 
     /// Starts it: a fork-like child of this process. Its exec makes its
@@ -1007,8 +1013,23 @@ impl Program {
         // one, as a test a runner starts does not: a terminal it opens
         // without O_NOCTTY does not become its controlling terminal (to
         // hang it up with SIGHUP when closed).
-        // SAFETY: pid 0 and pgid 0: this process, a group of its own.
-        if let Err(e) = unsafe { call(nr::SETPGID, [0; 6]) } {
+        //
+        // With a terminal of its own (`wire::ARG_TERMINAL`: a
+        // pseudo-terminal hermetic run relays), it leads a session of its
+        // own instead, which that terminal is the controlling terminal of
+        // (below): a shell there has job control, and Ctrl-C typed into it
+        // reaches the sandbox's foreground job. Its group, whose parent is
+        // in another session, is orphaned: a Ctrl-Z does not stop it (the
+        // kernel drops a terminal's stop signals to an orphaned group)
+        // where nothing inside would ever continue it.
+        let session = if self.terminal {
+            // SAFETY: no arguments.
+            unsafe { call(nr::SETSID, [0; 6]) }
+        } else {
+            // SAFETY: pid 0 and pgid 0: this process, a group of its own.
+            unsafe { call(nr::SETPGID, [0; 6]) }
+        };
+        if let Err(e) = session {
             fail(e)
         }
         for r in self.rlimits.chunks_exact(20) {
@@ -1039,6 +1060,17 @@ impl Program {
                 call(nr::DUP3, [(wire::PROGRAM_STDIO_FD + i) as usize, i as usize, 0, 0, 0, 0])
             } {
                 fail(e)
+            }
+        }
+        if self.terminal {
+            // The first of fds 0 to 2 that is a terminal becomes the
+            // session's controlling terminal, with this process's group
+            // in its foreground (TIOCSCTTY sets both).
+            // SAFETY: integer arguments: an fd, a request, 0 (do not
+            // steal a terminal another session has).
+            let found = (0..3usize).any(|fd| unsafe { call(nr::IOCTL, [fd, TIOCSCTTY, 0, 0, 0, 0]) }.is_ok());
+            if !found {
+                fail(ENOTTY)
             }
         }
         // Every other fd of this process's closes at the exec.

@@ -231,6 +231,8 @@ pub use helpers::{CONNECT_PATIENCE, connect_retry};
 pub use net::shape::LinkShape;
 pub use net::{Host, MAX_HOSTS, Network, NetworkBuilder};
 pub use sandbox::isolate::{isolate_test, isolate_test_async};
+#[doc(hidden)]
+pub use sandbox::kept::__kept_command_on_terminal;
 pub use sandbox::kept::kept_command;
 pub use sandbox::{
     DEFAULT_HOSTNAME, DEFAULT_MAX_RESULT_SIZE, Killer, Sandbox, SandboxBuilder, Spawned,

@@ -22,6 +22,19 @@ use crate::proto::reports::EXIT_SETUP;
 use crate::sys;
 use crate::sys::fd::Fd;
 
+/// How a command's program is confined inside, beside the sandbox's
+/// namespaces and cgroups.
+pub(crate) struct Confined {
+    pub(crate) rlimits: crate::child::confine::Rlimits,
+    /// The uid and gid it runs as (root inside if `None`).
+    pub(crate) set_ids: Option<(u32, u32)>,
+    pub(crate) filter: &'static [libc::sock_filter],
+    /// It leads a session whose controlling terminal is the first of its
+    /// fds 0 to 2 that is a terminal (one the caller made and relays), not
+    /// a process group of its own in its relay's session.
+    pub(crate) terminal: bool,
+}
+
 /// Makes `cmd` start its program inside the sandbox whose init process is
 /// behind `init_pidfd` (a pidfd the command keeps for as long as it lives).
 pub(crate) fn enter_on_exec(
@@ -29,11 +42,15 @@ pub(crate) fn enter_on_exec(
     init_pidfd: Result<Fd, i32>,
     nstypes: libc::c_int,
     cgroups: Vec<Fd>,
-    rlimits: crate::child::confine::Rlimits,
-    set_ids: Option<(u32, u32)>,
-    filter: &'static [libc::sock_filter],
+    confined: Confined,
 ) {
     use std::os::unix::process::CommandExt;
+    let Confined {
+        rlimits,
+        set_ids,
+        filter,
+        terminal,
+    } = confined;
     let init_pidfd = std::sync::Arc::new(init_pidfd);
     let confinement = crate::child::confine::Confinement {
         // A program run as a user other than root loses its capabilities
@@ -57,7 +74,15 @@ pub(crate) fn enter_on_exec(
             super::joiner::confine(&keep.1, true).map_err(std::io::Error::from_raw_os_error)?;
             // SAFETY: this hook is only ever std's pre_exec hook (below):
             // it runs in std's child, just forked, before exec.
-            unsafe { command_pre_exec(fd.as_raw_fd(), nstypes, keep.1.set_ids, keep.1.filter) }
+            unsafe {
+                command_pre_exec(
+                    fd.as_raw_fd(),
+                    nstypes,
+                    keep.1.set_ids,
+                    keep.1.filter,
+                    terminal,
+                )
+            }
         }
         Err(errno) => Err(std::io::Error::from_raw_os_error(*errno)),
     };
@@ -92,6 +117,7 @@ unsafe fn command_pre_exec(
     nstypes: libc::c_int,
     set_ids: Option<(u32, u32)>,
     filter: &'static [libc::sock_filter],
+    terminal: bool,
 ) -> std::io::Result<()> {
     let io = std::io::Error::from_raw_os_error;
     // SAFETY: our caller is std's child, just forked: this process is a
@@ -146,7 +172,7 @@ unsafe fn command_pre_exec(
                 // other end, owned and used by nothing here either.
                 unsafe { sys::close(status_r) };
                 // SAFETY: this is the process forked for the inner relay.
-                unsafe { inner_relay(signals_r, status_w, &mask) }
+                unsafe { inner_relay(signals_r, status_w, &mask, terminal) }
             }
             _ => sys::exit(0),
         },
@@ -172,7 +198,12 @@ unsafe fn command_pre_exec(
 /// # Safety
 ///
 /// Only in the process forked for it by [`command_pre_exec`].
-unsafe fn inner_relay(signals: RawFd, status: RawFd, mask: &libc::sigset_t) -> std::io::Result<()> {
+unsafe fn inner_relay(
+    signals: RawFd,
+    status: RawFd,
+    mask: &libc::sigset_t,
+    terminal: bool,
+) -> std::io::Result<()> {
     let me = sys::getpid();
     // SAFETY: the inner relay is a fork of a single-threaded process; its
     // child, the program, makes only system calls until it returns to
@@ -194,8 +225,16 @@ unsafe fn inner_relay(signals: RawFd, status: RawFd, mask: &libc::sigset_t) -> s
             // and, leading no session, as a program a shell or a test
             // runner starts does not, a terminal it opens without O_NOCTTY
             // does not become its controlling terminal (to hang it up with
-            // SIGHUP when closed).
-            sys::own_process_group().map_err(std::io::Error::from_raw_os_error)?;
+            // SIGHUP when closed). Given a terminal of its own
+            // (`hermetic enter`'s, relayed to the caller's), it leads a
+            // session whose controlling terminal that is instead, as a
+            // login shell does: a shell there has job control.
+            if terminal {
+                sys::own_session_on_terminal()
+            } else {
+                sys::own_process_group()
+            }
+            .map_err(std::io::Error::from_raw_os_error)?;
             if sys::getppid() != me {
                 sys::exit(EXIT_SETUP);
             }

@@ -130,6 +130,9 @@ pub(crate) enum Action {
         user: Vec<u8>,
         /// Start it once the test process says go (`wire::ARG_AFTER_GO`).
         after_go: bool,
+        /// It leads a session whose controlling terminal is its first fd
+        /// of 0 to 2 that is a terminal (`wire::ARG_TERMINAL`).
+        terminal: bool,
     },
 }
 

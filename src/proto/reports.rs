@@ -152,9 +152,10 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
                 rlimits,
                 user,
                 after_go,
+                terminal,
             } => (
                 wire::OP_PROGRAM,
-                flag(*after_go, wire::ARG_AFTER_GO),
+                flag(*after_go, wire::ARG_AFTER_GO) | flag(*terminal, wire::ARG_TERMINAL),
                 vec![
                     path.as_bytes_with_nul(),
                     argv,

@@ -155,9 +155,9 @@ pub const OP_SET_HOSTNAME: u8 = 12;
 /// soft: `u64`, hard: `u64`) records, all little-endian; then, if it is
 /// not to be root, [`PROGRAM_SET_IDS`] or [`PROGRAM_DROP_CAPS`] and the
 /// uid and gid (`u8`, `u32`, `u32`); the step's argument may carry
-/// [`ARG_AFTER_GO`]). It starts in a
+/// [`ARG_AFTER_GO`] and [`ARG_TERMINAL`]). It starts in a
 /// process group of its own in the init process's session (leading no
-/// session), with the fds from [`PROGRAM_STDIO_FD`] as its 0 to
+/// session; with [`ARG_TERMINAL`], leading one), with the fds from [`PROGRAM_STDIO_FD`] as its 0 to
 /// 2, no other fd, an empty signal mask and default dispositions. The
 /// report fd stays open and then carries one more report: how the program
 /// ended ([`REPORT_EXITED`], [`REPORT_SIGNALED`]) or why it could not be
@@ -218,6 +218,12 @@ pub const ARG_PATH_ONLY: u64 = 1 << 59;
 /// comes (after the test process has moved the init program into the
 /// sandbox's cgroups, which the program then starts in).
 pub const ARG_AFTER_GO: u64 = 1 << 58;
+/// In arg of [`OP_PROGRAM`]: the program leads a session of its own whose
+/// controlling terminal is the first of its fds 0 to 2 that is a terminal
+/// (a pseudo-terminal `hermetic run` made for it, never the caller's), in
+/// the foreground there; without it, the program gets a process group of
+/// its own in the init process's session, with no controlling terminal.
+pub const ARG_TERMINAL: u64 = 1 << 56;
 /// In arg of [`OP_COPY_LOOK`]: the owner and group too, not only the
 /// times (where whoever removes the directory can remove what the owner's
 /// processes put in it: as root, or in the sandbox's own tmpfs).

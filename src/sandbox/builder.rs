@@ -69,6 +69,9 @@ pub struct SandboxBuilder {
     /// Its fds 0 to 2: these of the test process (its own 0 to 2 if
     /// `None`).
     program_stdio: Option<[std::os::fd::RawFd; 3]>,
+    /// The program leads a session of its own, whose controlling terminal
+    /// is the first of its fds 0 to 2 that is a terminal.
+    program_terminal: bool,
 }
 
 /// A program for the init process to start once the sandbox is ready
@@ -184,6 +187,7 @@ impl Default for SandboxBuilder {
             output_limit: DEFAULT_OUTPUT_LIMIT,
             program: None,
             program_stdio: None,
+            program_terminal: false,
         }
     }
 }
@@ -489,6 +493,21 @@ impl SandboxBuilder {
         self
     }
 
+    /// The program of [`__program`](Self::__program) gets `fds` of this
+    /// process as its 0 to 2 (open until the sandbox is built), and leads a
+    /// session of its own whose controlling terminal (in whose foreground
+    /// it is) is the first of them that is a terminal: the pseudo-terminal
+    /// `hermetic run` relays, never the caller's terminal itself. The
+    /// program is then out of reach of the init process's session, and a
+    /// terminal signal (Ctrl-C) typed into its terminal reaches the
+    /// sandbox's foreground job only.
+    #[doc(hidden)]
+    pub fn __program_terminal(&mut self, fds: [std::os::fd::RawFd; 3]) -> &mut Self {
+        self.program_stdio = Some(fds);
+        self.program_terminal = true;
+        self
+    }
+
     /// The largest result, in bytes, a run may send back. Default:
     /// [`DEFAULT_MAX_RESULT_SIZE`].
     pub fn max_result_size(&mut self, bytes: usize) -> &mut Self {
@@ -767,6 +786,7 @@ impl SandboxBuilder {
                 &rlimits,
                 user,
                 cgroups.is_some(),
+                self.program_terminal,
             ));
         }
         // The id maps come first and are written before the init program
@@ -925,6 +945,7 @@ fn program_step(
     rlimits: &crate::child::confine::Rlimits,
     user: Option<(u8, u32, u32)>,
     after_go: bool,
+    terminal: bool,
 ) -> plan::Step {
     let run = |strings: &[std::ffi::CString]| -> Vec<u8> {
         strings
@@ -962,6 +983,7 @@ fn program_step(
                 bytes
             }),
             after_go,
+            terminal,
         },
     }
 }

@@ -37,6 +37,26 @@ use crate::sys::fd::Fd;
 /// # Ok::<(), hermetic::Error>(())
 /// ```
 pub fn kept_command(pid: u32, program: impl AsRef<OsStr>) -> Result<std::process::Command, Error> {
+    command_in_kept(pid, program.as_ref(), false)
+}
+
+/// For `hermetic enter`: as [`kept_command`], for a program given a
+/// terminal of its own (a pseudo-terminal the caller relays, as its stdin,
+/// stdout or stderr): it leads a session inside whose controlling terminal
+/// that is, in its foreground.
+#[doc(hidden)]
+pub fn __kept_command_on_terminal(
+    pid: u32,
+    program: impl AsRef<OsStr>,
+) -> Result<std::process::Command, Error> {
+    command_in_kept(pid, program.as_ref(), true)
+}
+
+fn command_in_kept(
+    pid: u32,
+    program: &OsStr,
+    terminal: bool,
+) -> Result<std::process::Command, Error> {
     let pid = libc::pid_t::try_from(pid).map_err(|_| Error::InvalidOption {
         option: "pid",
         reason: format!("{pid} is not a process id"),
@@ -49,11 +69,17 @@ pub fn kept_command(pid: u32, program: impl AsRef<OsStr>) -> Result<std::process
         Ok(pidfd),
         crate::sandbox::BASE_NAMESPACES,
         Vec::new(),
-        crate::setup::limits::rlimits_for(&crate::setup::limits::Limits::default(), None),
-        None,
-        // The default boundary: keys refused (the builder's keyring option
-        // is unknown here), a session of its own, no TIOCSTI.
-        crate::setup::seccomp::filter(false),
+        exec::Confined {
+            rlimits: crate::setup::limits::rlimits_for(
+                &crate::setup::limits::Limits::default(),
+                None,
+            ),
+            set_ids: None,
+            // The default boundary: keys refused (the builder's keyring
+            // option is unknown here), a session of its own, no TIOCSTI.
+            filter: crate::setup::seccomp::filter(false),
+            terminal,
+        },
     );
     Ok(cmd)
 }

@@ -558,9 +558,12 @@ impl Sandbox {
             init_pidfd,
             self.nstypes,
             cgroups,
-            self.confinement.rlimits,
-            self.confinement.set_ids,
-            self.confinement.filter,
+            exec::Confined {
+                rlimits: self.confinement.rlimits,
+                set_ids: self.confinement.set_ids,
+                filter: self.confinement.filter,
+                terminal: false,
+            },
         );
         cmd
     }

@@ -2,7 +2,7 @@
 //! other than through std, with `child/`, `fork/tls.rs`, `init/main.rs`
 //! and two calls of rustix's safe API in `setup/` (`statx` in
 //! `setup/host.rs`, `access` in `setup/limits.rs`); the `hermetic` binary
-//! (`src/bin/hermetic.rs`) makes a few of its own.
+//! (`src/bin/hermetic/`) makes a few of its own.
 //!
 //! - [`raw`] (re-exported here): the wrappers that are safe between `fork`
 //!   or `clone` and `_exit` or `exec` in a child of the multi-threaded test

@@ -430,6 +430,22 @@ pub(crate) fn own_process_group() -> Result<(), i32> {
     rustix::process::setpgid(None, None).map_err(raw)
 }
 
+/// A session of the caller's own whose controlling terminal is the first
+/// of its fds 0 to 2 that is a terminal (`setsid`, then `TIOCSCTTY`, which
+/// puts the caller's group in its foreground). `ENOTTY` if none is. System
+/// calls only.
+pub(crate) fn own_session_on_terminal() -> Result<(), i32> {
+    rustix::process::setsid().map_err(raw)?;
+    let taken = [
+        rustix::stdio::stdin(),
+        rustix::stdio::stdout(),
+        rustix::stdio::stderr(),
+    ]
+    .into_iter()
+    .any(|fd| rustix::process::ioctl_tiocsctty(fd).is_ok());
+    if taken { Ok(()) } else { Err(libc::ENOTTY) }
+}
+
 /// Sets `lo` up in the caller's network namespace (`SIOCSIFFLAGS`): the
 /// kernel then gives it 127.0.0.1 and ::1. Needs `CAP_NET_ADMIN` in the
 /// user namespace that owns that network namespace. System calls only.

@@ -526,7 +526,6 @@ const TERMINAL_THIEF: &str = "for (1..1200) { opendir(my $d, '/proc') or die; \
 /// What should happen: nothing inside holds the user's terminal once
 /// `hermetic enter` ended; the line reaches only the user's shell.
 #[test]
-#[ignore = "known limitation (README, \"Requirements and limits\"): a process left in a kept sandbox keeps hermetic enter's terminal and reads what the user types afterwards on the host"]
 fn a_kept_sandbox_cannot_read_what_the_user_types_after_looking_inside() {
     let init = kept_with_daemon(TERMINAL_THIEF);
     let (master, slave) = common::openpty();
@@ -562,11 +561,12 @@ fn a_kept_sandbox_cannot_read_what_the_user_types_after_looking_inside() {
     );
 }
 
-/// A Perl daemon on the terminal it was given as stdin: says GOTCHA,
-/// waits for a second (its program and `hermetic run` end meanwhile),
-/// then reads the terminal and writes back what it read, marked STOLEN.
+/// A Perl daemon on the terminal it was given as stdin: opens it, says
+/// GOTCHA on its stdout, waits for a second (its program and `hermetic
+/// run` end meanwhile), then reads the terminal and writes back what it
+/// read, marked STOLEN.
 const STDIN_THIEF: &str = "open(my $fh, '+<', '/proc/self/fd/0') or die; \
-    syswrite($fh, \"GOTCHA\\n\"); sleep 1; \
+    syswrite(STDOUT, \"GOTCHA\\n\"); close(STDOUT); sleep 1; \
     while (sysread($fh, my $b, 100)) { syswrite($fh, \"STOLEN:$b\") }";
 
 // Rows "type into the caller's terminal" and the threat model ("must not
@@ -584,7 +584,6 @@ const STDIN_THIEF: &str = "open(my $fh, '+<', '/proc/self/fd/0') or die; \
 /// keeper holds the caller's stdio, `a_kept_sandbox_holds_none_of_the_
 /// callers_stdio`).
 #[test]
-#[ignore = "known limitation (README, \"Requirements and limits\"): a program's background process in a kept sandbox keeps the caller's terminal and reads what is typed after hermetic run ended"]
 fn a_kept_sandbox_cannot_read_what_the_caller_types_after_hermetic_run_ended() {
     let (master, slave) = common::openpty();
     let mut writer = std::fs::File::from(master.try_clone().unwrap());
@@ -594,8 +593,10 @@ fn a_kept_sandbox_cannot_read_what_the_caller_types_after_hermetic_run_ended() {
         "--",
         "sh",
         "-c",
-        // A background job's stdin is /dev/null before its redirections.
-        "exec 3<&0; setsid perl -e \"$1\" <&3 >/dev/null 2>&1 & exit 1",
+        // A background job's stdin is /dev/null before its redirections;
+        // the program ends once the daemon has the terminal open (its
+        // GOTCHA, passed on by head).
+        "exec 3<&0; { setsid perl -e \"$1\" <&3 2>/dev/null & } | head -n 1; exit 1",
         "sh",
         STDIN_THIEF,
     ])

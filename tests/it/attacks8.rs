@@ -117,7 +117,6 @@ fn hermetic_run_s_program_s_children_cannot_leave_the_caller_s_terminal_stopped(
 /// filter refuses `TIOCSWINSZ` on a terminal the sandbox did not make, or
 /// hermetic gives the program a terminal of its own).
 #[test]
-#[ignore = "known limitation (README, \"What is isolated\", the terminal row): TIOCSWINSZ on the inherited terminal sends SIGWINCH to the caller's foreground job outside"]
 fn hermetic_run_s_program_cannot_signal_its_caller_through_sigwinch() {
     let (master, slave) = common::openpty();
     let mut cmd = Command::new("sh");
@@ -217,7 +216,6 @@ fn helper_runs_a_command_remapping_the_interrupt_character() {
 /// running its next command (hermetic run puts the modes back only once
 /// its program ends). What should happen: the script runs on and says END.
 #[test]
-#[ignore = "known limitation (README, \"What is isolated\", the terminal row): hermetic run's program remaps the terminal's interrupt character; a typed line then SIGINTs the caller's script outside"]
 fn hermetic_run_s_program_cannot_have_the_terminal_sigint_its_caller() {
     let mut cmd = Command::new("sh");
     cmd.args([

@@ -56,5 +56,6 @@ mod run_attacks;
 mod runner_mutexes;
 mod runs;
 mod teardown;
+mod terminal;
 mod threads;
 mod users;

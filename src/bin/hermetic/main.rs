@@ -22,14 +22,20 @@
 //! (clap would be a second package, or a build of its own for everyone).
 //! Everything the library does (making the sandbox, starting a program in
 //! it, joining a kept one, keeping one) is the library's; this file reads
-//! arguments, passes on signals and turns the outcome into an exit status.
+//! arguments, passes on signals (`signals`), gives the program a terminal of
+//! its own (`relay`), puts the caller's back (`terminal`), and turns the
+//! outcome into an exit status.
 
 use std::ffi::OsString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lexopt::prelude::*;
+
+mod relay;
+mod signals;
+mod terminal;
 
 const USAGE: &str = "\
 usage: hermetic run [OPTIONS] [--] PROGRAM [ARGS...]
@@ -423,6 +429,11 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
         }
     };
     let terminal = terminal::Saved::now();
+    // Given a terminal, the program gets one of its own, relayed to it.
+    let mut relay = start_relay(&run.program);
+    if let Some(relay) = &relay {
+        run.builder.__program_terminal(relay.stdio());
+    }
     run.builder.__program(program);
     let sandbox = match run.builder.build() {
         Ok(s) => s,
@@ -431,20 +442,31 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
             return Ok(ExitCode::from(FAILED));
         }
     };
+    if let Some(relay) = &mut relay {
+        relay.handed_over();
+    }
     let why = |program: &std::ffi::OsStr| why_hidden(program, run.host.granted(), &run.mounts);
     let code = wait_for_program(&sandbox, &run.program, run.timeout, &why);
+    let mut kept = false;
     if code != 0
-        && let Some(kept) = sandbox.__keep_if_asked("HERMETIC_KEEP is set: the sandbox")
+        && let Some(keeping) = sandbox.__keep_if_asked("HERMETIC_KEEP is set: the sandbox")
     {
-        match kept {
-            Ok(kept) => eprintln!("{kept}, or: hermetic enter {}", sandbox.pid()),
+        match keeping {
+            Ok(message) => {
+                kept = true;
+                eprintln!("{message}, or: hermetic enter {}", sandbox.pid());
+            }
             Err(e) => eprintln!("hermetic: could not keep the sandbox: {e}"),
         }
     }
     // Every process inside has ended (unless the sandbox is kept) before
     // the terminal is put back: one the program left behind could
-    // otherwise change it again after.
+    // otherwise change it again after. The relay has relayed the last of
+    // the program's output by then.
     drop(sandbox);
+    if let Some(relay) = relay {
+        relay.finish(kept);
+    }
     drop(terminal);
     Ok(ExitCode::from(code))
 }
@@ -616,7 +638,18 @@ fn enter(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     let shell = std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into());
     let program = rest.next().unwrap_or(shell);
     let args: Vec<OsString> = rest.collect();
-    let mut cmd = match hermetic::kept_command(pid, &program) {
+    // The caller's terminal, if the program is given one, is as it was
+    // when the program ends, whatever the program did to it.
+    let terminal = terminal::Saved::now();
+    // Given a terminal, the program gets one of its own, relayed to it:
+    // what is left running in the kept sandbox cannot reach the caller's.
+    let mut relay = start_relay(&program);
+    let made = if relay.is_some() {
+        hermetic::__kept_command_on_terminal(pid, &program)
+    } else {
+        hermetic::kept_command(pid, &program)
+    };
+    let mut cmd = match made {
         Ok(cmd) => cmd,
         Err(e) => {
             eprintln!("hermetic: cannot enter the sandbox of {pid}: {e}");
@@ -624,39 +657,70 @@ fn enter(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
         }
     };
     cmd.args(&args);
-    Ok(ExitCode::from(start_and_wait(cmd, &program, None, &|_| {
-        String::new()
-    })))
+    if let Some(relay) = &relay {
+        match relay.stdio_for_command() {
+            Ok([stdin, stdout, stderr]) => {
+                stdin.map(|fd| cmd.stdin(fd));
+                stdout.map(|fd| cmd.stdout(fd));
+                stderr.map(|fd| cmd.stderr(fd));
+            }
+            Err(e) => {
+                eprintln!("hermetic: cannot give the program its terminal: {e}");
+                return Ok(ExitCode::from(FAILED));
+            }
+        }
+    }
+    let code = start_and_wait(cmd, &program, relay.as_mut());
+    // The sandbox lives on, and what runs in it may hold the program's
+    // terminal: what is there now is relayed, and the terminal is gone
+    // with this process.
+    if let Some(relay) = relay {
+        relay.finish(true);
+    }
+    drop(terminal);
+    Ok(ExitCode::from(code))
 }
 
-/// Starts `cmd`, passes signals on to it, waits for it (killing it after
-/// `timeout`), and says what its end means as an exit status.
-/// `why` says why a program that was not found is hidden, if it is.
+/// The program's terminal relay, if this process is given a terminal (a
+/// pseudo-terminal that cannot be made is said, and the program given the
+/// caller's terminal).
+fn start_relay(program: &std::ffi::OsStr) -> Option<relay::Relay> {
+    relay::Relay::start().unwrap_or_else(|e| {
+        eprintln!(
+            "hermetic: no terminal of its own for {} ({e}): it is given yours, whose modes it \
+             may change",
+            program.to_string_lossy()
+        );
+        None
+    })
+}
+
+/// Starts `cmd`, passes signals on to it, waits for it, and says what its
+/// end means as an exit status. Its terminal, if `relay` made it one, is
+/// handed over once it has started.
 fn start_and_wait(
     mut cmd: std::process::Command,
     program: &std::ffi::OsStr,
-    timeout: Option<Duration>,
-    why: &dyn Fn(&std::ffi::OsStr) -> String,
+    relay: Option<&mut relay::Relay>,
 ) -> u8 {
     let name = program.to_string_lossy();
-    // The caller's terminal, if the program is given one, is as it was
-    // when the program ends, whatever the program did to it.
-    let _terminal = terminal::Saved::now();
     // From now on: signals sent before the program runs are passed on
     // once it does.
     signals::catch();
     // The relay in a process group of its own: what the terminal (or a
     // kill of this process's group) sends reaches the program once,
     // through this process.
-    let mut child = match cmd.process_group(0).spawn() {
+    let spawned = cmd.process_group(0).spawn();
+    // Its copies of the program's terminal go, so that the terminal's end
+    // is seen once nothing inside holds it.
+    drop(cmd);
+    if let Some(relay) = relay {
+        relay.handed_over();
+    }
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
-            let why = if e.kind() == std::io::ErrorKind::NotFound {
-                why(program)
-            } else {
-                String::new()
-            };
-            eprintln!("hermetic: cannot start {name}: {e}{why}");
+            eprintln!("hermetic: cannot start {name}: {e}");
             // As a shell says it: not found, or not executable.
             return if e.kind() == std::io::ErrorKind::NotFound {
                 NOT_FOUND
@@ -666,26 +730,6 @@ fn start_and_wait(
         }
     };
     signals::pass_to(child.id());
-    if let Some(limit) = timeout {
-        match wait_at_most(&child, limit) {
-            Ok(true) => {}
-            Ok(false) => {
-                // The relay's death kills the program.
-                let _ = child.kill();
-                let _ = child.wait();
-                eprintln!(
-                    "hermetic: {name} did not end within {limit:?} (--timeout): it was killed"
-                );
-                return TIMED_OUT;
-            }
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                eprintln!("hermetic: waiting for {name}: {e}");
-                return FAILED;
-            }
-        }
-    }
     let status = loop {
         match child.wait() {
             Ok(status) => break status,
@@ -703,33 +747,6 @@ fn start_and_wait(
     }
 }
 
-/// Waits until `child` has ended (true) or `limit` has passed (false),
-/// without reaping it.
-fn wait_at_most(child: &std::process::Child, limit: Duration) -> std::io::Result<bool> {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
-    let pid = rustix::process::Pid::from_child(child);
-    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(false);
-        }
-        let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
-        let timeout = Timespec::try_from(left).unwrap_or(Timespec {
-            tv_sec: i64::MAX,
-            tv_nsec: 0,
-        });
-        match poll(&mut fds, Some(&timeout)) {
-            Ok(0) => {}
-            Ok(_) => return Ok(true),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// The caller's terminal, put back as it was when the program ends.
 /// The program's stdin, when it is a file of the host's.
 mod stdin {
     use std::io;
@@ -777,186 +794,6 @@ mod stdin {
     fn pump(mut file: std::fs::File, write: OwnedFd) {
         let mut pipe = std::fs::File::from(write);
         let _ = io::copy(&mut file, &mut pipe);
-    }
-}
-
-mod terminal {
-    use std::os::fd::BorrowedFd;
-
-    use rustix::termios::{Action, OptionalActions, Termios, tcflow, tcgetattr, tcsetattr};
-
-    /// The modes of the first of fds 0, 1 and 2 that is a terminal, and
-    /// the status flags of the open file of each of them that is one.
-    pub(super) struct Saved {
-        modes: Option<(BorrowedFd<'static>, Termios)>,
-        size: Option<rustix::termios::Winsize>,
-        flags: Vec<(BorrowedFd<'static>, rustix::fs::OFlags)>,
-    }
-
-    impl Saved {
-        pub(super) fn now() -> Saved {
-            use rustix::stdio::{stderr, stdin, stdout};
-            let terminals: Vec<(BorrowedFd<'static>, Termios)> = [stdin(), stdout(), stderr()]
-                .into_iter()
-                .filter_map(|fd| tcgetattr(fd).ok().map(|t| (fd, t)))
-                .collect();
-            Saved {
-                modes: terminals.first().cloned(),
-                size: terminals
-                    .first()
-                    .and_then(|(fd, _)| rustix::termios::tcgetwinsize(fd).ok()),
-                flags: terminals
-                    .iter()
-                    .filter_map(|(fd, _)| rustix::fs::fcntl_getfl(fd).ok().map(|f| (*fd, f)))
-                    .collect(),
-            }
-        }
-    }
-
-    impl Drop for Saved {
-        /// A program may leave the terminal without echo, in raw mode, with
-        /// another size, or with its output suspended (`tcflow(TCOOFF)`),
-        /// which would stop the caller's shell: its modes and size go back,
-        /// and output resumes. Its open files (the caller's shell's,
-        /// shared) get their status flags back: a program that left
-        /// `O_NONBLOCK` on them would have the shell's next read fail with
-        /// `EAGAIN`.
-        fn drop(&mut self) {
-            for (fd, flags) in &self.flags {
-                let _ = rustix::fs::fcntl_setfl(fd, *flags);
-            }
-            if let Some((fd, t)) = &self.modes {
-                // SIGTTOU is blocked meanwhile: a hermetic in a background
-                // job would otherwise be stopped by it, for good.
-                let mut ttou = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-                // SAFETY: sigemptyset writes a whole (empty) sigset_t into
-                // `ttou`, live on this stack.
-                unsafe { libc::sigemptyset(ttou.as_mut_ptr()) };
-                // SAFETY: sigemptyset initialised it.
-                let mut ttou = unsafe { ttou.assume_init() };
-                // SAFETY: adds a valid signal number to an initialised set.
-                unsafe { libc::sigaddset(&mut ttou, libc::SIGTTOU) };
-                let mut before = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-                // SAFETY: reads `ttou` and writes the mask it changes into
-                // `before`, both live on this stack; this thread's mask
-                // alone changes.
-                let blocked =
-                    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &ttou, before.as_mut_ptr()) };
-                let _ = tcflow(fd, Action::OOn);
-                let _ = tcsetattr(fd, OptionalActions::Now, t);
-                // Its size too, if the program changed it (setting it
-                // signals the foreground job, so only then).
-                if let Some(size) = &self.size
-                    && rustix::termios::tcgetwinsize(fd)
-                        .is_ok_and(|now| (now.ws_row, now.ws_col) != (size.ws_row, size.ws_col))
-                {
-                    let _ = rustix::termios::tcsetwinsize(fd, *size);
-                }
-                if blocked == 0 {
-                    // SAFETY: pthread_sigmask succeeded, so `before` holds
-                    // the mask it replaced: put back, from a live set.
-                    unsafe {
-                        libc::pthread_sigmask(
-                            libc::SIG_SETMASK,
-                            before.as_ptr(),
-                            std::ptr::null_mut(),
-                        )
-                    };
-                }
-            }
-        }
-    }
-}
-
-/// Passing on the signals a caller sends to stop or poke the program.
-mod signals {
-    use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-
-    /// The signals `hermetic run` and `enter` pass on to the program.
-    const PASSED_ON: [libc::c_int; 7] = [
-        libc::SIGINT,
-        libc::SIGTERM,
-        libc::SIGHUP,
-        libc::SIGQUIT,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-        libc::SIGWINCH,
-    ];
-
-    /// The child signals go on to (the program's relay, which passes them
-    /// on inside).
-    static CHILD: AtomicI32 = AtomicI32::new(0);
-    /// Or the control channel of the sandbox whose init process started
-    /// the program (see `Sandbox::__signal_program`).
-    static CONTROL: AtomicI32 = AtomicI32::new(-1);
-    /// Signals that came before there was a child to pass them to, by bit.
-    static PENDING: AtomicU64 = AtomicU64::new(0);
-
-    extern "C" fn pass_on(sig: libc::c_int) {
-        let control = CONTROL.load(Ordering::SeqCst);
-        if control >= 0 {
-            // One write of two bytes: async-signal-safe.
-            hermetic::Sandbox::__signal_program(control, sig);
-            return;
-        }
-        let pid = CHILD.load(Ordering::SeqCst);
-        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-            // A system call of its own (rustix's): async-signal-safe, and
-            // it writes no errno under the code this handler interrupted.
-            send(pid, sig);
-        } else {
-            PENDING.fetch_or(1 << sig, Ordering::SeqCst);
-        }
-    }
-
-    /// Sends `sig`, one of [`PASSED_ON`], to our child `pid`.
-    fn send(pid: rustix::process::Pid, sig: libc::c_int) {
-        if let Some(sig) = rustix::process::Signal::from_named_raw(sig) {
-            let _ = rustix::process::kill_process(pid, sig);
-        }
-    }
-
-    /// Catches the signals to pass on; until [`pass_to`] names the child,
-    /// they are kept.
-    pub(super) fn catch() {
-        for sig in PASSED_ON {
-            // SAFETY: `sigaction` is plain data (integers, a handler
-            // address and a signal set), valid all zeroes (an empty mask).
-            let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-            action.sa_sigaction = pass_on as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            action.sa_flags = libc::SA_RESTART;
-            // SAFETY: installs a handler that only calls kill or sets a
-            // bit, both async-signal-safe; `action` lives for the call.
-            unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) };
-        }
-    }
-
-    /// From now on signals go to the program the sandbox's init process
-    /// started, through its control channel `fd`, and those that came
-    /// before too.
-    pub(super) fn pass_to_program(fd: std::os::fd::RawFd) {
-        CONTROL.store(fd, Ordering::SeqCst);
-        let pending = PENDING.swap(0, Ordering::SeqCst);
-        for sig in PASSED_ON {
-            if pending & (1 << sig) != 0 {
-                hermetic::Sandbox::__signal_program(fd, sig);
-            }
-        }
-    }
-
-    /// From now on signals go to `pid`, and those that came before too.
-    /// The program is in the sandbox's session, so a terminal's signals
-    /// (Ctrl-C) reach it only this way.
-    pub(super) fn pass_to(pid: u32) {
-        CHILD.store(pid as i32, Ordering::SeqCst);
-        let pending = PENDING.swap(0, Ordering::SeqCst);
-        for sig in PASSED_ON {
-            if pending & (1 << sig) != 0
-                && let Some(pid) = rustix::process::Pid::from_raw(pid as i32)
-            {
-                send(pid, sig);
-            }
-        }
     }
 }
 

@@ -1,0 +1,444 @@
+//! A terminal of the program's own: when `hermetic run` is given a
+//! terminal, its program gets a new pseudo-terminal instead, whose other
+//! side this process relays to the caller's.
+//!
+//! Why: a program handed the caller's terminal itself could change it
+//! for the caller. Its modes are the terminal's, not the program's: a
+//! program that remapped the interrupt character (`stty intr a`) had an
+//! ordinary `a` typed afterwards send `SIGINT` to the caller's foreground
+//! job (the caller's script, `cargo`), outside; a size it set sent
+//! `SIGWINCH` there. On a terminal of its own the program may do anything
+//! to its terminal (modes, size, flow control, `TIOCSTI` where the filter
+//! did not refuse it): it reaches the sandbox's foreground job only. And
+//! it leads a session whose controlling terminal that is (see
+//! `wire::ARG_TERMINAL`): a shell inside has job control.
+//!
+//! The caller's terminal is put in raw mode for the program's lifetime
+//! (what is typed goes to the program's terminal as it is, which echoes
+//! and edits it as its modes say), except that it keeps generating the
+//! caller's signals when the program's terminal does (`ISIG`): Ctrl-C
+//! interrupts the caller's foreground job (`cargo`, a script, this
+//! process) as before, and this process types the program's interrupt
+//! character into the program's terminal, which interrupts the sandbox's
+//! foreground job. A program that turns its terminal's signals off (an
+//! editor in raw mode) gets Ctrl-C as a byte, as it would outside. Ctrl-Z
+//! stops this process as before (the program runs on); when continued,
+//! the caller's terminal is put back in the relay's mode.
+//!
+//! The relay is one thread: it copies what is typed to the program's
+//! terminal and what the program writes to the caller's, passes on a
+//! resize, and ends when the program's terminal has no other side left
+//! (every process of the sandbox gone), after the last byte.
+
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::io::Errno;
+use rustix::termios::{LocalModes, OptionalActions, SpecialCodeIndex, Termios};
+
+/// What the relay's wake pipe carries besides signal numbers: the program
+/// has ended and every process of the sandbox with it (relay what is left,
+/// then end), or the sandbox is kept (relay what is there now, then end).
+const FINISH: u8 = 0xFF;
+const FINISH_KEPT: u8 = 0xFE;
+
+/// How long the relay waits, once told to finish, for the program's
+/// terminal to say it has no other side left: the sandbox is gone by
+/// then, so this bounds a case that should not happen.
+const FINISH_WITHIN: Duration = Duration::from_secs(2);
+
+/// With the sandbox kept, the program's terminal is relayed until it has
+/// been this long without output.
+const KEPT_QUIET: Duration = Duration::from_millis(100);
+
+/// The relay: its thread, and what it needs until the program has its
+/// terminal.
+pub(super) struct Relay {
+    /// The program's side, until the sandbox is built (the init process
+    /// then holds it).
+    slave: Option<OwnedFd>,
+    /// The program's fds 0 to 2: the slave where the caller's is a
+    /// terminal.
+    stdio: [RawFd; 3],
+    /// Writes to the relay's wake pipe.
+    tell: OwnedFd,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    /// A pseudo-terminal for the program if any of this process's fds 0
+    /// to 2 is a terminal (`Ok(None)` if none is), made like the first of
+    /// them (modes and size), and the relay's thread started. `Err`: no
+    /// pseudo-terminal could be made here.
+    pub(super) fn start() -> std::io::Result<Option<Relay>> {
+        use rustix::stdio::{stderr, stdin, stdout};
+        let fds = [stdin(), stdout(), stderr()];
+        let is_terminal = fds.map(rustix::termios::isatty);
+        let Some(first) = (0..3).find(|&i| is_terminal[i]) else {
+            return Ok(None);
+        };
+        let outer = fds[first];
+        let modes = rustix::termios::tcgetattr(outer)?;
+        let size = rustix::termios::tcgetwinsize(outer).ok();
+        use rustix::pty::OpenptFlags;
+        let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+        let master = rustix::pty::openpt(flags)?;
+        rustix::pty::grantpt(&master)?;
+        rustix::pty::unlockpt(&master)?;
+        let slave = rustix::pty::ioctl_tiocgptpeer(&master, flags)?;
+        rustix::termios::tcsetattr(&slave, OptionalActions::Now, &modes)?;
+        if let Some(size) = size {
+            rustix::termios::tcsetwinsize(&slave, size)?;
+        }
+        rustix::fs::fcntl_setfl(&master, rustix::fs::OFlags::NONBLOCK)?;
+        let (wake, tell) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        rustix::fs::fcntl_setfl(&tell, rustix::fs::OFlags::NONBLOCK)?;
+        let signals = rustix::io::fcntl_dupfd_cloexec(&tell, 3)?;
+        // What is typed is relayed if stdin is a terminal; what the program
+        // writes goes to the first of stdout and stderr that is one (else
+        // to stdin's terminal: its echo).
+        let input = is_terminal[0].then_some(fds[0]);
+        let output = [1, 2, 0]
+            .into_iter()
+            .find(|&i| is_terminal[i])
+            .map_or(outer, |i| fds[i]);
+        let mut relay = Serve {
+            master,
+            wake,
+            input,
+            output,
+            raw: input.map(|fd| (fd, raw_like(&modes))),
+            isig: modes.local_modes.contains(LocalModes::ISIG),
+            pending: Vec::new(),
+            finish: None,
+        };
+        relay.set_caller_s_modes();
+        let stdio = std::array::from_fn(|i| {
+            if is_terminal[i] {
+                slave.as_raw_fd()
+            } else {
+                i as RawFd
+            }
+        });
+        let thread = hermetic_thread(move || relay.serve())?;
+        super::signals::to_relay(signals);
+        Ok(Some(Relay {
+            slave: Some(slave),
+            stdio,
+            tell,
+            thread: Some(thread),
+        }))
+    }
+
+    /// The fds the program gets as its 0 to 2.
+    pub(super) fn stdio(&self) -> [RawFd; 3] {
+        self.stdio
+    }
+
+    /// The program's stdin, stdout and stderr for a `Command`: its
+    /// terminal where this process's is one (inherited elsewhere).
+    pub(super) fn stdio_for_command(&self) -> std::io::Result<[Option<OwnedFd>; 3]> {
+        let mut fds = [None, None, None];
+        if let Some(slave) = &self.slave {
+            for (i, fd) in fds.iter_mut().enumerate() {
+                if self.stdio[i] == slave.as_raw_fd() {
+                    *fd = Some(slave.try_clone()?);
+                }
+            }
+        }
+        Ok(fds)
+    }
+
+    /// The sandbox is built: its init process holds the program's
+    /// terminal, this process no longer does (so that the terminal's end
+    /// is seen once every process inside is gone).
+    pub(super) fn handed_over(&mut self) {
+        self.slave = None;
+    }
+
+    /// Relays what is left (all of it: every process of the sandbox has
+    /// ended; or, `kept`, what is there now, the sandbox's processes
+    /// living on) and waits for the relay to end.
+    pub(super) fn finish(mut self, kept: bool) {
+        self.end(kept);
+    }
+
+    fn end(&mut self, kept: bool) {
+        self.slave = None;
+        let _ = rustix::io::write(&self.tell, &[if kept { FINISH_KEPT } else { FINISH }]);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Relay {
+    /// A relay not finished (`hermetic run` failed before its program
+    /// ran): it ends with what there is.
+    fn drop(&mut self) {
+        self.end(false);
+    }
+}
+
+/// Starts `f` on a thread of its own with every signal blocked: signals
+/// are this process's main thread's (and the handlers' writes come here
+/// as bytes).
+fn hermetic_thread(
+    f: impl FnOnce() + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    let mut before = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigfillset writes a whole sigset_t into `all`, live here.
+    unsafe { libc::sigfillset(all.as_mut_ptr()) };
+    // SAFETY: `all` was filled; `before` receives this thread's mask.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), before.as_mut_ptr()) };
+    let thread = std::thread::Builder::new()
+        .name("hermetic-terminal".into())
+        .spawn(f);
+    // SAFETY: pthread_sigmask wrote `before`: this thread's mask is put
+    // back (the new thread keeps the full one it started with).
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, before.as_ptr(), std::ptr::null_mut()) };
+    thread
+}
+
+/// The caller's terminal as the relay has it: `modes` in raw mode
+/// (`cfmakeraw`) for what is typed, its output processed as before; its
+/// signals generated when the program's terminal generates them (see the
+/// module's docs).
+fn raw_like(modes: &Termios) -> Termios {
+    let mut raw = modes.clone();
+    raw.make_raw();
+    // Output as the caller had it: the program's terminal has processed
+    // what it wrote already (a newline is a carriage return and a line
+    // feed by then, which the caller's changes no further), and
+    // hermetic's own messages come out as anywhere else.
+    raw.output_modes = modes.output_modes;
+    raw
+}
+
+/// The relay's thread and its state.
+struct Serve {
+    /// The caller's side of the program's terminal (non-blocking).
+    master: OwnedFd,
+    /// Signal numbers and [`FINISH`]es.
+    wake: OwnedFd,
+    /// The caller's terminal, if what is typed there is relayed.
+    input: Option<BorrowedFd<'static>>,
+    /// Where the program's output goes.
+    output: BorrowedFd<'static>,
+    /// The caller's terminal (stdin) and its relay mode, without `ISIG`.
+    raw: Option<(BorrowedFd<'static>, Termios)>,
+    /// Whether the caller's terminal generates signals now (as the
+    /// program's does).
+    isig: bool,
+    /// Typed, not yet taken by the program's terminal.
+    pending: Vec<u8>,
+    /// Told to finish: when, and whether the sandbox is kept.
+    finish: Option<(Instant, bool)>,
+}
+
+impl Serve {
+    fn serve(&mut self) {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let typing = self
+                .input
+                .filter(|_| self.pending.is_empty() && self.finish.is_none());
+            let mut master_events = PollFlags::IN;
+            if !self.pending.is_empty() {
+                master_events |= PollFlags::OUT;
+            }
+            let mut fds = vec![
+                PollFd::new(&self.wake, PollFlags::IN),
+                PollFd::new(&self.master, master_events),
+            ];
+            if let Some(input) = &typing {
+                fds.push(PollFd::new(input, PollFlags::IN));
+            }
+            let timeout = match self.finish {
+                None => None,
+                // Kept: until the program's terminal has been quiet for a
+                // moment (what the program wrote last may still be on its
+                // way through the terminal's buffers).
+                Some((_, true)) => Timespec::try_from(KEPT_QUIET).ok(),
+                Some((since, false)) => {
+                    let left = FINISH_WITHIN.saturating_sub(since.elapsed());
+                    if left.is_zero() {
+                        return;
+                    }
+                    Timespec::try_from(left).ok()
+                }
+            };
+            match poll(&mut fds, timeout.as_ref()) {
+                Ok(0) if self.finish.is_some_and(|(_, kept)| kept) => {
+                    // Kept: what was there has been relayed.
+                    return;
+                }
+                Ok(_) => {}
+                Err(Errno::INTR) => continue,
+                Err(_) => return,
+            }
+            let ready: Vec<PollFlags> = fds.iter().map(PollFd::revents).collect();
+            drop(fds);
+            if !ready[0].is_empty() {
+                self.woken(&mut buf);
+            }
+            if ready[1].intersects(PollFlags::OUT) {
+                self.type_pending();
+            }
+            if ready[1].intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR)
+                && !self.relay_output(&mut buf)
+            {
+                // The program's terminal has no other side left: every
+                // process inside is gone, and all it wrote relayed.
+                return;
+            }
+            if ready.get(2).is_some_and(|r| !r.is_empty()) {
+                self.take_typed(&mut buf);
+            }
+            self.follow_program_s_signals();
+        }
+    }
+
+    /// Reads the wake pipe: signals to pass on, or the word to finish.
+    fn woken(&mut self, buf: &mut [u8]) {
+        let Ok(n) = rustix::io::read(&self.wake, &mut *buf) else {
+            return;
+        };
+        for &byte in &buf[..n] {
+            match byte {
+                FINISH => self.finish = Some((Instant::now(), false)),
+                FINISH_KEPT => self.finish = Some((Instant::now(), true)),
+                b if i32::from(b) == libc::SIGINT => {
+                    self.signal(libc::SIGINT, SpecialCodeIndex::VINTR)
+                }
+                b if i32::from(b) == libc::SIGQUIT => {
+                    self.signal(libc::SIGQUIT, SpecialCodeIndex::VQUIT);
+                }
+                b if i32::from(b) == libc::SIGWINCH => self.resize(),
+                b if i32::from(b) == libc::SIGCONT => {
+                    // Back from a stop: the caller's shell may have put
+                    // its own modes on the terminal meanwhile.
+                    self.set_caller_s_modes();
+                    self.resize();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// `sig` (an interrupt or a quit) came: typed into the program's
+    /// terminal as its character `which`, so that it reaches the
+    /// sandbox's foreground job as a typed one would (or, where the
+    /// program's terminal generates no signals, the program reads it).
+    /// Before the program has its terminal, or where that character is
+    /// off, the signal goes to the program itself.
+    fn signal(&mut self, sig: libc::c_int, which: SpecialCodeIndex) {
+        let foreground = rustix::termios::tcgetpgrp(&self.master).is_ok();
+        let code = rustix::termios::tcgetattr(&self.master)
+            .ok()
+            .map(|t| t.special_codes[which])
+            .filter(|&c| c != 0);
+        match code {
+            Some(c) if foreground => self.pending.push(c),
+            _ => super::signals::deliver(sig),
+        }
+    }
+
+    /// The caller's terminal's size, given to the program's (whose
+    /// foreground job the kernel sends `SIGWINCH`).
+    fn resize(&self) {
+        let caller = self.raw.as_ref().map_or(self.output, |(fd, _)| *fd);
+        if let Ok(size) = rustix::termios::tcgetwinsize(caller) {
+            let _ = rustix::termios::tcsetwinsize(&self.master, size);
+        }
+    }
+
+    /// Puts the caller's terminal in the relay's mode, generating signals
+    /// as the program's terminal does (`self.isig`).
+    fn set_caller_s_modes(&self) {
+        if let Some((fd, raw)) = &self.raw {
+            let mut modes = raw.clone();
+            modes.local_modes.set(LocalModes::ISIG, self.isig);
+            let _ = rustix::termios::tcsetattr(fd, OptionalActions::Now, &modes);
+        }
+    }
+
+    /// The caller's terminal generates signals when, and only when, the
+    /// program's does: an editor in raw mode gets Ctrl-C as a byte.
+    fn follow_program_s_signals(&mut self) {
+        if self.raw.is_none() {
+            return;
+        }
+        let Ok(program_s) = rustix::termios::tcgetattr(&self.master) else {
+            return;
+        };
+        let isig = program_s.local_modes.contains(LocalModes::ISIG);
+        if isig != self.isig {
+            self.isig = isig;
+            self.set_caller_s_modes();
+        }
+    }
+
+    /// Writes what was typed to the program's terminal, as much as it
+    /// takes now.
+    fn type_pending(&mut self) {
+        match rustix::io::write(&self.master, &self.pending) {
+            Ok(n) => {
+                self.pending.drain(..n);
+            }
+            Err(Errno::AGAIN | Errno::INTR) => {}
+            // The program's terminal is gone: nothing more to type.
+            Err(_) => self.pending.clear(),
+        }
+    }
+
+    /// Reads what was typed on the caller's terminal; nothing more is read
+    /// once it is gone.
+    fn take_typed(&mut self, buf: &mut [u8]) {
+        let Some(input) = self.input else {
+            return;
+        };
+        match rustix::io::read(input, &mut *buf) {
+            Ok(0) => self.input = None,
+            Ok(n) => {
+                self.pending.extend_from_slice(&buf[..n]);
+                self.type_pending();
+            }
+            Err(Errno::AGAIN | Errno::INTR) => {}
+            Err(_) => self.input = None,
+        }
+    }
+
+    /// Relays what the program wrote; false once its terminal has no
+    /// other side left and nothing more to read.
+    fn relay_output(&mut self, buf: &mut [u8]) -> bool {
+        loop {
+            match rustix::io::read(&self.master, &mut *buf) {
+                Ok(0) => return false,
+                Ok(n) => write_all(self.output, &buf[..n]),
+                Err(Errno::AGAIN) => return true,
+                Err(Errno::INTR) => {}
+                // EIO: no process holds the other side any more.
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// Writes all of `bytes` to the caller's terminal (waiting while it takes
+/// none); drops what it refuses.
+fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        match rustix::io::write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => {
+                let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+                let _ = poll(&mut fds, None);
+            }
+            Err(_) => return,
+        }
+    }
+}
