@@ -105,17 +105,20 @@ stays outside, where it would be a way out of the sandbox. A file on stdin
 (`<file`) arrives as a pipe that hermetic fills from it, a directory as
 /dev/null, so that PROGRAM cannot reopen the host's file for writing.
 
-The terminal is kept safe: PROGRAM runs in the sandbox's session (in a
-process group of its own), with no controlling terminal, so `kill 0` inside
-reaches only the sandbox, and a
-seccomp filter refuses the ioctls that type into or read from a terminal
-(TIOCSTI, TIOCLINUX), as well as keyctl, add_key and request_key. It still
-reads and writes the terminal as its stdio: an interactive shell works,
-without job control. Like any program given a terminal, it reads what is
-typed there and may change its modes and size (a size change signals the
-foreground job, SIGWINCH); hermetic puts the modes back, and resumes
-suspended output, when it ends. Give it no terminal (</dev/null, a pipe)
-where that matters.
+The terminal is kept safe: PROGRAM runs in a session of the sandbox's,
+so `kill 0` inside reaches only the sandbox, and a seccomp filter refuses
+the ioctls that type into or read from a terminal (TIOCSTI, TIOCLINUX),
+as well as keyctl, add_key and request_key. Given a terminal (as stdin,
+stdout or stderr), PROGRAM gets a pseudo-terminal of its own instead,
+made like yours (modes, size), which hermetic relays to yours: it leads a
+session on it (a shell there has job control), and what it does to its
+terminal (modes, interrupt character, size) stays there. Your terminal is
+in raw mode meanwhile, generating signals when PROGRAM's does: Ctrl-C
+interrupts your job as before and is typed into PROGRAM's terminal (a
+raw-mode program reads it as a byte); Ctrl-Z stops hermetic, PROGRAM
+runs on. When PROGRAM ends, hermetic relays the last of its output, then
+puts your terminal's modes and size back; what is left running in a kept
+sandbox (HERMETIC_KEEP) holds a terminal with no other side.
 
 Environment:
   HERMETIC_KEEP=1       a failing PROGRAM's sandbox is kept (hermetic enter)
@@ -149,7 +152,9 @@ usage: hermetic enter PID [--] [PROGRAM [ARGS...]]
 
 Runs PROGRAM (default: $SHELL, else /bin/sh) inside the kept sandbox whose
 init process (or keeper) is PID, as the message of a kept sandbox names it
-(HERMETIC_KEEP=1, or Sandbox::keep). Signals are passed on as by `run`.
+(HERMETIC_KEEP=1, or Sandbox::keep). Signals are passed on as by `run`,
+and given a terminal, PROGRAM gets one of its own as under `run`: what is
+left running in the sandbox cannot read what you type once you have left.
 
 Exit status: PROGRAM's own, or 128+N if a signal N killed it; 2 if the
 command line is wrong; 125 if the sandbox could not be entered; 126 or 127
