@@ -771,14 +771,19 @@ impl Sandbox {
         let reaped = sys::reap(self.init_pid);
         // Mark as done so Drop does not try again.
         self.init_pid = 0;
-        if let Some(held) = mount_ns {
-            reclaim::let_go(held);
-        }
         // Every process of the sandbox is gone: what its overlays wrote on
-        // disk goes too. Their mount namespace may outlive them a moment
-        // (on the reclaim thread), but nothing can reach it any more: its
-        // one other holder was that fd, and a volatile overlay writes
-        // nothing to its layers as it is unmounted.
+        // disk goes too, emptied directories to the pool for the next
+        // sandboxes. So their mounts go first, here: a directory another
+        // sandbox takes from the pool must be no overlay's layer any more
+        // (the kernel would warn of two overlays sharing it). A sandbox
+        // without layers on disk leaves that to the reclaim thread.
+        if let Some(held) = mount_ns {
+            if self.disk_layers.is_some() {
+                drop(held);
+            } else {
+                reclaim::let_go(held);
+            }
+        }
         drop(self.disk_layers.take());
         match (killed, reaped) {
             (Err(errno), _) if errno != libc::ESRCH => Err(Error::sys(

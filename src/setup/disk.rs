@@ -27,7 +27,7 @@
 //! every layer in memory.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Filesystems an upper layer may lie on, by their `statfs` magic: ext2/3/4,
 /// XFS and btrfs (whose directories have sizes of their own kind).
@@ -39,7 +39,18 @@ const DISK_FILESYSTEMS: [i64; 3] = [0xEF53, 0x5846_5342, 0x9123_683E];
 pub(crate) struct DiskBase {
     pub(crate) dir: PathBuf,
     fs_type: i64,
+    /// `BASE/pool`, if it could be made: see [`DiskBase::claim`].
+    pool: Option<PathBuf>,
+    /// About how many directories the pool holds (as last read, and
+    /// changed since by this process).
+    pooled: AtomicUsize,
 }
+
+/// The pool of emptied layer directories, in the base.
+const POOL: &str = "pool";
+/// At most about this many directories wait in the pool (each process
+/// counts what it read there last, and what it has added since).
+const POOL_MAX: usize = 32;
 
 /// The base for this process, made (and swept of what killed processes
 /// left) at its first use; `None` where layers stay in memory.
@@ -133,7 +144,23 @@ fn open_base(parent: &Path, uid: u32) -> Option<DiskBase> {
     if rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK).is_err() {
         return None;
     }
-    Some(DiskBase { dir, fs_type })
+    let pool = dir.join(POOL);
+    let pool = match std::fs::DirBuilder::new().mode(0o700).create(&pool) {
+        Ok(()) => Some(pool),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Within the base, which is the caller's alone: the caller's.
+            std::fs::symlink_metadata(&pool)
+                .is_ok_and(|m| m.is_dir())
+                .then_some(pool)
+        }
+        Err(_) => None,
+    };
+    Some(DiskBase {
+        dir,
+        fs_type,
+        pool,
+        pooled: AtomicUsize::new(0),
+    })
 }
 
 /// The `statfs` magic of the filesystem `path` lies on.
@@ -153,6 +180,96 @@ impl DiskBase {
             && fs_type(root) == Some(self.fs_type)
     }
 
+    /// Moves an emptied directory of the pool onto each of `targets` (in
+    /// the base), as far as the pool has some; says which. A directory
+    /// from the pool saves making one now and removing one later: on a
+    /// filesystem mounted with `discard` and no journal (ext4 here), each
+    /// removal of a directory waits for the discard of its block, about
+    /// 0.2 ms. Only empty directories of this user's, with no overlay's
+    /// marks, and no longer any overlay's layer (their sandbox's mounts
+    /// were taken down first), are put there ([`DiskLayers`]'s drop).
+    pub(crate) fn claim(&self, targets: &[PathBuf]) -> Vec<bool> {
+        let mut claimed = vec![false; targets.len()];
+        let Some(pool) = &self.pool else {
+            return claimed;
+        };
+        let Ok(entries) = std::fs::read_dir(pool) else {
+            return claimed;
+        };
+        let mut names: Vec<std::ffi::OsString> = entries
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect();
+        let there = names.len();
+        let mut taken = 0;
+        for (target, claimed) in targets.iter().zip(&mut claimed) {
+            // Another process may take a name first: the next one, then.
+            while let Some(name) = names.pop() {
+                if rustix::fs::rename(pool.join(&name), target).is_ok() {
+                    *claimed = true;
+                    taken += 1;
+                    break;
+                }
+            }
+        }
+        self.pooled
+            .store(there.saturating_sub(taken), Ordering::Relaxed);
+        claimed
+    }
+
+    /// Removes directories of the pool beyond `keep`: each sandbox
+    /// brings back more than it takes (its overlays' `work` and marks,
+    /// which the kernel makes anew at each mount), and the excess is
+    /// removed while the init process sets the next sandbox up, out of
+    /// that sandbox's way.
+    fn trim(&self, keep: usize) {
+        let Some(pool) = &self.pool else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(pool) else {
+            return;
+        };
+        let names: Vec<std::ffi::OsString> = entries
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect();
+        let mut left = names.len();
+        for name in names {
+            if left <= keep {
+                break;
+            }
+            let path = pool.join(&name);
+            // Another process may have taken it meanwhile.
+            match std::fs::remove_dir(&path) {
+                Ok(()) => left -= 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => left -= 1,
+                Err(_) => {
+                    remove_tree(&path);
+                    left -= 1;
+                }
+            }
+        }
+        self.pooled.store(left, Ordering::Relaxed);
+    }
+
+    /// Puts the empty directory `dir` of the base in the pool, named
+    /// `name` there (unique: a sandbox's prefix and what it was), or
+    /// removes it if the pool is full (or cannot be had).
+    fn give_back(&self, dir: &Path, name: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let room = self.pooled.load(Ordering::Relaxed) < POOL_MAX;
+        if let (Some(pool), true) = (&self.pool, room) {
+            // A plain mode, whatever it had (an overlay's marks are made
+            // with mode 0), so that anyone taking it can use it as it is.
+            let plain = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+            if plain.is_ok() && rustix::fs::rename(dir, pool.join(name)).is_ok() {
+                self.pooled.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        if std::fs::remove_dir(dir).is_err() {
+            remove_tree(dir);
+        }
+    }
+
     /// A fresh name for one sandbox's layers, and its lock, held: by
     /// this process, and by the sandbox's init process once it has its
     /// copy (see [`DiskLayers`]). `None` if the lock cannot be made (then
@@ -169,7 +286,8 @@ impl DiskBase {
         let prefix = format!("{}.{random:016x}.{n}", std::process::id());
         let lock = self.made_locked(&format!("{prefix}.lock")).ok()?;
         Some(DiskLayers {
-            base: &self.dir,
+            home: self,
+            overlays: AtomicUsize::new(0),
             prefix,
             lock,
             armed: true,
@@ -228,7 +346,9 @@ pub(crate) fn own_trees() -> Vec<PathBuf> {
 /// directory per sandbox: two operations on disk fewer.
 #[derive(Debug)]
 pub(crate) struct DiskLayers {
-    base: &'static Path,
+    home: &'static DiskBase,
+    /// How many overlays have their layers here (each asked the pool once).
+    overlays: AtomicUsize,
     prefix: String,
     /// `PREFIX.lock`, locked: while it is, the layers are in use. The init
     /// process holds a copy ([`wire::LAYER_LOCK_FD`]), so the lock lasts
@@ -249,12 +369,12 @@ impl DiskLayers {
 
     /// The path of this sandbox's layer directory `name` (`u0`, `w0`...).
     pub(crate) fn path(&self, name: &str) -> PathBuf {
-        self.base.join(format!("{}.{name}", self.prefix))
+        self.home.dir.join(format!("{}.{name}", self.prefix))
     }
 
     /// This sandbox's entries in the base, with the part after the prefix.
     fn entries(&self) -> Vec<(PathBuf, String)> {
-        let Ok(dir) = std::fs::read_dir(self.base) else {
+        let Ok(dir) = std::fs::read_dir(&self.home.dir) else {
             return Vec::new();
         };
         let prefix = format!("{}.", self.prefix);
@@ -282,8 +402,27 @@ impl DiskLayers {
     pub(crate) fn shed_markers(&self) {
         for (path, rest) in self.entries() {
             if rest.starts_with('w') {
-                remove_marker(&path);
+                let name = format!("{}.{rest}", self.prefix);
+                shed_marker(self.home, &path, &name);
             }
+        }
+    }
+
+    /// Which of this sandbox's layer directories (`u0`, `w0`... in the
+    /// base) came from the pool ([`DiskBase::claim`]), for `names`.
+    pub(crate) fn claim(&self, names: &[&str]) -> Vec<bool> {
+        self.overlays.fetch_add(1, Ordering::Relaxed);
+        let targets: Vec<PathBuf> = names.iter().map(|n| self.path(n)).collect();
+        self.home.claim(&targets)
+    }
+
+    /// Makes room in the pool for what this sandbox will bring back (five
+    /// directories an overlay): called while its init process sets up,
+    /// which the calling thread only waits for.
+    pub(crate) fn trim_pool(&self) {
+        let bringing = 5 * self.overlays.load(Ordering::Relaxed);
+        if bringing > 0 {
+            self.home.trim(POOL_MAX.saturating_sub(bringing));
         }
     }
 
@@ -295,12 +434,123 @@ impl DiskLayers {
 }
 
 impl Drop for DiskLayers {
+    /// Its layers go: emptied directories to the pool, the rest removed.
+    /// The sandbox's mounts must be gone (see `Sandbox`'s teardown): a
+    /// directory still an overlay's layer, taken from the pool by another
+    /// sandbox, would be two overlays' at once.
     fn drop(&mut self) {
         if !self.armed {
             return;
         }
-        remove_layers(self.entries());
+        let mut entries = self.entries();
+        entries.sort_by_key(|(_, rest)| rest == "lock");
+        for (path, rest) in entries {
+            let name = format!("{}.{rest}", self.prefix);
+            let done = match rest.chars().next() {
+                Some('u') if is_empty_layer(&path) => {
+                    self.home.give_back(&path, &name);
+                    true
+                }
+                Some('w') => {
+                    // As a volatile mount leaves it: `work`, emptied, and
+                    // its marks unless shed already.
+                    let work = path.join("work");
+                    let _ = shed_marker(self.home, &path, &format!("{name}.m"));
+                    if is_empty_layer(&work) {
+                        self.home.give_back(&work, &format!("{name}.work"));
+                    }
+                    if is_empty_layer(&path) {
+                        self.home.give_back(&path, &name);
+                        true
+                    } else {
+                        false
+                    }
+                }
+                _ => false,
+            };
+            if !done {
+                remove_layers(vec![(path, rest)]);
+            }
+        }
     }
+}
+
+/// Whether `dir` is a directory (not a link) that holds nothing and
+/// carries no extended attribute but a security module's and the
+/// overlay's own marks (`*.overlay.*`: its uuid, which it sets on every
+/// upper layer's root, impure, opaque), which are taken off: as good as a
+/// new one for a layer. An upper layer's root also carries what the
+/// sandbox set on its overlay's root (a `user.` attribute): the next
+/// sandbox must not see it, so such a directory is not reused.
+fn is_empty_layer(dir: &Path) -> bool {
+    use rustix::fs::{Mode, OFlags};
+    let Ok(fd) = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
+    let mut names = [0u8; 1024];
+    // More names than fit: not a plain directory.
+    let Ok(n) = rustix::fs::flistxattr(&fd, &mut names) else {
+        return false;
+    };
+    let names = || {
+        names[..n]
+            .split(|&b| b == 0)
+            .filter(|name| !name.is_empty())
+    };
+    let overlay_s = |name: &[u8]| name.windows(9).any(|w| w == b".overlay.");
+    if names().any(|name| !name.starts_with(b"security.") && !overlay_s(name)) {
+        return false;
+    }
+    for name in names().filter(|name| overlay_s(name)) {
+        if rustix::fs::fremovexattr(&fd, name).is_err() {
+            return false;
+        }
+    }
+    let Ok(entries) = rustix::fs::Dir::read_from(&fd) else {
+        return false;
+    };
+    entries
+        .filter_map(Result::ok)
+        .all(|e| e.file_name() == c"." || e.file_name() == c"..")
+}
+
+/// Sheds the mark a volatile overlay leaves in its work directory `w`
+/// (see [`remove_marker`]) while the sandbox lives: the file goes, its
+/// two directories go to the pool (as `name.v`, `name.i`) or are removed.
+/// True once the mark is gone.
+fn shed_marker(home: &DiskBase, w: &Path, name: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let work = w.join("work");
+    let incompat = work.join("incompat");
+    let volatile = incompat.join("volatile");
+    let file = volatile.join("dirty");
+    let gone = |r: std::io::Result<()>| match r {
+        Ok(()) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
+    let mut unlinked = gone(std::fs::remove_file(&file));
+    if !unlinked {
+        // Made with mode 0 by the kernel: without a capability over them
+        // (rootless) the caller opens them up first.
+        for dir in [&work, &incompat, &volatile] {
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+        unlinked = gone(std::fs::remove_file(&file));
+    }
+    if !unlinked {
+        return false;
+    }
+    if volatile.exists() {
+        home.give_back(&volatile, &format!("{name}.v"));
+    }
+    if incompat.exists() {
+        home.give_back(&incompat, &format!("{name}.i"));
+    }
+    !incompat.exists()
 }
 
 /// Removes one sandbox's `entries` (path, and what follows its prefix),

@@ -1164,7 +1164,13 @@ fn overlay_steps(
         }
         let upper = CString::new(format!("/tmp/layers/u{i}")).expect("no NUL in the name");
         let work = CString::new(format!("/tmp/layers/w{i}")).expect("no NUL in the name");
-        steps.extend(layer_dirs(path, *mode, upper, work, "hidden below /tmp"));
+        steps.extend(layer_dirs(
+            path,
+            *mode,
+            (upper, work),
+            "hidden below /tmp",
+            [false; 2],
+        ));
     }
     // The sandbox's own /tmp and /var/tmp, bound later (see own_tmp_dir).
     for target in [c"/tmp", c"/var/tmp"]
@@ -1203,32 +1209,43 @@ fn overlay_steps(
 
 /// The steps that make the upper layer `upper` (given `mode`, its lower
 /// layer's) and the work directory `work` of the overlay on `path`, which
-/// lie `where_`.
-fn layer_dirs(path: &Path, mode: u32, upper: CString, work: CString, where_: &str) -> [Step; 3] {
+/// lie `where_`; `there` says which of the two are there already (taken
+/// from the pool of emptied ones, on disk), and only need the mode.
+fn layer_dirs(
+    path: &Path,
+    mode: u32,
+    (upper, work): (CString, CString),
+    where_: &str,
+    there: [bool; 2],
+) -> Vec<Step> {
     let shown = path.display();
-    [
-        step(
+    let mut steps = Vec::with_capacity(3);
+    if !there[0] {
+        steps.push(step(
             format!("creating the upper layer of {shown} ({where_})"),
             StepKind::Overlay,
             Action::CreateDirMode {
                 path: upper.clone(),
                 mode: 0o700,
             },
-        ),
-        step(
-            format!("giving the upper layer of {shown} its mode, {mode:o}"),
-            StepKind::Overlay,
-            Action::Chmod { path: upper, mode },
-        ),
-        step(
+        ));
+    }
+    steps.push(step(
+        format!("giving the upper layer of {shown} its mode, {mode:o}"),
+        StepKind::Overlay,
+        Action::Chmod { path: upper, mode },
+    ));
+    if !there[1] {
+        steps.push(step(
             format!("creating the work directory of {shown} ({where_})"),
             StepKind::Overlay,
             Action::CreateDirMode {
                 path: work,
                 mode: 0o700,
             },
-        ),
-    ]
+        ));
+    }
+    steps
 }
 
 /// The steps that make the upper and work directories of each overlay
@@ -1246,8 +1263,18 @@ fn disk_layer_steps(
         if !on_disk[i] {
             continue;
         }
-        let (upper, work) = (named(&format!("u{i}"))?, named(&format!("w{i}"))?);
-        steps.extend(layer_dirs(path, *mode, upper, work, "on disk"));
+        let names = [format!("u{i}"), format!("w{i}")];
+        let dirs = (named(&names[0])?, named(&names[1])?);
+        // Emptied directories of earlier sandboxes where the pool has
+        // some: made here only where it has none.
+        let there = disk.layers.claim(&[&names[0], &names[1]]);
+        steps.extend(layer_dirs(
+            path,
+            *mode,
+            dirs,
+            "on disk",
+            [there[0], there[1]],
+        ));
     }
     let base = &disk.base.dir;
     steps.push(step(

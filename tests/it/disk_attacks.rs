@@ -374,3 +374,123 @@ fn tmp_size_bounds_the_memory_of_empty_files_too() {
         "20000 empty files made in a /tmp of 1 MiB (its tmpfs allows {files} inodes)"
     );
 }
+
+/// Inside a copy-on-write sandbox: the mount point of the overlay whose
+/// upper layer lies on disk (the test's tree's), and that layer's name in
+/// the disk base, from `/proc/self/mountinfo`.
+fn disk_overlay() -> Option<(String, String)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let options = fields.last()?;
+        let upper = options
+            .split(',')
+            .find_map(|o| o.strip_prefix("upperdir=/proc/self/fd/"))?;
+        let (_, name) = upper.split_once('/')?;
+        // On disk: PID.RANDOM.N.uK (in memory: uK).
+        name.contains('.')
+            .then(|| (fields[4].to_owned(), name.to_owned()))
+    })
+}
+
+/// The inode numbers of what the disk base's pool holds now.
+fn pooled_inodes() -> std::collections::HashSet<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(disk_base().join("pool"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.ino())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A sandbox's emptied layer directories go to a pool in the disk base,
+/// and later sandboxes take theirs from it (fewer directories made and
+/// removed on disk); what a sandbox left on its overlay's root (a file
+/// made and removed there, an extended attribute set on it) is never seen
+/// by the next: a directory is pooled only if it holds nothing and
+/// carries no attribute. The pool stays bounded.
+#[test]
+fn the_next_sandbox_takes_emptied_layer_directories_and_sees_nothing_of_the_last() {
+    use std::os::unix::fs::MetadataExt;
+    let first = cow();
+    let Some((root, upper)) = first.run(disk_overlay) else {
+        return common::skip("no upper layer on disk here (not ext4, XFS or btrfs)");
+    };
+    let first_upper = std::fs::metadata(disk_base().join(&upper)).unwrap().ino();
+    let name = unique("pooled");
+    let (file, attr) = (format!("{root}/{name}"), c"user.hermetic-pool-test");
+    let marked = first.run({
+        let file = file.clone();
+        let root = root.clone();
+        move || {
+            std::fs::write(&file, b"the first sandbox's").unwrap();
+            std::fs::remove_file(&file).unwrap();
+            let root = std::ffi::CString::new(root).unwrap();
+            // SAFETY: NUL-terminated name and path, a live 1-byte value.
+            unsafe { libc::setxattr(root.as_ptr(), attr.as_ptr(), b"1".as_ptr().cast(), 1, 0) == 0 }
+        }
+    });
+    drop(first);
+    assert!(
+        !(marked && pooled_inodes().contains(&first_upper)),
+        "an upper layer carrying the sandbox's attribute went to the pool"
+    );
+    let mut reused = false;
+    for _ in 0..5 {
+        let pooled = pooled_inodes();
+        let next = cow();
+        let (root, upper) = next.run(disk_overlay).expect("the same overlay on disk");
+        let ino = std::fs::metadata(disk_base().join(&upper)).unwrap().ino();
+        let (file, seen_attr) = next.run({
+            let file = file.clone();
+            move || {
+                let root = std::ffi::CString::new(root).unwrap();
+                let mut value = [0u8; 8];
+                // SAFETY: NUL-terminated name and path, a live buffer.
+                let got = unsafe {
+                    libc::getxattr(
+                        root.as_ptr(),
+                        attr.as_ptr(),
+                        value.as_mut_ptr().cast(),
+                        value.len(),
+                    )
+                };
+                (Path::new(&file).exists(), got >= 0)
+            }
+        });
+        assert!(!file, "the next sandbox sees the file the last one removed");
+        assert!(
+            !(marked && seen_attr),
+            "the next sandbox sees the attribute the last one set on its overlay's root"
+        );
+        drop(next);
+        if pooled.contains(&ino) {
+            reused = true;
+            break;
+        }
+    }
+    assert!(
+        reused,
+        "no sandbox took its upper layer from the pool in 5 tries"
+    );
+    // A sandbox that wrote nothing leaves its upper layer to the pool
+    // (unless another process took it at once, or filled the pool: tried
+    // again).
+    let mut given = false;
+    for _ in 0..5 {
+        let clean = cow();
+        let (_, upper) = clean.run(disk_overlay).expect("the same overlay on disk");
+        let ino = std::fs::metadata(disk_base().join(&upper)).unwrap().ino();
+        drop(clean);
+        if pooled_inodes().contains(&ino) {
+            given = true;
+            break;
+        }
+    }
+    assert!(given, "no emptied upper layer went to the pool in 5 tries");
+    let held = std::fs::read_dir(disk_base().join("pool")).unwrap().count();
+    assert!(held <= 64, "the pool holds {held} directories");
+}
