@@ -8,9 +8,11 @@
 //! layer on the host's own kind of filesystem gives what a test would see
 //! outside. The other overlays (`$HOME`, the target dir elsewhere, what
 //! lies under `/tmp`) keep theirs in the sandbox's tmpfs: a layer on disk
-//! costs a sandbox about 0.5 ms more (the kernel's checks of the work
-//! directory, and five directories made and removed), measured in
-//! `docs/how-it-works.md`.
+//! costs a sandbox more (the kernel's checks of the work directory, and
+//! directories made and removed), measured in `docs/how-it-works.md`.
+//! Emptied directories are kept in a pool (`BASE/pool`) for the next
+//! sandboxes' layers, since on a disk mounted with `discard` each removal
+//! waits for the device ([`DiskBase::claim`], [`DiskLayers`]'s drop).
 //!
 //! Where: `/var/tmp/hermetic-UID`, made by the caller with mode 0700, in
 //! which a sandbox's Kth overlay has `PREFIX.uK` (its upper layer) and
