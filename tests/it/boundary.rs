@@ -765,9 +765,8 @@ fn hermetic_run_s_help_says_how_the_terminal_is_kept_safe() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     for words in [
-        "the sandbox's session",
-        "no",
-        "controlling terminal",
+        "a session of the sandbox's",
+        "pseudo-terminal of its own",
         "TIOCSTI",
         "Ctrl-C",
     ] {
