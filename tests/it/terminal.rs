@@ -304,3 +304,40 @@ fn a_pipe_on_stdin_stays_a_pipe_beside_a_terminal() {
         assert!(seen.contains(what), "{what}: {seen}");
     }
 }
+
+/// `hermetic run ... &` from an interactive shell: in the background it
+/// leaves the caller's terminal (its modes, what is typed) to the shell,
+/// and is not stopped for touching it (`SIGTTOU`, `SIGTTIN`): the job
+/// ends on its own and `wait` gives its status.
+#[test]
+fn a_background_hermetic_run_leaves_the_terminal_to_the_shell() {
+    let (master, slave) = common::openpty();
+    let mut cmd = Command::new("bash");
+    cmd.args(["--norc", "--noprofile", "-i"])
+        .env("PS1", "PROMPT> ")
+        .env("HERMETIC", env!("CARGO_BIN_EXE_hermetic"));
+    on_terminal(&mut cmd, &slave);
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => return common::skip(&format!("no bash here: {e}")),
+    };
+    drop((cmd, slave));
+    let mut writer = std::fs::File::from(master.try_clone().unwrap());
+    let rx = read_master(master);
+    writer
+        .write_all(
+            b"\"$HERMETIC\" run -- sh -c 'echo OU\"\"T; exit 3' & wait $!; echo \"WAI\"\"TED $?\"; exit\n",
+        )
+        .unwrap();
+    let mut seen = String::new();
+    let waited = wait_for(&rx, &mut seen, "WAITED ");
+    // The status, or the shell's end (its terminal closes).
+    let _ = wait_for(&rx, &mut seen, "WAITED 3");
+    let status = wait_bounded(&mut child);
+    assert!(waited, "{status:?}: {seen}");
+    assert!(seen.contains("OUT"), "{seen}");
+    assert!(
+        seen.contains("WAITED 3"),
+        "the job did not end on its own: {seen}"
+    );
+}

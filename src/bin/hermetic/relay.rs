@@ -109,6 +109,7 @@ impl Relay {
             input,
             output,
             raw: input.map(|fd| (fd, raw_like(&modes))),
+            foreground: input.is_some_and(in_foreground),
             isig: modes.local_modes.contains(LocalModes::ISIG),
             pending: Vec::new(),
             finish: None,
@@ -229,6 +230,11 @@ struct Serve {
     output: BorrowedFd<'static>,
     /// The caller's terminal (stdin) and its relay mode, without `ISIG`.
     raw: Option<(BorrowedFd<'static>, Termios)>,
+    /// This process is in the caller's terminal's foreground (where what
+    /// is typed is read, and the terminal in the relay's mode): not in a
+    /// background job (`hermetic run ... &`), which a read would stop
+    /// (`SIGTTIN`), and whose terminal is the shell's meanwhile.
+    foreground: bool,
     /// Whether the caller's terminal generates signals now (as the
     /// program's does).
     isig: bool,
@@ -244,7 +250,7 @@ impl Serve {
         loop {
             let typing = self
                 .input
-                .filter(|_| self.pending.is_empty() && self.finish.is_none());
+                .filter(|_| self.foreground && self.pending.is_empty() && self.finish.is_none());
             let mut master_events = PollFlags::IN;
             if !self.pending.is_empty() {
                 master_events |= PollFlags::OUT;
@@ -318,8 +324,10 @@ impl Serve {
                 }
                 b if i32::from(b) == libc::SIGWINCH => self.resize(),
                 b if i32::from(b) == libc::SIGCONT => {
-                    // Back from a stop: the caller's shell may have put
-                    // its own modes on the terminal meanwhile.
+                    // Back from a stop, in the foreground (`fg`: the
+                    // caller's shell may have put its own modes on the
+                    // terminal meanwhile) or not (`bg`).
+                    self.foreground = self.raw.as_ref().is_some_and(|(fd, _)| in_foreground(*fd));
                     self.set_caller_s_modes();
                     self.resize();
                 }
@@ -358,6 +366,9 @@ impl Serve {
     /// Puts the caller's terminal in the relay's mode, generating signals
     /// as the program's terminal does (`self.isig`).
     fn set_caller_s_modes(&self) {
+        if !self.foreground {
+            return;
+        }
         if let Some((fd, raw)) = &self.raw {
             let mut modes = raw.clone();
             modes.local_modes.set(LocalModes::ISIG, self.isig);
@@ -368,7 +379,7 @@ impl Serve {
     /// The caller's terminal generates signals when, and only when, the
     /// program's does: an editor in raw mode gets Ctrl-C as a byte.
     fn follow_program_s_signals(&mut self) {
-        if self.raw.is_none() {
+        if self.raw.is_none() || !self.foreground {
             return;
         }
         let Ok(program_s) = rustix::termios::tcgetattr(&self.master) else {
@@ -425,6 +436,13 @@ impl Serve {
             }
         }
     }
+}
+
+/// Whether this process is in the foreground of the terminal `fd` (or
+/// the terminal is not its controlling terminal: then no job control
+/// stops it for reading or setting it).
+fn in_foreground(fd: BorrowedFd<'_>) -> bool {
+    rustix::termios::tcgetpgrp(fd).map_or(true, |group| group == rustix::process::getpgrp())
 }
 
 /// Writes all of `bytes` to the caller's terminal (waiting while it takes
