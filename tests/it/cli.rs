@@ -432,35 +432,25 @@ fn the_terminal_is_as_it_was_when_the_program_ends() {
     // A pty, as a caller's shell has: the program turns echo off and
     // suspends output; after hermetic, the terminal echoes again and
     // prints (`stty -a` would block on suspended output).
-    let Ok(script) = which("script") else {
-        common::skip("no `script` (util-linux) to make a terminal with");
-        return;
-    };
-    let inner = format!(
-        "{} run -- sh -c 'stty -echo; python3 -c \"import termios; termios.tcflow(0, termios.TCOOFF)\"'; \
-         stty -a | tr ' ' '\\n' | grep -x -- '-\\?echo'",
-        env!("CARGO_BIN_EXE_hermetic")
-    );
+    let (master, slave) = common::openpty();
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "\"$0\" run -- sh -c 'stty -echo; python3 -c \"import termios; termios.tcflow(0, termios.TCOOFF)\"'; \
+         stty -a | tr ' ' '\\n' | grep -x -- '-\\?echo'; echo END",
+        env!("CARGO_BIN_EXE_hermetic"),
+    ]);
+    common::on_terminal(&mut cmd, &slave);
+    let mut child = cmd.spawn().unwrap();
+    drop((cmd, slave));
+    let rx = common::read_master(master);
+    let mut seen = String::new();
     // Bounded: with output left suspended, `stty -a` would block for ever.
-    let out = Command::new("timeout")
-        .arg("30")
-        .arg(script)
-        .args(["-qec", &inner, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(stdout.trim(), "echo", "{out:?}");
+    let ended = common::wait_for(&rx, &mut seen, "END");
+    let status = common::wait_bounded(&mut child);
+    assert!(ended && status.success(), "{status:?}: {seen:?}");
+    let said: Vec<&str> = seen.split("\r\n").map(str::trim).collect();
+    assert!(said.contains(&"echo"), "{seen:?}");
+    assert!(!said.contains(&"-echo"), "{seen:?}");
 }
 
-/// `program`'s path on PATH.
-fn which(program: &str) -> Result<std::path::PathBuf, ()> {
-    std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(program))
-                .find(|p| p.is_file())
-        })
-        .ok_or(())
-}
