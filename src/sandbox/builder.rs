@@ -604,11 +604,11 @@ impl SandboxBuilder {
             launch,
         } = self.start(userns).map_err(|e| (e, None))?;
         // While the init process sets up: the thread its drop hands the
-        // mount namespace to, and room in the pool of emptied layer
-        // directories for what this sandbox will bring back.
+        // mount namespace to, which also makes room in the pool of emptied
+        // layer directories for what this sandbox will bring back.
         super::reclaim::prepare();
-        if let Some(layers) = &sandbox.disk_layers {
-            layers.trim_pool();
+        if sandbox.disk_layers.is_some() {
+            super::reclaim::trim_disk_pool();
         }
         let report = match runner::read_report(&ready_r, &sandbox.init_pidfd) {
             Ok(report) => report,

@@ -65,6 +65,21 @@ const AN_FD: u8 = 0;
 /// oldest fd it holds has closed its own copy.
 const CLOSED: u8 = 1;
 
+/// The first byte of a message to the reclaim thread: remove what the
+/// pool of emptied layer directories holds beyond its bound (no fd).
+const TRIM: u8 = 2;
+
+/// Has the reclaim thread remove what the pool of emptied layer
+/// directories on disk holds beyond its bound, off the test's way (each
+/// removal waits for a discard on a disk mounted with `discard`). Nothing
+/// if the thread cannot be had: the pool then removes what comes back
+/// beyond its bound.
+pub(crate) fn trim_disk_pool() {
+    if let Ok(to) = TO_RECLAIM.get_or_open(start) {
+        let _ = send(to, TRIM, None);
+    }
+}
+
 /// At most this many fds wait for their sender's [`CLOSED`] (one that was
 /// never sent: the socket's queue was full); beyond, the oldest is closed.
 const HELD_MAX: usize = 8;
@@ -153,7 +168,9 @@ fn serve(socket: OwnedFd) {
                         held.extend(fds);
                     }
                 }
-                if byte[0] == CLOSED || held.len() > HELD_MAX {
+                if byte[0] == TRIM {
+                    crate::setup::disk::trim_pool();
+                } else if byte[0] == CLOSED || held.len() > HELD_MAX {
                     // The last reference: the namespace goes down here.
                     drop(held.pop_front());
                 }

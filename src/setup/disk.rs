@@ -221,8 +221,8 @@ impl DiskBase {
     /// Removes directories of the pool beyond `keep`: each sandbox
     /// brings back more than it takes (its overlays' `work` and marks,
     /// which the kernel makes anew at each mount), and the excess is
-    /// removed while the init process sets the next sandbox up, out of
-    /// that sandbox's way.
+    /// removed on the reclaim thread while the next sandbox sets up
+    /// ([`trim_pool`]).
     fn trim(&self, keep: usize) {
         let Some(pool) = &self.pool else {
             return;
@@ -289,7 +289,6 @@ impl DiskBase {
         let lock = self.made_locked(&format!("{prefix}.lock")).ok()?;
         Some(DiskLayers {
             home: self,
-            overlays: AtomicUsize::new(0),
             prefix,
             lock,
             armed: true,
@@ -322,6 +321,15 @@ impl DiskBase {
     }
 }
 
+/// Removes what the pool of this process's base holds beyond room for
+/// what a sandbox or two bring back (five directories an overlay on
+/// disk): called on the reclaim thread.
+pub(crate) fn trim_pool() {
+    if let Some(base) = base() {
+        base.trim(POOL_MAX - 10);
+    }
+}
+
 /// The test's own trees, as they are named: the working directory and the
 /// crate's own (`CARGO_MANIFEST_DIR`).
 pub(crate) fn own_tree_dirs() -> impl Iterator<Item = PathBuf> {
@@ -349,8 +357,6 @@ pub(crate) fn own_trees() -> Vec<PathBuf> {
 #[derive(Debug)]
 pub(crate) struct DiskLayers {
     home: &'static DiskBase,
-    /// How many overlays have their layers here (each asked the pool once).
-    overlays: AtomicUsize,
     prefix: String,
     /// `PREFIX.lock`, locked: while it is, the layers are in use. The init
     /// process holds a copy ([`wire::LAYER_LOCK_FD`]), so the lock lasts
@@ -413,19 +419,8 @@ impl DiskLayers {
     /// Which of this sandbox's layer directories (`u0`, `w0`... in the
     /// base) came from the pool ([`DiskBase::claim`]), for `names`.
     pub(crate) fn claim(&self, names: &[&str]) -> Vec<bool> {
-        self.overlays.fetch_add(1, Ordering::Relaxed);
         let targets: Vec<PathBuf> = names.iter().map(|n| self.path(n)).collect();
         self.home.claim(&targets)
-    }
-
-    /// Makes room in the pool for what this sandbox will bring back (five
-    /// directories an overlay): called while its init process sets up,
-    /// which the calling thread only waits for.
-    pub(crate) fn trim_pool(&self) {
-        let bringing = 5 * self.overlays.load(Ordering::Relaxed);
-        if bringing > 0 {
-            self.home.trim(POOL_MAX.saturating_sub(bringing));
-        }
     }
 
     /// The sandbox is kept: its layers stay, locked by its init process

@@ -453,4 +453,3 @@ fn the_terminal_is_as_it_was_when_the_program_ends() {
     assert!(said.contains(&"echo"), "{seen:?}");
     assert!(!said.contains(&"-echo"), "{seen:?}");
 }
-
