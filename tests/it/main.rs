@@ -26,6 +26,7 @@ mod attacks5;
 mod attacks6;
 mod attacks7;
 mod attacks8;
+mod attacks9;
 mod bad_input;
 mod boundary;
 mod cli;
