@@ -480,3 +480,24 @@ fn the_caller_s_terminal_is_as_before_after_an_interrupted_raw_program() {
     );
     assert_eq!(before.1, after.1, "the caller's terminal's size changed");
 }
+
+// `relay::raw_like` keeps the caller's output modes (`OPOST`, `ONLCR`) on
+// the caller's terminal, so that hermetic's own messages come out as
+// before; but the program's terminal has turned each newline into a
+// carriage return and a line feed already, and the caller's turns that
+// line feed into another pair.
+/// The attacker: none; `hermetic run -- printf 'a\nb\n'` on a terminal (a
+/// `script` log, an `expect` test matching "\r\n"). What happened: the
+/// terminal got "a\r\r\nb\r\r\n". What should happen: the bytes the
+/// program would have put on the caller's terminal itself, "a\r\nb\r\n".
+#[test]
+#[ignore = "finding: every newline the program writes reaches the caller's terminal as \\r\\r\\n (translated by both terminals)"]
+fn the_program_s_newlines_reach_the_caller_s_terminal_once_translated() {
+    let (mut child, _writer, rx, _slave) = run_on_terminal(&["printf", "a\\nb\\nEND\\n"]);
+    let mut seen = String::new();
+    let end = wait_for(&rx, &mut seen, "END");
+    let status = ended_within(&mut child, Duration::from_secs(20));
+    assert!(end, "{seen:?}");
+    assert_eq!(status.map(code), Some(0), "{seen:?}");
+    assert!(seen.starts_with("a\r\nb\r\nEND"), "{seen:?}");
+}
