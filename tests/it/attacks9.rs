@@ -137,7 +137,6 @@ const TICKER: &str = "trap '' HUP; (while :; do echo TICK; sleep 0.02; done) &";
 /// raw. What should happen: `hermetic run` exits 1 shortly after saying
 /// the sandbox is kept, the terminal put back.
 #[test]
-#[ignore = "finding: a process left in a kept sandbox (HERMETIC_KEEP=1) that writes every 20 ms makes `hermetic run` on a terminal hang for ever, Ctrl-C included"]
 fn a_kept_sandbox_s_chatter_cannot_make_hermetic_run_hang() {
     let script = format!("{TICKER} echo STARTED; exit 1");
     let mut cmd = common::hermetic_command();
@@ -166,7 +165,6 @@ fn a_kept_sandbox_s_chatter_cannot_make_hermetic_run_hang() {
 /// program ended, and `hermetic enter` never did. What should happen:
 /// `hermetic enter` exits 0 once its program has ended.
 #[test]
-#[ignore = "finding: a process left writing on `hermetic enter`'s terminal in the kept sandbox makes `hermetic enter` hang for ever after its program ended"]
 fn a_kept_sandbox_s_chatter_cannot_make_hermetic_enter_hang() {
     let out = common::hermetic_command()
         .args(["run", "--", "sh", "-c", "exit 1"])
@@ -264,7 +262,6 @@ fn a_flooding_program_is_still_interrupted_by_ctrl_c() {
 /// with the program on the terminal itself, after `fg` it reads what is
 /// typed (GOT:second).
 #[test]
-#[ignore = "finding: after Ctrl-Z, `bg` and `fg` in the caller's shell, nothing typed reaches hermetic run's program any more"]
 fn typing_reaches_the_program_after_ctrl_z_bg_and_fg() {
     let (mut child, mut writer, rx, _slave) = bash_on_terminal();
     let mut seen = String::new();
@@ -315,7 +312,6 @@ fn typing_reaches_the_program_after_ctrl_z_bg_and_fg() {
 /// never ran; the same program outside a sandbox prints BGDONE. What should
 /// happen: the program runs in the background and prints BGDONE.
 #[test]
-#[ignore = "finding: `hermetic run -- PROGRAM &` on a terminal is stopped by SIGTTOU before PROGRAM starts, whatever PROGRAM does"]
 fn hermetic_run_in_the_background_runs_its_program() {
     let (mut child, mut writer, rx, _slave) = bash_on_terminal();
     writer
@@ -353,9 +349,9 @@ fn hermetic_run_in_the_background_runs_its_program() {
 /// terminal (`stty isig`), says READY and sleeps three seconds; Ctrl-C is
 /// then typed. What happened: the script, outside, died of SIGINT (no END).
 /// What should happen: the caller's terminal keeps generating no signals:
-/// Ctrl-C is a byte, the program ends on its own, the script says END 0.
+/// Ctrl-C is a byte for the program's terminal (which may make it a
+/// signal inside), and the script runs on to say END.
 #[test]
-#[ignore = "finding: a program turning ISIG on on its own terminal turns it on on the caller's (stty -isig there): a typed Ctrl-C then kills the caller's script with SIGINT"]
 fn hermetic_run_s_program_cannot_turn_the_caller_s_terminal_s_signals_on() {
     const ISIG_ON: &str = "use POSIX; $| = 1; my $t = POSIX::Termios->new; \
         $t->getattr(0) or die \"getattr: $!\"; $t->setlflag($t->getlflag | ISIG); \
@@ -380,8 +376,11 @@ fn hermetic_run_s_program_cannot_turn_the_caller_s_terminal_s_signals_on() {
         Some(libc::SIGINT),
         "the program had a typed Ctrl-C SIGINT the caller's script: {seen}"
     );
+    // The typed Ctrl-C reached the program's terminal as a byte, which
+    // that terminal, whose signals the program turned on, made a SIGINT
+    // inside: the program's own to have (END 130), or it ended on its own.
     assert!(
-        status.success() && seen.contains("END 0"),
+        status.success() && (seen.contains("END 0") || seen.contains("END 130")),
         "{status:?}: {seen}"
     );
 }
@@ -398,7 +397,6 @@ fn hermetic_run_s_program_cannot_turn_the_caller_s_terminal_s_signals_on() {
 /// and `hermetic run` exits 3 (as without a terminal, or with the program
 /// on the caller's terminal itself).
 #[test]
-#[ignore = "finding: a program that redirects its stdio away from its terminal is killed by SIGHUP (the relay ends and closes the master); its exit status is lost (129)"]
 fn a_program_that_leaves_its_terminal_keeps_running_and_its_status() {
     let (mut child, _writer, rx, _slave) = run_on_terminal(&[
         "sh",
@@ -491,7 +489,6 @@ fn the_caller_s_terminal_is_as_before_after_an_interrupted_raw_program() {
 /// terminal got "a\r\r\nb\r\r\n". What should happen: the bytes the
 /// program would have put on the caller's terminal itself, "a\r\nb\r\n".
 #[test]
-#[ignore = "finding: every newline the program writes reaches the caller's terminal as \\r\\r\\n (translated by both terminals)"]
 fn the_program_s_newlines_reach_the_caller_s_terminal_once_translated() {
     let (mut child, _writer, rx, _slave) = run_on_terminal(&["printf", "a\\nb\\nEND\\n"]);
     let mut seen = String::new();

@@ -451,18 +451,21 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
         relay.handed_over();
     }
     let why = |program: &std::ffi::OsStr| why_hidden(program, run.host.granted(), &run.mounts);
-    let code = wait_for_program(&sandbox, &run.program, run.timeout, &why);
+    // What hermetic says about the end, said once the caller's terminal
+    // is as it was (the relay has it in raw mode until then).
+    let (code, mut said) = wait_for_program(&sandbox, &run.program, run.timeout, &why);
     let mut kept = false;
     if code != 0
         && let Some(keeping) = sandbox.__keep_if_asked("HERMETIC_KEEP is set: the sandbox")
     {
-        match keeping {
+        let message = match keeping {
             Ok(message) => {
                 kept = true;
-                eprintln!("{message}, or: hermetic enter {}", sandbox.pid());
+                format!("{message}, or: hermetic enter {}", sandbox.pid())
             }
-            Err(e) => eprintln!("hermetic: could not keep the sandbox: {e}"),
-        }
+            Err(e) => format!("hermetic: could not keep the sandbox: {e}"),
+        };
+        said = Some(said.map_or(message.clone(), |s| format!("{s}\n{message}")));
     }
     // Every process inside has ended (unless the sandbox is kept) before
     // the terminal is put back: one the program left behind could
@@ -473,6 +476,9 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
         relay.finish(kept);
     }
     drop(terminal);
+    if let Some(said) = said {
+        eprintln!("{said}");
+    }
     Ok(ExitCode::from(code))
 }
 
@@ -502,18 +508,19 @@ fn direct_program(run: &RunArgs) -> Result<hermetic::__Program, (u8, String)> {
 }
 
 /// Waits for the program the sandbox's init process started, passing
-/// signals on; its exit code as a shell gives it.
+/// signals on; its exit code as a shell gives it, and what hermetic has to
+/// say about its end (said once the caller's terminal is put back).
 fn wait_for_program(
     sandbox: &hermetic::Sandbox,
     program: &std::ffi::OsStr,
     timeout: Option<Duration>,
     why: &dyn Fn(&std::ffi::OsStr) -> String,
-) -> u8 {
+) -> (u8, Option<String>) {
     let name = program.to_string_lossy();
     signals::pass_to_program(sandbox.__program_signals());
     match sandbox.__program_end(timeout) {
-        Ok(Some(hermetic::__ProgramEnd::Exited(code))) => code.clamp(0, 255) as u8,
-        Ok(Some(hermetic::__ProgramEnd::Signaled(sig))) => (128 + sig).clamp(0, 255) as u8,
+        Ok(Some(hermetic::__ProgramEnd::Exited(code))) => (code.clamp(0, 255) as u8, None),
+        Ok(Some(hermetic::__ProgramEnd::Signaled(sig))) => ((128 + sig).clamp(0, 255) as u8, None),
         Ok(Some(hermetic::__ProgramEnd::NotStarted(e))) => {
             let not_found = e.kind() == std::io::ErrorKind::NotFound;
             let why = if not_found {
@@ -521,22 +528,21 @@ fn wait_for_program(
             } else {
                 String::new()
             };
-            eprintln!("hermetic: cannot start {name}: {e}{why}");
             // As a shell says it: not found, or not executable.
-            if not_found { NOT_FOUND } else { CANNOT_EXECUTE }
+            (
+                if not_found { NOT_FOUND } else { CANNOT_EXECUTE },
+                Some(format!("hermetic: cannot start {name}: {e}{why}")),
+            )
         }
-        Ok(None) => {
-            // Dropping the sandbox kills it.
-            eprintln!(
+        // Dropping the sandbox kills it.
+        Ok(None) => (
+            TIMED_OUT,
+            Some(format!(
                 "hermetic: {name} did not end within {:?} (--timeout): it was killed",
                 timeout.unwrap_or_default()
-            );
-            TIMED_OUT
-        }
-        Err(e) => {
-            eprintln!("hermetic: waiting for {name}: {e}");
-            FAILED
-        }
+            )),
+        ),
+        Err(e) => (FAILED, Some(format!("hermetic: waiting for {name}: {e}"))),
     }
 }
 
@@ -675,7 +681,7 @@ fn enter(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
             }
         }
     }
-    let code = start_and_wait(cmd, &program, relay.as_mut());
+    let (code, said) = start_and_wait(cmd, &program, relay.as_mut());
     // The sandbox lives on, and what runs in it may hold the program's
     // terminal: what is there now is relayed, and the terminal is gone
     // with this process.
@@ -683,6 +689,9 @@ fn enter(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
         relay.finish(true);
     }
     drop(terminal);
+    if let Some(said) = said {
+        eprintln!("{said}");
+    }
     Ok(ExitCode::from(code))
 }
 
@@ -701,13 +710,14 @@ fn start_relay(program: &std::ffi::OsStr) -> Option<relay::Relay> {
 }
 
 /// Starts `cmd`, passes signals on to it, waits for it, and says what its
-/// end means as an exit status. Its terminal, if `relay` made it one, is
-/// handed over once it has started.
+/// end means as an exit status, and what hermetic has to say about it.
+/// Its terminal, if `relay` made it one, is handed over once it has
+/// started.
 fn start_and_wait(
     mut cmd: std::process::Command,
     program: &std::ffi::OsStr,
     relay: Option<&mut relay::Relay>,
-) -> u8 {
+) -> (u8, Option<String>) {
     let name = program.to_string_lossy();
     // From now on: signals sent before the program runs are passed on
     // once it does.
@@ -719,37 +729,35 @@ fn start_and_wait(
     // Its copies of the program's terminal go, so that the terminal's end
     // is seen once nothing inside holds it.
     drop(cmd);
-    if let Some(relay) = relay {
-        relay.handed_over();
-    }
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
-            eprintln!("hermetic: cannot start {name}: {e}");
             // As a shell says it: not found, or not executable.
-            return if e.kind() == std::io::ErrorKind::NotFound {
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
                 NOT_FOUND
             } else {
                 CANNOT_EXECUTE
             };
+            return (code, Some(format!("hermetic: cannot start {name}: {e}")));
         }
     };
+    if let Some(relay) = relay {
+        relay.handed_over();
+    }
     signals::pass_to(child.id());
     let status = loop {
         match child.wait() {
             Ok(status) => break status,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                eprintln!("hermetic: waiting for {name}: {e}");
-                return FAILED;
-            }
+            Err(e) => return (FAILED, Some(format!("hermetic: waiting for {name}: {e}"))),
         }
     };
-    match (status.code(), status.signal()) {
+    let code = match (status.code(), status.signal()) {
         (Some(code), _) => code.clamp(0, 255) as u8,
         (None, Some(sig)) => (128 + sig).clamp(0, 255) as u8,
         (None, None) => FAILED,
-    }
+    };
+    (code, None)
 }
 
 /// The program's stdin, when it is a file of the host's.

@@ -13,22 +13,32 @@
 //! it leads a session whose controlling terminal that is (see
 //! `wire::ARG_TERMINAL`): a shell inside has job control.
 //!
-//! The caller's terminal is put in raw mode for the program's lifetime
-//! (what is typed goes to the program's terminal as it is, which echoes
-//! and edits it as its modes say), except that it keeps generating the
-//! caller's signals when the program's terminal does (`ISIG`): Ctrl-C
-//! interrupts the caller's foreground job (`cargo`, a script, this
-//! process) as before, and this process types the program's interrupt
-//! character into the program's terminal, which interrupts the sandbox's
-//! foreground job. A program that turns its terminal's signals off (an
-//! editor in raw mode) gets Ctrl-C as a byte, as it would outside. Ctrl-Z
-//! stops this process as before (the program runs on); when continued,
-//! the caller's terminal is put back in the relay's mode.
+//! The caller's terminal is put in raw mode once the program has its
+//! terminal (what is typed goes to the program's terminal as it is, which
+//! echoes and edits it as its modes say; what the program writes reaches
+//! the caller's terminal as the program's terminal made it, translated
+//! once), except that it keeps generating the caller's signals where it
+//! did and the program's terminal does too (`ISIG`): Ctrl-C interrupts
+//! the caller's foreground job (`cargo`, a script, this process) as
+//! before, and this process types the program's interrupt character into
+//! the program's terminal, which interrupts the sandbox's foreground job.
+//! A program that turns its terminal's signals off (an editor in raw
+//! mode) gets Ctrl-C as a byte, as it would outside; one that turns them
+//! on cannot turn on the caller's, if the caller had them off. Ctrl-Z
+//! stops this process (the caller's terminal put back first, the program
+//! running on); when continued in the foreground, the caller's terminal is
+//! put in the relay's mode again. In the background (`hermetic run ... &`,
+//! or after `bg`) the caller's terminal is left to the caller's shell:
+//! nothing typed is read, no mode is changed.
 //!
 //! The relay is one thread: it copies what is typed to the program's
 //! terminal and what the program writes to the caller's, passes on a
-//! resize, and ends when the program's terminal has no other side left
-//! (every process of the sandbox gone), after the last byte.
+//! resize, and ends once told that the program has ended (and with it
+//! every process of the sandbox), after the last byte: when the program's
+//! terminal has no other side left, or, for a kept sandbox, whose
+//! processes may write on, after at most a quarter of a second. The
+//! program's terminal stays open until then, whether or not the program
+//! still uses it: closing it would hang it up (`SIGHUP`).
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -39,9 +49,11 @@ use rustix::termios::{LocalModes, OptionalActions, SpecialCodeIndex, Termios};
 
 /// What the relay's wake pipe carries besides signal numbers: the program
 /// has ended and every process of the sandbox with it (relay what is left,
-/// then end), or the sandbox is kept (relay what is there now, then end).
+/// then end), or the sandbox is kept (relay what is there now, then end);
+/// the program has its terminal (engage the caller's).
 const FINISH: u8 = 0xFF;
 const FINISH_KEPT: u8 = 0xFE;
+const ENGAGE: u8 = 0xFD;
 
 /// How long the relay waits, once told to finish, for the program's
 /// terminal to say it has no other side left: the sandbox is gone by
@@ -49,8 +61,15 @@ const FINISH_KEPT: u8 = 0xFE;
 const FINISH_WITHIN: Duration = Duration::from_secs(2);
 
 /// With the sandbox kept, the program's terminal is relayed until it has
-/// been this long without output.
-const KEPT_QUIET: Duration = Duration::from_millis(100);
+/// been this long without output, or for [`KEPT_AT_MOST`] (what is left
+/// in a kept sandbox may write for ever).
+const KEPT_QUIET: Duration = Duration::from_millis(50);
+const KEPT_AT_MOST: Duration = Duration::from_millis(250);
+
+/// In the background, how often the relay looks whether it is in the
+/// foreground again: a shell's `fg` of a job that runs (after `bg`, or
+/// started with `&`) sends it no signal, only hands it the terminal.
+const BACKGROUND_LOOK: Duration = Duration::from_millis(100);
 
 /// The relay: its thread, and what it needs until the program has its
 /// terminal.
@@ -103,18 +122,18 @@ impl Relay {
             .into_iter()
             .find(|&i| is_terminal[i])
             .map_or(outer, |i| fds[i]);
-        let mut relay = Serve {
-            master,
+        let relay = Serve {
+            master: Some(master),
             wake,
             input,
             output,
-            raw: input.map(|fd| (fd, raw_like(&modes))),
+            raw: input.map(|fd| (fd, modes.clone(), raw_like(&modes))),
+            engaged: false,
             foreground: input.is_some_and(in_foreground),
             isig: modes.local_modes.contains(LocalModes::ISIG),
             pending: Vec::new(),
             finish: None,
         };
-        relay.set_caller_s_modes();
         let stdio = std::array::from_fn(|i| {
             if is_terminal[i] {
                 slave.as_raw_fd()
@@ -122,7 +141,10 @@ impl Relay {
                 i as RawFd
             }
         });
-        let thread = hermetic_thread(move || relay.serve())?;
+        let thread = hermetic_thread(move || {
+            let mut relay = relay;
+            relay.serve();
+        })?;
         super::signals::to_relay(signals);
         Ok(Some(Relay {
             slave: Some(slave),
@@ -153,9 +175,11 @@ impl Relay {
 
     /// The sandbox is built: its init process holds the program's
     /// terminal, this process no longer does (so that the terminal's end
-    /// is seen once every process inside is gone).
+    /// is seen once every process inside is gone); the caller's terminal
+    /// now goes into the relay's mode, and what is typed there is relayed.
     pub(super) fn handed_over(&mut self) {
         self.slave = None;
+        let _ = rustix::io::write(&self.tell, &[ENGAGE]);
     }
 
     /// Relays what is left (all of it: every process of the sandbox has
@@ -204,39 +228,39 @@ fn hermetic_thread(
 }
 
 /// The caller's terminal as the relay has it: `modes` in raw mode
-/// (`cfmakeraw`) for what is typed, its output processed as before; its
-/// signals generated when the program's terminal generates them (see the
-/// module's docs).
+/// (`cfmakeraw`): what the program writes was processed by its own
+/// terminal already (a newline made a carriage return and a line feed
+/// there, if its modes say so), and goes out as it is. Its signals are
+/// generated as the module's docs say.
 fn raw_like(modes: &Termios) -> Termios {
     let mut raw = modes.clone();
     raw.make_raw();
-    // Output as the caller had it: the program's terminal has processed
-    // what it wrote already (a newline is a carriage return and a line
-    // feed by then, which the caller's changes no further), and
-    // hermetic's own messages come out as anywhere else.
-    raw.output_modes = modes.output_modes;
     raw
 }
 
 /// The relay's thread and its state.
 struct Serve {
-    /// The caller's side of the program's terminal (non-blocking).
-    master: OwnedFd,
-    /// Signal numbers and [`FINISH`]es.
+    /// The caller's side of the program's terminal (non-blocking); `None`
+    /// once nothing holds the other side: then kept open (closing it would
+    /// hang the program's terminal up), but no longer read.
+    master: Option<OwnedFd>,
+    /// Signal numbers, [`ENGAGE`] and the word to finish.
     wake: OwnedFd,
     /// The caller's terminal, if what is typed there is relayed.
     input: Option<BorrowedFd<'static>>,
     /// Where the program's output goes.
     output: BorrowedFd<'static>,
-    /// The caller's terminal (stdin) and its relay mode, without `ISIG`.
-    raw: Option<(BorrowedFd<'static>, Termios)>,
+    /// The caller's terminal (stdin), its modes as the caller had them, and
+    /// its relay mode (raw, without `ISIG`).
+    raw: Option<(BorrowedFd<'static>, Termios, Termios)>,
+    /// The program has its terminal ([`ENGAGE`] came).
+    engaged: bool,
     /// This process is in the caller's terminal's foreground (where what
     /// is typed is read, and the terminal in the relay's mode): not in a
-    /// background job (`hermetic run ... &`), which a read would stop
-    /// (`SIGTTIN`), and whose terminal is the shell's meanwhile.
+    /// background job (`hermetic run ... &`, or after `bg`), whose terminal
+    /// is the shell's meanwhile.
     foreground: bool,
-    /// Whether the caller's terminal generates signals now (as the
-    /// program's does).
+    /// Whether the program's terminal generates signals (as last seen).
     isig: bool,
     /// Typed, not yet taken by the program's terminal.
     pending: Vec<u8>,
@@ -247,29 +271,40 @@ struct Serve {
 impl Serve {
     fn serve(&mut self) {
         let mut buf = vec![0u8; 16 * 1024];
+        // Kept open until the end, once nothing holds the other side.
+        let mut _kept_open: Option<OwnedFd> = None;
+        let mut last_output = Instant::now();
         loop {
-            let typing = self
-                .input
-                .filter(|_| self.foreground && self.pending.is_empty() && self.finish.is_none());
+            let typing = self.input.filter(|_| {
+                self.engaged && self.foreground && self.pending.is_empty() && self.finish.is_none()
+            });
             let mut master_events = PollFlags::IN;
             if !self.pending.is_empty() {
                 master_events |= PollFlags::OUT;
             }
-            let mut fds = vec![
-                PollFd::new(&self.wake, PollFlags::IN),
-                PollFd::new(&self.master, master_events),
-            ];
+            let mut fds = vec![PollFd::new(&self.wake, PollFlags::IN)];
+            if let Some(master) = &self.master {
+                fds.push(PollFd::new(master, master_events));
+            }
             if let Some(input) = &typing {
                 fds.push(PollFd::new(input, PollFlags::IN));
             }
             let timeout = match self.finish {
+                // In the background, looked at again now and then: a
+                // shell's `fg` of a job that runs sends no signal.
+                None if self.engaged && !self.foreground && self.raw.is_some() => {
+                    Timespec::try_from(BACKGROUND_LOOK).ok()
+                }
                 None => None,
-                // Kept: until the program's terminal has been quiet for a
-                // moment (what the program wrote last may still be on its
-                // way through the terminal's buffers).
-                Some((_, true)) => Timespec::try_from(KEPT_QUIET).ok(),
-                Some((since, false)) => {
-                    let left = FINISH_WITHIN.saturating_sub(since.elapsed());
+                Some(_) if self.master.is_none() => return,
+                Some((since, kept)) => {
+                    let left = if kept {
+                        KEPT_AT_MOST
+                            .saturating_sub(since.elapsed())
+                            .min(KEPT_QUIET.saturating_sub(last_output.elapsed()))
+                    } else {
+                        FINISH_WITHIN.saturating_sub(since.elapsed())
+                    };
                     if left.is_zero() {
                         return;
                     }
@@ -277,37 +312,48 @@ impl Serve {
                 }
             };
             match poll(&mut fds, timeout.as_ref()) {
-                Ok(0) if self.finish.is_some_and(|(_, kept)| kept) => {
-                    // Kept: what was there has been relayed.
-                    return;
-                }
                 Ok(_) => {}
                 Err(Errno::INTR) => continue,
                 Err(_) => return,
             }
             let ready: Vec<PollFlags> = fds.iter().map(PollFd::revents).collect();
             drop(fds);
+            if self.engaged && !self.foreground {
+                self.foreground = self.raw.as_ref().is_some_and(|(fd, ..)| in_foreground(*fd));
+                self.set_caller_s_modes();
+            }
+            let (master_ready, typed) = match (&self.master, &typing) {
+                (Some(_), _) => (ready[1], ready.get(2).copied()),
+                (None, _) => (PollFlags::empty(), ready.get(1).copied()),
+            };
             if !ready[0].is_empty() {
                 self.woken(&mut buf);
             }
-            if ready[1].intersects(PollFlags::OUT) {
+            if master_ready.intersects(PollFlags::OUT) {
                 self.type_pending();
             }
-            if ready[1].intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR)
-                && !self.relay_output(&mut buf)
-            {
-                // The program's terminal has no other side left: every
-                // process inside is gone, and all it wrote relayed.
-                return;
+            if master_ready.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) {
+                match self.relay_output(&mut buf) {
+                    Output::Some => last_output = Instant::now(),
+                    Output::None => {}
+                    Output::Gone => {
+                        // Nothing holds the program's terminal any more:
+                        // all it wrote is relayed. Kept open (see above)
+                        // until told to finish.
+                        _kept_open = self.master.take();
+                        self.pending.clear();
+                    }
+                }
             }
-            if ready.get(2).is_some_and(|r| !r.is_empty()) {
+            if typed.is_some_and(|r| !r.is_empty()) {
                 self.take_typed(&mut buf);
             }
             self.follow_program_s_signals();
         }
     }
 
-    /// Reads the wake pipe: signals to pass on, or the word to finish.
+    /// Reads the wake pipe: signals to pass on, or the word to engage or to
+    /// finish.
     fn woken(&mut self, buf: &mut [u8]) {
         let Ok(n) = rustix::io::read(&self.wake, &mut *buf) else {
             return;
@@ -316,6 +362,10 @@ impl Serve {
             match byte {
                 FINISH => self.finish = Some((Instant::now(), false)),
                 FINISH_KEPT => self.finish = Some((Instant::now(), true)),
+                ENGAGE => {
+                    self.engaged = true;
+                    self.set_caller_s_modes();
+                }
                 b if i32::from(b) == libc::SIGINT => {
                     self.signal(libc::SIGINT, SpecialCodeIndex::VINTR)
                 }
@@ -323,17 +373,29 @@ impl Serve {
                     self.signal(libc::SIGQUIT, SpecialCodeIndex::VQUIT);
                 }
                 b if i32::from(b) == libc::SIGWINCH => self.resize(),
+                b if i32::from(b) == libc::SIGTSTP => self.stop(),
                 b if i32::from(b) == libc::SIGCONT => {
                     // Back from a stop, in the foreground (`fg`: the
                     // caller's shell may have put its own modes on the
                     // terminal meanwhile) or not (`bg`).
-                    self.foreground = self.raw.as_ref().is_some_and(|(fd, _)| in_foreground(*fd));
+                    self.foreground = self.raw.as_ref().is_some_and(|(fd, ..)| in_foreground(*fd));
                     self.set_caller_s_modes();
                     self.resize();
                 }
                 _ => {}
             }
         }
+    }
+
+    /// `SIGTSTP` came (a Ctrl-Z typed, the caller's job stopped): the
+    /// caller's terminal gets its own modes back, then this process stops,
+    /// as a job does (the program runs on); `SIGCONT` brings it back.
+    fn stop(&mut self) {
+        if let (true, Some((fd, modes, _))) = (self.engaged && self.foreground, &self.raw) {
+            let _ = rustix::termios::tcsetattr(fd, OptionalActions::Now, modes);
+        }
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
     }
 
     /// `sig` (an interrupt or a quit) came: typed into the program's
@@ -343,8 +405,11 @@ impl Serve {
     /// Before the program has its terminal, or where that character is
     /// off, the signal goes to the program itself.
     fn signal(&mut self, sig: libc::c_int, which: SpecialCodeIndex) {
-        let foreground = rustix::termios::tcgetpgrp(&self.master).is_ok();
-        let code = rustix::termios::tcgetattr(&self.master)
+        let Some(master) = &self.master else {
+            return super::signals::deliver(sig);
+        };
+        let foreground = rustix::termios::tcgetpgrp(master).is_ok();
+        let code = rustix::termios::tcgetattr(master)
             .ok()
             .map(|t| t.special_codes[which])
             .filter(|&c| c != 0);
@@ -357,32 +422,38 @@ impl Serve {
     /// The caller's terminal's size, given to the program's (whose
     /// foreground job the kernel sends `SIGWINCH`).
     fn resize(&self) {
-        let caller = self.raw.as_ref().map_or(self.output, |(fd, _)| *fd);
+        let Some(master) = &self.master else {
+            return;
+        };
+        let caller = self.raw.as_ref().map_or(self.output, |(fd, ..)| *fd);
         if let Ok(size) = rustix::termios::tcgetwinsize(caller) {
-            let _ = rustix::termios::tcsetwinsize(&self.master, size);
+            let _ = rustix::termios::tcsetwinsize(master, size);
         }
     }
 
     /// Puts the caller's terminal in the relay's mode, generating signals
-    /// as the program's terminal does (`self.isig`).
+    /// where the caller's did and the program's terminal does: once the
+    /// program has its terminal, and only in the foreground.
     fn set_caller_s_modes(&self) {
-        if !self.foreground {
+        if !(self.engaged && self.foreground) {
             return;
         }
-        if let Some((fd, raw)) = &self.raw {
+        if let Some((fd, caller_s, raw)) = &self.raw {
             let mut modes = raw.clone();
-            modes.local_modes.set(LocalModes::ISIG, self.isig);
+            let isig = self.isig && caller_s.local_modes.contains(LocalModes::ISIG);
+            modes.local_modes.set(LocalModes::ISIG, isig);
             let _ = rustix::termios::tcsetattr(fd, OptionalActions::Now, &modes);
         }
     }
 
     /// The caller's terminal generates signals when, and only when, the
-    /// program's does: an editor in raw mode gets Ctrl-C as a byte.
+    /// program's does (and the caller's did): an editor in raw mode gets
+    /// Ctrl-C as a byte.
     fn follow_program_s_signals(&mut self) {
-        if self.raw.is_none() || !self.foreground {
+        if self.raw.is_none() || !(self.engaged && self.foreground) {
             return;
         }
-        let Ok(program_s) = rustix::termios::tcgetattr(&self.master) else {
+        let Some(Ok(program_s)) = self.master.as_ref().map(rustix::termios::tcgetattr) else {
             return;
         };
         let isig = program_s.local_modes.contains(LocalModes::ISIG);
@@ -395,7 +466,10 @@ impl Serve {
     /// Writes what was typed to the program's terminal, as much as it
     /// takes now.
     fn type_pending(&mut self) {
-        match rustix::io::write(&self.master, &self.pending) {
+        let Some(master) = &self.master else {
+            return self.pending.clear();
+        };
+        match rustix::io::write(master, &self.pending) {
             Ok(n) => {
                 self.pending.drain(..n);
             }
@@ -406,7 +480,8 @@ impl Serve {
     }
 
     /// Reads what was typed on the caller's terminal; nothing more is read
-    /// once it is gone.
+    /// once it is gone (hung up), nor while in the background (a read
+    /// there fails, `EIO`, this thread blocking `SIGTTIN`).
     fn take_typed(&mut self, buf: &mut [u8]) {
         let Some(input) = self.input else {
             return;
@@ -418,24 +493,39 @@ impl Serve {
                 self.type_pending();
             }
             Err(Errno::AGAIN | Errno::INTR) => {}
+            Err(Errno::IO) => self.foreground = false,
             Err(_) => self.input = None,
         }
     }
 
-    /// Relays what the program wrote; false once its terminal has no
-    /// other side left and nothing more to read.
-    fn relay_output(&mut self, buf: &mut [u8]) -> bool {
+    /// Relays what the program wrote: whether there was some, none, or
+    /// nothing holds the program's terminal any more (all it wrote read).
+    fn relay_output(&mut self, buf: &mut [u8]) -> Output {
+        let Some(master) = &self.master else {
+            return Output::Gone;
+        };
+        let mut some = Output::None;
         loop {
-            match rustix::io::read(&self.master, &mut *buf) {
-                Ok(0) => return false,
-                Ok(n) => write_all(self.output, &buf[..n]),
-                Err(Errno::AGAIN) => return true,
+            match rustix::io::read(master, &mut *buf) {
+                Ok(0) => return Output::Gone,
+                Ok(n) => {
+                    write_all(self.output, &buf[..n]);
+                    some = Output::Some;
+                }
+                Err(Errno::AGAIN) => return some,
                 Err(Errno::INTR) => {}
                 // EIO: no process holds the other side any more.
-                Err(_) => return false,
+                Err(_) => return Output::Gone,
             }
         }
     }
+}
+
+/// What reading the program's terminal gave.
+enum Output {
+    Some,
+    None,
+    Gone,
 }
 
 /// Whether this process is in the foreground of the terminal `fd` (or

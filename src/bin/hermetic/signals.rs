@@ -29,7 +29,13 @@ static PENDING: AtomicU64 = AtomicU64::new(0);
 static RELAY: AtomicI32 = AtomicI32::new(-1);
 
 /// The signals the relay takes, when there is one.
-const TO_RELAY: [libc::c_int; 4] = [libc::SIGINT, libc::SIGQUIT, libc::SIGWINCH, libc::SIGCONT];
+const TO_RELAY: [libc::c_int; 5] = [
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGWINCH,
+    libc::SIGCONT,
+    libc::SIGTSTP,
+];
 
 extern "C" fn pass_on(sig: libc::c_int) {
     let relay = RELAY.load(Ordering::SeqCst);
@@ -73,11 +79,14 @@ fn send(pid: rustix::process::Pid, sig: libc::c_int) {
 
 /// From now on the terminal's signals ([`TO_RELAY`]) go to the relay, as
 /// a byte (the signal's number) written to `wake`, whose fd stays open for
-/// as long as this process lives; `SIGCONT` is caught too.
+/// as long as this process lives; `SIGCONT` and `SIGTSTP` are caught too
+/// (the relay puts the caller's terminal back before it stops this
+/// process).
 pub(super) fn to_relay(wake: std::os::fd::OwnedFd) {
     use std::os::fd::IntoRawFd;
     RELAY.store(wake.into_raw_fd(), Ordering::SeqCst);
     install(libc::SIGCONT);
+    install(libc::SIGTSTP);
 }
 
 /// Catches the signals to pass on; until [`pass_to`] names the child,
