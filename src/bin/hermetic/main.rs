@@ -113,12 +113,14 @@ stdout or stderr), PROGRAM gets a pseudo-terminal of its own instead,
 made like yours (modes, size), which hermetic relays to yours: it leads a
 session on it (a shell there has job control), and what it does to its
 terminal (modes, interrupt character, size) stays there. Your terminal is
-in raw mode meanwhile, generating signals when PROGRAM's does: Ctrl-C
-interrupts your job as before and is typed into PROGRAM's terminal (a
-raw-mode program reads it as a byte); Ctrl-Z stops hermetic, PROGRAM
-runs on. When PROGRAM ends, hermetic relays the last of its output, then
-puts your terminal's modes and size back; what is left running in a kept
-sandbox (HERMETIC_KEEP) holds a terminal with no other side.
+in raw mode meanwhile (in the foreground; in the background, `&`, it is
+left to your shell), generating signals where it did and PROGRAM's
+does: Ctrl-C interrupts your job as before and is typed into PROGRAM's
+terminal (a raw-mode program reads it as a byte); Ctrl-Z stops hermetic
+with your terminal put back, PROGRAM runs on. When PROGRAM ends, hermetic
+relays the last of its output, then puts your terminal's modes and size
+back; what is left running in a kept sandbox (HERMETIC_KEEP) holds a
+terminal with no other side.
 
 Environment:
   HERMETIC_KEEP=1       a failing PROGRAM's sandbox is kept (hermetic enter)
