@@ -41,8 +41,9 @@ const DISK_FILESYSTEMS: [i64; 3] = [0xEF53, 0x5846_5342, 0x9123_683E];
 pub(crate) struct DiskBase {
     pub(crate) dir: PathBuf,
     fs_type: i64,
-    /// `BASE/pool`, if it could be made: see [`DiskBase::claim`].
-    pool: Option<PathBuf>,
+    /// `BASE/pool` and `BASE/trash`, if they could be made: see
+    /// [`DiskBase::claim`].
+    pool: Option<(PathBuf, PathBuf)>,
     /// About how many directories the pool holds (as last read, and
     /// changed since by this process).
     pooled: AtomicUsize,
@@ -50,6 +51,9 @@ pub(crate) struct DiskBase {
 
 /// The pool of emptied layer directories, in the base.
 const POOL: &str = "pool";
+/// Emptied upper layers, in the base, removed off the sandboxes' way (an
+/// upper layer is never reused: see [`DiskLayers`]'s drop).
+const TRASH: &str = "trash";
 /// At most about this many directories wait in the pool (each process
 /// counts what it read there last, and what it has added since).
 const POOL_MAX: usize = 32;
@@ -146,21 +150,24 @@ fn open_base(parent: &Path, uid: u32) -> Option<DiskBase> {
     if rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK).is_err() {
         return None;
     }
-    let pool = dir.join(POOL);
-    let pool = match std::fs::DirBuilder::new().mode(0o700).create(&pool) {
-        Ok(()) => Some(pool),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            // Within the base, which is the caller's alone: the caller's.
-            std::fs::symlink_metadata(&pool)
-                .is_ok_and(|m| m.is_dir())
-                .then_some(pool)
+    let own_dir = |name: &str| {
+        let path = dir.join(name);
+        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => Some(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // Within the base, which is the caller's alone: the caller's.
+                std::fs::symlink_metadata(&path)
+                    .is_ok_and(|m| m.is_dir())
+                    .then_some(path)
+            }
+            Err(_) => None,
         }
-        Err(_) => None,
     };
+    let (pool, trash) = (own_dir(POOL), own_dir(TRASH));
     Some(DiskBase {
         dir,
         fs_type,
-        pool,
+        pool: pool.zip(trash),
         pooled: AtomicUsize::new(0),
     })
 }
@@ -187,12 +194,14 @@ impl DiskBase {
     /// from the pool saves making one now and removing one later: on a
     /// filesystem mounted with `discard` and no journal (ext4 here), each
     /// removal of a directory waits for the discard of its block, about
-    /// 0.2 ms. Only empty directories of this user's, with no overlay's
-    /// marks, and no longer any overlay's layer (their sandbox's mounts
-    /// were taken down first), are put there ([`DiskLayers`]'s drop).
+    /// 0.2 ms. Only directories no sandbox's process ever saw (work
+    /// directories and what the kernel made in them; never an upper
+    /// layer), empty, with nothing on them, and no longer any overlay's
+    /// (their sandbox's mounts were taken down first), are put there
+    /// ([`DiskLayers`]'s drop).
     pub(crate) fn claim(&self, targets: &[PathBuf]) -> Vec<bool> {
         let mut claimed = vec![false; targets.len()];
-        let Some(pool) = &self.pool else {
+        let Some((pool, _)) = &self.pool else {
             return claimed;
         };
         let Ok(entries) = std::fs::read_dir(pool) else {
@@ -224,9 +233,18 @@ impl DiskBase {
     /// removed on the reclaim thread while the next sandbox sets up
     /// ([`trim_pool`]).
     fn trim(&self, keep: usize) {
-        let Some(pool) = &self.pool else {
+        let Some((pool, trash)) = &self.pool else {
             return;
         };
+        // The emptied upper layers first: all of them.
+        if let Ok(entries) = std::fs::read_dir(trash) {
+            for entry in entries.filter_map(Result::ok) {
+                let path = entry.path();
+                if std::fs::remove_dir(&path).is_err() {
+                    remove_tree(&path);
+                }
+            }
+        }
         let Ok(entries) = std::fs::read_dir(pool) else {
             return;
         };
@@ -252,13 +270,23 @@ impl DiskBase {
         self.pooled.store(left, Ordering::Relaxed);
     }
 
+    /// Moves the upper layer `dir`, empty, to the trash (named `name`
+    /// there), which the reclaim thread empties ([`trim_pool`]); false if
+    /// it cannot (then it is removed as before).
+    fn discard(&self, dir: &Path, name: &str) -> bool {
+        let Some((_, trash)) = &self.pool else {
+            return false;
+        };
+        rustix::fs::rename(dir, trash.join(name)).is_ok()
+    }
+
     /// Puts the empty directory `dir` of the base in the pool, named
     /// `name` there (unique: a sandbox's prefix and what it was), or
     /// removes it if the pool is full (or cannot be had).
     fn give_back(&self, dir: &Path, name: &str) {
         use std::os::unix::fs::PermissionsExt;
         let room = self.pooled.load(Ordering::Relaxed) < POOL_MAX;
-        if let (Some(pool), true) = (&self.pool, room) {
+        if let (Some((pool, _)), true) = (&self.pool, room) {
             // A plain mode, whatever it had (an overlay's marks are made
             // with mode 0), so that anyone taking it can use it as it is.
             let plain = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
@@ -444,10 +472,12 @@ impl Drop for DiskLayers {
         for (path, rest) in entries {
             let name = format!("{}.{rest}", self.prefix);
             let done = match rest.chars().next() {
-                Some('u') if is_empty_layer(&path) => {
-                    self.home.give_back(&path, &name);
-                    true
-                }
+                // Never reused: the sandbox saw it as its overlay's root,
+                // and may have left on it what is not an entry (an
+                // attribute, inode flags, a capability) for a later
+                // sandbox to see. Empty, it goes to the trash, out of the
+                // way; with what the sandbox wrote, it is removed now.
+                Some('u') if holds_nothing(&path) => self.home.discard(&path, &name),
                 Some('w') => {
                     // As a volatile mount leaves it: `work`, emptied, and
                     // its marks unless shed already.
@@ -472,13 +502,19 @@ impl Drop for DiskLayers {
     }
 }
 
+/// Whether `dir` is a directory (not a link) that holds nothing.
+fn holds_nothing(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
+        && std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir())
+}
+
 /// Whether `dir` is a directory (not a link) that holds nothing and
-/// carries no extended attribute but a security module's and the
-/// overlay's own marks (`*.overlay.*`: its uuid, which it sets on every
-/// upper layer's root, impure, opaque), which are taken off: as good as a
-/// new one for a layer. An upper layer's root also carries what the
-/// sandbox set on its overlay's root (a `user.` attribute): the next
-/// sandbox must not see it, so such a directory is not reused.
+/// carries no extended attribute but the overlay's own marks
+/// (`*.overlay.*`), which are taken off: as good as a new one for a
+/// layer. Only directories no process of a sandbox ever saw are asked
+/// (work directories, the kernel's `work` and marks in them); one with
+/// anything else on it (a security module's label included) is not
+/// reused.
 fn is_empty_layer(dir: &Path) -> bool {
     use rustix::fs::{Mode, OFlags};
     let Ok(fd) = rustix::fs::open(
@@ -499,7 +535,7 @@ fn is_empty_layer(dir: &Path) -> bool {
             .filter(|name| !name.is_empty())
     };
     let overlay_s = |name: &[u8]| name.windows(9).any(|w| w == b".overlay.");
-    if names().any(|name| !name.starts_with(b"security.") && !overlay_s(name)) {
+    if names().any(|name| !overlay_s(name)) {
         return false;
     }
     for name in names().filter(|name| overlay_s(name)) {

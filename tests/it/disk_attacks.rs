@@ -379,17 +379,30 @@ fn tmp_size_bounds_the_memory_of_empty_files_too() {
 /// upper layer lies on disk (the test's tree's), and that layer's name in
 /// the disk base, from `/proc/self/mountinfo`.
 fn disk_overlay() -> Option<(String, String)> {
+    disk_overlay_dirs().map(|(root, upper, _)| (root, upper))
+}
+
+/// As [`disk_overlay`], with the name of the overlay's work directory.
+fn disk_overlay_dirs() -> Option<(String, String, String)> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     info.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(' ').collect();
         let options = fields.last()?;
-        let upper = options
-            .split(',')
-            .find_map(|o| o.strip_prefix("upperdir=/proc/self/fd/"))?;
-        let (_, name) = upper.split_once('/')?;
+        let named = |key: &str| {
+            options
+                .split(',')
+                .find_map(|o| o.strip_prefix(key))
+                .and_then(|p| p.split_once('/'))
+                .map(|(_, name)| name.to_owned())
+        };
+        let (upper, work) = (
+            named("upperdir=/proc/self/fd/")?,
+            named("workdir=/proc/self/fd/")?,
+        );
         // On disk: PID.RANDOM.N.uK (in memory: uK).
-        name.contains('.')
-            .then(|| (fields[4].to_owned(), name.to_owned()))
+        upper
+            .contains('.')
+            .then(|| (fields[4].to_owned(), upper, work))
     })
 }
 
@@ -406,12 +419,13 @@ fn pooled_inodes() -> std::collections::HashSet<u64> {
         .unwrap_or_default()
 }
 
-/// A sandbox's emptied layer directories go to a pool in the disk base,
-/// and later sandboxes take theirs from it (fewer directories made and
-/// removed on disk); what a sandbox left on its overlay's root (a file
+/// A sandbox's emptied work directories go to a pool in the disk base,
+/// and later sandboxes take their layers from it (fewer directories made
+/// and removed on disk); what a sandbox left on its overlay's root (a file
 /// made and removed there, an extended attribute set on it) is never seen
-/// by the next: a directory is pooled only if it holds nothing and
-/// carries no attribute. The pool stays bounded.
+/// by the next: an upper layer, which the sandbox saw, is never pooled,
+/// and a directory is pooled only if it holds nothing and carries no
+/// attribute. The pool stays bounded.
 #[test]
 fn the_next_sandbox_takes_emptied_layer_directories_and_sees_nothing_of_the_last() {
     use std::os::unix::fs::MetadataExt;
@@ -434,9 +448,12 @@ fn the_next_sandbox_takes_emptied_layer_directories_and_sees_nothing_of_the_last
         }
     });
     drop(first);
+    // Never an upper layer: the sandbox saw it, and may have left on it
+    // what is no entry (here an attribute, `marked`).
+    let _ = marked;
     assert!(
-        !(marked && pooled_inodes().contains(&first_upper)),
-        "an upper layer carrying the sandbox's attribute went to the pool"
+        !pooled_inodes().contains(&first_upper),
+        "an upper layer went to the pool"
     );
     let mut reused = false;
     for _ in 0..5 {
@@ -476,21 +493,29 @@ fn the_next_sandbox_takes_emptied_layer_directories_and_sees_nothing_of_the_last
         reused,
         "no sandbox took its upper layer from the pool in 5 tries"
     );
-    // A sandbox that wrote nothing leaves its upper layer to the pool
-    // (unless another process took it at once, or filled the pool: tried
-    // again).
+    // A sandbox leaves its work directory to the pool (unless another
+    // process took it at once, or filled the pool: tried again), and
+    // never its upper layer.
     let mut given = false;
     for _ in 0..5 {
         let clean = cow();
-        let (_, upper) = clean.run(disk_overlay).expect("the same overlay on disk");
-        let ino = std::fs::metadata(disk_base().join(&upper)).unwrap().ino();
+        let (_, upper, work) = clean
+            .run(disk_overlay_dirs)
+            .expect("the same overlay on disk");
+        let ino = |name: &str| std::fs::metadata(disk_base().join(name)).unwrap().ino();
+        let (upper, work) = (ino(&upper), ino(&work));
         drop(clean);
-        if pooled_inodes().contains(&ino) {
+        let pooled = pooled_inodes();
+        assert!(!pooled.contains(&upper), "an upper layer went to the pool");
+        if pooled.contains(&work) {
             given = true;
             break;
         }
     }
-    assert!(given, "no emptied upper layer went to the pool in 5 tries");
+    assert!(
+        given,
+        "no emptied work directory went to the pool in 5 tries"
+    );
     let held = std::fs::read_dir(disk_base().join("pool")).unwrap().count();
     assert!(held <= 64, "the pool holds {held} directories");
 }

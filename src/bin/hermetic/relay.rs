@@ -390,7 +390,14 @@ impl Serve {
     /// `SIGTSTP` came (a Ctrl-Z typed, the caller's job stopped): the
     /// caller's terminal gets its own modes back, then this process stops,
     /// as a job does (the program runs on); `SIGCONT` brings it back.
+    ///
+    /// As the kernel does for a stop signal of a terminal: not where this
+    /// process's group is orphaned (no shell of its session would ever
+    /// continue it), where it is ignored.
     fn stop(&mut self) {
+        if !stoppable() {
+            return;
+        }
         if let (true, Some((fd, modes, _))) = (self.engaged && self.foreground, &self.raw) {
             let _ = rustix::termios::tcsetattr(fd, OptionalActions::Now, modes);
         }
@@ -526,6 +533,29 @@ enum Output {
     Some,
     None,
     Gone,
+}
+
+/// Whether a job-control shell could continue this process once
+/// stopped: its group is not orphaned, as its parent (a shell, or a
+/// runner a shell started) is in its session and another group. The
+/// kernel also counts the group's other members' parents; `hermetic`'s
+/// own, the one it knows, decides here.
+fn stoppable() -> bool {
+    use rustix::process::{getpgrp, getppid, getsid};
+    let (Some(parent), Ok(session)) = (getppid(), getsid(None)) else {
+        return false;
+    };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", parent.as_raw_nonzero()))
+    else {
+        return false;
+    };
+    // After the command's `)`: state, ppid, pgrp, session.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let number = |i: usize| fields.get(i).and_then(|f| f.parse::<i32>().ok());
+    number(3) == Some(session.as_raw_nonzero().get())
+        && number(2) != Some(getpgrp().as_raw_nonzero().get())
 }
 
 /// Whether this process is in the foreground of the terminal `fd` (or
