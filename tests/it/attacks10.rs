@@ -173,7 +173,6 @@ fn capability_of(path: &str) -> String {
 /// happen: a layer whose root carries an attribute the sandbox could set
 /// is not pooled (removed instead), as with a `user.` one.
 #[test]
-#[ignore = "finding: security.capability set on the overlay's root reaches a later sandbox through the pool"]
 fn a_capability_attribute_on_the_overlay_s_root_reaches_no_later_sandbox() {
     let shows = |c: &str| !c.starts_with("none");
     let attack = attack_through_the_pool(set_capability, capability_of, shows);
@@ -254,7 +253,6 @@ const FS_DIRSYNC_FL: libc::c_int = 0x1_0000;
 /// a later sandbox's overlay's root has the flags a new upper layer has
 /// (the pool checks or clears them, or such a layer is removed).
 #[test]
-#[ignore = "finding: inode flags (chattr +S) set on the overlay's root reach a later sandbox through the pool"]
 fn inode_flags_on_the_overlay_s_root_reach_no_later_sandbox() {
     let attack = attack_through_the_pool(set_sync_flags, shown_flags, shows_sync_flags);
     let (pooled, seen) = match attack {
@@ -409,7 +407,6 @@ fn state_of(pid: u32) -> String {
 /// goes on relaying: the line reaches the program (`GOT:after`), and
 /// Ctrl-C still ends it.
 #[test]
-#[ignore = "finding: Ctrl-Z stops hermetic for ever where no job-control shell started it (its group orphaned)"]
 fn ctrl_z_without_a_job_control_shell_does_not_stop_hermetic_for_ever() {
     let mut cmd = common::hermetic_command();
     cmd.args([
@@ -505,7 +502,6 @@ fn set_label(root: &str) -> Result<(), String> {
 /// the overlay's root). What should happen: a layer whose root carries an
 /// attribute the sandbox set is not pooled, as with a `user.` one.
 #[test]
-#[ignore = "finding: any security.selinux value set on the overlay's root reaches a later sandbox through the pool"]
 fn a_security_label_on_the_overlay_s_root_reaches_no_later_sandbox() {
     let shows = |c: &str| !c.starts_with("none");
     let attack = attack_through_the_pool(set_label, label_of, shows);
@@ -693,7 +689,6 @@ fn size_of(fd: &impl AsRawFd) -> (u16, u16) {
 /// happen: the terminal keeps the size its window gave it (as after the
 /// same program run without hermetic).
 #[test]
-#[ignore = "finding: hermetic run puts the caller's terminal's old size back after the user resized the window"]
 fn a_window_resized_during_the_run_keeps_its_size_after() {
     let (master, slave) = common::openpty();
     resize(&slave, (24, 80));

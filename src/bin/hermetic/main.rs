@@ -435,9 +435,12 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
             return Ok(ExitCode::from(code));
         }
     };
-    let terminal = terminal::Saved::now();
+    let mut terminal = terminal::Saved::now();
     // Given a terminal, the program gets one of its own, relayed to it.
     let mut relay = start_relay(&run.program);
+    if relay.is_some() {
+        terminal.left_to_the_relay();
+    }
     if let Some(relay) = &relay {
         run.builder.__program_terminal(relay.stdio());
     }
@@ -653,10 +656,13 @@ fn enter(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     let args: Vec<OsString> = rest.collect();
     // The caller's terminal, if the program is given one, is as it was
     // when the program ends, whatever the program did to it.
-    let terminal = terminal::Saved::now();
+    let mut terminal = terminal::Saved::now();
     // Given a terminal, the program gets one of its own, relayed to it:
     // what is left running in the kept sandbox cannot reach the caller's.
     let mut relay = start_relay(&program);
+    if relay.is_some() {
+        terminal.left_to_the_relay();
+    }
     let made = if relay.is_some() {
         hermetic::__kept_command_on_terminal(pid, &program)
     } else {

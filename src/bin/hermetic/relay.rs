@@ -129,6 +129,7 @@ impl Relay {
             output,
             raw: input.map(|fd| (fd, modes.clone(), raw_like(&modes))),
             engaged: false,
+            modes_set: false,
             foreground: input.is_some_and(in_foreground),
             isig: modes.local_modes.contains(LocalModes::ISIG),
             pending: Vec::new(),
@@ -255,6 +256,9 @@ struct Serve {
     raw: Option<(BorrowedFd<'static>, Termios, Termios)>,
     /// The program has its terminal ([`ENGAGE`] came).
     engaged: bool,
+    /// The caller's terminal is in the relay's mode (put back at the end,
+    /// and before a stop).
+    modes_set: bool,
     /// This process is in the caller's terminal's foreground (where what
     /// is typed is read, and the terminal in the relay's mode): not in a
     /// background job (`hermetic run ... &`, or after `bg`), whose terminal
@@ -269,7 +273,23 @@ struct Serve {
 }
 
 impl Serve {
+    /// Relays until told to finish, then puts the caller's terminal's
+    /// modes back if it changed them.
     fn serve(&mut self) {
+        self.relay();
+        self.put_back();
+    }
+
+    /// The caller's terminal gets the modes it had, if the relay changed
+    /// them (and so was in the foreground).
+    fn put_back(&mut self) {
+        if let (true, Some((fd, modes, _))) = (self.modes_set, &self.raw) {
+            let _ = rustix::termios::tcsetattr(fd, OptionalActions::Now, modes);
+        }
+        self.modes_set = false;
+    }
+
+    fn relay(&mut self) {
         let mut buf = vec![0u8; 16 * 1024];
         // Kept open until the end, once nothing holds the other side.
         let mut _kept_open: Option<OwnedFd> = None;
@@ -398,9 +418,7 @@ impl Serve {
         if !stoppable() {
             return;
         }
-        if let (true, Some((fd, modes, _))) = (self.engaged && self.foreground, &self.raw) {
-            let _ = rustix::termios::tcsetattr(fd, OptionalActions::Now, modes);
-        }
+        self.put_back();
         let _ =
             rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
     }
@@ -441,7 +459,7 @@ impl Serve {
     /// Puts the caller's terminal in the relay's mode, generating signals
     /// where the caller's did and the program's terminal does: once the
     /// program has its terminal, and only in the foreground.
-    fn set_caller_s_modes(&self) {
+    fn set_caller_s_modes(&mut self) {
         if !(self.engaged && self.foreground) {
             return;
         }
@@ -449,7 +467,9 @@ impl Serve {
             let mut modes = raw.clone();
             let isig = self.isig && caller_s.local_modes.contains(LocalModes::ISIG);
             modes.local_modes.set(LocalModes::ISIG, isig);
-            let _ = rustix::termios::tcsetattr(fd, OptionalActions::Now, &modes);
+            if rustix::termios::tcsetattr(fd, OptionalActions::Now, &modes).is_ok() {
+                self.modes_set = true;
+            }
         }
     }
 

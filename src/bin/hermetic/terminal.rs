@@ -32,6 +32,20 @@ impl Saved {
     }
 }
 
+impl Saved {
+    /// The program has a terminal of its own (the relay's): it cannot
+    /// change the caller's, whose modes only the relay changes (and puts
+    /// back itself, in the foreground only): nothing to put back here. A
+    /// size that differs at the end is the user's (a window resized
+    /// meanwhile); modes that differ in the background are the
+    /// foreground job's.
+    pub(super) fn left_to_the_relay(&mut self) {
+        self.modes = None;
+        self.size = None;
+        self.flags.clear();
+    }
+}
+
 impl Drop for Saved {
     /// A program may leave the terminal without echo, in raw mode, with
     /// another size, or with its output suspended (`tcflow(TCOOFF)`),
