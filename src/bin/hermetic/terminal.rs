@@ -1,4 +1,6 @@
-//! The caller's terminal: put back as it was when the program ends.
+//! The caller's terminal: put back as it was when the program ends, where
+//! the program was given it itself (no pseudo-terminal of its own could be
+//! made: see `relay`, which otherwise puts back what it changed).
 
 use std::os::fd::BorrowedFd;
 
