@@ -652,3 +652,75 @@ pub fn perl_command_succeeds(program: &str) {
     let status = ns.command("perl").args(["-e", program]).status().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// `cmd` started as the foreground job of a new terminal, leading its
+/// session there (as a program an `ssh -t` or a terminal emulator starts
+/// does): the child, the master to type into, what the terminal shows,
+/// and the slave (the caller's own open file of the terminal).
+pub fn start_on_terminal(
+    mut cmd: std::process::Command,
+) -> (
+    std::process::Child,
+    std::fs::File,
+    std::sync::mpsc::Receiver<String>,
+    std::os::fd::OwnedFd,
+) {
+    let (master, slave) = openpty();
+    on_terminal(&mut cmd, &slave);
+    let child = cmd.spawn().unwrap();
+    drop(cmd);
+    let writer = std::fs::File::from(master.try_clone().unwrap());
+    (child, writer, read_master(master), slave)
+}
+
+/// An interactive bash with job control (as a user's login shell) on a new
+/// terminal, at its first prompt (`PROMPT> `); `$H` is hermetic.
+pub fn bash_on_terminal() -> (
+    std::process::Child,
+    std::fs::File,
+    std::sync::mpsc::Receiver<String>,
+    std::os::fd::OwnedFd,
+) {
+    let mut cmd = std::process::Command::new("bash");
+    cmd.args(["--norc", "--noprofile", "-i"])
+        .env("PS1", "PROMPT> ")
+        .env("H", env!("CARGO_BIN_EXE_hermetic"));
+    let (child, writer, rx, slave) = start_on_terminal(cmd);
+    let mut seen = String::new();
+    assert!(wait_for(&rx, &mut seen, "PROMPT> "), "no prompt: {seen}");
+    (child, writer, rx, slave)
+}
+
+/// Waits up to `within` for `child` to end; kills it after (`None`).
+pub fn ended_within(
+    child: &mut std::process::Child,
+    within: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Gives the terminal of `fd` the size `rows` x `cols` (as a terminal
+/// emulator does when its window is resized: the kernel then signals its
+/// foreground job, `SIGWINCH`, if the size changed).
+pub fn set_terminal_size(fd: &impl std::os::fd::AsRawFd, (rows, cols): (u16, u16)) {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: a live terminal fd and winsize.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    assert_eq!(r, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
+}

@@ -4,13 +4,14 @@
 //! fails with `--ignored`); the rest pass, root and rootless.
 
 use crate::common;
-use crate::common::{disk_base, on_terminal, wait_for};
+use crate::common::{
+    bash_on_terminal, disk_base, ended_within, on_terminal, set_terminal_size, start_on_terminal,
+    wait_for,
+};
 
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
-use std::process::{Child, Command, ExitStatus};
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use hermetic::{HostMode, Sandbox};
@@ -342,38 +343,6 @@ fn the_owner_and_times_of_the_overlay_s_root_reach_no_later_sandbox() {
     );
 }
 
-/// `cmd` started as the foreground job of a new terminal, leading its
-/// session there (as a program an `ssh -t` or a terminal emulator starts
-/// does, with no job-control shell around it): the child, the master to
-/// type into, what the terminal shows, and the slave.
-fn start_on_terminal(
-    mut cmd: Command,
-) -> (Child, std::fs::File, Receiver<String>, std::os::fd::OwnedFd) {
-    let (master, slave) = common::openpty();
-    on_terminal(&mut cmd, &slave);
-    let child = cmd.spawn().unwrap();
-    drop(cmd);
-    let writer = std::fs::File::from(master.try_clone().unwrap());
-    (child, writer, common::read_master(master), slave)
-}
-
-/// Waits up to `within` for `child` to end; kills it (and continues it,
-/// were it stopped) after (`None`).
-fn ended_within(child: &mut Child, within: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The state letter of process `pid` (`/proc/PID/stat`: R, S, T...).
 fn state_of(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -652,21 +621,6 @@ fn a_program_deaf_to_the_hang_up_does_not_make_hermetic_spin() {
     );
 }
 
-/// Gives the terminal of `fd` the size `rows` x `cols` (as a terminal
-/// emulator does when its window is resized: the kernel then signals its
-/// foreground job, `SIGWINCH`).
-fn resize(fd: &impl AsRawFd, (rows, cols): (u16, u16)) {
-    let size = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: a live terminal fd and winsize.
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &size) };
-    assert_eq!(r, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
-}
-
 /// The size of the terminal of `fd`: rows, columns.
 fn size_of(fd: &impl AsRawFd) -> (u16, u16) {
     // SAFETY: winsize is plain data, valid all zeroes.
@@ -691,7 +645,7 @@ fn size_of(fd: &impl AsRawFd) -> (u16, u16) {
 #[test]
 fn a_window_resized_during_the_run_keeps_its_size_after() {
     let (master, slave) = common::openpty();
-    resize(&slave, (24, 80));
+    set_terminal_size(&slave, (24, 80));
     let mut cmd = common::hermetic_command();
     cmd.args([
         "run",
@@ -708,7 +662,7 @@ fn a_window_resized_during_the_run_keeps_its_size_after() {
     let mut seen = String::new();
     let ready = wait_for(&rx, &mut seen, "READY");
     // The window enlarged (the emulator sets the size on its side).
-    resize(&writer, (50, 120));
+    set_terminal_size(&writer, (50, 120));
     writer.write_all(b"go\n").unwrap();
     let sized = wait_for(&rx, &mut seen, "SIZE:");
     let status = ended_within(&mut child, Duration::from_secs(10));
@@ -770,17 +724,4 @@ fn a_background_hermetic_run_leaves_the_foreground_job_s_modes_alone() {
         !flipped,
         "the background hermetic put canonical mode and echo back under the foreground program"
     );
-}
-
-/// An interactive bash with job control (as a user's login shell) on a new
-/// terminal, at its first prompt (`PROMPT> `); `$H` is hermetic.
-fn bash_on_terminal() -> (Child, std::fs::File, Receiver<String>, std::os::fd::OwnedFd) {
-    let mut cmd = Command::new("bash");
-    cmd.args(["--norc", "--noprofile", "-i"])
-        .env("PS1", "PROMPT> ")
-        .env("H", env!("CARGO_BIN_EXE_hermetic"));
-    let (child, writer, rx, slave) = start_on_terminal(cmd);
-    let mut seen = String::new();
-    assert!(wait_for(&rx, &mut seen, "PROMPT> "), "no prompt: {seen}");
-    (child, writer, rx, slave)
 }

@@ -5,7 +5,10 @@
 //! finding (it fails with `--ignored`); the rest pass, root and rootless.
 
 use crate::common;
-use crate::common::{on_terminal, read_master, shown_until, wait_for};
+use crate::common::{
+    bash_on_terminal, ended_within, on_terminal, read_master, shown_until, start_on_terminal,
+    wait_for,
+};
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -14,52 +17,11 @@ use std::process::{Child, Command, ExitStatus};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-/// `cmd` started as the foreground job of a new terminal: the child, the
-/// master to type into, what the terminal shows, and the slave (the
-/// caller's own open file of the terminal).
-fn start_on_terminal(mut cmd: Command) -> (Child, std::fs::File, Receiver<String>, OwnedFd) {
-    let (master, slave) = common::openpty();
-    on_terminal(&mut cmd, &slave);
-    let child = cmd.spawn().unwrap();
-    drop(cmd);
-    let writer = std::fs::File::from(master.try_clone().unwrap());
-    (child, writer, read_master(master), slave)
-}
-
 /// `hermetic run -- ARGS` as the foreground job of a new terminal.
 fn run_on_terminal(args: &[&str]) -> (Child, std::fs::File, Receiver<String>, OwnedFd) {
     let mut cmd = common::hermetic_command();
     cmd.arg("run").arg("--").args(args);
     start_on_terminal(cmd)
-}
-
-/// An interactive bash with job control (as a user's login shell) on a new
-/// terminal, at its first prompt (`PROMPT> `); `$H` is hermetic.
-fn bash_on_terminal() -> (Child, std::fs::File, Receiver<String>, OwnedFd) {
-    let mut cmd = Command::new("bash");
-    cmd.args(["--norc", "--noprofile", "-i"])
-        .env("PS1", "PROMPT> ")
-        .env("H", env!("CARGO_BIN_EXE_hermetic"));
-    let (child, writer, rx, slave) = start_on_terminal(cmd);
-    let mut seen = String::new();
-    assert!(wait_for(&rx, &mut seen, "PROMPT> "), "no prompt: {seen}");
-    (child, writer, rx, slave)
-}
-
-/// Waits up to `within` for `child` to end; kills it after (`None`).
-fn ended_within(child: &mut Child, within: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// How `status` ended, as a shell says it (128+N for a signal N).

@@ -8,7 +8,7 @@ use crate::common;
 use crate::common::{on_terminal, read_master, wait_bounded, wait_for};
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitStatus};
 
@@ -24,7 +24,7 @@ fn run_on_a_terminal(
     std::sync::mpsc::Receiver<String>,
 ) {
     let (master, slave) = common::openpty();
-    set_size(&master, size);
+    common::set_terminal_size(&master, size);
     let mut cmd = common::hermetic_command();
     cmd.arg("run").arg("--").args(args);
     on_terminal(&mut cmd, &slave);
@@ -32,20 +32,6 @@ fn run_on_a_terminal(
     drop((cmd, slave));
     let writer = std::fs::File::from(master.try_clone().unwrap());
     (child, writer, read_master(master))
-}
-
-/// Gives the terminal of `master` a size (which signals its foreground
-/// job, `SIGWINCH`, if it changes).
-fn set_size(master: &OwnedFd, (rows, cols): (u16, u16)) {
-    let size = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads a live winsize.
-    let r = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
-    assert_eq!(r, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
 }
 
 /// The terminal's device number (`st_rdev`) of a file or fd path.
@@ -179,7 +165,7 @@ fn a_raw_mode_program_reads_ctrl_c_as_a_byte() {
 #[test]
 fn the_program_s_terminal_has_the_caller_s_size_and_follows_it() {
     let (master, slave) = common::openpty();
-    set_size(&master, (31, 101));
+    common::set_terminal_size(&master, (31, 101));
     let mut cmd = common::hermetic_command();
     cmd.args([
         "run",
@@ -196,7 +182,7 @@ fn the_program_s_terminal_has_the_caller_s_size_and_follows_it() {
     let rx = read_master(master);
     let mut seen = String::new();
     let ready = wait_for(&rx, &mut seen, "READY");
-    set_size(&resize, (40, 120));
+    common::set_terminal_size(&resize, (40, 120));
     let now = wait_for(&rx, &mut seen, "NOW ");
     let status = wait_bounded(&mut child);
     assert!(ready && now && status.success(), "{status:?}: {seen}");
