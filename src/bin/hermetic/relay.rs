@@ -1,6 +1,6 @@
-//! A terminal of the program's own: when `hermetic run` is given a
-//! terminal, its program gets a new pseudo-terminal instead, whose other
-//! side this process relays to the caller's.
+//! A terminal of the program's own: when `hermetic run` or `hermetic
+//! enter` is given a terminal, its program gets a new pseudo-terminal
+//! instead, whose other side this process relays to the caller's.
 //!
 //! Why: a program handed the caller's terminal itself could change it
 //! for the caller. Its modes are the terminal's, not the program's: a
@@ -26,8 +26,10 @@
 //! mode) gets Ctrl-C as a byte, as it would outside; one that turns them
 //! on cannot turn on the caller's, if the caller had them off. Ctrl-Z
 //! stops this process (the caller's terminal put back first, the program
-//! running on); when continued in the foreground, the caller's terminal is
-//! put in the relay's mode again. In the background (`hermetic run ... &`,
+//! running on), where a job-control shell can continue it (not where its
+//! group is orphaned: there, as the kernel does, it is ignored); when
+//! continued in the foreground, the caller's terminal is put in the
+//! relay's mode again. In the background (`hermetic run ... &`,
 //! or after `bg`) the caller's terminal is left to the caller's shell:
 //! nothing typed is read, no mode is changed.
 //!
