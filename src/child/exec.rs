@@ -12,7 +12,7 @@
 #![allow(unsafe_code)]
 
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, RawFd};
 
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, Signal};
@@ -133,6 +133,19 @@ unsafe fn command_pre_exec(
     if let Some((uid, gid)) = set_ids {
         super::joiner::become_user(uid, gid).map_err(io)?;
     }
+    // A terminal of the test process's (its stdin, stdout, stderr, which
+    // a command inherits by default) is never the program's: it could
+    // change the terminal's modes, and a remapped interrupt character
+    // would have the next line typed SIGINT the test process. Stdin then
+    // reads `/dev/null` (a test does not read its user's terminal), and
+    // stdout and stderr are a pseudo-terminal of the program's own (made
+    // like that terminal), which the outer relay copies to it.
+    // `hermetic enter`'s command (`terminal`) has one already.
+    let relayed = if terminal {
+        None
+    } else {
+        own_terminal().map_err(io)?
+    };
     // Signals, outer to inner relay (a hang-up: the outer relay is gone);
     // the program's wait status, inner to outer.
     let (signals_r, signals_w) = sys::pipe().map_err(io)?;
@@ -187,7 +200,7 @@ unsafe fn command_pre_exec(
             let _ = sys::reap(pid);
             // SAFETY: this is std's child, called from command_pre_exec,
             // which it never returns to.
-            unsafe { outer_relay(signals_w, status_r, &mask) }
+            unsafe { outer_relay(signals_w, status_r, &mask, relayed) }
         }
     }
 }
@@ -404,27 +417,85 @@ fn forwarded_signals() -> libc::sigset_t {
     set
 }
 
-/// The outer relay: passes signals on, waits for the program's status and
+/// Gives this process (std's child, before its relays fork) stdio that is
+/// no terminal of the test process's (see [`command_pre_exec`]): fd 0
+/// `/dev/null` where it was a terminal; fds 1 and 2, where they were
+/// one, the other side of a new pseudo-terminal made like it. `Some`:
+/// that pseudo-terminal's master and a copy of the test's terminal, both
+/// close-on-exec, for the outer relay. System calls only.
+fn own_terminal() -> Result<Option<(RawFd, RawFd)>, i32> {
+    if sys::is_terminal(0) {
+        sys::stdin_from_dev_null()?;
+    }
+    let outputs = [1, 2].map(sys::is_terminal);
+    let Some(first) = [1, 2].into_iter().find(|&fd| sys::is_terminal(fd)) else {
+        return Ok(None);
+    };
+    // Where the sandbox has no pseudo-terminals (a host that refuses a
+    // devpts mount), the program keeps the terminal, as before.
+    let Ok((master, peer)) = sys::pseudo_terminal_like(first) else {
+        return Ok(None);
+    };
+    // SAFETY: fd `first` is open (a terminal, just asked).
+    let caller = sys::dup_above(unsafe { sys::borrow_static(first) }, 3)?;
+    for (fd, was) in [1, 2].into_iter().zip(outputs) {
+        if was {
+            // SAFETY: `peer` is ours and open; fds 1 and 2 are this
+            // process's stdio, owned by no Rust object, meant to be
+            // replaced.
+            unsafe { sys::dup2(peer, fd) }?;
+        }
+    }
+    // SAFETY: ours, now also fd 1 or 2, and unused as `peer` from here.
+    unsafe { sys::close(peer) };
+    Ok(Some((master, caller)))
+}
+
+/// The outer relay: passes signals on, copies what the program writes on
+/// its terminal to the test's (`relayed`: the master and the test's
+/// terminal, see [`own_terminal`]), waits for the program's status and
 /// leaves the same way the program did.
 ///
 /// # Safety
 ///
 /// Only in std's child, from [`command_pre_exec`]: it exits.
-unsafe fn outer_relay(signals: RawFd, status: RawFd, mask: &libc::sigset_t) -> ! {
+unsafe fn outer_relay(
+    signals: RawFd,
+    status: RawFd,
+    mask: &libc::sigset_t,
+    relayed: Option<(RawFd, RawFd)>,
+) -> ! {
     // Keep only the fds std's parent does not wait on: std waits for its
     // exec-error pipe to close, and that must happen at the program's exec,
     // not when the relay exits.
-    let (low, high) = if signals < status {
-        (signals, status)
-    } else {
-        (status, signals)
-    };
+    let mut keep = [signals, status, -1, -1];
+    if let Some((master, caller)) = relayed {
+        keep[2] = master;
+        keep[3] = caller;
+    }
+    keep.sort_unstable();
+    // Those there are, in order (-1: none).
+    let kept = keep.iter().position(|&fd| fd >= 0).unwrap_or(keep.len());
     // SAFETY: the relay is a forked child with an fd table of its own.
-    let _ = unsafe { sys::close_all_except(&[low, high]) };
+    let _ = unsafe { sys::close_all_except(&keep[kept..]) };
+    if relayed.is_some() {
+        for fd in [1, 2] {
+            // Its copies of the program's terminal go: the master says
+            // when no process holds it any more.
+            // SAFETY: this process's stdio, owned by no Rust object.
+            let _ = unsafe { sys::dev_null_onto(fd) };
+        }
+    }
     forward_signals_to(signals);
     // Now what came meanwhile is passed on too.
     // SAFETY: sets this process's mask from a live sigset.
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
+    if let Some((master, caller)) = relayed {
+        // SAFETY: both open for this process's life (kept above).
+        let (master, caller) = unsafe { (sys::borrow_static(master), sys::borrow_static(caller)) };
+        // SAFETY: the same for the status pipe.
+        relay_until_the_end(master, caller, unsafe { sys::borrow_static(status) });
+    }
     let mut raw = [0u8; 4];
     let mut got = 0;
     while got < raw.len() {
@@ -440,4 +511,66 @@ unsafe fn outer_relay(signals: RawFd, status: RawFd, mask: &libc::sigset_t) -> !
         }
     }
     super::leave_as(i32::from_le_bytes(raw))
+}
+
+/// The outer relay's copying: what the program writes on its terminal
+/// (`master`) goes to the test's terminal (`caller`), until the program's
+/// status is there to read on `status`; then what is left, until the
+/// terminal has no other side (every process that held it ended), or has
+/// been quiet for 50 ms, at most 250 ms (what the program left running
+/// may write on). System calls only, on a buffer of this stack.
+fn relay_until_the_end(master: BorrowedFd<'_>, caller: BorrowedFd<'_>, status: BorrowedFd<'_>) {
+    use rustix::event::{Timespec, poll};
+    let mut buf = [0u8; 4096];
+    // Copies what is there; false once nothing holds the other side.
+    let copy = |buf: &mut [u8]| loop {
+        match rustix::io::read(master, &mut *buf) {
+            Ok(0) => return false,
+            Ok(n) => {
+                let _ = sys::write_all(caller, &buf[..n]);
+            }
+            Err(rustix::io::Errno::AGAIN) => return true,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return false,
+        }
+    };
+    let mut open = true;
+    loop {
+        let mut fds = [
+            PollFd::new(&status, PollFlags::IN),
+            PollFd::new(&master, PollFlags::IN),
+        ];
+        let polled = if open { &mut fds[..] } else { &mut fds[..1] };
+        match poll(polled, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return,
+        }
+        let (ended, written) = (
+            !fds[0].revents().is_empty(),
+            open && !fds[1].revents().is_empty(),
+        );
+        if written {
+            open = copy(&mut buf);
+        }
+        if ended {
+            break;
+        }
+    }
+    let quiet = Timespec {
+        tv_sec: 0,
+        tv_nsec: 50_000_000,
+    };
+    for _ in 0..5 {
+        if !open {
+            return;
+        }
+        let mut fds = [PollFd::new(&master, PollFlags::IN)];
+        match poll(&mut fds, Some(&quiet)) {
+            Ok(0) => return,
+            Ok(_) => open = copy(&mut buf),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return,
+        }
+    }
 }

@@ -173,6 +173,61 @@ pub(crate) fn stdin_from_dev_null() -> Result<(), i32> {
     Ok(())
 }
 
+/// Points `fd` (0, 1 or 2) at `/dev/null` (of the calling process's mount
+/// namespace), for reading and writing. After fork: system calls only.
+///
+/// # Safety
+///
+/// The caller owns `fd` (a stdio fd no Rust object owns), which is
+/// closed and replaced.
+pub(crate) unsafe fn dev_null_onto(fd: RawFd) -> Result<(), i32> {
+    use rustix::fs::{Mode, OFlags};
+    let null = rustix::fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+        .map_err(raw)?;
+    let null = rustix::fd::IntoRawFd::into_raw_fd(null);
+    // SAFETY: `null` is open (just made) and ours; `fd` is the caller's to
+    // replace.
+    let moved = unsafe { dup2(null, fd) };
+    // SAFETY: `null` is ours, and nothing uses its number again: the file
+    // lives on as `fd`.
+    unsafe { close(null) };
+    moved
+}
+
+/// Whether `fd` is a terminal. System calls only.
+pub(crate) fn is_terminal(fd: RawFd) -> bool {
+    // SAFETY: only asked about: an fd that is not open is no terminal.
+    rustix::termios::isatty(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+/// A new pseudo-terminal (`/dev/ptmx` of the calling process's mount
+/// namespace) made like the terminal `like` (its modes and size): its
+/// master (close-on-exec, non-blocking) and its other side (inherited
+/// across exec), raw fds the caller owns. System calls only.
+pub(crate) fn pseudo_terminal_like(like: RawFd) -> Result<(RawFd, RawFd), i32> {
+    use rustix::pty::OpenptFlags;
+    use rustix::termios::OptionalActions;
+    let master =
+        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+            .map_err(raw)?;
+    rustix::pty::unlockpt(&master).map_err(raw)?;
+    let peer = rustix::pty::ioctl_tiocgptpeer(&master, OpenptFlags::RDWR | OpenptFlags::NOCTTY)
+        .map_err(raw)?;
+    // SAFETY: the caller's fd, open for the call, only read.
+    let like = unsafe { BorrowedFd::borrow_raw(like) };
+    if let Ok(modes) = rustix::termios::tcgetattr(like) {
+        let _ = rustix::termios::tcsetattr(&peer, OptionalActions::Now, &modes);
+    }
+    if let Ok(size) = rustix::termios::tcgetwinsize(like) {
+        let _ = rustix::termios::tcsetwinsize(&peer, size);
+    }
+    rustix::fs::fcntl_setfl(&master, rustix::fs::OFlags::NONBLOCK).map_err(raw)?;
+    Ok((
+        rustix::fd::IntoRawFd::into_raw_fd(master),
+        rustix::fd::IntoRawFd::into_raw_fd(peer),
+    ))
+}
+
 /// Opens `path` for writing, writes `content`, closes it.
 pub(crate) fn write_file(path: &CStr, content: &[u8]) -> Result<(), i32> {
     use rustix::fs::{Mode, OFlags};

@@ -327,3 +327,47 @@ fn a_background_hermetic_run_leaves_the_terminal_to_the_shell() {
         "the job did not end on its own: {seen}"
     );
 }
+
+/// A library `command()` run by a test process on a terminal (`cargo test`
+/// from a shell: the test's stdio is the terminal, which a command
+/// inherits by default) gets a terminal of its own for its output, which
+/// hermetic copies to the test's, and `/dev/null` for its input: its
+/// output all reaches the terminal, it sees a terminal on stdout, and its
+/// exit status is its own.
+#[test]
+fn a_command_s_output_reaches_the_test_s_terminal_through_one_of_its_own() {
+    let mut cmd = common::self_command("helper_runs_a_command_on_the_test_s_terminal");
+    cmd.arg("--nocapture");
+    let (mut child, _writer, rx, _slave) = common::start_on_terminal(cmd);
+    let mut seen = String::new();
+    let done = wait_for(&rx, &mut seen, "HELPER-DONE");
+    let status = wait_bounded(&mut child);
+    assert!(done && status.success(), "{status:?}: {}", tail(&seen));
+    for what in [
+        "OUT-IS-A-TERMINAL",
+        "IN-IS-DEV-NULL",
+        "\n4999",
+        "\n5000",
+        "LAST",
+    ] {
+        assert!(seen.contains(what), "{what:?} not shown: {}", tail(&seen));
+    }
+}
+
+#[test]
+#[ignore = "helper: run on a pty by a_command_s_output_reaches_the_test_s_terminal_through_one_of_its_own"]
+fn helper_runs_a_command_on_the_test_s_terminal() {
+    let sandbox = hermetic::Sandbox::new().unwrap();
+    let status = sandbox
+        .command("sh")
+        .args([
+            "-c",
+            "[ -t 1 ] && echo OUT-IS-A-TERMINAL; \
+             [ \"$(readlink /proc/self/fd/0)\" = /dev/null ] && echo IN-IS-DEV-NULL; \
+             seq 1 5000; echo LAST; exit 3",
+        ])
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(3));
+    println!("HELPER-DONE");
+}
