@@ -305,7 +305,11 @@ impl Serve {
                 master_events |= PollFlags::OUT;
             }
             let mut fds = vec![PollFd::new(&self.wake, PollFlags::IN)];
-            if let Some(master) = &self.master {
+            // What the program writes is relayed once the caller's
+            // terminal is in the relay's mode (or at the end): before, a
+            // newline would be translated twice.
+            let watching = self.master.is_some() && (self.engaged || self.finish.is_some());
+            if let (true, Some(master)) = (watching, &self.master) {
                 fds.push(PollFd::new(master, master_events));
             }
             if let Some(input) = &typing {
@@ -344,9 +348,10 @@ impl Serve {
                 self.foreground = self.raw.as_ref().is_some_and(|(fd, ..)| in_foreground(*fd));
                 self.set_caller_s_modes();
             }
-            let (master_ready, typed) = match (&self.master, &typing) {
-                (Some(_), _) => (ready[1], ready.get(2).copied()),
-                (None, _) => (PollFlags::empty(), ready.get(1).copied()),
+            let (master_ready, typed) = if watching {
+                (ready[1], ready.get(2).copied())
+            } else {
+                (PollFlags::empty(), ready.get(1).copied())
             };
             if !ready[0].is_empty() {
                 self.woken(&mut buf);
