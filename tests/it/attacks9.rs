@@ -394,8 +394,9 @@ fn same_modes(a: &libc::termios, b: &libc::termios) -> bool {
         && a.c_cc == b.c_cc
 }
 
-/// The attacker: `hermetic run -- sh -c 'stty raw -echo isig intr t
-/// rows 5 cols 7; echo READY; sleep 100'` on a terminal; the user then
+/// The attacker: `hermetic run -- perl -e` a program that runs `stty raw
+/// -echo isig intr t rows 5 cols 7`, says READY and sleeps, on a
+/// terminal; the user then
 /// types Ctrl-C. What should happen (and happens): Ctrl-C (the caller's
 /// interrupt character, not the program's `t`) interrupts the program
 /// (130), and after `hermetic run` the caller's terminal has exactly the
@@ -418,9 +419,14 @@ fn the_caller_s_terminal_is_as_before_after_an_interrupted_raw_program() {
     cmd.args([
         "run",
         "--",
-        "sh",
-        "-c",
-        "stty raw -echo isig intr t rows 5 cols 7 && echo RE\"\"ADY; sleep 100",
+        // One process, which says READY itself once its terminal is set
+        // (a shell's `echo READY; sleep 100` has a moment between the
+        // two where a Ctrl-C reaches only the shell, which `sh -c`
+        // catches and holds until its child ends).
+        "perl",
+        "-e",
+        "system('stty raw -echo isig intr t rows 5 cols 7') == 0 or die; $| = 1; \
+         print 'RE', \"ADY\\n\"; sleep 100;",
     ]);
     on_terminal(&mut cmd, &slave);
     let mut child = cmd.spawn().unwrap();
