@@ -523,9 +523,15 @@ impl Sandbox {
     /// caller's working directory when that exists inside.
     ///
     /// Its stdio follows std's rules: by default inherited from the test
-    /// process, so use `output()` or `Stdio::piped()` to look at it. The
-    /// program is killed when the sandbox is dropped; `Child::kill` kills it
-    /// too.
+    /// process, so use `output()` or `Stdio::piped()` to look at it. But a
+    /// terminal of the test process's (`cargo test` run from a shell) is
+    /// never the program's: where its stdin would be one it reads
+    /// `/dev/null`, and where its stdout or stderr would be one it writes
+    /// to a pseudo-terminal of its own (made like that terminal), which
+    /// the relay copies to it until the program ends. So the program
+    /// cannot change the test's terminal (its modes, and through them
+    /// which typed key signals the test process). The program is killed
+    /// when the sandbox is dropped; `Child::kill` kills it too.
     ///
     /// The `Child`'s pid is a small relay in the test's PID namespace (the
     /// program's parent, as a program inside has no pid outside): every
