@@ -439,7 +439,7 @@ impl DiskLayers {
         for (path, rest) in self.entries() {
             if rest.starts_with('w') {
                 let name = format!("{}.{rest}", self.prefix);
-                shed_marker(self.home, &path, &name);
+                shed_marker(Some((self.home, &name)), &path);
             }
         }
     }
@@ -482,7 +482,7 @@ impl Drop for DiskLayers {
                     // As a volatile mount leaves it: `work`, emptied, and
                     // its marks unless shed already.
                     let work = path.join("work");
-                    let _ = shed_marker(self.home, &path, &format!("{name}.m"));
+                    let _ = shed_marker(Some((self.home, &format!("{name}.m"))), &path);
                     if is_empty_layer(&work) {
                         self.home.give_back(&work, &format!("{name}.work"));
                     }
@@ -552,10 +552,12 @@ fn is_empty_layer(dir: &Path) -> bool {
 }
 
 /// Sheds the mark a volatile overlay leaves in its work directory `w`
-/// (see [`remove_marker`]) while the sandbox lives: the file goes, its
-/// two directories go to the pool (as `name.v`, `name.i`) or are removed.
-/// True once the mark is gone.
-fn shed_marker(home: &DiskBase, w: &Path, name: &str) -> bool {
+/// (`work/incompat/volatile/dirty`): the file goes, and its two
+/// directories go to the pool of `to` (named there `NAME.v`, `NAME.i`),
+/// or are removed (no pool, or a full one). The kernel makes those
+/// directories with mode 0: without a capability over them (rootless) the
+/// caller opens them up first. True once the mark is gone.
+fn shed_marker(to: Option<(&DiskBase, &str)>, w: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     let work = w.join("work");
     let incompat = work.join("incompat");
@@ -567,8 +569,6 @@ fn shed_marker(home: &DiskBase, w: &Path, name: &str) -> bool {
     };
     let mut unlinked = gone(std::fs::remove_file(&file));
     if !unlinked {
-        // Made with mode 0 by the kernel: without a capability over them
-        // (rootless) the caller opens them up first.
         for dir in [&work, &incompat, &volatile] {
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
@@ -577,11 +577,15 @@ fn shed_marker(home: &DiskBase, w: &Path, name: &str) -> bool {
     if !unlinked {
         return false;
     }
-    if volatile.exists() {
-        home.give_back(&volatile, &format!("{name}.v"));
-    }
-    if incompat.exists() {
-        home.give_back(&incompat, &format!("{name}.i"));
+    for (dir, suffix) in [(&volatile, "v"), (&incompat, "i")] {
+        if dir.exists() {
+            match to {
+                Some((home, name)) => home.give_back(dir, &format!("{name}.{suffix}")),
+                None => {
+                    let _ = std::fs::remove_dir(dir);
+                }
+            }
+        }
     }
     !incompat.exists()
 }
@@ -623,28 +627,10 @@ fn remove_work_dir(w: &Path) -> bool {
 /// Removes the mark a volatile overlay leaves in its work directory `w` as
 /// it is mounted (`work/incompat/volatile/dirty`, refusing a later mount
 /// of the same directories after a crash, which layers that go with their
-/// sandbox never see). The kernel makes those directories with mode 0:
-/// without a capability over them (rootless) the caller opens them up
-/// first. True once the mark is gone.
+/// sandbox never see): [`shed_marker`] with no pool. True once the mark
+/// is gone.
 fn remove_marker(w: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    let work = w.join("work");
-    let incompat = work.join("incompat");
-    let volatile = incompat.join("volatile");
-    let remove = || -> std::io::Result<()> {
-        std::fs::remove_file(volatile.join("dirty"))?;
-        std::fs::remove_dir(&volatile)?;
-        std::fs::remove_dir(&incompat)
-    };
-    match remove() {
-        Ok(()) => true,
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            [&work, &incompat, &volatile].into_iter().all(|dir| {
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).is_ok()
-            }) && remove().is_ok()
-        }
-        Err(_) => false,
-    }
+    shed_marker(None, w)
 }
 
 /// Removes the layers in `base` that no live sandbox uses: those whose
