@@ -563,10 +563,6 @@ fn shed_marker(to: Option<(&DiskBase, &str)>, w: &Path) -> bool {
     let incompat = work.join("incompat");
     let volatile = incompat.join("volatile");
     let file = volatile.join("dirty");
-    let gone = |r: std::io::Result<()>| match r {
-        Ok(()) => true,
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-    };
     let mut unlinked = gone(std::fs::remove_file(&file));
     if !unlinked {
         for dir in [&work, &incompat, &volatile] {
@@ -588,6 +584,14 @@ fn shed_marker(to: Option<(&DiskBase, &str)>, w: &Path) -> bool {
         }
     }
     !incompat.exists()
+}
+
+/// Whether a removal left nothing there: done, or nothing to remove.
+fn gone(removed: std::io::Result<()>) -> bool {
+    match removed {
+        Ok(()) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
 }
 
 /// Removes one sandbox's `entries` (path, and what follows its prefix),
@@ -614,10 +618,6 @@ fn remove_layers(mut entries: Vec<(PathBuf, String)>) {
 /// it holds more.
 fn remove_work_dir(w: &Path) -> bool {
     let work = w.join("work");
-    let gone = |r: std::io::Result<()>| match r {
-        Ok(()) => true,
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-    };
     // Empty once the marker is shed: one call; else the marker first.
     let emptied =
         gone(std::fs::remove_dir(&work)) || (remove_marker(w) && gone(std::fs::remove_dir(&work)));
