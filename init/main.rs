@@ -363,10 +363,30 @@ struct Helper {
     /// The namespaces it makes in its user namespace (`CLONE_NEW*`).
     owned: usize,
     /// Where it says it has made them: the read end of a pipe that brings
-    /// two errnos ([`wire::HELPER_MADE_FD`]).
+    /// two errnos ([`wire::HELPER_MADE_FD`]); -1 once both are read.
     made: i32,
-    /// What it said of `lo` (0: up, [`wire::LO_NOT_TRIED`], or an errno).
-    lo: i32,
+}
+
+impl Helper {
+    /// Ends the helper (it only waits meanwhile); [`enter_nested`] reaps
+    /// it.
+    fn end(&self) {
+        // SAFETY: a signal through our own pidfd.
+        let _ = unsafe { call(PIDFD_SEND_SIGNAL, [self.pidfd as usize, SIGKILL, 0, 0, 0, 0]) };
+    }
+
+    /// Its second word: what came of `lo` (0: up, [`wire::LO_NOT_TRIED`],
+    /// or an errno). Waits for it; then the helper has nothing left to do.
+    fn lo(&mut self) -> Result<i32, i32> {
+        let mut word = [0u8; 4];
+        // A helper gone without a word: it was killed (EINVAL from
+        // read_exact).
+        let said = read_exact(self.made, &mut word);
+        close(self.made);
+        self.made = -1;
+        self.end();
+        said.map(|()| i32::from_le_bytes(word))
+    }
 }
 
 /// One decoded step.
@@ -501,7 +521,7 @@ fn act(step: &Step<'_>, helper: &mut Option<Helper>) -> Result<(), i32> {
             // SAFETY: a is live for its length.
             unsafe { call(nr::SETHOSTNAME, [a.as_ptr() as usize, a.len(), 0, 0, 0, 0]) }.map(drop)
         }
-        wire::OP_LOOPBACK_UP => match helper.as_ref().map_or(wire::LO_NOT_TRIED, |h| h.lo) {
+        wire::OP_LOOPBACK_UP => match helper.as_mut().filter(|h| h.made >= 0).map_or(Ok(wire::LO_NOT_TRIED), Helper::lo)? {
             // The helper set it up in the namespace this process joined.
             0 => Ok(()),
             wire::LO_NOT_TRIED => loopback_up(),
@@ -550,7 +570,7 @@ fn nest(flags: usize, uid_map: &[u8], gid_map: &[u8], helper: &mut Option<Helper
     } else {
         start_helper(owned)?
     };
-    *helper = Some(Helper { pidfd, userns: -1, owned, made: made_r, lo: wire::LO_NOT_TRIED });
+    *helper = Some(Helper { pidfd, userns: -1, owned, made: made_r });
     map_helper(pidfd, uid_map, gid_map, helper)
 }
 
@@ -633,27 +653,22 @@ fn map_helper(pidfd: i32, uid_map: &[u8], gid_map: &[u8], helper: &mut Option<He
 }
 
 /// Waits until the helper has made its namespaces (its errno, if it could
-/// not), joins them but for the user namespace, and ends the helper.
+/// not) and joins them but for the user namespace. The helper lives on
+/// until its word on `lo` ([`Helper::lo`]): a pidfd's namespaces are
+/// joined only while its process lives.
 fn join_nested(helper: &mut Option<Helper>) -> Result<(), i32> {
     let Some(h) = helper.as_mut() else {
         return Err(EINVAL);
     };
-    let mut word = [0u8; 8];
+    let mut word = [0u8; 4];
     // A helper gone without a word: it was killed (EINVAL from read_exact).
-    let made = read_exact(h.made, &mut word);
-    close(h.made);
-    h.made = -1;
-    made?;
-    match i32::from_le_bytes([word[0], word[1], word[2], word[3]]) {
+    read_exact(h.made, &mut word)?;
+    match i32::from_le_bytes(word) {
         0 => {}
         errno => return Err(errno),
     }
-    h.lo = i32::from_le_bytes([word[4], word[5], word[6], word[7]]);
     // SAFETY: pidfd is the helper's.
-    unsafe { call(nr::SETNS, [h.pidfd as usize, h.owned, 0, 0, 0, 0]) }?;
-    // SAFETY: a signal through our own pidfd. enter_nested reaps it.
-    let _ = unsafe { call(PIDFD_SEND_SIGNAL, [h.pidfd as usize, SIGKILL, 0, 0, 0, 0]) };
-    Ok(())
+    unsafe { call(nr::SETNS, [h.pidfd as usize, h.owned, 0, 0, 0, 0]) }.map(drop)
 }
 
 /// Copies `what` into `buf` at `at`; returns the new length.
@@ -708,6 +723,12 @@ fn enter_nested(helper: &mut Option<Helper>) -> Result<(), i32> {
     // SAFETY: h.userns is the helper's user namespace.
     let res = unsafe { call(nr::SETNS, [h.userns as usize, CLONE_NEWUSER, 0, 0, 0, 0]) };
     close(h.userns);
+    // Ended already ([`Helper::lo`]) unless the plan had no
+    // OP_LOOPBACK_UP: the wait below must end.
+    if h.made >= 0 {
+        close(h.made);
+        h.end();
+    }
     // Killed long ago; so that the sandbox's first process never sees it,
     // not even in /proc, reap it. A helper this program started exits with
     // no signal, so the kernel leaves that to us, and once reaped it is

@@ -323,9 +323,9 @@ fn start_early_helper(args: &Args) -> Option<RawFd> {
 }
 
 /// The early helper: closes every fd but its pipe's write end, makes its
-/// namespaces, sets `lo` up in the network namespace it made, says how
-/// that went ([`wire::HELPER_MADE_FD`]), and waits to be killed (every
-/// signal is blocked).
+/// namespaces and says how that went, sets `lo` up in the network
+/// namespace it made and says how that went ([`wire::HELPER_MADE_FD`]),
+/// and waits to be killed (every signal is blocked).
 extern "C" fn early_helper(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: arg is the Args of the launch, alive until this task ends.
     let args = unsafe { &*arg.cast::<Args>() };
@@ -345,19 +345,19 @@ extern "C" fn early_helper(arg: *mut libc::c_void) -> libc::c_int {
         Ok(()) => 0i32,
         Err(e) => e.raw_os_error(),
     };
-    // `lo` up here, where it costs the init program nothing: this task is
-    // done long before the init program joins its namespaces.
+    // SAFETY: the pipe's write end, open in this task until it is closed
+    // below.
+    let pipe = unsafe { sys::borrow_static(made) };
+    // The namespaces first: the init program joins them while this task
+    // sets `lo` up there (about 0.1 ms), and makes the mounts that follow
+    // the join meanwhile.
+    let _ = sys::write_all(pipe, &errno.to_le_bytes());
     let lo = if errno == 0 && flags.contains(rustix::thread::UnshareFlags::NEWNET) {
         sys::loopback_up().err().unwrap_or(0)
     } else {
         wire::LO_NOT_TRIED
     };
-    let mut word = [0u8; 8];
-    word[..4].copy_from_slice(&errno.to_le_bytes());
-    word[4..].copy_from_slice(&lo.to_le_bytes());
-    // SAFETY: the pipe's write end, open in this task until it is closed
-    // just below.
-    let _ = sys::write_all(unsafe { sys::borrow_static(made) }, &word);
+    let _ = sys::write_all(pipe, &lo.to_le_bytes());
     // SAFETY: the pipe's write end, a raw fd owned by no Rust object, not
     // used again: its reader sees the end of the pipe.
     unsafe { sys::close(made) };

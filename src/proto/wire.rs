@@ -45,10 +45,12 @@ pub const PROGRAM_STDIO_FD: i32 = 5;
 /// A pidfd of the helper the launch started (see [`OP_NEST`]), when it did.
 pub const HELPER_PIDFD_FD: i32 = 3;
 /// Where that helper says it has made its namespaces: 8 bytes, two
-/// little-endian `i32`s: the errno of making them (0 for success), then
-/// that of setting `lo` up in the network namespace it made (0 for success,
-/// [`LO_NOT_TRIED`] if it made none or had failed before), so that the
-/// init program's [`OP_LOOPBACK_UP`] has nothing left to do.
+/// little-endian `i32`s: the errno of making them (0 for success), as soon
+/// as it knows, so that the init program joins them at once
+/// ([`OP_JOIN_NESTED`]); then that of setting `lo` up in the network
+/// namespace it made (0 for success, [`LO_NOT_TRIED`] if it made none or
+/// had failed before), which the init program's [`OP_LOOPBACK_UP`] reads
+/// (meanwhile it makes the mounts that follow the join).
 pub const HELPER_MADE_FD: i32 = 4;
 /// In the helper's word: it did not try to set `lo` up.
 pub const LO_NOT_TRIED: i32 = -1;
@@ -176,8 +178,8 @@ pub const PROGRAM_DROP_CAPS: u8 = 2;
 pub const PROGRAM_ARGS_MAX: usize = 1 << 20;
 /// See [`PROGRAM_ARGS_MAX`].
 pub const PROGRAM_ENV_MAX: usize = 1 << 20;
-/// Bring `lo` up (done already if the helper said so, see
-/// [`HELPER_MADE_FD`]).
+/// Bring `lo` up (or wait for the helper's word on it, see
+/// [`HELPER_MADE_FD`]), then end the helper.
 pub const OP_LOOPBACK_UP: u8 = 13;
 /// Enter the helper's user namespace, then end the helper.
 pub const OP_ENTER_NESTED: u8 = 14;
