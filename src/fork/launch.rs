@@ -254,6 +254,20 @@ impl Launch {
         })
     }
 
+    /// Waits until the launched child has exec'd (or exited): until then
+    /// it may share the test process's memory. No process that shares it
+    /// may be put in a sandbox's memory cgroup: the OOM killer, choosing
+    /// it, kills every process that shares its memory, the test process
+    /// too.
+    pub(crate) fn settle(&self) {
+        if self.unsettled.get() {
+            // SAFETY: args lives in our stack mapping, still ours.
+            let args = unsafe { &*self.args };
+            sys::wait_cleared(&args.running);
+            self.unsettled.set(false);
+        }
+    }
+
     /// Why writing the maps from outside failed, if it did.
     pub(crate) fn map_failure(&self) -> Option<String> {
         self.external

@@ -631,28 +631,27 @@ impl SandboxBuilder {
             // It says next how the program ended.
             sandbox.program_report = Some(ready_r);
         }
-        interpret(report.map(InitReport::decode), &steps, maps)
-            .map(|()| {
-                if self.program.is_some()
-                    && let Some(layers) = &sandbox.disk_layers
-                {
-                    // The caller only waits from now on: meanwhile.
-                    layers.shed_markers();
-                }
-                sandbox
-            })
-            .map_err(|(e, kind)| match (e, map_failure) {
+        if let Err((e, kind)) = interpret(report.map(InitReport::decode), &steps, maps) {
+            let e = match (e, map_failure) {
                 // Why the maps written from outside failed.
-                (Error::Setup { step, error, .. }, Some(why)) if kind == Some(StepKind::IdMap) => (
+                (Error::Setup { step, error, .. }, Some(why)) if kind == Some(StepKind::IdMap) => {
                     Error::Setup {
                         step,
                         error,
                         hint: Some(why),
-                    },
-                    kind,
-                ),
-                (e, _) => (e, kind),
-            })
+                    }
+                }
+                (e, _) => sandbox.name_a_limit_too_small(e),
+            };
+            return Err((e, kind));
+        }
+        if self.program.is_some()
+            && let Some(layers) = &sandbox.disk_layers
+        {
+            // The caller only waits from now on: meanwhile.
+            layers.shed_markers();
+        }
+        Ok(sandbox)
     }
 
     /// Starts the init process; returns the sandbox, the report pipe, the
@@ -868,8 +867,14 @@ impl SandboxBuilder {
             let _ = sys::kill_and_reap(pid);
             return Err(Error::sys("sending the init program its plan", e));
         }
+        // Once the launched child has exec'd: until then it shares this
+        // process's memory, and an OOM kill in the sandbox's memory cgroup
+        // would kill this process with it.
         if let Some(c) = &cgroups
-            && let Err(e) = c.attach(pid)
+            && let Err(e) = {
+                launch.settle();
+                c.attach(pid)
+            }
         {
             let _ = sys::kill_and_reap(pid);
             return Err(e);

@@ -361,6 +361,28 @@ impl Sandbox {
         })
     }
 
+    /// An error of the sandbox's own start or of its init process's end,
+    /// told as its memory limit if the memory cgroup's OOM killer ended the
+    /// init process: a limit too small for the sandbox itself.
+    pub(crate) fn name_a_limit_too_small(&self, e: Error) -> Error {
+        let oom = self
+            .cgroups
+            .as_ref()
+            .filter(|c| c.memory)
+            .is_some_and(|c| c.oom_kills() > 0);
+        match (oom, self.limits.memory) {
+            (true, Some(bytes)) => Error::InvalidOption {
+                option: "memory_limit",
+                reason: format!(
+                    "{}: the sandbox's own init process was killed by it (the memory \
+                     cgroup's OOM killer); a sandbox needs at least about 1 MiB ({e})",
+                    crate::setup::limits::bytes(bytes)
+                ),
+            },
+            _ => e,
+        }
+    }
+
     /// A run that died of a limit, told as such: `oom_kills` is what the
     /// memory cgroup had counted before the run.
     fn name_the_limit(&self, e: Error, oom_kills: u64) -> Error {
@@ -611,9 +633,9 @@ impl Sandbox {
             let read = sys::read(report.as_fd(), &mut msg)
                 .map_err(|e| failed(std::io::Error::from_raw_os_error(e)))?;
             if read != 8 {
-                return Err(failed(std::io::Error::other(
+                return Err(self.name_a_limit_too_small(failed(std::io::Error::other(
                     "the sandbox's init process ended before the program did",
-                )));
+                ))));
             }
             let code = u32::from_le_bytes([msg[0], msg[1], msg[2], msg[3]]);
             let value = i32::from_le_bytes([msg[4], msg[5], msg[6], msg[7]]);
