@@ -402,7 +402,11 @@ impl SandboxBuilder {
     /// layer (an overlay rooted at its highest directory you own below
     /// `/tmp`). The working directory and the target dir of the running
     /// executable always are; `hermetic run` adds its program's directory,
-    /// and `isolate_test` the test binary's.
+    /// and `isolate_test` the test binary's. Where one of these lies in an
+    /// extracted `cargo nextest archive`, so does the target dir of the
+    /// build the archive came from, if it is on this host: its tests start
+    /// the crate's binaries by the paths compiled into them
+    /// (`env!("CARGO_BIN_EXE_<name>")`).
     pub fn visible(&mut self, dir: impl AsRef<Path>) -> &mut Self {
         self.visible.push(dir.as_ref().to_path_buf());
         self
@@ -745,11 +749,19 @@ impl SandboxBuilder {
             files: &self.files,
             host,
             view: &view,
+            // From an extracted nextest archive, the build's target dir
+            // too, where its tests' compiled-in paths lead.
             visible: std::env::current_dir()
                 .ok()
                 .into_iter()
                 .chain(view.target_dir.clone())
+                .chain(view.built_target_dir.clone())
                 .chain(self.visible.iter().cloned())
+                .chain(
+                    self.visible
+                        .iter()
+                        .filter_map(|d| crate::setup::host::archived_build_target(d)),
+                )
                 .collect(),
             root: sys::geteuid() == 0,
             keepable: keep_failed(),

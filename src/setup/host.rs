@@ -214,6 +214,9 @@ pub(crate) struct HostView {
     /// The target dir of the running executable, if it has one (a
     /// directory holding cargo's `CACHEDIR.TAG` above it).
     pub(crate) target_dir: Option<PathBuf>,
+    /// Where that target dir is an extracted nextest archive's: the target
+    /// dir of the build it came from ([`archived_build_target`]).
+    pub(crate) built_target_dir: Option<PathBuf>,
     /// The host's reachable mounts (copy-on-write: for the overlays of a
     /// sandbox's own visible directories).
     pub(crate) mounts: Vec<HostMount>,
@@ -261,6 +264,39 @@ fn target_dir_of(exe: &Path) -> Option<PathBuf> {
         (deps.file_name()? == "deps").then(|| deps.parent()?.parent())?
     };
     marked.or_else(laid_out).map(Path::to_path_buf)
+}
+
+/// For a directory of an extracted `cargo nextest archive`
+/// (`TARGET/PROFILE/deps`, or any below `TARGET`): the target dir of the
+/// build the archive was made from, where that still exists on this host
+/// and is another directory. Its tests start the crate's binaries by the
+/// paths cargo compiled into them (`env!("CARGO_BIN_EXE_<name>")`), which
+/// lie there: plainly they are found on the machine that built them, so
+/// they must be inside too (under `/tmp`, the sandbox's own would hide
+/// them). nextest keeps that dir in the archive's
+/// `TARGET/nextest/binaries-metadata.json` (`rust-build-meta`).
+pub(crate) fn archived_build_target(dir: &Path) -> Option<PathBuf> {
+    #[derive(serde::Deserialize)]
+    struct Metadata {
+        #[serde(rename = "rust-build-meta")]
+        meta: BuildMeta,
+    }
+    #[derive(serde::Deserialize)]
+    struct BuildMeta {
+        #[serde(rename = "target-directory")]
+        target_directory: PathBuf,
+    }
+    // TARGET itself, or TARGET/PROFILE/deps, or a directory between.
+    let target = dir
+        .ancestors()
+        .take(3)
+        .find(|d| d.join("nextest/binaries-metadata.json").is_file())?;
+    let text = std::fs::read(target.join("nextest/binaries-metadata.json")).ok()?;
+    let built = serde_json::from_slice::<Metadata>(&text)
+        .ok()?
+        .meta
+        .target_directory;
+    (built.is_absolute() && built.is_dir() && built != target).then_some(built)
 }
 
 /// The highest ancestor of `dir` (itself included) that `uid` owns, going
@@ -445,6 +481,7 @@ impl HostView {
         HostView {
             special,
             overlays,
+            built_target_dir: target_dir.as_deref().and_then(archived_build_target),
             target_dir,
             mounts: if cow { mounts } else { Vec::new() },
             own_trees: if cow {

@@ -894,3 +894,91 @@ fn a_target_dir_cargo_did_not_tag_is_shown_copy_on_write() {
         );
     }
 }
+
+/// Where `HERMETIC_TEST_BUILT_BIN` names a program (the crate's binary of
+/// the build an archive came from): a sandbox of each host mode finds it,
+/// as a test calling `env!("CARGO_BIN_EXE_<name>")` would.
+#[test]
+#[ignore = "helper: run by an_archive_s_tests_find_the_build_s_binaries_under_tmp"]
+fn helper_starts_the_build_s_binary() {
+    let bin = std::env::var("HERMETIC_TEST_BUILT_BIN").unwrap();
+    for mode in [HostMode::ReadOnly, HostMode::CopyOnWrite] {
+        let ns = Sandbox::builder().host(mode).build().unwrap();
+        let out = ns.command(&bin).output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "the build's binary ran\n",
+            "{mode:?}: {out:?}"
+        );
+    }
+    println!("marker-built-binary-ran");
+}
+
+/// A `cargo nextest archive` extracted under `/tmp` (nextest's default
+/// place) on the machine that built it, whose build's target dir lies
+/// under `/tmp` too: the tests start the crate's binaries by the paths
+/// cargo compiled into them (`env!("CARGO_BIN_EXE_<name>")`), in that
+/// build's target dir, which the sandbox's own `/tmp` would hide. The
+/// archive names it (`TARGET/nextest/binaries-metadata.json`), so it is
+/// shown: to a test binary of the archive making sandboxes, and to a test
+/// binary of the archive under `hermetic run` (found by a new user's
+/// trial: 6 of 6 tests failed with `ENOENT` unless `CARGO_TARGET_DIR`
+/// happened to be exported).
+#[test]
+fn an_archive_s_tests_find_the_build_s_binaries_under_tmp() {
+    let build = common::BinaryCopy::under("/tmp", "build-target");
+    let built_bin = build.dir.join("debug/crate-bin");
+    std::fs::write(&built_bin, "#!/bin/sh\necho \"the build's binary ran\"\n").unwrap();
+    std::fs::set_permissions(
+        &built_bin,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let archive = common::BinaryCopy::under("/tmp", "nextest-archive");
+    std::fs::create_dir_all(archive.dir.join("nextest")).unwrap();
+    let metadata = serde_json::json!({
+        "rust-build-meta": { "target-directory": build.dir, "base-output-directories": ["debug"] },
+        "rust-binaries": {},
+    });
+    std::fs::write(
+        archive.dir.join("nextest/binaries-metadata.json"),
+        metadata.to_string(),
+    )
+    .unwrap();
+    let (_, args) = common::self_invocation("helper_starts_the_build_s_binary");
+    // The archive's test binary making sandboxes.
+    let out = std::process::Command::new(&archive.exe)
+        .args(&args)
+        .arg("--nocapture")
+        .env_remove("CARGO_TARGET_DIR")
+        .env("HERMETIC_TEST_BUILT_BIN", &built_bin)
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("marker-built-binary-ran"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A program of the archive under `hermetic run`, starting the build's
+    // binary.
+    let prog = archive.dir.join("debug/deps/ordinary-test");
+    std::fs::write(&prog, format!("#!/bin/sh\nexec {}\n", built_bin.display())).unwrap();
+    std::fs::set_permissions(&prog, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for host in ["cow", "ro"] {
+        let out = common::hermetic_command()
+            .args(["run", "--host", host, "--"])
+            .arg(&prog)
+            .env_remove("CARGO_TARGET_DIR")
+            .current_dir("/")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "the build's binary ran\n",
+            "--host {host}: {out:?}"
+        );
+    }
+}
