@@ -1658,6 +1658,7 @@ mod tests {
         special: Vec::new(),
         overlays: Vec::new(),
         target_dir: None,
+        built_target_dir: None,
         mounts: Vec::new(),
         own_trees: Vec::new(),
     };
