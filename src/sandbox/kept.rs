@@ -15,9 +15,11 @@ use crate::sys::fd::Fd;
 /// confinement), without the limits of the sandbox's builder, which only
 /// its test process knew.
 ///
-/// Through the keeper (sandboxes made with `HERMETIC_KEEP=1` have one),
-/// the program runs in the user namespace that owns the sandbox's mounts,
-/// which works rootless too; through the init process it works as root.
+/// Given the keeper's pid (sandboxes made with `HERMETIC_KEEP=1` have
+/// one), the program joins the init process's namespaces all the same,
+/// those of the sandbox's own processes: the keeper's user namespace owns
+/// the sandbox's mounts, and a program there (a shell running a
+/// `~/.bashrc` the sandbox planted) could remount the host writable.
 /// `hermetic enter PID` is this, with signals passed on.
 ///
 /// [`Sandbox::command`]: crate::Sandbox::command
@@ -25,7 +27,8 @@ use crate::sys::fd::Fd;
 ///
 /// # Errors
 ///
-/// [`Error::Sys`] if there is no process `pid` to open.
+/// [`Error::InvalidOption`] if `pid` is no kept sandbox's init process or
+/// keeper; [`Error::Sys`] if it cannot be opened.
 ///
 /// # Examples
 ///
@@ -52,6 +55,44 @@ pub fn __kept_command_on_terminal(
     command_in_kept(pid, program.as_ref(), true)
 }
 
+/// The init process of the kept sandbox that `pid` names: its init
+/// process, or its keeper (whose parent that is). Through the keeper, which
+/// stays in the user namespace that owns the sandbox's mounts, a program
+/// would hold every capability over them: it joins the init process's
+/// namespaces instead, those of the sandbox's own processes.
+fn init_of_kept(pid: libc::pid_t) -> Result<libc::pid_t, Error> {
+    let comm = |pid: libc::pid_t| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| c.trim_end().to_owned())
+            .ok()
+    };
+    let not_kept = |what: String| Error::InvalidOption {
+        option: "pid",
+        reason: format!(
+            "{pid} is {what}, not a kept sandbox's init process (hermetic-init) or keeper \
+             (hermetic-keeper): give the PID hermetic's keep message names"
+        ),
+    };
+    match comm(pid).as_deref() {
+        Some("hermetic-init") => Ok(pid),
+        Some("hermetic-keeper") => {
+            // Field 4 of /proc/PID/stat, after the name in parentheses.
+            let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let (_, after) = stat.rsplit_once(')')?;
+                    after.split_whitespace().nth(1)?.parse::<libc::pid_t>().ok()
+                });
+            match parent {
+                Some(init) if comm(init).as_deref() == Some("hermetic-init") => Ok(init),
+                _ => Err(not_kept("a keeper whose init process is gone".into())),
+            }
+        }
+        Some(other) => Err(not_kept(format!("{other:?}"))),
+        None => Err(not_kept("no process this user can see".into())),
+    }
+}
+
 fn command_in_kept(
     pid: u32,
     program: &OsStr,
@@ -61,6 +102,7 @@ fn command_in_kept(
         option: "pid",
         reason: format!("{pid} is not a process id"),
     })?;
+    let pid = init_of_kept(pid)?;
     let pidfd = Fd::open(|| crate::sys::pidfd_open(pid).map_err(std::io::Error::from_raw_os_error))
         .map_err(|e| Error::sys("opening the kept sandbox's process (pidfd_open)", e))?;
     let mut cmd = std::process::Command::new(program);

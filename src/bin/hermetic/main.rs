@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use lexopt::prelude::*;
 
+mod outputs;
 mod relay;
 mod signals;
 mod terminal;
@@ -103,7 +104,12 @@ inside would find it (the PATH of its environment). It gets fds 0, 1 and 2
 only: an fd hermetic was given beyond them (`3<file`, a jobserver's pipes)
 stays outside, where it would be a way out of the sandbox. A file on stdin
 (`<file`) arrives as a pipe that hermetic fills from it, a directory as
-/dev/null, so that PROGRAM cannot reopen the host's file for writing.
+/dev/null, so that PROGRAM cannot reopen the host's file for writing; so
+does a file on stdout or stderr (`>log`: a pipe that hermetic copies into
+it; a directory, or a file open only for reading: /dev/null, read-only).
+With HERMETIC_KEEP set, stdout and stderr always arrive as pipes that
+hermetic relays, so that what a kept sandbox leaves running keeps none of
+yours (your `$(...)` ends with hermetic).
 
 The terminal is kept safe: PROGRAM runs in a session of the sandbox's,
 so `kill 0` inside reaches only the sandbox, and a seccomp filter refuses
@@ -154,9 +160,13 @@ usage: hermetic enter PID [--] [PROGRAM [ARGS...]]
 
 Runs PROGRAM (default: $SHELL, else /bin/sh) inside the kept sandbox whose
 init process (or keeper) is PID, as the message of a kept sandbox names it
-(HERMETIC_KEEP=1, or Sandbox::keep). Signals are passed on as by `run`,
-and given a terminal, PROGRAM gets one of its own as under `run`: what is
-left running in the sandbox cannot read what you type once you have left.
+(HERMETIC_KEEP=1, or Sandbox::keep), as a program of the sandbox's (given
+the keeper, in the init process's namespaces all the same). Signals are
+passed on as by `run`, and given a terminal, PROGRAM gets one of its own
+as under `run`: what is left running in the sandbox cannot read what you
+type once you have left. As under `run`, PROGRAM gets fds 0 to 2 only, a
+file on stdin through a pipe, and stdout and stderr through pipes that
+hermetic relays: what is left running in the sandbox keeps none of yours.
 
 Exit status: PROGRAM's own, or 128+N if a signal N killed it; 2 if the
 command line is wrong; 125 if the sandbox could not be entered; 126 or 127
@@ -423,6 +433,13 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
         eprintln!("hermetic: cannot pass on stdin: {e}");
         return Ok(ExitCode::from(FAILED));
     }
+    let outputs = match outputs::Outputs::hand_on(keep_asked()) {
+        Ok(outputs) => outputs,
+        Err(e) => {
+            eprintln!("hermetic: cannot pass on stdout and stderr: {e}");
+            return Ok(ExitCode::from(FAILED));
+        }
+    };
     // The sandbox's init process starts the program itself: one process,
     // with no relay that anything inside could kill, and fds 0 to 2 only.
     let program = match direct_program(&run) {
@@ -480,6 +497,7 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     if let Some(relay) = relay {
         relay.finish(kept);
     }
+    outputs.finish(kept);
     drop(terminal);
     if let Some(said) = said {
         eprintln!("{said}");
@@ -654,6 +672,37 @@ fn enter(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     let shell = std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into());
     let program = rest.next().unwrap_or(shell);
     let args: Vec<OsString> = rest.collect();
+    // As `hermetic run`'s program: fds 0 to 2 only (an fd of a host file
+    // is a way out of the sandbox, which what the kept sandbox left
+    // running would take through /proc/PID/fd), a file on stdin through a
+    // pipe, stdout and stderr relayed (what is left running would keep
+    // the caller's).
+    // SAFETY: marks this process's fds from 3 up close-on-exec; hermetic's
+    // own are so already, and none is closed.
+    let marked = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if marked != 0 {
+        let e = std::io::Error::last_os_error();
+        eprintln!("hermetic: cannot keep the fds beyond 2 from the program: {e}");
+        return Ok(ExitCode::from(FAILED));
+    }
+    if let Err(e) = stdin::not_a_host_file() {
+        eprintln!("hermetic: cannot pass on stdin: {e}");
+        return Ok(ExitCode::from(FAILED));
+    }
+    let outputs = match outputs::Outputs::hand_on(true) {
+        Ok(outputs) => outputs,
+        Err(e) => {
+            eprintln!("hermetic: cannot pass on stdout and stderr: {e}");
+            return Ok(ExitCode::from(FAILED));
+        }
+    };
     // The caller's terminal, if the program is given one, is as it was
     // when the program ends, whatever the program did to it.
     let mut terminal = terminal::Saved::now();
@@ -696,11 +745,18 @@ fn enter(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     if let Some(relay) = relay {
         relay.finish(true);
     }
+    outputs.finish(true);
     drop(terminal);
     if let Some(said) = said {
         eprintln!("{said}");
     }
     Ok(ExitCode::from(code))
+}
+
+/// `HERMETIC_KEEP` is set (to anything but empty or `0`): a sandbox whose
+/// program fails is kept, and what it leaves running may outlive hermetic.
+fn keep_asked() -> bool {
+    std::env::var_os("HERMETIC_KEEP").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 /// The program's terminal relay, if this process is given a terminal (a

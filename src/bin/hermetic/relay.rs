@@ -144,7 +144,7 @@ impl Relay {
                 i as RawFd
             }
         });
-        let thread = hermetic_thread(move || {
+        let thread = hermetic_thread("hermetic-terminal", move || {
             let mut relay = relay;
             relay.serve();
         })?;
@@ -212,7 +212,8 @@ impl Drop for Relay {
 /// Starts `f` on a thread of its own with every signal blocked: signals
 /// are this process's main thread's (and the handlers' writes come here
 /// as bytes).
-fn hermetic_thread(
+pub(super) fn hermetic_thread(
+    name: &str,
     f: impl FnOnce() + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
@@ -221,9 +222,7 @@ fn hermetic_thread(
     unsafe { libc::sigfillset(all.as_mut_ptr()) };
     // SAFETY: `all` was filled; `before` receives this thread's mask.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), before.as_mut_ptr()) };
-    let thread = std::thread::Builder::new()
-        .name("hermetic-terminal".into())
-        .spawn(f);
+    let thread = std::thread::Builder::new().name(name.into()).spawn(f);
     // SAFETY: pthread_sigmask wrote `before`: this thread's mask is put
     // back (the new thread keeps the full one it started with).
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, before.as_ptr(), std::ptr::null_mut()) };

@@ -1,0 +1,147 @@
+//! The program's stdout and stderr, when hermetic's own are not safe to
+//! hand on as they are.
+//!
+//! Through an fd of a host file, a program can open `/proc/self/fd/N`
+//! anew: the kernel reopens the file on the host's own mount, whatever the
+//! sandbox's view of it, and with the access asked for then. So a
+//! directory (`2<DIR`: files made in it through `/proc/self/fd/2/NAME`) or
+//! a file opened read-only (`1<FILE`: reopened for writing) is a way out of
+//! the sandbox, and a file opened for writing (`>FILE`, `>>LOG`) becomes a
+//! file to truncate, or to read. And whatever a kept sandbox leaves
+//! running keeps the fds it was given: the caller's pipe (`out=$(hermetic
+//! run ...)`, a runner reading the test's output) would not end when
+//! hermetic does, and what is left would write into it at will.
+//!
+//! So, for fds 1 and 2: a directory, or a file or block device opened
+//! without write access, is handed on as `/dev/null` opened read-only
+//! (writes fail with `EBADF`, as they did); a file or block device opened
+//! for writing is handed on as a pipe that a thread of hermetic's copies
+//! into it; and where the sandbox may be kept, so is anything else but a
+//! terminal (which [`relay`](super::relay) gives a pseudo-terminal of its
+//! own). What hermetic relays ends with hermetic: a process the kept
+//! sandbox holds then writes into a pipe nobody reads (`EPIPE`).
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rustix::fs::FileType;
+
+/// One of hermetic's fds handed on through a pipe.
+struct Relayed {
+    /// 1 or 2.
+    fd: i32,
+    /// The fd as hermetic was given it, put back at the end.
+    saved: OwnedFd,
+    /// Says when the thread has copied everything (the pipe ended).
+    done: mpsc::Receiver<()>,
+}
+
+/// hermetic's stdout and stderr as the program is given them. Dropped
+/// without [`finish`](Outputs::finish) (hermetic ends before its program
+/// ran), it puts them back all the same, with what hermetic said meanwhile.
+pub(super) struct Outputs {
+    relayed: Vec<Relayed>,
+    kept: bool,
+}
+
+impl Outputs {
+    /// Makes fds 1 and 2 of this process what the program is to get
+    /// (module docs); `keepable`: the sandbox may outlive hermetic.
+    pub(super) fn hand_on(keepable: bool) -> io::Result<Outputs> {
+        let mut relayed = Vec::new();
+        for fd in [1, 2] {
+            // SAFETY: fds 1 and 2 stay open in this process: they are only
+            // replaced (dup2) below, never closed.
+            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let Ok(stat) = rustix::fs::fstat(borrowed) else {
+                // Not open: nothing to hand on.
+                continue;
+            };
+            let writable = rustix::fs::fcntl_getfl(borrowed).is_ok_and(|f| {
+                f.contains(rustix::fs::OFlags::WRONLY) || f.contains(rustix::fs::OFlags::RDWR)
+            });
+            match FileType::from_raw_mode(stat.st_mode) {
+                FileType::Directory => null_in_place_of(fd)?,
+                FileType::RegularFile | FileType::BlockDevice if !writable => null_in_place_of(fd)?,
+                FileType::RegularFile | FileType::BlockDevice => relayed.push(relay(fd)?),
+                // A terminal is the terminal relay's; /dev/null and the
+                // like are no way out.
+                FileType::CharacterDevice => {}
+                _ if keepable => relayed.push(relay(fd)?),
+                _ => {}
+            }
+        }
+        Ok(Outputs {
+            relayed,
+            kept: false,
+        })
+    }
+
+    /// Puts fds 1 and 2 back, and waits for what the program wrote to be
+    /// copied: until the pipes end, which they do at once when every
+    /// process inside has ended; in a kept sandbox, what is left may hold
+    /// them, so for 250 ms at most.
+    pub(super) fn finish(mut self, kept: bool) {
+        self.kept = kept;
+    }
+}
+
+impl Drop for Outputs {
+    fn drop(&mut self) {
+        let kept = self.kept;
+        for r in &self.relayed {
+            // This process's own write end goes: only the program's
+            // processes hold the pipe now.
+            let _ = dup2(&r.saved, r.fd);
+        }
+        let bound = if kept {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_secs(2)
+        };
+        let deadline = Instant::now() + bound;
+        for r in &self.relayed {
+            let _ = r
+                .done
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        }
+    }
+}
+
+/// Makes `fd` `/dev/null`, opened read-only.
+fn null_in_place_of(fd: i32) -> io::Result<()> {
+    let null = std::fs::File::open("/dev/null")?;
+    dup2(&null, fd)
+}
+
+/// `dup2(from, to)`: `to` becomes a copy of `from`, open across exec.
+fn dup2(from: &impl AsFd, to: i32) -> io::Result<()> {
+    // SAFETY: dup2 replaces fd `to` of this process (1 or 2), which no
+    // Rust object owns (std's stdout and stderr use the number).
+    let r = unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&from.as_fd()), to) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Hands `fd` on as a pipe whose other end a thread copies into it.
+fn relay(fd: i32) -> io::Result<Relayed> {
+    // SAFETY: fd is 1 or 2, open in this process (fstat saw it).
+    let original = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let saved = rustix::io::fcntl_dupfd_cloexec(original, 3)?;
+    let target = std::fs::File::from(saved.try_clone()?);
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    dup2(&write, fd)?;
+    drop(write);
+    let (tell, done) = mpsc::channel();
+    super::relay::hermetic_thread("hermetic-output", move || {
+        let mut from = std::fs::File::from(read);
+        let mut to = target;
+        let _ = io::copy(&mut from, &mut to);
+        let _ = tell.send(());
+    })?;
+    Ok(Relayed { fd, saved, done })
+}
