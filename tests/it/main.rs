@@ -60,4 +60,5 @@ mod runs;
 mod teardown;
 mod terminal;
 mod threads;
+mod trial;
 mod users;

@@ -1,0 +1,272 @@
+//! Findings of a new user's trial (README, `hermetic run --help`, the
+//! library's docs), each a failing test marked `#[ignore = "finding: ..."]`
+//! until it is fixed.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn hermetic() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hermetic"))
+}
+
+fn script(path: &Path, body: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A suite built with its target dir under /tmp and run from a `cargo
+/// nextest archive` extracted in nextest's default place
+/// (/tmp/nextest-archive-XXXXXX) on the same machine: its tests start the
+/// crate's own binary by the path cargo compiled into them,
+/// `env!("CARGO_BIN_EXE_<name>")`, which is in the build's target dir.
+/// Plainly that path exists and the test passes; under `hermetic run --` as
+/// the runner (README: "a target dir or a nextest archive under /tmp is
+/// found"; ordinary suites "run the crate's own binary") the build's target
+/// dir is hidden by the sandbox's fresh /tmp unless CARGO_TARGET_DIR happens
+/// to be exported when the archive is run, and the test fails with ENOENT.
+/// Reproduced with a real crate (tests calling
+/// `Command::new(env!("CARGO_BIN_EXE_trial-ord"))`), as root and as
+/// hermetic-ci: 6 of 6 fail from the archive, 6 of 6 pass with
+/// CARGO_TARGET_DIR exported, 1 of 1 passes plainly from the same archive.
+#[test]
+#[ignore = "finding: from a nextest archive, the build's target dir under /tmp (env!(\"CARGO_BIN_EXE_*\")) is hidden unless CARGO_TARGET_DIR is exported"]
+fn an_archive_s_tests_find_the_build_s_binary_under_tmp() {
+    let tmp = |prefix: &str| {
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in("/tmp")
+            .unwrap()
+    };
+    // Three entries of /tmp, as on the machine: the build's target dir
+    // (CARGO_TARGET_DIR=/tmp/...), the extracted archive, the checkout.
+    let build = tmp("hermetic-trial-target.");
+    let archive = tmp("nextest-archive-");
+    let checkout = tmp("hermetic-trial-checkout.");
+    // The build's target dir, as cargo leaves it.
+    let build_target = build.path();
+    std::fs::create_dir_all(build_target.join("debug")).unwrap();
+    std::fs::write(
+        build_target.join("CACHEDIR.TAG"),
+        "Signature: 8a477f597d28d172789f06886806bc55\n",
+    )
+    .unwrap();
+    let crate_bin = build_target.join("debug/trial-bin");
+    script(&crate_bin, "echo crate binary ran");
+    // The test binary as nextest extracts it, calling the crate's binary
+    // by the path compiled into it.
+    let test_bin = archive
+        .path()
+        .join("target/debug/deps/ordinary-0123456789abcdef");
+    script(&test_bin, &format!("exec {}", crate_bin.display()));
+    // The checkout (--workspace-remap), nextest's working directory.
+    let checkout = checkout.path();
+
+    let plain = Command::new(&test_bin)
+        .current_dir(checkout)
+        .output()
+        .unwrap();
+    assert!(plain.status.success(), "plainly: {plain:?}");
+
+    let out = hermetic()
+        .args(["run", "--"])
+        .arg(&test_bin)
+        .current_dir(checkout)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_TARGET_TMPDIR")
+        .env("CARGO_MANIFEST_DIR", checkout)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "under hermetic run: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "crate binary ran\n");
+}
+
+/// `hermetic enter PID` of a process that is not a kept sandbox (here a
+/// `sleep` of the test's own) says "cannot start sh: Invalid argument (os
+/// error 22)" and exits 126 ("PROGRAM was found but could not be
+/// started"), where `hermetic enter --help` says: "125 if the sandbox
+/// could not be entered". As hermetic-ci, `hermetic enter 1 -- id` says
+/// "cannot start id: Operation not permitted (os error 1)", 126 too.
+#[test]
+#[ignore = "finding: `hermetic enter PID` of a process that is no kept sandbox exits 126 with \"cannot start PROGRAM: Invalid argument\""]
+fn enter_of_a_process_that_is_no_sandbox_says_so() {
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let out = hermetic()
+        .args(["enter", &sleeper.id().to_string(), "--", "sh", "-c", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(!err.contains("cannot start"), "{err}");
+}
+
+/// `hermetic run --help`: "2 the command line is wrong; 125 hermetic
+/// failed: the sandbox could not be made". A value that can never be right
+/// is a wrong command line, but only some are found so:
+/// `--file /nonexistent:/tmp/x` and `--memory=0` exit 2, while
+/// `--hostname=`, `--tmpfs relative/dir` and `--bind /nonexistent:/tmp/x`
+/// exit 125 and `--pids=0` exits 126 ("cannot start true: Resource
+/// temporarily unavailable (os error 11)", as if the program were at fault).
+#[test]
+#[ignore = "finding: invalid option values exit 125 or 126 instead of 2 (--hostname=, --tmpfs relative, --pids=0)"]
+fn a_value_that_can_never_work_is_a_command_line_error() {
+    for args in [
+        &["--hostname=", "true"][..],
+        &["--tmpfs", "relative/dir", "true"],
+        &["--pids=0", "true"],
+    ] {
+        let out = hermetic()
+            .arg("run")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `--timeout 0` and `--memory 0` are refused with a message that
+/// contradicts the help's own syntax: "\"0\" is not a duration (seconds,
+/// or 500ms, 10s, 2m, 1h)" (0 is a number of seconds, and
+/// `HERMETIC_TIMEOUT=0` means no timeout), "\"0\" is not a size (bytes, or
+/// 64M, 1G...)". Either accept 0 (none) or say why it is refused.
+#[test]
+#[ignore = "finding: --timeout 0 / --memory 0 are refused as \"not a duration\" / \"not a size\""]
+fn zero_is_a_duration_and_a_size() {
+    for args in [&["--timeout", "0", "true"][..], &["--memory=0", "true"]] {
+        let out = hermetic()
+            .arg("run")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || !err.contains("is not a"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// `SandboxBuilder::user(70000, 70000)` where the sandbox has ids 0-65535
+/// (root, or /etc/subuid ranges): `build()` accepts it and every run then
+/// fails with "putting the run under the sandbox's limits (cgroups,
+/// rlimits, capabilities): Invalid argument (EINVAL)", which names neither
+/// the id nor the limit of 65535 (`command("id")` fails with a bare
+/// EINVAL). `hermetic run --user 70000:70000 -- id` exits 126 with "cannot
+/// start id: Invalid argument (os error 22)".
+#[test]
+#[ignore = "finding: user(70000, 70000) fails each run with an EINVAL blamed on limits"]
+fn a_user_beyond_the_sandbox_s_ids_is_named() {
+    match hermetic::Sandbox::builder().user(70000, 70000).build() {
+        Err(e) => assert!(e.to_string().contains("70000"), "{e}"),
+        Ok(ns) => match ns.try_run(|| unsafe { libc::getuid() }) {
+            Ok(uid) => assert_eq!(uid, 70000),
+            Err(e) => assert!(e.to_string().contains("70000"), "{e}"),
+        },
+    }
+}
+
+/// `pids_limit(0)` and `memory_limit(0)`: `tmp_size(0)` is refused at
+/// `build()` as an invalid option ("0 bytes: /tmp needs at least one
+/// page"), but `pids_limit(0)` fails `build()` with "creating the inner
+/// user namespace (its network, UTS and IPC namespaces are made
+/// meanwhile): Resource temporarily unavailable (EAGAIN)", and
+/// `memory_limit(0)` builds and then fails each run with "starting a
+/// process in the sandbox: the joining process ended without a report":
+/// neither names the limit.
+#[test]
+#[ignore = "finding: pids_limit(0) / memory_limit(0) fail with errors that do not name the limit"]
+fn a_zero_limit_is_named() {
+    match hermetic::Sandbox::builder().pids_limit(0).build() {
+        Err(e) => assert!(e.to_string().contains("pids"), "{e}"),
+        Ok(ns) => {
+            if let Err(e) = ns.try_run(|| 1) {
+                assert!(e.to_string().contains("pids"), "{e}")
+            }
+        }
+    }
+    if unsafe { libc::geteuid() } == 0 {
+        // As root, memory_limit(0) after another limited sandbox kills
+        // this whole process: a_tiny_memory_limit_never_kills_the_sandbox_s_maker.
+        return;
+    }
+    match hermetic::Sandbox::builder().memory_limit(0).build() {
+        Err(e) => assert!(e.to_string().contains("memory"), "{e}"),
+        Ok(ns) => {
+            if let Err(e) = ns.try_run(|| 1) {
+                assert!(e.to_string().contains("memory"), "{e}")
+            }
+        }
+    }
+}
+
+/// `SandboxBuilder::timeout`'s doc: "`HERMETIC_TIMEOUT` (for a whole
+/// suite; `0` means none)". `timeout(Duration::ZERO)` instead times every
+/// run out at once: "the closure timed out after 0ns and was killed".
+#[test]
+#[ignore = "finding: timeout(Duration::ZERO) times out every run at once, where HERMETIC_TIMEOUT=0 means none"]
+fn a_zero_timeout_is_none_as_in_the_environment() {
+    let ns = hermetic::Sandbox::builder()
+        .timeout(Duration::ZERO)
+        .build()
+        .unwrap();
+    let r = ns.try_run(|| {
+        std::thread::sleep(Duration::from_millis(100));
+        1
+    });
+    assert_eq!(r.unwrap(), 1);
+}
+
+/// As root (per-sandbox cgroups, here v1), a memory limit too small for
+/// the sandbox's own start (a units slip: `memory_limit(256)` meaning MiB,
+/// or 64 KiB) gets the process that makes the sandbox killed by the memory
+/// cgroup's OOM killer: dmesg says "Memory cgroup out of memory: Killed
+/// process N (<test name>)". `hermetic run --memory=64K -- true` exits 137
+/// (SIGKILL of hermetic itself, a status `--help` does not list) in 3 of 4
+/// runs, 125 in the others ("the sandbox's init process ended before the
+/// program did"); in a test, `Sandbox::builder().memory_limit(64 << 10)`
+/// twice (or `memory_limit(0)`, `memory_limit(256)`, or `pids_limit(1)`
+/// and then `memory_limit(0)`) kills the whole test binary with SIGKILL at
+/// the second `build()`, 5 of 5 times. README: "if the test process is
+/// killed ... its sandboxes die with it", never the other way round; a limit
+/// should fail the sandbox (`Error::LimitReached`, `InvalidOption`), not its
+/// maker.
+#[test]
+#[ignore = "finding: as root, a tiny memory limit gets the test process (or hermetic run) SIGKILLed by the memcg OOM killer"]
+fn a_tiny_memory_limit_never_kills_the_sandbox_s_maker() {
+    if unsafe { libc::geteuid() } != 0 {
+        return; // rootless, limits are rlimits: not affected
+    }
+    for size in ["256", "4K", "64K", "128K"] {
+        for _ in 0..4 {
+            let out = hermetic()
+                .args(["run", &format!("--memory={size}"), "--", "true"])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert_ne!(
+                out.status.code(),
+                None,
+                "--memory={size}: hermetic itself was killed: {out:?}"
+            );
+        }
+    }
+}
