@@ -177,7 +177,7 @@ fn zero_is_a_duration_and_a_size() {
 fn a_user_beyond_the_sandbox_s_ids_is_named() {
     match hermetic::Sandbox::builder().user(70000, 70000).build() {
         Err(e) => assert!(e.to_string().contains("70000"), "{e}"),
-        Ok(ns) => match ns.try_run(|| unsafe { libc::getuid() }) {
+        Ok(ns) => match ns.try_run(|| nix::unistd::getuid().as_raw()) {
             Ok(uid) => assert_eq!(uid, 70000),
             Err(e) => assert!(e.to_string().contains("70000"), "{e}"),
         },
@@ -203,7 +203,7 @@ fn a_zero_limit_is_named() {
             }
         }
     }
-    if unsafe { libc::geteuid() } == 0 {
+    if nix::unistd::geteuid().is_root() {
         // As root, memory_limit(0) after another limited sandbox kills
         // this whole process: a_tiny_memory_limit_never_kills_the_sandbox_s_maker.
         return;
@@ -252,7 +252,7 @@ fn a_zero_timeout_is_none_as_in_the_environment() {
 #[test]
 #[ignore = "finding: as root, a tiny memory limit gets the test process (or hermetic run) SIGKILLed by the memcg OOM killer"]
 fn a_tiny_memory_limit_never_kills_the_sandbox_s_maker() {
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         return; // rootless, limits are rlimits: not affected
     }
     for size in ["256", "4K", "64K", "128K"] {
