@@ -300,3 +300,50 @@ fn the_program_s_terminal_has_a_name_inside() {
     assert!(done && status.success(), "{status:?}: {seen}");
     assert!(seen.contains("NAME=/dev/"), "{seen}");
 }
+
+/// README: "The caller's terminal is in raw mode meanwhile ... When PROGRAM
+/// ends, hermetic ... puts your terminal's modes and size back". Two
+/// `hermetic run`s of one foreground job on one terminal, the second
+/// started while the first has the terminal in raw mode and ending after
+/// it, leave the terminal in raw mode: the second saved the first's raw
+/// modes and "puts them back" last (`stty -g` after:
+/// `0:4:bf:a31:...`, before: `500:5:bf:8a3b:...`: no ICANON, ECHO, OPOST,
+/// ICRNL). `cargo nextest run` with `hermetic run --` as the runner does
+/// exactly that: it lists every test binary at once through the runner,
+/// with the terminal as stdin, in its foreground group; from an
+/// interactive shell the terminal was left raw after 2 of 4 and 3 of 4
+/// runs of a 4-binary suite (with `--no-capture`, 2 of 3), never without
+/// the runner (0 of 4). 5 of 5 with the two runs below.
+#[test]
+#[ignore = "finding: overlapping `hermetic run`s on one terminal (nextest's listing) leave it in raw mode"]
+fn overlapping_runs_on_one_terminal_leave_its_modes_as_they_were() {
+    let (master, slave) = common::openpty();
+    let h = env!("CARGO_BIN_EXE_hermetic");
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        &format!(
+            "before=$(stty -g); \
+             {h} run -- sleep 0.2 </dev/tty & sleep 0.1; \
+             {h} run -- sleep 0.6 </dev/tty & wait; \
+             echo \"BEFORE=$before AFTER=$(stty -g) END\""
+        ),
+    ]);
+    on_terminal(&mut cmd, &slave);
+    let mut child = cmd.spawn().unwrap();
+    drop((cmd, slave));
+    let rx = read_master(master);
+    let mut seen = String::new();
+    let done = wait_for(&rx, &mut seen, "END");
+    let status = wait_bounded(&mut child);
+    assert!(done && status.success(), "{status:?}: {seen}");
+    let field = |name: &str| -> String {
+        let at = seen.find(&format!("{name}=")).unwrap() + name.len() + 1;
+        seen[at..].split_whitespace().next().unwrap().to_owned()
+    };
+    assert_eq!(
+        field("AFTER"),
+        field("BEFORE"),
+        "the terminal's modes changed: {seen}"
+    );
+}
