@@ -347,3 +347,47 @@ fn overlapping_runs_on_one_terminal_leave_its_modes_as_they_were() {
         "the terminal's modes changed: {seen}"
     );
 }
+
+/// A suite's test that starts a tool found through `PATH` (`Command::new
+/// ("protoc")`, `cargo` for trybuild, a nested `hermetic`) passes plainly
+/// and fails under `hermetic run --` where that `PATH` entry lies under
+/// /tmp or /var/tmp (tools a CI job unpacked there, a rootless user's
+/// `CARGO_HOME` copy): the copy-on-write host's fresh /tmp and /var/tmp
+/// show "the program's directory" and the working directory, but not the
+/// directories of `PATH` (`sh: 1: trialtool: not found`, exit 127), and
+/// `hermetic run` has no `--visible` (`SandboxBuilder::visible`'s
+/// counterpart) to add one: only `--bind-ro DIR:DIR` brings it back.
+/// Found by running `hermetic run -- sh -c "hermetic run -- true"` with
+/// hermetic installed in /var/tmp/trial-bin (as root and both users: 127).
+#[test]
+#[ignore = "finding: PATH entries under /tmp and /var/tmp are hidden inside `hermetic run` (and there is no --visible)"]
+fn a_tool_on_the_path_under_tmp_is_found_inside() {
+    let tools = tempfile::Builder::new()
+        .prefix("hermetic-trial-tools.")
+        .tempdir_in("/tmp")
+        .unwrap();
+    script(&tools.path().join("trialtool"), "echo trialtool ran");
+    let path = format!(
+        "{}:{}",
+        tools.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let plain = Command::new("sh")
+        .args(["-c", "trialtool"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(plain.status.success(), "plainly: {plain:?}");
+    let out = hermetic()
+        .args(["run", "--", "sh", "-c", "trialtool"])
+        .env("PATH", &path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
