@@ -1340,16 +1340,21 @@ extern "C" fn init_main(_stack: *const usize) -> ! {
     // struct pollfd: fd (low 32 bits), events, revents (high 16 bits); a
     // negative fd is not watched.
     let watch = |fd: i32| fd as u32 as u64 | ((POLLIN as u16 as u64) << 32);
+    // The program's pidfd too, which is readable once it has ended
+    // whether or not its SIGCHLD came: under a memory cgroup at its limit
+    // (the program killed by its OOM killer before its exec) one was seen
+    // never to arrive, and this process waited for ever beside a zombie.
     let mut pfd = [
         watch(wire::LIFELINE_FD),
         watch(wire::PLAN_FD),
         watch(program.map_or(-1, |(signals, _, _)| signals)),
+        watch(program.map_or(-1, |(_, _, pidfd)| pidfd)),
     ];
     loop {
         for p in pfd.iter_mut() {
             *p &= 0x0000_ffff_ffff_ffff;
         }
-        // SAFETY: pfd holds three live struct pollfds.
+        // SAFETY: pfd holds four live struct pollfds.
         match unsafe { call(nr::PPOLL, [pfd.as_mut_ptr() as usize, pfd.len(), 0, 0, 0, 0]) } {
             Err(EINTR) => continue,
             Err(_) => exit(0),
@@ -1392,13 +1397,14 @@ extern "C" fn init_main(_stack: *const usize) -> ! {
                 _ => pfd[1] = watch(-1),
             }
         }
-        if pfd[2] >> 48 != 0 {
+        if pfd[2] >> 48 != 0 || pfd[3] >> 48 != 0 {
             if let Some((signals, pid, pidfd)) = program {
                 if let Some((code, status)) = Program::reap(signals, pid) {
                     // The program has ended: said, once.
                     report(code, status);
                     close(wire::REPORT_FD);
                     close(pidfd);
+                    pfd[3] = watch(-1);
                     program = Some((signals, 0, -1));
                 }
             }

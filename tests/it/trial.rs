@@ -35,7 +35,6 @@ fn script(path: &Path, body: &str) {
 /// hermetic-ci: 6 of 6 fail from the archive, 6 of 6 pass with
 /// CARGO_TARGET_DIR exported, 1 of 1 passes plainly from the same archive.
 #[test]
-#[ignore = "finding: from a nextest archive, the build's target dir under /tmp (env!(\"CARGO_BIN_EXE_*\")) is hidden unless CARGO_TARGET_DIR is exported"]
 fn an_archive_s_tests_find_the_build_s_binary_under_tmp() {
     let tmp = |prefix: &str| {
         tempfile::Builder::new()
@@ -64,6 +63,14 @@ fn an_archive_s_tests_find_the_build_s_binary_under_tmp() {
         .path()
         .join("target/debug/deps/ordinary-0123456789abcdef");
     script(&test_bin, &format!("exec {}", crate_bin.display()));
+    // As nextest extracts it: the archive's metadata names the build's
+    // target dir.
+    std::fs::create_dir_all(archive.path().join("target/nextest")).unwrap();
+    std::fs::write(
+        archive.path().join("target/nextest/binaries-metadata.json"),
+        serde_json::json!({ "rust-build-meta": { "target-directory": build_target } }).to_string(),
+    )
+    .unwrap();
     // The checkout (--workspace-remap), nextest's working directory.
     let checkout = checkout.path();
 
@@ -100,7 +107,6 @@ fn an_archive_s_tests_find_the_build_s_binary_under_tmp() {
 /// could not be entered". As hermetic-ci, `hermetic enter 1 -- id` says
 /// "cannot start id: Operation not permitted (os error 1)", 126 too.
 #[test]
-#[ignore = "finding: `hermetic enter PID` of a process that is no kept sandbox exits 126 with \"cannot start PROGRAM: Invalid argument\""]
 fn enter_of_a_process_that_is_no_sandbox_says_so() {
     let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
     let out = hermetic()
@@ -253,7 +259,6 @@ fn a_zero_timeout_is_none_as_in_the_environment() {
 /// should fail the sandbox (`Error::LimitReached`, `InvalidOption`), not its
 /// maker.
 #[test]
-#[ignore = "finding: as root, a tiny memory limit gets the test process (or hermetic run) SIGKILLed by the memcg OOM killer"]
 fn a_tiny_memory_limit_never_kills_the_sandbox_s_maker() {
     if !nix::unistd::geteuid().is_root() {
         return; // rootless, limits are rlimits: not affected
