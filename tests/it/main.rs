@@ -20,6 +20,7 @@ mod common;
 
 mod attacks;
 mod attacks10;
+mod attacks11;
 mod attacks2;
 mod attacks3;
 mod attacks4;
