@@ -302,3 +302,60 @@ fn a_kept_sandbox_cannot_write_the_host_through_hermetic_enter_by_its_keeper() {
         marker.display()
     );
 }
+
+// ---------------------------------------------------------------------
+// A fresh proc mounted inside
+
+/// The sandbox's `/tmp` hides a proc mount of its own (`/tmp/proc`, so
+/// that a sandbox can be made inside: the kernel mounts a new proc only
+/// where one is fully visible), without the read-only covers `/proc` has
+/// on `/proc/sys` and `/proc/sysrq-trigger`. A program that makes a user,
+/// mount and PID namespace of its own mounts a fresh proc there, covers
+/// and all gone: as root (root inside is the host's uid 0, which the
+/// kernel checks host sysctls' files against, not a capability) its
+/// `sys/kernel/core_pattern` would be a way to the host's root. It must
+/// not open for writing: as root the hidden proc is read-only, locked, so
+/// the fresh one can only be read-only (`EROFS`); rootless, the files are
+/// the host root's (`EACCES`). Only opened, never written.
+#[test]
+fn a_fresh_proc_mounted_inside_opens_no_host_sysctl_for_writing() {
+    const SCRIPT: &str = r#"
+unshare -Urmpf sh -c '
+  mkdir -p /tmp/freshproc
+  mount -t proc proc /tmp/freshproc 2>/dev/null && echo MOUNTED-rw ||
+    { mount -t proc -o ro proc /tmp/freshproc 2>/dev/null && echo MOUNTED-ro; } ||
+    { echo NOMOUNT; exit 0; }
+  for f in sys/kernel/core_pattern sys/kernel/modprobe sys/vm/drop_caches sys/kernel/panic sysrq-trigger; do
+    [ -e /tmp/freshproc/$f ] || continue
+    if (exec 3>>/tmp/freshproc/$f) 2>/dev/null; then echo "OPENED $f"; else echo "refused $f"; fi
+  done
+'
+"#;
+    let sandbox = hermetic::Sandbox::new().unwrap();
+    let out = sandbox.run(|| {
+        let out = std::process::Command::new("sh")
+            .args(["-c", SCRIPT])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(String::from_utf8_lossy(&out.stdout).into_owned())
+    });
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => {
+            common::skip(&format!("no sh to run unshare with inside: {e}"));
+            return;
+        }
+    };
+    if !out.contains("MOUNTED") {
+        common::skip(&format!(
+            "no fresh proc could be mounted inside here: {out}"
+        ));
+        return;
+    }
+    assert!(
+        !out.contains("OPENED"),
+        "a fresh proc inside opened host sysctls for writing: {out}"
+    );
+    assert!(out.contains("refused"), "nothing was tried: {out}");
+}
