@@ -359,3 +359,69 @@ unshare -Urmpf sh -c '
     );
     assert!(out.contains("refused"), "nothing was tried: {out}");
 }
+
+// ---------------------------------------------------------------------
+// Timeouts
+
+/// `hermetic run --timeout DURATION`: "kill PROGRAM (and the sandbox)
+/// after DURATION"; exit status 124: "--timeout expired; PROGRAM was
+/// killed", and hermetic says "it was killed". With `HERMETIC_KEEP=1` the
+/// sandbox of a program that timed out is kept (a failure, as the README
+/// says), but the program is not killed at all: it runs on in the kept
+/// sandbox, for ever if it never ends (a hung program keeps spinning on
+/// the CI host that set the variable to look at failures), while hermetic
+/// has said it was killed. (A library run that times out is killed, kept
+/// or not.) The attacker: any program that outlives its timeout, `sleep
+/// 1000`. The caller: `HERMETIC_KEEP=1 hermetic run --timeout 1s -- sh -c
+/// 'sleep 1000; echo' MARKER`. What happened (root, hermetic-ci,
+/// hermetic-noids): exit 124, "hermetic: sh did not end within 1s
+/// (--timeout): it was killed", and the program (`sh ... MARKER`) still
+/// running in the kept sandbox. What should happen: the program killed at
+/// its timeout (the sandbox kept, for looking at), as said.
+#[test]
+#[ignore = "finding: with HERMETIC_KEEP=1, hermetic run --timeout keeps the sandbox without killing the program, and says it was killed; the program holds the caller's stdout open"]
+fn hermetic_run_s_timeout_kills_the_program_of_a_kept_sandbox() {
+    let marker = common::unique_name("attacks11", "timeout");
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = common::hermetic_command()
+        .env("HERMETIC_KEEP", "1")
+        .args([
+            "run",
+            "--timeout",
+            "1s",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1000; echo",
+        ])
+        .arg(&marker)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let status = common::wait_bounded(&mut child);
+    let said = std::fs::read_to_string(log.path()).unwrap();
+    let left = common::pids_with_marker(&marker);
+    // The caller's stdout: its end (every writer gone) within 5 s of
+    // hermetic's, or it is held inside.
+    let stdout = child.stdout.take().unwrap();
+    let mut fds = [libc::pollfd {
+        fd: stdout.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: one live pollfd, for 5 s at most.
+    unsafe { libc::poll(fds.as_mut_ptr(), 1, 5000) };
+    let stdout_ended = fds[0].revents & (libc::POLLHUP | libc::POLLIN) != 0;
+    if let Some(init) = common::kept_init(&said) {
+        // SAFETY: kills the kept sandbox this test made (its init process).
+        unsafe { libc::kill(init, libc::SIGKILL) };
+    }
+    assert_eq!(status.code(), Some(124), "{said}");
+    assert!(
+        left.is_empty() && stdout_ended,
+        "the program said killed at its timeout runs on in the kept sandbox (pids {left:?}; \
+         the caller's stdout ended: {stdout_ended}): {said}"
+    );
+}
