@@ -425,3 +425,131 @@ fn hermetic_run_s_timeout_kills_the_program_of_a_kept_sandbox() {
          the caller's stdout ended: {stdout_ended}): {said}"
     );
 }
+
+// ---------------------------------------------------------------------
+// Signals the test process gets from a run's process
+
+/// CLD_STOPPED and CLD_CONTINUED SIGCHLDs the helper process got.
+static STOPPED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static CONTINUED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+extern "C" fn count_sigchld(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: the kernel's siginfo for this signal, valid in the handler.
+    let code = unsafe { (*info).si_code };
+    if code == libc::CLD_STOPPED {
+        STOPPED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    } else if code == libc::CLD_CONTINUED {
+        CONTINUED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// How many times the closure of [`helper_counts_sigchld_from_a_run`] is
+/// stopped and continued.
+const STOPS: u32 = 50;
+
+/// A closure's process is a child of the test process (the joiner clones
+/// it with `CLONE_PARENT`, so that the test process waits for it
+/// directly). The kernel tells a parent each time a child stops and
+/// continues, with a `SIGCHLD` (`CLD_STOPPED`, `CLD_CONTINUED`) unless the
+/// parent asked otherwise (`SA_NOCLDSTOP`): so code inside, a closure and
+/// a process it forks (one sends `SIGSTOP` and `SIGCONT` to the other, in
+/// a loop), makes the test process receive as many signals as it likes,
+/// when it likes, although "every process inside is in a session of the
+/// sandbox's" and none can name it. Harmless under the default
+/// disposition (the kernel drops an unhandled `SIGCHLD`); a test process
+/// with a handler (a runtime's child reaper, a test's own) runs it each
+/// time, and its system calls without `SA_RESTART` fail with `EINTR`. The
+/// attacker: in a closure, fork; the child `kill(parent, SIGSTOP)`, waits
+/// for `T` in `/proc/PARENT/stat`, `kill(parent, SIGCONT)`, 50 times.
+/// What happened (root, hermetic-ci, hermetic-noids): the test process's
+/// `SIGCHLD` handler ran 50 times with `CLD_STOPPED` and 50 with
+/// `CLD_CONTINUED`. What should happen: none (a run's process whose
+/// parent is inside, as a spawned closure's children are, or stops
+/// that reach no one outside).
+#[test]
+#[ignore = "finding: a closure stopped and continued by a process it forks makes the test process receive SIGCHLD (CLD_STOPPED/CLD_CONTINUED) at will"]
+fn a_closure_cannot_signal_the_test_process_by_stopping_itself() {
+    let out = common::run_self("helper_counts_sigchld_from_a_run", &[], &["--nocapture"]);
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let got = said
+        .lines()
+        .find_map(|l| l.split_once("SIGCHLDS ").map(|(_, n)| n))
+        .unwrap_or_else(|| panic!("the helper said nothing: {said}"))
+        .to_owned();
+    assert!(out.status.success(), "{said}");
+    assert_eq!(
+        got, "stopped=0 continued=0",
+        "code inside signalled the test process through its run's stops"
+    );
+}
+
+#[test]
+#[ignore = "helper: run by a_closure_cannot_signal_the_test_process_by_stopping_itself"]
+fn helper_counts_sigchld_from_a_run() {
+    // SAFETY: a handler that only adds to atomics; the struct is plain
+    // data, valid zeroed.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = count_sigchld
+            as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+            as libc::sighandler_t;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        assert_eq!(
+            libc::sigaction(libc::SIGCHLD, &action, std::ptr::null_mut()),
+            0
+        );
+    }
+    let sandbox = hermetic::Sandbox::new().unwrap();
+    let cycles = sandbox.run(|| {
+        // SAFETY: fork of this single-threaded run's process; the child
+        // makes system calls and reads /proc only, then _exits.
+        let me = unsafe { libc::getpid() };
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            let state = || {
+                std::fs::read_to_string(format!("/proc/{me}/stat"))
+                    .ok()
+                    .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.chars().next()))
+                    .flatten()
+            };
+            let mut done = 0;
+            'cycles: for _ in 0..STOPS {
+                // SAFETY: signals to this child's own parent, inside.
+                unsafe { libc::kill(me, libc::SIGSTOP) };
+                let mut polls = 0u32;
+                while state() != Some('T') {
+                    polls += 1;
+                    if polls > 1_000_000 {
+                        break 'cycles;
+                    }
+                    std::thread::yield_now();
+                }
+                // SAFETY: as above.
+                unsafe { libc::kill(me, libc::SIGCONT) };
+                polls = 0;
+                while state() == Some('T') {
+                    polls += 1;
+                    if polls > 1_000_000 {
+                        break 'cycles;
+                    }
+                    std::thread::yield_now();
+                }
+                done += 1;
+            }
+            // SAFETY: ends the forked child without running the parent's
+            // atexit handlers.
+            unsafe { libc::_exit(done) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        while unsafe { libc::waitpid(child, &mut status, 0) } < 0 {}
+        libc::WEXITSTATUS(status)
+    });
+    println!(
+        "SIGCHLDS stopped={} continued={}",
+        STOPPED.load(std::sync::atomic::Ordering::SeqCst),
+        CONTINUED.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    println!("cycles {cycles}");
+}
