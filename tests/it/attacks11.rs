@@ -637,3 +637,89 @@ fn helper_keeps_a_timed_out_isolated_body() {
         unsafe { libc::kill(init, libc::SIGKILL) };
     }
 }
+
+// ---------------------------------------------------------------------
+// The caller's stdio and a kept sandbox
+
+/// Whether the read end `pipe` sees its end (every writer gone) within
+/// 5 s, reading and dropping what comes meanwhile.
+fn pipe_ends_within_5s(pipe: &impl AsRawFd) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let mut fds = [libc::pollfd {
+            fd: pipe.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one live pollfd, for 100 ms at most.
+        unsafe { libc::poll(fds.as_mut_ptr(), 1, 100) };
+        if fds[0].revents & libc::POLLIN != 0 {
+            let mut chunk = [0u8; 256];
+            // SAFETY: reads into a live buffer of its size.
+            let n = unsafe { libc::read(pipe.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len()) };
+            if n == 0 {
+                return true;
+            }
+        } else if fds[0].revents & libc::POLLHUP != 0 {
+            return true;
+        }
+    }
+    false
+}
+
+/// `run_attacks.rs` (`a_kept_sandbox_holds_none_of_the_callers_stdio`):
+/// with `HERMETIC_KEEP=1` the caller's pipe "must still end when hermetic
+/// does, or `out=$(hermetic run ...)` and a runner reading the test's
+/// output wait for as long as the sandbox is kept". It holds for a
+/// program that leaves nothing behind; a program that leaves a process
+/// running (a server a failing test started, `sleep 1000 &`) gave that
+/// process the caller's stdout, and the kept sandbox holds it: the
+/// caller's `$(...)` waits until someone kills the sandbox, and what is
+/// left writes into the caller's output whenever it likes. `hermetic
+/// enter` hands its program the caller's pipes too, with the same end.
+/// The caller: `out=$(HERMETIC_KEEP=1 hermetic run -- sh -c 'sleep 1000
+/// & exit 3')`, and `out=$(hermetic enter INIT -- sh -c 'sleep 1000 &')`.
+/// What happened (root, hermetic-ci, hermetic-noids): both exit, and
+/// their stdout pipe does not end (5 s, then the test kills the kept
+/// sandbox). What should happen: the pipe ends with hermetic (as with a
+/// terminal, which hermetic relays: the program gets a pipe of hermetic's
+/// that it relays, or the kept sandbox's processes lose the caller's
+/// stdio).
+#[test]
+#[ignore = "finding: a process left in a kept sandbox holds the caller's stdout pipe of hermetic run and hermetic enter after they exit"]
+fn a_process_left_in_a_kept_sandbox_holds_none_of_the_callers_stdio() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut run = common::hermetic_command()
+        .env("HERMETIC_KEEP", "1")
+        .args(["run", "--", "sh", "-c", "sleep 1000 & exit 3"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let run_code = common::wait_bounded(&mut run).code();
+    let run_out = run.stdout.take().unwrap();
+    let run_ended = pipe_ends_within_5s(&run_out);
+    let said = std::fs::read_to_string(log.path()).unwrap();
+    let Some(init) = common::kept_init(&said) else {
+        panic!("no kept sandbox (exit {run_code:?}): {said}");
+    };
+    let mut enter = common::hermetic_command()
+        .args(["enter", &init.to_string(), "--", "sh", "-c", "sleep 1000 &"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let enter_code = common::wait_bounded(&mut enter).code();
+    let enter_out = enter.stdout.take().unwrap();
+    let enter_ended = pipe_ends_within_5s(&enter_out);
+    // SAFETY: kills the kept sandbox this test made (its init process).
+    unsafe { libc::kill(init, libc::SIGKILL) };
+    assert_eq!((run_code, enter_code), (Some(3), Some(0)), "{said}");
+    assert!(
+        run_ended && enter_ended,
+        "the kept sandbox holds the caller's stdout: hermetic run's ended: {run_ended}, \
+         hermetic enter's ended: {enter_ended}"
+    );
+}
