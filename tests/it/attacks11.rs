@@ -723,3 +723,157 @@ fn a_process_left_in_a_kept_sandbox_holds_none_of_the_callers_stdio() {
          hermetic enter's ended: {enter_ended}"
     );
 }
+
+// ---------------------------------------------------------------------
+// The seccomp filter, through the other ABIs, on the real kernel
+
+/// An i386 system call (`int 0x80`) with integer arguments: the raw
+/// return value (`-errno` on failure).
+#[cfg(target_arch = "x86_64")]
+fn i386_call(nr: u32, a1: u32, a2: u32, a3: u32) -> i32 {
+    let ret: u32;
+    // SAFETY: a system call through the i386 entry with integer arguments
+    // only (no pointer is passed: none would fit in 32 bits).
+    unsafe {
+        std::arch::asm!(
+            "xchg rbx, {b}",
+            "int 0x80",
+            "xchg rbx, {b}",
+            b = inout(reg) u64::from(a1) => _,
+            inout("eax") nr => ret,
+            in("ecx") a2,
+            in("edx") a3,
+        );
+    }
+    ret as i32
+}
+
+/// An x32 system call (the number with `__X32_SYSCALL_BIT`), integer
+/// arguments: the raw return value.
+#[cfg(target_arch = "x86_64")]
+fn x32_call(nr: u64, a1: u64, a2: u64, a3: u64) -> i64 {
+    let ret: i64;
+    // SAFETY: a system call with integer arguments only.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inout("rax") nr | 0x4000_0000 => ret,
+            in("rdi") a1,
+            in("rsi") a2,
+            in("rdx") a3,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    ret
+}
+
+/// The filter's rules meet the same calls made through the i386 entry
+/// (`int 0x80`, which any x86_64 program may use where the kernel has
+/// IA-32 emulation) with their i386 numbers, and x32 calls fail: on the
+/// real kernel, not only in the filter's interpreter (`setup/seccomp.rs`'s
+/// unit tests). Each call is one that works without the filter, so that
+/// a gap shows as a success: `keyctl(KEYCTL_GET_KEYRING_ID, session)`,
+/// `unshare(CLONE_NEWCGROUP)` (root inside may), `setns(-1,
+/// CLONE_NEWCGROUP)` (`EBADF` without the filter), `fcntl`/`fcntl64(pipe,
+/// F_SETFL, O_ASYNC)`.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_filter_holds_through_the_i386_and_x32_entries() {
+    let sandbox = hermetic::Sandbox::new().unwrap();
+    let got = sandbox.try_run(|| {
+        let getpid = i386_call(20, 0, 0, 0);
+        if getpid <= 0 {
+            return Err(format!("the i386 entry does not work here ({getpid})"));
+        }
+        let mut pipe = [0i32; 2];
+        // SAFETY: pipe(2) into a live array.
+        assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+        let session = libc::KEY_SPEC_SESSION_KEYRING as u32;
+        let cgroup = libc::CLONE_NEWCGROUP as u32;
+        let o_async = libc::O_ASYNC as u32;
+        let calls = vec![
+            ("i386 keyctl", i386_call(288, 0, session, 0)),
+            ("i386 add_key", i386_call(286, 0, 0, 0)),
+            (
+                "i386 unshare(CLONE_NEWCGROUP)",
+                i386_call(310, cgroup, 0, 0),
+            ),
+            (
+                "i386 setns(-1, CLONE_NEWCGROUP)",
+                i386_call(346, u32::MAX, cgroup, 0),
+            ),
+            (
+                "i386 fcntl(F_SETFL, O_ASYNC)",
+                i386_call(55, pipe[0] as u32, libc::F_SETFL as u32, o_async),
+            ),
+            (
+                "i386 fcntl64(F_SETFL, O_ASYNC)",
+                i386_call(221, pipe[0] as u32, libc::F_SETFL as u32, o_async),
+            ),
+            (
+                "x32 keyctl",
+                x32_call(250, 0, session as i32 as i64 as u64, 0) as i32,
+            ),
+            (
+                "x32 unshare(CLONE_NEWCGROUP)",
+                x32_call(272, cgroup.into(), 0, 0) as i32,
+            ),
+        ];
+        Ok(calls
+            .into_iter()
+            .map(|(what, ret)| (what.to_owned(), ret))
+            .collect::<Vec<_>>())
+    });
+    let calls = match got {
+        Ok(Ok(calls)) => calls,
+        Ok(Err(why)) => {
+            common::skip(&why);
+            return;
+        }
+        Err(hermetic::Error::Killed { signal, .. }) => {
+            common::skip(&format!(
+                "the i386 entry killed the run ({signal}): no IA-32 emulation"
+            ));
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    // The control, outside any filter: the same entry reaches the kernel,
+    // which answers otherwise (EBADF for a bad fd; O_ASYNC set on a pipe
+    // of this process, with no owner: nothing is signalled).
+    let mut pipe = [0i32; 2];
+    // SAFETY: pipe(2) into a live array; both ends closed below.
+    assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+    let cgroup = libc::CLONE_NEWCGROUP as u32;
+    let control = (
+        i386_call(346, u32::MAX, cgroup, 0),
+        i386_call(
+            221,
+            pipe[0] as u32,
+            libc::F_SETFL as u32,
+            libc::O_ASYNC as u32,
+        ),
+    );
+    // SAFETY: closes the two fds made above.
+    unsafe {
+        libc::close(pipe[0]);
+        libc::close(pipe[1]);
+    }
+    assert_eq!(control, (-libc::EBADF, 0), "the i386 entry outside");
+    let wrong: Vec<_> = calls
+        .iter()
+        .filter(|(what, ret)| {
+            let want = if what.starts_with("x32") {
+                -libc::ENOSYS
+            } else {
+                -libc::EPERM
+            };
+            *ret != want
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "not refused as the filter says: {wrong:?} (all: {calls:?})"
+    );
+}
