@@ -502,9 +502,10 @@ fn helper_counts_sigchld_from_a_run() {
     }
     let sandbox = hermetic::Sandbox::new().unwrap();
     let cycles = sandbox.run(|| {
+        // SAFETY: getpid(2) has no preconditions.
+        let me = unsafe { libc::getpid() };
         // SAFETY: fork of this single-threaded run's process; the child
         // makes system calls and reads /proc only, then _exits.
-        let me = unsafe { libc::getpid() };
         let child = unsafe { libc::fork() };
         if child == 0 {
             let state = || {
