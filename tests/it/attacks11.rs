@@ -960,3 +960,51 @@ fn a_timed_out_run_returns_soon_after_its_timeout_whatever_its_threads_and_mappi
         ),
     }
 }
+
+// ---------------------------------------------------------------------
+// A command's relays
+
+/// `Sandbox::command`'s program is the child of an inner relay inside
+/// the sandbox, which sends its wait status to the outer relay (the
+/// `Child` the test waits for). The relays are "out of reach" of `ptrace`,
+/// `/proc/PID/mem`, `/proc/PID/fd` and `pidfd_getfd` (`boundary.rs`), but
+/// not of signals: the program, root inside and the same user as its
+/// parent, stops it (`kill -STOP $PPID`) and exits; the inner relay never
+/// reports, and the outer relay waits for it for as long as the sandbox
+/// lives: the test's `status()`, `wait()` or `output()` never returns,
+/// although the program it waits for has ended ("every wait ends with
+/// the run's timeout or the death of the process waited for"). The
+/// attacker: `sandbox.command("sh").args(["-c", "kill -STOP $PPID; exit
+/// 7"]).status()`. What happened (root, hermetic-ci, hermetic-noids): no
+/// status after 10 s (the test gives up; dropping the sandbox frees the
+/// wait). What should happen: `exit status: 7` (the relay beyond the
+/// program's signals: another user, or signals to it refused), or an
+/// error.
+#[test]
+#[ignore = "finding: a command's program stops its inner relay (kill -STOP $PPID): the test's wait for the command never returns"]
+fn a_command_s_program_cannot_make_the_test_wait_for_ever_by_stopping_its_relay() {
+    let sandbox = hermetic::Sandbox::new().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut cmd = sandbox.command("sh");
+    cmd.args(["-c", "kill -STOP $PPID; exit 7"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    std::thread::spawn(move || {
+        let _ = tx.send(cmd.status().map(|s| s.code()));
+    });
+    let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+    // Frees the waiting thread, if it waits: the sandbox's processes die.
+    drop(sandbox);
+    match got {
+        Ok(status) => assert_eq!(status.as_ref().ok(), Some(&Some(7)), "{status:?}"),
+        Err(_) => {
+            let after_drop = rx.recv_timeout(std::time::Duration::from_secs(10));
+            panic!(
+                "the command's program ended (exit 7) but the test's wait for it had not \
+                 returned after 10 s: its inner relay is stopped (once the sandbox was \
+                 dropped: {after_drop:?})"
+            )
+        }
+    }
+}
