@@ -68,7 +68,6 @@ fn run_with_stdio(
 /// FILE says "overwritten". What should happen: nothing reaches the host
 /// (a directory as `/dev/null`, a file through a pipe, as on stdin).
 #[test]
-#[ignore = "finding: hermetic run passes a directory or a read-only host file on stdout/stderr as it is: the program writes the host through /proc/self/fd/1 or 2"]
 fn hermetic_run_s_program_cannot_write_the_host_through_its_stdout_or_stderr() {
     let dir = host_dir();
     let file = dir.path().join("file");
@@ -161,7 +160,6 @@ exit 1
 /// run`: fds 0 to 2 only, a host file on stdin through a pipe; the host
 /// files stay as they were.
 #[test]
-#[ignore = "finding: hermetic enter hands its program the caller's fds beyond 2 and a host file on stdin: a process left in the kept sandbox writes those host files through /proc/PID/fd"]
 fn a_kept_sandbox_cannot_write_the_host_through_the_fds_hermetic_enter_hands_in() {
     use std::os::unix::process::CommandExt;
     let dir = host_dir();
@@ -245,7 +243,6 @@ fn a_kept_sandbox_cannot_write_the_host_through_the_fds_hermetic_enter_hands_in(
 /// should happen: as through the init process (or a refusal): the mount
 /// calls fail, nothing reaches the host.
 #[test]
-#[ignore = "finding: hermetic enter KEEPER runs the program in the user namespace that owns the sandbox's mounts, with the caller's environment: a ~/.bashrc planted by the sandbox remounts the host read-write and writes it"]
 fn a_kept_sandbox_cannot_write_the_host_through_hermetic_enter_by_its_keeper() {
     if !std::path::Path::new("/bin/bash").exists() {
         common::skip("no /bin/bash to be the interactive shell that runs ~/.bashrc");
@@ -699,7 +696,6 @@ fn pipe_ends_within_5s(pipe: &impl AsRawFd) -> bool {
 /// that it relays, or the kept sandbox's processes lose the caller's
 /// stdio).
 #[test]
-#[ignore = "finding: a process left in a kept sandbox holds the caller's stdout pipe of hermetic run and hermetic enter after they exit"]
 fn a_process_left_in_a_kept_sandbox_holds_none_of_the_callers_stdio() {
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut run = common::hermetic_command()
