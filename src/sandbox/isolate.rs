@@ -489,7 +489,11 @@ impl Isolated {
             }
         };
         if timed_out {
-            // Dropping the sandbox, next, takes the test with it.
+            // Dropping the sandbox, next, takes the test with it; a sandbox
+            // kept (HERMETIC_KEEP) would not, so the test is killed first,
+            // whatever comes next (the init process reads the kill before a
+            // keep).
+            crate::Sandbox::__signal_program(sandbox.__program_signals(), libc::SIGKILL);
             return Err(format!(
                 "hermetic::isolate_test: the isolated test timed out after {:?} and was killed",
                 timeout.unwrap_or_default()

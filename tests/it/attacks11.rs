@@ -379,7 +379,6 @@ unshare -Urmpf sh -c '
 /// running in the kept sandbox. What should happen: the program killed at
 /// its timeout (the sandbox kept, for looking at), as said.
 #[test]
-#[ignore = "finding: with HERMETIC_KEEP=1, hermetic run --timeout keeps the sandbox without killing the program, and says it was killed; the program holds the caller's stdout open"]
 fn hermetic_run_s_timeout_kills_the_program_of_a_kept_sandbox() {
     let marker = common::unique_name("attacks11", "timeout");
     let log = tempfile::NamedTempFile::new().unwrap();
@@ -572,7 +571,6 @@ fn helper_counts_sigchld_from_a_run() {
 /// the test binary running the helper is still there, in the kept
 /// sandbox. What should happen: killed at the timeout, as said.
 #[test]
-#[ignore = "finding: with HERMETIC_KEEP=1, an isolate_test body that times out is said killed but runs on in the kept sandbox"]
 fn an_isolated_body_that_times_out_is_killed_in_a_kept_sandbox() {
     let out = common::run_self(
         "helper_keeps_a_timed_out_isolated_body",

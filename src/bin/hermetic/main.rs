@@ -557,14 +557,19 @@ fn wait_for_program(
                 Some(format!("hermetic: cannot start {name}: {e}{why}")),
             )
         }
-        // Dropping the sandbox kills it.
-        Ok(None) => (
-            TIMED_OUT,
-            Some(format!(
-                "hermetic: {name} did not end within {:?} (--timeout): it was killed",
-                timeout.unwrap_or_default()
-            )),
-        ),
+        // Killed now: dropping the sandbox would kill it, but with
+        // HERMETIC_KEEP the sandbox is kept (the init process reads the
+        // kill before the keep).
+        Ok(None) => {
+            hermetic::Sandbox::__signal_program(sandbox.__program_signals(), libc::SIGKILL);
+            (
+                TIMED_OUT,
+                Some(format!(
+                    "hermetic: {name} did not end within {:?} (--timeout): it was killed",
+                    timeout.unwrap_or_default()
+                )),
+            )
+        }
         Err(e) => (FAILED, Some(format!("hermetic: waiting for {name}: {e}"))),
     }
 }
