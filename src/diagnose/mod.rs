@@ -183,10 +183,22 @@ fn threads(pid: libc::pid_t) -> Vec<Thread> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     tids.sort_unstable();
-    // Read once, for every thread's lock.
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    // Read and parsed once, for every thread's lock (a closure chooses how
+    // many threads and mappings it has: the cost here is bounded, below).
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let maps = parse_maps(&text);
+    let deadline = std::time::Instant::now() + EXAMINE_FOR;
+    let total = tids.len();
     let mut threads = Vec::new();
-    for tid in tids {
+    for (n, tid) in tids.into_iter().enumerate() {
+        if n == EXAMINED_THREADS || std::time::Instant::now() > deadline {
+            threads.push(Thread {
+                line: format!("{} more threads not examined", total - n),
+                on_a_lock: false,
+                hidden: false,
+            });
+            break;
+        }
         let at = |file: &str| {
             std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/{file}"))
                 .map(|s| s.trim().to_owned())
@@ -233,19 +245,23 @@ fn threads(pid: libc::pid_t) -> Vec<Thread> {
     threads
 }
 
-/// Where the lock at `address` lies, from the process's `maps`: in a
-/// program's or library's static data (with the address `nm -n` shows for
-/// it, so that the static can be named), on the heap, or elsewhere.
-fn lock_place(maps: &str, address: u64) -> Option<String> {
-    struct Mapping<'a> {
-        start: u64,
-        end: u64,
-        writable: bool,
-        offset: u64,
-        path: &'a str,
-    }
-    let mappings: Vec<Mapping<'_>> = maps
-        .lines()
+/// At most this many threads are described (and looked at for locks), and
+/// for at most this long: the test process waits for the description.
+const EXAMINED_THREADS: usize = 64;
+const EXAMINE_FOR: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// One line of `/proc/PID/maps`.
+struct Mapping<'a> {
+    start: u64,
+    end: u64,
+    writable: bool,
+    offset: u64,
+    path: &'a str,
+}
+
+/// The lines of `/proc/PID/maps`, in their order (by address).
+fn parse_maps(maps: &str) -> Vec<Mapping<'_>> {
+    maps.lines()
         .filter_map(|line| {
             let mut fields = line.split_whitespace();
             let (start, end) = fields.next()?.split_once('-')?;
@@ -260,10 +276,18 @@ fn lock_place(maps: &str, address: u64) -> Option<String> {
                 path,
             })
         })
-        .collect();
-    let at = mappings
-        .iter()
-        .position(|m| (m.start..m.end).contains(&address))?;
+        .collect()
+}
+
+/// Where the lock at `address` lies, from the process's `mappings`: in a
+/// program's or library's static data (with the address `nm -n` shows for
+/// it, so that the static can be named), on the heap, or elsewhere.
+fn lock_place(mappings: &[Mapping<'_>], address: u64) -> Option<String> {
+    // By address, as the kernel lists them.
+    let at = mappings.partition_point(|m| m.end <= address);
+    if !mappings.get(at).is_some_and(|m| m.start <= address) {
+        return None;
+    }
     let found = &mappings[at];
     // Zeroed statics (.bss) past the file's last page are an anonymous
     // mapping right after its writable one.
@@ -401,25 +425,25 @@ mod tests {
              55d001000000-55d001100000 rw-p 00000000 00:00 0                          [heap]\n\
              7f0000000000-7f0000100000 rw-p 00000000 00:00 0 \n"
         );
-        let data = lock_place(&maps, 0x55d0_0000_5010).unwrap();
+        let data = lock_place(&parse_maps(&maps), 0x55d0_0000_5010).unwrap();
         assert!(
             data.starts_with(&format!("at 0x5010 in the static data of {exe}")),
             "{data}"
         );
         // .bss past the file: the anonymous mapping right after its data.
-        let bss = lock_place(&maps, 0x55d0_0000_8000).unwrap();
+        let bss = lock_place(&parse_maps(&maps), 0x55d0_0000_8000).unwrap();
         assert!(
             bss.starts_with(&format!("at 0x8000 in the static data of {exe}")),
             "{bss}"
         );
         for elsewhere in [0x55d0_0100_0040, 0x7f00_0000_0100] {
-            let place = lock_place(&maps, elsewhere).unwrap();
+            let place = lock_place(&parse_maps(&maps), elsewhere).unwrap();
             assert!(
                 place.starts_with("in memory the program allocated"),
                 "{place}"
             );
         }
-        assert_eq!(lock_place(&maps, 0x1000), None);
+        assert_eq!(lock_place(&parse_maps(&maps), 0x1000), None);
     }
 
     #[test]

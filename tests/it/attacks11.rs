@@ -911,7 +911,6 @@ fn the_filter_holds_through_the_i386_and_x32_entries() {
 /// should happen: the timeout's error within moments of the timeout (the
 /// diagnosis bounded: maps parsed once, threads and lines capped).
 #[test]
-#[ignore = "finding: a timed-out run's diagnosis costs the test process threads x mappings: a closure makes try_run return minutes after its timeout"]
 fn a_timed_out_run_returns_soon_after_its_timeout_whatever_its_threads_and_mappings() {
     const MAPS: usize = 60_000;
     const THREADS: usize = 300;
