@@ -285,7 +285,7 @@ fn parse_maps(maps: &str) -> Vec<Mapping<'_>> {
 fn lock_place(mappings: &[Mapping<'_>], address: u64) -> Option<String> {
     // By address, as the kernel lists them.
     let at = mappings.partition_point(|m| m.end <= address);
-    if !mappings.get(at).is_some_and(|m| m.start <= address) {
+    if mappings.get(at).is_none_or(|m| m.start > address) {
         return None;
     }
     let found = &mappings[at];
