@@ -154,6 +154,11 @@ unsafe fn command_pre_exec(
     // not use, and exits or execs without dropping anything.
     let [signals_r, signals_w, status_r, status_w] =
         [signals_r, signals_w, status_r, status_w].map(IntoRawFd::into_raw_fd);
+    // The go-between hands the outer relay a pidfd of the inner relay, so
+    // that the outer relay can continue it: a program that stops its
+    // parent (`kill -STOP $PPID`) and exits would otherwise leave its end
+    // untold, and the test's wait for it endless.
+    let (inner_r, inner_w) = sys::fd_passing_pair().map_err(io)?;
     // The signals the outer relay passes on stay pending, not fatal, until
     // its handlers are in place: the program may run (and be signalled)
     // before that. Each process below restores the mask it started with.
@@ -169,9 +174,14 @@ unsafe fn command_pre_exec(
     match unsafe { sys::clone_fork(0, libc::SIGCHLD) }.map_err(io)? {
         // SAFETY: the go-between is a fork of a single-threaded process;
         // it exits at once, and its child makes only system calls.
-        sys::Forked::Child => match unsafe { sys::clone_fork(0, libc::SIGCHLD) } {
+        sys::Forked::Child => match unsafe { sys::clone_fork_pidfd(libc::SIGCHLD) } {
             // Orphaned at once: adopted by the sandbox's init process.
-            Ok(sys::Forked::Child) => {
+            Ok((sys::Forked::Child, _)) => {
+                // SAFETY: the inner relay's copy of the outer relay's
+                // socket, owned by no Rust object, unused here.
+                unsafe { sys::close(inner_r) };
+                // SAFETY: its copy of the go-between's socket, the same.
+                unsafe { sys::close(inner_w) };
                 // A session of its own, inside: the test process's group
                 // and session are out of reach of kill(0) from here on.
                 if sys::setsid().is_err() {
@@ -187,7 +197,14 @@ unsafe fn command_pre_exec(
                 // SAFETY: this is the process forked for the inner relay.
                 unsafe { inner_relay(signals_r, status_w, &mask, terminal) }
             }
-            _ => sys::exit(0),
+            Ok((sys::Forked::Parent { .. }, pidfd)) => {
+                // SAFETY: the go-between's own raw fds: its end of the
+                // socket pair and the pidfd the clone just made.
+                let _ =
+                    unsafe { sys::send_fd(sys::borrow_static(inner_w), sys::borrow_static(pidfd)) };
+                sys::exit(0)
+            }
+            Err(_) => sys::exit(0),
         },
         sys::Forked::Parent { pid } => {
             // SAFETY: the inner relay's end, whose copy here is owned by
@@ -198,9 +215,18 @@ unsafe fn command_pre_exec(
             unsafe { sys::close(status_w) };
             // The go-between that made the inner relay exits at once.
             let _ = sys::reap(pid);
+            // Sent before it exited, if it could make the inner relay.
+            // SAFETY: this process's raw end of the socket pair.
+            let inner = sys::receive_fd(unsafe { sys::borrow_static(inner_r) })
+                .map_or(-1, IntoRawFd::into_raw_fd);
+            // SAFETY: this process's end of the pair, a raw fd owned by no
+            // Rust object, not used again.
+            unsafe { sys::close(inner_r) };
+            // SAFETY: its copy of the go-between's end, the same.
+            unsafe { sys::close(inner_w) };
             // SAFETY: this is std's child, called from command_pre_exec,
             // which it never returns to.
-            unsafe { outer_relay(signals_w, status_r, &mask, relayed) }
+            unsafe { outer_relay(signals_w, status_r, &mask, relayed, inner) }
         }
     }
 }
@@ -464,14 +490,15 @@ unsafe fn outer_relay(
     status: RawFd,
     mask: &libc::sigset_t,
     relayed: Option<(RawFd, RawFd)>,
+    inner: RawFd,
 ) -> ! {
     // Keep only the fds std's parent does not wait on: std waits for its
     // exec-error pipe to close, and that must happen at the program's exec,
     // not when the relay exits.
-    let mut keep = [signals, status, -1, -1];
+    let mut keep = [signals, status, inner, -1, -1];
     if let Some((master, caller)) = relayed {
-        keep[2] = master;
-        keep[3] = caller;
+        keep[3] = master;
+        keep[4] = caller;
     }
     keep.sort_unstable();
     // Those there are, in order (-1: none).
@@ -494,11 +521,13 @@ unsafe fn outer_relay(
         // SAFETY: both open for this process's life (kept above).
         let (master, caller) = unsafe { (sys::borrow_static(master), sys::borrow_static(caller)) };
         // SAFETY: the same for the status pipe.
-        relay_until_the_end(master, caller, unsafe { sys::borrow_static(status) });
+        relay_until_the_end(master, caller, unsafe { sys::borrow_static(status) }, inner);
     }
     let mut raw = [0u8; 4];
     let mut got = 0;
     while got < raw.len() {
+        // SAFETY: open for this process's life.
+        wait_continuing(unsafe { sys::borrow_static(status) }, inner);
         // SAFETY: open for this process's life.
         match sys::read(unsafe { sys::borrow_static(status) }, &mut raw[got..]) {
             Ok(n) if n > 0 => got += n,
@@ -513,13 +542,49 @@ unsafe fn outer_relay(
     super::leave_as(i32::from_le_bytes(raw))
 }
 
+/// How often the outer relay continues the inner relay while it waits.
+const CONTINUE_EVERY: rustix::event::Timespec = rustix::event::Timespec {
+    tv_sec: 0,
+    tv_nsec: 100_000_000,
+};
+
+/// Continues the inner relay (behind the pidfd `inner`, if there is one),
+/// which the program may have stopped: `SIGCONT` does nothing to a process
+/// that runs.
+fn continue_inner(inner: RawFd) {
+    if inner >= 0 {
+        // SAFETY: a signal through the pidfd this process holds for its
+        // life; ESRCH once the inner relay is gone.
+        let _ = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, inner, libc::SIGCONT, 0, 0) };
+    }
+}
+
+/// Waits until `status` has something to read (or its end), continuing
+/// the inner relay every [`CONTINUE_EVERY`] meanwhile.
+fn wait_continuing(status: BorrowedFd<'_>, inner: RawFd) {
+    loop {
+        let mut fds = [PollFd::new(&status, PollFlags::IN)];
+        let timeout = (inner >= 0).then_some(&CONTINUE_EVERY);
+        match rustix::event::poll(&mut fds, timeout) {
+            Ok(0) => continue_inner(inner),
+            Err(rustix::io::Errno::INTR) => {}
+            _ => return,
+        }
+    }
+}
+
 /// The outer relay's copying: what the program writes on its terminal
 /// (`master`) goes to the test's terminal (`caller`), until the program's
 /// status is there to read on `status`; then what is left, until the
 /// terminal has no other side (every process that held it ended), or has
 /// been quiet for 50 ms, at most 250 ms (what the program left running
 /// may write on). System calls only, on a buffer of this stack.
-fn relay_until_the_end(master: BorrowedFd<'_>, caller: BorrowedFd<'_>, status: BorrowedFd<'_>) {
+fn relay_until_the_end(
+    master: BorrowedFd<'_>,
+    caller: BorrowedFd<'_>,
+    status: BorrowedFd<'_>,
+    inner: RawFd,
+) {
     use rustix::event::{Timespec, poll};
     let mut buf = [0u8; 4096];
     // Copies what is there; false once nothing holds the other side.
@@ -541,7 +606,12 @@ fn relay_until_the_end(master: BorrowedFd<'_>, caller: BorrowedFd<'_>, status: B
             PollFd::new(&master, PollFlags::IN),
         ];
         let polled = if open { &mut fds[..] } else { &mut fds[..1] };
-        match poll(polled, None) {
+        let timeout = (inner >= 0).then_some(&CONTINUE_EVERY);
+        match poll(polled, timeout) {
+            Ok(0) => {
+                continue_inner(inner);
+                continue;
+            }
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(_) => return,

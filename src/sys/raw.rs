@@ -347,6 +347,96 @@ pub(crate) unsafe fn clone_fork(
     }
 }
 
+/// [`clone_fork`] with `CLONE_PIDFD`: in the parent, the new process's pid
+/// and a pidfd of it (close-on-exec).
+///
+/// # Safety
+///
+/// As [`clone_fork`].
+pub(crate) unsafe fn clone_fork_pidfd(exit_signal: libc::c_int) -> Result<(Forked, RawFd), i32> {
+    let mut pidfd: libc::c_int = -1;
+    // SAFETY: as clone_fork's; the kernel writes the pidfd into `pidfd`, a
+    // live int of this frame, before returning in the parent.
+    let ret = unsafe {
+        call(
+            libc::SYS_clone,
+            [
+                (libc::CLONE_PIDFD as libc::c_ulong | exit_signal as libc::c_ulong) as usize,
+                0,
+                std::ptr::addr_of_mut!(pidfd) as usize,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    match ret? as libc::pid_t {
+        0 => Ok((Forked::Child, -1)),
+        pid => Ok((Forked::Parent { pid }, pidfd)),
+    }
+}
+
+/// A pair of connected datagram sockets (close-on-exec), to hand an fd
+/// from one process to another ([`send_fd`], [`receive_fd`]). Raw fds,
+/// for after a fork.
+pub(crate) fn fd_passing_pair() -> Result<(RawFd, RawFd), i32> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
+    let (a, b) = socketpair(
+        AddressFamily::UNIX,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| e.raw_os_error())?;
+    Ok((
+        std::os::fd::IntoRawFd::into_raw_fd(a),
+        std::os::fd::IntoRawFd::into_raw_fd(b),
+    ))
+}
+
+/// Sends a copy of `fd` on the socket `to` (`SCM_RIGHTS`), without
+/// waiting; no allocation.
+pub(crate) fn send_fd(to: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<(), i32> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let fds = [fd];
+    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(libc::ENOBUFS);
+    }
+    sendmsg(
+        to,
+        &[std::io::IoSlice::new(&[0])],
+        &mut control,
+        SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+    )
+    .map(drop)
+    .map_err(|e| e.raw_os_error())
+}
+
+/// The fd [`send_fd`] sent on the socket `from`, if one is there now
+/// (close-on-exec); no allocation.
+pub(crate) fn receive_fd(from: BorrowedFd<'_>) -> Option<OwnedFd> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+    let mut byte = [0u8; 1];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    recvmsg(
+        from,
+        &mut [std::io::IoSliceMut::new(&mut byte)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
+    )
+    .ok()?;
+    let mut received = None;
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = message {
+            received = fds.next();
+        }
+    }
+    received
+}
+
 /// Joins the namespaces `nstypes` of the process behind `pidfd` in one call.
 pub(crate) fn setns(pidfd: BorrowedFd<'_>, nstypes: libc::c_int) -> Result<(), i32> {
     use rustix::thread::ThreadNameSpaceType;

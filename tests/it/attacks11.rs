@@ -986,7 +986,6 @@ fn a_timed_out_run_returns_soon_after_its_timeout_whatever_its_threads_and_mappi
 /// program's signals: another user, or signals to it refused), or an
 /// error.
 #[test]
-#[ignore = "finding: a command's program stops its inner relay (kill -STOP $PPID): the test's wait for the command never returns"]
 fn a_command_s_program_cannot_make_the_test_wait_for_ever_by_stopping_its_relay() {
     let sandbox = hermetic::Sandbox::new().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -1041,7 +1040,6 @@ fn ended_within_secs(
 /// What happened (root, hermetic-ci, hermetic-noids): still running 10 s
 /// later, and 5 s after a `SIGTERM`. What should happen: exit status 3.
 #[test]
-#[ignore = "finding: hermetic enter's program stops its inner relay: hermetic enter never returns, SIGINT and SIGTERM do not end it"]
 fn hermetic_enter_returns_when_its_program_stops_its_relay() {
     let out = common::hermetic_command()
         .env("HERMETIC_KEEP", "1")
