@@ -320,7 +320,6 @@ fn the_program_s_terminal_has_a_name_inside() {
 /// runs of a 4-binary suite (with `--no-capture`, 2 of 3), never without
 /// the runner (0 of 4). 5 of 5 with the two runs below.
 #[test]
-#[ignore = "finding: overlapping `hermetic run`s on one terminal (nextest's listing) leave it in raw mode"]
 fn overlapping_runs_on_one_terminal_leave_its_modes_as_they_were() {
     let (master, slave) = common::openpty();
     let h = env!("CARGO_BIN_EXE_hermetic");

@@ -35,6 +35,7 @@ use lexopt::prelude::*;
 
 mod outputs;
 mod relay;
+mod shared_terminal;
 mod signals;
 mod terminal;
 

@@ -101,6 +101,14 @@ impl Relay {
         };
         let outer = fds[first];
         let modes = rustix::termios::tcgetattr(outer)?;
+        // Relayed by other hermetic processes too (`cargo nextest run`
+        // lists every test binary through its runner at once): the modes
+        // the caller had before the first of them changed them.
+        let (shared, modes) = if is_terminal[0] {
+            super::shared_terminal::Shared::join(fds[0], &modes)
+        } else {
+            (None, modes)
+        };
         let size = rustix::termios::tcgetwinsize(outer).ok();
         use rustix::pty::OpenptFlags;
         let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
@@ -136,6 +144,7 @@ impl Relay {
             isig: modes.local_modes.contains(LocalModes::ISIG),
             pending: Vec::new(),
             finish: None,
+            shared,
         };
         let stdio = std::array::from_fn(|i| {
             if is_terminal[i] {
@@ -271,6 +280,8 @@ struct Serve {
     pending: Vec<u8>,
     /// Told to finish: when, and whether the sandbox is kept.
     finish: Option<(Instant, bool)>,
+    /// Its place among the relays of the caller's terminal, if it has one.
+    shared: Option<super::shared_terminal::Shared>,
 }
 
 impl Serve {
@@ -278,7 +289,13 @@ impl Serve {
     /// modes back if it changed them.
     fn serve(&mut self) {
         self.relay();
-        self.put_back();
+        // Others relay it still, in its relay mode: the last puts the
+        // caller's modes back.
+        if self.shared.take().is_some_and(|shared| !shared.leave()) {
+            self.modes_set = false;
+        } else {
+            self.put_back();
+        }
     }
 
     /// The caller's terminal gets the modes it had, if the relay changed
