@@ -212,7 +212,7 @@ impl SandboxBuilder {
     /// closure was stuck. Default: 5 minutes, or the number of seconds in
     /// the environment variable `HERMETIC_TIMEOUT` (for a whole suite; `0`
     /// means none); `Duration::MAX` (or any timeout too long to reach)
-    /// means none.
+    /// means none, and so does `Duration::ZERO`, as `0` does there.
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
         self.timeout = Some(timeout);
         self
@@ -673,9 +673,27 @@ impl SandboxBuilder {
             });
         }
         let timeout = match self.timeout {
+            // As HERMETIC_TIMEOUT=0: none.
+            Some(Duration::ZERO) => None,
             Some(t) => Some(t),
             None => default_timeout()?,
         };
+        // Values no sandbox can start with, named here rather than met as
+        // an errno of a step that they make fail.
+        if self.limits.memory == Some(0) {
+            return Err(Error::InvalidOption {
+                option: "memory_limit",
+                reason: "0 bytes: nothing could run; leave the limit out for none (a sandbox \
+                         needs at least about 1 MiB)"
+                    .into(),
+            });
+        }
+        if self.limits.pids == Some(0) {
+            return Err(Error::InvalidOption {
+                option: "pids_limit",
+                reason: "0 processes: nothing could run; leave the limit out for none".into(),
+            });
+        }
         let cgroup = if self.cgroup {
             libc::CLONE_NEWCGROUP
         } else {
@@ -787,6 +805,21 @@ impl SandboxBuilder {
         // up their capabilities; with ranges, they change to it (which
         // does that too).
         let many_ids = outer_maps.is_some();
+        // With ids 0-65535 inside, another id is no one there: setuid and
+        // setgid would fail at every run with a bare EINVAL.
+        if let Some((uid, gid)) = self.user
+            && many_ids
+            && (uid >= crate::setup::idmap::RANGE || gid >= crate::setup::idmap::RANGE)
+        {
+            return Err(Error::InvalidOption {
+                option: "user",
+                reason: format!(
+                    "{uid}:{gid}: the sandbox has ids 0-{} (the host's ranges); choose ids \
+                     among them",
+                    crate::setup::idmap::RANGE - 1
+                ),
+            });
+        }
         let drop_caps = self.user.is_some() && !many_ids;
         let set_ids = self.user.filter(|_| many_ids);
         if let Some(program) = &self.program {

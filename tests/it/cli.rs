@@ -291,10 +291,11 @@ fn each_failure_has_its_exit_status() {
         assert_eq!(code, Some(2), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
-    // No sandbox could be made (the builder refuses the hostname): 125.
+    // A value no sandbox can be made with (the builder refuses the
+    // hostname): a wrong command line too, 2, said by the builder.
     let long = "h".repeat(100);
     let (code, _, err) = outcome(&["run", "--hostname", &long, "true"]);
-    assert_eq!(code, Some(125), "{err}");
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("cannot create a sandbox"), "{err}");
     // Not found inside: 127; found but not executable (a directory): 126.
     let (code, _, err) = outcome(&["run", "/nonexistent/program"]);

@@ -92,6 +92,7 @@ Options:
   --pids N              process limit (processes and threads)
   --cpu-time DURATION   CPU time limit
   --timeout DURATION    kill PROGRAM (and the sandbox) after DURATION
+                        (0: never, the default)
   -h, --help            this text
 SIZE: bytes, or with K, M, G (powers of 1024): 64M, 1G. DURATION: seconds,
 or with ms, s, m, h: 500ms, 10s, 2m.
@@ -140,7 +141,8 @@ Environment:
 
 Exit status:
   PROGRAM's own, or 128+N if a signal N killed it
-  2    the command line is wrong
+  2    the command line is wrong (an option's value no sandbox can be
+       made with, such as an empty --hostname, too)
   124  --timeout expired; PROGRAM was killed
   125  hermetic failed: the sandbox could not be made, or waiting failed
   126  PROGRAM was found but could not be started
@@ -182,11 +184,22 @@ const NOT_FOUND: u8 = 127;
 
 fn main() -> ExitCode {
     let mut parser = lexopt::Parser::from_env();
+    // The command whose usage a wrong command line is told with.
+    let mut usage = USAGE;
     let outcome = match parser.next() {
         Ok(Some(Value(command))) => match command.to_str() {
-            Some("run") => run(parser),
-            Some("check") => check(parser),
-            Some("enter") => enter(parser),
+            Some("run") => {
+                usage = RUN_USAGE;
+                run(parser)
+            }
+            Some("check") => {
+                usage = CHECK_USAGE;
+                check(parser)
+            }
+            Some("enter") => {
+                usage = ENTER_USAGE;
+                enter(parser)
+            }
             Some("help") => help(parser),
             _ => Err(Usage(format!(
                 "unknown command {:?}: run, check or enter",
@@ -204,7 +217,13 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(Usage(what)) => {
-            eprintln!("hermetic: {what}\n\n{USAGE}");
+            // The usage lines of the command, not all of its help.
+            let lines: String = usage
+                .lines()
+                .take_while(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("\n");
+            eprintln!("hermetic: {what}\n\n{lines}\n(--help for more)");
             ExitCode::from(USAGE_ERROR)
         }
     }
@@ -295,7 +314,11 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
                 b.file(dst, contents);
             }
             Long("tmp-size") => {
-                b.tmp_size(size(&text(&mut parser, "--tmp-size")?)?);
+                b.tmp_size(positive_size(
+                    "--tmp-size",
+                    &text(&mut parser, "--tmp-size")?,
+                    "/tmp needs at least one page (4096 bytes)",
+                )?);
             }
             Long("allow-mounts") => {
                 b.allow_mounts(true);
@@ -329,20 +352,38 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
                 b.user(uid, gid);
             }
             Long("memory") => {
-                b.memory_limit(size(&text(&mut parser, "--memory")?)?);
+                b.memory_limit(positive_size(
+                    "--memory",
+                    &text(&mut parser, "--memory")?,
+                    "nothing could run; leave the option out for no limit (a sandbox needs at \
+                     least about 1 MiB)",
+                )?);
             }
             Long("pids") => {
                 let value = text(&mut parser, "--pids")?;
                 let n = value
                     .parse()
                     .map_err(|_| Usage(format!("--pids takes a number, not {value:?}")))?;
+                if n == 0 {
+                    return Err(Usage(
+                        "--pids 0: nothing could run; leave the option out for no limit".into(),
+                    ));
+                }
                 b.pids_limit(n);
             }
             Long("cpu-time") => {
-                b.cpu_time_limit(duration(&text(&mut parser, "--cpu-time")?)?);
+                let limit = duration(&text(&mut parser, "--cpu-time")?)?;
+                if limit.is_zero() {
+                    return Err(Usage(
+                        "--cpu-time 0: nothing could run; leave the option out for no limit".into(),
+                    ));
+                }
+                b.cpu_time_limit(limit);
             }
             Long("timeout") => {
-                run.timeout = Some(duration(&text(&mut parser, "--timeout")?)?);
+                // 0: none, as HERMETIC_TIMEOUT=0 says for runs.
+                run.timeout =
+                    Some(duration(&text(&mut parser, "--timeout")?)?).filter(|t| !t.is_zero());
             }
             Value(program) => break program,
             other => return Err(Usage(format!("run: {}", other.unexpected()))),
@@ -397,7 +438,15 @@ fn size(value: &str) -> Result<u64, Usage> {
         _ => (v, 0),
     };
     let n: u64 = digits.trim().parse().map_err(|_| bad())?;
-    n.checked_mul(1 << shift).filter(|&b| b > 0).ok_or_else(bad)
+    n.checked_mul(1 << shift).ok_or_else(bad)
+}
+
+/// [`size`], more than 0 (`what` says why).
+fn positive_size(option: &str, value: &str, what: &str) -> Result<u64, Usage> {
+    match size(value)? {
+        0 => Err(Usage(format!("{option} 0: {what}"))),
+        n => Ok(n),
+    }
 }
 
 /// A duration: seconds, or a number with ms, s, m or h.
@@ -420,7 +469,7 @@ fn duration(value: &str) -> Result<Duration, Usage> {
         (v, Duration::from_secs(1))
     };
     let n: u32 = digits.trim().parse().map_err(|_| bad())?;
-    unit.checked_mul(n).filter(|d| !d.is_zero()).ok_or_else(bad)
+    unit.checked_mul(n).ok_or_else(bad)
 }
 
 fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
@@ -467,7 +516,15 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
         Ok(s) => s,
         Err(e) => {
             eprintln!("hermetic: cannot create a sandbox: {e}");
-            return Ok(ExitCode::from(FAILED));
+            // A value no sandbox can be made with (an empty hostname, a
+            // relative mount point, a bind of nothing, a user beyond the
+            // ids) is a wrong command line.
+            let code = if matches!(e, hermetic::Error::InvalidOption { .. }) {
+                USAGE_ERROR
+            } else {
+                FAILED
+            };
+            return Ok(ExitCode::from(code));
         }
     };
     if let Some(relay) = &mut relay {
@@ -891,7 +948,8 @@ mod tests {
         assert_eq!(size("1G").ok(), Some(1 << 30));
         assert_eq!(size("2GiB").ok(), Some(2 << 30));
         assert_eq!(size("512k").ok(), Some(512 << 10));
-        for bad in ["", "M", "-1", "1X", "0", "99999999999T"] {
+        assert_eq!(size("0").ok(), Some(0));
+        for bad in ["", "M", "-1", "1X", "99999999999T"] {
             assert!(size(bad).is_err(), "{bad:?}");
         }
     }
@@ -903,7 +961,8 @@ mod tests {
         assert_eq!(duration("500ms").ok(), Some(Duration::from_millis(500)));
         assert_eq!(duration("2m").ok(), Some(Duration::from_secs(120)));
         assert_eq!(duration("1h").ok(), Some(Duration::from_secs(3600)));
-        for bad in ["", "s", "-1s", "1.5s", "0", "3d"] {
+        assert_eq!(duration("0").ok(), Some(Duration::ZERO));
+        for bad in ["", "s", "-1s", "1.5s", "3d"] {
             assert!(duration(bad).is_err(), "{bad:?}");
         }
     }
