@@ -285,7 +285,6 @@ fn a_tiny_memory_limit_never_kills_the_sandbox_s_maker() {
 /// pty (`hermetic run -- sh -c tty`), as root and as hermetic-ci; under
 /// `bwrap --unshare-all --dev /dev ...` the same `tty` prints a name.
 #[test]
-#[ignore = "finding: on a terminal, `hermetic run -- tty` prints \"not a tty\" (its pty is not in the sandbox's /dev/pts)"]
 fn the_program_s_terminal_has_a_name_inside() {
     let (master, slave) = common::openpty();
     let mut cmd = common::hermetic_command();

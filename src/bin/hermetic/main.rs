@@ -510,6 +510,15 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     }
     if let Some(relay) = &relay {
         run.builder.__program_terminal(relay.stdio());
+        // Its name, as bubblewrap gives it: the sandbox's /dev/pts is a
+        // devpts of its own, where the terminal made here is not, so
+        // ttyname(3) (`tty`, `ps`) finds it as /dev/console.
+        if let Some(path) = relay
+            .terminal_path()
+            .filter(|_| std::path::Path::new("/dev/console").exists())
+        {
+            run.builder.bind(path, "/dev/console");
+        }
     }
     run.builder.__program(program);
     let sandbox = match run.builder.build() {

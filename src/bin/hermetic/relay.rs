@@ -166,6 +166,13 @@ impl Relay {
         }))
     }
 
+    /// Where the program's terminal is on the host (`/dev/pts/N`), while
+    /// this process holds it.
+    pub(super) fn terminal_path(&self) -> Option<std::path::PathBuf> {
+        let slave = self.slave.as_ref()?;
+        std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd())).ok()
+    }
+
     /// The fds the program gets as its 0 to 2.
     pub(super) fn stdio(&self) -> [RawFd; 3] {
         self.stdio
