@@ -454,3 +454,50 @@ fn the_terminal_is_as_it_was_when_the_program_ends() {
     assert!(said.contains(&"echo"), "{seen:?}");
     assert!(!said.contains(&"-echo"), "{seen:?}");
 }
+
+/// `--visible DIR`: a host directory under `/tmp`, which the sandbox's own
+/// `/tmp` hides, is seen inside (copy-on-write: written there, the host's
+/// stays as it was; read-only: read-only); a relative one is a wrong
+/// command line.
+#[test]
+fn visible_shows_a_host_directory_under_tmp() {
+    let dir = tempfile::Builder::new()
+        .prefix("hermetic-visible.")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::write(dir.path().join("data"), "host\n").unwrap();
+    let shown = dir.path().display().to_string();
+    let script = format!("cat {shown}/data; echo inside > {shown}/data && cat {shown}/data");
+    let (code, out, err) = outcome(&["run", "--", "sh", "-c", &script]);
+    assert_ne!(out, "host\ninside\n", "seen without --visible: {err}");
+    let (code2, out2, err2) = outcome(&[
+        "run",
+        &format!("--visible={shown}"),
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert_eq!(
+        (code2, out2.as_str()),
+        (Some(0), "host\ninside\n"),
+        "{err2} (without: {code:?})"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("data")).unwrap(),
+        "host\n"
+    );
+    let (code, out, _) = outcome(&[
+        "run",
+        "--host=ro",
+        "--visible",
+        &shown,
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(code != Some(0) && out == "host\n", "{code:?}: {out}");
+    let (code, _, err) = outcome(&["run", "--visible", "relative", "true"]);
+    assert_eq!(code, Some(2), "{err}");
+}

@@ -358,7 +358,6 @@ fn overlapping_runs_on_one_terminal_leave_its_modes_as_they_were() {
 /// Found by running `hermetic run -- sh -c "hermetic run -- true"` with
 /// hermetic installed in /var/tmp/trial-bin (as root and both users: 127).
 #[test]
-#[ignore = "finding: PATH entries under /tmp and /var/tmp are hidden inside `hermetic run` (and there is no --visible)"]
 fn a_tool_on_the_path_under_tmp_is_found_inside() {
     let tools = tempfile::Builder::new()
         .prefix("hermetic-trial-tools.")

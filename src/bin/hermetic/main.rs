@@ -62,6 +62,11 @@ Options:
   --bind SRC:DST        the host path SRC at DST inside, writable
   --bind-ro SRC:DST     the host path SRC at DST inside, read-only
   --tmpfs DIR           a fresh, private tmpfs on DIR
+  --visible DIR         the host directory DIR seen inside where the
+                        sandbox's own /tmp (or /var/tmp) would hide it, as
+                        the working directory, the target dir, PROGRAM's
+                        directory and the PATH's directories are (cow:
+                        under a private layer; ro: read-only)
   --file SRC:DST        a read-only copy of the host file SRC at DST inside
                         (under /tmp or a --tmpfs, or over a host file)
   --tmp-size SIZE       the size of the sandbox's /tmp (default 1G), which
@@ -296,6 +301,16 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
                 let option = format!("--bind-ro {src}:{dst}");
                 run.mounts.push((dst, option));
             }
+            Long("visible") => {
+                let dir = std::path::PathBuf::from(parser.value()?);
+                if !dir.is_absolute() {
+                    return Err(Usage(format!(
+                        "--visible takes an absolute path, not {:?}",
+                        dir.display()
+                    )));
+                }
+                b.visible(dir);
+            }
             Long("tmpfs") => {
                 let dir = parser.value()?;
                 b.tmpfs(&dir);
@@ -396,6 +411,26 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
         .and_then(|d| std::fs::canonicalize(d).ok())
     {
         run.builder.visible(dir);
+    }
+    // The directories of the PATH under /tmp or /var/tmp (tools a CI job
+    // installed there): what the program runs by name is found inside as
+    // outside, as a shell there would look for it.
+    for dir in std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        // Below them, not themselves: the host's /tmp as a whole (its
+        // sockets: an ssh agent's, X's) stays out of sight.
+        let hidden = ["/tmp", "/var/tmp"]
+            .iter()
+            .any(|t| dir.starts_with(t) && dir != std::path::Path::new(t));
+        if hidden
+            && dir.is_absolute()
+            && let Ok(dir) = std::fs::canonicalize(&dir)
+            && dir.is_dir()
+        {
+            run.builder.visible(dir);
+        }
     }
     run.program = program;
     run.args = parser.raw_args()?.collect();
