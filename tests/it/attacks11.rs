@@ -466,7 +466,7 @@ const STOPS: u32 = 50;
 /// parent is inside, as a spawned closure's children are, or stops
 /// that reach no one outside).
 #[test]
-#[ignore = "finding: a closure stopped and continued by a process it forks makes the test process receive SIGCHLD (CLD_STOPPED/CLD_CONTINUED) at will"]
+#[ignore = "finding kept, said in the README (one signal reaches the test process): a closure stopped and continued by a process it forks makes the test process receive SIGCHLD (CLD_STOPPED/CLD_CONTINUED) at will"]
 fn a_closure_cannot_signal_the_test_process_by_stopping_itself() {
     let out = common::run_self(
         "helper_counts_sigchld_from_a_run",
