@@ -1,6 +1,6 @@
 //! Findings of a new user's trial (README, `hermetic run --help`, the
-//! library's docs), each a failing test marked `#[ignore = "finding: ..."]`
-//! until it is fixed.
+//! library's docs), each a test that failed (`#[ignore]`d as a finding)
+//! until it was fixed, and that must keep passing.
 
 use crate::common;
 use crate::common::{on_terminal, read_master, wait_bounded, wait_for};
