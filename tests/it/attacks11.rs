@@ -248,36 +248,12 @@ fn a_kept_sandbox_cannot_write_the_host_through_hermetic_enter_by_its_keeper() {
         common::skip("no /bin/bash to be the interactive shell that runs ~/.bashrc");
         return;
     }
-    let target = tempfile::tempdir_in("/var/tmp").unwrap();
-    let marker = target.path().join("escaped");
-    let payload = format!(
-        "echo planted-ran >&2; mount -o remount,bind,rw / 2>/dev/null; \
-         umount -l /var/tmp 2>/dev/null; echo escaped > {}\n",
-        marker.display()
-    );
-    let out = common::hermetic_command()
-        .args([
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "printf '%s' \"$1\" > \"$HOME/.bashrc\"; exit 1",
-            "sh",
-        ])
-        .arg(&payload)
-        .env("HERMETIC_KEEP", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr).into_owned();
-    let Some(init) = common::kept_init(&said) else {
-        panic!("no kept sandbox: {said}");
-    };
-    let keeper = said
-        .split("nsenter -t ")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|pid| pid.parse::<i32>().ok());
+    // The kept sandbox of attacks5's attack on the `nsenter` line, whose
+    // program planted a `~/.bashrc` that remounts the host writable.
+    let (init, look, marker, _target, _) = crate::attacks5::kept_sandbox_with_a_planted_bashrc();
+    // `nsenter -t KEEPER ...`.
+    let keeper = look.get(2).and_then(|pid| pid.parse::<i32>().ok());
+    let said = look.join(" ");
     let looked = keeper.map(|keeper| {
         let mut child = common::hermetic_command()
             .args(["enter", &keeper.to_string(), "--", "bash", "-i"])

@@ -542,7 +542,7 @@ fn helper_floods_across_runs() {
 /// the sandbox's `/var/tmp` off and writes `escaped` into a host directory
 /// made for it: (init pid, keeper pid, the host file it would write, the
 /// directory that holds it).
-fn kept_sandbox_with_a_planted_bashrc() -> (
+pub(crate) fn kept_sandbox_with_a_planted_bashrc() -> (
     i32,
     Vec<String>,
     std::path::PathBuf,
