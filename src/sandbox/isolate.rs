@@ -494,6 +494,9 @@ impl Isolated {
             // whatever comes next (the init process reads the kill before a
             // keep).
             crate::Sandbox::__signal_program(sandbox.__program_signals(), libc::SIGKILL);
+            // Gone before this says so (the init process reports its end
+            // once it has reaped it).
+            let _ = sandbox.__program_end(Some(std::time::Duration::from_secs(5)));
             return Err(format!(
                 "hermetic::isolate_test: the isolated test timed out after {:?} and was killed",
                 timeout.unwrap_or_default()

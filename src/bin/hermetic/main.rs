@@ -664,6 +664,9 @@ fn wait_for_program(
         // kill before the keep).
         Ok(None) => {
             hermetic::Sandbox::__signal_program(sandbox.__program_signals(), libc::SIGKILL);
+            // Gone before hermetic says so (the init process reports its
+            // end once it has reaped it).
+            let _ = sandbox.__program_end(Some(Duration::from_secs(5)));
             (
                 TIMED_OUT,
                 Some(format!(
