@@ -600,6 +600,18 @@ impl Sandbox {
     /// long as it takes), for the end of the program the init process
     /// started ([`SandboxBuilder::__program`]). `Ok(None)`: still running.
     ///
+    /// The memory limit, in words ("memory limit of 64 MiB"), if the
+    /// sandbox's memory cgroup has killed a process for it: what a program
+    /// killed by `SIGKILL` most likely died of.
+    #[doc(hidden)]
+    pub fn __memory_limit_killed(&self) -> Option<String> {
+        let cgroup = self.cgroups.as_ref().filter(|c| c.memory)?;
+        (cgroup.oom_kills() > 0)
+            .then(|| self.limits.memory)
+            .flatten()
+            .map(|b| format!("memory limit of {}", crate::setup::limits::bytes(b)))
+    }
+
     /// # Errors
     ///
     /// `InvalidOption` if the sandbox has no such program; `Setup` if the

@@ -501,3 +501,33 @@ fn visible_shows_a_host_directory_under_tmp() {
     let (code, _, err) = outcome(&["run", "--visible", "relative", "true"]);
     assert_eq!(code, Some(2), "{err}");
 }
+
+/// A program the sandbox's memory limit kills (`SIGKILL` from the memory
+/// cgroup's OOM killer, where limits are per sandbox: as root here) exits
+/// 137 as a killed program does, and hermetic says that the limit did it;
+/// one killed by another `SIGKILL` gets no such word.
+#[test]
+fn a_program_killed_by_the_memory_limit_is_said_so() {
+    let per_sandbox = hermetic::check()
+        .finding(hermetic::Probe::ResourceLimits)
+        .is_some_and(|f| f.detail.starts_with("per sandbox"));
+    if !per_sandbox {
+        common::skip(
+            "limits are per process here (rlimits): an allocation fails, nothing is killed",
+        );
+        return;
+    }
+    let (code, _, err) = outcome(&[
+        "run",
+        "--memory=8M",
+        "--",
+        "perl",
+        "-e",
+        "$x = 'a' x (64 << 20); print length $x",
+    ]);
+    assert_eq!(code, Some(137), "{err}");
+    assert!(err.contains("memory limit of 8 MiB"), "{err}");
+    let (code, _, err) = outcome(&["run", "--memory=64M", "--", "sh", "-c", "kill -9 $$"]);
+    assert_eq!(code, Some(137), "{err}");
+    assert!(!err.contains("memory limit"), "{err}");
+}

@@ -645,7 +645,17 @@ fn wait_for_program(
     signals::pass_to_program(sandbox.__program_signals());
     match sandbox.__program_end(timeout) {
         Ok(Some(hermetic::__ProgramEnd::Exited(code))) => (code.clamp(0, 255) as u8, None),
-        Ok(Some(hermetic::__ProgramEnd::Signaled(sig))) => ((128 + sig).clamp(0, 255) as u8, None),
+        Ok(Some(hermetic::__ProgramEnd::Signaled(sig))) => {
+            // Killed by the kernel for the sandbox's memory limit: said,
+            // or a bare 137 would leave the caller guessing.
+            let said = (sig == libc::SIGKILL)
+                .then(|| sandbox.__memory_limit_killed())
+                .flatten()
+                .map(|limit| {
+                    format!("hermetic: {name} was killed by the sandbox's {limit} (--memory)")
+                });
+            ((128 + sig).clamp(0, 255) as u8, said)
+        }
         Ok(Some(hermetic::__ProgramEnd::NotStarted(e))) => {
             let not_found = e.kind() == std::io::ErrorKind::NotFound;
             let why = if not_found {
