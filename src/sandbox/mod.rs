@@ -607,7 +607,7 @@ impl Sandbox {
     pub fn __memory_limit_killed(&self) -> Option<String> {
         let cgroup = self.cgroups.as_ref().filter(|c| c.memory)?;
         (cgroup.oom_kills() > 0)
-            .then(|| self.limits.memory)
+            .then_some(self.limits.memory)
             .flatten()
             .map(|b| format!("memory limit of {}", crate::setup::limits::bytes(b)))
     }
