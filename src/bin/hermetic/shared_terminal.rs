@@ -12,7 +12,8 @@
 //! locks on it (gone with the process, however it ends) tell who relays
 //! it: each holds a shared lock on byte 1 for as long as it does, and
 //! byte 0, held exclusively, makes joining and leaving one at a time. The
-//! first to join writes the modes; the last to leave puts them back.
+//! first to join writes the modes; the last to leave puts them back and
+//! removes the record.
 
 use std::fs::File;
 use std::io;
@@ -49,6 +50,7 @@ const CODES: [SpecialCodeIndex; 17] = [
 /// This process's place among the relays of one terminal.
 pub(super) struct Shared {
     file: File,
+    path: std::path::PathBuf,
 }
 
 impl Shared {
@@ -57,12 +59,24 @@ impl Shared {
     /// first), and the place to leave. `None` where no record can be kept
     /// (then this process does as if it were alone).
     pub(super) fn join(terminal: BorrowedFd<'_>, now: &Termios) -> (Option<Shared>, Termios) {
-        let Some(file) = open_record(terminal) else {
+        // The last relay to leave removes the record: one opened just
+        // before is found unlinked once locked, and opened again.
+        let mut opened = None;
+        for _ in 0..3 {
+            let Some((file, path)) = open_record(terminal) else {
+                return (None, now.clone());
+            };
+            if lock(&file, 0, libc::F_WRLCK, true).is_err() {
+                return (None, now.clone());
+            }
+            if file.metadata().is_ok_and(|m| m.nlink() > 0) {
+                opened = Some((file, path));
+                break;
+            }
+        }
+        let Some((file, path)) = opened else {
             return (None, now.clone());
         };
-        if lock(&file, 0, libc::F_WRLCK, true).is_err() {
-            return (None, now.clone());
-        }
         let recorded = read(&file, now);
         let modes = if relayed_by_another(&file) {
             recorded.unwrap_or_else(|| now.clone())
@@ -83,7 +97,7 @@ impl Shared {
         let joined = lock(&file, 1, libc::F_RDLCK, false).is_ok();
         let _ = lock(&file, 0, libc::F_UNLCK, true);
         if joined {
-            (Some(Shared { file }), modes)
+            (Some(Shared { file, path }), modes)
         } else {
             (None, modes)
         }
@@ -95,6 +109,11 @@ impl Shared {
         let _ = lock(&self.file, 0, libc::F_WRLCK, true);
         let _ = lock(&self.file, 1, libc::F_UNLCK, false);
         let last = !relayed_by_another(&self.file);
+        if last {
+            // No litter: a relay that opened it meanwhile sees it unlinked
+            // once it has byte 0, and makes a new one.
+            let _ = std::fs::remove_file(&self.path);
+        }
         // Closing the file lets byte 0 go.
         last
     }
@@ -102,7 +121,7 @@ impl Shared {
 
 /// The record of `terminal` (this user's), if one can be kept safely: a
 /// regular file of this user's alone, not reached through a link.
-fn open_record(terminal: BorrowedFd<'_>) -> Option<File> {
+fn open_record(terminal: BorrowedFd<'_>) -> Option<(File, std::path::PathBuf)> {
     let stat = rustix::fs::fstat(terminal).ok()?;
     let uid = rustix::process::geteuid().as_raw();
     let dir = std::env::var_os("XDG_RUNTIME_DIR")
@@ -118,10 +137,10 @@ fn open_record(terminal: BorrowedFd<'_>) -> Option<File> {
         .create(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
+        .open(&path)
         .ok()?;
     let meta = file.metadata().ok()?;
-    (meta.is_file() && meta.uid() == uid && meta.mode() & 0o077 == 0).then_some(file)
+    (meta.is_file() && meta.uid() == uid && meta.mode() & 0o077 == 0).then_some((file, path))
 }
 
 /// An open-file-description lock of `kind` on byte `byte` of `file`
