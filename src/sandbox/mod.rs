@@ -361,17 +361,22 @@ impl Sandbox {
         })
     }
 
+    /// The memory limit in bytes, if the sandbox's memory cgroup has
+    /// killed more processes for it than `before` (what it had counted
+    /// earlier): what a process killed by `SIGKILL` most likely died of.
+    fn memory_limit_killed_since(&self, before: u64) -> Option<u64> {
+        let cgroup = self.cgroups.as_ref().filter(|c| c.memory)?;
+        (cgroup.oom_kills() > before)
+            .then_some(self.limits.memory)
+            .flatten()
+    }
+
     /// An error of the sandbox's own start or of its init process's end,
     /// told as its memory limit if the memory cgroup's OOM killer ended the
     /// init process: a limit too small for the sandbox itself.
     pub(crate) fn name_a_limit_too_small(&self, e: Error) -> Error {
-        let oom = self
-            .cgroups
-            .as_ref()
-            .filter(|c| c.memory)
-            .is_some_and(|c| c.oom_kills() > 0);
-        match (oom, self.limits.memory) {
-            (true, Some(bytes)) => Error::InvalidOption {
+        match self.memory_limit_killed_since(0) {
+            Some(bytes) => Error::InvalidOption {
                 option: "memory_limit",
                 reason: format!(
                     "{}: the sandbox's own init process was killed by it (the memory \
@@ -379,7 +384,7 @@ impl Sandbox {
                     crate::setup::limits::bytes(bytes)
                 ),
             },
-            _ => e,
+            None => e,
         }
     }
 
@@ -392,8 +397,8 @@ impl Sandbox {
         let limits = &self.limits;
         let cgroup_memory = self.cgroups.as_ref().filter(|c| c.memory);
         let limit = match *signo {
-            libc::SIGKILL if cgroup_memory.is_some_and(|c| c.oom_kills() > oom_kills) => limits
-                .memory
+            libc::SIGKILL => self
+                .memory_limit_killed_since(oom_kills)
                 .map(|b| format!("memory limit of {}", crate::setup::limits::bytes(b))),
             libc::SIGXCPU => limits
                 .cpu
@@ -596,22 +601,19 @@ impl Sandbox {
         cmd
     }
 
+    /// For the `hermetic` binary: the memory limit, in words ("memory limit
+    /// of 64 MiB"), if the sandbox's memory cgroup has killed a process for
+    /// it: what a program killed by `SIGKILL` most likely died of.
+    #[doc(hidden)]
+    pub fn __memory_limit_killed(&self) -> Option<String> {
+        self.memory_limit_killed_since(0)
+            .map(|b| format!("memory limit of {}", crate::setup::limits::bytes(b)))
+    }
+
     /// For the `hermetic` binary: waits, at most `timeout` (`None`: for as
     /// long as it takes), for the end of the program the init process
     /// started ([`SandboxBuilder::__program`]). `Ok(None)`: still running.
     ///
-    /// The memory limit, in words ("memory limit of 64 MiB"), if the
-    /// sandbox's memory cgroup has killed a process for it: what a program
-    /// killed by `SIGKILL` most likely died of.
-    #[doc(hidden)]
-    pub fn __memory_limit_killed(&self) -> Option<String> {
-        let cgroup = self.cgroups.as_ref().filter(|c| c.memory)?;
-        (cgroup.oom_kills() > 0)
-            .then_some(self.limits.memory)
-            .flatten()
-            .map(|b| format!("memory limit of {}", crate::setup::limits::bytes(b)))
-    }
-
     /// # Errors
     ///
     /// `InvalidOption` if the sandbox has no such program; `Setup` if the
