@@ -270,7 +270,8 @@ impl SandboxBuilder {
     }
 
     /// The most CPU time each process of the sandbox may use (`RLIMIT_CPU`,
-    /// whole seconds, at least one): a run that uses it up is stopped with
+    /// whole seconds, at least one; `Duration::ZERO` is refused by
+    /// `build`): a run that uses it up is stopped with
     /// [`Error::LimitReached`].
     pub fn cpu_time_limit(&mut self, limit: Duration) -> &mut Self {
         self.limits.cpu = Some(limit);
@@ -686,6 +687,12 @@ impl SandboxBuilder {
                 reason: "0 bytes: nothing could run; leave the limit out for none (a sandbox \
                          needs at least about 1 MiB)"
                     .into(),
+            });
+        }
+        if self.limits.cpu == Some(Duration::ZERO) {
+            return Err(Error::InvalidOption {
+                option: "cpu_time_limit",
+                reason: "0 s: nothing could run; leave the limit out for none".into(),
             });
         }
         if self.limits.pids == Some(0) {

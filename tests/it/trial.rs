@@ -3,7 +3,7 @@
 //! until it was fixed, and that must keep passing.
 
 use crate::common;
-use crate::common::{on_terminal, read_master, wait_bounded, wait_for};
+use crate::common::{wait_bounded, wait_for};
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -128,12 +128,17 @@ fn enter_of_a_process_that_is_no_sandbox_says_so() {
 /// `--hostname=`, `--tmpfs relative/dir` and `--bind /nonexistent:/tmp/x`
 /// exit 125 and `--pids=0` exits 126 ("cannot start true: Resource
 /// temporarily unavailable (os error 11)", as if the program were at fault).
+/// Each is told naming the option as given (`--pids`, not the builder's
+/// `pids_limit`).
 #[test]
 fn a_value_that_can_never_work_is_a_command_line_error() {
     for args in [
         &["--hostname=", "true"][..],
         &["--tmpfs", "relative/dir", "true"],
         &["--pids=0", "true"],
+        &["--memory", "0", "true"],
+        &["--cpu-time=0", "true"],
+        &["--tmp-size=1K", "true"],
     ] {
         let out = hermetic()
             .arg("run")
@@ -141,12 +146,14 @@ fn a_value_that_can_never_work_is_a_command_line_error() {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let flag = args[0].split('=').next().unwrap();
+        assert!(
+            err.contains(&format!("hermetic: {flag}")),
+            "{args:?}: {err}"
         );
+        assert!(err.contains("usage: hermetic run"), "{args:?}: {err}");
     }
 }
 
@@ -197,28 +204,27 @@ fn a_user_beyond_the_sandbox_s_ids_is_named() {
 /// meanwhile): Resource temporarily unavailable (EAGAIN)", and
 /// `memory_limit(0)` builds and then fails each run with "starting a
 /// process in the sandbox: the joining process ended without a report":
-/// neither names the limit.
+/// neither names the limit. (`cpu_time_limit(Duration::ZERO)` likewise.)
 #[test]
 fn a_zero_limit_is_named() {
-    match hermetic::Sandbox::builder().pids_limit(0).build() {
-        Err(e) => assert!(e.to_string().contains("pids"), "{e}"),
-        Ok(ns) => {
-            if let Err(e) = ns.try_run(|| 1) {
-                assert!(e.to_string().contains("pids"), "{e}")
+    let mut zero_pids = hermetic::Sandbox::builder();
+    zero_pids.pids_limit(0);
+    let mut zero_memory = hermetic::Sandbox::builder();
+    zero_memory.memory_limit(0);
+    let mut zero_cpu = hermetic::Sandbox::builder();
+    zero_cpu.cpu_time_limit(Duration::ZERO);
+    for (builder, named) in [
+        (zero_pids, "pids_limit"),
+        (zero_memory, "memory_limit"),
+        (zero_cpu, "cpu_time_limit"),
+    ] {
+        match builder.build() {
+            Err(hermetic::Error::InvalidOption { option, reason, .. }) => {
+                assert_eq!(option, named, "{reason}");
+                assert!(reason.contains("leave the limit out"), "{reason}");
             }
-        }
-    }
-    if nix::unistd::geteuid().is_root() {
-        // As root, memory_limit(0) after another limited sandbox kills
-        // this whole process: a_tiny_memory_limit_never_kills_the_sandbox_s_maker.
-        return;
-    }
-    match hermetic::Sandbox::builder().memory_limit(0).build() {
-        Err(e) => assert!(e.to_string().contains("memory"), "{e}"),
-        Ok(ns) => {
-            if let Err(e) = ns.try_run(|| 1) {
-                assert!(e.to_string().contains("memory"), "{e}")
-            }
+            Err(e) => panic!("{named}: not refused as an invalid option: {e}"),
+            Ok(_) => panic!("{named}: a sandbox was built with a limit of 0"),
         }
     }
 }
@@ -286,13 +292,10 @@ fn a_tiny_memory_limit_never_kills_the_sandbox_s_maker() {
 /// `bwrap --unshare-all --dev /dev ...` the same `tty` prints a name.
 #[test]
 fn the_program_s_terminal_has_a_name_inside() {
-    let (master, slave) = common::openpty();
     let mut cmd = common::hermetic_command();
     cmd.args(["run", "--", "sh", "-c", "echo \"NAME=$(tty) END\""]);
-    on_terminal(&mut cmd, &slave);
-    let mut child = cmd.spawn().unwrap();
-    drop((cmd, slave));
-    let rx = read_master(master);
+    let (mut child, _master, rx, slave) = common::start_on_terminal(cmd);
+    drop(slave);
     let mut seen = String::new();
     let done = wait_for(&rx, &mut seen, "END");
     let status = wait_bounded(&mut child);
@@ -315,7 +318,6 @@ fn the_program_s_terminal_has_a_name_inside() {
 /// the runner (0 of 4). 5 of 5 with the two runs below.
 #[test]
 fn overlapping_runs_on_one_terminal_leave_its_modes_as_they_were() {
-    let (master, slave) = common::openpty();
     let h = env!("CARGO_BIN_EXE_hermetic");
     let mut cmd = Command::new("sh");
     cmd.args([
@@ -327,10 +329,8 @@ fn overlapping_runs_on_one_terminal_leave_its_modes_as_they_were() {
              echo \"BEFORE=$before AFTER=$(stty -g) END\""
         ),
     ]);
-    on_terminal(&mut cmd, &slave);
-    let mut child = cmd.spawn().unwrap();
-    drop((cmd, slave));
-    let rx = read_master(master);
+    let (mut child, _master, rx, slave) = common::start_on_terminal(cmd);
+    drop(slave);
     let mut seen = String::new();
     let done = wait_for(&rx, &mut seen, "END");
     let status = wait_bounded(&mut child);

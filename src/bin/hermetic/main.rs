@@ -329,11 +329,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
                 b.file(dst, contents);
             }
             Long("tmp-size") => {
-                b.tmp_size(positive_size(
-                    "--tmp-size",
-                    &text(&mut parser, "--tmp-size")?,
-                    "/tmp needs at least one page (4096 bytes)",
-                )?);
+                b.tmp_size(size(&text(&mut parser, "--tmp-size")?)?);
             }
             Long("allow-mounts") => {
                 b.allow_mounts(true);
@@ -366,34 +362,20 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
                 };
                 b.user(uid, gid);
             }
+            // A value no sandbox can have (0) is the builder's to refuse:
+            // its error names the option (`flag_of`).
             Long("memory") => {
-                b.memory_limit(positive_size(
-                    "--memory",
-                    &text(&mut parser, "--memory")?,
-                    "nothing could run; leave the option out for no limit (a sandbox needs at \
-                     least about 1 MiB)",
-                )?);
+                b.memory_limit(size(&text(&mut parser, "--memory")?)?);
             }
             Long("pids") => {
                 let value = text(&mut parser, "--pids")?;
                 let n = value
                     .parse()
                     .map_err(|_| Usage(format!("--pids takes a number, not {value:?}")))?;
-                if n == 0 {
-                    return Err(Usage(
-                        "--pids 0: nothing could run; leave the option out for no limit".into(),
-                    ));
-                }
                 b.pids_limit(n);
             }
             Long("cpu-time") => {
-                let limit = duration(&text(&mut parser, "--cpu-time")?)?;
-                if limit.is_zero() {
-                    return Err(Usage(
-                        "--cpu-time 0: nothing could run; leave the option out for no limit".into(),
-                    ));
-                }
-                b.cpu_time_limit(limit);
+                b.cpu_time_limit(duration(&text(&mut parser, "--cpu-time")?)?);
             }
             Long("timeout") => {
                 // 0: none, as HERMETIC_TIMEOUT=0 says for runs.
@@ -477,10 +459,16 @@ fn size(value: &str) -> Result<u64, Usage> {
 }
 
 /// [`size`], more than 0 (`what` says why).
-fn positive_size(option: &str, value: &str, what: &str) -> Result<u64, Usage> {
-    match size(value)? {
-        0 => Err(Usage(format!("{option} 0: {what}"))),
-        n => Ok(n),
+/// The option of `hermetic run` that sets what the builder's method
+/// `option` does (`memory_limit`: `--memory`); an environment variable
+/// (`HERMETIC_TIMEOUT`) as it is.
+fn flag_of(option: &str) -> String {
+    match option {
+        "memory_limit" => "--memory".into(),
+        "pids_limit" => "--pids".into(),
+        "cpu_time_limit" => "--cpu-time".into(),
+        _ if option.starts_with(|c: char| c.is_ascii_uppercase()) => option.into(),
+        _ => format!("--{}", option.replace('_', "-")),
     }
 }
 
@@ -514,16 +502,11 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     let Some(mut run) = parse_run(parser)? else {
         return Ok(say(RUN_USAGE));
     };
-    if let Err(e) = stdin::not_a_host_file() {
-        eprintln!("hermetic: cannot pass on stdin: {e}");
-        return Ok(ExitCode::from(FAILED));
-    }
-    let outputs = match outputs::Outputs::hand_on(keep_asked()) {
+    // A sandbox whose program fails is kept with HERMETIC_KEEP: what it
+    // leaves running may outlive hermetic, and must hold no host file.
+    let outputs = match hand_on_stdio(hermetic::__keep_asked()) {
         Ok(outputs) => outputs,
-        Err(e) => {
-            eprintln!("hermetic: cannot pass on stdout and stderr: {e}");
-            return Ok(ExitCode::from(FAILED));
-        }
+        Err(code) => return Ok(code),
     };
     // The sandbox's init process starts the program itself: one process,
     // with no relay that anything inside could kill, and fds 0 to 2 only.
@@ -558,17 +541,15 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     run.builder.__program(program);
     let sandbox = match run.builder.build() {
         Ok(s) => s,
+        // A value no sandbox can be made with (an empty hostname, a
+        // relative mount point, a bind of nothing, a user beyond the ids,
+        // a limit of 0) is a wrong command line.
+        Err(hermetic::Error::InvalidOption { option, reason, .. }) => {
+            return Err(Usage(format!("{}: {reason}", flag_of(option))));
+        }
         Err(e) => {
             eprintln!("hermetic: cannot create a sandbox: {e}");
-            // A value no sandbox can be made with (an empty hostname, a
-            // relative mount point, a bind of nothing, a user beyond the
-            // ids) is a wrong command line.
-            let code = if matches!(e, hermetic::Error::InvalidOption { .. }) {
-                USAGE_ERROR
-            } else {
-                FAILED
-            };
-            return Ok(ExitCode::from(code));
+            return Ok(ExitCode::from(FAILED));
         }
     };
     if let Some(relay) = &mut relay {
@@ -812,16 +793,10 @@ fn enter(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
         eprintln!("hermetic: cannot keep the fds beyond 2 from the program: {e}");
         return Ok(ExitCode::from(FAILED));
     }
-    if let Err(e) = stdin::not_a_host_file() {
-        eprintln!("hermetic: cannot pass on stdin: {e}");
-        return Ok(ExitCode::from(FAILED));
-    }
-    let outputs = match outputs::Outputs::hand_on(true) {
+    // A kept sandbox outlives hermetic: always relayed.
+    let outputs = match hand_on_stdio(true) {
         Ok(outputs) => outputs,
-        Err(e) => {
-            eprintln!("hermetic: cannot pass on stdout and stderr: {e}");
-            return Ok(ExitCode::from(FAILED));
-        }
+        Err(code) => return Ok(code),
     };
     // The caller's terminal, if the program is given one, is as it was
     // when the program ends, whatever the program did to it.
@@ -873,10 +848,19 @@ fn enter(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     Ok(ExitCode::from(code))
 }
 
-/// `HERMETIC_KEEP` is set (to anything but empty or `0`): a sandbox whose
-/// program fails is kept, and what it leaves running may outlive hermetic.
-fn keep_asked() -> bool {
-    std::env::var_os("HERMETIC_KEEP").is_some_and(|v| !v.is_empty() && v != "0")
+/// Makes fds 0 to 2 fit to hand to the program: stdin that is a host file
+/// becomes a pipe, and stdout and stderr as `Outputs::hand_on` makes them
+/// (`outlives`: what runs inside may outlive hermetic). The exit status
+/// to end with, the failure said, if that cannot be done.
+fn hand_on_stdio(outlives: bool) -> Result<outputs::Outputs, ExitCode> {
+    if let Err(e) = stdin::not_a_host_file() {
+        eprintln!("hermetic: cannot pass on stdin: {e}");
+        return Err(ExitCode::from(FAILED));
+    }
+    outputs::Outputs::hand_on(outlives).map_err(|e| {
+        eprintln!("hermetic: cannot pass on stdout and stderr: {e}");
+        ExitCode::from(FAILED)
+    })
 }
 
 /// The program's terminal relay, if this process is given a terminal (a
