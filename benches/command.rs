@@ -2,7 +2,7 @@
 //! bubblewrap doing the same setup and against no sandbox, side by side in
 //! one run.
 //!
-//! `cargo bench --bench command` (`-- --quick` for fewer rounds). Three
+//! `cargo bench --bench command` (`-- --quick` for fewer rounds). These
 //! programs are started the way a runner starts a test, one after the other
 //! in rounds so that a noisy machine weighs on all of them alike:
 //!
@@ -12,7 +12,11 @@
 //!   a fresh `/proc`, `/dev` and `/tmp`;
 //! - `hermetic run -- true` (the host copy-on-write, the default);
 //! - `hermetic run --host=ro -- true` (the host read-only): the difference is
-//!   what the copy-on-write layer costs a sandbox.
+//!   what the copy-on-write layer costs a sandbox;
+//! - `hermetic run -- true >FILE 2>FILE`, as `cargo test >log` starts it:
+//!   hermetic then copies the program's output into the file through a
+//!   pipe (a host file is no fd to hand inside), which must end with the
+//!   program (it once waited 2 s for a pipe its own thread held open).
 //!
 //! For each: wall time per call (the median of the rounds' means, taken
 //! in calls of their own, outside any cgroup: moving a process into one
@@ -25,7 +29,8 @@
 //! `getrusage(RUSAGE_CHILDREN)`, which misses what no waiting parent of
 //! ours reaped (bwrap's, about half of it here): the table says which. Then
 //! the ratios, wall and CPU: hermetic to bwrap, each to `true`, each
-//! sandbox's cost over `true` to the other's, copy-on-write to read-only.
+//! sandbox's cost over `true` to the other's, copy-on-write to read-only,
+//! output to a file to output to `/dev/null`.
 
 mod common;
 use common::installed;
@@ -43,6 +48,8 @@ struct Program {
     cpu: Vec<Duration>,
     fewest_pids: u64,
     cgroup: Option<Cgroup>,
+    /// Stdout and stderr to this file, else to `/dev/null`.
+    output: Option<PathBuf>,
 }
 
 impl Program {
@@ -54,6 +61,7 @@ impl Program {
             cpu: vec![],
             fewest_pids: u64::MAX,
             cgroup: Cgroup::new(name),
+            output: None,
         }
     }
 
@@ -149,12 +157,19 @@ fn last_pid() -> Option<u64> {
         .ok()
 }
 
-fn call(argv: &[String], cgroup: Option<&Cgroup>) {
+fn call(argv: &[String], cgroup: Option<&Cgroup>, output: Option<&PathBuf>) {
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.args(&argv[1..]).stdin(Stdio::null());
+    match output {
+        Some(path) => {
+            let file = std::fs::File::create(path).expect("the output file");
+            cmd.stdout(file.try_clone().expect("the output file"))
+                .stderr(file);
+        }
+        None => {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+    }
     if let Some(cgroup) = cgroup {
         let procs = cgroup.procs.clone();
         // SAFETY: after fork, only open, write and close with the path
@@ -213,9 +228,16 @@ fn main() {
             "true".into(),
         ],
     ));
+    let output_dir = tempfile::tempdir().expect("a directory for the output file");
+    let mut to_file = Program::new(
+        "hermetic run -- true >FILE",
+        vec![hermetic.into(), "run".into(), "--".into(), "true".into()],
+    );
+    to_file.output = Some(output_dir.path().join("output"));
+    programs.push(to_file);
 
     for p in &mut programs {
-        call(&p.argv, p.cgroup.as_ref()); // warm up: page cache, the binary's pages
+        call(&p.argv, p.cgroup.as_ref(), p.output.as_ref()); // warm up: page cache, the binary's pages
     }
     for _ in 0..rounds {
         for p in &mut programs {
@@ -226,7 +248,7 @@ fn main() {
             let t = Instant::now();
             for _ in 0..n {
                 let before = last_pid();
-                call(&p.argv, None);
+                call(&p.argv, None, p.output.as_ref());
                 if let (Some(a), Some(b)) = (before, last_pid()) {
                     p.fewest_pids = p.fewest_pids.min(b.wrapping_sub(a));
                 }
@@ -235,19 +257,19 @@ fn main() {
             // CPU time, every process of the calls counted by the cgroup.
             let cpu = p.cpu_so_far();
             for _ in 0..n {
-                call(&p.argv, p.cgroup.as_ref());
+                call(&p.argv, p.cgroup.as_ref(), p.output.as_ref());
             }
             p.cpu.push((p.cpu_so_far() - cpu) / n as u32);
         }
     }
 
     println!(
-        "\n{:<24} {:>12} {:>12} {:>7}  CPU counted by",
+        "\n{:<26} {:>12} {:>12} {:>7}  CPU counted by",
         "program", "wall/call", "CPU/call", "tasks"
     );
     for p in &programs {
         println!(
-            "{:<24} {:>9.1} us {:>9.1} us {:>7}  {}",
+            "{:<26} {:>9.1} us {:>9.1} us {:>7}  {}",
             p.name,
             median(&p.wall).as_secs_f64() * 1e6,
             median(&p.cpu).as_secs_f64() * 1e6,
@@ -300,10 +322,10 @@ fn main() {
         );
     };
     let plain = &programs[0];
-    let [.., ours, read_only] = programs.as_slice() else {
+    let [.., ours, read_only, to_file] = programs.as_slice() else {
         unreachable!()
     };
-    if let [_, bwrap, _, _] = programs.as_slice() {
+    if let [_, bwrap, _, _, _] = programs.as_slice() {
         show(
             "hermetic run -- true / bwrap",
             ratio(ours, bwrap, wall),
@@ -329,6 +351,11 @@ fn main() {
         "copy-on-write / read-only host",
         ratio(ours, read_only, wall),
         ratio(ours, read_only, cpu),
+    );
+    show(
+        "output to a file / to /dev/null",
+        ratio(to_file, ours, wall),
+        ratio(to_file, ours, cpu),
     );
     let per_call = |p: &Program, of: fn(&Program) -> &Vec<Duration>| median(of(p)).as_secs_f64();
     println!(

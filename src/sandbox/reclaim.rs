@@ -13,9 +13,11 @@
 //! process, started while the first sandbox sets up), while the test goes on.
 //!
 //! The thread has an fd table of its own (a copy of the process's, emptied
-//! but for fds 0 to 2 and its socket), so that what it holds is never in
-//! a fork of the test process, and it never takes the lock of hermetic's
-//! fd list while it closes one. An fd reaches it over a unix socket
+//! but for its socket, with `/dev/null` as fds 0 to 2), so that what it
+//! holds is never in a fork of the test process, it holds nothing of the
+//! process's (not even its stdio: the `hermetic` binary hands its program
+//! pipes as fds 1 and 2, and waits for their end), and it never takes the
+//! lock of hermetic's fd list while it closes one. An fd reaches it over a unix socket
 //! (`SCM_RIGHTS`), after which the dropping thread closes its own copy (a
 //! close that frees nothing) and says so in a second message: the thread
 //! closes its copy only then. Closing it as it arrived raced with the

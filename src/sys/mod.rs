@@ -102,7 +102,7 @@ pub(crate) fn spawn_quiet<T: Send + 'static>(
 }
 
 /// Starts a thread named `name` with an fd table of its own, which holds
-/// only its copies of fds 0 to 2 and of `keep`, and runs `body` there with
+/// only its copy of `keep` and `/dev/null` as fds 0 to 2, and runs `body` there with
 /// its copy of `keep`. What that thread then opens, receives or closes, no
 /// other thread sees, nor any fork of the process (a fork copies the table
 /// of the thread that forks). Returns once the thread has its table, so
@@ -144,30 +144,55 @@ pub(crate) fn spawn_with_own_fd_table(
 }
 
 /// Gives the calling thread a copy of the process's fd table, in which it
-/// then closes every fd but 0 to 2 and `keep` (`close_range` with
-/// `CLOSE_RANGE_UNSHARE`, Linux 5.9).
+/// then closes every fd but `keep` (`close_range` with
+/// `CLOSE_RANGE_UNSHARE`, Linux 5.9), and opens `/dev/null` as whichever
+/// of fds 0 to 2 is free. Not even the process's 0 to 2 are kept: the
+/// process may replace them (the `hermetic` binary hands its program pipes
+/// there, and waits for their end), and a copy here would hold the old
+/// ones open for as long as the process lives.
 ///
 /// # Safety
 ///
 /// The calling thread owns no fd (no `OwnedFd`, `File`...) but maybe
-/// `keep` and 0 to 2: the copies it closes are of fds that others own.
+/// `keep`: the copies it closes are of fds that others own.
 unsafe fn own_fd_table(keep: RawFd) -> Result<(), i32> {
     const CLOSE_RANGE_UNSHARE: usize = 1 << 1;
-    let above = (keep.max(2) + 1) as usize;
     // SAFETY: the table is made this thread's own before anything in it is
     // closed; what is closed there, no code of this thread owns (the
     // caller's guarantee), and every other thread keeps its fds.
     unsafe {
         call(
             libc::SYS_close_range,
-            [above, u32::MAX as usize, CLOSE_RANGE_UNSHARE, 0, 0, 0],
+            [
+                keep as usize + 1,
+                u32::MAX as usize,
+                CLOSE_RANGE_UNSHARE,
+                0,
+                0,
+                0,
+            ],
         )
     }?;
-    if keep > 3 {
+    if keep > 0 {
         // SAFETY: as above; the table is this thread's own now.
-        unsafe { close_range(3, keep as u32 - 1) }?;
+        unsafe { close_range(0, keep as u32 - 1) }?;
     }
-    Ok(())
+    // The lowest free numbers first: 0 to 2 (but `keep`) become /dev/null,
+    // so that nothing the thread receives is taken for its stdio.
+    loop {
+        let null = rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(errno_of)?;
+        if std::os::fd::AsRawFd::as_raw_fd(&null) > 2 {
+            return Ok(());
+        }
+        // Fds 0 to 2 of this thread's own table, which std's stdio uses by
+        // number: held for the thread's life.
+        let _ = std::os::fd::IntoRawFd::into_raw_fd(null);
+    }
 }
 
 /// Blocks until the process behind `pidfd` has exited, or `pipe` (a read
