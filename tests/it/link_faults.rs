@@ -515,7 +515,7 @@ fn set_link_up_does_not_wait_for_a_host_that_took_its_own_end_down() {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
     else {
-        eprintln!("SKIPPED: no `ip` command (iproute2) on this host");
+        crate::common::skip("no `ip` command (iproute2) on this host");
         return;
     };
     let net = Network::builder().host("h1").host("h2").build().unwrap();

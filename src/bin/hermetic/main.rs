@@ -666,6 +666,12 @@ fn wait_for_program(
                 )),
             )
         }
+        // A limit too small for the sandbox itself (its init process was
+        // killed for it), told as the option given.
+        Err(hermetic::Error::InvalidOption { option, reason, .. }) => (
+            FAILED,
+            Some(format!("hermetic: {}: {reason}", flag_of(option))),
+        ),
         Err(e) => (FAILED, Some(format!("hermetic: waiting for {name}: {e}"))),
     }
 }
