@@ -535,3 +535,37 @@ fn a_program_killed_by_the_memory_limit_is_said_so() {
     assert_eq!(code, Some(137), "{err}");
     assert!(!err.contains("memory limit"), "{err}");
 }
+
+/// `cargo test >log 2>&1` with `hermetic run --` as the runner: cargo
+/// writes its "Running ..." lines to the log between the test binaries,
+/// each of which hermetic relays into the same open file. Every line lands
+/// once, in the order written, the program's stdout and stderr as
+/// interleaved as it wrote them. (The relays once copied with `splice`,
+/// which sets the file's offset without the lock `write` takes: the
+/// caller's lines and the binaries' output overwrote each other, and cargo's
+/// log lost the results of 3 of 4 test binaries in 2 of 3 runs; and stdout
+/// and stderr went through two pipes, in no fixed order.)
+#[test]
+fn a_log_shared_with_the_caller_keeps_every_line_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let h = env!("CARGO_BIN_EXE_hermetic");
+    let script = format!(
+        "for i in 1 2 3 4 5 6; do echo caller $i >&2; \
+         {h} run -- sh -c \"echo out $i; echo err $i >&2; echo out2 $i\" || echo failed $i; \
+         done"
+    );
+    let file = std::fs::File::create(&log).unwrap();
+    let status = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let expected: String = (1..=6)
+        .map(|i| format!("caller {i}\nout {i}\nerr {i}\nout2 {i}\n"))
+        .collect();
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), expected);
+}

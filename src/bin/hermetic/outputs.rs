@@ -20,6 +20,10 @@
 //! terminal (which [`relay`](super::relay) gives a pseudo-terminal of its
 //! own). What hermetic relays ends with hermetic: a process the kept
 //! sandbox holds then writes into a pipe nobody reads (`EPIPE`).
+//!
+//! Fds 1 and 2 that are one open file (`>log 2>&1`) share one pipe, so
+//! that the program's writes to each land in the order made; the copying
+//! is `read` and `write` ([`copy`]).
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -34,8 +38,9 @@ struct Relayed {
     fd: i32,
     /// The fd as hermetic was given it, put back at the end.
     saved: OwnedFd,
-    /// Says when the thread has copied everything (the pipe ended).
-    done: mpsc::Receiver<()>,
+    /// Says when the thread has copied everything (the pipe ended); `None`
+    /// for fd 2 given the pipe of fd 1 (both were one open file).
+    done: Option<mpsc::Receiver<()>>,
 }
 
 /// hermetic's stdout and stderr as the program is given them. Dropped
@@ -50,8 +55,18 @@ impl Outputs {
     /// Makes fds 1 and 2 of this process what the program is to get
     /// (module docs); `keepable`: the sandbox may outlive hermetic.
     pub(super) fn hand_on(keepable: bool) -> io::Result<Outputs> {
-        let mut relayed = Vec::new();
+        let mut relayed: Vec<Relayed> = Vec::new();
         for fd in [1, 2] {
+            if fd == 2
+                && let Some(out) = relayed.first()
+                && same_open_file(out.saved.as_fd(), 2)
+            {
+                // `>FILE 2>&1`: one pipe for both, as one file takes both
+                // outside, so that what the program writes to each lands in
+                // the order written, each write where the last one ended.
+                relayed.push(share_pipe_of_1(2)?);
+                continue;
+            }
             // SAFETY: fds 1 and 2 stay open in this process: they are only
             // replaced (dup2) below, never closed.
             let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
@@ -102,10 +117,8 @@ impl Drop for Outputs {
             Duration::from_secs(2)
         };
         let deadline = Instant::now() + bound;
-        for r in &self.relayed {
-            let _ = r
-                .done
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        for done in self.relayed.iter().filter_map(|r| r.done.as_ref()) {
+            let _ = done.recv_timeout(deadline.saturating_duration_since(Instant::now()));
         }
     }
 }
@@ -138,10 +151,67 @@ fn relay(fd: i32) -> io::Result<Relayed> {
     drop(write);
     let (tell, done) = mpsc::channel();
     super::relay::hermetic_thread("hermetic-output", move || {
-        let mut from = std::fs::File::from(read);
-        let mut to = target;
-        let _ = io::copy(&mut from, &mut to);
+        copy(&mut std::fs::File::from(read), &mut { target });
         let _ = tell.send(());
     })?;
-    Ok(Relayed { fd, saved, done })
+    Ok(Relayed {
+        fd,
+        saved,
+        done: Some(done),
+    })
+}
+
+/// Whether fd `fd` of this process is the open file `other` is (the same
+/// file, opened with the same flags: `2>&1`, or the caller's own stdout
+/// and stderr that are one file).
+fn same_open_file(other: std::os::fd::BorrowedFd<'_>, fd: i32) -> bool {
+    // SAFETY: fd is 1 or 2, which this process only ever replaces (dup2),
+    // never closes, while it is borrowed here.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let (Ok(a), Ok(b)) = (rustix::fs::fstat(other), rustix::fs::fstat(borrowed)) else {
+        return false;
+    };
+    let flags = |f| rustix::fs::fcntl_getfl(f).ok();
+    (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) && flags(other) == flags(borrowed)
+}
+
+/// Hands `fd` on as fd 1 is handed on: the same pipe.
+fn share_pipe_of_1(fd: i32) -> io::Result<Relayed> {
+    // SAFETY: fd is 2, open in this process (fstat saw it).
+    let original = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let saved = rustix::io::fcntl_dupfd_cloexec(original, 3)?;
+    // SAFETY: fd 1 is open (the pipe hand_on just put there).
+    let pipe = unsafe { std::os::fd::BorrowedFd::borrow_raw(1) };
+    dup2(&pipe, fd)?;
+    Ok(Relayed {
+        fd,
+        saved,
+        done: None,
+    })
+}
+
+/// Copies what comes through `from` into `to` until `from` ends, with
+/// read and write: not `io::copy`, whose `splice` into a file takes and
+/// sets the file's offset without the lock that `write` takes, so that
+/// what the caller wrote through another fd of the same open file meanwhile
+/// (cargo's own lines between two test binaries) was written over.
+fn copy(from: &mut std::fs::File, to: &mut std::fs::File) {
+    use std::io::{Read, Write};
+    let mut buffer = vec![0u8; 64 << 10];
+    loop {
+        match from.read(&mut buffer) {
+            Ok(0) => return,
+            Ok(n) => {
+                if to.write_all(&buffer[..n]).is_err() {
+                    // The file takes no more (full, gone): what follows is
+                    // read and dropped, so the program is not stopped by a
+                    // full pipe.
+                    let _ = io::copy(from, &mut io::sink());
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
 }
