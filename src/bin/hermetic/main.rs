@@ -37,6 +37,7 @@ mod outputs;
 mod relay;
 mod shared_terminal;
 mod signals;
+mod sys;
 mod terminal;
 
 const USAGE: &str = "\
@@ -784,18 +785,8 @@ fn enter(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     // running would take through /proc/PID/fd), a file on stdin through a
     // pipe, stdout and stderr relayed (what is left running would keep
     // the caller's).
-    // SAFETY: marks this process's fds from 3 up close-on-exec; hermetic's
-    // own are so already, and none is closed.
-    let marked = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if marked != 0 {
-        let e = std::io::Error::last_os_error();
+    // hermetic's own fds are close-on-exec already; none is closed.
+    if let Err(e) = sys::cloexec_from_3() {
         eprintln!("hermetic: cannot keep the fds beyond 2 from the program: {e}");
         return Ok(ExitCode::from(FAILED));
     }

@@ -26,7 +26,7 @@
 //! is `read` and `write` ([`copy`]).
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -67,9 +67,7 @@ impl Outputs {
                 relayed.push(share_pipe_of_1(2)?);
                 continue;
             }
-            // SAFETY: fds 1 and 2 stay open in this process: they are only
-            // replaced (dup2) below, never closed.
-            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let borrowed = stdio(fd);
             let Ok(stat) = rustix::fs::fstat(borrowed) else {
                 // Not open: nothing to hand on.
                 continue;
@@ -129,22 +127,30 @@ fn null_in_place_of(fd: i32) -> io::Result<()> {
     dup2(&null, fd)
 }
 
-/// `dup2(from, to)`: `to` becomes a copy of `from`, open across exec.
+/// Fd `fd` of this process, 1 or 2 (which std holds open for the whole
+/// process: this module only ever replaces them, with `dup2`).
+fn stdio(fd: i32) -> BorrowedFd<'static> {
+    if fd == 1 {
+        rustix::stdio::stdout()
+    } else {
+        rustix::stdio::stderr()
+    }
+}
+
+/// `dup2(from, to)`: `to` (1 or 2) becomes a copy of `from`, open across
+/// exec.
 fn dup2(from: &impl AsFd, to: i32) -> io::Result<()> {
-    // SAFETY: dup2 replaces fd `to` of this process (1 or 2), which no
-    // Rust object owns (std's stdout and stderr use the number).
-    let r = unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&from.as_fd()), to) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
+    if to == 1 {
+        rustix::stdio::dup2_stdout(from)?;
+    } else {
+        rustix::stdio::dup2_stderr(from)?;
     }
     Ok(())
 }
 
 /// Hands `fd` on as a pipe whose other end a thread copies into it.
 fn relay(fd: i32) -> io::Result<Relayed> {
-    // SAFETY: fd is 1 or 2, open in this process (fstat saw it).
-    let original = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let saved = rustix::io::fcntl_dupfd_cloexec(original, 3)?;
+    let saved = rustix::io::fcntl_dupfd_cloexec(stdio(fd), 3)?;
     let target = std::fs::File::from(saved.try_clone()?);
     let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     dup2(&write, fd)?;
@@ -164,10 +170,8 @@ fn relay(fd: i32) -> io::Result<Relayed> {
 /// Whether fd `fd` of this process is the open file `other` is (the same
 /// file, opened with the same flags: `2>&1`, or the caller's own stdout
 /// and stderr that are one file).
-fn same_open_file(other: std::os::fd::BorrowedFd<'_>, fd: i32) -> bool {
-    // SAFETY: fd is 1 or 2, which this process only ever replaces (dup2),
-    // never closes, while it is borrowed here.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+fn same_open_file(other: BorrowedFd<'_>, fd: i32) -> bool {
+    let borrowed = stdio(fd);
     let (Ok(a), Ok(b)) = (rustix::fs::fstat(other), rustix::fs::fstat(borrowed)) else {
         return false;
     };
@@ -177,12 +181,8 @@ fn same_open_file(other: std::os::fd::BorrowedFd<'_>, fd: i32) -> bool {
 
 /// Hands `fd` on as fd 1 is handed on: the same pipe.
 fn share_pipe_of_1(fd: i32) -> io::Result<Relayed> {
-    // SAFETY: fd is 2, open in this process (fstat saw it).
-    let original = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let saved = rustix::io::fcntl_dupfd_cloexec(original, 3)?;
-    // SAFETY: fd 1 is open (the pipe hand_on just put there).
-    let pipe = unsafe { std::os::fd::BorrowedFd::borrow_raw(1) };
-    dup2(&pipe, fd)?;
+    let saved = rustix::io::fcntl_dupfd_cloexec(stdio(fd), 3)?;
+    dup2(&stdio(1), fd)?;
     Ok(Relayed {
         fd,
         saved,

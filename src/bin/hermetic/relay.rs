@@ -232,17 +232,9 @@ pub(super) fn hermetic_thread(
     name: &str,
     f: impl FnOnce() + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-    let mut before = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigfillset writes a whole sigset_t into `all`, live here.
-    unsafe { libc::sigfillset(all.as_mut_ptr()) };
-    // SAFETY: `all` was filled; `before` receives this thread's mask.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), before.as_mut_ptr()) };
-    let thread = std::thread::Builder::new().name(name.into()).spawn(f);
-    // SAFETY: pthread_sigmask wrote `before`: this thread's mask is put
-    // back (the new thread keeps the full one it started with).
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, before.as_ptr(), std::ptr::null_mut()) };
-    thread
+    // The new thread starts with the mask of this one, put back after.
+    let _blocked = super::sys::block(super::sys::Signals::All)?;
+    std::thread::Builder::new().name(name.into()).spawn(f)
 }
 
 /// The caller's terminal as the relay has it: `modes` in raw mode

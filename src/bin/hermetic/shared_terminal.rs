@@ -17,7 +17,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 
 use rustix::termios::{LocalModes, SpecialCodeIndex, Termios};
@@ -146,41 +146,12 @@ fn open_record(terminal: BorrowedFd<'_>) -> Option<(File, std::path::PathBuf)> {
 /// An open-file-description lock of `kind` on byte `byte` of `file`
 /// (waiting for it if `wait`).
 fn lock(file: &File, byte: i64, kind: libc::c_int, wait: bool) -> io::Result<()> {
-    let mut spec = flock_spec(byte, kind);
-    let cmd = if wait {
-        libc::F_OFD_SETLKW
-    } else {
-        libc::F_OFD_SETLK
-    };
-    loop {
-        // SAFETY: fcntl reads the live flock struct `spec`.
-        let r = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut spec) };
-        if r == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-}
-
-fn flock_spec(byte: i64, kind: libc::c_int) -> libc::flock {
-    // SAFETY: flock is a plain C struct, valid all zeroes.
-    let mut spec: libc::flock = unsafe { std::mem::zeroed() };
-    spec.l_type = kind as libc::c_short;
-    spec.l_whence = libc::SEEK_SET as libc::c_short;
-    spec.l_start = byte;
-    spec.l_len = 1;
-    spec
+    super::sys::ofd_lock(file, byte, kind, wait)
 }
 
 /// Another process holds byte 1 of the record: it relays the terminal.
 fn relayed_by_another(file: &File) -> bool {
-    let mut spec = flock_spec(1, libc::F_WRLCK);
-    // SAFETY: fcntl reads and writes the live flock struct `spec`.
-    let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut spec) };
-    r == 0 && spec.l_type != libc::F_UNLCK as libc::c_short
+    super::sys::ofd_locked_elsewhere(file, 1)
 }
 
 /// The modes recorded, laid over `like` (whose speeds they keep).

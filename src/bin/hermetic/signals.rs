@@ -1,5 +1,7 @@
 //! Passing on the signals a caller sends to stop or poke the program.
 
+use std::os::fd::OwnedFd;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 /// The signals `hermetic run` and `enter` pass on to the program.
@@ -26,7 +28,7 @@ static PENDING: AtomicU64 = AtomicU64::new(0);
 /// (see `relay`): the terminal's own signals (an interrupt, a quit, a
 /// resize, a continue after a stop) go to the relay, which passes them on
 /// through the program's own terminal.
-static RELAY: AtomicI32 = AtomicI32::new(-1);
+static RELAY: OnceLock<OwnedFd> = OnceLock::new();
 
 /// The signals the relay takes, when there is one.
 const TO_RELAY: [libc::c_int; 5] = [
@@ -38,11 +40,10 @@ const TO_RELAY: [libc::c_int; 5] = [
 ];
 
 extern "C" fn pass_on(sig: libc::c_int) {
-    let relay = RELAY.load(Ordering::SeqCst);
-    if relay >= 0 && TO_RELAY.contains(&sig) {
-        // SAFETY: the write end of the relay's pipe, which is never closed
-        // once named here (see `to_relay`).
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(relay) };
+    // (`OnceLock::get` is one atomic load: async-signal-safe.)
+    if let Some(fd) = RELAY.get()
+        && TO_RELAY.contains(&sig)
+    {
         // One write of one byte (non-blocking: a full pipe already holds
         // a wake-up): a system call of rustix's, async-signal-safe, and
         // writing no errno.
@@ -82,9 +83,10 @@ fn send(pid: rustix::process::Pid, sig: libc::c_int) {
 /// as long as this process lives; `SIGCONT` and `SIGTSTP` are caught too
 /// (the relay puts the caller's terminal back before it stops this
 /// process).
-pub(super) fn to_relay(wake: std::os::fd::OwnedFd) {
-    use std::os::fd::IntoRawFd;
-    RELAY.store(wake.into_raw_fd(), Ordering::SeqCst);
+pub(super) fn to_relay(wake: OwnedFd) {
+    // One relay per process: a second one's signals would go to the
+    // first's pipe, and its own fd is closed here.
+    let _ = RELAY.set(wake);
     install(libc::SIGCONT);
     install(libc::SIGTSTP);
 }
@@ -97,17 +99,11 @@ pub(super) fn catch() {
     }
 }
 
-/// Has `sig` handled by [`pass_on`].
+/// Has `sig` handled by [`pass_on`], which only writes to a pipe or a
+/// channel, calls `kill`, or sets a bit: all async-signal-safe. (A
+/// signal that cannot be caught so is left as it was.)
 fn install(sig: libc::c_int) {
-    // SAFETY: `sigaction` is plain data (integers, a handler address and a
-    // signal set), valid all zeroes (an empty mask).
-    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = pass_on as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    action.sa_flags = libc::SA_RESTART;
-    // SAFETY: installs a handler that only writes to a pipe or a channel,
-    // calls kill, or sets a bit, all async-signal-safe; `action` lives for
-    // the call.
-    unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) };
+    let _ = super::sys::handle(sig, pass_on);
 }
 
 /// From now on signals go to the program the sandbox's init process

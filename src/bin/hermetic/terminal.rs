@@ -63,20 +63,7 @@ impl Drop for Saved {
         if let Some((fd, t)) = &self.modes {
             // SIGTTOU is blocked meanwhile: a hermetic in a background
             // job would otherwise be stopped by it, for good.
-            let mut ttou = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-            // SAFETY: sigemptyset writes a whole (empty) sigset_t into
-            // `ttou`, live on this stack.
-            unsafe { libc::sigemptyset(ttou.as_mut_ptr()) };
-            // SAFETY: sigemptyset initialised it.
-            let mut ttou = unsafe { ttou.assume_init() };
-            // SAFETY: adds a valid signal number to an initialised set.
-            unsafe { libc::sigaddset(&mut ttou, libc::SIGTTOU) };
-            let mut before = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-            // SAFETY: reads `ttou` and writes the mask it changes into
-            // `before`, both live on this stack; this thread's mask
-            // alone changes.
-            let blocked =
-                unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &ttou, before.as_mut_ptr()) };
+            let blocked = super::sys::block(super::sys::Signals::One(libc::SIGTTOU));
             let _ = tcflow(fd, Action::OOn);
             let _ = tcsetattr(fd, OptionalActions::Now, t);
             // Its size too, if the program changed it (setting it
@@ -87,13 +74,7 @@ impl Drop for Saved {
             {
                 let _ = rustix::termios::tcsetwinsize(fd, *size);
             }
-            if blocked == 0 {
-                // SAFETY: pthread_sigmask succeeded, so `before` holds
-                // the mask it replaced: put back, from a live set.
-                unsafe {
-                    libc::pthread_sigmask(libc::SIG_SETMASK, before.as_ptr(), std::ptr::null_mut())
-                };
-            }
+            drop(blocked);
         }
     }
 }
