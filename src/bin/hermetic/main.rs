@@ -24,7 +24,8 @@
 //! it, joining a kept one, keeping one) is the library's; this file reads
 //! arguments, passes on signals (`signals`), gives the program a terminal of
 //! its own (`relay`), puts the caller's back (`terminal`), and turns the
-//! outcome into an exit status.
+//! outcome into an exit status. Every `unsafe` block of it is in `sys`.
+#![deny(unsafe_code)]
 
 use std::ffi::OsString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};

@@ -1,6 +1,7 @@
 //! The command's system calls that std and rustix do not wrap: every
 //! `unsafe` block of the `hermetic` binary is here, behind a safe
 //! function (the library's own are in its `sys` layer).
+#![allow(unsafe_code)]
 
 use std::fs::File;
 use std::io;
