@@ -8,15 +8,22 @@
 //!
 //! So the relays of one terminal share a record: a file per user and
 //! terminal (in `$XDG_RUNTIME_DIR`, else `/tmp`) holding the modes the
-//! terminal had before the first of them changed it. Open-file-description
-//! locks on it (gone with the process, however it ends) tell who relays
-//! it: each holds a shared lock on byte 1 for as long as it does, and
-//! byte 0, held exclusively, makes joining and leaving one at a time. The
-//! first to join writes the modes; the last to leave puts them back and
-//! removes the record.
+//! terminal had before the first of them changed it, and the relays that
+//! hold it now (each a pid and that process's start time, so that a
+//! relay killed before it could leave, or its pid taken by another
+//! process, counts for none). An open-file-description lock on byte 0,
+//! held exclusively, makes joining and leaving one at a time. The first to
+//! join writes the modes; the last to leave puts them back and removes the
+//! record.
+//!
+//! Who holds the record is written in it, not told by locks: a sandbox
+//! with the read-only host sees the record as the host's file, and a lock
+//! needs only a read-only open, so a process there could pass for a relay
+//! (and the last one would leave the terminal raw), while it cannot write
+//! the file. For the same reason the wait for byte 0 is bounded: a process
+//! that holds it for good makes each relay act alone, not hang.
 
 use std::fs::File;
-use std::io;
 use std::os::fd::BorrowedFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 
@@ -51,6 +58,7 @@ const CODES: [SpecialCodeIndex; 17] = [
 pub(super) struct Shared {
     file: File,
     path: std::path::PathBuf,
+    me: Holder,
 }
 
 impl Shared {
@@ -59,6 +67,9 @@ impl Shared {
     /// first), and the place to leave. `None` where no record can be kept
     /// (then this process does as if it were alone).
     pub(super) fn join(terminal: BorrowedFd<'_>, now: &Termios) -> (Option<Shared>, Termios) {
+        let Some(me) = Holder::me() else {
+            return (None, now.clone());
+        };
         // The last relay to leave removes the record: one opened just
         // before is found unlinked once locked, and opened again.
         let mut opened = None;
@@ -66,7 +77,7 @@ impl Shared {
             let Some((file, path)) = open_record(terminal) else {
                 return (None, now.clone());
             };
-            if lock(&file, 0, libc::F_WRLCK, true).is_err() {
+            if !lock_byte_0(&file) {
                 return (None, now.clone());
             }
             if file.metadata().is_ok_and(|m| m.nlink() > 0) {
@@ -78,9 +89,9 @@ impl Shared {
             return (None, now.clone());
         };
         let recorded = read(&file, now);
-        let modes = if relayed_by_another(&file) {
-            recorded.unwrap_or_else(|| now.clone())
-        } else {
+        let mut holders = read_holders(&file);
+        holders.retain(Holder::alive);
+        let modes = if holders.is_empty() {
             // The first: the modes now are the caller's, unless a relay
             // killed before it could put them back left them raw.
             let left_raw = |t: &Termios| {
@@ -93,22 +104,29 @@ impl Shared {
             };
             write(&file, &modes);
             modes
+        } else {
+            recorded.unwrap_or_else(|| now.clone())
         };
-        let joined = lock(&file, 1, libc::F_RDLCK, false).is_ok();
-        let _ = lock(&file, 0, libc::F_UNLCK, true);
+        holders.push(me);
+        let joined = holders.len() <= MAX_HOLDERS && write_holders(&file, &holders);
+        unlock_byte_0(&file);
         if joined {
-            (Some(Shared { file, path }), modes)
+            (Some(Shared { file, path, me }), modes)
         } else {
             (None, modes)
         }
     }
 
     /// Leaves: true if no other relay of the terminal is left, so that
-    /// the terminal's modes are to be put back now.
+    /// the terminal's modes are to be put back now (true too if the
+    /// record cannot be read: putting them back is the safe side).
     pub(super) fn leave(self) -> bool {
-        let _ = lock(&self.file, 0, libc::F_WRLCK, true);
-        let _ = lock(&self.file, 1, libc::F_UNLCK, false);
-        let last = !relayed_by_another(&self.file);
+        if !lock_byte_0(&self.file) {
+            return true;
+        }
+        let mut holders = read_holders(&self.file);
+        holders.retain(|h| *h != self.me && h.alive());
+        let last = holders.is_empty() || !write_holders(&self.file, &holders);
         if last {
             // No litter: a relay that opened it meanwhile sees it unlinked
             // once it has byte 0, and makes a new one.
@@ -117,6 +135,62 @@ impl Shared {
         // Closing the file lets byte 0 go.
         last
     }
+}
+
+/// A relay of the terminal, as the record names it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Holder {
+    pid: u32,
+    /// When it started (`/proc/PID/stat`'s field 22, in clock ticks since
+    /// boot): another process given the pid later started later.
+    start: u64,
+}
+
+impl Holder {
+    fn me() -> Option<Holder> {
+        let pid = std::process::id();
+        Some(Holder {
+            pid,
+            start: start_time(pid)?,
+        })
+    }
+
+    /// The process still runs (the same one).
+    fn alive(&self) -> bool {
+        start_time(self.pid) == Some(self.start)
+    }
+}
+
+/// When process `pid` started, from `/proc/PID/stat` (the fields after
+/// the command's name, which may hold anything, are counted from its
+/// closing parenthesis).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // Field 22; the state (field 3) is the first after the name.
+    after_name.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// Takes byte 0 of the record, waiting 2 s at most (polling: an
+/// unbounded `F_OFD_SETLKW` would wait for whatever holds it for good).
+fn lock_byte_0(file: &File) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match super::sys::ofd_lock(file, 0, libc::F_WRLCK) {
+            Ok(()) => return true,
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES))
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+fn unlock_byte_0(file: &File) {
+    let _ = super::sys::ofd_lock(file, 0, libc::F_UNLCK);
 }
 
 /// The record of `terminal` (this user's), if one can be kept safely: a
@@ -143,15 +217,44 @@ fn open_record(terminal: BorrowedFd<'_>) -> Option<(File, std::path::PathBuf)> {
     (meta.is_file() && meta.uid() == uid && meta.mode() & 0o077 == 0).then_some((file, path))
 }
 
-/// An open-file-description lock of `kind` on byte `byte` of `file`
-/// (waiting for it if `wait`).
-fn lock(file: &File, byte: i64, kind: libc::c_int, wait: bool) -> io::Result<()> {
-    super::sys::ofd_lock(file, byte, kind, wait)
+/// Where the holders are written: their count (a `u32`), then each
+/// one's pid (`u32`) and start time (`u64`).
+const HOLDERS_AT: u64 = AT + 64;
+/// The most holders a record names (a relay past them acts alone).
+const MAX_HOLDERS: usize = 256;
+
+/// The holders the record names (none if it names none, or makes no
+/// sense).
+fn read_holders(file: &File) -> Vec<Holder> {
+    let mut count = [0u8; 4];
+    if file.read_exact_at(&mut count, HOLDERS_AT).is_err() {
+        return Vec::new();
+    }
+    let count = u32::from_le_bytes(count) as usize;
+    if count > MAX_HOLDERS {
+        return Vec::new();
+    }
+    let mut buf = vec![0u8; 12 * count];
+    if file.read_exact_at(&mut buf, HOLDERS_AT + 4).is_err() {
+        return Vec::new();
+    }
+    buf.chunks_exact(12)
+        .map(|c| Holder {
+            pid: u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+            start: u64::from_le_bytes([c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11]]),
+        })
+        .collect()
 }
 
-/// Another process holds byte 1 of the record: it relays the terminal.
-fn relayed_by_another(file: &File) -> bool {
-    super::sys::ofd_locked_elsewhere(file, 1)
+/// Writes `holders` as the record's: whether it was written.
+fn write_holders(file: &File, holders: &[Holder]) -> bool {
+    let mut buf = Vec::with_capacity(4 + 12 * holders.len());
+    buf.extend_from_slice(&(holders.len() as u32).to_le_bytes());
+    for h in holders {
+        buf.extend_from_slice(&h.pid.to_le_bytes());
+        buf.extend_from_slice(&h.start.to_le_bytes());
+    }
+    file.write_all_at(&buf, HOLDERS_AT).is_ok()
 }
 
 /// The modes recorded, laid over `like` (whose speeds they keep).

@@ -112,17 +112,13 @@ fn flock_spec(byte: i64, kind: libc::c_int) -> libc::flock {
 }
 
 /// An open-file-description lock of `kind` on byte `byte` of `file`
-/// (waiting for it if `wait`; `F_UNLCK` lets it go).
-pub(super) fn ofd_lock(file: &File, byte: i64, kind: libc::c_int, wait: bool) -> io::Result<()> {
-    let mut spec = flock_spec(byte, kind);
-    let cmd = if wait {
-        libc::F_OFD_SETLKW
-    } else {
-        libc::F_OFD_SETLK
-    };
+/// (`F_UNLCK` lets it go), without waiting: `EAGAIN` or `EACCES` if
+/// another open file holds one that conflicts.
+pub(super) fn ofd_lock(file: &File, byte: i64, kind: libc::c_int) -> io::Result<()> {
+    let spec = flock_spec(byte, kind);
     loop {
         // SAFETY: fcntl reads the live flock struct `spec`.
-        let r = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut spec) };
+        let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &spec) };
         if r == 0 {
             return Ok(());
         }
@@ -131,13 +127,4 @@ pub(super) fn ofd_lock(file: &File, byte: i64, kind: libc::c_int, wait: bool) ->
             return Err(e);
         }
     }
-}
-
-/// Whether another open file holds a lock on byte `byte` of `file` that
-/// a write lock there would conflict with.
-pub(super) fn ofd_locked_elsewhere(file: &File, byte: i64) -> bool {
-    let mut spec = flock_spec(byte, libc::F_WRLCK);
-    // SAFETY: fcntl reads and writes the live flock struct `spec`.
-    let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut spec) };
-    r == 0 && spec.l_type != libc::F_UNLCK as libc::c_short
 }
