@@ -232,6 +232,23 @@ const PROC_READ_ONLY: [(&std::ffi::CStr, bool); 4] = [
 /// the test process's and the caller's keys would be listed.
 const PROC_MASKED: [&std::ffi::CStr; 2] = [c"/proc/keys", c"/proc/key-users"];
 
+/// Makes the mount at `path`, a clone of the host's `/dev/null` or
+/// another device node put back inside, read-only (the node itself is
+/// the host's: a writable mount of it lets root inside change its mode
+/// and owner, and anyone its times).
+fn read_only_mount(path: &std::ffi::CStr) -> Step {
+    step(
+        format!("making {} read-only", path.to_string_lossy()),
+        StepKind::ReadOnlyHost,
+        Action::SetAttr {
+            target: path.into(),
+            attrs: wire::ATTR_RDONLY,
+            recursive: false,
+            optional: true,
+        },
+    )
+}
+
 fn step(what: impl Into<String>, kind: StepKind, action: Action) -> Step {
     Step {
         what: what.into(),
@@ -500,6 +517,10 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             optional: false,
         },
     ));
+    // Cloned before the pass above, they are writable mounts of the host's
+    // devtmpfs: made read-only too (what is written to a device still
+    // reaches it; its mode, owner and times, the host's, cannot change).
+    let host_read_only = layout.host != HostMode::Writable;
     for (path, fd) in devices {
         steps.push(step(
             format!("putting back {}", path.to_string_lossy()),
@@ -510,6 +531,9 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
                 optional: true,
             },
         ));
+        if host_read_only {
+            steps.push(read_only_mount(path));
+        }
     }
     // Pseudo-terminals of the sandbox's own, as bubblewrap's `--dev`
     // gives: the host's /dev/ptmx is unopenable (nodev above), and its
@@ -694,6 +718,9 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
                 optional: true,
             },
         ));
+        if host_read_only {
+            steps.push(read_only_mount(path));
+        }
     }
     // The sandbox's own /tmp (over the hidden proc mount's tmpfs) and
     // /dev/shm; like everything above since the helper started, while it
