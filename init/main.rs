@@ -136,12 +136,14 @@ const CLOSE_RANGE: usize = 436;
 const AT_FDCWD: isize = -100;
 const AT_RECURSIVE: usize = 0x8000;
 const AT_EMPTY_PATH: usize = 0x1000;
+const STATX_TYPE: usize = 0x1;
 const STATX_UID: usize = 0x8;
 const STATX_GID: usize = 0x10;
 const STATX_ATIME: usize = 0x20;
 const STATX_MTIME: usize = 0x40;
 const O_RDONLY: usize = 0;
 const O_WRONLY: usize = 1;
+const O_RDWR: usize = 2;
 const O_CREAT: usize = 0o100;
 const O_CLOEXEC: usize = 0o2000000;
 const ENOENT: i32 = 2;
@@ -762,6 +764,18 @@ fn enter_nested(helper: &mut Option<Helper>) -> Result<(), i32> {
     res.map(drop)
 }
 
+/// Whether `fd` is a `/dev/null` (character device 1, 3).
+fn is_dev_null(fd: usize) -> bool {
+    // struct statx: stx_mode (u16) at 28, stx_rdev_major and _minor (u32)
+    // at 128 and 132.
+    let mut stx = [0u64; 32];
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names the fd;
+    // stx is 256 writable bytes, the size of struct statx.
+    let stat = unsafe { call(nr::STATX, [fd, b"\0".as_ptr() as usize, AT_EMPTY_PATH, STATX_TYPE, stx.as_mut_ptr() as usize, 0]) };
+    let half = |at: usize| (stx[at / 8] >> ((at % 8) * 8)) as u32;
+    stat.is_ok() && half(28) & 0o170000 == 0o020000 && half(128) == 1 && half(132) == 3
+}
+
 /// Gives the directory `path` the access and modification times (and, with
 /// `owner`, the owner and group) of the directory at the fd `from`: an
 /// overlay's root shows
@@ -1076,10 +1090,19 @@ impl Program {
             }
         }
         for i in 0..3 {
+            let given = (wire::PROGRAM_STDIO_FD + i) as usize;
+            // The host's /dev/null (`hermetic run >/dev/null`) is the
+            // sandbox's own instead, a read-only mount of it: through the
+            // host's, /proc/self/fd/N reopens it on the host's /dev, where
+            // root inside could change its mode and owner.
+            let null = if is_dev_null(given) { open(b"/dev/null\0", O_RDWR | O_CLOEXEC, 0).ok() } else { None };
+            let from = null.map_or(given, |fd| fd as usize);
             // SAFETY: plain fd numbers; this child's table is its own copy.
-            if let Err(e) = unsafe {
-                call(nr::DUP3, [(wire::PROGRAM_STDIO_FD + i) as usize, i as usize, 0, 0, 0, 0])
-            } {
+            let duped = unsafe { call(nr::DUP3, [from, i as usize, 0, 0, 0, 0]) };
+            if let Some(fd) = null {
+                close(fd);
+            }
+            if let Err(e) = duped {
                 fail(e)
             }
         }

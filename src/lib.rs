@@ -324,17 +324,6 @@ pub fn __result_channel_fd() -> Option<std::os::fd::RawFd> {
     child::result_fd()
 }
 
-/// Whether `HERMETIC_KEEP` is set (to anything but empty or `0`): a
-/// sandbox whose run or program fails is kept, and what it leaves running
-/// may outlive its maker.
-///
-/// Not part of the stable API: the `hermetic` binary reads the switch the
-/// library reads.
-#[doc(hidden)]
-pub fn __keep_asked() -> bool {
-    sandbox::keep_failed()
-}
-
 /// Entry points for fuzzing the frame decoder (the code that reads bytes a
 /// sandboxed child sent). Not part of the stable API.
 #[doc(hidden)]

@@ -146,6 +146,17 @@ unsafe fn command_pre_exec(
     } else {
         own_terminal().map_err(io)?
     };
+    // The host's /dev/null (`Stdio::null()`, opened by std in the test
+    // process) is the sandbox's own instead, a read-only mount of it:
+    // through the host's, /proc/self/fd/N reopens it on the host's /dev,
+    // where root inside could change its mode and owner.
+    for fd in 0..3 {
+        if sys::is_dev_null(fd) {
+            // SAFETY: fds 0 to 2 of std's child are its stdio, owned by no
+            // Rust object there, meant to be replaced.
+            unsafe { sys::dev_null_onto(fd) }.map_err(io)?;
+        }
+    }
     // Signals, outer to inner relay (a hang-up: the outer relay is gone);
     // the program's wait status, inner to outer.
     let (signals_r, signals_w) = sys::pipe().map_err(io)?;

@@ -194,6 +194,18 @@ pub(crate) unsafe fn dev_null_onto(fd: RawFd) -> Result<(), i32> {
     moved
 }
 
+/// Whether `fd` is a `/dev/null` (character device 1, 3). System calls
+/// only.
+pub(crate) fn is_dev_null(fd: RawFd) -> bool {
+    // SAFETY: only asked about: an fd that is not open is no /dev/null.
+    let stat = rustix::fs::fstat(unsafe { BorrowedFd::borrow_raw(fd) });
+    stat.is_ok_and(|s| {
+        rustix::fs::FileType::from_raw_mode(s.st_mode) == rustix::fs::FileType::CharacterDevice
+            && rustix::fs::major(s.st_rdev) == 1
+            && rustix::fs::minor(s.st_rdev) == 3
+    })
+}
+
 /// Whether `fd` is a terminal. System calls only.
 pub(crate) fn is_terminal(fd: RawFd) -> bool {
     // SAFETY: only asked about: an fd that is not open is no terminal.

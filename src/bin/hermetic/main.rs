@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use lexopt::prelude::*;
 
+mod input;
 mod outputs;
 mod relay;
 mod shared_terminal;
@@ -504,10 +505,8 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     let Some(mut run) = parse_run(parser)? else {
         return Ok(say(RUN_USAGE));
     };
-    // A sandbox whose program fails is kept with HERMETIC_KEEP: what it
-    // leaves running may outlive hermetic, and must hold no host file.
-    let outputs = match hand_on_stdio(hermetic::__keep_asked()) {
-        Ok(outputs) => outputs,
+    let (input, outputs) = match hand_on_stdio() {
+        Ok(stdio) => stdio,
         Err(code) => return Ok(code),
     };
     // The sandbox's init process starts the program itself: one process,
@@ -582,6 +581,8 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     if let Some(relay) = relay {
         relay.finish(kept);
     }
+    // What the program did not read of its stdin is the caller's again.
+    drop(input);
     outputs.finish(kept);
     drop(terminal);
     if let Some(said) = said {
@@ -791,9 +792,8 @@ fn enter(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
         eprintln!("hermetic: cannot keep the fds beyond 2 from the program: {e}");
         return Ok(ExitCode::from(FAILED));
     }
-    // A kept sandbox outlives hermetic: always relayed.
-    let outputs = match hand_on_stdio(true) {
-        Ok(outputs) => outputs,
+    let (input, outputs) = match hand_on_stdio() {
+        Ok(stdio) => stdio,
         Err(code) => return Ok(code),
     };
     // The caller's terminal, if the program is given one, is as it was
@@ -838,6 +838,7 @@ fn enter(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     if let Some(relay) = relay {
         relay.finish(true);
     }
+    drop(input);
     outputs.finish(true);
     drop(terminal);
     if let Some(said) = said {
@@ -846,19 +847,18 @@ fn enter(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     Ok(ExitCode::from(code))
 }
 
-/// Makes fds 0 to 2 fit to hand to the program: stdin that is a host file
-/// becomes a pipe, and stdout and stderr as `Outputs::hand_on` makes them
-/// (`outlives`: what runs inside may outlive hermetic). The exit status
-/// to end with, the failure said, if that cannot be done.
-fn hand_on_stdio(outlives: bool) -> Result<outputs::Outputs, ExitCode> {
-    if let Err(e) = stdin::not_a_host_file() {
+/// Makes fds 0 to 2 fit to hand to the program (`input`, `outputs`). The
+/// exit status to end with, the failure said, if that cannot be done.
+fn hand_on_stdio() -> Result<(input::Input, outputs::Outputs), ExitCode> {
+    let input = input::Input::hand_on().map_err(|e| {
         eprintln!("hermetic: cannot pass on stdin: {e}");
-        return Err(ExitCode::from(FAILED));
-    }
-    outputs::Outputs::hand_on(outlives).map_err(|e| {
+        ExitCode::from(FAILED)
+    })?;
+    let outputs = outputs::Outputs::hand_on().map_err(|e| {
         eprintln!("hermetic: cannot pass on stdout and stderr: {e}");
         ExitCode::from(FAILED)
-    })
+    })?;
+    Ok((input, outputs))
 }
 
 /// The program's terminal relay, if this process is given a terminal (a
@@ -927,55 +927,6 @@ fn start_and_wait(
 }
 
 /// The program's stdin, when it is a file of the host's.
-mod stdin {
-    use std::io;
-    use std::os::fd::OwnedFd;
-
-    /// Through an fd of a host file (`< FILE`), a program could open
-    /// `/proc/self/fd/0` for writing: the kernel reopens the file on the
-    /// host's own mount, whatever the sandbox's view of it (read-only, or
-    /// copy-on-write). So a regular file or a block device on stdin is
-    /// handed on through a pipe, which a thread fills from it (from where
-    /// it stands, as a read of the file would); a directory on stdin
-    /// becomes `/dev/null`. Anything else (a terminal, a pipe, a socket,
-    /// `/dev/null`) is passed as it is.
-    pub(super) fn not_a_host_file() -> io::Result<()> {
-        let stat = match rustix::fs::fstat(rustix::stdio::stdin()) {
-            Ok(stat) => stat,
-            // No stdin at all: nothing to hand on.
-            Err(_) => return Ok(()),
-        };
-        let kind = rustix::fs::FileType::from_raw_mode(stat.st_mode);
-        match kind {
-            rustix::fs::FileType::RegularFile | rustix::fs::FileType::BlockDevice => {
-                let file = std::fs::File::from(rustix::io::fcntl_dupfd_cloexec(
-                    rustix::stdio::stdin(),
-                    3,
-                )?);
-                let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-                rustix::stdio::dup2_stdin(&read)?;
-                std::thread::Builder::new()
-                    .name("hermetic-stdin".into())
-                    .spawn(move || pump(file, write))?;
-                Ok(())
-            }
-            rustix::fs::FileType::Directory => {
-                let null = std::fs::File::open("/dev/null")?;
-                rustix::stdio::dup2_stdin(&null)?;
-                Ok(())
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Copies `file` into the pipe until either ends (the program may
-    /// stop reading: then the write fails, `SIGPIPE` being ignored).
-    fn pump(mut file: std::fs::File, write: OwnedFd) {
-        let mut pipe = std::fs::File::from(write);
-        let _ = io::copy(&mut file, &mut pipe);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

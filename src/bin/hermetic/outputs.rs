@@ -1,25 +1,29 @@
-//! The program's stdout and stderr, when hermetic's own are not safe to
-//! hand on as they are.
+//! The program's stdout and stderr, handed on so that the program cannot
+//! reach what hermetic was given through them.
 //!
-//! Through an fd of a host file, a program can open `/proc/self/fd/N`
-//! anew: the kernel reopens the file on the host's own mount, whatever the
-//! sandbox's view of it, and with the access asked for then. So a
-//! directory (`2<DIR`: files made in it through `/proc/self/fd/2/NAME`) or
-//! a file opened read-only (`1<FILE`: reopened for writing) is a way out of
-//! the sandbox, and a file opened for writing (`>FILE`, `>>LOG`) becomes a
-//! file to truncate, or to read. And whatever a kept sandbox leaves
+//! Through an fd, a program can open `/proc/self/fd/N` anew: the kernel
+//! reopens the file on the host's own mount, whatever the sandbox's view
+//! of it, and with the access asked for then. So a directory (`2<DIR`:
+//! files made in it through `/proc/self/fd/2/NAME`) or a file opened
+//! read-only (`1<FILE`: reopened for writing) is a way out of the sandbox;
+//! a file opened for writing (`>FILE`, `>>LOG`) becomes a file to
+//! truncate, or to read, or (as root) to change the mode and owner of; a
+//! pipe or FIFO opens anew at its other end (the caller's output read back
+//! and taken from its reader); a socket is the host's network's (a
+//! datagram one sends anywhere). And whatever a kept sandbox leaves
 //! running keeps the fds it was given: the caller's pipe (`out=$(hermetic
 //! run ...)`, a runner reading the test's output) would not end when
-//! hermetic does, and what is left would write into it at will.
+//! hermetic does.
 //!
-//! So, for fds 1 and 2: a directory, or a file or block device opened
-//! without write access, is handed on as `/dev/null` opened read-only
-//! (writes fail with `EBADF`, as they did); a file or block device opened
-//! for writing is handed on as a pipe that a thread of hermetic's copies
-//! into it; and where the sandbox may be kept, so is anything else but a
-//! terminal (which [`relay`](super::relay) gives a pseudo-terminal of its
-//! own). What hermetic relays ends with hermetic: a process the kept
-//! sandbox holds then writes into a pipe nobody reads (`EPIPE`).
+//! So, for fds 1 and 2: a directory, or anything opened without write
+//! access, is handed on as the read end of an empty pipe of hermetic's
+//! (writes fail with `EBADF`, as they did); anything else but a terminal
+//! (which [`relay`](super::relay) gives a pseudo-terminal of its own) and
+//! `/dev/null` (which the sandbox's init process replaces with the
+//! sandbox's own, a read-only mount) is handed on as a pipe that a thread
+//! of hermetic's copies into it. What hermetic relays ends with hermetic:
+//! a process the kept sandbox holds then writes into a pipe nobody reads
+//! (`EPIPE`).
 //!
 //! Fds 1 and 2 that are one open file (`>log 2>&1`) share one pipe, so
 //! that the program's writes to each land in the order made; the copying
@@ -53,8 +57,8 @@ pub(super) struct Outputs {
 
 impl Outputs {
     /// Makes fds 1 and 2 of this process what the program is to get
-    /// (module docs); `keepable`: the sandbox may outlive hermetic.
-    pub(super) fn hand_on(keepable: bool) -> io::Result<Outputs> {
+    /// (module docs).
+    pub(super) fn hand_on() -> io::Result<Outputs> {
         let mut relayed: Vec<Relayed> = Vec::new();
         for fd in [1, 2] {
             if fd == 2
@@ -75,15 +79,18 @@ impl Outputs {
             let writable = rustix::fs::fcntl_getfl(borrowed).is_ok_and(|f| {
                 f.contains(rustix::fs::OFlags::WRONLY) || f.contains(rustix::fs::OFlags::RDWR)
             });
-            match FileType::from_raw_mode(stat.st_mode) {
-                FileType::Directory => null_in_place_of(fd)?,
-                FileType::RegularFile | FileType::BlockDevice if !writable => null_in_place_of(fd)?,
-                FileType::RegularFile | FileType::BlockDevice => relayed.push(relay(fd)?),
-                // A terminal is the terminal relay's; /dev/null and the
-                // like are no way out.
-                FileType::CharacterDevice => {}
-                _ if keepable => relayed.push(relay(fd)?),
-                _ => {}
+            let kind = FileType::from_raw_mode(stat.st_mode);
+            match kind {
+                // A terminal is the terminal relay's; /dev/null is no way
+                // out.
+                FileType::CharacterDevice
+                    if super::input::is_null(&stat) || rustix::termios::isatty(borrowed) => {}
+                FileType::Directory => dead_end_in_place_of(fd)?,
+                _ if !writable => dead_end_in_place_of(fd)?,
+                // A file, a device, a pipe or FIFO (which opens anew at its
+                // other end: the caller's output read back, or taken from
+                // its reader), a socket (a datagram one sends anywhere).
+                _ => relayed.push(relay(fd, kind)?),
             }
         }
         Ok(Outputs {
@@ -121,10 +128,14 @@ impl Drop for Outputs {
     }
 }
 
-/// Makes `fd` `/dev/null`, opened read-only.
-fn null_in_place_of(fd: i32) -> io::Result<()> {
-    let null = std::fs::File::open("/dev/null")?;
-    dup2(&null, fd)
+/// Makes `fd` the read end of an empty pipe whose write end is closed:
+/// no file of the host's (not even its `/dev/null`, whose mode, owner and
+/// times root inside could change through it), and writes to it fail with
+/// `EBADF`, as they did to a file opened read-only.
+fn dead_end_in_place_of(fd: i32) -> io::Result<()> {
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    drop(write);
+    dup2(&read, fd)
 }
 
 /// Fd `fd` of this process, 1 or 2 (which std holds open for the whole
@@ -148,8 +159,9 @@ fn dup2(from: &impl AsFd, to: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// Hands `fd` on as a pipe whose other end a thread copies into it.
-fn relay(fd: i32) -> io::Result<Relayed> {
+/// Hands `fd` (of `kind`) on as a pipe whose other end a thread copies
+/// into it.
+fn relay(fd: i32, kind: FileType) -> io::Result<Relayed> {
     let saved = rustix::io::fcntl_dupfd_cloexec(stdio(fd), 3)?;
     let target = std::fs::File::from(saved.try_clone()?);
     let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
@@ -157,7 +169,12 @@ fn relay(fd: i32) -> io::Result<Relayed> {
     drop(write);
     let (tell, done) = mpsc::channel();
     super::relay::hermetic_thread("hermetic-output", move || {
-        copy(&mut std::fs::File::from(read), &mut { target });
+        // Output that cannot go on: into a file (full, gone), dropped,
+        // so the program is not stopped by a full pipe; into a pipe or a
+        // socket whose reader has gone, the program's pipe is closed, and
+        // its next write fails with EPIPE (SIGPIPE), as it would have.
+        let drain = matches!(kind, FileType::RegularFile | FileType::BlockDevice);
+        copy(&mut std::fs::File::from(read), &mut { target }, drain);
         let _ = tell.send(());
     })?;
     Ok(Relayed {
@@ -195,7 +212,7 @@ fn share_pipe_of_1(fd: i32) -> io::Result<Relayed> {
 /// sets the file's offset without the lock that `write` takes, so that
 /// what the caller wrote through another fd of the same open file meanwhile
 /// (cargo's own lines between two test binaries) was written over.
-fn copy(from: &mut std::fs::File, to: &mut std::fs::File) {
+fn copy(from: &mut std::fs::File, to: &mut std::fs::File, drain: bool) {
     use std::io::{Read, Write};
     let mut buffer = vec![0u8; 64 << 10];
     loop {
@@ -203,10 +220,9 @@ fn copy(from: &mut std::fs::File, to: &mut std::fs::File) {
             Ok(0) => return,
             Ok(n) => {
                 if to.write_all(&buffer[..n]).is_err() {
-                    // The file takes no more (full, gone): what follows is
-                    // read and dropped, so the program is not stopped by a
-                    // full pipe.
-                    let _ = io::copy(from, &mut io::sink());
+                    if drain {
+                        let _ = io::copy(from, &mut io::sink());
+                    }
                     return;
                 }
             }
