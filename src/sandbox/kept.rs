@@ -73,8 +73,8 @@ fn init_of_kept(pid: libc::pid_t) -> Result<libc::pid_t, Error> {
              (hermetic-keeper): give the PID hermetic's keep message names"
         ),
     };
-    match comm(pid).as_deref() {
-        Some("hermetic-init") => Ok(pid),
+    let init = match comm(pid).as_deref() {
+        Some("hermetic-init") => pid,
         Some("hermetic-keeper") => {
             // Field 4 of /proc/PID/stat, after the name in parentheses.
             let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -84,13 +84,47 @@ fn init_of_kept(pid: libc::pid_t) -> Result<libc::pid_t, Error> {
                     after.split_whitespace().nth(1)?.parse::<libc::pid_t>().ok()
                 });
             match parent {
-                Some(init) if comm(init).as_deref() == Some("hermetic-init") => Ok(init),
-                _ => Err(not_kept("a keeper whose init process is gone".into())),
+                Some(init) if comm(init).as_deref() == Some("hermetic-init") => init,
+                _ => return Err(not_kept("a keeper whose init process is gone".into())),
             }
         }
-        Some(other) => Err(not_kept(format!("{other:?}"))),
-        None => Err(not_kept("no process this user can see".into())),
+        Some(other) => return Err(not_kept(format!("{other:?}"))),
+        None => return Err(not_kept("no process this user can see".into())),
+    };
+    // Only a sandbox of the caller's own: another user's (or any process
+    // of theirs named so) is theirs to arrange, mounts and programs, and
+    // what it runs would run with the caller's ids (as root: root's).
+    let me = crate::sys::geteuid();
+    for p in [pid, init] {
+        match real_uid(p) {
+            Some(uid) if uid == me => {}
+            Some(uid) => {
+                return Err(Error::InvalidOption {
+                    option: "pid",
+                    reason: format!(
+                        "{pid} is a sandbox of uid {uid}'s, not of this user's (uid {me}): \
+                         only its own user may enter it (as that user: `setpriv \
+                         --reuid={uid} --regid=GID --init-groups hermetic enter {pid}`)"
+                    ),
+                });
+            }
+            None => return Err(not_kept("gone".into())),
+        }
     }
+    Ok(init)
+}
+
+/// The real uid of process `pid` (`/proc/PID/status`, which says it
+/// whether or not the process is dumpable).
+fn real_uid(pid: libc::pid_t) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn command_in_kept(
@@ -105,6 +139,9 @@ fn command_in_kept(
     let pid = init_of_kept(pid)?;
     let pidfd = Fd::open(|| crate::sys::pidfd_open(pid).map_err(std::io::Error::from_raw_os_error))
         .map_err(|e| Error::sys("opening the kept sandbox's process (pidfd_open)", e))?;
+    // Asked again of the process the pidfd holds: the one looked at may
+    // have ended, and its pid gone to another, in between.
+    init_of_kept(pid)?;
     let mut cmd = std::process::Command::new(program);
     exec::enter_on_exec(
         &mut cmd,

@@ -274,7 +274,10 @@ fn target_dir_of(exe: &Path) -> Option<PathBuf> {
 /// lie there: plainly they are found on the machine that built them, so
 /// they must be inside too (under `/tmp`, the sandbox's own would hide
 /// them). nextest keeps that dir in the archive's
-/// `TARGET/nextest/binaries-metadata.json` (`rust-build-meta`).
+/// `TARGET/nextest/binaries-metadata.json` (`rust-build-meta`). Only an
+/// archive the caller extracted counts (`TARGET`, `nextest` and the file
+/// the caller's, not writable by others), and only a directory cargo
+/// tagged as a target dir (`CACHEDIR.TAG`) is named so.
 pub(crate) fn archived_build_target(dir: &Path) -> Option<PathBuf> {
     #[derive(serde::Deserialize)]
     struct Metadata {
@@ -286,17 +289,29 @@ pub(crate) fn archived_build_target(dir: &Path) -> Option<PathBuf> {
         #[serde(rename = "target-directory")]
         target_directory: PathBuf,
     }
-    // TARGET itself, or TARGET/PROFILE/deps, or a directory between.
-    let target = dir
-        .ancestors()
-        .take(3)
-        .find(|d| d.join("nextest/binaries-metadata.json").is_file())?;
+    // TARGET itself, or TARGET/PROFILE/deps, or a directory between; an
+    // archive extracted by the caller: TARGET, its `nextest` and the file
+    // the caller's alone (a file another user planted above a directory
+    // of /tmp, `/tmp/nextest/...`, would name what it likes).
+    let uid = crate::sys::geteuid();
+    let own = |p: &Path, dir: bool| {
+        std::fs::symlink_metadata(p)
+            .is_ok_and(|m| m.uid() == uid && m.mode() & 0o022 == 0 && m.is_dir() == dir)
+    };
+    let target = dir.ancestors().take(3).find(|d| {
+        own(d, true)
+            && own(&d.join("nextest"), true)
+            && own(&d.join("nextest/binaries-metadata.json"), false)
+    })?;
     let text = std::fs::read(target.join("nextest/binaries-metadata.json")).ok()?;
     let built = serde_json::from_slice::<Metadata>(&text)
         .ok()?
         .meta
         .target_directory;
-    (built.is_absolute() && built.is_dir() && built != target).then_some(built)
+    // And what it names is a target dir of cargo's (which tags each one
+    // it makes), nothing else of the host's.
+    let tagged = built.join("CACHEDIR.TAG").is_file();
+    (built.is_absolute() && built.is_dir() && tagged && built != target).then_some(built)
 }
 
 /// The highest ancestor of `dir` (itself included) that `uid` owns, going

@@ -927,6 +927,12 @@ fn helper_starts_the_build_s_binary() {
 #[test]
 fn an_archive_s_tests_find_the_build_s_binaries_under_tmp() {
     let build = common::BinaryCopy::under("/tmp", "build-target");
+    // As cargo tags each target dir it makes.
+    std::fs::write(
+        build.dir.join("CACHEDIR.TAG"),
+        "Signature: 8a477f597d28d172789f06886806bc55\n",
+    )
+    .unwrap();
     let built_bin = build.dir.join("debug/crate-bin");
     std::fs::write(&built_bin, "#!/bin/sh\necho \"the build's binary ran\"\n").unwrap();
     std::fs::set_permissions(

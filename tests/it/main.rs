@@ -21,6 +21,7 @@ mod common;
 mod attacks;
 mod attacks10;
 mod attacks11;
+mod attacks12;
 mod attacks2;
 mod attacks3;
 mod attacks4;

@@ -238,7 +238,15 @@ impl Pumping {
                     break;
                 }
                 Ok(n) => copied = n,
-                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+                // The program's pipe is not empty: what is there the
+                // program wrote into it itself (through /proc/self/fd/0),
+                // and is its own to read.
+                Err(rustix::io::Errno::AGAIN) => {
+                    if !self.room() {
+                        break;
+                    }
+                }
+                Err(rustix::io::Errno::INTR) => {}
                 Err(_) => {
                     self.ended();
                     break;
