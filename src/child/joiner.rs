@@ -602,6 +602,22 @@ pub(crate) fn fork_init_in(
                     report(report_fd, JoinReport::started(pid));
                     sys::exit(0)
                 }
+                // A filter refuses CLONE_PARENT: this process is itself in
+                // a sandbox (a network made in a closure, or by a test
+                // under isolate_test or `hermetic run`). The init process
+                // is this one's child, then, and this one stays as its
+                // parent, holding nothing, until it ends.
+                Err(libc::EPERM) => match launch.start(flags) {
+                    Ok(pid) => {
+                        report(report_fd, JoinReport::started_as_parent(pid));
+                        // SAFETY: this single-threaded child owns its copy
+                        // of the fd table; nothing here uses an fd again.
+                        let _ = unsafe { sys::close_range(0, u32::MAX) };
+                        let _ = sys::reap(pid);
+                        sys::exit(0)
+                    }
+                    Err(errno) => fail(report_fd, JoinStep::StartInit, errno),
+                },
                 Err(errno) => fail(report_fd, JoinStep::StartInit, errno),
             }
         }

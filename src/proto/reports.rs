@@ -304,6 +304,10 @@ pub(crate) enum JoinReport {
     /// It started the process, whose pid (in the test process's PID
     /// namespace) this is.
     Started(libc::pid_t),
+    /// It started the process as its own child (a filter refused
+    /// `CLONE_PARENT`: a sandbox inside a sandbox), and stays as its
+    /// parent until it ends, then ends too: the process to reap.
+    StartedAsParent(libc::pid_t),
     /// A step failed with an errno.
     Failed { step: JoinStep, errno: i32 },
     /// The bytes made no sense.
@@ -315,6 +319,10 @@ impl JoinReport {
         encode_report(0, pid)
     }
 
+    pub(crate) fn started_as_parent(pid: libc::pid_t) -> [u8; 8] {
+        encode_report(AS_PARENT, pid)
+    }
+
     pub(crate) fn failed(step: JoinStep, errno: i32) -> [u8; 8] {
         encode_report(step as u32, errno)
     }
@@ -322,6 +330,7 @@ impl JoinReport {
     pub(crate) fn decode(msg: [u8; 8]) -> JoinReport {
         match decode_report(msg) {
             (0, pid) => JoinReport::Started(pid),
+            (AS_PARENT, pid) => JoinReport::StartedAsParent(pid),
             (code, errno) => JoinStep::ALL
                 .into_iter()
                 .find(|s| *s as u32 == code)
@@ -332,6 +341,9 @@ impl JoinReport {
         }
     }
 }
+
+/// The code of [`JoinReport::StartedAsParent`] (no step's).
+const AS_PARENT: u32 = u32::MAX;
 
 /// The exit status of a runner whose setup failed after it was started.
 pub(crate) const EXIT_SETUP: i32 = 121;

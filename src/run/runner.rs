@@ -119,7 +119,8 @@ impl Runner {
                     error: std::io::Error::from_raw_os_error(errno),
                 });
             }
-            JoinReport::Garbled => {
+            // (Only a joiner starting an init process says so.)
+            JoinReport::Garbled | JoinReport::StartedAsParent(_) => {
                 let _ = sys::reap(joiner);
                 return Err(Error::Sys {
                     step: "starting a process in the sandbox",
@@ -335,12 +336,14 @@ impl Drop for Runner {
 
 /// Starts an init process that shares the user namespace of the init
 /// process behind `owner`, through a joining child; returns the new init
-/// process's pid (our child, so pinned until reaped).
+/// process's pid and the pid to reap once it has ended: itself (our
+/// child, so pinned until reaped), or, inside a sandbox (where
+/// `CLONE_PARENT` is refused), the joiner, which stays as its parent.
 pub(crate) fn start_init_in(
     owner: &Fd,
     flags: libc::c_int,
     launch: &crate::fork::launch::Launch,
-) -> Result<libc::pid_t, Error> {
+) -> Result<(libc::pid_t, libc::pid_t), Error> {
     let (report_r, report_w) =
         fd::pipe().map_err(|e| Error::sys("creating the joiner's report pipe", e))?;
     let joiner = joiner::fork_init_in(owner.as_raw_fd(), flags, launch, report_w.as_raw_fd())
@@ -351,11 +354,16 @@ pub(crate) fn start_init_in(
             )
         })?;
     drop(report_w);
-    // This joiner exits as soon as it has reported.
+    // This joiner exits as soon as it has reported (but where it stays as
+    // the init process's parent).
     let msg = await_report(joiner, &report_r);
-    let _ = sys::reap(joiner);
-    match JoinReport::decode(msg?) {
-        JoinReport::Started(pid) => Ok(pid),
+    let report = msg.map(JoinReport::decode);
+    if !matches!(report, Ok(JoinReport::StartedAsParent(_))) {
+        let _ = sys::reap(joiner);
+    }
+    match report? {
+        JoinReport::Started(pid) => Ok((pid, pid)),
+        JoinReport::StartedAsParent(pid) => Ok((pid, joiner)),
         JoinReport::Failed { step, errno } => Err(Error::NamespacesRefused {
             error: std::io::Error::from_raw_os_error(errno),
             hint: Some(format!("while {}", step.what())),

@@ -889,21 +889,27 @@ impl SandboxBuilder {
             rlimits,
             filter,
         };
-        let pid = match userns {
+        // The init process, and the process to reap once it has ended:
+        // itself, our child, or the joiner that stays as its parent.
+        let (pid, reap_pid) = match userns {
             None => launch
                 .start(clone_flags)
+                .map(|pid| (pid, pid))
                 .map_err(|errno| Error::NamespacesRefused {
                     error: std::io::Error::from_raw_os_error(errno),
                     hint: diagnose::hint(Phase::Clone, errno, &HostFacts::read()),
                 })?,
             Some(owner) => runner::start_init_in(&owner.init_pidfd, clone_flags, &launch)?,
         };
+        let abandon = || {
+            let _ = sys::kill_and_reap_through(pid, reap_pid);
+        };
         let map_failure = launch.map_failure();
         // Our unreaped child: its pid is pinned.
         let init_pidfd =
             Fd::open(|| sys::pidfd_open(pid).map_err(std::io::Error::from_raw_os_error)).map_err(
                 |e| {
-                    let _ = sys::kill_and_reap(pid);
+                    abandon();
                     Error::sys("opening a pidfd for the sandbox's init process", e)
                 },
             )?;
@@ -916,7 +922,7 @@ impl SandboxBuilder {
             plan_sent,
             std::os::fd::AsFd::as_fd(&init_pidfd),
         ) {
-            let _ = sys::kill_and_reap(pid);
+            abandon();
             return Err(Error::sys("sending the init program its plan", e));
         }
         // Once the launched child has exec'd: until then it shares this
@@ -928,14 +934,14 @@ impl SandboxBuilder {
                 c.attach(pid)
             }
         {
-            let _ = sys::kill_and_reap(pid);
+            abandon();
             return Err(e);
         }
         if self.program.is_some() && cgroups.is_some() {
             // In its cgroups now: the program it starts will be too.
             if let Err(e) = sys::write_all(std::os::fd::AsFd::as_fd(&control), &[wire::CONTROL_GO])
             {
-                let _ = sys::kill_and_reap(pid);
+                abandon();
                 return Err(Error::sys(
                     "telling the init process to start the program",
                     std::io::Error::from_raw_os_error(e),
@@ -945,7 +951,7 @@ impl SandboxBuilder {
         drop(ready_w);
         // While the init process sets up, on another CPU.
         let output = Output::new(self.output_limit).map_err(|e| {
-            let _ = sys::kill_and_reap(pid);
+            abandon();
             Error::sys("creating the output pipes", e)
         })?;
         // The list of the init process's children, read after each run to
@@ -958,6 +964,7 @@ impl SandboxBuilder {
 
         let sandbox = Sandbox {
             init_pid: pid,
+            reap_pid,
             init_pidfd,
             nstypes,
             hostname: self.hostname.clone(),

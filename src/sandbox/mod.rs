@@ -63,6 +63,10 @@ pub(crate) const BASE_NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
 #[derive(Debug)]
 pub struct Sandbox {
     init_pid: libc::pid_t,
+    /// The process to reap once the init process has ended: the init
+    /// process itself (our child), or, for a network's host made inside a
+    /// sandbox, the joiner that stays as its parent.
+    reap_pid: libc::pid_t,
     init_pidfd: Fd,
     nstypes: libc::c_int,
     hostname: String,
@@ -810,7 +814,7 @@ impl Sandbox {
             let _ = sys::kill_and_reap(pid);
             let _ = sys::reap(joiner);
         }
-        let reaped = sys::reap(self.init_pid);
+        let reaped = sys::reap(self.reap_pid);
         // Mark as done so Drop does not try again.
         self.init_pid = 0;
         // Every process of the sandbox is gone: what its overlays wrote on

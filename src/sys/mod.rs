@@ -210,10 +210,16 @@ pub(crate) fn wait_exit_or_hangup(pidfd: BorrowedFd<'_>, pipe: BorrowedFd<'_>) {
 
 /// Kills our child `pid` and reaps it.
 pub(crate) fn kill_and_reap(pid_: libc::pid_t) -> Result<Exit, i32> {
+    kill_and_reap_through(pid_, pid_)
+}
+
+/// Kills `pid` and reaps `reaped`, our child that ends once `pid` has:
+/// `pid` itself, or its parent that waits for it.
+pub(crate) fn kill_and_reap_through(pid_: libc::pid_t, reaped: libc::pid_t) -> Result<Exit, i32> {
     if let Some(pid) = Pid::from_raw(pid_) {
         let _ = rustix::process::kill_process(pid, Signal::KILL);
     }
-    reap(pid_)
+    reap(reaped)
 }
 
 /// How many bytes wait to be read from the pipe `fd` (FIONREAD).

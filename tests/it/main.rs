@@ -63,4 +63,5 @@ mod teardown;
 mod terminal;
 mod threads;
 mod trial;
+mod trial3;
 mod users;
