@@ -389,6 +389,17 @@ extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
     if unsafe { (*info).si_code } == libc::SI_KERNEL {
         return;
     }
+    // The SIGPIPE of the relay's own write into the signal pipe once the
+    // inner relay is gone (the program ended while this one was stopped,
+    // and a SIGCONT came): passed on, it would write there again, and
+    // raise itself again, for ever.
+    // SAFETY: as above; si_pid is set for a signal sent by a process,
+    // which the kernel does for a write's SIGPIPE (sent by the writer).
+    if sig == libc::SIGPIPE
+        && unsafe { (*info).si_pid() } == rustix::process::getpid().as_raw_nonzero().get()
+    {
+        return;
+    }
     let fd = SIGNALS.load(std::sync::atomic::Ordering::Relaxed);
     if fd >= 0 {
         // A system call of its own (rustix's): async-signal-safe, and it

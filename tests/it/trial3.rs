@@ -584,7 +584,7 @@ fn an_archive_s_tests_find_the_build_s_tree_under_tmp() {
 /// while the program still runs, then continued, it works.) As root,
 /// hermetic-ci and hermetic-noids.
 #[test]
-#[ignore = "trial3: SIGSTOP/SIGCONT to a command's Child across the program's end: wait() never returns, the relay spins and outlives the test"]
+
 fn a_command_stopped_past_its_program_s_end_still_ends() {
     let ns = hermetic::Sandbox::new().unwrap();
     let mut child = ns.command("sleep").arg("0.2").spawn().unwrap();
