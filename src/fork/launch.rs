@@ -56,7 +56,7 @@ pub(crate) struct Args {
     pub(crate) plan: RawFd,
     pub(crate) report: RawFd,
     pub(crate) lifeline: RawFd,
-    pub(crate) argv: [*const libc::c_char; 2],
+    pub(crate) argv: [*const libc::c_char; 3],
     pub(crate) envp: [*const libc::c_char; 1],
     /// With maps written from outside: the child waits for one byte on
     /// `go` (0: the maps are written). -1 otherwise.
@@ -98,7 +98,22 @@ pub(crate) struct Handed {
     /// The lock of the sandbox's layers on disk (at
     /// [`wire::LAYER_LOCK_FD`]).
     pub(crate) layer_lock: Option<RawFd>,
+    /// The user the sandbox runs its closures and programs as
+    /// ([`SandboxBuilder::user`](crate::SandboxBuilder::user)), if not
+    /// root: named in the init program's command line (`user=UID:GID`), so
+    /// that `hermetic enter` runs what it starts as that user too.
+    pub(crate) user: Option<(u32, u32)>,
 }
+
+/// The init program's command line word naming the sandbox's user
+/// (`user=UID:GID`, see [`Handed::user`]).
+pub(crate) fn user_word(user: (u32, u32)) -> std::ffi::CString {
+    std::ffi::CString::new(format!("{USER_PREFIX}{}:{}", user.0, user.1))
+        .expect("no NUL in numbers")
+}
+
+/// What [`user_word`] begins with.
+pub(crate) const USER_PREFIX: &str = "user=";
 
 /// A prepared launch: the stack and the arguments on it.
 pub(crate) struct Launch {
@@ -111,6 +126,9 @@ pub(crate) struct Launch {
     pub(crate) unsettled: std::cell::Cell<bool>,
     /// The early helper's pipe (kept open until the launch ends).
     pub(crate) _made: Option<(Fd, Fd)>,
+    /// The init program's second argument (see [`Handed::user`]), which
+    /// its argv points at until the exec.
+    pub(crate) _user_word: Option<std::ffi::CString>,
 }
 
 /// Writes a launched child's id maps from outside, given its pid (see
@@ -213,6 +231,7 @@ impl Launch {
         } else {
             None
         };
+        let user_word = handed.user.map(user_word);
         let room = std::mem::size_of::<Args>().next_multiple_of(64);
         let args = stack.top().wrapping_sub(room).cast::<Args>();
         // The helper's stack: the lowest HELPER_STACK bytes above the guard
@@ -228,7 +247,11 @@ impl Launch {
                 plan,
                 report,
                 lifeline,
-                argv: [c"hermetic-init".as_ptr(), std::ptr::null()],
+                argv: [
+                    c"hermetic-init".as_ptr(),
+                    user_word.as_ref().map_or(std::ptr::null(), |w| w.as_ptr()),
+                    std::ptr::null(),
+                ],
                 envp: [std::ptr::null()],
                 go,
                 child_pid: 0,
@@ -251,6 +274,7 @@ impl Launch {
             external,
             unsettled: std::cell::Cell::new(false),
             _made: made,
+            _user_word: user_word,
         })
     }
 

@@ -879,6 +879,7 @@ impl SandboxBuilder {
                     .as_ref()
                     .map(|_| self.program_stdio.unwrap_or([0, 1, 2])),
                 layer_lock: disk_layers.as_ref().map(|l| l.lock_fd()),
+                user: self.user.filter(|&(uid, _)| uid != 0),
             },
         )
         .map_err(|(step, e)| Error::sys(step, e))?;

@@ -114,6 +114,18 @@ fn init_of_kept(pid: libc::pid_t) -> Result<libc::pid_t, Error> {
     Ok(init)
 }
 
+/// The user a sandbox runs its closures and programs as, if not root: the
+/// `user=UID:GID` word of its init program's command line.
+fn sandbox_user(init: libc::pid_t) -> Option<(u32, u32)> {
+    let cmdline = std::fs::read(format!("/proc/{init}/cmdline")).ok()?;
+    let word = cmdline
+        .split(|&b| b == 0)
+        .filter_map(|w| std::str::from_utf8(w).ok())
+        .find_map(|w| w.strip_prefix(crate::fork::launch::USER_PREFIX))?;
+    let (uid, gid) = word.split_once(':')?;
+    Some((uid.parse().ok()?, gid.parse().ok()?))
+}
+
 /// The real uid of process `pid` (`/proc/PID/status`, which says it
 /// whether or not the process is dumpable).
 fn real_uid(pid: libc::pid_t) -> Option<u32> {
@@ -142,6 +154,9 @@ fn command_in_kept(
     // Asked again of the process the pidfd holds: the one looked at may
     // have ended, and its pid gone to another, in between.
     init_of_kept(pid)?;
+    // As the sandbox's closures and programs run: as its user, if it has
+    // one of its own (named in the init program's command line).
+    let set_ids = sandbox_user(pid);
     let mut cmd = std::process::Command::new(program);
     exec::enter_on_exec(
         &mut cmd,
@@ -153,7 +168,7 @@ fn command_in_kept(
                 &crate::setup::limits::Limits::default(),
                 None,
             ),
-            set_ids: None,
+            set_ids,
             // The default boundary: keys refused (the builder's keyring
             // option is unknown here), a session of its own, no TIOCSTI.
             filter: crate::setup::seccomp::filter(false),

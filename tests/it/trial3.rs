@@ -65,7 +65,6 @@ fn keep_a_failed_run(args: &[&str]) -> Result<Kept, String> {
 /// `hermetic enter PID -- sh -c 'echo out; echo err >&2' >log 2>&1` loses
 /// "out" the same way (5 of 5).
 #[test]
-#[ignore = "trial3: `hermetic run ... >log 2>&1` loses the program's output and hermetic's own messages"]
 fn a_log_of_stdout_and_stderr_keeps_every_line() {
     let dir = tempfile::Builder::new()
         .prefix("hermetic-trial3.")
@@ -137,7 +136,6 @@ fn a_pids_limit_above_the_host_s_is_named() {
 /// failure (125) from a wrong command line (2) is told otherwise than
 /// documented.
 #[test]
-#[ignore = "trial3: an invalid HERMETIC_TIMEOUT exits 2, where --help and the README say 125"]
 fn an_invalid_hermetic_timeout_exits_125_as_documented() {
     let out = hermetic()
         .args(["run", "--", "true"])
@@ -158,7 +156,6 @@ fn an_invalid_hermetic_timeout_exits_125_as_documented() {
 /// nobody entering root's (the case checked here, as root). (Root entering
 /// hermetic-ci's gets in, as uid 65534.)
 #[test]
-#[ignore = "trial3: entering another user's kept sandbox says `cannot start PROGRAM` (126), not 125"]
 fn entering_another_user_s_sandbox_says_whose_it_is() {
     if !common::is_root() {
         common::skip("needs root, to enter root's kept sandbox as another user");
@@ -191,7 +188,6 @@ fn entering_another_user_s_sandbox_says_whose_it_is() {
 /// saw (its permission errors do not happen in the shell). As root and
 /// hermetic-ci; hermetic-noids has only id 0.
 #[test]
-#[ignore = "trial3: `hermetic enter` of a sandbox kept from `run --user 1000:1000` runs as uid 0 with every capability"]
 fn enter_runs_as_the_sandbox_s_user() {
     if !common::many_ids() {
         common::skip("needs ids 0-65535 inside (root, or /etc/subuid ranges)");
@@ -292,7 +288,6 @@ fn a_visible_program_is_not_said_to_be_hidden() {
 /// file. (From a pipe, `... | while read`, every line is run.) As root,
 /// hermetic-ci and hermetic-noids.
 #[test]
-#[ignore = "trial3: `hermetic run` reads all of a stdin file, so `while read ...; do hermetic run ...; done < list` runs once"]
 fn a_program_that_reads_no_stdin_leaves_the_file_to_the_next() {
     let dir = tempfile::Builder::new()
         .prefix("hermetic-trial3.")
@@ -330,7 +325,6 @@ fn a_program_that_reads_no_stdin_leaves_the_file_to_the_next() {
 /// takes 2 s more per test binary (signal-hook's suite, 4 binaries: 9.7 s
 /// against 1.6 s through `| cat`). As root, hermetic-ci and hermetic-noids.
 #[test]
-#[ignore = "trial3: every `hermetic run` with stdout or stderr on a file ends 2 s after its program"]
 fn a_run_whose_output_goes_to_a_file_ends_with_its_program() {
     let dir = tempfile::Builder::new()
         .prefix("hermetic-trial3.")

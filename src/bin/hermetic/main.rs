@@ -545,7 +545,11 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
         // A value no sandbox can be made with (an empty hostname, a
         // relative mount point, a bind of nothing, a user beyond the ids,
         // a limit of 0) is a wrong command line.
-        Err(hermetic::Error::InvalidOption { option, reason, .. }) => {
+        // (But a variable of the environment, `HERMETIC_TIMEOUT`: no
+        // command line of the caller's.)
+        Err(hermetic::Error::InvalidOption { option, reason, .. })
+            if !option.starts_with(|c: char| c.is_ascii_uppercase()) =>
+        {
             return Err(Usage(format!("{}: {reason}", flag_of(option))));
         }
         Err(e) => {
