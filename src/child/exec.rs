@@ -393,12 +393,13 @@ extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
     // inner relay is gone (the program ended while this one was stopped,
     // and a SIGCONT came): passed on, it would write there again, and
     // raise itself again, for ever.
-    // SAFETY: as above; si_pid is set for a signal sent by a process,
-    // which the kernel does for a write's SIGPIPE (sent by the writer).
-    if sig == libc::SIGPIPE
-        && unsafe { (*info).si_pid() } == rustix::process::getpid().as_raw_nonzero().get()
-    {
-        return;
+    if sig == libc::SIGPIPE {
+        // SAFETY: as above; si_pid is set for a signal a process sent,
+        // which a write's SIGPIPE is (sent by the writer).
+        let sender = unsafe { (*info).si_pid() };
+        if sender == rustix::process::getpid().as_raw_nonzero().get() {
+            return;
+        }
     }
     let fd = SIGNALS.load(std::sync::atomic::Ordering::Relaxed);
     if fd >= 0 {
