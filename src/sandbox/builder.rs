@@ -263,7 +263,9 @@ impl SandboxBuilder {
 
     /// The most processes (and threads) the sandbox may hold (its pids
     /// cgroup's limit; else `RLIMIT_NPROC`, counted per user namespace):
-    /// `fork` and thread creation past it fail with `EAGAIN`.
+    /// `fork` and thread creation past it fail with `EAGAIN`. A limit above
+    /// the host's (the kernel's most, or the caller's hard `RLIMIT_NPROC`)
+    /// is the host's.
     pub fn pids_limit(&mut self, n: u64) -> &mut Self {
         self.limits.pids = Some(n);
         self

@@ -225,7 +225,7 @@ impl Cgroups {
                     made.oom_events = Some(dir.join("memory.events"));
                 }
                 if let Some(n) = limits.pids {
-                    setting(&dir, "pids.max", n.to_string())?;
+                    setting(&dir, "pids.max", n.min(PIDS_MAX).to_string())?;
                     made.pids = true;
                 }
             }
@@ -248,7 +248,7 @@ impl Cgroups {
                     std::fs::create_dir(&dir)
                         .map_err(|e| fail(format!("making the cgroup {}", dir.display()), e))?;
                     made.dirs.push(dir.clone());
-                    setting(&dir, "pids.max", n.to_string())?;
+                    setting(&dir, "pids.max", n.min(PIDS_MAX).to_string())?;
                     made.pids = true;
                 }
             }
@@ -354,18 +354,29 @@ fn clean_stale(parent: &Path) {
     }
 }
 
-/// The rlimits for `limits`, but for what `cgroups` enforce.
+/// The rlimits for `limits`, but for what `cgroups` enforce; none above
+/// what this process may set (its hard limit, which no process inside
+/// may raise: asking more would fail every start with `EPERM`), so a
+/// limit above the host's is the host's.
 pub(crate) fn rlimits_for(limits: &Limits, cgroups: Option<&Cgroups>) -> Rlimits {
+    use rustix::process::Resource;
+    let at_most = |resource: Resource, n: u64| match rustix::process::getrlimit(resource).maximum {
+        Some(hard) => n.min(hard),
+        None => n,
+    };
     let memory = limits.memory.filter(|_| !cgroups.is_some_and(|c| c.memory));
     let pids = limits.pids.filter(|_| !cgroups.is_some_and(|c| c.pids));
     let cpu = limits.cpu.map(|d| d.as_secs().max(1));
-    use rustix::process::Resource;
     Rlimits([
-        (Resource::As, memory),
-        (Resource::Nproc, pids),
-        (Resource::Cpu, cpu),
+        (Resource::As, memory.map(|n| at_most(Resource::As, n))),
+        (Resource::Nproc, pids.map(|n| at_most(Resource::Nproc, n))),
+        (Resource::Cpu, cpu.map(|n| at_most(Resource::Cpu, n))),
     ])
 }
+
+/// The most a pids cgroup's `pids.max` takes (the kernel's
+/// `PID_MAX_LIMIT`): a limit above it is none at all.
+const PIDS_MAX: u64 = 4 << 20;
 
 /// `bytes` in words: "64 MiB", "1.5 GiB", "1000 bytes".
 pub(crate) fn bytes(n: u64) -> String {

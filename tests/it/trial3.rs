@@ -110,7 +110,6 @@ fn a_log_of_stdout_and_stderr_keeps_every_line() {
 /// (os error 1)" and `isolate_test` with "the test binary ... could not be
 /// started in the sandbox: Operation not permitted".
 #[test]
-#[ignore = "trial3: a --pids above the host's limit is told as `cannot start PROGRAM` (126) or a raw cgroup write"]
 fn a_pids_limit_above_the_host_s_is_named() {
     // Above the kernel's PID_MAX_LIMIT, so above any hard RLIMIT_NPROC
     // but an unlimited one (which takes it: the run may then succeed).
