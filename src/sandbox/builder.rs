@@ -346,8 +346,10 @@ impl SandboxBuilder {
     /// [`build`](Self::build) fails with [`Error::InvalidOption`] (option
     /// `file`) when `target` is not absolute, holds `.` or `..` or a NUL
     /// byte, is given twice, is a tmpfs mount point, lies under a
-    /// [`bind`](Self::bind) target, or (outside the sandbox's tmpfs mounts)
-    /// is not an existing file of the host.
+    /// [`bind`](Self::bind) target, (outside the sandbox's tmpfs mounts)
+    /// is not an existing file of the host, or is (or leads to) a file of
+    /// `/proc` or `/sys`, the sandbox's own there (bind a file of yours
+    /// over one with [`bind_ro`](Self::bind_ro) instead).
     ///
     /// # Examples
     ///

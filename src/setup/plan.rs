@@ -980,6 +980,18 @@ fn place_files<'a>(
                 target.display()
             )));
         }
+        // The sandbox's own /proc and /sys are mounted over the host's,
+        // after the files: one placed there would be hidden (a link such
+        // as /etc/mtab leads there too).
+        let resolved = std::fs::canonicalize(target).unwrap_or_else(|_| target.clone());
+        if ["/proc", "/sys"].iter().any(|d| resolved.starts_with(d)) {
+            return Err(invalid(format!(
+                "the target {} is (or leads to) a file of the sandbox's own /proc or /sys, \
+                 which are mounted over the host's, so no file can be placed there: write \
+                 the contents to a file and bind it there read-only (bind_ro, --bind-ro)",
+                target.display()
+            )));
+        }
         match under(target, &made) {
             Under::Host => match std::fs::metadata(target) {
                 Ok(meta) if meta.is_file() => over_host.push((target.as_path(), &contents[..])),

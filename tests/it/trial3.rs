@@ -362,7 +362,6 @@ fn a_run_whose_output_goes_to_a_file_ends_with_its_program() {
 /// "processor : 0", exit 0, while `--bind-ro F:/proc/cpuinfo` covers it.
 /// Every host mode, as root, hermetic-ci and hermetic-noids.
 #[test]
-#[ignore = "trial3: `file()` over a file of /proc or /sys is accepted and silently not placed"]
 fn a_file_over_a_proc_file_covers_it_or_is_refused() {
     let built = hermetic::Sandbox::builder()
         .file("/proc/cpuinfo", "processor\t: 0\nmodel name\t: trial3\n")
