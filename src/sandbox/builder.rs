@@ -784,12 +784,12 @@ impl SandboxBuilder {
                 .ok()
                 .into_iter()
                 .chain(view.target_dir.clone())
-                .chain(view.built_target_dir.clone())
+                .chain(view.built_dirs.iter().cloned())
                 .chain(self.visible.iter().cloned())
                 .chain(
                     self.visible
                         .iter()
-                        .filter_map(|d| crate::setup::host::archived_build_target(d)),
+                        .flat_map(|d| crate::setup::host::archived_build(d)),
                 )
                 .collect(),
             root: sys::geteuid() == 0,

@@ -215,8 +215,9 @@ pub(crate) struct HostView {
     /// directory holding cargo's `CACHEDIR.TAG` above it).
     pub(crate) target_dir: Option<PathBuf>,
     /// Where that target dir is an extracted nextest archive's: the target
-    /// dir of the build it came from ([`archived_build_target`]).
-    pub(crate) built_target_dir: Option<PathBuf>,
+    /// dir of the build it came from, and its workspace
+    /// ([`archived_build`]).
+    pub(crate) built_dirs: Vec<PathBuf>,
     /// The host's reachable mounts (copy-on-write: for the overlays of a
     /// sandbox's own visible directories).
     pub(crate) mounts: Vec<HostMount>,
@@ -274,11 +275,14 @@ fn target_dir_of(exe: &Path) -> Option<PathBuf> {
 /// lie there: plainly they are found on the machine that built them, so
 /// they must be inside too (under `/tmp`, the sandbox's own would hide
 /// them). nextest keeps that dir in the archive's
-/// `TARGET/nextest/binaries-metadata.json` (`rust-build-meta`). Only an
-/// archive the caller extracted counts (`TARGET`, `nextest` and the file
-/// the caller's, not writable by others), and only a directory cargo
-/// tagged as a target dir (`CACHEDIR.TAG`) is named so.
-pub(crate) fn archived_build_target(dir: &Path) -> Option<PathBuf> {
+/// `TARGET/nextest/binaries-metadata.json` (`rust-build-meta`). And the
+/// build's workspace, which `TARGET/nextest/cargo-metadata.json` names
+/// (`workspace_root`), where `env!("CARGO_MANIFEST_DIR")` paths lead (a
+/// test's fixtures, its snapshots). Only an archive the caller extracted
+/// counts (`TARGET`, `nextest` and the files the caller's, the files not
+/// writable by others), only a directory cargo tagged as a target dir
+/// (`CACHEDIR.TAG`) is taken for one, and a workspace has a `Cargo.toml`.
+pub(crate) fn archived_build(dir: &Path) -> Vec<PathBuf> {
     #[derive(serde::Deserialize)]
     struct Metadata {
         #[serde(rename = "rust-build-meta")]
@@ -289,29 +293,50 @@ pub(crate) fn archived_build_target(dir: &Path) -> Option<PathBuf> {
         #[serde(rename = "target-directory")]
         target_directory: PathBuf,
     }
+    #[derive(serde::Deserialize)]
+    struct CargoMetadata {
+        workspace_root: PathBuf,
+    }
     // TARGET itself, or TARGET/PROFILE/deps, or a directory between; an
-    // archive extracted by the caller: TARGET, its `nextest` and the file
-    // the caller's alone (a file another user planted above a directory
-    // of /tmp, `/tmp/nextest/...`, would name what it likes).
+    // archive extracted by the caller: TARGET, its `nextest` and the files
+    // the caller's (a file another user planted above a directory of
+    // /tmp, `/tmp/nextest/...`, would name what it likes), the files not
+    // writable by others.
     let uid = crate::sys::geteuid();
-    let own = |p: &Path, dir: bool| {
+    let own = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.uid() == uid);
+    let own_file = |p: &Path| {
         std::fs::symlink_metadata(p)
-            .is_ok_and(|m| m.uid() == uid && m.mode() & 0o022 == 0 && m.is_dir() == dir)
+            .is_ok_and(|m| m.uid() == uid && m.is_file() && m.mode() & 0o022 == 0)
     };
-    let target = dir.ancestors().take(3).find(|d| {
-        own(d, true)
-            && own(&d.join("nextest"), true)
-            && own(&d.join("nextest/binaries-metadata.json"), false)
-    })?;
-    let text = std::fs::read(target.join("nextest/binaries-metadata.json")).ok()?;
-    let built = serde_json::from_slice::<Metadata>(&text)
-        .ok()?
-        .meta
-        .target_directory;
+    let Some(target) = dir.ancestors().take(3).find(|d| {
+        own(d) && own(&d.join("nextest")) && own_file(&d.join("nextest/binaries-metadata.json"))
+    }) else {
+        return Vec::new();
+    };
+    let read = |name: &str| std::fs::read(target.join("nextest").join(name)).ok();
+    let Some(built) = read("binaries-metadata.json")
+        .and_then(|text| serde_json::from_slice::<Metadata>(&text).ok())
+        .map(|m| m.meta.target_directory)
+    else {
+        return Vec::new();
+    };
     // And what it names is a target dir of cargo's (which tags each one
     // it makes), nothing else of the host's.
     let tagged = built.join("CACHEDIR.TAG").is_file();
-    (built.is_absolute() && built.is_dir() && tagged && built != target).then_some(built)
+    if !(built.is_absolute() && built.is_dir() && tagged && built != target) {
+        return Vec::new();
+    }
+    let mut dirs = vec![built];
+    // The build's workspace too (`env!("CARGO_MANIFEST_DIR")` paths, a
+    // test's fixtures and snapshots, lead there), as the archive's cargo
+    // metadata names it: a directory with a Cargo.toml.
+    let workspace = read("cargo-metadata.json")
+        .filter(|_| own_file(&target.join("nextest/cargo-metadata.json")))
+        .and_then(|text| serde_json::from_slice::<CargoMetadata>(&text).ok())
+        .map(|m| m.workspace_root)
+        .filter(|w| w.is_absolute() && w.join("Cargo.toml").is_file() && w.as_path() != target);
+    dirs.extend(workspace);
+    dirs
 }
 
 /// The highest ancestor of `dir` (itself included) that `uid` owns, going
@@ -496,7 +521,10 @@ impl HostView {
         HostView {
             special,
             overlays,
-            built_target_dir: target_dir.as_deref().and_then(archived_build_target),
+            built_dirs: target_dir
+                .as_deref()
+                .map(archived_build)
+                .unwrap_or_default(),
             target_dir,
             mounts: if cow { mounts } else { Vec::new() },
             own_trees: if cow {

@@ -1697,7 +1697,7 @@ mod tests {
         special: Vec::new(),
         overlays: Vec::new(),
         target_dir: None,
-        built_target_dir: None,
+        built_dirs: Vec::new(),
         mounts: Vec::new(),
         own_trees: Vec::new(),
     };
