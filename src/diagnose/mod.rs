@@ -38,6 +38,9 @@ pub(crate) struct HostFacts {
     pub(crate) in_docker: bool,
     pub(crate) proc_masked: bool,
     pub(crate) wsl1: bool,
+    /// This process runs in a sandbox of hermetic's (its PID 1 is
+    /// hermetic's init program), under hermetic's own seccomp filter.
+    pub(crate) in_sandbox: bool,
 }
 
 fn read_number(path: &str) -> Option<u64> {
@@ -71,6 +74,8 @@ impl HostFacts {
             in_docker: Path::new("/.dockerenv").exists(),
             proc_masked,
             wsl1: version.contains("Microsoft") && !version.contains("WSL2"),
+            in_sandbox: std::fs::read_to_string("/proc/1/comm")
+                .is_ok_and(|c| c.trim_end() == "hermetic-init"),
         }
     }
 }
@@ -80,6 +85,19 @@ const APPARMOR: &str = "the host restricts unprivileged user namespaces with App
 ubuntu-24.04 runners).\nfix: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0\n\
 permanent: echo 'kernel.apparmor_restrict_unprivileged_userns=0' | sudo tee /etc/sysctl.d/60-hermetic-userns.conf\n\
 GitHub Actions: add a step `run: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` before the tests";
+
+/// Why a sandbox with a cgroup namespace of its own (`CLONE_NEWCGROUP`)
+/// could not be made (`EPERM`), if this process runs in a sandbox of
+/// hermetic's: its seccomp filter refuses that namespace.
+pub(crate) fn cgroup_namespace_hint(facts: &HostFacts) -> Option<String> {
+    (facts.in_sandbox && facts.seccomp_mode == Some(2)).then(|| {
+        "this process runs in a sandbox of hermetic's, whose seccomp filter refuses a cgroup \
+         namespace (one made inside could reach the host's cgroups); a sandbox or a network \
+         without a cgroup namespace of its own can be made here.\n\
+         fix: leave cgroup_namespace out in a sandbox inside a sandbox"
+            .into()
+    })
+}
 
 /// The likely cause of `errno` in `phase` on a host with `facts`, with the
 /// command that lifts it; `None` when nothing on the host explains it.

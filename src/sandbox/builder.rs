@@ -900,9 +900,16 @@ impl SandboxBuilder {
             None => launch
                 .start(clone_flags)
                 .map(|pid| (pid, pid))
-                .map_err(|errno| Error::NamespacesRefused {
-                    error: std::io::Error::from_raw_os_error(errno),
-                    hint: diagnose::hint(Phase::Clone, errno, &HostFacts::read()),
+                .map_err(|errno| {
+                    let facts = HostFacts::read();
+                    let cgroup_refused = (cgroup != 0 && errno == libc::EPERM)
+                        .then(|| diagnose::cgroup_namespace_hint(&facts))
+                        .flatten();
+                    Error::NamespacesRefused {
+                        error: std::io::Error::from_raw_os_error(errno),
+                        hint: cgroup_refused
+                            .or_else(|| diagnose::hint(Phase::Clone, errno, &facts)),
+                    }
                 })?,
             Some(owner) => runner::start_init_in(&owner.init_pidfd, clone_flags, &launch)?,
         };
