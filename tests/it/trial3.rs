@@ -227,7 +227,6 @@ fn enter_runs_as_the_sandbox_s_user() {
 ///
 /// As root and rootless, every host mode.
 #[test]
-#[ignore = "trial3: a program visible inside is said to be hidden (a PATH without it; a script whose interpreter is hidden)"]
 fn a_visible_program_is_not_said_to_be_hidden() {
     let out = hermetic()
         .args(["run", "--env", "PATH=/nonexistent", "--", "ls"])

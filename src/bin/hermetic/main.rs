@@ -391,7 +391,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
     };
     // The program's directory, should /tmp be the sandbox's own (the
     // read-only host, or copy-on-write refused by the kernel).
-    if let Some(dir) = host_path(&program)
+    if let Some(dir) = host_path(&program, std::env::var_os("PATH").as_deref())
         .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
         .and_then(|d| std::fs::canonicalize(d).ok())
     {
@@ -560,7 +560,22 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     if let Some(relay) = &mut relay {
         relay.handed_over();
     }
-    let why = |program: &std::ffi::OsStr| why_hidden(program, run.host.granted(), &run.mounts);
+    // The program is looked for in the PATH it is given (--env's last).
+    let path_var = run
+        .env
+        .iter()
+        .rev()
+        .find(|(name, _)| name == "PATH")
+        .map(|(_, value)| value.clone())
+        .or_else(|| std::env::var_os("PATH"));
+    let why = |program: &std::ffi::OsStr| {
+        why_hidden(
+            program,
+            path_var.as_deref(),
+            run.host.granted(),
+            &run.mounts,
+        )
+    };
     // What hermetic says about the end, said once the caller's terminal
     // is as it was (the relay has it in raw mode until then).
     let (code, mut said) = wait_for_program(&sandbox, &run.program, run.timeout, &why);
@@ -685,13 +700,16 @@ fn wait_for_program(
 
 /// Where `program` is on the host: as given if it has a `/`, else found
 /// in `PATH`, as the kernel and a shell look for it.
-fn host_path(program: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
+fn host_path(
+    program: &std::ffi::OsStr,
+    path_var: Option<&std::ffi::OsStr>,
+) -> Option<std::path::PathBuf> {
     let cwd = std::env::current_dir().ok()?;
     let path = if program.as_encoded_bytes().contains(&b'/') {
         Some(cwd.join(program))
     } else {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
+        path_var.and_then(|paths| {
+            std::env::split_paths(paths)
                 .map(|dir| cwd.join(dir).join(program))
                 .find(|p| p.is_file())
         })
@@ -699,19 +717,48 @@ fn host_path(program: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
     path.filter(|p| p.exists())
 }
 
+/// The interpreter a script names on its `#!` line, if `path` is one.
+fn interpreter_of(path: &std::path::Path) -> Option<std::path::PathBuf> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(path).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+    let word = line
+        .split(|b| b.is_ascii_whitespace())
+        .find(|w| !w.is_empty())?;
+    use std::os::unix::ffi::OsStrExt;
+    Some(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(word)))
+}
+
 /// Why a program that exists on the host is not found inside, and what
 /// to do: the path looked for, what covers it, the fix. Empty when it does
 /// not exist on the host either.
 fn why_hidden(
     program: &std::ffi::OsStr,
+    path_var: Option<&std::ffi::OsStr>,
     mode: hermetic::HostMode,
     mounts: &[(String, String)],
 ) -> String {
     use std::path::Path;
-    let Some(path) = host_path(program) else {
+    let Some(mut path) = host_path(program, path_var) else {
         return String::new();
     };
-    let shown = path.display();
+    // A script the kernel could not start: its interpreter is what was
+    // not found (the script itself was, as the program).
+    let mut script = None;
+    if let Some(interpreter) = interpreter_of(&path).filter(|i| i.is_absolute() && i.exists()) {
+        script = Some(path);
+        path = interpreter;
+    }
+    let shown = match &script {
+        Some(script) => format!(
+            "{}, the interpreter of the script {},",
+            path.display(),
+            script.display()
+        ),
+        None => path.display().to_string(),
+    };
     let covering = mounts
         .iter()
         .filter(|(target, _)| path.starts_with(target))
@@ -726,9 +773,12 @@ fn why_hidden(
     let own = ["/tmp", "/dev/shm"]
         .into_iter()
         .find(|t| path.starts_with(t));
+    // The sandbox's own /tmp hides what the copy-on-write host does not
+    // show there (the program's directory, not its interpreter's).
     match (own, mode) {
         (Some(own), hermetic::HostMode::CopyOnWrite) => format!(
-            "\n  {shown} exists on the host, but inside it lies under the sandbox's own {own}"
+            "\n  {shown} exists on the host, but inside it lies under the sandbox's own {own}, \
+             which shows only what the test needs there; show its directory with --visible DIR"
         ),
         (Some(own), mode) => format!(
             "\n  {shown} exists on the host, but inside it lies under the sandbox's own {own} \
