@@ -1,6 +1,6 @@
 //! Findings of a third new user's trial (README, `hermetic run --help`,
-//! `hermetic enter --help`), each a test that fails while the defect
-//! exists (`#[ignore]`d as a finding: run with `--ignored`).
+//! `hermetic enter --help`), each a test that failed while the defect
+//! existed; all mended.
 
 use crate::common;
 
