@@ -112,14 +112,18 @@ PROGRAM, and with hermetic if it is killed. PROGRAM is started by the
 sandbox's init process, its parent inside (pid 1), and found as a shell
 inside would find it (the PATH of its environment). It gets fds 0, 1 and 2
 only: an fd hermetic was given beyond them (`3<file`, a jobserver's pipes)
-stays outside, where it would be a way out of the sandbox. A file on stdin
-(`<file`) arrives as a pipe that hermetic fills from it, a directory as
-/dev/null, so that PROGRAM cannot reopen the host's file for writing; so
-does a file on stdout or stderr (`>log`: a pipe that hermetic copies into
-it; a directory, or a file open only for reading: /dev/null, read-only).
-With HERMETIC_KEEP set, stdout and stderr always arrive as pipes that
-hermetic relays, so that what a kept sandbox leaves running keeps none of
-yours (your `$(...)` ends with hermetic).
+stays outside, where it would be a way out of the sandbox. Stdin, stdout
+and stderr arrive as pipes of hermetic's (but a terminal, which gets a
+pseudo-terminal of its own, and /dev/null, which is the sandbox's own),
+so that PROGRAM cannot reopen what you gave it (through /proc/self/fd): a
+file for writing, a pipe at its other end, a socket on your network.
+Hermetic fills stdin from yours taking no more than PROGRAM reads (what
+it does not read stays for the next reader: `while read l; do hermetic
+run ...; done <list` goes on), and copies stdout and stderr into yours
+(one pipe for both when they are one file, `>log 2>&1`); a directory, or
+anything open only for reading, arrives as an empty pipe. What a kept
+sandbox leaves running keeps none of yours (your `$(...)` ends with
+hermetic).
 
 The terminal is kept safe: PROGRAM runs in a session of the sandbox's,
 so `kill 0` inside reaches only the sandbox, and a seccomp filter refuses
@@ -175,9 +179,10 @@ init process (or keeper) is PID, as the message of a kept sandbox names it
 the keeper, in the init process's namespaces all the same). Signals are
 passed on as by `run`, and given a terminal, PROGRAM gets one of its own
 as under `run`: what is left running in the sandbox cannot read what you
-type once you have left. As under `run`, PROGRAM gets fds 0 to 2 only, a
-file on stdin through a pipe, and stdout and stderr through pipes that
-hermetic relays: what is left running in the sandbox keeps none of yours.
+type once you have left. As under `run`, PROGRAM gets fds 0 to 2 only,
+pipes of hermetic's that it relays: what is left running in the sandbox
+keeps none of yours. It runs as the sandbox's user (`run --user`), and
+only a sandbox of your own can be entered.
 
 Exit status: PROGRAM's own, or 128+N if a signal N killed it; 2 if the
 command line is wrong; 125 if the sandbox could not be entered; 126 or 127
@@ -980,7 +985,6 @@ fn start_and_wait(
     (code, None)
 }
 
-/// The program's stdin, when it is a file of the host's.
 #[cfg(test)]
 mod tests {
     use super::*;
