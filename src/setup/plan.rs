@@ -232,10 +232,10 @@ const PROC_READ_ONLY: [(&std::ffi::CStr, bool); 4] = [
 /// the test process's and the caller's keys would be listed.
 const PROC_MASKED: [&std::ffi::CStr; 2] = [c"/proc/keys", c"/proc/key-users"];
 
-/// Makes the mount at `path`, a clone of the host's `/dev/null` or
-/// another device node put back inside, read-only (the node itself is
-/// the host's: a writable mount of it lets root inside change its mode
-/// and owner, and anyone its times).
+/// Makes the mount at `path`, a clone of the host's `/dev/null` covering
+/// a part of `/proc`, read-only (the node itself is the host's: a
+/// writable mount of it lets root inside change its mode and owner, and
+/// anyone its times).
 fn read_only_mount(path: &std::ffi::CStr) -> Step {
     step(
         format!("making {} read-only", path.to_string_lossy()),
@@ -517,10 +517,6 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             optional: false,
         },
     ));
-    // Cloned before the pass above, they are writable mounts of the host's
-    // devtmpfs: made read-only too (what is written to a device still
-    // reaches it; its mode, owner and times, the host's, cannot change).
-    let host_read_only = layout.host != HostMode::Writable;
     for (path, fd) in devices {
         steps.push(step(
             format!("putting back {}", path.to_string_lossy()),
@@ -531,9 +527,24 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
                 optional: true,
             },
         ));
-        if host_read_only {
-            steps.push(read_only_mount(path));
-        }
+    }
+    // Cloned before the pass above, they are writable mounts of the host's
+    // devtmpfs: made read-only too (what is written to a device still
+    // reaches it; its mode, owner and times, the host's, cannot change).
+    // One pass over /dev, whose other mounts are read-only already (the
+    // sandbox's own, devpts and /dev/shm, come after).
+    let host_read_only = layout.host != HostMode::Writable;
+    if host_read_only {
+        steps.push(step(
+            "making the device nodes put back read-only (mount_setattr on /dev and below)",
+            StepKind::ReadOnlyHost,
+            Action::SetAttr {
+                target: c"/dev".into(),
+                attrs: wire::ATTR_RDONLY,
+                recursive: true,
+                optional: true,
+            },
+        ));
     }
     // Pseudo-terminals of the sandbox's own, as bubblewrap's `--dev`
     // gives: the host's /dev/ptmx is unopenable (nodev above), and its
