@@ -147,6 +147,7 @@ const O_RDWR: usize = 2;
 const O_CREAT: usize = 0o100;
 const O_CLOEXEC: usize = 0o2000000;
 const ENOENT: i32 = 2;
+const ENXIO: i32 = 6;
 const EINTR: i32 = 4;
 const EPERM: i32 = 1;
 const EACCES: i32 = 13;
@@ -1095,7 +1096,21 @@ impl Program {
             // sandbox's own instead, a read-only mount of it: through the
             // host's, /proc/self/fd/N reopens it on the host's /dev, where
             // root inside could change its mode and owner.
-            let null = if is_dev_null(given) { open(b"/dev/null\0", O_RDWR | O_CLOEXEC, 0).ok() } else { None };
+            // Where the sandbox has none of its own (a directory bound over
+            // /dev), the program is not started: never the host's.
+            let null = if is_dev_null(given) {
+                match open(b"/dev/null\0", O_RDWR | O_CLOEXEC, 0) {
+                    Ok(fd) if is_dev_null(fd as usize) => Some(fd),
+                    Ok(fd) => {
+                        close(fd);
+                        fail(ENXIO)
+                    }
+                    // (ENXIO: no such device, not the program missing.)
+                    Err(_) => fail(ENXIO),
+                }
+            } else {
+                None
+            };
             let from = null.map_or(given, |fd| fd as usize);
             // SAFETY: plain fd numbers; this child's table is its own copy.
             let duped = unsafe { call(nr::DUP3, [from, i as usize, 0, 0, 0, 0]) };

@@ -22,6 +22,7 @@ mod attacks;
 mod attacks10;
 mod attacks11;
 mod attacks12;
+mod attacks13;
 mod attacks2;
 mod attacks3;
 mod attacks4;

@@ -50,6 +50,15 @@ impl Input {
             // No stdin at all: nothing to hand on.
             return Ok(Input { pump: None });
         };
+        // Not open for reading (`0>&1`): reads fail with EBADF, as they did,
+        // from the write end of a pipe of hermetic's.
+        let readable = rustix::fs::fcntl_getfl(stdin)
+            .is_ok_and(|f| f & rustix::fs::OFlags::ACCMODE != rustix::fs::OFlags::WRONLY);
+        if !readable {
+            let (_read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+            rustix::stdio::dup2_stdin(&write)?;
+            return Ok(Input { pump: None });
+        }
         let source = match FileType::from_raw_mode(stat.st_mode) {
             FileType::Directory => {
                 let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;

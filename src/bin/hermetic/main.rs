@@ -607,7 +607,7 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     }
     // What the program did not read of its stdin is the caller's again.
     drop(input);
-    outputs.finish(kept);
+    outputs.finish();
     drop(terminal);
     if let Some(said) = said {
         eprintln!("{said}");
@@ -898,7 +898,7 @@ fn enter(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
         relay.finish(true);
     }
     drop(input);
-    outputs.finish(true);
+    outputs.finish();
     drop(terminal);
     if let Some(said) = said {
         eprintln!("{said}");

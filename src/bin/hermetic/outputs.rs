@@ -31,8 +31,9 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
 
 use rustix::fs::FileType;
 
@@ -42,9 +43,41 @@ struct Relayed {
     fd: i32,
     /// The fd as hermetic was given it, put back at the end.
     saved: OwnedFd,
-    /// Says when the thread has copied everything (the pipe ended); `None`
-    /// for fd 2 given the pipe of fd 1 (both were one open file).
-    done: Option<mpsc::Receiver<()>>,
+    /// The thread's: says when it has copied everything (the pipe ended),
+    /// how far it has got, and a read end of the pipe; `None` for fd 2
+    /// given the pipe of fd 1 (both were one open file).
+    thread: Option<Copying>,
+}
+
+/// A relay thread, as the main thread waits for it.
+struct Copying {
+    done: mpsc::Receiver<()>,
+    progress: Arc<Progress>,
+}
+
+/// How far a relay thread has got, in bytes.
+#[derive(Default)]
+struct Progress {
+    /// Read from the program's pipe.
+    read: AtomicU64,
+    /// Gone on: written to hermetic's fd (or dropped, where it takes no
+    /// more).
+    passed: AtomicU64,
+    /// A read end of the program's pipe, to ask what it holds (FIONREAD):
+    /// the thread lets it go when it ends, so that the pipe then has no
+    /// reader left (the program's next write fails, as it would have).
+    unread: std::sync::Mutex<Option<OwnedFd>>,
+}
+
+impl Progress {
+    /// What the program's pipe holds now.
+    fn unread(&self) -> u64 {
+        let unread = self.unread.lock().unwrap_or_else(|e| e.into_inner());
+        unread
+            .as_ref()
+            .and_then(|fd| rustix::io::ioctl_fionread(fd).ok())
+            .map_or(0, u64::from)
+    }
 }
 
 /// hermetic's stdout and stderr as the program is given them. Dropped
@@ -52,7 +85,6 @@ struct Relayed {
 /// ran), it puts them back all the same, with what hermetic said meanwhile.
 pub(super) struct Outputs {
     relayed: Vec<Relayed>,
-    kept: bool,
 }
 
 impl Outputs {
@@ -93,37 +125,35 @@ impl Outputs {
                 _ => relayed.push(relay(fd, kind)?),
             }
         }
-        Ok(Outputs {
-            relayed,
-            kept: false,
-        })
+        Ok(Outputs { relayed })
     }
 
-    /// Puts fds 1 and 2 back, and waits for what the program wrote to be
-    /// copied: until the pipes end, which they do at once when every
-    /// process inside has ended; in a kept sandbox, what is left may hold
-    /// them, so for 250 ms at most.
-    pub(super) fn finish(mut self, kept: bool) {
-        self.kept = kept;
-    }
+    /// Puts fds 1 and 2 back, and waits for what the program wrote to go
+    /// on (see the drop).
+    pub(super) fn finish(self) {}
 }
 
 impl Drop for Outputs {
     fn drop(&mut self) {
-        let kept = self.kept;
         for r in &self.relayed {
             // This process's own write end goes: only the program's
             // processes hold the pipe now.
             let _ = dup2(&r.saved, r.fd);
         }
-        let bound = if kept {
-            Duration::from_millis(250)
-        } else {
-            Duration::from_secs(2)
-        };
-        let deadline = Instant::now() + bound;
-        for done in self.relayed.iter().filter_map(|r| r.done.as_ref()) {
-            let _ = done.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        // Everything the program (and, but where the sandbox is kept, every
+        // process inside, all ended now) wrote goes on, however slowly it
+        // is read (as it would have, the program waiting): the relay ends
+        // at the pipe's end, or, where what a kept sandbox left running
+        // holds the pipe, once what was there now has gone on.
+        for c in self.relayed.iter().filter_map(|r| r.thread.as_ref()) {
+            let there = c.progress.read.load(Ordering::SeqCst) + c.progress.unread();
+            while let Err(mpsc::RecvTimeoutError::Timeout) =
+                c.done.recv_timeout(Duration::from_millis(50))
+            {
+                if c.progress.passed.load(Ordering::SeqCst) >= there {
+                    break;
+                }
+            }
         }
     }
 }
@@ -168,19 +198,36 @@ fn relay(fd: i32, kind: FileType) -> io::Result<Relayed> {
     dup2(&write, fd)?;
     drop(write);
     let (tell, done) = mpsc::channel();
+    let progress = Arc::new(Progress {
+        unread: std::sync::Mutex::new(Some(rustix::io::fcntl_dupfd_cloexec(&read, 3)?)),
+        ..Progress::default()
+    });
+    let counted = Arc::clone(&progress);
     super::relay::hermetic_thread("hermetic-output", move || {
         // Output that cannot go on: into a file (full, gone), dropped,
         // so the program is not stopped by a full pipe; into a pipe or a
         // socket whose reader has gone, the program's pipe is closed, and
         // its next write fails with EPIPE (SIGPIPE), as it would have.
         let drain = matches!(kind, FileType::RegularFile | FileType::BlockDevice);
-        copy(&mut std::fs::File::from(read), &mut { target }, drain);
+        copy(
+            &mut std::fs::File::from(read),
+            &mut { target },
+            drain,
+            &counted,
+        );
+        drop(
+            counted
+                .unread
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         let _ = tell.send(());
     })?;
     Ok(Relayed {
         fd,
         saved,
-        done: Some(done),
+        thread: Some(Copying { done, progress }),
     })
 }
 
@@ -192,7 +239,13 @@ fn same_open_file(other: BorrowedFd<'_>, fd: i32) -> bool {
     let (Ok(a), Ok(b)) = (rustix::fs::fstat(other), rustix::fs::fstat(borrowed)) else {
         return false;
     };
-    let flags = |f| rustix::fs::fcntl_getfl(f).ok();
+    // What tells where a write lands: the access mode and O_APPEND (not
+    // O_LARGEFILE, which open gives and pipe does not: `2>/dev/stdout`).
+    let flags = |f| {
+        rustix::fs::fcntl_getfl(f)
+            .ok()
+            .map(|f| f & (rustix::fs::OFlags::ACCMODE | rustix::fs::OFlags::APPEND))
+    };
     (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) && flags(other) == flags(borrowed)
 }
 
@@ -203,7 +256,7 @@ fn share_pipe_of_1(fd: i32) -> io::Result<Relayed> {
     Ok(Relayed {
         fd,
         saved,
-        done: None,
+        thread: None,
     })
 }
 
@@ -212,19 +265,22 @@ fn share_pipe_of_1(fd: i32) -> io::Result<Relayed> {
 /// sets the file's offset without the lock that `write` takes, so that
 /// what the caller wrote through another fd of the same open file meanwhile
 /// (cargo's own lines between two test binaries) was written over.
-fn copy(from: &mut std::fs::File, to: &mut std::fs::File, drain: bool) {
+fn copy(from: &mut std::fs::File, to: &mut std::fs::File, drain: bool, progress: &Progress) {
     use std::io::{Read, Write};
     let mut buffer = vec![0u8; 64 << 10];
+    let mut gone_on = true;
     loop {
         match from.read(&mut buffer) {
             Ok(0) => return,
             Ok(n) => {
-                if to.write_all(&buffer[..n]).is_err() {
-                    if drain {
-                        let _ = io::copy(from, &mut io::sink());
+                progress.read.fetch_add(n as u64, Ordering::SeqCst);
+                if gone_on && to.write_all(&buffer[..n]).is_err() {
+                    if !drain {
+                        return;
                     }
-                    return;
+                    gone_on = false;
                 }
+                progress.passed.fetch_add(n as u64, Ordering::SeqCst);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return,
