@@ -792,6 +792,7 @@ impl SandboxBuilder {
                         .flat_map(|d| crate::setup::host::archived_build(d)),
                 )
                 .collect(),
+            working_dir: std::env::current_dir().ok(),
             root: sys::geteuid() == 0,
             keepable: keep_failed(),
             mounts_inside: self.mounts_inside,

@@ -91,6 +91,17 @@ fn init_of_kept(pid: libc::pid_t) -> Result<libc::pid_t, Error> {
         Some(other) => return Err(not_kept(format!("{other:?}"))),
         None => return Err(not_kept("no process this user can see".into())),
     };
+    // A sandbox killed (`kill -9 PID`, as the keep message says) whose
+    // init process its parent has not reaped yet: ended, nothing to enter.
+    if !alive(init) {
+        return Err(Error::InvalidOption {
+            option: "pid",
+            reason: format!(
+                "the kept sandbox of {pid} has ended: its init process was killed (a zombie \
+                 until its parent reaps it), and everything inside with it"
+            ),
+        });
+    }
     // Only a sandbox of the caller's own: another user's (or any process
     // of theirs named so) is theirs to arrange, mounts and programs, and
     // what it runs would run with the caller's ids (as root: root's).
@@ -124,6 +135,16 @@ fn sandbox_user(init: libc::pid_t) -> Option<(u32, u32)> {
         .find_map(|w| w.strip_prefix(crate::fork::launch::USER_PREFIX))?;
     let (uid, gid) = word.split_once(':')?;
     Some((uid.parse().ok()?, gid.parse().ok()?))
+}
+
+/// Whether process `pid` is alive: not a zombie (`Z`, field 3 of
+/// `/proc/PID/stat`, after the name in parentheses) nor gone.
+fn alive(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, after)| after.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
 }
 
 /// The real uid of process `pid` (`/proc/PID/status`, which says it

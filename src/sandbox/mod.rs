@@ -404,9 +404,7 @@ impl Sandbox {
             libc::SIGKILL => self
                 .memory_limit_killed_since(oom_kills)
                 .map(|b| format!("memory limit of {}", crate::setup::limits::bytes(b))),
-            libc::SIGXCPU => limits
-                .cpu
-                .map(|d| format!("CPU time limit of {}s", d.as_secs().max(1))),
+            libc::SIGXCPU => self.__limit_killed(libc::SIGXCPU),
             // Without a memory cgroup, the limit is each process's address
             // space: Rust aborts when an allocation fails.
             libc::SIGABRT if cgroup_memory.is_none() => limits.memory.map(|b| {
@@ -605,13 +603,22 @@ impl Sandbox {
         cmd
     }
 
-    /// For the `hermetic` binary: the memory limit, in words ("memory limit
-    /// of 64 MiB"), if the sandbox's memory cgroup has killed a process for
-    /// it: what a program killed by `SIGKILL` most likely died of.
+    /// For the `hermetic` binary: the limit, in words ("memory limit of 64
+    /// MiB", "CPU time limit of 1s"), that most likely killed a program
+    /// that died of `signo`: `SIGKILL` if the sandbox's memory cgroup has
+    /// killed a process for it, `SIGXCPU` with a CPU time limit.
     #[doc(hidden)]
-    pub fn __memory_limit_killed(&self) -> Option<String> {
-        self.memory_limit_killed_since(0)
-            .map(|b| format!("memory limit of {}", crate::setup::limits::bytes(b)))
+    pub fn __limit_killed(&self, signo: i32) -> Option<String> {
+        match signo {
+            libc::SIGKILL => self
+                .memory_limit_killed_since(0)
+                .map(|b| format!("memory limit of {}", crate::setup::limits::bytes(b))),
+            libc::SIGXCPU => self
+                .limits
+                .cpu
+                .map(|d| format!("CPU time limit of {}s", d.as_secs().max(1))),
+            _ => None,
+        }
     }
 
     /// For the `hermetic` binary: waits, at most `timeout` (`None`: for as

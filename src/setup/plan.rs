@@ -157,6 +157,10 @@ pub(crate) struct Layout<'a> {
     /// (read-only and writable modes): the working directory, the target
     /// dir. Bound in before the user's mounts, which win.
     pub(crate) visible: Vec<PathBuf>,
+    /// The working directory of the caller, where runs and programs
+    /// start: made (empty) in a tmpfs of the user's that covers a parent
+    /// of it, so that they start there and not in `/`.
+    pub(crate) working_dir: Option<PathBuf>,
     /// The caller is root (uid 0 where it runs): DAC protects nothing of
     /// `/proc/sys` from it, so even the hidden proc mount is read-only.
     pub(crate) root: bool,
@@ -911,6 +915,32 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
     }
     for (target, root, contents) in in_tmpfs {
         steps.extend(file_in_tmpfs(target, &root, contents)?);
+    }
+    // A tmpfs of the user's over a parent of the working directory (to
+    // start from a clean tree) holds the path down to it, empty.
+    if let Some(cwd) = layout.working_dir.as_deref()
+        && let Under::Tmpfs(root) = under(cwd, &made)
+        && root != cwd
+        && layout
+            .mounts
+            .iter()
+            .any(|m| matches!(m, MountSpec::Tmpfs { target } if target == root))
+    {
+        let mut path = root.to_path_buf();
+        for part in cwd.strip_prefix(root).expect("under() checked the prefix") {
+            path.push(part);
+            steps.push(step(
+                format!(
+                    "creating the working directory's path {} in the tmpfs on {}",
+                    path.display(),
+                    root.display()
+                ),
+                StepKind::UserMount,
+                Action::CreateDir {
+                    path: cstring("tmpfs", &path)?,
+                },
+            ));
+        }
     }
 
     steps.push(step(
@@ -1721,6 +1751,7 @@ mod tests {
             host: HostMode::ReadOnly,
             view: &NO_VIEW,
             visible: Vec::new(),
+            working_dir: None,
             root: false,
             tmp_size: 1 << 30,
             user: None,
@@ -1743,6 +1774,33 @@ mod tests {
     #[test]
     fn id_map_text() {
         assert_eq!(id_map(0, 1000), b"0 1000 1\n");
+    }
+
+    #[test]
+    fn a_tmpfs_over_the_working_directory_s_parent_holds_its_path() {
+        let mounts = [MountSpec::Tmpfs {
+            target: "/work".into(),
+        }];
+        let whats = |cwd: &str| -> Vec<String> {
+            let mut l = layout(&mounts);
+            l.working_dir = Some(cwd.into());
+            init_steps(Some(IDS), &l)
+                .unwrap()
+                .into_iter()
+                .map(|s| s.what)
+                .filter(|w| w.starts_with("creating the working directory's path"))
+                .collect()
+        };
+        assert_eq!(
+            whats("/work/build/x"),
+            [
+                "creating the working directory's path /work/build in the tmpfs on /work",
+                "creating the working directory's path /work/build/x in the tmpfs on /work",
+            ]
+        );
+        // At the tmpfs itself, or outside it: nothing to make.
+        assert!(whats("/work").is_empty());
+        assert!(whats("/elsewhere/build").is_empty());
     }
 
     #[test]

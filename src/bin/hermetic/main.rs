@@ -252,8 +252,17 @@ impl From<lexopt::Error> for Usage {
 }
 
 fn say(text: &str) -> ExitCode {
-    println!("{text}");
+    print_out(text);
     ExitCode::SUCCESS
+}
+
+/// Prints `text` and a newline on stdout. A reader that has gone (`|
+/// head`, a pager quit early) ends the output quietly, as it does other
+/// command-line tools' (`println!` would panic).
+fn print_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
 }
 
 fn help(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
@@ -395,12 +404,17 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
         }
     };
     // The program's directory, should /tmp be the sandbox's own (the
-    // read-only host, or copy-on-write refused by the kernel).
-    if let Some(dir) = host_path(&program, std::env::var_os("PATH").as_deref())
-        .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
-        .and_then(|d| std::fs::canonicalize(d).ok())
-    {
-        run.builder.visible(dir);
+    // read-only host, or copy-on-write refused by the kernel); and, for a
+    // program started by a symbolic link (a tool linked into a bin
+    // directory of its own), its target's too.
+    if let Some(path) = host_path(&program, std::env::var_os("PATH").as_deref()) {
+        let link_dir = path.parent().and_then(|d| std::fs::canonicalize(d).ok());
+        let target_dir = std::fs::canonicalize(&path)
+            .ok()
+            .and_then(|p| p.parent().map(std::path::Path::to_path_buf));
+        for dir in link_dir.into_iter().chain(target_dir) {
+            run.builder.visible(dir);
+        }
     }
     // The directories of the PATH under /tmp or /var/tmp (tools a CI job
     // installed there): what the program runs by name is found inside as
@@ -516,6 +530,15 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     };
     // The sandbox's init process starts the program itself: one process,
     // with no relay that anything inside could kill, and fds 0 to 2 only.
+    // The program starts in the working directory, found inside by its
+    // path: one removed meanwhile (a build step's scratch dir) has none.
+    if let Err(e) = std::env::current_dir() {
+        eprintln!(
+            "hermetic: the working directory cannot be read ({e}): removed, or not searchable; \
+             cd to one that exists and run again"
+        );
+        return Ok(ExitCode::from(FAILED));
+    }
     let program = match direct_program(&run) {
         Ok(program) => program,
         Err((code, why)) => {
@@ -654,14 +677,17 @@ fn wait_for_program(
     match sandbox.__program_end(timeout) {
         Ok(Some(hermetic::__ProgramEnd::Exited(code))) => (code.clamp(0, 255) as u8, None),
         Ok(Some(hermetic::__ProgramEnd::Signaled(sig))) => {
-            // Killed by the kernel for the sandbox's memory limit: said,
-            // or a bare 137 would leave the caller guessing.
-            let said = (sig == libc::SIGKILL)
-                .then(|| sandbox.__memory_limit_killed())
-                .flatten()
-                .map(|limit| {
-                    format!("hermetic: {name} was killed by the sandbox's {limit} (--memory)")
-                });
+            // Killed by the kernel for the sandbox's memory or CPU time
+            // limit: said, or a bare 137 or 152 would leave the caller
+            // guessing.
+            let said = sandbox.__limit_killed(sig).map(|limit| {
+                let flag = if sig == libc::SIGXCPU {
+                    "--cpu-time"
+                } else {
+                    "--memory"
+                };
+                format!("hermetic: {name} was killed by the sandbox's {limit} ({flag})")
+            });
             ((128 + sig).clamp(0, 255) as u8, said)
         }
         Ok(Some(hermetic::__ProgramEnd::NotStarted(e))) => {
@@ -812,7 +838,7 @@ fn check(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
         };
     }
     let report = hermetic::check();
-    println!("{report}");
+    print_out(&report.to_string());
     Ok(if report.sandboxes_work() {
         ExitCode::SUCCESS
     } else {
@@ -956,6 +982,16 @@ fn start_and_wait(
     drop(cmd);
     let mut child = match spawned {
         Ok(child) => child,
+        // The sandbox ended between the look at it and the join.
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+            return (
+                FAILED,
+                Some(format!(
+                    "hermetic: cannot enter the sandbox to start {name}: it has ended (its \
+                     init process is gone, and everything inside with it)"
+                )),
+            );
+        }
         Err(e) => {
             // As a shell says it: not found, or not executable.
             let code = if e.kind() == std::io::ErrorKind::NotFound {
