@@ -215,7 +215,17 @@ unsafe fn command_pre_exec(
                     unsafe { sys::send_fd(sys::borrow_static(inner_w), sys::borrow_static(pidfd)) };
                 sys::exit(0)
             }
-            Err(_) => sys::exit(0),
+            // No room for the inner relay (a process limit): the start
+            // fails with the errno (see `started`), not as a kill.
+            Err(errno) => {
+                // SAFETY: the go-between's copy of the status pipe's write
+                // end, open until it exits, next.
+                let _ = sys::write_all(
+                    unsafe { sys::borrow_static(status_w) },
+                    &errno.to_le_bytes(),
+                );
+                sys::exit(0)
+            }
         },
         sys::Forked::Parent { pid } => {
             // SAFETY: the inner relay's end, whose copy here is owned by
@@ -235,6 +245,15 @@ unsafe fn command_pre_exec(
             unsafe { sys::close(inner_r) };
             // SAFETY: its copy of the go-between's end, the same.
             unsafe { sys::close(inner_w) };
+            // The program forked, or the errno of the fork that failed (a
+            // process limit leaves no room: `EAGAIN`), which std's spawn
+            // then returns. No word at all: the sandbox went, told below.
+            // SAFETY: this process's raw read end, open until it exits.
+            if let Some(errno) = read_word(unsafe { sys::borrow_static(status_r) }, inner)
+                && errno != 0
+            {
+                return Err(io(errno));
+            }
             // SAFETY: this is std's child, called from command_pre_exec,
             // which it never returns to.
             unsafe { outer_relay(signals_w, status_r, &mask, relayed, inner) }
@@ -294,8 +313,15 @@ unsafe fn inner_relay(
             return Ok(());
         }
         Ok(sys::Forked::Parent { pid }) => pid,
-        Err(_) => sys::exit(EXIT_SETUP),
+        Err(errno) => {
+            // SAFETY: open for this process's life.
+            let _ = sys::write_all(unsafe { sys::borrow_static(status) }, &errno.to_le_bytes());
+            sys::exit(EXIT_SETUP)
+        }
     };
+    // The outer relay's first word: the program is forked.
+    // SAFETY: open for this process's life.
+    let _ = sys::write_all(unsafe { sys::borrow_static(status) }, &0i32.to_le_bytes());
     // Signals reach the program from the outer relay, or directly (a
     // terminal's, a process group's): none ends this relay, which the
     // program's life depends on.
@@ -546,23 +572,35 @@ unsafe fn outer_relay(
         // SAFETY: the same for the status pipe.
         relay_until_the_end(master, caller, unsafe { sys::borrow_static(status) }, inner);
     }
+    // SAFETY: open for this process's life.
+    match read_word(unsafe { sys::borrow_static(status) }, inner) {
+        Some(status) => super::leave_as(status),
+        // The inner relay died without a word: killed, with the program,
+        // as the sandbox went. So does this one.
+        None => {
+            let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::KILL);
+            sys::exit(EXIT_SETUP)
+        }
+    }
+}
+
+/// A little-endian `i32` from `status`, continuing the inner relay while
+/// it waits; `None` if the pipe ends first. The status pipe carries two:
+/// first 0 once the inner relay has forked the program, or the errno of
+/// the fork that failed (the go-between's of the inner relay, or the inner
+/// relay's of the program); then the program's wait status.
+fn read_word(status: BorrowedFd<'_>, inner: RawFd) -> Option<i32> {
     let mut raw = [0u8; 4];
     let mut got = 0;
     while got < raw.len() {
-        // SAFETY: open for this process's life.
-        wait_continuing(unsafe { sys::borrow_static(status) }, inner);
-        // SAFETY: open for this process's life.
-        match sys::read(unsafe { sys::borrow_static(status) }, &mut raw[got..]) {
+        wait_continuing(status, inner);
+        match sys::read(status, &mut raw[got..]) {
             Ok(n) if n > 0 => got += n,
-            // The inner relay died without a word: killed, with the
-            // program, as the sandbox went. So does this one.
-            _ => {
-                let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::KILL);
-                sys::exit(EXIT_SETUP)
-            }
+            Err(libc::EINTR) => {}
+            _ => return None,
         }
     }
-    super::leave_as(i32::from_le_bytes(raw))
+    Some(i32::from_le_bytes(raw))
 }
 
 /// How often the outer relay continues the inner relay while it waits.

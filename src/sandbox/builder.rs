@@ -266,6 +266,14 @@ impl SandboxBuilder {
     /// `fork` and thread creation past it fail with `EAGAIN`. A limit above
     /// the host's (the kernel's most, or the caller's hard `RLIMIT_NPROC`)
     /// is the host's.
+    ///
+    /// hermetic's own processes count too: the init process, all along; a
+    /// run's process (and, while it starts, the one that forks it); a
+    /// [`command`](crate::Sandbox::command)'s two relays besides its program
+    /// (three while it starts). So `pids_limit(3)` leaves room for one run
+    /// and nothing it forks, and a command needs 5. A start that finds no
+    /// room fails with `EAGAIN`: a run with [`Error::Sys`], a command's
+    /// `spawn` with that `io::Error`, never as a signal.
     pub fn pids_limit(&mut self, n: u64) -> &mut Self {
         self.limits.pids = Some(n);
         self

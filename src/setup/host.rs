@@ -280,7 +280,7 @@ fn target_dir_of(exe: &Path) -> Option<PathBuf> {
 /// (`workspace_root`), where `env!("CARGO_MANIFEST_DIR")` paths lead (a
 /// test's fixtures, its snapshots). Only an archive the caller extracted
 /// counts (`TARGET`, `nextest` and the files the caller's, the files not
-/// writable by others), only a directory cargo tagged as a target dir
+/// writable by other users or groups), only a directory cargo tagged as a target dir
 /// (`CACHEDIR.TAG`) is taken for one, and a workspace has a `Cargo.toml`.
 pub(crate) fn archived_build(dir: &Path) -> Vec<PathBuf> {
     #[derive(serde::Deserialize)]
@@ -301,12 +301,19 @@ pub(crate) fn archived_build(dir: &Path) -> Vec<PathBuf> {
     // archive extracted by the caller: TARGET, its `nextest` and the files
     // the caller's (a file another user planted above a directory of
     // /tmp, `/tmp/nextest/...`, would name what it likes), the files not
-    // writable by others.
+    // writable by others: by no other user, nor by a group but the
+    // caller's own (nextest extracts them with mode 0664, whatever the
+    // umask, as its archive holds them).
     let uid = crate::sys::geteuid();
+    let gid = crate::sys::getegid();
     let own = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.uid() == uid);
     let own_file = |p: &Path| {
-        std::fs::symlink_metadata(p)
-            .is_ok_and(|m| m.uid() == uid && m.is_file() && m.mode() & 0o022 == 0)
+        std::fs::symlink_metadata(p).is_ok_and(|m| {
+            m.uid() == uid
+                && m.is_file()
+                && m.mode() & 0o002 == 0
+                && (m.mode() & 0o020 == 0 || m.gid() == gid)
+        })
     };
     let Some(target) = dir.ancestors().take(3).find(|d| {
         own(d) && own(&d.join("nextest")) && own_file(&d.join("nextest/binaries-metadata.json"))

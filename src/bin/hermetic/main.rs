@@ -97,7 +97,8 @@ Options:
                         mount code need; without it mount(2) gives EPERM
   --memory SIZE         memory limit of the sandbox (per process without
                         cgroups: see `hermetic check`)
-  --pids N              process limit (processes and threads)
+  --pids N              process limit (processes and threads; the
+                        sandbox's init process counts as one)
   --cpu-time DURATION   CPU time limit
   --timeout DURATION    kill PROGRAM (and the sandbox) after DURATION
                         (0: never, the default)
@@ -694,6 +695,10 @@ fn wait_for_program(
             let not_found = e.kind() == std::io::ErrorKind::NotFound;
             let why = if not_found {
                 why(program)
+            } else if e.raw_os_error() == Some(libc::EAGAIN) {
+                "\n  no room for another process: a process limit (--pids, which counts the \
+                 sandbox's init process too, or the host's)"
+                    .into()
             } else {
                 String::new()
             };
