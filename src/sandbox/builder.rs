@@ -780,10 +780,11 @@ impl SandboxBuilder {
             .then(crate::setup::disk::base)
             .flatten();
         let disk_layers = disk_base.and_then(|b| b.new_layers());
+        let with_hosts = hosts_naming(&self.hostname, &self.files);
         let layout = plan::Layout {
             hostname: &hostname,
             mounts: &self.mounts,
-            files: &self.files,
+            files: with_hosts.as_deref().unwrap_or(&self.files),
             host,
             view: &view,
             // From an extracted nextest archive, the build's target dir
@@ -1179,4 +1180,36 @@ fn default_timeout() -> Result<Option<Duration>, Error> {
             reason: format!("{value:?} is not a number of seconds (0 for no timeout)"),
         }),
     }
+}
+
+/// The files to place, with an `/etc/hosts` that names the sandbox's
+/// hostname (on loopback, as the host's names its own), where the host's
+/// does not and the test places none of its own: a program that looks its
+/// own name up (Java's `InetAddress.getLocalHost()`, `hostname -i`, a
+/// server that binds its hostname) finds it, as in a container. `None`:
+/// the files as they are.
+fn hosts_naming(hostname: &str, files: &[(PathBuf, Vec<u8>)]) -> Option<Vec<(PathBuf, Vec<u8>)>> {
+    let hosts = Path::new("/etc/hosts");
+    if files.iter().any(|(target, _)| target == hosts) {
+        return None;
+    }
+    // Placed over the host's file: without one, nothing to cover.
+    let mut text = std::fs::read(hosts).ok()?;
+    let named = text.split(|&b| b == b'\n').any(|line| {
+        let line = line.split(|&b| b == b'#').next().unwrap_or_default();
+        line.split(u8::is_ascii_whitespace)
+            .filter(|w| !w.is_empty())
+            .skip(1)
+            .any(|name| name.eq_ignore_ascii_case(hostname.as_bytes()))
+    });
+    if named {
+        return None;
+    }
+    if !text.is_empty() && !text.ends_with(b"\n") {
+        text.push(b'\n');
+    }
+    text.extend_from_slice(format!("127.0.0.1\t{hostname}\n").as_bytes());
+    let mut files = files.to_vec();
+    files.push((hosts.to_path_buf(), text));
+    Some(files)
 }

@@ -130,3 +130,36 @@ fn a_sandbox_can_be_made_inside_a_sandbox(#[from(isolated)] ns: Sandbox) {
     );
     assert_eq!(inner_host, "inner");
 }
+
+/// A sandbox's hostname resolves inside, to loopback (an `/etc/hosts` of
+/// the sandbox's own, the host's lines and one for it), as a container's
+/// does: a program that looks its own name up finds it. A test's own
+/// `/etc/hosts` wins, and the host's file is untouched.
+#[test]
+fn the_hostname_resolves_inside_and_a_test_s_own_hosts_file_wins() {
+    use std::net::ToSocketAddrs;
+    let before = std::fs::read("/etc/hosts").unwrap();
+    let ns = Sandbox::builder().hostname("db-1").build().unwrap();
+    let (addrs, host_lines_kept) = ns.run(|| {
+        let addrs: Vec<std::net::IpAddr> = ("db-1", 1)
+            .to_socket_addrs()
+            .map(|a| a.map(|a| a.ip()).collect())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string("/etc/hosts").unwrap();
+        (addrs, text.lines().any(|l| l.contains("localhost")))
+    });
+    assert!(
+        !addrs.is_empty() && addrs.iter().all(std::net::IpAddr::is_loopback),
+        "db-1 inside: {addrs:?}"
+    );
+    assert!(host_lines_kept, "the host's lines (localhost) are gone");
+    assert_eq!(std::fs::read("/etc/hosts").unwrap(), before);
+
+    let own = Sandbox::builder()
+        .hostname("db-2")
+        .file("/etc/hosts", "10.1.2.3\tdb-2\n")
+        .build()
+        .unwrap();
+    let text = own.run(|| std::fs::read_to_string("/etc/hosts").unwrap());
+    assert_eq!(text, "10.1.2.3\tdb-2\n");
+}
