@@ -16,7 +16,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridge, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -24,6 +24,15 @@ use netlink_packet_route::route::{
 use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+/// The most source addresses a bridge of hermetic's learns
+/// (`IFLA_BR_FDB_MAX_LEARNED`, Linux 6.7; older kernels ignore it). A
+/// switch's hosts have an address each; past this, frames to an unknown
+/// address are flooded to every port instead of more being learned. Each
+/// entry is kernel memory no sandbox's memory cgroup is charged for,
+/// learned from frames a host sends: a host sending from a million
+/// made-up addresses held 122 MiB of it before (`tests/it/attacks14.rs`).
+pub(crate) const BRIDGE_MAX_LEARNED: u32 = 4096;
 
 /// A route netlink socket in the caller's network namespace.
 pub(crate) struct Netlink {
@@ -161,14 +170,17 @@ impl Netlink {
         self.new_link(link)
     }
 
-    /// Creates a bridge `name`.
+    /// Creates a bridge `name` that learns at most [`BRIDGE_MAX_LEARNED`]
+    /// addresses.
     pub(crate) fn add_bridge(&mut self, name: &str) -> io::Result<()> {
         let mut link = LinkMessage::default();
         link.attributes.push(LinkAttribute::IfName(name.into()));
-        link.attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
-                InfoKind::Bridge,
-            )]));
+        link.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Bridge),
+            LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::FdbMaxLearned(
+                BRIDGE_MAX_LEARNED,
+            )])),
+        ]));
         self.new_link(link)
     }
 
