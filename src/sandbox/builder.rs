@@ -201,7 +201,11 @@ impl SandboxBuilder {
         Self::default()
     }
 
-    /// The sandbox's hostname (at most 64 bytes).
+    /// The sandbox's hostname (at most 64 bytes). It resolves inside, to
+    /// `127.0.0.1`, as a container's does: where the host's `/etc/hosts`
+    /// does not name it, the sandbox's is the host's with a line for it (a
+    /// read-only file of the sandbox's own, unless [`file`](Self::file)
+    /// places another).
     pub fn hostname(&mut self, name: impl Into<String>) -> &mut Self {
         self.hostname = name.into();
         self
