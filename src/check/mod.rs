@@ -304,8 +304,15 @@ pub fn check() -> HostReport {
                 if flag == 0 {
                     userns_ok = false;
                 }
+                // Inside a sandbox of hermetic's, its own filter refuses a
+                // cgroup namespace: no container option lifts that.
+                let hint = if flag == libc::CLONE_NEWCGROUP && errno == libc::EPERM {
+                    diagnose::cgroup_namespace_hint(&facts)
+                } else {
+                    None
+                };
                 Finding {
-                    hint: diagnose::hint(Phase::Clone, errno, &facts),
+                    hint: hint.or_else(|| diagnose::hint(Phase::Clone, errno, &facts)),
                     required: flag != libc::CLONE_NEWCGROUP,
                     ..finding(name, Status::Missing, errno_detail("clone", errno))
                 }

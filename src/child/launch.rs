@@ -161,6 +161,13 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
         sys::exit(127)
     };
     if args.go >= 0 {
+        // Its copy of the pipe's write end goes first: should the launching
+        // process die before it writes (killed as the sandbox starts), the
+        // read below ends, and so does this child, not waiting for good
+        // on a pipe it holds itself.
+        // SAFETY: this child's fd table is a copy of its own (no
+        // CLONE_FILES); the write end is the launching process's to use.
+        unsafe { sys::close(args.go_w) };
         // Maps written from outside: wait for the word.
         // SAFETY: the pipe's read end stays open in this child until it
         // execs.

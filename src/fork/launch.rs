@@ -61,6 +61,10 @@ pub(crate) struct Args {
     /// With maps written from outside: the child waits for one byte on
     /// `go` (0: the maps are written). -1 otherwise.
     pub(crate) go: RawFd,
+    /// The write end of that pipe, the launching process's: the child
+    /// closes its copy before it waits, so that the launching process's
+    /// death (a `SIGKILL` as the sandbox starts) ends the wait.
+    pub(crate) go_w: RawFd,
     /// The child's pid in the parent's PID namespace, written by the kernel
     /// at the clone (`CLONE_PARENT_SETTID`).
     pub(crate) child_pid: libc::pid_t,
@@ -222,6 +226,7 @@ impl Launch {
             None => None,
         };
         let go = external.as_ref().map_or(-1, |e| e._go_r.as_raw_fd());
+        let go_w = external.as_ref().map_or(-1, |e| e.go_w.as_raw_fd());
         let stack = match SPARE_STACK.try_with(|spare| spare.take()).ok().flatten() {
             Some(stack) => stack,
             None => sys::Stack::map(STACK).map_err(io::Error::from_raw_os_error)?,
@@ -254,6 +259,7 @@ impl Launch {
                 ],
                 envp: [std::ptr::null()],
                 go,
+                go_w,
                 child_pid: 0,
                 running: std::sync::atomic::AtomicU32::new(1),
                 helper_flags: helper_flags as usize,

@@ -148,11 +148,16 @@ fn the_readme_s_limits_example_reaches_the_limit() {
 /// start true: No such process (os error 3)", blaming `true`; once reaped
 /// it exits 125 with "... is no process this user can see, not a kept
 /// sandbox's init process". As root (measured 2 of 2 tries at 0.5 s and
-/// 1 s after the kill). Expected: 125, and a message that the sandbox has
+/// 1 s after the kill); as hermetic-ci and hermetic-noids the same defect
+/// reads "cannot start true: Operation not permitted (os error 1)", 126. Expected: 125, and a message that the sandbox has
 /// ended (the init process is a zombie: `Z` in /proc/PID/stat).
 #[test]
 fn enter_of_a_killed_kept_sandbox_says_it_has_ended() {
-    let out = common::run_self("trial4_helper_enter_a_zombie_init", &[], &["--nocapture"]);
+    let out = common::run_self(
+        "trial4_helper_enter_a_zombie_init",
+        &[("HERMETIC_TRIAL4_HELPER", "1")],
+        &["--nocapture"],
+    );
     let text = said(&out);
     assert!(out.status.success(), "{text}");
     let code = text
@@ -170,6 +175,11 @@ fn enter_of_a_killed_kept_sandbox_says_it_has_ended() {
 #[test]
 #[ignore = "helper: run by enter_of_a_killed_kept_sandbox_says_it_has_ended"]
 fn trial4_helper_enter_a_zombie_init() {
+    // Only in the process of its own that the test starts: a subreaper
+    // would change what every other test of a shared process sees.
+    if std::env::var_os("HERMETIC_TRIAL4_HELPER").is_none() {
+        return;
+    }
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer argument
     // and touches no memory of ours.
     let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -483,5 +493,147 @@ fn a_command_under_a_tight_process_limit_is_not_told_killed() {
             e.raw_os_error() == Some(libc::EAGAIN),
             "`true` under pids_limit(3) failed, not for the limit: {e}"
         ),
+    }
+}
+
+/// `hermetic run --help`: "The sandbox ends with PROGRAM, and with
+/// hermetic if it is killed"; README: "if the test process is killed
+/// (even `SIGKILL`), its sandboxes die with it". A `hermetic run` killed
+/// with SIGKILL in its first milliseconds (a CI job cancelled, `timeout
+/// -s KILL`, the OOM killer, a runner killing a process group as it
+/// starts) leaves a process behind for good: a fork of hermetic (its
+/// command line is `hermetic run -- ...`, PPID 1, pid 1 of a PID namespace
+/// of its own, the `hermetic-init` memfd open, asleep in
+/// `anon_pipe_read` on a pipe whose write end it holds itself), and with
+/// it its copy-on-write layer in /var/tmp/hermetic-UID (`.lock`, `.u1`,
+/// `.w1`; removed only once that process has been killed by hand). As
+/// root 2 of 40, 3 of 100 and 4 of 200 such kills (after 0 to 9 ms) left
+/// one; as hermetic-ci 41 of 100 and 56 of 200, with 58 entries left in
+/// /var/tmp/hermetic-999; as hermetic-noids (one id, which the sandbox
+/// maps itself) 0 of 200: likely, where the id maps are written from outside (by
+/// root, or newuidmap for /etc/subuid ranges) the fork waits for them on
+/// a pipe whose write end it holds itself (its fds 12 and 13 are both ends
+/// of one pipe), and the killed parent never writes;
+/// the library the same: a test binary making sandboxes in a loop,
+/// SIGKILLed at random, left one in 40 (`conc-... many_sandboxes`, PPID
+/// 1, still there minutes later). Expected: nothing outlives a killed
+/// hermetic (the forked process dies with its parent, e.g.
+/// `PR_SET_PDEATHSIG` set before anything else, checked against the
+/// parent's pid, or a pipe whose write end only the parent holds).
+#[test]
+fn a_hermetic_run_killed_as_it_starts_leaves_nothing_behind() {
+    let marker = format!("hermetic-trial4-orphan-{}", std::process::id());
+    for i in 0..200u64 {
+        let mut child = hermetic()
+            .args(["run", "--", "sh", "-c", "sleep 30", &marker])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros((i % 10) * 1000));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // What the kernel still has to end, it ends within moments.
+    let mut left = Vec::new();
+    let _ = common::eventually(|| {
+        left = common::pids_with_marker(&marker);
+        left.is_empty()
+    });
+    for &pid in &left {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    // The next sandbox removes the layers of the dead ones.
+    let _ = hermetic()
+        .args(["run", "--timeout", "30", "--", "true"])
+        .stdin(Stdio::null())
+        .output();
+    assert!(
+        left.is_empty(),
+        "{} of 200 killed `hermetic run`s left a process behind (pids {left:?})",
+        left.len()
+    );
+}
+
+/// `hermetic check` inside a sandbox (`hermetic run -- hermetic check`, a
+/// user checking what a suite under the runner may do, e.g. whether its
+/// tests can make sandboxes of their own): it reports "missing  cgroup
+/// namespace  clone failed: Operation not permitted (EPERM) / a seccomp
+/// filter (such as a container's default profile) refuses namespace
+/// creation (Seccomp: 2 in /proc/self/status). / fix: run the container
+/// with --security-opt seccomp=unconfined --security-opt
+/// apparmor=unconfined". The filter is hermetic's own (README: "the filter
+/// refuses `CLONE_NEWCGROUP`"; `cgroup_namespace(true)` is the way), and
+/// no container option changes it. As root and rootless. Expected: the
+/// check tells hermetic's own filter from a container's, and gives the fix
+/// that applies (or none).
+#[test]
+fn check_inside_a_sandbox_does_not_give_a_container_fix() {
+    let out = hermetic()
+        .args(["run", "--timeout", "60", "--"])
+        .arg(env!("CARGO_BIN_EXE_hermetic"))
+        .arg("check")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.is_empty(), "{}", said(&out));
+    assert!(
+        !text.contains("--security-opt seccomp=unconfined"),
+        "{}",
+        said(&out)
+    );
+}
+
+/// README: copy-on-write (`hermetic run`'s default) shows "the host's
+/// files as they are, writable where a test writes outside; every change
+/// lands in a private layer"; `/tmp` and `/var/tmp` are the sandbox's own
+/// "with what the test needs below them (the working directory, the
+/// target dir, ...) under such a layer"; the help: "read-only where the
+/// kernel refuses it (said once)". A user who builds in RAM
+/// (`CARGO_TARGET_DIR=/dev/shm/target`, or a checkout under /dev/shm) runs
+/// the suite under `hermetic run --`: the working directory, the target
+/// dir and `CARGO_TARGET_TMPDIR` there are bound back read-only (mountinfo:
+/// `/t4e /dev/shm/t4e ro`), so a test writing its scratch files fails with
+/// "Read-only file system", and nothing says so; the same tree under /tmp
+/// is writable (copy-on-write, nothing reaches the host). As root (as
+/// hermetic-ci and hermetic-noids the same). Expected: what a test needs
+/// under /dev/shm is shown as under /tmp, under a private layer, or
+/// hermetic says once that it is read-only there and why.
+#[test]
+#[ignore = "finding: a working/target dir under /dev/shm is read-only under hermetic run (cow), silently; under /tmp it is writable"]
+fn a_tree_under_dev_shm_is_copy_on_write_as_under_tmp() {
+    for base in ["/tmp", "/dev/shm"] {
+        let dir = tempfile::Builder::new()
+            .prefix("hermetic-trial4-shm.")
+            .tempdir_in(base)
+            .unwrap();
+        let scratch = dir.path().join("target/tmp");
+        std::fs::create_dir_all(&scratch).unwrap();
+        let out = hermetic()
+            .args(["run", "--timeout", "30", "--"])
+            .args([
+                "sh",
+                "-c",
+                "touch \"$CARGO_TARGET_TMPDIR/x\" && touch made-here",
+            ])
+            .current_dir(dir.path())
+            .env("CARGO_TARGET_DIR", dir.path().join("target"))
+            .env("CARGO_TARGET_TMPDIR", &scratch)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let reached = scratch.join("x").exists() || dir.path().join("made-here").exists();
+        assert!(!reached, "under {base}: a write reached the host");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || err.contains("hermetic:"),
+            "under {base}: {}",
+            said(&out)
+        );
     }
 }
