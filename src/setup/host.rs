@@ -226,11 +226,12 @@ pub(crate) struct HostView {
     pub(crate) own_trees: Vec<PathBuf>,
 }
 
-/// The sandbox's own trees: nothing of the host's there is shown.
+/// The sandbox's own trees: nothing of the host's there is shown (but
+/// what a test needs under `/dev/shm`, as under `/tmp`: see [`OWN_TMP`]).
 const OWN: [&str; 3] = ["/proc", "/sys", "/dev"];
 
 fn is_own(path: &Path) -> bool {
-    OWN.iter().any(|o| path.starts_with(o))
+    OWN.iter().any(|o| path.starts_with(o)) && !path.starts_with("/dev/shm")
 }
 
 /// The most overlays a sandbox gets (a deeper split is left read-only).
@@ -407,10 +408,11 @@ fn split(dir: &Path, mounts: &[HostMount], out: &mut Vec<(PathBuf, u32)>, depth:
 }
 
 /// The directories that are the sandbox's own tmpfs in the copy-on-write
-/// mode (fresh and private, within `tmp_size` each), unless a test's
-/// directory is one of them itself; what a test needs below them is shown
-/// by overlays of its own.
-pub(crate) const OWN_TMP: [&str; 2] = ["/tmp", "/var/tmp"];
+/// mode (fresh and private, within `tmp_size` each; `/dev/shm` within its
+/// 64 MiB), unless a test's directory is one of them itself; what a test
+/// needs below them (a checkout or a target dir in memory) is shown by
+/// overlays of its own.
+pub(crate) const OWN_TMP: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
 
 /// The directory of [`OWN_TMP`] at or above `path`.
 pub(crate) fn own_tmp_base(path: &Path) -> Option<&'static Path> {

@@ -605,7 +605,6 @@ fn check_inside_a_sandbox_does_not_give_a_container_fix() {
 /// under /dev/shm is shown as under /tmp, under a private layer, or
 /// hermetic says once that it is read-only there and why.
 #[test]
-#[ignore = "finding: a working/target dir under /dev/shm is read-only under hermetic run (cow), silently; under /tmp it is writable"]
 fn a_tree_under_dev_shm_is_copy_on_write_as_under_tmp() {
     for base in ["/tmp", "/dev/shm"] {
         let dir = tempfile::Builder::new()
