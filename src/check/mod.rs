@@ -399,13 +399,16 @@ pub fn check() -> HostReport {
         findings.push(terminals_finding(ns));
         findings.push(host_mode_finding());
     }
+    // Which ids a sandbox would have: none to speak of where no user
+    // namespace can be made.
+    let ids = if userns_ok {
+        crate::setup::idmap::describe()
+    } else {
+        "none: no user namespace can be made here (above)".to_owned()
+    };
     findings.push(Finding {
         required: false,
-        ..finding(
-            Probe::IdHelpers,
-            Status::Info,
-            crate::setup::idmap::describe(),
-        )
+        ..finding(Probe::IdHelpers, Status::Info, ids)
     });
     let (limits, escapes) = crate::setup::limits::mechanism();
     findings.push(Finding {

@@ -1176,9 +1176,16 @@ fn default_timeout() -> Result<Option<Duration>, Error> {
     let Some(value) = std::env::var_os("HERMETIC_TIMEOUT") else {
         return Ok(Some(DEFAULT));
     };
-    match value.to_str().and_then(|v| v.trim().parse::<u64>().ok()) {
-        Some(0) => Ok(None),
-        Some(secs) => Ok(Some(Duration::from_secs(secs))),
+    // Whole or decimal seconds (`1.5`), as `hermetic run --timeout` takes
+    // them.
+    let secs = value.to_str().map(str::trim).filter(|v| {
+        v.starts_with(|c: char| c.is_ascii_digit())
+            && v.chars().all(|c| c.is_ascii_digit() || c == '.')
+            && v.matches('.').count() <= 1
+    });
+    match secs.and_then(|v| Duration::try_from_secs_f64(v.parse().ok()?).ok()) {
+        Some(Duration::ZERO) => Ok(None),
+        Some(t) => Ok(Some(t)),
         None => Err(Error::InvalidOption {
             option: "HERMETIC_TIMEOUT",
             reason: format!("{value:?} is not a number of seconds (0 for no timeout)"),

@@ -606,7 +606,8 @@ impl Sandbox {
     /// For the `hermetic` binary: the limit, in words ("memory limit of 64
     /// MiB", "CPU time limit of 1s"), that most likely killed a program
     /// that died of `signo`: `SIGKILL` if the sandbox's memory cgroup has
-    /// killed a process for it, `SIGXCPU` with a CPU time limit.
+    /// killed a process for it, `SIGXCPU` with a CPU time limit, `SIGABRT`
+    /// or `SIGSEGV` with a memory limit and no memory cgroup.
     #[doc(hidden)]
     pub fn __limit_killed(&self, signo: i32) -> Option<String> {
         match signo {
@@ -617,6 +618,17 @@ impl Sandbox {
                 .limits
                 .cpu
                 .map(|d| format!("CPU time limit of {}s", d.as_secs().max(1))),
+            // Without a memory cgroup the limit is each process's address
+            // space: an allocation past it fails, which Rust aborts on and
+            // C programs often crash on.
+            libc::SIGABRT | libc::SIGSEGV if self.cgroups.as_ref().is_none_or(|c| !c.memory) => {
+                self.limits.memory.map(|b| {
+                    format!(
+                        "memory limit of {} (RLIMIT_AS: an allocation failed)",
+                        crate::setup::limits::bytes(b)
+                    )
+                })
+            }
             _ => None,
         }
     }

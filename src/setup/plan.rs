@@ -615,7 +615,8 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
     // The same tmpfs holds the sandbox's /tmp (and, copy-on-write, its
     // /var/tmp and the overlays' upper layers), bound there later: no
     // tmpfs of their own to make and take down, and all of it within
-    // tmp_size, as `df /tmp` shows; not noexec, as /tmp never was.
+    // tmp_size, as `df /tmp` shows (free at the start; the files placed
+    // come on top); not noexec, as /tmp never was.
     steps.push(fresh(
         c"tmpfs",
         c"/tmp",

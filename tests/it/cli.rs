@@ -197,7 +197,7 @@ fn options_take_their_value_after_an_equals_sign_too() {
         "--tmp-size=2M",
         "sh",
         "-c",
-        "hostname; echo $GREETING; df -k /tmp | tail -1 | awk '{print $2}'",
+        "hostname; echo $GREETING; df -k /tmp | tail -1 | awk '{print $4}'",
     ]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out, "eq\nhello=there\n2048\n");
@@ -568,4 +568,28 @@ fn a_log_shared_with_the_caller_keeps_every_line_in_order() {
         .map(|i| format!("caller {i}\nout {i}\nerr {i}\nout2 {i}\n"))
         .collect();
     assert_eq!(std::fs::read_to_string(&log).unwrap(), expected);
+}
+
+/// Durations in decimal seconds (`--timeout 0.3`, `HERMETIC_TIMEOUT=1.5`,
+/// as coreutils' `timeout` takes them), and a relative bind source, taken
+/// from the working directory as `--file` takes its own.
+#[test]
+fn decimal_durations_and_relative_bind_sources_are_taken() {
+    let started = std::time::Instant::now();
+    let (code, _, err) = outcome(&["run", "--timeout", "0.3", "--", "sleep", "30"]);
+    assert_eq!(code, Some(124), "{err}");
+    assert!(err.contains("300ms"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/f"), "from here").unwrap();
+    let out = hermetic()
+        .args(["run", "--bind-ro", "data:/mnt", "--", "cat", "/mnt/f"])
+        .env("HERMETIC_TIMEOUT", "1.5")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"from here");
 }

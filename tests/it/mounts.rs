@@ -214,6 +214,9 @@ fn the_hosts_tmp_itself_can_be_bound_in() {
     assert_eq!(got, "on the host");
 }
 
+/// What `/tmp` holds is what its size says: free, at the start, exactly
+/// `tmp_size` (the files the sandbox places, such as its `/etc/hosts`,
+/// come on top).
 #[test]
 fn tmp_has_a_size_of_its_own() {
     fn size_of(path: &str) -> u64 {
@@ -222,7 +225,7 @@ fn tmp_has_a_size_of_its_own() {
         let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
         // SAFETY: c is NUL-terminated; st is live.
         assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
-        st.f_blocks * st.f_frsize
+        st.f_bavail * st.f_frsize
     }
     let ns = hermetic::Sandbox::new().unwrap();
     let (tmp, shm) = ns.run(|| (size_of("/tmp"), size_of("/dev/shm")));

@@ -104,7 +104,8 @@ Options:
                         (0: never, the default)
   -h, --help            this text
 SIZE: bytes, or with K, M, G (powers of 1024): 64M, 1G. DURATION: seconds,
-or with ms, s, m, h: 500ms, 10s, 2m.
+or with ms, s, m, h, whole or decimal: 500ms, 0.5, 10s, 1.5m. A relative
+SRC is taken from the working directory.
 
 Signals: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH
 sent to hermetic are passed on to PROGRAM; a terminal's Ctrl-C, Ctrl-\\, a
@@ -309,12 +310,14 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
             }
             Long("bind") => {
                 let (src, dst) = pair(&mut parser, "--bind")?;
+                let src = from_here(src);
                 b.bind(&src, &dst);
                 let option = format!("--bind {src}:{dst}");
                 run.mounts.push((dst, option));
             }
             Long("bind-ro") => {
                 let (src, dst) = pair(&mut parser, "--bind-ro")?;
+                let src = from_here(src);
                 b.bind_ro(&src, &dst);
                 let option = format!("--bind-ro {src}:{dst}");
                 run.mounts.push((dst, option));
@@ -496,10 +499,20 @@ fn flag_of(option: &str) -> String {
 }
 
 /// A duration: seconds, or a number with ms, s, m or h.
+/// A host path as given, relative ones taken from the working directory
+/// (as `--file` reads its source): a bind's source. Its target is a path
+/// inside, which must be absolute.
+fn from_here(src: String) -> String {
+    match std::path::absolute(&src) {
+        Ok(path) if !std::path::Path::new(&src).is_absolute() => path.display().to_string(),
+        _ => src,
+    }
+}
+
 fn duration(value: &str) -> Result<Duration, Usage> {
     let bad = || {
         Usage(format!(
-            "{value:?} is not a duration (seconds, or 500ms, 10s, 2m, 1h)"
+            "{value:?} is not a duration (seconds, or 500ms, 0.5, 10s, 2m, 1h)"
         ))
     };
     let v = value.trim();
@@ -514,8 +527,17 @@ fn duration(value: &str) -> Result<Duration, Usage> {
     } else {
         (v, Duration::from_secs(1))
     };
-    let n: u32 = digits.trim().parse().map_err(|_| bad())?;
-    unit.checked_mul(n).ok_or_else(bad)
+    // Whole numbers, or decimal ones (`0.5`, `1.5s`), as coreutils'
+    // `timeout` takes them.
+    let digits = digits.trim();
+    let decimal = digits.starts_with(|c: char| c.is_ascii_digit())
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && digits.matches('.').count() <= 1;
+    if !decimal {
+        return Err(bad());
+    }
+    let n: f64 = digits.parse().map_err(|_| bad())?;
+    Duration::try_from_secs_f64(unit.as_secs_f64() * n).map_err(|_| bad())
 }
 
 fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
@@ -681,13 +703,22 @@ fn wait_for_program(
             // Killed by the kernel for the sandbox's memory or CPU time
             // limit: said, or a bare 137 or 152 would leave the caller
             // guessing.
-            let said = sandbox.__limit_killed(sig).map(|limit| {
-                let flag = if sig == libc::SIGXCPU {
-                    "--cpu-time"
-                } else {
-                    "--memory"
-                };
-                format!("hermetic: {name} was killed by the sandbox's {limit} ({flag})")
+            let said = sandbox.__limit_killed(sig).map(|limit| match sig {
+                libc::SIGXCPU => {
+                    format!("hermetic: {name} was killed by the sandbox's {limit} (--cpu-time)")
+                }
+                libc::SIGKILL => {
+                    format!("hermetic: {name} was killed by the sandbox's {limit} (--memory)")
+                }
+                _ => format!(
+                    "hermetic: {name} died of {}, most likely for the sandbox's {limit} \
+                     (--memory)",
+                    if sig == libc::SIGABRT {
+                        "SIGABRT"
+                    } else {
+                        "SIGSEGV"
+                    }
+                ),
             });
             ((128 + sig).clamp(0, 255) as u8, said)
         }
@@ -902,6 +933,11 @@ fn enter(mut parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     };
     let mut cmd = match made {
         Ok(cmd) => cmd,
+        // Which PID is wrong, and why: no option was given.
+        Err(hermetic::Error::InvalidOption { reason, .. }) => {
+            eprintln!("hermetic: cannot enter the sandbox of {pid}: {reason}");
+            return Ok(ExitCode::from(FAILED));
+        }
         Err(e) => {
             eprintln!("hermetic: cannot enter the sandbox of {pid}: {e}");
             return Ok(ExitCode::from(FAILED));
@@ -1051,7 +1087,9 @@ mod tests {
         assert_eq!(duration("2m").ok(), Some(Duration::from_secs(120)));
         assert_eq!(duration("1h").ok(), Some(Duration::from_secs(3600)));
         assert_eq!(duration("0").ok(), Some(Duration::ZERO));
-        for bad in ["", "s", "-1s", "1.5s", "3d"] {
+        assert_eq!(duration("1.5s").ok(), Some(Duration::from_millis(1500)));
+        assert_eq!(duration("0.5").ok(), Some(Duration::from_millis(500)));
+        for bad in ["", "s", "-1s", ".5", "1e3", "inf", "nan", "3d"] {
             assert!(duration(bad).is_err(), "{bad:?}");
         }
     }
