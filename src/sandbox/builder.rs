@@ -1205,22 +1205,95 @@ fn hosts_naming(hostname: &str, files: &[(PathBuf, Vec<u8>)]) -> Option<Vec<(Pat
         return None;
     }
     // Placed over the host's file: without one, nothing to cover.
-    let mut text = std::fs::read(hosts).ok()?;
-    let named = text.split(|&b| b == b'\n').any(|line| {
+    let text = hosts_text(&std::fs::read(hosts).ok()?, hostname)?;
+    let mut files = files.to_vec();
+    files.push((hosts.to_path_buf(), text));
+    Some(files)
+}
+
+/// The most of the host's `/etc/hosts` a sandbox's copies whole: a larger
+/// one (a blocklist of a hundred thousand names, as some laptops have)
+/// would cost each sandbox its copy; only its loopback lines are kept,
+/// the only addresses a sandbox reaches anyway.
+const HOSTS_COPIED_WHOLE: usize = 64 << 10;
+
+/// The sandbox's `/etc/hosts` from the host's (`host`): `None` if that
+/// names `hostname` already; else its lines (its loopback lines only, if
+/// it is larger than [`HOSTS_COPIED_WHOLE`]) and `127.0.0.1 HOSTNAME`.
+fn hosts_text(host: &[u8], hostname: &str) -> Option<Vec<u8>> {
+    // The address and the names of a line, without its comment.
+    let fields = |line: &[u8]| -> Vec<Vec<u8>> {
         let line = line.split(|&b| b == b'#').next().unwrap_or_default();
         line.split(u8::is_ascii_whitespace)
             .filter(|w| !w.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    };
+    let lines = host.split(|&b| b == b'\n');
+    let named = lines.clone().any(|line| {
+        fields(line)
+            .iter()
             .skip(1)
             .any(|name| name.eq_ignore_ascii_case(hostname.as_bytes()))
     });
     if named {
         return None;
     }
+    let mut text = if host.len() <= HOSTS_COPIED_WHOLE {
+        host.to_vec()
+    } else {
+        let loopback = |line: &[u8]| {
+            fields(line).first().is_some_and(|addr| {
+                std::str::from_utf8(addr)
+                    .ok()
+                    .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+                    .is_some_and(|a| a.is_loopback())
+            })
+        };
+        lines
+            .filter(|line| loopback(line))
+            .flat_map(|line| line.iter().copied().chain([b'\n']))
+            .collect()
+    };
     if !text.is_empty() && !text.ends_with(b"\n") {
         text.push(b'\n');
     }
     text.extend_from_slice(format!("127.0.0.1\t{hostname}\n").as_bytes());
-    let mut files = files.to_vec();
-    files.push((hosts.to_path_buf(), text));
-    Some(files)
+    Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hostname_is_added_to_the_host_s_hosts_unless_named() {
+        let host = b"127.0.0.1 localhost\n::1 localhost # v6\n10.0.0.5 db.example\n";
+        let text = hosts_text(host, "sandbox").unwrap();
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "127.0.0.1 localhost\n::1 localhost # v6\n10.0.0.5 db.example\n127.0.0.1\tsandbox\n"
+        );
+        // Named already (case aside), or only in a comment.
+        assert_eq!(hosts_text(b"127.0.1.1 DB.local db\n", "db"), None);
+        assert!(hosts_text(b"127.0.0.1 localhost # db\n", "db").is_some());
+        // No newline at the end of the host's.
+        assert_eq!(
+            hosts_text(b"127.0.0.1 localhost", "h").unwrap(),
+            b"127.0.0.1 localhost\n127.0.0.1\th\n"
+        );
+    }
+
+    #[test]
+    fn of_a_large_hosts_file_only_loopback_lines_are_kept() {
+        let mut host = b"127.0.0.1 localhost\n::1 ip6-localhost\n127.0.1.1 vm\n".to_vec();
+        while host.len() <= HOSTS_COPIED_WHOLE {
+            host.extend_from_slice(b"0.0.0.0 ads.example.com\n10.1.2.3 far.example\n");
+        }
+        let text = hosts_text(&host, "sandbox").unwrap();
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "127.0.0.1 localhost\n::1 ip6-localhost\n127.0.1.1 vm\n127.0.0.1\tsandbox\n"
+        );
+    }
 }
