@@ -159,6 +159,15 @@ impl NetworkBuilder {
             builder.hostname(name);
             // Made inside each host: nothing on the host's disk.
             builder.file("/etc/hosts", hosts_file.clone());
+            // A host has a default route out of eth0, where no nameserver
+            // answers: a lookup of a name the network lacks would wait out
+            // every timeout of the host's resolver (12 s). Asking its own
+            // loopback, where none listens, it fails at once, as in a
+            // sandbox; a test may place a resolv.conf of its own.
+            let resolv = std::path::Path::new("/etc/resolv.conf");
+            if resolv.exists() && !builder.places(resolv) {
+                builder.file(resolv, &b"nameserver 127.0.0.1\noptions attempts:1\n"[..]);
+            }
             if let Some(t) = self.timeout
                 && !builder.has_timeout()
             {

@@ -222,7 +222,7 @@ impl Runner {
                 && Instant::now() >= d
             {
                 // Before the kill: where it is stuck is gone after.
-                let stuck = crate::diagnose::where_stuck(self.pid);
+                let stuck = crate::diagnose::where_stuck(self.closure_pid());
                 self.kill();
                 return Ended::Died(Error::TimedOut {
                     after: timeout.unwrap_or_default(),
@@ -296,9 +296,40 @@ impl Runner {
     /// it is dropped) and reaps it.
     pub(crate) fn kill(&mut self) {
         if !self.reaped {
+            // Nested, the closure's own process first, and its end waited
+            // for: killed through its joiner, it would die only after it
+            // (its parent-death signal), still holding what it held (a
+            // listening port) when this returned.
+            let closure = self.nested_closure().and_then(|pid| {
+                Fd::open(|| sys::pidfd_open(pid).map_err(std::io::Error::from_raw_os_error)).ok()
+            });
+            if let Some(closure) = closure {
+                let _ = sys::pidfd_send_signal(closure.as_fd(), libc::SIGKILL);
+                let _ = sys::poll(&[closure.as_fd()], Some(Duration::from_secs(5)));
+            }
             let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
             self.reap();
         }
+    }
+
+    /// Where the joiner stayed as the runner's parent (a sandbox inside a
+    /// sandbox, whose filter refuses `CLONE_PARENT`: it reports its own pid
+    /// as the runner's), the process that runs the closure: the joiner's
+    /// child, as `/proc` lists it (its pid stays its own until the joiner
+    /// reaps it). `None` otherwise.
+    fn nested_closure(&self) -> Option<libc::pid_t> {
+        if self.pid != self.joiner || self.reaped {
+            return None;
+        }
+        let p = self.pid;
+        let children = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).ok()?;
+        children.split_whitespace().next()?.parse().ok()
+    }
+
+    /// The pid whose threads say where the closure is: the runner's, or
+    /// nested, the process its joiner forked for it.
+    fn closure_pid(&self) -> libc::pid_t {
+        self.nested_closure().unwrap_or(self.pid)
     }
 
     /// Marks the runner as reaped by someone else (the sandbox's teardown):

@@ -588,6 +588,11 @@ impl SandboxBuilder {
         self.build_telling(userns).map_err(|(e, _)| e)
     }
 
+    /// Whether a file is placed at `target` ([`file`](Self::file)).
+    pub(crate) fn places(&self, target: &Path) -> bool {
+        self.files.iter().any(|(t, _)| t == target)
+    }
+
     /// Whether a timeout was set.
     pub(crate) fn has_timeout(&self) -> bool {
         self.timeout.is_some()

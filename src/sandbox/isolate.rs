@@ -300,16 +300,28 @@ impl SandboxBuilder {
 }
 
 /// The name of the test whose thread this is: libtest names each test's
-/// thread after the test.
+/// thread after the test, a Rust path (`module::test`). Another thread's
+/// name (`main`, a runtime's worker: tokio's `tokio-runtime-worker` or
+/// `tokio-rt-worker`, async-std's) is no test's.
 fn test_name() -> Result<String, String> {
-    std::thread::current()
-        .name()
-        .filter(|n| *n != "main" && !n.starts_with("tokio-runtime-worker"))
+    let thread = std::thread::current();
+    let name = thread.name();
+    let a_path = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == ':')
+            && n.split("::").all(|part| !part.is_empty())
+    };
+    name.filter(|n| *n != "main" && a_path(n))
         .map(str::to_owned)
         .ok_or_else(|| {
-            "hermetic::isolate_test must be called from a test's own thread: it finds the test \
-             to run again by the name libtest gives that thread"
-                .to_owned()
+            let this = name.map_or("has no name".to_owned(), |n| format!("is named {n:?}"));
+            format!(
+                "hermetic::isolate_test must be called from a test's own thread: it finds the \
+                 test to run again by the name libtest gives that thread, and this thread {this} \
+                 (in an async test, call it in the test's own async fn, not in a task it \
+                 spawns)"
+            )
         })
 }
 

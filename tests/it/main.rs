@@ -67,4 +67,5 @@ mod threads;
 mod trial;
 mod trial3;
 mod trial4;
+mod trial5;
 mod users;
