@@ -225,8 +225,11 @@ impl NetworkBuilder {
                 .map(|h| {
                     s.spawn(move || {
                         let addr = h.addr;
+                        // As root inside: a host may run its closures as
+                        // a user of its own, with no capability over its
+                        // network.
                         h.sandbox
-                            .try_run(move || -> Result<(), Step> {
+                            .try_run_as_root(move || -> Result<(), Step> {
                                 let mut nl = Netlink::new().map_err(step("opening netlink"))?;
                                 let idx = nl.index("eth0").map_err(step("finding eth0"))?;
                                 nl.add_address(idx, IpAddr::V4(addr), PREFIX)
@@ -720,7 +723,7 @@ impl Network {
             let Some(rate) = rate else { continue };
             let options = crate::net::shape::tbf_options(rate);
             sandbox
-                .try_run(move || -> Result<(), Step> {
+                .try_run_as_root(move || -> Result<(), Step> {
                     let mut nl = Netlink::new().map_err(step("opening netlink"))?;
                     let idx = nl.index(&link).map_err(step(format!("finding {link}")))?;
                     nl.replace_root_qdisc(idx, "tbf", options)
@@ -843,7 +846,7 @@ impl Network {
         }
         for (sandbox, link) in [(&self.switch, h.port.clone()), (&h.sandbox, "eth0".into())] {
             sandbox
-                .try_run(move || -> Result<(), Step> {
+                .try_run_as_root(move || -> Result<(), Step> {
                     let mut nl = Netlink::new().map_err(step("opening netlink"))?;
                     let idx = nl.index(&link).map_err(step(format!("finding {link}")))?;
                     match nl.delete_root_qdisc(idx) {
@@ -904,7 +907,7 @@ impl Network {
         let i = self.index_of("reset_connections", host)?;
         self.hosts[i]
             .sandbox
-            .try_run(|| {
+            .try_run_as_root(|| {
                 crate::net::sockdiag::reset_connections().map_err(step("resetting TCP connections"))
             })?
             .map_err(from_step)

@@ -243,6 +243,38 @@ impl Sandbox {
         F: FnOnce() -> T,
         T: Serialize + DeserializeOwned,
     {
+        self.try_run_confined(keep, &self.confinement, f)
+    }
+
+    /// [`try_run`](Self::try_run) as root inside with every capability of
+    /// the sandbox's user namespace, whatever user the sandbox runs its
+    /// closures as ([`SandboxBuilder::user`]): for hermetic's own setup
+    /// inside (a network host's address and route), never for user code.
+    pub(crate) fn try_run_as_root<F, T>(&self, f: F) -> Result<T, Error>
+    where
+        F: FnOnce() -> T,
+        T: Serialize + DeserializeOwned,
+    {
+        let root = crate::child::confine::Confinement {
+            drop_caps: false,
+            set_ids: None,
+            cgroup_procs: self.confinement.cgroup_procs.clone(),
+            rlimits: self.confinement.rlimits,
+            filter: self.confinement.filter,
+        };
+        self.try_run_confined(&[], &root, f)
+    }
+
+    fn try_run_confined<F, T>(
+        &self,
+        keep: &[RawFd],
+        confinement: &crate::child::confine::Confinement,
+        f: F,
+    ) -> Result<T, Error>
+    where
+        F: FnOnce() -> T,
+        T: Serialize + DeserializeOwned,
+    {
         self.check_alive()?;
         let oom_kills = self
             .cgroups
@@ -251,7 +283,7 @@ impl Sandbox {
         let result = Runner::start(
             &self.init_pidfd,
             self.nstypes,
-            &self.confinement,
+            confinement,
             self.output.fds(),
             keep,
             false,

@@ -503,3 +503,26 @@ fn close_tears_the_network_down_and_reports() {
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
     }
 }
+
+/// A host that runs its closures as a user of its own (no capability over
+/// its network) is set up, shaped and reset all the same: hermetic's own
+/// steps inside it run as root.
+#[test]
+fn a_host_of_a_user_of_its_own_is_set_up_shaped_and_reset() {
+    let mut user = hermetic::Sandbox::builder();
+    user.user(1000, 1000);
+    let net = hermetic::Network::builder()
+        .host_with("a", &user)
+        .host("b")
+        .build()
+        .unwrap();
+    let uid = net.host("a").run(|| nix::unistd::getuid().as_raw());
+    assert_eq!(uid, 1000);
+    net.shape(
+        "a",
+        &hermetic::LinkShape::delay(std::time::Duration::from_millis(1)),
+    )
+    .unwrap();
+    net.unshape("a").unwrap();
+    assert_eq!(net.reset_connections("a").unwrap(), 0);
+}

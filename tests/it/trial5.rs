@@ -39,7 +39,6 @@ fn said(out: &Output) -> String {
 /// user has no other way to run PostgreSQL on a host: `setpriv --reuid`
 /// inside fails with `EINVAL` there.
 #[test]
-#[ignore = "finding: a Network host given a user (host_with + SandboxBuilder::user) fails build with EPERM adding its address"]
 fn a_network_host_runs_as_a_user_of_its_own() {
     let mut pg = Sandbox::builder();
     pg.user(1000, 1000);
