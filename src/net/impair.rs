@@ -11,7 +11,8 @@
 //! letting some pass early, as a seeded generator decides. Only unicast IP
 //! frames are touched (not ICMPv6's neighbour discovery, nor ARP, nor
 //! multicast and broadcast), so that the same seed and the same datagrams
-//! give the same outcome.
+//! give the same outcome; but a loss of 100% (a blackholed host) drops
+//! multicast and broadcast IP datagrams too.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -62,6 +63,22 @@ fn impaired(frame: &[u8]) -> bool {
     let eth = &frame[VNET_HDR.min(frame.len())..];
     // The destination's group bit: multicast or broadcast.
     if eth.len() < 14 || eth[0] & 1 == 1 {
+        return false;
+    }
+    match u16::from_be_bytes([eth[12], eth[13]]) {
+        0x0800 => true,
+        0x86DD => eth.get(14 + 6).is_some_and(|&next| next != 58),
+        _ => false,
+    }
+}
+
+/// Whether `frame` (after its `virtio_net_hdr`) is a multicast or
+/// broadcast IP datagram (IPv6's but ICMPv6: neighbour discovery and MLD
+/// pass): what a link with a loss of 100% (a blackholed host) drops too,
+/// though no seed's draws are taken for it.
+fn group_ip(frame: &[u8]) -> bool {
+    let eth = &frame[VNET_HDR.min(frame.len())..];
+    if eth.len() < 14 || eth[0] & 1 == 0 {
         return false;
     }
     match u16::from_be_bytes([eth[12], eth[13]]) {
@@ -203,6 +220,12 @@ pub(crate) fn run(
                 };
                 let frame = buf[..n].to_vec();
                 let now = Instant::now();
+                // Every datagram of a blackholed link, broadcast and
+                // multicast too; ARP passes, so that the host still seems
+                // there.
+                if imp[dir].loss >= 1.0 && group_ip(&frame) {
+                    continue;
+                }
                 let (delay, twice) = if impaired(&frame) {
                     match decide(&imp[dir], &mut rngs[dir]) {
                         Some(d) => d,
@@ -244,6 +267,26 @@ mod tests {
     fn drops(imp: &Impairment) -> Vec<bool> {
         let mut rng = Rng(imp.seed);
         (0..1000).map(|_| decide(imp, &mut rng).is_none()).collect()
+    }
+
+    #[test]
+    fn group_datagrams_are_told_from_arp_and_neighbour_discovery() {
+        let frame = |dest: [u8; 6], ethertype: u16, next: u8| {
+            let mut f = vec![0u8; VNET_HDR + 14 + 40];
+            f[VNET_HDR..VNET_HDR + 6].copy_from_slice(&dest);
+            f[VNET_HDR + 12..VNET_HDR + 14].copy_from_slice(&ethertype.to_be_bytes());
+            f[VNET_HDR + 14 + 6] = next;
+            f
+        };
+        let broadcast = [0xff; 6];
+        let multicast = [0x01, 0x00, 0x5e, 0x01, 0x02, 0x03];
+        let unicast = [0x02, 0, 0, 0, 0, 1];
+        assert!(group_ip(&frame(broadcast, 0x0800, 17)));
+        assert!(group_ip(&frame(multicast, 0x0800, 17)));
+        assert!(group_ip(&frame([0x33, 0x33, 0, 0, 0, 1], 0x86DD, 17)));
+        assert!(!group_ip(&frame([0x33, 0x33, 0, 0, 0, 1], 0x86DD, 58)));
+        assert!(!group_ip(&frame(broadcast, 0x0806, 0)), "ARP");
+        assert!(!group_ip(&frame(unicast, 0x0800, 17)));
     }
 
     #[test]

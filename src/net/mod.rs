@@ -38,6 +38,11 @@ use crate::sandbox::{Sandbox, SandboxBuilder, Spawned};
 /// namespaces only.
 const SUBNET: [u8; 3] = [10, 77, 0];
 const PREFIX: u8 = 24;
+
+/// How long a host's ARP waits before it asks again for an address it
+/// has not heard back from (the kernel's default: 1 s).
+const ARP_RETRANS: &str = "/proc/sys/net/ipv4/neigh/eth0/retrans_time_ms";
+
 /// The most hosts one segment holds.
 pub const MAX_HOSTS: usize = 250;
 
@@ -237,6 +242,12 @@ impl NetworkBuilder {
                                 nl.set_up(idx, true).map_err(step("bringing eth0 up"))?;
                                 nl.add_default_route(idx)
                                     .map_err(step("adding the default route via eth0"))?;
+                                // ARP asks again after 50 ms, not a second:
+                                // a host that asked for another during a
+                                // partition (or a link down) would hold its
+                                // next datagram that long after the heal.
+                                std::fs::write(ARP_RETRANS, "50")
+                                    .map_err(step(format!("writing {ARP_RETRANS}")))?;
                                 Ok(())
                             })?
                             .map_err(from_step)
@@ -876,8 +887,10 @@ impl Network {
 
     /// Drops every datagram to and from `host` without a word (`on`), or
     /// stops: unlike a partition (no route: the sender learns nothing
-    /// arrives, ARP fails) the host still seems there, and connections
-    /// hang until their timeouts. A 100% loss; replaces any shape.
+    /// arrives, ARP fails) the host still seems there (ARP and IPv6's
+    /// neighbour discovery pass), and connections hang until their
+    /// timeouts. A 100% loss, which drops broadcast and multicast
+    /// datagrams too; replaces any shape.
     ///
     /// # Errors
     ///

@@ -17,7 +17,9 @@ use netlink_packet_core::{DefaultNla, Emitable};
 /// and reordering are applied in user space by the network's switch (no
 /// `netem` needed, rootless, on every kernel), to unicast IP frames, drawn from a
 /// generator seeded with [`with_seed`](Self::with_seed): the same seed and
-/// the same datagrams give the same drops.
+/// the same datagrams give the same drops. A loss of 100% drops broadcast
+/// and multicast IP datagrams too (ARP and IPv6's neighbour discovery
+/// pass).
 ///
 /// A shape is a value: each `with_*` returns the changed shape (and is
 /// `#[must_use]`: `shape.with_loss(5.0);` alone changes nothing, and the

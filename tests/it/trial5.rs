@@ -210,7 +210,6 @@ fn datagram_kinds_received(net: &Network, from: &str, to: &str) -> Vec<String> {
 /// datagram at all (ARP may pass, so that it "still seems there"), or the
 /// rustdoc and README saying that broadcast and multicast pass.
 #[test]
-#[ignore = "finding: a blackholed host still receives every broadcast and multicast datagram"]
 fn a_blackholed_host_hears_no_broadcast_or_multicast() {
     let net = Network::builder().host("a").host("b").build().unwrap();
     let plain = datagram_kinds_received(&net, "b", "a");
@@ -293,7 +292,6 @@ fn echo_ready(net: &Network, from: &str, to: &str) -> bool {
 /// client's own link down and up: 719 ms; a partition replaced by one
 /// that puts the two together: 748 ms.
 #[test]
-#[ignore = "finding: after heal, a host that tried to reach another during the partition waits ~0.7 s (ARP retransmit) for its next datagram"]
 fn the_first_datagram_after_heal_gets_through_at_once() {
     use std::time::Duration;
     let net = Network::builder()
