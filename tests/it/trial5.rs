@@ -114,7 +114,7 @@ fn a_command_s_uid_is_taken_inside() {
 /// A user's `#[tokio::test(flavor = "multi_thread")]` makes the future in
 /// a task: `tokio::spawn(async { hermetic::isolate_test_async(async {
 /// ... }).await }).await`. What happened (measured with tokio 1.54.1, this
-/// crate's own lock file, as root and rootless with ranges): the test
+/// crate's own lock file, as root and rootless, with ranges and with one id): the test
 /// fails with "the re-executed test binary exited with status 0 without
 /// running tokio-rt-worker's body (no test of that exact name there? is
 /// it filtered out by a cfg?)": tokio names its workers `tokio-rt-worker`
@@ -199,8 +199,8 @@ fn datagram_kinds_received(net: &Network, from: &str, to: &str) -> Vec<String> {
 /// everything". A user blackholes one node of a cluster whose members find
 /// each other or beat their hearts by UDP broadcast or multicast (service
 /// discovery, VRRP-like leader election, gossip seeds) and expects it to
-/// hear nothing. What happened (measured, as root and rootless with
-/// ranges): the blackholed host still receives every broadcast (to
+/// hear nothing. What happened (measured, as root and rootless, with
+/// ranges and with one id): the blackholed host still receives every broadcast (to
 /// 10.77.0.255) and multicast (239.1.2.3) datagram another host sends;
 /// only unicast is dropped. The same with `shape_each_way(h,
 /// &LinkShape::default(), &LinkShape::loss(100.0))`. (`LinkShape`'s
@@ -322,7 +322,7 @@ fn the_first_datagram_after_heal_gets_through_at_once() {
 /// have (a misspelt peer, a node not added, a library's lookup of some
 /// outside name): `getent hosts no-such-peer` (what `TcpStream::connect`
 /// and every resolver through glibc does). What happened (measured, as
-/// root; the host's `/etc/resolv.conf` names 10.255.255.53): on a
+/// root and rootless, with ranges and with one id; the host's `/etc/resolv.conf` names 10.255.255.53): on a
 /// `Network` host it fails after 12.3 s; in a plain `Sandbox` it fails in
 /// 7 ms. A network host has a default route out of `eth0` (its rustdoc
 /// says so), so the resolver's queries to the host's nameserver go into
@@ -379,7 +379,8 @@ fn a_name_not_on_the_network_fails_at_once() {
 /// `server.kill()?`, then the same server again on its port), in a test
 /// that runs inside `isolate_test` / `isolate_test_async` (the README's way
 /// for async tests, a `Network` inside it: "So does a `Network` (in
-/// `isolate_test`, ...)"). What happened (measured, as root): right after
+/// `isolate_test`, ...)"). What happened (measured, as root and rootless,
+/// with ranges and with one id): right after
 /// `kill()` (or `drop`) returned, binding the server's port failed with
 /// `EADDRINUSE` in 1-2 rounds of 40 (this test, 300 rounds: 1-9 rounds in most runs; sometimes the next server's own bind fails so, and its client's connect is refused for 10 s), in a sandbox and in a network's host
 /// made inside `isolate_test`, with a std or a tokio server; never (0 of
@@ -431,7 +432,8 @@ fn a_killed_server_s_port_is_free_in_a_nested_sandbox() {
 /// (state, system call, kernel wait)". A user's client hangs in a sandbox
 /// made inside `isolate_test` (or a `Network` inside
 /// `isolate_test_async`, where it was found: a tokio client retrying a
-/// connect). What happened (measured, as root): `try_run(||
+/// connect). What happened (measured, as root and rootless, with ranges
+/// and with one id): `try_run(||
 /// sleep(60 s))` with a 2 s timeout says "where its threads were: thread
 /// 9 (...): sleeping in wait4(), waiting in do_wait", a process of
 /// hermetic's that waits for the closure's, not the closure's thread; the
@@ -461,7 +463,7 @@ fn a_timed_out_run_in_a_nested_sandbox_says_where_the_closure_was() {
 /// shape". A user's test makes a slow link better while traffic flows (a
 /// replica's link at 300 ms one way, then 10 ms: latency that recovers), as
 /// `tc qdisc change ... netem` would. What happened (measured, as root and
-/// rootless): 50 datagrams sent to `b` while its link held them (delay
+/// rootless, with ranges and with one id): 50 datagrams sent to `b` while its link held them (delay
 /// 300 ms), then `shape(b, delay 10 ms)` 50 ms later: `b` received 0 of
 /// 50; the same with `unshape(b)`: 0 of 50. Left alone, or with a
 /// partition or `heal` meanwhile: 50 of 50. Every frame the link was
@@ -518,7 +520,8 @@ fn datagrams_in_flight_survive_a_change_of_shape() {
 /// process, a long GC pause) to test that its peers notice, then resumes
 /// it: `libc::kill(child.id() as i32, SIGSTOP)` on the `Child` of
 /// `command()` (a server started on a host), later `SIGCONT`. What
-/// happened (measured, as root, on a network's host and a sandbox): the
+/// happened (measured, as root and rootless, with ranges and with one id,
+/// on a network's host and a sandbox): the
 /// program goes on serving (a UDP echo answered in 0.2 ms while
 /// "stopped"; here, a heartbeat file goes on changing): the `Child`'s pid
 /// is the relay, which `SIGSTOP` stops, but which cannot catch it to pass
@@ -567,5 +570,154 @@ fn sigstop_to_a_command_s_child_pauses_its_program() {
     assert_eq!(
         first, second,
         "the program went on beating after SIGSTOP to its Child"
+    );
+}
+
+/// `LinkShape::rate`'s rustdoc: "A rate limit of `bytes_per_second`"
+/// (the field: "Bytes per second"); the README: "1 MiB/s each way (tbf)".
+/// A user simulates a slow link (a device on 64 kbit/s: 8 KiB/s) and
+/// checks that a 32 KiB download takes about 4 s. What happened
+/// (measured, as root and rootless, with ranges and with one id): 2.20 s (14.9 KB/s, 1.8 times the rate); 128 KiB
+/// took 14.8 s of the 16 expected; at 64 KiB/s and 1 MiB/s the rate holds
+/// (3.94 s of 4.00, 4.44 s of 4.00). The cause is in `shape.rs`, not in
+/// any rustdoc: the `tbf` bucket holds "20 ms of traffic (at least 16
+/// KiB)", so the first 16 KiB of every burst pass at line rate, which at
+/// 8 KiB/s is two seconds' worth. Expected: a transfer over a rate-limited
+/// link takes about size / rate, also for low rates (a bucket of a few
+/// MTUs: `tbf` cuts GSO segments larger than its bucket itself), or the
+/// rustdoc of `rate` giving the burst, so a test can allow for it.
+#[test]
+fn a_low_rate_holds_for_a_small_transfer() {
+    use std::io::{Read, Write};
+    let net = Network::builder().host("a").host("b").build().unwrap();
+    let _server = net
+        .host("b")
+        .spawn(|| -> () {
+            let l = std::net::TcpListener::bind("0.0.0.0:7001").unwrap();
+            for c in l.incoming() {
+                let mut c = c.unwrap();
+                let mut len = [0u8; 8];
+                if c.read_exact(&mut len).is_ok() {
+                    let _ = c.write_all(&vec![7u8; u64::from_be_bytes(len) as usize]);
+                }
+            }
+        })
+        .unwrap();
+    let up = net.host("a").run(|| {
+        hermetic::connect_retry("b:7001");
+        true
+    });
+    assert!(up);
+    let rate = 8u64 << 10;
+    let bytes = 32usize << 10;
+    net.shape("b", &hermetic::LinkShape::rate(rate)).unwrap();
+    let secs = net.host("a").run(move || {
+        let mut s = hermetic::connect_retry("b:7001");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let start = std::time::Instant::now();
+        s.write_all(&(bytes as u64).to_be_bytes()).unwrap();
+        let mut n = 0;
+        let mut b = vec![0u8; 65536];
+        while n < bytes {
+            match s.read(&mut b) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+        start.elapsed().as_secs_f64()
+    });
+    let expected = bytes as f64 / rate as f64;
+    assert!(
+        secs >= expected * 0.85,
+        "{bytes} bytes at {rate} B/s took {secs:.2} s, expected about {expected:.2} s"
+    );
+}
+
+/// `Network::shape`'s rustdoc: delay, jitter, loss ... "applied in user
+/// space by the switch ... a link holds at most 64 MiB of delayed frames
+/// (more is dropped, as by a full router queue)". A user adds latency
+/// only (no loss) to a server's link and runs a heartbeat beside a bulk
+/// transfer from another host to that server (a replica catching up while
+/// a failure detector pings). What happened (measured, as root; rootless,
+/// with ranges and with one id, this test: 87 and 105 lost): with
+/// `delay(1 ms)`, 120 of 800 heartbeat datagrams (one each 5 ms) were
+/// lost while a TCP stream went to the same host (222 MiB/s); with
+/// `delay(20 ms)`, 8 of 800 (51 MiB/s); on the plain link 0 of 800
+/// (1242 MiB/s); with no bulk traffic, 0 of 800 either way. Far under the
+/// 64 MiB bound (222 MiB/s for 1 ms is 0.2 MiB in flight): the frames are
+/// lost in the user-space carrier itself (its packet sockets' buffers, by
+/// the look of it). Expected: a link shaped with a delay and no loss
+/// drops nothing the test did not ask for, short of the documented 64 MiB;
+/// or the rustdoc saying what throughput a user-space link carries without
+/// loss.
+#[test]
+#[ignore = "finding: a delay-only link loses datagrams under load (1 ms delay + a bulk stream: 120 of 800 heartbeats lost)"]
+fn a_delayed_link_under_load_loses_nothing() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let net = Network::builder()
+        .host("a")
+        .host("b")
+        .host("c")
+        .build()
+        .unwrap();
+    let _echo = udp_echo(&net, "b");
+    assert!(echo_ready(&net, "a", "b"));
+    let _sink = net
+        .host("b")
+        .spawn(|| -> () {
+            let l = std::net::TcpListener::bind("0.0.0.0:7002").unwrap();
+            for c in l.incoming() {
+                std::thread::spawn(move || {
+                    let mut c = c.unwrap();
+                    let mut b = vec![0u8; 1 << 16];
+                    while c.read(&mut b).is_ok_and(|n| n > 0) {}
+                });
+            }
+        })
+        .unwrap();
+    net.shape("b", &hermetic::LinkShape::delay(Duration::from_millis(1)))
+        .unwrap();
+    let bulk = net
+        .host("c")
+        .spawn(|| {
+            let mut s = hermetic::connect_retry("b:7002");
+            let b = vec![1u8; 1 << 20];
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(5) {
+                if s.write_all(&b).is_err() {
+                    break;
+                }
+            }
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let answered = net.host("a").run(|| {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.connect(("b", 9000)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let r = s.try_clone().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut seen = std::collections::HashSet::new();
+            let mut buf = [0u8; 8];
+            while let Ok(4) = r.recv(&mut buf) {
+                seen.insert(u32::from_be_bytes(buf[..4].try_into().unwrap()));
+            }
+            seen.len()
+        });
+        for i in 0..800u32 {
+            s.send(&i.to_be_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        reader.join().unwrap()
+    });
+    bulk.join().unwrap();
+    assert!(
+        answered >= 799,
+        "a link shaped with a 1 ms delay and no loss, under a bulk stream: \
+         {} of 800 heartbeats lost",
+        800 - answered
     );
 }
