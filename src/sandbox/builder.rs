@@ -235,7 +235,9 @@ impl SandboxBuilder {
     ///
     /// **Ids inside.** Where the host allows it, ids 0-65535 are mapped
     /// inside, so that `setuid(n)`, `chown`, `su` and
-    /// `CommandExt::uid(n)` behave as on a normal system: as root, and as
+    /// `CommandExt::uid(n)` (of a `Command` started in a run; not of
+    /// [`Sandbox::command`](crate::Sandbox::command)'s, whose ids std
+    /// changes outside) behave as on a normal system: as root, and as
     /// a user with `newuidmap`/`newgidmap` (Debian: `uidmap`) and ranges
     /// in `/etc/subuid` and `/etc/subgid`. Root inside is the caller
     /// outside; ids 1-65535 are not the host's users but a range of the

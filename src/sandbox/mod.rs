@@ -599,7 +599,16 @@ impl Sandbox {
     /// signal it can catch (`SIGTERM`, `SIGINT`, `SIGHUP`, `SIGUSR1`...) is
     /// passed on to the program, whose handlers and traps run, and its exit
     /// status is the program's, code or signal. `SIGKILL` kills the relay,
-    /// and the program with it.
+    /// and the program with it. `SIGSTOP`, which no process can catch,
+    /// stops the relay only: to pause the program send `SIGTSTP` (passed
+    /// on; it stops a program that does not handle it), and `SIGCONT`.
+    ///
+    /// std's `CommandExt::uid` and `gid` change the ids of its child
+    /// outside, before the relay joins the sandbox, which it then may not
+    /// (`spawn` fails with `EPERM`): run the program as a user inside with
+    /// [`SandboxBuilder::user`], or with `setpriv --reuid=N --regid=N
+    /// --clear-groups PROGRAM` (in a run, a `Command`'s `uid` works as on
+    /// any system).
     ///
     /// # Examples
     ///
