@@ -54,38 +54,36 @@ impl Rng {
 /// The size of the `virtio_net_hdr` in front of each frame.
 const VNET_HDR: usize = 10;
 
-/// Whether the impairment process impairs `frame` (after its
-/// `virtio_net_hdr`): unicast IPv4, and unicast IPv6 but ICMPv6. Multicast and broadcast frames pass
-/// untouched: the kernel sends some on its own (IPv6's MLD reports, at
-/// times of its choosing), and each impaired frame takes draws from the
-/// generator, so they would shift a seed's decisions from run to run.
-fn impaired(frame: &[u8]) -> bool {
+/// Whether `frame` (after its `virtio_net_hdr`) is an IP datagram (IPv4,
+/// or IPv6 but ICMPv6: neighbour discovery and MLD), and if so, whether
+/// to a group (its destination's group bit: multicast or broadcast).
+fn ip_datagram(frame: &[u8]) -> Option<bool> {
     let eth = &frame[VNET_HDR.min(frame.len())..];
-    // The destination's group bit: multicast or broadcast.
-    if eth.len() < 14 || eth[0] & 1 == 1 {
-        return false;
+    if eth.len() < 14 {
+        return None;
     }
-    match u16::from_be_bytes([eth[12], eth[13]]) {
+    let ip = match u16::from_be_bytes([eth[12], eth[13]]) {
         0x0800 => true,
         0x86DD => eth.get(14 + 6).is_some_and(|&next| next != 58),
         _ => false,
-    }
+    };
+    ip.then_some(eth[0] & 1 == 1)
 }
 
-/// Whether `frame` (after its `virtio_net_hdr`) is a multicast or
-/// broadcast IP datagram (IPv6's but ICMPv6: neighbour discovery and MLD
-/// pass): what a link with a loss of 100% (a blackholed host) drops too,
-/// though no seed's draws are taken for it.
+/// Whether the impairment process impairs `frame`: unicast IP datagrams.
+/// Multicast and broadcast frames pass untouched: the kernel sends some on
+/// its own (IPv6's MLD reports, at times of its choosing), and each
+/// impaired frame takes draws from the generator, so they would shift a
+/// seed's decisions from run to run.
+fn impaired(frame: &[u8]) -> bool {
+    ip_datagram(frame) == Some(false)
+}
+
+/// Whether `frame` is a multicast or broadcast IP datagram: what a link
+/// with a loss of 100% (a blackholed host) drops too, though no seed's
+/// draws are taken for it.
 fn group_ip(frame: &[u8]) -> bool {
-    let eth = &frame[VNET_HDR.min(frame.len())..];
-    if eth.len() < 14 || eth[0] & 1 == 0 {
-        return false;
-    }
-    match u16::from_be_bytes([eth[12], eth[13]]) {
-        0x0800 => true,
-        0x86DD => eth.get(14 + 6).is_some_and(|&next| next != 58),
-        _ => false,
-    }
+    ip_datagram(frame) == Some(true)
 }
 
 /// What to do with one impaired frame: dropped, or sent after a delay,

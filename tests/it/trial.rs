@@ -5,8 +5,6 @@
 use crate::common;
 use crate::common::{wait_bounded, wait_for};
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -14,11 +12,7 @@ fn hermetic() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hermetic"))
 }
 
-fn script(path: &Path, body: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
+use crate::common::script;
 
 /// A suite built with its target dir under /tmp and run from a `cargo
 /// nextest archive` extracted in nextest's default place

@@ -4,20 +4,13 @@
 
 use crate::common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 fn hermetic() -> Command {
     common::hermetic_command()
 }
 
-fn said(out: &Output) -> String {
-    format!(
-        "{:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use crate::common::said;
 
 /// Kills a kept sandbox's init process when dropped, so that a failed
 /// assertion leaves nothing running.

@@ -7,18 +7,10 @@
 use crate::common;
 
 use std::os::unix::process::CommandExt;
-use std::process::Output;
 
 use hermetic::{Network, Sandbox};
 
-fn said(out: &Output) -> String {
-    format!(
-        "{:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use crate::common::said;
 
 /// A user puts PostgreSQL (which refuses to run as root) on two hosts of a
 /// `Network`, the way `NetworkBuilder::host_with`'s rustdoc shows options
@@ -539,6 +531,43 @@ fn datagrams_in_flight_survive_a_change_of_shape() {
     );
 }
 
+/// The heartbeats a command's program wrote just before and a moment
+/// after `signal` was sent to its `Child` (equal: the program paused).
+fn beats_around(signal: libc::c_int) -> (String, String) {
+    use std::time::Duration;
+    let ns = Sandbox::new().unwrap();
+    let mut child = ns
+        .command("sh")
+        .args([
+            "-c",
+            "while :; do date +%s%N > /tmp/beat.new; mv /tmp/beat.new /tmp/beat; sleep 0.02; done",
+        ])
+        .spawn()
+        .unwrap();
+    let beat = || {
+        let out = ns.command("cat").arg("/tmp/beat").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let start = std::time::Instant::now();
+    while beat().is_empty() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: a signal to our own child (the relay).
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    // Let a beat in progress finish.
+    std::thread::sleep(Duration::from_millis(200));
+    let first = beat();
+    std::thread::sleep(Duration::from_millis(300));
+    let second = beat();
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGCONT);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    (first, second)
+}
+
 /// A user pauses a node (as `docker pause` or `kill -STOP` would: a frozen
 /// process, a long GC pause) to test that its peers notice, then resumes
 /// it: `libc::kill(child.id() as i32, SIGSTOP)` on the `Child` of
@@ -559,37 +588,7 @@ fn datagrams_in_flight_survive_a_change_of_shape() {
 #[test]
 #[ignore = "kept: SIGSTOP cannot be caught, so it stops the relay only; SIGTSTP pauses the program (Sandbox::command's rustdoc; the next test)"]
 fn sigstop_to_a_command_s_child_pauses_its_program() {
-    use std::time::Duration;
-    let ns = Sandbox::new().unwrap();
-    let mut child = ns
-        .command("sh")
-        .args([
-            "-c",
-            "while :; do date +%s%N > /tmp/beat.new; mv /tmp/beat.new /tmp/beat; sleep 0.02; done",
-        ])
-        .spawn()
-        .unwrap();
-    let beat = || {
-        let out = ns.command("cat").arg("/tmp/beat").output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
-    let start = std::time::Instant::now();
-    while beat().is_empty() && start.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // SAFETY: signals to our own child (the relay).
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) }, 0);
-    // Let a beat in progress finish.
-    std::thread::sleep(Duration::from_millis(200));
-    let first = beat();
-    std::thread::sleep(Duration::from_millis(300));
-    let second = beat();
-    // SAFETY: as above.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGCONT);
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let (first, second) = beats_around(libc::SIGSTOP);
     assert_eq!(
         first, second,
         "the program went on beating after SIGSTOP to its Child"
@@ -600,37 +599,7 @@ fn sigstop_to_a_command_s_child_pauses_its_program() {
 /// relay passes on, pauses the program, and `SIGCONT` lets it go on.
 #[test]
 fn sigtstp_to_a_command_s_child_pauses_its_program() {
-    use std::time::Duration;
-    let ns = Sandbox::new().unwrap();
-    let mut child = ns
-        .command("sh")
-        .args([
-            "-c",
-            "while :; do date +%s%N > /tmp/beat.new; mv /tmp/beat.new /tmp/beat; sleep 0.02; done",
-        ])
-        .spawn()
-        .unwrap();
-    let beat = || {
-        let out = ns.command("cat").arg("/tmp/beat").output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
-    let start = std::time::Instant::now();
-    while beat().is_empty() && start.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // SAFETY: signals to our own child (the relay).
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTSTP) }, 0);
-    // Let a beat in progress finish.
-    std::thread::sleep(Duration::from_millis(200));
-    let first = beat();
-    std::thread::sleep(Duration::from_millis(300));
-    let second = beat();
-    // SAFETY: as above.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGCONT);
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let (first, second) = beats_around(libc::SIGTSTP);
     assert_eq!(
         first, second,
         "the program went on beating after SIGTSTP to its Child"
