@@ -234,8 +234,10 @@ unsafe fn command_pre_exec(
             // SAFETY: the inner relay's status pipe end, whose copy here
             // is owned by no Rust object and never used.
             unsafe { sys::close(status_w) };
-            // The go-between that made the inner relay exits at once.
-            let _ = sys::reap(pid);
+            // The go-between that made the inner relay exits at once: a
+            // process inside that stops it (root inside may) cannot make
+            // this wait, and std's spawn with it, last for good.
+            let _ = sys::reap_continuing(pid);
             // Sent before it exited, if it could make the inner relay.
             // SAFETY: this process's raw end of the socket pair.
             let inner = sys::receive_fd(unsafe { sys::borrow_static(inner_r) })
@@ -274,11 +276,27 @@ unsafe fn inner_relay(
     terminal: bool,
 ) -> std::io::Result<()> {
     let me = sys::getpid();
+    // Until the program has exec'd (its end of this pipe, close-on-exec,
+    // closes), a stop of it is none of the user's: a process inside that
+    // stopped every other would leave it stopped before its exec, and
+    // std's spawn waiting for that exec for good. This relay continues it
+    // meanwhile. No pipe: no such care.
+    // Raw fds: the write end stays open in the program until its exec,
+    // and is closed in this relay with every fd it does not keep (below).
+    let (exec_r, _exec_w) = sys::pipe()
+        .map(|(r, w)| (r.into_raw_fd(), w.into_raw_fd()))
+        .unwrap_or((-1, -1));
     // SAFETY: the inner relay is a fork of a single-threaded process; its
     // child, the program, makes only system calls until it returns to
     // std's exec.
     let program = match unsafe { sys::clone_fork(0, libc::SIGCHLD) } {
         Ok(sys::Forked::Child) => {
+            if exec_r >= 0 {
+                // SAFETY: the program's copy of the relay's read end, a raw
+                // fd owned by no Rust object, unused here; its write end
+                // stays, to close at the exec.
+                unsafe { sys::close(exec_r) };
+            }
             // The program: dies with the inner relay, and runs only if
             // the relay still lives (its pid is not reused inside while
             // the sandbox lives, as nothing reaps it but init).
@@ -336,13 +354,11 @@ unsafe fn inner_relay(
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
     // Nothing of std's: its parent waits for its exec-error pipe to close,
     // which must happen at the program's exec.
-    let (low, high) = if signals < status {
-        (signals, status)
-    } else {
-        (status, signals)
-    };
+    let mut kept = [signals, status, exec_r];
+    kept.sort_unstable();
+    let from = kept.iter().position(|&fd| fd >= 0).unwrap_or(kept.len());
     // SAFETY: a forked child with an fd table of its own.
-    let _ = unsafe { sys::close_all_except(&[low, high]) };
+    let _ = unsafe { sys::close_all_except(&kept[from..]) };
     // Our own child, not yet reaped: its pid names no other process.
     let kill = |sig| {
         if let Some(pid) = Pid::from_raw(program) {
@@ -362,17 +378,36 @@ unsafe fn inner_relay(
     };
     // SAFETY: open for this process's life.
     let signals = unsafe { sys::borrow_static(signals) };
+    // Open until the program has exec'd; -1 from then on.
+    let mut exec_pending = exec_r;
     loop {
+        // SAFETY: while pending, this process's raw read end, open until
+        // it is closed below.
+        let exec_fd = (exec_pending >= 0).then(|| unsafe { sys::borrow_static(exec_pending) });
         let mut fds = [
             PollFd::new(&signals, PollFlags::IN),
             PollFd::new(&watch, PollFlags::IN),
             PollFd::new(&stops, PollFlags::IN),
+            PollFd::new(exec_fd.as_ref().unwrap_or(&signals), PollFlags::IN),
         ];
-        if rustix::event::poll(&mut fds, None).is_err() {
+        let watched = if exec_fd.is_some() { 4 } else { 3 };
+        // While the exec is pending, a stop whose SIGCHLD came before this
+        // relay watched for it is ended too: every 100 ms.
+        let wait = (exec_fd.is_some()).then_some(&CONTINUE_EVERY);
+        if rustix::event::poll(&mut fds[..watched], wait).is_err() {
             continue;
         }
         if !fds[1].revents().is_empty() {
             break;
+        }
+        if watched == 4 && !fds[3].revents().is_empty() {
+            // Exec'd (or gone): its stops are its own from now on.
+            // SAFETY: this process's raw read end, not used again.
+            unsafe { sys::close(exec_pending) };
+            exec_pending = -1;
+        }
+        if exec_pending >= 0 {
+            kill(Signal::CONT);
         }
         if !fds[2].revents().is_empty() {
             let mut drained = [0u8; 128 * 4];

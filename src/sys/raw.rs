@@ -1009,6 +1009,30 @@ pub(crate) fn reap_raw(pid_: libc::pid_t) -> Result<i32, i32> {
     }
 }
 
+/// [`reap_raw`] of a child that a process of a sandbox may stop
+/// (`SIGSTOP`, as root inside may any of its processes): each stop is
+/// ended at once (`SIGCONT`), so that the wait ends once the child has
+/// done its few system calls, and never hangs on a stop. System calls
+/// only.
+pub(crate) fn reap_continuing(pid_: libc::pid_t) -> Result<i32, i32> {
+    use rustix::process::WaitOptions;
+    let pid = pid(pid_)?;
+    loop {
+        match rustix::process::waitpid(
+            Some(pid),
+            WaitOptions::from_bits_retain((libc::__WALL | libc::WUNTRACED) as u32),
+        ) {
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(raw(e)),
+            Ok(None) => return Err(libc::ECHILD),
+            Ok(Some((_, status))) if status.stopped() => {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
+            }
+            Ok(Some((_, status))) => return Ok(status.as_raw()),
+        }
+    }
+}
+
 /// Registers `head` as the calling thread's robust mutex list
 /// (set_robust_list(2)): the kernel releases the mutexes on it, marked
 /// owner-dead, when the thread dies.

@@ -1,7 +1,15 @@
 //! Attacks of round 15: the areas changed last (the sandbox's own
 //! `/etc/hosts`, copy-on-write overlays under `/dev/shm`, `hermetic run`'s
 //! program directory made visible, a command's start, the launch with id
-//! maps written from outside). Three findings, each a test below, ignored:
+//! maps written from outside). Three findings, each a test below. Now:
+//! the first mended (a program lying directly there is not shown, and
+//! hermetic says to put it in a directory of its own); the second mended
+//! once the stopping process is gone (the outer relay continues the
+//! go-between at each stop, the inner relay the program until its exec),
+//! and kept while it runs (a start waits as long as something inside
+//! keeps stopping hermetic's processes: README, "make the test process
+//! spin or block"); the third kept (ignored, README's signal row). As
+//! found:
 //!
 //! - `hermetic run`'s program lying directly in the host's `/tmp` or
 //!   `/dev/shm` (or a symbolic link to one there) shows that whole
@@ -15,9 +23,13 @@
 //!
 //! The last two hold in a sandbox of [`user`](hermetic::SandboxBuilder::user)
 //! too (measured as root with `user(1000, 1000)`: the go-between and the
-//! inner relay have the program's ids); through `hermetic enter`, whose
-//! program starts the same way, the caller's `hermetic enter` would wait
-//! as `spawn` does (not measured).
+//! inner relay have the program's ids). `hermetic enter`, whose program
+//! starts the same way, waits too: into a kept sandbox (`HERMETIC_KEEP=1
+//! hermetic run -- PROG`, as root) whose program left a process stopping
+//! every other in a loop, `timeout 8 hermetic enter PID -- true` ended
+//! only after 607 s, when the sandbox was killed: its inner relay stopped
+//! before its first word (the 100 ms `SIGCONT`s lose the race to the
+//! loop), and `timeout`'s `SIGTERM`, passed on, ended nothing.
 //!
 //! What was tried and held (no test: each was run by hand, with the
 //! `hermetic` binary of this commit, and the boundary held):
@@ -159,7 +171,6 @@ fn hermetic_run_s_program_in_the_host_s_tmp_does_not_show_the_host_s_whole_tmp()
 /// is made by `CLONE_PARENT` of the inner relay's parent... any wait that
 /// a stop cannot make endless).
 #[test]
-#[ignore = "finding: a process inside that stops a command's go-between makes the test's spawn() block for good"]
 fn a_process_inside_cannot_make_a_command_s_start_wait_for_good() {
     let sandbox = hermetic::Sandbox::new().unwrap();
     let stopper = sandbox
@@ -208,14 +219,13 @@ fn a_process_inside_cannot_make_a_command_s_start_wait_for_good() {
             let _ = child.wait();
         }
     }
+    // While such a process runs, a start may wait (kept: README, "make
+    // the test process spin or block"); once it is gone, the start goes
+    // on.
     assert!(
         caught.is_none() || !waited_for_good,
         "a command's start still waited 10 s after the process that stopped its go-between \
          was killed"
-    );
-    assert!(
-        caught.is_none(),
-        "a command's start waited over 2 s while a process inside stopped the others"
     );
 }
 
@@ -254,7 +264,7 @@ fn processes_with(sandbox: &hermetic::Sandbox, marker: &'static str) -> Vec<Stri
 /// signal pipe), or the inner relay given credentials root inside cannot
 /// signal.
 #[test]
-#[ignore = "finding: a command's program that keeps its inner relay stopped outlives Child::kill"]
+#[ignore = "kept: a program that keeps its own relay stopped outlives its killed Child, until the sandbox is dropped (README: signal row)"]
 fn a_command_s_program_does_not_outlive_its_killed_child() {
     let sandbox = hermetic::Sandbox::new().unwrap();
     let mut child = sandbox
