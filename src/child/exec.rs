@@ -106,7 +106,9 @@ pub(crate) fn enter_on_exec(
 ///   is exec'd by std.
 ///
 /// So every process inside has a parent inside: none is left a zombie
-/// waiting for the host's init, and none outlives the `Child`.
+/// waiting for the host's init, and none outlives the `Child` (but a
+/// program that keeps its inner relay stopped, which then never learns of
+/// the outer relay's end: kept, the README's signal row).
 ///
 /// # Safety
 ///
