@@ -218,7 +218,7 @@ unsafe fn command_pre_exec(
                 sys::exit(0)
             }
             // No room for the inner relay (a process limit): the start
-            // fails with the errno (see `started`), not as a kill.
+            // fails with the errno (see `read_word`), not as a kill.
             Err(errno) => {
                 // SAFETY: the go-between's copy of the status pipe's write
                 // end, open until it exits, next.
