@@ -324,6 +324,14 @@ pub fn __result_channel_fd() -> Option<std::os::fd::RawFd> {
     child::result_fd()
 }
 
+/// For the `hermetic` binary: a whole or decimal number as its durations
+/// and `HERMETIC_TIMEOUT` take it (`10`, `0.5`). Not part of the stable
+/// API.
+#[doc(hidden)]
+pub fn __decimal(text: &str) -> Option<f64> {
+    sandbox::decimal(text)
+}
+
 /// Entry points for fuzzing the frame decoder (the code that reads bytes a
 /// sandboxed child sent). Not part of the stable API.
 #[doc(hidden)]

@@ -1185,12 +1185,8 @@ fn default_timeout() -> Result<Option<Duration>, Error> {
     };
     // Whole or decimal seconds (`1.5`), as `hermetic run --timeout` takes
     // them.
-    let secs = value.to_str().map(str::trim).filter(|v| {
-        v.starts_with(|c: char| c.is_ascii_digit())
-            && v.chars().all(|c| c.is_ascii_digit() || c == '.')
-            && v.matches('.').count() <= 1
-    });
-    match secs.and_then(|v| Duration::try_from_secs_f64(v.parse().ok()?).ok()) {
+    let secs = value.to_str().and_then(decimal);
+    match secs.and_then(|n| Duration::try_from_secs_f64(n).ok()) {
         Some(Duration::ZERO) => Ok(None),
         Some(t) => Ok(Some(t)),
         None => Err(Error::InvalidOption {
@@ -1198,6 +1194,17 @@ fn default_timeout() -> Result<Option<Duration>, Error> {
             reason: format!("{value:?} is not a number of seconds (0 for no timeout)"),
         }),
     }
+}
+
+/// A whole or decimal number as people write one (`10`, `0.5`, `1.5`:
+/// digits and at most one point, no sign, exponent or `inf`), as
+/// `HERMETIC_TIMEOUT` and the `hermetic` command's durations take it.
+pub(crate) fn decimal(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let plain = text.starts_with(|c: char| c.is_ascii_digit())
+        && text.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && text.matches('.').count() <= 1;
+    plain.then(|| text.parse().ok()).flatten()
 }
 
 /// The files to place, with an `/etc/hosts` that names the sandbox's
@@ -1229,17 +1236,14 @@ const HOSTS_COPIED_WHOLE: usize = 64 << 10;
 /// it is larger than [`HOSTS_COPIED_WHOLE`]) and `127.0.0.1 HOSTNAME`.
 fn hosts_text(host: &[u8], hostname: &str) -> Option<Vec<u8>> {
     // The address and the names of a line, without its comment.
-    let fields = |line: &[u8]| -> Vec<Vec<u8>> {
+    fn fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
         let line = line.split(|&b| b == b'#').next().unwrap_or_default();
         line.split(u8::is_ascii_whitespace)
             .filter(|w| !w.is_empty())
-            .map(<[u8]>::to_vec)
-            .collect()
-    };
+    }
     let lines = host.split(|&b| b == b'\n');
     let named = lines.clone().any(|line| {
         fields(line)
-            .iter()
             .skip(1)
             .any(|name| name.eq_ignore_ascii_case(hostname.as_bytes()))
     });
@@ -1250,7 +1254,7 @@ fn hosts_text(host: &[u8], hostname: &str) -> Option<Vec<u8>> {
         host.to_vec()
     } else {
         let loopback = |line: &[u8]| {
-            fields(line).first().is_some_and(|addr| {
+            fields(line).next().is_some_and(|addr| {
                 std::str::from_utf8(addr)
                     .ok()
                     .and_then(|a| a.parse::<std::net::IpAddr>().ok())

@@ -8,6 +8,7 @@
 //! `diagnose`, `child`, `proto`, `error`, `sys`.
 
 mod builder;
+pub(crate) use builder::decimal;
 pub(crate) mod isolate;
 pub(crate) mod kept;
 mod reclaim;

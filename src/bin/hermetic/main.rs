@@ -532,15 +532,8 @@ fn duration(value: &str) -> Result<Duration, Usage> {
         (v, Duration::from_secs(1))
     };
     // Whole numbers, or decimal ones (`0.5`, `1.5s`), as coreutils'
-    // `timeout` takes them.
-    let digits = digits.trim();
-    let decimal = digits.starts_with(|c: char| c.is_ascii_digit())
-        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
-        && digits.matches('.').count() <= 1;
-    if !decimal {
-        return Err(bad());
-    }
-    let n: f64 = digits.parse().map_err(|_| bad())?;
+    // `timeout` takes them (and HERMETIC_TIMEOUT, read the same way).
+    let n = hermetic::__decimal(digits).ok_or_else(bad)?;
     Duration::try_from_secs_f64(unit.as_secs_f64() * n).map_err(|_| bad())
 }
 
