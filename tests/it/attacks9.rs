@@ -157,17 +157,22 @@ fn a_kept_sandbox_s_chatter_cannot_make_hermetic_enter_hang() {
     );
 }
 
-// `relay::Serve::relay_output` reads the program's terminal until it has
-// nothing (`EAGAIN`) before it looks at its wake pipe again, where
+// `relay::Serve::relay_output` read the program's terminal until it had
+// nothing (`EAGAIN`) before it looked at its wake pipe again, where
 // hermetic's SIGINT handler put the Ctrl-C: a program that writes faster
-// than the caller's terminal takes could keep it from looking.
+// than the caller's terminal takes kept it from looking, for 0.3-5 s in
+// most tries, past 10 s in some (traced: the SIGINT reached `hermetic` at
+// once, `yes` got its own only then). It reads one buffer a round now.
 /// The attacker: `hermetic run -- sh -c 'echo READY; exec yes'` on a
 /// terminal slower than `yes` (4 KiB a millisecond), and the user types
 /// Ctrl-C once a MiB has been shown. What should happen (and happens):
-/// Ctrl-C interrupts the program, as on the terminal itself: `hermetic
-/// run` exits 130.
+/// Ctrl-C interrupts the program at once, as on the terminal itself (the
+/// program's terminal echoes `^C` after at most what was already on its
+/// way, not megabytes more), and `hermetic run` exits 130.
 #[test]
 fn a_flooding_program_is_still_interrupted_by_ctrl_c() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let (master, slave) = common::openpty();
     let mut cmd = common::hermetic_command();
     cmd.args(["run", "--", "sh", "-c", "echo READY; exec yes"]);
@@ -175,15 +180,21 @@ fn a_flooding_program_is_still_interrupted_by_ctrl_c() {
     let mut child = cmd.spawn().unwrap();
     drop((cmd, slave));
     let mut writer = std::fs::File::from(master.try_clone().unwrap());
+    // How much had been shown when Ctrl-C was typed.
+    let at_ctrl_c = Arc::new(AtomicUsize::new(usize::MAX));
     // A terminal slower than `yes` (as a terminal emulator, an ssh link or
     // a serial console is): it takes 4 KiB a millisecond at most.
     let (tx, ready) = std::sync::mpsc::channel();
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let typed = at_ctrl_c.clone();
     std::thread::spawn(move || {
         use std::io::Read;
         let mut f = std::fs::File::from(master);
         let mut buf = vec![0u8; 4096];
         let mut head = Vec::new();
         let mut total = 0usize;
+        // How much was shown before the program's terminal echoed `^C`.
+        let mut echoed = None;
         while let Ok(n) = f.read(&mut buf) {
             if n == 0 {
                 break;
@@ -191,14 +202,19 @@ fn a_flooding_program_is_still_interrupted_by_ctrl_c() {
             if head.len() < 4096 {
                 head.extend_from_slice(&buf[..n]);
             }
+            if echoed.is_none() && buf[..n].windows(2).any(|w| w == b"^C") {
+                echoed = Some(total);
+            }
             std::thread::sleep(Duration::from_millis(1));
             // Flooding: READY, then a MiB of `y`s.
             let before = total;
             total += n;
             if before < 1 << 20 && total >= 1 << 20 && head.windows(5).any(|w| w == b"READY") {
+                typed.store(total, Ordering::SeqCst);
                 let _ = tx.send(());
             }
         }
+        let _ = done_tx.send(echoed);
     });
     let ready = ready.recv_timeout(Duration::from_secs(30)).is_ok();
     writer.write_all(b"\x03").unwrap();
@@ -208,6 +224,20 @@ fn a_flooding_program_is_still_interrupted_by_ctrl_c() {
         status.map(code),
         Some(130),
         "Ctrl-C did not interrupt the flooding program within 10 s"
+    );
+    // The terminal's other side is gone with the sandbox: the reader ends.
+    let echoed = done.recv_timeout(Duration::from_secs(10));
+    let typed_at = at_ctrl_c.load(Ordering::SeqCst);
+    let Ok(Some(echoed)) = echoed else {
+        panic!("the program's terminal never echoed ^C: {echoed:?}");
+    };
+    // On its way when Ctrl-C came: the relay's buffer (16 KiB) and what
+    // the two terminals hold (tens of KiB).
+    assert!(
+        echoed.saturating_sub(typed_at) < 512 << 10,
+        "{} KiB more of the program's output was shown after Ctrl-C before \
+         the program's terminal took it",
+        (echoed - typed_at) >> 10
     );
 }
 

@@ -547,21 +547,26 @@ impl Serve {
         }
     }
 
-    /// Relays what the program wrote: whether there was some, none, or
+    /// Relays what the program wrote, one buffer's worth (the poll comes
+    /// back while there is more): whether there was some, none, or
     /// nothing holds the program's terminal any more (all it wrote read).
+    ///
+    /// One read a round, not a loop until the terminal is empty: a program
+    /// that writes faster than the caller's terminal shows (`yes`) never
+    /// leaves it empty, and what was typed meanwhile, Ctrl-C included,
+    /// waited for the loop's end (seconds, or for ever).
     fn relay_output(&mut self, buf: &mut [u8]) -> Output {
         let Some(master) = &self.master else {
             return Output::Gone;
         };
-        let mut some = Output::None;
         loop {
             match rustix::io::read(master, &mut *buf) {
                 Ok(0) => return Output::Gone,
                 Ok(n) => {
                     write_all(self.output, &buf[..n]);
-                    some = Output::Some;
+                    return Output::Some;
                 }
-                Err(Errno::AGAIN) => return some,
+                Err(Errno::AGAIN) => return Output::None,
                 Err(Errno::INTR) => {}
                 // EIO: no process holds the other side any more.
                 Err(_) => return Output::Gone,
