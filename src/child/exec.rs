@@ -685,17 +685,22 @@ fn relay_until_the_end(
 ) {
     use rustix::event::{Timespec, poll};
     let mut buf = [0u8; 4096];
-    // Copies what is there; false once nothing holds the other side.
-    let copy = |buf: &mut [u8]| loop {
-        match rustix::io::read(master, &mut *buf) {
-            Ok(0) => return false,
-            Ok(n) => {
-                let _ = sys::write_all(caller, &buf[..n]);
+    // Copies what is there, at most 16 buffers (the poll comes back for
+    // the rest: a program writing without end must not keep the relay
+    // from its status); false once nothing holds the other side.
+    let copy = |buf: &mut [u8]| {
+        for _ in 0..16 {
+            match rustix::io::read(master, &mut *buf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    let _ = sys::write_all(caller, &buf[..n]);
+                }
+                Err(rustix::io::Errno::AGAIN) => return true,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return false,
             }
-            Err(rustix::io::Errno::AGAIN) => return true,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return false,
         }
+        true
     };
     let mut open = true;
     loop {
@@ -729,10 +734,9 @@ fn relay_until_the_end(
         tv_sec: 0,
         tv_nsec: 50_000_000,
     };
-    for _ in 0..5 {
-        if !open {
-            return;
-        }
+    // `Instant::now` is a `clock_gettime`: no lock, no allocation.
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(250);
+    while open && std::time::Instant::now() < until {
         let mut fds = [PollFd::new(&master, PollFlags::IN)];
         match poll(&mut fds, Some(&quiet)) {
             Ok(0) => return,

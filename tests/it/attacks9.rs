@@ -496,3 +496,59 @@ fn the_program_s_newlines_reach_the_caller_s_terminal_once_translated() {
     assert_eq!(status.map(code), Some(0), "{seen:?}");
     assert!(seen.starts_with("a\r\nb\r\nEND"), "{seen:?}");
 }
+
+// `child::exec::relay_until_the_end`, the library's twin of the relay
+// above (a `command()` whose stdio is the test's terminal): it copied the
+// program's terminal until it had nothing, and only then looked whether
+// the program's status had come. A process the program left behind that
+// writes without end on a terminal slower than it kept it copying until
+// the terminal happened to be empty: `status()` came back after 1-2.7 s
+// here instead of 0.3 s (unbounded in principle). And once the status had
+// come, "at most 250 ms" of what is left was a loop that ended only on a
+// quiet terminal. It copies at most 16 buffers a round now, and the rest
+// is bounded by the clock.
+/// The attacker: `ns.command("sh").args(["-c", "trap '' HUP; yes & exit
+/// 3"])` (the `yes` left behind ignores the hang-up of its terminal's
+/// session) run with the test's terminal as stdio (std's default), on a
+/// terminal that takes 4 KiB a millisecond. What should happen: `status()` returns the
+/// program's exit 3 at once, whatever `yes` goes on writing (it goes with
+/// the sandbox).
+#[test]
+fn a_command_s_status_comes_back_while_a_process_it_left_floods_the_terminal() {
+    let (master, slave) = common::openpty();
+    let mut cmd = common::self_command("helper_runs_a_command_that_leaves_yes_behind");
+    cmd.arg("--nocapture");
+    on_terminal(&mut cmd, &slave);
+    let mut child = cmd.spawn().unwrap();
+    drop((cmd, slave));
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut f = std::fs::File::from(master);
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n) = f.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let status = ended_within(&mut child, Duration::from_secs(30));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(3),
+        "status() of the program did not come back within 30 s (or was not its exit 3)"
+    );
+}
+
+#[test]
+#[ignore = "helper: run on a pty by a_command_s_status_comes_back_while_a_process_it_left_floods_the_terminal"]
+fn helper_runs_a_command_that_leaves_yes_behind() {
+    let ns = hermetic::Sandbox::new().unwrap();
+    let status = ns
+        .command("sh")
+        .args(["-c", "trap '' HUP; yes & exit 3"])
+        .status()
+        .unwrap();
+    drop(ns);
+    std::process::exit(status.code().unwrap_or(-1));
+}
