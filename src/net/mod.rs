@@ -78,7 +78,9 @@ impl NetworkBuilder {
     }
 
     /// Adds a host called `name`: its hostname, and the name every other
-    /// host resolves to its address.
+    /// host resolves to its address. A name is one label (`db`) or more
+    /// (`db.test`, `node-1.cluster.local`) of letters, digits and `-`, at
+    /// most 64 bytes in all; [`build`](Self::build) refuses others.
     pub fn host(&mut self, name: impl Into<String>) -> &mut Self {
         self.hosts.push((name.into(), None));
         self
@@ -286,20 +288,41 @@ impl NetworkBuilder {
 /// Why `name` cannot be a hostname (RFC 1123 label), if it cannot.
 fn bad_hostname(name: &str) -> Option<&'static str> {
     if name.is_empty() {
-        Some("it is empty")
-    } else if name.len() > 63 {
-        Some("it is longer than 63 bytes")
-    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        Some("only letters, digits and '-' are allowed")
-    } else if name.starts_with('-') || name.ends_with('-') {
-        Some("it starts or ends with '-'")
-    } else if name.bytes().all(|b| b.is_ascii_digit()) {
-        Some("it is all digits, which reads as an address")
-    } else if name == "localhost" {
-        Some("it is reserved")
-    } else {
-        None
+        return Some("it is empty");
     }
+    // The kernel's limit for a hostname (`sethostname`).
+    if name.len() > 64 {
+        return Some("it is longer than 64 bytes");
+    }
+    // A name of one or more labels (`db`, `db.test`, `node-1.cluster.local`).
+    let mut labels = name.split('.');
+    if labels.clone().any(str::is_empty) {
+        return Some("it has an empty label (a leading, trailing or doubled '.')");
+    }
+    if !labels
+        .clone()
+        .all(|l| l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    {
+        return Some("only letters, digits, '-' and '.' between labels are allowed");
+    }
+    if labels
+        .clone()
+        .any(|l| l.starts_with('-') || l.ends_with('-'))
+    {
+        return Some("a label starts or ends with '-'");
+    }
+    // As RFC 3696 asks of a top-level label: `10`, `1.2.3.4` read as
+    // addresses.
+    if labels
+        .next_back()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Some("its last label is all digits, which reads as an address");
+    }
+    if name.eq_ignore_ascii_case("localhost") {
+        return Some("it is reserved");
+    }
+    None
 }
 
 /// One host of a [`Network`]: a [`Sandbox`] with a name and an address.

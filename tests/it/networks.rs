@@ -436,8 +436,38 @@ fn bad_host_names_are_refused_by_name() {
     );
     let (_, why) = invalid(Network::builder().host("-x").build());
     assert!(why.contains("'-'"), "{why}");
+    let (_, why) = invalid(Network::builder().host("db..test").build());
+    assert!(why.contains("empty label"), "{why}");
+    let (_, why) = invalid(Network::builder().host("db.").build());
+    assert!(why.contains("empty label"), "{why}");
+    let (_, why) = invalid(Network::builder().host("db.-x").build());
+    assert!(why.contains("'-'"), "{why}");
+    let (_, why) = invalid(Network::builder().host("10.0.0.9").build());
+    assert!(why.contains("reads as an address"), "{why}");
+    let (_, why) = invalid(Network::builder().host(&"a".repeat(65)).build());
+    assert!(why.contains("64 bytes"), "{why}");
     let (_, why) = invalid(Network::builder().build());
     assert!(why.contains("at least one host"), "{why}");
+}
+
+/// Names of more than one label, as a cluster's hosts often have: each
+/// host is called by its name, and the others resolve it.
+#[test]
+fn hosts_may_have_names_of_several_labels() {
+    let net = Network::builder()
+        .host("db.test")
+        .host("node-1.cluster.local")
+        .build()
+        .unwrap();
+    let db = net.host("db.test");
+    let addr = db.addr();
+    let seen = net.host("node-1.cluster.local").run(|| {
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let name = name.trim_end().to_owned();
+        let db: Vec<_> = ("db.test", 5432).to_socket_addrs().unwrap().collect();
+        (name, db[0].ip().to_string())
+    });
+    assert_eq!(seen, ("node-1.cluster.local".to_owned(), addr.to_string()));
 }
 
 #[rstest]
