@@ -444,7 +444,7 @@ fn bad_host_names_are_refused_by_name() {
     assert!(why.contains("'-'"), "{why}");
     let (_, why) = invalid(Network::builder().host("10.0.0.9").build());
     assert!(why.contains("reads as an address"), "{why}");
-    let (_, why) = invalid(Network::builder().host(&"a".repeat(65)).build());
+    let (_, why) = invalid(Network::builder().host("a".repeat(65)).build());
     assert!(why.contains("64 bytes"), "{why}");
     let (_, why) = invalid(Network::builder().build());
     assert!(why.contains("at least one host"), "{why}");
