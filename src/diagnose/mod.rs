@@ -203,8 +203,18 @@ fn threads(pid: libc::pid_t) -> Vec<Thread> {
     tids.sort_unstable();
     // Read and parsed once, for every thread's lock (a closure chooses how
     // many threads and mappings it has: the cost here is bounded, below).
-    let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let text = maps_of(pid);
     let maps = parse_maps(&text);
+    // A file's ELF header, read where the process mapped it (never from
+    // the host's file of that name: the path is the sandbox's, and on the
+    // host it may be a FIFO that blocks an open for ever, or a device).
+    let header = |at: u64| -> Option<[u8; 18]> {
+        use std::os::unix::fs::FileExt;
+        let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+        let mut header = [0u8; 18];
+        mem.read_exact_at(&mut header, at).ok()?;
+        Some(header)
+    };
     let deadline = std::time::Instant::now() + EXAMINE_FOR;
     let total = tids.len();
     let mut threads = Vec::new();
@@ -247,7 +257,7 @@ fn threads(pid: libc::pid_t) -> Vec<Thread> {
                 .split_whitespace()
                 .nth(1)
                 .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
-                .and_then(|address| lock_place(&maps, address))
+                .and_then(|address| lock_place(&maps, address, &header))
         {
             line.push_str(&format!(" on a lock {place}"));
         }
@@ -267,6 +277,25 @@ fn threads(pid: libc::pid_t) -> Vec<Thread> {
 /// for at most this long: the test process waits for the description.
 const EXAMINED_THREADS: usize = 64;
 const EXAMINE_FOR: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The most of a process's `/proc/PID/maps` that is read: a closure
+/// chooses how many mappings it has, and how long their paths are (65,000
+/// of 4,000-byte paths made 245 MiB, which the kernel took 18 s to
+/// write). A lock past it is not placed.
+const MAPS_READ_AT_MOST: u64 = 1 << 20;
+
+/// The first [`MAPS_READ_AT_MOST`] bytes of `/proc/PID/maps`, cut after its
+/// last whole line (paths that are not UTF-8 lossily).
+fn maps_of(pid: libc::pid_t) -> String {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    if let Ok(file) = std::fs::File::open(format!("/proc/{pid}/maps")) {
+        let _ = file.take(MAPS_READ_AT_MOST).read_to_end(&mut bytes);
+    }
+    let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    bytes.truncate(whole);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
 
 /// One line of `/proc/PID/maps`.
 struct Mapping<'a> {
@@ -300,7 +329,13 @@ fn parse_maps(maps: &str) -> Vec<Mapping<'_>> {
 /// Where the lock at `address` lies, from the process's `mappings`: in a
 /// program's or library's static data (with the address `nm -n` shows for
 /// it, so that the static can be named), on the heap, or elsewhere.
-fn lock_place(mappings: &[Mapping<'_>], address: u64) -> Option<String> {
+/// `header(at)`: the first 18 bytes of the process's memory at `at`, where
+/// a file is mapped from its start (its ELF header), if readable.
+fn lock_place(
+    mappings: &[Mapping<'_>],
+    address: u64,
+    header: &dyn Fn(u64) -> Option<[u8; 18]>,
+) -> Option<String> {
     // By address, as the kernel lists them.
     let at = mappings.partition_point(|m| m.end <= address);
     if mappings.get(at).is_none_or(|m| m.start > address) {
@@ -321,17 +356,15 @@ fn lock_place(mappings: &[Mapping<'_>], address: u64) -> Option<String> {
     if let Some(file) = file {
         // nm shows addresses as linked: a position-independent file's from
         // where it is loaded (its mapping at offset 0), a fixed one's as is.
-        let fixed = std::fs::File::open(file).ok().and_then(|mut f| {
-            let mut header = [0u8; 18];
-            std::io::Read::read_exact(&mut f, &mut header).ok()?;
-            // ELF e_type: 2 = ET_EXEC (fixed addresses).
-            Some(header[..4] == *b"\x7fELF" && u16::from_le_bytes([header[16], header[17]]) == 2)
-        });
         let base = mappings
             .iter()
             .filter(|m| m.path == file && m.offset == 0)
             .map(|m| m.start)
             .min();
+        let fixed = base.and_then(header).map(|header| {
+            // ELF e_type: 2 = ET_EXEC (fixed addresses).
+            header[..4] == *b"\x7fELF" && u16::from_le_bytes([header[16], header[17]]) == 2
+        });
         let linked = match (fixed, base) {
             (Some(false), Some(base)) => Some(address - base),
             (Some(true), _) => Some(address),
@@ -431,10 +464,15 @@ mod tests {
 
     #[test]
     fn a_lock_is_placed_in_a_file_s_static_data_or_in_allocated_memory() {
-        // This test binary is position-independent: its address as nm
-        // shows it is the offset from its mapping at offset 0.
-        let exe = std::fs::read_link("/proc/self/exe").unwrap();
-        let exe = exe.to_str().unwrap();
+        // A position-independent file (ELF type 3): its address as nm
+        // shows it is the offset from its mapping at offset 0. The path is
+        // never opened: the header comes from the process's memory.
+        let exe = "/no/such/dir/prog";
+        let mut pie = [0u8; 18];
+        pie[..4].copy_from_slice(b"\x7fELF");
+        pie[16] = 3;
+        let header = |at: u64| (at == 0x55d0_0000_0000).then_some(pie);
+        let lock_place = |maps: &[Mapping<'_>], address| lock_place(maps, address, &header);
         let maps = format!(
             "55d000000000-55d000001000 r--p 00000000 fe:01 12 {exe}\n\
              55d000001000-55d000005000 r-xp 00001000 fe:01 12 {exe}\n\
@@ -462,6 +500,28 @@ mod tests {
             );
         }
         assert_eq!(lock_place(&parse_maps(&maps), 0x1000), None);
+        // A fixed-address file (ELF type 2): the address as it is; a file
+        // whose header cannot be read: no address.
+        let mut fixed = pie;
+        fixed[16] = 2;
+        let maps = parse_maps(&maps);
+        let as_is = super::lock_place(&maps, 0x55d0_0000_5010, &|_| Some(fixed)).unwrap();
+        assert!(
+            as_is.starts_with(&format!("at 0x55d000005010 in the static data of {exe}")),
+            "{as_is}"
+        );
+        let unread = super::lock_place(&maps, 0x55d0_0000_5010, &|_| None).unwrap();
+        assert_eq!(unread, format!("in the static data of {exe}"));
+    }
+
+    #[test]
+    fn a_process_s_maps_are_read_up_to_a_bound_and_in_whole_lines() {
+        let maps = maps_of(std::process::id() as libc::pid_t);
+        assert!(
+            maps.ends_with('\n') && !parse_maps(&maps).is_empty(),
+            "{maps}"
+        );
+        assert!(maps.len() as u64 <= MAPS_READ_AT_MOST);
     }
 
     #[test]
