@@ -55,16 +55,23 @@ impl Rng {
 const VNET_HDR: usize = 10;
 
 /// Whether `frame` (after its `virtio_net_hdr`) is an IP datagram (IPv4,
-/// or IPv6 but ICMPv6: neighbour discovery and MLD), and if so, whether
-/// to a group (its destination's group bit: multicast or broadcast).
+/// or IPv6 but the ICMPv6 of the link itself: neighbour discovery and
+/// MLD), and if so, whether to a group (its destination's group bit:
+/// multicast or broadcast). Other ICMPv6 (echo, errors) is a datagram like
+/// any: a blackholed host exchanges none.
 fn ip_datagram(frame: &[u8]) -> Option<bool> {
     let eth = &frame[VNET_HDR.min(frame.len())..];
     if eth.len() < 14 {
         return None;
     }
+    // After the Ethernet header (14 bytes), IPv6's fixed header (40): its
+    // next header (at 6), then an ICMPv6 message's type.
+    let link_icmpv6 = |ip6: &[u8]| {
+        ip6.get(6) == Some(&58) && ip6.get(40).is_some_and(|t| matches!(t, 130..=137 | 143))
+    };
     let ip = match u16::from_be_bytes([eth[12], eth[13]]) {
         0x0800 => true,
-        0x86DD => eth.get(14 + 6).is_some_and(|&next| next != 58),
+        0x86DD => !link_icmpv6(&eth[14..]),
         _ => false,
     };
     ip.then_some(eth[0] & 1 == 1)
@@ -270,10 +277,12 @@ mod tests {
     #[test]
     fn group_datagrams_are_told_from_arp_and_neighbour_discovery() {
         let frame = |dest: [u8; 6], ethertype: u16, next: u8| {
-            let mut f = vec![0u8; VNET_HDR + 14 + 40];
+            let mut f = vec![0u8; VNET_HDR + 14 + 40 + 8];
             f[VNET_HDR..VNET_HDR + 6].copy_from_slice(&dest);
             f[VNET_HDR + 12..VNET_HDR + 14].copy_from_slice(&ethertype.to_be_bytes());
             f[VNET_HDR + 14 + 6] = next;
+            // An ICMPv6 message's type: a neighbour solicitation.
+            f[VNET_HDR + 14 + 40] = 135;
             f
         };
         let broadcast = [0xff; 6];
@@ -316,16 +325,31 @@ mod tests {
     }
 
     #[test]
-    fn only_unicast_ip_frames_but_icmpv6_are_impaired() {
+    fn only_unicast_ip_frames_but_the_link_s_icmpv6_are_impaired() {
         let frame = |ethertype: u16, next: u8| {
-            let mut f = vec![0u8; VNET_HDR + 14 + 40];
+            let mut f = vec![0u8; VNET_HDR + 14 + 40 + 8];
             f[VNET_HDR + 12..VNET_HDR + 14].copy_from_slice(&ethertype.to_be_bytes());
             f[VNET_HDR + 14 + 6] = next;
             f
         };
+        let icmpv6 = |kind: u8| {
+            let mut f = frame(0x86DD, 58);
+            f[VNET_HDR + 14 + 40] = kind;
+            f
+        };
         assert!(impaired(&frame(0x0800, 17)));
         assert!(impaired(&frame(0x86DD, 17)));
-        assert!(!impaired(&frame(0x86DD, 58)));
+        // Neighbour solicitation and advertisement, router solicitation,
+        // an MLD report: the link's own, never impaired.
+        for kind in [135, 136, 133, 131, 143] {
+            assert!(!impaired(&icmpv6(kind)), "ICMPv6 type {kind}");
+        }
+        // Echo request and reply, destination unreachable: datagrams.
+        for kind in [128, 129, 1] {
+            assert!(impaired(&icmpv6(kind)), "ICMPv6 type {kind}");
+        }
+        // Cut short before its type: taken as a datagram.
+        assert!(impaired(&frame(0x86DD, 58)[..VNET_HDR + 14 + 40]));
         assert!(!impaired(&frame(0x0806, 0)));
         // MLD: to 33:33:00:00:00:16, behind a hop-by-hop header (0).
         let mut mld = frame(0x86DD, 0);

@@ -673,6 +673,9 @@ impl SandboxBuilder {
             };
             return Err((e, kind));
         }
+        if keep_failed() {
+            sandbox.keeper = super::find_keeper(sandbox.init_pid);
+        }
         if self.program.is_some()
             && let Some(layers) = &sandbox.disk_layers
         {
@@ -1015,6 +1018,7 @@ impl SandboxBuilder {
             outer_maps,
             program_report: None,
             disk_layers,
+            keeper: None,
         };
         Ok(Started {
             sandbox,

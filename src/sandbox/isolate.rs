@@ -203,7 +203,9 @@ impl SandboxBuilder {
         let (sandbox, mut isolated) = self.start_isolated(call, name)?;
         let outcome = isolated.wait(&sandbox);
         let kept = match &outcome {
-            Err(_) if crate::sandbox::keep_failed() => sandbox.keep().ok(),
+            Err(_) if crate::sandbox::keep_failed() => {
+                sandbox.keep().ok().map(|_| sandbox.enter_command())
+            }
             _ => None,
         };
         let pid = sandbox.pid();
@@ -214,7 +216,11 @@ impl SandboxBuilder {
         match (outcome, kept) {
             (Err(message), Some(enter)) => Err(format!(
                 "{message}\n{}",
-                crate::sandbox::kept_message("HERMETIC_KEEP is set: the sandbox", pid, &enter)
+                crate::sandbox::kept_message(
+                    "HERMETIC_KEEP is set: the sandbox",
+                    pid,
+                    enter.as_deref()
+                )
             )),
             (outcome, _) => outcome,
         }

@@ -104,6 +104,10 @@ pub struct Sandbox {
     /// Copy-on-write: its upper layers on disk, removed once its processes
     /// (and so its overlays) are gone, or left to a kept sandbox.
     disk_layers: Option<crate::setup::disk::DiskLayers>,
+    /// With `HERMETIC_KEEP` set: the keeper's pid and a pidfd of it, taken
+    /// as the sandbox became ready (before anything inside ran), so that a
+    /// process inside that kills it and takes its name is never named.
+    pub(crate) keeper: Option<(u32, Fd)>,
 }
 
 /// How the program of [`SandboxBuilder::__program`] ended.
@@ -361,7 +365,9 @@ impl Sandbox {
             )?;
             self.kept.store(true, Ordering::SeqCst);
         }
-        Ok(self.enter_command())
+        Ok(self
+            .enter_command()
+            .unwrap_or_else(|| self.enter_through(self.init_pid as u32)))
     }
 
     /// With `HERMETIC_KEEP` set, keeps the sandbox (see [`keep`](Self::keep))
@@ -374,7 +380,7 @@ impl Sandbox {
     pub fn __keep_if_asked(&self, what: &str) -> Option<Result<String, Error>> {
         keep_failed().then(|| {
             self.keep()
-                .map(|enter| kept_message(what, self.init_pid, &enter))
+                .map(|_| kept_message(what, self.init_pid, self.enter_command().as_deref()))
         })
     }
 
@@ -382,20 +388,30 @@ impl Sandbox {
     /// `SandboxBuilder` and `HERMETIC_KEEP`), whose user namespace owns the
     /// mounts, so that it works rootless too; else through the init
     /// process, which works as root.
-    fn enter_command(&self) -> String {
-        let target = self.keeper_pid().unwrap_or(self.init_pid as u32);
+    ///
+    /// `None` where the sandbox was made with a keeper and a process inside
+    /// has killed it: through the init process, the line would lead into
+    /// the user namespace of the processes inside, not the one that owns
+    /// them.
+    pub(crate) fn enter_command(&self) -> Option<String> {
+        match (self.keeper_pid(), &self.keeper) {
+            (Some(keeper), _) => Some(self.enter_through(keeper)),
+            (None, Some(_)) => None,
+            (None, None) => Some(self.enter_through(self.init_pid as u32)),
+        }
+    }
+
+    /// `nsenter` into every namespace of the process `target`.
+    fn enter_through(&self, target: u32) -> String {
         format!("nsenter -t {target} -U -m -n -p -u -i --preserve-credentials")
     }
 
     /// The keeper's pid (in this process's PID namespace), if the sandbox
-    /// has one: the init process's child named `hermetic-keeper`.
+    /// has one and it still lives (see [`find_keeper`]).
     fn keeper_pid(&self) -> Option<u32> {
-        let pid = self.init_pid;
-        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-        children.split_whitespace().find_map(|child| {
-            let comm = std::fs::read_to_string(format!("/proc/{child}/comm")).ok()?;
-            (comm.trim_end() == "hermetic-keeper").then(|| child.parse().ok())?
-        })
+        let (pid, pidfd) = self.keeper.as_ref()?;
+        sys::pidfd_alive(pidfd.as_fd()).then_some(())?;
+        Some(*pid)
     }
 
     /// The memory limit in bytes, if the sandbox's memory cgroup has
@@ -485,7 +501,11 @@ impl Sandbox {
         if self.kept.load(Ordering::SeqCst) {
             format!(
                 "\n{}",
-                kept_message("the sandbox", self.init_pid, &self.enter_command())
+                kept_message(
+                    "the sandbox",
+                    self.init_pid,
+                    self.enter_command().as_deref()
+                )
             )
         } else {
             String::new()
@@ -967,10 +987,18 @@ fn ran_and_failed(e: &Error) -> bool {
 /// (who is kept, and why) is kept (init process `pid`); look inside with
 /// `enter` and [`LOOKING_SHELL`]. One wording for every place that keeps
 /// one.
-pub(crate) fn kept_message(what: &str, pid: impl std::fmt::Display, enter: &str) -> String {
-    format!(
-        "hermetic: {what} is kept (init process {pid}); look inside with: {enter} {LOOKING_SHELL}"
-    )
+pub(crate) fn kept_message(what: &str, pid: impl std::fmt::Display, enter: Option<&str>) -> String {
+    match enter {
+        Some(enter) => format!(
+            "hermetic: {what} is kept (init process {pid}); look inside with: {enter} \
+             {LOOKING_SHELL}, or: hermetic enter {pid}"
+        ),
+        None => format!(
+            "hermetic: {what} is kept (init process {pid}); a process inside killed its \
+             keeper, so no nsenter line leads to the user namespace that owns it: look \
+             inside with: hermetic enter {pid}"
+        ),
+    }
 }
 
 /// The shell a kept sandbox's message suggests, after the `nsenter`
@@ -980,8 +1008,38 @@ pub(crate) fn kept_message(what: &str, pid: impl std::fmt::Display, enter: &str)
 /// a `PATH` directory of `$HOME`) would run with more than the program
 /// had: the shell gives up every capability (its bounding set) and starts
 /// with a clean environment (system `PATH`, `HOME=/`, no rc file).
-pub(crate) const LOOKING_SHELL: &str = "setpriv --bounding-set=-all --no-new-privs env -i \
-                                         PATH=/usr/local/bin:/usr/bin:/bin HOME=/ sh";
+/// Each program by its absolute path: `nsenter` enters the sandbox's mount
+/// namespace first, so a name would be looked up in the caller's `PATH`
+/// there, where a program inside may have left one of its own (`$HOME/bin`
+/// in the copy-on-write layer); the system's directories are the host's,
+/// read-only.
+pub(crate) const LOOKING_SHELL: &str = "/usr/bin/setpriv --bounding-set=-all --no-new-privs \
+                                         /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin \
+                                         HOME=/ /bin/sh";
+
+/// The keeper of the sandbox whose init process is `init` (see
+/// [`Sandbox::keep`]), as the sandbox becomes ready: its first child,
+/// named `hermetic-keeper` (the init process makes it during setup, before
+/// anything inside runs), with a pidfd, checked once more after it is
+/// opened (the pid is still that child's).
+pub(crate) fn find_keeper(init: libc::pid_t) -> Option<(u32, Fd)> {
+    let is_keeper = |pid: u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // "pid (comm) state ppid ...".
+        let (head, rest) = stat.rsplit_once(')')?;
+        let comm = head.split_once('(')?.1;
+        let ppid: libc::pid_t = rest.split_whitespace().nth(1)?.parse().ok()?;
+        (comm == "hermetic-keeper" && ppid == init).then_some(())
+    };
+    let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).ok()?;
+    let pid: u32 = children.split_whitespace().next()?.parse().ok()?;
+    is_keeper(pid)?;
+    let pidfd =
+        Fd::open(|| sys::pidfd_open(pid as libc::pid_t).map_err(std::io::Error::from_raw_os_error))
+            .ok()?;
+    is_keeper(pid)?;
+    Some((pid, pidfd))
+}
 
 /// `HERMETIC_KEEP` is set (and not `0`).
 pub(crate) fn keep_failed() -> bool {

@@ -64,6 +64,20 @@ pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> Resu
     rustix::process::pidfd_send_signal(pidfd, sig).map_err(errno_of)
 }
 
+/// Whether the process behind `pidfd` still lives (a pidfd is readable
+/// once it has exited).
+pub(crate) fn pidfd_alive(pidfd: BorrowedFd<'_>) -> bool {
+    let mut fds = [rustix::event::PollFd::new(
+        &pidfd,
+        rustix::event::PollFlags::IN,
+    )];
+    let now = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(rustix::event::poll(&mut fds, Some(&now)), Ok(0))
+}
+
 /// The mount namespace of the process behind `pidfd`, as an fd that keeps
 /// it alive (`PIDFD_GET_MNT_NAMESPACE`, Linux 6.11; an older kernel gives
 /// `ENOTTY` or `EINVAL`).

@@ -620,7 +620,7 @@ fn looking_line(message: &str) -> Option<Vec<String>> {
 fn a_kept_sandbox_cannot_write_the_host_through_the_shell_that_looks_inside() {
     let (init, look, marker, _target, payload) = kept_sandbox_with_a_planted_bashrc();
     assert!(
-        look.ends_with(&["HOME=/".to_owned(), "sh".to_owned()]),
+        look.ends_with(&["HOME=/".to_owned(), "/bin/sh".to_owned()]),
         "the suggested shell: {look:?}"
     );
     let looked = std::process::Command::new(&look[0])

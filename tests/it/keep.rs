@@ -112,14 +112,17 @@ fn a_failed_run_keeps_its_sandbox_past_the_test_process() {
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("marker-failed-run"), "{text}");
-    // "... look inside with: nsenter -t PID ... sh"
+    // "... look inside with: nsenter -t PID ... /bin/sh, or: hermetic enter PID"
     let enter = text
         .lines()
         .find_map(|l| l.split_once("look inside with: ").map(|(_, c)| c))
         .unwrap_or_else(|| panic!("no nsenter line in:\n{text}"))
-        .trim_end()
-        .strip_suffix(" sh")
+        .split(", or: ")
+        .next()
         .unwrap()
+        .trim_end()
+        .strip_suffix(" /bin/sh")
+        .unwrap_or_else(|| panic!("no shell at the end of the nsenter line in:\n{text}"))
         .to_owned();
     // "the sandbox ... is kept (init process PID)"
     let init: u32 = text

@@ -25,6 +25,7 @@ mod attacks12;
 mod attacks13;
 mod attacks14;
 mod attacks15;
+mod attacks16;
 mod attacks2;
 mod attacks3;
 mod attacks4;

@@ -634,7 +634,7 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
         let message = match keeping {
             Ok(message) => {
                 kept = true;
-                format!("{message}, or: hermetic enter {}", sandbox.pid())
+                message
             }
             Err(e) => format!("hermetic: could not keep the sandbox: {e}"),
         };
