@@ -128,8 +128,19 @@ impl NetworkBuilder {
                     "{name:?} is not a valid host name: {reason}"
                 )));
             }
-            if self.hosts[..i].iter().any(|(other, _)| other == name) {
-                return Err(invalid(format!("the name {name:?} is given twice")));
+            // Names resolve without regard to case: `db` and `DB` are one.
+            if let Some((other, _)) = self.hosts[..i]
+                .iter()
+                .find(|(other, _)| other.eq_ignore_ascii_case(name))
+            {
+                return Err(invalid(if other == name {
+                    format!("the name {name:?} is given twice")
+                } else {
+                    format!(
+                        "the names {other:?} and {name:?} differ only in case, and host \
+                         names resolve without regard to it"
+                    )
+                }));
             }
         }
         Ok(())

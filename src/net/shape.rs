@@ -84,6 +84,13 @@ impl LinkShape {
         }
     }
 
+    /// Adds a one-way delay (`LinkShape::rate(r).with_delay(d)`).
+    #[must_use = "returns the changed shape and leaves this one as it was: `let shape = shape.with_delay(..)`"]
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
     /// Adds jitter to the delay.
     #[must_use = "returns the changed shape and leaves this one as it was: `let shape = shape.with_jitter(..)`"]
     pub fn with_jitter(mut self, jitter: Duration) -> Self {
@@ -106,7 +113,8 @@ impl LinkShape {
     }
 
     /// Sends this percentage of packets at once, so that they overtake
-    /// delayed ones (needs a delay to reorder anything).
+    /// delayed ones (needs a delay or jitter: without one,
+    /// [`Network::shape`](crate::Network::shape) refuses the shape).
     #[must_use = "returns the changed shape and leaves this one as it was: `let shape = shape.with_reorder(..)`"]
     pub fn with_reorder(mut self, percent: f64) -> Self {
         self.reorder = Some(percent);
@@ -168,9 +176,25 @@ impl LinkShape {
                 ));
             }
         }
-        if self == &LinkShape::default() {
+        // A seed alone decides nothing.
+        let unseeded = LinkShape {
+            seed: None,
+            ..self.clone()
+        };
+        if unseeded == LinkShape::default() {
             return Some(
                 "nothing to shape: set a rate, delay, jitter, loss, duplication or reordering"
+                    .into(),
+            );
+        }
+        // Reordering sends some datagrams at once, ahead of delayed ones:
+        // without a delay there is nothing to be ahead of.
+        let delayed =
+            self.delay.is_some_and(|d| !d.is_zero()) || self.jitter.is_some_and(|j| !j.is_zero());
+        if self.reorder.is_some_and(|r| r > 0.0) && !delayed {
+            return Some(
+                "reordering needs a delay (or jitter) to send datagrams ahead of: add one \
+                 with with_delay"
                     .into(),
             );
         }
@@ -203,7 +227,8 @@ const TCA_TBF_BURST: u16 = 6;
 /// frames itself) and a queue of 100 ms. A low rate holds from the first
 /// bytes: with a bucket of 16 KiB, 32 KiB at 8 KiB/s took 2.2 s, not 4.
 pub(crate) fn tbf_options(rate: u64) -> Vec<u8> {
-    let burst = (rate / 50).clamp(4 << 10, u32::MAX as u64) as u32;
+    // At most half of 32 bits: the queue's limit is at least two bursts.
+    let burst = (rate / 50).clamp(4 << 10, (u32::MAX / 2) as u64) as u32;
     let limit = (rate / 10).clamp(2 * burst as u64, u32::MAX as u64) as u32;
     // struct tc_tbf_qopt: rate, peakrate, limit, buffer, mtu.
     let mut qopt = Vec::with_capacity(36);

@@ -1184,7 +1184,8 @@ const DEFAULT_TMP_SIZE: u64 = 1 << 30;
 /// (0: none), or 5 minutes.
 fn default_timeout() -> Result<Option<Duration>, Error> {
     const DEFAULT: Duration = Duration::from_secs(5 * 60);
-    let Some(value) = std::env::var_os("HERMETIC_TIMEOUT") else {
+    // Empty is unset, as for HERMETIC_KEEP (CI files often set it so).
+    let Some(value) = std::env::var_os("HERMETIC_TIMEOUT").filter(|v| !v.is_empty()) else {
         return Ok(Some(DEFAULT));
     };
     // Whole or decimal seconds (`1.5`), as `hermetic run --timeout` takes

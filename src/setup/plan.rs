@@ -119,6 +119,16 @@ pub(crate) fn hostname(name: &str) -> Result<Vec<u8>, Error> {
         )
     } else if name.contains('\0') {
         "the hostname contains a NUL byte".to_owned()
+    } else if let Some(c) = name
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || *c == '#')
+    {
+        // The sandbox's /etc/hosts names it: a space splits it into two
+        // names there, a '#' starts a comment.
+        format!(
+            "the hostname {name:?} holds {c:?}, so it could not resolve inside (its \
+             /etc/hosts line would read otherwise)"
+        )
     } else {
         return Ok(name.as_bytes().to_vec());
     };
@@ -1615,6 +1625,25 @@ fn mount_steps(
         return Err(Error::InvalidOption {
             option,
             reason: "the target / would hide the whole filesystem".into(),
+        });
+    }
+    // What every run and program of the sandbox needs: its /dev/null and
+    // the like, and its own /proc.
+    if matches!(spec, MountSpec::Tmpfs { .. })
+        && (target == Path::new("/dev") || target == Path::new("/proc"))
+    {
+        return Err(Error::InvalidOption {
+            option,
+            reason: format!(
+                "a tmpfs on {} would hide the sandbox's own {}, which every run and \
+                 program needs; mount one below it instead (/dev/shm is one already)",
+                target.display(),
+                if target == Path::new("/dev") {
+                    "/dev/null and the like"
+                } else {
+                    "/proc"
+                }
+            ),
         });
     }
 

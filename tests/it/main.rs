@@ -70,4 +70,5 @@ mod trial;
 mod trial3;
 mod trial4;
 mod trial5;
+mod trial6;
 mod users;
