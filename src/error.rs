@@ -92,6 +92,20 @@ pub enum Error {
         doing: &'static str,
     },
 
+    /// The sandbox was asked for a run (or a spawned closure) by a process
+    /// other than the one that made it: inside one of its own runs, whose
+    /// closure holds a copy of its handle, with hermetic's fds closed.
+    #[error(
+        "a sandbox's runs start from the process that made it (pid {owner}), not from \
+         inside one of its own runs: run the code directly there, or make a sandbox inside \
+         the run"
+    )]
+    #[non_exhaustive]
+    NotTheOwner {
+        /// The pid of the process that made the sandbox.
+        owner: u32,
+    },
+
     /// The closure panicked inside the sandbox.
     #[error("panicked inside the sandbox at {}:\n{message}", location_text(.location))]
     #[non_exhaustive]
@@ -303,6 +317,7 @@ impl Error {
             | Error::Decode { .. }
             | Error::SigchldIgnored
             | Error::SandboxDead { .. }
+            | Error::NotTheOwner { .. }
             | Error::ShapingUnavailable { .. } => true,
             Error::NamespacesRefused { hint, .. } | Error::Setup { hint, .. } => hint.is_some(),
             _ => false,

@@ -357,8 +357,12 @@ impl SandboxBuilder {
     ///
     /// # Errors
     ///
+    /// The files placed so hold at most 4 MiB in all (they travel with the
+    /// sandbox's setup); bind a larger one in with
+    /// [`bind_ro`](Self::bind_ro).
+    ///
     /// [`build`](Self::build) fails with [`Error::InvalidOption`] (option
-    /// `file`) when `target` is not absolute, holds `.` or `..` or a NUL
+    /// `file`) when the files are larger, when `target` is not absolute, holds `.` or `..` or a NUL
     /// byte, is given twice, is a tmpfs mount point, lies under a
     /// [`bind`](Self::bind) target, (outside the sandbox's tmpfs mounts)
     /// is not an existing file of the host, or is (or leads to) a file of
@@ -1019,6 +1023,7 @@ impl SandboxBuilder {
             program_report: None,
             disk_layers,
             keeper: None,
+            owner: std::process::id(),
         };
         Ok(Started {
             sandbox,

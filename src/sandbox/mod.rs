@@ -108,6 +108,10 @@ pub struct Sandbox {
     /// as the sandbox became ready (before anything inside ran), so that a
     /// process inside that kills it and takes its name is never named.
     pub(crate) keeper: Option<(u32, Fd)>,
+    /// The process that made it (`std::process::id()`): the one its runs,
+    /// commands and spawned closures start from. A run's closure is a copy
+    /// of it, holding this handle with hermetic's fds closed.
+    pub(crate) owner: u32,
 }
 
 /// How the program of [`SandboxBuilder::__program`] ended.
@@ -624,6 +628,12 @@ impl Sandbox {
     /// stops the relay only: to pause the program send `SIGTSTP` (passed
     /// on; it stops a program that does not handle it), and `SIGCONT`.
     ///
+    /// Its `spawn` fails with `ESRCH` once the sandbox is dead (killed by a
+    /// [`Killer`] or from outside), and with `EPERM` in a process other
+    /// than the one that made the sandbox (inside one of its own runs,
+    /// where its handle is a copy: run the program directly there). std
+    /// carries only the errno of a failed spawn.
+    ///
     /// std's `CommandExt::uid` and `gid` change the ids of its child
     /// outside, before the relay joins the sandbox, which it then may not
     /// (`spawn` fails with `EPERM`): run the program as a user inside with
@@ -641,10 +651,23 @@ impl Sandbox {
     /// ```
     pub fn command(&self, program: impl AsRef<OsStr>) -> std::process::Command {
         let mut cmd = std::process::Command::new(program);
-        let init_pidfd = self
-            .init_pidfd
-            .try_clone()
-            .map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF));
+        // std hands on only an errno from the child it forks: a process
+        // other than the sandbox's owner (a closure of its own run) gets
+        // EPERM, a dead sandbox ESRCH (see the docs above).
+        let refused = if std::process::id() != self.owner {
+            Some(libc::EPERM)
+        } else if self.killed.load(Ordering::SeqCst) || !sys::pidfd_alive(self.init_pidfd.as_fd()) {
+            Some(libc::ESRCH)
+        } else {
+            None
+        };
+        let init_pidfd = match refused {
+            Some(errno) => Err(errno),
+            None => self
+                .init_pidfd
+                .try_clone()
+                .map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF)),
+        };
         let cgroups = self
             .cgroups
             .as_ref()
@@ -829,6 +852,9 @@ impl Sandbox {
 
     /// Refuses to start anything in a sandbox a [`Killer`] killed.
     fn check_alive(&self) -> Result<(), Error> {
+        if std::process::id() != self.owner {
+            return Err(Error::NotTheOwner { owner: self.owner });
+        }
         if self.killed.load(Ordering::SeqCst) {
             return Err(Error::SandboxDead {
                 doing: "starting a run",

@@ -1010,6 +1010,11 @@ type OverHost<'a> = (&'a Path, &'a [u8]);
 ///
 /// Copy-on-write, a file under one of the `layers` is placed over the host
 /// file if there is one, else made in the layer.
+/// The most the files a sandbox places inside ([`Layout::files`]) may hold
+/// in all: they travel in the setup plan, which the init program takes up
+/// to [`wire::PLAN_MAX`].
+const FILES_AT_MOST: usize = 4 << 20;
+
 fn place_files<'a>(
     files: &'a [(PathBuf, Vec<u8>)],
     mounts: &'a [MountSpec],
@@ -1020,6 +1025,18 @@ fn place_files<'a>(
         return Ok((Vec::new(), Vec::new()));
     }
     let option = "file";
+    let total: usize = files.iter().map(|(_, c)| c.len()).sum();
+    if total > FILES_AT_MOST {
+        return Err(Error::InvalidOption {
+            option,
+            reason: format!(
+                "the files to place inside hold {total} bytes in all; at most {} MiB \
+                 travel with the sandbox's setup: bind a host file read-only instead \
+                 (bind_ro, --bind-ro)",
+                FILES_AT_MOST >> 20
+            ),
+        });
+    }
     let made: Vec<MountSpec> = layers.iter().chain(own).chain(mounts).cloned().collect();
     let (mut over_host, mut in_tmpfs) = (Vec::new(), Vec::new());
     for (n, (target, contents)) in files.iter().enumerate() {
