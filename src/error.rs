@@ -282,7 +282,34 @@ pub(crate) fn errno_text(err: &io::Error) -> String {
     let text = text
         .rsplit_once(" (os error")
         .map_or(text.as_str(), |(t, _)| t);
+    if code == libc::EMFILE {
+        return format!("{text} ({name}){}", open_files_hint());
+    }
     format!("{text} ({name})")
+}
+
+/// What to do about `EMFILE`: the process's limit of open files, soft and
+/// hard, and what a sandbox holds.
+fn open_files_hint() -> String {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let shown = |l: Option<u64>| l.map_or_else(|| "unlimited".to_owned(), |l| l.to_string());
+    let raise = if limit.maximum.is_none_or(|hard| Some(hard) > limit.current) {
+        format!(
+            "raise it up to its hard limit (`ulimit -n {}` before the tests)",
+            shown(limit.maximum)
+        )
+    } else {
+        "its hard limit is the same: raise both (as root: `ulimit -Hn`, or \
+         /etc/security/limits.conf)"
+            .to_owned()
+    };
+    format!(
+        ": this process's limit of open files (RLIMIT_NOFILE) is {} (hard limit {}); each \
+         live sandbox holds about 7 fds, and a network's host some more: {raise}, or keep \
+         fewer sandboxes alive at once",
+        shown(limit.current),
+        shown(limit.maximum),
+    )
 }
 
 impl Error {

@@ -298,7 +298,6 @@ fn hermetic_run_has_a_keep_option() {
 /// when the hard limit allows more, or the error names the limit and the
 /// fix. Root and rootless alike.
 #[test]
-#[ignore = "finding: a network of MAX_HOSTS fails with a bare EMFILE under the usual soft fd limit of 1024"]
 fn a_network_of_max_hosts_builds_under_the_usual_fd_limit() {
     use std::os::unix::process::CommandExt;
     let mut cmd = common::self_command("trial6_helper_max_hosts");
@@ -320,10 +319,14 @@ fn a_network_of_max_hosts_builds_under_the_usual_fd_limit() {
             Ok(())
         });
     }
+    cmd.arg("--nocapture");
     let out = common::bounded("the helper", move || cmd.output().unwrap());
+    // The helper passes when the network was built, or when its error
+    // names the limit and the fix.
     assert!(out.status.success(), "{}", said(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("BUILT"),
+        stdout.contains("BUILT") || stdout.contains("NAMED"),
         "{}",
         said(&out)
     );
@@ -353,6 +356,7 @@ fn trial6_helper_max_hosts() {
                 "{} hosts under a soft fd limit of 1024: {text}",
                 hermetic::MAX_HOSTS
             );
+            println!("NAMED: {text}");
         }
     }
 }
@@ -472,7 +476,6 @@ fn pwd_names_an_existing_directory_inside() {
 /// would take these. Expected: some way to give such a source. Root and
 /// rootless alike.
 #[test]
-#[ignore = "finding: a --bind / --bind-ro source whose name holds ':' cannot be given"]
 fn a_bind_source_with_a_colon_can_be_given() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("a:b");

@@ -63,7 +63,8 @@ its arguments, passed on untouched.
 Options:
   --hostname NAME       the sandbox's hostname (default: sandbox)
   --bind SRC:DST        the host path SRC at DST inside, writable
-  --bind-ro SRC:DST     the host path SRC at DST inside, read-only
+  --bind-ro SRC:DST     the host path SRC at DST inside, read-only (DST is
+                        absolute: a SRC may hold ':', as in a:b:/mnt)
   --tmpfs DIR           a fresh, private tmpfs on DIR
   --visible DIR         the host directory DIR seen inside where the
                         sandbox's own /tmp (or /var/tmp) would hide it, as
@@ -71,7 +72,8 @@ Options:
                         directory and the PATH's directories are (cow:
                         under a private layer; ro: read-only)
   --file SRC:DST        a read-only copy of the host file SRC at DST inside
-                        (under /tmp or a --tmpfs, or over a host file)
+                        (under /tmp or a --tmpfs, or over a host file; at
+                        most 4 MiB in all, larger ones --bind-ro)
   --tmp-size SIZE       the size of the sandbox's /tmp (default 1G), which
                         also bounds the copy-on-write layers in memory
   --host MODE           how the host's files are seen:
@@ -458,11 +460,14 @@ fn text(parser: &mut lexopt::Parser, option: &str) -> Result<String, Usage> {
         .map_err(|v| Usage(format!("{option}: {:?} is not text", v.to_string_lossy())))
 }
 
-/// `SRC:DST` of a bind option.
+/// `SRC:DST` of a bind option. DST is absolute: the value splits at the
+/// last `:` followed by `/`, so that a SRC may hold a `:` (`a:b:/mnt`).
 fn pair(parser: &mut lexopt::Parser, option: &str) -> Result<(String, String), Usage> {
     let value = text(parser, option)?;
     value
-        .split_once(':')
+        .rfind(":/")
+        .map(|at| (&value[..at], &value[at + 1..]))
+        .or_else(|| value.split_once(':'))
         .filter(|(s, d)| !s.is_empty() && !d.is_empty())
         .map(|(s, d)| (s.to_owned(), d.to_owned()))
         .ok_or_else(|| Usage(format!("{option} takes SRC:DST, not {value:?}")))
