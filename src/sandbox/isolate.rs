@@ -523,7 +523,18 @@ impl Isolated {
         let end = sandbox.__program_end(None);
         // The process has exited: all it sent is in the pipe.
         self.channel.read(&self.result, false);
-        self.outcome(end)
+        // A death a limit of the sandbox's most likely brought, named.
+        let limit = match &end {
+            Ok(Some(ProgramEnd::Signaled(sig))) => sandbox.__limit_killed(*sig),
+            _ => None,
+        };
+        self.outcome(end).map_err(|e| match limit {
+            Some(limit) => format!(
+                "{e}
+  most likely by the sandbox's {limit}"
+            ),
+            None => e,
+        })
     }
 
     /// How the body ended, from its result (if any) and how the process

@@ -373,7 +373,6 @@ fn trial6_helper_max_hosts() {
 /// and its interpreter blamed, without checking the script's own path
 /// against the mounts). Root and rootless alike.
 #[test]
-#[ignore = "finding: a script hidden by --tmpfs is reported as its interpreter /bin/sh not being visible"]
 fn a_script_hidden_by_a_tmpfs_is_named_not_its_interpreter() {
     let dir = tempfile::tempdir().unwrap();
     let tool = dir.path().join("tool.sh");
@@ -551,7 +550,6 @@ fn a_tmpfs_over_tmp_does_not_silently_leave_the_working_directory() {
 /// test itself set. Expected: the panic names the memory limit, as `run`
 /// and `hermetic run` do.
 #[test]
-#[ignore = "finding: an isolate_test killed by its memory limit says only 'killed by SIGKILL' (SIGABRT rootless)"]
 fn an_isolated_test_stopped_by_its_memory_limit_says_so() {
     let out = common::run_self(
         "trial6_helper_isolated_memory",

@@ -827,10 +827,24 @@ fn why_hidden(
             dir.display()
         );
     }
-    // A script the kernel could not start: its interpreter is what was
-    // not found (the script itself was, as the program).
+    let covering_of = |p: &Path| {
+        mounts
+            .iter()
+            .filter(|(target, _)| p.starts_with(target))
+            .max_by_key(|(target, _)| Path::new(target).components().count())
+            .cloned()
+    };
+    let under_own = |p: &Path| ["/tmp", "/dev/shm"].iter().any(|t| p.starts_with(t));
+    // A script the kernel could not start: where the script itself is
+    // shown inside (no mount of the user's covers it, and the sandbox's
+    // own /tmp shows it), its interpreter is what was not found.
     let mut script = None;
-    if let Some(interpreter) = interpreter_of(&path).filter(|i| i.is_absolute() && i.exists()) {
+    let script_shown = covering_of(&path).is_none()
+        && !(under_own(&path) && mode != hermetic::HostMode::CopyOnWrite);
+    if let Some(interpreter) = interpreter_of(&path)
+        .filter(|i| i.is_absolute() && i.exists())
+        .filter(|_| script_shown)
+    {
         script = Some(path);
         path = interpreter;
     }
@@ -842,11 +856,7 @@ fn why_hidden(
         ),
         None => path.display().to_string(),
     };
-    let covering = mounts
-        .iter()
-        .filter(|(target, _)| path.starts_with(target))
-        .max_by_key(|(target, _)| Path::new(target).components().count());
-    if let Some((_, option)) = covering {
+    if let Some((_, option)) = covering_of(&path) {
         return format!(
             "\n  {shown} exists on the host, but inside it lies under the mount of `{option}`, \
              which hides the host's files there; start the program from a path that mount \
