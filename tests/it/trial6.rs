@@ -408,7 +408,6 @@ fn a_script_hidden_by_a_tmpfs_is_named_not_its_interpreter() {
 /// gets are the ones made visible, whichever way it was set. Root and
 /// rootless alike.
 #[test]
-#[ignore = "finding: the directories of a PATH given with --env PATH= are not made visible, unlike the caller's PATH"]
 fn a_path_given_with_env_is_visible_as_the_caller_s() {
     let dir = tempfile::tempdir().unwrap();
     common::script(&dir.path().join("trial6-tool"), "echo tool-ran");
@@ -434,7 +433,6 @@ fn a_path_given_with_env_is_visible_as_the_caller_s() {
 /// working directory (the resolved path, or the link shown as well).
 /// Root and rootless alike.
 #[test]
-#[ignore = "finding: PWD through a symlink under /tmp is passed on, naming a path that does not exist inside"]
 fn pwd_names_an_existing_directory_inside() {
     let real = tempfile::Builder::new()
         .prefix("hermetic-trial6-real")

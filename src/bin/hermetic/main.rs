@@ -413,11 +413,27 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
             other => return Err(Usage(format!("run: {}", other.unexpected()))),
         }
     };
+    let program_path = program_path(&run.env);
+    // A working directory reached through a symbolic link in /tmp,
+    // /var/tmp or /dev/shm: the link is not in the sandbox's own, so the
+    // caller's logical $PWD would name nothing inside; the program gets
+    // the directory's own path (unless --env sets PWD).
+    if let (Some(pwd), Ok(cwd)) = (std::env::var_os("PWD"), std::env::current_dir()) {
+        let pwd = std::path::PathBuf::from(pwd);
+        let linked = pwd != cwd
+            && SHARED_DIRS
+                .iter()
+                .any(|d| pwd.starts_with(d) && pwd != std::path::Path::new(d))
+            && std::fs::canonicalize(&pwd).is_ok_and(|p| p == cwd);
+        if linked && !run.env.iter().any(|(name, _)| name == "PWD") {
+            run.env.push(("PWD".into(), cwd.into_os_string()));
+        }
+    }
     // The program's directory, should /tmp be the sandbox's own (the
     // read-only host, or copy-on-write refused by the kernel); and, for a
     // program started by a symbolic link (a tool linked into a bin
     // directory of its own), its target's too.
-    if let Some(path) = host_path(&program, std::env::var_os("PATH").as_deref()) {
+    if let Some(path) = host_path(&program, program_path.as_deref()) {
         let link_dir = path.parent().and_then(|d| std::fs::canonicalize(d).ok());
         let target_dir = std::fs::canonicalize(&path)
             .ok()
@@ -429,8 +445,9 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
     // The directories of the PATH under /tmp or /var/tmp (tools a CI job
     // installed there): what the program runs by name is found inside as
     // outside, as a shell there would look for it.
-    for dir in std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+    for dir in program_path
+        .as_deref()
+        .map(|p| std::env::split_paths(p).collect::<Vec<_>>())
         .unwrap_or_default()
     {
         // Below them, not themselves: the host's /tmp as a whole (its
@@ -458,6 +475,16 @@ fn text(parser: &mut lexopt::Parser, option: &str) -> Result<String, Usage> {
         .value()?
         .into_string()
         .map_err(|v| Usage(format!("{option}: {:?} is not text", v.to_string_lossy())))
+}
+
+/// The PATH the program gets: the last one given with --env, else the
+/// caller's.
+fn program_path(env: &[(std::ffi::OsString, std::ffi::OsString)]) -> Option<std::ffi::OsString> {
+    env.iter()
+        .rev()
+        .find(|(name, _)| name == "PATH")
+        .map(|(_, value)| value.clone())
+        .or_else(|| std::env::var_os("PATH"))
 }
 
 /// `SRC:DST` of a bind option. DST is absolute: the value splits at the
@@ -613,14 +640,8 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     if let Some(relay) = &mut relay {
         relay.handed_over();
     }
-    // The program is looked for in the PATH it is given (--env's last).
-    let path_var = run
-        .env
-        .iter()
-        .rev()
-        .find(|(name, _)| name == "PATH")
-        .map(|(_, value)| value.clone())
-        .or_else(|| std::env::var_os("PATH"));
+    // The program is looked for in the PATH it is given.
+    let path_var = program_path(&run.env);
     let why = |program: &std::ffi::OsStr| {
         why_hidden(
             program,
