@@ -1525,6 +1525,11 @@ fn overlays_of(layout: &Layout<'_>) -> Vec<(PathBuf, u32)> {
         overlays.sort();
         overlays.dedup_by(|a, b| a.0 == b.0);
     }
+    // The user's mounts win: what lies at or under one of their targets is
+    // theirs (a `--tmpfs /tmp` from a working directory under /tmp gives a
+    // clean /tmp, with the path to the working directory made in it), not
+    // an overlay that their mount would cover.
+    overlays.retain(|(p, _)| !layout.mounts.iter().any(|m| p.starts_with(spec_target(m))));
     overlays
 }
 

@@ -518,7 +518,6 @@ fn an_empty_hermetic_timeout_is_unset() {
 /// directory than the user's. Expected: PROGRAM starts in the working
 /// directory, or hermetic says it does not. Root and rootless alike.
 #[test]
-#[ignore = "finding: --tmpfs /tmp from a directory under /tmp silently starts PROGRAM in / (cow)"]
 fn a_tmpfs_over_tmp_does_not_silently_leave_the_working_directory() {
     let cwd = tempfile::Builder::new()
         .prefix("hermetic-trial6-work.")
