@@ -456,13 +456,19 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
     // The upper layers on disk (of the overlays that show the test's own
     // tree), made while the host's /var/tmp is still in sight, then named
     // through an fd.
+    // But a tree that is /tmp, /var/tmp or /dev/shm itself (a test run
+    // from there): its layer stays in memory, bounded by `tmp_size` as the
+    // sandbox's own /tmp is.
     let on_disk: Vec<bool> = overlays
         .iter()
         .map(|(p, _)| {
-            layout
-                .disk
-                .as_ref()
-                .is_some_and(|d| d.base.serves(p, d.trees))
+            !crate::setup::host::OWN_TMP
+                .iter()
+                .any(|t| p == Path::new(t))
+                && layout
+                    .disk
+                    .as_ref()
+                    .is_some_and(|d| d.base.serves(p, d.trees))
         })
         .collect();
     let disk_fd = match &layout.disk {

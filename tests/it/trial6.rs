@@ -203,7 +203,6 @@ fn host_names_differing_in_case_are_refused() {
 /// wherever the program starts, or a word on stderr that it is not.
 /// Root and rootless alike.
 #[test]
-#[ignore = "finding: --tmp-size does not bound /tmp when hermetic run starts in /tmp, silently"]
 fn tmp_size_bounds_tmp_when_run_from_tmp() {
     let out = common::hermetic_command()
         .current_dir("/tmp")
