@@ -72,6 +72,9 @@ pub struct SandboxBuilder {
     /// The program leads a session of its own, whose controlling terminal
     /// is the first of its fds 0 to 2 that is a terminal.
     program_terminal: bool,
+    /// Whether a failed run's sandbox is kept (`None`: as `HERMETIC_KEEP`
+    /// says).
+    keep_failed: Option<bool>,
 }
 
 /// A program for the init process to start once the sandbox is ready
@@ -188,6 +191,7 @@ impl Default for SandboxBuilder {
             program: None,
             program_stdio: None,
             program_terminal: false,
+            keep_failed: None,
         }
     }
 }
@@ -506,6 +510,20 @@ impl SandboxBuilder {
     /// go-between, the relay inside, the program), and it ends with one
     /// report instead of a chain of waits: [`Sandbox::__program_end`] says
     /// how. See [`Program::fits`] for what is too long for it.
+    /// For the `hermetic` binary (`--keep`): keep the sandbox of a failed
+    /// run as `HERMETIC_KEEP` does, whatever the environment says.
+    #[doc(hidden)]
+    pub fn __keep_failed(&mut self, keep: bool) -> &mut Self {
+        self.keep_failed = Some(keep);
+        self
+    }
+
+    /// Whether a failed run's sandbox is kept: as set, or as
+    /// `HERMETIC_KEEP` says.
+    fn keeps_failed(&self) -> bool {
+        self.keep_failed.unwrap_or_else(keep_failed)
+    }
+
     #[doc(hidden)]
     pub fn __program(&mut self, program: Program) -> &mut Self {
         self.program = Some(program);
@@ -677,7 +695,7 @@ impl SandboxBuilder {
             };
             return Err((e, kind));
         }
-        if keep_failed() {
+        if self.keeps_failed() {
             sandbox.keeper = super::find_keeper(sandbox.init_pid);
         }
         if self.program.is_some()
@@ -821,7 +839,7 @@ impl SandboxBuilder {
                 .collect(),
             working_dir: std::env::current_dir().ok(),
             root: sys::geteuid() == 0,
-            keepable: keep_failed(),
+            keepable: self.keeps_failed(),
             mounts_inside: self.mounts_inside,
             user: self.user,
             tmp_size: self.tmp_size,
@@ -1024,6 +1042,7 @@ impl SandboxBuilder {
             disk_layers,
             keeper: None,
             owner: std::process::id(),
+            keep_failed: self.keeps_failed(),
         };
         Ok(Started {
             sandbox,

@@ -112,6 +112,9 @@ pub struct Sandbox {
     /// commands and spawned closures start from. A run's closure is a copy
     /// of it, holding this handle with hermetic's fds closed.
     pub(crate) owner: u32,
+    /// A failed run's sandbox is kept (`HERMETIC_KEEP`, or the builder's
+    /// `__keep_failed`).
+    pub(crate) keep_failed: bool,
 }
 
 /// How the program of [`SandboxBuilder::__program`] ended.
@@ -382,7 +385,7 @@ impl Sandbox {
     /// of a program that failed with it, in the library's words.
     #[doc(hidden)]
     pub fn __keep_if_asked(&self, what: &str) -> Option<Result<String, Error>> {
-        keep_failed().then(|| {
+        self.keep_failed.then(|| {
             self.keep()
                 .map(|_| kept_message(what, self.init_pid, self.enter_command().as_deref()))
         })

@@ -261,7 +261,6 @@ fn a_program_directly_in_var_tmp_runs_in_a_nested_sandbox() {
 /// `--keep` option, as every other setting of a run has one (`--timeout`
 /// beside `HERMETIC_TIMEOUT`). Missing option; root and rootless alike.
 #[test]
-#[ignore = "finding: no --keep option; keeping a failed run's sandbox is only HERMETIC_KEEP in the environment"]
 fn hermetic_run_has_a_keep_option() {
     let out = common::hermetic_command()
         .args(["run", "--keep", "--", "sh", "-c", "exit 3"])

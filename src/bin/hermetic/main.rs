@@ -104,6 +104,8 @@ Options:
   --cpu-time DURATION   CPU time limit
   --timeout DURATION    kill PROGRAM (and the sandbox) after DURATION
                         (0: never, the default)
+  --keep                if PROGRAM fails, keep its sandbox and say how to
+                        look inside (as HERMETIC_KEEP=1 does)
   -h, --help            this text
 SIZE: bytes, or with K, M, G (powers of 1024): 64M, 1G. DURATION: seconds,
 or with ms, s, m, h, whole or decimal: 500ms, 0.5, 10s, 1.5m. A relative
@@ -403,6 +405,9 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
             }
             Long("cpu-time") => {
                 b.cpu_time_limit(duration(&text(&mut parser, "--cpu-time")?)?);
+            }
+            Long("keep") => {
+                b.__keep_failed(true);
             }
             Long("timeout") => {
                 // 0: none, as HERMETIC_TIMEOUT=0 says for runs.
