@@ -363,7 +363,10 @@ impl SandboxBuilder {
     ///
     /// The files placed so hold at most 4 MiB in all (they travel with the
     /// sandbox's setup); bind a larger one in with
-    /// [`bind_ro`](Self::bind_ro).
+    /// [`bind_ro`](Self::bind_ro). Over a symbolic link (`/etc/localtime`
+    /// often is one), the file covers the file the link leads to (a bind
+    /// mount follows the link), which then reads the same by either path;
+    /// [`bind_ro`](Self::bind_ro) replaces the link itself.
     ///
     /// [`build`](Self::build) fails with [`Error::InvalidOption`] (option
     /// `file`) when the files are larger, when `target` is not absolute, holds `.` or `..` or a NUL

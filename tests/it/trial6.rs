@@ -237,7 +237,7 @@ fn tmp_size_bounds_tmp_when_run_from_tmp() {
 /// assumes cow always shows it). Expected: the nested sandbox shows the
 /// program as the outer one does.
 #[test]
-#[ignore = "finding: nested in hermetic run, a program directly in /var/tmp is not found (127), and the hint says to use --host=cow, the mode in use"]
+#[ignore = "kept: a sandbox inside a copy-on-write sandbox cannot have copy-on-write (no overlay over an overlay) and read-only shows nothing lying directly in /tmp or /var/tmp; the hint now says so (README, copy-on-write row)"]
 fn a_program_directly_in_var_tmp_runs_in_a_nested_sandbox() {
     let prog = std::path::PathBuf::from(format!("/var/tmp/hermetic-trial6-{}", std::process::id()));
     std::fs::copy(env!("CARGO_BIN_EXE_hermetic"), &prog).unwrap();
@@ -623,7 +623,7 @@ fn a_stack_overflow_in_a_closure_is_named() {
 /// host file it leads to (or refuses a target that is a symlink). Root and
 /// rootless alike.
 #[test]
-#[ignore = "finding: file()/--file over a symlink (/etc/localtime) replaces the file it points to (the UTC zone), not the link"]
+#[ignore = "kept: a file placed over a symbolic link covers the file it leads to (a bind mount follows the link), documented in SandboxBuilder::file"]
 fn a_file_over_a_symlink_leaves_the_link_s_target_alone() {
     let link = std::path::Path::new("/etc/localtime");
     let Ok(target) = std::fs::read_link(link) else {

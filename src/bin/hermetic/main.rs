@@ -845,10 +845,22 @@ fn why_hidden(
         .parent()
         .filter(|d| SHARED_DIRS.iter().any(|shared| *d == Path::new(shared)))
     {
+        let refused = hermetic::HostMode::CopyOnWrite.granted() != hermetic::HostMode::CopyOnWrite;
+        let why = match mode {
+            // Copy-on-write shows that whole directory under a layer: here
+            // the kernel refused it (a sandbox inside a sandbox: no overlay
+            // over an overlay), and read-only shows none of it.
+            hermetic::HostMode::CopyOnWrite | hermetic::HostMode::ReadOnly if refused => {
+                "the copy-on-write host, which would show it, is refused here (a sandbox \
+                 inside a sandbox: the kernel mounts no overlay over an overlay), and the \
+                 read-only host shows none of the host's"
+                    .to_owned()
+            }
+            _ => format!("the {mode} mode shows none of the host's; --host=cow would"),
+        };
         return format!(
             "\n  {} exists on the host, but lies directly in {}, which the sandbox has of its \
-             own (the {mode} mode shows none of the host's); move it into a directory of its \
-             own (mktemp -d), which is shown, or use --host=cow",
+             own ({why}); move it into a directory of its own (mktemp -d), which is shown",
             path.display(),
             dir.display()
         );
