@@ -129,6 +129,19 @@ pub enum Error {
         signo: i32,
     },
 
+    /// The closure overflowed its stack (a recursion too deep for the
+    /// stack it runs on, as large as a main thread's).
+    #[error(
+        "the closure overflowed its stack ({} MiB) before returning\n{}",
+        .size >> 20,
+        advice::STACK_OVERFLOW
+    )]
+    #[non_exhaustive]
+    StackOverflow {
+        /// The size of the stack, in bytes.
+        size: usize,
+    },
+
     /// The process running the closure exited without sending a result.
     #[error(
         "the closure exited with status {status} before returning\n{}",
@@ -237,6 +250,9 @@ pub enum Error {
 mod advice {
     pub(super) const TIMED_OUT: &str = "the closure ran past its timeout; raise \
         SandboxBuilder::timeout (or HERMETIC_TIMEOUT for a whole suite) or look for a hang";
+    pub(super) const STACK_OVERFLOW: &str = "a recursion too deep for the stack: make it \
+        iterative, or run it inside the closure on a thread with a larger stack \
+        (std::thread::Builder::new().stack_size(..))";
     pub(super) const KILLED: &str = "the process running the closure died from a signal; the \
         closure crashed (or something killed it)";
     pub(super) const EXITED: &str =
@@ -336,6 +352,7 @@ impl Error {
     pub(crate) fn carries_advice(&self) -> bool {
         match self {
             Error::Killed { .. }
+            | Error::StackOverflow { .. }
             | Error::Exited { .. }
             | Error::LimitReached { .. }
             | Error::TimedOut { .. }

@@ -15,7 +15,9 @@ use serde::Serialize;
 use super::RESULT_FD;
 use crate::fork::panic_hook::{IN_CLOSURE, PANIC_AT};
 use crate::proto::frame::{self, PanicReport, Tag};
-use crate::proto::reports::{EXIT_NO_CHANNEL, EXIT_SENT_MADE_SOME, EXIT_SETUP};
+use crate::proto::reports::{
+    EXIT_NO_CHANNEL, EXIT_SENT_MADE_SOME, EXIT_SETUP, EXIT_STACK_OVERFLOW,
+};
 use crate::sys;
 
 /// The closure, handed to the runner's thread, and the frame it leaves.
@@ -81,6 +83,24 @@ where
         background,
     };
     if inline {
+        // On the runners' stack: a deep recursion that runs past its end
+        // says so (its own exit status) rather than dying of a bare
+        // SIGSEGV. The exit task's stack, unused until the closure has
+        // returned, holds the handler meanwhile.
+        if let Ok(stacks) = crate::fork::stack::stacks() {
+            let (alt_low, alt_size) = stacks.exit_stack();
+            // SAFETY: the exit task's stack is this process's copy of a
+            // mapping made before the fork, unused until hand_over_teardown
+            // (after the closure, when no fault can come).
+            let _ = unsafe {
+                sys::exit_on_stack_overflow(
+                    stacks.runner_bottom(),
+                    EXIT_STACK_OVERFLOW,
+                    alt_low,
+                    alt_size,
+                )
+            };
+        }
         closure_thread::<F, T>((&mut job as *mut Job<F>).cast());
     } else {
         let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();

@@ -35,6 +35,22 @@ pub(crate) fn stacks() -> Result<Stacks, i32> {
     })
 }
 
+impl Stacks {
+    /// The lowest usable address of the runners' stack (its guard page
+    /// lies right below).
+    pub(crate) fn runner_bottom(&self) -> usize {
+        self.runner - SIZE
+    }
+
+    /// The exit task's stack: its lowest address and its size.
+    pub(crate) fn exit_stack(&self) -> (usize, usize) {
+        (self.exit - EXIT_SIZE, EXIT_SIZE)
+    }
+
+    /// The size of the runners' stack.
+    pub(crate) const RUNNER_SIZE: usize = SIZE;
+}
+
 /// The tops of the two stacks (see [`stacks`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Stacks {

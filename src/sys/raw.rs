@@ -701,6 +701,72 @@ pub(crate) unsafe fn dup2(old: RawFd, new: RawFd) -> Result<(), i32> {
     rustix::io::dup2(old, &mut target).map_err(raw)
 }
 
+/// The guard page below the stack a closure runs on, and the status its
+/// process exits with when it faults there (see [`exit_on_stack_overflow`]).
+static OVERFLOW_GUARD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static OVERFLOW_STATUS: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Makes a fault in the guard page below `stack_bottom` (a stack that grew
+/// past its end: a deep recursion) end this process with `status`, as
+/// std's handler tells a thread's overflow from other faults; any other
+/// `SIGSEGV` kills it as before. The handler runs on the `alt_size` bytes
+/// at `alt_low` (the overflowed stack has no room left), which nothing
+/// else uses while it may run. For a process after fork: system calls
+/// only, on memory mapped before.
+///
+/// # Safety
+///
+/// `alt_low..alt_low + alt_size` is mapped, writable memory of this
+/// process that nothing else uses while this process runs code that may
+/// fault.
+pub(crate) unsafe fn exit_on_stack_overflow(
+    stack_bottom: usize,
+    status: i32,
+    alt_low: usize,
+    alt_size: usize,
+) -> Result<(), i32> {
+    use std::sync::atomic::Ordering;
+    OVERFLOW_GUARD.store(stack_bottom, Ordering::Relaxed);
+    OVERFLOW_STATUS.store(status, Ordering::Relaxed);
+    let alt = libc::stack_t {
+        ss_sp: alt_low as *mut libc::c_void,
+        ss_flags: 0,
+        ss_size: alt_size,
+    };
+    // SAFETY: the caller vouches for the memory; the kernel copies the
+    // struct, which lives on this stack for the call.
+    if unsafe { libc::sigaltstack(&alt, std::ptr::null_mut()) } != 0 {
+        return Err(errno());
+    }
+    // SAFETY: an all-zero sigaction is a valid value to fill in.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = on_fault as *const () as usize;
+    action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+    // SAFETY: installs a handler that makes only system calls; the struct
+    // lives on this stack for the call.
+    if unsafe { libc::sigaction(libc::SIGSEGV, &action, std::ptr::null_mut()) } != 0 {
+        return Err(errno());
+    }
+    Ok(())
+}
+
+/// The `SIGSEGV` handler of [`exit_on_stack_overflow`].
+extern "C" fn on_fault(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    use std::sync::atomic::Ordering;
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    let bottom = OVERFLOW_GUARD.load(Ordering::Relaxed);
+    if bottom != 0 && (bottom - GUARD..bottom).contains(&addr) {
+        exit(OVERFLOW_STATUS.load(Ordering::Relaxed));
+    }
+    // Any other fault: the default action, as the faulting instruction
+    // runs again on return.
+    // SAFETY: an all-zero sigaction with SIG_DFL (0) is the default.
+    let default: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: the struct lives on this (alternate) stack for the call.
+    unsafe { libc::sigaction(libc::SIGSEGV, &default, std::ptr::null_mut()) };
+}
+
 /// `_exit(2)`: leaves without running destructors, atexit handlers or
 /// stdio flushes, which belong to the test process.
 pub(crate) fn exit(code: i32) -> ! {

@@ -586,7 +586,6 @@ fn trial6_helper_isolated_memory() {
 /// for a plain recursion. Expected: the error (or the output) says the
 /// closure overflowed its stack. Root and rootless alike.
 #[test]
-#[ignore = "finding: a stack overflow in a closure is reported as a bare SIGSEGV crash, not as a stack overflow"]
 fn a_stack_overflow_in_a_closure_is_named() {
     #[inline(never)]
     fn deep(n: u64) -> u64 {
