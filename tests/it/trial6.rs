@@ -4,6 +4,12 @@
 //! the errors say), each a test that fails while the defect exists.
 //! Each is `#[ignore]`d with the finding in one line; run one with
 //! `--exact trial6::NAME --include-ignored`.
+//!
+//! Since: 19 of the 21 mended (each test passes, root and rootless);
+//! kept with their reasons: a file placed over a symbolic link covers its
+//! target (documented in `SandboxBuilder::file`), and a program lying
+//! directly in /tmp or /var/tmp in a sandbox inside a sandbox, which
+//! cannot have copy-on-write (the hint now says so).
 
 use crate::common;
 
