@@ -353,8 +353,9 @@ impl Mapping {
                             "; /proc is read-only here, as in a sandbox made by root inside \
                              another sandbox (its proc comes from the read-only one hidden in \
                              the outer sandbox, so that nothing in there can ever write the \
-                             host's sysctls): no id can be mapped from here, so sandboxes nest \
-                             two levels deep as root (three and more rootless)"
+                             host's sysctls): no id can be mapped from here, so sandboxes whose \
+                             ids span a range nest two levels deep as root, three rootless \
+                             with /etc/subuid ranges (more with one id: HERMETIC_ONE_ID=1)"
                         } else {
                             ""
                         };

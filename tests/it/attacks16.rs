@@ -273,6 +273,19 @@ fn wait_on_a_lock_in_a_file_at(path: &std::path::Path) {
     }
 }
 
+/// A FIFO on the host at `/tmp/hermetic-a16-fifoXXXX/lib.so`, the path a
+/// closure then maps a file of its own at (its sandbox's `/tmp` is its
+/// own); the directory goes with the returned guard.
+fn host_fifo() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("hermetic-a16-fifo")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let fifo = dir.path().join("lib.so");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    (dir, fifo)
+}
+
 /// When a run times out, the test process describes where its threads
 /// wait (`src/diagnose/mod.rs`): for a thread in `futex`, it looks up the
 /// lock's address in the run's `/proc/PID/maps` and, if a file is mapped
@@ -286,12 +299,7 @@ fn wait_on_a_lock_in_a_file_at(path: &std::path::Path) {
 /// README allows, so that the test process may read its system call.
 #[test]
 fn a_timed_out_run_s_diagnosis_opens_no_host_file_named_inside() {
-    let dir = tempfile::Builder::new()
-        .prefix("hermetic-a16-fifo")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let fifo = dir.path().join("lib.so");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (_dir, fifo) = host_fifo();
     let inside = fifo.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     let runner = std::thread::spawn(move || {
@@ -553,12 +561,7 @@ fn the_keep_message_s_line_runs_no_setpriv_the_sandbox_left_in_home() {
 /// for ever in the diagnosis of another, innocent run that timed out.
 #[test]
 fn a_spawned_closure_cannot_make_another_run_s_timeout_block_for_ever() {
-    let dir = tempfile::Builder::new()
-        .prefix("hermetic-a16-fifo")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let fifo = dir.path().join("lib.so");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (_dir, fifo) = host_fifo();
     let inside = fifo.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     let runner = std::thread::spawn(move || {

@@ -181,7 +181,9 @@ usage: hermetic enter PID [--] [PROGRAM [ARGS...]]
 
 Runs PROGRAM (default: $SHELL, else /bin/sh) inside the kept sandbox whose
 init process (or keeper) is PID, as the message of a kept sandbox names it
-(HERMETIC_KEEP=1, or Sandbox::keep), as a program of the sandbox's (given
+(HERMETIC_KEEP=1, --keep, or Sandbox::keep), or inside a live sandbox of
+yours (a `hermetic run` still running: its init process is the
+`hermetic-init` child of that `hermetic`), as a program of the sandbox's (given
 the keeper, in the init process's namespaces all the same). Signals are
 passed on as by `run`, and given a terminal, PROGRAM gets one of its own
 as under `run`: what is left running in the sandbox cannot read what you
