@@ -57,6 +57,7 @@ pub struct SandboxBuilder {
     user: Option<(u32, u32)>,
     /// The most the sandbox's `/tmp` holds.
     tmp_size: u64,
+    shm_size: u64,
     /// Memory, processes, CPU time.
     limits: crate::setup::limits::Limits,
     /// keyctl, add_key and request_key allowed inside.
@@ -184,6 +185,7 @@ impl Default for SandboxBuilder {
             visible: Vec::new(),
             user: None,
             tmp_size: DEFAULT_TMP_SIZE,
+            shm_size: DEFAULT_SHM_SIZE,
             limits: crate::setup::limits::Limits::default(),
             keyring: false,
             mounts_inside: false,
@@ -307,6 +309,15 @@ impl SandboxBuilder {
     /// on disk, is bounded by the disk (see [`HostMode::CopyOnWrite`]).
     pub fn tmp_size(&mut self, bytes: u64) -> &mut Self {
         self.tmp_size = bytes;
+        self
+    }
+
+    /// The most the sandbox's `/dev/shm` holds, in bytes (it is memory;
+    /// POSIX shared memory, `shm_open`, and semaphores live there):
+    /// writes past it fail with `ENOSPC`. Default: 64 MiB, Docker's.
+    /// At least 4096.
+    pub fn shm_size(&mut self, bytes: u64) -> &mut Self {
+        self.shm_size = bytes;
         self
     }
 
@@ -714,15 +725,17 @@ impl SandboxBuilder {
     /// steps and how many of them are id maps.
     fn start(&self, userns: Option<&Sandbox>) -> Result<Started, Error> {
         let hostname = plan::hostname(&self.hostname)?;
-        if self.tmp_size < 4096 {
-            // tmpfs reads size=0 as no limit at all.
-            return Err(Error::InvalidOption {
-                option: "tmp_size",
-                reason: format!(
-                    "{} bytes: /tmp needs at least one page (4096)",
-                    self.tmp_size
-                ),
-            });
+        for (option, size, dir) in [
+            ("tmp_size", self.tmp_size, "/tmp"),
+            ("shm_size", self.shm_size, "/dev/shm"),
+        ] {
+            if size < 4096 {
+                // tmpfs reads size=0 as no limit at all.
+                return Err(Error::InvalidOption {
+                    option,
+                    reason: format!("{size} bytes: {dir} needs at least one page (4096)"),
+                });
+            }
         }
         let timeout = match self.timeout {
             // As HERMETIC_TIMEOUT=0: none.
@@ -846,6 +859,7 @@ impl SandboxBuilder {
             mounts_inside: self.mounts_inside,
             user: self.user,
             tmp_size: self.tmp_size,
+            shm_size: self.shm_size,
             outer_maps: outer_maps.as_ref(),
             external_maps,
             disk: disk_base
@@ -1206,6 +1220,9 @@ fn interpret(
 /// The default size of a sandbox's `/tmp`: tmpfs would take half of the
 /// machine's memory.
 const DEFAULT_TMP_SIZE: u64 = 1 << 30;
+
+/// The size of a sandbox's `/dev/shm` unless set (Docker's default).
+const DEFAULT_SHM_SIZE: u64 = 64 << 20;
 
 /// A run's timeout when the builder sets none: `HERMETIC_TIMEOUT` seconds
 /// (0: none), or 5 minutes.

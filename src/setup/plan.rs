@@ -176,6 +176,8 @@ pub(crate) struct Layout<'a> {
     pub(crate) root: bool,
     /// The most `/tmp` holds, in bytes.
     pub(crate) tmp_size: u64,
+    /// The most `/dev/shm` holds, in bytes.
+    pub(crate) shm_size: u64,
     /// The uid and gid the sandbox's processes have (root by default).
     pub(crate) user: Option<(u32, u32)>,
     /// The outer user namespace's uid and gid maps, where it maps more
@@ -204,9 +206,6 @@ pub(crate) struct DiskPlan<'a> {
     pub(crate) layers: &'a crate::setup::disk::DiskLayers,
     pub(crate) trees: &'a [PathBuf],
 }
-
-/// The size of a sandbox's `/dev/shm` (Docker's default).
-const DEV_SHM_SIZE: u64 = 64 << 20;
 
 /// The mounts every sandbox makes on top of the host's tree, for
 /// [`under`]: a fresh tmpfs on each.
@@ -759,7 +758,7 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
     // makes the network namespace on another CPU.
     for (target, kind, size) in [
         (c"/tmp", StepKind::Tmp, layout.tmp_size),
-        (c"/dev/shm", StepKind::DevShm, DEV_SHM_SIZE),
+        (c"/dev/shm", StepKind::DevShm, layout.shm_size),
         (c"/var/tmp", StepKind::Tmp, layout.tmp_size),
     ] {
         if tmp_overlaid && target == c"/tmp" || !var_tmp && target == c"/var/tmp" {
@@ -1812,6 +1811,7 @@ mod tests {
             working_dir: None,
             root: false,
             tmp_size: 1 << 30,
+            shm_size: 64 << 20,
             user: None,
             outer_maps: None,
             external_maps: None,

@@ -242,6 +242,39 @@ fn tmp_has_a_size_of_its_own() {
         .build()
         .unwrap_err();
     assert!(err.to_string().contains("tmp_size"), "{err}");
+    // /dev/shm's own size (POSIX shared memory), and the command's option.
+    let shm = hermetic::Sandbox::builder()
+        .shm_size(256 << 20)
+        .build()
+        .unwrap();
+    assert_eq!(shm.run(|| size_of("/dev/shm")), 256 << 20);
+    let small = hermetic::Sandbox::builder()
+        .shm_size(1 << 20)
+        .build()
+        .unwrap();
+    let full = small
+        .run(|| std::fs::write("/dev/shm/big", vec![0u8; 2 << 20]).map_err(|e| e.raw_os_error()));
+    assert_eq!(full, Err(Some(libc::ENOSPC)));
+    let err = hermetic::Sandbox::builder()
+        .shm_size(0)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("shm_size"), "{err}");
+    let out = common::hermetic_command()
+        .args(["run", "--shm-size=2M", "--", "df", "-k", "/dev/shm"])
+        .output()
+        .unwrap();
+    let said = common::said(&out);
+    assert!(out.status.success() && said.contains(" 2048 "), "{said}");
+    let out = common::hermetic_command()
+        .args(["run", "--shm-size", "0", "--", "true"])
+        .output()
+        .unwrap();
+    let said = common::said(&out);
+    assert!(
+        out.status.code() == Some(2) && said.contains("--shm-size"),
+        "{said}"
+    );
 }
 
 /// What writing, changing and removing `path` gives inside, as root:

@@ -76,6 +76,7 @@ Options:
                         most 4 MiB in all, larger ones --bind-ro)
   --tmp-size SIZE       the size of the sandbox's /tmp (default 1G), which
                         also bounds the copy-on-write layers in memory
+  --shm-size SIZE       the size of the sandbox's /dev/shm (default 64M)
   --host MODE           how the host's files are seen:
                         cow (default): as they are, writable where you may
                           write them, every change in a private layer that
@@ -361,6 +362,9 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
             }
             Long("tmp-size") => {
                 b.tmp_size(size(&text(&mut parser, "--tmp-size")?)?);
+            }
+            Long("shm-size") => {
+                b.shm_size(size(&text(&mut parser, "--shm-size")?)?);
             }
             Long("allow-mounts") => {
                 b.allow_mounts(true);
