@@ -15,9 +15,7 @@ use serde::Serialize;
 use super::RESULT_FD;
 use crate::fork::panic_hook::{IN_CLOSURE, PANIC_AT};
 use crate::proto::frame::{self, PanicReport, Tag};
-use crate::proto::reports::{
-    EXIT_NO_CHANNEL, EXIT_SENT_MADE_SOME, EXIT_SETUP, EXIT_STACK_OVERFLOW,
-};
+use crate::proto::reports::{EXIT_NO_CHANNEL, EXIT_SENT_MADE_SOME, EXIT_SETUP};
 use crate::sys;
 
 /// The closure, handed to the runner's thread, and the frame it leaves.
@@ -95,7 +93,9 @@ where
             let _ = unsafe {
                 sys::exit_on_stack_overflow(
                     stacks.runner_bottom(),
-                    EXIT_STACK_OVERFLOW,
+                    result,
+                    &OVERFLOW_FRAME,
+                    EXIT_SENT_MADE_SOME,
                     alt_low,
                     alt_size,
                 )
@@ -150,6 +150,13 @@ where
         (false, _) => EXIT_NO_CHANNEL,
     })
 }
+
+/// What a runner sends when its closure overflows its stack: the
+/// handler (`sys::exit_on_stack_overflow`) only writes it, and the test
+/// process reads `Error::StackOverflow` from it (a frame, not an exit
+/// status, which a closure could give too).
+static OVERFLOW_FRAME: [u8; crate::proto::frame::HEADER_LEN + 8] =
+    crate::proto::frame::stack_overflow_frame(crate::fork::stack::Stacks::RUNNER_SIZE);
 
 extern "C" fn closure_thread<F, T>(arg: *mut libc::c_void) -> *mut libc::c_void
 where

@@ -330,8 +330,12 @@ fn bad_hostname(name: &str) -> Option<&'static str> {
     {
         return Some("its last label is all digits, which reads as an address");
     }
-    if name.eq_ignore_ascii_case("localhost") {
-        return Some("it is reserved");
+    // Every host's /etc/hosts names its loopback so.
+    if ["localhost", "ip6-localhost", "ip6-loopback"]
+        .iter()
+        .any(|r| name.eq_ignore_ascii_case(r))
+    {
+        return Some("it is reserved (every host's /etc/hosts names its own loopback so)");
     }
     None
 }

@@ -31,6 +31,10 @@ pub(crate) enum Tag {
     /// The runner's own setup failed before the closure ran; payload: a
     /// join report (step and errno, see [`JoinReport`]).
     SetupFailed = 4,
+    /// The closure overflowed its stack; payload: the stack's size (u64,
+    /// little-endian). Sent by the runner's fault handler (see
+    /// [`stack_overflow_frame`]).
+    StackOverflow = 5,
 }
 
 impl Tag {
@@ -40,6 +44,7 @@ impl Tag {
             2 => Some(Tag::Panic),
             3 => Some(Tag::EncodeFailed),
             4 => Some(Tag::SetupFailed),
+            5 => Some(Tag::StackOverflow),
             _ => None,
         }
     }
@@ -69,6 +74,22 @@ pub(crate) fn setup_failed_frame(step: JoinStep, errno: i32) -> [u8; HEADER_LEN 
     out[0] = Tag::SetupFailed as u8;
     out[1..HEADER_LEN].copy_from_slice(&8u64.to_le_bytes());
     out[HEADER_LEN..].copy_from_slice(&JoinReport::failed(step, errno));
+    out
+}
+
+/// The frame a runner's fault handler sends when the closure overflows its
+/// stack of `size` bytes: built before the closure runs, so that the
+/// handler only writes it.
+pub(crate) const fn stack_overflow_frame(size: usize) -> [u8; HEADER_LEN + 8] {
+    let mut out = [0u8; HEADER_LEN + 8];
+    out[0] = Tag::StackOverflow as u8;
+    let (len, size) = (8u64.to_le_bytes(), (size as u64).to_le_bytes());
+    let mut i = 0;
+    while i < 8 {
+        out[1 + i] = len[i];
+        out[HEADER_LEN + i] = size[i];
+        i += 1;
+    }
     out
 }
 
@@ -223,6 +244,14 @@ pub(crate) fn decode_outcome<T: serde::de::DeserializeOwned>(
         Tag::EncodeFailed => Err(Error::Encode {
             reason: String::from_utf8_lossy(payload).into_owned(),
         }),
+        Tag::StackOverflow => match <[u8; 8]>::try_from(payload) {
+            Ok(size) => Err(Error::StackOverflow {
+                size: u64::from_le_bytes(size) as usize,
+            }),
+            Err(_) => Err(Error::Channel {
+                reason: "a garbled stack overflow report".into(),
+            }),
+        },
         Tag::SetupFailed => match <[u8; 8]>::try_from(payload).map(JoinReport::decode) {
             Ok(JoinReport::Failed { step, errno }) => Err(Error::Sys {
                 step: step.what(),

@@ -352,10 +352,6 @@ pub(crate) const EXIT_SETUP: i32 = 121;
 /// closure closed or broke its result channel.
 pub(crate) const EXIT_NO_CHANNEL: i32 = 122;
 
-/// The exit status of a runner whose closure overflowed its stack (a
-/// fault in the guard page below it).
-pub(crate) const EXIT_STACK_OVERFLOW: i32 = 124;
-
 /// The exit status of a runner that sent its result and in whose run some
 /// process or thread was made in the sandbox besides the task that frees
 /// its memory: something may be left running there. A runner that sent its

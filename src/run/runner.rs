@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::child::joiner::{self, JoinPlan, RunnerSetup};
 use crate::error::Error;
 use crate::proto::frame::{self, FrameReader};
-use crate::proto::reports::{EXIT_NO_CHANNEL, EXIT_STACK_OVERFLOW, JoinReport, JoinStep};
+use crate::proto::reports::{EXIT_NO_CHANNEL, JoinReport, JoinStep};
 use crate::run::output::Output;
 use crate::sys::fd::{self, Fd};
 use crate::sys::{self, Exit};
@@ -250,9 +250,6 @@ impl Runner {
                 reason: "the result could not be sent: the closure closed or broke its \
                          result channel"
                     .into(),
-            },
-            Some(Exit::Code(EXIT_STACK_OVERFLOW)) => Error::StackOverflow {
-                size: crate::fork::stack::Stacks::RUNNER_SIZE,
             },
             Some(Exit::Code(code)) => Error::Exited { status: code },
             other => Error::Sys {

@@ -1006,6 +1006,8 @@ fn ran_and_failed(e: &Error) -> bool {
         e,
         Error::Panicked { .. }
             | Error::Killed { .. }
+            | Error::StackOverflow { .. }
+            | Error::LimitReached { .. }
             | Error::Exited { .. }
             | Error::TimedOut { .. }
             | Error::Channel { .. }

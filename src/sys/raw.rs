@@ -701,18 +701,24 @@ pub(crate) unsafe fn dup2(old: RawFd, new: RawFd) -> Result<(), i32> {
     rustix::io::dup2(old, &mut target).map_err(raw)
 }
 
-/// The guard page below the stack a closure runs on, and the status its
-/// process exits with when it faults there (see [`exit_on_stack_overflow`]).
+/// What [`exit_on_stack_overflow`]'s handler needs: the bottom of the
+/// stack a closure runs on (its guard page lies below), the fd and bytes
+/// it writes there, and the status its process then exits with.
 static OVERFLOW_GUARD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static OVERFLOW_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+static OVERFLOW_SAY: std::sync::atomic::AtomicPtr<u8> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+static OVERFLOW_SAY_LEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static OVERFLOW_STATUS: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
 /// Makes a fault in the guard page below `stack_bottom` (a stack that grew
-/// past its end: a deep recursion) end this process with `status`, as
-/// std's handler tells a thread's overflow from other faults; any other
-/// `SIGSEGV` kills it as before. The handler runs on the `alt_size` bytes
-/// at `alt_low` (the overflowed stack has no room left), which nothing
-/// else uses while it may run. For a process after fork: system calls
-/// only, on memory mapped before.
+/// past its end: a deep recursion) write `say` to `fd` and end this
+/// process with `status`, as std's handler tells a thread's overflow from
+/// other faults; any other `SIGSEGV` kills it as before (one it sends
+/// itself, `raise`, too). The handler runs on the `alt_size` bytes at
+/// `alt_low` (the overflowed stack has no room left), which nothing else
+/// uses while it may run. For a process after fork: system calls only, on
+/// memory mapped before.
 ///
 /// # Safety
 ///
@@ -721,12 +727,17 @@ static OVERFLOW_STATUS: std::sync::atomic::AtomicI32 = std::sync::atomic::Atomic
 /// fault.
 pub(crate) unsafe fn exit_on_stack_overflow(
     stack_bottom: usize,
+    fd: RawFd,
+    say: &'static [u8],
     status: i32,
     alt_low: usize,
     alt_size: usize,
 ) -> Result<(), i32> {
     use std::sync::atomic::Ordering;
     OVERFLOW_GUARD.store(stack_bottom, Ordering::Relaxed);
+    OVERFLOW_FD.store(fd, Ordering::Relaxed);
+    OVERFLOW_SAY.store(say.as_ptr().cast_mut(), Ordering::Relaxed);
+    OVERFLOW_SAY_LEN.store(say.len(), Ordering::Relaxed);
     OVERFLOW_STATUS.store(status, Ordering::Relaxed);
     let alt = libc::stack_t {
         ss_sp: alt_low as *mut libc::c_void,
@@ -757,14 +768,32 @@ extern "C" fn on_fault(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc:
     let addr = unsafe { (*info).si_addr() } as usize;
     let bottom = OVERFLOW_GUARD.load(Ordering::Relaxed);
     if bottom != 0 && (bottom - GUARD..bottom).contains(&addr) {
+        let say = OVERFLOW_SAY.load(Ordering::Relaxed);
+        let len = OVERFLOW_SAY_LEN.load(Ordering::Relaxed);
+        if !say.is_null() {
+            // SAFETY: `say` and `len` are those of the 'static slice
+            // exit_on_stack_overflow was given.
+            let say = unsafe { std::slice::from_raw_parts(say, len) };
+            let _ = super::write_to(OVERFLOW_FD.load(Ordering::Relaxed), say);
+        }
         exit(OVERFLOW_STATUS.load(Ordering::Relaxed));
     }
-    // Any other fault: the default action, as the faulting instruction
-    // runs again on return.
+    // Any other fault: the default action. A fault's instruction runs
+    // again on return and faults again; a SIGSEGV sent (`raise`) is sent
+    // once more, to be taken once this handler returns.
     // SAFETY: an all-zero sigaction with SIG_DFL (0) is the default.
     let default: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: the struct lives on this (alternate) stack for the call.
     unsafe { libc::sigaction(libc::SIGSEGV, &default, std::ptr::null_mut()) };
+    // SAFETY: integer arguments: this thread, this process, SIGSEGV.
+    unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            libc::getpid(),
+            libc::syscall(libc::SYS_gettid),
+            libc::SIGSEGV,
+        )
+    };
 }
 
 /// `_exit(2)`: leaves without running destructors, atexit handlers or

@@ -26,6 +26,7 @@ mod attacks13;
 mod attacks14;
 mod attacks15;
 mod attacks16;
+mod attacks17;
 mod attacks2;
 mod attacks3;
 mod attacks4;

@@ -356,9 +356,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
             }
             Long("file") => {
                 let (src, dst) = pair(&mut parser, "--file")?;
-                let contents = std::fs::read(&src)
-                    .map_err(|e| Usage(format!("--file: cannot read {src:?}: {e}")))?;
-                b.file(dst, contents);
+                b.file(dst, read_file_option(&src)?);
             }
             Long("tmp-size") => {
                 b.tmp_size(size(&text(&mut parser, "--tmp-size")?)?);
@@ -496,6 +494,41 @@ fn program_path(env: &[(std::ffi::OsString, std::ffi::OsString)]) -> Option<std:
         .find(|(name, _)| name == "PATH")
         .map(|(_, value)| value.clone())
         .or_else(|| std::env::var_os("PATH"))
+}
+
+/// The contents of `--file`'s SRC: a regular file (a FIFO would block the
+/// read, a device such as /dev/zero never end it), of at most the 4 MiB
+/// the library takes for all files, read no further than that.
+fn read_file_option(src: &str) -> Result<Vec<u8>, Usage> {
+    use std::io::Read;
+    const AT_MOST: u64 = 4 << 20;
+    let cannot = |e: std::io::Error| Usage(format!("--file: cannot read {src:?}: {e}"));
+    let meta = std::fs::metadata(src).map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(Usage(format!(
+            "--file: {src:?} is not a regular file (--file copies one; bind a FIFO, device \
+             or directory in with --bind-ro)"
+        )));
+    }
+    let too_big = || {
+        Usage(format!(
+            "--file: {src:?} is over the 4 MiB the files placed inside hold in all; bind it \
+             in with --bind-ro"
+        ))
+    };
+    if meta.len() > AT_MOST {
+        return Err(too_big());
+    }
+    let mut contents = Vec::new();
+    std::fs::File::open(src)
+        .map_err(cannot)?
+        .take(AT_MOST + 1)
+        .read_to_end(&mut contents)
+        .map_err(cannot)?;
+    if contents.len() as u64 > AT_MOST {
+        return Err(too_big());
+    }
+    Ok(contents)
 }
 
 /// `SRC:DST` of a bind option. DST is absolute: the value splits at the
