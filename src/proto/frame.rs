@@ -339,6 +339,21 @@ mod tests {
     }
 
     #[test]
+    fn a_stack_overflow_frame_decodes_to_its_error() {
+        const FRAME: [u8; HEADER_LEN + 8] = stack_overflow_frame(8 << 20);
+        let mut r = FrameReader::new(100);
+        assert_eq!(r.feed(&FRAME).unwrap(), FRAME.len());
+        let (tag, payload) = r.frame().unwrap();
+        assert_eq!(tag, Tag::StackOverflow);
+        let err = decode_outcome::<u32>(tag, payload).unwrap_err();
+        assert!(
+            matches!(err, Error::StackOverflow { size } if size == 8 << 20),
+            "{err:?}"
+        );
+        assert!(decode_outcome::<u32>(Tag::StackOverflow, b"short").is_err());
+    }
+
+    #[test]
     fn outcomes_decode() {
         let v = postcard::to_allocvec(&(7u32, "x".to_string())).unwrap();
         let got: (u32, String) = decode_outcome(Tag::Value, &v).unwrap();
