@@ -273,6 +273,20 @@ fn wait_on_a_lock_in_a_file_at(path: &std::path::Path) {
     }
 }
 
+/// `hermetic run -- sh -c SCRIPT` with `HERMETIC_KEEP=1`: its output, what
+/// it said, and the init process of the sandbox it kept (if it did).
+fn kept_run_of(script: &str) -> (std::process::Output, String, Option<i32>) {
+    let out = common::hermetic_command()
+        .args(["run", "--", "sh", "-c", script])
+        .env("HERMETIC_KEEP", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let said = common::said(&out);
+    let init = common::kept_init(&said);
+    (out, said, init)
+}
+
 /// A FIFO on the host at `/tmp/hermetic-a16-fifoXXXX/lib.so`, the path a
 /// closure then maps a file of its own at (its sandbox's `/tmp` is its
 /// own); the directory goes with the returned guard.
@@ -353,14 +367,7 @@ fn the_keep_message_s_nsenter_line_leads_to_the_keeper() {
         echo "inside: $(readlink /proc/self/ns/user)"
         exit 3
     "#;
-    let out = common::hermetic_command()
-        .args(["run", "--", "sh", "-c", script])
-        .env("HERMETIC_KEEP", "1")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let said = common::said(&out);
-    let init = common::kept_init(&said);
+    let (out, said, init) = kept_run_of(script);
     let named = said
         .split("nsenter -t ")
         .nth(1)
@@ -424,14 +431,7 @@ fn the_keep_message_s_line_runs_no_program_the_sandbox_chose() {
         sleep 0.1
         exit 3
     "#;
-    let out = common::hermetic_command()
-        .args(["run", "--", "sh", "-c", script])
-        .env("HERMETIC_KEEP", "1")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let said = common::said(&out);
-    let init = common::kept_init(&said);
+    let (_, said, init) = kept_run_of(script);
     let line = said
         .split("look inside with: ")
         .nth(1)

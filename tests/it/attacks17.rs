@@ -165,17 +165,19 @@ fn kill_kept(said: &str) {
 /// failure says how to get in. A stack overflow is a death.
 #[test]
 fn a_run_that_overflows_its_stack_is_kept() {
-    let out = common::run_self(
-        "helper_overflows_with_keep",
-        &[("HERMETIC_KEEP", "1")],
-        &["--nocapture"],
-    );
+    kept_after_a_failed_run("helper_overflows_with_keep", "StackOverflow");
+}
+
+/// Runs `helper` with `HERMETIC_KEEP=1`: its run fails with `error` (its
+/// `Debug` name), and its sandbox is kept (then killed here).
+fn kept_after_a_failed_run(helper: &str, error: &str) {
+    let out = common::run_self(helper, &[("HERMETIC_KEEP", "1")], &["--nocapture"]);
     let said = common::said(&out);
     kill_kept(&said);
-    assert!(said.contains("StackOverflow"), "the helper's run: {said}");
+    assert!(said.contains(error), "the helper's run: {said}");
     assert!(
         said.contains("is kept (init process"),
-        "a run that overflowed its stack left no kept sandbox: {said}"
+        "a run that failed with {error} left no kept sandbox: {said}"
     );
 }
 
@@ -196,18 +198,7 @@ fn helper_reaches_a_limit_with_keep() {
 /// (killed by the memory cgroup, or aborted by RLIMIT_AS) is a death too.
 #[test]
 fn a_run_stopped_by_a_limit_is_kept() {
-    let out = common::run_self(
-        "helper_reaches_a_limit_with_keep",
-        &[("HERMETIC_KEEP", "1")],
-        &["--nocapture"],
-    );
-    let said = common::said(&out);
-    kill_kept(&said);
-    assert!(said.contains("LimitReached"), "the helper's run: {said}");
-    assert!(
-        said.contains("is kept (init process"),
-        "a run stopped by its memory limit left no kept sandbox: {said}"
-    );
+    kept_after_a_failed_run("helper_reaches_a_limit_with_keep", "LimitReached");
 }
 
 /// README, Limits: "A run stopped by a limit is `Error::LimitReached`,
