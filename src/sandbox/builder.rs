@@ -370,8 +370,6 @@ impl SandboxBuilder {
     /// host's read-only files). Readable by all (mode 0644, less the test
     /// process's umask).
     ///
-    /// # Errors
-    ///
     /// The files placed so hold at most 4 MiB in all (they travel with the
     /// sandbox's setup); bind a larger one in with
     /// [`bind_ro`](Self::bind_ro). Over a symbolic link (`/etc/localtime`
@@ -379,9 +377,11 @@ impl SandboxBuilder {
     /// mount follows the link), which then reads the same by either path;
     /// [`bind_ro`](Self::bind_ro) replaces the link itself.
     ///
+    /// # Errors
+    ///
     /// [`build`](Self::build) fails with [`Error::InvalidOption`] (option
-    /// `file`) when the files are larger, when `target` is not absolute, holds `.` or `..` or a NUL
-    /// byte, is given twice, is a tmpfs mount point, lies under a
+    /// `file`) when the files are larger, when `target` is not absolute,
+    /// holds `.` or `..` or a NUL byte, is given twice, is a tmpfs mount point, lies under a
     /// [`bind`](Self::bind) target, (outside the sandbox's tmpfs mounts)
     /// is not an existing file of the host, or is (or leads to) a file of
     /// `/proc` or `/sys`, the sandbox's own there (bind a file of yours
@@ -513,17 +513,6 @@ impl SandboxBuilder {
         self
     }
 
-    /// For the `hermetic` binary: once the sandbox is ready, its init
-    /// process starts `program` as its own child, with this process's fds
-    /// 0 to 2 (and no other), in a process group of its own in the
-    /// sandbox's session, under the sandbox's
-    /// seccomp filter, rlimits and cgroups (the init process's, which it
-    /// joins before the program starts), as the sandbox's root or its
-    /// [`user`](Self::user). That is one process where
-    /// [`Sandbox::command`] makes four (a fork of this process, a
-    /// go-between, the relay inside, the program), and it ends with one
-    /// report instead of a chain of waits: [`Sandbox::__program_end`] says
-    /// how. See [`Program::fits`] for what is too long for it.
     /// For the `hermetic` binary (`--keep`): keep the sandbox of a failed
     /// run as `HERMETIC_KEEP` does, whatever the environment says.
     #[doc(hidden)]
@@ -538,6 +527,17 @@ impl SandboxBuilder {
         self.keep_failed.unwrap_or_else(keep_failed)
     }
 
+    /// For the `hermetic` binary: once the sandbox is ready, its init
+    /// process starts `program` as its own child, with this process's fds
+    /// 0 to 2 (and no other), in a process group of its own in the
+    /// sandbox's session, under the sandbox's
+    /// seccomp filter, rlimits and cgroups (the init process's, which it
+    /// joins before the program starts), as the sandbox's root or its
+    /// [`user`](Self::user). That is one process where
+    /// [`Sandbox::command`] makes four (a fork of this process, a
+    /// go-between, the relay inside, the program), and it ends with one
+    /// report instead of a chain of waits: [`Sandbox::__program_end`] says
+    /// how. See [`Program::fits`] for what is too long for it.
     #[doc(hidden)]
     pub fn __program(&mut self, program: Program) -> &mut Self {
         self.program = Some(program);
@@ -709,7 +709,7 @@ impl SandboxBuilder {
             };
             return Err((e, kind));
         }
-        if self.keeps_failed() {
+        if sandbox.keep_failed {
             sandbox.keeper = super::find_keeper(sandbox.init_pid);
         }
         if self.program.is_some()
@@ -725,6 +725,7 @@ impl SandboxBuilder {
     /// steps and how many of them are id maps.
     fn start(&self, userns: Option<&Sandbox>) -> Result<Started, Error> {
         let hostname = plan::hostname(&self.hostname)?;
+        let keep_failed = self.keeps_failed();
         for (option, size, dir) in [
             ("tmp_size", self.tmp_size, "/tmp"),
             ("shm_size", self.shm_size, "/dev/shm"),
@@ -855,7 +856,7 @@ impl SandboxBuilder {
                 .collect(),
             working_dir: std::env::current_dir().ok(),
             root: sys::geteuid() == 0,
-            keepable: self.keeps_failed(),
+            keepable: keep_failed,
             mounts_inside: self.mounts_inside,
             user: self.user,
             tmp_size: self.tmp_size,
@@ -1059,7 +1060,7 @@ impl SandboxBuilder {
             disk_layers,
             keeper: None,
             owner: std::process::id(),
-            keep_failed: self.keeps_failed(),
+            keep_failed,
         };
         Ok(Started {
             sandbox,

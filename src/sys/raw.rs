@@ -785,15 +785,9 @@ extern "C" fn on_fault(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc:
     let default: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: the struct lives on this (alternate) stack for the call.
     unsafe { libc::sigaction(libc::SIGSEGV, &default, std::ptr::null_mut()) };
-    // SAFETY: integer arguments: this thread, this process, SIGSEGV.
-    unsafe {
-        libc::syscall(
-            libc::SYS_tgkill,
-            libc::getpid(),
-            libc::syscall(libc::SYS_gettid),
-            libc::SIGSEGV,
-        )
-    };
+    let (pid, tid) = (std::process::id() as libc::pid_t, super::gettid());
+    // SAFETY: integer arguments: this process, this thread, SIGSEGV.
+    unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, libc::SIGSEGV) };
 }
 
 /// `_exit(2)`: leaves without running destructors, atexit handlers or
