@@ -774,7 +774,11 @@ extern "C" fn on_fault(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc:
             // SAFETY: `say` and `len` are those of the 'static slice
             // exit_on_stack_overflow was given.
             let say = unsafe { std::slice::from_raw_parts(say, len) };
-            let _ = super::write_to(OVERFLOW_FD.load(Ordering::Relaxed), say);
+            // SAFETY: the fd stays open for this process's life (the
+            // runner's result pipe); a short write is not retried: the
+            // frame is 17 bytes, a pipe takes them whole.
+            let fd = unsafe { BorrowedFd::borrow_raw(OVERFLOW_FD.load(Ordering::Relaxed)) };
+            let _ = rustix::io::write(fd, say);
         }
         exit(OVERFLOW_STATUS.load(Ordering::Relaxed));
     }
@@ -785,7 +789,10 @@ extern "C" fn on_fault(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc:
     let default: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: the struct lives on this (alternate) stack for the call.
     unsafe { libc::sigaction(libc::SIGSEGV, &default, std::ptr::null_mut()) };
-    let (pid, tid) = (std::process::id() as libc::pid_t, super::gettid());
+    let (pid, tid) = (
+        std::process::id() as libc::pid_t,
+        rustix::thread::gettid().as_raw_nonzero().get(),
+    );
     // SAFETY: integer arguments: this process, this thread, SIGSEGV.
     unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, libc::SIGSEGV) };
 }

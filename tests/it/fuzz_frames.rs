@@ -35,7 +35,7 @@ proptest! {
     }
 
     #[test]
-    fn plausible_headers_with_any_claim(tag in 0u8..6,
+    fn plausible_headers_with_any_claim(tag in 0u8..7,
                                          claim in any::<u64>(),
                                          payload in proptest::collection::vec(any::<u8>(), 0..512),
                                          limit in 0usize..1 << 20,
@@ -46,11 +46,11 @@ proptest! {
         bounded(&bytes, limit, &chunks);
         let d = decode(&bytes, limit, &chunks);
         match tag {
-            1..=4 if claim <= limit as u64 && claim as usize <= payload.len() => {
+            1..=5 if claim <= limit as u64 && claim as usize <= payload.len() => {
                 prop_assert_eq!(d.frame, Some((tag, claim as usize)));
             }
-            1..=4 if claim > limit as u64 => prop_assert!(d.error.unwrap().contains("over the limit")),
-            1..=4 => prop_assert!(d.frame.is_none() && d.error.is_none()),
+            1..=5 if claim > limit as u64 => prop_assert!(d.error.unwrap().contains("over the limit")),
+            1..=5 => prop_assert!(d.frame.is_none() && d.error.is_none()),
             _ => prop_assert!(d.error.unwrap().contains("unknown frame tag")),
         }
     }
