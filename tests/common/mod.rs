@@ -236,6 +236,52 @@ pub fn children_of(pid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// What process `pid` and every process under it are doing, one line
+/// each (pid, name, state, where it waits in the kernel, threads'
+/// waits): for a test's message when something it waits for never came.
+pub fn process_report(pid: u32) -> String {
+    let mut report = String::new();
+    let mut todo = vec![(pid, 0usize)];
+    while let Some((pid, depth)) = todo.pop() {
+        let read = |what: &str| {
+            std::fs::read_to_string(format!("/proc/{pid}/{what}"))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+        let stat = read("stat");
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_string))
+            .unwrap_or_default();
+        let threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .map(|t| {
+                        let wchan =
+                            std::fs::read_to_string(t.path().join("wchan")).unwrap_or_default();
+                        let comm =
+                            std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                        format!("{}:{}", comm.trim(), wchan.trim())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        report.push_str(&format!(
+            "{:indent$}{pid} {} {state} [{}]\n",
+            "",
+            read("comm"),
+            threads.join(", "),
+            indent = 2 * depth
+        ));
+        for child in children_of(pid) {
+            todo.push((child, depth + 1));
+        }
+    }
+    report
+}
+
 /// Whether sandboxes on this host map ids 0-65535 (as root, or through
 /// newuidmap), as `check()` says; else only the caller's own id, as 0.
 pub fn many_ids() -> bool {

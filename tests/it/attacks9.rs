@@ -180,21 +180,21 @@ fn a_flooding_program_is_still_interrupted_by_ctrl_c() {
     let mut child = cmd.spawn().unwrap();
     drop((cmd, slave));
     let mut writer = std::fs::File::from(master.try_clone().unwrap());
-    // How much had been shown when Ctrl-C was typed.
+    // How much had been shown when Ctrl-C was typed, when the program's
+    // terminal echoed `^C`, and so far (`usize::MAX`: not yet).
     let at_ctrl_c = Arc::new(AtomicUsize::new(usize::MAX));
+    let echoed_at = Arc::new(AtomicUsize::new(usize::MAX));
+    let shown = Arc::new(AtomicUsize::new(0));
     // A terminal slower than `yes` (as a terminal emulator, an ssh link or
     // a serial console is): it takes 4 KiB a millisecond at most.
     let (tx, ready) = std::sync::mpsc::channel();
     let (done_tx, done) = std::sync::mpsc::channel();
-    let typed = at_ctrl_c.clone();
+    let (typed, echoed, total) = (at_ctrl_c.clone(), echoed_at.clone(), shown.clone());
     std::thread::spawn(move || {
         use std::io::Read;
         let mut f = std::fs::File::from(master);
         let mut buf = vec![0u8; 4096];
         let mut head = Vec::new();
-        let mut total = 0usize;
-        // How much was shown before the program's terminal echoed `^C`.
-        let mut echoed = None;
         while let Ok(n) = f.read(&mut buf) {
             if n == 0 {
                 break;
@@ -202,35 +202,73 @@ fn a_flooding_program_is_still_interrupted_by_ctrl_c() {
             if head.len() < 4096 {
                 head.extend_from_slice(&buf[..n]);
             }
-            if echoed.is_none() && buf[..n].windows(2).any(|w| w == b"^C") {
-                echoed = Some(total);
+            let before = total.fetch_add(n, Ordering::SeqCst);
+            if echoed.load(Ordering::SeqCst) == usize::MAX
+                && buf[..n].windows(2).any(|w| w == b"^C")
+            {
+                echoed.store(before, Ordering::SeqCst);
             }
             std::thread::sleep(Duration::from_millis(1));
             // Flooding: READY, then a MiB of `y`s.
-            let before = total;
-            total += n;
-            if before < 1 << 20 && total >= 1 << 20 && head.windows(5).any(|w| w == b"READY") {
-                typed.store(total, Ordering::SeqCst);
+            let now = before + n;
+            if before < 1 << 20 && now >= 1 << 20 && head.windows(5).any(|w| w == b"READY") {
+                typed.store(now, Ordering::SeqCst);
                 let _ = tx.send(());
             }
         }
-        let _ = done_tx.send(echoed);
+        let _ = done_tx.send(());
     });
     let ready = ready.recv_timeout(Duration::from_secs(30)).is_ok();
     writer.write_all(b"\x03").unwrap();
-    let status = ended_within(&mut child, Duration::from_secs(10));
+    // Not `ended_within`, which kills it: looked at first if it is late.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        match child.try_wait().unwrap() {
+            Some(status) => break Some(status),
+            None if Instant::now() > deadline => break None,
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    let Some(status) = status else {
+        // What each process was doing, whether the caller's terminal
+        // (hermetic's stdin) still generated signals, and how far the
+        // output had come.
+        let report = common::process_report(child.id());
+        let isig = std::fs::File::open(format!("/proc/{}/fd/0", child.id()))
+            .ok()
+            .and_then(|t| rustix::termios::tcgetattr(&t).ok())
+            .map(|t| t.local_modes.contains(rustix::termios::LocalModes::ISIG));
+        let _ = child.kill();
+        let _ = child.wait();
+        let at = |n: &AtomicUsize| match n.load(Ordering::SeqCst) {
+            usize::MAX => "never".to_string(),
+            n => format!("{} KiB", n >> 10),
+        };
+        panic!(
+            "Ctrl-C did not interrupt the flooding program within 10 s (READY and a MiB \
+             shown: {ready}); the caller's terminal generated signals: {isig:?}; Ctrl-C \
+             typed at {}, ^C echoed at {}, shown {}; the processes:\n{report}",
+            at(&at_ctrl_c),
+            at(&echoed_at),
+            at(&shown),
+        );
+    };
     assert!(ready, "the program never said READY, nor flooded");
     assert_eq!(
-        status.map(code),
-        Some(130),
-        "Ctrl-C did not interrupt the flooding program within 10 s"
+        code(status),
+        130,
+        "Ctrl-C ended the flooding program, but not as an interrupt"
     );
     // The terminal's other side is gone with the sandbox: the reader ends.
-    let echoed = done.recv_timeout(Duration::from_secs(10));
-    let typed_at = at_ctrl_c.load(Ordering::SeqCst);
-    let Ok(Some(echoed)) = echoed else {
-        panic!("the program's terminal never echoed ^C: {echoed:?}");
-    };
+    assert!(
+        done.recv_timeout(Duration::from_secs(10)).is_ok(),
+        "the caller's terminal was not hung up with the sandbox"
+    );
+    let (typed_at, echoed) = (
+        at_ctrl_c.load(Ordering::SeqCst),
+        echoed_at.load(Ordering::SeqCst),
+    );
+    assert_ne!(echoed, usize::MAX, "the program's terminal never echoed ^C");
     // On its way when Ctrl-C came: the relay's buffer (16 KiB) and what
     // the two terminals hold (tens of KiB).
     assert!(
