@@ -163,8 +163,11 @@ impl NetworkBuilder {
             .map(|i| Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], i as u8 + 1))
             .collect();
 
-        let mut hosts_file =
-            String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        let mut hosts_file = format!(
+            "127.0.0.1\t{}\n::1\t{}\n",
+            LOOPBACK_NAMES[0],
+            LOOPBACK_NAMES.join(" ")
+        );
         for ((name, _), addr) in self.hosts.iter().zip(&addrs) {
             hosts_file.push_str(&format!("{addr}\t{name}\n"));
         }
@@ -331,14 +334,16 @@ fn bad_hostname(name: &str) -> Option<&'static str> {
         return Some("its last label is all digits, which reads as an address");
     }
     // Every host's /etc/hosts names its loopback so.
-    if ["localhost", "ip6-localhost", "ip6-loopback"]
-        .iter()
-        .any(|r| name.eq_ignore_ascii_case(r))
-    {
+    if LOOPBACK_NAMES.iter().any(|r| name.eq_ignore_ascii_case(r)) {
         return Some("it is reserved (every host's /etc/hosts names its own loopback so)");
     }
     None
 }
+
+/// The names every host's `/etc/hosts` gives its loopback (the first
+/// for `127.0.0.1` and `::1`, all of them for `::1`): no host may take
+/// them.
+const LOOPBACK_NAMES: [&str; 3] = ["localhost", "ip6-localhost", "ip6-loopback"];
 
 /// One host of a [`Network`]: a [`Sandbox`] with a name and an address.
 /// It runs closures and programs as a sandbox does; [`Host::sandbox`]

@@ -299,6 +299,9 @@ struct RunArgs {
     /// what hides a program that cannot be started).
     mounts: Vec<(String, String)>,
     env: Vec<(OsString, OsString)>,
+    /// The PATH the program gets (see [`program_path`]), where it is
+    /// looked for.
+    path: Option<OsString>,
     timeout: Option<Duration>,
     program: OsString,
     args: Vec<OsString>,
@@ -422,7 +425,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
             other => return Err(Usage(format!("run: {}", other.unexpected()))),
         }
     };
-    let program_path = program_path(&run.env);
+    run.path = program_path(&run.env);
     // A working directory reached through a symbolic link in /tmp,
     // /var/tmp or /dev/shm: the link is not in the sandbox's own, so the
     // caller's logical $PWD would name nothing inside; the program gets
@@ -442,7 +445,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
     // read-only host, or copy-on-write refused by the kernel); and, for a
     // program started by a symbolic link (a tool linked into a bin
     // directory of its own), its target's too.
-    if let Some(path) = host_path(&program, program_path.as_deref()) {
+    if let Some(path) = host_path(&program, run.path.as_deref()) {
         let link_dir = path.parent().and_then(|d| std::fs::canonicalize(d).ok());
         let target_dir = std::fs::canonicalize(&path)
             .ok()
@@ -454,7 +457,8 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
     // The directories of the PATH under /tmp or /var/tmp (tools a CI job
     // installed there): what the program runs by name is found inside as
     // outside, as a shell there would look for it.
-    for dir in program_path
+    for dir in run
+        .path
         .as_deref()
         .map(|p| std::env::split_paths(p).collect::<Vec<_>>())
         .unwrap_or_default()
@@ -684,12 +688,10 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     if let Some(relay) = &mut relay {
         relay.handed_over();
     }
-    // The program is looked for in the PATH it is given.
-    let path_var = program_path(&run.env);
     let why = |program: &std::ffi::OsStr| {
         why_hidden(
             program,
-            path_var.as_deref(),
+            run.path.as_deref(),
             run.host.granted(),
             &run.mounts,
         )
