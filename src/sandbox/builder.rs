@@ -1061,6 +1061,7 @@ impl SandboxBuilder {
             keeper: None,
             owner: std::process::id(),
             keep_failed,
+            keep_when_dropped: Arc::new(AtomicBool::new(false)),
         };
         Ok(Started {
             sandbox,

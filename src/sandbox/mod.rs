@@ -115,6 +115,10 @@ pub struct Sandbox {
     /// A failed run's sandbox is kept (`HERMETIC_KEEP`, or the builder's
     /// `__keep_failed`).
     pub(crate) keep_failed: bool,
+    /// Set by the join of a spawned closure that failed, when failed
+    /// sandboxes are kept: the sandbox is kept when dropped (the handle
+    /// it was joined by has none of the sandbox's).
+    pub(crate) keep_when_dropped: Arc<AtomicBool>,
 }
 
 /// How the program of [`SandboxBuilder::__program`] ended.
@@ -288,10 +292,7 @@ impl Sandbox {
         T: Serialize + DeserializeOwned,
     {
         self.check_alive()?;
-        let oom_kills = self
-            .cgroups
-            .as_ref()
-            .map_or(0, crate::setup::limits::Cgroups::oom_kills);
+        let limit_names = self.limit_names();
         let result = Runner::start(
             &self.init_pidfd,
             self.nstypes,
@@ -323,7 +324,7 @@ impl Sandbox {
             self.forward_if_left_running();
         }
         let result = result
-            .map_err(|e| self.name_the_limit(e, oom_kills))
+            .map_err(|e| limit_names.name(e))
             .map_err(|e| self.name_stuck_spawned(e));
         if let Err(e) = &result
             && ran_and_failed(e)
@@ -448,32 +449,18 @@ impl Sandbox {
         }
     }
 
-    /// A run that died of a limit, told as such: `oom_kills` is what the
-    /// memory cgroup had counted before the run.
-    fn name_the_limit(&self, e: Error, oom_kills: u64) -> Error {
-        let Error::Killed { signal, signo, .. } = &e else {
-            return e;
-        };
-        let limits = &self.limits;
-        let cgroup_memory = self.cgroups.as_ref().filter(|c| c.memory);
-        let limit = match *signo {
-            libc::SIGKILL => self
-                .memory_limit_killed_since(oom_kills)
-                .map(|b| format!("memory limit of {}", crate::setup::limits::bytes(b))),
-            libc::SIGXCPU => self.__limit_killed(libc::SIGXCPU),
-            // Without a memory cgroup, the limit is each process's address
-            // space: Rust aborts when an allocation fails.
-            libc::SIGABRT if cgroup_memory.is_none() => limits.memory.map(|b| {
-                format!(
-                    "memory limit of {} (RLIMIT_AS: an allocation failed, which aborts)",
-                    crate::setup::limits::bytes(b)
-                )
-            }),
-            _ => None,
-        };
-        match limit {
-            Some(limit) => Error::LimitReached { limit, signal },
-            None => e,
+    /// What names the limit a process started now dies of (see
+    /// [`LimitNames`]).
+    pub(crate) fn limit_names(&self) -> LimitNames {
+        let oom = self
+            .cgroups
+            .as_ref()
+            .filter(|c| c.memory)
+            .and_then(|c| Some((c.oom_events()?.to_path_buf(), c.oom_kills())));
+        LimitNames {
+            oom,
+            cgroup_memory: self.cgroups.as_ref().is_some_and(|c| c.memory),
+            limits: self.limits,
         }
     }
 
@@ -598,6 +585,8 @@ impl Sandbox {
         )?;
         spawned.push((runner.pid(), runner.joiner()));
         Ok(Spawned {
+            limit_names: self.limit_names(),
+            keep_when_failed: self.keep_failed.then(|| self.keep_when_dropped.clone()),
             list: self.spawned.clone(),
             output: self.output.clone(),
             max_result_size: self.max_result_size,
@@ -957,8 +946,65 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        if self.init_pid != 0 && self.keep_when_dropped.load(Ordering::SeqCst) {
+            let what = "HERMETIC_KEEP is set: the sandbox of a failed spawned closure";
+            if let Some(Ok(kept)) = self.__keep_if_asked(what) {
+                eprintln!("{kept}");
+            }
+        }
         if self.init_pid != 0 {
             let _ = self.teardown();
+        }
+    }
+}
+
+/// What names the limit a closure's process died of: taken from its
+/// sandbox as the process starts (a spawned closure is joined through a
+/// handle that has none of the sandbox's).
+#[derive(Debug, Clone)]
+pub(crate) struct LimitNames {
+    /// The memory cgroup's file that counts its OOM kills, and the count
+    /// as the process started.
+    oom: Option<(std::path::PathBuf, u64)>,
+    /// Whether a memory cgroup enforces the memory limit (else each
+    /// process's address space does).
+    cgroup_memory: bool,
+    limits: crate::setup::limits::Limits,
+}
+
+impl LimitNames {
+    /// `e`, or, if it says the process was killed by a signal a limit
+    /// sends, [`Error::LimitReached`] naming that limit: `SIGKILL` once
+    /// the memory cgroup has killed a process since the start, `SIGXCPU`
+    /// with a CPU time limit, `SIGABRT` with a memory limit enforced per
+    /// process (Rust aborts when an allocation fails).
+    pub(crate) fn name(&self, e: Error) -> Error {
+        let Error::Killed { signal, signo, .. } = &e else {
+            return e;
+        };
+        let bytes = crate::setup::limits::bytes;
+        let limit = match *signo {
+            libc::SIGKILL => self
+                .oom
+                .as_ref()
+                .filter(|(file, before)| crate::setup::limits::oom_kills_in(file) > *before)
+                .and(self.limits.memory)
+                .map(|b| format!("memory limit of {}", bytes(b))),
+            libc::SIGXCPU => self
+                .limits
+                .cpu
+                .map(|d| format!("CPU time limit of {}s", d.as_secs().max(1))),
+            libc::SIGABRT if !self.cgroup_memory => self.limits.memory.map(|b| {
+                format!(
+                    "memory limit of {} (RLIMIT_AS: an allocation failed, which aborts)",
+                    bytes(b)
+                )
+            }),
+            _ => None,
+        };
+        match limit {
+            Some(limit) => Error::LimitReached { limit, signal },
+            None => e,
         }
     }
 }
@@ -1001,7 +1047,7 @@ fn is_exit_task(pid: &str) -> bool {
 
 /// Whether `e` says the closure itself failed (so its sandbox is worth
 /// keeping with `HERMETIC_KEEP`), not that it could not start.
-fn ran_and_failed(e: &Error) -> bool {
+pub(crate) fn ran_and_failed(e: &Error) -> bool {
     matches!(
         e,
         Error::Panicked { .. }

@@ -1,6 +1,7 @@
 //! [`Spawned`]: a closure running in the background inside a sandbox.
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,6 +42,11 @@ pub struct Spawned<T = ()> {
     pub(super) max_result_size: usize,
     pub(super) timeout: Option<Duration>,
     pub(super) runner: Option<Runner>,
+    /// Names the limit the closure's process died of, if one did.
+    pub(super) limit_names: super::LimitNames,
+    /// Where a failed join asks its sandbox to be kept when dropped
+    /// (`HERMETIC_KEEP`); `None` where failed sandboxes are not kept.
+    pub(super) keep_when_failed: Option<Arc<AtomicBool>>,
     /// Only a value's type: the handle holds none (it is `Send` and `Sync`
     /// whatever `T`).
     pub(super) value: PhantomData<fn() -> T>,
@@ -169,10 +175,19 @@ impl<T: DeserializeOwned> Spawned<T> {
         }
         let ended = runner.wait(timeout, self.max_result_size, &self.output);
         self.output.end_run();
-        match ended {
+        let result = match ended {
             Ended::Frame { tag, payload, .. } => crate::proto::frame::decode_outcome(tag, &payload),
             Ended::Died(e) => Err(e),
         }
+        .map_err(|e| self.limit_names.name(e));
+        // As a failed run's: kept, with HERMETIC_KEEP, once dropped (this
+        // handle has none of the sandbox's).
+        if let (Err(e), Some(keep)) = (&result, &self.keep_when_failed)
+            && super::ran_and_failed(e)
+        {
+            keep.store(true, Ordering::SeqCst);
+        }
+        result
     }
 }
 

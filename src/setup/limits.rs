@@ -294,16 +294,26 @@ impl Cgroups {
 
     /// How many times the memory cgroup's OOM killer has killed so far.
     pub(crate) fn oom_kills(&self) -> u64 {
-        let Some(file) = &self.oom_events else {
-            return 0;
-        };
-        std::fs::read_to_string(file)
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("oom_kill "))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0)
+        self.oom_events.as_deref().map_or(0, oom_kills_in)
     }
+
+    /// The file that counts the memory cgroup's OOM kills (see
+    /// [`oom_kills_in`]), if there is one.
+    pub(crate) fn oom_events(&self) -> Option<&std::path::Path> {
+        self.oom_events.as_deref()
+    }
+}
+
+/// The OOM kills a memory cgroup's `file` counts (`memory.events` on v2,
+/// `memory.oom_control` on v1: the line "oom_kill N"); 0 if it cannot be
+/// read (the cgroup removed).
+pub(crate) fn oom_kills_in(file: &std::path::Path) -> u64 {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 impl Drop for Cgroups {

@@ -50,9 +50,11 @@
 //! overflowed or reached a limit; the runner's fault handler sends a
 //! `SIGSEGV` that was raised once more; `--file` takes a regular file of
 //! at most 4 MiB, checked before it is read; `ip6-localhost` and
-//! `ip6-loopback` are reserved host names. Kept (reasons on the tests):
-//! exit 122, a spawned closure's limit and keep, `hermetic enter` of a live
-//! sandbox (now documented), files of another id in a layer on disk.
+//! `ip6-loopback` are reserved host names; a spawned closure's join names
+//! the limit it reached and, with `HERMETIC_KEEP`, a failed join keeps
+//! the sandbox when it is dropped (a later session). Kept (reasons on the
+//! tests): exit 122, `hermetic enter` of a live sandbox (now documented),
+//! files of another id in a layer on disk.
 //!
 //! What was tried and held (tests below without `#[ignore]`, or by hand):
 //!
@@ -205,7 +207,6 @@ fn a_run_stopped_by_a_limit_is_kept() {
 /// which names it"; a spawned closure's join tells its end as a run's
 /// (README, `spawn`).
 #[test]
-#[ignore = "kept: Spawned::join names no limit (Error::Killed), unlike run (left for a later session)"]
 fn a_spawned_closure_stopped_by_a_limit_is_joined_as_limit_reached() {
     let ns = Sandbox::builder()
         .timeout(Duration::from_secs(30))
@@ -239,7 +240,6 @@ fn helper_joins_a_panicking_spawned_closure_with_keep() {
 /// (panic, ...) is kept with `HERMETIC_KEEP=1`; a spawned closure's panic,
 /// joined, is the same failure of a closure of the sandbox's.
 #[test]
-#[ignore = "kept: Spawned::join keeps no sandbox with HERMETIC_KEEP (left for a later session)"]
 fn a_spawned_closure_that_panics_keeps_its_sandbox() {
     let out = common::run_self(
         "helper_joins_a_panicking_spawned_closure_with_keep",
