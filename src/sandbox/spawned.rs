@@ -116,7 +116,11 @@ impl<T: DeserializeOwned> Spawned<T> {
     /// with it, `join().unwrap()`. A closure stuck past the timeout is
     /// [`Error::TimedOut`], which says where each of its threads was
     /// (state, system call, kernel wait) and, for threads blocked on a
-    /// lock, the likely cause (a lock copied held by the fork).
+    /// lock, the likely cause (a lock copied held by the fork). A closure
+    /// stopped by one of the sandbox's limits is [`Error::LimitReached`],
+    /// naming it. With `HERMETIC_KEEP` set, a join that fails so (as a
+    /// failed run does) keeps the sandbox when it is dropped, and says so
+    /// then.
     ///
     /// # Errors
     ///
