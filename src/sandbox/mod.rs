@@ -929,7 +929,20 @@ impl Sandbox {
                 reclaim::let_go(held);
             }
         }
-        drop(self.disk_layers.take());
+        if let Some(mut layers) = self.disk_layers.take() {
+            let left = layers.remove();
+            // Rootless with id ranges, what a process inside gave to
+            // another id of the range and closed is the caller's to remove
+            // only from a user namespace that maps the range.
+            if !left.is_empty()
+                && self.outer_maps.is_some()
+                && sys::geteuid() != 0
+                && self.owner == std::process::id()
+            {
+                remove_as_the_range(&left);
+                layers.remove();
+            }
+        }
         match (killed, reaped) {
             (Err(errno), _) if errno != libc::ESRCH => Err(Error::sys(
                 "killing the sandbox's init process",
@@ -956,6 +969,32 @@ impl Drop for Sandbox {
             let _ = self.teardown();
         }
     }
+}
+
+/// Removes `paths` (layers on disk, in one directory) from inside a
+/// sandbox of their own, whose root maps to the caller and whose other
+/// ids to the caller's ranges: there root may open, change and remove
+/// what belongs to any of them. Read-only host, the directory bound
+/// writable at its own path; never kept.
+fn remove_as_the_range(paths: &[std::path::PathBuf]) {
+    let Some(dir) = paths.first().and_then(|p| p.parent()) else {
+        return;
+    };
+    let Ok(cleaner) = Sandbox::builder()
+        .host(crate::HostMode::ReadOnly)
+        .bind(dir, dir)
+        .timeout(Duration::from_secs(60))
+        .__keep_failed(false)
+        .build()
+    else {
+        return;
+    };
+    let paths = paths.to_vec();
+    let _ = cleaner.try_run(move || {
+        for path in &paths {
+            crate::setup::disk::remove_tree(path);
+        }
+    });
 }
 
 /// What names the limit a closure's process died of: taken from its

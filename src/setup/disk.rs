@@ -458,18 +458,24 @@ impl DiskLayers {
     }
 }
 
-impl Drop for DiskLayers {
-    /// Its layers go: emptied directories to the pool, the rest removed.
-    /// The sandbox's mounts must be gone (see `Sandbox`'s teardown): a
+impl DiskLayers {
+    /// Removes its layers now: emptied directories to the pool, the rest
+    /// removed. Returns what could not be removed (rootless with id
+    /// ranges: what a sandbox gave to another id of its range and closed
+    /// to others); while anything is left, so is the lock file, and
+    /// another call removes what is left then, and the lock file. The
+    /// sandbox's mounts must be gone (see `Sandbox`'s teardown): a
     /// directory still an overlay's layer, taken from the pool by another
     /// sandbox, would be two overlays' at once.
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let mut entries = self.entries();
-        entries.sort_by_key(|(_, rest)| rest == "lock");
-        for (path, rest) in entries {
+    pub(crate) fn remove(&mut self) -> Vec<PathBuf> {
+        self.armed = false;
+        let mut lock = None;
+        let mut left = Vec::new();
+        for (path, rest) in self.entries() {
+            if rest == "lock" {
+                lock = Some(path);
+                continue;
+            }
             let name = format!("{}.{rest}", self.prefix);
             let done = match rest.chars().next() {
                 // Never reused: the sandbox saw it as its overlay's root,
@@ -496,8 +502,25 @@ impl Drop for DiskLayers {
                 _ => false,
             };
             if !done {
-                remove_layers(vec![(path, rest)]);
+                remove_layers(vec![(path.clone(), rest)]);
+                if std::fs::symlink_metadata(&path).is_ok() {
+                    left.push(path);
+                }
             }
+        }
+        if let (true, Some(lock)) = (left.is_empty(), lock) {
+            let _ = std::fs::remove_file(lock);
+        }
+        left
+    }
+}
+
+impl Drop for DiskLayers {
+    /// Its layers go (see [`DiskLayers::remove`]), unless the sandbox is
+    /// kept or they went already.
+    fn drop(&mut self) {
+        if self.armed {
+            self.remove();
         }
     }
 }

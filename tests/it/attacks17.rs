@@ -52,9 +52,10 @@
 //! at most 4 MiB, checked before it is read; `ip6-localhost` and
 //! `ip6-loopback` are reserved host names; a spawned closure's join names
 //! the limit it reached and, with `HERMETIC_KEEP`, a failed join keeps
-//! the sandbox when it is dropped (a later session). Kept (reasons on the
-//! tests): exit 122, `hermetic enter` of a live sandbox (now documented),
-//! files of another id in a layer on disk.
+//! the sandbox when it is dropped, and rootless with ranges a teardown
+//! removes files of another id from a sandbox mapping the range (a later
+//! session). Kept (reasons on the tests): exit 122, `hermetic enter` of a
+//! live sandbox (now documented).
 //!
 //! What was tried and held (tests below without `#[ignore]`, or by hand):
 //!
@@ -470,7 +471,6 @@ fn remove_as_root_inside(path: &std::path::Path) {
 /// permissions does): the caller cannot remove it outside, and the layer
 /// stays on disk after the sandbox is gone (and after the next sandboxes).
 #[test]
-#[ignore = "kept: rootless with ranges, files a process inside gives another id of the range in the layer on disk cannot be removed by the caller (left for a later session: remove them from inside a user namespace that maps the range)"]
 fn a_cow_layer_with_files_of_another_id_is_removed_with_its_sandbox() {
     if !common::many_ids() || !common::own_tree_layer_on_disk() {
         return common::skip("no ids but the caller's inside, or no layer on disk");
