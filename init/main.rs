@@ -39,6 +39,7 @@
 mod wire;
 
 use core::arch::global_asm;
+use core::sync::atomic::{AtomicI32, Ordering};
 
 #[cfg(target_arch = "x86_64")]
 mod nr {
@@ -1349,7 +1350,7 @@ extern "C" fn init_main(_stack: *const usize) -> ! {
         report(wire::REPORT_FINISH, errno);
         exit(1);
     }
-    report(wire::REPORT_READY, 0);
+    report(wire::REPORT_READY, KEEPER.load(Ordering::Relaxed));
     // With a program, the report fd says how it ended (or why it did not
     // start); without, it is done with.
     // (signalfd, pid, pidfd), while the program runs.
@@ -1462,6 +1463,11 @@ extern "C" fn init_main(_stack: *const usize) -> ! {
 /// children as soon as the sandbox is ready: the name is this process's
 /// while it forks, so the keeper has it from its first instant, and this
 /// process takes its own back.
+///
+/// Its pid (in the sandbox's PID namespace) goes in the ready report: the
+/// test process takes the child with that pid for the keeper, so that a
+/// program started after the report, which may kill the keeper and take
+/// its name before the test process looks, is never taken for it.
 fn keeper() -> Result<(), i32> {
     // SAFETY: the kernel reads at most 16 bytes of the name, a
     // NUL-terminated static string; it renames this thread alone.
@@ -1483,8 +1489,13 @@ fn keeper() -> Result<(), i32> {
     // SAFETY: the kernel reads at most 16 bytes of the name, a
     // NUL-terminated static string; it renames this thread alone.
     let _ = unsafe { call(nr::PRCTL, [PR_SET_NAME, b"hermetic-init\0".as_ptr() as usize, 0, 0, 0, 0]) };
-    pid.map(drop)
+    let pid = pid?;
+    KEEPER.store(pid as i32, Ordering::Relaxed);
+    Ok(())
 }
+
+/// The keeper's pid in the sandbox's PID namespace, once started (0: none).
+static KEEPER: AtomicI32 = AtomicI32::new(0);
 
 /// Lets a thread that stopped for this process as its tracer go on,
 /// untraced (`PTRACE_DETACH`), with the signal it stopped for. A program

@@ -207,8 +207,9 @@ fn decode_report(msg: [u8; 8]) -> (u32, i32) {
 /// What the init program reported.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum InitReport {
-    /// The sandbox is set up.
-    Ready,
+    /// The sandbox is set up; its keeper, if it has one, has this pid in
+    /// the sandbox's PID namespace.
+    Ready { keeper: Option<u32> },
     /// Step `index` of the plan failed with `errno`.
     StepFailed { index: usize, errno: i32 },
     /// Id map `index` (written before the exec) failed with `errno`.
@@ -224,7 +225,9 @@ pub(crate) enum InitReport {
 impl InitReport {
     pub(crate) fn decode(msg: [u8; 8]) -> InitReport {
         match decode_report(msg) {
-            (wire::REPORT_READY, _) => InitReport::Ready,
+            (wire::REPORT_READY, keeper) => InitReport::Ready {
+                keeper: u32::try_from(keeper).ok().filter(|&k| k != 0),
+            },
             (wire::REPORT_EXEC, errno) => InitReport::ExecFailed { errno },
             (wire::REPORT_PLAN, errno) => InitReport::PlanRefused { errno },
             (wire::REPORT_FINISH, errno) => InitReport::FinishFailed { errno },
@@ -386,7 +389,11 @@ mod tests {
     #[test]
     fn init_reports_decode() {
         let r = |code, errno| InitReport::decode(encode_report(code, errno));
-        assert_eq!(r(wire::REPORT_READY, 0), InitReport::Ready);
+        assert_eq!(r(wire::REPORT_READY, 0), InitReport::Ready { keeper: None });
+        assert_eq!(
+            r(wire::REPORT_READY, 3),
+            InitReport::Ready { keeper: Some(3) }
+        );
         assert_eq!(r(3, 1), InitReport::StepFailed { index: 3, errno: 1 });
         assert_eq!(r(wire::REPORT_EXEC, 8), InitReport::ExecFailed { errno: 8 });
         assert_eq!(

@@ -77,7 +77,8 @@ pub const PLAN_MAX: usize = 8 << 20;
 /// with fits.
 pub const PROGRAM_MAX: usize = 6 << 20;
 
-/// Every step succeeded; the sandbox is ready.
+/// Every step succeeded; the sandbox is ready. The errno field holds the
+/// keeper's pid in the sandbox's PID namespace ([`OP_KEEPER`]; 0: none).
 pub const REPORT_READY: u32 = u32::MAX;
 /// The init program could not be started (the errno of `execveat`).
 pub const REPORT_EXEC: u32 = u32::MAX - 1;

@@ -695,22 +695,27 @@ impl SandboxBuilder {
             // It says next how the program ended.
             sandbox.program_report = Some(ready_r);
         }
-        if let Err((e, kind)) = interpret(report.map(InitReport::decode), &steps, maps) {
-            let e = match (e, map_failure) {
-                // Why the maps written from outside failed.
-                (Error::Setup { step, error, .. }, Some(why)) if kind == Some(StepKind::IdMap) => {
-                    Error::Setup {
-                        step,
-                        error,
-                        hint: Some(why),
+        let keeper = match interpret(report.map(InitReport::decode), &steps, maps) {
+            Ok(keeper) => keeper,
+            Err((e, kind)) => {
+                let e = match (e, map_failure) {
+                    // Why the maps written from outside failed.
+                    (Error::Setup { step, error, .. }, Some(why))
+                        if kind == Some(StepKind::IdMap) =>
+                    {
+                        Error::Setup {
+                            step,
+                            error,
+                            hint: Some(why),
+                        }
                     }
-                }
-                (e, _) => sandbox.name_a_limit_too_small(e),
-            };
-            return Err((e, kind));
-        }
-        if sandbox.keep_failed {
-            sandbox.keeper = super::find_keeper(sandbox.init_pid);
+                    (e, _) => sandbox.name_a_limit_too_small(e),
+                };
+                return Err((e, kind));
+            }
+        };
+        if let (true, Some(inner)) = (sandbox.keep_failed, keeper) {
+            sandbox.keeper = super::find_keeper(sandbox.init_pid, inner);
         }
         if self.program.is_some()
             && let Some(layers) = &sandbox.disk_layers
@@ -1156,7 +1161,7 @@ fn interpret(
     report: Option<InitReport>,
     steps: &[plan::Step],
     maps: usize,
-) -> Result<(), (Error, Option<StepKind>)> {
+) -> Result<Option<u32>, (Error, Option<StepKind>)> {
     let errno_error = |errno| std::io::Error::from_raw_os_error(errno);
     let setup = |step: &str, errno| {
         (
@@ -1169,7 +1174,7 @@ fn interpret(
         )
     };
     let (index, errno) = match report {
-        Some(InitReport::Ready) => return Ok(()),
+        Some(InitReport::Ready { keeper }) => return Ok(keeper),
         Some(InitReport::StepFailed { index, errno }) => (maps + index, errno),
         Some(InitReport::MapFailed { index, errno }) => (index, errno),
         Some(InitReport::ExecFailed { errno }) => {

@@ -398,13 +398,18 @@ impl Sandbox {
     /// process, which works as root.
     ///
     /// `None` where the sandbox was made with a keeper and a process inside
-    /// has killed it: through the init process, the line would lead into
+    /// has killed it (before the sandbox was ready, too: see
+    /// [`find_keeper`]): through the init process,
+    /// the line would lead into
     /// the user namespace of the processes inside, not the one that owns
     /// them.
     pub(crate) fn enter_command(&self) -> Option<String> {
         match (self.keeper_pid(), &self.keeper) {
             (Some(keeper), _) => Some(self.enter_through(keeper)),
+            // Made with a keeper (`HERMETIC_KEEP`), which is gone, or was
+            // not found as the sandbox became ready.
             (None, Some(_)) => None,
+            (None, None) if self.keep_failed => None,
             (None, None) => Some(self.enter_through(self.init_pid as u32)),
         }
     }
@@ -1134,22 +1139,38 @@ pub(crate) const LOOKING_SHELL: &str = "/usr/bin/setpriv --bounding-set=-all --n
                                          HOME=/ /bin/sh";
 
 /// The keeper of the sandbox whose init process is `init` (see
-/// [`Sandbox::keep`]), as the sandbox becomes ready: its first child,
-/// named `hermetic-keeper` (the init process makes it during setup, before
-/// anything inside runs), with a pidfd, checked once more after it is
-/// opened (the pid is still that child's).
-pub(crate) fn find_keeper(init: libc::pid_t) -> Option<(u32, Fd)> {
+/// [`Sandbox::keep`]), as the sandbox becomes ready: the child of `init`
+/// whose pid in the sandbox's PID namespace is `inner`, as the init
+/// process reported it, named `hermetic-keeper`, with a pidfd, checked
+/// once more after it is opened (the pid is still that child's). Not
+/// found by its name or place alone: the program of a `hermetic run`
+/// starts as the sandbox becomes ready, and may kill the keeper and take
+/// its name first (seen under load, when the keep message then named the
+/// wrong process); the pid inside is the kernel's to give.
+pub(crate) fn find_keeper(init: libc::pid_t, inner: u32) -> Option<(u32, Fd)> {
     let is_keeper = |pid: u32| {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         // "pid (comm) state ppid ...".
         let (head, rest) = stat.rsplit_once(')')?;
         let comm = head.split_once('(')?.1;
         let ppid: libc::pid_t = rest.split_whitespace().nth(1)?.parse().ok()?;
-        (comm == "hermetic-keeper" && ppid == init).then_some(())
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        // "NSpid: OUTER ... INNER": the last is the pid in its own
+        // namespace (the sandbox's).
+        let inside: u32 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))?
+            .split_whitespace()
+            .last()?
+            .parse()
+            .ok()?;
+        (comm == "hermetic-keeper" && ppid == init && inside == inner).then_some(())
     };
     let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).ok()?;
-    let pid: u32 = children.split_whitespace().next()?.parse().ok()?;
-    is_keeper(pid)?;
+    let pid: u32 = children
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .find(|&pid| is_keeper(pid).is_some())?;
     let pidfd =
         Fd::open(|| sys::pidfd_open(pid as libc::pid_t).map_err(std::io::Error::from_raw_os_error))
             .ok()?;
