@@ -65,7 +65,8 @@ impl LinkShape {
         }
     }
 
-    /// A fixed one-way delay.
+    /// A fixed one-way delay (with any jitter, at most an hour:
+    /// [`Network::shape`](crate::Network::shape) refuses more).
     #[must_use = "a shape does nothing until given to Network::shape"]
     pub fn delay(delay: Duration) -> Self {
         LinkShape {
@@ -176,6 +177,20 @@ impl LinkShape {
                 ));
             }
         }
+        // Each datagram's due time is counted from its arrival: bounded,
+        // so that it is a time (an `Instant`) at all.
+        let most = self
+            .delay
+            .unwrap_or_default()
+            .checked_add(self.jitter.unwrap_or_default());
+        if most.is_none_or(|d| d > MAX_DELAY) {
+            return Some(format!(
+                "a delay and jitter of {:?} and {:?}: together at most {} s",
+                self.delay.unwrap_or_default(),
+                self.jitter.unwrap_or_default(),
+                MAX_DELAY.as_secs()
+            ));
+        }
         // A seed alone decides nothing.
         let unseeded = LinkShape {
             seed: None,
@@ -201,6 +216,10 @@ impl LinkShape {
         None
     }
 }
+
+/// The longest delay (with its jitter) a link may add: an hour, far past
+/// any test's patience, and far from the end of an `Instant`.
+const MAX_DELAY: Duration = Duration::from_secs(3600);
 
 /// `struct tc_ratespec` with `rate` (saturated to 32 bits; the full value
 /// goes in a `*_RATE64` attribute).
@@ -312,5 +331,16 @@ mod tests {
         );
         assert!(LinkShape::rate(1).with_reorder(-1.0).invalid().is_some());
         assert!(LinkShape::rate(10).invalid().is_none());
+        // A due time past any `Instant`, or past an hour.
+        assert!(LinkShape::delay(Duration::MAX).invalid().is_some());
+        let hour = Duration::from_secs(3600);
+        assert!(LinkShape::delay(hour).invalid().is_none());
+        assert!(LinkShape::delay(hour).with_jitter(hour).invalid().is_some());
+        assert!(
+            LinkShape::loss(1.0)
+                .with_jitter(Duration::MAX)
+                .invalid()
+                .is_some()
+        );
     }
 }

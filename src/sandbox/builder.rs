@@ -321,7 +321,10 @@ impl SandboxBuilder {
         self
     }
 
-    /// Mounts a fresh, empty tmpfs on `target` inside the sandbox.
+    /// Mounts a fresh, empty tmpfs on `target` inside the sandbox, bounded
+    /// as `/tmp` is: [`tmp_size`](Self::tmp_size) bytes, and a file,
+    /// directory or link per KiB of it (each tmpfs on its own: it is the
+    /// host's memory).
     ///
     /// Mount targets must exist on the host, or lie under a tmpfs of the
     /// sandbox (`/tmp` always is one), where they are created inside the

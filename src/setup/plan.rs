@@ -895,7 +895,7 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             MountSpec::Bind { .. } => sources.next(),
             MountSpec::Tmpfs { .. } | MountSpec::Layer { .. } => None,
         };
-        mount_steps(spec, source_fd, &made, &mut steps)?;
+        mount_steps(spec, source_fd, &made, layout.tmp_size, &mut steps)?;
         made.push(spec.clone());
         if m + 1 == visible_binds {
             // Every bind back is in place: the overlays below them, then
@@ -1629,10 +1629,13 @@ fn mount_point_steps(
     Ok(())
 }
 
+/// The steps of the user's mount `spec`; a tmpfs is bounded as `/tmp` is
+/// (`tmp_size`, and one inode per KiB of it): it is the host's memory.
 fn mount_steps(
     spec: &MountSpec,
     source_fd: Option<i32>,
     made: &[MountSpec],
+    tmp_size: u64,
     steps: &mut Vec<Step>,
 ) -> Result<(), Error> {
     let option = option_name(spec);
@@ -1744,7 +1747,7 @@ fn mount_steps(
                 target: target_c,
                 fstype: Some(c"tmpfs".into()),
                 flags: libc::MS_NOSUID | libc::MS_NODEV,
-                data: Some(c"mode=0755".into()),
+                data: Some(tmpfs_options(0o755, tmp_size)),
             },
         )),
         MountSpec::Bind {

@@ -65,7 +65,7 @@ Options:
   --bind SRC:DST        the host path SRC at DST inside, writable
   --bind-ro SRC:DST     the host path SRC at DST inside, read-only (DST is
                         absolute: a SRC may hold ':', as in a:b:/mnt)
-  --tmpfs DIR           a fresh, private tmpfs on DIR
+  --tmpfs DIR           a fresh, private tmpfs on DIR, of --tmp-size
   --visible DIR         the host directory DIR seen inside where the
                         sandbox's own /tmp (or /var/tmp) would hide it, as
                         the working directory, the target dir, PROGRAM's
@@ -75,7 +75,8 @@ Options:
                         (under /tmp or a --tmpfs, or over a host file; at
                         most 4 MiB in all, larger ones --bind-ro)
   --tmp-size SIZE       the size of the sandbox's /tmp (default 1G), which
-                        also bounds the copy-on-write layers in memory
+                        also bounds the copy-on-write layers in memory and
+                        each --tmpfs
   --shm-size SIZE       the size of the sandbox's /dev/shm (default 64M)
   --host MODE           how the host's files are seen:
                         cow (default): as they are, writable where you may
