@@ -92,13 +92,14 @@ pub enum Error {
         doing: &'static str,
     },
 
-    /// The sandbox was asked for a run (or a spawned closure) by a process
+    /// The sandbox was asked for a run (or a spawned closure, or a
+    /// command), or a spawned closure was joined or killed, by a process
     /// other than the one that made it: inside one of its own runs, whose
-    /// closure holds a copy of its handle, with hermetic's fds closed.
+    /// closure holds a copy of the handle, with hermetic's fds closed.
     #[error(
-        "a sandbox's runs start from the process that made it (pid {owner}), not from \
-         inside one of its own runs: run the code directly there, or make a sandbox inside \
-         the run"
+        "a sandbox's runs start from the process that made it (pid {owner}), and its \
+         spawned closures are joined there, not from inside one of its own runs: run the \
+         code directly there, or make a sandbox inside the run"
     )]
     #[non_exhaustive]
     NotTheOwner {

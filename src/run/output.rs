@@ -98,6 +98,9 @@ pub(crate) struct Output {
     streams: Arc<Mutex<Streams>>,
     forwarder: Mutex<Option<Forwarder>>,
     started: AtomicBool,
+    /// The process that made it, whose thread forwards: a copy (moved
+    /// into a run's closure) has no such thread to stop or wait for.
+    owner: u32,
 }
 
 impl Output {
@@ -116,6 +119,7 @@ impl Output {
             streams: Arc::new(Mutex::new(streams)),
             forwarder: Mutex::new(None),
             started: AtomicBool::new(false),
+            owner: std::process::id(),
         })
     }
 
@@ -225,6 +229,13 @@ impl Output {
 
 impl Drop for Output {
     fn drop(&mut self) {
+        if self.owner != std::process::id() {
+            // Its thread is not this process's: left as it is (its fds,
+            // ours, are left alone too).
+            let forwarder = self.forwarder.get_mut().map(Option::take);
+            std::mem::forget(forwarder);
+            return;
+        }
         let forwarder = self
             .forwarder
             .get_mut()

@@ -25,6 +25,8 @@ pub(crate) struct Runner {
     /// closure runs, so it is gone (a zombie) once the runner has ended and
     /// is reaped with it.
     joiner: libc::pid_t,
+    /// The process that started it: the one that may kill and reap it.
+    starter: u32,
 }
 
 /// How a runner ended.
@@ -144,6 +146,7 @@ impl Runner {
             result: result_r,
             reaped: false,
             joiner,
+            starter: std::process::id(),
         })
     }
 
@@ -338,6 +341,12 @@ impl Runner {
         self.reaped = true;
     }
 
+    /// The process that started it (the one that may wait for it), if it
+    /// is not this one: this handle is a copy (moved into a closure).
+    pub(crate) fn started_elsewhere(&self) -> Option<u32> {
+        (self.starter != std::process::id()).then_some(self.starter)
+    }
+
     /// True while the runner has not exited.
     pub(crate) fn running(&self) -> bool {
         if self.reaped {
@@ -360,8 +369,12 @@ impl Runner {
 }
 
 impl Drop for Runner {
+    /// Kills and reaps it; not in a copy of the handle (moved into a
+    /// closure), whose process is not the runner's parent.
     fn drop(&mut self) {
-        self.kill();
+        if self.starter == std::process::id() {
+            self.kill();
+        }
     }
 }
 

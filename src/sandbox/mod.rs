@@ -964,6 +964,12 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        if self.owner != std::process::id() {
+            // A copy (moved into a run's closure, or in a fork of the
+            // user's): the sandbox is the process's that made it, and
+            // hermetic's fds are not this process's to close.
+            return;
+        }
         if self.init_pid != 0 && self.keep_when_dropped.load(Ordering::SeqCst) {
             let what = "HERMETIC_KEEP is set: the sandbox of a failed spawned closure";
             if let Some(Ok(kept)) = self.__keep_if_asked(what) {

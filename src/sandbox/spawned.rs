@@ -76,23 +76,46 @@ impl<T> Spawned<T> {
     /// True while the closure's process has not ended. A closure whose
     /// value is larger than a pipe holds (64 KiB) ends once
     /// [`join`](Self::join) has read it.
+    ///
+    /// Only the process that spawned it can tell: in a copy of the handle
+    /// (moved into a run's closure) this is always false, and
+    /// [`join`](Self::join) and [`kill`](Self::kill) are
+    /// [`Error::NotTheOwner`].
     #[must_use]
     pub fn is_running(&self) -> bool {
-        self.runner.as_ref().is_some_and(Runner::running)
+        self.runner
+            .as_ref()
+            .is_some_and(|r| r.started_elsewhere().is_none() && r.running())
     }
 
     /// Kills the process (with `SIGKILL`) and waits for it to die.
     ///
     /// # Errors
     ///
-    /// None at present; the `Result` leaves room for reporting a failed
-    /// kill.
+    /// [`Error::NotTheOwner`] in a process other than the one that
+    /// spawned it (a copy of the handle moved into a run's closure).
     pub fn kill(mut self) -> Result<(), Error> {
+        self.not_elsewhere()?;
         self.stop();
         Ok(())
     }
 
+    /// `Err` if this handle is a copy, in a process other than the one
+    /// that spawned the closure (which alone can wait for it).
+    fn not_elsewhere(&self) -> Result<(), Error> {
+        match self.runner.as_ref().and_then(Runner::started_elsewhere) {
+            Some(owner) => Err(Error::NotTheOwner { owner }),
+            None => Ok(()),
+        }
+    }
+
     fn stop(&mut self) {
+        if self.not_elsewhere().is_err() {
+            // A copy: the closure is the spawning process's (the runner's
+            // own drop leaves it alone too).
+            drop(self.runner.take());
+            return;
+        }
         if let Some(mut runner) = self.runner.take() {
             // Before reaping, so that a reused pid is never taken off the
             // list; not there: the sandbox's teardown reaped it.
@@ -125,7 +148,9 @@ impl<T: DeserializeOwned> Spawned<T> {
     /// # Errors
     ///
     /// As [`Sandbox::try_run`](crate::Sandbox::try_run); [`Error::SandboxDead`] if the sandbox was
-    /// dropped (which killed the process) before the join.
+    /// dropped (which killed the process) before the join;
+    /// [`Error::NotTheOwner`] in a process other than the one that spawned
+    /// it.
     ///
     /// # Examples
     ///
@@ -165,6 +190,7 @@ impl<T: DeserializeOwned> Spawned<T> {
     }
 
     fn join_within(mut self, timeout: Option<Duration>) -> Result<T, Error> {
+        self.not_elsewhere()?;
         let mut runner = self
             .runner
             .take()

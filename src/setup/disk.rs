@@ -320,6 +320,7 @@ impl DiskBase {
             prefix,
             lock,
             armed: true,
+            owner: std::process::id(),
         })
     }
 
@@ -395,6 +396,9 @@ pub(crate) struct DiskLayers {
     /// [`wire::LAYER_LOCK_FD`]: crate::proto::wire::LAYER_LOCK_FD
     lock: crate::sys::fd::Fd,
     armed: bool,
+    /// The process that made it: a copy (moved into a run's closure) does
+    /// not remove the layers.
+    owner: u32,
 }
 
 impl DiskLayers {
@@ -519,7 +523,7 @@ impl Drop for DiskLayers {
     /// Its layers go (see [`DiskLayers::remove`]), unless the sandbox is
     /// kept or they went already.
     fn drop(&mut self) {
-        if self.armed {
+        if self.armed && self.owner == std::process::id() {
             self.remove();
         }
     }

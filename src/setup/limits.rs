@@ -167,6 +167,8 @@ pub(crate) struct Cgroups {
     /// What the cgroups enforce.
     pub(crate) memory: bool,
     pub(crate) pids: bool,
+    /// The process that made them, which removes them.
+    owner: u32,
 }
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
@@ -201,6 +203,7 @@ impl Cgroups {
             oom_events: None,
             memory: false,
             pids: false,
+            owner: std::process::id(),
         };
         let setting = |dir: &Path, file: &str, value: String| -> Result<(), Error> {
             std::fs::write(dir.join(file), &value).map_err(|e| {
@@ -318,6 +321,10 @@ pub(crate) fn oom_kills_in(file: &std::path::Path) -> u64 {
 
 impl Drop for Cgroups {
     fn drop(&mut self) {
+        if self.owner != std::process::id() {
+            // A copy (moved into a run's closure): the sandbox's own.
+            return;
+        }
         self.procs.clear();
         for dir in &self.dirs {
             // Empty once the sandbox's processes are gone (they are, when

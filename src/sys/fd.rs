@@ -22,8 +22,17 @@ static OURS: RwLock<Vec<RawFd>> = RwLock::new(Vec::new());
 
 /// An fd hermetic opened for itself: closed on drop, and never left open in
 /// a process that runs a closure.
+///
+/// Closed only by the process that opened it: a copy (a handle moved into
+/// a run's closure and dropped there, or a fork of the user's) leaves the
+/// number alone. In a run, hermetic closed it as the run began, and the
+/// closure's own files may have taken the number since.
 #[derive(Debug)]
-pub(crate) struct Fd(Option<OwnedFd>);
+pub(crate) struct Fd {
+    fd: Option<OwnedFd>,
+    /// The process that opened it (`std::process::id()`).
+    opener: u32,
+}
 
 impl Fd {
     /// Opens an fd with `open` and lists it, in one step as far as any fork
@@ -32,12 +41,19 @@ impl Fd {
         let mut ours = OURS.write().unwrap_or_else(|e| e.into_inner());
         let fd: OwnedFd = open()?.into();
         list(&mut ours, fd.as_raw_fd());
-        Ok(Fd(Some(fd)))
+        Ok(Fd::owned(fd))
+    }
+
+    fn owned(fd: OwnedFd) -> Fd {
+        Fd {
+            fd: Some(fd),
+            opener: std::process::id(),
+        }
     }
 
     /// Keeps the fd open and listed for the rest of the process.
     pub(crate) fn leak(mut self) -> BorrowedFd<'static> {
-        let fd = self.0.take().expect("open until dropped");
+        let fd = self.fd.take().expect("open until dropped");
         // Not dropped: it stays listed.
         std::mem::forget(self);
         let leaked: &'static OwnedFd = Box::leak(Box::new(fd));
@@ -52,19 +68,27 @@ impl Fd {
 
 impl Drop for Fd {
     fn drop(&mut self) {
+        if self.opener != std::process::id() {
+            // A copy's (see the type's docs): neither closed nor taken off
+            // the list, which may name the number for a new fd of ours.
+            if let Some(fd) = self.fd.take() {
+                let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
+            }
+            return;
+        }
         let mut ours = OURS.write().unwrap_or_else(|e| e.into_inner());
         let raw = self.as_raw_fd();
         if let Some(i) = ours.iter().rposition(|&fd| fd == raw) {
             ours.swap_remove(i);
         }
         // Closed while the list no longer names it and no fork can happen.
-        drop(self.0.take());
+        drop(self.fd.take());
     }
 }
 
 impl AsFd for Fd {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.as_ref().expect("open until dropped").as_fd()
+        self.fd.as_ref().expect("open until dropped").as_fd()
     }
 }
 
@@ -89,7 +113,7 @@ pub(crate) fn pipe() -> io::Result<(Fd, Fd)> {
     let (r, w) = super::raw::pipe().map_err(io::Error::from_raw_os_error)?;
     list(&mut ours, r.as_raw_fd());
     list(&mut ours, w.as_raw_fd());
-    Ok((Fd(Some(r)), Fd(Some(w))))
+    Ok((Fd::owned(r), Fd::owned(w)))
 }
 
 /// A pipe whose read end (ours) never blocks a read: `O_NONBLOCK` on the

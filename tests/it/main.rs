@@ -27,6 +27,7 @@ mod attacks14;
 mod attacks15;
 mod attacks16;
 mod attacks17;
+mod attacks18;
 mod attacks2;
 mod attacks3;
 mod attacks4;
