@@ -69,8 +69,10 @@ pub(crate) fn mechanism() -> (String, String) {
 
 /// What escapes the limits where they are rlimits, each process's own
 /// (`check()` and the README list these; `tests/it/limits.rs` shows each).
-pub(crate) const PER_PROCESS_ESCAPES: [&str; 5] = [
+pub(crate) const PER_PROCESS_ESCAPES: [&str; 6] = [
     "memory: a memfd (its contents are in no process's address space)",
+    "memory: System V shared memory and message queues (shmget, msgsnd: kept by the \
+     sandbox's IPC namespace, in no process's address space, until the sandbox ends)",
     "memory: a tmpfs the closure mounts itself, in a mount namespace of its own (/tmp and \
      /dev/shm have sizes of their own: tmp_size, 64 MiB)",
     "memory: sibling processes (each may use the whole limit)",
@@ -80,8 +82,8 @@ pub(crate) const PER_PROCESS_ESCAPES: [&str; 5] = [
 ];
 
 /// What escapes the limits where they are per sandbox (cgroups).
-const PER_SANDBOX_ESCAPES: &str = "memfds, tmpfs mounts, sibling processes and other uids all \
-     count; CPU time is per process (RLIMIT_CPU): forks escape it (each process has the whole \
+const PER_SANDBOX_ESCAPES: &str = "memfds, tmpfs mounts, System V shared memory and \
+     message queues, sibling processes and other uids all count; CPU time is per process (RLIMIT_CPU): forks escape it (each process has the whole \
      budget, and a fork starts with none used)";
 
 /// Where a sandbox's cgroups go.

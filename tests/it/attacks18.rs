@@ -222,7 +222,6 @@ fn fill_sysv_queues(total: usize) -> usize {
 /// holds, or the escapes are listed with the others (README, `hermetic
 /// check`).
 #[test]
-#[ignore = "finding: System V shared memory (shmget+shmat+shmdt) and message queues escape a per-process memory limit, listed nowhere among the escapes"]
 fn sysv_shared_memory_is_held_by_the_memory_limit_or_listed_as_an_escape() {
     let hint = hermetic::check()
         .finding(Probe::ResourceLimits)

@@ -293,7 +293,13 @@ fn the_check_report_lists_what_escapes_the_limits() {
     // CPU time is per process everywhere.
     assert!(hint.contains("forks"), "{hint}");
     if per_sandbox() {
-        for counted in ["memfds", "tmpfs mounts", "sibling processes", "other uids"] {
+        for counted in [
+            "memfds",
+            "tmpfs mounts",
+            "System V shared memory",
+            "sibling processes",
+            "other uids",
+        ] {
             assert!(hint.contains(counted), "{hint}");
         }
         common::skip("limits are per sandbox here: no per-process escapes to list");
@@ -301,6 +307,7 @@ fn the_check_report_lists_what_escapes_the_limits() {
     }
     for escape in [
         "memory: a memfd",
+        "memory: System V shared memory and message queues",
         "memory: a tmpfs the closure mounts itself",
         "memory: sibling processes",
         "CPU time: forks",
