@@ -6,9 +6,11 @@
 //! process as `hermetic run` starts its program (inside the sandbox from its
 //! first instruction, no fork of the test process, no relay), as
 //! `BINARY NAME --exact --include-ignored --nocapture
-//! --test-threads=1`, with `HERMETIC_ISOLATED_TEST=NAME` and
-//! `HERMETIC_ISOLATED_CALL=N` (which of the test's calls it is for: earlier
-//! calls return at once there) in its environment and, as its stdin, the write end of a pipe: the result
+//! --test-threads=1`, its `argv[0]` `hermetic-isolated-test:N` (which of
+//! the test's calls it is for: earlier calls return at once there; a mark
+//! no program the body starts inherits, as it would a variable of the
+//! environment, which made a test binary the body ran take itself for the
+//! re-executed one) and, as its stdin, the write end of a pipe: the result
 //! channel. There, `isolate_test` takes that pipe off fd 0 (a close-on-exec
 //! copy; `/dev/null` goes in its place, so the body's programs never hold
 //! it), sends one byte when the body starts and one frame when it ends (its
@@ -34,11 +36,9 @@ use crate::run::output::Stream;
 use crate::sandbox::{ProgramEnd, SandboxBuilder};
 use crate::sys::fd::{self, Fd};
 
-/// The environment variable that marks the re-executed test, with its name.
-const MARKER_ENV: &str = "HERMETIC_ISOLATED_TEST";
-/// The environment variable that says which `isolate_test` call of the
-/// test (0 for the first) the re-executed process is for.
-const CALL_ENV: &str = "HERMETIC_ISOLATED_CALL";
+/// What the re-executed test's `argv[0]` begins with, followed by which
+/// `isolate_test` call of the test (0 for the first) it is for.
+const ARG0: &str = "hermetic-isolated-test:";
 
 thread_local! {
     /// How many `isolate_test` calls this test's thread has made.
@@ -154,9 +154,9 @@ impl SandboxBuilder {
     #[track_caller]
     pub fn isolate_test<F: FnOnce()>(&self, body: F) {
         let call = CALLS.with(|c| c.replace(c.get() + 1));
-        if std::env::var_os(MARKER_ENV).is_some() {
+        if let Some(wanted) = isolated_call() {
             // An earlier call's body ran in a process of its own.
-            if call < wanted_call() {
+            if call < wanted {
                 return;
             }
             run_body(body);
@@ -181,8 +181,8 @@ impl SandboxBuilder {
         let name = test_name();
         let builder = self.clone();
         async move {
-            if std::env::var_os(MARKER_ENV).is_some() {
-                if call < wanted_call() {
+            if let Some(wanted) = isolated_call() {
+                if call < wanted {
                     return;
                 }
                 run_body_async(body).await;
@@ -237,8 +237,7 @@ impl SandboxBuilder {
             .map_err(|e| format!("hermetic::isolate_test: finding the test binary: {e}"))?;
         let sys_err =
             |what: &str, e: std::io::Error| format!("hermetic::isolate_test: {what}: {e}");
-        let call = call.to_string();
-        let program = crate::sandbox::builder::Program::here(
+        let mut program = crate::sandbox::builder::Program::here(
             exe.as_os_str(),
             &[
                 name.as_ref(),
@@ -247,12 +246,11 @@ impl SandboxBuilder {
                 "--nocapture".as_ref(),
                 "--test-threads=1".as_ref(),
             ],
-            &[
-                (MARKER_ENV.into(), name.clone().into()),
-                (CALL_ENV.into(), call.into()),
-            ],
+            &[],
         )
         .map_err(|e| format!("hermetic::isolate_test: the test's command line: {e}"))?;
+        program.args[0] =
+            std::ffi::CString::new(format!("{ARG0}{call}")).expect("no NUL in a number");
         program.fits().map_err(|why| {
             format!(
                 "hermetic::isolate_test: the test cannot be started inside: {why} (a very large \
@@ -331,12 +329,15 @@ fn test_name() -> Result<String, String> {
         })
 }
 
-/// Which `isolate_test` call of its test the re-executed process is for.
-fn wanted_call() -> u32 {
-    std::env::var(CALL_ENV)
+/// In the re-executed test (see the module's docs), which `isolate_test`
+/// call of its test it is for; `None` in any other process.
+fn isolated_call() -> Option<u32> {
+    std::env::args_os()
+        .next()?
+        .to_str()?
+        .strip_prefix(ARG0)?
+        .parse()
         .ok()
-        .and_then(|c| c.parse::<u32>().ok())
-        .unwrap_or(0)
 }
 
 /// Runs `f` on a thread of its own and waits for its value without

@@ -236,6 +236,14 @@ pub fn children_of(pid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// Whether this process is an `isolate_test` body's, the test binary
+/// re-executed inside a sandbox (whose `argv[0]` says so).
+pub fn in_isolated_body() -> bool {
+    std::env::args_os()
+        .next()
+        .is_some_and(|a| a.to_string_lossy().starts_with("hermetic-isolated-test:"))
+}
+
 /// What process `pid` and every process under it are doing, one line
 /// each (pid, name, state, where it waits in the kernel, threads'
 /// waits): for a test's message when something it waits for never came.

@@ -546,7 +546,6 @@ fn run_helper(helper: &str, stdin: std::process::Stdio) -> (std::process::ExitSt
 /// for (taken out of the environment once read, or bound to that
 /// process), so a test binary started from a body isolates its tests.
 #[test]
-#[ignore = "finding: HERMETIC_ISOLATED_TEST leaks to programs an isolated body starts: their isolate_test runs bodies unisolated, a passing test fails (101) and a failing one passes (exit 0) on a socket stdin"]
 fn an_isolated_test_run_from_an_isolated_body_is_isolated_too() {
     hermetic::isolate_test(|| {
         let (status, said) = run_helper("helper_isolated_body_passes", std::process::Stdio::null());

@@ -293,28 +293,26 @@ fn helper_forges_results_while_isolating() {
     use std::sync::atomic::{AtomicBool, Ordering};
     static DONE: AtomicBool = AtomicBool::new(false);
     // Only in the test process: the re-executed one runs the body.
-    let attacker = std::env::var_os("HERMETIC_ISOLATED_TEST")
-        .is_none()
-        .then(|| {
-            std::thread::spawn(|| {
-                let ns = hermetic::Sandbox::new().unwrap();
-                while !DONE.load(Ordering::SeqCst) {
-                    let _ = ns.try_run(|| {
-                        let frame = [b'S', 1, 0, 0, 0, 0, 0, 0, 0, 0];
-                        for fd in 3..256 {
-                            // SAFETY: fcntl and write on fd numbers; a write to
-                            // a pipe this process may write is the attack.
-                            unsafe {
-                                let fl = libc::fcntl(fd, libc::F_GETFL);
-                                if fl >= 0 && fl & libc::O_ACCMODE == libc::O_WRONLY {
-                                    libc::write(fd, frame.as_ptr().cast(), frame.len());
-                                }
+    let attacker = (!common::in_isolated_body()).then(|| {
+        std::thread::spawn(|| {
+            let ns = hermetic::Sandbox::new().unwrap();
+            while !DONE.load(Ordering::SeqCst) {
+                let _ = ns.try_run(|| {
+                    let frame = [b'S', 1, 0, 0, 0, 0, 0, 0, 0, 0];
+                    for fd in 3..256 {
+                        // SAFETY: fcntl and write on fd numbers; a write to
+                        // a pipe this process may write is the attack.
+                        unsafe {
+                            let fl = libc::fcntl(fd, libc::F_GETFL);
+                            if fl >= 0 && fl & libc::O_ACCMODE == libc::O_WRONLY {
+                                libc::write(fd, frame.as_ptr().cast(), frame.len());
                             }
                         }
-                    });
-                }
-            })
-        });
+                    }
+                });
+            }
+        })
+    });
     let mut forged = 0;
     for _ in 0..40 {
         let outcome = std::panic::catch_unwind(|| {
