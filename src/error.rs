@@ -259,7 +259,10 @@ mod advice {
     pub(super) const EXITED: &str =
         "the closure called exit() (or std::process::exit) instead of returning";
     pub(super) const LIMIT: &str = "the closure used more than the sandbox allows; raise the \
-        limit (SandboxBuilder::memory_limit, cpu_time_limit) or look for what uses it";
+        limit (SandboxBuilder::memory_limit, cpu_time_limit) or look for what uses it: with a \
+        memory cgroup, files left in the sandbox's /tmp, /var/tmp and /dev/shm (memory, not \
+        disk) and System V shared memory count too, until removed (bound tmp_size and \
+        shm_size below the limit to keep the sandbox usable)";
     pub(super) const SERDE: &str = "the result must round-trip through serde (postcard)";
     pub(super) const CHANNEL: &str = "the closure wrote to the result channel's fd, or its \
         result was too large (SandboxBuilder::max_result_size)";

@@ -268,6 +268,17 @@ impl SandboxBuilder {
     /// process's address space, `RLIMIT_AS`). A run that reaches it is
     /// stopped with [`Error::LimitReached`]; the sandbox stays usable.
     /// [`check`](crate::check) says which applies here.
+    ///
+    /// With a memory cgroup, what the sandbox's processes leave behind
+    /// counts until it is removed: files in its `/tmp`, `/var/tmp` and
+    /// `/dev/shm` (memory, not disk), System V shared memory. A run that
+    /// filled `/tmp` up to the limit leaves nothing for the next: every
+    /// later run is stopped as it starts (`Error::LimitReached`, whose
+    /// message says so), and none can remove the files; make a new
+    /// sandbox. To keep a sandbox usable whatever its runs write there,
+    /// bound [`tmp_size`](Self::tmp_size) and
+    /// [`shm_size`](Self::shm_size) together well below the limit: a full
+    /// `/tmp` is then a full disk (`ENOSPC`), not a stop.
     pub fn memory_limit(&mut self, bytes: u64) -> &mut Self {
         self.limits.memory = Some(bytes);
         self
@@ -1070,6 +1081,7 @@ impl SandboxBuilder {
             owner: std::process::id(),
             keep_failed,
             keep_when_dropped: Arc::new(AtomicBool::new(false)),
+            strays: AtomicBool::new(false),
         };
         Ok(Started {
             sandbox,

@@ -115,6 +115,10 @@ pub struct Sandbox {
     /// A failed run's sandbox is kept (`HERMETIC_KEEP`, or the builder's
     /// `__keep_failed`).
     pub(crate) keep_failed: bool,
+    /// A run or spawn failed to start: its joiner may have made a runner
+    /// (our child, in the sandbox's PID namespace) that it could not
+    /// report, which the teardown must reap (see [`reap_strays`]).
+    strays: AtomicBool,
     /// Set by the join of a spawned closure that failed, when failed
     /// sandboxes are kept: the sandbox is kept when dropped (the handle
     /// it was joined by has none of the sandbox's).
@@ -302,6 +306,7 @@ impl Sandbox {
             false,
             f,
         )
+        .inspect_err(|_| self.strays.store(true, Ordering::SeqCst))
         .map(
             |mut runner| match runner.wait(self.timeout, self.max_result_size, &self.output) {
                 Ended::Frame {
@@ -587,7 +592,8 @@ impl Sandbox {
             keep,
             true,
             f,
-        )?;
+        )
+        .inspect_err(|_| self.strays.store(true, Ordering::SeqCst))?;
         spawned.push((runner.pid(), runner.joiner()));
         Ok(Spawned {
             limit_names: self.limit_names(),
@@ -918,6 +924,9 @@ impl Sandbox {
             let _ = sys::kill_and_reap(pid);
             let _ = sys::reap(joiner);
         }
+        if self.strays.load(Ordering::SeqCst) {
+            reap_strays(self.init_pid);
+        }
         let reaped = sys::reap(self.reap_pid);
         // Mark as done so Drop does not try again.
         self.init_pid = 0;
@@ -982,6 +991,42 @@ impl Drop for Sandbox {
     }
 }
 
+/// Kills and reaps the children of this process (of any of its threads)
+/// that are in the PID namespace of the sandbox whose init process is
+/// `init`, but `init` itself: a runner whose joiner died before it could
+/// report it (the memory cgroup's OOM killer chose the joiner), which this
+/// process never learned of. The dying init process waits until every
+/// process of its namespace is reaped: without this, the drop waited for
+/// ever. Children of this process elsewhere (the test's own) are left
+/// alone.
+fn reap_strays(init: libc::pid_t) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(ns) = std::fs::metadata(format!("/proc/{init}/ns/pid")) else {
+        return;
+    };
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    let children: Vec<libc::pid_t> = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<libc::pid_t>>()
+        })
+        .filter(|&pid| pid != init)
+        .collect();
+    for pid in children {
+        // A zombie's namespace is still named (until it is reaped).
+        let inside = std::fs::metadata(format!("/proc/{pid}/ns/pid"))
+            .is_ok_and(|m| (m.dev(), m.ino()) == (ns.dev(), ns.ino()));
+        if inside {
+            let _ = sys::kill_and_reap(pid);
+        }
+    }
+}
+
 /// Removes `paths` (layers on disk, in one directory) from inside a
 /// sandbox of their own, whose root maps to the caller and whose other
 /// ids to the caller's ranges: there root may open, change and remove
@@ -1029,17 +1074,30 @@ impl LimitNames {
     /// with a CPU time limit, `SIGABRT` with a memory limit enforced per
     /// process (Rust aborts when an allocation fails).
     pub(crate) fn name(&self, e: Error) -> Error {
-        let Error::Killed { signal, signo, .. } = &e else {
-            return e;
-        };
         let bytes = crate::setup::limits::bytes;
-        let limit = match *signo {
-            libc::SIGKILL => self
-                .oom
+        let oom_killed = || {
+            self.oom
                 .as_ref()
                 .filter(|(file, before)| crate::setup::limits::oom_kills_in(file) > *before)
                 .and(self.limits.memory)
-                .map(|b| format!("memory limit of {}", bytes(b))),
+                .map(|b| format!("memory limit of {}", bytes(b)))
+        };
+        // The process that starts a run (the joiner), killed by the
+        // memory cgroup before it could report: the sandbox is full (what
+        // an earlier run left in its /tmp, say).
+        if let Error::Sys { .. } = &e
+            && let Some(limit) = oom_killed()
+        {
+            return Error::LimitReached {
+                limit,
+                signal: "SIGKILL",
+            };
+        }
+        let Error::Killed { signal, signo, .. } = &e else {
+            return e;
+        };
+        let limit = match *signo {
+            libc::SIGKILL => oom_killed(),
             libc::SIGXCPU => self
                 .limits
                 .cpu

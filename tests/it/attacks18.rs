@@ -582,8 +582,17 @@ fn an_isolated_test_run_from_an_isolated_body_is_isolated_too() {
 /// stays usable (small runs run), or the error names what holds the
 /// memory (the sandbox's `/tmp`, its shared memory) so the test can free
 /// it.
+///
+/// Since: `memory_limit`'s doc says that what is left in the sandbox's
+/// memory filesystems counts until removed, that a sandbox so filled
+/// starts no run (none can remove the files: make a new one), and how to
+/// keep one usable (`tmp_size` and `shm_size` below the limit: ENOSPC,
+/// not a stop); every such failure is `Error::LimitReached` (a start
+/// whose joiner the memory cgroup killed too), whose message names
+/// `/tmp`, `/dev/shm` and that advice. Found while mending it: such a
+/// start left a runner nobody knew of, and the drop waited for ever
+/// (`reap_strays`).
 #[test]
-#[ignore = "finding: after a run fills /tmp to the memory limit, the sandbox's later trivial runs fail at random with LimitReached (per-sandbox limits), not 'usable'"]
 fn the_sandbox_stays_usable_after_a_run_filled_tmp_to_the_memory_limit() {
     let per_sandbox = hermetic::check()
         .finding(Probe::ResourceLimits)
@@ -608,12 +617,44 @@ fn the_sandbox_stays_usable_after_a_run_filled_tmp_to_the_memory_limit() {
         n
     });
     println!("filling /tmp: {filled:?}");
-    let failed: Vec<String> = (0..20)
-        .filter_map(|_| ns.try_run(|| 1u32).err().map(|e| e.to_string()))
-        .collect();
+    let failed: Vec<hermetic::Error> = (0..20).filter_map(|_| ns.try_run(|| 1u32).err()).collect();
+    for e in &failed {
+        let text = e.to_string();
+        assert!(
+            matches!(e, hermetic::Error::LimitReached { .. })
+                && text.contains("/tmp")
+                && text.contains("/dev/shm"),
+            "a run of a closure returning 1 after /tmp was filled failed without saying \
+             what holds the memory: {e:?}\n{text}"
+        );
+    }
+    // With its memory filesystems bounded below the limit (`tmp_size`,
+    // `shm_size`), as `memory_limit`'s doc advises, a full /tmp is a
+    // full disk (ENOSPC), and the sandbox runs on.
+    let ns = Sandbox::builder()
+        .memory_limit(64 << 20)
+        .tmp_size(24 << 20)
+        .shm_size(8 << 20)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let filled = ns.try_run(|| {
+        use std::io::Write;
+        let mut f = std::fs::File::create("/tmp/big").unwrap();
+        let chunk = [1u8; 64 << 10];
+        let mut n = 0usize;
+        while n < 128 << 20 && f.write_all(&chunk).is_ok() {
+            n += chunk.len();
+        }
+        n
+    });
     assert!(
-        failed.is_empty(),
-        "{} of 20 runs of a closure returning 1 failed after /tmp was filled: {failed:#?}",
-        failed.len()
+        matches!(filled, Ok(n) if n <= 24 << 20),
+        "filling a /tmp of 24 MiB: {filled:?}"
+    );
+    let after: Vec<_> = (0..10).filter_map(|_| ns.try_run(|| 1u32).err()).collect();
+    assert!(
+        after.is_empty(),
+        "runs failed with /tmp (24 MiB of a 64 MiB limit) full: {after:?}"
     );
 }
