@@ -49,6 +49,17 @@
 //!   sandbox allows") or an `Error::Sys` "the joining process ended
 //!   without a report", none naming what holds the memory.
 //!
+//! Since (the same session): a builder's tmpfs is bounded as `/tmp` is;
+//! System V shared memory and message queues are listed among the
+//! escapes of per-process limits; a link's delay and jitter are at most an
+//! hour together; a copy of a handle in a closure closes nothing and tears
+//! nothing down (a copied `Spawned`'s `join` and `kill` are
+//! `Error::NotTheOwner`); the re-executed test is marked by its `argv[0]`,
+//! which no program inherits; a full sandbox's failures are each
+//! `Error::LimitReached` with the advice, its drop returns (a runner whose
+//! joiner was killed before reporting it is reaped), and the docs say how
+//! to keep one usable. Every test below passes.
+//!
 //! What was tried and held (no test: each was run by hand or by a
 //! throw-away probe, the boundary or the message held):
 //!
