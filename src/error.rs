@@ -459,7 +459,10 @@ mod tests {
                 },
                 "memory limit of 64 MiB reached: the run was stopped\n\
                  the closure used more than the sandbox allows; raise the limit \
-                 (SandboxBuilder::memory_limit, cpu_time_limit) or look for what uses it",
+                 (SandboxBuilder::memory_limit, cpu_time_limit) or look for what uses it: with \
+                 a memory cgroup, files left in the sandbox's /tmp, /var/tmp and /dev/shm \
+                 (memory, not disk) and System V shared memory count too, until removed \
+                 (bound tmp_size and shm_size below the limit to keep the sandbox usable)",
             ),
             (
                 Error::Channel {
