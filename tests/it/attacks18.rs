@@ -577,6 +577,18 @@ fn an_isolated_test_run_from_an_isolated_body_is_isolated_too() {
     });
 }
 
+/// Writes `/tmp/big` until a write fails, or 128 MiB: how much it wrote.
+fn fill_tmp() -> usize {
+    use std::io::Write;
+    let mut f = std::fs::File::create("/tmp/big").unwrap();
+    let chunk = [1u8; 64 << 10];
+    let mut n = 0usize;
+    while n < 128 << 20 && f.write_all(&chunk).is_ok() {
+        n += chunk.len();
+    }
+    n
+}
+
 /// A closure writes a file into the sandbox's `/tmp` until the memory
 /// limit stops it (a test of a program that spills to disk, say), as
 /// `memory_limit`'s doc allows: "a run that reaches it is stopped with
@@ -617,16 +629,7 @@ fn the_sandbox_stays_usable_after_a_run_filled_tmp_to_the_memory_limit() {
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
-    let filled = ns.try_run(|| {
-        use std::io::Write;
-        let mut f = std::fs::File::create("/tmp/big").unwrap();
-        let chunk = [1u8; 64 << 10];
-        let mut n = 0usize;
-        while n < 128 << 20 && f.write_all(&chunk).is_ok() {
-            n += chunk.len();
-        }
-        n
-    });
+    let filled = ns.try_run(fill_tmp);
     println!("filling /tmp: {filled:?}");
     let failed: Vec<hermetic::Error> = (0..20).filter_map(|_| ns.try_run(|| 1u32).err()).collect();
     for e in &failed {
@@ -649,16 +652,7 @@ fn the_sandbox_stays_usable_after_a_run_filled_tmp_to_the_memory_limit() {
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
-    let filled = ns.try_run(|| {
-        use std::io::Write;
-        let mut f = std::fs::File::create("/tmp/big").unwrap();
-        let chunk = [1u8; 64 << 10];
-        let mut n = 0usize;
-        while n < 128 << 20 && f.write_all(&chunk).is_ok() {
-            n += chunk.len();
-        }
-        n
-    });
+    let filled = ns.try_run(fill_tmp);
     assert!(
         matches!(filled, Ok(n) if n <= 24 << 20),
         "filling a /tmp of 24 MiB: {filled:?}"
