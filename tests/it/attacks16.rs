@@ -300,6 +300,34 @@ fn host_fifo() -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, fifo)
 }
 
+/// Asserts that `runner` (a thread that runs into a timeout of 2 s) sent
+/// `Error::TimedOut` on `rx` within 30 s. Past them, the test
+/// process is taken to be stuck opening the host's `fifo` at the path of
+/// `whose` (a writer is opened, so that it goes on), and that fails.
+fn timed_out_unless_stuck_on(
+    fifo: &std::path::Path,
+    rx: &std::sync::mpsc::Receiver<String>,
+    runner: std::thread::JoinHandle<()>,
+    whose: &str,
+) {
+    let ended = rx.recv_timeout(Duration::from_secs(30));
+    if ended.is_err() {
+        // Let the test process's open go on: a writer comes.
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(fifo);
+    }
+    runner.join().unwrap();
+    let said = ended.unwrap_or_else(|_| {
+        panic!(
+            "a run timed out after 2 s, but try_run did not return within 30 s: the test \
+             process was opening the host's FIFO at the path of {whose}"
+        )
+    });
+    assert!(said.contains("TimedOut"), "{said}");
+}
+
 /// When a run times out, the test process describes where its threads
 /// wait (`src/diagnose/mod.rs`): for a thread in `futex`, it looks up the
 /// lock's address in the run's `/proc/PID/maps` and, if a file is mapped
@@ -324,20 +352,7 @@ fn a_timed_out_run_s_diagnosis_opens_no_host_file_named_inside() {
         let outcome = ns.try_run(move || wait_on_a_lock_in_a_file_at(&inside));
         let _ = tx.send(format!("{outcome:?}"));
     });
-    let ended = rx.recv_timeout(Duration::from_secs(30));
-    if ended.is_err() {
-        // Let the test process's open go on: a writer comes.
-        let _ = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&fifo);
-    }
-    runner.join().unwrap();
-    let said = ended.expect(
-        "the run timed out after 2 s, but try_run did not return within 30 s: the test \
-         process was opening the host's FIFO at the path of the run's mapped file",
-    );
-    assert!(said.contains("TimedOut"), "{said}");
+    timed_out_unless_stuck_on(&fifo, &rx, runner, "the run's mapped file");
 }
 
 /// The README, "Looking inside a failed sandbox": "`nsenter` through the
@@ -583,19 +598,7 @@ fn a_spawned_closure_cannot_make_another_run_s_timeout_block_for_ever() {
         let outcome = ns.try_run(|| std::thread::sleep(Duration::from_secs(30)));
         let _ = tx.send(format!("{outcome:?}"));
     });
-    let ended = rx.recv_timeout(Duration::from_secs(30));
-    if ended.is_err() {
-        let _ = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&fifo);
-    }
-    runner.join().unwrap();
-    let said = ended.expect(
-        "a run timed out after 2 s, but try_run did not return within 30 s: the test process \
-         was opening the host's FIFO at the path of the spawned closure's mapped file",
-    );
-    assert!(said.contains("TimedOut"), "{said}");
+    timed_out_unless_stuck_on(&fifo, &rx, runner, "the spawned closure's mapped file");
 }
 
 /// The README ("open the host's devices"): pseudo-terminals are the
