@@ -432,21 +432,11 @@ impl Sandbox {
         Some(*pid)
     }
 
-    /// The memory limit in bytes, if the sandbox's memory cgroup has
-    /// killed more processes for it than `before` (what it had counted
-    /// earlier): what a process killed by `SIGKILL` most likely died of.
-    fn memory_limit_killed_since(&self, before: u64) -> Option<u64> {
-        let cgroup = self.cgroups.as_ref().filter(|c| c.memory)?;
-        (cgroup.oom_kills() > before)
-            .then_some(self.limits.memory)
-            .flatten()
-    }
-
     /// An error of the sandbox's own start or of its init process's end,
     /// told as its memory limit if the memory cgroup's OOM killer ended the
     /// init process: a limit too small for the sandbox itself.
     pub(crate) fn name_a_limit_too_small(&self, e: Error) -> Error {
-        match self.memory_limit_killed_since(0) {
+        match self.limit_names_since_start().memory_killed() {
             Some(bytes) => Error::InvalidOption {
                 option: "memory_limit",
                 reason: format!(
@@ -462,16 +452,22 @@ impl Sandbox {
     /// What names the limit a process started now dies of (see
     /// [`LimitNames`]).
     pub(crate) fn limit_names(&self) -> LimitNames {
-        let oom = self
-            .cgroups
-            .as_ref()
-            .filter(|c| c.memory)
-            .and_then(|c| Some((c.oom_events()?.to_path_buf(), c.oom_kills())));
+        let memory_cgroup = self.cgroups.as_ref().filter(|c| c.memory);
         LimitNames {
-            oom,
-            cgroup_memory: self.cgroups.as_ref().is_some_and(|c| c.memory),
+            oom: memory_cgroup.and_then(|c| Some((c.oom_events()?.to_path_buf(), c.oom_kills()))),
+            cgroup_memory: memory_cgroup.is_some(),
             limits: self.limits,
         }
+    }
+
+    /// [`limit_names`](Self::limit_names) counting every OOM kill since the
+    /// sandbox was made: for its init process and the program it started.
+    fn limit_names_since_start(&self) -> LimitNames {
+        let mut names = self.limit_names();
+        if let Some((_, before)) = &mut names.oom {
+            *before = 0;
+        }
+        names
     }
 
     /// A run that timed out, told with the spawned closures of the sandbox
@@ -698,27 +694,7 @@ impl Sandbox {
     /// or `SIGSEGV` with a memory limit and no memory cgroup.
     #[doc(hidden)]
     pub fn __limit_killed(&self, signo: i32) -> Option<String> {
-        match signo {
-            libc::SIGKILL => self
-                .memory_limit_killed_since(0)
-                .map(|b| format!("memory limit of {}", crate::setup::limits::bytes(b))),
-            libc::SIGXCPU => self
-                .limits
-                .cpu
-                .map(|d| format!("CPU time limit of {}s", d.as_secs().max(1))),
-            // Without a memory cgroup the limit is each process's address
-            // space: an allocation past it fails, which Rust aborts on and
-            // C programs often crash on.
-            libc::SIGABRT | libc::SIGSEGV if self.cgroups.as_ref().is_none_or(|c| !c.memory) => {
-                self.limits.memory.map(|b| {
-                    format!(
-                        "memory limit of {} (RLIMIT_AS: an allocation failed)",
-                        crate::setup::limits::bytes(b)
-                    )
-                })
-            }
-            _ => None,
-        }
+        self.limit_names_since_start().limit_for(signo, Crashes::Too)
     }
 
     /// For the `hermetic` binary: waits, at most `timeout` (`None`: for as
@@ -1067,26 +1043,57 @@ pub(crate) struct LimitNames {
     limits: crate::setup::limits::Limits,
 }
 
+/// Whether a `SIGSEGV` counts as an allocation refused by a memory limit
+/// enforced per process (`RLIMIT_AS`): for programs, which often crash
+/// on one; not for a closure, which Rust aborts on one (and whose
+/// `SIGSEGV` is a stack overflow or a bug, named as such).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Crashes {
+    Too,
+    Not,
+}
+
 impl LimitNames {
-    /// `e`, or, if it says the process was killed by a signal a limit
-    /// sends, [`Error::LimitReached`] naming that limit: `SIGKILL` once
-    /// the memory cgroup has killed a process since the start, `SIGXCPU`
-    /// with a CPU time limit, `SIGABRT` with a memory limit enforced per
-    /// process (Rust aborts when an allocation fails).
-    pub(crate) fn name(&self, e: Error) -> Error {
+    /// The memory limit in bytes, if the memory cgroup has killed a
+    /// process for it since these names were taken.
+    fn memory_killed(&self) -> Option<u64> {
+        let (file, before) = self.oom.as_ref()?;
+        (crate::setup::limits::oom_kills_in(file) > *before)
+            .then_some(self.limits.memory)
+            .flatten()
+    }
+
+    /// The limit, in words ("memory limit of 64 MiB", "CPU time limit of
+    /// 1s"), that most likely sent `signo` to a process started when these
+    /// names were taken: `SIGKILL` once the memory cgroup has killed a
+    /// process since, `SIGXCPU` with a CPU time limit, `SIGABRT` (and
+    /// `SIGSEGV` if `crashes` says so) with a memory limit enforced per
+    /// process, where an allocation past it fails.
+    pub(crate) fn limit_for(&self, signo: i32, crashes: Crashes) -> Option<String> {
         let bytes = crate::setup::limits::bytes;
-        let oom_killed = || {
-            self.oom
-                .as_ref()
-                .filter(|(file, before)| crate::setup::limits::oom_kills_in(file) > *before)
-                .and(self.limits.memory)
-                .map(|b| format!("memory limit of {}", bytes(b)))
-        };
+        match signo {
+            libc::SIGKILL => self.memory_killed().map(|b| format!("memory limit of {}", bytes(b))),
+            libc::SIGXCPU => self
+                .limits
+                .cpu
+                .map(|d| format!("CPU time limit of {}s", d.as_secs().max(1))),
+            libc::SIGSEGV if crashes == Crashes::Not => None,
+            libc::SIGABRT | libc::SIGSEGV if !self.cgroup_memory => self.limits.memory.map(|b| {
+                format!("memory limit of {} (RLIMIT_AS: an allocation failed)", bytes(b))
+            }),
+            _ => None,
+        }
+    }
+
+    /// `e`, or, if it says the process was killed by a signal a limit
+    /// sends ([`limit_for`](Self::limit_for)), [`Error::LimitReached`]
+    /// naming that limit.
+    pub(crate) fn name(&self, e: Error) -> Error {
         // The process that starts a run (the joiner), killed by the
         // memory cgroup before it could report: the sandbox is full (what
         // an earlier run left in its /tmp, say).
         if let Error::Sys { .. } = &e
-            && let Some(limit) = oom_killed()
+            && let Some(limit) = self.limit_for(libc::SIGKILL, Crashes::Not)
         {
             return Error::LimitReached {
                 limit,
@@ -1096,21 +1103,7 @@ impl LimitNames {
         let Error::Killed { signal, signo, .. } = &e else {
             return e;
         };
-        let limit = match *signo {
-            libc::SIGKILL => oom_killed(),
-            libc::SIGXCPU => self
-                .limits
-                .cpu
-                .map(|d| format!("CPU time limit of {}s", d.as_secs().max(1))),
-            libc::SIGABRT if !self.cgroup_memory => self.limits.memory.map(|b| {
-                format!(
-                    "memory limit of {} (RLIMIT_AS: an allocation failed, which aborts)",
-                    bytes(b)
-                )
-            }),
-            _ => None,
-        };
-        match limit {
+        match self.limit_for(*signo, Crashes::Not) {
             Some(limit) => Error::LimitReached { limit, signal },
             None => e,
         }
