@@ -468,7 +468,10 @@ fn terminals_finding(ns: &crate::Sandbox) -> Finding {
 fn host_mode_finding() -> Finding {
     let mut builder = SandboxBuilder::new();
     builder.host(crate::HostMode::CopyOnWrite);
-    let overlays = crate::setup::host::HostView::cached(true).overlays.len();
+    let overlays =
+        crate::setup::host::HostView::cached(true, std::env::current_exe().ok().as_deref())
+            .overlays
+            .len();
     let f = match builder.build_once(None) {
         Ok(_) if overlays == 0 => finding(
             Probe::HostMode,

@@ -53,6 +53,10 @@ pub struct SandboxBuilder {
     /// Host paths kept visible where the sandbox's own `/tmp` would hide
     /// them (besides the working directory and the target dir).
     visible: Vec<PathBuf>,
+    /// The executable whose target dir is the test's: `None` for this
+    /// process's; `Some(None)` for none (the `hermetic` binary running a
+    /// program that no cargo built).
+    test_executable: Option<Option<PathBuf>>,
     /// The uid and gid of the sandbox's processes, if not root.
     user: Option<(u32, u32)>,
     /// The most the sandbox's `/tmp` holds.
@@ -183,6 +187,7 @@ impl Default for SandboxBuilder {
             host: None,
             files: Vec::new(),
             visible: Vec::new(),
+            test_executable: None,
             user: None,
             tmp_size: DEFAULT_TMP_SIZE,
             shm_size: DEFAULT_SHM_SIZE,
@@ -456,7 +461,8 @@ impl SandboxBuilder {
     /// it; with a writable host, writable; copy-on-write, under a private
     /// layer (an overlay rooted at its highest directory you own below
     /// `/tmp`). The working directory and the target dir of the running
-    /// executable always are; `hermetic run` adds its program's directory,
+    /// executable always are (for `hermetic run`, of its program: the
+    /// test, not `hermetic`); `hermetic run` adds its program's directory,
     /// and `isolate_test` the test binary's. Where one of these lies in an
     /// extracted `cargo nextest archive`, so does the target dir of the
     /// build the archive came from, if it is on this host: its tests start
@@ -532,6 +538,16 @@ impl SandboxBuilder {
     #[doc(hidden)]
     pub fn __keep_failed(&mut self, keep: bool) -> &mut Self {
         self.keep_failed = Some(keep);
+        self
+    }
+
+    /// For the `hermetic` binary: the program it runs is the test, so
+    /// that program's target dir (`None`: it has none) is the test's, not
+    /// the one `hermetic` itself was built in (see
+    /// [`visible`](Self::visible)).
+    #[doc(hidden)]
+    pub fn __test_executable(&mut self, program: Option<PathBuf>) -> &mut Self {
+        self.test_executable = Some(program);
         self
     }
 
@@ -844,7 +860,14 @@ impl SandboxBuilder {
             _ => None,
         };
         let host = crate::setup::host::effective(self.host.unwrap_or_default());
-        let view = crate::setup::host::HostView::cached(host == HostMode::CopyOnWrite);
+        let test_executable = match &self.test_executable {
+            Some(program) => program.clone(),
+            None => std::env::current_exe().ok(),
+        };
+        let view = crate::setup::host::HostView::cached(
+            host == HostMode::CopyOnWrite,
+            test_executable.as_deref(),
+        );
         // Copy-on-write, the overlay of the test's own tree keeps its upper
         // layer on the host's disk, removed with the sandbox (this guard,
         // handed to it).

@@ -694,7 +694,8 @@ impl Sandbox {
     /// or `SIGSEGV` with a memory limit and no memory cgroup.
     #[doc(hidden)]
     pub fn __limit_killed(&self, signo: i32) -> Option<String> {
-        self.limit_names_since_start().limit_for(signo, Crashes::Too)
+        self.limit_names_since_start()
+            .limit_for(signo, Crashes::Too)
     }
 
     /// For the `hermetic` binary: waits, at most `timeout` (`None`: for as
@@ -1072,14 +1073,19 @@ impl LimitNames {
     pub(crate) fn limit_for(&self, signo: i32, crashes: Crashes) -> Option<String> {
         let bytes = crate::setup::limits::bytes;
         match signo {
-            libc::SIGKILL => self.memory_killed().map(|b| format!("memory limit of {}", bytes(b))),
+            libc::SIGKILL => self
+                .memory_killed()
+                .map(|b| format!("memory limit of {}", bytes(b))),
             libc::SIGXCPU => self
                 .limits
                 .cpu
                 .map(|d| format!("CPU time limit of {}s", d.as_secs().max(1))),
             libc::SIGSEGV if crashes == Crashes::Not => None,
             libc::SIGABRT | libc::SIGSEGV if !self.cgroup_memory => self.limits.memory.map(|b| {
-                format!("memory limit of {} (RLIMIT_AS: an allocation failed)", bytes(b))
+                format!(
+                    "memory limit of {} (RLIMIT_AS: an allocation failed)",
+                    bytes(b)
+                )
             }),
             _ => None,
         }

@@ -237,22 +237,21 @@ fn is_own(path: &Path) -> bool {
 /// The most overlays a sandbox gets (a deeper split is left read-only).
 const MAX_OVERLAYS: usize = 48;
 
-/// The running executable's target dir: `CARGO_TARGET_DIR`, else the
+/// The test executable's target dir: `CARGO_TARGET_DIR`, else the
 /// executable's nearest ancestor that cargo marked as one. Cargo writes
 /// `CACHEDIR.TAG` only into a target dir it created itself (not into one
 /// made beforehand: a CI cache restored there, a volume mounted there),
 /// and `.rustc_info.json` into every target dir it builds in; an
 /// extracted nextest archive may have neither, and is known by cargo's
 /// layout (`TARGET/PROFILE/deps/BINARY`).
-fn target_dir() -> Option<PathBuf> {
+fn target_dir(exe: Option<&Path>) -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         let dir = PathBuf::from(dir);
         if dir.is_absolute() {
             return Some(dir);
         }
     }
-    let exe = std::env::current_exe().ok()?;
-    target_dir_of(&exe)
+    target_dir_of(exe?)
 }
 
 /// [`target_dir`] for the executable `exe`, from the files around it.
@@ -492,14 +491,15 @@ pub(crate) fn layers_for(dirs: &[PathBuf], mounts: &[HostMount]) -> Vec<(PathBuf
 
 impl HostView {
     /// Reads the host as this process sees it now.
-    pub(crate) fn read(cow: bool) -> HostView {
+    /// `exe`: the test's executable (whose target dir tests write in).
+    pub(crate) fn read(cow: bool, exe: Option<&Path>) -> HostView {
         let mounts = reachable_mounts();
         let special = mounts
             .iter()
             .filter(|m| SPECIAL.contains(&m.fstype.as_str()) && !is_own_fresh(&m.point))
             .map(|m| (m.point.clone(), m.fstype.clone()))
             .collect();
-        let target_dir = target_dir();
+        let target_dir = target_dir(exe);
         let mut overlays = Vec::new();
         if cow {
             let written = [
@@ -552,8 +552,8 @@ impl HostView {
     /// test process, and if another thread held the lock at that moment,
     /// a sandbox made in the closure would wait for ever for a holder it
     /// has no copy of. It reads the view itself instead.
-    pub(crate) fn cached(cow: bool) -> HostView {
-        type Key = (bool, u32, Option<PathBuf>);
+    pub(crate) fn cached(cow: bool, exe: Option<&Path>) -> HostView {
+        type Key = (bool, u32, Option<PathBuf>, Option<PathBuf>);
         type Cache = Vec<(Key, HostView)>;
         static CACHE: std::sync::Mutex<Cache> = std::sync::Mutex::new(Vec::new());
         let tried = || match CACHE.try_lock() {
@@ -561,7 +561,12 @@ impl HostView {
             Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
             Err(std::sync::TryLockError::WouldBlock) => None,
         };
-        let key = (cow, crate::sys::geteuid(), std::env::current_dir().ok());
+        let key = (
+            cow,
+            crate::sys::geteuid(),
+            std::env::current_dir().ok(),
+            exe.map(Path::to_path_buf),
+        );
         let found = |cache: &Cache| {
             cache
                 .iter()
@@ -571,7 +576,7 @@ impl HostView {
         if let Some(view) = tried().and_then(|cache| found(&cache)) {
             return view;
         }
-        let view = HostView::read(cow);
+        let view = HostView::read(cow, exe);
         if let Some(mut cache) = tried()
             && found(&cache).is_none()
         {

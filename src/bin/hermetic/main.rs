@@ -446,7 +446,12 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
     // read-only host, or copy-on-write refused by the kernel); and, for a
     // program started by a symbolic link (a tool linked into a bin
     // directory of its own), its target's too.
-    if let Some(path) = host_path(&program, run.path.as_deref()) {
+    let found = host_path(&program, run.path.as_deref());
+    // The program is the test: its target dir (if cargo built it) is the
+    // test's, not the one this binary was built in.
+    run.builder
+        .__test_executable(found.as_ref().and_then(|p| std::fs::canonicalize(p).ok()));
+    if let Some(path) = found {
         let link_dir = path.parent().and_then(|d| std::fs::canonicalize(d).ok());
         let target_dir = std::fs::canonicalize(&path)
             .ok()
