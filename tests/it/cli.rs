@@ -593,3 +593,72 @@ fn decimal_durations_and_relative_bind_sources_are_taken() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stdout, b"from here");
 }
+
+/// `hermetic run`'s test is its program: the target dir cargo built that
+/// program in is shown copy-on-write (writable inside, unchanged on the
+/// host), as a test binary's own is in a sandbox it makes; the dir
+/// `hermetic` itself was built in is nothing to the test, so no overlay
+/// of the sandbox's shows it (but where the working directory or `$HOME`
+/// lie: `/` and an empty `$HOME` here).
+#[test]
+fn run_s_target_dir_is_its_program_s() {
+    let dir = tempfile::Builder::new()
+        .prefix("hermetic-program-target.")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let target = dir.path().join("target");
+    let deps = target.join("debug/deps");
+    std::fs::create_dir_all(&deps).unwrap();
+    std::fs::write(
+        target.join("CACHEDIR.TAG"),
+        "Signature: 8a477f597d28d172789f06886806bc55\n",
+    )
+    .unwrap();
+    // A program there, as cargo's test binaries are.
+    let program = deps.join("probe-0123");
+    std::fs::copy("/bin/sh", &program).unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let script = format!(
+        "echo written > {t}/tmp-file && cat {t}/tmp-file && grep ' - overlay ' /proc/self/mountinfo",
+        t = target.display()
+    );
+    let out = hermetic()
+        .current_dir("/")
+        .env("HOME", &home)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_MANIFEST_DIR")
+        .arg("run")
+        .arg("--")
+        .arg(&program)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.starts_with("written\n"),
+        "the program's target dir is not writable inside: {out:?}"
+    );
+    assert!(
+        !target.join("tmp-file").exists(),
+        "a write inside reached the host's target dir"
+    );
+    let own = std::fs::canonicalize(env!("CARGO_BIN_EXE_hermetic")).unwrap();
+    let points: Vec<&str> = stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(' ').nth(4))
+        .collect();
+    assert!(
+        !points.is_empty(),
+        "no overlay shows the program's target dir: {stdout}{stderr}"
+    );
+    for point in &points {
+        assert!(
+            !own.starts_with(point),
+            "an overlay on {point} shows the dir hermetic was built in ({}): {stdout}",
+            own.display()
+        );
+    }
+}
