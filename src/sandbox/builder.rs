@@ -2,8 +2,8 @@
 //! which decides the plan, starts the init process and reads its report.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{BASE_NAMESPACES, DEFAULT_HOSTNAME, DEFAULT_MAX_RESULT_SIZE, Sandbox, keep_failed};
@@ -1088,7 +1088,7 @@ impl SandboxBuilder {
             hostname: self.hostname.clone(),
             timeout,
             max_result_size: self.max_result_size,
-            spawned: Arc::new(Mutex::new(Vec::new())),
+            spawned: Arc::new(crate::sandbox::SpawnedList::default()),
             killed: Arc::new(AtomicBool::new(false)),
             output: Arc::new(output),
             init_children,

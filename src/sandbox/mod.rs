@@ -478,14 +478,7 @@ impl Sandbox {
         let Error::TimedOut { after, mut stuck } = e else {
             return e;
         };
-        let spawned: Vec<libc::pid_t> = self
-            .spawned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|&(pid, _)| pid)
-            .collect();
-        for pid in spawned {
+        for pid in self.spawned.runners() {
             if let Some(text) = diagnose::stuck_on_locks(pid) {
                 stuck.push_str(&format!(
                     "\nmeanwhile the spawned closure with pid {pid} (a server this run may \
@@ -579,7 +572,6 @@ impl Sandbox {
         self.output
             .start()
             .map_err(|e| Error::sys("starting the output forwarder", e))?;
-        let mut spawned = self.spawned.lock().unwrap_or_else(|e| e.into_inner());
         let runner = Runner::start(
             &self.init_pidfd,
             self.nstypes,
@@ -590,7 +582,7 @@ impl Sandbox {
             f,
         )
         .inspect_err(|_| self.strays.store(true, Ordering::SeqCst))?;
-        spawned.push((runner.pid(), runner.joiner()));
+        self.spawned.add(runner.pid(), runner.joiner());
         Ok(Spawned {
             limit_names: self.limit_names(),
             keep_when_failed: self.keep_failed.then(|| self.keep_when_dropped.clone()),
@@ -896,7 +888,7 @@ impl Sandbox {
         // The dying init process waits until every process of its namespace has
         // been reaped, including runners whose parent is the test process:
         // reap those first.
-        let spawned = std::mem::take(&mut *self.spawned.lock().unwrap_or_else(|e| e.into_inner()));
+        let spawned = self.spawned.take_for_teardown();
         for (pid, joiner) in spawned {
             let _ = sys::kill_and_reap(pid);
             let _ = sys::reap(joiner);

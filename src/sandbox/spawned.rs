@@ -12,17 +12,55 @@ use crate::run::output::Output;
 use crate::run::runner::{Ended, Runner};
 
 /// The runs started by [`Sandbox::spawn`] that are still to be reaped by
-/// the sandbox's teardown: (runner, joiner). A [`Spawned`] that takes its
-/// runner off the list reaps it itself.
-pub(crate) type SpawnedList = Mutex<Vec<(libc::pid_t, libc::pid_t)>>;
+/// the sandbox's teardown. A [`Spawned`] that takes its runner off the
+/// list reaps it itself.
+#[derive(Debug, Default)]
+pub(crate) struct SpawnedList(Mutex<Runs>);
 
-/// Takes `pid` off the list; false if it was not there (the sandbox's
-/// teardown has killed and reaped it).
-fn forget(list: &SpawnedList, pid: libc::pid_t) -> bool {
-    let mut spawned = list.lock().unwrap_or_else(|e| e.into_inner());
-    let before = spawned.len();
-    spawned.retain(|&(p, _)| p != pid);
-    spawned.len() != before
+#[derive(Debug, Default)]
+struct Runs {
+    /// (runner, joiner) of each.
+    running: Vec<(libc::pid_t, libc::pid_t)>,
+    /// The sandbox's teardown has begun: what ends now was killed by it.
+    torn_down: bool,
+}
+
+impl SpawnedList {
+    fn runs(&self) -> std::sync::MutexGuard<'_, Runs> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a run.
+    pub(crate) fn add(&self, runner: libc::pid_t, joiner: libc::pid_t) {
+        self.runs().running.push((runner, joiner));
+    }
+
+    /// The runners listed.
+    pub(crate) fn runners(&self) -> Vec<libc::pid_t> {
+        self.runs().running.iter().map(|&(pid, _)| pid).collect()
+    }
+
+    /// For the teardown: every run still listed, and from now on, the
+    /// mark that the sandbox is going.
+    pub(crate) fn take_for_teardown(&self) -> Vec<(libc::pid_t, libc::pid_t)> {
+        let mut runs = self.runs();
+        runs.torn_down = true;
+        std::mem::take(&mut runs.running)
+    }
+
+    /// Whether the sandbox's teardown has begun.
+    fn torn_down(&self) -> bool {
+        self.runs().torn_down
+    }
+
+    /// Takes `pid` off the list; false if it was not there (the sandbox's
+    /// teardown has killed and reaped it).
+    fn forget(&self, pid: libc::pid_t) -> bool {
+        let mut runs = self.runs();
+        let before = runs.running.len();
+        runs.running.retain(|&(p, _)| p != pid);
+        runs.running.len() != before
+    }
 }
 
 /// A closure running in the background inside a sandbox; made by
@@ -119,7 +157,7 @@ impl<T> Spawned<T> {
         if let Some(mut runner) = self.runner.take() {
             // Before reaping, so that a reused pid is never taken off the
             // list; not there: the sandbox's teardown reaped it.
-            if forget(&self.list, runner.pid()) {
+            if self.list.forget(runner.pid()) {
                 runner.kill();
             } else {
                 runner.reaped_elsewhere();
@@ -148,7 +186,8 @@ impl<T: DeserializeOwned> Spawned<T> {
     /// # Errors
     ///
     /// As [`Sandbox::try_run`](crate::Sandbox::try_run); [`Error::SandboxDead`] if the sandbox was
-    /// dropped (which killed the process) before the join;
+    /// dropped (which killed the process) before the join or during it (from
+    /// another thread);
     /// [`Error::NotTheOwner`] in a process other than the one that spawned
     /// it.
     ///
@@ -197,7 +236,7 @@ impl<T: DeserializeOwned> Spawned<T> {
             .expect("the runner is there until consumed");
         // Off the sandbox's list before the pid is reaped (and free for
         // reuse): from here on this handle, or the runner's own drop, reaps.
-        if !forget(&self.list, runner.pid()) {
+        if !self.list.forget(runner.pid()) {
             runner.reaped_elsewhere();
             return Err(Error::SandboxDead {
                 doing: "joining a spawned closure",
@@ -207,6 +246,13 @@ impl<T: DeserializeOwned> Spawned<T> {
         self.output.end_run();
         let result = match ended {
             Ended::Frame { tag, payload, .. } => crate::proto::frame::decode_outcome(tag, &payload),
+            // Killed as the sandbox went, while this join waited.
+            Ended::Died(Error::Killed {
+                signo: libc::SIGKILL,
+                ..
+            }) if self.list.torn_down() => Err(Error::SandboxDead {
+                doing: "joining a spawned closure",
+            }),
             Ended::Died(e) => Err(e),
         }
         .map_err(|e| self.limit_names.name(e));

@@ -83,9 +83,9 @@
 //! - `run` and `spawn` of the run's own sandbox from inside its closure:
 //!   refused with a clear message, the sandbox usable after.
 //! - `Spawned::join` on one thread while another drops the sandbox (20
-//!   rounds): each ends at once, `Error::SandboxDead` or, when the join had
-//!   begun, `Error::Killed { SIGKILL }` (which the doc's "dropped before the
-//!   join" does not name: told as a kill, as by the OOM killer).
+//!   rounds): each ends at once, `Error::SandboxDead` (when the join had
+//!   begun, it was `Error::Killed { SIGKILL }`, as from an OOM killer,
+//!   until `faults::a_join_under_way_as_the_sandbox_is_dropped_says_the_sandbox_went`).
 //! - `hermetic check` as root leaves no cgroup and no layer behind.
 //! - `/tmp` (8 MiB) filled to the last byte and inode, `/var/tmp` too,
 //!   read-only and copy-on-write: later runs, spawns and commands start

@@ -153,3 +153,37 @@ fn a_sandbox_whose_init_was_killed_from_outside_says_it_is_dead() {
     let err = ns.try_run(|| 1).unwrap_err();
     assert!(matches!(err, Error::SandboxDead { .. }), "{err:?}");
 }
+
+/// A join under way on one thread while another drops the sandbox: the
+/// drop killed the closure, and the join says that the sandbox went
+/// (`SandboxDead`), not a bare `SIGKILL` as from an OOM killer.
+#[test]
+fn a_join_under_way_as_the_sandbox_is_dropped_says_the_sandbox_went() {
+    let ns = Sandbox::new().unwrap();
+    let spawned = ns
+        .spawn(|| -> u32 {
+            loop {
+                std::thread::park();
+            }
+        })
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let joining = std::thread::spawn(move || {
+        tx.send(nix::unistd::gettid().as_raw()).unwrap();
+        spawned.join()
+    });
+    let tid = rx.recv().unwrap();
+    // Under way once that thread waits in poll for the closure's end.
+    let waits = [libc::SYS_poll, libc::SYS_ppoll].map(|n| n.to_string());
+    let polling = || {
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).is_ok_and(|s| {
+            waits
+                .iter()
+                .any(|w| s.split(' ').next() == Some(w.as_str()))
+        })
+    };
+    assert!(eventually(polling), "the join never waited");
+    drop(ns);
+    let err = joining.join().unwrap().unwrap_err();
+    assert!(matches!(err, Error::SandboxDead { .. }), "{err:?}");
+}
