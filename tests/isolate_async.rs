@@ -213,3 +213,27 @@ async fn unsafe_pattern_a_runtime_built_in_a_forked_closure(#[case] n: u8) {
     }
     assert_eq!(answer.unwrap(), n + 1);
 }
+
+/// A body may return what a `#[test]` may: `Ok(())` passes...
+#[tokio::test]
+async fn a_body_returning_ok_passes() {
+    hermetic::isolate_test_async(async {
+        tokio::task::yield_now().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+        assert_eq!(listener.local_addr()?.port(), 8080);
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
+}
+
+/// ... and an `Err` fails the test (its `Error: ...` in the output).
+#[tokio::test]
+#[should_panic(expected = "the isolated test's body returned a failure")]
+async fn a_body_returning_an_error_fails_the_test() {
+    hermetic::isolate_test_async(async {
+        tokio::task::yield_now().await;
+        std::fs::read("/nonexistent/hermetic-async-body")?;
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
+}

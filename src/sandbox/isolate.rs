@@ -98,8 +98,23 @@ const MAX_RESULT: usize = 16 << 20;
 ///     });
 /// }
 /// ```
+///
+/// A body may return what a `#[test]` may (a `Result`, and so use `?`):
+/// an `Err` fails the test, its `Error: ...` in the test's output, as
+/// libtest fails a test that returns one.
+///
+/// ```no_run
+/// #[test]
+/// fn writes_its_config() {
+///     hermetic::isolate_test(|| -> std::io::Result<()> {
+///         std::fs::write("/etc/app.toml", "port = 8080\n")?;
+///         assert_eq!(std::fs::read_to_string("/etc/app.toml")?, "port = 8080\n");
+///         Ok(())
+///     });
+/// }
+/// ```
 #[track_caller]
-pub fn isolate_test<F: FnOnce()>(body: F) {
+pub fn isolate_test<F: FnOnce() -> R, R: std::process::Termination>(body: F) {
     SandboxBuilder::new().isolate_test(body)
 }
 
@@ -140,7 +155,7 @@ pub fn isolate_test<F: FnOnce()>(body: F) {
 /// ```
 pub fn isolate_test_async<Fut>(body: Fut) -> impl Future<Output = ()> + use<Fut>
 where
-    Fut: Future<Output = ()>,
+    Fut: Future<Output: std::process::Termination>,
 {
     SandboxBuilder::new().isolate_test_async(body)
 }
@@ -152,7 +167,7 @@ impl SandboxBuilder {
     ///
     /// As [`isolate_test`].
     #[track_caller]
-    pub fn isolate_test<F: FnOnce()>(&self, body: F) {
+    pub fn isolate_test<F: FnOnce() -> R, R: std::process::Termination>(&self, body: F) {
         let call = CALLS.with(|c| c.replace(c.get() + 1));
         if let Some(wanted) = isolated_call() {
             // An earlier call's body ran in a process of its own.
@@ -173,7 +188,7 @@ impl SandboxBuilder {
     /// As [`isolate_test_async`], when awaited.
     pub fn isolate_test_async<Fut>(&self, body: Fut) -> impl Future<Output = ()> + use<Fut>
     where
-        Fut: Future<Output = ()>,
+        Fut: Future<Output: std::process::Termination>,
     {
         // Taken now, on the test's thread: the future may be polled on
         // another (a runtime's worker).
@@ -554,9 +569,14 @@ impl Isolated {
             // process inside that runs as the body does (a program it
             // started) can reach its fds through /proc, write "returned"
             // into the channel and kill it before it fails.
-            Some((Tag::Value, _)) => {
+            Some((Tag::Value, failure)) => {
                 return match &end {
-                    Ok(Some(ProgramEnd::Exited(0))) => Ok(()),
+                    Ok(Some(ProgramEnd::Exited(0))) if failure.is_empty() => Ok(()),
+                    Ok(Some(ProgramEnd::Exited(0))) => Err(
+                        "the isolated test's body returned a failure (its `Error: ...` is in \
+                         the output above)"
+                            .to_owned(),
+                    ),
                     other => Err(format!(
                         "hermetic::isolate_test: the isolated test's body said it returned, \
                          but its process then {}: not taken as a pass (a process inside \
@@ -651,17 +671,17 @@ impl Isolated {
 
 /// The re-executed test's side: takes the result channel off stdin, runs
 /// the body, sends its outcome, and exits.
-fn run_body<F: FnOnce()>(body: F) -> ! {
+fn run_body<F: FnOnce() -> R, R: std::process::Termination>(body: F) -> ! {
     let channel = Reporter::start();
     crate::fork::panic_hook::RECORD_PANIC.with(|r| r.set(true));
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| passed(body())));
     crate::fork::panic_hook::RECORD_PANIC.with(|r| r.set(false));
     channel.finish(outcome)
 }
 
 /// [`run_body`] for a future: awaited on the test's own runtime (the one
 /// `#[tokio::test]` made in this process), each poll under `catch_unwind`.
-async fn run_body_async<Fut: Future<Output = ()>>(body: Fut) -> ! {
+async fn run_body_async<Fut: Future<Output: std::process::Termination>>(body: Fut) -> ! {
     let channel = Reporter::start();
     let mut body = std::pin::pin!(body);
     let outcome = std::future::poll_fn(|cx| {
@@ -672,12 +692,18 @@ async fn run_body_async<Fut: Future<Output = ()>>(body: Fut) -> ! {
         crate::fork::panic_hook::RECORD_PANIC.with(|r| r.set(false));
         match polled {
             Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Ok(std::task::Poll::Ready(())) => std::task::Poll::Ready(Ok(())),
+            Ok(std::task::Poll::Ready(value)) => std::task::Poll::Ready(Ok(passed(value))),
             Err(payload) => std::task::Poll::Ready(Err(payload)),
         }
     })
     .await;
     channel.finish(outcome)
+}
+
+/// Whether what the body returned is a pass, as libtest takes a test's
+/// value: an `Err` is printed (`Error: ...`) and fails.
+fn passed(value: impl std::process::Termination) -> bool {
+    value.report() == std::process::ExitCode::SUCCESS
 }
 
 /// The re-executed process's end of the result channel.
@@ -710,9 +736,12 @@ impl Reporter {
 
     /// Sends how the body ended and exits: code after the `isolate_test`
     /// call runs in the test process only.
-    fn finish(self, outcome: std::thread::Result<()>) -> ! {
+    /// `outcome`: whether the body returned a pass, or its panic.
+    fn finish(self, outcome: std::thread::Result<bool>) -> ! {
         let frame = match outcome {
-            Ok(()) => frame::encode_frame(Tag::Value, &[]),
+            Ok(true) => frame::encode_frame(Tag::Value, &[]),
+            // A failure returned: one byte (an empty payload is a pass).
+            Ok(false) => frame::encode_frame(Tag::Value, &[1]),
             Err(payload) => {
                 let report = PanicReport {
                     message: crate::child::runner::payload_message(&*payload),

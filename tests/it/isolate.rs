@@ -346,3 +346,52 @@ fn a_test_binary_under_the_sandbox_s_own_tmp_dirs_is_started() {
         assert_eq!(stdout.matches("marker-second-body").count(), 1, "{stdout}");
     }
 }
+
+/// A body that returns `Ok(())` passes; one whose `?` meets an error
+/// fails the test with the error's `Debug` text, as a `#[test]` returning
+/// a `Result` does.
+#[test]
+fn a_body_may_return_a_result_and_use_the_question_mark() {
+    // One name for both processes (code before the call runs in each).
+    let file = std::env::current_dir()
+        .unwrap()
+        .join("hermetic-isolate-body-result");
+    let inside = file.clone();
+    isolate_test(move || -> std::io::Result<()> {
+        // The test's own tree, copy-on-write.
+        std::fs::write(&inside, "inside\n")?;
+        assert_eq!(std::fs::read_to_string(&inside)?, "inside\n");
+        Ok(())
+    });
+    assert!(!file.exists());
+}
+
+#[test]
+#[ignore = "helper, run by a_body_returning_an_error_fails_the_test_with_it"]
+fn helper_isolated_body_returns_an_error() {
+    isolate_test(|| -> Result<(), std::io::Error> {
+        println!("marker-before-the-error");
+        std::fs::read("/nonexistent/hermetic-body-result")?;
+        println!("marker-after-the-error");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_body_returning_an_error_fails_the_test_with_it() {
+    let out = common::run_self(
+        "helper_isolated_body_returns_an_error",
+        &[],
+        &["--nocapture"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("Error: Os { code: 2, kind: NotFound")
+            && stderr.contains("the isolated test's body returned a failure"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("marker-before-the-error"), "{stdout}");
+    assert!(!stdout.contains("marker-after-the-error"), "{stdout}");
+}
