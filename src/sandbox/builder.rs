@@ -109,6 +109,22 @@ impl Program {
         args: &[&std::ffi::OsStr],
         env: &[(std::ffi::OsString, std::ffi::OsString)],
     ) -> Result<Program, String> {
+        let mut vars: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os().collect();
+        for (k, v) in env {
+            match vars.iter_mut().find(|(key, _)| key == k) {
+                Some(entry) => entry.1 = v.clone(),
+                None => vars.push((k.clone(), v.clone())),
+            }
+        }
+        Program::with_environment(program, args, &vars)
+    }
+
+    /// [`here`](Self::here) with `vars` as the whole environment.
+    pub fn with_environment(
+        program: &std::ffi::OsStr,
+        args: &[&std::ffi::OsStr],
+        vars: &[(std::ffi::OsString, std::ffi::OsString)],
+    ) -> Result<Program, String> {
         use std::os::unix::ffi::OsStrExt;
         let c = |s: &std::ffi::OsStr| {
             std::ffi::CString::new(s.as_bytes())
@@ -116,13 +132,6 @@ impl Program {
         };
         if program.is_empty() {
             return Err("an empty program name".into());
-        }
-        let mut vars: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os().collect();
-        for (k, v) in env {
-            match vars.iter_mut().find(|(key, _)| key == k) {
-                Some(entry) => entry.1 = v.clone(),
-                None => vars.push((k.clone(), v.clone())),
-            }
         }
         let cwd =
             std::env::current_dir().map_err(|e| format!("reading the working directory: {e}"))?;
@@ -133,11 +142,12 @@ impl Program {
                 .map(c)
                 .collect::<Result<_, _>>()?,
             env: vars
-                .into_iter()
-                .map(|(mut k, v)| {
-                    k.push("=");
-                    k.push(v);
-                    c(&k)
+                .iter()
+                .map(|(k, v)| {
+                    let mut kv = k.clone();
+                    kv.push("=");
+                    kv.push(v);
+                    c(&kv)
                 })
                 .collect::<Result<_, _>>()?,
             cwd: c(cwd.as_os_str())?,

@@ -662,3 +662,39 @@ fn run_s_target_dir_is_its_program_s() {
         );
     }
 }
+
+/// `--env`, `--unsetenv` and `--clearenv` shape PROGRAM's environment in
+/// their order, as bwrap's `--setenv`, `--unsetenv` and `--clearenv` do;
+/// a program is still found by name with no PATH (as `execvp` finds it).
+#[test]
+fn the_environment_options_apply_in_their_order() {
+    let env_of = |args: &[&str]| {
+        let out = hermetic()
+            .env("HERMETIC_TEST_OUTER", "outer")
+            .arg("run")
+            .args(args)
+            .args(["--", "env"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let env = env_of(&["--env", "HERMETIC_TEST_SET=1"]);
+    assert!(
+        env.contains("HERMETIC_TEST_OUTER=outer\n") && env.contains("HERMETIC_TEST_SET=1\n"),
+        "{env}"
+    );
+    let env = env_of(&[
+        "--env=HERMETIC_TEST_SET=1",
+        "--unsetenv",
+        "HERMETIC_TEST_SET",
+    ]);
+    assert!(!env.contains("HERMETIC_TEST_SET"), "{env}");
+    let env = env_of(&["--unsetenv=HERMETIC_TEST_OUTER"]);
+    assert!(!env.contains("HERMETIC_TEST_OUTER"), "{env}");
+    let env = env_of(&["--env=A=1", "--clearenv", "--env", "ONLY=yes"]);
+    assert_eq!(env, "ONLY=yes\n");
+    assert_eq!(env_of(&["--clearenv"]), "");
+    let (code, _, err) = outcome(&["run", "--unsetenv", "A=B", "true"]);
+    assert_eq!(code, Some(2), "{err}");
+}

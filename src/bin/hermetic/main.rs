@@ -94,7 +94,11 @@ Options:
                           directory bound back)
                         writable: writable, writes reach the host
   --writable-host       the same as --host=writable
-  --env NAME=VALUE      set NAME in PROGRAM's environment (repeatable)
+  --env NAME=VALUE      set NAME in PROGRAM's environment, which is yours
+                        otherwise (repeatable)
+  --unsetenv NAME       remove NAME from PROGRAM's environment
+  --clearenv            empty PROGRAM's environment (of what came before;
+                        --env, --unsetenv and --clearenv apply in order)
   --user UID:GID        run PROGRAM as that user inside, without capabilities
   --allow-mounts        let root inside mount filesystems of its own on top
                         of the sandbox's (which stay locked), as tests of
@@ -299,7 +303,11 @@ struct RunArgs {
     /// The user's mounts' targets, and the option that made each (to say
     /// what hides a program that cannot be started).
     mounts: Vec<(String, String)>,
+    /// PROGRAM's whole environment: this process's, changed by `--env`,
+    /// `--unsetenv` and `--clearenv` in their order.
     env: Vec<(OsString, OsString)>,
+    /// `--env` set PWD.
+    pwd_given: bool,
     /// The PATH the program gets (see [`program_path`]), where it is
     /// looked for.
     path: Option<OsString>,
@@ -313,6 +321,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
         host: hermetic::HostMode::CopyOnWrite,
         ..RunArgs::default()
     };
+    run.env = std::env::vars_os().collect();
     let b = &mut run.builder;
     let program = loop {
         let Some(arg) = parser.next()? else {
@@ -384,11 +393,25 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
                     )));
                 };
                 use std::os::unix::ffi::OsStrExt;
+                let name = std::ffi::OsStr::from_bytes(&bytes[..eq]).to_owned();
+                run.pwd_given |= name == "PWD";
+                run.env.retain(|(n, _)| *n != name);
                 run.env.push((
-                    std::ffi::OsStr::from_bytes(&bytes[..eq]).to_owned(),
+                    name,
                     std::ffi::OsStr::from_bytes(&bytes[eq + 1..]).to_owned(),
                 ));
             }
+            Long("unsetenv") => {
+                let name = parser.value()?;
+                if name.is_empty() || name.as_encoded_bytes().contains(&b'=') {
+                    return Err(Usage(format!(
+                        "--unsetenv takes a NAME, not {:?}",
+                        name.to_string_lossy()
+                    )));
+                }
+                run.env.retain(|(n, _)| *n != name);
+            }
+            Long("clearenv") => run.env.clear(),
             Long("user") => {
                 let value = text(&mut parser, "--user")?;
                 let ids = value
@@ -438,7 +461,8 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
                 .iter()
                 .any(|d| pwd.starts_with(d) && pwd != std::path::Path::new(d))
             && std::fs::canonicalize(&pwd).is_ok_and(|p| p == cwd);
-        if linked && !run.env.iter().any(|(name, _)| name == "PWD") {
+        if linked && !run.pwd_given {
+            run.env.retain(|(name, _)| name != "PWD");
             run.env.push(("PWD".into(), cwd.into_os_string()));
         }
     }
@@ -496,14 +520,12 @@ fn text(parser: &mut lexopt::Parser, option: &str) -> Result<String, Usage> {
         .map_err(|v| Usage(format!("{option}: {:?} is not text", v.to_string_lossy())))
 }
 
-/// The PATH the program gets: the last one given with --env, else the
-/// caller's.
+/// The PATH the program gets (none after `--clearenv` or `--unsetenv
+/// PATH`, unless `--env` sets one).
 fn program_path(env: &[(std::ffi::OsString, std::ffi::OsString)]) -> Option<std::ffi::OsString> {
     env.iter()
-        .rev()
         .find(|(name, _)| name == "PATH")
         .map(|(_, value)| value.clone())
-        .or_else(|| std::env::var_os("PATH"))
 }
 
 /// The contents of `--file`'s SRC: a regular file (a FIFO would block the
@@ -744,14 +766,15 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
 /// kernel would not have started hermetic with either).
 fn direct_program(run: &RunArgs) -> Result<hermetic::__Program, (u8, String)> {
     let args: Vec<&std::ffi::OsStr> = run.args.iter().map(OsString::as_os_str).collect();
-    let program = hermetic::__Program::here(&run.program, &args, &run.env).map_err(|why| {
-        let code = if run.program.is_empty() {
-            NOT_FOUND
-        } else {
-            CANNOT_EXECUTE
-        };
-        (code, why)
-    })?;
+    let program =
+        hermetic::__Program::with_environment(&run.program, &args, &run.env).map_err(|why| {
+            let code = if run.program.is_empty() {
+                NOT_FOUND
+            } else {
+                CANNOT_EXECUTE
+            };
+            (code, why)
+        })?;
     program.fits().map_err(|why| {
         (
             CANNOT_EXECUTE,
@@ -1225,7 +1248,25 @@ mod tests {
         .unwrap();
         assert_eq!(run.program, "prog");
         assert_eq!(run.args, ["--hostname", "-x"]);
-        assert_eq!(run.env, [("A".into(), "1=2".into())]);
+        let var = |run: &RunArgs, name: &str| {
+            run.env
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.to_string_lossy().into_owned())
+        };
+        assert_eq!(var(&run, "A"), Some("1=2".into()));
+        // In their order: set, unset, cleared.
+        let env_of = |args: &[&str]| parse(args).ok().flatten().unwrap();
+        let unset = env_of(&["--env=A=1", "--unsetenv", "A", "--env", "B=2", "p"]);
+        assert_eq!(
+            (var(&unset, "A"), var(&unset, "B")),
+            (None, Some("2".into()))
+        );
+        let cleared = env_of(&["--env=A=1", "--clearenv", "--env", "B=2", "p"]);
+        assert_eq!(cleared.env, [("B".into(), "2".into())]);
+        assert_eq!(cleared.path, None);
+        let reset = env_of(&["--unsetenv=PATH", "--env", "PATH=/x", "p"]);
+        assert_eq!(reset.path, Some("/x".into()));
         assert_eq!(run.timeout, Some(Duration::from_secs(3)));
         let run = parse(&["--", "--odd-program", "a"]).ok().flatten().unwrap();
         assert_eq!(run.program, "--odd-program");
@@ -1241,6 +1282,7 @@ mod tests {
         assert!(said(&[]).contains("no program"));
         assert!(said(&["--frobnicate", "x"]).contains("--frobnicate"));
         assert!(said(&["--env", "=x", "p"]).contains("NAME=VALUE"));
+        assert!(said(&["--unsetenv", "A=1", "p"]).contains("a NAME"));
         assert!(said(&["--bind", "onlyone", "p"]).contains("SRC:DST"));
         assert!(said(&["--user", "1000", "p"]).contains("UID:GID"));
         assert!(said(&["--memory", "lots", "p"]).contains("not a size"));
