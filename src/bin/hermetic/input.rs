@@ -326,8 +326,11 @@ fn take(caller: &OwnedFd, mut n: usize) -> bool {
     true
 }
 
-/// Whether `stat` is of `/dev/null` (character device 1, 3).
+/// Whether `stat` is of `/dev/null` (character device 1, 3; block device
+/// 1, 3 is a RAM disk).
 pub(super) fn is_null(stat: &rustix::fs::Stat) -> bool {
     let rdev = stat.st_rdev;
-    rustix::fs::major(rdev) == 1 && rustix::fs::minor(rdev) == 3
+    rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::CharacterDevice
+        && rustix::fs::major(rdev) == 1
+        && rustix::fs::minor(rdev) == 3
 }
