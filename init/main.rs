@@ -860,6 +860,8 @@ struct Program {
     /// It leads a session of its own, with its terminal
     /// (`wire::ARG_TERMINAL`).
     terminal: bool,
+    /// It starts in `cwd` or not at all (`wire::ARG_STRICT_CWD`).
+    strict_cwd: bool,
 }
 
 /// Null-terminated arrays of pointers into the plan: the program's
@@ -950,7 +952,8 @@ impl Program {
             .find_map(|entry| entry.strip_prefix(b"PATH="));
         let after_go = step.arg & wire::ARG_AFTER_GO != 0;
         let terminal = step.arg & wire::ARG_TERMINAL != 0;
-        Ok(Program { path, cwd, filter, rlimits, path_var, user, after_go, terminal })
+        let strict_cwd = step.arg & wire::ARG_STRICT_CWD != 0;
+        Ok(Program { path, cwd, filter, rlimits, path_var, user, after_go, terminal, strict_cwd })
     }
 
     /// Starts it: a fork-like child of this process. Its exec makes its
@@ -1083,9 +1086,12 @@ impl Program {
             }
         }
         // The caller's directory; `/` where the sandbox hides it, as for a
-        // run or a command.
+        // run or a command. One asked for (`--chdir`), or nothing.
         // SAFETY: both paths are NUL-terminated.
-        if unsafe { call(nr::CHDIR, [ptr(self.cwd), 0, 0, 0, 0, 0]) }.is_err() {
+        if let Err(e) = unsafe { call(nr::CHDIR, [ptr(self.cwd), 0, 0, 0, 0, 0]) } {
+            if self.strict_cwd {
+                fail(e)
+            }
             // SAFETY: as above.
             if let Err(e) = unsafe { call(nr::CHDIR, [b"/\0".as_ptr() as usize, 0, 0, 0, 0, 0]) } {
                 fail(e)

@@ -121,6 +121,8 @@ pub(crate) enum Action {
         /// NUL-terminated `KEY=VALUE` entries, one after the other.
         envp: Vec<u8>,
         cwd: CString,
+        /// Start it in `cwd` or not at all (`wire::ARG_STRICT_CWD`).
+        strict_cwd: bool,
         /// The seccomp filter's instructions, as the kernel reads them.
         filter: Vec<u8>,
         /// (resource, soft, hard) records.

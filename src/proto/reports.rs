@@ -148,6 +148,7 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
                 argv,
                 envp,
                 cwd,
+                strict_cwd,
                 filter,
                 rlimits,
                 user,
@@ -155,7 +156,9 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
                 terminal,
             } => (
                 wire::OP_PROGRAM,
-                flag(*after_go, wire::ARG_AFTER_GO) | flag(*terminal, wire::ARG_TERMINAL),
+                flag(*after_go, wire::ARG_AFTER_GO)
+                    | flag(*terminal, wire::ARG_TERMINAL)
+                    | flag(*strict_cwd, wire::ARG_STRICT_CWD),
                 vec![
                     path.as_bytes_with_nul(),
                     argv,

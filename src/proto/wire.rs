@@ -227,6 +227,10 @@ pub const ARG_AFTER_GO: u64 = 1 << 58;
 /// the foreground there; without it, the program gets a process group of
 /// its own in the init process's session, with no controlling terminal.
 pub const ARG_TERMINAL: u64 = 1 << 56;
+/// In arg of [`OP_PROGRAM`]: the program starts in its working directory
+/// or not at all (`hermetic run --chdir`); without it, in `/` where the
+/// sandbox hides its directory (the caller's, as for a run).
+pub const ARG_STRICT_CWD: u64 = 1 << 55;
 /// In arg of [`OP_COPY_LOOK`]: the owner and group too, not only the
 /// times (where whoever removes the directory can remove what the owner's
 /// processes put in it: as root, or in the sandbox's own tmpfs).

@@ -95,8 +95,11 @@ pub struct Program {
     pub args: Vec<std::ffi::CString>,
     /// Its whole environment, `KEY=VALUE` each.
     pub env: Vec<std::ffi::CString>,
-    /// Its working directory (`/` if the sandbox hides it, as for a run).
+    /// Its working directory (`/` if the sandbox hides it, as for a run,
+    /// unless `strict_cwd`).
     pub cwd: std::ffi::CString,
+    /// Started in `cwd` or not at all (`hermetic run --chdir`).
+    pub strict_cwd: bool,
 }
 
 impl Program {
@@ -151,6 +154,7 @@ impl Program {
                 })
                 .collect::<Result<_, _>>()?,
             cwd: c(cwd.as_os_str())?,
+            strict_cwd: false,
         })
     }
 
@@ -1175,6 +1179,7 @@ fn program_step(
             argv: run(&program.args),
             envp: run(&program.env),
             cwd: program.cwd.clone(),
+            strict_cwd: program.strict_cwd,
             filter: filter_bytes,
             rlimits: limits,
             user: user.map_or_else(Vec::new, |(how, uid, gid)| {

@@ -698,3 +698,37 @@ fn the_environment_options_apply_in_their_order() {
     let (code, _, err) = outcome(&["run", "--unsetenv", "A=B", "true"]);
     assert_eq!(code, Some(2), "{err}");
 }
+
+/// `--chdir DIR` starts the program in DIR inside (relative: to the
+/// working directory; a `--tmpfs` of the sandbox's too), and
+/// where DIR is not there inside, not in `/` instead: the program is not
+/// started, and hermetic says why, as bwrap's `--chdir` does.
+#[test]
+fn chdir_starts_the_program_there_or_not_at_all() {
+    let pwd_in = |args: &[&str]| {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--", "pwd"]);
+        outcome(&all)
+    };
+    assert_eq!(pwd_in(&["--chdir", "/usr"]).1, "/usr\n");
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(
+        pwd_in(&["--chdir=tests"]).1,
+        format!("{}\n", cwd.join("tests").display())
+    );
+    assert_eq!(
+        pwd_in(&["--tmpfs", "/tmp/work", "--chdir", "/tmp/work"]).1,
+        "/tmp/work\n"
+    );
+    let (code, out, err) = pwd_in(&["--chdir", "/nonexistent/hermetic-chdir"]);
+    assert_eq!((code, out.as_str()), (Some(127), ""), "{err}");
+    assert!(
+        err.contains("in /nonexistent/hermetic-chdir (--chdir)"),
+        "{err}"
+    );
+    let (code, _, err) = pwd_in(&["--chdir", "/etc/hostname"]);
+    assert_eq!(code, Some(126), "{err}");
+    let (code, _, err) = pwd_in(&["--chdir="]);
+    assert_eq!(code, Some(2), "{err}");
+}

@@ -99,6 +99,9 @@ Options:
   --unsetenv NAME       remove NAME from PROGRAM's environment
   --clearenv            empty PROGRAM's environment (of what came before;
                         --env, --unsetenv and --clearenv apply in order)
+  --chdir DIR           start PROGRAM in DIR inside (relative: to the
+                        working directory), which must be there (default:
+                        the working directory, or / where it is hidden)
   --user UID:GID        run PROGRAM as that user inside, without capabilities
   --allow-mounts        let root inside mount filesystems of its own on top
                         of the sandbox's (which stay locked), as tests of
@@ -308,6 +311,8 @@ struct RunArgs {
     env: Vec<(OsString, OsString)>,
     /// `--env` set PWD.
     pwd_given: bool,
+    /// `--chdir`: the working directory inside, which must be there.
+    chdir: Option<std::path::PathBuf>,
     /// The PATH the program gets (see [`program_path`]), where it is
     /// looked for.
     path: Option<OsString>,
@@ -412,6 +417,19 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
                 run.env.retain(|(n, _)| *n != name);
             }
             Long("clearenv") => run.env.clear(),
+            Long("chdir") => {
+                let dir = std::path::PathBuf::from(parser.value()?);
+                if dir.as_os_str().is_empty() {
+                    return Err(Usage("--chdir takes a directory".into()));
+                }
+                // Relative: to the working directory, which is the same
+                // inside.
+                run.chdir = Some(
+                    std::env::current_dir()
+                        .map(|cwd| cwd.join(&dir))
+                        .unwrap_or(dir),
+                );
+            }
             Long("user") => {
                 let value = text(&mut parser, "--user")?;
                 let ids = value
@@ -726,7 +744,13 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
     };
     // What hermetic says about the end, said once the caller's terminal
     // is as it was (the relay has it in raw mode until then).
-    let (code, mut said) = wait_for_program(&sandbox, &run.program, run.timeout, &why);
+    let (code, mut said) = wait_for_program(
+        &sandbox,
+        &run.program,
+        run.timeout,
+        run.chdir.as_deref(),
+        &why,
+    );
     let mut kept = false;
     if code != 0
         && let Some(keeping) = sandbox.__keep_if_asked("HERMETIC_KEEP is set: the sandbox")
@@ -766,8 +790,8 @@ fn run(parser: lexopt::Parser) -> Result<ExitCode, Usage> {
 /// kernel would not have started hermetic with either).
 fn direct_program(run: &RunArgs) -> Result<hermetic::__Program, (u8, String)> {
     let args: Vec<&std::ffi::OsStr> = run.args.iter().map(OsString::as_os_str).collect();
-    let program =
-        hermetic::__Program::with_environment(&run.program, &args, &run.env).map_err(|why| {
+    let mut program = hermetic::__Program::with_environment(&run.program, &args, &run.env)
+        .map_err(|why| {
             let code = if run.program.is_empty() {
                 NOT_FOUND
             } else {
@@ -781,6 +805,16 @@ fn direct_program(run: &RunArgs) -> Result<hermetic::__Program, (u8, String)> {
             format!("{why}; pass large inputs in a file or on stdin"),
         )
     })?;
+    if let Some(dir) = &run.chdir {
+        use std::os::unix::ffi::OsStrExt;
+        program.cwd = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| {
+            (
+                CANNOT_EXECUTE,
+                format!("a NUL byte in --chdir {}", dir.display()),
+            )
+        })?;
+        program.strict_cwd = true;
+    }
     Ok(program)
 }
 
@@ -791,6 +825,7 @@ fn wait_for_program(
     sandbox: &hermetic::Sandbox,
     program: &std::ffi::OsStr,
     timeout: Option<Duration>,
+    chdir: Option<&std::path::Path>,
     why: &dyn Fn(&std::ffi::OsStr) -> String,
 ) -> (u8, Option<String>) {
     let name = program.to_string_lossy();
@@ -822,7 +857,18 @@ fn wait_for_program(
         }
         Ok(Some(hermetic::__ProgramEnd::NotStarted(e))) => {
             let not_found = e.kind() == std::io::ErrorKind::NotFound;
-            let why = if not_found {
+            let cwd_refused = [libc::ENOENT, libc::ENOTDIR, libc::EACCES]
+                .map(Some)
+                .contains(&e.raw_os_error());
+            let why = if let (Some(dir), true) = (chdir, cwd_refused) {
+                // Most likely the directory: the program was found to
+                // start (or it would say so without --chdir).
+                format!(
+                    "\n  in {} (--chdir), which must be a directory there inside (a --tmpfs or \
+                     --bind makes one), open to its user; or {name} is not found inside",
+                    dir.display()
+                )
+            } else if not_found {
                 why(program)
             } else if e.raw_os_error() == Some(libc::EAGAIN) {
                 "\n  no room for another process: a process limit (--pids, which counts the \
