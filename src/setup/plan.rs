@@ -238,6 +238,14 @@ const PROC_READ_ONLY: [(&std::ffi::CStr, bool); 4] = [
     (c"/proc/bus", true),
 ];
 
+/// Entries of `/proc/sys/net` that the kernel makes in every network
+/// namespace, writable by root of its owner, but that set one switch of
+/// the whole host's: `nf_hooks_lwtunnel` turns netfilter hooks on
+/// lightweight tunnels on for every namespace, for good (writing 0 back is
+/// `EBUSY`). Made read-only (`tests/it/attacks19.rs`).
+const NET_SYSCTLS_OF_THE_HOST: [&std::ffi::CStr; 1] =
+    [c"/proc/sys/net/netfilter/nf_hooks_lwtunnel"];
+
 /// Parts of `/proc` covered by an empty file, as Docker masks them: they
 /// list the keys (`/proc/keys`) and their owners (`/proc/key-users`) the
 /// reader's uid may view, by serial number, across every namespace. Keys
@@ -810,6 +818,33 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
         None,
         StepKind::Sys,
     ));
+    // Host-wide switches among the network's own sysctls, read-only; after
+    // the join, where the sandbox's own entries are the ones looked up
+    // (the kernel keeps one per network namespace, and a bind covers only
+    // the one it was made on).
+    for path in NET_SYSCTLS_OF_THE_HOST {
+        steps.push(step(
+            format!("binding {} over itself", path.to_string_lossy()),
+            StepKind::ProcReadOnly,
+            Action::BindSelf {
+                path: path.into(),
+                optional: true,
+            },
+        ));
+        steps.push(step(
+            format!(
+                "making {} read-only (a switch of the whole host's)",
+                path.to_string_lossy()
+            ),
+            StepKind::ProcReadOnly,
+            Action::SetAttr {
+                target: path.into(),
+                attrs: wire::ATTR_RDONLY,
+                recursive: false,
+                optional: true,
+            },
+        ));
+    }
     for (point, fstype) in &layout.view.special {
         if fstype == "mqueue" && hides(point) {
             steps.push(step(
