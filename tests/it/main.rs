@@ -28,6 +28,7 @@ mod attacks15;
 mod attacks16;
 mod attacks17;
 mod attacks18;
+mod attacks19;
 mod attacks2;
 mod attacks3;
 mod attacks4;
