@@ -10,6 +10,10 @@ use std::ffi::CString;
 pub(crate) enum Action {
     /// Write `content` to `path` (id maps, setgroups).
     WriteFile { path: CString, content: Vec<u8> },
+    /// Write `content` to `path`, skipped where it is not there or the
+    /// kernel refuses it (`EPERM`, `EACCES`): a sysctl of the sandbox's own
+    /// namespaces.
+    WriteFileIfAllowed { path: CString, content: Vec<u8> },
     /// The id maps, written from outside (see `idmap`): nothing for the
     /// launch to do but wait.
     ExternalMaps,
@@ -172,6 +176,8 @@ pub(crate) enum StepKind {
     Hostname,
     /// `lo` up.
     Loopback,
+    /// System V IPC bounded by a memory limit enforced per process.
+    Ipc,
     /// The session keyring.
     Keyring,
     /// The program the init process starts.

@@ -18,6 +18,11 @@ pub(crate) fn encode_plan(steps: &[Step]) -> Vec<u8> {
                 0,
                 vec![path.as_bytes_with_nul(), content],
             ),
+            Action::WriteFileIfAllowed { path, content } => (
+                wire::OP_WRITE_FILE,
+                wire::ARG_OPTIONAL | wire::ARG_IF_ALLOWED,
+                vec![path.as_bytes_with_nul(), content],
+            ),
             Action::MakeMountsPrivate => (wire::OP_MAKE_PRIVATE, 0, vec![]),
             Action::ExternalMaps => unreachable!("written before the exec, not by the plan"),
             // Skipped, if allowed, where the target is missing or the host

@@ -890,7 +890,7 @@ impl SandboxBuilder {
             .flatten();
         let disk_layers = disk_base.and_then(|b| b.new_layers());
         let with_hosts = hosts_naming(&self.hostname, &self.files);
-        let layout = plan::Layout {
+        let mut layout = plan::Layout {
             hostname: &hostname,
             mounts: &self.mounts,
             files: with_hosts.as_deref().unwrap_or(&self.files),
@@ -926,9 +926,17 @@ impl SandboxBuilder {
                     layers,
                     trees: &view.own_trees,
                 }),
+            ipc_limit: None,
         };
         // Before anything is started: a refused cgroup fails the build.
         let cgroups = crate::setup::limits::Cgroups::create(&self.limits)?;
+        // A memory limit of each process's (no memory cgroup) bounds the
+        // System V IPC of the sandbox too, which no process's address
+        // space holds.
+        layout.ipc_limit = self
+            .limits
+            .memory
+            .filter(|_| !cgroups.as_ref().is_some_and(|c| c.memory));
         let rlimits = crate::setup::limits::rlimits_for(&self.limits, cgroups.as_ref());
         let filter = crate::setup::seccomp::filter(self.keyring);
         let mut steps = plan::init_steps(ids, &layout)?;

@@ -71,8 +71,9 @@ pub(crate) fn mechanism() -> (String, String) {
 /// (`check()` and the README list these; `tests/it/limits.rs` shows each).
 pub(crate) const PER_PROCESS_ESCAPES: [&str; 6] = [
     "memory: a memfd (its contents are in no process's address space)",
-    "memory: System V shared memory and message queues (shmget, msgsnd: kept by the \
-     sandbox's IPC namespace, in no process's address space, until the sandbox ends)",
+    "memory: System V shared memory and message queues of an IPC namespace the closure makes \
+     itself (shmget, msgsnd: in no process's address space; the sandbox's own IPC namespace \
+     holds no more than the limit, its kernel.shmall, shmmax and msgmni set to it)",
     "memory: a tmpfs the closure mounts itself, in a mount namespace of its own (/tmp and \
      /dev/shm have sizes of their own: tmp_size, 64 MiB)",
     "memory: sibling processes (each may use the whole limit)",

@@ -195,6 +195,24 @@ pub(crate) struct Layout<'a> {
     /// keep their upper layers on disk, if anywhere (see
     /// [`disk`](crate::setup::disk)).
     pub(crate) disk: Option<DiskPlan<'a>>,
+    /// A memory limit that each process's address space enforces (no
+    /// memory cgroup): System V shared memory and message queues, which no
+    /// address space holds, are bounded by it in the sandbox's IPC
+    /// namespace ([`ipc_bounds`]).
+    pub(crate) ipc_limit: Option<u64>,
+}
+
+/// The sysctls of the sandbox's IPC namespace that bound what System V
+/// shared memory and message queues hold to `limit` bytes in all:
+/// `kernel.shmall` (pages) and `shmmax`, and as many message queues
+/// (`msgmni`) as `limit` holds of their default size (`msgmnb`, 16 KiB).
+fn ipc_bounds(limit: u64) -> [(&'static std::ffi::CStr, u64); 3] {
+    let page = rustix::param::page_size() as u64;
+    [
+        (c"shmmax", limit),
+        (c"shmall", limit.div_ceil(page)),
+        (c"msgmni", (limit / 16384).clamp(1, 32000)),
+    ]
 }
 
 /// The upper layers on disk of one sandbox: made by its init program in
@@ -501,6 +519,20 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             },
         ));
     }
+    // And one for a copy of the fresh /proc, through which the IPC
+    // namespace's sysctls are written once it is joined (its /proc/sys
+    // is read-only by then).
+    let ipc_fd = layout.ipc_limit.map(|_| next_fd + reserved as i32);
+    if let Some(fd) = ipc_fd {
+        steps.push(step(
+            "reserving an fd for a copy of the sandbox's /proc",
+            StepKind::Ipc,
+            Action::OpenPath {
+                path: c"/".into(),
+                fd,
+            },
+        ));
+    }
     // Before the fresh /proc: the helper maps its ids through /proc/self,
     // whichever proc is there, before it goes read-only.
     steps.push(step(
@@ -739,6 +771,17 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
             flags: hidden,
         },
     ));
+    if let Some(fd) = ipc_fd {
+        steps.push(step(
+            "copying the sandbox's /proc, to write its IPC limits later",
+            StepKind::Ipc,
+            Action::OpenSource {
+                path: c"/proc".into(),
+                fd,
+                optional: false,
+            },
+        ));
+    }
     // Each part of PROC_READ_ONLY is covered by a bind of itself,
     // read-only, while the helper makes the network namespace: the
     // /proc/sys/net bound here shows the network of whichever process
@@ -818,6 +861,28 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
         None,
         StepKind::Sys,
     ));
+    // System V IPC bounded by the memory limit, in the IPC namespace just
+    // joined (the kernel writes the sysctls of the writer's), through the
+    // copy of /proc, which no read-only bind covers.
+    if let (Some(fd), Some(limit)) = (ipc_fd, layout.ipc_limit) {
+        for (name, value) in ipc_bounds(limit) {
+            let name = name.to_string_lossy();
+            steps.push(step(
+                format!("setting kernel.{name} to {value} (System V IPC within the memory limit)"),
+                StepKind::Ipc,
+                Action::WriteFileIfAllowed {
+                    path: CString::new(format!("/proc/self/fd/{fd}/sys/kernel/{name}"))
+                        .expect("no NUL in the path"),
+                    content: value.to_string().into_bytes(),
+                },
+            ));
+        }
+        steps.push(step(
+            "closing the copy of /proc",
+            StepKind::Ipc,
+            Action::Close { fd },
+        ));
+    }
     // Host-wide switches among the network's own sysctls, read-only; after
     // the join, where the sandbox's own entries are the ones looked up
     // (the kernel keeps one per network namespace, and a bind covers only
@@ -1856,6 +1921,7 @@ mod tests {
             keepable: false,
             mounts_inside: false,
             disk: None,
+            ipc_limit: None,
         }
     }
 
@@ -1865,6 +1931,41 @@ mod tests {
             .into_iter()
             .map(|s| s.what)
             .collect()
+    }
+
+    /// With a memory limit of each process's: /proc is copied before its
+    /// /proc/sys goes read-only, and the IPC sysctls written through the
+    /// copy once the IPC namespace is joined, each skipped if refused.
+    #[test]
+    fn ipc_limits_are_written_in_the_joined_namespace_through_a_copy_of_proc() {
+        let mut with = layout(&[]);
+        with.ipc_limit = Some(64 << 20);
+        let steps = init_steps(Some(IDS), &with).unwrap();
+        let at = |what: &str| {
+            steps
+                .iter()
+                .position(|s| s.what.starts_with(what))
+                .unwrap_or_else(|| panic!("no step {what:?}"))
+        };
+        assert!(at("mounting proc on /proc") < at("copying the sandbox's /proc"));
+        assert!(at("copying the sandbox's /proc") < at("making /proc/sys read-only"));
+        let join = at("creating the inner user namespace and its network");
+        assert!(join < at("setting kernel.shmall to 16384 "));
+        assert!(join < at("setting kernel.msgmni to 4096 "));
+        assert!(at("setting kernel.shmmax to 67108864 ") < at("closing the copy of /proc"));
+        assert!(at("closing the copy of /proc") < at("entering the inner user namespace"));
+        for s in &steps {
+            if let Action::WriteFileIfAllowed { path, .. } = &s.action {
+                assert!(path.to_string_lossy().contains("/sys/kernel/"), "{path:?}");
+            }
+        }
+        // Without one, none of it.
+        let without = whats(&[]);
+        assert!(
+            !without
+                .iter()
+                .any(|w| w.contains("kernel.") || w.contains("copy of"))
+        );
     }
 
     #[test]

@@ -652,3 +652,60 @@ fn a_memory_limit_too_small_for_the_sandbox_fails_it_not_its_maker() {
         }
     }
 }
+
+/// Makes up to `max` System V shared memory segments of 16 MiB (made, not
+/// touched), in an IPC namespace of the closure's own if `own`; how many.
+fn shm_segments(own: bool, max: usize) -> usize {
+    if own {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC).unwrap();
+    }
+    (0..max)
+        .take_while(|_| {
+            // SAFETY: shmget takes a key, a size and flags, and returns an
+            // id or -1; nothing of ours is read or written.
+            unsafe { libc::shmget(libc::IPC_PRIVATE, 16 << 20, libc::IPC_CREAT | 0o600) >= 0 }
+        })
+        .count()
+}
+
+/// System V shared memory, which no process's address space holds: where
+/// the memory limit is per process, the sandbox's IPC namespace holds no
+/// more than the limit (`kernel.shmall` and `shmmax` set to it, message
+/// queues likewise), and an IPC namespace the closure makes itself (root
+/// inside may) escapes it, as `check()` and the README list; where it is
+/// per sandbox, the memory cgroup counts the segments' pages as they are
+/// touched.
+#[test]
+fn system_v_shared_memory_is_bounded_by_the_memory_limit_but_in_an_ipc_namespace_of_its_own() {
+    let per_sandbox = per_sandbox();
+    let ns = memory_limited(per_sandbox);
+    if per_sandbox {
+        let held = ns.try_run(|| {
+            // SAFETY: as in shm_segments.
+            let id = unsafe { libc::shmget(libc::IPC_PRIVATE, TWICE, libc::IPC_CREAT | 0o600) };
+            assert!(id >= 0, "{}", std::io::Error::last_os_error());
+            // SAFETY: attaches the segment just made, at an address of the
+            // kernel's choice; -1 on failure.
+            let at = unsafe { libc::shmat(id, std::ptr::null(), 0) };
+            assert_ne!(at as isize, -1, "{}", std::io::Error::last_os_error());
+            // SAFETY: the segment is TWICE bytes, attached writable at `at`.
+            let bytes = unsafe { std::slice::from_raw_parts_mut(at.cast::<u8>(), TWICE) };
+            for page in bytes.chunks_mut(4096) {
+                page[0] = 1;
+            }
+            TWICE
+        });
+        held_twice_only_per_process("a System V segment", per_sandbox, held);
+        return;
+    }
+    let limit = address_space() + HEADROOM;
+    let (mine, own) = ns.run(|| (shm_segments(false, 1024), shm_segments(true, 64)));
+    assert!(
+        mine >= 1 && mine as u64 * (16 << 20) <= limit,
+        "{mine} segments of 16 MiB in the sandbox's IPC namespace, under a limit of {limit}"
+    );
+    assert_eq!(
+        own, 64,
+        "an IPC namespace of the closure's own was bounded too"
+    );
+}
