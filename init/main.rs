@@ -1192,6 +1192,14 @@ impl Program {
                 fail(e)
             }
         }
+        // Entered above as root inside: a directory asked for (`--chdir`)
+        // must be open to the user the program runs as, too.
+        // SAFETY: cwd is NUL-terminated.
+        if self.strict_cwd && how != 0 {
+            if let Err(e) = unsafe { call(nr::CHDIR, [ptr(self.cwd), 0, 0, 0, 0, 0]) } {
+                fail(e)
+            }
+        }
         // Last: an empty mask (this process blocks everything), as a
         // program started by a shell has.
         let none: u64 = 0;

@@ -30,6 +30,7 @@ mod attacks17;
 mod attacks18;
 mod attacks19;
 mod attacks2;
+mod attacks20;
 mod attacks3;
 mod attacks4;
 mod attacks5;
