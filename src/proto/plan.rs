@@ -178,8 +178,6 @@ pub(crate) enum StepKind {
     Loopback,
     /// System V IPC bounded by a memory limit enforced per process.
     Ipc,
-    /// The namespaces the sandbox may make, bounded.
-    Quota,
     /// The session keyring.
     Keyring,
     /// The program the init process starts.

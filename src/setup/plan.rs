@@ -256,19 +256,6 @@ const PROC_READ_ONLY: [(&std::ffi::CStr, bool); 4] = [
     (c"/proc/bus", true),
 ];
 
-/// The kinds of namespaces a sandbox bounds (`/proc/sys/user/max_KIND_namespaces`).
-const NAMESPACE_KINDS: [&std::ffi::CStr; 8] = [
-    c"cgroup", c"ipc", c"mnt", c"net", c"pid", c"time", c"user", c"uts",
-];
-
-/// How many namespaces of each kind the processes of a sandbox may have
-/// at once, its own and those of sandboxes made inside included: plenty
-/// for tests that nest sandboxes and networks (a sandbox takes one or two
-/// of each), a hundredth of what a host gives each user by default, so
-/// that one sandbox cannot take the caller's whole count (root inside may
-/// `unshare` as often as it likes, and keep each namespace with an fd).
-pub(crate) const NAMESPACES_MAX: u32 = 1024;
-
 /// Entries of `/proc/sys/net` that the kernel makes in every network
 /// namespace, writable by root of its owner, but that set one switch of
 /// the whole host's: `nf_hooks_lwtunnel` turns netfilter hooks on
@@ -802,23 +789,6 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
     // namespaces), so the sandbox's once its processes read it.
     for (path, optional) in PROC_READ_ONLY {
         steps.extend(proc_read_only(path, optional));
-    }
-    // The namespaces everything inside may make, bounded in the outer user
-    // namespace (which this process is still in, and which the processes
-    // inside, in the inner one, cannot reach): the kernel counts them per
-    // user up through every user namespace, and the caller's host-wide
-    // count would otherwise be the sandbox's to fill.
-    for kind in NAMESPACE_KINDS {
-        let kind = kind.to_string_lossy();
-        steps.push(step(
-            format!("bounding the sandbox's {kind} namespaces to {NAMESPACES_MAX}"),
-            StepKind::Quota,
-            Action::WriteFileIfAllowed {
-                path: CString::new(format!("/proc/sys/user/max_{kind}_namespaces"))
-                    .expect("no NUL in the path"),
-                content: NAMESPACES_MAX.to_string().into_bytes(),
-            },
-        ));
     }
     for (path, fd) in masks {
         steps.push(step(
@@ -1985,9 +1955,7 @@ mod tests {
         assert!(at("setting kernel.shmmax to 67108864 ") < at("closing the copy of /proc"));
         assert!(at("closing the copy of /proc") < at("entering the inner user namespace"));
         for s in &steps {
-            if let Action::WriteFileIfAllowed { path, .. } = &s.action
-                && path.to_string_lossy().starts_with("/proc/self/fd/")
-            {
+            if let Action::WriteFileIfAllowed { path, .. } = &s.action {
                 assert!(path.to_string_lossy().contains("/sys/kernel/"), "{path:?}");
             }
         }
@@ -1998,24 +1966,6 @@ mod tests {
                 .iter()
                 .any(|w| w.contains("kernel.") || w.contains("copy of"))
         );
-    }
-
-    /// The namespaces a sandbox may make are bounded in the outer user
-    /// namespace, through its writable /proc/sys/user, before the inner
-    /// one is entered (whose processes cannot reach the outer's limits).
-    #[test]
-    fn the_namespaces_inside_are_bounded_from_the_outer_user_namespace() {
-        let w = whats(&[]);
-        let at = |what: &str| {
-            w.iter()
-                .position(|x| x.starts_with(what))
-                .unwrap_or_else(|| panic!("no step {what:?} in {w:#?}"))
-        };
-        for kind in ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"] {
-            let bound = at(&format!("bounding the sandbox's {kind} namespaces to 1024"));
-            assert!(at("binding /proc/sys/user over itself") < bound);
-            assert!(bound < at("entering the inner user namespace"));
-        }
     }
 
     #[test]

@@ -22,8 +22,8 @@
 //!   sandbox (`ENOSPC`), nor any of the caller's processes a namespace of
 //!   that kind; `pids_limit` does not stop it; hermetic-ci,
 //!   hermetic-noids (root not tried: it would starve the host's root).
-//!   Mended: 1024 of each kind per sandbox, bounded in its outer user
-//!   namespace (`/proc/sys/user/max_*_namespaces` there).
+//!   Kept (README): the bound in the sandbox's outer user namespace
+//!   works, but costs 0.1-0.2x a raw clone per sandbox.
 //! - A closure can fill the caller's per-user count of unix fds in flight
 //!   (one fd sent again and again into a socket it never reads): the
 //!   caller's processes outside, the test process among them, are then
@@ -36,7 +36,7 @@
 //!   process of the caller's outside can queue one (`sigqueue`: `EAGAIN`;
 //!   POSIX timers' signals) until the drop; hermetic-ci, hermetic-noids.
 //!
-//! The last two are kept (README, "take the caller's per-user kernel
+//! The last three are kept (README, "take the caller's per-user kernel
 //! quotas"): the kernel counts both per user, the sandbox's user is the
 //! caller, and no cgroup or limit of the sandbox's bounds them from
 //! outside its reach (a lower `RLIMIT_SIGPENDING` or `RLIMIT_NOFILE`
@@ -153,10 +153,16 @@ fn hold_uts_namespaces(holders: usize, report: &OwnedFd) {
 /// `max_user_namespaces` and `max_net_namespaces`, not the one full.
 /// Reproduced as hermetic-ci and hermetic-noids (2 s each); not run as
 /// root by hand, where it would have taken root's UTS namespaces from
-/// every other process of the host for those seconds. Mended: a sandbox
-/// may have 1024 namespaces of each kind, bounded in its outer user
-/// namespace.
+/// every other process of the host for those seconds.
+///
+/// Kept (README, "take the caller's per-user kernel quotas"): bounding
+/// them in the sandbox's outer user namespace works (1024 of each kind,
+/// `/proc/sys/user/max_*_namespaces` written there, tried), but costs
+/// 0.1x a raw clone per sandbox written by the init program and 0.2x by
+/// the launched child (eight sysctl writes, on the path to the sandbox's
+/// ready), against a budget of 2.5x it is at already.
 #[test]
+#[ignore = "kept: a sandbox can take all of the caller's host-wide namespace quota (max_uts_namespaces), so the test process cannot make another sandbox (README, per-user kernel quotas)"]
 fn a_sandbox_cannot_take_the_caller_s_namespace_quota() {
     if common::is_root() {
         common::skip(
