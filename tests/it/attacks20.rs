@@ -230,6 +230,46 @@ fn a_sandbox_cannot_take_the_caller_s_namespace_quota() {
     );
 }
 
+/// A sandbox whose spawned closure fills one of the caller's per-user
+/// counts with `fill` and then holds it: the sandbox, the closure, and how
+/// much it filled (`None`: it did not say within 20 s). `None` as root,
+/// where it would take root's count from every process of the host
+/// meanwhile (said as a skip).
+fn holding(fill: fn() -> usize) -> Option<(hermetic::Sandbox, hermetic::Spawned, Option<u64>)> {
+    if common::is_root() {
+        common::skip(
+            "as root this would take root's quota from every process of the host meanwhile: run it rootless",
+        );
+        return None;
+    }
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let sandbox = hermetic::Sandbox::builder()
+        .timeout(std::time::Duration::from_secs(25))
+        .build()
+        .unwrap();
+    let holder = sandbox
+        .spawn(move || {
+            let filled = fill();
+            let _ = nix::unistd::write(&w, &(filled as u64).to_le_bytes());
+            loop {
+                nix::unistd::pause();
+                if filled == usize::MAX {
+                    break;
+                }
+            }
+        })
+        .unwrap();
+    let mut r = std::fs::File::from(r);
+    let mut b = [0u8; 8];
+    let mut fds = [nix::poll::PollFd::new(
+        r.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(20_000u16)).unwrap() > 0
+        && r.read_exact(&mut b).is_ok();
+    Some((sandbox, holder, ready.then(|| u64::from_le_bytes(b))))
+}
+
 /// Sends copies of one fd over a unix socket pair of its own, never read,
 /// until the kernel refuses (`ETOOMANYREFS`: the sender's user has more
 /// fds in flight than its `RLIMIT_NOFILE`), having raised its own soft
@@ -283,38 +323,10 @@ fn fill_unix_inflight() -> usize {
 #[test]
 #[ignore = "kept: a closure can fill the caller's per-user count of unix fds in flight, refusing SCM_RIGHTS to the caller's processes (README, per-user kernel quotas)"]
 fn a_closure_cannot_fill_the_caller_s_unix_fds_in_flight() {
-    if common::is_root() {
-        common::skip(
-            "as root this would take root's quota from every process of the host meanwhile: run it rootless",
-        );
+    let Some((sandbox, holder, filled)) = holding(fill_unix_inflight) else {
         return;
-    }
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-    let sandbox = hermetic::Sandbox::builder()
-        .timeout(std::time::Duration::from_secs(25))
-        .build()
-        .unwrap();
-    let holder = sandbox
-        .spawn(move || {
-            let sent = fill_unix_inflight();
-            let _ = nix::unistd::write(&w, &(sent as u64).to_le_bytes());
-            loop {
-                nix::unistd::pause();
-                if sent == usize::MAX {
-                    break;
-                }
-            }
-        })
-        .unwrap();
-    let mut r = std::fs::File::from(r);
-    let mut b = [0u8; 8];
-    let mut fds = [nix::poll::PollFd::new(
-        r.as_fd(),
-        nix::poll::PollFlags::POLLIN,
-    )];
-    let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(20_000u16)).unwrap() > 0
-        && r.read_exact(&mut b).is_ok();
-    let sent = u64::from_le_bytes(b);
+    };
+    let (ready, sent) = (filled.is_some(), filled.unwrap_or(0));
     // Meanwhile, outside: an fd sent over a socket pair of the test's.
     let outside = {
         use nix::sys::socket::{
@@ -389,38 +401,10 @@ fn fill_pending_signals() -> usize {
 #[test]
 #[ignore = "kept: a closure can fill the caller's per-user count of pending signals (RLIMIT_SIGPENDING), so sigqueue fails outside (README, per-user kernel quotas)"]
 fn a_closure_cannot_fill_the_caller_s_pending_signals() {
-    if common::is_root() {
-        common::skip(
-            "as root this would take root's quota from every process of the host meanwhile: run it rootless",
-        );
+    let Some((sandbox, holder, filled)) = holding(fill_pending_signals) else {
         return;
-    }
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-    let sandbox = hermetic::Sandbox::builder()
-        .timeout(std::time::Duration::from_secs(25))
-        .build()
-        .unwrap();
-    let holder = sandbox
-        .spawn(move || {
-            let queued = fill_pending_signals();
-            let _ = nix::unistd::write(&w, &(queued as u64).to_le_bytes());
-            loop {
-                nix::unistd::pause();
-                if queued == usize::MAX {
-                    break;
-                }
-            }
-        })
-        .unwrap();
-    let mut r = std::fs::File::from(r);
-    let mut b = [0u8; 8];
-    let mut fds = [nix::poll::PollFd::new(
-        r.as_fd(),
-        nix::poll::PollFlags::POLLIN,
-    )];
-    let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(20_000u16)).unwrap() > 0
-        && r.read_exact(&mut b).is_ok();
-    let queued = u64::from_le_bytes(b);
+    };
+    let (ready, queued) = (filled.is_some(), filled.unwrap_or(0));
     // Meanwhile, outside: one real-time signal queued by a child of the
     // test's to itself, blocked (not to the test process, whose threads
     // would take it).
