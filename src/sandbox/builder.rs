@@ -53,9 +53,9 @@ pub struct SandboxBuilder {
     /// Host paths kept visible where the sandbox's own `/tmp` would hide
     /// them (besides the working directory and the target dir).
     visible: Vec<PathBuf>,
-    /// The executable whose target dir is the test's: `None` for this
-    /// process's; `Some(None)` for none (the `hermetic` binary running a
-    /// program that no cargo built).
+    /// The executable whose target dir is the test's, if cargo built it
+    /// (else, and by default, this process's): the program the `hermetic`
+    /// binary runs (`None` inside: not found).
     test_executable: Option<Option<PathBuf>>,
     /// The uid and gid of the sandbox's processes, if not root.
     user: Option<(u32, u32)>,
@@ -556,9 +556,10 @@ impl SandboxBuilder {
     }
 
     /// For the `hermetic` binary: the program it runs is the test, so
-    /// that program's target dir (`None`: it has none) is the test's, not
+    /// that program's target dir, if cargo built it, is the test's, not
     /// the one `hermetic` itself was built in (see
-    /// [`visible`](Self::visible)).
+    /// [`visible`](Self::visible)); for a program that no cargo built (a
+    /// shell that runs what lies there), still `hermetic`'s own.
     #[doc(hidden)]
     pub fn __test_executable(&mut self, program: Option<PathBuf>) -> &mut Self {
         self.test_executable = Some(program);
@@ -875,8 +876,10 @@ impl SandboxBuilder {
         };
         let host = crate::setup::host::effective(self.host.unwrap_or_default());
         let test_executable = match &self.test_executable {
-            Some(program) => program.clone(),
-            None => std::env::current_exe().ok(),
+            Some(Some(program)) if crate::setup::host::has_target_dir(program) => {
+                Some(program.clone())
+            }
+            _ => std::env::current_exe().ok(),
         };
         let view = crate::setup::host::HostView::cached(
             host == HostMode::CopyOnWrite,

@@ -254,6 +254,11 @@ fn target_dir(exe: Option<&Path>) -> Option<PathBuf> {
     target_dir_of(exe?)
 }
 
+/// Whether cargo built `exe`: it has a target dir ([`target_dir_of`]).
+pub(crate) fn has_target_dir(exe: &Path) -> bool {
+    target_dir_of(exe).is_some()
+}
+
 /// [`target_dir`] for the executable `exe`, from the files around it.
 fn target_dir_of(exe: &Path) -> Option<PathBuf> {
     let marked = exe

@@ -597,9 +597,11 @@ fn decimal_durations_and_relative_bind_sources_are_taken() {
 /// `hermetic run`'s test is its program: the target dir cargo built that
 /// program in is shown copy-on-write (writable inside, unchanged on the
 /// host), as a test binary's own is in a sandbox it makes; the dir
-/// `hermetic` itself was built in is nothing to the test, so no overlay
-/// of the sandbox's shows it (but where the working directory or `$HOME`
-/// lie: `/` and an empty `$HOME` here).
+/// `hermetic` itself was built in is then nothing to the test, so no
+/// overlay of the sandbox's shows it (but where the working directory or
+/// `$HOME` lie: `/` and an empty `$HOME` here). (For a program no cargo
+/// built, a shell, `hermetic`'s own stays the test's: `ids_attacks` runs
+/// `hermetic` in `hermetic run -- sh` with the checkout under `/tmp`.)
 #[test]
 fn run_s_target_dir_is_its_program_s() {
     let dir = tempfile::Builder::new()

@@ -489,8 +489,10 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Option<RunArgs>, Usage> {
     // program started by a symbolic link (a tool linked into a bin
     // directory of its own), its target's too.
     let found = host_path(&program, run.path.as_deref());
-    // The program is the test: its target dir (if cargo built it) is the
-    // test's, not the one this binary was built in.
+    // The program is the test: its target dir, if cargo built it, is the
+    // test's, not the one this binary was built in (which stays the
+    // test's for a program that no cargo built: a shell running what lies
+    // there).
     run.builder
         .__test_executable(found.as_ref().and_then(|p| std::fs::canonicalize(p).ok()));
     if let Some(path) = found {
