@@ -888,27 +888,7 @@ pub(crate) fn init_steps(ids: Option<Ids>, layout: &Layout<'_>) -> Result<Vec<St
     // (the kernel keeps one per network namespace, and a bind covers only
     // the one it was made on).
     for path in NET_SYSCTLS_OF_THE_HOST {
-        steps.push(step(
-            format!("binding {} over itself", path.to_string_lossy()),
-            StepKind::ProcReadOnly,
-            Action::BindSelf {
-                path: path.into(),
-                optional: true,
-            },
-        ));
-        steps.push(step(
-            format!(
-                "making {} read-only (a switch of the whole host's)",
-                path.to_string_lossy()
-            ),
-            StepKind::ProcReadOnly,
-            Action::SetAttr {
-                target: path.into(),
-                attrs: wire::ATTR_RDONLY,
-                recursive: false,
-                optional: true,
-            },
-        ));
+        steps.extend(proc_read_only(path, true));
     }
     for (point, fstype) in &layout.view.special {
         if fstype == "mqueue" && hides(point) {
