@@ -55,8 +55,8 @@ pub struct SandboxBuilder {
     visible: Vec<PathBuf>,
     /// The executable whose target dir is the test's, if cargo built it
     /// (else, and by default, this process's): the program the `hermetic`
-    /// binary runs (`None` inside: not found).
-    test_executable: Option<Option<PathBuf>>,
+    /// binary runs.
+    test_executable: Option<PathBuf>,
     /// The uid and gid of the sandbox's processes, if not root.
     user: Option<(u32, u32)>,
     /// The most the sandbox's `/tmp` holds.
@@ -562,7 +562,7 @@ impl SandboxBuilder {
     /// shell that runs what lies there), still `hermetic`'s own.
     #[doc(hidden)]
     pub fn __test_executable(&mut self, program: Option<PathBuf>) -> &mut Self {
-        self.test_executable = Some(program);
+        self.test_executable = program;
         self
     }
 
@@ -876,9 +876,7 @@ impl SandboxBuilder {
         };
         let host = crate::setup::host::effective(self.host.unwrap_or_default());
         let test_executable = match &self.test_executable {
-            Some(Some(program)) if crate::setup::host::has_target_dir(program) => {
-                Some(program.clone())
-            }
+            Some(program) if crate::setup::host::has_target_dir(program) => Some(program.clone()),
             _ => std::env::current_exe().ok(),
         };
         let view = crate::setup::host::HostView::cached(
